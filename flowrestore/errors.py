@@ -1,0 +1,67 @@
+"""Typed errors of flowrestore.
+
+Every error names the offending argument and shows the value received, so a user can fix a call
+without reading the source. They subclass the built-in exception a user would expect
+(``ValueError``, ``TypeError``, ``FloatingPointError``, ``RuntimeError``) as well as
+:class:`FlowRestoreError`, so ``except ValueError`` and ``except fr.FlowRestoreError`` both work.
+"""
+
+from __future__ import annotations
+
+
+class FlowRestoreError(Exception):
+    """Base class of every error raised by flowrestore."""
+
+
+class GridError(FlowRestoreError, ValueError):
+    """A time grid is malformed: not 1-D, not strictly monotone, out of range or wrong direction."""
+
+
+class ShapeError(FlowRestoreError, ValueError):
+    """A tensor has the wrong shape (a predictor output, a state, a per-sample time)."""
+
+
+class PredictorOutputError(FlowRestoreError, TypeError):
+    """A predictor or drift returned something of the wrong type, shape, dtype or device."""
+
+
+class NonFiniteError(FlowRestoreError, FloatingPointError):
+    """The state or a predictor/drift output became NaN or infinite (the message gives step and t)."""
+
+
+class StepSizeUnderflowError(FlowRestoreError, RuntimeError):
+    """An adaptive solver's step size fell below its ``min_step``."""
+
+
+class MaxStepsReachedError(FlowRestoreError, RuntimeError):
+    """A solve used ``max_steps`` steps before reaching its end time.
+
+    The partial :class:`~flowrestore.Solution` is attached as ``.solution``.
+    """
+
+    def __init__(self, message: str, solution=None):
+        super().__init__(message)
+        self.solution = solution
+
+
+class IncompatibleSolverError(FlowRestoreError, TypeError):
+    """A solver was paired with a flow it cannot integrate (e.g. an ODE method on an SDE)."""
+
+
+class ConfigError(FlowRestoreError, ValueError):
+    """A configuration argument is out of range or of the wrong kind."""
+
+
+def describe(value) -> str:
+    """Short human description of a value for error messages (tensors by shape/dtype/device)."""
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            if value.numel() <= 6:
+                return f"tensor({value.detach().cpu().tolist()}, dtype={value.dtype}, device={value.device})"
+            return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
+    except ImportError:  # pragma: no cover
+        pass
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
