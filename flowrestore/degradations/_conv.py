@@ -1,0 +1,119 @@
+"""Padded correlations and their exact adjoints, shared by the blur operators and families.
+
+A blur here is ``A x = corr(k, P x)``: pad ``P`` (reflect, circular or zeros) then a 'valid'
+cross-correlation with ``k``. Its adjoint is ``Pᵀ corrᵀ(k, y)`` where ``corrᵀ`` is the transposed
+convolution and ``Pᵀ`` the adjoint of the padding: for reflect/circular padding ``P`` is a gather
+``x[idx]``, so ``Pᵀ`` is the scatter-add ``index_add(idx, y)``; for zero padding it is a crop. Both are
+exact, so the adjointness error is round-off only.
+
+Kernels are either shared (1-D ``[K]`` / 2-D ``[kh, kw]``) — one single-channel convolution over all
+``B·C`` planes — or per-sample (``[B, K]`` / ``[B, kh, kw]``) — one grouped convolution with ``B·C``
+groups, so a batch with a different kernel per sample is still a single batched op.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+
+PADDINGS = ("reflect", "circular", "zeros")
+
+
+def check_padding(padding) -> str:
+    """Validate a padding mode name."""
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding must be one of {PADDINGS}, got {describe(padding)}")
+    return padding
+
+
+@lru_cache(maxsize=256)
+def _pad_index(n: int, p: int, mode: str, device: torch.device) -> torch.Tensor:
+    i = torch.arange(-p, n + p)
+    if mode == "reflect":
+        i = i.abs()
+        i = torch.where(i >= n, 2 * (n - 1) - i, i)
+    else:  # circular
+        i = i % n
+    return i.to(device)
+
+
+def check_fits(
+    size: tuple[int, int], kernel_hw: tuple[int, int], padding: str, *, name: str
+) -> None:
+    """Raise ShapeError when a kernel is too large for reflect padding of an image of ``size``."""
+    if padding != "reflect":
+        return
+    for n, k in zip(size, kernel_hw, strict=True):
+        if k // 2 > n - 1:
+            raise ShapeError(
+                f"{name} {tuple(kernel_hw)} is too large for an image of spatial size {tuple(size)} "
+                f"with padding='reflect' (needs kernel_size // 2 <= side - 1); use a smaller "
+                f"kernel or padding='circular'/'zeros'"
+            )
+
+
+def pad_axis(x: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tensor:
+    """Pad ``x`` by ``p`` on both sides of ``dim``."""
+    if p == 0:
+        return x
+    if mode == "zeros":
+        pads = [0, 0] * (x.dim() - 1 - dim % x.dim()) + [p, p]
+        return F.pad(x, pads)
+    return x.index_select(dim, _pad_index(x.shape[dim], p, mode, x.device))
+
+
+def pad_axis_adjoint(y: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tensor:
+    """Exact adjoint of :func:`pad_axis`."""
+    if p == 0:
+        return y
+    n = y.shape[dim] - 2 * p
+    if mode == "zeros":
+        return y.narrow(dim, p, n)
+    shape = list(y.shape)
+    shape[dim] = n
+    return y.new_zeros(shape).index_add(dim, _pad_index(n, p, mode, y.device), y)
+
+
+def as_planes(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
+    """View ``[B, *, H, W]`` as ``[B, M, H, W]`` (``M`` = product of the middle dims)."""
+    if x.dim() < 3:
+        raise ShapeError(
+            f"{name} must be an image batch [B, C, H, W] (or [B, H, W]), got {describe(x)}"
+        )
+    return x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
+
+
+def _conv(x4: torch.Tensor, w2d: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """Correlate every plane of ``x4`` [B, M, h, w] with ``w2d`` ([kh, kw] or per-sample [B, kh, kw])."""
+    b, m, h, w = x4.shape
+    op = F.conv_transpose2d if transpose else F.conv2d
+    if w2d.dim() == 2:
+        out = op(x4.reshape(b * m, 1, h, w), w2d[None, None])
+    else:
+        weight = w2d.repeat_interleave(m, dim=0).unsqueeze(1)
+        out = op(x4.reshape(1, b * m, h, w), weight, groups=b * m)
+    return out.reshape(b, m, out.shape[-2], out.shape[-1])
+
+
+def separable(x4, kh, kw, padding: str, *, adjoint: bool = False):
+    """``corr_W(kw) P_W corr_H(kh) P_H x`` (or its adjoint) for 1-D kernels ``[K]`` or ``[B, K]``."""
+    ph, pw = kh.shape[-1] // 2, kw.shape[-1] // 2
+    kh2, kw2 = kh.unsqueeze(-1), kw.unsqueeze(-2)  # [..., K, 1] and [..., 1, K]
+    if not adjoint:
+        y = _conv(pad_axis(x4, 2, ph, padding), kh2, False)
+        return _conv(pad_axis(y, 3, pw, padding), kw2, False)
+    y = pad_axis_adjoint(_conv(x4, kw2, True), 3, pw, padding)
+    return pad_axis_adjoint(_conv(y, kh2, True), 2, ph, padding)
+
+
+def full2d(x4, k, padding: str, *, adjoint: bool = False):
+    """``corr(k, P x)`` (or its adjoint) for a 2-D kernel ``[kh, kw]`` or per-sample ``[B, kh, kw]``."""
+    ph, pw = k.shape[-2] // 2, k.shape[-1] // 2
+    if not adjoint:
+        return _conv(pad_axis(pad_axis(x4, 2, ph, padding), 3, pw, padding), k, False)
+    y = _conv(x4, k, True)
+    return pad_axis_adjoint(pad_axis_adjoint(y, 3, pw, padding), 2, ph, padding)

@@ -1,0 +1,136 @@
+"""Base classes of the degradation operators ``A`` and the per-sample time helper.
+
+A :class:`LinearOperator` has ``A(x)``, ``A_adjoint(y)`` and a self-test :meth:`check_adjoint` of
+``<A x, y> = <x, Aᵀ y>`` (the identity behind every adjoint used by guidance and data consistency,
+MATH.md §3). :class:`Identity` and :class:`Diagonal` (elementwise scaling, self-adjoint) live here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.schedules import as_time_tensor
+
+__all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time"]
+
+
+def batch_time(t, x: torch.Tensor, *, name: str = "t") -> tuple[torch.Tensor, float | None]:
+    """Per-sample severities ``[B]`` in ``x``'s dtype/device, checked to lie in [0, 1].
+
+    ``t`` may be a float (returned second as well, so callers can take a shared-parameter fast
+    path), a 0-dim tensor or a ``[B]`` tensor.
+    """
+    scalar = None
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        scalar = float(t)
+    tt = as_time_tensor(t, name=name, like=x)
+    b = x.shape[0]
+    if tt.dim() == 0:
+        tt = tt.expand(b)
+    elif tt.shape != (b,):
+        raise ShapeError(
+            f"{name} must be a float, a 0-dim tensor or a [B]=[{b}] tensor, got {describe(t)}"
+        )
+    return tt.to(device=x.device, dtype=x.dtype if x.is_floating_point() else tt.dtype), scalar
+
+
+def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a ``[B]`` tensor to ``[B, 1, ..., 1]`` to broadcast against ``x``."""
+    return v.reshape(v.shape[0], *([1] * (x.dim() - 1)))
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum()
+
+
+class LinearOperator:
+    """A linear degradation ``A`` with its adjoint. ``op(x)`` is ``op.A(x)``.
+
+    Subclasses implement :meth:`A` and :meth:`A_adjoint` on batches ``[B, *]``.
+    """
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Apply the operator."""
+        raise NotImplementedError
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Apply the adjoint (transpose) operator."""
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A(x)
+
+    def check_adjoint(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> float:
+        """Relative adjointness error ``|<Ax, y> - <x, Aᵀy>| / (|<Ax, y>| + tiny)`` on random x, y."""
+        x = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        ax = self.A(x)
+        y = torch.randn(ax.shape, generator=generator, dtype=dtype, device=device)
+        lhs, rhs = _inner(ax, y), _inner(x, self.A_adjoint(y))
+        tiny = torch.finfo(dtype).tiny
+        return float((lhs - rhs).abs() / (lhs.abs() + tiny))
+
+
+class Identity(LinearOperator):
+    """The identity ``A x = x`` (pure denoising)."""
+
+    def A(self, x):
+        """Return ``x``."""
+        return x
+
+    def A_adjoint(self, y):
+        """Return ``y``."""
+        return y
+
+    def __repr__(self) -> str:
+        return "Identity()"
+
+
+class Diagonal(LinearOperator):
+    """Elementwise scaling ``A x = scale ⊙ x`` (self-adjoint); ``scale`` broadcasts against ``x``.
+
+    ``scale`` is a float or a tensor (may require grad); it must broadcast to the batch's shape
+    without changing it.
+    """
+
+    _name = "scale"
+
+    def __init__(self, scale: float | torch.Tensor):
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, torch.Tensor)):
+            raise ConfigError(f"{self._name} must be a float or a tensor, got {describe(scale)}")
+        self.scale = scale
+
+    def _scale_for(self, x: torch.Tensor):
+        s = self.scale
+        if not isinstance(s, torch.Tensor):
+            return s
+        try:
+            ok = torch.broadcast_shapes(s.shape, x.shape) == x.shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ShapeError(
+                f"{self._name} of shape {tuple(s.shape)} does not match the image batch of shape "
+                f"{tuple(x.shape)} (it must broadcast to it), got {describe(s)}"
+            )
+        if s.device != x.device or (s.dtype != x.dtype and x.is_floating_point()):
+            s = s.to(device=x.device, dtype=x.dtype)
+        return s
+
+    def A(self, x):
+        """Return ``scale ⊙ x``."""
+        return self._scale_for(x) * x
+
+    def A_adjoint(self, y):
+        """Return ``scale ⊙ y`` (a real diagonal is self-adjoint)."""
+        return self._scale_for(y) * y
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({describe(self.scale)})"

@@ -1,0 +1,410 @@
+"""Degradation families ``A_t``, ``t ∈ [0, 1]``, with ``A_0 ≈ I`` and their time derivatives.
+
+The stochastic degradation process of Dirac (MATH.md §3) is ``y_t = A_t(x_0) + σ_t z``; its drift
+needs ``∂_t A_t(Φ)``. A family is called as ``family(x, t)`` with ``t`` a float, a 0-dim tensor or one
+severity per sample ``[B]``; linear families also give ``family.adjoint(y, t)`` and
+``family.time_derivative(x, t) = ∂_t A_t(x)``.
+
+Most families are ``A_t = B_{p(t)}`` for an operator ``B_p`` with a scalar parameter ``p`` (blur
+width, hole size, blend amount) given by a schedule ``p(t)``; then ``∂_t A_t x = (∂_p B_p x) p'(t)``
+with ``∂_p B_p`` analytic and ``p'(t)`` exact for a :class:`~flowrestore.schedules.Schedule`. For a
+plain callable ``p`` the derivative is the central difference ``(p(t+h) - p(t-h)) / (2h)`` in float64
+(one-sided, inside [0, 1], at the ends) with ``h = fd_step`` (default 1e-4, error O(h²)).
+Any callable ``A(x, t)`` can be used through :func:`as_family` (derivative by central difference in
+``x``'s dtype, default step 1e-3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from flowrestore.degradations._conv import as_planes, check_fits, check_padding, separable
+from flowrestore.degradations.base import LinearOperator, batch_time, per_sample
+from flowrestore.degradations.blur import (
+    cached_gaussian_kernel,
+    check_kernel_size,
+    gaussian_kernel,
+    gaussian_kernel_derivative,
+)
+from flowrestore.degradations.inpainting import box_hole_mask, gaussian_hole_mask
+from flowrestore.degradations.resample import _check_factor, block_average
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.schedules import Linear, Schedule
+
+__all__ = [
+    "Family",
+    "LinearFamily",
+    "FunctionFamily",
+    "as_family",
+    "GaussianBlurFamily",
+    "InpaintingFamily",
+    "DownsampleFamily",
+    "DiagonalFamily",
+]
+
+
+def _check_step(fd_step) -> float:
+    if isinstance(fd_step, bool) or not isinstance(fd_step, (int, float)) or not 0 < fd_step < 0.5:
+        raise ConfigError(f"fd_step must be a float in (0, 0.5), got {describe(fd_step)}")
+    return float(fd_step)
+
+
+def _fd_points(tt: torch.Tensor, h: float):
+    lo, hi = (tt - h).clamp_min(0), (tt + h).clamp_max(1)
+    return lo, hi, hi - lo
+
+
+class _Param:
+    """A parameter schedule ``p(t)``: a Schedule (exact derivative) or a callable (central difference)."""
+
+    def __init__(self, fn, name: str, fd_step: float):
+        if not callable(fn):
+            raise ConfigError(
+                f"{name} must be a Schedule or a callable t -> value, got {describe(fn)}"
+            )
+        self.fn, self.name, self.h = fn, name, fd_step
+
+    def _eval(self, tt: torch.Tensor) -> torch.Tensor:
+        v = self.fn(tt)
+        v = (
+            torch.as_tensor(v, dtype=tt.dtype, device=tt.device)
+            if not isinstance(v, torch.Tensor)
+            else v
+        )
+        if v.dim() == 0:
+            v = v.expand(tt.shape)
+        if v.shape != tt.shape:
+            raise ShapeError(
+                f"{self.name}(t) must return one value per sample {tuple(tt.shape)}, got {describe(v)}"
+            )
+        return v
+
+    def value(self, tt: torch.Tensor) -> torch.Tensor:
+        """``p(t)`` per sample, in ``t``'s dtype."""
+        v = self._eval(tt)
+        return v if v.dtype == tt.dtype else v.to(tt.dtype)
+
+    def derivative(self, tt: torch.Tensor) -> torch.Tensor:
+        """``p'(t)`` per sample."""
+        if isinstance(self.fn, Schedule):
+            return self.fn.derivative(tt).to(tt.dtype)
+        t64 = tt.detach().double()
+        lo, hi, dt = _fd_points(t64, self.h)
+        return ((self._eval(hi) - self._eval(lo)) / dt).to(tt.dtype)
+
+
+class Family:
+    """A degradation family ``A_t``: ``family(x, t)`` and ``family.time_derivative(x, t)``."""
+
+    linear = False
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        tt, scalar = batch_time(t, x)
+        return self._apply(x, tt, scalar)
+
+    def time_derivative(self, x: torch.Tensor, t) -> torch.Tensor:
+        """``∂_t A_t(x)`` per sample."""
+        tt, _ = batch_time(t, x)
+        return self._dt(x, tt)
+
+    def _apply(self, x, tt, scalar):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _dt(self, x, tt):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _AtTime(LinearOperator):
+    def __init__(self, family, t):
+        self.family, self.t = family, t
+
+    def A(self, x):
+        return self.family(x, self.t)
+
+    def A_adjoint(self, y):
+        return self.family.adjoint(y, self.t)
+
+
+class LinearFamily(Family):
+    """A family of linear operators: adds ``adjoint(y, t)``, ``at(t)`` and ``check_adjoint``."""
+
+    linear = True
+
+    def adjoint(self, y: torch.Tensor, t) -> torch.Tensor:
+        """``A_tᵀ y`` per sample."""
+        tt, scalar = batch_time(t, y)
+        return self._adjoint(y, tt, scalar)
+
+    def at(self, t) -> LinearOperator:
+        """The operator ``A_t`` at a fixed ``t`` (a float or a ``[B]`` tensor) as a LinearOperator."""
+        return _AtTime(self, t)
+
+    def check_adjoint(self, shape, t, *, generator=None, dtype=torch.float64, device=None) -> float:
+        """Relative adjointness error of ``A_t`` (see :meth:`LinearOperator.check_adjoint`)."""
+        if isinstance(t, torch.Tensor):
+            t = t.to(dtype=dtype, device=device)
+        return self.at(t).check_adjoint(shape, generator=generator, dtype=dtype, device=device)
+
+    def _adjoint(self, y, tt, scalar):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FunctionFamily(Family):
+    """Wrap any callable ``fn(x, t)`` (``t`` a ``[B]`` tensor) as a family.
+
+    ``time_derivative`` defaults to the central difference ``(A_{t+h}x - A_{t-h}x) / (2h)`` (one-sided
+    inside [0, 1] at the ends), ``h = fd_step``. Give ``adjoint`` to make it linear.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        adjoint: Callable | None = None,
+        time_derivative: Callable | None = None,
+        fd_step: float = 1e-3,
+    ):
+        if not callable(fn):
+            raise ConfigError(f"fn must be callable A(x, t), got {describe(fn)}")
+        self.fn, self._adj, self._deriv, self.h = fn, adjoint, time_derivative, _check_step(fd_step)
+        self.linear = adjoint is not None
+
+    def _apply(self, x, tt, scalar):
+        return self.fn(x, tt)
+
+    def adjoint(self, y, t):
+        """``A_tᵀ y`` when an adjoint callable was given."""
+        if self._adj is None:
+            raise ConfigError(
+                "this family has no adjoint; pass adjoint=callable(y, t) to FunctionFamily"
+            )
+        tt, _ = batch_time(t, y)
+        return self._adj(y, tt)
+
+    def at(self, t) -> LinearOperator:
+        """The operator at fixed ``t`` (needs an adjoint)."""
+        return _AtTime(self, t)
+
+    def _dt(self, x, tt):
+        if self._deriv is not None:
+            return self._deriv(x, tt)
+        lo, hi, dt = _fd_points(tt, self.h)
+        return (self.fn(x, hi) - self.fn(x, lo)) / per_sample(dt, x)
+
+
+def as_family(A) -> Family:
+    """Return ``A`` if it is a :class:`Family`, else wrap the callable ``A(x, t)`` in a FunctionFamily."""
+    if isinstance(A, Family):
+        return A
+    return FunctionFamily(A)
+
+
+class GaussianBlurFamily(LinearFamily):
+    """``A_t x = G_{w(t)} ⋆ P x``: Gaussian blur whose width follows ``width`` (Schedule or callable).
+
+    ``width(0)`` small (≈ identity, e.g. 0.3 as in Dirac's code) and ``width(1)`` the observed width;
+    e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. Per-sample widths are applied
+    in one grouped convolution; a float ``t`` with float-valued width uses the cached kernel.
+    ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
+    """
+
+    def __init__(
+        self, *, width, kernel_size: int = 61, padding: str = "reflect", fd_step: float = 1e-4
+    ):
+        self.width = _Param(width, "width", _check_step(fd_step))
+        self.kernel_size = check_kernel_size(kernel_size)
+        self.padding = check_padding(padding)
+
+    def _widths(self, tt, scalar):
+        w = self.width.value(tt[:1] if scalar is not None else tt)
+        if bool((w.detach() < 0).any()) or not bool(torch.isfinite(w.detach()).all()):
+            raise ConfigError(
+                f"width(t) must be finite and >= 0, got {describe(w)} at t={describe(tt)}"
+            )
+        return w
+
+    def _kernels(self, x, tt, scalar, derivative=False):
+        w = self._widths(tt, scalar)
+        if scalar is not None and not w.requires_grad:
+            return cached_gaussian_kernel(
+                float(w[0]), self.kernel_size, dtype=x.dtype, device=x.device, derivative=derivative
+            )
+        fn = gaussian_kernel_derivative if derivative else gaussian_kernel
+        return fn(w.expand(tt.shape).to(x.dtype), self.kernel_size)
+
+    def _run(self, x, tt, scalar, adjoint):
+        x4 = as_planes(x)
+        check_fits(x4.shape[-2:], (self.kernel_size,) * 2, self.padding, name="kernel_size")
+        k = self._kernels(x, tt, scalar)
+        return separable(x4, k, k, self.padding, adjoint=adjoint).reshape(x.shape)
+
+    def _apply(self, x, tt, scalar):
+        return self._run(x, tt, scalar, False)
+
+    def _adjoint(self, y, tt, scalar):
+        return self._run(y, tt, scalar, True)
+
+    def _dt(self, x, tt):
+        x4 = as_planes(x)
+        check_fits(x4.shape[-2:], (self.kernel_size,) * 2, self.padding, name="kernel_size")
+        k, dk = self._kernels(x, tt, None), self._kernels(x, tt, None, derivative=True)
+        d = separable(x4, dk, k, self.padding) + separable(x4, k, dk, self.padding)
+        return (d * per_sample(self.width.derivative(tt), d)).reshape(x.shape)
+
+
+class InpaintingFamily(LinearFamily):
+    """``A_t x = m_t ⊙ x``: a centred hole growing with ``t`` (``A_t`` is self-adjoint).
+
+    Either ``size`` (Schedule or callable t → pixels, ``size(0) = 0`` gives exactly ``A_0 = I``) with
+    ``shape="gaussian"`` (``m = (1 - exp(-r²/2σ²))^power``, σ = size, Dirac's mask) or ``shape="box"``
+    (anti-aliased square hole of side ``size``), or ``mask_fn(t, (H, W))`` returning a mask that
+    broadcasts to ``[B, 1, H, W]`` (its time derivative by central difference).
+    """
+
+    def __init__(
+        self,
+        *,
+        size=None,
+        shape: str = "gaussian",
+        power: float = 4.0,
+        mask_fn=None,
+        fd_step: float = 1e-4,
+    ):
+        if (size is None) == (mask_fn is None):
+            raise ConfigError(
+                f"give exactly one of size= and mask_fn=, got size={describe(size)}, "
+                f"mask_fn={describe(mask_fn)}"
+            )
+        if shape not in ("gaussian", "box"):
+            raise ConfigError(f"shape must be 'gaussian' or 'box', got {describe(shape)}")
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
+            raise ConfigError(f"power must be a float >= 1, got {describe(power)}")
+        self.h = _check_step(fd_step)
+        self.size = None if size is None else _Param(size, "size", self.h)
+        if mask_fn is not None and not callable(mask_fn):
+            raise ConfigError(
+                f"mask_fn must be callable (t, (H, W)) -> mask, got {describe(mask_fn)}"
+            )
+        self.mask_fn, self.shape, self.power = mask_fn, shape, float(power)
+
+    def _from_size(self, s, h, w, derivative):
+        if self.shape == "gaussian":
+            return gaussian_hole_mask(s, h, w, power=self.power, derivative=derivative)
+        return box_hole_mask(s, h, w, derivative=derivative)
+
+    def _user_mask(self, tt, h, w, b):
+        m = self.mask_fn(tt, (h, w))
+        if not isinstance(m, torch.Tensor):
+            raise ShapeError(f"mask_fn must return a tensor, got {describe(m)}")
+        try:
+            ok = torch.broadcast_shapes(m.shape, (b, 1, h, w)) == (b, 1, h, w)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ShapeError(
+                f"mask_fn(t, ({h}, {w})) must broadcast to [B, 1, H, W] = {[b, 1, h, w]}, "
+                f"got {describe(m)}"
+            )
+        return m
+
+    def mask(self, t, x: torch.Tensor) -> torch.Tensor:
+        """The mask ``m_t`` for the batch ``x`` [B, *, H, W], shape ``[B, 1, H, W]``."""
+        tt, _ = batch_time(t, x)
+        return self._mask(tt, x)
+
+    def _mask(self, tt, x, derivative=False):
+        b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        if self.mask_fn is not None:
+            if not derivative:
+                return self._user_mask(tt, h, w, b).to(x.dtype)
+            lo, hi, dt = _fd_points(tt, self.h)
+            dm = self._user_mask(hi, h, w, b) - self._user_mask(lo, h, w, b)
+            return dm.to(x.dtype) / dt.reshape(-1, 1, 1, 1)
+        s = self.size.value(tt)
+        if bool((s.detach() < 0).any()) or not bool(torch.isfinite(s.detach()).all()):
+            raise ConfigError(
+                f"size(t) must be finite and >= 0, got {describe(s)} at t={describe(tt)}"
+            )
+        m = self._from_size(s, h, w, derivative)
+        return m * self.size.derivative(tt).reshape(-1, 1, 1, 1) if derivative else m
+
+    def _mul(self, x, m):
+        return (as_planes(x) * m).reshape(x.shape)
+
+    def _apply(self, x, tt, scalar):
+        return self._mul(x, self._mask(tt, x))
+
+    _adjoint = _apply
+
+    def _dt(self, x, tt):
+        return self._mul(x, self._mask(tt, x, derivative=True))
+
+
+class DownsampleFamily(LinearFamily):
+    """``A_t = (1 - a(t)) I + a(t) U D``: blend from identity to block-average-then-replicate.
+
+    ``U D`` is the orthogonal projection onto ``f × f`` block-constant images (``D`` = ``f``-fold
+    average pooling, ``U`` = nearest upsampling), so ``A_t`` is linear, self-adjoint, keeps the image
+    size, and ``A_1 x = U D x`` carries exactly the low-resolution observation. ``amount`` (Schedule or
+    callable) defaults to ``a(t) = t``; ``∂_t A_t x = a'(t) (U D x - x)``.
+    """
+
+    def __init__(self, *, factor: int, amount=None, fd_step: float = 1e-4):
+        self.factor = _check_factor(factor)
+        self.amount = _Param(
+            Linear(0.0, 1.0) if amount is None else amount, "amount", _check_step(fd_step)
+        )
+
+    def _apply(self, x, tt, scalar):
+        a = per_sample(self.amount.value(tt), x)
+        return x + a * (block_average(x, self.factor) - x)
+
+    _adjoint = _apply
+
+    def _dt(self, x, tt):
+        return per_sample(self.amount.derivative(tt), x) * (block_average(x, self.factor) - x)
+
+
+class DiagonalFamily(LinearFamily):
+    """``A_t x = a(t) ⊙ x`` for a callable ``a(t)`` (``t`` [B]) returning a per-sample ``[B]`` scale or a
+    tensor broadcasting to ``x`` (per coordinate), e.g. ``a(t) = 1 - t[:, None] * (1 - d)``.
+
+    ``derivative(t)`` (same shape as ``a(t)``) is optional; by default a central difference.
+    """
+
+    def __init__(self, *, a: Callable, derivative: Callable | None = None, fd_step: float = 1e-4):
+        if not callable(a):
+            raise ConfigError(f"a must be callable t -> scale, got {describe(a)}")
+        if derivative is not None and not callable(derivative):
+            raise ConfigError(
+                f"derivative must be callable t -> d a/dt, got {describe(derivative)}"
+            )
+        self.a, self.da, self.h = a, derivative, _check_step(fd_step)
+
+    def _shape(self, v, x, name):
+        v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+        if v.dim() == 1 and v.shape[0] == x.shape[0] and x.dim() > 1:
+            v = per_sample(v, x)
+        try:
+            ok = torch.broadcast_shapes(v.shape, x.shape) == x.shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ShapeError(
+                f"{name}(t) must broadcast to x of shape {tuple(x.shape)}, got {describe(v)}"
+            )
+        return v.to(x.dtype)
+
+    def _apply(self, x, tt, scalar):
+        return self._shape(self.a(tt), x, "a") * x
+
+    _adjoint = _apply
+
+    def _dt(self, x, tt):
+        if self.da is not None:
+            return self._shape(self.da(tt), x, "derivative") * x
+        lo, hi, dt = _fd_points(tt.double(), self.h)
+        d = self._shape(self.a(hi), x.double(), "a") - self._shape(self.a(lo), x.double(), "a")
+        return (d / per_sample(dt, x)).to(x.dtype) * x

@@ -1,0 +1,56 @@
+"""Additive Gaussian measurement noise ``y = x + std · z``, ``z ~ N(0, I)`` (MATH.md §3, σ_1).
+
+Used to make observations reproducibly: pass a ``torch.Generator`` (on ``x``'s device).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+
+__all__ = ["AdditiveGaussianNoise"]
+
+
+class AdditiveGaussianNoise:
+    """``noise(x, generator=g) = x + std · z``; ``std`` a float >= 0 or a per-sample ``[B]`` tensor."""
+
+    def __init__(self, std: float | torch.Tensor):
+        if isinstance(std, torch.Tensor):
+            if (
+                std.dim() > 1
+                or bool((std.detach() < 0).any())
+                or not bool(torch.isfinite(std.detach()).all())
+            ):
+                raise ConfigError(
+                    f"std must be a 0-dim or [B] tensor of finite values >= 0, got {describe(std)}"
+                )
+        elif (
+            isinstance(std, bool)
+            or not isinstance(std, (int, float))
+            or not math.isfinite(std)
+            or std < 0
+        ):
+            raise ConfigError(f"std must be a finite float >= 0, got {describe(std)}")
+        self.std = std
+
+    def __call__(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Return ``x`` plus fresh noise drawn from ``generator``."""
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        std = self.std
+        if isinstance(std, torch.Tensor):
+            std = std.to(device=x.device, dtype=x.dtype)
+            if std.dim() == 1:
+                if std.shape[0] != x.shape[0]:
+                    raise ShapeError(
+                        f"std has {std.shape[0]} entries but the batch has {x.shape[0]}"
+                    )
+                std = std.reshape(-1, *([1] * (x.dim() - 1)))
+        return x + std * z
+
+    def __repr__(self) -> str:
+        return f"AdditiveGaussianNoise(std={describe(self.std)})"

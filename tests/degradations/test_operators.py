@@ -1,0 +1,196 @@
+"""Linear operators: exact adjoints, Gaussian blur properties, kernel cache, gradients, errors."""
+
+import pytest
+import torch
+
+import flowrestore.degradations.blur as blur_mod
+from flowrestore.degradations import (
+    JPEG,
+    AdditiveGaussianNoise,
+    Blur,
+    Diagonal,
+    Downsample,
+    GaussianBlur,
+    Identity,
+    Inpainting,
+    kernel_cache_info,
+)
+from flowrestore.errors import ConfigError, ShapeError
+
+D64 = torch.float64
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def operators(b):
+    g = _gen(1)
+    return [
+        Identity(),
+        GaussianBlur(1.3),
+        GaussianBlur(2.0, kernel_size=9, padding="circular"),
+        GaussianBlur(0.8, padding="zeros"),
+        GaussianBlur(torch.linspace(0.2, 2.5, b, dtype=D64)),  # per-sample widths
+        Blur(torch.rand(5, 3, generator=g, dtype=D64)),
+        Blur(torch.rand(b, 3, 7, generator=g, dtype=D64), padding="circular"),
+        Blur(torch.rand(3, 3, generator=g, dtype=D64), padding="zeros"),
+        Downsample(4),
+        Downsample(2),
+        Inpainting((torch.rand(16, 16, generator=g) > 0.5).to(D64)),
+        Diagonal(torch.rand(b, 1, 16, 16, generator=g, dtype=D64)),
+        Diagonal(0.3),
+    ]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 16, 16), (3, 2, 16, 16), (2, 3, 16, 16)])
+def test_every_linear_operator_is_adjoint(shape):
+    for op in operators(shape[0]):
+        err = op.check_adjoint(shape, generator=_gen(2))
+        assert err < 1e-10, (op, err)
+
+
+def test_adjoint_on_non_square_and_bhw_batches():
+    for op in (GaussianBlur(1.1, kernel_size=7), Blur(torch.rand(3, 5, dtype=D64)), Downsample(2)):
+        assert op.check_adjoint((2, 8, 12), generator=_gen(3)) < 1e-10
+        assert op.check_adjoint((2, 1, 2, 8, 12), generator=_gen(4)) < 1e-10
+
+
+def test_check_adjoint_detects_a_wrong_adjoint():
+    class Wrong(GaussianBlur):
+        def A_adjoint(self, y):
+            return y
+
+    assert Wrong(1.5).check_adjoint((1, 1, 16, 16), generator=_gen()) > 1e-3
+
+
+@pytest.mark.parametrize("padding", ["reflect", "circular"])
+def test_gaussian_blur_preserves_constants_and_kernel_sums_to_one(padding):
+    op = GaussianBlur(2.3, kernel_size=11, padding=padding)
+    k = op.kernel(dtype=D64)
+    assert float(k.sum()) == pytest.approx(1.0, abs=1e-14)
+    x = torch.full((2, 3, 12, 12), 0.37, dtype=D64)
+    torch.testing.assert_close(op(x), x, rtol=0, atol=1e-14)
+
+
+def test_gaussian_width_zero_is_identity():
+    x = torch.rand(2, 3, 10, 10, generator=_gen(), dtype=D64)
+    torch.testing.assert_close(GaussianBlur(0.0, kernel_size=5)(x), x, rtol=0, atol=0)
+    torch.testing.assert_close(GaussianBlur(1e-3, kernel_size=5)(x), x, rtol=0, atol=1e-300)
+
+
+def test_gaussian_matches_direct_2d_convolution():
+    x = torch.rand(1, 1, 9, 9, generator=_gen(), dtype=D64)
+    op = GaussianBlur(1.2, kernel_size=5, padding="zeros")
+    k = op.kernel(dtype=D64)
+    ref = torch.nn.functional.conv2d(x, torch.outer(k, k)[None, None], padding=2)
+    torch.testing.assert_close(op(x), ref, rtol=1e-13, atol=1e-14)
+
+
+def test_per_sample_blur_equals_blurring_each_sample_alone():
+    widths = torch.tensor([0.4, 1.0, 2.5], dtype=D64)
+    x = torch.rand(3, 2, 16, 16, generator=_gen(), dtype=D64)
+    batched = GaussianBlur(widths, kernel_size=11)(x)
+    for i, w in enumerate(widths.tolist()):
+        alone = GaussianBlur(w, kernel_size=11)(x[i : i + 1])
+        torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-13, atol=1e-14)
+
+
+def test_kernel_cache_hit_and_no_rebuild_per_call(monkeypatch):
+    calls = {"n": 0}
+    real = blur_mod.gaussian_kernel
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blur_mod, "gaussian_kernel", counting)
+    width = 1.23456789  # unlikely to be cached by another test
+    op = GaussianBlur(width, kernel_size=9)
+    misses0 = kernel_cache_info().misses
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float32)
+    for _ in range(5):
+        op(x)
+        op.A_adjoint(x)
+    assert calls["n"] == 1
+    assert kernel_cache_info().misses == misses0 + 1
+    assert op.kernel(dtype=torch.float32) is op.kernel(dtype=torch.float32)
+    assert GaussianBlur(width, kernel_size=9).kernel(dtype=torch.float32) is op.kernel(dtype=torch.float32)
+    assert op.kernel(dtype=D64) is not op.kernel(dtype=torch.float32)  # one entry per dtype
+    assert calls["n"] == 2
+
+
+def test_tensor_width_is_not_cached_and_gets_gradient():
+    x = torch.rand(1, 1, 6, 6, generator=_gen(), dtype=D64)
+    w = torch.tensor(0.9, dtype=D64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: GaussianBlur(w, kernel_size=5)(x), (w,))
+    wb = torch.tensor([0.7, 1.4], dtype=D64, requires_grad=True)
+    xb = torch.rand(2, 1, 6, 6, generator=_gen(1), dtype=D64)
+    assert torch.autograd.gradcheck(lambda w: GaussianBlur(w, kernel_size=5).A_adjoint(xb), (wb,))
+
+
+def test_free_kernel_gets_gradient():
+    x = torch.rand(1, 2, 6, 6, generator=_gen(), dtype=D64)
+    k = torch.rand(3, 3, generator=_gen(1), dtype=D64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda k: Blur(k)(x), (k,))
+
+
+def test_downsample_values_and_upsample():
+    x = torch.arange(16, dtype=D64).reshape(1, 1, 4, 4)
+    y = Downsample(2)(x)
+    torch.testing.assert_close(y, torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]], dtype=D64))
+    torch.testing.assert_close(Downsample(2)(Downsample(2).upsample(y)), y)
+
+
+def test_inpainting_masks_and_size_mismatch():
+    mask = torch.zeros(8, 8)
+    mask[2:5, 2:5] = 1
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(Inpainting(mask)(x), x * mask)
+    with pytest.raises(ShapeError, match="mask of shape \\(16, 16\\)"):
+        Inpainting(torch.ones(16, 16))(x)
+
+
+def test_typed_errors():
+    with pytest.raises(ConfigError, match="width"):
+        GaussianBlur(-1.0)
+    with pytest.raises(ConfigError, match="kernel_size"):
+        GaussianBlur(1.0, kernel_size=4)
+    with pytest.raises(ConfigError, match="padding"):
+        GaussianBlur(1.0, padding="mirror")
+    with pytest.raises(ShapeError, match="too large.*reflect"):
+        GaussianBlur(1.0, kernel_size=21)(torch.rand(1, 1, 8, 8))
+    GaussianBlur(1.0, kernel_size=21, padding="circular")(torch.rand(1, 1, 8, 8))  # fine
+    with pytest.raises(ShapeError, match="divisible by factor=4"):
+        Downsample(4)(torch.rand(1, 1, 10, 12))
+    with pytest.raises(ConfigError, match="odd"):
+        Blur(torch.ones(2, 3))
+    with pytest.raises(ShapeError, match="per-sample width has 2"):
+        GaussianBlur(torch.tensor([1.0, 2.0]), kernel_size=5)(torch.rand(3, 1, 8, 8))
+    with pytest.raises(ConfigError, match="quality"):
+        JPEG(0)
+    with pytest.raises(ConfigError, match="std"):
+        AdditiveGaussianNoise(-0.1)
+
+
+def test_jpeg_round_trip():
+    g = _gen()
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    out = JPEG(95)(smooth.to(D64))
+    assert out.shape == smooth.shape and out.dtype == D64
+    assert float((out - smooth).abs().mean()) < 0.02
+    low = JPEG(5)(smooth)
+    assert float((low - smooth).abs().mean()) > float((JPEG(95)(smooth) - smooth).abs().mean())
+    assert JPEG(50)(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+    with pytest.raises(ShapeError, match="C in \\(1, 3\\)"):
+        JPEG(50)(torch.rand(1, 2, 8, 8))
+
+
+def test_additive_noise_is_reproducible_and_has_the_right_std():
+    x = torch.zeros(4, 1, 64, 64, dtype=D64)
+    a = AdditiveGaussianNoise(0.05)(x, generator=_gen(7))
+    b = AdditiveGaussianNoise(0.05)(x, generator=_gen(7))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert float(a.std()) == pytest.approx(0.05, rel=0.03)
+    per = AdditiveGaussianNoise(torch.tensor([0.0, 0.1, 0.0, 0.2]))(x, generator=_gen(1))
+    assert float(per[0].abs().max()) == 0 and float(per[3].std()) == pytest.approx(0.2, rel=0.05)
