@@ -1,0 +1,7 @@
+"""Flows: what to integrate (InDI residual flow, generic ODE/SDE flows)."""
+
+from flowrestore.flows.base import Flow, batch_time, bcast
+from flowrestore.flows.indi import InDIFlow
+from flowrestore.flows.ode import ODEFlow, SDEFlow
+
+__all__ = ["Flow", "InDIFlow", "ODEFlow", "SDEFlow", "batch_time", "bcast"]

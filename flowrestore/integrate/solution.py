@@ -1,0 +1,79 @@
+"""What a solve returns: the result, the saved trajectory, statistics and status per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+SUCCESS, MAX_STEPS, UNDERFLOW, NONFINITE = 0, 1, 2, 3
+STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps_reached",
+                UNDERFLOW: "step_size_underflow", NONFINITE: "non_finite"}
+
+
+@dataclass
+class Stats:
+    """Per-sample statistics (``[B]`` int64 CPU tensors).
+
+    ``nfe``: drift/predictor evaluations; ``steps``: accepted steps; ``rejected``: rejected steps
+    (adaptive solvers); ``status``: 0 success, 1 max_steps reached, 2 step-size underflow,
+    3 non-finite.
+    """
+
+    nfe: Tensor
+    steps: Tensor
+    rejected: Tensor
+    status: Tensor
+
+    @property
+    def accepted(self) -> Tensor:
+        """Accepted steps (alias of ``steps``)."""
+        return self.steps
+
+    def summary(self) -> dict[str, float]:
+        """Mean and max NFE and steps over the batch."""
+        return {
+            "nfe_mean": float(self.nfe.double().mean()), "nfe_max": int(self.nfe.max()),
+            "steps_mean": float(self.steps.double().mean()), "rejected": int(self.rejected.sum()),
+        }
+
+
+@dataclass
+class Solution:
+    """Result of :func:`flowrestore.solve`.
+
+    Attributes:
+        x: the result ``[B, ...]`` (last iterate, or its clean-image estimate with
+            ``output="posterior_mean"``).
+        ts: times of the saved states (``[S]``; just the end time unless ``save_at`` asked more).
+        trajectory: saved states ``[S, B, ...]`` or ``None``.
+        stats: :class:`Stats`.
+        t_final: per-sample time reached ``[B]``.
+        records: per-step values a flow or solver recorded (e.g. Dirac's data consistency), each
+            stacked to ``[steps, ...]``.
+    """
+
+    x: Tensor
+    ts: Tensor
+    trajectory: Tensor | None
+    stats: Stats
+    t_final: Tensor
+    records: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``"success"`` if every sample finished, else the worst sample's status name."""
+        worst = int(self.stats.status.max())
+        return STATUS_NAMES[worst]
+
+    @property
+    def success(self) -> Tensor:
+        """Per-sample boolean: reached the end time."""
+        return self.stats.status == SUCCESS
+
+
+def make_stats(batch: int) -> Stats:
+    """Zeroed statistics for a batch."""
+    z = lambda: torch.zeros(batch, dtype=torch.int64)  # noqa: E731
+    return Stats(nfe=z(), steps=z(), rejected=z(), status=z())

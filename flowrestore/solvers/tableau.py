@@ -1,0 +1,125 @@
+"""Butcher tableaus as data, and the one generic explicit Runge–Kutta stepper.
+
+A method is its tableau ``(c, A, b, b_error)`` (MATH.md §6); :func:`rk_step` evaluates the stages
+``k_i = f(t + c_i h, x + h Σ_j a_ij k_j)`` and returns ``x + h Σ b_i k_i`` and, for embedded pairs,
+the error estimate ``h Σ (b_i − b̂_i) k_i``. FSAL tableaus (last row of ``A`` equal to ``b``) reuse
+the last stage as the next step's first one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from flowrestore.errors import ConfigError
+from flowrestore.flows.base import Flow, bcast
+
+
+@dataclass(frozen=True)
+class ButcherTableau:
+    """An explicit Runge–Kutta method.
+
+    Args:
+        c: stage times as fractions of the step.
+        a: strictly lower-triangular coefficients; row ``i`` has ``i`` entries.
+        b: solution weights.
+        b_error: ``b − b̂`` for an embedded pair (``None`` for fixed-step methods).
+        order: order of the propagated solution.
+        error_order: order of the embedded solution (``None`` without one).
+    """
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    order: int
+    b_error: tuple[float, ...] | None = None
+    error_order: int | None = None
+
+    def __post_init__(self):
+        s = len(self.c)
+        if len(self.a) != s - 1 or any(len(row) != i + 1 for i, row in enumerate(self.a)):
+            raise ConfigError(f"a must have {s - 1} rows of lengths 1..{s - 1}, got {self.a!r}")
+        if len(self.b) != s or (self.b_error is not None and len(self.b_error) != s):
+            raise ConfigError(f"b and b_error must have {s} entries")
+        if abs(sum(self.b) - 1.0) > 1e-12:
+            raise ConfigError(f"b must sum to 1, got {sum(self.b)!r}")
+        for i, row in enumerate(self.a):
+            if abs(sum(row) - self.c[i + 1]) > 1e-12:
+                raise ConfigError(f"row {i + 1} of a must sum to c[{i + 1}]={self.c[i + 1]}")
+
+    @property
+    def fsal(self) -> bool:
+        """First-same-as-last: the last stage is evaluated at the step's result."""
+        return len(self.a) > 0 and self.c[-1] == 1.0 and tuple(self.a[-1]) == tuple(self.b[:-1]) \
+            and self.b[-1] == 0.0
+
+
+def _combine(coeffs, ks: list[Tensor]) -> Tensor | None:
+    acc = None
+    for coef, k in zip(coeffs, ks):
+        if coef == 0.0:
+            continue
+        acc = k * coef if acc is None else acc.add(k, alpha=coef)
+    return acc
+
+
+def rk_step(tableau: ButcherTableau, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
+            k1: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor, int]:
+    """One explicit RK step. Returns ``(x_next, error_or_None, last_stage, nfe)``."""
+    hb = bcast(h, x)
+    nfe = 0
+    if k1 is None:
+        k1 = flow.drift(t, x)
+        nfe += 1
+    ks = [k1]
+    x_next = None
+    for i, row in enumerate(tableau.a, start=1):
+        incr = _combine(row, ks)
+        xi = x if incr is None else x + hb * incr
+        ks.append(flow.drift(t + tableau.c[i] * h, xi))
+        nfe += 1
+        if i == len(tableau.a) and tableau.fsal:
+            x_next = xi
+    if x_next is None:
+        x_next = x + hb * _combine(tableau.b, ks)
+    err = None
+    if tableau.b_error is not None:
+        err = hb * _combine(tableau.b_error, ks)
+    return x_next, err, ks[-1], nfe
+
+
+EULER = ButcherTableau(c=(0.0,), a=(), b=(1.0,), order=1)
+MIDPOINT = ButcherTableau(c=(0.0, 0.5), a=((0.5,),), b=(0.0, 1.0), order=2)
+HEUN = ButcherTableau(c=(0.0, 1.0), a=((1.0,),), b=(0.5, 0.5), order=2)
+RK4 = ButcherTableau(
+    c=(0.0, 0.5, 0.5, 1.0),
+    a=((0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
+    b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),
+    order=4,
+)
+BOSH3 = ButcherTableau(
+    c=(0.0, 0.5, 0.75, 1.0),
+    a=((0.5,), (0.0, 0.75), (2 / 9, 1 / 3, 4 / 9)),
+    b=(2 / 9, 1 / 3, 4 / 9, 0.0),
+    b_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
+    order=3,
+    error_order=2,
+)
+_DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
+_DP_BHAT = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
+DOPRI5 = ButcherTableau(
+    c=(0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0),
+    a=(
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+        _DP_B[:-1],
+    ),
+    b=_DP_B,
+    b_error=tuple(b - bh for b, bh in zip(_DP_B, _DP_BHAT)),
+    order=5,
+    error_order=4,
+)
