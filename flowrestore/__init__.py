@@ -45,6 +45,8 @@ from flowrestore.solvers import (
     Torchdiffeq,
 )
 
+from flowrestore import degradations, oracles, schedules  # noqa: E402  (subpackages as namespaces)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -53,5 +55,6 @@ __all__ = [
     "Heun", "InDIFlow", "InDISampler", "IncompatibleSolverError", "MaxStepsReachedError",
     "Midpoint", "NaiveSampler", "NoiseSource", "NonFiniteError", "ODEFlow", "PerSampleNoise",
     "Power", "PredictorOutputError", "SDEFlow", "ShapeError", "Solution", "Solver", "Stats",
-    "StepSizeUnderflowError", "Torchdiffeq", "Uniform", "solve",
+    "StepSizeUnderflowError", "Torchdiffeq", "Uniform", "degradations", "oracles", "schedules",
+    "solve",
 ]
