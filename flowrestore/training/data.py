@@ -1,0 +1,377 @@
+"""Paired training data (clean x, degraded y) from the photographs bundled with scikit-image.
+
+The paired examples InDI trains on (MATH.md §1: ``min E ||F(x_t, t) - x||_p`` over pairs ``(x, y)``)
+are made here on the fly: random crops of clean photos, degraded by one of the tasks below. ``y``
+always has the shape of ``x`` (InDI interpolates between them).
+
+**Split by image, never by patch.** ``HELDOUT_IMAGES = ("astronaut", "camera", "coffee")`` are used
+only for evaluation (a colour portrait, the classic grey photo, a colour still life);
+``TRAINING_IMAGES`` are the other bundled photographs. ``"cat"`` is left out of both: in
+scikit-image it is the same picture as ``"chelsea"``. The 25×25 LFW faces
+(``skimage.data.lfw_subset()``, first 100 of 200 are faces) are split by face: faces 0–79 train,
+80–99 held out (:func:`lfw_faces`).
+
+**Channels.** Every image is float32 in [0, 1], shape ``[C, H, W]``: ``channels=3`` repeats grey
+images into RGB, ``channels=1`` converts colour with ``skimage.color.rgb2gray`` (ITU-R 709 luma).
+
+**Tasks** (:func:`make_degradation`, each ``deg(x, generator) -> y`` on batches ``[B, C, H, W]``):
+
+- ``"deblur"``: Gaussian blur, std ``blur_sigma`` pixels (default 2.0), reflect boundary, plus
+  Gaussian noise ``noise`` (default 0.01);
+- ``"sr4"``: ``factor``×``factor`` average pooling (default 4) then ``upsample`` (``"bicubic"``
+  default, ``"bilinear"``, ``"nearest"``) back to full size, plus ``noise`` (default 0);
+- ``"denoise"``: additive Gaussian noise of std ``sigma`` (default 0.1), not clipped;
+- ``"jpeg"``: Pillow JPEG round trip at ``quality`` (default 20), plus ``noise`` (default 0).
+
+:func:`make_family` gives the matching severity families ``A(x, t)`` for Dirac training: for
+``"deblur"`` the blur std grows linearly, ``t·blur_sigma`` (``A_0 = I``); for the other tasks the
+convex path ``(1 - t) x + t A(x)`` of the noiseless degradation (for ``"denoise"`` that is ``A_t =
+I``). Implemented here in plain torch/Pillow so training does not depend on other subpackages.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+
+__all__ = [
+    "HELDOUT_IMAGES",
+    "TRAINING_IMAGES",
+    "TASKS",
+    "load_image",
+    "heldout_images",
+    "training_images",
+    "lfw_faces",
+    "gaussian_blur",
+    "make_degradation",
+    "make_family",
+    "PatchDataset",
+]
+
+HELDOUT_IMAGES: tuple[str, ...] = ("astronaut", "camera", "coffee")
+TRAINING_IMAGES: tuple[str, ...] = (
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "coins",
+    "horse",
+    "clock",
+    "page",
+    "moon",
+    "grass",
+    "gravel",
+    "brick",
+    "hubble_deep_field",
+    "text",
+)
+TASKS: tuple[str, ...] = ("deblur", "sr4", "denoise", "jpeg")
+
+
+def _to_tensor(img: np.ndarray, channels: int) -> torch.Tensor:
+    from skimage.color import gray2rgb, rgb2gray
+    from skimage.util import img_as_float
+
+    arr = img_as_float(img)
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if channels == 3 and arr.ndim == 2:
+        arr = gray2rgb(arr)
+    elif channels == 1 and arr.ndim == 3:
+        arr = rgb2gray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
+    return t.clamp_(0.0, 1.0)
+
+
+def _check_channels(channels):
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {describe(channels)}")
+
+
+def load_image(name: str, *, channels: int = 3) -> torch.Tensor:
+    """One bundled scikit-image photo by name, float32 in [0, 1], shape ``[channels, H, W]``."""
+    import skimage.data
+
+    _check_channels(channels)
+    fn = getattr(skimage.data, name, None) if isinstance(name, str) else None
+    if fn is None or not callable(fn) or name.startswith("_"):
+        raise ConfigError(f"load_image: no scikit-image photo named {describe(name)}")
+    return _to_tensor(fn(), channels)
+
+
+def heldout_images(*, channels: int = 3) -> dict[str, torch.Tensor]:
+    """The evaluation photos ``HELDOUT_IMAGES`` by name (never used for training)."""
+    return {n: load_image(n, channels=channels) for n in HELDOUT_IMAGES}
+
+
+def training_images(*, channels: int = 3) -> dict[str, torch.Tensor]:
+    """The training photos ``TRAINING_IMAGES`` by name."""
+    return {n: load_image(n, channels=channels) for n in TRAINING_IMAGES}
+
+
+def lfw_faces(split: str = "train", *, channels: int = 3) -> torch.Tensor:
+    """LFW faces ``[N, channels, 25, 25]``: ``"train"`` faces 0–79, ``"heldout"`` faces 80–99."""
+    import skimage.data
+
+    _check_channels(channels)
+    if split not in ("train", "heldout"):
+        raise ConfigError(f"lfw_faces: split must be 'train' or 'heldout', got {describe(split)}")
+    faces = skimage.data.lfw_subset()[:100]
+    faces = faces[:80] if split == "train" else faces[80:]
+    x = torch.from_numpy(faces).float()[:, None]
+    return x.repeat(1, channels, 1, 1).clamp_(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- degradations
+
+
+def gaussian_blur(x: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
+    """Separable Gaussian blur of ``x`` [B, C, H, W], std in pixels (scalar or per sample [B]).
+
+    Reflect boundary; ``std = 0`` is the identity. The kernel radius is ``ceil(3·max std)``.
+    """
+    b, c, h, w = x.shape
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
+    std = std.expand(b) if std.ndim == 0 else std
+    if std.shape != (b,) or bool((std < 0).any()):
+        raise ShapeError(f"gaussian_blur: std must be >= 0, scalar or [B]={b}, got {describe(std)}")
+    smax = float(std.max()) if b else 0.0
+    if smax == 0.0:
+        return x.clone()
+    r = max(1, math.ceil(3 * smax))
+    if r >= min(h, w):
+        raise ShapeError(f"gaussian_blur: kernel radius {r} too large for image {h}x{w}")
+    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    s = std.clamp(min=1e-6)[:, None]
+    ker = torch.exp(-(k[None, :] ** 2) / (2 * s**2))
+    ker = ker / ker.sum(dim=1, keepdim=True)  # [B, K]
+    ker = ker.repeat_interleave(c, dim=0)  # [B*C, K]
+    z = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
+    z = F.conv2d(z, ker[:, None, None, :], groups=b * c)
+    z = F.conv2d(z, ker[:, None, :, None], groups=b * c)
+    return z.reshape(b, c, h, w)
+
+
+def _noise(x, sigma, generator):
+    if sigma <= 0:
+        return x
+    return x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+
+
+def _downup(x, factor, upsample):
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise ShapeError(f"sr: image size {h}x{w} must be divisible by factor={factor}")
+    low = F.avg_pool2d(x, factor)
+    kw = {} if upsample == "nearest" else {"align_corners": False}
+    up = F.interpolate(low, size=(h, w), mode=upsample, **kw)
+    return up.clamp(0.0, 1.0) if upsample == "bicubic" else up
+
+
+def _jpeg(x, quality):
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        arr = (x[i].detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        arr = arr.transpose(1, 2, 0)
+        img = (
+            Image.fromarray(arr[..., 0], "L") if arr.shape[-1] == 1 else Image.fromarray(arr, "RGB")
+        )
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=int(quality))
+        buf.seek(0)
+        back = np.asarray(Image.open(buf).convert("L" if arr.shape[-1] == 1 else "RGB"))
+        back = back[..., None] if back.ndim == 2 else back
+        out[i] = torch.from_numpy(back.transpose(2, 0, 1).copy()).to(x) / 255.0
+    return out
+
+
+def _pos(task, name, v, *, zero_ok=True):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v >= 0 if zero_ok else v > 0)
+    if not ok:
+        raise ConfigError(
+            f"{task}: {name} must be a finite number {'>=' if zero_ok else '>'} 0, "
+            f"got {describe(v)}"
+        )
+
+
+def _task_params(task: str, kw: dict) -> dict:
+    defaults = {
+        "deblur": {"blur_sigma": 2.0, "noise": 0.01},
+        "sr4": {"factor": 4, "upsample": "bicubic", "noise": 0.0},
+        "denoise": {"sigma": 0.1},
+        "jpeg": {"quality": 20, "noise": 0.0},
+    }
+    if task not in defaults:
+        raise ConfigError(f"task must be one of {TASKS}, got {describe(task)}")
+    unknown = set(kw) - set(defaults[task])
+    if unknown:
+        raise ConfigError(
+            f"{task}: unknown parameters {sorted(unknown)}; accepted: {sorted(defaults[task])}"
+        )
+    p = {**defaults[task], **kw}
+    for name in ("blur_sigma", "noise", "sigma"):
+        if name in p:
+            _pos(task, name, p[name])
+    if task == "sr4":
+        if not (isinstance(p["factor"], int) and p["factor"] >= 1):
+            raise ConfigError(f"sr4: factor must be a positive int, got {describe(p['factor'])}")
+        if p["upsample"] not in ("bicubic", "bilinear", "nearest"):
+            raise ConfigError(
+                f"sr4: upsample must be bicubic|bilinear|nearest, got {describe(p['upsample'])}"
+            )
+    if task == "jpeg" and not (isinstance(p["quality"], int) and 1 <= p["quality"] <= 95):
+        raise ConfigError(f"jpeg: quality must be an int in [1, 95], got {describe(p['quality'])}")
+    return p
+
+
+def make_degradation(
+    task: str, **kw
+) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
+    """Degradation ``deg(x, generator) -> y`` (same shape) for a task in ``TASKS`` (module doc)."""
+    p = _task_params(task, kw)
+
+    if task == "deblur":
+
+        def deg(x, generator=None):
+            return _noise(gaussian_blur(x, p["blur_sigma"]), p["noise"], generator)
+    elif task == "sr4":
+
+        def deg(x, generator=None):
+            return _noise(_downup(x, p["factor"], p["upsample"]), p["noise"], generator)
+    elif task == "denoise":
+
+        def deg(x, generator=None):
+            return _noise(x, p["sigma"], generator)
+    else:
+
+        def deg(x, generator=None):
+            return _noise(_jpeg(x, p["quality"]), p["noise"], generator)
+
+    deg.task = task
+    deg.params = p
+    return deg
+
+
+def make_family(task: str, **kw) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Noiseless severity family ``A(x, t)`` (t [B] in [0, 1], ``A(x, 0) = x``) for Dirac."""
+    p = _task_params(task, kw)
+    if task == "deblur":
+
+        def fam(x, t):
+            return gaussian_blur(
+                x, torch.as_tensor(t, dtype=x.dtype, device=x.device) * p["blur_sigma"]
+            )
+    else:
+        if task == "sr4":
+
+            def base(x):
+                return _downup(x, p["factor"], p["upsample"])
+        elif task == "denoise":
+
+            def base(x):
+                return x
+        else:
+
+            def base(x):
+                return _jpeg(x, p["quality"])
+
+        def fam(x, t):
+            tb = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+            return (1 - tb) * x + tb * base(x)
+
+    fam.task = task
+    fam.params = p
+    return fam
+
+
+# ----------------------------------------------------------------------------- patches
+
+
+class PatchDataset:
+    """Random paired patches ``(x, y)`` from a set of images, degraded on the fly.
+
+    ``images``: a dict name → ``[C, H, W]`` tensor, a sequence of such tensors, or a
+    ``[N, C, H, W]`` tensor. Each sample picks an image uniformly, a crop position uniformly, and
+    (``augment=True``) one of the 8 flips/rotations; ``degradation`` is a ``make_degradation``
+    callable or ``None`` (then only ``x`` is meaningful and ``y = x``). All randomness comes from
+    the generator given to :meth:`sample`, so the trainer owns (and checkpoints) the RNG state.
+    """
+
+    def __init__(
+        self,
+        images: dict[str, torch.Tensor] | Sequence[torch.Tensor] | torch.Tensor,
+        *,
+        patch_size: int,
+        degradation: Callable | None = None,
+        augment: bool = True,
+    ):
+        if isinstance(images, dict):
+            names, imgs = list(images), list(images.values())
+        else:
+            imgs = list(images)
+            names = [str(i) for i in range(len(imgs))]
+        if not imgs:
+            raise ConfigError("PatchDataset: images is empty")
+        if not (isinstance(patch_size, int) and patch_size >= 1):
+            raise ConfigError(
+                f"PatchDataset: patch_size must be a positive int, got {describe(patch_size)}"
+            )
+        chans = {im.shape[0] for im in imgs}
+        if len(chans) != 1 or any(im.ndim != 3 for im in imgs):
+            raise ShapeError(
+                f"PatchDataset: images must all be [C, H, W] with one C, got channels {chans}"
+            )
+        small = [n for n, im in zip(names, imgs, strict=True) if min(im.shape[-2:]) < patch_size]
+        if small:
+            raise ConfigError(f"PatchDataset: patch_size={patch_size} larger than images {small}")
+        self.names, self.images = names, imgs
+        self.patch_size = patch_size
+        self.degradation = degradation
+        self.augment = augment
+
+    @property
+    def channels(self) -> int:
+        """Number of channels of every patch."""
+        return self.images[0].shape[0]
+
+    def sample_clean(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` clean random patches ``[n, C, P, P]`` in [0, 1]."""
+        P = self.patch_size
+        out = []
+        idx = torch.randint(len(self.images), (n,), generator=generator)
+        for i in idx.tolist():
+            im = self.images[i]
+            h, w = im.shape[-2:]
+            top = int(torch.randint(h - P + 1, (1,), generator=generator))
+            left = int(torch.randint(w - P + 1, (1,), generator=generator))
+            patch = im[:, top : top + P, left : left + P]
+            if self.augment:
+                k = int(torch.randint(8, (1,), generator=generator))
+                patch = torch.rot90(patch, k % 4, dims=(1, 2))
+                if k >= 4:
+                    patch = patch.flip(2)
+            out.append(patch)
+        return torch.stack(out).contiguous()
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of pairs ``(x, y)``, each ``[n, C, P, P]``."""
+        x = self.sample_clean(n, generator)
+        y = x if self.degradation is None else self.degradation(x, generator)
+        return x, y
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None):
+        """Endless iterator of ``(x, y)`` batches."""
+        while True:
+            yield self.sample(batch_size, generator)

@@ -1,0 +1,57 @@
+"""Time distributions p(t): KS tests against their cdf, bias toward t = 1, reproducibility."""
+
+import pytest
+import scipy.stats
+import torch
+
+from flowrestore.errors import ConfigError
+from flowrestore.training.tdist import Beta, Power, Uniform, resolve_tdist
+
+CASES = [
+    ("uniform", {}),
+    ("power", {"k": 2.0}),
+    ("power", {"k": 4}),
+    ("beta", {"a": 2.0, "b": 1.0}),
+    ("beta", {"a": 3.0, "b": 1.5}),
+]
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_ks_against_cdf(name, params):
+    d = resolve_tdist(name, **params)
+    t = d.sample(2000, torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert t.shape == (2000,) and bool(((t >= 0) & (t <= 1)).all())
+    assert scipy.stats.kstest(t.numpy(), d.cdf).pvalue > 1e-3
+    assert float(t.mean()) == pytest.approx(d.mean, abs=0.03)
+
+
+def test_ks_detects_a_wrong_cdf():
+    t = resolve_tdist("power", k=3).sample(
+        2000, torch.Generator().manual_seed(2), dtype=torch.float64
+    )
+    assert scipy.stats.kstest(t.numpy(), Uniform().cdf).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("d", [Power(k=2.0), Power(k=5.0), Beta(a=3.0, b=1.0)])
+def test_biased_family_leans_toward_one(d):
+    t = d.sample(4000, torch.Generator().manual_seed(0))
+    assert d.mean > 0.5 and float(t.mean()) > 0.55
+
+
+def test_reproducible_and_resolve_forms():
+    d = resolve_tdist({"name": "beta", "a": 2.0, "b": 1.0})
+    a = d.sample(50, torch.Generator().manual_seed(7))
+    b = d.sample(50, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert resolve_tdist(d.to_spec()) == d
+    assert resolve_tdist(d) is d
+    c = resolve_tdist(lambda n, g: torch.full((n,), 0.25))
+    assert torch.equal(c.sample(3), torch.full((3,), 0.25))
+    with pytest.raises(ConfigError, match="outside"):
+        resolve_tdist(lambda n, g: torch.full((n,), 2.0)).sample(3)
+    with pytest.raises(ConfigError, match="unknown time distribution"):
+        resolve_tdist("gamma")
+    with pytest.raises(ConfigError, match="k must be"):
+        resolve_tdist("power", k=-1)
+    with pytest.raises(ConfigError, match="bad parameters"):
+        resolve_tdist("uniform", k=2)

@@ -1,0 +1,94 @@
+"""Paired data: split by image, patch shape and range, degradations change x, reproducibly."""
+
+import pytest
+import torch
+
+from flowrestore.errors import ConfigError, ShapeError
+from flowrestore.training.data import (
+    HELDOUT_IMAGES,
+    TASKS,
+    TRAINING_IMAGES,
+    PatchDataset,
+    gaussian_blur,
+    heldout_images,
+    lfw_faces,
+    load_image,
+    make_degradation,
+    make_family,
+    training_images,
+)
+
+
+@pytest.fixture(scope="module")
+def train_imgs():
+    return training_images()
+
+
+def test_split_is_by_image(train_imgs):
+    assert not set(HELDOUT_IMAGES) & set(TRAINING_IMAGES)
+    held = heldout_images()
+    assert set(held) == set(HELDOUT_IMAGES) and set(train_imgs) == set(TRAINING_IMAGES)
+    # No held-out photo appears (as pixels) in the training set, e.g. under another name.
+    for h in held.values():
+        for t in train_imgs.values():
+            assert h.shape != t.shape or not torch.equal(h, t)
+    a, b = lfw_faces("train"), lfw_faces("heldout")
+    assert a.shape == (80, 3, 25, 25) and b.shape == (20, 3, 25, 25)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_load_image_channels_and_range(channels):
+    for name in ("camera", "astronaut", "horse"):
+        im = load_image(name, channels=channels)
+        assert im.dtype == torch.float32 and im.shape[0] == channels
+        assert float(im.min()) >= 0 and float(im.max()) <= 1
+    with pytest.raises(ConfigError, match="no scikit-image photo"):
+        load_image("not_a_photo")
+
+
+def test_patches_shape_range_reproducible(train_imgs):
+    ds = PatchDataset(train_imgs, patch_size=24, degradation=make_degradation("deblur"))
+    x, y = ds.sample(5, torch.Generator().manual_seed(0))
+    x2, y2 = ds.sample(5, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (5, 3, 24, 24)
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    x3, _ = ds.sample(5, torch.Generator().manual_seed(1))
+    assert not torch.equal(x, x3)
+    with pytest.raises(ConfigError, match="larger than images"):
+        PatchDataset(train_imgs, patch_size=200)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_degradation_changes_image_and_is_reproducible(train_imgs, task):
+    ds = PatchDataset(train_imgs, patch_size=32)
+    x = ds.sample_clean(4, torch.Generator().manual_seed(5))
+    kw = {"noise": 0.01} if task in ("sr4", "jpeg") else {}
+    deg = make_degradation(task, **kw)
+    y1 = deg(x, torch.Generator().manual_seed(9))
+    y2 = deg(x, torch.Generator().manual_seed(9))
+    assert y1.shape == x.shape and torch.equal(y1, y2)
+    assert float((y1 - x).abs().mean()) > 1e-3
+    assert not torch.equal(y1, deg(x, torch.Generator().manual_seed(10)))
+
+
+def test_degradation_properties():
+    c = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(gaussian_blur(c, 2.0), c)  # blur keeps constants
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    blurred = gaussian_blur(x, torch.tensor([0.0, 1.5]))
+    assert torch.allclose(blurred[0], x[0], atol=1e-6) and not torch.allclose(blurred[1], x[1])
+    sr = make_degradation("sr4", upsample="nearest")(x)
+    assert torch.equal(sr[..., ::4, ::4], torch.nn.functional.avg_pool2d(x, 4))
+    fam = make_family("deblur")
+    assert torch.allclose(fam(x, torch.zeros(2)), x, atol=1e-6)
+    assert torch.allclose(fam(x, torch.ones(2)), make_degradation("deblur", noise=0.0)(x))
+    jf = make_family("jpeg", quality=10)
+    assert torch.equal(jf(x, torch.zeros(2)), x)
+    with pytest.raises(ConfigError, match="unknown parameters"):
+        make_degradation("deblur", quality=3)
+    with pytest.raises(ConfigError, match="task must be"):
+        make_degradation("inpaint")
+    with pytest.raises(ShapeError, match="divisible"):
+        make_degradation("sr4")(torch.rand(1, 3, 10, 10))

@@ -1,0 +1,48 @@
+"""The reference U-Net: shapes for any size, time conditioning, config rebuild."""
+
+import pytest
+import torch
+
+from flowrestore.errors import ConfigError, ShapeError
+from flowrestore.training.unet import UNet
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    m = UNet(in_channels=3, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1)
+    with torch.no_grad():  # leave the identity initialisation so outputs depend on x and t
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (32, 24), (17, 23), (5, 3), (1, 1)])
+def test_output_shape_equals_input(net, hw):
+    x = torch.rand(2, 3, *hw)
+    assert net(x, torch.tensor([0.1, 0.9])).shape == x.shape
+
+
+def test_time_conditioning_and_scalar_t(net):
+    x = torch.rand(2, 3, 16, 16)
+    a = net(x, torch.tensor([0.2, 0.2]))
+    assert torch.allclose(a, net(x, 0.2))
+    assert not torch.allclose(a, net(x, torch.tensor([0.8, 0.8])))
+    with pytest.raises(ShapeError, match="t must be"):
+        net(x, torch.rand(3))
+    with pytest.raises(ShapeError, match="x must be"):
+        net(torch.rand(2, 1, 16, 16), torch.rand(2))
+
+
+def test_residual_init_is_identity_and_config_rebuilds():
+    m = UNet(base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(m(x, torch.rand(2)), x)
+    m2 = UNet(**m.config)
+    m2.load_state_dict(m.state_dict())
+    assert m2.config == m.config
+    assert 100_000 <= sum(p.numel() for p in UNet().parameters()) <= 300_000
+    with pytest.raises(ConfigError, match="channel_mults"):
+        UNet(channel_mults=())
+    with pytest.raises(ConfigError, match="residual"):
+        UNet(in_channels=3, out_channels=1)
