@@ -1,13 +1,14 @@
 """Scalar schedules of the severity ``t ∈ [0, 1]``: noise levels σ_t and degradation parameters.
 
-Implements the schedules of MATH.md §3: the geometric noise schedule
-``σ_t = σ_min^{1-t} σ_max^t`` used by Dirac's stochastic degradation process, linear and constant
-schedules, and the piecewise-linear schedule returned by degradation scheduling (Dirac supplement B).
+Implements the schedules of MATH.md §3: the geometric noise schedule ``σ_t = σ_min^{1-t} σ_max^t``
+used by Dirac's stochastic degradation process, linear and constant schedules, and the
+piecewise-linear schedule returned by degradation scheduling (Dirac supplement B).
 
-Every schedule is callable on ``t`` (a float or a tensor of any shape, typically ``[B]``) and returns a
-tensor of the same shape as ``t`` (a 0-dim tensor of the default dtype for a float ``t``). Each has an
-exact ``derivative(t)`` and ``variance_derivative(t) = d(v_t²)/dt`` (the diffusion coefficient squared of
-the forward SDE ``dy = ∂_t A_t(x) dt + sqrt(dσ_t²/dt) dw`` when the schedule is σ_t).
+Every schedule is callable on ``t`` (a float or a tensor of any shape, typically ``[B]``) and
+returns a tensor of the same shape as ``t`` (a 0-dim tensor of the default dtype for a float ``t``).
+Each has an exact ``derivative(t)`` and ``variance_derivative(t) = d(v_t²)/dt`` (the diffusion
+coefficient squared of the forward SDE ``dy = ∂_t A_t(x) dt + sqrt(dσ_t²/dt) dw`` when the schedule
+is σ_t).
 
 ``start``/``end``/``value`` may be floats or tensors (also tensors requiring grad); everything is
 computed with torch operations so gradients flow to tensor parameters.
@@ -35,7 +36,7 @@ Scalar = float | int | torch.Tensor
 
 
 def as_time_tensor(t, *, name: str = "t", like: torch.Tensor | None = None) -> torch.Tensor:
-    """Return ``t`` as a tensor (dtype/device of ``like`` for python numbers), checked to lie in [0, 1].
+    """Return ``t`` as a tensor (``like``'s dtype/device for python numbers), checked in [0, 1].
 
     Raises :class:`~flowrestore.errors.ConfigError` naming ``name`` when any entry is outside [0, 1]
     or not finite.
@@ -88,7 +89,7 @@ class Schedule:
         return self.slope(as_time_tensor(t))
 
     def variance_derivative(self, t) -> torch.Tensor:
-        """``d(v_t²)/dt = 2 v_t v'_t`` — for a noise schedule σ_t this is the forward SDE's g(t)²."""
+        """``d(v_t²)/dt = 2 v_t v'_t``; for a noise schedule σ_t this is the forward SDE's g(t)²."""
         tt = as_time_tensor(t)
         return 2.0 * self.value(tt) * self.slope(tt)
 
@@ -204,7 +205,8 @@ class PiecewiseLinear(Schedule):
             raise ConfigError(f"knots_t must be 1-D with at least 2 knots, got {describe(knots_t)}")
         if vals.shape != kt.shape:
             raise ConfigError(
-                f"values must have the same shape as knots_t {tuple(kt.shape)}, got {describe(values)}"
+                f"values must have the same shape as knots_t {tuple(kt.shape)}, "
+                f"got {describe(values)}"
             )
         if not bool(torch.isfinite(kt).all()) or not bool(torch.isfinite(vals.detach()).all()):
             raise ConfigError(
@@ -262,4 +264,5 @@ class PiecewiseLinear(Schedule):
         return bool((d >= 0).all()) or bool((d <= 0).all())
 
     def __repr__(self) -> str:
-        return f"PiecewiseLinear(<{self.knots_t.numel()} knots>, {self.values[0].item():.4g} → {self.values[-1].item():.4g})"
+        v0, v1 = self.values[0].item(), self.values[-1].item()
+        return f"PiecewiseLinear(<{self.knots_t.numel()} knots>, {v0:.4g} → {v1:.4g})"

@@ -3,12 +3,12 @@
 A blur here is ``A x = corr(k, P x)``: pad ``P`` (reflect, circular or zeros) then a 'valid'
 cross-correlation with ``k``. Its adjoint is ``Pᵀ corrᵀ(k, y)`` where ``corrᵀ`` is the transposed
 convolution and ``Pᵀ`` the adjoint of the padding: for reflect/circular padding ``P`` is a gather
-``x[idx]``, so ``Pᵀ`` is the scatter-add ``index_add(idx, y)``; for zero padding it is a crop. Both are
-exact, so the adjointness error is round-off only.
+``x[idx]``, so ``Pᵀ`` is the scatter-add ``index_add(idx, y)``; for zero padding it is a crop. Both
+are exact, so the adjointness error is round-off only.
 
-Kernels are either shared (1-D ``[K]`` / 2-D ``[kh, kw]``) — one single-channel convolution over all
-``B·C`` planes — or per-sample (``[B, K]`` / ``[B, kh, kw]``) — one grouped convolution with ``B·C``
-groups, so a batch with a different kernel per sample is still a single batched op.
+Kernels are either shared (1-D ``[K]`` / 2-D ``[kh, kw]``) or per-sample (``[B, K]`` / ``[B, kh,
+kw]``); both run as one depthwise convolution with ``B·C`` groups, so a batch with a different
+kernel per sample is still a single batched op.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def check_fits(
     for n, k in zip(size, kernel_hw, strict=True):
         if k // 2 > n - 1:
             raise ShapeError(
-                f"{name} {tuple(kernel_hw)} is too large for an image of spatial size {tuple(size)} "
+                f"{name} {tuple(kernel_hw)} is too large for an image of spatial size "
+                f"{tuple(size)} "
                 f"with padding='reflect' (needs kernel_size // 2 <= side - 1); use a smaller "
                 f"kernel or padding='circular'/'zeros'"
             )
@@ -88,19 +89,24 @@ def as_planes(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
 
 
 def _conv(x4: torch.Tensor, w2d: torch.Tensor, transpose: bool) -> torch.Tensor:
-    """Correlate every plane of ``x4`` [B, M, h, w] with ``w2d`` ([kh, kw] or per-sample [B, kh, kw])."""
+    """Correlate every plane of ``x4`` [B, M, h, w] with ``w2d`` ([kh, kw] or [B, kh, kw]).
+
+    Always one depthwise (grouped) convolution over the ``B·M`` planes: on CPU it is several times
+    faster than a single-channel convolution over a ``B·M`` batch, and a shared kernel is only
+    ``expand``-ed (no copy).
+    """
     b, m, h, w = x4.shape
     op = F.conv_transpose2d if transpose else F.conv2d
     if w2d.dim() == 2:
-        out = op(x4.reshape(b * m, 1, h, w), w2d[None, None])
+        weight = w2d[None, None].expand(b * m, 1, *w2d.shape)
     else:
         weight = w2d.repeat_interleave(m, dim=0).unsqueeze(1)
-        out = op(x4.reshape(1, b * m, h, w), weight, groups=b * m)
+    out = op(x4.reshape(1, b * m, h, w), weight, groups=b * m)
     return out.reshape(b, m, out.shape[-2], out.shape[-1])
 
 
 def separable(x4, kh, kw, padding: str, *, adjoint: bool = False):
-    """``corr_W(kw) P_W corr_H(kh) P_H x`` (or its adjoint) for 1-D kernels ``[K]`` or ``[B, K]``."""
+    """``corr_W(kw) P_W corr_H(kh) P_H x`` (or its adjoint); 1-D kernels ``[K]`` or ``[B, K]``."""
     ph, pw = kh.shape[-1] // 2, kw.shape[-1] // 2
     kh2, kw2 = kh.unsqueeze(-1), kw.unsqueeze(-2)  # [..., K, 1] and [..., 1, K]
     if not adjoint:
@@ -111,7 +117,7 @@ def separable(x4, kh, kw, padding: str, *, adjoint: bool = False):
 
 
 def full2d(x4, k, padding: str, *, adjoint: bool = False):
-    """``corr(k, P x)`` (or its adjoint) for a 2-D kernel ``[kh, kw]`` or per-sample ``[B, kh, kw]``."""
+    """``corr(k, P x)`` (or its adjoint); 2-D kernel ``[kh, kw]`` or per-sample ``[B, kh, kw]``."""
     ph, pw = k.shape[-2] // 2, k.shape[-1] // 2
     if not adjoint:
         return _conv(pad_axis(pad_axis(x4, 2, ph, padding), 3, pw, padding), k, False)

@@ -69,7 +69,7 @@ class LinearOperator:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> float:
-        """Relative adjointness error ``|<Ax, y> - <x, Aᵀy>| / (|<Ax, y>| + tiny)`` on random x, y."""
+        """Relative adjointness error ``|<Ax,y> - <x,Aᵀy>| / (|<Ax,y>| + tiny)`` on random x, y."""
         x = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
         ax = self.A(x)
         y = torch.randn(ax.shape, generator=generator, dtype=dtype, device=device)

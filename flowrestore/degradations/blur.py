@@ -2,14 +2,14 @@
 
 ``A x = k ⋆ P x`` — padding ``P`` (reflect, circular or zeros) then a 'valid' cross-correlation with
 the kernel (MATH.md §3: the Dirac deblurring degradation, a Gaussian kernel whose width is the
-degradation parameter). The Gaussian kernel of width ``w`` on ``K`` taps is
-``k_u = exp(-u²/(2w²)) / Σ_v exp(-v²/(2w²))``, ``u = -K//2 … K//2``; it sums to 1 so constants are
-preserved, and ``w → 0`` gives the identity (a unit impulse). Its width derivative, used for
-``∂_t A_t``, is ``∂k_u/∂w = k_u (u² - Σ_v k_v v²) / w³``.
+degradation parameter). The Gaussian kernel of width ``w`` on ``K`` taps is ``k_u = exp(-u²/(2w²)) /
+Σ_v exp(-v²/(2w²))``, ``u = -K//2 … K//2``; it sums to 1 so constants are preserved, and ``w → 0``
+gives the identity (a unit impulse). Its width derivative, used for ``∂_t A_t``, is ``∂k_u/∂w = k_u
+(u² - Σ_v k_v v²) / w³``.
 
 Kernels for a float width are built once per (width, size, device, dtype) and cached
-(:func:`kernel_cache_info`); a tensor width (``[]`` or per-sample ``[B]``, possibly requiring grad) is
-built differentiably on every call so gradients reach it.
+(:func:`kernel_cache_info`); a tensor width (``[]`` or per-sample ``[B]``, possibly requiring grad)
+is built differentiably on every call so gradients reach it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def cached_gaussian_kernel(width: float, kernel_size: int, *, dtype, device, der
 
 
 def kernel_cache_info():
-    """``functools`` cache statistics of the float-width kernel cache (``misses`` = kernels built)."""
+    """Statistics of the float-width kernel cache (``misses`` = number of kernels built)."""
     return _cached.cache_info()
 
 
@@ -107,9 +107,9 @@ class GaussianBlur(LinearOperator):
     """Separable Gaussian blur of standard deviation ``width`` (pixels).
 
     ``width`` is a float (kernel cached), or a tensor — 0-dim or per-sample ``[B]`` — possibly
-    requiring grad (kernel rebuilt differentiably each call). ``kernel_size`` defaults to
-    ``2 ceil(3 width) + 1``. ``padding`` is ``"reflect"`` (default), ``"circular"`` or ``"zeros"``;
-    the adjoint is exact for each.
+    requiring grad (kernel rebuilt differentiably each call). ``kernel_size`` defaults to ``2 ceil(3
+    width) + 1``. ``padding`` is ``"reflect"`` (default), ``"circular"`` or ``"zeros"``; the adjoint
+    is exact for each.
     """
 
     def __init__(self, width, *, kernel_size: int | None = None, padding: str = "reflect"):
@@ -145,7 +145,10 @@ class GaussianBlur(LinearOperator):
         return self._apply(y, True)
 
     def __repr__(self) -> str:
-        return f"GaussianBlur(width={describe(self.width)}, kernel_size={self.kernel_size}, padding={self.padding!r})"
+        return (
+            f"GaussianBlur(width={describe(self.width)}, kernel_size={self.kernel_size}, "
+            f"padding={self.padding!r})"
+        )
 
 
 class Blur(LinearOperator):
@@ -172,7 +175,8 @@ class Blur(LinearOperator):
         )
         if self.kernel.dim() == 3 and self.kernel.shape[0] != x.shape[0]:
             raise ShapeError(
-                f"per-sample kernel has {self.kernel.shape[0]} entries but the batch has {x.shape[0]}"
+                f"per-sample kernel has {self.kernel.shape[0]} entries but the batch has "
+                f"{x.shape[0]}"
             )
         k = self.kernel.to(device=x.device, dtype=x.dtype)
         return full2d(x4, k, self.padding, adjoint=adjoint).reshape(x.shape)

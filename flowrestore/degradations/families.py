@@ -1,15 +1,15 @@
 """Degradation families ``A_t``, ``t ∈ [0, 1]``, with ``A_0 ≈ I`` and their time derivatives.
 
 The stochastic degradation process of Dirac (MATH.md §3) is ``y_t = A_t(x_0) + σ_t z``; its drift
-needs ``∂_t A_t(Φ)``. A family is called as ``family(x, t)`` with ``t`` a float, a 0-dim tensor or one
-severity per sample ``[B]``; linear families also give ``family.adjoint(y, t)`` and
+needs ``∂_t A_t(Φ)``. A family is called as ``family(x, t)`` with ``t`` a float, a 0-dim tensor or
+one severity per sample ``[B]``; linear families also give ``family.adjoint(y, t)`` and
 ``family.time_derivative(x, t) = ∂_t A_t(x)``.
 
 Most families are ``A_t = B_{p(t)}`` for an operator ``B_p`` with a scalar parameter ``p`` (blur
 width, hole size, blend amount) given by a schedule ``p(t)``; then ``∂_t A_t x = (∂_p B_p x) p'(t)``
 with ``∂_p B_p`` analytic and ``p'(t)`` exact for a :class:`~flowrestore.schedules.Schedule`. For a
-plain callable ``p`` the derivative is the central difference ``(p(t+h) - p(t-h)) / (2h)`` in float64
-(one-sided, inside [0, 1], at the ends) with ``h = fd_step`` (default 1e-4, error O(h²)).
+plain callable ``p`` the derivative is the central difference ``(p(t+h) - p(t-h)) / (2h)`` in
+float64 (one-sided, inside [0, 1], at the ends) with ``h = fd_step`` (default 1e-4, error O(h²)).
 Any callable ``A(x, t)`` can be used through :func:`as_family` (derivative by central difference in
 ``x``'s dtype, default step 1e-3).
 """
@@ -57,7 +57,7 @@ def _fd_points(tt: torch.Tensor, h: float):
 
 
 class _Param:
-    """A parameter schedule ``p(t)``: a Schedule (exact derivative) or a callable (central difference)."""
+    """A parameter schedule ``p(t)``: a Schedule (exact derivative) or a callable (central FD)."""
 
     def __init__(self, fn, name: str, fd_step: float):
         if not callable(fn):
@@ -77,7 +77,8 @@ class _Param:
             v = v.expand(tt.shape)
         if v.shape != tt.shape:
             raise ShapeError(
-                f"{self.name}(t) must return one value per sample {tuple(tt.shape)}, got {describe(v)}"
+                f"{self.name}(t) must return one value per sample {tuple(tt.shape)}, "
+                f"got {describe(v)}"
             )
         return v
 
@@ -138,7 +139,7 @@ class LinearFamily(Family):
         return self._adjoint(y, tt, scalar)
 
     def at(self, t) -> LinearOperator:
-        """The operator ``A_t`` at a fixed ``t`` (a float or a ``[B]`` tensor) as a LinearOperator."""
+        """The operator ``A_t`` at a fixed ``t`` (float or ``[B]`` tensor) as a LinearOperator."""
         return _AtTime(self, t)
 
     def check_adjoint(self, shape, t, *, generator=None, dtype=torch.float64, device=None) -> float:
@@ -154,8 +155,8 @@ class LinearFamily(Family):
 class FunctionFamily(Family):
     """Wrap any callable ``fn(x, t)`` (``t`` a ``[B]`` tensor) as a family.
 
-    ``time_derivative`` defaults to the central difference ``(A_{t+h}x - A_{t-h}x) / (2h)`` (one-sided
-    inside [0, 1] at the ends), ``h = fd_step``. Give ``adjoint`` to make it linear.
+    ``time_derivative`` defaults to the central difference ``(A_{t+h}x - A_{t-h}x) / (2h)``
+    (one-sided inside [0, 1] at the ends), ``h = fd_step``. Give ``adjoint`` to make it linear.
     """
 
     def __init__(
@@ -195,19 +196,19 @@ class FunctionFamily(Family):
 
 
 def as_family(A) -> Family:
-    """Return ``A`` if it is a :class:`Family`, else wrap the callable ``A(x, t)`` in a FunctionFamily."""
+    """Return ``A`` if it is a :class:`Family`, else wrap the callable ``A(x, t)``."""
     if isinstance(A, Family):
         return A
     return FunctionFamily(A)
 
 
 class GaussianBlurFamily(LinearFamily):
-    """``A_t x = G_{w(t)} ⋆ P x``: Gaussian blur whose width follows ``width`` (Schedule or callable).
+    """``A_t x = G_{w(t)} ⋆ P x``: Gaussian blur of width ``width(t)`` (Schedule or callable).
 
-    ``width(0)`` small (≈ identity, e.g. 0.3 as in Dirac's code) and ``width(1)`` the observed width;
-    e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. Per-sample widths are applied
-    in one grouped convolution; a float ``t`` with float-valued width uses the cached kernel.
-    ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
+    ``width(0)`` small (≈ identity, e.g. 0.3 as in Dirac's code) and ``width(1)`` the observed
+    width; e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. Per-sample widths are
+    applied in one grouped convolution; a float ``t`` with float-valued width uses the cached
+    kernel. ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
     """
 
     def __init__(
@@ -257,10 +258,10 @@ class GaussianBlurFamily(LinearFamily):
 class InpaintingFamily(LinearFamily):
     """``A_t x = m_t ⊙ x``: a centred hole growing with ``t`` (``A_t`` is self-adjoint).
 
-    Either ``size`` (Schedule or callable t → pixels, ``size(0) = 0`` gives exactly ``A_0 = I``) with
-    ``shape="gaussian"`` (``m = (1 - exp(-r²/2σ²))^power``, σ = size, Dirac's mask) or ``shape="box"``
-    (anti-aliased square hole of side ``size``), or ``mask_fn(t, (H, W))`` returning a mask that
-    broadcasts to ``[B, 1, H, W]`` (its time derivative by central difference).
+    Either ``size`` (Schedule or callable t → pixels, ``size(0) = 0`` gives exactly ``A_0 = I``)
+    with ``shape="gaussian"`` (``m = (1 - exp(-r²/2σ²))^power``, σ = size, Dirac's mask) or
+    ``shape="box"`` (anti-aliased square hole of side ``size``), or ``mask_fn(t, (H, W))`` returning
+    a mask that broadcasts to ``[B, 1, H, W]`` (its time derivative by central difference).
     """
 
     def __init__(
@@ -346,9 +347,9 @@ class DownsampleFamily(LinearFamily):
     """``A_t = (1 - a(t)) I + a(t) U D``: blend from identity to block-average-then-replicate.
 
     ``U D`` is the orthogonal projection onto ``f × f`` block-constant images (``D`` = ``f``-fold
-    average pooling, ``U`` = nearest upsampling), so ``A_t`` is linear, self-adjoint, keeps the image
-    size, and ``A_1 x = U D x`` carries exactly the low-resolution observation. ``amount`` (Schedule or
-    callable) defaults to ``a(t) = t``; ``∂_t A_t x = a'(t) (U D x - x)``.
+    average pooling, ``U`` = nearest upsampling), so ``A_t`` is linear, self-adjoint, keeps the
+    image size, and ``A_1 x = U D x`` carries exactly the low-resolution observation. ``amount``
+    (Schedule or callable) defaults to ``a(t) = t``; ``∂_t A_t x = a'(t) (U D x - x)``.
     """
 
     def __init__(self, *, factor: int, amount=None, fd_step: float = 1e-4):
@@ -368,8 +369,10 @@ class DownsampleFamily(LinearFamily):
 
 
 class DiagonalFamily(LinearFamily):
-    """``A_t x = a(t) ⊙ x`` for a callable ``a(t)`` (``t`` [B]) returning a per-sample ``[B]`` scale or a
-    tensor broadcasting to ``x`` (per coordinate), e.g. ``a(t) = 1 - t[:, None] * (1 - d)``.
+    """``A_t x = a(t) ⊙ x`` for a callable ``a(t)`` (``t`` [B]).
+
+    ``a(t)`` returns a per-sample ``[B]`` scale or a tensor broadcasting to ``x`` (per coordinate),
+    e.g. ``a(t) = 1 - t[:, None] * (1 - d)``.
 
     ``derivative(t)`` (same shape as ``a(t)``) is optional; by default a central difference.
     """

@@ -1,11 +1,11 @@
 """Inpainting: masking ``A x = m ⊙ x`` and the smooth growing masks of Dirac's inpainting process.
 
 Masks (MATH.md §3 / Dirac §4): a Gaussian-edged hole ``m = (1 - exp(-r²/(2σ²)))^p`` with ``r`` the
-distance to the image centre ``((H-1)/2, (W-1)/2)`` and ``σ`` the hole size in pixels (the paper uses
-``1 - f_σ / max f_σ`` with ``f_σ`` a Gaussian density, raised to a power ``p`` for a sharper edge; the
-reference code uses ``p = 4``); and a centred square box of side ``s`` pixels with anti-aliased edges
-(each pixel masked by the fraction of its area the box covers). Both are exactly 1 (identity) at size
-0, and come with their exact derivative in the size, used for ``∂_t A_t``.
+distance to the image centre ``((H-1)/2, (W-1)/2)`` and ``σ`` the hole size in pixels (the paper
+uses ``1 - f_σ / max f_σ`` with ``f_σ`` a Gaussian density, raised to a power ``p`` for a sharper
+edge; the reference code uses ``p = 4``); and a centred square box of side ``s`` pixels with
+anti-aliased edges (each pixel masked by the fraction of its area the box covers). Both are exactly
+1 (identity) at size 0, and come with their exact derivative in the size, used for ``∂_t A_t``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ __all__ = ["Inpainting", "gaussian_hole_mask", "box_hole_mask"]
 class Inpainting(Diagonal):
     """Masking ``A x = mask ⊙ x`` (self-adjoint); ``mask`` must broadcast to the batch shape.
 
-    ``mask`` is e.g. ``[H, W]``, ``[1, H, W]``, ``[B, 1, H, W]``; a mask whose size does not match the
-    image raises :class:`~flowrestore.errors.ShapeError`.
+    ``mask`` is e.g. ``[H, W]``, ``[1, H, W]``, ``[B, 1, H, W]``; a mask whose size does not match
+    the image raises :class:`~flowrestore.errors.ShapeError`.
     """
 
     _name = "mask"
@@ -44,7 +44,7 @@ def _grid(h: int, w: int, like: torch.Tensor):
 def gaussian_hole_mask(
     size: torch.Tensor, h: int, w: int, *, power: float = 4.0, derivative: bool = False
 ):
-    """``(1 - exp(-r²/(2σ²)))^p`` for per-sample ``σ = size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂σ``)."""
+    """``(1 - exp(-r²/(2σ²)))^p``, per-sample ``σ = size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂σ``)."""
     yy, xx = _grid(h, w, size)
     r2 = (yy[:, None] ** 2 + xx[None, :] ** 2)[None, None]
     s = size.reshape(-1, 1, 1, 1)
@@ -66,7 +66,7 @@ def _coverage(u: torch.Tensor, half: torch.Tensor, derivative: bool):
 
 
 def box_hole_mask(size: torch.Tensor, h: int, w: int, *, derivative: bool = False):
-    """``1 - cov_y cov_x`` for a centred box of side ``size`` [B] pixels → ``[B, 1, h, w]`` (or ``∂m/∂s``)."""
+    """``1 - cov_y cov_x``, centred box of side ``size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂s``)."""
     yy, xx = _grid(h, w, size)
     half = (size / 2).reshape(-1, 1)
     cy, cx = _coverage(yy[None], half, False), _coverage(xx[None], half, False)

@@ -19,7 +19,7 @@ __all__ = ["JPEG"]
 
 
 class JPEG:
-    """JPEG round trip at ``quality`` (1–100); ``subsampling`` as Pillow's (None = Pillow default)."""
+    """JPEG round trip at ``quality`` (1–100); ``subsampling`` as Pillow's (None: its default)."""
 
     def __init__(self, quality: int, *, subsampling: int | None = None):
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:

@@ -15,7 +15,7 @@ __all__ = ["AdditiveGaussianNoise"]
 
 
 class AdditiveGaussianNoise:
-    """``noise(x, generator=g) = x + std · z``; ``std`` a float >= 0 or a per-sample ``[B]`` tensor."""
+    """``noise(x, generator=g) = x + std · z``; ``std`` a float >= 0 or a per-sample [B] tensor."""
 
     def __init__(self, std: float | torch.Tensor):
         if isinstance(std, torch.Tensor):

@@ -2,7 +2,8 @@
 
 ``D x`` averages each ``f × f`` block (``avg_pool2d`` with kernel = stride = f); ``Dᵀ y`` replicates
 each value over its block divided by ``f²``. ``U = f² Dᵀ`` (nearest upsampling) gives the orthogonal
-projection ``P = U D`` onto block-constant images, used by :class:`~flowrestore.degradations.families.DownsampleFamily`.
+projection ``P = U D`` onto block-constant images, used by
+:class:`~flowrestore.degradations.families.DownsampleFamily`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _upsample(y4: torch.Tensor, f: int) -> torch.Tensor:
 
 
 def block_average(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """``P x = U D x``: replace each ``f × f`` block by its mean (same shape as ``x``; self-adjoint)."""
+    """``P x = U D x``: replace each ``f × f`` block by its mean (same shape; self-adjoint)."""
     x4 = as_planes(x)
     _check_divisible(x4, factor)
     return _upsample(F.avg_pool2d(x4, factor), factor).reshape(x.shape)

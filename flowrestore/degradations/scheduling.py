@@ -1,31 +1,32 @@
 """Degradation scheduling: Dirac supplement B, Algorithm 2 (greedy min-max severity selection).
 
 Given images ``x`` and an operator factory ``p ↦ A_p`` (e.g. blur width ↦ Gaussian blur), the
-distance between two severities is the data-dependent dissimilarity
-``d(p_i, p_j) = mean_x d(A_{p_i}(x), A_{p_j}(x))``. The paper picks ``N`` interpolating severities so
-that the largest distance between consecutive ones is (greedily) minimised: start from the two ends
-``{p_min, p_max}`` and repeatedly split the interval with the largest ``d`` by adding a new severity
-inside it; the maximum distance is then non-increasing over iterations. Finally the chosen severities
-are placed at equally spaced times ``t_k = k / (N - 1)`` and linearly interpolated, giving the
-schedule ``t ↦ p`` (the reference code's ``blur_schedule.txt`` has exactly this form: equally
-spaced ``t`` and the selected widths).
+distance between two severities is the data-dependent dissimilarity ``d(p_i, p_j) = mean_x
+d(A_{p_i}(x), A_{p_j}(x))``. The paper picks ``N`` interpolating severities so that the largest
+distance between consecutive ones is (greedily) minimised: start from the two ends ``{p_min,
+p_max}`` and repeatedly split the interval with the largest ``d`` by adding a new severity inside
+it; the maximum distance is then non-increasing over iterations. Finally the chosen severities are
+placed at equally spaced times ``t_k = k / (N - 1)`` and linearly interpolated, giving the schedule
+``t ↦ p`` (the reference code's ``blur_schedule.txt`` has exactly this form: equally spaced ``t``
+and the selected widths; that repository ships the schedule, not the scheduler, so the details
+below are ours).
 
 What the paper leaves open, and what this implementation does:
 
 - **Candidates.** Severities are picked from a finite candidate set (as in the paper's "select a set
-  of degradations from the set of candidates"): by default ``16 (N - 1) + 1`` equally spaced values in
-  ``[p_min, p_max]``, or the sequence given as ``candidates``.
+  of degradations from the set of candidates"): by default ``16 (N - 1) + 1`` equally spaced values
+  in ``[p_min, p_max]``, or the sequence given as ``candidates``.
 - **Where to split.** Inside the chosen interval ``(i, j)`` the new severity ``k`` minimises
   ``max(d(i, k), d(k, j))`` (the min-max objective restricted to that interval). It is found by
   bisection for the crossing of ``d(i, ·)`` (increasing) and ``d(·, j)`` (decreasing), so only
-  ``O(log n)`` candidates are degraded per split; for a non-monotone dissimilarity it returns a local
-  crossing.
+  ``O(log n)`` candidates are degraded per split; for a non-monotone dissimilarity it returns a
+  local crossing.
 - **Ties** between intervals go to the one with the smaller severity; intervals without interior
   candidates are not split.
 
 ``dissimilarity`` is ``"mse"`` (mean squared error per image), ``"psnr"`` (``-PSNR`` in dB with peak
-``data_range``; only the ordering of distances matters to the algorithm) or a callable ``d(a, b)`` on
-two batches returning a scalar or per-image values (averaged), e.g. LPIPS as in the paper.
+``data_range``; only the ordering of distances matters to the algorithm) or a callable ``d(a, b)``
+on two batches returning a scalar or per-image values (averaged), e.g. LPIPS as in the paper.
 """
 
 from __future__ import annotations
@@ -108,10 +109,11 @@ def schedule_degradation(
 ):
     """Greedy min-max degradation schedule (Dirac Algorithm 2) → :class:`PiecewiseLinear` ``t ↦ p``.
 
-    ``family_of_param(p)`` returns an operator (callable on ``images`` [B, C, H, W]) for the parameter
-    ``p``; ``budget`` (>= 2) severities are chosen including ``p_min`` (t = 0) and ``p_max`` (t = 1).
-    With ``return_details=True`` also returns a dict with the chosen ``params`` and the history
-    ``max_dissimilarity`` (the largest consecutive distance after each split, non-increasing).
+    ``family_of_param(p)`` returns an operator (callable on ``images`` [B, C, H, W]) for the
+    parameter ``p``; ``budget`` (>= 2) severities are chosen including ``p_min`` (t = 0) and
+    ``p_max`` (t = 1). With ``return_details=True`` also returns a dict with the chosen ``params``
+    and the history ``max_dissimilarity`` (the largest consecutive distance after each split,
+    non-increasing).
     """
     if not isinstance(images, torch.Tensor) or images.dim() < 2 or images.shape[0] < 1:
         raise ConfigError(
@@ -143,7 +145,8 @@ def schedule_degradation(
             v = float(torch.as_tensor(v).double().mean())
             if not math.isfinite(v):
                 raise ConfigError(
-                    f"dissimilarity returned a non-finite value {v} between p={cands[i]} and p={cands[j]}"
+                    f"dissimilarity returned a non-finite value {v} between p={cands[i]} "
+                    f"and p={cands[j]}"
                 )
             dists[(i, j)] = v
         return dists[(i, j)]

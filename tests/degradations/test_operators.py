@@ -115,7 +115,9 @@ def test_kernel_cache_hit_and_no_rebuild_per_call(monkeypatch):
     assert calls["n"] == 1
     assert kernel_cache_info().misses == misses0 + 1
     assert op.kernel(dtype=torch.float32) is op.kernel(dtype=torch.float32)
-    assert GaussianBlur(width, kernel_size=9).kernel(dtype=torch.float32) is op.kernel(dtype=torch.float32)
+    assert GaussianBlur(width, kernel_size=9).kernel(dtype=torch.float32) is op.kernel(
+        dtype=torch.float32
+    )
     assert op.kernel(dtype=D64) is not op.kernel(dtype=torch.float32)  # one entry per dtype
     assert calls["n"] == 2
 
@@ -175,7 +177,9 @@ def test_typed_errors():
 
 def test_jpeg_round_trip():
     g = _gen()
-    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 4, 4, generator=g), size=32, mode="bilinear"
+    )
     out = JPEG(95)(smooth.to(D64))
     assert out.shape == smooth.shape and out.dtype == D64
     assert float((out - smooth).abs().mean()) < 0.02
@@ -194,3 +198,15 @@ def test_additive_noise_is_reproducible_and_has_the_right_std():
     assert float(a.std()) == pytest.approx(0.05, rel=0.03)
     per = AdditiveGaussianNoise(torch.tensor([0.0, 0.1, 0.0, 0.2]))(x, generator=_gen(1))
     assert float(per[0].abs().max()) == 0 and float(per[3].std()) == pytest.approx(0.2, rel=0.05)
+
+
+@pytest.mark.parametrize("padding,mode", [("reflect", "reflect"), ("circular", "circular")])
+def test_padding_matches_torch_pad(padding, mode):
+    x = torch.rand(2, 3, 10, 13, generator=_gen(), dtype=D64)
+    op = GaussianBlur(1.7, kernel_size=7, padding=padding)
+    k = op.kernel(dtype=D64)
+    ref = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (3, 3, 3, 3), mode=mode).reshape(6, 1, 16, 19),
+        torch.outer(k, k)[None, None],
+    ).reshape(x.shape)
+    torch.testing.assert_close(op(x), ref, rtol=1e-13, atol=1e-14)

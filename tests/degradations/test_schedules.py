@@ -46,7 +46,9 @@ def test_float_and_tensor_t_agree(s):
     for t in (0.0, 0.42, 1.0):
         v = s(t)
         assert isinstance(v, torch.Tensor) and v.dim() == 0
-        assert float(v) == pytest.approx(float(s(torch.tensor([t], dtype=torch.float64))[0]), rel=1e-6)
+        assert float(v) == pytest.approx(
+            float(s(torch.tensor([t], dtype=torch.float64))[0]), rel=1e-6
+        )
 
 
 def test_linear_and_constant_exact():
@@ -58,8 +60,10 @@ def test_linear_and_constant_exact():
 
 def test_piecewise_linear_hits_knots_and_segment_slopes():
     s = PiecewiseLinear([0.0, 0.25, 1.0], [1.0, 2.0, 0.5])
-    torch.testing.assert_close(s(torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)),
-                               torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        s(torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)),
+        torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64),
+    )
     d = s.derivative(torch.tensor([0.1, 0.25, 0.5, 1.0], dtype=torch.float64))
     torch.testing.assert_close(d, torch.tensor([4.0, -2.0, -2.0, -2.0], dtype=torch.float64))
     assert not s.is_monotone() and s.is_positive()
