@@ -26,20 +26,20 @@ images into RGB, ``channels=1`` converts colour with ``skimage.color.rgb2gray`` 
 :func:`make_family` gives the matching severity families ``A(x, t)`` for Dirac training: for
 ``"deblur"`` the blur std grows linearly, ``t·blur_sigma`` (``A_0 = I``); for the other tasks the
 convex path ``(1 - t) x + t A(x)`` of the noiseless degradation (for ``"denoise"`` that is ``A_t =
-I``). Implemented here in plain torch/Pillow so training does not depend on other subpackages.
+I``). The operators are :mod:`flowrestore.degradations`' ``GaussianBlur``, ``Downsample`` and
+``JPEG``; only the sr4 re-upsampling (torch ``interpolate``) and the noise are added here.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from flowrestore.degradations import JPEG, Downsample, GaussianBlur
 from flowrestore.errors import ConfigError, ShapeError, describe
 
 __all__ = [
@@ -135,30 +135,18 @@ def lfw_faces(split: str = "train", *, channels: int = 3) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
-    """Separable Gaussian blur of ``x`` [B, C, H, W], std in pixels (scalar or per sample [B]).
+    """Gaussian blur of ``x`` [B, C, H, W], std in pixels (scalar or [B]), reflect boundary.
 
-    Reflect boundary; ``std = 0`` is the identity. The kernel radius is ``ceil(3·max std)``.
+    A thin wrapper over :class:`flowrestore.degradations.GaussianBlur` (kernel size
+    ``2 ceil(3 max std) + 1``); ``std = 0`` is the identity.
     """
-    b, c, h, w = x.shape
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
-    std = std.expand(b) if std.ndim == 0 else std
-    if std.shape != (b,) or bool((std < 0).any()):
-        raise ShapeError(f"gaussian_blur: std must be >= 0, scalar or [B]={b}, got {describe(std)}")
-    smax = float(std.max()) if b else 0.0
-    if smax == 0.0:
-        return x.clone()
-    r = max(1, math.ceil(3 * smax))
-    if r >= min(h, w):
-        raise ShapeError(f"gaussian_blur: kernel radius {r} too large for image {h}x{w}")
-    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    s = std.clamp(min=1e-6)[:, None]
-    ker = torch.exp(-(k[None, :] ** 2) / (2 * s**2))
-    ker = ker / ker.sum(dim=1, keepdim=True)  # [B, K]
-    ker = ker.repeat_interleave(c, dim=0)  # [B*C, K]
-    z = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
-    z = F.conv2d(z, ker[:, None, None, :], groups=b * c)
-    z = F.conv2d(z, ker[:, None, :, None], groups=b * c)
-    return z.reshape(b, c, h, w)
+    if isinstance(std, torch.Tensor) and std.ndim == 1 and std.shape != (x.shape[0],):
+        raise ShapeError(
+            f"gaussian_blur: std must be a scalar or [B]={x.shape[0]}, got {describe(std)}"
+        )
+    if isinstance(std, torch.Tensor) and std.ndim == 1:
+        std = std.to(dtype=x.dtype, device=x.device)
+    return GaussianBlur(std)(x)
 
 
 def _noise(x, sigma, generator):
@@ -171,27 +159,10 @@ def _downup(x, factor, upsample):
     h, w = x.shape[-2:]
     if h % factor or w % factor:
         raise ShapeError(f"sr: image size {h}x{w} must be divisible by factor={factor}")
-    low = F.avg_pool2d(x, factor)
+    low = Downsample(factor).A(x)
     kw = {} if upsample == "nearest" else {"align_corners": False}
     up = F.interpolate(low, size=(h, w), mode=upsample, **kw)
     return up.clamp(0.0, 1.0) if upsample == "bicubic" else up
-
-
-def _jpeg(x, quality):
-    out = torch.empty_like(x)
-    for i in range(x.shape[0]):
-        arr = (x[i].detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        arr = arr.transpose(1, 2, 0)
-        img = (
-            Image.fromarray(arr[..., 0], "L") if arr.shape[-1] == 1 else Image.fromarray(arr, "RGB")
-        )
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=int(quality))
-        buf.seek(0)
-        back = np.asarray(Image.open(buf).convert("L" if arr.shape[-1] == 1 else "RGB"))
-        back = back[..., None] if back.ndim == 2 else back
-        out[i] = torch.from_numpy(back.transpose(2, 0, 1).copy()).to(x) / 255.0
-    return out
 
 
 def _pos(task, name, v, *, zero_ok=True):
@@ -229,8 +200,8 @@ def _task_params(task: str, kw: dict) -> dict:
             raise ConfigError(
                 f"sr4: upsample must be bicubic|bilinear|nearest, got {describe(p['upsample'])}"
             )
-    if task == "jpeg" and not (isinstance(p["quality"], int) and 1 <= p["quality"] <= 95):
-        raise ConfigError(f"jpeg: quality must be an int in [1, 95], got {describe(p['quality'])}")
+    if task == "jpeg":
+        JPEG(p["quality"])  # validates quality (an int in [1, 100])
     return p
 
 
@@ -239,6 +210,7 @@ def make_degradation(
 ) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
     """Degradation ``deg(x, generator) -> y`` (same shape) for a task in ``TASKS`` (module doc)."""
     p = _task_params(task, kw)
+    jpeg = JPEG(p["quality"]) if task == "jpeg" else None
 
     if task == "deblur":
 
@@ -255,7 +227,7 @@ def make_degradation(
     else:
 
         def deg(x, generator=None):
-            return _noise(_jpeg(x, p["quality"]), p["noise"], generator)
+            return _noise(jpeg(x), p["noise"], generator)
 
     deg.task = task
     deg.params = p
@@ -265,6 +237,7 @@ def make_degradation(
 def make_family(task: str, **kw) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Noiseless severity family ``A(x, t)`` (t [B] in [0, 1], ``A(x, 0) = x``) for Dirac."""
     p = _task_params(task, kw)
+    jpeg = JPEG(p["quality"]) if task == "jpeg" else None
     if task == "deblur":
 
         def fam(x, t):
@@ -283,7 +256,7 @@ def make_family(task: str, **kw) -> Callable[[torch.Tensor, torch.Tensor], torch
         else:
 
             def base(x):
-                return _jpeg(x, p["quality"])
+                return jpeg(x)
 
         def fam(x, t):
             tb = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
