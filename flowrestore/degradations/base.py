@@ -48,7 +48,19 @@ class LinearOperator:
     """A linear degradation ``A`` with its adjoint. ``op(x)`` is ``op.A(x)``.
 
     Subclasses implement :meth:`A` and :meth:`A_adjoint` on batches ``[B, *]``.
+
+    Constructed with a :class:`flowrestore.inversion.Param` among its arguments, any operator
+    returns a :class:`flowrestore.inversion.BlindOperator` instead: a template whose unknown
+    parameters :class:`flowrestore.inversion.BlindInversion` estimates (MATH.md §5).
     """
+
+    def __new__(cls, *args, **kwargs):
+        if args or kwargs:
+            from flowrestore.inversion.params import BlindOperator, Param
+
+            if any(isinstance(v, Param) for v in (*args, *kwargs.values())):
+                return BlindOperator(cls, *args, **kwargs)
+        return super().__new__(cls)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Apply the operator."""
