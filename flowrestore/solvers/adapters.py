@@ -87,6 +87,14 @@ class Torchdiffeq(Solver):
                 raise ConfigError(f"fixed-grid torchdiffeq method {self.method!r} needs steps= or grid=")
             ts = times[:-1] if singular_end else times
         opts = dict(self.options)
+        if self.adaptive:
+            # torchdiffeq's adaptive methods step *past* the last output time and interpolate, so
+            # their stages would be evaluated beyond t_min (at and below t = 0 on InDI). Making the
+            # end a ``step_t`` clips the last step onto it.
+            end = ts[-1:].to(dt)
+            prev = opts.get("step_t")
+            opts["step_t"] = end if prev is None else torch.cat(
+                [torch.as_tensor(prev, dtype=dt).reshape(-1), end]).unique()
         kwargs = {"rtol": self.rtol, "atol": self.atol} if self.adaptive else {}
         if not self.adaptive and ts.numel() < 2:
             x = x0
