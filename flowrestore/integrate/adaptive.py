@@ -66,6 +66,13 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
     nxt = torch.zeros(B, dtype=torch.long, device=dev)
     err_prev = torch.ones(B, dtype=dt, device=dev)
     done = torch.zeros(B, dtype=torch.bool)
+    # a non-finite start (state, first drift or starting step) fails at once: stepping it would
+    # hand NaN times to the predictor and, with a NaN step size, never underflow
+    start_bad = (~torch.isfinite(_rms(x) + _rms(f0) + habs)).cpu()
+    if bool(start_bad.any()):
+        stats.status[start_bad] = NONFINITE
+        done |= start_bad
+        h = torch.where(start_bad.to(dev), torch.zeros_like(h), h)
     tiny = 4 * torch.finfo(dt).eps
     last_progress = 0.0
 
@@ -130,7 +137,8 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
 
         # failures of samples still running
         running = ~fin_cpu
-        underflow = (h_new.abs() < solver.min_step) | (h_new.abs() <= tiny * t_new.abs().clamp_min(1))
+        underflow = (h_new.abs() < solver.min_step) | (h_new.abs() <= tiny * t_new.abs().clamp_min(1)) \
+            | ~torch.isfinite(h_new)
         underflow = underflow.cpu() & running
         nonfin = underflow & ~finite.cpu()
         stats.status[act_cpu[underflow & ~nonfin]] = UNDERFLOW

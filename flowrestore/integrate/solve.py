@@ -117,7 +117,11 @@ def solve(flow: Flow, solver: Solver, x0: Tensor, *, steps: int | None = None,
     ctx = StepContext(noise=noise, x_start=x0, t_start=None)
     with torch.set_grad_enabled(differentiable):
         if solver.delegates:
-            return solver.integrate(flow, x0, times, ctx=ctx, save_at=save_at, output=output)
+            sol = solver.integrate(flow, x0, times, ctx=ctx, save_at=save_at, output=output)
+            if check_finite:
+                _check_final_finite(sol.x, sol.stats, on_failure,
+                                    f"the result of {solver!r} at t={float(sol.ts[-1]):.6g}")
+            return sol
         if adaptive:
             return _solve_adaptive(flow, solver, x0, times, save_at, output, ctx, progress,
                                    callback, on_failure)
@@ -277,11 +281,33 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
         else:
             x = flow.denoise(g_dev[n], x)
             stats.nfe += 1
+        if check_finite:
+            t_pm = g_dev[n - 1] if singular_end else g_dev[n]
+            _check_final_finite(x, stats, on_failure, f"the posterior-mean estimate at t={float(t_pm):.6g}")
     ordered = sorted(save_idx)
     traj = torch.stack(saved) if save_at is not None else None
     records = {k: torch.stack(v) for k, v in ctx.records.items()}
     return Solution(x=x, ts=g_dev[ordered], trajectory=traj, stats=stats,
                     t_final=g_dev[n].expand(B).clone(), records=records)
+
+
+def _check_final_finite(x: Tensor, stats: Stats, on_failure: str, what: str) -> None:
+    """Flag (``on_failure='return'``) or raise on samples whose final ``x`` is not finite.
+
+    Covers evaluations made after the step loop's own check (the ``output='posterior_mean'``
+    estimate, delegated integrators); one host synchronisation.
+    """
+    B = x.shape[0]
+    finite = torch.isfinite(torch.linalg.vector_norm(x.detach().reshape(B, -1), float("inf"), dim=1))
+    bad = (~finite).cpu() & (stats.status == 0)
+    if not bool(bad.any()):
+        return
+    if on_failure == "return":
+        stats.status[bad] = NONFINITE
+        return
+    rows = bad.nonzero().squeeze(1).tolist()
+    raise NonFiniteError(f"{what} is non-finite for samples {rows[:10]}: the predictor/drift "
+                         "returned NaN/inf")
 
 
 def _solve_adaptive(flow, solver, x0, span, save_at, output, ctx, progress, callback, on_failure):
@@ -335,6 +361,7 @@ def _solve_adaptive(flow, solver, x0, span, save_at, output, ctx, progress, call
     if output == "posterior_mean" and not singular_end:
         x = flow.denoise(t, x)
         stats.nfe += 1
+    _check_final_finite(x, stats, on_failure, "the final estimate (denoising / posterior-mean step)")
     ts = torch.tensor(ts_list, dtype=dt, device=dev)
     if traj is not None:
         parts = [x0.unsqueeze(0)] if t0 in save_times else []
@@ -356,10 +383,12 @@ def _raise_failures(sol: Solution, solver, on_failure: str) -> None:
         rows = (status == code).nonzero().squeeze(1)
         if rows.numel():
             t = sol.t_final[rows.to(sol.t_final.device)].cpu().tolist()
-            what = "became non-finite (the step size shrank to nothing)" if code == NONFINITE \
+            step = (sol.stats.steps[rows] + 1).tolist()
+            what = "became non-finite (the state or the drift is NaN/inf)" if code == NONFINITE \
                 else f"step size fell below min_step={solver.min_step} / round-off"
-            raise exc(f"samples {rows.tolist()[:10]} {what} at t={[round(v, 6) for v in t[:10]]}; "
-                      "pass on_failure='return' for the partial solution")
+            raise exc(f"samples {rows.tolist()[:10]} {what} in step {step[:10]} at "
+                      f"t={[round(v, 6) for v in t[:10]]}; pass on_failure='return' for the partial "
+                      "solution")
     rows = (status == MAX_STEPS).nonzero().squeeze(1)
     t = sol.t_final[rows.to(sol.t_final.device)].cpu().tolist()
     raise MaxStepsReachedError(
