@@ -1,0 +1,113 @@
+"""The t = 0 endpoint (MATH.md §1): no solver evaluates the predictor at t = 0.
+
+A spy predictor raises if it sees any t == 0 and records every t. Solvers with a stage at a step's
+end (Heun, RK4, fixed-step Bosh3/Dopri5) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``;
+adaptive ones integrate to ``t_min`` and denoise there; Euler, Midpoint and the InDI samplers take
+their own last step (their stages stay at t > 0).
+"""
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+from .helpers import Spy, gaussian_oracle, max_err, observations
+
+STEPS = 6
+SOLVERS = {
+    "Euler": fr.Euler, "Midpoint": fr.Midpoint, "Heun": fr.Heun, "RK4": fr.RK4,
+    "Bosh3": lambda: fr.Bosh3(rtol=1e-5), "Dopri5": lambda: fr.Dopri5(rtol=1e-5),
+    "Bosh3-fixed": lambda: fr.Bosh3(adaptive=False), "Dopri5-fixed": lambda: fr.Dopri5(adaptive=False),
+    "InDISampler": fr.InDISampler, "InDISampler-eps": lambda: fr.InDISampler(eps=0.2, brownian=True),
+    "NaiveSampler": fr.NaiveSampler, "ColdDiffusionSampler": fr.ColdDiffusionSampler,
+    "Torchdiffeq-dopri5": lambda: fr.Torchdiffeq("dopri5", rtol=1e-6, atol=1e-8),
+    "Torchdiffeq-rk4": lambda: fr.Torchdiffeq("rk4"),
+    "Torchdiffeq-euler": lambda: fr.Torchdiffeq("euler"),
+}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    oracle = gaussian_oracle(seed=7, dim=12)
+    return oracle, observations(oracle, n=3, seed=8)
+
+
+def _solve(flow, solver, y, **kw):
+    if not solver.adaptive and "grid" not in kw:
+        kw.setdefault("steps", STEPS)
+    return fr.solve(flow, solver, y, generator=torch.Generator().manual_seed(0), **kw)
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+@pytest.mark.parametrize("spacing", [None, fr.Power(rho=2.0)])
+def test_no_evaluation_at_zero(problem, name, spacing):
+    oracle, y = problem
+    spy = Spy(oracle)
+    solver = SOLVERS[name]()
+    kw = {} if solver.adaptive else {"spacing": spacing}
+    sol = _solve(fr.InDIFlow(spy), solver, y, **kw)
+    seen = spy.all_times()
+    assert seen.numel() > 0 and bool((seen > 0).all())
+    assert torch.isfinite(sol.x).all()
+    assert torch.equal(sol.t_final, torch.zeros_like(sol.t_final))
+    if solver.adaptive:
+        assert float(seen.min()) >= solver.resolved_t_min() * (1 - 1e-12)
+    else:
+        grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, spacing)
+        # Midpoint's own last step evaluates at t_{N-1}/2; every other solver at >= t_{N-1}
+        lowest = float(grid[-2]) * (0.5 if name == "Midpoint" else 1.0)
+        assert float(seen.min()) >= lowest * (1 - 1e-12)
+
+
+def test_spy_catches_a_solver_that_evaluates_at_zero(problem):
+    """The spy test can fail: a plain RK4 on an ODEFlow of the same drift reaches t = 0."""
+    oracle, y = problem
+    spy = Spy(oracle)
+    drift = fr.ODEFlow(lambda t, x: (x - spy(x, t)) / t[:, None])
+    with pytest.raises(AssertionError, match="t == 0"):
+        fr.solve(drift, fr.RK4(), y, grid=fr.integrate.make_grid(4, 1.0, 0.0))
+
+
+@pytest.mark.parametrize("name", ["Euler", "Heun", "RK4", "Bosh3-fixed", "Dopri5-fixed",
+                                  "InDISampler", "NaiveSampler", "Torchdiffeq-rk4",
+                                  "Torchdiffeq-euler"])
+def test_fixed_step_result_is_denoised_last_state(problem, name):
+    """x_0 = F(x_{t_{N−1}}, t_{N−1}) (Euler/InDI: up to round-off of x − (x − F))."""
+    oracle, y = problem
+    grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, fr.Power(rho=1.5))
+    full = _solve(fr.InDIFlow(oracle), SOLVERS[name](), y, grid=grid)
+    before = _solve(fr.InDIFlow(oracle), SOLVERS[name](), y, grid=grid[:-1])
+    expected = oracle(before.x, float(grid[-2]))
+    assert max_err(full.x, expected) <= 1e-14
+    nfe_last = full.stats.nfe - before.stats.nfe
+    assert nfe_last.tolist() == [1] * y.shape[0], "the denoising step costs one evaluation"
+
+
+@pytest.mark.parametrize("name", ["Bosh3", "Dopri5"])
+def test_adaptive_result_is_denoised_state_at_t_min(problem, name):
+    oracle, y = problem
+    solver = SOLVERS[name]()
+    t_min = solver.resolved_t_min()
+    full = fr.solve(fr.InDIFlow(oracle), solver, y)
+    before = fr.solve(fr.InDIFlow(oracle), solver, y, t_end=t_min)
+    assert torch.equal(full.x, oracle(before.x, t_min))
+    assert torch.equal(full.stats.nfe, before.stats.nfe + 1)
+
+
+def test_explicit_t_min(problem):
+    oracle, y = problem
+    spy = Spy(oracle)
+    fr.solve(fr.InDIFlow(spy), fr.Dopri5(rtol=1e-4, t_min=0.02), y)
+    assert abs(float(spy.all_times().min()) - 0.02) < 1e-12
+
+
+def test_denoising_step_error_is_second_order_in_last_time(problem):
+    """MATH.md §1: the final denoising step's error is O(t_{N−1}²) (adaptive: O(t_min²))."""
+    oracle, y = problem
+    exact = oracle.ode_solution(y, 0.0)
+    errs = []
+    for t_min in (0.04, 0.02, 0.01):
+        sol = fr.solve(fr.InDIFlow(oracle), fr.Dopri5(rtol=1e-10, atol=1e-12, t_min=t_min), y)
+        errs.append(max_err(sol.x, exact))
+    ratios = [errs[i] / errs[i + 1] for i in range(2)]
+    assert all(3.5 < r < 4.5 for r in ratios), (errs, ratios)
