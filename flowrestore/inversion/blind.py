@@ -321,6 +321,41 @@ class BlindInversion:
             loss = loss + reg
         return loss, mse
 
+    def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor]):
+        """Objective and the gradients the optimiser receives (latent: tangent if configured)."""
+        z = z if z.requires_grad else z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            x, nfe = self._psi(z)
+            pred = self.forward(x, values)
+            loss, mse = self._objective(y, pred, values)
+            leaves = [z, *values.values()]
+            grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
+        grads = [torch.zeros_like(leaf) if g is None else g
+                 for leaf, g in zip(leaves, grads, strict=True)]
+        g_z = grads[0]
+        if self.tangent_gradient:
+            tangent_(g_z, z)
+        g_params = dict(zip(values, grads[1:], strict=True))
+        out = {"x": x.detach(), "prediction": pred.detach(), "loss": loss.detach(),
+               "mse": mse.detach(), "nfe": nfe}
+        return g_z, g_params, out
+
+    def gradients(self, y: Tensor, latent: Tensor, params: dict[str, Tensor]
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The gradients one iteration hands to Adam at ``(latent, params)`` (no update).
+
+        ``latent`` is used as given (not projected); ``params`` maps every unknown's key to its
+        value ``[B, *event]`` (or ``event`` when shared). Returns ``(d/dz, {key: d/dφ})`` of the
+        summed objective: for ``gradient="detached"`` ``d/dz`` is ``∇_x L`` at ``x = Ψ(z)``; with
+        ``tangent_gradient`` its component along ``z`` is removed.
+        """
+        missing = set(self.unknowns) - set(params)
+        if missing:
+            raise ConfigError(f"params must give every unknown; missing {sorted(missing)}")
+        values = {k: params[k].detach().clone().requires_grad_(True) for k in self.unknowns}
+        g_z, g_params, _ = self._evaluate(y, latent.detach().clone(), values)
+        return g_z, g_params
+
     # ------------------------------------------------------------------ run
     def run(
         self,
@@ -391,7 +426,6 @@ class BlindInversion:
             if self.schedule == "cosine"
             else None
         )
-        leaves = [z, *values.values()]
         hist: dict[str, list[Tensor]] = {"loss": [], "mse": [], **{k: [] for k in values}}
         nfe = 0
         bar = None
@@ -400,27 +434,24 @@ class BlindInversion:
 
             bar = tqdm(total=self.iterations, desc=f"BIRD ({self.gradient})", leave=False)
         for k in range(self.iterations + 1):
-            last = k == self.iterations
-            with torch.set_grad_enabled(not last):
-                if last:
+            if k == self.iterations:
+                with torch.no_grad():
                     x = self.generate(z.detach())
-                    nfe += 0
-                else:
-                    x, n = self._psi(z)
-                    nfe += n
-                pred = self.forward(x, values)
-                loss, mse = self._objective(y, pred, values)
+                    pred = self.forward(x, values)
+                    loss, mse = self._objective(y, pred, values)
+            else:
+                g_z, g_params, out = self._evaluate(y, z, values)
+                x, pred, loss, mse = out["x"], out["prediction"], out["loss"], out["mse"]
+                nfe += out["nfe"]
             hist["loss"].append(loss.detach().clone())
             hist["mse"].append(mse.detach().clone())
             for key, v in values.items():
                 hist[key].append(v.detach().clone())
-            if last:
+            if k == self.iterations:
                 break
-            grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
-            for leaf, g in zip(leaves, grads, strict=True):
-                leaf.grad = torch.zeros_like(leaf) if g is None else g
-            if self.tangent_gradient:
-                tangent_(z.grad, z)
+            z.grad = g_z
+            for key, v in values.items():
+                v.grad = g_params[key]
             opt.step()
             if sched is not None:
                 sched.step()
