@@ -33,7 +33,8 @@ def initial_step(flow: Flow, solver, t0: float, x0: Tensor, f0: Tensor, sign: fl
     scale = solver.atol + solver.rtol * x0.abs()
     d0, d1 = _rms(x0 / scale), _rms(f0 / scale)
     h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
-    h0 = h0.clamp(max=span)
+    # a non-finite sample (failed by the caller) must not hand a NaN time to the predictor
+    h0 = torch.where(torch.isfinite(h0), h0, torch.full_like(h0, 1e-6)).clamp(max=span)
     t1 = t0 + sign * h0
     f1 = flow.drift(t1, x0 + bcast(sign * h0, x0) * f0)
     d2 = _rms((f1 - f0) / scale) / h0
