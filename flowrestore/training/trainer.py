@@ -55,9 +55,10 @@ _RESUMABLE = {"steps", "checkpoint", "checkpoint_every", "log_interval", "thread
 class TrainConfig:
     """Everything that defines a training run; ``to_dict``/``from_dict`` give the plain-dict form.
 
-    Defaults are sized for a 2-core CPU: ~190k-parameter U-Net, 48×48 patches, batch 8, lr 5e-4,
-    EMA 0.999, p = 1 and uniform p(t); about 1500–3000 steps learn a useful deblurring predictor in
-    5–10 minutes.
+    Defaults are sized for a 2-core CPU: 187k-parameter U-Net, 48×48 patches, batch 8 (per rank),
+    lr 5e-4, EMA 0.999, p = 1, uniform p(t). Measured (one thread, busy machine): 2500 deblur steps
+    in 6.4 min lift held-out PSNR from 27.7 dB (y) to 30.1 dB (one step F(y, 1)) and 29.2 dB
+    (10 Euler steps); lr 2e-3 failed to learn in 800 steps, so keep lr <= 1e-3.
     """
 
     task: str = "deblur"
