@@ -59,7 +59,11 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
 
     f0 = flow.drift(t0_dev, x)
     stats.nfe += 1
-    habs, extra = initial_step(flow, solver, t0, x, f0, sign, abs(t_end - t0))
+    # step-size control is not differentiated (as diffrax's stop_gradient): with
+    # differentiable=True the gradient is that of the accepted discrete steps, and the control's
+    # sqrt/pow/where at zero or non-finite errors cannot poison it with NaN
+    with torch.no_grad():
+        habs, extra = initial_step(flow, solver, t0, x, f0, sign, abs(t_end - t0))
     stats.nfe += extra
     h = sign * habs
     t = torch.full((B,), t0, dtype=dt, device=dev)
@@ -91,8 +95,9 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
         res = solver.step(flow, ta, xa, hs, {kk: sel(v) for kk, v in state.items()}, ctx)
         stats.nfe[act_cpu] += res.nfe
 
-        scale = solver.atol + solver.rtol * torch.maximum(xa.abs(), res.x.abs())
-        en = _rms(res.error / scale)
+        xd, xn, errd = xa.detach(), res.x.detach(), res.error.detach()
+        scale = solver.atol + solver.rtol * torch.maximum(xd.abs(), xn.abs())
+        en = _rms(errd / scale)
         finite = torch.isfinite(en)
         accept = finite & (en <= 1)
         en_safe = torch.where(finite, en.clamp_min(1e-10), torch.full_like(en, math.inf))
