@@ -1,4 +1,4 @@
-"""BIRD on the Gaussian generative oracle (MATH.md §5): blind Gaussian deblurring recovers the width.
+"""BIRD on the Gaussian generative oracle (MATH.md §5): blind Gaussian deblurring finds the width.
 
 Prior ``N(c, σ_c²)`` with ``c`` the cameraman (32×32, sharp) and ``σ_c = 0.02``; ``Ψ`` = 5 Euler
 steps of the exact InDI flow on a ``Power(2)`` grid. A batch of three images blurred with three
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _inversion_common import camera_oracle
 
 import flowrestore as fr
 from flowrestore.inversion import BlindInversion, Param
-
-from _inversion_common import camera_oracle
 
 NOISE = 0.01
 WIDTHS = torch.tensor([0.7, 1.5, 2.5], dtype=torch.float64)

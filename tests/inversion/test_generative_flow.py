@@ -3,8 +3,8 @@
 Solving ``InDIFlow(oracle.posterior_mean)`` from a latent ``z`` at ``t = 1`` to ``t = 0`` converges
 to ``oracle.exact_map(z) = c + σ_c ⊙ z`` at each fixed-step solver's declared order. Solvers with a
 stage at the step's end (Heun, RK4) take the last interval as the denoising step ``x_0 = F(x_t, t)``
-(error ``O(h_last²)``), so the grid is ``Power(rho)`` with ``rho = max(1, order/2)``, which keeps the
-order at 0 (as in the core tests).
+(error ``O(h_last²)``), so the grid is ``Power(rho)`` with ``rho = max(1, order/2)``, which keeps
+the order at 0 (as in the core tests).
 """
 
 from __future__ import annotations
