@@ -6,6 +6,12 @@ depends on its position in the batch). ``PerSampleNoise`` gives each sample its 
 seeded by its own seed, so sample ``i`` restores identically whatever batch it is in.
 ``BrownianIncrements`` replays a fixed fine path of Brownian increments and sums them over coarser
 steps — the shared-path construction used to measure strong order (MATH.md §6).
+
+Higher strong-order methods for additive noise (SRA1) also need the space-time integral
+``ΔZ = ∫_{t0}^{t1} (W_s − W_{t0}) ds`` (Rößler's ``I_(1,0)``);
+:meth:`NoiseSource.increment_and_area` returns ``(ΔW, ΔZ)`` jointly. Times run in the grid's
+direction: on a decreasing grid (a reverse-time solve from ``t = 1``) ``W`` is a Brownian motion
+in the elapsed time ``|t − t_start|`` and ``ΔZ`` is integrated over ``|t1 − t0|``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,18 @@ class NoiseSource:
     def increment(self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None) -> Tensor:
         """A Brownian increment ``W(t1) − W(t0)`` shaped like ``like`` (default: scaled normal)."""
         return self.normal(like, index) * (t1 - t0).abs().sqrt()
+
+    def increment_and_area(self, t0: Tensor, t1: Tensor, like: Tensor,
+                           index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(ΔW, ΔZ)`` with ``ΔZ = ∫ (W_s − W_{t0}) ds`` over the step (default: two normals).
+
+        With ``h = |t1 − t0|``: ``ΔW = sqrt(h) ξ₁`` and ``ΔZ = (h/2)(ΔW + sqrt(h/3) ξ₂)``, the exact
+        joint law (``Var ΔZ = h³/3``, ``Cov(ΔW, ΔZ) = h²/2``).
+        """
+        h = (t1 - t0).abs()
+        dw = self.normal(like, index) * h.sqrt()
+        dz = 0.5 * h * (dw + (h / 3).sqrt() * self.normal(like, index))
+        return dw, dz
 
 
 class GeneratorNoise(NoiseSource):
@@ -80,17 +98,43 @@ class BrownianIncrements(NoiseSource):
 
     ``increment(t0, t1)`` sums the fine increments between two fine-grid points, so solves on any
     coarser sub-grid see the same path. Args: ``fine_grid`` (1-D, monotone, shared by the batch)
-    and ``increments`` of shape ``[len(fine_grid) − 1, B, ...]``.
+    and ``increments`` of shape ``[len(fine_grid) − 1, B, ...]``; optionally ``areas``, the fine
+    space-time integrals ``ΔZ_k`` (same shape), which :meth:`increment_and_area` sums consistently:
+    over fine steps ``k`` from ``a`` to ``b``, ``ΔZ = Σ_k [(W_k − W_a) h_k + ΔZ_k]``.
+    :meth:`sample` draws both with their exact joint law.
     """
 
-    def __init__(self, fine_grid: Tensor, increments: Tensor):
+    def __init__(self, fine_grid: Tensor, increments: Tensor, areas: Tensor | None = None):
         if fine_grid.dim() != 1 or increments.shape[0] != fine_grid.shape[0] - 1:
             raise ShapeError(
                 f"increments must have shape [len(fine_grid) - 1, B, ...]; got fine_grid "
                 f"{describe(fine_grid)} and increments {describe(increments)}"
             )
+        if areas is not None and areas.shape != increments.shape:
+            raise ShapeError(f"areas must have the shape of increments {tuple(increments.shape)}, "
+                             f"got {describe(areas)}")
         self.fine_grid = fine_grid.detach().to(torch.float64).cpu()
         self.cumulative = torch.cat([torch.zeros_like(increments[:1]), increments.cumsum(0)])
+        self.area_cumulative = None
+        if areas is not None:
+            hk = self.fine_grid.diff().abs().to(increments.dtype)
+            hk = hk.reshape(-1, *([1] * (increments.dim() - 1))).to(increments.device)
+            terms = self.cumulative[:-1] * hk + areas  # W_k h_k + ΔZ_k
+            self.area_cumulative = torch.cat([torch.zeros_like(terms[:1]), terms.cumsum(0)])
+
+    @classmethod
+    def sample(cls, fine_grid: Tensor, shape: Sequence[int], *, areas: bool = True,
+               generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float64) -> BrownianIncrements:
+        """Draw a path on ``fine_grid`` for states of ``shape`` ``[B, ...]`` (areas by default)."""
+        g = fine_grid.detach().to(torch.float64).cpu()
+        h = g.diff().abs().reshape(-1, *([1] * len(shape))).to(dtype)
+        dw = torch.randn((g.numel() - 1, *shape), generator=generator, dtype=dtype) * h.sqrt()
+        dz = None
+        if areas:
+            xi = torch.randn((g.numel() - 1, *shape), generator=generator, dtype=dtype)
+            dz = 0.5 * h * (dw + (h / 3).sqrt() * xi)
+        return cls(g, dw, dz)
 
     def _position(self, t: Tensor) -> int:
         tv = float(t.reshape(-1)[0])
@@ -103,6 +147,21 @@ class BrownianIncrements(NoiseSource):
         w = self.cumulative[self._position(t1)] - self.cumulative[self._position(t0)]
         w = w if index is None else w[index.to(w.device)]
         return w.to(dtype=like.dtype, device=like.device)
+
+    def increment_and_area(self, t0: Tensor, t1: Tensor, like: Tensor,
+                           index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(ΔW, ΔZ)`` between two fine-grid points, summed from the fine path."""
+        if self.area_cumulative is None:
+            raise ConfigError("this BrownianIncrements has no space-time areas; build it with "
+                              "areas= or BrownianIncrements.sample(..., areas=True)")
+        a, b = self._position(t0), self._position(t1)
+        span = abs(float(self.fine_grid[b]) - float(self.fine_grid[a]))
+        w = self.cumulative[b] - self.cumulative[a]
+        z = self.area_cumulative[b] - self.area_cumulative[a] - self.cumulative[a] * span
+        if index is not None:
+            w, z = w[index.to(w.device)], z[index.to(z.device)]
+        return (w.to(dtype=like.dtype, device=like.device),
+                z.to(dtype=like.dtype, device=like.device))
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         raise ConfigError("BrownianIncrements only provides increments; use it with an SDE solver")
