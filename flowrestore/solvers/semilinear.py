@@ -1,0 +1,162 @@
+"""Semi-linear multistep solvers for InDI's residual flow (MATH.md §1, "Semi-linear form").
+
+InDI's ODE ``dx/dt = (x − F(x, t)) / t`` is semi-linear; variation of constants gives, exactly,
+
+    x_s = (s/t) x_t + s ∫_s^t G(τ) / τ² dτ,        G(τ) = F(x(τ), τ).
+
+These solvers replace ``G`` by the polynomial through the predictor values of the last few steps
+(an exponential-integrator / Adams form, as DPM-Solver++ and UniPC do for the data-prediction
+diffusion ODE) and integrate it against the kernel ``s/τ²`` in closed form. The interpolation
+variable is ``v = (τ/t)^p``: ``p = 2`` (default) uses that along the exact trajectory
+``G(τ) = x(0) − x''(0) τ²/2 + O(τ³)`` (``G'(0) = 0``), ``p = 1`` is the plain polynomial in ``τ``.
+With monomials ``v^m`` the weights are, for ``r = s/t``,
+
+    s ∫_s^t (τ/t)^q / τ² dτ = 1 − r          (q = 0)
+                            = −r log r       (q = 1)
+                            = r (1 − r^{q−1}) / (q − 1)   (q ≥ 2),
+
+all finite at ``s = 0`` where only ``q = 0`` survives: **the step onto ``t = 0`` is the
+extrapolation ``x_0 = P(0)`` of the predictor history to ``τ = 0``**, costing no evaluation and
+never evaluating at ``t = 0``. Each step costs one predictor evaluation (at its start). With
+``corrector=True`` (UniPC's idea) that evaluation is first used to correct the previous step with
+one more node, at no extra cost, which raises the order by one.
+
+The first-order member (``order=1, corrector=False``) is exactly :class:`InDISampler` with
+``ε = 0`` (and Euler on :class:`InDIFlow`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, describe
+from flowrestore.flows.base import Flow, bcast
+from flowrestore.solvers.base import Solver, StepContext, StepResult
+
+
+def _phi(r: Tensor, q: int) -> Tensor:
+    """``s ∫_s^t (τ/t)^q / τ² dτ`` as a function of ``r = s/t`` (float64)."""
+    if q == 0:
+        return 1 - r
+    if q == 1:
+        return -torch.special.xlogy(r, r)
+    return r * (1 - r ** (q - 1)) / (q - 1)
+
+
+def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) -> Tensor:
+    """Weights ``w_j`` with ``s ∫_s^t P(τ)/τ² dτ = Σ_j w_j G_j`` for the interpolant ``P``.
+
+    ``P`` is the polynomial in ``v = (τ/t)^power`` through ``(nodes[j], G_j)``. ``t``, ``s`` and
+    the nodes are 0-d or ``[B]`` tensors; returns ``[..., k]`` (float64).
+    """
+    k = len(nodes)
+    r = s / t
+    phis = torch.stack(torch.broadcast_tensors(*[_phi(r, power * m) for m in range(k)]), -1)
+    if k == 1:
+        return phis
+    v = torch.stack(torch.broadcast_tensors(*[(tj / t) ** power for tj in nodes]), -1)  # [..., k]
+    vt = v.unsqueeze(-1) ** torch.arange(k, dtype=v.dtype, device=v.device)  # V[j, m] = v_j^m
+    # w = C^T φ with C = V^{-1}  ⇔  V^T w = φ; solve_ex does not synchronise with the host.
+    w, _ = torch.linalg.solve_ex(vt.transpose(-1, -2), phis.unsqueeze(-1).expand(*vt.shape[:-1], 1)
+                                 if phis.dim() < vt.dim() - 1 else phis.unsqueeze(-1),
+                                 check_errors=False)
+    return w.squeeze(-1)
+
+
+@dataclass(repr=False)
+class SemiLinearMultistep(Solver):
+    """Multistep exponential integrator for :class:`~flowrestore.InDIFlow` (module docstring).
+
+    Args:
+        order: declared order, 1, 2 or 3. ``order=1`` is InDI's step (one node, no corrector:
+            exactly :class:`InDISampler` with ``ε = 0``). ``order ≥ 2`` predicts with ``nodes``
+            predictor values and corrects with ``nodes + 1`` (UniPC-style, no extra evaluation).
+        nodes: predictor values interpolated by the predictor step: 1 for orders 1 and 2; 2 to 5
+            for order 3 (default 2). More nodes sharpen the constants but not the asymptotic
+            order: the first step has only one node, which caps the order at 3.
+        power: interpolation variable ``(τ/t)^power``; 2 (default: uses ``G'(0) = 0``) or 1.
+        final_nodes: nodes of the extrapolation onto ``t = 0`` (default ``nodes + 1`` with the
+            corrector, else ``nodes``).
+
+    One predictor evaluation per step (at its start); the step onto ``t = 0`` costs none, so a
+    solve of ``N`` steps ending at 0 costs ``N`` evaluations. Use a grid that does not crowd
+    the points near 0 (:class:`~flowrestore.Uniform`, or a fitted one,
+    :func:`~flowrestore.integrate.grids.fit_grid`).
+    """
+
+    order: int = 3
+    nodes: int | None = None
+    power: int = 2
+    final_nodes: int | None = None
+    needs: ClassVar[str] = "denoiser"
+    stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
+    lands_on_estimate: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if isinstance(self.order, bool) or self.order not in (1, 2, 3):
+            raise ConfigError(f"order must be 1, 2 or 3, got {describe(self.order)}")
+        lo, hi = (2, 5) if self.order == 3 else (1, 1)
+        if self.nodes is None:
+            self.nodes = lo
+        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or not lo <= self.nodes <= hi:
+            raise ConfigError(f"nodes must be an int in {lo}..{hi} for order={self.order}, got "
+                              f"{describe(self.nodes)} (two predictor nodes plus the corrector "
+                              "already give order 3)")
+        if self.power not in (1, 2):
+            raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
+        if self.final_nodes is not None and not (isinstance(self.final_nodes, int)
+                                                 and 1 <= self.final_nodes <= 6):
+            raise ConfigError(f"final_nodes must be None or an int in 1..6, got "
+                              f"{describe(self.final_nodes)}")
+
+    @property
+    def corrector(self) -> bool:
+        """Whether each step is corrected with the value at its end (``order ≥ 2``)."""
+        return self.order >= 2
+
+    def _final(self) -> int:
+        return self.final_nodes or (self.nodes + int(self.corrector))
+
+    def _combine(self, t, s, x, ts, gs):
+        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], self.power)
+        w = w.to(x.dtype)
+        out = bcast(s / t, x) * x
+        for j, g in enumerate(gs):
+            out = out + bcast(w[..., j], x) * g
+        return out
+
+    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
+             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+        """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
+        state = state or {}
+        n_hist = sum(1 for k in state if k.startswith("g"))
+        hist_t = [state[f"t{j}"] for j in range(n_hist)]
+        hist_g = [state[f"g{j}"] for j in range(n_hist)]
+        g_t = flow.denoise(t, x)
+        if self.corrector and n_hist > 0:
+            # redo the previous step t_prev -> t with the new value as one more node
+            m = min(self.nodes + 1, n_hist + 1)
+            x = self._combine(hist_t[0], t, state["x_prev"], [t] + hist_t[:m - 1],
+                              [g_t] + hist_g[:m - 1])
+        ts, gs = [t] + hist_t, [g_t] + hist_g
+        s = t + h
+        k = min(self.nodes, len(ts))
+        x_next = self._combine(t, s, x, ts[:k], gs[:k])
+        k_end = min(self._final(), len(ts))
+        if k_end != k:
+            # the step onto t = 0 extrapolates with more nodes; chosen on the device (no sync)
+            x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end])
+            x_next = torch.where(bcast(s == 0, x), x_end, x_next)
+        keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))
+        new_state = {f"g{j}": gs[j] for j in range(keep)}
+        new_state.update({f"t{j}": ts[j] for j in range(keep)})
+        if self.corrector:
+            new_state["x_prev"] = x
+        return StepResult(x_next, new_state, 1)
+
+    def __repr__(self) -> str:
+        return f"SemiLinearMultistep(order={self.order}, nodes={self.nodes}, power={self.power})"

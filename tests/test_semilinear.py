@@ -1,0 +1,117 @@
+"""SemiLinearMultistep (flowrestore/solvers/semilinear.py): order, t = 0 never evaluated, InDI member."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError
+from flowrestore.integrate.grids import Fitted, fit_grid
+from flowrestore.solvers.semilinear import SemiLinearMultistep, semilinear_weights
+
+
+def _gaussian(batch=8, dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    std = 0.5 + torch.rand(dim, generator=g, dtype=torch.float64)
+    orc = fr.oracles.GaussianOracle(std=std, noise_std=0.8)
+    _, y = orc.sample(batch, generator=g)
+    return orc, y
+
+
+@pytest.mark.parametrize("order,nodes", [(1, None), (2, None), (3, None), (3, 3)])
+def test_empirical_order_on_gaussian_oracle(order, nodes):
+    orc, y = _gaussian()
+    ref = orc.ode_solution(y, 0.0)
+    flow = fr.InDIFlow(orc.posterior_mean)
+    solver = SemiLinearMultistep(order=order, nodes=nodes)
+    steps = [16, 32, 64, 128, 256]
+    errs = []
+    for n in steps:
+        x = fr.solve(flow, solver, y, steps=n, spacing=fr.Power(2.0)).x
+        errs.append(float((x - ref).norm() / ref.norm()))
+    assert all(e > 1e-13 for e in errs), errs  # no level at round-off
+    slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
+    assert abs(slope - order) <= 0.2, (order, slope, errs)
+
+
+class _Spy:
+    def __init__(self, f):
+        self.f, self.times = f, []
+
+    def __call__(self, x, t):
+        self.times.append(t.detach().clone())
+        return self.f(x, t)
+
+
+@pytest.mark.parametrize("order,nodes", [(1, None), (2, None), (3, None), (3, 4)])
+def test_never_evaluates_at_zero_and_one_nfe_per_step(order, nodes):
+    orc, y = _gaussian(batch=3, dim=5)
+    spy = _Spy(orc.posterior_mean)
+    sol = fr.solve(fr.InDIFlow(spy), SemiLinearMultistep(order=order, nodes=nodes), y, steps=6)
+    times = torch.cat(spy.times)
+    assert bool((times > 0).all()), times
+    assert len(spy.times) == 6 and int(sol.stats.nfe.max()) == 6
+    assert bool(torch.isfinite(sol.x).all())
+
+
+def test_first_order_member_is_indi_sampler():
+    orc, y = _gaussian()
+    flow = fr.InDIFlow(orc.posterior_mean)
+    for spacing in (fr.Uniform(), fr.Power(2.0)):
+        a = fr.solve(flow, SemiLinearMultistep(order=1), y, steps=9, spacing=spacing).x
+        b = fr.solve(flow, fr.InDISampler(), y, steps=9, spacing=spacing).x
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+def test_weights_reduce_to_indi_step_and_extrapolate_at_zero():
+    t, s = torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
+    w = semilinear_weights(t, s, [t], 2)
+    torch.testing.assert_close(w, torch.tensor([1 - 0.6], dtype=torch.float64))
+    # onto 0 the weights are the Lagrange extrapolation to τ = 0 in τ²: exact for G = a + b τ²
+    nodes = [torch.tensor(v, dtype=torch.float64) for v in (0.2, 0.35, 0.5)]
+    w0 = semilinear_weights(nodes[0], torch.tensor(0.0, dtype=torch.float64), nodes, 2)
+    vals = torch.stack([1.5 + 0.7 * n**2 - 0.2 * n**4 for n in nodes])
+    assert math.isclose(float((w0 * vals).sum()), 1.5, rel_tol=0, abs_tol=1e-12)
+
+
+def test_quadrature_is_exact_for_polynomial_predictor_values():
+    # s ∫_s^t P(τ)/τ² dτ for P(τ) = 2 - τ² + 3τ⁴ (a polynomial in τ² of degree 2, 3 nodes)
+    t, s = 0.8, 0.3
+    nodes = [torch.tensor(v, dtype=torch.float64) for v in (0.8, 0.9, 1.0)]
+    w = semilinear_weights(torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64),
+                           nodes, 2)
+    vals = torch.stack([2 - n**2 + 3 * n**4 for n in nodes])
+    exact = s * (2 * (1 / s - 1 / t) - (t - s) + 3 * (t**3 - s**3) / 3)
+    assert math.isclose(float((w * vals).sum()), exact, rel_tol=1e-12)
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="order"):
+        SemiLinearMultistep(order=4)
+    with pytest.raises(ConfigError, match="nodes"):
+        SemiLinearMultistep(order=2, nodes=2)
+    with pytest.raises(ConfigError, match="power"):
+        SemiLinearMultistep(power=3)
+    with pytest.raises(fr.IncompatibleSolverError):
+        fr.solve(fr.ODEFlow(lambda t, x: -x), SemiLinearMultistep(), torch.ones(2, 3),
+                 t_span=(0.0, 1.0), steps=4)
+
+
+def test_fitted_spacing_and_fit_grid_improve_on_uniform():
+    orc, y = _gaussian(batch=4, dim=16, seed=3)
+    flow = fr.InDIFlow(orc.posterior_mean)
+    solver = SemiLinearMultistep(order=3)
+    ref = orc.ode_solution(y, 0.0)
+    sp = fit_grid(flow, solver, y, 4, reference=ref, maxiter=300, seed_grids=1)
+    assert isinstance(sp, Fitted) and len(sp.times) == 5
+    e_fit = float((fr.solve(flow, solver, y, steps=4, spacing=sp).x - ref).norm())
+    e_uni = float((fr.solve(flow, solver, y, steps=4).x - ref).norm())
+    assert e_fit < e_uni
+    g8 = sp(8, 1.0, 0.0)  # reusable at other step counts (interpolated warp)
+    assert g8.numel() == 9 and bool((g8.diff() < 0).all()) and g8[0] == 1 and g8[-1] == 0
+    with pytest.raises(ConfigError):
+        Fitted((1.0, 0.5, 0.6, 0.0))
