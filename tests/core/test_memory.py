@@ -92,7 +92,7 @@ def test_adaptive_gradient_matches_finite_differences_in_x0():
     tolerance (the accepted step sizes depend on x0 only through the error norms)."""
     net = Net(dim=3)
     x0 = torch.randn(1, 3, dtype=F64, generator=torch.Generator().manual_seed(3))
-    solver = fr.Dopri5(rtol=1e-10, atol=1e-12)
+    solver = fr.Dopri5(rtol=1e-8, atol=1e-10)
 
     def loss(x):
         return _solve(net, solver, x, differentiable=True).x.sum()
@@ -105,7 +105,7 @@ def test_adaptive_gradient_matches_finite_differences_in_x0():
         e[0, j] = eps
         with torch.no_grad():
             fd = (float(loss(x0 + e)) - float(loss(x0 - e))) / (2 * eps)
-        assert abs(fd - float(xg.grad[0, j])) < 1e-5 * max(1.0, abs(fd))
+        assert abs(fd - float(xg.grad[0, j])) < 1e-4 * max(1.0, abs(fd))
 
 
 @pytest.mark.parametrize("name", ["Euler", "Heun", "RK4", "Dopri5", "InDISampler", "NaiveSampler"])

@@ -2,7 +2,7 @@
 weights, and one step regresses to the mean.
 
 Centres (±1, ±1), w = (0.1, 0.2, 0.3, 0.4), H = diag(1, 0.3), σ = 0.5, Euler with 400 steps,
-x_1 ~ p(y). The default run uses 25 000 samples (float32, ~5 s on one core); the 2·10⁵-sample version
+x_1 ~ p(y). The default run uses 40 000 samples (float32, ~10 s on a shared core); the 2·10⁵-sample version
 of MATH.md is marked slow.
 """
 
@@ -36,7 +36,7 @@ def _check_binomial(freq, n, k=4.0):
 
 
 def test_landing_frequencies_default(mixture):
-    n = 25_000
+    n = 40_000
     freq, dist = landing_frequencies(mixture, n, torch.float32)
     _check_binomial(freq, n)
     assert float(dist.max()) < 1e-5  # float32: every sample sits on a centre
