@@ -11,7 +11,9 @@ hides both differences:
   i.e. the reversal) and the diffusion ``sqrt(|h_k|) g(t(s), x)``, an exact change of time for
   every fixed-step method. Integer times are exact in floating point, so torchsde's steps
   (``dt = 1``) land on the grid points, and ``t(s)`` never leaves the grid's span (so never
-  ``[0, 1]`` for Dirac).
+  ``[0, 1]`` for Dirac). The interval ``k`` is the one whose Brownian increment torchsde asked for
+  last (every fixed-step torchsde method draws it first in a step), so stages at a step's end use
+  that step's ``h_k``.
 * **Shape.** States are reshaped ``[B, ...] ↔ [B, D]`` inside the drift and diffusion.
 * **Noise.** torchsde's Brownian motion is replaced by one that asks the solve's noise source
   (``generator=``, ``seeds=``, ``noise=BrownianIncrements(...)``) for ``ΔW`` and the space-time
@@ -114,9 +116,13 @@ class Torchsde(Solver):
         is_dirac = isinstance(flow, DiracSDE)
         obs = flow.observation_for(ctx, x0) if is_dirac else None
 
+        current = [0]  # the grid interval of the step in progress (set by the Brownian query)
+
         def locate(s: Tensor) -> tuple[Tensor, Tensor]:
-            k = s.detach().floor().clamp(0, n - 1).long()
-            t = (grid[k] + (s - k.to(dt)) * hs[k]).clamp(lo, hi)
+            # interval k of the current step, also at its end s = k + 1 (which belongs to k + 1 as
+            # well: there only this step's h_k gives the right rescaling)
+            k = current[0]
+            t = (grid[k] + (s - k) * hs[k]).clamp(lo, hi)
             return t.to(dt), hs[k]
 
         def drift(s: Tensor, y: Tensor) -> Tensor:
@@ -141,7 +147,7 @@ class Torchsde(Solver):
             sde.g_prod = lambda s, y, v: diffusion(s, y) * v
         else:
             sde.g = diffusion
-        bm = _make_brownian(ctx, grid, hs, (B, x0[0].numel()), shape, dt, dev)
+        bm = _make_brownian(ctx, grid, hs, (B, x0[0].numel()), shape, dt, dev, current)
         ts = torch.arange(n + 1, dtype=dt, device=dev)
         ys = torchsde.sdeint(sde, x0.reshape(B, -1), ts, bm=bm, method=self.method, dt=1.0,
                              adaptive=False, options=self.options or None)
@@ -159,7 +165,7 @@ class Torchsde(Solver):
                         t_final=grid[-1].expand(B).clone())
 
 
-def _make_brownian(ctx, grid: Tensor, hs: Tensor, size, shape, dtype, device):
+def _make_brownian(ctx, grid: Tensor, hs: Tensor, size, shape, dtype, device, current):
     """A torchsde Brownian motion in index time, drawing from the solve's noise source."""
     base = _brownian_base()
     n = hs.numel()
@@ -196,6 +202,7 @@ def _make_brownian(ctx, grid: Tensor, hs: Tensor, size, shape, dtype, device):
             if abs(a - k) > 1e-9 or abs(b - a - 1.0) > 1e-9 or not 0 <= k < n:
                 raise ConfigError(f"torchsde asked for the Brownian increment over [{a}, {b}] in "
                                   "index time; only single grid steps are supported (fixed steps)")
+            current[0] = k  # torchsde's fixed-step methods query the increment first in a step
             t0, t1 = grid[k], grid[k + 1]
             habs = hs[k].abs()
             like = torch.empty(shape, dtype=dtype, device=device)

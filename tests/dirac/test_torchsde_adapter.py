@@ -1,0 +1,108 @@
+"""``fr.Torchsde``: torchsde's methods on flowrestore SDE flows (reverse time, images, seeds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError, IncompatibleSolverError
+from flowrestore.flows import DiracSDE, SDEFlow
+from flowrestore.integrate import BrownianIncrements
+from flowrestore.solvers import SRA1, EulerMaruyama, Torchsde
+
+pytest.importorskip("torchsde")
+
+SIGMA = fr.schedules.Geometric(0.05, 0.5)
+
+
+def _phi(y, t):
+    tt = t.reshape(-1, *([1] * (y.dim() - 1)))
+    return 0.8 * y + 0.1 * torch.tanh(3 * y) * (1 + tt)
+
+
+def _blur():
+    return fr.degradations.GaussianBlurFamily(kernel_size=5, width=fr.schedules.Linear(0.3, 1.5))
+
+
+def _images(b=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 2, 6, 6, generator=g, dtype=torch.float64)
+
+
+def _nonlinear_sde():
+    f = lambda t, x: -x + 2 * torch.sin(2 * x)  # noqa: E731
+    g = lambda t, x: (1 + t).reshape(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+    return SDEFlow(f, g, noise_type="additive")
+
+
+@pytest.mark.parametrize("ours,theirs", [(EulerMaruyama(), "euler"), (SRA1(), "srk")])
+def test_pathwise_agreement_on_a_shared_brownian_path(ours, theirs):
+    """Same Brownian path (and space-time areas): torchsde's Euler/SRK equal our EM/SRA1."""
+    flow = _nonlinear_sde()
+    x0 = _images()
+    grid = torch.linspace(0.0, 1.0, 9, dtype=torch.float64)
+    path = BrownianIncrements.sample(grid, x0.shape, generator=torch.Generator().manual_seed(2))
+    a = fr.solve(flow, ours, x0, grid=grid, noise=path).x
+    b = fr.solve(flow, Torchsde(theirs), x0, grid=grid, noise=path).x
+    torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_reverse_time_dirac_agrees_with_sra1_and_stays_in_unit_interval():
+    seen = []
+
+    def phi(y, t):
+        seen.append(t.detach().clone())
+        return _phi(y, t)
+
+    sde = DiracSDE(phi, _blur(), SIGMA)
+    y = _images()
+    grid = torch.tensor([1.0, 0.8, 0.5, 0.35, 0.1, 0.0], dtype=torch.float64)  # non-uniform
+    path = BrownianIncrements.sample(grid, y.shape, generator=torch.Generator().manual_seed(3))
+    ours = fr.solve(sde, SRA1(), y, grid=grid, noise=path, save_at="steps")
+    seen.clear()
+    theirs = fr.solve(sde, Torchsde("srk"), y, grid=grid, noise=path, save_at="steps")
+    torch.testing.assert_close(theirs.trajectory, ours.trajectory, rtol=1e-10, atol=1e-10)
+    allt = torch.cat([s.reshape(-1) for s in seen])
+    assert float(allt.min()) >= 0.0 and float(allt.max()) <= 1.0
+    assert theirs.x.shape == y.shape and theirs.stats.steps.tolist() == [5, 5, 5]
+
+
+def test_euler_on_dirac_matches_tangent_step_in_distribution():
+    """torchsde's Euler integrates the continuous drift; Dirac's eq. 7 step differs by O(h) per
+    path but both sample the same law (pure denoising of a Gaussian: mean and variance)."""
+    from .helpers import GaussianDirac
+
+    prob = GaussianDirac(m=[0.3], s=[1.0], c=0.0, sigma=SIGMA)
+    sde = DiracSDE(prob.phi, prob.family(), SIGMA)
+    n = 20_000
+    y = torch.full((n, 1), 0.9, dtype=torch.float64)
+    a = fr.solve(sde, EulerMaruyama(), y, steps=60, generator=torch.Generator().manual_seed(0)).x
+    b = fr.solve(sde, Torchsde("euler"), y, steps=60, generator=torch.Generator().manual_seed(1)).x
+    se = (a.var() / n).sqrt()
+    assert abs(float(a.mean() - b.mean())) < 4 * 2**0.5 * se
+    assert abs(float(a.var() / b.var()) - 1) < 4 * 2**0.5 * (2 / n) ** 0.5
+
+
+def test_seeds_and_stratonovich_methods():
+    sde = DiracSDE(_phi, _blur(), SIGMA)
+    y = _images(b=4)
+    full = fr.solve(sde, Torchsde("euler"), y, steps=4, seeds=[1, 2, 3, 4]).x
+    part = fr.solve(sde, Torchsde("euler"), y[[3, 1]], steps=4, seeds=[4, 2]).x
+    torch.testing.assert_close(part, full[[3, 1]])
+    # additive noise: Stratonovich Heun = Itô; it converges (strong order 1) to the SRA1 path
+    grid = torch.linspace(1.0, 0.0, 257, dtype=torch.float64)
+    path = BrownianIncrements.sample(grid, y.shape, generator=torch.Generator().manual_seed(5))
+    ref = fr.solve(sde, SRA1(), y, grid=grid, noise=path).x
+    errs = [float((fr.solve(sde, Torchsde("heun"), y, grid=grid[::k], noise=path).x - ref)
+                  .pow(2).mean().sqrt()) for k in (16, 4)]
+    assert errs[0] / errs[1] > 2.5, errs
+    with pytest.raises(IncompatibleSolverError):
+        fr.solve(SDEFlow(lambda t, x: -x, lambda t, x: x), Torchsde("heun"), y, grid=[0.0, 1.0])
+    with pytest.raises(ConfigError):
+        Torchsde("dopri5")
+    with pytest.raises(ConfigError):
+        fr.solve(sde, Torchsde("euler"), y, steps=3, save_at=[1.0, 0.0])
+    post = fr.solve(sde, Torchsde("euler"), y, steps=3, t_end=0.4, output="posterior_mean",
+                    generator=torch.Generator().manual_seed(0))
+    assert float(post.t_final[0]) == pytest.approx(0.4) and post.x.shape == y.shape
