@@ -83,8 +83,6 @@ class Torchdiffeq(Solver):
             if singular_end and not t0 > t_stop:
                 raise GridError(f"t_min={t_stop} must lie inside the span ({t0}, {t1})")
         else:
-            if times.numel() == 2:
-                raise ConfigError(f"fixed-grid torchdiffeq method {self.method!r} needs steps= or grid=")
             ts = times[:-1] if singular_end else times
         opts = dict(self.options)
         if self.adaptive:

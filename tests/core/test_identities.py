@@ -68,10 +68,12 @@ def test_indi_sampler_matches_closed_form_product(steps, diag_h):
 
 
 def test_one_step_is_mmse():
-    """MATH.md §2a: with N = 1 the InDI sampler (and the naive one) return the MMSE estimate."""
+    """MATH.md §2a: with N = 1 the InDI sampler (and every solver: its one step is the denoising
+    step F(y, 1)) returns the MMSE estimate."""
     oracle = gaussian_oracle(seed=5, dim=30)
     y = observations(oracle, n=4)
-    for solver in (fr.InDISampler(), fr.NaiveSampler(), fr.Euler()):
+    for solver in (fr.InDISampler(), fr.NaiveSampler(), fr.Euler(), fr.Heun(), fr.RK4(),
+                   fr.Torchdiffeq("euler"), fr.Torchdiffeq("rk4")):
         sol = fr.solve(fr.InDIFlow(oracle), solver, y, steps=1)
         assert max_err(sol.x, oracle.mmse(y)) <= 1e-14
 
