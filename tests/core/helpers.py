@@ -28,8 +28,9 @@ RK_FIXED = {
 }
 
 
-def gaussian_oracle(seed: int = 0, dim: int = 100, std=(0.5, 1.5), noise_std: float = 0.8,
-                    h=None) -> fr.oracles.GaussianOracle:
+def gaussian_oracle(
+    seed: int = 0, dim: int = 100, std=(0.5, 1.5), noise_std: float = 0.8, h=None
+) -> fr.oracles.GaussianOracle:
     """A GaussianOracle with random per-coordinate mean ~ N(0, 1) and σ_c ~ U(std)."""
     g = torch.Generator().manual_seed(seed)
     c = torch.randn(dim, generator=g, dtype=F64)
@@ -46,7 +47,7 @@ def observations(oracle, n: int = 4, seed: int = 1) -> torch.Tensor:
 
 
 def fit_order(hs, errs, floor: float) -> tuple[float, int]:
-    """Least-squares slope of log(err) against log(h) over the points above the round-off ``floor``."""
+    """Least-squares slope of log(err) vs log(h) over the points above the round-off ``floor``."""
     h = np.asarray(hs, dtype=float)
     e = np.asarray(errs, dtype=float)
     keep = e > floor

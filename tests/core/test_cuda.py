@@ -28,8 +28,11 @@ def problem():
     return oracle, observations(oracle, n=8)
 
 
-@pytest.mark.parametrize("solver", [fr.Euler(), fr.Heun(), fr.RK4(), fr.Dopri5(rtol=1e-7, atol=1e-9),
-                                    fr.InDISampler()], ids=["Euler", "Heun", "RK4", "Dopri5", "InDI"])
+@pytest.mark.parametrize(
+    "solver",
+    [fr.Euler(), fr.Heun(), fr.RK4(), fr.Dopri5(rtol=1e-7, atol=1e-9), fr.InDISampler()],
+    ids=["Euler", "Heun", "RK4", "Dopri5", "InDI"],
+)
 def test_cuda_matches_cpu_float64(problem, solver):
     oracle, y = problem
     kw = {} if solver.adaptive else {"steps": 10}
@@ -67,8 +70,11 @@ def _count_syncs(steps, solver, check_finite=True):
     return sum("synchroniz" in str(c.message).lower() for c in caught)
 
 
-@pytest.mark.parametrize("solver", [fr.Euler(), fr.Heun(), fr.InDISampler(eps=0.1, brownian=True)],
-                         ids=["Euler", "Heun", "InDI-eps"])
+@pytest.mark.parametrize(
+    "solver",
+    [fr.Euler(), fr.Heun(), fr.InDISampler(eps=0.1, brownian=True)],
+    ids=["Euler", "Heun", "InDI-eps"],
+)
 def test_fixed_step_loop_does_not_sync_per_step(solver):
     few, many = _count_syncs(5, solver), _count_syncs(50, solver)
     assert many == few, f"{few} syncs for 5 steps but {many} for 50: the loop synchronises per step"

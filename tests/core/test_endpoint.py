@@ -15,11 +15,18 @@ from .helpers import Spy, gaussian_oracle, max_err, observations
 
 STEPS = 6
 SOLVERS = {
-    "Euler": fr.Euler, "Midpoint": fr.Midpoint, "Heun": fr.Heun, "RK4": fr.RK4,
-    "Bosh3": lambda: fr.Bosh3(rtol=1e-5), "Dopri5": lambda: fr.Dopri5(rtol=1e-5),
-    "Bosh3-fixed": lambda: fr.Bosh3(adaptive=False), "Dopri5-fixed": lambda: fr.Dopri5(adaptive=False),
-    "InDISampler": fr.InDISampler, "InDISampler-eps": lambda: fr.InDISampler(eps=0.2, brownian=True),
-    "NaiveSampler": fr.NaiveSampler, "ColdDiffusionSampler": fr.ColdDiffusionSampler,
+    "Euler": fr.Euler,
+    "Midpoint": fr.Midpoint,
+    "Heun": fr.Heun,
+    "RK4": fr.RK4,
+    "Bosh3": lambda: fr.Bosh3(rtol=1e-5),
+    "Dopri5": lambda: fr.Dopri5(rtol=1e-5),
+    "Bosh3-fixed": lambda: fr.Bosh3(adaptive=False),
+    "Dopri5-fixed": lambda: fr.Dopri5(adaptive=False),
+    "InDISampler": fr.InDISampler,
+    "InDISampler-eps": lambda: fr.InDISampler(eps=0.2, brownian=True),
+    "NaiveSampler": fr.NaiveSampler,
+    "ColdDiffusionSampler": fr.ColdDiffusionSampler,
     "Torchdiffeq-dopri5": lambda: fr.Torchdiffeq("dopri5", rtol=1e-6, atol=1e-8),
     "Torchdiffeq-rk4": lambda: fr.Torchdiffeq("rk4"),
     "Torchdiffeq-euler": lambda: fr.Torchdiffeq("euler"),
@@ -68,9 +75,20 @@ def test_spy_catches_a_solver_that_evaluates_at_zero(problem):
         fr.solve(drift, fr.RK4(), y, grid=fr.integrate.make_grid(4, 1.0, 0.0))
 
 
-@pytest.mark.parametrize("name", ["Euler", "Heun", "RK4", "Bosh3-fixed", "Dopri5-fixed",
-                                  "InDISampler", "NaiveSampler", "Torchdiffeq-rk4",
-                                  "Torchdiffeq-euler"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Euler",
+        "Heun",
+        "RK4",
+        "Bosh3-fixed",
+        "Dopri5-fixed",
+        "InDISampler",
+        "NaiveSampler",
+        "Torchdiffeq-rk4",
+        "Torchdiffeq-euler",
+    ],
+)
 def test_fixed_step_result_is_denoised_last_state(problem, name):
     """x_0 = F(x_{t_{N−1}}, t_{N−1}) (Euler/InDI: up to round-off of x − (x − F))."""
     oracle, y = problem

@@ -24,16 +24,19 @@ def flow(oracle):
 
 
 # ---------------------------------------------------------------- grids and time arguments
-@pytest.mark.parametrize("grid, match", [
-    ([1.0, 0.5, 0.7, 0.0], "strictly monotone.*index 1"),
-    ([1.0, 0.5, 0.5, 0.0], "strictly monotone"),
-    ([1.5, 0.5, 0.0], r"must lie in \[0.0, 1.0\]"),
-    ([1.0, 0.5, -0.1], r"must lie in \[0.0, 1.0\]"),
-    ([0.0, 0.5, 1.0], "wrong direction"),
-    ([1.0, float("nan"), 0.0], "finite"),
-    ([1.0], "at least 2"),
-    ([[1.0, 0.0]], "1-D"),
-])
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        ([1.0, 0.5, 0.7, 0.0], "strictly monotone.*index 1"),
+        ([1.0, 0.5, 0.5, 0.0], "strictly monotone"),
+        ([1.5, 0.5, 0.0], r"must lie in \[0.0, 1.0\]"),
+        ([1.0, 0.5, -0.1], r"must lie in \[0.0, 1.0\]"),
+        ([0.0, 0.5, 1.0], "wrong direction"),
+        ([1.0, float("nan"), 0.0], "finite"),
+        ([1.0], "at least 2"),
+        ([[1.0, 0.0]], "1-D"),
+    ],
+)
 def test_bad_grid(flow, y, grid, match):
     with pytest.raises(fr.GridError, match=match):
         fr.solve(flow, fr.Euler(), y, grid=grid)
@@ -83,14 +86,18 @@ def test_save_at_not_on_grid(flow, y):
 
 
 # ---------------------------------------------------------------- predictor outputs
-@pytest.mark.parametrize("bad, match", [
-    (lambda x, t: x[:, :3], r"returned shape \(3, 3\), expected the state's shape \(3, 6\)"),
-    (lambda x, t: x.float(), "returned dtype torch.float32, expected torch.float64"),
-    (lambda x, t: torch.empty_like(x, device="meta"), "returned device meta, expected cpu"),
-    (lambda x, t: x.tolist(), "must return a torch.Tensor, got list"),
-])
-@pytest.mark.parametrize("solver", [fr.Euler(), fr.Dopri5(), fr.InDISampler()],
-                         ids=["Euler", "Dopri5", "InDISampler"])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda x, t: x[:, :3], r"returned shape \(3, 3\), expected the state's shape \(3, 6\)"),
+        (lambda x, t: x.float(), "returned dtype torch.float32, expected torch.float64"),
+        (lambda x, t: torch.empty_like(x, device="meta"), "returned device meta, expected cpu"),
+        (lambda x, t: x.tolist(), "must return a torch.Tensor, got list"),
+    ],
+)
+@pytest.mark.parametrize(
+    "solver", [fr.Euler(), fr.Dopri5(), fr.InDISampler()], ids=["Euler", "Dopri5", "InDISampler"]
+)
 def test_predictor_wrong_output(y, bad, match, solver):
     kw = {} if solver.adaptive else {"steps": 3}
     with pytest.raises(fr.PredictorOutputError, match=match):
@@ -107,11 +114,15 @@ def _nan_below(oracle, t_bad):
     return lambda x, t: oracle(x, t) * torch.where(t < t_bad, float("nan"), 1.0)[:, None]
 
 
-@pytest.mark.parametrize("solver, match", [
-    (fr.Euler(), r"step 3 of 4 \(t=0.5 -> 0.25\)"),
-    (fr.InDISampler(), r"step 3 of 4 \(t=0.5 -> 0.25\)"),
-    (fr.Heun(), r"step 2 of 4 \(t=0.75 -> 0.5\)"),  # its second stage sits at the step's end
-], ids=["Euler", "InDISampler", "Heun"])
+@pytest.mark.parametrize(
+    "solver, match",
+    [
+        (fr.Euler(), r"step 3 of 4 \(t=0.5 -> 0.25\)"),
+        (fr.InDISampler(), r"step 3 of 4 \(t=0.5 -> 0.25\)"),
+        (fr.Heun(), r"step 2 of 4 \(t=0.75 -> 0.5\)"),  # its second stage sits at the step's end
+    ],
+    ids=["Euler", "InDISampler", "Heun"],
+)
 def test_non_finite_predictor_fixed_step(oracle, y, solver, match):
     # grid 1, .75, .5, .25, 0: the predictor turns NaN from t = 0.5
     with pytest.raises(fr.NonFiniteError, match=match):
@@ -185,8 +196,9 @@ def test_max_steps(flow, y):
 def test_max_steps_only_for_the_hard_sample(oracle):
     y = observations(oracle, n=3)
     y[0] = oracle.mean + 1e-6 * (y[0] - oracle.mean)  # easy
-    sol = fr.solve(fr.InDIFlow(oracle), fr.Dopri5(rtol=1e-9, atol=1e-12, max_steps=8), y,
-                   on_failure="return")
+    sol = fr.solve(
+        fr.InDIFlow(oracle), fr.Dopri5(rtol=1e-9, atol=1e-12, max_steps=8), y, on_failure="return"
+    )
     assert sol.stats.status[0] == 0 and bool((sol.stats.status[1:] == 1).all())
 
 
@@ -198,12 +210,19 @@ def test_bfloat16_with_adaptive(flow, y):
         fr.solve(flow, fr.Bosh3(), y.half())
 
 
-@pytest.mark.parametrize("flow_, solver, match", [
-    (fr.ODEFlow(lambda t, x: -x), fr.InDISampler(), "needs a flow with a clean-image predictor"),
-    (fr.ODEFlow(lambda t, x: -x), fr.ColdDiffusionSampler(), "clean-image predictor"),
-    (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Euler(), "Euler is an ODE method"),
-    (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Dopri5(), "ODE method"),
-])
+@pytest.mark.parametrize(
+    "flow_, solver, match",
+    [
+        (
+            fr.ODEFlow(lambda t, x: -x),
+            fr.InDISampler(),
+            "needs a flow with a clean-image predictor",
+        ),
+        (fr.ODEFlow(lambda t, x: -x), fr.ColdDiffusionSampler(), "clean-image predictor"),
+        (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Euler(), "Euler is an ODE method"),
+        (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Dopri5(), "ODE method"),
+    ],
+)
 def test_incompatible_solver(y, flow_, solver, match):
     kw = {} if solver.adaptive else {"steps": 3}
     with pytest.raises(fr.IncompatibleSolverError, match=match):
@@ -212,16 +231,25 @@ def test_incompatible_solver(y, flow_, solver, match):
 
 def test_posterior_mean_needs_denoiser(y):
     with pytest.raises(fr.ConfigError, match="posterior_mean"):
-        fr.solve(fr.ODEFlow(lambda t, x: -x), fr.Euler(), y, t_span=(0.0, 1.0), steps=2,
-                 output="posterior_mean")
+        fr.solve(
+            fr.ODEFlow(lambda t, x: -x),
+            fr.Euler(),
+            y,
+            t_span=(0.0, 1.0),
+            steps=2,
+            output="posterior_mean",
+        )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"output": "mean"}, "output must be one of"),
-    ({"on_failure": "ignore"}, "on_failure must be one of"),
-    ({"seeds": [1, 2]}, "one entry per sample"),
-    ({"generator": torch.Generator(), "seeds": [1, 2, 3]}, "at most one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"output": "mean"}, "output must be one of"),
+        ({"on_failure": "ignore"}, "on_failure must be one of"),
+        ({"seeds": [1, 2]}, "one entry per sample"),
+        ({"generator": torch.Generator(), "seeds": [1, 2, 3]}, "at most one of"),
+    ],
+)
 def test_bad_options(flow, y, kwargs, match):
     with pytest.raises(fr.ConfigError, match=match):
         fr.solve(flow, fr.Euler(), y, steps=2, **kwargs)
@@ -242,16 +270,19 @@ def test_non_flow_and_non_solver(flow, y):
         fr.InDIFlow(3)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: fr.Dopri5(rtol=-1.0), "rtol must be a non-negative"),
-    (lambda: fr.Dopri5(rtol=0.0, atol=0.0), "cannot both be 0"),
-    (lambda: fr.Bosh3(max_steps=0), "max_steps must be a positive int"),
-    (lambda: fr.Dopri5(t_min=0.0), r"t_min must be in \(0, 1\)"),
-    (lambda: fr.Dopri5(dfactor=2.0), "dfactor"),
-    (lambda: fr.InDISampler(eps=-0.1), "eps must be a non-negative"),
-    (lambda: fr.Power(rho=0.5), "rho must be >= 1"),
-    (lambda: fr.Torchdiffeq("leapfrog"), "torchdiffeq method"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fr.Dopri5(rtol=-1.0), "rtol must be a non-negative"),
+        (lambda: fr.Dopri5(rtol=0.0, atol=0.0), "cannot both be 0"),
+        (lambda: fr.Bosh3(max_steps=0), "max_steps must be a positive int"),
+        (lambda: fr.Dopri5(t_min=0.0), r"t_min must be in \(0, 1\)"),
+        (lambda: fr.Dopri5(dfactor=2.0), "dfactor"),
+        (lambda: fr.InDISampler(eps=-0.1), "eps must be a non-negative"),
+        (lambda: fr.Power(rho=0.5), "rho must be >= 1"),
+        (lambda: fr.Torchdiffeq("leapfrog"), "torchdiffeq method"),
+    ],
+)
 def test_bad_solver_configuration(make, match):
     with pytest.raises(fr.ConfigError, match=match):
         make()

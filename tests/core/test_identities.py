@@ -25,7 +25,7 @@ def y(oracle):
 def hand_loop(predictor, y, grid):
     """``x_s = (s/t) x + (1 − s/t) F(x, t)``, written out."""
     x = y.clone()
-    for t, s in zip(grid[:-1].tolist(), grid[1:].tolist()):
+    for t, s in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=False):
         tt = torch.full((x.shape[0],), t, dtype=x.dtype)
         x = (s / t) * x + (1 - s / t) * predictor(x, tt)
     return x
@@ -72,8 +72,15 @@ def test_one_step_is_mmse():
     step F(y, 1)) returns the MMSE estimate."""
     oracle = gaussian_oracle(seed=5, dim=30)
     y = observations(oracle, n=4)
-    for solver in (fr.InDISampler(), fr.NaiveSampler(), fr.Euler(), fr.Heun(), fr.RK4(),
-                   fr.Torchdiffeq("euler"), fr.Torchdiffeq("rk4")):
+    for solver in (
+        fr.InDISampler(),
+        fr.NaiveSampler(),
+        fr.Euler(),
+        fr.Heun(),
+        fr.RK4(),
+        fr.Torchdiffeq("euler"),
+        fr.Torchdiffeq("rk4"),
+    ):
         sol = fr.solve(fr.InDIFlow(oracle), solver, y, steps=1)
         assert max_err(sol.x, oracle.mmse(y)) <= 1e-14
 
@@ -81,7 +88,7 @@ def test_one_step_is_mmse():
 def test_naive_and_cold_diffusion_hand_loops(oracle, y):
     grid = fr.integrate.make_grid(6, 1.0, 0.0)
     xn, xc = y.clone(), y.clone()
-    for t, s in zip(grid[:-1].tolist(), grid[1:].tolist()):
+    for t, s in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=False):
         tt = torch.full((y.shape[0],), t, dtype=F64)
         xn = (1 - s) * oracle(xn, tt) + s * y
         xc = xc + (t - s) * (oracle(xc, tt) - y)

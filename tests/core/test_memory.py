@@ -12,23 +12,29 @@ import flowrestore as fr
 from .helpers import F64
 
 SOLVERS = {
-    "Euler": fr.Euler, "Heun": fr.Heun, "RK4": fr.RK4, "Dopri5": lambda: fr.Dopri5(rtol=1e-4),
-    "InDISampler": lambda: fr.InDISampler(eps=0.1, brownian=True), "NaiveSampler": fr.NaiveSampler,
+    "Euler": fr.Euler,
+    "Heun": fr.Heun,
+    "RK4": fr.RK4,
+    "Dopri5": lambda: fr.Dopri5(rtol=1e-4),
+    "InDISampler": lambda: fr.InDISampler(eps=0.1, brownian=True),
+    "NaiveSampler": fr.NaiveSampler,
     "Torchdiffeq-rk4": lambda: fr.Torchdiffeq("rk4"),
     "Torchdiffeq-dopri5": lambda: fr.Torchdiffeq("dopri5", rtol=1e-4, atol=1e-6),
 }
 
 
 class Net(torch.nn.Module):
-    """A tiny learned-looking predictor: F(x, t) = (1 − t) W x + t x + b, with a record of what it saw."""
+    """A tiny learned-looking predictor F(x, t) = (1 − t)(W x + b) + t x; records what it saw."""
 
     def __init__(self, dim=4, dtype=F64):
         super().__init__()
         g = torch.Generator().manual_seed(0)
         self.lin = torch.nn.Linear(dim, dim, dtype=dtype)
         with torch.no_grad():
-            self.lin.weight.copy_(torch.eye(dim, dtype=dtype) * 0.8
-                                  + 0.05 * torch.randn(dim, dim, generator=g, dtype=dtype))
+            self.lin.weight.copy_(
+                torch.eye(dim, dtype=dtype) * 0.8
+                + 0.05 * torch.randn(dim, dim, generator=g, dtype=dtype)
+            )
             self.lin.bias.copy_(0.1 * torch.randn(dim, generator=g, dtype=dtype))
         self.grad_enabled: list[bool] = []
         self.refs: list[weakref.ref] = []
@@ -55,8 +61,9 @@ def test_no_graph_by_default(name):
     assert net.grad_enabled and not any(net.grad_enabled)
 
 
-@pytest.mark.parametrize("name", ["Euler", "Heun", "RK4", "Dopri5", "InDISampler",
-                                  "Torchdiffeq-rk4"])
+@pytest.mark.parametrize(
+    "name", ["Euler", "Heun", "RK4", "Dopri5", "InDISampler", "Torchdiffeq-rk4"]
+)
 def test_gradients_flow_when_differentiable(name):
     net = Net()
     x0 = torch.randn(3, 4, dtype=F64, generator=torch.Generator().manual_seed(1)).requires_grad_()

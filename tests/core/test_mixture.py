@@ -2,8 +2,8 @@
 weights, and one step regresses to the mean.
 
 Centres (±1, ±1), w = (0.1, 0.2, 0.3, 0.4), H = diag(1, 0.3), σ = 0.5, Euler with 400 steps,
-x_1 ~ p(y). The default run uses 40 000 samples (float32, ~10 s on a shared core); the 2·10⁵-sample version
-of MATH.md is marked slow.
+x_1 ~ p(y). The default run uses 40 000 samples (float32, ~10 s on a shared core); the
+2·10⁵-sample version of MATH.md is marked slow.
 """
 
 import pytest
@@ -17,8 +17,9 @@ WEIGHTS = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
 
 @pytest.fixture(scope="module")
 def mixture():
-    return fr.oracles.DiracMixture(centers=CENTRES, weights=WEIGHTS,
-                                   H=torch.tensor([1.0, 0.3]), noise_std=0.5)
+    return fr.oracles.DiracMixture(
+        centers=CENTRES, weights=WEIGHTS, H=torch.tensor([1.0, 0.3]), noise_std=0.5
+    )
 
 
 def landing_frequencies(mixture, n, dtype, seed=0, steps=400):
@@ -68,12 +69,13 @@ def test_distance_to_nearest_centre_vanishes_as_step_shrinks(mixture):
         means.append(float(d.mean()))
         maxes.append(float(d.max()))
     assert means[0] > 0.3  # one step: between centres
-    assert all(a >= b for a, b in zip(means, means[1:])), means
+    assert all(a >= b for a, b in zip(means, means[1:], strict=False)), means
     assert maxes[-1] <= 1e-12 and means[-2] <= 1e-12
 
 
-@pytest.mark.parametrize("solver", [fr.Heun(), fr.RK4(), fr.Dopri5(rtol=1e-5)],
-                         ids=["Heun", "RK4", "Dopri5"])
+@pytest.mark.parametrize(
+    "solver", [fr.Heun(), fr.RK4(), fr.Dopri5(rtol=1e-5)], ids=["Heun", "RK4", "Dopri5"]
+)
 def test_higher_order_solvers_also_land_on_centres(mixture, solver):
     _, y, _ = mixture.sample(500, generator=torch.Generator().manual_seed(3))
     kw = {} if solver.adaptive else {"steps": 100}

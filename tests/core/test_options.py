@@ -7,8 +7,14 @@ import flowrestore as fr
 
 from .helpers import gaussian_oracle, max_err, observations
 
-FIXED = {"Euler": fr.Euler, "Midpoint": fr.Midpoint, "Heun": fr.Heun, "RK4": fr.RK4,
-         "InDISampler": fr.InDISampler, "ColdDiffusionSampler": fr.ColdDiffusionSampler}
+FIXED = {
+    "Euler": fr.Euler,
+    "Midpoint": fr.Midpoint,
+    "Heun": fr.Heun,
+    "RK4": fr.RK4,
+    "InDISampler": fr.InDISampler,
+    "ColdDiffusionSampler": fr.ColdDiffusionSampler,
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,13 @@ def test_posterior_mean_at_zero(problem):
 def test_callback_once_per_step(problem):
     oracle, y = problem
     calls = []
-    sol = fr.solve(fr.InDIFlow(oracle), fr.Heun(), y, steps=7,
-                   callback=lambda step, t, x: calls.append((step, float(t), x.clone())))
+    sol = fr.solve(
+        fr.InDIFlow(oracle),
+        fr.Heun(),
+        y,
+        steps=7,
+        callback=lambda step, t, x: calls.append((step, float(t), x.clone())),
+    )
     grid = fr.integrate.make_grid(7, 1.0, 0.0)
     assert [c[0] for c in calls] == list(range(1, 8))
     assert [c[1] for c in calls] == grid[1:].tolist()
@@ -94,8 +105,13 @@ def test_callback_once_per_step(problem):
 def test_callback_adaptive(problem):
     oracle, y = problem
     calls = []
-    sol = fr.solve(fr.InDIFlow(oracle), fr.Dopri5(rtol=1e-6), y, t_end=0.1,
-                   callback=lambda step, t, x: calls.append((step, t.clone())))
+    sol = fr.solve(
+        fr.InDIFlow(oracle),
+        fr.Dopri5(rtol=1e-6),
+        y,
+        t_end=0.1,
+        callback=lambda step, t, x: calls.append((step, t.clone())),
+    )
     assert len(calls) >= int(sol.stats.steps.max())
     assert calls[-1][1].shape == (y.shape[0],)  # per-sample times
     assert torch.allclose(calls[-1][1], torch.full((y.shape[0],), 0.1, dtype=torch.float64))

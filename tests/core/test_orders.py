@@ -15,7 +15,6 @@ the ODEFlows, where it is not special.
 """
 
 import pytest
-import torch
 
 import flowrestore as fr
 
@@ -32,9 +31,14 @@ from .helpers import (
 
 TOL = 0.2
 # levels per solver: in the asymptotic regime and above round-off
-LEVELS = {"Euler": [8, 16, 32, 64, 128], "Midpoint": [8, 16, 32, 64, 128],
-          "Heun": [8, 16, 32, 64, 128], "RK4": [8, 16, 32, 64, 128],
-          "Bosh3": [8, 16, 32, 64, 128], "Dopri5": [12, 16, 24, 32, 48, 64]}
+LEVELS = {
+    "Euler": [8, 16, 32, 64, 128],
+    "Midpoint": [8, 16, 32, 64, 128],
+    "Heun": [8, 16, 32, 64, 128],
+    "RK4": [8, 16, 32, 64, 128],
+    "Bosh3": [8, 16, 32, 64, 128],
+    "Dopri5": [12, 16, 24, 32, 48, 64],
+}
 SUPERCONVERGENT_ON_ORACLE = {"Midpoint": 3}
 
 
@@ -50,8 +54,20 @@ def _orders_on_oracle(problem, name, t_end=0.05, spacing=None, levels=None):
     make, _ = RK_FIXED[name]
     exact = oracle.ode_solution(y, t_end)
     levels = levels or LEVELS[name]
-    errs = [max_err(fr.solve(fr.InDIFlow(oracle), make(), y, steps=n, t_end=t_end if t_end else None,
-                             spacing=spacing).x, exact) for n in levels]
+    errs = [
+        max_err(
+            fr.solve(
+                fr.InDIFlow(oracle),
+                make(),
+                y,
+                steps=n,
+                t_end=t_end if t_end else None,
+                spacing=spacing,
+            ).x,
+            exact,
+        )
+        for n in levels
+    ]
     return fit_order([1 / n for n in levels], errs, roundoff_floor(exact))
 
 
@@ -65,9 +81,12 @@ def test_order_on_indi_oracle_before_zero(problem, name):
 
 
 # (T, levels) per system and solver: spans and step counts in each method's asymptotic regime
-# (the error constant of a method can cross zero at particular T, e.g. Midpoint on -x cos t near T=6)
+# (a method's error constant can cross zero at particular T, e.g. Midpoint on -x cos t near T=6)
 ODE_LEVELS = {
-    "linear": {"default": (2.0, [16, 32, 64, 128, 256]), "Dopri5": (2.0, [24, 32, 48, 64, 96, 128])},
+    "linear": {
+        "default": (2.0, [16, 32, 64, 128, 256]),
+        "Dopri5": (2.0, [24, 32, 48, 64, 96, 128]),
+    },
     "cos": {"default": (2.0, [16, 32, 64, 128, 256]), "Dopri5": (4.0, [16, 24, 32, 48, 64, 96])},
 }
 
@@ -96,8 +115,9 @@ def test_order_at_zero_power_grid_keeps_order(problem, name):
     declared = RK_FIXED[name][1]
     expected = SUPERCONVERGENT_ON_ORACLE.get(name, declared)
     spacing = fr.Power(rho=max(1.0, expected / 2))
-    slope, _ = _orders_on_oracle(problem, name, t_end=0.0, spacing=spacing,
-                                 levels=[8, 16, 32, 64, 128])
+    slope, _ = _orders_on_oracle(
+        problem, name, t_end=0.0, spacing=spacing, levels=[8, 16, 32, 64, 128]
+    )
     assert abs(slope - expected) <= TOL, f"{name}: order at t=0 with {spacing} {slope:.3f}"
 
 
@@ -117,7 +137,9 @@ def test_order_fit_can_fail(problem):
     oracle, y = problem
     exact = oracle.ode_solution(y, 0.05)
     levels = [8, 16, 32, 64, 128]
-    errs = [max_err(fr.solve(fr.InDIFlow(oracle), FakeRK4(), y, steps=n, t_end=0.05).x, exact)
-            for n in levels]
+    errs = [
+        max_err(fr.solve(fr.InDIFlow(oracle), FakeRK4(), y, steps=n, t_end=0.05).x, exact)
+        for n in levels
+    ]
     slope, _ = fit_order([1 / n for n in levels], errs, roundoff_floor(exact))
     assert abs(slope - FakeRK4.order) > TOL

@@ -1,7 +1,6 @@
 """Property tests (hypothesis, bounded finite inputs): batch-split invariance, reproducible noise,
 and the a-priori error bound C·h^p on random Gaussian oracles."""
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,8 +9,9 @@ import flowrestore as fr
 
 from .helpers import F64
 
-SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
@@ -33,28 +33,46 @@ def gaussian_problems(draw, max_batch=6, dim_range=(1, 12)):
     return oracle, y
 
 
-FIXED = [fr.Euler(), fr.Heun(), fr.RK4(), fr.Dopri5(adaptive=False), fr.InDISampler(),
-         fr.NaiveSampler(), fr.ColdDiffusionSampler()]
+FIXED = [
+    fr.Euler(),
+    fr.Heun(),
+    fr.RK4(),
+    fr.Dopri5(adaptive=False),
+    fr.InDISampler(),
+    fr.NaiveSampler(),
+    fr.ColdDiffusionSampler(),
+]
 
 
 @SETTINGS
-@given(problem=gaussian_problems(), steps=st.integers(1, 12), solver=st.sampled_from(FIXED),
-       split=st.integers(1, 5))
+@given(
+    problem=gaussian_problems(),
+    steps=st.integers(1, 12),
+    solver=st.sampled_from(FIXED),
+    split=st.integers(1, 5),
+)
 def test_fixed_step_batch_split_invariance(problem, steps, solver, split):
     oracle, y = problem
     split = min(split, y.shape[0] - 1)
     flow = fr.InDIFlow(oracle)
     whole = fr.solve(flow, solver, y, steps=steps).x
-    parts = torch.cat([fr.solve(flow, solver, y[:split], steps=steps).x,
-                       fr.solve(flow, solver, y[split:], steps=steps).x])
+    parts = torch.cat(
+        [
+            fr.solve(flow, solver, y[:split], steps=steps).x,
+            fr.solve(flow, solver, y[split:], steps=steps).x,
+        ]
+    )
     assert torch.equal(whole, parts)
 
 
 @SETTINGS
-@given(problem=gaussian_problems(max_batch=5),
-       rtol=st.sampled_from([1e-3, 1e-5, 1e-7]),
-       solver_cls=st.sampled_from([fr.Bosh3, fr.Dopri5]), split=st.integers(1, 4),
-       t_end=st.sampled_from([None, 0.3]))
+@given(
+    problem=gaussian_problems(max_batch=5),
+    rtol=st.sampled_from([1e-3, 1e-5, 1e-7]),
+    solver_cls=st.sampled_from([fr.Bosh3, fr.Dopri5]),
+    split=st.integers(1, 4),
+    t_end=st.sampled_from([None, 0.3]),
+)
 def test_adaptive_batch_split_invariance(problem, rtol, solver_cls, split, t_end):
     oracle, y = problem
     split = min(split, y.shape[0] - 1)
@@ -68,23 +86,46 @@ def test_adaptive_batch_split_invariance(problem, rtol, solver_cls, split, t_end
 
 
 @SETTINGS
-@given(problem=gaussian_problems(), steps=st.integers(1, 10), eps=st.floats(0.01, 1.0),
-       brownian=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    problem=gaussian_problems(),
+    steps=st.integers(1, 10),
+    eps=st.floats(0.01, 1.0),
+    brownian=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_same_generator_same_output(problem, steps, eps, brownian, seed):
     oracle, y = problem
     solver = fr.InDISampler(eps=eps, brownian=brownian)
-    run = lambda: fr.solve(fr.InDIFlow(oracle), solver, y, steps=steps,  # noqa: E731
-                           generator=torch.Generator().manual_seed(seed)).x
+
+    def run():
+        return fr.solve(
+            fr.InDIFlow(oracle),
+            solver,
+            y,
+            steps=steps,  # noqa: E731
+            generator=torch.Generator().manual_seed(seed),
+        ).x
+
     first = run()
     assert torch.equal(first, run())
-    other = fr.solve(fr.InDIFlow(oracle), solver, y, steps=steps,
-                     generator=torch.Generator().manual_seed(seed + 1)).x
+    other = fr.solve(
+        fr.InDIFlow(oracle),
+        solver,
+        y,
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed + 1),
+    ).x
     assert not torch.equal(first, other)
 
 
 @SETTINGS
-@given(problem=gaussian_problems(), steps=st.integers(1, 10), eps=st.floats(0.01, 1.0),
-       brownian=st.booleans(), data=st.data())
+@given(
+    problem=gaussian_problems(),
+    steps=st.integers(1, 10),
+    eps=st.floats(0.01, 1.0),
+    brownian=st.booleans(),
+    data=st.data(),
+)
 def test_per_sample_seeds_are_batch_invariant(problem, steps, eps, brownian, data):
     oracle, y = problem
     B = y.shape[0]
@@ -98,9 +139,10 @@ def test_per_sample_seeds_are_batch_invariant(problem, steps, eps, brownian, dat
 
 
 @SETTINGS
-@given(problem=gaussian_problems(max_batch=3, dim_range=(4, 12)),
-       case=st.sampled_from([("Euler", 1, 32), ("Heun", 2, 32), ("RK4", 4, 16),
-                             ("Midpoint", 2, 32)]))
+@given(
+    problem=gaussian_problems(max_batch=3, dim_range=(4, 12)),
+    case=st.sampled_from([("Euler", 1, 32), ("Heun", 2, 32), ("RK4", 4, 16), ("Midpoint", 2, 32)]),
+)
 def test_error_bound_c_h_p(problem, case):
     """err(h) ≤ 2 C h^p on [1, 0.05], with C = err(h_ref)/h_ref^p from a reference level."""
     oracle, y = problem
@@ -110,9 +152,10 @@ def test_error_bound_c_h_p(problem, case):
     scale = float((y - exact).abs().max()) + 1e-300
 
     def err(n):
-        return float((fr.solve(fr.InDIFlow(oracle), solver, y, steps=n, t_end=0.05).x - exact)
-                     .abs().max())
+        return float(
+            (fr.solve(fr.InDIFlow(oracle), solver, y, steps=n, t_end=0.05).x - exact).abs().max()
+        )
 
-    c = max(err(n_ref), 1e-13 * scale) * n_ref ** p  # h = 1/n up to the constant span 0.95
+    c = max(err(n_ref), 1e-13 * scale) * n_ref**p  # h = 1/n up to the constant span 0.95
     for n in (2 * n_ref, 4 * n_ref):
         assert err(n) <= 2 * c * n ** (-p) + 1e-12 * scale
