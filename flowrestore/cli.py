@@ -1,10 +1,18 @@
-"""The ``flowrestore`` command line: ``flowrestore demo`` (and, with trained predictors,
-``flowrestore restore``)."""
+"""The ``flowrestore`` command line.
+
+* ``flowrestore demo`` — restore the held-out bundled photos with the shipped predictors at several
+  NFEs and solvers, print PSNR/SSIM/NFE/time tables and write a figure (``--task toy``: the
+  closed-form toy-posterior tables instead).
+* ``flowrestore restore PATH... -o OUTDIR`` — restore your own image files.
+* ``flowrestore pretrained`` — list the shipped predictors and their measured scores.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+DEMO_TASKS = ("all", "deblur", "sr4", "dirac-deblur", "toy")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -18,14 +26,63 @@ def _demo(args: argparse.Namespace) -> int:
     return photos_main(args)
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from flowrestore.restore import main as restore_main
+
+    return restore_main(args)
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from flowrestore.pretrained import list_pretrained, pretrained_info
+
+    for name in list_pretrained():
+        info = pretrained_info(name)
+        print(f"{name}: {info['description']}")
+        res = info.get("heldout", {}).get("results", [])
+        for r in res:
+            print(f"    {r['solver']:>6} steps {r['steps']:>3} {r['output']:<14} "
+                  f"NFE {r['nfe']:>3}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}")
+        print(f"    trained with: {info['train']['command']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flowrestore`` command."""
-    parser = argparse.ArgumentParser(prog="flowrestore", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flowrestore", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="restore bundled photos / run the toy-posterior demonstration")
-    demo.add_argument("--task", default="toy", help="toy (closed-form oracles)")
+    demo = sub.add_parser(
+        "demo", help="restore held-out bundled photos with the shipped predictors (default), "
+                     "or --task toy for the closed-form toy posteriors")
+    demo.add_argument("--task", default="all", choices=DEMO_TASKS,
+                      help="all (default: deblur, sr4 and dirac-deblur) | deblur | sr4 | "
+                           "dirac-deblur | toy (closed-form oracles)")
+    demo.add_argument("--solver", nargs="+", default=None,
+                      help="solvers to run: euler heun midpoint rk4 indi (InDI), em sra1 (Dirac); "
+                           "default: a fixed set per task")
+    demo.add_argument("--steps", nargs="+", type=int, default=None,
+                      help="step counts, e.g. --steps 1 5 20 (default: a fixed set per task)")
+    demo.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    demo.add_argument("--out", default=None,
+                      help="output folder for table.md, results.json and restorations.png "
+                           "(default ./flowrestore-demo)")
+    demo.add_argument("--crop", type=int, default=None,
+                      help="center-crop size of the photos (default 192, --quick 64)")
+    demo.add_argument("--seed", type=int, default=0, help="noise seed")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster setting")
     demo.set_defaults(func=_demo)
+
+    import flowrestore.restore as restore_mod
+
+    restore = sub.add_parser(
+        "restore", help="restore image files / folders with a shipped or trained predictor",
+        description=restore_mod.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    restore_mod.add_arguments(restore)
+    restore.set_defaults(func=_restore)
+
+    pre = sub.add_parser("pretrained", help="list the shipped predictors and their scores")
+    pre.set_defaults(func=_pretrained)
     return parser
 
 

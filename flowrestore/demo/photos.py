@@ -1,0 +1,240 @@
+"""Photo-restoration demonstration: ``flowrestore demo`` (the default task ``all``).
+
+Restores center crops of the held-out photos ``("astronaut", "camera", "coffee")`` — never used for
+training — with the predictors shipped in :mod:`flowrestore.pretrained`, at several numbers of
+function evaluations (NFE) and solvers, and prints one table per task: PSNR and SSIM against the
+clean crop (mean over the photos), NFE, seconds per image, and the high-frequency energy (mean
+squared Laplacian, :func:`flowrestore.metrics.high_frequency_energy`) relative to the clean crop's
+("HF/clean": 1.0 is as sharp as the truth, lower is blurrier). The InDI rows show the
+perception–distortion trade-off: one step is the MMSE estimate ``F(y, 1)`` — highest PSNR, but
+blurry — while more steps of the flow give sharper images (HF/clean closer to 1) at a small PSNR
+cost. It writes ``table.md``, ``results.json`` and a figure (per task and photo: degraded |
+restored at several NFE | clean) to the output folder and prints their paths.
+
+Noise (degradation noise and Dirac's SDE) comes from generators seeded by ``--seed``, so the
+numbers are reproducible. Everything runs on CPU in a couple of minutes (192×192 crops; ``--quick``
+uses 64×64 crops and fewer settings) or on CUDA with ``--device cuda``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from flowrestore.errors import ConfigError
+
+INDI_TASKS = ("deblur", "sr4")
+TASKS = ("deblur", "sr4", "dirac-deblur")
+TASK_MODEL = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
+
+# (solver, steps, output) per method; the demo's default settings.
+DEFAULT_RUNS = {
+    "indi": [("euler", 1), ("euler", 2), ("euler", 5), ("euler", 10), ("euler", 25),
+             ("heun", 3), ("heun", 5), ("heun", 10), ("indi", 10)],
+    "dirac": [("em", 5), ("em", 10), ("em", 25), ("em", 50)],
+}
+QUICK_RUNS = {"indi": [("euler", 1), ("euler", 5), ("heun", 3)], "dirac": [("em", 5)]}
+
+
+def _runs_for(method, solvers, steps, quick):
+    if solvers is None and steps is None:
+        base = (QUICK_RUNS if quick else DEFAULT_RUNS)[method]
+    else:
+        default_solvers = ["euler", "heun"] if method == "indi" else ["em"]
+        default_steps = [1, 5] if quick else [1, 2, 5, 10, 25]
+        if method == "dirac":
+            default_steps = [5] if quick else [5, 10, 25, 50]
+        from flowrestore.restore import SOLVERS
+
+        ss = [s for s in (solvers or []) if method in SOLVERS.get(s, ((), ""))[0]]
+        ss = ss or default_solvers  # e.g. --solver heun with --task all: Dirac keeps "em"
+        base = [(s, n) for s in ss for n in (steps or default_steps)]
+    out = []
+    for solver, n in base:
+        out.append((solver, n, "last"))
+        if method == "dirac":
+            out.append((solver, n, "posterior_mean"))
+    return out
+
+
+def evaluate(model, clean: torch.Tensor, runs, *, seed: int = 0, device="cpu",
+             keep_images: bool = False) -> list[dict]:
+    """Degrade ``clean`` ([N, C, H, W]) as the model was trained, restore with each run, score.
+
+    ``runs``: ``(solver_name, steps, output)`` triples (:func:`flowrestore.restore.make_solver`
+    names; ``output`` ``"last"`` or ``"posterior_mean"``). The first row is the degraded input
+    (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images, per-image PSNR, NFE, seconds
+    per image, high-frequency energy relative to the clean image's (``hf_ratio``).
+    """
+    from flowrestore.integrate import solve
+    from flowrestore.metrics import high_frequency_energy, psnr, ssim
+    from flowrestore.pretrained import degrade_for, flow_for
+    from flowrestore.restore import make_solver
+
+    device = torch.device(device)
+    model = model.to(device)
+    x = clean.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    y = degrade_for(model, x.cpu(), generator=gen).to(device)
+    hf_clean = high_frequency_energy(x)
+
+    def score(out, **kw):
+        out = out.clamp(0.0, 1.0)
+        p = psnr(out, x)
+        row = {**kw, "psnr": float(p.mean()), "psnr_per_image": [round(float(v), 3) for v in p],
+               "ssim": float(ssim(out, x).mean()),
+               "hf_ratio": float((high_frequency_energy(out) / hf_clean).mean())}
+        if keep_images:
+            row["images"] = out.cpu()
+        return row
+
+    rows = [score(y, solver="input", steps=0, output="-", nfe=0, seconds_per_image=0.0)]
+    flow = flow_for(model)
+    method = model.metadata["method"]
+    for solver_name, steps, output in runs:
+        solver = make_solver(solver_name, method)
+        g = torch.Generator(device=device).manual_seed(seed + 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        sol = solve(flow, solver, y, steps=steps, output=output, generator=g)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        sec = (time.perf_counter() - t0) / x.shape[0]
+        nfe = int(sol.stats.nfe.max())  # includes the posterior-mean evaluation
+        rows.append(score(sol.x, solver=solver_name, steps=steps, output=output, nfe=nfe,
+                          seconds_per_image=sec))
+    return rows
+
+
+def _table(task, rows, crop, names) -> list[str]:
+    lines = [f"### {task} ({TASK_MODEL[task]}): {len(names)} held-out photos "
+             f"({', '.join(names)}), center crops {crop}×{crop}", "",
+             "| solver | steps | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['solver']} | {r['steps']} | {r['output']} | {r['nfe']} | "
+                     f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.2f} | "
+                     f"{r['seconds_per_image']:.3f} |")
+    return lines
+
+
+def _perception_distortion(rows) -> str | None:
+    euler = [r for r in rows if r["solver"] == "euler"]
+    one = [r for r in euler if r["steps"] == 1]
+    many = [r for r in euler if r["steps"] > 1]
+    if not one or not many:
+        return None
+    one, many = one[0], max(many, key=lambda r: r["steps"])
+    return (f"InDI perception–distortion: 1 step (MMSE F(y, 1)) PSNR {one['psnr']:.2f} dB, "
+            f"HF/clean {one['hf_ratio']:.2f}; {many['steps']} Euler steps PSNR "
+            f"{many['psnr']:.2f} dB, HF/clean {many['hf_ratio']:.2f} "
+            f"({'sharper' if many['hf_ratio'] > one['hf_ratio'] else 'NOT sharper'}; "
+            f"PSNR {many['psnr'] - one['psnr']:+.2f} dB)")
+
+
+def _figure(panels, path: Path, names) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nrows = sum(len(names) for _ in panels)
+    ncols = max(len(cols) for _, cols in panels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.1 * nrows), squeeze=False)
+    r = 0
+    for task, cols in panels:
+        for i, name in enumerate(names):
+            for c in range(ncols):
+                ax = axes[r][c]
+                ax.axis("off")
+                if c < len(cols):
+                    label, imgs, val = cols[c]
+                    img = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
+                    ax.imshow(img if img.shape[-1] == 3 else img[..., 0], cmap="gray",
+                              vmin=0, vmax=1, interpolation="nearest")
+                    title = label if val is None else f"{label}\n{val[i]:.2f} dB"
+                    ax.set_title(f"{task}: {name}\n{title}" if c == 0 else title, fontsize=7)
+            r += 1
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-demo",
+        quick=False, crop=None, seed=0, log=print) -> dict:
+    """Run the demo; returns ``{"rows": {task: rows}, "table": path, "figure": path, ...}``."""
+    from flowrestore.pretrained import heldout_crops, pretrained
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    crop = crop or (64 if quick else 192)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, clean = heldout_crops(crop)
+    t_start = time.perf_counter()
+    log(f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
+        f"center crops {crop}x{crop} to keep it fast; device {device}")
+    results, lines, panels = {}, [], []
+    for task in tasks:
+        model = pretrained(TASK_MODEL[task], device=device)
+        method = model.metadata["method"]
+        runs = _runs_for(method, solvers, steps, quick)
+        rows = evaluate(model, clean, runs, seed=seed, device=device, keep_images=True)
+        table = _table(task, rows, crop, names)
+        note = _perception_distortion(rows) if method == "indi" else None
+        if method == "dirac":
+            note = ("Dirac: 'last' is the SDE's final iterate y_0 (still carries σ_0 = "
+                    f"{model.metadata['dirac']['sigma_min']} noise), 'posterior_mean' is "
+                    "Φ(y_0, 0) (one more NFE)")
+        block = table + (["", note] if note else []) + [""]
+        log("\n".join(block))
+        lines += block
+        # figure columns: degraded | a few NFE | clean
+        shown = [r for r in rows[1:] if r["output"] == ("posterior_mean" if method == "dirac"
+                                                        else "last")]
+        first_solver = shown[0]["solver"] if shown else None
+        shown = [r for r in shown if r["solver"] == first_solver]
+        if len(shown) > 3:
+            shown = [shown[0], shown[len(shown) // 2], shown[-1]]
+        cols = [("degraded", rows[0]["images"], rows[0]["psnr_per_image"])]
+        cols += [(f"{r['solver']} NFE {r['nfe']}", r["images"], r["psnr_per_image"])
+                 for r in shown]
+        cols.append(("clean", clean, None))
+        panels.append((task, cols))
+        for r in rows:
+            r.pop("images", None)
+        results[task] = rows
+    seconds = time.perf_counter() - t_start
+    fig_path = out / "restorations.png"
+    _figure(panels, fig_path, names)
+    table_path = out / "table.md"
+    header = [f"# flowrestore demo: held-out photos, center crops {crop}x{crop}, device {device}",
+              "", "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
+              "high-frequency energy relative to the clean crop (1 = as sharp as the truth).", ""]
+    table_path.write_text("\n".join(header + lines + [f"total time {seconds:.1f} s", ""]))
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps({"crop": crop, "device": str(device), "images": names,
+                                     "seconds": seconds, "tasks": results}, indent=1))
+    log(f"total time {seconds:.1f} s")
+    log(f"table:  {table_path}")
+    log(f"figure: {fig_path}")
+    log(f"json:   {json_path}")
+    return {"rows": results, "table": table_path, "figure": fig_path, "json": json_path,
+            "seconds": seconds}
+
+
+def main(args) -> int:
+    """``flowrestore demo`` for photo tasks (``args`` from :func:`flowrestore.cli.build_parser`)."""
+    task = getattr(args, "task", "all")
+    tasks = TASKS if task == "all" else (task,)
+    if any(t not in TASKS for t in tasks):
+        raise ConfigError(f"demo: task must be one of {TASKS + ('all', 'toy')}, got {task!r}")
+    run(tasks=tasks, solvers=getattr(args, "solver", None), steps=getattr(args, "steps", None),
+        device=getattr(args, "device", None), out=getattr(args, "out", None) or "flowrestore-demo",
+        quick=getattr(args, "quick", False), crop=getattr(args, "crop", None),
+        seed=getattr(args, "seed", 0))
+    return 0

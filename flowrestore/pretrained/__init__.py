@@ -1,0 +1,204 @@
+"""Small predictors trained with the project's own trainer, shipped inside the package.
+
+::
+
+    import flowrestore as fr
+    from flowrestore.pretrained import pretrained, list_pretrained, flow_for, degrade_for
+
+    list_pretrained()                       # ['dirac-deblur', 'indi-deblur', 'indi-sr4']
+    F = pretrained("indi-deblur")           # UNet in eval mode, EMA weights, float32, on CPU
+    F.metadata["heldout"]                   # measured held-out PSNR/SSIM, training command, ...
+    y = degrade_for(F, x, generator=g)      # the degradation it was trained for
+    sol = fr.solve(flow_for(F), fr.Heun(), y, steps=10)
+
+Each entry of ``registry.json`` names its weights file (a plain float32 ``state_dict`` of the EMA
+weights, loaded with ``weights_only=True``), the method (``"indi"`` or ``"dirac"``), the task and
+its degradation parameters (:func:`flowrestore.training.make_degradation` /
+:func:`~flowrestore.training.make_family`), the U-Net configuration, the exact training command
+(``python -m flowrestore.pretrained.train_all`` re-runs all of them), and the PSNR/SSIM measured on
+center crops of the held-out photos ``("astronaut", "camera", "coffee")``, which are never used for
+training.
+
+Models:
+
+* ``indi-deblur`` — InDI, Gaussian blur std 2 px + noise σ = 0.01 (``y`` at t = 1).
+* ``indi-sr4`` — InDI, 4× super-resolution: 4×4 average pooling then bicubic upsampling back to
+  full size (``y`` has the size of ``x``; :func:`degrade_for` does both).
+* ``dirac-deblur`` — Dirac (clean-image predictor Φ), blur family ``A_t = G_{2t}`` (std grows
+  linearly to 2 px at t = 1) and noise ``σ_t = 0.01^{1-t} 0.05^t``: the observation is
+  ``A_1(x) + 0.05 z``. Run it with :class:`~flowrestore.flows.dirac.DiracSDE` and
+  ``EulerMaruyama`` (:func:`flow_for` builds the flow).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import torch
+
+from flowrestore.errors import ConfigError, describe
+
+__all__ = [
+    "pretrained",
+    "list_pretrained",
+    "pretrained_info",
+    "flow_for",
+    "degrade_for",
+    "default_solver",
+    "heldout_crops",
+    "REGISTRY_FILE",
+]
+
+REGISTRY_FILE = "registry.json"
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict:
+    ref = resources.files(__name__).joinpath(REGISTRY_FILE)
+    if not ref.is_file():
+        return {}
+    data = json.loads(ref.read_text())
+    return data.get("models", {})
+
+
+def list_pretrained() -> list[str]:
+    """Names of the shipped predictors (sorted)."""
+    return sorted(_registry())
+
+
+def pretrained_info(name: str) -> dict:
+    """The registry entry of a shipped predictor (a copy): task, parameters, command, scores."""
+    reg = _registry()
+    if name not in reg:
+        raise ConfigError(
+            f"pretrained: no shipped predictor named {describe(name)}; "
+            f"available: {list_pretrained()}"
+        )
+    return json.loads(json.dumps({"name": name, **reg[name]}))
+
+
+def _load(name: str, device="cpu"):
+    from flowrestore.training.unet import UNet
+
+    info = pretrained_info(name)
+    ref = resources.files(__name__).joinpath(info["file"])
+    with resources.as_file(ref) as path:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model = UNet(**info["unet"])
+    model.load_state_dict(state)
+    model.requires_grad_(False)
+    model.metadata = info
+    model.train_config = info.get("train", {}).get("config")
+    return model.to(device).eval()
+
+
+class _Pretrained:
+    """``pretrained(name, device="cpu")``: a shipped predictor (U-Net, eval mode, EMA weights).
+
+    The model carries ``model.metadata`` (its registry entry, see :func:`pretrained_info`) and
+    ``model.train_config``. Parameters do not require grad; gradients with respect to the input
+    still flow (for guidance). ``pretrained.list()`` lists the names.
+    """
+
+    def __call__(self, name: str, device: str | torch.device = "cpu"):
+        return _load(name, device)
+
+    @staticmethod
+    def list() -> list[str]:
+        """Names of the shipped predictors."""
+        return list_pretrained()
+
+    @staticmethod
+    def info(name: str) -> dict:
+        """Registry entry of a shipped predictor."""
+        return pretrained_info(name)
+
+    def __repr__(self) -> str:
+        return f"<flowrestore pretrained predictors: {', '.join(list_pretrained())}>"
+
+
+pretrained = _Pretrained()
+
+
+def _meta(model_or_meta) -> dict:
+    meta = model_or_meta
+    if not isinstance(meta, dict):
+        meta = getattr(model_or_meta, "metadata", None)
+    if not isinstance(meta, dict) or "method" not in meta:
+        raise ConfigError(
+            "expected a shipped predictor (with .metadata) or its registry entry, "
+            f"got {describe(model_or_meta)}"
+        )
+    return meta
+
+
+def _dirac_parts(meta):
+    from flowrestore.schedules import Geometric
+    from flowrestore.training.data import make_family
+
+    d = meta["dirac"]
+    family = make_family(meta["task"], **meta["task_params"])
+    return family, Geometric(d["sigma_min"], d["sigma_max"])
+
+
+def flow_for(model, **kwargs):
+    """The flow a predictor was trained for: ``InDIFlow(model)`` or ``DiracSDE(model, A, σ)``.
+
+    ``kwargs`` go to the flow (e.g. ``increment=`` or ``guidance=`` for Dirac).
+    """
+    meta = _meta(model)
+    if meta["method"] == "indi":
+        from flowrestore.flows import InDIFlow
+
+        return InDIFlow(model, **kwargs)
+    from flowrestore.flows.dirac import DiracSDE
+
+    family, sigma = _dirac_parts(meta)
+    return DiracSDE(model, family, sigma, **kwargs)
+
+
+def default_solver(model):
+    """The default step: ``Heun()`` for InDI, ``EulerMaruyama()`` (Dirac's eq. 7) for Dirac."""
+    if _meta(model)["method"] == "indi":
+        from flowrestore.solvers import Heun
+
+        return Heun()
+    from flowrestore.solvers.sde import EulerMaruyama
+
+    return EulerMaruyama()
+
+
+def degrade_for(model, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Degrade clean images ``x`` ``[B, C, H, W]`` the way the predictor's training data was.
+
+    InDI: the task's ``make_degradation`` (with its noise). Dirac: ``A_1(x) + σ_max z``.
+    """
+    meta = _meta(model)
+    if meta["method"] == "indi":
+        from flowrestore.training.data import make_degradation
+
+        return make_degradation(meta["task"], **meta["task_params"])(x, generator)
+    family, _ = _dirac_parts(meta)
+    ones = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+    y = family(x, ones)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return y + meta["dirac"]["sigma_max"] * z
+
+
+def heldout_crops(size: int = 192, *, channels: int = 3) -> tuple[list[str], torch.Tensor]:
+    """Center ``size``×``size`` crops of the held-out photos: ``(names, [3, C, size, size])``."""
+    from flowrestore.training.data import HELDOUT_IMAGES, load_image
+
+    if not (isinstance(size, int) and size >= 8):
+        raise ConfigError(f"heldout_crops: size must be an int >= 8, got {describe(size)}")
+    crops = []
+    for n in HELDOUT_IMAGES:
+        im = load_image(n, channels=channels)
+        h, w = im.shape[-2:]
+        if min(h, w) < size:
+            raise ConfigError(f"heldout_crops: size={size} larger than {n} ({h}x{w})")
+        top, left = (h - size) // 2, (w - size) // 2
+        crops.append(im[:, top : top + size, left : left + size])
+    return list(HELDOUT_IMAGES), torch.stack(crops).contiguous()
