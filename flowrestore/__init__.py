@@ -6,6 +6,7 @@ The public API is flat::
     sol = fr.solve(fr.InDIFlow(predictor), fr.Heun(), y, steps=10)
 """
 
+from flowrestore import degradations, metrics, oracles, schedules  # noqa: E402  (namespaces)
 from flowrestore.errors import (
     ConfigError,
     FlowRestoreError,
@@ -17,9 +18,10 @@ from flowrestore.errors import (
     ShapeError,
     StepSizeUnderflowError,
 )
-from flowrestore.flows import Flow, InDIFlow, ODEFlow, SDEFlow
+from flowrestore.flows import DiracSDE, Flow, InDIFlow, ODEFlow, SDEFlow
 from flowrestore.integrate import (
     BrownianIncrements,
+    Fitted,
     GeneratorNoise,
     NoiseSource,
     PerSampleNoise,
@@ -29,27 +31,42 @@ from flowrestore.integrate import (
     Uniform,
     solve,
 )
+from flowrestore.inversion import BlindInversion, InversionResult, Param
+from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
 from flowrestore.solvers import (
     RK4,
+    SRA1,
     Bosh3,
     ButcherTableau,
     ColdDiffusionSampler,
     Dopri5,
     Euler,
+    EulerMaruyama,
     ExplicitRK,
     Heun,
     InDISampler,
     Midpoint,
     NaiveSampler,
+    SemiLinearMultistep,
     Solver,
     Torchdiffeq,
+    Torchsde,
 )
 
-from flowrestore import degradations, oracles, schedules  # noqa: E402  (subpackages as namespaces)
+
+def __getattr__(name):
+    # ``fr.training`` is imported on first use: it pulls in the U-Net, data and trainer modules.
+    if name == "training":
+        import importlib
+
+        return importlib.import_module("flowrestore.training")
+    raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlindInversion", "DiracSDE", "EulerMaruyama", "Fitted", "InversionResult", "Param", "SRA1",
+    "SemiLinearMultistep", "Torchsde", "list_pretrained", "metrics", "pretrained",
     "RK4", "Bosh3", "BrownianIncrements", "ButcherTableau", "ColdDiffusionSampler", "ConfigError",
     "Dopri5", "Euler", "ExplicitRK", "Flow", "FlowRestoreError", "GeneratorNoise", "GridError",
     "Heun", "InDIFlow", "InDISampler", "IncompatibleSolverError", "MaxStepsReachedError",
