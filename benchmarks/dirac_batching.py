@@ -3,8 +3,10 @@
 The issue's setting: 3×64×64 images, ``A_t`` a Gaussian blur of width ``0.3 → 3.0`` (61-tap
 kernel), ``σ_t`` geometric ``0.01 → 0.05``, Euler–Maruyama (Dirac's eq. 7 step), ``t_end = 0``,
 ``output="posterior_mean"``. The predictor is a small time-conditioned U-Net
-(:class:`flowrestore.training.unet.UNet`, untrained: timing only) or the exact Dirac-mixture posterior
-mean over a handful of image centres. Prints a markdown table::
+(:class:`flowrestore.training.unet.UNet`, untrained: timing only) or the exact Dirac-mixture
+posterior mean over a handful of image centres. Each step applies the 61-tap blur three times
+per image (``A_t Φ``, ``A_{t−Δt} Φ`` and ``A_1 Φ`` for the data-consistency record).
+Prints a markdown table::
 
     python benchmarks/dirac_batching.py [--predictor unet|oracle|both] [--steps 50]
                                         [--batches 1 16] [--threads N] [--repeats 2]

@@ -131,6 +131,14 @@ def _family_time(t: Tensor):
 class DiracSDE(Flow):
     """Dirac's reverse SDE over a clean-image predictor ``Φ`` (see the module docstring).
 
+    Example::
+
+        A = fr.degradations.GaussianBlurFamily(kernel_size=61, width=fr.schedules.Linear(0.3, 3.0))
+        sde = fr.DiracSDE(phi, A, sigma=fr.schedules.Geometric(0.01, 0.05))
+        sol = fr.solve(sde, fr.EulerMaruyama(), y, steps=50, generator=g, t_end=0.25,
+                       output="posterior_mean")
+        sol.x, sol.records["data_consistency"]  # Φ(y_0.25, 0.25); ‖y − A_1(Φ(y_t, t))‖ per step
+
     Args:
         phi: predictor called as ``phi(y, t)``, ``y`` ``[B, ...]``, ``t`` ``[B]``; returns the clean
             estimate, same shape as ``y`` (e.g. ``DiracMixture.dirac_predictor(A=..., sigma=...)``).

@@ -45,8 +45,7 @@ def test_pure_denoising_lands_with_posterior_weights(solver, steps):
     # σ_0 = 0.01: the last iterate sits on a centre up to the residual noise
     _, dist = oracle.nearest_center(sol.x)
     assert float(dist.max()) < 0.08
-    # the posterior-mean output snaps exactly onto the centres
-    assert not torch.allclose(target, oracle.weights, atol=0.05)  # the test is not the prior
+    assert not torch.allclose(target, oracle.weights, atol=0.05)  # the target is not the prior
 
 
 def _diagonal_setup():
@@ -59,14 +58,14 @@ def _diagonal_setup():
     return oracle, family, sigma
 
 
-@pytest.mark.parametrize("increment", ["look_ahead", "look_back"])
-def test_linear_family_lands_with_prior_weights(increment):
+def test_linear_family_lands_with_prior_weights():
+    """(For this family ``A_t`` is affine in ``t``, so every incremental-reconstruction option
+    gives the same step; the blur test below exercises a family that is not.)"""
     oracle, family, sigma = _diagonal_setup()
     n = 5000
     g = torch.Generator().manual_seed(5)
     _, y1, _ = oracle.sample(n, generator=g)  # y_1 = A_1 x_0 + σ_1 n
-    sde = DiracSDE(oracle.dirac_predictor(A=family, sigma=sigma), family, sigma,
-                   increment=increment)
+    sde = DiracSDE(oracle.dirac_predictor(A=family, sigma=sigma), family, sigma)
     sol = fr.solve(sde, EulerMaruyama(), y1, steps=300, generator=g, output="posterior_mean")
     freq = landing_frequencies(oracle, sol.x)
     z = binomial_z(freq, oracle.weights, n)
