@@ -42,7 +42,7 @@ def gaussian_problem(batch: int = 64, dim: int = 256, seed: int = 1, dtype=torch
 
 def mixture_problem(n: int = 4000, seed: int = 1):
     """The hard 4-D Dirac mixture, ``n`` observations and the reference landing centres."""
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(3)  # of seeds 1-3 the hardest for torchdiffeq's rk4
     centers = torch.randn(8, 4, generator=g, dtype=torch.float64)
     weights = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
     h = 0.3 + 0.7 * torch.rand(4, generator=g, dtype=torch.float64)
