@@ -47,7 +47,7 @@ def main(argv=None) -> Path:
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True,
                              sharey=True)
-    for ax, (title, pts) in zip(axes, panels):
+    for ax, (title, pts) in zip(axes, panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.3, color="tab:blue", rasterized=True)
         ax.scatter(centers[:, 0], centers[:, 1], s=60, marker="x", color="tab:red")
         idx, dist = mix.nearest_center(pts)

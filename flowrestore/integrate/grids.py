@@ -116,7 +116,7 @@ class Fitted(Spacing):
     def __post_init__(self):
         t = tuple(float(v) for v in self.times)
         object.__setattr__(self, "times", t)
-        if len(t) < 2 or t[0] != 1.0 or t[-1] != 0.0 or any(b >= a for a, b in zip(t, t[1:])):
+        if len(t) < 2 or t[0] != 1.0 or t[-1] != 0.0 or any(b >= a for a, b in zip(t, t[1:], strict=False)):
             raise ConfigError(
                 f"times must decrease strictly from 1.0 to 0.0 (normalised), got {describe(self.times)}"
             )
