@@ -18,7 +18,8 @@ saved trajectory only the current state is alive, so peak memory does not grow w
 steps. ``differentiable=True`` keeps the graph (for inversion through the solve).
 
 **Host synchronisation.** Fixed-grid loops keep times and non-finite flags on the device and
-synchronise once, at the end; only adaptive control (which must decide on acceptance) syncs per step.
+synchronise once, at the end; only adaptive control (which must decide on acceptance) syncs per
+step.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def solve(flow: Flow, solver: Solver, x0: Tensor, *, steps: int | None = None,
 
     Args:
         flow: what to integrate (:class:`InDIFlow`, :class:`ODEFlow`, an SDE flow, ...).
-        solver: how to step (:class:`Euler`, :class:`Heun`, :class:`Dopri5`, :class:`InDISampler`...).
+        solver: how to step (:class:`Euler`, :class:`Heun`, :class:`Dopri5`, :class:`InDISampler`,
+            ...).
         x0: initial state ``[B, ...]`` (for restoration flows, the degraded batch ``y`` at t = 1).
         steps: number of steps of a fixed-step solve over the flow's span (restoration flows:
             1 → 0, or 1 → ``t_end``), laid out by ``spacing`` (default uniform).
@@ -135,7 +137,8 @@ def _check_types(flow, solver, x0, output, on_failure) -> None:
         raise TypeError(f"flow must be a flowrestore Flow, got {type(flow).__name__}{hint}")
     if not isinstance(solver, Solver):
         raise TypeError(
-            f"solver must be a flowrestore Solver instance such as fr.Heun(), got {describe(solver)}"
+            f"solver must be a flowrestore Solver instance such as fr.Heun(), "
+            f"got {describe(solver)}"
         )
     flow.check_state(x0)
     solver.check_flow(flow)
@@ -157,7 +160,9 @@ def _plan_times(flow, solver, adaptive, steps, grid, spacing, t_span, t_end):
         default_dir = 1 if flow.default_span[1] > flow.default_span[0] else -1
     if grid is not None:
         if steps is not None or t_span is not None or t_end is not None:
-            raise ConfigError("grid= already fixes the times: do not also pass steps=, t_span= or t_end=")
+            raise ConfigError(
+                "grid= already fixes the times: do not also pass steps=, t_span= or t_end="
+            )
         g = check_grid(grid, time_range=flow.time_range, direction=default_dir)
         return g, int(torch.sign(g[1] - g[0]))
     span = t_span if t_span is not None else flow.default_span
@@ -232,8 +237,9 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
     x, state = solver.init(flow, g_dev[0], x0, ctx)
     nfe = 0
     saved = [x] if 0 in save_idx else []
-    # per sample, the first step whose result is non-finite (n: none); stays on the device
-    bad = torch.full((B,), n, dtype=torch.long, device=dev) if check_finite else None
+    # row sums of every step's state, written in place (one kernel per step, no sync); NaN/inf
+    # propagate into a sum, so the first non-finite row of a sample is its first bad step
+    sums = torch.empty((n, B), dtype=_sum_dtype(dt), device=dev) if check_finite else None
     x_prev = None
     keep_prev = output == "posterior_mean" and singular_end and not final_denoise \
         and not getattr(solver, "lands_on_estimate", False)
@@ -249,8 +255,8 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
             res = solver.step(flow, g_dev[i], x, hs[i], state, ctx)
             x, state = res.x, res.state
             nfe += res.nfe
-        if bad is not None:
-            bad = torch.minimum(bad, torch.where(_finite_rows(x), n, i))
+        if sums is not None:
+            torch.sum(x.detach().reshape(B, -1), 1, dtype=sums.dtype, out=sums[i])
         if i + 1 in save_idx:
             saved.append(x)
         if callback is not None:
@@ -262,12 +268,12 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
     stats = make_stats(B)
     stats.nfe += nfe
     stats.steps += n
-    if bad is not None and bool((bad < n).any()) and on_failure == "return":
-        stats.status[bad.cpu() < n] = NONFINITE
-    elif bad is not None and bool((bad < n).any()):
-        b = bad.cpu()
-        rows = (b < n).nonzero().squeeze(1)
-        k = int(b[rows].min())
+    bad_rows = ~torch.isfinite(sums) if sums is not None else None
+    if bad_rows is not None and bool(bad_rows.any()) and on_failure == "return":
+        stats.status[bad_rows.any(0).cpu()] = NONFINITE
+    elif bad_rows is not None and bool(bad_rows.any()):
+        rows = bad_rows.any(0).nonzero().squeeze(1).cpu()
+        k = int(bad_rows.any(1).nonzero()[0])
         raise NonFiniteError(
             f"the state became non-finite in step {k + 1} of {n} (t={grid[k].item():.6g} -> "
             f"{grid[k + 1].item():.6g}) for samples {rows.tolist()[:10]}: the predictor/drift "
@@ -292,6 +298,11 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
                     t_final=g_dev[n].expand(B).clone(), records=records)
 
 
+def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype of the non-finite row sums (at least float32)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _finite_rows(x: Tensor) -> Tensor:
     """Per-sample ``[B]`` flag: every entry of ``x[b]`` is finite, from the row sum.
 
@@ -309,7 +320,6 @@ def _check_final_finite(x: Tensor, stats: Stats, on_failure: str, what: str) -> 
     Covers evaluations made after the step loop's own check (the ``output='posterior_mean'``
     estimate, delegated integrators); one host synchronisation.
     """
-    B = x.shape[0]
     finite = _finite_rows(x.detach())
     bad = (~finite).cpu() & (stats.status == 0)
     if not bool(bad.any()):
