@@ -34,16 +34,17 @@ from flowrestore.training import EMA, UNet, indi_loss, lfw_faces
 SIZE = 24  # LFW subset faces are 25×25; the U-Net wants multiples of 4
 
 
-def faces(split: str) -> torch.Tensor:
-    """Grayscale faces ``[N, 1, 24, 24]`` in [0, 1] (top-left 24×24 of the 25×25 images)."""
-    return lfw_faces(split, channels=1)[:, :, :SIZE, :SIZE].contiguous()
+def faces(split: str, *, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Grayscale faces ``[N, 1, 24, 24]`` in [0, 1]: a 24×24 crop of the 25×25 images."""
+    i, j = offset
+    return lfw_faces(split, channels=1)[:, :, i:i + SIZE, j:j + SIZE].contiguous()
 
 
 def train_generative(out: Path, *, steps: int, batch: int, base_channels: int, seed: int,
                      lr: float = 2e-3, log=print) -> torch.nn.Module:
     """Train (or load from ``out``) an InDI predictor for ``y`` = pure Gaussian noise."""
     config = {"steps": steps, "batch": batch, "base_channels": base_channels, "seed": seed,
-              "lr": lr, "size": SIZE, "version": 1}
+              "lr": lr, "size": SIZE, "version": 2}
     path = out / "generative_unet.pt"
     model = UNet(in_channels=1, base_channels=base_channels, channel_mults=(1, 2, 2),
                  residual=False)
@@ -53,7 +54,8 @@ def train_generative(out: Path, *, steps: int, batch: int, base_channels: int, s
             model.load_state_dict(saved["model"])
             log(f"loaded cached generative model from {path}")
             return model.eval()
-    x_train = faces("train")
+    # 4 crop offsets × 2 flips of the 80 training faces
+    x_train = torch.cat([faces("train", offset=(i, j)) for i in (0, 1) for j in (0, 1)])
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -136,7 +138,7 @@ def main(argv=None) -> dict:
     g = torch.Generator().manual_seed(args.seed + 1)
     x = faces("heldout")[: args.faces]
     n = x.shape[0]
-    w_true = torch.linspace(0.8, 2.0, n) if n > 1 else torch.tensor([1.5])
+    w_true = torch.linspace(1.0, 2.5, n) if n > 1 else torch.tensor([1.5])
     y = fr.degradations.GaussianBlur(w_true, kernel_size=19)(x)
     y = y + args.noise * torch.randn(y.shape, generator=g)
 
