@@ -6,7 +6,7 @@ The public API is flat::
     sol = fr.solve(fr.InDIFlow(predictor), fr.Heun(), y, steps=10)
 """
 
-from flowrestore import degradations, metrics, oracles, schedules  # noqa: E402  (namespaces)
+from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
 from flowrestore.errors import (
     ConfigError,
     FlowRestoreError,
@@ -31,7 +31,7 @@ from flowrestore.integrate import (
     Uniform,
     solve,
 )
-from flowrestore.inversion import BlindInversion, InversionResult, Param
+from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
 from flowrestore.solvers import (
     RK4,
@@ -65,7 +65,8 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
-    "BlindInversion", "DiracSDE", "EulerMaruyama", "Fitted", "InversionResult", "Param", "SRA1",
+    "BlindInversion", "BlindOperator", "DiracSDE", "EulerMaruyama", "Fitted", "InversionResult",
+    "Param", "SRA1", "inversion",
     "SemiLinearMultistep", "Torchsde", "list_pretrained", "metrics", "pretrained",
     "RK4", "Bosh3", "BrownianIncrements", "ButcherTableau", "ColdDiffusionSampler", "ConfigError",
     "Dopri5", "Euler", "ExplicitRK", "Flow", "FlowRestoreError", "GeneratorNoise", "GridError",
