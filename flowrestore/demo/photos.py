@@ -30,44 +30,46 @@ INDI_TASKS = ("deblur", "sr4")
 TASKS = ("deblur", "sr4", "dirac-deblur")
 TASK_MODEL = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
 
-# (solver, steps, output) per method; the demo's default settings.
+# (solver, steps, output) per method: the demo's default settings.
 DEFAULT_RUNS = {
-    "indi": [("euler", 1), ("euler", 2), ("euler", 5), ("euler", 10), ("euler", 25),
-             ("heun", 3), ("heun", 5), ("heun", 10), ("indi", 10)],
-    "dirac": [("em", 5), ("em", 10), ("em", 25), ("em", 50)],
+    "indi": [("euler", 1, "last"), ("euler", 2, "last"), ("euler", 5, "last"),
+             ("euler", 10, "last"), ("euler", 20, "last"), ("heun", 3, "last"),
+             ("heun", 10, "last"), ("indi", 10, "last")],
+    "dirac": [("phi", 1, "posterior_mean"), ("em", 2, "posterior_mean", 0.8),
+              ("em", 5, "posterior_mean", 0.5), ("em", 10, "posterior_mean"),
+              ("em", 25, "posterior_mean"), ("em", 25, "last")],
 }
-QUICK_RUNS = {"indi": [("euler", 1), ("euler", 5), ("heun", 3)], "dirac": [("em", 5)]}
+QUICK_RUNS = {
+    "indi": [("euler", 1, "last"), ("euler", 5, "last"), ("heun", 3, "last")],
+    "dirac": [("phi", 1, "posterior_mean"), ("em", 5, "posterior_mean")],
+}
 
 
 def _runs_for(method, solvers, steps, quick):
     if solvers is None and steps is None:
-        base = (QUICK_RUNS if quick else DEFAULT_RUNS)[method]
-    else:
-        default_solvers = ["euler", "heun"] if method == "indi" else ["em"]
-        default_steps = [1, 5] if quick else [1, 2, 5, 10, 25]
-        if method == "dirac":
-            default_steps = [5] if quick else [5, 10, 25, 50]
-        from flowrestore.restore import SOLVERS
+        return list((QUICK_RUNS if quick else DEFAULT_RUNS)[method])
+    from flowrestore.restore import SOLVERS
 
-        ss = [s for s in (solvers or []) if method in SOLVERS.get(s, ((), ""))[0]]
-        ss = ss or default_solvers  # e.g. --solver heun with --task all: Dirac keeps "em"
-        base = [(s, n) for s in ss for n in (steps or default_steps)]
-    out = []
-    for solver, n in base:
-        out.append((solver, n, "last"))
-        if method == "dirac":
-            out.append((solver, n, "posterior_mean"))
-    return out
+    default_solvers = ["euler", "heun"] if method == "indi" else ["em"]
+    if steps is None:
+        steps = ([1, 5] if quick else [1, 2, 5, 10, 20]) if method == "indi" else \
+            ([5] if quick else [5, 10, 25])
+    ss = [s for s in (solvers or []) if method in SOLVERS.get(s, ((), ""))[0]]
+    ss = ss or default_solvers  # e.g. --solver heun with --task all: Dirac keeps "em"
+    output = "last" if method == "indi" else "posterior_mean"
+    return [(s, n, output) for s in ss for n in steps]
 
 
 def evaluate(model, clean: torch.Tensor, runs, *, seed: int = 0, device="cpu",
              keep_images: bool = False) -> list[dict]:
     """Degrade ``clean`` ([N, C, H, W]) as the model was trained, restore with each run, score.
 
-    ``runs``: ``(solver_name, steps, output)`` triples (:func:`flowrestore.restore.make_solver`
-    names; ``output`` ``"last"`` or ``"posterior_mean"``). The first row is the degraded input
-    (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images, per-image PSNR, NFE, seconds
-    per image, high-frequency energy relative to the clean image's (``hf_ratio``).
+    ``runs``: ``(solver_name, steps, output[, t_end])`` (:func:`flowrestore.restore.make_solver`
+    names; ``output`` ``"last"`` or ``"posterior_mean"``; ``t_end`` stops early, default 0).
+    ``solver="phi"`` is the one-shot clean estimate ``F(y, 1)`` / ``Φ(y, 1)`` (1 NFE). The first
+    row is the degraded input (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images,
+    per-image PSNR, NFE, seconds per image, high-frequency energy relative to the clean image's
+    (``hf_ratio``).
     """
     from flowrestore.integrate import solve
     from flowrestore.metrics import high_frequency_energy, psnr, ssim
@@ -91,32 +93,40 @@ def evaluate(model, clean: torch.Tensor, runs, *, seed: int = 0, device="cpu",
             row["images"] = out.cpu()
         return row
 
-    rows = [score(y, solver="input", steps=0, output="-", nfe=0, seconds_per_image=0.0)]
+    rows = [score(y, solver="input", steps=0, output="-", t_end=None, nfe=0,
+                  seconds_per_image=0.0)]
     flow = flow_for(model)
     method = model.metadata["method"]
-    for solver_name, steps, output in runs:
-        solver = make_solver(solver_name, method)
+    for run in runs:
+        solver_name, steps, output = run[:3]
+        t_end = run[3] if len(run) > 3 else None
         g = torch.Generator(device=device).manual_seed(seed + 1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        sol = solve(flow, solver, y, steps=steps, output=output, generator=g)
+        if solver_name == "phi":
+            with torch.no_grad():
+                out, nfe = flow.denoise(torch.ones(y.shape[0], device=device), y), 1
+        else:
+            solver = make_solver(solver_name, method)
+            sol = solve(flow, solver, y, steps=steps, output=output, generator=g, t_end=t_end)
+            out, nfe = sol.x, int(sol.stats.nfe.max())  # includes the posterior-mean evaluation
         if device.type == "cuda":
             torch.cuda.synchronize()
         sec = (time.perf_counter() - t0) / x.shape[0]
-        nfe = int(sol.stats.nfe.max())  # includes the posterior-mean evaluation
-        rows.append(score(sol.x, solver=solver_name, steps=steps, output=output, nfe=nfe,
-                          seconds_per_image=sec))
+        rows.append(score(out, solver=solver_name, steps=steps, output=output, t_end=t_end,
+                          nfe=nfe, seconds_per_image=sec))
     return rows
 
 
 def _table(task, rows, crop, names) -> list[str]:
     lines = [f"### {task} ({TASK_MODEL[task]}): {len(names)} held-out photos "
              f"({', '.join(names)}), center crops {crop}×{crop}", "",
-             "| solver | steps | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| solver | steps | t_end | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['solver']} | {r['steps']} | {r['output']} | {r['nfe']} | "
+        te = "-" if r["solver"] in ("input", "phi") else (r["t_end"] or 0)
+        lines.append(f"| {r['solver']} | {r['steps']} | {te} | {r['output']} | {r['nfe']} | "
                      f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.2f} | "
                      f"{r['seconds_per_image']:.3f} |")
     return lines
@@ -187,22 +197,24 @@ def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-
         table = _table(task, rows, crop, names)
         note = _perception_distortion(rows) if method == "indi" else None
         if method == "dirac":
-            note = ("Dirac: 'last' is the SDE's final iterate y_0 (still carries σ_0 = "
-                    f"{model.metadata['dirac']['sigma_min']} noise), 'posterior_mean' is "
-                    "Φ(y_0, 0) (one more NFE)")
+            note = ("Dirac: 'phi' is the one-shot estimate Φ(y, 1); 'posterior_mean' is "
+                    "Φ(y_t_end, t_end) after the reverse SDE (one more NFE), 'last' its final "
+                    f"iterate y_0 (carries σ_0 = {model.metadata['dirac']['sigma_min']} noise). "
+                    "Early stopping (t_end > 0) trades sharpness (HF/clean) for PSNR, as in the "
+                    "paper.")
         block = table + (["", note] if note else []) + [""]
         log("\n".join(block))
         lines += block
         # figure columns: degraded | a few NFE | clean
-        shown = [r for r in rows[1:] if r["output"] == ("posterior_mean" if method == "dirac"
-                                                        else "last")]
-        first_solver = shown[0]["solver"] if shown else None
-        shown = [r for r in shown if r["solver"] == first_solver]
+        if method == "dirac":
+            shown = [r for r in rows[1:] if r["output"] == "posterior_mean"]
+        else:
+            shown = [r for r in rows[1:] if r["solver"] == rows[1]["solver"]]
         if len(shown) > 3:
             shown = [shown[0], shown[len(shown) // 2], shown[-1]]
         cols = [("degraded", rows[0]["images"], rows[0]["psnr_per_image"])]
-        cols += [(f"{r['solver']} NFE {r['nfe']}", r["images"], r["psnr_per_image"])
-                 for r in shown]
+        cols += [(f"{r['solver']} NFE {r['nfe']}" + (f" t_end {r['t_end']}" if r["t_end"] else ""),
+                  r["images"], r["psnr_per_image"]) for r in shown]
         cols.append(("clean", clean, None))
         panels.append((task, cols))
         for r in rows:

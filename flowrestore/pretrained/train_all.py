@@ -11,8 +11,10 @@ writes the entry of ``flowrestore/pretrained/registry.json``. Training runs one 
 (``--threads 1``); ``--parallel 2`` trains two models at once (one per CPU core). With
 ``--export-only`` nothing is trained: existing checkpoints are exported and scored.
 
-Measured on a shared 2-core CPU machine (three models at once, one thread each): ~15–20 min per
-model at 3000 steps (0.10 s/step on an idle core).
+Measured on a shared, heavily loaded 2-core CPU machine (three models at once, one thread each):
+25 min per model for 3000 steps (0.50 s/step; 0.10 s/step on an idle core). ``indi-sr4`` was then
+resumed from its 3000-step checkpoint to 6000 steps (``--resume``; resuming is bit-identical to an
+uninterrupted run), another 5 min on an idle core.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ MODELS: dict[str, tuple[str, list[str]]] = {
     "indi-sr4": (
         "InDI, 4x super-resolution (4x4 average pooling, bicubic upsampling back to full size)",
         ["--task", "sr4", "--task-param", "factor=4", "--task-param", 'upsample="bicubic"',
-         "--task-param", "noise=0.0", "--method", "indi", "--steps", "3000", "--seed", "0",
+         "--task-param", "noise=0.0", "--method", "indi", "--steps", "6000", "--seed", "0",
          "--threads", "1"],
     ),
     "dirac-deblur": (
@@ -75,7 +77,8 @@ def command_text(name: str) -> str:
 def _eval_runs(method: str):
     if method == "indi":
         return [("euler", 1, "last"), ("euler", 10, "last"), ("heun", 10, "last")]
-    return [("em", 20, "last"), ("em", 20, "posterior_mean"), ("em", 50, "posterior_mean")]
+    return [("phi", 1, "posterior_mean"), ("em", 5, "posterior_mean", 0.5),
+            ("em", 10, "posterior_mean"), ("em", 25, "last")]
 
 
 def _logged_seconds(log: Path) -> float | None:
@@ -125,7 +128,8 @@ def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
     rows = evaluate(model, clean, _eval_runs(cfg["method"]), seed=0)
     entry["heldout"] = {
         "images": names, "crop": EVAL_CROP, "noise_seed": 0,
-        "results": [{k: r[k] for k in ("solver", "steps", "output", "nfe", "psnr", "ssim")}
+        "results": [{k: r[k] for k in ("solver", "steps", "t_end", "output", "nfe", "psnr",
+                                       "ssim", "hf_ratio")}
                     for r in rows],
     }
     return entry
