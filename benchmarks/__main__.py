@@ -17,8 +17,12 @@ from .common import machine
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "accuracy", "overhead", "gpu", "dirac", "fit"])
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "accuracy", "overhead", "gpu", "dirac", "fit"],
+    )
     p.add_argument("--out", default="benchmarks/out", help="output folder (default benchmarks/out)")
     p.add_argument("--quick", action="store_true", help="fewer repeats / samples (smoke run)")
     p.add_argument("--steps", type=int, default=50, help="steps of the overhead benchmark")
@@ -27,8 +31,14 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts = [f"# flowrestore benchmarks ({a.what})", "", f"Machine: {machine()}", "",
-             f"Run: {now}, `python -m benchmarks {' '.join(argv or sys.argv[1:])}`", ""]
+    parts = [
+        f"# flowrestore benchmarks ({a.what})",
+        "",
+        f"Machine: {machine()}",
+        "",
+        f"Run: {now}, `python -m benchmarks {' '.join(argv or sys.argv[1:])}`",
+        "",
+    ]
     if a.what == "fit":
         from . import accuracy
 
@@ -44,11 +54,17 @@ def main(argv=None) -> int:
     if a.what in ("all", "overhead"):
         from . import overhead
 
-        rows = overhead.run(steps=10 if a.quick else a.steps, repeats=2 if a.quick else a.repeats,
-                            quick=a.quick)
-        parts += ["## Loop overhead (CPU, near-free predictor)", "",
-                  f"Timed at {datetime.datetime.now().strftime('%H:%M')}; min over interleaved "
-                  "repeats.", "", overhead.report(rows), ""]
+        rows = overhead.run(
+            steps=10 if a.quick else a.steps, repeats=2 if a.quick else a.repeats, quick=a.quick
+        )
+        parts += [
+            "## Loop overhead (CPU, near-free predictor)",
+            "",
+            f"Timed at {datetime.datetime.now().strftime('%H:%M')}; min over interleaved repeats.",
+            "",
+            overhead.report(rows),
+            "",
+        ]
         print("overhead done", flush=True)
     if a.what in ("all", "gpu"):
         from . import gpu
@@ -69,8 +85,9 @@ def _dirac(out: Path, quick: bool) -> str:
     if not here.exists() or importlib.util.find_spec("benchmarks.dirac_batching") is None:
         return "benchmarks/dirac_batching.py is not present: skipped."
     cmd = [sys.executable, "-m", "benchmarks.dirac_batching"]
-    res = subprocess.run(cmd + (["--steps", "5", "--repeats", "1"] if quick else []),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        cmd + (["--steps", "5", "--repeats", "1"] if quick else []), capture_output=True, text=True
+    )
     body = res.stdout.strip() or res.stderr.strip()
     return body if res.returncode == 0 else f"dirac_batching failed:\n```\n{body[-2000:]}\n```"
 

@@ -10,7 +10,8 @@ flowrestore's solvers and torchdiffeq's methods run on the same :class:`InDIFlow
 through :class:`fr.Torchdiffeq` (integrate to the last positive grid point or ``t_min``, then the
 denoising step ``x_0 = F(x_t, t)``). Fitted grids (:func:`fit_grid`) are calibrated on *other*
 samples of the Gaussian oracle than those measured here (fitting the
-mixture grid on an MSE objective overfitted and lost to the uniform grid, so none is used) (``python -m benchmarks fit`` writes them to
+mixture grid on an MSE objective overfitted and lost to the uniform grid, so none is used)
+(``python -m benchmarks fit`` writes them to
 ``benchmarks/fitted_grids.json``).
 """
 
@@ -48,7 +49,9 @@ def mixture_problem(n: int = 4000, seed: int = 1):
     h = 0.3 + 0.7 * torch.rand(4, generator=g, dtype=torch.float64)
     mix = fr.oracles.DiracMixture(centers=centers, weights=weights, H=h, noise_std=1.5)
     _, y, _ = mix.sample(n, generator=torch.Generator().manual_seed(seed))
-    ref = fr.solve(fr.InDIFlow(mix.posterior_mean), fr.Dopri5(rtol=1e-10, atol=1e-12, t_min=1e-4), y)
+    ref = fr.solve(
+        fr.InDIFlow(mix.posterior_mean), fr.Dopri5(rtol=1e-10, atol=1e-12, t_min=1e-4), y
+    )
     return mix, y, ref.x
 
 
@@ -76,8 +79,9 @@ def candidates(kind: str, fitted: dict):
     rows += _fixed("Heun Power(2)", fr.Heun(), fr.Power(2.0), more)
     rows += _fixed("RK4 Power(2)", fr.RK4(), fr.Power(2.0), few)
     rows += _fixed("RK4 Power(3)", fr.RK4(), fr.Power(3.0), few)
-    rows += _adaptive("Dopri5 (per-sample)", lambda r: fr.Dopri5(rtol=r, atol=r * 1e-2), rtols,
-                      "flowrestore")
+    rows += _adaptive(
+        "Dopri5 (per-sample)", lambda r: fr.Dopri5(rtol=r, atol=r * 1e-2), rtols, "flowrestore"
+    )
     for order, nodes in ((2, None), (3, None), (3, 3), (3, 4)):
         s = SemiLinearMultistep(order=order, nodes=nodes)
         rows += _fixed(f"SemiLinear o{order} n{s.nodes} uniform", s, fr.Uniform(), more)
@@ -104,9 +108,15 @@ def fit(out: Path | None = None, quick: bool = False) -> dict:
     orc, yc, refc = gaussian_problem(batch=16, seed=99)
     flow = fr.InDIFlow(orc.posterior_mean)
     res.setdefault("gaussian", {})
-    for steps in ((4, 5) if quick else (4, 5, 6)):
-        sp = fit_grid(flow, SemiLinearMultistep(order=3, nodes=3), yc, steps, reference=refc,
-                      maxiter=400 if quick else 3000)
+    for steps in (4, 5) if quick else (4, 5, 6):
+        sp = fit_grid(
+            flow,
+            SemiLinearMultistep(order=3, nodes=3),
+            yc,
+            steps,
+            reference=refc,
+            maxiter=400 if quick else 3000,
+        )
         res["gaussian"][f"3-3-{steps}"] = list(sp.times)
     (out or FITTED).write_text(json.dumps(res, indent=1))
     return res
@@ -120,9 +130,16 @@ def run_gaussian(dtype=torch.float64, device="cpu"):
     for lib, label, solver, kw in candidates("gaussian", load_fitted()):
         sol = fr.solve(flow, solver, y, **kw)
         err = float((sol.x - ref).norm() / ref.norm())
-        out.append({"lib": lib, "method": label, "steps": kw.get("steps", "adaptive"),
-                    "nfe": float(sol.stats.nfe.double().mean()), "nfe_max": int(sol.stats.nfe.max()),
-                    "value": err})
+        out.append(
+            {
+                "lib": lib,
+                "method": label,
+                "steps": kw.get("steps", "adaptive"),
+                "nfe": float(sol.stats.nfe.double().mean()),
+                "nfe_max": int(sol.stats.nfe.max()),
+                "value": err,
+            }
+        )
     return out
 
 
@@ -134,9 +151,16 @@ def run_mixture(n: int = 4000, device="cpu"):
     for lib, label, solver, kw in candidates("mixture", load_fitted()):
         sol = fr.solve(flow, solver, y.to(device), **kw)
         c, _ = mix.nearest_center(sol.x.cpu())
-        out.append({"lib": lib, "method": label, "steps": kw.get("steps", "adaptive"),
-                    "nfe": float(sol.stats.nfe.double().mean()), "nfe_max": int(sol.stats.nfe.max()),
-                    "value": int((c != ref_c).sum())})
+        out.append(
+            {
+                "lib": lib,
+                "method": label,
+                "steps": kw.get("steps", "adaptive"),
+                "nfe": float(sol.stats.nfe.double().mean()),
+                "nfe_max": int(sol.stats.nfe.max()),
+                "value": int((c != ref_c).sum()),
+            }
+        )
     return out
 
 
@@ -151,27 +175,49 @@ def best_at_goal(rows, ok) -> list[list]:
     lines = []
     for key in sorted(seen, key=lambda k: best[k]["nfe_max"] if k in best else math.inf):
         b = best.get(key)
-        lines.append([key[0], key[1], b["nfe_max"] if b else "not reached in the sweep",
-                      b["value"] if b else "-"])
+        lines.append(
+            [
+                key[0],
+                key[1],
+                b["nfe_max"] if b else "not reached in the sweep",
+                b["value"] if b else "-",
+            ]
+        )
     return lines
 
 
 def report(gauss, mix, plot_dir: Path | None = None) -> str:
-    parts = ["### Gaussian-prior oracle: relative error at t = 0 vs NFE", "",
-             f"Fewest NFE reaching relative error ≤ {GAUSS_GOAL:g} (goal: ≤ 6 NFE):", "",
-             table(["library", "method", "NFE", "rel. error"],
-                   best_at_goal(gauss, lambda v: v <= GAUSS_GOAL)), "",
-             "All configurations:", "",
-             table(["library", "method", "steps", "NFE", "rel. error"],
-                   [[r["lib"], r["method"], r["steps"], r["nfe_max"], r["value"]] for r in gauss]),
-             "", "### Hard Dirac mixture: samples on a wrong centre (of 4000) vs NFE", "",
-             f"Fewest NFE with no sample on a wrong centre (goal: ≤ {MIX_GOAL_NFE} NFE; adaptive "
-             "methods: max NFE over samples, mean in the full table):", "",
-             table(["library", "method", "NFE (max)", "wrong"], best_at_goal(mix, lambda v: v == 0)),
-             "", "All configurations:", "",
-             table(["library", "method", "steps", "NFE mean", "NFE max", "wrong centre"],
-                   [[r["lib"], r["method"], r["steps"], r["nfe"], r["nfe_max"], r["value"]]
-                    for r in mix])]
+    parts = [
+        "### Gaussian-prior oracle: relative error at t = 0 vs NFE",
+        "",
+        f"Fewest NFE reaching relative error ≤ {GAUSS_GOAL:g} (goal: ≤ 6 NFE):",
+        "",
+        table(
+            ["library", "method", "NFE", "rel. error"],
+            best_at_goal(gauss, lambda v: v <= GAUSS_GOAL),
+        ),
+        "",
+        "All configurations:",
+        "",
+        table(
+            ["library", "method", "steps", "NFE", "rel. error"],
+            [[r["lib"], r["method"], r["steps"], r["nfe_max"], r["value"]] for r in gauss],
+        ),
+        "",
+        "### Hard Dirac mixture: samples on a wrong centre (of 4000) vs NFE",
+        "",
+        f"Fewest NFE with no sample on a wrong centre (goal: ≤ {MIX_GOAL_NFE} NFE; adaptive "
+        "methods: max NFE over samples, mean in the full table):",
+        "",
+        table(["library", "method", "NFE (max)", "wrong"], best_at_goal(mix, lambda v: v == 0)),
+        "",
+        "All configurations:",
+        "",
+        table(
+            ["library", "method", "steps", "NFE mean", "NFE max", "wrong centre"],
+            [[r["lib"], r["method"], r["steps"], r["nfe"], r["nfe_max"], r["value"]] for r in mix],
+        ),
+    ]
     if plot_dir is not None:
         plot(gauss, mix, plot_dir)
         parts += ["", f"Plot: `{plot_dir / 'accuracy.png'}`"]
@@ -185,16 +231,24 @@ def plot(gauss, mix, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for ax, rows, ylab, floor in ((axes[0], gauss, "relative error at t=0", 1e-12),
-                                  (axes[1], mix, "samples on a wrong centre (+0.5)", 0.5)):
+    for ax, rows, ylab, floor in (
+        (axes[0], gauss, "relative error at t=0", 1e-12),
+        (axes[1], mix, "samples on a wrong centre (+0.5)", 0.5),
+    ):
         groups = {}
         for r in rows:
             groups.setdefault((r["lib"], r["method"].split(" rtol=")[0]), []).append(r)
         for (lib, name), rs in groups.items():
             rs = sorted(rs, key=lambda r: r["nfe_max"])
             ys = [max(r["value"] + (0.5 if floor == 0.5 else 0), floor) for r in rs]
-            ax.plot([r["nfe_max"] for r in rs], ys, "o-" if lib == "flowrestore" else "s--",
-                    label=f"{lib}: {name}", ms=3, lw=1)
+            ax.plot(
+                [r["nfe_max"] for r in rs],
+                ys,
+                "o-" if lib == "flowrestore" else "s--",
+                label=f"{lib}: {name}",
+                ms=3,
+                lw=1,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("NFE (max over samples)")

@@ -25,13 +25,17 @@ def machine() -> str:
     import torchdiffeq
     import torchsde
 
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, torchdiffeq "
-            f"{getattr(torchdiffeq, '__version__', '?')}, torchsde {getattr(torchsde, '__version__', '?')}, "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, torchdiffeq "
+        f"{getattr(torchdiffeq, '__version__', '?')}, "
+        f"torchsde {getattr(torchsde, '__version__', '?')}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
 
 
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table."""
+
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
@@ -47,8 +51,9 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(variants: dict[str, Callable[[], object]], repeats: int, device="cpu",
-                     warmup: int = 1) -> dict[str, float]:
+def time_interleaved(
+    variants: dict[str, Callable[[], object]], repeats: int, device="cpu", warmup: int = 1
+) -> dict[str, float]:
     """Min wall time (s) of each variant over ``repeats`` rounds, the variants interleaved."""
     for fn in variants.values():
         for _ in range(warmup):

@@ -42,13 +42,13 @@ def make_predictor(kind: str, family, sigma):
 
 
 def time_solve(kind: str, batch: int, steps: int, repeats: int) -> tuple[float, int]:
-    family = fr.degradations.GaussianBlurFamily(kernel_size=61,
-                                                width=fr.schedules.Linear(0.3, 3.0))
+    family = fr.degradations.GaussianBlurFamily(kernel_size=61, width=fr.schedules.Linear(0.3, 3.0))
     sigma = fr.schedules.Geometric(0.01, 0.05)
     sde = DiracSDE(make_predictor(kind, family, sigma), family, sigma)
     g = torch.Generator().manual_seed(1)
     y = family(torch.rand(batch, 3, 64, 64, generator=g), 1.0) + 0.05 * torch.randn(
-        batch, 3, 64, 64, generator=g)
+        batch, 3, 64, 64, generator=g
+    )
     fr.solve(sde, EulerMaruyama(), y, steps=2, generator=g)  # warm-up (kernel cache, allocator)
     best = float("inf")
     nfe = 0
@@ -71,16 +71,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     kinds = ("unet", "oracle") if args.predictor == "both" else (args.predictor,)
-    print(f"Dirac solve, {args.steps} Euler–Maruyama steps, 3×64×64, blur 61-tap, float32, "
-          f"{torch.get_num_threads()} CPU thread(s), best of {args.repeats}\n")
+    print(
+        f"Dirac solve, {args.steps} Euler–Maruyama steps, 3×64×64, blur 61-tap, float32, "
+        f"{torch.get_num_threads()} CPU thread(s), best of {args.repeats}\n"
+    )
     print("| predictor | batch | NFE | solve (s) | per image (ms) | per image per step (ms) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     with torch.inference_mode():
         for kind in kinds:
             for b in args.batches:
                 sec, nfe = time_solve(kind, b, args.steps, args.repeats)
-                print(f"| {kind} | {b} | {nfe} | {sec:.3f} | {1e3 * sec / b:.1f} | "
-                      f"{1e3 * sec / b / args.steps:.2f} |")
+                print(
+                    f"| {kind} | {b} | {nfe} | {sec:.3f} | {1e3 * sec / b:.1f} | "
+                    f"{1e3 * sec / b / args.steps:.2f} |"
+                )
 
 
 if __name__ == "__main__":

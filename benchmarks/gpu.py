@@ -27,10 +27,14 @@ def copy_ratio(steps: int = 100, repeats: int = 10):
     y = torch.randn(64, 3, 64, 64, device=dev)
     flow = fr.InDIFlow(lambda x, t: x)
     grid = torch.linspace(1.0, 0.01, steps + 1, dtype=torch.float64)
-    t = time_interleaved({
-        "euler_solve": lambda: fr.solve(flow, fr.Euler(), y, grid=grid),
-        "copy": lambda: [y.clone() for _ in range(steps)],
-    }, repeats, dev)
+    t = time_interleaved(
+        {
+            "euler_solve": lambda: fr.solve(flow, fr.Euler(), y, grid=grid),
+            "copy": lambda: [y.clone() for _ in range(steps)],
+        },
+        repeats,
+        dev,
+    )
     step, copy = t["euler_solve"] / steps, t["copy"] / steps
     return [["Euler step / state copy (64x3x64x64, fp32)", 1e6 * step, 1e6 * copy, step / copy]]
 
@@ -72,13 +76,27 @@ def report() -> str:
         return "No CUDA device on this machine: the GPU tables were skipped."
     from . import accuracy, overhead
 
-    parts = ["### Euler step vs one device copy of the state", "",
-             table(["case", "step µs", "copy µs", "ratio (goal ≤ 1.7)"], copy_ratio()), "",
-             "### Host synchronisation in fixed-step loops (torch.cuda.set_sync_debug_mode)", "",
-             table(["solver", "syncs, 10 steps", "syncs, 20 steps", "no per-step sync"], sync_check()), "",
-             "### Loop overhead on CUDA", "", overhead.report(overhead.run(device="cuda")), ""]
+    parts = [
+        "### Euler step vs one device copy of the state",
+        "",
+        table(["case", "step µs", "copy µs", "ratio (goal ≤ 1.7)"], copy_ratio()),
+        "",
+        "### Host synchronisation in fixed-step loops (torch.cuda.set_sync_debug_mode)",
+        "",
+        table(["solver", "syncs, 10 steps", "syncs, 20 steps", "no per-step sync"], sync_check()),
+        "",
+        "### Loop overhead on CUDA",
+        "",
+        overhead.report(overhead.run(device="cuda")),
+        "",
+    ]
     g = accuracy.run_gaussian(dtype=torch.float32, device="cuda")
-    parts += ["### Gaussian oracle on CUDA (float32 states)", "",
-              table(["library", "method", "NFE", "rel. error"],
-                    [[r["lib"], r["method"], r["nfe_max"], r["value"]] for r in g])]
+    parts += [
+        "### Gaussian oracle on CUDA (float32 states)",
+        "",
+        table(
+            ["library", "method", "NFE", "rel. error"],
+            [[r["lib"], r["method"], r["nfe_max"], r["value"]] for r in g],
+        ),
+    ]
     return "\n".join(parts)

@@ -61,8 +61,12 @@ def _ode_variants(method: str, shape, steps: int, device, dtype=torch.float32):
     def fr_nocheck():
         return fr.solve(flow, solver, y, grid=grid, check_finite=False).x
 
-    return {"flowrestore": fr_run, "torchdiffeq": td_run, "plain": plain_run,
-            "flowrestore_nocheck": fr_nocheck}
+    return {
+        "flowrestore": fr_run,
+        "torchdiffeq": td_run,
+        "plain": plain_run,
+        "flowrestore_nocheck": fr_nocheck,
+    }
 
 
 def _sde_variants(shape, steps: int, device, dtype=torch.float32):
@@ -101,14 +105,18 @@ def _sde_variants(shape, steps: int, device, dtype=torch.float32):
 
     def plain_run():
         x = y
-        sq = dt ** 0.5
+        sq = dt**0.5
         for i in range(steps):
             t = ts[i]
             x = x + dt * f(t, x) + g(t, x) * (sq * torch.randn_like(x))
         return x
 
-    return {"flowrestore": fr_run, "torchsde": ts_run, "plain": plain_run,
-            "flowrestore_nocheck": fr_nocheck}
+    return {
+        "flowrestore": fr_run,
+        "torchsde": ts_run,
+        "plain": plain_run,
+        "flowrestore_nocheck": fr_nocheck,
+    }
 
 
 CASES = {"batch 1 (1x3x64x64)": (1, 3, 64, 64), "batch 64 (64x3x64x64)": (64, 3, 64, 64)}
@@ -135,19 +143,48 @@ def _row(case, method, other, t, n):
     us = {k: 1e6 * v / n for k, v in t.items()}
     excess_fr = us["flowrestore"] - us["plain"]
     excess_o = us[other] - us["plain"]
-    return {"case": case, "method": method, "other": other, "steps": n,
-            "fr_us": us["flowrestore"], "other_us": us[other], "plain_us": us["plain"],
-            "ratio": us["flowrestore"] / us[other],
-            "nocheck_us": us["flowrestore_nocheck"],
-            "ratio_nocheck": us["flowrestore_nocheck"] / us[other],
-            "excess_ratio": excess_fr / excess_o if excess_o > 0 else float("nan")}
+    return {
+        "case": case,
+        "method": method,
+        "other": other,
+        "steps": n,
+        "fr_us": us["flowrestore"],
+        "other_us": us[other],
+        "plain_us": us["plain"],
+        "ratio": us["flowrestore"] / us[other],
+        "nocheck_us": us["flowrestore_nocheck"],
+        "ratio_nocheck": us["flowrestore_nocheck"] / us[other],
+        "excess_ratio": excess_fr / excess_o if excess_o > 0 else float("nan"),
+    }
 
 
 def report(rows) -> str:
     return table(
-        ["case", "method", "steps", "flowrestore µs/step", "fr check_finite=False µs/step",
-         "other µs/step", "plain loop µs/step", "wall ratio fr/other",
-         "wall ratio fr(no check)/other", "overhead ratio (fr−plain)/(other−plain)"],
-        [[r["case"], f"{r['method']} (vs {r['other']})", r["steps"], r["fr_us"], r["nocheck_us"],
-          r["other_us"], r["plain_us"], r["ratio"], r["ratio_nocheck"], r["excess_ratio"]]
-         for r in rows])
+        [
+            "case",
+            "method",
+            "steps",
+            "flowrestore µs/step",
+            "fr check_finite=False µs/step",
+            "other µs/step",
+            "plain loop µs/step",
+            "wall ratio fr/other",
+            "wall ratio fr(no check)/other",
+            "overhead ratio (fr−plain)/(other−plain)",
+        ],
+        [
+            [
+                r["case"],
+                f"{r['method']} (vs {r['other']})",
+                r["steps"],
+                r["fr_us"],
+                r["nocheck_us"],
+                r["other_us"],
+                r["plain_us"],
+                r["ratio"],
+                r["ratio_nocheck"],
+                r["excess_ratio"],
+            ]
+            for r in rows
+        ],
+    )

@@ -5,7 +5,8 @@ The InDI paper's figure 2 (MATH.md §2c): with the exact posterior mean as predi
 (regression to the mean), while InDI with many small steps transports every observation onto one
 of the centres, and the landing frequencies match the mixture weights.
 
-    python examples/regression_to_mean.py [--out ./out] [--samples 4000] [--steps 1 2 5 50] [--sigma 1.0]
+    python examples/regression_to_mean.py [--out ./out] [--samples 4000] [--steps 1 2 5 50]
+        [--sigma 1.0]
 
 Writes ``OUT/regression_to_mean.png`` and prints its path.
 """
@@ -34,7 +35,9 @@ def main(argv=None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    centers = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    centers = torch.tensor(
+        [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64
+    )
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
     mix = fr.oracles.DiracMixture(centers=centers, weights=weights, noise_std=a.sigma)
     _, y, _ = mix.sample(a.samples, generator=torch.Generator().manual_seed(a.seed))
@@ -45,8 +48,9 @@ def main(argv=None) -> Path:
         x = fr.solve(flow, fr.InDISampler(), y, steps=n).x
         panels.append(("one step = MMSE E[x|y]" if n == 1 else f"InDI, {n} steps", x))
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True, sharey=True
+    )
     for ax, (title, pts) in zip(axes, panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.3, color="tab:blue", rasterized=True)
         ax.scatter(centers[:, 0], centers[:, 1], s=60, marker="x", color="tab:red")
@@ -55,8 +59,13 @@ def main(argv=None) -> Path:
         on = float((dist < 0.05).double().mean())
         ax.set_title(f"{title}\non a centre: {100 * on:.0f}%", fontsize=9)
         if title != "observations y":
-            ax.text(0.02, 0.02, "freq " + " ".join(f"{v:.2f}" for v in freq.tolist()),
-                    transform=ax.transAxes, fontsize=7)
+            ax.text(
+                0.02,
+                0.02,
+                "freq " + " ".join(f"{v:.2f}" for v in freq.tolist()),
+                transform=ax.transAxes,
+                fontsize=7,
+            )
         ax.set_xlim(-3, 3)
         ax.set_ylim(-3, 3)
         ax.set_aspect("equal")

@@ -70,26 +70,41 @@ def main(argv=None) -> Path:
 
     g = torch.Generator().manual_seed(0)
     dim, batch, n_mix = (16, 4, 200) if a.quick else (256, 32, 2000)
-    orc = fr.oracles.GaussianOracle(std=0.5 + torch.rand(dim, generator=g, dtype=torch.float64),
-                                    noise_std=0.8)
+    orc = fr.oracles.GaussianOracle(
+        std=0.5 + torch.rand(dim, generator=g, dtype=torch.float64), noise_std=0.8
+    )
     _, y = orc.sample(batch, generator=g)
     ref = orc.ode_solution(y, 0.0)
-    gauss = curves(fr.InDIFlow(orc.posterior_mean), y,
-                   lambda x: max(float((x - ref).norm() / ref.norm()), 1e-16), a.quick)
+    gauss = curves(
+        fr.InDIFlow(orc.posterior_mean),
+        y,
+        lambda x: max(float((x - ref).norm() / ref.norm()), 1e-16),
+        a.quick,
+    )
 
-    mix = fr.oracles.DiracMixture(centers=torch.randn(8, 4, generator=g, dtype=torch.float64),
-                                  weights=torch.rand(8, generator=g, dtype=torch.float64) + 0.1,
-                                  H=0.3 + 0.7 * torch.rand(4, generator=g, dtype=torch.float64),
-                                  noise_std=1.5)
+    mix = fr.oracles.DiracMixture(
+        centers=torch.randn(8, 4, generator=g, dtype=torch.float64),
+        weights=torch.rand(8, generator=g, dtype=torch.float64) + 0.1,
+        H=0.3 + 0.7 * torch.rand(4, generator=g, dtype=torch.float64),
+        noise_std=1.5,
+    )
     _, ym, _ = mix.sample(n_mix, generator=g)
     mflow = fr.InDIFlow(mix.posterior_mean)
-    ref_c = mix.nearest_center(fr.solve(mflow, fr.Dopri5(rtol=1e-9, atol=1e-11, t_min=1e-4), ym).x)[0]
-    mixture = curves(mflow, ym, lambda x: float((mix.nearest_center(x)[0] != ref_c).double().mean())
-                     + 0.5 / n_mix, a.quick)
+    ref_c = mix.nearest_center(fr.solve(mflow, fr.Dopri5(rtol=1e-9, atol=1e-11, t_min=1e-4), ym).x)[
+        0
+    ]
+    mixture = curves(
+        mflow,
+        ym,
+        lambda x: float((mix.nearest_center(x)[0] != ref_c).double().mean()) + 0.5 / n_mix,
+        a.quick,
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, res, ylabel in ((axes[0], gauss, "relative error at t = 0"),
-                            (axes[1], mixture, "fraction on a wrong centre (+0.5/M)")):
+    for ax, res, ylabel in (
+        (axes[0], gauss, "relative error at t = 0"),
+        (axes[1], mixture, "fraction on a wrong centre (+0.5/M)"),
+    ):
         for name, pts in res.items():
             pts = sorted(pts)
             style = "s--" if "torchdiffeq" in name else "o-"

@@ -26,7 +26,7 @@ class PredictorOutputError(FlowRestoreError, TypeError):
 
 
 class NonFiniteError(FlowRestoreError, FloatingPointError):
-    """The state or a predictor/drift output became NaN or infinite (the message gives step and t)."""
+    """The state or a predictor/drift output became NaN or infinite (message: step and t)."""
 
 
 class StepSizeUnderflowError(FlowRestoreError, RuntimeError):
@@ -59,7 +59,8 @@ def describe(value) -> str:
 
         if isinstance(value, torch.Tensor):
             if value.numel() <= 6:
-                return f"tensor({value.detach().cpu().tolist()}, dtype={value.dtype}, device={value.device})"
+                values = value.detach().cpu().tolist()
+                return f"tensor({values}, dtype={value.dtype}, device={value.device})"
             return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
     except ImportError:  # pragma: no cover
         pass

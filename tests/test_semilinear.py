@@ -1,4 +1,7 @@
-"""SemiLinearMultistep (flowrestore/solvers/semilinear.py): order, t = 0 never evaluated, InDI member."""
+"""SemiLinearMultistep (flowrestore/solvers/semilinear.py).
+
+Order, t = 0 never evaluated, InDI member.
+"""
 
 from __future__ import annotations
 
@@ -82,8 +85,9 @@ def test_quadrature_is_exact_for_polynomial_predictor_values():
     # s ∫_s^t P(τ)/τ² dτ for P(τ) = 2 - τ² + 3τ⁴ (a polynomial in τ² of degree 2, 3 nodes)
     t, s = 0.8, 0.3
     nodes = [torch.tensor(v, dtype=torch.float64) for v in (0.8, 0.9, 1.0)]
-    w = semilinear_weights(torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64),
-                           nodes, 2)
+    w = semilinear_weights(
+        torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64), nodes, 2
+    )
     vals = torch.stack([2 - n**2 + 3 * n**4 for n in nodes])
     exact = s * (2 * (1 / s - 1 / t) - (t - s) + 3 * (t**3 - s**3) / 3)
     assert math.isclose(float((w * vals).sum()), exact, rel_tol=1e-12)
@@ -97,8 +101,13 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="power"):
         SemiLinearMultistep(power=3)
     with pytest.raises(fr.IncompatibleSolverError):
-        fr.solve(fr.ODEFlow(lambda t, x: -x), SemiLinearMultistep(), torch.ones(2, 3),
-                 t_span=(0.0, 1.0), steps=4)
+        fr.solve(
+            fr.ODEFlow(lambda t, x: -x),
+            SemiLinearMultistep(),
+            torch.ones(2, 3),
+            t_span=(0.0, 1.0),
+            steps=4,
+        )
 
 
 def test_fitted_spacing_and_fit_grid_improve_on_uniform():

@@ -28,7 +28,9 @@ def _solvers():
     ]
 
 
-def gaussian_table(*, dim: int = 256, batch: int = 64, steps=(2, 4, 8, 16), seed: int = 0) -> list[dict]:
+def gaussian_table(
+    *, dim: int = 256, batch: int = 64, steps=(2, 4, 8, 16), seed: int = 0
+) -> list[dict]:
     """Relative error at t = 0 of each solver on a Gaussian denoising oracle."""
     g = torch.Generator().manual_seed(seed)
     std = 0.5 + torch.rand(dim, generator=g, dtype=torch.float64)
@@ -41,26 +43,39 @@ def gaussian_table(*, dim: int = 256, batch: int = 64, steps=(2, 4, 8, 16), seed
         for n in steps:
             t0 = time.perf_counter()
             sol = fr.solve(flow, solver, y, steps=n, **kw)
-            rows.append({
-                "solver": name, "steps": n, "nfe": int(sol.stats.nfe[0]),
-                "rel_error": float((sol.x - exact).norm() / (exact - oracle.mean).norm()),
-                "seconds": time.perf_counter() - t0,
-            })
+            rows.append(
+                {
+                    "solver": name,
+                    "steps": n,
+                    "nfe": int(sol.stats.nfe[0]),
+                    "rel_error": float((sol.x - exact).norm() / (exact - oracle.mean).norm()),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     for rtol in (1e-3, 1e-6):
         sol = fr.solve(flow, fr.Dopri5(rtol=rtol, atol=rtol), y)
-        rows.append({"solver": f"Dopri5 rtol={rtol:g}", "steps": "adaptive",
-                     "nfe": float(sol.stats.nfe.double().mean()),
-                     "rel_error": float((sol.x - exact).norm() / (exact - oracle.mean).norm()),
-                     "seconds": float("nan")})
+        rows.append(
+            {
+                "solver": f"Dopri5 rtol={rtol:g}",
+                "steps": "adaptive",
+                "nfe": float(sol.stats.nfe.double().mean()),
+                "rel_error": float((sol.x - exact).norm() / (exact - oracle.mean).norm()),
+                "seconds": float("nan"),
+            }
+        )
     return rows
 
 
 def mixture_table(*, samples: int = 20000, steps: int = 200, seed: int = 0) -> dict:
     """Landing frequencies of Euler on the 2-D mixture of MATH.md §2c vs the weights."""
     g = torch.Generator().manual_seed(seed)
-    centers = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    centers = torch.tensor(
+        [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64
+    )
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    oracle = DiracMixture(centers=centers, weights=weights, H=torch.tensor([1.0, 0.3]), noise_std=0.5)
+    oracle = DiracMixture(
+        centers=centers, weights=weights, H=torch.tensor([1.0, 0.3]), noise_std=0.5
+    )
     _, y, _ = oracle.sample(samples, generator=g)
     flow = fr.InDIFlow(oracle.posterior_mean)
     sol = fr.solve(flow, fr.Euler(), y, steps=steps)
@@ -68,24 +83,42 @@ def mixture_table(*, samples: int = 20000, steps: int = 200, seed: int = 0) -> d
     freq = torch.bincount(idx, minlength=4).double() / samples
     one = fr.solve(flow, fr.Euler(), y, steps=1).x
     _, dist_one = oracle.nearest_center(one)
-    return {"weights": weights.tolist(), "freq": freq.tolist(),
-            "se": (weights * (1 - weights) / samples).sqrt().tolist(),
-            "max_dist_multi": float(dist.max()), "median_dist_one_step": float(dist_one.median())}
+    return {
+        "weights": weights.tolist(),
+        "freq": freq.tolist(),
+        "se": (weights * (1 - weights) / samples).sqrt().tolist(),
+        "max_dist_multi": float(dist.max()),
+        "median_dist_one_step": float(dist_one.median()),
+    }
 
 
 def run(*, quick: bool = False) -> str:
     """Run both tables and return them as markdown text."""
-    lines = ["## Gaussian prior, denoising (MATH.md §2a): relative error at t = 0", "",
-             "| solver | steps | NFE | rel. error | seconds |", "|---|---|---|---|---|"]
+    lines = [
+        "## Gaussian prior, denoising (MATH.md §2a): relative error at t = 0",
+        "",
+        "| solver | steps | NFE | rel. error | seconds |",
+        "|---|---|---|---|---|",
+    ]
     for r in gaussian_table(dim=64 if quick else 256, batch=16 if quick else 64):
-        lines.append(f"| {r['solver']} | {r['steps']} | {r['nfe']:g} | {r['rel_error']:.2e} | "
-                     f"{r['seconds']:.3f} |")
+        lines.append(
+            f"| {r['solver']} | {r['steps']} | {r['nfe']:g} | {r['rel_error']:.2e} | "
+            f"{r['seconds']:.3f} |"
+        )
     m = mixture_table(samples=2000 if quick else 20000, steps=100 if quick else 200)
-    lines += ["", "## Dirac mixture (MATH.md §2c): where Euler trajectories land", "",
-              "| centre | weight | landing frequency | 4 SE |", "|---|---|---|---|"]
-    for i, (w, f, se) in enumerate(zip(m["weights"], m["freq"], m["se"])):
+    lines += [
+        "",
+        "## Dirac mixture (MATH.md §2c): where Euler trajectories land",
+        "",
+        "| centre | weight | landing frequency | 4 SE |",
+        "|---|---|---|---|",
+    ]
+    for i, (w, f, se) in enumerate(zip(m["weights"], m["freq"], m["se"], strict=True)):
         lines.append(f"| {i} | {w:.3f} | {f:.4f} | {4 * se:.4f} |")
-    lines += ["", f"largest distance of a multi-step output to its centre: {m['max_dist_multi']:.2e}",
-              f"median distance of the one-step (MMSE) output to the nearest centre: "
-              f"{m['median_dist_one_step']:.3f} (regression to the mean)"]
+    lines += [
+        "",
+        f"largest distance of a multi-step output to its centre: {m['max_dist_multi']:.2e}",
+        f"median distance of the one-step (MMSE) output to the nearest centre: "
+        f"{m['median_dist_one_step']:.3f} (regression to the mean)",
+    ]
     return "\n".join(lines)

@@ -6,5 +6,12 @@ from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
 
 __all__ = [
-    "DiracEstimate", "DiracSDE", "Flow", "InDIFlow", "ODEFlow", "SDEFlow", "batch_time", "bcast",
+    "DiracEstimate",
+    "DiracSDE",
+    "Flow",
+    "InDIFlow",
+    "ODEFlow",
+    "SDEFlow",
+    "batch_time",
+    "bcast",
 ]

@@ -41,7 +41,8 @@ def check_output(name: str, out: object, like: Tensor) -> Tensor:
         raise PredictorOutputError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != like.shape:
         raise PredictorOutputError(
-            f"{name} returned shape {tuple(out.shape)}, expected the state's shape {tuple(like.shape)}"
+            f"{name} returned shape {tuple(out.shape)}, "
+            f"expected the state's shape {tuple(like.shape)}"
         )
     if out.dtype != like.dtype:
         raise PredictorOutputError(f"{name} returned dtype {out.dtype}, expected {like.dtype}")

@@ -84,8 +84,10 @@ class _Sigma:
         if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
             sigma = Constant(float(sigma))
         if not callable(sigma):
-            raise ConfigError("sigma must be a Schedule, a callable t -> σ_t or a positive "
-                              f"number, got {describe(sigma)}")
+            raise ConfigError(
+                "sigma must be a Schedule, a callable t -> σ_t or a positive "
+                f"number, got {describe(sigma)}"
+            )
         self.fn, self.h = sigma, fd_step
         grid = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
         try:
@@ -97,8 +99,10 @@ class _Sigma:
             raise ConfigError(f"sigma(t) must accept a tensor of times, got error: {exc}") from exc
         if not bool(torch.isfinite(v).all()) or not bool((v > 0).all()):
             k = int(torch.nonzero(~(torch.isfinite(v) & (v > 0)))[0])
-            raise ConfigError(f"sigma must be positive and finite on [0, 1]; "
-                              f"sigma({grid[k]:.3g}) = {float(v[k])!r}")
+            raise ConfigError(
+                f"sigma must be positive and finite on [0, 1]; "
+                f"sigma({grid[k]:.3g}) = {float(v[k])!r}"
+            )
         tol = 1e-9 * float(v.max()) ** 2
         if not bool((dv >= -tol).all()):
             k = int(torch.nonzero(dv < -tol)[0])
@@ -166,11 +170,20 @@ class DiracSDE(Flow):
     default_span = (1.0, 0.0)
     time_range = (0.0, 1.0)
 
-    def __init__(self, phi: Callable[[Tensor, Tensor], Tensor], A, sigma, *,
-                 observation: Tensor | None = None, increment: str = "look_ahead",
-                 small_step: float = 1e-3, guidance: float | Callable | None = None,
-                 guidance_scaling: str = "std", track_consistency: bool = True,
-                 check_outputs: bool = True):
+    def __init__(
+        self,
+        phi: Callable[[Tensor, Tensor], Tensor],
+        A,
+        sigma,
+        *,
+        observation: Tensor | None = None,
+        increment: str = "look_ahead",
+        small_step: float = 1e-3,
+        guidance: float | Callable | None = None,
+        guidance_scaling: str = "std",
+        track_consistency: bool = True,
+        check_outputs: bool = True,
+    ):
         if not callable(phi):
             raise TypeError(f"phi must be callable phi(y, t), got {type(phi).__name__}")
         if not callable(A):
@@ -179,18 +192,26 @@ class DiracSDE(Flow):
             )
         if increment not in INCREMENTS:
             raise ConfigError(f"increment must be one of {INCREMENTS}, got {increment!r}")
-        if isinstance(small_step, bool) or not isinstance(small_step, (int, float)) \
-                or not 0 < small_step <= 1:
+        if (
+            isinstance(small_step, bool)
+            or not isinstance(small_step, (int, float))
+            or not 0 < small_step <= 1
+        ):
             raise ConfigError(f"small_step must be a number in (0, 1], got {describe(small_step)}")
         if guidance_scaling not in GUIDANCE_SCALINGS:
             raise ConfigError(
                 f"guidance_scaling must be one of {GUIDANCE_SCALINGS}, got {guidance_scaling!r}"
             )
         if guidance is not None and not callable(guidance):
-            if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \
-                    or not math.isfinite(guidance) or guidance < 0:
-                raise ConfigError(f"guidance must be a number >= 0 or a callable eta(t), "
-                                  f"got {describe(guidance)}")
+            if (
+                isinstance(guidance, bool)
+                or not isinstance(guidance, (int, float))
+                or not math.isfinite(guidance)
+                or guidance < 0
+            ):
+                raise ConfigError(
+                    f"guidance must be a number >= 0 or a callable eta(t), got {describe(guidance)}"
+                )
             guidance = float(guidance) if guidance > 0 else None
         if observation is not None and not isinstance(observation, Tensor):
             raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
@@ -206,8 +227,10 @@ class DiracSDE(Flow):
         self.check_outputs = check_outputs
 
     def __repr__(self) -> str:
-        return (f"DiracSDE(increment={self.increment!r}, guidance={self.guidance!r}, "
-                f"guidance_scaling={self.guidance_scaling!r})")
+        return (
+            f"DiracSDE(increment={self.increment!r}, guidance={self.guidance!r}, "
+            f"guidance_scaling={self.guidance_scaling!r})"
+        )
 
     # ----------------------------------------------------------------- validation
     def check_state(self, x: Tensor) -> None:
@@ -216,19 +239,24 @@ class DiracSDE(Flow):
         try:
             out = self.family(x[:1], 1.0)
         except FlowRestoreError as exc:
-            raise ShapeError(f"the degradation family does not fit states of shape "
-                             f"{tuple(x.shape)}: {exc}") from exc
+            raise ShapeError(
+                f"the degradation family does not fit states of shape {tuple(x.shape)}: {exc}"
+            ) from exc
         except (RuntimeError, IndexError, ValueError, TypeError) as exc:
-            raise ShapeError(f"the degradation family A(x, t) failed on a state of shape "
-                             f"{tuple(x[:1].shape)}: {exc}") from exc
+            raise ShapeError(
+                f"the degradation family A(x, t) failed on a state of shape "
+                f"{tuple(x[:1].shape)}: {exc}"
+            ) from exc
         if not isinstance(out, Tensor) or out.shape != x[:1].shape:
             raise ShapeError(
                 f"Dirac needs A_t to map images to images of the same shape: A(x, 1) on "
                 f"{tuple(x[:1].shape)} returned {describe(out)}"
             )
         if self.observation is not None and self.observation.shape != x.shape:
-            raise ShapeError(f"observation has shape {tuple(self.observation.shape)}, but the "
-                             f"state has shape {tuple(x.shape)}")
+            raise ShapeError(
+                f"observation has shape {tuple(self.observation.shape)}, but the "
+                f"state has shape {tuple(x.shape)}"
+            )
 
     # ---------------------------------------------------------------- the pieces
     def denoise(self, t: Tensor, y: Tensor) -> Tensor:
@@ -264,8 +292,9 @@ class DiracSDE(Flow):
             index = getattr(ctx, "index", None)
             obs = obs if index is None else obs[index.to(obs.device)]
             if obs.shape != like.shape:
-                raise ShapeError(f"observation has shape {tuple(obs.shape)}, the state "
-                                 f"{tuple(like.shape)}")
+                raise ShapeError(
+                    f"observation has shape {tuple(obs.shape)}, the state {tuple(like.shape)}"
+                )
             return obs
         if ctx is None or ctx.x_start is None or ctx.t_start is None:
             return None
@@ -321,8 +350,9 @@ class DiracSDE(Flow):
         guid = -bcast(scale, y) * grad
         return DiracEstimate(phi, guid, norm if self.track_consistency else None)
 
-    def drift_terms(self, t: Tensor, y: Tensor, observation: Tensor | None = None
-                    ) -> tuple[Tensor, DiracEstimate]:
+    def drift_terms(
+        self, t: Tensor, y: Tensor, observation: Tensor | None = None
+    ) -> tuple[Tensor, DiracEstimate]:
         """The continuous drift ``f(y, t) = ∂_t A_t(Φ) − (dσ²/dt)(s + γ)`` and its estimate."""
         est = self.estimate(t, y, observation)
         score = self.score(t, y, est.phi)
@@ -335,8 +365,9 @@ class DiracSDE(Flow):
         """``f(y, t) = ∂_t A_t(Φ(y, t)) − (dσ_t²/dt)(A_t(Φ(y, t)) − y)/σ_t²`` (plus guidance)."""
         return self.drift_terms(t, y, self.observation_for(None, y))[0]
 
-    def incremental_reconstruction(self, t: Tensor, h: Tensor, phi: Tensor,
-                                   a_t_phi: Tensor | None = None) -> Tensor:
+    def incremental_reconstruction(
+        self, t: Tensor, h: Tensor, phi: Tensor, a_t_phi: Tensor | None = None
+    ) -> Tensor:
         """``R̂ ≈ A_{t+h}(x_0) − A_t(x_0)`` from ``Φ`` by the configured estimate (``h < 0``)."""
         a_t_phi = self.degrade(phi, t) if a_t_phi is None else a_t_phi
         if self.increment == "look_ahead":

@@ -32,8 +32,9 @@ class InDIFlow(Flow):
     default_span = (1.0, 0.0)
     time_range = (0.0, 1.0)
 
-    def __init__(self, predictor: Callable[[Tensor, Tensor], Tensor], *,
-                 check_outputs: bool = True):
+    def __init__(
+        self, predictor: Callable[[Tensor, Tensor], Tensor], *, check_outputs: bool = True
+    ):
         if not callable(predictor):
             raise TypeError(
                 f"predictor must be callable predictor(x, t), got {type(predictor).__name__}"

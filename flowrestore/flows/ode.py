@@ -31,8 +31,13 @@ class ODEFlow(Flow):
         check_outputs: validate shape, dtype and device of every ``f`` output (cheap, no sync).
     """
 
-    def __init__(self, f: Callable[[Tensor, Tensor], Tensor], *, time_shape: str = "batch",
-                 check_outputs: bool = True):
+    def __init__(
+        self,
+        f: Callable[[Tensor, Tensor], Tensor],
+        *,
+        time_shape: str = "batch",
+        check_outputs: bool = True,
+    ):
         if not callable(f):
             raise TypeError(f"f must be callable f(t, x), got {type(f).__name__}")
         if time_shape not in _TIME_SHAPES:
@@ -60,9 +65,15 @@ class SDEFlow(ODEFlow):
 
     is_sde = True
 
-    def __init__(self, f: Callable[[Tensor, Tensor], Tensor], g: Callable[[Tensor, Tensor], Tensor],
-                 *, noise_type: str = "diagonal", time_shape: str = "batch",
-                 check_outputs: bool = True):
+    def __init__(
+        self,
+        f: Callable[[Tensor, Tensor], Tensor],
+        g: Callable[[Tensor, Tensor], Tensor],
+        *,
+        noise_type: str = "diagonal",
+        time_shape: str = "batch",
+        check_outputs: bool = True,
+    ):
         super().__init__(f, time_shape=time_shape, check_outputs=check_outputs)
         if not callable(g):
             raise TypeError(f"g must be callable g(t, x), got {type(g).__name__}")

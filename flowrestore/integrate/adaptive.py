@@ -24,11 +24,14 @@ def _rms(v: Tensor) -> Tensor:
     return v.reshape(v.shape[0], -1).pow(2).mean(1).sqrt()
 
 
-def initial_step(flow: Flow, solver, t0: float, x0: Tensor, f0: Tensor, sign: float,
-                 span: float) -> tuple[Tensor, int]:
+def initial_step(
+    flow: Flow, solver, t0: float, x0: Tensor, f0: Tensor, sign: float, span: float
+) -> tuple[Tensor, int]:
     """Hairer's starting step per sample (one extra evaluation). Returns ``(|h| [B], nfe)``."""
     if solver.dt0 is not None:
-        return torch.full((x0.shape[0],), min(solver.dt0, span), dtype=x0.dtype, device=x0.device), 0
+        return torch.full(
+            (x0.shape[0],), min(solver.dt0, span), dtype=x0.dtype, device=x0.device
+        ), 0
     k = solver.error_exponent
     scale = solver.atol + solver.rtol * x0.abs()
     d0, d1 = _rms(x0 / scale), _rms(f0 / scale)
@@ -43,8 +46,18 @@ def initial_step(flow: Flow, solver, t0: float, x0: Tensor, f0: Tensor, sign: fl
     return torch.minimum(100 * h0, h1).clamp(max=span), 1
 
 
-def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float], ctx: StepContext,
-                 stats: Stats, traj: Tensor | None, progress=None, callback=None) -> tuple[Tensor, Tensor]:
+def run_adaptive(
+    flow: Flow,
+    solver,
+    x: Tensor,
+    t0: float,
+    targets: list[float],
+    ctx: StepContext,
+    stats: Stats,
+    traj: Tensor | None,
+    progress=None,
+    callback=None,
+) -> tuple[Tensor, Tensor]:
     """Integrate every sample from ``t0`` through ``targets`` (save times, then the end time).
 
     Fills ``stats`` and ``traj[j]`` (the state at ``targets[j]``, for ``j < len(traj)``).
@@ -85,7 +98,7 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
         act_cpu = (~done).nonzero().squeeze(1)
         full = act_cpu.numel() == B
         act = act_cpu.to(dev)
-        sel = (lambda v: v) if full else (lambda v: v[act])
+        sel = (lambda v: v) if full else (lambda v, rows=act: v[rows])
         xa, ta, ha, na = sel(x), sel(t), sel(h), sel(nxt)
         target = tgt[na]
         dist = target - ta
@@ -101,10 +114,15 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
         finite = torch.isfinite(en)
         accept = finite & (en <= 1)
         en_safe = torch.where(finite, en.clamp_min(1e-10), torch.full_like(en, math.inf))
-        fac_acc = solver.safety * en_safe ** (-solver.icoeff / k) * sel(err_prev) ** (solver.pcoeff / k)
+        fac_acc = (
+            solver.safety * en_safe ** (-solver.icoeff / k) * sel(err_prev) ** (solver.pcoeff / k)
+        )
         fac_rej = solver.safety * en_safe ** (-1.0 / k)
-        fac = torch.where(accept, fac_acc.clamp(solver.dfactor, solver.ifactor),
-                          fac_rej.clamp(solver.dfactor, 1.0))
+        fac = torch.where(
+            accept,
+            fac_acc.clamp(solver.dfactor, solver.ifactor),
+            fac_rej.clamp(solver.dfactor, 1.0),
+        )
         fac = torch.where(finite, fac, torch.full_like(fac, solver.dfactor))
         h_new = hs * fac
         # a step clipped to a target says nothing about the natural size: keep the larger one
@@ -143,22 +161,31 @@ def run_adaptive(flow: Flow, solver, x: Tensor, t0: float, targets: list[float],
 
         # failures of samples still running
         running = ~fin_cpu
-        underflow = (h_new.abs() < solver.min_step) | (h_new.abs() <= tiny * t_new.abs().clamp_min(1)) \
+        underflow = (
+            (h_new.abs() < solver.min_step)
+            | (h_new.abs() <= tiny * t_new.abs().clamp_min(1))
             | ~torch.isfinite(h_new)
+        )
         underflow = underflow.cpu() & running
         nonfin = underflow & ~finite.cpu()
         stats.status[act_cpu[underflow & ~nonfin]] = UNDERFLOW
         stats.status[act_cpu[nonfin]] = NONFINITE
-        out_of_steps = running & ~underflow & (
-            stats.steps[act_cpu] + stats.rejected[act_cpu] >= solver.max_steps)
+        out_of_steps = (
+            running
+            & ~underflow
+            & (stats.steps[act_cpu] + stats.rejected[act_cpu] >= solver.max_steps)
+        )
         stats.status[act_cpu[out_of_steps]] = MAX_STEPS
         done[act_cpu[underflow | out_of_steps]] = True
 
         if callback is not None and bool(acc_cpu.any()):
             callback(int(stats.steps.max()), t, x)
         if progress is not None:
-            frac = float((t0 - t.max()) / (t0 - t_end)) if sign < 0 else \
-                float((t.min() - t0) / (t_end - t0))
+            frac = (
+                float((t0 - t.max()) / (t0 - t_end))
+                if sign < 0
+                else float((t.min() - t0) / (t_end - t0))
+            )
             frac = min(max(frac, last_progress), 1.0)
             progress.update(frac - last_progress)
             last_progress = frac

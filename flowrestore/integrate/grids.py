@@ -5,8 +5,9 @@ Restoration flows run from ``t = 1`` to ``0``. Spacings:
 
 * :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)``;
 * :class:`Power` — ``t_k = t1 + (t0 − t1)(1 − k/N)^ρ``: steps shrink toward ``t1`` (for restoration
-  flows, toward 0, where the predictor changes fastest). With ``ρ ≥ p/2`` the ``O(h_last²)`` error of
-  the final denoising step of an order-``p`` method is ``O(N^{-p})`` — the whole solve keeps order ``p``.
+  flows, toward 0, where the predictor changes fastest). With ``ρ ≥ p/2`` the ``O(h_last²)``
+  error of the final denoising step of an order-``p`` method is ``O(N^{-p})`` — the whole solve
+  keeps order ``p``.
 """
 
 from __future__ import annotations
@@ -58,12 +59,19 @@ def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) 
         raise ConfigError(f"steps must be a positive int, got {describe(steps)}")
     spacing = Uniform() if spacing is None else spacing
     if not isinstance(spacing, Spacing):
-        raise ConfigError(f"spacing must be a flowrestore Spacing (Uniform, Power), got {describe(spacing)}")
+        raise ConfigError(
+            f"spacing must be a flowrestore Spacing (Uniform, Power), got {describe(spacing)}"
+        )
     return spacing(steps, float(t0), float(t1))
 
 
-def check_grid(grid: Tensor, *, time_range: tuple[float, float] | None = None,
-               direction: int | None = None, name: str = "grid") -> Tensor:
+def check_grid(
+    grid: Tensor,
+    *,
+    time_range: tuple[float, float] | None = None,
+    direction: int | None = None,
+    name: str = "grid",
+) -> Tensor:
     """Validate a user grid and return it as a float64 CPU tensor.
 
     Raises :class:`GridError` if it is not a 1-D tensor of ≥ 2 finite, strictly monotone times, if
@@ -81,15 +89,20 @@ def check_grid(grid: Tensor, *, time_range: tuple[float, float] | None = None,
         raise GridError(f"{name} must be finite, got {describe(grid)}")
     d = g.diff()
     if not ((d > 0).all() or (d < 0).all()):
-        k = int(torch.nonzero(torch.sign(d) != torch.sign(d[0]))[0]) if (d != 0).all() else \
-            int(torch.nonzero(d == 0)[0])
+        k = (
+            int(torch.nonzero(torch.sign(d) != torch.sign(d[0]))[0])
+            if (d != 0).all()
+            else int(torch.nonzero(d == 0)[0])
+        )
         raise GridError(
             f"{name} must be strictly monotone; it breaks between index {k} ({g[k].item():.6g}) "
             f"and {k + 1} ({g[k + 1].item():.6g})"
         )
     if direction is not None and int(torch.sign(d[0])) != direction:
         want = "decreasing (from 1 toward 0)" if direction < 0 else "increasing"
-        raise GridError(f"{name} runs in the wrong direction: it must be {want}, got {describe(grid)}")
+        raise GridError(
+            f"{name} runs in the wrong direction: it must be {want}, got {describe(grid)}"
+        )
     if time_range is not None:
         lo, hi = time_range
         if g.min() < lo or g.max() > hi:
@@ -116,9 +129,15 @@ class Fitted(Spacing):
     def __post_init__(self):
         t = tuple(float(v) for v in self.times)
         object.__setattr__(self, "times", t)
-        if len(t) < 2 or t[0] != 1.0 or t[-1] != 0.0 or any(b >= a for a, b in zip(t, t[1:], strict=False)):
+        if (
+            len(t) < 2
+            or t[0] != 1.0
+            or t[-1] != 0.0
+            or any(b >= a for a, b in zip(t, t[1:], strict=False))
+        ):
             raise ConfigError(
-                f"times must decrease strictly from 1.0 to 0.0 (normalised), got {describe(self.times)}"
+                "times must decrease strictly from 1.0 to 0.0 (normalised), "
+                f"got {describe(self.times)}"
             )
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
@@ -135,8 +154,17 @@ class Fitted(Spacing):
         return grid
 
 
-def fit_grid(flow, solver, x0: Tensor, steps: int, *, reference: Tensor,
-             init: Spacing | None = None, maxiter: int = 4000, seed_grids: int = 3) -> Fitted:
+def fit_grid(
+    flow,
+    solver,
+    x0: Tensor,
+    steps: int,
+    *,
+    reference: Tensor,
+    init: Spacing | None = None,
+    maxiter: int = 4000,
+    seed_grids: int = 3,
+) -> Fitted:
     """Fit the ``steps``-interval grid minimising ``solver``'s error on calibration samples.
 
     Minimises ``log(‖x̂ − reference‖ / ‖reference‖)`` (``x̂``: the solve of ``flow`` from ``x0``
@@ -175,12 +203,16 @@ def fit_grid(flow, solver, x0: Tensor, steps: int, *, reference: Tensor,
         return np.log(np.maximum(-np.diff(np.asarray(tau, dtype=np.float64)), 1e-12))
 
     starts = [z_from((init or Uniform())(steps, 1.0, 0.0).numpy())]
-    for rho in (1.5, 2.0)[:max(seed_grids - 1, 0)]:
+    for rho in (1.5, 2.0)[: max(seed_grids - 1, 0)]:
         starts.append(z_from(Power(rho)(steps, 1.0, 0.0).numpy()))
     best = None
     for z0 in starts:
-        res = minimize(objective, z0, method="Nelder-Mead",
-                       options={"maxiter": maxiter, "xatol": 1e-5, "fatol": 1e-7, "adaptive": True})
+        res = minimize(
+            objective,
+            z0,
+            method="Nelder-Mead",
+            options={"maxiter": maxiter, "xatol": 1e-5, "fatol": 1e-7, "adaptive": True},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return Fitted(tuple(float(v) for v in times_from(best.x)))

@@ -31,12 +31,15 @@ class NoiseSource:
         """A standard normal tensor shaped like ``like`` (``index``: the batch rows it is for)."""
         raise NotImplementedError
 
-    def increment(self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None) -> Tensor:
+    def increment(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> Tensor:
         """A Brownian increment ``W(t1) − W(t0)`` shaped like ``like`` (default: scaled normal)."""
         return self.normal(like, index) * (t1 - t0).abs().sqrt()
 
-    def increment_and_area(self, t0: Tensor, t1: Tensor, like: Tensor,
-                           index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def increment_and_area(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(ΔW, ΔZ)`` with ``ΔZ = ∫ (W_s − W_{t0}) ds`` over the step (default: two normals).
 
         With ``h = |t1 − t0|``: ``ΔW = sqrt(h) ξ₁`` and ``ΔZ = (h/2)(ΔW + sqrt(h/3) ξ₂)``, the exact
@@ -53,7 +56,9 @@ class GeneratorNoise(NoiseSource):
 
     def __init__(self, generator: torch.Generator | None = None):
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
         self.generator = generator
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
@@ -83,11 +88,16 @@ class PerSampleNoise(NoiseSource):
         rows = range(like.shape[0]) if index is None else index.tolist()
         if index is None and like.shape[0] != len(self.generators):
             raise ShapeError(
-                f"PerSampleNoise has {len(self.generators)} seeds but the batch has {like.shape[0]} samples"
+                f"PerSampleNoise has {len(self.generators)} seeds but the batch has "
+                f"{like.shape[0]} samples"
             )
         draws = [
-            torch.randn(like.shape[1:], generator=self.generators[i], dtype=like.dtype,
-                        device=self.generators[i].device)
+            torch.randn(
+                like.shape[1:],
+                generator=self.generators[i],
+                dtype=like.dtype,
+                device=self.generators[i].device,
+            )
             for i in rows
         ]
         return torch.stack(draws).to(like.device)
@@ -111,8 +121,10 @@ class BrownianIncrements(NoiseSource):
                 f"{describe(fine_grid)} and increments {describe(increments)}"
             )
         if areas is not None and areas.shape != increments.shape:
-            raise ShapeError(f"areas must have the shape of increments {tuple(increments.shape)}, "
-                             f"got {describe(areas)}")
+            raise ShapeError(
+                f"areas must have the shape of increments {tuple(increments.shape)}, "
+                f"got {describe(areas)}"
+            )
         self.fine_grid = fine_grid.detach().to(torch.float64).cpu()
         self.cumulative = torch.cat([torch.zeros_like(increments[:1]), increments.cumsum(0)])
         self.area_cumulative = None
@@ -123,9 +135,15 @@ class BrownianIncrements(NoiseSource):
             self.area_cumulative = torch.cat([torch.zeros_like(terms[:1]), terms.cumsum(0)])
 
     @classmethod
-    def sample(cls, fine_grid: Tensor, shape: Sequence[int], *, areas: bool = True,
-               generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float64) -> BrownianIncrements:
+    def sample(
+        cls,
+        fine_grid: Tensor,
+        shape: Sequence[int],
+        *,
+        areas: bool = True,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> BrownianIncrements:
         """Draw a path on ``fine_grid`` for states of ``shape`` ``[B, ...]`` (areas by default)."""
         g = fine_grid.detach().to(torch.float64).cpu()
         h = g.diff().abs().reshape(-1, *([1] * len(shape))).to(dtype)
@@ -143,25 +161,32 @@ class BrownianIncrements(NoiseSource):
             raise GridError(f"time {tv} is not a point of the fine Brownian grid")
         return k
 
-    def increment(self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None) -> Tensor:
+    def increment(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> Tensor:
         w = self.cumulative[self._position(t1)] - self.cumulative[self._position(t0)]
         w = w if index is None else w[index.to(w.device)]
         return w.to(dtype=like.dtype, device=like.device)
 
-    def increment_and_area(self, t0: Tensor, t1: Tensor, like: Tensor,
-                           index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def increment_and_area(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(ΔW, ΔZ)`` between two fine-grid points, summed from the fine path."""
         if self.area_cumulative is None:
-            raise ConfigError("this BrownianIncrements has no space-time areas; build it with "
-                              "areas= or BrownianIncrements.sample(..., areas=True)")
+            raise ConfigError(
+                "this BrownianIncrements has no space-time areas; build it with "
+                "areas= or BrownianIncrements.sample(..., areas=True)"
+            )
         a, b = self._position(t0), self._position(t1)
         span = abs(float(self.fine_grid[b]) - float(self.fine_grid[a]))
         w = self.cumulative[b] - self.cumulative[a]
         z = self.area_cumulative[b] - self.area_cumulative[a] - self.cumulative[a] * span
         if index is not None:
             w, z = w[index.to(w.device)], z[index.to(z.device)]
-        return (w.to(dtype=like.dtype, device=like.device),
-                z.to(dtype=like.dtype, device=like.device))
+        return (
+            w.to(dtype=like.dtype, device=like.device),
+            z.to(dtype=like.dtype, device=like.device),
+        )
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         raise ConfigError("BrownianIncrements only provides increments; use it with an SDE solver")

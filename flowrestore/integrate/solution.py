@@ -8,8 +8,12 @@ import torch
 from torch import Tensor
 
 SUCCESS, MAX_STEPS, UNDERFLOW, NONFINITE = 0, 1, 2, 3
-STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps_reached",
-                UNDERFLOW: "step_size_underflow", NONFINITE: "non_finite"}
+STATUS_NAMES = {
+    SUCCESS: "success",
+    MAX_STEPS: "max_steps_reached",
+    UNDERFLOW: "step_size_underflow",
+    NONFINITE: "non_finite",
+}
 
 
 @dataclass
@@ -34,8 +38,10 @@ class Stats:
     def summary(self) -> dict[str, float]:
         """Mean and max NFE and steps over the batch."""
         return {
-            "nfe_mean": float(self.nfe.double().mean()), "nfe_max": int(self.nfe.max()),
-            "steps_mean": float(self.steps.double().mean()), "rejected": int(self.rejected.sum()),
+            "nfe_mean": float(self.nfe.double().mean()),
+            "nfe_max": int(self.nfe.max()),
+            "steps_mean": float(self.steps.double().mean()),
+            "rejected": int(self.rejected.sum()),
         }
 
 

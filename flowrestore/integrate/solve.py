@@ -56,15 +56,27 @@ _ON_FAILURE = ("raise", "return")
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def solve(flow: Flow, solver: Solver, x0: Tensor, *, steps: int | None = None,
-          grid: Tensor | Sequence[float] | None = None, spacing: Spacing | None = None,
-          t_span: tuple[float, float] | None = None, t_end: float | None = None,
-          save_at: str | Tensor | Sequence[float] | None = None, output: str = "last",
-          generator: torch.Generator | None = None, seeds: Sequence[int] | Tensor | None = None,
-          noise: NoiseSource | None = None, progress: bool = False,
-          callback: Callable[[int, Tensor, Tensor], None] | None = None,
-          differentiable: bool = False, on_failure: str = "raise",
-          check_finite: bool = True) -> Solution:
+def solve(
+    flow: Flow,
+    solver: Solver,
+    x0: Tensor,
+    *,
+    steps: int | None = None,
+    grid: Tensor | Sequence[float] | None = None,
+    spacing: Spacing | None = None,
+    t_span: tuple[float, float] | None = None,
+    t_end: float | None = None,
+    save_at: str | Tensor | Sequence[float] | None = None,
+    output: str = "last",
+    generator: torch.Generator | None = None,
+    seeds: Sequence[int] | Tensor | None = None,
+    noise: NoiseSource | None = None,
+    progress: bool = False,
+    callback: Callable[[int, Tensor, Tensor], None] | None = None,
+    differentiable: bool = False,
+    on_failure: str = "raise",
+    check_finite: bool = True,
+) -> Solution:
     """Integrate ``flow`` from ``x0`` with ``solver``.
 
     Args:
@@ -121,14 +133,30 @@ def solve(flow: Flow, solver: Solver, x0: Tensor, *, steps: int | None = None,
         if solver.delegates:
             sol = solver.integrate(flow, x0, times, ctx=ctx, save_at=save_at, output=output)
             if check_finite:
-                _check_final_finite(sol.x, sol.stats, on_failure,
-                                    f"the result of {solver!r} at t={float(sol.ts[-1]):.6g}")
+                _check_final_finite(
+                    sol.x,
+                    sol.stats,
+                    on_failure,
+                    f"the result of {solver!r} at t={float(sol.ts[-1]):.6g}",
+                )
             return sol
         if adaptive:
-            return _solve_adaptive(flow, solver, x0, times, save_at, output, ctx, progress,
-                                   callback, on_failure)
-        return _solve_fixed(flow, solver, x0, times, save_at, output, ctx, progress, callback,
-                            check_finite, on_failure)
+            return _solve_adaptive(
+                flow, solver, x0, times, save_at, output, ctx, progress, callback, on_failure
+            )
+        return _solve_fixed(
+            flow,
+            solver,
+            x0,
+            times,
+            save_at,
+            output,
+            ctx,
+            progress,
+            callback,
+            check_finite,
+            on_failure,
+        )
 
 
 def _check_types(flow, solver, x0, output, on_failure) -> None:
@@ -175,9 +203,12 @@ def _plan_times(flow, solver, adaptive, steps, grid, spacing, t_span, t_end):
         if not isinstance(t_end, (int, float)):
             raise ConfigError(f"t_end must be a number, got {describe(t_end)}")
         span = (span[0], float(t_end))
-    g = check_grid(torch.tensor([float(span[0]), float(span[1])], dtype=torch.float64),
-                   time_range=flow.time_range, direction=default_dir,
-                   name="t_span" if t_end is None else "(t_start, t_end)")
+    g = check_grid(
+        torch.tensor([float(span[0]), float(span[1])], dtype=torch.float64),
+        time_range=flow.time_range,
+        direction=default_dir,
+        name="t_span" if t_end is None else "(t_start, t_end)",
+    )
     if adaptive:
         if steps is not None:
             raise ConfigError(
@@ -198,8 +229,11 @@ def _save_indices(save_at, grid: Tensor) -> list[int]:
         if save_at in ("steps", "all"):
             return list(range(n))
         raise ConfigError(f"save_at must be None, 'steps' or a tensor of times, got {save_at!r}")
-    times = check_grid(save_at, name="save_at") if torch.as_tensor(save_at).numel() > 1 else \
-        torch.as_tensor(save_at, dtype=torch.float64).reshape(1)
+    times = (
+        check_grid(save_at, name="save_at")
+        if torch.as_tensor(save_at).numel() > 1
+        else torch.as_tensor(save_at, dtype=torch.float64).reshape(1)
+    )
     idx = []
     for tv in times.tolist():
         d = (grid - tv).abs()
@@ -218,8 +252,9 @@ def _progress_bar(progress: bool, total, desc: str):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callback, check_finite,
-                 on_failure):
+def _solve_fixed(
+    flow, solver, x0, grid, save_at, output, ctx, progress, callback, check_finite, on_failure
+):
     B, dev, dt = x0.shape[0], x0.device, x0.dtype
     g_dev = grid.to(device=dev, dtype=dt)
     g_chk = g_dev.detach().cpu().double()
@@ -241,8 +276,12 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
     # propagate into a sum, so the first non-finite row of a sample is its first bad step
     sums = torch.empty((n, B), dtype=_sum_dtype(dt), device=dev) if check_finite else None
     x_prev = None
-    keep_prev = output == "posterior_mean" and singular_end and not final_denoise \
+    keep_prev = (
+        output == "posterior_mean"
+        and singular_end
+        and not final_denoise
         and not getattr(solver, "lands_on_estimate", False)
+    )
     bar = _progress_bar(progress, n, type(solver).__name__)
     for i in range(n):
         ctx.step_index = i
@@ -289,13 +328,20 @@ def _solve_fixed(flow, solver, x0, grid, save_at, output, ctx, progress, callbac
             stats.nfe += 1
         if check_finite:
             t_pm = g_dev[n - 1] if singular_end else g_dev[n]
-            _check_final_finite(x, stats, on_failure,
-                                f"the posterior-mean estimate at t={float(t_pm):.6g}")
+            _check_final_finite(
+                x, stats, on_failure, f"the posterior-mean estimate at t={float(t_pm):.6g}"
+            )
     ordered = sorted(save_idx)
     traj = torch.stack(saved) if save_at is not None else None
     records = {k: torch.stack(v) for k, v in ctx.records.items()}
-    return Solution(x=x, ts=g_dev[ordered], trajectory=traj, stats=stats,
-                    t_final=g_dev[n].expand(B).clone(), records=records)
+    return Solution(
+        x=x,
+        ts=g_dev[ordered],
+        trajectory=traj,
+        stats=stats,
+        t_final=g_dev[n].expand(B).clone(),
+        records=records,
+    )
 
 
 def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -328,8 +374,9 @@ def _check_final_finite(x: Tensor, stats: Stats, on_failure: str, what: str) -> 
         stats.status[bad] = NONFINITE
         return
     rows = bad.nonzero().squeeze(1).tolist()
-    raise NonFiniteError(f"{what} is non-finite for samples {rows[:10]}: the predictor/drift "
-                         "returned NaN/inf")
+    raise NonFiniteError(
+        f"{what} is non-finite for samples {rows[:10]}: the predictor/drift returned NaN/inf"
+    )
 
 
 def _solve_adaptive(flow, solver, x0, span, save_at, output, ctx, progress, callback, on_failure):
@@ -358,8 +405,10 @@ def _solve_adaptive(flow, solver, x0, span, save_at, output, ctx, progress, call
         if tv in (t0, t1):
             continue
         if (tv - t_stop) * direction >= 0:
-            raise GridError(f"save_at time {tv:.6g} lies between t_min={t_stop} and 0, where "
-                            "nothing is integrated (the final step is the denoising step)")
+            raise GridError(
+                f"save_at time {tv:.6g} lies between t_min={t_stop} and 0, where "
+                "nothing is integrated (the final step is the denoising step)"
+            )
         interior.append(tv)
     targets = interior + [t_stop]
     ts_list = ([t0] if t0 in save_times else []) + interior + ([t1] if t1 in save_times else [])
@@ -383,17 +432,24 @@ def _solve_adaptive(flow, solver, x0, span, save_at, output, ctx, progress, call
     if output == "posterior_mean" and not singular_end:
         x = flow.denoise(t, x)
         stats.nfe += 1
-    _check_final_finite(x, stats, on_failure,
-                        "the final estimate (denoising / posterior-mean step)")
+    _check_final_finite(
+        x, stats, on_failure, "the final estimate (denoising / posterior-mean step)"
+    )
     ts = torch.tensor(ts_list, dtype=dt, device=dev)
     if traj is not None:
         parts = [x0.unsqueeze(0)] if t0 in save_times else []
-        parts.append(traj[:len(interior)])
+        parts.append(traj[: len(interior)])
         if t1 in save_times:
             parts.append(x.unsqueeze(0))
         traj = torch.cat(parts)
-    sol = Solution(x=x, ts=ts, trajectory=traj, stats=stats, t_final=t,
-                   records={k: torch.stack(v) for k, v in ctx.records.items()})
+    sol = Solution(
+        x=x,
+        ts=ts,
+        trajectory=traj,
+        stats=stats,
+        t_final=t,
+        records={k: torch.stack(v) for k, v in ctx.records.items()},
+    )
     _raise_failures(sol, solver, on_failure)
     return sol
 
@@ -407,16 +463,21 @@ def _raise_failures(sol: Solution, solver, on_failure: str) -> None:
         if rows.numel():
             t = sol.t_final[rows.to(sol.t_final.device)].cpu().tolist()
             step = (sol.stats.steps[rows] + 1).tolist()
-            what = "became non-finite (the state or the drift is NaN/inf)" if code == NONFINITE \
+            what = (
+                "became non-finite (the state or the drift is NaN/inf)"
+                if code == NONFINITE
                 else f"step size fell below min_step={solver.min_step} / round-off"
-            raise exc(f"samples {rows.tolist()[:10]} {what} in step {step[:10]} at "
-                      f"t={[round(v, 6) for v in t[:10]]}; pass on_failure='return' for the "
-                      "partial solution")
+            )
+            raise exc(
+                f"samples {rows.tolist()[:10]} {what} in step {step[:10]} at "
+                f"t={[round(v, 6) for v in t[:10]]}; pass on_failure='return' for the "
+                "partial solution"
+            )
     rows = (status == MAX_STEPS).nonzero().squeeze(1)
     t = sol.t_final[rows.to(sol.t_final.device)].cpu().tolist()
     raise MaxStepsReachedError(
         f"samples {rows.tolist()[:10]} used max_steps={solver.max_steps} before reaching the end "
         f"(stopped at t={[round(v, 6) for v in t[:10]]}); raise max_steps, loosen rtol/atol, or "
-        "pass on_failure='return'", solution=sol)
-
-
+        "pass on_failure='return'",
+        solution=sol,
+    )

@@ -10,8 +10,23 @@ from flowrestore.solvers.tableau import ButcherTableau, rk_step
 from flowrestore.solvers.torchsde_adapter import Torchsde
 
 __all__ = [
-    "RK4", "SRA1", "Bosh3", "ButcherTableau", "ColdDiffusionSampler", "Dopri5", "Euler",
-    "EulerMaruyama", "ExplicitRK", "Heun", "InDISampler", "Midpoint", "NaiveSampler", "Solver",
-    "StepContext", "StepResult",
-    "Torchdiffeq", "Torchsde", "rk_step",
+    "RK4",
+    "SRA1",
+    "Bosh3",
+    "ButcherTableau",
+    "ColdDiffusionSampler",
+    "Dopri5",
+    "Euler",
+    "EulerMaruyama",
+    "ExplicitRK",
+    "Heun",
+    "InDISampler",
+    "Midpoint",
+    "NaiveSampler",
+    "Solver",
+    "StepContext",
+    "StepResult",
+    "Torchdiffeq",
+    "Torchsde",
+    "rk_step",
 ]

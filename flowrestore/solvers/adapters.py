@@ -20,8 +20,16 @@ from flowrestore.flows.base import Flow
 from flowrestore.integrate.solution import Solution, make_stats
 from flowrestore.solvers.base import Solver
 
-_FIXED = {"euler", "midpoint", "rk4", "heun2", "heun3", "explicit_adams", "implicit_adams",
-          "fixed_adams"}
+_FIXED = {
+    "euler",
+    "midpoint",
+    "rk4",
+    "heun2",
+    "heun3",
+    "explicit_adams",
+    "implicit_adams",
+    "fixed_adams",
+}
 _ADAPTIVE = {"dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5"}
 
 
@@ -39,11 +47,19 @@ class Torchdiffeq(Solver):
     delegates = True
     needs = "ode"
 
-    def __init__(self, method: str, *, rtol: float = 1e-7, atol: float = 1e-9,
-                 t_min: float | None = None, options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        method: str,
+        *,
+        rtol: float = 1e-7,
+        atol: float = 1e-9,
+        t_min: float | None = None,
+        options: dict[str, Any] | None = None,
+    ):
         if method not in _FIXED | _ADAPTIVE:
             raise ConfigError(
-                f"method must be a torchdiffeq method ({sorted(_FIXED | _ADAPTIVE)}), got {method!r}"
+                f"method must be a torchdiffeq method ({sorted(_FIXED | _ADAPTIVE)}), "
+                f"got {method!r}"
             )
         if t_min is not None and not 0 < t_min < 1:
             raise ConfigError(f"t_min must be in (0, 1), got {describe(t_min)}")
@@ -51,16 +67,26 @@ class Torchdiffeq(Solver):
         self.rtol, self.atol, self.t_min = rtol, atol, t_min
         self.options = dict(options or {})
         self.adaptive = method in _ADAPTIVE
-        self.order = {"euler": 1, "midpoint": 2, "heun2": 2, "rk4": 4, "heun3": 3, "bosh3": 3,
-                      "dopri5": 5, "dopri8": 8, "fehlberg2": 2, "adaptive_heun": 2,
-                      "tsit5": 5}.get(method, 1)
+        self.order = {
+            "euler": 1,
+            "midpoint": 2,
+            "heun2": 2,
+            "rk4": 4,
+            "heun3": 3,
+            "bosh3": 3,
+            "dopri5": 5,
+            "dopri8": 8,
+            "fehlberg2": 2,
+            "adaptive_heun": 2,
+            "tsit5": 5,
+        }.get(method, 1)
 
     def __repr__(self) -> str:
         return f"Torchdiffeq({self.method!r}, rtol={self.rtol}, atol={self.atol})"
 
     def resolved_t_min(self) -> float:
         """``t_min`` used on singular flows."""
-        return self.t_min if self.t_min is not None else min(1e-2, self.rtol ** 0.5 / 10)
+        return self.t_min if self.t_min is not None else min(1e-2, self.rtol**0.5 / 10)
 
     def integrate(self, flow: Flow, x0: Tensor, times: Tensor, *, ctx, save_at, output) -> Solution:
         """Integrate ``flow`` over ``times`` (fixed methods: the grid; adaptive: the span)."""
@@ -91,14 +117,23 @@ class Torchdiffeq(Solver):
             # end a ``step_t`` clips the last step onto it.
             end = ts[-1:].to(dt)
             prev = opts.get("step_t")
-            opts["step_t"] = end if prev is None else torch.cat(
-                [torch.as_tensor(prev, dtype=dt).reshape(-1), end]).unique()
+            opts["step_t"] = (
+                end
+                if prev is None
+                else torch.cat([torch.as_tensor(prev, dtype=dt).reshape(-1), end]).unique()
+            )
         kwargs = {"rtol": self.rtol, "atol": self.atol} if self.adaptive else {}
         if not self.adaptive and ts.numel() < 2:
             x = x0
         else:
-            out = torchdiffeq.odeint(func, x0, ts.to(device=dev, dtype=dt), method=self.method,
-                                     options=opts or None, **kwargs)
+            out = torchdiffeq.odeint(
+                func,
+                x0,
+                ts.to(device=dev, dtype=dt),
+                method=self.method,
+                options=opts or None,
+                **kwargs,
+            )
             x = out[-1]
         t_last = torch.tensor(float(ts[-1]), dtype=dt, device=dev)
         if singular_end:
@@ -110,7 +145,10 @@ class Torchdiffeq(Solver):
             nfe[0] += 1
         stats = make_stats(B)
         stats.nfe += nfe[0]
-        return Solution(x=x, ts=t_last.reshape(1), trajectory=None, stats=stats,
-                        t_final=t_last.expand(B).clone())
-
-
+        return Solution(
+            x=x,
+            ts=t_last.reshape(1),
+            trajectory=None,
+            stats=stats,
+            t_final=t_last.expand(B).clone(),
+        )

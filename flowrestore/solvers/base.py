@@ -48,7 +48,7 @@ class StepContext:
 
 @dataclass
 class StepResult:
-    """One step's outcome: new state, solver state, function evaluations, optional error estimate."""
+    """One step's outcome: new state, solver state, evaluations, optional error estimate."""
 
     x: Tensor
     state: dict[str, Tensor] | None
@@ -91,20 +91,30 @@ class Solver:
             )
         if self.needs == "sde" and not flow.is_sde:
             raise IncompatibleSolverError(
-                f"{name} is an SDE method but {type(flow).__name__} has no diffusion; use an ODE solver"
+                f"{name} is an SDE method but {type(flow).__name__} has no diffusion; "
+                "use an ODE solver"
             )
         if self.needs == "denoiser" and not flow.has_denoiser:
             raise IncompatibleSolverError(
-                f"{name} needs a flow with a clean-image predictor (InDIFlow), got {type(flow).__name__}"
+                f"{name} needs a flow with a clean-image predictor (InDIFlow), "
+                f"got {type(flow).__name__}"
             )
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: StepContext
-             ) -> tuple[Tensor, dict[str, Tensor] | None]:
+    def init(
+        self, flow: Flow, t0: Tensor, x0: Tensor, ctx: StepContext
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
         """Prepare the first step; returns the (possibly perturbed) start state and solver state."""
         return x0, None
 
-    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+    def step(
+        self,
+        flow: Flow,
+        t: Tensor,
+        x: Tensor,
+        h: Tensor,
+        state: dict[str, Tensor] | None,
+        ctx: StepContext,
+    ) -> StepResult:
         """Advance ``x`` from ``t`` to ``t + h``."""
         raise NotImplementedError
 

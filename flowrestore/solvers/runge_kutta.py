@@ -45,8 +45,15 @@ class ExplicitRK(Solver):
             cls.order = float(cls.tableau.order)
             cls.stage_fractions = tuple(cls.tableau.c)
 
-    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+    def step(
+        self,
+        flow: Flow,
+        t: Tensor,
+        x: Tensor,
+        h: Tensor,
+        state: dict[str, Tensor] | None,
+        ctx: StepContext,
+    ) -> StepResult:
         """One step of the tableau (reusing the FSAL stage carried in ``state``)."""
         k1 = state.get("k1") if state else None
         x_next, err, last, nfe = rk_step(self.tableau, flow, t, x, h, k1)
@@ -92,7 +99,8 @@ class _Embedded(ExplicitRK):
         max_steps: accepted + rejected steps allowed per sample.
         min_step: a step size below this (in |h|) stops the sample with ``StepSizeUnderflowError``.
         safety, ifactor, dfactor: safety factor and the bounds on one step-size change.
-        pcoeff, icoeff: PI gains (Hairer: ``h_new = h · safety · err^(−icoeff/k) · err_prev^(pcoeff/k)``).
+        pcoeff, icoeff: PI gains (Hairer:
+            ``h_new = h · safety · err^(−icoeff/k) · err_prev^(pcoeff/k)``).
         dt0: initial |step|; ``None`` selects it per sample (Hairer's algorithm, one extra NFE).
         t_min: on flows singular at 0, where to stop before the final denoising step
             (``None``: ``min(1e-2, sqrt(rtol)/10)``).
@@ -127,7 +135,8 @@ class _Embedded(ExplicitRK):
             raise ConfigError(f"safety must be in (0, 1], got {describe(self.safety)}")
         if not (0 < self.dfactor < 1 < self.ifactor):
             raise ConfigError(
-                f"need 0 < dfactor < 1 < ifactor, got dfactor={self.dfactor!r}, ifactor={self.ifactor!r}"
+                f"need 0 < dfactor < 1 < ifactor, got dfactor={self.dfactor!r}, "
+                f"ifactor={self.ifactor!r}"
             )
         if self.dt0 is not None and not self.dt0 > 0:
             raise ConfigError(f"dt0 must be positive, got {describe(self.dt0)}")

@@ -83,8 +83,15 @@ class EulerMaruyama(_SDESolver):
         """The strong order on ``flow``: 1.0 for additive noise, else 0.5."""
         return self.strong_order_additive if flow.noise_type == "additive" else self.strong_order
 
-    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+    def step(
+        self,
+        flow: Flow,
+        t: Tensor,
+        x: Tensor,
+        h: Tensor,
+        state: dict[str, Tensor] | None,
+        ctx: StepContext,
+    ) -> StepResult:
         """One step from ``t`` to ``t + h``."""
         if isinstance(flow, DiracSDE):
             return StepResult(self.dirac_step(flow, t, x, h, ctx), None, 1)
@@ -136,8 +143,15 @@ class SRA1(_SDESolver):
                 f"{flow.noise_type!r}; use EulerMaruyama"
             )
 
-    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+    def step(
+        self,
+        flow: Flow,
+        t: Tensor,
+        x: Tensor,
+        h: Tensor,
+        state: dict[str, Tensor] | None,
+        ctx: StepContext,
+    ) -> StepResult:
         """One SRA1 step from ``t`` to ``t + h`` (two drift evaluations)."""
         dw, dz = ctx.noise.increment_and_area(t, t + h, x, ctx.index)
         hb = bcast(h, x)

@@ -61,9 +61,13 @@ def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) ->
     v = torch.stack(torch.broadcast_tensors(*[(tj / t) ** power for tj in nodes]), -1)  # [..., k]
     vt = v.unsqueeze(-1) ** torch.arange(k, dtype=v.dtype, device=v.device)  # V[j, m] = v_j^m
     # w = C^T φ with C = V^{-1}  ⇔  V^T w = φ; solve_ex does not synchronise with the host.
-    w, _ = torch.linalg.solve_ex(vt.transpose(-1, -2), phis.unsqueeze(-1).expand(*vt.shape[:-1], 1)
-                                 if phis.dim() < vt.dim() - 1 else phis.unsqueeze(-1),
-                                 check_errors=False)
+    w, _ = torch.linalg.solve_ex(
+        vt.transpose(-1, -2),
+        phis.unsqueeze(-1).expand(*vt.shape[:-1], 1)
+        if phis.dim() < vt.dim() - 1
+        else phis.unsqueeze(-1),
+        check_errors=False,
+    )
     return w.squeeze(-1)
 
 
@@ -102,16 +106,24 @@ class SemiLinearMultistep(Solver):
         lo, hi = (2, 5) if self.order == 3 else (1, 1)
         if self.nodes is None:
             self.nodes = lo
-        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or not lo <= self.nodes <= hi:
-            raise ConfigError(f"nodes must be an int in {lo}..{hi} for order={self.order}, got "
-                              f"{describe(self.nodes)} (two predictor nodes plus the corrector "
-                              "already give order 3)")
+        if (
+            isinstance(self.nodes, bool)
+            or not isinstance(self.nodes, int)
+            or not lo <= self.nodes <= hi
+        ):
+            raise ConfigError(
+                f"nodes must be an int in {lo}..{hi} for order={self.order}, got "
+                f"{describe(self.nodes)} (two predictor nodes plus the corrector "
+                "already give order 3)"
+            )
         if self.power not in (1, 2):
             raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
-        if self.final_nodes is not None and not (isinstance(self.final_nodes, int)
-                                                 and 1 <= self.final_nodes <= 6):
-            raise ConfigError(f"final_nodes must be None or an int in 1..6, got "
-                              f"{describe(self.final_nodes)}")
+        if self.final_nodes is not None and not (
+            isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
+        ):
+            raise ConfigError(
+                f"final_nodes must be None or an int in 1..6, got {describe(self.final_nodes)}"
+            )
 
     @property
     def corrector(self) -> bool:
@@ -129,8 +141,15 @@ class SemiLinearMultistep(Solver):
             out = out + bcast(w[..., j], x) * g
         return out
 
-    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-             state: dict[str, Tensor] | None, ctx: StepContext) -> StepResult:
+    def step(
+        self,
+        flow: Flow,
+        t: Tensor,
+        x: Tensor,
+        h: Tensor,
+        state: dict[str, Tensor] | None,
+        ctx: StepContext,
+    ) -> StepResult:
         """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
         state = state or {}
         n_hist = sum(1 for k in state if k.startswith("g"))
@@ -140,8 +159,9 @@ class SemiLinearMultistep(Solver):
         if self.corrector and n_hist > 0:
             # redo the previous step t_prev -> t with the new value as one more node
             m = min(self.nodes + 1, n_hist + 1)
-            x = self._combine(hist_t[0], t, state["x_prev"], [t] + hist_t[:m - 1],
-                              [g_t] + hist_g[:m - 1])
+            x = self._combine(
+                hist_t[0], t, state["x_prev"], [t] + hist_t[: m - 1], [g_t] + hist_g[: m - 1]
+            )
         ts, gs = [t] + hist_t, [g_t] + hist_g
         s = t + h
         k = min(self.nodes, len(ts))

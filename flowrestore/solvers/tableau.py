@@ -52,13 +52,17 @@ class ButcherTableau:
     @property
     def fsal(self) -> bool:
         """First-same-as-last: the last stage is evaluated at the step's result."""
-        return len(self.a) > 0 and self.c[-1] == 1.0 and tuple(self.a[-1]) == tuple(self.b[:-1]) \
+        return (
+            len(self.a) > 0
+            and self.c[-1] == 1.0
+            and tuple(self.a[-1]) == tuple(self.b[:-1])
             and self.b[-1] == 0.0
+        )
 
 
 def _combine(coeffs, ks: list[Tensor]) -> Tensor | None:
     acc = None
-    for coef, k in zip(coeffs, ks):
+    for coef, k in zip(coeffs, ks, strict=True):
         if coef == 0.0:
             continue
         if acc is None:
@@ -68,8 +72,9 @@ def _combine(coeffs, ks: list[Tensor]) -> Tensor | None:
     return acc
 
 
-def rk_step(tableau: ButcherTableau, flow: Flow, t: Tensor, x: Tensor, h: Tensor,
-            k1: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor, int]:
+def rk_step(
+    tableau: ButcherTableau, flow: Flow, t: Tensor, x: Tensor, h: Tensor, k1: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor, int]:
     """One explicit RK step. Returns ``(x_next, error_or_None, last_stage, nfe)``."""
     hb = bcast(h, x)
     nfe = 0
@@ -123,7 +128,7 @@ DOPRI5 = ButcherTableau(
         _DP_B[:-1],
     ),
     b=_DP_B,
-    b_error=tuple(b - bh for b, bh in zip(_DP_B, _DP_BHAT)),
+    b_error=tuple(b - bh for b, bh in zip(_DP_B, _DP_BHAT, strict=True)),
     order=5,
     error_order=4,
 )

@@ -96,14 +96,15 @@ class Torchsde(Solver):
                 "Use 'euler', 'milstein' or 'srk'"
             )
 
-    def integrate(self, flow: Flow, x0: Tensor, times: Tensor, *, ctx, save_at,
-                  output) -> Solution:
+    def integrate(self, flow: Flow, x0: Tensor, times: Tensor, *, ctx, save_at, output) -> Solution:
         """Integrate ``flow`` over the fixed grid ``times`` with torchsde."""
         import torchsde
 
         if save_at not in (None, "steps", "all"):
-            raise ConfigError(f"the Torchsde adapter saves the end state (save_at=None) or every "
-                              f"grid point (save_at='steps'), got {describe(save_at)}")
+            raise ConfigError(
+                f"the Torchsde adapter saves the end state (save_at=None) or every "
+                f"grid point (save_at='steps'), got {describe(save_at)}"
+            )
         B, dev, dt = x0.shape[0], x0.device, x0.dtype
         shape = x0.shape
         grid = times.to(device=dev, dtype=dt)
@@ -149,8 +150,16 @@ class Torchsde(Solver):
             sde.g = diffusion
         bm = _make_brownian(ctx, grid, hs, (B, x0[0].numel()), shape, dt, dev, current)
         ts = torch.arange(n + 1, dtype=dt, device=dev)
-        ys = torchsde.sdeint(sde, x0.reshape(B, -1), ts, bm=bm, method=self.method, dt=1.0,
-                             adaptive=False, options=self.options or None)
+        ys = torchsde.sdeint(
+            sde,
+            x0.reshape(B, -1),
+            ts,
+            bm=bm,
+            method=self.method,
+            dt=1.0,
+            adaptive=False,
+            options=self.options or None,
+        )
         traj = ys.reshape(n + 1, *shape)
         x = traj[-1]
         stats = make_stats(B)
@@ -160,9 +169,13 @@ class Torchsde(Solver):
             nfe[0] += 1
         stats.nfe += nfe[0]
         save_all = save_at is not None
-        return Solution(x=x, ts=grid if save_all else grid[-1:],
-                        trajectory=traj if save_all else None, stats=stats,
-                        t_final=grid[-1].expand(B).clone())
+        return Solution(
+            x=x,
+            ts=grid if save_all else grid[-1:],
+            trajectory=traj if save_all else None,
+            stats=stats,
+            t_final=grid[-1].expand(B).clone(),
+        )
 
 
 def _make_brownian(ctx, grid: Tensor, hs: Tensor, size, shape, dtype, device, current):
@@ -195,13 +208,17 @@ def _make_brownian(ctx, grid: Tensor, hs: Tensor, size, shape, dtype, device, cu
 
         def __call__(self, ta, tb=None, return_U=False, return_A=False):
             if tb is None or return_A:
-                raise ConfigError("the Torchsde adapter supports increments (and space-time "
-                                  "areas) over one grid step only")
+                raise ConfigError(
+                    "the Torchsde adapter supports increments (and space-time "
+                    "areas) over one grid step only"
+                )
             a, b = float(ta), float(tb)
             k = round(a)
             if abs(a - k) > 1e-9 or abs(b - a - 1.0) > 1e-9 or not 0 <= k < n:
-                raise ConfigError(f"torchsde asked for the Brownian increment over [{a}, {b}] in "
-                                  "index time; only single grid steps are supported (fixed steps)")
+                raise ConfigError(
+                    f"torchsde asked for the Brownian increment over [{a}, {b}] in "
+                    "index time; only single grid steps are supported (fixed steps)"
+                )
             current[0] = k  # torchsde's fixed-step methods query the increment first in a step
             t0, t1 = grid[k], grid[k + 1]
             habs = hs[k].abs()
