@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--crop", type=int, default=None,
                       help="center-crop size of the photos (default 192, --quick 64)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster setting")
     demo.set_defaults(func=_demo)
 

@@ -44,8 +44,8 @@ import torch
 
 from flowrestore.errors import ConfigError, describe
 
-__all__ = ["SOLVERS", "TASK_MODELS", "make_solver", "load_model", "list_inputs", "restore_files",
-           "RestoreReport", "main"]
+__all__ = ["SOLVERS", "TASK_MODELS", "default_threads", "make_solver", "load_model",
+           "list_inputs", "restore_files", "RestoreReport", "main"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -61,6 +61,31 @@ SOLVERS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 TASK_MODELS = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
+
+
+def default_threads() -> int:
+    """CPU threads for inference: ``OMP_NUM_THREADS`` if set, else ``min(4, cores - 1)`` (>= 1).
+
+    One core is left free on purpose: on a shared 2-core machine two OpenMP threads competing
+    with one other busy process ran the U-Net 5x slower than one thread (0.42 vs 0.084 s per
+    192x192 image and evaluation).
+    """
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1))
+
+
+def set_threads(threads: int | None, device) -> int:
+    """Apply ``threads`` (or :func:`default_threads`) to torch when running on CPU."""
+    n = threads or default_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(n)
+    return n
 
 
 def make_solver(name: str, method: str = "indi"):
@@ -312,6 +337,8 @@ def add_arguments(p) -> None:
     p.add_argument("--no-upsample", action="store_true",
                    help="sr4: the inputs are already at the target size")
     p.add_argument("--seed", type=int, default=0, help="noise seed of stochastic solvers")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -321,6 +348,7 @@ def main(args) -> int:
     device = args.device
     if device is None:
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    set_threads(args.threads, device)
     model = load_model(args.task, args.checkpoint, device=device)
     method = model.metadata["method"]
     solver = args.solver or ("heun" if method == "indi" else "em")

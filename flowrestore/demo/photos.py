@@ -175,19 +175,22 @@ def _figure(panels, path: Path, names) -> None:
 
 
 def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-demo",
-        quick=False, crop=None, seed=0, log=print) -> dict:
+        quick=False, crop=None, seed=0, threads=None, log=print) -> dict:
     """Run the demo; returns ``{"rows": {task: rows}, "table": path, "figure": path, ...}``."""
     from flowrestore.pretrained import heldout_crops, pretrained
+    from flowrestore.restore import set_threads
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = set_threads(threads, device)
     crop = crop or (64 if quick else 192)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names, clean = heldout_crops(crop)
     t_start = time.perf_counter()
     log(f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
-        f"center crops {crop}x{crop} to keep it fast; device {device}")
+        f"center crops {crop}x{crop} to keep it fast; device {device}"
+        + (f" ({threads} thread{'s' if threads > 1 else ''})" if str(device) == "cpu" else ""))
     results, lines, panels = {}, [], []
     for task in tasks:
         model = pretrained(TASK_MODEL[task], device=device)
@@ -248,5 +251,5 @@ def main(args) -> int:
     run(tasks=tasks, solvers=getattr(args, "solver", None), steps=getattr(args, "steps", None),
         device=getattr(args, "device", None), out=getattr(args, "out", None) or "flowrestore-demo",
         quick=getattr(args, "quick", False), crop=getattr(args, "crop", None),
-        seed=getattr(args, "seed", 0))
+        seed=getattr(args, "seed", 0), threads=getattr(args, "threads", None))
     return 0
