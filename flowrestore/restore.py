@@ -188,10 +188,14 @@ def _read(path: Path):
 
     with Image.open(path) as im:
         im.load()
-        grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-        rgb = im.convert("RGB")
-    arr = np.asarray(rgb, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy()), grey
+        grey = im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+        if im.mode in ("I", "F") or im.mode.startswith("I;16"):  # 16-bit / float grey
+            a = np.asarray(im, dtype=np.float32)
+            a = a / (65535.0 if a.max() > 255 else 255.0) if im.mode != "F" else a
+            arr = np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
+        else:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), grey
 
 
 def _write(x: torch.Tensor, grey: bool, path: Path) -> None:
