@@ -154,3 +154,28 @@ def check_generator(generator, name: str = "generator") -> None:
     """Check that ``generator`` is ``None`` or a ``torch.Generator``."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"{name} must be a torch.Generator or None, got {describe(generator)}")
+
+
+class PosteriorOracle:
+    """Shared surface of the oracles: the exact posterior mean as a clean-image predictor.
+
+    Subclasses implement ``posterior_mean(x_t, t)``; ``.predictor`` and calling the oracle itself
+    return it, so ``fr.InDIFlow(oracle)`` and ``fr.InDIFlow(oracle.predictor)`` both work.
+    """
+
+    def posterior_mean(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """``E[x | x_t]`` at time ``t``."""
+        raise NotImplementedError
+
+    @property
+    def predictor(self):
+        """The exact clean-image predictor ``F(x_t, t) = E[x | x_t]`` (a bound method)."""
+        return self.posterior_mean
+
+    def __call__(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """Same as :meth:`posterior_mean`."""
+        return self.posterior_mean(x_t, t)
+
+    def mmse(self, y: torch.Tensor) -> torch.Tensor:
+        """MMSE estimate ``E[x | y]``: the posterior mean at ``t = 1``."""
+        return self.posterior_mean(y, 1.0)

@@ -26,6 +26,7 @@ import torch
 
 from flowrestore.errors import ConfigError, GridError, describe
 from flowrestore.oracles._common import (
+    PosteriorOracle,
     TimeLike,
     as_param,
     check_generator,
@@ -60,7 +61,7 @@ def _check_grid(grid) -> torch.Tensor:
     return g
 
 
-class GaussianOracle:
+class GaussianOracle(PosteriorOracle):
     """Gaussian prior with a diagonal linear degradation: exact InDI posterior mean and flows.
 
     Args (keyword-only):
@@ -128,19 +129,6 @@ class GaussianOracle:
         ht = (1 - tv) + tv * h
         var = sc**2
         return c + var * ht * (x_t - ht * c) / (ht**2 * var + (tv * self.noise_std) ** 2)
-
-    @property
-    def predictor(self):
-        """The exact clean-image predictor ``F(x_t, t) = E[x | x_t]`` (a bound method)."""
-        return self.posterior_mean
-
-    def __call__(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        """Same as :meth:`posterior_mean`, so the oracle itself can be passed as a predictor."""
-        return self.posterior_mean(x_t, t)
-
-    def mmse(self, y: torch.Tensor) -> torch.Tensor:
-        """MMSE estimate ``E[x | y]`` (the posterior mean at ``t = 1``)."""
-        return self.posterior_mean(y, 1.0)
 
     def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Residual-flow drift ``(x - E[x|x_t]) / t``, in a form that is regular at ``t = 0``.

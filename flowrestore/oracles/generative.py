@@ -20,6 +20,7 @@ import torch
 
 from flowrestore.errors import ConfigError, describe
 from flowrestore.oracles._common import (
+    PosteriorOracle,
     TimeLike,
     as_param,
     check_generator,
@@ -33,7 +34,7 @@ from flowrestore.oracles._common import (
 __all__ = ["GaussianGenerativeOracle"]
 
 
-class GaussianGenerativeOracle:
+class GaussianGenerativeOracle(PosteriorOracle):
     """Gaussian prior pushed from a standard-normal latent by the InDI flow (MATH.md §5).
 
     Args (keyword-only):
@@ -69,15 +70,6 @@ class GaussianGenerativeOracle:
         a = 1 - tv
         var = sc**2
         return c + a * var * (x_t - a * c) / (a**2 * var + tv**2)
-
-    @property
-    def predictor(self):
-        """The exact clean-image predictor ``F(x_t, t) = E[x | x_t]`` (a bound method)."""
-        return self.posterior_mean
-
-    def __call__(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        """Same as :meth:`posterior_mean`."""
-        return self.posterior_mean(x_t, t)
 
     def exact_map(self, z: torch.Tensor) -> torch.Tensor:
         """The flow's exact map from the latent at ``t = 1`` to ``t = 0``: ``c + σ_c ⊙ z``."""

@@ -21,6 +21,7 @@ import torch
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import (
+    PosteriorOracle,
     TimeLike,
     as_param,
     check_generator,
@@ -43,7 +44,7 @@ def _softmax_from_sqdist(log_w: torch.Tensor, sqdist: torch.Tensor, scale: torch
     return torch.softmax(log_w - penalty, dim=-1)
 
 
-class DiracMixture:
+class DiracMixture(PosteriorOracle):
     """Mixture of Dirac masses with a linear degradation: exact InDI and Dirac posterior means.
 
     Args (keyword-only):
@@ -144,19 +145,6 @@ class DiracMixture:
         """Exact ``E[x | x_t]`` on the InDI path (MATH.md §2c); ``t`` scalar or ``[B]``."""
         p = self.posterior_weights(x_t, t)
         return (p @ self._flat.to(p)).reshape(x_t.shape)
-
-    @property
-    def predictor(self):
-        """The exact InDI clean-image predictor ``F(x_t, t) = E[x | x_t]`` (a bound method)."""
-        return self.posterior_mean
-
-    def __call__(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        """Same as :meth:`posterior_mean`."""
-        return self.posterior_mean(x_t, t)
-
-    def mmse(self, y: torch.Tensor) -> torch.Tensor:
-        """MMSE estimate ``E[x | y]``: the posterior mean at ``t = 1``, an average of centres."""
-        return self.posterior_mean(y, 1.0)
 
     # -------------------------------------------------------------- sampling
     def sample(
