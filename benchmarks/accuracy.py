@@ -76,6 +76,7 @@ def candidates(kind: str, fitted: dict):
     rtols = [1e-3, 1e-4, 1e-5, 1e-6]
     rows = []
     rows += _fixed("Euler (=InDI) uniform", fr.Euler(), fr.Uniform(), more)
+    rows += _fixed("Midpoint uniform", fr.Midpoint(), fr.Uniform(), [n for n in more if n <= 48])
     rows += _fixed("Heun Power(2)", fr.Heun(), fr.Power(2.0), more)
     rows += _fixed("RK4 Power(2)", fr.RK4(), fr.Power(2.0), few)
     rows += _fixed("RK4 Power(3)", fr.RK4(), fr.Power(3.0), few)
@@ -230,14 +231,21 @@ def plot(gauss, mix, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    def key(r):
+        return (r["lib"], r["method"].split(" rtol=")[0])
+
+    # one colour per method across both panels (so a curve means the same thing left and right)
+    keys = list(dict.fromkeys(key(r) for r in [*gauss, *mix]))
+    cmap = plt.get_cmap("tab20")
+    colour = {k: cmap(i % 20) for i, k in enumerate(keys)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, rows, ylab, floor in (
         (axes[0], gauss, "relative error at t=0", 1e-12),
         (axes[1], mix, "samples on a wrong centre (+0.5)", 0.5),
     ):
         groups = {}
         for r in rows:
-            groups.setdefault((r["lib"], r["method"].split(" rtol=")[0]), []).append(r)
+            groups.setdefault(key(r), []).append(r)
         for (lib, name), rs in groups.items():
             rs = sorted(rs, key=lambda r: r["nfe_max"])
             ys = [max(r["value"] + (0.5 if floor == 0.5 else 0), floor) for r in rs]
@@ -246,6 +254,7 @@ def plot(gauss, mix, out: Path) -> Path:
                 ys,
                 "o-" if lib == "flowrestore" else "s--",
                 label=f"{lib}: {name}",
+                color=colour[(lib, name)],
                 ms=3,
                 lw=1,
             )
@@ -257,7 +266,8 @@ def plot(gauss, mix, out: Path) -> Path:
     axes[0].axhline(GAUSS_GOAL, color="k", lw=0.8)
     axes[0].axvline(6, color="k", lw=0.8)
     axes[1].axvline(MIX_GOAL_NFE, color="k", lw=0.8)
-    axes[1].legend(fontsize=6, ncol=1, loc="upper right")
+    for ax in axes:
+        ax.legend(fontsize=6, ncol=1, loc="upper right")
     axes[0].set_title("Gaussian oracle")
     axes[1].set_title("Hard Dirac mixture (4000 samples)")
     fig.tight_layout()
