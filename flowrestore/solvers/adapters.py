@@ -18,7 +18,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, GridError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.integrate.solution import Solution, make_stats
-from flowrestore.solvers.base import Solver
+from flowrestore.solvers.base import Solver, resolve_t_min
 
 _FIXED = {
     "euler",
@@ -86,7 +86,7 @@ class Torchdiffeq(Solver):
 
     def resolved_t_min(self) -> float:
         """``t_min`` used on singular flows."""
-        return self.t_min if self.t_min is not None else min(1e-2, self.rtol**0.5 / 10)
+        return resolve_t_min(self.t_min, self.rtol)
 
     def integrate(self, flow: Flow, x0: Tensor, times: Tensor, *, ctx, save_at, output) -> Solution:
         """Integrate ``flow`` over ``times`` (fixed methods: the grid; adaptive: the span)."""

@@ -24,6 +24,17 @@ from flowrestore.flows.base import Flow
 from flowrestore.integrate.noise import GeneratorNoise, NoiseSource
 
 
+def resolve_t_min(t_min: float | None, rtol: float) -> float:
+    """Where a tolerance-controlled solve of a flow singular at 0 stops before its denoising step.
+
+    ``t_min`` if given, else ``min(1e-2, sqrt(rtol)/10)``: the denoising step's error is
+    ``O(t_min²)``, so this keeps it about ``rtol/100`` (MATH.md §1, "The endpoint t = 0").
+    """
+    if t_min is not None:
+        return t_min
+    return min(1e-2, max(rtol, 1e-16) ** 0.5 / 10)
+
+
 @dataclass
 class StepContext:
     """What a step may see besides ``(t, x, h)``: the run's noise, start and per-step records."""

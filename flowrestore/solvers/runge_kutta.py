@@ -21,7 +21,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow
-from flowrestore.solvers.base import Solver, StepContext, StepResult
+from flowrestore.solvers.base import Solver, StepContext, StepResult, resolve_t_min
 from flowrestore.solvers.tableau import (
     BOSH3,
     DOPRI5,
@@ -150,9 +150,7 @@ class _Embedded(ExplicitRK):
 
     def resolved_t_min(self) -> float:
         """``t_min`` used on singular flows."""
-        if self.t_min is not None:
-            return self.t_min
-        return min(1e-2, max(self.rtol, 1e-16) ** 0.5 / 10)
+        return resolve_t_min(self.t_min, self.rtol)
 
 
 @dataclass(repr=False)

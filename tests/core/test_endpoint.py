@@ -129,3 +129,12 @@ def test_denoising_step_error_is_second_order_in_last_time(problem):
         errs.append(max_err(sol.x, exact))
     ratios = [errs[i] / errs[i + 1] for i in range(2)]
     assert all(3.5 < r < 4.5 for r in ratios), (errs, ratios)
+
+
+@pytest.mark.parametrize("rtol", [0.0, 1e-8, 1e-6, 1e-3, 0.5])
+def test_adaptive_solvers_and_torchdiffeq_share_the_t_min_default(rtol):
+    expected = min(1e-2, max(rtol, 1e-16) ** 0.5 / 10)
+    assert fr.Dopri5(rtol=rtol, atol=1e-6).resolved_t_min() == expected
+    assert fr.Bosh3(rtol=rtol, atol=1e-6).resolved_t_min() == expected
+    assert fr.Torchdiffeq("dopri5", rtol=rtol, atol=1e-6).resolved_t_min() == expected
+    assert fr.Dopri5(rtol=rtol, atol=1e-6, t_min=3e-3).resolved_t_min() == 3e-3
