@@ -1,0 +1,161 @@
+"""Tiled restoration: tiles cover the image, blending weights sum to 1, and the tiled result is
+the whole-image result up to a stated tolerance (README, "Restore photos with the shipped
+predictors")."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError
+from flowrestore.pretrained import degrade_for, flow_for, pretrained
+from flowrestore.tiling import (
+    axis_spans,
+    axis_weights,
+    plan_tiles,
+    receptive_radius,
+    restore_tiled,
+)
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple",
+    [(1001, 256, 48, 4), (4000, 512, 48, 4), (3000, 512, 48, 4), (130, 64, 16, 1), (97, 40, 8, 8)],
+)
+def test_spans_cover_the_axis_with_aligned_starts_and_enough_overlap(
+    length, tile, overlap, multiple
+):
+    spans = axis_spans(length, tile, overlap, multiple)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(a % multiple == 0 for a, _ in spans)
+    assert all(b - a <= tile + multiple - 1 for a, b in spans)
+    for (a0, b0), (a1, b1) in zip(spans, spans[1:], strict=False):
+        assert a0 < a1 and b0 - a1 >= overlap and b0 <= b1
+    # no wasted tile: one fewer would not cover the axis with this overlap
+    n = len(spans)
+    assert (n - 1) * tile - (n - 2) * overlap < length
+
+
+def test_one_tile_when_the_image_fits():
+    assert axis_spans(300, 512, 48, 4) == [(0, 300)]
+    with pytest.raises(ConfigError, match="tile"):
+        axis_spans(1000, 64, 48, 4)
+
+
+def test_blending_weights_sum_to_one_and_ignore_tile_edges():
+    plan = plan_tiles(203, 341, tile=96, overlap=32, multiple=4, batch=1)
+    rows, cols = plan.weights()
+    canvas = torch.zeros(203, 341, dtype=torch.float64)
+    for i, (t, b) in enumerate(plan.rows):
+        for j, (c, r) in enumerate(plan.cols):
+            w = rows[i][:, None] * cols[j][None, :]
+            assert float(w.min()) >= 0 and float(w.max()) <= 1 + 1e-12
+            canvas[t:b, c:r] += w
+    assert torch.allclose(canvas, torch.ones_like(canvas), atol=1e-12, rtol=0)
+    # inside an overlap, the first quarter next to a tile's edge has no weight
+    w = axis_weights(plan.rows, 203)
+    (_, b0), (a1, _) = plan.rows[0], plan.rows[1]
+    quarter = (b0 - a1) // 4
+    assert float(w[1][:quarter].abs().max()) == 0.0
+    assert float(w[0][-quarter:].abs().max()) == 0.0
+
+
+class _Convs(nn.Module):
+    """k stacked 3x3 convolutions: receptive-field radius k by construction."""
+
+    multiple = 1
+
+    def __init__(self, k):
+        super().__init__()
+        self.convs = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(k)])
+
+    def forward(self, x, t):
+        return self.convs(x)
+
+
+def test_receptive_radius_of_a_known_stack():
+    torch.manual_seed(0)
+    assert receptive_radius(_Convs(3), multiple=1) == 3
+    assert receptive_radius(_Convs(7), multiple=4) == 7
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One CPU thread: the machine is shared, and the U-Net runs several times slower with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def deblur():
+    model = pretrained("indi-deblur")
+    from skimage import data
+
+    x = torch.from_numpy(data.astronaut()[40:200, 96:296].copy()).permute(2, 0, 1).float() / 255
+    y = degrade_for(model, x[None], generator=torch.Generator().manual_seed(0))[0]
+    return model, y
+
+
+def _seams(plan):
+    """True where one tile has weight 1 (away from seams)."""
+    rows, cols = plan.weights()
+    one = torch.zeros(plan.height, plan.width, dtype=torch.bool)
+    for i, (t, b) in enumerate(plan.rows):
+        for j, (c, r) in enumerate(plan.cols):
+            one[t:b, c:r] |= (rows[i][:, None] * cols[j][None, :]) == 1
+    return one
+
+
+@pytest.mark.parametrize(
+    "solver,steps,away,everywhere",
+    [(fr.Euler(), 1, 1e-5, 1 / 255), (fr.Heun(), 3, 1e-4, 1 / 255)],
+)
+def test_tiled_equals_whole_image_away_from_seams(deblur, solver, steps, away, everywhere):
+    model, y = deblur
+    flow = flow_for(model)
+    whole = fr.solve(flow, solver, y[None], steps=steps).x[0]
+    plan = plan_tiles(160, 200, model=model, tile=128)  # overlap: the model's receptive field
+    assert plan.count == 4 and plan.overlap >= 40
+    tiled = restore_tiled(flow, solver, y, steps=steps, plan=plan)
+    err = (tiled - whole).abs().amax(0)
+    one = _seams(plan)
+    assert one.float().mean() > 0.3
+    assert float(err[one].max()) <= away
+    assert float(err.max()) <= everywhere
+
+
+def test_batched_tiles_progress_and_whole_image_tile(deblur):
+    model, y = deblur
+    flow = flow_for(model)
+    calls = []
+    plan1 = plan_tiles(160, 200, model=model, tile=128, batch=1)
+    one_by_one = restore_tiled(flow, fr.Euler(), y, steps=2, plan=plan1, on_step=calls.append)
+    assert sum(calls) == plan1.count * 2 and len(calls) == plan1.count * 2  # advances per tile
+    plan4 = plan_tiles(160, 200, model=model, tile=128, batch=4)
+    batched = restore_tiled(flow, fr.Euler(), y, steps=2, plan=plan4)
+    assert float((batched - one_by_one).abs().max()) < 1e-5
+    whole = restore_tiled(flow, fr.Euler(), y, steps=2, tile=0)
+    assert torch.equal(whole, fr.solve(flow, fr.Euler(), y[None], steps=2).x[0])
+
+
+def test_memory_budget_sets_tile_size_and_batch(deblur):
+    model, _ = deblur
+    small = plan_tiles(3000, 4000, model=model, memory_budget=64 * 2**20)
+    large = plan_tiles(3000, 4000, model=model, memory_budget=512 * 2**20)
+    assert max(small.tile_shape) < max(large.tile_shape) <= 512
+    assert all(a % 4 == 0 for a, _ in small.rows + small.cols)
+    # processed pixels: overlap costs at most about a quarter more than the image
+    assert large.processed_pixels / (3000 * 4000) < 1.25
+
+
+def test_tiled_dirac_is_reproducible():
+    model = pretrained("dirac-deblur")
+    y = torch.rand(3, 72, 100, generator=torch.Generator().manual_seed(3))
+    flow = flow_for(model)
+    kw = {"steps": 2, "tile": 64, "overlap": 16, "output": "posterior_mean", "seed": 5}
+    a = restore_tiled(flow, fr.EulerMaruyama(), y, **kw)
+    b = restore_tiled(flow, fr.EulerMaruyama(), y, **kw)
+    assert torch.equal(a, b) and a.shape == y.shape and np.isfinite(a.numpy()).all()
