@@ -1,42 +1,21 @@
-"""Restore a user's own image files: ``flowrestore restore PATH... -o OUTDIR``.
+"""Restore a user's own image files with a shipped or trained predictor (``flowrestore restore``).
 
-::
-
-    flowrestore restore photo.jpg scans/ --task deblur --solver heun --steps 10 -o restored/
-    flowrestore restore small.png --task sr4 -o big/            # output is 4x larger
-    flowrestore restore noisy/ --task dirac-deblur --steps 25 -o out/
-    flowrestore restore in/ --checkpoint my_run.pt -o out/      # a trainer checkpoint
-    torchrun --nproc_per_node=2 -m flowrestore.cli restore in/ -o out/   # files split by rank
-
-**Inputs.** Files (any format Pillow reads: PNG, JPEG, ...) and folders (their image files —
-``.png .jpg .jpeg .bmp .tif .tiff .webp``, not recursive). Whole images are processed, any size:
-the U-Net pads internally to a multiple of its down-sampling factor and crops back, so there are
-no tiles and no seams (memory grows with the image area). Colour images are restored as RGB
-(an alpha channel is dropped); grey images are restored as RGB (the predictors are 3-channel) and
-saved grey. For ``sr4`` the input is the low-resolution image: it is upsampled 4× (bicubic, as in
-training) and then restored (``--no-upsample`` for inputs already at the target size).
-
-**Batches.** Images of the same size are restored together in batches of ``--batch-size``
-(default 4); other images one group at a time. Outputs are ``OUTDIR/<name>.png`` (8-bit PNG;
-when two inputs share a name the extension is kept, ``a_jpg.png``). Existing outputs are skipped
-unless ``--overwrite``.
-
-**Failures.** An unreadable or corrupt file (or one whose restoration fails) is reported
-(``FAILED <path>: <reason>``) and skipped; the others are still restored. The exit code is 0 when
-every file was restored or skipped as already done, and 1 when any file failed (so scripts notice).
-
-**Several processes.** Under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the environment; no process
-group is created) the sorted list of input files is split as ``files[rank::world_size]``: every
-file is handled by exactly one process, none is lost. On CUDA each process uses
-``cuda:LOCAL_RANK``. Stochastic solvers (Dirac's ``em``) use one seed per file (``--seed`` plus the
-file's index in the sorted list), so results do not depend on the batching or the number of
-processes.
+The library behind the command: which solver a name means (:data:`SOLVERS`, :func:`make_solver`),
+which model a task means and what degradation it expects (:func:`expected_degradation`), which
+files a run restores and under which names (:func:`list_inputs`, :func:`output_name`), and the run
+itself (:func:`restore_files`), which reads files with :mod:`flowrestore.imageio` and restores
+large images tile by tile with :mod:`flowrestore.tiling`. :data:`DESCRIPTION` is the command's
+help text.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
+import resource
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,23 +23,77 @@ import torch
 
 from flowrestore.errors import ConfigError, describe
 
-__all__ = ["SOLVERS", "TASK_MODELS", "default_threads", "make_solver", "load_model",
-           "list_inputs", "restore_files", "RestoreReport", "main"]
+__all__ = [
+    "SOLVERS",
+    "TASK_MODELS",
+    "DESCRIPTION",
+    "default_threads",
+    "set_threads",
+    "make_solver",
+    "load_model",
+    "expected_degradation",
+    "resolve_device",
+    "list_inputs",
+    "output_name",
+    "check_output_dir",
+    "restore_files",
+    "RestoreReport",
+    "add_arguments",
+    "main",
+]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-# solver name -> (methods it applies to, description)
-SOLVERS: dict[str, tuple[tuple[str, ...], str]] = {
-    "euler": (("indi",), "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)"),
-    "heun": (("indi",), "Heun (2nd order), last step the denoising step"),
-    "midpoint": (("indi",), "explicit midpoint (2nd order)"),
-    "rk4": (("indi",), "classical Runge-Kutta (4th order), last step the denoising step"),
-    "indi": (("indi",), "InDI's discrete sampler (eps = 0)"),
-    "em": (("dirac",), "Euler-Maruyama = Dirac's update (paper eq. 7)"),
-    "sra1": (("dirac",), "Roessler's SRA1 (strong order 1.5 for additive noise)"),
+# solver name -> (methods it applies to, description, class in flowrestore.solvers).
+# The one place that maps the command's solver names to solver classes.
+SOLVERS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "euler": (("indi",), "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)", "Euler"),
+    "heun": (("indi",), "Heun (2nd order), last step the denoising step", "Heun"),
+    "midpoint": (("indi",), "explicit midpoint (2nd order)", "Midpoint"),
+    "rk4": (("indi",), "classical Runge-Kutta (4th order), last step the denoising step", "RK4"),
+    "indi": (("indi",), "InDI's discrete sampler (eps = 0)", "InDISampler"),
+    "em": (("dirac",), "Euler-Maruyama = Dirac's update (paper eq. 7)", "EulerMaruyama"),
+    "sra1": (("dirac",), "Roessler's SRA1 (strong order 1.5 for additive noise)", "SRA1"),
 }
 
+#: Work (pixels x evaluations) above which an estimate is printed: about 10 s on one CPU core.
+ESTIMATE_ABOVE = 4e6
+
 TASK_MODELS = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
+
+DESCRIPTION = """\
+Restore image files with a shipped predictor (--task) or your own trainer checkpoint.
+
+Inputs: files in any format Pillow reads, and folders (their .png .jpg .jpeg .bmp .tif .tiff
+.webp .gif files, not recursive). A file given several times (relative, absolute, ../ paths) is
+restored once.
+
+Outputs: OUTDIR/<stem>.png for a PNG input and OUTDIR/<stem>_<ext>.png otherwise (a.jpg ->
+a_jpg.png), the same name in every run. Existing outputs are kept unless --overwrite. Two inputs
+that would get one name (a.png in two folders) are reported as failed; restore them into
+different folders. The output folder is created and checked for writing before anything runs.
+
+Files as they are: the EXIF orientation is applied (the output is upright, its EXIF orientation
+reset to 1), EXIF and ICC profile are kept, 16-bit inputs give 16-bit PNGs, the value range comes
+from the file's mode (8-bit /255, 16-bit /65535), alpha is kept unchanged (resized for sr4), grey
+stays grey, palette images become RGB(A), CMYK becomes RGB (through its ICC profile when present).
+
+Large images are restored in overlapping tiles (size from the model's receptive field and the
+--memory budget; --tile 0 restores the whole image at once); the result matches whole-image
+restoration within 1e-4 away from tile seams and within 1/255 at the seams. Before a long job an
+estimate of the time and peak memory is printed; the progress bar counts tile steps.
+
+sr4: the input is the low-resolution image; it is upsampled 4x (bicubic, as in training) and
+restored (--no-upsample for inputs already at the target size).
+
+Failures: an unreadable file is reported once (FAILED <path>: <reason>) and skipped; the exit code
+is 0 when every file was restored or already there, 1 when a file failed, 2 for a usage error.
+
+Several processes: under torchrun (RANK/WORLD_SIZE set) each process takes every WORLD_SIZE-th
+file of the sorted list, starting at its RANK; on CUDA each process uses cuda:LOCAL_RANK.
+Stochastic solvers (Dirac's em) seed each file and tile from --seed, the file's index and the
+tile's index, so results do not depend on batching or the number of processes.
+"""
 
 
 def default_threads() -> int:
@@ -90,76 +123,167 @@ def set_threads(threads: int | None, device) -> int:
 
 def make_solver(name: str, method: str = "indi"):
     """The solver object for a name in :data:`SOLVERS`, checked against the flow's method."""
-    import flowrestore.solvers as S
+    import flowrestore.solvers as solvers
 
     if name not in SOLVERS:
         raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {describe(name)}")
     if method not in SOLVERS[name][0]:
-        ok = sorted(k for k, (m, _) in SOLVERS.items() if method in m)
-        raise ConfigError(
-            f"solver {name!r} does not apply to a {method} predictor; use one of {ok}"
+        ok = sorted(k for k, (m, _, _) in SOLVERS.items() if method in m)
+        raise ConfigError(f"solver {name!r} does not apply to {method} predictors; use one of {ok}")
+    return getattr(solvers, SOLVERS[name][2])()
+
+
+def expected_degradation(meta: dict) -> str:
+    """In words: the input a predictor was trained on, and what it does to other inputs."""
+    p, task = meta.get("task_params", {}), meta.get("task")
+    if meta.get("method") == "dirac" and task == "deblur":
+        noise = meta.get("dirac", {}).get("sigma_max", 0.05)
+        return (
+            f"a photo blurred by a Gaussian of std {p.get('blur_sigma', 2.0):g} px with noise "
+            f"of std {noise:g}; on a sharp or differently blurred photo it over-sharpens "
+            f"(halos, ringing)"
         )
-    if name in ("em", "sra1"):
-        from flowrestore.solvers.sde import SRA1, EulerMaruyama
+    if task == "deblur":
+        return (
+            f"a photo blurred by a Gaussian of std {p.get('blur_sigma', 2.0):g} px (noise std "
+            f"{p.get('noise', 0.0):g}); on a sharp photo it adds halos and ringing, on a "
+            f"stronger blur it sharpens too little"
+        )
+    if task == "sr4":
+        f = p.get("factor", 4)
+        return (
+            f"an image {f}x smaller than wanted, made by {f}x{f} averaging; it is upsampled "
+            f"{f}x ({p.get('upsample', 'bicubic')}) and restored, so the output is {f}x larger"
+        )
+    if task == "denoise":
+        return f"an image with Gaussian noise of std {p.get('sigma', 0.1):g} (values in [0, 1])"
+    if task == "jpeg":
+        return f"a JPEG-compressed image (quality {p.get('quality', 20)})"
+    return f"the {task!r} degradation it was trained on ({p})"
 
-        return EulerMaruyama() if name == "em" else SRA1()
-    return {"euler": S.Euler, "heun": S.Heun, "midpoint": S.Midpoint, "rk4": S.RK4,
-            "indi": S.InDISampler}[name]()
 
-
-def load_model(task: str | None = None, checkpoint: str | os.PathLike | None = None,
-               device="cpu"):
+def load_model(task: str | None = None, checkpoint: str | os.PathLike | None = None, device="cpu"):
     """A predictor with ``.metadata``: a shipped one by task/model name, or a trainer checkpoint."""
     if checkpoint is not None:
         from flowrestore.training.checkpoint import load_predictor
-
-        model = load_predictor(checkpoint, device=device)
-        cfg = model.train_config
-        meta = {"name": str(checkpoint), "method": cfg["method"], "task": cfg["task"],
-                "task_params": cfg["task_params"]}
-        if cfg["method"] == "dirac":
-            meta["dirac"] = {"sigma_min": cfg["sigma_min"], "sigma_max": cfg["sigma_max"],
-                             "lookahead": cfg["lookahead"]}
         from flowrestore.training.data import _task_params
 
-        meta["task_params"] = _task_params(cfg["task"], cfg["task_params"])
+        if not Path(checkpoint).is_file():
+            raise ConfigError(f"checkpoint {str(checkpoint)!r}: no such file")
+        try:
+            model = load_predictor(checkpoint, device=device)
+        except Exception as exc:  # noqa: BLE001 (any unpickling error: not a trainer checkpoint)
+            raise ConfigError(
+                f"checkpoint {str(checkpoint)!r}: cannot load it ({type(exc).__name__}: {exc})"
+            ) from exc
+        cfg = model.train_config
+        meta = {
+            "name": str(checkpoint),
+            "method": cfg["method"],
+            "task": cfg["task"],
+            "task_params": _task_params(cfg["task"], cfg["task_params"]),
+        }
+        if cfg["method"] == "dirac":
+            meta["dirac"] = {
+                "sigma_min": cfg["sigma_min"],
+                "sigma_max": cfg["sigma_max"],
+                "lookahead": cfg["lookahead"],
+            }
         model.metadata = meta
         return model
     from flowrestore.pretrained import list_pretrained, pretrained
 
     name = TASK_MODELS.get(task, task)
     if name not in list_pretrained():
-        raise ConfigError(f"task must be one of {sorted(TASK_MODELS)} or a shipped model "
-                          f"{list_pretrained()}, got {describe(task)}")
+        raise ConfigError(
+            f"task must be one of {sorted(TASK_MODELS)} or a shipped model "
+            f"{list_pretrained()}, got {describe(task)}"
+        )
     return pretrained(name, device=device)
 
 
-def list_inputs(paths) -> list[Path]:
-    """Files named and image files in folders named (not recursive), sorted, without duplicates."""
-    files = set()
+def resolve_device(device=None) -> torch.device:
+    """``device`` as a torch device (default: ``cuda:LOCAL_RANK`` if CUDA works, else CPU).
+
+    Raises :class:`ConfigError` with a plain reason when CUDA is asked for but not usable.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+        return torch.device("cpu")
+    text = str(device)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {describe(device)}")
+    dev = torch.device(text)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                "this PyTorch was built without CUDA"
+                if torch.version.cuda is None
+                else "no CUDA device is visible"
+            )
+            raise ConfigError(
+                f"device {text!r}: CUDA is not available ({why}; torch "
+                f"{torch.__version__}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """``(files, problems)``: files named and image files in folders named (not recursive).
+
+    Files are de-duplicated by resolved path (the first spelling is kept) and sorted by it;
+    ``problems`` lists ``(path, reason)`` for paths that do not exist.
+    """
+    seen: dict[Path, Path] = {}
+    problems = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.update(q for q in p.iterdir()
-                         if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        elif p.exists():
+            found = [p]
         else:
-            files.add(p)
-    return sorted(files, key=lambda q: str(q))
+            problems.append((str(p), "no such file or folder"))
+            continue
+        for q in found:
+            seen.setdefault(q.resolve(), q)
+    return [seen[k] for k in sorted(seen, key=str)], problems
 
 
-def output_names(files: list[Path]) -> list[str]:
-    """``<stem>.png`` per input, made unique deterministically (same on every rank)."""
-    stems = [f.stem for f in files]
-    names, seen = [], set()
-    for f, stem in zip(files, stems, strict=True):
-        name = f"{stem}.png" if stems.count(stem) == 1 else f"{stem}_{f.suffix.lstrip('.')}.png"
-        base, k = name[:-4], 1
-        while name in seen:
-            k += 1
-            name = f"{base}_{k}.png"
-        seen.add(name)
-        names.append(name)
-    return names
+def output_name(path) -> str:
+    """The output file name of an input, from its name alone: ``a.png`` -> ``a.png``,
+    ``a.jpg`` -> ``a_jpg.png``, ``a.tif`` -> ``a_tif.png``, ``a`` -> ``a.png``."""
+    path = Path(path)
+    ext = path.suffix[1:]
+    if not ext or ext.lower() == "png":
+        return f"{path.stem}.png"
+    return f"{path.stem}_{ext}.png"
+
+
+def check_output_dir(out_dir) -> Path:
+    """Create ``out_dir`` if needed and check that a file can be written there; returns it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {str(out)!r} is an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {str(out)!r} cannot be created ({exc.strerror or exc})"
+        ) from exc
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".flowrestore-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {str(out)!r} is not writable ({exc.strerror or exc})"
+        ) from exc
+    return out
 
 
 @dataclass
@@ -181,187 +305,436 @@ def _dist():
     return rank, world
 
 
-def _read(path: Path):
-    """Decode an image: ``(tensor [3, H, W] in [0, 1], was_grey)``; raises on corrupt files."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        grey = im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
-        if im.mode in ("I", "F") or im.mode.startswith("I;16"):  # 16-bit / float grey
-            a = np.asarray(im, dtype=np.float32)
-            a = a / (65535.0 if a.max() > 255 else 255.0) if im.mode != "F" else a
-            arr = np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
-        else:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), grey
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
 
 
-def _write(x: torch.Tensor, grey: bool, path: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
-    arr = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    im = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    if grey:
-        im = im.convert("L")
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def restore_files(inputs, out_dir, *, model, solver="heun", steps: int = 10, batch_size: int = 4,
-                  device=None, overwrite: bool = False, upsample: bool = True, seed: int = 0,
-                  output: str | None = None, progress: bool = True, log=print) -> RestoreReport:
-    """Restore image files into ``out_dir`` (module docstring); returns this process's report."""
+@dataclass
+class _Job:
+    idx: int
+    path: Path
+    target: Path
+    size: tuple[int, int]  # output (height, width)
+    plan: object
+
+
+def restore_files(
+    inputs,
+    out_dir,
+    *,
+    model,
+    solver="heun",
+    steps: int = 10,
+    batch_size: int = 4,
+    device=None,
+    overwrite: bool = False,
+    upsample: bool = True,
+    seed: int = 0,
+    output: str | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> RestoreReport:
+    """Restore image files into ``out_dir`` (see :data:`DESCRIPTION`); this process's report.
+
+    ``tile``/``overlap``/``memory_budget`` (bytes) go to :func:`flowrestore.tiling.plan_tiles`
+    (``tile=0``: whole images). ``log`` receives the estimate and the summary lines; per-file
+    lines go through the progress bar's writer to stdout (FAILED lines to stderr), once each.
+    """
     from tqdm.auto import tqdm
 
-    from flowrestore.integrate import solve
+    from flowrestore.imageio import displayed_size
     from flowrestore.pretrained import flow_for
+    from flowrestore.tiling import plan_tiles
 
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ConfigError(f"steps must be a positive int, got {describe(steps)}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ConfigError(f"batch_size must be a positive int, got {describe(batch_size)}")
+    _check_int("steps", steps, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
     meta = model.metadata
     method = meta["method"]
     solver_obj = make_solver(solver, method) if isinstance(solver, str) else solver
     if output is None:
         output = "posterior_mean" if method == "dirac" else "last"
     rank, world = _dist()
-    if device is None:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
+    out_dir = check_output_dir(out_dir)
     model = model.to(device)
     flow = flow_for(model)
-    factor = meta["task_params"].get("factor", 4) if meta["task"] == "sr4" else 1
-    stochastic = method == "dirac" or getattr(solver_obj, "eps", 0)
+    factor = meta["task_params"].get("factor", 4) if meta["task"] == "sr4" and upsample else 1
 
-    files = list_inputs(inputs)
-    names = output_names(files)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files, missing = list_inputs(inputs)
     report = RestoreReport(rank=rank, world_size=world)
-    mine = list(enumerate(zip(files, names, strict=True)))[rank::world]
-    bar = tqdm(total=len(mine), unit="img", disable=not progress,
-               desc=f"restore[{rank}]" if world > 1 else "restore", position=rank if world > 1
-               else None, file=sys.stderr)
+    mine = list(enumerate(files))[rank::world]
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(output_name(f), []).append(f)
 
     def fail(path, reason):
         report.failed.append((str(path), reason))
-        bar.write(f"FAILED {path}: {reason}", file=sys.stderr)
-        bar.update(1)
+        tqdm.write(f"FAILED {path}: {reason}", file=sys.stderr)
 
-    # 1) headers only: sizes for grouping; unreadable files fail here.
-    from PIL import Image
-
-    groups: dict[tuple[int, int], list] = {}
-    for idx, (path, name) in mine:
+    if rank == 0:
+        for path, reason in missing:
+            fail(path, reason)
+    jobs: list[_Job] = []
+    for idx, path in mine:
+        name = output_name(path)
         target = out_dir / name
+        if len(by_name[name]) > 1:
+            others = ", ".join(str(o) for o in by_name[name] if o != path)
+            fail(
+                path,
+                f"output name {name} is also that of {others}; restore them into "
+                f"different -o folders",
+            )
+            continue
+        if target.resolve() == path.resolve():
+            fail(path, f"the output {target} would replace the input; choose another -o folder")
+            continue
         if target.exists() and not overwrite:
             report.skipped.append((str(path), str(target)))
-            bar.write(f"skipped {path}: {target} exists (--overwrite to replace)")
-            bar.update(1)
+            tqdm.write(f"skipped {path}: {target} exists (--overwrite to replace)")
             continue
         try:
-            with Image.open(path) as im:
-                size = im.size
+            w, h = displayed_size(path)
         except Exception as exc:  # noqa: BLE001 (any decoder error means: skip this file)
             fail(path, f"cannot read image ({type(exc).__name__}: {exc})")
             continue
-        groups.setdefault(size, []).append((idx, path, target))
-    # 2) same-size batches
-    for size in sorted(groups):
-        items = groups[size]
-        for k in range(0, len(items), batch_size):
-            chunk, xs, greys = [], [], []
-            for idx, path, target in items[k:k + batch_size]:
-                try:
-                    x, grey = _read(path)
-                except Exception as exc:  # noqa: BLE001
-                    fail(path, f"cannot decode image ({type(exc).__name__}: {exc})")
-                    continue
-                chunk.append((idx, path, target))
-                xs.append(x)
-                greys.append(grey)
-            if not chunk:
-                continue
-            try:
-                y = torch.stack(xs).to(device)
-                if factor > 1 and upsample:
-                    h, w = y.shape[-2:]
-                    y = torch.nn.functional.interpolate(
-                        y, size=(h * factor, w * factor), mode="bicubic", align_corners=False
-                    ).clamp(0.0, 1.0)
-                kw = {"seeds": [seed + idx for idx, _, _ in chunk]} if stochastic else {}
-                sol = solve(flow, solver_obj, y, steps=steps, output=output, **kw)
-                outs = sol.x.clamp(0.0, 1.0).cpu()
-            except Exception as exc:  # noqa: BLE001
-                for _, path, _ in chunk:
-                    fail(path, f"restoration failed ({type(exc).__name__}: {exc})")
-                continue
-            for (_, path, target), x, grey in zip(chunk, outs, greys, strict=True):
-                try:
-                    _write(x, grey, target)
-                except Exception as exc:  # noqa: BLE001
-                    fail(path, f"cannot write {target} ({type(exc).__name__}: {exc})")
-                    continue
-                report.restored.append((str(path), str(target)))
-                bar.write(f"restored {path} -> {target}")
-                bar.update(1)
+        size = (h * factor, w * factor)
+        plan = plan_tiles(
+            *size,
+            model=model,
+            tile=tile,
+            overlap=overlap,
+            memory_budget=memory_budget,
+            device=device,
+        )
+        jobs.append(_Job(idx, path, target, size, plan))
+
+    total = sum(j.plan.count for j in jobs) * steps
+    if jobs:
+        _estimate(jobs, model, flow, solver_obj, steps, output, device, log)
+    bar = tqdm(
+        total=total,
+        unit="tile-step",
+        disable=not progress or not jobs,
+        file=sys.stderr,
+        desc=f"restore[{rank}]" if world > 1 else "restore",
+        position=rank if world > 1 else None,
+    )
+    common = {
+        "flow": flow,
+        "solver": solver_obj,
+        "steps": steps,
+        "output": output,
+        "device": device,
+        "factor": factor,
+        "seed": seed,
+        "bar": bar,
+        "model": model,
+    }
+
+    whole: dict[tuple[int, int], list[_Job]] = {}
+    for j in jobs:
+        if j.plan.count == 1:
+            whole.setdefault(j.size, []).append(j)
+    for j in jobs:
+        if j.plan.count > 1:
+            _run([j], common, report, fail)
+    for size in sorted(whole):
+        group = whole[size]
+        per_batch = max(1, min(batch_size, group[0].plan.batch))
+        for k in range(0, len(group), per_batch):
+            _run(group[k : k + per_batch], common, report, fail)
     bar.close()
     tag = f"[rank {rank}/{world}] " if world > 1 else ""
-    log(f"{tag}restored {len(report.restored)}, skipped {len(report.skipped)} (output exists), "
-        f"failed {len(report.failed)} of {len(mine)} files")
-    for path, reason in report.failed:
-        log(f"{tag}FAILED {path}: {reason}")
+    log(
+        f"{tag}restored {len(report.restored)}, skipped {len(report.skipped)} (output exists), "
+        f"failed {len(report.failed)} of {len(mine) + (len(missing) if rank == 0 else 0)} files"
+    )
     return report
+
+
+def _run(chunk: list[_Job], c: dict, report: RestoreReport, fail) -> None:
+    """Read, restore (tiled when the plan has several tiles) and write a batch of same-size jobs."""
+    from flowrestore.imageio import from_tensor, read_image, to_tensor, write_image
+    from flowrestore.integrate import solve
+    from flowrestore.tiling import restore_tiled
+
+    bar = c["bar"]
+    bar.set_postfix_str(chunk[0].path.name if len(chunk) == 1 else f"{len(chunk)} images")
+    pics, ok = [], []
+    for j in chunk:
+        try:
+            pics.append(read_image(j.path))
+            ok.append(j)
+        except Exception as exc:  # noqa: BLE001
+            fail(j.path, f"cannot decode image ({type(exc).__name__}: {exc})")
+            bar.update(j.plan.count * c["steps"])
+    if not ok:
+        return
+    try:
+        y = torch.stack([to_tensor(p) for p in pics]) if len(pics) > 1 else to_tensor(pics[0])[None]
+        if c["factor"] > 1:
+            h, w = y.shape[-2:]
+            mode = c["model"].metadata["task_params"].get("upsample", "bicubic")
+            y = torch.nn.functional.interpolate(
+                y,
+                size=(h * c["factor"], w * c["factor"]),
+                mode=mode,
+                **({} if mode == "nearest" else {"align_corners": False}),
+            ).clamp_(0.0, 1.0)
+        seeds = [c["seed"] + 100_000 * j.idx for j in ok]
+        if len(ok) == 1 and ok[0].plan.count > 1:
+            outs = restore_tiled(
+                c["flow"],
+                c["solver"],
+                y[0],
+                steps=c["steps"],
+                plan=ok[0].plan,
+                device=c["device"],
+                seed=seeds[0],
+                output=c["output"],
+                on_step=bar.update,
+            )[None]
+        else:
+            outs = solve(
+                c["flow"],
+                c["solver"],
+                y.to(c["device"]),
+                steps=c["steps"],
+                output=c["output"],
+                seeds=seeds,
+                callback=lambda *_: bar.update(len(ok)),
+            ).x
+        del y
+    except Exception as exc:  # noqa: BLE001
+        for j in ok:
+            fail(j.path, f"restoration failed ({type(exc).__name__}: {exc})")
+        return
+    for j, pic, x in zip(ok, pics, outs, strict=True):
+        try:
+            write_image(j.target, from_tensor(x, pic))
+        except Exception as exc:  # noqa: BLE001
+            fail(j.path, f"cannot write {j.target} ({type(exc).__name__}: {exc})")
+            continue
+        report.restored.append((str(j.path), str(j.target)))
+        notes = f" ({'; '.join(pic.notes)})" if pic.notes else ""
+        bar.write(f"restored {j.path} -> {j.target}{notes}")
+
+
+def _estimate(jobs, model, flow, solver, steps, output, device, log) -> None:
+    """Print the expected time and peak memory before a long job (about 10 s or more)."""
+    from flowrestore.tiling import (
+        activation_bytes_per_pixel,
+        count_evaluations,
+        seconds_per_megapixel,
+    )
+
+    nfe = count_evaluations(flow, solver, steps, output=output)
+    work = sum(j.plan.processed_pixels for j in jobs) * nfe
+    if work < ESTIMATE_ABOVE:
+        return
+    biggest = max(jobs, key=lambda j: j.plan.tile_shape[0] * j.plan.tile_shape[1])
+    rate = seconds_per_megapixel(model, biggest.plan.tile_shape)
+    seconds = work / 1e6 * rate
+    th, tw = biggest.plan.tile_shape
+    bpp = activation_bytes_per_pixel(model)
+    big = max(jobs, key=lambda j: j.size[0] * j.size[1])
+    image_bytes = big.size[0] * big.size[1] * (2 * 12 + 6 + 6)  # y, sum, decoded, quantised
+    peak = _rss_bytes() + image_bytes + th * tw * biggest.plan.batch * (bpp + 8 * 12)
+    mpx = sum(j.size[0] * j.size[1] for j in jobs) / 1e6
+    tiles = sum(j.plan.count for j in jobs)
+    log(
+        f"estimate: {len(jobs)} image(s), {mpx:.1f} Mpx out, {tiles} tile(s) up to {th}x{tw}, "
+        f"{nfe} evaluations each: about {_duration(seconds)} on {device} "
+        f"({rate:.2f} s per Mpx and evaluation, measured now); peak memory about "
+        f"{peak / 2**20:.0f} MB"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ----------------------------------------------------------------------------- command line
+class _Devices:
+    """``choices=`` for ``--device``: cpu, cuda and cuda:N."""
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) is not None
+
+    def __iter__(self):
+        return iter(("cpu", "cuda", "cuda:N"))
+
+
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def models_help() -> str:
+    """One paragraph per shipped model: its task name and the degradation it expects."""
+    import textwrap
+
+    from flowrestore.pretrained import list_pretrained, pretrained_info
+
+    by_model = {v: k for k, v in TASK_MODELS.items()}
+    lines = ["What each model expects (other inputs give poor or harmful results):"]
+    for name in list_pretrained():
+        task = by_model.get(name, name)
+        label = task if task == name else f"{task} ({name})"
+        text = f"--task {label}: {expected_degradation(pretrained_info(name))}."
+        lines.append(textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def add_arguments(p) -> None:
     """The ``flowrestore restore`` options (also used by :mod:`flowrestore.cli`)."""
+    from flowrestore.pretrained import list_pretrained
+
+    pos = _int_at_least(1, "a positive integer")
+    nonneg = _int_at_least(0, "an integer >= 0")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
-    p.add_argument("-o", "--out", "--output-dir", dest="out", required=True, help="output folder")
-    p.add_argument("--task", default="deblur",
-                   help=f"{' | '.join(TASK_MODELS)} or a shipped model name (default deblur)")
-    p.add_argument("--checkpoint", default=None,
-                   help="a trainer checkpoint (python -m flowrestore.training.trainer --out ...) "
-                        "instead of a shipped predictor")
-    p.add_argument("--solver", default=None,
-                   help=f"{' | '.join(SOLVERS)} (default heun for InDI, em for Dirac)")
-    p.add_argument("--steps", type=int, default=10, help="solver steps (default 10)")
-    p.add_argument("--output", choices=("last", "posterior_mean"), default=None,
-                   help="last iterate or posterior-mean estimate (default: last for InDI, "
-                        "posterior_mean for Dirac)")
-    p.add_argument("--batch-size", type=int, default=4, help="same-size images per batch")
-    p.add_argument("--device", default=None,
-                   help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument(
+        "-o",
+        "--out",
+        "--output-dir",
+        dest="out",
+        required=True,
+        help="output folder (created if needed)",
+    )
+    tasks = list(TASK_MODELS) + [m for m in list_pretrained() if m not in TASK_MODELS]
+    p.add_argument(
+        "--task",
+        default="deblur",
+        choices=tasks,
+        help="which shipped model (default deblur; see the list below)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a trainer checkpoint (python -m flowrestore.training.trainer --out ...) "
+        "instead of a shipped predictor",
+    )
+    p.add_argument(
+        "--solver",
+        default=None,
+        choices=list(SOLVERS),
+        help="euler, heun, midpoint, rk4, indi (InDI models); em, sra1 (Dirac); "
+        "default heun for InDI, em for Dirac",
+    )
+    p.add_argument("--steps", type=pos, default=10, help="solver steps (default 10)")
+    p.add_argument(
+        "--output",
+        choices=("last", "posterior_mean"),
+        default=None,
+        help="last iterate or posterior-mean estimate (default: last for InDI, "
+        "posterior_mean for Dirac)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=pos,
+        default=4,
+        help="small same-size images restored together (default 4)",
+    )
+    p.add_argument(
+        "--tile",
+        type=nonneg,
+        default=None,
+        help="tile side in pixels (default: from the memory budget, at most 512 on "
+        "CPU and 1024 on CUDA); 0 restores each image whole",
+    )
+    p.add_argument(
+        "--overlap",
+        type=nonneg,
+        default=None,
+        help="tile overlap in pixels (default: the model's receptive-field radius, "
+        "48 for the shipped models)",
+    )
+    p.add_argument(
+        "--memory",
+        type=pos,
+        default=None,
+        metavar="MB",
+        help="memory budget for the predictor's activations, in MB (default 512 on "
+        "CPU, half the free memory on CUDA)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=_Devices(),
+        metavar="{cpu,cuda,cuda:N}",
+        help="default: cuda if available, else cpu",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--no-upsample", action="store_true",
-                   help="sr4: the inputs are already at the target size")
-    p.add_argument("--seed", type=int, default=0, help="noise seed of stochastic solvers")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-upsample", action="store_true", help="sr4: the inputs are already at the target size"
+    )
+    p.add_argument("--seed", type=nonneg, default=0, help="noise seed of stochastic solvers")
+    p.add_argument(
+        "--threads",
+        type=pos,
+        default=None,
+        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
+    )
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
 
 
 def main(args) -> int:
-    """``flowrestore restore``: 0 if no file failed, 1 otherwise."""
-    rank, _ = _dist()
-    device = args.device
-    if device is None:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    """``flowrestore restore``: 0 if no file failed, 1 otherwise; raises ConfigError on misuse."""
+    _dist()
+    device = resolve_device(args.device)
     set_threads(args.threads, device)
+    check_output_dir(args.out)  # before loading anything
+    files, missing = list_inputs(args.paths)
+    if not files and not missing:
+        raise ConfigError(f"no image files found in {args.paths}")
     model = load_model(args.task, args.checkpoint, device=device)
     method = model.metadata["method"]
     solver = args.solver or ("heun" if method == "indi" else "em")
-    files = list_inputs(args.paths)
-    if not files:
-        print("flowrestore restore: no image files found", file=sys.stderr)
-        return 1
-    report = restore_files(files, args.out, model=model, solver=solver, steps=args.steps,
-                           batch_size=args.batch_size, device=device, overwrite=args.overwrite,
-                           upsample=not args.no_upsample, seed=args.seed, output=args.output,
-                           progress=not args.no_progress)
+    make_solver(solver, method)  # a wrong solver for the model is a usage error: before any work
+    budget = args.memory * 2**20 if args.memory else None
+    report = restore_files(
+        args.paths,
+        args.out,
+        model=model,
+        solver=solver,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        device=device,
+        overwrite=args.overwrite,
+        upsample=not args.no_upsample,
+        seed=args.seed,
+        output=args.output,
+        tile=args.tile,
+        overlap=args.overlap,
+        memory_budget=budget,
+        progress=not args.no_progress,
+    )
     return 1 if report.failed else 0

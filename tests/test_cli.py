@@ -1,6 +1,18 @@
-"""The command line: the toy-posterior demonstration prints its tables."""
+"""The command line: demo tables, the model list, plain-text help, and one-line usage errors."""
 
-from flowrestore.cli import main
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowrestore.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_toy_demo_prints_tables(capsys):
@@ -12,16 +24,135 @@ def test_toy_demo_prints_tables(capsys):
     assert len(rows) >= 10
 
 
-def test_pretrained_lists_the_shipped_predictors(capsys):
+def test_pretrained_lists_the_shipped_predictors_and_what_they_expect(capsys):
     assert main(["pretrained"]) == 0
     out = capsys.readouterr().out
     for name in ("indi-deblur", "indi-sr4", "dirac-deblur"):
         assert f"{name}:" in out
     assert "python -m flowrestore.training.trainer" in out
+    blocks = out.split("\n" + "dirac-deblur:")[0], out.split("indi-deblur:")[1]
+    deblur = blocks[1].split("indi-sr4:")[0]
+    assert "Gaussian" in deblur and "halos" in deblur
+    assert "4x smaller" in out.split("indi-sr4:")[1]
 
 
 def test_demo_defaults_to_the_photo_tasks():
-    from flowrestore.cli import build_parser
-
     args = build_parser().parse_args(["demo"])
     assert args.task == "all" and args.func.__name__ == "_demo"
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_is_plain_text_and_states_each_models_degradation(capsys):
+    texts = {
+        " ".join(a): _help(a, capsys)
+        for a in (["--help"], ["restore", "--help"], ["pretrained", "--help"])
+    }
+    for text in texts.values():
+        for markup in ("``", "**", ":class:", ":func:"):
+            assert markup not in text
+        assert not re.search(r"::\s*$", text, flags=re.M)  # no reST literal blocks
+    restore = " ".join(texts["restore --help"].split())  # unwrap lines
+    assert "--no-progress do not show the progress bar" in restore
+    assert "--task deblur (indi-deblur): a photo blurred by a Gaussian" in restore
+    assert "adds halos" in restore
+    assert "--task sr4 (indi-sr4): an image 4x smaller" in restore
+    assert "--task dirac-deblur: a photo blurred" in restore
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    return path
+
+
+def _usage_error(argv, capsys) -> str:
+    """Run the command; it must exit with code 2 and one line on stderr, no traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "option,expected",
+    [
+        (["--task", "bogus"], "argument --task: invalid choice: 'bogus'"),
+        (["--solver", "bogus"], "argument --solver: invalid choice: 'bogus'"),
+        (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
+        (["--steps", "ten"], "argument --steps: must be a positive integer, got 'ten'"),
+        (["--threads", "-1"], "argument --threads: must be a positive integer, got '-1'"),
+        (["--batch-size", "0"], "argument --batch-size"),
+        (["--tile", "-5"], "argument --tile: must be an integer >= 0"),
+        (["--memory", "0"], "argument --memory"),
+        (["--seed", "-3"], "argument --seed"),
+        (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["--task", "deblur", "--solver", "em"], "solver 'em' does not apply to indi predictors"),
+        (["--checkpoint", "missing.ckpt"], "checkpoint 'missing.ckpt': no such file"),
+        (["--tile", "20"], "tile must be >= 2 * overlap"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(option, expected, photo, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((40, 120, 3), np.uint8)).save(big)
+    argv = [
+        "restore",
+        str(photo),
+        str(big),
+        "-o",
+        str(tmp_path / "out"),
+        "--no-progress",
+        "--device",
+        "cpu",
+        *option,
+    ]
+    err = _usage_error(argv, capsys)
+    assert expected in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
+
+
+def test_no_images_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    err = _usage_error(["restore", str(tmp_path / "empty"), "-o", str(tmp_path / "o")], capsys)
+    assert "no image files found" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_cuda_requested_without_cuda_is_a_clear_one_line_error(photo, tmp_path, capsys):
+    err = _usage_error(
+        ["restore", str(photo), "-o", str(tmp_path / "o"), "--device", "cuda"], capsys
+    )
+    assert "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_debug_shows_the_traceback(photo, tmp_path):
+    from flowrestore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is an existing file"):
+        main(["restore", str(photo), "-o", str(photo), "--debug", "--device", "cpu"])
+
+
+def test_console_error_is_one_line_without_traceback(photo, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowrestore.cli", "restore", str(photo), "-o", str(photo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"flowrestore restore: error: output folder {str(photo)!r} is an existing file, "
+        f"not a folder"
+    ]
