@@ -1,4 +1,4 @@
-"""Training loop for InDI and Dirac clean-image predictors (MATH.md §1 and §3, "Training").
+"""Training loop for InDI and Dirac clean-image predictors (docs/math.md §1 and §3, "Training").
 
 ``train(TrainConfig(...))`` draws paired patches from the bundled photos (:mod:`.data`), minimises
 :func:`~flowrestore.training.losses.indi_loss` (``method="indi"``) or
@@ -352,6 +352,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-mults", default=None, help="comma list, e.g. 1,2,2")
     p.add_argument("--num-res-blocks", type=int, default=None)
     p.add_argument("--no-residual", action="store_true")
+    p.add_argument(
+        "--velocity",
+        action="store_true",
+        help="parametrise F(x, t) = x - t*v(x, t): InDI's flow then has a limit at t = 0",
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=None, help="time embedding scale (default 1000)"
+    )
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--out", required=True, help="checkpoint path (written by rank 0)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -387,6 +395,10 @@ def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         unet["num_res_blocks"] = a.num_res_blocks
     if a.no_residual:
         unet["residual"] = False
+    if a.velocity:
+        unet["velocity"] = True
+    if a.time_scale is not None:
+        unet["time_scale"] = a.time_scale
     cfg = TrainConfig(
         task=a.task,
         task_params=_kv(a.task_param, "--task-param"),

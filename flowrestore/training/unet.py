@@ -1,9 +1,10 @@
 """Reference time-conditioned U-Net for clean-image predictors F(x_t, t) and Φ(y_t, t).
 
-This is the architecture InDI describes (MATH.md §1, paper appendix "Model and Training Details"): a
-U-Net in the style of SR3 with self-attention and group normalisation removed, so the network is
-fully convolutional and can run on any image size. Time enters through a sinusoidal embedding of ``t
-∈ [0, 1]`` followed by an MLP, which produces a per-block scale and shift (FiLM) of the features.
+This is the architecture InDI describes (docs/math.md §1, paper appendix "Model and Training
+Details"): a U-Net in the style of SR3 with self-attention and group normalisation removed, so the
+network is fully convolutional and can run on any image size. Time enters through a sinusoidal
+embedding of ``t ∈ [0, 1]`` followed by an MLP, which produces a per-block scale and shift (FiLM) of
+the features.
 
 Sizes: the encoder halves the resolution ``len(channel_mults) - 1`` times, so ``H`` and ``W`` should
 be multiples of ``2 ** (len(channel_mults) - 1)``. Other sizes are accepted: the input is
@@ -13,6 +14,22 @@ multiple and the output is cropped back, so the output always has the input's sp
 With ``residual=True`` the network outputs ``x + net(x, t)`` and the last convolution is initialised
 to zero, so an untrained model is the identity map — a good starting point for restoration, where
 the clean image is close to the input.
+
+**Velocity parametrisation** (``velocity=True``). The network's output is read as the velocity
+``v_θ(x, t)`` of InDI's residual flow and the predictor is ``F(x, t) = x − t·v_θ(x, t)`` — the
+EDM-style skip form ``c_skip(t) x + c_out(t) net`` with ``c_skip = 1``, ``c_out = −t``. Then
+``F(x, t) → x`` as ``t → 0`` *by construction* and the flow's drift ``(x − F)/t = v_θ`` is bounded,
+so the ODE ``dx/dt = (x − F)/t`` has a limit at ``t = 0`` and refined solves converge (a free
+residual ``x + net`` leaves ``F − x`` at a non-zero constant near 0, a drift ``c/t`` and a solution
+drifting like ``c·log t``). :meth:`UNet.velocity` returns ``v_θ`` directly, which
+:class:`~flowrestore.InDIFlow` uses as the drift when ``predicts_velocity`` is true (no cancellation
+in ``(x − F)/t`` at small ``t``). The InDI loss ``‖F − x‖`` and its target are unchanged (InDI,
+Delbracio & Milanfar 2023, §3, the training loss).
+
+**Time embedding.** ``t`` enters through sinusoids of ``time_scale·t`` (``time_scale=1000`` is the
+DDPM/SR3 convention for integer timesteps). Its top frequency sets how fast the predictor may vary
+in ``t``: at 1000 it oscillates with a period of ~0.006 in ``t``, which no few-step solver resolves;
+a small ``time_scale`` (e.g. 10) keeps ``F`` smooth in ``t``.
 """
 
 from __future__ import annotations
@@ -28,13 +45,15 @@ from flowrestore.errors import ConfigError, ShapeError, describe
 __all__ = ["UNet", "timestep_embedding"]
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, *, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding ``[B, dim]`` of times ``t`` in [0, 1] (scaled by 1000, as DDPM/SR3)."""
+def timestep_embedding(
+    t: torch.Tensor, dim: int, *, max_period: float = 10000.0, scale: float = 1000.0
+) -> torch.Tensor:
+    """Sinusoidal embedding ``[B, dim]`` of ``scale·t`` (``scale=1000``: DDPM/SR3 convention)."""
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half
     )
-    args = (1000.0 * t.float())[:, None] * freqs[None, :]
+    args = (scale * t.float())[:, None] * freqs[None, :]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
     if dim % 2:
         emb = F.pad(emb, (0, 1))
@@ -67,7 +86,9 @@ class UNet(nn.Module):
 
     Keyword-only arguments: ``in_channels``, ``out_channels`` (default: ``in_channels``),
     ``base_channels``, ``channel_mults`` (one entry per resolution), ``num_res_blocks`` (per
-    resolution, encoder and decoder), ``emb_dim`` (default ``4 * base_channels``) and ``residual``.
+    resolution, encoder and decoder), ``emb_dim`` (default ``4 * base_channels``), ``residual``
+    (output ``x + net``), ``velocity`` (output ``x − t·net``, see the module docstring; excludes
+    ``residual``) and ``time_scale`` (the time embedding's scale).
     ``model.config`` is a plain dict that rebuilds the same architecture: ``UNet(**model.config)``.
     """
 
@@ -81,6 +102,8 @@ class UNet(nn.Module):
         num_res_blocks: int = 1,
         emb_dim: int | None = None,
         residual: bool = True,
+        velocity: bool = False,
+        time_scale: float = 1000.0,
     ):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -103,6 +126,20 @@ class UNet(nn.Module):
                 f"UNet: residual=True needs out_channels == in_channels, got in_channels="
                 f"{in_channels}, out_channels={out_channels}"
             )
+        if not isinstance(velocity, bool):
+            raise ConfigError(f"UNet: velocity must be a bool, got {describe(velocity)}")
+        if velocity and in_channels != out_channels:
+            raise ConfigError(
+                f"UNet: velocity=True needs out_channels == in_channels, got in_channels="
+                f"{in_channels}, out_channels={out_channels}"
+            )
+        if isinstance(time_scale, bool) or not (
+            isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
+        ):
+            raise ConfigError(
+                f"UNet: time_scale must be a positive finite number, got {describe(time_scale)}"
+            )
+        residual = bool(residual) and not velocity
         emb_dim = 4 * base_channels if emb_dim is None else emb_dim
         self.config = {
             "in_channels": in_channels,
@@ -113,7 +150,13 @@ class UNet(nn.Module):
             "emb_dim": emb_dim,
             "residual": bool(residual),
         }
+        if velocity:
+            self.config["velocity"] = True
+        if float(time_scale) != 1000.0:
+            self.config["time_scale"] = float(time_scale)
         self.residual = bool(residual)
+        self.is_velocity = velocity
+        self.time_scale = float(time_scale)
         self.levels = len(mults)
         self._emb_in = base_channels
         self.time_mlp = nn.Sequential(
@@ -146,7 +189,7 @@ class UNet(nn.Module):
             if i > 0:
                 self.upsamplers.append(nn.Conv2d(ch, ch, 3, padding=1))
         self.out = nn.Conv2d(ch, out_channels, 3, padding=1)
-        if self.residual:
+        if self.residual or self.is_velocity:
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
@@ -157,6 +200,23 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Predict the clean image from ``x`` [B, C, H, W] at times ``t`` ([B], or a scalar)."""
+        out, t = self._net(x, t)
+        if self.is_velocity:
+            return x - t.to(x.dtype).reshape(-1, 1, 1, 1) * out
+        return x + out if self.residual else out
+
+    @property
+    def predicts_velocity(self) -> bool:
+        """Whether :meth:`velocity` is available (``velocity=True``); InDIFlow then uses it."""
+        return self.is_velocity
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """``v_θ(x, t)``: the drift of InDI's flow, ``(x − F(x, t))/t`` without the division."""
+        if not self.is_velocity:
+            raise ConfigError("UNet.velocity: this model was built with velocity=False")
+        return self._net(x, t)[0]
+
+    def _net(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
             raise ShapeError(
                 f"UNet: x must be [B, {self.config['in_channels']}, H, W], got {describe(x)}"
@@ -174,7 +234,7 @@ class UNet(nn.Module):
         if ph or pw:
             mode = "reflect" if (ph < h_in and pw < w_in) else "replicate"
             xin = F.pad(x, (0, pw, 0, ph), mode=mode)
-        emb = self.time_mlp(timestep_embedding(t, self._emb_in).to(x.dtype))
+        emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(x.dtype))
         h = self.inc(xin)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
@@ -193,4 +253,4 @@ class UNet(nn.Module):
         out = self.out(F.silu(h))
         if ph or pw:
             out = out[..., :h_in, :w_in]
-        return x + out if self.residual else out
+        return out, t
