@@ -1,7 +1,7 @@
 """Accuracy per NFE on the closed-form oracles (issue 6, item 1).
 
 * Gaussian prior (256 coordinates, σ_c ∈ [0.5, 1.5], σ_N = 0.8, 64 samples): relative error
-  ``‖x̂_0 − x_0‖ / ‖x_0‖`` against the closed-form ODE solution at ``t = 0`` (MATH.md §2a).
+  ``‖x̂_0 − x_0‖ / ‖x_0‖`` against the closed-form ODE solution at ``t = 0`` (docs/math.md §2a).
 * Hard Dirac mixture (4-D, 8 random centres, random weights, ``H`` diagonal in [0.3, 1],
   ``σ = 1.5``, 4000 samples): how many samples land on a different centre than a float64
   reference (per-sample Dopri5, rtol 1e-10, t_min 1e-4, then the denoising step).
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import flowrestore as fr
-from flowrestore.integrate.grids import Fitted, fit_grid
+from flowrestore.integrate import Fitted, fit_grid
 from flowrestore.solvers.semilinear import SemiLinearMultistep
 
 from .common import table

@@ -1,4 +1,4 @@
-"""Blind deblurring of faces with BIRD through a small generative InDI flow (MATH.md §1, §5).
+"""Blind deblurring of faces with BIRD through a small generative InDI flow (docs/math.md §1, §5).
 
 1. **Train a generative InDI model** on the bundled LFW faces (``skimage.data.lfw_subset()``: its
    first 100 images are faces; :func:`flowrestore.training.lfw_faces` splits them 80 train / 20
@@ -37,17 +37,26 @@ SIZE = 24  # LFW subset faces are 25×25; the U-Net wants multiples of 4
 def faces(split: str, *, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Grayscale faces ``[N, 1, 24, 24]`` in [0, 1]: a 24×24 crop of the 25×25 images."""
     i, j = offset
-    return lfw_faces(split, channels=1)[:, :, i:i + SIZE, j:j + SIZE].contiguous()
+    return lfw_faces(split, channels=1)[:, :, i : i + SIZE, j : j + SIZE].contiguous()
 
 
-def train_generative(out: Path, *, steps: int, batch: int, base_channels: int, seed: int,
-                     lr: float = 2e-3, log=print) -> torch.nn.Module:
+def train_generative(
+    out: Path, *, steps: int, batch: int, base_channels: int, seed: int, lr: float = 2e-3, log=print
+) -> torch.nn.Module:
     """Train (or load from ``out``) an InDI predictor for ``y`` = pure Gaussian noise."""
-    config = {"steps": steps, "batch": batch, "base_channels": base_channels, "seed": seed,
-              "lr": lr, "size": SIZE, "version": 2}
+    config = {
+        "steps": steps,
+        "batch": batch,
+        "base_channels": base_channels,
+        "seed": seed,
+        "lr": lr,
+        "size": SIZE,
+        "version": 2,
+    }
     path = out / "generative_unet.pt"
-    model = UNet(in_channels=1, base_channels=base_channels, channel_mults=(1, 2, 2),
-                 residual=False)
+    model = UNet(
+        in_channels=1, base_channels=base_channels, channel_mults=(1, 2, 2), residual=False
+    )
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("config") == config:
@@ -76,8 +85,10 @@ def train_generative(out: Path, *, steps: int, batch: int, base_channels: int, s
         sched.step()
         ema.update(model)
         if step % max(1, steps // 10) == 0 or step == steps:
-            log(f"  train step {step:5d}/{steps}  loss {loss.item():.4f}  "
-                f"({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"  train step {step:5d}/{steps}  loss {loss.item():.4f}  "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
     ema.copy_to(model)
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"config": config, "model": model.state_dict()}, path)
@@ -94,9 +105,13 @@ def figure(path: Path, y, x_hat, x, w_true, w_est) -> None:
     n = x.shape[0]
     fig, axes = plt.subplots(n, 3, figsize=(4.5, 1.6 * n), squeeze=False)
     for i in range(n):
-        for j, (img, title) in enumerate(((y, f"observed (w={w_true[i]:.2f})"),
-                                          (x_hat, f"restored (ŵ={w_est[i]:.2f})"),
-                                          (x, "truth"))):
+        for j, (img, title) in enumerate(
+            (
+                (y, f"observed (w={w_true[i]:.2f})"),
+                (x_hat, f"restored (ŵ={w_est[i]:.2f})"),
+                (x, "truth"),
+            )
+        ):
             ax = axes[i, j]
             ax.imshow(img[i, 0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=6)
@@ -129,8 +144,14 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    model = train_generative(args.out, steps=args.train_steps, batch=args.batch,
-                             base_channels=args.base_channels, seed=args.seed, log=log)
+    model = train_generative(
+        args.out,
+        steps=args.train_steps,
+        batch=args.batch,
+        base_channels=args.base_channels,
+        seed=args.seed,
+        log=log,
+    )
     model.requires_grad_(False)  # only the latent and the width are optimised
     flow = fr.InDIFlow(model)
 
@@ -143,31 +164,48 @@ def main(argv=None) -> dict:
     y = y + args.noise * torch.randn(y.shape, generator=g)
 
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=args.flow_steps,
-        degradation=fr.degradations.GaussianBlur(width=Param(init=args.init_width,
-                                                             bounds=(0.3, 3.0))),
-        iterations=args.iterations, lr_latent=args.lr_latent, lr_degradation=args.lr_width,
+        flow,
+        solver=fr.Euler(),
+        steps=args.flow_steps,
+        degradation=fr.BlindOperator(
+            fr.degradations.GaussianBlur, width=Param(init=args.init_width, bounds=(0.3, 3.0))
+        ),
+        iterations=args.iterations,
+        lr_latent=args.lr_latent,
+        lr_degradation=args.lr_width,
         gradient=args.gradient,
     )
-    res = inv.run(y, generator=torch.Generator().manual_seed(args.seed + 2),
-                  progress=not args.quiet)
+    res = inv.run(
+        y, generator=torch.Generator().manual_seed(args.seed + 2), progress=not args.quiet
+    )
     w_est = res.params["width"]
     p_obs, p_res = psnr(y.clamp(0, 1), x), psnr(res.x.clamp(0, 1), x)
-    log(f"BIRD ({res.gradient} gradient, {args.flow_steps} Euler steps, {args.iterations} "
-        f"iterations): {res.time_s:.1f} s for {n} faces ({res.time_s / n:.2f} s per face)")
+    log(
+        f"BIRD ({res.gradient} gradient, {args.flow_steps} Euler steps, {args.iterations} "
+        f"iterations): {res.time_s:.1f} s for {n} faces ({res.time_s / n:.2f} s per face)"
+    )
     log(" face  true w  est. w   rel.err  PSNR observed  PSNR restored  residual")
     for i in range(n):
-        log(f" {i:4d}  {w_true[i]:6.3f}  {w_est[i]:6.3f}  {abs(w_est[i] / w_true[i] - 1):7.1%}"
-            f"  {p_obs[i]:10.2f} dB  {p_res[i]:10.2f} dB  {res.residual_rms[i]:.4f}")
-    log(f" mean  PSNR observed {p_obs.mean():.2f} dB, restored {p_res.mean():.2f} dB; "
-        f"noise {args.noise}")
+        log(
+            f" {i:4d}  {w_true[i]:6.3f}  {w_est[i]:6.3f}  {abs(w_est[i] / w_true[i] - 1):7.1%}"
+            f"  {p_obs[i]:10.2f} dB  {p_res[i]:10.2f} dB  {res.residual_rms[i]:.4f}"
+        )
+    log(
+        f" mean  PSNR observed {p_obs.mean():.2f} dB, restored {p_res.mean():.2f} dB; "
+        f"noise {args.noise}"
+    )
     fig_path = args.out / "blind_deblur.png"
     figure(fig_path, y, res.x, x, w_true.tolist(), w_est.tolist())
     summary = {
-        "gradient": res.gradient, "iterations": args.iterations, "time_s": res.time_s,
-        "true_width": w_true.tolist(), "estimated_width": w_est.tolist(),
-        "psnr_observed": p_obs.tolist(), "psnr_restored": p_res.tolist(),
-        "residual_rms": res.residual_rms.tolist(), "figure": str(fig_path),
+        "gradient": res.gradient,
+        "iterations": args.iterations,
+        "time_s": res.time_s,
+        "true_width": w_true.tolist(),
+        "estimated_width": w_est.tolist(),
+        "psnr_observed": p_obs.tolist(),
+        "psnr_restored": p_res.tolist(),
+        "residual_rms": res.residual_rms.tolist(),
+        "figure": str(fig_path),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"wrote {fig_path}")

@@ -1,15 +1,15 @@
 """Dirac on a 2-D mixture: trajectories, data consistency along the reverse process, early stopping.
 
-The setting of MATH.md §4 with the exact predictor ``Φ = E[x_0 | y_t]`` from the oracle: prior
+The setting of docs/math.md §4 with the exact predictor ``Φ = E[x_0 | y_t]`` from the oracle: prior
 ``Σ_i w_i δ(x − c_i)`` with centres ``(±1, ±1)`` and weights ``(0.1, 0.2, 0.3, 0.4)``, degradation
 ``A_t = diag(a_t)``, ``a_t = 1 − t (1 − (1, 0.3))`` (the second coordinate shrinks to 0.3 at
 ``t = 1``) and ``σ_t`` geometric 0.01 → 0.5. Observations ``y_1 = A_1 x_0 + σ_1 z`` (``x_0`` ~
-prior) are run back to ``t = 0`` by Dirac's Euler–Maruyama step (paper eq. 7).
+prior) are run back to ``t = 0`` by Dirac's discrete reverse step (``fr.DiracStep``, paper eq. 7).
 
 Three panels:
 
 1. reverse-SDE trajectories of a few hundred samples from ``y_1`` to ``y_0``, coloured by the
-   centre they land on (the landing frequencies tend to the weights, MATH.md §4);
+   centre they land on (the landing frequencies tend to the weights, docs/math.md §4);
 2. data consistency ``‖ỹ − A_1(Φ(y_t, t))‖`` along the reverse process
    (``sol.records["data_consistency"]``; ``ỹ = y_1``), mean and quartile band over samples;
 3. early stopping: the posterior-mean output ``Φ(y_{t_end}, t_end)`` (``output="posterior_mean"``)
@@ -44,7 +44,7 @@ ENERGY_POINTS = 2000
 
 
 def setup():
-    """The MATH.md §4 mixture, its degradation family and noise schedule."""
+    """The docs/math.md §4 mixture, its degradation family and noise schedule."""
     centers = torch.tensor(
         [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64
     )
@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
     mix, family, sigma = setup()
     x0, y1, label = mix.sample(a.samples, generator=torch.Generator().manual_seed(a.seed))
     sde = fr.DiracSDE(mix.dirac_predictor(A=family, sigma=sigma), family, sigma)
-    solver = fr.EulerMaruyama()
+    solver = fr.DiracStep()
     grid = torch.linspace(1.0, 0.0, a.steps + 1, dtype=torch.float64)
 
     def noise():  # the same Brownian draws for every solve: early stopping stops the same paths
@@ -218,7 +218,7 @@ def main(argv=None) -> dict:
     ax.set_title("early stopping: distortion vs perception (markers: table)", fontsize=9)
     fig.suptitle(
         "Dirac on a 2-D mixture: A_t = diag(1, 1 − 0.7t), σ_t = 0.01^(1−t) 0.5^t, exact Φ, "
-        f"Euler–Maruyama, {a.steps} steps",
+        f"DiracStep (eq. 7), {a.steps} steps",
         fontsize=10,
     )
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """Regression to the mean: one-step MMSE vs InDI with N steps on a 2-D Dirac mixture.
 
-The InDI paper's figure 2 (MATH.md §2c): with the exact posterior mean as predictor, one step
+The InDI paper's figure 2 (docs/math.md §2c): with the exact posterior mean as predictor, one step
 (``N = 1``) returns ``E[x | y]``, a weighted average of the centres that lies *between* them
 (regression to the mean), while InDI with many small steps transports every observation onto one
 of the centres, and the landing frequencies match the mixture weights.

@@ -7,6 +7,7 @@ The public API is flat::
 """
 
 from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
+from flowrestore.controllers import FixedGrid, PIController, StepController
 from flowrestore.errors import (
     ConfigError,
     FlowRestoreError,
@@ -18,20 +19,11 @@ from flowrestore.errors import (
     ShapeError,
     StepSizeUnderflowError,
 )
-from flowrestore.flows import DiracSDE, Flow, InDIFlow, ODEFlow, SDEFlow
-from flowrestore.integrate import (
-    BrownianIncrements,
-    Fitted,
-    GeneratorNoise,
-    NoiseSource,
-    PerSampleNoise,
-    Power,
-    Solution,
-    Stats,
-    Uniform,
-    solve,
-)
+from flowrestore.flows import ODE, SDE, DiracSDE, Flow, InDIFlow, ODEFlow, ResidualFlow, SDEFlow
+from flowrestore.grids import Fitted, Power, Spacing, Uniform
+from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
+from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
 from flowrestore.solvers import (
     RK4,
@@ -39,7 +31,10 @@ from flowrestore.solvers import (
     Bosh3,
     ButcherTableau,
     ColdDiffusionSampler,
+    Context,
+    DiracStep,
     Dopri5,
+    EmbeddedRK,
     Euler,
     EulerMaruyama,
     ExplicitRK,
@@ -47,8 +42,11 @@ from flowrestore.solvers import (
     InDISampler,
     Midpoint,
     NaiveSampler,
+    RestorationSampler,
+    SDESolver,
     SemiLinearMultistep,
     Solver,
+    StepResult,
     Torchdiffeq,
     Torchsde,
 )
@@ -62,17 +60,74 @@ def __getattr__(name):
         return importlib.import_module("flowrestore.training")
     raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "BlindInversion", "BlindOperator", "DiracSDE", "EulerMaruyama", "Fitted", "InversionResult",
-    "Param", "SRA1", "inversion",
-    "SemiLinearMultistep", "Torchsde", "list_pretrained", "metrics", "pretrained",
-    "RK4", "Bosh3", "BrownianIncrements", "ButcherTableau", "ColdDiffusionSampler", "ConfigError",
-    "Dopri5", "Euler", "ExplicitRK", "Flow", "FlowRestoreError", "GeneratorNoise", "GridError",
-    "Heun", "InDIFlow", "InDISampler", "IncompatibleSolverError", "MaxStepsReachedError",
-    "Midpoint", "NaiveSampler", "NoiseSource", "NonFiniteError", "ODEFlow", "PerSampleNoise",
-    "Power", "PredictorOutputError", "SDEFlow", "ShapeError", "Solution", "Solver", "Stats",
-    "StepSizeUnderflowError", "Torchdiffeq", "Uniform", "degradations", "oracles", "schedules",
+    "ODE",
+    "RK4",
+    "SDE",
+    "SRA1",
+    "BlindInversion",
+    "BlindOperator",
+    "Bosh3",
+    "BrownianIncrements",
+    "ButcherTableau",
+    "ColdDiffusionSampler",
+    "ConfigError",
+    "Context",
+    "DiracSDE",
+    "DiracStep",
+    "Dopri5",
+    "EmbeddedRK",
+    "Euler",
+    "EulerMaruyama",
+    "ExplicitRK",
+    "Fitted",
+    "FixedGrid",
+    "Flow",
+    "FlowRestoreError",
+    "GeneratorNoise",
+    "GridError",
+    "Heun",
+    "InDIFlow",
+    "InDISampler",
+    "IncompatibleSolverError",
+    "InversionResult",
+    "MaxStepsReachedError",
+    "Midpoint",
+    "NaiveSampler",
+    "NoiseSource",
+    "NonFiniteError",
+    "ODEFlow",
+    "PIController",
+    "Param",
+    "PerSampleNoise",
+    "Power",
+    "PredictorOutputError",
+    "ResidualFlow",
+    "RestorationSampler",
+    "SDEFlow",
+    "SDESolver",
+    "SemiLinearMultistep",
+    "ShapeError",
+    "Solution",
+    "Solver",
+    "Spacing",
+    "Stats",
+    "StepContext",
+    "StepController",
+    "StepResult",
+    "StepSizeUnderflowError",
+    "Torchdiffeq",
+    "Torchsde",
+    "Uniform",
+    "degradations",
+    "inversion",
+    "list_pretrained",
+    "metrics",
+    "oracles",
+    "pretrained",
+    "schedules",
     "solve",
 ]

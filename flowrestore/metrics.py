@@ -8,7 +8,8 @@ and return a float64 tensor ``[B]`` on the input's device.
   window, σ = 1.5, ``use_sample_covariance=False`` — the Wang et al. 2004 settings; ``channel_axis``
   set for C > 1, so colour SSIM is the mean over channels). Images smaller than 7×7 are rejected by
   skimage.
-- :func:`data_consistency`: ``||y_obs - A(x)||₂`` per sample (Dirac, MATH.md §3 "Data consistency").
+- :func:`data_consistency`: ``||y_obs - A(x)||₂`` per sample (Dirac, docs/math.md §3 "Data
+consistency").
 - :func:`high_frequency_energy`: mean squared response of the 5-point Laplacian (replicate
   boundary), per sample; a perception–distortion probe (MMSE estimates are smoother, so lower than
   sharp images).

@@ -1,6 +1,7 @@
 """Scalar schedules of the severity ``t ∈ [0, 1]``: noise levels σ_t and degradation parameters.
 
-Implements the schedules of MATH.md §3: the geometric noise schedule ``σ_t = σ_min^{1-t} σ_max^t``
+Implements the schedules of docs/math.md §3: the geometric noise schedule
+``σ_t = σ_min^{1-t} σ_max^t``
 used by Dirac's stochastic degradation process, linear and constant schedules, and the
 piecewise-linear schedule returned by degradation scheduling (Dirac supplement B).
 

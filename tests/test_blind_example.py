@@ -26,8 +26,24 @@ def _load():
 
 def test_blind_deblur_example_smoke(tmp_path, capsys):
     mod = _load()
-    args = ["--out", str(tmp_path), "--train-steps", "3", "--batch", "4", "--base-channels", "8",
-            "--faces", "2", "--iterations", "3", "--flow-steps", "2", "--threads", "1"]
+    args = [
+        "--out",
+        str(tmp_path),
+        "--train-steps",
+        "3",
+        "--batch",
+        "4",
+        "--base-channels",
+        "8",
+        "--faces",
+        "2",
+        "--iterations",
+        "3",
+        "--flow-steps",
+        "2",
+        "--threads",
+        "1",
+    ]
     summary = mod.main(args)
     out = capsys.readouterr().out
     assert "est. w" in out and "PSNR" in out

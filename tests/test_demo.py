@@ -26,8 +26,26 @@ def test_demo_quick_writes_table_and_figure(tmp_path, capsys):
 
 def test_demo_options_choose_task_solver_and_steps(tmp_path, capsys):
     out = tmp_path / "d"
-    assert main(["demo", "--task", "deblur", "--solver", "euler", "heun", "--steps", "1", "3",
-                 "--crop", "32", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--task",
+                "deblur",
+                "--solver",
+                "euler",
+                "heun",
+                "--steps",
+                "1",
+                "3",
+                "--crop",
+                "32",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "results.json").read_text())["tasks"]["deblur"]
     got = [(r["solver"], r["steps"], r["nfe"]) for r in rows[1:]]
     assert got == [("euler", 1, 1), ("euler", 3, 3), ("heun", 1, 1), ("heun", 3, 5)]

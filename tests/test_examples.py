@@ -17,10 +17,13 @@ def _load(name):
     return mod
 
 
-@pytest.mark.parametrize("name,args", [
-    ("regression_to_mean", ["--samples", "200", "--steps", "1", "5"]),
-    ("solver_comparison", ["--quick"]),
-])
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("regression_to_mean", ["--samples", "200", "--steps", "1", "5"]),
+        ("solver_comparison", ["--quick"]),
+    ],
+)
 def test_example_writes_its_figure(tmp_path, name, args, capsys):
     path = _load(name).main(["--out", str(tmp_path), *args])
     assert Path(path).is_file() and Path(path).stat().st_size > 1000

@@ -48,8 +48,9 @@ def models():
 def _restore(model, y, solver, steps, output="last", seed=1):
     g = torch.Generator().manual_seed(seed)
     method = model.metadata["method"]
-    return solve(flow_for(model), make_solver(solver, method), y, steps=steps, output=output,
-                 generator=g).x.clamp(0, 1)
+    return solve(
+        flow_for(model), make_solver(solver, method), y, steps=steps, output=output, generator=g
+    ).x.clamp(0, 1)
 
 
 def test_registry_lists_the_shipped_predictors():

@@ -13,7 +13,7 @@ import torch
 
 import flowrestore as fr
 from flowrestore.errors import ConfigError
-from flowrestore.integrate.grids import Fitted, fit_grid
+from flowrestore.integrate import Fitted, fit_grid
 from flowrestore.solvers.semilinear import SemiLinearMultistep, semilinear_weights
 
 

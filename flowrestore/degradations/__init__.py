@@ -3,10 +3,11 @@
 Operators (:mod:`.base`, :mod:`.blur`, :mod:`.inpainting`, :mod:`.resample`, :mod:`.jpeg`,
 :mod:`.noise`) act on batches ``[B, C, H, W]``; linear ones have an exact adjoint and a
 ``check_adjoint`` self-test. Families (:mod:`.families`) give Dirac's ``A_t`` with ``∂_t A_t``
-(MATH.md §3); :func:`schedule_degradation` (:mod:`.scheduling`) implements Dirac's Algorithm 2.
+(docs/math.md §3); :func:`schedule_degradation` (:mod:`.scheduling`) implements Dirac's Algorithm 2.
 """
 
 from flowrestore.degradations.base import Diagonal, Identity, LinearOperator, batch_time
+from flowrestore.degradations.blind import BlindOperator, Param
 from flowrestore.degradations.blur import (
     Blur,
     GaussianBlur,
@@ -31,6 +32,8 @@ from flowrestore.degradations.resample import Downsample, block_average
 from flowrestore.degradations.scheduling import schedule_degradation
 
 __all__ = [
+    "BlindOperator",
+    "Param",
     "LinearOperator",
     "Identity",
     "Diagonal",

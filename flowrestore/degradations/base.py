@@ -2,13 +2,17 @@
 
 A :class:`LinearOperator` has ``A(x)``, ``A_adjoint(y)`` and a self-test :meth:`check_adjoint` of
 ``<A x, y> = <x, Aᵀ y>`` (the identity behind every adjoint used by guidance and data consistency,
-MATH.md §3). :class:`Identity` and :class:`Diagonal` (elementwise scaling, self-adjoint) live here.
+docs/math.md §3). :class:`Identity` and :class:`Diagonal` (elementwise scaling, self-adjoint) live
+here.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
 
@@ -49,17 +53,21 @@ class LinearOperator:
 
     Subclasses implement :meth:`A` and :meth:`A_adjoint` on batches ``[B, *]``.
 
-    Constructed with a :class:`flowrestore.inversion.Param` among its arguments, any operator
-    returns a :class:`flowrestore.inversion.BlindOperator` instead: a template whose unknown
-    parameters :class:`flowrestore.inversion.BlindInversion` estimates (MATH.md §5).
+    An operator with unknown parameters is built explicitly,
+    ``BlindOperator(GaussianBlur, width=Param(...))``; handing a :class:`Param` to the constructor
+    itself is refused with that hint.
     """
 
     def __new__(cls, *args, **kwargs):
-        if args or kwargs:
-            from flowrestore.inversion.params import BlindOperator, Param
-
-            if any(isinstance(v, Param) for v in (*args, *kwargs.values())):
-                return BlindOperator(cls, *args, **kwargs)
+        names = [p for p in inspect.signature(cls.__init__).parameters][1:]
+        named = [(names[i] if i < len(names) else f"argument {i}", a) for i, a in enumerate(args)]
+        for name, v in [*named, *kwargs.items()]:
+            if isinstance(v, Param):
+                raise ConfigError(
+                    f"{cls.__name__}: {name} is a Param, but a {cls.__name__} needs known values; "
+                    f"an operator with unknowns is a template: "
+                    f"fr.BlindOperator({cls.__name__}, {name}=Param(...))"
+                )
         return super().__new__(cls)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

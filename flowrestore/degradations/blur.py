@@ -1,7 +1,7 @@
 """Blur operators: Gaussian blur (separable) and blur by an explicit kernel, with exact adjoints.
 
 ``A x = k ⋆ P x`` — padding ``P`` (reflect, circular or zeros) then a 'valid' cross-correlation with
-the kernel (MATH.md §3: the Dirac deblurring degradation, a Gaussian kernel whose width is the
+the kernel (docs/math.md §3: the Dirac deblurring degradation, a Gaussian kernel whose width is the
 degradation parameter). The Gaussian kernel of width ``w`` on ``K`` taps is ``k_u = exp(-u²/(2w²)) /
 Σ_v exp(-v²/(2w²))``, ``u = -K//2 … K//2``; it sums to 1 so constants are preserved, and ``w → 0``
 gives the identity (a unit impulse). Its width derivative, used for ``∂_t A_t``, is ``∂k_u/∂w = k_u
@@ -119,6 +119,17 @@ class GaussianBlur(LinearOperator):
             kernel_size = default_kernel_size(w)
         self.kernel_size = check_kernel_size(kernel_size)
         self.padding = check_padding(padding)
+
+    @classmethod
+    def blind_defaults(cls, fixed: dict, params: dict) -> dict:
+        """A blind width with a finite upper bound fixes ``kernel_size`` from it (``2⌈3·hi⌉ + 1``),
+        so the kernel does not change size while the width is estimated."""
+        p = params.get("width")
+        if "kernel_size" in fixed or p is None or p.bounds is None:
+            return {}
+        if not math.isfinite(p.bounds[1]):
+            return {}
+        return {"kernel_size": default_kernel_size(p.bounds[1])}
 
     def kernel(self, *, dtype=torch.float32, device="cpu") -> torch.Tensor:
         """1-D kernel ``[K]`` (or ``[B, K]`` for per-sample widths) in ``dtype`` on ``device``."""

@@ -1,8 +1,8 @@
 """Degradation families ``A_t``, ``t ∈ [0, 1]``, with ``A_0 ≈ I`` and their time derivatives.
 
-The stochastic degradation process of Dirac (MATH.md §3) is ``y_t = A_t(x_0) + σ_t z``; its drift
-needs ``∂_t A_t(Φ)``. A family is called as ``family(x, t)`` with ``t`` a float, a 0-dim tensor or
-one severity per sample ``[B]``; linear families also give ``family.adjoint(y, t)`` and
+The stochastic degradation process of Dirac (docs/math.md §3) is ``y_t = A_t(x_0) + σ_t z``; its
+drift needs ``∂_t A_t(Φ)``. A family is called as ``family(x, t)`` with ``t`` a float, a 0-dim
+tensor or one severity per sample ``[B]``; linear families also give ``family.adjoint(y, t)`` and
 ``family.time_derivative(x, t) = ∂_t A_t(x)``.
 
 Most families are ``A_t = B_{p(t)}`` for an operator ``B_p`` with a scalar parameter ``p`` (blur

@@ -1,7 +1,7 @@
 """Inpainting: masking ``A x = m ⊙ x`` and the smooth growing masks of Dirac's inpainting process.
 
-Masks (MATH.md §3 / Dirac §4): a Gaussian-edged hole ``m = (1 - exp(-r²/(2σ²)))^p`` with ``r`` the
-distance to the image centre ``((H-1)/2, (W-1)/2)`` and ``σ`` the hole size in pixels (the paper
+Masks (docs/math.md §3 / Dirac §4): a Gaussian-edged hole ``m = (1 - exp(-r²/(2σ²)))^p`` with ``r``
+the distance to the image centre ``((H-1)/2, (W-1)/2)`` and ``σ`` the hole size in pixels (the paper
 uses ``1 - f_σ / max f_σ`` with ``f_σ`` a Gaussian density, raised to a power ``p`` for a sharper
 edge; the reference code uses ``p = 4``); and a centred square box of side ``s`` pixels with
 anti-aliased edges (each pixel masked by the fraction of its area the box covers). Both are exactly

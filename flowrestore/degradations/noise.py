@@ -1,4 +1,4 @@
-"""Additive Gaussian measurement noise ``y = x + std · z``, ``z ~ N(0, I)`` (MATH.md §3, σ_1).
+"""Additive Gaussian measurement noise ``y = x + std · z``, ``z ~ N(0, I)`` (docs/math.md §3, σ_1).
 
 Used to make observations reproducibly: pass a ``torch.Generator`` (on ``x``'s device).
 """

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from flowrestore.errors import ConfigError
+from flowrestore.pretrained.scores import evaluate
 
 INDI_TASKS = ("deblur", "sr4")
 TASKS = ("deblur", "sr4", "dirac-deblur")
@@ -32,12 +33,24 @@ TASK_MODEL = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac
 
 # (solver, steps, output) per method: the demo's default settings.
 DEFAULT_RUNS = {
-    "indi": [("euler", 1, "last"), ("euler", 2, "last"), ("euler", 5, "last"),
-             ("euler", 10, "last"), ("euler", 20, "last"), ("heun", 3, "last"),
-             ("heun", 10, "last"), ("indi", 10, "last")],
-    "dirac": [("phi", 1, "posterior_mean"), ("em", 2, "posterior_mean", 0.8),
-              ("em", 5, "posterior_mean", 0.5), ("em", 10, "posterior_mean"),
-              ("em", 25, "posterior_mean"), ("em", 25, "last")],
+    "indi": [
+        ("euler", 1, "last"),
+        ("euler", 2, "last"),
+        ("euler", 5, "last"),
+        ("euler", 10, "last"),
+        ("euler", 20, "last"),
+        ("heun", 3, "last"),
+        ("heun", 10, "last"),
+        ("indi", 10, "last"),
+    ],
+    "dirac": [
+        ("phi", 1, "posterior_mean"),
+        ("em", 2, "posterior_mean", 0.8),
+        ("em", 5, "posterior_mean", 0.5),
+        ("em", 10, "posterior_mean"),
+        ("em", 25, "posterior_mean"),
+        ("em", 25, "last"),
+    ],
 }
 QUICK_RUNS = {
     "indi": [("euler", 1, "last"), ("euler", 5, "last"), ("heun", 3, "last")],
@@ -48,87 +61,36 @@ QUICK_RUNS = {
 def _runs_for(method, solvers, steps, quick):
     if solvers is None and steps is None:
         return list((QUICK_RUNS if quick else DEFAULT_RUNS)[method])
-    from flowrestore.restore import SOLVERS
+    from flowrestore.pretrained.scores import SOLVERS
 
     default_solvers = ["euler", "heun"] if method == "indi" else ["em"]
     if steps is None:
-        steps = ([1, 5] if quick else [1, 2, 5, 10, 20]) if method == "indi" else \
-            ([5] if quick else [5, 10, 25])
+        steps = (
+            ([1, 5] if quick else [1, 2, 5, 10, 20])
+            if method == "indi"
+            else ([5] if quick else [5, 10, 25])
+        )
     ss = [s for s in (solvers or []) if method in SOLVERS.get(s, ((), ""))[0]]
     ss = ss or default_solvers  # e.g. --solver heun with --task all: Dirac keeps "em"
     output = "last" if method == "indi" else "posterior_mean"
     return [(s, n, output) for s in ss for n in steps]
 
 
-def evaluate(model, clean: torch.Tensor, runs, *, seed: int = 0, device="cpu",
-             keep_images: bool = False) -> list[dict]:
-    """Degrade ``clean`` ([N, C, H, W]) as the model was trained, restore with each run, score.
-
-    ``runs``: ``(solver_name, steps, output[, t_end])`` (:func:`flowrestore.restore.make_solver`
-    names; ``output`` ``"last"`` or ``"posterior_mean"``; ``t_end`` stops early, default 0).
-    ``solver="phi"`` is the one-shot clean estimate ``F(y, 1)`` / ``Φ(y, 1)`` (1 NFE). The first
-    row is the degraded input (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images,
-    per-image PSNR, NFE, seconds per image, high-frequency energy relative to the clean image's
-    (``hf_ratio``).
-    """
-    from flowrestore.integrate import solve
-    from flowrestore.metrics import high_frequency_energy, psnr, ssim
-    from flowrestore.pretrained import degrade_for, flow_for
-    from flowrestore.restore import make_solver
-
-    device = torch.device(device)
-    model = model.to(device)
-    x = clean.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    y = degrade_for(model, x.cpu(), generator=gen).to(device)
-    hf_clean = high_frequency_energy(x)
-
-    def score(out, **kw):
-        out = out.clamp(0.0, 1.0)
-        p = psnr(out, x)
-        row = {**kw, "psnr": float(p.mean()), "psnr_per_image": [round(float(v), 3) for v in p],
-               "ssim": float(ssim(out, x).mean()),
-               "hf_ratio": float((high_frequency_energy(out) / hf_clean).mean())}
-        if keep_images:
-            row["images"] = out.cpu()
-        return row
-
-    rows = [score(y, solver="input", steps=0, output="-", t_end=None, nfe=0,
-                  seconds_per_image=0.0)]
-    flow = flow_for(model)
-    method = model.metadata["method"]
-    for run in runs:
-        solver_name, steps, output = run[:3]
-        t_end = run[3] if len(run) > 3 else None
-        g = torch.Generator(device=device).manual_seed(seed + 1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        if solver_name == "phi":
-            with torch.no_grad():
-                out, nfe = flow.denoise(torch.ones(y.shape[0], device=device), y), 1
-        else:
-            solver = make_solver(solver_name, method)
-            sol = solve(flow, solver, y, steps=steps, output=output, generator=g, t_end=t_end)
-            out, nfe = sol.x, int(sol.stats.nfe.max())  # includes the posterior-mean evaluation
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        sec = (time.perf_counter() - t0) / x.shape[0]
-        rows.append(score(out, solver=solver_name, steps=steps, output=output, t_end=t_end,
-                          nfe=nfe, seconds_per_image=sec))
-    return rows
-
-
 def _table(task, rows, crop, names) -> list[str]:
-    lines = [f"### {task} ({TASK_MODEL[task]}): {len(names)} held-out photos "
-             f"({', '.join(names)}), center crops {crop}×{crop}", "",
-             "| solver | steps | t_end | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {task} ({TASK_MODEL[task]}): {len(names)} held-out photos "
+        f"({', '.join(names)}), center crops {crop}×{crop}",
+        "",
+        "| solver | steps | t_end | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         te = "-" if r["solver"] in ("input", "phi") else (r["t_end"] or 0)
-        lines.append(f"| {r['solver']} | {r['steps']} | {te} | {r['output']} | {r['nfe']} | "
-                     f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.2f} | "
-                     f"{r['seconds_per_image']:.3f} |")
+        lines.append(
+            f"| {r['solver']} | {r['steps']} | {te} | {r['output']} | {r['nfe']} | "
+            f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['hf_ratio']:.2f} | "
+            f"{r['seconds_per_image']:.3f} |"
+        )
     return lines
 
 
@@ -139,11 +101,13 @@ def _perception_distortion(rows) -> str | None:
     if not one or not many:
         return None
     one, many = one[0], max(many, key=lambda r: r["steps"])
-    return (f"InDI perception–distortion: 1 step (MMSE F(y, 1)) PSNR {one['psnr']:.2f} dB, "
-            f"HF/clean {one['hf_ratio']:.2f}; {many['steps']} Euler steps PSNR "
-            f"{many['psnr']:.2f} dB, HF/clean {many['hf_ratio']:.2f} "
-            f"({'sharper' if many['hf_ratio'] > one['hf_ratio'] else 'NOT sharper'}; "
-            f"PSNR {many['psnr'] - one['psnr']:+.2f} dB)")
+    return (
+        f"InDI perception–distortion: 1 step (MMSE F(y, 1)) PSNR {one['psnr']:.2f} dB, "
+        f"HF/clean {one['hf_ratio']:.2f}; {many['steps']} Euler steps PSNR "
+        f"{many['psnr']:.2f} dB, HF/clean {many['hf_ratio']:.2f} "
+        f"({'sharper' if many['hf_ratio'] > one['hf_ratio'] else 'NOT sharper'}; "
+        f"PSNR {many['psnr'] - one['psnr']:+.2f} dB)"
+    )
 
 
 def _figure(panels, path: Path, names) -> None:
@@ -164,8 +128,13 @@ def _figure(panels, path: Path, names) -> None:
                 if c < len(cols):
                     label, imgs, val = cols[c]
                     img = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
-                    ax.imshow(img if img.shape[-1] == 3 else img[..., 0], cmap="gray",
-                              vmin=0, vmax=1, interpolation="nearest")
+                    ax.imshow(
+                        img if img.shape[-1] == 3 else img[..., 0],
+                        cmap="gray",
+                        vmin=0,
+                        vmax=1,
+                        interpolation="nearest",
+                    )
                     title = label if val is None else f"{label}\n{val[i]:.2f} dB"
                     ax.set_title(f"{task}: {name}\n{title}" if c == 0 else title, fontsize=7)
             r += 1
@@ -174,8 +143,19 @@ def _figure(panels, path: Path, names) -> None:
     plt.close(fig)
 
 
-def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-demo",
-        quick=False, crop=None, seed=0, threads=None, log=print) -> dict:
+def run(
+    *,
+    tasks=TASKS,
+    solvers=None,
+    steps=None,
+    device=None,
+    out="flowrestore-demo",
+    quick=False,
+    crop=None,
+    seed=0,
+    threads=None,
+    log=print,
+) -> dict:
     """Run the demo; returns ``{"rows": {task: rows}, "table": path, "figure": path, ...}``."""
     from flowrestore.pretrained import heldout_crops, pretrained
     from flowrestore.restore import set_threads
@@ -188,9 +168,11 @@ def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-
     out.mkdir(parents=True, exist_ok=True)
     names, clean = heldout_crops(crop)
     t_start = time.perf_counter()
-    log(f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
+    log(
+        f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
         f"center crops {crop}x{crop} to keep it fast; device {device}"
-        + (f" ({threads} thread{'s' if threads > 1 else ''})" if str(device) == "cpu" else ""))
+        + (f" ({threads} thread{'s' if threads > 1 else ''})" if str(device) == "cpu" else "")
+    )
     results, lines, panels = {}, [], []
     for task in tasks:
         model = pretrained(TASK_MODEL[task], device=device)
@@ -200,11 +182,13 @@ def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-
         table = _table(task, rows, crop, names)
         note = _perception_distortion(rows) if method == "indi" else None
         if method == "dirac":
-            note = ("Dirac: 'phi' is the one-shot estimate Φ(y, 1); 'posterior_mean' is "
-                    "Φ(y_t_end, t_end) after the reverse SDE (one more NFE), 'last' its final "
-                    f"iterate y_0 (carries σ_0 = {model.metadata['dirac']['sigma_min']} noise). "
-                    "Early stopping (t_end > 0) trades sharpness (HF/clean) for PSNR, as in the "
-                    "paper.")
+            note = (
+                "Dirac: 'phi' is the one-shot estimate Φ(y, 1); 'posterior_mean' is "
+                "Φ(y_t_end, t_end) after the reverse SDE (one more NFE), 'last' its final "
+                f"iterate y_0 (carries σ_0 = {model.metadata['dirac']['sigma_min']} noise). "
+                "Early stopping (t_end > 0) trades sharpness (HF/clean) for PSNR, as in the "
+                "paper."
+            )
         block = table + (["", note] if note else []) + [""]
         log("\n".join(block))
         lines += block
@@ -216,8 +200,14 @@ def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-
         if len(shown) > 3:
             shown = [shown[0], shown[len(shown) // 2], shown[-1]]
         cols = [("degraded", rows[0]["images"], rows[0]["psnr_per_image"])]
-        cols += [(f"{r['solver']} NFE {r['nfe']}" + (f" t_end {r['t_end']}" if r["t_end"] else ""),
-                  r["images"], r["psnr_per_image"]) for r in shown]
+        cols += [
+            (
+                f"{r['solver']} NFE {r['nfe']}" + (f" t_end {r['t_end']}" if r["t_end"] else ""),
+                r["images"],
+                r["psnr_per_image"],
+            )
+            for r in shown
+        ]
         cols.append(("clean", clean, None))
         panels.append((task, cols))
         for r in rows:
@@ -227,19 +217,38 @@ def run(*, tasks=TASKS, solvers=None, steps=None, device=None, out="flowrestore-
     fig_path = out / "restorations.png"
     _figure(panels, fig_path, names)
     table_path = out / "table.md"
-    header = [f"# flowrestore demo: held-out photos, center crops {crop}x{crop}, device {device}",
-              "", "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
-              "high-frequency energy relative to the clean crop (1 = as sharp as the truth).", ""]
+    header = [
+        f"# flowrestore demo: held-out photos, center crops {crop}x{crop}, device {device}",
+        "",
+        "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
+        "high-frequency energy relative to the clean crop (1 = as sharp as the truth).",
+        "",
+    ]
     table_path.write_text("\n".join(header + lines + [f"total time {seconds:.1f} s", ""]))
     json_path = out / "results.json"
-    json_path.write_text(json.dumps({"crop": crop, "device": str(device), "images": names,
-                                     "seconds": seconds, "tasks": results}, indent=1))
+    json_path.write_text(
+        json.dumps(
+            {
+                "crop": crop,
+                "device": str(device),
+                "images": names,
+                "seconds": seconds,
+                "tasks": results,
+            },
+            indent=1,
+        )
+    )
     log(f"total time {seconds:.1f} s")
     log(f"table:  {table_path}")
     log(f"figure: {fig_path}")
     log(f"json:   {json_path}")
-    return {"rows": results, "table": table_path, "figure": fig_path, "json": json_path,
-            "seconds": seconds}
+    return {
+        "rows": results,
+        "table": table_path,
+        "figure": fig_path,
+        "json": json_path,
+        "seconds": seconds,
+    }
 
 
 def main(args) -> int:
@@ -248,8 +257,15 @@ def main(args) -> int:
     tasks = TASKS if task == "all" else (task,)
     if any(t not in TASKS for t in tasks):
         raise ConfigError(f"demo: task must be one of {TASKS + ('all', 'toy')}, got {task!r}")
-    run(tasks=tasks, solvers=getattr(args, "solver", None), steps=getattr(args, "steps", None),
-        device=getattr(args, "device", None), out=getattr(args, "out", None) or "flowrestore-demo",
-        quick=getattr(args, "quick", False), crop=getattr(args, "crop", None),
-        seed=getattr(args, "seed", 0), threads=getattr(args, "threads", None))
+    run(
+        tasks=tasks,
+        solvers=getattr(args, "solver", None),
+        steps=getattr(args, "steps", None),
+        device=getattr(args, "device", None),
+        out=getattr(args, "out", None) or "flowrestore-demo",
+        quick=getattr(args, "quick", False),
+        crop=getattr(args, "crop", None),
+        seed=getattr(args, "seed", 0),
+        threads=getattr(args, "threads", None),
+    )
     return 0

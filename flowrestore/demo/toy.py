@@ -1,6 +1,6 @@
 """Toy-posterior demonstration (``flowrestore demo --task toy``).
 
-Runs every solver on the closed-form oracles of MATH.md §2 and prints how close each gets:
+Runs every solver on the closed-form oracles of docs/math.md §2 and prints how close each gets:
 
 * Gaussian prior, denoising (§2a): relative error at ``t = 0`` against the closed-form ODE solution,
   per solver and NFE;
@@ -67,7 +67,7 @@ def gaussian_table(
 
 
 def mixture_table(*, samples: int = 20000, steps: int = 200, seed: int = 0) -> dict:
-    """Landing frequencies of Euler on the 2-D mixture of MATH.md §2c vs the weights."""
+    """Landing frequencies of Euler on the 2-D mixture of docs/math.md §2c vs the weights."""
     g = torch.Generator().manual_seed(seed)
     centers = torch.tensor(
         [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64
@@ -95,7 +95,7 @@ def mixture_table(*, samples: int = 20000, steps: int = 200, seed: int = 0) -> d
 def run(*, quick: bool = False) -> str:
     """Run both tables and return them as markdown text."""
     lines = [
-        "## Gaussian prior, denoising (MATH.md §2a): relative error at t = 0",
+        "## Gaussian prior, denoising (docs/math.md §2a): relative error at t = 0",
         "",
         "| solver | steps | NFE | rel. error | seconds |",
         "|---|---|---|---|---|",
@@ -108,7 +108,7 @@ def run(*, quick: bool = False) -> str:
     m = mixture_table(samples=2000 if quick else 20000, steps=100 if quick else 200)
     lines += [
         "",
-        "## Dirac mixture (MATH.md §2c): where Euler trajectories land",
+        "## Dirac mixture (docs/math.md §2c): where Euler trajectories land",
         "",
         "| centre | weight | landing frequency | 4 SE |",
         "|---|---|---|---|",

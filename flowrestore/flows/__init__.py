@@ -1,16 +1,19 @@
-"""Flows: what to integrate (InDI residual flow, Dirac reverse SDE, generic ODE/SDE flows)."""
+"""Flows: what to integrate (InDI's residual flow, Dirac's reverse SDE, generic ODE/SDE flows)."""
 
-from flowrestore.flows.base import Flow, batch_time, bcast
+from flowrestore.flows.base import ODE, SDE, Flow, ResidualFlow, batch_time, bcast
 from flowrestore.flows.dirac import DiracEstimate, DiracSDE
 from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
 
 __all__ = [
+    "ODE",
+    "SDE",
     "DiracEstimate",
     "DiracSDE",
     "Flow",
     "InDIFlow",
     "ODEFlow",
+    "ResidualFlow",
     "SDEFlow",
     "batch_time",
     "bcast",

@@ -1,4 +1,5 @@
-"""Dirac's reverse SDE of a stochastic degradation process (MATH.md §3, §4; Dirac eqs. 7–17).
+"""Dirac's reverse SDE of a stochastic degradation process (DiracDiffusion, Fabian et al. 2023,
+eqs. 7–17).
 
 The stochastic degradation process (SDP) is ``y_t = A_t(x_0) + σ_t z``, ``t ∈ [0, 1]``, with a
 degradation family ``A_t`` (``A_0 ≈ I``) and a positive, non-decreasing noise schedule ``σ_t``. Its
@@ -12,8 +13,12 @@ run from ``t = 1`` (the observation) to ``t = 0``. ``σ_0 > 0``, so nothing is s
 loop may evaluate the drift there, and ``output="posterior_mean"`` returns ``Φ(y_{t_end}, t_end)``
 from one extra evaluation at the end time (the last iterate is available as ``output="last"``).
 
-**Incremental reconstruction** (eq. 13 and supplement G). The discrete Dirac step
-(``EulerMaruyama`` on this flow, paper eq. 7) replaces ``−Δt ∂_t A_t(x_0)`` by an estimate ``R̂`` of
+**The discrete step** (:meth:`DiracSDE.reverse_step`, run by the solver
+:class:`~flowrestore.DiracStep`) is the paper's eq. 7. Generic SDE solvers (``EulerMaruyama``,
+``SRA1``, ``Torchsde``) integrate the continuous drift instead.
+
+**Incremental reconstruction** (eq. 13 and supplement G). The discrete Dirac step replaces
+``−Δt ∂_t A_t(x_0)`` by an estimate ``R̂`` of
 ``A_{t−Δt}(x_0) − A_t(x_0)`` built from ``Φ = Φ(y_t, t)``; ``increment=`` selects it:
 
 * ``"look_ahead"`` (default, eq. 13/30): ``R̂ = A_{t−Δt}(Φ) − A_t(Φ)``;
@@ -39,13 +44,16 @@ by autograd, locally enabled on a detached leaf even though solves run under ``n
 
 **The observation ỹ** (guidance and the data-consistency trace ``‖ỹ − A_1(Φ(y_t, t))‖``,
 paper fig. 4): ``observation=`` if given, else the solve's start state when the solve starts at
-``t = 1`` (``fr.solve(sde, solver, y, ...)`` with ``y`` the measurement), else none. The Dirac
-solvers record the trace per step as ``Solution.records["data_consistency"]`` (``[steps, B]``,
-evaluated at each step's start, no extra predictor evaluation).
+``t = 1`` (``fr.solve(sde, solver, y, ...)`` with ``y`` the measurement:
+:meth:`DiracSDE.for_solve`),
+else none (and guidance is refused). :class:`~flowrestore.DiracStep` records the trace per step as
+``Solution.records["data_consistency"]`` (``[steps, B]``, evaluated at each step's start, no extra
+predictor evaluation).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +63,7 @@ from torch import Tensor
 
 from flowrestore.degradations.families import Family, as_family
 from flowrestore.errors import ConfigError, FlowRestoreError, ShapeError, describe
-from flowrestore.flows.base import Flow, batch_time, bcast, check_output
+from flowrestore.flows.base import SDE, batch_time, bcast, check_output
 from flowrestore.schedules import Constant, Schedule
 
 __all__ = ["DiracEstimate", "DiracSDE"]
@@ -132,7 +140,7 @@ def _family_time(t: Tensor):
     return t
 
 
-class DiracSDE(Flow):
+class DiracSDE(SDE):
     """Dirac's reverse SDE over a clean-image predictor ``Φ`` (see the module docstring).
 
     Example::
@@ -164,11 +172,11 @@ class DiracSDE(Flow):
         check_outputs: validate shape, dtype and device of every predictor output.
     """
 
-    is_sde = True
     noise_type = "additive"
     singular_at_zero = False
     default_span = (1.0, 0.0)
     time_range = (0.0, 1.0)
+    suggested_solvers = ("DiracStep", "EulerMaruyama", "SRA1")
 
     def __init__(
         self,
@@ -276,39 +284,48 @@ class DiracSDE(Flow):
         """``dσ_t²/dt = g(t)²``."""
         return self.sigma.variance_derivative(t)
 
-    def score(self, t: Tensor, y: Tensor, phi: Tensor | None = None) -> Tensor:
-        """``s(y, t) = (A_t(Φ(y, t)) − y) / σ_t²`` (eq. 11; ``phi`` reuses an evaluation)."""
-        phi = self.denoise(t, y) if phi is None else phi
-        return (self.degrade(phi, t) - y) / bcast(self.sigma2(t), y)
+    def score(
+        self, t: Tensor, y: Tensor, phi: Tensor | None = None, a_t_phi: Tensor | None = None
+    ) -> Tensor:
+        """``s(y, t) = (A_t(Φ(y, t)) − y) / σ_t²`` (eq. 11; ``phi``/``a_t_phi`` reuse work)."""
+        if a_t_phi is None:
+            phi = self.denoise(t, y) if phi is None else phi
+            a_t_phi = self.degrade(phi, t)
+        return (a_t_phi - y) / bcast(self.sigma2(t), y)
 
     def diffusion(self, t: Tensor, y: Tensor) -> Tensor:
         """``g(t) = sqrt(dσ_t²/dt)``, broadcastable to the state (0-d or ``[B, 1, ..., 1]``)."""
         return bcast(self.variance_derivative(t).clamp_min(0).sqrt(), y)
 
-    def observation_for(self, ctx, like: Tensor) -> Tensor | None:
-        """The measurement ``ỹ`` for the rows being stepped (see the module docstring)."""
-        if self.observation is not None:
-            obs = self.observation.to(dtype=like.dtype, device=like.device)
-            index = getattr(ctx, "index", None)
-            obs = obs if index is None else obs[index.to(obs.device)]
-            if obs.shape != like.shape:
-                raise ShapeError(
-                    f"observation has shape {tuple(obs.shape)}, the state {tuple(like.shape)}"
+    def for_solve(self, x_start: Tensor, t_start: float) -> DiracSDE:
+        """A copy whose observation is ``x_start`` when none was given and ``t_start = 1``.
+
+        At ``t = 1`` the state *is* the measurement ``ỹ = y_1`` (the SDP's definition). A solve
+        that starts below 1 without ``observation=`` has no measurement: no data-consistency
+        trace, and guidance is refused.
+        """
+        if self.observation is not None or t_start != 1.0:
+            if self.guidance is not None and self.observation is None:
+                raise ConfigError(
+                    f"guidance needs the measurement: the solve starts at t={t_start:.6g}, not 1; "
+                    "pass DiracSDE(..., observation=y)"
                 )
-            return obs
-        if ctx is None or ctx.x_start is None or ctx.t_start is None:
+            return self
+        bound = copy.copy(self)
+        bound.observation = x_start
+        return bound
+
+    def observation_rows(self, like: Tensor, index: Tensor | None = None) -> Tensor | None:
+        """The measurement for the rows being stepped (``index``; ``None``: all), or ``None``."""
+        if self.observation is None:
             return None
-        from_start = getattr(ctx, "_dirac_start_is_observation", None)
-        if from_start is None:  # decided once per solve (one host read of the start time)
-            from_start = float(ctx.t_start) == 1.0
-            try:
-                ctx._dirac_start_is_observation = from_start
-            except AttributeError:  # pragma: no cover - a context without instance attributes
-                pass
-        if not from_start:
-            return None
-        obs = ctx.start_rows()
-        return obs if obs is not None and obs.shape == like.shape else None
+        obs = self.observation.to(dtype=like.dtype, device=like.device)
+        obs = obs if index is None else obs[index.to(obs.device)]
+        if obs.shape != like.shape:
+            raise ShapeError(
+                f"observation has shape {tuple(obs.shape)}, the state {tuple(like.shape)}"
+            )
+        return obs
 
     def _eta(self, t: Tensor, y: Tensor) -> Tensor:
         if callable(self.guidance):
@@ -363,7 +380,28 @@ class DiracSDE(Flow):
 
     def drift(self, t: Tensor, y: Tensor) -> Tensor:
         """``f(y, t) = ∂_t A_t(Φ(y, t)) − (dσ_t²/dt)(A_t(Φ(y, t)) − y)/σ_t²`` (plus guidance)."""
-        return self.drift_terms(t, y, self.observation_for(None, y))[0]
+        return self.drift_terms(t, y, self.observation_rows(y))[0]
+
+    def reverse_step(
+        self, t: Tensor, y: Tensor, h: Tensor, z: Tensor, observation: Tensor | None = None
+    ) -> tuple[Tensor, DiracEstimate]:
+        """Dirac's discrete reverse step (paper eq. 7) from ``t`` to ``s = t + h`` (``h < 0``).
+
+        ``y_s = y_t + R̂ − (σ_s² − σ_t²)(s_θ(y_t, t) + γ_t) + sqrt(σ_t² − σ_s²) z`` with ``R̂`` the
+        configured incremental reconstruction (eq. 13), ``s_θ`` the score of eq. 11 and ``γ_t``
+        the guidance score (eq. 16–17). One predictor evaluation; returns the new state and the
+        estimate (``Φ``, guidance, residual norm).
+        """
+        s = (t + h).clamp(0.0, 1.0)
+        est = self.estimate(t, y, observation)
+        a_t_phi = self.degrade(est.phi, t)
+        score = self.score(t, y, est.phi, a_t_phi)
+        if est.guidance is not None:
+            score = score + est.guidance
+        r_hat = self.incremental_reconstruction(t, h, est.phi, a_t_phi)
+        dvar = self.sigma2(s) - self.sigma2(t)
+        y_next = y + r_hat - bcast(dvar, y) * score + bcast(dvar.abs().sqrt(), y) * z
+        return y_next, est
 
     def incremental_reconstruction(
         self, t: Tensor, h: Tensor, phi: Tensor, a_t_phi: Tensor | None = None

@@ -1,46 +1,81 @@
-"""InDI's residual flow (MATH.md §1): ``dx/dt = (x − F(x, t)) / t`` from ``t = 1`` to ``t = 0``.
+"""InDI's residual flow ``dx/dt = (x − F(x, t)) / t`` from ``t = 1`` to ``t = 0``.
 
-``F`` is a clean-image predictor (ideally ``E[x | x_t]``). Semi-linear form:
-``dx/dt = a(t) x + b(t) F(x, t)`` with ``a = 1/t``, ``b = −1/t``, whose variation-of-constants
-solution ``x_s = (s/t) x_t + s ∫_s^t F(x_τ, τ)/τ² dτ`` the exponential-integrator solvers use.
+InDI (Delbracio & Milanfar 2023, §3 "InDI as a Residual Flow ODE"): ``F`` is a clean-image
+predictor (ideally ``E[x | x_t]`` for ``x_t = (1 − t) x + t y``), and this small-step limit of the
+InDI sampler transports the degraded image ``y`` at ``t = 1`` to a clean one at ``t = 0``.
+Semi-linear form ``dx/dt = x/t − F/t`` (:class:`~flowrestore.flows.base.ResidualFlow`); the drift
+is ``0/0`` at ``t = 0`` for an exact predictor and unbounded for a learned one that does not tend
+to ``x`` there, so the loop never evaluates it at 0 (docs/math.md §1, "The endpoint").
 
-The drift is ``0/0`` at ``t = 0`` for an exact predictor and unbounded for a learned one, so the
-flow is marked ``singular_at_zero``: no solver evaluates it there; the loop's last step onto 0
-returns ``F(x_t, t)`` (the posterior-mean estimate), see :mod:`flowrestore.integrate.solve`.
+A predictor with ``predicts_velocity = True`` and a method ``velocity(x, t)`` (e.g.
+``training.UNet(velocity=True)``: ``F = x − t·v``) gives the drift ``v`` directly: bounded by
+construction, and without the cancellation of ``(x − F)/t`` at small ``t``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from torch import Tensor
 
-from flowrestore.flows.base import Flow, batch_time, bcast, check_output
+from flowrestore.errors import ShapeError, describe
+from flowrestore.flows.base import ResidualFlow, batch_time, check_output
+
+__all__ = ["InDIFlow"]
 
 
-class InDIFlow(Flow):
+class InDIFlow(ResidualFlow):
     """The InDI residual flow over a clean-image predictor.
 
     Args:
         predictor: any callable or ``nn.Module``, called as ``predictor(x, t)`` with ``x`` of
             shape ``[B, ...]`` and ``t`` a tensor of shape ``[B]`` (per-sample time, state dtype).
+        observation: the degraded batch ``y`` (used by the naive and Cold-Diffusion samplers);
+            default: the solve's start state when the solve starts at ``t = 1`` (``x_1 = y``).
         check_outputs: validate shape, dtype and device of every predictor output (metadata
             only: no host synchronisation).
     """
 
-    singular_at_zero = True
-    default_span = (1.0, 0.0)
-    time_range = (0.0, 1.0)
-
     def __init__(
-        self, predictor: Callable[[Tensor, Tensor], Tensor], *, check_outputs: bool = True
+        self,
+        predictor: Callable[[Tensor, Tensor], Tensor],
+        *,
+        observation: Tensor | None = None,
+        check_outputs: bool = True,
     ):
         if not callable(predictor):
             raise TypeError(
                 f"predictor must be callable predictor(x, t), got {type(predictor).__name__}"
             )
+        if observation is not None and not isinstance(observation, Tensor):
+            raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
         self.predictor = predictor
+        self.observation = observation
         self.check_outputs = check_outputs
+        self._velocity = (
+            predictor.velocity if getattr(predictor, "predicts_velocity", False) else None
+        )
+
+    def __repr__(self) -> str:
+        return f"InDIFlow({type(self.predictor).__name__})"
+
+    def check_state(self, x: Tensor) -> None:
+        """Validate the start state and, if given, that the observation has its shape."""
+        super().check_state(x)
+        if self.observation is not None and self.observation.shape != x.shape:
+            raise ShapeError(
+                f"observation has shape {tuple(self.observation.shape)}, but the start state "
+                f"has shape {tuple(x.shape)}"
+            )
+
+    def for_solve(self, x_start: Tensor, t_start: float) -> InDIFlow:
+        """A copy whose observation is ``x_start`` when none was given and ``t_start = 1``."""
+        if self.observation is not None or t_start != 1.0:
+            return self
+        bound = copy.copy(self)
+        bound.observation = x_start
+        return bound
 
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """``F(x, t)``, the predictor's clean-image estimate."""
@@ -51,6 +86,9 @@ class InDIFlow(Flow):
         """Clean-image estimate ``F(x, t)`` (the Euler step from ``t`` onto 0)."""
         return self.predict(t, x)
 
-    def drift(self, t: Tensor, x: Tensor) -> Tensor:
-        """``(x − F(x, t)) / t``; never called at ``t = 0`` by the loop."""
-        return (x - self.predict(t, x)) / bcast(t, x)
+    def velocity(self, t: Tensor, x: Tensor) -> Tensor:
+        """``(x − F(x, t)) / t``, or the predictor's own velocity ``v(x, t)`` if it has one."""
+        if self._velocity is None:
+            return super().velocity(t, x)
+        out = self._velocity(x, batch_time(t, x))
+        return check_output("predictor.velocity", out, x) if self.check_outputs else out

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from torch import Tensor
 
 from flowrestore.errors import ConfigError
-from flowrestore.flows.base import Flow, batch_time, bcast, check_output
+from flowrestore.flows.base import ODE, SDE, batch_time, bcast, check_output
+
+__all__ = ["ODEFlow", "SDEFlow"]
 
 _TIME_SHAPES = ("batch", "broadcast")
 
@@ -21,7 +23,7 @@ def _shape_time(t: Tensor, x: Tensor, time_shape: str) -> Tensor:
     return batch_time(t, x) if time_shape == "batch" else bcast(batch_time(t, x), x)
 
 
-class ODEFlow(Flow):
+class ODEFlow(ODE):
     """``dx/dt = f(t, x)`` for any callable ``f``.
 
     Args:
@@ -52,7 +54,7 @@ class ODEFlow(Flow):
         return check_output("f", out, x) if self.check_outputs else out
 
 
-class SDEFlow(ODEFlow):
+class SDEFlow(SDE):
     """Itô SDE ``dx = f(t, x) dt + g(t, x) dW`` from callables.
 
     Args:
@@ -63,8 +65,6 @@ class SDEFlow(ODEFlow):
         noise_type: ``"additive"`` or ``"diagonal"``.
     """
 
-    is_sde = True
-
     def __init__(
         self,
         f: Callable[[Tensor, Tensor], Tensor],
@@ -74,13 +74,23 @@ class SDEFlow(ODEFlow):
         time_shape: str = "batch",
         check_outputs: bool = True,
     ):
-        super().__init__(f, time_shape=time_shape, check_outputs=check_outputs)
+        if not callable(f):
+            raise TypeError(f"f must be callable f(t, x), got {type(f).__name__}")
+        if time_shape not in _TIME_SHAPES:
+            raise ConfigError(f"time_shape must be one of {_TIME_SHAPES}, got {time_shape!r}")
         if not callable(g):
             raise TypeError(f"g must be callable g(t, x), got {type(g).__name__}")
         if noise_type not in ("additive", "diagonal"):
             raise ConfigError(f"noise_type must be 'additive' or 'diagonal', got {noise_type!r}")
-        self.g = g
+        self.f, self.g = f, g
         self.noise_type = noise_type
+        self.time_shape = time_shape
+        self.check_outputs = check_outputs
+
+    def drift(self, t: Tensor, x: Tensor) -> Tensor:
+        """``f(t, x)``."""
+        out = self.f(_shape_time(t, x, self.time_shape), x)
+        return check_output("f", out, x) if self.check_outputs else out
 
     def diffusion(self, t: Tensor, x: Tensor) -> Tensor:
         """``g(t, x)``."""

@@ -1,33 +1,28 @@
-"""The integration loop, grids, noise sources and the solution type."""
+"""The integration loop (:func:`solve`), its context, drivers and endpoint rule; grids, noise
+sources and controllers are re-exported here for convenience."""
 
-from flowrestore.integrate.grids import (
-    Fitted,
-    Power,
-    Spacing,
-    Uniform,
-    check_grid,
-    fit_grid,
-    make_grid,
-)
-from flowrestore.integrate.noise import (
-    BrownianIncrements,
-    GeneratorNoise,
-    NoiseSource,
-    PerSampleNoise,
-)
+from flowrestore.controllers import FixedGrid, PIController, StepController
+from flowrestore.grids import Fitted, Power, Spacing, Uniform, check_grid, make_grid
+from flowrestore.integrate.context import StepContext
+from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
 from flowrestore.integrate.solve import solve
+from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 
 __all__ = [
     "BrownianIncrements",
     "Fitted",
+    "FixedGrid",
     "GeneratorNoise",
     "NoiseSource",
+    "PIController",
     "PerSampleNoise",
     "Power",
     "Solution",
     "Spacing",
     "Stats",
+    "StepContext",
+    "StepController",
     "Uniform",
     "check_grid",
     "fit_grid",

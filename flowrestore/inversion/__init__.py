@@ -1,11 +1,11 @@
-"""Blind inversion through a few-step generative flow — BIRD (MATH.md §5).
+"""Blind inversion through a few-step generative flow — BIRD (docs/math.md §5).
 
 :class:`BlindInversion` jointly optimises the latent ``z`` of a generative flow ``Ψ`` and the
 unknown parameters ``φ`` (:class:`Param`) of a degradation ``H_φ`` to fit an observation.
 """
 
+from flowrestore.degradations.blind import POSITIVE_FLOOR, BlindOperator, Param, project_simplex
 from flowrestore.inversion.blind import BlindInversion, InversionResult, project_sphere
-from flowrestore.inversion.params import POSITIVE_FLOOR, BlindOperator, Param, project_simplex
 
 __all__ = [
     "BlindInversion",

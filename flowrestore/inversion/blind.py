@@ -1,4 +1,4 @@
-"""BIRD: blind restoration by fast inversion of a few-step generative flow (MATH.md §5).
+"""BIRD: blind restoration by fast inversion of a few-step generative flow (docs/math.md §5).
 
 A generative flow ``Ψ`` maps a latent ``z`` (noise at ``t = 1``) to an image in a few large
 deterministic steps — here ``Ψ(z) = fr.solve(flow, solver, z, steps=N).x``, e.g. an
@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from flowrestore.degradations.blind import BlindOperator, Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.flows.base import Flow
-from flowrestore.integrate.grids import Spacing
+from flowrestore.grids import Spacing
 from flowrestore.integrate.solve import solve
-from flowrestore.inversion.params import BlindOperator, Param
 from flowrestore.solvers.base import Solver
 
 __all__ = ["BlindInversion", "InversionResult", "project_sphere"]
@@ -124,7 +124,8 @@ def _positive(value, name: str) -> float:
 
 
 class BlindInversion:
-    """Joint estimation of the latent and the degradation's unknown parameters (BIRD, MATH.md §5).
+    """Joint estimation of the latent and the degradation's unknown parameters (BIRD, docs/math.md
+    §5).
 
     Args:
         flow: the generative flow (e.g. ``InDIFlow(predictor)`` for a predictor trained with
@@ -132,8 +133,10 @@ class BlindInversion:
         solver: a deterministic :class:`~flowrestore.Solver` (``Euler()``, ``Heun()``, ...).
         steps, grid, spacing: the time grid of ``Ψ``, as for :func:`flowrestore.solve`.
         degradation: the forward model ``H``: an operator (blind when built with :class:`Param`
-            arguments, e.g. ``GaussianBlur(width=Param(1.0, bounds=(0.1, 5)))``), any callable
-            ``x -> y``, or a sequence of them applied in order (``[Blur(kernel=Param(...)),
+            arguments, e.g. ``BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 5)))``),
+            any callable
+            ``x -> y``, or a sequence of them applied in order
+            (``[BlindOperator(Blur, kernel=Param(...)),
             Downsample(2)]`` is down-sampling with an unknown kernel).
         iterations: Adam iterations.
         lr_latent, lr_degradation: learning rates (a :class:`Param` may set its own ``lr``).
@@ -219,7 +222,7 @@ class BlindInversion:
             if isinstance(op, Param):
                 raise ConfigError(
                     f"degradation[{i}] is a bare Param; pass it as an operator argument, e.g. "
-                    "GaussianBlur(width=Param(...))"
+                    "BlindOperator(GaussianBlur, width=Param(...))"
                 )
             if not (isinstance(op, BlindOperator) or callable(op)):
                 raise ConfigError(
@@ -330,18 +333,26 @@ class BlindInversion:
             loss, mse = self._objective(y, pred, values)
             leaves = [z, *values.values()]
             grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
-        grads = [torch.zeros_like(leaf) if g is None else g
-                 for leaf, g in zip(leaves, grads, strict=True)]
+        grads = [
+            torch.zeros_like(leaf) if g is None else g
+            for leaf, g in zip(leaves, grads, strict=True)
+        ]
         g_z = grads[0]
         if self.tangent_gradient:
             tangent_(g_z, z)
         g_params = dict(zip(values, grads[1:], strict=True))
-        out = {"x": x.detach(), "prediction": pred.detach(), "loss": loss.detach(),
-               "mse": mse.detach(), "nfe": nfe}
+        out = {
+            "x": x.detach(),
+            "prediction": pred.detach(),
+            "loss": loss.detach(),
+            "mse": mse.detach(),
+            "nfe": nfe,
+        }
         return g_z, g_params, out
 
-    def gradients(self, y: Tensor, latent: Tensor, params: dict[str, Tensor]
-                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    def gradients(
+        self, y: Tensor, latent: Tensor, params: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The gradients one iteration hands to Adam at ``(latent, params)`` (no update).
 
         ``latent`` is used as given (not projected); ``params`` maps every unknown's key to its

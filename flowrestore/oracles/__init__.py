@@ -1,10 +1,11 @@
 """Closed-form oracles: priors whose exact posterior mean (and often flow) is known in closed form.
 
-They are the ground truth for the solver tests, examples and benchmarks (MATH.md §2, §4, §5):
+They are the ground truth for the solver tests, examples and benchmarks (docs/math.md §2, §4, §5):
 
-- :class:`GaussianOracle` — Gaussian prior, diagonal linear degradation (InDI, MATH.md §2a/§2b);
+- :class:`GaussianOracle` — Gaussian prior, diagonal linear degradation (InDI, docs/math.md
+§2a/§2b);
 - :class:`DiracMixture` — mixture of Dirac masses, any linear degradation (InDI §2c, Dirac §4);
-- :class:`GaussianGenerativeOracle` — Gaussian prior from a noise latent (BIRD, MATH.md §5).
+- :class:`GaussianGenerativeOracle` — Gaussian prior from a noise latent (BIRD, docs/math.md §5).
 
 Each exposes ``posterior_mean(x_t, t)`` (also as ``.predictor`` and ``__call__``), usable directly
 as a clean-image predictor, e.g. ``fr.InDIFlow(oracle.posterior_mean)``.

@@ -1,20 +1,23 @@
-"""Gaussian-prior oracle for InDI (MATH.md §2a and §2b): exact posterior mean, ODE path and sampler.
+"""Gaussian-prior oracle for InDI (docs/math.md §2a and §2b): exact posterior mean, ODE path and
+sampler.
 
 Prior ``x ~ N(c, diag σ_c²)`` (per-coordinate ``mean`` c and ``std`` σ_c), degradation
 ``y = h ⊙ x + σ n`` with a diagonal ``h`` (``h = 1``: denoising) and InDI path
 ``x_t = H_t x + t σ n``, ``H_t = (1 - t) + t h``. Everything is per coordinate and closed form:
 
-- posterior mean (MATH.md §2b): ``E[x | x_t] = c + σ_c² h_t (x_t - h_t c) / (h_t² σ_c² + t² σ²)``;
-- residual-flow ODE ``dx/dt = (x - E[x|x_t]) / t`` from ``x(1) = y`` (MATH.md §1, §2a):
+- posterior mean (docs/math.md §2b):
+``E[x | x_t] = c + σ_c² h_t (x_t - h_t c) / (h_t² σ_c² + t² σ²)``;
+- residual-flow ODE ``dx/dt = (x - E[x|x_t]) / t`` from ``x(1) = y`` (docs/math.md §1, §2a):
   ``x_t = h_t c + (y - h c) s_t / s_1`` with ``s_t² = h_t² σ_c² + t² σ²`` the marginal variance of
-  ``x_t``. For ``h = 1`` this is MATH.md §2a's ``c + (y - c) sqrt((t² + α²) / (1 + α²))``,
-  ``α = σ_c / σ``. MATH.md §2b says there is no elementary closed form for ``h ≠ 1``; there is one
-  for a *diagonal* ``h``: each coordinate is an independent 1-D Gaussian path, the 1-D flow is the
-  monotone (affine) transport between the Gaussian marginals, and differentiating
-  ``h_t c + (y - h c) s_t / s_1`` gives exactly ``(x - E[x|x_t]) / t`` (checked in the tests against
+  ``x_t``. For ``h = 1`` this is docs/math.md §2a's ``c + (y - c) sqrt((t² + α²) / (1 + α²))``,
+  ``α = σ_c / σ``. docs/math.md §2b says there is no elementary closed form for ``h ≠ 1``; there is
+  one for a *diagonal* ``h``: each coordinate is an independent 1-D Gaussian path, the 1-D flow is
+  the monotone (affine) transport between the Gaussian marginals, and differentiating ``h_t c + (y -
+  h c) s_t / s_1`` gives exactly ``(x - E[x|x_t]) / t`` (checked in the tests against
   :meth:`GaussianOracle.ode_reference`, a float64 DOP853 integration of the drift);
-- discrete InDI sampler with ``ε = 0`` (MATH.md §1): each step is affine in ``x̂``, so the output on
-  a grid is a product of affine maps (MATH.md §2a's product formula for ``h = 1``).
+- discrete InDI sampler with ``ε = 0`` (docs/math.md §1): each step is affine in ``x̂``, so the
+output on
+  a grid is a product of affine maps (docs/math.md §2a's product formula for ``h = 1``).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class GaussianOracle(PosteriorOracle):
     # ------------------------------------------------------------------ helpers
     @property
     def is_denoising(self) -> bool:
-        """True when ``h = 1`` everywhere (pure denoising, MATH.md §2a)."""
+        """True when ``h = 1`` everywhere (pure denoising, docs/math.md §2a)."""
         return bool((self.h == 1).all())
 
     def _params(self, like: torch.Tensor):
@@ -119,7 +122,8 @@ class GaussianOracle(PosteriorOracle):
 
     # ---------------------------------------------------------------- the oracle
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        """Exact ``E[x | x_t]`` (MATH.md §2b); ``x_t``: ``[B, *event]``, ``t``: scalar or ``[B]``.
+        """Exact ``E[x | x_t]`` (docs/math.md §2b); ``x_t``: ``[B, *event]``, ``t``: scalar or
+        ``[B]``.
 
         At ``t = 0`` (``h_0 = 1``) this is ``x_t`` itself; no 0/0 occurs since ``σ_c > 0``.
         """
@@ -149,7 +153,8 @@ class GaussianOracle(PosteriorOracle):
         """Closed-form solution at time ``t`` of ``dx/dt = (x - E[x|x_t]) / t`` with ``x(1) = y``.
 
         ``x_t = h_t c + (y - h c) s_t / s_1`` (see the module docstring); for ``h = 1`` this is
-        MATH.md §2a's ``c + (y - c) sqrt((t² + α²) / (1 + α²))``. ``t`` scalar or ``[B]``; ``t = 0``
+        docs/math.md §2a's ``c + (y - c) sqrt((t² + α²) / (1 + α²))``. ``t`` scalar or ``[B]``;
+        ``t = 0``
         gives the flow's output, whose law is the prior when ``y ~ p(y)``.
         """
         y = check_state(y, self.event_shape, "y")
@@ -167,7 +172,7 @@ class GaussianOracle(PosteriorOracle):
         ``grid`` is 1-D, strictly decreasing in ``[0, 1]`` (``t_N`` may be 0); ``y`` is the state at
         ``grid[0]`` (normally ``t_0 = 1``). Each step ``t → s`` is
         ``x̂_s = (s/t) x̂_t + (1 - s/t) E[x | x̂_t]``, affine in ``x̂``; the composition of these affine
-        maps is formed in float64 and applied to ``y``. For ``h = 1`` a step is MATH.md §2a's
+        maps is formed in float64 and applied to ``y``. For ``h = 1`` a step is docs/math.md §2a's
         ``x̂ - c ↦ (x̂ - c)(1 - δ t σ² / (σ_c² + t² σ²))``.
         """
         y = check_state(y, self.event_shape, "y")

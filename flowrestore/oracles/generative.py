@@ -1,7 +1,7 @@
-"""Gaussian oracle for a *generative* InDI flow, as used by BIRD (MATH.md §5).
+"""Gaussian oracle for a *generative* InDI flow, as used by BIRD (docs/math.md §5).
 
 Prior ``x ~ N(c, diag σ_c²)``; the "degraded" image is pure noise ``y = z ~ N(0, I)`` independent
-of ``x``; path ``x_t = (1 - t) x + t z``. Per coordinate (MATH.md §1 applied to this pair):
+of ``x``; path ``x_t = (1 - t) x + t z``. Per coordinate (docs/math.md §1 applied to this pair):
 
 - ``E[x | x_t] = c + (1 - t) σ_c² (x_t - (1 - t) c) / ((1 - t)² σ_c² + t²)``;
 - the residual-flow ODE ``dx/dt = (x - E[x|x_t]) / t`` from ``x(1) = z`` is the affine transport
@@ -35,7 +35,7 @@ __all__ = ["GaussianGenerativeOracle"]
 
 
 class GaussianGenerativeOracle(PosteriorOracle):
-    """Gaussian prior pushed from a standard-normal latent by the InDI flow (MATH.md §5).
+    """Gaussian prior pushed from a standard-normal latent by the InDI flow (docs/math.md §5).
 
     Args (keyword-only):
         mean: prior mean ``c`` (scalar or tensor broadcastable to ``event_shape``).

@@ -1,11 +1,12 @@
-"""Dirac-mixture oracle (MATH.md §2c for InDI, §4 for Dirac): exact posterior means as softmaxes.
+"""Dirac-mixture oracle (docs/math.md §2c for InDI, §4 for Dirac): exact posterior means as
+softmaxes.
 
 Prior ``p(x) = Σ_i w_i δ(x - c_i)``, degradation ``y = H x + σ n`` with ``H`` linear (a square
 ``[D, D]`` matrix on the flattened event, a diagonal given as a vector, or the identity).
 
-- InDI path ``x_t = H_t x + t σ n``, ``H_t = (1 - t) I + t H`` (MATH.md §2c):
+- InDI path ``x_t = H_t x + t σ n``, ``H_t = (1 - t) I + t H`` (docs/math.md §2c):
   ``E[x | x_t] = Σ_i softmax_i(log w_i - ||x_t - H_t c_i||² / (2 t² σ²)) c_i``.
-- Dirac stochastic degradation process ``y_t = A_t(x_0) + σ_t z`` (MATH.md §4):
+- Dirac stochastic degradation process ``y_t = A_t(x_0) + σ_t z`` (docs/math.md §4):
   ``E[x_0 | y_t] = Σ_i softmax_i(log w_i - ||y_t - A_t c_i||² / (2 σ_t²)) c_i``.
 
 The softmax is computed after subtracting each row's smallest squared distance, so it never forms a
@@ -142,7 +143,7 @@ class DiracMixture(PosteriorOracle):
         return _softmax_from_sqdist(self.weights.to(x_t).log(), sqdist, scale)
 
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        """Exact ``E[x | x_t]`` on the InDI path (MATH.md §2c); ``t`` scalar or ``[B]``."""
+        """Exact ``E[x | x_t]`` on the InDI path (docs/math.md §2c); ``t`` scalar or ``[B]``."""
         p = self.posterior_weights(x_t, t)
         return (p @ self._flat.to(p)).reshape(x_t.shape)
 
@@ -181,7 +182,8 @@ class DiracMixture(PosteriorOracle):
         A: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         sigma: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
-        """``P(x_0 = c_i | y_t)`` for the SDP ``y_t = A_t(x_0) + σ_t z`` (MATH.md §4), ``[B, K]``.
+        """``P(x_0 = c_i | y_t)`` for the SDP ``y_t = A_t(x_0) + σ_t z`` (docs/math.md §4),
+        ``[B, K]``.
 
         ``A(x, t)`` maps ``x`` ``[M, *event]`` and ``t`` ``[M]`` to ``[M, *obs]`` (``obs`` = the
         shape of ``y_t``'s events); ``sigma(t)`` maps ``t`` ``[B]`` to ``σ_t`` (``[B]`` or
@@ -228,7 +230,8 @@ class DiracMixture(PosteriorOracle):
         A: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         sigma: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
-        """Exact ``Φ(y_t, t) = E[x_0 | y_t]`` for the SDP (MATH.md §4), ``[B, *event_shape]``."""
+        """Exact ``Φ(y_t, t) = E[x_0 | y_t]`` for the SDP (docs/math.md §4),
+        ``[B, *event_shape]``."""
         p = self.dirac_posterior_weights(y_t, t, A=A, sigma=sigma)
         return (p @ self._flat.to(p)).reshape(y_t.shape[0], *self.event_shape)
 
@@ -248,16 +251,17 @@ class DiracMixture(PosteriorOracle):
     def denoising_posterior_weights(
         self, y: torch.Tensor, *, variance: float | torch.Tensor
     ) -> torch.Tensor:
-        """Landing frequencies ``∝ w_i exp(-||y - c_i||² / (2 variance))``, ``[B, K]`` (MATH.md §4).
+        """Landing frequencies ``∝ w_i exp(-||y - c_i||² / (2 variance))``, ``[B, K]``
+        (docs/math.md §4).
 
         For pure denoising (``A_t = I``) the reverse SDE started at a fixed ``y`` lands on
         ``c_i`` with this probability, where ``variance`` is the variance of the noise between
         ``y`` and the clean atom. For the SDP ``y_t = x_0 + σ_t z`` (the marginals that
         :meth:`dirac_posterior_mean` assumes) that is ``σ_1²``: the component posterior given
-        ``y_1`` is ``∝ w_i N(y_1; c_i, σ_1²)``. MATH.md §4 writes ``σ_1² - σ_0²``, which is exact
-        only for a process started from a noiseless ``y_0 = x_0``; the two differ by ``σ_0²``,
-        negligible for ``σ_0 ≪ σ_1`` (tests/oracles checks ``σ_1²`` by simulation with
-        ``σ_0 = 0.4``, where the two differ clearly). ``variance``: positive scalar or ``[B]``.
+        ``y_1`` is ``∝ w_i N(y_1; c_i, σ_1²)``. docs/math.md §4 writes ``σ_1² - σ_0²``, which is
+        exact only for a process started from a noiseless ``y_0 = x_0``; the two differ by ``σ_0²``,
+        negligible for ``σ_0 ≪ σ_1`` (tests/oracles checks ``σ_1²`` by simulation with ``σ_0 =
+        0.4``, where the two differ clearly). ``variance``: positive scalar or ``[B]``.
         """
         y = check_state(y, self.event_shape, "y")
         b = y.shape[0]

@@ -27,7 +27,7 @@ Models:
 * ``dirac-deblur`` — Dirac (clean-image predictor Φ), blur family ``A_t = G_{2t}`` (std grows
   linearly to 2 px at t = 1) and noise ``σ_t = 0.01^{1-t} 0.05^t``: the observation is
   ``A_1(x) + 0.05 z``. Run it with :class:`~flowrestore.flows.dirac.DiracSDE` and
-  ``EulerMaruyama`` (:func:`flow_for` builds the flow).
+  :class:`~flowrestore.DiracStep` (:func:`flow_for` builds the flow).
 """
 
 from __future__ import annotations
@@ -160,14 +160,14 @@ def flow_for(model, **kwargs):
 
 
 def default_solver(model):
-    """The default step: ``Heun()`` for InDI, ``EulerMaruyama()`` (Dirac's eq. 7) for Dirac."""
+    """The default step: ``Heun()`` for InDI, ``DiracStep()`` (Dirac's eq. 7) for Dirac."""
     if _meta(model)["method"] == "indi":
         from flowrestore.solvers import Heun
 
         return Heun()
-    from flowrestore.solvers.sde import EulerMaruyama
+    from flowrestore.solvers.dirac import DiracStep
 
-    return EulerMaruyama()
+    return DiracStep()
 
 
 def degrade_for(model, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -38,47 +38,113 @@ HERE = Path(__file__).resolve().parent
 MODELS: dict[str, tuple[str, list[str]]] = {
     "indi-deblur": (
         "InDI, Gaussian deblurring (blur std 2 px, noise 0.01)",
-        ["--task", "deblur", "--task-param", "blur_sigma=2.0", "--task-param", "noise=0.01",
-         "--method", "indi", "--steps", "3000", "--seed", "0", "--threads", "1"],
+        [
+            "--task",
+            "deblur",
+            "--task-param",
+            "blur_sigma=2.0",
+            "--task-param",
+            "noise=0.01",
+            "--method",
+            "indi",
+            "--steps",
+            "3000",
+            "--seed",
+            "0",
+            "--threads",
+            "1",
+        ],
     ),
     "indi-sr4": (
         "InDI, 4x super-resolution (4x4 average pooling, bicubic upsampling back to full size)",
-        ["--task", "sr4", "--task-param", "factor=4", "--task-param", 'upsample="bicubic"',
-         "--task-param", "noise=0.0", "--method", "indi", "--steps", "6000", "--seed", "0",
-         "--threads", "1"],
+        [
+            "--task",
+            "sr4",
+            "--task-param",
+            "factor=4",
+            "--task-param",
+            'upsample="bicubic"',
+            "--task-param",
+            "noise=0.0",
+            "--method",
+            "indi",
+            "--steps",
+            "6000",
+            "--seed",
+            "0",
+            "--threads",
+            "1",
+        ],
     ),
     "dirac-deblur": (
         "Dirac, Gaussian deblurring: blur family std 2t px, noise sigma_t = 0.01^(1-t) 0.05^t",
-        ["--task", "deblur", "--task-param", "blur_sigma=2.0", "--task-param", "noise=0.0",
-         "--method", "dirac", "--sigma-min", "0.01", "--sigma-max", "0.05", "--lookahead", "1.0",
-         "--tdist", "power", "--tdist-param", "k=2", "--steps", "3000", "--seed", "0",
-         "--threads", "1"],
+        [
+            "--task",
+            "deblur",
+            "--task-param",
+            "blur_sigma=2.0",
+            "--task-param",
+            "noise=0.0",
+            "--method",
+            "dirac",
+            "--sigma-min",
+            "0.01",
+            "--sigma-max",
+            "0.05",
+            "--lookahead",
+            "1.0",
+            "--tdist",
+            "power",
+            "--tdist-param",
+            "k=2",
+            "--steps",
+            "3000",
+            "--seed",
+            "0",
+            "--threads",
+            "1",
+        ],
     ),
 }
 
-# What the registry records as measured held-out scores (see flowrestore.demo.photos.evaluate).
+# What the registry records as measured held-out scores (see
+# flowrestore.pretrained.scores.evaluate).
 EVAL_CROP = 192
 
 
 def trainer_argv(name: str, out_dir: Path) -> list[str]:
     """The full trainer command line of one model."""
     _, args = MODELS[name]
-    return [sys.executable, "-m", "flowrestore.training.trainer", *args,
-            "--no-progress", "--checkpoint-every", "500", "--out", str(out_dir / f"{name}.ckpt")]
+    return [
+        sys.executable,
+        "-m",
+        "flowrestore.training.trainer",
+        *args,
+        "--no-progress",
+        "--checkpoint-every",
+        "500",
+        "--out",
+        str(out_dir / f"{name}.ckpt"),
+    ]
 
 
 def command_text(name: str) -> str:
     """The recorded (portable) training command."""
     _, args = MODELS[name]
     return "python -m flowrestore.training.trainer " + shlex.join(
-        [*args, "--out", f"build/pretrained/{name}.ckpt"])
+        [*args, "--out", f"build/pretrained/{name}.ckpt"]
+    )
 
 
 def _eval_runs(method: str):
     if method == "indi":
         return [("euler", 1, "last"), ("euler", 10, "last"), ("heun", 10, "last")]
-    return [("phi", 1, "posterior_mean"), ("em", 5, "posterior_mean", 0.5),
-            ("em", 10, "posterior_mean"), ("em", 25, "last")]
+    return [
+        ("phi", 1, "posterior_mean"),
+        ("em", 5, "posterior_mean", 0.5),
+        ("em", 10, "posterior_mean"),
+        ("em", 25, "last"),
+    ]
 
 
 def _logged_seconds(log: Path) -> float | None:
@@ -94,8 +160,8 @@ def _logged_seconds(log: Path) -> float | None:
 
 def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
     """Write ``<name>.pt`` (EMA weights) and return its registry entry, with held-out scores."""
-    from flowrestore.demo.photos import evaluate
     from flowrestore.pretrained import heldout_crops
+    from flowrestore.pretrained.scores import evaluate
     from flowrestore.training.unet import UNet
 
     ck = load_checkpoint(ckpt_path)
@@ -114,23 +180,36 @@ def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
         "task_params": cfg["task_params"],
         "unet": ck["unet_config"],
         "parameters": sum(p.numel() for p in model.parameters()),
-        "train": {"command": command_text(name), "steps": int(ck["step"]),
-                  "wall_seconds": seconds, "final_loss": float(sum(ck["history"][-100:]) /
-                                                               max(len(ck["history"][-100:]), 1)),
-                  "config": cfg},
+        "train": {
+            "command": command_text(name),
+            "steps": int(ck["step"]),
+            "wall_seconds": seconds,
+            "final_loss": float(sum(ck["history"][-100:]) / max(len(ck["history"][-100:]), 1)),
+            "config": cfg,
+        },
     }
     if cfg["method"] == "dirac":
-        entry["dirac"] = {"sigma_min": cfg["sigma_min"], "sigma_max": cfg["sigma_max"],
-                          "lookahead": cfg["lookahead"], "family": "blur std = t * blur_sigma"}
+        entry["dirac"] = {
+            "sigma_min": cfg["sigma_min"],
+            "sigma_max": cfg["sigma_max"],
+            "lookahead": cfg["lookahead"],
+            "family": "blur std = t * blur_sigma",
+        }
     model.requires_grad_(False).eval()
     model.metadata = entry
     names, clean = heldout_crops(EVAL_CROP)
     rows = evaluate(model, clean, _eval_runs(cfg["method"]), seed=0)
     entry["heldout"] = {
-        "images": names, "crop": EVAL_CROP, "noise_seed": 0,
-        "results": [{k: r[k] for k in ("solver", "steps", "t_end", "output", "nfe", "psnr",
-                                       "ssim", "hf_ratio")}
-                    for r in rows],
+        "images": names,
+        "crop": EVAL_CROP,
+        "noise_seed": 0,
+        "results": [
+            {
+                k: r[k]
+                for k in ("solver", "steps", "t_end", "output", "nfe", "psnr", "ssim", "hf_ratio")
+            }
+            for r in rows
+        ],
     }
     return entry
 
@@ -147,8 +226,9 @@ def write_registry(entries: dict) -> None:
 
 def main(argv=None) -> int:
     """Train (unless ``--export-only``) and export the shipped predictors."""
-    p = argparse.ArgumentParser(prog="python -m flowrestore.pretrained.train_all",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m flowrestore.pretrained.train_all", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--only", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
     p.add_argument("--out-dir", default="build/pretrained", help="training checkpoints")
     p.add_argument("--parallel", type=int, default=1, help="models trained at once")
@@ -166,8 +246,10 @@ def main(argv=None) -> int:
                 cmd = trainer_argv(name, out)
                 print("+", shlex.join(cmd), flush=True)
                 log = open(out / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
-                                 time.perf_counter())
+                running[name] = (
+                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+                    time.perf_counter(),
+                )
             for name, (proc, t0) in list(running.items()):
                 if proc.poll() is not None:
                     if proc.returncode:

@@ -1,11 +1,30 @@
-"""Solvers: how to step. Runge–Kutta tableaus on one stepper, InDI samplers, adapters."""
+"""Solvers: how to step. Runge–Kutta tableaus on one stepper, restoration samplers, multistep
+exponential integrators, SDE steps (Dirac's eq. 7 among them) and adapters to torchdiffeq and
+torchsde. Subclass :class:`Solver` (or :class:`ExplicitRK`, :class:`RestorationSampler`,
+:class:`SDESolver`) to add one; README "Write your own solver"."""
 
 from flowrestore.solvers.adapters import Torchdiffeq
-from flowrestore.solvers.base import Solver, StepContext, StepResult
-from flowrestore.solvers.indi import ColdDiffusionSampler, InDISampler, NaiveSampler
-from flowrestore.solvers.runge_kutta import RK4, Bosh3, Dopri5, Euler, ExplicitRK, Heun, Midpoint
-from flowrestore.solvers.sde import SRA1, EulerMaruyama
-from flowrestore.solvers.semilinear import SemiLinearMultistep as SemiLinearMultistep
+from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.dirac import DiracStep
+from flowrestore.solvers.indi import (
+    ColdDiffusionSampler,
+    InDISampler,
+    NaiveSampler,
+    RestorationSampler,
+)
+from flowrestore.solvers.runge_kutta import (
+    RK4,
+    Bosh3,
+    Dopri5,
+    EmbeddedRK,
+    Euler,
+    ExplicitRK,
+    Heun,
+    Midpoint,
+    RKState,
+)
+from flowrestore.solvers.sde import SRA1, EulerMaruyama, SDESolver
+from flowrestore.solvers.semilinear import MultistepState, SemiLinearMultistep
 from flowrestore.solvers.tableau import ButcherTableau, rk_step
 from flowrestore.solvers.torchsde_adapter import Torchsde
 
@@ -15,16 +34,23 @@ __all__ = [
     "Bosh3",
     "ButcherTableau",
     "ColdDiffusionSampler",
+    "Context",
+    "DiracStep",
     "Dopri5",
+    "EmbeddedRK",
     "Euler",
     "EulerMaruyama",
     "ExplicitRK",
     "Heun",
     "InDISampler",
     "Midpoint",
+    "MultistepState",
     "NaiveSampler",
+    "RKState",
+    "RestorationSampler",
+    "SDESolver",
+    "SemiLinearMultistep",
     "Solver",
-    "StepContext",
     "StepResult",
     "Torchdiffeq",
     "Torchsde",

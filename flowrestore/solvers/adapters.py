@@ -1,154 +1,147 @@
-"""Adapters that run third-party integrators on flowrestore flows.
+"""Run torchdiffeq's methods as steps of flowrestore's loop: ``fr.Torchdiffeq(method)``.
 
-:class:`Torchdiffeq` runs any ``torchdiffeq.odeint`` method on a flow. torchdiffeq owns its own
-loop (so this is the one place where stepping is not done by :func:`flowrestore.solve`'s loop) and
-controls the step with one error norm for the whole batch. On a flow singular at ``t = 0``
-(InDI) its methods would evaluate there, so the adapter integrates to ``t_min`` (adaptive methods)
-or to the last positive grid point (fixed-grid methods) and finishes with the denoising step
-``x_0 = F(x_t, t)``, exactly like flowrestore's own solvers.
+Each step calls torchdiffeq's own code for that method — ``_step_func`` of its fixed-grid solvers
+(Euler, midpoint, RK4 (3/8 rule), Heun, Adams) and ``_runge_kutta_step`` with its tableau for the
+embedded pairs (dopri5, bosh3, fehlberg2, adaptive_heun, dopri8) — so saving, statistics, progress,
+callbacks, failures, the ``t = 0`` endpoint rule and ``output`` are flowrestore's, exactly as for a
+native solver. Step-size control of the embedded pairs is flowrestore's
+:class:`~flowrestore.PIController` on torchdiffeq's error estimate, with the same defaults as
+:class:`~flowrestore.Dopri5` (``rtol=1e-3, atol=1e-6``); torchdiffeq's steps take one time for the
+whole batch, so the controller steps the batch together (the largest sample's error norm decides,
+``PIController(per_sample=False)``) — torchdiffeq's own behaviour.
+
+This uses two private torchdiffeq entry points (``SOLVERS[method]._step_func`` and
+``rk_common._runge_kutta_step``), stable across torchdiffeq 0.2.x; the import is lazy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, GridError, describe
+from flowrestore.controllers import PIController
+from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow
-from flowrestore.integrate.solution import Solution, make_stats
-from flowrestore.solvers.base import Solver, resolve_t_min
+from flowrestore.solvers.base import Context, Solver, StepResult
 
-_FIXED = {
-    "euler",
-    "midpoint",
-    "rk4",
-    "heun2",
-    "heun3",
-    "explicit_adams",
-    "implicit_adams",
-    "fixed_adams",
+__all__ = ["Torchdiffeq"]
+
+# method -> (order, stage fractions) of torchdiffeq's fixed-grid methods; the Adams methods start
+# with RK4 steps and the implicit ones correct at the step's end.
+_FIXED: dict[str, tuple[int, tuple[float, ...]]] = {
+    "euler": (1, (0.0,)),
+    "midpoint": (2, (0.0, 0.5)),
+    "rk4": (4, (0.0, 1 / 3, 2 / 3, 1.0)),
+    "heun2": (2, (0.0, 1.0)),
+    "heun3": (3, (0.0, 1 / 3, 2 / 3)),
+    "explicit_adams": (4, (0.0, 1 / 3, 2 / 3, 1.0)),
+    "implicit_adams": (4, (0.0, 1 / 3, 2 / 3, 1.0)),
+    "fixed_adams": (4, (0.0, 1 / 3, 2 / 3, 1.0)),
 }
-_ADAPTIVE = {"dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5"}
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+
+def _solver_class(method: str):
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    return SOLVERS[method]
+
+
+@dataclass
+class _FixedState:
+    """torchdiffeq's fixed-grid solver object (the Adams methods keep their history in it)."""
+
+    impl: Any
+
+
+@dataclass(frozen=True)
+class _PairState:
+    """The drift at the current point (torchdiffeq's FSAL ``f1``)."""
+
+    f0: Tensor | None = None
 
 
 class Torchdiffeq(Solver):
-    """Run ``torchdiffeq.odeint(method=...)`` on a flow.
+    """A torchdiffeq method stepped by :func:`flowrestore.solve` (module docstring).
 
     Args:
-        method: any torchdiffeq method name (``"dopri5"``, ``"rk4"``, ``"euler"``, ...).
-        rtol, atol: tolerances of adaptive methods.
-        t_min: adaptive methods on singular flows stop here before the denoising step
-            (default ``min(1e-2, sqrt(rtol)/10)``, as flowrestore's adaptive solvers).
-        options: passed to ``odeint`` as ``options``.
+        method: ``"euler"``, ``"midpoint"``, ``"rk4"``, ``"heun2"``, ``"heun3"``,
+            ``"explicit_adams"``, ``"implicit_adams"``, ``"fixed_adams"`` (fixed grid: pass
+            ``steps=``/``grid=``) or ``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ``"fehlberg2"``,
+            ``"adaptive_heun"`` (error-controlled by default, or on a fixed grid).
+        options: passed to torchdiffeq's solver constructor (fixed-grid methods, e.g.
+            ``max_order`` of the Adams methods).
+        **controller_options: for the embedded pairs, the :class:`~flowrestore.PIController`
+            arguments (``rtol``, ``atol``, ``t_min``, ``max_steps``, ...).
     """
 
-    delegates = True
-    needs = "ode"
+    per_sample_steps = False
 
-    def __init__(
-        self,
-        method: str,
-        *,
-        rtol: float = 1e-7,
-        atol: float = 1e-9,
-        t_min: float | None = None,
-        options: dict[str, Any] | None = None,
-    ):
-        if method not in _FIXED | _ADAPTIVE:
+    def __init__(self, method: str, *, options: dict[str, Any] | None = None, **controller_options):
+        if method not in _FIXED and method not in _ADAPTIVE:
             raise ConfigError(
-                f"method must be a torchdiffeq method ({sorted(_FIXED | _ADAPTIVE)}), "
-                f"got {method!r}"
+                f"method must be a torchdiffeq method ({sorted((*_FIXED, *_ADAPTIVE))}), "
+                f"got {describe(method)}"
             )
-        if t_min is not None and not 0 < t_min < 1:
-            raise ConfigError(f"t_min must be in (0, 1), got {describe(t_min)}")
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"options must be a dict or None, got {describe(options)}")
         self.method = method
-        self.rtol, self.atol, self.t_min = rtol, atol, t_min
         self.options = dict(options or {})
-        self.adaptive = method in _ADAPTIVE
-        self.order = {
-            "euler": 1,
-            "midpoint": 2,
-            "heun2": 2,
-            "rk4": 4,
-            "heun3": 3,
-            "bosh3": 3,
-            "dopri5": 5,
-            "dopri8": 8,
-            "fehlberg2": 2,
-            "adaptive_heun": 2,
-            "tsit5": 5,
-        }.get(method, 1)
+        self.controller_options = dict(controller_options)
+        if method in _FIXED:
+            if controller_options:
+                raise ConfigError(
+                    f"torchdiffeq's {method!r} is a fixed-grid method: it takes no "
+                    f"{sorted(controller_options)}; pass steps= or grid= to solve"
+                )
+            self.order, self.stage_fractions = float(_FIXED[method][0]), _FIXED[method][1]
+            self.error_order = None
+        else:
+            if self.options:
+                raise ConfigError(
+                    f"options are for the fixed-grid methods; {method!r} is controlled by "
+                    "flowrestore's PIController (pass rtol=, atol=, ... instead)"
+                )
+            self.controller = PIController(**{"per_sample": False, **controller_options})
+            cls = _solver_class(method)
+            self.order = float(cls.order)
+            self.error_order = float(cls.order - 1)
+            self.stage_fractions = (0.0, *(float(a) for a in cls.tableau.alpha))
 
     def __repr__(self) -> str:
-        return f"Torchdiffeq({self.method!r}, rtol={self.rtol}, atol={self.atol})"
+        args = "".join(f", {k}={v!r}" for k, v in self.controller_options.items())
+        return f"Torchdiffeq({self.method!r}{args})"
 
-    def resolved_t_min(self) -> float:
-        """``t_min`` used on singular flows."""
-        return resolve_t_min(self.t_min, self.rtol)
+    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+        """Build torchdiffeq's solver object (fixed-grid methods) or an empty FSAL state."""
+        if self.method in _ADAPTIVE:
+            return x0, _PairState()
+        # torchdiffeq's constructors require tolerances; only the Adams corrector reads them
+        impl = _solver_class(self.method)(func=None, y0=x0, rtol=1e-7, atol=1e-9, **self.options)
+        return x0, _FixedState(impl)
 
-    def integrate(self, flow: Flow, x0: Tensor, times: Tensor, *, ctx, save_at, output) -> Solution:
-        """Integrate ``flow`` over ``times`` (fixed methods: the grid; adaptive: the span)."""
-        import torchdiffeq
+    def start_derivative(self, state, f0: Tensor):
+        """The embedded pairs reuse the start's drift as their first stage."""
+        return _PairState(f0) if isinstance(state, _PairState) else state
 
-        if save_at is not None:
-            raise ConfigError("the Torchdiffeq adapter returns the end state only: save_at=None")
-        B, dev, dt = x0.shape[0], x0.device, x0.dtype
-        nfe = [0]
+    def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
+        """One torchdiffeq step from ``t`` to ``t + h``."""
+        calls = [0]
 
-        def func(t: Tensor, x: Tensor) -> Tensor:
-            nfe[0] += 1
-            return flow.drift(t.to(dt), x)
+        def func(tt: Tensor, y: Tensor, perturb=None) -> Tensor:
+            calls[0] += 1
+            return flow.drift(tt.to(dtype=y.dtype), y)
 
-        singular_end = flow.singular_at_zero and float(times[-1]) == 0.0
-        if self.adaptive:
-            t0, t1 = float(times[0]), float(times[-1])
-            t_stop = self.resolved_t_min() if singular_end else t1
-            ts = torch.tensor([t0, t_stop], dtype=torch.float64)
-            if singular_end and not t0 > t_stop:
-                raise GridError(f"t_min={t_stop} must lie inside the span ({t0}, {t1})")
-        else:
-            ts = times[:-1] if singular_end else times
-        opts = dict(self.options)
-        if self.adaptive:
-            # torchdiffeq's adaptive methods step *past* the last output time and interpolate, so
-            # their stages would be evaluated beyond t_min (at and below t = 0 on InDI). Making the
-            # end a ``step_t`` clips the last step onto it.
-            end = ts[-1:].to(dt)
-            prev = opts.get("step_t")
-            opts["step_t"] = (
-                end
-                if prev is None
-                else torch.cat([torch.as_tensor(prev, dtype=dt).reshape(-1), end]).unique()
-            )
-        kwargs = {"rtol": self.rtol, "atol": self.atol} if self.adaptive else {}
-        if not self.adaptive and ts.numel() < 2:
-            x = x0
-        else:
-            out = torchdiffeq.odeint(
-                func,
-                x0,
-                ts.to(device=dev, dtype=dt),
-                method=self.method,
-                options=opts or None,
-                **kwargs,
-            )
-            x = out[-1]
-        t_last = torch.tensor(float(ts[-1]), dtype=dt, device=dev)
-        if singular_end:
-            x = flow.denoise(t_last, x)
-            nfe[0] += 1
-            t_last = torch.zeros((), dtype=dt, device=dev)
-        elif output == "posterior_mean":
-            x = flow.denoise(t_last, x)
-            nfe[0] += 1
-        stats = make_stats(B)
-        stats.nfe += nfe[0]
-        return Solution(
-            x=x,
-            ts=t_last.reshape(1),
-            trajectory=None,
-            stats=stats,
-            t_final=t_last.expand(B).clone(),
+        t1 = t + h
+        if isinstance(state, _FixedState):
+            dy, _ = state.impl._step_func(func, t, h, t1, x)
+            return StepResult(x + dy, state, calls[0])
+        from torchdiffeq._impl.rk_common import _runge_kutta_step
+
+        f0 = state.f0 if state.f0 is not None else func(t, x)
+        y1, f1, err, _ = _runge_kutta_step(
+            func, x, f0, t, h, t1, _solver_class(self.method).tableau
         )
+        return StepResult(y1, _PairState(f1), calls[0], err)

@@ -1,4 +1,5 @@
-"""InDI's discrete samplers as steps of the one loop (MATH.md §1, "Samplers").
+"""InDI's discrete samplers as steps of the one loop (InDI, Delbracio & Milanfar 2023, Alg. 1 and
+§3).
 
 With ``δ = t − s`` (the grid runs from 1 down to 0):
 
@@ -10,7 +11,10 @@ With ``δ = t − s`` (the grid runs from 1 down to 0):
   sampling for the degradation ``D(x, t) = (1 − t) x + t y``).
 
 All evaluate the predictor only at the step's start ``t > 0``, so their own last step onto 0 is
-taken as is (InDI's and the naive one's return ``F(x̂_t, t)`` exactly).
+taken as is (InDI's and the naive one's return ``F(x̂_t, t)`` exactly). They step only an
+:class:`~flowrestore.InDIFlow` (its predictor *and* its degradation path ``x_t = (1 − t) x + t y``
+are what they assume); the observation ``y`` of the naive and Cold-Diffusion samplers is the flow's
+(``InDIFlow(F, observation=y)``, or the start state of a solve from ``t = 1``).
 """
 
 from __future__ import annotations
@@ -20,24 +24,41 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.flows.base import Flow
-from flowrestore.solvers.base import Solver, StepContext, StepResult
+from flowrestore.errors import ConfigError, describe
+from flowrestore.flows.base import Flow, bcast
+from flowrestore.flows.indi import InDIFlow
+from flowrestore.solvers.base import Context, Solver, StepResult
+
+__all__ = ["ColdDiffusionSampler", "InDISampler", "NaiveSampler", "RestorationSampler"]
 
 
-class _PredictorSampler(Solver):
-    needs: ClassVar[str] = "denoiser"
+class RestorationSampler(Solver):
+    """Base class of InDI's discrete samplers: one predictor evaluation at each step's start.
+
+    ``uses_observation``: the step needs ``y`` (it is carried in the solver state, so per-sample
+    control and batch subsets see the right rows).
+    """
+
+    flow_types: ClassVar[tuple[type, ...]] = (InDIFlow,)
     stage_fractions = (0.0,)
+    uses_observation: ClassVar[bool] = False
 
-    def _y(self, ctx: StepContext, x: Tensor) -> Tensor:
-        y = ctx.start_rows()
-        if y is None or y.shape != x.shape:
-            raise ShapeError(f"{type(self).__name__} needs the observation y as the solve's start")
-        return y
+    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+        """Carry the observation ``y`` (refused before any evaluation if the flow has none)."""
+        if not self.uses_observation:
+            return x0, None
+        y = flow.observation
+        if y is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs the observation y: the solve starts at "
+                f"t={float(t0):.6g}, not 1, so its start state is not y; pass "
+                "InDIFlow(F, observation=y)"
+            )
+        return x0, y.to(dtype=x0.dtype, device=x0.device)
 
 
 @dataclass(repr=False)
-class InDISampler(_PredictorSampler):
+class InDISampler(RestorationSampler):
     """InDI's sampler with ε-noise (order 1; ``eps=0`` is deterministic).
 
     Args:
@@ -49,7 +70,6 @@ class InDISampler(_PredictorSampler):
     eps: float = 0.0
     brownian: bool = False
     order: ClassVar[float] = 1.0
-    lands_on_estimate: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.eps, (int, float)) or not self.eps >= 0:
@@ -60,44 +80,45 @@ class InDISampler(_PredictorSampler):
         """``ε_t``."""
         return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: StepContext):
+    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
         """``x̂_{t0} = y + t0 ε_{t0} n`` (``y + ε n`` from ``t0 = 1``)."""
         if self.eps == 0:
             return x0, None
-        return x0 + (t0 * self.eps_at(t0)) * ctx.noise.normal(x0, ctx.index), None
+        return x0 + bcast(t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One InDI step from ``t`` to ``s = t + h`` (``h < 0``)."""
         s = t + h
         f = flow.denoise(t, x)
-        ratio = -h / t
+        ratio = bcast(-h / t, x)
         x_next = x + ratio * (f - x)
         if self.eps > 0 and self.brownian:
             # s·sqrt(ε_s² − ε_t²) = ε·sqrt(s (t − s) / t), finite at s = 0.
-            scale = self.eps * (s * (-h) / t).clamp_min(0).sqrt()
+            scale = bcast(self.eps * (s * (-h) / t).clamp_min(0).sqrt(), x)
             x_next = x_next + scale * ctx.noise.normal(x, ctx.index)
         return StepResult(x_next, None, 1)
 
 
-class NaiveSampler(_PredictorSampler):
+class NaiveSampler(RestorationSampler):
     """Naive InDI sampler ``x̂_s = (1 − s) F(x̂_t, t) + s y`` (order 1)."""
 
     order: ClassVar[float] = 1.0
-    lands_on_estimate: ClassVar[bool] = True
+    uses_observation = True
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
-        """One naive step."""
-        s = t + h
+        """One naive step (``state`` is the observation ``y`` of the rows stepped)."""
+        s = bcast(t + h, x)
         f = flow.denoise(t, x)
-        return StepResult(f + s * (self._y(ctx, x) - f), None, 1)
+        return StepResult(f + s * (state - f), state, 1)
 
 
-class ColdDiffusionSampler(_PredictorSampler):
+class ColdDiffusionSampler(RestorationSampler):
     """Cold Diffusion's improved sampler ``x̂_s = x̂_t + δ (F(x̂_t, t) − y)`` (order 1)."""
 
     order: ClassVar[float] = 1.0
+    uses_observation = True
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
-        """One Cold-Diffusion step."""
+        """One Cold-Diffusion step (``state`` is the observation ``y`` of the rows stepped)."""
         f = flow.denoise(t, x)
-        return StepResult(x - h * (f - self._y(ctx, x)), None, 1)
+        return StepResult(x - bcast(h, x) * (f - state), state, 1)

@@ -1,6 +1,7 @@
-"""Semi-linear multistep solvers for InDI's residual flow (MATH.md §1, "Semi-linear form").
+"""Semi-linear multistep solvers for residual flows (docs/math.md §1, "Semi-linear form").
 
-InDI's ODE ``dx/dt = (x − F(x, t)) / t`` is semi-linear; variation of constants gives, exactly,
+A residual flow ``dx/dt = (x − F(x, t)) / t`` (InDI's ODE, a diffusion model's probability-flow
+ODE in ``σ``) is semi-linear; variation of constants gives, exactly,
 
     x_s = (s/t) x_t + s ∫_s^t G(τ) / τ² dτ,        G(τ) = F(x(τ), τ).
 
@@ -34,8 +35,10 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.flows.base import Flow, bcast
-from flowrestore.solvers.base import Solver, StepContext, StepResult
+from flowrestore.flows.base import Flow, ResidualFlow, bcast
+from flowrestore.solvers.base import Context, Solver, StepResult
+
+__all__ = ["MultistepState", "SemiLinearMultistep", "semilinear_weights"]
 
 
 def _phi(r: Tensor, q: int) -> Tensor:
@@ -71,6 +74,16 @@ def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) ->
     return w.squeeze(-1)
 
 
+@dataclass(frozen=True)
+class MultistepState:
+    """History of a multistep solver: node times and predictor values, newest first, and the
+    state the last step started from (for the corrector)."""
+
+    ts: tuple[Tensor, ...] = ()
+    gs: tuple[Tensor, ...] = ()
+    x_prev: Tensor | None = None
+
+
 @dataclass(repr=False)
 class SemiLinearMultistep(Solver):
     """Multistep exponential integrator for :class:`~flowrestore.InDIFlow` (module docstring).
@@ -96,9 +109,8 @@ class SemiLinearMultistep(Solver):
     nodes: int | None = None
     power: int = 2
     final_nodes: int | None = None
-    needs: ClassVar[str] = "denoiser"
+    flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
-    lands_on_estimate: ClassVar[bool] = True
 
     def __post_init__(self):
         if isinstance(self.order, bool) or self.order not in (1, 2, 3):
@@ -141,28 +153,23 @@ class SemiLinearMultistep(Solver):
             out = out + bcast(w[..., j], x) * g
         return out
 
+    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+        """An empty history."""
+        return x0, MultistepState()
+
     def step(
-        self,
-        flow: Flow,
-        t: Tensor,
-        x: Tensor,
-        h: Tensor,
-        state: dict[str, Tensor] | None,
-        ctx: StepContext,
+        self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state: MultistepState, ctx: Context
     ) -> StepResult:
         """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
-        state = state or {}
-        n_hist = sum(1 for k in state if k.startswith("g"))
-        hist_t = [state[f"t{j}"] for j in range(n_hist)]
-        hist_g = [state[f"g{j}"] for j in range(n_hist)]
+        hist_t, hist_g = state.ts, state.gs
         g_t = flow.denoise(t, x)
-        if self.corrector and n_hist > 0:
+        if self.corrector and hist_t:
             # redo the previous step t_prev -> t with the new value as one more node
-            m = min(self.nodes + 1, n_hist + 1)
+            m = min(self.nodes + 1, len(hist_t) + 1)
             x = self._combine(
-                hist_t[0], t, state["x_prev"], [t] + hist_t[: m - 1], [g_t] + hist_g[: m - 1]
+                hist_t[0], t, state.x_prev, [t, *hist_t[: m - 1]], [g_t, *hist_g[: m - 1]]
             )
-        ts, gs = [t] + hist_t, [g_t] + hist_g
+        ts, gs = (t, *hist_t), (g_t, *hist_g)
         s = t + h
         k = min(self.nodes, len(ts))
         x_next = self._combine(t, s, x, ts[:k], gs[:k])
@@ -172,10 +179,7 @@ class SemiLinearMultistep(Solver):
             x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end])
             x_next = torch.where(bcast(s == 0, x), x_end, x_next)
         keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))
-        new_state = {f"g{j}": gs[j] for j in range(keep)}
-        new_state.update({f"t{j}": ts[j] for j in range(keep)})
-        if self.corrector:
-            new_state["x_prev"] = x
+        new_state = MultistepState(ts[:keep], gs[:keep], x if self.corrector else None)
         return StepResult(x_next, new_state, 1)
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
 """Butcher tableaus as data, and the one generic explicit Runge–Kutta stepper.
 
-A method is its tableau ``(c, A, b, b_error)`` (MATH.md §6); :func:`rk_step` evaluates the stages
-``k_i = f(t + c_i h, x + h Σ_j a_ij k_j)`` and returns ``x + h Σ b_i k_i`` and, for embedded pairs,
-the error estimate ``h Σ (b_i − b̂_i) k_i``. FSAL tableaus (last row of ``A`` equal to ``b``) reuse
-the last stage as the next step's first one.
+A method is its tableau ``(c, A, b, b_error)`` (docs/math.md §6); :func:`rk_step` evaluates the
+stages ``k_i = f(t + c_i h, x + h Σ_j a_ij k_j)`` and returns ``x + h Σ b_i k_i`` and, for embedded
+pairs, the error estimate ``h Σ (b_i − b̂_i) k_i``. FSAL tableaus (last row of ``A`` equal to ``b``)
+reuse the last stage as the next step's first one.
 """
 
 from __future__ import annotations

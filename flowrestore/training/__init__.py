@@ -1,4 +1,5 @@
-"""Training machinery for restoration-flow predictors (MATH.md §1 "Training", §3 "Training losses").
+"""Training machinery for restoration-flow predictors (docs/math.md §1 "Training", §3 "Training
+losses").
 
 Reference U-Net (:class:`UNet`), time distributions p(t) (:func:`resolve_tdist`), InDI and Dirac
 losses, paired patches from the bundled photos (:class:`PatchDataset`, :func:`make_degradation`),

@@ -1,6 +1,7 @@
 """Paired training data (clean x, degraded y) from the photographs bundled with scikit-image.
 
-The paired examples InDI trains on (MATH.md §1: ``min E ||F(x_t, t) - x||_p`` over pairs ``(x, y)``)
+The paired examples InDI trains on (docs/math.md §1: ``min E ||F(x_t, t) - x||_p`` over pairs
+``(x, y)``)
 are made here on the fly: random crops of clean photos, degraded by one of the tasks below. ``y``
 always has the shape of ``x`` (InDI interpolates between them).
 

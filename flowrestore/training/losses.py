@@ -1,6 +1,6 @@
-"""Training losses for restoration flows (MATH.md §1 "Training" and §3 "Training losses").
+"""Training losses for restoration flows (docs/math.md §1 "Training" and §3 "Training losses").
 
-InDI (MATH.md §1, the paper's eq. with ``ε_t``)::
+InDI (docs/math.md §1, the paper's eq. with ``ε_t``)::
 
     x_t = (1 - t) x + t y + t ε_t n,   n ~ N(0, I),   t ~ p(t)
     L   = E || F(x_t, t) - x ||_p
@@ -9,7 +9,7 @@ with ``ε_t = ε`` (constant, noise only on the input) or ``ε_t = ε / sqrt(t)`
 ``t ε_t = ε sqrt(t)`` so ``t = 0`` is safe). ``p = 1`` is the mean absolute error over all
 coordinates (the paper's choice), ``p = 2`` the mean squared error.
 
-Dirac (MATH.md §3, eqs. 12 and 14)::
+Dirac (docs/math.md §3, eqs. 12 and 14)::
 
     y_t = A_t(x0) + σ_t z,   τ = max(t - Δt, 0),   w(t) = 1 / σ_t²
     L   = E w(t) || A_τ(Φ(y_t, t)) - A_τ(x0) ||²

@@ -1,4 +1,4 @@
-"""Training-time distributions p(t) of the severity t ∈ [0, 1] (MATH.md §1, "Training").
+"""Training-time distributions p(t) of the severity t ∈ [0, 1] (docs/math.md §1, "Training").
 
 InDI found that ``p(t)`` matters and that laws biased toward ``t = 1`` (more degradation) work best.
 Offered here, each with a reproducible ``sample(n, generator)`` and an exact ``cdf`` (for KS tests):

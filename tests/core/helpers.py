@@ -17,14 +17,22 @@ import flowrestore as fr
 F64 = torch.float64
 EPS64 = torch.finfo(F64).eps
 
+
+def grid_only(solver):
+    """``solver`` without its default controller: ``solve`` then steps it on
+    ``steps=``/``grid=``."""
+    solver.controller = None
+    return solver
+
+
 #: every fixed-step RK solver of the package, with its declared order
 RK_FIXED = {
     "Euler": (fr.Euler, 1),
     "Midpoint": (fr.Midpoint, 2),
     "Heun": (fr.Heun, 2),
     "RK4": (fr.RK4, 4),
-    "Bosh3": (lambda: fr.Bosh3(adaptive=False), 3),
-    "Dopri5": (lambda: fr.Dopri5(adaptive=False), 5),
+    "Bosh3": (lambda: grid_only(fr.Bosh3()), 3),
+    "Dopri5": (lambda: grid_only(fr.Dopri5()), 5),
 }
 
 

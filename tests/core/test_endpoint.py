@@ -1,4 +1,4 @@
-"""The t = 0 endpoint (MATH.md §1): no solver evaluates the predictor at t = 0.
+"""The t = 0 endpoint (docs/math.md §1): no solver evaluates the predictor at t = 0.
 
 A spy predictor raises if it sees any t == 0 and records every t. Solvers with a stage at a step's
 end (Heun, RK4, fixed-step Bosh3/Dopri5) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``;
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import flowrestore as fr
+from flowrestore.integrate.endpoint import default_spacing
 
-from .helpers import Spy, gaussian_oracle, max_err, observations
+from .helpers import Spy, gaussian_oracle, grid_only, max_err, observations
 
 STEPS = 6
 SOLVERS = {
@@ -21,8 +22,8 @@ SOLVERS = {
     "RK4": fr.RK4,
     "Bosh3": lambda: fr.Bosh3(rtol=1e-5),
     "Dopri5": lambda: fr.Dopri5(rtol=1e-5),
-    "Bosh3-fixed": lambda: fr.Bosh3(adaptive=False),
-    "Dopri5-fixed": lambda: fr.Dopri5(adaptive=False),
+    "Bosh3-fixed": lambda: grid_only(fr.Bosh3()),
+    "Dopri5-fixed": lambda: grid_only(fr.Dopri5()),
     "InDISampler": fr.InDISampler,
     "InDISampler-eps": lambda: fr.InDISampler(eps=0.2, brownian=True),
     "NaiveSampler": fr.NaiveSampler,
@@ -58,9 +59,10 @@ def test_no_evaluation_at_zero(problem, name, spacing):
     assert torch.isfinite(sol.x).all()
     assert torch.equal(sol.t_final, torch.zeros_like(sol.t_final))
     if solver.adaptive:
-        assert float(seen.min()) >= solver.resolved_t_min() * (1 - 1e-12)
+        assert float(seen.min()) >= solver.controller.resolved_t_min() * (1 - 1e-12)
     else:
-        grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, spacing)
+        used = spacing or default_spacing(fr.InDIFlow(spy), solver, 0.0)
+        grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, used)
         # Midpoint's own last step evaluates at t_{N-1}/2; every other solver at >= t_{N-1}
         lowest = float(grid[-2]) * (0.5 if name == "Midpoint" else 1.0)
         assert float(seen.min()) >= lowest * (1 - 1e-12)
@@ -105,7 +107,7 @@ def test_fixed_step_result_is_denoised_last_state(problem, name):
 def test_adaptive_result_is_denoised_state_at_t_min(problem, name):
     oracle, y = problem
     solver = SOLVERS[name]()
-    t_min = solver.resolved_t_min()
+    t_min = solver.controller.resolved_t_min()
     full = fr.solve(fr.InDIFlow(oracle), solver, y)
     before = fr.solve(fr.InDIFlow(oracle), solver, y, t_end=t_min)
     assert torch.equal(full.x, oracle(before.x, t_min))
@@ -120,7 +122,7 @@ def test_explicit_t_min(problem):
 
 
 def test_denoising_step_error_is_second_order_in_last_time(problem):
-    """MATH.md §1: the final denoising step's error is O(t_{N−1}²) (adaptive: O(t_min²))."""
+    """docs/math.md §1: the final denoising step's error is O(t_{N−1}²) (adaptive: O(t_min²))."""
     oracle, y = problem
     exact = oracle.ode_solution(y, 0.0)
     errs = []
@@ -134,7 +136,11 @@ def test_denoising_step_error_is_second_order_in_last_time(problem):
 @pytest.mark.parametrize("rtol", [0.0, 1e-8, 1e-6, 1e-3, 0.5])
 def test_adaptive_solvers_and_torchdiffeq_share_the_t_min_default(rtol):
     expected = min(1e-2, max(rtol, 1e-16) ** 0.5 / 10)
-    assert fr.Dopri5(rtol=rtol, atol=1e-6).resolved_t_min() == expected
-    assert fr.Bosh3(rtol=rtol, atol=1e-6).resolved_t_min() == expected
-    assert fr.Torchdiffeq("dopri5", rtol=rtol, atol=1e-6).resolved_t_min() == expected
-    assert fr.Dopri5(rtol=rtol, atol=1e-6, t_min=3e-3).resolved_t_min() == 3e-3
+    for solver in (
+        fr.Dopri5(rtol=rtol, atol=1e-6),
+        fr.Bosh3(rtol=rtol, atol=1e-6),
+        fr.Torchdiffeq("dopri5", rtol=rtol, atol=1e-6),
+    ):
+        assert solver.controller.resolved_t_min() == expected
+    assert fr.PIController(rtol=rtol, atol=1e-6).resolved_t_min() == expected
+    assert fr.Dopri5(rtol=rtol, atol=1e-6, t_min=3e-3).controller.resolved_t_min() == 3e-3

@@ -70,9 +70,14 @@ def test_bad_steps(flow, y, steps):
         fr.solve(flow, fr.Euler(), y, steps=steps)
 
 
-def test_adaptive_with_steps(flow, y):
-    with pytest.raises(fr.ConfigError, match=r"steps= is for fixed-step.*adaptive=False"):
-        fr.solve(flow, fr.Dopri5(), y, steps=10)
+def test_tolerances_with_steps(flow, y):
+    """Dopri5() steps a fixed grid with steps=; Dopri5(rtol=...) asked for error control."""
+    with pytest.raises(fr.ConfigError, match=r"configures error control, but steps="):
+        fr.solve(flow, fr.Dopri5(rtol=1e-4), y, steps=10)
+    with pytest.raises(fr.ConfigError, match=r"controller= already sets the steps"):
+        fr.solve(flow, fr.Dopri5(), y, steps=10, controller=fr.PIController())
+    sol = fr.solve(flow, fr.Dopri5(), y, steps=10)
+    assert sol.stats.steps.tolist() == [10] * y.shape[0] and int(sol.stats.rejected.sum()) == 0
 
 
 def test_flow_without_span(y):
@@ -160,12 +165,12 @@ def test_non_finite_start_adaptive_fails_fast(flow, y):
 def test_non_finite_posterior_mean_output(oracle, y):
     """Regression: the posterior-mean evaluation after the loop returned NaN silently."""
     pred = _nan_below(oracle, 0.3)
-    with pytest.raises(fr.NonFiniteError, match="posterior-mean estimate at t=0.25"):
+    with pytest.raises(fr.NonFiniteError, match="posterior-mean estimate at t=0.25 .*Euler"):
         fr.solve(fr.InDIFlow(pred), fr.Euler(), y, steps=3, t_end=0.25, output="posterior_mean")
 
 
 def test_non_finite_torchdiffeq(oracle, y):
-    with pytest.raises(fr.NonFiniteError, match="Torchdiffeq"):
+    with pytest.raises(fr.NonFiniteError, match=r"step 2 of 4 .*Torchdiffeq\('rk4'\)"):
         fr.solve(fr.InDIFlow(_nan_below(oracle, 0.3)), fr.Torchdiffeq("rk4"), y, steps=4)
 
 
@@ -216,11 +221,15 @@ def test_bfloat16_with_adaptive(flow, y):
         (
             fr.ODEFlow(lambda t, x: -x),
             fr.InDISampler(),
-            "needs a flow with a clean-image predictor",
+            "InDISampler steps InDIFlow flows, but ODEFlow is not one; use Euler",
         ),
-        (fr.ODEFlow(lambda t, x: -x), fr.ColdDiffusionSampler(), "clean-image predictor"),
-        (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Euler(), "Euler is an ODE method"),
-        (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Dopri5(), "ODE method"),
+        (fr.ODEFlow(lambda t, x: -x), fr.ColdDiffusionSampler(), "steps InDIFlow flows"),
+        (
+            fr.SDEFlow(lambda t, x: -x, lambda t, x: x),
+            fr.Euler(),
+            "Euler steps ODE flows, but SDEFlow is not one; use EulerMaruyama",
+        ),
+        (fr.SDEFlow(lambda t, x: -x, lambda t, x: x), fr.Dopri5(), "steps ODE flows"),
     ],
 )
 def test_incompatible_solver(y, flow_, solver, match):
@@ -262,7 +271,7 @@ def test_non_flow_and_non_solver(flow, y):
         fr.solve(flow, "euler", y, steps=2)
     with pytest.raises(TypeError, match="solver must be a flowrestore Solver instance"):
         fr.solve(flow, fr.Euler, y, steps=2)
-    with pytest.raises(TypeError, match="x0 must be a torch.Tensor"):
+    with pytest.raises(TypeError, match="x_start must be a torch.Tensor"):
         fr.solve(flow, fr.Euler(), [[1.0] * 6], steps=2)
     with pytest.raises(TypeError, match="floating-point"):
         fr.solve(flow, fr.Euler(), torch.ones(2, 6, dtype=torch.long), steps=2)
@@ -273,7 +282,7 @@ def test_non_flow_and_non_solver(flow, y):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: fr.Dopri5(rtol=-1.0), "rtol must be a non-negative"),
+        (lambda: fr.Dopri5(rtol=-1.0), r"rtol must be a finite number >= 0, got -1.0"),
         (lambda: fr.Dopri5(rtol=0.0, atol=0.0), "cannot both be 0"),
         (lambda: fr.Bosh3(max_steps=0), "max_steps must be a positive int"),
         (lambda: fr.Dopri5(t_min=0.0), r"t_min must be in \(0, 1\)"),

@@ -1,4 +1,4 @@
-"""Exact identities of the InDI samplers (MATH.md §1, §2a).
+"""Exact identities of the InDI samplers (docs/math.md §1, §2a).
 
 Explicit Euler on the residual flow *is* InDI's sampler with ε = 0, and the sampler's output on the
 Gaussian oracle is a closed-form product of affine maps.
@@ -68,8 +68,8 @@ def test_indi_sampler_matches_closed_form_product(steps, diag_h):
 
 
 def test_one_step_is_mmse():
-    """MATH.md §2a: with N = 1 the InDI sampler (and every solver: its one step is the denoising
-    step F(y, 1)) returns the MMSE estimate."""
+    """docs/math.md §2a: with N = 1 the InDI sampler (and every solver: its one step is the
+    denoising step F(y, 1)) returns the MMSE estimate."""
     oracle = gaussian_oracle(seed=5, dim=30)
     y = observations(oracle, n=4)
     for solver in (

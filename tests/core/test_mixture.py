@@ -1,9 +1,9 @@
-"""Dirac-mixture prior (MATH.md §2c): trajectories end on centres, landing frequencies are the
+"""Dirac-mixture prior (docs/math.md §2c): trajectories end on centres, landing frequencies are the
 weights, and one step regresses to the mean.
 
 Centres (±1, ±1), w = (0.1, 0.2, 0.3, 0.4), H = diag(1, 0.3), σ = 0.5, Euler with 400 steps,
 x_1 ~ p(y). The default run uses 40 000 samples (float32, ~10 s on a shared core); the
-2·10⁵-sample version of MATH.md is marked slow.
+2·10⁵-sample version of docs/math.md is marked slow.
 """
 
 import pytest

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import flowrestore as fr
+from flowrestore.integrate.endpoint import default_spacing
 
 from .helpers import gaussian_oracle, max_err, observations
 
@@ -28,8 +29,10 @@ def problem():
 def test_save_at_steps(problem, name, spacing):
     oracle, y = problem
     n = 5
-    sol = fr.solve(fr.InDIFlow(oracle), FIXED[name](), y, steps=n, spacing=spacing, save_at="steps")
-    grid = fr.integrate.make_grid(n, 1.0, 0.0, spacing)
+    solver = FIXED[name]()
+    sol = fr.solve(fr.InDIFlow(oracle), solver, y, steps=n, spacing=spacing, save_at="steps")
+    used = spacing or default_spacing(fr.InDIFlow(oracle), solver, 0.0)
+    grid = fr.integrate.make_grid(n, 1.0, 0.0, used)
     assert sol.trajectory.shape == (n + 1, *y.shape)
     assert torch.equal(sol.ts, grid)
     assert torch.equal(sol.trajectory[0], y) and torch.equal(sol.trajectory[-1], sol.x)
@@ -41,12 +44,22 @@ def test_save_at_steps(problem, name, spacing):
 
 def test_save_at_grid_times(problem):
     oracle, y = problem
-    full = fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4, save_at="steps")
-    sol = fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4, save_at=torch.tensor([0.75, 0.25]))
+    uniform = fr.Uniform()
+    full = fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4, spacing=uniform, save_at="steps")
+    sol = fr.solve(
+        fr.InDIFlow(oracle),
+        fr.RK4(),
+        y,
+        steps=4,
+        spacing=uniform,
+        save_at=torch.tensor([0.75, 0.25]),
+    )
     assert torch.equal(sol.ts, torch.tensor([0.75, 0.25], dtype=torch.float64))
     assert torch.equal(sol.trajectory, full.trajectory[[1, 3]])
     assert torch.equal(sol.x, full.x)
     assert fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4).trajectory is None
+    with pytest.raises(fr.GridError, match="not a point of the step grid"):
+        fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4, save_at=torch.tensor([0.75]))
 
 
 @pytest.mark.parametrize("name", list(FIXED) + ["Dopri5", "Torchdiffeq"])
@@ -69,18 +82,20 @@ def test_t_end_early_stop_and_posterior_mean(problem, name):
 
 
 def test_posterior_mean_at_zero(problem):
-    """At t = 0 the result already is a clean-image estimate; for solvers whose last step is
-    their own (Midpoint, Cold Diffusion) posterior_mean returns F at the last positive time."""
+    """At t = 0 the landed state already is the clean-image estimate (E[x | x_0] = x_0):
+    posterior_mean returns it unchanged, at no extra evaluation, for every solver."""
     oracle, y = problem
     grid = fr.integrate.make_grid(6, 1.0, 0.0)
-    for solver in (fr.Euler(), fr.Heun(), fr.InDISampler()):
+    for solver in (
+        fr.Euler(),
+        fr.Heun(),
+        fr.InDISampler(),
+        fr.Midpoint(),
+        fr.ColdDiffusionSampler(),
+    ):
         a = fr.solve(fr.InDIFlow(oracle), solver, y, grid=grid)
         b = fr.solve(fr.InDIFlow(oracle), solver, y, grid=grid, output="posterior_mean")
         assert torch.equal(a.x, b.x) and torch.equal(a.stats.nfe, b.stats.nfe)
-    for solver in (fr.Midpoint(), fr.ColdDiffusionSampler()):
-        before = fr.solve(fr.InDIFlow(oracle), solver, y, grid=grid[:-1])
-        b = fr.solve(fr.InDIFlow(oracle), solver, y, grid=grid, output="posterior_mean")
-        assert torch.equal(b.x, oracle(before.x, float(grid[-2])))
 
 
 def test_callback_once_per_step(problem):

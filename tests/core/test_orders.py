@@ -1,12 +1,12 @@
-"""Empirical convergence orders (MATH.md §6), float64, least-squares slope over ≥ 5 levels.
+"""Empirical convergence orders (docs/math.md §6), float64, least-squares slope over ≥ 5 levels.
 
 * The stepper order is measured on spans that stop before the singular endpoint: the InDI flow on
   a Gaussian oracle with a diagonal degradation from t = 1 to t = 0.05 (closed form
   ``GaussianOracle.ode_solution``), and two ODEFlows with exact solutions.
-* At t = 0 the loop takes the last interval of Heun/RK4/Bosh3/Dopri5 as the denoising step
-  ``x_0 = F(x_{t_{N−1}}, t_{N−1})``, whose error is ``O(t_{N−1}²)``: on a uniform grid every such
-  method is order 2 at t = 0 (documented behaviour), and ``spacing=Power(rho=order/2)`` restores
-  the declared order.
+* At t = 0 the loop lands Heun/RK4/Bosh3/Dopri5 by the denoising step
+  ``x_0 = F(x_{t_{N−1}}, t_{N−1})``, whose error is ``O(t_{N−1}²)``: on an explicitly uniform grid
+  every such method is order 2 at t = 0, and ``spacing=Power(rho=order/2)`` restores the declared
+  order. **With plain ``steps=N``** (the default grid) every solver has its declared order at 0.
 
 Midpoint is *superconvergent* (order 3) on the InDI Gaussian flow: per coordinate the drift is
 ``λ(t)(x − m(t))`` with ``λ = t/(t² + a)``-type rates, for which the midpoint rule's principal
@@ -106,8 +106,22 @@ def test_order_on_odeflow(name, system):
 @pytest.mark.parametrize("name", ["Heun", "RK4", "Bosh3", "Dopri5"])
 def test_order_at_zero_uniform_grid_is_two(problem, name):
     """Documented: with a uniform grid the final denoising step caps the order at 2 at t = 0."""
-    slope, _ = _orders_on_oracle(problem, name, t_end=0.0, levels=[8, 16, 32, 64, 128])
+    slope, _ = _orders_on_oracle(
+        problem, name, t_end=0.0, spacing=fr.Uniform(), levels=[8, 16, 32, 64, 128]
+    )
     assert abs(slope - 2) <= TOL, f"{name}: order at t=0 on a uniform grid {slope:.3f}"
+
+
+@pytest.mark.parametrize("name", list(RK_FIXED))
+def test_default_grid_keeps_declared_order_at_zero(problem, name):
+    """Plain ``steps=N``: every solver converges at its declared order at t = 0 (Midpoint: ≥ 2,
+    it is superconvergent on this oracle)."""
+    declared = RK_FIXED[name][1]
+    slope, _ = _orders_on_oracle(problem, name, t_end=0.0, levels=[8, 16, 32, 64, 128])
+    if name == "Midpoint":
+        assert slope >= declared - TOL, f"{name}: order at t=0 with steps=N {slope:.3f}"
+    else:
+        assert abs(slope - declared) <= TOL, f"{name}: order at t=0 with steps=N {slope:.3f}"
 
 
 @pytest.mark.parametrize("name", list(RK_FIXED))

@@ -103,3 +103,28 @@ def test_scheduling_typed_errors():
         schedule_degradation(
             X, scale, params_range=(0, 1), budget=3, candidates=[0.0, 0.7, 0.5, 1.0]
         )
+
+
+def test_split_follows_the_dissimilarity_not_the_candidate_index():
+    """Uniform candidates, a log-distance: the min-max split of [1, 16] is the geometric mean 4
+    (index midpoint: 8.5), and the next split goes to the interval with the largest distance
+    ([4, 16] after [1, 2] and [2, 4]), not to the middle interval of the list."""
+
+    def logdist(a, b):
+        return (torch.log(a) - torch.log(b)).abs().mean()
+
+    cands = [1.0 + 0.25 * k for k in range(61)]  # 1, 1.25, …, 16: uniform in p
+    _, info = schedule_degradation(
+        X,
+        scale,
+        params_range=(1.0, 16.0),
+        budget=5,
+        candidates=cands,
+        dissimilarity=logdist,
+        return_details=True,
+    )
+    assert info["params"] == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0], rel=1e-12)
+    # the recorded largest distance after each split: log 16, log 4 (twice), then log 2
+    assert info["max_dissimilarity"] == pytest.approx(
+        [math.log(16), math.log(4), math.log(4), math.log(2)], rel=1e-9
+    )

@@ -48,8 +48,9 @@ class GaussianDirac:
 
     def family(self):
         c = self.c
-        return fr.degradations.DiagonalFamily(a=lambda t: 1 - c * t,
-                                              derivative=lambda t: -c + 0 * t)
+        return fr.degradations.DiagonalFamily(
+            a=lambda t: 1 - c * t, derivative=lambda t: -c + 0 * t
+        )
 
     def phi(self, y, t):
         tt = t.reshape(-1, *([1] * (y.dim() - 1)))
@@ -81,8 +82,9 @@ class GaussianDirac:
 
 
 def mixture_2d(noise_std: float = 0.5):
-    """MATH.md §2c/§4: centres (±1, ±1), weights (0.1, 0.2, 0.3, 0.4)."""
-    centers = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]],
-                           dtype=torch.float64)
+    """docs/math.md §2c/§4: centres (±1, ±1), weights (0.1, 0.2, 0.3, 0.4)."""
+    centers = torch.tensor(
+        [[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64
+    )
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
     return centers, weights

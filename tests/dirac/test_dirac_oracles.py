@@ -1,4 +1,4 @@
-"""Dirac's reverse SDE against closed-form priors (MATH.md §4).
+"""Dirac's reverse SDE against closed-form priors (docs/math.md §4).
 
 With the exact posterior mean and a linear ``A_t`` the reverse SDE is the time reversal of a process
 with the SDP's marginals, so: pure denoising from a fixed ``y`` lands on ``c_i`` with the posterior
@@ -37,8 +37,13 @@ def _denoising_setup():
 def test_pure_denoising_lands_with_posterior_weights(solver, steps):
     oracle, sde, y, target = _denoising_setup()
     n = 5000
-    sol = fr.solve(sde, solver, y.expand(n, 2).clone(), steps=steps,
-                   generator=torch.Generator().manual_seed(11))
+    sol = fr.solve(
+        sde,
+        solver,
+        y.expand(n, 2).clone(),
+        steps=steps,
+        generator=torch.Generator().manual_seed(11),
+    )
     freq = landing_frequencies(oracle, sol.x)
     z = binomial_z(freq, target, n)
     assert z.abs().max() < 4, (freq, target, z)
@@ -51,8 +56,10 @@ def test_pure_denoising_lands_with_posterior_weights(solver, steps):
 def _diagonal_setup():
     centers, weights = mixture_2d()
     d = torch.tensor([1.0, 0.3], dtype=torch.float64)
-    family = fr.degradations.DiagonalFamily(a=lambda t: 1 - t[:, None] * (1 - d.to(t)),
-                                            derivative=lambda t: -(1 - d.to(t)) + 0 * t[:, None])
+    family = fr.degradations.DiagonalFamily(
+        a=lambda t: 1 - t[:, None] * (1 - d.to(t)),
+        derivative=lambda t: -(1 - d.to(t)) + 0 * t[:, None],
+    )
     sigma = fr.schedules.Geometric(0.01, 0.5)
     oracle = fr.oracles.DiracMixture(centers=centers, weights=weights, H=d, noise_std=0.5)
     return oracle, family, sigma
@@ -89,8 +96,14 @@ def test_blur_family_lands_with_prior_weights():
     y1 = family(x0, 1.0) + 1.0 * torch.randn(x0.shape, generator=g)
     post = oracle.dirac_posterior_weights(y1, 1.0, A=tiled_family(family, k), sigma=sigma)
     assert float(post.max(1).values.mean()) < 0.75  # y_1 alone does not decide the class
-    sol = fr.solve(DiracSDE(phi, family, sigma), EulerMaruyama(), y1, steps=60, generator=g,
-                   output="posterior_mean")
+    sol = fr.solve(
+        DiracSDE(phi, family, sigma),
+        EulerMaruyama(),
+        y1,
+        steps=60,
+        generator=g,
+        output="posterior_mean",
+    )
     freq = landing_frequencies(oracle, sol.x)
     z = binomial_z(freq, oracle.weights.double(), n)
     assert z.abs().max() < 4, (freq, z)
@@ -135,8 +148,13 @@ def test_gaussian_prior_from_fixed_observation_is_tighter():
     prob = GaussianDirac(m=[0.0], s=[1.0], c=0.0, sigma=sigma)  # pure denoising
     n = 20_000
     y = torch.full((n, 1), 1.2, dtype=torch.float64)
-    sol = fr.solve(DiracSDE(prob.phi, prob.family(), sigma), EulerMaruyama(), y, steps=100,
-                   generator=torch.Generator().manual_seed(4))
+    sol = fr.solve(
+        DiracSDE(prob.phi, prob.family(), sigma),
+        EulerMaruyama(),
+        y,
+        steps=100,
+        generator=torch.Generator().manual_seed(4),
+    )
     # y_0 | y_1: Gaussian with Var(y_0|y_1) = v0 (v1 − v0)/v1 … for the linear-Gaussian chain:
     # y_0 ~ N(0, 1 + σ_0²), y_1 = y_0 + N(0, σ_1² − σ_0²)
     v0 = 1 + 0.05**2
@@ -151,7 +169,7 @@ def test_gaussian_prior_from_fixed_observation_is_tighter():
 @pytest.mark.slow
 @pytest.mark.parametrize("solver,steps", [(EulerMaruyama(), 400), (SRA1(), 200)])
 def test_linear_family_landing_large(solver, steps):
-    """MATH.md §4's numbers: 400 steps, 2·10⁵ samples match w to about 0.001 (slow)."""
+    """docs/math.md §4's numbers: 400 steps, 2·10⁵ samples match w to about 0.001 (slow)."""
     oracle, family, sigma = _diagonal_setup()
     n = 200_000
     g = torch.Generator().manual_seed(9)

@@ -16,7 +16,7 @@ from flowrestore.errors import (
 )
 from flowrestore.flows import DiracSDE, ODEFlow, SDEFlow
 from flowrestore.integrate import BrownianIncrements, GeneratorNoise, PerSampleNoise
-from flowrestore.solvers import SRA1, Euler, EulerMaruyama
+from flowrestore.solvers import SRA1, DiracStep, Euler, EulerMaruyama
 
 SIGMA = fr.schedules.Geometric(0.01, 0.05)
 
@@ -36,14 +36,15 @@ def _images(b=3, seed=0, dtype=torch.float64):
 
 
 # --------------------------------------------------------------------------- eq. 7
-def test_euler_maruyama_is_eq7_to_roundoff():
+def test_dirac_step_is_eq7_to_roundoff():
     A, y = _blur(), _images()
     sde = DiracSDE(_phi, A, SIGMA)
     grid = torch.tensor([1.0, 0.7, 0.45, 0.1, 0.0], dtype=torch.float64)
     dw = torch.randn(4, *y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     dw = dw * grid.diff().abs().sqrt().reshape(-1, 1, 1, 1, 1)
-    sol = fr.solve(sde, EulerMaruyama(), y, grid=grid, save_at="steps",
-                   noise=BrownianIncrements(grid, dw))
+    sol = fr.solve(
+        sde, DiracStep(), y, grid=grid, save_at="steps", noise=BrownianIncrements(grid, dw)
+    )
     for i in range(4):
         t, s = float(grid[i]), float(grid[i + 1])
         yt = sol.trajectory[i]
@@ -85,8 +86,9 @@ def test_look_ahead_tends_to_the_tangent():
     assert errs[0] / errs[1] == pytest.approx(2.0, rel=0.1)  # first-order difference quotient
 
 
-@pytest.mark.parametrize("increment", ["look_ahead", "small_look_ahead", "look_back",
-                                       "small_look_back", "tangent"])
+@pytest.mark.parametrize(
+    "increment", ["look_ahead", "small_look_ahead", "look_back", "small_look_back", "tangent"]
+)
 def test_increment_estimates_exact_for_affine_family(increment):
     """For ``A_t = (1 − c t) I`` every estimate of ``A_{t−Δt}(Φ) − A_t(Φ)`` is exact."""
     c = 0.7
@@ -126,8 +128,13 @@ def test_increment_probes_stay_in_unit_interval_and_follow_the_paper():
     # a whole solve with every option never evaluates A or phi outside [0, 1]
     for increment in ("look_back", "small_look_back", "small_look_ahead"):
         seen.clear()
-        fr.solve(DiracSDE(_phi, A, SIGMA, increment=increment), EulerMaruyama(), y, steps=7,
-                 generator=torch.Generator().manual_seed(0))
+        fr.solve(
+            DiracSDE(_phi, A, SIGMA, increment=increment),
+            DiracStep(),
+            y,
+            steps=7,
+            generator=torch.Generator().manual_seed(0),
+        )
         allt = torch.cat([s.reshape(-1) for s in seen])
         assert float(allt.min()) >= 0 and float(allt.max()) <= 1
 
@@ -137,7 +144,7 @@ def test_tangent_step_is_generic_euler_maruyama_up_to_noise_scale():
     sde = DiracSDE(_phi, A, SIGMA, increment="tangent")
     grid = torch.tensor([0.8, 0.6], dtype=torch.float64)
     noise = BrownianIncrements(grid, torch.zeros(1, *y.shape, dtype=torch.float64))
-    x1 = fr.solve(sde, EulerMaruyama(), y, grid=grid, noise=noise).x
+    x1 = fr.solve(sde, DiracStep(), y, grid=grid, noise=noise).x
     t, h = grid[0], grid[1] - grid[0]
     # eq. 7's score term uses σ²_{t+h} − σ²_t in place of h dσ²/dt; with zero noise, the rest
     # is Euler
@@ -145,6 +152,27 @@ def test_tangent_step_is_generic_euler_maruyama_up_to_noise_scale():
     dvar = SIGMA(grid[1]) ** 2 - SIGMA(t) ** 2
     expect = y + h * A.time_derivative(phi, 0.8) - dvar * (A(phi, 0.8) - y) / SIGMA(t) ** 2
     torch.testing.assert_close(x1, expect)
+
+
+def test_generic_euler_maruyama_on_dirac_uses_the_continuous_drift():
+    """EulerMaruyama on a DiracSDE is x + h f(t, x) + g ΔW with the exact ∂_t A_t; DiracStep with
+    increment="tangent" differs from it only by σ² differences in place of h dσ²/dt."""
+    A, y = _blur(), _images()
+    sde = DiracSDE(_phi, A, SIGMA)
+    grid = torch.tensor([0.8, 0.6], dtype=torch.float64)
+    dw = 0.1 * torch.randn(
+        1, *y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    x1 = fr.solve(sde, EulerMaruyama(), y, grid=grid, noise=BrownianIncrements(grid, dw)).x
+    t, h = grid[0], grid[1] - grid[0]
+    expect = y + h * sde.drift(t, y) + sde.diffusion(t, y) * dw[0]
+    torch.testing.assert_close(x1, expect, rtol=1e-12, atol=1e-12)
+    phi = _phi(y, t.expand(3))
+    f = (
+        A.time_derivative(phi, 0.8)
+        - SIGMA.variance_derivative(t) * (A(phi, 0.8) - y) / SIGMA(t) ** 2
+    )
+    torch.testing.assert_close(sde.drift(t, y), f)
 
 
 # ------------------------------------------------------------------------- guidance
@@ -170,13 +198,13 @@ def test_guidance_decreases_the_residual(scaling):
     assert (after < before).all(), (before, after)
     # one full guided step ends with a smaller residual than the unguided step on the same noise
     grid = torch.tensor([0.6, 0.55], dtype=torch.float64)
-    dw = 0.2 * torch.randn(1, *y.shape, generator=torch.Generator().manual_seed(4),
-                           dtype=torch.float64)
+    dw = 0.2 * torch.randn(
+        1, *y.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
     plain = DiracSDE(_phi, A, SIGMA, observation=obs)
     out = {}
     for name, flow in (("guided", sde), ("plain", plain)):
-        out[name] = fr.solve(flow, EulerMaruyama(), y, grid=grid,
-                             noise=BrownianIncrements(grid, dw)).x
+        out[name] = fr.solve(flow, DiracStep(), y, grid=grid, noise=BrownianIncrements(grid, dw)).x
     guided, plain = (_residual(sde, out[k], 0.55, obs) for k in ("guided", "plain"))
     assert (guided < plain).all()
 
@@ -192,8 +220,9 @@ def test_guidance_values_std_and_error_scaling():
     std = DiracSDE(_phi, A, SIGMA, observation=obs, guidance=0.3).estimate(t, y, obs).guidance
     torch.testing.assert_close(std, -0.3 / 0.05**2 * grad)
     err = DiracSDE(_phi, A, SIGMA, observation=obs, guidance=0.3, guidance_scaling="error")
-    torch.testing.assert_close(err.estimate(t, y, obs).guidance,
-                               -(0.3 / sq.sqrt()).reshape(3, 1, 1, 1) * grad)
+    torch.testing.assert_close(
+        err.estimate(t, y, obs).guidance, -(0.3 / sq.sqrt()).reshape(3, 1, 1, 1) * grad
+    )
     eta_fn = DiracSDE(_phi, A, SIGMA, observation=obs, guidance=lambda tt: 0.3 * (1 - tt))
     torch.testing.assert_close(eta_fn.estimate(t, y, obs).guidance, -0.6 * 0.3 / 0.05**2 * grad)
 
@@ -202,8 +231,14 @@ def test_guided_solve_is_differentiable():
     A = _blur()
     y = _images().requires_grad_(True)
     sde = DiracSDE(_phi, A, SIGMA, guidance=0.2)
-    sol = fr.solve(sde, EulerMaruyama(), y, steps=3, differentiable=True,
-                   generator=torch.Generator().manual_seed(0))
+    sol = fr.solve(
+        sde,
+        DiracStep(),
+        y,
+        steps=3,
+        differentiable=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     sol.x.sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all()
 
@@ -212,8 +247,16 @@ def test_guided_solve_is_differentiable():
 def test_data_consistency_record_and_posterior_mean_output():
     A, y = _blur(), _images()
     sde = DiracSDE(_phi, A, SIGMA)
-    sol = fr.solve(sde, EulerMaruyama(), y, steps=8, t_end=0.25, save_at="steps",
-                   output="posterior_mean", generator=torch.Generator().manual_seed(0))
+    sol = fr.solve(
+        sde,
+        DiracStep(),
+        y,
+        steps=8,
+        t_end=0.25,
+        save_at="steps",
+        output="posterior_mean",
+        generator=torch.Generator().manual_seed(0),
+    )
     rec = sol.records["data_consistency"]
     assert rec.shape == (8, 3)
     grid = torch.linspace(1.0, 0.25, 9, dtype=torch.float64)
@@ -225,20 +268,26 @@ def test_data_consistency_record_and_posterior_mean_output():
     assert float(sol.t_final[0]) == pytest.approx(0.25)
     # an explicit observation is used as given
     obs = _images(seed=7)
-    sol2 = fr.solve(DiracSDE(_phi, A, SIGMA, observation=obs), EulerMaruyama(), y, steps=2,
-                    generator=torch.Generator().manual_seed(0))
+    sol2 = fr.solve(
+        DiracSDE(_phi, A, SIGMA, observation=obs),
+        DiracStep(),
+        y,
+        steps=2,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(sol2.records["data_consistency"][0], _residual(sde, y, 1.0, obs))
     # a solve that does not start at t = 1 knows no observation: no record
-    sol3 = fr.solve(sde, EulerMaruyama(), y, grid=[0.8, 0.4, 0.0],
-                    generator=torch.Generator().manual_seed(0))
+    sol3 = fr.solve(
+        sde, DiracStep(), y, grid=[0.8, 0.4, 0.0], generator=torch.Generator().manual_seed(0)
+    )
     assert "data_consistency" not in sol3.records
-    # SRA1 records too (at each step's start)
+    # the generic SDE solvers integrate the continuous drift: no Dirac record
     sol4 = fr.solve(sde, SRA1(), y, steps=4, generator=torch.Generator().manual_seed(0))
-    assert sol4.records["data_consistency"].shape == (4, 3)
+    assert sol4.records == {}
 
 
 # ----------------------------------------------------------------- seeded sampling
-@pytest.mark.parametrize("solver", [EulerMaruyama(), SRA1()])
+@pytest.mark.parametrize("solver", [DiracStep(), SRA1()])
 def test_seeded_sampling_is_batch_composition_invariant(solver):
     A = _blur()
     y = _images(b=4, dtype=torch.float32)
@@ -307,24 +356,30 @@ def test_typed_errors():
     A, y = _blur(), _images()
     sde = DiracSDE(_phi, A, SIGMA)
     with pytest.raises(GridError):
-        fr.solve(sde, EulerMaruyama(), y, steps=4, t_end=-0.1)
+        fr.solve(sde, DiracStep(), y, steps=4, t_end=-0.1)
     with pytest.raises(GridError):
-        fr.solve(sde, EulerMaruyama(), y, grid=[1.2, 0.5, 0.0])
+        fr.solve(sde, DiracStep(), y, grid=[1.2, 0.5, 0.0])
     with pytest.raises(FlowRestoreError):
         sde.drift(torch.tensor(1.5, dtype=torch.float64), y)
     with pytest.raises(PredictorOutputError, match="phi returned shape"):
-        fr.solve(DiracSDE(lambda y, t: y[:, :1], A, SIGMA), EulerMaruyama(), y, steps=2)
-    for bad in (fr.schedules.Linear(-0.1, 0.5), 0.0, -1.0, fr.schedules.Linear(0.5, 0.1),
-                lambda t: 0.05 - 0.04 * t, "geometric"):
+        fr.solve(DiracSDE(lambda y, t: y[:, :1], A, SIGMA), DiracStep(), y, steps=2)
+    for bad in (
+        fr.schedules.Linear(-0.1, 0.5),
+        0.0,
+        -1.0,
+        fr.schedules.Linear(0.5, 0.1),
+        lambda t: 0.05 - 0.04 * t,
+        "geometric",
+    ):
         with pytest.raises(ConfigError):
             DiracSDE(_phi, A, bad)
     too_big = fr.degradations.GaussianBlurFamily(kernel_size=61, width=fr.schedules.Linear(0.3, 3))
     with pytest.raises(ShapeError, match="does not fit"):
-        fr.solve(DiracSDE(_phi, too_big, SIGMA), EulerMaruyama(), y, steps=2)
+        fr.solve(DiracSDE(_phi, too_big, SIGMA), DiracStep(), y, steps=2)
     with pytest.raises(ShapeError, match="same shape"):
-        fr.solve(DiracSDE(_phi, lambda x, t: x[..., :3, :3], SIGMA), EulerMaruyama(), y, steps=2)
+        fr.solve(DiracSDE(_phi, lambda x, t: x[..., :3, :3], SIGMA), DiracStep(), y, steps=2)
     with pytest.raises(ShapeError, match="observation"):
-        fr.solve(DiracSDE(_phi, A, SIGMA, observation=y[:2]), EulerMaruyama(), y, steps=2)
+        fr.solve(DiracSDE(_phi, A, SIGMA, observation=y[:2]), DiracStep(), y, steps=2)
     with pytest.raises(ConfigError):
         DiracSDE(_phi, A, SIGMA, increment="look_sideways")
     with pytest.raises(ConfigError):
@@ -334,7 +389,7 @@ def test_typed_errors():
     with pytest.raises(TypeError):
         DiracSDE(_phi, "blur", SIGMA)
     with pytest.raises(ConfigError, match="guidance needs the measurement"):
-        fr.solve(DiracSDE(_phi, A, SIGMA, guidance=1.0), EulerMaruyama(), y, grid=[0.5, 0.0])
+        fr.solve(DiracSDE(_phi, A, SIGMA, guidance=1.0), DiracStep(), y, grid=[0.5, 0.0])
     with pytest.raises(IncompatibleSolverError):
         fr.solve(SDEFlow(lambda t, x: -x, lambda t, x: x), SRA1(), y, grid=[0.0, 1.0])
     with pytest.raises(IncompatibleSolverError):

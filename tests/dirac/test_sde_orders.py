@@ -1,4 +1,4 @@
-"""Strong orders of the SDE steps on shared Brownian paths (MATH.md §6).
+"""Strong orders of the SDE steps on shared Brownian paths (docs/math.md §6).
 
 Every level sees the same Brownian path: the fine increments (and space-time areas) of one
 ``BrownianIncrements`` summed over each coarse step. The error is the RMS over ≥ 100 paths of the
@@ -49,8 +49,10 @@ def _dirac_mixture():
     reference), 1 → 0."""
     centers, weights = mixture_2d()
     d = torch.tensor([1.0, 0.3], dtype=torch.float64)
-    family = fr.degradations.DiagonalFamily(a=lambda t: 1 - t[:, None] * (1 - d.to(t)),
-                                            derivative=lambda t: -(1 - d.to(t)) + 0 * t[:, None])
+    family = fr.degradations.DiagonalFamily(
+        a=lambda t: 1 - t[:, None] * (1 - d.to(t)),
+        derivative=lambda t: -(1 - d.to(t)) + 0 * t[:, None],
+    )
     sigma = fr.schedules.Geometric(0.5, 1.0)
     oracle = fr.oracles.DiracMixture(centers=centers, weights=weights, H=d, noise_std=1.0)
     return DiracSDE(oracle.dirac_predictor(A=family, sigma=sigma), family, sigma), (1.0, 0.0)
@@ -102,8 +104,9 @@ def test_euler_maruyama_strong_order_half_on_multiplicative_noise():
     flow = SDEFlow(lambda t, x: 0.5 * x, lambda t, x: x, noise_type="diagonal")
     grid = torch.linspace(0.0, 1.0, FINE + 1, dtype=torch.float64)
     x0 = torch.ones(PATHS, 1, dtype=torch.float64)
-    path = BrownianIncrements.sample(grid, x0.shape, areas=False,
-                                     generator=torch.Generator().manual_seed(1))
+    path = BrownianIncrements.sample(
+        grid, x0.shape, areas=False, generator=torch.Generator().manual_seed(1)
+    )
     w1 = path.increment(grid[0], grid[-1], x0)
     exact = x0 * torch.exp(w1)  # X_1 = exp((μ − ½) t + W_t) with μ = ½
     hs, errs = [], []

@@ -94,15 +94,38 @@ def test_seeds_and_stratonovich_methods():
     grid = torch.linspace(1.0, 0.0, 257, dtype=torch.float64)
     path = BrownianIncrements.sample(grid, y.shape, generator=torch.Generator().manual_seed(5))
     ref = fr.solve(sde, SRA1(), y, grid=grid, noise=path).x
-    errs = [float((fr.solve(sde, Torchsde("heun"), y, grid=grid[::k], noise=path).x - ref)
-                  .pow(2).mean().sqrt()) for k in (16, 4)]
+    errs = [
+        float(
+            (fr.solve(sde, Torchsde("heun"), y, grid=grid[::k], noise=path).x - ref)
+            .pow(2)
+            .mean()
+            .sqrt()
+        )
+        for k in (16, 4)
+    ]
     assert errs[0] / errs[1] > 2.5, errs
     with pytest.raises(IncompatibleSolverError):
         fr.solve(SDEFlow(lambda t, x: -x, lambda t, x: x), Torchsde("heun"), y, grid=[0.0, 1.0])
     with pytest.raises(ConfigError):
         Torchsde("dopri5")
-    with pytest.raises(ConfigError):
-        fr.solve(sde, Torchsde("euler"), y, steps=3, save_at=[1.0, 0.0])
-    post = fr.solve(sde, Torchsde("euler"), y, steps=3, t_end=0.4, output="posterior_mean",
-                    generator=torch.Generator().manual_seed(0))
+    # the adapter saves through flowrestore's loop like any solver
+    saved = fr.solve(
+        sde,
+        Torchsde("euler"),
+        y,
+        steps=4,
+        save_at=[1.0, 0.5, 0.0],
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert saved.trajectory.shape == (3, *y.shape)
+    assert torch.equal(saved.trajectory[0], y) and torch.equal(saved.trajectory[-1], saved.x)
+    post = fr.solve(
+        sde,
+        Torchsde("euler"),
+        y,
+        steps=3,
+        t_end=0.4,
+        output="posterior_mean",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert float(post.t_final[0]) == pytest.approx(0.4) and post.x.shape == y.shape

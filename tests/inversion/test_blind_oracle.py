@@ -1,4 +1,5 @@
-"""BIRD on the Gaussian generative oracle (MATH.md §5): blind Gaussian deblurring finds the width.
+"""BIRD on the Gaussian generative oracle (docs/math.md §5): blind Gaussian deblurring finds the
+width.
 
 Prior ``N(c, σ_c²)`` with ``c`` the cameraman (32×32, sharp) and ``σ_c = 0.02``; ``Ψ`` = 5 Euler
 steps of the exact InDI flow on a ``Power(2)`` grid. A batch of three images blurred with three
@@ -35,9 +36,17 @@ def _problem(well_specified: bool):
 
 def _invert(flow, y, mode, iterations=300):
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=5, spacing=fr.Power(2.0),
-        degradation=fr.degradations.GaussianBlur(width=Param(init=1.0, bounds=(0.1, 5.0))),
-        iterations=iterations, lr_latent=1e-2, lr_degradation=2e-2, gradient=mode,
+        flow,
+        solver=fr.Euler(),
+        steps=5,
+        spacing=fr.Power(2.0),
+        degradation=fr.BlindOperator(
+            fr.degradations.GaussianBlur, width=Param(init=1.0, bounds=(0.1, 5.0))
+        ),
+        iterations=iterations,
+        lr_latent=1e-2,
+        lr_degradation=2e-2,
+        gradient=mode,
     )
     return inv.run(y, generator=torch.Generator().manual_seed(1), params={"width": STARTS})
 
@@ -78,13 +87,21 @@ def test_batched_equals_one_at_a_time():
     flow, _, y = _problem(well_specified=True)
     z0 = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=y.dtype)
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=5, spacing=fr.Power(2.0),
-        degradation=fr.degradations.GaussianBlur(width=Param(init=1.0, bounds=(0.1, 5.0))),
-        iterations=40, lr_degradation=2e-2, gradient="exact",
+        flow,
+        solver=fr.Euler(),
+        steps=5,
+        spacing=fr.Power(2.0),
+        degradation=fr.BlindOperator(
+            fr.degradations.GaussianBlur, width=Param(init=1.0, bounds=(0.1, 5.0))
+        ),
+        iterations=40,
+        lr_degradation=2e-2,
+        gradient="exact",
     )
     batched = inv.run(y, latent=z0, params={"width": STARTS})
     for i in range(len(WIDTHS)):
-        single = inv.run(y[i:i + 1], latent=z0[i:i + 1], params={"width": STARTS[i:i + 1]})
-        torch.testing.assert_close(single.params["width"][0], batched.params["width"][i],
-                                   rtol=1e-9, atol=1e-12)
+        single = inv.run(y[i : i + 1], latent=z0[i : i + 1], params={"width": STARTS[i : i + 1]})
+        torch.testing.assert_close(
+            single.params["width"][0], batched.params["width"][i], rtol=1e-9, atol=1e-12
+        )
         torch.testing.assert_close(single.latent[0], batched.latent[i], rtol=1e-9, atol=1e-12)

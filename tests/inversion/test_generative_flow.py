@@ -1,4 +1,4 @@
-"""The generative InDI flow on the Gaussian oracle (MATH.md §5): y = pure noise at t = 1.
+"""The generative InDI flow on the Gaussian oracle (docs/math.md §5): y = pure noise at t = 1.
 
 Solving ``InDIFlow(oracle.posterior_mean)`` from a latent ``z`` at ``t = 1`` to ``t = 0`` converges
 to ``oracle.exact_map(z) = c + σ_c ⊙ z`` at each fixed-step solver's declared order. Solvers with a
@@ -44,11 +44,20 @@ def test_converges_to_exact_map_at_declared_order(solver, order):
     for n in steps:
         x = fr.solve(flow, solver, z, steps=n, spacing=fr.Power(rho)).x
         errs.append(float((x - exact).abs().max()))
-    slope = -torch.linalg.lstsq(
-        torch.stack([torch.log(torch.tensor(steps, dtype=torch.float64)),
-                     torch.ones(len(steps), dtype=torch.float64)], 1),
-        torch.log(torch.tensor(errs, dtype=torch.float64))[:, None],
-    ).solution[0, 0].item()
+    slope = (
+        -torch.linalg.lstsq(
+            torch.stack(
+                [
+                    torch.log(torch.tensor(steps, dtype=torch.float64)),
+                    torch.ones(len(steps), dtype=torch.float64),
+                ],
+                1,
+            ),
+            torch.log(torch.tensor(errs, dtype=torch.float64))[:, None],
+        )
+        .solution[0, 0]
+        .item()
+    )
     # Midpoint converges at order 3 on this problem (observed 3.00): assert "at least".
     assert slope >= solver.order - 0.15, (errs, slope)
     assert solver.order == order

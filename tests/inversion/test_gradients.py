@@ -71,9 +71,15 @@ def _one_step_gradients(mode, tangent=False):
     y = torch.rand(2, 1, *_SIDE, generator=g, dtype=torch.float64)
     z0 = project_sphere(torch.randn(2, 1, *_SIDE, generator=g, dtype=torch.float64))
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=3, iterations=1, gradient=mode, tangent_gradient=tangent,
-        degradation=fr.degradations.GaussianBlur(width=Param(1.0, bounds=(0.1, 2.0)),
-                                                 kernel_size=3),
+        flow,
+        solver=fr.Euler(),
+        steps=3,
+        iterations=1,
+        gradient=mode,
+        tangent_gradient=tangent,
+        degradation=fr.BlindOperator(
+            fr.degradations.GaussianBlur, width=Param(1.0, bounds=(0.1, 2.0)), kernel_size=3
+        ),
     )
     gz, gp = inv.gradients(y, z0, {"width": torch.ones(2, dtype=torch.float64)})
     return flow, y, z0, (gz, gp["width"])

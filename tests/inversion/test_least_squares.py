@@ -40,8 +40,9 @@ def _setup(uniform_std: bool = False):
     torch.testing.assert_close(psi(zr), alpha * zr + beta, rtol=0, atol=1e-13)
     op = fr.degradations.GaussianBlur(1.0, kernel_size=5)
     z_true = torch.randn(3, 1, N, N, generator=g, dtype=torch.float64)
-    y = op(oracle.exact_map(z_true)) + 0.02 * torch.randn(3, 1, N, N, generator=g,
-                                                          dtype=torch.float64)
+    y = op(oracle.exact_map(z_true)) + 0.02 * torch.randn(
+        3, 1, N, N, generator=g, dtype=torch.float64
+    )
     return flow, solve_kw, op, alpha, beta, y
 
 
@@ -81,8 +82,16 @@ def test_non_blind_inversion_reaches_the_sphere_least_squares_solution(mode, uni
     Adam is blind); with a per-pixel ``α`` detached inversion stops elsewhere (next test)."""
     flow, solve_kw, op, alpha, beta, y = _setup(uniform_std)
     z_star = _sphere_least_squares(op, alpha, beta, y)
-    inv = BlindInversion(flow, solver=fr.Euler(), degradation=op, iterations=1000,
-                         lr_latent=0.1, schedule="cosine", gradient=mode, **solve_kw)
+    inv = BlindInversion(
+        flow,
+        solver=fr.Euler(),
+        degradation=op,
+        iterations=1000,
+        lr_latent=0.1,
+        schedule="cosine",
+        gradient=mode,
+        **solve_kw,
+    )
     res = inv.run(y, generator=torch.Generator().manual_seed(5))
     err = (res.latent - z_star).flatten(1).norm(dim=1) / math.sqrt(N * N)
     obj = (op(res.x) - y).flatten(1).square().sum(1)
@@ -94,8 +103,16 @@ def test_non_blind_inversion_reaches_the_sphere_least_squares_solution(mode, uni
 def test_detached_is_an_approximation_when_the_jacobian_is_not_a_multiple_of_identity():
     flow, solve_kw, op, alpha, beta, y = _setup(uniform_std=False)
     z_star = _sphere_least_squares(op, alpha, beta, y)
-    inv = BlindInversion(flow, solver=fr.Euler(), degradation=op, iterations=600,
-                         lr_latent=0.1, schedule="cosine", gradient="detached", **solve_kw)
+    inv = BlindInversion(
+        flow,
+        solver=fr.Euler(),
+        degradation=op,
+        iterations=600,
+        lr_latent=0.1,
+        schedule="cosine",
+        gradient="detached",
+        **solve_kw,
+    )
     res = inv.run(y, generator=torch.Generator().manual_seed(5))
     err = (res.latent - z_star).flatten(1).norm(dim=1) / math.sqrt(N * N)
     obj = (op(res.x) - y).flatten(1).square().sum(1)
@@ -109,8 +126,16 @@ def test_raw_latent_gradient_stalls_off_the_constrained_optimum():
     points where the Adam-preconditioned gradient is radial, not at the constrained minimum."""
     flow, solve_kw, op, alpha, beta, y = _setup()
     z_star = _sphere_least_squares(op, alpha, beta, y)
-    inv = BlindInversion(flow, solver=fr.Euler(), degradation=op, iterations=600,
-                         lr_latent=0.1, schedule="cosine", tangent_gradient=False, **solve_kw)
+    inv = BlindInversion(
+        flow,
+        solver=fr.Euler(),
+        degradation=op,
+        iterations=600,
+        lr_latent=0.1,
+        schedule="cosine",
+        tangent_gradient=False,
+        **solve_kw,
+    )
     res = inv.run(y, generator=torch.Generator().manual_seed(5))
     obj = (op(res.x) - y).flatten(1).square().sum(1)
     obj_star = (op(alpha * z_star + beta) - y).flatten(1).square().sum(1)

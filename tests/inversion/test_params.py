@@ -103,7 +103,7 @@ def test_simplex_init_is_normalised_and_projection_is_exact():
 
 
 def test_operator_with_param_is_a_blind_template():
-    op = GaussianBlur(width=Param(1.0, bounds=(0.1, 5.0)))
+    op = BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 5.0)))
     assert isinstance(op, BlindOperator) and not isinstance(op, GaussianBlur)
     assert op.fixed["kernel_size"] == 31  # fixed from the upper bound: 2 ceil(3·5) + 1
     concrete = op.materialize(width=torch.tensor([1.0, 2.0]))
@@ -112,15 +112,18 @@ def test_operator_with_param_is_a_blind_template():
         op(torch.zeros(1, 1, 8, 8))
     with pytest.raises(ConfigError, match="width"):
         op.materialize()
-    # plain construction is unchanged
+    # plain construction is unchanged; a Param handed to an operator is refused with the hint
     assert type(GaussianBlur(1.0)) is GaussianBlur
-    assert isinstance(GaussianBlur(Param(1.0)), BlindOperator)  # positional too
     assert type(Downsample(2)) is Downsample
+    with pytest.raises(ConfigError, match=r"GaussianBlur: width is a Param.*BlindOperator"):
+        GaussianBlur(width=Param(1.0))
+    with pytest.raises(ConfigError, match=r"GaussianBlur: width is a Param"):
+        GaussianBlur(Param(1.0))
 
 
 def test_inversion_configuration_errors():
     _, flow = camera_oracle()
-    blind = GaussianBlur(width=Param(1.0, bounds=(0.1, 5.0)))
+    blind = BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 5.0)))
     good = dict(solver=fr.Euler(), steps=5, degradation=blind)
     bad = [
         (dict(gradient="approx"), "gradient", "'approx'"),
@@ -134,7 +137,11 @@ def test_inversion_configuration_errors():
         (dict(degradation=3), "degradation", "3"),
         (dict(noise_std=-0.1), "noise_std", "-0.1"),
         (dict(noise_std=Param(0.1)), "noise_std", "positive"),
-        (dict(degradation=[blind, GaussianBlur(width=Param(1.0))]), "width", "name="),
+        (
+            dict(degradation=[blind, BlindOperator(GaussianBlur, width=Param(1.0))]),
+            "width",
+            "name=",
+        ),
     ]
     for change, name, shown in bad:
         with pytest.raises(ConfigError) as info:
@@ -170,8 +177,13 @@ def test_sphere_and_bounds_hold_after_every_iteration():
 
     checker = _Checker({"width": within})
     inv = BlindInversion(
-        flow, solver=fr.Heun(), steps=3, iterations=60, lr_latent=0.05, lr_degradation=0.1,
-        degradation=GaussianBlur(width=Param(2.0, bounds=(lo, hi))),
+        flow,
+        solver=fr.Heun(),
+        steps=3,
+        iterations=60,
+        lr_latent=0.05,
+        lr_degradation=0.1,
+        degradation=BlindOperator(GaussianBlur, width=Param(2.0, bounds=(lo, hi))),
     )
     res = inv.run(y, generator=torch.Generator().manual_seed(0), callback=checker)
     assert checker.calls == 60
@@ -185,14 +197,18 @@ def test_blind_free_kernel_stays_on_the_simplex_and_approaches_the_truth():
 
     def on_simplex(k):
         assert (k >= 0).all()
-        torch.testing.assert_close(k.sum((1, 2)), torch.ones(2, dtype=k.dtype), rtol=0,
-                                   atol=1e-12)
+        torch.testing.assert_close(k.sum((1, 2)), torch.ones(2, dtype=k.dtype), rtol=0, atol=1e-12)
 
     checker = _Checker({"kernel": on_simplex})
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=4, spacing=fr.Power(2.0), iterations=150,
-        lr_degradation=1e-2, gradient="detached",
-        degradation=Blur(kernel=Param(torch.ones(7, 7), constraint="simplex")),
+        flow,
+        solver=fr.Euler(),
+        steps=4,
+        spacing=fr.Power(2.0),
+        iterations=150,
+        lr_degradation=1e-2,
+        gradient="detached",
+        degradation=BlindOperator(Blur, kernel=Param(torch.ones(7, 7), constraint="simplex")),
     )
     res = inv.run(y, generator=torch.Generator().manual_seed(0), callback=checker)
     assert checker.calls == 150
@@ -214,13 +230,21 @@ def test_unknown_downsampling_kernel_and_noise_level():
 
     checker = _Checker({"noise_std": positive})
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=4, spacing=fr.Power(2.0), iterations=150,
+        flow,
+        solver=fr.Euler(),
+        steps=4,
+        spacing=fr.Power(2.0),
+        iterations=150,
         lr_degradation=1e-2,
-        degradation=[Blur(kernel=Param(torch.ones(5, 5), constraint="simplex")), Downsample(2)],
+        degradation=[
+            BlindOperator(Blur, kernel=Param(torch.ones(5, 5), constraint="simplex")),
+            Downsample(2),
+        ],
         noise_std=Param(0.1, constraint="positive", lr=2e-2),
     )
-    res = inv.run(y, generator=torch.Generator().manual_seed(0), image_shape=(1, 32, 32),
-                  callback=checker)
+    res = inv.run(
+        y, generator=torch.Generator().manual_seed(0), image_shape=(1, 32, 32), callback=checker
+    )
     assert res.x.shape == (2, 1, 32, 32) and res.prediction.shape == y.shape
     assert set(res.params) == {"kernel", "noise_std"}
     # the maximum-likelihood σ is the RMS residual
@@ -241,8 +265,14 @@ def test_unknown_inpainting_mask_and_shared_parameters():
 
     checker = _Checker({"mask": in_unit_interval})
     inv = BlindInversion(
-        flow, solver=fr.Euler(), steps=3, iterations=30, lr_degradation=0.05,
-        degradation=Inpainting(Param(torch.ones(1, 32, 32), bounds=(0.0, 1.0), shared=True)),
+        flow,
+        solver=fr.Euler(),
+        steps=3,
+        iterations=30,
+        lr_degradation=0.05,
+        degradation=BlindOperator(
+            Inpainting, Param(torch.ones(1, 32, 32), bounds=(0.0, 1.0), shared=True)
+        ),
     )
     res = inv.run(y, generator=torch.Generator().manual_seed(0), callback=checker)
     assert checker.calls == 30 and res.history["mask"].shape == (31, 1, 32, 32)
@@ -262,8 +292,14 @@ def test_non_blind_and_zero_iterations():
 
 def test_regularizer_enters_the_objective():
     flow, _, y = _observe(GaussianBlur(torch.tensor([1.0, 2.0]), kernel_size=31))
-    blind = GaussianBlur(width=Param(1.5, bounds=(0.1, 5.0)))
-    inv = BlindInversion(flow, solver=fr.Euler(), steps=3, degradation=blind, iterations=0,
-                         regularizer=lambda p: 10.0 * (p["width"] - 1.5) ** 2 + 1.0)
+    blind = BlindOperator(GaussianBlur, width=Param(1.5, bounds=(0.1, 5.0)))
+    inv = BlindInversion(
+        flow,
+        solver=fr.Euler(),
+        steps=3,
+        degradation=blind,
+        iterations=0,
+        regularizer=lambda p: 10.0 * (p["width"] - 1.5) ** 2 + 1.0,
+    )
     res = inv.run(y, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(res.loss, res.mse + 1.0)

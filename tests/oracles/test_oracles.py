@@ -1,4 +1,4 @@
-"""Tests of the closed-form oracles against independent computations (MATH.md §2, §4, §5).
+"""Tests of the closed-form oracles against independent computations (docs/math.md §2, §4, §5).
 
 Every check compares with something computed another way: Gaussian conditioning through the joint
 covariance (NumPy), direct Bayes with explicit exponentials, finite differences of the closed-form
@@ -306,7 +306,7 @@ def test_mixture_nearest_center_and_one_step_regression_to_mean():
 
 
 def test_mixture_indi_flow_landing_frequencies():
-    # MATH.md §2c: x_1 ~ p(y), Euler on the residual flow; landing frequencies tend to w.
+    # docs/math.md §2c: x_1 ~ p(y), Euler on the residual flow; landing frequencies tend to w.
     m = DiracMixture(centers=CENTERS, weights=WEIGHTS, H=torch.tensor([1.0, 0.3]), noise_std=0.5)
     n_samp, n_steps = 20_000, 200
     _, y, _ = m.sample(n_samp, generator=_gen(23))
@@ -354,7 +354,7 @@ def test_dirac_posterior_matches_indi_form_and_direct_bayes():
 
 
 def test_denoising_posterior_weights_are_the_landing_frequencies():
-    # Reverse SDE (A_t = I, Euler-Maruyama of MATH.md §3 eq. 7) from a fixed y: the landing
+    # Reverse SDE (A_t = I, Euler-Maruyama of docs/math.md §3 eq. 7) from a fixed y: the landing
     # probability on c_i is  w_i exp(-||y - c_i||² / (2 σ_1²))  for the SDP y_t = x_0 + σ_t z.
     m = DiracMixture(
         centers=torch.tensor([[-1.0], [1.0]], dtype=F64),

@@ -1,4 +1,4 @@
-"""InDI and Dirac losses against hand computation on tiny inputs (MATH.md §1 and §3)."""
+"""InDI and Dirac losses against hand computation on tiny inputs (docs/math.md §1 and §3)."""
 
 import math
 

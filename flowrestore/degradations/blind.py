@@ -1,13 +1,15 @@
-"""Unknown degradation parameters for blind inversion (MATH.md §5): :class:`Param`, blind operators.
+"""Unknown degradation parameters for blind inversion (BIRD, docs/math.md §5): :class:`Param` and
+:class:`BlindOperator`.
 
 A :class:`Param` marks an argument of a degradation operator as *unknown*: BlindInversion estimates
-it jointly with the latent. Passing one to any :class:`~flowrestore.degradations.LinearOperator`
-returns a :class:`BlindOperator` — a template that remembers the class and its other arguments and
-is *materialised* into a concrete operator from the current parameter values at every iteration::
+it jointly with the latent. A :class:`BlindOperator` is built explicitly from an operator class and
+its arguments, some of them Params — a template *materialised* into a concrete operator from the
+current parameter values at every iteration::
 
-    op = fr.degradations.GaussianBlur(width=fr.Param(init=1.0, bounds=(0.1, 5.0)))
-    type(op)                                       # BlindOperator
+    op = fr.BlindOperator(fr.degradations.GaussianBlur, width=fr.Param(init=1.0, bounds=(0.1, 5.0)))
     op.materialize(width=torch.tensor([1.2, 2.0]))  # GaussianBlur with a per-sample width [B]
+
+(Passing a Param straight to an operator's constructor is refused with a message saying this.)
 
 **Per sample.** By default every image of the batch has its own unknown (``shared=False``): a
 parameter whose ``init`` has shape ``S`` is held as a ``[B, *S]`` leaf tensor, and the operator is
@@ -236,13 +238,11 @@ def project_simplex(v: torch.Tensor, event_dims: int) -> torch.Tensor:
 class BlindOperator:
     """A degradation operator with unknown (:class:`Param`) arguments — a template.
 
-    Made by constructing any :class:`~flowrestore.degradations.LinearOperator` with a ``Param``
-    among its arguments (or directly: ``BlindOperator(GaussianBlur, width=Param(1.0))``).
-    :meth:`materialize` builds the concrete operator from tensor values of the unknowns.
-
-    For :class:`~flowrestore.degradations.GaussianBlur` with a bounded blind width and no
-    ``kernel_size``, the kernel size is fixed from the upper bound (``2 ceil(3 hi) + 1``) so that it
-    does not change while the width is estimated.
+    ``BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 5)))``; :meth:`materialize` builds
+    the concrete operator from tensor values of the unknowns. An operator class may fill in
+    arguments that must not change while its unknowns are estimated with a classmethod
+    ``blind_defaults(fixed, params) -> dict`` (e.g. GaussianBlur fixes its kernel size from the
+    width's upper bound).
     """
 
     def __init__(self, op_class, *args, **kwargs):
@@ -273,13 +273,9 @@ class BlindOperator:
         self._kernel_size_hint()
 
     def _kernel_size_hint(self) -> None:
-        from flowrestore.degradations.blur import GaussianBlur, default_kernel_size
-
-        if not issubclass(self.op_class, GaussianBlur) or "kernel_size" in self.fixed:
-            return
-        p = self.params.get("width")
-        if p is not None and p.bounds is not None and math.isfinite(p.bounds[1]):
-            self.fixed["kernel_size"] = default_kernel_size(p.bounds[1])
+        hook = getattr(self.op_class, "blind_defaults", None)
+        if hook is not None:
+            self.fixed.update(hook(dict(self.fixed), dict(self.params)))
 
     def materialize(self, **values):
         """The concrete operator with ``values`` (one tensor per Param argument) substituted."""

@@ -5,7 +5,7 @@ A stochastic step asks its :class:`NoiseSource` for standard normal draws shaped
 depends on its position in the batch). ``PerSampleNoise`` gives each sample its own generator
 seeded by its own seed, so sample ``i`` restores identically whatever batch it is in.
 ``BrownianIncrements`` replays a fixed fine path of Brownian increments and sums them over coarser
-steps — the shared-path construction used to measure strong order (MATH.md §6).
+steps — the shared-path construction used to measure strong order (docs/math.md §6).
 
 Higher strong-order methods for additive noise (SRA1) also need the space-time integral
 ``ΔZ = ∫_{t0}^{t1} (W_s − W_{t0}) ds`` (Rößler's ``I_(1,0)``);

@@ -1,0 +1,150 @@
+"""Break a numerical rule on purpose in a scratch copy and check that a default-suite test fails.
+
+``python tools/mutate.py [NAME ...] [--list] [--full]`` copies the working tree to a temporary
+folder once per mutation, applies one textual change (which must match exactly once), runs the
+tests named for it (``--full``: the whole default suite) with ``-x``, and reports which test
+caught it. A mutation that no test catches is a rule without a test. Exit code 1 if any survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (file, old text, new text, tests that should catch it)
+MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
+    "indi-sampler-no-step-noise": (
+        "flowrestore/solvers/indi.py",
+        "            x_next = x_next + scale * ctx.noise.normal(x, ctx.index)",
+        "            x_next = x_next + 0 * scale * ctx.noise.normal(x, ctx.index)",
+        ["tests/core/test_rules.py"],
+    ),
+    "indi-sampler-double-initial-noise": (
+        "flowrestore/solvers/indi.py",
+        "return x0 + bcast(t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None",
+        "return x0 + bcast(2 * t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None",
+        ["tests/core/test_rules.py"],
+    ),
+    "dirac-half-guidance": (
+        "flowrestore/flows/dirac.py",
+        "        if est.guidance is not None:\n            score = score + est.guidance\n"
+        "        r_hat",
+        "        if est.guidance is not None:\n            score = score + 0.5 * est.guidance\n"
+        "        r_hat",
+        ["tests/core/test_rules.py", "tests/dirac/test_dirac_step.py"],
+    ),
+    "bosh3-a32": (
+        "flowrestore/solvers/tableau.py",
+        "a=((0.5,), (0.0, 0.75), (2 / 9, 1 / 3, 4 / 9)),",
+        "a=((0.5,), (0.0001, 0.7499), (2 / 9, 1 / 3, 4 / 9)),",
+        ["tests/core/test_tableaus.py"],
+    ),
+    "bosh3-bhat": (
+        "flowrestore/solvers/tableau.py",
+        "b_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),",
+        "b_error=(2 / 9 - 7 / 24, 1 / 3 - 0.25002, 4 / 9 - 1 / 3, -1 / 8),",
+        ["tests/core/test_tableaus.py"],
+    ),
+    "pi-k-max": (
+        "flowrestore/integrate/loop.py",
+        "k = min(solver.order, solver.error_order) + 1",
+        "k = max(solver.order, solver.error_order) + 1",
+        ["tests/core/test_rules.py"],
+    ),
+    "pi-reject-exponent": (
+        "flowrestore/controllers.py",
+        "rej = self.safety * e ** (-1.0 / k)",
+        "rej = self.safety * e ** (-0.7 / k)",
+        ["tests/core/test_rules.py"],
+    ),
+    "pi-start-exponent": (
+        "flowrestore/controllers.py",
+        "(0.01 / dmax) ** (1.0 / k)",
+        "(0.01 / dmax) ** (1.0 / (k + 1))",
+        ["tests/core/test_rules.py"],
+    ),
+    "semilinear-phi1": (
+        "flowrestore/solvers/semilinear.py",
+        "        return -torch.special.xlogy(r, r)",
+        "        return -0.9 * torch.special.xlogy(r, r)",
+        ["tests/core/test_rules.py", "tests/test_semilinear.py"],
+    ),
+    "scheduling-index-midpoint": (
+        "flowrestore/degradations/scheduling.py",
+        "            chosen = sorted([*chosen, split(i, j)])",
+        "            chosen = sorted([*chosen, (i + j) // 2])",
+        ["tests/degradations/test_scheduling.py"],
+    ),
+    "scheduling-middle-interval": (
+        "flowrestore/degradations/scheduling.py",
+        "            i, j = max(pairs, key=lambda p: (d(*p), -p[0]))",
+        "            i, j = pairs[len(pairs) // 2]",
+        ["tests/degradations/test_scheduling.py"],
+    ),
+    "sra1-stage-g-start": (
+        "flowrestore/solvers/sde.py",
+        "stage = x + 0.75 * hb * f1 + 1.5 * g_end * dzh",
+        "stage = x + 0.75 * hb * f1 + 1.5 * g_start * dzh",
+        ["tests/core/test_rules.py", "tests/dirac"],
+    ),
+}
+
+
+def _copy_tree(dst: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+
+
+def run(name: str, full: bool) -> bool:
+    """Apply mutation ``name`` in a scratch copy; True if a test caught it."""
+    path, old, new, tests = MUTATIONS[name]
+    with tempfile.TemporaryDirectory(prefix=f"mut-{name}-") as tmp:
+        dst = Path(tmp)
+        _copy_tree(dst)
+        text = (dst / path).read_text()
+        if text.count(old) != 1:
+            print(f"{name}: the text to mutate occurs {text.count(old)} times in {path}")
+            return False
+        (dst / path).write_text(text.replace(old, new))
+        env = {**os.environ, "PYTHONPATH": str(dst), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        cmd += [] if full else tests
+        proc = subprocess.run(cmd, cwd=dst, env=env, capture_output=True, text=True)
+        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        caught = proc.returncode != 0
+        print(f"{name}: {'caught by ' + failed[0] if caught and failed else 'SURVIVED'}")
+        return caught
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--full", action="store_true", help="run the whole default suite")
+    a = p.parse_args(argv)
+    if a.list:
+        print("\n".join(MUTATIONS))
+        return 0
+    results = [run(n, a.full) for n in (a.names or MUTATIONS)]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
