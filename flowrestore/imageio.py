@@ -244,7 +244,7 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     dtype = torch.int32 if like.bits == 16 else torch.uint8
     x = x.detach().to("cpu", torch.float32)
     x = x.mean(0) if like.grey else x.permute(1, 2, 0)
-    q = x.clamp(0, 1).mul(scale).round_().to(dtype)
+    q = x.clamp(0, 1).mul_(scale).round_().to(dtype)  # one float copy, then in place
     colour = q.numpy().astype(np.uint16 if like.bits == 16 else np.uint8, copy=False)
     alpha = like.alpha
     h, w = colour.shape[:2]

@@ -356,7 +356,7 @@ def restore_files(
 
     from flowrestore.imageio import displayed_size
     from flowrestore.pretrained import flow_for
-    from flowrestore.tiling import plan_tiles
+    from flowrestore.tiling import activation_bytes_per_pixel, default_budget, plan_tiles
 
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1)
@@ -452,9 +452,11 @@ def restore_files(
     for j in jobs:
         if j.plan.count > 1:
             _run([j], common, report, fail)
+    budget = memory_budget or default_budget(device)
     for size in sorted(whole):
         group = whole[size]
-        per_batch = max(1, min(batch_size, group[0].plan.batch))
+        fits = budget // (size[0] * size[1] * activation_bytes_per_pixel(model))
+        per_batch = max(1, min(batch_size, fits))
         for k in range(0, len(group), per_batch):
             _run(group[k : k + per_batch], common, report, fail)
     bar.close()
@@ -512,7 +514,7 @@ def _run(chunk: list[_Job], c: dict, report: RestoreReport, fail) -> None:
             outs = solve(
                 c["flow"],
                 c["solver"],
-                y.to(c["device"]),
+                y.to(c["device"]).contiguous(memory_format=torch.channels_last),
                 steps=c["steps"],
                 output=c["output"],
                 seeds=seeds,

@@ -112,10 +112,15 @@ def test_sixteen_bit_colour_survives_a_round_trip(tmp_path, channels):
     # tensor round trip: within 1/65535
     back = from_tensor(to_tensor(pic), pic)
     assert np.abs(back.colour.astype(np.int64) - colour.astype(np.int64)).max() <= 1
+    exif = Image.Exif()
+    exif[MAKE] = "Scanner"
+    back.exif, back.icc = exif.tobytes(), _srgb_icc()
     out = tmp_path / "out.png"
     write_image(out, back)
     again = read_image(out)
     assert again.bits == 16 and np.array_equal(again.colour, back.colour)
+    with Image.open(out) as im:  # the 16-bit writer's eXIf and iCCP chunks, read by Pillow
+        assert im.getexif().get(MAKE) == "Scanner" and im.info["icc_profile"] == back.icc
     if channels in (2, 4):
         assert np.array_equal(again.alpha, a[..., -1])
 

@@ -154,6 +154,27 @@ def test_one_file_given_three_ways_is_restored_once(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
 
 
+def test_small_same_size_images_are_batched(tmp_path):
+    for i in range(3):
+        _png(tmp_path / f"s{i}.png", seed=i)
+    _png(tmp_path / "other.png", size=(30, 20))
+    model, batches = Identity(), []
+    model.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
+    restore_files(
+        [tmp_path],
+        tmp_path / "out",
+        model=model,
+        solver="euler",
+        steps=1,
+        batch_size=2,
+        device="cpu",
+        progress=False,
+        log=lambda *_: None,
+    )
+    batches = sorted((b, h, w) for b, _, h, w in batches if (h, w) != (16, 16))  # 16: NFE probe
+    assert batches == [(1, 20, 24), (1, 20, 30), (2, 20, 24)]  # 24x20: 2 then 1; 30x20: alone
+
+
 def test_restoring_into_the_input_folder_does_not_replace_the_input(tmp_path):
     _png(tmp_path / "a.png")
     before = (tmp_path / "a.png").read_bytes()

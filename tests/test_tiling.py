@@ -138,7 +138,8 @@ def test_batched_tiles_progress_and_whole_image_tile(deblur):
     batched = restore_tiled(flow, fr.Euler(), y, steps=2, plan=plan4)
     assert float((batched - one_by_one).abs().max()) < 1e-5
     whole = restore_tiled(flow, fr.Euler(), y, steps=2, tile=0)
-    assert torch.equal(whole, fr.solve(flow, fr.Euler(), y[None], steps=2).x[0])
+    reference = fr.solve(flow, fr.Euler(), y[None], steps=2).x[0]
+    assert float((whole - reference).abs().max()) < 1e-5  # one tile: the whole image
 
 
 def test_memory_budget_sets_tile_size_and_batch(deblur):
