@@ -34,8 +34,9 @@ print(json.dumps([{{k: r[k] for k in ("case", "method", "fr_us", "nocheck_us", "
 def _measure(tree: Path, steps: int, repeats: int) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     code = CHILD.format(tree=str(tree), steps=steps, repeats=repeats)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -48,8 +49,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fr-base-") as tmp:
         base = Path(tmp) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), a.base], cwd=ROOT,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base), a.base],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         try:
             best: dict[tuple, dict] = {}
             for _ in range(a.rounds):
@@ -57,25 +62,39 @@ def main(argv=None) -> int:
                     for r in _measure(tree, a.steps, a.repeats):
                         key = (r["case"], r["method"], label)
                         old = best.get(key)
-                        best[key] = r if old is None else {
-                            k: min(old[k], r[k]) if isinstance(r[k], float) else r[k] for k in r
-                        }
+                        best[key] = (
+                            r
+                            if old is None
+                            else {
+                                k: min(old[k], r[k]) if isinstance(r[k], float) else r[k] for k in r
+                            }
+                        )
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
-                           check=False, capture_output=True)
-    print(f"Loop overhead, {a.base} (before) vs working tree (after): min over {a.rounds} "
-          f"alternating rounds × {a.repeats} repeats, {a.steps} steps (fewer at batch 64), "
-          "1 thread\n")
-    print("| case | method | before µs/step | after µs/step | after/before | "
-          "plain loop µs/step (before, after) | no-check before | no-check after |")
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(base)],
+                cwd=ROOT,
+                check=False,
+                capture_output=True,
+            )
+    print(
+        f"Loop overhead, {a.base} (before) vs working tree (after): min over {a.rounds} "
+        f"alternating rounds × {a.repeats} repeats, {a.steps} steps (fewer at batch 64), "
+        "1 thread\n"
+    )
+    print(
+        "| case | method | before µs/step | after µs/step | after/before | "
+        "plain loop µs/step (before, after) | no-check before | no-check after |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for (case, method, label), r in best.items():
         if label != "before":
             continue
         b, n = r, best[(case, method, "after")]
-        print(f"| {case} | {method} | {b['fr_us']:.1f} | {n['fr_us']:.1f} | "
-              f"{n['fr_us'] / b['fr_us']:.2f} | {b['plain_us']:.1f}, {n['plain_us']:.1f} | "
-              f"{b['nocheck_us']:.1f} | {n['nocheck_us']:.1f} |")
+        print(
+            f"| {case} | {method} | {b['fr_us']:.1f} | {n['fr_us']:.1f} | "
+            f"{n['fr_us'] / b['fr_us']:.2f} | {b['plain_us']:.1f}, {n['plain_us']:.1f} | "
+            f"{b['nocheck_us']:.1f} | {n['nocheck_us']:.1f} |"
+        )
     return 0
 
 

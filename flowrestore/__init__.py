@@ -8,6 +8,7 @@ The public API is flat::
 
 from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
 from flowrestore.controllers import FixedGrid, PIController, StepController
+from flowrestore.diagnostics import EndpointReport, check_endpoint
 from flowrestore.errors import (
     ConfigError,
     FlowRestoreError,
@@ -19,7 +20,18 @@ from flowrestore.errors import (
     ShapeError,
     StepSizeUnderflowError,
 )
-from flowrestore.flows import ODE, SDE, DiracSDE, Flow, InDIFlow, ODEFlow, ResidualFlow, SDEFlow
+from flowrestore.flows import (
+    ODE,
+    SDE,
+    DiffusionFlow,
+    DiracSDE,
+    Flow,
+    InDIFlow,
+    Karras,
+    ODEFlow,
+    ResidualFlow,
+    SDEFlow,
+)
 from flowrestore.grids import Fitted, Power, Spacing, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
@@ -76,10 +88,12 @@ __all__ = [
     "ColdDiffusionSampler",
     "ConfigError",
     "Context",
+    "DiffusionFlow",
     "DiracSDE",
     "DiracStep",
     "Dopri5",
     "EmbeddedRK",
+    "EndpointReport",
     "Euler",
     "EulerMaruyama",
     "ExplicitRK",
@@ -94,6 +108,7 @@ __all__ = [
     "InDISampler",
     "IncompatibleSolverError",
     "InversionResult",
+    "Karras",
     "MaxStepsReachedError",
     "Midpoint",
     "NaiveSampler",
@@ -124,6 +139,7 @@ __all__ = [
     "Uniform",
     "degradations",
     "inversion",
+    "check_endpoint",
     "list_pretrained",
     "metrics",
     "oracles",

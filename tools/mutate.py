@@ -94,6 +94,79 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "stage = x + 0.75 * hb * f1 + 1.5 * g_start * dzh",
         ["tests/core/test_rules.py", "tests/dirac"],
     ),
+    # ---- further rules of the core, each of which a default-suite test must catch
+    "noise-increment-scale": (
+        "flowrestore/noise.py",
+        "        return self.normal(like, index) * (t1 - t0).abs().sqrt()",
+        "        return self.normal(like, index) * (t1 - t0).abs()",
+        ["tests/dirac/test_sde_orders.py", "tests/dirac/test_dirac_oracles.py"],
+    ),
+    "noise-area-variance": (
+        "flowrestore/noise.py",
+        "        dz = 0.5 * h * (dw + (h / 3).sqrt() * self.normal(like, index))",
+        "        dz = 0.5 * h * (dw + (h / 4).sqrt() * self.normal(like, index))",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "naive-sampler-sign": (
+        "flowrestore/solvers/indi.py",
+        "        return StepResult(f + s * (state - f), state, 1)",
+        "        return StepResult(f + s * (f - state), state, 1)",
+        ["tests/core/test_identities.py"],
+    ),
+    "cold-diffusion-sign": (
+        "flowrestore/solvers/indi.py",
+        "        return StepResult(x - bcast(h, x) * (f - state), state, 1)",
+        "        return StepResult(x + bcast(h, x) * (f - state), state, 1)",
+        ["tests/core/test_identities.py"],
+    ),
+    "multistep-corrector-node": (
+        "flowrestore/solvers/semilinear.py",
+        "            m = min(self.nodes + 1, len(hist_t) + 1)",
+        "            m = min(self.nodes, len(hist_t) + 1)",
+        ["tests/test_semilinear.py"],
+    ),
+    "default-grid-rho": (
+        "flowrestore/integrate/endpoint.py",
+        "        return Power(rho=solver.order / 2)",
+        "        return Power(rho=solver.order / 3)",
+        ["tests/core/test_orders.py"],
+    ),
+    "pi-error-norm-scale": (
+        "flowrestore/controllers.py",
+        "        scale = self.atol + self.rtol * torch.maximum(x.abs(), x_new.abs())",
+        "        scale = self.atol + self.rtol * x.abs()",
+        ["tests/core/test_rules.py"],
+    ),
+    "torchsde-diffusion-scale": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        "            return (cell.h.abs().sqrt() * g).expand(shape).reshape(B, -1)",
+        "            return (cell.h.abs() * g).expand(shape).reshape(B, -1)",
+        ["tests/dirac/test_torchsde_adapter.py"],
+    ),
+    "bird-sphere-radius": (
+        "flowrestore/inversion/blind.py",
+        "        flat.mul_(math.sqrt(flat.shape[1]) / norm)",
+        "        flat.mul_(flat.shape[1] ** 0.45 / norm)",
+        ["tests/inversion"],
+    ),
+    "dirac-score-variance": (
+        "flowrestore/flows/dirac.py",
+        "        return (a_t_phi - y) / bcast(self.sigma2(t), y)",
+        "        return (a_t_phi - y) / bcast(self.sigma2(t).sqrt(), y)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "controlled-keep-clipped-step": (
+        "flowrestore/integrate/drivers.py",
+        "accept & clip, self.sign * torch.maximum(h_new.abs(), ha.abs()), h_new",
+        "accept & clip, self.sign * torch.minimum(h_new.abs(), ha.abs()), h_new",
+        ["tests/core/test_adaptive.py"],
+    ),
+    "endpoint-always-denoise": (
+        "flowrestore/integrate/endpoint.py",
+        "    if lands_by_denoising(solver):\n        return StepResult(flow.denoise(t, x), None, 1)",
+        "    if True:\n        return StepResult(flow.denoise(t, x), None, 1)",
+        ["tests/core/test_orders.py", "tests/test_semilinear.py"],
+    ),
 }
 
 

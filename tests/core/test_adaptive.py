@@ -148,3 +148,16 @@ def test_torchdiffeq_dopri5_matches_closed_form(problem):
         fr.InDIFlow(oracle), fr.Torchdiffeq("dopri5", rtol=1e-8, atol=1e-10), y, t_end=0.05
     )
     assert max_err(sol.x, oracle.ode_solution(y, 0.05)) < 1e-6
+
+
+def test_save_times_do_not_shrink_the_steps(problem):
+    """A step cut short to land on a save time says nothing about the natural step size: the
+    controller continues from the larger of the two, so each save time costs at most about one
+    extra step."""
+    oracle, y = problem
+    solver = fr.Dopri5(rtol=1e-6, atol=1e-8)
+    plain = fr.solve(fr.InDIFlow(oracle), solver, y, t_end=0.05)
+    times = torch.linspace(1.0, 0.05, 12, dtype=torch.float64)
+    saved = fr.solve(fr.InDIFlow(oracle), solver, y, t_end=0.05, save_at=times)
+    extra = (saved.stats.steps - plain.stats.steps).max()
+    assert int(extra) <= len(times) - 2 + 2, (saved.stats.steps, plain.stats.steps)

@@ -1,0 +1,68 @@
+"""check_endpoint tells a residual flow with a limit at t = 0 from one without (docs/math.md §7)."""
+
+import math
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    std = 0.5 + torch.rand(32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    orc = fr.oracles.GaussianOracle(std=std, noise_std=0.8)
+    _, y = orc.sample(6, generator=torch.Generator().manual_seed(1))
+    return orc, y
+
+
+def test_exact_posterior_mean_has_a_limit(oracle):
+    orc, y = oracle
+    rep = fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y)
+    assert rep.has_limit and rep.t_min is None and rep.cost_db is None
+    # x − D = t x'(t) and x'(0) = 0 on this oracle (x_t is even in t): the residual falls like t²
+    assert rep.slope == pytest.approx(2.0, abs=0.1)
+    assert all(b > a for a, b in zip(rep.change_db, rep.change_db[1:]))  # the answer converges
+    assert "has a limit" in str(rep)
+
+
+@pytest.mark.parametrize("offset", [1e-3, 1e-2])
+def test_constant_offset_has_no_limit_and_the_cost_is_the_log_drift(oracle, offset):
+    orc, y = oracle
+    bad = fr.InDIFlow(lambda x, t: orc.posterior_mean(x, t) + offset)
+    rep = fr.check_endpoint(bad, y)
+    assert not rep.has_limit and abs(rep.slope) < 0.1
+    assert rep.residual[-1] == pytest.approx(offset, rel=0.01)
+    # D − x → offset: the drift offset/t moves the answer by offset·ln(10) per decade
+    expected = 20 * math.log10(1.0 / (offset * math.log(10)))
+    assert rep.cost_db == pytest.approx(expected, abs=1.0)
+    assert rep.t_min is not None and rep.t_min >= 1e-2
+    assert "No limit" in str(rep)
+
+
+def test_velocity_unet_is_well_posed_by_construction():
+    """F = x − t v: F − x = −t v exactly, so the residual is O(t) for any weights."""
+    from flowrestore.training import UNet
+
+    torch.manual_seed(0)
+    net = UNet(velocity=True, time_scale=10.0, base_channels=8)
+    for p in net.parameters():
+        p.data.normal_(0.0, 0.05)
+    x = torch.rand(2, 3, 16, 16)
+    t = torch.tensor([1e-3, 0.5])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, t), x - t.view(-1, 1, 1, 1) * net.velocity(x, t))
+        flow = fr.InDIFlow(net)
+        torch.testing.assert_close(flow.drift(t, x), net.velocity(x, t))  # no (x − F)/t division
+        rep = fr.check_endpoint(flow, x, steps_per_decade=4)
+    assert rep.has_limit and rep.slope > 0.8
+    with pytest.raises(fr.ConfigError, match="built with velocity=False"):
+        UNet(velocity=False).velocity(x, t)
+
+
+def test_check_endpoint_errors(oracle):
+    orc, y = oracle
+    with pytest.raises(fr.ConfigError, match="residual flow"):
+        fr.check_endpoint(fr.ODEFlow(lambda t, x: -x), y)
+    with pytest.raises(fr.ConfigError, match="decreasing"):
+        fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, times=(1e-1, 1e-2, 1e-2, 1e-3))
