@@ -76,7 +76,8 @@ class EndpointReport:
             )
         else:
             lines.append(
-                f"No limit at t = 0: the residual levels off (slope {self.slope:.2f}), so the drift "
+                f"No limit at t = 0: the residual levels off (slope {self.slope:.2f}), so the "
+                "drift "
                 f"grows like 1/t and the answer moves about {self.cost_db:.1f} dB per decade of "
                 f"t_min. Stop at t_min = {self.t_min:.0e} (t_end=... then output='posterior_mean', "
                 "or a grid ending there), or retrain with a velocity parametrisation "
@@ -112,7 +113,11 @@ def check_endpoint(
             f"check_endpoint needs a residual flow (InDIFlow, DiffusionFlow), got {describe(flow)}"
         )
     ts = [float(t) for t in times]
-    if len(ts) < 4 or any(not 0 < t < 1 for t in ts) or any(b >= a for a, b in zip(ts, ts[1:])):
+    if (
+        len(ts) < 4
+        or any(not 0 < t < 1 for t in ts)
+        or any(b >= a for a, b in zip(ts, ts[1:], strict=False))
+    ):
         raise ConfigError(
             f"times must be at least 4 decreasing values in (0, 1), got {describe(times)}"
         )
@@ -123,7 +128,7 @@ def check_endpoint(
     # a geometric grid from 1 through every measuring time: steps shrink with t, as the flow's do
     knots = [1.0, *ts]
     grid = [1.0]
-    for a, b in zip(knots, knots[1:]):
+    for a, b in zip(knots, knots[1:], strict=False):
         n = max(2, math.ceil(steps_per_decade * math.log10(a / b)))
         grid += [a * (b / a) ** (j / n) for j in range(1, n + 1)]
     grid_t = torch.tensor(grid, dtype=torch.float64)
@@ -138,8 +143,8 @@ def check_endpoint(
             d = flow.denoise(tt, x)
             residual.append(float((x - d).abs().double().mean()))
             estimates.append(d)
-    drift = [r / t for r, t in zip(residual, ts)]
-    change = [_psnr(a, b, data_range) for a, b in zip(estimates, estimates[1:])]
+    drift = [r / t for r, t in zip(residual, ts, strict=False)]
+    change = [_psnr(a, b, data_range) for a, b in zip(estimates, estimates[1:], strict=False)]
     last = slice(max(0, len(ts) - 4), len(ts))
     lt = torch.tensor([math.log(t) for t in ts[last]], dtype=torch.float64)
     lr = torch.tensor([math.log(max(r, 1e-300)) for r in residual[last]], dtype=torch.float64)
