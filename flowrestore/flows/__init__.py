@@ -1,6 +1,8 @@
-"""Flows: what to integrate (InDI's residual flow, Dirac's reverse SDE, generic ODE/SDE flows)."""
+"""Flows: what to integrate (InDI's residual flow, a diffusion model's probability-flow ODE, Dirac's
+reverse SDE, generic ODE/SDE flows)."""
 
 from flowrestore.flows.base import ODE, SDE, Flow, ResidualFlow, batch_time, bcast
+from flowrestore.flows.diffusion import DiffusionFlow, Karras
 from flowrestore.flows.dirac import DiracEstimate, DiracSDE
 from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
@@ -9,9 +11,11 @@ __all__ = [
     "ODE",
     "SDE",
     "DiracEstimate",
+    "DiffusionFlow",
     "DiracSDE",
     "Flow",
     "InDIFlow",
+    "Karras",
     "ODEFlow",
     "ResidualFlow",
     "SDEFlow",

@@ -5,14 +5,23 @@ They are the ground truth for the solver tests, examples and benchmarks (docs/ma
 - :class:`GaussianOracle` — Gaussian prior, diagonal linear degradation (InDI, docs/math.md
 §2a/§2b);
 - :class:`DiracMixture` — mixture of Dirac masses, any linear degradation (InDI §2c, Dirac §4);
-- :class:`GaussianGenerativeOracle` — Gaussian prior from a noise latent (BIRD, docs/math.md §5).
+- :class:`GaussianGenerativeOracle` — Gaussian prior from a noise latent (BIRD, docs/math.md §5);
+- :class:`GaussianDiffusionOracle` — the exact ε/v/x₀ model of a Gaussian prior under a diffusion
+  schedule, a ``model(x, timestep)`` for :class:`~flowrestore.DiffusionFlow` (docs/math.md §8).
 
-Each exposes ``posterior_mean(x_t, t)`` (also as ``.predictor`` and ``__call__``), usable directly
-as a clean-image predictor, e.g. ``fr.InDIFlow(oracle.posterior_mean)``.
+The first three expose ``posterior_mean(x_t, t)`` (also as ``.predictor`` and ``__call__``), usable
+directly as a clean-image predictor, e.g. ``fr.InDIFlow(oracle.posterior_mean)``; the diffusion
+oracle is called like a diffusers model, ``fr.DiffusionFlow(oracle, alphas_cumprod=...)``.
 """
 
+from flowrestore.oracles.diffusion import GaussianDiffusionOracle
 from flowrestore.oracles.gaussian import GaussianOracle
 from flowrestore.oracles.generative import GaussianGenerativeOracle
 from flowrestore.oracles.mixture import DiracMixture
 
-__all__ = ["DiracMixture", "GaussianGenerativeOracle", "GaussianOracle"]
+__all__ = [
+    "DiracMixture",
+    "GaussianDiffusionOracle",
+    "GaussianGenerativeOracle",
+    "GaussianOracle",
+]

@@ -1,0 +1,250 @@
+"""The exact diffusion model of a Gaussian prior, in diffusers' convention (docs/math.md §8).
+
+A VP diffusion model (DDPM, Ho et al. 2020; DDIM, Song, Meng & Ermon 2021) noises a clean image
+``x_0`` at integer timestep ``k ∈ [0, T − 1]`` as ``x_k = a_k x_0 + b_k ε`` with ``a = √ᾱ_k``,
+``b = √(1 − ᾱ_k)`` (``alphas_cumprod`` = ``ᾱ``). For a Gaussian prior ``x_0 ~ N(c, diag σ_c²)``
+everything is linear-Gaussian and, per coordinate (docs/math.md §8):
+
+- ``E[x_0 | x] = c + a σ_c² (x − a c) / (a² σ_c² + b²)``;
+- the ε-model ``ε̂(x) = E[ε | x] = b (x − a c) / (a² σ_c² + b²)``;
+- the v-model ``v̂ = a ε̂ − b E[x_0 | x]`` (diffusers' ``v = a ε − b x_0``);
+- the probability-flow (DDIM, ``η = 0``) map from noise at timestep ``k`` to the clean image
+  ``x_k ↦ c + σ_c (x_k − a_k c) / √(a_k² σ_c² + b_k²)``: the standardised coordinate
+  ``(x̄ − c)/√(σ_c² + σ²)`` of ``x̄ = x/a``, ``σ = b/a`` is constant along the flow.
+
+:class:`GaussianDiffusionOracle` is that model as a callable ``model(x, timestep)`` returning the
+prediction of its ``prediction_type`` (``"epsilon"``, ``"v_prediction"``, ``"sample"``), so it
+plugs into :class:`flowrestore.DiffusionFlow` wherever a trained network would.
+
+**Continuous timesteps.** Between integer timesteps the schedule is interpolated linearly in the
+log-SNR ``λ = log(ᾱ/(1 − ᾱ)) = −2 log σ`` (:func:`alpha_cumprod_at`), and beyond ``[0, T − 1]``
+extended linearly with the end segments' slopes, so every noise level ``σ ∈ (0, ∞)`` has a
+timestep. :class:`~flowrestore.DiffusionFlow` inverts the same rule, which makes the oracle exact at
+every time a solver evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.oracles._common import (
+    as_param,
+    check_generator,
+    check_state,
+    count_arg,
+    resolve_event_shape,
+)
+
+__all__ = [
+    "PREDICTION_TYPES",
+    "GaussianDiffusionOracle",
+    "alpha_cumprod_at",
+    "check_alphas_cumprod",
+    "linear_alphas_cumprod",
+]
+
+#: diffusers' names of what a model predicts: noise, velocity ``a ε − b x_0``, clean image
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def check_alphas_cumprod(alphas_cumprod, name: str = "alphas_cumprod") -> Tensor:
+    """``ᾱ`` as a float64 CPU tensor ``[T]``: ``T ≥ 2`` values in (0, 1), strictly decreasing."""
+    if isinstance(alphas_cumprod, Tensor):
+        table = alphas_cumprod.detach().to("cpu", torch.float64)
+    else:
+        try:
+            table = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"{name} must be a 1-D tensor of ᾱ values, got {describe(alphas_cumprod)}"
+            ) from exc
+    if table.dim() != 1 or table.numel() < 2:
+        raise ConfigError(f"{name} must be 1-D with at least 2 entries, got {describe(table)}")
+    if not bool(torch.isfinite(table).all()) or not bool(((table > 0) & (table < 1)).all()):
+        raise ConfigError(
+            f"{name} must lie strictly inside (0, 1) (ᾱ = 0 is an infinite noise level, ᾱ = 1 "
+            f"no noise), got values from {table.min().item():.6g} to {table.max().item():.6g}"
+        )
+    if not bool((table.diff() < 0).all()):
+        k = int((table.diff() >= 0).nonzero()[0])
+        raise ConfigError(
+            f"{name} must decrease strictly with the timestep; it does not between timesteps "
+            f"{k} ({table[k].item():.6g}) and {k + 1} ({table[k + 1].item():.6g})"
+        )
+    return table.clone()
+
+
+def linear_alphas_cumprod(
+    num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
+    """DDPM's linear schedule (Ho et al. 2020): ``ᾱ_k = Π_{j≤k} (1 − β_j)``, β linear (float64)."""
+    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int):
+        raise ConfigError(
+            f"num_train_timesteps must be an int >= 2, got {describe(num_train_timesteps)}"
+        )
+    if num_train_timesteps < 2:
+        raise ConfigError(
+            f"num_train_timesteps must be an int >= 2, got {describe(num_train_timesteps)}"
+        )
+    if not 0 < beta_start <= beta_end < 1:
+        raise ConfigError(
+            f"need 0 < beta_start <= beta_end < 1, got beta_start={describe(beta_start)}, "
+            f"beta_end={describe(beta_end)}"
+        )
+    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def alpha_cumprod_at(alphas_cumprod: Tensor, timestep: Tensor) -> Tensor:
+    """``ᾱ`` at continuous timesteps (module docstring): ``λ(k + f) = (1 − f) λ_k + f λ_{k+1}``.
+
+    ``alphas_cumprod`` is a checked table ``[T]``; ``timestep`` any real tensor (returned shape).
+    """
+    table = alphas_cumprod.to(device=timestep.device, dtype=timestep.dtype)
+    lam = torch.log(table) - torch.log1p(-table)
+    n = table.numel()
+    k = timestep.detach().floor().clamp(0, n - 2).long()
+    f = timestep - k.to(timestep.dtype)
+    lam_t = lam[k] + f * (lam[k + 1] - lam[k])
+    return torch.sigmoid(lam_t)
+
+
+def _timesteps(timestep, x: Tensor) -> Tensor:
+    """``timestep`` (number, 0-d or ``[B]`` tensor) as a ``[B, 1, ..., 1]`` tensor in x's dtype."""
+    if isinstance(timestep, bool):
+        raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
+    if isinstance(timestep, (int, float)):
+        tv = torch.full((x.shape[0],), float(timestep), dtype=x.dtype, device=x.device)
+    elif isinstance(timestep, Tensor):
+        tv = timestep.to(device=x.device, dtype=x.dtype)
+        if tv.dim() == 0:
+            tv = tv.expand(x.shape[0])
+        elif tv.shape != (x.shape[0],):
+            raise ShapeError(
+                f"timestep must be a number, a 0-d tensor or a [B]=[{x.shape[0]}] tensor, "
+                f"got {describe(timestep)}"
+            )
+    else:
+        raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
+    if not bool(torch.isfinite(tv).all()):
+        raise ConfigError(f"timestep must be finite, got {describe(timestep)}")
+    return tv.reshape(x.shape[0], *([1] * (x.dim() - 1)))
+
+
+class GaussianDiffusionOracle:
+    """The exact ε/v/x₀ model of the prior ``N(c, diag σ_c²)`` under a schedule ``ᾱ``.
+
+    Args (keyword-only):
+        mean: prior mean ``c`` (scalar or tensor broadcastable to ``event_shape``).
+        std: prior standard deviation ``σ_c > 0``.
+        alphas_cumprod: the schedule ``ᾱ_k``, ``k = 0 … T − 1`` (strictly decreasing in (0, 1)).
+        prediction_type: what ``oracle(x, timestep)`` returns: ``"epsilon"`` (``ε̂``),
+            ``"v_prediction"`` (``v̂``) or ``"sample"`` (``E[x_0 | x]``).
+        event_shape: shape of one sample; required if ``mean`` and ``std`` are both scalars.
+    """
+
+    def __init__(
+        self,
+        *,
+        mean: float | Tensor = 0.0,
+        std: float | Tensor = 1.0,
+        alphas_cumprod,
+        prediction_type: str = "epsilon",
+        event_shape: Sequence[int] | None = None,
+    ) -> None:
+        c, sc = as_param(mean, "mean"), as_param(std, "std")
+        if not bool((sc > 0).all()):
+            raise ConfigError(f"std must be positive, got {describe(std)}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(
+                f"prediction_type must be one of {PREDICTION_TYPES}, "
+                f"got {describe(prediction_type)}"
+            )
+        shape = resolve_event_shape({"mean": c, "std": sc}, event_shape)
+        self.event_shape: tuple[int, ...] = shape
+        self.mean: Tensor = c.expand(shape).clone()
+        self.std: Tensor = sc.expand(shape).clone()
+        self.alphas_cumprod: Tensor = check_alphas_cumprod(alphas_cumprod)
+        self.prediction_type = prediction_type
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """``T``, the number of trained timesteps."""
+        return self.alphas_cumprod.numel()
+
+    def _coefficients(self, x: Tensor, timestep) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = check_state(x, self.event_shape, "x")
+        abar = alpha_cumprod_at(self.alphas_cumprod, _timesteps(timestep, x))
+        return x, abar.sqrt(), (1 - abar).sqrt(), self.mean.to(x)
+
+    def clean(self, x: Tensor, timestep) -> Tensor:
+        """``E[x_0 | x_k = x] = c + a σ_c² (x − a c) / (a² σ_c² + b²)``."""
+        x, a, b, c = self._coefficients(x, timestep)
+        var = self.std.to(x) ** 2
+        return c + a * var * (x - a * c) / (a * a * var + b * b)
+
+    def epsilon(self, x: Tensor, timestep) -> Tensor:
+        """``ε̂(x) = E[ε | x_k = x] = b (x − a c) / (a² σ_c² + b²)``."""
+        x, a, b, c = self._coefficients(x, timestep)
+        var = self.std.to(x) ** 2
+        return b * (x - a * c) / (a * a * var + b * b)
+
+    def velocity(self, x: Tensor, timestep) -> Tensor:
+        """``v̂(x) = a ε̂ − b E[x_0 | x]`` (diffusers' ``v = a ε − b x_0``)."""
+        x, a, b, c = self._coefficients(x, timestep)
+        var = self.std.to(x) ** 2
+        den = a * a * var + b * b
+        eps = b * (x - a * c) / den
+        x0 = c + a * var * (x - a * c) / den
+        return a * eps - b * x0
+
+    def __call__(self, x: Tensor, timestep) -> Tensor:
+        """The model's output in diffusers' convention: the prediction of ``prediction_type``."""
+        if self.prediction_type == "epsilon":
+            return self.epsilon(x, timestep)
+        if self.prediction_type == "v_prediction":
+            return self.velocity(x, timestep)
+        return self.clean(x, timestep)
+
+    def exact_map(self, x_start: Tensor, timestep=None) -> Tensor:
+        """The probability-flow map from ``x`` at ``timestep`` (default ``T − 1``) to ``t = 0``:
+        ``c + σ_c (x − a c) / √(a² σ_c² + b²)``."""
+        timestep = self.num_train_timesteps - 1 if timestep is None else timestep
+        x, a, b, c = self._coefficients(x_start, timestep)
+        sc = self.std.to(x)
+        return c + sc * (x - a * c) / torch.sqrt(a * a * sc * sc + b * b)
+
+    def sample_latent(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Draw ``n`` noises ``x_T ~ N(0, I)``, shape ``[n, *event_shape]`` (the model's start)."""
+        n = count_arg(n)
+        check_generator(generator)
+        return torch.randn((n, *self.event_shape), generator=generator, dtype=dtype, device=device)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Draw ``n`` clean samples ``x_0 ~ N(c, diag σ_c²)``, shape ``[n, *event_shape]``."""
+        z = self.sample_latent(n, generator, dtype=dtype, device=device)
+        return self.mean.to(z) + self.std.to(z) * z
+
+    def __repr__(self) -> str:
+        return (
+            f"GaussianDiffusionOracle(event_shape={self.event_shape}, "
+            f"T={self.num_train_timesteps}, prediction_type={self.prediction_type!r})"
+        )

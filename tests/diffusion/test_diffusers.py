@@ -1,0 +1,138 @@
+"""DiffusionFlow against diffusers: DDIM equivalence, loading local checkpoints, optional import.
+
+A tiny randomly initialised ``UNet2DModel`` is saved to a temporary folder with its scheduler and
+loaded back by path; ``fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(s))`` must
+reproduce ``DDIMScheduler`` (``eta=0``, ``set_alpha_to_one=True``, ``clip_sample=False``) to 1e-5
+relative in float64 for every prediction type. Nothing is downloaded (``local_files_only``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError
+from flowrestore.flows.diffusion import MissingDependencyError
+
+from .helpers import F64, PREDICTION_TYPES
+
+diffusers = pytest.importorskip("diffusers")
+
+
+def _tiny_unet(seed=0):
+    torch.manual_seed(seed)
+    return diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+
+
+def _ddim_reference(model, scheduler, x_T):
+    x = x_T.clone()
+    with torch.no_grad():
+        for k in scheduler.timesteps:
+            x = scheduler.step(model(x, k).sample, k, x, eta=0.0).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_euler_reproduces_ddim_scheduler(tmp_path, ptype):
+    train = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype)
+    _tiny_unet().save_pretrained(tmp_path)
+    train.save_pretrained(tmp_path)  # scheduler_config.json beside the model
+    flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
+    assert flow.prediction_type == ptype
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    for spacing, n in (("leading", 10), ("trailing", 8)):
+        ddim = diffusers.DDIMScheduler.from_config(
+            train.config, set_alpha_to_one=True, clip_sample=False, timestep_spacing=spacing
+        )
+        ddim.set_timesteps(n)
+        want = _ddim_reference(flow.model, ddim, x_T)
+        grid = flow.grid_from_scheduler(ddim)
+        assert grid.numel() == n + 1 and float(grid[-1]) == 0.0
+        got = fr.solve(flow, fr.Euler(), x_T, grid=grid).x
+        rel = float((got - want).abs().max() / want.abs().max())
+        assert rel <= 1e-5, (ptype, spacing, rel)
+
+
+def test_pipeline_folder_and_objects(tmp_path):
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=500, prediction_type="v_prediction")
+    pipe = diffusers.DDPMPipeline(unet=_tiny_unet(), scheduler=scheduler)
+    pipe.save_pretrained(tmp_path / "pipe")
+    flow = fr.DiffusionFlow.from_diffusers(tmp_path / "pipe")
+    assert flow.prediction_type == "v_prediction" and flow.num_train_timesteps == 500
+    torch.testing.assert_close(flow.alphas_cumprod, scheduler.alphas_cumprod.to(F64))
+    unet_only = fr.DiffusionFlow.from_diffusers(tmp_path / "pipe" / "unet")  # ../scheduler
+    torch.testing.assert_close(unet_only.alphas_cumprod, flow.alphas_cumprod)
+    from_objects = fr.DiffusionFlow.from_diffusers(pipe)
+    assert from_objects.model is pipe.unet
+    by_config = fr.DiffusionFlow.from_diffusers(
+        _tiny_unet(), dict(scheduler.config), prediction_type="epsilon"
+    )
+    assert by_config.prediction_type == "epsilon"
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    assert fr.solve(flow, fr.Heun(), x, steps=3).x.shape == x.shape
+
+
+def test_loading_errors_are_typed_and_never_download(tmp_path):
+    with pytest.raises(ConfigError, match="never downloads") as err:
+        fr.DiffusionFlow.from_diffusers("google/ddpm-cifar10-32")
+    assert "google/ddpm-cifar10-32" in str(err.value)
+    with pytest.raises(ConfigError, match="no scheduler found"):
+        fr.DiffusionFlow.from_diffusers(_tiny_unet())
+    _tiny_unet().save_pretrained(tmp_path / "bare")
+    with pytest.raises(ConfigError, match="no scheduler found"):
+        fr.DiffusionFlow.from_diffusers(tmp_path / "bare")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a diffusers model folder"):
+        fr.DiffusionFlow.from_diffusers(tmp_path / "empty")
+
+
+def test_grid_from_scheduler_refuses_what_it_cannot_reproduce():
+    train = diffusers.DDPMScheduler(num_train_timesteps=1000)
+    flow = fr.DiffusionFlow.from_diffusers(lambda x, k: x, train)
+    ddim = diffusers.DDIMScheduler.from_config(train.config, timestep_spacing="trailing")
+    with pytest.raises(ConfigError, match="set_timesteps"):
+        flow.grid_from_scheduler(diffusers.DDIMScheduler.from_config(train.config))
+    ddim.set_timesteps(3)  # 999 → 666 by DDIM's rule, then it restarts at 332 (not 333)
+    with pytest.raises(ConfigError, match="no single grid"):
+        flow.grid_from_scheduler(ddim)
+    assert flow.grid_from_scheduler(ddim, check=False).numel() == 4
+    other = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear")
+    other.set_timesteps(10)
+    with pytest.raises(ConfigError, match="differs from the flow's"):
+        flow.grid_from_scheduler(other)
+
+
+def test_missing_diffusers_names_the_extra(monkeypatch, tmp_path):
+    _tiny_unet().save_pretrained(tmp_path)
+    diffusers.DDPMScheduler().save_pretrained(tmp_path)
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"flowrestore\[diffusers\]"):
+        fr.DiffusionFlow.from_diffusers(tmp_path)
+    with pytest.raises(ImportError):  # also an ImportError
+        fr.DiffusionFlow.from_diffusers(tmp_path)
+
+
+def test_flowrestore_imports_without_diffusers():
+    code = (
+        "import sys; sys.modules['diffusers'] = None\n"
+        "import torch, flowrestore as fr\n"
+        "from flowrestore.oracles.diffusion import linear_alphas_cumprod as lin\n"
+        "flow = fr.DiffusionFlow(lambda x, k: 0 * x, alphas_cumprod=lin())\n"
+        "print(fr.solve(flow, fr.Euler(), torch.ones(1, 2), steps=2).x.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch.Size([1, 2])" in out.stdout
