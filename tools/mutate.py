@@ -167,6 +167,74 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if True:\n",
         ["tests/core/test_orders.py", "tests/test_semilinear.py"],
     ),
+    # ---- issue 11: diffusion models as residual flows (docs/math.md §8)
+    "diffusion-eps-to-clean": (
+        "flowrestore/flows/diffusion.py",
+        "            return x - sigma * out\n",
+        "            return x - 0.999 * sigma * out\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-v-to-clean": (
+        "flowrestore/flows/diffusion.py",
+        "            return a * a * x - sigma * a * out\n",
+        "            return a * x - sigma * a * out\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-eps-velocity": (
+        "flowrestore/flows/diffusion.py",
+        "            return self.sigma_max * out\n",
+        "            return 0.999 * self.sigma_max * out\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-timestep-linear-in-sigma": (
+        "flowrestore/flows/diffusion.py",
+        "        tau = j.to(sigma.dtype) + (mu - lo) / (hi - lo)\n",
+        "        tau = j.to(sigma.dtype) + (sigma - (lo / 2).exp())"
+        " / ((hi / 2).exp() - (lo / 2).exp())\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-state-scale": (
+        "flowrestore/flows/diffusion.py",
+        "        return x * math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)\n",
+        "        return x * (1.0 + float(t) * self.sigma_max)\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-grid-off-by-one": (
+        "flowrestore/flows/diffusion.py",
+        "        grid = self.sigma_at(tau) / self.sigma_max\n",
+        "        grid = self.sigma_at(tau - 1) / self.sigma_max\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-karras-rho": (
+        "flowrestore/flows/diffusion.py",
+        "        grid = (t0**r + u * (end**r - t0**r)) ** self.rho\n",
+        "        grid = (t0**r + u * (end**r - t0**r)) ** (self.rho - 2)\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
+    "oracle-epsilon-denominator": (
+        "flowrestore/oracles/diffusion.py",
+        "        return b * (x - a * c) / (a * a * var + b * b)\n",
+        "        return b * (x - a * c) / (a * var + b * b)\n",
+        ["tests/diffusion/test_oracle.py"],
+    ),
+    "oracle-schedule-interpolation": (
+        "flowrestore/oracles/diffusion.py",
+        "    lam_t = lam[k] + f * (lam[k + 1] - lam[k])\n",
+        "    lam_t = lam[k] + f * f * (lam[k + 1] - lam[k])\n",
+        ["tests/diffusion/test_oracle.py"],
+    ),
+    "oracle-flow-map": (
+        "flowrestore/oracles/diffusion.py",
+        "        return c + sc * (x - a * c) / torch.sqrt(a * a * sc * sc + b * b)\n",
+        "        return c + sc * (x - a * c) / torch.sqrt(a * sc * sc + b * b)\n",
+        ["tests/diffusion/test_oracle.py"],
+    ),
+    "motion-kernel-not-centred": (
+        "flowrestore/degradations/motion.py",
+        "    path -= ((path[:-1] + path[1:]) / 2 * seg).sum() / max(seg.sum(), _EPS)",
+        "    path -= path[0]",
+        ["tests/diffusion/test_motion.py"],
+    ),
 }
 
 
