@@ -65,6 +65,25 @@ def test_help_is_plain_text_and_states_each_models_degradation(capsys):
     assert "--task dirac-deblur: a photo blurred" in restore
 
 
+def test_deblur_on_a_sharp_photo_adds_halos_as_the_help_says():
+    import flowrestore as fr
+    from flowrestore.pretrained import flow_for, heldout_crops, pretrained
+
+    _, x = heldout_crops(64)  # sharp photos, not blurred
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; one thread runs the U-Net fastest here
+    try:
+        out = fr.solve(flow_for(pretrained("indi-deblur")), fr.Heun(), x, steps=10).x.clamp(0, 1)
+    finally:
+        torch.set_num_threads(threads)
+    lap = torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]]).expand(3, 1, 3, 3)
+
+    def energy(z):
+        return torch.nn.functional.conv2d(z, lap, groups=3).pow(2).mean()
+
+    assert energy(out) > 3 * energy(x)  # over-sharpened: several times the high frequencies
+
+
 @pytest.fixture
 def photo(tmp_path):
     path = tmp_path / "p.png"
