@@ -39,6 +39,7 @@ __all__ = [
     "restore_files",
     "RestoreReport",
     "add_arguments",
+    "models_help",
     "main",
 ]
 
