@@ -2,7 +2,7 @@
 reverse SDE, generic ODE/SDE flows)."""
 
 from flowrestore.flows.base import ODE, SDE, Flow, ResidualFlow, batch_time, bcast
-from flowrestore.flows.diffusion import DiffusionFlow, Karras
+from flowrestore.flows.diffusion import DiffusionFlow, DiffusionSDE, Karras
 from flowrestore.flows.dirac import DiracEstimate, DiracSDE
 from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
@@ -12,6 +12,7 @@ __all__ = [
     "SDE",
     "DiracEstimate",
     "DiffusionFlow",
+    "DiffusionSDE",
     "DiracSDE",
     "Flow",
     "InDIFlow",

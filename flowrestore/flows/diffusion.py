@@ -21,9 +21,15 @@ still converted at the true ``σ``). Below the smallest trained level ``σ_0`` o
 grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedule).
 
 **Default grid.** ``steps=N`` lays EDM's ``ρ = 7`` spacing in ``σ`` (Karras et al. 2022, eq. 5)
-from ``σ_max`` down to ``σ_min = 0`` (:class:`Karras`): convergent — the last positive point is
-``σ_max N^{−7}``, so every solver keeps its declared order at ``t = 0`` — and, on the Gaussian
-oracle, more accurate at few steps than DDIM's uniform timesteps (README, "BIRD").
+from ``σ_max`` down to ``σ_min = 0`` (:class:`Karras`). It converges — the last positive point is
+``σ_max N^{−7}``, so every solver keeps its declared order at ``t = 0`` — which neither DDIM's
+uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive point stays at the smallest
+trained noise level). Measured on the Gaussian oracle (README, "BIRD"): DDIM's timesteps
+(:meth:`~DiffusionFlow.grid_from_scheduler`) are more accurate at 5–10 steps, this grid from about
+20 steps with second-order solvers.
+
+**Stochastic sampling.** :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same
+marginals (:class:`DiffusionSDE`), for the SDE solvers.
 
 BIRD (Chihaoui, Lemkhenter & Favaro, NeurIPS 2024) inverts exactly this map through a few DDIM
 steps; :class:`flowrestore.BlindInversion` takes a :class:`DiffusionFlow` as it is.
@@ -43,10 +49,16 @@ from torch import Tensor
 
 from flowrestore.controllers import PIController
 from flowrestore.errors import ConfigError, FlowRestoreError, PredictorOutputError, describe
-from flowrestore.flows.base import ResidualFlow, batch_time, bcast, check_output
+from flowrestore.flows.base import SDE, ResidualFlow, batch_time, bcast, check_output
 from flowrestore.grids import Spacing
 
-__all__ = ["DiffusionFlow", "Karras", "MissingDependencyError", "PREDICTION_TYPES"]
+__all__ = [
+    "PREDICTION_TYPES",
+    "DiffusionFlow",
+    "DiffusionSDE",
+    "Karras",
+    "MissingDependencyError",
+]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -284,6 +296,10 @@ class DiffusionFlow(ResidualFlow):
         a = torch.rsqrt(1 + sigma**2)
         return self.sigma_max * a * (out + sigma * a * x)
 
+    def reverse_sde(self) -> DiffusionSDE:
+        """The reverse-time SDE with this flow's marginals (:class:`DiffusionSDE`)."""
+        return DiffusionSDE(self)
+
     # ------------------------------------------------------------------ grids
     def grid_from_timesteps(self, timesteps, *, final_alpha_cumprod: float = 1.0) -> Tensor:
         """The flow times of ``timesteps`` (decreasing) followed by the final noise level
@@ -376,6 +392,56 @@ class DiffusionFlow(ResidualFlow):
                 model = model.to(device=device, dtype=dtype)
             model = model.eval()
         return cls(model, alphas_cumprod=abar, prediction_type=ptype, **flow_options)
+
+
+class DiffusionSDE(SDE):
+    """The reverse-time SDE of a diffusion model in ``x̄``: ``dx̄ = 2 (x̄ − D)/t dt + σ_max √(2t) dW``,
+    run from ``t = 1`` to 0.
+
+    The reverse of the variance-exploding SDE ``x̄_σ = x_0 + σ ε`` in ``σ = t σ_max`` (Song et al.
+    2021, score SDEs: drift ``−(dσ²/dt) ∇log p = 2 (x̄ − D)/t``, diffusion ``√(dσ²/dt)``); it has
+    the probability-flow ODE's marginals, so it samples the model's distribution — DDPM's
+    ancestral sampler is a discretisation of it. Additive noise: ``EulerMaruyama`` and ``SRA1``
+    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid whose last
+    positive point is ``σ_max N^{−7}``). Built by :meth:`DiffusionFlow.reverse_sde`.
+    """
+
+    noise_type = "additive"
+    singular_at_zero = True
+    default_span = (1.0, 0.0)
+    time_range = (0.0, 1.0)
+
+    def __init__(self, flow: DiffusionFlow):
+        if not isinstance(flow, DiffusionFlow):
+            raise TypeError(f"flow must be a DiffusionFlow, got {describe(flow)}")
+        self.flow = flow
+
+    def __repr__(self) -> str:
+        return f"DiffusionSDE({self.flow!r})"
+
+    def drift(self, t: Tensor, x: Tensor) -> Tensor:
+        """``2 (x̄ − D)/t``: twice the probability-flow drift."""
+        return 2 * self.flow.velocity(t, x)
+
+    def diffusion(self, t: Tensor, x: Tensor) -> Tensor:
+        """``σ_max √(2t)``, independent of ``x``."""
+        return self.flow.sigma_max * bcast((2 * t).clamp_min(0).sqrt(), x)
+
+    def denoise(self, t: Tensor, x: Tensor) -> Tensor:
+        """The model's clean estimate ``D`` (:meth:`DiffusionFlow.denoise`)."""
+        return self.flow.denoise(t, x)
+
+    def to_state(self, x: Tensor, t: float) -> Tensor:
+        """``x̄ = x √(1 + σ²)`` (:meth:`DiffusionFlow.to_state`)."""
+        return self.flow.to_state(x, t)
+
+    def from_state(self, x: Tensor, t: float) -> Tensor:
+        """The model's ``x`` (:meth:`DiffusionFlow.from_state`)."""
+        return self.flow.from_state(x, t)
+
+    def default_spacing(self) -> Spacing:
+        """The flow's grid (:class:`Karras`, ρ = 7, down to 0)."""
+        return self.flow.default_spacing()
 
 
 def _load_model(obj, dtype=None):
