@@ -45,17 +45,9 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-# solver name -> (methods it applies to, description, class in flowrestore.solvers).
-# The one place that maps the command's solver names to solver classes.
-SOLVERS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "euler": (("indi",), "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)", "Euler"),
-    "heun": (("indi",), "Heun (2nd order), last step the denoising step", "Heun"),
-    "midpoint": (("indi",), "explicit midpoint (2nd order)", "Midpoint"),
-    "rk4": (("indi",), "classical Runge-Kutta (4th order), last step the denoising step", "RK4"),
-    "indi": (("indi",), "InDI's discrete sampler (eps = 0)", "InDISampler"),
-    "em": (("dirac",), "Euler-Maruyama = Dirac's update (paper eq. 7)", "EulerMaruyama"),
-    "sra1": (("dirac",), "Roessler's SRA1 (strong order 1.5 for additive noise)", "SRA1"),
-}
+# solver name -> (methods it applies to, description, class in flowrestore.solvers): the one table
+# of solver names, shared with the demo and the registry's held-out scores
+from flowrestore.pretrained.scores import SOLVERS, make_solver  # noqa: E402
 
 #: Work (pixels x evaluations) above which an estimate is printed: about 10 s on one CPU core.
 ESTIMATE_ABOVE = 4e6
@@ -120,18 +112,6 @@ def set_threads(threads: int | None, device) -> int:
     if torch.device(device).type == "cpu":
         torch.set_num_threads(n)
     return n
-
-
-def make_solver(name: str, method: str = "indi"):
-    """The solver object for a name in :data:`SOLVERS`, checked against the flow's method."""
-    import flowrestore.solvers as solvers
-
-    if name not in SOLVERS:
-        raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {describe(name)}")
-    if method not in SOLVERS[name][0]:
-        ok = sorted(k for k, (m, _, _) in SOLVERS.items() if method in m)
-        raise ConfigError(f"solver {name!r} does not apply to {method} predictors; use one of {ok}")
-    return getattr(solvers, SOLVERS[name][2])()
 
 
 def expected_degradation(meta: dict) -> str:
