@@ -33,7 +33,7 @@ from flowrestore.flows import (
     ResidualFlow,
     SDEFlow,
 )
-from flowrestore.grids import Fitted, Power, Spacing, Uniform
+from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
@@ -131,6 +131,7 @@ __all__ = [
     "Solution",
     "Solver",
     "Spacing",
+    "StartRefined",
     "Stats",
     "StepContext",
     "StepController",

@@ -7,7 +7,12 @@ Restoration flows run from ``t = 1`` to ``0``. Spacings:
 * :class:`Power` — ``t_k = t1 + (t0 − t1)(1 − k/N)^ρ``: steps shrink toward ``t1`` (for restoration
   flows, toward 0, where the predictor changes fastest). With ``ρ ≥ p/2`` the ``O(h_last²)``
   error of the final denoising step of an order-``p`` method is ``O(N^{-p})`` — the whole solve
-  keeps order ``p``.
+  keeps order ``p``;
+* :class:`StartRefined` — ``t_k = t1 + (t0 − t1)(1 − (k/N)^ρ)``: steps shrink toward the *start*
+  (the degraded end ``t = 1``, where a learned restoration flow changes fastest), with an optional
+  closing pair for multistep extrapolation onto ``t1`` (the few-NFE default of
+  :class:`~flowrestore.SemiLinearMultistep`);
+* :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,45 @@ class Power(Spacing):
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
         grid = t1 + (t0 - t1) * u**self.rho
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True)
+class StartRefined(Spacing):
+    """Steps shrinking toward the start: ``t_k = t1 + (t0 − t1)(1 − (k/M)^rho)``.
+
+    With ``closing_pair=True`` and at least ``min_pair_steps`` steps, the last of ``M = steps − 1``
+    intervals is split at the point whose squared distance to ``t1`` is half that of its left
+    end (``t1 + (t_{M−1} − t1)/√2``): two close nodes just above the end, which a multistep
+    solver's extrapolation onto ``t1`` (in ``(t − t1)²``) uses as value and slope.
+    """
+
+    rho: float = 2.0
+    closing_pair: bool = True
+    min_pair_steps: int = 5
+
+    def __post_init__(self):
+        if not self.rho >= 1:
+            raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
+        if not isinstance(self.closing_pair, bool):
+            raise ConfigError(f"closing_pair must be a bool, got {describe(self.closing_pair)}")
+        if (
+            isinstance(self.min_pair_steps, bool)
+            or not isinstance(self.min_pair_steps, int)
+            or (self.min_pair_steps < 3)
+        ):
+            raise ConfigError(
+                f"min_pair_steps must be an int >= 3, got {describe(self.min_pair_steps)}"
+            )
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        pair = self.closing_pair and steps >= self.min_pair_steps
+        m = steps - 1 if pair else steps
+        u = torch.linspace(0.0, 1.0, m + 1, dtype=torch.float64)
+        grid = t1 + (t0 - t1) * (1 - u**self.rho)
+        if pair:
+            grid = torch.cat([grid[:-1], (t1 + (grid[-2] - t1) / 2**0.5).reshape(1), grid[-1:]])
         grid[0], grid[-1] = t0, t1
         return grid
 

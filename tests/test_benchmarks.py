@@ -51,6 +51,10 @@ def test_fitted_grid_reaches_the_gaussian_goal_at_five_nfe():
     assert float((sol.x - ref).norm() / ref.norm()) < 1e-5
     # the grid was fitted on other samples: a uniform grid with the same solver is far worse
     uni = fr.solve(
-        fr.InDIFlow(oracle.posterior_mean), fr.SemiLinearMultistep(order=3, nodes=3), y, steps=5
+        fr.InDIFlow(oracle.posterior_mean),
+        fr.SemiLinearMultistep(order=3, nodes=3),
+        y,
+        steps=5,
+        spacing=fr.Uniform(),
     )
     assert float((uni.x - ref).norm() / ref.norm()) > 1e-4

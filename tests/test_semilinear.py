@@ -124,3 +124,28 @@ def test_fitted_spacing_and_fit_grid_improve_on_uniform():
     assert g8.numel() == 9 and bool((g8.diff() < 0).all()) and g8[0] == 1 and g8[-1] == 0
     with pytest.raises(ConfigError):
         Fitted((1.0, 0.5, 0.6, 0.0))
+
+
+def test_start_refined_grid_and_the_multistep_default():
+    """StartRefined: t_k = 1 − (k/M)^ρ (steps shrink toward t = 1), and from 5 steps on the last
+    interval split where (t − 0)² halves; the multistep solver uses it for steps=N."""
+    g = fr.StartRefined(rho=2.0)(6, 1.0, 0.0)
+    core = [1 - (k / 5) ** 2 for k in range(5)]
+    torch.testing.assert_close(g[:5], torch.tensor(core, dtype=torch.float64))
+    assert math.isclose(float(g[5]) ** 2, float(g[4]) ** 2 / 2, rel_tol=1e-12)
+    assert float(g[-1]) == 0.0 and bool((g.diff() < 0).all())
+    steps = g.diff().abs()
+    assert float(steps[0]) < float(steps[1]) < float(steps[2])  # refined at the start
+    small = fr.StartRefined(rho=1.5)(4, 1.0, 0.0)  # no closing pair below 5 steps
+    torch.testing.assert_close(
+        small, torch.tensor([1 - (k / 4) ** 1.5 for k in range(5)], dtype=torch.float64)
+    )
+    back = fr.StartRefined()(6, 0.0, 2.0)  # any span: refined at its start t0 = 0
+    assert float(back[0]) == 0.0 and float(back[-1]) == 2.0 and float(back[1]) < 0.2
+    orc, y = _gaussian(batch=2, dim=4)
+    sol = fr.solve(
+        fr.InDIFlow(orc.posterior_mean), SemiLinearMultistep(), y, steps=6, save_at="steps"
+    )
+    torch.testing.assert_close(sol.ts, g)
+    with pytest.raises(ConfigError, match="rho"):
+        fr.StartRefined(rho=0.5)

@@ -2,7 +2,15 @@
 sources and controllers are re-exported here for convenience."""
 
 from flowrestore.controllers import FixedGrid, PIController, StepController
-from flowrestore.grids import Fitted, Power, Spacing, Uniform, check_grid, make_grid
+from flowrestore.grids import (
+    Fitted,
+    Power,
+    Spacing,
+    StartRefined,
+    Uniform,
+    check_grid,
+    make_grid,
+)
 from flowrestore.integrate.context import StepContext
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
@@ -20,6 +28,7 @@ __all__ = [
     "Power",
     "Solution",
     "Spacing",
+    "StartRefined",
     "Stats",
     "StepContext",
     "StepController",

@@ -19,10 +19,12 @@ ends at 0, **nothing is evaluated at 0**:
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
 
-**Default grids** for ``steps=N`` keep each solver's declared order ``p`` at ``t = 0``: the flow's
-own :meth:`~flowrestore.flows.Flow.default_spacing` if it has one; else, when the solve lands on a
-singular end by the denoising step, ``Power(ρ = max(1, p/2))`` — its last step ``t_{N−1} =
-O(N^{−ρ})`` makes the denoising error ``O(N^{−2ρ}) = O(N^{−p})``; else uniform.
+**Default grids** for ``steps=N``, first match: the flow's own
+:meth:`~flowrestore.flows.Flow.default_spacing` (e.g. a diffusion model's σ schedule); the solver's
+:meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve
+lands on a singular end by the denoising step, ``Power(ρ = max(1, p/2))`` — its last step
+``t_{N−1} = O(N^{−ρ})`` makes the denoising error ``O(N^{−2ρ}) = O(N^{−p})``, so each solver keeps
+its declared order ``p`` at ``t = 0``; else uniform.
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The spacing ``steps=N`` uses when none is given (module docstring)."""
-    own = flow.default_spacing()
-    if own is not None:
-        return own
+    for own in (flow.default_spacing(), solver.default_spacing(flow)):
+        if own is not None:
+            return own
     if singular_end(flow, t_end) and lands_by_denoising(solver) and solver.order > 2:
         return Power(rho=solver.order / 2)
     return Uniform()
