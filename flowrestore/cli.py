@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver",
         nargs="+",
         default=None,
-        help="solvers to run: euler heun midpoint rk4 indi (InDI), em sra1 (Dirac); "
+        help="solvers to run: multistep euler heun midpoint rk4 indi (InDI), em sra1 (Dirac); "
         "default: a fixed set per task",
     )
     demo.add_argument(

@@ -313,7 +313,7 @@ def restore_files(
     out_dir,
     *,
     model,
-    solver="heun",
+    solver="multistep",
     steps: int = 10,
     batch_size: int = 4,
     device=None,
@@ -628,8 +628,8 @@ def add_arguments(p) -> None:
         "--solver",
         default=None,
         choices=list(SOLVERS),
-        help="euler, heun, midpoint, rk4, indi (InDI models); em, sra1 (Dirac); "
-        "default heun for InDI, em for Dirac",
+        help="multistep, euler, heun, midpoint, rk4, indi (InDI models); em, sra1 (Dirac); "
+        "default multistep for InDI (one evaluation per step), em for Dirac",
     )
     p.add_argument("--steps", type=pos, default=10, help="solver steps (default 10)")
     p.add_argument(
@@ -700,7 +700,7 @@ def main(args) -> int:
         raise ConfigError(f"no image files found in {args.paths}")
     model = load_model(args.task, args.checkpoint, device=device)
     method = model.metadata["method"]
-    solver = args.solver or ("heun" if method == "indi" else "em")
+    solver = args.solver or ("multistep" if method == "indi" else "em")
     make_solver(solver, method)  # a wrong solver for the model is a usage error: before any work
     budget = args.memory * 2**20 if args.memory else None
     report = restore_files(

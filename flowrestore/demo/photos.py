@@ -42,6 +42,8 @@ DEFAULT_RUNS = {
         ("heun", 3, "last"),
         ("heun", 10, "last"),
         ("indi", 10, "last"),
+        ("multistep", 6, "last"),
+        ("multistep", 10, "last"),
     ],
     "dirac": [
         ("phi", 1, "posterior_mean"),
@@ -53,7 +55,7 @@ DEFAULT_RUNS = {
     ],
 }
 QUICK_RUNS = {
-    "indi": [("euler", 1, "last"), ("euler", 5, "last"), ("heun", 3, "last")],
+    "indi": [("euler", 1, "last"), ("euler", 5, "last"), ("multistep", 6, "last")],
     "dirac": [("phi", 1, "posterior_mean"), ("em", 5, "posterior_mean")],
 }
 

@@ -160,11 +160,12 @@ def flow_for(model, **kwargs):
 
 
 def default_solver(model):
-    """The default step: ``Heun()`` for InDI, ``DiracStep()`` (Dirac's eq. 7) for Dirac."""
+    """The default step: ``SemiLinearMultistep()`` for InDI (one evaluation per step, its few-NFE
+    grid), ``DiracStep()`` (Dirac's eq. 7) for Dirac."""
     if _meta(model)["method"] == "indi":
-        from flowrestore.solvers import Heun
+        from flowrestore.solvers import SemiLinearMultistep
 
-        return Heun()
+        return SemiLinearMultistep()
     from flowrestore.solvers.dirac import DiracStep
 
     return DiracStep()

@@ -18,6 +18,11 @@ __all__ = ["SOLVERS", "evaluate", "make_solver"]
 # solver name -> (methods it applies to, description, class in flowrestore.solvers)
 SOLVERS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "euler": (("indi",), "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)", "Euler"),
+    "multistep": (
+        ("indi",),
+        "semi-linear multistep (order 3, 1 NFE per step; the few-NFE default)",
+        "SemiLinearMultistep",
+    ),
     "heun": (("indi",), "Heun (2nd order), last step the denoising step", "Heun"),
     "midpoint": (("indi",), "explicit midpoint (2nd order)", "Midpoint"),
     "rk4": (("indi",), "classical Runge-Kutta (4th order), last step the denoising step", "RK4"),
@@ -39,9 +44,7 @@ def make_solver(name: str, method: str = "indi"):
         raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {describe(name)}")
     if method not in SOLVERS[name][0]:
         ok = sorted(k for k, (m, _, _) in SOLVERS.items() if method in m)
-        raise ConfigError(
-            f"solver {name!r} does not apply to a {method} predictor; use one of {ok}"
-        )
+        raise ConfigError(f"solver {name!r} does not apply to {method} predictors; use one of {ok}")
     return getattr(S, SOLVERS[name][2])()
 
 
