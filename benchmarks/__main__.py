@@ -21,7 +21,7 @@ def main(argv=None) -> int:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "accuracy", "overhead", "gpu", "dirac", "fit"],
+        choices=["all", "accuracy", "overhead", "gpu", "dirac", "fit", "fewnfe"],
     )
     p.add_argument("--out", default="benchmarks/out", help="output folder (default benchmarks/out)")
     p.add_argument("--quick", action="store_true", help="fewer repeats / samples (smoke run)")
@@ -51,6 +51,17 @@ def main(argv=None) -> int:
         mix = accuracy.run_mixture(n=1000 if a.quick else 4000)
         parts += ["## Accuracy per NFE", "", accuracy.report(gauss, mix, out), ""]
         print("accuracy done", flush=True)
+    if a.what in ("all", "fewnfe"):
+        from . import fewnfe
+
+        g, m, p = fewnfe.main(quick=a.quick)
+        parts += [
+            "## Few-NFE restoration vs DPM-Solver++, UniPC and Heun",
+            "",
+            fewnfe.report(g, m, p, out),
+            "",
+        ]
+        print("fewnfe done", flush=True)
     if a.what in ("all", "overhead"):
         from . import overhead
 

@@ -28,8 +28,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "indi-sampler-double-initial-noise": (
         "flowrestore/solvers/indi.py",
-        "return x0 + bcast(t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None",
-        "return x0 + bcast(2 * t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None",
+        "        scale = bcast(t_start * self.eps_at(t_start), x_start)",
+        "        scale = bcast(2 * t_start * self.eps_at(t_start), x_start)",
         ["tests/core/test_rules.py"],
     ),
     "dirac-half-guidance": (

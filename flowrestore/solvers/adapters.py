@@ -114,13 +114,15 @@ class Torchdiffeq(Solver):
         args = "".join(f", {k}={v!r}" for k, v in self.controller_options.items())
         return f"Torchdiffeq({self.method!r}{args})"
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """Build torchdiffeq's solver object (fixed-grid methods) or an empty FSAL state."""
         if self.method in _ADAPTIVE:
-            return x0, _PairState()
+            return x_start, _PairState()
         # torchdiffeq's constructors require tolerances; only the Adams corrector reads them
-        impl = _solver_class(self.method)(func=None, y0=x0, rtol=1e-7, atol=1e-9, **self.options)
-        return x0, _FixedState(impl)
+        impl = _solver_class(self.method)(
+            func=None, y0=x_start, rtol=1e-7, atol=1e-9, **self.options
+        )
+        return x_start, _FixedState(impl)
 
     def start_derivative(self, state, f0: Tensor):
         """The embedded pairs reuse the start's drift as their first stage."""

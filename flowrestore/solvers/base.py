@@ -16,8 +16,8 @@ sizes, grids or what to save (:func:`flowrestore.solve` and its controller do). 
 
 and implement:
 
-* ``init(flow, t0, x0, ctx) -> (x0', state)`` — once, before the first step (a sampler may add
-  its initial noise; ``state`` is ``None`` or the solver's own state object);
+* ``init(flow, t_start, x_start, ctx) -> (x_start', state)`` — once, before the first step (a
+  sampler may add its initial noise; ``state`` is ``None`` or the solver's own state object);
 * ``step(flow, t, x, h, state, ctx) -> StepResult`` — ``t`` and ``h`` are 0-d (a fixed grid) or
   ``[B]`` tensors; ``state`` is what the previous step returned (the loop selects and merges its
   per-sample tensors, :mod:`flowrestore.integrate.state`).
@@ -98,9 +98,11 @@ class Solver:
             f"use {instead} instead"
         )
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context) -> tuple[Tensor, Any]:
+    def init(
+        self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context
+    ) -> tuple[Tensor, Any]:
         """Prepare the first step; returns the (possibly perturbed) start state and solver state."""
-        return x0, None
+        return x_start, None
 
     def default_spacing(self, flow: Flow):
         """The grid spacing this solver prefers for ``steps=N`` on ``flow`` (``None``: the loop's

@@ -43,18 +43,18 @@ class RestorationSampler(Solver):
     stage_fractions = (0.0,)
     uses_observation: ClassVar[bool] = False
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """Carry the observation ``y`` (refused before any evaluation if the flow has none)."""
         if not self.uses_observation:
-            return x0, None
+            return x_start, None
         y = flow.observation
         if y is None:
             raise ConfigError(
                 f"{type(self).__name__} needs the observation y: the solve starts at "
-                f"t={float(t0):.6g}, not 1, so its start state is not y; pass "
+                f"t={float(t_start):.6g}, not 1, so its start state is not y; pass "
                 "InDIFlow(F, observation=y)"
             )
-        return x0, y.to(dtype=x0.dtype, device=x0.device)
+        return x_start, y.to(dtype=x_start.dtype, device=x_start.device)
 
 
 @dataclass(repr=False)
@@ -80,11 +80,13 @@ class InDISampler(RestorationSampler):
         """``ε_t``."""
         return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
-        """``x̂_{t0} = y + t0 ε_{t0} n`` (``y + ε n`` from ``t0 = 1``)."""
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
+        """``x̂_{t_start} = y + t_start ε_{t_start} n`` (``y + ε n`` from ``t_start = 1``)."""
         if self.eps == 0:
-            return x0, None
-        return x0 + bcast(t0 * self.eps_at(t0), x0) * ctx.noise.normal(x0, ctx.index), None
+            return x_start, None
+        return x_start + bcast(t_start * self.eps_at(t_start), x_start) * ctx.noise.normal(
+            x_start, ctx.index
+        ), None
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One InDI step from ``t`` to ``s = t + h`` (``h < 0``)."""

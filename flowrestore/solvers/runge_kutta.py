@@ -72,9 +72,9 @@ class ExplicitRK(Solver):
             )
             cls.stage_fractions = tuple(cls.tableau.c)
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """FSAL methods carry the last stage in an :class:`RKState`; others carry nothing."""
-        return x0, (RKState() if self.tableau.fsal else None)
+        return x_start, (RKState() if self.tableau.fsal else None)
 
     def start_derivative(self, state, f0: Tensor):
         """An FSAL method uses the start's drift as its first stage."""

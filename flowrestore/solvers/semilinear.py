@@ -155,9 +155,9 @@ class SemiLinearMultistep(Solver):
             out = out + bcast(w[..., j], x) * g
         return out
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """An empty history."""
-        return x0, MultistepState()
+        return x_start, MultistepState()
 
     def default_spacing(self, flow: Flow):
         """``StartRefined(rho=2)`` with a closing pair: the few-NFE grid for restoration flows.

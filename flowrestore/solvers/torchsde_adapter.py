@@ -103,11 +103,11 @@ class Torchsde(SDESolver):
                 "Use 'euler', 'milstein' or 'srk'"
             )
 
-    def init(self, flow: Flow, t0: Tensor, x0: Tensor, ctx: Context):
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """Build torchsde's solver for the flow, with the solve's noise as its Brownian motion."""
         from torchsde._core import base_sde, methods
 
-        B, shape, dtype, device = x0.shape[0], x0.shape, x0.dtype, x0.device
+        B, shape, dtype, device = x_start.shape[0], x_start.shape, x_start.dtype, x_start.device
         cell = _Step()
         noise_type = "additive" if flow.noise_type == "additive" else "diagonal"
 
@@ -132,7 +132,7 @@ class Torchsde(SDESolver):
             sde.g_prod = lambda s, y, v: diffusion(s, y) * v
         else:
             sde.g = diffusion
-        bm = _make_brownian(ctx, cell, (B, x0[0].numel()), shape, dtype, device)
+        bm = _make_brownian(ctx, cell, (B, x_start[0].numel()), shape, dtype, device)
         impl = methods.select(method=self.method, sde_type=sde.sde_type)(
             sde=base_sde.ForwardSDE(sde),
             bm=bm,
@@ -144,7 +144,9 @@ class Torchsde(SDESolver):
             options=dict(self.options),
         )
         zero = torch.zeros((), dtype=dtype, device=device)
-        return x0, _State(impl, impl.init_extra_solver_state(zero, x0.reshape(B, -1)), cell)
+        return x_start, _State(
+            impl, impl.init_extra_solver_state(zero, x_start.reshape(B, -1)), cell
+        )
 
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
         """One torchsde step over ``s ∈ [0, 1]``, i.e. from ``t`` to ``t + h``."""
