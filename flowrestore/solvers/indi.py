@@ -84,9 +84,8 @@ class InDISampler(RestorationSampler):
         """``x̂_{t_start} = y + t_start ε_{t_start} n`` (``y + ε n`` from ``t_start = 1``)."""
         if self.eps == 0:
             return x_start, None
-        return x_start + bcast(t_start * self.eps_at(t_start), x_start) * ctx.noise.normal(
-            x_start, ctx.index
-        ), None
+        scale = bcast(t_start * self.eps_at(t_start), x_start)
+        return x_start + scale * ctx.noise.normal(x_start, ctx.index), None
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One InDI step from ``t`` to ``s = t + h`` (``h < 0``)."""
