@@ -120,12 +120,19 @@ def run(
     steps_done = 0
     while (prop := driver.propose()) is not None:
         rows = prop.rows
-        xa = x if rows is None else x[rows]
         ctx.index, ctx.step_index = rows, steps_done
-        res = solver.step(flow, prop.t, xa, prop.h, select_rows(state, rows), ctx)
-        out = driver.judge(prop, xa, res.x, res.error, res.nfe)
-        x = merge_state_x(x, res.x, out.accept, rows)
-        state = merge_rows(state, res.state, out.accept, rows)
+        if rows is None:
+            res = solver.step(flow, prop.t, x, prop.h, state, ctx)
+            out = driver.judge(prop, x, res.x, res.error, res.nfe)
+        else:
+            xa = x[rows]
+            res = solver.step(flow, prop.t, xa, prop.h, select_rows(state, rows), ctx)
+            out = driver.judge(prop, xa, res.x, res.error, res.nfe)
+        if out.accept is None and rows is None:
+            x, state = res.x, res.state
+        else:
+            x = merge_state_x(x, res.x, out.accept, rows)
+            state = merge_rows(state, res.state, out.accept, rows)
         if nfe_fixed is not None:
             nfe_fixed += res.nfe
         if sums is not None:

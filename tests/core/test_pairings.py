@@ -50,8 +50,16 @@ SOLVERS = {
 
 # the pairings that make sense (SRA1 needs additive noise: SDEFlow here is diagonal)
 VALID = {
-    "InDIFlow": {"Euler", "RK4", "Dopri5", "InDISampler", "NaiveSampler", "ColdDiffusionSampler",
-                 "SemiLinearMultistep", "Torchdiffeq"},
+    "InDIFlow": {
+        "Euler",
+        "RK4",
+        "Dopri5",
+        "InDISampler",
+        "NaiveSampler",
+        "ColdDiffusionSampler",
+        "SemiLinearMultistep",
+        "Torchdiffeq",
+    },
     "ODEFlow": {"Euler", "RK4", "Dopri5", "Torchdiffeq"},
     "DiracSDE": {"EulerMaruyama", "SRA1", "DiracStep", "Torchsde"},
     "SDEFlow": {"EulerMaruyama", "Torchsde"},
