@@ -24,9 +24,9 @@ grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedul
 from ``σ_max`` down to ``σ_min = 0`` (:class:`Karras`). It converges — the last positive point is
 ``σ_max N^{−7}``, so every solver keeps its declared order at ``t = 0`` — which neither DDIM's
 uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive point stays at the smallest
-trained noise level). Measured on the Gaussian oracle (README, "BIRD"): DDIM's timesteps
-(:meth:`~DiffusionFlow.grid_from_scheduler`) are more accurate at 5–10 steps, this grid from about
-20 steps with second-order solvers.
+trained noise level). Measured on exact Gaussian models (``python -m benchmarks.diffusion_grids``,
+README "Pretrained diffusion models"): DDIM's timesteps (:meth:`~DiffusionFlow.grid_from_scheduler`)
+are more accurate at 5–20 evaluations, this grid at 50 with Midpoint and the multistep solver.
 
 **Stochastic sampling.** :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same
 marginals (:class:`DiffusionSDE`), for the SDE solvers.
