@@ -136,3 +136,56 @@ def test_flowrestore_imports_without_diffusers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch.Size([1, 2])" in out.stdout
+
+
+def _readme_block(heading: str) -> str:
+    """The first python block of README.md after ``heading``."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def _pipeline_folder(root, ptype):
+    """A tiny DDPM pipeline saved as ``root/models/ddpm-faces``; returns its scheduler."""
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype)
+    pipe = diffusers.DDPMPipeline(unet=_tiny_unet(), scheduler=scheduler)
+    pipe.save_pretrained(root / "models" / "ddpm-faces")
+    return scheduler
+
+
+def test_readme_diffusers_example_runs(tmp_path, monkeypatch):
+    """README "Pretrained diffusion models" runs as written on a local pipeline folder."""
+    block = _readme_block("### Pretrained diffusion models")
+    assert 'from_diffusers("models/ddpm-faces")' in block
+    scheduler = _pipeline_folder(tmp_path, "epsilon")
+    monkeypatch.chdir(tmp_path)
+    unet = _tiny_unet(1)
+    ns = {
+        "torch": torch,
+        "fr": fr,
+        "g": torch.Generator().manual_seed(0),
+        "my_model": lambda x, k: unet(x, k).sample,
+        "abar": scheduler.alphas_cumprod,
+    }
+    exec(compile(block, "README.md", "exec"), ns)  # noqa: S102
+    assert ns["x"].shape == ns["x_T"].shape == (4, 1, 24, 24)
+    assert bool(torch.isfinite(ns["x"]).all())
+    assert ns["flow"].prediction_type == "v_prediction"
+
+
+def test_readme_bird_on_diffusion_example_runs(tmp_path, monkeypatch):
+    """README "On a pretrained diffusion model" (BIRD) runs on a local pipeline folder (with 2
+    iterations instead of 600: the numbers come from examples/bird_diffusion.py)."""
+    block = _readme_block("**On a pretrained diffusion model.**")
+    assert "iterations=600" in block
+    _pipeline_folder(tmp_path, "v_prediction")
+    monkeypatch.chdir(tmp_path)
+    y = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    ns = {"torch": torch, "fr": fr, "g": torch.Generator().manual_seed(1), "y": y}
+    exec(compile(block.replace("iterations=600", "iterations=2"), "README.md", "exec"), ns)  # noqa: S102
+    res = ns["res"]
+    assert res.x.shape == y.shape and res.iterations == 2
+    assert 0.3 <= float(res.params["width"].min()) <= float(res.params["width"].max()) <= 3.0
