@@ -156,6 +156,13 @@ def check_generator(generator, name: str = "generator") -> None:
         raise ConfigError(f"{name} must be a torch.Generator or None, got {describe(generator)}")
 
 
+def standard_normal(n, event_shape, generator, dtype, device) -> torch.Tensor:
+    """``n`` checked standard-normal draws ``[n, *event_shape]`` (the latents of the oracles)."""
+    n = count_arg(n)
+    check_generator(generator)
+    return torch.randn((n, *event_shape), generator=generator, dtype=dtype, device=device)
+
+
 class PosteriorOracle:
     """Shared surface of the oracles: the exact posterior mean as a clean-image predictor.
 

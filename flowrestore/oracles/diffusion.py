@@ -33,10 +33,9 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import (
     as_param,
-    check_generator,
     check_state,
-    count_arg,
     resolve_event_shape,
+    standard_normal,
 )
 
 __all__ = [
@@ -227,9 +226,7 @@ class GaussianDiffusionOracle:
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Draw ``n`` noises ``x_T ~ N(0, I)``, shape ``[n, *event_shape]`` (the model's start)."""
-        n = count_arg(n)
-        check_generator(generator)
-        return torch.randn((n, *self.event_shape), generator=generator, dtype=dtype, device=device)
+        return standard_normal(n, self.event_shape, generator, dtype, device)
 
     def sample(
         self,

@@ -23,11 +23,10 @@ from flowrestore.oracles._common import (
     PosteriorOracle,
     TimeLike,
     as_param,
-    check_generator,
     check_state,
-    count_arg,
     expand_time,
     resolve_event_shape,
+    standard_normal,
     time_vector,
 )
 
@@ -92,9 +91,7 @@ class GaussianGenerativeOracle(PosteriorOracle):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` latents ``z ~ N(0, I)``, shape ``[n, *event_shape]``."""
-        n = count_arg(n)
-        check_generator(generator)
-        return torch.randn((n, *self.event_shape), generator=generator, dtype=dtype, device=device)
+        return standard_normal(n, self.event_shape, generator, dtype, device)
 
     def sample(
         self,
