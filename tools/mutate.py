@@ -235,6 +235,21 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    path -= path[0]",
         ["tests/diffusion/test_motion.py"],
     ),
+    "per-sample-seed-depends-on-batch": (
+        "flowrestore/noise.py",
+        "        self.generators = [torch.Generator(device=device).manual_seed(s) for s in values]",
+        "        self.generators = [\n"
+        "            torch.Generator(device=device).manual_seed(s + len(values)) for s in values\n"
+        "        ]",
+        ["tests/test_seeds_pretrained.py"],
+    ),
+    "posterior-mean-rescaled-like-the-state": (
+        "flowrestore/integrate/loop.py",
+        '    if output != "posterior_mean":  # a clean estimate is already in the data\'s units\n'
+        "        x = flow.from_state(x, plan.t1)",
+        "    x = flow.from_state(x, plan.t1)",
+        ["tests/diffusion/test_flow.py"],
+    ),
 }
 
 

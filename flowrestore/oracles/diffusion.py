@@ -52,18 +52,10 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 def check_alphas_cumprod(alphas_cumprod, name: str = "alphas_cumprod") -> Tensor:
     """``ᾱ`` as a float64 CPU tensor ``[T]``: ``T ≥ 2`` values in (0, 1), strictly decreasing."""
-    if isinstance(alphas_cumprod, Tensor):
-        table = alphas_cumprod.detach().to("cpu", torch.float64)
-    else:
-        try:
-            table = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ConfigError(
-                f"{name} must be a 1-D tensor of ᾱ values, got {describe(alphas_cumprod)}"
-            ) from exc
+    table = as_param(alphas_cumprod, name)  # float64 CPU copy, real and finite
     if table.dim() != 1 or table.numel() < 2:
         raise ConfigError(f"{name} must be 1-D with at least 2 entries, got {describe(table)}")
-    if not bool(torch.isfinite(table).all()) or not bool(((table > 0) & (table < 1)).all()):
+    if not bool(((table > 0) & (table < 1)).all()):
         raise ConfigError(
             f"{name} must lie strictly inside (0, 1) (ᾱ = 0 is an infinite noise level, ᾱ = 1 "
             f"no noise), got values from {table.min().item():.6g} to {table.max().item():.6g}"

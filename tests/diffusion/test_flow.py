@@ -147,12 +147,9 @@ def test_early_stop_returns_the_noisy_image_at_that_level():
     torch.testing.assert_close(sol.x, want, rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: the loop applies from_state to output='posterior_mean' (a clean estimate, "
-    "already in data units) at an early stop; see the issue-11 report",
-)
 def test_posterior_mean_at_an_early_stop_is_the_clean_estimate():
+    """``output='posterior_mean'`` at ``t_end > 0`` is ``D`` in data units, not rescaled by
+    ``from_state`` like the state (the loop used to apply it to both)."""
     oracle, flow = gaussian_problem()
     x_T = oracle.sample_latent(2, torch.Generator().manual_seed(9))
     sol = fr.solve(flow, fr.RK4(), x_T, steps=100, t_end=0.05, output="posterior_mean")
