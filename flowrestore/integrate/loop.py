@@ -121,14 +121,10 @@ def run(
     while (prop := driver.propose()) is not None:
         rows = prop.rows
         ctx.index, ctx.step_index = rows, steps_done
-        if rows is None:
-            res = solver.step(flow, prop.t, x, prop.h, state, ctx)
-            out = driver.judge(prop, x, res.x, res.error, res.nfe)
-        else:
-            xa = x[rows]
-            res = solver.step(flow, prop.t, xa, prop.h, select_rows(state, rows), ctx)
-            out = driver.judge(prop, xa, res.x, res.error, res.nfe)
-        if out.accept is None and rows is None:
+        xa, sa = (x, state) if rows is None else (x[rows], select_rows(state, rows))
+        res = solver.step(flow, prop.t, xa, prop.h, sa, ctx)
+        out = driver.judge(prop, xa, res.x, res.error, res.nfe)
+        if out.accept is None and rows is None:  # every row stepped and accepted: no merge
             x, state = res.x, res.state
         else:
             x = merge_state_x(x, res.x, out.accept, rows)
