@@ -310,11 +310,7 @@ def plan_tiles(
 
 
 def _predictor(flow):
-    for name in ("predictor", "phi"):
-        p = getattr(flow, name, None)
-        if p is not None:
-            return p
-    return None
+    return getattr(flow, "network", None)
 
 
 def restore_tiled(

@@ -133,6 +133,13 @@ class Flow:
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
 
+    @property
+    def network(self):
+        """The learned network (or callable) this flow evaluates, or ``None`` for a flow built
+        from plain drift callables. Tiling and the model registry read it (receptive field,
+        device, dtype); the flow never needs it to integrate."""
+        return None
+
 
 class ODE(Flow):
     """Base class of ordinary differential equations ``dx/dt = f(t, x)`` (implement ``drift``)."""

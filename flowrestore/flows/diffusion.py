@@ -194,6 +194,11 @@ class DiffusionFlow(ResidualFlow):
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
 
+    @property
+    def network(self):
+        """The diffusion model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
+        return self.model
+
     def __repr__(self) -> str:
         return (
             f"DiffusionFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
@@ -415,6 +420,11 @@ class DiffusionSDE(SDE):
         if not isinstance(flow, DiffusionFlow):
             raise TypeError(f"flow must be a DiffusionFlow, got {describe(flow)}")
         self.flow = flow
+
+    @property
+    def network(self):
+        """The diffusion model of the underlying :class:`DiffusionFlow`."""
+        return self.flow.model
 
     def __repr__(self) -> str:
         return f"DiffusionSDE({self.flow!r})"

@@ -234,6 +234,11 @@ class DiracSDE(SDE):
         self.track_consistency = bool(track_consistency)
         self.check_outputs = check_outputs
 
+    @property
+    def network(self):
+        """The predictor ``phi`` (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
+        return self.phi
+
     def __repr__(self) -> str:
         return (
             f"DiracSDE(increment={self.increment!r}, guidance={self.guidance!r}, "

@@ -57,6 +57,11 @@ class InDIFlow(ResidualFlow):
             predictor.velocity if getattr(predictor, "predicts_velocity", False) else None
         )
 
+    @property
+    def network(self):
+        """The predictor ``predictor`` (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
+        return self.predictor
+
     def __repr__(self) -> str:
         return f"InDIFlow({type(self.predictor).__name__})"
 
