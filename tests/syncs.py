@@ -1,0 +1,76 @@
+"""Count host synchronisations on the CPU: the ops that would make a CUDA stream wait for the host.
+
+:class:`SyncCounter` is a ``TorchDispatchMode`` that counts every aten op that reads a device
+value on the host or has an output shape that depends on device data — on CUDA each one stalls the
+GPU until the host has the value, and none can be captured in a CUDA graph:
+
+* ``_local_scalar_dense`` (``.item()``, ``float(t)``, ``int(t)``, ``bool(t)``, ``.tolist()``),
+  ``is_nonzero``, ``equal``;
+* ``nonzero``, ``_unique2``/``unique_*``, ``masked_select``, ``repeat_interleave`` with tensor
+  repeats;
+* indexing with a boolean mask (``x[mask]``, ``x[mask] = v``: a hidden ``nonzero``).
+
+The same ops run on CPU and CUDA, so a count of 0 on the CPU means 0 on the GPU. Use::
+
+    with SyncCounter() as sc:
+        ...
+    sc.count, sc.ops   # total, and a Counter of op names
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_SYNC_OPS = {
+    "aten::_local_scalar_dense",
+    "aten::is_nonzero",
+    "aten::equal",
+    "aten::nonzero",
+    "aten::nonzero_static",
+    "aten::_unique",
+    "aten::_unique2",
+    "aten::unique_dim",
+    "aten::unique_consecutive",
+    "aten::unique_dim_consecutive",
+    "aten::masked_select",
+    "aten::repeat_interleave",
+}
+_INDEX_OPS = {"aten::index", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_"}
+
+
+def _has_bool_index(args) -> bool:
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            if _has_bool_index(a):
+                return True
+        elif isinstance(a, torch.Tensor) and a.dtype == torch.bool:
+            return True
+    return False
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts host-synchronising aten ops run inside the ``with`` block (module docstring)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    @property
+    def count(self) -> int:
+        """Total number of synchronising ops seen."""
+        return sum(self.ops.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name
+        if name in _SYNC_OPS:
+            if name != "aten::repeat_interleave" or isinstance(
+                kwargs.get("repeats", args[1] if len(args) > 1 else None), torch.Tensor
+            ):
+                self.ops[name] += 1
+        elif name in _INDEX_OPS and len(args) > 1 and _has_bool_index(args[1:2]):
+            self.ops[name + "[bool mask]"] += 1
+        return func(*args, **kwargs)
