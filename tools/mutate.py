@@ -35,9 +35,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     "dirac-half-guidance": (
         "flowrestore/flows/dirac.py",
         "        if est.guidance is not None:\n            score = score + est.guidance\n"
-        "        r_hat",
+        "        return score",
         "        if est.guidance is not None:\n            score = score + 0.5 * est.guidance\n"
-        "        r_hat",
+        "        return score",
         ["tests/core/test_rules.py", "tests/dirac/test_dirac_step.py"],
     ),
     "bosh3-a32": (
