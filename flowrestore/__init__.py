@@ -15,6 +15,7 @@ from flowrestore.errors import (
     GridError,
     IncompatibleSolverError,
     MaxStepsReachedError,
+    MissingDependencyError,
     NonFiniteError,
     PredictorOutputError,
     ShapeError,
@@ -23,17 +24,18 @@ from flowrestore.errors import (
 from flowrestore.flows import (
     ODE,
     SDE,
+    ClipSample,
     DiffusionFlow,
     DiffusionSDE,
     DiracSDE,
+    DynamicThreshold,
     Flow,
     InDIFlow,
-    Karras,
     ODEFlow,
     ResidualFlow,
     SDEFlow,
 )
-from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
+from flowrestore.grids import Fitted, Karras, Power, Spacing, StartRefined, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
@@ -86,6 +88,7 @@ __all__ = [
     "Bosh3",
     "BrownianIncrements",
     "ButcherTableau",
+    "ClipSample",
     "ColdDiffusionSampler",
     "ConfigError",
     "Context",
@@ -94,6 +97,7 @@ __all__ = [
     "DiracSDE",
     "DiracStep",
     "Dopri5",
+    "DynamicThreshold",
     "EmbeddedRK",
     "EndpointReport",
     "Euler",
@@ -113,6 +117,7 @@ __all__ = [
     "Karras",
     "MaxStepsReachedError",
     "Midpoint",
+    "MissingDependencyError",
     "NaiveSampler",
     "NoiseSource",
     "NonFiniteError",

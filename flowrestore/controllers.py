@@ -113,8 +113,8 @@ class PIController(StepController):
             ``step_size_underflow``.
         max_steps: accepted plus rejected steps allowed per sample.
         dt0: the first |step|; ``None`` selects it per sample (Hairer; one extra evaluation).
-        t_min: on flows singular at ``t = 0``, where the controlled part stops
-            (default ``min(1e-2, sqrt(rtol)/10)``).
+        t_min: on flows singular at ``t = 0``, where the controlled part stops (default: the
+            flow's ``preferred_t_min(rtol)``, else ``min(1e-2, sqrt(rtol)/10)``).
         per_sample: each sample has its own step (default). ``False`` steps the batch together
             (one error norm: the largest sample's), as torchdiffeq does; solvers that can only
             take one step size for the batch get this automatically.
@@ -167,10 +167,14 @@ class PIController(StepController):
             raise ConfigError(f"per_sample must be a bool, got {describe(self.per_sample)}")
 
     # ------------------------------------------------------------------ the formulas
-    def resolved_t_min(self) -> float:
-        """Where the controlled part stops on a flow singular at 0 (module docstring)."""
+    def resolved_t_min(self, flow=None) -> float:
+        """Where the controlled part stops on a flow singular at 0: ``t_min``, else the flow's
+        :meth:`~flowrestore.flows.Flow.preferred_t_min`, else the module docstring's default."""
         if self.t_min is not None:
             return float(self.t_min)
+        preferred = None if flow is None else flow.preferred_t_min(self.rtol)
+        if preferred is not None:
+            return float(preferred)
         return min(1e-2, max(self.rtol, 1e-16) ** 0.5 / 10)
 
     def error_norm(self, x: Tensor, x_new: Tensor, error: Tensor) -> Tensor:

@@ -66,3 +66,7 @@ def describe(value) -> str:
         pass
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+class MissingDependencyError(FlowRestoreError, ImportError):
+    """An optional dependency (diffusers) is not installed; the message names the extra."""

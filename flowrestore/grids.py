@@ -196,3 +196,37 @@ class Fitted(Spacing):
         grid = t1 + (t0 - t1) * tau
         grid[0], grid[-1] = t0, t1
         return grid
+
+
+@dataclass(frozen=True)
+class Karras(Spacing):
+    """EDM's spacing (Karras et al. 2022, eq. 5) in ``t = σ/σ_max``:
+    ``t_k = (t_0^{1/ρ} + (k/N)(t_end^{1/ρ} − t_0^{1/ρ}))^ρ``.
+
+    With ``t_min > 0`` (``σ_min/σ_max``) and a solve to ``t = 0``, the first ``N − 1`` steps go
+    from ``t_0`` to ``t_min`` and the last lands on 0 (EDM's grid; its last positive point does not
+    shrink with ``N``, so no solver converges past the landing error ``O(t_min²)``).
+    ``t_min = 0`` (default) is the same formula down to 0: ``t_k = t_0 (1 − k/N)^ρ``.
+    """
+
+    rho: float = 7.0
+    t_min: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
+            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+        if not 0 <= self.t_min < 1:
+            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
+        n, end = (steps - 1, self.t_min) if inner else (steps, t1)
+        u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+        r = 1.0 / self.rho
+        grid = (t0**r + u * (end**r - t0**r)) ** self.rho
+        if inner:
+            grid = torch.cat([grid, torch.tensor([t1], dtype=torch.float64)])
+        grid[0], grid[-1] = t0, t1
+        return grid

@@ -206,7 +206,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/diffusion/test_flow.py"],
     ),
     "diffusion-karras-rho": (
-        "flowrestore/flows/diffusion.py",
+        "flowrestore/grids.py",
         "        grid = (t0**r + u * (end**r - t0**r)) ** self.rho\n",
         "        grid = (t0**r + u * (end**r - t0**r)) ** (self.rho - 2)\n",
         ["tests/diffusion/test_flow.py"],

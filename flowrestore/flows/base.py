@@ -133,6 +133,12 @@ class Flow:
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
 
+    def preferred_t_min(self, rtol: float) -> float | None:
+        """Where error control at tolerance ``rtol`` should stop before the landing step onto a
+        singular ``t = 0``, or ``None`` (the controller's default). A flow only declares it; a
+        :class:`~flowrestore.PIController` without its own ``t_min`` uses it."""
+        return None
+
     @property
     def network(self):
         """The learned network (or callable) this flow evaluates, or ``None`` for a flow built

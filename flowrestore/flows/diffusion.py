@@ -20,97 +20,61 @@ which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained tim
 still converted at the true ``σ``). Below the smallest trained level ``σ_0`` only the default
 grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedule).
 
-**Default grid.** ``steps=N`` lays EDM's ``ρ = 7`` spacing in ``σ`` (Karras et al. 2022, eq. 5)
-from ``σ_max`` down to ``σ_min = 0`` (:class:`Karras`). It converges — the last positive point is
-``σ_max N^{−7}``, so every solver keeps its declared order at ``t = 0`` — which neither DDIM's
-uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive point stays at the smallest
-trained noise level). Measured on exact Gaussian models (``python -m benchmarks.diffusion_grids``,
-README "Pretrained diffusion models"): DDIM's timesteps (:meth:`~DiffusionFlow.grid_from_scheduler`)
+**Default grid and error control.** ``steps=N`` lays EDM's ``ρ = 7`` spacing in ``σ`` (Karras
+et al. 2022, eq. 5; :class:`~flowrestore.Karras`) from ``σ_max`` down to ``σ_min = 0``. It converges
+— the last positive point is ``σ_max N^{−7}``, so every solver keeps its declared order at
+``t = 0`` — which neither DDIM's uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive
+point stays at the smallest trained noise level). Measured on exact Gaussian models (``python -m
+benchmarks.diffusion_grids``, README): DDIM's timesteps (:meth:`~DiffusionFlow.grid_from_scheduler`)
 are more accurate at 5–20 evaluations, this grid at 50 with Midpoint and the multistep solver.
+A :class:`~flowrestore.PIController` without its own ``t_min`` stops the controlled part at
+``σ_stop = min(σ_0, sqrt(rtol)/10)`` (:meth:`DiffusionFlow.preferred_t_min`; landing error
+``O(σ_stop²)`` in the data's units).
 
-**Stochastic sampling.** :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same
-marginals (:class:`DiffusionSDE`), for the SDE solvers.
+**Clipped clean estimates** (``clip=``). Pixel-space checkpoints are usually sampled with the
+clean estimate clipped to the data range — diffusers' ``clip_sample``/``clip_sample_range``
+(:class:`ClipSample`) or Imagen's dynamic ``thresholding`` (:class:`DynamicThreshold`, Saharia et
+al. 2022). With ``clip`` the flow's ``D`` is the clipped estimate and its drift ``(x̄ − D)/t`` —
+still an ODE, and Euler on it is DDIM's step with ``ε`` re-derived from the clipped ``x₀``
+(diffusers' ``use_clipped_model_output=True``, GLIDE's rule). DDIM's *default* step keeps the
+model's ``ε`` next to the clipped ``x₀`` (``x̄_s = D_clip + σ_s ε̂``): that update depends on the
+step size beyond ``h·f(x̄, t)``, so no ODE solver reproduces it, and
+:meth:`~DiffusionFlow.grid_from_scheduler` says so instead of returning a grid that would differ.
+:meth:`~DiffusionFlow.from_diffusers` carries the checkpoint scheduler's setting into the flow.
 
-BIRD (Chihaoui, Lemkhenter & Favaro, NeurIPS 2024) inverts exactly this map through a few DDIM
-steps; :class:`flowrestore.BlindInversion` takes a :class:`DiffusionFlow` as it is.
+:meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same marginals
+(:class:`DiffusionSDE`). The flow and its SDE read no device value (the timestep lookup is a
+``searchsorted`` on a cached table): a step never waits for the host, and ``torch.compile``
+traces ``denoise`` whole. BIRD (Chihaoui et al., NeurIPS 2024) inverts this map through a few DDIM
+steps (:class:`flowrestore.BlindInversion`). Loading: :mod:`flowrestore.flows.diffusers_io`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from flowrestore.controllers import PIController
-from flowrestore.errors import ConfigError, FlowRestoreError, PredictorOutputError, describe
+from flowrestore.errors import ConfigError, MissingDependencyError, PredictorOutputError, describe
 from flowrestore.flows.base import SDE, ResidualFlow, batch_time, bcast, check_output
-from flowrestore.grids import Spacing
+from flowrestore.flows.diffusers_io import import_diffusers, load_checkpoint, scheduler_grid
+from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
+from flowrestore.grids import Karras, Spacing
 
 __all__ = [
     "PREDICTION_TYPES",
+    "ClipSample",
     "DiffusionFlow",
     "DiffusionSDE",
+    "DynamicThreshold",
     "Karras",
     "MissingDependencyError",
+    "import_diffusers",
 ]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-
-
-class MissingDependencyError(FlowRestoreError, ImportError):
-    """An optional dependency (diffusers) is not installed; the message names the extra."""
-
-
-def import_diffusers():
-    """Import diffusers lazily, or raise :class:`MissingDependencyError` naming the extra."""
-    try:
-        import diffusers
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "loading diffusers checkpoints needs the optional dependency diffusers: "
-            "pip install 'flowrestore[diffusers]'"
-        ) from exc
-    return diffusers
-
-
-@dataclass(frozen=True)
-class Karras(Spacing):
-    """EDM's spacing (Karras et al. 2022, eq. 5) in ``t = σ/σ_max``:
-    ``t_k = (t_0^{1/ρ} + (k/N)(t_end^{1/ρ} − t_0^{1/ρ}))^ρ``.
-
-    With ``t_min > 0`` (``σ_min/σ_max``) and a solve to ``t = 0``, the first ``N − 1`` steps go
-    from ``t_0`` to ``t_min`` and the last lands on 0 (EDM's grid; its last positive point does not
-    shrink with ``N``, so no solver converges past the landing error ``O(t_min²)``).
-    ``t_min = 0`` (default) is the same formula down to 0: ``t_k = t_0 (1 − k/N)^ρ``.
-    """
-
-    rho: float = 7.0
-    t_min: float = 0.0
-
-    def __post_init__(self):
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
-            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
-        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
-            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
-        if not 0 <= self.t_min < 1:
-            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
-
-    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
-        n, end = (steps - 1, self.t_min) if inner else (steps, t1)
-        u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
-        r = 1.0 / self.rho
-        grid = (t0**r + u * (end**r - t0**r)) ** self.rho
-        if inner:
-            grid = torch.cat([grid, torch.tensor([t1], dtype=torch.float64)])
-        grid[0], grid[-1] = t0, t1
-        return grid
 
 
 def _schedule(alphas_cumprod) -> Tensor:
@@ -161,6 +125,8 @@ class DiffusionFlow(ResidualFlow):
             non-integer); returns a tensor, an object with ``.sample`` or a tuple.
         alphas_cumprod: the trained schedule ``ᾱ_k``, ``k = 0 … T − 1``.
         prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"`` (``x_0``).
+        clip: ``None``, :class:`ClipSample` or :class:`DynamicThreshold`: the clean estimate is
+            clipped as the checkpoint's scheduler clips it (module docstring).
         clamp_timesteps: query the model only inside ``[0, T − 1]`` (module docstring).
         check_outputs: validate shape, dtype and device of every model output.
     """
@@ -171,6 +137,7 @@ class DiffusionFlow(ResidualFlow):
         *,
         alphas_cumprod,
         prediction_type: str = "epsilon",
+        clip: ClipSample | DynamicThreshold | None = None,
         clamp_timesteps: bool = False,
         check_outputs: bool = True,
     ):
@@ -183,9 +150,15 @@ class DiffusionFlow(ResidualFlow):
             )
         if not isinstance(clamp_timesteps, bool):
             raise ConfigError(f"clamp_timesteps must be a bool, got {describe(clamp_timesteps)}")
+        if clip is not None and not isinstance(clip, (ClipSample, DynamicThreshold)):
+            raise ConfigError(
+                f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
+                f"got {describe(clip)}"
+            )
         self.model = model
         self.alphas_cumprod = _schedule(alphas_cumprod)
         self.prediction_type = prediction_type
+        self.clip = clip
         self.clamp_timesteps = clamp_timesteps
         self.check_outputs = check_outputs
         abar = self.alphas_cumprod
@@ -200,9 +173,10 @@ class DiffusionFlow(ResidualFlow):
         return self.model
 
     def __repr__(self) -> str:
+        clip = "" if self.clip is None else f", clip={self.clip!r}"
         return (
             f"DiffusionFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
-            f"prediction_type={self.prediction_type!r}, sigma_max={self.sigma_max:.4g})"
+            f"prediction_type={self.prediction_type!r}{clip}, sigma_max={self.sigma_max:.4g})"
         )
 
     # ------------------------------------------------------------------ schedule
@@ -252,24 +226,18 @@ class DiffusionFlow(ResidualFlow):
         return x / math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)
 
     def default_spacing(self) -> Spacing:
-        """EDM's ``ρ = 7`` spacing in ``σ`` down to 0 (:class:`Karras`; module docstring)."""
+        """EDM's ``ρ = 7`` spacing in ``σ`` down to 0 (:class:`~flowrestore.Karras`)."""
         return Karras(rho=7.0)
 
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""
         return float(sigma) / self.sigma_max
 
-    def controller(self, *, rtol: float = 1e-3, atol: float = 1e-6, **options) -> PIController:
-        """A :class:`~flowrestore.PIController` whose ``t_min`` suits this flow's time scale.
-
-        The default ``t_min`` of a controller is a time of order ``sqrt(rtol)/10``; here the
-        landing error is ``O(σ_stop²)`` in the data's units and ``σ = t σ_max``, so the controlled
-        part stops at ``σ_stop = min(σ_0, sqrt(rtol)/10)`` instead (``σ_0`` = smallest trained).
-        """
-        if "t_min" not in options:
-            sigma0 = float(self.sigmas[0])
-            options["t_min"] = self.t_of_sigma(min(sigma0, math.sqrt(rtol) / 10))
-        return PIController(rtol=rtol, atol=atol, **options)
+    def preferred_t_min(self, rtol: float) -> float:
+        """Where error control should stop before the landing step: ``σ_stop = min(σ_0,
+        sqrt(rtol)/10)`` as a time (the landing error is ``O(σ_stop²)`` in the data's units and
+        ``σ = t σ_max``; ``σ_0`` = smallest trained level)."""
+        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 10))
 
     # ------------------------------------------------------------------ the model
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
@@ -280,8 +248,12 @@ class DiffusionFlow(ResidualFlow):
         return check_output("model", out, x) if self.check_outputs else out
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
-        """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀)."""
-        out = self.predict(t, x)
+        """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),
+        clipped by ``clip`` when set."""
+        d = self._unclipped(t, x, self.predict(t, x))
+        return d if self.clip is None else self.clip(d)
+
+    def _unclipped(self, t: Tensor, x: Tensor, out: Tensor) -> Tensor:
         sigma = bcast(batch_time(t, x) * self.sigma_max, x)
         if self.prediction_type == "epsilon":
             return x - sigma * out
@@ -291,8 +263,8 @@ class DiffusionFlow(ResidualFlow):
         return out
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
-        """``(x̄ − D)/t = σ_max ε̂``, without the division for ε and v models."""
-        if self.prediction_type == "sample":
+        """``(x̄ − D)/t = σ_max ε̂``, without the division for unclipped ε and v models."""
+        if self.prediction_type == "sample" or self.clip is not None:
             return super().velocity(t, x)
         out = self.predict(t, x)
         if self.prediction_type == "epsilon":
@@ -321,45 +293,25 @@ class DiffusionFlow(ResidualFlow):
             grid = torch.cat([grid, torch.tensor([last], dtype=torch.float64)])
         return grid.clamp(0.0, 1.0)
 
-    def grid_from_scheduler(self, scheduler, *, check: bool = True) -> Tensor:
+    def grid_from_scheduler(
+        self, scheduler, *, check: bool = True, use_clipped_model_output: bool = False
+    ) -> Tensor:
         """The grid of ``scheduler.timesteps`` (after ``set_timesteps``) plus its final step.
 
-        With a ``DDIMScheduler`` (``eta = 0``, ``clip_sample=False``) ``fr.solve(flow, fr.Euler(),
-        x_T, grid=flow.grid_from_scheduler(s))`` is its sampler. ``check`` refuses a DDIM schedule
+        With a ``DDIMScheduler`` (``eta = 0``) ``fr.solve(flow, fr.Euler(), x_T,
+        grid=flow.grid_from_scheduler(s))`` is its sampler. ``check`` refuses a DDIM schedule
         whose steps do not chain (``timestep − T // N`` is not the next timestep, e.g.
         ``"trailing"`` spacing with ``T % N ≠ 0``): no single grid reproduces those jumps.
+
+        A scheduler that clips the clean estimate (``clip_sample=True`` or ``thresholding=True``)
+        needs a flow with the same ``clip`` (:meth:`from_diffusers` carries it) and
+        ``use_clipped_model_output=True``: Euler reproduces DDIM's step with ``ε`` re-derived from
+        the clipped ``x₀``; its default step (the model's ``ε``) is no ODE step (module
+        docstring). Anything else is refused, naming the setting.
         """
-        timesteps = getattr(scheduler, "timesteps", None)
-        if timesteps is None or getattr(scheduler, "num_inference_steps", 1) is None:
-            raise ConfigError(
-                f"scheduler has no timesteps; call scheduler.set_timesteps(N) first, got "
-                f"{type(scheduler).__name__}"
-            )
-        theirs = getattr(scheduler, "alphas_cumprod", None)
-        if theirs is not None and not torch.allclose(
-            torch.as_tensor(theirs, dtype=torch.float64), self.alphas_cumprod, rtol=1e-5, atol=0
-        ):
-            raise ConfigError(
-                f"scheduler's alphas_cumprod (T={len(theirs)}) differs from the flow's "
-                f"(T={self.num_train_timesteps}): build the flow from this scheduler"
-            )
-        ts = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
-        final = getattr(scheduler, "final_alpha_cumprod", None)
-        final = 1.0 if final is None else float(final)
-        if check and type(scheduler).__name__ == "DDIMScheduler":
-            n = int(scheduler.num_inference_steps)
-            prev = ts - self.num_train_timesteps // n
-            nxt = torch.cat([ts[1:], torch.tensor([-1.0], dtype=torch.float64)])
-            bad = ((prev >= 0) | (nxt >= 0)) & (prev != nxt)
-            if bool(bad.any()):
-                k = int(bad.nonzero()[0])
-                raise ConfigError(
-                    f"this DDIMScheduler steps from timestep {int(ts[k])} to {int(prev[k])} but "
-                    f"its next step starts at {int(nxt[k])} (timestep_spacing="
-                    f"{scheduler.config.timestep_spacing!r}, {n} steps): no single grid "
-                    "reproduces it; use 'leading' or 'trailing' with T % N == 0, or check=False"
-                )
-        return self.grid_from_timesteps(ts, final_alpha_cumprod=final)
+        return scheduler_grid(
+            self, scheduler, check=check, use_clipped_model_output=use_clipped_model_output
+        )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -378,25 +330,18 @@ class DiffusionFlow(ResidualFlow):
         ``path_or_model``: a folder holding a ``UNet2DModel`` (``config.json`` and weights), a
         pipeline folder (``model_index.json`` with ``unet/`` and ``scheduler/``), a pipeline
         object (``.unet``, ``.scheduler``) or a model. Nothing is downloaded: a path must exist
-        (else :class:`ConfigError`) and is loaded with ``local_files_only=True``. The schedule
-        and prediction type come from ``scheduler`` — a scheduler object, a config dict, or a
-        path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler or a
-        ``scheduler_config.json`` beside the model (or in ``../scheduler``).
+        (else :class:`ConfigError`) and is loaded with ``local_files_only=True``. The schedule,
+        the prediction type and the clean-estimate clipping (``clip_sample``/``thresholding``,
+        unless ``clip=`` is given) come from ``scheduler`` — a scheduler object, a config dict,
+        or a path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler
+        or a ``scheduler_config.json`` beside the model (or in ``../scheduler``).
         """
-        model, found = _load_model(path_or_model, dtype)
-        scheduler = found if scheduler is None else scheduler
-        if scheduler is None:
-            raise ConfigError(
-                f"no scheduler found for {describe(path_or_model)}: pass scheduler= (a diffusers "
-                "scheduler, its config dict, or the path of its scheduler_config.json)"
-            )
-        abar, config = _schedule_from(scheduler)
-        ptype = prediction_type or config.get("prediction_type") or "epsilon"
-        if isinstance(model, torch.nn.Module):
-            if dtype is not None or device is not None:
-                model = model.to(device=device, dtype=dtype)
-            model = model.eval()
-        return cls(model, alphas_cumprod=abar, prediction_type=ptype, **flow_options)
+        found = load_checkpoint(path_or_model, scheduler, dtype=dtype, device=device)
+        ptype = prediction_type or found.config.get("prediction_type") or "epsilon"
+        flow_options.setdefault("clip", clip_from_config(found.config))
+        return cls(
+            found.model, alphas_cumprod=found.alphas_cumprod, prediction_type=ptype, **flow_options
+        )
 
 
 class DiffusionSDE(SDE):
@@ -450,78 +395,5 @@ class DiffusionSDE(SDE):
         return self.flow.from_state(x, t)
 
     def default_spacing(self) -> Spacing:
-        """The flow's grid (:class:`Karras`, ρ = 7, down to 0)."""
+        """The flow's grid (:class:`~flowrestore.Karras`, ρ = 7, down to 0)."""
         return self.flow.default_spacing()
-
-
-def _load_model(obj, dtype=None):
-    """``(model, scheduler or scheduler source or None)`` from a path, pipeline or model."""
-    if isinstance(obj, (str, os.PathLike)):
-        path = Path(obj).expanduser()
-        if not path.is_dir():
-            raise ConfigError(
-                f"path_or_model must be an existing local folder (from_diffusers never downloads "
-                f"from a hub; fetch the checkpoint first and pass its folder), got {str(obj)!r}"
-            )
-        if (path / "model_index.json").is_file():
-            unet, sched = path / "unet", path / "scheduler"
-        elif (path / "config.json").is_file():
-            unet = path
-            sched = next(
-                (
-                    p
-                    for p in (path / "scheduler_config.json", path.parent / "scheduler")
-                    if p.exists()
-                ),
-                None,
-            )
-        else:
-            raise ConfigError(
-                f"{str(obj)!r} is not a diffusers model folder (config.json) or pipeline folder "
-                "(model_index.json)"
-            )
-        name = json.loads((unet / "config.json").read_text()).get("_class_name")
-        if name != "UNet2DModel":
-            raise ConfigError(
-                f"from_diffusers loads a UNet2DModel; {str(unet)!r} holds a {name!r}: load it "
-                "yourself and pass DiffusionFlow(model, alphas_cumprod=...)"
-            )
-        diffusers = import_diffusers()
-        options = {"local_files_only": True, "low_cpu_mem_usage": False}
-        if dtype is not None:
-            options["torch_dtype"] = dtype
-        model = diffusers.UNet2DModel.from_pretrained(str(unet.resolve()), **options)
-        return model, sched
-    if hasattr(obj, "unet") and hasattr(obj, "scheduler"):
-        return obj.unet, obj.scheduler
-    if callable(obj):
-        return obj, None
-    raise ConfigError(
-        f"path_or_model must be a local folder, a pipeline or a model, got {describe(obj)}"
-    )
-
-
-def _schedule_from(scheduler) -> tuple[Tensor, dict]:
-    """``(alphas_cumprod, config)`` from a scheduler object, config dict or path."""
-    if isinstance(scheduler, (str, os.PathLike)):
-        path = Path(scheduler).expanduser()
-        if path.is_dir():
-            path = path / "scheduler_config.json"
-        if not path.is_file():
-            raise ConfigError(
-                f"scheduler must be a scheduler, a config dict or an existing local "
-                f"scheduler_config.json (or its folder), got {str(scheduler)!r}"
-            )
-        scheduler = json.loads(path.read_text())
-    if isinstance(scheduler, dict):
-        diffusers = import_diffusers()
-        kind = getattr(diffusers, str(scheduler.get("_class_name")), None)
-        kind = kind if hasattr(kind, "from_config") else diffusers.DDPMScheduler
-        scheduler = kind.from_config(scheduler)
-    abar = getattr(scheduler, "alphas_cumprod", None)
-    if abar is None:
-        raise ConfigError(
-            f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler), got "
-            f"{describe(scheduler)}"
-        )
-    return _schedule(abar), dict(getattr(scheduler, "config", {}) or {})

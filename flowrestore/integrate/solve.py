@@ -297,7 +297,7 @@ def _plan_controlled(flow, ctrl: PIController, t_span, t_end, save_at) -> Plan:
     lands = singular_end(flow, t1)
     t_stop = t1
     if lands:
-        t_stop = ctrl.resolved_t_min()
+        t_stop = ctrl.resolved_t_min(flow)
         if not abs(t0) > t_stop:
             raise ConfigError(f"t_min={t_stop} must lie inside the span ({t0}, {t1})")
     if save_at is None:
