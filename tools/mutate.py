@@ -250,6 +250,80 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    x = flow.from_state(x, plan.t1)",
         ["tests/diffusion/test_flow.py"],
     ),
+    # ---- issues 15/17 (dirac helper): Dirac's step, schedules/families, clipping, BIRD
+    "dirac-step-noise-scale": (
+        "flowrestore/solvers/dirac.py",
+        "bcast(dvar.abs().sqrt(), x) * z",
+        "bcast(dvar.abs().sqrt(), x) * z * 1.001",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "dirac-look-back-no-reflection": (
+        "flowrestore/solvers/dirac.py",
+        "        p = torch.where((p < 0) | (p > 1), 2 * t - p, p).clamp(0.0, 1.0)",
+        "        p = p.clamp(0.0, 1.0)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "callable-schedule-variance-fd": (
+        "flowrestore/schedules.py",
+        "        return ((self.value(hi) ** 2 - self.value(lo) ** 2) / dt).to(t.dtype)",
+        "        return ((self.value(hi) ** 2 - self.value(lo) ** 2) / (2 * dt)).to(t.dtype)",
+        ["tests/degradations/test_schedules.py"],
+    ),
+    "schedule-probe-allows-zero-sigma": (
+        "flowrestore/schedules.py",
+        "        bad |= ~(v > 0)",
+        "        bad |= ~(v >= 0)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "family-every-time-shared": (
+        "flowrestore/degradations/base.py",
+        "    return tt.shape[0] == 1 or tt.stride(0) == 0",
+        "    return True",
+        ["tests/degradations/test_families.py"],
+    ),
+    "clip-sample-fixed-range": (
+        "flowrestore/flows/estimates.py",
+        "        return x0.clamp(-self.range, self.range)",
+        "        return x0.clamp(-1.0, 1.0)",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
+    "dynamic-threshold-no-rescale": (
+        "flowrestore/flows/estimates.py",
+        "        return (torch.clamp(flat, -s, s) / s).reshape(x0.shape).to(x0.dtype)",
+        "        return torch.clamp(flat, -s, s).reshape(x0.shape).to(x0.dtype)",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
+    "diffusion-preferred-t-min": (
+        "flowrestore/flows/diffusion.py",
+        "        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 10))",
+        "        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 8))",
+        ["tests/diffusion/test_syncs.py"],
+    ),
+    "bird-final-solve-uncounted": (
+        "flowrestore/inversion/blind.py",
+        "            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows]).sum()),",
+        "            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows[:-1]]).sum()),",
+        ["tests/inversion/test_run_records.py"],
+    ),
+    "schedule-reads-its-time": (
+        "flowrestore/schedules.py",
+        "        return torch.exp((1 - t) * torch.log(s) + t * torch.log(e))",
+        "        assert bool((t <= 1).all())\n"
+        "        return torch.exp((1 - t) * torch.log(s) + t * torch.log(e))",
+        ["tests/dirac/test_syncs.py"],
+    ),
+    "blur-family-reads-its-width": (
+        "flowrestore/degradations/families.py",
+        "            w = self.width.value(tt[:1])",
+        "            w = self.width.value(tt[:1]) + 0 * float(tt[0])",
+        ["tests/dirac/test_syncs.py"],
+    ),
+    "diffusion-timestep-reads-sigma": (
+        "flowrestore/flows/diffusion.py",
+        "        mu = 2 * torch.log(sigma)\n",
+        "        mu = 2 * torch.log(sigma) + 0 * float(sigma.reshape(-1)[0])\n",
+        ["tests/diffusion/test_syncs.py"],
+    ),
 }
 
 
