@@ -264,13 +264,13 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/dirac/test_dirac_step.py"],
     ),
     "callable-schedule-variance-fd": (
-        "flowrestore/schedules.py",
+        "flowrestore/schedules/library.py",
         "        return ((self.value(hi) ** 2 - self.value(lo) ** 2) / dt).to(t.dtype)",
         "        return ((self.value(hi) ** 2 - self.value(lo) ** 2) / (2 * dt)).to(t.dtype)",
         ["tests/degradations/test_schedules.py"],
     ),
     "schedule-probe-allows-zero-sigma": (
-        "flowrestore/schedules.py",
+        "flowrestore/schedules/base.py",
         "        bad |= ~(v > 0)",
         "        bad |= ~(v >= 0)",
         ["tests/dirac/test_dirac_step.py"],
@@ -306,7 +306,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/inversion/test_run_records.py"],
     ),
     "schedule-reads-its-time": (
-        "flowrestore/schedules.py",
+        "flowrestore/schedules/library.py",
         "        return torch.exp((1 - t) * torch.log(s) + t * torch.log(e))",
         "        assert bool((t <= 1).all())\n"
         "        return torch.exp((1 - t) * torch.log(s) + t * torch.log(e))",

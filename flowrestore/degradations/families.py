@@ -37,7 +37,13 @@ from flowrestore.degradations.blur import (
 from flowrestore.degradations.inpainting import box_hole_mask, gaussian_hole_mask
 from flowrestore.degradations.resample import _check_factor, block_average
 from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.schedules import Linear, as_schedule, check_on_unit_interval
+from flowrestore.schedules import (
+    Linear,
+    as_schedule,
+    check_fd_step,
+    check_on_unit_interval,
+    difference_points,
+)
 
 __all__ = [
     "Family",
@@ -49,17 +55,6 @@ __all__ = [
     "DownsampleFamily",
     "DiagonalFamily",
 ]
-
-
-def _check_step(fd_step) -> float:
-    if isinstance(fd_step, bool) or not isinstance(fd_step, (int, float)) or not 0 < fd_step < 0.5:
-        raise ConfigError(f"fd_step must be a float in (0, 0.5), got {describe(fd_step)}")
-    return float(fd_step)
-
-
-def _fd_points(tt: torch.Tensor, h: float):
-    lo, hi = (tt - h).clamp_min(0), (tt + h).clamp_max(1)
-    return lo, hi, hi - lo
 
 
 class Family:
@@ -139,7 +134,12 @@ class FunctionFamily(Family):
     ):
         if not callable(fn):
             raise ConfigError(f"fn must be callable A(x, t), got {describe(fn)}")
-        self.fn, self._adj, self._deriv, self.h = fn, adjoint, time_derivative, _check_step(fd_step)
+        self.fn, self._adj, self._deriv, self.h = (
+            fn,
+            adjoint,
+            time_derivative,
+            check_fd_step(fd_step),
+        )
         self.linear = adjoint is not None
 
     def _apply(self, x, tt, scalar):
@@ -161,7 +161,7 @@ class FunctionFamily(Family):
     def _dt(self, x, tt):
         if self._deriv is not None:
             return self._deriv(x, tt)
-        lo, hi, dt = _fd_points(tt, self.h)
+        lo, hi, dt = difference_points(tt, self.h)
         return (self.fn(x, hi) - self.fn(x, lo)) / per_sample(dt, x)
 
 
@@ -185,7 +185,7 @@ class GaussianBlurFamily(LinearFamily):
     def __init__(
         self, *, width, kernel_size: int = 61, padding: str = "reflect", fd_step: float = 1e-4
     ):
-        self.width = as_schedule(width, name="width", fd_step=_check_step(fd_step))
+        self.width = as_schedule(width, name="width", fd_step=check_fd_step(fd_step))
         check_on_unit_interval(self.width, name="width", nonnegative=True)
         self.kernel_size = check_kernel_size(kernel_size)
         self.padding = check_padding(padding)
@@ -247,7 +247,7 @@ class InpaintingFamily(LinearFamily):
             raise ConfigError(f"shape must be 'gaussian' or 'box', got {describe(shape)}")
         if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
             raise ConfigError(f"power must be a float >= 1, got {describe(power)}")
-        self.h = _check_step(fd_step)
+        self.h = check_fd_step(fd_step)
         self.size = None if size is None else as_schedule(size, name="size", fd_step=self.h)
         if self.size is not None:
             check_on_unit_interval(self.size, name="size", nonnegative=True)
@@ -287,7 +287,7 @@ class InpaintingFamily(LinearFamily):
         if self.mask_fn is not None:
             if not derivative:
                 return self._user_mask(tt, h, w, b).to(x.dtype)
-            lo, hi, dt = _fd_points(tt, self.h)
+            lo, hi, dt = difference_points(tt, self.h)
             dm = self._user_mask(hi, h, w, b) - self._user_mask(lo, h, w, b)
             return dm.to(x.dtype) / dt.reshape(-1, 1, 1, 1)
         s = self.size.value(tt)
@@ -320,7 +320,7 @@ class DownsampleFamily(LinearFamily):
         self.amount = as_schedule(
             Linear(0.0, 1.0) if amount is None else amount,
             name="amount",
-            fd_step=_check_step(fd_step),
+            fd_step=check_fd_step(fd_step),
         )
 
     def _apply(self, x, tt, scalar):
@@ -349,7 +349,7 @@ class DiagonalFamily(LinearFamily):
             raise ConfigError(
                 f"derivative must be callable t -> d a/dt, got {describe(derivative)}"
             )
-        self.a, self.da, self.h = a, derivative, _check_step(fd_step)
+        self.a, self.da, self.h = a, derivative, check_fd_step(fd_step)
 
     def _shape(self, v, x, name):
         v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
@@ -373,6 +373,6 @@ class DiagonalFamily(LinearFamily):
     def _dt(self, x, tt):
         if self.da is not None:
             return self._shape(self.da(tt), x, "derivative") * x
-        lo, hi, dt = _fd_points(tt.double(), self.h)
+        lo, hi, dt = difference_points(tt.double(), self.h)
         d = self._shape(self.a(hi), x.double(), "a") - self._shape(self.a(lo), x.double(), "a")
         return (d / per_sample(dt, x)).to(x.dtype) * x

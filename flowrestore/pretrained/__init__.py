@@ -146,7 +146,8 @@ def _dirac_parts(meta):
 def flow_for(model, **kwargs):
     """The flow a predictor was trained for: ``InDIFlow(model)`` or ``DiracSDE(model, A, σ)``.
 
-    ``kwargs`` go to the flow (e.g. ``increment=`` or ``guidance=`` for Dirac).
+    ``kwargs`` go to the flow (e.g. ``guidance=`` for Dirac; the step's ``increment=`` is
+    ``DiracStep``'s).
     """
     meta = _meta(model)
     if meta["method"] == "indi":
