@@ -20,18 +20,21 @@ from flowrestore.errors import (
     ShapeError,
     StepSizeUnderflowError,
 )
-from flowrestore.flows import (
+from flowrestore.flows import (  # noqa: E402
     ODE,
     SDE,
+    DenoiserFlow,
     DiffusionFlow,
     DiffusionSDE,
     DiracSDE,
     Flow,
+    FlowMatchingFlow,
     InDIFlow,
     Karras,
     ODEFlow,
     ResidualFlow,
     SDEFlow,
+    Shifted,
 )
 from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
@@ -140,6 +143,9 @@ __all__ = [
     "Torchdiffeq",
     "Torchsde",
     "Uniform",
+    "DenoiserFlow",
+    "FlowMatchingFlow",
+    "Shifted",
     "degradations",
     "inversion",
     "check_endpoint",

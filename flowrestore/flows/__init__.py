@@ -2,24 +2,29 @@
 reverse SDE, generic ODE/SDE flows)."""
 
 from flowrestore.flows.base import ODE, SDE, Flow, ResidualFlow, batch_time, bcast
+from flowrestore.flows.denoiser import DenoiserFlow
 from flowrestore.flows.diffusion import DiffusionFlow, DiffusionSDE, Karras
 from flowrestore.flows.dirac import DiracEstimate, DiracSDE
+from flowrestore.flows.flow_matching import FlowMatchingFlow, Shifted
 from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
 
 __all__ = [
     "ODE",
     "SDE",
+    "DenoiserFlow",
     "DiracEstimate",
     "DiffusionFlow",
     "DiffusionSDE",
     "DiracSDE",
     "Flow",
+    "FlowMatchingFlow",
     "InDIFlow",
     "Karras",
     "ODEFlow",
     "ResidualFlow",
     "SDEFlow",
+    "Shifted",
     "batch_time",
     "bcast",
 ]
