@@ -24,11 +24,13 @@ from flowrestore.flows import (  # noqa: E402
     ODE,
     SDE,
     DenoiserFlow,
+    DiffPIRFlow,
     DiffusionFlow,
     DiffusionSDE,
     DiracSDE,
     Flow,
     FlowMatchingFlow,
+    GuidedFlow,
     InDIFlow,
     Karras,
     ODEFlow,
@@ -36,20 +38,24 @@ from flowrestore.flows import (  # noqa: E402
     SDEFlow,
     Shifted,
 )
+from flowrestore.flows.spectral import IncompatibleOperatorError  # noqa: E402
 from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
-from flowrestore.solvers import (
+from flowrestore.solvers import (  # noqa: E402
     RK4,
     SRA1,
     Bosh3,
     ButcherTableau,
     ColdDiffusionSampler,
     Context,
+    DDRMStep,
+    DiffPIRStep,
     DiracStep,
     Dopri5,
+    DPSStep,
     EmbeddedRK,
     Euler,
     EulerMaruyama,
@@ -143,8 +149,14 @@ __all__ = [
     "Torchdiffeq",
     "Torchsde",
     "Uniform",
+    "DDRMStep",
+    "DPSStep",
     "DenoiserFlow",
+    "DiffPIRFlow",
+    "DiffPIRStep",
     "FlowMatchingFlow",
+    "GuidedFlow",
+    "IncompatibleOperatorError",
     "Shifted",
     "degradations",
     "inversion",

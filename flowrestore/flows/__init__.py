@@ -6,6 +6,7 @@ from flowrestore.flows.denoiser import DenoiserFlow
 from flowrestore.flows.diffusion import DiffusionFlow, DiffusionSDE, Karras
 from flowrestore.flows.dirac import DiracEstimate, DiracSDE
 from flowrestore.flows.flow_matching import FlowMatchingFlow, Shifted
+from flowrestore.flows.guided import DiffPIRFlow, GuidedFlow
 from flowrestore.flows.indi import InDIFlow
 from flowrestore.flows.ode import ODEFlow, SDEFlow
 
@@ -13,12 +14,14 @@ __all__ = [
     "ODE",
     "SDE",
     "DenoiserFlow",
+    "DiffPIRFlow",
     "DiracEstimate",
     "DiffusionFlow",
     "DiffusionSDE",
     "DiracSDE",
     "Flow",
     "FlowMatchingFlow",
+    "GuidedFlow",
     "InDIFlow",
     "Karras",
     "ODEFlow",

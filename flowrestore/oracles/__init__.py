@@ -10,7 +10,9 @@ They are the ground truth for the solver tests, examples and benchmarks (docs/ma
   schedule, a ``model(x, timestep)`` for :class:`~flowrestore.DiffusionFlow` (docs/math.md §8);
 - :class:`GaussianFlowMatchingOracle` / :class:`GaussianDenoiserOracle` — the exact rectified-flow
   velocity and EDM denoiser of a Gaussian prior, for :class:`~flowrestore.FlowMatchingFlow` and
-  :class:`~flowrestore.DenoiserFlow` (docs/math.md §9).
+  :class:`~flowrestore.DenoiserFlow` (docs/math.md §9);
+- :class:`LinearGaussianPosterior` — the closed-form posterior of a Gaussian prior under a linear
+  measurement diagonal in a known basis, the ground truth of guided restoration (docs/math.md §10).
 
 The first three expose ``posterior_mean(x_t, t)`` (also as ``.predictor`` and ``__call__``), usable
 directly as a clean-image predictor, e.g. ``fr.InDIFlow(oracle.posterior_mean)``; the diffusion
@@ -22,6 +24,7 @@ from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFl
 from flowrestore.oracles.gaussian import GaussianOracle
 from flowrestore.oracles.generative import GaussianGenerativeOracle
 from flowrestore.oracles.mixture import DiracMixture
+from flowrestore.oracles.posterior import LinearGaussianPosterior
 
 __all__ = [
     "DiracMixture",
@@ -30,4 +33,5 @@ __all__ = [
     "GaussianFlowMatchingOracle",
     "GaussianGenerativeOracle",
     "GaussianOracle",
+    "LinearGaussianPosterior",
 ]
