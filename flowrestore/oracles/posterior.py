@@ -140,7 +140,8 @@ class LinearGaussianPosterior:
         var0 = float(self.std.flatten()[0]) ** 2
         den = sy2 + h.abs() ** 2 * var0
         den = torch.where(den > 0, den, torch.ones_like(den))
-        spec = torch.fft.fft2(c) + var0 * h.conj() * (torch.fft.fft2(y) - h * torch.fft.fft2(c)) / den
+        c_hat = torch.fft.fft2(c)
+        spec = c_hat + var0 * h.conj() * (torch.fft.fft2(y) - h * c_hat) / den
         return torch.fft.ifft2(spec).real.to(y.dtype)
 
     def posterior_var(self) -> Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 import flowrestore as fr
-from flowrestore.degradations import Downsample, GaussianBlur, Inpainting
+from flowrestore.degradations import Blur, Downsample, GaussianBlur, Inpainting
 from flowrestore.oracles import (
     GaussianDenoiserOracle,
     GaussianDiffusionOracle,
@@ -33,6 +33,12 @@ def operators(shape=SHAPE):
     }
 
 
+def skewed_blur(shape=SHAPE):
+    """A circular blur by an asymmetric 3×5 kernel (it tells correlation from convolution)."""
+    k = torch.rand(3, 5, generator=torch.Generator().manual_seed(3), dtype=F64)
+    return Blur(k / k.sum(), padding="circular")
+
+
 def dense(fn, shape) -> torch.Tensor:
     """The matrix of a linear map on images of ``shape`` (columns: images of basis vectors)."""
     n = int(torch.tensor(shape).prod())
@@ -50,11 +56,11 @@ def posterior(name: str, operator, *, mean, std, noise_std, shape=SHAPE):
         return LinearGaussianPosterior.block_average(
             mean=mean, std=std, factor=operator.factor, noise_std=noise_std, event_shape=shape
         )
-    kernel = operator.kernel(dtype=F64)
+    kernel = operator.kernel if isinstance(operator, Blur) else operator.kernel(dtype=F64)
+    kernel = kernel if kernel.dim() == 2 else kernel[:, None] * kernel[None, :]
     return LinearGaussianPosterior.circular_blur(
-        mean=mean, std=std, kernel=kernel[:, None] * kernel[None, :], noise_std=noise_std,
-        event_shape=shape,
-    )  # fmt: skip
+        mean=mean, std=std, kernel=kernel, noise_std=noise_std, event_shape=shape
+    )
 
 
 def prior(name: str, shape=SHAPE, seed=0):
@@ -62,7 +68,7 @@ def prior(name: str, shape=SHAPE, seed=0):
     on 2×2 blocks (downsampling), one std (blur); random means."""
     g = torch.Generator().manual_seed(seed)
     mean = 0.5 * torch.randn(shape, generator=g, dtype=F64)
-    if name == "inpainting":
+    if name == "inpainting":  # (any other name: a circular blur)
         std = 0.2 + 0.6 * torch.rand(shape, generator=g, dtype=F64)
     elif name == "downsample":
         blocks = 0.2 + 0.6 * torch.rand(shape[0], shape[1] // 2, shape[2] // 2, generator=g)
