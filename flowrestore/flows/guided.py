@@ -32,7 +32,12 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast
 from flowrestore.flows.diffusion import DiffusionFlow
-from flowrestore.flows.spectral import IncompatibleOperatorError, SpectralForm, spectral_form
+from flowrestore.flows.spectral import (
+    IncompatibleOperatorError,
+    SpectralForm,
+    nonzero,
+    spectral_form,
+)
 
 __all__ = ["DiffPIRFlow", "GuidedFlow", "IncompatibleOperatorError"]
 
@@ -193,7 +198,7 @@ class DiffPIRFlow(GuidedFlow, ResidualFlow):
         s = form.singular_values(x0)
         yu = form.project_measurement(self.measurement_for(x0), x0)
         rho = bcast(batch_time(self.rho(t), x0), x0)
-        return form.from_spectral(d + s * (yu - s * d) / (s * s + rho).clamp_min(1e-300))
+        return form.from_spectral(d + s * (yu - s * d) / nonzero(s * s + rho))
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The proximal estimate ``x̂_0`` around the model's ``D(x, t)``."""

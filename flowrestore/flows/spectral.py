@@ -33,7 +33,13 @@ from torch import Tensor
 from flowrestore.degradations import Blur, Diagonal, Downsample, GaussianBlur, Identity
 from flowrestore.errors import FlowRestoreError, ShapeError
 
-__all__ = ["IncompatibleOperatorError", "SpectralForm", "spectral_form"]
+__all__ = ["IncompatibleOperatorError", "SpectralForm", "nonzero", "spectral_form"]
+
+
+def nonzero(v: Tensor) -> Tensor:
+    """``v`` with its zeros replaced by 1: a divisor for terms that are 0 where ``v`` is (in any
+    dtype, unlike a clamp to a tiny constant that underflows in float32)."""
+    return torch.where(v > 0, v, torch.ones_like(v))
 
 
 class IncompatibleOperatorError(FlowRestoreError, TypeError):
@@ -75,15 +81,19 @@ class DiagonalForm(SpectralForm):
         return torch.as_tensor(self.operator._scale_for(x), dtype=x.dtype, device=x.device)
 
     def to_spectral(self, x):
+        """``Vᵀ x = x``."""
         return x
 
     def from_spectral(self, c):
+        """``V c = c``."""
         return c
 
     def singular_values(self, x):
+        """``|d|``."""
         return self._d(x).abs()
 
     def project_measurement(self, y, x):
+        """``sign(d) y``."""
         return torch.sign(self._d(x)) * y
 
 
@@ -110,11 +120,13 @@ class BlockAverageForm(SpectralForm):
         return dct_matrix(self.operator.factor, dtype=x.dtype, device=x.device)
 
     def to_spectral(self, x):
+        """The 2-D DCT-II of each ``f × f`` block, in place."""
         m = self._m(x)
         c = torch.einsum("ka,...iajb,lb->...ikjl", m, self._blocks(x), m)
         return c.reshape(x.shape)
 
     def from_spectral(self, c):
+        """The inverse DCT of each block."""
         m = self._m(c)
         x = torch.einsum("ka,...ikjl,lb->...iajb", m, self._blocks(c), m)
         return x.reshape(c.shape)
@@ -127,9 +139,11 @@ class BlockAverageForm(SpectralForm):
         return mask.reshape(h, w)
 
     def singular_values(self, x):
+        """``1/f`` on each block's DC coefficient, 0 elsewhere."""
         return self._dc(x) / self.operator.factor
 
     def project_measurement(self, y, x):
+        """Each block mean of ``y`` on its block's DC coefficient."""
         f = self.operator.factor
         up = y.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
         return up * self._dc(x)
@@ -152,17 +166,22 @@ class CircularBlurForm(SpectralForm):
         return self._cache[key]
 
     def to_spectral(self, x):
+        """The unitary 2-D DFT."""
         return torch.fft.fft2(x, norm="ortho")
 
     def from_spectral(self, c):
+        """The inverse unitary DFT (real part)."""
         return torch.fft.ifft2(c, norm="ortho").real
 
     def singular_values(self, x):
+        """``|Ĥ|`` per frequency."""
         return self._transfer(x).abs()
 
     def project_measurement(self, y, x):
+        """``(Ĥ*/|Ĥ|) DFT(y)``."""
         h = self._transfer(x)
-        phase = torch.where(h.abs() > 0, h.conj() / h.abs().clamp_min(1e-300), torch.zeros_like(h))
+        mag = h.abs()
+        phase = torch.where(mag > 0, h.conj() / nonzero(mag), torch.zeros_like(h))
         return phase * torch.fft.fft2(y, norm="ortho")
 
 

@@ -38,6 +38,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow, bcast
 from flowrestore.flows.guided import DiffPIRFlow, GuidedFlow
+from flowrestore.flows.spectral import nonzero
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import CONSISTENCY_RECORD
 
@@ -151,7 +152,7 @@ class DDRMStep(_GuidedStep):
         form = flow.spectral("DDRM")
         sv = form.singular_values(x)
         yu = form.project_measurement(flow.measurement_for(x), x)
-        ybar = torch.where(sv > 0, yu / sv.clamp_min(1e-300), torch.zeros_like(yu))
+        ybar = torch.where(sv > 0, yu / nonzero(sv), torch.zeros_like(yu))
         return form, sv, yu, ybar
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
@@ -162,7 +163,7 @@ class DDRMStep(_GuidedStep):
         z = form.to_spectral(ctx.noise.normal(x_start, ctx.index))
         sy = flow.noise_std
         strong = (sv > 0) & (sv * sigma >= sy * alpha)
-        std = (sigma**2 - (alpha * sy / sv.clamp_min(1e-300)) ** 2).clamp_min(0).sqrt()
+        std = (sigma**2 - (alpha * sy / nonzero(sv)) ** 2).clamp_min(0).sqrt()
         c = torch.where(strong, alpha * ybar + std * z, form.to_spectral(x_start))
         return form.from_spectral(c), None
 
@@ -176,8 +177,8 @@ class DDRMStep(_GuidedStep):
         sy = flow.noise_std
         keep, noise = math.sqrt(1 - self.eta**2), self.eta * ss * z
         unobserved = as_ * d + keep * ss * (c - at * d) / st + noise
-        weak = as_ * d + keep * ss * (yu - sv * d) / max(sy, 1e-300) + noise
-        std = (ss * ss - (as_ * self.eta_b * sy / sv.clamp_min(1e-300)) ** 2).clamp_min(0).sqrt()
+        weak = as_ * d + keep * ss * (yu - sv * d) / (sy or 1.0) + noise  # used only if σ_y > 0
+        std = (ss * ss - (as_ * self.eta_b * sy / nonzero(sv)) ** 2).clamp_min(0).sqrt()
         strong = as_ * ((1 - self.eta_b) * d + self.eta_b * ybar) + std * z
         is_weak = (sv > 0) & (sv * ss < sy * as_)
         c_next = torch.where(sv > 0, torch.where(is_weak, weak, strong), unobserved)

@@ -56,11 +56,11 @@ def _chain_moments(form, op, mean, std, y, grid, coef, start_var, eta, eta_b, sy
         is_weak = sv * ss < sy * as_
         return torch.where(sv > 0, torch.where(is_weak, weak, strong), unobserved)
 
-    a1, s1 = coef(1.0)  # eq. 7: observed coefficients above the noise level start around ȳ
-    strong = (sv > 0) & (sv * s1 >= sy * a1)
-    std1 = math.sqrt(s1 * s1) if a1 == 0 else (s1 * s1 - (a1 * sy / sv.clamp_min(1e-300)) ** 2)
+    a1, s1 = coef(float(grid[0]))  # eq. 7: observed coefficients above the noise level
+    strong = (sv > 0) & (sv * s1 >= sy * a1)  # start around ȳ, the others keep x_start
+    var1 = (s1 * s1 - (a1 * sy / sv.clamp_min(1e-300)) ** 2).clamp_min(0)
     m = torch.where(strong, a1 * ybar, torch.zeros_like(yu))
-    v = torch.where(strong, torch.as_tensor(std1, dtype=F64).clamp_min(0), start_var + 0 * sv)
+    v = torch.where(strong, var1, start_var + 0 * sv)
     zero, one = torch.zeros_like(yu), torch.ones_like(yu)
     for t, s in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
         b = update(zero, zero, t, s)
@@ -70,25 +70,31 @@ def _chain_moments(form, op, mean, std, y, grid, coef, start_var, eta, eta_b, sy
 
 
 @pytest.mark.parametrize(
-    ("op_name", "model_name", "eta"),
-    [("inpainting", "flow_matching", 0.85), ("downsample", "flow_matching", 0.5),
-     ("blur", "flow_matching", 0.85), ("inpainting", "denoiser", 1.0)],
+    ("op_name", "model_name", "eta", "sigma_start"),
+    [("inpainting", "flow_matching", 0.85, None), ("downsample", "flow_matching", 0.5, None),
+     ("blur", "flow_matching", 0.85, None), ("inpainting", "denoiser", 1.0, None),
+     ("inpainting", "denoiser", 0.85, 0.15)],
 )  # fmt: skip
-def test_output_law_is_the_papers_chain(op_name, model_name, eta):
+def test_output_law_is_the_papers_chain(op_name, model_name, eta, sigma_start):
+    """From t = 1, or from the noise level ``sigma_start`` (there eq. 7's variance
+    ``σ² − σ_y²/s²`` differs from ``σ²``: 0.0125 against 0.0225)."""
     op, n, steps, eta_b = operators()[op_name], 4000, 12, 0.8
     mean, std = prior(op_name)
     oracle = posterior(op_name, op, mean=mean, std=std, noise_std=SIGMA_Y)
     _, y = oracle.sample(1, generator=torch.Generator().manual_seed(7))
     model = model_flows(mean, std)[model_name]
     flow = fr.GuidedFlow(model, op, y, noise_std=SIGMA_Y)
-    sol = fr.solve(
-        flow, fr.DDRMStep(eta=eta, eta_b=eta_b), start(model_name, n, 3), steps=steps,
-        generator=torch.Generator().manual_seed(1),
-    )  # fmt: skip
-    form = spectral_form(op)
-    grid = model.default_spacing()(steps, 1.0, 0.0)
     coef, start_var = COEFFICIENTS[model_name]
-    m, v = _chain_moments(form, op, mean, std, y, grid, coef, start_var(), eta, eta_b, SIGMA_Y)
+    x_start, var0 = start(model_name, n, 3), start_var()
+    t0 = 1.0
+    if sigma_start is not None:  # a solve from a low noise level: 4 steps from σ = sigma_start
+        t0, steps, var0 = sigma_start / 80.0, 4, sigma_start**2
+        x_start = x_start / 80.0 * sigma_start
+    grid = model.default_spacing()(steps, t0, 0.0)
+    sol = fr.solve(flow, fr.DDRMStep(eta=eta, eta_b=eta_b), x_start, grid=grid,
+                   generator=torch.Generator().manual_seed(1))  # fmt: skip
+    form = spectral_form(op)
+    m, v = _chain_moments(form, op, mean, std, y, grid, coef, var0, eta, eta_b, SIGMA_Y)
     c = form.to_spectral(sol.x)
     em = c.mean(0, keepdim=True)
     ev = (c - em).abs().pow(2).mean(0, keepdim=True)

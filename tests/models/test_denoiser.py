@@ -1,4 +1,4 @@
-"""DenoiserFlow against k-diffusion's samplers and EDM's Algorithm 1, and its orders (docs/math.md §9).
+"""DenoiserFlow against k-diffusion's samplers and EDM's Algorithm 1, and its orders (math.md §9).
 
 The reference loops below are k-diffusion's ``sample_euler`` / ``sample_heun`` (``s_churn = 0``)
 and ``get_sigmas_karras``, written out from ``k_diffusion/sampling.py``: ``to_d(x, σ, D) =
