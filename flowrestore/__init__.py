@@ -21,34 +21,43 @@ from flowrestore.errors import (
     ShapeError,
     StepSizeUnderflowError,
 )
-from flowrestore.flows import (
+from flowrestore.flows import (  # noqa: E402
     ODE,
     SDE,
     ClipSample,
+    DenoiserFlow,
+    DiffPIRFlow,
     DiffusionFlow,
     DiffusionSDE,
     DiracSDE,
     DynamicThreshold,
     Flow,
+    FlowMatchingFlow,
+    GuidedFlow,
     InDIFlow,
     ODEFlow,
     ResidualFlow,
     SDEFlow,
+    Shifted,
 )
+from flowrestore.flows.spectral import IncompatibleOperatorError  # noqa: E402
 from flowrestore.grids import Fitted, Karras, Power, Spacing, StartRefined, Uniform
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
-from flowrestore.solvers import (
+from flowrestore.solvers import (  # noqa: E402
     RK4,
     SRA1,
     Bosh3,
     ButcherTableau,
     ColdDiffusionSampler,
     Context,
+    DDRMStep,
+    DiffPIRStep,
     DiracStep,
     Dopri5,
+    DPSStep,
     EmbeddedRK,
     Euler,
     EulerMaruyama,
@@ -145,6 +154,15 @@ __all__ = [
     "Torchdiffeq",
     "Torchsde",
     "Uniform",
+    "DDRMStep",
+    "DPSStep",
+    "DenoiserFlow",
+    "DiffPIRFlow",
+    "DiffPIRStep",
+    "FlowMatchingFlow",
+    "GuidedFlow",
+    "IncompatibleOperatorError",
+    "Shifted",
     "degradations",
     "inversion",
     "check_endpoint",

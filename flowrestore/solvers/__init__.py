@@ -6,6 +6,7 @@ torchsde. Subclass :class:`Solver` (or :class:`ExplicitRK`, :class:`RestorationS
 from flowrestore.solvers.adapters import Torchdiffeq
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import DiracStep
+from flowrestore.solvers.guided import DDRMStep, DiffPIRStep, DPSStep
 from flowrestore.solvers.indi import (
     ColdDiffusionSampler,
     InDISampler,
@@ -35,6 +36,9 @@ __all__ = [
     "ButcherTableau",
     "ColdDiffusionSampler",
     "Context",
+    "DDRMStep",
+    "DPSStep",
+    "DiffPIRStep",
     "DiracStep",
     "Dopri5",
     "EmbeddedRK",

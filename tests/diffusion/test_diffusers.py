@@ -15,8 +15,7 @@ import pytest
 import torch
 
 import flowrestore as fr
-from flowrestore.errors import ConfigError
-from flowrestore.flows.diffusion import MissingDependencyError
+from flowrestore.errors import ConfigError, MissingDependencyError
 
 from .helpers import F64, PREDICTION_TYPES
 
