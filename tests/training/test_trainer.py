@@ -5,9 +5,9 @@ import torch
 
 from flowrestore.errors import ConfigError
 from flowrestore.training.checkpoint import load_checkpoint, load_predictor
+from flowrestore.training.cli import config_from_args, main
 from flowrestore.training.data import PatchDataset, make_degradation, training_images
 from flowrestore.training.losses import indi_loss
-from flowrestore.training.cli import config_from_args, main
 from flowrestore.training.trainer import TrainConfig, train
 
 TINY = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1}
