@@ -4,149 +4,93 @@ The public API is flat::
 
     import flowrestore as fr
     sol = fr.solve(fr.InDIFlow(predictor), fr.Heun(), y, steps=10)
+
+Names load on first use: ``import flowrestore`` itself imports nothing heavy (no torch), so the
+command line answers ``--help`` at once. A new export is its name in ``_EXPORTS`` (``__all__`` is
+built from it).
 """
 
-from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
-from flowrestore.controllers import FixedGrid, PIController, StepController
-from flowrestore.diagnostics import EndpointReport, check_endpoint
-from flowrestore.errors import (
-    ConfigError,
-    FlowRestoreError,
-    GridError,
-    IncompatibleSolverError,
-    MaxStepsReachedError,
-    NonFiniteError,
-    PredictorOutputError,
-    ShapeError,
-    StepSizeUnderflowError,
-)
-from flowrestore.flows import (
-    ODE,
-    SDE,
-    DiffusionFlow,
-    DiffusionSDE,
-    DiracSDE,
-    Flow,
-    InDIFlow,
-    Karras,
-    ODEFlow,
-    ResidualFlow,
-    SDEFlow,
-)
-from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
-from flowrestore.integrate import Solution, Stats, StepContext, solve
-from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
-from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
-from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
-from flowrestore.solvers import (
-    RK4,
-    SRA1,
-    Bosh3,
-    ButcherTableau,
-    ColdDiffusionSampler,
-    Context,
-    DiracStep,
-    Dopri5,
-    EmbeddedRK,
-    Euler,
-    EulerMaruyama,
-    ExplicitRK,
-    Heun,
-    InDISampler,
-    Midpoint,
-    NaiveSampler,
-    RestorationSampler,
-    SDESolver,
-    SemiLinearMultistep,
-    Solver,
-    StepResult,
-    Torchdiffeq,
-    Torchsde,
-)
+import importlib
+
+# Where each public name lives. Names are imported on first use (PEP 562), so that
+# ``import flowrestore`` and the command line's --help do not import torch.
+_SUBMODULES = ("degradations", "inversion", "metrics", "oracles", "schedules", "training")
+_EXPORTS = {
+    "flowrestore.controllers": ("FixedGrid", "PIController", "StepController"),
+    "flowrestore.diagnostics": ("EndpointReport", "check_endpoint"),
+    "flowrestore.errors": (
+        "ConfigError",
+        "FlowRestoreError",
+        "GridError",
+        "IncompatibleSolverError",
+        "MaxStepsReachedError",
+        "NonFiniteError",
+        "PredictorOutputError",
+        "ShapeError",
+        "StepSizeUnderflowError",
+    ),
+    "flowrestore.flows": (
+        "ODE",
+        "SDE",
+        "DiffusionFlow",
+        "DiffusionSDE",
+        "DiracSDE",
+        "Flow",
+        "InDIFlow",
+        "Karras",
+        "ODEFlow",
+        "ResidualFlow",
+        "SDEFlow",
+    ),
+    "flowrestore.grids": ("Fitted", "Power", "Spacing", "StartRefined", "Uniform"),
+    "flowrestore.integrate": ("Solution", "Stats", "StepContext", "solve"),
+    "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
+    "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
+    "flowrestore.pretrained": ("list_pretrained", "pretrained"),
+    "flowrestore.solvers": (
+        "RK4",
+        "SRA1",
+        "Bosh3",
+        "ButcherTableau",
+        "ColdDiffusionSampler",
+        "Context",
+        "DiracStep",
+        "Dopri5",
+        "EmbeddedRK",
+        "Euler",
+        "EulerMaruyama",
+        "ExplicitRK",
+        "Heun",
+        "InDISampler",
+        "Midpoint",
+        "NaiveSampler",
+        "RestorationSampler",
+        "SDESolver",
+        "SemiLinearMultistep",
+        "Solver",
+        "StepResult",
+        "Torchdiffeq",
+        "Torchsde",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name):
-    # ``fr.training`` is imported on first use: it pulls in the U-Net, data and trainer modules.
-    if name == "training":
-        import importlib
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"flowrestore.{name}")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module("flowrestore.training")
-    raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ODE",
-    "RK4",
-    "SDE",
-    "SRA1",
-    "BlindInversion",
-    "BlindOperator",
-    "Bosh3",
-    "BrownianIncrements",
-    "ButcherTableau",
-    "ColdDiffusionSampler",
-    "ConfigError",
-    "Context",
-    "DiffusionFlow",
-    "DiffusionSDE",
-    "DiracSDE",
-    "DiracStep",
-    "Dopri5",
-    "EmbeddedRK",
-    "EndpointReport",
-    "Euler",
-    "EulerMaruyama",
-    "ExplicitRK",
-    "Fitted",
-    "FixedGrid",
-    "Flow",
-    "FlowRestoreError",
-    "GeneratorNoise",
-    "GridError",
-    "Heun",
-    "InDIFlow",
-    "InDISampler",
-    "IncompatibleSolverError",
-    "InversionResult",
-    "Karras",
-    "MaxStepsReachedError",
-    "Midpoint",
-    "NaiveSampler",
-    "NoiseSource",
-    "NonFiniteError",
-    "ODEFlow",
-    "PIController",
-    "Param",
-    "PerSampleNoise",
-    "Power",
-    "PredictorOutputError",
-    "ResidualFlow",
-    "RestorationSampler",
-    "SDEFlow",
-    "SDESolver",
-    "SemiLinearMultistep",
-    "ShapeError",
-    "Solution",
-    "Solver",
-    "Spacing",
-    "StartRefined",
-    "Stats",
-    "StepContext",
-    "StepController",
-    "StepResult",
-    "StepSizeUnderflowError",
-    "Torchdiffeq",
-    "Torchsde",
-    "Uniform",
-    "degradations",
-    "inversion",
-    "check_endpoint",
-    "list_pretrained",
-    "metrics",
-    "oracles",
-    "pretrained",
-    "schedules",
-    "solve",
-]
+__all__ = sorted([*_WHERE, *(m for m in _SUBMODULES if m != "training")])

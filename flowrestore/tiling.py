@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.flows import Flow
 
 __all__ = [
     "TilePlan",
@@ -54,6 +55,7 @@ __all__ = [
     "axis_spans",
     "axis_weights",
     "receptive_radius",
+    "network_multiple",
     "activation_bytes_per_pixel",
     "default_budget",
     "restore_tiled",
@@ -181,26 +183,60 @@ class TilePlan:
 _RADIUS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _network(model):
+    """The network of a flow (:attr:`Flow.network`), or ``model`` itself."""
+    return model.network if isinstance(model, Flow) else model
+
+
+def _evaluator(model):
+    """``f(x, t)``: a flow's clean estimate ``flow.denoise(t, x)`` (any network's convention: a
+    diffusers model returns an object with ``.sample``), or a predictor ``model(x, t)``."""
+    if isinstance(model, Flow):
+        return lambda x, t: model.denoise(t, x)
+    return model
+
+
+def network_multiple(model) -> int:
+    """The size tile origins are aligned to: the network's ``multiple`` attribute (the shipped
+    U-Net: 4), or for a diffusers U-Net (``config.block_out_channels``) its down-sampling factor
+    ``2 ** (levels − 1)``; else 1."""
+    net = _network(model)
+    m = getattr(net, "multiple", None)
+    if isinstance(m, int) and not isinstance(m, bool) and m >= 1:
+        return m
+    channels = getattr(getattr(net, "config", None), "get", lambda k, d=None: d)(
+        "block_out_channels"
+    )
+    if isinstance(channels, (list, tuple)) and channels:
+        return 2 ** (len(channels) - 1)
+    return 1
+
+
 def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None) -> int:
-    """Receptive-field radius (pixels) of ``model(x, t)``, measured from its input gradient.
+    """Receptive-field radius (pixels) of a flow's clean estimate (or of ``model(x, t)``),
+    measured from its input gradient.
 
     The gradient of a ``multiple``×``multiple`` block of central output pixels is non-zero exactly
     on the inputs they depend on; the radius is how far that support reaches beyond the block.
-    The probe grows until the support stays inside it (at most 1024 px). Cached per model.
+    The probe grows until the support stays inside it (at most 1024 px). Cached per network.
+    A flow is probed through :meth:`~flowrestore.flows.Flow.denoise` at ``t = 1``, so any network
+    it wraps works (a diffusers U-Net's output object included).
     """
+    key = _network(model)
     try:
-        return _RADIUS_CACHE[model]
+        return _RADIUS_CACHE[key]
     except (KeyError, TypeError):
         pass
     if device is None:
         device = _model_device(model)
+    fn = _evaluator(model)
     radius = None
     size = 128
     while size <= 1024:
         c = _floor_to(size // 2, multiple)
         x = torch.rand(1, channels, size, size, device=device).requires_grad_(True)
         with torch.enable_grad():
-            out = model(x, torch.ones(1, device=device))
+            out = fn(x, torch.ones(1, device=device))
             out[..., c : c + multiple, c : c + multiple].sum().backward()
         support = x.grad.abs().sum(dim=(0, 1)) > 0
         rows = torch.nonzero(support.any(dim=1)).flatten()
@@ -214,10 +250,10 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     if radius is None:
         raise ConfigError(
             f"receptive_radius: the predictor's receptive field exceeds a 1024 px probe; "
-            f"pass overlap= explicitly (model {type(model).__name__})"
+            f"pass overlap= explicitly (model {type(key).__name__})"
         )
     try:
-        _RADIUS_CACHE[model] = radius
+        _RADIUS_CACHE[key] = radius
     except TypeError:  # not weak-referenceable
         pass
     return radius
@@ -231,7 +267,7 @@ def activation_bytes_per_pixel(model) -> int:
     matched peak-RSS measurements of the shipped predictor within 25 % (1257, 981, 925 and 805 B/px
     at 256², 512², 768² and 1024², estimate 1248). Unknown predictors: 4096 B/px.
     """
-    cfg = getattr(model, "config", None)
+    cfg = getattr(_network(model), "config", None)
     if isinstance(cfg, dict) and "base_channels" in cfg and "channel_mults" in cfg:
         widths = [cfg["base_channels"] * m for m in cfg["channel_mults"]]
         return int(48 * sum(c / 4**level for level, c in enumerate(widths)))
@@ -249,7 +285,7 @@ def default_budget(device) -> int:
 
 def _model_device(model) -> torch.device:
     try:
-        return next(model.parameters()).device
+        return next(_network(model).parameters()).device
     except (AttributeError, StopIteration, TypeError):
         return torch.device("cpu")
 
@@ -268,10 +304,11 @@ def plan_tiles(
 ) -> TilePlan:
     """Cut a ``height`` × ``width`` image into tiles for ``model`` (see the module docstring).
 
+    ``model`` is a flow (its network is measured through it) or a predictor ``model(x, t)``.
     ``tile`` (side, px), ``overlap`` (px) and ``batch`` (tiles per solve) default to values derived
     from ``model`` and ``memory_budget`` (bytes of activations; :func:`default_budget`). ``tile=0``
-    means one tile: the whole image. ``multiple`` is the alignment of tile origins (default: the
-    model's ``multiple`` attribute, else 1).
+    means one tile: the whole image. ``multiple`` is the alignment of tile origins (default:
+    :func:`network_multiple`).
     """
     _positive_int("height", height)
     _positive_int("width", width)
@@ -279,7 +316,7 @@ def plan_tiles(
         device = _model_device(model) if model is not None else torch.device("cpu")
     device = torch.device(device)
     if multiple is None:
-        multiple = int(getattr(model, "multiple", 1) or 1)
+        multiple = network_multiple(model) if model is not None else 1
     _positive_int("multiple", multiple)
     if memory_budget is None:
         memory_budget = default_budget(device)
@@ -309,10 +346,6 @@ def plan_tiles(
     return TilePlan(height, width, tuple(rows), tuple(cols), overlap, batch)
 
 
-def _predictor(flow):
-    return getattr(flow, "network", None)
-
-
 def restore_tiled(
     flow,
     solver,
@@ -335,7 +368,8 @@ def restore_tiled(
 
     ``flow``/``solver``/``steps``/``output`` and ``solve_kwargs`` go to :func:`flowrestore.solve`
     for each batch of tiles. The tiling is ``plan``, else :func:`plan_tiles` with ``tile``,
-    ``overlap``, ``batch``, ``memory_budget`` and ``model`` (default: the flow's predictor).
+    ``overlap``, ``batch``, ``memory_budget`` and ``model`` (default: the flow itself, whose
+    network is measured through its clean estimate).
     ``y`` may stay on the CPU while tiles run on ``device`` (default: the model's device); the
     result is on ``y``'s device, float32. Stochastic solvers get one seed per tile (``seed`` and
     the tile index). ``on_step(k)`` is called after every solver step with the number ``k`` of
@@ -350,9 +384,10 @@ def restore_tiled(
         raise ShapeError(f"restore_tiled: y must be [C, H, W] or [1, C, H, W], got {describe(y)}")
     _positive_int("steps", steps)
     if model is None:
-        model = _predictor(flow)
+        model = flow
     if device is None:
-        device = _model_device(model) if model is not None else y.device
+        net = _network(model)
+        device = _model_device(model) if net is not None else y.device
     h, w = y.shape[-2:]
     if plan is None:
         plan = plan_tiles(
@@ -403,23 +438,24 @@ def count_evaluations(flow, solver, steps: int, *, channels: int = 3, **solve_kw
     """Predictor evaluations per sample of a solve with these settings (a 16×16 trial solve)."""
     from flowrestore.integrate import solve
 
-    model = _predictor(flow)
-    device = _model_device(model) if model is not None else torch.device("cpu")
+    device = _model_device(flow) if flow.network is not None else torch.device("cpu")
     x = torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0)).to(device)
     return int(solve(flow, solver, x, steps=steps, seeds=[0], **solve_kwargs).stats.nfe.max())
 
 
 def seconds_per_megapixel(model, tile_shape: tuple[int, int], *, channels: int = 3) -> float:
-    """Measured seconds per megapixel of one evaluation of ``model`` on a tile of this shape."""
+    """Measured seconds per megapixel of one evaluation of ``model`` (a flow's clean estimate,
+    or a predictor ``model(x, t)``) on a tile of this shape."""
     device = _model_device(model)
+    fn = _evaluator(model)
     x = torch.rand(1, channels, *tile_shape).to(device)
     t = torch.ones(1, device=device)
     with torch.no_grad():
-        model(x, t)  # warm-up (allocator, kernels)
+        fn(x, t)  # warm-up (allocator, kernels)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        model(x, t)
+        fn(x, t)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import flowrestore.restore as restore_mod
+import flowrestore.restore.estimates as estimates
 from flowrestore.cli import main
 from flowrestore.restore import list_inputs, output_name, restore_files
 
@@ -277,7 +278,7 @@ def test_large_image_is_tiled_with_an_estimate_and_matches_whole(tmp_path, capsy
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (150, 260, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "big.png")
-    monkeypatch.setattr(restore_mod, "ESTIMATE_ABOVE", 0)  # print the estimate for a small job
+    monkeypatch.setattr(estimates, "ESTIMATE_ABOVE", 0)  # print the estimate for a small job
     args = [str(tmp_path / "big.png"), "--solver", "euler", "--steps", "1"]
     assert _restore([*args, "-o", str(tmp_path / "tiled"), "--tile", "128"]) == 0
     text = capsys.readouterr().out

@@ -10,6 +10,9 @@ Sizes: the encoder halves the resolution ``len(channel_mults) - 1`` times, so ``
 be multiples of ``2 ** (len(channel_mults) - 1)``. Other sizes are accepted: the input is
 reflect-padded (bottom/right, replicate when the image is too small to reflect) up to the next
 multiple and the output is cropped back, so the output always has the input's spatial shape.
+An input of another floating dtype than the weights (a float64 or bfloat16 state) is computed in
+the weights' dtype and returned in its own, so every solver's state dtype works with a float32
+model (its precision is the model's).
 
 With ``residual=True`` the network outputs ``x + net(x, t)`` and the last convolution is initialised
 to zero, so an untrained model is the identity map — a good starting point for restoration, where
@@ -230,11 +233,12 @@ class UNet(nn.Module):
         h_in, w_in = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h_in) % m, (-w_in) % m
-        xin = x
+        dtype = self.inc.weight.dtype  # a float64 or bfloat16 state runs in the weights' dtype
+        xin = x if x.dtype == dtype else x.to(dtype)
         if ph or pw:
             mode = "reflect" if (ph < h_in and pw < w_in) else "replicate"
-            xin = F.pad(x, (0, pw, 0, ph), mode=mode)
-        emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(x.dtype))
+            xin = F.pad(xin, (0, pw, 0, ph), mode=mode)
+        emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(dtype))
         h = self.inc(xin)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
@@ -253,4 +257,4 @@ class UNet(nn.Module):
         out = self.out(F.silu(h))
         if ph or pw:
             out = out[..., :h_in, :w_in]
-        return out, t
+        return (out if out.dtype == x.dtype else out.to(x.dtype)), t
