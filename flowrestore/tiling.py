@@ -212,6 +212,24 @@ def network_multiple(model) -> int:
     return 1
 
 
+#: A network whose every output depends on every input (normalisation over the whole image, as
+#: in diffusers' GroupNorm U-Nets): that dependence is spread evenly over the image, so its level
+#: is the gradient's median; the effective receptive field is the connected region around the
+#: probed block where the gradient stands this many times above it.
+GLOBAL_FLOOR_FACTOR = 10.0
+
+
+def _effective_support(g: Tensor) -> Tensor:
+    """Where ``g`` stands :data:`GLOBAL_FLOOR_FACTOR` times above its median, connected to its
+    largest value (isolated spikes, e.g. at the zero-padded borders, are not part of it)."""
+    from scipy import ndimage
+
+    above = (g > GLOBAL_FLOOR_FACTOR * g.median()).numpy()
+    labels, _ = ndimage.label(above)
+    peak = divmod(int(g.argmax()), g.shape[-1])
+    return torch.from_numpy(labels == labels[peak])
+
+
 def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None) -> int:
     """Receptive-field radius (pixels) of a flow's clean estimate (or of ``model(x, t)``),
     measured from its input gradient.
@@ -220,7 +238,11 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     on the inputs they depend on; the radius is how far that support reaches beyond the block.
     The probe grows until the support stays inside it (at most 1024 px). Cached per network.
     A flow is probed through :meth:`~flowrestore.flows.Flow.denoise` at ``t = 1``, so any network
-    it wraps works (a diffusers U-Net's output object included).
+    it wraps works (a diffusers U-Net's output object included). Where the support is the whole
+    probe — a network that normalises over the image, so every output depends on every input —
+    no overlap makes tiles exact; the radius is then the effective one, of the inputs whose
+    gradient stands :data:`GLOBAL_FLOOR_FACTOR` times above the gradient's median (the evenly
+    spread global part) around the probed block, and tiled results are approximate.
     """
     key = _network(model)
     try:
@@ -232,20 +254,22 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     fn = _evaluator(model)
     radius = None
     size = 128
-    while size <= 1024:
+    while size <= 1024 and radius is None:
         c = _floor_to(size // 2, multiple)
         x = torch.rand(1, channels, size, size, device=device).requires_grad_(True)
         with torch.enable_grad():
             out = fn(x, torch.ones(1, device=device))
             out[..., c : c + multiple, c : c + multiple].sum().backward()
-        support = x.grad.abs().sum(dim=(0, 1)) > 0
+        g = x.grad.detach().abs().sum(dim=(0, 1)).cpu()
+        support = g > 0
+        if bool(support.all()):  # a global dependence: the effective receptive field
+            support = _effective_support(g)
         rows = torch.nonzero(support.any(dim=1)).flatten()
         cols = torch.nonzero(support.any(dim=0)).flatten()
         lo = int(min(rows.min(), cols.min()))
         hi = int(max(rows.max(), cols.max()))
         if lo > 0 and hi < size - 1:
             radius = max(c - lo, hi - (c + multiple - 1))
-            break
         size *= 2
     if radius is None:
         raise ConfigError(

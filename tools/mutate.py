@@ -250,6 +250,43 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    x = flow.from_state(x, plan.t1)",
         ["tests/diffusion/test_flow.py"],
     ),
+    # ---- product layer (issue 15 item 7): EMA, tiling, p(t)
+    "ema-weights-swapped": (
+        "flowrestore/training/ema.py",
+        "                s.mul_(d).add_(v.detach(), alpha=1.0 - d)",
+        "                s.mul_(1.0 - d).add_(v.detach(), alpha=d)",
+        ["tests/training/test_ema.py"],
+    ),
+    "ema-warmup-denominator": (
+        "flowrestore/training/ema.py",
+        "        return min(self.decay, (1.0 + n) / (10.0 + n))",
+        "        return min(self.decay, (1.0 + n) / (9.0 + n))",
+        ["tests/training/test_ema.py"],
+    ),
+    "tile-ramp-sin": (
+        "flowrestore/tiling.py",
+        "    return torch.sin(v * (math.pi / 2)) ** 2",
+        "    return torch.sin(v * (math.pi / 2))",
+        ["tests/test_tiling.py"],
+    ),
+    "tile-origins-off-by-one": (
+        "flowrestore/tiling.py",
+        "        starts = [_floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]",
+        "        starts = [_floor_to(i * (length - size - 1) / (n - 1), multiple) for i in range(n)]",
+        ["tests/test_tiling.py"],
+    ),
+    "tile-last-origin-one-step-early": (
+        "flowrestore/tiling.py",
+        "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]",
+        "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1] - multiple, length)]",
+        ["tests/test_tiling.py"],
+    ),
+    "power-tdist-exponent": (
+        "flowrestore/training/tdist.py",
+        "        return 1.0 - u**self.k",
+        "        return 1.0 - u ** (1.1 * self.k)",
+        ["tests/training/test_tdist.py"],
+    ),
 }
 
 
