@@ -272,7 +272,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     "tile-origins-off-by-one": (
         "flowrestore/tiling.py",
         "        starts = [_floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]",
-        "        starts = [_floor_to(i * (length - size - 1) / (n - 1), multiple) for i in range(n)]",
+        "        starts = [_floor_to(i * (length - size - 1) / (n - 1), multiple)"
+        " for i in range(n)]",
         ["tests/test_tiling.py"],
     ),
     "tile-last-origin-one-step-early": (
