@@ -1,11 +1,12 @@
-"""What ``flowrestore demo`` will run, decided and checked before any work (no torch here).
+"""What ``flowrestore demo`` will run, decided and checked before any work.
 
 :func:`plan_demo` turns the command's options into a :class:`DemoPlan`: for each photo task the
 shipped model, its spec (:mod:`flowrestore.methods`) and its runs — the method's showcase
 (:class:`flowrestore.methods.Showcase`), or the ``--solver``/``--steps`` the user chose, each
-checked against the method; the output folder created and test-written; the crop checked
-against what each task needs. :func:`description` is the command's help text, with the solvers
-each task runs by default read from the same records.
+checked against the method; the crop checked against what each task needs and the photos' sizes; the
+output folder created and test-written last. The task and solver checks import no torch, so those
+usage errors answer at once. :func:`description` is the command's help text, with the solvers each
+task runs by default read from the same records.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def _match_solvers(specs: dict[str, ModelSpec], solvers) -> tuple[dict, list[str
     return per_task, notes
 
 
+def _check_crop_fits(crop: int) -> None:
+    """Refuse a crop larger than a held-out photo (read from scikit-image, not decoded)."""
+    import skimage.data
+
+    from flowrestore.training.data import HELDOUT_IMAGES
+
+    for name in HELDOUT_IMAGES:
+        h, w = getattr(skimage.data, name)().shape[:2]
+        if crop > min(h, w):
+            raise ConfigError(f"--crop {crop}: larger than the held-out photo {name} ({h}x{w})")
+
+
 def plan_demo(
     *,
     tasks=TASKS,
@@ -115,6 +128,7 @@ def plan_demo(
                 f"--crop {crop}: task {t} needs a multiple of {spec.scale} (its degradation "
                 f"averages {spec.scale}x{spec.scale} blocks)"
             )
+    _check_crop_fits(crop)
     return DemoPlan(
         tasks=tuple(
             DemoTask(t, TASK_MODELS[t], spec, runs_for(spec, per_task[t], steps, quick))

@@ -1,11 +1,13 @@
 """What a run will do, decided before anything is restored: the jobs, their tiles and batches.
 
-:class:`RestoreSettings` holds what every batch needs (the flow, solver, steps, output, device,
-the spec's input preparation and the seed). :func:`plan_jobs` turns this process's files into
-:class:`Job` s — or into skipped and failed entries of the report, each said once: a name shared
-by two inputs, an output that would replace its input (skipped when that input is this tool's own
-output), an existing output, an unreadable file. :func:`batches` groups same-size whole images
-into batches that fit the memory budget; tiled images run one by one.
+:class:`RestoreSettings` holds what every batch needs (the flow, solver, steps, output, device, the
+spec's input preparation and the seed). :func:`plan_jobs` turns this process's files into
+:class:`Job` s — or into skipped and failed entries of the report, each said once: a name shared by
+two inputs, an output that would replace its input, an existing output, an unreadable file.
+:func:`batches` groups same-size whole images into batches that fit the memory budget; tiled images
+run one by one. A file that is this tool's own output, lying where its output would go (a folder
+restored into itself), is skipped and is no input at all: its name does not clash with the file it
+was restored from.
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ def _conflict(path: Path, target: Path, names: dict[str, list[Path]], overwrite:
             f"output name {name} is also that of {others}; restore them into different -o folders",
         )
     if target.resolve() == path.resolve():
-        if is_own_output(path):
-            return "skipped", f"{path} is an output of flowrestore restore"
         return "failed", f"the output {target} would replace the input; choose another -o folder"
     if target.exists() and not overwrite:
         return "skipped", f"{target} exists (--overwrite to replace)"
@@ -94,12 +94,21 @@ def plan_jobs(
     from flowrestore.imageio import displayed_size
     from flowrestore.tiling import plan_tiles
 
+    own = {
+        f
+        for f in everyone
+        if (out_dir / output_name(f)).resolve() == f.resolve() and is_own_output(f)
+    }  # this tool's outputs in their own output folder: never inputs
     names: dict[str, list[Path]] = {}
     for f in everyone:
-        names.setdefault(output_name(f), []).append(f)
+        if f not in own:
+            names.setdefault(output_name(f), []).append(f)
     jobs = []
     for path in mine:
         target = out_dir / output_name(path)
+        if path in own:
+            skip(path, target, f"{path.name} is an output of flowrestore restore")
+            continue
         conflict = _conflict(path, target, names, overwrite)
         if conflict is not None:
             kind, why = conflict
