@@ -12,6 +12,11 @@ built from it).
 
 import importlib
 
+# ``fr.pretrained`` is a callable object named like its module: bind it now (the module imports
+# no torch), so that a later import of ``flowrestore.pretrained.*`` cannot put the module there.
+from flowrestore.pretrained import list_pretrained as list_pretrained
+from flowrestore.pretrained import pretrained as pretrained
+
 # Where each public name lives. Names are imported on first use (PEP 562), so that
 # ``import flowrestore`` and the command line's --help do not import torch.
 _SUBMODULES = ("degradations", "inversion", "metrics", "oracles", "schedules", "training")
@@ -46,7 +51,7 @@ _EXPORTS = {
     "flowrestore.integrate": ("Solution", "Stats", "StepContext", "solve"),
     "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
     "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
-    "flowrestore.pretrained": ("list_pretrained", "pretrained"),
+    "flowrestore.pretrained": ("list_pretrained", "pretrained"),  # bound above
     "flowrestore.solvers": (
         "RK4",
         "SRA1",

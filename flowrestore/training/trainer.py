@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.tasks import get_task
+from flowrestore.tasks import get_task, task_names
 from flowrestore.training.checkpoint import load_checkpoint, save_checkpoint
-from flowrestore.training.data import TASKS, PatchDataset, lfw_faces, training_images
+from flowrestore.training.data import PatchDataset, lfw_faces, training_images
 from flowrestore.training.ema import EMA
 from flowrestore.training.objectives import OBJECTIVES, Objective
 from flowrestore.training.tdist import resolve_tdist
@@ -90,8 +90,8 @@ class TrainConfig:
                 f"TrainConfig: {name} must be {want}, got {describe(getattr(self, name))}"
             )
 
-        if self.task not in TASKS:
-            bad("task", f"one of {TASKS}")
+        if self.task not in task_names():
+            bad("task", f"one of {task_names()}")
         if self.method not in OBJECTIVES:
             bad("method", f"one of {tuple(OBJECTIVES)}")
         for name in ("steps", "batch_size", "patch_size", "log_interval"):
