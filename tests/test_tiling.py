@@ -233,3 +233,47 @@ def test_tiles_a_diffusers_unet_through_its_flow():
     whole = fr.solve(flow, fr.Euler(), y[None], steps=2).x[0]
     assert tiled.shape == y.shape and bool(torch.isfinite(tiled).all())
     assert float((tiled - whole).abs().mean()) < 0.05 * float(whole.abs().mean())
+
+
+def test_weights_are_normalised_where_three_tiles_meet():
+    """Where three spans overlap the raw windows do not sum to 1; the weights are normalised so
+    that they do, and each stays in [0, 1]."""
+    spans = [(0, 13), (1, 14), (2, 16)]
+    raw_sum = torch.zeros(16, dtype=torch.float64)
+    w = axis_weights(spans, 16)
+    total = torch.zeros(16, dtype=torch.float64)
+    for (a, b), wi in zip(spans, w, strict=True):
+        total[a:b] += wi
+        assert float(wi.min()) >= 0 and float(wi.max()) <= 1
+    assert torch.allclose(total, torch.ones(16, dtype=torch.float64), atol=1e-15, rtol=0)
+    from flowrestore.tiling import _ramp
+
+    for i, (a, b) in enumerate(spans):  # the unnormalised windows of the docstring
+        r = torch.ones(b - a, dtype=torch.float64)
+        pos = torch.arange(a, b, dtype=torch.float64) + 0.5
+        if i > 0:
+            r = r * _ramp((pos - a) / (spans[i - 1][1] - a))
+        if i < 2:
+            r = r * (1 - _ramp((pos - spans[i + 1][0]) / (b - spans[i + 1][0])))
+        raw_sum[a:b] += r
+    assert float((raw_sum - 1).abs().max()) > 0.1  # so the normalisation is what makes it 1
+
+
+class _Shift(nn.Module):
+    """out[..., j] = x[..., j + s] along both axes: depends only on inputs s pixels to the right."""
+
+    multiple = 1
+
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x, t):
+        return torch.nn.functional.pad(x, (0, self.s, 0, self.s))[..., self.s :, self.s :]
+
+
+def test_receptive_radius_of_a_one_sided_network():
+    """The radius is how far the support reaches beyond the probed block on either side: a
+    network looking s pixels to the right has radius s (it reaches nothing to the left)."""
+    for s in (3, 9):
+        assert receptive_radius(_Shift(s), multiple=4) == s

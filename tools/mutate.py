@@ -288,6 +288,49 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return 1.0 - u ** (1.1 * self.k)",
         ["tests/training/test_tdist.py"],
     ),
+    # ---- product layer audit: what survived the default suite before its test was written
+    "tile-weights-not-normalised": (
+        "flowrestore/tiling.py",
+        "    return [w / total[a:b] for (a, b), w in zip(spans, raw, strict=True)]",
+        "    return [w for (a, b), w in zip(spans, raw, strict=True)]",
+        ["tests/test_tiling.py"],
+    ),
+    "receptive-radius-right-side-off-by-one": (
+        "flowrestore/tiling.py",
+        "            radius = max(c - lo, hi - (c + multiple - 1))",
+        "            radius = max(c - lo, hi - (c + multiple))",
+        ["tests/test_tiling.py"],
+    ),
+    "imageio-grey-first-channel": (
+        "flowrestore/imageio.py",
+        "    x = x.mean(0) if like.grey else x.permute(1, 2, 0)",
+        "    x = x[0] if like.grey else x.permute(1, 2, 0)",
+        ["tests/test_imageio.py"],
+    ),
+    "blend-family-derivative-sign": (
+        "flowrestore/tasks/blend.py",
+        "        return (self.operator(x) - x).expand_as(x)",
+        "        return (x - self.operator(x)).expand_as(x)",
+        ["tests/training/test_training_data.py"],
+    ),
+    "blend-family-quadratic-path": (
+        "flowrestore/tasks/blend.py",
+        "        return x + per_sample(tt, x) * (self.operator(x) - x)",
+        "        return x + per_sample(tt**2, x) * (self.operator(x) - x)",
+        ["tests/training/test_training_data.py"],
+    ),
+    "task-noise-scale": (
+        "flowrestore/tasks/blend.py",
+        "        return y + self.noise * torch.randn(",
+        "        return y + 0.9 * self.noise * torch.randn(",
+        ["tests/training/test_training_data.py"],
+    ),
+    "file-seed-ignores-seed": (
+        "flowrestore/restore/naming.py",
+        '    h = hashlib.sha256(f"flowrestore-seed:{int(seed)}:".encode())',
+        '    h = hashlib.sha256(b"flowrestore-seed")',
+        ["tests/test_restore.py"],
+    ),
 }
 
 
