@@ -201,6 +201,13 @@ def _add_restore(sub) -> argparse.ArgumentParser:
         help="last iterate or posterior-mean estimate (default: the method's; last for InDI, "
         "posterior_mean for Dirac)",
     )
+    _add_restore_run_options(p)
+    p.set_defaults(func=_restore)
+    return p
+
+
+def _add_restore_run_options(p) -> None:
+    """``restore``'s options about how the run goes: batching, tiles, device, seed, output."""
     p.add_argument(
         "--batch-size", type=_POSITIVE, default=4,
         help="small same-size images restored together (default 4)",
@@ -252,8 +259,6 @@ def _add_restore(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
-    p.set_defaults(func=_restore)
-    return p
 
 
 def _restore(args: argparse.Namespace) -> int:

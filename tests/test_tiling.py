@@ -165,7 +165,7 @@ def test_tiled_dirac_is_reproducible():
 def test_blend_ramp_is_symmetric_and_the_documented_sin_squared():
     """r(u) + r(1 − u) = 1 (the outgoing tile's weight is the incoming one's complement) and
     r(u) = sin²(π/2 · clamp(2(u − 1/4), 0, 1)): 0 on the first quarter, 1 on the last."""
-    from flowrestore.tiling import _ramp
+    from flowrestore.tiling.plan import _ramp
 
     u = torch.linspace(0, 1, 401, dtype=torch.float64)
     assert torch.allclose(_ramp(u) + _ramp(1 - u), torch.ones_like(u), atol=1e-15, rtol=0)
@@ -246,7 +246,7 @@ def test_weights_are_normalised_where_three_tiles_meet():
         total[a:b] += wi
         assert float(wi.min()) >= 0 and float(wi.max()) <= 1
     assert torch.allclose(total, torch.ones(16, dtype=torch.float64), atol=1e-15, rtol=0)
-    from flowrestore.tiling import _ramp
+    from flowrestore.tiling.plan import _ramp
 
     for i, (a, b) in enumerate(spans):  # the unnormalised windows of the docstring
         r = torch.ones(b - a, dtype=torch.float64)

@@ -264,20 +264,20 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/training/test_ema.py"],
     ),
     "tile-ramp-sin": (
-        "flowrestore/tiling.py",
+        "flowrestore/tiling/plan.py",
         "    return torch.sin(v * (math.pi / 2)) ** 2",
         "    return torch.sin(v * (math.pi / 2))",
         ["tests/test_tiling.py"],
     ),
     "tile-origins-off-by-one": (
-        "flowrestore/tiling.py",
-        "        starts = [_floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]",
-        "        starts = [_floor_to(i * (length - size - 1) / (n - 1), multiple)"
+        "flowrestore/tiling/plan.py",
+        "        starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]",
+        "        starts = [floor_to(i * (length - size - 1) / (n - 1), multiple)"
         " for i in range(n)]",
         ["tests/test_tiling.py"],
     ),
     "tile-last-origin-one-step-early": (
-        "flowrestore/tiling.py",
+        "flowrestore/tiling/plan.py",
         "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]",
         "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1] - multiple, length)]",
         ["tests/test_tiling.py"],
@@ -290,13 +290,13 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     # ---- product layer audit: what survived the default suite before its test was written
     "tile-weights-not-normalised": (
-        "flowrestore/tiling.py",
+        "flowrestore/tiling/plan.py",
         "    return [w / total[a:b] for (a, b), w in zip(spans, raw, strict=True)]",
         "    return [w for (a, b), w in zip(spans, raw, strict=True)]",
         ["tests/test_tiling.py"],
     ),
     "receptive-radius-right-side-off-by-one": (
-        "flowrestore/tiling.py",
+        "flowrestore/tiling/probe.py",
         "            radius = max(c - lo, hi - (c + multiple - 1))",
         "            radius = max(c - lo, hi - (c + multiple))",
         ["tests/test_tiling.py"],

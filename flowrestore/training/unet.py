@@ -84,6 +84,46 @@ class _ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def _check_config(
+    in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual, velocity,
+    time_scale,
+) -> tuple[int, ...]:  # fmt: skip
+    """Validate the U-Net's arguments (each error names one); the channel multipliers."""
+    for name, value in [
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("base_channels", base_channels),
+        ("num_res_blocks", num_res_blocks),
+    ]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"UNet: {name} must be a positive int, got {describe(value)}")
+    mults = tuple(channel_mults)
+    if not mults or not all(isinstance(m, int) and m >= 1 for m in mults):
+        raise ConfigError(
+            f"UNet: channel_mults must be a non-empty sequence of positive ints, "
+            f"got {describe(channel_mults)}"
+        )
+    if residual and in_channels != out_channels:
+        raise ConfigError(
+            f"UNet: residual=True needs out_channels == in_channels, got in_channels="
+            f"{in_channels}, out_channels={out_channels}"
+        )
+    if not isinstance(velocity, bool):
+        raise ConfigError(f"UNet: velocity must be a bool, got {describe(velocity)}")
+    if velocity and in_channels != out_channels:
+        raise ConfigError(
+            f"UNet: velocity=True needs out_channels == in_channels, got in_channels="
+            f"{in_channels}, out_channels={out_channels}"
+        )
+    if isinstance(time_scale, bool) or not (
+        isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
+    ):
+        raise ConfigError(
+            f"UNet: time_scale must be a positive finite number, got {describe(time_scale)}"
+        )
+    return mults
+
+
 class UNet(nn.Module):
     """Small fully-convolutional time-conditioned U-Net; ``model(x, t)`` with x [B,C,H,W], t [B].
 
@@ -110,38 +150,10 @@ class UNet(nn.Module):
     ):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
-        for name, value in [
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("num_res_blocks", num_res_blocks),
-        ]:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"UNet: {name} must be a positive int, got {describe(value)}")
-        mults = tuple(channel_mults)
-        if not mults or not all(isinstance(m, int) and m >= 1 for m in mults):
-            raise ConfigError(
-                f"UNet: channel_mults must be a non-empty sequence of positive ints, "
-                f"got {describe(channel_mults)}"
-            )
-        if residual and in_channels != out_channels:
-            raise ConfigError(
-                f"UNet: residual=True needs out_channels == in_channels, got in_channels="
-                f"{in_channels}, out_channels={out_channels}"
-            )
-        if not isinstance(velocity, bool):
-            raise ConfigError(f"UNet: velocity must be a bool, got {describe(velocity)}")
-        if velocity and in_channels != out_channels:
-            raise ConfigError(
-                f"UNet: velocity=True needs out_channels == in_channels, got in_channels="
-                f"{in_channels}, out_channels={out_channels}"
-            )
-        if isinstance(time_scale, bool) or not (
-            isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
-        ):
-            raise ConfigError(
-                f"UNet: time_scale must be a positive finite number, got {describe(time_scale)}"
-            )
+        mults = _check_config(
+            in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual,
+            velocity, time_scale,
+        )  # fmt: skip
         residual = bool(residual) and not velocity
         emb_dim = 4 * base_channels if emb_dim is None else emb_dim
         self.config = {
