@@ -62,6 +62,25 @@ _POSITIVE = _int_at_least(1, "a positive integer")
 _NONNEG = _int_at_least(0, "an integer >= 0")
 
 
+def _add_device(p) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=_Devices(),
+        metavar="{cpu,cuda,cuda:N}",
+        help="default: cuda if available, else cpu",
+    )
+
+
+def _add_threads(p) -> None:
+    p.add_argument(
+        "--threads",
+        type=_POSITIVE,
+        default=None,
+        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
+    )
+
+
 def _one_line_error(parser: argparse.ArgumentParser):
     """``parser.error`` that prints one line (no usage block) and exits with code 2."""
 
@@ -104,13 +123,7 @@ def _add_demo(sub) -> argparse.ArgumentParser:
         default=None,
         help="step counts, e.g. --steps 1 5 20 (default: the runs listed above)",
     )
-    demo.add_argument(
-        "--device",
-        default=None,
-        choices=_Devices(),
-        metavar="{cpu,cuda,cuda:N}",
-        help="default: cuda if available, else cpu",
-    )
+    _add_device(demo)
     demo.add_argument(
         "--out",
         default="flowrestore-demo",
@@ -124,12 +137,7 @@ def _add_demo(sub) -> argparse.ArgumentParser:
         help="center-crop size of the photos (default 192, --quick 64; at most 400)",
     )
     demo.add_argument("--seed", type=_NONNEG, default=0, help="noise seed")
-    demo.add_argument(
-        "--threads",
-        type=_POSITIVE,
-        default=None,
-        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
-    )
+    _add_threads(demo)
     demo.add_argument("--quick", action="store_true", help="a smaller, faster setting")
     demo.add_argument("--debug", action="store_true", help="show the traceback of a usage error")
     demo.set_defaults(func=_demo)
@@ -234,13 +242,7 @@ def _add_restore_run_options(p) -> None:
         help="memory budget for the predictor's activations, in MB (default 512 on "
         "CPU, half the free memory on CUDA)",
     )
-    p.add_argument(
-        "--device",
-        default=None,
-        choices=_Devices(),
-        metavar="{cpu,cuda,cuda:N}",
-        help="default: cuda if available, else cpu",
-    )
+    _add_device(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument(
         "--no-upsample", action="store_true", help="sr4: the inputs are already at the target size"
@@ -251,12 +253,7 @@ def _add_restore_run_options(p) -> None:
         default=0,
         help="noise seed of stochastic solvers (each file's noise: from it and the file's content)",
     )
-    p.add_argument(
-        "--threads",
-        type=_POSITIVE,
-        default=None,
-        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
-    )
+    _add_threads(p)
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
 

@@ -38,28 +38,21 @@ class ModelSpec:
                 "expected a shipped predictor (with .metadata) or its registry entry, "
                 f"got {describe(model_or_meta)}"
             )
-        method = get_method(meta["method"])
-        task = get_task(meta["task"])
-        return cls(
-            method=method,
-            task=task,
-            params=task.resolve(meta.get("task_params")),
-            settings=dict(meta.get(method.name) or {}),
-            name=str(meta.get("name", "")),
+        return cls._build(
+            meta, lambda method: dict(meta.get(method.name) or {}), str(meta.get("name", ""))
         )
 
     @classmethod
     def from_train_config(cls, config: Mapping, *, name: str = "") -> ModelSpec:
         """The spec of a predictor trained with ``config`` (a trainer config as a dict)."""
-        method = get_method(config["method"])
-        task = get_task(config["task"])
-        return cls(
-            method=method,
-            task=task,
-            params=task.resolve(config.get("task_params")),
-            settings=method.settings_from_config(config),
-            name=name,
-        )
+        return cls._build(config, lambda method: method.settings_from_config(config), name)
+
+    @classmethod
+    def _build(cls, d: Mapping, settings, name: str) -> ModelSpec:
+        """From a dict naming ``method``, ``task`` and ``task_params``; ``settings(method)``."""
+        method, task = get_method(d["method"]), get_task(d["task"])
+        params = task.resolve(d.get("task_params"))
+        return cls(method=method, task=task, params=params, settings=settings(method), name=name)
 
     def metadata(self) -> dict:
         """The ``metadata`` dict of a predictor with this spec (the registry's entry format)."""
