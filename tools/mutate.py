@@ -450,6 +450,87 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "/ (s * s + rho).clamp_min(1e-300)",
         ["tests/models/test_readme_models.py"],
     ),
+    # ---- product layer (issue 15 item 7): EMA, tiling, p(t)
+    "ema-weights-swapped": (
+        "flowrestore/training/ema.py",
+        "                s.mul_(d).add_(v.detach(), alpha=1.0 - d)",
+        "                s.mul_(1.0 - d).add_(v.detach(), alpha=d)",
+        ["tests/training/test_ema.py"],
+    ),
+    "ema-warmup-denominator": (
+        "flowrestore/training/ema.py",
+        "        return min(self.decay, (1.0 + n) / (10.0 + n))",
+        "        return min(self.decay, (1.0 + n) / (9.0 + n))",
+        ["tests/training/test_ema.py"],
+    ),
+    "tile-ramp-sin": (
+        "flowrestore/tiling/plan.py",
+        "    return torch.sin(v * (math.pi / 2)) ** 2",
+        "    return torch.sin(v * (math.pi / 2))",
+        ["tests/test_tiling.py"],
+    ),
+    "tile-origins-off-by-one": (
+        "flowrestore/tiling/plan.py",
+        "        starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]",
+        "        starts = [floor_to(i * (length - size - 1) / (n - 1), multiple)"
+        " for i in range(n)]",
+        ["tests/test_tiling.py"],
+    ),
+    "tile-last-origin-one-step-early": (
+        "flowrestore/tiling/plan.py",
+        "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]",
+        "        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1] - multiple, length)]",
+        ["tests/test_tiling.py"],
+    ),
+    "power-tdist-exponent": (
+        "flowrestore/training/tdist.py",
+        "        return 1.0 - u**self.k",
+        "        return 1.0 - u ** (1.1 * self.k)",
+        ["tests/training/test_tdist.py"],
+    ),
+    # ---- product layer audit: what survived the default suite before its test was written
+    "tile-weights-not-normalised": (
+        "flowrestore/tiling/plan.py",
+        "    return [w / total[a:b] for (a, b), w in zip(spans, raw, strict=True)]",
+        "    return [w for (a, b), w in zip(spans, raw, strict=True)]",
+        ["tests/test_tiling.py"],
+    ),
+    "receptive-radius-right-side-off-by-one": (
+        "flowrestore/tiling/probe.py",
+        "            radius = max(c - lo, hi - (c + multiple - 1))",
+        "            radius = max(c - lo, hi - (c + multiple))",
+        ["tests/test_tiling.py"],
+    ),
+    "imageio-grey-first-channel": (
+        "flowrestore/imageio.py",
+        "    x = x.mean(0) if like.grey else x.permute(1, 2, 0)",
+        "    x = x[0] if like.grey else x.permute(1, 2, 0)",
+        ["tests/test_imageio.py"],
+    ),
+    "blend-family-derivative-sign": (
+        "flowrestore/tasks/blend.py",
+        "        return (self.operator(x) - x).expand_as(x)",
+        "        return (x - self.operator(x)).expand_as(x)",
+        ["tests/training/test_training_data.py"],
+    ),
+    "blend-family-quadratic-path": (
+        "flowrestore/tasks/blend.py",
+        "        return x + per_sample(tt, x) * (self.operator(x) - x)",
+        "        return x + per_sample(tt**2, x) * (self.operator(x) - x)",
+        ["tests/training/test_training_data.py"],
+    ),
+    "task-noise-scale": (
+        "flowrestore/tasks/blend.py",
+        "        return y + self.noise * torch.randn(",
+        "        return y + 0.9 * self.noise * torch.randn(",
+        ["tests/training/test_training_data.py"],
+    ),
+    "file-seed-ignores-seed": (
+        "flowrestore/restore/naming.py",
+        '    h = hashlib.sha256(f"flowrestore-seed:{int(seed)}:".encode())',
+        '    h = hashlib.sha256(b"flowrestore-seed")',
+        ["tests/test_restore.py"],
+    ),
 }
 
 

@@ -252,5 +252,5 @@ def test_readme_bird_on_diffusion_example_runs(tmp_path, monkeypatch):
     ns = {"torch": torch, "fr": fr, "g": torch.Generator().manual_seed(1), "y": y}
     exec(compile(block.replace("iterations=600", "iterations=2"), "README.md", "exec"), ns)  # noqa: S102
     res = ns["res"]
-    assert res.x.shape == y.shape and res.iterations == 2
+    assert res.x.shape == ns["y"].shape and res.iterations == 2
     assert 0.3 <= float(res.params["width"].min()) <= float(res.params["width"].max()) <= 3.0
