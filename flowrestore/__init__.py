@@ -6,8 +6,14 @@ The public API is flat::
     sol = fr.solve(fr.InDIFlow(predictor), fr.Heun(), y, steps=10)
 """
 
-from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
-from flowrestore.controllers import FixedGrid, PIController, StepController
+from flowrestore import controllers, degradations, inversion, metrics, oracles, schedules
+from flowrestore.controllers import (
+    ErrorController,
+    FixedGrid,
+    PIController,
+    PIDController,
+    StepController,
+)
 from flowrestore.diagnostics import EndpointReport, check_endpoint
 from flowrestore.errors import (
     ConfigError,
@@ -34,7 +40,7 @@ from flowrestore.flows import (
     SDEFlow,
 )
 from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
-from flowrestore.integrate import Solution, Stats, StepContext, solve
+from flowrestore.integrate import Solution, Stats, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
@@ -96,6 +102,7 @@ __all__ = [
     "Dopri5",
     "EmbeddedRK",
     "EndpointReport",
+    "ErrorController",
     "Euler",
     "EulerMaruyama",
     "ExplicitRK",
@@ -118,6 +125,7 @@ __all__ = [
     "NonFiniteError",
     "ODEFlow",
     "PIController",
+    "PIDController",
     "Param",
     "PerSampleNoise",
     "Power",
@@ -133,7 +141,6 @@ __all__ = [
     "Spacing",
     "StartRefined",
     "Stats",
-    "StepContext",
     "StepController",
     "StepResult",
     "StepSizeUnderflowError",
@@ -143,6 +150,7 @@ __all__ = [
     "degradations",
     "inversion",
     "check_endpoint",
+    "controllers",
     "list_pretrained",
     "metrics",
     "oracles",

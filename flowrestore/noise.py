@@ -16,12 +16,41 @@ in the elapsed time ``|t − t_start|`` and ``ΔZ`` is integrated over ``|t1 −
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, GridError, ShapeError, describe
+
+__all__ = [
+    "BrownianIncrements",
+    "GeneratorNoise",
+    "NoiseSource",
+    "PerSampleNoise",
+    "host_rows",
+    "rows_index",
+]
+
+
+def rows_index(rows: Sequence[int], device) -> Tensor:
+    """A long tensor of batch rows on ``device`` that remembers its values on the host.
+
+    The loop builds the rows it steps on the host; :func:`host_rows` then reads them back without
+    copying the device tensor to the host (a synchronisation on a GPU).
+    """
+    index = torch.tensor(list(rows), dtype=torch.long)
+    if torch.device(device).type != "cpu":
+        index = index.pin_memory().to(device, non_blocking=True)
+    index._host_rows = tuple(rows)  # noqa: SLF001 - a plain attribute on this tensor object
+    return index
+
+
+def host_rows(index: Tensor) -> list[int]:
+    """The rows in ``index`` as Python ints (free for an index made by :func:`rows_index`)."""
+    rows = getattr(index, "_host_rows", None)
+    return list(rows) if rows is not None else index.tolist()
 
 
 class NoiseSource:
@@ -75,17 +104,41 @@ class PerSampleNoise(NoiseSource):
     Args:
         seeds: one integer seed per sample (sequence or 1-D integer tensor).
         device: where the generators live (default CPU; draws are moved to the state's device).
+
+    The generators are created on the first draw, so a deterministic solve with ``seeds=`` never
+    builds one (``torch.compile`` cannot trace generator objects).
     """
 
     def __init__(self, seeds: Sequence[int] | Tensor, *, device: str | torch.device = "cpu"):
-        values = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
-        if not values or not all(isinstance(s, int) for s in values):
-            raise ConfigError(f"seeds must be a non-empty sequence of ints, got {describe(seeds)}")
-        self.seeds = values
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in values]
+        if isinstance(seeds, Tensor):
+            values = seeds.tolist() if seeds.dim() == 1 else None
+        elif isinstance(seeds, Sequence) and not isinstance(seeds, str):
+            values = list(seeds)
+        else:
+            values = None
+        if (
+            not values
+            or isinstance(values[0], list)
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values)
+        ):
+            raise ConfigError(
+                f"seeds must be a non-empty sequence of ints, one per sample, got {describe(seeds)}"
+            )
+        self.seeds = [int(s) for s in values]
+        self.device = device
+        self._generators: list[torch.Generator] | None = None
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """One ``torch.Generator`` per sample, seeded by its seed (created on first use)."""
+        if self._generators is None:
+            self._generators = [
+                torch.Generator(device=self.device).manual_seed(s) for s in self.seeds
+            ]
+        return self._generators
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
-        rows = range(like.shape[0]) if index is None else index.tolist()
+        rows = range(like.shape[0]) if index is None else host_rows(index)
         if index is None and like.shape[0] != len(self.generators):
             raise ShapeError(
                 f"PerSampleNoise has {len(self.generators)} seeds but the batch has "

@@ -53,19 +53,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/core/test_tableaus.py"],
     ),
     "pi-k-max": (
-        "flowrestore/integrate/loop.py",
-        "k = min(solver.order, solver.error_order) + 1",
-        "k = max(solver.order, solver.error_order) + 1",
+        "flowrestore/controllers/error.py",
+        "return min(solver.order, solver.error_order) + 1",
+        "return max(solver.order, solver.error_order) + 1",
         ["tests/core/test_rules.py"],
     ),
     "pi-reject-exponent": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "rej = self.safety * e ** (-1.0 / k)",
         "rej = self.safety * e ** (-0.7 / k)",
         ["tests/core/test_rules.py"],
     ),
     "pi-start-exponent": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "(0.01 / dmax) ** (1.0 / k)",
         "(0.01 / dmax) ** (1.0 / (k + 1))",
         ["tests/core/test_rules.py"],
@@ -132,7 +132,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/core/test_orders.py"],
     ),
     "pi-error-norm-scale": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "        scale = self.atol + self.rtol * torch.maximum(x.abs(), x_new.abs())",
         "        scale = self.atol + self.rtol * x.abs()",
         ["tests/core/test_rules.py"],
@@ -156,9 +156,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/dirac/test_dirac_step.py"],
     ),
     "controlled-keep-clipped-step": (
-        "flowrestore/integrate/drivers.py",
-        "accept & clip, self.sign * torch.maximum(h_new.abs(), ha.abs()), h_new",
-        "accept & clip, self.sign * torch.minimum(h_new.abs(), ha.abs()), h_new",
+        "flowrestore/controllers/error_run.py",
+        "accept & a.clipped, torch.maximum(h_new.abs(), a.h_natural.abs()), h_new.abs()",
+        "accept & a.clipped, torch.minimum(h_new.abs(), a.h_natural.abs()), h_new.abs()",
         ["tests/core/test_adaptive.py"],
     ),
     "endpoint-always-denoise": (
@@ -237,17 +237,16 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "per-sample-seed-depends-on-batch": (
         "flowrestore/noise.py",
-        "        self.generators = [torch.Generator(device=device).manual_seed(s) for s in values]",
-        "        self.generators = [\n"
-        "            torch.Generator(device=device).manual_seed(s + len(values)) for s in values\n"
-        "        ]",
+        "                torch.Generator(device=self.device).manual_seed(s) for s in self.seeds",
+        "                torch.Generator(device=self.device).manual_seed(s + len(self.seeds))\n"
+        "                for s in self.seeds",
         ["tests/test_seeds_pretrained.py"],
     ),
     "posterior-mean-rescaled-like-the-state": (
-        "flowrestore/integrate/loop.py",
+        "flowrestore/integrate/finish.py",
         '    if output != "posterior_mean":  # a clean estimate is already in the data\'s units\n'
-        "        x = flow.from_state(x, plan.t1)",
-        "    x = flow.from_state(x, plan.t1)",
+        "        x = flow.from_state(x, schedule.t1)",
+        "    x = flow.from_state(x, schedule.t1)",
         ["tests/diffusion/test_flow.py"],
     ),
 }

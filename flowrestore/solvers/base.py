@@ -29,29 +29,43 @@ neither ``steps=`` nor ``grid=`` nor ``controller=``: ``None`` for fixed-step me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from flowrestore.controllers import StepController
 from flowrestore.errors import IncompatibleSolverError
 from flowrestore.flows.base import ODE, Flow
-from flowrestore.noise import NoiseSource
+from flowrestore.noise import GeneratorNoise, NoiseSource
 
 __all__ = ["Context", "Solver", "StepResult"]
 
 
-class Context(Protocol):
-    """What a step may use from the loop (implemented by ``flowrestore.integrate.StepContext``)."""
+@dataclass
+class Context:
+    """What a solver's step may use from the loop besides ``(t, x, h, state)``.
 
-    noise: NoiseSource
-    #: batch rows being stepped (``None``: all); pass it to ``noise`` so per-sample seeds hold
-    index: Tensor | None
-    step_index: int
+    The loop (:func:`flowrestore.solve`) makes one per solve and updates it before every step;
+    flows never see it. Build one yourself only to call a solver's ``init``/``step`` by hand.
+
+    Attributes:
+        noise: the solve's :class:`~flowrestore.NoiseSource` (``generator=``, ``seeds=``,
+            ``noise=``); stochastic steps draw from it.
+        index: the batch rows being stepped (a long tensor; ``None``: all rows). Pass it to
+            ``noise`` so per-sample seeds follow their samples.
+        step_index: the number of steps the loop has taken so far.
+        records: per-step values (:meth:`record`), stacked into ``Solution.records``.
+    """
+
+    noise: NoiseSource = field(default_factory=GeneratorNoise)
+    index: Tensor | None = None
+    step_index: int = 0
+    records: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def record(self, name: str, value: Tensor) -> None:
-        """Append a per-step value to ``Solution.records[name]``."""
+        """Append a per-step value (e.g. a data-consistency norm) to ``Solution.records[name]``."""
+        self.records.setdefault(name, []).append(value.detach())
 
 
 @dataclass
