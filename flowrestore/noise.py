@@ -112,8 +112,8 @@ class PerSampleNoise(NoiseSource):
     def __init__(self, seeds: Sequence[int] | Tensor, *, device: str | torch.device = "cpu"):
         if isinstance(seeds, Tensor):
             values = seeds.tolist() if seeds.dim() == 1 else None
-        elif isinstance(seeds, Sequence) and not isinstance(seeds, str):
-            values = list(seeds)
+        elif hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes)):
+            values = list(seeds)  # a list, a tuple, a 1-D numpy array, ...
         else:
             values = None
         if (

@@ -249,6 +249,68 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    x = flow.from_state(x, schedule.t1)",
         ["tests/diffusion/test_flow.py"],
     ),
+    # ---- issue 15: controllers own their decisions; the loop merges and saves per sample
+    "pid-proportional-exponent": (
+        "flowrestore/controllers/pid.py",
+        "prev ** (bp + 2 * bd)",
+        "prev ** (bp + 1.9 * bd)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "pid-derivative-sign": (
+        "flowrestore/controllers/pid.py",
+        "prev2 ** (-bd)",
+        "prev2 ** (bd)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "pid-dt-max-ignored": (
+        "flowrestore/controllers/pid.py",
+        "return h_abs if self.dt_max is None else h_abs.clamp(max=self.dt_max)",
+        "return h_abs",
+        ["tests/core/test_controllers.py"],
+    ),
+    "save-slot-of-another-rows-target": (
+        "flowrestore/controllers/error_run.py",
+        "save = torch.where(hit, self.slot_table[a.target], self.dump_slot)",
+        "save = torch.where(hit, self.slot_table[a.target.max()], self.dump_slot)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "save-unhit-rows-into-a-slot": (
+        "flowrestore/controllers/error_run.py",
+        "save = torch.where(hit, self.slot_table[a.target], self.dump_slot)",
+        "save = torch.where(accept, self.slot_table[a.target], self.dump_slot)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "merge-rows-keeps-new-state-of-rejected-rows": (
+        "flowrestore/integrate/state.py",
+        "        part = new if accept is None else torch.where(bcast(accept, new), new, old)",
+        "        part = new",
+        ["tests/core/test_controllers.py"],
+    ),
+    "merge-x-keeps-rejected-proposal": (
+        "flowrestore/integrate/state.py",
+        "    part = x_new if accept is None else torch.where(bcast(accept, x_new), x_new, old)",
+        "    part = x_new",
+        ["tests/core/test_controllers.py"],
+    ),
+    # ---- issue 18 item 3 and issue 19: conditioning follows the rows; mistakes refused early
+    "loop-steps-rows-with-the-whole-flow": (
+        "flowrestore/integrate/loop.py",
+        "restricted = (rows, flow.restrict(rows))",
+        "restricted = (rows, flow)",
+        ["tests/core/test_conditioning.py"],
+    ),
+    "in-place-predictor-not-detected": (
+        "flowrestore/flows/base.py",
+        "    if tracked and x._version != version:",
+        "    if False:",
+        ["tests/core/test_usability.py"],
+    ),
+    "non-finite-start-not-checked": (
+        "flowrestore/integrate/solve.py",
+        "    if check_finite:\n        _check_start(",
+        "    if False:\n        _check_start(",
+        ["tests/core/test_usability.py", "tests/core/test_errors.py"],
+    ),
 }
 
 

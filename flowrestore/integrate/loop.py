@@ -122,7 +122,8 @@ def run(
     traj = None
     if schedule.save_times is not None:
         extra = 0 if ctl.dump_slot is None else 1
-        traj = torch.empty((schedule.n_slots + extra, *x.shape), dtype=dtype, device=dev)
+        # a slot a sample never reaches (it failed before) stays NaN
+        traj = torch.full((schedule.n_slots + extra, *x.shape), torch.nan, dtype=dtype, device=dev)
         if schedule.start_slot is not None:
             traj[schedule.start_slot] = x
     sums = [] if check_finite and not ctl.catches_nonfinite else None

@@ -153,7 +153,7 @@ def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
             raise ConfigError(f"noise must be a flowrestore NoiseSource, got {describe(noise)}")
         return noise
     if seeds is not None:
-        if not isinstance(seeds, (Sequence, Tensor)) or isinstance(seeds, str):
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
             raise ConfigError(
                 f"seeds must be a sequence of ints, one per sample ({x_start.shape[0]}), got "
                 f"{describe(seeds)}; for one seed for the whole batch pass "
