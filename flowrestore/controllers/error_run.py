@@ -131,9 +131,9 @@ class ErrorRun(ControllerRun):
         hit = accept & a.clipped
         na_new = a.target + hit.long()
         e_kept = en.clamp_min(1e-4)
+        shifted = (e_kept, *history)[: len(history)]  # newest first; the oldest drops out
         history = tuple(
-            torch.where(accept, new, old)
-            for new, old in zip((e_kept, *history[:-1]), history, strict=True)
+            torch.where(accept, new, old) for new, old in zip(shifted, history, strict=True)
         )
         attempts = sel(self.attempts) + 1
         finished = hit & (a.target == self.last)
