@@ -29,6 +29,7 @@ __all__ = [
     "GeneratorNoise",
     "NoiseSource",
     "PerSampleNoise",
+    "TapeNoise",
     "host_rows",
     "rows_index",
 ]
@@ -243,3 +244,69 @@ class BrownianIncrements(NoiseSource):
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         raise ConfigError("BrownianIncrements only provides increments; use it with an SDE solver")
+
+
+#: the draws a step can ask of a :class:`NoiseSource` (``Solver.noise_draws`` names them)
+NOISE_DRAWS = ("normal", "increment", "increment_and_area")
+
+
+class TapeNoise(NoiseSource):
+    """Noise drawn before the steps run, handed out in the order the steps ask for it.
+
+    ``torch.compile`` cannot create or use a ``torch.Generator`` inside a compiled region, so a
+    compiled stochastic solve (``fr.solve(..., compile=True)``) draws every step's noise from the
+    solve's own source first, in the order the eager loop would (:meth:`record`), and the compiled
+    steps read this tape: the same numbers as the eager solve, for any source (``generator=``,
+    ``seeds=``, ``BrownianIncrements``). A step that asks for a draw it did not declare
+    (``Solver.noise_draws``) is refused instead of silently shifting the tape.
+    """
+
+    def __init__(self, draws: list[tuple[str, tuple[Tensor, ...]]]):
+        self.draws = draws
+        self.i = 0
+
+    @classmethod
+    def record(cls, source: NoiseSource, calls, like: Tensor) -> TapeNoise:
+        """Draw ``calls`` (``(kind, t0, t1)`` per draw, in order) from ``source`` for states
+        like ``like`` (the whole batch)."""
+        draws = []
+        for kind, t0, t1 in calls:
+            if kind == "normal":
+                draws.append((kind, (source.normal(like, None),)))
+            elif kind == "increment":
+                draws.append((kind, (source.increment(t0, t1, like, None),)))
+            elif kind == "increment_and_area":
+                draws.append((kind, tuple(source.increment_and_area(t0, t1, like, None))))
+            else:
+                raise ConfigError(f"unknown noise draw {kind!r}; expected one of {NOISE_DRAWS}")
+        return cls(draws)
+
+    def _take(self, kind: str) -> tuple[Tensor, ...]:
+        if self.i >= len(self.draws) or self.draws[self.i][0] != kind:
+            got = self.draws[self.i][0] if self.i < len(self.draws) else "nothing left"
+            raise ConfigError(
+                f"a step asked for noise draw {self.i + 1} as {kind!r}, but the solver declared "
+                f"{got!r}: its noise_draws() does not match what its step draws"
+            )
+        out = self.draws[self.i][1]
+        self.i += 1
+        return out
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every recorded draw was used."""
+        return self.i == len(self.draws)
+
+    def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
+        return self._take("normal")[0]
+
+    def increment(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> Tensor:
+        return self._take("increment")[0]
+
+    def increment_and_area(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        dw, dz = self._take("increment_and_area")
+        return dw, dz

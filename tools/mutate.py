@@ -311,6 +311,79 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if False:\n        _check_start(",
         ["tests/core/test_usability.py", "tests/core/test_errors.py"],
     ),
+    # ---- the core's own audit (tests/core/test_audit.py): each survived the suite before
+    "hairer-100-h0": (
+        "flowrestore/controllers/error.py",
+        "torch.minimum(100 * h0, h1)",
+        "torch.minimum(10 * h0, h1)",
+        ["tests/core/test_audit.py"],
+    ),
+    "hairer-h0-coefficient": (
+        "flowrestore/controllers/error.py",
+        "0.01 * d0 / d1)",
+        "0.02 * d0 / d1)",
+        ["tests/core/test_audit.py"],
+    ),
+    "pi-history-floor": (
+        "flowrestore/controllers/error_run.py",
+        "e_kept = en.clamp_min(1e-4)",
+        "e_kept = en.clamp_min(1e-2)",
+        ["tests/core/test_audit.py"],
+    ),
+    "non-finite-error-shrink": (
+        "flowrestore/controllers/error.py",
+        "return torch.where(finite, fac, torch.full_like(fac, self.dfactor))",
+        "return torch.where(finite, fac, torch.full_like(fac, 0.5))",
+        ["tests/core/test_audit.py"],
+    ),
+    "underflow-below-half-min-step": (
+        "flowrestore/controllers/error_run.py",
+        "(h_new.abs() < ctrl.min_step)",
+        "(h_new.abs() < 0.5 * ctrl.min_step)",
+        ["tests/core/test_audit.py"],
+    ),
+    "rejections-not-counted-all-rows": (
+        "flowrestore/integrate/stepping.py",
+        "            r += 1 - acc\n            return",
+        "            r += 0 * acc\n            return",
+        ["tests/core/test_audit.py"],
+    ),
+    "rejections-not-counted-some-rows": (
+        "flowrestore/integrate/stepping.py",
+        "        r.index_add_(0, rows, 1 - acc)",
+        "        r.index_add_(0, rows, 0 * acc)",
+        ["tests/core/test_audit.py"],
+    ),
+    "survivors-landing-not-counted": (
+        "flowrestore/integrate/finish.py",
+        "    counts.add(rows, None, res.nfe)",
+        "    counts.add(rows, None, 0)",
+        ["tests/core/test_audit.py"],
+    ),
+    "indi-brownian-eps-t": (
+        "flowrestore/solvers/indi.py",
+        "return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps",
+        "return self.eps / t if self.brownian else t * 0 + self.eps",
+        ["tests/core/test_audit.py"],
+    ),
+    "torchdiffeq-error-order": (
+        "flowrestore/solvers/adapters.py",
+        "self.error_order = float(cls.order - 1)",
+        "self.error_order = float(cls.order)",
+        ["tests/core/test_audit.py"],
+    ),
+    "per-sample-noise-subset-rows": (
+        "flowrestore/noise.py",
+        "        rows = range(like.shape[0]) if index is None else host_rows(index)",
+        "        rows = range(like.shape[0])",
+        ["tests/core/test_audit.py"],
+    ),
+    "dict-cond-positional": (
+        "flowrestore/flows/base.py",
+        "        return (), dict(cond)",
+        "        return tuple(cond.values()), {}",
+        ["tests/core/test_conditioning.py"],
+    ),
 }
 
 

@@ -180,6 +180,11 @@ class Schedule:
     start_slot: int | None
     end_slot: int | None
 
+    def signature(self) -> tuple:
+        """What a compiled solve of this schedule depends on (only capturable controllers'
+        schedules need one)."""
+        raise NotImplementedError
+
     @property
     def n_slots(self) -> int:
         """Number of trajectory slots."""
@@ -190,11 +195,14 @@ class ControllerRun:
     """A controller's state for one solve: the loop asks :meth:`next` and tells :meth:`report`.
 
     ``catches_nonfinite``: the run itself rejects non-finite steps (error control), so the loop
-    need not track the state's finiteness; ``dump_slot``: the slot index meaning "no slot".
+    need not track the state's finiteness; ``dump_slot``: the slot index meaning "no slot" when
+    the run saves per row (``None``: it never does); ``t_stop``: where the stepping ends.
     """
 
     catches_nonfinite: ClassVar[bool] = False
-    dump_slot: int = 0
+    dump_slot: int | None = None
+    #: where the stepping ends (0-d, on the state's device): the landing step starts there
+    t_stop: Tensor
 
     def next(self) -> Proposal | None:
         """The next step, or ``None`` when every sample is finished or failed."""
@@ -231,10 +239,12 @@ class StepController:
     """Base class of step-size controllers (module docstring for the protocol).
 
     ``adaptive`` says whether steps are accepted or rejected from an error estimate (for users and
-    ``Solver.adaptive``; the loop never reads it).
+    ``Solver.adaptive``; the loop never reads it). ``capturable``: its run makes no host decision
+    per step, so ``fr.solve(..., compile=True)`` can compile the steps (a fixed grid).
     """
 
     adaptive: ClassVar[bool] = False
+    capturable: ClassVar[bool] = False
 
     def check(self, solver, x_start: Tensor) -> None:
         """Refuse, before any work, a solver or start state this controller cannot serve."""

@@ -22,6 +22,9 @@ from flowrestore.noise import rows_index
 __all__ = ["ErrorRun"]
 
 
+_UNKNOWN = object()  # the rows to step next are not known on the host yet
+
+
 class _Attempt(NamedTuple):
     """The step the run proposed, kept for its report."""
 
@@ -46,6 +49,7 @@ class ErrorRun(ControllerRun):
         self.t0, self.t_end = schedule.t0, schedule.targets[-1]
         self.sign = 1.0 if self.t_end > self.t0 else -1.0
         self.targets = torch.tensor(schedule.targets, dtype=dtype, device=dev)
+        self.t_stop = self.targets[-1]
         self.last = len(schedule.targets) - 1
         self.dump_slot = schedule.n_slots
         table = [schedule.slots.get(j, self.dump_slot) for j in range(self.last + 1)]
@@ -62,6 +66,9 @@ class ErrorRun(ControllerRun):
         self._rows: tuple[tuple[int, ...], Tensor | None] = ((), None)
         self._attempt: _Attempt | None = None
         self.h = self._first_step(x, evaluate)
+        # the first step's rows are decided at the start (a sample may fail there), so the loop
+        # reads the device once per step, after it
+        self._known = self._active()
 
     def _first_step(self, x: Tensor, evaluate) -> Tensor:
         t0 = self.t[0]
@@ -97,7 +104,8 @@ class ErrorRun(ControllerRun):
         return self._rows[1]
 
     def next(self) -> Proposal | None:
-        rows = self._active()
+        rows = self._active() if self._known is _UNKNOWN else self._known
+        self._known = _UNKNOWN
         if rows is False:
             return None
         sel = (lambda v: v) if rows is None else (lambda v: v[rows])

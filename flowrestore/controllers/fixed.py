@@ -40,6 +40,17 @@ class FixedSchedule(Schedule):
     full: Tensor
     slots: dict[int, int]
 
+    def signature(self) -> tuple:
+        """What a compiled solve of this schedule depends on (host values; a cache key)."""
+        return (
+            tuple(self.full.tolist()),
+            self.lands,
+            tuple(sorted(self.slots.items())),
+            self.start_slot,
+            self.end_slot,
+            None if self.save_times is None else len(self.save_times),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class FixedGrid(StepController):
@@ -56,6 +67,8 @@ class FixedGrid(StepController):
     steps: int | None = None
     spacing: Spacing | None = None
     times: Tensor | Sequence[float] | None = None
+
+    capturable = True
 
     def __post_init__(self):
         if (self.steps is None) == (self.times is None):
@@ -153,6 +166,7 @@ class FixedRun(ControllerRun):
         self.n = schedule.grid.numel() - 1
         self.slots = schedule.slots
         self.full = schedule.full
+        self.t_stop = self.ts[-1]
         self.i = 0
 
     def next(self) -> Proposal | None:

@@ -17,6 +17,7 @@ from flowrestore.errors import FAILURE_ERRORS, NONFINITE
 from flowrestore.flows.base import select_rows
 from flowrestore.integrate.endpoint import land
 from flowrestore.integrate.solution import Solution, Stats
+from flowrestore.integrate.stepping import land_all
 from flowrestore.noise import rows_index
 
 __all__ = ["Failures", "finish"]
@@ -75,15 +76,21 @@ def finish(
     output: str,
     on_failure: str,
     check_finite: bool,
+    landed: bool = False,
 ) -> Solution:
-    """Everything after the step loop (module docstring)."""
+    """Everything after the step loop (module docstring); ``landed``: the compiled steps already
+    took the landing step, for every sample."""
     B = x.shape[0]
     t_final = ctl.time()
     _controller_failures(ctl, failures, t_final, counts)
-    if sums:
-        _tracked_failures(torch.stack(sums), ctl, failures, solver)
-    if schedule.lands:
-        x, t_final = _land(flow, solver, x, state, schedule, t_final, counts, ctx, failures)
+    if sums is not None and len(sums):
+        _tracked_failures(
+            sums if isinstance(sums, Tensor) else torch.stack(sums), ctl, failures, solver
+        )
+    if landed:
+        t_final = _landed_times(t_final, failures)
+    elif schedule.lands:
+        x, t_final = _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures)
         if callback is not None:
             callback(steps_done + 1, t_final, x)
         if bar is not None:
@@ -154,27 +161,34 @@ def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
     )
 
 
-def _land(flow, solver, x, state, schedule, t_final, counts, ctx, failures: Failures):
+def _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures: Failures):
     """The endpoint rule's landing step for the samples that did not fail."""
-    t_stop = torch.as_tensor(schedule.t_stop, dtype=torch.float64).to(x.dtype).to(x.device)
     ok = failures.ok_rows()
-    ctx.index = None
     if ok is None:
-        res = land(flow, solver, t_stop, x, state, ctx)
-        counts.add(None, None, res.nfe)
-        return res.x, torch.zeros_like(t_final)
+        return land_all(flow, solver, ctl, x, state, ctx, counts), torch.zeros_like(t_final)
     if not ok:
         return x, t_final
     rows = rows_index(ok, x.device)
     t_final = t_final.expand(x.shape[0]) if t_final.dim() == 0 else t_final
     ctx.index = rows
-    res = land(flow.restrict(rows), solver, t_stop, x[rows], select_rows(state, rows), ctx)
+    res = land(flow.restrict(rows), solver, ctl.t_stop, x[rows], select_rows(state, rows), ctx)
     x = x.clone()
     x[rows] = res.x
     t_final = t_final.clone()
     t_final[rows] = 0.0
     counts.add(rows, None, res.nfe)
     return x, t_final
+
+
+def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:
+    """After a landing of every sample: 0, except where a sample had failed before it."""
+    ok = failures.ok_rows()
+    zero = torch.zeros_like(t_final)
+    if ok is None:
+        return zero
+    t_final = t_final.expand(failures.batch).clone()
+    t_final[ok] = 0.0
+    return t_final
 
 
 def _check_final(x: Tensor, failures: Failures, what: str) -> None:

@@ -21,6 +21,7 @@ from flowrestore.controllers.base import check_span
 from flowrestore.errors import NONFINITE, ConfigError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing, check_grid
+from flowrestore.integrate.compiled import check_compile, compile_options
 from flowrestore.integrate.endpoint import default_spacing, singular_end
 from flowrestore.integrate.finish import Failures, start_solution
 from flowrestore.integrate.loop import run
@@ -55,6 +56,7 @@ def solve(
     differentiable: bool = False,
     on_failure: str = "raise",
     check_finite: bool = True,
+    compile: bool | str | dict = False,
 ) -> Solution:
     """Integrate ``flow`` from ``x_start`` with ``solver``.
 
@@ -93,6 +95,12 @@ def solve(
         check_finite: refuse a non-finite ``x_start`` before the first step (one host read) and
             track non-finite states on a fixed grid (device-side, one host read at the end).
             ``False`` skips both (a fixed-grid solve then never reads the device).
+        compile: run the fixed-grid steps as one ``torch.compile``'d graph, cached per input
+            shape (``True``; on CUDA replayed as a CUDA graph, ``mode="reduce-overhead"``), a
+            ``torch.compile`` mode string or a dict of its arguments. Refused with error
+            control, ``progress``, ``callback``, ``differentiable`` and undeclared stochastic
+            solvers
+            (:mod:`flowrestore.integrate.compiled`).
 
     Returns:
         :class:`Solution` with ``x``, ``ts``, ``trajectory``, ``stats``, ``t_final``, ``records``.
@@ -101,6 +109,11 @@ def solve(
     noise_source = _noise_source(generator, seeds, noise, x_start)
     ctrl = _controller(solver, controller, steps, grid, spacing)
     ctrl.check(solver, x_start)
+    options = compile_options(compile, x_start.device)
+    if options is not None:
+        check_compile(
+            solver, ctrl, progress=progress, callback=callback, differentiable=differentiable
+        )
     schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
     bound = flow.for_solve(x_start, schedule.t0)
     failures = Failures(x_start.shape[0])
@@ -120,6 +133,7 @@ def solve(
             on_failure=on_failure,
             check_finite=check_finite,
             failures=failures,
+            compile_options=options,
         )
 
 

@@ -118,6 +118,21 @@ class Solver:
         """Prepare the first step; returns the (possibly perturbed) start state and solver state."""
         return x_start, None
 
+    def noise_draws(self) -> tuple[str, ...] | None:
+        """The draws one step takes from ``ctx.noise``, in order (``"normal"``, ``"increment"``,
+        ``"increment_and_area"``): ``()`` for a deterministic solver, ``None`` when undeclared.
+
+        ``fr.solve(..., compile=True)`` draws a stochastic solve's noise before the compiled
+        steps from this declaration (``torch.compile`` cannot use generators); an undeclared
+        stochastic solver is refused there. Draws made in :meth:`init` run outside the compiled
+        steps and need no declaration.
+        """
+        return None if self.stochastic else ()
+
+    #: whether ``fr.solve(..., compile=True)`` may capture this solver's steps (adapters to other
+    #: libraries keep their own Python state and are not captured)
+    capturable: ClassVar[bool] = True
+
     def default_spacing(self, flow: Flow):
         """The grid spacing this solver prefers for ``steps=N`` on ``flow`` (``None``: the loop's
         rule, :mod:`flowrestore.integrate.endpoint`); the flow's own preference comes first."""

@@ -156,3 +156,15 @@ def test_restrict_selects_every_per_sample_field():
     assert sub.extra["w"].tolist() == [3.0, 1.0] and float(sub.extra["shared"]) == 2.0
     assert flow.gain.flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
     assert fr.ODEFlow(lambda t, x: -x).restrict(torch.tensor([0])) is not None
+
+
+def test_dict_cond_is_passed_by_keyword():
+    """``cond={"b": b, "a": a}`` reaches ``f(t, x, a, b)`` by name, whatever the dict's order:
+    ``dx/dt = −a x + b`` has ``x(1) = b/a + (x0 − b/a) e^(−a)``."""
+    a = torch.tensor([[0.5], [2.0]], dtype=F64)
+    b = torch.tensor([[1.0], [-3.0]], dtype=F64)
+    x0 = torch.ones(2, 2, dtype=F64)
+    flow = fr.ODEFlow(lambda t, x, a, b: -a * x + b, cond={"b": b, "a": a})
+    sol = fr.solve(flow, fr.RK4(), x0, t_span=(0.0, 1.0), steps=64)
+    exact = b / a + (x0 - b / a) * torch.exp(-a)
+    assert float((sol.x - exact).abs().max()) < 1e-8
