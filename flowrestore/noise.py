@@ -264,6 +264,9 @@ class TapeNoise(NoiseSource):
     def __init__(self, draws: list[tuple[str, tuple[Tensor, ...]]]):
         self.draws = draws
         self.i = 0
+        #: set instead of raising inside a compiled region (an exception cannot leave one);
+        #: the caller raises it after the compiled call (:meth:`check`)
+        self.mismatch: str | None = None
 
     @classmethod
     def record(cls, source: NoiseSource, calls, like: Tensor) -> TapeNoise:
@@ -281,32 +284,41 @@ class TapeNoise(NoiseSource):
                 raise ConfigError(f"unknown noise draw {kind!r}; expected one of {NOISE_DRAWS}")
         return cls(draws)
 
-    def _take(self, kind: str) -> tuple[Tensor, ...]:
+    def _take(self, kind: str, like: Tensor, n: int = 1) -> tuple[Tensor, ...]:
         if self.i >= len(self.draws) or self.draws[self.i][0] != kind:
             got = self.draws[self.i][0] if self.i < len(self.draws) else "nothing left"
-            raise ConfigError(
+            message = (
                 f"a step asked for noise draw {self.i + 1} as {kind!r}, but the solver declared "
                 f"{got!r}: its noise_draws() does not match what its step draws"
             )
+            if not torch.compiler.is_compiling():
+                raise ConfigError(message)
+            self.mismatch = self.mismatch or message
+            return tuple(torch.zeros_like(like) for _ in range(n))
         out = self.draws[self.i][1]
         self.i += 1
         return out
 
-    @property
-    def exhausted(self) -> bool:
-        """Whether every recorded draw was used."""
-        return self.i == len(self.draws)
+    def check(self) -> None:
+        """Raise if the steps asked for other draws than recorded, or fewer."""
+        if self.mismatch is not None:
+            raise ConfigError(self.mismatch)
+        if self.i != len(self.draws):
+            raise ConfigError(
+                f"the solver's noise_draws() declared {len(self.draws)} draws, its steps took "
+                f"{self.i}: the declaration does not match what its step draws"
+            )
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
-        return self._take("normal")[0]
+        return self._take("normal", like)[0]
 
     def increment(
         self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
     ) -> Tensor:
-        return self._take("increment")[0]
+        return self._take("increment", like)[0]
 
     def increment_and_area(
         self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        dw, dz = self._take("increment_and_area")
+        dw, dz = self._take("increment_and_area", like, 2)
         return dw, dz

@@ -160,7 +160,11 @@ class FixedRun(ControllerRun):
     """
 
     def __init__(self, schedule: FixedSchedule, x: Tensor):
-        grid = schedule.grid.to(device=x.device, dtype=x.dtype)
+        grid = schedule.grid.to(dtype=x.dtype)
+        if x.device.type == "cuda":  # a pinned, non-blocking copy: no wait for the device
+            grid = grid.pin_memory().to(x.device, non_blocking=True)
+        else:
+            grid = grid.to(x.device)
         self.ts = list(grid.unbind())
         self.hs = list(grid.diff().unbind())
         self.n = schedule.grid.numel() - 1

@@ -84,11 +84,10 @@ def check_compile(solver, ctrl, *, progress, callback, differentiable) -> None:
         raise ConfigError(f"compile=True cannot capture this solve: {why}")
 
 
-def _tape(solver, ctl, ctx, x: Tensor, lands: bool) -> TapeNoise | None:
-    """Every step's noise, drawn now from the solve's source in the eager order."""
+def _tape(solver, ctl, ctx, x: Tensor, lands: bool) -> TapeNoise:
+    """Every step's noise, drawn now from the solve's source in the eager order (an empty tape
+    for a deterministic solver: a draw it did not declare is refused)."""
     kinds = solver.noise_draws()
-    if not kinds:
-        return None
     calls = []
     for t, h in zip(ctl.ts[:-1], ctl.hs, strict=True):
         calls += [(kind, t, t + h) for kind in kinds]
@@ -101,7 +100,7 @@ def _body(flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
     """The compiled part: the steps and the landing step (no Python decision on device values)."""
     traj = trajectory_buffer(schedule, ctl, x)
     sums = [] if track else None
-    x, _, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)
+    x, state, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)
     if schedule.lands:
         x = land_all(flow, solver, ctl, x, state, ctx, counts)
     return x, traj, (torch.stack(sums) if sums else None), done
@@ -118,7 +117,8 @@ def _key(flow, solver, schedule, x, options: dict, track):
     return (
         id(type(flow)),
         id(flow.network),
-        id(solver),
+        type(solver),
+        repr(solver),
         schedule.signature(),
         tuple(x.shape),
         x.dtype,
@@ -131,8 +131,7 @@ def _key(flow, solver, schedule, x, options: dict, track):
 def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
     """Run the steps (and the landing) compiled; returns ``(x, traj, sums, steps)``."""
     tape = _tape(solver, ctl, ctx, x, schedule.lands)
-    if tape is not None:
-        ctx.noise = tape
+    ctx.noise = tape
     key = _key(flow, solver, schedule, x, options, track)
     fn = _CACHE.get(key)
     if fn is None:
@@ -146,10 +145,7 @@ def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, coun
     if graphs:
         torch.compiler.cudagraph_mark_step_begin()
     x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
-    if tape is not None and not tape.exhausted:
-        raise ConfigError(
-            f"{type(solver).__name__}.noise_draws() declared more draws than its steps took"
-        )
+    tape.check()
     if graphs:  # CUDA-graph outputs are overwritten by the next replay: keep copies
         x = x.clone()
         traj = None if traj is None else traj.clone()
