@@ -50,19 +50,12 @@ def test_the_issue_solve_has_no_graph_break():
 
 @pytest.mark.parametrize(
     "solver",
-    [
-        fr.Euler(),
-        fr.Heun(),
-        fr.RK4(),
-        fr.SemiLinearMultistep(),
-        fr.InDISampler(),
-        fr.NaiveSampler(),
-    ],
+    [fr.Heun(), fr.SemiLinearMultistep(), fr.NaiveSampler()],
     ids=lambda s: type(s).__name__,
 )
 def test_whole_solve_fullgraph_matches_eager(solver):
     def run(y):
-        return fr.solve(fr.InDIFlow(_predictor), solver, y, steps=6, check_finite=False).x
+        return fr.solve(fr.InDIFlow(_predictor), solver, y, steps=4, check_finite=False).x
 
     y = _y()
     torch._dynamo.reset()
