@@ -48,6 +48,16 @@ def rows_index(rows: Sequence[int], device) -> Tensor:
     return index
 
 
+def _to_device(z: Tensor, device: torch.device) -> Tensor:
+    """Host draws onto the state's device: a pinned, non-blocking copy to a GPU (a plain copy
+    would wait for the GPU to finish its queued work)."""
+    if z.device == device:
+        return z
+    if z.device.type == "cpu" and device.type == "cuda":
+        return z.pin_memory().to(device, non_blocking=True)
+    return z.to(device)
+
+
 def host_rows(index: Tensor) -> list[int]:
     """The rows in ``index`` as Python ints (free for an index made by :func:`rows_index`)."""
     rows = getattr(index, "_host_rows", None)
@@ -96,7 +106,7 @@ class GeneratorNoise(NoiseSource):
         if g is None or g.device == like.device:
             return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device)
         z = torch.randn(like.shape, generator=g, dtype=like.dtype, device=g.device)
-        return z.to(like.device)
+        return _to_device(z, like.device)
 
 
 class PerSampleNoise(NoiseSource):
@@ -154,7 +164,7 @@ class PerSampleNoise(NoiseSource):
             )
             for i in rows
         ]
-        return torch.stack(draws).to(like.device)
+        return _to_device(torch.stack(draws), like.device)
 
 
 class BrownianIncrements(NoiseSource):

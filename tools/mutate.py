@@ -384,6 +384,25 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return tuple(cond.values()), {}",
         ["tests/core/test_conditioning.py"],
     ),
+    # ---- issue 17: the compiled solve
+    "compiled-landing-from-the-start-state": (
+        "flowrestore/integrate/compiled.py",
+        "    x, state, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)",
+        "    x, _, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)",
+        ["tests/core/test_compile.py"],
+    ),
+    "tape-misses-the-landing-draws": (
+        "flowrestore/integrate/compiled.py",
+        "    if lands and not solver.evaluates_at_end:",
+        "    if False:",
+        ["tests/core/test_compile.py"],
+    ),
+    "tape-draw-times-shifted": (
+        "flowrestore/integrate/compiled.py",
+        "        calls += [(kind, t, t + h) for kind in kinds]",
+        "        calls += [(kind, t, t + 2 * h) for kind in kinds]",
+        ["tests/core/test_compile.py"],
+    ),
 }
 
 

@@ -62,79 +62,68 @@ def solve(
 
     Args:
         flow: what to integrate (:class:`InDIFlow`, :class:`ODEFlow`, :class:`DiracSDE`, ...).
-        solver: how to step (:class:`Euler`, :class:`Heun`, :class:`Dopri5`,
-            :class:`InDISampler`, ...); it must step this kind of flow.
-        x_start: the state at the start ``[B, ...]`` (for restoration flows the degraded batch
-            ``y`` at ``t = 1``).
-        steps: a fixed grid of ``steps`` steps over the span (short for
-            ``controller=FixedGrid(steps=..., spacing=...)``), laid out by ``spacing`` (default:
-            the flow's and solver's, see :mod:`flowrestore.integrate.endpoint`).
-        grid: an explicit 1-D grid of step times (its order sets the direction); short for
-            ``controller=FixedGrid(times=grid)``.
-        spacing: :class:`Uniform`, :class:`Power` or :class:`Fitted`, with ``steps``.
-        controller: a :class:`FixedGrid`, :class:`PIController`, :class:`PIDController` or your
+        solver: how to step (:class:`Euler`, :class:`Dopri5`, :class:`InDISampler`, ...).
+        x_start: the start state ``[B, ...]`` (restoration flows: the degraded ``y`` at t = 1).
+        steps, spacing: a fixed grid of ``steps`` steps over the span laid out by ``spacing``
+            (default: the flow's and solver's, :mod:`flowrestore.integrate.endpoint`).
+        grid: an explicit strictly monotone 1-D grid of times (its order sets the direction).
+        controller: :class:`FixedGrid`, :class:`PIController`, :class:`PIDController` or your
             own :class:`~flowrestore.controllers.StepController`; default: ``steps``/``grid``,
             else the solver's own (``Dopri5(rtol=...)`` builds a ``PIController``).
-        t_span: ``(t_start, t_end)`` for flows without a default span (e.g. ``ODEFlow``).
-        t_end: early stop: end time replacing the flow's default (restoration flows: in (0, 1)).
-        save_at: ``None`` (end only), ``"steps"`` (every grid point, fixed grid), or times to save
-            (grid points of a fixed grid; any times inside the span under error control).
-        output: ``"last"`` (the last iterate) or ``"posterior_mean"`` (the flow's clean-image
-            estimate at the end time; at a singular ``t = 0`` the landed state already is one).
-        generator: seeds stochastic solvers (one generator for the batch).
-        seeds: one ``int`` seed per sample instead: sample ``i``'s noise depends only on
-            ``seeds[i]``.
-        noise: an explicit :class:`NoiseSource` (e.g. ``BrownianIncrements``).
-        progress: show a tqdm progress bar.
-        callback: ``callback(step, t, x)`` after every step with an accepted sample (under error
-            control ``t`` is per sample), including the landing step onto ``t = 0``.
+        t_span, t_end: ``(t_start, t_end)`` for flows without a default span; an early end.
+        save_at: ``"steps"`` (every grid point) or times to save (grid points of a fixed grid,
+            any times inside the span under error control) into ``trajectory``.
+        output: ``"last"`` or ``"posterior_mean"`` (the clean-image estimate at the end time).
+        generator, seeds, noise: the noise of stochastic solvers: one generator for the batch,
+            one ``int`` seed per sample (sample ``i``'s noise depends only on ``seeds[i]``), or
+            a :class:`NoiseSource` (e.g. ``BrownianIncrements``).
+        progress, callback: a tqdm bar; ``callback(step, t, x)`` after every step with an
+            accepted sample (per-sample ``t`` under error control) and after the landing step.
         differentiable: keep the autograd graph through the solve (default: ``torch.no_grad``).
-        on_failure: ``"raise"`` (default; the error carries the partial solution as
-            ``.solution``) or ``"return"`` the partial solution with per-sample ``stats.status``
-            when a sample hits ``max_steps``, underflows or becomes non-finite.
-        check_finite: refuse a non-finite ``x_start`` before the first step (one host read) and
-            track non-finite states on a fixed grid (device-side, one host read at the end).
-            ``False`` skips both (a fixed-grid solve then never reads the device).
-        compile: run the fixed-grid steps as one ``torch.compile``'d graph, cached per input
-            shape (``True``; on CUDA replayed as a CUDA graph, ``mode="reduce-overhead"``), a
-            ``torch.compile`` mode string or a dict of its arguments. Refused with error
-            control, ``progress``, ``callback``, ``differentiable`` and undeclared stochastic
-            solvers
-            (:mod:`flowrestore.integrate.compiled`).
+        on_failure: ``"raise"`` (the error carries the partial solution as ``.solution``) or
+            ``"return"`` it, with per-sample ``stats.status``.
+        check_finite: refuse a non-finite ``x_start`` before the first step and track
+            non-finite states on a fixed grid (one host read each); ``False`` skips both.
+        compile: ``True`` (or a ``torch.compile`` mode string, or a dict of its arguments) runs
+            the fixed-grid steps compiled, cached per input shape, as a CUDA graph on CUDA;
+            refused with what it cannot capture (:mod:`flowrestore.integrate.compiled`).
 
     Returns:
         :class:`Solution` with ``x``, ``ts``, ``trajectory``, ``stats``, ``t_final``, ``records``.
     """
     _check_request(flow, solver, x_start, output, on_failure)
-    noise_source = _noise_source(generator, seeds, noise, x_start)
+    ctx = Context(noise=_noise_source(generator, seeds, noise, x_start))
     ctrl = _controller(solver, controller, steps, grid, spacing)
     ctrl.check(solver, x_start)
-    options = compile_options(compile, x_start.device)
-    if options is not None:
-        check_compile(
-            solver, ctrl, progress=progress, callback=callback, differentiable=differentiable
-        )
+    options = _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable)
     schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
-    bound = flow.for_solve(x_start, schedule.t0)
     failures = Failures(x_start.shape[0])
     if check_finite:
         _check_start(x_start, schedule.t0, failures, on_failure)
+    loop = {"output": output, "progress": progress, "callback": callback, "on_failure": on_failure}
     with torch.set_grad_enabled(differentiable):
+        bound = flow.for_solve(x_start, schedule.t0)
         return run(
             bound,
             solver,
             x_start,
             schedule,
             ctrl,
-            Context(noise=noise_source),
-            output=output,
-            progress=progress,
-            callback=callback,
-            on_failure=on_failure,
+            ctx,
+            **loop,
             check_finite=check_finite,
             failures=failures,
             compile_options=options,
         )
+
+
+def _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable):
+    options = compile_options(compile, x_start.device)
+    if options is not None:
+        check_compile(
+            solver, ctrl, progress=progress, callback=callback, differentiable=differentiable
+        )
+    return options
 
 
 def _check_request(flow, solver, x_start, output, on_failure) -> None:
