@@ -168,19 +168,23 @@ class FixedRun(ControllerRun):
         self.ts = list(grid.unbind())
         self.hs = list(grid.diff().unbind())
         self.n = schedule.grid.numel() - 1
-        self.slots = schedule.slots
         self.full = schedule.full
         self.t_stop = self.ts[-1]
         self.i = 0
+        # every question and answer is known in advance: a step costs two list lookups
+        self._proposals = [Proposal(None, t, h) for t, h in zip(self.ts, self.hs, strict=False)]
+        self._outcomes = [
+            Outcome(None, schedule.slots.get(i), self.ts[i]) for i in range(1, self.n + 1)
+        ]
 
     def next(self) -> Proposal | None:
         if self.i >= self.n:
             return None
-        return Proposal(None, self.ts[self.i], self.hs[self.i])
+        return self._proposals[self.i]
 
     def report(self, prop: Proposal, x: Tensor, x_new: Tensor, error) -> Outcome:
         self.i += 1
-        return Outcome(None, self.slots.get(self.i), self.ts[self.i])
+        return self._outcomes[self.i - 1]
 
     def time(self) -> Tensor:
         return self.ts[self.i]

@@ -115,9 +115,10 @@ def check_cond(cond, batch: int | None, name: str = "cond") -> None:
             )
 
 
+_NO_KWARGS: dict = {}
+
+
 def _cond_args(cond) -> tuple[tuple, dict]:
-    if cond is None:
-        return (), {}
     if isinstance(cond, Mapping):
         return (), dict(cond)
     return (cond,), {}
@@ -141,7 +142,10 @@ def call_user(
     shape, dtype and device (unless ``output_like_x=False``: a diffusion may broadcast), and
     ``fn`` must not have modified ``x`` in place (module docstring).
     """
-    extra, kwargs = _cond_args(cond)
+    if cond is None:
+        extra, kwargs = (), _NO_KWARGS
+    else:
+        extra, kwargs = _cond_args(cond)
     if not check:
         return fn(*args, *extra, **kwargs)
     tracked = not torch.compiler.is_compiling() and not x.is_inference()

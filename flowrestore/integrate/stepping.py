@@ -111,10 +111,12 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
             f, xa, sa = restricted[1], x[rows], select_rows(state, rows)
         res = solver.step(f, prop.t, xa, prop.h, sa, ctx)
         out = ctl.report(prop, xa, res.x, res.error)
-        counts.add(rows, out.accept, res.nfe)
         if out.accept is None and rows is None:  # every row stepped and accepted: no merge
+            counts.nfe += res.nfe
+            counts.steps += 1
             x, state, owned = res.x, res.state, False
         else:
+            counts.add(rows, out.accept, res.nfe)
             if rows is not None and (not owned or x.requires_grad):
                 x, owned = x.clone(), True  # autograd may need the old rows: write a copy
             x = merge_x(x, res.x, out.accept, rows)

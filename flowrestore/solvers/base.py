@@ -20,7 +20,12 @@ and implement:
   sampler may add its initial noise; ``state`` is ``None`` or the solver's own state object);
 * ``step(flow, t, x, h, state, ctx) -> StepResult`` — ``t`` and ``h`` are 0-d (a fixed grid) or
   ``[B]`` tensors; ``state`` is what the previous step returned (the loop selects and merges its
-  per-sample tensors, :mod:`flowrestore.integrate.state`).
+  per-sample tensors, :mod:`flowrestore.integrate.state`); ``flow`` is already restricted to the
+  rows being stepped (:meth:`Flow.restrict <flowrestore.flows.Flow.restrict>`); ``ctx`` is the
+  loop's :class:`Context` (noise, rows, records). A stochastic solver declares its draws per step
+  in :meth:`Solver.noise_draws` (``fr.solve(..., compile=True)`` draws them beforehand). A step
+  must not modify ``x`` in place and should read no device value on the host (``.item()``,
+  ``bool(t)``): the loop is built to never wait for the device on a fixed grid.
 
 ``controller`` (an instance attribute) is the step-size controller ``solve`` uses when it is given
 neither ``steps=`` nor ``grid=`` nor ``controller=``: ``None`` for fixed-step methods, a
