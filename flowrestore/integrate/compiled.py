@@ -114,9 +114,11 @@ def _fresh_copy(fn):
 
 
 def _key(flow, solver, schedule, x, options: dict, track):
+    # the callables the flow evaluates (predictor, drift, model): one cache entry each
+    held = tuple(sorted(id(v) for v in vars(flow).values() if callable(v)))
     return (
         id(type(flow)),
-        id(flow.network),
+        held,
         type(solver),
         repr(solver),
         schedule.signature(),

@@ -137,6 +137,13 @@ def test_compiled_solve_is_cached_per_shape():
     fr.solve(flow, fr.Euler(), _y()[:2], steps=4, compile=EAGER)
     fr.solve(flow, fr.Euler(), _y(), steps=5, compile=EAGER)
     assert len(compiled_module._CACHE) == 3
+    # another drift is another entry (and another answer)
+    x0 = torch.ones(2, 3)
+    decay, growth = fr.ODEFlow(lambda t, x: -x), fr.ODEFlow(lambda t, x: x)
+    a = fr.solve(decay, fr.Euler(), x0, t_span=(0, 1), steps=4, compile=EAGER)
+    b = fr.solve(growth, fr.Euler(), x0, t_span=(0, 1), steps=4, compile=EAGER)
+    assert len(compiled_module._CACHE) == 5
+    assert torch.allclose(a.x, x0 * 0.75**4) and torch.allclose(b.x, x0 * 1.25**4)
 
 
 def test_compiled_solve_reports_non_finite_states_like_eager():
