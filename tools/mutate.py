@@ -403,6 +403,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        calls += [(kind, t, t + 2 * h) for kind in kinds]",
         ["tests/core/test_compile.py"],
     ),
+    "a-host-read-in-the-step-loop": (
+        "flowrestore/integrate/stepping.py",
+        "        k += 1\n",
+        "        k += 1 + 0 * int(bool(torch.isfinite(x).all()))\n",
+        ["tests/core/test_syncs.py", "tests/core/test_compile.py"],
+    ),
+    "a-host-read-in-the-error-controllers-step": (
+        "flowrestore/controllers/error_run.py",
+        "        hit = accept & a.clipped\n",
+        "        hit = accept & a.clipped & bool(accept.any())\n",
+        ["tests/core/test_syncs.py"],
+    ),
 }
 
 

@@ -96,11 +96,8 @@ def _cases():
     return {
         "Euler": (flow, fr.Euler(), {}),
         "Heun-save": (flow, fr.Heun(), {"save_at": "steps"}),
-        "Multistep-posterior-mean": (
-            flow,
-            fr.SemiLinearMultistep(),
-            {"output": "posterior_mean", "t_end": 0.3},
-        ),
+        "Multistep-landing": (flow, fr.SemiLinearMultistep(), {}),
+        "Heun-posterior-mean": (flow, fr.Heun(), {"output": "posterior_mean", "t_end": 0.3}),
         "InDI-brownian-seeds": (flow, fr.InDISampler(eps=0.2, brownian=True), {"seeds": [4, 5, 6]}),
         "InDI-brownian-generator": (flow, fr.InDISampler(eps=0.2, brownian=True), {"gen": 3}),
         "EM-declared": (sde, _DeclaredEM(), {"t_span": (0.0, 1.0), "gen": 7}),
