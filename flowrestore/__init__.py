@@ -19,9 +19,23 @@ from flowrestore.pretrained import pretrained as pretrained
 
 # Where each public name lives. Names are imported on first use (PEP 562), so that
 # ``import flowrestore`` and the command line's --help do not import torch.
-_SUBMODULES = ("degradations", "inversion", "metrics", "oracles", "schedules", "training")
+_SUBMODULES = (
+    "controllers",
+    "degradations",
+    "inversion",
+    "metrics",
+    "oracles",
+    "schedules",
+    "training",
+)
 _EXPORTS = {
-    "flowrestore.controllers": ("FixedGrid", "PIController", "StepController"),
+    "flowrestore.controllers": (
+        "ErrorController",
+        "FixedGrid",
+        "PIController",
+        "PIDController",
+        "StepController",
+    ),
     "flowrestore.diagnostics": ("EndpointReport", "check_endpoint"),
     "flowrestore.errors": (
         "ConfigError",
@@ -56,7 +70,7 @@ _EXPORTS = {
     ),
     "flowrestore.grids": ("Fitted", "Karras", "Power", "Spacing", "StartRefined", "Uniform"),
     "flowrestore.flows.spectral": ("IncompatibleOperatorError",),
-    "flowrestore.integrate": ("Solution", "Stats", "StepContext", "solve"),
+    "flowrestore.integrate": ("Solution", "Stats", "solve"),
     "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
     "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
     "flowrestore.pretrained": ("list_pretrained", "pretrained"),  # bound above

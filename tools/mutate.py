@@ -53,19 +53,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/core/test_tableaus.py"],
     ),
     "pi-k-max": (
-        "flowrestore/integrate/loop.py",
-        "k = min(solver.order, solver.error_order) + 1",
-        "k = max(solver.order, solver.error_order) + 1",
+        "flowrestore/controllers/error.py",
+        "return min(solver.order, solver.error_order) + 1",
+        "return max(solver.order, solver.error_order) + 1",
         ["tests/core/test_rules.py"],
     ),
     "pi-reject-exponent": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "rej = self.safety * e ** (-1.0 / k)",
         "rej = self.safety * e ** (-0.7 / k)",
         ["tests/core/test_rules.py"],
     ),
     "pi-start-exponent": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "(0.01 / dmax) ** (1.0 / k)",
         "(0.01 / dmax) ** (1.0 / (k + 1))",
         ["tests/core/test_rules.py"],
@@ -132,7 +132,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/core/test_orders.py"],
     ),
     "pi-error-norm-scale": (
-        "flowrestore/controllers.py",
+        "flowrestore/controllers/error.py",
         "        scale = self.atol + self.rtol * torch.maximum(x.abs(), x_new.abs())",
         "        scale = self.atol + self.rtol * x.abs()",
         ["tests/core/test_rules.py"],
@@ -156,9 +156,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/dirac/test_dirac_step.py"],
     ),
     "controlled-keep-clipped-step": (
-        "flowrestore/integrate/drivers.py",
-        "accept & clip, self.sign * torch.maximum(h_new.abs(), ha.abs()), h_new",
-        "accept & clip, self.sign * torch.minimum(h_new.abs(), ha.abs()), h_new",
+        "flowrestore/controllers/error_run.py",
+        "accept & a.clipped, torch.maximum(h_new.abs(), a.h_natural.abs()), h_new.abs()",
+        "accept & a.clipped, torch.minimum(h_new.abs(), a.h_natural.abs()), h_new.abs()",
         ["tests/core/test_adaptive.py"],
     ),
     "endpoint-always-denoise": (
@@ -237,17 +237,16 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "per-sample-seed-depends-on-batch": (
         "flowrestore/noise.py",
-        "        self.generators = [torch.Generator(device=device).manual_seed(s) for s in values]",
-        "        self.generators = [\n"
-        "            torch.Generator(device=device).manual_seed(s + len(values)) for s in values\n"
-        "        ]",
+        "                torch.Generator(device=self.device).manual_seed(s) for s in self.seeds",
+        "                torch.Generator(device=self.device).manual_seed(s + len(self.seeds))\n"
+        "                for s in self.seeds",
         ["tests/test_seeds_pretrained.py"],
     ),
     "posterior-mean-rescaled-like-the-state": (
-        "flowrestore/integrate/loop.py",
+        "flowrestore/integrate/finish.py",
         '    if output != "posterior_mean":  # a clean estimate is already in the data\'s units\n'
-        "        x = flow.from_state(x, plan.t1)",
-        "    x = flow.from_state(x, plan.t1)",
+        "        x = flow.from_state(x, schedule.t1)",
+        "    x = flow.from_state(x, schedule.t1)",
         ["tests/diffusion/test_flow.py"],
     ),
     # ---- issues 15/17 (dirac helper): Dirac's step, schedules/families, clipping, BIRD
@@ -530,6 +529,184 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '    h = hashlib.sha256(f"flowrestore-seed:{int(seed)}:".encode())',
         '    h = hashlib.sha256(b"flowrestore-seed")',
         ["tests/test_restore.py"],
+    ),
+    # ---- issue 15: controllers own their decisions; the loop merges and saves per sample
+    "pid-proportional-exponent": (
+        "flowrestore/controllers/pid.py",
+        "prev ** (bp + 2 * bd)",
+        "prev ** (bp + 1.9 * bd)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "pid-derivative-sign": (
+        "flowrestore/controllers/pid.py",
+        "prev2 ** (-bd)",
+        "prev2 ** (bd)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "pid-dt-max-ignored": (
+        "flowrestore/controllers/pid.py",
+        "return h_abs if self.dt_max is None else h_abs.clamp(max=self.dt_max)",
+        "return h_abs",
+        ["tests/core/test_controllers.py"],
+    ),
+    "save-slot-of-another-rows-target": (
+        "flowrestore/controllers/error_run.py",
+        "save = torch.where(hit, self.slot_table[a.target], self.dump_slot)",
+        "save = torch.where(hit, self.slot_table[a.target.max()], self.dump_slot)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "save-unhit-rows-into-a-slot": (
+        "flowrestore/controllers/error_run.py",
+        "save = torch.where(hit, self.slot_table[a.target], self.dump_slot)",
+        "save = torch.where(accept, self.slot_table[a.target], self.dump_slot)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "merge-rows-keeps-new-state-of-rejected-rows": (
+        "flowrestore/integrate/state.py",
+        "        part = new if accept is None else torch.where(bcast(accept, new), new, old)",
+        "        part = new",
+        ["tests/core/test_controllers.py"],
+    ),
+    "merge-x-keeps-rejected-proposal": (
+        "flowrestore/integrate/state.py",
+        "    part = x_new if accept is None else torch.where(bcast(accept, x_new), x_new, old)",
+        "    part = x_new",
+        ["tests/core/test_controllers.py"],
+    ),
+    # ---- issue 18 item 3 and issue 19: conditioning follows the rows; mistakes refused early
+    "loop-steps-rows-with-the-whole-flow": (
+        "flowrestore/integrate/stepping.py",
+        "restricted = (rows, flow.restrict(rows))",
+        "restricted = (rows, flow)",
+        ["tests/core/test_conditioning.py"],
+    ),
+    "in-place-predictor-not-detected": (
+        "flowrestore/flows/base.py",
+        "    if tracked and x._version != version:",
+        "    if False:",
+        ["tests/core/test_usability.py"],
+    ),
+    "non-finite-start-not-checked": (
+        "flowrestore/integrate/solve.py",
+        "    if check_finite:\n        _check_start(",
+        "    if False:\n        _check_start(",
+        ["tests/core/test_usability.py", "tests/core/test_errors.py"],
+    ),
+    # ---- the core's own audit (tests/core/test_audit.py): each survived the suite before
+    "hairer-100-h0": (
+        "flowrestore/controllers/error.py",
+        "torch.minimum(100 * h0, h1)",
+        "torch.minimum(10 * h0, h1)",
+        ["tests/core/test_audit.py"],
+    ),
+    "hairer-h0-coefficient": (
+        "flowrestore/controllers/error.py",
+        "0.01 * d0 / d1)",
+        "0.02 * d0 / d1)",
+        ["tests/core/test_audit.py"],
+    ),
+    "pi-history-floor": (
+        "flowrestore/controllers/error_run.py",
+        "e_kept = en.clamp_min(1e-4)",
+        "e_kept = en.clamp_min(1e-2)",
+        ["tests/core/test_audit.py"],
+    ),
+    "non-finite-error-shrink": (
+        "flowrestore/controllers/error.py",
+        "return torch.where(finite, fac, torch.full_like(fac, self.dfactor))",
+        "return torch.where(finite, fac, torch.full_like(fac, 0.5))",
+        ["tests/core/test_audit.py"],
+    ),
+    "underflow-below-half-min-step": (
+        "flowrestore/controllers/error_run.py",
+        "(h_new.abs() < ctrl.min_step)",
+        "(h_new.abs() < 0.5 * ctrl.min_step)",
+        ["tests/core/test_audit.py"],
+    ),
+    "rejections-not-counted-all-rows": (
+        "flowrestore/integrate/stepping.py",
+        "            r += 1 - acc\n            return",
+        "            r += 0 * acc\n            return",
+        ["tests/core/test_audit.py"],
+    ),
+    "rejections-not-counted-some-rows": (
+        "flowrestore/integrate/stepping.py",
+        "        r.index_add_(0, rows, 1 - acc)",
+        "        r.index_add_(0, rows, 0 * acc)",
+        ["tests/core/test_audit.py"],
+    ),
+    "survivors-landing-not-counted": (
+        "flowrestore/integrate/finish.py",
+        "    counts.add(rows, None, res.nfe)",
+        "    counts.add(rows, None, 0)",
+        ["tests/core/test_audit.py"],
+    ),
+    "indi-brownian-eps-t": (
+        "flowrestore/solvers/indi.py",
+        "return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps",
+        "return self.eps / t if self.brownian else t * 0 + self.eps",
+        ["tests/core/test_audit.py"],
+    ),
+    "torchdiffeq-error-order": (
+        "flowrestore/solvers/adapters.py",
+        "self.error_order = float(cls.order - 1)",
+        "self.error_order = float(cls.order)",
+        ["tests/core/test_audit.py"],
+    ),
+    "per-sample-noise-subset-rows": (
+        "flowrestore/noise.py",
+        "        rows = range(like.shape[0]) if index is None else host_rows(index)",
+        "        rows = range(like.shape[0])",
+        ["tests/core/test_audit.py"],
+    ),
+    "dict-cond-positional": (
+        "flowrestore/flows/base.py",
+        "        return (), dict(cond)",
+        "        return tuple(cond.values()), {}",
+        ["tests/core/test_conditioning.py"],
+    ),
+    # ---- issue 17: the compiled solve
+    "compiled-landing-from-the-start-state": (
+        "flowrestore/integrate/compiled.py",
+        "    x, state, done = steps(",
+        "    x, _, done = steps(",
+        ["tests/core/test_compile.py"],
+    ),
+    "tape-misses-the-landing-draws": (
+        "flowrestore/integrate/compiled.py",
+        "    if lands and not solver.evaluates_at_end:",
+        "    if False:",
+        ["tests/core/test_compile.py"],
+    ),
+    "tape-draw-times-shifted": (
+        "flowrestore/integrate/compiled.py",
+        "        calls += [(kind, t, t + h) for kind in kinds]",
+        "        calls += [(kind, t, t + 2 * h) for kind in kinds]",
+        ["tests/core/test_compile.py"],
+    ),
+    "a-host-read-in-the-step-loop": (
+        "flowrestore/integrate/stepping.py",
+        "        k += 1\n",
+        "        k += 1 + 0 * int(bool(torch.isfinite(x).all()))\n",
+        ["tests/core/test_syncs.py", "tests/core/test_compile.py"],
+    ),
+    "a-host-read-in-the-error-controllers-step": (
+        "flowrestore/controllers/error_run.py",
+        "        hit = accept & a.clipped\n",
+        "        hit = accept & a.clipped & bool(accept.any())\n",
+        ["tests/core/test_syncs.py"],
+    ),
+    "dirac-observation-not-per-sample": (
+        "flowrestore/flows/dirac.py",
+        '    per_sample_fields = ("observation",)',
+        "    per_sample_fields = ()",
+        ["tests/dirac/test_rows.py"],
+    ),
+    "error-control-ignores-the-flows-preferred-stop": (
+        "flowrestore/controllers/error.py",
+        "            t_stop = self.resolved_t_min(request.preferred_t_min(self.rtol))",
+        "            t_stop = self.resolved_t_min()",
+        ["tests/diffusion/test_syncs.py"],
     ),
 }
 

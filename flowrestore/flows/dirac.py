@@ -148,6 +148,8 @@ class DiracSDE(SDE):
     time_range = (0.0, 1.0)
     suggested_solvers = ("DiracStep", "EulerMaruyama", "SRA1")
 
+    per_sample_fields = ("observation",)
+
     def __init__(
         self,
         phi: Callable[[Tensor, Tensor], Tensor],
@@ -282,12 +284,12 @@ class DiracSDE(SDE):
             bound.observation = x_start
         return bound
 
-    def observation_rows(self, like: Tensor, index: Tensor | None = None) -> Tensor | None:
-        """The measurement for the rows being stepped (``index``; ``None``: all), or ``None``."""
+    def observation_rows(self, like: Tensor) -> Tensor | None:
+        """The measurement as the state ``like`` (its dtype and device), or ``None``. On a subset
+        of the batch the loop has already restricted the flow to its rows (:meth:`restrict`)."""
         if self.observation is None:
             return None
         obs = self.observation.to(dtype=like.dtype, device=like.device)
-        obs = obs if index is None else obs[index.to(obs.device)]
         if obs.shape != like.shape:
             raise ShapeError(
                 f"observation has shape {tuple(obs.shape)}, the state {tuple(like.shape)}"

@@ -106,7 +106,7 @@ class DiracStep(SDESolver):
         """One reverse step from ``t`` to ``t + h`` (eq. 7)."""
         dw = ctx.noise.increment(t, t + h, x, ctx.index)
         z = dw / bcast(h.abs().sqrt(), x)
-        obs = flow.observation_rows(x, ctx.index)
+        obs = flow.observation_rows(x)
         est = flow.estimate(t, x, obs, residual=self.track_consistency)
         a_t_phi = flow.degrade(est.phi, t)
         score = flow.guided_score(t, x, est, a_t_phi)

@@ -16,9 +16,9 @@ import torch
 from syncs import SyncCounter
 
 import flowrestore as fr
-from flowrestore.integrate.context import StepContext
 from flowrestore.noise import GeneratorNoise
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
+from flowrestore.solvers import Context
 
 from .helpers import F64, PREDICTION_TYPES, gaussian_problem
 
@@ -31,7 +31,7 @@ def _model(x, k):
 
 
 def _count(solver, flow, x, t, h):
-    ctx = StepContext(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+    ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
     _, state = solver.init(flow, t, x, ctx)
     solver.step(flow, t, x, h, state, ctx)  # warm-up (per-dtype tables are cached here)
     with SyncCounter() as sc:

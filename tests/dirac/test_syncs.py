@@ -17,8 +17,8 @@ from syncs import SyncCounter
 
 import flowrestore as fr
 from flowrestore.errors import ConfigError
-from flowrestore.integrate.context import StepContext
 from flowrestore.noise import GeneratorNoise, NoiseSource
+from flowrestore.solvers import Context
 
 SIGMA = fr.schedules.Geometric(0.01, 0.05)
 
@@ -80,7 +80,7 @@ def test_no_host_sync_in_a_dirac_step(family, solver, guidance):
     y = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     flow = _bound(fr.DiracSDE(_phi, FAMILIES[family](), SIGMA, **GUIDANCE[guidance]), y)
     step = SOLVERS[solver]()
-    ctx = StepContext(noise=GeneratorNoise(torch.Generator().manual_seed(1)))
+    ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(1)))
     t, h = torch.tensor(0.7, dtype=torch.float64), torch.tensor(-0.1, dtype=torch.float64)
     count, ops = _syncs_per_step(step, flow, y, t, h, ctx)
     assert count == 0, (family, solver, guidance, ops)
@@ -107,7 +107,7 @@ def test_the_whole_fixed_grid_solve_computes_the_same_as_the_counted_steps():
     grid = torch.tensor([1.0, 0.6, 0.3, 0.0], dtype=torch.float64)
     path = fr.BrownianIncrements.sample(grid, y.shape, generator=torch.Generator().manual_seed(2))
     want = fr.solve(sde, fr.DiracStep(), y, grid=grid, noise=path)
-    flow, ctx, x = _bound(sde, y), StepContext(noise=path), y
+    flow, ctx, x = _bound(sde, y), Context(noise=path), y
     for t, s in zip(grid[:-1], grid[1:], strict=True):
         x = fr.DiracStep().step(flow, t, x, s - t, None, ctx).x
     torch.testing.assert_close(x, want.x, rtol=0, atol=0)
@@ -168,7 +168,7 @@ def test_one_dirac_step_compiles_without_graph_breaks(increment):
     t, h = torch.tensor(0.8), torch.tensor(-0.2)
 
     def one_step(t, x, h):
-        ctx = StepContext(noise=_GivenNoise(z))
+        ctx = Context(noise=_GivenNoise(z))
         out = solver.step(flow, t, x, h, None, ctx)
         return out.x, ctx.records["data_consistency"][0]
 

@@ -9,9 +9,9 @@ import torch
 from syncs import SyncCounter
 
 import flowrestore as fr
-from flowrestore.integrate import StepContext
 from flowrestore.noise import GeneratorNoise
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
+from flowrestore.solvers import Context
 
 from .helpers import F64, SHAPE, operators
 
@@ -38,7 +38,7 @@ def test_guided_steps_do_not_synchronise(op_name):
             (model, fr.Heun()),
         ]
         for flow, solver in cases:
-            ctx = StepContext(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+            ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
             ctx.index, ctx.step_index = None, 0
             x, state = solver.init(
                 flow, torch.tensor(1.0, dtype=F64), torch.ones(2, *SHAPE, dtype=F64), ctx
