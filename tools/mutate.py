@@ -337,7 +337,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/models/test_flow_matching_diffusers.py"],
     ),
     "fm-shift-map": (
-        "flowrestore/flows/flow_matching.py",
+        "flowrestore/grids.py",
         "        grid = s * u / (1 + (s - 1) * u)",
         "        grid = s * u / (1 + (s - 1.001) * u)",
         ["tests/models/test_flow_matching.py"],
@@ -349,7 +349,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/models/test_flow_matching.py"],
     ),
     "fm-dynamic-shift": (
-        "flowrestore/flows/model_loading.py",
+        "flowrestore/flows/flow_matching.py",
         "        return math.exp(mu)",
         "        return math.exp(1.01 * mu)",
         ["tests/models/test_flow_matching_diffusers.py"],

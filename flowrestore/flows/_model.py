@@ -1,4 +1,5 @@
-"""Private helpers of the model flows (flow matching, EDM denoisers): per-sample conditioning.
+"""Private helpers of the model flows (diffusion, flow matching, EDM denoisers): the model's
+output as a tensor, and per-sample conditioning.
 
 A pretrained model is often conditioned — a class-conditional U-Net takes ``class_labels``, a text
 transformer ``encoder_hidden_states`` — by tensors with one row per sample. The model flows take
@@ -13,9 +14,24 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, PredictorOutputError, ShapeError, describe
 
-__all__ = ["check_cond", "cond_for"]
+__all__ = ["check_cond", "cond_for", "model_output"]
+
+
+def model_output(out) -> Tensor:
+    """A model's return value as a tensor: a tensor, ``.sample`` (diffusers) or ``out[0]``."""
+    if isinstance(out, Tensor):
+        return out
+    sample = getattr(out, "sample", None)
+    if isinstance(sample, Tensor):
+        return sample
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise PredictorOutputError(
+        "model must return a tensor, an object with .sample or a tuple whose first item is a "
+        f"tensor, got {type(out).__name__}"
+    )
 
 
 def check_cond(cond) -> dict[str, Tensor]:

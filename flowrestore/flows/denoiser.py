@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.flows._model import check_cond, cond_for
+from flowrestore.flows._model import check_cond, cond_for, model_output
 from flowrestore.flows.base import ResidualFlow, batch_time, check_output
-from flowrestore.flows.diffusion import _model_output
 from flowrestore.grids import Karras, Spacing
 
 __all__ = ["DenoiserFlow"]
@@ -60,6 +60,9 @@ class DenoiserFlow(ResidualFlow):
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed as keyword arguments.
         check_outputs: validate shape, dtype and device of every model output.
     """
+
+    #: attributes with one row per sample, selected with the rows the loop steps
+    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)
 
     def __init__(
         self,
@@ -98,6 +101,10 @@ class DenoiserFlow(ResidualFlow):
         """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
         return torch.ones_like(t), t * self.sigma_max
 
+    def input_scale(self, t: Tensor) -> Tensor:
+        """``k_t`` with the model's input ``x = state/k_t``: 1 (the state is the model's ``x``)."""
+        return torch.ones_like(t)
+
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""
         return float(sigma) / self.sigma_max
@@ -117,5 +124,5 @@ class DenoiserFlow(ResidualFlow):
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D(x, σ)`` at ``σ = t σ_max``."""
         sigma = batch_time(t, x) * self.sigma_max
-        out = _model_output(self.model(x, sigma, **cond_for(self.cond, x)))
+        out = model_output(self.model(x, sigma, **cond_for(self.cond, x)))
         return check_output("model", out, x) if self.check_outputs else out

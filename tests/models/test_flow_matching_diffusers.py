@@ -20,7 +20,7 @@ import torch
 
 import flowrestore as fr
 from flowrestore.errors import ConfigError, MissingDependencyError, ShapeError
-from flowrestore.flows.model_loading import dynamic_shift
+from flowrestore.flows.flow_matching import dynamic_shift
 
 diffusers = pytest.importorskip("diffusers")
 F64 = torch.float64
