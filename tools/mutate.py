@@ -450,6 +450,25 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "/ (s * s + rho).clamp_min(1e-300)",
         ["tests/models/test_readme_models.py"],
     ),
+    # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
+    "diffusion-state-sigma": (
+        "flowrestore/flows/diffusion.py",
+        "        return torch.ones_like(t), t * self.sigma_max",
+        "        return torch.ones_like(t), 1.001 * t * self.sigma_max",
+        ["tests/models/test_model_protocol.py"],
+    ),
+    "diffusion-input-scale": (
+        "flowrestore/flows/diffusion.py",
+        "        return torch.sqrt(1 + (t * self.sigma_max) ** 2)",
+        "        return 1 + t * self.sigma_max",
+        ["tests/models/test_model_protocol.py"],
+    ),
+    "diffusion-cond-dropped": (
+        "flowrestore/flows/diffusion.py",
+        "self.timestep(sigma), **cond_for(self.cond, x))",
+        "self.timestep(sigma), **{k: v.flip(0) for k, v in cond_for(self.cond, x).items()})",
+        ["tests/models/test_model_protocol.py"],
+    ),
 }
 
 
