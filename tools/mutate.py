@@ -469,6 +469,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "self.timestep(sigma), **{k: v.flip(0) for k, v in cond_for(self.cond, x).items()})",
         ["tests/models/test_model_protocol.py"],
     ),
+    "bird-latent-unscaled": (
+        "flowrestore/inversion/blind.py",
+        "        return z if self.latent_std == 1.0 else self.latent_std * z",
+        "        return z",
+        ["tests/inversion/test_bird_models.py"],
+    ),
+    "edm-latent-std": (
+        "flowrestore/flows/denoiser.py",
+        "        return self.sigma_max\n",
+        "        return 1.0\n",
+        ["tests/inversion/test_bird_models.py"],
+    ),
 }
 
 

@@ -101,6 +101,11 @@ class DenoiserFlow(ResidualFlow):
         """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
         return torch.ones_like(t), t * self.sigma_max
 
+    @property
+    def latent_std(self) -> float:
+        """The noise at ``t = 1`` in the model's units (``x = σ_max ε``; BIRD's latent): σ_max."""
+        return self.sigma_max
+
     def input_scale(self, t: Tensor) -> Tensor:
         """``k_t`` with the model's input ``x = state/k_t``: 1 (the state is the model's ``x``)."""
         return torch.ones_like(t)

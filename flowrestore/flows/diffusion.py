@@ -45,10 +45,9 @@ step size beyond ``h·f(x̄, t)``, so no ODE solver reproduces it, and
 :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same marginals
 (:class:`DiffusionSDE`). The flow and its SDE read no device value (the timestep lookup is a
 ``searchsorted`` on a cached table): a step never waits for the host, and ``torch.compile``
-traces ``denoise`` whole. A conditioned model (class labels, text embeddings) takes per-sample
-``cond=`` as keyword arguments. The guided baselines read the state's coefficients
-(:meth:`~DiffusionFlow.state_coefficients`, :meth:`~DiffusionFlow.input_scale`); BIRD inverts the
-few-step map (:class:`flowrestore.BlindInversion`). Loading: :mod:`flowrestore.flows.diffusers_io`.
+traces ``denoise`` whole. Per-sample ``cond=`` (class labels, ...) goes to the model by keyword.
+The guided baselines and BIRD ask the flow (``state_coefficients``, ``input_scale``,
+``latent_std``), as of every model flow. Loading: :mod:`flowrestore.flows.diffusers_io`.
 """
 
 from __future__ import annotations
@@ -209,6 +208,8 @@ class DiffusionFlow(ResidualFlow):
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(α_t, σ_t)`` with the state ``x̄_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
         return torch.ones_like(t), t * self.sigma_max
+
+    latent_std = 1.0  #: the noise at ``t = 1`` in the model's units (``x_T = ε``; BIRD's latent)
 
     def input_scale(self, t: Tensor) -> Tensor:
         """``k_t`` with the model's input ``x = x̄/k_t``: ``√(1 + σ²)``, ``σ = t σ_max``."""

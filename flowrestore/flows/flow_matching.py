@@ -102,6 +102,8 @@ class FlowMatchingFlow(ResidualFlow):
         """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``: ``(1 − t, t)``."""
         return 1 - t, t
 
+    latent_std = 1.0  #: the noise at ``t = 1`` in the model's units (``x_1 = ε``; BIRD's latent)
+
     def input_scale(self, t: Tensor) -> Tensor:
         """``k_t`` with the model's input ``x = state/k_t``: 1 (the state is the model's ``x``)."""
         return torch.ones_like(t)
