@@ -463,10 +463,11 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return 1 + t * self.sigma_max",
         ["tests/models/test_model_protocol.py"],
     ),
-    "diffusion-cond-dropped": (
-        "flowrestore/flows/diffusion.py",
-        "self.timestep(sigma), **cond_for(self.cond, x))",
-        "self.timestep(sigma), **{k: v.flip(0) for k, v in cond_for(self.cond, x).items()})",
+    "model-cond-rows-swapped": (
+        "flowrestore/flows/_model.py",
+        "        out = model_output(self.model(x, time, **cond_for(self.cond, x)))",
+        "        out = model_output(self.model(x, time, **{k: v.flip(0) for k, v in "
+        "self.cond.items()}))",
         ["tests/models/test_model_protocol.py"],
     ),
     "bird-latent-unscaled": (

@@ -54,14 +54,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, MissingDependencyError, describe
-from flowrestore.flows._model import check_cond, cond_for, model_output
-from flowrestore.flows.base import SDE, ResidualFlow, batch_time, bcast, check_output
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import SDE, batch_time, bcast
 from flowrestore.flows.diffusers_io import (
     check_model_cond,
     diffusion_schedule,
@@ -89,7 +88,7 @@ __all__ = [
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class DiffusionFlow(ResidualFlow):
+class DiffusionFlow(ModelFlow):
     """A diffusion model ``model(x, timestep)`` as the residual flow ``dx̄/dt = (x̄ − D)/t``.
 
     Args:
@@ -106,9 +105,6 @@ class DiffusionFlow(ResidualFlow):
         check_outputs: validate shape, dtype and device of every model output.
     """
 
-    #: attributes with one row per sample, selected with the rows the loop steps
-    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)
-
     def __init__(
         self,
         model: Callable,
@@ -120,8 +116,6 @@ class DiffusionFlow(ResidualFlow):
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, timestep), got {describe(model)}")
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
                 f"prediction_type must be one of {PREDICTION_TYPES}, "
@@ -134,23 +128,16 @@ class DiffusionFlow(ResidualFlow):
                 f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
                 f"got {describe(clip)}"
             )
-        self.model = model
+        self._set_model(model, cond, check_outputs, "model(x, timestep)")
         self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod)
         self.prediction_type = prediction_type
         self.clip = clip
         self.clamp_timesteps = clamp_timesteps
-        self.cond = check_cond(cond)
-        self.check_outputs = check_outputs
         abar = self.alphas_cumprod
         #: ``2 log σ_k`` per trained timestep (increasing): the interpolation table
         self._log_var = torch.log1p(-abar) - torch.log(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
-
-    @property
-    def network(self):
-        """The diffusion model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
@@ -209,8 +196,6 @@ class DiffusionFlow(ResidualFlow):
         """``(α_t, σ_t)`` with the state ``x̄_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
         return torch.ones_like(t), t * self.sigma_max
 
-    latent_std = 1.0  #: the noise at ``t = 1`` in the model's units (``x_T = ε``; BIRD's latent)
-
     def input_scale(self, t: Tensor) -> Tensor:
         """``k_t`` with the model's input ``x = x̄/k_t``: ``√(1 + σ²)``, ``σ = t σ_max``."""
         return torch.sqrt(1 + (t * self.sigma_max) ** 2)
@@ -234,8 +219,7 @@ class DiffusionFlow(ResidualFlow):
         """The model's raw output at flow time ``t`` for the state ``x̄``."""
         sigma = batch_time(t, x) * self.sigma_max
         a = torch.rsqrt(1 + bcast(sigma, x) ** 2)
-        out = model_output(self.model(x * a, self.timestep(sigma), **cond_for(self.cond, x)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x * a, self.timestep(sigma))
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),

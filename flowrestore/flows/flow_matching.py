@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.flows._model import check_cond, cond_for, model_output
-from flowrestore.flows.base import ResidualFlow, batch_time, bcast, check_output
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import batch_time, bcast
 from flowrestore.flows.diffusers_io import (
     check_model_cond,
     load_model,
@@ -49,7 +48,7 @@ __all__ = ["FlowMatchingFlow", "Shifted", "dynamic_shift", "flow_matching_config
 _SCHEDULER = "FlowMatchEulerDiscreteScheduler"
 
 
-class FlowMatchingFlow(ResidualFlow):
+class FlowMatchingFlow(ModelFlow):
     """A velocity model ``model(x, timestep)`` as the residual flow ``dx/dt = v = (x − D)/t``.
 
     Args:
@@ -64,9 +63,6 @@ class FlowMatchingFlow(ResidualFlow):
         check_outputs: validate shape, dtype and device of every model output.
     """
 
-    #: attributes with one row per sample, selected with the rows the loop steps
-    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)
-
     def __init__(
         self,
         model: Callable,
@@ -76,21 +72,12 @@ class FlowMatchingFlow(ResidualFlow):
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, timestep), got {describe(model)}")
         T = num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
-        self.model = model
+        self._set_model(model, cond, check_outputs, "model(x, timestep)")
         self.num_train_timesteps = T
         self.shift = float(Shifted(shift=shift).shift)  # a number > 0 (checked there)
-        self.cond = check_cond(cond)
-        self.check_outputs = bool(check_outputs)
-
-    @property
-    def network(self):
-        """The velocity model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
 
     def __repr__(self) -> str:
         return (
@@ -101,12 +88,6 @@ class FlowMatchingFlow(ResidualFlow):
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``: ``(1 − t, t)``."""
         return 1 - t, t
-
-    latent_std = 1.0  #: the noise at ``t = 1`` in the model's units (``x_1 = ε``; BIRD's latent)
-
-    def input_scale(self, t: Tensor) -> Tensor:
-        """``k_t`` with the model's input ``x = state/k_t``: 1 (the state is the model's ``x``)."""
-        return torch.ones_like(t)
 
     def default_spacing(self) -> Spacing:
         """:class:`Shifted` with the model's shift and ``rho = 2``.
@@ -125,8 +106,7 @@ class FlowMatchingFlow(ResidualFlow):
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's velocity ``v(x, t)`` (timestep ``t·T``)."""
         timestep = batch_time(t, x) * self.num_train_timesteps
-        out = model_output(self.model(x, timestep, **cond_for(self.cond, x)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x, timestep)
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
         """The drift ``v``: the model's output, never divided by ``t``."""

@@ -1,5 +1,5 @@
 """BIRD through a flow-matching model and an EDM denoiser (docs/math.md §5, §9): ``BlindInversion``
-takes ``FlowMatchingFlow`` and ``DenoiserFlow`` as they are, the latent being the noise at ``t = 1``.
+takes ``FlowMatchingFlow`` and ``DenoiserFlow`` as they are, the latent the noise at ``t = 1``.
 
 The exact models of the prior ``N(camera, 0.02²)`` (:class:`~flowrestore.oracles.
 GaussianFlowMatchingOracle`, :class:`~flowrestore.oracles.GaussianDenoiserOracle` with EDM's
@@ -99,4 +99,6 @@ def test_latent_std_is_checked():
     flow, _ = _model("flow_matching")
     for bad in (0.0, -1.0, float("nan"), "1"):
         with pytest.raises(fr.ConfigError, match="latent_std"):
-            BlindInversion(flow, solver=fr.Euler(), steps=2, degradation=lambda v: v, latent_std=bad)
+            BlindInversion(
+                flow, solver=fr.Euler(), steps=2, degradation=lambda v: v, latent_std=bad
+            )
