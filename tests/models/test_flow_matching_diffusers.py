@@ -22,22 +22,10 @@ import flowrestore as fr
 from flowrestore.errors import ConfigError, MissingDependencyError, ShapeError
 from flowrestore.flows.flow_matching import dynamic_shift
 
+from .helpers import tiny_unet
+
 diffusers = pytest.importorskip("diffusers")
 F64 = torch.float64
-
-
-def tiny_unet(seed=0, channels=1):
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=channels,
-        out_channels=channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
 
 
 def scheduler_loop(call, scheduler, x):

@@ -25,7 +25,7 @@ from flowrestore.oracles import (
 )
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
-from .helpers import F64, prior
+from .helpers import F64, prior, tiny_unet
 
 TIMES = (0.9, 0.5, 0.13, 0.02)
 
@@ -92,18 +92,7 @@ diffusers = pytest.importorskip("diffusers")
 
 
 def _class_unet(seed=0):
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=3,
-    )
+    return tiny_unet(seed, num_class_embeds=3)
 
 
 def _ddim_with_labels(model, scheduler, x, labels):
