@@ -92,3 +92,7 @@ def describe(value) -> str:
 
 class MissingDependencyError(FlowRestoreError, ImportError):
     """An optional dependency (diffusers) is not installed; the message names the extra."""
+
+
+class IncompatibleOperatorError(FlowRestoreError, TypeError):
+    """A restoration method cannot use this degradation operator (the message names both)."""

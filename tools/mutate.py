@@ -336,7 +336,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/models/test_flow_matching_diffusers.py"],
     ),
     "fm-shift-map": (
-        "flowrestore/flows/flow_matching.py",
+        "flowrestore/grids.py",
         "        grid = s * u / (1 + (s - 1) * u)",
         "        grid = s * u / (1 + (s - 1.001) * u)",
         ["tests/models/test_flow_matching.py"],
@@ -348,7 +348,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/models/test_flow_matching.py"],
     ),
     "fm-dynamic-shift": (
-        "flowrestore/flows/model_loading.py",
+        "flowrestore/flows/flow_matching.py",
         "        return math.exp(mu)",
         "        return math.exp(1.01 * mu)",
         ["tests/models/test_flow_matching_diffusers.py"],
@@ -707,6 +707,38 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            t_stop = self.resolved_t_min(request.preferred_t_min(self.rtol))",
         "            t_stop = self.resolved_t_min()",
         ["tests/diffusion/test_syncs.py"],
+    ),
+    # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
+    "diffusion-state-sigma": (
+        "flowrestore/flows/diffusion.py",
+        "        return torch.ones_like(t), t * self.sigma_max",
+        "        return torch.ones_like(t), 1.001 * t * self.sigma_max",
+        ["tests/models/test_model_protocol.py"],
+    ),
+    "diffusion-input-scale": (
+        "flowrestore/flows/diffusion.py",
+        "        return torch.sqrt(1 + (t * self.sigma_max) ** 2)",
+        "        return 1 + t * self.sigma_max",
+        ["tests/models/test_model_protocol.py"],
+    ),
+    "model-cond-rows-swapped": (
+        "flowrestore/flows/_model.py",
+        "        out = model_output(self.model(x, time, **cond_for(self.cond, x)))",
+        "        out = model_output(self.model(x, time, **{k: v.flip(0) for k, v in "
+        "self.cond.items()}))",
+        ["tests/models/test_model_protocol.py"],
+    ),
+    "bird-latent-unscaled": (
+        "flowrestore/inversion/blind.py",
+        "        return z if self.latent_std == 1.0 else self.latent_std * z",
+        "        return z",
+        ["tests/inversion/test_bird_models.py"],
+    ),
+    "edm-latent-std": (
+        "flowrestore/flows/denoiser.py",
+        "        return self.sigma_max\n",
+        "        return 1.0\n",
+        ["tests/inversion/test_bird_models.py"],
     ),
 }
 

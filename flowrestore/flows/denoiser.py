@@ -31,9 +31,8 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.flows._model import check_cond, cond_for
-from flowrestore.flows.base import ResidualFlow, batch_time, check_output
-from flowrestore.flows.diffusion import _model_output
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import batch_time
 from flowrestore.grids import Karras, Spacing
 
 __all__ = ["DenoiserFlow"]
@@ -47,7 +46,7 @@ def _level(value, name: str) -> float:
     return float(value)
 
 
-class DenoiserFlow(ResidualFlow):
+class DenoiserFlow(ModelFlow):
     """A denoiser ``model(x, sigma)`` as the residual flow ``dx/dt = (x − D)/t``, ``t = σ/σ_max``.
 
     Args:
@@ -70,8 +69,6 @@ class DenoiserFlow(ResidualFlow):
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, sigma), got {describe(model)}")
         self.sigma_max = _level(sigma_max, "sigma_max")
         self.sigma_min = _level(sigma_min, "sigma_min")
         if not 0 <= self.sigma_min < self.sigma_max:
@@ -79,14 +76,7 @@ class DenoiserFlow(ResidualFlow):
                 f"need 0 <= sigma_min < sigma_max, got sigma_min={describe(sigma_min)}, "
                 f"sigma_max={describe(sigma_max)}"
             )
-        self.model = model
-        self.cond = check_cond(cond)
-        self.check_outputs = bool(check_outputs)
-
-    @property
-    def network(self):
-        """The denoiser (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
+        self._set_model(model, cond, check_outputs, "model(x, sigma)")
 
     def __repr__(self) -> str:
         return (
@@ -97,6 +87,11 @@ class DenoiserFlow(ResidualFlow):
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
         return torch.ones_like(t), t * self.sigma_max
+
+    @property
+    def latent_std(self) -> float:
+        """The noise at ``t = 1`` in the model's units (``x = σ_max ε``; BIRD's latent): σ_max."""
+        return self.sigma_max
 
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""
@@ -117,5 +112,4 @@ class DenoiserFlow(ResidualFlow):
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D(x, σ)`` at ``σ = t σ_max``."""
         sigma = batch_time(t, x) * self.sigma_max
-        out = _model_output(self.model(x, sigma, **cond_for(self.cond, x)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x, sigma)

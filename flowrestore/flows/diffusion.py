@@ -45,8 +45,9 @@ step size beyond ``h·f(x̄, t)``, so no ODE solver reproduces it, and
 :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same marginals
 (:class:`DiffusionSDE`). The flow and its SDE read no device value (the timestep lookup is a
 ``searchsorted`` on a cached table): a step never waits for the host, and ``torch.compile``
-traces ``denoise`` whole. BIRD (Chihaoui et al., NeurIPS 2024) inverts this map through a few DDIM
-steps (:class:`flowrestore.BlindInversion`). Loading: :mod:`flowrestore.flows.diffusers_io`.
+traces ``denoise`` whole. Per-sample ``cond=`` (class labels, ...) goes to the model by keyword.
+The guided baselines and BIRD ask the flow (``state_coefficients``, ``input_scale``,
+``latent_std``), as of every model flow. Loading: :mod:`flowrestore.flows.diffusers_io`.
 """
 
 from __future__ import annotations
@@ -57,11 +58,21 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, MissingDependencyError, PredictorOutputError, describe
-from flowrestore.flows.base import SDE, ResidualFlow, batch_time, bcast, check_output
-from flowrestore.flows.diffusers_io import import_diffusers, load_checkpoint, scheduler_grid
+from flowrestore.errors import ConfigError, MissingDependencyError, describe
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import SDE, batch_time, bcast
+from flowrestore.flows.diffusers_io import (
+    check_model_cond,
+    diffusion_schedule,
+    import_diffusers,
+    load_model,
+    place,
+    require_scheduler,
+    scheduler_grid,
+)
 from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
 from flowrestore.grids import Karras, Spacing
+from flowrestore.oracles.diffusion import check_alphas_cumprod
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -77,46 +88,7 @@ __all__ = [
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-def _schedule(alphas_cumprod) -> Tensor:
-    """``ᾱ`` as float64 ``[T]``, strictly decreasing inside (0, 1) (else :class:`ConfigError`)."""
-    try:
-        table = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float64).clone()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ConfigError(
-            f"alphas_cumprod must be a 1-D tensor of ᾱ values, got {describe(alphas_cumprod)}"
-        ) from exc
-    if table.dim() != 1 or table.numel() < 2:
-        raise ConfigError(
-            f"alphas_cumprod must be 1-D with at least 2 entries, got {describe(alphas_cumprod)}"
-        )
-    if not bool(((table > 0) & (table < 1)).all()):
-        raise ConfigError(
-            "alphas_cumprod must lie strictly inside (0, 1) (a zero-terminal-SNR schedule has "
-            f"σ_max = ∞), got values from {table.min().item():.6g} to {table.max().item():.6g}"
-        )
-    if not bool((table.diff() < 0).all()):
-        raise ConfigError(
-            f"alphas_cumprod must decrease strictly with the timestep, got {describe(table)}"
-        )
-    return table
-
-
-def _model_output(out) -> Tensor:
-    """A model's return value as a tensor: a tensor, ``.sample`` (diffusers) or ``out[0]``."""
-    if isinstance(out, Tensor):
-        return out
-    sample = getattr(out, "sample", None)
-    if isinstance(sample, Tensor):
-        return sample
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    raise PredictorOutputError(
-        "model must return a tensor, an object with .sample or a tuple whose first item is a "
-        f"tensor, got {type(out).__name__}"
-    )
-
-
-class DiffusionFlow(ResidualFlow):
+class DiffusionFlow(ModelFlow):
     """A diffusion model ``model(x, timestep)`` as the residual flow ``dx̄/dt = (x̄ − D)/t``.
 
     Args:
@@ -128,6 +100,8 @@ class DiffusionFlow(ResidualFlow):
         clip: ``None``, :class:`ClipSample` or :class:`DynamicThreshold`: the clean estimate is
             clipped as the checkpoint's scheduler clips it (module docstring).
         clamp_timesteps: query the model only inside ``[0, T − 1]`` (module docstring).
+        cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed to the model as keyword
+            arguments (a class-conditional ``UNet2DModel``: ``{"class_labels": labels}``).
         check_outputs: validate shape, dtype and device of every model output.
     """
 
@@ -139,10 +113,9 @@ class DiffusionFlow(ResidualFlow):
         prediction_type: str = "epsilon",
         clip: ClipSample | DynamicThreshold | None = None,
         clamp_timesteps: bool = False,
+        cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, timestep), got {describe(model)}")
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
                 f"prediction_type must be one of {PREDICTION_TYPES}, "
@@ -155,22 +128,16 @@ class DiffusionFlow(ResidualFlow):
                 f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
                 f"got {describe(clip)}"
             )
-        self.model = model
-        self.alphas_cumprod = _schedule(alphas_cumprod)
+        self._set_model(model, cond, check_outputs, "model(x, timestep)")
+        self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod)
         self.prediction_type = prediction_type
         self.clip = clip
         self.clamp_timesteps = clamp_timesteps
-        self.check_outputs = check_outputs
         abar = self.alphas_cumprod
         #: ``2 log σ_k`` per trained timestep (increasing): the interpolation table
         self._log_var = torch.log1p(-abar) - torch.log(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
-
-    @property
-    def network(self):
-        """The diffusion model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
@@ -225,6 +192,14 @@ class DiffusionFlow(ResidualFlow):
         """The model's ``x = x̄ √ᾱ = x̄ / √(1 + σ²)`` (identity at ``t = 0``)."""
         return x / math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)
 
+    def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(α_t, σ_t)`` with the state ``x̄_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
+        return torch.ones_like(t), t * self.sigma_max
+
+    def input_scale(self, t: Tensor) -> Tensor:
+        """``k_t`` with the model's input ``x = x̄/k_t``: ``√(1 + σ²)``, ``σ = t σ_max``."""
+        return torch.sqrt(1 + (t * self.sigma_max) ** 2)
+
     def default_spacing(self) -> Spacing:
         """EDM's ``ρ = 7`` spacing in ``σ`` down to 0 (:class:`~flowrestore.Karras`)."""
         return Karras(rho=7.0)
@@ -244,8 +219,7 @@ class DiffusionFlow(ResidualFlow):
         """The model's raw output at flow time ``t`` for the state ``x̄``."""
         sigma = batch_time(t, x) * self.sigma_max
         a = torch.rsqrt(1 + bcast(sigma, x) ** 2)
-        out = _model_output(self.model(x * a, self.timestep(sigma)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x * a, self.timestep(sigma))
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),
@@ -334,14 +308,22 @@ class DiffusionFlow(ResidualFlow):
         the prediction type and the clean-estimate clipping (``clip_sample``/``thresholding``,
         unless ``clip=`` is given) come from ``scheduler`` — a scheduler object, a config dict,
         or a path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler
-        or a ``scheduler_config.json`` beside the model (or in ``../scheduler``).
+        or a ``scheduler_config.json`` beside the model (or in ``../scheduler``). A
+        class-conditional ``UNet2DModel`` (``num_class_embeds``) needs
+        ``cond={"class_labels": labels}`` (refused without).
         """
-        found = load_checkpoint(path_or_model, scheduler, dtype=dtype, device=device)
-        ptype = prediction_type or found.config.get("prediction_type") or "epsilon"
-        flow_options.setdefault("clip", clip_from_config(found.config))
-        return cls(
-            found.model, alphas_cumprod=found.alphas_cumprod, prediction_type=ptype, **flow_options
+        model, found = load_model(
+            path_or_model, subfolders=("unet",), dtype=dtype, classes=("UNet2DModel",)
         )
+        check_model_cond(model, flow_options.get("cond"), cls.__name__)
+        scheduler = require_scheduler(
+            found if scheduler is None else scheduler, path_or_model, "diffusers scheduler"
+        )
+        abar, config = diffusion_schedule(scheduler)
+        ptype = prediction_type or config.get("prediction_type") or "epsilon"
+        flow_options.setdefault("clip", clip_from_config(config))
+        model = place(model, dtype, device)
+        return cls(model, alphas_cumprod=abar, prediction_type=ptype, **flow_options)
 
 
 class DiffusionSDE(SDE):

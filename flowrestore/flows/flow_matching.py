@@ -18,72 +18,37 @@ exactly ``D``, the scheduler's last step onto ``σ = 0``). The state is the mode
 noise level, so the shift does not change the flow — only which times a sampler visits.
 ``use_dynamic_shifting`` (Flux) picks ``s`` from the image size: ``s = exp(μ)`` ("exponential") or
 ``s = μ`` ("linear"), ``μ`` the pipelines' linear function of the image sequence length
-(:func:`flowrestore.flows.model_loading.dynamic_shift`). :class:`Shifted` lays a grid in the
+(:func:`dynamic_shift`). :class:`~flowrestore.grids.Shifted` lays a grid in the
 shifted time; :meth:`FlowMatchingFlow.grid_from_scheduler` takes a scheduler's own σ grid, on which
 ``fr.Euler()`` reproduces ``FlowMatchEulerDiscreteScheduler`` (tested to 1e-5).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.flows._model import check_cond, cond_for
-from flowrestore.flows.base import ResidualFlow, batch_time, bcast, check_output
-from flowrestore.flows.diffusion import _model_output
-from flowrestore.grids import Spacing, check_grid
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import batch_time, bcast
+from flowrestore.flows.diffusers_io import (
+    check_model_cond,
+    load_model,
+    place,
+    require_scheduler,
+    scheduler_config,
+)
+from flowrestore.grids import Shifted, Spacing, check_grid
 
-__all__ = ["FlowMatchingFlow", "Shifted"]
+__all__ = ["FlowMatchingFlow", "Shifted", "dynamic_shift", "flow_matching_config"]
 
-
-def _number(value, name: str, *, low: float, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {describe(value)}")
-    ok = value > low if strict else value >= low
-    if not ok or value != value or value == float("inf"):
-        cmp = ">" if strict else ">="
-        raise ConfigError(f"{name} must be a finite number {cmp} {low}, got {describe(value)}")
-    return float(value)
+_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
 
 
-@dataclass(frozen=True)
-class Shifted(Spacing):
-    """A grid in the shifted time of flow-matching models: ``σ = s u / (1 + (s − 1) u)`` applied
-    to the base grid ``u_k = u_end + (u_0 − u_end)(1 − k/N)^ρ`` (``u`` the unshifted time).
-
-    ``shift = 1, rho = 1`` is uniform in ``σ``; ``shift = s`` spends more steps at high noise, as
-    ``FlowMatchEulerDiscreteScheduler(shift=s)`` does. ``rho > 1`` shrinks the last steps: near
-    ``σ = 0`` the map is ``σ ≈ s u``, so the last positive point is ``≈ s N^{−ρ}`` and the loop's
-    landing step (error ``O(σ²)``) keeps an order-``p`` solver at its order for ``ρ ≥ p/2``.
-    """
-
-    shift: float = 1.0
-    rho: float = 1.0
-
-    def __post_init__(self):
-        _number(self.shift, "shift", low=0.0)
-        if _number(self.rho, "rho", low=1.0, strict=False) < 1:
-            raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
-
-    def unshift(self, sigma: Tensor) -> Tensor:
-        """The unshifted time ``u = σ / (s − (s − 1) σ)`` (inverse of the shift)."""
-        return sigma / (self.shift - (self.shift - 1) * sigma)
-
-    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        ends = self.unshift(torch.tensor([t0, t1], dtype=torch.float64))
-        w = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** self.rho
-        u = ends[1] + (ends[0] - ends[1]) * w
-        s = self.shift
-        grid = s * u / (1 + (s - 1) * u)
-        grid[0], grid[-1] = t0, t1
-        return grid
-
-
-class FlowMatchingFlow(ResidualFlow):
+class FlowMatchingFlow(ModelFlow):
     """A velocity model ``model(x, timestep)`` as the residual flow ``dx/dt = v = (x − D)/t``.
 
     Args:
@@ -107,21 +72,12 @@ class FlowMatchingFlow(ResidualFlow):
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, timestep), got {describe(model)}")
         T = num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
-        self.model = model
+        self._set_model(model, cond, check_outputs, "model(x, timestep)")
         self.num_train_timesteps = T
-        self.shift = _number(shift, "shift", low=0.0)
-        self.cond = check_cond(cond)
-        self.check_outputs = bool(check_outputs)
-
-    @property
-    def network(self):
-        """The velocity model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
+        self.shift = float(Shifted(shift=shift).shift)  # a number > 0 (checked there)
 
     def __repr__(self) -> str:
         return (
@@ -150,8 +106,7 @@ class FlowMatchingFlow(ResidualFlow):
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's velocity ``v(x, t)`` (timestep ``t·T``)."""
         timestep = batch_time(t, x) * self.num_train_timesteps
-        out = _model_output(self.model(x, timestep, **cond_for(self.cond, x)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x, timestep)
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
         """The drift ``v``: the model's output, never divided by ``t``."""
@@ -209,15 +164,66 @@ class FlowMatchingFlow(ResidualFlow):
         its config dict or the path of its ``scheduler_config.json``/folder. With
         ``use_dynamic_shifting`` pass ``mu=`` or ``image_seq_len=`` (the pipelines' rule).
         """
-        from flowrestore.flows.model_loading import flow_matching_config, load_model, place
-
-        model, found = load_model(path_or_model, dtype, ("transformer", "unet"))
-        scheduler = found if scheduler is None else scheduler
-        if scheduler is None:
-            raise ConfigError(
-                f"no scheduler found for {describe(path_or_model)}: pass scheduler= (a "
-                "FlowMatchEulerDiscreteScheduler, its config dict, or the path of its "
-                "scheduler_config.json)"
-            )
+        model, found = load_model(path_or_model, subfolders=("transformer", "unet"), dtype=dtype)
+        check_model_cond(model, flow_options.get("cond"), cls.__name__)
+        scheduler = require_scheduler(
+            found if scheduler is None else scheduler, path_or_model, _SCHEDULER
+        )
         options = flow_matching_config(scheduler, mu=mu, image_seq_len=image_seq_len)
         return cls(place(model, dtype, device), **{**options, **flow_options})
+
+
+def dynamic_shift(config: dict, *, mu=None, image_seq_len=None) -> float:
+    """The shift of a ``use_dynamic_shifting`` scheduler: ``μ`` given, or diffusers' linear rule
+    ``μ = base_shift + (max_shift − base_shift)(L − base_seq_len)/(max_seq_len − base_seq_len)``
+    of the image sequence length ``L``; then ``s = exp(μ)`` ("exponential") or ``s = μ``."""
+    if mu is None:
+        if image_seq_len is None:
+            raise ConfigError(
+                "this scheduler has use_dynamic_shifting=True: pass mu= or image_seq_len= "
+                "(the number of latent patches, as the pipeline computes it)"
+            )
+        if isinstance(image_seq_len, bool) or not isinstance(image_seq_len, int):
+            raise ConfigError(f"image_seq_len must be an int, got {describe(image_seq_len)}")
+        b0, b1 = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+        l0, l1 = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+        mu = b0 + (b1 - b0) * (image_seq_len - l0) / (l1 - l0)
+    elif image_seq_len is not None:
+        raise ConfigError("pass mu= or image_seq_len=, not both")
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu):
+        raise ConfigError(f"mu must be a finite number, got {describe(mu)}")
+    kind = config.get("time_shift_type", "exponential")
+    if kind == "exponential":
+        return math.exp(mu)
+    if kind == "linear":
+        if mu <= 0:
+            raise ConfigError(f"mu must be > 0 for time_shift_type='linear', got {describe(mu)}")
+        return float(mu)
+    raise ConfigError(f"time_shift_type must be 'exponential' or 'linear', got {kind!r}")
+
+
+def flow_matching_config(scheduler, *, mu=None, image_seq_len=None) -> dict:
+    """``{num_train_timesteps, shift}`` for :class:`FlowMatchingFlow` from a
+    ``FlowMatchEulerDiscreteScheduler`` (object, config dict or path; module docstring)."""
+    config = scheduler_config(scheduler)
+    name = config.get("_class_name")
+    if name is not None and name != _SCHEDULER:
+        raise ConfigError(
+            f"a flow-matching model needs a {_SCHEDULER}, got a {name}; a DDPM/DDIM-type "
+            "scheduler belongs to fr.DiffusionFlow.from_diffusers"
+        )
+    if config.get("invert_sigmas"):
+        raise ConfigError(
+            "scheduler has invert_sigmas=True (the model takes timestep (1 − σ)·T): not the "
+            "rectified-flow convention FlowMatchingFlow implements"
+        )
+    if config.get("use_dynamic_shifting"):
+        shift = dynamic_shift(config, mu=mu, image_seq_len=image_seq_len)
+    else:
+        if mu is not None or image_seq_len is not None:
+            raise ConfigError(
+                "mu=/image_seq_len= apply to use_dynamic_shifting schedulers only; this one has "
+                f"a fixed shift={config.get('shift', 1.0)}"
+            )
+        shift = float(config.get("shift", 1.0))
+    return {"num_train_timesteps": int(config.get("num_train_timesteps", 1000)), "shift": shift}

@@ -26,36 +26,27 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, IncompatibleOperatorError, ShapeError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast
-from flowrestore.flows.diffusion import DiffusionFlow
-from flowrestore.flows.spectral import (
-    IncompatibleOperatorError,
-    SpectralForm,
-    nonzero,
-    spectral_form,
-)
+from flowrestore.flows.spectral import SpectralForm, nonzero, spectral_form
 
 __all__ = ["DiffPIRFlow", "GuidedFlow", "IncompatibleOperatorError"]
 
 
 def _coefficients(model):
-    """``(coefficients(t) -> (α, σ), input_scale(t) -> k)`` of a model flow, where the model's own
-    input is ``state / k`` (1 for flow matching and EDM; ``√(1 + σ²)`` for a diffusion model, whose
-    state is ``x/√ᾱ``)."""
-    if hasattr(model, "state_coefficients"):
-        scale = getattr(model, "input_scale", None)
-        return model.state_coefficients, scale or (lambda t: torch.ones_like(t))
-    if isinstance(model, DiffusionFlow):
-        smax = model.sigma_max
-        return (lambda t: (torch.ones_like(t), t * smax)), (lambda t: (1 + (t * smax) ** 2).sqrt())
-    raise TypeError(
-        f"model must be a DiffusionFlow, FlowMatchingFlow or DenoiserFlow (a ResidualFlow with "
-        f"state_coefficients(t)), got {describe(model)}"
-    )
+    """``(coefficients(t) -> (α, σ), input_scale(t) -> k)`` of a model flow: its state is
+    ``x_t = α_t x_0 + σ_t ε`` and its network's own input ``x_t / k_t`` (every model flow declares
+    both: ``state_coefficients`` and ``input_scale``)."""
+    coefficients = getattr(model, "state_coefficients", None)
+    scale = getattr(model, "input_scale", None)
+    if not (isinstance(model, ResidualFlow) and callable(coefficients) and callable(scale)):
+        raise TypeError(
+            f"model must be a model flow (DiffusionFlow, FlowMatchingFlow or DenoiserFlow: a "
+            f"ResidualFlow with state_coefficients(t) and input_scale(t)), got {describe(model)}"
+        )
+    return coefficients, scale
 
 
 def _noise_std(value) -> float:

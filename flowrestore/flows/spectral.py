@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.degradations import Blur, Diagonal, Downsample, GaussianBlur, Identity
-from flowrestore.errors import FlowRestoreError, ShapeError
+from flowrestore.errors import IncompatibleOperatorError, ShapeError
 
 __all__ = ["IncompatibleOperatorError", "SpectralForm", "nonzero", "spectral_form"]
 
@@ -40,10 +40,6 @@ def nonzero(v: Tensor) -> Tensor:
     """``v`` with its zeros replaced by 1: a divisor for terms that are 0 where ``v`` is (in any
     dtype, unlike a clamp to a tiny constant that underflows in float32)."""
     return torch.where(v > 0, v, torch.ones_like(v))
-
-
-class IncompatibleOperatorError(FlowRestoreError, TypeError):
-    """A restoration method cannot use this degradation operator (the message names both)."""
 
 
 class SpectralForm:

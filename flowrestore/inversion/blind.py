@@ -31,6 +31,10 @@ log-likelihood per pixel ``mean_j r_j² / (2σ²) + log σ``, so a blind ``σ`` 
   gradient with respect to ``φ`` is exact in both modes (``H_φ`` is applied with autograd on).
 
 The result says which was used (:attr:`InversionResult.gradient`).
+
+**Latent.** The sphere ``‖z‖ = sqrt(d)`` is where a standard normal ``z`` lives; ``Ψ`` starts from
+the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (``flow.latent_std``):
+``x_T = ε`` for a diffusion model, ``x_1 = ε`` for flow matching, ``σ_max ε`` for an EDM denoiser.
 """
 
 from __future__ import annotations
@@ -106,6 +110,9 @@ class BlindInversion:
             (a prior on ``φ``); ``params`` maps keys to the current values.
         schedule: ``"constant"`` learning rates (BIRD) or ``"cosine"`` decay to 0.
         betas: Adam's betas.
+        tangent_gradient: remove the latent gradient's component along ``z`` (the sphere's normal).
+        latent_std: ``Ψ`` starts from ``latent_std · z`` (module docstring); default: the flow's
+            ``latent_std``, or 1 if it declares none (InDI trained on unit noise).
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class BlindInversion:
         schedule: str = "constant",
         betas: tuple[float, float] = (0.9, 0.999),
         tangent_gradient: bool = True,
+        latent_std: float | None = None,
     ):
         if not isinstance(flow, Flow):
             raise TypeError(
@@ -164,6 +172,8 @@ class BlindInversion:
         if not isinstance(tangent_gradient, bool):
             raise ConfigError(f"tangent_gradient must be a bool, got {describe(tangent_gradient)}")
         self.tangent_gradient = tangent_gradient
+        declared = getattr(flow, "latent_std", 1.0) if latent_std is None else latent_std
+        self.latent_std = positive_number(declared, "latent_std")
         self.objective = Objective(degradation, noise_std=noise_std, regularizer=regularizer)
 
     @property
@@ -176,16 +186,20 @@ class BlindInversion:
         return self.objective.forward(x, values)
 
     # ------------------------------------------------------------------ pieces
+    def start(self, z: Tensor) -> Tensor:
+        """The start state of ``Ψ`` for the latent ``z``: ``latent_std · z``."""
+        return z if self.latent_std == 1.0 else self.latent_std * z
+
     def generate(self, z: Tensor, *, differentiable: bool = False) -> Tensor:
         """``Ψ(z)``: the few-step solve of the flow from the latent ``z``."""
+        x_start = self.start(z)
         return solve(
-            self.flow, self.solver, z, differentiable=differentiable, **self.solve_kwargs
+            self.flow, self.solver, x_start, differentiable=differentiable, **self.solve_kwargs
         ).x
 
     def _psi(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        sol = solve(
-            self.flow, self.solver, z, differentiable=self.gradient == "exact", **self.solve_kwargs
-        )
+        exact, x_start = self.gradient == "exact", self.start(z)
+        sol = solve(self.flow, self.solver, x_start, differentiable=exact, **self.solve_kwargs)
         x = sol.x
         if self.gradient == "detached":
             if x.shape != z.shape:
@@ -219,7 +233,7 @@ class BlindInversion:
     def _final(self, y: Tensor, z: Tensor, values: dict[str, Tensor]) -> Evaluation:
         """The objective at the last iterate, without gradients (its solve is counted too)."""
         with torch.no_grad():
-            sol = solve(self.flow, self.solver, z.detach(), **self.solve_kwargs)
+            sol = solve(self.flow, self.solver, self.start(z.detach()), **self.solve_kwargs)
             pred = self.forward(sol.x, values)
             loss, mse = self.objective(y, pred, values)
         return Evaluation(sol.x, pred, loss, mse, sol.stats.nfe.max())

@@ -24,3 +24,22 @@ def prior(dim: int = 24, seed: int = 0, std=(0.1, 0.8)):
     c = 0.5 * torch.randn(dim, generator=g, dtype=F64)
     sc = std[0] + (std[1] - std[0]) * torch.rand(dim, generator=g, dtype=F64)
     return c, sc
+
+
+def tiny_unet(seed: int = 0, channels: int = 1, **options):
+    """A tiny random diffusers ``UNet2DModel`` on 8×8 images (``options``: e.g.
+    ``num_class_embeds``)."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    return diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        **options,
+    )

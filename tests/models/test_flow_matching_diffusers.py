@@ -20,24 +20,12 @@ import torch
 
 import flowrestore as fr
 from flowrestore.errors import ConfigError, MissingDependencyError, ShapeError
-from flowrestore.flows.model_loading import dynamic_shift
+from flowrestore.flows.flow_matching import dynamic_shift
+
+from .helpers import tiny_unet
 
 diffusers = pytest.importorskip("diffusers")
 F64 = torch.float64
-
-
-def tiny_unet(seed=0, channels=1):
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=channels,
-        out_channels=channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
 
 
 def scheduler_loop(call, scheduler, x):
@@ -126,8 +114,11 @@ def test_transformer_pipeline_folder_with_conditioning(tmp_path):
     want = scheduler_loop(lambda x, k: model(x, timestep=k.expand(2), **cond).sample, sched, x1)
     got = fr.solve(flow, fr.Euler(), x1, grid=flow.grid_from_scheduler(sched)).x
     assert _rel(got, want) <= 1e-5
-    with pytest.raises(ShapeError, match="encoder_hidden_states.*2 rows.*evaluated on 1"):
+    # refused before any evaluation (the flow's per-sample fields are checked against x_start)
+    with pytest.raises(ShapeError, match=r"encoder_hidden_states.*batch size 1.*\(2, 3, 16\)"):
         fr.solve(flow, fr.Euler(), x1[:1], steps=2)
+    with pytest.raises(ShapeError, match="encoder_hidden_states.*2 rows.*evaluated on 1"):
+        flow.denoise(torch.ones(1, dtype=F64), x1[:1])  # a direct call is checked too
 
 
 def test_loading_errors_name_what_is_missing(tmp_path):

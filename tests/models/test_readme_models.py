@@ -46,3 +46,4 @@ def test_readme_models_and_guided_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), ns)  # noqa: S102
     assert ns["flow"].shift == 3.0
     assert ns["x"].shape == (4, 1, 8, 8) and bool(torch.isfinite(ns["x"]).all())
+    assert ns["bird"].latent_std == 80.0 and ns["res"].x.shape == (4, 1, 8, 8)
