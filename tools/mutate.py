@@ -708,6 +708,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            t_stop = self.resolved_t_min()",
         ["tests/diffusion/test_syncs.py"],
     ),
+    "compiled-guidance-not-traced": (
+        "flowrestore/integrate/compiled.py",
+        "    with torch._dynamo.config.patch(trace_autograd_ops=True):",
+        "    with torch._dynamo.config.patch(trace_autograd_ops=False):",
+        ["tests/test_compile_families.py"],
+    ),
+    "sra1-declares-the-wrong-draw": (
+        "flowrestore/solvers/sde.py",
+        '        return ("increment_and_area",)',
+        '        return ("increment",)',
+        ["tests/test_compile_families.py"],
+    ),
     # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
     "diffusion-state-sigma": (
         "flowrestore/flows/diffusion.py",
