@@ -22,6 +22,7 @@ from flowrestore.pretrained import pretrained as pretrained
 _SUBMODULES = (
     "controllers",
     "degradations",
+    "integrate",
     "inversion",
     "metrics",
     "oracles",
@@ -70,7 +71,7 @@ _EXPORTS = {
     ),
     "flowrestore.grids": ("Fitted", "Karras", "Power", "Spacing", "StartRefined", "Uniform"),
     "flowrestore.flows.spectral": ("IncompatibleOperatorError",),
-    "flowrestore.integrate": ("Solution", "Stats", "solve"),
+    "flowrestore.integrate": ("PreparedSolve", "Solution", "Stats", "prepare", "solve"),
     "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
     "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
     "flowrestore.pretrained": ("list_pretrained", "pretrained"),  # bound above

@@ -588,8 +588,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "non-finite-start-not-checked": (
         "flowrestore/integrate/solve.py",
-        "    if check_finite:\n        _check_start(",
-        "    if False:\n        _check_start(",
+        "        if self.check_finite:\n            _check_start(",
+        "        if False:\n            _check_start(",
         ["tests/core/test_usability.py", "tests/core/test_errors.py"],
     ),
     # ---- the core's own audit (tests/core/test_audit.py): each survived the suite before
@@ -719,6 +719,32 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        return ("increment_and_area",)',
         '        return ("increment",)',
         ["tests/test_compile_families.py"],
+    ),
+    "bird-operator-value-checks-every-iteration": (
+        "flowrestore/inversion/objective.py",
+        "op = op.materialize(constrained=True, **kw)",
+        "op = op.materialize(**kw)",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-adam-reads-its-step-count": (
+        "flowrestore/inversion/blind.py",
+        "opt = torch.optim.Adam(groups, betas=self.betas, fused=fused)",
+        "opt = torch.optim.Adam(groups, betas=self.betas)",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-plans-every-iteration": (
+        "flowrestore/inversion/blind.py",
+        "            g_z, g_params, ev = self._evaluate(y, z, values, plan)",
+        "            g_z, g_params, ev = self._evaluate(\n"
+        "                y, z, values, self._plan(z, differentiable=self._exact)\n"
+        "            )",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-ignores-a-non-finite-objective": (
+        "flowrestore/inversion/blind.py",
+        "            if not finite:",
+        "            if False:",
+        ["tests/test_bird_syncs.py"],
     ),
     # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
     "diffusion-state-sigma": (

@@ -47,10 +47,10 @@ import torch
 from torch import Tensor
 
 from flowrestore.degradations.blind import Param
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing
-from flowrestore.integrate.solve import solve
+from flowrestore.integrate.solve import PreparedSolve, prepare, solve
 from flowrestore.inversion.objective import Objective, positive_number
 from flowrestore.inversion.records import (
     Evaluation,
@@ -197,9 +197,20 @@ class BlindInversion:
             self.flow, self.solver, x_start, differentiable=differentiable, **self.solve_kwargs
         ).x
 
-    def _psi(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        exact, x_start = self.gradient == "exact", self.start(z)
-        sol = solve(self.flow, self.solver, x_start, differentiable=exact, **self.solve_kwargs)
+    def _plan(self, z: Tensor, *, differentiable: bool) -> PreparedSolve:
+        """``Ψ``'s solve, checked and planned once for latents like ``z``. The non-finite checks
+        are the iteration's own (one read per iteration, :meth:`run`), not the solve's."""
+        return prepare(
+            self.flow,
+            self.solver,
+            self.start(z.detach()),
+            differentiable=differentiable,
+            check_finite=False,
+            **self.solve_kwargs,
+        )
+
+    def _psi(self, z: Tensor, plan: PreparedSolve) -> tuple[Tensor, Tensor]:
+        sol = plan(self.start(z))
         x = sol.x
         if self.gradient == "detached":
             if x.shape != z.shape:
@@ -210,11 +221,11 @@ class BlindInversion:
             x = x.detach() + (z - z.detach())
         return x, sol.stats.nfe.max()
 
-    def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor]):
+    def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor], plan: PreparedSolve):
         """Objective and the gradients the optimiser receives (latent: tangent if configured)."""
         z = z if z.requires_grad else z.detach().requires_grad_(True)
         with torch.enable_grad():
-            x, nfe = self._psi(z)
+            x, nfe = self._psi(z, plan)
             pred = self.forward(x, values)
             loss, mse = self.objective(y, pred, values)
             leaves = [z, *values.values()]
@@ -251,9 +262,19 @@ class BlindInversion:
         missing = set(self.unknowns) - set(params)
         if missing:
             raise ConfigError(f"params must give every unknown; missing {sorted(missing)}")
-        values = {k: params[k].detach().clone().requires_grad_(True) for k in self.unknowns}
-        g_z, g_params, _ = self._evaluate(y, latent.detach().clone(), values)
+        values = {  # checked here: the objective builds its operators without value checks
+            k: p.check_value(params[k], y.shape[0], key=k, dtype=y.dtype, device=y.device)
+            .detach()
+            .requires_grad_(True)
+            for k, (_, _, p) in self.unknowns.items()
+        }
+        z = latent.detach().clone()
+        g_z, g_params, _ = self._evaluate(y, z, values, self._plan(z, differentiable=self._exact))
         return g_z, g_params
+
+    @property
+    def _exact(self) -> bool:
+        return self.gradient == "exact"
 
     # ------------------------------------------------------------------ run
     def run(
@@ -281,8 +302,10 @@ class BlindInversion:
             callback: ``callback(k, state)`` after update ``k`` with an :class:`IterationState`
                 (``latent``, ``loss``, ``params``; detached).
 
-        Besides the solves ``Ψ(z)`` (``fr.solve``'s own planning), an iteration reads no device
-        value except for the progress bar; the evaluation counts (every solve's, the final one
+        ``Ψ``'s solve is checked and planned once per run (:func:`flowrestore.integrate.prepare`);
+        an iteration then reads one device value: whether its objective is finite (a non-finite
+        one stops the run with :class:`~flowrestore.NonFiniteError`), read together with the
+        mean loss the progress bar shows. The evaluation counts (every solve's, the final one
         included) are read once, after the last iteration.
         """
         t0 = time.perf_counter()
@@ -290,15 +313,23 @@ class BlindInversion:
         z = self._initial_latent(y, generator, latent, image_shape)
         values = self._initial_values(y, params)
         opt, sched = self._optimizer(z, values)
+        plan = self._plan(z, differentiable=self._exact)
         rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
         bar = self._progress_bar() if progress else None
         for k in range(self.iterations):
-            g_z, g_params, ev = self._evaluate(y, z, values)
+            g_z, g_params, ev = self._evaluate(y, z, values, plan)
             rows.append((ev, {key: v.detach().clone() for key, v in values.items()}))
+            finite, mean_loss = _read_iteration(ev.loss, g_z)  # the iteration's one host read
+            if not finite:
+                raise NonFiniteError(
+                    f"BIRD's objective or latent gradient became non-finite (NaN/inf) at "
+                    f"iteration {k + 1} of {self.iterations}; per-image losses "
+                    f"{ev.loss.tolist()} (lower lr_latent/lr_degradation, or check the flow)"
+                )
             self._update(opt, sched, z, values, g_z, g_params)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(ev.loss.mean()):.3g}")
+                bar.set_postfix(loss=f"{mean_loss:.3g}")
             if callback is not None:
                 state = {key: v.detach() for key, v in values.items()}
                 callback(k + 1, IterationState(z.detach(), ev.loss, state))
@@ -359,7 +390,9 @@ class BlindInversion:
         groups = [{"params": [z], "lr": self.lr_latent}]
         for key, (_, _, p) in self.unknowns.items():
             groups.append({"params": [values[key]], "lr": p.lr or self.lr_degradation})
-        opt = torch.optim.Adam(groups, betas=self.betas)
+        # the fused kernel keeps Adam's step count on the device (the default one reads it)
+        fused = z.device.type in ("cpu", "cuda") and z.dtype in (torch.float32, torch.float64)
+        opt = torch.optim.Adam(groups, betas=self.betas, fused=fused)
         sched = (
             torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.iterations, 1))
             if self.schedule == "cosine"
@@ -390,6 +423,14 @@ class BlindInversion:
             f"degradation={list(self.objective.ops)!r}, gradient={self.gradient!r}, "
             f"iterations={self.iterations})"
         )
+
+
+def _read_iteration(loss: Tensor, g_z: Tensor) -> tuple[bool, float]:
+    """Whether the objective and the latent's gradient are finite, and the mean loss: one
+    scalar read (the mean loss, NaN when anything is not finite)."""
+    finite = torch.isfinite(loss).all() & torch.isfinite(g_z).all()
+    value = torch.where(finite, loss.detach().mean(), torch.nan).item()
+    return math.isfinite(value), value
 
 
 def _check_observation(y) -> None:
