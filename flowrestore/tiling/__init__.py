@@ -104,7 +104,8 @@ def restore_tiled(
     ``y`` may stay on the CPU while tiles run on ``device`` (default: the model's device); the
     result is on ``y``'s device, float32. Stochastic solvers get one seed per tile (``seed`` and
     the tile index). ``on_step(k)`` is called after every solver step with the number ``k`` of
-    tiles that advanced (for progress bars: the total is ``plan.count * steps``).
+    tiles that advanced (for progress bars: the total is ``plan.count * steps``); with
+    ``compile=`` (tiles share one shape: compiled once) it is called once per batch of tiles.
     """
     from flowrestore.integrate import solve
 
@@ -148,9 +149,12 @@ def restore_tiled(
             kw = dict(solve_kwargs)
             if "generator" not in kw and "noise" not in kw and "seeds" not in kw:
                 kw["seeds"] = [seed + 7919 * k for k, *_ in chunk]
-            if on_step is not None:
+            compiled = bool(kw.get("compile"))  # compiled steps take no per-step callback
+            if on_step is not None and not compiled:
                 kw["callback"] = _step_counter(on_step, len(chunk))
             res = solve(flow, solver, x, steps=steps, output=output, **kw).x.to(out.device)
+            if on_step is not None and compiled:
+                on_step(len(chunk) * steps)
             for (_, i, j, t, b, c, r), tile_out in zip(chunk, res, strict=True):
                 win = (row_w[i][:, None] * col_w[j][None, :]).to(out.device, torch.float32)
                 out[0, :, t:b, c:r].add_(tile_out.float() * win)
