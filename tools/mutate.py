@@ -144,7 +144,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/dirac/test_torchsde_adapter.py"],
     ),
     "bird-sphere-radius": (
-        "flowrestore/inversion/blind.py",
+        "flowrestore/inversion/latent.py",
         "        flat.mul_(math.sqrt(flat.shape[1]) / norm)",
         "        flat.mul_(flat.shape[1] ** 0.45 / norm)",
         ["tests/inversion"],
@@ -727,9 +727,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_bird_syncs.py"],
     ),
     "bird-adam-reads-its-step-count": (
-        "flowrestore/inversion/blind.py",
-        "opt = torch.optim.Adam(groups, betas=self.betas, fused=fused)",
-        "opt = torch.optim.Adam(groups, betas=self.betas)",
+        "flowrestore/inversion/latent.py",
+        "self.adam = torch.optim.Adam(groups, betas=betas, fused=fused)",
+        "self.adam = torch.optim.Adam(groups, betas=betas)",
         ["tests/test_bird_syncs.py"],
     ),
     "bird-plans-every-iteration": (

@@ -39,7 +39,6 @@ the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (`
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -51,6 +50,13 @@ from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
+from flowrestore.inversion.latent import (
+    ProjectedAdam,
+    check_observation,
+    project_sphere,
+    read_iteration,
+    tangent_,
+)
 from flowrestore.inversion.objective import Objective, positive_number
 from flowrestore.inversion.records import (
     Evaluation,
@@ -64,26 +70,6 @@ __all__ = ["BlindInversion", "project_sphere", "tangent_"]
 
 _GRADIENTS = ("exact", "detached")
 _SCHEDULES = ("constant", "cosine")
-
-
-def project_sphere(z: Tensor) -> Tensor:
-    """``sqrt(d) z / ‖z‖`` per sample (``d`` = elements per sample), in place; returns ``z``."""
-    with torch.no_grad():
-        flat = z.reshape(z.shape[0], -1)
-        norm = torch.linalg.vector_norm(flat, dim=1, keepdim=True).clamp_min(1e-30)
-        flat.mul_(math.sqrt(flat.shape[1]) / norm)
-    return z
-
-
-def tangent_(g: Tensor, z: Tensor) -> Tensor:
-    """Per sample, remove from ``g`` its component along ``z`` in place: ``g − (⟨g,z⟩/‖z‖²) z``."""
-    with torch.no_grad():
-        gf, zf = g.reshape(g.shape[0], -1), z.reshape(z.shape[0], -1)
-        coef = (gf * zf).sum(dim=1, keepdim=True) / zf.square().sum(dim=1, keepdim=True).clamp_min(
-            1e-30
-        )
-        g.copy_((gf - coef * zf).reshape(g.shape))
-    return g
 
 
 class BlindInversion:
@@ -309,24 +295,28 @@ class BlindInversion:
         included) are read once, after the last iteration.
         """
         t0 = time.perf_counter()
-        _check_observation(y)
+        check_observation(y)
         z = self._initial_latent(y, generator, latent, image_shape)
         values = self._initial_values(y, params)
-        opt, sched = self._optimizer(z, values)
+        opt = ProjectedAdam(
+            z, values, self.unknowns, lr_latent=self.lr_latent,
+            lr_degradation=self.lr_degradation, betas=self.betas,
+            cosine_steps=self.iterations if self.schedule == "cosine" else None,
+        )  # fmt: skip
         plan = self._plan(z, differentiable=self._exact)
         rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
         bar = self._progress_bar() if progress else None
         for k in range(self.iterations):
             g_z, g_params, ev = self._evaluate(y, z, values, plan)
             rows.append((ev, {key: v.detach().clone() for key, v in values.items()}))
-            finite, mean_loss = _read_iteration(ev.loss, g_z)  # the iteration's one host read
+            finite, mean_loss = read_iteration(ev.loss, g_z)  # the iteration's one host read
             if not finite:
                 raise NonFiniteError(
                     f"BIRD's objective or latent gradient became non-finite (NaN/inf) at "
                     f"iteration {k + 1} of {self.iterations}; per-image losses "
                     f"{ev.loss.tolist()} (lower lr_latent/lr_degradation, or check the flow)"
                 )
-            self._update(opt, sched, z, values, g_z, g_params)
+            opt.step(g_z, g_params)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.3g}")
@@ -385,33 +375,6 @@ class BlindInversion:
             values[key] = v.requires_grad_(True)
         return values
 
-    def _optimizer(self, z: Tensor, values: dict[str, Tensor]):
-        """Adam over the latent and every unknown (each its own rate), and the rate schedule."""
-        groups = [{"params": [z], "lr": self.lr_latent}]
-        for key, (_, _, p) in self.unknowns.items():
-            groups.append({"params": [values[key]], "lr": p.lr or self.lr_degradation})
-        # the fused kernel keeps Adam's step count on the device (the default one reads it)
-        fused = z.device.type in ("cpu", "cuda") and z.dtype in (torch.float32, torch.float64)
-        opt = torch.optim.Adam(groups, betas=self.betas, fused=fused)
-        sched = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.iterations, 1))
-            if self.schedule == "cosine"
-            else None
-        )
-        return opt, sched
-
-    def _update(self, opt, sched, z, values, g_z, g_params) -> None:
-        """One projected Adam step: the gradients in, the step, then back onto the valid sets."""
-        z.grad = g_z
-        for key, v in values.items():
-            v.grad = g_params[key]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        project_sphere(z)
-        for key, (_, _, p) in self.unknowns.items():
-            p.project(values[key])
-
     def _progress_bar(self):
         from tqdm.auto import tqdm
 
@@ -423,18 +386,3 @@ class BlindInversion:
             f"degradation={list(self.objective.ops)!r}, gradient={self.gradient!r}, "
             f"iterations={self.iterations})"
         )
-
-
-def _read_iteration(loss: Tensor, g_z: Tensor) -> tuple[bool, float]:
-    """Whether the objective and the latent's gradient are finite, and the mean loss: one
-    scalar read (the mean loss, NaN when anything is not finite)."""
-    finite = torch.isfinite(loss).all() & torch.isfinite(g_z).all()
-    value = torch.where(finite, loss.detach().mean(), torch.nan).item()
-    return math.isfinite(value), value
-
-
-def _check_observation(y) -> None:
-    if not isinstance(y, Tensor) or not torch.is_floating_point(y) or y.dim() < 2:
-        raise ShapeError(f"y must be a floating-point batch [B, ...], got {describe(y)}")
-    if not bool(torch.isfinite(y).all()):
-        raise ConfigError(f"y must be finite, got {describe(y)}")
