@@ -153,6 +153,13 @@ def test_compiled_solve_reports_non_finite_states_like_eager():
         assert e.value.solution.stats.status.tolist() == [3, 3, 3]
 
 
+class _UndeclaredEM(fr.EulerMaruyama):
+    """A stochastic solver that does not say what it draws (the library's own declare theirs)."""
+
+    def noise_draws(self):
+        return None
+
+
 @pytest.mark.parametrize(
     "solver, kw, match",
     [
@@ -161,7 +168,7 @@ def test_compiled_solve_reports_non_finite_states_like_eager():
         (fr.Euler(), {"steps": 4, "callback": lambda *a: None}, "callback"),
         (fr.Euler(), {"steps": 4, "differentiable": True}, "differentiable"),
         (fr.Torchdiffeq("rk4"), {"steps": 4}, "Torchdiffeq keeps Python state"),
-        (fr.EulerMaruyama(), {"steps": 4}, "does not declare its noise draws"),
+        (_UndeclaredEM(), {"steps": 4}, "does not declare its noise draws"),
     ],
 )
 def test_what_cannot_be_captured_is_refused_before_any_work(solver, kw, match):
