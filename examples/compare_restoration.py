@@ -457,7 +457,7 @@ def main(argv=None) -> dict:
     (cfg.out / "compare_restoration.md").write_text(text)
     log(text)
     figure(cfg.out / "compare_restoration.png", rows, test[0], cfg.nfes)
-    curves = [done[n] for n in done if n.startswith("bird-val")]
+    curves = [done[f"bird-val {i}"] for i in range(len(cfg.grids["BIRD"]))]
     summary = {
         "model": str(folder),
         "model_source": source,
