@@ -33,18 +33,29 @@ from flowrestore.flows import (
     ResidualFlow,
     SDEFlow,
 )
-from flowrestore.grids import Fitted, Power, Spacing, StartRefined, Uniform
+from flowrestore.grids import (
+    EndRefined,
+    Fitted,
+    NoiseLevels,
+    Power,
+    Spacing,
+    StartRefined,
+    TimeVariable,
+    Uniform,
+)
 from flowrestore.integrate import Solution, Stats, StepContext, solve
 from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
 from flowrestore.solvers import (
+    IPNDM,
     RK4,
     SRA1,
     Bosh3,
     ButcherTableau,
     ColdDiffusionSampler,
     Context,
+    DataIPNDM,
     DiracStep,
     Dopri5,
     EmbeddedRK,
@@ -89,6 +100,7 @@ __all__ = [
     "ColdDiffusionSampler",
     "ConfigError",
     "Context",
+    "DataIPNDM",
     "DiffusionFlow",
     "DiffusionSDE",
     "DiracSDE",
@@ -96,6 +108,7 @@ __all__ = [
     "Dopri5",
     "EmbeddedRK",
     "EndpointReport",
+    "EndRefined",
     "Euler",
     "EulerMaruyama",
     "ExplicitRK",
@@ -106,6 +119,7 @@ __all__ = [
     "GeneratorNoise",
     "GridError",
     "Heun",
+    "IPNDM",
     "InDIFlow",
     "InDISampler",
     "IncompatibleSolverError",
@@ -114,6 +128,7 @@ __all__ = [
     "MaxStepsReachedError",
     "Midpoint",
     "NaiveSampler",
+    "NoiseLevels",
     "NoiseSource",
     "NonFiniteError",
     "ODEFlow",
@@ -133,6 +148,7 @@ __all__ = [
     "Spacing",
     "StartRefined",
     "Stats",
+    "TimeVariable",
     "StepContext",
     "StepController",
     "StepResult",

@@ -1,22 +1,30 @@
 """Time grids: construction and validation.
 
 A grid is a 1-D tensor of strictly monotone times; its order sets the direction of integration.
-Restoration flows run from ``t = 1`` to ``0``. Spacings:
+Restoration flows run from ``t = 1`` to ``0``. Spacings (a flow declares the one its few-step
+solves use, :meth:`flowrestore.flows.Flow.default_spacing`; the loop's rule is
+:func:`flowrestore.integrate.endpoint.default_spacing`):
 
-* :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)``;
+* :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)`` (an ``ODEFlow``'s default);
 * :class:`Power` — ``t_k = t1 + (t0 − t1)(1 − k/N)^ρ``: steps shrink toward ``t1`` (for restoration
   flows, toward 0, where the predictor changes fastest). With ``ρ ≥ p/2`` the ``O(h_last²)``
   error of the final denoising step of an order-``p`` method is ``O(N^{-p})`` — the whole solve
   keeps order ``p``;
 * :class:`StartRefined` — ``t_k = t1 + (t0 − t1)(1 − (k/N)^ρ)``: steps shrink toward the *start*
   (the degraded end ``t = 1``, where a learned restoration flow changes fastest), with an optional
-  closing pair for multistep extrapolation onto ``t1`` (the few-NFE default of
-  :class:`~flowrestore.SemiLinearMultistep`);
+  closing pair for multistep extrapolation onto ``t1`` (:class:`~flowrestore.InDIFlow`'s default);
+* :class:`NoiseLevels` — steps uniform in the index of a table of noise levels (a diffusion
+  model's trained timesteps), warped by ``ρ``: DDIM's "quadratic" timesteps for ``ρ = 2``
+  (Song, Meng & Ermon 2021, §D.2), sane however large ``σ_max`` is
+  (:class:`~flowrestore.DiffusionFlow`'s default);
+* :class:`EndRefined` — any spacing with its last steps refined as ``(1 − k/N)^ρ``, so that a
+  method landing by the denoising step keeps its order (the loop's rule applies it);
 * :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +39,12 @@ class Spacing:
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         """A float64 CPU grid of ``steps + 1`` points from ``t0`` to ``t1``."""
         raise NotImplementedError
+
+    @property
+    def end_exponent(self) -> float:
+        """``e`` such that the last interval shrinks like ``N^{−e}`` as ``N`` grows (default 1:
+        the last interval of a smooth spacing is ``O(1/N)``)."""
+        return 1.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,11 @@ class Power(Spacing):
     def __post_init__(self):
         if not self.rho >= 1:
             raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ``: the last interval is ``(t0 − t1) N^{−ρ}``."""
+        return float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
@@ -95,6 +114,147 @@ class StartRefined(Spacing):
             grid = torch.cat([grid[:-1], (t1 + (grid[-2] - t1) / 2**0.5).reshape(1), grid[-1:]])
         grid[0], grid[-1] = t0, t1
         return grid
+
+
+@dataclass(frozen=True, repr=False)
+class NoiseLevels(Spacing):
+    """Steps uniform in the index of a table of noise levels, warped by ``rho``.
+
+    ``levels`` are the increasing times ``τ_1 < … < τ_T`` of table entries ``j = 1 … T`` (a
+    diffusion model: ``σ_k/σ_max`` of its trained timesteps ``k = j − 1``); entry ``0`` is the
+    clean end ``τ_0 = 0``. The table is read as a map ``τ(u)`` of ``u ∈ [0, 1]`` (``u = j/T`` at
+    entry ``j``), interpolated geometrically between entries — linearly in ``log τ``, the rule by
+    which a diffusion model's continuous timesteps interpolate the log-SNR — and linearly from
+    ``0`` to ``τ_1``. A grid of ``N`` steps from ``t0`` to ``t1`` is uniform in ``w = u^{1/ρ}``:
+    ``t_k = τ(w_k^ρ)``; on the full span, ``u_k = (1 − k/N)^ρ``, i.e. the timesteps
+    ``T (1 − k/N)^ρ − 1`` — DDIM's ``"trailing"`` timesteps for ``ρ = 1``, its quadratic ones
+    for ``ρ = 2``. The first step then ends at a noise level of the order of the data whatever
+    ``σ_max`` is (a cosine schedule's ``σ_max ≈ 2·10⁴``), and the last positive point shrinks
+    like ``N^{−ρ}`` in ``u``.
+    """
+
+    levels: tuple[float, ...]
+    rho: float = 2.0
+
+    def __post_init__(self):
+        lv = tuple(float(v) for v in self.levels)
+        object.__setattr__(self, "levels", lv)
+        if len(lv) < 2 or not all(math.isfinite(v) and v > 0 for v in lv):
+            raise ConfigError(
+                f"levels must be at least 2 finite positive times, got {describe(self.levels)}"
+            )
+        if any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
+            raise ConfigError(f"levels must increase strictly, got {describe(self.levels)}")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+
+    def __repr__(self) -> str:
+        return f"NoiseLevels({len(self.levels)} levels up to {self.levels[-1]:.4g}, rho={self.rho})"
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ``: once ``N^ρ`` exceeds the table's size the last point ``τ(N^{−ρ})`` lies on
+        the table's linear first segment."""
+        return float(self.rho)
+
+    def _tables(self):
+        import numpy as np
+
+        lv = np.asarray(self.levels, dtype=np.float64)
+        u = np.arange(1, lv.size + 1, dtype=np.float64) / lv.size
+        return u, lv
+
+    def time_of(self, u):
+        """``τ(u)`` (class docstring) for an array of ``u`` in ``[0, 1]``."""
+        import numpy as np
+
+        tab_u, lv = self._tables()
+        u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+        inner = np.exp(np.interp(u, tab_u, np.log(lv)))
+        return np.where(u < tab_u[0], lv[0] * u / tab_u[0], inner)
+
+    def index_of(self, t):
+        """The inverse ``u(τ)`` for an array of times (clipped to the table's range)."""
+        import numpy as np
+
+        tab_u, lv = self._tables()
+        t = np.asarray(t, dtype=np.float64)
+        inner = np.interp(np.log(np.maximum(t, lv[0])), np.log(lv), tab_u)
+        return np.where(t < lv[0], tab_u[0] * np.maximum(t, 0.0) / lv[0], inner)
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        import numpy as np
+
+        w0, w1 = self.index_of([t0, t1]) ** (1.0 / self.rho)
+        w = w0 + (w1 - w0) * np.linspace(0.0, 1.0, steps + 1)
+        grid = torch.from_numpy(self.time_of(w**self.rho))
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True)
+class EndRefined(Spacing):
+    """``base`` with its end refined: the grid of ``N`` steps is ``base``'s shape read at
+    ``u_k = (1 − k/N)^ρ`` instead of ``1 − k/N`` (``base`` sampled with ``resolution`` steps and
+    interpolated linearly), so its last positive point is ``O(N^{−ρ})`` from ``t1``.
+
+    The loop applies it to a method of order ``p`` that lands on a singular end by the denoising
+    step (error ``O(t_stop²)``) with ``ρ = p/2``: the solve keeps order ``p`` on the flow's grid.
+    """
+
+    base: Spacing
+    rho: float = 2.0
+    resolution: int = 1024
+
+    def __post_init__(self):
+        if not isinstance(self.base, Spacing):
+            raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """The base's, times ``ρ``."""
+        return self.base.end_exponent * float(self.rho)
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        import numpy as np
+
+        fine = self.base(self.resolution, t0, t1).numpy()
+        u = np.linspace(
+            1.0, 0.0, self.resolution + 1
+        )  # u = 1 at t0, 0 at t1 (increasing for interp)
+        want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
+        grid = torch.from_numpy(np.interp(want, u[::-1], fine[::-1]))
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True)
+class TimeVariable:
+    """How few-step solvers should treat a flow's time ``t`` (declared by the flow,
+    :meth:`flowrestore.flows.Flow.time_variable`; a residual flow ``dx/dt = (x − D)/t``).
+
+    Args:
+        power: the semi-linear multistep solvers interpolate the clean estimate ``D`` in
+            ``(τ/t)^power`` (:class:`~flowrestore.SemiLinearMultistep`): ``2`` when ``D`` is even
+            in ``t`` at 0 along the flow (``D = x(0) + O(t²)``: InDI's residual flow), ``1`` when
+            ``D`` bends over many orders of magnitude of ``t`` (a diffusion model in ``σ``).
+        reciprocal: Runge–Kutta stages are taken in the integrating-factor variables
+            ``w = 1/t``, ``y = x/t``, in which a residual flow reads ``dy/dw = D`` (DDIM's
+            exponential form; Euler is unchanged): the linear part ``x/t`` is integrated exactly,
+            so steps spanning orders of magnitude of ``t`` (a diffusion model's ``σ_max`` to
+            ``O(1)``) stay stable.
+    """
+
+    power: int = 2
+    reciprocal: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.power, bool) or self.power not in (1, 2):
+            raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
+        if not isinstance(self.reciprocal, bool):
+            raise ConfigError(f"reciprocal must be a bool, got {describe(self.reciprocal)}")
 
 
 def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) -> Tensor:

@@ -127,9 +127,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "default-grid-rho": (
         "flowrestore/integrate/endpoint.py",
-        "        return Power(rho=solver.order / 2)",
-        "        return Power(rho=solver.order / 3)",
-        ["tests/core/test_orders.py"],
+        "    need = (solver.order + 1) / 2  # last",
+        "    need = (solver.order + 1) / 3  # last",
+        ["tests/core/test_orders.py", "tests/fewnfe/test_grids.py"],
     ),
     "pi-error-norm-scale": (
         "flowrestore/controllers.py",
@@ -163,9 +163,52 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "endpoint-always-denoise": (
         "flowrestore/integrate/endpoint.py",
-        "    if lands_by_denoising(solver):\n",
+        "    if lands_by_denoising(solver, flow):\n",
         "    if True:\n",
         ["tests/core/test_orders.py", "tests/test_semilinear.py"],
+    ),
+    # ---- issue 16: few-step defaults, reciprocal stages, iPNDM, fitted grids
+    "multistep-second-node": (
+        "flowrestore/solvers/semilinear.py",
+        "        ts, gs = (t, *hist_t), (g_t, *hist_g)",
+        "        ts, gs = (t, *hist_t[::-1]), (g_t, *hist_g[::-1])",
+        ["tests/test_semilinear.py"],
+    ),
+    "multistep-landing-nodes": (
+        "flowrestore/solvers/semilinear.py",
+        "        return self.final_nodes or (self.nodes + int(self.corrector))",
+        "        return self.final_nodes or self.nodes",
+        ["tests/test_semilinear.py"],
+    ),
+    "noise-levels-geometric-interpolation": (
+        "flowrestore/grids.py",
+        "        inner = np.exp(np.interp(u, tab_u, np.log(lv)))",
+        "        inner = np.interp(u, tab_u, lv)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "end-refined-exponent": (
+        "flowrestore/grids.py",
+        "        want = np.linspace(1.0, 0.0, steps + 1) ** self.rho",
+        "        want = np.linspace(1.0, 0.0, steps + 1) ** (self.rho * 1.01)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "reciprocal-stage-time": (
+        "flowrestore/solvers/reciprocal.py",
+        "        t_i = t * s / (s + c * (t - s))",
+        "        t_i = t + c * (s - t)",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "reciprocal-landing-line": (
+        "flowrestore/solvers/reciprocal.py",
+        "    return StepResult((d * v_prev - state.d_start * v) / (v_prev - v), None, 1)",
+        "    return StepResult(d, None, 1)",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "ipndm-coefficient": (
+        "flowrestore/solvers/adams.py",
+        "    (23 / 12, -16 / 12, 5 / 12),",
+        "    (23 / 12, -16 / 12, 5.001 / 12),",
+        ["tests/fewnfe/test_adams.py"],
     ),
     # ---- issue 11: diffusion models as residual flows (docs/math.md §8)
     "diffusion-eps-to-clean": (

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import IncompatibleSolverError, PredictorOutputError, ShapeError, describe
+from flowrestore.grids import TimeVariable
 
 __all__ = ["ODE", "SDE", "Flow", "ResidualFlow", "batch_time", "bcast", "check_output"]
 
@@ -132,6 +133,11 @@ class Flow:
     def default_spacing(self):
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
+
+    def time_variable(self) -> TimeVariable:
+        """How few-step solvers should treat this flow's time (:class:`~flowrestore.grids.
+        TimeVariable`; default: interpolate in ``t²``, Runge–Kutta stages in ``t``)."""
+        return TimeVariable()
 
     @property
     def network(self):

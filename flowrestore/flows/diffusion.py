@@ -20,13 +20,15 @@ which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained tim
 still converted at the true ``σ``). Below the smallest trained level ``σ_0`` only the default
 grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedule).
 
-**Default grid.** ``steps=N`` lays EDM's ``ρ = 7`` spacing in ``σ`` (Karras et al. 2022, eq. 5)
-from ``σ_max`` down to ``σ_min = 0`` (:class:`Karras`). It converges — the last positive point is
-``σ_max N^{−7}``, so every solver keeps its declared order at ``t = 0`` — which neither DDIM's
-uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive point stays at the smallest
-trained noise level). Measured on exact Gaussian models (``python -m benchmarks.diffusion_grids``,
-README "Pretrained diffusion models"): DDIM's timesteps (:meth:`~DiffusionFlow.grid_from_scheduler`)
-are more accurate at 5–20 evaluations, this grid at 50 with Midpoint and the multistep solver.
+**Default grid and time variable** (issue 16). ``steps=N`` lays DDIM's quadratic timesteps
+``T(1 − k/N)² − 1`` down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels` over the trained
+noise levels): the first step ends near the data's scale however large ``σ_max`` is (a cosine
+schedule's ``2·10⁴``). :meth:`DiffusionFlow.time_variable` declares ``power=1`` (the semi-linear
+solvers interpolate ``D`` in ``σ``) and reciprocal Runge–Kutta stages (``dy/dw = D`` in
+``w = 1/σ``, ``y = x̄/σ``: :mod:`flowrestore.solvers.reciprocal`), in which Heun and RK4 stay
+stable over steps from ``σ_max`` to ``O(1)``. Measured on exact Gaussian models and a trained DDPM
+(``python -m benchmarks fewnfe``, ``benchmarks/RESULTS.md``). :class:`Karras` (EDM's ρ = 7, the
+default before) stays available as ``spacing=fr.Karras()``.
 
 **Stochastic sampling.** :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same
 marginals (:class:`DiffusionSDE`), for the SDE solvers.
@@ -252,8 +254,21 @@ class DiffusionFlow(ResidualFlow):
         return x / math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)
 
     def default_spacing(self) -> Spacing:
-        """EDM's ``ρ = 7`` spacing in ``σ`` down to 0 (:class:`Karras`; module docstring)."""
-        return Karras(rho=7.0)
+        """DDIM's quadratic timesteps, down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels`
+        with ``ρ = 2`` over this model's trained noise levels; issue 16): the first step ends at a
+        noise level of the order of the data whatever ``σ_max`` is, and the last positive point
+        shrinks like ``N^{−2}`` in the timestep index."""
+        from flowrestore.grids import NoiseLevels
+
+        return NoiseLevels(levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0)
+
+    def time_variable(self):
+        """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1), Runge–Kutta stages are
+        reciprocal (:class:`~flowrestore.grids.TimeVariable`): ``D`` bends over the orders of
+        magnitude between ``σ_max`` and the data's scale (issue 16)."""
+        from flowrestore.grids import TimeVariable
+
+        return TimeVariable(power=1, reciprocal=True)
 
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""
@@ -407,8 +422,8 @@ class DiffusionSDE(SDE):
     2021, score SDEs: drift ``−(dσ²/dt) ∇log p = 2 (x̄ − D)/t``, diffusion ``√(dσ²/dt)``); it has
     the probability-flow ODE's marginals, so it samples the model's distribution — DDPM's
     ancestral sampler is a discretisation of it. Additive noise: ``EulerMaruyama`` and ``SRA1``
-    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid whose last
-    positive point is ``σ_max N^{−7}``). Built by :meth:`DiffusionFlow.reverse_sde`.
+    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid).
+    Built by :meth:`DiffusionFlow.reverse_sde`.
     """
 
     noise_type = "additive"
@@ -450,7 +465,8 @@ class DiffusionSDE(SDE):
         return self.flow.from_state(x, t)
 
     def default_spacing(self) -> Spacing:
-        """The flow's grid (:class:`Karras`, ρ = 7, down to 0)."""
+        """The flow's grid (DDIM's quadratic timesteps down to 0, :meth:`DiffusionFlow.
+        default_spacing`)."""
         return self.flow.default_spacing()
 
 

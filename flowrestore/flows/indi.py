@@ -21,6 +21,7 @@ from torch import Tensor
 
 from flowrestore.errors import ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, check_output
+from flowrestore.grids import Spacing, StartRefined
 
 __all__ = ["InDIFlow"]
 
@@ -90,6 +91,16 @@ class InDIFlow(ResidualFlow):
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """Clean-image estimate ``F(x, t)`` (the Euler step from ``t`` onto 0)."""
         return self.predict(t, x)
+
+    def default_spacing(self) -> Spacing:
+        """``StartRefined(rho=2)`` with a closing pair: the few-step grid of InDI's flows.
+
+        Learned restoration predictors change fastest near the degraded end ``t = 1``, where
+        this grid's steps are smallest; the closing pair (two close points just above ``t = 0``)
+        feeds the multistep solvers' extrapolation onto 0. Chosen on the validation photos of
+        ``benchmarks/fewnfe.py`` (issue 16; the test photos chose nothing).
+        """
+        return StartRefined(rho=2.0, closing_pair=True)
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
         """``(x − F(x, t)) / t``, or the predictor's own velocity ``v(x, t)`` if it has one."""

@@ -3,6 +3,7 @@ exponential integrators, SDE steps (Dirac's eq. 7 among them) and adapters to to
 torchsde. Subclass :class:`Solver` (or :class:`ExplicitRK`, :class:`RestorationSampler`,
 :class:`SDESolver`) to add one; README "Write your own solver"."""
 
+from flowrestore.solvers.adams import IPNDM, AdamsState, DataIPNDM
 from flowrestore.solvers.adapters import Torchdiffeq
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import DiracStep
@@ -29,12 +30,14 @@ from flowrestore.solvers.tableau import ButcherTableau, rk_step
 from flowrestore.solvers.torchsde_adapter import Torchsde
 
 __all__ = [
+    "AdamsState",
     "RK4",
     "SRA1",
     "Bosh3",
     "ButcherTableau",
     "ColdDiffusionSampler",
     "Context",
+    "DataIPNDM",
     "DiracStep",
     "Dopri5",
     "EmbeddedRK",
@@ -42,6 +45,7 @@ __all__ = [
     "EulerMaruyama",
     "ExplicitRK",
     "Heun",
+    "IPNDM",
     "InDISampler",
     "Midpoint",
     "MultistepState",
