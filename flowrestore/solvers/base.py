@@ -104,11 +104,6 @@ class Solver:
         """Prepare the first step; returns the (possibly perturbed) start state and solver state."""
         return x_start, None
 
-    def default_spacing(self, flow: Flow):
-        """The grid spacing this solver prefers for ``steps=N`` on ``flow`` (``None``: the loop's
-        rule, :mod:`flowrestore.integrate.endpoint`); the flow's own preference comes first."""
-        return None
-
     def start_derivative(self, state: Any, f0: Tensor) -> Any:
         """Offer the drift at the start (evaluated for the first step size) to the state."""
         return state
