@@ -80,7 +80,12 @@ def main(argv=None) -> int:
     if a.what in ("all", "gpu"):
         from . import gpu
 
-        parts += ["## GPU", "", gpu.report(), ""]
+        parts += [
+            "## GPU readiness (compiled and graph-replayed solves)",
+            "",
+            gpu.report(cpu=True, quick=a.quick),
+            "",
+        ]
     if a.what in ("all", "dirac"):
         parts += ["## Dirac batching", "", _dirac(out, a.quick), ""]
     text = "\n".join(parts)

@@ -175,7 +175,9 @@ def main(argv=None) -> dict:
         seed=args.seed,
         log=log,
     )
-    flow = fr.DiffusionFlow.from_diffusers(folder)  # a local checkpoint, loaded by path
+    # a local checkpoint, loaded by path; the scheduler config asks for clip_sample, but the
+    # recorded numbers (README) were measured with the unclipped clean estimate, so keep it
+    flow = fr.DiffusionFlow.from_diffusers(folder, clip=None)
     flow.model.requires_grad_(False)  # only the latent and the widths are optimised
 
     # held-out faces, each blurred with its own width (unknown to the inversion), plus noise

@@ -4,165 +4,135 @@ The public API is flat::
 
     import flowrestore as fr
     sol = fr.solve(fr.InDIFlow(predictor), fr.Heun(), y, steps=10)
+
+Names load on first use: ``import flowrestore`` itself imports nothing heavy (no torch), so the
+command line answers ``--help`` at once. A new export is its name in ``_EXPORTS`` (``__all__`` is
+built from it).
 """
 
-from flowrestore import degradations, inversion, metrics, oracles, schedules  # noqa: E402
-from flowrestore.controllers import FixedGrid, PIController, StepController
-from flowrestore.diagnostics import EndpointReport, check_endpoint
-from flowrestore.errors import (
-    ConfigError,
-    FlowRestoreError,
-    GridError,
-    IncompatibleSolverError,
-    MaxStepsReachedError,
-    NonFiniteError,
-    PredictorOutputError,
-    ShapeError,
-    StepSizeUnderflowError,
+import importlib
+
+# ``fr.pretrained`` is a callable object named like its module: bind it now (the module imports
+# no torch), so that a later import of ``flowrestore.pretrained.*`` cannot put the module there.
+from flowrestore.pretrained import list_pretrained as list_pretrained
+from flowrestore.pretrained import pretrained as pretrained
+
+# Where each public name lives. Names are imported on first use (PEP 562), so that
+# ``import flowrestore`` and the command line's --help do not import torch.
+_SUBMODULES = (
+    "controllers",
+    "degradations",
+    "inversion",
+    "metrics",
+    "oracles",
+    "schedules",
+    "training",
 )
-from flowrestore.flows import (
-    ODE,
-    SDE,
-    DiffusionFlow,
-    DiffusionSDE,
-    DiracSDE,
-    Flow,
-    InDIFlow,
-    Karras,
-    ODEFlow,
-    ResidualFlow,
-    SDEFlow,
-)
-from flowrestore.grids import (
-    EndRefined,
-    Fitted,
-    NoiseLevels,
-    Power,
-    Spacing,
-    StartRefined,
-    TimeVariable,
-    Uniform,
-)
-from flowrestore.integrate import Solution, Stats, StepContext, solve
-from flowrestore.inversion import BlindInversion, BlindOperator, InversionResult, Param
-from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
-from flowrestore.pretrained import list_pretrained, pretrained  # noqa: E402
-from flowrestore.solvers import (
-    IPNDM,
-    RK4,
-    SRA1,
-    Bosh3,
-    ButcherTableau,
-    ColdDiffusionSampler,
-    Context,
-    DataIPNDM,
-    DiracStep,
-    Dopri5,
-    EmbeddedRK,
-    Euler,
-    EulerMaruyama,
-    ExplicitRK,
-    Heun,
-    InDISampler,
-    Midpoint,
-    NaiveSampler,
-    RestorationSampler,
-    SDESolver,
-    SemiLinearMultistep,
-    Solver,
-    StepResult,
-    Torchdiffeq,
-    Torchsde,
-)
+_EXPORTS = {
+    "flowrestore.controllers": (
+        "ErrorController",
+        "FixedGrid",
+        "PIController",
+        "PIDController",
+        "StepController",
+    ),
+    "flowrestore.diagnostics": ("EndpointReport", "check_endpoint"),
+    "flowrestore.errors": (
+        "ConfigError",
+        "FlowRestoreError",
+        "GridError",
+        "IncompatibleSolverError",
+        "MaxStepsReachedError",
+        "NonFiniteError",
+        "PredictorOutputError",
+        "ShapeError",
+        "StepSizeUnderflowError",
+        "MissingDependencyError",
+    ),
+    "flowrestore.flows": (
+        "ODE",
+        "SDE",
+        "DiffusionFlow",
+        "DiffusionSDE",
+        "DiracSDE",
+        "Flow",
+        "InDIFlow",
+        "ODEFlow",
+        "ResidualFlow",
+        "SDEFlow",
+        "ClipSample",
+        "DenoiserFlow",
+        "DiffPIRFlow",
+        "DynamicThreshold",
+        "FlowMatchingFlow",
+        "GuidedFlow",
+        "Shifted",
+    ),
+    "flowrestore.grids": (
+        "EndRefined",
+        "Fitted",
+        "Karras",
+        "NoiseLevels",
+        "Power",
+        "Spacing",
+        "StartRefined",
+        "TimeVariable",
+        "Uniform",
+    ),
+    "flowrestore.flows.spectral": ("IncompatibleOperatorError",),
+    "flowrestore.integrate": ("Solution", "Stats", "solve"),
+    "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
+    "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
+    "flowrestore.pretrained": ("list_pretrained", "pretrained"),  # bound above
+    "flowrestore.solvers": (
+        "IPNDM",
+        "DataIPNDM",
+        "RK4",
+        "SRA1",
+        "Bosh3",
+        "ButcherTableau",
+        "ColdDiffusionSampler",
+        "Context",
+        "DiracStep",
+        "Dopri5",
+        "EmbeddedRK",
+        "Euler",
+        "EulerMaruyama",
+        "ExplicitRK",
+        "Heun",
+        "InDISampler",
+        "Midpoint",
+        "NaiveSampler",
+        "RestorationSampler",
+        "SDESolver",
+        "SemiLinearMultistep",
+        "Solver",
+        "StepResult",
+        "Torchdiffeq",
+        "Torchsde",
+        "DDRMStep",
+        "DiffPIRStep",
+        "DPSStep",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name):
-    # ``fr.training`` is imported on first use: it pulls in the U-Net, data and trainer modules.
-    if name == "training":
-        import importlib
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"flowrestore.{name}")
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    else:
+        raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module("flowrestore.training")
-    raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ODE",
-    "RK4",
-    "SDE",
-    "SRA1",
-    "BlindInversion",
-    "BlindOperator",
-    "Bosh3",
-    "BrownianIncrements",
-    "ButcherTableau",
-    "ColdDiffusionSampler",
-    "ConfigError",
-    "Context",
-    "DataIPNDM",
-    "DiffusionFlow",
-    "DiffusionSDE",
-    "DiracSDE",
-    "DiracStep",
-    "Dopri5",
-    "EmbeddedRK",
-    "EndpointReport",
-    "EndRefined",
-    "Euler",
-    "EulerMaruyama",
-    "ExplicitRK",
-    "Fitted",
-    "FixedGrid",
-    "Flow",
-    "FlowRestoreError",
-    "GeneratorNoise",
-    "GridError",
-    "Heun",
-    "IPNDM",
-    "InDIFlow",
-    "InDISampler",
-    "IncompatibleSolverError",
-    "InversionResult",
-    "Karras",
-    "MaxStepsReachedError",
-    "Midpoint",
-    "NaiveSampler",
-    "NoiseLevels",
-    "NoiseSource",
-    "NonFiniteError",
-    "ODEFlow",
-    "PIController",
-    "Param",
-    "PerSampleNoise",
-    "Power",
-    "PredictorOutputError",
-    "ResidualFlow",
-    "RestorationSampler",
-    "SDEFlow",
-    "SDESolver",
-    "SemiLinearMultistep",
-    "ShapeError",
-    "Solution",
-    "Solver",
-    "Spacing",
-    "StartRefined",
-    "Stats",
-    "TimeVariable",
-    "StepContext",
-    "StepController",
-    "StepResult",
-    "StepSizeUnderflowError",
-    "Torchdiffeq",
-    "Torchsde",
-    "Uniform",
-    "degradations",
-    "inversion",
-    "check_endpoint",
-    "list_pretrained",
-    "metrics",
-    "oracles",
-    "pretrained",
-    "schedules",
-    "solve",
-]
+__all__ = sorted([*_WHERE, *(m for m in _SUBMODULES if m != "training")])

@@ -5,64 +5,80 @@ flowrestore demo        restore the held-out bundled photos with the shipped pre
                         figure (--task toy: the closed-form toy-posterior tables instead)
 flowrestore restore     restore your own image files: flowrestore restore PATH... -o OUTDIR
 flowrestore pretrained  list the shipped predictors, what each expects, and their scores
+
+Usage errors are one line on stderr with exit code 2, found before any work (--debug on demo and
+restore shows the traceback). --help, --version and argument errors answer without importing
+torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 
-DEMO_TASKS = ("all", "deblur", "sr4", "dirac-deblur", "toy")
+__all__ = ["build_parser", "main"]
 
 
-def _demo(args: argparse.Namespace) -> int:
-    if args.task == "toy":
-        from flowrestore.demo.toy import run
-
-        print(run(quick=args.quick))
-        return 0
-    from flowrestore.demo.photos import main as photos_main  # noqa: PLC0415
-
-    return photos_main(args)
-
-
-def _restore(args: argparse.Namespace) -> int:
-    from flowrestore.errors import FlowRestoreError
-    from flowrestore.restore import main as restore_main
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return restore_main(args)
-    except FlowRestoreError as exc:
-        if args.debug:
-            raise
-        print(f"flowrestore restore: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("flowrestore restore: interrupted", file=sys.stderr)
-        return 130
+        return version("flowrestore")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        import flowrestore
+
+        return flowrestore.__version__
 
 
-def _pretrained(args: argparse.Namespace) -> int:
-    from flowrestore.pretrained import list_pretrained, pretrained_info
-    from flowrestore.restore import TASK_MODELS, expected_degradation
+class _Devices:
+    """``choices=`` for ``--device``: cpu, cuda and cuda:N."""
 
-    tasks = {v: k for k, v in TASK_MODELS.items()}
-    for name in list_pretrained():
-        info = pretrained_info(name)
-        print(f"{name}: {info['description']}")
-        expects = f"restore --task {tasks.get(name, name)}: expects {expected_degradation(info)}."
-        print(textwrap.fill(expects, 100, initial_indent="    ", subsequent_indent="        "))
-        res = info.get("heldout", {}).get("results", [])
-        for r in res:
-            print(
-                f"    {r['solver']:>6} steps {r['steps']:>3} {r['output']:<14} "
-                f"NFE {r['nfe']:>3}: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}"
-            )
-        print(f"    trained with: {info['train']['command']}")
-    return 0
+    def __contains__(self, value) -> bool:
+        from flowrestore.runtime import DEVICE_PATTERN
+
+        return isinstance(value, str) and re.fullmatch(DEVICE_PATTERN, value) is not None
+
+    def __iter__(self):
+        return iter(("cpu", "cuda", "cuda:N"))
+
+
+def _int_at_least(minimum: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_POSITIVE = _int_at_least(1, "a positive integer")
+_NONNEG = _int_at_least(0, "an integer >= 0")
+
+
+def _add_device(p) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=_Devices(),
+        metavar="{cpu,cuda,cuda:N}",
+        help="default: cuda if available, else cpu",
+    )
+
+
+def _add_threads(p) -> None:
+    p.add_argument(
+        "--threads",
+        type=_POSITIVE,
+        default=None,
+        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
+    )
 
 
 def _one_line_error(parser: argparse.ArgumentParser):
@@ -74,84 +90,286 @@ def _one_line_error(parser: argparse.ArgumentParser):
     return error
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``flowrestore`` command."""
-    parser = argparse.ArgumentParser(
-        prog="flowrestore",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+# ----------------------------------------------------------------------------- demo
+def _add_demo(sub) -> argparse.ArgumentParser:
+    from flowrestore.demo.settings import TASKS, description
+    from flowrestore.methods import solver_names
+
     demo = sub.add_parser(
         "demo",
         help="restore held-out bundled photos with the shipped predictors (default), "
         "or --task toy for the closed-form toy posteriors",
+        description=description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--task",
         default="all",
-        choices=DEMO_TASKS,
-        help="all (default: deblur, sr4 and dirac-deblur) | deblur | sr4 | "
-        "dirac-deblur | toy (closed-form oracles)",
+        choices=("all", *TASKS, "toy"),
+        help=f"all (default: {', '.join(TASKS)}) | {' | '.join(TASKS)} | toy (closed-form oracles)",
     )
     demo.add_argument(
         "--solver",
         nargs="+",
         default=None,
-        help="solvers to run: multistep euler heun midpoint rk4 indi (InDI), em sra1 (Dirac); "
-        "default: a fixed set per task",
+        choices=solver_names(),
+        metavar="SOLVER",
+        help=f"solvers to run, of {', '.join(solver_names())} (default: the runs listed above)",
     )
     demo.add_argument(
         "--steps",
         nargs="+",
-        type=int,
+        type=_POSITIVE,
         default=None,
-        help="step counts, e.g. --steps 1 5 20 (default: a fixed set per task)",
+        help="step counts, e.g. --steps 1 5 20 (default: the runs listed above)",
     )
-    demo.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    _add_device(demo)
     demo.add_argument(
         "--out",
-        default=None,
+        default="flowrestore-demo",
         help="output folder for table.md, results.json and restorations.png "
-        "(default ./flowrestore-demo)",
+        "(default ./flowrestore-demo; created and checked before anything runs)",
     )
     demo.add_argument(
         "--crop",
-        type=int,
+        type=_int_at_least(8, "an integer >= 8"),
         default=None,
-        help="center-crop size of the photos (default 192, --quick 64)",
+        help="center-crop size of the photos (default 192, --quick 64; at most 400)",
     )
-    demo.add_argument("--seed", type=int, default=0, help="noise seed")
-    demo.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads (default: OMP_NUM_THREADS, else min(4, cores - 1))",
-    )
+    demo.add_argument("--seed", type=_NONNEG, default=0, help="noise seed")
+    _add_threads(demo)
     demo.add_argument("--quick", action="store_true", help="a smaller, faster setting")
+    demo.add_argument("--debug", action="store_true", help="show the traceback of a usage error")
     demo.set_defaults(func=_demo)
+    return demo
 
-    import flowrestore.restore as restore_mod
 
-    restore = sub.add_parser(
+def _demo(args: argparse.Namespace) -> int:
+    if args.task == "toy":
+        from flowrestore.demo.toy import run
+
+        print(run(quick=args.quick))
+        return 0
+    from flowrestore.demo.settings import TASKS, plan_demo
+
+    plan = plan_demo(
+        tasks=TASKS if args.task == "all" else (args.task,),
+        solvers=args.solver,
+        steps=args.steps,
+        device=args.device,
+        out=args.out,
+        crop=args.crop,
+        quick=args.quick,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    from flowrestore.demo.photos import run_plan
+
+    run_plan(plan)
+    return 0
+
+
+# ----------------------------------------------------------------------------- restore
+def _add_restore(sub) -> argparse.ArgumentParser:
+    from flowrestore.methods import solver_names
+    from flowrestore.pretrained import TASK_MODELS, list_pretrained
+    from flowrestore.restore.help import DESCRIPTION, models_help, solvers_help
+
+    p = sub.add_parser(
         "restore",
         help="restore image files / folders with a shipped or trained predictor",
-        description=restore_mod.DESCRIPTION,
-        epilog=restore_mod.models_help(),
+        description=DESCRIPTION,
+        epilog=models_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    restore_mod.add_arguments(restore)
-    restore.error = _one_line_error(restore)
-    restore.set_defaults(func=_restore)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    p.add_argument(
+        "-o", "--out", "--output-dir", dest="out", required=True,
+        help="output folder (created if needed)",
+    )  # fmt: skip
+    tasks = list(TASK_MODELS) + [m for m in list_pretrained() if m not in TASK_MODELS]
+    p.add_argument(
+        "--task",
+        default="deblur",
+        choices=tasks,
+        help="which shipped model (default deblur; see the list below)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a trainer checkpoint (python -m flowrestore.training --out ...) instead of a "
+        "shipped predictor",
+    )
+    p.add_argument("--solver", default=None, choices=solver_names(), help=solvers_help())
+    p.add_argument("--steps", type=_POSITIVE, default=10, help="solver steps (default 10)")
+    p.add_argument(
+        "--output",
+        choices=("last", "posterior_mean"),
+        default=None,
+        help="last iterate or posterior-mean estimate (default: the method's; last for InDI, "
+        "posterior_mean for Dirac)",
+    )
+    _add_restore_run_options(p)
+    p.set_defaults(func=_restore)
+    return p
 
+
+def _add_restore_run_options(p) -> None:
+    """``restore``'s options about how the run goes: batching, tiles, device, seed, output."""
+    p.add_argument(
+        "--batch-size", type=_POSITIVE, default=4,
+        help="small same-size images restored together (default 4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tile",
+        type=_NONNEG,
+        default=None,
+        help="tile side in pixels (default: from the memory budget, at most 512 on "
+        "CPU and 1024 on CUDA); 0 restores each image whole",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_NONNEG,
+        default=None,
+        help="tile overlap in pixels (default: the model's receptive-field radius, "
+        "48 for the shipped models)",
+    )
+    p.add_argument(
+        "--memory",
+        type=_POSITIVE,
+        default=None,
+        metavar="MB",
+        help="memory budget for the predictor's activations, in MB (default 512 on "
+        "CPU, half the free memory on CUDA)",
+    )
+    _add_device(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--no-upsample", action="store_true", help="sr4: the inputs are already at the target size"
+    )
+    p.add_argument(
+        "--seed",
+        type=_NONNEG,
+        default=0,
+        help="noise seed of stochastic solvers (each file's noise: from it and the file's content)",
+    )
+    _add_threads(p)
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    """``flowrestore restore``: 0 if no file failed, 1 otherwise; ConfigError on misuse.
+
+    Checks that need no torch come first (output folder, inputs, the solver against a shipped
+    model's method, the checkpoint file), then the device, the model and the run.
+    """
+    from flowrestore import restore as R
+    from flowrestore.errors import ConfigError
+    from flowrestore.methods import ModelSpec
+    from flowrestore.pretrained import pretrained_info
+    from flowrestore.restore.models import model_name
+
+    R.check_output_dir(args.out)
+    files, missing = R.list_inputs(args.paths)
+    if not files and not missing:
+        raise ConfigError(f"no image files found in {args.paths}")
+    if args.checkpoint is None:
+        ModelSpec.of(pretrained_info(model_name(args.task))).method.check_solver(args.solver)
+    device = R.resolve_device(args.device)
+    R.set_threads(args.threads, device)
+    model = R.load_model(args.task, args.checkpoint, device=device)
+    ModelSpec.of(model).method.check_solver(args.solver)  # a checkpoint's method
+    report = R.restore_files(
+        args.paths,
+        args.out,
+        model=model,
+        solver=args.solver,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        device=device,
+        overwrite=args.overwrite,
+        upsample=not args.no_upsample,
+        seed=args.seed,
+        output=args.output,
+        tile=args.tile,
+        overlap=args.overlap,
+        memory_budget=args.memory * 2**20 if args.memory else None,
+        progress=not args.no_progress,
+    )
+    return 1 if report.failed else 0
+
+
+# ----------------------------------------------------------------------------- pretrained
+def _pretrained(args: argparse.Namespace) -> int:
+    from flowrestore.pretrained import TASK_MODELS, list_pretrained, pretrained_info
+    from flowrestore.restore.help import expected_degradation
+
+    tasks = {v: k for k, v in TASK_MODELS.items()}
+    for name in list_pretrained():
+        info = pretrained_info(name)
+        print(f"{name}: {info['description']}")
+        expects = f"restore --task {tasks.get(name, name)}: expects {expected_degradation(info)}."
+        print(textwrap.fill(expects, 100, initial_indent="    ", subsequent_indent="        "))
+        held = info.get("heldout", {})
+        if held.get("results"):
+            print(
+                f"    held-out scores ({held['crop']}x{held['crop']} crops of "
+                f"{', '.join(held['images'])}; noise seed {held.get('noise_seed', 0)}):"
+            )
+        for r in held.get("results", []):
+            label = (
+                "degraded input (no restoration)"
+                if r["solver"] == "input"
+                else f"{r['solver']:>9} steps {r['steps']:>3} {r['output']:<14}"
+            )
+            print(
+                f"      {label:<41} NFE {r['nfe']:>3}: PSNR {r['psnr']:.2f} dB, "
+                f"SSIM {r['ssim']:.4f}"
+            )
+        print(f"    trained with: {info['train']['command']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``flowrestore`` command (builds without importing torch)."""
+    parser = argparse.ArgumentParser(
+        prog="flowrestore",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowrestore {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = _add_demo(sub)
+    restore = _add_restore(sub)
     pre = sub.add_parser(
         "pretrained",
         help="list the shipped predictors, the degradation each expects, and their held-out scores",
     )
-    pre.error = _one_line_error(pre)
-    pre.set_defaults(func=_pretrained)
+    pre.set_defaults(func=_pretrained, debug=False)
     parser.subcommands = {"demo": demo, "restore": restore, "pretrained": pre}
+    for p in (parser, demo, restore, pre):
+        p.error = _one_line_error(p)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a subcommand; a usage error (a flowrestore error) is one line and exit code 2."""
+    from flowrestore.errors import FlowRestoreError
+
+    try:
+        return args.func(args)
+    except FlowRestoreError as exc:
+        if args.debug:
+            raise
+        print(f"flowrestore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"flowrestore {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command in ("restore", "pretrained"):
-            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.func(args)
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return _run(args)
 
 
 if __name__ == "__main__":

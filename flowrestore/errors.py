@@ -25,23 +25,45 @@ class PredictorOutputError(FlowRestoreError, TypeError):
     """A predictor or drift returned something of the wrong type, shape, dtype or device."""
 
 
-class NonFiniteError(FlowRestoreError, FloatingPointError):
-    """The state or a predictor/drift output became NaN or infinite (message: step and t)."""
+class SolveFailure(FlowRestoreError):
+    """Base of the errors a solve raises when samples fail (``on_failure="raise"``).
 
-
-class StepSizeUnderflowError(FlowRestoreError, RuntimeError):
-    """An adaptive solver's step size fell below its ``min_step``."""
-
-
-class MaxStepsReachedError(FlowRestoreError, RuntimeError):
-    """A solve used ``max_steps`` steps before reaching its end time.
-
-    The partial :class:`~flowrestore.Solution` is attached as ``.solution``.
+    The partial :class:`~flowrestore.Solution` is attached as ``.solution`` (per-sample
+    ``stats.status`` says which samples failed and how; the others are finished). Pass
+    ``on_failure="return"`` to :func:`flowrestore.solve` to get it without an exception.
     """
 
     def __init__(self, message: str, solution=None):
         super().__init__(message)
         self.solution = solution
+
+
+class NonFiniteError(SolveFailure, FloatingPointError):
+    """The state or a predictor/drift output became NaN or infinite (message: step and t)."""
+
+
+class StepSizeUnderflowError(SolveFailure, RuntimeError):
+    """An adaptive solver's step size fell below its ``min_step`` (or below round-off)."""
+
+
+class MaxStepsReachedError(SolveFailure, RuntimeError):
+    """A solve used ``max_steps`` steps before reaching its end time."""
+
+
+#: per-sample status codes of a solve (``Solution.stats.status``)
+SUCCESS, MAX_STEPS, UNDERFLOW, NONFINITE = 0, 1, 2, 3
+STATUS_NAMES = {
+    SUCCESS: "success",
+    MAX_STEPS: "max_steps_reached",
+    UNDERFLOW: "step_size_underflow",
+    NONFINITE: "non_finite",
+}
+#: the error raised for each failure status, in the order a solve reports them
+FAILURE_ERRORS: dict[int, type[SolveFailure]] = {
+    NONFINITE: NonFiniteError,
+    UNDERFLOW: StepSizeUnderflowError,
+    MAX_STEPS: MaxStepsReachedError,
+}
 
 
 class IncompatibleSolverError(FlowRestoreError, TypeError):
@@ -66,3 +88,11 @@ def describe(value) -> str:
         pass
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+class MissingDependencyError(FlowRestoreError, ImportError):
+    """An optional dependency (diffusers) is not installed; the message names the extra."""
+
+
+class IncompatibleOperatorError(FlowRestoreError, TypeError):
+    """A restoration method cannot use this degradation operator (the message names both)."""

@@ -356,3 +356,89 @@ class Fitted(Spacing):
         grid = t1 + (t0 - t1) * tau
         grid[0], grid[-1] = t0, t1
         return grid
+
+
+@dataclass(frozen=True)
+class Karras(Spacing):
+    """EDM's spacing (Karras et al. 2022, eq. 5) in ``t = σ/σ_max``:
+    ``t_k = (t_0^{1/ρ} + (k/N)(t_end^{1/ρ} − t_0^{1/ρ}))^ρ``.
+
+    With ``t_min > 0`` (``σ_min/σ_max``) and a solve to ``t = 0``, the first ``N − 1`` steps go
+    from ``t_0`` to ``t_min`` and the last lands on 0 (EDM's grid; its last positive point does not
+    shrink with ``N``, so no solver converges past the landing error ``O(t_min²)``).
+    ``t_min = 0`` (default) is the same formula down to 0: ``t_k = t_0 (1 − k/N)^ρ``.
+    """
+
+    rho: float = 7.0
+    t_min: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
+            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+        if not 0 <= self.t_min < 1:
+            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ`` down to 0; ``0`` with ``t_min > 0`` (the last positive point stays at ``t_min``:
+        the loop's end rule leaves such a deliberate floor alone)."""
+        return 0.0 if self.t_min > 0 else float(self.rho)
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
+        n, end = (steps - 1, self.t_min) if inner else (steps, t1)
+        u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+        r = 1.0 / self.rho
+        grid = (t0**r + u * (end**r - t0**r)) ** self.rho
+        if inner:
+            grid = torch.cat([grid, torch.tensor([t1], dtype=torch.float64)])
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True)
+class Shifted(Spacing):
+    """A grid in the shifted time of flow-matching models (SD3, Esser et al. 2024, eq. 23):
+    ``σ = s u / (1 + (s − 1) u)`` applied to the base grid
+    ``u_k = u_end + (u_0 − u_end)(1 − k/N)^ρ`` (``u`` the unshifted time).
+
+    ``shift = 1, rho = 1`` is uniform in ``σ``; ``shift = s`` spends more steps at high noise, as
+    ``FlowMatchEulerDiscreteScheduler(shift=s)`` does. ``rho > 1`` shrinks the last steps: near
+    ``σ = 0`` the map is ``σ ≈ s u``, so the last positive point is ``≈ s N^{−ρ}`` and the loop's
+    landing step (error ``O(σ²)``) keeps an order-``p`` solver at its order for ``ρ ≥ p/2``.
+    """
+
+    shift: float = 1.0
+    rho: float = 1.0
+
+    def __post_init__(self):
+        for name, low in (("shift", 0.0), ("rho", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {describe(value)}")
+            ok = value > low if name == "shift" else value >= low
+            if not ok or value != value or value == float("inf"):
+                cmp = ">" if name == "shift" else ">="
+                raise ConfigError(
+                    f"{name} must be a finite number {cmp} {low:g}, got {describe(value)}"
+                )
+
+    def unshift(self, sigma: Tensor) -> Tensor:
+        """The unshifted time ``u = σ / (s − (s − 1) σ)`` (inverse of the shift)."""
+        return sigma / (self.shift - (self.shift - 1) * sigma)
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ``: near ``σ = 0`` the last positive point is ``≈ s u_0 N^{−ρ}``."""
+        return float(self.rho)
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        ends = self.unshift(torch.tensor([t0, t1], dtype=torch.float64))
+        w = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** self.rho
+        u = ends[1] + (ends[0] - ends[1]) * w
+        s = self.shift
+        grid = s * u / (1 + (s - 1) * u)
+        grid[0], grid[-1] = t0, t1
+        return grid

@@ -48,7 +48,8 @@ class Picture:
 
     Arrays are ``uint8`` (``bits=8``) or ``uint16`` (``bits=16``), as displayed (orientation
     applied). ``exif`` (orientation reset to 1) and ``icc`` are the bytes to write back;
-    ``mode`` is the file's Pillow mode; ``notes`` say what was converted.
+    ``mode`` is the file's Pillow mode; ``notes`` say what was converted; ``text``: PNG text
+    chunks (keyword → Latin-1 text) :func:`write_image` adds (not read from files).
     """
 
     colour: np.ndarray
@@ -58,6 +59,7 @@ class Picture:
     icc: bytes | None = None
     mode: str = ""
     notes: list[str] = field(default_factory=list)
+    text: dict[str, str] = field(default_factory=dict)
 
     @property
     def grey(self) -> bool:
@@ -257,7 +259,8 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
 
 
 def write_image(path, pic: Picture) -> None:
-    """Write ``pic`` as PNG to ``path`` (8- or 16-bit, with alpha, EXIF and ICC); atomic."""
+    """Write ``pic`` as PNG to ``path`` (8- or 16-bit, with alpha, EXIF, ICC and ``pic.text``);
+    atomic."""
     path = Path(path)
     if pic.bits not in (8, 16):
         raise ConfigError(f"write_image: bits must be 8 or 16, got {describe(pic.bits)}")
@@ -265,12 +268,17 @@ def write_image(path, pic: Picture) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         if pic.bits == 16:
-            _write_png16(tmp, arr, exif=pic.exif, icc=pic.icc)
+            _write_png16(tmp, arr, exif=pic.exif, icc=pic.icc, text=pic.text)
         else:
-            from PIL import Image
+            from PIL import Image, PngImagePlugin
 
             im = Image.fromarray(np.ascontiguousarray(arr))
             kw = {k: v for k, v in (("exif", pic.exif), ("icc_profile", pic.icc)) if v}
+            if pic.text:
+                info = PngImagePlugin.PngInfo()
+                for key, value in pic.text.items():
+                    info.add_text(key, value)
+                kw["pnginfo"] = info
             im.save(tmp, format="PNG", **kw)
         os.replace(tmp, path)
     finally:
@@ -282,7 +290,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _write_png16(path, arr: np.ndarray, *, exif: bytes | None, icc: bytes | None) -> None:
+def _write_png16(
+    path, arr: np.ndarray, *, exif: bytes | None, icc: bytes | None, text: dict | None = None
+) -> None:
     """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count), rows 'Up'-filtered."""
     h, w = arr.shape[:2]
     channels = 1 if arr.ndim == 2 else arr.shape[2]
@@ -296,6 +306,8 @@ def _write_png16(path, arr: np.ndarray, *, exif: bytes | None, icc: bytes | None
             f.write(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
         if exif:
             f.write(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        for key, value in (text or {}).items():
+            f.write(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1")))
         block = 256
         for top in range(0, h, block):
             cur = rows[top : top + block]

@@ -16,12 +16,52 @@ in the elapsed time ``|t − t_start|`` and ``ΔZ`` is integrated over ``|t1 −
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, GridError, ShapeError, describe
+
+__all__ = [
+    "BrownianIncrements",
+    "GeneratorNoise",
+    "NoiseSource",
+    "PerSampleNoise",
+    "TapeNoise",
+    "host_rows",
+    "rows_index",
+]
+
+
+def rows_index(rows: Sequence[int], device) -> Tensor:
+    """A long tensor of batch rows on ``device`` that remembers its values on the host.
+
+    The loop builds the rows it steps on the host; :func:`host_rows` then reads them back without
+    copying the device tensor to the host (a synchronisation on a GPU).
+    """
+    index = torch.tensor(list(rows), dtype=torch.long)
+    if torch.device(device).type != "cpu":
+        index = index.pin_memory().to(device, non_blocking=True)
+    index._host_rows = tuple(rows)  # noqa: SLF001 - a plain attribute on this tensor object
+    return index
+
+
+def _to_device(z: Tensor, device: torch.device) -> Tensor:
+    """Host draws onto the state's device: a pinned, non-blocking copy to a GPU (a plain copy
+    would wait for the GPU to finish its queued work)."""
+    if z.device == device:
+        return z
+    if z.device.type == "cpu" and device.type == "cuda":
+        return z.pin_memory().to(device, non_blocking=True)
+    return z.to(device)
+
+
+def host_rows(index: Tensor) -> list[int]:
+    """The rows in ``index`` as Python ints (free for an index made by :func:`rows_index`)."""
+    rows = getattr(index, "_host_rows", None)
+    return list(rows) if rows is not None else index.tolist()
 
 
 class NoiseSource:
@@ -66,7 +106,7 @@ class GeneratorNoise(NoiseSource):
         if g is None or g.device == like.device:
             return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device)
         z = torch.randn(like.shape, generator=g, dtype=like.dtype, device=g.device)
-        return z.to(like.device)
+        return _to_device(z, like.device)
 
 
 class PerSampleNoise(NoiseSource):
@@ -75,17 +115,41 @@ class PerSampleNoise(NoiseSource):
     Args:
         seeds: one integer seed per sample (sequence or 1-D integer tensor).
         device: where the generators live (default CPU; draws are moved to the state's device).
+
+    The generators are created on the first draw, so a deterministic solve with ``seeds=`` never
+    builds one (``torch.compile`` cannot trace generator objects).
     """
 
     def __init__(self, seeds: Sequence[int] | Tensor, *, device: str | torch.device = "cpu"):
-        values = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
-        if not values or not all(isinstance(s, int) for s in values):
-            raise ConfigError(f"seeds must be a non-empty sequence of ints, got {describe(seeds)}")
-        self.seeds = values
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in values]
+        if isinstance(seeds, Tensor):
+            values = seeds.tolist() if seeds.dim() == 1 else None
+        elif hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes)):
+            values = list(seeds)  # a list, a tuple, a 1-D numpy array, ...
+        else:
+            values = None
+        if (
+            not values
+            or isinstance(values[0], list)
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in values)
+        ):
+            raise ConfigError(
+                f"seeds must be a non-empty sequence of ints, one per sample, got {describe(seeds)}"
+            )
+        self.seeds = [int(s) for s in values]
+        self.device = device
+        self._generators: list[torch.Generator] | None = None
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """One ``torch.Generator`` per sample, seeded by its seed (created on first use)."""
+        if self._generators is None:
+            self._generators = [
+                torch.Generator(device=self.device).manual_seed(s) for s in self.seeds
+            ]
+        return self._generators
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
-        rows = range(like.shape[0]) if index is None else index.tolist()
+        rows = range(like.shape[0]) if index is None else host_rows(index)
         if index is None and like.shape[0] != len(self.generators):
             raise ShapeError(
                 f"PerSampleNoise has {len(self.generators)} seeds but the batch has "
@@ -100,7 +164,7 @@ class PerSampleNoise(NoiseSource):
             )
             for i in rows
         ]
-        return torch.stack(draws).to(like.device)
+        return _to_device(torch.stack(draws), like.device)
 
 
 class BrownianIncrements(NoiseSource):
@@ -190,3 +254,81 @@ class BrownianIncrements(NoiseSource):
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         raise ConfigError("BrownianIncrements only provides increments; use it with an SDE solver")
+
+
+#: the draws a step can ask of a :class:`NoiseSource` (``Solver.noise_draws`` names them)
+NOISE_DRAWS = ("normal", "increment", "increment_and_area")
+
+
+class TapeNoise(NoiseSource):
+    """Noise drawn before the steps run, handed out in the order the steps ask for it.
+
+    ``torch.compile`` cannot create or use a ``torch.Generator`` inside a compiled region, so a
+    compiled stochastic solve (``fr.solve(..., compile=True)``) draws every step's noise from the
+    solve's own source first, in the order the eager loop would (:meth:`record`), and the compiled
+    steps read this tape: the same numbers as the eager solve, for any source (``generator=``,
+    ``seeds=``, ``BrownianIncrements``). A step that asks for a draw it did not declare
+    (``Solver.noise_draws``) is refused instead of silently shifting the tape.
+    """
+
+    def __init__(self, draws: list[tuple[str, tuple[Tensor, ...]]]):
+        self.draws = draws
+        self.i = 0
+        #: set instead of raising inside a compiled region (an exception cannot leave one);
+        #: the caller raises it after the compiled call (:meth:`check`)
+        self.mismatch: str | None = None
+
+    @classmethod
+    def record(cls, source: NoiseSource, calls, like: Tensor) -> TapeNoise:
+        """Draw ``calls`` (``(kind, t0, t1)`` per draw, in order) from ``source`` for states
+        like ``like`` (the whole batch)."""
+        draws = []
+        for kind, t0, t1 in calls:
+            if kind == "normal":
+                draws.append((kind, (source.normal(like, None),)))
+            elif kind == "increment":
+                draws.append((kind, (source.increment(t0, t1, like, None),)))
+            elif kind == "increment_and_area":
+                draws.append((kind, tuple(source.increment_and_area(t0, t1, like, None))))
+            else:
+                raise ConfigError(f"unknown noise draw {kind!r}; expected one of {NOISE_DRAWS}")
+        return cls(draws)
+
+    def _take(self, kind: str, like: Tensor, n: int = 1) -> tuple[Tensor, ...]:
+        if self.i >= len(self.draws) or self.draws[self.i][0] != kind:
+            got = self.draws[self.i][0] if self.i < len(self.draws) else "nothing left"
+            message = (
+                f"a step asked for noise draw {self.i + 1} as {kind!r}, but the solver declared "
+                f"{got!r}: its noise_draws() does not match what its step draws"
+            )
+            if not torch.compiler.is_compiling():
+                raise ConfigError(message)
+            self.mismatch = self.mismatch or message
+            return tuple(torch.zeros_like(like) for _ in range(n))
+        out = self.draws[self.i][1]
+        self.i += 1
+        return out
+
+    def check(self) -> None:
+        """Raise if the steps asked for other draws than recorded, or fewer."""
+        if self.mismatch is not None:
+            raise ConfigError(self.mismatch)
+        if self.i != len(self.draws):
+            raise ConfigError(
+                f"the solver's noise_draws() declared {len(self.draws)} draws, its steps took "
+                f"{self.i}: the declaration does not match what its step draws"
+            )
+
+    def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
+        return self._take("normal", like)[0]
+
+    def increment(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> Tensor:
+        return self._take("increment", like)[0]
+
+    def increment_and_area(
+        self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        dw, dz = self._take("increment_and_area", like, 2)
+        return dw, dz

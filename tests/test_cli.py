@@ -1,5 +1,6 @@
 """The command line: demo tables, the model list, plain-text help, and one-line usage errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -176,3 +177,133 @@ def test_console_error_is_one_line_without_traceback(photo, tmp_path):
         f"flowrestore restore: error: output folder {str(photo)!r} is an existing file, "
         f"not a folder"
     ]
+
+
+# ----------------------------------------------------------------------------- the real entry point
+def _entry() -> list[str]:
+    exe = Path(sys.executable).with_name("flowrestore")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "flowrestore.cli"]
+
+
+def _cli(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*_entry(), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _one_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The process exited with ``code`` and wrote exactly one line, no traceback, to stderr."""
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["demo", "--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
+        (["demo", "--crop", "5"], "argument --crop: must be an integer >= 8, got '5'"),
+        (["demo", "--task", "sr4", "--crop", "30"], "--crop 30: task sr4 needs a multiple of 4"),
+        (["demo", "--solver", "foo"], "argument --solver: invalid choice: 'foo'"),
+        (["demo", "--task", "deblur", "--solver", "em"], "--solver em does not apply"),
+        (["demo", "--task", "dirac-deblur", "--solver", "heun"], "--solver heun does not apply"),
+        (["demo", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["demo", "--out", "/proc/flowrestore-demo"], "output folder '/proc/flowrestore-demo'"),
+        (["demo", "--crop", "4000", "--task", "deblur"], "larger than"),
+        (["bogus"], "argument command: invalid choice: 'bogus'"),
+    ],
+)
+def test_demo_usage_errors_are_one_line_with_exit_code_2(args, expected, tmp_path):
+    line = _one_line(_cli(*args, cwd=tmp_path))
+    assert expected in line, line
+    assert not (tmp_path / "flowrestore-demo").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_demo_on_cuda_without_cuda_is_one_line(tmp_path):
+    line = _one_line(_cli("demo", "--device", "cuda", cwd=tmp_path))
+    assert "CUDA is not available" in line and "--device cpu" in line
+
+
+def test_demo_help_says_which_solvers_it_runs():
+    proc = _cli("demo", "--help")
+    assert proc.returncode == 0 and not proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "deblur, sr4 (InDI):" in text and "multistep 6, 10 steps (last)" in text
+    assert "multistep is restore's default" in text and "em is restore's default" in text
+    assert "dirac-deblur (Dirac): phi (one-shot clean estimate, 1 NFE)" in text
+
+
+def test_version_and_help_answer_without_importing_torch():
+    probe = (
+        "import json, sys, time\n"
+        "t0 = time.perf_counter()\n"
+        "from flowrestore.cli import main\n"
+        "try:\n"
+        "    code = main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'code': code,\n"
+        "                  'seconds': time.perf_counter() - t0}), file=sys.stderr)\n"
+    )
+    cases = {
+        ("--version",): 0,
+        ("--help",): 0,
+        ("restore", "--help"): 0,
+        ("demo", "--help"): 0,
+        ("pretrained",): 0,
+        ("restore", "x.png", "-o", "out", "--steps", "0"): 2,
+        ("demo", "--solver", "foo"): 2,
+        ("demo", "--task", "deblur", "--solver", "em"): 2,
+    }
+    for args, code in cases.items():
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120
+        )
+        report = json.loads(proc.stderr.strip().splitlines()[-1])
+        assert report["code"] == code and not report["torch"], (args, report, proc.stderr)
+    version = _cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "flowrestore 0.1.0"
+
+
+def test_pretrained_labels_the_input_row_and_states_the_noise_each_model_expects():
+    proc = _cli("pretrained")
+    assert proc.returncode == 0
+    out = proc.stdout
+    blocks = {b.split(":", 1)[0]: b for b in re.split(r"\n(?=\S)", out)}
+    assert set(blocks) == {"dirac-deblur", "indi-deblur", "indi-sr4"}
+    for block in blocks.values():
+        assert "degraded input (no restoration)" in block and "NFE   0" in block
+    flat = {k: " ".join(v.split()) for k, v in blocks.items()}
+    assert "with noise of std 0.05" in flat["dirac-deblur"]
+    assert "with noise of std 0.01" in flat["indi-deblur"]
+    assert "with noise of std 0" in flat["indi-sr4"]
+    help_text = " ".join(_cli("restore", "--help").stdout.split())
+    for name, task in (("dirac-deblur", "dirac-deblur"), ("indi-deblur", "deblur")):
+        sentence = flat[name].split(f"restore --task {task}: expects ", 1)[1].split(".")[0]
+        assert sentence in help_text  # the same words in both places
+
+
+def test_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("hello, this is not a checkpoint\n")
+    line = _one_line(
+        _cli("restore", "a.png", "-o", "out", "--checkpoint", "notes.txt", "--device", "cpu",
+             cwd=tmp_path)
+    )  # fmt: skip
+    assert "checkpoint 'notes.txt' is not a PyTorch file" in line, line
+    zipped = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, zipped)
+    line = _one_line(
+        _cli("restore", "a.png", "-o", "out", "--checkpoint", zipped, "--device", "cpu",
+             cwd=tmp_path)
+    )  # fmt: skip
+    assert "is not a flowrestore-checkpoint/1 file" in line, line

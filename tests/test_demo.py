@@ -1,6 +1,7 @@
 """``flowrestore demo`` (photo restoration with the shipped predictors) runs end to end."""
 
 import json
+import re
 
 from flowrestore.cli import main
 
@@ -13,6 +14,8 @@ def test_demo_quick_writes_table_and_figure(tmp_path, capsys):
     for task in ("deblur", "sr4", "dirac-deblur"):
         assert f"### {task}" in text
     assert "perception–distortion" in text
+    # InDI's rows compare against the multistep solver restore uses by default
+    assert re.search(r"InDI perception–distortion: 1 NFE .*; multistep 6 steps \(6 NFE\)", text)
     table, fig, js = out / "table.md", out / "restorations.png", out / "results.json"
     assert table.exists() and fig.exists() and fig.stat().st_size > 10_000
     assert str(fig) in text and str(table) in text

@@ -191,3 +191,25 @@ def test_superresolution_resizes_alpha(tmp_path):
     pic = read_image(tmp_path / "a.png")
     out = from_tensor(torch.zeros(3, 16, 16), pic)
     assert out.alpha.shape == (16, 16) and np.all(out.alpha == 200)
+
+
+def test_a_grey_picture_takes_the_mean_of_the_restored_channels_and_its_text_chunks(tmp_path):
+    """A grey file is restored on three equal channels; writing it back takes their mean (a model
+    may move them apart), rounded to the nearest level. PNG text chunks are written (8, 16 bits)."""
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(tmp_path / "g.png")
+    like = read_image(tmp_path / "g.png")
+    x = torch.stack([torch.full((4, 5), v) for v in (0.2, 0.4, 0.61)])
+    out = from_tensor(x, like)
+    assert out.grey and np.all(out.colour == round((0.2 + 0.4 + 0.61) / 3 * 255))
+    for bits in (8, 16):
+        pic = from_tensor(x, like) if bits == 8 else from_tensor(x, _replace_bits(like))
+        pic.text = {"Software": "flowrestore", "flowrestore restored from": "g.png"}
+        write_image(tmp_path / f"o{bits}.png", pic)
+        with Image.open(tmp_path / f"o{bits}.png") as im:
+            assert im.info["flowrestore restored from"] == "g.png"
+
+
+def _replace_bits(pic):
+    from dataclasses import replace
+
+    return replace(pic, colour=pic.colour.astype(np.uint16), bits=16)

@@ -12,6 +12,7 @@ from flowrestore.errors import ConfigError
 from flowrestore.integrate import solve
 from flowrestore.metrics import high_frequency_energy, psnr
 from flowrestore.pretrained import (
+    default_solver,
     degrade_for,
     flow_for,
     heldout_crops,
@@ -110,3 +111,107 @@ def test_degrade_for_matches_registry_parameters(models, crops):
     assert torch.equal(y, y0)
     noise = (y - flow_for(m).degrade(crops[:1], torch.tensor(1.0))).std()
     assert abs(float(noise) - m.metadata["dirac"]["sigma_max"]) < 0.01
+
+
+def test_float64_and_bfloat16_states_run_in_the_weights_dtype(models, crops):
+    """A float32 predictor takes a float64 or bfloat16 state: computed in float32, returned in the
+    state's dtype (the README's precision section), equal to the float32 solve up to rounding."""
+    import flowrestore as fr
+
+    flow = flow_for(models["indi-deblur"])
+    y = degrade_for(models["indi-deblur"], crops[:1, :, :32, :32], torch.Generator().manual_seed(0))
+    ref = solve(flow, fr.Euler(), y, steps=2).x
+    x64 = solve(flow, fr.Euler(), y.double(), steps=2).x
+    assert x64.dtype == torch.float64 and float((x64 - ref.double()).abs().max()) < 1e-5
+    x16 = solve(flow, fr.Euler(), y.bfloat16(), steps=2).x
+    assert x16.dtype == torch.bfloat16 and float((x16.float() - ref).abs().max()) < 0.05
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_pretrained_on_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ConfigError, match="device 'cuda': CUDA is not available.*device='cpu'"):
+        pretrained("indi-deblur", device="cuda")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_images_in_0_255_are_refused_before_the_first_evaluation(name, models, crops):
+    """An 8-bit image not divided by 255 is refused with one line naming x_start, before the
+    predictor is called; images in [0, 1] (noisy ones too) pass."""
+    model = models[name]
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with pytest.raises(ConfigError, match=r"x_start has values in \[0, 2\d\d\].*divide by 255"):
+            solve(flow_for(model), default_solver(model), crops[:1] * 255, steps=2)
+        assert calls == []
+        y = degrade_for(model, crops[:1, :, :32, :32], generator=torch.Generator().manual_seed(0))
+        solve(flow_for(model), default_solver(model), y, steps=1)
+        assert calls
+    finally:
+        hook.remove()
+
+
+def test_the_range_check_reads_the_state_once_per_solve_not_per_step(models, crops):
+    """The value-range check is one host read when the solve is planned: the syncs it adds to a
+    solve do not grow with the number of steps."""
+    from syncs import SyncCounter
+
+    import flowrestore as fr
+
+    model = models["indi-deblur"]
+    y = degrade_for(model, crops[:1, :, :16, :16], generator=torch.Generator().manual_seed(0))
+    added = []
+    for steps in (2, 6):
+        counts = []
+        for flow in (flow_for(model), fr.InDIFlow(model)):  # checked, plain
+            with SyncCounter() as sc:
+                solve(flow, fr.Euler(), y, steps=steps)
+            counts.append(sc.count)
+        added.append(counts[0] - counts[1])
+    assert added[0] == added[1] >= 1, added
+
+
+def test_every_method_record_is_consistent_with_the_trainer_and_the_registry():
+    """One record per method: its solvers build, its default solver is one of them, its training
+    objective is the trainer's, and every shipped model names a known method and task."""
+    from flowrestore.methods import METHODS, ModelSpec
+    from flowrestore.solvers import Solver
+    from flowrestore.training.objectives import OBJECTIVES
+
+    for name, method in METHODS.items():
+        assert all(isinstance(c.build(), Solver) for c in method.solvers)
+        assert method.solver_names()[0] == method.default_solver
+        assert method.objective() is OBJECTIVES[name]
+    for n in NAMES:
+        spec = ModelSpec.of(pretrained_info(n))
+        assert spec.method is METHODS[pretrained_info(n)["method"]]
+        assert spec.metadata()["task_params"] == spec.params
+
+
+def test_dirac_deblur_on_its_exact_family_restores_as_with_the_old_finite_difference_one(
+    models, crops
+):
+    """The shipped dirac-deblur flow now uses GaussianBlurFamily (exact ∂_t A_t, A_1's 13 taps)
+    instead of the blur callable it was trained with (kernel ±3 std at each t, ∂_t by finite
+    differences): A_1 is the same blur, and Dirac's reverse step (which uses A_t, not ∂_t A_t)
+    restores within 2e-3 of the old flow (measured 5.9e-4 on these crops, 10 steps)."""
+    import flowrestore as fr
+    from flowrestore.flows.dirac import DiracSDE
+    from flowrestore.schedules import Geometric
+    from flowrestore.training.data import gaussian_blur
+
+    model = models["dirac-deblur"]
+    new = flow_for(model)
+    old = DiracSDE(
+        model,
+        lambda x, t: gaussian_blur(x, torch.as_tensor(t, dtype=x.dtype) * 2.0),
+        Geometric(0.01, 0.05),
+    )
+    x = crops[:, :, :48, :48]
+    one = torch.ones(3)
+    assert float((new.degrade(x, one) - old.degrade(x, one)).abs().max()) < 1e-6
+    y = degrade_for(model, x, generator=torch.Generator().manual_seed(0))
+    kw = dict(steps=10, output="posterior_mean", seeds=[1, 2, 3])
+    a = solve(new, fr.DiracStep(), y, **kw).x
+    b = solve(old, fr.DiracStep(), y, **kw).x
+    assert float((a - b).abs().max()) < 2e-3

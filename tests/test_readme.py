@@ -1,18 +1,73 @@
-"""The README's usage example runs as written, and its CI blocks are what .ci/run executes."""
+"""Every ```python block of README.md runs exactly as printed, and its CI blocks are what .ci/run
+executes.
+
+The runner is generic: each ```python block, in order, runs in a fresh namespace inside an empty
+scratch folder (it may write files there), with no preamble. A block preceded by the marker line
+``<!-- readme:slow -->`` (directly above its fence, other markers may sit between) is marked
+``slow`` and runs only with ``-m slow``.
+"""
 
 import pathlib
 import re
 import subprocess
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+SLOW_MARKER = "<!-- readme:slow -->"
+
+
+def python_blocks(readme: pathlib.Path = ROOT / "README.md") -> list[tuple[int, str, bool]]:
+    """``(line, code, slow)`` of every ```python block of ``readme``, in order."""
+    lines = readme.read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start = i + 1
+            j = start
+            while lines[j].strip() != "```":
+                j += 1
+            k, markers = i - 1, []
+            while k >= 0 and lines[k].strip().startswith("<!--"):
+                markers.append(lines[k].strip())
+                k -= 1
+            blocks.append((start + 1, "\n".join(lines[start:j]) + "\n", SLOW_MARKER in markers))
+            i = j
+        i += 1
+    return blocks
+
+
+BLOCKS = python_blocks()
+
+
+@pytest.mark.parametrize(
+    "line,code",
+    [
+        pytest.param(line, code, marks=[pytest.mark.slow] if slow else [], id=f"line{line}")
+        for line, code, slow in BLOCKS
+    ],
+)
+def test_readme_block_runs_as_printed(line, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, f"README.md:{line}", "exec"), namespace)  # noqa: S102
+
+
+def test_the_runner_finds_every_block_and_the_slow_marker(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    assert len(BLOCKS) == text.count("```python") >= 8
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "x\n<!-- readme:slow -->\n<!-- example:a -->\n```python\nA = 1\n```\n"
+        "```python\nB = 2\n```\n"
+    )
+    assert python_blocks(readme) == [(5, "A = 1\n", True), (8, "B = 2\n", False)]
 
 
 def test_readme_usage_example_runs():
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README.md has no python usage block"
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(BLOCKS[0][1], "README.md", "exec"), namespace)  # noqa: S102
     sol = namespace["sol"]
     assert sol.x.shape == namespace["x"].shape
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import flowrestore.restore as restore_mod
+import flowrestore.restore.estimates as estimates
 from flowrestore.cli import main
 from flowrestore.restore import list_inputs, output_name, restore_files
 
@@ -277,7 +278,7 @@ def test_large_image_is_tiled_with_an_estimate_and_matches_whole(tmp_path, capsy
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (150, 260, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "big.png")
-    monkeypatch.setattr(restore_mod, "ESTIMATE_ABOVE", 0)  # print the estimate for a small job
+    monkeypatch.setattr(estimates, "ESTIMATE_ABOVE", 0)  # print the estimate for a small job
     args = [str(tmp_path / "big.png"), "--solver", "euler", "--steps", "1"]
     assert _restore([*args, "-o", str(tmp_path / "tiled"), "--tile", "128"]) == 0
     text = capsys.readouterr().out
@@ -401,3 +402,79 @@ def test_sixteen_bit_grey_and_a_trainer_checkpoint(tmp_path):
         got = np.asarray(im, dtype=np.float64)
     # a 2-step model is close to the identity (residual U-Net): the ramp survives, not clipped
     assert abs(got.mean() - a.mean()) < 20 * 257 and got.max() > 150 * 257
+
+
+def test_a_dirac_file_restores_the_same_alone_and_as_the_seventh_of_a_folder(tmp_path):
+    """Each file's noise comes from --seed and its content, not its place in the list: the 7th
+    file of a folder (batched with others of its size) restores exactly as it does alone."""
+    from flowrestore.restore import file_seed, load_model
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(8):
+        _png(d / f"f{i}.png", size=(24, 20), seed=10 + i)
+    model = load_model("dirac-deblur", device="cpu")
+    kw = dict(model=model, steps=2, device="cpu", progress=False, log=lambda *_: None)
+    restore_files([d], tmp_path / "folder", **kw)
+    restore_files([d / "f6.png"], tmp_path / "alone", **kw)
+    with (
+        Image.open(tmp_path / "folder" / "f6.png") as a,
+        Image.open(tmp_path / "alone" / "f6.png") as b,
+    ):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    restore_files([d / "f6.png"], tmp_path / "seed1", seed=1, **kw)
+    with (
+        Image.open(tmp_path / "seed1" / "f6.png") as c,
+        Image.open(tmp_path / "alone" / "f6.png") as b,
+    ):
+        assert not np.array_equal(np.asarray(c), np.asarray(b))  # --seed still matters
+    shutil.copy(d / "f6.png", tmp_path / "renamed.png")
+    assert file_seed(tmp_path / "renamed.png", 0) == file_seed(d / "f6.png", 0)
+    assert file_seed(d / "f6.png", 0) != file_seed(d / "f5.png", 0)
+    assert file_seed(d / "f6.png", 0) != file_seed(d / "f6.png", 1)
+
+
+def test_restoring_a_folder_into_itself_can_be_run_again(tmp_path, capsys):
+    """Outputs carry a text chunk marking them as this tool's own; a second run into the input
+    folder skips them (and the inputs whose outputs exist) instead of failing on every file."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    _png(d / "a.jpg", seed=1)
+    _png(d / "b.jpg", size=(16, 12), seed=2)
+    assert _restore([str(d), "-o", str(d)]) == 0
+    assert sorted(p.name for p in d.iterdir()) == ["a.jpg", "a_jpg.png", "b.jpg", "b_jpg.png"]
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    capsys.readouterr()
+    assert _restore([str(d), "-o", str(d)]) == 0
+    text = capsys.readouterr().out
+    assert "restored 0, skipped 4 (output exists), failed 0 of 4 files" in text
+    assert "a_jpg.png is an output of flowrestore restore" in text
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    # a PNG of someone else's that would be replaced by its own output still fails
+    _png(d / "c.png", seed=3)
+    assert _restore([str(d), "-o", str(d)]) == 1
+    assert "would replace the input" in capsys.readouterr().err
+
+
+def test_sr4_input_is_upsampled_as_in_training(tmp_path):
+    """sr4 upsamples a file's pixels with the task's own mode (bicubic) before restoring: with an
+    identity model the output is the bicubic upsampling of the input, to one 8-bit level."""
+    rng = np.random.default_rng(5)
+    low = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(low).save(tmp_path / "low.png")
+    restore_files(
+        [tmp_path / "low.png"],
+        tmp_path / "out",
+        model=Identity("sr4"),
+        solver="euler",
+        steps=1,
+        device="cpu",
+        progress=False,
+        log=lambda *_: None,
+    )
+    x = torch.from_numpy(low).permute(2, 0, 1)[None].double() / 255
+    up = torch.nn.functional.interpolate(x, size=(40, 48), mode="bicubic", align_corners=False)
+    want = (up.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round()
+    with Image.open(tmp_path / "out" / "low.png") as im:
+        got = np.asarray(im, dtype=np.float64)
+    assert got.shape == (40, 48, 3) and np.abs(got - want).max() <= 1

@@ -160,3 +160,120 @@ def test_tiled_dirac_is_reproducible():
     a = restore_tiled(flow, fr.EulerMaruyama(), y, **kw)
     b = restore_tiled(flow, fr.EulerMaruyama(), y, **kw)
     assert torch.equal(a, b) and a.shape == y.shape and np.isfinite(a.numpy()).all()
+
+
+def test_blend_ramp_is_symmetric_and_the_documented_sin_squared():
+    """r(u) + r(1 − u) = 1 (the outgoing tile's weight is the incoming one's complement) and
+    r(u) = sin²(π/2 · clamp(2(u − 1/4), 0, 1)): 0 on the first quarter, 1 on the last."""
+    from flowrestore.tiling.plan import _ramp
+
+    u = torch.linspace(0, 1, 401, dtype=torch.float64)
+    assert torch.allclose(_ramp(u) + _ramp(1 - u), torch.ones_like(u), atol=1e-15, rtol=0)
+    v = ((u - 0.25) * 2).clamp(0, 1)
+    assert torch.allclose(_ramp(u), torch.sin(np.pi / 2 * v) ** 2, atol=1e-15, rtol=0)
+    # two tiles: the weights over the overlap are the ramp itself (they already sum to 1)
+    spans = [(0, 60), (40, 100)]
+    w = axis_weights(spans, 100)
+    pos = torch.arange(40, 60, dtype=torch.float64) + 0.5
+    rising = torch.sin(np.pi / 2 * ((((pos - 40) / 20) - 0.25) * 2).clamp(0, 1)) ** 2
+    assert torch.allclose(w[1][:20], rising, atol=1e-15, rtol=0)
+    assert torch.allclose(w[0][40:], 1 - rising, atol=1e-15, rtol=0)
+    assert float(w[1][10]) == pytest.approx(np.sin(np.pi / 2 * 0.55) ** 2, abs=1e-15)  # u = 0.525
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple",
+    [(1001, 256, 48, 4), (4000, 512, 48, 4), (1000, 256, 48, 4), (130, 64, 16, 1), (97, 40, 8, 8)],
+)
+def test_tiles_have_equal_sizes_and_cover_the_axis_exactly(length, tile, overlap, multiple):
+    """Every tile but the last has one size; the last is at most multiple − 1 longer (its start
+    rounds down to the grid) and exactly as long when the grid allows it; the tiles' union is
+    range(length)."""
+    spans = axis_spans(length, tile, overlap, multiple)
+    sizes = [b - a for a, b in spans]
+    assert len(set(sizes[:-1])) == 1
+    assert 0 <= sizes[-1] - sizes[0] < multiple
+    if (length - sizes[0]) % multiple == 0:
+        assert sizes[-1] == sizes[0]
+    covered = torch.zeros(length, dtype=torch.int64)
+    for a, b in spans:
+        covered[a:b] += 1
+    assert bool((covered >= 1).all()) and spans[0][0] == 0 and spans[-1][1] == length
+
+
+def test_tiles_a_diffusers_unet_through_its_flow():
+    """A diffusers UNet2DModel returns an object with .sample: the receptive field is probed
+    through the flow's clean estimate, tile origins follow its 2x down-sampling, and a large
+    DiffusionFlow image is restored tile by tile. Its GroupNorm makes every output depend on
+    every input, so tiles are approximate: within a few percent of the whole-image solve."""
+    diffusers = pytest.importorskip("diffusers")
+    from flowrestore.oracles.diffusion import linear_alphas_cumprod
+    from flowrestore.tiling import network_multiple
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    flow = fr.DiffusionFlow(unet, alphas_cumprod=linear_alphas_cumprod())
+    assert network_multiple(flow) == 2
+    radius = receptive_radius(flow, multiple=2)
+    assert 4 <= radius <= 40  # the convolutions' reach, not the whole 128-px probe
+    y = torch.randn(3, 100, 84, generator=torch.Generator().manual_seed(1))
+    plan = plan_tiles(100, 84, model=flow, tile=64)
+    assert plan.count == 4 and plan.overlap >= radius
+    assert all(a % 2 == 0 for a, _ in plan.rows + plan.cols)
+    tiled = restore_tiled(flow, fr.Euler(), y, steps=2, plan=plan)
+    whole = fr.solve(flow, fr.Euler(), y[None], steps=2).x[0]
+    assert tiled.shape == y.shape and bool(torch.isfinite(tiled).all())
+    assert float((tiled - whole).abs().mean()) < 0.05 * float(whole.abs().mean())
+
+
+def test_weights_are_normalised_where_three_tiles_meet():
+    """Where three spans overlap the raw windows do not sum to 1; the weights are normalised so
+    that they do, and each stays in [0, 1]."""
+    spans = [(0, 13), (1, 14), (2, 16)]
+    raw_sum = torch.zeros(16, dtype=torch.float64)
+    w = axis_weights(spans, 16)
+    total = torch.zeros(16, dtype=torch.float64)
+    for (a, b), wi in zip(spans, w, strict=True):
+        total[a:b] += wi
+        assert float(wi.min()) >= 0 and float(wi.max()) <= 1
+    assert torch.allclose(total, torch.ones(16, dtype=torch.float64), atol=1e-15, rtol=0)
+    from flowrestore.tiling.plan import _ramp
+
+    for i, (a, b) in enumerate(spans):  # the unnormalised windows of the docstring
+        r = torch.ones(b - a, dtype=torch.float64)
+        pos = torch.arange(a, b, dtype=torch.float64) + 0.5
+        if i > 0:
+            r = r * _ramp((pos - a) / (spans[i - 1][1] - a))
+        if i < 2:
+            r = r * (1 - _ramp((pos - spans[i + 1][0]) / (b - spans[i + 1][0])))
+        raw_sum[a:b] += r
+    assert float((raw_sum - 1).abs().max()) > 0.1  # so the normalisation is what makes it 1
+
+
+class _Shift(nn.Module):
+    """out[..., j] = x[..., j + s] along both axes: depends only on inputs s pixels to the right."""
+
+    multiple = 1
+
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x, t):
+        return torch.nn.functional.pad(x, (0, self.s, 0, self.s))[..., self.s :, self.s :]
+
+
+def test_receptive_radius_of_a_one_sided_network():
+    """The radius is how far the support reaches beyond the probed block on either side: a
+    network looking s pixels to the right has radius s (it reaches nothing to the left)."""
+    for s in (3, 9):
+        assert receptive_radius(_Shift(s), multiple=4) == s

@@ -64,7 +64,8 @@ def pad_axis(x: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tensor:
     if mode == "zeros":
         pads = [0, 0] * (x.dim() - 1 - dim % x.dim()) + [p, p]
         return F.pad(x, pads)
-    return x.index_select(dim, _pad_index(x.shape[dim], p, mode, x.device))
+    index = _pad_index.__wrapped__ if torch.compiler.is_compiling() else _pad_index
+    return x.index_select(dim, index(x.shape[dim], p, mode, x.device))
 
 
 def pad_axis_adjoint(y: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tensor:
@@ -76,7 +77,8 @@ def pad_axis_adjoint(y: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tens
         return y.narrow(dim, p, n)
     shape = list(y.shape)
     shape[dim] = n
-    return y.new_zeros(shape).index_add(dim, _pad_index(n, p, mode, y.device), y)
+    index = _pad_index.__wrapped__ if torch.compiler.is_compiling() else _pad_index
+    return y.new_zeros(shape).index_add(dim, index(n, p, mode, y.device), y)
 
 
 def as_planes(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:

@@ -16,27 +16,40 @@ from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
 
-__all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time"]
+__all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time", "shares_time"]
 
 
-def batch_time(t, x: torch.Tensor, *, name: str = "t") -> tuple[torch.Tensor, float | None]:
+def batch_time(
+    t, x: torch.Tensor, *, name: str = "t", check: bool = True
+) -> tuple[torch.Tensor, float | None]:
     """Per-sample severities ``[B]`` in ``x``'s dtype/device, checked to lie in [0, 1].
 
     ``t`` may be a float (returned second as well, so callers can take a shared-parameter fast
-    path), a 0-dim tensor or a ``[B]`` tensor.
+    path), a 0-dim tensor (expanded: a stride-0 ``[B]`` view, all samples share it) or a ``[B]``
+    tensor. A float is checked on the host; a tensor is checked by reading it unless
+    ``check=False`` — the path of a flow inside a solve, whose times were validated when the solve
+    was planned (then nothing reads a device value).
     """
     scalar = None
     if isinstance(t, (int, float)) and not isinstance(t, bool):
         scalar = float(t)
-    tt = as_time_tensor(t, name=name, like=x)
+    if check or not isinstance(t, torch.Tensor):
+        tt = as_time_tensor(t, name=name, like=x)
+    else:
+        tt = t
     b = x.shape[0]
-    if tt.dim() == 0:
-        tt = tt.expand(b)
-    elif tt.shape != (b,):
+    if tt.dim() != 0 and tt.shape != (b,):
         raise ShapeError(
             f"{name} must be a float, a 0-dim tensor or a [B]=[{b}] tensor, got {describe(t)}"
         )
-    return tt.to(device=x.device, dtype=x.dtype if x.is_floating_point() else tt.dtype), scalar
+    tt = tt.to(device=x.device, dtype=x.dtype if x.is_floating_point() else tt.dtype)
+    return (tt.expand(b) if tt.dim() == 0 else tt), scalar
+
+
+def shares_time(tt: torch.Tensor) -> bool:
+    """Whether every sample of the ``[B]`` times ``tt`` is the same time, known from its layout
+    alone (one sample, or a stride-0 view of one value): no value is read."""
+    return tt.shape[0] == 1 or tt.stride(0) == 0
 
 
 def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -248,10 +248,7 @@ class BlindOperator:
     def __init__(self, op_class, *args, **kwargs):
         if not isinstance(op_class, type) or not callable(op_class):
             raise ConfigError(f"op_class must be an operator class, got {describe(op_class)}")
-        try:
-            bound = inspect.signature(op_class.__init__).bind(None, *args, **kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"invalid arguments for {op_class.__name__}: {exc}") from exc
+        bound = _bind(op_class, args, kwargs)
         arguments = dict(bound.arguments)
         arguments.pop(next(iter(arguments)))  # self
         sig_params = inspect.signature(op_class.__init__).parameters
@@ -299,3 +296,27 @@ class BlindOperator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in {**self.fixed, **self.params}.items())
         return f"{self.op_class.__name__}({args})  [blind]"
+
+
+def _bind(op_class, args, kwargs) -> inspect.BoundArguments:
+    """Bind the arguments of ``op_class(...)``, or a ConfigError naming the argument that is
+    unknown or missing and listing the ones the operator takes."""
+    sig = inspect.signature(op_class.__init__)
+    params = list(sig.parameters.values())[1:]  # without self
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes = ", ".join(
+        p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+        for p in params
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        unknown = [k for k in kwargs if k not in named]
+        if unknown:
+            which = ", ".join(repr(k) for k in unknown)
+            raise ConfigError(f"{op_class.__name__} has no argument {which}; it takes ({takes})")
+    try:
+        return sig.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"invalid arguments for {op_class.__name__}: {exc}; it takes ({takes})"
+        ) from exc

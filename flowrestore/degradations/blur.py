@@ -91,7 +91,8 @@ def check_width(width, *, name: str = "width"):
     if isinstance(width, torch.Tensor):
         if width.dim() > 1:
             raise ConfigError(f"{name} must be a 0-dim or [B] tensor, got {describe(width)}")
-        if not bool(torch.isfinite(width.detach()).all()) or bool((width.detach() < 0).any()):
+        d = width.detach()
+        if bool((~torch.isfinite(d) | (d < 0)).any()):  # one host read per operator built
             raise ConfigError(f"{name} must be finite and >= 0, got {describe(width)}")
         if width.dim() == 0 and not width.requires_grad:
             return float(width)

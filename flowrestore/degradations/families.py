@@ -12,6 +12,13 @@ plain callable ``p`` the derivative is the central difference ``(p(t+h) - p(t-h)
 float64 (one-sided, inside [0, 1], at the ends) with ``h = fd_step`` (default 1e-4, error O(h²)).
 Any callable ``A(x, t)`` can be used through :func:`as_family` (derivative by central difference in
 ``x``'s dtype, default step 1e-3).
+
+**Checks at build time, none in the hot path.** A family's parameter schedule is checked once, on a
+CPU probe of ``[0, 1]``, when the family is built (a blur width or hole size finite and ``>= 0``);
+``family(x, t)`` checks that ``t`` lies in ``[0, 1]`` (for a tensor by reading it), and
+``family(x, t, check=False)`` — what a flow calls inside a solve, whose times were validated when it
+was planned — reads no device value at all. A time shared by the batch (a float, a 0-dim tensor)
+builds one blur kernel for all samples, from the width as a tensor (no value is read).
 """
 
 from __future__ import annotations
@@ -21,9 +28,8 @@ from collections.abc import Callable
 import torch
 
 from flowrestore.degradations._conv import as_planes, check_fits, check_padding, separable
-from flowrestore.degradations.base import LinearOperator, batch_time, per_sample
+from flowrestore.degradations.base import LinearOperator, batch_time, per_sample, shares_time
 from flowrestore.degradations.blur import (
-    cached_gaussian_kernel,
     check_kernel_size,
     gaussian_kernel,
     gaussian_kernel_derivative,
@@ -31,7 +37,13 @@ from flowrestore.degradations.blur import (
 from flowrestore.degradations.inpainting import box_hole_mask, gaussian_hole_mask
 from flowrestore.degradations.resample import _check_factor, block_average
 from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.schedules import Linear, Schedule
+from flowrestore.schedules import (
+    Linear,
+    as_schedule,
+    check_fd_step,
+    check_on_unit_interval,
+    difference_points,
+)
 
 __all__ = [
     "Family",
@@ -45,69 +57,22 @@ __all__ = [
 ]
 
 
-def _check_step(fd_step) -> float:
-    if isinstance(fd_step, bool) or not isinstance(fd_step, (int, float)) or not 0 < fd_step < 0.5:
-        raise ConfigError(f"fd_step must be a float in (0, 0.5), got {describe(fd_step)}")
-    return float(fd_step)
-
-
-def _fd_points(tt: torch.Tensor, h: float):
-    lo, hi = (tt - h).clamp_min(0), (tt + h).clamp_max(1)
-    return lo, hi, hi - lo
-
-
-class _Param:
-    """A parameter schedule ``p(t)``: a Schedule (exact derivative) or a callable (central FD)."""
-
-    def __init__(self, fn, name: str, fd_step: float):
-        if not callable(fn):
-            raise ConfigError(
-                f"{name} must be a Schedule or a callable t -> value, got {describe(fn)}"
-            )
-        self.fn, self.name, self.h = fn, name, fd_step
-
-    def _eval(self, tt: torch.Tensor) -> torch.Tensor:
-        v = self.fn(tt)
-        v = (
-            torch.as_tensor(v, dtype=tt.dtype, device=tt.device)
-            if not isinstance(v, torch.Tensor)
-            else v
-        )
-        if v.dim() == 0:
-            v = v.expand(tt.shape)
-        if v.shape != tt.shape:
-            raise ShapeError(
-                f"{self.name}(t) must return one value per sample {tuple(tt.shape)}, "
-                f"got {describe(v)}"
-            )
-        return v
-
-    def value(self, tt: torch.Tensor) -> torch.Tensor:
-        """``p(t)`` per sample, in ``t``'s dtype."""
-        v = self._eval(tt)
-        return v if v.dtype == tt.dtype else v.to(tt.dtype)
-
-    def derivative(self, tt: torch.Tensor) -> torch.Tensor:
-        """``p'(t)`` per sample."""
-        if isinstance(self.fn, Schedule):
-            return self.fn.derivative(tt).to(tt.dtype)
-        t64 = tt.detach().double()
-        lo, hi, dt = _fd_points(t64, self.h)
-        return ((self._eval(hi) - self._eval(lo)) / dt).to(tt.dtype)
-
-
 class Family:
-    """A degradation family ``A_t``: ``family(x, t)`` and ``family.time_derivative(x, t)``."""
+    """A degradation family ``A_t``: ``family(x, t)`` and ``family.time_derivative(x, t)``.
+
+    ``t`` is a float, a 0-dim tensor or one severity per sample ``[B]``; ``check=False`` skips the
+    ``t ∈ [0, 1]`` check of a tensor (module docstring).
+    """
 
     linear = False
 
-    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
-        tt, scalar = batch_time(t, x)
+    def __call__(self, x: torch.Tensor, t, *, check: bool = True) -> torch.Tensor:
+        tt, scalar = batch_time(t, x, check=check)
         return self._apply(x, tt, scalar)
 
-    def time_derivative(self, x: torch.Tensor, t) -> torch.Tensor:
+    def time_derivative(self, x: torch.Tensor, t, *, check: bool = True) -> torch.Tensor:
         """``∂_t A_t(x)`` per sample."""
-        tt, _ = batch_time(t, x)
+        tt, _ = batch_time(t, x, check=check)
         return self._dt(x, tt)
 
     def _apply(self, x, tt, scalar):  # pragma: no cover - abstract
@@ -133,9 +98,9 @@ class LinearFamily(Family):
 
     linear = True
 
-    def adjoint(self, y: torch.Tensor, t) -> torch.Tensor:
+    def adjoint(self, y: torch.Tensor, t, *, check: bool = True) -> torch.Tensor:
         """``A_tᵀ y`` per sample."""
-        tt, scalar = batch_time(t, y)
+        tt, scalar = batch_time(t, y, check=check)
         return self._adjoint(y, tt, scalar)
 
     def at(self, t) -> LinearOperator:
@@ -169,19 +134,24 @@ class FunctionFamily(Family):
     ):
         if not callable(fn):
             raise ConfigError(f"fn must be callable A(x, t), got {describe(fn)}")
-        self.fn, self._adj, self._deriv, self.h = fn, adjoint, time_derivative, _check_step(fd_step)
+        self.fn, self._adj, self._deriv, self.h = (
+            fn,
+            adjoint,
+            time_derivative,
+            check_fd_step(fd_step),
+        )
         self.linear = adjoint is not None
 
     def _apply(self, x, tt, scalar):
         return self.fn(x, tt)
 
-    def adjoint(self, y, t):
+    def adjoint(self, y, t, *, check: bool = True):
         """``A_tᵀ y`` when an adjoint callable was given."""
         if self._adj is None:
             raise ConfigError(
                 "this family has no adjoint; pass adjoint=callable(y, t) to FunctionFamily"
             )
-        tt, _ = batch_time(t, y)
+        tt, _ = batch_time(t, y, check=check)
         return self._adj(y, tt)
 
     def at(self, t) -> LinearOperator:
@@ -191,7 +161,7 @@ class FunctionFamily(Family):
     def _dt(self, x, tt):
         if self._deriv is not None:
             return self._deriv(x, tt)
-        lo, hi, dt = _fd_points(tt, self.h)
+        lo, hi, dt = difference_points(tt, self.h)
         return (self.fn(x, hi) - self.fn(x, lo)) / per_sample(dt, x)
 
 
@@ -206,53 +176,48 @@ class GaussianBlurFamily(LinearFamily):
     """``A_t x = G_{w(t)} ⋆ P x``: Gaussian blur of width ``width(t)`` (Schedule or callable).
 
     ``width(0)`` small (≈ identity, e.g. 0.3 as in Dirac's code) and ``width(1)`` the observed
-    width; e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. Per-sample widths are
-    applied in one grouped convolution; a float ``t`` with float-valued width uses the cached
-    kernel. ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
+    width; e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. The width is checked
+    once, when the family is built, to be finite and ``>= 0`` on ``[0, 1]``. Per-sample widths are
+    applied in one grouped convolution; a time shared by the batch builds one kernel (in float64,
+    then cast). ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
     """
 
     def __init__(
         self, *, width, kernel_size: int = 61, padding: str = "reflect", fd_step: float = 1e-4
     ):
-        self.width = _Param(width, "width", _check_step(fd_step))
+        self.width = as_schedule(width, name="width", fd_step=check_fd_step(fd_step))
+        check_on_unit_interval(self.width, name="width", nonnegative=True)
         self.kernel_size = check_kernel_size(kernel_size)
         self.padding = check_padding(padding)
 
-    def _widths(self, tt, scalar):
-        w = self.width.value(tt[:1] if scalar is not None else tt)
-        if bool((w.detach() < 0).any()) or not bool(torch.isfinite(w.detach()).all()):
-            raise ConfigError(
-                f"width(t) must be finite and >= 0, got {describe(w)} at t={describe(tt)}"
-            )
-        return w
-
-    def _kernels(self, x, tt, scalar, derivative=False):
-        w = self._widths(tt, scalar)
-        if scalar is not None and not w.requires_grad:
-            return cached_gaussian_kernel(
-                float(w[0]), self.kernel_size, dtype=x.dtype, device=x.device, derivative=derivative
-            )
+    def _kernels(self, x, tt, derivative=False):
+        """One kernel ``[K]`` for a shared time, else per-sample kernels ``[B, K]``."""
         fn = gaussian_kernel_derivative if derivative else gaussian_kernel
-        return fn(w.expand(tt.shape).to(x.dtype), self.kernel_size)
+        if shares_time(tt):
+            w = self.width.value(tt[:1])
+            if w.requires_grad:
+                return fn(w.to(x.dtype), self.kernel_size)[0]
+            return fn(w.double(), self.kernel_size)[0].to(x.dtype)
+        return fn(self.width.value(tt).to(x.dtype), self.kernel_size)
 
-    def _run(self, x, tt, scalar, adjoint):
+    def _run(self, x, tt, adjoint):
         x4 = as_planes(x)
         check_fits(x4.shape[-2:], (self.kernel_size,) * 2, self.padding, name="kernel_size")
-        k = self._kernels(x, tt, scalar)
+        k = self._kernels(x, tt)
         return separable(x4, k, k, self.padding, adjoint=adjoint).reshape(x.shape)
 
     def _apply(self, x, tt, scalar):
-        return self._run(x, tt, scalar, False)
+        return self._run(x, tt, False)
 
     def _adjoint(self, y, tt, scalar):
-        return self._run(y, tt, scalar, True)
+        return self._run(y, tt, True)
 
     def _dt(self, x, tt):
         x4 = as_planes(x)
         check_fits(x4.shape[-2:], (self.kernel_size,) * 2, self.padding, name="kernel_size")
-        k, dk = self._kernels(x, tt, None), self._kernels(x, tt, None, derivative=True)
+        k, dk = self._kernels(x, tt), self._kernels(x, tt, derivative=True)
         d = separable(x4, dk, k, self.padding) + separable(x4, k, dk, self.padding)
-        return (d * per_sample(self.width.derivative(tt), d)).reshape(x.shape)
+        return (d * per_sample(self.width.slope(tt), d)).reshape(x.shape)
 
 
 class InpaintingFamily(LinearFamily):
@@ -282,8 +247,10 @@ class InpaintingFamily(LinearFamily):
             raise ConfigError(f"shape must be 'gaussian' or 'box', got {describe(shape)}")
         if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
             raise ConfigError(f"power must be a float >= 1, got {describe(power)}")
-        self.h = _check_step(fd_step)
-        self.size = None if size is None else _Param(size, "size", self.h)
+        self.h = check_fd_step(fd_step)
+        self.size = None if size is None else as_schedule(size, name="size", fd_step=self.h)
+        if self.size is not None:
+            check_on_unit_interval(self.size, name="size", nonnegative=True)
         if mask_fn is not None and not callable(mask_fn):
             raise ConfigError(
                 f"mask_fn must be callable (t, (H, W)) -> mask, got {describe(mask_fn)}"
@@ -310,9 +277,9 @@ class InpaintingFamily(LinearFamily):
             )
         return m
 
-    def mask(self, t, x: torch.Tensor) -> torch.Tensor:
+    def mask(self, t, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """The mask ``m_t`` for the batch ``x`` [B, *, H, W], shape ``[B, 1, H, W]``."""
-        tt, _ = batch_time(t, x)
+        tt, _ = batch_time(t, x, check=check)
         return self._mask(tt, x)
 
     def _mask(self, tt, x, derivative=False):
@@ -320,16 +287,12 @@ class InpaintingFamily(LinearFamily):
         if self.mask_fn is not None:
             if not derivative:
                 return self._user_mask(tt, h, w, b).to(x.dtype)
-            lo, hi, dt = _fd_points(tt, self.h)
+            lo, hi, dt = difference_points(tt, self.h)
             dm = self._user_mask(hi, h, w, b) - self._user_mask(lo, h, w, b)
             return dm.to(x.dtype) / dt.reshape(-1, 1, 1, 1)
         s = self.size.value(tt)
-        if bool((s.detach() < 0).any()) or not bool(torch.isfinite(s.detach()).all()):
-            raise ConfigError(
-                f"size(t) must be finite and >= 0, got {describe(s)} at t={describe(tt)}"
-            )
         m = self._from_size(s, h, w, derivative)
-        return m * self.size.derivative(tt).reshape(-1, 1, 1, 1) if derivative else m
+        return m * self.size.slope(tt).reshape(-1, 1, 1, 1) if derivative else m
 
     def _mul(self, x, m):
         return (as_planes(x) * m).reshape(x.shape)
@@ -354,8 +317,10 @@ class DownsampleFamily(LinearFamily):
 
     def __init__(self, *, factor: int, amount=None, fd_step: float = 1e-4):
         self.factor = _check_factor(factor)
-        self.amount = _Param(
-            Linear(0.0, 1.0) if amount is None else amount, "amount", _check_step(fd_step)
+        self.amount = as_schedule(
+            Linear(0.0, 1.0) if amount is None else amount,
+            name="amount",
+            fd_step=check_fd_step(fd_step),
         )
 
     def _apply(self, x, tt, scalar):
@@ -365,7 +330,7 @@ class DownsampleFamily(LinearFamily):
     _adjoint = _apply
 
     def _dt(self, x, tt):
-        return per_sample(self.amount.derivative(tt), x) * (block_average(x, self.factor) - x)
+        return per_sample(self.amount.slope(tt), x) * (block_average(x, self.factor) - x)
 
 
 class DiagonalFamily(LinearFamily):
@@ -384,7 +349,7 @@ class DiagonalFamily(LinearFamily):
             raise ConfigError(
                 f"derivative must be callable t -> d a/dt, got {describe(derivative)}"
             )
-        self.a, self.da, self.h = a, derivative, _check_step(fd_step)
+        self.a, self.da, self.h = a, derivative, check_fd_step(fd_step)
 
     def _shape(self, v, x, name):
         v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
@@ -408,6 +373,6 @@ class DiagonalFamily(LinearFamily):
     def _dt(self, x, tt):
         if self.da is not None:
             return self._shape(self.da(tt), x, "derivative") * x
-        lo, hi, dt = _fd_points(tt.double(), self.h)
+        lo, hi, dt = difference_points(tt.double(), self.h)
         d = self._shape(self.a(hi), x.double(), "a") - self._shape(self.a(lo), x.double(), "a")
         return (d / per_sample(dt, x)).to(x.dtype) * x

@@ -5,82 +5,48 @@ training — with the predictors shipped in :mod:`flowrestore.pretrained`, at se
 function evaluations (NFE) and solvers, and prints one table per task: PSNR and SSIM against the
 clean crop (mean over the photos), NFE, seconds per image, and the high-frequency energy (mean
 squared Laplacian, :func:`flowrestore.metrics.high_frequency_energy`) relative to the clean crop's
-("HF/clean": 1.0 is as sharp as the truth, lower is blurrier). The InDI rows show the
-perception–distortion trade-off: one step is the MMSE estimate ``F(y, 1)`` — highest PSNR, but
-blurry — while more steps of the flow give sharper images (HF/clean closer to 1) at a small PSNR
-cost. It writes ``table.md``, ``results.json`` and a figure (per task and photo: degraded |
-restored at several NFE | clean) to the output folder and prints their paths.
+("HF/clean": 1.0 is as sharp as the truth, lower is blurrier). Under each table a line compares
+the one-evaluation estimate (the MMSE estimate ``F(y, 1)``/``Φ(y, 1)``: highest PSNR, blurry) with
+the method's default solver at its most evaluations (sharper, at a small PSNR cost): the
+perception–distortion trade-off. It writes ``table.md``, ``results.json`` and a figure (per task
+and photo: degraded | one-step | the default solver at a few NFE | clean) to the output folder and
+prints their paths.
 
-Noise (degradation noise and Dirac's SDE) comes from generators seeded by ``--seed``, so the
-numbers are reproducible. Everything runs on CPU in a couple of minutes (192×192 crops; ``--quick``
-uses 64×64 crops and fewer settings) or on CUDA with ``--device cuda``.
+What runs is decided and checked first (:func:`flowrestore.demo.settings.plan_demo`: the method
+records' showcase runs, or ``--solver``/``--steps``); then :func:`run_plan`: one named step per
+task (:func:`_run_task`) and one for the files (:func:`_write_outputs`). Noise (degradation noise
+and Dirac's SDE) comes from generators seeded by ``--seed``, so the numbers are reproducible.
+Everything runs on CPU in about a minute (192×192 crops; ``--quick`` uses 64×64 crops and fewer
+settings) or on CUDA with ``--device cuda``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from flowrestore.errors import ConfigError
+from flowrestore.demo.settings import TASKS, DemoPlan, DemoTask, plan_demo
 from flowrestore.pretrained.scores import evaluate
 
-INDI_TASKS = ("deblur", "sr4")
-TASKS = ("deblur", "sr4", "dirac-deblur")
-TASK_MODEL = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
-
-# (solver, steps, output) per method: the demo's default settings.
-DEFAULT_RUNS = {
-    "indi": [
-        ("euler", 1, "last"),
-        ("euler", 2, "last"),
-        ("euler", 5, "last"),
-        ("euler", 10, "last"),
-        ("euler", 20, "last"),
-        ("heun", 3, "last"),
-        ("heun", 10, "last"),
-        ("indi", 10, "last"),
-        ("multistep", 6, "last"),
-        ("multistep", 10, "last"),
-    ],
-    "dirac": [
-        ("phi", 1, "posterior_mean"),
-        ("em", 2, "posterior_mean", 0.8),
-        ("em", 5, "posterior_mean", 0.5),
-        ("em", 10, "posterior_mean"),
-        ("em", 25, "posterior_mean"),
-        ("em", 25, "last"),
-    ],
-}
-QUICK_RUNS = {
-    "indi": [("euler", 1, "last"), ("euler", 5, "last"), ("multistep", 6, "last")],
-    "dirac": [("phi", 1, "posterior_mean"), ("em", 5, "posterior_mean")],
-}
+__all__ = ["run", "run_plan", "TaskResult"]
 
 
-def _runs_for(method, solvers, steps, quick):
-    if solvers is None and steps is None:
-        return list((QUICK_RUNS if quick else DEFAULT_RUNS)[method])
-    from flowrestore.pretrained.scores import SOLVERS
+@dataclass
+class TaskResult:
+    """One task's outcome: its ``rows`` (scores), the printed ``block`` (table and notes) and the
+    figure ``columns`` (``(label, images, PSNR per image or None)``)."""
 
-    default_solvers = ["euler", "heun"] if method == "indi" else ["em"]
-    if steps is None:
-        steps = (
-            ([1, 5] if quick else [1, 2, 5, 10, 20])
-            if method == "indi"
-            else ([5] if quick else [5, 10, 25])
-        )
-    ss = [s for s in (solvers or []) if method in SOLVERS.get(s, ((), ""))[0]]
-    ss = ss or default_solvers  # e.g. --solver heun with --task all: Dirac keeps "em"
-    output = "last" if method == "indi" else "posterior_mean"
-    return [(s, n, output) for s in ss for n in steps]
+    task: DemoTask
+    rows: list[dict]
+    block: list[str]
+    columns: list[tuple]
 
 
-def _table(task, rows, crop, names) -> list[str]:
+def _table(task: DemoTask, rows, crop, names) -> list[str]:
     lines = [
-        f"### {task} ({TASK_MODEL[task]}): {len(names)} held-out photos "
+        f"### {task.name} ({task.model}): {len(names)} held-out photos "
         f"({', '.join(names)}), center crops {crop}×{crop}",
         "",
         "| solver | steps | t_end | output | NFE | PSNR (dB) | SSIM | HF/clean | s/image |",
@@ -96,53 +62,148 @@ def _table(task, rows, crop, names) -> list[str]:
     return lines
 
 
-def _perception_distortion(rows) -> str | None:
-    euler = [r for r in rows if r["solver"] == "euler"]
-    one = [r for r in euler if r["steps"] == 1]
-    many = [r for r in euler if r["steps"] > 1]
+def _default_rows(task: DemoTask, rows) -> list[dict]:
+    """The rows of the method's default solver and output (else of the first solver run)."""
+    m = task.spec.method
+    ran = rows[1:]
+    chosen = [r for r in ran if r["solver"] == m.default_solver and r["output"] == m.default_output]
+    return chosen or [r for r in ran if r["solver"] == ran[0]["solver"]]
+
+
+def _perception_distortion(task: DemoTask, rows) -> str | None:
+    one = [r for r in rows[1:] if r["nfe"] == 1]
+    many = [r for r in _default_rows(task, rows) if r["nfe"] > 1]
     if not one or not many:
         return None
-    one, many = one[0], max(many, key=lambda r: r["steps"])
+    one, many = one[0], max(many, key=lambda r: r["nfe"])
+    sharper = "sharper" if many["hf_ratio"] > one["hf_ratio"] else "NOT sharper"
     return (
-        f"InDI perception–distortion: 1 step (MMSE F(y, 1)) PSNR {one['psnr']:.2f} dB, "
-        f"HF/clean {one['hf_ratio']:.2f}; {many['steps']} Euler steps PSNR "
-        f"{many['psnr']:.2f} dB, HF/clean {many['hf_ratio']:.2f} "
-        f"({'sharper' if many['hf_ratio'] > one['hf_ratio'] else 'NOT sharper'}; "
+        f"{task.spec.method.title} perception–distortion: 1 NFE (the MMSE estimate) PSNR "
+        f"{one['psnr']:.2f} dB, HF/clean {one['hf_ratio']:.2f}; {many['solver']} "
+        f"{many['steps']} steps ({many['nfe']} NFE) PSNR {many['psnr']:.2f} dB, HF/clean "
+        f"{many['hf_ratio']:.2f} ({sharper}; "
         f"PSNR {many['psnr'] - one['psnr']:+.2f} dB)"
     )
 
 
-def _figure(panels, path: Path, names) -> None:
+def _columns(task: DemoTask, rows, clean) -> list[tuple]:
+    """Figure columns: degraded | the 1-NFE estimate | default-solver rows (at most 3) | clean."""
+    shown = _default_rows(task, rows)
+    if len(shown) > 3:
+        shown = [shown[0], shown[len(shown) // 2], shown[-1]]
+    one = [r for r in rows[1:] if r["nfe"] == 1 and r not in shown][:1]
+    cols = [("degraded", rows[0]["images"], rows[0]["psnr_per_image"])]
+    for r in one + shown:
+        label = f"{r['solver']} NFE {r['nfe']}" + (f" t_end {r['t_end']}" if r["t_end"] else "")
+        cols.append((label, r["images"], r["psnr_per_image"]))
+    cols.append(("clean", clean, None))
+    return cols
+
+
+def _run_task(task: DemoTask, clean, names, plan: DemoPlan, device) -> TaskResult:
+    """Restore the crops with each of the task's runs; the table, notes and figure columns."""
+    from flowrestore.pretrained import pretrained
+
+    model = pretrained(task.model, device=device)
+    rows = evaluate(model, clean, task.runs, seed=plan.seed, device=device, keep_images=True)
+    notes = [_perception_distortion(task, rows)]
+    explain = task.spec.method.explain
+    notes.append(explain(task.spec) if explain is not None else None)
+    block = _table(task, rows, plan.crop, names) + [""] + [n for n in notes if n] + [""]
+    columns = _columns(task, rows, clean)
+    for r in rows:
+        r.pop("images", None)
+    return TaskResult(task, rows, block, columns)
+
+
+def _figure(results: list[TaskResult], path: Path, names) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nrows = sum(len(names) for _ in panels)
-    ncols = max(len(cols) for _, cols in panels)
+    nrows = len(results) * len(names)
+    ncols = max(len(r.columns) for r in results)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.1 * nrows), squeeze=False)
-    r = 0
-    for task, cols in panels:
+    for k, res in enumerate(results):
         for i, name in enumerate(names):
-            for c in range(ncols):
-                ax = axes[r][c]
+            row = axes[k * len(names) + i]
+            for c, ax in enumerate(row):
                 ax.axis("off")
-                if c < len(cols):
-                    label, imgs, val = cols[c]
-                    img = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
-                    ax.imshow(
-                        img if img.shape[-1] == 3 else img[..., 0],
-                        cmap="gray",
-                        vmin=0,
-                        vmax=1,
-                        interpolation="nearest",
-                    )
-                    title = label if val is None else f"{label}\n{val[i]:.2f} dB"
-                    ax.set_title(f"{task}: {name}\n{title}" if c == 0 else title, fontsize=7)
-            r += 1
+                if c >= len(res.columns):
+                    continue
+                label, imgs, val = res.columns[c]
+                img = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
+                ax.imshow(
+                    img if img.shape[-1] == 3 else img[..., 0],
+                    cmap="gray",
+                    vmin=0,
+                    vmax=1,
+                    interpolation="nearest",
+                )
+                title = label if val is None else f"{label}\n{val[i]:.2f} dB"
+                ax.set_title(f"{res.task.name}: {name}\n{title}" if c == 0 else title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _write_outputs(results, plan: DemoPlan, names, device, seconds) -> dict:
+    """Write the figure, ``table.md`` and ``results.json``; their paths."""
+    fig_path, table_path, json_path = (
+        plan.out / "restorations.png",
+        plan.out / "table.md",
+        plan.out / "results.json",
+    )
+    _figure(results, fig_path, names)
+    header = [
+        f"# flowrestore demo: held-out photos, center crops {plan.crop}x{plan.crop}, "
+        f"device {device}",
+        "",
+        "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
+        "high-frequency energy relative to the clean crop (1 = as sharp as the truth).",
+        "",
+    ]
+    lines = [line for r in results for line in r.block]
+    table_path.write_text("\n".join(header + lines + [f"total time {seconds:.1f} s", ""]))
+    payload = {
+        "crop": plan.crop,
+        "device": str(device),
+        "images": names,
+        "seconds": seconds,
+        "tasks": {r.task.name: r.rows for r in results},
+    }
+    json_path.write_text(json.dumps(payload, indent=1))
+    return {"table": table_path, "figure": fig_path, "json": json_path}
+
+
+def run_plan(plan: DemoPlan, *, log=print) -> dict:
+    """Run a checked :class:`DemoPlan`; returns ``{"rows": {task: rows}, "table": path, ...}``."""
+    from flowrestore.pretrained import heldout_crops
+    from flowrestore.runtime import resolve_device, set_threads
+
+    device = resolve_device(plan.device)
+    threads = set_threads(plan.threads, device)
+    names, clean = heldout_crops(plan.crop)
+    t_start = time.perf_counter()
+    log(
+        f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
+        f"center crops {plan.crop}x{plan.crop} to keep it fast; device {device}"
+        + (f" ({threads} thread{'s' if threads > 1 else ''})" if device.type == "cpu" else "")
+    )
+    for note in plan.notes:
+        log(note)
+    results = []
+    for task in plan.tasks:
+        results.append(_run_task(task, clean, names, plan, device))
+        log("\n".join(results[-1].block))
+    seconds = time.perf_counter() - t_start
+    paths = _write_outputs(results, plan, names, device, seconds)
+    log(f"total time {seconds:.1f} s")
+    log(f"table:  {paths['table']}")
+    log(f"figure: {paths['figure']}")
+    log(f"json:   {paths['json']}")
+    return {"rows": {r.task.name: r.rows for r in results}, "seconds": seconds, **paths}
 
 
 def run(
@@ -158,116 +219,16 @@ def run(
     threads=None,
     log=print,
 ) -> dict:
-    """Run the demo; returns ``{"rows": {task: rows}, "table": path, "figure": path, ...}``."""
-    from flowrestore.pretrained import heldout_crops, pretrained
-    from flowrestore.restore import set_threads
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    threads = set_threads(threads, device)
-    crop = crop or (64 if quick else 192)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    names, clean = heldout_crops(crop)
-    t_start = time.perf_counter()
-    log(
-        f"flowrestore demo: held-out photos {', '.join(names)} (never used for training), "
-        f"center crops {crop}x{crop} to keep it fast; device {device}"
-        + (f" ({threads} thread{'s' if threads > 1 else ''})" if str(device) == "cpu" else "")
-    )
-    results, lines, panels = {}, [], []
-    for task in tasks:
-        model = pretrained(TASK_MODEL[task], device=device)
-        method = model.metadata["method"]
-        runs = _runs_for(method, solvers, steps, quick)
-        rows = evaluate(model, clean, runs, seed=seed, device=device, keep_images=True)
-        table = _table(task, rows, crop, names)
-        note = _perception_distortion(rows) if method == "indi" else None
-        if method == "dirac":
-            note = (
-                "Dirac: 'phi' is the one-shot estimate Φ(y, 1); 'posterior_mean' is "
-                "Φ(y_t_end, t_end) after the reverse SDE (one more NFE), 'last' its final "
-                f"iterate y_0 (carries σ_0 = {model.metadata['dirac']['sigma_min']} noise). "
-                "Early stopping (t_end > 0) trades sharpness (HF/clean) for PSNR, as in the "
-                "paper."
-            )
-        block = table + (["", note] if note else []) + [""]
-        log("\n".join(block))
-        lines += block
-        # figure columns: degraded | a few NFE | clean
-        if method == "dirac":
-            shown = [r for r in rows[1:] if r["output"] == "posterior_mean"]
-        else:
-            shown = [r for r in rows[1:] if r["solver"] == rows[1]["solver"]]
-        if len(shown) > 3:
-            shown = [shown[0], shown[len(shown) // 2], shown[-1]]
-        cols = [("degraded", rows[0]["images"], rows[0]["psnr_per_image"])]
-        cols += [
-            (
-                f"{r['solver']} NFE {r['nfe']}" + (f" t_end {r['t_end']}" if r["t_end"] else ""),
-                r["images"],
-                r["psnr_per_image"],
-            )
-            for r in shown
-        ]
-        cols.append(("clean", clean, None))
-        panels.append((task, cols))
-        for r in rows:
-            r.pop("images", None)
-        results[task] = rows
-    seconds = time.perf_counter() - t_start
-    fig_path = out / "restorations.png"
-    _figure(panels, fig_path, names)
-    table_path = out / "table.md"
-    header = [
-        f"# flowrestore demo: held-out photos, center crops {crop}x{crop}, device {device}",
-        "",
-        "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
-        "high-frequency energy relative to the clean crop (1 = as sharp as the truth).",
-        "",
-    ]
-    table_path.write_text("\n".join(header + lines + [f"total time {seconds:.1f} s", ""]))
-    json_path = out / "results.json"
-    json_path.write_text(
-        json.dumps(
-            {
-                "crop": crop,
-                "device": str(device),
-                "images": names,
-                "seconds": seconds,
-                "tasks": results,
-            },
-            indent=1,
-        )
-    )
-    log(f"total time {seconds:.1f} s")
-    log(f"table:  {table_path}")
-    log(f"figure: {fig_path}")
-    log(f"json:   {json_path}")
-    return {
-        "rows": results,
-        "table": table_path,
-        "figure": fig_path,
-        "json": json_path,
-        "seconds": seconds,
-    }
-
-
-def main(args) -> int:
-    """``flowrestore demo`` for photo tasks (``args`` from :func:`flowrestore.cli.build_parser`)."""
-    task = getattr(args, "task", "all")
-    tasks = TASKS if task == "all" else (task,)
-    if any(t not in TASKS for t in tasks):
-        raise ConfigError(f"demo: task must be one of {TASKS + ('all', 'toy')}, got {task!r}")
-    run(
+    """Check the options (:func:`~flowrestore.demo.settings.plan_demo`), then run the demo."""
+    plan = plan_demo(
         tasks=tasks,
-        solvers=getattr(args, "solver", None),
-        steps=getattr(args, "steps", None),
-        device=getattr(args, "device", None),
-        out=getattr(args, "out", None) or "flowrestore-demo",
-        quick=getattr(args, "quick", False),
-        crop=getattr(args, "crop", None),
-        seed=getattr(args, "seed", 0),
-        threads=getattr(args, "threads", None),
+        solvers=solvers,
+        steps=steps,
+        device=device,
+        out=out,
+        crop=crop,
+        quick=quick,
+        seed=seed,
+        threads=threads,
     )
-    return 0
+    return run_plan(plan, log=log)

@@ -17,9 +17,27 @@ A flow knows nothing about stepping; solvers know nothing about grids. Time conv
 handed to a flow is a tensor in the state's dtype and device, either 0-d (all samples share it) or
 ``[B]`` (per-sample control). :func:`batch_time` turns either into the ``[B]`` tensor a predictor
 receives, :func:`bcast` into a shape that broadcasts against the state.
+
+**Rows.** Under per-sample error control the loop steps only the samples still running, so a
+flow may be asked for ``x[rows]``. Everything a flow holds per sample (an observation, per-sample
+conditioning ``cond``) is named in ``per_sample_fields``; :meth:`Flow.restrict` returns the flow
+for a subset of rows with those fields selected, and the loop calls it whenever it steps a subset
+— the same rule it applies to solver state (:func:`select_rows`).
+
+**User callables** are evaluated through :func:`call_user`: with ``check_outputs`` (the default) it
+validates the output's shape, dtype and device and refuses a callable that modified the state it
+was given *in place* (the loop reuses that tensor: an in-place ``x += ...`` would silently corrupt
+the solve). Both checks read metadata only (the tensor's version counter): no host
+synchronisation. They are skipped inside ``torch.compile`` (the version counter is not traceable),
+so compile a predictor only after it has run once in eager mode.
 """
 
 from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -27,7 +45,18 @@ from torch import Tensor
 from flowrestore.errors import IncompatibleSolverError, PredictorOutputError, ShapeError, describe
 from flowrestore.grids import TimeVariable
 
-__all__ = ["ODE", "SDE", "Flow", "ResidualFlow", "batch_time", "bcast", "check_output"]
+__all__ = [
+    "ODE",
+    "SDE",
+    "Flow",
+    "ResidualFlow",
+    "batch_time",
+    "bcast",
+    "call_user",
+    "check_cond",
+    "check_output",
+    "select_rows",
+]
 
 
 def batch_time(t: Tensor, x: Tensor) -> Tensor:
@@ -44,6 +73,92 @@ def bcast(t: Tensor, x: Tensor) -> Tensor:
     if t.dim() == 0:
         return t
     return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))
+
+
+def select_rows(value, rows: Tensor | None):
+    """The part of ``value`` that belongs to the batch rows ``rows`` (``None``: all rows).
+
+    Tensors with a leading batch dimension are per-sample and are indexed; 0-d tensors are shared
+    by every sample and pass through, as does any other object. Dataclasses, mappings, tuples and
+    lists are selected field by field.
+    """
+    if rows is None or value is None:
+        return value
+    if isinstance(value, Tensor):
+        return value if value.dim() == 0 else value[rows.to(value.device)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **{k: select_rows(v, rows) for k, v in fields.items()})
+    if isinstance(value, Mapping):
+        return {k: select_rows(v, rows) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(select_rows(v, rows) for v in value)
+    return value
+
+
+def check_cond(cond, batch: int | None, name: str = "cond") -> None:
+    """Check per-sample conditioning: a tensor, or a dict of tensors, each 0-d (shared) or with a
+    leading batch dimension of ``batch`` rows (``None``: check the types only)."""
+    if cond is None:
+        return
+    items = cond.items() if isinstance(cond, Mapping) else [(None, cond)]
+    for key, value in items:
+        label = name if key is None else f"{name}[{key!r}]"
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{label} must be a tensor with a leading batch dimension, got {describe(value)}"
+            )
+        if batch is not None and value.dim() > 0 and value.shape[0] != batch:
+            raise ShapeError(
+                f"{label} is per-sample conditioning: its leading dimension must be the batch "
+                f"size {batch}, got shape {tuple(value.shape)} (pass shared values inside the "
+                "callable instead)"
+            )
+
+
+_NO_KWARGS: dict = {}
+
+
+def _cond_args(cond) -> tuple[tuple, dict]:
+    if isinstance(cond, Mapping):
+        return (), dict(cond)
+    return (cond,), {}
+
+
+def call_user(
+    name: str,
+    fn: Callable,
+    x: Tensor,
+    args: tuple,
+    cond=None,
+    *,
+    check: bool = True,
+    output_like_x: bool = True,
+) -> Tensor:
+    """Evaluate a user callable ``fn(*args, *cond)`` / ``fn(*args, **cond)`` that receives the
+    state ``x`` (among ``args``).
+
+    ``cond`` is the flow's per-sample conditioning: a dict is passed as keyword arguments, a
+    tensor as one more positional argument. With ``check``, the output must be a tensor of ``x``'s
+    shape, dtype and device (unless ``output_like_x=False``: a diffusion may broadcast), and
+    ``fn`` must not have modified ``x`` in place (module docstring).
+    """
+    if cond is None:
+        extra, kwargs = (), _NO_KWARGS
+    else:
+        extra, kwargs = _cond_args(cond)
+    if not check:
+        return fn(*args, *extra, **kwargs)
+    tracked = not torch.compiler.is_compiling() and not x.is_inference()
+    version = x._version if tracked else 0
+    out = fn(*args, *extra, **kwargs)
+    if tracked and x._version != version:
+        raise PredictorOutputError(
+            f"{name} modified its input x in place (e.g. x += ..., x.mul_(...)); the solver "
+            "reuses that tensor, so the solve would be silently wrong. Compute a new tensor "
+            "instead (x = x + ...)"
+        )
+    return check_output(name, out, x) if output_like_x else out
 
 
 def check_output(name: str, out: object, like: Tensor) -> Tensor:
@@ -79,6 +194,9 @@ class Flow:
     default_span: tuple[float, float] | None = None
     time_range: tuple[float, float] | None = None
     suggested_solvers: tuple[str, ...] = ()
+    #: attributes holding per-sample values (tensors with a leading batch dimension, dicts of
+    #: them): :meth:`restrict` selects them with the rows the loop steps
+    per_sample_fields: ClassVar[tuple[str, ...]] = ()
 
     def drift(self, t: Tensor, x: Tensor) -> Tensor:
         """Drift ``f(t, x)``; ``t`` is 0-d or ``[B]``."""
@@ -96,11 +214,6 @@ class Flow:
         """Whether :meth:`denoise` is implemented."""
         return type(self).denoise is not Flow.denoise
 
-    @property
-    def is_sde(self) -> bool:
-        """Whether this is an :class:`SDE` (has a diffusion)."""
-        return isinstance(self, SDE)
-
     def check_state(self, x: Tensor) -> None:
         """Validate a start state (a floating tensor with a batch dimension)."""
         if not isinstance(x, Tensor):
@@ -111,6 +224,8 @@ class Flow:
             )
         if not torch.is_floating_point(x):
             raise TypeError(f"x_start must be a floating-point tensor, got dtype {x.dtype}")
+        for name in self.per_sample_fields:
+            check_cond(getattr(self, name, None), x.shape[0], name)
 
     def for_solve(self, x_start: Tensor, t_start: float) -> Flow:
         """The flow a solve from ``(t_start, x_start)`` integrates (default: ``self``).
@@ -120,6 +235,22 @@ class Flow:
         Called once, before anything is evaluated; the original flow is never modified.
         """
         return self
+
+    def restrict(self, rows: Tensor) -> Flow:
+        """This flow for the batch rows ``rows`` only (a ``[k]`` long tensor on the state's device).
+
+        The loop calls it whenever it steps a subset of the batch (per-sample error control, a
+        landing step for the samples that did not fail), so a drift or predictor evaluated on
+        ``x[rows]`` sees the matching rows of every field in ``per_sample_fields``. The default
+        selects those fields (:func:`select_rows`) on a shallow copy; the flow itself is never
+        modified. A flow with no per-sample fields returns itself.
+        """
+        if not self.per_sample_fields:
+            return self
+        sub = copy.copy(self)
+        for name in self.per_sample_fields:
+            setattr(sub, name, select_rows(getattr(self, name), rows))
+        return sub
 
     def to_state(self, x: Tensor, t: float) -> Tensor:
         """The integrated state for a user's tensor at time ``t`` (default: the tensor itself)."""
@@ -138,6 +269,12 @@ class Flow:
         """How few-step solvers should treat this flow's time (:class:`~flowrestore.grids.
         TimeVariable`; default: interpolate in ``t²``, Runge–Kutta stages in ``t``)."""
         return TimeVariable()
+
+    def preferred_t_min(self, rtol: float) -> float | None:
+        """Where error control at tolerance ``rtol`` should stop before the landing step onto a
+        singular ``t = 0``, or ``None`` (the controller's default). A flow only declares it; a
+        :class:`~flowrestore.PIController` without its own ``t_min`` uses it."""
+        return None
 
     @property
     def network(self):

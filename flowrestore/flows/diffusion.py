@@ -29,132 +29,68 @@ solvers interpolate ``D`` in ``σ``) and reciprocal Runge–Kutta stages (``dy/d
 stable over steps from ``σ_max`` to ``O(1)``. Measured on exact Gaussian models and a trained DDPM
 (``python -m benchmarks fewnfe``, ``benchmarks/RESULTS.md``). :class:`Karras` (EDM's ρ = 7, the
 default before) stays available as ``spacing=fr.Karras()``.
+A :class:`~flowrestore.PIController` without its own ``t_min`` stops the controlled part at
+``σ_stop = min(σ_0, sqrt(rtol)/10)`` (:meth:`DiffusionFlow.preferred_t_min`; landing error
+``O(σ_stop²)`` in the data's units).
 
-**Stochastic sampling.** :meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same
-marginals (:class:`DiffusionSDE`), for the SDE solvers.
+**Clipped clean estimates** (``clip=``). Pixel-space checkpoints are usually sampled with the
+clean estimate clipped to the data range — diffusers' ``clip_sample``/``clip_sample_range``
+(:class:`ClipSample`) or Imagen's dynamic ``thresholding`` (:class:`DynamicThreshold`, Saharia et
+al. 2022). With ``clip`` the flow's ``D`` is the clipped estimate and its drift ``(x̄ − D)/t`` —
+still an ODE, and Euler on it is DDIM's step with ``ε`` re-derived from the clipped ``x₀``
+(diffusers' ``use_clipped_model_output=True``, GLIDE's rule). DDIM's *default* step keeps the
+model's ``ε`` next to the clipped ``x₀`` (``x̄_s = D_clip + σ_s ε̂``): that update depends on the
+step size beyond ``h·f(x̄, t)``, so no ODE solver reproduces it, and
+:meth:`~DiffusionFlow.grid_from_scheduler` says so instead of returning a grid that would differ.
+:meth:`~DiffusionFlow.from_diffusers` carries the checkpoint scheduler's setting into the flow.
 
-BIRD (Chihaoui, Lemkhenter & Favaro, NeurIPS 2024) inverts exactly this map through a few DDIM
-steps; :class:`flowrestore.BlindInversion` takes a :class:`DiffusionFlow` as it is.
+:meth:`DiffusionFlow.reverse_sde` is the reverse-time SDE with the same marginals
+(:class:`DiffusionSDE`). The flow and its SDE read no device value (the timestep lookup is a
+``searchsorted`` on a cached table): a step never waits for the host, and ``torch.compile``
+traces ``denoise`` whole. Per-sample ``cond=`` (class labels, ...) goes to the model by keyword.
+The guided baselines and BIRD ask the flow (``state_coefficients``, ``input_scale``,
+``latent_std``), as of every model flow. Loading: :mod:`flowrestore.flows.diffusers_io`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from flowrestore.controllers import PIController
-from flowrestore.errors import ConfigError, FlowRestoreError, PredictorOutputError, describe
-from flowrestore.flows.base import SDE, ResidualFlow, batch_time, bcast, check_output
-from flowrestore.grids import Spacing
+from flowrestore.errors import ConfigError, MissingDependencyError, describe
+from flowrestore.flows._model import ModelFlow
+from flowrestore.flows.base import SDE, batch_time, bcast
+from flowrestore.flows.diffusers_io import (
+    check_model_cond,
+    diffusion_schedule,
+    import_diffusers,
+    load_model,
+    place,
+    require_scheduler,
+    scheduler_grid,
+)
+from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
+from flowrestore.grids import Karras, Spacing
+from flowrestore.oracles.diffusion import check_alphas_cumprod
 
 __all__ = [
     "PREDICTION_TYPES",
+    "ClipSample",
     "DiffusionFlow",
     "DiffusionSDE",
+    "DynamicThreshold",
     "Karras",
     "MissingDependencyError",
+    "import_diffusers",
 ]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-class MissingDependencyError(FlowRestoreError, ImportError):
-    """An optional dependency (diffusers) is not installed; the message names the extra."""
-
-
-def import_diffusers():
-    """Import diffusers lazily, or raise :class:`MissingDependencyError` naming the extra."""
-    try:
-        import diffusers
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "loading diffusers checkpoints needs the optional dependency diffusers: "
-            "pip install 'flowrestore[diffusers]'"
-        ) from exc
-    return diffusers
-
-
-@dataclass(frozen=True)
-class Karras(Spacing):
-    """EDM's spacing (Karras et al. 2022, eq. 5) in ``t = σ/σ_max``:
-    ``t_k = (t_0^{1/ρ} + (k/N)(t_end^{1/ρ} − t_0^{1/ρ}))^ρ``.
-
-    With ``t_min > 0`` (``σ_min/σ_max``) and a solve to ``t = 0``, the first ``N − 1`` steps go
-    from ``t_0`` to ``t_min`` and the last lands on 0 (EDM's grid; its last positive point does not
-    shrink with ``N``, so no solver converges past the landing error ``O(t_min²)``).
-    ``t_min = 0`` (default) is the same formula down to 0: ``t_k = t_0 (1 − k/N)^ρ``.
-    """
-
-    rho: float = 7.0
-    t_min: float = 0.0
-
-    def __post_init__(self):
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
-            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
-        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
-            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
-        if not 0 <= self.t_min < 1:
-            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
-
-    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
-        n, end = (steps - 1, self.t_min) if inner else (steps, t1)
-        u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
-        r = 1.0 / self.rho
-        grid = (t0**r + u * (end**r - t0**r)) ** self.rho
-        if inner:
-            grid = torch.cat([grid, torch.tensor([t1], dtype=torch.float64)])
-        grid[0], grid[-1] = t0, t1
-        return grid
-
-
-def _schedule(alphas_cumprod) -> Tensor:
-    """``ᾱ`` as float64 ``[T]``, strictly decreasing inside (0, 1) (else :class:`ConfigError`)."""
-    try:
-        table = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float64).clone()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ConfigError(
-            f"alphas_cumprod must be a 1-D tensor of ᾱ values, got {describe(alphas_cumprod)}"
-        ) from exc
-    if table.dim() != 1 or table.numel() < 2:
-        raise ConfigError(
-            f"alphas_cumprod must be 1-D with at least 2 entries, got {describe(alphas_cumprod)}"
-        )
-    if not bool(((table > 0) & (table < 1)).all()):
-        raise ConfigError(
-            "alphas_cumprod must lie strictly inside (0, 1) (a zero-terminal-SNR schedule has "
-            f"σ_max = ∞), got values from {table.min().item():.6g} to {table.max().item():.6g}"
-        )
-    if not bool((table.diff() < 0).all()):
-        raise ConfigError(
-            f"alphas_cumprod must decrease strictly with the timestep, got {describe(table)}"
-        )
-    return table
-
-
-def _model_output(out) -> Tensor:
-    """A model's return value as a tensor: a tensor, ``.sample`` (diffusers) or ``out[0]``."""
-    if isinstance(out, Tensor):
-        return out
-    sample = getattr(out, "sample", None)
-    if isinstance(sample, Tensor):
-        return sample
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    raise PredictorOutputError(
-        "model must return a tensor, an object with .sample or a tuple whose first item is a "
-        f"tensor, got {type(out).__name__}"
-    )
-
-
-class DiffusionFlow(ResidualFlow):
+class DiffusionFlow(ModelFlow):
     """A diffusion model ``model(x, timestep)`` as the residual flow ``dx̄/dt = (x̄ − D)/t``.
 
     Args:
@@ -163,7 +99,11 @@ class DiffusionFlow(ResidualFlow):
             non-integer); returns a tensor, an object with ``.sample`` or a tuple.
         alphas_cumprod: the trained schedule ``ᾱ_k``, ``k = 0 … T − 1``.
         prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"`` (``x_0``).
+        clip: ``None``, :class:`ClipSample` or :class:`DynamicThreshold`: the clean estimate is
+            clipped as the checkpoint's scheduler clips it (module docstring).
         clamp_timesteps: query the model only inside ``[0, T − 1]`` (module docstring).
+        cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed to the model as keyword
+            arguments (a class-conditional ``UNet2DModel``: ``{"class_labels": labels}``).
         check_outputs: validate shape, dtype and device of every model output.
     """
 
@@ -173,11 +113,11 @@ class DiffusionFlow(ResidualFlow):
         *,
         alphas_cumprod,
         prediction_type: str = "epsilon",
+        clip: ClipSample | DynamicThreshold | None = None,
         clamp_timesteps: bool = False,
+        cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
-        if not callable(model):
-            raise TypeError(f"model must be callable model(x, timestep), got {describe(model)}")
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
                 f"prediction_type must be one of {PREDICTION_TYPES}, "
@@ -185,26 +125,27 @@ class DiffusionFlow(ResidualFlow):
             )
         if not isinstance(clamp_timesteps, bool):
             raise ConfigError(f"clamp_timesteps must be a bool, got {describe(clamp_timesteps)}")
-        self.model = model
-        self.alphas_cumprod = _schedule(alphas_cumprod)
+        if clip is not None and not isinstance(clip, (ClipSample, DynamicThreshold)):
+            raise ConfigError(
+                f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
+                f"got {describe(clip)}"
+            )
+        self._set_model(model, cond, check_outputs, "model(x, timestep)")
+        self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod)
         self.prediction_type = prediction_type
+        self.clip = clip
         self.clamp_timesteps = clamp_timesteps
-        self.check_outputs = check_outputs
         abar = self.alphas_cumprod
         #: ``2 log σ_k`` per trained timestep (increasing): the interpolation table
         self._log_var = torch.log1p(-abar) - torch.log(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
 
-    @property
-    def network(self):
-        """The diffusion model (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
-        return self.model
-
     def __repr__(self) -> str:
+        clip = "" if self.clip is None else f", clip={self.clip!r}"
         return (
             f"DiffusionFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
-            f"prediction_type={self.prediction_type!r}, sigma_max={self.sigma_max:.4g})"
+            f"prediction_type={self.prediction_type!r}{clip}, sigma_max={self.sigma_max:.4g})"
         )
 
     # ------------------------------------------------------------------ schedule
@@ -253,6 +194,14 @@ class DiffusionFlow(ResidualFlow):
         """The model's ``x = x̄ √ᾱ = x̄ / √(1 + σ²)`` (identity at ``t = 0``)."""
         return x / math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)
 
+    def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(α_t, σ_t)`` with the state ``x̄_t = α_t x_0 + σ_t ε``: ``(1, t σ_max)``."""
+        return torch.ones_like(t), t * self.sigma_max
+
+    def input_scale(self, t: Tensor) -> Tensor:
+        """``k_t`` with the model's input ``x = x̄/k_t``: ``√(1 + σ²)``, ``σ = t σ_max``."""
+        return torch.sqrt(1 + (t * self.sigma_max) ** 2)
+
     def default_spacing(self) -> Spacing:
         """DDIM's quadratic timesteps, down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels`
         with ``ρ = 2`` over this model's trained noise levels; issue 16): the first step ends at a
@@ -274,29 +223,26 @@ class DiffusionFlow(ResidualFlow):
         """The flow time ``t = σ/σ_max`` of a noise level."""
         return float(sigma) / self.sigma_max
 
-    def controller(self, *, rtol: float = 1e-3, atol: float = 1e-6, **options) -> PIController:
-        """A :class:`~flowrestore.PIController` whose ``t_min`` suits this flow's time scale.
-
-        The default ``t_min`` of a controller is a time of order ``sqrt(rtol)/10``; here the
-        landing error is ``O(σ_stop²)`` in the data's units and ``σ = t σ_max``, so the controlled
-        part stops at ``σ_stop = min(σ_0, sqrt(rtol)/10)`` instead (``σ_0`` = smallest trained).
-        """
-        if "t_min" not in options:
-            sigma0 = float(self.sigmas[0])
-            options["t_min"] = self.t_of_sigma(min(sigma0, math.sqrt(rtol) / 10))
-        return PIController(rtol=rtol, atol=atol, **options)
+    def preferred_t_min(self, rtol: float) -> float:
+        """Where error control should stop before the landing step: ``σ_stop = min(σ_0,
+        sqrt(rtol)/10)`` as a time (the landing error is ``O(σ_stop²)`` in the data's units and
+        ``σ = t σ_max``; ``σ_0`` = smallest trained level)."""
+        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 10))
 
     # ------------------------------------------------------------------ the model
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's raw output at flow time ``t`` for the state ``x̄``."""
         sigma = batch_time(t, x) * self.sigma_max
         a = torch.rsqrt(1 + bcast(sigma, x) ** 2)
-        out = _model_output(self.model(x * a, self.timestep(sigma)))
-        return check_output("model", out, x) if self.check_outputs else out
+        return self.call_model(x * a, self.timestep(sigma))
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
-        """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀)."""
-        out = self.predict(t, x)
+        """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),
+        clipped by ``clip`` when set."""
+        d = self._unclipped(t, x, self.predict(t, x))
+        return d if self.clip is None else self.clip(d)
+
+    def _unclipped(self, t: Tensor, x: Tensor, out: Tensor) -> Tensor:
         sigma = bcast(batch_time(t, x) * self.sigma_max, x)
         if self.prediction_type == "epsilon":
             return x - sigma * out
@@ -306,8 +252,8 @@ class DiffusionFlow(ResidualFlow):
         return out
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
-        """``(x̄ − D)/t = σ_max ε̂``, without the division for ε and v models."""
-        if self.prediction_type == "sample":
+        """``(x̄ − D)/t = σ_max ε̂``, without the division for unclipped ε and v models."""
+        if self.prediction_type == "sample" or self.clip is not None:
             return super().velocity(t, x)
         out = self.predict(t, x)
         if self.prediction_type == "epsilon":
@@ -336,45 +282,25 @@ class DiffusionFlow(ResidualFlow):
             grid = torch.cat([grid, torch.tensor([last], dtype=torch.float64)])
         return grid.clamp(0.0, 1.0)
 
-    def grid_from_scheduler(self, scheduler, *, check: bool = True) -> Tensor:
+    def grid_from_scheduler(
+        self, scheduler, *, check: bool = True, use_clipped_model_output: bool = False
+    ) -> Tensor:
         """The grid of ``scheduler.timesteps`` (after ``set_timesteps``) plus its final step.
 
-        With a ``DDIMScheduler`` (``eta = 0``, ``clip_sample=False``) ``fr.solve(flow, fr.Euler(),
-        x_T, grid=flow.grid_from_scheduler(s))`` is its sampler. ``check`` refuses a DDIM schedule
+        With a ``DDIMScheduler`` (``eta = 0``) ``fr.solve(flow, fr.Euler(), x_T,
+        grid=flow.grid_from_scheduler(s))`` is its sampler. ``check`` refuses a DDIM schedule
         whose steps do not chain (``timestep − T // N`` is not the next timestep, e.g.
         ``"trailing"`` spacing with ``T % N ≠ 0``): no single grid reproduces those jumps.
+
+        A scheduler that clips the clean estimate (``clip_sample=True`` or ``thresholding=True``)
+        needs a flow with the same ``clip`` (:meth:`from_diffusers` carries it) and
+        ``use_clipped_model_output=True``: Euler reproduces DDIM's step with ``ε`` re-derived from
+        the clipped ``x₀``; its default step (the model's ``ε``) is no ODE step (module
+        docstring). Anything else is refused, naming the setting.
         """
-        timesteps = getattr(scheduler, "timesteps", None)
-        if timesteps is None or getattr(scheduler, "num_inference_steps", 1) is None:
-            raise ConfigError(
-                f"scheduler has no timesteps; call scheduler.set_timesteps(N) first, got "
-                f"{type(scheduler).__name__}"
-            )
-        theirs = getattr(scheduler, "alphas_cumprod", None)
-        if theirs is not None and not torch.allclose(
-            torch.as_tensor(theirs, dtype=torch.float64), self.alphas_cumprod, rtol=1e-5, atol=0
-        ):
-            raise ConfigError(
-                f"scheduler's alphas_cumprod (T={len(theirs)}) differs from the flow's "
-                f"(T={self.num_train_timesteps}): build the flow from this scheduler"
-            )
-        ts = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
-        final = getattr(scheduler, "final_alpha_cumprod", None)
-        final = 1.0 if final is None else float(final)
-        if check and type(scheduler).__name__ == "DDIMScheduler":
-            n = int(scheduler.num_inference_steps)
-            prev = ts - self.num_train_timesteps // n
-            nxt = torch.cat([ts[1:], torch.tensor([-1.0], dtype=torch.float64)])
-            bad = ((prev >= 0) | (nxt >= 0)) & (prev != nxt)
-            if bool(bad.any()):
-                k = int(bad.nonzero()[0])
-                raise ConfigError(
-                    f"this DDIMScheduler steps from timestep {int(ts[k])} to {int(prev[k])} but "
-                    f"its next step starts at {int(nxt[k])} (timestep_spacing="
-                    f"{scheduler.config.timestep_spacing!r}, {n} steps): no single grid "
-                    "reproduces it; use 'leading' or 'trailing' with T % N == 0, or check=False"
-                )
-        return self.grid_from_timesteps(ts, final_alpha_cumprod=final)
+        return scheduler_grid(
+            self, scheduler, check=check, use_clipped_model_output=use_clipped_model_output
+        )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -393,24 +319,25 @@ class DiffusionFlow(ResidualFlow):
         ``path_or_model``: a folder holding a ``UNet2DModel`` (``config.json`` and weights), a
         pipeline folder (``model_index.json`` with ``unet/`` and ``scheduler/``), a pipeline
         object (``.unet``, ``.scheduler``) or a model. Nothing is downloaded: a path must exist
-        (else :class:`ConfigError`) and is loaded with ``local_files_only=True``. The schedule
-        and prediction type come from ``scheduler`` — a scheduler object, a config dict, or a
-        path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler or a
-        ``scheduler_config.json`` beside the model (or in ``../scheduler``).
+        (else :class:`ConfigError`) and is loaded with ``local_files_only=True``. The schedule,
+        the prediction type and the clean-estimate clipping (``clip_sample``/``thresholding``,
+        unless ``clip=`` is given) come from ``scheduler`` — a scheduler object, a config dict,
+        or a path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler
+        or a ``scheduler_config.json`` beside the model (or in ``../scheduler``). A
+        class-conditional ``UNet2DModel`` (``num_class_embeds``) needs
+        ``cond={"class_labels": labels}`` (refused without).
         """
-        model, found = _load_model(path_or_model, dtype)
-        scheduler = found if scheduler is None else scheduler
-        if scheduler is None:
-            raise ConfigError(
-                f"no scheduler found for {describe(path_or_model)}: pass scheduler= (a diffusers "
-                "scheduler, its config dict, or the path of its scheduler_config.json)"
-            )
-        abar, config = _schedule_from(scheduler)
+        model, found = load_model(
+            path_or_model, subfolders=("unet",), dtype=dtype, classes=("UNet2DModel",)
+        )
+        check_model_cond(model, flow_options.get("cond"), cls.__name__)
+        scheduler = require_scheduler(
+            found if scheduler is None else scheduler, path_or_model, "diffusers scheduler"
+        )
+        abar, config = diffusion_schedule(scheduler)
         ptype = prediction_type or config.get("prediction_type") or "epsilon"
-        if isinstance(model, torch.nn.Module):
-            if dtype is not None or device is not None:
-                model = model.to(device=device, dtype=dtype)
-            model = model.eval()
+        flow_options.setdefault("clip", clip_from_config(config))
+        model = place(model, dtype, device)
         return cls(model, alphas_cumprod=abar, prediction_type=ptype, **flow_options)
 
 
@@ -468,76 +395,3 @@ class DiffusionSDE(SDE):
         """The flow's grid (DDIM's quadratic timesteps down to 0, :meth:`DiffusionFlow.
         default_spacing`)."""
         return self.flow.default_spacing()
-
-
-def _load_model(obj, dtype=None):
-    """``(model, scheduler or scheduler source or None)`` from a path, pipeline or model."""
-    if isinstance(obj, (str, os.PathLike)):
-        path = Path(obj).expanduser()
-        if not path.is_dir():
-            raise ConfigError(
-                f"path_or_model must be an existing local folder (from_diffusers never downloads "
-                f"from a hub; fetch the checkpoint first and pass its folder), got {str(obj)!r}"
-            )
-        if (path / "model_index.json").is_file():
-            unet, sched = path / "unet", path / "scheduler"
-        elif (path / "config.json").is_file():
-            unet = path
-            sched = next(
-                (
-                    p
-                    for p in (path / "scheduler_config.json", path.parent / "scheduler")
-                    if p.exists()
-                ),
-                None,
-            )
-        else:
-            raise ConfigError(
-                f"{str(obj)!r} is not a diffusers model folder (config.json) or pipeline folder "
-                "(model_index.json)"
-            )
-        name = json.loads((unet / "config.json").read_text()).get("_class_name")
-        if name != "UNet2DModel":
-            raise ConfigError(
-                f"from_diffusers loads a UNet2DModel; {str(unet)!r} holds a {name!r}: load it "
-                "yourself and pass DiffusionFlow(model, alphas_cumprod=...)"
-            )
-        diffusers = import_diffusers()
-        options = {"local_files_only": True, "low_cpu_mem_usage": False}
-        if dtype is not None:
-            options["torch_dtype"] = dtype
-        model = diffusers.UNet2DModel.from_pretrained(str(unet.resolve()), **options)
-        return model, sched
-    if hasattr(obj, "unet") and hasattr(obj, "scheduler"):
-        return obj.unet, obj.scheduler
-    if callable(obj):
-        return obj, None
-    raise ConfigError(
-        f"path_or_model must be a local folder, a pipeline or a model, got {describe(obj)}"
-    )
-
-
-def _schedule_from(scheduler) -> tuple[Tensor, dict]:
-    """``(alphas_cumprod, config)`` from a scheduler object, config dict or path."""
-    if isinstance(scheduler, (str, os.PathLike)):
-        path = Path(scheduler).expanduser()
-        if path.is_dir():
-            path = path / "scheduler_config.json"
-        if not path.is_file():
-            raise ConfigError(
-                f"scheduler must be a scheduler, a config dict or an existing local "
-                f"scheduler_config.json (or its folder), got {str(scheduler)!r}"
-            )
-        scheduler = json.loads(path.read_text())
-    if isinstance(scheduler, dict):
-        diffusers = import_diffusers()
-        kind = getattr(diffusers, str(scheduler.get("_class_name")), None)
-        kind = kind if hasattr(kind, "from_config") else diffusers.DDPMScheduler
-        scheduler = kind.from_config(scheduler)
-    abar = getattr(scheduler, "alphas_cumprod", None)
-    if abar is None:
-        raise ConfigError(
-            f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler), got "
-            f"{describe(scheduler)}"
-        )
-    return _schedule(abar), dict(getattr(scheduler, "config", {}) or {})

@@ -1,54 +1,48 @@
-"""Dirac's reverse SDE of a stochastic degradation process (DiracDiffusion, Fabian et al. 2023,
-eqs. 7–17).
+"""Dirac's reverse SDE of a stochastic degradation process — what to integrate (DiracDiffusion,
+Fabian et al. 2023, §3 and supplement C; docs/math.md §3).
 
 The stochastic degradation process (SDP) is ``y_t = A_t(x_0) + σ_t z``, ``t ∈ [0, 1]``, with a
 degradation family ``A_t`` (``A_0 ≈ I``) and a positive, non-decreasing noise schedule ``σ_t``. Its
-reverse SDE, with the clean-image predictor ``Φ(y, t) ≈ E[x_0 | y_t]`` in place of ``x_0``, is
+reverse SDE (paper eq. 6), with the clean-image predictor ``Φ(y, t) ≈ E[x_0 | y_t]`` in place of
+``x_0``, is
 
     ``dy = f(y, t) dt + g(t) dw̄``,
-    ``f(y, t) = ∂_t A_t(Φ(y, t)) − (dσ_t²/dt) s(y, t)``,  ``s(y, t) = (A_t(Φ(y, t)) − y) / σ_t²``,
+    ``f(y, t) = ∂_t A_t(Φ(y, t)) − (dσ_t²/dt) (s(y, t) + γ_t)``,
+    ``s(y, t) = (A_t(Φ(y, t)) − y) / σ_t²``,
     ``g(t) = sqrt(dσ_t²/dt)``  (additive noise: independent of ``y``),
 
-run from ``t = 1`` (the observation) to ``t = 0``. ``σ_0 > 0``, so nothing is singular at 0: the
-loop may evaluate the drift there, and ``output="posterior_mean"`` returns ``Φ(y_{t_end}, t_end)``
-from one extra evaluation at the end time (the last iterate is available as ``output="last"``).
+run from ``t = 1`` (the observation) to ``t = 0``; ``s`` is the score of the clean-image
+parametrisation (eq. 11) and ``γ_t`` the optional guidance score. ``σ_0 > 0``, so nothing is
+singular at 0: the loop may evaluate the drift there, and ``output="posterior_mean"`` returns
+``Φ(y_{t_end}, t_end)`` from one extra evaluation at the end time.
 
-**The discrete step** (:meth:`DiracSDE.reverse_step`, run by the solver
-:class:`~flowrestore.DiracStep`) is the paper's eq. 7. Generic SDE solvers (``EulerMaruyama``,
-``SRA1``, ``Torchsde``) integrate the continuous drift instead.
+This module says only *what* is integrated: the predictor, the family, the schedule, the score, the
+estimate of one predictor evaluation (:class:`DiracEstimate`: ``Φ``, guidance, residual), the
+continuous drift and diffusion, and the observation. *How* to step is the solvers' business:
+Dirac's discrete update (eq. 7, with its incremental-reconstruction options) is
+:class:`~flowrestore.DiracStep`; ``EulerMaruyama``, ``SRA1`` and ``Torchsde`` integrate the
+continuous drift with the exact ``∂_t A_t``.
 
-**Incremental reconstruction** (eq. 13 and supplement G). The discrete Dirac step replaces
-``−Δt ∂_t A_t(x_0)`` by an estimate ``R̂`` of
-``A_{t−Δt}(x_0) − A_t(x_0)`` built from ``Φ = Φ(y_t, t)``; ``increment=`` selects it:
-
-* ``"look_ahead"`` (default, eq. 13/30): ``R̂ = A_{t−Δt}(Φ) − A_t(Φ)``;
-* ``"small_look_ahead"`` (eq. 31–32): ``R̂ = (Δt/δ)(A_{t−δ}(Φ) − A_t(Φ))``;
-* ``"look_back"`` (eq. 33–34): ``R̂ = A_t(Φ) − A_{t+Δt}(Φ)``;
-* ``"small_look_back"`` (eq. 35–36): ``R̂ = (Δt/δ)(A_t(Φ) − A_{t+δ}(Φ))``;
-* ``"tangent"``: ``R̂ = −Δt ∂_t A_t(Φ)`` (the continuous drift's term: plain Euler–Maruyama).
-
-``δ = min(small_step, Δt)``. Nothing is evaluated outside ``[0, 1]``: where a look-back probe
-``t + Δt`` or ``t + δ`` exceeds 1 (always on the first step from ``t = 1``) the probe is reflected
-to ``t − Δt`` / ``t − δ``, i.e. that step uses the look-ahead counterpart. The paper's equations for
-these estimates were lost in our text extraction; the forms above follow its prose ("first-order
-Taylor expansion", "predict the incremental reconstruction based on the most recent change").
-
-**Guidance** (eqs. 16–17, supplement C). With ``guidance=η`` the score becomes
-``s + γ_t``, ``γ_t = −η_t ∇_y ½‖ỹ − A_1(Φ(y, t))‖²``, where ``η_t = η / σ_1²``
-(``guidance_scaling="std"``: ``γ_t = η ∇_y log N(ỹ; A_1(Φ), σ_1²)``, eq. 17) or
-``η_t = η / ‖ỹ − A_1(Φ)‖`` per sample (``"error"``, the DPS-style normalised step). ``η`` may be a
-callable ``η(t)`` (``t`` ``[B]``). The guidance enters the score, so a reverse step moves ``y`` by
-``(σ_t² − σ_{t−Δt}²) γ_t`` — along ``−∇‖ỹ − A_1(Φ)‖²``, which decreases the residual (tested); it is
-the same term in the continuous drift, so every SDE solver sees it. The gradient goes through ``Φ``
+**Guidance** (eqs. 16–17; supplement C, eqs. 25–26 with its two step-size rules). The paper's
+equations were lost in our text of it; we follow docs/math.md §3, which writes them out from the
+prose: with ``guidance=η`` the score becomes ``s + γ_t``,
+``γ_t = −η_t ∇_y ½‖ỹ − A_1(Φ(y, t))‖²``, where ``η_t = η / σ_1²`` (``guidance_scaling="std"``,
+"standard deviation scaled": ``γ_t = η ∇_y log N(ỹ; A_1(Φ), σ_1²)``) or ``η_t = η / ‖ỹ − A_1(Φ)‖``
+per sample (``"error"``, the normalised step). ``η`` may be a callable ``η(t)`` (``t`` ``[B]``). The
+guidance enters the score, so it is the flow's: every solver sees it, and a reverse step moves ``y``
+along ``−∇‖ỹ − A_1(Φ)‖²``, which decreases the residual (tested). The gradient goes through ``Φ``
 by autograd, locally enabled on a detached leaf even though solves run under ``no_grad``.
 
 **The observation ỹ** (guidance and the data-consistency trace ``‖ỹ − A_1(Φ(y_t, t))‖``,
 paper fig. 4): ``observation=`` if given, else the solve's start state when the solve starts at
-``t = 1`` (``fr.solve(sde, solver, y, ...)`` with ``y`` the measurement:
-:meth:`DiracSDE.for_solve`),
-else none (and guidance is refused). :class:`~flowrestore.DiracStep` records the trace per step as
-``Solution.records["data_consistency"]`` (``[steps, B]``, evaluated at each step's start, no extra
-predictor evaluation).
+``t = 1`` (:meth:`DiracSDE.for_solve`), else none (and guidance is refused).
+
+**Checks before the loop.** ``σ`` is checked positive, finite and non-decreasing on a CPU probe of
+``[0, 1]`` when the flow is built, the family against the state by :meth:`DiracSDE.check_state`.
+The copy a solve integrates (:meth:`DiracSDE.for_solve`) evaluates ``σ`` and ``A_t`` on the loop's
+times without checking them again — the solve validated every time against ``time_range`` when it
+was planned — so a step reads no device value (no host synchronisation; ``torch.compile``
+traces it). Called directly, the flow checks the times it is given, like any public call.
 """
 
 from __future__ import annotations
@@ -64,12 +58,13 @@ from torch import Tensor
 from flowrestore.degradations.families import Family, as_family
 from flowrestore.errors import ConfigError, FlowRestoreError, ShapeError, describe
 from flowrestore.flows.base import SDE, batch_time, bcast, check_output
-from flowrestore.schedules import Constant, Schedule
+from flowrestore.schedules import Schedule, as_schedule, as_time_tensor, check_on_unit_interval
 
 __all__ = ["DiracEstimate", "DiracSDE"]
 
-INCREMENTS = ("look_ahead", "small_look_ahead", "look_back", "small_look_back", "tangent")
 GUIDANCE_SCALINGS = ("std", "error")
+#: options of Dirac's discrete step, not of the SDE (DiracSDE refuses them, naming DiracStep)
+STEP_OPTIONS = ("increment", "small_step", "track_consistency")
 
 
 @dataclass
@@ -77,7 +72,7 @@ class DiracEstimate:
     """What a Dirac step needs from one predictor evaluation at ``(t, y)``.
 
     ``phi``: ``Φ(y, t)``; ``guidance``: the guidance score ``γ_t`` or ``None``; ``residual``:
-    ``‖ỹ − A_1(Φ)‖`` per sample ``[B]`` or ``None`` without an observation.
+    ``‖ỹ − A_1(Φ)‖`` per sample ``[B]`` or ``None`` (no observation, or not asked for).
     """
 
     phi: Tensor
@@ -85,59 +80,36 @@ class DiracEstimate:
     residual: Tensor | None
 
 
-class _Sigma:
-    """``σ_t`` and ``dσ_t²/dt`` from a Schedule (exact) or a callable (central difference)."""
-
-    def __init__(self, sigma, fd_step: float = 1e-4):
-        if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
-            sigma = Constant(float(sigma))
-        if not callable(sigma):
-            raise ConfigError(
-                "sigma must be a Schedule, a callable t -> σ_t or a positive "
-                f"number, got {describe(sigma)}"
-            )
-        self.fn, self.h = sigma, fd_step
-        grid = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
-        try:
-            v = self.value(grid)
-            dv = self.variance_derivative(grid)
-        except FlowRestoreError:
-            raise
-        except Exception as exc:  # a user callable that fails on a [101] float64 tensor
-            raise ConfigError(f"sigma(t) must accept a tensor of times, got error: {exc}") from exc
-        if not bool(torch.isfinite(v).all()) or not bool((v > 0).all()):
-            k = int(torch.nonzero(~(torch.isfinite(v) & (v > 0)))[0])
-            raise ConfigError(
-                f"sigma must be positive and finite on [0, 1]; "
-                f"sigma({grid[k]:.3g}) = {float(v[k])!r}"
-            )
-        tol = 1e-9 * float(v.max()) ** 2
-        if not bool((dv >= -tol).all()):
-            k = int(torch.nonzero(dv < -tol)[0])
-            raise ConfigError(
-                f"sigma must be non-decreasing on [0, 1] (dσ²/dt is the squared diffusion); "
-                f"dσ²/dt({grid[k]:.3g}) = {float(dv[k]):.3g}"
-            )
-
-    def value(self, t: Tensor) -> Tensor:
-        v = self.fn(t)
-        v = torch.as_tensor(v, dtype=t.dtype, device=t.device)
-        return v.expand(t.shape) if v.dim() == 0 else v.to(t.dtype)
-
-    def variance_derivative(self, t: Tensor) -> Tensor:
-        if isinstance(self.fn, Schedule):
-            return self.fn.variance_derivative(t).to(t.dtype)
-        t64 = t.detach().double()
-        lo, hi = (t64 - self.h).clamp_min(0), (t64 + self.h).clamp_max(1)
-        d = (self.value(hi) ** 2 - self.value(lo) ** 2) / (hi - lo)
-        return d.to(t.dtype)
+def _refuse_step_options(options: dict) -> None:
+    moved = {k: v for k, v in options.items() if k in STEP_OPTIONS}
+    if moved:
+        args = ", ".join(f"{k}={v!r}" for k, v in moved.items())
+        raise ConfigError(
+            f"DiracSDE({args}): {', '.join(moved)} configure Dirac's discrete step, which is the "
+            f"solver's: pass them to fr.DiracStep({args}) (the SDE says what to integrate, the "
+            "solver how to step)"
+        )
+    name = next(iter(options))
+    raise TypeError(f"DiracSDE() got an unexpected keyword argument {name!r}")
 
 
-def _family_time(t: Tensor):
-    """A family's time: a float for a 0-d CPU time (the cached-kernel fast path), else ``t``."""
-    if t.dim() == 0 and t.device.type == "cpu" and not t.requires_grad:
-        return float(t)
-    return t
+def _check_guidance(guidance, guidance_scaling):
+    if guidance_scaling not in GUIDANCE_SCALINGS:
+        raise ConfigError(
+            f"guidance_scaling must be one of {GUIDANCE_SCALINGS}, got {guidance_scaling!r}"
+        )
+    if guidance is None or callable(guidance):
+        return guidance
+    if (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float))
+        or not math.isfinite(guidance)
+        or guidance < 0
+    ):
+        raise ConfigError(
+            f"guidance must be a number >= 0 or a callable eta(t), got {describe(guidance)}"
+        )
+    return float(guidance) if guidance > 0 else None
 
 
 class DiracSDE(SDE):
@@ -147,7 +119,7 @@ class DiracSDE(SDE):
 
         A = fr.degradations.GaussianBlurFamily(kernel_size=61, width=fr.schedules.Linear(0.3, 3.0))
         sde = fr.DiracSDE(phi, A, sigma=fr.schedules.Geometric(0.01, 0.05))
-        sol = fr.solve(sde, fr.EulerMaruyama(), y, steps=50, generator=g, t_end=0.25,
+        sol = fr.solve(sde, fr.DiracStep(), y, steps=50, generator=g, t_end=0.25,
                        output="posterior_mean")
         sol.x, sol.records["data_consistency"]  # Φ(y_0.25, 0.25); ‖y − A_1(Φ(y_t, t))‖ per step
 
@@ -162,14 +134,12 @@ class DiracSDE(SDE):
             or a positive number for a constant): positive and non-decreasing on ``[0, 1]``.
         observation: the measurement ``ỹ`` ``[B, ...]`` for guidance and the data-consistency trace;
             default: the solve's start state when the solve starts at ``t = 1``.
-        increment: incremental-reconstruction estimate of the discrete step, one of
-            ``"look_ahead"`` (default), ``"small_look_ahead"``, ``"look_back"``,
-            ``"small_look_back"``, ``"tangent"``.
-        small_step: ``δ`` of the small look-ahead/look-back estimates (capped at the step size).
         guidance: guidance strength ``η ≥ 0`` or a callable ``η(t)``; ``None``/0 disables guidance.
         guidance_scaling: ``"std"`` (``η_t = η/σ_1²``) or ``"error"`` (``η_t = η/‖ỹ − A_1(Φ)‖``).
-        track_consistency: record ``‖ỹ − A_1(Φ(y_t, t))‖`` per step when an observation is known.
         check_outputs: validate shape, dtype and device of every predictor output.
+
+    The discrete step's options (``increment``, ``small_step``, ``track_consistency``) are
+    :class:`~flowrestore.DiracStep`'s.
     """
 
     noise_type = "additive"
@@ -178,6 +148,8 @@ class DiracSDE(SDE):
     time_range = (0.0, 1.0)
     suggested_solvers = ("DiracStep", "EulerMaruyama", "SRA1")
 
+    per_sample_fields = ("observation",)
+
     def __init__(
         self,
         phi: Callable[[Tensor, Tensor], Tensor],
@@ -185,54 +157,31 @@ class DiracSDE(SDE):
         sigma,
         *,
         observation: Tensor | None = None,
-        increment: str = "look_ahead",
-        small_step: float = 1e-3,
         guidance: float | Callable | None = None,
         guidance_scaling: str = "std",
-        track_consistency: bool = True,
         check_outputs: bool = True,
+        **options,
     ):
+        if options:
+            _refuse_step_options(options)
         if not callable(phi):
             raise TypeError(f"phi must be callable phi(y, t), got {type(phi).__name__}")
         if not callable(A):
             raise TypeError(
                 f"A must be a degradation family or a callable A(x, t), got {describe(A)}"
             )
-        if increment not in INCREMENTS:
-            raise ConfigError(f"increment must be one of {INCREMENTS}, got {increment!r}")
-        if (
-            isinstance(small_step, bool)
-            or not isinstance(small_step, (int, float))
-            or not 0 < small_step <= 1
-        ):
-            raise ConfigError(f"small_step must be a number in (0, 1], got {describe(small_step)}")
-        if guidance_scaling not in GUIDANCE_SCALINGS:
-            raise ConfigError(
-                f"guidance_scaling must be one of {GUIDANCE_SCALINGS}, got {guidance_scaling!r}"
-            )
-        if guidance is not None and not callable(guidance):
-            if (
-                isinstance(guidance, bool)
-                or not isinstance(guidance, (int, float))
-                or not math.isfinite(guidance)
-                or guidance < 0
-            ):
-                raise ConfigError(
-                    f"guidance must be a number >= 0 or a callable eta(t), got {describe(guidance)}"
-                )
-            guidance = float(guidance) if guidance > 0 else None
+        self.guidance = _check_guidance(guidance, guidance_scaling)
         if observation is not None and not isinstance(observation, Tensor):
             raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
         self.phi = phi
         self.family: Family = as_family(A)
-        self.sigma = _Sigma(sigma)
+        self.sigma: Schedule = as_schedule(sigma, name="sigma")
+        check_on_unit_interval(self.sigma, name="sigma", positive=True, nondecreasing=True)
         self.observation = observation
-        self.increment = increment
-        self.small_step = float(small_step)
-        self.guidance = guidance
         self.guidance_scaling = guidance_scaling
-        self.track_consistency = bool(track_consistency)
         self.check_outputs = check_outputs
+        #: True on the copy a solve integrates: its times were validated when the solve was planned
+        self.times_checked = False
 
     @property
     def network(self):
@@ -240,10 +189,7 @@ class DiracSDE(SDE):
         return self.phi
 
     def __repr__(self) -> str:
-        return (
-            f"DiracSDE(increment={self.increment!r}, guidance={self.guidance!r}, "
-            f"guidance_scaling={self.guidance_scaling!r})"
-        )
+        return f"DiracSDE(guidance={self.guidance!r}, guidance_scaling={self.guidance_scaling!r})"
 
     # ----------------------------------------------------------------- validation
     def check_state(self, x: Tensor) -> None:
@@ -271,6 +217,10 @@ class DiracSDE(SDE):
                 f"state has shape {tuple(x.shape)}"
             )
 
+    def _time(self, t: Tensor) -> Tensor:
+        """``t`` as given inside a solve; checked to lie in [0, 1] on a direct call."""
+        return t if self.times_checked else as_time_tensor(t)
+
     # ---------------------------------------------------------------- the pieces
     def denoise(self, t: Tensor, y: Tensor) -> Tensor:
         """``Φ(y, t)``: the predictor's clean-image (posterior-mean) estimate."""
@@ -279,15 +229,19 @@ class DiracSDE(SDE):
 
     def degrade(self, x: Tensor, t) -> Tensor:
         """``A_t(x)`` (``t`` a float, 0-d or ``[B]`` tensor)."""
-        return self.family(x, _family_time(t) if isinstance(t, Tensor) else t)
+        return self.family(x, t, check=not (self.times_checked and isinstance(t, Tensor)))
+
+    def degradation_derivative(self, x: Tensor, t: Tensor) -> Tensor:
+        """``∂_t A_t(x)`` (exact for a Family with a Schedule; central difference otherwise)."""
+        return self.family.time_derivative(x, t, check=not self.times_checked)
 
     def sigma2(self, t: Tensor) -> Tensor:
         """``σ_t²`` in ``t``'s dtype and shape."""
-        return self.sigma.value(t) ** 2
+        return self.sigma.value(self._time(t)) ** 2
 
     def variance_derivative(self, t: Tensor) -> Tensor:
         """``dσ_t²/dt = g(t)²``."""
-        return self.sigma.variance_derivative(t)
+        return self.sigma.variance_slope(self._time(t))
 
     def score(
         self, t: Tensor, y: Tensor, phi: Tensor | None = None, a_t_phi: Tensor | None = None
@@ -298,34 +252,44 @@ class DiracSDE(SDE):
             a_t_phi = self.degrade(phi, t)
         return (a_t_phi - y) / bcast(self.sigma2(t), y)
 
+    def guided_score(
+        self, t: Tensor, y: Tensor, est: DiracEstimate, a_t_phi: Tensor | None = None
+    ) -> Tensor:
+        """``s(y, t) + γ_t``: the score with the estimate's guidance (eqs. 11, 16–17)."""
+        score = self.score(t, y, est.phi, a_t_phi)
+        if est.guidance is not None:
+            score = score + est.guidance
+        return score
+
     def diffusion(self, t: Tensor, y: Tensor) -> Tensor:
         """``g(t) = sqrt(dσ_t²/dt)``, broadcastable to the state (0-d or ``[B, 1, ..., 1]``)."""
         return bcast(self.variance_derivative(t).clamp_min(0).sqrt(), y)
 
     def for_solve(self, x_start: Tensor, t_start: float) -> DiracSDE:
-        """A copy whose observation is ``x_start`` when none was given and ``t_start = 1``.
+        """The copy a solve from ``(t_start, x_start)`` integrates.
 
-        At ``t = 1`` the state *is* the measurement ``ỹ = y_1`` (the SDP's definition). A solve
-        that starts below 1 without ``observation=`` has no measurement: no data-consistency
-        trace, and guidance is refused.
+        Its observation is ``x_start`` when none was given and ``t_start = 1``: at ``t = 1`` the
+        state *is* the measurement ``ỹ = y_1`` (the SDP's definition). A solve that starts below 1
+        without ``observation=`` has no measurement: no data-consistency trace, and guidance is
+        refused. The copy trusts the loop's times (validated when the solve was planned).
         """
-        if self.observation is not None or t_start != 1.0:
-            if self.guidance is not None and self.observation is None:
-                raise ConfigError(
-                    f"guidance needs the measurement: the solve starts at t={t_start:.6g}, not 1; "
-                    "pass DiracSDE(..., observation=y)"
-                )
-            return self
+        if self.guidance is not None and self.observation is None and t_start != 1.0:
+            raise ConfigError(
+                f"guidance needs the measurement: the solve starts at t={t_start:.6g}, not 1; "
+                "pass DiracSDE(..., observation=y)"
+            )
         bound = copy.copy(self)
-        bound.observation = x_start
+        bound.times_checked = True
+        if self.observation is None and t_start == 1.0:
+            bound.observation = x_start
         return bound
 
-    def observation_rows(self, like: Tensor, index: Tensor | None = None) -> Tensor | None:
-        """The measurement for the rows being stepped (``index``; ``None``: all), or ``None``."""
+    def observation_rows(self, like: Tensor) -> Tensor | None:
+        """The measurement as the state ``like`` (its dtype and device), or ``None``. On a subset
+        of the batch the loop has already restricted the flow to its rows (:meth:`restrict`)."""
         if self.observation is None:
             return None
         obs = self.observation.to(dtype=like.dtype, device=like.device)
-        obs = obs if index is None else obs[index.to(obs.device)]
         if obs.shape != like.shape:
             raise ShapeError(
                 f"observation has shape {tuple(obs.shape)}, the state {tuple(like.shape)}"
@@ -338,8 +302,11 @@ class DiracSDE(SDE):
             return eta.expand(y.shape[0]) if eta.dim() == 0 else eta.reshape(y.shape[0])
         return torch.full((y.shape[0],), self.guidance, dtype=y.dtype, device=y.device)
 
-    def estimate(self, t: Tensor, y: Tensor, observation: Tensor | None = None) -> DiracEstimate:
-        """One predictor evaluation: ``Φ``, the guidance score (if enabled), the residual norm."""
+    def estimate(
+        self, t: Tensor, y: Tensor, observation: Tensor | None = None, *, residual: bool = True
+    ) -> DiracEstimate:
+        """One predictor evaluation: ``Φ``, the guidance score (if enabled) and, with
+        ``residual``, the residual norm ``‖ỹ − A_1(Φ)‖`` (needs the observation)."""
         B = y.shape[0]
         if self.guidance is None or observation is None:
             if self.guidance is not None:
@@ -349,7 +316,7 @@ class DiracSDE(SDE):
                 )
             phi = self.denoise(t, y)
             res = None
-            if observation is not None and self.track_consistency:
+            if observation is not None and residual:
                 r = observation - self.degrade(phi, 1.0)
                 res = torch.linalg.vector_norm(r.reshape(B, -1), dim=1)
             return DiracEstimate(phi, None, res)
@@ -370,61 +337,16 @@ class DiracSDE(SDE):
         else:
             scale = eta / norm.clamp_min(torch.finfo(y.dtype).tiny)
         guid = -bcast(scale, y) * grad
-        return DiracEstimate(phi, guid, norm if self.track_consistency else None)
+        return DiracEstimate(phi, guid, norm if residual else None)
 
     def drift_terms(
-        self, t: Tensor, y: Tensor, observation: Tensor | None = None
+        self, t: Tensor, y: Tensor, observation: Tensor | None = None, *, residual: bool = False
     ) -> tuple[Tensor, DiracEstimate]:
         """The continuous drift ``f(y, t) = ∂_t A_t(Φ) − (dσ²/dt)(s + γ)`` and its estimate."""
-        est = self.estimate(t, y, observation)
-        score = self.score(t, y, est.phi)
-        if est.guidance is not None:
-            score = score + est.guidance
-        dA = self.family.time_derivative(est.phi, _family_time(t))
-        return dA - bcast(self.variance_derivative(t), y) * score, est
+        est = self.estimate(t, y, observation, residual=residual)
+        dA = self.degradation_derivative(est.phi, t)
+        return dA - bcast(self.variance_derivative(t), y) * self.guided_score(t, y, est), est
 
     def drift(self, t: Tensor, y: Tensor) -> Tensor:
         """``f(y, t) = ∂_t A_t(Φ(y, t)) − (dσ_t²/dt)(A_t(Φ(y, t)) − y)/σ_t²`` (plus guidance)."""
         return self.drift_terms(t, y, self.observation_rows(y))[0]
-
-    def reverse_step(
-        self, t: Tensor, y: Tensor, h: Tensor, z: Tensor, observation: Tensor | None = None
-    ) -> tuple[Tensor, DiracEstimate]:
-        """Dirac's discrete reverse step (paper eq. 7) from ``t`` to ``s = t + h`` (``h < 0``).
-
-        ``y_s = y_t + R̂ − (σ_s² − σ_t²)(s_θ(y_t, t) + γ_t) + sqrt(σ_t² − σ_s²) z`` with ``R̂`` the
-        configured incremental reconstruction (eq. 13), ``s_θ`` the score of eq. 11 and ``γ_t``
-        the guidance score (eq. 16–17). One predictor evaluation; returns the new state and the
-        estimate (``Φ``, guidance, residual norm).
-        """
-        s = (t + h).clamp(0.0, 1.0)
-        est = self.estimate(t, y, observation)
-        a_t_phi = self.degrade(est.phi, t)
-        score = self.score(t, y, est.phi, a_t_phi)
-        if est.guidance is not None:
-            score = score + est.guidance
-        r_hat = self.incremental_reconstruction(t, h, est.phi, a_t_phi)
-        dvar = self.sigma2(s) - self.sigma2(t)
-        y_next = y + r_hat - bcast(dvar, y) * score + bcast(dvar.abs().sqrt(), y) * z
-        return y_next, est
-
-    def incremental_reconstruction(
-        self, t: Tensor, h: Tensor, phi: Tensor, a_t_phi: Tensor | None = None
-    ) -> Tensor:
-        """``R̂ ≈ A_{t+h}(x_0) − A_t(x_0)`` from ``Φ`` by the configured estimate (``h < 0``)."""
-        a_t_phi = self.degrade(phi, t) if a_t_phi is None else a_t_phi
-        if self.increment == "look_ahead":
-            return self.degrade(phi, (t + h).clamp(0.0, 1.0)) - a_t_phi
-        if self.increment == "tangent":
-            return bcast(h, phi) * self.family.time_derivative(phi, _family_time(t))
-        sign = torch.sign(h)
-        delta = h.abs().clamp(max=self.small_step)
-        if self.increment == "small_look_ahead":
-            p = t + sign * delta
-        elif self.increment == "look_back":
-            p = t - h
-        else:  # small_look_back
-            p = t - sign * delta
-        p = torch.where((p < 0) | (p > 1), 2 * t - p, p).clamp(0.0, 1.0)
-        ratio = h / (p - t)
-        return bcast(ratio, phi) * (self.degrade(phi, p) - a_t_phi)

@@ -10,6 +10,11 @@ to ``x`` there, so the loop never evaluates it at 0 (docs/math.md §1, "The endp
 A predictor with ``predicts_velocity = True`` and a method ``velocity(x, t)`` (e.g.
 ``training.UNet(velocity=True)``: ``F = x − t·v``) gives the drift ``v`` directly: bounded by
 construction, and without the cancellation of ``(x − F)/t`` at small ``t``.
+
+A conditioned predictor (a class label, a text embedding, a per-image noise level) takes its
+per-sample inputs through ``cond=``: ``InDIFlow(F, cond={"label": labels})`` calls
+``F(x, t, label=labels[rows])`` with the rows being stepped (a tensor ``cond`` is passed as a third
+positional argument).
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from flowrestore.errors import ShapeError, describe
-from flowrestore.flows.base import ResidualFlow, batch_time, check_output
-from flowrestore.grids import Spacing, StartRefined
+from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
 
 __all__ = ["InDIFlow"]
 
@@ -34,15 +38,21 @@ class InDIFlow(ResidualFlow):
             shape ``[B, ...]`` and ``t`` a tensor of shape ``[B]`` (per-sample time, state dtype).
         observation: the degraded batch ``y`` (used by the naive and Cold-Diffusion samplers);
             default: the solve's start state when the solve starts at ``t = 1`` (``x_1 = y``).
-        check_outputs: validate shape, dtype and device of every predictor output (metadata
-            only: no host synchronisation).
+        cond: per-sample conditioning passed to every call: a dict of tensors (keyword
+            arguments ``predictor(x, t, **cond)``) or one tensor (``predictor(x, t, cond)``),
+            each with a leading batch dimension (or 0-d); the loop passes the rows it steps.
+        check_outputs: validate shape, dtype and device of every predictor output and refuse a
+            predictor that modifies ``x`` in place (metadata only: no host synchronisation).
     """
+
+    per_sample_fields = ("observation", "cond")
 
     def __init__(
         self,
-        predictor: Callable[[Tensor, Tensor], Tensor],
+        predictor: Callable[..., Tensor],
         *,
         observation: Tensor | None = None,
+        cond: Tensor | dict[str, Tensor] | None = None,
         check_outputs: bool = True,
     ):
         if not callable(predictor):
@@ -51,8 +61,10 @@ class InDIFlow(ResidualFlow):
             )
         if observation is not None and not isinstance(observation, Tensor):
             raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
+        check_cond(cond, None)
         self.predictor = predictor
         self.observation = observation
+        self.cond = cond
         self.check_outputs = check_outputs
         self._velocity = (
             predictor.velocity if getattr(predictor, "predicts_velocity", False) else None
@@ -85,26 +97,28 @@ class InDIFlow(ResidualFlow):
 
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """``F(x, t)``, the predictor's clean-image estimate."""
-        out = self.predictor(x, batch_time(t, x))
-        return check_output("predictor", out, x) if self.check_outputs else out
+        return call_user(
+            "predictor",
+            self.predictor,
+            x,
+            (x, batch_time(t, x)),
+            self.cond,
+            check=self.check_outputs,
+        )
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """Clean-image estimate ``F(x, t)`` (the Euler step from ``t`` onto 0)."""
         return self.predict(t, x)
 
-    def default_spacing(self) -> Spacing:
-        """``StartRefined(rho=2)`` with a closing pair: the few-step grid of InDI's flows.
-
-        Learned restoration predictors change fastest near the degraded end ``t = 1``, where
-        this grid's steps are smallest; the closing pair (two close points just above ``t = 0``)
-        feeds the multistep solvers' extrapolation onto 0. Chosen on the validation photos of
-        ``benchmarks/fewnfe.py`` (issue 16; the test photos chose nothing).
-        """
-        return StartRefined(rho=2.0, closing_pair=True)
-
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
         """``(x − F(x, t)) / t``, or the predictor's own velocity ``v(x, t)`` if it has one."""
         if self._velocity is None:
             return super().velocity(t, x)
-        out = self._velocity(x, batch_time(t, x))
-        return check_output("predictor.velocity", out, x) if self.check_outputs else out
+        return call_user(
+            "predictor.velocity",
+            self._velocity,
+            x,
+            (x, batch_time(t, x)),
+            self.cond,
+            check=self.check_outputs,
+        )

@@ -1,7 +1,7 @@
-"""The integration loop (:func:`solve`), its context, drivers and endpoint rule; grids, noise
+"""The integration loop (:func:`solve`), its endpoint rule and state merging; grids, noise
 sources and controllers are re-exported here for convenience."""
 
-from flowrestore.controllers import FixedGrid, PIController, StepController
+from flowrestore.controllers import FixedGrid, PIController, PIDController, StepController
 from flowrestore.grids import (
     Fitted,
     Power,
@@ -11,7 +11,6 @@ from flowrestore.grids import (
     check_grid,
     make_grid,
 )
-from flowrestore.integrate.context import StepContext
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
 from flowrestore.integrate.solve import solve
@@ -24,13 +23,13 @@ __all__ = [
     "GeneratorNoise",
     "NoiseSource",
     "PIController",
+    "PIDController",
     "PerSampleNoise",
     "Power",
     "Solution",
     "Spacing",
     "StartRefined",
     "Stats",
-    "StepContext",
     "StepController",
     "Uniform",
     "check_grid",

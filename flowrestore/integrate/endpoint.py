@@ -24,18 +24,16 @@ ends at 0, **nothing is evaluated at 0**:
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
 
-**Default grids** for ``steps=N``: the flow declares its few-step grid
-(:meth:`~flowrestore.flows.Flow.default_spacing`: InDI's :class:`~flowrestore.StartRefined`, a
-diffusion model's :class:`~flowrestore.grids.NoiseLevels`; ``None`` — an ``ODEFlow`` — is
-:class:`~flowrestore.Uniform`); solvers choose no grid. The one rule on top is for a method of
-order ``p`` that lands on a singular end by the denoising step, whose error ``O(t_stop²)`` would
-otherwise dominate its few-step solves (InDI's start-refined grid ends on an ``O(1/N)`` step:
-Heun with 3 steps lands from ``t = 0.56``): its last positive point must be
-``O(N^{−(p+1)/2})``, so that the landing error is ``o(N^{−p})`` and the method keeps its order
-``p`` at ``t = 0``. When the flow's grid shrinks its last interval more slowly, like ``N^{−e}``
-(:attr:`~flowrestore.grids.Spacing.end_exponent`: ``e = 1`` for InDI's grid, ``2`` for a
-diffusion model's), the rule refines its end, ``EndRefined(ρ = (p + 1)/(2e))``: Heun and RK4
-on InDI get ``ρ = 1.5`` and ``2.5``, RK4 on a diffusion model ``1.25``; Heun there needs none.
+**Default grids** for ``steps=N``, first match: the flow's own
+:meth:`~flowrestore.flows.Flow.default_spacing` (a diffusion model's
+:class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid); the solver's
+:meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve
+lands on a singular end by the denoising step, ``Power(ρ = max(1, p/2))`` — its last step
+``t_{N−1} = O(N^{−ρ})`` makes the denoising error ``O(N^{−2ρ}) = O(N^{−p})``, so each solver keeps
+its declared order ``p`` at ``t = 0``; else uniform. The same rule refines a declared grid whose
+last interval shrinks more slowly, like ``N^{−e}`` with ``0 < e < p/2``
+(:attr:`~flowrestore.grids.Spacing.end_exponent`): ``EndRefined(ρ = p/(2e))`` (Dopri5 on a
+diffusion model's ``e = 2``); ``e = 0`` is a deliberate floor (EDM's ``σ_min``), laid as declared.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from flowrestore.flows.base import Flow
-from flowrestore.grids import EndRefined, Spacing, Uniform
+from flowrestore.grids import EndRefined, Power, Spacing, Uniform
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import ReciprocalState, reciprocal_landing
 
@@ -75,8 +73,11 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The spacing ``steps=N`` uses when none is given (module docstring)."""
-    own = flow.default_spacing() or Uniform()
-    need = (solver.order + 1) / 2  # last positive point O(N^{-(p+1)/2}): landing o(N^{-p})
-    if singular_end(flow, t_end) and lands_by_denoising(solver, flow) and need > own.end_exponent:
-        return EndRefined(own, rho=need / own.end_exponent)
+    own = flow.default_spacing() or solver.default_spacing(flow)
+    landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
+    if own is None:
+        return Power(rho=solver.order / 2) if landing and solver.order > 2 else Uniform()
+    e = own.end_exponent  # 0: a deliberate floor (EDM's σ_min), laid as declared
+    if landing and 0 < e < solver.order / 2:
+        return EndRefined(own, rho=solver.order / (2 * e))
     return own

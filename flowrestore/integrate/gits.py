@@ -24,11 +24,11 @@ import torch
 from torch import Tensor
 
 from flowrestore.flows.base import Flow, ResidualFlow, batch_time
-from flowrestore.integrate.context import StepContext
 from flowrestore.integrate.endpoint import land
 from flowrestore.integrate.solve import solve
 from flowrestore.integrate.state import select_rows
 from flowrestore.noise import GeneratorNoise
+from flowrestore.solvers.base import Context
 
 __all__ = ["SymbolicCost", "dp_path", "local_search", "symbolic_cost"]
 
@@ -125,7 +125,7 @@ class SymbolicCost:
     def _steps(self, k: Tensor, i: Tensor | None, j: Tensor) -> Tensor:
         """Symbolic steps ``t_k → t_i → t_j`` (``i=None``: one step ``t_k → t_j``) from ``X_k``."""
         g = self.grid_t
-        ctx = StepContext(noise=GeneratorNoise(None))
+        ctx = Context(noise=GeneratorNoise(None))
         x, state = self.solver.init(self.fake, g[k], self._units(k), ctx)
         t = g[k]
         if i is not None:

@@ -7,13 +7,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-SUCCESS, MAX_STEPS, UNDERFLOW, NONFINITE = 0, 1, 2, 3
-STATUS_NAMES = {
-    SUCCESS: "success",
-    MAX_STEPS: "max_steps_reached",
-    UNDERFLOW: "step_size_underflow",
-    NONFINITE: "non_finite",
-}
+from flowrestore.errors import MAX_STEPS, NONFINITE, STATUS_NAMES, SUCCESS, UNDERFLOW
+
+__all__ = [
+    "MAX_STEPS",
+    "NONFINITE",
+    "STATUS_NAMES",
+    "SUCCESS",
+    "UNDERFLOW",
+    "Solution",
+    "Stats",
+    "make_stats",
+]
 
 
 @dataclass
@@ -29,11 +34,6 @@ class Stats:
     steps: Tensor
     rejected: Tensor
     status: Tensor
-
-    @property
-    def accepted(self) -> Tensor:
-        """Accepted steps (alias of ``steps``)."""
-        return self.steps
 
     def summary(self) -> dict[str, float]:
         """Mean and max NFE and steps over the batch."""

@@ -1,11 +1,14 @@
-"""Row selection and merging of solver state, for per-sample step control.
+"""Row selection and merging of solver state and of the loop's state, for per-sample control.
 
 A solver's state is ``None``, a tensor, a (frozen) dataclass, or a tuple/list of these. The loop
-never looks inside it except through these two functions:
+never looks inside it except through these functions:
 
-* :func:`select_rows` — the state of the rows being stepped;
+* :func:`~flowrestore.flows.base.select_rows` — the state of the rows being stepped (the same
+  rule :meth:`Flow.restrict <flowrestore.flows.Flow.restrict>` applies to a flow's per-sample
+  fields);
 * :func:`merge_rows` — after a step, take the new state where the step was accepted and the old
-  one elsewhere, writing it back into the full batch's rows.
+  one elsewhere, writing it back into the full batch's rows;
+* :func:`merge_x` — the same for the integrated state itself, in place when the loop owns it.
 
 Tensors with a leading batch dimension are per-sample; 0-d tensors are shared by every sample
 (a fixed grid's times) and pass through, as does any other object.
@@ -18,35 +21,21 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from flowrestore.flows.base import bcast
+from flowrestore.flows.base import bcast, select_rows
 
-__all__ = ["merge_rows", "select_rows"]
+__all__ = ["merge_rows", "merge_x", "select_rows"]
 
 
 def _fields(state):
     return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
 
 
-def select_rows(state, rows: Tensor | None):
-    """The part of ``state`` that belongs to the batch rows ``rows`` (``None``: all rows)."""
-    if rows is None or state is None:
-        return state
-    if isinstance(state, Tensor):
-        return state if state.dim() == 0 else state[rows]
-    if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(
-            state, **{k: select_rows(v, rows) for k, v in _fields(state).items()}
-        )
-    if isinstance(state, (tuple, list)):
-        return type(state)(select_rows(v, rows) for v in state)
-    return state
-
-
 def merge_rows(full, new, accept: Tensor | None, rows: Tensor | None):
     """``full`` with rows ``rows`` replaced by ``new`` where ``accept`` (a ``[len(rows)]`` mask).
 
-    ``accept=None`` accepts every row; ``rows=None`` means every row of the batch. Returns the
-    merged state (tensors of ``full`` are not modified in place).
+    ``accept=None`` accepts every row; ``rows=None`` means every row of the batch. Rejected rows
+    keep ``full``'s values. Returns the merged state (tensors of ``full`` are not modified in
+    place).
     """
     if accept is None and rows is None:
         return new
@@ -72,3 +61,17 @@ def merge_rows(full, new, accept: Tensor | None, rows: Tensor | None):
     if isinstance(new, (tuple, list)):
         return type(new)(merge_rows(o, v, accept, rows) for o, v in zip(full, new, strict=True))
     return new
+
+
+def merge_x(x: Tensor, x_new: Tensor, accept: Tensor | None, rows: Tensor | None) -> Tensor:
+    """``x`` with the stepped ``rows`` set to ``x_new`` where accepted, written into ``x`` in place
+    for a subset of rows (the caller owns ``x``: :func:`flowrestore.integrate.loop.run` copies the
+    start state before the first such write)."""
+    if accept is None and rows is None:
+        return x_new
+    old = x if rows is None else x[rows]
+    part = x_new if accept is None else torch.where(bcast(accept, x_new), x_new, old)
+    if rows is None:
+        return part
+    x[rows] = part
+    return x

@@ -31,6 +31,10 @@ log-likelihood per pixel ``mean_j r_j² / (2σ²) + log σ``, so a blind ``σ`` 
   gradient with respect to ``φ`` is exact in both modes (``H_φ`` is applied with autograd on).
 
 The result says which was used (:attr:`InversionResult.gradient`).
+
+**Latent.** The sphere ``‖z‖ = sqrt(d)`` is where a standard normal ``z`` lives; ``Ψ`` starts from
+the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (``flow.latent_std``):
+``x_T = ε`` for a diffusion model, ``x_1 = ε`` for flow matching, ``σ_max ε`` for an EDM denoiser.
 """
 
 from __future__ import annotations
@@ -38,19 +42,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from flowrestore.degradations.blind import BlindOperator, Param
+from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing
 from flowrestore.integrate.solve import solve
+from flowrestore.inversion.objective import Objective, positive_number
+from flowrestore.inversion.records import (
+    Evaluation,
+    InversionResult,
+    IterationState,
+    stack_history,
+)
 from flowrestore.solvers.base import Solver
 
-__all__ = ["BlindInversion", "InversionResult", "project_sphere"]
+__all__ = ["BlindInversion", "project_sphere", "tangent_"]
 
 _GRADIENTS = ("exact", "detached")
 _SCHEDULES = ("constant", "cosine")
@@ -74,53 +84,6 @@ def tangent_(g: Tensor, z: Tensor) -> Tensor:
         )
         g.copy_((gf - coef * zf).reshape(g.shape))
     return g
-
-
-@dataclass
-class InversionResult:
-    """Outcome of :meth:`BlindInversion.run`.
-
-    Attributes:
-        x: the restoration ``Ψ(z)`` at the final latent, ``[B, *image_shape]``.
-        latent: the final latent ``z`` (on the sphere ``‖z_i‖ = sqrt(d)``).
-        params: final value of every unknown, ``[B, *event]`` (``event`` when shared).
-        history: per iteration (row ``k`` = after ``k`` updates, ``iterations + 1`` rows):
-            ``"loss"`` (the objective) and ``"mse"`` (mean squared residual), ``[K+1, B]``, and
-            every parameter, ``[K+1, B, *event]``.
-        loss: final objective ``[B]``; ``mse``: final mean squared residual ``[B]``.
-        prediction: ``H_φ(Ψ(z))`` at the end (compare with the observation).
-        gradient: ``"exact"`` or ``"detached"`` — which gradient the latent received.
-        iterations, nfe (predictor evaluations, all iterations), time_s (wall clock).
-    """
-
-    x: Tensor
-    latent: Tensor
-    params: dict[str, Tensor]
-    history: dict[str, Tensor]
-    loss: Tensor
-    mse: Tensor
-    prediction: Tensor
-    gradient: str
-    iterations: int
-    nfe: int
-    time_s: float
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def residual_rms(self) -> Tensor:
-        """Root-mean-square data residual per image (compare with the noise level)."""
-        return self.mse.sqrt()
-
-
-def _positive(value, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{name} must be a positive finite number, got {describe(value)}")
-    return float(value)
 
 
 class BlindInversion:
@@ -147,6 +110,9 @@ class BlindInversion:
             (a prior on ``φ``); ``params`` maps keys to the current values.
         schedule: ``"constant"`` learning rates (BIRD) or ``"cosine"`` decay to 0.
         betas: Adam's betas.
+        tangent_gradient: remove the latent gradient's component along ``z`` (the sphere's normal).
+        latent_std: ``Ψ`` starts from ``latent_std · z`` (module docstring); default: the flow's
+            ``latent_std``, or 1 if it declares none (InDI trained on unit noise).
     """
 
     def __init__(
@@ -167,6 +133,7 @@ class BlindInversion:
         schedule: str = "constant",
         betas: tuple[float, float] = (0.9, 0.999),
         tangent_gradient: bool = True,
+        latent_std: float | None = None,
     ):
         if not isinstance(flow, Flow):
             raise TypeError(
@@ -188,8 +155,6 @@ class BlindInversion:
             raise ConfigError(f"gradient must be one of {_GRADIENTS}, got {describe(gradient)}")
         if schedule not in _SCHEDULES:
             raise ConfigError(f"schedule must be one of {_SCHEDULES}, got {describe(schedule)}")
-        if regularizer is not None and not callable(regularizer):
-            raise ConfigError(f"regularizer must be callable or None, got {describe(regularizer)}")
         if not (
             isinstance(betas, (tuple, list))
             and len(betas) == 2
@@ -199,88 +164,43 @@ class BlindInversion:
         self.flow, self.solver = flow, solver
         self.solve_kwargs = {"steps": steps, "grid": grid, "spacing": spacing}
         self.iterations = iterations
-        self.lr_latent = _positive(lr_latent, "lr_latent")
-        self.lr_degradation = _positive(lr_degradation, "lr_degradation")
+        self.lr_latent = positive_number(lr_latent, "lr_latent")
+        self.lr_degradation = positive_number(lr_degradation, "lr_degradation")
         self.gradient = gradient
         self.schedule = schedule
         self.betas = tuple(float(b) for b in betas)
-        self.regularizer = regularizer
         if not isinstance(tangent_gradient, bool):
             raise ConfigError(f"tangent_gradient must be a bool, got {describe(tangent_gradient)}")
         self.tangent_gradient = tangent_gradient
-        self.ops = self._parse_degradation(degradation)
-        self.noise_std = self._parse_noise(noise_std)
-        self.unknowns = self._collect_unknowns()
+        declared = getattr(flow, "latent_std", 1.0) if latent_std is None else latent_std
+        self.latent_std = positive_number(declared, "latent_std")
+        self.objective = Objective(degradation, noise_std=noise_std, regularizer=regularizer)
 
-    # ------------------------------------------------------------------ configuration
-    @staticmethod
-    def _parse_degradation(degradation) -> tuple:
-        ops = tuple(degradation) if isinstance(degradation, (list, tuple)) else (degradation,)
-        if not ops:
-            raise ConfigError("degradation must be an operator or a non-empty sequence of them")
-        for i, op in enumerate(ops):
-            if isinstance(op, Param):
-                raise ConfigError(
-                    f"degradation[{i}] is a bare Param; pass it as an operator argument, e.g. "
-                    "BlindOperator(GaussianBlur, width=Param(...))"
-                )
-            if not (isinstance(op, BlindOperator) or callable(op)):
-                raise ConfigError(
-                    f"degradation must be an operator, a callable x -> y, or a sequence of them; "
-                    f"item {i} is {describe(op)}"
-                )
-        return ops
+    @property
+    def unknowns(self) -> dict[str, tuple[int | None, str, Param]]:
+        """Each unknown's key → ``(operator index or None, argument, Param)``."""
+        return self.objective.unknowns
 
-    @staticmethod
-    def _parse_noise(noise_std):
-        if noise_std is None or isinstance(noise_std, Param):
-            if isinstance(noise_std, Param) and noise_std.event_shape != ():
-                raise ConfigError(f"noise_std Param must be a scalar, got {noise_std!r}")
-            if (
-                isinstance(noise_std, Param)
-                and noise_std.constraint != "positive"
-                and (noise_std.bounds is None or noise_std.bounds[0] <= 0)
-            ):
-                raise ConfigError(
-                    f"noise_std Param must stay positive: use constraint='positive' or bounds "
-                    f"with lo > 0, got {noise_std!r}"
-                )
-            return noise_std
-        return _positive(noise_std, "noise_std")
-
-    def _collect_unknowns(self) -> dict[str, tuple[int | None, str, Param]]:
-        found: dict[str, tuple[int | None, str, Param]] = {}
-        entries = [
-            (i, arg, p)
-            for i, op in enumerate(self.ops)
-            if isinstance(op, BlindOperator)
-            for arg, p in op.params.items()
-        ]
-        if isinstance(self.noise_std, Param):
-            entries.append((None, "noise_std", self.noise_std))
-        for i, arg, p in entries:
-            key = p.name or arg
-            if key in found:
-                raise ConfigError(
-                    f"two unknowns are both called {key!r}; give them distinct names with "
-                    f"Param(..., name=...)"
-                )
-            found[key] = (i, arg, p)
-        return found
+    def forward(self, x: Tensor, values: dict[str, Tensor]) -> Tensor:
+        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in the result's ``params``)."""
+        return self.objective.forward(x, values)
 
     # ------------------------------------------------------------------ pieces
+    def start(self, z: Tensor) -> Tensor:
+        """The start state of ``Ψ`` for the latent ``z``: ``latent_std · z``."""
+        return z if self.latent_std == 1.0 else self.latent_std * z
+
     def generate(self, z: Tensor, *, differentiable: bool = False) -> Tensor:
         """``Ψ(z)``: the few-step solve of the flow from the latent ``z``."""
+        x_start = self.start(z)
         return solve(
-            self.flow, self.solver, z, differentiable=differentiable, **self.solve_kwargs
+            self.flow, self.solver, x_start, differentiable=differentiable, **self.solve_kwargs
         ).x
 
-    def _psi(self, z: Tensor) -> tuple[Tensor, int]:
-        sol = solve(
-            self.flow, self.solver, z, differentiable=self.gradient == "exact", **self.solve_kwargs
-        )
+    def _psi(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        exact, x_start = self.gradient == "exact", self.start(z)
+        sol = solve(self.flow, self.solver, x_start, differentiable=exact, **self.solve_kwargs)
         x = sol.x
-        nfe = int(sol.stats.nfe.max())
         if self.gradient == "detached":
             if x.shape != z.shape:
                 raise ShapeError(
@@ -288,41 +208,7 @@ class BlindInversion:
                     f"shape: latent {tuple(z.shape)}, image {tuple(x.shape)}"
                 )
             x = x.detach() + (z - z.detach())
-        return x, nfe
-
-    def forward(self, x: Tensor, values: dict[str, Tensor]) -> Tensor:
-        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in the result's ``params``)."""
-        for i, op in enumerate(self.ops):
-            if isinstance(op, BlindOperator):
-                kw = {arg: values[key] for key, (j, arg, _) in self.unknowns.items() if j == i}
-                op = op.materialize(**kw)
-            x = op(x)
-        return x
-
-    def _objective(self, y: Tensor, pred: Tensor, values: dict[str, Tensor]):
-        if pred.shape != y.shape:
-            raise ShapeError(
-                f"the degradation maps images to shape {tuple(pred.shape)} but the observation y "
-                f"has shape {tuple(y.shape)}; pass image_shape= if Ψ's images differ from y in size"
-            )
-        mse = (pred - y).reshape(y.shape[0], -1).square().mean(dim=1)
-        if self.noise_std is None:
-            loss = mse
-        else:
-            s = (
-                values["noise_std"]
-                if isinstance(self.noise_std, Param)
-                else torch.as_tensor(self.noise_std, dtype=y.dtype, device=y.device)
-            )
-            loss = mse / (2 * s * s) + torch.log(s)
-        if self.regularizer is not None:
-            reg = self.regularizer(values)
-            if not isinstance(reg, Tensor) or reg.shape not in ((), (y.shape[0],)):
-                raise ShapeError(
-                    f"regularizer must return a scalar or [B] tensor, got {describe(reg)}"
-                )
-            loss = loss + reg
-        return loss, mse
+        return x, sol.stats.nfe.max()
 
     def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor]):
         """Objective and the gradients the optimiser receives (latent: tangent if configured)."""
@@ -330,7 +216,7 @@ class BlindInversion:
         with torch.enable_grad():
             x, nfe = self._psi(z)
             pred = self.forward(x, values)
-            loss, mse = self._objective(y, pred, values)
+            loss, mse = self.objective(y, pred, values)
             leaves = [z, *values.values()]
             grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
         grads = [
@@ -341,14 +227,16 @@ class BlindInversion:
         if self.tangent_gradient:
             tangent_(g_z, z)
         g_params = dict(zip(values, grads[1:], strict=True))
-        out = {
-            "x": x.detach(),
-            "prediction": pred.detach(),
-            "loss": loss.detach(),
-            "mse": mse.detach(),
-            "nfe": nfe,
-        }
-        return g_z, g_params, out
+        ev = Evaluation(x.detach(), pred.detach(), loss.detach(), mse.detach(), nfe.detach())
+        return g_z, g_params, ev
+
+    def _final(self, y: Tensor, z: Tensor, values: dict[str, Tensor]) -> Evaluation:
+        """The objective at the last iterate, without gradients (its solve is counted too)."""
+        with torch.no_grad():
+            sol = solve(self.flow, self.solver, self.start(z.detach()), **self.solve_kwargs)
+            pred = self.forward(sol.x, values)
+            loss, mse = self.objective(y, pred, values)
+        return Evaluation(sol.x, pred, loss, mse, sol.stats.nfe.max())
 
     def gradients(
         self, y: Tensor, latent: Tensor, params: dict[str, Tensor]
@@ -377,7 +265,7 @@ class BlindInversion:
         params: dict | None = None,
         image_shape: Sequence[int] | None = None,
         progress: bool = False,
-        callback: Callable[[int, InversionResult | dict], None] | None = None,
+        callback: Callable[[int, IterationState], None] | None = None,
     ) -> InversionResult:
         """Invert the batch of observations ``y`` ``[B, ...]``.
 
@@ -389,30 +277,65 @@ class BlindInversion:
                 ``[B, *event]`` (or broadcastable to it); must satisfy the Param's constraints.
             image_shape: shape of one image of ``Ψ`` (default ``y.shape[1:]``; needed when ``H``
                 changes the size, e.g. down-sampling).
-            progress: tqdm bar over iterations.
-            callback: ``callback(k, state)`` after update ``k`` with ``state`` a dict of
-                ``"latent"``, ``"params"``, ``"loss"`` (detached).
+            progress: tqdm bar over iterations (reads the mean loss once per iteration).
+            callback: ``callback(k, state)`` after update ``k`` with an :class:`IterationState`
+                (``latent``, ``loss``, ``params``; detached).
+
+        Besides the solves ``Ψ(z)`` (``fr.solve``'s own planning), an iteration reads no device
+        value except for the progress bar; the evaluation counts (every solve's, the final one
+        included) are read once, after the last iteration.
         """
         t0 = time.perf_counter()
-        if not isinstance(y, Tensor) or not torch.is_floating_point(y) or y.dim() < 2:
-            raise ShapeError(f"y must be a floating-point batch [B, ...], got {describe(y)}")
-        if not bool(torch.isfinite(y).all()):
-            raise ConfigError(f"y must be finite, got {describe(y)}")
+        _check_observation(y)
+        z = self._initial_latent(y, generator, latent, image_shape)
+        values = self._initial_values(y, params)
+        opt, sched = self._optimizer(z, values)
+        rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
+        bar = self._progress_bar() if progress else None
+        for k in range(self.iterations):
+            g_z, g_params, ev = self._evaluate(y, z, values)
+            rows.append((ev, {key: v.detach().clone() for key, v in values.items()}))
+            self._update(opt, sched, z, values, g_z, g_params)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(ev.loss.mean()):.3g}")
+            if callback is not None:
+                state = {key: v.detach() for key, v in values.items()}
+                callback(k + 1, IterationState(z.detach(), ev.loss, state))
+        if bar is not None:
+            bar.close()
+        final = self._final(y, z, values)
+        rows.append((final, {key: v.detach().clone() for key, v in values.items()}))
+        return InversionResult(
+            x=final.x,
+            latent=z.detach(),
+            params={key: v.detach() for key, v in values.items()},
+            history=stack_history(rows, list(values)),
+            loss=final.loss,
+            mse=final.mse,
+            prediction=final.prediction,
+            gradient=self.gradient,
+            iterations=self.iterations,
+            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows]).sum()),
+            time_s=time.perf_counter() - t0,
+        )
+
+    def _initial_latent(self, y, generator, latent, image_shape) -> Tensor:
+        """``z`` on the sphere, a leaf requiring grad: drawn from ``generator`` or given."""
         b, dtype, device = y.shape[0], y.dtype, y.device
         shape = tuple(y.shape[1:]) if image_shape is None else tuple(int(s) for s in image_shape)
         if latent is None:
-            z = torch.randn(
-                (b, *shape),
-                generator=generator,
-                dtype=dtype,
-                device=device if generator is None else generator.device,
-            )
+            where = device if generator is None else generator.device
+            z = torch.randn((b, *shape), generator=generator, dtype=dtype, device=where)
             z = z.to(device)
         else:
             if not isinstance(latent, Tensor) or tuple(latent.shape) != (b, *shape):
                 raise ShapeError(f"latent must have shape {(b, *shape)}, got {describe(latent)}")
             z = latent.detach().to(device=device, dtype=dtype).clone()
-        z = project_sphere(z).requires_grad_(True)
+        return project_sphere(z).requires_grad_(True)
+
+    def _initial_values(self, y: Tensor, params: dict | None) -> dict[str, Tensor]:
+        """Every unknown's starting leaf: the user's value (checked) or its Param's init."""
         params = {} if params is None else dict(params)
         unknown_keys = set(params) - set(self.unknowns)
         if unknown_keys:
@@ -420,6 +343,7 @@ class BlindInversion:
                 f"params has keys {sorted(unknown_keys)} that are not unknowns; the unknowns are "
                 f"{sorted(self.unknowns)}"
             )
+        b, dtype, device = y.shape[0], y.dtype, y.device
         values: dict[str, Tensor] = {}
         for key, (_, _, p) in self.unknowns.items():
             v = (
@@ -428,6 +352,10 @@ class BlindInversion:
                 else p.initial(b, dtype=dtype, device=device)
             )
             values[key] = v.requires_grad_(True)
+        return values
+
+    def _optimizer(self, z: Tensor, values: dict[str, Tensor]):
+        """Adam over the latent and every unknown (each its own rate), and the rate schedule."""
         groups = [{"params": [z], "lr": self.lr_latent}]
         for key, (_, _, p) in self.unknowns.items():
             groups.append({"params": [values[key]], "lr": p.lr or self.lr_degradation})
@@ -437,70 +365,35 @@ class BlindInversion:
             if self.schedule == "cosine"
             else None
         )
-        hist: dict[str, list[Tensor]] = {"loss": [], "mse": [], **{k: [] for k in values}}
-        nfe = 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        return opt, sched
 
-            bar = tqdm(total=self.iterations, desc=f"BIRD ({self.gradient})", leave=False)
-        for k in range(self.iterations + 1):
-            if k == self.iterations:
-                with torch.no_grad():
-                    x = self.generate(z.detach())
-                    pred = self.forward(x, values)
-                    loss, mse = self._objective(y, pred, values)
-            else:
-                g_z, g_params, out = self._evaluate(y, z, values)
-                x, pred, loss, mse = out["x"], out["prediction"], out["loss"], out["mse"]
-                nfe += out["nfe"]
-            hist["loss"].append(loss.detach().clone())
-            hist["mse"].append(mse.detach().clone())
-            for key, v in values.items():
-                hist[key].append(v.detach().clone())
-            if k == self.iterations:
-                break
-            z.grad = g_z
-            for key, v in values.items():
-                v.grad = g_params[key]
-            opt.step()
-            if sched is not None:
-                sched.step()
-            project_sphere(z)
-            for key, (_, _, p) in self.unknowns.items():
-                p.project(values[key])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach().mean()):.3g}")
-            if callback is not None:
-                callback(
-                    k + 1,
-                    {
-                        "latent": z.detach(),
-                        "loss": loss.detach(),
-                        "params": {kk: v.detach() for kk, v in values.items()},
-                    },
-                )
-        if bar is not None:
-            bar.close()
-        history = {k: torch.stack(v) for k, v in hist.items()}
-        return InversionResult(
-            x=x.detach(),
-            latent=z.detach(),
-            params={k: v.detach() for k, v in values.items()},
-            history=history,
-            loss=loss.detach(),
-            mse=mse.detach(),
-            prediction=pred.detach(),
-            gradient=self.gradient,
-            iterations=self.iterations,
-            nfe=nfe,
-            time_s=time.perf_counter() - t0,
-        )
+    def _update(self, opt, sched, z, values, g_z, g_params) -> None:
+        """One projected Adam step: the gradients in, the step, then back onto the valid sets."""
+        z.grad = g_z
+        for key, v in values.items():
+            v.grad = g_params[key]
+        opt.step()
+        if sched is not None:
+            sched.step()
+        project_sphere(z)
+        for key, (_, _, p) in self.unknowns.items():
+            p.project(values[key])
+
+    def _progress_bar(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.iterations, desc=f"BIRD ({self.gradient})", leave=False)
 
     def __repr__(self) -> str:
         return (
             f"BlindInversion(solver={self.solver!r}, steps={self.solve_kwargs['steps']}, "
-            f"degradation={list(self.ops)!r}, gradient={self.gradient!r}, "
+            f"degradation={list(self.objective.ops)!r}, gradient={self.gradient!r}, "
             f"iterations={self.iterations})"
         )
+
+
+def _check_observation(y) -> None:
+    if not isinstance(y, Tensor) or not torch.is_floating_point(y) or y.dim() < 2:
+        raise ShapeError(f"y must be a floating-point batch [B, ...], got {describe(y)}")
+    if not bool(torch.isfinite(y).all()):
+        raise ConfigError(f"y must be finite, got {describe(y)}")

@@ -7,7 +7,12 @@ They are the ground truth for the solver tests, examples and benchmarks (docs/ma
 - :class:`DiracMixture` — mixture of Dirac masses, any linear degradation (InDI §2c, Dirac §4);
 - :class:`GaussianGenerativeOracle` — Gaussian prior from a noise latent (BIRD, docs/math.md §5);
 - :class:`GaussianDiffusionOracle` — the exact ε/v/x₀ model of a Gaussian prior under a diffusion
-  schedule, a ``model(x, timestep)`` for :class:`~flowrestore.DiffusionFlow` (docs/math.md §8).
+  schedule, a ``model(x, timestep)`` for :class:`~flowrestore.DiffusionFlow` (docs/math.md §8);
+- :class:`GaussianFlowMatchingOracle` / :class:`GaussianDenoiserOracle` — the exact rectified-flow
+  velocity and EDM denoiser of a Gaussian prior, for :class:`~flowrestore.FlowMatchingFlow` and
+  :class:`~flowrestore.DenoiserFlow` (docs/math.md §9);
+- :class:`LinearGaussianPosterior` — the closed-form posterior of a Gaussian prior under a linear
+  measurement diagonal in a known basis, the ground truth of guided restoration (docs/math.md §10).
 
 The first three expose ``posterior_mean(x_t, t)`` (also as ``.predictor`` and ``__call__``), usable
 directly as a clean-image predictor, e.g. ``fr.InDIFlow(oracle.posterior_mean)``; the diffusion
@@ -15,13 +20,18 @@ oracle is called like a diffusers model, ``fr.DiffusionFlow(oracle, alphas_cumpr
 """
 
 from flowrestore.oracles.diffusion import GaussianDiffusionOracle
+from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
 from flowrestore.oracles.gaussian import GaussianOracle
 from flowrestore.oracles.generative import GaussianGenerativeOracle
 from flowrestore.oracles.mixture import DiracMixture
+from flowrestore.oracles.posterior import LinearGaussianPosterior
 
 __all__ = [
     "DiracMixture",
+    "GaussianDenoiserOracle",
     "GaussianDiffusionOracle",
+    "GaussianFlowMatchingOracle",
     "GaussianGenerativeOracle",
     "GaussianOracle",
+    "LinearGaussianPosterior",
 ]

@@ -57,8 +57,9 @@ def check_alphas_cumprod(alphas_cumprod, name: str = "alphas_cumprod") -> Tensor
         raise ConfigError(f"{name} must be 1-D with at least 2 entries, got {describe(table)}")
     if not bool(((table > 0) & (table < 1)).all()):
         raise ConfigError(
-            f"{name} must lie strictly inside (0, 1) (ᾱ = 0 is an infinite noise level, ᾱ = 1 "
-            f"no noise), got values from {table.min().item():.6g} to {table.max().item():.6g}"
+            f"{name} must lie strictly inside (0, 1) (ᾱ = 0 is an infinite noise level, as in a "
+            f"zero-terminal-SNR schedule; ᾱ = 1 no noise), got values from "
+            f"{table.min().item():.6g} to {table.max().item():.6g}"
         )
     if not bool((table.diff() < 0).all()):
         k = int((table.diff() >= 0).nonzero()[0])

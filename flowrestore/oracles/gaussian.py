@@ -107,19 +107,6 @@ class GaussianOracle(PosteriorOracle):
     def _params(self, like: torch.Tensor):
         return self.mean.to(like), self.std.to(like), self.h.to(like)
 
-    def marginal_std(self, t: TimeLike, *, like: torch.Tensor | None = None) -> torch.Tensor:
-        """Standard deviation ``s_t = sqrt(h_t² σ_c² + t² σ²)`` of ``x_t``, shape ``[B, *event]``.
-
-        ``t`` as in :meth:`posterior_mean`; ``like`` fixes dtype, device and batch
-        (default: float64, one sample).
-        """
-        if like is None:
-            like = torch.zeros((1, *self.event_shape), dtype=torch.float64)
-        tv = expand_time(time_vector(t, like.shape[0], like), like.dim())
-        _, sc, h = self._params(like)
-        ht = (1 - tv) + tv * h
-        return torch.sqrt(ht**2 * sc**2 + (tv * self.noise_std) ** 2)
-
     # ---------------------------------------------------------------- the oracle
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Exact ``E[x | x_t]`` (docs/math.md §2b); ``x_t``: ``[B, *event]``, ``t``: scalar or

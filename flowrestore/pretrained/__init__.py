@@ -12,12 +12,12 @@
     sol = fr.solve(flow_for(F), fr.Heun(), y, steps=10)
 
 Each entry of ``registry.json`` names its weights file (a plain float32 ``state_dict`` of the EMA
-weights, loaded with ``weights_only=True``), the method (``"indi"`` or ``"dirac"``), the task and
-its degradation parameters (:func:`flowrestore.training.make_degradation` /
-:func:`~flowrestore.training.make_family`), the U-Net configuration, the exact training command
-(``python -m flowrestore.pretrained.train_all`` re-runs all of them), and the PSNR/SSIM measured on
-center crops of the held-out photos ``("astronaut", "camera", "coffee")``, which are never used for
-training.
+weights, loaded with ``weights_only=True``), the method (a record of :mod:`flowrestore.methods`)
+and its settings, the task and its parameters (a record of :mod:`flowrestore.tasks`), the U-Net
+configuration, the exact training command (``python -m flowrestore.pretrained.train_all`` re-runs
+all of them), and the PSNR/SSIM measured on center crops of the held-out photos ``("astronaut",
+"camera", "coffee")``, which are never used for training. Importing this module does not import
+torch (the command line lists the models without it).
 
 Models:
 
@@ -27,7 +27,8 @@ Models:
 * ``dirac-deblur`` — Dirac (clean-image predictor Φ), blur family ``A_t = G_{2t}`` (std grows
   linearly to 2 px at t = 1) and noise ``σ_t = 0.01^{1-t} 0.05^t``: the observation is
   ``A_1(x) + 0.05 z``. Run it with :class:`~flowrestore.flows.dirac.DiracSDE` and
-  :class:`~flowrestore.DiracStep` (:func:`flow_for` builds the flow).
+  :class:`~flowrestore.DiracStep` (:func:`flow_for` builds the flow, :func:`default_solver` the
+  step).
 """
 
 from __future__ import annotations
@@ -36,22 +37,27 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-import torch
-
 from flowrestore.errors import ConfigError, describe
+from flowrestore.methods import ModelSpec
 
 __all__ = [
     "pretrained",
     "list_pretrained",
     "pretrained_info",
+    "model_spec",
     "flow_for",
     "degrade_for",
     "default_solver",
     "heldout_crops",
     "REGISTRY_FILE",
+    "TASK_MODELS",
 ]
 
 REGISTRY_FILE = "registry.json"
+
+#: The command line's task names (``restore --task``, ``demo --task``) and the shipped model each
+#: one runs.
+TASK_MODELS = {"deblur": "indi-deblur", "sr4": "indi-sr4", "dirac-deblur": "dirac-deblur"}
 
 
 @lru_cache(maxsize=1)
@@ -80,9 +86,13 @@ def pretrained_info(name: str) -> dict:
 
 
 def _load(name: str, device="cpu"):
+    import torch
+
+    from flowrestore.runtime import resolve_device
     from flowrestore.training.unet import UNet
 
     info = pretrained_info(name)
+    device = resolve_device(device, hint="use device='cpu'")
     ref = resources.files(__name__).joinpath(info["file"])
     with resources.as_file(ref) as path:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -99,10 +109,11 @@ class _Pretrained:
 
     The model carries ``model.metadata`` (its registry entry, see :func:`pretrained_info`) and
     ``model.train_config``. Parameters do not require grad; gradients with respect to the input
-    still flow (for guidance). ``pretrained.list()`` lists the names.
+    still flow (for guidance). ``pretrained.list()`` lists the names. A ``device`` that is not
+    usable (``"cuda"`` without CUDA) is refused with a :class:`ConfigError` saying why.
     """
 
-    def __call__(self, name: str, device: str | torch.device = "cpu"):
+    def __call__(self, name: str, device="cpu"):
         return _load(name, device)
 
     @staticmethod
@@ -122,74 +133,40 @@ class _Pretrained:
 pretrained = _Pretrained()
 
 
-def _meta(model_or_meta) -> dict:
-    meta = model_or_meta
-    if not isinstance(meta, dict):
-        meta = getattr(model_or_meta, "metadata", None)
-    if not isinstance(meta, dict) or "method" not in meta:
-        raise ConfigError(
-            "expected a shipped predictor (with .metadata) or its registry entry, "
-            f"got {describe(model_or_meta)}"
-        )
-    return meta
-
-
-def _dirac_parts(meta):
-    from flowrestore.schedules import Geometric
-    from flowrestore.training.data import make_family
-
-    d = meta["dirac"]
-    family = make_family(meta["task"], **meta["task_params"])
-    return family, Geometric(d["sigma_min"], d["sigma_max"])
+def model_spec(model_or_meta) -> ModelSpec:
+    """What a predictor (with ``.metadata``) or a registry entry was trained for: its method and
+    task records and parameters (:class:`flowrestore.methods.ModelSpec`)."""
+    return ModelSpec.of(model_or_meta)
 
 
 def flow_for(model, **kwargs):
-    """The flow a predictor was trained for: ``InDIFlow(model)`` or ``DiracSDE(model, A, σ)``.
+    """The flow a predictor was trained for, built by its method's record: ``InDIFlow(model)`` or
+    ``DiracSDE(model, A_t, σ_t)`` (refusing start states outside the images' value range).
 
-    ``kwargs`` go to the flow (e.g. ``increment=`` or ``guidance=`` for Dirac).
+    ``kwargs`` go to the flow (e.g. ``guidance=`` for Dirac; the step's ``increment=`` is
+    ``DiracStep``'s).
     """
-    meta = _meta(model)
-    if meta["method"] == "indi":
-        from flowrestore.flows import InDIFlow
-
-        return InDIFlow(model, **kwargs)
-    from flowrestore.flows.dirac import DiracSDE
-
-    family, sigma = _dirac_parts(meta)
-    return DiracSDE(model, family, sigma, **kwargs)
+    return model_spec(model).flow(model, **kwargs)
 
 
 def default_solver(model):
-    """The default step: ``SemiLinearMultistep()`` for InDI (one evaluation per step, its few-NFE
-    grid), ``DiracStep()`` (Dirac's eq. 7) for Dirac."""
-    if _meta(model)["method"] == "indi":
-        from flowrestore.solvers import SemiLinearMultistep
-
-        return SemiLinearMultistep()
-    from flowrestore.solvers.dirac import DiracStep
-
-    return DiracStep()
+    """The method's default step: ``SemiLinearMultistep()`` for InDI (one evaluation per step, its
+    few-NFE grid), ``DiracStep()`` (Dirac's eq. 7) for Dirac."""
+    return model_spec(model).method.solver()
 
 
-def degrade_for(model, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def degrade_for(model, x, generator=None):
     """Degrade clean images ``x`` ``[B, C, H, W]`` the way the predictor's training data was.
 
-    InDI: the task's ``make_degradation`` (with its noise). Dirac: ``A_1(x) + σ_max z``.
+    InDI: the task's degradation (with its noise). Dirac: ``A_1(x) + σ_max z``.
     """
-    meta = _meta(model)
-    if meta["method"] == "indi":
-        from flowrestore.training.data import make_degradation
-
-        return make_degradation(meta["task"], **meta["task_params"])(x, generator)
-    family, _ = _dirac_parts(meta)
-    ones = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-    y = family(x, ones)
-    z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return y + meta["dirac"]["sigma_max"] * z
+    return model_spec(model).observe(x, generator)
 
 
-def heldout_crops(size: int = 192, *, channels: int = 3) -> tuple[list[str], torch.Tensor]:
+def heldout_crops(size: int = 192, *, channels: int = 3):
     """Center ``size``×``size`` crops of the held-out photos: ``(names, [3, C, size, size])``."""
+    import torch
+
     from flowrestore.training.data import HELDOUT_IMAGES, load_image
 
     if not (isinstance(size, int) and size >= 8):

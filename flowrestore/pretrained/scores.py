@@ -2,7 +2,7 @@
 
 The registry's held-out numbers (``python -m flowrestore.pretrained.train_all``) and the photo demo
 (``flowrestore demo``) both come from :func:`evaluate`. :data:`SOLVERS` is the one table of the
-solver names the command line, the demo and the registry use.
+solver names the command line, the demo and the registry use, read from the method records.
 """
 
 from __future__ import annotations
@@ -11,41 +11,13 @@ import time
 
 import torch
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.methods import make_solver, solver_table
 
 __all__ = ["SOLVERS", "evaluate", "make_solver"]
 
-# solver name -> (methods it applies to, description, class in flowrestore.solvers)
-SOLVERS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "euler": (("indi",), "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)", "Euler"),
-    "multistep": (
-        ("indi",),
-        "semi-linear multistep (order 3, 1 NFE per step; the few-NFE default)",
-        "SemiLinearMultistep",
-    ),
-    "heun": (("indi",), "Heun (2nd order), last step the denoising step", "Heun"),
-    "midpoint": (("indi",), "explicit midpoint (2nd order)", "Midpoint"),
-    "rk4": (("indi",), "classical Runge-Kutta (4th order), last step the denoising step", "RK4"),
-    "indi": (("indi",), "InDI's discrete sampler (eps = 0)", "InDISampler"),
-    "em": (
-        ("dirac",),
-        "Dirac's reverse step (paper eq. 7: Euler-Maruyama with R-hat)",
-        "DiracStep",
-    ),
-    "sra1": (("dirac",), "Roessler's SRA1 (strong order 1.5 for additive noise)", "SRA1"),
-}
-
-
-def make_solver(name: str, method: str = "indi"):
-    """The solver object for a name in :data:`SOLVERS`, checked against the predictor's method."""
-    import flowrestore.solvers as S
-
-    if name not in SOLVERS:
-        raise ConfigError(f"solver must be one of {sorted(SOLVERS)}, got {describe(name)}")
-    if method not in SOLVERS[name][0]:
-        ok = sorted(k for k, (m, _, _) in SOLVERS.items() if method in m)
-        raise ConfigError(f"solver {name!r} does not apply to {method} predictors; use one of {ok}")
-    return getattr(S, SOLVERS[name][2])()
+#: solver name -> (methods it applies to, description): the one table of solver names the command
+#: line, the demo and the registry use, read from the method records (:mod:`flowrestore.methods`).
+SOLVERS: dict[str, tuple[tuple[str, ...], str]] = solver_table()
 
 
 def evaluate(
@@ -62,7 +34,7 @@ def evaluate(
     """
     from flowrestore.integrate import solve
     from flowrestore.metrics import high_frequency_energy, psnr, ssim
-    from flowrestore.pretrained import degrade_for, flow_for
+    from flowrestore.pretrained import degrade_for, flow_for, model_spec
 
     device = torch.device(device)
     model = model.to(device)
@@ -87,7 +59,7 @@ def evaluate(
 
     rows = [score(y, solver="input", steps=0, output="-", t_end=None, nfe=0, seconds_per_image=0.0)]
     flow = flow_for(model)
-    method = model.metadata["method"]
+    method = model_spec(model).method
     for run in runs:
         solver_name, steps, output = run[:3]
         t_end = run[3] if len(run) > 3 else None
@@ -99,7 +71,7 @@ def evaluate(
             with torch.no_grad():
                 out, nfe = flow.denoise(torch.ones(y.shape[0], device=device), y), 1
         else:
-            solver = make_solver(solver_name, method)
+            solver = method.solver(solver_name)
             sol = solve(flow, solver, y, steps=steps, output=output, generator=g, t_end=t_end)
             out, nfe = sol.x, int(sol.stats.nfe.max())  # includes the posterior-mean evaluation
         if device.type == "cuda":

@@ -3,7 +3,7 @@
 ``python -m flowrestore.pretrained.train_all`` [``--only NAME...``] [``--parallel 2``]. For each
 model in :data:`MODELS` this runs the project's trainer with exactly the recorded arguments::
 
-    python -m flowrestore.training.trainer <args> --out build/pretrained/<name>.ckpt
+    python -m flowrestore.training <args> --out build/pretrained/<name>.ckpt
 
 then (``--export``, the default) keeps only the EMA weights as a float32 state dict in
 ``flowrestore/pretrained/<name>.pt``, measures PSNR/SSIM on center crops of the held-out photos and
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from flowrestore.methods import ModelSpec
 from flowrestore.training.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +76,7 @@ def trainer_argv(name: str, out_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "flowrestore.training.trainer",
+        "flowrestore.training",
         *args,
         "--no-progress",
         "--checkpoint-every",
@@ -88,20 +89,9 @@ def trainer_argv(name: str, out_dir: Path) -> list[str]:
 def command_text(name: str) -> str:
     """The recorded (portable) training command."""
     _, args = MODELS[name]
-    return "python -m flowrestore.training.trainer " + shlex.join(
+    return "python -m flowrestore.training " + shlex.join(
         [*args, "--out", f"build/pretrained/{name}.ckpt"]
     )
-
-
-def _eval_runs(method: str):
-    if method == "indi":
-        return [("euler", 1, "last"), ("euler", 10, "last"), ("heun", 10, "last")]
-    return [
-        ("phi", 1, "posterior_mean"),
-        ("em", 5, "posterior_mean", 0.5),
-        ("em", 10, "posterior_mean"),
-        ("em", 25, "last"),
-    ]
 
 
 def _logged_seconds(log: Path) -> float | None:
@@ -145,17 +135,12 @@ def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
             "config": cfg,
         },
     }
-    if cfg["method"] == "dirac":
-        entry["dirac"] = {
-            "sigma_min": cfg["sigma_min"],
-            "sigma_max": cfg["sigma_max"],
-            "lookahead": cfg["lookahead"],
-            "family": "blur std = t * blur_sigma",
-        }
+    spec = ModelSpec.from_train_config(cfg, name=name)
+    entry.update({k: v for k, v in spec.metadata().items() if k not in ("name", "task_params")})
     model.requires_grad_(False).eval()
     model.metadata = entry
     names, clean = heldout_crops(EVAL_CROP)
-    rows = evaluate(model, clean, _eval_runs(cfg["method"]), seed=0)
+    rows = evaluate(model, clean, spec.method.showcase.heldout, seed=0)
     entry["heldout"] = {
         "images": names,
         "crop": EVAL_CROP,

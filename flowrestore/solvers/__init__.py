@@ -7,6 +7,7 @@ from flowrestore.solvers.adams import IPNDM, AdamsState, DataIPNDM
 from flowrestore.solvers.adapters import Torchdiffeq
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import DiracStep
+from flowrestore.solvers.guided import DDRMStep, DiffPIRStep, DPSStep
 from flowrestore.solvers.indi import (
     ColdDiffusionSampler,
     InDISampler,
@@ -37,7 +38,10 @@ __all__ = [
     "ButcherTableau",
     "ColdDiffusionSampler",
     "Context",
+    "DDRMStep",
+    "DPSStep",
     "DataIPNDM",
+    "DiffPIRStep",
     "DiracStep",
     "Dopri5",
     "EmbeddedRK",

@@ -78,6 +78,7 @@ class Torchdiffeq(Solver):
     """
 
     per_sample_steps = False
+    capturable = False  # torchdiffeq's solver objects keep Python state between steps
 
     def __init__(self, method: str, *, options: dict[str, Any] | None = None, **controller_options):
         if method not in _FIXED and method not in _ADAPTIVE:

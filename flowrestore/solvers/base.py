@@ -20,7 +20,12 @@ and implement:
   sampler may add its initial noise; ``state`` is ``None`` or the solver's own state object);
 * ``step(flow, t, x, h, state, ctx) -> StepResult`` — ``t`` and ``h`` are 0-d (a fixed grid) or
   ``[B]`` tensors; ``state`` is what the previous step returned (the loop selects and merges its
-  per-sample tensors, :mod:`flowrestore.integrate.state`).
+  per-sample tensors, :mod:`flowrestore.integrate.state`); ``flow`` is already restricted to the
+  rows being stepped (:meth:`Flow.restrict <flowrestore.flows.Flow.restrict>`); ``ctx`` is the
+  loop's :class:`Context` (noise, rows, records). A stochastic solver declares its draws per step
+  in :meth:`Solver.noise_draws` (``fr.solve(..., compile=True)`` draws them beforehand). A step
+  must not modify ``x`` in place and should read no device value on the host (``.item()``,
+  ``bool(t)``): the loop is built to never wait for the device on a fixed grid.
 
 ``controller`` (an instance attribute) is the step-size controller ``solve`` uses when it is given
 neither ``steps=`` nor ``grid=`` nor ``controller=``: ``None`` for fixed-step methods, a
@@ -29,29 +34,43 @@ neither ``steps=`` nor ``grid=`` nor ``controller=``: ``None`` for fixed-step me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from flowrestore.controllers import StepController
 from flowrestore.errors import IncompatibleSolverError
 from flowrestore.flows.base import ODE, Flow
-from flowrestore.noise import NoiseSource
+from flowrestore.noise import GeneratorNoise, NoiseSource
 
 __all__ = ["Context", "Solver", "StepResult"]
 
 
-class Context(Protocol):
-    """What a step may use from the loop (implemented by ``flowrestore.integrate.StepContext``)."""
+@dataclass
+class Context:
+    """What a solver's step may use from the loop besides ``(t, x, h, state)``.
 
-    noise: NoiseSource
-    #: batch rows being stepped (``None``: all); pass it to ``noise`` so per-sample seeds hold
-    index: Tensor | None
-    step_index: int
+    The loop (:func:`flowrestore.solve`) makes one per solve and updates it before every step;
+    flows never see it. Build one yourself only to call a solver's ``init``/``step`` by hand.
+
+    Attributes:
+        noise: the solve's :class:`~flowrestore.NoiseSource` (``generator=``, ``seeds=``,
+            ``noise=``); stochastic steps draw from it.
+        index: the batch rows being stepped (a long tensor; ``None``: all rows). Pass it to
+            ``noise`` so per-sample seeds follow their samples.
+        step_index: the number of steps the loop has taken so far.
+        records: per-step values (:meth:`record`), stacked into ``Solution.records``.
+    """
+
+    noise: NoiseSource = field(default_factory=GeneratorNoise)
+    index: Tensor | None = None
+    step_index: int = 0
+    records: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def record(self, name: str, value: Tensor) -> None:
-        """Append a per-step value to ``Solution.records[name]``."""
+        """Append a per-step value (e.g. a data-consistency norm) to ``Solution.records[name]``."""
+        self.records.setdefault(name, []).append(value.detach())
 
 
 @dataclass
@@ -103,6 +122,26 @@ class Solver:
     ) -> tuple[Tensor, Any]:
         """Prepare the first step; returns the (possibly perturbed) start state and solver state."""
         return x_start, None
+
+    def noise_draws(self) -> tuple[str, ...] | None:
+        """The draws one step takes from ``ctx.noise``, in order (``"normal"``, ``"increment"``,
+        ``"increment_and_area"``): ``()`` for a deterministic solver, ``None`` when undeclared.
+
+        ``fr.solve(..., compile=True)`` draws a stochastic solve's noise before the compiled
+        steps from this declaration (``torch.compile`` cannot use generators); an undeclared
+        stochastic solver is refused there. Draws made in :meth:`init` run outside the compiled
+        steps and need no declaration.
+        """
+        return None if self.stochastic else ()
+
+    #: whether ``fr.solve(..., compile=True)`` may capture this solver's steps (adapters to other
+    #: libraries keep their own Python state and are not captured)
+    capturable: ClassVar[bool] = True
+
+    def default_spacing(self, flow: Flow):
+        """The grid spacing this solver prefers for ``steps=N`` on ``flow`` (``None``: the loop's
+        rule, :mod:`flowrestore.integrate.endpoint`); the flow's own preference comes first."""
+        return None
 
     def start_derivative(self, state: Any, f0: Tensor) -> Any:
         """Offer the drift at the start (evaluated for the first step size) to the state."""

@@ -80,6 +80,10 @@ class InDISampler(RestorationSampler):
         """``ε_t``."""
         return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps
 
+    def noise_draws(self) -> tuple[str, ...]:
+        """One normal per step with Brownian noise (``brownian=True``, ``eps > 0``), else none."""
+        return ("normal",) if self.eps > 0 and self.brownian else ()
+
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """``x̂_{t_start} = y + t_start ε_{t_start} n`` (``y + ε n`` from ``t_start = 1``)."""
         if self.eps == 0:

@@ -30,7 +30,7 @@ from flowrestore.solvers.tableau import (
     EULER,
     HEUN,
     MIDPOINT,
-    RK4,
+    RK4_TABLEAU,
     ButcherTableau,
     rk_step,
 )
@@ -117,7 +117,7 @@ class Heun(ExplicitRK):
 class RK4(ExplicitRK):
     """Classical fourth-order Runge–Kutta."""
 
-    tableau = RK4
+    tableau = RK4_TABLEAU
 
 
 class EmbeddedRK(ExplicitRK):

@@ -16,6 +16,17 @@ from torch import Tensor
 from flowrestore.errors import ConfigError
 from flowrestore.flows.base import Flow, bcast
 
+__all__ = [
+    "BOSH3",
+    "DOPRI5",
+    "EULER",
+    "HEUN",
+    "MIDPOINT",
+    "RK4_TABLEAU",
+    "ButcherTableau",
+    "rk_step",
+]
+
 
 @dataclass(frozen=True)
 class ButcherTableau:
@@ -101,7 +112,7 @@ def rk_step(
 EULER = ButcherTableau(c=(0.0,), a=(), b=(1.0,), order=1)
 MIDPOINT = ButcherTableau(c=(0.0, 0.5), a=((0.5,),), b=(0.0, 1.0), order=2)
 HEUN = ButcherTableau(c=(0.0, 1.0), a=((1.0,),), b=(0.5, 0.5), order=2)
-RK4 = ButcherTableau(
+RK4_TABLEAU = ButcherTableau(
     c=(0.0, 0.5, 0.5, 1.0),
     a=((0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
     b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),

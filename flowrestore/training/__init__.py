@@ -3,11 +3,11 @@ losses").
 
 Reference U-Net (:class:`UNet`), time distributions p(t) (:func:`resolve_tdist`), InDI and Dirac
 losses, paired patches from the bundled photos (:class:`PatchDataset`, :func:`make_degradation`),
-EMA, checkpoints and the training loop (:func:`train`, also ``python -m
-flowrestore.training.trainer``).
+EMA, checkpoints, each method's training objective (:mod:`.objectives`) and the training loop
+(:func:`train`; the command line ``python -m flowrestore.training``, :mod:`.cli`).
 
-Names are loaded lazily so that ``python -m flowrestore.training.trainer`` runs without the "found
-in sys.modules" warning.
+Names are loaded lazily so that ``python -m flowrestore.training`` (and its alias ``python -m
+flowrestore.training.trainer``) runs without the "found in sys.modules" warning.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ _EXPORTS = {
     "TrainHistory": "trainer",
     "train": "trainer",
     "build_model": "trainer",
+    "objective_for": "trainer",
+    "Objective": "objectives",
+    "InDIObjective": "objectives",
+    "DiracObjective": "objectives",
+    "OBJECTIVES": "objectives",
 }
 
 __all__ = sorted(_EXPORTS)

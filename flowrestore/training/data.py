@@ -15,7 +15,9 @@ scikit-image it is the same picture as ``"chelsea"``. The 25×25 LFW faces
 **Channels.** Every image is float32 in [0, 1], shape ``[C, H, W]``: ``channels=3`` repeats grey
 images into RGB, ``channels=1`` converts colour with ``skimage.color.rgb2gray`` (ITU-R 709 luma).
 
-**Tasks** (:func:`make_degradation`, each ``deg(x, generator) -> y`` on batches ``[B, C, H, W]``):
+**Tasks** are the records of :mod:`flowrestore.tasks` (``TASKS`` here are their names):
+:func:`make_degradation` gives ``deg(x, generator) -> y`` on batches ``[B, C, H, W]`` — the task's
+operator plus its Gaussian noise:
 
 - ``"deblur"``: Gaussian blur, std ``blur_sigma`` pixels (default 2.0), reflect boundary, plus
   Gaussian noise ``noise`` (default 0.01);
@@ -24,24 +26,23 @@ images into RGB, ``channels=1`` converts colour with ``skimage.color.rgb2gray`` 
 - ``"denoise"``: additive Gaussian noise of std ``sigma`` (default 0.1), not clipped;
 - ``"jpeg"``: Pillow JPEG round trip at ``quality`` (default 20), plus ``noise`` (default 0).
 
-:func:`make_family` gives the matching severity families ``A(x, t)`` for Dirac training: for
-``"deblur"`` the blur std grows linearly, ``t·blur_sigma`` (``A_0 = I``); for the other tasks the
-convex path ``(1 - t) x + t A(x)`` of the noiseless degradation (for ``"denoise"`` that is ``A_t =
-I``). The operators are :mod:`flowrestore.degradations`' ``GaussianBlur``, ``Downsample`` and
-``JPEG``; only the sr4 re-upsampling (torch ``interpolate``) and the noise are added here.
+:func:`make_family` gives the matching severity family ``A_t`` for Dirac training, a
+:class:`~flowrestore.degradations.Family` with exact ``∂_t A_t``: for ``"deblur"`` the blur std
+grows linearly, ``t·blur_sigma`` (``A_0 = I``; :class:`~flowrestore.degradations.
+GaussianBlurFamily`); for the other tasks the path ``A_t = (1 - t) I + t A`` of the noiseless
+degradation (for ``"denoise"`` that is ``A_t = I``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from flowrestore.degradations import JPEG, Downsample, GaussianBlur
+from flowrestore.degradations import Family, GaussianBlur
 from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.tasks import get_task, task_names
 
 __all__ = [
     "HELDOUT_IMAGES",
@@ -73,7 +74,7 @@ TRAINING_IMAGES: tuple[str, ...] = (
     "hubble_deep_field",
     "text",
 )
-TASKS: tuple[str, ...] = ("deblur", "sr4", "denoise", "jpeg")
+TASKS: tuple[str, ...] = task_names()
 
 
 def _to_tensor(img: np.ndarray, channels: int) -> torch.Tensor:
@@ -150,121 +151,28 @@ def gaussian_blur(x: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
     return GaussianBlur(std)(x)
 
 
-def _noise(x, sigma, generator):
-    if sigma <= 0:
-        return x
-    return x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-
-
-def _downup(x, factor, upsample):
-    h, w = x.shape[-2:]
-    if h % factor or w % factor:
-        raise ShapeError(f"sr: image size {h}x{w} must be divisible by factor={factor}")
-    low = Downsample(factor).A(x)
-    kw = {} if upsample == "nearest" else {"align_corners": False}
-    up = F.interpolate(low, size=(h, w), mode=upsample, **kw)
-    return up.clamp(0.0, 1.0) if upsample == "bicubic" else up
-
-
-def _pos(task, name, v, *, zero_ok=True):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (v >= 0 if zero_ok else v > 0)
-    if not ok:
-        raise ConfigError(
-            f"{task}: {name} must be a finite number {'>=' if zero_ok else '>'} 0, "
-            f"got {describe(v)}"
-        )
-
-
 def _task_params(task: str, kw: dict) -> dict:
-    defaults = {
-        "deblur": {"blur_sigma": 2.0, "noise": 0.01},
-        "sr4": {"factor": 4, "upsample": "bicubic", "noise": 0.0},
-        "denoise": {"sigma": 0.1},
-        "jpeg": {"quality": 20, "noise": 0.0},
-    }
-    if task not in defaults:
-        raise ConfigError(f"task must be one of {TASKS}, got {describe(task)}")
-    unknown = set(kw) - set(defaults[task])
-    if unknown:
-        raise ConfigError(
-            f"{task}: unknown parameters {sorted(unknown)}; accepted: {sorted(defaults[task])}"
-        )
-    p = {**defaults[task], **kw}
-    for name in ("blur_sigma", "noise", "sigma"):
-        if name in p:
-            _pos(task, name, p[name])
-    if task == "sr4":
-        if not (isinstance(p["factor"], int) and p["factor"] >= 1):
-            raise ConfigError(f"sr4: factor must be a positive int, got {describe(p['factor'])}")
-        if p["upsample"] not in ("bicubic", "bilinear", "nearest"):
-            raise ConfigError(
-                f"sr4: upsample must be bicubic|bilinear|nearest, got {describe(p['upsample'])}"
-            )
-    if task == "jpeg":
-        JPEG(p["quality"])  # validates quality (an int in [1, 100])
-    return p
+    """The resolved parameters of a task (:meth:`flowrestore.tasks.Task.resolve`)."""
+    return get_task(task).resolve(kw)
 
 
 def make_degradation(
     task: str, **kw
 ) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
-    """Degradation ``deg(x, generator) -> y`` (same shape) for a task in ``TASKS`` (module doc)."""
-    p = _task_params(task, kw)
-    jpeg = JPEG(p["quality"]) if task == "jpeg" else None
+    """Degradation ``deg(x, generator) -> y`` (same shape) for a task in ``TASKS`` (module doc).
 
-    if task == "deblur":
-
-        def deg(x, generator=None):
-            return _noise(gaussian_blur(x, p["blur_sigma"]), p["noise"], generator)
-    elif task == "sr4":
-
-        def deg(x, generator=None):
-            return _noise(_downup(x, p["factor"], p["upsample"]), p["noise"], generator)
-    elif task == "denoise":
-
-        def deg(x, generator=None):
-            return _noise(x, p["sigma"], generator)
-    else:
-
-        def deg(x, generator=None):
-            return _noise(jpeg(x), p["noise"], generator)
-
-    deg.task = task
-    deg.params = p
-    return deg
+    The task's record (:data:`flowrestore.tasks.TASKS`) builds it: its operator plus its noise.
+    """
+    return get_task(task).degradation(kw)
 
 
-def make_family(task: str, **kw) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Noiseless severity family ``A(x, t)`` (t [B] in [0, 1], ``A(x, 0) = x``) for Dirac."""
-    p = _task_params(task, kw)
-    jpeg = JPEG(p["quality"]) if task == "jpeg" else None
-    if task == "deblur":
-
-        def fam(x, t):
-            return gaussian_blur(
-                x, torch.as_tensor(t, dtype=x.dtype, device=x.device) * p["blur_sigma"]
-            )
-    else:
-        if task == "sr4":
-
-            def base(x):
-                return _downup(x, p["factor"], p["upsample"])
-        elif task == "denoise":
-
-            def base(x):
-                return x
-        else:
-
-            def base(x):
-                return jpeg(x)
-
-        def fam(x, t):
-            tb = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-            return (1 - tb) * x + tb * base(x)
-
-    fam.task = task
-    fam.params = p
+def make_family(task: str, **kw) -> Family:
+    """Noiseless severity family ``A_t`` (``A_0 = I``, ``A_1`` the task's operator) for Dirac: a
+    :class:`~flowrestore.degradations.Family` with exact ``∂_t A_t`` (module doc)."""
+    record = get_task(task)
+    params = record.resolve(kw)
+    fam = record.family(params)
+    fam.task, fam.params = task, params
     return fam
 
 

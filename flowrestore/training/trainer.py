@@ -1,24 +1,26 @@
 """Training loop for InDI and Dirac clean-image predictors (docs/math.md §1 and §3, "Training").
 
-``train(TrainConfig(...))`` draws paired patches from the bundled photos (:mod:`.data`), minimises
-:func:`~flowrestore.training.losses.indi_loss` (``method="indi"``) or
+``train(TrainConfig(...))`` draws patches from the bundled photos (:mod:`.data`), asks the method's
+:class:`~flowrestore.training.objectives.Objective` for the loss of each step — InDI's
+:func:`~flowrestore.training.losses.indi_loss` (``method="indi"``) or Dirac's
 :func:`~flowrestore.training.losses.dirac_ir_loss` (``method="dirac"``, geometric ``σ_t =
-σ_min^{1-t} σ_max^t``, family from :func:`~flowrestore.training.data.make_family`) with Adam, keeps
-an EMA of the weights and writes checkpoints that resume exactly (RNG state included).
+σ_min^{1-t} σ_max^t``, the task's family ``A_t`` from :mod:`flowrestore.tasks`) — minimises it
+with Adam, keeps an EMA of the weights and writes checkpoints that resume exactly (RNG state
+included). The loop itself knows no method.
 
 Data parallel: launched under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
 ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); ``batch_size`` is per rank, each rank's
 generator is seeded with ``seed + 7919·rank`` so ranks draw different data, and only rank 0 writes
-files. Entry point::
+files. The command line is :mod:`flowrestore.training.cli`::
 
-    python -m flowrestore.training.trainer --task deblur --steps 2000 --out deblur.pt
-    torchrun --standalone --nproc_per_node=2 -m flowrestore.training.trainer \
-        --task sr4 --out sr4.pt
+    python -m flowrestore.training --task deblur --steps 2000 --out deblur.pt
+    torchrun --standalone --nproc_per_node=2 -m flowrestore.training --task sr4 --out sr4.pt
+
+(``python -m flowrestore.training.trainer`` is the same command.)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -29,21 +31,15 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from flowrestore.errors import ConfigError, describe
+from flowrestore.tasks import get_task, task_names
 from flowrestore.training.checkpoint import load_checkpoint, save_checkpoint
-from flowrestore.training.data import (
-    TASKS,
-    PatchDataset,
-    lfw_faces,
-    make_degradation,
-    make_family,
-    training_images,
-)
+from flowrestore.training.data import PatchDataset, lfw_faces, training_images
 from flowrestore.training.ema import EMA
-from flowrestore.training.losses import dirac_ir_loss, indi_loss
+from flowrestore.training.objectives import OBJECTIVES, Objective
 from flowrestore.training.tdist import resolve_tdist
 from flowrestore.training.unet import UNet
 
-__all__ = ["TrainConfig", "TrainHistory", "train", "build_model", "main"]
+__all__ = ["TrainConfig", "TrainHistory", "train", "build_model", "objective_for"]
 
 log = logging.getLogger("flowrestore.training")
 
@@ -94,10 +90,10 @@ class TrainConfig:
                 f"TrainConfig: {name} must be {want}, got {describe(getattr(self, name))}"
             )
 
-        if self.task not in TASKS:
-            bad("task", f"one of {TASKS}")
-        if self.method not in ("indi", "dirac"):
-            bad("method", "'indi' or 'dirac'")
+        if self.task not in task_names():
+            bad("task", f"one of {task_names()}")
+        if self.method not in OBJECTIVES:
+            bad("method", f"one of {tuple(OBJECTIVES)}")
         for name in ("steps", "batch_size", "patch_size", "log_interval"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -126,7 +122,7 @@ class TrainConfig:
             resolve_tdist(self.tdist, **self.tdist_params)  # validates
         else:
             bad("tdist", "a name or a spec dict (callables cannot be saved in a checkpoint)")
-        make_degradation(self.task, **self.task_params)  # validates task_params
+        get_task(self.task).resolve(self.task_params)  # validates task_params
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable) of all fields."""
@@ -171,14 +167,24 @@ def _dist_info():
     return 1, 0, False
 
 
-def _dataset(config: TrainConfig) -> PatchDataset:
+def objective_for(config: TrainConfig) -> Objective:
+    """The method's training objective for this config (:data:`~.objectives.OBJECTIVES`)."""
+    tdist = resolve_tdist(config.tdist, **config.tdist_params)
+    return OBJECTIVES[config.method](config, get_task(config.task), tdist)
+
+
+def _dataset(config: TrainConfig, objective: Objective) -> PatchDataset:
     imgs = (
         training_images(channels=config.channels)
         if config.dataset == "photos"
         else lfw_faces("train", channels=config.channels)
     )
-    deg = make_degradation(config.task, **config.task_params) if config.method == "indi" else None
-    return PatchDataset(imgs, patch_size=config.patch_size, degradation=deg, augment=config.augment)
+    return PatchDataset(
+        imgs,
+        patch_size=config.patch_size,
+        degradation=objective.degradation(),
+        augment=config.augment,
+    )
 
 
 def _gather_rng(gen: torch.Generator, world: int) -> dict:
@@ -192,6 +198,127 @@ def _gather_rng(gen: torch.Generator, world: int) -> dict:
     return {"generators": states, "world_size": world}
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds between steps."""
+
+    config: TrainConfig
+    model: UNet
+    ema: EMA
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    world: int
+    rank: int
+    owned: bool
+    start: int = 0
+    losses: list[float] = field(default_factory=list)
+    net: torch.nn.Module | None = None
+
+
+def _setup(config: TrainConfig) -> _Run:
+    """Model (same initial weights on every rank), EMA, optimiser and this rank's generator."""
+    world, rank, owned = _dist_info()
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    return _Run(
+        config=config,
+        model=model,
+        ema=EMA(model, decay=config.ema_decay),
+        opt=torch.optim.Adam(model.parameters(), lr=config.lr),
+        gen=torch.Generator().manual_seed(config.seed + 7919 * rank),
+        world=world,
+        rank=rank,
+        owned=owned,
+    )
+
+
+def _resume(run: _Run, path) -> None:
+    """Load weights, EMA, optimiser, RNG and history from a checkpoint of the same config."""
+    ck = load_checkpoint(path)
+    old = {k: v for k, v in ck["config"].items() if k not in _RESUMABLE}
+    new = {k: v for k, v in run.config.to_dict().items() if k not in _RESUMABLE}
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(f"train: resume={str(path)!r} was made with a different config ({diff})")
+    run.model.load_state_dict(ck["model"])
+    run.ema.load_state_dict(ck["ema"])
+    run.opt.load_state_dict(ck["optimizer"])
+    rng = ck.get("rng") or {}
+    if rng.get("world_size") == run.world:
+        run.gen.set_state(rng["generators"][run.rank])
+    else:
+        log.warning(
+            "resume: checkpoint world size %s != %s; reseeding data RNG",
+            rng.get("world_size"),
+            run.world,
+        )
+        run.gen.manual_seed(run.config.seed + 7919 * run.rank + 104729 * int(ck["step"]))
+    run.start = int(ck["step"])
+    run.losses = list(ck.get("history", []))[: run.start]
+
+
+def _step(run: _Run, objective: Objective, data: PatchDataset) -> float:
+    """One optimiser step on the objective's loss; updates the EMA; returns the loss."""
+    loss = objective.loss(run.net, data, run.config.batch_size, run.gen)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.opt.step()
+    run.ema.update(run.model)
+    value = float(loss.detach())
+    run.losses.append(value)
+    return value
+
+
+def _progress_bar(run: _Run, progress: bool):
+    if not progress or run.rank != 0:
+        return None
+    from tqdm.auto import tqdm
+
+    c = run.config
+    return tqdm(total=c.steps, initial=run.start, desc=f"{c.method}:{c.task}")
+
+
+def _show(bar, run: _Run, done: int) -> None:
+    if bar is None:
+        return
+    bar.update(1)
+    n = run.config.log_interval
+    if done % n == 0 or done == run.config.steps:
+        recent = run.losses[-n:]
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4g}")
+
+
+def _maybe_checkpoint(run: _Run, done: int) -> None:
+    c = run.config
+    due = done == c.steps or (c.checkpoint_every and done % c.checkpoint_every == 0)
+    if not c.checkpoint or not due:
+        return
+    rng = _gather_rng(run.gen, run.world)  # every rank takes part in the gather
+    if run.rank == 0:
+        save_checkpoint(
+            c.checkpoint, run.model, run.ema, run.opt, done, c, rng=rng, history=run.losses
+        )
+
+
+def _finish(run: _Run, elapsed: float) -> TrainHistory:
+    if run.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if run.owned:
+            dist.destroy_process_group()
+    n_run = max(run.config.steps - run.start, 1)
+    return TrainHistory(
+        loss=run.losses,
+        ema=run.ema,
+        step=run.config.steps,
+        seconds_per_step=elapsed / n_run,
+        world_size=run.world,
+    )
+
+
 def train(config: TrainConfig, *, progress: bool = True, resume=None, callback=None):
     """Train a predictor; returns ``(model, history)`` (trained weights; EMA in ``history.ema``).
 
@@ -202,252 +329,33 @@ def train(config: TrainConfig, *, progress: bool = True, resume=None, callback=N
         raise ConfigError(f"train: config must be a TrainConfig, got {describe(config)}")
     if config.threads:
         torch.set_num_threads(config.threads)
-    world, rank, owned = _dist_info()
-    torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = build_model(config)
-    ema = EMA(model, decay=config.ema_decay)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    gen = torch.Generator().manual_seed(config.seed + 7919 * rank)
-    start, losses = 0, []
+    run = _setup(config)
     if resume is not None:
-        ck = load_checkpoint(resume)
-        old = {k: v for k, v in ck["config"].items() if k not in _RESUMABLE}
-        new = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE}
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            raise ConfigError(
-                f"train: resume={str(resume)!r} was made with a different config ({diff})"
-            )
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        rng = ck.get("rng") or {}
-        if rng.get("world_size") == world:
-            gen.set_state(rng["generators"][rank])
-        else:
-            log.warning(
-                "resume: checkpoint world size %s != %s; reseeding data RNG",
-                rng.get("world_size"),
-                world,
-            )
-            gen.manual_seed(config.seed + 7919 * rank + 104729 * int(ck["step"]))
-        start, losses = int(ck["step"]), list(ck.get("history", []))[: int(ck["step"])]
-    net = model
-    if world > 1:
+        _resume(run, resume)
+    run.net = run.model
+    if run.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model)
-    data = _dataset(config)
-    tdist = resolve_tdist(config.tdist, **config.tdist_params)
-    if config.method == "dirac":
-        family = make_family(config.task, **config.task_params)
-        lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
-
-        def sigma(t):
-            return torch.exp(lo + (hi - lo) * t)
-
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc=f"{config.method}:{config.task}")
-    model.train()
+        run.net = DistributedDataParallel(run.model)
+    objective = objective_for(config)
+    data = _dataset(config, objective)
+    bar = _progress_bar(run, progress)
+    run.model.train()
     t0 = time.perf_counter()
-    for step in range(start, config.steps):
-        if config.method == "indi":
-            x, y = data.sample(config.batch_size, gen)
-            loss = indi_loss(
-                net,
-                x,
-                y,
-                p=config.loss_p,
-                tdist=tdist,
-                eps=config.eps,
-                brownian=config.brownian,
-                generator=gen,
-            )
-        else:
-            x0 = data.sample_clean(config.batch_size, gen)
-            loss = dirac_ir_loss(
-                net,
-                x0,
-                A=family,
-                sigma=sigma,
-                lookahead=config.lookahead,
-                tdist=tdist,
-                generator=gen,
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        ema.update(model)
-        losses.append(float(loss.detach()))
-        done = step + 1
-        if bar is not None:
-            bar.update(1)
-            if done % config.log_interval == 0 or done == config.steps:
-                recent = losses[-config.log_interval :]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4g}")
+    for step in range(run.start, config.steps):
+        loss = _step(run, objective, data)
+        _show(bar, run, step + 1)
         if callback is not None:
-            callback(done, losses[-1], model)
-        if config.checkpoint and (
-            done == config.steps
-            or (config.checkpoint_every and done % config.checkpoint_every == 0)
-        ):
-            rng = _gather_rng(gen, world)
-            if rank == 0:
-                save_checkpoint(
-                    config.checkpoint, model, ema, opt, done, config, rng=rng, history=losses
-                )
+            callback(step + 1, loss, run.model)
+        _maybe_checkpoint(run, step + 1)
     if bar is not None:
         bar.close()
-    elapsed = time.perf_counter() - t0
-    n_run = max(config.steps - start, 1)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        if owned:
-            dist.destroy_process_group()
-    hist = TrainHistory(
-        loss=losses, ema=ema, step=config.steps, seconds_per_step=elapsed / n_run, world_size=world
-    )
-    return model, hist
+    return run.model, _finish(run, time.perf_counter() - t0)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flowrestore.training.trainer",
-        description="Train an InDI / Dirac clean-image predictor on CPU or GPU.",
-    )
-    d = TrainConfig()
-    p.add_argument("--task", choices=TASKS, default=d.task)
-    p.add_argument(
-        "--task-param",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="degradation parameter, e.g. blur_sigma=2.0 (repeatable; JSON values)",
-    )
-    p.add_argument("--method", choices=("indi", "dirac"), default=d.method)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per rank")
-    p.add_argument("--patch-size", type=int, default=d.patch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--loss-p", type=int, choices=(1, 2), default=d.loss_p)
-    p.add_argument("--tdist", default=d.tdist, help="uniform | power | beta")
-    p.add_argument("--tdist-param", action="append", default=[], metavar="K=V", help="e.g. k=2")
-    p.add_argument("--eps", type=float, default=d.eps)
-    p.add_argument("--brownian", action="store_true")
-    p.add_argument("--sigma-min", type=float, default=d.sigma_min)
-    p.add_argument("--sigma-max", type=float, default=d.sigma_max)
-    p.add_argument("--lookahead", type=float, default=d.lookahead)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels)
-    p.add_argument("--dataset", choices=("photos", "lfw"), default=d.dataset)
-    p.add_argument("--base-channels", type=int, default=None)
-    p.add_argument("--channel-mults", default=None, help="comma list, e.g. 1,2,2")
-    p.add_argument("--num-res-blocks", type=int, default=None)
-    p.add_argument("--no-residual", action="store_true")
-    p.add_argument(
-        "--velocity",
-        action="store_true",
-        help="parametrise F(x, t) = x - t*v(x, t): InDI's flow then has a limit at t = 0",
-    )
-    p.add_argument(
-        "--time-scale", type=float, default=None, help="time embedding scale (default 1000)"
-    )
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    p.add_argument("--out", required=True, help="checkpoint path (written by rank 0)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--resume", default=None, help="checkpoint to continue from")
-    p.add_argument("--log-interval", type=int, default=d.log_interval)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    return p
+if (
+    __name__ == "__main__"
+):  # python -m flowrestore.training.trainer: an alias of -m flowrestore.training
+    import runpy
 
-
-def _kv(items, flag):
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"{flag} expects K=V, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
-def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Parse command-line arguments into a :class:`TrainConfig` (and the raw namespace)."""
-    a = _parser().parse_args(argv)
-    unet = {}
-    if a.base_channels is not None:
-        unet["base_channels"] = a.base_channels
-    if a.channel_mults:
-        unet["channel_mults"] = [int(s) for s in a.channel_mults.split(",")]
-    if a.num_res_blocks is not None:
-        unet["num_res_blocks"] = a.num_res_blocks
-    if a.no_residual:
-        unet["residual"] = False
-    if a.velocity:
-        unet["velocity"] = True
-    if a.time_scale is not None:
-        unet["time_scale"] = a.time_scale
-    cfg = TrainConfig(
-        task=a.task,
-        task_params=_kv(a.task_param, "--task-param"),
-        method=a.method,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        patch_size=a.patch_size,
-        lr=a.lr,
-        ema_decay=a.ema_decay,
-        loss_p=a.loss_p,
-        tdist=a.tdist,
-        tdist_params=_kv(a.tdist_param, "--tdist-param"),
-        eps=a.eps,
-        brownian=a.brownian,
-        sigma_min=a.sigma_min,
-        sigma_max=a.sigma_max,
-        lookahead=a.lookahead,
-        seed=a.seed,
-        channels=a.channels,
-        dataset=a.dataset,
-        unet=unet,
-        grad_clip=a.grad_clip if a.grad_clip and a.grad_clip > 0 else None,
-        checkpoint=a.out,
-        checkpoint_every=a.checkpoint_every,
-        log_interval=a.log_interval,
-        threads=a.threads,
-    )
-    return cfg, a
-
-
-def main(argv=None) -> int:
-    """Command-line entry point; see the module docstring."""
-    cfg, a = config_from_args(argv)
-    _, hist = train(cfg, progress=not a.no_progress, resume=a.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        tail = hist.loss[-cfg.log_interval :]
-        print(
-            json.dumps(
-                {
-                    "out": cfg.checkpoint,
-                    "steps": hist.step,
-                    "world_size": hist.world_size,
-                    "final_loss": sum(tail) / max(len(tail), 1),
-                    "seconds_per_step": hist.seconds_per_step,
-                }
-            )
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    runpy.run_module("flowrestore.training", run_name="__main__", alter_sys=True)

@@ -10,6 +10,9 @@ Sizes: the encoder halves the resolution ``len(channel_mults) - 1`` times, so ``
 be multiples of ``2 ** (len(channel_mults) - 1)``. Other sizes are accepted: the input is
 reflect-padded (bottom/right, replicate when the image is too small to reflect) up to the next
 multiple and the output is cropped back, so the output always has the input's spatial shape.
+An input of another floating dtype than the weights (a float64 or bfloat16 state) is computed in
+the weights' dtype and returned in its own, so every solver's state dtype works with a float32
+model (its precision is the model's).
 
 With ``residual=True`` the network outputs ``x + net(x, t)`` and the last convolution is initialised
 to zero, so an untrained model is the identity map — a good starting point for restoration, where
@@ -81,6 +84,46 @@ class _ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def _check_config(
+    in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual, velocity,
+    time_scale,
+) -> tuple[int, ...]:  # fmt: skip
+    """Validate the U-Net's arguments (each error names one); the channel multipliers."""
+    for name, value in [
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("base_channels", base_channels),
+        ("num_res_blocks", num_res_blocks),
+    ]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"UNet: {name} must be a positive int, got {describe(value)}")
+    mults = tuple(channel_mults)
+    if not mults or not all(isinstance(m, int) and m >= 1 for m in mults):
+        raise ConfigError(
+            f"UNet: channel_mults must be a non-empty sequence of positive ints, "
+            f"got {describe(channel_mults)}"
+        )
+    if residual and in_channels != out_channels:
+        raise ConfigError(
+            f"UNet: residual=True needs out_channels == in_channels, got in_channels="
+            f"{in_channels}, out_channels={out_channels}"
+        )
+    if not isinstance(velocity, bool):
+        raise ConfigError(f"UNet: velocity must be a bool, got {describe(velocity)}")
+    if velocity and in_channels != out_channels:
+        raise ConfigError(
+            f"UNet: velocity=True needs out_channels == in_channels, got in_channels="
+            f"{in_channels}, out_channels={out_channels}"
+        )
+    if isinstance(time_scale, bool) or not (
+        isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
+    ):
+        raise ConfigError(
+            f"UNet: time_scale must be a positive finite number, got {describe(time_scale)}"
+        )
+    return mults
+
+
 class UNet(nn.Module):
     """Small fully-convolutional time-conditioned U-Net; ``model(x, t)`` with x [B,C,H,W], t [B].
 
@@ -107,38 +150,10 @@ class UNet(nn.Module):
     ):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
-        for name, value in [
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("num_res_blocks", num_res_blocks),
-        ]:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"UNet: {name} must be a positive int, got {describe(value)}")
-        mults = tuple(channel_mults)
-        if not mults or not all(isinstance(m, int) and m >= 1 for m in mults):
-            raise ConfigError(
-                f"UNet: channel_mults must be a non-empty sequence of positive ints, "
-                f"got {describe(channel_mults)}"
-            )
-        if residual and in_channels != out_channels:
-            raise ConfigError(
-                f"UNet: residual=True needs out_channels == in_channels, got in_channels="
-                f"{in_channels}, out_channels={out_channels}"
-            )
-        if not isinstance(velocity, bool):
-            raise ConfigError(f"UNet: velocity must be a bool, got {describe(velocity)}")
-        if velocity and in_channels != out_channels:
-            raise ConfigError(
-                f"UNet: velocity=True needs out_channels == in_channels, got in_channels="
-                f"{in_channels}, out_channels={out_channels}"
-            )
-        if isinstance(time_scale, bool) or not (
-            isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
-        ):
-            raise ConfigError(
-                f"UNet: time_scale must be a positive finite number, got {describe(time_scale)}"
-            )
+        mults = _check_config(
+            in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual,
+            velocity, time_scale,
+        )  # fmt: skip
         residual = bool(residual) and not velocity
         emb_dim = 4 * base_channels if emb_dim is None else emb_dim
         self.config = {
@@ -230,11 +245,12 @@ class UNet(nn.Module):
         h_in, w_in = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h_in) % m, (-w_in) % m
-        xin = x
+        dtype = self.inc.weight.dtype  # a float64 or bfloat16 state runs in the weights' dtype
+        xin = x if x.dtype == dtype else x.to(dtype)
         if ph or pw:
             mode = "reflect" if (ph < h_in and pw < w_in) else "replicate"
-            xin = F.pad(x, (0, pw, 0, ph), mode=mode)
-        emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(x.dtype))
+            xin = F.pad(xin, (0, pw, 0, ph), mode=mode)
+        emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(dtype))
         h = self.inc(xin)
         skips = []
         for i, blocks in enumerate(self.down_blocks):
@@ -253,4 +269,4 @@ class UNet(nn.Module):
         out = self.out(F.silu(h))
         if ph or pw:
             out = out[..., :h_in, :w_in]
-        return out, t
+        return (out if out.dtype == x.dtype else out.to(x.dtype)), t

@@ -79,3 +79,68 @@ def test_fixed_step_loop_does_not_sync_per_step(solver):
     few, many = _count_syncs(5, solver), _count_syncs(50, solver)
     assert many == few, f"{few} syncs for 5 steps but {many} for 50: the loop synchronises per step"
     assert few <= 4
+
+
+def _device_predictor():
+    w = torch.randn(64, dtype=torch.float32, device="cuda") * 0.1
+    return lambda x, t: x * (1 - t[:, None]) * 0.9 + w  # device-only work
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        fr.Euler,
+        fr.Heun,
+        fr.RK4,
+        fr.SemiLinearMultistep,
+        lambda: fr.InDISampler(eps=0.1, brownian=True),
+    ],
+    ids=["Euler", "Heun", "RK4", "Multistep", "InDI-eps"],
+)
+def test_fixed_grid_solve_never_synchronises(make):
+    """Issue 17: with check_finite=False a whole fixed-grid solve — planning, steps, landing,
+    solution — runs under torch.cuda.set_sync_debug_mode("error")."""
+    pred = _device_predictor()
+    y = torch.randn(8, 64, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    kw = {"steps": 8, "check_finite": False, "generator": gen}
+    fr.solve(fr.InDIFlow(pred), make(), y, **kw)  # warm-up (lazy CUDA init may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sol = fr.solve(fr.InDIFlow(pred), make(), y, **kw)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(sol.x).all()
+
+
+def test_compiled_solve_replays_without_synchronising():
+    pred = _device_predictor()
+    y = torch.randn(8, 64, device="cuda")
+    eager = fr.solve(fr.InDIFlow(pred), fr.Heun(), y, steps=8, check_finite=False)
+    for _ in range(3):  # compile, record the CUDA graph, replay
+        fr.solve(fr.InDIFlow(pred), fr.Heun(), y, steps=8, check_finite=False, compile=True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sol = fr.solve(fr.InDIFlow(pred), fr.Heun(), y, steps=8, check_finite=False, compile=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(sol.x, eager.x, rtol=1e-5, atol=1e-5)
+
+
+def test_error_control_synchronises_once_per_step():
+    pred = _device_predictor()
+    y = torch.randn(16, 64, device="cuda")
+    fr.solve(fr.InDIFlow(pred), fr.Dopri5(rtol=1e-5), y, t_end=0.05)  # warm-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            sol = fr.solve(fr.InDIFlow(pred), fr.Dopri5(rtol=1e-5), y, t_end=0.05)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(c.message).lower() for c in caught)
+    attempts = int((sol.stats.steps + sol.stats.rejected).max())
+    assert syncs <= attempts + 8, (syncs, attempts)  # one per step, a few at the start and end

@@ -137,8 +137,12 @@ def test_non_finite_predictor_fixed_step(oracle, y, solver, match):
 def test_non_finite_state_fixed_step(flow, y):
     bad = y.clone()
     bad[1, 0] = float("inf")
-    with pytest.raises(fr.NonFiniteError, match=r"step 1 of 4 \(t=1 -> 0.75\) for samples \[1\]"):
-        fr.solve(flow, fr.Euler(), bad, steps=4)
+    calls = []
+    spy = fr.InDIFlow(lambda x, t: calls.append(t) or flow.predictor(x, t))
+    # issue 19: found before the first step, nothing evaluated (it was found after step 1)
+    with pytest.raises(fr.NonFiniteError, match=r"x_start is non-finite .* samples \[1\] at t=1,"):
+        fr.solve(spy, fr.Euler(), bad, steps=4)
+    assert calls == []
     sol = fr.solve(flow, fr.Euler(), bad, steps=4, on_failure="return")
     assert sol.stats.status.tolist() == [0, 3, 0]
     assert sol.status == "non_finite"
@@ -153,8 +157,10 @@ def test_non_finite_start_adaptive_fails_fast(flow, y):
     """Regression: a NaN sample used to step with NaN times until max_steps."""
     bad = y.clone()
     bad[2, 3] = float("nan")
-    with pytest.raises(fr.NonFiniteError, match=r"samples \[2\].*step \[1\] at t=\[1.0\]"):
+    with pytest.raises(fr.NonFiniteError, match=r"samples \[2\] at t=1, found before the fir") as e:
         fr.solve(flow, fr.Dopri5(), bad)
+    assert e.value.solution.stats.status.tolist() == [0, 0, 3]
+    assert int(e.value.solution.stats.nfe.sum()) == 0
     sol = fr.solve(flow, fr.Dopri5(), bad, on_failure="return")
     assert sol.stats.status.tolist() == [0, 0, 3]
     assert int(sol.stats.nfe[2]) <= 2

@@ -108,7 +108,7 @@ def test_callback_once_per_step(problem):
         steps=7,
         callback=lambda step, t, x: calls.append((step, float(t), x.clone())),
     )
-    grid = fr.integrate.make_grid(7, 1.0, 0.0, default_spacing(fr.InDIFlow(oracle), fr.Heun(), 0.0))
+    grid = fr.integrate.make_grid(7, 1.0, 0.0)
     assert [c[0] for c in calls] == list(range(1, 8))
     assert [c[1] for c in calls] == grid[1:].tolist()
     assert torch.equal(calls[-1][2], sol.x)

@@ -21,7 +21,7 @@ TABLEAUS = {
     "Euler": T.EULER,
     "Midpoint": T.MIDPOINT,
     "Heun": T.HEUN,
-    "RK4": T.RK4,
+    "RK4": T.RK4_TABLEAU,
     "Bosh3": T.BOSH3,
     "Dopri5": T.DOPRI5,
 }

@@ -104,3 +104,29 @@ def test_positivity_flags_and_piecewise_validation():
         PiecewiseLinear([0.0, 1.0], [0, 1, 2])
     with pytest.raises(ConfigError, match="start"):
         Linear("a", 1.0)
+
+
+def test_callable_schedule_central_differences():
+    """A callable becomes a FunctionSchedule: value as given, slope and d(v²)/dt by central
+    differences (O(h²) inside, one-sided at 0 and 1), and a float64 probe checks it once."""
+    from flowrestore.schedules import FunctionSchedule, as_schedule, check_on_unit_interval
+
+    s = as_schedule(lambda t: 0.3 + t**2, name="width", fd_step=1e-4)
+    assert isinstance(s, FunctionSchedule) and as_schedule(s, name="x") is s
+    assert isinstance(as_schedule(0.5, name="x"), Constant)
+    t = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    f = lambda u: 0.3 + u**2  # noqa: E731
+    h = 1e-4
+    lo, hi = (t - h).clamp_min(0), (t + h).clamp_max(1)  # one-sided at the ends
+    torch.testing.assert_close(s(t), f(t))
+    torch.testing.assert_close(s.derivative(t), (f(hi) - f(lo)) / (hi - lo), rtol=1e-9, atol=0)
+    torch.testing.assert_close(
+        s.variance_derivative(t), (f(hi) ** 2 - f(lo) ** 2) / (hi - lo), rtol=1e-9, atol=0
+    )
+    # ... which is the derivative to O(h²) inside and O(h) at the ends
+    torch.testing.assert_close(s.derivative(t), 2 * t, rtol=0, atol=2 * h)
+    check_on_unit_interval(s, name="width", positive=True, nondecreasing=True)
+    with pytest.raises(ConfigError, match=r"width\(t\) must accept a tensor"):
+        check_on_unit_interval(as_schedule(lambda t: float(t), name="width"), name="width")
+    with pytest.raises(ConfigError, match="must be a Schedule, a callable"):
+        as_schedule("linear", name="width")

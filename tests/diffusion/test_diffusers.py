@@ -15,8 +15,7 @@ import pytest
 import torch
 
 import flowrestore as fr
-from flowrestore.errors import ConfigError
-from flowrestore.flows.diffusion import MissingDependencyError
+from flowrestore.errors import ConfigError, MissingDependencyError
 
 from .helpers import F64, PREDICTION_TYPES
 
@@ -37,21 +36,87 @@ def _tiny_unet(seed=0):
     )
 
 
-def _ddim_reference(model, scheduler, x_T):
+def _ddim_reference(model, scheduler, x_T, **step_options):
     x = x_T.clone()
     with torch.no_grad():
         for k in scheduler.timesteps:
-            x = scheduler.step(model(x, k).sample, k, x, eta=0.0).prev_sample
+            x = scheduler.step(model(x, k).sample, k, x, eta=0.0, **step_options).prev_sample
     return x
+
+
+CLIPS = {
+    "clip_sample": ({"clip_sample": True, "clip_sample_range": 0.5}, fr.ClipSample(0.5)),
+    "thresholding": (
+        {"thresholding": True, "dynamic_thresholding_ratio": 0.9, "sample_max_value": 1.5},
+        fr.DynamicThreshold(ratio=0.9, max_value=1.5),
+    ),
+}
+
+
+@pytest.mark.parametrize("clip", list(CLIPS))
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_euler_reproduces_a_clipping_ddim_scheduler(tmp_path, ptype, clip):
+    """A scheduler that clips x₀ (clip_sample, or dynamic thresholding): from_diffusers carries
+    the setting into the flow, and Euler on its grid is DDIM's step with ε re-derived from the
+    clipped x₀ (``use_clipped_model_output=True``), to 1e-5 relative in float64. The clipping is
+    active (the unclipped flow differs by far more) and DDIM's default step is refused."""
+    config, expect = CLIPS[clip]
+    train = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype, **config)
+    unet = _tiny_unet()
+    unet.save_pretrained(tmp_path)
+    train.save_pretrained(tmp_path)
+    flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
+    assert flow.clip == expect
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    ddim = diffusers.DDIMScheduler.from_config(train.config, set_alpha_to_one=True)
+    ddim.set_timesteps(10)
+    want = _ddim_reference(flow.model, ddim, x_T, use_clipped_model_output=True)
+    grid = flow.grid_from_scheduler(ddim, use_clipped_model_output=True)
+    got = fr.solve(flow, fr.Euler(), x_T, grid=grid).x
+    rel = float((got - want).abs().max() / want.abs().max())
+    assert rel <= 1e-5, (ptype, clip, rel)
+    unclipped = fr.DiffusionFlow(
+        flow.model, alphas_cumprod=flow.alphas_cumprod, prediction_type=ptype
+    )
+    gap = float((fr.solve(unclipped, fr.Euler(), x_T, grid=grid).x - want).abs().max())
+    assert gap / float(want.abs().max()) > 1e-2, gap  # the clip changes the answer
+    with pytest.raises(ConfigError, match="use_clipped_model_output=True"):
+        flow.grid_from_scheduler(ddim)  # the default step (model's ε) is no ODE step
+    name = "thresholding=True" if clip == "thresholding" else "clip_sample=True"
+    with pytest.raises(ConfigError, match=name):
+        unclipped.grid_from_scheduler(ddim, use_clipped_model_output=True)
+    plain = diffusers.DDIMScheduler.from_config(train.config, clip_sample=False, thresholding=False)
+    plain.set_timesteps(10)
+    with pytest.raises(ConfigError, match="clip=None"):
+        flow.grid_from_scheduler(plain)
+    override = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64, clip=None)
+    assert override.clip is None and override.grid_from_scheduler(plain).numel() == 11
+
+
+def test_clip_options_are_typed():
+    abar = diffusers.DDPMScheduler().alphas_cumprod
+    for bad in ({"clip": 1.0}, {"clip": True}):
+        with pytest.raises(ConfigError, match="clip must be"):
+            fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=abar, **bad)
+    for make in (
+        lambda: fr.ClipSample(0.0),
+        lambda: fr.ClipSample(float("inf")),
+        lambda: fr.DynamicThreshold(ratio=0.0),
+        lambda: fr.DynamicThreshold(max_value=0.5),
+    ):
+        with pytest.raises(ConfigError):
+            make()
 
 
 @pytest.mark.parametrize("ptype", PREDICTION_TYPES)
 def test_euler_reproduces_ddim_scheduler(tmp_path, ptype):
-    train = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype)
+    train = diffusers.DDPMScheduler(
+        num_train_timesteps=1000, prediction_type=ptype, clip_sample=False
+    )
     _tiny_unet().save_pretrained(tmp_path)
     train.save_pretrained(tmp_path)  # scheduler_config.json beside the model
     flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
-    assert flow.prediction_type == ptype
+    assert flow.prediction_type == ptype and flow.clip is None
     x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
     for spacing, n in (("leading", 10), ("trailing", 8)):
         ddim = diffusers.DDIMScheduler.from_config(
@@ -100,7 +165,7 @@ def test_loading_errors_are_typed_and_never_download(tmp_path):
 
 
 def test_grid_from_scheduler_refuses_what_it_cannot_reproduce():
-    train = diffusers.DDPMScheduler(num_train_timesteps=1000)
+    train = diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
     flow = fr.DiffusionFlow.from_diffusers(lambda x, k: x, train)
     ddim = diffusers.DDIMScheduler.from_config(train.config, timestep_spacing="trailing")
     with pytest.raises(ConfigError, match="set_timesteps"):
@@ -187,5 +252,5 @@ def test_readme_bird_on_diffusion_example_runs(tmp_path, monkeypatch):
     ns = {"torch": torch, "fr": fr, "g": torch.Generator().manual_seed(1), "y": y}
     exec(compile(block.replace("iterations=600", "iterations=2"), "README.md", "exec"), ns)  # noqa: S102
     res = ns["res"]
-    assert res.x.shape == y.shape and res.iterations == 2
+    assert res.x.shape == ns["y"].shape and res.iterations == 2
     assert 0.3 <= float(res.params["width"].min()) <= float(res.params["width"].max()) <= 3.0

@@ -76,7 +76,7 @@ def test_semilinear_multistep_and_error_control():
     errs, floor = _errors(flow, oracle, fr.SemiLinearMultistep)
     assert fit_order(LEVELS, errs, floor) >= 2 - TOL, errs
     x_T = oracle.sample_latent(3, torch.Generator().manual_seed(2))
-    sol = fr.solve(flow, fr.Dopri5(), x_T, controller=flow.controller(rtol=1e-6, atol=1e-6))
+    sol = fr.solve(flow, fr.Dopri5(), x_T, controller=fr.PIController(rtol=1e-6, atol=1e-6))
     err = float((sol.x - oracle.exact_map(x_T)).abs().max())
     assert err < 1e-4, err
     assert int(sol.stats.nfe.max()) < 2000

@@ -81,7 +81,8 @@ def test_look_ahead_tends_to_the_tangent():
     tangent = A.time_derivative(phi, 0.6)
     errs = []
     for h in (1e-2, 5e-3):
-        r = sde.incremental_reconstruction(t, torch.tensor(-h, dtype=torch.float64), phi)
+        h_t = torch.tensor(-h, dtype=torch.float64)
+        r = DiracStep().incremental_reconstruction(sde, t, h_t, phi)
         errs.append(float((r / -h - tangent).abs().max()))
     assert errs[0] / errs[1] == pytest.approx(2.0, rel=0.1)  # first-order difference quotient
 
@@ -93,12 +94,13 @@ def test_increment_estimates_exact_for_affine_family(increment):
     """For ``A_t = (1 − c t) I`` every estimate of ``A_{t−Δt}(Φ) − A_t(Φ)`` is exact."""
     c = 0.7
     fam = fr.degradations.DiagonalFamily(a=lambda t: 1 - c * t, derivative=lambda t: -c + 0 * t)
-    sde = DiracSDE(_phi, fam, SIGMA, increment=increment, small_step=0.01)
+    sde = DiracSDE(_phi, fam, SIGMA)
+    step = DiracStep(increment=increment, small_step=0.01)
     y = _images()
     for t, h in ((1.0, -0.2), (0.5, -0.1), (0.05, -0.05)):
         tt, hh = torch.tensor(t, dtype=torch.float64), torch.tensor(h, dtype=torch.float64)
         phi = _phi(y, tt.expand(3))
-        r = sde.incremental_reconstruction(tt, hh, phi)
+        r = step.incremental_reconstruction(sde, tt, hh, phi)
         torch.testing.assert_close(r, -c * h * phi, rtol=1e-9, atol=1e-12)
 
 
@@ -119,18 +121,18 @@ def test_increment_probes_stay_in_unit_interval_and_follow_the_paper():
         ("small_look_back", 0.995, -0.1, 0.985),
         ("small_look_ahead", 0.5, -0.001, 0.499),  # δ capped at the step
     ):
-        sde = DiracSDE(_phi, A, SIGMA, increment=increment, small_step=0.01)
+        sde, step = DiracSDE(_phi, A, SIGMA), DiracStep(increment=increment, small_step=0.01)
         seen.clear()
         tt, hh = torch.tensor(t, dtype=torch.float64), torch.tensor(h, dtype=torch.float64)
-        sde.incremental_reconstruction(tt, hh, y, A(y, tt.expand(3)))
+        step.incremental_reconstruction(sde, tt, hh, y, A(y, tt.expand(3)))
         probes = torch.cat([s.reshape(-1) for s in seen[1:]])
         assert torch.allclose(probes, torch.tensor(probe, dtype=torch.float64)), (increment, probes)
     # a whole solve with every option never evaluates A or phi outside [0, 1]
     for increment in ("look_back", "small_look_back", "small_look_ahead"):
         seen.clear()
         fr.solve(
-            DiracSDE(_phi, A, SIGMA, increment=increment),
-            DiracStep(),
+            DiracSDE(_phi, A, SIGMA),
+            DiracStep(increment=increment),
             y,
             steps=7,
             generator=torch.Generator().manual_seed(0),
@@ -141,10 +143,10 @@ def test_increment_probes_stay_in_unit_interval_and_follow_the_paper():
 
 def test_tangent_step_is_generic_euler_maruyama_up_to_noise_scale():
     A, y = _blur(), _images()
-    sde = DiracSDE(_phi, A, SIGMA, increment="tangent")
+    sde = DiracSDE(_phi, A, SIGMA)
     grid = torch.tensor([0.8, 0.6], dtype=torch.float64)
     noise = BrownianIncrements(grid, torch.zeros(1, *y.shape, dtype=torch.float64))
-    x1 = fr.solve(sde, DiracStep(), y, grid=grid, noise=noise).x
+    x1 = fr.solve(sde, DiracStep(increment="tangent"), y, grid=grid, noise=noise).x
     t, h = grid[0], grid[1] - grid[0]
     # eq. 7's score term uses σ²_{t+h} − σ²_t in place of h dσ²/dt; with zero noise, the rest
     # is Euler
@@ -381,7 +383,17 @@ def test_typed_errors():
     with pytest.raises(ShapeError, match="observation"):
         fr.solve(DiracSDE(_phi, A, SIGMA, observation=y[:2]), DiracStep(), y, steps=2)
     with pytest.raises(ConfigError):
-        DiracSDE(_phi, A, SIGMA, increment="look_sideways")
+        DiracStep(increment="look_sideways")
+    for bad in ({"small_step": 0.0}, {"small_step": 2.0}, {"track_consistency": "yes"}):
+        with pytest.raises(ConfigError):
+            DiracStep(**bad)
+    # the step's options moved to the solver: the flow says where they went
+    for moved in ({"increment": "look_back"}, {"small_step": 0.01}, {"track_consistency": False}):
+        name = next(iter(moved))
+        with pytest.raises(ConfigError, match=rf"fr\.DiracStep\({name}="):
+            DiracSDE(_phi, A, SIGMA, **moved)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'incremnt'"):
+        DiracSDE(_phi, A, SIGMA, incremnt="look_back")
     with pytest.raises(ConfigError):
         DiracSDE(_phi, A, SIGMA, guidance=-1.0)
     with pytest.raises(ConfigError):

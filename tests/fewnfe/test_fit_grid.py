@@ -63,7 +63,7 @@ def test_dynamic_programme_finds_the_cheapest_path():
     best = min(
         (
             first[p[0]]
-            + sum(tri[a, b, c] for a, b, c in zip((0, *p), p, (*p[1:], m), strict=True)),
+            + sum(tri[a, b, c] for a, b, c in zip((0, *p[:-1]), p, (*p[1:], m), strict=True)),
             p,
         )
         for p in itertools.combinations(range(1, m), steps - 1)
@@ -91,9 +91,9 @@ def test_symbolic_solve_is_exact_for_an_isotropic_gaussian():
         ("linear", fr.Euler()),
         ("linear", fr.Heun()),
         ("cosine", fr.IPNDM(form="data")),
-        ("indi", fr.Midpoint()),
+        ("indi", fr.RK4()),  # numeric costs (stages off the grid)
     ],
-    ids=["diffusion-euler", "diffusion-heun", "diffusion-ipndm", "indi-midpoint"],
+    ids=["diffusion-euler", "diffusion-heun", "diffusion-ipndm", "indi-rk4"],
 )
 def test_fitted_grid_beats_the_default_on_unseen_inputs(problem, solver):
     if problem == "indi":
@@ -101,7 +101,7 @@ def test_fitted_grid_beats_the_default_on_unseen_inputs(problem, solver):
         _, warm = oracle.sample(16, generator=torch.Generator().manual_seed(10))
         _, test = oracle.sample(32, generator=torch.Generator().manual_seed(11))
         exact = oracle.ode_solution(test, 0.0)
-        steps, kw = 3, {"teacher_steps": 24}
+        steps, kw = 2, {"teacher_steps": 24}
     else:
         oracle, flow, _, _ = diffusion_problem(problem, "epsilon", seed=3, dim=16)
         warm = oracle.sample_latent(16, torch.Generator().manual_seed(10))

@@ -100,7 +100,10 @@ def test_time_variable_validation():
 
 def test_flows_declare_their_grid_and_time_variable():
     indi = fr.InDIFlow(lambda x, t: x)
-    assert indi.default_spacing() == fr.StartRefined(rho=2.0, closing_pair=True)
+    assert indi.default_spacing() is None  # the multistep solvers' StartRefined, else uniform
+    assert fr.SemiLinearMultistep().default_spacing(indi) == fr.StartRefined(
+        rho=2.0, closing_pair=True
+    )
     assert indi.time_variable() == fr.TimeVariable(power=2, reciprocal=False)
     abar = cosine_abar()
     diff = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=abar)
@@ -114,23 +117,34 @@ def test_flows_declare_their_grid_and_time_variable():
 
 
 def test_the_loop_applies_the_flow_grid_refining_only_for_denoising_landings():
-    """A method of order ``p`` landing by the denoising step gets the flow's grid with its end
-    refined by ``ρ = (p + 1)/(2e)`` when its end exponent ``e`` is below ``(p + 1)/2``."""
+    """A method of order ``p`` landing by the denoising step gets a declared grid with its end
+    refined by ``ρ = p/(2e)`` when its end exponent ``e`` is below ``p/2`` (landing error
+    ``O(N^{−2eρ}) = O(N^{−p})``); with no declared grid, ``Power(p/2)`` for ``p > 2``."""
     indi = fr.InDIFlow(lambda x, t: x)
     diff = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=linear_abar())
     ode = fr.ODEFlow(lambda t, x: -x)
-    sr, nl = indi.default_spacing(), diff.default_spacing()
-    for solver in (fr.Euler(), fr.Midpoint(), fr.SemiLinearMultistep(), fr.IPNDM()):
-        assert default_spacing(indi, solver, 0.0) == sr  # their own landing step
+    sr, nl = fr.StartRefined(rho=2.0, closing_pair=True), diff.default_spacing()
+    for solver in (fr.Euler(), fr.Midpoint(), fr.IPNDM(), fr.Heun()):
+        assert default_spacing(indi, solver, 0.0) == fr.Uniform()
+    for solver in (fr.Euler(), fr.Midpoint(), fr.RK4(), fr.IPNDM()):
         assert default_spacing(ode, solver, 1.0) == fr.Uniform()
-    assert default_spacing(indi, fr.Heun(), 0.0) == fr.EndRefined(sr, 1.5)
-    assert default_spacing(indi, fr.RK4(), 0.0) == fr.EndRefined(sr, 2.5)
-    assert default_spacing(indi, fr.Bosh3(), 0.0) == fr.EndRefined(sr, 2.0)
-    assert default_spacing(indi, fr.RK4(), 0.05) == sr  # no singular end
-    # a diffusion model's grid (e = 2): Heun and Midpoint (reciprocal landing) as it is
-    for solver in (fr.Heun(), fr.Midpoint(), fr.Euler()):
+    assert default_spacing(indi, fr.SemiLinearMultistep(), 0.0) == sr  # its own landing step
+    assert default_spacing(indi, fr.RK4(), 0.0) == fr.Power(2.0)
+    assert default_spacing(indi, fr.Dopri5(), 0.0) == fr.Power(2.5)
+    assert default_spacing(indi, fr.RK4(), 0.05) == fr.Uniform()  # no singular end
+    # a diffusion model's grid (e = 2): up to order 4 as it is, Dopri5's end refined
+    for solver in (fr.Heun(), fr.Midpoint(), fr.Euler(), fr.RK4(), fr.SemiLinearMultistep()):
         assert default_spacing(diff, solver, 0.0) == nl
-    assert default_spacing(diff, fr.RK4(), 0.0) == fr.EndRefined(nl, 1.25)
-    assert default_spacing(diff, fr.Dopri5(), 0.0) == fr.EndRefined(nl, 1.5)
-    sol = fr.solve(indi, fr.RK4(), torch.ones(1, 2, dtype=F64), steps=5, save_at="steps")
-    torch.testing.assert_close(sol.ts, fr.EndRefined(sr, 2.5)(5, 1.0, 0.0))
+    assert default_spacing(diff, fr.Dopri5(), 0.0) == fr.EndRefined(nl, 1.25)
+    # a declared grid with e = 1 (StartRefined) under RK4: ρ = 4/2
+    start = fr.ODEFlow(lambda t, x: -x)
+    start.singular_at_zero = True
+    start.default_spacing = lambda: sr
+    assert default_spacing(start, fr.RK4(), 0.0) == fr.EndRefined(sr, 2.0)
+    assert default_spacing(start, fr.Heun(), 0.0) == sr
+    # EDM's floor (e = 0) is laid as declared
+    edm = fr.Karras(rho=7.0, t_min=0.002)
+    start.default_spacing = lambda: edm
+    assert edm.end_exponent == 0 and default_spacing(start, fr.Dopri5(), 0.0) == edm
+    sol = fr.solve(diff, fr.Dopri5(), torch.ones(1, 2, dtype=F64), steps=5, save_at="steps")
+    torch.testing.assert_close(sol.ts, fr.EndRefined(nl, 1.25)(5, 1.0, 0.0))

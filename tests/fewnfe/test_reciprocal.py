@@ -83,7 +83,7 @@ def test_embedded_pairs_keep_t_and_their_error_control():
     flow's controller Dopri5 meets its tolerance at ``t = 0``, and with ``steps=`` a step is the
     plain tableau in ``t``."""
     _, flow, x_T, exact = diffusion_problem("cosine", "v_prediction", dim=8, batch=2)
-    sol = fr.solve(flow, fr.Dopri5(), x_T, controller=flow.controller(rtol=1e-7, atol=1e-7))
+    sol = fr.solve(flow, fr.Dopri5(), x_T, controller=fr.PIController(rtol=1e-7, atol=1e-7))
     assert float((sol.x - exact).abs().max()) < 1e-4
     x = flow.to_state(x_T, 1.0)
     want = fr.solvers.rk_step(fr.Bosh3.tableau, flow, _t(0.1), x, _t(-0.05))[0]

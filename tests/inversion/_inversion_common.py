@@ -22,3 +22,17 @@ def camera_oracle(std: float = 0.02, size: int = 32):
     """Gaussian generative oracle N(camera, std²) and its exact InDI flow."""
     oracle = GaussianGenerativeOracle(mean=camera_mean(size), std=std)
     return oracle, fr.InDIFlow(oracle.posterior_mean)
+
+
+def check_blind_result(res, x_true, y, widths, noise: float) -> None:
+    """What BIRD must achieve on a blind Gaussian deblurring oracle problem: each width within
+    5 %, the data fitted down to the noise level (RMS residual within 0.8–1.25 σ), the image closer
+    to the truth than the observation by half, and the truth's mean level."""
+    rel = (res.params["width"] - widths).abs() / widths
+    assert (rel < 0.05).all(), res.params["width"]
+    assert (res.residual_rms < 1.25 * noise).all(), res.residual_rms
+    assert (res.residual_rms > 0.8 * noise).all(), res.residual_rms
+    err = (res.x - x_true).flatten(1).square().mean(1).sqrt()
+    obs = (y - x_true).flatten(1).square().mean(1).sqrt()
+    assert (err < 0.5 * obs).all(), (err, obs)
+    assert abs(float(res.x.mean()) - float(x_true.mean())) < 0.01

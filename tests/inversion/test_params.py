@@ -119,6 +119,12 @@ def test_operator_with_param_is_a_blind_template():
         GaussianBlur(width=Param(1.0))
     with pytest.raises(ConfigError, match=r"GaussianBlur: width is a Param"):
         GaussianBlur(Param(1.0))
+    # a misnamed argument is named, with what the operator takes (issue 19 item 6)
+    takes = r"it takes \(width, kernel_size=None, padding='reflect'\)"
+    with pytest.raises(ConfigError, match=rf"GaussianBlur has no argument 'sigma'; {takes}"):
+        BlindOperator(GaussianBlur, sigma=Param(1.0))
+    with pytest.raises(ConfigError, match=rf"missing a required argument: 'width'; {takes}"):
+        BlindOperator(GaussianBlur, kernel_size=5)
 
 
 def test_inversion_configuration_errors():

@@ -1,6 +1,8 @@
 """Time distributions p(t): KS tests against their cdf, bias toward t = 1, reproducibility."""
 
+import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import torch
 
@@ -55,3 +57,26 @@ def test_reproducible_and_resolve_forms():
         resolve_tdist("power", k=-1)
     with pytest.raises(ConfigError, match="bad parameters"):
         resolve_tdist("uniform", k=2)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_sampler_is_the_inverse_of_the_documented_cdf(name, params):
+    """Each draw is F⁻¹ of the generator's uniform, with F the documented law: uniform F(s) = s;
+    power P(t ≤ s) = 1 − (1 − s)^(1/k) from t = 1 − u^k (so F(t) = 1 − u); Beta(a, b) its
+    regularised incomplete beta. Exact to rounding, so an exponent off by 10 % is seen at once."""
+    n = 500
+    t = resolve_tdist(name, **params).sample(
+        n, torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    u = torch.rand(n, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+    t = t.numpy()
+    if name == "uniform":
+        assert np.array_equal(t, u)
+    elif name == "power":
+        k = params["k"]
+        ok = u > 1e-3  # below, 1 − t = u^k is under float64's resolution near t = 1
+        assert ok.sum() > 490
+        assert np.allclose((1 - (1 - t) ** (1 / k))[ok], (1 - u)[ok], rtol=0, atol=1e-9)
+        assert resolve_tdist(name, **params).mean == pytest.approx(k / (k + 1), rel=1e-15)
+    else:
+        assert np.allclose(scipy.special.betainc(params["a"], params["b"], t), u, atol=1e-12)

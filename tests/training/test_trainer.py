@@ -5,9 +5,10 @@ import torch
 
 from flowrestore.errors import ConfigError
 from flowrestore.training.checkpoint import load_checkpoint, load_predictor
+from flowrestore.training.cli import config_from_args, main
 from flowrestore.training.data import PatchDataset, make_degradation, training_images
 from flowrestore.training.losses import indi_loss
-from flowrestore.training.trainer import TrainConfig, config_from_args, main, train
+from flowrestore.training.trainer import TrainConfig, train
 
 TINY = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1}
 
@@ -133,3 +134,28 @@ def test_config_validation_and_cli(tmp_path, capsys):
     assert cfg.unet == {"base_channels": 8, "channel_mults": [1, 2]}
     assert main(args) == 0
     assert load_checkpoint(tmp_path / "cli.pt")["step"] == 2
+
+
+def test_training_command_and_its_alias(tmp_path):
+    """``python -m flowrestore.training`` is the command; ``-m flowrestore.training.trainer`` (the
+    form the registry's recorded commands use) runs the same one."""
+    import json
+    import subprocess
+    import sys
+
+    args = [
+        "--task", "denoise", "--steps", "1", "--patch-size", "16", "--batch-size", "2",
+        "--base-channels", "8", "--channel-mults", "1,2", "--no-progress",
+    ]  # fmt: skip
+    for i, module in enumerate(("flowrestore.training", "flowrestore.training.trainer")):
+        out = tmp_path / f"run{i}.pt"
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *args, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["steps"] == 1
+        assert load_checkpoint(out)["step"] == 1

@@ -92,3 +92,42 @@ def test_degradation_properties():
         make_degradation("inpaint")
     with pytest.raises(ShapeError, match="divisible"):
         make_degradation("sr4")(torch.rand(1, 3, 10, 10))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_family_is_the_documented_path_with_an_exact_time_derivative(task):
+    """make_family gives A_0 = I, A_1 = the task's noiseless degradation and in between the
+    documented path — deblur: a blur of std t·blur_sigma (on A_1's kernel support); the others:
+    (1 − t) x + t A x — and time_derivative is ∂_t A_t exactly (central difference in float64)."""
+    from flowrestore.degradations import GaussianBlur
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fam = make_family(task)
+    a1 = make_degradation(task, **{"sigma" if task == "denoise" else "noise": 0.0})(x)
+    t = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    if task == "deblur":
+        size = GaussianBlur(2.0).kernel_size
+        want = torch.cat(
+            [
+                GaussianBlur(2.0 * float(tb), kernel_size=size)(x[i : i + 1])
+                for i, tb in enumerate(t)
+            ]
+        )
+    else:
+        want = (1 - t)[:, None, None, None] * x + t[:, None, None, None] * a1
+    assert torch.allclose(fam(x, t), want, atol=1e-12, rtol=0)
+    assert torch.allclose(fam(x, torch.zeros(2, dtype=torch.float64)), x, atol=1e-12, rtol=0)
+    assert torch.allclose(fam(x, torch.ones(2, dtype=torch.float64)), a1, atol=1e-12, rtol=0)
+    h = 1e-5
+    fd = (fam(x, t + h) - fam(x, t - h)) / (2 * h)
+    assert torch.allclose(fam.time_derivative(x, t), fd, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("task,name", [("deblur", "noise"), ("sr4", "noise"), ("denoise", "sigma")])
+def test_degradation_noise_has_the_stated_std(task, name):
+    """y − A x is Gaussian noise of the stated std (98 304 draws: the sample std is within 1 %)."""
+    x = torch.full((8, 3, 64, 64), 0.5)
+    clean = make_degradation(task, **{name: 0.0})(x)
+    y = make_degradation(task, **{name: 0.05})(x, torch.Generator().manual_seed(0))
+    assert float((y - clean).std()) == pytest.approx(0.05, rel=0.01)
+    assert abs(float((y - clean).mean())) < 0.001

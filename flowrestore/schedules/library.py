@@ -1,111 +1,32 @@
-"""Scalar schedules of the severity ``t ∈ [0, 1]``: noise levels σ_t and degradation parameters.
-
-Implements the schedules of docs/math.md §3: the geometric noise schedule
-``σ_t = σ_min^{1-t} σ_max^t``
-used by Dirac's stochastic degradation process, linear and constant schedules, and the
-piecewise-linear schedule returned by degradation scheduling (Dirac supplement B).
-
-Every schedule is callable on ``t`` (a float or a tensor of any shape, typically ``[B]``) and
-returns a tensor of the same shape as ``t`` (a 0-dim tensor of the default dtype for a float ``t``).
-Each has an exact ``derivative(t)`` and ``variance_derivative(t) = d(v_t²)/dt`` (the diffusion
-coefficient squared of the forward SDE ``dy = ∂_t A_t(x) dt + sqrt(dσ_t²/dt) dw`` when the schedule
-is σ_t).
-
-``start``/``end``/``value`` may be floats or tensors (also tensors requiring grad); everything is
-computed with torch operations so gradients flow to tensor parameters.
+"""The schedules of :mod:`flowrestore.schedules`: geometric, linear, constant, piecewise-linear
+(Dirac supplement B) and any callable (:class:`FunctionSchedule`, derivative by central
+difference); :func:`as_schedule` turns a number or a callable into one.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.schedules.base import (
+    Scalar,
+    Schedule,
+    _param,
+    _to,
+    check_fd_step,
+    difference_points,
+)
 
 __all__ = [
-    "Schedule",
+    "Constant",
+    "FunctionSchedule",
     "Geometric",
     "Linear",
-    "Constant",
     "PiecewiseLinear",
-    "as_time_tensor",
+    "as_schedule",
 ]
-
-Scalar = float | int | torch.Tensor
-
-
-def as_time_tensor(t, *, name: str = "t", like: torch.Tensor | None = None) -> torch.Tensor:
-    """Return ``t`` as a tensor (``like``'s dtype/device for python numbers), checked in [0, 1].
-
-    Raises :class:`~flowrestore.errors.ConfigError` naming ``name`` when any entry is outside [0, 1]
-    or not finite.
-    """
-    if isinstance(t, torch.Tensor):
-        tt = t
-    elif isinstance(t, (int, float)) and not isinstance(t, bool):
-        if like is not None and like.is_floating_point():
-            tt = torch.tensor(float(t), dtype=like.dtype, device=like.device)
-        else:
-            tt = torch.tensor(float(t), dtype=torch.get_default_dtype())
-    else:
-        raise ConfigError(f"{name} must be a float or a tensor, got {describe(t)}")
-    if not tt.is_floating_point():
-        tt = tt.to(torch.get_default_dtype() if like is None else like.dtype)
-    bad = ~((tt >= 0) & (tt <= 1))
-    if bool(bad.any()):
-        raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
-    return tt
-
-
-def _param(value, name: str) -> Scalar:
-    """Validate a schedule parameter: a finite real number or a tensor."""
-    if isinstance(
-        value, torch.Tensor
-    ):  # may require grad; may be per-coordinate (broadcasts with t)
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a real number or a tensor, got {describe(value)}")
-    if not math.isfinite(float(value)):
-        raise ConfigError(f"{name} must be finite, got {describe(value)}")
-    return float(value)
-
-
-def _to(value: Scalar, t: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.to(device=t.device, dtype=torch.promote_types(value.dtype, t.dtype))
-    return torch.tensor(value, dtype=t.dtype, device=t.device)
-
-
-class Schedule:
-    """Base class: a scalar function ``v(t)`` of the severity with its exact derivative."""
-
-    def __call__(self, t) -> torch.Tensor:
-        """Value ``v(t)``, same shape as ``t``."""
-        return self.value(as_time_tensor(t))
-
-    def derivative(self, t) -> torch.Tensor:
-        """Exact ``dv/dt`` at ``t``, same shape as ``t``."""
-        return self.slope(as_time_tensor(t))
-
-    def variance_derivative(self, t) -> torch.Tensor:
-        """``d(v_t²)/dt = 2 v_t v'_t``; for a noise schedule σ_t this is the forward SDE's g(t)²."""
-        tt = as_time_tensor(t)
-        return 2.0 * self.value(tt) * self.slope(tt)
-
-    def is_positive(self) -> bool:
-        """Whether ``v(t) > 0`` for every ``t ∈ [0, 1]`` (required of a noise schedule σ_t)."""
-        raise NotImplementedError
-
-    # subclasses implement these on an already validated tensor t
-    def value(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """Value on a validated tensor ``t``."""
-        raise NotImplementedError
-
-    def slope(self, t: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """Derivative on a validated tensor ``t``."""
-        raise NotImplementedError
 
 
 def _positive_value(v: Scalar) -> bool:
@@ -267,3 +188,69 @@ class PiecewiseLinear(Schedule):
     def __repr__(self) -> str:
         v0, v1 = self.values[0].item(), self.values[-1].item()
         return f"PiecewiseLinear(<{self.knots_t.numel()} knots>, {v0:.4g} → {v1:.4g})"
+
+
+class FunctionSchedule(Schedule):
+    """A callable ``t -> value`` as a :class:`Schedule` (its derivative by central difference).
+
+    ``fn`` receives a tensor of times and returns one value per time (or a 0-dim value for all);
+    ``slope`` is ``(v(t + h) − v(t − h)) / (2h)`` in float64, one-sided inside ``[0, 1]`` at the
+    ends, error ``O(h²)`` with ``h = fd_step``; ``variance_slope`` differences ``v²`` the same way.
+    ``name`` is what error messages call it (``"sigma"``, ``"width"``, ...).
+    """
+
+    def __init__(self, fn: Callable, *, name: str = "schedule", fd_step: float = 1e-4):
+        if not callable(fn):
+            raise ConfigError(
+                f"{name} must be a Schedule or a callable t -> value, got {describe(fn)}"
+            )
+        self.fn, self.name, self.h = fn, name, check_fd_step(fd_step)
+
+    def _eval(self, t: torch.Tensor) -> torch.Tensor:
+        v = self.fn(t)
+        if not isinstance(v, torch.Tensor):
+            v = torch.as_tensor(v, dtype=t.dtype, device=t.device)
+        if v.dim() == 0:
+            v = v.expand(t.shape)
+        if v.shape != t.shape:
+            raise ShapeError(
+                f"{self.name}(t) must return one value per sample {tuple(t.shape)}, "
+                f"got {describe(v)}"
+            )
+        return v
+
+    def value(self, t):
+        v = self._eval(t)
+        return v if v.dtype == t.dtype else v.to(t.dtype)
+
+    def slope(self, t):
+        lo, hi, dt = difference_points(t.detach().double(), self.h)
+        return ((self._eval(hi) - self._eval(lo)) / dt).to(t.dtype)
+
+    def variance_slope(self, t):
+        lo, hi, dt = difference_points(t.detach().double(), self.h)
+        return ((self.value(hi) ** 2 - self.value(lo) ** 2) / dt).to(t.dtype)
+
+    def is_positive(self) -> bool:
+        """Whether the values on a 101-point probe of ``[0, 1]`` are positive and finite."""
+        with torch.no_grad():
+            v = self.value(torch.linspace(0.0, 1.0, 101, dtype=torch.float64))
+        return bool((torch.isfinite(v) & (v > 0)).all())
+
+    def __repr__(self) -> str:
+        return f"FunctionSchedule({self.name}={self.fn!r})"
+
+
+def as_schedule(value, *, name: str, fd_step: float = 1e-4) -> Schedule:
+    """``value`` as a :class:`Schedule`: a Schedule as it is, a number as a :class:`Constant`, a
+    callable as a :class:`FunctionSchedule` (derivative by central difference, step ``fd_step``).
+    """
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Constant(float(value))
+    if callable(value):
+        return FunctionSchedule(value, name=name, fd_step=fd_step)
+    raise ConfigError(
+        f"{name} must be a Schedule, a callable t -> value or a number, got {describe(value)}"
+    )

@@ -1,0 +1,353 @@
+"""DPS, DiffPIR, DDRM and BIRD side by side on one diffusers DDPM, one operator, one loop.
+
+1. **The model**: the faces DDPM of ``examples/bird_diffusion.py`` (its :func:`train_ddpm`: a
+   ``UNet2DModel`` 16/32/32 channels, v-prediction, DDPM's linear 1000-step schedule, 2000 Adam
+   steps on the 80 training LFW faces, 24×24 grey in ``[−1, 1]``), trained once into
+   ``OUT/ddpm-faces`` or reused from ``--model FOLDER``; loaded by path,
+   ``fr.DiffusionFlow.from_diffusers`` (local files only, nothing downloads).
+2. **Three tasks** on held-out faces, noise ``σ_y = 0.01`` (in ``[0, 1]``):
+   Gaussian deblurring (width 1.5 px, 19 taps), motion deblurring (a 9×9 camera-shake kernel per
+   face, ``fr.degradations.motion_kernel``) — both with ``padding="circular"``, the blur whose SVD
+   is known in closed form (the unitary DFT, :mod:`flowrestore.flows.spectral`), which DDRM and
+   DiffPIR's proximal step need; DPS and BIRD use the same operator — and 4× super-resolution
+   (``Downsample(4)``: 4×4 block means, SVD by the block DCT).
+3. **Methods**, all on the flow's default grid (EDM's ρ = 7 in σ) at 10, 20 and 50 network
+   evaluations (NFE): DPS (``fr.DPSStep``, Chung et al. 2023), DiffPIR (``fr.DiffPIRFlow`` +
+   ``fr.DiffPIRStep``, Zhu et al. 2023), DDRM (``fr.DDRMStep``, Kawar et al. 2022, the paper's
+   η = 0.85, η_b = 1); on the Gaussian blur also BIRD (``fr.BlindInversion``, Chihaoui et al.
+   2024) with the width *unknown* (start 1.0, bounds 0.3–3): Ψ = 10 DDIM steps, the detached
+   gradient, cosine-decayed rates; its NFE is all its solves.
+4. **Hyperparameters are chosen on validation faces and reported on disjoint test faces**:
+   held-out faces 0–7 choose DPS's ζ, DiffPIR's (λ, ζ) — per task and NFE — and BIRD's latent
+   learning rate, by mean PSNR (grids: :data:`GRIDS`); the table reports held-out faces 8–19.
+5. **Output**: ``OUT/compare_restoration.md`` (the table, also printed: PSNR, SSIM, data
+   consistency as the RMS of ``y − A x̂`` against ``σ_y``, NFE, seconds per image), the figure
+   ``OUT/compare_restoration.png`` (one test face per task and method; PSNR against NFE) and
+   ``OUT/summary.json``.
+
+deepinv's DPS/DiffPIR are not compared: deepinv needs torchvision, and the only torchvision that
+accepts torch 2.13 (0.28.0 on PyPI) is a CUDA build that fails to import on the CPU torch
+("operator torchvision::nms does not exist"); no CPU build is reachable from this machine.
+
+Run: ``python examples/compare_restoration.py --out runs/compare`` (about 20 minutes on 2 CPU cores
+with training; README "Guided restoration on a trained DDPM"); ``--model runs/bird/ddpm-faces``
+reuses a trained pipeline; ``--quick`` is a seconds-long smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is trained here
+
+import torch
+
+import flowrestore as fr
+from flowrestore.degradations import Downsample, GaussianBlur, MotionBlur, motion_kernel
+from flowrestore.inversion import BlindInversion, Param
+from flowrestore.metrics import psnr, ssim
+
+
+def _bird_example():
+    """``examples/bird_diffusion.py`` as a module (its ``faces`` and ``train_ddpm``)."""
+    spec = importlib.util.spec_from_file_location(
+        "bird_diffusion", Path(__file__).with_name("bird_diffusion.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BIRD = _bird_example()
+TASKS = ("gaussian deblur", "motion deblur", "4x super-resolution")
+METHODS = ("DPS", "DiffPIR", "DDRM")
+#: hyperparameter grids searched on the validation faces (per task and NFE; BIRD once)
+GRIDS = {
+    "DPS": [{"zeta": z} for z in (1.0, 3.0, 10.0)],
+    "DiffPIR": [{"lam": lam, "zeta": z} for lam in (1.0, 7.0, 30.0) for z in (0.3, 1.0)],
+    "DDRM": [{"eta": 0.85, "eta_b": 1.0}],
+    "BIRD": [{"lr_latent": lr} for lr in (0.05, 0.1, 0.2)],
+}
+QUICK_GRIDS = {
+    "DPS": [{"zeta": 1.0}],
+    "DiffPIR": [{"lam": 7.0, "zeta": z} for z in (0.0, 0.3)],
+    "DDRM": [{"eta": 0.85, "eta_b": 1.0}],
+    "BIRD": [{"lr_latent": 0.1}],
+}
+WIDTH = 1.5  # the Gaussian blur's width in pixels
+
+
+def operator(task: str, n: int, seed: int):
+    """The task's operator for ``n`` faces (motion: one kernel per face, drawn from ``seed``)."""
+    if task == "gaussian deblur":
+        return GaussianBlur(WIDTH, kernel_size=19, padding="circular")
+    if task == "motion deblur":
+        g = torch.Generator().manual_seed(seed)
+        return MotionBlur(motion_kernel(9, 0.5, generator=g, batch=n), padding="circular")
+    return Downsample(4)
+
+
+def observe(task: str, x: torch.Tensor, noise: float, seed: int):
+    """``(A, y)``: the operator and its noisy measurement of the faces ``x`` in ``[0, 1]``."""
+    op = operator(task, x.shape[0], seed)
+    y = op(x)
+    g = torch.Generator().manual_seed(seed + 1)
+    return op, y + noise * torch.randn(y.shape, generator=g)
+
+
+def guided_solve(method: str, flow, op, y, noise: float, nfe: int, hp: dict, seed: int):
+    """One baseline on the faces' measurements ``y`` (``[0, 1]``); returns ``(x̂, nfe, s)``."""
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn((y.shape[0], *FACE_SHAPE), generator=g)
+    ym, sm = 2 * y - 1, 2 * noise  # the model works in [−1, 1]; A keeps constants
+    if method == "DiffPIR":
+        guided = fr.DiffPIRFlow(flow, op, ym, noise_std=sm, lam=hp["lam"])
+        solver = fr.DiffPIRStep(zeta=hp["zeta"])
+    else:
+        guided = fr.GuidedFlow(flow, op, ym, noise_std=sm)
+        solver = fr.DPSStep(zeta=hp["zeta"]) if method == "DPS" else fr.DDRMStep(**hp)
+    t0 = time.perf_counter()
+    sol = fr.solve(guided, solver, x_T, steps=nfe, generator=g)
+    seconds = time.perf_counter() - t0
+    return ((sol.x + 1) / 2).clamp(0, 1), int(sol.stats.nfe.max()), seconds
+
+
+def bird_solve(flow, y, noise: float, steps: int, iterations: int, hp: dict, seed: int):
+    """BIRD with the Gaussian width unknown; returns ``(x̂, nfe, s, estimated widths)``."""
+    inv = BlindInversion(
+        flow,
+        solver=fr.Euler(),
+        steps=steps,
+        degradation=fr.BlindOperator(
+            GaussianBlur, width=Param(init=1.0, bounds=(0.3, 3.0)), padding="circular"
+        ),
+        iterations=iterations,
+        lr_latent=hp["lr_latent"],
+        lr_degradation=0.1,
+        gradient="detached",
+        schedule="cosine",
+    )
+    res = inv.run(2 * y - 1, generator=torch.Generator().manual_seed(seed))
+    x_hat = ((res.x + 1) / 2).clamp(0, 1)
+    return x_hat, res.nfe, res.time_s, res.params["width"]  # nfe: per image, every solve
+
+
+def scores(x_hat, x, op, y, noise: float) -> dict:
+    """Mean PSNR, SSIM and the RMS of ``y − A x̂`` in units of ``σ_y`` over the faces."""
+    resid = (y - op(x_hat)).flatten(1).square().mean(1).sqrt() / noise
+    return {
+        "psnr": float(psnr(x_hat, x).mean()),
+        "ssim": float(ssim(x_hat, x).mean()),
+        "residual": float(resid.mean()),
+    }
+
+
+FACE_SHAPE = (1, 24, 24)
+
+
+def choose(method, task, nfe, flow, faces, cfg) -> dict:
+    """The grid point with the best mean PSNR on the validation faces."""
+    op, y = observe(task, faces, cfg.noise, cfg.seed)
+    best, best_psnr = None, -float("inf")
+    for hp in cfg.grids[method]:
+        if len(cfg.grids[method]) == 1:
+            return hp
+        x_hat, _, _ = guided_solve(method, flow, op, y, cfg.noise, nfe, hp, cfg.seed + 7)
+        p = float(psnr(x_hat, faces).mean())
+        if p > best_psnr:
+            best, best_psnr = hp, p
+    return best
+
+
+def choose_bird(flow, faces, cfg) -> dict:
+    """BIRD's latent learning rate with the best mean PSNR on the validation faces."""
+    if len(cfg.grids["BIRD"]) == 1:
+        return cfg.grids["BIRD"][0]
+    _, y = observe("gaussian deblur", faces, cfg.noise, cfg.seed)
+    runs = []
+    for hp in cfg.grids["BIRD"]:
+        x_hat = bird_solve(flow, y, cfg.noise, cfg.bird_steps, cfg.bird_iterations, hp, 5)[0]
+        runs.append((float(psnr(x_hat, faces).mean()), hp))
+    return max(runs, key=lambda r: r[0])[1]
+
+
+def observed_row(task, op, y, x, noise) -> dict:
+    """The measurement itself as an estimate (nearest up-sampling for super-resolution)."""
+    up = y if y.shape == x.shape else y.repeat_interleave(4, -2).repeat_interleave(4, -1)
+    up = up.clamp(0, 1)
+    return {"task": task, "method": "observed", "nfe": 0, "psnr": float(psnr(up, x).mean()),
+            "ssim": float(ssim(up, x).mean()), "residual": None, "s_per_image": 0.0,
+            "hp": {}, "image": up[0]}  # fmt: skip
+
+
+def evaluate_task(task, flow, val, test, cfg, log) -> list[dict]:
+    """Every method at every NFE on the test faces, each with its validation-chosen setting."""
+    op, y = observe(task, test, cfg.noise, cfg.seed + 100)
+    rows = [observed_row(task, op, y, test, cfg.noise)]
+    n = test.shape[0]
+    for method in METHODS:
+        for nfe in cfg.nfes:
+            hp = choose(method, task, nfe, flow, val, cfg)
+            x_hat, used, secs = guided_solve(method, flow, op, y, cfg.noise, nfe, hp, cfg.seed + 11)
+            found = scores(x_hat, test, op, y, cfg.noise)
+            rows.append({"task": task, "method": method, "nfe": used, "s_per_image": secs / n,
+                         "hp": hp, "image": x_hat[0], **found})  # fmt: skip
+            log(f"  {task:20s} {method:8s} NFE {used:3d}  PSNR {found['psnr']:.2f} dB  {hp}")
+    if task == "gaussian deblur":
+        hp = choose_bird(flow, val, cfg)
+        x_hat, used, secs, widths = bird_solve(
+            flow, y, cfg.noise, cfg.bird_steps, cfg.bird_iterations, hp, cfg.seed + 13
+        )
+        err = float(((widths - WIDTH).abs() / WIDTH).mean())
+        rows.append({"task": task, "method": "BIRD (blind)", "nfe": used, "s_per_image": secs / n,
+                     "hp": {**hp, "steps": cfg.bird_steps, "iterations": cfg.bird_iterations},
+                     "width_error": err, "image": x_hat[0],
+                     **scores(x_hat, test, op, y, cfg.noise)})  # fmt: skip
+        log(
+            f"  {task:20s} BIRD     NFE {used:4d}  PSNR {rows[-1]['psnr']:.2f} dB  width ±{err:.1%}"
+        )
+    return rows
+
+
+def table(rows: list[dict], noise: float) -> str:
+    """The Markdown table of every row."""
+    head = (
+        "| task | method | NFE | PSNR (dB) | SSIM | RMS(y − A x̂) / σ_y | s / image | "
+        "chosen on validation faces |\n|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        res = "—" if r["residual"] is None else f"{r['residual']:.2f}"
+        hp = ", ".join(f"{k}={v:g}" for k, v in r["hp"].items())
+        if "width_error" in r:
+            hp += f"; width error {r['width_error']:.1%}"
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+            f"{res} | {r['s_per_image']:.3f} | {hp} |"
+        )
+    return "\n".join(lines) + f"\n\nσ_y = {noise} (images in [0, 1]).\n"
+
+
+def figure(path: Path, rows: list[dict], truth: torch.Tensor, nfes) -> None:
+    """Top: the first test face per task and method at the largest NFE; bottom: PSNR vs NFE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["observed", *METHODS, "BIRD (blind)", "truth"]
+    fig = plt.figure(figsize=(1.6 * len(cols), 1.7 * len(TASKS) + 2.6))
+    grid = fig.add_gridspec(len(TASKS) + 1, len(cols), height_ratios=[1] * len(TASKS) + [1.6])
+    for i, task in enumerate(TASKS):
+        shown = {r["method"]: r for r in rows if r["task"] == task and r["nfe"] in (0, *nfes[-1:])}
+        shown.update({r["method"]: r for r in rows if r["task"] == task and "width_error" in r})
+        for j, name in enumerate(cols):
+            ax = fig.add_subplot(grid[i, j])
+            ax.axis("off")
+            img = truth if name == "truth" else shown.get(name, {}).get("image")
+            if img is None:
+                continue
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            label = name if name in ("truth",) else f"{name}\n{shown[name]['psnr']:.1f} dB"
+            ax.set_title(label if i else f"{label}", fontsize=6)
+        fig.text(0.005, 1 - (i + 0.6) / (len(TASKS) + 1.6), task, fontsize=7, rotation=90)
+    for i, task in enumerate(TASKS):
+        ax = fig.add_subplot(grid[len(TASKS), 2 * i : 2 * i + 2])
+        for method in METHODS:
+            pts = [
+                (r["nfe"], r["psnr"]) for r in rows if r["task"] == task and r["method"] == method
+            ]
+            ax.plot(*zip(*pts, strict=True), marker="o", label=method)
+        for r in rows:
+            if r["task"] == task and r["method"] in ("observed", "BIRD (blind)"):
+                ax.axhline(r["psnr"], ls="--" if r["method"] == "observed" else ":", color="gray")
+        ax.set_xscale("log")
+        ax.set_xticks(list(nfes), [str(n) for n in nfes])
+        ax.minorticks_off()
+        ax.set_title(f"{task}: PSNR vs NFE (dashed: observed, dotted: BIRD)", fontsize=6)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def parse(argv=None) -> argparse.Namespace:
+    """The command line (``--quick``: a seconds-long smoke run)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/compare_restoration"))
+    p.add_argument("--model", type=Path, default=None, help="a trained pipeline folder to reuse")
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--val-faces", type=int, default=8, help="held-out faces 0.. (validation)")
+    p.add_argument("--test-faces", type=int, default=12, help="the held-out faces after them")
+    p.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50])
+    p.add_argument("--bird-steps", type=int, default=10)
+    p.add_argument("--bird-iterations", type=int, default=300)
+    p.add_argument("--noise", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="tiny model, 2+2 faces, NFE 2 and 3")
+    p.add_argument("--quiet", action="store_true")
+    cfg = p.parse_args(argv)
+    cfg.grids = GRIDS
+    if cfg.quick:
+        cfg.train_steps, cfg.batch, cfg.channels = 3, 4, 8
+        cfg.val_faces, cfg.test_faces, cfg.nfe = 2, 2, [2, 3]
+        cfg.bird_steps, cfg.bird_iterations, cfg.grids = 2, 2, QUICK_GRIDS
+    cfg.nfes = sorted(cfg.nfe)
+    held_out = len(BIRD.faces("heldout"))
+    if min(cfg.val_faces, cfg.test_faces) < 1 or cfg.val_faces + cfg.test_faces > held_out:
+        p.error(f"--val-faces + --test-faces must be 2..{held_out} (the held-out LFW faces)")
+    return cfg
+
+
+def main(argv=None) -> dict:
+    """Train (or load) the DDPM, choose settings on the validation faces, score the test faces."""
+    cfg = parse(argv)
+    log = (lambda *a, **k: None) if cfg.quiet else print
+    torch.set_num_threads(cfg.threads)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    folder, train_s = cfg.model, 0.0
+    if folder is None:
+        folder, train_s = BIRD.train_ddpm(
+            cfg.out, steps=cfg.train_steps, batch=cfg.batch, channels=cfg.channels,
+            seed=cfg.seed, log=log,
+        )  # fmt: skip
+    flow = fr.DiffusionFlow.from_diffusers(folder)  # local files only
+    flow.model.requires_grad_(False)
+    faces = BIRD.faces("heldout")
+    val = faces[: cfg.val_faces]
+    test = faces[cfg.val_faces : cfg.val_faces + cfg.test_faces]
+    log(f"validation: held-out faces 0-{cfg.val_faces - 1}; test: held-out faces "
+        f"{cfg.val_faces}-{cfg.val_faces + cfg.test_faces - 1}")  # fmt: skip
+    rows = [r for task in TASKS for r in evaluate_task(task, flow, val, test, cfg, log)]
+    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    text = table(rows, cfg.noise)
+    (cfg.out / "compare_restoration.md").write_text(text)
+    log(text)
+    figure(cfg.out / "compare_restoration.png", rows, test[0], cfg.nfes)
+    summary = {
+        "model": str(folder),
+        "train_time_s": train_s,
+        "total_time_s": total,
+        "cpu_time_s": cpu,
+        "threads": cfg.threads,
+        "validation_faces": list(range(cfg.val_faces)),
+        "test_faces": list(range(cfg.val_faces, cfg.val_faces + cfg.test_faces)),
+        "rows": [{k: v for k, v in r.items() if k != "image"} for r in rows],
+    }
+    (cfg.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(f"total {total:.0f} s (training {train_s:.0f} s), {cpu:.0f} CPU s; wrote {cfg.out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

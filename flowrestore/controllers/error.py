@@ -1,0 +1,269 @@
+"""Error-controlled steps, per sample: :class:`ErrorController`, the base of PI and PID.
+
+For solvers with an embedded error estimate (Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.4).
+With ``k = min(p, q) + 1`` (``p`` the solver's order, ``q`` its error estimate's order, so the
+local error estimate is ``O(h^k)``) and the RMS error norm
+``e = ‖err / (atol + rtol·max(|x|, |x_new|))‖``:
+
+* a step is accepted when ``e ≤ 1``; the next step is ``h · clip(factor, dfactor, ifactor)``, the
+  factor given by the controller's rule from ``e`` and the norms of earlier *accepted* steps —
+  :class:`PIController` (Gustafsson's PI form): ``safety · e^(−icoeff/k) · e_prev^(pcoeff/k)``;
+* a rejected step is retried from the same time with ``h · clip(safety · e^(−1/k), dfactor, 1)``
+  (a non-finite ``e`` shrinks by ``dfactor``);
+* the first step is Hairer's starting step ``min(100 h0, (0.01 / max(d1, d2))^(1/k))`` with
+  ``h0 = 0.01 d0/d1`` (``d0 = ‖x0‖``, ``d1 = ‖f0‖``, ``d2 = ‖f(t0 + h0, x0 + h0 f0) − f0‖/h0``,
+  scaled norms), unless ``dt0`` is given;
+* every step is clipped to land exactly on the next target (a save time, then the end); a step
+  cut short that way says nothing about the natural size, so the larger one is kept.
+
+A sample fails with ``step_size_underflow`` when its step falls below ``min_step`` or round-off
+(``non_finite`` when its error norm is not finite), and with ``max_steps_reached`` after
+``max_steps`` attempts. On a flow singular at ``t = 0`` the controlled part stops at ``t_min``
+(default ``min(1e-2, sqrt(rtol)/10)``: the final denoising step's ``O(t_min²)`` error stays near
+``rtol/100``); the loop's endpoint rule takes it from there.
+
+**Host synchronisation.** All per-sample state lives on the device. After each step the run
+copies its ``done`` flags to the host without blocking (:class:`~flowrestore.controllers.base.
+HostCopy`) and waits for them only when the loop asks for the next step: one synchronisation per
+step, the only one (saving, statistics and failures stay on the device until the end).
+
+A rule is a subclass that sets ``history`` and implements :meth:`ErrorController.factor` (and
+optionally :meth:`ErrorController.limit_step`), one file each: :class:`~flowrestore.PIController`
+(:mod:`~flowrestore.controllers.pi`), :class:`~flowrestore.PIDController`
+(:mod:`~flowrestore.controllers.pid`). The per-solve state is
+:class:`~flowrestore.controllers.error_run.ErrorRun`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from flowrestore.controllers.base import (
+    ControllerRun,
+    Schedule,
+    StepController,
+    TimeRequest,
+    positive_int,
+    positive_number,
+    rms_norm,
+)
+from flowrestore.controllers.error_run import ErrorRun
+from flowrestore.errors import (
+    ConfigError,
+    GridError,
+    IncompatibleSolverError,
+    describe,
+)
+
+__all__ = ["ErrorController", "ErrorSchedule"]
+
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@dataclass(kw_only=True)
+class ErrorSchedule(Schedule):
+    """``targets``: the interior save times then ``t_stop``; ``slots``: target index → slot."""
+
+    targets: list[float]
+    slots: dict[int, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorController(StepController):
+    """Per-sample error control (module docstring); subclasses give the step-size rule.
+
+    Args:
+        rtol, atol: tolerances of the per-sample RMS error norm (not both 0).
+        safety: safety factor in (0, 1].
+        ifactor, dfactor: bounds of one step-size change, ``0 < dfactor < 1 < ifactor``.
+        min_step: a sample whose next |step| falls below this fails with status
+            ``step_size_underflow``.
+        max_steps: accepted plus rejected steps allowed per sample.
+        dt0: the first |step|; ``None`` selects it per sample (Hairer; one extra evaluation).
+        t_min: on flows singular at ``t = 0``, where the controlled part stops (default: the
+            flow's ``preferred_t_min(rtol)``, else ``min(1e-2, sqrt(rtol)/10)``).
+        per_sample: each sample has its own step (default). ``False`` steps the batch together
+            (one error norm: the largest sample's), as torchdiffeq does; solvers that can only
+            take one step size for the batch get this automatically.
+    """
+
+    rtol: float = 1e-3
+    atol: float = 1e-6
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    min_step: float = 0.0
+    max_steps: int = 10_000
+    dt0: float | None = None
+    t_min: float | None = None
+    per_sample: bool = True
+
+    adaptive = True
+    #: how many earlier accepted error norms the rule uses (``factor``'s ``history``)
+    history: ClassVar[int] = 1
+
+    def __post_init__(self):
+        positive_number("rtol", self.rtol, allow_zero=True)
+        positive_number("atol", self.atol, allow_zero=True)
+        if self.rtol == 0 and self.atol == 0:
+            raise ConfigError("rtol and atol cannot both be 0")
+        object.__setattr__(self, "max_steps", positive_int("max_steps", self.max_steps))
+        positive_number("min_step", self.min_step, allow_zero=True)
+        positive_number("safety", self.safety)
+        if self.safety > 1:
+            raise ConfigError(f"safety must be in (0, 1], got {describe(self.safety)}")
+        positive_number("dfactor", self.dfactor)
+        positive_number("ifactor", self.ifactor)
+        if not self.dfactor < 1 < self.ifactor:
+            raise ConfigError(
+                f"need 0 < dfactor < 1 < ifactor, got dfactor={self.dfactor!r}, "
+                f"ifactor={self.ifactor!r}"
+            )
+        if self.dt0 is not None:
+            positive_number("dt0", self.dt0)
+        if self.t_min is not None and not (
+            isinstance(self.t_min, (int, float)) and 0 < self.t_min < 1
+        ):
+            raise ConfigError(f"t_min must be in (0, 1), got {describe(self.t_min)}")
+        if not isinstance(self.per_sample, bool):
+            raise ConfigError(f"per_sample must be a bool, got {describe(self.per_sample)}")
+
+    # ------------------------------------------------------------------ the rule (subclasses)
+    def factor(self, e: Tensor, history: tuple[Tensor, ...], k: float) -> Tensor:
+        """Step-size factor after an accepted step with error norm ``e`` (``> 0``, finite) given
+        the norms of the ``history`` previous accepted steps (newest first; 1 before any)."""
+        raise NotImplementedError
+
+    def limit_step(self, h_abs: Tensor) -> Tensor:
+        """Bound a proposed |step| (default: no bound; ``PIDController`` applies ``dt_max``)."""
+        return h_abs
+
+    # ------------------------------------------------------------------ shared formulas
+    def resolved_t_min(self, preferred: float | None = None) -> float:
+        """Where the controlled part stops on a flow singular at 0: ``t_min``, else the flow's
+        ``preferred`` stop (:meth:`~flowrestore.flows.Flow.preferred_t_min`), else the module
+        docstring's default."""
+        if self.t_min is not None:
+            return float(self.t_min)
+        if preferred is not None:
+            return float(preferred)
+        return min(1e-2, max(self.rtol, 1e-16) ** 0.5 / 10)
+
+    def exponent(self, solver) -> float:
+        """``k = min(p, q) + 1``: the local error estimate of ``solver`` is ``O(h^k)``."""
+        return min(solver.order, solver.error_order) + 1
+
+    def error_norm(self, x: Tensor, x_new: Tensor, error: Tensor) -> Tensor:
+        """``‖err / (atol + rtol·max(|x|, |x_new|))‖_rms`` per sample ``[B]``."""
+        scale = self.atol + self.rtol * torch.maximum(x.abs(), x_new.abs())
+        return rms_norm(error / scale)
+
+    def initial_step(self, x0: Tensor, f0: Tensor, probe, k: float, span: float) -> Tensor:
+        """Starting |step| per sample ``[B]``; ``probe(h0)`` returns ``f(t0 + h0, x0 + h0 f0)``
+        (``h0`` ``[B]``, signed by the caller). Without ``dt0`` it costs one evaluation."""
+        if self.dt0 is not None:
+            h = torch.full((x0.shape[0],), min(self.dt0, span), dtype=x0.dtype, device=x0.device)
+            return self.limit_step(h)
+        scale = self.atol + self.rtol * x0.abs()
+        d0, d1 = rms_norm(x0 / scale), rms_norm(f0 / scale)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
+        # a non-finite sample (failed at once) must not hand a NaN time to the flow
+        h0 = torch.where(torch.isfinite(h0), h0, torch.full_like(h0, 1e-6)).clamp(max=span)
+        d2 = rms_norm((probe(h0) - f0) / scale) / h0
+        dmax = torch.maximum(d1, d2)
+        h1 = torch.where(dmax <= 1e-15, (h0 * 1e-3).clamp_min(1e-6), (0.01 / dmax) ** (1.0 / k))
+        return self.limit_step(torch.minimum(100 * h0, h1).clamp(max=span))
+
+    def step_factor(
+        self, en: Tensor, history: tuple[Tensor, ...], accept: Tensor, k: float
+    ) -> Tensor:
+        """Factor on the step just tried: the rule's after an accepted step, ``e^(−1/k)`` after a
+        reject; non-finite norms shrink the step by ``dfactor``."""
+        finite = torch.isfinite(en)
+        e = torch.where(finite, en.clamp_min(1e-10), torch.full_like(en, math.inf))
+        acc = self.factor(e, history, k)
+        rej = self.safety * e ** (-1.0 / k)
+        fac = torch.where(
+            accept, acc.clamp(self.dfactor, self.ifactor), rej.clamp(self.dfactor, 1.0)
+        )
+        return torch.where(finite, fac, torch.full_like(fac, self.dfactor))
+
+    # ------------------------------------------------------------------ the protocol
+    def check(self, solver, x_start: Tensor) -> None:
+        """Error control needs an embedded error estimate and a state dtype that can resolve
+        the tolerance."""
+        name = type(solver).__name__
+        if solver.error_order is None:
+            raise IncompatibleSolverError(
+                f"{name} has no embedded error estimate, so a {type(self).__name__} cannot "
+                "control it; use Bosh3, Dopri5 or Torchdiffeq('dopri5'), or a fixed grid (steps=)"
+            )
+        if x_start.dtype in _LOW_PRECISION:
+            raise ConfigError(
+                f"error-controlled {name} needs float32 or float64 states; x_start has dtype "
+                f"{x_start.dtype}, whose resolution is coarser than any useful tolerance. Solve "
+                "in float32 (x_start.float()) or use a fixed grid"
+            )
+        eps = torch.finfo(x_start.dtype).eps
+        if 0 < self.rtol < eps:
+            raise ConfigError(
+                f"rtol={self.rtol!r} is below the resolution of x_start's dtype {x_start.dtype} "
+                f"(machine epsilon {eps:.3g}): no {x_start.dtype} state is that accurate, so the "
+                f"solve could only run into max_steps. Raise rtol to at least {eps:.2g} or solve "
+                "in float64 (x_start.double())"
+            )
+
+    def schedule(self, request: TimeRequest) -> ErrorSchedule:
+        """Targets: the interior save times, then the end (or ``t_min`` before a singular end)."""
+        t0, t1 = request.need_span()
+        lands = request.lands(t1)
+        t_stop = t1
+        if lands:
+            t_stop = self.resolved_t_min(request.preferred_t_min(self.rtol))
+            if not abs(t0) > t_stop:
+                raise ConfigError(f"t_min={t_stop} must lie inside the span ({t0}, {t1})")
+        if isinstance(request.save_at, str):
+            raise ConfigError(
+                "under error control the step times are not known in advance: pass "
+                "save_at=<tensor of times>"
+            )
+        save_times = None if request.save_at is None else list(request.save_at)
+        direction = 1.0 if t1 > t0 else -1.0
+        interior = []
+        for tv in save_times or []:
+            if (tv - t0) * direction < 0 or (tv - t1) * direction > 0:
+                raise GridError(f"save_at time {tv:.6g} lies outside the span ({t0}, {t1})")
+            if tv in (t0, t1):
+                continue
+            if (tv - t_stop) * direction >= 0:
+                raise GridError(
+                    f"save_at time {tv:.6g} lies between t_min={t_stop} and 0, where nothing is "
+                    "integrated (the last step is the landing step)"
+                )
+            interior.append(tv)
+        targets = [*interior, t_stop]
+        slot_of = {tv: j for j, tv in enumerate(save_times or [])}
+        slots = {j: slot_of[tv] for j, tv in enumerate(interior)}
+        if not lands and t1 in slot_of:
+            slots[len(targets) - 1] = slot_of[t1]
+        return ErrorSchedule(
+            t0=t0,
+            t1=t1,
+            lands=lands,
+            t_stop=t_stop,
+            save_times=save_times,
+            start_slot=slot_of.get(t0),
+            end_slot=slot_of.get(t1) if lands else None,
+            targets=targets,
+            slots=slots,
+        )
+
+    def start(self, schedule: ErrorSchedule, x: Tensor, *, solver, evaluate) -> ControllerRun:
+        """Evaluate the drift at the start and pick each sample's first step."""
+        per_sample = self.per_sample and solver.per_sample_steps
+        return ErrorRun(self, schedule, x, self.exponent(solver), per_sample, evaluate)

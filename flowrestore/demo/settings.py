@@ -1,0 +1,189 @@
+"""What ``flowrestore demo`` will run, decided and checked before any work.
+
+:func:`plan_demo` turns the command's options into a :class:`DemoPlan`: for each photo task the
+shipped model, its spec (:mod:`flowrestore.methods`) and its runs — the method's showcase
+(:class:`flowrestore.methods.Showcase`), or the ``--solver``/``--steps`` the user chose, each
+checked against the method; the crop checked against what each task needs and the photos' sizes; the
+output folder created and test-written last. The task and solver checks import no torch, so those
+usage errors answer at once. :func:`description` is the command's help text, with the solvers each
+task runs by default read from the same records.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowrestore.errors import ConfigError
+from flowrestore.methods import METHODS, ModelSpec
+from flowrestore.pretrained import TASK_MODELS, pretrained_info
+
+__all__ = ["TASKS", "DemoTask", "DemoPlan", "plan_demo", "runs_for", "description"]
+
+#: The photo tasks of the demo (``--task all`` runs them all), by command-line task name.
+TASKS: tuple[str, ...] = tuple(TASK_MODELS)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One photo task: its command-line ``name``, shipped ``model`` name, ``spec`` and ``runs``
+    (``(solver, steps, output[, t_end])``; solver ``"phi"`` is the one-shot clean estimate)."""
+
+    name: str
+    model: str
+    spec: ModelSpec
+    runs: tuple[tuple, ...]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """A checked demo run: the tasks, the output folder, crop size, device, seed, threads and
+    notes to print (e.g. a task that runs its default solver)."""
+
+    tasks: tuple[DemoTask, ...]
+    out: Path
+    crop: int
+    device: str | None
+    seed: int
+    threads: int | None
+    quick: bool
+    notes: tuple[str, ...] = ()
+
+
+def runs_for(spec: ModelSpec, solvers, steps, quick: bool) -> tuple[tuple, ...]:
+    """The runs of one task: the showcase without options, else each solver × step count.
+
+    ``solvers``: the names that apply to this method (others were already sorted out); none: the
+    method's default solver. ``steps``: none: the showcase's step counts for ``--solver``.
+    """
+    method, show = spec.method, spec.method.showcase
+    if not solvers and not steps:
+        return show.quick_runs if quick else show.runs
+    solvers = solvers or [method.default_solver]
+    steps = steps or (show.quick_steps if quick else show.steps)
+    return tuple((s, n, method.default_output) for s in solvers for n in steps)
+
+
+def _match_solvers(specs: dict[str, ModelSpec], solvers) -> tuple[dict, list[str]]:
+    """Per task, the given solvers that apply to its method. A solver that applies to none of
+    the chosen tasks is refused (so with one task, every solver must apply to it)."""
+    if not solvers:
+        return {t: [] for t in specs}, []
+    per_task = {
+        t: [s for s in solvers if s in spec.method.solver_names()] for t, spec in specs.items()
+    }
+    for s in solvers:
+        if not any(s in chosen for chosen in per_task.values()):
+            takes = "; ".join(
+                f"{t} ({spec.method.title}) takes {', '.join(spec.method.solver_names())}"
+                for t, spec in specs.items()
+            )
+            raise ConfigError(f"--solver {s} does not apply to --task {', '.join(specs)}: {takes}")
+    notes = [
+        f"{t}: none of --solver {' '.join(solvers)} applies to a {spec.method.title} model; "
+        f"running its default {spec.method.default_solver}"
+        for t, spec in specs.items()
+        if not per_task[t]
+    ]
+    return per_task, notes
+
+
+def _check_crop_fits(crop: int) -> None:
+    """Refuse a crop larger than a held-out photo (read from scikit-image, not decoded)."""
+    import skimage.data
+
+    from flowrestore.training.data import HELDOUT_IMAGES
+
+    for name in HELDOUT_IMAGES:
+        h, w = getattr(skimage.data, name)().shape[:2]
+        if crop > min(h, w):
+            raise ConfigError(f"--crop {crop}: larger than the held-out photo {name} ({h}x{w})")
+
+
+def plan_demo(
+    *,
+    tasks=TASKS,
+    solvers=None,
+    steps=None,
+    device=None,
+    out="flowrestore-demo",
+    crop=None,
+    quick: bool = False,
+    seed: int = 0,
+    threads=None,
+) -> DemoPlan:
+    """Check the demo's options and decide its runs (see the module docstring)."""
+    from flowrestore.restore.files import check_output_dir
+
+    names = tuple(tasks)
+    if not names or any(t not in TASKS for t in names):
+        raise ConfigError(f"demo: tasks must be among {TASKS}, got {names!r}")
+    specs = {t: ModelSpec.of(pretrained_info(TASK_MODELS[t])) for t in names}
+    per_task, notes = _match_solvers(specs, solvers)
+    crop = crop or (64 if quick else 192)
+    for t, spec in specs.items():
+        if crop % spec.scale:
+            raise ConfigError(
+                f"--crop {crop}: task {t} needs a multiple of {spec.scale} (its degradation "
+                f"averages {spec.scale}x{spec.scale} blocks)"
+            )
+    _check_crop_fits(crop)
+    return DemoPlan(
+        tasks=tuple(
+            DemoTask(t, TASK_MODELS[t], spec, runs_for(spec, per_task[t], steps, quick))
+            for t, spec in specs.items()
+        ),
+        out=check_output_dir(out),
+        crop=crop,
+        device=device,
+        seed=seed,
+        threads=threads,
+        quick=quick,
+        notes=tuple(notes),
+    )
+
+
+def _runs_text(runs) -> str:
+    by_solver: dict[tuple, list[str]] = {}
+    for r in runs:
+        solver, n, output = r[:3]
+        t_end = r[3] if len(r) > 3 else None
+        label = f"{n}" + (f" (t_end {t_end:g})" if t_end else "")
+        by_solver.setdefault((solver, output), []).append(label)
+    parts = []
+    for (solver, output), labels in by_solver.items():
+        if solver == "phi":
+            parts.append("phi (one-shot clean estimate, 1 NFE)")
+        else:
+            parts.append(f"{solver} {', '.join(labels)} steps ({output})")
+    return "; ".join(parts)
+
+
+def description() -> str:
+    """The help text of ``flowrestore demo``: what it does and what it runs by default."""
+    lines = [
+        "Restore center crops of the held-out photos astronaut, camera and coffee (never used for",
+        "training) with the shipped predictors; print PSNR / SSIM / NFE / seconds per image /",
+        "sharpness tables and write table.md, results.json and restorations.png to --out.",
+        "",
+        "Runs by default (--quick: fewer):",
+    ]
+    for method in METHODS.values():
+        tasks = [t for t in TASKS if ModelSpec.of(pretrained_info(TASK_MODELS[t])).method is method]
+        if not tasks:
+            continue
+        text = (
+            f"{', '.join(tasks)} ({method.title}): {_runs_text(method.showcase.runs)}; "
+            f"{method.default_solver} is restore's default."
+        )
+        lines.append(textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="      "))
+    lines += [
+        "",
+        "--solver and --steps choose the runs instead: each solver with each step count (with",
+        "--solver alone, the step counts above; with --steps alone, the default solver). A solver",
+        "that applies to none of the chosen tasks is refused; a task none of them applies to runs",
+        "its default solver. --task toy runs every solver on the closed-form toy posteriors.",
+        "Usage errors are one line with exit code 2, found before anything runs.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""What the model flows share (diffusion, flow matching, EDM denoisers; docs/math.md §8–§10).
+
+:class:`ModelFlow` is the residual flow of a pretrained network: it holds the network (its
+:attr:`~ModelFlow.network`), the per-sample conditioning ``cond`` and the output checks, calls
+the network (:meth:`~ModelFlow.call_model`), and declares the protocol the guided baselines and
+BIRD ask every model flow for: ``state_coefficients(t) -> (α_t, σ_t)`` (the state is
+``x_t = α_t x_0 + σ_t ε``), ``input_scale(t)`` (the network sees ``state / k_t``) and
+``latent_std`` (the noise at ``t = 1`` in the model's units).
+
+A pretrained model is often conditioned — a class-conditional U-Net takes ``class_labels``, a text
+transformer ``encoder_hidden_states`` — by tensors with one row per sample. The model flows take
+them as ``cond={name: tensor}`` and pass them to the model as keyword arguments. A row count that
+does not match the evaluated batch is refused with the name of the tensor (never silently
+broadcast onto the wrong rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, PredictorOutputError, ShapeError, describe
+from flowrestore.flows.base import ResidualFlow, check_output
+
+__all__ = ["ModelFlow", "check_cond", "cond_for", "model_output"]
+
+
+def model_output(out) -> Tensor:
+    """A model's return value as a tensor: a tensor, ``.sample`` (diffusers) or ``out[0]``."""
+    if isinstance(out, Tensor):
+        return out
+    sample = getattr(out, "sample", None)
+    if isinstance(sample, Tensor):
+        return sample
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise PredictorOutputError(
+        "model must return a tensor, an object with .sample or a tuple whose first item is a "
+        f"tensor, got {type(out).__name__}"
+    )
+
+
+def check_cond(cond) -> dict[str, Tensor]:
+    """``cond`` as a dict of tensors with a leading batch dimension (``None``: empty)."""
+    if cond is None:
+        return {}
+    if not isinstance(cond, Mapping):
+        raise ConfigError(
+            f"cond must be a dict of tensors (model keyword arguments), got {describe(cond)}"
+        )
+    out = {}
+    for key, value in cond.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"cond keys must be keyword names, got {key!r}")
+        if not isinstance(value, Tensor) or value.dim() < 1:
+            raise ConfigError(
+                f"cond[{key!r}] must be a tensor with a leading batch dimension, got "
+                f"{describe(value)}"
+            )
+        out[key] = value
+    return out
+
+
+def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+    """The conditioning tensors for the evaluated batch ``x`` (same number of rows)."""
+    for key, value in cond.items():
+        if value.shape[0] != x.shape[0]:
+            raise ShapeError(
+                f"cond[{key!r}] has {value.shape[0]} rows but the model is evaluated on "
+                f"{x.shape[0]} (give one row per sample of x_start)"
+            )
+    return cond
+
+
+class ModelFlow(ResidualFlow):
+    """Base of the model flows: a network ``model(x, time, **cond)`` and its protocol (module
+    docstring). Subclasses implement ``denoise`` and ``state_coefficients``."""
+
+    #: attributes with one row per sample, selected with the rows the loop steps
+    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)
+    #: the noise at ``t = 1`` in the model's units (BIRD's latent is ``z``, the start
+    #: ``latent_std · z``)
+    latent_std: float = 1.0
+
+    def _set_model(self, model: Callable, cond, check_outputs, call: str) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable {call}, got {describe(model)}")
+        self.model = model
+        self.cond = check_cond(cond)
+        self.check_outputs = bool(check_outputs)
+
+    @property
+    def network(self):
+        """The network (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
+        return self.model
+
+    def call_model(self, x: Tensor, time: Tensor) -> Tensor:
+        """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``)."""
+        out = model_output(self.model(x, time, **cond_for(self.cond, x)))
+        return check_output("model", out, x) if self.check_outputs else out
+
+    def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(α_t, σ_t)`` with the state ``x_t = α_t x_0 + σ_t ε``."""
+        raise NotImplementedError
+
+    def input_scale(self, t: Tensor) -> Tensor:
+        """``k_t`` with the network's input ``state / k_t`` (here 1: the state is its ``x``)."""
+        return torch.ones_like(t)

@@ -1,0 +1,297 @@
+"""Loading LOCAL diffusers checkpoints for the model flows, never downloading (docs/math.md §8, §9).
+
+The one loader of :class:`~flowrestore.DiffusionFlow` and :class:`~flowrestore.FlowMatchingFlow`:
+
+* :func:`load_model` finds the network of a pipeline folder (``model_index.json`` with one of the
+  flow's subfolders: ``unet/``, ``transformer/``) or a model folder (``config.json``), builds the
+  diffusers class its config names with ``local_files_only=True`` (a flow may restrict the
+  classes), and finds the scheduler beside it (``scheduler/``, ``scheduler_config.json`` or
+  ``../scheduler``); a pipeline object or a model is taken as it is. A network whose second
+  argument is not the timestep (SD3/Flux transformers) is called with ``timestep=`` by keyword.
+* :func:`scheduler_config` reads a scheduler given as an object, a config dict or the path of its
+  ``scheduler_config.json`` (or folder); :func:`require_scheduler` says what to pass when none
+  was found; :func:`place` moves a module to a dtype/device in eval mode.
+* For :class:`~flowrestore.DiffusionFlow` (DDPM/DDIM-type schedulers): :func:`diffusion_schedule`
+  reads ``ᾱ`` (``alphas_cumprod``) and the config (``prediction_type``, the clean-estimate
+  clipping ``clip_sample``/``thresholding``); :func:`scheduler_grid` turns a scheduler's timesteps
+  into a grid, refusing what the flow's steps cannot reproduce. Flow matching's ``shift`` rules
+  live with :class:`~flowrestore.FlowMatchingFlow`.
+
+diffusers is imported only here and only when used; without it
+:class:`~flowrestore.errors.MissingDependencyError` names the extra. Every missing piece —
+folder, config, weights, scheduler — is a :class:`~flowrestore.ConfigError` that names it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, MissingDependencyError, describe
+from flowrestore.flows.estimates import DynamicThreshold, clip_from_config
+
+__all__ = [
+    "check_model_cond",
+    "diffusion_schedule",
+    "import_diffusers",
+    "load_model",
+    "place",
+    "require_scheduler",
+    "scheduler_config",
+    "scheduler_grid",
+]
+
+
+def import_diffusers():
+    """Import diffusers lazily, or raise :class:`MissingDependencyError` naming the extra."""
+    try:
+        import diffusers
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "loading diffusers checkpoints needs the optional dependency diffusers: "
+            "pip install 'flowrestore[diffusers]'"
+        ) from exc
+    return diffusers
+
+
+class TimestepKeyword(torch.nn.Module):
+    """Calls a network whose second positional argument is not the timestep (SD3/Flux-style
+    transformers: ``model(hidden_states, encoder_hidden_states, ..., timestep=...)``) as
+    ``model(x, timestep=timestep, **cond)``."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, timestep, **cond):
+        """``inner(x, timestep=timestep, **cond)``."""
+        return self.inner(x, timestep=timestep, **cond)
+
+
+def _takes_timestep_second(model) -> bool:
+    try:
+        params = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return True
+    return len(params) >= 2 and params[1] == "timestep"
+
+
+def _callable(model):
+    if isinstance(model, torch.nn.Module) and not _takes_timestep_second(model):
+        return TimestepKeyword(model)
+    return model
+
+
+def _local_folder(obj) -> Path:
+    path = Path(obj).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"path_or_model must be an existing local folder (from_diffusers never downloads "
+            f"from a hub; fetch the checkpoint first and pass its folder), got {str(obj)!r}"
+        )
+    return path
+
+
+def _model_folder(path: Path, subfolders: tuple[str, ...]) -> tuple[Path, Path | None]:
+    """``(model folder, scheduler source or None)`` of a pipeline or model folder."""
+    if (path / "model_index.json").is_file():
+        for name in subfolders:
+            if (path / name / "config.json").is_file():
+                sched = path / "scheduler"
+                return path / name, sched if sched.exists() else None
+        raise ConfigError(
+            f"pipeline folder {str(path)!r} has none of the model subfolders {subfolders} with a "
+            "config.json"
+        )
+    if (path / "config.json").is_file():
+        candidates = (path / "scheduler_config.json", path.parent / "scheduler")
+        return path, next((p for p in candidates if p.exists()), None)
+    raise ConfigError(
+        f"{str(path)!r} is not a diffusers model folder (config.json) or pipeline folder "
+        "(model_index.json)"
+    )
+
+
+def _from_folder(folder: Path, dtype, classes: tuple[str, ...] | None):
+    """The diffusers model of ``folder`` (its config's class), loaded with local files only."""
+    name = json.loads((folder / "config.json").read_text()).get("_class_name")
+    if classes is not None and name not in classes:
+        raise ConfigError(
+            f"from_diffusers loads a {' or '.join(classes)} here; {str(folder)!r} holds a "
+            f"{name!r}: load it yourself and pass the model"
+        )
+    diffusers = import_diffusers()
+    kind = getattr(diffusers, str(name), None)
+    if kind is None or not hasattr(kind, "from_pretrained"):
+        raise ConfigError(
+            f"{str(folder / 'config.json')!r} names the class {name!r}, which diffusers "
+            f"{diffusers.__version__} does not have: load the model yourself and pass it"
+        )
+    options = {"local_files_only": True, "low_cpu_mem_usage": False}
+    if dtype is not None:
+        options["torch_dtype"] = dtype
+    try:
+        return kind.from_pretrained(str(folder.resolve()), **options)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load {name} from {str(folder)!r} locally: {exc}") from exc
+
+
+def load_model(obj, *, subfolders: tuple[str, ...], dtype=None, classes=None):
+    """``(model, scheduler or scheduler source or None)`` from a local folder, a pipeline object
+    (its attribute named in ``subfolders`` and ``.scheduler``) or a model (module docstring).
+    ``classes``: the diffusers class names a folder may hold (``None``: any)."""
+    if isinstance(obj, (str, os.PathLike)):
+        folder, sched = _model_folder(_local_folder(obj), subfolders)
+        return _callable(_from_folder(folder, dtype, classes)), sched
+    for attr in subfolders:
+        if hasattr(obj, attr) and hasattr(obj, "scheduler"):
+            return _callable(getattr(obj, attr)), obj.scheduler
+    if callable(obj):
+        return _callable(obj), None
+    raise ConfigError(
+        f"path_or_model must be a local folder, a pipeline or a model, got {describe(obj)}"
+    )
+
+
+def check_model_cond(model, cond, flow: str) -> None:
+    """Refuse a class-conditional diffusers network (one with a class embedding, e.g. a
+    ``UNet2DModel`` with ``num_class_embeds``) without ``cond["class_labels"]``."""
+    inner = model.inner if isinstance(model, TimestepKeyword) else model
+    if getattr(inner, "class_embedding", None) is not None and "class_labels" not in (cond or {}):
+        raise ConfigError(
+            f"the model is class-conditional ({type(inner).__name__} with a class embedding): "
+            f"pass cond={{'class_labels': labels}} (one label per sample) to {flow}"
+        )
+
+
+def require_scheduler(scheduler, source, kind: str):
+    """``scheduler``, or a :class:`ConfigError` saying none was found for ``source`` and what to
+    pass (``kind``: the scheduler class the flow needs)."""
+    if scheduler is None:
+        raise ConfigError(
+            f"no scheduler found for {describe(source)}: pass scheduler= (a {kind}, its config "
+            "dict, or the path of its scheduler_config.json)"
+        )
+    return scheduler
+
+
+def place(model, dtype, device):
+    """A module moved to ``device``/``dtype`` (only where it is not there yet) in eval mode; any
+    other callable as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    param = next(model.parameters(), None)
+    if param is not None and dtype is not None and param.dtype != dtype:
+        model = model.to(dtype=dtype)
+    if device is not None:
+        model = model.to(device=device)
+    return model.eval()
+
+
+def scheduler_config(scheduler) -> dict:
+    """A scheduler's config as a dict with its ``_class_name`` (object, dict, or the path of its
+    ``scheduler_config.json`` or folder)."""
+    if isinstance(scheduler, (str, os.PathLike)):
+        path = Path(scheduler).expanduser()
+        if path.is_dir():
+            path = path / "scheduler_config.json"
+        if not path.is_file():
+            raise ConfigError(
+                f"scheduler must be a scheduler, a config dict or an existing local "
+                f"scheduler_config.json (or its folder), got {str(scheduler)!r}"
+            )
+        return json.loads(path.read_text())
+    if isinstance(scheduler, dict):
+        return dict(scheduler)
+    config = getattr(scheduler, "config", None)
+    if config is None:
+        raise ConfigError(f"scheduler must have a config, got {describe(scheduler)}")
+    return {**dict(config), "_class_name": type(scheduler).__name__}
+
+
+def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
+    """``(alphas_cumprod, config)`` of a DDPM/DDIM-type scheduler (object, config dict or path;
+    a config is built into the diffusers class it names, by default ``DDPMScheduler``)."""
+    if isinstance(scheduler, (str, os.PathLike, dict)):
+        config = scheduler_config(scheduler)
+        diffusers = import_diffusers()
+        kind = getattr(diffusers, str(config.get("_class_name")), None)
+        kind = kind if hasattr(kind, "from_config") else diffusers.DDPMScheduler
+        scheduler = kind.from_config(config)
+    abar = getattr(scheduler, "alphas_cumprod", None)
+    if abar is None:
+        raise ConfigError(
+            f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler; a "
+            f"flow-matching one belongs to fr.FlowMatchingFlow), got {describe(scheduler)}"
+        )
+    return torch.as_tensor(abar), dict(getattr(scheduler, "config", {}) or {})
+
+
+def scheduler_grid(flow, scheduler, *, check: bool, use_clipped_model_output: bool) -> Tensor:
+    """The body of :meth:`DiffusionFlow.grid_from_scheduler <flowrestore.DiffusionFlow.\
+grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its final step."""
+    timesteps = getattr(scheduler, "timesteps", None)
+    if timesteps is None or getattr(scheduler, "num_inference_steps", 1) is None:
+        raise ConfigError(
+            f"scheduler has no timesteps; call scheduler.set_timesteps(N) first, got "
+            f"{type(scheduler).__name__}"
+        )
+    theirs = getattr(scheduler, "alphas_cumprod", None)
+    if theirs is not None and not torch.allclose(
+        torch.as_tensor(theirs, dtype=torch.float64), flow.alphas_cumprod, rtol=1e-5, atol=0
+    ):
+        raise ConfigError(
+            f"scheduler's alphas_cumprod (T={len(theirs)}) differs from the flow's "
+            f"(T={flow.num_train_timesteps}): build the flow from this scheduler"
+        )
+    _check_clip(flow.clip, dict(getattr(scheduler, "config", {}) or {}), use_clipped_model_output)
+    ts = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
+    final = getattr(scheduler, "final_alpha_cumprod", None)
+    final = 1.0 if final is None else float(final)
+    if check and type(scheduler).__name__ == "DDIMScheduler":
+        n = int(scheduler.num_inference_steps)
+        prev = ts - flow.num_train_timesteps // n
+        nxt = torch.cat([ts[1:], torch.tensor([-1.0], dtype=torch.float64)])
+        bad = ((prev >= 0) | (nxt >= 0)) & (prev != nxt)
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0])
+            raise ConfigError(
+                f"this DDIMScheduler steps from timestep {int(ts[k])} to {int(prev[k])} but "
+                f"its next step starts at {int(nxt[k])} (timestep_spacing="
+                f"{scheduler.config.timestep_spacing!r}, {n} steps): no single grid "
+                "reproduces it; use 'leading' or 'trailing' with T % N == 0, or check=False"
+            )
+    return flow.grid_from_timesteps(ts, final_alpha_cumprod=final)
+
+
+def _check_clip(ours, config: dict, use_clipped_model_output: bool) -> None:
+    """Refuse a scheduler whose clean-estimate clipping the flow's steps do not reproduce."""
+    theirs = clip_from_config(config)
+    if isinstance(theirs, DynamicThreshold):
+        setting = (
+            f"thresholding=True (dynamic_thresholding_ratio={theirs.ratio!r}, "
+            f"sample_max_value={theirs.max_value!r})"
+        )
+    elif theirs is not None:
+        setting = f"clip_sample=True, clip_sample_range={theirs.range!r}"
+    else:
+        setting = "clip_sample=False, thresholding=False"
+    if theirs != ours:
+        want = "clip=None" if theirs is None else f"clip=fr.{theirs!r}"
+        raise ConfigError(
+            f"the scheduler has {setting} but the flow has clip={ours!r}: its steps would "
+            f"differ; build the flow with {want} (from_diffusers carries the scheduler's setting)"
+        )
+    if theirs is not None and not use_clipped_model_output:
+        raise ConfigError(
+            f"the scheduler has {setting}: its default step moves by the clipped x₀ but the "
+            "model's unclipped ε, an update that depends on the step size beyond h·f(x, t), so "
+            "no grid reproduces it. Pass use_clipped_model_output=True to match "
+            "scheduler.step(..., use_clipped_model_output=True) (ε re-derived from the clipped "
+            "x₀: Euler on this flow), or turn clipping off on both"
+        )

@@ -1,0 +1,200 @@
+"""Guided restoration on a pretrained generative flow: DPS, DiffPIR and DDRM (docs/math.md §10).
+
+A *model flow* — :class:`~flowrestore.DiffusionFlow`, :class:`~flowrestore.FlowMatchingFlow` or
+:class:`~flowrestore.DenoiserFlow`, any residual flow with a clean estimate ``D(x, t)`` — has a
+state ``x_t = α_t x_0 + σ_t ε`` (``state_coefficients``: ``(1, t σ_max)`` for the variance-exploding
+states of the diffusion and EDM flows, ``(1 − t, t)`` for flow matching). A guided flow adds a
+degradation ``A`` (:mod:`flowrestore.degradations`) and a measurement ``y = A x_0 + n``,
+``n ~ N(0, σ_y² I)`` — the data part of the inverse problem (deepinv's ``PosteriorDiffusion`` /
+``NoisyDataFidelity`` split) — and the method decides how the two are combined:
+
+* :class:`GuidedFlow` holds model, operator, measurement and noise level; it is stepped by the
+  discrete stochastic updates :class:`~flowrestore.DPSStep` (Chung et al. 2023, Algorithm 1) and
+  :class:`~flowrestore.DDRMStep` (Kawar et al. 2022, eqs. 7–8), which are not discretisations of
+  an ODE and so are solvers of their own (``flow_types = (GuidedFlow,)``);
+* :class:`DiffPIRFlow` (Zhu et al. 2023, Algorithm 1) is an ODE: the model's probability-flow ODE
+  with the clean estimate replaced by the proximal data step
+  ``x̂_0 = argmin_x ‖y − A x‖² + ρ_t ‖x − D(x_t, t)‖²``, ``ρ_t = λ σ_y²/σ̃_t²`` (``σ̃ = σ/α`` the
+  model's noise level). Euler on it is DiffPIR's update with ``ζ = 0`` (DDIM on ``x̂_0``), so every
+  residual-flow solver steps it; :class:`~flowrestore.DiffPIRStep` adds the re-noising ``ζ > 0``.
+
+Every guided flow is integrated in its model's state, from ``t = 1`` (pure noise) to 0, on the
+model's default grid; the loop's ``t = 0`` rule applies unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, IncompatibleOperatorError, ShapeError, describe
+from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast
+from flowrestore.flows.spectral import SpectralForm, nonzero, spectral_form
+
+__all__ = ["DiffPIRFlow", "GuidedFlow", "IncompatibleOperatorError"]
+
+
+def _coefficients(model):
+    """``(coefficients(t) -> (α, σ), input_scale(t) -> k)`` of a model flow: its state is
+    ``x_t = α_t x_0 + σ_t ε`` and its network's own input ``x_t / k_t`` (every model flow declares
+    both: ``state_coefficients`` and ``input_scale``)."""
+    coefficients = getattr(model, "state_coefficients", None)
+    scale = getattr(model, "input_scale", None)
+    if not (isinstance(model, ResidualFlow) and callable(coefficients) and callable(scale)):
+        raise TypeError(
+            f"model must be a model flow (DiffusionFlow, FlowMatchingFlow or DenoiserFlow: a "
+            f"ResidualFlow with state_coefficients(t) and input_scale(t)), got {describe(model)}"
+        )
+    return coefficients, scale
+
+
+def _noise_std(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"noise_std must be a number >= 0, got {describe(value)}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"noise_std must be a finite number >= 0, got {describe(value)}")
+    return float(value)
+
+
+class GuidedFlow(Flow):
+    """A model flow, a degradation ``A`` and a measurement ``y = A x_0 + n`` (module docstring).
+
+    Args:
+        model: a :class:`~flowrestore.DiffusionFlow`, :class:`~flowrestore.FlowMatchingFlow` or
+            :class:`~flowrestore.DenoiserFlow` (the prior).
+        operator: the degradation, a :mod:`flowrestore.degradations` operator (``A(x)``; DDRM and
+            DiffPIR need a closed-form SVD, :func:`~flowrestore.flows.spectral.spectral_form`).
+        measurement: ``y`` ``[B, ...]`` (or ``[1, ...]`` for the whole batch).
+        noise_std: ``σ_y``, the measurement's noise standard deviation.
+
+    Stepped by :class:`~flowrestore.DPSStep` and :class:`~flowrestore.DDRMStep`. ``denoise`` is the
+    model's clean estimate (``output="posterior_mean"`` at an early stop).
+    """
+
+    singular_at_zero = True
+    default_span = (1.0, 0.0)
+    time_range = (0.0, 1.0)
+    suggested_solvers = ("DPSStep", "DDRMStep")
+    method = "GuidedFlow"
+
+    def __init__(self, model: ResidualFlow, operator, measurement: Tensor, *, noise_std=0.0):
+        self.coefficients, self.input_scale = _coefficients(model)
+        if not (callable(operator) or hasattr(operator, "A")):
+            raise IncompatibleOperatorError(
+                f"operator must be a degradation with A(x) (flowrestore.degradations), got "
+                f"{describe(operator)}"
+            )
+        if not isinstance(measurement, Tensor) or measurement.dim() < 1:
+            raise ShapeError(
+                f"measurement must be a tensor [B, ...] (or [1, ...]), got {describe(measurement)}"
+            )
+        self.model = model
+        self.operator = operator
+        self.measurement = measurement
+        self.noise_std = _noise_std(noise_std)
+        self._spectral: SpectralForm | None = None
+
+    @property
+    def network(self):
+        """The model flow's network."""
+        return self.model.network
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.model!r}, {self.operator!r}, "
+            f"noise_std={self.noise_std:.4g})"
+        )
+
+    def spectral(self, method: str) -> SpectralForm:
+        """The operator's closed-form SVD (refused with the operator's name if it has none)."""
+        if self._spectral is None:
+            self._spectral = spectral_form(self.operator, method)
+        return self._spectral
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``A x``."""
+        return self.operator.A(x) if hasattr(self.operator, "A") else self.operator(x)
+
+    def measurement_for(self, like: Tensor) -> Tensor:
+        """``y`` in ``like``'s dtype and device, one row per sample of ``like`` (or one for all)."""
+        y = self.measurement.to(dtype=like.dtype, device=like.device)
+        if y.shape[0] not in (1, like.shape[0]):
+            raise ShapeError(
+                f"measurement has {y.shape[0]} rows but the batch has {like.shape[0]} (give one "
+                "measurement per sample, or one for all)"
+            )
+        return y
+
+    def residual_norm(self, x0: Tensor, y: Tensor) -> Tensor:
+        """``‖y − A x_0‖`` per sample ``[B]``."""
+        r = y - self.apply(x0)
+        return r.reshape(r.shape[0], -1).norm(dim=1)
+
+    def model_denoise(self, t: Tensor, x: Tensor) -> Tensor:
+        """The model's clean estimate ``D(x, t)``."""
+        return self.model.denoise(t, x)
+
+    def denoise(self, t: Tensor, x: Tensor) -> Tensor:
+        """The clean estimate the method uses (here the model's)."""
+        return self.model_denoise(t, x)
+
+    def to_state(self, x: Tensor, t: float) -> Tensor:
+        """The model flow's state (:meth:`Flow.to_state`)."""
+        return self.model.to_state(x, t)
+
+    def from_state(self, x: Tensor, t: float) -> Tensor:
+        """The model flow's tensor (:meth:`Flow.from_state`)."""
+        return self.model.from_state(x, t)
+
+    def default_spacing(self):
+        """The model flow's grid."""
+        return self.model.default_spacing()
+
+    def time_variable(self):
+        """The model flow's time variable (:meth:`Flow.time_variable`)."""
+        return self.model.time_variable()
+
+
+class DiffPIRFlow(GuidedFlow, ResidualFlow):
+    """DiffPIR as an ODE: the model's flow with ``D`` replaced by the proximal estimate
+    ``x̂_0 = argmin_x ‖y − A x‖² + ρ_t ‖x − D‖²``, ``ρ_t = λ σ_y² α_t²/σ_t²`` (Zhu et al. 2023,
+    Algorithm 1, eq. 13 with the paper's ``ρ_t = λ σ_n²/σ̄_t²``).
+
+    In the spectral form ``A = U S Vᵀ`` the minimiser is, per coefficient,
+    ``x̂ = d + s (ȳ_u − s d)/(s² + ρ)`` with ``d = Vᵀ D`` and ``ȳ_u = Uᵀ y`` — the exact MAP of the
+    Gaussian data term around ``D`` (``σ_y = 0``: ``ρ = 0``, exact consistency on the observed
+    coefficients). Refuses an operator without a closed-form SVD when built.
+
+    Args: as :class:`GuidedFlow`, plus ``lam``: DiffPIR's ``λ > 0`` (the paper's default 7 for
+    its ImageNet/FFHQ tasks; ``λ = 1`` weighs the data term by the measurement's own noise).
+    """
+
+    suggested_solvers = ("Euler", "Heun", "DiffPIRStep", "SemiLinearMultistep")
+
+    def __init__(self, model, operator, measurement, *, noise_std=0.0, lam: float = 1.0):
+        super().__init__(model, operator, measurement, noise_std=noise_std)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
+            raise ConfigError(f"lam must be a number > 0, got {describe(lam)}")
+        if not math.isfinite(lam):
+            raise ConfigError(f"lam must be finite, got {describe(lam)}")
+        self.lam = float(lam)
+        self.spectral("DiffPIR")
+
+    def rho(self, t: Tensor) -> Tensor:
+        """``ρ_t = λ σ_y² α_t²/σ_t²`` (0 at ``α_t = 0``, flow matching's pure-noise end)."""
+        alpha, sigma = self.coefficients(t)
+        return self.lam * self.noise_std**2 * (alpha / sigma) ** 2
+
+    def prox(self, x0: Tensor, t: Tensor) -> Tensor:
+        """``argmin_x ‖y − A x‖² + ρ_t ‖x − x0‖²`` in closed form (class docstring)."""
+        form = self.spectral("DiffPIR")
+        d = form.to_spectral(x0)
+        s = form.singular_values(x0)
+        yu = form.project_measurement(self.measurement_for(x0), x0)
+        rho = bcast(batch_time(self.rho(t), x0), x0)
+        return form.from_spectral(d + s * (yu - s * d) / nonzero(s * s + rho))
+
+    def denoise(self, t: Tensor, x: Tensor) -> Tensor:
+        """The proximal estimate ``x̂_0`` around the model's ``D(x, t)``."""
+        return self.prox(self.model_denoise(t, x), t)

@@ -1,0 +1,157 @@
+"""``fr.solve(..., compile=True)``: the fixed-grid steps compiled once per input shape, replayed as
+a CUDA graph on a GPU.
+
+What is compiled is the loop's own step function (:func:`flowrestore.integrate.stepping.steps`)
+and the landing step, as one ``torch.compile(fullgraph=True)`` graph — every step unrolled, with
+no host synchronisation inside (a fixed grid's run reads nothing from the device). Planning, the
+solver's ``init``, the non-finite check of ``x_start`` and everything after the steps (failures,
+``output``, the solution) stay eager. On CUDA the mode is ``"reduce-overhead"``: the whole solve
+replays as one CUDA graph, with no Python between its kernels. The compiled function is cached per
+(flow, solver, grid, options, input shape, dtype, device): the first call with a new shape
+compiles (seconds to minutes), later calls replay.
+
+Stochastic solvers draw their noise before the compiled steps (``torch.compile`` cannot create or
+use a ``torch.Generator``): the solver declares its draws per step (``Solver.noise_draws``) and
+the solve's noise source fills a :class:`~flowrestore.noise.TapeNoise` in the eager order, so a
+compiled stochastic solve equals the eager one for ``generator=``, ``seeds=`` and any
+``noise=`` (the tape costs one state-sized tensor per draw).
+
+Refused before any work, with the reason: error control (a host decision per step), progress bars
+and callbacks (Python between steps), ``differentiable=True``, solvers that keep Python state
+between steps (the torchdiffeq/torchsde adapters) and stochastic solvers that do not declare their
+draws.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError
+from flowrestore.integrate.stepping import land_all, steps, trajectory_buffer
+from flowrestore.noise import TapeNoise
+
+__all__ = ["check_compile", "compile_options", "run_compiled"]
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def compile_options(compile, device: torch.device) -> dict | None:
+    """``torch.compile`` keyword arguments for ``fr.solve(..., compile=...)``: ``None`` (eager)
+    for ``False``; for ``True`` ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and the default
+    mode elsewhere; a string is a mode, a dict the keyword arguments themselves (e.g.
+    ``{"backend": "eager"}``)."""
+    if compile is False or compile is None:
+        return None
+    if compile is True:
+        return {"mode": "reduce-overhead"} if device.type == "cuda" else {}
+    if isinstance(compile, str):
+        return {"mode": compile}
+    if isinstance(compile, dict) and not {"fullgraph", "dynamic"} & set(compile):
+        return dict(compile)
+    raise ConfigError(
+        "compile must be a bool, a torch.compile mode string or a dict of torch.compile "
+        f"arguments (not fullgraph/dynamic, which the solve sets), got {compile!r}"
+    )
+
+
+def check_compile(solver, ctrl, *, progress, callback, differentiable) -> None:
+    """Refuse, before any work, what a compiled solve cannot capture (module docstring)."""
+    why = None
+    if not ctrl.capturable:
+        why = (
+            f"{type(ctrl).__name__} decides on the host after every step (error control); "
+            "use a fixed grid (steps= or grid=)"
+        )
+    elif progress:
+        why = "a progress bar runs Python between steps; drop progress=True"
+    elif callback is not None:
+        why = "a callback runs Python between steps; drop callback= (save_at= saves states)"
+    elif differentiable:
+        why = "differentiable=True is not supported compiled; compile your predictor instead"
+    elif not solver.capturable:
+        why = f"{type(solver).__name__} keeps Python state between steps"
+    elif solver.noise_draws() is None:
+        why = (
+            f"{type(solver).__name__} is stochastic and does not declare its noise draws "
+            "(Solver.noise_draws), so they cannot be drawn before the compiled steps"
+        )
+    if why is not None:
+        raise ConfigError(f"compile=True cannot capture this solve: {why}")
+
+
+def _tape(solver, ctl, ctx, x: Tensor, lands: bool) -> TapeNoise:
+    """Every step's noise, drawn now from the solve's source in the eager order (an empty tape
+    for a deterministic solver: a draw it did not declare is refused)."""
+    kinds = solver.noise_draws()
+    calls = []
+    for t, h in zip(ctl.ts[:-1], ctl.hs, strict=True):
+        calls += [(kind, t, t + h) for kind in kinds]
+    if lands and not solver.evaluates_at_end:  # the solver's own last step onto the end
+        calls += [(kind, ctl.t_stop, ctl.t_stop - ctl.t_stop) for kind in kinds]
+    return TapeNoise.record(ctx.noise, calls, x)
+
+
+def _body(flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
+    """The compiled part: the steps and the landing step (no Python decision on device values)."""
+    traj = trajectory_buffer(schedule, ctl, x)
+    sums = [] if track else None
+    x, state, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)
+    if schedule.lands:
+        x = land_all(flow, solver, ctl, x, state, ctx, counts)
+    return x, traj, (torch.stack(sums) if sums else None), done
+
+
+def _fresh_copy(fn):
+    """``fn`` with its own code object: torch.compile caches per code object, so each cached
+    solve gets its own compile cache (and recompile budget)."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_CACHE)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+def _key(flow, solver, schedule, x, options: dict, track):
+    # the callables the flow evaluates (predictor, drift, model): one cache entry each
+    held = tuple(sorted(id(v) for v in vars(flow).values() if callable(v)))
+    return (
+        id(type(flow)),
+        held,
+        type(solver),
+        repr(solver),
+        schedule.signature(),
+        tuple(x.shape),
+        x.dtype,
+        str(x.device),
+        tuple(sorted((k, repr(v)) for k, v in options.items())),
+        track,
+    )
+
+
+def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
+    """Run the steps (and the landing) compiled; returns ``(x, traj, sums, steps)``."""
+    tape = _tape(solver, ctl, ctx, x, schedule.lands)
+    ctx.noise = tape
+    key = _key(flow, solver, schedule, x, options, track)
+    fn = _CACHE.get(key)
+    if fn is None:
+        fn = torch.compile(_fresh_copy(_body), fullgraph=True, dynamic=False, **options)
+        _CACHE[key] = fn
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    graphs = options.get("mode") in ("reduce-overhead", "max-autotune")
+    if graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
+    tape.check()
+    if graphs:  # CUDA-graph outputs are overwritten by the next replay: keep copies
+        x = x.clone()
+        traj = None if traj is None else traj.clone()
+        sums = None if sums is None else sums.clone()
+        for values in ctx.records.values():
+            values[:] = [v.clone() for v in values]
+    return x, traj, sums, done

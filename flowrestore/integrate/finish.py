@@ -1,0 +1,239 @@
+"""The end of a solve: failures, the landing step, ``output``, the solution.
+
+After the step loop (:mod:`flowrestore.integrate.loop`): the controller's per-sample status and
+the loop's own non-finite tracking become the solution's ``stats.status`` (one read of the device,
+here, not per step); the samples that did not fail take the landing step onto a singular end
+(:mod:`flowrestore.integrate.endpoint`); ``output="posterior_mean"`` evaluates the clean estimate;
+saved states are converted to the user's units; and with ``on_failure="raise"`` the first failure
+kind raises its error with the partial :class:`~flowrestore.Solution` attached.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import FAILURE_ERRORS, NONFINITE
+from flowrestore.flows.base import select_rows
+from flowrestore.integrate.endpoint import land
+from flowrestore.integrate.solution import Solution, Stats
+from flowrestore.integrate.stepping import land_all
+from flowrestore.noise import rows_index
+
+__all__ = ["Failures", "finish"]
+
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+class Failures:
+    """Per-sample failure status (host) and one message per failure kind (the first found)."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        self.status: Tensor | None = None
+        self.messages: dict[int, str] = {}
+
+    def add(self, code: int, rows: list[int], message: str) -> None:
+        """Mark ``rows`` (those not failed yet) with ``code``."""
+        if self.status is None:
+            self.status = torch.zeros(self.batch, dtype=torch.long)
+        fresh = [r for r in rows if int(self.status[r]) == 0]
+        if fresh:
+            self.status[fresh] = code
+            self.messages.setdefault(code, message)
+
+    def ok_rows(self) -> list[int] | None:
+        """The rows that did not fail (``None``: all of them, known without a device read)."""
+        if self.status is None or not bool((self.status != 0).any()):
+            return None
+        return (self.status == 0).nonzero().squeeze(1).tolist()
+
+    def raise_first(self, sol: Solution, on_failure: str) -> None:
+        """Raise the first failure kind's error (``on_failure="raise"``) with ``sol`` attached."""
+        if on_failure == "return" or not self.messages:
+            return
+        for code, exc in FAILURE_ERRORS.items():
+            if code in self.messages:
+                raise exc(self.messages[code], solution=sol)
+
+
+def finish(
+    flow,
+    solver,
+    ctl,
+    schedule,
+    x: Tensor,
+    state,
+    ctx,
+    counts,
+    failures: Failures,
+    *,
+    sums,
+    traj,
+    callback,
+    steps_done: int,
+    bar,
+    output: str,
+    on_failure: str,
+    check_finite: bool,
+    landed: bool = False,
+) -> Solution:
+    """Everything after the step loop (module docstring); ``landed``: the compiled steps already
+    took the landing step, for every sample."""
+    B = x.shape[0]
+    t_final = ctl.time()
+    _controller_failures(ctl, failures, t_final, counts)
+    if sums is not None and len(sums):
+        _tracked_failures(
+            sums if isinstance(sums, Tensor) else torch.stack(sums), ctl, failures, solver
+        )
+    if landed:
+        t_final = _landed_times(t_final, failures)
+    elif schedule.lands:
+        x, t_final = _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures)
+        if callback is not None:
+            callback(steps_done + 1, t_final, x)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if output == "posterior_mean" and not schedule.lands:
+        x = flow.denoise(t_final, x)
+        counts.nfe += 1
+    if (schedule.lands or output == "posterior_mean" or ctl.catches_nonfinite) and (
+        check_finite or ctl.catches_nonfinite
+    ):
+        what = (
+            f"the landing step onto t=0 from t={float(schedule.t_stop):.6g}"
+            if schedule.lands
+            else f"the posterior-mean estimate at t={schedule.t1:.6g}"
+            if output == "posterior_mean"
+            else f"the state at t={schedule.t1:.6g}"
+        )
+        _check_final(x, failures, f"{what} ({solver!r})")
+    if output != "posterior_mean":  # a clean estimate is already in the data's units
+        x = flow.from_state(x, schedule.t1)
+    ts, traj = _trajectory(flow, schedule, traj, x)
+    nfe, steps, rejected = counts.host()
+    status = failures.status if failures.status is not None else torch.zeros(B, dtype=torch.long)
+    sol = Solution(
+        x=x,
+        ts=ts,
+        trajectory=traj,
+        stats=Stats(nfe=nfe, steps=steps, rejected=rejected, status=status),
+        t_final=(t_final.expand(B) if t_final.dim() == 0 else t_final).clone(),
+        records={name: torch.stack(v) for name, v in ctx.records.items()},
+    )
+    failures.raise_first(sol, on_failure)
+    return sol
+
+
+def _controller_failures(ctl, failures: Failures, t_final: Tensor, counts) -> None:
+    status = ctl.status()
+    if status is None or not bool((status != 0).any()):
+        return
+    _, steps, _ = counts.host()
+    t_host = t_final.detach().cpu().expand(status.shape[0])
+    for code in FAILURE_ERRORS:
+        rows = (status == code).nonzero().squeeze(1).tolist()
+        if rows:
+            t = t_host[rows].tolist()
+            msg = ctl.failure_message(code, rows, t, (steps[rows] + 1).tolist())
+            failures.add(code, rows, msg)
+
+
+def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
+    """Non-finite states found by the loop's row sums: one host read, after the last step.
+
+    NaN and ±inf propagate into a row sum, so the first non-finite row sum of a sample is its
+    first bad step.
+    """
+    bad = ~torch.isfinite(sums)
+    if not bool(bad.any()):
+        return
+    rows = bad.any(0).nonzero().squeeze(1).tolist()
+    k = int(bad.any(1).nonzero()[0])
+    failures.add(
+        NONFINITE,
+        rows,
+        f"the state became non-finite in {ctl.step_label(k)} for samples {rows[:10]} "
+        f"({solver!r}): the predictor/drift returned NaN/inf or the step overflowed",
+    )
+
+
+def _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures: Failures):
+    """The endpoint rule's landing step for the samples that did not fail."""
+    ok = failures.ok_rows()
+    if ok is None:
+        return land_all(flow, solver, ctl, x, state, ctx, counts), torch.zeros_like(t_final)
+    if not ok:
+        return x, t_final
+    rows = rows_index(ok, x.device)
+    t_final = t_final.expand(x.shape[0]) if t_final.dim() == 0 else t_final
+    ctx.index = rows
+    res = land(flow.restrict(rows), solver, ctl.t_stop, x[rows], select_rows(state, rows), ctx)
+    x = x.clone()
+    x[rows] = res.x
+    t_final = t_final.clone()
+    t_final[rows] = 0.0
+    counts.add(rows, None, res.nfe)
+    return x, t_final
+
+
+def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:
+    """After a landing of every sample: 0, except where a sample had failed before it."""
+    ok = failures.ok_rows()
+    zero = torch.zeros_like(t_final)
+    if ok is None:
+        return zero
+    t_final = t_final.expand(failures.batch).clone()
+    t_final[ok] = 0.0
+    return t_final
+
+
+def _check_final(x: Tensor, failures: Failures, what: str) -> None:
+    """Flag the samples whose final ``x`` is not finite (landing, output, error control)."""
+    acc = torch.float32 if x.dtype in _LOW_PRECISION else None
+    finite = torch.isfinite(x.detach().reshape(x.shape[0], -1).sum(1, dtype=acc)).cpu()
+    if bool(finite.all()):
+        return
+    done = failures.status if failures.status is not None else torch.zeros_like(finite).long()
+    rows = ((~finite) & (done == 0)).nonzero().squeeze(1).tolist()
+    if rows:
+        failures.add(
+            NONFINITE,
+            rows,
+            f"{what} is non-finite for samples {rows[:10]}: the predictor/drift returned NaN/inf",
+        )
+
+
+def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor):
+    """The saved times and states in the user's units (states were saved as integrated)."""
+    dtype, dev = x.dtype, x.device
+    times = schedule.save_times
+    if times is None:
+        return torch.full((1,), schedule.t1, dtype=dtype, device=dev), None
+    if isinstance(times, Tensor):
+        ts = times.to(dtype=dtype, device=dev)
+    else:
+        ts = torch.tensor(times, dtype=dtype, device=dev)
+    traj = traj[: schedule.n_slots]
+    for j in range(schedule.n_slots):
+        if j != schedule.end_slot:
+            traj[j] = flow.from_state(traj[j], times[j])
+    if schedule.end_slot is not None:
+        traj[schedule.end_slot] = x
+    return ts, traj
+
+
+def start_solution(x_start: Tensor, t0: float, failures: Failures) -> Solution:
+    """The partial solution of a solve refused before its first step: the start state itself."""
+    B, dtype, dev = x_start.shape[0], x_start.dtype, x_start.device
+    zeros = torch.zeros(B, dtype=torch.long)
+    return Solution(
+        x=x_start,
+        ts=torch.full((1,), t0, dtype=dtype, device=dev),
+        trajectory=None,
+        stats=Stats(nfe=zeros, steps=zeros.clone(), rejected=zeros.clone(), status=failures.status),
+        t_final=torch.full((B,), t0, dtype=dtype, device=dev),
+    )

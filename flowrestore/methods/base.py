@@ -1,0 +1,99 @@
+"""The record types of :mod:`flowrestore.methods`: a method, the solvers it offers, its showcase.
+
+See the package docstring for what a :class:`Method` says and why nothing else switches on a
+method's name. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from flowrestore.errors import ConfigError
+
+__all__ = ["IMAGE_RANGE", "Run", "SolverChoice", "Showcase", "Method"]
+
+#: The value range of the images the predictors here take and return (``[0, 1]``).
+IMAGE_RANGE = (0.0, 1.0)
+
+Run = tuple  # (solver name, steps, output[, t_end]): one restoration setting
+
+
+@dataclass(frozen=True)
+class SolverChoice:
+    """A solver the command line offers for a method: its name, description and constructor."""
+
+    name: str
+    description: str
+    build: Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Showcase:
+    """Settings shown by ``flowrestore demo`` and scored into the registry (``heldout``).
+
+    ``runs``/``quick_runs``: the demo's rows (``--quick``); ``steps``/``quick_steps``: the step
+    counts used with ``--solver`` alone; ``heldout``: the rows the registry records. A run is
+    ``(solver, steps, output[, t_end])``; the solver ``"phi"`` is the one-shot clean estimate.
+    """
+
+    runs: tuple[Run, ...]
+    quick_runs: tuple[Run, ...]
+    steps: tuple[int, ...]
+    quick_steps: tuple[int, ...]
+    heldout: tuple[Run, ...]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A restoration method (see the module docstring).
+
+    ``build_flow(network, spec, **kwargs)`` returns the flow over a predictor;
+    ``settings_from_config(config)`` the method's own settings from a trainer config (a dict);
+    ``input_noise(spec)`` the noise std a model expects on its input; ``observe(spec, x,
+    generator)`` degrades clean images as in training; ``objective()`` the training objective
+    class, or ``None`` for a method not trained here; ``explain(spec)`` a sentence for the demo.
+    """
+
+    name: str
+    title: str
+    summary: str
+    solvers: tuple[SolverChoice, ...]
+    default_solver: str
+    default_output: str
+    build_flow: Callable
+    settings_from_config: Callable[[Mapping], dict]
+    input_noise: Callable[..., float]  # (spec: ModelSpec) -> float
+    observe: Callable
+    showcase: Showcase
+    objective: Callable[[], type] | None = None
+    explain: Callable[..., str] | None = None  # (spec: ModelSpec) -> str
+
+    def __post_init__(self):
+        names = [s.name for s in self.solvers]
+        if self.default_solver not in names:
+            raise ConfigError(
+                f"method {self.name}: default_solver {self.default_solver!r} is not among its "
+                f"solvers {names}"
+            )
+
+    def solver_names(self) -> tuple[str, ...]:
+        """The command-line names of this method's solvers, default first."""
+        names = [s.name for s in self.solvers]
+        return (self.default_solver, *(n for n in names if n != self.default_solver))
+
+    def check_solver(self, name: str | None) -> str:
+        """``name`` (default: :attr:`default_solver`) if it is one of this method's solvers;
+        a :class:`ConfigError` naming the right ones otherwise. Builds nothing."""
+        name = self.default_solver if name is None else name
+        if name in self.solver_names():
+            return name
+        raise ConfigError(
+            f"solver {name!r} does not apply to {self.name} predictors; use one of "
+            f"{sorted(self.solver_names())}"
+        )
+
+    def solver(self, name: str | None = None):
+        """A new solver object for ``name`` (default: :attr:`default_solver`)."""
+        name = self.check_solver(name)
+        return next(c for c in self.solvers if c.name == name).build()

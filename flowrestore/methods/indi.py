@@ -1,0 +1,90 @@
+"""InDI (Delbracio & Milanfar 2023): the residual flow ``dx/dt = (x − F(x, t))/t`` (eq. 13) over a
+clean-image predictor ``F``, trained on pairs ``(x, y)`` with the InDI loss — as a method record."""
+
+from __future__ import annotations
+
+from flowrestore.methods.base import IMAGE_RANGE, Method, Showcase, SolverChoice
+
+__all__ = ["INDI"]
+
+
+def _solvers():
+    import flowrestore.solvers as solvers  # imports torch: only when a solver is built
+
+    return solvers
+
+
+def _indi_flow(network, spec, **kwargs):
+    from flowrestore.methods.flows import PredictorInDIFlow
+
+    return PredictorInDIFlow(network, value_range=IMAGE_RANGE, name=spec.name, **kwargs)
+
+
+def _indi_observe(spec, x, generator=None):
+    return spec.task.degradation(spec.params)(x, generator)
+
+
+def _indi_objective():
+    from flowrestore.training.objectives import InDIObjective
+
+    return InDIObjective
+
+
+INDI = Method(
+    name="indi",
+    title="InDI",
+    summary="InDI's residual flow dx/dt = (x - F(x, t))/t from y at t = 1 to t = 0",
+    solvers=(
+        SolverChoice(
+            "multistep",
+            "semi-linear multistep (order 3, 1 NFE per step; the few-NFE default)",
+            lambda: _solvers().SemiLinearMultistep(),
+        ),
+        SolverChoice(
+            "euler",
+            "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)",
+            lambda: _solvers().Euler(),
+        ),
+        SolverChoice(
+            "heun",
+            "Heun (2nd order), last step the denoising step",
+            lambda: _solvers().Heun(),
+        ),
+        SolverChoice("midpoint", "explicit midpoint (2nd order)", lambda: _solvers().Midpoint()),
+        SolverChoice(
+            "rk4",
+            "classical Runge-Kutta (4th order), last step the denoising step",
+            lambda: _solvers().RK4(),
+        ),
+        SolverChoice(
+            "indi",
+            "InDI's discrete sampler (eps = 0)",
+            lambda: _solvers().InDISampler(),
+        ),
+    ),
+    default_solver="multistep",
+    default_output="last",
+    build_flow=_indi_flow,
+    settings_from_config=lambda config: {},
+    input_noise=lambda spec: spec.task.noise(spec.params),
+    observe=_indi_observe,
+    objective=_indi_objective,
+    showcase=Showcase(
+        runs=(
+            ("euler", 1, "last"),
+            ("euler", 2, "last"),
+            ("euler", 5, "last"),
+            ("euler", 10, "last"),
+            ("euler", 20, "last"),
+            ("heun", 3, "last"),
+            ("heun", 10, "last"),
+            ("indi", 10, "last"),
+            ("multistep", 6, "last"),
+            ("multistep", 10, "last"),
+        ),
+        quick_runs=(("euler", 1, "last"), ("euler", 5, "last"), ("multistep", 6, "last")),
+        steps=(1, 2, 5, 10, 20),
+        quick_steps=(1, 5),
+        heldout=(("euler", 1, "last"), ("euler", 10, "last"), ("heun", 10, "last")),
+    ),
+)

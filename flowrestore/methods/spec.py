@@ -1,0 +1,93 @@
+"""What a trained predictor is for: :class:`ModelSpec`, read from its metadata or its training
+config. No torch here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flowrestore.errors import ConfigError, describe
+from flowrestore.methods.base import Method
+from flowrestore.methods.registry import get_method
+from flowrestore.tasks import Task, get_task
+
+__all__ = ["ModelSpec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a trained predictor is for: ``method``, ``task`` with resolved ``params``, the
+    method's ``settings`` and the model's ``name``."""
+
+    method: Method
+    task: Task
+    params: dict
+    settings: dict = field(default_factory=dict)
+    name: str = ""
+
+    @classmethod
+    def of(cls, model_or_meta) -> ModelSpec:
+        """The spec of a shipped predictor (its ``.metadata``) or of a registry entry (a dict)."""
+        if isinstance(model_or_meta, ModelSpec):
+            return model_or_meta
+        meta = model_or_meta
+        if not isinstance(meta, dict):
+            meta = getattr(model_or_meta, "metadata", None)
+        if not isinstance(meta, dict) or "method" not in meta or "task" not in meta:
+            raise ConfigError(
+                "expected a shipped predictor (with .metadata) or its registry entry, "
+                f"got {describe(model_or_meta)}"
+            )
+        return cls._build(
+            meta, lambda method: dict(meta.get(method.name) or {}), str(meta.get("name", ""))
+        )
+
+    @classmethod
+    def from_train_config(cls, config: Mapping, *, name: str = "") -> ModelSpec:
+        """The spec of a predictor trained with ``config`` (a trainer config as a dict)."""
+        return cls._build(config, lambda method: method.settings_from_config(config), name)
+
+    @classmethod
+    def _build(cls, d: Mapping, settings, name: str) -> ModelSpec:
+        """From a dict naming ``method``, ``task`` and ``task_params``; ``settings(method)``."""
+        method, task = get_method(d["method"]), get_task(d["task"])
+        params = task.resolve(d.get("task_params"))
+        return cls(method=method, task=task, params=params, settings=settings(method), name=name)
+
+    def metadata(self) -> dict:
+        """The ``metadata`` dict of a predictor with this spec (the registry's entry format)."""
+        meta = {
+            "name": self.name,
+            "method": self.method.name,
+            "task": self.task.name,
+            "task_params": dict(self.params),
+        }
+        if self.settings:
+            meta[self.method.name] = dict(self.settings)
+        return meta
+
+    @property
+    def input_noise(self) -> float:
+        """The std of the noise the predictor expects on its input."""
+        return float(self.method.input_noise(self))
+
+    def expects(self) -> str:
+        """In words: the input the predictor was trained on and what it does to other inputs."""
+        return self.task.describe(self.params, noise=self.input_noise)
+
+    @property
+    def scale(self) -> int:
+        """Output size over input size when restoring a file (``sr4``: the factor)."""
+        return int(self.task.scale(self.params))
+
+    def prepare(self, y):
+        """The model input for a file's pixels ``y`` ``[B, C, h, w]`` (``sr4``: upsampled)."""
+        return y if self.task.prepare is None else self.task.prepare(y, self.params)
+
+    def flow(self, network, **kwargs):
+        """The flow the predictor ``network`` was trained for (``kwargs`` go to the flow)."""
+        return self.method.build_flow(network, self, **kwargs)
+
+    def observe(self, x, generator=None):
+        """Clean images ``x`` ``[B, C, H, W]`` degraded the way the training data was."""
+        return self.method.observe(self, x, generator)

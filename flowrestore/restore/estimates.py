@@ -1,0 +1,65 @@
+"""The line printed before a long job: expected time and peak memory.
+
+Work is pixels × evaluations; above :data:`ESTIMATE_ABOVE` (about 10 s on one CPU core) the run
+measures the model's seconds per megapixel and evaluation on its largest tile and prints the
+total, with a peak-memory estimate from the tiles' activation memory
+(:func:`flowrestore.tiling.activation_bytes_per_pixel`) and the images held at once.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+__all__ = ["ESTIMATE_ABOVE", "estimate", "duration"]
+
+#: Work (pixels x evaluations) above which an estimate is printed: about 10 s on one CPU core.
+ESTIMATE_ABOVE = 4e6
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in words: ``42 s``, ``7 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate(jobs, settings, log) -> None:
+    """Log the expected time and peak memory of ``jobs`` when the work is above the threshold."""
+    from flowrestore.tiling import (
+        activation_bytes_per_pixel,
+        count_evaluations,
+        seconds_per_megapixel,
+    )
+
+    s = settings
+    nfe = count_evaluations(s.flow, s.solver, s.steps, output=s.output)
+    work = sum(j.plan.processed_pixels for j in jobs) * nfe
+    if work < ESTIMATE_ABOVE:
+        return
+    biggest = max(jobs, key=lambda j: j.plan.tile_shape[0] * j.plan.tile_shape[1])
+    rate = seconds_per_megapixel(s.flow, biggest.plan.tile_shape)
+    seconds = work / 1e6 * rate
+    th, tw = biggest.plan.tile_shape
+    bpp = activation_bytes_per_pixel(s.model)
+    big = max(jobs, key=lambda j: j.size[0] * j.size[1])
+    image_bytes = big.size[0] * big.size[1] * (2 * 12 + 6 + 6)  # y, sum, decoded, quantised
+    peak = _rss_bytes() + image_bytes + th * tw * biggest.plan.batch * (bpp + 8 * 12)
+    mpx = sum(j.size[0] * j.size[1] for j in jobs) / 1e6
+    tiles = sum(j.plan.count for j in jobs)
+    log(
+        f"estimate: {len(jobs)} image(s), {mpx:.1f} Mpx out, {tiles} tile(s) up to {th}x{tw}, "
+        f"{nfe} evaluations each: about {duration(seconds)} on {s.device} "
+        f"({rate:.2f} s per Mpx and evaluation, measured now); peak memory about "
+        f"{peak / 2**20:.0f} MB"
+    )

@@ -1,0 +1,92 @@
+"""Which files a run restores, where it writes, and which files are this tool's own outputs.
+
+:func:`list_inputs` expands folders and de-duplicates spellings; :func:`check_output_dir` creates
+and test-writes the output folder before any work; every output carries the PNG text chunk
+:data:`OWN_OUTPUT_KEY` (the input it came from), which :func:`is_own_output` reads, so a folder
+restored into itself can be restored again without touching its earlier outputs. No torch here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flowrestore.errors import ConfigError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "OWN_OUTPUT_KEY",
+    "list_inputs",
+    "check_output_dir",
+    "is_own_output",
+    "own_output_text",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+#: The PNG text keyword every output of ``flowrestore restore`` carries (value: the input's name).
+OWN_OUTPUT_KEY = "flowrestore restored from"
+
+
+def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """``(files, problems)``: files named and image files in folders named (not recursive).
+
+    Files are de-duplicated by resolved path (the first spelling is kept) and sorted by it;
+    ``problems`` lists ``(path, reason)`` for paths that do not exist.
+    """
+    seen: dict[Path, Path] = {}
+    problems = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        elif p.exists():
+            found = [p]
+        else:
+            problems.append((str(p), "no such file or folder"))
+            continue
+        for q in found:
+            seen.setdefault(q.resolve(), q)
+    return [seen[k] for k in sorted(seen, key=str)], problems
+
+
+def check_output_dir(out_dir) -> Path:
+    """Create ``out_dir`` if needed and check that a file can be written there; returns it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {str(out)!r} is an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {str(out)!r} cannot be created ({exc.strerror or exc})"
+        ) from exc
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".flowrestore-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"output folder {str(out)!r} is not writable ({exc.strerror or exc})"
+        ) from exc
+    return out
+
+
+def own_output_text(source) -> dict[str, str]:
+    """The PNG text chunks that mark an output restored from the file ``source``."""
+    name = Path(source).name.encode("latin-1", "replace").decode("latin-1")
+    return {"Software": "flowrestore", OWN_OUTPUT_KEY: name}
+
+
+def is_own_output(path) -> bool:
+    """Whether ``path`` is a PNG written by ``flowrestore restore`` (its text chunk says so)."""
+    if Path(path).suffix.lower() != ".png":
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and OWN_OUTPUT_KEY in im.info  # chunks before IDAT
+    except Exception:  # noqa: BLE001 (an unreadable file is not ours; it fails later, once)
+        return False

@@ -1,0 +1,244 @@
+"""The run: :func:`restore_files` restores files into a folder, batch by batch.
+
+The steps, each a function: check the options and build the :class:`RestoreSettings` (the model's
+spec from :mod:`flowrestore.methods` gives the flow, the default solver and output, the input
+preparation); list this process's files; plan the jobs (:mod:`.planning`); print an estimate
+(:mod:`.estimates`); then for each batch read the files, prepare the model input, solve (tiled
+when the plan has several tiles, :func:`flowrestore.tiling.restore_tiled`) and write the outputs
+(:mod:`flowrestore.imageio`), marked as this tool's own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+import torch
+
+from flowrestore.errors import ConfigError, describe
+from flowrestore.methods import ModelSpec
+from flowrestore.restore.estimates import estimate
+from flowrestore.restore.files import check_output_dir, list_inputs, own_output_text
+from flowrestore.restore.planning import (
+    Job,
+    RestoreReport,
+    RestoreSettings,
+    TileOptions,
+    batches,
+    plan_jobs,
+)
+from flowrestore.runtime import resolve_device
+
+__all__ = ["restore_files", "RestoreReport", "RestoreSettings"]
+
+
+def _dist() -> tuple[int, int]:
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"bad RANK={rank} / WORLD_SIZE={world} in the environment")
+    return rank, world
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
+
+
+def _settings(model, solver, steps, output, device, upsample, seed) -> RestoreSettings:
+    """Check the options against the model's spec; move the model; build flow and solver."""
+    _check_int("steps", steps, 1)
+    _check_int("seed", seed, 0)
+    spec = ModelSpec.of(model)
+    solver_obj = spec.method.solver(solver) if solver is None or isinstance(solver, str) else solver
+    device = resolve_device(device)
+    model = model.to(device)
+    return RestoreSettings(
+        spec=spec,
+        model=model,
+        flow=spec.flow(model),
+        solver=solver_obj,
+        steps=steps,
+        output=spec.method.default_output if output is None else output,
+        device=device,
+        scale=spec.scale if upsample else 1,
+        seed=seed,
+    )
+
+
+class _Reporter:
+    """Records skipped/failed files in the report and says each once (FAILED on stderr)."""
+
+    def __init__(self, report: RestoreReport):
+        from tqdm.auto import tqdm
+
+        self.report, self.write = report, tqdm.write
+
+    def fail(self, path, reason) -> None:
+        self.report.failed.append((str(path), reason))
+        self.write(f"FAILED {path}: {reason}", file=sys.stderr)
+
+    def skip(self, path, target, why) -> None:
+        self.report.skipped.append((str(path), str(target)))
+        self.write(f"skipped {path}: {why}")
+
+
+def restore_files(
+    inputs,
+    out_dir,
+    *,
+    model,
+    solver=None,
+    steps: int = 10,
+    batch_size: int = 4,
+    device=None,
+    overwrite: bool = False,
+    upsample: bool = True,
+    seed: int = 0,
+    output: str | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> RestoreReport:
+    """Restore image files into ``out_dir`` (see ``flowrestore restore --help``); this process's
+    report.
+
+    ``model``: a predictor with ``.metadata`` (:func:`load_model`); ``solver``: a name of its
+    method's solvers, a solver object, or ``None`` for the method's default (as ``output``).
+    ``tile``/``overlap``/``memory_budget`` (bytes) go to :func:`flowrestore.tiling.plan_tiles`
+    (``tile=0``: whole images). ``log`` receives the estimate and the summary lines; per-file
+    lines go through the progress bar's writer to stdout (FAILED lines to stderr), once each.
+    """
+    from flowrestore.tiling import activation_bytes_per_pixel, default_budget
+
+    _check_int("batch_size", batch_size, 1)
+    settings = _settings(model, solver, steps, output, device, upsample, seed)
+    rank, world = _dist()
+    out_dir = check_output_dir(out_dir)
+    files, missing = list_inputs(inputs)
+    mine = files[rank::world]
+    report = RestoreReport(rank=rank, world_size=world)
+    say = _Reporter(report)
+    for path, reason in missing if rank == 0 else ():
+        say.fail(path, reason)
+    tiles = TileOptions(tile=tile, overlap=overlap, memory_budget=memory_budget)
+    jobs = plan_jobs(
+        mine, files, out_dir, settings, overwrite=overwrite, tiles=tiles, skip=say.skip,
+        fail=say.fail,
+    )  # fmt: skip
+    if jobs:
+        estimate(jobs, settings, log)
+    bar = _progress_bar(jobs, settings.steps, progress, rank, world)
+    groups = batches(
+        jobs,
+        batch_size=batch_size,
+        budget=memory_budget or default_budget(settings.device),
+        bytes_per_pixel=activation_bytes_per_pixel(settings.model),
+    )
+    for group in groups:
+        _restore_batch(group, settings, say, bar)
+    bar.close()
+    tag = f"[rank {rank}/{world}] " if world > 1 else ""
+    log(
+        f"{tag}restored {len(report.restored)}, skipped {len(report.skipped)} (output exists), "
+        f"failed {len(report.failed)} of {len(mine) + (len(missing) if rank == 0 else 0)} files"
+    )
+    return report
+
+
+def _progress_bar(jobs, steps, progress, rank, world):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=sum(j.plan.count for j in jobs) * steps,
+        unit="tile-step",
+        disable=not progress or not jobs,
+        file=sys.stderr,
+        desc=f"restore[{rank}]" if world > 1 else "restore",
+        position=rank if world > 1 else None,
+    )
+
+
+def _read(chunk: list[Job], settings, say, bar):
+    """Decode the batch's files; ``(pictures, jobs)`` of those that decoded."""
+    from flowrestore.imageio import read_image
+
+    pics, ok = [], []
+    for j in chunk:
+        try:
+            pics.append(read_image(j.path))
+            ok.append(j)
+        except Exception as exc:  # noqa: BLE001
+            say.fail(j.path, f"cannot decode image ({type(exc).__name__}: {exc})")
+            bar.update(j.plan.count * settings.steps)
+    return pics, ok
+
+
+def _model_input(pics, settings) -> torch.Tensor:
+    """The pictures as one batch ``[B, 3, H, W]`` the model takes (``sr4``: upsampled)."""
+    from flowrestore.imageio import to_tensor
+
+    y = torch.stack([to_tensor(p) for p in pics]) if len(pics) > 1 else to_tensor(pics[0])[None]
+    return settings.spec.prepare(y) if settings.scale > 1 else y
+
+
+def _solve(y: torch.Tensor, ok: list[Job], settings, bar) -> torch.Tensor:
+    """Restore the batch: one tiled solve for a many-tile image, else one batched solve."""
+    from flowrestore.integrate import solve
+    from flowrestore.tiling import restore_tiled
+
+    s = settings
+    if len(ok) == 1 and ok[0].plan.count > 1:
+        return restore_tiled(
+            s.flow,
+            s.solver,
+            y[0],
+            steps=s.steps,
+            plan=ok[0].plan,
+            device=s.device,
+            seed=ok[0].seed,
+            output=s.output,
+            on_step=bar.update,
+        )[None]
+    return solve(
+        s.flow,
+        s.solver,
+        y.to(s.device).contiguous(memory_format=torch.channels_last),
+        steps=s.steps,
+        output=s.output,
+        seeds=[j.seed for j in ok],
+        callback=lambda *_: bar.update(len(ok)),
+    ).x
+
+
+def _write(ok: list[Job], pics, outs, say, bar) -> None:
+    from flowrestore.imageio import from_tensor, write_image
+
+    for j, pic, x in zip(ok, pics, outs, strict=True):
+        try:
+            out = replace(from_tensor(x, pic), text=own_output_text(j.path))
+            write_image(j.target, out)
+        except Exception as exc:  # noqa: BLE001
+            say.fail(j.path, f"cannot write {j.target} ({type(exc).__name__}: {exc})")
+            continue
+        say.report.restored.append((str(j.path), str(j.target)))
+        notes = f" ({'; '.join(pic.notes)})" if pic.notes else ""
+        bar.write(f"restored {j.path} -> {j.target}{notes}")
+
+
+def _restore_batch(chunk: list[Job], settings, say, bar) -> None:
+    """Read, prepare, restore and write a batch of same-size jobs."""
+    bar.set_postfix_str(chunk[0].path.name if len(chunk) == 1 else f"{len(chunk)} images")
+    pics, ok = _read(chunk, settings, say, bar)
+    if not ok:
+        return
+    try:
+        outs = _solve(_model_input(pics, settings), ok, settings, bar)
+    except Exception as exc:  # noqa: BLE001
+        for j in ok:
+            say.fail(j.path, f"restoration failed ({type(exc).__name__}: {exc})")
+        return
+    _write(ok, pics, outs, say, bar)

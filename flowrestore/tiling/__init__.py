@@ -1,0 +1,174 @@
+"""Tiled restoration: restore an image of any size in bounded memory.
+
+The image is cut into overlapping tiles; each tile is restored by its own solve (the whole
+trajectory, ``steps`` steps) and the tiles are blended back with a smooth window whose weights sum
+to exactly 1 at every pixel. Only one batch of tiles is on the device at a time, so peak memory is
+set by the tile size and batch, not by the image::
+
+    import flowrestore as fr
+    from flowrestore.pretrained import flow_for
+    from flowrestore.tiling import restore_tiled
+
+    F = fr.pretrained("indi-deblur")
+    x = restore_tiled(flow_for(F), fr.Heun(), y, steps=10)     # y: [3, H, W], any H and W
+
+How the tiles are chosen (:func:`plan_tiles`):
+
+* tile origins are multiples of the model's down-sampling factor (4 for the shipped U-Net), so a
+  tile sees the same pixel grid as the whole image and a pixel far from the tile's edges gets the
+  same value as in a whole-image run;
+* the overlap is the model's receptive-field radius (:func:`receptive_radius`, measured from the
+  gradient of one output pixel), rounded up to that factor: 48 px for the shipped predictors;
+* the tile side and the number of tiles per batch come from a memory budget and an estimate of the
+  predictor's activation memory per pixel (:func:`activation_bytes_per_pixel`); tiles are then
+  shrunk so that they cover each axis evenly (no nearly-empty last tile).
+
+Blending window (:func:`axis_weights`): in each overlap the incoming tile's weight is 0 over the
+first quarter, rises as ``sin²`` over the middle half and is 1 over the last quarter; the outgoing
+tile's weight is the complement. Pixels within a quarter-overlap of a tile edge therefore never
+contribute. What this guarantees: for one evaluation of the predictor (one Euler step) the tiled
+result equals the whole-image result up to float rounding wherever a tile's weight is 1;
+a solve of several steps lets edge effects travel further, and the difference is then a small,
+measured tolerance (README, "Restore photos with the shipped predictors"; tests/test_tiling.py).
+Stochastic solvers give each tile its own noise seed, so their tiled result is a different
+sample, not the same one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ShapeError, describe
+from flowrestore.tiling.plan import (
+    MAX_TILE,
+    TilePlan,
+    _positive_int,
+    axis_spans,
+    axis_weights,
+    default_budget,
+    plan_tiles,
+)
+from flowrestore.tiling.probe import (
+    _network,
+    activation_bytes_per_pixel,
+    model_device,
+    network_multiple,
+    receptive_radius,
+    seconds_per_megapixel,
+)
+
+__all__ = [
+    "MAX_TILE",
+    "TilePlan",
+    "plan_tiles",
+    "axis_spans",
+    "axis_weights",
+    "receptive_radius",
+    "network_multiple",
+    "activation_bytes_per_pixel",
+    "default_budget",
+    "restore_tiled",
+    "count_evaluations",
+    "seconds_per_megapixel",
+]
+
+
+def restore_tiled(
+    flow,
+    solver,
+    y: Tensor,
+    *,
+    steps: int,
+    plan: TilePlan | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int | None = None,
+    memory_budget: int | None = None,
+    model=None,
+    device=None,
+    seed: int = 0,
+    output: str = "last",
+    on_step: Callable[[int], None] | None = None,
+    **solve_kwargs,
+) -> Tensor:
+    """Restore one image ``y`` (``[C, H, W]`` or ``[1, C, H, W]``) tile by tile; same shape back.
+
+    ``flow``/``solver``/``steps``/``output`` and ``solve_kwargs`` go to :func:`flowrestore.solve`
+    for each batch of tiles. The tiling is ``plan``, else :func:`plan_tiles` with ``tile``,
+    ``overlap``, ``batch``, ``memory_budget`` and ``model`` (default: the flow itself, whose
+    network is measured through its clean estimate).
+    ``y`` may stay on the CPU while tiles run on ``device`` (default: the model's device); the
+    result is on ``y``'s device, float32. Stochastic solvers get one seed per tile (``seed`` and
+    the tile index). ``on_step(k)`` is called after every solver step with the number ``k`` of
+    tiles that advanced (for progress bars: the total is ``plan.count * steps``).
+    """
+    from flowrestore.integrate import solve
+
+    single = y.ndim == 3
+    if single:
+        y = y.unsqueeze(0)
+    if y.ndim != 4 or y.shape[0] != 1:
+        raise ShapeError(f"restore_tiled: y must be [C, H, W] or [1, C, H, W], got {describe(y)}")
+    _positive_int("steps", steps)
+    if model is None:
+        model = flow
+    if device is None:
+        net = _network(model)
+        device = model_device(model) if net is not None else y.device
+    h, w = y.shape[-2:]
+    if plan is None:
+        plan = plan_tiles(
+            h,
+            w,
+            model=model,
+            tile=tile,
+            overlap=overlap,
+            batch=batch,
+            memory_budget=memory_budget,
+            device=device,
+        )
+    elif (plan.height, plan.width) != (h, w):
+        raise ShapeError(f"plan is for {plan.height}x{plan.width}, y is {h}x{w}")
+    row_w, col_w = plan.weights()
+    out = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
+    by_shape: dict[tuple[int, int], list] = {}  # tiles of one shape can share a batch
+    for k, (i, j) in enumerate(itertools.product(range(len(plan.rows)), range(len(plan.cols)))):
+        (t, b), (c, r) = plan.rows[i], plan.cols[j]
+        by_shape.setdefault((b - t, r - c), []).append((k, i, j, t, b, c, r))
+    for group in by_shape.values():
+        for start in range(0, len(group), plan.batch):
+            chunk = group[start : start + plan.batch]
+            x = torch.cat([y[..., t:b, c:r] for _, _, _, t, b, c, r in chunk]).to(device)
+            x = x.to(torch.float32) if not x.is_floating_point() else x
+            x = x.contiguous(memory_format=torch.channels_last)  # 20-30 % faster convs on CPU
+            kw = dict(solve_kwargs)
+            if "generator" not in kw and "noise" not in kw and "seeds" not in kw:
+                kw["seeds"] = [seed + 7919 * k for k, *_ in chunk]
+            if on_step is not None:
+                kw["callback"] = _step_counter(on_step, len(chunk))
+            res = solve(flow, solver, x, steps=steps, output=output, **kw).x.to(out.device)
+            for (_, i, j, t, b, c, r), tile_out in zip(chunk, res, strict=True):
+                win = (row_w[i][:, None] * col_w[j][None, :]).to(out.device, torch.float32)
+                out[0, :, t:b, c:r].add_(tile_out.float() * win)
+            del x, res
+    return out[0] if single else out
+
+
+def _step_counter(on_step: Callable[[int], None], n: int):
+    def callback(step, t, state):
+        on_step(n)
+
+    return callback
+
+
+def count_evaluations(flow, solver, steps: int, *, channels: int = 3, **solve_kwargs) -> int:
+    """Predictor evaluations per sample of a solve with these settings (a 16×16 trial solve)."""
+    from flowrestore.integrate import solve
+
+    device = model_device(flow) if flow.network is not None else torch.device("cpu")
+    x = torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0)).to(device)
+    return int(solve(flow, solver, x, steps=steps, seeds=[0], **solve_kwargs).stats.nfe.max())

@@ -1,0 +1,198 @@
+"""How an image is cut into tiles and how the tiles are blended back (:mod:`flowrestore.tiling`).
+
+:func:`axis_spans` lays overlapping spans on one axis (origins on the network's grid, equal sizes,
+exact coverage); :func:`axis_weights` gives each span a window — ``sin²`` ramps over the middle half
+of each overlap — normalised so that the windows sum to exactly 1; :func:`plan_tiles` chooses tile
+side, overlap and batch from the network (:mod:`.probe`) and a memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.tiling.probe import (
+    activation_bytes_per_pixel,
+    ceil_to,
+    floor_to,
+    model_device,
+    network_multiple,
+    receptive_radius,
+)
+
+__all__ = ["MAX_TILE", "TilePlan", "plan_tiles", "axis_spans", "axis_weights", "default_budget"]
+
+#: Largest default tile side: on CPU larger tiles run slower per pixel (cache), on CUDA faster.
+MAX_TILE = {"cpu": 512, "cuda": 1024}
+
+
+def _positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
+    return value
+
+
+def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Tiles ``[(start, stop), ...]`` covering ``range(length)`` with at least ``overlap`` shared.
+
+    Starts are multiples of ``multiple``; all tiles but the last have one size (at most ``tile``,
+    chosen so the tiles spread evenly); the last ends at ``length``. One tile if ``length <= tile``.
+    """
+    _positive_int("length", length)
+    _positive_int("multiple", multiple)
+    _positive_int("overlap", overlap, 0)
+    if _positive_int("tile", tile) >= length:
+        return [(0, length)]
+    if tile < 2 * overlap + multiple:
+        raise ConfigError(
+            f"tile must be >= 2 * overlap + {multiple} (overlap={overlap}), got {describe(tile)}"
+        )
+    tile = floor_to(tile, multiple)
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, ceil_to((length + (n - 1) * overlap) / n, multiple))
+    while True:
+        starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]
+        spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]
+        if all(a[1] - b[0] >= overlap for a, b in zip(spans, spans[1:], strict=False)):
+            return spans
+        if size + multiple <= tile:
+            size += multiple
+        else:
+            n, size = n + 1, min(tile, ceil_to((length + n * overlap) / (n + 1), multiple))
+
+
+def axis_weights(spans: list[tuple[int, int]], length: int) -> list[Tensor]:
+    """1-D blending weights (float64), one per span, that sum to 1 at every position.
+
+    In the overlap of two neighbouring spans the incoming span's weight is 0 over the first
+    quarter, ``sin²`` over the middle half and 1 over the last quarter; the outgoing span's
+    weight is the complement. Weights are normalised by their sum, so rounding cannot break the
+    partition of unity, also where three spans meet.
+    """
+    raw = []
+    for i, (a, b) in enumerate(spans):
+        w = torch.ones(b - a, dtype=torch.float64)
+        pos = torch.arange(a, b, dtype=torch.float64) + 0.5
+        if i > 0 and spans[i - 1][1] > a:  # rising edge over [a, end of previous span)
+            w = w * _ramp((pos - a) / (spans[i - 1][1] - a))
+        if i + 1 < len(spans) and spans[i + 1][0] < b:  # falling edge over [next start, b)
+            nxt = spans[i + 1][0]
+            w = w * (1 - _ramp((pos - nxt) / (b - nxt)))
+        raw.append(w)
+    total = torch.zeros(length, dtype=torch.float64)
+    for (a, b), w in zip(spans, raw, strict=True):
+        total[a:b] += w
+    if bool((total <= 0).any()):
+        raise ShapeError(f"spans {spans} leave positions of range({length}) without weight")
+    return [w / total[a:b] for (a, b), w in zip(spans, raw, strict=True)]
+
+
+def _ramp(u: Tensor) -> Tensor:
+    """0 on u <= 1/4, sin² rising over (1/4, 3/4), 1 on u >= 3/4."""
+    v = ((u - 0.25) * 2).clamp(0, 1)
+    return torch.sin(v * (math.pi / 2)) ** 2
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image of ``height`` × ``width`` is cut: spans per axis, tiles per batch."""
+
+    height: int
+    width: int
+    rows: tuple[tuple[int, int], ...]
+    cols: tuple[tuple[int, int], ...]
+    overlap: int
+    batch: int
+
+    @property
+    def tiles(self) -> list[tuple[int, int, int, int]]:
+        """``(top, bottom, left, right)`` of every tile, row by row."""
+        return [(t, b, left, r) for t, b in self.rows for left, r in self.cols]
+
+    @property
+    def count(self) -> int:
+        """Number of tiles."""
+        return len(self.rows) * len(self.cols)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """The largest tile ``(height, width)``."""
+        return (max(b - t for t, b in self.rows), max(r - c for c, r in self.cols))
+
+    @property
+    def processed_pixels(self) -> int:
+        """Pixels the predictor sees per evaluation, overlaps counted once per tile."""
+        return sum(b - t for t, b in self.rows) * sum(r - c for c, r in self.cols)
+
+    def weights(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Per-row-span and per-column-span 1-D weights; a tile's window is their outer product."""
+        return axis_weights(list(self.rows), self.height), axis_weights(list(self.cols), self.width)
+
+
+def default_budget(device) -> int:
+    """Default activation-memory budget in bytes: 512 MiB on CPU, half the free memory on CUDA."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    return 512 * 2**20
+
+
+def plan_tiles(
+    height: int,
+    width: int,
+    *,
+    model=None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int | None = None,
+    memory_budget: int | None = None,
+    multiple: int | None = None,
+    device=None,
+) -> TilePlan:
+    """Cut a ``height`` × ``width`` image into tiles for ``model`` (see the module docstring).
+
+    ``model`` is a flow (its network is measured through it) or a predictor ``model(x, t)``.
+    ``tile`` (side, px), ``overlap`` (px) and ``batch`` (tiles per solve) default to values derived
+    from ``model`` and ``memory_budget`` (bytes of activations; :func:`default_budget`). ``tile=0``
+    means one tile: the whole image. ``multiple`` is the alignment of tile origins (default:
+    :func:`network_multiple`).
+    """
+    _positive_int("height", height)
+    _positive_int("width", width)
+    if device is None:
+        device = model_device(model) if model is not None else torch.device("cpu")
+    device = torch.device(device)
+    if multiple is None:
+        multiple = network_multiple(model) if model is not None else 1
+    _positive_int("multiple", multiple)
+    if memory_budget is None:
+        memory_budget = default_budget(device)
+    _positive_int("memory_budget", memory_budget)
+    bpp = activation_bytes_per_pixel(model)
+    fits = floor_to(math.sqrt(memory_budget / bpp), multiple)
+    cap = min(MAX_TILE.get(device.type, MAX_TILE["cpu"]), fits)
+    if tile == 0 or (tile is None and max(height, width) <= cap):  # one tile: the whole image
+        tile, overlap = max(height, width), 0
+    if overlap is None:
+        if model is None:
+            raise ConfigError("plan_tiles: pass model= or overlap=")
+        overlap = ceil_to(receptive_radius(model, multiple=multiple, device=device), multiple)
+    _positive_int("overlap", overlap, 0)
+    if tile is None:
+        tile = max(cap, 2 * overlap + 4 * multiple)
+    _positive_int("tile", tile)
+    rows = axis_spans(height, tile, overlap, multiple)
+    cols = axis_spans(width, tile, overlap, multiple)
+    if batch is None:
+        th = max(b - t for t, b in rows)
+        tw = max(r - c for c, r in cols)
+        batch = max(1, min(len(rows) * len(cols), memory_budget // (th * tw * bpp)))
+        if device.type == "cpu":
+            batch = min(batch, 4)
+    _positive_int("batch", batch)
+    return TilePlan(height, width, tuple(rows), tuple(cols), overlap, batch)

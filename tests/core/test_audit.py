@@ -1,0 +1,167 @@
+"""Rules of the core that a mutation audit found unguarded (issue 15, item 7: "the same audit run
+yourself on the rest of the package"), each checked against what the rule says:
+
+* Hairer's starting step when ``100 h0`` is the smaller candidate (``h0 = 0.01 d0/d1``);
+* the PI controller's error history is floored at ``1e-4`` (``e_prev = max(e, 1e-4)``);
+* a non-finite error estimate shrinks the step by exactly ``dfactor``; a sample fails as soon as
+  its next step falls below ``min_step``, and never steps below it;
+* ``stats.rejected`` counts every rejected attempt of each sample (also while only some rows are
+  stepped), and the landing step of the surviving samples is counted;
+* InDI's sampler started below ``t = 1`` adds the noise of ``x_t``: variance ``t² ε_t²``;
+* torchdiffeq's embedded pairs declare their error estimates' orders (4 for dopri5, 2 for bosh3);
+* per-sample noise for a subset of rows is those rows' own draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+from .helpers import gaussian_oracle, observations
+
+F64 = torch.float64
+
+
+class _Recorder(fr.Bosh3):
+    """Bosh3 recording every attempt ``(rows, t, h, x, x_new, err)``."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.attempts = []
+
+    def step(self, flow, t, x, h, state, ctx):
+        res = super().step(flow, t, x, h, state, ctx)
+        rows = None if ctx.index is None else ctx.index.tolist()
+        self.attempts.append((rows, t.clone(), h.clone(), x.clone(), res.x.clone(), res.error))
+        return res
+
+
+def _norms(x, xn, err, ctrl):
+    scale = ctrl.atol + ctrl.rtol * torch.maximum(x.abs(), xn.abs())
+    return (err / scale).pow(2).reshape(x.shape[0], -1).mean(1).sqrt()
+
+
+def test_hairer_starting_step_when_100_h0_is_smaller():
+    """A constant drift (``d2 = 0``) from a small state: ``min(100 h0, (0.01/d1)^(1/k))`` is
+    ``100 h0 = d0/d1``."""
+    x0 = torch.tensor([[1e-3]], dtype=F64)
+    solver = _Recorder(rtol=1e-3, atol=1e-6)
+    fr.solve(fr.ODEFlow(lambda t, x: torch.ones_like(x)), solver, x0, t_span=(0.0, 1.0))
+    scale = 1e-6 + 1e-3 * 1e-3
+    d0, d1 = 1e-3 / scale, 1.0 / scale
+    h0 = 0.01 * d0 / d1
+    h1 = (0.01 / d1) ** (1 / 3)  # Bosh3: k = min(3, 2) + 1
+    assert 100 * h0 < h1
+    assert float(solver.attempts[0][2]) == pytest.approx(100 * h0, rel=1e-12)
+
+
+def test_pi_error_history_is_floored_at_1e_4():
+    """With steps allowed to grow only 2× (``ifactor=2``) from a tiny first step, accepted errors
+    pass through ``1e-4 … 1e-2``: each next step uses ``e_prev = max(e, 1e-4)``."""
+    A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=F64)
+    flow = fr.ODEFlow(lambda t, x: x @ A.T)
+    solver = _Recorder(rtol=1e-6, atol=1e-9, dt0=1e-5, ifactor=2.0)
+    fr.solve(flow, solver, torch.tensor([[1.0, -2.0]], dtype=F64), t_span=(0.0, 3.0))
+    k, e_prev, checked = 3.0, 1.0, 0
+    ctrl = solver.controller
+    for (_, t, h, x, xn, err), (_, _, h2, *_) in zip(
+        solver.attempts, solver.attempts[1:], strict=False
+    ):
+        e = float(_norms(x, xn, err, ctrl)[0])
+        if e > 1:
+            fac = min(max(0.9 * e ** (-1 / k), 0.2), 1.0)
+            assert float(h2) == pytest.approx(float(h) * fac, rel=1e-10)
+            continue
+        if abs(float(t + h + h2) - 3.0) < 1e-12:
+            break
+        fac = 0.9 * max(e, 1e-10) ** (-0.7 / k) * e_prev ** (0.4 / k)
+        assert float(h2) == pytest.approx(float(h) * min(max(fac, 0.2), 2.0), rel=1e-10)
+        if 1e-4 < e_prev < 1e-2 and fac < 2.0:
+            checked += 1
+        e_prev = max(e, 1e-4)
+    assert checked >= 2
+
+
+def test_non_finite_errors_shrink_by_dfactor_and_fail_below_min_step():
+    flow = fr.ODEFlow(lambda t, x: -x * torch.where(t > 0.55, torch.nan, 1.0)[:, None])
+    solver = _Recorder(rtol=1e-6, atol=1e-9, min_step=1e-3, dfactor=0.7)
+    sol = fr.solve(
+        flow, solver, torch.ones(1, 2, dtype=F64), t_span=(0.0, 1.0), on_failure="return"
+    )
+    assert sol.status == "non_finite"
+    hs = [float(a[2]) for a in solver.attempts]
+    assert min(hs) >= 1e-3, "no step below min_step is ever attempted"
+    bad = [i for i, a in enumerate(solver.attempts) if not bool(torch.isfinite(a[5]).all())]
+    assert len(bad) >= 2
+    for i in bad[:-1]:
+        assert hs[i + 1] == pytest.approx(0.7 * hs[i], rel=1e-12)
+    # the last one would have stepped below min_step (0.7 > 1/2: it is not below min_step / 2)
+    assert 0.5e-3 <= 0.7 * hs[bad[-1]] < 1e-3  # the last one would have stepped below min_step
+
+
+def test_rejected_steps_are_counted_per_sample():
+    """A drift that jumps at t = 0.5 makes steps across it fail; a sample with no drift finishes
+    first, so the others are rejected while only they are stepped."""
+    k = torch.tensor([[0.0], [1.0], [2.0]], dtype=F64)
+    flow = fr.ODEFlow(lambda t, x, k: -k * x * (1 + 30 * (t[:, None] > 0.5)), cond={"k": k})
+    solver = _Recorder(rtol=1e-6, atol=1e-9, dt0=0.4)
+    sol = fr.solve(flow, solver, torch.ones(3, 2, dtype=F64), t_span=(0.0, 1.0))
+    rejected, subset_rejections = [0, 0, 0], 0
+    for rows, _, _, x, xn, err in solver.attempts:
+        rows = rows or [0, 1, 2]
+        for r, e in zip(rows, _norms(x, xn, err, solver.controller).tolist(), strict=True):
+            if e > 1:
+                rejected[r] += 1
+                subset_rejections += len(rows) < 3
+    assert sol.stats.rejected.tolist() == rejected
+    assert subset_rejections >= 1 and sum(rejected) >= 3
+    attempts = [sum(r is None or i in r for r, *_ in solver.attempts) for i in range(3)]
+    assert (sol.stats.steps + sol.stats.rejected).tolist() == attempts
+    assert sol.stats.nfe.tolist() == [1 + 3 * n for n in attempts]  # f0 (dt0 given) + FSAL
+
+
+def test_landing_of_survivors_is_counted():
+    oracle = gaussian_oracle(seed=3, dim=10)
+    y = observations(oracle, n=3, seed=8)
+    y[1] = oracle.mean + 1e-4 * (y[1] - oracle.mean)
+    solver = fr.Dopri5(rtol=1e-9, atol=1e-11, max_steps=12)
+    sol = fr.solve(fr.InDIFlow(oracle), solver, y, on_failure="return")
+    alone = fr.solve(fr.InDIFlow(oracle), solver, y[1:2])
+    assert sol.stats.status.tolist() == [1, 0, 1]
+    assert int(sol.stats.nfe[1]) == int(alone.stats.nfe[0])
+    assert int(sol.stats.steps[1]) == int(alone.stats.steps[0])
+
+
+def test_indi_sampler_started_below_one_has_the_noise_of_x_t():
+    """``x̂_{t0} = y + t0 ε_{t0} n`` with ``ε_t = ε/√t`` (Brownian): variance ``t0 ε²``."""
+    eps, t0, n = 0.4, 0.36, 40_000
+    y = torch.zeros(n, 2, dtype=F64)
+    sol = fr.solve(
+        fr.InDIFlow(lambda x, t: torch.zeros_like(x), observation=y),
+        fr.InDISampler(eps=eps, brownian=True),
+        y,
+        grid=[t0, 0.2],
+        save_at=[t0],
+        generator=torch.Generator().manual_seed(0),
+    )
+    var = float(sol.trajectory[0].var())
+    assert var == pytest.approx(t0 * eps**2, rel=5 * math.sqrt(2 / n))
+
+
+def test_torchdiffeq_pairs_declare_their_error_orders():
+    """The embedded estimates of Dormand–Prince 5(4) and Bogacki–Shampine 3(2)."""
+    assert fr.Torchdiffeq("dopri5").error_order == 4.0
+    assert fr.Torchdiffeq("bosh3").error_order == 2.0
+    assert fr.Torchdiffeq("dopri5").order == 5.0
+
+
+def test_per_sample_noise_for_some_rows_is_their_own():
+    full = fr.PerSampleNoise([11, 12, 13, 14]).normal(torch.empty(4, 3, dtype=F64))
+    part = fr.PerSampleNoise([11, 12, 13, 14]).normal(
+        torch.empty(2, 3, dtype=F64), torch.tensor([3, 1])
+    )
+    assert torch.equal(part, full[[3, 1]])
