@@ -174,6 +174,18 @@ def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500):
     return Problem("DDPM faces (diffusers, v, linear)", "rel", True, out)
 
 
+def _photo(photo: str, load_image) -> Tensor:
+    """A scikit-image photo ``[3, H, W]``; ``stereo_motorcycle`` (a stereo pair with its
+    disparity) is its left image."""
+    if photo != "stereo_motorcycle":
+        return load_image(photo, channels=3)
+    import skimage.data
+    from skimage.util import img_as_float
+
+    left = img_as_float(skimage.data.stereo_motorcycle()[0])
+    return torch.from_numpy(left.transpose(2, 0, 1).copy()).float()
+
+
 def crop_images(crops, size: int = 96) -> tuple[list[str], Tensor]:
     """``[N, 3, size, size]`` crops in [0, 1] of scikit-image photos (RGB; grey repeated)."""
     from skimage.transform import rescale
@@ -184,7 +196,7 @@ def crop_images(crops, size: int = 96) -> tuple[list[str], Tensor]:
     for photo, scale, top, left in crops:
         if photo in TRAINING_IMAGES or photo in ("cat",):
             raise ValueError(f"{photo!r} trained the shipped models: not a held-out photo")
-        im = load_image(photo, channels=3)
+        im = _photo(photo, load_image)
         if scale != 1.0:
             arr = rescale(im.permute(1, 2, 0).numpy(), scale, channel_axis=2, anti_aliasing=True)
             im = torch.from_numpy(arr).permute(2, 0, 1).float()

@@ -67,6 +67,7 @@ _EXPORTS = {
         "FlowMatchingFlow",
         "GuidedFlow",
         "Shifted",
+        "TimeVariable",
     ),
     "flowrestore.grids": (
         "EndRefined",
@@ -76,7 +77,6 @@ _EXPORTS = {
         "Power",
         "Spacing",
         "StartRefined",
-        "TimeVariable",
         "Uniform",
     ),
     "flowrestore.flows.spectral": ("IncompatibleOperatorError",),

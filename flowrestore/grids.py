@@ -1,8 +1,7 @@
 """Time grids: construction and validation.
 
 A grid is a 1-D tensor of strictly monotone times; its order sets the direction of integration.
-Restoration flows run from ``t = 1`` to ``0``. Spacings (a flow declares the one its few-step
-solves use, :meth:`flowrestore.flows.Flow.default_spacing`; the loop's rule is
+Restoration flows run from ``t = 1`` to ``0``. Spacings (which one ``steps=N`` uses:
 :func:`flowrestore.integrate.endpoint.default_spacing`):
 
 * :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)`` (an ``ODEFlow``'s default);
@@ -13,12 +12,9 @@ solves use, :meth:`flowrestore.flows.Flow.default_spacing`; the loop's rule is
 * :class:`StartRefined` — ``t_k = t1 + (t0 − t1)(1 − (k/N)^ρ)``: steps shrink toward the *start*
   (the degraded end ``t = 1``, where a learned restoration flow changes fastest), with an optional
   closing pair for multistep extrapolation onto ``t1`` (:class:`~flowrestore.InDIFlow`'s default);
-* :class:`NoiseLevels` — steps uniform in the index of a table of noise levels (a diffusion
-  model's trained timesteps), warped by ``ρ``: DDIM's "quadratic" timesteps for ``ρ = 2``
-  (Song, Meng & Ermon 2021, §D.2), sane however large ``σ_max`` is
-  (:class:`~flowrestore.DiffusionFlow`'s default);
-* :class:`EndRefined` — any spacing with its last steps refined as ``(1 − k/N)^ρ``, so that a
-  method landing by the denoising step keeps its order (the loop's rule applies it);
+* :class:`NoiseLevels` — uniform in the index of a diffusion model's trained noise levels, warped
+  by ``ρ``: DDIM's quadratic timesteps for ``ρ = 2`` (Song et al. 2021, §D.2; a diffusion flow's);
+* :class:`EndRefined` — a spacing with its last steps refined as ``(1 − k/N)^ρ`` (the loop's rule);
 * :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`).
 """
 
@@ -27,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -158,16 +155,12 @@ class NoiseLevels(Spacing):
         return float(self.rho)
 
     def _tables(self):
-        import numpy as np
-
         lv = np.asarray(self.levels, dtype=np.float64)
         u = np.arange(1, lv.size + 1, dtype=np.float64) / lv.size
         return u, lv
 
     def time_of(self, u):
         """``τ(u)`` (class docstring) for an array of ``u`` in ``[0, 1]``."""
-        import numpy as np
-
         tab_u, lv = self._tables()
         u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         inner = np.exp(np.interp(u, tab_u, np.log(lv)))
@@ -175,16 +168,12 @@ class NoiseLevels(Spacing):
 
     def index_of(self, t):
         """The inverse ``u(τ)`` for an array of times (clipped to the table's range)."""
-        import numpy as np
-
         tab_u, lv = self._tables()
         t = np.asarray(t, dtype=np.float64)
         inner = np.interp(np.log(np.maximum(t, lv[0])), np.log(lv), tab_u)
         return np.where(t < lv[0], tab_u[0] * np.maximum(t, 0.0) / lv[0], inner)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        import numpy as np
-
         w0, w1 = self.index_of([t0, t1]) ** (1.0 / self.rho)
         w = w0 + (w1 - w0) * np.linspace(0.0, 1.0, steps + 1)
         grid = torch.from_numpy(self.time_of(w**self.rho))
@@ -218,43 +207,12 @@ class EndRefined(Spacing):
         return self.base.end_exponent * float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        import numpy as np
-
         fine = self.base(self.resolution, t0, t1).numpy()
-        u = np.linspace(
-            1.0, 0.0, self.resolution + 1
-        )  # u = 1 at t0, 0 at t1 (increasing for interp)
+        u = np.linspace(1.0, 0.0, self.resolution + 1)  # 1 at t0, 0 at t1
         want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
         grid = torch.from_numpy(np.interp(want, u[::-1], fine[::-1]))
         grid[0], grid[-1] = t0, t1
         return grid
-
-
-@dataclass(frozen=True)
-class TimeVariable:
-    """How few-step solvers should treat a flow's time ``t`` (declared by the flow,
-    :meth:`flowrestore.flows.Flow.time_variable`; a residual flow ``dx/dt = (x − D)/t``).
-
-    Args:
-        power: the semi-linear multistep solvers interpolate the clean estimate ``D`` in
-            ``(τ/t)^power`` (:class:`~flowrestore.SemiLinearMultistep`): ``2`` when ``D`` is even
-            in ``t`` at 0 along the flow (``D = x(0) + O(t²)``: InDI's residual flow), ``1`` when
-            ``D`` bends over many orders of magnitude of ``t`` (a diffusion model in ``σ``).
-        reciprocal: Runge–Kutta stages are taken in the integrating-factor variables
-            ``w = 1/t``, ``y = x/t``, in which a residual flow reads ``dy/dw = D`` (DDIM's
-            exponential form; Euler is unchanged): the linear part ``x/t`` is integrated exactly,
-            so steps spanning orders of magnitude of ``t`` (a diffusion model's ``σ_max`` to
-            ``O(1)``) stay stable.
-    """
-
-    power: int = 2
-    reciprocal: bool = False
-
-    def __post_init__(self):
-        if isinstance(self.power, bool) or self.power not in (1, 2):
-            raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
-        if not isinstance(self.reciprocal, bool):
-            raise ConfigError(f"reciprocal must be a bool, got {describe(self.reciprocal)}")
 
 
 def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) -> Tensor:
@@ -349,8 +307,6 @@ class Fitted(Spacing):
         if steps == m:
             tau = torch.tensor(self.times, dtype=torch.float64)
         else:
-            import numpy as np
-
             u = np.linspace(0.0, 1.0, steps + 1)
             tau = torch.from_numpy(np.interp(u, np.linspace(0.0, 1.0, m + 1), self.times))
         grid = t1 + (t0 - t1) * tau

@@ -213,9 +213,9 @@ class DiffusionFlow(ModelFlow):
 
     def time_variable(self):
         """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1), Runge–Kutta stages are
-        reciprocal (:class:`~flowrestore.grids.TimeVariable`): ``D`` bends over the orders of
+        reciprocal (:class:`~flowrestore.flows.base.TimeVariable`): ``D`` bends over the orders of
         magnitude between ``σ_max`` and the data's scale (issue 16)."""
-        from flowrestore.grids import TimeVariable
+        from flowrestore.flows.base import TimeVariable
 
         return TimeVariable(power=1, reciprocal=True)
 

@@ -14,7 +14,7 @@ ends at 0, **nothing is evaluated at 0**:
      ``τ = 0``; so does Midpoint (stage at ``c = 1/2``) on a flow whose Runge–Kutta stages are
      in ``t``;
    * any other solver — a stage at ``c = 1`` (Heun, RK4, Bosh3, Dopri5, ...), or any stage past the
-     start on a flow that declares reciprocal stages (:class:`~flowrestore.grids.TimeVariable`:
+     start on a flow that declares reciprocal stages (:class:`~flowrestore.flows.base.TimeVariable`:
      there a stage of the step onto ``w = 1/t = ∞`` would sit at ``t → 0``) — takes the
      denoising step ``x_0 = D(x_stop, t_stop)`` (1 evaluation; error ``O(t_stop²)``, because
      ``D(x(τ), τ) = x(0) + O(τ²)`` along the exact solution); after a step in reciprocal

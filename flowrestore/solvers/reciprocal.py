@@ -28,7 +28,7 @@ interpolation power (the semi-linear solvers' landing with two nodes) — instea
 ``D(x_stop, t_stop)``, whose error ``O(t_stop²)`` dominates a few-step solve: RK4 with 3 steps on
 DDPM's linear schedule, relative error 0.14 → 0.08, Heun 0.28 → 0.21 (issue 16).
 
-A flow asks for this form with :class:`~flowrestore.grids.TimeVariable` ``(reciprocal=True)``
+A flow asks for this form with :class:`~flowrestore.flows.base.TimeVariable` ``(reciprocal=True)``
 (:meth:`flowrestore.flows.Flow.time_variable`); :class:`~flowrestore.ExplicitRK` then steps its
 fixed-step tableaus (Euler, Midpoint, Heun, RK4) with :func:`reciprocal_step`. Embedded pairs
 (Bosh3, Dopri5) keep ``t``: over a step from ``σ ≈ 1`` to ``10⁻⁵`` every stage past the first
