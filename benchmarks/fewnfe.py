@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 import flowrestore as fr
+from flowrestore.integrate import fit_grid, make_grid
 
 from . import fewnfe_problems as P
 from .common import table
@@ -89,7 +90,7 @@ def default_grid(flow, n: int) -> torch.Tensor:
     """The grid ``fr.solve(flow, SemiLinearMultistep(), x, steps=n)`` lays (float64, in t)."""
     from flowrestore.integrate.endpoint import default_spacing
 
-    return fr.integrate.make_grid(n, 1.0, 0.0, default_spacing(flow, fr.SemiLinearMultistep(), 0.0))
+    return make_grid(n, 1.0, 0.0, default_spacing(flow, fr.SemiLinearMultistep(), 0.0))
 
 
 def _ours(inst, n: int) -> dict[str, torch.Tensor]:
@@ -127,7 +128,7 @@ def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print) -> float:
             fits[name] = {}
             for n in nfes:
                 t0 = time.perf_counter()
-                sp = fr.integrate.fit_grid(inst.flow, OURS[name].make(), warm, n)
+                sp = fit_grid(inst.flow, OURS[name].make(), warm, n)
                 longest = max(longest, time.perf_counter() - t0)
                 fits[name][n] = sp(n, 1.0, 0.0)
         inst.extra["fitted"] = fits
