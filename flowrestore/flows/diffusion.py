@@ -17,8 +17,8 @@ model's ``x`` (:meth:`~DiffusionFlow.from_state`); at ``t = 0`` the two coincide
 which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained timesteps (the rule of
 :func:`flowrestore.oracles.diffusion.alpha_cumprod_at`, inverted here), extended linearly beyond
 ``[0, T − 1]``; ``clamp_timesteps=True`` keeps the timesteps inside instead (the clean estimate is
-still converted at the true ``σ``). Below the smallest trained level ``σ_0`` only the default
-grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedule).
+still converted at the true ``σ``). Below the smallest trained level ``σ_0`` falls only the default
+grid's last positive point, once ``N² > T`` (``N ≥ 32`` steps of a 1000-step schedule).
 
 **Default grid and time variable** (issue 16). ``steps=N`` lays DDIM's quadratic timesteps
 ``T(1 − k/N)² − 1`` down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels` over the trained
