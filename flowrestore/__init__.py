@@ -22,6 +22,7 @@ from flowrestore.pretrained import pretrained as pretrained
 _SUBMODULES = (
     "controllers",
     "degradations",
+    "integrate",
     "inversion",
     "metrics",
     "oracles",
@@ -80,7 +81,7 @@ _EXPORTS = {
         "Uniform",
     ),
     "flowrestore.flows.spectral": ("IncompatibleOperatorError",),
-    "flowrestore.integrate": ("Solution", "Stats", "solve"),
+    "flowrestore.integrate": ("PreparedSolve", "Solution", "Stats", "prepare", "solve"),
     "flowrestore.inversion": ("BlindInversion", "BlindOperator", "InversionResult", "Param"),
     "flowrestore.noise": ("BrownianIncrements", "GeneratorNoise", "NoiseSource", "PerSampleNoise"),
     "flowrestore.pretrained": ("list_pretrained", "pretrained"),  # bound above

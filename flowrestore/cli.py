@@ -254,6 +254,12 @@ def _add_restore_run_options(p) -> None:
         help="noise seed of stochastic solvers (each file's noise: from it and the file's content)",
     )
     _add_threads(p)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the solver steps with torch.compile, once per input shape (tiles share "
+        "one); pays off for long jobs, replayed as a CUDA graph on CUDA",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
 
@@ -296,6 +302,7 @@ def _restore(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         memory_budget=args.memory * 2**20 if args.memory else None,
         progress=not args.no_progress,
+        compile=args.compile,
     )
     return 1 if report.failed else 0
 

@@ -39,8 +39,7 @@ class Spacing:
 
     @property
     def end_exponent(self) -> float:
-        """``e`` such that the last interval shrinks like ``N^{−e}`` as ``N`` grows (default 1:
-        the last interval of a smooth spacing is ``O(1/N)``)."""
+        """``e``: the last interval shrinks like ``N^{−e}`` (default 1, a smooth spacing's)."""
         return 1.0
 
 
@@ -117,17 +116,13 @@ class StartRefined(Spacing):
 class NoiseLevels(Spacing):
     """Steps uniform in the index of a table of noise levels, warped by ``rho``.
 
-    ``levels`` are the increasing times ``τ_1 < … < τ_T`` of table entries ``j = 1 … T`` (a
-    diffusion model: ``σ_k/σ_max`` of its trained timesteps ``k = j − 1``); entry ``0`` is the
-    clean end ``τ_0 = 0``. The table is read as a map ``τ(u)`` of ``u ∈ [0, 1]`` (``u = j/T`` at
-    entry ``j``), interpolated geometrically between entries — linearly in ``log τ``, the rule by
-    which a diffusion model's continuous timesteps interpolate the log-SNR — and linearly from
-    ``0`` to ``τ_1``. A grid of ``N`` steps from ``t0`` to ``t1`` is uniform in ``w = u^{1/ρ}``:
-    ``t_k = τ(w_k^ρ)``; on the full span, ``u_k = (1 − k/N)^ρ``, i.e. the timesteps
-    ``T (1 − k/N)^ρ − 1`` — DDIM's ``"trailing"`` timesteps for ``ρ = 1``, its quadratic ones
-    for ``ρ = 2``. The first step then ends at a noise level of the order of the data whatever
-    ``σ_max`` is (a cosine schedule's ``σ_max ≈ 2·10⁴``), and the last positive point shrinks
-    like ``N^{−ρ}`` in ``u``.
+    ``levels``: increasing times ``τ_1 < … < τ_T`` of table entries ``j = 1 … T`` (a diffusion
+    model's ``σ_k/σ_max``, ``k = j − 1``); ``τ_0 = 0``. The table is a map ``τ(u)``, ``u = j/T`` at
+    entry ``j``, geometric between entries (linear in ``log τ``, as a diffusion model's continuous
+    timesteps interpolate the log-SNR) and linear from 0 to ``τ_1``. ``N`` steps are uniform in
+    ``u^{1/ρ}``: on the full span the timesteps ``T (1 − k/N)^ρ − 1`` (DDIM's trailing ones for
+    ``ρ = 1``, quadratic for 2). The first step ends near the data's scale whatever ``σ_max`` is
+    (cosine: ``≈ 2·10⁴``); the last point shrinks like ``N^{−ρ}``.
     """
 
     levels: tuple[float, ...]
@@ -142,6 +137,7 @@ class NoiseLevels(Spacing):
             )
         if any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
             raise ConfigError(f"levels must increase strictly, got {describe(self.levels)}")
+        object.__setattr__(self, "_log", tuple(math.log(v) for v in lv))
         if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
             raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
 
@@ -150,46 +146,51 @@ class NoiseLevels(Spacing):
 
     @property
     def end_exponent(self) -> float:
-        """``ρ``: once ``N^ρ`` exceeds the table's size the last point ``τ(N^{−ρ})`` lies on
-        the table's linear first segment."""
+        """``ρ`` (once ``N^ρ > T`` the last point lies on the table's linear first segment)."""
         return float(self.rho)
 
-    def _tables(self):
-        lv = np.asarray(self.levels, dtype=np.float64)
-        u = np.arange(1, lv.size + 1, dtype=np.float64) / lv.size
-        return u, lv
+    def _time(self, u: float) -> float:
+        lv, lg, n = self.levels, self._log, len(self.levels)
+        x = min(max(u, 0.0), 1.0) * n  # entry j (levels[j - 1]) sits at x = j
+        if x < 1.0:
+            return lv[0] * x
+        j = min(int(x), n - 1)
+        return math.exp(lg[j - 1] + (x - j) * (lg[j] - lg[j - 1])) if x < n else lv[-1]
+
+    def _index(self, t: float) -> float:
+        lv, lg, n = self.levels, self._log, len(self.levels)
+        if t < lv[0]:
+            return max(t, 0.0) / (lv[0] * n)
+        if t >= lv[-1]:
+            return 1.0
+        lo, hi = 0, n - 1  # lv[lo] <= t < lv[hi]; pure Python: a compiled solve plans it too
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if lv[mid] <= t else (lo, mid)
+        return (lo + 1 + (math.log(t) - lg[lo]) / (lg[hi] - lg[lo])) / n
 
     def time_of(self, u):
         """``τ(u)`` (class docstring) for an array of ``u`` in ``[0, 1]``."""
-        tab_u, lv = self._tables()
-        u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
-        inner = np.exp(np.interp(u, tab_u, np.log(lv)))
-        return np.where(u < tab_u[0], lv[0] * u / tab_u[0], inner)
+        return np.reshape([self._time(float(v)) for v in np.ravel(u)], np.shape(u))
 
     def index_of(self, t):
         """The inverse ``u(τ)`` for an array of times (clipped to the table's range)."""
-        tab_u, lv = self._tables()
-        t = np.asarray(t, dtype=np.float64)
-        inner = np.interp(np.log(np.maximum(t, lv[0])), np.log(lv), tab_u)
-        return np.where(t < lv[0], tab_u[0] * np.maximum(t, 0.0) / lv[0], inner)
+        return np.reshape([self._index(float(v)) for v in np.ravel(t)], np.shape(t))
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        w0, w1 = self.index_of([t0, t1]) ** (1.0 / self.rho)
-        w = w0 + (w1 - w0) * np.linspace(0.0, 1.0, steps + 1)
-        grid = torch.from_numpy(self.time_of(w**self.rho))
-        grid[0], grid[-1] = t0, t1
-        return grid
+        r = 1.0 / self.rho
+        w0, w1 = self._index(t0) ** r, self._index(t1) ** r
+        pts = [self._time((w0 + (w1 - w0) * k / steps) ** self.rho) for k in range(steps + 1)]
+        pts[0], pts[-1] = t0, t1
+        return torch.tensor(pts, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
 class EndRefined(Spacing):
-    """``base`` with its end refined: the grid of ``N`` steps is ``base``'s shape read at
-    ``u_k = (1 − k/N)^ρ`` instead of ``1 − k/N`` (``base`` sampled with ``resolution`` steps and
-    interpolated linearly), so its last positive point is ``O(N^{−ρ})`` from ``t1``.
-
-    The loop applies it to a method of order ``p`` that lands on a singular end by the denoising
-    step (error ``O(t_stop²)``) with ``ρ = p/2``: the solve keeps order ``p`` on the flow's grid.
-    """
+    """``base``'s shape read at ``u_k = (1 − k/N)^ρ`` instead of ``1 − k/N`` (sampled with
+    ``resolution`` steps, interpolated linearly): the last positive point is ``O(N^{−eρ})`` for a
+    base of end exponent ``e``. The loop applies it to an order-``p`` method landing by the
+    denoising step with ``ρ = p/(2e)`` (:mod:`flowrestore.integrate.endpoint`)."""
 
     base: Spacing
     rho: float = 2.0
@@ -338,8 +339,7 @@ class Karras(Spacing):
 
     @property
     def end_exponent(self) -> float:
-        """``ρ`` down to 0; ``0`` with ``t_min > 0`` (the last positive point stays at ``t_min``:
-        the loop's end rule leaves such a deliberate floor alone)."""
+        """``ρ`` down to 0; ``0`` with ``t_min > 0`` (a floor: the loop's end rule leaves it)."""
         return 0.0 if self.t_min > 0 else float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:

@@ -150,7 +150,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/dirac/test_torchsde_adapter.py"],
     ),
     "bird-sphere-radius": (
-        "flowrestore/inversion/blind.py",
+        "flowrestore/inversion/latent.py",
         "        flat.mul_(math.sqrt(flat.shape[1]) / norm)",
         "        flat.mul_(flat.shape[1] ** 0.45 / norm)",
         ["tests/inversion"],
@@ -188,8 +188,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "noise-levels-geometric-interpolation": (
         "flowrestore/grids.py",
-        "        inner = np.exp(np.interp(u, tab_u, np.log(lv)))",
-        "        inner = np.interp(u, tab_u, lv)",
+        "        return math.exp(lg[j - 1] + (x - j) * (lg[j] - lg[j - 1])) if x < n else lv[-1]",
+        "        return lv[j - 1] + (x - j) * (lv[j] - lv[j - 1]) if x < n else lv[-1]",
         ["tests/fewnfe/test_grids.py"],
     ),
     "end-refined-exponent": (
@@ -661,8 +661,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "non-finite-start-not-checked": (
         "flowrestore/integrate/solve.py",
-        "    if check_finite:\n        _check_start(",
-        "    if False:\n        _check_start(",
+        "        if self.check_finite:\n            _check_start(",
+        "        if False:\n            _check_start(",
         ["tests/core/test_usability.py", "tests/core/test_errors.py"],
     ),
     # ---- the core's own audit (tests/core/test_audit.py): each survived the suite before
@@ -780,6 +780,44 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            t_stop = self.resolved_t_min(request.preferred_t_min(self.rtol))",
         "            t_stop = self.resolved_t_min()",
         ["tests/diffusion/test_syncs.py"],
+    ),
+    "compiled-guidance-not-traced": (
+        "flowrestore/integrate/compiled.py",
+        "    with torch._dynamo.config.patch(trace_autograd_ops=True):",
+        "    with torch._dynamo.config.patch(trace_autograd_ops=False):",
+        ["tests/test_compile_families.py"],
+    ),
+    "sra1-declares-the-wrong-draw": (
+        "flowrestore/solvers/sde.py",
+        '        return ("increment_and_area",)',
+        '        return ("increment",)',
+        ["tests/test_compile_families.py"],
+    ),
+    "bird-operator-value-checks-every-iteration": (
+        "flowrestore/inversion/objective.py",
+        "op = op.materialize(constrained=True, **kw)",
+        "op = op.materialize(**kw)",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-adam-reads-its-step-count": (
+        "flowrestore/inversion/latent.py",
+        "self.adam = torch.optim.Adam(groups, betas=betas, fused=fused)",
+        "self.adam = torch.optim.Adam(groups, betas=betas)",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-plans-every-iteration": (
+        "flowrestore/inversion/blind.py",
+        "            g_z, g_params, ev = self._evaluate(y, z, values, plan)",
+        "            g_z, g_params, ev = self._evaluate(\n"
+        "                y, z, values, self._plan(z, differentiable=self._exact)\n"
+        "            )",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "bird-ignores-a-non-finite-objective": (
+        "flowrestore/inversion/blind.py",
+        "            if not finite:",
+        "            if False:",
+        ["tests/test_bird_syncs.py"],
     ),
     # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
     "diffusion-state-sigma": (

@@ -27,6 +27,8 @@ algorithm of Held, Wolfe & Crowder 1974 / Duchi et al. 2008).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
 
@@ -34,7 +36,32 @@ import torch
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 
-__all__ = ["Param", "BlindOperator", "POSITIVE_FLOOR", "project_simplex"]
+__all__ = [
+    "Param",
+    "BlindOperator",
+    "POSITIVE_FLOOR",
+    "project_simplex",
+    "value_checks_enabled",
+]
+
+_CONSTRAINED = contextvars.ContextVar("flowrestore_constrained_values", default=False)
+
+
+def value_checks_enabled() -> bool:
+    """Whether operator constructors should check tensor *values* (a host read each): ``False``
+    only while :meth:`BlindOperator.materialize` builds an operator from values its Params
+    already constrain (BIRD projects them onto their sets after every step)."""
+    return not _CONSTRAINED.get()
+
+
+@contextlib.contextmanager
+def _constrained_values():
+    token = _CONSTRAINED.set(True)
+    try:
+        yield
+    finally:
+        _CONSTRAINED.reset(token)
+
 
 _CONSTRAINTS = (None, "simplex", "positive")
 
@@ -274,8 +301,11 @@ class BlindOperator:
         if hook is not None:
             self.fixed.update(hook(dict(self.fixed), dict(self.params)))
 
-    def materialize(self, **values):
-        """The concrete operator with ``values`` (one tensor per Param argument) substituted."""
+    def materialize(self, *, constrained: bool = False, **values):
+        """The concrete operator with ``values`` (one tensor per Param argument) substituted.
+
+        ``constrained=True`` says the values already satisfy their Params' constraints (they were
+        projected): the operator then skips its value checks, which read the device."""
         missing = set(self.params) - set(values)
         extra = set(values) - set(self.params)
         if missing or extra:
@@ -283,7 +313,10 @@ class BlindOperator:
                 f"{self.op_class.__name__}.materialize needs exactly {sorted(self.params)}, got "
                 f"{sorted(values)}"
             )
-        return self.op_class(**self.fixed, **values)
+        if not constrained:
+            return self.op_class(**self.fixed, **values)
+        with _constrained_values():
+            return self.op_class(**self.fixed, **values)
 
     def __call__(self, x):
         raise ConfigError(

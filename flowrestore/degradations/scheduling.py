@@ -115,54 +115,11 @@ def schedule_degradation(
     and the history ``max_dissimilarity`` (the largest consecutive distance after each split,
     non-increasing).
     """
-    if not isinstance(images, torch.Tensor) or images.dim() < 2 or images.shape[0] < 1:
-        raise ConfigError(
-            f"images must be a non-empty batch tensor [B, ...], got {describe(images)}"
-        )
-    if not callable(family_of_param):
-        raise ConfigError(
-            f"family_of_param must be callable p -> operator, got {describe(family_of_param)}"
-        )
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
-        raise ConfigError(
-            f"budget must be an int >= 2 (it counts both ends), got {describe(budget)}"
-        )
-    if not (isinstance(data_range, (int, float)) and data_range > 0):
-        raise ConfigError(f"data_range must be a positive number, got {describe(data_range)}")
+    _check_schedule_args(images, family_of_param, budget, data_range)
     dist_fn = _make_dissimilarity(dissimilarity, float(data_range))
     cands = _candidates(params_range, candidates, budget)
-    degraded: dict[int, torch.Tensor] = {}
-    dists: dict[tuple[int, int], float] = {}
-
-    def img(k: int) -> torch.Tensor:
-        if k not in degraded:
-            degraded[k] = family_of_param(cands[k])(images)
-        return degraded[k]
-
-    def d(i: int, j: int) -> float:
-        if (i, j) not in dists:
-            v = dist_fn(img(i), img(j))
-            v = float(torch.as_tensor(v).double().mean())
-            if not math.isfinite(v):
-                raise ConfigError(
-                    f"dissimilarity returned a non-finite value {v} between p={cands[i]} "
-                    f"and p={cands[j]}"
-                )
-            dists[(i, j)] = v
-        return dists[(i, j)]
-
-    def split(i: int, j: int) -> int:
-        lo, hi = i + 1, j - 1  # find the first k with d(i, k) >= d(k, j)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if d(i, mid) >= d(mid, j):
-                hi = mid
-            else:
-                lo = mid + 1
-        best = lo
-        if lo - 1 > i and max(d(i, lo - 1), d(lo - 1, j)) < max(d(i, lo), d(lo, j)):
-            best = lo - 1
-        return best
+    ladder = _Ladder(images, family_of_param, cands, dist_fn)
+    d, split = ladder.d, ladder.split
 
     with torch.no_grad():
         chosen = [0, len(cands) - 1]
@@ -181,3 +138,61 @@ def schedule_degradation(
     if return_details:
         return schedule, {"params": params, "max_dissimilarity": history}
     return schedule
+
+
+def _check_schedule_args(images, family_of_param, budget, data_range) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() < 2 or images.shape[0] < 1:
+        raise ConfigError(
+            f"images must be a non-empty batch tensor [B, ...], got {describe(images)}"
+        )
+    if not callable(family_of_param):
+        raise ConfigError(
+            f"family_of_param must be callable p -> operator, got {describe(family_of_param)}"
+        )
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
+        raise ConfigError(
+            f"budget must be an int >= 2 (it counts both ends), got {describe(budget)}"
+        )
+    if not (isinstance(data_range, (int, float)) and data_range > 0):
+        raise ConfigError(f"data_range must be a positive number, got {describe(data_range)}")
+
+
+class _Ladder:
+    """The images degraded at each candidate severity and their dissimilarities, each computed
+    once, and Algorithm 2's split of an interval."""
+
+    def __init__(self, images, family_of_param, cands, dist_fn):
+        self.images, self.family, self.cands, self.dist_fn = images, family_of_param, cands, dist_fn
+        self.degraded: dict[int, torch.Tensor] = {}
+        self.dists: dict[tuple[int, int], float] = {}
+
+    def image(self, k: int) -> torch.Tensor:
+        if k not in self.degraded:
+            self.degraded[k] = self.family(self.cands[k])(self.images)
+        return self.degraded[k]
+
+    def d(self, i: int, j: int) -> float:
+        if (i, j) not in self.dists:
+            v = self.dist_fn(self.image(i), self.image(j))
+            v = float(torch.as_tensor(v).double().mean())
+            if not math.isfinite(v):
+                raise ConfigError(
+                    f"dissimilarity returned a non-finite value {v} between p={self.cands[i]} "
+                    f"and p={self.cands[j]}"
+                )
+            self.dists[(i, j)] = v
+        return self.dists[(i, j)]
+
+    def split(self, i: int, j: int) -> int:
+        d = self.d
+        lo, hi = i + 1, j - 1  # find the first k with d(i, k) >= d(k, j)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if d(i, mid) >= d(mid, j):
+                hi = mid
+            else:
+                lo = mid + 1
+        best = lo
+        if lo - 1 > i and max(d(i, lo - 1), d(lo - 1, j)) < max(d(i, lo), d(lo, j)):
+            best = lo - 1
+        return best

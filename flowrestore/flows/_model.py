@@ -25,7 +25,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, PredictorOutputError, ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, check_output
 
-__all__ = ["ModelFlow", "check_cond", "cond_for", "model_output"]
+__all__ = ["ModelFlow", "check_model_cond", "cond_for", "model_output"]
 
 
 def model_output(out) -> Tensor:
@@ -43,8 +43,10 @@ def model_output(out) -> Tensor:
     )
 
 
-def check_cond(cond) -> dict[str, Tensor]:
-    """``cond`` as a dict of tensors with a leading batch dimension (``None``: empty)."""
+def check_model_cond(cond) -> dict[str, Tensor]:
+    """``cond`` as a dict of tensors with a leading batch dimension (``None``: empty): a model's
+    keyword arguments. Stricter than :func:`flowrestore.flows.base.check_cond` (which also takes
+    one positional tensor and 0-d shared values): a network's keywords are named and per-sample."""
     if cond is None:
         return {}
     if not isinstance(cond, Mapping):
@@ -89,7 +91,7 @@ class ModelFlow(ResidualFlow):
         if not callable(model):
             raise TypeError(f"model must be callable {call}, got {describe(model)}")
         self.model = model
-        self.cond = check_cond(cond)
+        self.cond = check_model_cond(cond)
         self.check_outputs = bool(check_outputs)
 
     @property

@@ -73,7 +73,7 @@ from flowrestore.flows.diffusers_io import (
     scheduler_grid,
 )
 from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
-from flowrestore.grids import Karras, Spacing
+from flowrestore.grids import Karras, NoiseLevels, Spacing
 from flowrestore.oracles.diffusion import check_alphas_cumprod
 
 __all__ = [
@@ -140,6 +140,7 @@ class DiffusionFlow(ModelFlow):
         self._log_var = torch.log1p(-abar) - torch.log(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
+        self._spacing = NoiseLevels(levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0)
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
@@ -206,10 +207,9 @@ class DiffusionFlow(ModelFlow):
         """DDIM's quadratic timesteps, down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels`
         with ``ρ = 2`` over this model's trained noise levels; issue 16): the first step ends at a
         noise level of the order of the data whatever ``σ_max`` is, and the last positive point
-        shrinks like ``N^{−2}`` in the timestep index."""
-        from flowrestore.grids import NoiseLevels
-
-        return NoiseLevels(levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0)
+        shrinks like ``N^{−2}`` in the timestep index. Built once, on the host, with the flow (a
+        compiled solve plans without reading a tensor)."""
+        return self._spacing
 
     def time_variable(self):
         """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1), Runge–Kutta stages are

@@ -13,7 +13,7 @@ from flowrestore.grids import (
 )
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
-from flowrestore.integrate.solve import solve
+from flowrestore.integrate.solve import PreparedSolve, prepare, solve
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "PIController",
     "PIDController",
     "PerSampleNoise",
+    "PreparedSolve",
     "Power",
     "Solution",
     "Spacing",
@@ -35,5 +36,6 @@ __all__ = [
     "check_grid",
     "fit_grid",
     "make_grid",
+    "prepare",
     "solve",
 ]

@@ -146,7 +146,9 @@ def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, coun
     graphs = options.get("mode") in ("reduce-overhead", "max-autotune")
     if graphs:
         torch.compiler.cudagraph_mark_step_begin()
-    x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
+    # Dirac's guidance differentiates Φ inside a step (torch.autograd.grad): let dynamo trace it
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
     tape.check()
     if graphs:  # CUDA-graph outputs are overwritten by the next replay: keep copies
         x = x.clone()

@@ -10,6 +10,8 @@ kind raises its error with the partial :class:`~flowrestore.Solution` attached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -103,14 +105,18 @@ def finish(
     if (schedule.lands or output == "posterior_mean" or ctl.catches_nonfinite) and (
         check_finite or ctl.catches_nonfinite
     ):
-        what = (
-            f"the landing step onto t=0 from t={float(schedule.t_stop):.6g}"
-            if schedule.lands
-            else f"the posterior-mean estimate at t={schedule.t1:.6g}"
-            if output == "posterior_mean"
-            else f"the state at t={schedule.t1:.6g}"
-        )
-        _check_final(x, failures, f"{what} ({solver!r})")
+
+        def what() -> str:  # built only for a failure (t_stop may live on the device)
+            place = (
+                f"the landing step onto t=0 from t={float(schedule.t_stop):.6g}"
+                if schedule.lands
+                else f"the posterior-mean estimate at t={schedule.t1:.6g}"
+                if output == "posterior_mean"
+                else f"the state at t={schedule.t1:.6g}"
+            )
+            return f"{place} ({solver!r})"
+
+        _check_final(x, failures, what)
     if output != "posterior_mean":  # a clean estimate is already in the data's units
         x = flow.from_state(x, schedule.t1)
     ts, traj = _trajectory(flow, schedule, traj, x)
@@ -191,7 +197,7 @@ def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:
     return t_final
 
 
-def _check_final(x: Tensor, failures: Failures, what: str) -> None:
+def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> None:
     """Flag the samples whose final ``x`` is not finite (landing, output, error control)."""
     acc = torch.float32 if x.dtype in _LOW_PRECISION else None
     finite = torch.isfinite(x.detach().reshape(x.shape[0], -1).sum(1, dtype=acc)).cpu()
@@ -203,7 +209,7 @@ def _check_final(x: Tensor, failures: Failures, what: str) -> None:
         failures.add(
             NONFINITE,
             rows,
-            f"{what} is non-finite for samples {rows[:10]}: the predictor/drift returned NaN/inf",
+            f"{what()} is non-finite for samples {rows[:10]}: the predictor/drift returned NaN/inf",
         )
 
 

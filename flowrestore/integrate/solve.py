@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flowrestore.controllers import FixedGrid, StepController, TimeRequest
+from flowrestore.controllers import FixedGrid, Schedule, StepController, TimeRequest
 from flowrestore.controllers.base import check_span
 from flowrestore.errors import NONFINITE, ConfigError, describe
 from flowrestore.flows.base import Flow
@@ -29,7 +30,7 @@ from flowrestore.integrate.solution import Solution
 from flowrestore.noise import GeneratorNoise, NoiseSource, PerSampleNoise
 from flowrestore.solvers.base import Context, Solver
 
-__all__ = ["solve"]
+__all__ = ["PreparedSolve", "prepare", "solve"]
 
 _OUTPUTS = ("last", "posterior_mean")
 _ON_FAILURE = ("raise", "return")
@@ -91,30 +92,126 @@ def solve(
     Returns:
         :class:`Solution` with ``x``, ``ts``, ``trajectory``, ``stats``, ``t_final``, ``records``.
     """
+    plan = prepare(
+        flow,
+        solver,
+        x_start,
+        steps=steps,
+        grid=grid,
+        spacing=spacing,
+        controller=controller,
+        t_span=t_span,
+        t_end=t_end,
+        save_at=save_at,
+        output=output,
+        progress=progress,
+        callback=callback,
+        differentiable=differentiable,
+        on_failure=on_failure,
+        check_finite=check_finite,
+        compile=compile,
+    )
+    return plan(x_start, generator=generator, seeds=seeds, noise=noise)
+
+
+def prepare(
+    flow: Flow,
+    solver: Solver,
+    x_start: Tensor,
+    *,
+    steps: int | None = None,
+    grid: Tensor | Sequence[float] | None = None,
+    spacing: Spacing | None = None,
+    controller: StepController | None = None,
+    t_span: tuple[float, float] | None = None,
+    t_end: float | None = None,
+    save_at: str | Tensor | Sequence[float] | None = None,
+    output: str = "last",
+    progress: bool = False,
+    callback: Callable[[int, Tensor, Tensor], None] | None = None,
+    differentiable: bool = False,
+    on_failure: str = "raise",
+    check_finite: bool = True,
+    compile: bool | str | dict = False,
+) -> PreparedSolve:
+    """Check and plan a solve once, to run it on many start states of ``x_start``'s shape.
+
+    Takes :func:`solve`'s arguments except the noise (``generator``/``seeds``/``noise`` are
+    given per call). Everything :func:`solve` refuses is refused here; the returned
+    :class:`PreparedSolve` only checks that each start state has the planned shape, dtype and
+    device. An optimisation loop that solves the same flow every iteration (BIRD) plans once.
+
+    Example::
+
+        psi = fr.integrate.prepare(flow, fr.Euler(), z, steps=10, check_finite=False)
+        x = psi(z).x  # as fr.solve(flow, fr.Euler(), z, steps=10, check_finite=False).x
+    """
     _check_request(flow, solver, x_start, output, on_failure)
-    ctx = Context(noise=_noise_source(generator, seeds, noise, x_start))
     ctrl = _controller(solver, controller, steps, grid, spacing)
     ctrl.check(solver, x_start)
     options = _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable)
     schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
-    failures = Failures(x_start.shape[0])
-    if check_finite:
-        _check_start(x_start, schedule.t0, failures, on_failure)
     loop = {"output": output, "progress": progress, "callback": callback, "on_failure": on_failure}
-    with torch.set_grad_enabled(differentiable):
-        bound = flow.for_solve(x_start, schedule.t0)
-        return run(
-            bound,
-            solver,
-            x_start,
-            schedule,
-            ctrl,
-            ctx,
-            **loop,
-            check_finite=check_finite,
-            failures=failures,
-            compile_options=options,
-        )
+    return PreparedSolve(
+        flow=flow,
+        solver=solver,
+        controller=ctrl,
+        schedule=schedule,
+        loop=loop,
+        check_finite=check_finite,
+        differentiable=differentiable,
+        compile_options=options,
+        like=(tuple(x_start.shape), x_start.dtype, x_start.device),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedSolve:
+    """A checked and planned solve (:func:`prepare`); call it on a start state."""
+
+    flow: Flow
+    solver: Solver
+    controller: StepController
+    schedule: Schedule
+    loop: dict
+    check_finite: bool
+    differentiable: bool
+    compile_options: dict | None
+    like: tuple
+
+    def __call__(
+        self,
+        x_start: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        seeds: Sequence[int] | Tensor | None = None,
+        noise: NoiseSource | None = None,
+    ) -> Solution:
+        """Solve from ``x_start`` (the planned shape, dtype and device) as planned."""
+        got = (tuple(x_start.shape), x_start.dtype, x_start.device)
+        if not isinstance(x_start, Tensor) or got != self.like:
+            raise ConfigError(
+                f"x_start must have the planned shape, dtype and device {self.like}, got "
+                f"{got if isinstance(x_start, Tensor) else describe(x_start)}"
+            )
+        ctx = Context(noise=_noise_source(generator, seeds, noise, x_start))
+        failures = Failures(x_start.shape[0])
+        if self.check_finite:
+            _check_start(x_start, self.schedule.t0, failures, self.loop["on_failure"])
+        with torch.set_grad_enabled(self.differentiable):
+            bound = self.flow.for_solve(x_start, self.schedule.t0)
+            return run(
+                bound,
+                self.solver,
+                x_start,
+                self.schedule,
+                self.controller,
+                ctx,
+                **self.loop,
+                check_finite=self.check_finite,
+                failures=failures,
+                compile_options=self.compile_options,
+            )
 
 
 def _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable):

@@ -39,7 +39,6 @@ the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (`
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -47,10 +46,17 @@ import torch
 from torch import Tensor
 
 from flowrestore.degradations.blind import Param
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing
-from flowrestore.integrate.solve import solve
+from flowrestore.integrate.solve import PreparedSolve, prepare, solve
+from flowrestore.inversion.latent import (
+    ProjectedAdam,
+    check_observation,
+    project_sphere,
+    read_iteration,
+    tangent_,
+)
 from flowrestore.inversion.objective import Objective, positive_number
 from flowrestore.inversion.records import (
     Evaluation,
@@ -64,26 +70,6 @@ __all__ = ["BlindInversion", "project_sphere", "tangent_"]
 
 _GRADIENTS = ("exact", "detached")
 _SCHEDULES = ("constant", "cosine")
-
-
-def project_sphere(z: Tensor) -> Tensor:
-    """``sqrt(d) z / ‖z‖`` per sample (``d`` = elements per sample), in place; returns ``z``."""
-    with torch.no_grad():
-        flat = z.reshape(z.shape[0], -1)
-        norm = torch.linalg.vector_norm(flat, dim=1, keepdim=True).clamp_min(1e-30)
-        flat.mul_(math.sqrt(flat.shape[1]) / norm)
-    return z
-
-
-def tangent_(g: Tensor, z: Tensor) -> Tensor:
-    """Per sample, remove from ``g`` its component along ``z`` in place: ``g − (⟨g,z⟩/‖z‖²) z``."""
-    with torch.no_grad():
-        gf, zf = g.reshape(g.shape[0], -1), z.reshape(z.shape[0], -1)
-        coef = (gf * zf).sum(dim=1, keepdim=True) / zf.square().sum(dim=1, keepdim=True).clamp_min(
-            1e-30
-        )
-        g.copy_((gf - coef * zf).reshape(g.shape))
-    return g
 
 
 class BlindInversion:
@@ -197,9 +183,20 @@ class BlindInversion:
             self.flow, self.solver, x_start, differentiable=differentiable, **self.solve_kwargs
         ).x
 
-    def _psi(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        exact, x_start = self.gradient == "exact", self.start(z)
-        sol = solve(self.flow, self.solver, x_start, differentiable=exact, **self.solve_kwargs)
+    def _plan(self, z: Tensor, *, differentiable: bool) -> PreparedSolve:
+        """``Ψ``'s solve, checked and planned once for latents like ``z``. The non-finite checks
+        are the iteration's own (one read per iteration, :meth:`run`), not the solve's."""
+        return prepare(
+            self.flow,
+            self.solver,
+            self.start(z.detach()),
+            differentiable=differentiable,
+            check_finite=False,
+            **self.solve_kwargs,
+        )
+
+    def _psi(self, z: Tensor, plan: PreparedSolve) -> tuple[Tensor, Tensor]:
+        sol = plan(self.start(z))
         x = sol.x
         if self.gradient == "detached":
             if x.shape != z.shape:
@@ -210,11 +207,11 @@ class BlindInversion:
             x = x.detach() + (z - z.detach())
         return x, sol.stats.nfe.max()
 
-    def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor]):
+    def _evaluate(self, y: Tensor, z: Tensor, values: dict[str, Tensor], plan: PreparedSolve):
         """Objective and the gradients the optimiser receives (latent: tangent if configured)."""
         z = z if z.requires_grad else z.detach().requires_grad_(True)
         with torch.enable_grad():
-            x, nfe = self._psi(z)
+            x, nfe = self._psi(z, plan)
             pred = self.forward(x, values)
             loss, mse = self.objective(y, pred, values)
             leaves = [z, *values.values()]
@@ -251,9 +248,19 @@ class BlindInversion:
         missing = set(self.unknowns) - set(params)
         if missing:
             raise ConfigError(f"params must give every unknown; missing {sorted(missing)}")
-        values = {k: params[k].detach().clone().requires_grad_(True) for k in self.unknowns}
-        g_z, g_params, _ = self._evaluate(y, latent.detach().clone(), values)
+        values = {  # checked here: the objective builds its operators without value checks
+            k: p.check_value(params[k], y.shape[0], key=k, dtype=y.dtype, device=y.device)
+            .detach()
+            .requires_grad_(True)
+            for k, (_, _, p) in self.unknowns.items()
+        }
+        z = latent.detach().clone()
+        g_z, g_params, _ = self._evaluate(y, z, values, self._plan(z, differentiable=self._exact))
         return g_z, g_params
+
+    @property
+    def _exact(self) -> bool:
+        return self.gradient == "exact"
 
     # ------------------------------------------------------------------ run
     def run(
@@ -281,24 +288,38 @@ class BlindInversion:
             callback: ``callback(k, state)`` after update ``k`` with an :class:`IterationState`
                 (``latent``, ``loss``, ``params``; detached).
 
-        Besides the solves ``Ψ(z)`` (``fr.solve``'s own planning), an iteration reads no device
-        value except for the progress bar; the evaluation counts (every solve's, the final one
+        ``Ψ``'s solve is checked and planned once per run (:func:`flowrestore.integrate.prepare`);
+        an iteration then reads one device value: whether its objective is finite (a non-finite
+        one stops the run with :class:`~flowrestore.NonFiniteError`), read together with the
+        mean loss the progress bar shows. The evaluation counts (every solve's, the final one
         included) are read once, after the last iteration.
         """
         t0 = time.perf_counter()
-        _check_observation(y)
+        check_observation(y)
         z = self._initial_latent(y, generator, latent, image_shape)
         values = self._initial_values(y, params)
-        opt, sched = self._optimizer(z, values)
+        opt = ProjectedAdam(
+            z, values, self.unknowns, lr_latent=self.lr_latent,
+            lr_degradation=self.lr_degradation, betas=self.betas,
+            cosine_steps=self.iterations if self.schedule == "cosine" else None,
+        )  # fmt: skip
+        plan = self._plan(z, differentiable=self._exact)
         rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
         bar = self._progress_bar() if progress else None
         for k in range(self.iterations):
-            g_z, g_params, ev = self._evaluate(y, z, values)
+            g_z, g_params, ev = self._evaluate(y, z, values, plan)
             rows.append((ev, {key: v.detach().clone() for key, v in values.items()}))
-            self._update(opt, sched, z, values, g_z, g_params)
+            finite, mean_loss = read_iteration(ev.loss, g_z)  # the iteration's one host read
+            if not finite:
+                raise NonFiniteError(
+                    f"BIRD's objective or latent gradient became non-finite (NaN/inf) at "
+                    f"iteration {k + 1} of {self.iterations}; per-image losses "
+                    f"{ev.loss.tolist()} (lower lr_latent/lr_degradation, or check the flow)"
+                )
+            opt.step(g_z, g_params)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(ev.loss.mean()):.3g}")
+                bar.set_postfix(loss=f"{mean_loss:.3g}")
             if callback is not None:
                 state = {key: v.detach() for key, v in values.items()}
                 callback(k + 1, IterationState(z.detach(), ev.loss, state))
@@ -354,31 +375,6 @@ class BlindInversion:
             values[key] = v.requires_grad_(True)
         return values
 
-    def _optimizer(self, z: Tensor, values: dict[str, Tensor]):
-        """Adam over the latent and every unknown (each its own rate), and the rate schedule."""
-        groups = [{"params": [z], "lr": self.lr_latent}]
-        for key, (_, _, p) in self.unknowns.items():
-            groups.append({"params": [values[key]], "lr": p.lr or self.lr_degradation})
-        opt = torch.optim.Adam(groups, betas=self.betas)
-        sched = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.iterations, 1))
-            if self.schedule == "cosine"
-            else None
-        )
-        return opt, sched
-
-    def _update(self, opt, sched, z, values, g_z, g_params) -> None:
-        """One projected Adam step: the gradients in, the step, then back onto the valid sets."""
-        z.grad = g_z
-        for key, v in values.items():
-            v.grad = g_params[key]
-        opt.step()
-        if sched is not None:
-            sched.step()
-        project_sphere(z)
-        for key, (_, _, p) in self.unknowns.items():
-            p.project(values[key])
-
     def _progress_bar(self):
         from tqdm.auto import tqdm
 
@@ -390,10 +386,3 @@ class BlindInversion:
             f"degradation={list(self.objective.ops)!r}, gradient={self.gradient!r}, "
             f"iterations={self.iterations})"
         )
-
-
-def _check_observation(y) -> None:
-    if not isinstance(y, Tensor) or not torch.is_floating_point(y) or y.dim() < 2:
-        raise ShapeError(f"y must be a floating-point batch [B, ...], got {describe(y)}")
-    if not bool(torch.isfinite(y).all()):
-        raise ConfigError(f"y must be finite, got {describe(y)}")

@@ -65,7 +65,7 @@ class Objective:
         for i, op in enumerate(self.ops):
             if isinstance(op, BlindOperator):
                 kw = {arg: values[key] for key, (j, arg, _) in self.unknowns.items() if j == i}
-                op = op.materialize(**kw)
+                op = op.materialize(constrained=True, **kw)  # Params keep values valid
             x = op(x)
         return x
 

@@ -36,7 +36,7 @@ class RestoreReport:
 class RestoreSettings:
     """Everything a batch of files needs: the predictor's spec and model, the flow, solver,
     ``steps``, ``output``, ``device``, the output/input size ratio ``scale`` (1: no upsampling)
-    and the user's ``seed``."""
+    and the user's ``seed``; ``compile``: ``fr.solve``'s ``compile=`` (``False``: eager)."""
 
     spec: object
     model: object
@@ -47,6 +47,7 @@ class RestoreSettings:
     device: object
     scale: int
     seed: int
+    compile: bool | str | dict = False
 
 
 @dataclass

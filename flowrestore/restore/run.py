@@ -46,7 +46,7 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
 
 
-def _settings(model, solver, steps, output, device, upsample, seed) -> RestoreSettings:
+def _settings(model, solver, steps, output, device, upsample, seed, compile) -> RestoreSettings:
     """Check the options against the model's spec; move the model; build flow and solver."""
     _check_int("steps", steps, 1)
     _check_int("seed", seed, 0)
@@ -64,6 +64,7 @@ def _settings(model, solver, steps, output, device, upsample, seed) -> RestoreSe
         device=device,
         scale=spec.scale if upsample else 1,
         seed=seed,
+        compile=compile,
     )
 
 
@@ -101,6 +102,7 @@ def restore_files(
     overlap: int | None = None,
     memory_budget: int | None = None,
     progress: bool = True,
+    compile: bool | str | dict = False,
     log=print,
 ) -> RestoreReport:
     """Restore image files into ``out_dir`` (see ``flowrestore restore --help``); this process's
@@ -111,11 +113,14 @@ def restore_files(
     ``tile``/``overlap``/``memory_budget`` (bytes) go to :func:`flowrestore.tiling.plan_tiles`
     (``tile=0``: whole images). ``log`` receives the estimate and the summary lines; per-file
     lines go through the progress bar's writer to stdout (FAILED lines to stderr), once each.
+    ``compile`` goes to :func:`flowrestore.solve` (``True``: the steps compiled once per input
+    shape — tiles share one — and replayed as a CUDA graph on CUDA; the bar then advances per
+    solve instead of per step).
     """
     from flowrestore.tiling import activation_bytes_per_pixel, default_budget
 
     _check_int("batch_size", batch_size, 1)
-    settings = _settings(model, solver, steps, output, device, upsample, seed)
+    settings = _settings(model, solver, steps, output, device, upsample, seed, compile)
     rank, world = _dist()
     out_dir = check_output_dir(out_dir)
     files, missing = list_inputs(inputs)
@@ -202,16 +207,23 @@ def _solve(y: torch.Tensor, ok: list[Job], settings, bar) -> torch.Tensor:
             seed=ok[0].seed,
             output=s.output,
             on_step=bar.update,
+            compile=s.compile,
         )[None]
-    return solve(
+    # a compiled solve takes no per-step callback: the bar advances once, by the solve's steps
+    callback = None if s.compile else (lambda *_: bar.update(len(ok)))
+    x = solve(
         s.flow,
         s.solver,
         y.to(s.device).contiguous(memory_format=torch.channels_last),
         steps=s.steps,
         output=s.output,
         seeds=[j.seed for j in ok],
-        callback=lambda *_: bar.update(len(ok)),
+        callback=callback,
+        compile=s.compile,
     ).x
+    if s.compile:
+        bar.update(len(ok) * s.steps)
+    return x
 
 
 def _write(ok: list[Job], pics, outs, say, bar) -> None:

@@ -102,6 +102,10 @@ class DiracStep(SDESolver):
             f"track_consistency={self.track_consistency!r})"
         )
 
+    def noise_draws(self) -> tuple[str, ...]:
+        """One Brownian increment per step (``z = ΔW/√|h|``)."""
+        return ("increment",)
+
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
         """One reverse step from ``t`` to ``t + h`` (eq. 7)."""
         dw = ctx.noise.increment(t, t + h, x, ctx.index)

@@ -62,6 +62,10 @@ class EulerMaruyama(SDESolver):
         """The strong order on ``flow``: 1.0 for additive noise, else 0.5."""
         return self.strong_order_additive if flow.noise_type == "additive" else self.strong_order
 
+    def noise_draws(self) -> tuple[str, ...]:
+        """One Brownian increment per step."""
+        return ("increment",)
+
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
         """One step from ``t`` to ``t + h``."""
         dw = ctx.noise.increment(t, t + h, x, ctx.index)
@@ -90,6 +94,10 @@ class SRA1(SDESolver):
                 f"SRA1 is for additive noise, but {type(flow).__name__} has noise_type="
                 f"{flow.noise_type!r}; use EulerMaruyama"
             )
+
+    def noise_draws(self) -> tuple[str, ...]:
+        """One Brownian increment and its space-time area per step."""
+        return ("increment_and_area",)
 
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
         """One SRA1 step from ``t`` to ``t + h`` (two drift evaluations)."""
