@@ -54,11 +54,11 @@ def main(argv=None) -> int:
     if a.what in ("all", "fewnfe"):
         from . import fewnfe
 
-        g, m, p = fewnfe.main(quick=a.quick)
+        results, problems = fewnfe.main(split="test", quick=a.quick)
         parts += [
-            "## Few-NFE restoration vs DPM-Solver++, UniPC and Heun",
+            "## Few-NFE accuracy vs diffusers, iPNDM and k-diffusion (test split)",
             "",
-            fewnfe.report(g, m, p, out),
+            fewnfe.report(results, problems, "test", out),
             "",
         ]
         print("fewnfe done", flush=True)

@@ -5,9 +5,12 @@ schedule (:class:`flowrestore.oracles.diffusion.GaussianDiffusionOracle`), wrapp
 :class:`flowrestore.DiffusionFlow`; the error of ``fr.solve(flow, solver, x_T, ...)`` against the
 closed-form probability-flow map, for
 
-* the flow's default grid (``steps=N``: EDM's ρ = 7 spacing in σ down to σ = 0), and
+* the flow's default grid (``steps=N``: DDIM's quadratic timesteps ``T(1 − k/N)² − 1`` down to
+  σ = 0, :class:`~flowrestore.NoiseLevels`; issue 16),
 * DDIM's own timesteps (``"leading"`` spacing, ``t_k = k·T/N`` plus the final clean step — what
   ``DDIMScheduler.set_timesteps(N)`` gives; :meth:`~flowrestore.DiffusionFlow.grid_from_timesteps`),
+  and
+* EDM's ρ = 7 spacing in σ down to 0 (:class:`~flowrestore.Karras`, the default before issue 16),
 
 at equal numbers of predictor evaluations. ``Euler`` on DDIM's grid *is* DDIM (``eta = 0``).
 Worst relative error ``‖x − x_exact‖ / ‖x_exact‖`` over the samples of 3 random instances (other
@@ -30,7 +33,10 @@ SOLVERS = {  # name -> (constructor, evaluations per step)
     "Heun": (fr.Heun, 2),
     "Midpoint": (fr.Midpoint, 2),
     "SemiLinearMultistep": (fr.SemiLinearMultistep, 1),
+    "DataIPNDM": (fr.DataIPNDM, 1),
+    "IPNDM": (fr.IPNDM, 1),
 }
+GRIDS = ("default (quadratic timesteps)", "DDIM timesteps", "Karras ρ=7")
 
 
 def ddim_timesteps(n: int) -> torch.Tensor:
@@ -60,16 +66,18 @@ def run(prediction_types=("epsilon",)) -> list[list]:
     rows = []
     for ptype in prediction_types:
         for name, (make, per_step) in SOLVERS.items():
-            for grid_name in ("default (Karras ρ=7)", "DDIM timesteps"):
+            for grid_name in GRIDS:
                 errs = []
                 for nfe in NFES:
-                    steps = max(1, nfe // per_step)
+                    steps = max(1, (nfe + 1) // per_step)  # the landing costs 1
                     worst = 0.0
                     for oracle, flow in instances(ptype):
                         x_T = oracle.sample_latent(64, torch.Generator().manual_seed(5))
                         exact = oracle.exact_map(x_T)
                         if grid_name.startswith("DDIM"):
                             kw = {"grid": flow.grid_from_timesteps(ddim_timesteps(steps))}
+                        elif grid_name.startswith("Karras"):
+                            kw = {"steps": steps, "spacing": fr.Karras(rho=7.0)}
                         else:
                             kw = {"steps": steps}
                         x = fr.solve(flow, make(), x_T, **kw).x
@@ -81,7 +89,8 @@ def run(prediction_types=("epsilon",)) -> list[list]:
 
 
 def report(rows) -> str:
-    """Markdown table: worst relative error per NFE (Heun and Midpoint: NFE // 2 steps)."""
+    """Markdown table: worst relative error per NFE (Heun and Midpoint: (NFE + 1) // 2 steps,
+    their landing onto σ = 0 costing one evaluation)."""
     return table(["prediction", "solver", "grid", *[f"{n} NFE" for n in NFES]], rows)
 
 

@@ -1,285 +1,382 @@
-"""Few-NFE restoration side by side with what a user would pick instead (issue 10, item 3).
+"""Few-NFE accuracy of flowrestore's defaults against the solvers users pick instead (issue 16).
 
-Every method runs on the same residual flow (docs/math.md §8: InDI's ODE is the EDM-form PF-ODE
-with ``σ = t`` and ``D = F``):
+``python -m benchmarks fewnfe [--out DIR]`` runs the **test** split of every problem of
+:mod:`benchmarks.fewnfe_problems` (exact diffusion oracles, a diffusers-trained DDPM, the shipped
+InDI predictors on photos that chose nothing, issue 10's oracles) and writes the tables and
+``fewnfe.png``; ``python -m benchmarks.fewnfe --split val`` runs the validation split on which
+every default was chosen.
 
-* flowrestore, default-constructed solvers with ``steps=N`` (the library's default grids);
-* diffusers' DPM-Solver++ 2M and 3M (data prediction) and UniPC (bh2) — on a uniform σ grid
-  (their natural default here) and on flowrestore's default grid (the same time grid);
-* k-diffusion-style Heun on EDM's Karras σ schedule (ρ = 7).
+Methods, side by side at each NFE from 3 to 10:
 
-Problems:
+* **flowrestore** — default-constructed solvers with ``steps=N`` only (the flow's declared grid),
+  and ``SemiLinearMultistep()`` on a grid fitted by :func:`flowrestore.integrate.fit_grid` on
+  warm-up inputs other than the scored ones;
+* **diffusers on their own defaults** (diffusion problems: the model, its schedule,
+  ``set_timesteps(N)``, final σ = 0): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
+* **the same multistep schedulers on flowrestore's grid** and, for restoration flows, on a
+  uniform σ grid (:func:`benchmarks.peers.diffusers_solve`);
+* **iPNDM** (Zhang & Chen 2023; reference implementation in :mod:`benchmarks.peers`) on EDM's
+  Karras grid and on flowrestore's grid; **k-diffusion**'s Euler, Heun and DPM++ 2M loops on the
+  Karras grid (σ range of the model; ``[0.002, 1]`` for InDI).
 
-* **Gaussian oracle** (``D = 256``, ``σ_c ∈ [0.5, 1.5]``, ``σ_N = 0.8``; 4 instances with seeds
-  other than ``accuracy.py``'s): worst relative error ``‖x̂ − x(0)‖ / ‖x(0) − c‖`` per NFE.
-* **Hard mixture** (4-D, 8 random centres, random weights, ``H`` diagonal in [0.3, 1], ``σ = 1.5``,
-  5 random instances, 4096 samples each): worst count of samples landing on a different centre
-  than a float64 reference (Dopri5, rtol 1e-10, ``t_min`` 1e-4).
-* **Shipped predictors** (``indi-deblur``, ``indi-sr4``) on 192×192 crops of the held-out photos:
-  two high-accuracy solves (RK4 100 steps ``Power(2)`` and Midpoint 200 steps uniform) must agree
-  (the flow is well-posed); each method's PSNR against the first, at NFE 3 … 10.
+Scores are worst cases over the split's seeds / photos (``fewnfe_problems.score``).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 import flowrestore as fr
+from flowrestore.integrate import fit_grid, make_grid
 
+from . import fewnfe_problems as P
 from .common import table
-from .peers import diffusers_solve, karras_sigmas, kdiffusion_heun
+from .peers import (
+    SCHEDULERS,
+    diffusers_sample,
+    diffusers_solve,
+    ipndm,
+    karras_sigmas,
+    kdiffusion_dpmpp_2m,
+    kdiffusion_euler,
+    kdiffusion_heun,
+)
 
 NFES = tuple(range(3, 11))
-GAUSS_GOAL, MIX_GOAL_NFE, REAL_GOAL_DB = 1e-4, 24, 45.0
+UNITS = {
+    "psnr": "PSNR (dB) to the reference, worst crop",
+    "wrong": "samples on a wrong centre, worst instance",
+    "rel": "relative error, worst sample",
+    "rel-c": "relative error ‖x − x(0)‖/‖x(0) − c‖, worst instance",
+}
+GOAL_NFES = tuple(range(4, 11))
 
 
-def ours():
-    """flowrestore's solvers: name -> (solver, NFE -> steps, spacing or None for the default).
+@dataclass(frozen=True)
+class Ours:
+    """A flowrestore solver and its cost: ``per_step`` evaluations per step; the step onto
+    ``t = 0`` costs 1 when the loop lands it by the denoising step, else ``per_step``."""
 
-    The first four are default-constructed with ``steps=`` only (what the goals ask for); the
-    last is the multistep solver with a uniform grid and three nodes (the hard mixture's choice).
-    """
-    return {
-        "SemiLinearMultistep()": (fr.SemiLinearMultistep(), lambda n: n, None),
-        "Midpoint()": (fr.Midpoint(), lambda n: n // 2 if n % 2 == 0 else None, None),
-        "Heun()": (fr.Heun(), lambda n: (n + 1) // 2 if n % 2 == 1 else None, None),
-        "Euler()": (fr.Euler(), lambda n: n, None),
-        "SemiLinearMultistep(nodes=3), Uniform": (
-            fr.SemiLinearMultistep(nodes=3),
-            lambda n: n,
-            fr.Uniform(),
-        ),
-    }
+    make: Callable[[], fr.Solver]
+    per_step: int
+
+    def steps(self, nfe: int, flow) -> int | None:
+        """The ``steps`` that cost exactly ``nfe`` evaluations on ``flow`` (``None``: none)."""
+        from flowrestore.integrate.endpoint import lands_by_denoising
+
+        landing = 1 if lands_by_denoising(self.make(), flow) else self.per_step
+        k, r = divmod(nfe - landing, self.per_step)
+        return k + 1 if r == 0 and k >= 0 else None
 
 
-DEFAULTS = ("SemiLinearMultistep()", "Midpoint()", "Heun()", "Euler()")
+OURS = {
+    "SemiLinearMultistep()": Ours(fr.SemiLinearMultistep, 1),
+    "DataIPNDM()": Ours(fr.DataIPNDM, 1),
+    "IPNDM()": Ours(fr.IPNDM, 1),
+    "Euler()": Ours(fr.Euler, 1),
+    "Midpoint()": Ours(fr.Midpoint, 2),
+    "Heun()": Ours(fr.Heun, 2),
+    "RK4()": Ours(fr.RK4, 4),
+}
 
 
 def default_grid(flow, n: int) -> torch.Tensor:
-    """The time grid ``fr.solve(flow, SemiLinearMultistep(), x, steps=n)`` uses."""
+    """The grid ``fr.solve(flow, SemiLinearMultistep(), x, steps=n)`` lays (float64, in t)."""
     from flowrestore.integrate.endpoint import default_spacing
 
-    spacing = default_spacing(flow, fr.SemiLinearMultistep(), 0.0)
-    return fr.integrate.make_grid(n, 1.0, 0.0, spacing)
+    return make_grid(n, 1.0, 0.0, default_spacing(flow, fr.SemiLinearMultistep(), 0.0))
 
 
-def _peers(denoise, x, n: int, grid_ours: torch.Tensor) -> dict[str, torch.Tensor]:
+def _ours(inst, n: int) -> dict[str, torch.Tensor]:
     out = {}
-    uniform = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
-    for kind, order, label in (
-        ("dpm++", 2, "DPM-Solver++ 2M"),
-        ("dpm++", 3, "DPM-Solver++ 3M"),
-        ("unipc", 2, "UniPC bh2"),
-    ):
-        out[f"{label}, uniform σ"] = diffusers_solve(kind, order, denoise, x, uniform)[0]
-        out[f"{label}, same grid"] = diffusers_solve(kind, order, denoise, x, grid_ours)[0]
-    if n % 2 == 1:  # Heun costs 2 per step, Euler's last step 1: 2k − 1 evaluations
-        out["k-diffusion Heun, Karras"] = kdiffusion_heun(denoise, x, karras_sigmas((n + 1) // 2))[
-            0
-        ]
+    for name, spec in OURS.items():
+        steps = spec.steps(n, inst.flow)
+        if steps is None:
+            continue
+        with torch.no_grad():
+            sol = fr.solve(inst.flow, spec.make(), inst.x, steps=steps)
+        if int(sol.stats.nfe.max()) != n:
+            raise AssertionError(f"{name}: {steps} steps cost {sol.stats.nfe.max()} != {n}")
+        out[name] = sol.x
+    for name, grids in inst.extra.get("fitted", {}).items():
+        if n in grids:
+            with torch.no_grad():
+                out[f"{name}, fitted grid"] = fr.solve(
+                    inst.flow, OURS[name].make(), inst.x, grid=grids[n]
+                ).x
     return out
 
 
-def _all_methods(flow, denoise, x, n: int) -> dict[str, torch.Tensor]:
-    res = {}
-    for name, (solver, steps_of, spacing) in ours().items():
-        steps = steps_of(n)
-        if steps:
-            sol = fr.solve(flow, solver, x, steps=steps, spacing=spacing)
-            assert int(sol.stats.nfe.max()) == n, (name, n, sol.stats.nfe)
-            res[name] = sol.x
-    res.update(_peers(denoise, x, n, default_grid(flow, n)))
+FIT_SOLVERS = ("SemiLinearMultistep()", "DataIPNDM()", "IPNDM()")
+FIT_NFES = (5, 6)
+
+
+def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print) -> float:
+    """Fit each multistep default's grid at ``nfes`` on ``warmups[i]`` (warm-up inputs of the
+    instance's model, none of them scored), stored in ``instance.extra["fitted"]``; returns the
+    longest fit in seconds."""
+    longest = 0.0
+    for inst, warm in zip(problem.instances, warmups, strict=True):
+        fits = {}
+        for name in FIT_SOLVERS:
+            fits[name] = {}
+            for n in nfes:
+                t0 = time.perf_counter()
+                sp = fit_grid(inst.flow, OURS[name].make(), warm, n)
+                longest = max(longest, time.perf_counter() - t0)
+                fits[name][n] = sp(n, 1.0, 0.0)
+        inst.extra["fitted"] = fits
+    log(f"  {problem.name}: fitted grids, longest fit {longest:.1f} s")
+    return longest
+
+
+def _sigma_peers(inst, n: int, grids: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Peers driven on σ grids through the flow's denoiser (state: the flow's)."""
+    flow, d = inst.flow, inst.denoise
+    xs = flow.to_state(inst.x, 1.0)
+    scale = getattr(flow, "sigma_max", 1.0)
+    out = {}
+    for gname, sig in grids.items():
+        for kind, order, label in (
+            ("dpm++", 2, "DPM-Solver++ 2M"),
+            ("dpm++", 3, "DPM-Solver++ 3M"),
+            ("unipc", 2, "UniPC-2"),
+            ("unipc", 3, "UniPC-3"),
+        ):
+            out[f"{label}, {gname}"] = diffusers_solve(kind, order, d, xs, sig)[0]
+        out[f"iPNDM, {gname}"] = ipndm(d, xs, sig)[0]
+    lo = float(flow.sigmas[0]) if hasattr(flow, "sigmas") else 0.002
+    kar = karras_sigmas(n, lo, scale)
+    out["iPNDM, Karras"] = ipndm(d, xs, kar)[0]
+    out["k-diffusion Euler, Karras"] = kdiffusion_euler(d, xs, kar)[0]
+    out["k-diffusion DPM++ 2M, Karras"] = kdiffusion_dpmpp_2m(d, xs, kar)[0]
+    if n % 2 == 1:
+        out["k-diffusion Heun, Karras"] = kdiffusion_heun(
+            d, xs, karras_sigmas((n + 1) // 2, lo, scale)
+        )[0]
+    return {k: flow.from_state(v, 0.0) for k, v in out.items()}
+
+
+def _peers(problem, inst, n: int) -> dict[str, torch.Tensor]:
+    flow = inst.flow
+    scale = getattr(flow, "sigma_max", 1.0)
+    grids = {"flowrestore's grid": default_grid(flow, n) * scale}
+    out = {}
+    if problem.diffusion:
+        e = inst.extra
+        for label in SCHEDULERS:
+            x, nfe = diffusers_sample(
+                label, e["model"], inst.x, n, e["alphas_cumprod"], e["prediction_type"]
+            )
+            assert nfe == n
+            out[f"{label}, own defaults"] = x
+    else:
+        grids["uniform σ"] = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
+    with torch.no_grad():
+        out.update(_sigma_peers(inst, n, grids))
+    return out
+
+
+def run_problem(problem, nfes=NFES, log=print) -> dict[str, dict[int, float]]:
+    """Worst score per method and NFE over the problem's instances."""
+    res: dict[str, dict[int, float]] = {}
+    for n in nfes:
+        t0 = time.perf_counter()
+        for inst in problem.instances:
+            answers = {**_ours(inst, n), **_peers(problem, inst, n)}
+            for name, x in answers.items():
+                s = P.score(problem, inst, x.to(inst.ref.device))
+                prev = res.setdefault(name, {}).get(n)
+                res[name][n] = s if prev is None else P.worse(problem.kind, prev, s)
+        log(f"  {problem.name}: {n} NFE ({time.perf_counter() - t0:.0f} s)")
     return res
 
 
-def gaussian_instances(seeds=(201, 202, 203, 204), dim: int = 256, batch: int = 32):
-    """Gaussian oracles of the benchmark's family with other seeds, observations, exact x(0)."""
-    out = []
-    for s in seeds:
-        std = 0.5 + torch.rand(dim, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-        mean = torch.randn(dim, generator=torch.Generator().manual_seed(s + 1), dtype=torch.float64)
-        orc = fr.oracles.GaussianOracle(mean=mean, std=std, noise_std=0.8)
-        _, y = orc.sample(batch, generator=torch.Generator().manual_seed(s + 2))
-        out.append((orc, y, orc.ode_solution(y, 0.0)))
-    return out
+def is_ours(name: str) -> bool:
+    """Whether a row is flowrestore's."""
+    return name in OURS or name.endswith("fitted grid")
 
 
-def run_gaussian(instances=None) -> dict[str, dict[int, float]]:
-    """Worst relative error per method and NFE over the instances."""
-    instances = instances or gaussian_instances()
-    errs: dict[str, dict[int, float]] = {}
-    for orc, y, ref in instances:
-        flow = fr.InDIFlow(orc.posterior_mean)
-
-        def denoise(s, x, orc=orc):
-            return orc.posterior_mean(x, torch.full((x.shape[0],), s, dtype=x.dtype))
-
-        for n in NFES:
-            for name, x in _all_methods(flow, denoise, y, n).items():
-                e = float((x.double() - ref).norm() / (ref - orc.mean).norm())
-                errs.setdefault(name, {})[n] = max(errs.get(name, {}).get(n, 0.0), e)
-    return errs
-
-
-def mixture_instance(seed: int, n: int = 4096):
-    """One hard 4-D mixture, ``n`` observations and the reference landing centres."""
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(8, 4, generator=g, dtype=torch.float64)
-    weights = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
-    h = 0.3 + 0.7 * torch.rand(4, generator=g, dtype=torch.float64)
-    mix = fr.oracles.DiracMixture(centers=centers, weights=weights, H=h, noise_std=1.5)
-    _, y, _ = mix.sample(n, generator=torch.Generator().manual_seed(seed + 1000))
-    ref = fr.solve(
-        fr.InDIFlow(mix.posterior_mean), fr.Dopri5(rtol=1e-10, atol=1e-12, t_min=1e-4), y
-    ).x
-    return mix, y, mix.nearest_center(ref)[0]
+def summary(problem, res) -> dict:
+    """Per NFE: flowrestore's best default-constructed score, the best peer's, and the verdict."""
+    kind = problem.kind
+    rows = {}
+    for n in sorted({n for v in res.values() for n in v}):
+        mine = [(v[n], k) for k, v in res.items() if k in OURS and n in v]
+        peer = [(v[n], k) for k, v in res.items() if not is_ours(k) and n in v]
+        pick = max if kind == "psnr" else min
+        best, best_name = pick(mine)
+        pbest, pname = pick(peer)
+        fitted = [(v[n], k) for k, v in res.items() if k.endswith("fitted grid") and n in v]
+        rows[n] = {
+            "ours": best,
+            "ours_name": best_name,
+            "peer": pbest,
+            "peer_name": pname,
+            "ahead": P.better_or_equal(kind, best, pbest),
+            "fitted": pick(fitted) if fitted else None,
+        }
+    return rows
 
 
-def run_mixture(seeds=(301, 302, 303, 304, 305), nfes=(12, 16, 20, 24, 32), n: int = 4096):
-    """Worst number of wrong-centre landings per method and NFE over the instances."""
-    wrong: dict[str, dict[int, int]] = {}
-    for s in seeds:
-        mix, y, centre = mixture_instance(s, n)
-        flow = fr.InDIFlow(mix.posterior_mean)
-
-        def denoise(sg, x, mix=mix):
-            return mix.posterior_mean(x, torch.full((x.shape[0],), sg, dtype=x.dtype))
-
-        for nfe in nfes:
-            for name, x in _all_methods(flow, denoise, y, nfe).items():
-                w = int((mix.nearest_center(x.double())[0] != centre).sum())
-                wrong.setdefault(name, {})[nfe] = max(wrong.get(name, {}).get(nfe, 0), w)
-    return wrong
-
-
-def run_predictors(names=("indi-deblur", "indi-sr4"), crop: int = 192):
-    """Well-posedness (agreement of two references) and PSNR to the reference per NFE."""
-    from flowrestore.pretrained import degrade_for, flow_for, heldout_crops, pretrained
-
-    out = {}
-    _, clean = heldout_crops(crop)
-    for name in names:
-        model = pretrained(name)
-        y = degrade_for(model, clean, generator=torch.Generator().manual_seed(0))
-        flow = flow_for(model)
-
-        def denoise(s, x, model=model):
-            return model(x, torch.full((x.shape[0],), s, dtype=x.dtype))
-
-        with torch.no_grad():
-            ref = fr.solve(flow, fr.RK4(), y, steps=100, spacing=fr.Power(2.0)).x
-            ref2 = fr.solve(flow, fr.Midpoint(), y, steps=200, spacing=fr.Uniform()).x
-            psnrs = {}
-            for n in NFES:
-                for meth, x in _all_methods(flow, denoise, y, n).items():
-                    psnrs.setdefault(meth, {})[n] = _psnr(x, ref)
-        out[name] = {"agreement_db": _psnr(ref2, ref), "psnr": psnrs}
-    return out
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(fr.metrics.psnr(a.clamp(0, 1), b.clamp(0, 1)).mean())
-
-
-def report(gauss, mix, preds, out_dir=None) -> str:
-    """Markdown tables (and ``fewnfe.png`` in ``out_dir``) with each goal's measured value."""
-    lines = ["### Gaussian oracle: worst relative error over 4 instances", ""]
-    lines.append(_matrix(gauss, NFES, "{:.1e}"))
-    ours_best = {n: min(v[n] for k, v in gauss.items() if k in DEFAULTS and n in v) for n in NFES}
-    best6 = min(ours_best[n] for n in NFES if n <= 6)
-    lines += [
-        "",
-        f"Goal ≤ {GAUSS_GOAL:g} at ≤ 6 NFE: best default-constructed solver {best6:.1e} "
-        f"({'met' if best6 <= GAUSS_GOAL else 'not met'}).",
-        "",
-    ]
-    lines += ["### Hard mixture: worst wrong-centre count over 5 instances (4096 samples)", ""]
-    nf = sorted({n for v in mix.values() for n in v})
-    lines.append(_matrix(mix, nf, "{}"))
-    ok = [
-        n
-        for n in nf
-        if n <= MIX_GOAL_NFE and any(v.get(n) == 0 for k, v in mix.items() if k in ours())
-    ]
-    lines += [
-        "",
-        f"Goal 0 at ≤ {MIX_GOAL_NFE} NFE: " + (f"met from {min(ok)} NFE." if ok else "not met."),
-        "",
-    ]
-    for name, res in preds.items():
+def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
+    """Markdown: per problem the full table and the goal rows (best default vs best peer)."""
+    lines = []
+    for name, res in results.items():
+        problem = problems[name]
+        fmt = (
+            "{:.2f}"
+            if problem.kind == "psnr"
+            else "{:.0f}"
+            if problem.kind == "wrong"
+            else "{:.3g}"
+        )
+        unit = UNITS[problem.kind]
+        lines += [f"### {name} — {unit} ({split} split)", ""]
+        if problem.note:
+            lines += [problem.note, ""]
+        cols = sorted({n for v in res.values() for n in v})
+        rows = [[k] + [fmt.format(v[n]) if n in v else "–" for n in cols] for k, v in res.items()]
+        lines += [table(["method"] + [f"{n} NFE" for n in cols], rows), ""]
+        goal_rows, fit_rows = [], []
+        for n, r in summary(problem, res).items():
+            goal_rows.append([n, f"{r['ours_name']} {fmt.format(r['ours'])}",
+                              f"{r['peer_name']} {fmt.format(r['peer'])}",
+                              "yes" if r["ahead"] else "**no**"])  # fmt: skip
+            if r["fitted"] is not None and problem.kind != "psnr":
+                (fv, fname), ratio = r["fitted"], r["fitted"][0] / r["peer"]
+                fit_rows.append([n, f"{fname} {fmt.format(fv)}", f"{ratio:.2f}",
+                                 "yes" if ratio <= 0.5 else "**no**"])  # fmt: skip
+            elif r["fitted"] is not None:
+                fit_rows.append([n, f"{r['fitted'][1]} {fmt.format(r['fitted'][0])}", "–", "–"])
         lines += [
-            f"### {name}: PSNR (dB) to the reference, held-out photos",
-            "",
-            f"Two high-accuracy solves agree to {res['agreement_db']:.1f} dB "
-            f"(goal ≥ 55: {'met' if res['agreement_db'] >= 55 else 'not met'}).",
+            table(
+                ["NFE", "best default-constructed flowrestore", "best peer", "at least as good"],
+                goal_rows,
+            ),  # fmt: skip
             "",
         ]
-        lines.append(_matrix(res["psnr"], NFES, "{:.2f}"))
-        mine = {
-            n: max(v[n] for k, v in res["psnr"].items() if k in ours() and n in v) for n in NFES
-        }
-        peers = {
-            n: max(v[n] for k, v in res["psnr"].items() if k not in ours() and n in v) for n in NFES
-        }
-        ahead = [n for n in NFES if mine[n] >= peers[n]]
-        lines += [
-            "",
-            f"Best 6-NFE default solve: {mine[6]:.2f} dB (goal ≥ {REAL_GOAL_DB:g}); "
-            f"flowrestore's best ≥ every peer at NFE {ahead} of {list(NFES)}.",
-            "",
-        ]
+        if fit_rows:
+            lines += [
+                table(["NFE", "best fitted grid", "error / best peer's", "≤ ½"], fit_rows),
+                "",
+            ]
     if out_dir is not None:
-        _plot(gauss, preds, out_dir)
+        plot(results, problems, out_dir)
     return "\n".join(lines)
 
 
-def _matrix(data: dict[str, dict[int, float]], cols, fmt: str) -> str:
-    rows = [
-        [name] + [fmt.format(v[n]) if n in v else "–" for n in cols] for name, v in data.items()
-    ]
-    return table(["method"] + [f"{n} NFE" for n in cols], rows)
-
-
-def _plot(gauss, preds, out_dir) -> None:
+def plot(results, problems, out_dir) -> None:
+    """Error (or PSNR) vs NFE per problem: flowrestore solid, peers dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("Gaussian oracle (rel. error)", gauss, True)]
-    panels += [(f"{k} (PSNR to reference, dB)", v["psnr"], False) for k, v in preds.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    axes = axes[0]
-    for ax, (title, data, log) in zip(axes, panels, strict=True):
-        for name, v in data.items():
+    names = list(results)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        kind = problems[name].kind
+        for meth, v in results[name].items():
             xs = sorted(v)
-            style = "-o" if name in ours() else "--."
-            ax.plot(xs, [v[n] for n in xs], style, label=name, ms=4)
-        if log:
+            ys = [v[n] for n in xs]
+            if kind != "psnr" and any(y <= 0 for y in ys):
+                ys = [max(y, 0.5) for y in ys]
+            ax.plot(
+                xs,
+                ys,
+                "-o" if is_ours(meth) else "--.",
+                label=meth,
+                ms=3,
+                lw=1.2 if is_ours(meth) else 0.8,
+            )
+        if kind in ("rel", "rel-c", "wrong"):
             ax.set_yscale("log")
-        ax.set_title(title)
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("NFE")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=5, loc="best")
     fig.tight_layout()
     fig.savefig(out_dir / "fewnfe.png", dpi=110)
     plt.close(fig)
 
 
-def main(quick: bool = False):
-    """All three problems; ``quick`` shrinks them (smoke run)."""
+def problems_for(split: str, which=("a", "b", "c", "d"), quick: bool = False) -> dict:
+    """The problems of ``split`` (``quick``: tiny versions of (a) and (d) only)."""
     if quick:
-        g = run_gaussian(gaussian_instances(seeds=(201,), dim=32, batch=4))
-        m = run_mixture(seeds=(301,), nfes=(12,), n=256)
-        return g, m, {}
-    return run_gaussian(), run_mixture(), run_predictors()
+        ps = [
+            P.diffusion_oracles("linear", "epsilon", split, dim=8, batch=4, seeds=(7,)),
+            P.gaussian_indi(split, dim=16, batch=4, seeds=(7,)),
+        ]
+        return {p.name: p for p in ps}
+    ps = []
+    if "a" in which:
+        ps += [
+            P.diffusion_oracles("linear", "epsilon", split),
+            P.diffusion_oracles("cosine", "v_prediction", split),
+            P.diffusion_oracles("linear", "sample", split),
+        ]
+    if "b" in which:
+        ps.append(P.ddpm_faces(split))
+    if "c" in which:
+        ps += [P.indi_photos("indi-deblur", split), P.indi_photos("indi-sr4", split)]
+    if "d" in which:
+        ps += [P.gaussian_indi(split), P.mixture_indi(split)]
+    return {p.name: p for p in ps}
+
+
+def warmups(problem, split: str):
+    """Warm-up inputs for :func:`prepare_fits`, never scored: other noises of each oracle, other
+    noises of the DDPM, other crops of the validation photos for the shipped predictors."""
+    if problem.kind == "psnr":
+        from flowrestore.pretrained import degrade_for
+
+        inst = problem.instances[0]
+        _, clean = P.crop_images(P.WARM_CROPS, 64)
+        model = inst.flow.network
+        y = degrade_for(model, clean, generator=torch.Generator().manual_seed(7))
+        return [y]
+    out = []
+    for i, inst in enumerate(problem.instances):
+        g = torch.Generator().manual_seed(90_000 + i)
+        model = inst.extra["model"]
+        if hasattr(model, "sample_latent"):
+            out.append(model.sample_latent(16, g))
+        else:
+            out.append(torch.randn(16, *inst.x.shape[1:], generator=g))
+    return out
+
+
+def main(split: str = "test", which=("a", "b", "c", "d"), quick: bool = False, log=print):
+    """Run the problems of ``split``; returns ``(results, problems)``."""
+    problems = problems_for(split, which, quick)
+    results = {}
+    for name, problem in problems.items():
+        nfes = (12, 16, 20, 24) if problem.kind == "wrong" else NFES
+        if problem.kind in ("rel", "psnr") and not quick:
+            longest = prepare_fits(problem, warmups(problem, split), log=log)
+            fit_note = f"Fitted grids: ≤ 16 warm-up inputs each, longest fit {longest:.1f} s."
+            problem.note = f"{problem.note} {fit_note}".strip()
+        results[name] = run_problem(problem, nfes=(4,) if quick else nfes, log=log)
+    return results, problems
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    g, m, p = main(quick="--quick" in sys.argv)
-    print(report(g, m, p))
-    print(math.nan if not p else "")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--which", default="abcd", help="subset of problem groups, e.g. 'ad'")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    res, probs = main(a.split, tuple(a.which), a.quick)
+    print(report(res, probs, a.split))

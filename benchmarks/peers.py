@@ -1,14 +1,33 @@
-"""What a user would pick instead, driven on the same residual flow: diffusers' DPM-Solver++ (2M,
-3M, data prediction) and UniPC, and a k-diffusion-style Heun sampler.
+"""What a user would pick instead, run side by side with flowrestore in ``benchmarks/fewnfe.py``.
 
-InDI's ODE ``dx/dt = (x − D(x, t))/t`` is the EDM-form probability-flow ODE with ``σ = t`` and
-denoiser ``D = F`` (docs/math.md §8). diffusers' multistep schedulers work internally with
-``σ = sqrt((1 − ᾱ)/ᾱ)`` and the VP state ``x_vp = α x`` (``α = 1/sqrt(1 + σ²)``), so they run on
-any grid of σ values: :func:`diffusers_solve` sets the scheduler's ``sigmas`` to the grid (ending at
-0), feeds the denoiser's output as an ``x₀`` prediction (``prediction_type="sample"``) and converts
-the state on the way in and out. The schedulers' own choices are kept (``lower_order_final``, the
-first-order last step onto ``σ = 0``; they compute in float32). diffusers is a benchmark-only
-dependency (``pip install -e ".[diffusers]"``).
+Two ways to drive a peer:
+
+* **On its own defaults** (:func:`diffusers_sample`): a diffusers scheduler built for the model's
+  schedule and prediction type, ``set_timesteps(N)`` and the scheduler's own loop
+  ``x = sched.step(model(x, t), t, x).prev_sample`` — exactly what a diffusers user runs (DDIM,
+  DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3; ``final_sigmas_type="zero"`` where the scheduler has it).
+* **On a given σ grid** (:func:`diffusers_solve`, :func:`ipndm`, :func:`kdiffusion_euler`,
+  :func:`kdiffusion_heun`, :func:`kdiffusion_dpmpp_2m`): every residual flow
+  ``dx/dσ = (x − D(x, σ))/σ`` (InDI with ``σ = t``, a diffusion model in its scaled state
+  ``x̄ = x/√ᾱ`` with ``σ = √((1 − ᾱ)/ᾱ)``; docs/math.md §8) is driven through a denoiser
+  ``denoise(σ, x) → D``. diffusers' multistep schedulers work with the VP state ``α x`` (``α =
+  1/√(1 + σ²)``): :func:`diffusers_solve` sets their ``sigmas`` to the grid, feeds ``D`` as an
+  ``x₀`` prediction and converts the state on the way in and out.
+
+**iPNDM** (:func:`ipndm`) is written here from the paper — Zhang & Chen 2023, "Fast sampling of
+diffusion models with exponential integrator" (DEIS), §"improved PNDM": PNDM's linear multistep
+on the noise prediction in DDIM's exponential-integrator form, ``x̄_{k+1} = x̄_k + (σ_{k+1} − σ_k)
+ε̄_k`` with ``ε̄_k`` the Adams–Bashforth combination of the last noise predictions
+``ε = (x̄ − D)/σ`` (fixed-step coefficients up to order 4: ``(3, −1)/2``, ``(23, −16, 5)/12``,
+``(55, −59, 37, −9)/24``), and the Runge–Kutta warm start replaced by the lower-order
+Adams–Bashforth steps. diffusers' ``IPNDMScheduler`` is a different method (it steps in
+Karras' angle ``arctan σ``).
+
+**k-diffusion** (Crowson; its package needs torchvision) is reproduced by its three loops from
+``k_diffusion/sampling.py``: ``sample_euler``, ``sample_heun`` (Euler for the last step onto 0) and
+``sample_dpmpp_2m``, on ``get_sigmas_karras`` (EDM's ρ = 7 schedule, then 0).
+
+diffusers is a benchmark-only dependency (``pip install -e ".[diffusers]"``).
 """
 
 from __future__ import annotations
@@ -21,6 +40,52 @@ from torch import Tensor
 
 Denoiser = Callable[[float, Tensor], Tensor]
 
+#: label -> (diffusers scheduler class name, its options), each on its own defaults otherwise
+SCHEDULERS = {
+    "DDIM (trailing)": ("DDIMScheduler", {"timestep_spacing": "trailing", "clip_sample": False}),
+    "DPM-Solver++ 2M": ("DPMSolverMultistepScheduler", {"solver_order": 2}),
+    "DPM-Solver++ 3M": ("DPMSolverMultistepScheduler", {"solver_order": 3}),
+    "UniPC-2": ("UniPCMultistepScheduler", {"solver_order": 2}),
+    "UniPC-3": ("UniPCMultistepScheduler", {"solver_order": 3}),
+    "DEIS-3": ("DEISMultistepScheduler", {"solver_order": 3}),
+}
+
+
+def betas_of(alphas_cumprod: Tensor) -> Tensor:
+    """The ``β_k = 1 − ᾱ_k/ᾱ_{k−1}`` of a schedule (what a diffusers scheduler is built from)."""
+    abar = alphas_cumprod.double()
+    return 1 - abar / torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+
+
+def make_scheduler(label: str, alphas_cumprod: Tensor, prediction_type: str):
+    """The diffusers scheduler of ``label`` (:data:`SCHEDULERS`) for this schedule and model."""
+    import diffusers
+
+    name, options = SCHEDULERS[label]
+    cls = getattr(diffusers, name)
+    return cls(
+        num_train_timesteps=alphas_cumprod.numel(),
+        trained_betas=betas_of(alphas_cumprod).tolist(),
+        prediction_type=prediction_type,
+        **options,
+    )
+
+
+def diffusers_sample(label: str, model, x_T: Tensor, steps: int, alphas_cumprod, prediction_type):
+    """A diffusers user's sampler: scheduler ``label`` on its own defaults, ``steps`` model calls
+    from ``x_T`` (the model's state at the last trained timestep). Returns ``(x_0, NFE)``."""
+    sched = make_scheduler(label, alphas_cumprod, prediction_type)
+    sched.set_timesteps(steps)
+    x = x_T
+    nfe = 0
+    for t in sched.timesteps:
+        k = torch.full((x.shape[0],), float(t), dtype=x.dtype)
+        out = model(x, k)
+        out = getattr(out, "sample", out)
+        nfe += 1
+        x = sched.step(out.to(x.dtype), t, x).prev_sample.to(x.dtype)
+    return x, nfe
+
 
 def diffusers_solve(
     kind: str, order: int, denoise: Denoiser, x: Tensor, sigmas
@@ -28,7 +93,8 @@ def diffusers_solve(
     """Run diffusers' ``"dpm++"`` or ``"unipc"`` scheduler of ``order`` on the grid ``sigmas``.
 
     ``sigmas`` decrease to 0; ``denoise(σ, x)`` is the clean estimate at ``σ`` of the residual-form
-    state ``x``. Returns the state at ``σ = 0`` and the number of denoiser evaluations.
+    state ``x``. Returns the state at ``σ = 0`` and the number of denoiser evaluations. The
+    schedulers' own choices are kept (``lower_order_final``: a first-order last step onto 0).
     """
     from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
@@ -62,6 +128,37 @@ def diffusers_solve(
     return state, n
 
 
+#: Adams–Bashforth coefficients for equal steps, newest first (iPNDM's multistep, order 1–4)
+AB_COEFFICIENTS = (
+    (1.0,),
+    (3 / 2, -1 / 2),
+    (23 / 12, -16 / 12, 5 / 12),
+    (55 / 24, -59 / 24, 37 / 24, -9 / 24),
+)
+
+
+def ipndm(denoise: Denoiser, x: Tensor, sigmas, order: int = 4) -> tuple[Tensor, int]:
+    """iPNDM (module docstring): Adams–Bashforth on ``ε = (x − D)/σ`` in the DDIM form, lower
+    orders for the first steps; one evaluation per step, none at ``σ = 0``."""
+    grid = [float(s) for s in sigmas]
+    eps: list[Tensor] = []
+    for s, s_next in zip(grid[:-1], grid[1:], strict=True):
+        eps.insert(0, (x - denoise(s, x)) / s)
+        k = min(order, len(eps))
+        combo = sum(c * e for c, e in zip(AB_COEFFICIENTS[k - 1], eps, strict=False))
+        x = x + (s_next - s) * combo
+        del eps[order - 1 :]
+    return x, len(grid) - 1
+
+
+def kdiffusion_euler(denoise: Denoiser, x: Tensor, sigmas) -> tuple[Tensor, int]:
+    """k-diffusion's ``sample_euler`` (no churn): ``x ← x + (σ' − σ)(x − D)/σ``."""
+    grid = [float(s) for s in sigmas]
+    for s, s_next in zip(grid[:-1], grid[1:], strict=True):
+        x = x + (s_next - s) * (x - denoise(s, x)) / s
+    return x, len(grid) - 1
+
+
 def kdiffusion_heun(denoise: Denoiser, x: Tensor, sigmas) -> tuple[Tensor, int]:
     """k-diffusion's ``sample_heun`` (Karras et al. 2022, Alg. 1 without churn): Heun steps in σ,
     the last step onto ``σ = 0`` an Euler step. Returns the result and the evaluations."""
@@ -79,8 +176,32 @@ def kdiffusion_heun(denoise: Denoiser, x: Tensor, sigmas) -> tuple[Tensor, int]:
     return x, nfe
 
 
+def kdiffusion_dpmpp_2m(denoise: Denoiser, x: Tensor, sigmas) -> tuple[Tensor, int]:
+    """k-diffusion's ``sample_dpmpp_2m``: DPM-Solver++(2M) in ``λ = −log σ``, first order for the
+    first step and the step onto ``σ = 0``."""
+    grid = [float(s) for s in sigmas]
+    old = None
+    for i, (s, s_next) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+        d = denoise(s, x)
+        if old is None or s_next == 0:
+            x = (s_next / s) * x - math.expm1(-_h(s, s_next)) * d
+        else:
+            r = _h(grid[i - 1], s) / _h(s, s_next)
+            x = (s_next / s) * x - math.expm1(-_h(s, s_next)) * (
+                (1 + 1 / (2 * r)) * d - old / (2 * r)
+            )
+        old = d
+    return x, len(grid) - 1
+
+
+def _h(s: float, s_next: float) -> float:
+    """``λ(σ') − λ(σ)`` with ``λ = −log σ`` (``∞`` onto 0)."""
+    return math.inf if s_next == 0 else math.log(s / s_next)
+
+
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 1.0, rho: float = 7.0):
-    """EDM's σ schedule ``(σ_max^{1/ρ} + k/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``, then 0."""
+    """EDM's σ schedule ``(σ_max^{1/ρ} + k/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``, then 0
+    (k-diffusion's ``get_sigmas_karras``): ``n`` steps."""
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     s = (hi + ramp * (lo - hi)) ** rho

@@ -1,24 +1,29 @@
 """Time grids: construction and validation.
 
 A grid is a 1-D tensor of strictly monotone times; its order sets the direction of integration.
-Restoration flows run from ``t = 1`` to ``0``. Spacings:
+Restoration flows run from ``t = 1`` to ``0``. Spacings (which one ``steps=N`` uses:
+:func:`flowrestore.integrate.endpoint.default_spacing`):
 
-* :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)``;
+* :class:`Uniform` — ``t_k = t0 + (k/N)(t1 − t0)`` (an ``ODEFlow``'s default);
 * :class:`Power` — ``t_k = t1 + (t0 − t1)(1 − k/N)^ρ``: steps shrink toward ``t1`` (for restoration
   flows, toward 0, where the predictor changes fastest). With ``ρ ≥ p/2`` the ``O(h_last²)``
   error of the final denoising step of an order-``p`` method is ``O(N^{-p})`` — the whole solve
   keeps order ``p``;
 * :class:`StartRefined` — ``t_k = t1 + (t0 − t1)(1 − (k/N)^ρ)``: steps shrink toward the *start*
   (the degraded end ``t = 1``, where a learned restoration flow changes fastest), with an optional
-  closing pair for multistep extrapolation onto ``t1`` (the few-NFE default of
-  :class:`~flowrestore.SemiLinearMultistep`);
+  closing pair for multistep extrapolation onto ``t1`` (:class:`~flowrestore.InDIFlow`'s default);
+* :class:`NoiseLevels` — uniform in the index of a diffusion model's trained noise levels, warped
+  by ``ρ``: DDIM's quadratic timesteps for ``ρ = 2`` (Song et al. 2021, §D.2; a diffusion flow's);
+* :class:`EndRefined` — a spacing with its last steps refined as ``(1 − k/N)^ρ`` (the loop's rule);
 * :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,6 +36,11 @@ class Spacing:
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         """A float64 CPU grid of ``steps + 1`` points from ``t0`` to ``t1``."""
         raise NotImplementedError
+
+    @property
+    def end_exponent(self) -> float:
+        """``e``: the last interval shrinks like ``N^{−e}`` (default 1, a smooth spacing's)."""
+        return 1.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,11 @@ class Power(Spacing):
     def __post_init__(self):
         if not self.rho >= 1:
             raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ``: the last interval is ``(t0 − t1) N^{−ρ}``."""
+        return float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
@@ -93,6 +108,110 @@ class StartRefined(Spacing):
         grid = t1 + (t0 - t1) * (1 - u**self.rho)
         if pair:
             grid = torch.cat([grid[:-1], (t1 + (grid[-2] - t1) / 2**0.5).reshape(1), grid[-1:]])
+        grid[0], grid[-1] = t0, t1
+        return grid
+
+
+@dataclass(frozen=True, repr=False)
+class NoiseLevels(Spacing):
+    """Steps uniform in the index of a table of noise levels, warped by ``rho``.
+
+    ``levels``: increasing times ``τ_1 < … < τ_T`` of table entries ``j = 1 … T`` (a diffusion
+    model's ``σ_k/σ_max``, ``k = j − 1``); ``τ_0 = 0``. The table is a map ``τ(u)``, ``u = j/T`` at
+    entry ``j``, geometric between entries (linear in ``log τ``, as a diffusion model's continuous
+    timesteps interpolate the log-SNR) and linear from 0 to ``τ_1``. ``N`` steps are uniform in
+    ``u^{1/ρ}``: on the full span the timesteps ``T (1 − k/N)^ρ − 1`` (DDIM's trailing ones for
+    ``ρ = 1``, quadratic for 2). The first step ends near the data's scale whatever ``σ_max`` is
+    (cosine: ``≈ 2·10⁴``); the last point shrinks like ``N^{−ρ}``.
+    """
+
+    levels: tuple[float, ...]
+    rho: float = 2.0
+
+    def __post_init__(self):
+        lv = tuple(float(v) for v in self.levels)
+        object.__setattr__(self, "levels", lv)
+        if len(lv) < 2 or not all(math.isfinite(v) and v > 0 for v in lv):
+            raise ConfigError(
+                f"levels must be at least 2 finite positive times, got {describe(self.levels)}"
+            )
+        if any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
+            raise ConfigError(f"levels must increase strictly, got {describe(self.levels)}")
+        object.__setattr__(self, "_log", tuple(math.log(v) for v in lv))
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+
+    def __repr__(self) -> str:
+        return f"NoiseLevels({len(self.levels)} levels up to {self.levels[-1]:.4g}, rho={self.rho})"
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ`` (once ``N^ρ > T`` the last point lies on the table's linear first segment)."""
+        return float(self.rho)
+
+    def _time(self, u: float) -> float:
+        lv, lg, n = self.levels, self._log, len(self.levels)
+        x = min(max(u, 0.0), 1.0) * n  # entry j (levels[j - 1]) sits at x = j
+        if x < 1.0:
+            return lv[0] * x
+        j = min(int(x), n - 1)
+        return math.exp(lg[j - 1] + (x - j) * (lg[j] - lg[j - 1])) if x < n else lv[-1]
+
+    def _index(self, t: float) -> float:
+        lv, lg, n = self.levels, self._log, len(self.levels)
+        if t < lv[0]:
+            return max(t, 0.0) / (lv[0] * n)
+        if t >= lv[-1]:
+            return 1.0
+        lo, hi = 0, n - 1  # lv[lo] <= t < lv[hi]; pure Python: a compiled solve plans it too
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if lv[mid] <= t else (lo, mid)
+        return (lo + 1 + (math.log(t) - lg[lo]) / (lg[hi] - lg[lo])) / n
+
+    def time_of(self, u):
+        """``τ(u)`` (class docstring) for an array of ``u`` in ``[0, 1]``."""
+        return np.reshape([self._time(float(v)) for v in np.ravel(u)], np.shape(u))
+
+    def index_of(self, t):
+        """The inverse ``u(τ)`` for an array of times (clipped to the table's range)."""
+        return np.reshape([self._index(float(v)) for v in np.ravel(t)], np.shape(t))
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        r = 1.0 / self.rho
+        w0, w1 = self._index(t0) ** r, self._index(t1) ** r
+        pts = [self._time((w0 + (w1 - w0) * k / steps) ** self.rho) for k in range(steps + 1)]
+        pts[0], pts[-1] = t0, t1
+        return torch.tensor(pts, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class EndRefined(Spacing):
+    """``base``'s shape read at ``u_k = (1 − k/N)^ρ`` instead of ``1 − k/N`` (sampled with
+    ``resolution`` steps, interpolated linearly): the last positive point is ``O(N^{−eρ})`` for a
+    base of end exponent ``e``. The loop applies it to an order-``p`` method landing by the
+    denoising step with ``ρ = p/(2e)`` (:mod:`flowrestore.integrate.endpoint`)."""
+
+    base: Spacing
+    rho: float = 2.0
+    resolution: int = 1024
+
+    def __post_init__(self):
+        if not isinstance(self.base, Spacing):
+            raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
+            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """The base's, times ``ρ``."""
+        return self.base.end_exponent * float(self.rho)
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        fine = self.base(self.resolution, t0, t1).numpy()
+        u = np.linspace(1.0, 0.0, self.resolution + 1)  # 1 at t0, 0 at t1
+        want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
+        grid = torch.from_numpy(np.interp(want, u[::-1], fine[::-1]))
         grid[0], grid[-1] = t0, t1
         return grid
 
@@ -189,8 +308,6 @@ class Fitted(Spacing):
         if steps == m:
             tau = torch.tensor(self.times, dtype=torch.float64)
         else:
-            import numpy as np
-
             u = np.linspace(0.0, 1.0, steps + 1)
             tau = torch.from_numpy(np.interp(u, np.linspace(0.0, 1.0, m + 1), self.times))
         grid = t1 + (t0 - t1) * tau
@@ -219,6 +336,11 @@ class Karras(Spacing):
             raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
         if not 0 <= self.t_min < 1:
             raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ`` down to 0; ``0`` with ``t_min > 0`` (a floor: the loop's end rule leaves it)."""
+        return 0.0 if self.t_min > 0 else float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
@@ -262,6 +384,11 @@ class Shifted(Spacing):
     def unshift(self, sigma: Tensor) -> Tensor:
         """The unshifted time ``u = σ / (s − (s − 1) σ)`` (inverse of the shift)."""
         return sigma / (self.shift - (self.shift - 1) * sigma)
+
+    @property
+    def end_exponent(self) -> float:
+        """``ρ``: near ``σ = 0`` the last positive point is ``≈ s u_0 N^{−ρ}``."""
+        return float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         ends = self.unshift(torch.tensor([t0, t1], dtype=torch.float64))

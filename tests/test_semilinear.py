@@ -115,7 +115,7 @@ def test_fitted_spacing_and_fit_grid_improve_on_uniform():
     flow = fr.InDIFlow(orc.posterior_mean)
     solver = SemiLinearMultistep(order=3)
     ref = orc.ode_solution(y, 0.0)
-    sp = fit_grid(flow, solver, y, 4, reference=ref, maxiter=300, seed_grids=1)
+    sp = fit_grid(flow, solver, y, 4)  # GITS-style (issue 16): no reference, no Nelder-Mead
     assert isinstance(sp, Fitted) and len(sp.times) == 5
     e_fit = float((fr.solve(flow, solver, y, steps=4, spacing=sp).x - ref).norm())
     e_uni = float((fr.solve(flow, solver, y, steps=4).x - ref).norm())
@@ -149,3 +149,70 @@ def test_start_refined_grid_and_the_multistep_default():
     torch.testing.assert_close(sol.ts, g)
     with pytest.raises(ConfigError, match="rho"):
         fr.StartRefined(rho=0.5)
+
+
+# ---- issue 15 item 7 / issue 16: nodes and weights against Lagrange's formula -----------------
+
+
+def _lagrange_step(t, s, x, nodes, values, power):
+    """``(s/t) x + s ∫_s^t P(τ)/τ² dτ`` for the Lagrange interpolant ``P`` of ``values`` at
+    ``nodes`` in ``(τ/t)^power`` (numerical quadrature); onto ``s = 0`` its limit ``P(0)``."""
+    from scipy.integrate import quad
+
+    v = [(n / t) ** power for n in nodes]
+
+    def basis(j, tau):
+        out = 1.0
+        for m, vm in enumerate(v):
+            if m != j:
+                out *= ((tau / t) ** power - vm) / (v[j] - vm)
+        return out
+
+    if s == 0.0:
+        return sum(basis(j, 0.0) * g for j, g in enumerate(values))
+    w = [
+        s * quad(lambda tau, j=j: basis(j, tau) / tau**2, s, t, epsabs=1e-14)[0]
+        for j in range(len(v))
+    ]
+    return (s / t) * x + sum(wj * g for wj, g in zip(w, values, strict=True))
+
+
+def _reference_solve(grid, x, value, nodes, power, final_nodes):
+    """SemiLinearMultistep's documented rule, step by step: evaluate at each grid time, correct
+    the previous step with ``nodes + 1`` nodes (the new one first), predict with the newest
+    ``nodes`` nodes, land on 0 with the newest ``final_nodes`` nodes."""
+    ts, gs, x_prev = [], [], None
+    for t, s in zip(grid[:-1], grid[1:], strict=True):
+        g = value(t)
+        if ts:
+            m = min(nodes + 1, len(ts) + 1)
+            x = _lagrange_step(ts[0], t, x_prev, [t, *ts[: m - 1]], [g, *gs[: m - 1]], power)
+        ts, gs, x_prev = [t, *ts], [g, *gs], x
+        k = min(final_nodes if s == 0.0 else nodes, len(ts))
+        x = _lagrange_step(t, s, x, ts[:k], gs[:k], power)
+    return x
+
+
+@pytest.mark.parametrize("nodes,power,final", [(2, 2, None), (3, 2, None), (2, 1, None), (3, 1, 2)])
+def test_nodes_and_landing_weights_follow_lagrange(nodes, power, final):
+    """With a clean estimate that depends on time only, ``D(x, t) = G(t)`` (not a polynomial),
+    every predictor, corrector and the landing extrapolation are Lagrange interpolants of ``G``
+    at the documented nodes: the solve matches the rule evaluated with quadrature to 1e-10. A wrong
+    node time, a wrong number of nodes or a wrong weight changes the answer."""
+
+    def value(t):
+        return math.cos(3 * t) + t**3
+
+    grid = [1.0, 0.8, 0.55, 0.4, 0.22, 0.12, 0.07, 0.0]
+    x1 = torch.full((2, 1), 0.7, dtype=torch.float64)
+    flow = fr.InDIFlow(
+        lambda x, t: (
+            torch.full_like(x, 1.0)
+            * torch.tensor([value(float(v)) for v in t], dtype=x.dtype)[:, None]
+        )
+    )
+    solver = SemiLinearMultistep(nodes=nodes, power=power, final_nodes=final)
+    got = fr.solve(flow, solver, x1, grid=torch.tensor(grid, dtype=torch.float64)).x
+    fin = final or nodes + 1
+    want = _reference_solve(grid, 0.7, value, nodes, power, fin)
+    assert float((got - want).abs().max()) < 1e-10, (float(got[0, 0]), want)

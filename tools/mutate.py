@@ -127,9 +127,15 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "default-grid-rho": (
         "flowrestore/integrate/endpoint.py",
-        "        return Power(rho=solver.order / 2)",
-        "        return Power(rho=solver.order / 3)",
-        ["tests/core/test_orders.py"],
+        "        return Power(rho=solver.order / 2) if landing",
+        "        return Power(rho=solver.order / 3) if landing",
+        ["tests/core/test_orders.py", "tests/fewnfe/test_grids.py"],
+    ),
+    "declared-grid-end-refined": (
+        "flowrestore/integrate/endpoint.py",
+        "        return EndRefined(own, rho=solver.order / (2 * e))",
+        "        return EndRefined(own, rho=solver.order / (3 * e))",
+        ["tests/fewnfe/test_grids.py"],
     ),
     "pi-error-norm-scale": (
         "flowrestore/controllers/error.py",
@@ -163,9 +169,76 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "endpoint-always-denoise": (
         "flowrestore/integrate/endpoint.py",
-        "    if lands_by_denoising(solver):\n",
+        "    if lands_by_denoising(solver, flow):\n",
         "    if True:\n",
         ["tests/core/test_orders.py", "tests/test_semilinear.py"],
+    ),
+    # ---- issue 16: few-step defaults, reciprocal stages, iPNDM, fitted grids
+    "multistep-second-node": (
+        "flowrestore/solvers/semilinear.py",
+        "        ts, gs = (t, *hist_t), (g_t, *hist_g)",
+        "        ts, gs = (t, *hist_t[::-1]), (g_t, *hist_g[::-1])",
+        ["tests/test_semilinear.py"],
+    ),
+    "multistep-landing-nodes": (
+        "flowrestore/solvers/semilinear.py",
+        "        return self.final_nodes or (self.nodes + int(self.corrector))",
+        "        return self.final_nodes or self.nodes",
+        ["tests/test_semilinear.py"],
+    ),
+    "noise-levels-geometric-interpolation": (
+        "flowrestore/grids.py",
+        "        return math.exp(lg[j - 1] + (x - j) * (lg[j] - lg[j - 1])) if x < n else lv[-1]",
+        "        return lv[j - 1] + (x - j) * (lv[j] - lv[j - 1]) if x < n else lv[-1]",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "end-refined-exponent": (
+        "flowrestore/grids.py",
+        "        want = np.linspace(1.0, 0.0, steps + 1) ** self.rho",
+        "        want = np.linspace(1.0, 0.0, steps + 1) ** (self.rho * 1.01)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "reciprocal-stage-time": (
+        "flowrestore/solvers/reciprocal.py",
+        "        t_i = t * s / (s + c * (t - s))",
+        "        t_i = t + c * (s - t)",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "reciprocal-landing-line": (
+        "flowrestore/solvers/reciprocal.py",
+        "    return StepResult((d * v_prev - state.d_start * v) / (v_prev - v), None, 1)",
+        "    return StepResult(d, None, 1)",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "reciprocal-stage-increment": (
+        "flowrestore/solvers/reciprocal.py",
+        "base + ((tb - sb) / (sb + c * (tb - sb))) * incr",
+        "base + ((tb - sb) / (sb + c * (tb - sb))) * 1.001 * incr",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "ipndm-data-step": (
+        "flowrestore/solvers/adams.py",
+        "            x_next = r * x + (1 - r) * combo",
+        "            x_next = r * x + (1 - r) * 1.001 * combo",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "fit-grid-dp-first-step": (
+        "flowrestore/integrate/gits.py",
+        "    best[0] = first  # best[k, i]",
+        "    best[0] = 0 * first  # best[k, i]",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "fit-grid-dp-traceback": (
+        "flowrestore/integrate/gits.py",
+        "        path.append(int(arg[path[-1], path[-2]]))",
+        "        path.append(int(arg[path[-2], path[-1]]))",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "ipndm-coefficient": (
+        "flowrestore/solvers/adams.py",
+        "    (23 / 12, -16 / 12, 5 / 12),",
+        "    (23 / 12, -16 / 12, 5.001 / 12),",
+        ["tests/fewnfe/test_adams.py"],
     ),
     # ---- issue 11: diffusion models as residual flows (docs/math.md §8)
     "diffusion-eps-to-clean": (

@@ -1,7 +1,15 @@
 """Flows: what to integrate (InDI's residual flow, a diffusion model's probability-flow ODE, Dirac's
 reverse SDE, generic ODE/SDE flows)."""
 
-from flowrestore.flows.base import ODE, SDE, Flow, ResidualFlow, batch_time, bcast
+from flowrestore.flows.base import (
+    ODE,
+    SDE,
+    Flow,
+    ResidualFlow,
+    TimeVariable,
+    batch_time,
+    bcast,
+)
 from flowrestore.flows.denoiser import DenoiserFlow
 from flowrestore.flows.diffusion import (
     ClipSample,
@@ -36,6 +44,7 @@ __all__ = [
     "ResidualFlow",
     "SDEFlow",
     "Shifted",
+    "TimeVariable",
     "batch_time",
     "bcast",
 ]

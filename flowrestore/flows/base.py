@@ -37,18 +37,26 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import IncompatibleSolverError, PredictorOutputError, ShapeError, describe
+from flowrestore.errors import (
+    ConfigError,
+    IncompatibleSolverError,
+    PredictorOutputError,
+    ShapeError,
+    describe,
+)
 
 __all__ = [
     "ODE",
     "SDE",
     "Flow",
     "ResidualFlow",
+    "TimeVariable",
     "batch_time",
     "bcast",
     "call_user",
@@ -176,6 +184,33 @@ def check_output(name: str, out: object, like: Tensor) -> Tensor:
     return out
 
 
+@dataclass(frozen=True)
+class TimeVariable:
+    """How few-step solvers should treat a flow's time ``t`` (declared by the flow,
+    :meth:`flowrestore.flows.Flow.time_variable`; a residual flow ``dx/dt = (x − D)/t``).
+
+    Args:
+        power: the semi-linear multistep solvers interpolate the clean estimate ``D`` in
+            ``(τ/t)^power`` (:class:`~flowrestore.SemiLinearMultistep`): ``2`` when ``D`` is even
+            in ``t`` at 0 along the flow (``D = x(0) + O(t²)``: InDI's residual flow), ``1`` when
+            ``D`` bends over many orders of magnitude of ``t`` (a diffusion model in ``σ``).
+        reciprocal: Runge–Kutta stages are taken in the integrating-factor variables
+            ``w = 1/t``, ``y = x/t``, in which a residual flow reads ``dy/dw = D`` (DDIM's
+            exponential form; Euler is unchanged): the linear part ``x/t`` is integrated exactly,
+            so steps spanning orders of magnitude of ``t`` (a diffusion model's ``σ_max`` to
+            ``O(1)``) stay stable.
+    """
+
+    power: int = 2
+    reciprocal: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.power, bool) or self.power not in (1, 2):
+            raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
+        if not isinstance(self.reciprocal, bool):
+            raise ConfigError(f"reciprocal must be a bool, got {describe(self.reciprocal)}")
+
+
 class Flow:
     """Base class of everything :func:`flowrestore.solve` integrates.
 
@@ -263,6 +298,11 @@ class Flow:
     def default_spacing(self):
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
+
+    def time_variable(self) -> TimeVariable:
+        """How few-step solvers should treat this flow's time (:class:`~flowrestore.grids.
+        TimeVariable`; default: interpolate in ``t²``, Runge–Kutta stages in ``t``)."""
+        return TimeVariable()
 
     def preferred_t_min(self, rtol: float) -> float | None:
         """Where error control at tolerance ``rtol`` should stop before the landing step onto a

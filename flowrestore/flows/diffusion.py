@@ -17,16 +17,18 @@ model's ``x`` (:meth:`~DiffusionFlow.from_state`); at ``t = 0`` the two coincide
 which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained timesteps (the rule of
 :func:`flowrestore.oracles.diffusion.alpha_cumprod_at`, inverted here), extended linearly beyond
 ``[0, T − 1]``; ``clamp_timesteps=True`` keeps the timesteps inside instead (the clean estimate is
-still converted at the true ``σ``). Below the smallest trained level ``σ_0`` only the default
-grid's last one or two points fall (for ``N ≥ 5`` steps of a 1000-step schedule).
+still converted at the true ``σ``). Below the smallest trained level ``σ_0`` falls only the default
+grid's last positive point, once ``N² > T`` (``N ≥ 32`` steps of a 1000-step schedule).
 
-**Default grid and error control.** ``steps=N`` lays EDM's ``ρ = 7`` spacing in ``σ`` (Karras
-et al. 2022, eq. 5; :class:`~flowrestore.Karras`) from ``σ_max`` down to ``σ_min = 0``. It converges
-— the last positive point is ``σ_max N^{−7}``, so every solver keeps its declared order at
-``t = 0`` — which neither DDIM's uniform timesteps nor EDM's ``σ_min > 0`` do (their last positive
-point stays at the smallest trained noise level). Measured on exact Gaussian models (``python -m
-benchmarks.diffusion_grids``, README): DDIM's timesteps (:meth:`~DiffusionFlow.grid_from_scheduler`)
-are more accurate at 5–20 evaluations, this grid at 50 with Midpoint and the multistep solver.
+**Default grid and time variable** (issue 16). ``steps=N`` lays DDIM's quadratic timesteps
+``T(1 − k/N)² − 1`` down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels` over the trained
+noise levels): the first step ends near the data's scale however large ``σ_max`` is (a cosine
+schedule's ``2·10⁴``). :meth:`DiffusionFlow.time_variable` declares ``power=1`` (the semi-linear
+solvers interpolate ``D`` in ``σ``) and reciprocal Runge–Kutta stages (``dy/dw = D`` in
+``w = 1/σ``, ``y = x̄/σ``: :mod:`flowrestore.solvers.reciprocal`), in which Heun and RK4 stay
+stable over steps from ``σ_max`` to ``O(1)``. Measured on exact Gaussian models and a trained DDPM
+(``python -m benchmarks fewnfe``, ``benchmarks/RESULTS.md``). :class:`Karras` (EDM's ρ = 7, the
+default before) stays available as ``spacing=fr.Karras()``.
 A :class:`~flowrestore.PIController` without its own ``t_min`` stops the controlled part at
 ``σ_stop = min(σ_0, sqrt(rtol)/10)`` (:meth:`DiffusionFlow.preferred_t_min`; landing error
 ``O(σ_stop²)`` in the data's units).
@@ -71,7 +73,7 @@ from flowrestore.flows.diffusers_io import (
     scheduler_grid,
 )
 from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
-from flowrestore.grids import Karras, Spacing
+from flowrestore.grids import Karras, NoiseLevels, Spacing
 from flowrestore.oracles.diffusion import check_alphas_cumprod
 
 __all__ = [
@@ -138,6 +140,7 @@ class DiffusionFlow(ModelFlow):
         self._log_var = torch.log1p(-abar) - torch.log(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
+        self._spacing = NoiseLevels(levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0)
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
@@ -201,8 +204,20 @@ class DiffusionFlow(ModelFlow):
         return torch.sqrt(1 + (t * self.sigma_max) ** 2)
 
     def default_spacing(self) -> Spacing:
-        """EDM's ``ρ = 7`` spacing in ``σ`` down to 0 (:class:`~flowrestore.Karras`)."""
-        return Karras(rho=7.0)
+        """DDIM's quadratic timesteps, down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels`
+        with ``ρ = 2`` over this model's trained noise levels; issue 16): the first step ends at a
+        noise level of the order of the data whatever ``σ_max`` is, and the last positive point
+        shrinks like ``N^{−2}`` in the timestep index. Built once, on the host, with the flow (a
+        compiled solve plans without reading a tensor)."""
+        return self._spacing
+
+    def time_variable(self):
+        """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1), Runge–Kutta stages are
+        reciprocal (:class:`~flowrestore.flows.base.TimeVariable`): ``D`` bends over the orders of
+        magnitude between ``σ_max`` and the data's scale (issue 16)."""
+        from flowrestore.flows.base import TimeVariable
+
+        return TimeVariable(power=1, reciprocal=True)
 
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""
@@ -334,8 +349,8 @@ class DiffusionSDE(SDE):
     2021, score SDEs: drift ``−(dσ²/dt) ∇log p = 2 (x̄ − D)/t``, diffusion ``√(dσ²/dt)``); it has
     the probability-flow ODE's marginals, so it samples the model's distribution — DDPM's
     ancestral sampler is a discretisation of it. Additive noise: ``EulerMaruyama`` and ``SRA1``
-    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid whose last
-    positive point is ``σ_max N^{−7}``). Built by :meth:`DiffusionFlow.reverse_sde`.
+    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid).
+    Built by :meth:`DiffusionFlow.reverse_sde`.
     """
 
     noise_type = "additive"
@@ -377,5 +392,6 @@ class DiffusionSDE(SDE):
         return self.flow.from_state(x, t)
 
     def default_spacing(self) -> Spacing:
-        """The flow's grid (:class:`~flowrestore.Karras`, ρ = 7, down to 0)."""
+        """The flow's grid (DDIM's quadratic timesteps down to 0, :meth:`DiffusionFlow.
+        default_spacing`)."""
         return self.flow.default_spacing()

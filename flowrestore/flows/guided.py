@@ -151,6 +151,10 @@ class GuidedFlow(Flow):
         """The model flow's grid."""
         return self.model.default_spacing()
 
+    def time_variable(self):
+        """The model flow's time variable (:meth:`Flow.time_variable`)."""
+        return self.model.time_variable()
+
 
 class DiffPIRFlow(GuidedFlow, ResidualFlow):
     """DiffPIR as an ODE: the model's flow with ``D`` replaced by the proximal estimate

@@ -8,23 +8,32 @@ ends at 0, **nothing is evaluated at 0**:
    :class:`~flowrestore.PIController`'s ``t_min`` under error control;
 2. then it *lands* on 0 with one step from ``t_stop``:
 
-   * a solver whose stages stay strictly inside the step (``max(stage_fractions) < 1``: Euler,
-     Midpoint, the InDI samplers, the semi-linear multistep solvers) takes it as its own step —
-     Euler's is exactly ``D(x, t_stop)``, the multistep solver's the extrapolation of its history
-     to ``τ = 0``;
-   * any other solver (a stage at ``c = 1``: Heun, RK4, Bosh3, Dopri5, ...) takes the denoising
-     step ``x_0 = D(x_stop, t_stop)`` (1 evaluation; error ``O(t_stop²)``, because
-     ``D(x(τ), τ) = x(0) + O(τ²)`` along the exact solution).
+   * a solver whose stages stay at the start of the step (``stage_fractions == (0,)``: Euler, the
+     InDI samplers, the semi-linear multistep solvers) takes it as its own step — Euler's is
+     exactly ``D(x, t_stop)``, the multistep solver's the extrapolation of its history to
+     ``τ = 0``; so does Midpoint (stage at ``c = 1/2``) on a flow whose Runge–Kutta stages are
+     in ``t``;
+   * any other solver — a stage at ``c = 1`` (Heun, RK4, Bosh3, Dopri5, ...), or any stage past the
+     start on a flow that declares reciprocal stages (:class:`~flowrestore.flows.base.TimeVariable`:
+     there a stage of the step onto ``w = 1/t = ∞`` would sit at ``t → 0``) — takes the
+     denoising step ``x_0 = D(x_stop, t_stop)`` (1 evaluation; error ``O(t_stop²)``, because
+     ``D(x(τ), τ) = x(0) + O(τ²)`` along the exact solution); after a step in reciprocal
+     variables it extrapolates that estimate and the step's first one to ``τ = 0`` instead
+     (:func:`~flowrestore.solvers.reciprocal.reciprocal_landing`, still 1 evaluation).
 
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
 
 **Default grids** for ``steps=N``, first match: the flow's own
-:meth:`~flowrestore.flows.Flow.default_spacing` (e.g. a diffusion model's σ schedule); the solver's
+:meth:`~flowrestore.flows.Flow.default_spacing` (a diffusion model's
+:class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid); the solver's
 :meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve
 lands on a singular end by the denoising step, ``Power(ρ = max(1, p/2))`` — its last step
 ``t_{N−1} = O(N^{−ρ})`` makes the denoising error ``O(N^{−2ρ}) = O(N^{−p})``, so each solver keeps
-its declared order ``p`` at ``t = 0``; else uniform.
+its declared order ``p`` at ``t = 0``; else uniform. The same rule refines a declared grid whose
+last interval shrinks more slowly, like ``N^{−e}`` with ``0 < e < p/2``
+(:attr:`~flowrestore.grids.Spacing.end_exponent`): ``EndRefined(ρ = p/(2e))`` (Dopri5 on a
+diffusion model's ``e = 2``); ``e = 0`` is a deliberate floor (EDM's ``σ_min``), laid as declared.
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from flowrestore.flows.base import Flow
-from flowrestore.grids import Power, Spacing, Uniform
+from flowrestore.grids import EndRefined, Power, Spacing, Uniform
 from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.reciprocal import ReciprocalState, reciprocal_landing
 
 __all__ = ["default_spacing", "land", "lands_by_denoising", "singular_end"]
 
@@ -43,23 +53,31 @@ def singular_end(flow: Flow, t_end: float) -> bool:
     return flow.singular_at_zero and t_end == 0.0
 
 
-def lands_by_denoising(solver: Solver) -> bool:
-    """Whether ``solver`` lands on a singular end by the denoising step (a stage at ``c = 1``)."""
-    return solver.evaluates_at_end
+def lands_by_denoising(solver: Solver, flow: Flow | None = None) -> bool:
+    """Whether ``solver`` lands on a singular end of ``flow`` by the denoising step (module
+    docstring): a stage at ``c = 1``, or a stage past ``c = 0`` on a flow with reciprocal stages."""
+    if solver.evaluates_at_end:
+        return True
+    past_start = any(c > 0 for c in solver.stage_fractions)
+    return past_start and flow is not None and flow.time_variable().reciprocal
 
 
 def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) -> StepResult:
     """The step from ``t = t_stop`` onto the singular end ``0`` (module docstring)."""
-    if lands_by_denoising(solver):
+    if lands_by_denoising(solver, flow):
+        if isinstance(state, ReciprocalState):
+            return reciprocal_landing(flow, t, x, state)
         return StepResult(flow.denoise(t, x), None, 1)
     return solver.step(flow, t, x, -t, state, ctx)
 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The spacing ``steps=N`` uses when none is given (module docstring)."""
-    for own in (flow.default_spacing(), solver.default_spacing(flow)):
-        if own is not None:
-            return own
-    if singular_end(flow, t_end) and lands_by_denoising(solver) and solver.order > 2:
-        return Power(rho=solver.order / 2)
-    return Uniform()
+    own = flow.default_spacing() or solver.default_spacing(flow)
+    landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
+    if own is None:
+        return Power(rho=solver.order / 2) if landing and solver.order > 2 else Uniform()
+    e = own.end_exponent  # 0: a deliberate floor (EDM's σ_min), laid as declared
+    if landing and 0 < e < solver.order / 2:
+        return EndRefined(own, rho=solver.order / (2 * e))
+    return own

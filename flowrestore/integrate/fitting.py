@@ -1,77 +1,205 @@
-"""Fit a step grid to a problem: :func:`fit_grid` (the idea of "Align Your Steps", Sabour et al.
-2024, for diffusion samplers): the step times that minimise a solver's error on calibration
-samples, returned as a reusable :class:`~flowrestore.Fitted` spacing.
+"""Fitted time grids (docs/math.md §11): :func:`fit_grid`, a GITS-style optimiser.
+
+At a budget of a few evaluations the grid matters more than the order (Chen et al. 2024, "On the
+trajectory regularity of ODE-based diffusion sampling", GITS). :func:`fit_grid` fits the
+``steps``-step grid of one solver on one flow from a few warm-up inputs:
+
+1. **Teacher.** One fine solve of the warm-up batch with ``teacher_steps`` steps of the flow's
+   declared grid (``SemiLinearMultistep()`` where it applies, else ``RK4()``): states ``X_m`` at
+   the teacher's times ``t_0 > … > t_M`` and, for residual flows, the clean estimates
+   ``D_m = D(X_m, t_m)``. Candidate grids are subsets of the teacher's times.
+2. **Costs** of a step ``t_i → t_j`` against the teacher's ``X_j``, for multistep solvers
+   with the history of the point before, ``t_k`` ("costing pairs of steps"): the solver is started
+   at ``X_k``, steps to ``t_i``, and steps on from ``X_i`` (a single-step solver's cost is that of
+   its step from ``X_i``; the first step is the solver's warm start from ``X_0``). For a solver
+   whose steps are linear in the state and in clean estimates taken at grid points (Euler, Heun,
+   the semi-linear multistep solvers: detected by running it) every such step is evaluated
+   *symbolically* with the teacher's ``D_m`` (teacher forcing, :mod:`flowrestore.integrate.gits`):
+   no network evaluation beyond the teacher's. Other solvers (Midpoint, RK4, ...) are stepped for
+   real from the teacher's states (``O(M²)`` solves: meant for cheap flows; pass a smaller
+   ``teacher_steps``).
+3. **Dynamic programming** over the last two teacher points and the steps used minimises the
+   summed costs (O(M³ N)); for symbolic solvers a local search then moves single points to
+   minimise the error of the whole solve, history included, with each clean estimate linearised
+   about the teacher's (``D(x) ≈ D_m + α_m (x − X_m)``, ``α_m`` probed once per teacher point)
+   so that a solver's errors propagate — and cancel — as in a real solve.
+4. **Verification.** The candidates (the searches' ends and the :data:`CANDIDATES` best paths
+   they costed) and the flow's default grid are solved for real on the warm-up inputs; the most
+   accurate is returned — never worse than the default on them.
+
+Wrong requests are refused before any evaluation (a solver that cannot step the flow, a
+stochastic or error-controlled solver, a bad budget). The result is a :class:`~flowrestore.Fitted`
+spacing: ``fr.solve(flow, solver, x, steps=steps, spacing=fitted)`` (exactly the fitted grid;
+interpolated at other step counts), saved as ``fitted.times``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
-from flowrestore.grids import Fitted, Power, Spacing, Uniform
+from flowrestore.errors import ConfigError, FlowRestoreError, describe
+from flowrestore.flows.base import Flow
+from flowrestore.grids import Fitted, check_grid, make_grid
+from flowrestore.integrate.endpoint import default_spacing
+from flowrestore.integrate.gits import dp_path, local_search, symbolic_cost
 from flowrestore.integrate.solve import solve
+from flowrestore.solvers.base import Solver
 
 __all__ = ["fit_grid"]
 
+#: teacher-forced best paths also solved for real on the warm-up inputs
+CANDIDATES = 6
+
 
 def fit_grid(
-    flow,
-    solver,
-    x0: Tensor,
+    flow: Flow,
+    solver: Solver,
+    x_warmup: Tensor,
     steps: int,
     *,
-    reference: Tensor,
-    init: Spacing | None = None,
-    maxiter: int = 4000,
-    seed_grids: int = 3,
+    teacher_steps: int = 64,
+    teacher: Solver | None = None,
+    t_span: tuple[float, float] | None = None,
 ) -> Fitted:
-    """Fit the ``steps``-interval grid minimising ``solver``'s error on calibration samples.
+    """Fit the ``steps``-step grid of ``solver`` on ``flow`` to the warm-up batch ``x_warmup``.
 
-    Minimises ``log(‖x̂ − reference‖ / ‖reference‖)`` (``x̂``: the solve of ``flow`` from ``x0``
-    on the candidate grid; ``reference``: a tight solve of the same samples) over the step times
-    with Nelder–Mead on log-increments (every candidate is strictly monotone). Calibrate on samples
-    other than those you evaluate on. Returns a :class:`Fitted` spacing for the flow's span.
+    Args:
+        flow, solver: the pairing to fit (refused before any work if the solver cannot step it,
+            is stochastic, or carries tolerances).
+        x_warmup: a few inputs like those to be solved (e.g. ≤ 16 degraded crops or noises);
+            fit on other inputs than those you evaluate on.
+        steps: the step budget (``≥ 1``, ``< teacher_steps``).
+        teacher_steps: steps of the teacher solve; candidate times are its grid points.
+        teacher: the teacher solver (default ``SemiLinearMultistep()`` if it steps the flow,
+            else ``RK4()``).
+        t_span: ``(t_start, t_end)`` for flows without a default span.
+
+    Returns:
+        :class:`~flowrestore.Fitted` normalised times over the span (module docstring).
     """
-    import numpy as np
-    from scipy.optimize import minimize
+    t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span)
+    from flowrestore.solvers import RK4, SemiLinearMultistep
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ConfigError(f"steps must be an int >= 2, got {describe(steps)}")
-    span = flow.default_span or (1.0, 0.0)
-    ref_norm = float(reference.norm())
-
-    def times_from(z):
-        inc = np.exp(z - z.max())
-        c = np.cumsum(inc) / inc.sum()
-        return np.concatenate([[1.0], 1.0 - c[:-1], [0.0]])
-
-    def objective(z):
-        tau = times_from(z)
-        if np.any(np.diff(tau) >= 0):
-            return 1e3
-        grid = torch.tensor(span[1] + (span[0] - span[1]) * tau, dtype=torch.float64)
+    if teacher is None:
+        teacher = SemiLinearMultistep()
         try:
-            x = solve(flow, solver, x0, grid=grid).x
-        except Exception:  # noqa: BLE001 - an unusable candidate is just a bad one
-            return 1e3
-        err = float((x - reference).norm()) / ref_norm
-        return float(np.log(max(err, 1e-300))) if np.isfinite(err) else 1e3
+            teacher.check_flow(flow)
+        except FlowRestoreError:
+            teacher = RK4()
+    grid_t = make_grid(teacher_steps, t0, t1, default_spacing(flow, teacher, t1))
+    with torch.no_grad():
+        sol = solve(flow, teacher, x_warmup, grid=grid_t, save_at="steps")
+    states = [flow.to_state(sol.trajectory[m], float(grid_t[m])) for m in range(teacher_steps + 1)]
+    default = make_grid(steps, t0, t1, default_spacing(flow, solver, t1))
+    candidates = _candidates(flow, solver, grid_t, states, steps, default)
+    best = _verify(flow, solver, x_warmup, sol.x, [*candidates, default])
+    tau = (best - t1) / (t0 - t1)
+    return Fitted(tuple(float(v) for v in tau))
 
-    def z_from(tau):
-        return np.log(np.maximum(-np.diff(np.asarray(tau, dtype=np.float64)), 1e-12))
 
-    starts = [z_from((init or Uniform())(steps, 1.0, 0.0).numpy())]
-    for rho in (1.5, 2.0)[: max(seed_grids - 1, 0)]:
-        starts.append(z_from(Power(rho)(steps, 1.0, 0.0).numpy()))
-    best = None
-    for z0 in starts:
-        res = minimize(
-            objective,
-            z0,
-            method="Nelder-Mead",
-            options={"maxiter": maxiter, "xatol": 1e-5, "fatol": 1e-7, "adaptive": True},
+def _check(flow, solver, x, steps, teacher_steps, t_span) -> tuple[float, float]:
+    """Refuse a wrong request before any evaluation; return the span."""
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be a flowrestore Flow, got {describe(flow)}")
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be a flowrestore Solver instance, got {describe(solver)}")
+    solver.check_flow(flow)
+    flow.check_state(x)
+    if solver.stochastic:
+        raise ConfigError(
+            f"fit_grid fits a deterministic map; {solver!r} is stochastic (fit its ε = 0 member)"
         )
-        if best is None or res.fun < best.fun:
-            best = res
-    return Fitted(tuple(float(v) for v in times_from(best.x)))
+    if getattr(solver, "controller_options", None):
+        raise ConfigError(
+            f"{solver!r} configures error control; fit_grid fits fixed grids: build "
+            f"{type(solver).__name__}() without tolerances"
+        )
+    for name, v, lo in (("steps", steps, 1), ("teacher_steps", teacher_steps, 2)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ConfigError(f"{name} must be an int >= {lo}, got {describe(v)}")
+    if steps >= teacher_steps:
+        raise ConfigError(
+            f"steps ({steps}) must be smaller than teacher_steps ({teacher_steps}): the fitted "
+            "times are a subset of the teacher's"
+        )
+    span = t_span if t_span is not None else flow.default_span
+    if span is None:
+        raise ConfigError(f"{type(flow).__name__} has no default span: pass t_span=(t0, t1)")
+    g = check_grid(torch.tensor([float(span[0]), float(span[1])]), time_range=flow.time_range)
+    return float(g[0]), float(g[1])
+
+
+def _candidates(flow, solver, grid_t, states, steps, default) -> list[Tensor]:
+    """Candidate grids (subsets of ``grid_t``) from the symbolic or the numeric costs."""
+    m = grid_t.numel() - 1
+    even = [round(k * m / steps) for k in range(steps + 1)]
+    cost = symbolic_cost(flow, solver, grid_t, states) if flow.has_denoiser else None
+    if cost is not None and cost.path(even) is None:
+        cost = None  # the solver evaluates off the grid points: not symbolic
+    if cost is not None:
+        starts = [dp_path(cost.first_steps(), cost.triples(), steps), _snap(default, grid_t), even]
+        seen: dict = {}
+        paths = [local_search(cost.path, p, 12, seen) for p in starts]
+        ranked = sorted((v, k) for k, v in seen.items() if v is not None)
+        paths += [list(k) for _, k in ranked[:CANDIDATES]]
+        paths = [list(p) for p in dict.fromkeys(tuple(p) for p in paths if p is not None)]
+    else:
+        local = _numeric_costs(flow, solver, grid_t, states)
+        paths = [dp_path(local[0], _as_triples(local), steps)]
+    return [grid_t[list(p)].clone() for p in paths if p is not None]
+
+
+def _snap(grid: Tensor, grid_t: Tensor) -> list[int] | None:
+    """``grid`` moved to the nearest teacher points (``None`` if two points collide)."""
+    idx = [int((grid_t - float(v)).abs().argmin()) for v in grid]
+    idx[0], idx[-1] = 0, grid_t.numel() - 1
+    return idx if all(b > a for a, b in zip(idx, idx[1:], strict=False)) else None
+
+
+def _as_triples(local: Tensor) -> Tensor:
+    """Single-step costs ``c[i, j]`` as triple costs ``c[k, i, j]`` (independent of ``k < i``)."""
+    m = local.shape[0]
+    k = torch.arange(m)
+    return torch.where((k[:, None] < k[None, :])[:, :, None], local[None], torch.inf)
+
+
+def _numeric_costs(flow, solver, grid_t, states) -> Tensor:
+    """``c[i, j]``: relative error of the solver's solve from ``X_i`` over ``[t_i, t_j]``."""
+    m = grid_t.numel() - 1
+    cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(m):
+            ti = float(grid_t[i])
+            x_i = flow.from_state(states[i], ti)
+            for j in range(i + 1, m + 1):
+                try:
+                    x = solve(flow, solver, x_i, grid=grid_t[[i, j]]).x
+                except FlowRestoreError:
+                    continue
+                target = flow.from_state(states[j], float(grid_t[j]))
+                err = float((x - target).norm() / target.norm().clamp_min(1e-30))
+                cost[i, j] = err if math.isfinite(err) else math.inf
+    return cost
+
+
+def _verify(flow, solver, x, reference, grids: list[Tensor]) -> Tensor:
+    """The grid whose real solve of the warm-up batch is closest to the teacher's answer."""
+    best, best_err = None, math.inf
+    with torch.no_grad():
+        for grid in grids:
+            try:
+                out = solve(flow, solver, x, grid=grid).x
+            except FlowRestoreError:
+                continue
+            err = float((out - reference).norm())
+            if math.isfinite(err) and err < best_err:
+                best, best_err = grid, err
+    if best is None:
+        raise FlowRestoreError(
+            f"fit_grid: no candidate grid could be solved with {solver!r} on "
+            f"{type(flow).__name__} (every solve failed or was non-finite)"
+        )
+    return best

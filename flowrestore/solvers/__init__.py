@@ -3,6 +3,7 @@ exponential integrators, SDE steps (Dirac's eq. 7 among them) and adapters to to
 torchsde. Subclass :class:`Solver` (or :class:`ExplicitRK`, :class:`RestorationSampler`,
 :class:`SDESolver`) to add one; README "Write your own solver"."""
 
+from flowrestore.solvers.adams import IPNDM, AdamsState, DataIPNDM
 from flowrestore.solvers.adapters import Torchdiffeq
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import DiracStep
@@ -30,6 +31,7 @@ from flowrestore.solvers.tableau import ButcherTableau, rk_step
 from flowrestore.solvers.torchsde_adapter import Torchsde
 
 __all__ = [
+    "AdamsState",
     "RK4",
     "SRA1",
     "Bosh3",
@@ -38,6 +40,7 @@ __all__ = [
     "Context",
     "DDRMStep",
     "DPSStep",
+    "DataIPNDM",
     "DiffPIRStep",
     "DiracStep",
     "Dopri5",
@@ -46,6 +49,7 @@ __all__ = [
     "EulerMaruyama",
     "ExplicitRK",
     "Heun",
+    "IPNDM",
     "InDISampler",
     "Midpoint",
     "MultistepState",

@@ -23,6 +23,7 @@ from torch import Tensor
 from flowrestore.controllers import PIController
 from flowrestore.flows.base import Flow
 from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.reciprocal import reciprocal_step
 from flowrestore.solvers.tableau import (
     BOSH3,
     DOPRI5,
@@ -81,8 +82,13 @@ class ExplicitRK(Solver):
         return RKState(f0) if self.tableau.fsal else state
 
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
-        """One step of the tableau (reusing the FSAL stage carried in ``state``)."""
+        """One step of the tableau (reusing the FSAL stage carried in ``state``); a fixed-step
+        tableau steps in the flow's reciprocal variables if it declares them
+        (:mod:`flowrestore.solvers.reciprocal`; an embedded pair keeps ``t``, where its error
+        estimate sees what a step skips)."""
         k1 = state.k1 if state is not None else None
+        if self.tableau.b_error is None and flow.time_variable().reciprocal:
+            return reciprocal_step(self.tableau, flow, t, x, h, k1)
         x_next, err, last, nfe = rk_step(self.tableau, flow, t, x, h, k1)
         return StepResult(x_next, RKState(last) if self.tableau.fsal else None, nfe, err)
 

@@ -96,20 +96,22 @@ class SemiLinearMultistep(Solver):
         nodes: predictor values interpolated by the predictor step: 1 for orders 1 and 2; 2 to 5
             for order 3 (default 2). More nodes sharpen the constants but not the asymptotic
             order: the first step has only one node, which caps the order at 3.
-        power: interpolation variable ``(τ/t)^power``; 2 (default: uses ``G'(0) = 0``) or 1.
+        power: interpolation variable ``(τ/t)^power``, 1 or 2; default ``None``: the flow's
+            declared one (:meth:`~flowrestore.flows.Flow.time_variable`: 2 for InDI, whose
+            ``G'(0) = 0``; 1 for a diffusion model in ``σ``).
         final_nodes: nodes of the extrapolation onto ``t = 0`` (default ``nodes + 1`` with the
             corrector, else ``nodes``).
 
     One predictor evaluation per step (at its start); the step onto ``t = 0`` costs none, so a
-    solve of ``N`` steps ending at 0 costs ``N`` evaluations. With ``steps=N`` its default grid
-    is :class:`~flowrestore.StartRefined` (``rho=2``, closing pair): small steps near the
-    degraded end, where learned restoration flows change fastest; pass ``spacing=`` for another
-    (:class:`~flowrestore.Uniform`, or a fitted one, :func:`~flowrestore.integrate.fit_grid`).
+    solve of ``N`` steps ending at 0 costs ``N`` evaluations. With ``steps=N`` it runs on the
+    flow's declared grid (:meth:`~flowrestore.flows.Flow.default_spacing`: a diffusion model's),
+    else on :meth:`default_spacing`'s; pass ``spacing=`` for another, or ``grid=`` a fitted one
+    (:func:`~flowrestore.integrate.fit_grid`).
     """
 
     order: int = 3
     nodes: int | None = None
-    power: int = 2
+    power: int | None = None
     final_nodes: int | None = None
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
@@ -130,8 +132,8 @@ class SemiLinearMultistep(Solver):
                 f"{describe(self.nodes)} (two predictor nodes plus the corrector "
                 "already give order 3)"
             )
-        if self.power not in (1, 2):
-            raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
+        if self.power is not None and (isinstance(self.power, bool) or self.power not in (1, 2)):
+            raise ConfigError(f"power must be None, 1 or 2, got {describe(self.power)}")
         if self.final_nodes is not None and not (
             isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
         ):
@@ -147,8 +149,8 @@ class SemiLinearMultistep(Solver):
     def _final(self) -> int:
         return self.final_nodes or (self.nodes + int(self.corrector))
 
-    def _combine(self, t, s, x, ts, gs):
-        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], self.power)
+    def _combine(self, t, s, x, ts, gs, power):
+        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power)
         w = w.to(x.dtype)
         out = bcast(s / t, x) * x
         for j, g in enumerate(gs):
@@ -160,7 +162,8 @@ class SemiLinearMultistep(Solver):
         return x_start, MultistepState()
 
     def default_spacing(self, flow: Flow):
-        """``StartRefined(rho=2)`` with a closing pair: the few-NFE grid for restoration flows.
+        """``StartRefined(rho=2)`` with a closing pair: the few-NFE grid for restoration flows
+        that declare none (a flow's own declaration comes first: a diffusion model's).
 
         Chosen by measurement (``benchmarks/fewnfe.py``): learned restoration flows change fastest
         near the degraded end ``t = 1``, where this grid's steps are smallest; the closing pair
@@ -174,21 +177,22 @@ class SemiLinearMultistep(Solver):
     ) -> StepResult:
         """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
         hist_t, hist_g = state.ts, state.gs
+        power = self.power or flow.time_variable().power
         g_t = flow.denoise(t, x)
         if self.corrector and hist_t:
             # redo the previous step t_prev -> t with the new value as one more node
             m = min(self.nodes + 1, len(hist_t) + 1)
             x = self._combine(
-                hist_t[0], t, state.x_prev, [t, *hist_t[: m - 1]], [g_t, *hist_g[: m - 1]]
+                hist_t[0], t, state.x_prev, [t, *hist_t[: m - 1]], [g_t, *hist_g[: m - 1]], power
             )
         ts, gs = (t, *hist_t), (g_t, *hist_g)
         s = t + h
         k = min(self.nodes, len(ts))
-        x_next = self._combine(t, s, x, ts[:k], gs[:k])
+        x_next = self._combine(t, s, x, ts[:k], gs[:k], power)
         k_end = min(self._final(), len(ts))
         if k_end != k:
             # the step onto t = 0 extrapolates with more nodes; chosen on the device (no sync)
-            x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end])
+            x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end], power)
             x_next = torch.where(bcast(s == 0, x), x_end, x_next)
         keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))
         new_state = MultistepState(ts[:keep], gs[:keep], x if self.corrector else None)

@@ -114,7 +114,7 @@ def test_euler_on_the_flow_is_ddim(ptype):
     torch.testing.assert_close(called, torch.tensor(timesteps, dtype=F64).repeat_interleave(4))
 
 
-def test_nothing_is_evaluated_at_zero_and_heun_lands_by_denoising():
+def test_nothing_is_evaluated_at_zero_and_heun_lands_by_extrapolation():
     oracle, flow = gaussian_problem()
     seen = []
 
@@ -128,11 +128,15 @@ def test_nothing_is_evaluated_at_zero_and_heun_lands_by_denoising():
         seen.clear()
         sol = fr.solve(spied, solver, x_T, steps=6)
         assert torch.isfinite(torch.cat(seen)).all() and sol.stats.nfe.min() > 0
-    # Heun: the last step from t_{N−1} is the clean estimate there
+    # Heun (reciprocal stages, issue 16): the last step from t_{N−1} extrapolates the clean
+    # estimates there and at t_{N−2} (the last step's first stage) linearly in σ to σ = 0
     grid = flow.default_spacing()(6, 1.0, 0.0)
-    part = fr.solve(flow, fr.Heun(), x_T, grid=grid[:-1]).x
-    t_last = torch.tensor(float(grid[-2]), dtype=F64)
-    want = flow.denoise(t_last, flow.to_state(part, float(grid[-2])))
+    t1, t2 = float(grid[-2]), float(grid[-3])
+    x1 = flow.to_state(fr.solve(flow, fr.Heun(), x_T, grid=grid[:-1]).x, t1)
+    x2 = flow.to_state(fr.solve(flow, fr.Heun(), x_T, grid=grid[:-2]).x, t2)
+    d1 = flow.denoise(torch.tensor(t1, dtype=F64), x1)
+    d2 = flow.denoise(torch.tensor(t2, dtype=F64), x2)
+    want = (d1 * t2 - d2 * t1) / (t2 - t1)
     torch.testing.assert_close(fr.solve(flow, fr.Heun(), x_T, grid=grid).x, want)
 
 
@@ -158,11 +162,17 @@ def test_posterior_mean_at_an_early_stop_is_the_clean_estimate():
     torch.testing.assert_close(sol.x, want)
 
 
-def test_default_grid_is_karras_rho7_down_to_zero():
+def test_default_grid_is_quadratic_timesteps_and_karras_is_edms():
+    """``steps=N`` lays DDIM's quadratic timesteps ``T(1 − k/N)² − 1`` (issue 16: the first step
+    ends near the data's scale whatever σ_max is); ``Karras`` is EDM's ρ = 7 spacing."""
     flow = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=ABAR)
     n = 6
+    T = ABAR.numel()
     grid = flow.default_spacing()(n, 1.0, 0.0)
-    torch.testing.assert_close(grid, (1 - torch.arange(n + 1, dtype=F64) / n) ** 7)
+    want = flow.grid_from_timesteps(T * (1 - torch.arange(n, dtype=F64) / n) ** 2 - 1)
+    torch.testing.assert_close(grid, want)
+    karras = fr.Karras(rho=7.0)(n, 1.0, 0.0)
+    torch.testing.assert_close(karras, (1 - torch.arange(n + 1, dtype=F64) / n) ** 7)
     sig0 = float(flow.sigmas[0]) / flow.sigma_max
     edm = fr.Karras(rho=7.0, t_min=sig0)(n, 1.0, 0.0)
     r = 1 / 7

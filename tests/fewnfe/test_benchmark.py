@@ -1,0 +1,65 @@
+"""The few-NFE benchmark's harness (benchmarks/fewnfe.py, benchmarks/peers.py): its peers compute
+what they claim, and a smoke run writes every table."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+from .helpers import diffusion_problem
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import fewnfe, peers  # noqa: E402
+from benchmarks.fewnfe_problems import flow_denoiser  # noqa: E402
+
+pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers on numpy 2
+
+
+def test_reference_peers_match_the_same_updates_in_flowrestore():
+    """iPNDM (order 4) is ``fr.IPNDM(ab_order=4)`` in σ units; k-diffusion's Euler is DDIM =
+    ``fr.Euler``; its DPM++ 2M first step is DDIM too."""
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    grid = flow.default_spacing()(6, 1.0, 0.0)
+    sig = grid * flow.sigma_max
+    d, xs = flow_denoiser(flow), flow.to_state(x_T, 1.0)
+    ours = fr.solve(flow, fr.IPNDM(ab_order=4), x_T, grid=grid).x
+    torch.testing.assert_close(peers.ipndm(d, xs, sig)[0], ours)
+    torch.testing.assert_close(
+        peers.kdiffusion_euler(d, xs, sig)[0], fr.solve(flow, fr.Euler(), x_T, grid=grid).x
+    )
+    one = sig[[0, 1]]
+    torch.testing.assert_close(
+        peers.kdiffusion_dpmpp_2m(d, xs, one)[0],
+        flow.to_state(fr.solve(flow, fr.Euler(), x_T, grid=grid[[0, 1]]).x, float(grid[1])),
+    )
+
+
+def test_diffusers_peers_run_on_the_model_and_on_a_grid():
+    oracle, flow, x_T, exact = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    for label in peers.SCHEDULERS:
+        x, nfe = peers.diffusers_sample(
+            label, oracle, x_T, 8, oracle.alphas_cumprod, oracle.prediction_type
+        )
+        assert nfe == 8 and float((x - exact).norm() / exact.norm()) < 0.5, label
+    sig = flow.default_spacing()(8, 1.0, 0.0) * flow.sigma_max
+    x, nfe = peers.diffusers_solve("unipc", 3, flow_denoiser(flow), flow.to_state(x_T, 1.0), sig)
+    assert nfe == 8 and float((x - exact).norm() / exact.norm()) < 0.2
+
+
+def test_smoke_run_writes_the_tables(tmp_path):
+    results, problems = fewnfe.main(split="val", quick=True, log=lambda *a: None)
+    text = fewnfe.report(results, problems, "val", tmp_path)
+    assert (tmp_path / "fewnfe.png").stat().st_size > 0
+    for name in problems:
+        assert f"### {name}" in text
+    for row in ("SemiLinearMultistep()", "DataIPNDM()", "UniPC-3, own defaults", "iPNDM, Karras"):
+        assert row in text
+    assert "best default-constructed flowrestore" in text

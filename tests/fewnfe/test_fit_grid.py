@@ -1,0 +1,117 @@
+"""Fitted grids (docs/math.md §11; flowrestore/integrate/fitting.py, integrate/gits.py).
+
+* wrong requests are refused before any evaluation (an SDE solver on InDI's flow, a stochastic
+  or error-controlled solver, a bad budget);
+* the dynamic programme returns the path of least summed cost (brute force on small cases);
+* the teacher-forced symbolic solve is exact where its linearisation is: on an isotropic Gaussian
+  (``∂D/∂x = α I``) it reproduces the real solve's error along any grid;
+* a fitted grid beats the flow's default grid on inputs it did not see, and is reusable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError, IncompatibleSolverError
+from flowrestore.integrate import fit_grid
+from flowrestore.integrate.gits import dp_path, symbolic_cost
+
+from .helpers import F64, diffusion_problem, indi_problem
+
+
+class _Counter:
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.f(x, t)
+
+
+def test_wrong_requests_are_refused_before_any_evaluation():
+    oracle, _, y, _ = indi_problem(dim=4, batch=2)
+    spy = _Counter(oracle.posterior_mean)
+    flow = fr.InDIFlow(spy)
+    with pytest.raises(IncompatibleSolverError, match="EulerMaruyama"):
+        fit_grid(flow, fr.EulerMaruyama(), y, 4)
+    with pytest.raises(ConfigError, match="stochastic"):
+        fit_grid(flow, fr.InDISampler(eps=0.1), y, 4)
+    with pytest.raises(ConfigError, match="error control"):
+        fit_grid(flow, fr.Dopri5(rtol=1e-3), y, 4)
+    with pytest.raises(ConfigError, match="teacher_steps"):
+        fit_grid(flow, fr.Euler(), y, 8, teacher_steps=8)
+    with pytest.raises(ConfigError, match="steps"):
+        fit_grid(flow, fr.Euler(), y, 0)
+    with pytest.raises(ConfigError, match="t_span"):
+        fit_grid(fr.ODEFlow(lambda t, x: -x), fr.Euler(), y, 4)
+    assert spy.calls == 0
+
+
+def test_dynamic_programme_finds_the_cheapest_path():
+    g = torch.Generator().manual_seed(0)
+    m, steps = 7, 3
+    first = torch.rand(m + 1, generator=g, dtype=F64)
+    first[0] = math.inf
+    tri = torch.rand(m + 1, m + 1, m + 1, generator=g, dtype=F64)
+    k, i, j = torch.meshgrid(*[torch.arange(m + 1)] * 3, indexing="ij")
+    tri[~((k < i) & (i < j))] = math.inf
+    best = min(
+        (
+            first[p[0]]
+            + sum(tri[a, b, c] for a, b, c in zip((0, *p[:-1]), p, (*p[1:], m), strict=True)),
+            p,
+        )
+        for p in itertools.combinations(range(1, m), steps - 1)
+    )
+    assert dp_path(first, tri, steps) == [0, *best[1], m]
+
+
+def test_symbolic_solve_is_exact_for_an_isotropic_gaussian():
+    """``D`` affine with ``∂D/∂x = α(t) I``: the linearised teacher forcing is the real solve."""
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=8, batch=4, std=torch.tensor(0.3))
+    for solver in (fr.SemiLinearMultistep(), fr.Euler(), fr.Heun(), fr.IPNDM()):
+        grid_t = flow.default_spacing()(24, 1.0, 0.0)
+        sol = fr.solve(flow, fr.SemiLinearMultistep(), x_T, grid=grid_t, save_at="steps")
+        states = [flow.to_state(sol.trajectory[m], float(grid_t[m])) for m in range(25)]
+        cost = symbolic_cost(flow, solver, grid_t, states)
+        for idx in ([0, 5, 11, 17, 24], [0, 3, 9, 14, 20, 22, 24]):
+            real = fr.solve(flow, solver, x_T, grid=grid_t[idx]).x
+            want = float((real - sol.x).norm() / sol.x.norm())
+            assert cost.path(idx) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "problem,solver",
+    [
+        ("linear", fr.Euler()),
+        ("linear", fr.Heun()),
+        ("cosine", fr.IPNDM(form="data")),
+        ("indi", fr.RK4()),  # numeric costs (stages off the grid)
+    ],
+    ids=["diffusion-euler", "diffusion-heun", "diffusion-ipndm", "indi-rk4"],
+)
+def test_fitted_grid_beats_the_default_on_unseen_inputs(problem, solver):
+    if problem == "indi":
+        oracle, flow, _, _ = indi_problem(seed=3, dim=16, batch=2)
+        _, warm = oracle.sample(16, generator=torch.Generator().manual_seed(10))
+        _, test = oracle.sample(32, generator=torch.Generator().manual_seed(11))
+        exact = oracle.ode_solution(test, 0.0)
+        steps, kw = 2, {"teacher_steps": 24}
+    else:
+        oracle, flow, _, _ = diffusion_problem(problem, "epsilon", seed=3, dim=16)
+        warm = oracle.sample_latent(16, torch.Generator().manual_seed(10))
+        test = oracle.sample_latent(32, torch.Generator().manual_seed(11))
+        exact = oracle.exact_map(test)
+        steps, kw = 5, {}
+    fitted = fit_grid(flow, solver, warm, steps, **kw)
+    assert isinstance(fitted, fr.Fitted) and len(fitted.times) == steps + 1
+    err_fit = float((fr.solve(flow, solver, test, steps=steps, spacing=fitted).x - exact).norm())
+    err_def = float((fr.solve(flow, solver, test, steps=steps).x - exact).norm())
+    assert err_fit < 0.9 * err_def, (err_fit, err_def)
+    again = fitted(2 * steps, 1.0, 0.0)  # reusable at other step counts (interpolated)
+    assert again.numel() == 2 * steps + 1 and bool((again.diff() < 0).all())

@@ -1,0 +1,150 @@
+"""Spacings a flow declares and the loop's rule for ``steps=N`` (issue 16; flowrestore/grids.py,
+flowrestore/integrate/endpoint.py::default_spacing).
+
+Expected grids are computed here from their definitions: DDIM's timesteps read through the
+schedule's noise levels (log-linear between trained timesteps), closed-form profiles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError
+from flowrestore.integrate.endpoint import default_spacing
+
+from .helpers import F64, cosine_abar, linear_abar
+
+T = 1000
+
+
+def _levels(abar):
+    sig = ((1 - abar) / abar).sqrt()
+    return sig / sig[-1]
+
+
+def _sigma_of_timestep(abar, k: float) -> float:
+    """σ/σ_max at a continuous timestep: log σ linear between integers (independent of the
+    package)."""
+    logs = np.log(_levels(abar).numpy())
+    if k < 0:
+        return float(np.exp(logs[0])) * (k + 1)  # linear from 0 at timestep −1
+    j = min(int(math.floor(k)), len(logs) - 2)
+    return float(np.exp(logs[j] + (k - j) * (logs[j + 1] - logs[j])))
+
+
+@pytest.mark.parametrize("abar", [linear_abar(), cosine_abar()], ids=["linear", "cosine"])
+def test_noise_levels_are_ddim_timesteps(abar):
+    """ρ = 1: DDIM's "trailing" timesteps ``T − kT/N − 1``; ρ = 2: the quadratic ones
+    ``T (1 − k/N)² − 1``; then the clean end 0."""
+    levels = tuple(_levels(abar).tolist())
+    for rho in (1.0, 2.0):
+        sp = fr.NoiseLevels(levels=levels, rho=rho)
+        for n in (3, 4, 5, 8, 10):
+            want = [_sigma_of_timestep(abar, T * (1 - k / n) ** rho - 1) for k in range(n)]
+            got = sp(n, 1.0, 0.0)
+            torch.testing.assert_close(got, torch.tensor([*want, 0.0], dtype=F64))
+            if rho == 1.0 and T % n == 0:  # integer timesteps: exactly table entries
+                idx = [T - k * T // n - 1 for k in range(n)]
+                torch.testing.assert_close(got[:-1], _levels(abar)[idx], rtol=1e-14, atol=0)
+
+
+def test_noise_levels_span_inverse_and_last_point():
+    sp = fr.NoiseLevels(levels=tuple(_levels(linear_abar()).tolist()), rho=2.0)
+    u = np.linspace(0, 1, 37)
+    np.testing.assert_allclose(sp.index_of(sp.time_of(u)), u, atol=1e-12)
+    g = sp(6, 0.5, 0.01)  # a sub-span: exact ends, strictly decreasing
+    assert float(g[0]) == 0.5 and float(g[-1]) == 0.01 and bool((g.diff() < 0).all())
+    w = (sp.index_of([0.5, 0.01]) ** 0.5).tolist()  # uniform in u^{1/ρ}
+    want = sp.time_of(np.linspace(w[0], w[1], 7) ** 2)
+    np.testing.assert_allclose(g[1:-1].numpy(), want[1:-1], rtol=1e-12)
+    # once N² > T the last positive point is on the linear first segment: τ_1 T N^{-2}
+    for n in (40, 80):
+        assert float(sp(n, 1.0, 0.0)[-2]) == pytest.approx(sp.levels[0] * T / n**2, rel=1e-12)
+    assert sp.end_exponent == 2.0
+    with pytest.raises(ConfigError, match="increase"):
+        fr.NoiseLevels(levels=(0.2, 0.1, 1.0))
+    with pytest.raises(ConfigError, match="rho"):
+        fr.NoiseLevels(levels=(0.1, 1.0), rho=0.5)
+
+
+def test_end_refined_reads_the_base_shape_at_u_to_the_rho():
+    """On ``Uniform`` it is ``Power(ρ)``; on ``StartRefined(ρ₀)`` (``t(u) = 1 − (1 − u)^ρ₀``)
+    it is ``1 − (1 − u^ρ)^ρ₀``; its last interval shrinks like ``N^{−ρ e}``."""
+    for rho in (1.5, 2.0, 3.0):
+        torch.testing.assert_close(
+            fr.EndRefined(fr.Uniform(), rho)(7, 1.0, 0.0), fr.Power(rho)(7, 1.0, 0.0)
+        )
+    u = np.linspace(1, 0, 9) ** 2
+    want = 1 - (1 - u) ** 2
+    got = fr.EndRefined(fr.StartRefined(2.0, closing_pair=False), 2.0)(8, 1.0, 0.0)
+    np.testing.assert_allclose(got.numpy(), want, atol=2e-6)
+    sp = fr.EndRefined(fr.StartRefined(2.0, closing_pair=False), 2.0)
+    lasts = [float(sp(n, 1.0, 0.0)[-2]) for n in (16, 32, 64, 128)]
+    slope = np.polyfit(np.log([16, 32, 64, 128]), np.log(lasts), 1)[0]
+    assert slope == pytest.approx(-sp.end_exponent, abs=0.05)
+    assert fr.Uniform().end_exponent == 1.0 and fr.Power(3.0).end_exponent == 3.0
+
+
+def test_time_variable_validation():
+    assert fr.TimeVariable() == fr.TimeVariable(power=2, reciprocal=False)
+    with pytest.raises(ConfigError, match="power"):
+        fr.TimeVariable(power=3)
+    with pytest.raises(ConfigError, match="reciprocal"):
+        fr.TimeVariable(reciprocal=1)
+
+
+def test_flows_declare_their_grid_and_time_variable():
+    indi = fr.InDIFlow(lambda x, t: x)
+    assert indi.default_spacing() is None  # the multistep solvers' StartRefined, else uniform
+    assert fr.SemiLinearMultistep().default_spacing(indi) == fr.StartRefined(
+        rho=2.0, closing_pair=True
+    )
+    assert indi.time_variable() == fr.TimeVariable(power=2, reciprocal=False)
+    abar = cosine_abar()
+    diff = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=abar)
+    sp = diff.default_spacing()
+    assert isinstance(sp, fr.NoiseLevels) and sp.rho == 2.0
+    np.testing.assert_allclose(sp.levels, _levels(abar).numpy(), rtol=1e-12)
+    assert diff.time_variable() == fr.TimeVariable(power=1, reciprocal=True)
+    assert diff.reverse_sde().default_spacing() == sp
+    ode = fr.ODEFlow(lambda t, x: -x)
+    assert ode.default_spacing() is None and ode.time_variable() == fr.TimeVariable()
+
+
+def test_the_loop_applies_the_flow_grid_refining_only_for_denoising_landings():
+    """A method of order ``p`` landing by the denoising step gets a declared grid with its end
+    refined by ``ρ = p/(2e)`` when its end exponent ``e`` is below ``p/2`` (landing error
+    ``O(N^{−2eρ}) = O(N^{−p})``); with no declared grid, ``Power(p/2)`` for ``p > 2``."""
+    indi = fr.InDIFlow(lambda x, t: x)
+    diff = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=linear_abar())
+    ode = fr.ODEFlow(lambda t, x: -x)
+    sr, nl = fr.StartRefined(rho=2.0, closing_pair=True), diff.default_spacing()
+    for solver in (fr.Euler(), fr.Midpoint(), fr.IPNDM(), fr.Heun()):
+        assert default_spacing(indi, solver, 0.0) == fr.Uniform()
+    for solver in (fr.Euler(), fr.Midpoint(), fr.RK4(), fr.IPNDM()):
+        assert default_spacing(ode, solver, 1.0) == fr.Uniform()
+    assert default_spacing(indi, fr.SemiLinearMultistep(), 0.0) == sr  # its own landing step
+    assert default_spacing(indi, fr.RK4(), 0.0) == fr.Power(2.0)
+    assert default_spacing(indi, fr.Dopri5(), 0.0) == fr.Power(2.5)
+    assert default_spacing(indi, fr.RK4(), 0.05) == fr.Uniform()  # no singular end
+    # a diffusion model's grid (e = 2): up to order 4 as it is, Dopri5's end refined
+    for solver in (fr.Heun(), fr.Midpoint(), fr.Euler(), fr.RK4(), fr.SemiLinearMultistep()):
+        assert default_spacing(diff, solver, 0.0) == nl
+    assert default_spacing(diff, fr.Dopri5(), 0.0) == fr.EndRefined(nl, 1.25)
+    # a declared grid with e = 1 (StartRefined) under RK4: ρ = 4/2
+    start = fr.ODEFlow(lambda t, x: -x)
+    start.singular_at_zero = True
+    start.default_spacing = lambda: sr
+    assert default_spacing(start, fr.RK4(), 0.0) == fr.EndRefined(sr, 2.0)
+    assert default_spacing(start, fr.Heun(), 0.0) == sr
+    # EDM's floor (e = 0) is laid as declared
+    edm = fr.Karras(rho=7.0, t_min=0.002)
+    start.default_spacing = lambda: edm
+    assert edm.end_exponent == 0 and default_spacing(start, fr.Dopri5(), 0.0) == edm
+    sol = fr.solve(diff, fr.Dopri5(), torch.ones(1, 2, dtype=F64), steps=5, save_at="steps")
+    torch.testing.assert_close(sol.ts, fr.EndRefined(nl, 1.25)(5, 1.0, 0.0))

@@ -1,0 +1,105 @@
+"""Runge–Kutta stages in a residual flow's reciprocal variables (flowrestore/solvers/reciprocal.py).
+
+On a flow declaring ``TimeVariable(reciprocal=True)`` (a diffusion model) an explicit tableau
+steps ``y = x/t`` in ``w = 1/t`` (``dy/dw = D``). Checked here: one Heun step is the exponential
+trapezoid written out by hand, RK4's stages sit at ``t_i = ts/(s + c_i(t − s))``, the declared
+orders hold (float64, before the singular end), embedded pairs keep ``t`` and their error
+control, and the landing extrapolates the last two clean estimates.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+from .helpers import F64, diffusion_problem, fit_slope
+
+
+def _t(v: float) -> torch.Tensor:
+    return torch.tensor(v, dtype=F64)
+
+
+def test_heun_step_is_the_exponential_trapezoid():
+    _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
+    x = flow.to_state(x_T, 1.0)
+    for t, s in ((1.0, 1e-3), (2e-4, 5e-5)):
+        r = s / t
+        d1 = flow.denoise(_t(t), x)
+        d2 = flow.denoise(_t(s), r * x + (1 - r) * d1)
+        want = r * x + (1 - r) * (d1 + d2) / 2
+        got = fr.Heun().step(flow, _t(t), x, _t(s - t), None, None).x
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_rk4_stages_sit_at_the_reciprocal_midpoints():
+    oracle, _, x_T, _ = diffusion_problem("linear", "epsilon", dim=4, batch=2)
+    seen = []
+
+    def spy(x, k):
+        seen.append(k[0].item())
+        return oracle(x, k)
+
+    flow = fr.DiffusionFlow(spy, alphas_cumprod=oracle.alphas_cumprod)
+    t, s = 0.3, 0.01
+    fr.RK4().step(flow, _t(t), flow.to_state(x_T, t), _t(s - t), None, None)
+    stages = [t * s / (s + c * (t - s)) for c in (0.0, 0.5, 0.5, 1.0)]
+    want = [float(flow.timestep(_t(v * flow.sigma_max))) for v in stages]
+    assert seen == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("schedule,ptype", [("linear", "epsilon"), ("cosine", "v_prediction")])
+@pytest.mark.parametrize(
+    "name,make,order",
+    [
+        ("Midpoint", fr.Midpoint, 2),
+        ("Heun", fr.Heun, 2),
+        ("RK4", fr.RK4, 4),
+    ],
+)
+def test_declared_order_in_reciprocal_variables(schedule, ptype, name, make, order):
+    """Stepping only (``t_end`` at σ = 0.05, no landing), the flow's own grid, float64."""
+    oracle, flow, x_T, _ = diffusion_problem(schedule, ptype, dim=12, batch=3)
+    t_end = 0.05 / flow.sigma_max
+    sigma = 0.05
+    z = (flow.to_state(x_T, 1.0) - oracle.mean) / (oracle.std**2 + flow.sigma_max**2).sqrt()
+    exact = (oracle.mean + (oracle.std**2 + sigma**2).sqrt() * z) / (1 + sigma**2) ** 0.5
+    solver = make()
+    levels = [16, 32, 64, 128, 256]
+    errs = [
+        float((fr.solve(flow, solver, x_T, steps=n, t_end=t_end).x - exact).abs().max())
+        for n in levels
+    ]
+    slope = fit_slope(levels, errs, 1e3 * torch.finfo(F64).eps)
+    if name == "Midpoint":  # superconvergent on a Gaussian's flow, as in t (tests/core)
+        assert slope >= order - 0.25, (name, slope, errs)
+    else:
+        assert abs(slope - order) <= 0.25, (name, slope, errs)
+
+
+def test_embedded_pairs_keep_t_and_their_error_control():
+    """An embedded pair steps in ``t`` (its error estimate must see what a step skips): under the
+    flow's controller Dopri5 meets its tolerance at ``t = 0``, and with ``steps=`` a step is the
+    plain tableau in ``t``."""
+    _, flow, x_T, exact = diffusion_problem("cosine", "v_prediction", dim=8, batch=2)
+    sol = fr.solve(flow, fr.Dopri5(), x_T, controller=fr.PIController(rtol=1e-7, atol=1e-7))
+    assert float((sol.x - exact).abs().max()) < 1e-4
+    x = flow.to_state(x_T, 1.0)
+    want = fr.solvers.rk_step(fr.Bosh3.tableau, flow, _t(0.1), x, _t(-0.05))[0]
+    torch.testing.assert_close(fr.Bosh3().step(flow, _t(0.1), x, _t(-0.05), None, None).x, want)
+
+
+def test_landing_extrapolates_the_last_two_clean_estimates():
+    """After the last reciprocal step ``t_k → t_stop``, ``x_0`` is the line through
+    ``(t_k, D(x_k, t_k))`` and ``(t_stop, D(x_stop, t_stop))`` in ``τ^p`` (``p = 1`` here) at 0."""
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=2)
+    grid = flow.default_spacing()(4, 1.0, 0.0)
+    tk, ts = float(grid[-3]), float(grid[-2])
+    xk = flow.to_state(fr.solve(flow, fr.Heun(), x_T, grid=grid[:-2]).x, tk)
+    xs = flow.to_state(fr.solve(flow, fr.Heun(), x_T, grid=grid[:-1]).x, ts)
+    dk, ds = flow.denoise(_t(tk), xk), flow.denoise(_t(ts), xs)
+    want = (ds * tk - dk * ts) / (tk - ts)
+    sol = fr.solve(flow, fr.Heun(), x_T, grid=grid)
+    torch.testing.assert_close(sol.x, want, rtol=1e-10, atol=1e-10)
+    assert int(sol.stats.nfe.max()) == 2 * 3 + 1  # three Heun steps, one landing evaluation
