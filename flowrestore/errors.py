@@ -8,6 +8,9 @@ without reading the source. They subclass the built-in exception a user would ex
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class FlowRestoreError(Exception):
     """Base class of every error raised by flowrestore."""
@@ -96,3 +99,18 @@ class MissingDependencyError(FlowRestoreError, ImportError):
 
 class IncompatibleOperatorError(FlowRestoreError, TypeError):
     """A restoration method cannot use this degradation operator (the message names both)."""
+
+
+def finite_number(name: str, value, *, allow_zero: bool = False) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name`` unless it is a finite real
+    number ``> 0`` (``>= 0`` with ``allow_zero``); ``bool`` is refused, numpy scalars welcome."""
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 or (allow_zero and value == 0))
+    )
+    if not ok:
+        want = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ConfigError(f"{name} must be {want}, got {describe(value)}")
+    return float(value)

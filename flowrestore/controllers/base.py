@@ -34,7 +34,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, GridError, describe
+from flowrestore.errors import ConfigError, GridError, describe, finite_number
 from flowrestore.grids import Spacing
 
 __all__ = [
@@ -59,15 +59,7 @@ def rms_norm(v: Tensor) -> Tensor:
 
 def positive_number(name: str, value, *, allow_zero: bool = False) -> None:
     """Refuse anything but a finite real number ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 or (allow_zero and value == 0))
-    )
-    if not ok:
-        want = "a finite number >= 0" if allow_zero else "a finite number > 0"
-        raise ConfigError(f"{name} must be {want}, got {describe(value)}")
+    finite_number(name, value, allow_zero=allow_zero)
 
 
 def positive_int(name: str, value) -> int:

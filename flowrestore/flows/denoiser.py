@@ -24,13 +24,12 @@ every solver keeps its order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows._model import ModelFlow
 from flowrestore.flows.base import batch_time
 from flowrestore.grids import Karras, Spacing
@@ -39,11 +38,7 @@ __all__ = ["DenoiserFlow"]
 
 
 def _level(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {describe(value)}")
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be finite and >= 0, got {describe(value)}")
-    return float(value)
+    return finite_number(name, value, allow_zero=True)
 
 
 class DenoiserFlow(ModelFlow):

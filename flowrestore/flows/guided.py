@@ -28,7 +28,13 @@ import math
 
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, IncompatibleOperatorError, ShapeError, describe
+from flowrestore.errors import (
+    ConfigError,
+    IncompatibleOperatorError,
+    ShapeError,
+    describe,
+    finite_number,
+)
 from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast
 from flowrestore.flows.spectral import SpectralForm, nonzero, spectral_form
 
@@ -50,11 +56,7 @@ def _coefficients(model):
 
 
 def _noise_std(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"noise_std must be a number >= 0, got {describe(value)}")
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"noise_std must be a finite number >= 0, got {describe(value)}")
-    return float(value)
+    return finite_number("noise_std", value, allow_zero=True)
 
 
 class GuidedFlow(Flow):

@@ -8,28 +8,20 @@ log-likelihood per pixel ``mean_j r_j² / (2σ²) + log σ``; plus ``regularizer
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from flowrestore.degradations.blind import BlindOperator, Param
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, ShapeError, describe, finite_number
 
 __all__ = ["Objective", "positive_number"]
 
 
 def positive_number(value, name: str) -> float:
     """``value`` as a float, or :class:`ConfigError` unless it is a positive finite number."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{name} must be a positive finite number, got {describe(value)}")
-    return float(value)
+    return finite_number(name, value)
 
 
 class Objective:
