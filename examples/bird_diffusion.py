@@ -9,7 +9,7 @@
    downloaded checkpoint is used (local files only).
 3. **Blur held-out faces** with per-face Gaussian widths unknown to the solver, plus noise.
 4. **Invert** (BIRD, Chihaoui, Lemkhenter & Favaro, NeurIPS 2024): ``fr.BlindInversion`` with
-   ``Ψ`` = 10 DDIM-update steps (``fr.Euler()`` on the flow, its default grid) from the noise
+   ``Ψ`` = 10 DDIM-update steps (``fr.Euler()`` on the flow, EDM's ρ = 7 grid) from the noise
    ``x_T``, the latent kept on its sphere, one width per face, in both gradient modes: ``"exact"``
    (600 iterations at a constant rate: ``∇_z = J_Ψᵀ ∇_x`` fits detail slowly) and ``"detached"``
    (300 iterations, cosine decay: it fits fast and would drift to the no-blur solution).
@@ -209,7 +209,10 @@ def main(argv=None) -> dict:
         inv = BlindInversion(
             flow,
             solver=fr.Euler(),  # Euler on a DiffusionFlow is the DDIM update
-            steps=args.flow_steps,  # the flow's default grid (EDM's ρ = 7 down to σ = 0)
+            steps=args.flow_steps,
+            # EDM's ρ = 7 grid down to σ = 0: the flow's default when the README's numbers were
+            # recorded (issue 16 changed it), pinned so they reproduce
+            spacing=fr.Karras(rho=7.0),
             degradation=fr.BlindOperator(
                 fr.degradations.GaussianBlur, width=Param(init=args.init_width, bounds=(0.3, 3.0))
             ),
