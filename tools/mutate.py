@@ -819,6 +819,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            if False:",
         ["tests/test_bird_syncs.py"],
     ),
+    "finite-number-takes-zero": (
+        "flowrestore/errors.py",
+        "        and (value > 0 or (allow_zero and value == 0))",
+        "        and (value >= 0 or (allow_zero and value == 0))",
+        ["tests/inversion/test_params.py"],
+    ),
     # ---- issue 18, second round: the model-flow protocol, conditioning, BIRD on every model flow
     "diffusion-state-sigma": (
         "flowrestore/flows/diffusion.py",
