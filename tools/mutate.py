@@ -234,6 +234,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        path.append(int(arg[path[-2], path[-1]]))",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "ipndm-landing-uses-ab-order": (
+        "flowrestore/solvers/adams.py",
+        "            combo = torch.where(bcast(t + h == 0, x), landing, combo)",
+        "            combo = torch.where(bcast(t + h == 0, x), combo, combo)",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-default-landing-order": (
+        "flowrestore/solvers/adams.py",
+        "            self.landing_order = 4 if velocity else self.ab_order",
+        "            self.landing_order = 3 if velocity else self.ab_order",
+        ["tests/fewnfe/test_adams.py"],
+    ),
     "ipndm-coefficient": (
         "flowrestore/solvers/adams.py",
         "    (23 / 12, -16 / 12, 5 / 12),",

@@ -26,14 +26,15 @@ AB = {
 }
 
 
-def _reference(flow, x, grid, order, form):
-    """The update of the module docstring, in plain Python over the grid."""
+def _reference(flow, x, grid, order, form, landing):
+    """The update of the module docstring, in plain Python over the grid: Adams–Bashforth of
+    ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0``."""
     hist = []
     for t, s in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
         tt = torch.tensor(t, dtype=F64)
         hist.insert(0, flow.drift(tt, x) if form == "velocity" else flow.denoise(tt, x))
-        hist = hist[:order]
-        combo = sum(c * v for c, v in zip(AB[len(hist)], hist, strict=False))
+        use = hist[: landing if s == 0 else order]
+        combo = sum(c * v for c, v in zip(AB[len(use)], use, strict=True))
         x = x + (s - t) * combo if form == "velocity" else (s / t) * x + (1 - s / t) * combo
     return x
 
@@ -41,15 +42,35 @@ def _reference(flow, x, grid, order, form):
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("form", ["velocity", "data"])
 def test_matches_the_published_update(order, form):
+    """The default landing: order 4 for the velocity form (``ab_order ≥ 2``), else ``ab_order``."""
+    landing = 4 if form == "velocity" and order >= 2 else order
+    assert fr.IPNDM(ab_order=order, form=form).landing_order == landing
     _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
     grid = flow.default_spacing()(7, 1.0, 0.0)
     got = fr.solve(flow, fr.IPNDM(ab_order=order, form=form), x_T, grid=grid).x
-    want = _reference(flow, flow.to_state(x_T, 1.0), grid, order, form)
+    want = _reference(flow, flow.to_state(x_T, 1.0), grid, order, form, landing)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     _, iflow, y, _ = indi_problem(dim=6, batch=3)
     grid = fr.StartRefined(2.0)(6, 1.0, 0.0)
     got = fr.solve(iflow, fr.IPNDM(ab_order=order, form=form), y, grid=grid).x
-    torch.testing.assert_close(got, _reference(iflow, y, grid, order, form))
+    torch.testing.assert_close(got, _reference(iflow, y, grid, order, form, landing))
+
+
+@pytest.mark.parametrize(("order", "landing"), [(3, 3), (2, 4), (4, 1), (3, 2)])
+def test_landing_order_is_the_last_steps_combination(order, landing):
+    """Every (ab_order, landing_order) pair, both forms; a solve that ends before ``t = 0``
+    never uses the landing combination."""
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    grid = flow.default_spacing()(6, 1.0, 0.0)
+    for form in ("velocity", "data"):
+        solver = fr.IPNDM(ab_order=order, form=form, landing_order=landing)
+        got = fr.solve(flow, solver, x_T, grid=grid).x
+        want = _reference(flow, flow.to_state(x_T, 1.0), grid, order, form, landing)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        part = grid[:-1]
+        got = fr.solve(flow, solver, x_T, grid=part).x
+        want = _reference(flow, flow.to_state(x_T, 1.0), part, order, form, order)
+        torch.testing.assert_close(got, flow.from_state(want, float(part[-1])))
 
 
 @pytest.mark.parametrize("form", ["velocity", "data"])
@@ -96,6 +117,8 @@ def test_configuration_and_pairings_are_checked():
         fr.IPNDM(ab_order=5)
     with pytest.raises(ConfigError, match="form"):
         fr.IPNDM(form="noise")
+    with pytest.raises(ConfigError, match="landing_order"):
+        fr.IPNDM(landing_order=0)
     ode = fr.ODEFlow(lambda t, x: -x)
     x = torch.ones(2, 3, dtype=F64)
     sol = fr.solve(ode, fr.IPNDM(), x, t_span=(0.0, 1.0), steps=64)  # any ODE: velocity form
