@@ -246,6 +246,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            self.landing_order = 3 if velocity else self.ab_order",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "refine-keeps-worse-grid": (
+        "flowrestore/integrate/refine.py",
+        '        if err < best["err"]:',
+        '        if err > best["err"]:',
+        ["tests/fewnfe/test_refine.py"],
+    ),
+    "refine-logit-ratio": (
+        "flowrestore/integrate/refine.py",
+        "    return torch.log(r) - torch.log1p(-r)",
+        "    return torch.log(r) - torch.log1p(-1.001 * r)",
+        ["tests/fewnfe/test_refine.py"],
+    ),
+    "refine-over-budget": (
+        "flowrestore/integrate/refine.py",
+        '            options={"maxfev": budget - 1,',
+        '            options={"maxfev": budget + 9,',
+        ["tests/fewnfe/test_refine.py"],
+    ),
     "ipndm-coefficient": (
         "flowrestore/solvers/adams.py",
         "    (23 / 12, -16 / 12, 5 / 12),",

@@ -1,4 +1,4 @@
-"""Fitted time grids (docs/math.md §11): :func:`fit_grid`, a GITS-style optimiser.
+"""Fitted time grids (docs/math.md §9): :func:`fit_grid`, a GITS-style optimiser.
 
 At a budget of a few evaluations the grid matters more than the order (Chen et al. 2024, "On the
 trajectory regularity of ODE-based diffusion sampling", GITS). :func:`fit_grid` fits the
@@ -25,7 +25,14 @@ trajectory regularity of ODE-based diffusion sampling", GITS). :func:`fit_grid` 
    so that a solver's errors propagate — and cancel — as in a real solve.
 4. **Verification.** The candidates (the searches' ends and the :data:`CANDIDATES` best paths
    they costed) and the flow's default grid are solved for real on the warm-up inputs; the most
-   accurate is returned — never worse than the default on them.
+   accurate is kept — never worse than the default on them.
+5. **Refinement** (``refine`` real solves, :mod:`flowrestore.integrate.refine`): Nelder–Mead
+   moves the kept grid's interior points off the teacher's points, minimising the mean relative
+   error of real solves of the warm-up batch to the teacher's answer; the best grid it solved is
+   returned (never worse than the kept one). Teacher forcing scores each step against the
+   teacher; the refinement scores the whole solve, in which the steps' errors cancel. On the
+   few-NFE benchmark's validation priors (exact linear/ε diffusion models, ``IPNDM()``, 5 steps)
+   the verified grid's error 0.017 falls to 0.004–0.008 with 64 solves.
 
 Wrong requests are refused before any evaluation (a solver that cannot step the flow, a
 stochastic or error-controlled solver, a bad budget). The result is a :class:`~flowrestore.Fitted`
@@ -45,6 +52,7 @@ from flowrestore.flows.base import Flow
 from flowrestore.grids import Fitted, check_grid, make_grid
 from flowrestore.integrate.endpoint import default_spacing
 from flowrestore.integrate.gits import dp_path, local_search, symbolic_cost
+from flowrestore.integrate.refine import refine_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
@@ -63,6 +71,7 @@ def fit_grid(
     teacher_steps: int = 64,
     teacher: Solver | None = None,
     t_span: tuple[float, float] | None = None,
+    refine: int = 64,
 ) -> Fitted:
     """Fit the ``steps``-step grid of ``solver`` on ``flow`` to the warm-up batch ``x_warmup``.
 
@@ -76,11 +85,13 @@ def fit_grid(
         teacher: the teacher solver (default ``SemiLinearMultistep()`` if it steps the flow,
             else ``RK4()``).
         t_span: ``(t_start, t_end)`` for flows without a default span.
+        refine: real solves of the warm-up batch the refinement may spend (``0``: none; each
+            costs ``steps`` evaluations of the batch, about ``refine · steps`` in all).
 
     Returns:
         :class:`~flowrestore.Fitted` normalised times over the span (module docstring).
     """
-    t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span)
+    t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span, refine)
     from flowrestore.solvers import RK4, SemiLinearMultistep
 
     if teacher is None:
@@ -96,11 +107,13 @@ def fit_grid(
     default = make_grid(steps, t0, t1, default_spacing(flow, solver, t1))
     candidates = _candidates(flow, solver, grid_t, states, steps, default)
     best = _verify(flow, solver, x_warmup, sol.x, [*candidates, default])
+    if refine > 0 and steps > 1:
+        best = refine_grid(flow, solver, x_warmup, sol.x, best, budget=refine)
     tau = (best - t1) / (t0 - t1)
     return Fitted(tuple(float(v) for v in tau))
 
 
-def _check(flow, solver, x, steps, teacher_steps, t_span) -> tuple[float, float]:
+def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float, float]:
     """Refuse a wrong request before any evaluation; return the span."""
     if not isinstance(flow, Flow):
         raise TypeError(f"flow must be a flowrestore Flow, got {describe(flow)}")
@@ -117,7 +130,11 @@ def _check(flow, solver, x, steps, teacher_steps, t_span) -> tuple[float, float]
             f"{solver!r} configures error control; fit_grid fits fixed grids: build "
             f"{type(solver).__name__}() without tolerances"
         )
-    for name, v, lo in (("steps", steps, 1), ("teacher_steps", teacher_steps, 2)):
+    for name, v, lo in (
+        ("steps", steps, 1),
+        ("teacher_steps", teacher_steps, 2),
+        ("refine", refine, 0),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{name} must be an int >= {lo}, got {describe(v)}")
     if steps >= teacher_steps:
