@@ -25,6 +25,7 @@ SOLVERS = {
     "RK4": fr.RK4,
     "SemiLinearMultistep": fr.SemiLinearMultistep,
     "IPNDM": fr.IPNDM,
+    "DataIPNDM": fr.DataIPNDM,
 }
 
 
