@@ -102,7 +102,7 @@ def test_flows_declare_their_grid_and_time_variable():
     indi = fr.InDIFlow(lambda x, t: x)
     assert indi.default_spacing() is None  # the multistep solvers' StartRefined, else uniform
     assert fr.SemiLinearMultistep().default_spacing(indi) == fr.StartRefined(
-        rho=2.0, closing_pair=True
+        rho=1.7, closing_pair=False
     )
     assert indi.time_variable() == fr.TimeVariable(power=2, reciprocal=False)
     abar = cosine_abar()
