@@ -178,7 +178,7 @@ class SemiLinearMultistep(Solver):
         sr4 47.4) and ahead of iPNDM on the same grid at 4–10 NFE. The closing pair stays
         available (``spacing=StartRefined(rho=2)``): on closed-form predictors whose
         ``G(τ) = D(x(τ), τ)`` is smooth in ``τ²`` it divides the 6-step Gaussian-oracle error
-        by ~8 (issue 10's oracle: 8.7e-4 with it, 6.7e-3 on this default).
+        by ~7 (issue 10's oracle, validation: 8.7e-4 with it, 6.4e-3 on this default).
         """
         return StartRefined(rho=1.7, closing_pair=False)
 
