@@ -887,6 +887,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return 1.0\n",
         ["tests/inversion/test_bird_models.py"],
     ),
+    "indi-default-old-grid": (
+        "flowrestore/solvers/semilinear.py",
+        "        return StartRefined(rho=1.7, closing_pair=False)",
+        "        return StartRefined(rho=2.0, closing_pair=True)",
+        ["tests/fewnfe/test_indi_default.py"],
+    ),
 }
 
 

@@ -102,7 +102,7 @@ def test_flows_declare_their_grid_and_time_variable():
     indi = fr.InDIFlow(lambda x, t: x)
     assert indi.default_spacing() is None  # the multistep solvers' StartRefined, else uniform
     assert fr.SemiLinearMultistep().default_spacing(indi) == fr.StartRefined(
-        rho=2.0, closing_pair=True
+        rho=1.7, closing_pair=False
     )
     assert indi.time_variable() == fr.TimeVariable(power=2, reciprocal=False)
     abar = cosine_abar()
@@ -129,7 +129,7 @@ def test_the_loop_applies_the_flow_grid_refining_only_for_denoising_landings():
         assert default_spacing(indi, solver, 0.0) == fr.Uniform()
     for solver in (fr.Euler(), fr.Midpoint(), fr.RK4(), fr.IPNDM()):
         assert default_spacing(ode, solver, 1.0) == fr.Uniform()
-    assert default_spacing(indi, fr.SemiLinearMultistep(), 0.0) == sr  # its own landing step
+    assert default_spacing(indi, fr.SemiLinearMultistep(), 0.0) == fr.StartRefined(1.7, False)
     assert default_spacing(indi, fr.RK4(), 0.0) == fr.Power(2.0)
     assert default_spacing(indi, fr.Dopri5(), 0.0) == fr.Power(2.5)
     assert default_spacing(indi, fr.RK4(), 0.05) == fr.Uniform()  # no singular end
