@@ -242,8 +242,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "ipndm-default-landing-order": (
         "flowrestore/solvers/adams.py",
-        "            self.landing_order = 4 if velocity else self.ab_order",
-        "            self.landing_order = 3 if velocity else self.ab_order",
+        "            self.landing_order = self.ab_order",
+        "            self.landing_order = min(self.ab_order + 1, 4)",
         ["tests/fewnfe/test_adams.py"],
     ),
     "refine-keeps-worse-grid": (

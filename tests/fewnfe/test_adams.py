@@ -42,8 +42,8 @@ def _reference(flow, x, grid, order, form, landing):
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("form", ["velocity", "data"])
 def test_matches_the_published_update(order, form):
-    """The default landing: order 4 for the velocity form (``ab_order ≥ 2``), else ``ab_order``."""
-    landing = 4 if form == "velocity" and order >= 2 else order
+    """The default landing combines as many values as the other steps (``ab_order``)."""
+    landing = order
     assert fr.IPNDM(ab_order=order, form=form).landing_order == landing
     _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
     grid = flow.default_spacing()(7, 1.0, 0.0)
