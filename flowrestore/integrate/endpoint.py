@@ -39,8 +39,8 @@ the few-NFE benchmark's validation priors, worst relative error at 5 / 9 evaluat
 0.093 and 0.192 / 0.043 as declared (``ρ = 1``: behind Euler's 0.283 at 5), 0.273 / 0.056 and
 0.180 / 0.025 with ``ρ = 5/4``; ``ρ = p/(2e) = 1`` would keep the declared grid. On the trained
 DDPM's validation noises (``benchmarks/ddpm-faces``) it helps with 3 and 4 steps (9 / 13
-evaluations: 0.226 / 0.138 → 0.166 / 0.087) and costs at 2 (5 evaluations: 0.435 → 0.481). ``e = 0`` is a
-deliberate floor (EDM's ``σ_min``), laid as declared.
+evaluations: 0.226 / 0.138 → 0.166 / 0.087) and costs at 2 (5 evaluations: 0.435 → 0.481).
+``e = 0`` is a deliberate floor (EDM's ``σ_min``), laid as declared.
 """
 
 from __future__ import annotations
