@@ -1,4 +1,4 @@
-"""Fitted time grids (docs/math.md §9): :func:`fit_grid`, a GITS-style optimiser.
+"""Fitted time grids (docs/math.md §11): :func:`fit_grid`, a GITS-style optimiser.
 
 At a budget of a few evaluations the grid matters more than the order (Chen et al. 2024, "On the
 trajectory regularity of ODE-based diffusion sampling", GITS). :func:`fit_grid` fits the

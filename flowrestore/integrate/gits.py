@@ -1,4 +1,4 @@
-"""The search behind :func:`flowrestore.integrate.fit_grid` (docs/math.md §9): teacher-forced
+"""The search behind :func:`flowrestore.integrate.fit_grid` (docs/math.md §11): teacher-forced
 symbolic solves, dynamic programming over a teacher's time points, local search.
 
 **Symbolic solves.** A solver whose steps only combine the state linearly with clean estimates

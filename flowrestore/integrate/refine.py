@@ -1,4 +1,4 @@
-"""The refinement step of :func:`~flowrestore.integrate.fit_grid` (docs/math.md §9).
+"""The refinement step of :func:`~flowrestore.integrate.fit_grid` (docs/math.md §11).
 
 A fixed grid ``t_0 > t_1 > … > t_N`` over a span is written with its normalised times
 ``τ_i = (t_i − t_N)/(t_0 − t_N)`` as ``τ_i = τ_{i−1} · sigmoid(z_i)`` for the interior points

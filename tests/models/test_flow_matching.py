@@ -82,8 +82,12 @@ def test_declared_order_at_zero_with_plain_steps(name, shift):
     make, declared = SOLVERS[name]
     x1 = oracle.sample_latent(3, torch.Generator().manual_seed(1))
     exact = oracle.exact_map(x1)
-    errs = [float((fr.solve(flow, make(), x1, steps=n).x - exact).abs().max()) for n in LEVELS]
-    slope = fit_order(LEVELS, errs, 1e3 * torch.finfo(F64).eps * float(exact.abs().max()))
+    # RK4's default grid has its end refined (ρ = 5/4 on top of the declared ρ = 2; the loop's
+    # landing rule): its error ratios approach 16 from below (6.8, 12.5, 14.5, 15.1 from 16 to 256
+    # steps at shift 1), so its order is fitted one level further out
+    levels = [2 * n for n in LEVELS] if name == "RK4" else LEVELS
+    errs = [float((fr.solve(flow, make(), x1, steps=n).x - exact).abs().max()) for n in levels]
+    slope = fit_order(levels, errs, 1e3 * torch.finfo(F64).eps * float(exact.abs().max()))
     if name in ("Midpoint", "SemiLinearMultistep"):  # measured: 3.0 and 3.2-3.4
         assert slope >= declared - TOL, f"{name}: order {slope:.3f}, errors {errs}"
     else:
