@@ -3,7 +3,9 @@ accurate than Euler at the same number of evaluations, on each flow family (issu
 
 Families: exact diffusion models of a stiff Gaussian prior (std in [0.05, 1]) under DDPM's linear
 schedule with an ε-model and the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model; InDI's
-Gaussian denoising oracle; a user's ``ODEFlow`` (a damped oscillator, exact solution). Errors are
+Gaussian denoising oracle; a user's ``ODEFlow`` (a damped oscillator, exact solution); exact
+flow-matching (shift 3) and EDM-denoiser models of a stiff Gaussian prior. Heun and RK4 on the EDM
+flow are a known, open defect (``KNOWN``, strict xfail: the test fails once they are fixed). Errors are
 worst per-sample relative errors against the closed forms; each solver's evaluations are read
 from ``stats.nfe`` and Euler is run with exactly that many steps.
 """
@@ -37,9 +39,28 @@ def _oscillator():
     return flow, x0, x0 @ torch.linalg.matrix_exp(2.0 * a).T, {"t_span": (0.0, 2.0)}
 
 
+def _model_family(name):
+    """Exact flow-matching (shift 3) and EDM-denoiser (σ_max = 80, EDM's grid to σ_min = 0.002)
+    models of a stiff Gaussian prior (std in [0.05, 1])."""
+    from flowrestore.oracles import GaussianDenoiserOracle, GaussianFlowMatchingOracle
+
+    g = torch.Generator().manual_seed(5)
+    c = 0.5 * torch.randn(32, generator=g, dtype=F64)
+    sc = 0.05 + 0.95 * torch.rand(32, generator=g, dtype=F64)
+    noise = torch.randn(8, 32, generator=torch.Generator().manual_seed(6), dtype=F64)
+    if name == "flow-matching":
+        oracle = GaussianFlowMatchingOracle(mean=c, std=sc)
+        return fr.FlowMatchingFlow(oracle, shift=3.0), noise, oracle.exact_map(noise), {}
+    oracle = GaussianDenoiserOracle(mean=c, std=sc)
+    flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
+    return flow, 80.0 * noise, oracle.exact_map(80.0 * noise, 80.0), {}
+
+
 def _family(name):
     if name == "ode":
         return _oscillator()
+    if name in ("flow-matching", "edm"):
+        return _model_family(name)
     if name == "indi":
         _, flow, y, exact = indi_problem(seed=5, dim=32, batch=8)
         return flow, y, exact, {}
@@ -48,8 +69,25 @@ def _family(name):
     return flow, x_T, exact, {}
 
 
-@pytest.mark.parametrize("family", ["linear/epsilon", "cosine/v_prediction", "indi", "ode"])
-@pytest.mark.parametrize("name", list(SOLVERS))
+FAMILIES = ["linear/epsilon", "cosine/v_prediction", "indi", "ode", "flow-matching", "edm"]
+#: known defect (issue 16, open): on the EDM denoiser flow, whose Runge–Kutta stages stay in ``t``
+#: so that Heun is EDM's Algorithm 1 (k-diffusion's ``sample_heun``, matched to 1e-6), Heun is
+#: behind Euler at every 3–10 steps (2.97 vs 0.48 at 5 NFE) and RK4 at 3–4 steps
+KNOWN = {("Heun", "edm"), ("RK4", "edm")}
+CASES = [
+    pytest.param(
+        f,
+        n,
+        marks=pytest.mark.xfail(strict=True, reason="EDM's t-stages (issue 16, open)")
+        if (n, f) in KNOWN
+        else (),
+    )
+    for n in SOLVERS
+    for f in FAMILIES
+]
+
+
+@pytest.mark.parametrize(("family", "name"), CASES)
 def test_never_less_accurate_than_euler_at_equal_evaluations(family, name):
     flow, x, exact, kw = _family(family)
     make = SOLVERS[name]
