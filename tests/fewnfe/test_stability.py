@@ -5,9 +5,9 @@ Families: exact diffusion models of a stiff Gaussian prior (std in [0.05, 1]) un
 schedule with an ε-model and the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model; InDI's
 Gaussian denoising oracle; a user's ``ODEFlow`` (a damped oscillator, exact solution); exact
 flow-matching (shift 3) and EDM-denoiser models of a stiff Gaussian prior. Heun and RK4 on the EDM
-flow are a known, open defect (``KNOWN``, strict xfail: the test fails once they are fixed). Errors are
-worst per-sample relative errors against the closed forms; each solver's evaluations are read
-from ``stats.nfe`` and Euler is run with exactly that many steps.
+flow are a known, open defect (``KNOWN``, strict xfail: the test fails once they are fixed).
+Errors are worst per-sample relative errors against the closed forms; each solver's evaluations
+are read from ``stats.nfe`` and Euler is run with exactly that many steps.
 """
 
 from __future__ import annotations
