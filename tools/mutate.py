@@ -240,6 +240,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            combo = torch.where(bcast(t + h == 0, x), combo, combo)",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "ipndm-landing-reads-the-device": (
+        "flowrestore/solvers/adams.py",
+        "            combo = torch.where(bcast(t + h == 0, x), landing, combo)",
+        "            combo = landing if bool((t + h == 0).all()) else combo",
+        ["tests/core/test_syncs.py"],
+    ),
     "ipndm-default-landing-order": (
         "flowrestore/solvers/adams.py",
         "            self.landing_order = self.ab_order",
