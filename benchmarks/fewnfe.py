@@ -3,8 +3,9 @@
 ``python -m benchmarks fewnfe [--out DIR]`` runs the **test** split of every problem of
 :mod:`benchmarks.fewnfe_problems` (exact diffusion oracles, a diffusers-trained DDPM, the shipped
 InDI predictors on photos that chose nothing, issue 10's oracles) and writes the tables and
-``fewnfe.png``; ``python -m benchmarks.fewnfe --split val`` runs the validation split on which
-every default was chosen.
+``fewnfe.png``; ``python -m benchmarks.fewnfe --split val [--which abcd] [--out DIR]`` runs one
+split (the validation split, on which every default was chosen, by default) and prints the tables
+(with ``--out``: also writes ``fewnfe.png`` there).
 
 Methods, side by side at each NFE from 3 to 10:
 
@@ -29,6 +30,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -379,7 +381,11 @@ if __name__ == "__main__":  # pragma: no cover
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--which", default="abcd", help="subset of problem groups, e.g. 'ad'")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None, help="folder for fewnfe.png (default: no plot)")
     a = p.parse_args()
     torch.set_num_threads(1)
     res, probs = main(a.split, tuple(a.which), a.quick)
-    print(report(res, probs, a.split))
+    out = None if a.out is None else Path(a.out)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    print(report(res, probs, a.split, out))

@@ -252,6 +252,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            self.landing_order = min(self.ab_order + 1, 4)",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "fit-reuses-a-wrong-estimate": (
+        "flowrestore/integrate/gits.py",
+        "            return d\n",
+        "            return d * 1.001\n",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
     "refine-keeps-worse-grid": (
         "flowrestore/integrate/refine.py",
         '        if err < best["err"]:',

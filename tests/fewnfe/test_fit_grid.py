@@ -115,3 +115,41 @@ def test_fitted_grid_beats_the_default_on_unseen_inputs(problem, solver):
     assert err_fit < 0.9 * err_def, (err_fit, err_def)
     again = fitted(2 * steps, 1.0, 0.0)  # reusable at other step counts (interpolated)
     assert again.numel() == 2 * steps + 1 and bool((again.diff() < 0).all())
+
+
+@pytest.mark.parametrize("problem", ["indi", "diffusion"])
+def test_symbolic_costs_reuse_the_teachers_clean_estimates(problem):
+    """The teacher's own evaluations ``D(X_m, t_m)`` are reused: the costs then cost ``M``
+    evaluations (the probes), not ``2M``, and are the same costs; ``flow.denoise`` is restored."""
+    from flowrestore.integrate.endpoint import default_spacing
+    from flowrestore.integrate.fitting import _teacher_solve
+
+    if problem == "indi":
+        _, flow, x, _ = indi_problem(seed=4, dim=8, batch=3)
+    else:
+        _, flow, x, _ = diffusion_problem("linear", "epsilon", seed=4, dim=8, batch=3)
+    teacher = fr.SemiLinearMultistep()
+    grid_t = default_spacing(flow, teacher, 0.0)(16, 1.0, 0.0)
+    sol, states, seen = _teacher_solve(flow, teacher, x, grid_t)
+    assert "denoise" not in vars(flow) and len(seen) == int(sol.stats.nfe.max()) == 16
+    calls = []
+    plain = flow.denoise
+    flow.denoise = lambda t, z: calls.append(1) or plain(t, z)
+    try:
+        reused = symbolic_cost(flow, fr.IPNDM(), grid_t, states, seen)
+        n_reused = len(calls)
+        fresh = symbolic_cost(flow, fr.IPNDM(), grid_t, states)
+    finally:
+        del flow.denoise
+    assert (n_reused, len(calls) - n_reused) == (16, 32)
+    for idx in ([0, 4, 9, 13, 16], [0, 2, 7, 11, 14, 16]):
+        assert reused.path(idx) == pytest.approx(fresh.path(idx), rel=1e-5)
+
+
+def test_teacher_solve_restores_the_flow_on_failure():
+    from flowrestore.integrate.fitting import _teacher_solve
+
+    _, flow, x, _ = indi_problem(seed=4, dim=8, batch=3)
+    with pytest.raises(fr.FlowRestoreError):
+        _teacher_solve(flow, fr.SemiLinearMultistep(), x[:, :3], torch.tensor([1.0, 2.0]))
+    assert "denoise" not in vars(flow)
