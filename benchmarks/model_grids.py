@@ -11,8 +11,14 @@ equal numbers of model evaluations. Grids:
   ``rho = 1`` (uniform in the unshifted time) and ``rho = 2`` (the default), and the grid of
   diffusers' ``FlowMatchEulerDiscreteScheduler(shift=s).set_timesteps(N)`` (if diffusers is
   installed);
-* denoiser (``σ_max = 80``, ``σ_min = 0.002``): EDM's grid (the default,
-  :meth:`~flowrestore.DenoiserFlow.edm_grid`) and the same ``ρ = 7`` formula down to ``σ = 0``.
+* denoiser (``σ_max = 80``, ``σ_min = 0.002``): the default (DDIM's quadratic steps over the VP
+  SDE's noise levels, reciprocal Runge–Kutta stages) and EDM's grid
+  (:meth:`~flowrestore.DenoiserFlow.edm_grid`: ``ρ = 7`` to ``σ_min``, then 0) with stages in ``σ``
+  (``stages="sigma"``: Heun is EDM's Algorithm 1) and with reciprocal stages; and, per solver,
+  the worst ratio of its error to Euler's at equal evaluations over 3–10 steps on the same grid
+  (stability, issue 16), for the split's priors and for very stiff ones (every ``s_c`` in
+  [0.01, 0.05]: all of the prior's change happens below σ ≈ 0.1). The same table with the warp
+  ``ρ`` 1.5 and 3 instead of 2 records the alternatives the validation split rejected.
 
 Splits: the defaults were chosen on the **validation** priors (seeds 21–23, noise seed 5); ``--split
 test`` reports them on priors that chose nothing (seeds 31–35, noise seed 6).
@@ -25,16 +31,20 @@ from __future__ import annotations
 import torch
 
 import flowrestore as fr
+from flowrestore.flows.denoiser import vp_levels
 from flowrestore.flows.flow_matching import Shifted
+from flowrestore.grids import NoiseLevels
 from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
 
 from .common import table
 
-NFES = (6, 10, 20, 50)
+NFES = (4, 6, 10, 20, 50)
 SOLVERS = {
     "Euler": (fr.Euler, 1),
     "Heun": (fr.Heun, 2),
+    "RK4": (fr.RK4, 4),
     "SemiLinearMultistep": (fr.SemiLinearMultistep, 1),
+    "IPNDM": (fr.IPNDM, 1),
 }
 
 
@@ -42,11 +52,11 @@ SOLVERS = {
 SPLITS = {"val": ((21, 22, 23), 5), "test": ((31, 32, 33, 34, 35), 6)}
 
 
-def _priors(split: str = "val", dim: int = 64):
+def _priors(split: str = "val", dim: int = 64, std=(0.05, 0.95)):
     for seed in SPLITS[split][0]:
         g = torch.Generator().manual_seed(seed)
         c = 0.5 * torch.randn(dim, generator=g, dtype=torch.float64)
-        sc = 0.05 + 0.9 * torch.rand(dim, generator=g, dtype=torch.float64)
+        sc = std[0] + (std[1] - std[0]) * torch.rand(dim, generator=g, dtype=torch.float64)
         yield c, sc
 
 
@@ -63,11 +73,7 @@ def _scheduler_grid(flow, shift: float, steps: int):
 def _worst(pairs, make, steps, grid_of):
     worst = 0.0
     for flow, x_start, exact in pairs:
-        grid = grid_of(flow, steps)
-        kw = {"steps": steps} if grid is None else {"grid": grid}
-        if isinstance(grid, fr.Spacing):
-            kw = {"steps": steps, "spacing": grid}
-        x = fr.solve(flow, make(), x_start, **kw).x
+        x = fr.solve(flow, make(), x_start, **_kwargs(grid_of(flow, steps), steps)).x
         rel = (x - exact).flatten(1).norm(dim=1) / exact.flatten(1).norm(dim=1)
         worst = max(worst, float(rel.max()))
     return worst
@@ -93,25 +99,82 @@ def flow_matching_rows(shift: float, split: str = "val") -> list[list]:
     return rows
 
 
-def denoiser_rows(split: str = "val") -> list[list]:
-    """Rows for the EDM denoiser (σ_max = 80, σ_min = 0.002)."""
+#: the denoiser's variants: flow options and grid (``None``: the default for ``steps=N``)
+DENOISER_VARIANTS = {
+    "VP quadratic, reciprocal stages (default)": ({}, lambda f, n: None),
+    "EDM: ρ=7 to σ_min, then 0; stages in σ": ({"stages": "sigma"}, lambda f, n: f.edm_grid(n)),
+    "EDM: ρ=7 to σ_min, then 0; reciprocal": ({}, lambda f, n: f.edm_grid(n)),
+    "VP, ρ=1.5 (not chosen)": ({}, lambda f, n: _vp(f, 1.5)),
+    "VP, ρ=3 (not chosen)": ({}, lambda f, n: _vp(f, 3.0)),
+}
+
+
+def _vp(flow, rho: float) -> NoiseLevels:
+    """The default's table with another warp (a :class:`~flowrestore.Spacing`: the loop's end
+    rule applies to it as to the default)."""
+    return NoiseLevels(vp_levels(flow.sigma_min, flow.sigma_max), rho=rho)
+
+
+def _denoiser_pairs(split: str, options: dict, std=(0.05, 0.95)):
     pairs = []
-    for c, sc in _priors(split):
+    for c, sc in _priors(split, std=std):
         oracle = GaussianDenoiserOracle(mean=c, std=sc)
         x_T = 80.0 * torch.randn(
             64, 64, generator=torch.Generator().manual_seed(SPLITS[split][1]), dtype=torch.float64
         )
-        flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
+        flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002, **options)
         pairs.append((flow, x_T, oracle.exact_map(x_T, 80.0)))
-    grids = {
-        "EDM: ρ=7 to σ_min, then 0 (default)": lambda f, n: None,
-        "ρ=7 down to 0": lambda f, n: fr.Karras(rho=7.0),
-    }
+    return pairs
+
+
+def denoiser_rows(split: str = "val") -> list[list]:
+    """Rows for the EDM denoiser (σ_max = 80, σ_min = 0.002)."""
     rows = []
     for name, (make, per_step) in SOLVERS.items():
-        for grid_name, grid_of in grids.items():
+        for grid_name, (options, grid_of) in DENOISER_VARIANTS.items():
+            pairs = _denoiser_pairs(split, options)
             errs = [_worst(pairs, make, max(1, n // per_step), grid_of) for n in NFES]
             rows.append(["EDM denoiser", name, grid_name, *errs])
+    return rows
+
+
+def _rel(x, exact) -> float:
+    return float(((x - exact).flatten(1).norm(dim=1) / exact.flatten(1).norm(dim=1)).max())
+
+
+def _kwargs(grid, steps: int) -> dict:
+    if grid is None:
+        return {"steps": steps}
+    return {"steps": steps, "spacing": grid} if isinstance(grid, fr.Spacing) else {"grid": grid}
+
+
+def _solve(flow, solver, x_start, steps, grid_of):
+    return fr.solve(flow, solver, x_start, **_kwargs(grid_of(flow, steps), steps))
+
+
+def _stability(pairs, make, grid_of) -> tuple[float, int]:
+    """Worst ratio of ``make()``'s error to Euler's at the same evaluations and grid family,
+    over 3–10 steps, and the steps where it occurs."""
+    worst, where = 0.0, 0
+    for flow, x_start, exact in pairs:
+        for steps in range(3, 11):
+            sol = _solve(flow, make(), x_start, steps, grid_of)
+            euler = _solve(flow, fr.Euler(), x_start, int(sol.stats.nfe.max()), grid_of)
+            ratio = _rel(sol.x, exact) / _rel(euler.x, exact)
+            if ratio > worst:
+                worst, where = ratio, steps
+    return worst, where
+
+
+def denoiser_stability_rows(split: str = "val") -> list[list]:
+    """Rows ``[priors, solver, variant, worst error ratio to Euler, at steps]``."""
+    rows = []
+    for label, std in (("std 0.05–0.95", (0.05, 0.95)), ("std 0.01–0.05", (0.01, 0.05))):
+        for name in ("Heun", "RK4", "Midpoint", "SemiLinearMultistep", "IPNDM"):
+            make = getattr(fr, name)
+            for grid_name, (options, grid_of) in DENOISER_VARIANTS.items():
+                ratio, steps = _stability(_denoiser_pairs(split, options, std), make, grid_of)
+                rows.append([label, name, grid_name, ratio, steps])
     return rows
 
 
@@ -129,3 +192,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     rows = [*flow_matching_rows(1.0, split), *flow_matching_rows(3.0, split), *denoiser_rows(split)]
     print(report(rows))
+    print()
+    print("Stability: worst ratio of the error to Euler's at equal evaluations, 3–10 steps")
+    print()
+    head = ["EDM denoiser priors", "solver", "variant", "worst ratio to Euler", "at steps"]
+    print(table(head, denoiser_stability_rows(split)))

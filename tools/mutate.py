@@ -252,6 +252,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            self.landing_order = min(self.ab_order + 1, 4)",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "denoiser-vp-beta-min": (
+        "flowrestore/flows/denoiser.py",
+        "VP_BETA_MIN, VP_BETA_D = 0.1, 19.9",
+        "VP_BETA_MIN, VP_BETA_D = 0.1001, 19.9",
+        ["tests/models/test_denoiser.py"],
+    ),
+    "denoiser-grid-rho": (
+        "flowrestore/flows/denoiser.py",
+        "vp_levels(self.sigma_min, self.sigma_max), rho=2.0)",
+        "vp_levels(self.sigma_min, self.sigma_max), rho=2.01)",
+        ["tests/models/test_denoiser.py"],
+    ),
+    "denoiser-stages-in-sigma-by-default": (
+        "flowrestore/flows/denoiser.py",
+        '        stages: str = "reciprocal",',
+        '        stages: str = "sigma",',
+        ["tests/fewnfe/test_stability.py"],
+    ),
+    "denoiser-power-2": (
+        "flowrestore/flows/denoiser.py",
+        'TimeVariable(power=1, reciprocal=self.stages == "reciprocal")',
+        'TimeVariable(power=2, reciprocal=self.stages == "reciprocal")',
+        ["tests/models/test_denoiser.py", "tests/fewnfe/test_stability.py"],
+    ),
     "fit-reuses-a-wrong-estimate": (
         "flowrestore/integrate/gits.py",
         "            return d\n",
@@ -474,10 +498,10 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return (t - (1 - t) * var * 1.001) * dev / V - c",
         ["tests/models/test_flow_matching.py"],
     ),
-    "edm-default-grid": (
+    "edm-grid-floor": (
         "flowrestore/flows/denoiser.py",
-        "        return Karras(rho=7.0, t_min=self.sigma_min / self.sigma_max)",
-        "        return Karras(rho=7.0)",
+        "        return Karras(rho=rho, t_min=self.sigma_min / self.sigma_max)(steps, 1.0, 0.0)",
+        "        return Karras(rho=rho)(steps, 1.0, 0.0)",
         ["tests/models/test_denoiser.py"],
     ),
     "edm-oracle-denoiser": (

@@ -4,26 +4,40 @@ EDM (Karras, Aittala, Aila & Laine 2022) and k-diffusion write a diffusion model
 ``x = x_0 + σ ε``: ``D(x, σ) ≈ E[x_0 | x]``, with the probability-flow ODE
 ``dx/dσ = (x − D(x, σ))/σ`` (EDM eq. 3 with ``σ(t) = t``, ``s(t) = 1``; k-diffusion's ``to_d``).
 :class:`DenoiserFlow` is this ODE in the time ``t = σ/σ_max ∈ [0, 1]`` — ``dx/dt = (x − D)/t``,
-InDI's residual form — so Euler in ``t`` is Euler in ``σ`` (k-diffusion's ``sample_euler``), Heun
-with the loop's landing rule is EDM's Algorithm 1 (Heun with a second-order correction on every step
-but the last, which is Euler onto ``σ = 0`` and returns ``D``; k-diffusion's ``sample_heun``), and
-every residual-flow solver steps it. The state is the model's ``x`` itself: a solve starts from
-``x_T = σ_max n``, ``n ~ N(0, I)``.
+InDI's residual form, and a :class:`~flowrestore.DiffusionFlow`'s ODE with ``α = 1`` — so Euler
+in ``t`` is Euler in ``σ`` (k-diffusion's ``sample_euler``) and every residual-flow solver steps
+it. The state is the model's ``x`` itself: a solve starts from ``x_T = σ_max n``, ``n ~ N(0, I)``.
 
-**Grids.** The default grid (``steps=N``) is EDM's and k-diffusion's (``get_sigmas_karras``):
-``N − 1`` steps of the ``ρ = 7`` spacing (Karras et al. 2022, eq. 5) from ``σ_max`` to
-``σ_min`` and a last step onto 0 (:meth:`DenoiserFlow.edm_grid`). It never evaluates the model
-below the smallest trained level ``σ_min``, and measured on the exact Gaussian denoiser
-(``python -m benchmarks.model_grids``, ``σ_max = 80``, ``σ_min = 0.002``) it is 10–50 % more
-accurate at 6–50 evaluations than the same formula down to ``σ = 0`` (Heun at 20 NFE: 0.187 vs
-0.258 worst relative error; the multistep solver at 50: 5.5e-4 vs 1.2e-3). Its last positive
-point stays at ``σ_min``, so refined solves stop converging at the landing error ``O(σ_min²)``;
-with ``sigma_min=0`` the same formula runs down to 0 (last positive point ``σ_max N^{−7}``) and
-every solver keeps its order.
+**Default grid and time variable** (issue 16) — those of a diffusion model, chosen by measurement
+over EDM's own: ``steps=N`` lays DDIM's quadratic timesteps over the noise levels of the VP SDE
+(Song et al. 2021; DDPM's linear schedule in continuous time, EDM Table 1:
+``σ(s) = √(exp(β_d s²/2 + β_min s) − 1)``, ``β_min = 0.1``, ``β_d = 19.9``) from ``σ_max`` down to
+``σ = 0`` (:func:`vp_levels`, :class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2``): the first
+step ends near the data's scale, and the last positive point ``≈ 0.3/N`` stays above ``σ_min``
+until ``N² > 1000``. Runge–Kutta stages are reciprocal (``dy/dw = D`` in ``w = 1/σ``:
+:mod:`flowrestore.solvers.reciprocal`) and the semi-linear solvers interpolate ``D`` in ``σ``.
+Chosen on the validation priors of ``python -m benchmarks.model_grids`` (exact Gaussian denoisers,
+std in [0.05, 0.95], ``σ_max = 80``) over the warps ``ρ`` 1.5 and 3 and EDM's grid; on its test
+priors, which chose nothing, against EDM's grid with stages in ``σ`` (worst relative error): Euler
+0.216 vs 0.388 at 6 evaluations, ``IPNDM()`` 0.0173 vs 0.0773, ``SemiLinearMultistep()`` 0.0207 vs
+0.304; Heun, RK4 and Midpoint are ahead of Euler at equal evaluations at every 3–10 steps (worst
+error ratio 0.79, 0.41, 0.52; on EDM's grid 8.95, 3.92, 1.02). The price: past ~15 steps the
+multistep solver lands from a coarser last point (about ``0.3/N``) than EDM's ``σ_min`` (50
+evaluations: 1.2e-3 vs 1.8e-4): for long solves pass ``grid=flow.edm_grid(N)``. On priors whose
+every component is far below the data scale (std 0.01–0.05) Heun, RK4 and Midpoint remain behind
+Euler at some step counts (worst ratio 1.44, 1.86, 1.44; on EDM's grid 55.8, 33.2, 1.7).
+
+**EDM's sampler.** ``stages="sigma"`` keeps Runge–Kutta stages in ``σ`` itself, so that Heun on
+:meth:`DenoiserFlow.edm_grid` is EDM's Algorithm 1 (Heun with a second-order correction on every
+step but the last, which is Euler onto ``σ = 0``; k-diffusion's ``sample_heun``, matched to 1e-6)::
+
+    flow = fr.DenoiserFlow(model, sigma_max=80.0, sigma_min=0.002, stages="sigma")
+    x = fr.solve(flow, fr.Heun(), x_T, grid=flow.edm_grid(18)).x
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -31,10 +45,30 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows._model import ModelFlow
-from flowrestore.flows.base import batch_time
-from flowrestore.grids import Karras, Spacing
+from flowrestore.flows.base import TimeVariable, batch_time
+from flowrestore.grids import Karras, NoiseLevels, Spacing
 
-__all__ = ["DenoiserFlow"]
+__all__ = ["DenoiserFlow", "vp_levels"]
+
+#: the VP SDE's linear β (Song et al. 2021: β_min = 0.1, β_max = 20; DDPM's linear schedule)
+VP_BETA_MIN, VP_BETA_D = 0.1, 19.9
+
+
+def vp_levels(sigma_min: float, sigma_max: float, count: int = 1000) -> tuple[float, ...]:
+    """``count`` noise levels ``σ(s)/σ_max`` of the VP SDE (module docstring), at VP times ``s``
+    uniform from ``σ_min``'s (``s_max/count`` for ``σ_min = 0``) to ``σ_max``'s: the table of
+    :class:`~flowrestore.grids.NoiseLevels` behind :meth:`DenoiserFlow.default_spacing`."""
+
+    def vp_time(sigma: float) -> float:  # the root of β_d s²/2 + β_min s = log(1 + σ²)
+        c = math.log1p(sigma * sigma)
+        return 2 * c / (VP_BETA_MIN + math.sqrt(VP_BETA_MIN**2 + 2 * VP_BETA_D * c))
+
+    hi = vp_time(sigma_max)
+    lo = vp_time(sigma_min) if sigma_min > 0 else hi / count
+    s = torch.linspace(lo, hi, count, dtype=torch.float64)
+    sig = torch.expm1(VP_BETA_D * s**2 / 2 + VP_BETA_MIN * s).sqrt() / sigma_max
+    sig[-1] = 1.0
+    return tuple(sig.tolist())
 
 
 def _level(value, name: str) -> float:
@@ -49,10 +83,13 @@ class DenoiserFlow(ModelFlow):
             the noisy image ``x_0 + σ ε``, ``sigma`` a ``[B]`` tensor in the state's dtype; returns
             the clean estimate ``D`` (a tensor, an object with ``.sample`` or a tuple).
         sigma_max: the noise level at ``t = 1`` (EDM: 80).
-        sigma_min: the smallest trained noise level (EDM: 0.002): the default grid's last positive
-            point (0: the grid runs down to ``σ = 0``).
+        sigma_min: the smallest trained noise level (EDM: 0.002): the lowest level of the default
+            grid's table (:func:`vp_levels`) and :meth:`edm_grid`'s last positive point.
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed as keyword arguments.
         check_outputs: validate shape, dtype and device of every model output.
+        stages: ``"reciprocal"`` (default: Runge–Kutta stages in ``w = 1/σ``, stable over large
+            steps) or ``"sigma"`` (stages in ``σ``: Heun on :meth:`edm_grid` is EDM's
+            Algorithm 1; module docstring).
     """
 
     def __init__(
@@ -63,6 +100,7 @@ class DenoiserFlow(ModelFlow):
         sigma_min: float = 0.0,
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
+        stages: str = "reciprocal",
     ):
         self.sigma_max = _level(sigma_max, "sigma_max")
         self.sigma_min = _level(sigma_min, "sigma_min")
@@ -71,12 +109,16 @@ class DenoiserFlow(ModelFlow):
                 f"need 0 <= sigma_min < sigma_max, got sigma_min={describe(sigma_min)}, "
                 f"sigma_max={describe(sigma_max)}"
             )
+        if stages not in ("reciprocal", "sigma"):
+            raise ConfigError(f"stages must be 'reciprocal' or 'sigma', got {describe(stages)}")
+        self.stages = stages
+        self._spacing = NoiseLevels(vp_levels(self.sigma_min, self.sigma_max), rho=2.0)
         self._set_model(model, cond, check_outputs, "model(x, sigma)")
 
     def __repr__(self) -> str:
         return (
             f"DenoiserFlow({type(self.model).__name__}, sigma_min={self.sigma_min:.4g}, "
-            f"sigma_max={self.sigma_max:.4g})"
+            f"sigma_max={self.sigma_max:.4g}, stages={self.stages!r})"
         )
 
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,9 +135,15 @@ class DenoiserFlow(ModelFlow):
         return float(sigma) / self.sigma_max
 
     def default_spacing(self) -> Spacing:
-        """EDM's grid: :class:`~flowrestore.Karras` with ``ρ = 7`` and ``t_min = σ_min/σ_max``
-        (module docstring, "Grids")."""
-        return Karras(rho=7.0, t_min=self.sigma_min / self.sigma_max)
+        """DDIM's quadratic timesteps over the VP SDE's noise levels down to ``σ = 0``
+        (:class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2`` over :func:`vp_levels`; module
+        docstring). Built once, on the host, with the flow."""
+        return self._spacing
+
+    def time_variable(self) -> TimeVariable:
+        """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1); Runge–Kutta stages are
+        reciprocal unless ``stages="sigma"`` (:class:`~flowrestore.flows.base.TimeVariable`)."""
+        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal")
 
     def edm_grid(self, steps: int, *, rho: float = 7.0) -> Tensor:
         """EDM's / k-diffusion's grid (``get_sigmas_karras(steps, σ_min, σ_max, ρ)`` plus the final

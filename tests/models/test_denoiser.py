@@ -84,16 +84,24 @@ def edm_denoiser(seed=0, sigma_data=0.5):
 @pytest.mark.parametrize("steps", [1, 2, 7, 18])
 def test_matches_k_diffusion_euler_and_heun(steps):
     model = edm_denoiser()
-    flow = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN)
+    flow = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, stages="sigma")
     sigmas = get_sigmas_karras(steps, SIGMA_MIN, SIGMA_MAX)
     grid = flow.edm_grid(steps)
     torch.testing.assert_close(grid * SIGMA_MAX, sigmas, rtol=1e-13, atol=0)
     x_T = SIGMA_MAX * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
     for ours, theirs in ((fr.Euler, sample_euler), (fr.Heun, sample_heun)):
         want = theirs(model, x_T, sigmas)
-        got = fr.solve(flow, ours(), x_T, steps=steps).x  # the default grid is EDM's
+        got = fr.solve(flow, ours(), x_T, grid=grid).x
         rel = float((got - want).abs().max() / want.abs().max())
         assert rel <= 1e-6, (ours.__name__, steps, rel)
+    # Euler is the same step in either kind of stages; Heun's reciprocal stages are not EDM's
+    plain = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN)
+    torch.testing.assert_close(
+        fr.solve(plain, fr.Euler(), x_T, grid=grid).x, sample_euler(model, x_T, sigmas)
+    )
+    if steps > 1:
+        other = fr.solve(plain, fr.Heun(), x_T, grid=grid).x
+        assert float((other - sample_heun(model, x_T, sigmas)).abs().max()) > 1e-3
 
 
 def test_heun_has_edm_algorithm_1_structure():
@@ -106,8 +114,8 @@ def test_heun_has_edm_algorithm_1_structure():
         return 0.5 * x
 
     steps = 6
-    flow = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN)
-    sol = fr.solve(flow, fr.Heun(), torch.ones(1, 3, dtype=F64), steps=steps)
+    flow = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, stages="sigma")
+    sol = fr.solve(flow, fr.Heun(), torch.ones(1, 3, dtype=F64), grid=flow.edm_grid(steps))
     assert int(sol.stats.nfe.max()) == 2 * steps - 1 == len(seen)
     sig = get_sigmas_karras(steps, SIGMA_MIN, SIGMA_MAX).tolist()
     want = [sig[0]] + [s for s in sig[1:-1] for _ in range(2)]
@@ -121,18 +129,21 @@ def test_heun_has_edm_algorithm_1_structure():
     torch.testing.assert_close(sol.x, 0.5 * x)  # the last step: Euler onto 0 = D(x)
 
 
+@pytest.mark.parametrize("stages", ["reciprocal", "sigma"])
 @pytest.mark.parametrize(
     ("name", "make", "declared"),
     [("Euler", fr.Euler, 1), ("Midpoint", fr.Midpoint, 2), ("Heun", fr.Heun, 2),
      ("RK4", fr.RK4, 4), ("SemiLinearMultistep", fr.SemiLinearMultistep, 3)],
 )  # fmt: skip
-def test_declared_order_with_plain_steps(name, make, declared):
+def test_declared_order_with_plain_steps(name, make, declared, stages):
     c, sc = prior(dim=24)
     oracle = GaussianDenoiserOracle(mean=c, std=sc)
-    flow = fr.DenoiserFlow(oracle, sigma_max=SIGMA_MAX)  # sigma_min = 0: ρ = 7 down to 0
+    flow = fr.DenoiserFlow(oracle, sigma_max=SIGMA_MAX, stages=stages)  # down to σ = 0
     x_T = SIGMA_MAX * torch.randn(3, 24, generator=torch.Generator().manual_seed(1), dtype=F64)
     exact = oracle.exact_map(x_T, SIGMA_MAX)
-    levels = [16, 32, 64, 128, 256]
+    # the default grid's last positive point enters its table's linear first segment once
+    # N² > 1000 (``NoiseLevels``): the orders are asymptotic from there
+    levels = [128, 181, 256, 362, 512]
     errs = [float((fr.solve(flow, make(), x_T, steps=n).x - exact).abs().max()) for n in levels]
     slope = fit_order(levels, errs, 1e3 * torch.finfo(F64).eps * float(exact.abs().max()))
     if name in ("Midpoint", "SemiLinearMultistep"):
@@ -147,11 +158,11 @@ def test_edm_grid_converges_to_its_landing_error():
     c, sc = prior(dim=12, std=(0.05, 0.3))
     oracle = GaussianDenoiserOracle(mean=c, std=sc)
     sigma_min = 0.05
-    flow = fr.DenoiserFlow(oracle, sigma_max=SIGMA_MAX, sigma_min=sigma_min)
+    flow = fr.DenoiserFlow(oracle, sigma_max=SIGMA_MAX, sigma_min=sigma_min, stages="sigma")
     x_T = SIGMA_MAX * torch.randn(2, 12, generator=torch.Generator().manual_seed(3), dtype=F64)
     at_min = oracle.exact_map(x_T, SIGMA_MAX, sigma_min)
     landed = oracle(at_min, sigma_min)
-    got = fr.solve(flow, fr.RK4(), x_T, steps=256).x  # RK4's own error: ~1e-8 here
+    got = fr.solve(flow, fr.RK4(), x_T, grid=flow.edm_grid(256)).x  # RK4's own error: ~1e-8
     torch.testing.assert_close(got, landed, rtol=0, atol=1e-7)
     assert float((landed - oracle.exact_map(x_T, SIGMA_MAX)).abs().max()) > 1e-3
 
@@ -165,6 +176,8 @@ def test_configuration():
         fr.DenoiserFlow(None, sigma_max=1.0)
     with pytest.raises(ConfigError, match="steps"):
         fr.DenoiserFlow(lambda x, s: x, sigma_max=1.0).edm_grid(0)
+    with pytest.raises(ConfigError, match="stages"):
+        fr.DenoiserFlow(lambda x, s: x, sigma_max=1.0, stages="t")
     seen = {}
 
     def model(x, sigma, class_labels):
@@ -177,3 +190,33 @@ def test_configuration():
     assert seen["labels"] is labels and flow.network is model
     a, s = flow.state_coefficients(torch.tensor(0.5))
     assert float(a) == 1.0 and float(s) == 5.0
+
+
+def _vp_time(sigma):
+    """The VP SDE's time of a noise level (Song et al. 2021, β_min = 0.1, β_max = 20; EDM Table 1:
+    σ(s)² = exp(β_d s²/2 + β_min s) − 1 with β_d = 19.9), the positive root."""
+    c = torch.log1p(sigma**2)
+    return 2 * c / (0.1 + (0.01 + 2 * 19.9 * c).sqrt())
+
+
+@pytest.mark.parametrize(("sigma_min", "sigma_max"), [(0.0, 80.0), (0.002, 80.0), (0.01, 14.6)])
+def test_default_grid_is_ddim_quadratic_over_the_vp_noise_levels(sigma_min, sigma_max):
+    """The table: VP noise levels at VP times uniform from σ_min's (``s_max/1000`` for 0) to
+    σ_max's; the default ``steps=N`` grid: VP times ``∝ (1 − k/N)²`` over the table's index (checked
+    from the 10th entry up: geometric interpolation between entries, ``σ ∝ √s`` near 0)."""
+    from flowrestore.flows.denoiser import vp_levels
+
+    levels = torch.tensor(vp_levels(sigma_min, sigma_max), dtype=F64) * sigma_max
+    s = _vp_time(levels)
+    lo = float(_vp_time(torch.tensor(sigma_min, dtype=F64))) if sigma_min else float(s[-1]) / 1000
+    want = torch.linspace(lo, float(_vp_time(torch.tensor(sigma_max, dtype=F64))), 1000, dtype=F64)
+    torch.testing.assert_close(s, want, rtol=1e-11, atol=0)
+    flow = fr.DenoiserFlow(lambda x, sig: x, sigma_max=sigma_max, sigma_min=sigma_min)
+    for n in (3, 6, 10, 31):
+        grid = fr.solve(flow, fr.Euler(), torch.ones(1, 2, dtype=F64), steps=n, save_at="steps")
+        times = grid.ts[:-1] * sigma_max
+        assert float(grid.ts[-1]) == 0.0
+        u = (1 - torch.arange(n, dtype=F64) / n) ** 2  # the index u = j/1000 of entry j
+        expect = s[0] + (s[-1] - s[0]) * (u * 1000 - 1) / 999
+        on = u * 1000 >= 10
+        torch.testing.assert_close(_vp_time(times)[on], expect[on], rtol=1e-3, atol=0)
