@@ -150,11 +150,12 @@ class SymbolicCost:
 
 
 def symbolic_cost(
-    flow: Flow, solver, grid_t: Tensor, states: list[Tensor], seen=()
+    flow: Flow, solver, grid_t: Tensor, states: list[Tensor], seen=(), *, linearise: bool = True
 ) -> SymbolicCost:
     """Evaluate the teacher's clean estimates ``D_m``, their gains ``α_m`` (the mean eigenvalue of
-    ``∂D/∂x``, probed along one random direction per point) and the Gram matrix of
-    ``(D_m, X_m)``: ``2M`` evaluations of the flow's estimate on the warm-up batch, ``M`` when
+    ``∂D/∂x``, probed along one random direction per point; ``linearise=False``: ``α_m = 0``,
+    plain teacher forcing, no probe) and the Gram matrix of ``(D_m, X_m)``: ``2M`` evaluations of
+    the flow's estimate on the warm-up batch, ``M`` fewer without the probes, ``M`` fewer when
     ``seen`` holds the teacher's own evaluations ``(t, x, D(x, t))`` at its states (an estimate is
     reused where its time is ``t_m`` in the state's precision and its input is ``X_m`` to within
     1e-6 relative)."""
@@ -167,6 +168,8 @@ def symbolic_cost(
             ds.append(_recorded(seen, float(grid_t[k]), states[k]))
             if ds[-1] is None:
                 ds[-1] = flow.denoise(t, states[k])
+            if not linearise:
+                continue
             xi = torch.randn(states[k].shape, generator=g).to(states[k])
             eps = 1e-2 * float(states[k].pow(2).mean().sqrt().clamp_min(1e-12))
             probe = flow.denoise(t, states[k] + eps * xi) - ds[-1]

@@ -49,6 +49,8 @@ def test_wrong_requests_are_refused_before_any_evaluation():
         fit_grid(flow, fr.Euler(), y, 0)
     with pytest.raises(ConfigError, match="t_span"):
         fit_grid(fr.ODEFlow(lambda t, x: -x), fr.Euler(), y, 4)
+    with pytest.raises(ConfigError, match="linearise"):
+        fit_grid(flow, fr.Euler(), y, 4, linearise=1)
     assert spy.calls == 0
 
 
@@ -139,9 +141,12 @@ def test_symbolic_costs_reuse_the_teachers_clean_estimates(problem):
         reused = symbolic_cost(flow, fr.IPNDM(), grid_t, states, seen)
         n_reused = len(calls)
         fresh = symbolic_cost(flow, fr.IPNDM(), grid_t, states)
+        n_fresh = len(calls) - n_reused
+        symbolic_cost(flow, fr.IPNDM(), grid_t, states, seen, linearise=False)
     finally:
         del flow.denoise
-    assert (n_reused, len(calls) - n_reused) == (16, 32)
+    # the probes only (one per teacher point); everything; nothing (plain teacher forcing)
+    assert (n_reused, n_fresh, len(calls) - n_reused - n_fresh) == (16, 32, 0)
     for idx in ([0, 4, 9, 13, 16], [0, 2, 7, 11, 14, 16]):
         assert reused.path(idx) == pytest.approx(fresh.path(idx), rel=1e-5)
 
