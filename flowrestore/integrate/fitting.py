@@ -25,7 +25,8 @@ trajectory regularity of ODE-based diffusion sampling", GITS). :func:`fit_grid` 
    ``α_m`` probed once per teacher point, so that a solver's errors propagate as in a real solve;
    ``M`` more evaluations). Off by default: on the few-NFE benchmark's validation split the fitted
    grids were as accurate without it (the same grids on the DDPM and the shipped U-Net; on the
-   exact diffusion models better in 8 of 12 (solver, NFE) cells, worse in 2).
+   exact diffusion models better in 8 of 12 (solver, NFE) cells, worse in 2;
+   ``python -m benchmarks.fit_options --option linearise --which abc``).
 4. **Verification.** The candidates (the searches' ends and the :data:`CANDIDATES` best paths
    they costed) and the flow's default grid are solved for real on the warm-up inputs; the most
    accurate is kept — never worse than the default on them.
