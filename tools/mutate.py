@@ -270,6 +270,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        stages: str = "sigma",',
         ["tests/fewnfe/test_stability.py"],
     ),
+    "denoiser-reads-the-device": (
+        "flowrestore/flows/denoiser.py",
+        "        sigma = batch_time(t, x) * self.sigma_max\n",
+        "        sigma = batch_time(t, x) * self.sigma_max * float(t.new_ones(()))\n",
+        ["tests/models/test_denoiser.py"],
+    ),
     "denoiser-power-2": (
         "flowrestore/flows/denoiser.py",
         'TimeVariable(power=1, reciprocal=self.stages == "reciprocal")',

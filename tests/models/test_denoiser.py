@@ -220,3 +220,36 @@ def test_default_grid_is_ddim_quadratic_over_the_vp_noise_levels(sigma_min, sigm
         expect = s[0] + (s[-1] - s[0]) * (u * 1000 - 1) / 999
         on = u * 1000 >= 10
         torch.testing.assert_close(_vp_time(times)[on], expect[on], rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("stages", ["reciprocal", "sigma"])
+def test_no_host_sync_in_a_denoiser_step_or_landing(stages):
+    """Every Runge–Kutta step on the flow (reciprocal or σ stages; 0-d and per-sample ``[B]``
+    times) and the landing onto σ = 0 read no device value (issue 17's rule). The model is a
+    plain callable (the exact denoiser of ``N(0, I)``), so every counted sync would be the flow's
+    or the solver's."""
+    from syncs import SyncCounter
+
+    from flowrestore.integrate.endpoint import land
+    from flowrestore.noise import GeneratorNoise
+    from flowrestore.solvers import Context
+
+    def model(x, sigma):
+        return x / (1 + sigma.reshape(-1, 1) ** 2)
+
+    flow = fr.DenoiserFlow(model, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, stages=stages)
+    x = SIGMA_MAX * torch.randn(3, 6, generator=torch.Generator().manual_seed(2), dtype=F64)
+    ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+    times = [
+        (torch.tensor(0.6, dtype=F64), torch.tensor(-0.2, dtype=F64)),
+        (torch.tensor([0.9, 0.4, 0.05], dtype=F64), torch.tensor([-0.1, -0.2, -0.01], dtype=F64)),
+    ]
+    for solver in (fr.Euler(), fr.Midpoint(), fr.Heun(), fr.RK4()):
+        for t, h in times:
+            _, state = solver.init(flow, t, x, ctx)
+            step = solver.step(flow, t, x, h, state, ctx)  # warm-up
+            with SyncCounter() as sc:
+                step = solver.step(flow, t, x, h, state, ctx)
+                landed = land(flow, solver, t + h, step.x, step.state, ctx)
+            assert sc.count == 0, (type(solver).__name__, t.dim(), dict(sc.ops))
+            assert torch.isfinite(landed.x).all()
