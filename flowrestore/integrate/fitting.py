@@ -158,30 +158,34 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
 
 def _teacher_solve(flow, teacher, x, grid_t):
     """The teacher's solve of ``x`` on ``grid_t``: the solution, its states ``X_m`` (in the
-    flow's state) and the clean estimates it evaluated, ``[(t, x, D(x, t)), ...]``.
+    flow's state) and the clean estimates it evaluated, ``[(t, ‖x‖, D(x, t)), ...]``.
 
-    The estimates are recorded by shadowing ``flow.denoise`` on the instance for the duration of
-    the solve (restored after, also on failure), so that :func:`~flowrestore.integrate.gits.
-    symbolic_cost` reuses those the teacher took at its own states (a multistep teacher evaluates
-    each ``D(X_m, t_m)`` once) instead of evaluating them again: ``M`` fewer evaluations of the
-    warm-up batch, about a tenth of a fit."""
+    A teacher that evaluates only at the start of its steps (``stage_fractions == (0,)``: the
+    default multistep teacher) takes exactly ``D(X_m, t_m)`` at each grid point, which
+    :func:`~flowrestore.integrate.gits.symbolic_cost` would otherwise evaluate again: they are
+    recorded by shadowing ``flow.denoise`` on the instance for the duration of the solve (restored
+    after, also on failure) — ``M`` fewer evaluations of the warm-up batch, about a tenth of a fit.
+    Only the estimate and the input's norm (a check, kept on the device) are held, not the input.
+    """
     seen: list = []
+    record = flow.has_denoiser and tuple(teacher.stage_fractions) == (0.0,)
     shadowed = "denoise" in vars(flow)
     plain = flow.denoise
 
     def recording(t, z):
         d = plain(t, z)
-        seen.append((t, z, d))
+        seen.append((t, z.detach().double().norm(), d))
         return d
 
-    flow.denoise = recording
+    if record:
+        flow.denoise = recording
     try:
         with torch.no_grad():
             sol = solve(flow, teacher, x, grid=grid_t, save_at="steps")
     finally:
-        if shadowed:
+        if record and shadowed:
             flow.denoise = plain
-        else:
+        elif record:
             del flow.denoise
     states = [flow.to_state(sol.trajectory[m], float(grid_t[m])) for m in range(grid_t.numel())]
     return sol, states, seen

@@ -156,9 +156,9 @@ def symbolic_cost(
     ``∂D/∂x``, probed along one random direction per point; ``linearise=False``: ``α_m = 0``,
     plain teacher forcing, no probe) and the Gram matrix of ``(D_m, X_m)``: ``2M`` evaluations of
     the flow's estimate on the warm-up batch, ``M`` fewer without the probes, ``M`` fewer when
-    ``seen`` holds the teacher's own evaluations ``(t, x, D(x, t))`` at its states (an estimate is
-    reused where its time is ``t_m`` in the state's precision and its input is ``X_m`` to within
-    1e-6 relative)."""
+    ``seen`` holds the teacher's own evaluations ``(t, ‖x‖, D(x, t))`` at its states (reused where
+    the time is ``t_m`` in the state's precision and the input's norm is ``‖X_m‖`` to 1e-6
+    relative)."""
     m = grid_t.numel() - 1
     g = torch.Generator().manual_seed(0)
     ds, gains = [], torch.zeros(m, dtype=F64)
@@ -184,13 +184,15 @@ def symbolic_cost(
 
 
 def _recorded(seen, t: float, x: Tensor) -> Tensor | None:
-    """The recorded estimate ``D(x, t)`` among ``seen`` (``None`` if the teacher took none)."""
-    for ts, xs, d in seen:
-        tv = batch_time(ts, xs)
+    """The recorded estimate ``D(x, t)`` among ``seen`` (``(t, ‖x‖, D)``; ``None`` if the teacher
+    took none at ``t`` from an input of ``x``'s norm)."""
+    norm = float(x.double().norm())
+    for ts, zn, d in seen:
+        tv = batch_time(ts, d)
         tol = 4 * torch.finfo(tv.dtype).eps * max(abs(t), 1e-30)  # the time in the state's dtype
-        if xs.shape != x.shape or not bool((tv.double() - t).abs().le(tol).all()):
+        if d.shape != x.shape or not bool((tv.double() - t).abs().le(tol).all()):
             continue
-        if float((xs - x).double().norm()) <= 1e-6 * float(x.double().norm()):
+        if abs(float(zn) - norm) <= 1e-6 * norm:
             return d
     return None
 

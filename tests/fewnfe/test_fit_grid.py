@@ -151,6 +151,24 @@ def test_symbolic_costs_reuse_the_teachers_clean_estimates(problem):
         assert reused.path(idx) == pytest.approx(fresh.path(idx), rel=1e-5)
 
 
+def test_only_estimates_taken_at_the_teachers_states_are_reused():
+    """A teacher with stages inside its steps (RK4) records nothing (its stage estimates are not
+    the ``D(X_m, t_m)`` the costs need, and holding them would multiply the fit's memory); an
+    estimate whose input norm differs from ``‖X_m‖`` is not reused."""
+    from flowrestore.integrate.endpoint import default_spacing
+    from flowrestore.integrate.fitting import _teacher_solve
+    from flowrestore.integrate.gits import _recorded
+
+    _, flow, x, _ = indi_problem(seed=4, dim=8, batch=3)
+    grid_t = default_spacing(flow, fr.RK4(), 0.0)(8, 1.0, 0.0)
+    assert _teacher_solve(flow, fr.RK4(), x, grid_t)[2] == []
+    grid_t = default_spacing(flow, fr.SemiLinearMultistep(), 0.0)(8, 1.0, 0.0)
+    _, states, seen = _teacher_solve(flow, fr.SemiLinearMultistep(), x, grid_t)
+    assert _recorded(seen, float(grid_t[3]), states[3]) is seen[3][2]
+    assert _recorded(seen, float(grid_t[3]), states[3] * (1 + 1e-5)) is None
+    assert _recorded(seen, float(grid_t[3]), states[4]) is None
+
+
 def test_teacher_solve_restores_the_flow_on_failure():
     from flowrestore.integrate.fitting import _teacher_solve
 
