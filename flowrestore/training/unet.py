@@ -29,6 +29,11 @@ drifting like ``c·log t``). :meth:`UNet.velocity` returns ``v_θ`` directly, wh
 in ``(x − F)/t`` at small ``t``). The InDI loss ``‖F − x‖`` and its target are unchanged (InDI,
 Delbracio & Milanfar 2023, §3, the training loss).
 
+**Memory format.** On the CPU the features run channels-last (NHWC), which the CPU convolution
+kernels prefer: 1.3-1.4x less time per evaluation of the shipped predictors (8 crops of 64², two
+threads, this project's 2-core machine); the output is returned in the standard layout. On other
+devices the input's layout is kept.
+
 **Time embedding.** ``t`` enters through sinusoids of ``time_scale·t`` (``time_scale=1000`` is the
 DDPM/SR3 convention for integer timesteps). Its top frequency sets how fast the predictor may vary
 in ``t``: at 1000 it oscillates with a period of ~0.006 in ``t``, which no few-step solver resolves;
@@ -250,6 +255,9 @@ class UNet(nn.Module):
         if ph or pw:
             mode = "reflect" if (ph < h_in and pw < w_in) else "replicate"
             xin = F.pad(xin, (0, pw, 0, ph), mode=mode)
+        channels_last = xin.device.type == "cpu"  # CPU convolutions: ~1.3x faster (module doc)
+        if channels_last:
+            xin = xin.contiguous(memory_format=torch.channels_last)
         emb = self.time_mlp(timestep_embedding(t, self._emb_in, scale=self.time_scale).to(dtype))
         h = self.inc(xin)
         skips = []
@@ -269,4 +277,6 @@ class UNet(nn.Module):
         out = self.out(F.silu(h))
         if ph or pw:
             out = out[..., :h_in, :w_in]
+        if channels_last:
+            out = out.contiguous()
         return (out if out.dtype == x.dtype else out.to(x.dtype)), t

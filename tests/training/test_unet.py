@@ -23,6 +23,22 @@ def test_output_shape_equals_input(net, hw):
     assert net(x, torch.tensor([0.1, 0.9])).shape == x.shape
 
 
+def test_channels_last_features_give_the_standard_layouts_answer(net):
+    """On the CPU the features run channels-last; the output comes back in the standard layout and
+    agrees with a float64 copy of the network (where the order of the sums does not matter) to
+    float32 round-off."""
+    x = torch.rand(3, 3, 20, 28)
+    t = torch.tensor([0.2, 0.5, 0.9])
+    wide = UNet(**net.config)
+    wide.load_state_dict(net.state_dict())
+    wide.double()
+    with torch.no_grad():
+        out = net(x, t)
+        ref = wide(x.double(), t)
+    assert out.is_contiguous() and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_time_conditioning_and_scalar_t(net):
     x = torch.rand(2, 3, 16, 16)
     a = net(x, torch.tensor([0.2, 0.2]))
