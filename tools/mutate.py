@@ -294,6 +294,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            return d * 1.001\n",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "fit-start-memo-serves-every-call": (
+        "flowrestore/integrate/fitting.py",
+        "        return bool((tv.double() - t0).abs().le(tol).all()) and torch.equal(z, x0)",
+        "        return True",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "fit-start-memo-serves-a-wrong-value": (
+        "flowrestore/integrate/fitting.py",
+        "            return memo[name].clone()",
+        "            return memo[name] * 1.0001",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
     "refine-keeps-worse-grid": (
         "flowrestore/integrate/refine.py",
         '        if err < best["err"]:',

@@ -176,3 +176,37 @@ def test_teacher_solve_restores_the_flow_on_failure():
     with pytest.raises(fr.FlowRestoreError):
         _teacher_solve(flow, fr.SemiLinearMultistep(), x[:, :3], torch.tensor([1.0, 2.0]))
     assert "denoise" not in vars(flow)
+
+
+@pytest.mark.parametrize("solver", [fr.SemiLinearMultistep(), fr.IPNDM(), fr.Heun()])
+def test_the_start_is_evaluated_once_per_fit_and_changes_nothing(solver, monkeypatch):
+    """Every verification and refinement solve starts from the warm-up batch at ``t_0``: its first
+    estimate (or drift) there is taken once per fit, not once per solve, and the fitted grid is
+    the one a fit evaluating every solve's start gets; the flow's methods are restored."""
+    import contextlib
+
+    from flowrestore.integrate import fitting
+
+    oracle, base, _, _ = diffusion_problem("linear", "epsilon", seed=3, dim=16)
+    warm = oracle.sample_latent(16, torch.Generator().manual_seed(10))
+    at_start, calls = [], []
+
+    def model(x, k):
+        calls.append(1)
+        k = torch.as_tensor(k).reshape(-1)
+        at_start.append(bool((k == k.max()).all()) and float(k.max()) >= 999 - 1e-6)
+        return oracle(x, k)
+
+    flow = fr.DiffusionFlow(model, alphas_cumprod=base.alphas_cumprod)
+    fitted = fit_grid(flow, solver, warm, 4, refine=12)
+    memo_calls, memo_starts = len(calls), sum(at_start)
+    assert not {"denoise", "velocity", "drift"} & set(vars(flow))
+    # the teacher's own first evaluation, and at most one more for a solver stepping the drift
+    assert 1 <= memo_starts <= 2
+    calls.clear()
+    at_start.clear()
+    monkeypatch.setattr(fitting, "_start_memo", lambda *a: contextlib.nullcontext())
+    plain = fit_grid(flow, solver, warm, 4, refine=12)
+    assert plain.times == fitted.times
+    # without the memo each of the ≥ 12 refinement solves evaluates the start again
+    assert sum(at_start) >= memo_starts + 12 and len(calls) >= memo_calls + 12
