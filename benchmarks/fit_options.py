@@ -6,6 +6,8 @@ inputs of :func:`benchmarks.fewnfe.warmups` and scored on the validation instanc
 summary line is the geometric mean of the worst errors over the (problem, solver, NFE) cells.
 
 * ``linearise`` (False chosen): the local search's linearised clean estimates, ``M`` evaluations;
+* ``power`` (1 chosen): :data:`flowrestore.integrate.refine.POWER`, the refinement objective's
+  power mean of the per-sample errors;
 * ``simplex`` (0.5 chosen): :data:`flowrestore.integrate.refine.SIMPLEX_STEP`, the refinement's
   initial simplex in each logit.
 
@@ -30,6 +32,7 @@ from . import fewnfe_problems as P
 OPTIONS = {
     "linearise": ({"linearise": True}, {"linearise": False}),
     "simplex": ({"simplex": 0.25}, {"simplex": 0.5}, {"simplex": 1.0}),
+    "power": ({"power": 1.0}, {"power": 4.0}),
 }
 
 
@@ -40,7 +43,9 @@ def run(which: str, option: str, log=print) -> dict:
     for setting in OPTIONS[option]:
         kw = dict(setting)
         step = kw.pop("simplex", 0.5)
+        power = kw.pop("power", 1.0)
         saved, refine.SIMPLEX_STEP = refine.SIMPLEX_STEP, step
+        saved_power, refine.POWER = refine.POWER, power
         try:
             scores = {}
             for name, problem in problems.items():
@@ -62,6 +67,7 @@ def run(which: str, option: str, log=print) -> dict:
             out[str(setting)] = scores
         finally:
             refine.SIMPLEX_STEP = saved
+            refine.POWER = saved_power
     return out
 
 

@@ -306,6 +306,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            return memo[name] * 1.0001",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "refine-objective-not-the-mean": (
+        "flowrestore/integrate/refine.py",
+        "POWER = 1.0\n",
+        "POWER = 2.0\n",
+        ["tests/fewnfe/test_refine.py"],
+    ),
     "refine-keeps-worse-grid": (
         "flowrestore/integrate/refine.py",
         '        if err < best["err"]:',
