@@ -58,7 +58,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, FlowRestoreError, describe
-from flowrestore.flows.base import Flow, batch_time
+from flowrestore.flows.base import Flow
 from flowrestore.grids import Fitted, check_grid, make_grid
 from flowrestore.integrate.endpoint import default_spacing
 from flowrestore.integrate.gits import _recorded, dp_path, local_search, symbolic_cost
@@ -120,7 +120,7 @@ def fit_grid(
     default = make_grid(steps, t0, t1, default_spacing(flow, solver, t1))
     candidates = _candidates(flow, solver, grid_t, states, steps, default, seen, linearise)
     start = _recorded(seen, t0, states[0])
-    with _start_memo(flow, t0, states[0], start):
+    with _start_memo(flow, solver, x_warmup, start):
         best = _verify(flow, solver, x_warmup, sol.x, [*candidates, default])
         if refine > 0 and steps > 1:
             best = refine_grid(flow, solver, x_warmup, sol.x, best, budget=refine)
@@ -277,26 +277,35 @@ def _verify(flow, solver, x, reference, grids: list[Tensor]) -> Tensor:
 
 
 @contextmanager
-def _start_memo(flow, t0: float, x0: Tensor, d0: Tensor | None):
-    """Within the block the flow's ``denoise``, ``velocity`` and ``drift`` at exactly ``(t0, x0)``
-    (``torch.equal``, the time to the state's precision) are evaluated once and then served from a
-    memo (a copy each time); ``denoise``'s memo starts with the teacher's record ``d0`` when there
-    is one. Any other call goes to the flow. The methods are restored after, also on failure."""
+def _start_memo(flow, solver, x_warm: Tensor, d0: Tensor | None):
+    """Within the block, the first evaluation of every solve of ``x_warm`` — by ``denoise``,
+    ``velocity`` or ``drift`` — is taken once and then served from a memo (a copy each time);
+    ``denoise``'s memo starts with the teacher's record ``d0`` when there is one.
+
+    Decided on the host only, so the solves' step loops read no device value: the loop converts its
+    start with ``flow.to_state`` once per solve, which arms the memo when the start is the
+    ``x_warm`` object itself; the next evaluation of that solve, if it has the state's shape, is
+    its first stage at ``(t_0, X_w)`` (a solver whose first stage is at the step's start, ``c_1 =
+    0``; for any other nothing is served) and is served; every evaluation disarms it. The methods
+    are restored after, also on failure."""
+    if not solver.stage_fractions or solver.stage_fractions[0] != 0.0:
+        yield
+        return
     memo = {"denoise": d0}
+    armed = {"shape": None}
     names = [n for n in ("denoise", "velocity", "drift") if n != "denoise" or flow.has_denoiser]
-    names = [n for n in names if callable(getattr(flow, n, None))]
+    names = [n for n in ["to_state", *names] if callable(getattr(flow, n, None))]
     saved = {n: (n in vars(flow), getattr(flow, n)) for n in names}
 
-    def at_start(t, z) -> bool:
-        if z.shape != x0.shape or z.dtype != x0.dtype or z.device != x0.device:
-            return False
-        tv = batch_time(t, z)
-        tol = 4 * torch.finfo(tv.dtype).eps * max(abs(t0), 1e-30)
-        return bool((tv.double() - t0).abs().le(tol).all()) and torch.equal(z, x0)
+    def to_state(x, t):
+        z = saved["to_state"][1](x, t)
+        armed["shape"] = z.shape if x is x_warm else None
+        return z
 
     def served(name, plain):
         def method(t, z):
-            if not at_start(t, z):
+            start, armed["shape"] = armed["shape"] == z.shape, None
+            if not start:
                 return plain(t, z)
             if memo.get(name) is None:
                 memo[name] = plain(t, z)
@@ -304,7 +313,8 @@ def _start_memo(flow, t0: float, x0: Tensor, d0: Tensor | None):
 
         return method
 
-    for n in names:
+    flow.to_state = to_state
+    for n in names[1:]:
         setattr(flow, n, served(n, saved[n][1]))
     try:
         yield

@@ -200,7 +200,7 @@ def test_the_start_is_evaluated_once_per_fit_and_changes_nothing(solver, monkeyp
     flow = fr.DiffusionFlow(model, alphas_cumprod=base.alphas_cumprod)
     fitted = fit_grid(flow, solver, warm, 4, refine=12)
     memo_calls, memo_starts = len(calls), sum(at_start)
-    assert not {"denoise", "velocity", "drift"} & set(vars(flow))
+    assert not {"to_state", "denoise", "velocity", "drift"} & set(vars(flow))
     # the teacher's own first evaluation, and at most one more for a solver stepping the drift
     assert 1 <= memo_starts <= 2
     calls.clear()
@@ -210,3 +210,27 @@ def test_the_start_is_evaluated_once_per_fit_and_changes_nothing(solver, monkeyp
     assert plain.times == fitted.times
     # without the memo each of the ≥ 12 refinement solves evaluates the start again
     assert sum(at_start) >= memo_starts + 12 and len(calls) >= memo_calls + 12
+
+
+def test_the_start_memo_reads_no_device_value_in_the_step_loop():
+    """The memo decides on the host (the start's identity, the state's shape): a solve of the
+    warm-up batch inside it has exactly the syncs of the same solve outside it (the planning's and
+    the final checks', none in the step loop), served from the memo or not."""
+    from syncs import SyncCounter
+
+    from flowrestore.integrate.fitting import _start_memo
+
+    # a predictor that is a plain tensor expression (the oracles validate their t on the host)
+    flow = fr.InDIFlow(lambda x, t: 0.6 * x + 0.2 * t[:, None] + 0.1)
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(3), dtype=F64)
+    grid = fr.Power(1.5)(5, 1.0, 0.0)
+    for solver in (fr.SemiLinearMultistep(), fr.IPNDM(), fr.Heun()):
+        with SyncCounter() as plain:
+            want = fr.solve(flow, solver, x, grid=grid).x
+        with _start_memo(flow, solver, x, None):
+            first = fr.solve(flow, solver, x, grid=grid).x  # fills the memo
+            with SyncCounter() as memo:
+                got = fr.solve(flow, solver, x, grid=grid).x  # served from it
+        # the plain solve's own reads are its planning and final checks (tests/core/test_syncs.py)
+        assert memo.count == plain.count, (solver, memo.ops, plain.ops)
+        assert torch.equal(got, want) and torch.equal(first, want)

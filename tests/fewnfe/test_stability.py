@@ -16,6 +16,8 @@ are read from ``stats.nfe`` and Euler is run with exactly that many steps.
 from __future__ import annotations
 
 import math
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -24,14 +26,8 @@ import flowrestore as fr
 
 from .helpers import F64, diffusion_problem, indi_problem, rel
 
-SOLVERS = {
-    "Midpoint": fr.Midpoint,
-    "Heun": fr.Heun,
-    "RK4": fr.RK4,
-    "SemiLinearMultistep": fr.SemiLinearMultistep,
-    "IPNDM": fr.IPNDM,
-    "DataIPNDM": fr.DataIPNDM,
-}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from benchmarks.stiff_stability import SOLVERS  # noqa: E402  (the default solvers: one table)
 
 
 def _oscillator():
