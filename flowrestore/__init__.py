@@ -73,6 +73,7 @@ _EXPORTS = {
     "flowrestore.grids": (
         "EndRefined",
         "Fitted",
+        "FittedGrids",
         "Karras",
         "NoiseLevels",
         "Power",

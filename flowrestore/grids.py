@@ -15,7 +15,9 @@ Restoration flows run from ``t = 1`` to ``0``. Spacings (which one ``steps=N`` u
 * :class:`NoiseLevels` — uniform in the index of a diffusion model's trained noise levels, warped
   by ``ρ``: DDIM's quadratic timesteps for ``ρ = 2`` (Song et al. 2021, §D.2; a diffusion flow's);
 * :class:`EndRefined` — a spacing with its last steps refined as ``(1 − k/N)^ρ`` (the loop's rule);
-* :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`).
+* :class:`Fitted` — a grid shape fitted to a problem (:func:`flowrestore.integrate.fit_grid`);
+* :class:`FittedGrids` — fitted grids per step count for one solver, declared by a flow (a shipped
+  model's few-NFE schedules), over the spacing the solver would otherwise use.
 """
 
 from __future__ import annotations
@@ -313,6 +315,75 @@ class Fitted(Spacing):
         grid = t1 + (t0 - t1) * tau
         grid[0], grid[-1] = t0, t1
         return grid
+
+
+@dataclass(frozen=True, kw_only=True)
+class FittedGrids:
+    """Grids fitted for one solver at a few step counts: a model's few-NFE schedules (GITS,
+    Chen et al. 2024; :func:`flowrestore.integrate.fit_grid`), declared by its flow.
+
+    ``solver`` is the ``repr`` of the solver the grids were fitted for (a grid fitted for one
+    solver says nothing about another's errors); ``times`` maps a step count ``N`` to the
+    normalised times ``1 = τ_0 > … > τ_N = 0`` of its grid (:class:`Fitted`; a dict, or pairs).
+    ``steps=N`` with that solver runs on the fitted grid; any other solver, or a step count not
+    in ``times``, gets the spacing it would get without them (:meth:`over`).
+    """
+
+    solver: str
+    times: tuple[tuple[int, tuple[float, ...]], ...]
+
+    def __post_init__(self):
+        if not isinstance(self.solver, str) or not self.solver:
+            raise ConfigError(f"solver must be a solver's repr, got {describe(self.solver)}")
+        items = self.times.items() if isinstance(self.times, dict) else self.times
+        table = {}
+        for n, tau in items:
+            steps = int(n)
+            fitted = Fitted(tuple(tau))
+            if steps < 1 or len(fitted.times) != steps + 1:
+                raise ConfigError(
+                    f"times[{n}] must hold {steps + 1} normalised times for {steps} steps, got "
+                    f"{len(fitted.times)}"
+                )
+            table[steps] = fitted.times
+        if not table:
+            raise ConfigError("times must hold at least one fitted grid, got none")
+        object.__setattr__(self, "times", tuple(sorted(table.items())))
+
+    def steps(self) -> tuple[int, ...]:
+        """The step counts with a fitted grid."""
+        return tuple(n for n, _ in self.times)
+
+    def applies_to(self, solver) -> bool:
+        """Whether the grids were fitted for ``solver`` (the same ``repr``)."""
+        return repr(solver) == self.solver
+
+    def over(self, spacing: Spacing | None) -> Spacing:
+        """A spacing laying the fitted grid at its step counts and ``spacing`` (``None``: uniform)
+        at any other."""
+        return _FittedOr(self.times, spacing or Uniform())
+
+
+@dataclass(frozen=True)
+class _FittedOr(Spacing):
+    """:meth:`FittedGrids.over`: the fitted grid where one exists, else ``fallback``."""
+
+    table: tuple[tuple[int, tuple[float, ...]], ...]
+    fallback: Spacing
+
+    def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        times = dict(self.table).get(steps)
+        if times is not None:
+            return Fitted(times)(steps, t0, t1)
+        return self.fallback(steps, t0, t1)
+
+    @property
+    def end_exponent(self) -> float:
+        """The fallback's (the fitted grids are exact: no refinement rule applies to them)."""
+        return self.fallback.end_exponent
+
+    def __repr__(self) -> str:
+        return f"FittedGrids(steps={[n for n, _ in self.table]}, else {self.fallback!r})"
 
 
 @dataclass(frozen=True)

@@ -959,6 +959,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return StartRefined(rho=2.0, closing_pair=True)",
         ["tests/fewnfe/test_indi_default.py"],
     ),
+    "fitted-grids-for-every-solver": (
+        "flowrestore/grids.py",
+        "        return repr(solver) == self.solver",
+        "        return True",
+        ["tests/fewnfe/test_fitted_grids.py"],
+    ),
+    "fitted-grids-ignored": (
+        "flowrestore/integrate/endpoint.py",
+        "        return fitted.over(generic)",
+        "        return generic",
+        ["tests/fewnfe/test_fitted_grids.py"],
+    ),
+    "fitted-grids-off-by-one-step": (
+        "flowrestore/grids.py",
+        "        times = dict(self.table).get(steps)",
+        "        times = dict(self.table).get(steps + 1)",
+        ["tests/fewnfe/test_fitted_grids.py"],
+    ),
+    "shipped-grids-not-loaded": (
+        "flowrestore/methods/indi.py",
+        '        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))',
+        '        kwargs["grids"] = None',
+        ["tests/fewnfe/test_fitted_grids.py"],
+    ),
 }
 
 

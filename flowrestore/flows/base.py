@@ -299,6 +299,13 @@ class Flow:
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
 
+    def fitted_grids(self):
+        """Grids fitted to this flow for one solver at a few step counts
+        (:class:`~flowrestore.grids.FittedGrids`), or ``None``. ``steps=N`` with that solver runs
+        on them before any other default (:func:`flowrestore.integrate.endpoint.default_spacing`).
+        """
+        return None
+
     def time_variable(self) -> TimeVariable:
         """How few-step solvers should treat this flow's time (:class:`~flowrestore.grids.
         TimeVariable`; default: interpolate in ``t²``, Runge–Kutta stages in ``t``)."""

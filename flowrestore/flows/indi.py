@@ -26,6 +26,7 @@ from torch import Tensor
 
 from flowrestore.errors import ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
+from flowrestore.grids import FittedGrids
 
 __all__ = ["InDIFlow"]
 
@@ -43,6 +44,10 @@ class InDIFlow(ResidualFlow):
             each with a leading batch dimension (or 0-d); the loop passes the rows it steps.
         check_outputs: validate shape, dtype and device of every predictor output and refuse a
             predictor that modifies ``x`` in place (metadata only: no host synchronisation).
+        grids: grids fitted to this predictor for one solver (:class:`~flowrestore.FittedGrids`,
+            e.g. from :func:`~flowrestore.integrate.fit_grid` at a few step counts): ``steps=N``
+            with that solver runs on them. A shipped predictor's flow carries its own
+            (:func:`flowrestore.pretrained.flow_for`).
     """
 
     per_sample_fields = ("observation", "cond")
@@ -54,6 +59,7 @@ class InDIFlow(ResidualFlow):
         observation: Tensor | None = None,
         cond: Tensor | dict[str, Tensor] | None = None,
         check_outputs: bool = True,
+        grids: FittedGrids | None = None,
     ):
         if not callable(predictor):
             raise TypeError(
@@ -62,6 +68,9 @@ class InDIFlow(ResidualFlow):
         if observation is not None and not isinstance(observation, Tensor):
             raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
         check_cond(cond, None)
+        if grids is not None and not isinstance(grids, FittedGrids):
+            raise TypeError(f"grids must be a FittedGrids or None, got {describe(grids)}")
+        self.grids = grids
         self.predictor = predictor
         self.observation = observation
         self.cond = cond
@@ -69,6 +78,10 @@ class InDIFlow(ResidualFlow):
         self._velocity = (
             predictor.velocity if getattr(predictor, "predicts_velocity", False) else None
         )
+
+    def fitted_grids(self) -> FittedGrids | None:
+        """The ``grids`` given (:meth:`Flow.fitted_grids <flowrestore.flows.Flow.fitted_grids>`)."""
+        return self.grids
 
     @property
     def network(self):

@@ -24,7 +24,9 @@ ends at 0, **nothing is evaluated at 0**:
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
 
-**Default grids** for ``steps=N``, first match: the flow's own
+**Default grids** for ``steps=N``, first match: a grid the flow declares as fitted for this very
+solver at ``N`` steps (:meth:`~flowrestore.flows.Flow.fitted_grids`, a
+:class:`~flowrestore.grids.FittedGrids`: a shipped model's few-NFE schedules); the flow's own
 :meth:`~flowrestore.flows.Flow.default_spacing` (a diffusion model's
 :class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid); the solver's
 :meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve
@@ -80,6 +82,15 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The spacing ``steps=N`` uses when none is given (module docstring)."""
+    generic = _generic_spacing(flow, solver, t_end)
+    fitted = flow.fitted_grids()
+    if fitted is not None and fitted.applies_to(solver):
+        return fitted.over(generic)
+    return generic
+
+
+def _generic_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
+    """The default spacing without the flow's fitted grids (module docstring)."""
     own = flow.default_spacing() or solver.default_spacing(flow)
     landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
     if own is None:

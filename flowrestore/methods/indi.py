@@ -17,7 +17,20 @@ def _solvers():
 def _indi_flow(network, spec, **kwargs):
     from flowrestore.methods.flows import PredictorInDIFlow
 
+    if "grids" not in kwargs:
+        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))
     return PredictorInDIFlow(network, value_range=IMAGE_RANGE, name=spec.name, **kwargs)
+
+
+def _fitted_grids(metadata):
+    """The few-NFE grids a shipped predictor's registry entry records (``"grids"``, written by
+    ``python -m flowrestore.pretrained.fit_grids``), or ``None``."""
+    entry = metadata.get("grids") if isinstance(metadata, dict) else None
+    if not entry:
+        return None
+    from flowrestore.grids import FittedGrids
+
+    return FittedGrids(solver=entry["solver"], times=entry["times"])
 
 
 def _indi_observe(spec, x, generator=None):

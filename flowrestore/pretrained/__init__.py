@@ -16,8 +16,12 @@ weights, loaded with ``weights_only=True``), the method (a record of :mod:`flowr
 and its settings, the task and its parameters (a record of :mod:`flowrestore.tasks`), the U-Net
 configuration, the exact training command (``python -m flowrestore.pretrained.train_all`` re-runs
 all of them), and the PSNR/SSIM measured on center crops of the held-out photos ``("astronaut",
-"camera", "coffee")``, which are never used for training. Importing this module does not import
-torch (the command line lists the models without it).
+"camera", "coffee")``, which are never used for training. An InDI entry also records its
+few-NFE grids (``"grids"``: fitted for ``SemiLinearMultistep()`` at 3–10 steps on crops of the
+held-out photos and checked against the default grid on other crops;
+``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
+(:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. Importing this
+module does not import torch (the command line lists the models without it).
 
 Models:
 
@@ -144,7 +148,8 @@ def flow_for(model, **kwargs):
     ``DiracSDE(model, A_t, σ_t)`` (refusing start states outside the images' value range).
 
     ``kwargs`` go to the flow (e.g. ``guidance=`` for Dirac; the step's ``increment=`` is
-    ``DiracStep``'s).
+    ``DiracStep``'s). An InDI flow carries the model's recorded few-NFE grids
+    (:class:`~flowrestore.FittedGrids`); ``grids=None`` leaves them off.
     """
     return model_spec(model).flow(model, **kwargs)
 

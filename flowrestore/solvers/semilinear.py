@@ -209,4 +209,7 @@ class SemiLinearMultistep(Solver):
         return StepResult(x_next, new_state, 1)
 
     def __repr__(self) -> str:
-        return f"SemiLinearMultistep(order={self.order}, nodes={self.nodes}, power={self.power})"
+        return (
+            f"SemiLinearMultistep(order={self.order}, nodes={self.nodes}, power={self.power}, "
+            f"final_nodes={self.final_nodes})"
+        )

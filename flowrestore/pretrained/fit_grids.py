@@ -1,0 +1,123 @@
+"""Fit the shipped InDI predictors' few-NFE grids and record them in ``registry.json``.
+
+A learned flow's best step times depend on the predictor (GITS, Chen et al. 2024: a schedule
+fitted on a few warm-up inputs is worth more than a solver's order at 5–6 evaluations). For each
+step count ``N`` in :data:`STEPS` this fits the grid of the InDI default solver
+``SemiLinearMultistep()`` with :func:`flowrestore.integrate.fit_grid` (default settings) on
+:data:`WARM` — crops of the held-out photos ``astronaut``, ``camera``, ``coffee``, which trained
+nothing — and then checks it on *other* crops of the same photos (:data:`CHECK`) against a
+400-evaluation reference (RK4, 100 steps, ``Power(2)``). The fitted grid is recorded for ``N``
+only if its worst checked crop is at least as close to the reference as the solver's generic
+default grid's; the registry keeps both numbers. :func:`flowrestore.pretrained.flow_for` then
+declares the recorded grids (:class:`~flowrestore.FittedGrids`): ``steps=N`` with
+``SemiLinearMultistep()`` runs on them, any other solver or step count as before.
+
+Run (about 6 minutes per model on 2 CPU cores)::
+
+    python -m flowrestore.pretrained.fit_grids --threads 2
+
+The benchmark that reports these grids on photos that chose nothing is
+``python -m benchmarks.fewnfe --split test --which c``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from importlib import resources
+
+import torch
+
+STEPS = tuple(range(3, 11))
+#: warm-up crops (photo, size, count, seed): positions drawn by ``torch.Generator(seed)``
+WARM = (("astronaut", 64, 3, 0), ("camera", 64, 3, 1), ("coffee", 64, 2, 2))
+#: crops that check each fitted grid against the generic default (other draws, larger)
+CHECK = (("astronaut", 96, 2, 10), ("camera", 96, 2, 11), ("coffee", 96, 2, 12))
+COMMAND = "python -m flowrestore.pretrained.fit_grids --threads 2"
+
+
+def crops(spec) -> torch.Tensor:
+    """Clean crops ``[B, 3, s, s]`` of held-out photos at seeded random positions."""
+    from flowrestore.training.data import HELDOUT_IMAGES, load_image
+
+    out = []
+    for photo, size, count, seed in spec:
+        if photo not in HELDOUT_IMAGES:
+            raise ValueError(f"{photo!r} is not a held-out photo")
+        im = load_image(photo, channels=3)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(count):
+            top = int(torch.randint(0, im.shape[-2] - size + 1, (1,), generator=g))
+            left = int(torch.randint(0, im.shape[-1] - size + 1, (1,), generator=g))
+            out.append(im[:, top : top + size, left : left + size])
+    return torch.stack(out).contiguous()
+
+
+def worst_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """The worst crop's PSNR (dB) of ``x`` to ``ref``, both clamped to ``[0, 1]``."""
+    from flowrestore.metrics import psnr
+
+    return float(psnr(x.clamp(0, 1), ref.clamp(0, 1)).min())
+
+
+def fit_model(name: str, steps=STEPS, log=print) -> dict:
+    """Fit, check and return the registry's ``"grids"`` entry for the shipped model ``name``."""
+    import flowrestore as fr
+    from flowrestore.integrate import fit_grid
+    from flowrestore.pretrained import degrade_for, flow_for, pretrained
+
+    model = pretrained(name)
+    flow = flow_for(model, grids=None)  # fit from the generic default, not an older record
+    solver = fr.SemiLinearMultistep()
+    warm = degrade_for(model, crops(WARM), generator=torch.Generator().manual_seed(7))
+    y = degrade_for(model, crops(CHECK), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        ref = fr.solve(flow, fr.RK4(), y, steps=100, spacing=fr.Power(2.0)).x
+    times, checked, seconds = {}, {}, {}
+    for n in steps:
+        t0 = time.perf_counter()
+        fitted = fit_grid(flow, solver, warm, n)
+        seconds[str(n)] = round(time.perf_counter() - t0, 1)
+        with torch.no_grad():
+            generic = worst_psnr(fr.solve(flow, solver, y, steps=n).x, ref)
+            mine = worst_psnr(fr.solve(flow, solver, y, steps=n, spacing=fitted).x, ref)
+        checked[str(n)] = {"default_db": round(generic, 2), "fitted_db": round(mine, 2)}
+        keep = mine >= generic
+        if keep:
+            times[str(n)] = list(fitted.times)
+        log(
+            f"{name} N={n}: default {generic:.2f} dB, fitted {mine:.2f} dB "
+            f"({'kept' if keep else 'dropped'}; fit {seconds[str(n)]} s)"
+        )
+    return {
+        "solver": repr(solver),
+        "times": times,
+        "check_worst_psnr": checked,
+        "fit_seconds": seconds,
+        "warmup": [list(w) for w in WARM],
+        "check": [list(c) for c in CHECK],
+        "command": COMMAND,
+    }
+
+
+def main(argv=None) -> None:
+    """Fit the grids of the shipped InDI models and write them into ``registry.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["indi-deblur", "indi-sr4"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print, do not write")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ref = resources.files("flowrestore.pretrained").joinpath("registry.json")
+    with resources.as_file(ref) as path:
+        data = json.loads(path.read_text())
+        for name in args.models:
+            entry = fit_model(name)
+            data["models"][name]["grids"] = entry
+        if not args.dry_run:
+            path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
