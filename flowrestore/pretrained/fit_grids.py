@@ -3,16 +3,17 @@
 A learned flow's best step times depend on the predictor (GITS, Chen et al. 2024: a schedule
 fitted on a few warm-up inputs is worth more than a solver's order at 5–6 evaluations). For each
 step count ``N`` in :data:`STEPS` this fits the grid of the InDI default solver
-``SemiLinearMultistep()`` with :func:`flowrestore.integrate.fit_grid` (default settings) on
+``SemiLinearMultistep()`` with :func:`flowrestore.integrate.fit_grid` (:data:`FITS`: its default
+settings and a longer search) on
 :data:`WARM` — crops of the held-out photos ``astronaut``, ``camera``, ``coffee``, which trained
 nothing — and then checks it on *other* crops of the same photos (:data:`CHECK`) against a
-400-evaluation reference (RK4, 100 steps, ``Power(2)``). The fitted grid is recorded for ``N``
+400-evaluation reference (RK4, 100 steps, ``Power(2)``). The better fit is recorded for ``N``
 only if its worst checked crop is at least as close to the reference as the solver's generic
 default grid's; the registry keeps both numbers. :func:`flowrestore.pretrained.flow_for` then
 declares the recorded grids (:class:`~flowrestore.FittedGrids`): ``steps=N`` with
 ``SemiLinearMultistep()`` runs on them, any other solver or step count as before.
 
-Run (about 6 minutes per model on 2 CPU cores)::
+Run (about 10 minutes per model on 2 CPU cores)::
 
     python -m flowrestore.pretrained.fit_grids --threads 2
 
@@ -35,6 +36,11 @@ WARM = (("astronaut", 64, 3, 0), ("camera", 64, 3, 1), ("coffee", 64, 2, 2))
 #: crops that check each fitted grid against the generic default (other draws, larger)
 CHECK = (("astronaut", 96, 2, 10), ("camera", 96, 2, 11), ("coffee", 96, 2, 12))
 COMMAND = "python -m flowrestore.pretrained.fit_grids --threads 2"
+#: the fits tried at each step count (the check keeps the best): ``fit_grid``'s defaults, and a
+#: longer search — a 128-step teacher and 192 refinement solves; at 10 steps the defaults' 64
+#: solves leave the 9 free times of the grid short of converged (deblur check: 63.0 dB against
+#: 67.6 with the longer search, first run of this command)
+FITS = {"default": {}, "long": {"teacher_steps": 128, "refine": 192}}
 
 
 def crops(spec) -> torch.Tensor:
@@ -77,18 +83,29 @@ def fit_model(name: str, steps=STEPS, log=print) -> dict:
     times, checked, seconds = {}, {}, {}
     for n in steps:
         t0 = time.perf_counter()
-        fitted = fit_grid(flow, solver, warm, n)
+        fits = {label: fit_grid(flow, solver, warm, n, **kw) for label, kw in FITS.items()}
         seconds[str(n)] = round(time.perf_counter() - t0, 1)
         with torch.no_grad():
             generic = worst_psnr(fr.solve(flow, solver, y, steps=n).x, ref)
-            mine = worst_psnr(fr.solve(flow, solver, y, steps=n, spacing=fitted).x, ref)
-        checked[str(n)] = {"default_db": round(generic, 2), "fitted_db": round(mine, 2)}
+            scores = {
+                label: worst_psnr(fr.solve(flow, solver, y, steps=n, spacing=sp).x, ref)
+                for label, sp in fits.items()
+            }
+        best = max(scores, key=scores.get)
+        mine = scores[best]
+        checked[str(n)] = {
+            "default_db": round(generic, 2),
+            "fitted_db": round(mine, 2),
+            "fit": best,
+            **{f"{label}_db": round(v, 2) for label, v in scores.items()},
+        }
         keep = mine >= generic
         if keep:
-            times[str(n)] = list(fitted.times)
+            times[str(n)] = list(fits[best].times)
         log(
-            f"{name} N={n}: default {generic:.2f} dB, fitted {mine:.2f} dB "
-            f"({'kept' if keep else 'dropped'}; fit {seconds[str(n)]} s)"
+            f"{name} N={n}: default {generic:.2f} dB, fitted "
+            + ", ".join(f"{label} {v:.2f}" for label, v in scores.items())
+            + f" dB ({best if keep else 'none'} kept; fits {seconds[str(n)]} s)"
         )
     return {
         "solver": repr(solver),

@@ -12,8 +12,10 @@ import flowrestore as fr
 
 @pytest.mark.parametrize("name", ["indi-deblur", "indi-sr4"])
 def test_default_solve_of_a_shipped_predictor_is_monotone_in_nfe(name):
-    """The benchmark's validation crops, cut to 64×64: worst-crop PSNR to a 200-evaluation RK4
+    """The benchmark's validation crops, cut to 64×64: worst-crop PSNR to a 400-evaluation RK4
     reference does not decrease from 3 to 8 NFE, and 6 NFE are within 45 dB (issue 16's goal).
+    (A 200-evaluation reference agrees with it only to 61.6 dB on sr4: too close to the 58–64 dB
+    the shipped grids reach at 7–10 NFE to judge them.)
     The former default fails both ways here (deblur 46.4, 43.4, 52.0, 48.8 dB at 3–6 NFE)."""
     from benchmarks.fewnfe_problems import VAL_CROPS, crop_images
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
@@ -23,7 +25,7 @@ def test_default_solve_of_a_shipped_predictor_is_monotone_in_nfe(name):
     y = degrade_for(model, clean, generator=torch.Generator().manual_seed(0))
     flow = flow_for(model)
     with torch.no_grad():
-        ref = fr.solve(flow, fr.RK4(), y, steps=50, spacing=fr.Power(2.0)).x.clamp(0, 1)
+        ref = fr.solve(flow, fr.RK4(), y, steps=100, spacing=fr.Power(2.0)).x.clamp(0, 1)
         scores = [
             float(
                 fr.metrics.psnr(
