@@ -326,15 +326,28 @@ class FittedGrids:
     solver says nothing about another's errors); ``times`` maps a step count ``N`` to the
     normalised times ``1 = τ_0 > … > τ_N = 0`` of its grid (:class:`Fitted`; a dict, or pairs).
     ``steps=N`` with that solver runs on the fitted grid; any other solver, or a step count not
-    in ``times``, gets the spacing it would get without them (:meth:`over`).
+    in ``times``, gets the spacing it would get without them (:meth:`over`). ``t_span`` is the
+    span the grids were fitted on (default ``(1.0, 0.0)``, InDI's whole solve): a solve over
+    another span (``t_end=0.3``, a start part-way) gets the fallback too, since a grid fitted for
+    one span says nothing about a sub-span.
     """
 
     solver: str
     times: tuple[tuple[int, tuple[float, ...]], ...]
+    t_span: tuple[float, float] = (1.0, 0.0)
 
     def __post_init__(self):
         if not isinstance(self.solver, str) or not self.solver:
             raise ConfigError(f"solver must be a solver's repr, got {describe(self.solver)}")
+        try:
+            span = tuple(float(v) for v in self.t_span)
+        except (TypeError, ValueError):
+            span = ()
+        if len(span) != 2 or not all(math.isfinite(v) for v in span) or span[0] == span[1]:
+            raise ConfigError(
+                f"t_span must be two different finite times, got {describe(self.t_span)}"
+            )
+        object.__setattr__(self, "t_span", span)
         items = self.times.items() if isinstance(self.times, dict) else self.times
         table = {}
         for n, tau in items:
@@ -361,19 +374,25 @@ class FittedGrids:
     def over(self, spacing: Spacing | None) -> Spacing:
         """A spacing laying the fitted grid at its step counts and ``spacing`` (``None``: uniform)
         at any other."""
-        return _FittedOr(self.times, spacing or Uniform())
+        return _FittedOr(self.times, spacing or Uniform(), self.t_span)
 
 
 @dataclass(frozen=True)
 class _FittedOr(Spacing):
-    """:meth:`FittedGrids.over`: the fitted grid where one exists, else ``fallback``."""
+    """:meth:`FittedGrids.over`: the fitted grid where one exists for these steps and span,
+    else ``fallback``."""
 
     table: tuple[tuple[int, tuple[float, ...]], ...]
     fallback: Spacing
+    t_span: tuple[float, float] = (1.0, 0.0)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         times = dict(self.table).get(steps)
-        if times is not None:
+        a, b = self.t_span
+        same_span = abs(t0 - a) <= 1e-12 * max(1.0, abs(a)) and abs(t1 - b) <= 1e-12 * max(
+            1.0, abs(b)
+        )
+        if times is not None and same_span:
             return Fitted(times)(steps, t0, t1)
         return self.fallback(steps, t0, t1)
 

@@ -977,6 +977,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        times = dict(self.table).get(steps + 1)",
         ["tests/fewnfe/test_fitted_grids.py"],
     ),
+    "fitted-grids-on-any-span": (
+        "flowrestore/grids.py",
+        "        if times is not None and same_span:",
+        "        if times is not None:",
+        ["tests/fewnfe/test_fitted_grids.py"],
+    ),
     "shipped-grids-not-loaded": (
         "flowrestore/methods/indi.py",
         '        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))',

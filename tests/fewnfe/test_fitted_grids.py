@@ -118,3 +118,29 @@ def test_the_shipped_sr4_grid_beats_the_generic_one_on_a_photo_that_chose_nothin
             base = fr.solve(generic, solver, y, steps=n).x.clamp(0, 1)
             gain = float(fr.metrics.psnr(mine, ref)) - float(fr.metrics.psnr(base, ref))
             assert gain > 1.0, (n, gain)
+
+
+@pytest.mark.parametrize("span", [{"t_end": 0.3}, {"t_span": (0.6, 0.0)}])
+def test_a_solve_over_another_span_gets_the_generic_grid(span):
+    """The grids were fitted on ``(1, 0)``: stretched onto a sub-span they would be a grid nobody
+    fitted, so a solve that stops early or starts part-way runs as without them."""
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    solver = fr.SemiLinearMultistep()
+    declared = fr.solve(_flow(_grids()), solver, x, steps=3, **span).x
+    plain = fr.solve(_flow(), solver, x, steps=3, **span).x
+    torch.testing.assert_close(declared, plain, rtol=0, atol=0)
+
+
+def test_grids_fitted_on_another_span_apply_there_only():
+    grids = fr.FittedGrids(solver=repr(fr.SemiLinearMultistep()), times={3: GRID3}, t_span=(0.5, 0))
+    flow, plain, solver = _flow(grids), _flow(), fr.SemiLinearMultistep()
+    laid = default_spacing(flow, solver, 0.0)
+    expected = 0.5 * torch.tensor(GRID3, dtype=torch.float64)
+    assert torch.equal(laid(3, 0.5, 0.0), expected)
+    assert torch.equal(laid(3, 1.0, 0.0), _laid(plain, solver, 3))
+
+
+@pytest.mark.parametrize("span", [(1.0,), (0.5, 0.5), (1.0, float("nan")), "ab"])
+def test_a_wrong_span_is_refused_with_its_value(span):
+    with pytest.raises(ConfigError, match="t_span must be two different finite times"):
+        fr.FittedGrids(solver="SemiLinearMultistep()", times={3: GRID3}, t_span=span)
