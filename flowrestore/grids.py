@@ -363,6 +363,27 @@ class FittedGrids:
             raise ConfigError("times must hold at least one fitted grid, got none")
         object.__setattr__(self, "times", tuple(sorted(table.items())))
 
+    def to_dict(self) -> dict:
+        """A JSON-ready record: ``{"solver", "times": {"N": [...]}, "t_span": [t0, t1]}``."""
+        return {
+            "solver": self.solver,
+            "times": {str(n): list(tau) for n, tau in self.times},
+            "t_span": list(self.t_span),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FittedGrids:
+        """The grids :meth:`to_dict` recorded (other keys, e.g. a fit's report, are ignored)."""
+        if not isinstance(data, dict) or "solver" not in data or "times" not in data:
+            raise ConfigError(
+                f"a FittedGrids record needs 'solver' and 'times', got {describe(data)}"
+            )
+        return cls(
+            solver=data["solver"],
+            times=data["times"],
+            t_span=tuple(data.get("t_span", (1.0, 0.0))),
+        )
+
     def steps(self) -> tuple[int, ...]:
         """The step counts with a fitted grid."""
         return tuple(n for n, _ in self.times)

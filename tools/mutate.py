@@ -983,6 +983,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if times is not None:",
         ["tests/fewnfe/test_fitted_grids.py"],
     ),
+    "fit-grids-keeps-unchecked": (
+        "flowrestore/integrate/fit_table.py",
+        "            if scores[name] <= generic:",
+        "            if True:",
+        ["tests/fewnfe/test_fit_grids_tool.py"],
+    ),
+    "fit-grids-picks-worst-try": (
+        "flowrestore/integrate/fit_table.py",
+        "            name = min(scores, key=scores.get)",
+        "            name = max(scores, key=scores.get)",
+        ["tests/fewnfe/test_fit_grids_tool.py"],
+    ),
+    "fit-grids-short-reference": (
+        "flowrestore/integrate/fit_table.py",
+        "REFERENCE_STEPS = 100",
+        "REFERENCE_STEPS = 50",
+        ["tests/fewnfe/test_fit_grids_tool.py"],
+    ),
+    "fit-grids-span-dropped": (
+        "flowrestore/integrate/fit_table.py",
+        "    return FittedGrids(solver=repr(solver), times=kept, t_span=fitted_span)",
+        "    return FittedGrids(solver=repr(solver), times=kept)",
+        ["tests/fewnfe/test_fit_grids_tool.py"],
+    ),
     "shipped-grids-not-loaded": (
         "flowrestore/methods/indi.py",
         '        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))',

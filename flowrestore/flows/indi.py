@@ -45,7 +45,7 @@ class InDIFlow(ResidualFlow):
         check_outputs: validate shape, dtype and device of every predictor output and refuse a
             predictor that modifies ``x`` in place (metadata only: no host synchronisation).
         grids: grids fitted to this predictor for one solver (:class:`~flowrestore.FittedGrids`,
-            e.g. from :func:`~flowrestore.integrate.fit_grid` at a few step counts): ``steps=N``
+            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N``
             with that solver runs on them. A shipped predictor's flow carries its own
             (:func:`flowrestore.pretrained.flow_for`).
     """

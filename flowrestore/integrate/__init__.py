@@ -11,6 +11,7 @@ from flowrestore.grids import (
     check_grid,
     make_grid,
 )
+from flowrestore.integrate.fit_table import fit_grids, relative_error
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
@@ -35,7 +36,9 @@ __all__ = [
     "Uniform",
     "check_grid",
     "fit_grid",
+    "fit_grids",
     "make_grid",
     "prepare",
+    "relative_error",
     "solve",
 ]

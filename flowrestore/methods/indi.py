@@ -26,11 +26,11 @@ def _fitted_grids(metadata):
     """The few-NFE grids a shipped predictor's registry entry records (``"grids"``, written by
     ``python -m flowrestore.pretrained.fit_grids``), or ``None``."""
     entry = metadata.get("grids") if isinstance(metadata, dict) else None
-    if not entry:
+    if not entry or not entry.get("times"):
         return None
     from flowrestore.grids import FittedGrids
 
-    return FittedGrids(solver=entry["solver"], times=entry["times"])
+    return FittedGrids.from_dict(entry)
 
 
 def _indi_observe(spec, x, generator=None):

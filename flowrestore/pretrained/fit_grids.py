@@ -3,8 +3,8 @@
 A learned flow's best step times depend on the predictor (GITS, Chen et al. 2024: a schedule
 fitted on a few warm-up inputs is worth more than a solver's order at 5–6 evaluations). For each
 step count ``N`` in :data:`STEPS` this fits the grid of the InDI default solver
-``SemiLinearMultistep()`` with :func:`flowrestore.integrate.fit_grid` (:data:`FITS`: its default
-settings and a longer search) on
+``SemiLinearMultistep()`` with :func:`flowrestore.integrate.fit_grids` (:data:`FITS`:
+``fit_grid``'s default settings and a longer search) on
 :data:`WARM` — crops of the held-out photos ``astronaut``, ``camera``, ``coffee``, which trained
 nothing — and then checks it on *other* crops of the same photos (:data:`CHECK`) against a
 400-evaluation reference (RK4, 100 steps, ``Power(2)``). The better fit is recorded for ``N``
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from importlib import resources
 
 import torch
@@ -60,17 +59,12 @@ def crops(spec) -> torch.Tensor:
     return torch.stack(out).contiguous()
 
 
-def worst_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """The worst crop's PSNR (dB) of ``x`` to ``ref``, both clamped to ``[0, 1]``."""
-    from flowrestore.metrics import psnr
-
-    return float(psnr(x.clamp(0, 1), ref.clamp(0, 1)).min())
-
-
 def fit_model(name: str, steps=STEPS, log=print) -> dict:
-    """Fit, check and return the registry's ``"grids"`` entry for the shipped model ``name``."""
+    """Fit, check and return the registry's ``"grids"`` entry for the shipped model ``name``
+    (:func:`flowrestore.integrate.fit_grids`, judged by the worst check crop's PSNR)."""
     import flowrestore as fr
-    from flowrestore.integrate import fit_grid
+    from flowrestore.integrate import fit_grids
+    from flowrestore.metrics import psnr
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
 
     model = pretrained(name)
@@ -80,36 +74,37 @@ def fit_model(name: str, steps=STEPS, log=print) -> dict:
     y = degrade_for(model, crops(CHECK), generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         ref = fr.solve(flow, fr.RK4(), y, steps=100, spacing=fr.Power(2.0)).x
-    times, checked, seconds = {}, {}, {}
-    for n in steps:
-        t0 = time.perf_counter()
-        fits = {label: fit_grid(flow, solver, warm, n, **kw) for label, kw in FITS.items()}
-        seconds[str(n)] = round(time.perf_counter() - t0, 1)
-        with torch.no_grad():
-            generic = worst_psnr(fr.solve(flow, solver, y, steps=n).x, ref)
-            scores = {
-                label: worst_psnr(fr.solve(flow, solver, y, steps=n, spacing=sp).x, ref)
-                for label, sp in fits.items()
-            }
-        best = max(scores, key=scores.get)
-        mine = scores[best]
-        checked[str(n)] = {
-            "default_db": round(generic, 2),
-            "fitted_db": round(mine, 2),
+    checked, seconds = {}, {}
+
+    def record(r):
+        n, db = str(r["steps"]), {k: round(-v, 2) for k, v in r["fits"].items()}
+        seconds[n] = round(r["seconds"], 1)
+        best = max(db, key=db.get)
+        checked[n] = {
+            "generic_db": round(-r["default"], 2),
+            "fitted_db": db[best],
             "fit": best,
-            **{f"{label}_db": round(v, 2) for label, v in scores.items()},
+            "tries_db": db,
         }
-        keep = mine >= generic
-        if keep:
-            times[str(n)] = list(fits[best].times)
         log(
-            f"{name} N={n}: default {generic:.2f} dB, fitted "
-            + ", ".join(f"{label} {v:.2f}" for label, v in scores.items())
-            + f" dB ({best if keep else 'none'} kept; fits {seconds[str(n)]} s)"
+            f"{name} N={n}: default {-r['default']:.2f} dB, fitted "
+            + ", ".join(f"{label} {v:.2f}" for label, v in db.items())
+            + f" dB ({r['kept'] or 'none'} kept; fits {seconds[n]} s)"
         )
+
+    grids = fit_grids(
+        flow,
+        solver,
+        warm,
+        steps,
+        x_check=y,
+        reference=ref,
+        error=lambda x, r: -psnr(x.clamp(0, 1), r.clamp(0, 1)),
+        tries=FITS,
+        log=record,
+    )
     return {
-        "solver": repr(solver),
-        "times": times,
+        **(grids.to_dict() if grids is not None else {"solver": repr(solver), "times": {}}),
         "check_worst_psnr": checked,
         "fit_seconds": seconds,
         "warmup": [list(w) for w in WARM],

@@ -92,7 +92,7 @@ def test_a_shipped_predictor_declares_its_recorded_grids(name):
     assert set(grids.steps()) <= set(range(3, 11)) and len(grids.steps()) >= 4
     for n in grids.steps():
         check = entry["check_worst_psnr"][str(n)]
-        assert check["fitted_db"] >= check["default_db"]
+        assert check["fitted_db"] >= check["generic_db"]
     assert flow_for(model, grids=None).fitted_grids() is None
 
 
