@@ -409,9 +409,9 @@ class _FittedOr(Spacing):
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         times = dict(self.table).get(steps)
-        a, b = self.t_span
-        same_span = abs(t0 - a) <= 1e-12 * max(1.0, abs(a)) and abs(t1 - b) <= 1e-12 * max(
-            1.0, abs(b)
+        same_span = all(
+            math.isclose(t, f, rel_tol=1e-12, abs_tol=1e-12)
+            for t, f in zip((t0, t1), self.t_span, strict=True)
         )
         if times is not None and same_span:
             return Fitted(times)(steps, t0, t1)

@@ -79,7 +79,7 @@ def fit_model(name: str, steps=STEPS, log=print) -> dict:
     def record(r):
         n, db = str(r["steps"]), {k: round(-v, 2) for k, v in r["fits"].items()}
         seconds[n] = round(r["seconds"], 1)
-        best = max(db, key=db.get)
+        best = min(r["fits"], key=r["fits"].get)  # the library's pick (unrounded)
         checked[n] = {
             "generic_db": round(-r["default"], 2),
             "fitted_db": db[best],
