@@ -120,9 +120,21 @@ FIT_SOLVERS = ("SemiLinearMultistep()", "DataIPNDM()", "IPNDM()")
 #: ~550 evaluations of the warm-up batch; the fitted-grid goal concerns (a) and (b))
 FIT_SOLVERS_PHOTOS = ("SemiLinearMultistep()",)
 FIT_NFES = (5, 6)
+#: issue 10's Gaussian oracle (group (d), goal ≤ 1e-4 at ≤ 6 NFE): fitted at 4–6 NFE with
+#: ``refine=256`` — chosen on the validation split (seeds 11–14, these warm-up draws): the best
+#: fitted solver's worst error at 4 / 5 / 6 NFE with ``refine=64`` (``fit_grid``'s default, chosen
+#: for the U-Net's cost) 1.4e-4 / 3.5e-4 / 2.2e-4, with 128: 9.8e-5 / 1.7e-4 / 1.1e-4, with 256:
+#: 9.8e-5 / 1.2e-4 / 6.4e-5 (a fit ≤ 5.5 s on one thread; a flow this cheap affords it).
+#: The mixture is not fitted: on its validation seeds a 16-sample fit put more samples on a
+#: wrong centre than the default grid (``IPNDM()`` at 24 NFE: 27 vs 4; fitted on 256 samples:
+#: 14), the hard samples being the few near a boundary, which a warm-up batch's mean error does
+#: not see.
+FIT_GAUSS = {"nfes": (4, 5, 6), "refine": 256}
+#: issue 10's goal for the Gaussian oracle at ≤ 6 NFE
+GAUSS_GOAL = 1e-4
 
 
-def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print) -> float:
+def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print, refine: int = 64) -> float:
     """Fit each multistep default's grid at ``nfes`` on ``warmups[i]`` (warm-up inputs of the
     instance's model, none of them scored), stored in ``instance.extra["fitted"]``; returns the
     longest fit in seconds."""
@@ -133,7 +145,7 @@ def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print) -> float:
             fits[name] = {}
             for n in nfes:
                 t0 = time.perf_counter()
-                sp = fit_grid(inst.flow, OURS[name].make(), warm, n)
+                sp = fit_grid(inst.flow, OURS[name].make(), warm, n, refine=refine)
                 longest = max(longest, time.perf_counter() - t0)
                 fits[name][n] = sp(n, 1.0, 0.0)
         inst.extra["fitted"] = fits
@@ -254,7 +266,11 @@ def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
             goal_rows.append([n, f"{r['ours_name']} {fmt.format(r['ours'])}",
                               f"{r['peer_name']} {fmt.format(r['peer'])}",
                               "yes" if r["ahead"] else "**no**"])  # fmt: skip
-            if r["fitted"] is not None and problem.kind != "psnr":
+            if r["fitted"] is not None and problem.kind == "rel-c":  # issue 10: ≤ 1e-4
+                (fv, fname) = r["fitted"]
+                fit_rows.append([n, f"{fname} {fmt.format(fv)}", f"{fv / r['peer']:.2f}",
+                                 "yes" if fv <= GAUSS_GOAL else "**no**"])  # fmt: skip
+            elif r["fitted"] is not None and problem.kind != "psnr":
                 (fv, fname), ratio = r["fitted"], r["fitted"][0] / r["peer"]
                 fit_rows.append([n, f"{fname} {fmt.format(fv)}", f"{ratio:.2f}",
                                  "yes" if ratio <= 0.5 else "**no**"])  # fmt: skip
@@ -268,8 +284,9 @@ def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
             "",
         ]
         if fit_rows:
+            goal = f"≤ {GAUSS_GOAL:g}" if problem.kind == "rel-c" else "≤ ½"
             lines += [
-                table(["NFE", "best fitted grid", "error / best peer's", "≤ ½"], fit_rows),
+                table(["NFE", "best fitted grid", "error / best peer's", goal], fit_rows),
                 "",
             ]
     if out_dir is not None:
@@ -354,6 +371,9 @@ def warmups(problem, split: str):
     out = []
     for i, inst in enumerate(problem.instances):
         g = torch.Generator().manual_seed(90_000 + i)
+        if "oracle" in inst.extra:  # issue 10's Gaussian oracle: other draws of its y
+            out.append(inst.extra["oracle"].sample(16, generator=g)[1])
+            continue
         model = inst.extra["model"]
         if hasattr(model, "sample_latent"):
             out.append(model.sample_latent(16, g))
@@ -371,6 +391,13 @@ def main(split: str = "test", which=("a", "b", "c", "d"), quick: bool = False, l
         if problem.kind in ("rel", "psnr") and not quick:
             longest = prepare_fits(problem, warmups(problem, split), log=log)
             fit_note = f"Fitted grids: ≤ 16 warm-up inputs each, longest fit {longest:.1f} s."
+            problem.note = f"{problem.note} {fit_note}".strip()
+        elif problem.kind == "rel-c" and not quick:
+            longest = prepare_fits(problem, warmups(problem, split), log=log, **FIT_GAUSS)
+            fit_note = (
+                f"Fitted grids (`refine={FIT_GAUSS['refine']}`): 16 warm-up draws of each "
+                f"oracle's y, longest fit {longest:.1f} s."
+            )
             problem.note = f"{problem.note} {fit_note}".strip()
         results[name] = run_problem(problem, nfes=(4,) if quick else nfes, log=log)
     return results, problems

@@ -237,7 +237,13 @@ def gaussian_indi(split: str, *, dim=256, batch=32, seeds=None):
         _, y = orc.sample(batch, generator=torch.Generator().manual_seed(s + 2))
         flow = fr.InDIFlow(orc.posterior_mean)
         out.append(
-            Instance(flow, y, orc.ode_solution(y, 0.0), flow_denoiser(flow), {"mean": orc.mean})
+            Instance(
+                flow,
+                y,
+                orc.ode_solution(y, 0.0),
+                flow_denoiser(flow),
+                {"mean": orc.mean, "oracle": orc},
+            )
         )
     return Problem("InDI Gaussian oracle (issue 10)", "rel-c", False, out)
 

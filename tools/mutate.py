@@ -318,6 +318,15 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        if err > best["err"]:',
         ["tests/fewnfe/test_refine.py"],
     ),
+    "refine-budget-capped-at-64": (
+        "flowrestore/integrate/refine.py",
+        '            options={"maxfev": budget - 1,',
+        '            options={"maxfev": min(budget, 64) - 1,',
+        [
+            "tests/fewnfe/test_fit_grid.py::"
+            "test_a_fitted_grid_meets_issue_10s_gaussian_goal_on_an_unseen_instance"
+        ],
+    ),
     "refine-logit-ratio": (
         "flowrestore/integrate/refine.py",
         "    return torch.log(r) - torch.log1p(-r)",

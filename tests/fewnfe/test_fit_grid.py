@@ -234,3 +234,29 @@ def test_the_start_memo_reads_no_device_value_in_the_step_loop():
         # the plain solve's own reads are its planning and final checks (tests/core/test_syncs.py)
         assert memo.count == plain.count, (solver, memo.ops, plain.ops)
         assert torch.equal(got, want) and torch.equal(first, want)
+
+
+def test_a_fitted_grid_meets_issue_10s_gaussian_goal_on_an_unseen_instance():
+    """Issue 10's goal, relative error ≤ 1e-4 at 6 NFE on InDI's Gaussian oracle, with a grid
+    fitted on 16 warm-up draws (``refine=256``, as the few-NFE benchmark's group (d) chose on its
+    validation split) for the multistep defaults: the best of them on 32 other draws of an
+    instance in neither split, against the closed-form ODE solution (the default grids are at
+    1.1e-3 or worse there for these three solvers)."""
+    s = 6001
+    std = 0.5 + torch.rand(256, generator=torch.Generator().manual_seed(s), dtype=F64)
+    mean = torch.randn(256, generator=torch.Generator().manual_seed(s + 1), dtype=F64)
+    oracle = fr.oracles.GaussianOracle(mean=mean, std=std, noise_std=0.8)
+    _, y = oracle.sample(32, generator=torch.Generator().manual_seed(s + 2))
+    _, warm = oracle.sample(16, generator=torch.Generator().manual_seed(s + 3))
+    flow, exact = fr.InDIFlow(oracle.posterior_mean), oracle.ode_solution(y, 0.0)
+
+    def error(x):
+        return float((x - exact).norm() / (exact - mean).norm())
+
+    fitted, default = {}, {}
+    for solver in (fr.IPNDM(), fr.DataIPNDM(), fr.SemiLinearMultistep()):
+        grid = fit_grid(flow, solver, warm, 6, refine=256)(6, 1.0, 0.0)
+        fitted[repr(solver)] = error(fr.solve(flow, solver, y, grid=grid).x)
+        default[repr(solver)] = error(fr.solve(flow, solver, y, steps=6).x)
+    assert min(default.values()) > 1e-3, default
+    assert min(fitted.values()) <= 1e-4, fitted
