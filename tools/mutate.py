@@ -318,6 +318,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        if err > best["err"]:',
         ["tests/fewnfe/test_refine.py"],
     ),
+    "fit-off-grid-step-not-caught": (
+        "flowrestore/integrate/fitting.py",
+        "        except _OffGrid:  # e.g. steps=1",
+        "        except ZeroDivisionError:  # e.g. steps=1",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

@@ -61,7 +61,7 @@ from flowrestore.errors import ConfigError, FlowRestoreError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Fitted, check_grid, make_grid
 from flowrestore.integrate.endpoint import default_spacing
-from flowrestore.integrate.gits import _recorded, dp_path, local_search, symbolic_cost
+from flowrestore.integrate.gits import _OffGrid, _recorded, dp_path, local_search, symbolic_cost
 from flowrestore.integrate.refine import refine_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
@@ -211,7 +211,12 @@ def _candidates(
     if cost is not None and cost.path(even) is None:
         cost = None  # the solver evaluates off the grid points: not symbolic
     if cost is not None:
-        starts = [dp_path(cost.first_steps(), cost.triples(), steps), _snap(default, grid_t), even]
+        try:
+            first = dp_path(cost.first_steps(), cost.triples(), steps)
+        except _OffGrid:  # e.g. steps=1: ``even`` is one landing step, which a Runge–Kutta
+            cost = None  # solver takes without its stages, while its other steps leave the grid
+    if cost is not None:
+        starts = [first, _snap(default, grid_t), even]
         seen: dict = {}
         paths = [local_search(cost.path, p, 12, seen) for p in starts]
         ranked = sorted((v, k) for k, v in seen.items() if v is not None)

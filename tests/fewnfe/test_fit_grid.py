@@ -260,3 +260,16 @@ def test_a_fitted_grid_meets_issue_10s_gaussian_goal_on_an_unseen_instance():
         default[repr(solver)] = error(fr.solve(flow, solver, y, steps=6).x)
     assert min(default.values()) > 1e-3, default
     assert min(fitted.values()) <= 1e-4, fitted
+
+
+@pytest.mark.parametrize("solver", [fr.RK4(), fr.Midpoint()], ids=repr)
+def test_a_one_step_fit_of_a_solver_with_stages_off_the_grid(solver):
+    """With ``steps=1`` the only step lands on ``t = 0``, which a Runge–Kutta solver takes
+    without its stages; the symbolic costs must still be refused for it (its other steps evaluate
+    between the teacher's points) instead of failing inside the fit."""
+    oracle, flow, _, _ = indi_problem(seed=3, dim=16, batch=2)
+    _, warm = oracle.sample(8, generator=torch.Generator().manual_seed(10))
+    fitted = fit_grid(flow, solver, warm, 1, teacher_steps=8, refine=0)
+    assert fitted.times == (1.0, 0.0)
+    two = fit_grid(flow, solver, warm, 2, teacher_steps=8, refine=0)
+    assert len(two.times) == 3 and 0.0 < two.times[1] < 1.0
