@@ -32,6 +32,17 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, GridError, describe
 
 
+def _check_exponent(value, name: str = "rho") -> None:
+    """Refuse an exponent that is not a finite number ``>= 1`` (``ConfigError`` naming it)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 1
+    ):
+        raise ConfigError(f"{name} must be a finite number >= 1, got {describe(value)}")
+
+
 class Spacing:
     """How ``steps`` intervals are laid between two times."""
 
@@ -60,8 +71,7 @@ class Power(Spacing):
     rho: float = 2.0
 
     def __post_init__(self):
-        if not self.rho >= 1:
-            raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
+        _check_exponent(self.rho)
 
     @property
     def end_exponent(self) -> float:
@@ -90,8 +100,7 @@ class StartRefined(Spacing):
     min_pair_steps: int = 5
 
     def __post_init__(self):
-        if not self.rho >= 1:
-            raise ConfigError(f"rho must be >= 1, got {describe(self.rho)}")
+        _check_exponent(self.rho)
         if not isinstance(self.closing_pair, bool):
             raise ConfigError(f"closing_pair must be a bool, got {describe(self.closing_pair)}")
         if (
@@ -140,8 +149,7 @@ class NoiseLevels(Spacing):
         if any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
             raise ConfigError(f"levels must increase strictly, got {describe(self.levels)}")
         object.__setattr__(self, "_log", tuple(math.log(v) for v in lv))
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
-            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+        _check_exponent(self.rho)
 
     def __repr__(self) -> str:
         return f"NoiseLevels({len(self.levels)} levels up to {self.levels[-1]:.4g}, rho={self.rho})"
@@ -201,8 +209,10 @@ class EndRefined(Spacing):
     def __post_init__(self):
         if not isinstance(self.base, Spacing):
             raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
-            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+        _check_exponent(self.rho)
+        r = self.resolution
+        if isinstance(r, bool) or not isinstance(r, int) or r < 2:
+            raise ConfigError(f"resolution must be an int >= 2, got {describe(r)}")
 
     @property
     def end_exponent(self) -> float:
@@ -227,7 +237,21 @@ def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) 
         raise ConfigError(
             f"spacing must be a flowrestore Spacing (Uniform, Power), got {describe(spacing)}"
         )
-    return spacing(steps, float(t0), float(t1))
+    t0, t1 = float(t0), float(t1)
+    grid = spacing(steps, t0, t1)
+    if torch.compiler.is_compiling():  # a traced whole solve: checked when it ran eagerly
+        return grid
+    name = f"the grid {spacing!r} laid for steps={steps} from {t0:g} to {t1:g}"
+    grid = check_grid(grid, direction=-1 if t1 < t0 else 1, name=name)
+    tol = 1e-9 * max(1.0, abs(t0), abs(t1))
+    if grid.numel() != steps + 1:
+        raise GridError(f"{name} has {grid.numel()} points, not steps + 1 = {steps + 1}")
+    if abs(float(grid[0]) - t0) > tol or abs(float(grid[-1]) - t1) > tol:
+        raise GridError(
+            f"{name} must start at {t0:g} and end at {t1:g}, got {describe(grid)}; for a span "
+            "the spacing does not cover, pass another spacing= or an explicit grid="
+        )
+    return grid
 
 
 def check_grid(
@@ -247,6 +271,8 @@ def check_grid(
             grid = torch.as_tensor(grid, dtype=torch.float64)
         except (TypeError, ValueError) as exc:
             raise GridError(f"{name} must be a 1-D tensor of times, got {describe(grid)}") from exc
+    if grid.is_complex() or grid.dtype == torch.bool:
+        raise GridError(f"{name} must hold real times, got {describe(grid)}")
     g = grid.detach().to("cpu", torch.float64)
     if g.dim() != 1 or g.numel() < 2:
         raise GridError(f"{name} must be a 1-D tensor of at least 2 times, got {describe(grid)}")
@@ -292,13 +318,18 @@ class Fitted(Spacing):
     times: tuple[float, ...]
 
     def __post_init__(self):
-        t = tuple(float(v) for v in self.times)
+        try:
+            t = tuple(float(v) for v in self.times)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"times must be a sequence of numbers, got {describe(self.times)}"
+            ) from exc
         object.__setattr__(self, "times", t)
         if (
             len(t) < 2
             or t[0] != 1.0
             or t[-1] != 0.0
-            or any(b >= a for a, b in zip(t, t[1:], strict=False))
+            or not all(b < a for a, b in zip(t, t[1:], strict=False))
         ):
             raise ConfigError(
                 "times must decrease strictly from 1.0 to 0.0 (normalised), "
@@ -340,6 +371,8 @@ class FittedGrids:
         if not isinstance(self.solver, str) or not self.solver:
             raise ConfigError(f"solver must be a solver's repr, got {describe(self.solver)}")
         try:
+            if isinstance(self.t_span, str):
+                raise TypeError
             span = tuple(float(v) for v in self.t_span)
         except (TypeError, ValueError):
             span = ()
@@ -348,10 +381,27 @@ class FittedGrids:
                 f"t_span must be two different finite times, got {describe(self.t_span)}"
             )
         object.__setattr__(self, "t_span", span)
-        items = self.times.items() if isinstance(self.times, dict) else self.times
+        bad = ConfigError(
+            "times must map step counts to normalised grids ({N: [1.0, ..., 0.0]} or pairs), "
+            f"got {describe(self.times)}"
+        )
+        if isinstance(self.times, dict):
+            items = list(self.times.items())
+        elif isinstance(self.times, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in self.times
+        ):
+            items = list(self.times)
+        else:
+            raise bad
         table = {}
         for n, tau in items:
-            steps = int(n)
+            steps = _step_count(n)
+            if steps is None or isinstance(tau, (str, bytes)) or not hasattr(tau, "__iter__"):
+                raise ConfigError(
+                    f"times[{n!r}] must be a grid for a whole number of steps, got {describe(tau)}"
+                )
+            if steps in table:
+                raise ConfigError(f"times holds {steps} steps twice ({describe(self.times)})")
             fitted = Fitted(tuple(tau))
             if steps < 1 or len(fitted.times) != steps + 1:
                 raise ConfigError(
@@ -381,7 +431,7 @@ class FittedGrids:
         return cls(
             solver=data["solver"],
             times=data["times"],
-            t_span=tuple(data.get("t_span", (1.0, 0.0))),
+            t_span=data.get("t_span", (1.0, 0.0)),
         )
 
     def steps(self) -> tuple[int, ...]:
@@ -396,6 +446,17 @@ class FittedGrids:
         """A spacing laying the fitted grid at its step counts and ``spacing`` (``None``: uniform)
         at any other."""
         return _FittedOr(self.times, spacing or Uniform(), self.t_span)
+
+
+def _step_count(n) -> int | None:
+    """A step count from a record's key: an int, or a string of one (JSON keys); else ``None``."""
+    if isinstance(n, bool):
+        return None
+    if isinstance(n, int):
+        return n
+    if isinstance(n, str) and n.strip().isdigit():
+        return int(n)
+    return None
 
 
 @dataclass(frozen=True)
@@ -441,8 +502,7 @@ class Karras(Spacing):
     t_min: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or self.rho < 1:
-            raise ConfigError(f"rho must be a number >= 1, got {describe(self.rho)}")
+        _check_exponent(self.rho)
         if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
             raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
         if not 0 <= self.t_min < 1:

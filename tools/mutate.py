@@ -324,6 +324,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        except ZeroDivisionError:  # e.g. steps=1",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "spacing-grid-unchecked": (
+        "flowrestore/grids.py",
+        "    if torch.compiler.is_compiling():  # a traced whole solve: checked when it ran eagerly",
+        "    if True:  # a traced whole solve: checked when it ran eagerly",
+        ["tests/core/test_input_checks.py"],
+    ),
+    "low-precision-collision-unchecked": (
+        "flowrestore/controllers/fixed.py",
+        "        same = rounded.diff() == 0",
+        "        same = rounded.diff() != rounded.diff()",
+        ["tests/core/test_input_checks.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

@@ -180,6 +180,10 @@ class Schedule:
         schedules need one)."""
         raise NotImplementedError
 
+    def check_dtype(self, dtype) -> None:
+        """Refuse, before any evaluation, a plan the state's ``dtype`` cannot hold (default:
+        nothing to check)."""
+
     @property
     def n_slots(self) -> int:
         """Number of trajectory slots."""

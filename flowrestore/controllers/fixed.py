@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from flowrestore.controllers.base import (
@@ -50,6 +51,21 @@ class FixedSchedule(Schedule):
             self.end_slot,
             None if self.save_times is None else len(self.save_times),
         )
+
+    def check_dtype(self, dtype) -> None:
+        """A bfloat16/float16 state rounds the grid's times to its dtype: refuse a grid whose
+        neighbouring times then collide (a zero-length step) with a :class:`GridError`."""
+        if dtype not in (torch.bfloat16, torch.float16) or torch.compiler.is_compiling():
+            return
+        rounded = self.full.to(dtype).double()
+        same = rounded.diff() == 0
+        if bool(same.any()):
+            k = int(same.int().argmax())
+            raise GridError(
+                f"grid times {float(self.full[k]):.6g} and {float(self.full[k + 1]):.6g} collide "
+                f"in {dtype} (both round to {float(rounded[k]):.6g}): use fewer steps, another "
+                "spacing or a float32 state"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

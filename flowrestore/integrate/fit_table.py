@@ -14,6 +14,7 @@ grids; :meth:`~flowrestore.FittedGrids.to_dict` saves them as JSON, ``from_dict`
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +25,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import FittedGrids
-from flowrestore.integrate.fitting import fit_grid
+from flowrestore.integrate.fitting import _check, _check_teacher, fit_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
@@ -32,6 +33,13 @@ __all__ = ["fit_grids", "relative_error"]
 
 #: reference solve of the check inputs: RK4 steps on the flow's grid for RK4 (400 evaluations)
 REFERENCE_STEPS = 100
+#: the ``fit_grid`` keywords a try may set, and their defaults
+_FIT_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(fit_grid).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and k != "t_span"
+}
+TRY_KEYS = frozenset(_FIT_DEFAULTS)
 
 
 def relative_error(x: Tensor, ref: Tensor) -> Tensor:
@@ -81,9 +89,35 @@ def fit_grids(
         isinstance(k, str) and isinstance(v, Mapping) for k, v in tries.items()
     ):
         raise ConfigError(f"tries must map names to fit_grid keyword sets, got {describe(tries)}")
+    for name, kw in tries.items():  # every request checked before any evaluation
+        unknown = set(kw) - TRY_KEYS
+        if unknown:
+            raise ConfigError(
+                f"tries[{name!r}] may set {sorted(TRY_KEYS)} of fit_grid, got {sorted(unknown)}"
+            )
+        if kw.get("teacher") is not None:
+            _check_teacher(kw["teacher"])
+            kw["teacher"].check_flow(flow)
+        for n in counts:
+            _check(
+                flow,
+                solver,
+                x_warmup,
+                n,
+                kw.get("teacher_steps", _FIT_DEFAULTS["teacher_steps"]),
+                t_span,
+                kw.get("refine", _FIT_DEFAULTS["refine"]),
+            )
     if x_check is None and (len(tries) > 1 or reference is not None):
         raise ConfigError(
             "several tries or a reference need x_check, the inputs that decide between fits"
+        )
+    for name, v in (("x_check", x_check), ("reference", reference)):
+        if v is not None and not isinstance(v, Tensor):
+            raise ConfigError(f"{name} must be a tensor, got {describe(v)}")
+    if not callable(error):
+        raise ConfigError(
+            f"error must be a callable (answer, reference) -> [B], got {describe(error)}"
         )
     if x_check is not None:
         flow.check_state(x_check)
@@ -105,7 +139,12 @@ def fit_grids(
     def worst(spacing=None, n=None) -> float:
         with torch.no_grad():
             x = solve(flow, solver, x_check, steps=n, spacing=spacing, **solve_kw).x
-        e = float(error(x, reference).max())
+        e = error(x, reference)
+        if not isinstance(e, Tensor) or e.shape != (x.shape[0],):
+            raise ConfigError(
+                f"error must return one value per sample (shape [{x.shape[0]}]), got {describe(e)}"
+            )
+        e = float(e.max())
         return math.inf if math.isnan(e) else e
 
     kept = {}

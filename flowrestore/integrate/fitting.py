@@ -109,6 +109,9 @@ def fit_grid(
         raise ConfigError(f"linearise must be a bool, got {describe(linearise)}")
     from flowrestore.solvers import RK4, SemiLinearMultistep
 
+    if teacher is not None:
+        _check_teacher(teacher)
+        teacher.check_flow(flow)
     if teacher is None:
         teacher = SemiLinearMultistep()
         try:
@@ -160,8 +163,23 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
     span = t_span if t_span is not None else flow.default_span
     if span is None:
         raise ConfigError(f"{type(flow).__name__} has no default span: pass t_span=(t0, t1)")
-    g = check_grid(torch.tensor([float(span[0]), float(span[1])]), time_range=flow.time_range)
+    try:
+        t0, t1 = (float(v) for v in span)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"t_span must be two times (t0, t1), got {describe(span)}") from exc
+    g = check_grid(torch.tensor([t0, t1]), time_range=flow.time_range, name="t_span")
     return float(g[0]), float(g[1])
+
+
+def _check_teacher(teacher) -> None:
+    """Refuse a teacher that is not a deterministic fixed-step solver, before any evaluation."""
+    if not isinstance(teacher, Solver):
+        raise ConfigError(f"teacher must be a flowrestore Solver instance, got {describe(teacher)}")
+    if teacher.stochastic or getattr(teacher, "controller_options", None):
+        raise ConfigError(
+            f"teacher must be a deterministic solver without tolerances (it steps a fixed grid), "
+            f"got {teacher!r}"
+        )
 
 
 def _teacher_solve(flow, teacher, x, grid_t):

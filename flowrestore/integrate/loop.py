@@ -56,6 +56,7 @@ def run(
 ) -> Solution:
     """Integrate ``flow`` with ``solver`` as ``schedule`` says (see the module docstring)."""
     B, dev, dtype = x_start.shape[0], x_start.device, x_start.dtype
+    schedule.check_dtype(dtype)
     x = flow.to_state(x_start, schedule.t0)
     t0 = torch.full((), schedule.t0, dtype=dtype, device=dev)
     x, state = solver.init(flow, t0, x, ctx)

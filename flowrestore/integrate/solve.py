@@ -19,7 +19,7 @@ from torch import Tensor
 
 from flowrestore.controllers import FixedGrid, Schedule, StepController, TimeRequest
 from flowrestore.controllers.base import check_span
-from flowrestore.errors import NONFINITE, ConfigError, describe
+from flowrestore.errors import NONFINITE, ConfigError, GridError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing, check_grid
 from flowrestore.integrate.compiled import check_compile, compile_options
@@ -349,7 +349,12 @@ def _save_request(save_at):
         if save_at in ("steps", "all"):
             return "steps"
         raise ConfigError(f"save_at must be None, 'steps' or a tensor of times, got {save_at!r}")
-    st = torch.as_tensor(save_at, dtype=torch.float64).reshape(-1)
+    try:
+        st = torch.as_tensor(save_at, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise GridError(f"save_at must be 'steps' or real times, got {describe(save_at)}") from exc
+    if not bool(torch.isfinite(st).all()):
+        raise GridError(f"save_at must hold finite times, got {describe(save_at)}")
     times = check_grid(st, name="save_at").tolist() if st.numel() > 1 else st.tolist()
     return tuple(times)
 

@@ -294,7 +294,7 @@ def test_non_flow_and_non_solver(flow, y):
         (lambda: fr.Dopri5(t_min=0.0), r"t_min must be in \(0, 1\)"),
         (lambda: fr.Dopri5(dfactor=2.0), "dfactor"),
         (lambda: fr.InDISampler(eps=-0.1), "eps must be a non-negative"),
-        (lambda: fr.Power(rho=0.5), "rho must be >= 1"),
+        (lambda: fr.Power(rho=0.5), "rho must be a finite number >= 1"),
         (lambda: fr.Torchdiffeq("leapfrog"), "torchdiffeq method"),
     ],
 )

@@ -1,0 +1,189 @@
+"""Inputs that used to run silently wrong or fail inside the library are refused first, typed.
+
+* a spacing's grid is checked like a user's ``grid=`` (points, finiteness, monotony, ends);
+* spacing exponents must be finite numbers ≥ 1, ``EndRefined``'s resolution an int ≥ 2,
+  ``Fitted`` times real and strictly decreasing (NaN included);
+* a bfloat16/float16 state whose grid times collide once rounded is refused with ``GridError``
+  before any evaluation (README, "Precision");
+* ``save_at`` must be finite times;
+* ``FittedGrids`` records: malformed keys, grids and spans raise ``ConfigError`` naming them;
+* ``fit_grids`` checks every try (keywords, teacher, budgets) before its reference solve.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.integrate import fit_grids
+
+F64 = torch.float64
+
+
+class _Counted:
+    """A Gaussian posterior mean that counts its evaluations."""
+
+    def __init__(self, dim=8):
+        self.oracle = fr.oracles.GaussianOracle(
+            mean=torch.zeros(dim, dtype=F64), std=torch.ones(dim, dtype=F64), noise_std=0.8
+        )
+        self.calls = 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.oracle.posterior_mean(x, t)
+
+
+@pytest.fixture
+def problem():
+    f = _Counted()
+    _, y = f.oracle.sample(3, generator=torch.Generator().manual_seed(0))
+    return f, fr.InDIFlow(f), y
+
+
+class _TwoPoints(fr.Spacing):
+    def __call__(self, steps, t0, t1):
+        return torch.tensor([t0, t1], dtype=F64)
+
+
+class _Unordered(fr.Spacing):
+    def __call__(self, steps, t0, t1):
+        return torch.tensor([t0, 0.2, 0.6, t1], dtype=F64)
+
+
+@pytest.mark.parametrize(
+    "spacing, kw, match",
+    [
+        (_TwoPoints(), {"steps": 3}, "has 2 points, not steps \\+ 1 = 4"),
+        (_Unordered(), {"steps": 3}, "strictly monotone"),
+        (fr.NoiseLevels((0.01, 0.1, 0.5)), {"steps": 4, "t_end": 0.6}, "NoiseLevels"),
+    ],
+)
+def test_a_spacings_grid_is_checked_before_any_evaluation(problem, spacing, kw, match):
+    f, flow, y = problem
+    with pytest.raises(fr.GridError, match=match):
+        fr.solve(flow, fr.Euler(), y, spacing=spacing, **kw)
+    assert f.calls == 0
+
+
+def test_a_grid_with_complex_times_is_refused():
+    flow = fr.ODEFlow(lambda t, x: -x)
+    with pytest.raises(fr.GridError, match="real times"):
+        fr.solve(flow, fr.Euler(), torch.ones(2, 3, dtype=F64), steps=4, spacing=fr.Karras(),
+                 t_span=(-1.0, 1.0))  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 0.5, "2", True])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: fr.Power(rho=r),
+        lambda r: fr.StartRefined(rho=r),
+        lambda r: fr.Karras(rho=r),
+        lambda r: fr.NoiseLevels((0.1, 0.5, 1.0), rho=r),
+        lambda r: fr.EndRefined(base=fr.Uniform(), rho=r),
+    ],
+    ids=["Power", "StartRefined", "Karras", "NoiseLevels", "EndRefined"],
+)
+def test_spacing_exponents_must_be_finite_numbers_of_at_least_one(make, bad):
+    with pytest.raises(fr.ConfigError, match="rho must be a finite number >= 1"):
+        make(bad)
+
+
+@pytest.mark.parametrize("resolution", [0, 1, -1, 1.5, True])
+def test_end_refined_resolution_must_be_an_int_of_at_least_two(resolution):
+    with pytest.raises(fr.ConfigError, match="resolution"):
+        fr.EndRefined(base=fr.Uniform(), resolution=resolution)
+
+
+@pytest.mark.parametrize(
+    "times", [(1.0, math.nan, 0.0), (1.0, "a", 0.0), (1.0, 0.5, 0.5, 0.0), (1.0, 0.2, 0.6, 0.0)]
+)
+def test_fitted_times_must_be_real_and_strictly_decreasing(times):
+    with pytest.raises(fr.ConfigError, match="times must"):
+        fr.Fitted(times)
+
+
+@pytest.mark.parametrize(
+    "dtype, kw, match",
+    [
+        (torch.bfloat16, {"grid": torch.tensor([1.0, 0.5, 0.4999, 0.0], dtype=F64)}, "0.4999"),
+        (torch.bfloat16, {"steps": 600}, "collide in torch.bfloat16"),
+        (torch.float16, {"steps": 20, "spacing": fr.Karras()}, "collide in torch.float16"),
+    ],
+)
+def test_times_colliding_in_a_low_precision_state_are_refused_first(problem, dtype, kw, match):
+    f, flow, y = problem
+    with pytest.raises(fr.GridError, match=match):
+        fr.solve(flow, fr.Euler(), y.to(dtype), **kw)
+    assert f.calls == 0
+    sol = fr.solve(flow, fr.Euler(), y.to(dtype), steps=20)  # distinct in bfloat16: runs
+    assert sol.x.dtype == dtype and int(sol.stats.nfe.max()) == 20
+
+
+@pytest.mark.parametrize("save_at", [math.nan, [math.nan], [0.5, math.inf]])
+def test_save_at_must_be_finite(problem, save_at):
+    f, flow, y = problem
+    with pytest.raises(fr.GridError, match="save_at"):
+        fr.solve(flow, fr.Euler(), y, steps=4, save_at=save_at)
+    assert f.calls == 0
+
+
+GRID = [1.0, 0.5, 0.0]
+
+
+@pytest.mark.parametrize(
+    "record, match",
+    [
+        ({"times": {"two": GRID}}, "times\\['two'\\]"),
+        ({"times": {"2.0": GRID}}, "times\\['2.0'\\]"),
+        ({"times": {2.7: GRID}}, "times\\[2.7\\]"),
+        ({"times": {True: [1.0, 0.0]}}, "times\\[True\\]"),
+        ({"times": {"1": None}}, "times\\['1'\\]"),
+        ({"times": GRID}, "times must map step counts"),
+        ({"times": None}, "times must map step counts"),
+        ({"times": {2: GRID, "2": GRID}}, "2 steps twice"),
+        ({"times": {"2": GRID}, "t_span": None}, "t_span"),
+        ({"times": {"2": GRID}, "t_span": "10"}, "t_span"),
+        ({"times": {"2": [1.0, math.nan, 0.0]}}, "times must decrease"),
+    ],
+)
+def test_a_malformed_fitted_grids_record_is_refused_by_name(record, match):
+    with pytest.raises(fr.ConfigError, match=match):
+        fr.FittedGrids.from_dict({"solver": "IPNDM()", **record})
+
+
+def test_a_well_formed_record_reads_back():
+    g = fr.FittedGrids.from_dict({"solver": "IPNDM()", "times": {"2": GRID}, "t_span": [1, 0]})
+    assert g.steps() == (2,) and g.t_span == (1.0, 0.0)
+    assert fr.FittedGrids.from_dict(g.to_dict()) == g
+
+
+@pytest.mark.parametrize(
+    "kw, solver, match",
+    [
+        ({}, fr.InDISampler(eps=0.1), "stochastic"),
+        ({}, fr.Dopri5(rtol=1e-3), "error control"),
+        ({"tries": {"a": {}, "b": {"refin": 4}}}, fr.Euler(), "refin"),
+        ({"tries": {"d": {"steps": 3}}}, fr.Euler(), "steps"),
+        ({"tries": {"d": {"teacher": "rk4"}}}, fr.Euler(), "teacher must be"),
+        ({"tries": {"d": {"teacher": fr.InDISampler(eps=0.1)}}}, fr.Euler(), "teacher must be"),
+        ({"tries": {"d": {"refine": -1}}}, fr.Euler(), "refine"),
+        ({"reference": [1, 2]}, fr.Euler(), "reference must be a tensor"),
+        ({"error": 0.5}, fr.Euler(), "error must be a callable"),
+    ],
+)
+def test_fit_grids_refuses_a_wrong_request_before_its_reference_solve(problem, kw, solver, match):
+    f, flow, y = problem
+    with pytest.raises(fr.FlowRestoreError, match=match):
+        fit_grids(flow, solver, y, (2,), x_check=y, **kw)
+    assert f.calls == 0
+
+
+def test_fit_grids_refuses_an_error_that_is_not_per_sample(problem):
+    _, flow, y = problem
+    with pytest.raises(fr.ConfigError, match="one value per sample"):
+        fit_grids(flow, fr.Euler(), y, (2,), x_check=y, error=lambda a, b: (a - b).norm())
