@@ -39,6 +39,7 @@ _EXPORTS = {
     ),
     "flowrestore.diagnostics": ("EndpointReport", "check_endpoint"),
     "flowrestore.errors": (
+        "ArgumentTypeError",
         "ConfigError",
         "FlowRestoreError",
         "GridError",

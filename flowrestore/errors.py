@@ -73,6 +73,11 @@ class IncompatibleSolverError(FlowRestoreError, TypeError):
     """A solver was paired with a flow it cannot integrate (e.g. an ODE method on an SDE)."""
 
 
+class ArgumentTypeError(FlowRestoreError, TypeError):
+    """An argument is of the wrong kind (not a tensor, flow, solver or callable where one is
+    needed); a ``TypeError`` too."""
+
+
 class ConfigError(FlowRestoreError, ValueError):
     """A configuration argument is out of range or of the wrong kind."""
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, GridError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, GridError, ShapeError, describe
 
 __all__ = [
     "BrownianIncrements",
@@ -96,7 +96,7 @@ class GeneratorNoise(NoiseSource):
 
     def __init__(self, generator: torch.Generator | None = None):
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"generator must be a torch.Generator or None, got {type(generator).__name__}"
             )
         self.generator = generator

@@ -326,8 +326,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "spacing-grid-unchecked": (
         "flowrestore/grids.py",
-        "    if torch.compiler.is_compiling():  # a traced whole solve: checked when it ran eagerly",
-        "    if True:  # a traced whole solve: checked when it ran eagerly",
+        "    if torch.compiler.is_compiling():  # a traced whole solve",
+        "    if True:  # a traced whole solve",
         ["tests/core/test_input_checks.py"],
     ),
     "low-precision-collision-unchecked": (

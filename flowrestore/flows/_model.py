@@ -22,7 +22,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, PredictorOutputError, ShapeError, describe
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    PredictorOutputError,
+    ShapeError,
+    describe,
+)
 from flowrestore.flows.base import ResidualFlow, check_output
 
 __all__ = ["ModelFlow", "check_model_cond", "cond_for", "model_output"]
@@ -89,7 +95,7 @@ class ModelFlow(ResidualFlow):
 
     def _set_model(self, model: Callable, cond, check_outputs, call: str) -> None:
         if not callable(model):
-            raise TypeError(f"model must be callable {call}, got {describe(model)}")
+            raise ArgumentTypeError(f"model must be callable {call}, got {describe(model)}")
         self.model = model
         self.cond = check_model_cond(cond)
         self.check_outputs = bool(check_outputs)

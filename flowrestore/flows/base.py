@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import (
+    ArgumentTypeError,
     ConfigError,
     IncompatibleSolverError,
     PredictorOutputError,
@@ -112,7 +113,7 @@ def check_cond(cond, batch: int | None, name: str = "cond") -> None:
     for key, value in items:
         label = name if key is None else f"{name}[{key!r}]"
         if not isinstance(value, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{label} must be a tensor with a leading batch dimension, got {describe(value)}"
             )
         if batch is not None and value.dim() > 0 and value.shape[0] != batch:
@@ -251,13 +252,13 @@ class Flow:
     def check_state(self, x: Tensor) -> None:
         """Validate a start state (a floating tensor with a batch dimension)."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"x_start must be a torch.Tensor, got {type(x).__name__}")
+            raise ArgumentTypeError(f"x_start must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 1 or x.shape[0] < 1:
             raise ShapeError(
                 f"x_start must have a leading batch dimension [B, ...], got {describe(x)}"
             )
         if not torch.is_floating_point(x):
-            raise TypeError(f"x_start must be a floating-point tensor, got dtype {x.dtype}")
+            raise ArgumentTypeError(f"x_start must be a floating-point tensor, got dtype {x.dtype}")
         for name in self.per_sample_fields:
             check_cond(getattr(self, name, None), x.shape[0], name)
 

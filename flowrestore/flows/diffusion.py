@@ -60,7 +60,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, MissingDependencyError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, MissingDependencyError, describe
 from flowrestore.flows._model import ModelFlow
 from flowrestore.flows.base import SDE, batch_time, bcast
 from flowrestore.flows.diffusers_io import (
@@ -270,11 +270,26 @@ class DiffusionFlow(ModelFlow):
     def grid_from_timesteps(self, timesteps, *, final_alpha_cumprod: float = 1.0) -> Tensor:
         """The flow times of ``timesteps`` (decreasing) followed by the final noise level
         (``ᾱ = 1``: ``t = 0``, the clean image), float64."""
-        tau = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
+        try:
+            tau = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"timesteps must be numbers, got {describe(timesteps)}") from exc
         if tau.numel() < 1:
             raise ConfigError(f"timesteps must not be empty, got {describe(timesteps)}")
+        top = self.num_train_timesteps - 1
+        if not bool(torch.isfinite(tau).all()) or bool((tau < 0).any() | (tau > top).any()):
+            raise ConfigError(
+                f"timesteps must be finite and lie in [0, {top}] (the model's training "
+                f"timesteps), got {describe(timesteps)}"
+            )
         grid = self.sigma_at(tau) / self.sigma_max
-        fa = float(final_alpha_cumprod)
+        try:
+            fa = float(final_alpha_cumprod)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                "final_alpha_cumprod must be a number in (0, 1], got "
+                f"{describe(final_alpha_cumprod)}"
+            ) from exc
         if not 0 < fa <= 1:
             raise ConfigError(f"final_alpha_cumprod must be in (0, 1], got {describe(fa)}")
         last = math.sqrt((1 - fa) / fa) / self.sigma_max
@@ -360,7 +375,7 @@ class DiffusionSDE(SDE):
 
     def __init__(self, flow: DiffusionFlow):
         if not isinstance(flow, DiffusionFlow):
-            raise TypeError(f"flow must be a DiffusionFlow, got {describe(flow)}")
+            raise ArgumentTypeError(f"flow must be a DiffusionFlow, got {describe(flow)}")
         self.flow = flow
 
     @property

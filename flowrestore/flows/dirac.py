@@ -56,7 +56,13 @@ import torch
 from torch import Tensor
 
 from flowrestore.degradations.families import Family, as_family
-from flowrestore.errors import ConfigError, FlowRestoreError, ShapeError, describe
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    FlowRestoreError,
+    ShapeError,
+    describe,
+)
 from flowrestore.flows.base import SDE, batch_time, bcast, check_output
 from flowrestore.schedules import Schedule, as_schedule, as_time_tensor, check_on_unit_interval
 
@@ -90,7 +96,7 @@ def _refuse_step_options(options: dict) -> None:
             "solver how to step)"
         )
     name = next(iter(options))
-    raise TypeError(f"DiracSDE() got an unexpected keyword argument {name!r}")
+    raise ArgumentTypeError(f"DiracSDE() got an unexpected keyword argument {name!r}")
 
 
 def _check_guidance(guidance, guidance_scaling):
@@ -165,14 +171,16 @@ class DiracSDE(SDE):
         if options:
             _refuse_step_options(options)
         if not callable(phi):
-            raise TypeError(f"phi must be callable phi(y, t), got {type(phi).__name__}")
+            raise ArgumentTypeError(f"phi must be callable phi(y, t), got {type(phi).__name__}")
         if not callable(A):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"A must be a degradation family or a callable A(x, t), got {describe(A)}"
             )
         self.guidance = _check_guidance(guidance, guidance_scaling)
         if observation is not None and not isinstance(observation, Tensor):
-            raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
+            raise ArgumentTypeError(
+                f"observation must be a tensor [B, ...], got {describe(observation)}"
+            )
         self.phi = phi
         self.family: Family = as_family(A)
         self.sigma: Schedule = as_schedule(sigma, name="sigma")

@@ -29,6 +29,7 @@ import math
 from torch import Tensor
 
 from flowrestore.errors import (
+    ArgumentTypeError,
     ConfigError,
     IncompatibleOperatorError,
     ShapeError,
@@ -48,7 +49,7 @@ def _coefficients(model):
     coefficients = getattr(model, "state_coefficients", None)
     scale = getattr(model, "input_scale", None)
     if not (isinstance(model, ResidualFlow) and callable(coefficients) and callable(scale)):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"model must be a model flow (DiffusionFlow, FlowMatchingFlow or DenoiserFlow: a "
             f"ResidualFlow with state_coefficients(t) and input_scale(t)), got {describe(model)}"
         )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from flowrestore.errors import ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
 from flowrestore.grids import FittedGrids
 
@@ -62,14 +62,16 @@ class InDIFlow(ResidualFlow):
         grids: FittedGrids | None = None,
     ):
         if not callable(predictor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"predictor must be callable predictor(x, t), got {type(predictor).__name__}"
             )
         if observation is not None and not isinstance(observation, Tensor):
-            raise TypeError(f"observation must be a tensor [B, ...], got {describe(observation)}")
+            raise ArgumentTypeError(
+                f"observation must be a tensor [B, ...], got {describe(observation)}"
+            )
         check_cond(cond, None)
         if grids is not None and not isinstance(grids, FittedGrids):
-            raise TypeError(f"grids must be a FittedGrids or None, got {describe(grids)}")
+            raise ArgumentTypeError(f"grids must be a FittedGrids or None, got {describe(grids)}")
         self.grids = grids
         self.predictor = predictor
         self.observation = observation

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ArgumentTypeError, ConfigError
 from flowrestore.flows.base import ODE, SDE, batch_time, bcast, call_user, check_cond
 
 __all__ = ["ODEFlow", "SDEFlow"]
@@ -56,7 +56,7 @@ class ODEFlow(ODE):
         check_outputs: bool = True,
     ):
         if not callable(f):
-            raise TypeError(f"f must be callable f(t, x), got {type(f).__name__}")
+            raise ArgumentTypeError(f"f must be callable f(t, x), got {type(f).__name__}")
         if time_shape not in _TIME_SHAPES:
             raise ConfigError(f"time_shape must be one of {_TIME_SHAPES}, got {time_shape!r}")
         check_cond(cond, None)
@@ -98,11 +98,11 @@ class SDEFlow(SDE):
         check_outputs: bool = True,
     ):
         if not callable(f):
-            raise TypeError(f"f must be callable f(t, x), got {type(f).__name__}")
+            raise ArgumentTypeError(f"f must be callable f(t, x), got {type(f).__name__}")
         if time_shape not in _TIME_SHAPES:
             raise ConfigError(f"time_shape must be one of {_TIME_SHAPES}, got {time_shape!r}")
         if not callable(g):
-            raise TypeError(f"g must be callable g(t, x), got {type(g).__name__}")
+            raise ArgumentTypeError(f"g must be callable g(t, x), got {type(g).__name__}")
         if noise_type not in ("additive", "diagonal"):
             raise ConfigError(f"noise_type must be 'additive' or 'diagonal', got {noise_type!r}")
         check_cond(cond, None)

@@ -57,7 +57,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, FlowRestoreError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, FlowRestoreError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Fitted, check_grid, make_grid
 from flowrestore.integrate.endpoint import default_spacing
@@ -134,9 +134,11 @@ def fit_grid(
 def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float, float]:
     """Refuse a wrong request before any evaluation; return the span."""
     if not isinstance(flow, Flow):
-        raise TypeError(f"flow must be a flowrestore Flow, got {describe(flow)}")
+        raise ArgumentTypeError(f"flow must be a flowrestore Flow, got {describe(flow)}")
     if not isinstance(solver, Solver):
-        raise TypeError(f"solver must be a flowrestore Solver instance, got {describe(solver)}")
+        raise ArgumentTypeError(
+            f"solver must be a flowrestore Solver instance, got {describe(solver)}"
+        )
     solver.check_flow(flow)
     flow.check_state(x)
     if solver.stochastic:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from flowrestore.controllers import FixedGrid, Schedule, StepController, TimeRequest
 from flowrestore.controllers.base import check_span
-from flowrestore.errors import NONFINITE, ConfigError, GridError, describe
+from flowrestore.errors import NONFINITE, ArgumentTypeError, ConfigError, GridError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing, check_grid
 from flowrestore.integrate.compiled import check_compile, compile_options
@@ -226,9 +226,9 @@ def _compile_request(compile, solver, ctrl, x_start, progress, callback, differe
 def _check_request(flow, solver, x_start, output, on_failure) -> None:
     if not isinstance(flow, Flow):
         hint = " (wrap a drift callable f(t, x) in fr.ODEFlow(f))" if callable(flow) else ""
-        raise TypeError(f"flow must be a flowrestore Flow, got {type(flow).__name__}{hint}")
+        raise ArgumentTypeError(f"flow must be a flowrestore Flow, got {type(flow).__name__}{hint}")
     if not isinstance(solver, Solver):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"solver must be a flowrestore Solver instance such as fr.Heun(), "
             f"got {describe(solver)}"
         )

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.degradations.blind import Param
-from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, NonFiniteError, ShapeError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
@@ -122,11 +122,11 @@ class BlindInversion:
         latent_std: float | None = None,
     ):
         if not isinstance(flow, Flow):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"flow must be a flowrestore Flow (e.g. fr.InDIFlow), got {describe(flow)}"
             )
         if not isinstance(solver, Solver):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"solver must be a flowrestore Solver such as fr.Euler(), got {describe(solver)}"
             )
         if getattr(solver, "stochastic", False):

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from flowrestore.controllers import StepController
-from flowrestore.errors import IncompatibleSolverError
+from flowrestore.errors import ArgumentTypeError, IncompatibleSolverError
 from flowrestore.flows.base import ODE, Flow
 from flowrestore.noise import GeneratorNoise, NoiseSource
 
@@ -107,7 +107,9 @@ class Solver:
         return self.controller is not None and self.controller.adaptive
 
     def check_flow(self, flow: Flow) -> None:
-        """Raise :class:`IncompatibleSolverError` if this solver cannot step ``flow``."""
+        """Raise :class:`IncompatibleSolverError` if this solver cannot step ``flow`` (or an
+        :class:`ArgumentTypeError` if it is an abstract base that cannot step at all)."""
+        self.check_concrete()
         if isinstance(flow, self.flow_types):
             return
         kinds = " or ".join(t.__name__ for t in self.flow_types)
@@ -116,6 +118,14 @@ class Solver:
             f"{type(self).__name__} steps {kinds} flows, but {type(flow).__name__} is not one; "
             f"use {instead} instead"
         )
+
+    def check_concrete(self) -> None:
+        """Refuse an abstract base (no ``step`` of its own) with :class:`ArgumentTypeError`."""
+        if type(self).step is Solver.step:
+            raise ArgumentTypeError(
+                f"{type(self).__name__} is an abstract base class: use a concrete solver "
+                "(e.g. fr.Heun(), fr.SemiLinearMultistep()) or subclass it with a step()"
+            )
 
     def init(
         self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context

@@ -21,6 +21,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from flowrestore.controllers import PIController
+from flowrestore.errors import ArgumentTypeError
 from flowrestore.flows.base import Flow
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import reciprocal_step
@@ -72,6 +73,14 @@ class ExplicitRK(Solver):
                 None if cls.tableau.error_order is None else float(cls.tableau.error_order)
             )
             cls.stage_fractions = tuple(cls.tableau.c)
+
+    def check_concrete(self) -> None:
+        """Refuse :class:`ExplicitRK` and :class:`EmbeddedRK` themselves: they need a tableau."""
+        if not hasattr(type(self), "tableau"):
+            raise ArgumentTypeError(
+                f"{type(self).__name__} is an abstract base class: use a concrete method "
+                "(e.g. fr.Heun(), fr.RK4(), fr.Dopri5()) or subclass it with a tableau"
+            )
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """FSAL methods carry the last stage in an :class:`RKState`; others carry nothing."""

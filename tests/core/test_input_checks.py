@@ -187,3 +187,52 @@ def test_fit_grids_refuses_an_error_that_is_not_per_sample(problem):
     _, flow, y = problem
     with pytest.raises(fr.ConfigError, match="one value per sample"):
         fit_grids(flow, fr.Euler(), y, (2,), x_check=y, error=lambda a, b: (a - b).norm())
+
+
+@pytest.mark.parametrize(
+    "solver", [fr.ExplicitRK(), fr.EmbeddedRK(), fr.Solver(), fr.RestorationSampler()], ids=repr
+)
+def test_an_abstract_solver_base_is_refused_before_any_evaluation(problem, solver):
+    f, flow, y = problem
+    with pytest.raises(fr.ArgumentTypeError, match="abstract base class"):
+        fr.solve(flow, solver, y, steps=2)
+    assert f.calls == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda flow, y: fr.solve(flow, fr.Heun, y, steps=2),  # the class, not an instance
+        lambda flow, y: fr.solve("flow", fr.Heun(), y, steps=2),
+        lambda flow, y: fr.solve(flow, fr.Heun(), y.long(), steps=2),
+        lambda flow, y: fr.InDIFlow("not callable"),
+        lambda flow, y: fr.ODEFlow(3),
+    ],
+    ids=["solver-class", "flow-str", "integer-state", "predictor", "drift"],
+)
+def test_a_wrong_kind_of_argument_is_a_typed_error(problem, call):
+    """Every error is a ``FlowRestoreError`` (``errors.py``); wrong kinds are ``TypeError``s too."""
+    _, flow, y = problem
+    with pytest.raises(fr.ArgumentTypeError) as info:
+        call(flow, y)
+    assert isinstance(info.value, fr.FlowRestoreError) and isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize(
+    "timesteps, kw, match",
+    [
+        ([math.nan], {}, "finite and lie in \\[0, 999\\]"),
+        ([1500, 0], {}, "finite and lie in \\[0, 999\\]"),
+        ([-5], {}, "finite and lie in \\[0, 999\\]"),
+        (["a"], {}, "timesteps must be numbers"),
+        ([999, 500], {"final_alpha_cumprod": "x"}, "final_alpha_cumprod"),
+    ],
+)
+def test_diffusion_timesteps_outside_the_models_are_refused(timesteps, kw, match):
+    from tests.fewnfe.helpers import diffusion_problem
+
+    _, flow, _, _ = diffusion_problem(dim=4, batch=1)
+    with pytest.raises(fr.ConfigError, match=match):
+        flow.grid_from_timesteps(timesteps, **kw)
+    grid = flow.grid_from_timesteps([999, 500, 0])
+    assert grid.numel() == 4 and float(grid[0]) == 1.0 and float(grid[-1]) == 0.0
