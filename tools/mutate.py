@@ -336,6 +336,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        same = rounded.diff() != rounded.diff()",
         ["tests/core/test_input_checks.py"],
     ),
+    "zero-snr-stand-in-not-diffusers": (
+        "flowrestore/oracles/diffusion.py",
+        "        table[-1] = min(ZERO_SNR_ALPHA_CUMPROD, float(table[-2]) / 2)",
+        "        table[-1] = float(table[-2]) / 2",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
+    "zero-snr-epsilon-accepted": (
+        "flowrestore/oracles/diffusion.py",
+        '    if zero_end and prediction_type in ("v_prediction", "sample"):',
+        "    if zero_end:",
+        ["tests/diffusion/test_zero_snr.py"],
+    ),
+    "zero-snr-scheduler-grid-refused": (
+        "flowrestore/flows/diffusers_io.py",
+        "            theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0",
+        "            pass",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

@@ -242,11 +242,16 @@ grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its fina
             f"{type(scheduler).__name__}"
         )
     theirs = getattr(scheduler, "alphas_cumprod", None)
-    if theirs is not None and not torch.allclose(
-        torch.as_tensor(theirs, dtype=torch.float64), flow.alphas_cumprod, rtol=1e-5, atol=0
+    ours = flow.alphas_cumprod
+    if theirs is not None:
+        theirs = torch.as_tensor(theirs, dtype=torch.float64).clone()
+        if theirs.shape == ours.shape and bool(theirs[-1] == 0):
+            theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0
+    if theirs is not None and (
+        theirs.shape != ours.shape or not torch.allclose(theirs, ours, rtol=1e-5, atol=0)
     ):
         raise ConfigError(
-            f"scheduler's alphas_cumprod (T={len(theirs)}) differs from the flow's "
+            f"scheduler's alphas_cumprod (T={theirs.numel()}) differs from the flow's "
             f"(T={flow.num_train_timesteps}): build the flow from this scheduler"
         )
     _check_clip(flow.clip, dict(getattr(scheduler, "config", {}) or {}), use_clipped_model_output)

@@ -33,6 +33,15 @@ A :class:`~flowrestore.PIController` without its own ``t_min`` stops the control
 ``σ_stop = min(σ_0, sqrt(rtol)/10)`` (:meth:`DiffusionFlow.preferred_t_min`; landing error
 ``O(σ_stop²)`` in the data's units).
 
+**Zero-terminal-SNR schedules** (Lin et al. 2024: ``ᾱ_{T−1} = 0``, rescaled β; diffusers'
+``rescale_betas_zero_snr=True``). Their last timestep is pure noise, an infinite ``σ``; a v or x₀
+model still predicts ``x₀`` there, so the flow takes such a schedule with its last ``ᾱ`` replaced
+by ``2⁻²⁴`` (``σ_max ≈ 4096``), diffusers' own rule for these schedules
+(:func:`~flowrestore.oracles.diffusion.check_alphas_cumprod`): starting from pure noise at
+``σ_max`` instead of ``∞`` changes the answer by ``O(σ_max⁻¹)`` in the model's units, below a
+float32 image's resolution after the first step. An ε-model is refused (its ``x₀ = (x − bε)/a``
+is undefined at ``a = 0``).
+
 **Clipped clean estimates** (``clip=``). Pixel-space checkpoints are usually sampled with the
 clean estimate clipped to the data range — diffusers' ``clip_sample``/``clip_sample_range``
 (:class:`ClipSample`) or Imagen's dynamic ``thresholding`` (:class:`DynamicThreshold`, Saharia et
@@ -97,7 +106,8 @@ class DiffusionFlow(ModelFlow):
         model: callable ``model(x, timestep)`` in diffusers' convention: ``x`` ``[B, ...]`` the
             noisy image, ``timestep`` a ``[B]`` tensor in ``[0, T − 1]`` (state dtype, possibly
             non-integer); returns a tensor, an object with ``.sample`` or a tuple.
-        alphas_cumprod: the trained schedule ``ᾱ_k``, ``k = 0 … T − 1``.
+        alphas_cumprod: the trained schedule ``ᾱ_k``, ``k = 0 … T − 1``; a zero-terminal-SNR
+            schedule (``ᾱ_{T−1} = 0``) for a v or x₀ model (module docstring).
         prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"`` (``x_0``).
         clip: ``None``, :class:`ClipSample` or :class:`DynamicThreshold`: the clean estimate is
             clipped as the checkpoint's scheduler clips it (module docstring).
@@ -131,7 +141,7 @@ class DiffusionFlow(ModelFlow):
                 f"got {describe(clip)}"
             )
         self._set_model(model, cond, check_outputs, "model(x, timestep)")
-        self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod)
+        self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
         self.prediction_type = prediction_type
         self.clip = clip
         self.clamp_timesteps = clamp_timesteps

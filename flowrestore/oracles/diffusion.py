@@ -40,25 +40,51 @@ from flowrestore.oracles._common import (
 
 __all__ = [
     "PREDICTION_TYPES",
+    "ZERO_SNR_ALPHA_CUMPROD",
     "GaussianDiffusionOracle",
     "alpha_cumprod_at",
     "check_alphas_cumprod",
     "linear_alphas_cumprod",
+    "zero_terminal_snr",
 ]
 
 #: diffusers' names of what a model predicts: noise, velocity ``a ε − b x_0``, clean image
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-def check_alphas_cumprod(alphas_cumprod, name: str = "alphas_cumprod") -> Tensor:
-    """``ᾱ`` as a float64 CPU tensor ``[T]``: ``T ≥ 2`` values in (0, 1), strictly decreasing."""
+#: the ``ᾱ`` that stands in for a zero-terminal-SNR schedule's last ``ᾱ = 0`` (an infinite noise
+#: level): ``2⁻²⁴``, diffusers' rule for such schedules (``EulerDiscreteScheduler`` with
+#: ``rescale_betas_zero_snr=True``), i.e. ``σ_max ≈ 4096``
+ZERO_SNR_ALPHA_CUMPROD = 2.0**-24
+
+
+def check_alphas_cumprod(
+    alphas_cumprod, name: str = "alphas_cumprod", *, prediction_type: str | None = None
+) -> Tensor:
+    """``ᾱ`` as a float64 CPU tensor ``[T]``: ``T ≥ 2`` values in (0, 1), strictly decreasing.
+
+    A zero-terminal-SNR schedule (Lin et al. 2024, "Common diffusion noise schedules and sample
+    steps are flawed": ``ᾱ_{T−1} = 0``) is accepted for a ``"v_prediction"`` or ``"sample"``
+    model, its last entry replaced by :data:`ZERO_SNR_ALPHA_CUMPROD` (diffusers' rule); an
+    ``"epsilon"`` model (or ``prediction_type=None``) cannot recover ``x₀`` from pure noise and is
+    refused.
+    """
     table = as_param(alphas_cumprod, name)  # float64 CPU copy, real and finite
     if table.dim() != 1 or table.numel() < 2:
         raise ConfigError(f"{name} must be 1-D with at least 2 entries, got {describe(table)}")
+    zero_end = bool(table[-1] == 0) and bool((table[:-1] > 0).all())
+    if zero_end and prediction_type in ("v_prediction", "sample"):
+        table[-1] = min(ZERO_SNR_ALPHA_CUMPROD, float(table[-2]) / 2)
+    elif zero_end:
+        raise ConfigError(
+            f"{name} ends at ᾱ = 0 (a zero-terminal-SNR schedule), which only a "
+            f"'v_prediction' or 'sample' model can start from: an epsilon model's x₀ estimate "
+            f"is undefined at zero SNR; got prediction_type={describe(prediction_type)}"
+        )
     if not bool(((table > 0) & (table < 1)).all()):
         raise ConfigError(
-            f"{name} must lie strictly inside (0, 1) (ᾱ = 0 is an infinite noise level, as in a "
-            f"zero-terminal-SNR schedule; ᾱ = 1 no noise), got values from "
+            f"{name} must lie strictly inside (0, 1) (ᾱ = 1 is no noise; ᾱ = 0 only as the last "
+            f"entry, a zero-terminal-SNR schedule of a v or x₀ model), got values from "
             f"{table.min().item():.6g} to {table.max().item():.6g}"
         )
     if not bool((table.diff() < 0).all()):
@@ -89,6 +115,16 @@ def linear_alphas_cumprod(
         )
     betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     return torch.cumprod(1 - betas, dim=0)
+
+
+def zero_terminal_snr(alphas_cumprod) -> Tensor:
+    """A schedule rescaled to zero terminal SNR (Lin et al. 2024, Algorithm 1): ``√ᾱ`` shifted
+    and scaled so that its first value is kept and its last becomes 0 (float64 ``[T]``; what
+    diffusers' ``rescale_betas_zero_snr=True`` builds). Its last ``ᾱ = 0`` is accepted by a v or
+    x₀ model (:func:`check_alphas_cumprod`)."""
+    table = check_alphas_cumprod(alphas_cumprod)
+    a = table.sqrt()
+    return ((a - a[-1]) * a[0] / (a[0] - a[-1])) ** 2
 
 
 def alpha_cumprod_at(alphas_cumprod: Tensor, timestep: Tensor) -> Tensor:
@@ -133,7 +169,8 @@ class GaussianDiffusionOracle:
     Args (keyword-only):
         mean: prior mean ``c`` (scalar or tensor broadcastable to ``event_shape``).
         std: prior standard deviation ``σ_c > 0``.
-        alphas_cumprod: the schedule ``ᾱ_k``, ``k = 0 … T − 1`` (strictly decreasing in (0, 1)).
+        alphas_cumprod: the schedule ``ᾱ_k``, ``k = 0 … T − 1`` (strictly decreasing in (0, 1);
+            a zero-terminal-SNR one for v and x₀ models, :func:`check_alphas_cumprod`).
         prediction_type: what ``oracle(x, timestep)`` returns: ``"epsilon"`` (``ε̂``),
             ``"v_prediction"`` (``v̂``) or ``"sample"`` (``E[x_0 | x]``).
         event_shape: shape of one sample; required if ``mean`` and ``std`` are both scalars.
@@ -160,7 +197,9 @@ class GaussianDiffusionOracle:
         self.event_shape: tuple[int, ...] = shape
         self.mean: Tensor = c.expand(shape).clone()
         self.std: Tensor = sc.expand(shape).clone()
-        self.alphas_cumprod: Tensor = check_alphas_cumprod(alphas_cumprod)
+        self.alphas_cumprod: Tensor = check_alphas_cumprod(
+            alphas_cumprod, prediction_type=prediction_type
+        )
         self.prediction_type = prediction_type
 
     @property

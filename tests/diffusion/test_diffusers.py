@@ -131,6 +131,48 @@ def test_euler_reproduces_ddim_scheduler(tmp_path, ptype):
         assert rel <= 1e-5, (ptype, spacing, rel)
 
 
+@pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2"])
+def test_a_zero_terminal_snr_checkpoint_loads_and_reproduces_ddim(tmp_path, beta_schedule):
+    """``rescale_betas_zero_snr=True`` (ᾱ_{T−1} = 0): the v-model loads, its σ_max is diffusers'
+    stand-in (Euler's 4096 where 2⁻²⁴ lies below the last finite ᾱ), the package's rescaling is
+    diffusers', and Euler on DDIM's trailing grid reproduces DDIM from pure noise up to that
+    stand-in (``√ᾱ`` of 2⁻¹² or less in the first clean estimate)."""
+    from flowrestore.oracles.diffusion import zero_terminal_snr
+
+    config = {
+        "num_train_timesteps": 1000,
+        "beta_schedule": beta_schedule,
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "clip_sample": False,
+    }
+    train = diffusers.DDPMScheduler(**config)
+    assert float(train.alphas_cumprod[-1]) == 0.0
+    _tiny_unet(2).save_pretrained(tmp_path)
+    train.save_pretrained(tmp_path)
+    flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
+    plain = diffusers.DDPMScheduler(**{**config, "rescale_betas_zero_snr": False})
+    torch.testing.assert_close(
+        zero_terminal_snr(plain.alphas_cumprod.double())[:-1],
+        train.alphas_cumprod.double()[:-1],
+        rtol=1e-5,
+        atol=1e-12,
+    )
+    if beta_schedule == "squaredcos_cap_v2":  # 2⁻²⁴ below the last finite ᾱ: diffusers' level
+        euler = diffusers.EulerDiscreteScheduler.from_config(train.config)
+        euler.set_timesteps(10)
+        assert flow.sigma_max == pytest.approx(float(euler.sigmas.max()), rel=1e-6)
+    ddim = diffusers.DDIMScheduler.from_config(
+        train.config, set_alpha_to_one=True, timestep_spacing="trailing"
+    )
+    ddim.set_timesteps(8)
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    want = _ddim_reference(flow.model, ddim, x_T)
+    got = fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(ddim)).x
+    rel = float((got - want).abs().max() / want.abs().max())
+    assert rel <= 2.0**-12, rel
+
+
 def test_pipeline_folder_and_objects(tmp_path):
     scheduler = diffusers.DDPMScheduler(num_train_timesteps=500, prediction_type="v_prediction")
     pipe = diffusers.DDPMPipeline(unet=_tiny_unet(), scheduler=scheduler)

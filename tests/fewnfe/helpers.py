@@ -1,5 +1,6 @@
 """Problems shared by the few-step tests (issue 16): exact diffusion models of stiff Gaussian priors
-under DDPM's linear schedule and the cosine schedule, and InDI's Gaussian oracle.
+under DDPM's linear schedule and the cosine schedule (and both rescaled to zero terminal SNR),
+and InDI's Gaussian oracle.
 
 Ground truth is closed form (docs/math.md §2a, §8); schedules are computed here independently of
 the package.
@@ -28,13 +29,24 @@ def cosine_abar(T: int = 1000, s: float = 0.008) -> torch.Tensor:
     return torch.from_numpy(np.cumprod(1 - betas))
 
 
+def zsnr_abar(abar: torch.Tensor) -> torch.Tensor:
+    """Lin et al.'s zero-terminal-SNR rescaling (their Algorithm 1): ``√ᾱ`` shifted so that its
+    last value is 0 and scaled so that its first is kept; ``ᾱ_{T−1} = 0`` exactly."""
+    a = abar.sqrt()
+    out = ((a - a[-1]) * a[0] / (a[0] - a[-1])) ** 2
+    out[-1] = 0.0
+    return out
+
+
 def diffusion_problem(schedule="linear", ptype="epsilon", seed=0, dim=32, batch=8, std=None):
     """A stiff Gaussian prior (std in [0.05, 1] unless ``std`` is given), its exact model, the
-    flow, noises ``x_T`` and the closed-form probability-flow answer."""
+    flow, noises ``x_T`` and the closed-form probability-flow answer. ``schedule``: ``"linear"``,
+    ``"cosine"``, or either with ``"-zsnr"`` (rescaled to zero terminal SNR)."""
     g = torch.Generator().manual_seed(seed)
     c = 0.5 * torch.randn(dim, generator=g, dtype=F64)
     sc = 0.05 + 0.95 * torch.rand(dim, generator=g, dtype=F64) if std is None else std
-    abar = linear_abar() if schedule == "linear" else cosine_abar()
+    abar = linear_abar() if schedule.startswith("linear") else cosine_abar()
+    abar = zsnr_abar(abar) if schedule.endswith("-zsnr") else abar
     oracle = GaussianDiffusionOracle(mean=c, std=sc, alphas_cumprod=abar, prediction_type=ptype)
     flow = fr.DiffusionFlow(oracle, alphas_cumprod=abar, prediction_type=ptype)
     x_T = oracle.sample_latent(batch, torch.Generator().manual_seed(seed + 1))

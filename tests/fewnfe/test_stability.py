@@ -2,7 +2,8 @@
 accurate than Euler at the same number of evaluations, on each flow family (issue 16).
 
 Families: exact diffusion models of a stiff Gaussian prior (std in [0.05, 1]) under DDPM's linear
-schedule with an ε-model and the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model; InDI's
+schedule with an ε-model, the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model and the linear
+schedule rescaled to zero terminal SNR with a v-model (``σ_max = ∞``, taken as ≈ 2·10⁴); InDI's
 Gaussian denoising oracle; a user's ``ODEFlow`` (a damped oscillator, exact solution); exact
 flow-matching (shift 3) and EDM-denoiser models of a stiff Gaussian prior (on EDM's own grid with
 stages in ``σ``, Heun was behind Euler at every 3–10 steps, ×1.5–10, and RK4 at 3–5).
@@ -74,7 +75,15 @@ def _family(name):
     return flow, x_T, exact, {}
 
 
-FAMILIES = ["linear/epsilon", "cosine/v_prediction", "indi", "ode", "flow-matching", "edm"]
+FAMILIES = [
+    "linear/epsilon",
+    "cosine/v_prediction",
+    "linear-zsnr/v_prediction",
+    "indi",
+    "ode",
+    "flow-matching",
+    "edm",
+]
 #: known limit (issue 16): on a prior whose every component is far below the data scale (std
 #: 0.01–0.05) all of the flow's change happens at the last noise levels, where Euler at twice the
 #: steps lands from a finer last point: the Runge–Kutta defaults (Heun, RK4, Midpoint) stay behind
