@@ -354,6 +354,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            pass",
         ["tests/diffusion/test_diffusers.py"],
     ),
+    "learned-variance-keeps-the-variance-half": (
+        "flowrestore/flows/_model.py",
+        "            out = out[:, : x.shape[1]]",
+        "            out = out[:, x.shape[1] :]",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
+    "learned-variance-not-detected": (
+        "flowrestore/flows/diffusers_io.py",
+        "    return isinstance(cin, int) and cout == 2 * cin",
+        "    return isinstance(cin, int) and cout == cin",
+        ["tests/diffusion/test_diffusers.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

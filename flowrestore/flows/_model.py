@@ -105,9 +105,19 @@ class ModelFlow(ResidualFlow):
         """The network (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""
         return self.model
 
-    def call_model(self, x: Tensor, time: Tensor) -> Tensor:
-        """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``)."""
+    def call_model(self, x: Tensor, time: Tensor, *, split: bool = False) -> Tensor:
+        """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``);
+        ``split``: the output has twice ``x``'s channels (dim 1) and the first half is kept (a
+        model that also predicts its variance)."""
         out = model_output(self.model(x, time, **cond_for(self.cond, x)))
+        if split:
+            if out.dim() < 2 or x.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
+                raise PredictorOutputError(
+                    f"model returned shape {tuple(out.shape)}; with learned_variance=True it "
+                    f"must have twice the input's {x.shape[1] if x.dim() > 1 else 0} channels "
+                    f"(the prediction, then the variance)"
+                )
+            out = out[:, : x.shape[1]]
         return check_output("model", out, x) if self.check_outputs else out
 
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:

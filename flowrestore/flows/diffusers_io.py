@@ -39,6 +39,7 @@ __all__ = [
     "check_model_cond",
     "diffusion_schedule",
     "import_diffusers",
+    "learned_variance",
     "load_model",
     "place",
     "require_scheduler",
@@ -230,6 +231,17 @@ def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
             f"flow-matching one belongs to fr.FlowMatchingFlow), got {describe(scheduler)}"
         )
     return torch.as_tensor(abar), dict(getattr(scheduler, "config", {}) or {})
+
+
+def learned_variance(model, config: dict) -> bool:
+    """Whether a diffusers model also predicts its variance: the scheduler's ``variance_type`` is
+    ``"learned"`` or ``"learned_range"`` and the model has twice its input's output channels
+    (diffusers' rule in ``DDPMScheduler.step``)."""
+    if config.get("variance_type") not in ("learned", "learned_range"):
+        return False
+    mc = getattr(model, "config", None)
+    cin, cout = getattr(mc, "in_channels", None), getattr(mc, "out_channels", None)
+    return isinstance(cin, int) and cout == 2 * cin
 
 
 def scheduler_grid(flow, scheduler, *, check: bool, use_clipped_model_output: bool) -> Tensor:

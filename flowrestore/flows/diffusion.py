@@ -58,7 +58,9 @@ step size beyond ``h·f(x̄, t)``, so no ODE solver reproduces it, and
 ``searchsorted`` on a cached table): a step never waits for the host, and ``torch.compile``
 traces ``denoise`` whole. Per-sample ``cond=`` (class labels, ...) goes to the model by keyword.
 The guided baselines and BIRD ask the flow (``state_coefficients``, ``input_scale``,
-``latent_std``), as of every model flow. Loading: :mod:`flowrestore.flows.diffusers_io`.
+``latent_std``), as of every model flow. Loading: :mod:`flowrestore.flows.diffusers_io`; a
+model that also predicts its variance (ADM, improved DDPM: twice the channels) is read with
+``learned_variance=True``, which keeps the prediction half.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from flowrestore.flows.diffusers_io import (
     check_model_cond,
     diffusion_schedule,
     import_diffusers,
+    learned_variance,
     load_model,
     place,
     require_scheduler,
@@ -115,6 +118,10 @@ class DiffusionFlow(ModelFlow):
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed to the model as keyword
             arguments (a class-conditional ``UNet2DModel``: ``{"class_labels": labels}``).
         check_outputs: validate shape, dtype and device of every model output.
+        learned_variance: the model also predicts its variance — twice the input's channels, the
+            prediction first (improved DDPM / ADM's ``learn_sigma``, diffusers'
+            ``variance_type="learned_range"``): the flow keeps the first half, as diffusers'
+            schedulers and pipelines do (the probability flow does not use the variance).
     """
 
     def __init__(
@@ -127,12 +134,16 @@ class DiffusionFlow(ModelFlow):
         clamp_timesteps: bool = False,
         cond: dict[str, Tensor] | None = None,
         check_outputs: bool = True,
+        learned_variance: bool = False,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
                 f"prediction_type must be one of {PREDICTION_TYPES}, "
                 f"got {describe(prediction_type)}"
             )
+        if not isinstance(learned_variance, bool):
+            raise ConfigError(f"learned_variance must be a bool, got {describe(learned_variance)}")
+        self.learned_variance = learned_variance
         if not isinstance(clamp_timesteps, bool):
             raise ConfigError(f"clamp_timesteps must be a bool, got {describe(clamp_timesteps)}")
         if clip is not None and not isinstance(clip, (ClipSample, DynamicThreshold)):
@@ -154,6 +165,7 @@ class DiffusionFlow(ModelFlow):
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
+        clip += ", learned_variance=True" if self.learned_variance else ""
         return (
             f"DiffusionFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
             f"prediction_type={self.prediction_type!r}{clip}, sigma_max={self.sigma_max:.4g})"
@@ -244,7 +256,7 @@ class DiffusionFlow(ModelFlow):
         """The model's raw output at flow time ``t`` for the state ``x̄``."""
         sigma = batch_time(t, x) * self.sigma_max
         a = torch.rsqrt(1 + bcast(sigma, x) ** 2)
-        return self.call_model(x * a, self.timestep(sigma))
+        return self.call_model(x * a, self.timestep(sigma), split=self.learned_variance)
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),
@@ -350,7 +362,9 @@ class DiffusionFlow(ModelFlow):
         or a path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler
         or a ``scheduler_config.json`` beside the model (or in ``../scheduler``). A
         class-conditional ``UNet2DModel`` (``num_class_embeds``) needs
-        ``cond={"class_labels": labels}`` (refused without).
+        ``cond={"class_labels": labels}`` (refused without). A model with twice its input's
+        output channels under ``variance_type="learned"``/``"learned_range"`` (ADM, improved
+        DDPM) gets ``learned_variance=True``.
         """
         model, found = load_model(
             path_or_model, subfolders=("unet",), dtype=dtype, classes=("UNet2DModel",)
@@ -362,6 +376,7 @@ class DiffusionFlow(ModelFlow):
         abar, config = diffusion_schedule(scheduler)
         ptype = prediction_type or config.get("prediction_type") or "epsilon"
         flow_options.setdefault("clip", clip_from_config(config))
+        flow_options.setdefault("learned_variance", learned_variance(model, config))
         model = place(model, dtype, device)
         return cls(model, alphas_cumprod=abar, prediction_type=ptype, **flow_options)
 

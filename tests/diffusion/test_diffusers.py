@@ -22,12 +22,12 @@ from .helpers import F64, PREDICTION_TYPES
 diffusers = pytest.importorskip("diffusers")
 
 
-def _tiny_unet(seed=0):
+def _tiny_unet(seed=0, out_channels=1):
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
         sample_size=8,
         in_channels=1,
-        out_channels=1,
+        out_channels=out_channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "DownBlock2D"),
@@ -171,6 +171,49 @@ def test_a_zero_terminal_snr_checkpoint_loads_and_reproduces_ddim(tmp_path, beta
     got = fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(ddim)).x
     rel = float((got - want).abs().max() / want.abs().max())
     assert rel <= 2.0**-12, rel
+
+
+@pytest.mark.parametrize("ptype", ["epsilon", "v_prediction"])
+def test_a_model_that_learns_its_variance_loads_and_reproduces_ddim(tmp_path, ptype):
+    """ADM / improved-DDPM checkpoints (``variance_type="learned_range"``) output twice the input's
+    channels, the prediction first: from_diffusers keeps that half, as diffusers' DDPMScheduler
+    and pipelines do, and Euler then reproduces DDIM driven by the prediction half."""
+    train = diffusers.DDPMScheduler(
+        num_train_timesteps=1000,
+        prediction_type=ptype,
+        variance_type="learned_range",
+        clip_sample=False,
+    )
+    net = _tiny_unet(3, out_channels=2)
+    net.save_pretrained(tmp_path)
+    train.save_pretrained(tmp_path)
+    flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
+    assert flow.learned_variance and "learned_variance=True" in repr(flow)
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    ddim = diffusers.DDIMScheduler.from_config(
+        train.config, set_alpha_to_one=True, timestep_spacing="trailing"
+    )
+    ddim.set_timesteps(8)
+    first_half = lambda x, k: flow.model(x, k).sample[:, :1]  # noqa: E731
+    want = _ddim_reference(lambda x, k: type("O", (), {"sample": first_half(x, k)}), ddim, x_T)
+    got = fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(ddim)).x
+    assert float((got - want).abs().max() / want.abs().max()) <= 1e-5
+    # the same network without the split is refused at its first evaluation, naming the shapes
+    plain = fr.DiffusionFlow(flow.model, alphas_cumprod=flow.alphas_cumprod, prediction_type=ptype)
+    with pytest.raises(fr.PredictorOutputError, match="shape"):
+        fr.solve(plain, fr.Euler(), x_T, steps=2)
+    # and a split asked of a model whose output has the input's channels is refused too
+    single = _tiny_unet(3).double()
+    wrong = fr.DiffusionFlow(
+        single, alphas_cumprod=flow.alphas_cumprod, prediction_type=ptype, learned_variance=True
+    )
+    with pytest.raises(fr.PredictorOutputError, match="twice"):
+        fr.solve(wrong, fr.Euler(), x_T, steps=2)
+    with pytest.raises(fr.ConfigError, match="learned_variance"):
+        fr.DiffusionFlow(single, alphas_cumprod=flow.alphas_cumprod, learned_variance="yes")
+    # a fixed-variance config keeps the whole output
+    fixed = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype)
+    assert not fr.DiffusionFlow.from_diffusers(net, fixed, dtype=F64).learned_variance
 
 
 def test_pipeline_folder_and_objects(tmp_path):
