@@ -362,8 +362,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "learned-variance-not-detected": (
         "flowrestore/flows/diffusers_io.py",
-        "    return isinstance(cin, int) and cout == 2 * cin",
-        "    return isinstance(cin, int) and cout == cin",
+        "    return isinstance(cin, int) and isinstance(cout, int) and cout == 2 * cin",
+        "    return isinstance(cin, int) and isinstance(cout, int) and cout == cin",
         ["tests/diffusion/test_diffusers.py"],
     ),
     "refine-budget-capped-at-64": (

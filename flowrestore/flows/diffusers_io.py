@@ -234,14 +234,14 @@ def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
 
 
 def learned_variance(model, config: dict) -> bool:
-    """Whether a diffusers model also predicts its variance: the scheduler's ``variance_type`` is
-    ``"learned"`` or ``"learned_range"`` and the model has twice its input's output channels
-    (diffusers' rule in ``DDPMScheduler.step``)."""
-    if config.get("variance_type") not in ("learned", "learned_range"):
-        return False
-    mc = getattr(model, "config", None)
+    """Whether a diffusers network also predicts its variance: its config has twice as many output
+    as input channels (the rule of diffusers' DiT pipeline; improved DDPM / ADM / DeepFloyd IF
+    checkpoints pair it with ``variance_type="learned_range"``, on which ``DDPMScheduler.step``
+    splits the output the same way)."""
+    inner = getattr(model, "inner", model)
+    mc = getattr(inner, "config", None)
     cin, cout = getattr(mc, "in_channels", None), getattr(mc, "out_channels", None)
-    return isinstance(cin, int) and cout == 2 * cin
+    return isinstance(cin, int) and isinstance(cout, int) and cout == 2 * cin
 
 
 def scheduler_grid(flow, scheduler, *, check: bool, use_clipped_model_output: bool) -> Tensor:

@@ -351,24 +351,25 @@ class DiffusionFlow(ModelFlow):
         device=None,
         **flow_options,
     ) -> DiffusionFlow:
-        """A flow from a LOCAL diffusers ``UNet2DModel`` folder, pipeline folder or object.
+        """A flow from a LOCAL diffusers model folder, pipeline folder or object.
 
-        ``path_or_model``: a folder holding a ``UNet2DModel`` (``config.json`` and weights), a
-        pipeline folder (``model_index.json`` with ``unet/`` and ``scheduler/``), a pipeline
-        object (``.unet``, ``.scheduler``) or a model. Nothing is downloaded: a path must exist
+        ``path_or_model``: a folder holding a diffusers network (``config.json`` and weights: a
+        ``UNet2DModel``, a ``UNet2DConditionModel`` or a DiT — any class called as
+        ``model(x, timestep, **cond)``), a pipeline folder (``model_index.json`` with ``unet/`` or
+        ``transformer/`` and ``scheduler/``), a pipeline object (``.unet`` or ``.transformer``,
+        ``.scheduler``) or a model. Nothing is downloaded: a path must exist
         (else :class:`ConfigError`) and is loaded with ``local_files_only=True``. The schedule,
         the prediction type and the clean-estimate clipping (``clip_sample``/``thresholding``,
         unless ``clip=`` is given) come from ``scheduler`` — a scheduler object, a config dict,
         or a path to a folder / ``scheduler_config.json`` — by default the pipeline's scheduler
         or a ``scheduler_config.json`` beside the model (or in ``../scheduler``). A
         class-conditional ``UNet2DModel`` (``num_class_embeds``) needs
-        ``cond={"class_labels": labels}`` (refused without). A model with twice its input's
-        output channels under ``variance_type="learned"``/``"learned_range"`` (ADM, improved
-        DDPM) gets ``learned_variance=True``.
+        ``cond={"class_labels": labels}`` (refused without); a text-conditioned one
+        ``cond={"encoder_hidden_states": embeddings}``. A network with twice its input's output
+        channels (ADM, improved DDPM, DiT, IF: the variance is learned) gets
+        ``learned_variance=True``.
         """
-        model, found = load_model(
-            path_or_model, subfolders=("unet",), dtype=dtype, classes=("UNet2DModel",)
-        )
+        model, found = load_model(path_or_model, subfolders=("unet", "transformer"), dtype=dtype)
         check_model_cond(model, flow_options.get("cond"), cls.__name__)
         scheduler = require_scheduler(
             found if scheduler is None else scheduler, path_or_model, "diffusers scheduler"

@@ -211,9 +211,49 @@ def test_a_model_that_learns_its_variance_loads_and_reproduces_ddim(tmp_path, pt
         fr.solve(wrong, fr.Euler(), x_T, steps=2)
     with pytest.raises(fr.ConfigError, match="learned_variance"):
         fr.DiffusionFlow(single, alphas_cumprod=flow.alphas_cumprod, learned_variance="yes")
-    # a fixed-variance config keeps the whole output
-    fixed = diffusers.DDPMScheduler(num_train_timesteps=1000, prediction_type=ptype)
-    assert not fr.DiffusionFlow.from_diffusers(net, fixed, dtype=F64).learned_variance
+    # a network with the input's channels keeps its whole output
+    assert not fr.DiffusionFlow.from_diffusers(single, train, dtype=F64).learned_variance
+
+
+def test_a_text_conditioned_unet_with_learned_variance_loads_from_a_pipeline_folder(tmp_path):
+    """DeepFloyd IF's kind of network: a ``UNet2DConditionModel`` (cross-attention on
+    ``encoder_hidden_states``) with a learned variance, in a pipeline folder; Euler on DDIM's grid
+    reproduces DDIM driven by its prediction half with the same embeddings, row by row."""
+    torch.manual_seed(4)
+    net = diffusers.UNet2DConditionModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=4,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+    )
+    train = diffusers.DDPMScheduler(
+        num_train_timesteps=1000, variance_type="learned_range", clip_sample=False
+    )
+    diffusers.DDPMPipeline(unet=net, scheduler=train).save_pretrained(tmp_path)
+    emb = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
+    flow = fr.DiffusionFlow.from_diffusers(
+        str(tmp_path), dtype=F64, cond={"encoder_hidden_states": emb}
+    )
+    assert flow.learned_variance
+    ddim = diffusers.DDIMScheduler.from_config(
+        train.config, set_alpha_to_one=True, timestep_spacing="trailing"
+    )
+    ddim.set_timesteps(8)
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+
+    def prediction(x, k):
+        out = flow.model(x, k, encoder_hidden_states=emb).sample[:, :1]
+        return type("O", (), {"sample": out})
+
+    want = _ddim_reference(prediction, ddim, x_T)
+    got = fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(ddim)).x
+    assert float((got - want).abs().max() / want.abs().max()) <= 1e-5
 
 
 def test_pipeline_folder_and_objects(tmp_path):
