@@ -366,6 +366,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return isinstance(cin, int) and isinstance(cout, int) and cout == cin",
         ["tests/diffusion/test_diffusers.py"],
     ),
+    "cfg-scale-off-by-1e-3": (
+        "flowrestore/flows/_model.py",
+        "        return u + self.guidance_scale * (c - u)",
+        "        return u + (self.guidance_scale + 1e-3) * (c - u)",
+        ["tests/models/test_guidance.py"],
+    ),
+    "cfg-halves-swapped": (
+        "flowrestore/flows/_model.py",
+        "        c, u = out.chunk(2)",
+        "        u, c = out.chunk(2)",
+        ["tests/models/test_guidance.py"],
+    ),
+    "cfg-uncond-not-restricted": (
+        "flowrestore/flows/_model.py",
+        '    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond", "uncond")',
+        '    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)',
+        ["tests/models/test_guidance.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

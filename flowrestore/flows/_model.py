@@ -12,10 +12,20 @@ transformer ``encoder_hidden_states`` — by tensors with one row per sample. Th
 them as ``cond={name: tensor}`` and pass them to the model as keyword arguments. A row count that
 does not match the evaluated batch is refused with the name of the tensor (never silently
 broadcast onto the wrong rows).
+
+**Classifier-free guidance** (Ho & Salimans 2022, "Classifier-free diffusion guidance", eq. 6):
+with ``uncond={name: tensor}`` — the same keywords for the unconditional model (the null class
+label, the empty prompt's embeddings), one row per sample — and ``guidance_scale=w``, every
+evaluation is the guided output ``u + w (c − u)`` of the conditional ``c`` and unconditional ``u``
+outputs, taken in one call of the network on the doubled batch, as diffusers' pipelines do. The
+clean estimate and the velocity are affine in the output with the same coefficients for both, so
+this is guidance on ``D`` (and on ``ε``, ``v``, the flow-matching velocity) alike; ``w = 1`` is the
+conditional model (the unconditional half is then not computed), ``w = 0`` the unconditional one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
@@ -31,7 +41,7 @@ from flowrestore.errors import (
 )
 from flowrestore.flows.base import ResidualFlow, check_output
 
-__all__ = ["ModelFlow", "check_model_cond", "cond_for", "model_output"]
+__all__ = ["ModelFlow", "check_guidance", "check_model_cond", "cond_for", "model_output"]
 
 
 def model_output(out) -> Tensor:
@@ -72,6 +82,38 @@ def check_model_cond(cond) -> dict[str, Tensor]:
     return out
 
 
+def check_guidance(cond: dict[str, Tensor], uncond, guidance_scale) -> tuple:
+    """``(uncond, guidance_scale)`` checked: ``uncond`` holds exactly ``cond``'s keywords (one row
+    per sample each); ``guidance_scale`` is a finite real number, and one other than 1 needs
+    ``uncond``."""
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise ArgumentTypeError(
+            f"guidance_scale must be a real number, got {describe(guidance_scale)}"
+        )
+    if not math.isfinite(guidance_scale):
+        raise ConfigError(f"guidance_scale must be finite, got {guidance_scale!r}")
+    if uncond is None:
+        if guidance_scale != 1.0:
+            raise ConfigError(
+                f"guidance_scale={guidance_scale!r} needs uncond= (the unconditional keywords, "
+                "e.g. the null class label or the empty prompt's embeddings)"
+            )
+        return None, 1.0
+    uncond = check_model_cond(uncond)
+    if not cond or set(uncond) != set(cond):
+        raise ConfigError(
+            f"uncond must hold the same keywords as cond (cond: {sorted(cond)}, uncond: "
+            f"{sorted(uncond)})"
+        )
+    for key, value in uncond.items():
+        if value.shape[1:] != cond[key].shape[1:] or value.shape[0] != cond[key].shape[0]:
+            raise ShapeError(
+                f"uncond[{key!r}] has shape {tuple(value.shape)}; it must match "
+                f"cond[{key!r}]'s {tuple(cond[key].shape)} (one row per sample)"
+            )
+    return uncond, float(guidance_scale)
+
+
 def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
     """The conditioning tensors for the evaluated batch ``x`` (same number of rows)."""
     for key, value in cond.items():
@@ -88,17 +130,23 @@ class ModelFlow(ResidualFlow):
     docstring). Subclasses implement ``denoise`` and ``state_coefficients``."""
 
     #: attributes with one row per sample, selected with the rows the loop steps
-    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)
+    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond", "uncond")
+    #: classifier-free guidance (module docstring): the unconditional keywords and the scale
+    uncond: dict[str, Tensor] | None = None
+    guidance_scale: float = 1.0
     #: the noise at ``t = 1`` in the model's units (BIRD's latent is ``z``, the start
     #: ``latent_std · z``)
     latent_std: float = 1.0
 
-    def _set_model(self, model: Callable, cond, check_outputs, call: str) -> None:
+    def _set_model(
+        self, model: Callable, cond, check_outputs, call: str, uncond=None, guidance_scale=1.0
+    ) -> None:
         if not callable(model):
             raise ArgumentTypeError(f"model must be callable {call}, got {describe(model)}")
         self.model = model
         self.cond = check_model_cond(cond)
         self.check_outputs = bool(check_outputs)
+        self.uncond, self.guidance_scale = check_guidance(self.cond, uncond, guidance_scale)
 
     @property
     def network(self):
@@ -108,8 +156,19 @@ class ModelFlow(ResidualFlow):
     def call_model(self, x: Tensor, time: Tensor, *, split: bool = False) -> Tensor:
         """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``);
         ``split``: the output has twice ``x``'s channels (dim 1) and the first half is kept (a
-        model that also predicts its variance)."""
-        out = model_output(self.model(x, time, **cond_for(self.cond, x)))
+        model that also predicts its variance). With ``uncond`` and ``guidance_scale ≠ 1``: the
+        guided output ``u + w (c − u)``, one call on the doubled batch (module docstring)."""
+        if self.uncond is None or self.guidance_scale == 1.0:
+            return self._output(x, time, self.cond, split)
+        cond_for(self.cond, x)
+        cond_for(self.uncond, x)
+        both = {k: torch.cat([self.cond[k], self.uncond[k]]) for k in self.cond}
+        out = self._output(torch.cat([x, x]), torch.cat([time, time]), both, split)
+        c, u = out.chunk(2)
+        return u + self.guidance_scale * (c - u)
+
+    def _output(self, x: Tensor, time: Tensor, cond: dict[str, Tensor], split: bool) -> Tensor:
+        out = model_output(self.model(x, time, **cond_for(cond, x)))
         if split:
             if out.dim() < 2 or x.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
                 raise PredictorOutputError(

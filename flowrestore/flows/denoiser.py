@@ -86,6 +86,10 @@ class DenoiserFlow(ModelFlow):
         sigma_min: the smallest trained noise level (EDM: 0.002): the lowest level of the default
             grid's table (:func:`vp_levels`) and :meth:`edm_grid`'s last positive point.
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed as keyword arguments.
+        uncond: the unconditional model's keywords for classifier-free guidance (the same names
+            as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
+        guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
+            ``uncond``).
         check_outputs: validate shape, dtype and device of every model output.
         stages: ``"reciprocal"`` (default: Runge–Kutta stages in ``w = 1/σ``, stable over large
             steps) or ``"sigma"`` (stages in ``σ``: Heun on :meth:`edm_grid` is EDM's
@@ -99,6 +103,8 @@ class DenoiserFlow(ModelFlow):
         sigma_max: float,
         sigma_min: float = 0.0,
         cond: dict[str, Tensor] | None = None,
+        uncond: dict[str, Tensor] | None = None,
+        guidance_scale: float = 1.0,
         check_outputs: bool = True,
         stages: str = "reciprocal",
     ):
@@ -113,7 +119,7 @@ class DenoiserFlow(ModelFlow):
             raise ConfigError(f"stages must be 'reciprocal' or 'sigma', got {describe(stages)}")
         self.stages = stages
         self._spacing = NoiseLevels(vp_levels(self.sigma_min, self.sigma_max), rho=2.0)
-        self._set_model(model, cond, check_outputs, "model(x, sigma)")
+        self._set_model(model, cond, check_outputs, "model(x, sigma)", uncond, guidance_scale)
 
     def __repr__(self) -> str:
         return (

@@ -117,6 +117,10 @@ class DiffusionFlow(ModelFlow):
         clamp_timesteps: query the model only inside ``[0, T − 1]`` (module docstring).
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed to the model as keyword
             arguments (a class-conditional ``UNet2DModel``: ``{"class_labels": labels}``).
+        uncond: the unconditional model's keywords for classifier-free guidance (the same names
+            as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
+        guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
+            ``uncond``).
         check_outputs: validate shape, dtype and device of every model output.
         learned_variance: the model also predicts its variance — twice the input's channels, the
             prediction first (improved DDPM / ADM's ``learn_sigma``, diffusers'
@@ -133,6 +137,8 @@ class DiffusionFlow(ModelFlow):
         clip: ClipSample | DynamicThreshold | None = None,
         clamp_timesteps: bool = False,
         cond: dict[str, Tensor] | None = None,
+        uncond: dict[str, Tensor] | None = None,
+        guidance_scale: float = 1.0,
         check_outputs: bool = True,
         learned_variance: bool = False,
     ):
@@ -151,7 +157,7 @@ class DiffusionFlow(ModelFlow):
                 f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
                 f"got {describe(clip)}"
             )
-        self._set_model(model, cond, check_outputs, "model(x, timestep)")
+        self._set_model(model, cond, check_outputs, "model(x, timestep)", uncond, guidance_scale)
         self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
         self.prediction_type = prediction_type
         self.clip = clip

@@ -60,6 +60,10 @@ class FlowMatchingFlow(ModelFlow):
             grid (:meth:`default_spacing`), not the flow.
         cond: per-sample conditioning, ``{name: tensor [B, ...]}`` passed to the model as keyword
             arguments (``class_labels=``, ``encoder_hidden_states=``, ...).
+        uncond: the unconditional model's keywords for classifier-free guidance (the same names
+            as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
+        guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
+            ``uncond``).
         check_outputs: validate shape, dtype and device of every model output.
     """
 
@@ -70,12 +74,14 @@ class FlowMatchingFlow(ModelFlow):
         num_train_timesteps: int = 1000,
         shift: float = 1.0,
         cond: dict[str, Tensor] | None = None,
+        uncond: dict[str, Tensor] | None = None,
+        guidance_scale: float = 1.0,
         check_outputs: bool = True,
     ):
         T = num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
-        self._set_model(model, cond, check_outputs, "model(x, timestep)")
+        self._set_model(model, cond, check_outputs, "model(x, timestep)", uncond, guidance_scale)
         self.num_train_timesteps = T
         self.shift = float(Shifted(shift=shift).shift)  # a number > 0 (checked there)
 

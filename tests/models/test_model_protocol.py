@@ -85,7 +85,7 @@ def test_input_scale_is_what_the_network_sees():
             else:
                 assert float(k) == 1.0
     for flow in flows.values():
-        assert type(flow).per_sample_fields == ("cond",)
+        assert type(flow).per_sample_fields == ("cond", "uncond")
 
 
 diffusers = pytest.importorskip("diffusers")
