@@ -384,6 +384,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '    per_sample_fields: ClassVar[tuple[str, ...]] = ("cond",)',
         ["tests/models/test_guidance.py"],
     ),
+    "cfg-rescale-uses-guided-std-twice": (
+        "flowrestore/flows/_model.py",
+        "        sc, sg = c.std(dim=dims, keepdim=True), g.std(dim=dims, keepdim=True)",
+        "        sc, sg = u.std(dim=dims, keepdim=True), g.std(dim=dims, keepdim=True)",
+        ["tests/models/test_guidance.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

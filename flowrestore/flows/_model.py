@@ -21,6 +21,10 @@ outputs, taken in one call of the network on the doubled batch, as diffusers' pi
 clean estimate and the velocity are affine in the output with the same coefficients for both, so
 this is guidance on ``D`` (and on ``ε``, ``v``, the flow-matching velocity) alike; ``w = 1`` is the
 conditional model (the unconditional half is then not computed), ``w = 0`` the unconditional one.
+``guidance_rescale=φ`` (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+flawed", §3.4, for large ``w`` on zero-terminal-SNR models) mixes in the guided output rescaled to
+the conditional output's per-sample standard deviation: ``φ g σ(c)/σ(g) + (1 − φ) g`` — diffusers'
+``rescale_noise_cfg`` on the model's output (``ε`` or ``v`` for a diffusion model).
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ from flowrestore.errors import (
 )
 from flowrestore.flows.base import ResidualFlow, check_output
 
-__all__ = ["ModelFlow", "check_guidance", "check_model_cond", "cond_for", "model_output"]
+__all__ = [
+    "ModelFlow",
+    "check_guidance",
+    "check_model_cond",
+    "check_rescale",
+    "cond_for",
+    "model_output",
+]
 
 
 def model_output(out) -> Tensor:
@@ -114,6 +125,22 @@ def check_guidance(cond: dict[str, Tensor], uncond, guidance_scale) -> tuple:
     return uncond, float(guidance_scale)
 
 
+def check_rescale(uncond, guidance_rescale) -> float:
+    """``guidance_rescale`` checked: a real number in ``[0, 1]``; one above 0 needs ``uncond``."""
+    if isinstance(guidance_rescale, bool) or not isinstance(guidance_rescale, (int, float)):
+        raise ArgumentTypeError(
+            f"guidance_rescale must be a real number, got {describe(guidance_rescale)}"
+        )
+    if not 0.0 <= guidance_rescale <= 1.0:
+        raise ConfigError(f"guidance_rescale must lie in [0, 1], got {guidance_rescale!r}")
+    if guidance_rescale > 0 and uncond is None:
+        raise ConfigError(
+            f"guidance_rescale={guidance_rescale!r} rescales classifier-free guidance: it needs "
+            "uncond= and guidance_scale="
+        )
+    return float(guidance_rescale)
+
+
 def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
     """The conditioning tensors for the evaluated batch ``x`` (same number of rows)."""
     for key, value in cond.items():
@@ -134,12 +161,20 @@ class ModelFlow(ResidualFlow):
     #: classifier-free guidance (module docstring): the unconditional keywords and the scale
     uncond: dict[str, Tensor] | None = None
     guidance_scale: float = 1.0
+    guidance_rescale: float = 0.0
     #: the noise at ``t = 1`` in the model's units (BIRD's latent is ``z``, the start
     #: ``latent_std · z``)
     latent_std: float = 1.0
 
     def _set_model(
-        self, model: Callable, cond, check_outputs, call: str, uncond=None, guidance_scale=1.0
+        self,
+        model: Callable,
+        cond,
+        check_outputs,
+        call: str,
+        uncond=None,
+        guidance_scale=1.0,
+        guidance_rescale=0.0,
     ) -> None:
         if not callable(model):
             raise ArgumentTypeError(f"model must be callable {call}, got {describe(model)}")
@@ -147,6 +182,7 @@ class ModelFlow(ResidualFlow):
         self.cond = check_model_cond(cond)
         self.check_outputs = bool(check_outputs)
         self.uncond, self.guidance_scale = check_guidance(self.cond, uncond, guidance_scale)
+        self.guidance_rescale = check_rescale(self.uncond, guidance_rescale)
 
     @property
     def network(self):
@@ -165,7 +201,13 @@ class ModelFlow(ResidualFlow):
         both = {k: torch.cat([self.cond[k], self.uncond[k]]) for k in self.cond}
         out = self._output(torch.cat([x, x]), torch.cat([time, time]), both, split)
         c, u = out.chunk(2)
-        return u + self.guidance_scale * (c - u)
+        g = u + self.guidance_scale * (c - u)
+        if self.guidance_rescale == 0.0:
+            return g
+        dims = list(range(1, g.dim()))
+        sc, sg = c.std(dim=dims, keepdim=True), g.std(dim=dims, keepdim=True)
+        ratio = torch.where(sg > 0, sc / sg, torch.ones_like(sg))  # a constant g stays as it is
+        return self.guidance_rescale * ratio * g + (1 - self.guidance_rescale) * g
 
     def _output(self, x: Tensor, time: Tensor, cond: dict[str, Tensor], split: bool) -> Tensor:
         out = model_output(self.model(x, time, **cond_for(cond, x)))

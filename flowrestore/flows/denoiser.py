@@ -90,6 +90,7 @@ class DenoiserFlow(ModelFlow):
             as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
         guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
             ``uncond``).
+        guidance_rescale: Lin et al.'s rescale ``φ ∈ [0, 1]`` of the guided output (default 0).
         check_outputs: validate shape, dtype and device of every model output.
         stages: ``"reciprocal"`` (default: Runge–Kutta stages in ``w = 1/σ``, stable over large
             steps) or ``"sigma"`` (stages in ``σ``: Heun on :meth:`edm_grid` is EDM's
@@ -105,6 +106,7 @@ class DenoiserFlow(ModelFlow):
         cond: dict[str, Tensor] | None = None,
         uncond: dict[str, Tensor] | None = None,
         guidance_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
         check_outputs: bool = True,
         stages: str = "reciprocal",
     ):
@@ -119,7 +121,9 @@ class DenoiserFlow(ModelFlow):
             raise ConfigError(f"stages must be 'reciprocal' or 'sigma', got {describe(stages)}")
         self.stages = stages
         self._spacing = NoiseLevels(vp_levels(self.sigma_min, self.sigma_max), rho=2.0)
-        self._set_model(model, cond, check_outputs, "model(x, sigma)", uncond, guidance_scale)
+        self._set_model(
+            model, cond, check_outputs, "model(x, sigma)", uncond, guidance_scale, guidance_rescale
+        )
 
     def __repr__(self) -> str:
         return (

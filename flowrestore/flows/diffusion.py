@@ -121,6 +121,7 @@ class DiffusionFlow(ModelFlow):
             as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
         guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
             ``uncond``).
+        guidance_rescale: Lin et al.'s rescale ``φ ∈ [0, 1]`` of the guided output (default 0).
         check_outputs: validate shape, dtype and device of every model output.
         learned_variance: the model also predicts its variance — twice the input's channels, the
             prediction first (improved DDPM / ADM's ``learn_sigma``, diffusers'
@@ -139,6 +140,7 @@ class DiffusionFlow(ModelFlow):
         cond: dict[str, Tensor] | None = None,
         uncond: dict[str, Tensor] | None = None,
         guidance_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
         check_outputs: bool = True,
         learned_variance: bool = False,
     ):
@@ -157,7 +159,15 @@ class DiffusionFlow(ModelFlow):
                 f"clip must be None, fr.ClipSample(...) or fr.DynamicThreshold(...), "
                 f"got {describe(clip)}"
             )
-        self._set_model(model, cond, check_outputs, "model(x, timestep)", uncond, guidance_scale)
+        self._set_model(
+            model,
+            cond,
+            check_outputs,
+            "model(x, timestep)",
+            uncond,
+            guidance_scale,
+            guidance_rescale,
+        )
         self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
         self.prediction_type = prediction_type
         self.clip = clip

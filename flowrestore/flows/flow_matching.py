@@ -64,6 +64,7 @@ class FlowMatchingFlow(ModelFlow):
             as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
         guidance_scale: the guidance weight ``w`` (default 1: the conditional model; ≠ 1 needs
             ``uncond``).
+        guidance_rescale: Lin et al.'s rescale ``φ ∈ [0, 1]`` of the guided output (default 0).
         check_outputs: validate shape, dtype and device of every model output.
     """
 
@@ -76,12 +77,21 @@ class FlowMatchingFlow(ModelFlow):
         cond: dict[str, Tensor] | None = None,
         uncond: dict[str, Tensor] | None = None,
         guidance_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
         check_outputs: bool = True,
     ):
         T = num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
-        self._set_model(model, cond, check_outputs, "model(x, timestep)", uncond, guidance_scale)
+        self._set_model(
+            model,
+            cond,
+            check_outputs,
+            "model(x, timestep)",
+            uncond,
+            guidance_scale,
+            guidance_rescale,
+        )
         self.num_train_timesteps = T
         self.shift = float(Shifted(shift=shift).shift)  # a number > 0 (checked there)
 

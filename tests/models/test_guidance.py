@@ -146,3 +146,48 @@ def test_guidance_arguments_are_checked_before_any_work():
     with pytest.raises(fr.ShapeError, match="per-sample"):  # three rows to solve, two labels
         fr.solve(flow, fr.Euler(), torch.zeros(3, 4, dtype=F64), steps=2)
     assert model.calls == []
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.7, 1.0])
+def test_guidance_rescale_is_diffusers_rescale_noise_cfg(phi):
+    """Lin et al.'s §3.4 rescale on the model's output: with ``φ = 1`` the guided output has each
+    sample's standard deviation of the conditional output; any ``φ`` matches diffusers' function."""
+    diffusers = pytest.importorskip("diffusers")
+    from diffusers.guiders.guider_utils import rescale_noise_cfg
+
+    del diffusers
+    means, std = _means()
+    cls, kw, make, _ = _family("diffusion", means, std)
+    model = Labelled([make(m) for m in means])
+    labels, null = torch.tensor([0, 1, 1]), torch.full((3,), 2)
+    x = torch.randn(3, DIM, generator=torch.Generator().manual_seed(5), dtype=F64) * 2.0
+    t = torch.tensor(0.01, dtype=F64)
+    flow = cls(
+        model,
+        cond={"class_labels": labels},
+        uncond={"class_labels": null},
+        guidance_scale=W,
+        guidance_rescale=phi,
+        **kw,
+    )
+    plain = cls(
+        model, cond={"class_labels": labels}, uncond={"class_labels": null}, guidance_scale=W, **kw
+    )
+    c = cls(model, cond={"class_labels": labels}, **kw).predict(t, x)
+    g = plain.predict(t, x)
+    got = flow.predict(t, x)
+    torch.testing.assert_close(got, rescale_noise_cfg(g, c, guidance_rescale=phi))
+    if phi == 1.0:
+        torch.testing.assert_close(got.std(dim=1), c.std(dim=1))
+        assert float((g.std(dim=1) / c.std(dim=1) - 1).abs().min()) > 0.05  # it did rescale
+    with pytest.raises(fr.ConfigError, match="needs"):
+        cls(model, cond={"class_labels": labels}, guidance_rescale=0.5, **kw)
+    with pytest.raises(fr.ConfigError, match=r"\[0, 1\]"):
+        cls(
+            model,
+            cond={"class_labels": labels},
+            uncond={"class_labels": null},
+            guidance_scale=W,
+            guidance_rescale=1.5,
+            **kw,
+        )
