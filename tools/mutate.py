@@ -390,6 +390,13 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        sc, sg = u.std(dim=dims, keepdim=True), g.std(dim=dims, keepdim=True)",
         ["tests/models/test_guidance.py"],
     ),
+    "cfg-rescale-syncs": (
+        "flowrestore/flows/_model.py",
+        "        ratio = torch.where(sg > 0, sc / sg, torch.ones_like(sg))  # a constant g stays"
+        " as it is",
+        "        ratio = sc / sg if bool((sg > 0).all()) else torch.ones_like(sg)",
+        ["tests/diffusion/test_syncs.py"],
+    ),
     "refine-budget-capped-at-64": (
         "flowrestore/integrate/refine.py",
         '            options={"maxfev": budget - 1,',

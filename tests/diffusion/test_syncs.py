@@ -107,3 +107,51 @@ def test_error_control_stops_where_the_flow_prefers():
         fr.solve(watched, fr.Dopri5(), x_T, controller=ctrl)
         lowest = min(seen)  # the landing step evaluates at t_stop exactly
         assert watched.sigma_at(lowest) / watched.sigma_max == pytest.approx(stop, rel=1e-6)
+
+
+class _GuidedModel(torch.nn.Module):
+    """A class-conditional stand-in that also predicts its variance (twice the channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.embed = torch.nn.Embedding(3, 1)
+
+    def forward(self, x, timestep, class_labels):
+        emb = (
+            torch.sin(timestep / 100).reshape(-1, 1, 1, 1)
+            + self.embed(class_labels)[..., None, None]
+        )
+        return self.conv(x) * (1 + emb)
+
+
+def test_guided_zero_snr_flow_with_learned_variance_never_syncs_and_compiles_whole():
+    """Classifier-free guidance (doubled batch, rescale), the variance split and a zero-terminal-
+    SNR schedule add no host read to a step, and the guided clean estimate traces whole."""
+    from flowrestore.oracles.diffusion import zero_terminal_snr
+
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 0])
+    flow = fr.DiffusionFlow(
+        _GuidedModel().double(),
+        alphas_cumprod=zero_terminal_snr(ABAR),
+        prediction_type="v_prediction",
+        learned_variance=True,
+        cond={"class_labels": labels},
+        uncond={"class_labels": torch.full_like(labels, 2)},
+        guidance_scale=4.0,
+        guidance_rescale=0.7,
+    )
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    with torch.no_grad():
+        for solver in (fr.Euler(), fr.Heun(), fr.IPNDM()):
+            for t, h in (
+                (torch.tensor(0.6, dtype=F64), torch.tensor(-0.2, dtype=F64)),
+                (torch.tensor([0.9, 0.4, 0.05], dtype=F64), torch.tensor([-0.1, -0.2, -0.01])),
+            ):
+                count, ops = _count(solver, flow, x, t, h.to(F64))
+                assert count == 0, (type(solver).__name__, t.dim(), ops)
+        torch._dynamo.reset()
+        compiled = torch.compile(flow.denoise, fullgraph=True, backend="eager")
+        for t in (torch.tensor(0.5, dtype=F64), torch.tensor([0.7, 0.01, 1.0], dtype=F64)):
+            torch.testing.assert_close(compiled(t, x), flow.denoise(t, x), rtol=1e-9, atol=1e-9)
