@@ -347,6 +347,7 @@ def problems_for(split: str, which=("a", "b", "c", "d"), quick: bool = False) ->
             P.diffusion_oracles("linear", "epsilon", split),
             P.diffusion_oracles("cosine", "v_prediction", split),
             P.diffusion_oracles("linear", "sample", split),
+            P.diffusion_oracles("linear-zsnr", "v_prediction", split),
         ]
     if "b" in which:
         ps.append(P.ddpm_faces(split))
@@ -382,9 +383,14 @@ def warmups(problem, split: str):
     return out
 
 
-def main(split: str = "test", which=("a", "b", "c", "d"), quick: bool = False, log=print):
-    """Run the problems of ``split``; returns ``(results, problems)``."""
+def main(
+    split: str = "test", which=("a", "b", "c", "d"), quick: bool = False, log=print, only=None
+):
+    """Run the problems of ``split`` (``only``: those whose name contains it); returns
+    ``(results, problems)``."""
     problems = problems_for(split, which, quick)
+    if only:
+        problems = {k: v for k, v in problems.items() if only in k}
     results = {}
     for name, problem in problems.items():
         nfes = (12, 16, 20, 24) if problem.kind == "wrong" else NFES
@@ -409,9 +415,10 @@ if __name__ == "__main__":  # pragma: no cover
     p.add_argument("--which", default="abcd", help="subset of problem groups, e.g. 'ad'")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None, help="folder for fewnfe.png (default: no plot)")
+    p.add_argument("--only", default=None, help="only the problems whose name contains this")
     a = p.parse_args()
     torch.set_num_threads(1)
-    res, probs = main(a.split, tuple(a.which), a.quick)
+    res, probs = main(a.split, tuple(a.which), a.quick, only=a.only)
     out = None if a.out is None else Path(a.out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

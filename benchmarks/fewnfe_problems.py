@@ -13,10 +13,12 @@ Problems (docs/math.md §2, §8):
 
 * **(a) exact diffusion models** of stiff Gaussian priors — 64 dimensions, mean ``0.5·N(0, 1)``,
   per-coordinate std uniform in ``[0.05, 1]`` — under DDPM's linear β schedule with an ε-model,
-  the cosine schedule (``squaredcos_cap_v2``, ``σ_max ≈ 2·10⁴``) with a v-model, and the linear
-  schedule with an x₀-model; ``x_T`` at the last trained timestep; reference: the closed-form
-  probability-flow map. Validation priors: seeds 11–13 (the seeds ``diffusion_grids.py`` and
-  issue 16 measured); test priors: seeds 2101–2105.
+  the cosine schedule (``squaredcos_cap_v2``, ``σ_max ≈ 2·10⁴``) with a v-model, the linear
+  schedule with an x₀-model, and (added 2026-12-03, after every default was chosen) the linear
+  schedule rescaled to zero terminal SNR with a v-model (``x_T`` pure noise; diffusers' schedulers
+  get the flow's table, whose last ``ᾱ`` stands in for 0); ``x_T`` at the last trained
+  timestep; reference: the closed-form probability-flow map. Validation priors: seeds 11–13
+  (the seeds ``diffusion_grids.py`` and issue 16 measured); test priors: seeds 2101–2105.
 * **(b) a DDPM trained with diffusers**: ``examples/bird_diffusion.py``'s faces ``UNet2DModel``
   (v-prediction, linear schedule; :func:`ddpm_folder` trains it if it is not there); reference:
   a 500-step solve. Validation noises: seeds 0–1; test: seeds 100–103 (8 noises each).
@@ -39,7 +41,11 @@ import torch
 from torch import Tensor
 
 import flowrestore as fr
-from flowrestore.oracles.diffusion import GaussianDiffusionOracle, linear_alphas_cumprod
+from flowrestore.oracles.diffusion import (
+    GaussianDiffusionOracle,
+    linear_alphas_cumprod,
+    zero_terminal_snr,
+)
 
 F64 = torch.float64
 HERE = Path(__file__).resolve().parent
@@ -122,7 +128,9 @@ def flow_denoiser(flow):
 
 def diffusion_oracles(schedule: str, ptype: str, split: str, *, dim=64, batch=64, seeds=None):
     """(a): exact models of stiff Gaussian priors (module docstring)."""
-    abar = linear_alphas_cumprod() if schedule == "linear" else cosine_alphas_cumprod()
+    abar = linear_alphas_cumprod() if schedule.startswith("linear") else cosine_alphas_cumprod()
+    if schedule.endswith("-zsnr"):  # rescaled to zero terminal SNR (Lin et al. 2024): x_T noise
+        abar = zero_terminal_snr(abar)
     out = []
     for seed in seeds or DIFFUSION_SEEDS[split]:
         g = torch.Generator().manual_seed(seed)
@@ -131,7 +139,8 @@ def diffusion_oracles(schedule: str, ptype: str, split: str, *, dim=64, batch=64
         oracle = GaussianDiffusionOracle(mean=c, std=sc, alphas_cumprod=abar, prediction_type=ptype)
         flow = fr.DiffusionFlow(oracle, alphas_cumprod=abar, prediction_type=ptype)
         x_T = oracle.sample_latent(batch, torch.Generator().manual_seed(seed + 1000))
-        extra = {"model": oracle, "alphas_cumprod": abar, "prediction_type": ptype}
+        # diffusers' schedulers get the flow's table (a zero-SNR one with its stand-in last ᾱ)
+        extra = {"model": oracle, "alphas_cumprod": flow.alphas_cumprod, "prediction_type": ptype}
         out.append(Instance(flow, x_T, oracle.exact_map(x_T), flow_denoiser(flow), extra))
     label = {"epsilon": "ε", "v_prediction": "v", "sample": "x₀"}[ptype]
     return Problem(f"{schedule}/{label} oracle", "rel", True, out)
