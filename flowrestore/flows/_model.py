@@ -184,6 +184,13 @@ class ModelFlow(ResidualFlow):
         self.uncond, self.guidance_scale = check_guidance(self.cond, uncond, guidance_scale)
         self.guidance_rescale = check_rescale(self.uncond, guidance_rescale)
 
+    def _guidance_repr(self) -> str:
+        """``", guidance_scale=…"`` (and the rescale) for a guided flow's ``repr``, else ``""``."""
+        if self.uncond is None:
+            return ""
+        rescale = f", guidance_rescale={self.guidance_rescale:g}" if self.guidance_rescale else ""
+        return f", guidance_scale={self.guidance_scale:g}{rescale}"
+
     @property
     def network(self):
         """The network (:attr:`Flow.network <flowrestore.flows.Flow.network>`)."""

@@ -128,7 +128,7 @@ class DenoiserFlow(ModelFlow):
     def __repr__(self) -> str:
         return (
             f"DenoiserFlow({type(self.model).__name__}, sigma_min={self.sigma_min:.4g}, "
-            f"sigma_max={self.sigma_max:.4g}, stages={self.stages!r})"
+            f"sigma_max={self.sigma_max:.4g}, stages={self.stages!r}{self._guidance_repr()})"
         )
 
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:

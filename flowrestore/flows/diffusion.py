@@ -182,6 +182,7 @@ class DiffusionFlow(ModelFlow):
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
         clip += ", learned_variance=True" if self.learned_variance else ""
+        clip += self._guidance_repr()
         return (
             f"DiffusionFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
             f"prediction_type={self.prediction_type!r}{clip}, sigma_max={self.sigma_max:.4g})"

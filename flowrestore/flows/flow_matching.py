@@ -98,7 +98,7 @@ class FlowMatchingFlow(ModelFlow):
     def __repr__(self) -> str:
         return (
             f"FlowMatchingFlow({type(self.model).__name__}, T={self.num_train_timesteps}, "
-            f"shift={self.shift:.4g})"
+            f"shift={self.shift:.4g}{self._guidance_repr()})"
         )
 
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -81,6 +81,7 @@ def test_guided_solve_lands_on_the_guided_prior(kind):
     assert err <= 1e-6, err
     # one network call per evaluation, on the doubled batch
     assert set(model.calls) == {12}
+    assert f"guidance_scale={W:g}" in repr(flow)
     # w = 1 is the conditional model (its unconditional half not computed), w = 0 the null one
     for w, rows in ((1.0, labels), (0.0, null)):
         model.calls.clear()
