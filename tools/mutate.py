@@ -368,8 +368,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "cfg-scale-off-by-1e-3": (
         "flowrestore/flows/_model.py",
-        "        return u + self.guidance_scale * (c - u)",
-        "        return u + (self.guidance_scale + 1e-3) * (c - u)",
+        "        g = u + self.guidance_scale * (c - u)",
+        "        g = u + (self.guidance_scale + 1e-3) * (c - u)",
         ["tests/models/test_guidance.py"],
     ),
     "cfg-halves-swapped": (
@@ -1024,9 +1024,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "model-cond-rows-swapped": (
         "flowrestore/flows/_model.py",
-        "        out = model_output(self.model(x, time, **cond_for(self.cond, x)))",
+        "        out = model_output(self.model(x, time, **cond_for(cond, x)))",
         "        out = model_output(self.model(x, time, **{k: v.flip(0) for k, v in "
-        "self.cond.items()}))",
+        "cond.items()}))",
         ["tests/models/test_model_protocol.py"],
     ),
     "bird-latent-unscaled": (
