@@ -73,6 +73,7 @@ _EXPORTS = {
     ),
     "flowrestore.grids": (
         "EndRefined",
+        "EulerMatchedEnd",
         "Fitted",
         "FittedGrids",
         "Karras",

@@ -1101,6 +1101,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        kwargs["grids"] = None',
         ["tests/fewnfe/test_fitted_grids.py"],
     ),
+    "euler-matched-end-ignores-landing": (
+        "flowrestore/grids.py",
+        "evals = self.stages * steps - (self.stages - 1 if self.landing else 0)",
+        "evals = self.stages * steps",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "euler-matched-end-rho-off": (
+        "flowrestore/grids.py",
+        "return max(float(self.rho_min), math.log(evals) / math.log(steps))",
+        "return max(float(self.rho_min), math.log(evals) / math.log(steps + 0.01))",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "euler-matched-end-drops-order-floor": (
+        "flowrestore/grids.py",
+        "return max(float(self.rho_min), math.log(evals) / math.log(steps))",
+        "return max(1.0, math.log(evals) / math.log(steps))",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "midpoint-end-not-matched": (
+        "flowrestore/solvers/runge_kutta.py",
+        "    tableau = MIDPOINT\n    end_matches_euler = True\n",
+        "    tableau = MIDPOINT\n",
+        ["tests/fewnfe/test_stability.py"],
+    ),
+    "feature-distance-sums-layers": (
+        "flowrestore/metrics.py",
+        "    return (total / len(fx)).double()",
+        "    return (total * len(fx)).double()",
+        ["tests/test_metrics.py"],
+    ),
 }
 
 

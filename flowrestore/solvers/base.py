@@ -93,6 +93,9 @@ class Solver:
     flow_types: ClassVar[tuple[type, ...]] = (ODE,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
     per_sample_steps: ClassVar[bool] = True
+    #: on a grid the flow declares, lay the last positive point no coarser than Euler's at the
+    #: same number of evaluations (:class:`~flowrestore.grids.EulerMatchedEnd`; issue 16)
+    end_matches_euler: ClassVar[bool] = False
     stochastic: bool = False
     controller: StepController | None = None
 

@@ -134,8 +134,9 @@ def test_the_loop_applies_the_flow_grid_refining_only_for_denoising_landings():
     assert default_spacing(indi, fr.Dopri5(), 0.0) == fr.Power(2.5)
     assert default_spacing(indi, fr.RK4(), 0.05) == fr.Uniform()  # no singular end
     # a diffusion model's grid (e = 2): up to order 3 as it is, RK4's and Dopri5's end refined
-    for solver in (fr.Heun(), fr.Midpoint(), fr.Euler(), fr.Bosh3(), fr.SemiLinearMultistep()):
+    for solver in (fr.Heun(), fr.Euler(), fr.Bosh3(), fr.SemiLinearMultistep()):
         assert default_spacing(diff, solver, 0.0) == nl
+    assert default_spacing(diff, fr.Midpoint(), 0.0) == fr.EulerMatchedEnd(nl, 2, landing=True)
     assert default_spacing(diff, fr.RK4(), 0.0) == fr.EndRefined(nl, 1.25)
     assert default_spacing(diff, fr.Dopri5(), 0.0) == fr.EndRefined(nl, 1.5)
     # a declared grid with e = 1 (StartRefined) under RK4: ρ = 5/2, under Heun 3/2
@@ -150,3 +151,56 @@ def test_the_loop_applies_the_flow_grid_refining_only_for_denoising_landings():
     assert edm.end_exponent == 0 and default_spacing(start, fr.Dopri5(), 0.0) == edm
     sol = fr.solve(diff, fr.Dopri5(), torch.ones(1, 2, dtype=F64), steps=5, save_at="steps")
     torch.testing.assert_close(sol.ts, fr.EndRefined(nl, 1.5)(5, 1.0, 0.0))
+
+
+def _flow_matching():
+    from flowrestore.oracles import GaussianFlowMatchingOracle
+
+    oracle = GaussianFlowMatchingOracle(
+        mean=torch.zeros(3, dtype=F64), std=torch.ones(3, dtype=F64)
+    )
+    return fr.FlowMatchingFlow(oracle, shift=3.0)
+
+
+@pytest.mark.parametrize("family", ["linear", "cosine", "flow-matching"])
+def test_midpoint_lands_from_no_coarser_a_point_than_euler_at_equal_evaluations(family):
+    """Midpoint's last positive point on a declared grid is Euler's at the same number of
+    evaluations (read from the solve's ``stats.nfe``): ``2N − 1`` on a diffusion model (reciprocal
+    stages, landing by the one-evaluation denoising step), ``2N`` on a flow-matching model (its own
+    step lands); the rest of the grid is the declared one's shape, end-refined (issue 16)."""
+    if family == "flow-matching":
+        flow = _flow_matching()
+    else:
+        abar = linear_abar() if family == "linear" else cosine_abar()
+        flow = fr.DiffusionFlow(lambda x, k: torch.zeros_like(x), alphas_cumprod=abar)
+    own = flow.default_spacing()
+    x = torch.ones(1, 3, dtype=F64)
+    for n in range(2, 11):
+        sol = fr.solve(flow, fr.Midpoint(), x, steps=n, save_at="steps")
+        nfe = int(sol.stats.nfe.max())
+        assert nfe == (2 * n if family == "flow-matching" else 2 * n - 1)
+        euler = own(nfe, 1.0, 0.0)
+        assert sol.ts[-1] == 0 and len(sol.ts) == n + 1
+        assert sol.ts[-2] <= euler[-2] * (1 + 1e-4), (n, float(sol.ts[-2]), float(euler[-2]))
+        assert sol.ts[-2] >= euler[-2] * (1 - 1e-4), (n, float(sol.ts[-2]), float(euler[-2]))
+        # the shape of the declared grid read at u_k = (1 − k/N)^ρ_N: monotone, starts at 1
+        assert sol.ts[0] == 1 and bool((sol.ts[1:] < sol.ts[:-1]).all())
+        rho = math.log(nfe) / math.log(n)
+        torch.testing.assert_close(sol.ts, fr.EndRefined(own, rho)(n, 1.0, 0.0))
+
+
+def test_euler_matched_end_checks_its_arguments():
+    nl = fr.NoiseLevels((0.1, 0.5, 1.0))
+    bad = [
+        ({"base": "karras", "stages": 2}, "base"),
+        ({"base": nl, "stages": 0}, "stages"),
+        ({"base": nl, "stages": 2.0}, "stages"),
+        ({"base": nl, "stages": 2, "rho_min": 0.5}, "rho_min"),
+    ]
+    for kwargs, name in bad:
+        with pytest.raises(ConfigError, match=name):
+            fr.EulerMatchedEnd(**kwargs)
+    # the order rule's floor wins when it asks for more refinement than matching Euler's end
+    sp = fr.EulerMatchedEnd(nl, 2, landing=True, rho_min=1.5)
+    assert sp.rho(3) == pytest.approx(max(1.5, math.log(5) / math.log(3)))
+    assert sp.rho(10) == 1.5 and sp.rho(1) == 1.5
