@@ -96,3 +96,25 @@ def test_feature_distance_and_registry():
     assert torch.equal(get_feature_metric("toy")(x, x.flip(-1)), d)
     with pytest.raises(ConfigError, match="no feature metric"):
         get_feature_metric("lpips-missing")
+
+
+def test_feature_distance_is_the_layer_mean_of_normalised_squared_differences():
+    """LPIPS without learned weights, computed here from its definition: per layer, unit-normalise
+    each position's channel vector, square the difference, average over positions, sum over
+    channels; then average the layers (two layers of different sizes)."""
+    g = torch.Generator().manual_seed(3)
+    w1, w2 = torch.randn(4, 3, generator=g), torch.randn(5, 4, generator=g)
+
+    def net(z):
+        h1 = torch.einsum("oc,bchw->bohw", w1, z)
+        h2 = torch.einsum("oc,bchw->bohw", w2, torch.nn.functional.avg_pool2d(h1, 2)).tanh()
+        return [h1, h2]
+
+    x, y = torch.rand(3, 3, 6, 6, generator=g), torch.rand(3, 3, 6, 6, generator=g)
+    layers = []
+    for a, b in zip(net(x), net(y), strict=True):
+        a = a / a.norm(dim=1, keepdim=True)
+        b = b / b.norm(dim=1, keepdim=True)
+        layers.append(((a - b) ** 2).sum(dim=1).mean(dim=(1, 2)))
+    want = (layers[0] + layers[1]).double() / 2
+    torch.testing.assert_close(feature_distance(x, y, net), want, rtol=1e-5, atol=1e-7)
