@@ -217,3 +217,25 @@ def test_nodes_and_landing_weights_follow_lagrange(nodes, power, final):
     fin = final or nodes + 1
     want = _reference_solve(grid, 0.7, value, nodes, power, fin)
     assert float((got - want).abs().max()) < 1e-10, (float(got[0, 0]), want)
+
+
+@pytest.mark.parametrize("final", [1, 2, 5])
+def test_final_nodes_change_only_the_step_onto_zero(final):
+    """``final_nodes`` sets the extrapolation onto ``t = 0`` and nothing else: a solve that stops
+    short of 0 is the same whatever it is, and keeps its order 3 (the corrector's history is kept
+    whatever the landing needs)."""
+    orc, y = _gaussian()
+    flow = fr.InDIFlow(orc.posterior_mean)
+    grid = fr.Power(2.0)(24, 1.0, 0.1)
+    base = fr.solve(flow, SemiLinearMultistep(), y, grid=grid).x
+    x = fr.solve(flow, SemiLinearMultistep(final_nodes=final), y, grid=grid).x
+    torch.testing.assert_close(x, base, rtol=0, atol=0)
+    ref = orc.ode_solution(y, 0.1)
+    errs = []
+    for n in (16, 32, 64):
+        xs = fr.solve(
+            flow, SemiLinearMultistep(final_nodes=final), y, grid=fr.Power(1.0)(n, 1.0, 0.1)
+        )
+        errs.append(float((xs.x - ref).norm() / ref.norm()))
+    slope = -np.polyfit(np.log([16, 32, 64]), np.log(errs), 1)[0]
+    assert abs(slope - 3) <= 0.3, (final, slope, errs)

@@ -1131,6 +1131,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return (total * len(fx)).double()",
         ["tests/test_metrics.py"],
     ),
+    "semilinear-history-drops-corrector-node": (
+        "flowrestore/solvers/semilinear.py",
+        "keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))",
+        "keep = min(max(self.nodes - int(self.corrector), self._final()) - 1, len(ts))",
+        ["tests/test_semilinear.py"],
+    ),
 }
 
 
