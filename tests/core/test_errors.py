@@ -54,6 +54,29 @@ def test_t_end_out_of_range_or_wrong_direction(flow, y):
         fr.solve(flow, fr.Euler(), y, steps=3, t_end=-0.5)
 
 
+def _bounded_flows(flow):
+    """Every flow whose time is the unit interval: InDI, a diffusion model, its reverse SDE, Dirac's
+    SDE and a guided flow (the last three built on identity models: only their times matter)."""
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    diffusion = fr.DiffusionFlow(lambda x, k: torch.zeros_like(x), alphas_cumprod=abar)
+    ident = lambda x, t: x  # noqa: E731
+    dirac = fr.flows.DiracSDE(ident, ident, fr.schedules.Geometric(0.01, 0.5))
+    guided = fr.GuidedFlow(diffusion, fr.degradations.Inpainting(torch.ones(6)), torch.zeros(3, 6))
+    return {"indi": flow, "diffusion": diffusion, "diffusion-sde": diffusion.reverse_sde(),
+            "dirac": dirac, "guided": guided}  # fmt: skip
+
+
+@pytest.mark.parametrize("span", [(1.0005, 0.0), (1.0, -0.0005)])
+def test_times_just_outside_the_unit_interval_are_refused(flow, y, span):
+    for name, f in _bounded_flows(flow).items():
+        solver = fr.EulerMaruyama() if name in ("diffusion-sde", "dirac") else fr.Euler()
+        solver = fr.DDRMStep() if name == "guided" else solver
+        with pytest.raises(fr.GridError, match=r"must lie in \[0.0, 1.0\]"):
+            fr.solve(f, solver, y, t_span=span, steps=2)
+        if span[0] > 1:  # the closed interval's end itself is a time
+            fr.solve(f, solver, y, t_span=(1.0, 0.5), steps=2)
+
+
 def test_steps_and_grid_both_given(flow, y):
     with pytest.raises(fr.ConfigError, match="grid= already fixes the times"):
         fr.solve(flow, fr.Euler(), y, steps=3, grid=[1.0, 0.5, 0.0])

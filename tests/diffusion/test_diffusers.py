@@ -22,11 +22,11 @@ from .helpers import F64, PREDICTION_TYPES
 diffusers = pytest.importorskip("diffusers")
 
 
-def _tiny_unet(seed=0, out_channels=1):
+def _tiny_unet(seed=0, out_channels=1, in_channels=1):
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
         sample_size=8,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=out_channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
@@ -177,24 +177,26 @@ def test_a_zero_terminal_snr_checkpoint_loads_and_reproduces_ddim(tmp_path, beta
 def test_a_model_that_learns_its_variance_loads_and_reproduces_ddim(tmp_path, ptype):
     """ADM / improved-DDPM checkpoints (``variance_type="learned_range"``) output twice the input's
     channels, the prediction first: from_diffusers keeps that half, as diffusers' DDPMScheduler
-    and pipelines do, and Euler then reproduces DDIM driven by the prediction half."""
+    and pipelines do, and Euler then reproduces DDIM driven by the prediction half (RGB, as
+    those checkpoints are: the split is by the input's channel count, not a fixed one)."""
+    c = 3
     train = diffusers.DDPMScheduler(
         num_train_timesteps=1000,
         prediction_type=ptype,
         variance_type="learned_range",
         clip_sample=False,
     )
-    net = _tiny_unet(3, out_channels=2)
+    net = _tiny_unet(3, out_channels=2 * c, in_channels=c)
     net.save_pretrained(tmp_path)
     train.save_pretrained(tmp_path)
     flow = fr.DiffusionFlow.from_diffusers(str(tmp_path), dtype=F64)
     assert flow.learned_variance and "learned_variance=True" in repr(flow)
-    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x_T = torch.randn(2, c, 8, 8, generator=torch.Generator().manual_seed(1), dtype=F64)
     ddim = diffusers.DDIMScheduler.from_config(
         train.config, set_alpha_to_one=True, timestep_spacing="trailing"
     )
     ddim.set_timesteps(8)
-    first_half = lambda x, k: flow.model(x, k).sample[:, :1]  # noqa: E731
+    first_half = lambda x, k: flow.model(x, k).sample[:, :c]  # noqa: E731
     want = _ddim_reference(lambda x, k: type("O", (), {"sample": first_half(x, k)}), ddim, x_T)
     got = fr.solve(flow, fr.Euler(), x_T, grid=flow.grid_from_scheduler(ddim)).x
     assert float((got - want).abs().max() / want.abs().max()) <= 1e-5
@@ -203,7 +205,7 @@ def test_a_model_that_learns_its_variance_loads_and_reproduces_ddim(tmp_path, pt
     with pytest.raises(fr.PredictorOutputError, match="shape"):
         fr.solve(plain, fr.Euler(), x_T, steps=2)
     # and a split asked of a model whose output has the input's channels is refused too
-    single = _tiny_unet(3).double()
+    single = _tiny_unet(3, out_channels=c, in_channels=c).double()
     wrong = fr.DiffusionFlow(
         single, alphas_cumprod=flow.alphas_cumprod, prediction_type=ptype, learned_variance=True
     )

@@ -54,6 +54,10 @@ def test_exact_map_solves_the_ode_and_transports_noise_to_the_prior():
     tight = fr.solve(flow, fr.Dopri5(rtol=1e-10, atol=1e-10), x1, t_span=(1.0, 0.3)).x
     torch.testing.assert_close(tight, oracle.exact_map(x1, 1.0, 0.3), rtol=1e-8, atol=1e-9)
     torch.testing.assert_close(oracle.exact_map(x1), oracle.mean + oracle.std * x1)
+    # from an interior time too, on a state off the marginal (the map is affine for every x)
+    xa = 0.8 * oracle.sample_latent(4, torch.Generator().manual_seed(2)) + 0.3
+    tight = fr.solve(flow, fr.Dopri5(rtol=1e-10, atol=1e-10), xa, t_span=(0.7, 0.2)).x
+    torch.testing.assert_close(tight, oracle.exact_map(xa, 0.7, 0.2), rtol=1e-8, atol=1e-9)
 
 
 def test_euler_is_the_scheduler_update_and_lands_on_the_clean_estimate():

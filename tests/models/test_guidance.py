@@ -183,15 +183,16 @@ def test_guidance_rescale_is_diffusers_rescale_noise_cfg(phi):
         assert float((g.std(dim=1) / c.std(dim=1) - 1).abs().min()) > 0.05  # it did rescale
     with pytest.raises(fr.ConfigError, match="needs"):
         cls(model, cond={"class_labels": labels}, guidance_rescale=0.5, **kw)
-    with pytest.raises(fr.ConfigError, match=r"\[0, 1\]"):
-        cls(
-            model,
-            cond={"class_labels": labels},
-            uncond={"class_labels": null},
-            guidance_scale=W,
-            guidance_rescale=1.5,
-            **kw,
-        )
+    for bad in (1.0005, -1e-6, 1.5):  # the interval is closed, and just outside it is refused
+        with pytest.raises(fr.ConfigError, match=r"\[0, 1\]"):
+            cls(
+                model,
+                cond={"class_labels": labels},
+                uncond={"class_labels": null},
+                guidance_scale=W,
+                guidance_rescale=bad,
+                **kw,
+            )
 
 
 def test_the_guided_baselines_and_bird_run_on_a_guided_model():

@@ -191,10 +191,15 @@ def test_gaussian_errors():
         o.posterior_mean(torch.zeros(4, 3, 2), 0.5)
     with pytest.raises(ShapeError, match=r"\[B\]"):
         o.posterior_mean(torch.zeros(4, 2, 3), torch.ones(3))
-    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
-        o.posterior_mean(torch.zeros(4, 2, 3), 1.5)
+    for t in (1.0005, -1e-6, 1.5):  # the interval is closed and exact: just outside is refused
+        with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+            o.posterior_mean(torch.zeros(4, 2, 3), t)
+    o.posterior_mean(torch.zeros(4, 2, 3), 1.0)
     with pytest.raises(GridError, match="decreasing"):
         o.indi_sampler_solution(torch.zeros(1, 2, 3), torch.tensor([0.0, 1.0]))
+    for grid in ([1.0005, 0.5, 0.0], [1.0, 0.5, -0.01]):  # either end, on a grid of 3 points
+        with pytest.raises(GridError, match=r"\[0, 1\]"):
+            o.indi_sampler_solution(torch.zeros(1, 2, 3), torch.tensor(grid))
     with pytest.raises(ConfigError, match="t_end"):
         o.ode_reference(torch.zeros(1, 2, 3), t_end=1.0)
 
