@@ -1191,6 +1191,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    time_range = (0.0, 1.001)",
         ["tests/core/test_errors.py"],
     ),
+    "reciprocal-fsal-stage-sign": (
+        "flowrestore/solvers/reciprocal.py",
+        "    k_end = (x_next - ds[-1]) / sb if tableau.fsal else None",
+        "    k_end = (x_next + ds[-1]) / sb if tableau.fsal else None",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "schedule-splits-adjacent-candidates": (
+        "flowrestore/degradations/scheduling.py",
+        "if b - a > 1]",
+        "if b + a > 1]",
+        ["tests/degradations/test_scheduling.py"],
+    ),
 }
 
 

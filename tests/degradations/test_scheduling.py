@@ -70,6 +70,18 @@ def test_uneven_dissimilarity_concentrates_severities():
     assert info["params"] == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0], rel=1e-12)
 
 
+def test_a_budget_equal_to_the_candidates_takes_each_once():
+    """With as many severities as candidates every candidate is chosen, once, in order — even when
+    the dissimilarity is concentrated between two neighbours (an adjacent pair can not be split)."""
+    cands = [0.0, 0.1, 0.2, 0.3, 2.0, 2.1]  # the 0.3 → 2.0 neighbours dominate every split
+    _, info = schedule_degradation(
+        X, scale, params_range=(0.0, 2.1), budget=6, candidates=cands, return_details=True
+    )
+    assert info["params"] == cands
+    history = info["max_dissimilarity"]
+    assert all(a >= b for a, b in zip(history, history[1:], strict=False))
+
+
 def test_blur_schedule_is_monotone_hits_ends_and_feeds_a_family():
     x = torch.rand(3, 1, 24, 24, generator=torch.Generator().manual_seed(1), dtype=D64)
     for dissim in ("mse", "psnr", lambda a, b: (a - b).abs().flatten(1).mean(1)):

@@ -103,3 +103,24 @@ def test_landing_extrapolates_the_last_two_clean_estimates():
     sol = fr.solve(flow, fr.Heun(), x_T, grid=grid)
     torch.testing.assert_close(sol.x, want, rtol=1e-10, atol=1e-10)
     assert int(sol.stats.nfe.max()) == 2 * 3 + 1  # three Heun steps, one landing evaluation
+
+
+def test_a_first_same_as_last_tableau_reuses_the_clean_estimate_at_the_step_end():
+    """A user's FSAL tableau without an error estimate (Bogacki–Shampine's weights alone) steps in
+    reciprocal variables and carries its last stage: the next step starts from the clean estimate
+    at the previous step's result, as if evaluated afresh, and costs one evaluation less."""
+    bosh3 = fr.solvers.tableau.BOSH3
+    weights_only = fr.ButcherTableau(c=bosh3.c, a=bosh3.a, b=bosh3.b, order=3)
+    assert weights_only.fsal and weights_only.b_error is None
+    _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
+    x = flow.to_state(x_T, 1.0)
+
+    class Bosh3Weights(fr.ExplicitRK):
+        tableau = weights_only
+
+    solver = Bosh3Weights()
+    first = solver.step(flow, _t(1.0), x, _t(-0.4), None, None)
+    carried = solver.step(flow, _t(0.6), first.x, _t(-0.3), first.state, None)
+    fresh = solver.step(flow, _t(0.6), first.x, _t(-0.3), None, None)
+    torch.testing.assert_close(carried.x, fresh.x, rtol=1e-12, atol=1e-12)
+    assert (first.nfe, carried.nfe, fresh.nfe) == (4, 3, 4)
