@@ -1203,6 +1203,48 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "if b + a > 1]",
         ["tests/degradations/test_scheduling.py"],
     ),
+    "gits-units-index-reversed": (
+        "flowrestore/integrate/gits.py",
+        "x[torch.arange(idx.numel()), self.m + idx] = 1.0",
+        "x[torch.arange(idx.numel()), self.m - idx] = 1.0",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "gits-triples-drop-last-points": (
+        "flowrestore/integrate/gits.py",
+        'torch.arange(m + 1), torch.arange(m + 1), torch.arange(m + 1), indexing="ij"',
+        'torch.arange(m + 1), torch.arange(m + 1), torch.arange(m - 1), indexing="ij"',
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "numeric-costs-skip-adjacent-points": (
+        "flowrestore/integrate/fitting.py",
+        "            for j in range(i + 1, m + 1):",
+        "            for j in range(i + 2, m + 1):",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "nondecreasing-check-refuses-flat": (
+        "flowrestore/schedules/base.py",
+        "        falls = dv < -tol",
+        "        falls = dv < tol",
+        ["tests/degradations/test_schedules.py"],
+    ),
+    "motion-path-samples-bunched": (
+        "flowrestore/degradations/motion.py",
+        "        pts = a + (b - a) * (np.arange(n) + 0.5) / n",
+        "        pts = a + (b - a) / (np.arange(n) + 0.5) / n",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "motion-path-half-sample-shift": (
+        "flowrestore/degradations/motion.py",
+        "        pts = a + (b - a) * (np.arange(n) + 0.5) / n",
+        "        pts = a + (b - a) * (np.arange(n) + 0.4) / n",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "hole-mask-centre-off": (
+        "flowrestore/degradations/inpainting.py",
+        "    yy = torch.arange(h, dtype=like.dtype, device=like.device) - (h - 1) / 2",
+        "    yy = torch.arange(h, dtype=like.dtype, device=like.device) - (h - 1) / 2.001",
+        ["tests/degradations/test_operators.py"],
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """Linear operators: exact adjoints, Gaussian blur properties, kernel cache, gradients, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,3 +211,34 @@ def test_padding_matches_torch_pad(padding, mode):
         torch.outer(k, k)[None, None],
     ).reshape(x.shape)
     torch.testing.assert_close(op(x), ref, rtol=1e-13, atol=1e-14)
+
+
+def test_motion_path_exposure_is_equal_per_unit_length():
+    """A motion kernel's camera path is rasterised with equal exposure per unit length, splatted
+    bilinearly: a horizontal segment from x = 1 to x = 6 on row 2 puts mass 1 on each whole pixel
+    it crosses and 1/2 on each end pixel; a polyline's total mass is its length."""
+    from flowrestore.degradations.motion import _rasterise
+
+    img = _rasterise(np.array([1 + 2j, 6 + 2j]), 8)
+    want = np.zeros((8, 8))
+    want[2, 1:7] = [0.5, 1.0, 1.0, 1.0, 1.0, 0.5]
+    np.testing.assert_allclose(img, want, atol=1e-12)
+    path = np.array([1.5 + 1.5j, 5.0 + 4.0j, 2.0 + 6.5j])
+    np.testing.assert_allclose(img.sum(), 5.0, rtol=1e-12)
+    np.testing.assert_allclose(_rasterise(path, 8).sum(), np.abs(np.diff(path)).sum(), rtol=1e-12)
+
+
+def test_hole_masks_are_centred_and_a_box_removes_its_area():
+    """The inpainting families' holes sit at the image centre on even and odd sizes (each mask
+    equals its flips; the Gaussian hole is 0 on an odd image's centre pixel) and a box of side
+    ``s`` removes exactly ``s²`` of pixel area (its coverage is each cell's exact overlap)."""
+    from flowrestore.degradations.inpainting import box_hole_mask, gaussian_hole_mask
+
+    size = torch.tensor([1.3, 2.0, 3.7], dtype=torch.float64)
+    for h, w in ((8, 8), (7, 9)):
+        for mask in (box_hole_mask(size, h, w), gaussian_hole_mask(size, h, w)):
+            torch.testing.assert_close(mask, mask.flip(-1), rtol=0, atol=1e-12)
+            torch.testing.assert_close(mask, mask.flip(-2), rtol=0, atol=1e-12)
+        removed = (1 - box_hole_mask(size, h, w)).sum(dim=(1, 2, 3))
+        torch.testing.assert_close(removed, size**2, rtol=1e-12, atol=0)
+    assert float(gaussian_hole_mask(size, 7, 9)[:, 0, 3, 4].abs().max()) == 0.0

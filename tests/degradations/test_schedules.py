@@ -126,6 +126,12 @@ def test_callable_schedule_central_differences():
     # ... which is the derivative to O(h²) inside and O(h) at the ends
     torch.testing.assert_close(s.derivative(t), 2 * t, rtol=0, atol=2 * h)
     check_on_unit_interval(s, name="width", positive=True, nondecreasing=True)
+    # flat is non-decreasing (up to the finite difference's round-off); falling is not
+    for flat in (Constant(0.2), as_schedule(lambda u: 0.2 + 0 * u, name="x")):
+        check_on_unit_interval(flat, name="sigma", positive=True, nondecreasing=True)
+    with pytest.raises(ConfigError, match="sigma must be non-decreasing"):
+        falling = as_schedule(lambda u: 0.2 - 1e-3 * u, name="x")
+        check_on_unit_interval(falling, name="sigma", positive=True, nondecreasing=True)
     with pytest.raises(ConfigError, match=r"width\(t\) must accept a tensor"):
         check_on_unit_interval(as_schedule(lambda t: float(t), name="width"), name="width")
     with pytest.raises(ConfigError, match="must be a Schedule, a callable"):

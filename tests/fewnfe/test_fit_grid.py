@@ -85,6 +85,25 @@ def test_symbolic_solve_is_exact_for_an_isotropic_gaussian():
             real = fr.solve(flow, solver, x_T, grid=grid_t[idx]).x
             want = float((real - sol.x).norm() / sol.x.norm())
             assert cost.path(idx) == pytest.approx(want, rel=1e-6)
+        if not isinstance(solver, fr.Euler):
+            continue
+        # the dynamic programme's tables: a single-step solver's cost of t_i → t_j is its real
+        # step from the teacher's X_i, whatever the previous point k; the first step's from X_0
+        triples, first = cost.triples(), cost.first_steps()
+        for k, i, j in ((0, 5, 11), (3, 9, 14), (7, 20, 24), (1, 2, 3)):
+            want = _step_error(flow, solver, grid_t, states, i, j)
+            assert float(triples[k, i, j]) == pytest.approx(want, rel=1e-6)
+        for j in (5, 24):
+            want = _step_error(flow, solver, grid_t, states, 0, j)
+            assert float(first[j]) == pytest.approx(want, rel=1e-6)
+
+
+def _step_error(flow, solver, grid_t, states, i, j) -> float:
+    """Relative error of the solver's one real step ``t_i → t_j`` from the teacher's ``X_i``."""
+    x_i = flow.from_state(states[i], float(grid_t[i]))
+    real = fr.solve(flow, solver, x_i, grid=grid_t[[i, j]]).x
+    target = flow.from_state(states[j], float(grid_t[j]))
+    return float((real - target).norm() / target.norm())
 
 
 @pytest.mark.parametrize(
@@ -273,3 +292,22 @@ def test_a_one_step_fit_of_a_solver_with_stages_off_the_grid(solver):
     assert fitted.times == (1.0, 0.0)
     two = fit_grid(flow, solver, warm, 2, teacher_steps=8, refine=0)
     assert len(two.times) == 3 and 0.0 < two.times[1] < 1.0
+
+
+def test_numeric_costs_are_each_steps_real_error_from_the_teachers_state():
+    """Where the symbolic costs do not apply (RK4's stages leave the grid), ``c[i, j]`` is the
+    real relative error of one step ``t_i → t_j`` from the teacher's ``X_i``, for every
+    ``i < j`` (adjacent teacher points included), and no cost for ``j ≤ i``."""
+    from flowrestore.integrate.fitting import _numeric_costs, _teacher_solve
+
+    oracle, flow, _, _ = indi_problem(seed=3, dim=8, batch=2)
+    _, warm = oracle.sample(4, generator=torch.Generator().manual_seed(10))
+    grid_t = fr.Uniform()(6, 1.0, 0.0)
+    _, states, _ = _teacher_solve(flow, fr.SemiLinearMultistep(), warm, grid_t)
+    cost = _numeric_costs(flow, fr.RK4(), grid_t, states)
+    for i, j in itertools.product(range(7), range(7)):
+        if j <= i:
+            assert cost[i, j] == math.inf
+            continue
+        want = _step_error(flow, fr.RK4(), grid_t, states, i, j)
+        assert float(cost[i, j]) == pytest.approx(want)
