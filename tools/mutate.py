@@ -1245,6 +1245,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    yy = torch.arange(h, dtype=like.dtype, device=like.device) - (h - 1) / 2.001",
         ["tests/degradations/test_operators.py"],
     ),
+    "schedule-time-upper-bound-loose": (
+        "flowrestore/schedules/base.py",
+        "        if not 0.0 <= float(t) <= 1.0:",
+        "        if not 0.0 <= float(t) <= 1.001:",
+        ["tests/degradations/test_schedules.py"],
+    ),
+    "schedule-tensor-time-upper-bound-loose": (
+        "flowrestore/schedules/base.py",
+        "        if bool((~((tt >= 0) & (tt <= 1))).any()):",
+        "        if bool((~((tt >= 0) & (tt <= 1.001))).any()):",
+        ["tests/degradations/test_schedules.py"],
+    ),
 }
 
 

@@ -136,3 +136,14 @@ def test_callable_schedule_central_differences():
         check_on_unit_interval(as_schedule(lambda t: float(t), name="width"), name="width")
     with pytest.raises(ConfigError, match="must be a Schedule, a callable"):
         as_schedule("linear", name="width")
+
+
+def test_a_schedule_is_asked_only_for_times_in_the_closed_unit_interval():
+    """Calling a schedule at a time just outside ``[0, 1]`` (number or tensor) is refused, naming
+    the argument; the interval's ends are times."""
+    s = Linear(0.1, 0.5)
+    for t in (1.0005, -1e-6, torch.tensor([0.5, 1.0005]), torch.tensor([-1e-6])):
+        with pytest.raises(ConfigError, match=r"t must lie in \[0, 1\]"):
+            s(t)
+    assert float(s(1.0)) == pytest.approx(0.5) and float(s(0.0)) == pytest.approx(0.1)
+    torch.testing.assert_close(s(torch.tensor([0.0, 1.0])), torch.tensor([0.1, 0.5]))
