@@ -1257,6 +1257,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if bool((~((tt >= 0) & (tt <= 1.001))).any()):",
         ["tests/degradations/test_schedules.py"],
     ),
+    "torchdiffeq-heun3-stage-off": (
+        "flowrestore/solvers/adapters.py",
+        '"heun3": (3, (0.0, 1 / 3, 2 / 3)),',
+        '"heun3": (3, (0.0, 1 / 3, 2.001 / 3)),',
+        ["tests/core/test_audit.py"],
+    ),
+    "torchdiffeq-midpoint-order-off": (
+        "flowrestore/solvers/adapters.py",
+        '"midpoint": (2, (0.0, 0.5)),',
+        '"midpoint": (3, (0.0, 0.5)),',
+        ["tests/core/test_audit.py"],
+    ),
+    "explicit-adams-torchdiffeq-default-order": (
+        "flowrestore/solvers/adapters.py",
+        "_ADAMS_MIN_ORDER, _EXPLICIT_ADAMS_MAX_ORDER = 4, 5",
+        "_ADAMS_MIN_ORDER, _EXPLICIT_ADAMS_MAX_ORDER = 4, 12",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 
