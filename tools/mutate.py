@@ -1275,6 +1275,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "_ADAMS_MIN_ORDER, _EXPLICIT_ADAMS_MAX_ORDER = 4, 12",
         ["tests/core/test_audit.py"],
     ),
+    "power-tdist-cdf-offset": (
+        "flowrestore/training/tdist.py",
+        "        return 1.0 - (1.0 - s) ** (1.0 / self.k)",
+        "        return 1.001 - (1.0 - s) ** (1.0 / self.k)",
+        ["tests/training/test_tdist.py"],
+    ),
 }
 
 

@@ -65,9 +65,8 @@ def test_sampler_is_the_inverse_of_the_documented_cdf(name, params):
     power P(t ≤ s) = 1 − (1 − s)^(1/k) from t = 1 − u^k (so F(t) = 1 − u); Beta(a, b) its
     regularised incomplete beta. Exact to rounding, so an exponent off by 10 % is seen at once."""
     n = 500
-    t = resolve_tdist(name, **params).sample(
-        n, torch.Generator().manual_seed(3), dtype=torch.float64
-    )
+    dist = resolve_tdist(name, **params)
+    t = dist.sample(n, torch.Generator().manual_seed(3), dtype=torch.float64)
     u = torch.rand(n, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
     t = t.numpy()
     if name == "uniform":
@@ -80,3 +79,8 @@ def test_sampler_is_the_inverse_of_the_documented_cdf(name, params):
         assert resolve_tdist(name, **params).mean == pytest.approx(k / (k + 1), rel=1e-15)
     else:
         assert np.allclose(scipy.special.betainc(params["a"], params["b"], t), u, atol=1e-12)
+    # the class's cdf is that law: F(t) at each draw, and F = 0, 1 at the ends
+    want = 1 - u if name == "power" else u
+    keep = u > 1e-3
+    assert np.allclose(np.asarray(dist.cdf(t))[keep], want[keep], rtol=0, atol=1e-9)
+    assert np.allclose(np.asarray(dist.cdf(np.array([0.0, 1.0]))), [0.0, 1.0], rtol=0, atol=1e-15)
