@@ -1281,6 +1281,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return 1.001 - (1.0 - s) ** (1.0 / self.k)",
         ["tests/training/test_tdist.py"],
     ),
+    "progress-total-misses-landing": (
+        "flowrestore/integrate/loop.py",
+        "    return tqdm(total=total + (1 if lands else 0), desc=desc, leave=False)",
+        "    return tqdm(total=total, desc=desc, leave=False)",
+        ["tests/core/test_options.py"],
+    ),
 }
 
 

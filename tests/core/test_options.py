@@ -145,6 +145,31 @@ def test_progress_bar(problem, capsys, solver):
     assert torch.equal(sol.x, quiet.x)
 
 
+@pytest.mark.parametrize("solver", [fr.Heun(), fr.Dopri5()], ids=["Heun", "Dopri5"])
+def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver):
+    """The bar's total counts the landing step: its updates add up to the total, no more."""
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, **_):
+            self.total, self.n, self.closed = total, 0.0, False
+            bars.append(self)
+
+        def update(self, v):
+            self.n += v
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    oracle, y = problem
+    kw = {} if solver.adaptive else {"steps": 5}
+    fr.solve(fr.InDIFlow(oracle), solver, y, progress=True, **kw)
+    (bar,) = bars
+    assert bar.closed and bar.n == pytest.approx(bar.total, rel=1e-12)
+
+
 def test_odeflow_forward_and_backward_spans():
     from .helpers import linear_system
 
