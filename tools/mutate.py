@@ -1287,6 +1287,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return tqdm(total=total, desc=desc, leave=False)",
         ["tests/core/test_options.py"],
     ),
+    "error-control-progress-of-wrong-span": (
+        "flowrestore/controllers/error_run.py",
+        "            frac = float((self.t0 - self.t.max()) / (self.t0 - self.t_end))",
+        "            frac = float((self.t0 - self.t.max()) / (self.t0 + self.t_end))",
+        ["tests/core/test_options.py"],
+    ),
 }
 
 

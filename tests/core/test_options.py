@@ -145,9 +145,14 @@ def test_progress_bar(problem, capsys, solver):
     assert torch.equal(sol.x, quiet.x)
 
 
-@pytest.mark.parametrize("solver", [fr.Heun(), fr.Dopri5()], ids=["Heun", "Dopri5"])
-def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver):
-    """The bar's total counts the landing step: its updates add up to the total, no more."""
+@pytest.mark.parametrize(
+    "solver, kw",
+    [(fr.Heun(), {"steps": 5}), (fr.Dopri5(), {}), (fr.Dopri5(), {"t_end": 0.2})],
+    ids=["Heun", "Dopri5", "Dopri5-early-stop"],
+)
+def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver, kw):
+    """The bar's total counts the landing step: its updates add up to the total, no more (also
+    when the solve stops short of 0, where the fraction done is of the span, not of [0, 1])."""
     tqdm_auto = pytest.importorskip("tqdm.auto")
     bars = []
 
@@ -164,7 +169,6 @@ def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver):
 
     monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
     oracle, y = problem
-    kw = {} if solver.adaptive else {"steps": 5}
     fr.solve(fr.InDIFlow(oracle), solver, y, progress=True, **kw)
     (bar,) = bars
     assert bar.closed and bar.n == pytest.approx(bar.total, rel=1e-12)
