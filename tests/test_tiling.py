@@ -21,7 +21,15 @@ from flowrestore.tiling import (
 
 @pytest.mark.parametrize(
     "length,tile,overlap,multiple",
-    [(1001, 256, 48, 4), (4000, 512, 48, 4), (3000, 512, 48, 4), (130, 64, 16, 1), (97, 40, 8, 8)],
+    [
+        (1001, 256, 48, 4),
+        (4000, 512, 48, 4),
+        (3000, 512, 48, 4),
+        (130, 64, 16, 1),
+        (97, 40, 8, 8),
+        (67, 64, 16, 32),  # starts 0 and floor(3/32)·32 = 0 collide: one tile, not two
+        (23, 16, 0, 8),
+    ],
 )
 def test_spans_cover_the_axis_with_aligned_starts_and_enough_overlap(
     length, tile, overlap, multiple

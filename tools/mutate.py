@@ -1293,6 +1293,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            frac = float((self.t0 - self.t.max()) / (self.t0 + self.t_end))",
         ["tests/core/test_options.py"],
     ),
+    "tiling-keeps-repeated-tile": (
+        "flowrestore/tiling/plan.py",
+        "if b is None or b[0] > a[0]\n",
+        "if b is None or b[0] >= a[0]\n",
+        ["tests/test_tiling.py"],
+    ),
 }
 
 

@@ -57,6 +57,11 @@ def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     while True:
         starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]
         spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]
+        # a start rounded onto its successor's (tile = 2 multiples, an axis just over one tile)
+        # repeats a tile that the next one contains: drop it
+        spans = [
+            a for a, b in zip(spans, [*spans[1:], None], strict=True) if b is None or b[0] > a[0]
+        ]
         if all(a[1] - b[0] >= overlap for a, b in zip(spans, spans[1:], strict=False)):
             return spans
         if size + multiple <= tile:
