@@ -113,6 +113,10 @@ class Torchdiffeq(Solver):
             if method == "explicit_adams":
                 self.options.setdefault("max_order", _EXPLICIT_ADAMS_MAX_ORDER)
                 max_order = self.options["max_order"]
+                if isinstance(max_order, bool) or not isinstance(max_order, int):
+                    raise ConfigError(
+                        f"options['max_order'] must be an int, got {describe(max_order)}"
+                    )
                 if max_order >= _ADAMS_MIN_ORDER:
                     self.order = float(max_order - 1)
         else:

@@ -114,8 +114,8 @@ class Euler(ExplicitRK):
 class Midpoint(ExplicitRK):
     """Explicit midpoint rule, order 2; never evaluates at a step's end. On a grid the flow
     declares (a diffusion, flow-matching or EDM model's) its last positive point is laid no
-    coarser than Euler's at the same number of evaluations (:class:`~flowrestore.grids.
-    EulerMatchedEnd`)."""
+    coarser than Euler's at the same number of evaluations
+    (:class:`~flowrestore.grids.EulerMatchedEnd`)."""
 
     tableau = MIDPOINT
     end_matches_euler = True

@@ -57,8 +57,8 @@ def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     while True:
         starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]
         spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]
-        # a start rounded onto its successor's (tile = 2 multiples, an axis just over one tile)
-        # repeats a tile that the next one contains: drop it
+        # a start rounded down onto its successor's (a coarse multiple, e.g. 32 with a tile of
+        # 64 or 128 on an axis just over one tile) repeats a tile the next one contains: drop it
         spans = [
             a for a, b in zip(spans, [*spans[1:], None], strict=True) if b is None or b[0] > a[0]
         ]

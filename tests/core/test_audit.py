@@ -213,3 +213,8 @@ def test_torchdiffeq_fixed_grid_methods_keep_their_declared_order_and_stages(met
         assert slope >= solver.order - 0.25, (slope, errs)
     else:
         assert abs(slope - solver.order) <= 0.2, (slope, errs)
+
+
+def test_explicit_adams_max_order_is_checked_before_any_work():
+    with pytest.raises(fr.ConfigError, match=r"options\['max_order'\] must be an int"):
+        fr.Torchdiffeq("explicit_adams", options={"max_order": "4"})
