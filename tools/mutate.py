@@ -1299,6 +1299,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "if b is None or b[0] >= a[0]\n",
         ["tests/test_tiling.py"],
     ),
+    "torchsde-srk-stage-at-end": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        '_DRIFT_STAGES = {"srk": (0.0, 0.75),',
+        '_DRIFT_STAGES = {"srk": (0.0, 1.0),',
+        ["tests/diffusion/test_sde.py", "tests/core/test_audit.py"],
+    ),
+    "torchsde-midpoint-stage-off": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        '"midpoint": (0.0, 0.5),',
+        '"midpoint": (0.0, 0.5005),',
+        ["tests/core/test_audit.py"],
+    ),
+    "sra1-declared-stage-off": (
+        "flowrestore/solvers/sde.py",
+        "    stage_fractions = (0.0, 0.75)",
+        "    stage_fractions = (0.0, 0.75075)",
+        ["tests/core/test_audit.py"],
+    ),
+    "torchsde-srk-diagonal-singular-accepted": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        'if self.method == "srk" and flow.noise_type != "additive" and flow.singular_at_zero:',
+        'if self.method == "srk" and flow.noise_type != "additive" and not flow.singular_at_zero:',
+        ["tests/diffusion/test_sde.py"],
+    ),
 }
 
 

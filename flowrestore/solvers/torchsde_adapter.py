@@ -18,7 +18,11 @@ time, on 2-D states ``[B, D]``; flowrestore's SDE flows live on ``[B, ...]`` and
 
 Methods: Itô ``"euler"``, ``"milstein"``, ``"srk"`` (any noise type the flow declares); the
 Stratonovich ``"midpoint"``, ``"heun"``, ``"euler_heun"`` only for additive noise, where Itô and
-Stratonovich coincide. Fixed steps only (``steps=`` or ``grid=``). On a
+Stratonovich coincide. Fixed steps only (``steps=`` or ``grid=``). ``stage_fractions`` are where
+each method evaluates the drift on additive noise: ``"srk"`` (SRA1) at ``0, 3/4`` and
+``"midpoint"`` at ``0, 1/2`` land on a singular ``t = 0`` (a diffusion model's reverse SDE) by
+their own step, ``"heun"`` (``0, 1``) by the denoising step; ``"srk"`` on diagonal noise (SRID2,
+drift at ``0, 1, 1/2``) is refused on such a flow. On a
 :class:`~flowrestore.DiracSDE` the continuous drift (exact ``∂_t A_t``, guidance if configured) is
 integrated. Uses torchsde's ``methods.select`` and ``BaseBrownian`` (torchsde 0.2.x); lazy import.
 """
@@ -40,6 +44,9 @@ __all__ = ["Torchsde"]
 
 _ITO = {"euler": 1.0, "milstein": 1.0, "srk": 1.5}
 _STRAT = {"midpoint": 1.0, "heun": 1.0, "euler_heun": 1.0}
+#: where each method evaluates the drift in a step on additive noise (torchsde's tableaus; the
+#: rest only at its start); "srk" on diagonal noise is SRID2, with drift stages (0, 1, 1/2)
+_DRIFT_STAGES = {"srk": (0.0, 0.75), "midpoint": (0.0, 0.5), "heun": (0.0, 1.0)}
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Torchsde(SDESolver):
         self.options = dict(options or {})
         self.strong_order = (_ITO | _STRAT)[method]
         self.order = 2.0 if method in ("srk", "midpoint", "heun") else 1.0
-        self.stage_fractions = (0.0, 1.0) if method in ("srk", "midpoint", "heun") else (0.0,)
+        self.stage_fractions = _DRIFT_STAGES.get(method, (0.0,))
 
     def __repr__(self) -> str:
         return f"Torchsde({self.method!r})"
@@ -94,8 +101,15 @@ class Torchsde(SDESolver):
         return self.strong_order
 
     def check_flow(self, flow: Flow) -> None:
-        """SDE flows; the Stratonovich methods only with additive noise."""
+        """SDE flows; the Stratonovich methods only with additive noise; ``"srk"`` on diagonal
+        noise not on a flow singular at ``t = 0`` (its drift stage at the step's end)."""
         super().check_flow(flow)
+        if self.method == "srk" and flow.noise_type != "additive" and flow.singular_at_zero:
+            raise IncompatibleSolverError(
+                f"torchsde's 'srk' on {flow.noise_type!r} noise (SRID2) evaluates the drift at "
+                f"the end of each step, and {type(flow).__name__} may not be evaluated at t = 0; "
+                "use 'euler' or 'milstein'"
+            )
         if self.method in _STRAT and flow.noise_type != "additive":
             raise IncompatibleSolverError(
                 f"torchsde method {self.method!r} is a Stratonovich scheme; on "

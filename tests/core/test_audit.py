@@ -9,7 +9,8 @@ yourself on the rest of the package"), each checked against what the rule says:
   stepped), and the landing step of the surviving samples is counted;
 * InDI's sampler started below ``t = 1`` adds the noise of ``x_t``: variance ``t² ε_t²``;
 * torchdiffeq's embedded pairs declare their error estimates' orders (4 for dopri5, 2 for bosh3);
-* per-sample noise for a subset of rows is those rows' own draws.
+* per-sample noise for a subset of rows is those rows' own draws;
+* every built-in solver evaluates a step exactly at its declared ``stage_fractions``.
 """
 
 from __future__ import annotations
@@ -218,3 +219,68 @@ def test_torchdiffeq_fixed_grid_methods_keep_their_declared_order_and_stages(met
 def test_explicit_adams_max_order_is_checked_before_any_work():
     with pytest.raises(fr.ConfigError, match=r"options\['max_order'\] must be an int"):
         fr.Torchdiffeq("explicit_adams", options={"max_order": "4"})
+
+
+def _stage_times(solver, make_flow, t0, t1):
+    """Every time at which one step from ``t0`` to ``t1`` evaluates the flow, as fractions."""
+    seen = []
+    flow = make_flow(seen)
+    x0 = torch.full((2, 3), 0.5, dtype=F64)
+    fr.solve(flow, solver, x0, grid=[t0, t1])
+    return sorted({round((t - t0) / (t1 - t0), 12) for t in seen})
+
+
+def _ode(seen):
+    def f(t, x):
+        seen.extend(float(v) for v in torch.as_tensor(t).reshape(-1)[:1])
+        return -(1 + t.reshape(-1, 1)) * x
+
+    return fr.ODEFlow(f)
+
+
+def _indi(seen):
+    def predictor(x, t):
+        seen.extend(float(v) for v in torch.as_tensor(t).reshape(-1)[:1])
+        return 0.3 * x
+
+    return fr.InDIFlow(predictor)
+
+
+def _sde(seen):
+    def f(t, x):
+        seen.extend(float(v) for v in torch.as_tensor(t).reshape(-1)[:1])
+        return -x
+
+    return fr.SDEFlow(f, lambda t, x: torch.full_like(x, 0.1), noise_type="additive")
+
+
+@pytest.mark.parametrize(
+    "solver, make_flow, span",
+    [
+        (fr.Euler(), _ode, (0.25, 0.75)),
+        (fr.Midpoint(), _ode, (0.25, 0.75)),
+        (fr.Heun(), _ode, (0.25, 0.75)),
+        (fr.RK4(), _ode, (0.25, 0.75)),
+        (fr.Bosh3(), _ode, (0.25, 0.75)),
+        (fr.Dopri5(), _ode, (0.25, 0.75)),
+        (fr.IPNDM(), _ode, (0.25, 0.75)),
+        (fr.SemiLinearMultistep(), _indi, (0.75, 0.25)),
+        (fr.DataIPNDM(), _indi, (0.75, 0.25)),
+        (fr.Heun(), _indi, (0.75, 0.25)),
+        (fr.EulerMaruyama(), _sde, (0.25, 0.75)),
+        (fr.SRA1(), _sde, (0.25, 0.75)),
+        (fr.Torchsde("euler"), _sde, (0.25, 0.75)),
+        (fr.Torchsde("srk"), _sde, (0.25, 0.75)),
+        (fr.Torchsde("midpoint"), _sde, (0.25, 0.75)),
+        (fr.Torchsde("heun"), _sde, (0.25, 0.75)),
+        (fr.Torchsde("milstein"), _sde, (0.25, 0.75)),
+        (fr.Torchsde("euler_heun"), _sde, (0.25, 0.75)),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, fr.Solver) else None,
+)
+def test_every_solver_evaluates_exactly_at_its_declared_stage_fractions(solver, make_flow, span):
+    """``stage_fractions`` decide where a grid may end (a stage at ``c ≥ 1`` needs the flow
+    defined at the step's end) and which teachers ``fit_grid`` may record; a declaration that
+    drifts from the step it describes misleads both. One step, every evaluation time recorded."""
+    declared = sorted(set(solver.stage_fractions))
+    assert _stage_times(solver, make_flow, *span) == pytest.approx(declared)

@@ -52,3 +52,39 @@ def test_sde_shares_the_flow_states_and_refuses_ode_solvers():
     assert float(sde.diffusion(t, x)) == pytest.approx(flow.sigma_max * 0.6**0.5, rel=1e-12)
     with pytest.raises(fr.IncompatibleSolverError):
         fr.solve(sde, fr.Heun(), x, steps=2)
+
+
+def test_torchsde_lands_like_sra1_on_the_singular_end():
+    """torchsde's ``"srk"`` on additive noise is SRA1: drift stages at ``c = 0, 3/4``, none at
+    the step's end, so on the reverse SDE it lands on ``t = 0`` by its own step, as SRA1 does,
+    and the two agree pathwise to the end. ``"midpoint"`` (stages 0, 1/2) lands by its own step
+    too (two evaluations per step, none extra); ``"heun"`` (a stage at ``c = 1``) by the
+    denoising step (one more)."""
+    pytest.importorskip("torchsde")
+    _, flow = gaussian_problem("epsilon", dim=4, std=(0.3, 1.0))
+    sde = flow.reverse_sde()
+    x_T = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = torch.linspace(1.0, 0.0, 9, dtype=torch.float64) ** 2
+    path = fr.integrate.BrownianIncrements.sample(
+        grid, x_T.shape, generator=torch.Generator().manual_seed(1)
+    )
+    ours = fr.solve(sde, fr.SRA1(), x_T, grid=grid, noise=path, save_at="steps")
+    theirs = fr.solve(sde, fr.Torchsde("srk"), x_T, grid=grid, noise=path, save_at="steps")
+    torch.testing.assert_close(theirs.trajectory, ours.trajectory, rtol=1e-10, atol=1e-10)
+    assert theirs.stats.nfe.tolist() == [24] * 3  # torchsde evaluates SRA1's first stage twice
+    mid = fr.solve(sde, fr.Torchsde("midpoint"), x_T, grid=grid, noise=path)
+    heun = fr.solve(sde, fr.Torchsde("heun"), x_T, grid=grid, noise=path)
+    assert mid.stats.nfe.tolist() == [16] * 3 and heun.stats.nfe.tolist() == [15] * 3
+
+
+def test_torchsde_srk_on_diagonal_noise_refuses_a_flow_singular_at_zero():
+    """SRID2 (``"srk"`` on diagonal noise) evaluates the drift at the step's end."""
+    pytest.importorskip("torchsde")
+
+    class Singular(fr.SDEFlow):
+        singular_at_zero = True
+
+    flow = Singular(lambda t, x: -x, lambda t, x: 0.1 * x, noise_type="diagonal")
+    with pytest.raises(fr.IncompatibleSolverError, match="srk"):
+        fr.solve(flow, fr.Torchsde("srk"), torch.ones(2, 3), grid=[1.0, 0.0])
+    fr.solve(flow, fr.Torchsde("milstein"), torch.ones(2, 3), grid=[1.0, 0.5])
