@@ -1323,6 +1323,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'if self.method == "srk" and flow.noise_type != "additive" and not flow.singular_at_zero:',
         ["tests/diffusion/test_sde.py"],
     ),
+    "indi-eps-at-negative": (
+        "flowrestore/solvers/indi.py",
+        "return self.eps / t.sqrt() if self.brownian else t * 0 + self.eps",
+        "return self.eps / t.sqrt() if self.brownian else t * 0 - self.eps",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 

@@ -155,6 +155,15 @@ def test_indi_sampler_started_below_one_has_the_noise_of_x_t():
     assert var == pytest.approx(t0 * eps**2, rel=5 * math.sqrt(2 / n))
 
 
+@pytest.mark.parametrize("brownian", [False, True])
+def test_indi_sampler_noise_level_is_the_documented_one(brownian):
+    """``ε_t = ε`` (constant) or ``ε/√t`` (Brownian): positive, as the public ``eps_at`` says
+    (the law of the sampler itself does not see the sign of its symmetric noise)."""
+    t = torch.tensor([1.0, 0.49, 0.04], dtype=F64)
+    want = 0.3 / t.sqrt() if brownian else torch.full_like(t, 0.3)
+    torch.testing.assert_close(fr.InDISampler(eps=0.3, brownian=brownian).eps_at(t), want)
+
+
 def test_torchdiffeq_pairs_declare_their_error_orders():
     """The embedded estimates of Dormand–Prince 5(4) and Bogacki–Shampine 3(2)."""
     assert fr.Torchdiffeq("dopri5").error_order == 4.0
