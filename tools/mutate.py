@@ -1329,6 +1329,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return self.eps / t.sqrt() if self.brownian else t * 0 - self.eps",
         ["tests/core/test_audit.py"],
     ),
+    "torchsde-srk-diagonal-order-one": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        'if flow.noise_type != "additive" and self.method == "euler":\n            return 0.5',
+        'if flow.noise_type != "additive" and self.method == "euler":\n            return 0.5\n'
+        '        if flow.noise_type != "additive" and self.method == "srk":\n            return 1.0',
+        ["tests/dirac/test_torchsde_adapter.py"],
+    ),
+    "torchsde-brownian-reads-device": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        "if tb is None or return_A or ta is not cell.bounds[0] or tb is not cell.bounds[1]:",
+        "if tb is None or return_A or abs(float(ta)) > 1e-12 or abs(float(tb) - 1) > 1e-12:",
+        ["tests/dirac/test_torchsde_adapter.py"],
+    ),
 }
 
 
