@@ -1333,7 +1333,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/solvers/torchsde_adapter.py",
         'if flow.noise_type != "additive" and self.method == "euler":\n            return 0.5',
         'if flow.noise_type != "additive" and self.method == "euler":\n            return 0.5\n'
-        '        if flow.noise_type != "additive" and self.method == "srk":\n            return 1.0',
+        '        if flow.noise_type != "additive" and self.method == "srk":\n'
+        "            return 1.0",
         ["tests/dirac/test_torchsde_adapter.py"],
     ),
     "torchsde-brownian-reads-device": (
@@ -1341,6 +1342,66 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "if tb is None or return_A or ta is not cell.bounds[0] or tb is not cell.bounds[1]:",
         "if tb is None or return_A or abs(float(ta)) > 1e-12 or abs(float(tb) - 1) > 1e-12:",
         ["tests/dirac/test_torchsde_adapter.py"],
+    ),
+    "check-adjoint-not-relative": (
+        "flowrestore/degradations/base.py",
+        "return float((lhs - rhs).abs() / (lhs.abs() + tiny))",
+        "return float((lhs - rhs).abs() * (lhs.abs() + tiny))",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "jpeg-quantises-to-256-levels": (
+        "flowrestore/degradations/jpeg.py",
+        "(x.detach().clamp(0, 1) * 255).round()",
+        "(x.detach().clamp(0, 1) * 256).round()",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "jpeg-rescales-by-256": (
+        "flowrestore/degradations/jpeg.py",
+        ".to(device=x.device, dtype=x.dtype) / 255",
+        ".to(device=x.device, dtype=x.dtype) / 256",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "noise-per-sample-std-wrong-rank": (
+        "flowrestore/degradations/noise.py",
+        "std = std.reshape(-1, *([1] * (x.dim() - 1)))",
+        "std = std.reshape(-1, *([1] * (x.dim() + 1)))",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "value-range-margin-off": (
+        "flowrestore/methods/flows.py",
+        "margin = 0.5 * (hi - lo)",
+        "margin = 0.5005 * (hi - lo)",
+        ["tests/core/test_value_range.py"],
+    ),
+    "value-range-margin-from-sum": (
+        "flowrestore/methods/flows.py",
+        "margin = 0.5 * (hi - lo)",
+        "margin = 0.5 * (hi + lo)",
+        ["tests/core/test_value_range.py"],
+    ),
+    "value-range-hint-threshold": (
+        "flowrestore/methods/flows.py",
+        'hint = " (8-bit pixels? divide by 255)" if xmax > 2 * hi else ""',
+        'hint = " (8-bit pixels? divide by 255)" if xmax > 3 * hi else ""',
+        ["tests/core/test_value_range.py"],
+    ),
+    "value-range-default-off": (
+        "flowrestore/methods/flows.py",
+        "def __init__(self, predictor, *, value_range=(0.0, 1.0), name",
+        "def __init__(self, predictor, *, value_range=(0.0, 1.001), name",
+        ["tests/core/test_value_range.py"],
+    ),
+    "value-range-dirac-default-off": (
+        "flowrestore/methods/flows.py",
+        "def __init__(self, phi, A, sigma, *, value_range=(0.0, 1.0), name",
+        "def __init__(self, phi, A, sigma, *, value_range=(0.0, 1.001), name",
+        ["tests/core/test_value_range.py"],
+    ),
+    "reciprocal-error-doubled": (
+        "flowrestore/solvers/reciprocal.py",
+        "err = None if tableau.b_error is None else (1 - ratio) * _sum(tableau.b_error, ds)",
+        "err = None if tableau.b_error is None else (2 - ratio) * _sum(tableau.b_error, ds)",
+        ["tests/fewnfe/test_reciprocal.py"],
     ),
 }
 

@@ -64,6 +64,14 @@ def test_check_adjoint_detects_a_wrong_adjoint():
 
     assert Wrong(1.5).check_adjoint((1, 1, 16, 16), generator=_gen()) > 1e-3
 
+    class Doubled(GaussianBlur):
+        def A_adjoint(self, y):
+            return 2 * super().A_adjoint(y)
+
+    # <x, 2Aᵀy> = 2<Ax, y>: the documented relative error |l − 2l| / |l| is exactly 1
+    err = Doubled(1.5).check_adjoint((1, 1, 16, 16), generator=_gen())
+    assert err == pytest.approx(1.0, abs=1e-12)
+
 
 @pytest.mark.parametrize("padding", ["reflect", "circular"])
 def test_gaussian_blur_preserves_constants_and_kernel_sums_to_one(padding):
@@ -191,6 +199,16 @@ def test_jpeg_round_trip():
         JPEG(50)(torch.rand(1, 2, 8, 8))
 
 
+def test_jpeg_keeps_8_bit_levels_of_flat_images():
+    """A flat image is a lone DC coefficient per block, which JPEG at quality 95 keeps exactly:
+    every one of the 256 levels goes to ``round(255 x)`` and comes back as itself (white stays
+    white; measured: exact at quality 75 too, within one level at 50)."""
+    levels = torch.arange(256, dtype=D64) / 255
+    x = levels.reshape(-1, 1, 1, 1).expand(-1, 3, 16, 16).contiguous()
+    out = JPEG(95)(x)
+    assert float((out - x).abs().max()) < 0.25 / 255
+
+
 def test_additive_noise_is_reproducible_and_has_the_right_std():
     x = torch.zeros(4, 1, 64, 64, dtype=D64)
     a = AdditiveGaussianNoise(0.05)(x, generator=_gen(7))
@@ -198,7 +216,9 @@ def test_additive_noise_is_reproducible_and_has_the_right_std():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert float(a.std()) == pytest.approx(0.05, rel=0.03)
     per = AdditiveGaussianNoise(torch.tensor([0.0, 0.1, 0.0, 0.2]))(x, generator=_gen(1))
+    assert per.shape == x.shape
     assert float(per[0].abs().max()) == 0 and float(per[3].std()) == pytest.approx(0.2, rel=0.05)
+    assert float(per[1].std()) == pytest.approx(0.1, rel=0.05)
 
 
 @pytest.mark.parametrize("padding,mode", [("reflect", "reflect"), ("circular", "circular")])

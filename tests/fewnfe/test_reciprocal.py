@@ -124,3 +124,21 @@ def test_a_first_same_as_last_tableau_reuses_the_clean_estimate_at_the_step_end(
     fresh = solver.step(flow, _t(0.6), first.x, _t(-0.3), None, None)
     torch.testing.assert_close(carried.x, fresh.x, rtol=1e-12, atol=1e-12)
     assert (first.nfe, carried.nfe, fresh.nfe) == (4, 3, 4)
+
+
+def test_an_embedded_tableau_stepped_in_reciprocal_variables_estimates_its_error():
+    """``reciprocal_step`` (public) with an embedded pair: the error estimate is the difference
+    between the step with the weights ``b`` and the same step with the embedded weights
+    ``b̂ = b − b_error`` (the loop steps embedded pairs in ``t``; a user may call it directly)."""
+    from flowrestore.solvers.reciprocal import reciprocal_step
+
+    bosh3 = fr.solvers.tableau.BOSH3
+    embedded = tuple(b - e for b, e in zip(bosh3.b, bosh3.b_error, strict=True))
+    hat = fr.ButcherTableau(c=bosh3.c, a=bosh3.a, b=embedded, order=2)
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    x = flow.to_state(fr.solve(flow, fr.RK4(), x_T, grid=[1.0, 0.5, 0.3]).x, 0.3)
+    full = reciprocal_step(bosh3, flow, _t(0.3), x, _t(-0.29))
+    low = reciprocal_step(hat, flow, _t(0.3), x, _t(-0.29))
+    assert low.error is None
+    torch.testing.assert_close(full.error, full.x - low.x, rtol=1e-10, atol=1e-12)
+    assert float(full.error.abs().max()) > 1e-4  # a real difference (1.0e-3 here), not two zeros
