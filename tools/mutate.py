@@ -1403,6 +1403,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "err = None if tableau.b_error is None else (2 - ratio) * _sum(tableau.b_error, ds)",
         ["tests/fewnfe/test_reciprocal.py"],
     ),
+    "landing-denoise-not-counted": (
+        "flowrestore/integrate/endpoint.py",
+        "return StepResult(flow.denoise(t, x), None, 1)",
+        "return StepResult(flow.denoise(t, x), None, 0)",
+        ["tests/core/test_nfe_audit.py"],
+    ),
+    "torchsde-calls-not-counted": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        "        def drift(s: Tensor, y: Tensor) -> Tensor:\n            cell.calls += 1",
+        "        def drift(s: Tensor, y: Tensor) -> Tensor:\n            cell.calls += 0",
+        ["tests/core/test_nfe_audit.py"],
+    ),
 }
 
 

@@ -1,0 +1,130 @@
+"""``stats.nfe`` is what was evaluated: for every built-in solver, on every flow family it steps,
+the count a solve reports equals the calls its model, predictor or drift actually received —
+the landing onto a singular ``t = 0``, FSAL reuse, multistep history, guidance and adapters
+included. Benchmarks compare solvers at equal NFE, so a miscount is a wrong comparison."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.oracles.diffusion import linear_alphas_cumprod
+
+F64 = torch.float64
+
+
+class Counted:
+    """A callable that counts its calls and forwards to ``fn``."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *a, **k):
+        self.calls += 1
+        return self.fn(*a, **k)
+
+
+def _indi(counter):
+    return fr.InDIFlow(counter), torch.rand(3, 1, 4, 4, dtype=F64), {}
+
+
+def _ode(counter):
+    return fr.ODEFlow(counter), torch.ones(3, 2, dtype=F64), {"t_span": (0.0, 1.0)}
+
+
+def _sde(counter):
+    g = lambda t, x: torch.full_like(x, 0.2)  # noqa: E731
+    flow = fr.SDEFlow(counter, g, noise_type="additive")
+    return flow, torch.ones(3, 2, dtype=F64), {"t_span": (0.0, 1.0), "seeds": [0, 1, 2]}
+
+
+def _diffusion(counter):
+    flow = fr.DiffusionFlow(counter, alphas_cumprod=linear_alphas_cumprod())
+    x = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return flow, x, {}
+
+
+def _dirac(counter):
+    blur = fr.degradations.GaussianBlurFamily(kernel_size=3, width=fr.schedules.Linear(0.3, 1.0))
+    flow = fr.DiracSDE(counter, blur, fr.schedules.Geometric(0.01, 0.05))
+    return flow, torch.rand(3, 1, 6, 6, dtype=F64), {"seeds": [0, 1, 2]}
+
+
+def _guided(counter):
+    from flowrestore.degradations import Inpainting
+
+    op = Inpainting(torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(1)) > 0.3)
+    model = fr.DiffusionFlow(counter, alphas_cumprod=linear_alphas_cumprod())
+    y = op.A(torch.rand(3, 1, 6, 6, dtype=F64))
+    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return fr.GuidedFlow(model, op, y, noise_std=0.05), x, {"seeds": [0, 1, 2]}
+
+
+def _diffpir(counter):
+    from flowrestore.degradations import Inpainting
+
+    op = Inpainting(torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(1)) > 0.3)
+    model = fr.DiffusionFlow(counter, alphas_cumprod=linear_alphas_cumprod())
+    y = op.A(torch.rand(3, 1, 6, 6, dtype=F64))
+    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return fr.DiffPIRFlow(model, op, y, noise_std=0.05), x, {"seeds": [0, 1, 2]}
+
+
+FUNCS = {
+    _indi: lambda x, t: 0.5 * x + 0.1,
+    _ode: lambda t, x: -x * (1 + t.reshape(-1, 1)),
+    _sde: lambda t, x: -x,
+    _diffusion: lambda x, k: 0.3 * x,
+    _dirac: lambda y, t: 0.9 * y,
+    _guided: lambda x, k: 0.3 * x,
+    _diffpir: lambda x, k: 0.3 * x,
+}
+
+CASES = [
+    (_indi, s)
+    for s in (
+        fr.Euler(),
+        fr.Midpoint(),
+        fr.Heun(),
+        fr.RK4(),
+        fr.Bosh3(),
+        fr.Dopri5(),
+        fr.InDISampler(eps=0.1, brownian=True),
+        fr.NaiveSampler(),
+        fr.ColdDiffusionSampler(),
+        fr.SemiLinearMultistep(),
+        fr.IPNDM(),
+        fr.DataIPNDM(),
+        fr.Torchdiffeq("rk4"),
+        fr.Torchdiffeq("explicit_adams"),
+        fr.Torchdiffeq("dopri5"),
+    )
+]
+CASES += [(_ode, s) for s in (fr.Euler(), fr.Dopri5(), fr.IPNDM(), fr.Torchdiffeq("midpoint"))]
+CASES += [(_diffusion, s) for s in (fr.Midpoint(), fr.Heun(), fr.RK4(), fr.IPNDM(), fr.Dopri5())]
+CASES += [(_diffusion, fr.SemiLinearMultistep()), (_diffusion, fr.DataIPNDM())]
+CASES += [(_sde, s) for s in (fr.EulerMaruyama(), fr.SRA1(), fr.Torchsde("heun"))]
+CASES += [(_dirac, s) for s in (fr.DiracStep(), fr.EulerMaruyama(), fr.SRA1())]
+CASES += [(_guided, fr.DPSStep()), (_guided, fr.DDRMStep()), (_diffpir, fr.DiffPIRStep())]
+
+
+@pytest.mark.parametrize("make, solver", CASES, ids=lambda v: getattr(v, "__name__", repr(v)))
+@pytest.mark.parametrize("steps", [3, 5])
+def test_reported_evaluations_are_the_calls_made(make, solver, steps):
+    counter = Counted(FUNCS[make])
+    flow, x, kw = make(counter)
+    sol = fr.solve(flow, solver, x, steps=steps, **kw)
+    assert counter.calls > 0
+    assert sol.stats.nfe.tolist() == [counter.calls] * x.shape[0]
+
+
+@pytest.mark.parametrize("solver", [fr.Dopri5(rtol=1e-5), fr.Bosh3(rtol=1e-4)], ids=repr)
+def test_under_error_control_every_attempt_and_the_landing_are_counted(solver):
+    """One sample (its rows are evaluated alone): rejected attempts, FSAL reuse and the landing
+    onto ``t = 0`` by the denoising step, all in ``stats.nfe``."""
+    counter = Counted(FUNCS[_indi])
+    flow, x, _ = _indi(counter)
+    sol = fr.solve(flow, type(solver)(rtol=1e-5, dt0=0.9), x[:1])
+    assert int(sol.stats.rejected[0]) > 0
+    assert sol.stats.nfe.tolist() == [counter.calls]
