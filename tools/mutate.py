@@ -1415,6 +1415,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        def drift(s: Tensor, y: Tensor) -> Tensor:\n            cell.calls += 0",
         ["tests/core/test_nfe_audit.py"],
     ),
+    "torchsde-heun-declared-first-order": (
+        "flowrestore/solvers/torchsde_adapter.py",
+        'self.order = 2.0 if method in ("srk", "midpoint", "heun") else 1.0',
+        'self.order = 2.0 if method in ("srk", "midpoint") else 1.0',
+        ["tests/dirac/test_torchsde_adapter.py"],
+    ),
 }
 
 
