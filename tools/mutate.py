@@ -1421,6 +1421,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'self.order = 2.0 if method in ("srk", "midpoint") else 1.0',
         ["tests/dirac/test_torchsde_adapter.py"],
     ),
+    "torchdiffeq-pair-error-order-off": (
+        "flowrestore/solvers/adapters.py",
+        "self.error_order = float(cls.order - 1)",
+        "self.error_order = float(cls.order - 1) + (cls.order == 2)",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 
