@@ -1427,6 +1427,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "self.error_order = float(cls.order - 1) + (cls.order == 2)",
         ["tests/core/test_audit.py"],
     ),
+    "solver-repr-shows-class-constants": (
+        "flowrestore/solvers/base.py",
+        "            fields = dataclasses.fields(self)",
+        "            fields = list(self.__dataclass_fields__.values())",
+        ["tests/core/test_nfe_audit.py"],
+    ),
 }
 
 

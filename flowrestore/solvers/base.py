@@ -34,6 +34,7 @@ neither ``steps=`` nor ``grid=`` nor ``controller=``: ``None`` for fixed-step me
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -167,8 +168,8 @@ class Solver:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        fields = getattr(self, "__dataclass_fields__", None)
-        if fields:
-            args = ", ".join(f"{k}={getattr(self, k)!r}" for k in fields)
+        if dataclasses.is_dataclass(self):  # its constructor's fields, never a ClassVar
+            fields = dataclasses.fields(self)
+            args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields)
             return f"{type(self).__name__}({args})"
         return f"{type(self).__name__}()"

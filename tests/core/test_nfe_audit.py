@@ -128,3 +128,16 @@ def test_under_error_control_every_attempt_and_the_landing_are_counted(solver):
     sol = fr.solve(flow, type(solver)(rtol=1e-5, dt0=0.9), x[:1])
     assert int(sol.stats.rejected[0]) > 0
     assert sol.stats.nfe.tolist() == [counter.calls]
+
+
+@pytest.mark.parametrize(
+    "solver",
+    sorted({repr(s): s for _, s in CASES}.values(), key=repr)
+    + [fr.InDISampler(eps=0.2), fr.Torchsde("srk"), fr.PIController(rtol=1e-4)],
+    ids=repr,
+)
+def test_a_solvers_repr_is_its_constructor_call(solver):
+    """Records, logs and ``FittedGrids`` name solvers by ``repr``: it must rebuild the same solver
+    (constructor arguments only — a class constant such as ``order`` is not one)."""
+    rebuilt = eval(repr(solver), dict(vars(fr)))  # noqa: S307 - the package's own names
+    assert type(rebuilt) is type(solver) and repr(rebuilt) == repr(solver)
