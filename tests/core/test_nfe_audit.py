@@ -51,23 +51,24 @@ def _dirac(counter):
     return flow, torch.rand(3, 1, 6, 6, dtype=F64), {"seeds": [0, 1, 2]}
 
 
-def _guided(counter):
+def _inpainting(counter):
+    """A diffusion model on 6×6 images, an inpainting mask, its measurement and a start."""
     from flowrestore.degradations import Inpainting
 
     op = Inpainting(torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(1)) > 0.3)
     model = fr.DiffusionFlow(counter, alphas_cumprod=linear_alphas_cumprod())
     y = op.A(torch.rand(3, 1, 6, 6, dtype=F64))
     x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return model, op, y, x
+
+
+def _guided(counter):
+    model, op, y, x = _inpainting(counter)
     return fr.GuidedFlow(model, op, y, noise_std=0.05), x, {"seeds": [0, 1, 2]}
 
 
 def _diffpir(counter):
-    from flowrestore.degradations import Inpainting
-
-    op = Inpainting(torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(1)) > 0.3)
-    model = fr.DiffusionFlow(counter, alphas_cumprod=linear_alphas_cumprod())
-    y = op.A(torch.rand(3, 1, 6, 6, dtype=F64))
-    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    model, op, y, x = _inpainting(counter)
     return fr.DiffPIRFlow(model, op, y, noise_std=0.05), x, {"seeds": [0, 1, 2]}
 
 
