@@ -1433,6 +1433,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            fields = list(self.__dataclass_fields__.values())",
         ["tests/core/test_nfe_audit.py"],
     ),
+    "reflect-fit-off-by-two": (
+        "flowrestore/degradations/_conv.py",
+        "        if k // 2 > n - 1:",
+        "        if k // 2 > n + 1:",
+        ["tests/degradations/test_operators.py"],
+    ),
+    "ema-accepts-decay-one": (
+        "flowrestore/training/ema.py",
+        "0.0 <= decay < 1.0",
+        "0.0 <= decay <= 1.0",
+        ["tests/training/test_ema.py"],
+    ),
+    "patches-skip-last-crop-position": (
+        "flowrestore/training/data.py",
+        "top = int(torch.randint(h - P + 1, (1,), generator=generator))",
+        "top = int(torch.randint(max(h - P, 1), (1,), generator=generator))",  # never the last
+        ["tests/training/test_training_data.py"],
+    ),
+    "patches-nine-augmentations": (
+        "flowrestore/training/data.py",
+        "k = int(torch.randint(8, (1,), generator=generator))",
+        "k = int(torch.randint(9, (1,), generator=generator))",
+        ["tests/training/test_training_data.py"],
+    ),
+    "rgba-alpha-kept": (
+        "flowrestore/training/data.py",
+        "if arr.ndim == 3 and arr.shape[-1] == 4:",
+        "if arr.ndim == 3 and arr.shape[1] == 4:",
+        ["tests/training/test_training_data.py"],
+    ),
 }
 
 

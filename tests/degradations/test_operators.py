@@ -172,6 +172,10 @@ def test_typed_errors():
     with pytest.raises(ShapeError, match="too large.*reflect"):
         GaussianBlur(1.0, kernel_size=21)(torch.rand(1, 1, 8, 8))
     GaussianBlur(1.0, kernel_size=21, padding="circular")(torch.rand(1, 1, 8, 8))  # fine
+    # reflect padding needs kernel_size // 2 <= side - 1: 9 fits a side of 5, not of 4
+    GaussianBlur(1.0, kernel_size=9)(torch.rand(1, 1, 5, 5))
+    with pytest.raises(ShapeError, match="too large.*reflect"):
+        GaussianBlur(1.0, kernel_size=9)(torch.rand(1, 1, 4, 5))
     with pytest.raises(ShapeError, match="divisible by factor=4"):
         Downsample(4)(torch.rand(1, 1, 10, 12))
     with pytest.raises(ConfigError, match="odd"):

@@ -54,3 +54,13 @@ def test_shadow_after_n_updates_is_the_closed_form_average(warmup):
     target = _model(0.0)
     ema.copy_to(target)
     assert torch.equal(target.weight, shadow["weight"])
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.01, 1.5, "0.9"])
+def test_decay_outside_zero_one_is_refused(decay):
+    """``decay`` in ``[0, 1)``: 1 would freeze the shadow at the initial weights forever."""
+    from flowrestore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decay"):
+        EMA(_model(1.0), decay=decay)
+    EMA(_model(1.0), decay=0.0)

@@ -131,3 +131,38 @@ def test_degradation_noise_has_the_stated_std(task, name):
     y = make_degradation(task, **{name: 0.05})(x, torch.Generator().manual_seed(0))
     assert float((y - clean).std()) == pytest.approx(0.05, rel=0.01)
     assert abs(float((y - clean).mean())) < 0.001
+
+
+def test_patches_draw_every_crop_position_and_orientation_uniformly():
+    """Crop positions are uniform over every valid one (an image of exactly the patch size has
+    one), and ``augment`` draws the 8 flips/rotations uniformly (each 1/8 of 8000 draws, within
+    5 binomial standard deviations)."""
+    im = torch.arange(4.0).reshape(1, 2, 2)
+    ds = PatchDataset([im], patch_size=2)
+    out = ds.sample_clean(8000, generator=torch.Generator().manual_seed(0))
+    keys = [tuple(int(v) for v in p.flatten()) for p in out]
+    counts = {k: keys.count(k) for k in set(keys)}
+    assert len(counts) == 8  # the dihedral group of the square
+    sd = (8000 * (1 / 8) * (7 / 8)) ** 0.5
+    assert all(abs(c - 1000) < 5 * sd for c in counts.values()), counts
+    plain = PatchDataset([im], patch_size=2, augment=False).sample_clean(3)
+    assert torch.equal(plain, im.expand(3, 1, 2, 2))
+    # a 3×4 image has 2 × 3 positions for a 2×2 patch, each drawn 1/6 of the time
+    big = torch.arange(12.0).reshape(1, 3, 4)
+    tops = PatchDataset([big], patch_size=2, augment=False).sample_clean(6000)[:, 0, 0, 0]
+    counts = torch.bincount(tops.long(), minlength=12)[[0, 1, 2, 4, 5, 6]]
+    sd = (6000 * (1 / 6) * (5 / 6)) ** 0.5
+    assert int(counts.sum()) == 6000 and bool(((counts - 1000).abs() < 5 * sd).all()), counts
+
+
+def test_an_rgba_photo_loses_its_alpha_not_its_colour():
+    """A photo with an alpha channel (H×W×4) becomes its 3 colour channels."""
+    import numpy as np
+
+    from flowrestore.training.data import _to_tensor
+
+    rgba = np.zeros((5, 7, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 128
+    out = _to_tensor(rgba, 3)
+    assert out.shape == (3, 5, 7)
+    assert torch.equal(out[0], torch.ones(5, 7)) and float(out[1:].abs().max()) == 0
