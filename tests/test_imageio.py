@@ -96,10 +96,11 @@ def test_sixteen_bit_grey_with_small_values_keeps_its_range(tmp_path):
         assert np.array_equal(np.asarray(im).astype(np.int64), a.astype(np.int64))
 
 
-@pytest.mark.parametrize("channels", [2, 3, 4])
-def test_sixteen_bit_colour_survives_a_round_trip(tmp_path, channels):
+@pytest.mark.parametrize("channels, height", [(2, 13), (3, 13), (4, 13), (3, 600)])
+def test_sixteen_bit_colour_survives_a_round_trip(tmp_path, channels, height):
+    """600 rows: the writer filters in blocks of 256 rows, each 'Up' filter from the row above."""
     rng = np.random.default_rng(channels)
-    a = rng.integers(0, 65536, (13, 17, channels), dtype=np.uint16)
+    a = rng.integers(0, 65536, (height, 17, channels), dtype=np.uint16)
     src = tmp_path / "deep.png"
     _png16(src, a)
     pic = read_image(src)
@@ -142,6 +143,22 @@ def test_rgba_alpha_is_kept_and_grey_stays_grey(tmp_path):
     write_image(tmp_path / "go.png", from_tensor(to_tensor(g), g))
     with Image.open(tmp_path / "go.png") as im:
         assert im.mode == "L" and np.array_equal(np.asarray(im), grey)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_colour_key_becomes_an_alpha(tmp_path, mode):
+    """A grey or RGB PNG with a tRNS colour key: the keyed pixels are transparent, the rest
+    opaque, and the colour is unchanged."""
+    rng = np.random.default_rng(3)
+    shape = (9, 11) if mode == "L" else (9, 11, 3)
+    a = rng.integers(0, 4, shape, dtype=np.uint8) * 60
+    key = 60 if mode == "L" else (60, 60, 60)
+    Image.fromarray(a, mode).save(tmp_path / "k.png", transparency=key)
+    pic = read_image(tmp_path / "k.png")
+    keyed = a == 60 if mode == "L" else (a == 60).all(-1)
+    assert keyed.any() and not keyed.all()
+    assert np.array_equal(pic.alpha, np.where(keyed, 0, 255).astype(np.uint8))
+    assert np.array_equal(pic.colour, a) and pic.grey == (mode == "L")
 
 
 def test_cmyk_palette_and_bilevel_become_sensible_modes(tmp_path):

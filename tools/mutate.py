@@ -1463,6 +1463,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "if arr.ndim == 3 and arr.shape[1] == 4:",
         ["tests/training/test_training_data.py"],
     ),
+    "png16-up-filter-from-wrong-row": (
+        "flowrestore/imageio.py",
+        "prev = rows[top - 1 : top - 1 + len(cur)]",
+        "prev = rows[top : top + len(cur)]",
+        ["tests/test_imageio.py"],
+    ),
+    "colour-key-ignored": (
+        "flowrestore/imageio.py",
+        'elif mode in ("L", "RGB") and has_transparency:',
+        'elif mode in ("L", "RGB") and has_transparency and False:',
+        ["tests/test_imageio.py"],
+    ),
 }
 
 
