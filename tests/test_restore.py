@@ -478,3 +478,33 @@ def test_sr4_input_is_upsampled_as_in_training(tmp_path):
     with Image.open(tmp_path / "out" / "low.png") as im:
         got = np.asarray(im, dtype=np.float64)
     assert got.shape == (40, 48, 3) and np.abs(got - want).max() <= 1
+
+
+def test_the_estimate_is_work_times_the_measured_rate(monkeypatch):
+    """Time = processed pixels × evaluations × the rate measured on the largest tile; peak memory
+    at least the largest tile batch's activations (``th·tw·batch·bytes per pixel``) and the
+    largest image held as float32 (4 bytes per value, 3 channels)."""
+    from types import SimpleNamespace
+
+    import flowrestore.tiling as tiling
+
+    monkeypatch.setattr(tiling, "count_evaluations", lambda *a, **k: 10)
+    monkeypatch.setattr(tiling, "seconds_per_megapixel", lambda flow, shape: 0.5)
+    monkeypatch.setattr(tiling, "activation_bytes_per_pixel", lambda model: 1000)
+    monkeypatch.setattr(estimates, "_rss_bytes", lambda: 0)
+    plan = SimpleNamespace(processed_pixels=2_000_000, tile_shape=(256, 512), batch=2, count=3)
+    small = SimpleNamespace(processed_pixels=10, tile_shape=(8, 8), batch=1, count=1)
+    jobs = [SimpleNamespace(plan=plan, size=(1000, 2000)), SimpleNamespace(plan=small, size=(2, 5))]
+    settings = SimpleNamespace(flow=None, solver=None, steps=3, output="last", model=None,
+                               device="cpu")  # fmt: skip
+    lines = []
+    estimates.estimate(jobs, settings, lines.append)
+    (line,) = lines
+    # (2e6 + 10) px × 10 evaluations = 2.00001e7 → 20.00001 Mpx-evaluations × 0.5 s = 10 s
+    assert "about 10 s on cpu" in line and "4 tile(s) up to 256x512" in line and "2.0 Mpx" in line
+    peak_mb = float(re.search(r"peak memory about (\d+) MB", line).group(1))
+    floor = (256 * 512 * 2 * 1000 + 1000 * 2000 * 3 * 4) / 2**20
+    assert floor <= peak_mb <= 2 * floor
+    monkeypatch.setattr(tiling, "seconds_per_megapixel", lambda flow, shape: 600.0)
+    estimates.estimate(jobs, settings, lines.append)
+    assert "about 3.3 h on cpu" in lines[-1]  # 20.00001 × 600 s

@@ -1475,6 +1475,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'elif mode in ("L", "RGB") and has_transparency and False:',
         ["tests/test_imageio.py"],
     ),
+    "estimate-work-divided-by-nfe": (
+        "flowrestore/restore/estimates.py",
+        "work = sum(j.plan.processed_pixels for j in jobs) * nfe",
+        "work = sum(j.plan.processed_pixels for j in jobs) * nfe / 2",
+        ["tests/test_restore.py"],
+    ),
+    "estimate-tile-memory-dropped": (
+        "flowrestore/restore/estimates.py",
+        "th * tw * biggest.plan.batch * (bpp + 8 * 12)",
+        "th / tw * biggest.plan.batch * (bpp + 8 * 12)",
+        ["tests/test_restore.py"],
+    ),
 }
 
 
