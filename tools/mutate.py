@@ -1487,6 +1487,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "th / tw * biggest.plan.batch * (bpp + 8 * 12)",
         ["tests/test_restore.py"],
     ),
+    "semilinear-weights-batch-untransposed": (
+        "flowrestore/solvers/semilinear.py",
+        "        vt.transpose(-1, -2),",
+        "        vt.transpose(1, -2),",
+        ["tests/core/test_rules.py"],
+    ),
 }
 
 

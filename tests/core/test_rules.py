@@ -128,6 +128,19 @@ def test_semilinear_weights_integrate_the_monomials_exactly(power, s):
         assert math.isclose(got, exact, rel_tol=1e-11, abs_tol=1e-13), (power, m, got, exact)
 
 
+def test_semilinear_weights_per_sample_are_each_samples_own():
+    """``[B]`` times (per-sample steps) give row ``b`` the weights of the 0-d call at row ``b``."""
+    t = torch.tensor([0.7, 0.5, 0.9], dtype=F64)
+    s = torch.tensor([0.45, 0.0, 0.2], dtype=F64)
+    nodes = [t, t + torch.tensor([0.1, 0.2, 0.05], dtype=F64), t + 0.3]
+    for power in (1, 2):
+        w = semilinear_weights(t, s, nodes, power)
+        assert w.shape == (3, 3)
+        for b in range(3):
+            one = semilinear_weights(t[b], s[b], [n[b] for n in nodes], power)
+            torch.testing.assert_close(w[b], one, rtol=1e-12, atol=1e-14)
+
+
 # ------------------------------------------------------------------ PI step-size control
 class _Recorder(fr.Bosh3):
     """Bosh3 recording every attempted step ``(t, h, x, x_new, err)``."""
