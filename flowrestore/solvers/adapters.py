@@ -17,6 +17,13 @@ to 2e2 at 64). flowrestore passes ``max_order=5`` (Adams–Bashforth 4, order 4)
 set it; the declared order is then ``max_order − 1`` (RK4's 4 below torchdiffeq's minimum of 4).
 The implicit methods keep torchdiffeq's default (their corrector is stable) and declare 4.
 
+Host reads: the fixed-grid Runge–Kutta steps read no device value (``tests/core/test_syncs.py``).
+torchdiffeq's own code does inside the other steps: its Adams methods compare each step's time
+with the last one (one read per step) and the implicit ones test the corrector's convergence
+(up to ``max_iters`` more); ``_runge_kutta_step`` compares its tableau's nodes with 1, but that
+tableau stays on the CPU, so on a GPU those reads do not wait for the device. Use a native solver
+(``fr.RK4()``, ``fr.Dopri5()``, ``fr.IPNDM()``) where a step must never wait.
+
 This uses two private torchdiffeq entry points (``SOLVERS[method]._step_func`` and
 ``rk_common._runge_kutta_step``), stable across torchdiffeq 0.2.x; the import is lazy.
 """

@@ -113,6 +113,11 @@ INDI_SOLVERS = {
     "IPNDM": fr.IPNDM,
     "IPNDM-landing-4": lambda: fr.IPNDM(landing_order=4),  # the landing picked on the device
     "DataIPNDM": fr.DataIPNDM,
+    # torchdiffeq's fixed-grid Runge-Kutta steps (its Adams methods compare times and test
+    # convergence on the host inside their own step: see fr.Torchdiffeq's docstring)
+    "Torchdiffeq-rk4": lambda: fr.Torchdiffeq("rk4"),
+    "Torchdiffeq-midpoint": lambda: fr.Torchdiffeq("midpoint"),
+    "Torchdiffeq-heun3": lambda: fr.Torchdiffeq("heun3"),
 }
 
 
@@ -142,7 +147,9 @@ def test_fixed_grid_indi_pairings_never_sync_per_step(monkeypatch, name, noise, 
     assert many == few, f"{name}: {few} host reads at 5 steps but {many} at 10"
 
 
-@pytest.mark.parametrize("name", ["Euler", "Midpoint", "Heun", "RK4", "Bosh3", "Dopri5"])
+@pytest.mark.parametrize(
+    "name", ["Euler", "Midpoint", "Heun", "RK4", "Bosh3", "Dopri5", "Torchdiffeq-rk4"]
+)
 def test_fixed_grid_odeflow_pairings_never_sync_per_step(monkeypatch, name):
     A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=F64)
     flow = fr.ODEFlow(lambda t, x: x @ A.T + torch.sin(t)[:, None])
