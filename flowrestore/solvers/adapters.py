@@ -20,8 +20,9 @@ The implicit methods keep torchdiffeq's default (their corrector is stable) and 
 Host reads: the fixed-grid Runge–Kutta steps read no device value (``tests/core/test_syncs.py``).
 torchdiffeq's own code does inside the other steps: its Adams methods compare each step's time
 with the last one (one read per step) and the implicit ones test the corrector's convergence
-(up to ``max_iters`` more); ``_runge_kutta_step`` compares its tableau's nodes with 1, but that
-tableau stays on the CPU, so on a GPU those reads do not wait for the device. Use a native solver
+(up to ``max_iters`` more); ``_runge_kutta_step`` compares its tableau's nodes with 1 (kept on the
+CPU: no wait for a GPU) and checks its weights once per step (on the state's device, as
+torchdiffeq's own solver keeps them: two reads). Use a native solver
 (``fr.RK4()``, ``fr.Dopri5()``, ``fr.IPNDM()``) where a step must never wait.
 
 This uses two private torchdiffeq entry points (``SOLVERS[method]._step_func`` and
@@ -171,7 +172,23 @@ class Torchdiffeq(Solver):
         from torchdiffeq._impl.rk_common import _runge_kutta_step
 
         f0 = state.f0 if state.f0 is not None else func(t, x)
-        y1, f1, err, _ = _runge_kutta_step(
-            func, x, f0, t, h, t1, _solver_class(self.method).tableau
-        )
+        y1, f1, err, _ = _runge_kutta_step(func, x, f0, t, h, t1, self._tableau(x))
         return StepResult(y1, _PairState(f1), calls[0], err)
+
+    def _tableau(self, x: Tensor):
+        """torchdiffeq's tableau in ``x``'s dtype, its weights on ``x``'s device (as torchdiffeq's
+        own solver does; the class's float64 CPU tensors promoted a float32 state to float64 and
+        cannot multiply a state on a GPU). The nodes ``alpha`` stay on the CPU: torchdiffeq
+        compares them with 1 on the host. Built once per dtype and device."""
+        key = (x.dtype, x.device)
+        cache = self.__dict__.setdefault("_tableaus", {})
+        if key not in cache:
+            tab = _solver_class(self.method).tableau
+            on = {"dtype": x.dtype, "device": x.device}
+            cache[key] = type(tab)(
+                alpha=tab.alpha.to(dtype=x.dtype),
+                beta=[b.to(**on) for b in tab.beta],
+                c_sol=tab.c_sol.to(**on),
+                c_error=tab.c_error.to(**on),
+            )
+        return cache[key]

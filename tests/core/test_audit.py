@@ -313,3 +313,38 @@ def test_every_solver_evaluates_exactly_at_its_declared_stage_fractions(solver, 
     drifts from the step it describes misleads both. One step, every evaluation time recorded."""
     declared = sorted(set(solver.stage_fractions))
     assert _stage_times(solver, make_flow, *span) == pytest.approx(declared)
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [
+        fr.Torchdiffeq(m)
+        for m in (
+            "euler",
+            "midpoint",
+            "rk4",
+            "heun2",
+            "heun3",
+            "explicit_adams",
+            "fixed_adams",
+            "dopri5",
+            "bosh3",
+            "fehlberg2",
+            "adaptive_heun",
+            "dopri8",
+        )
+    ]  # fmt: skip
+    + [fr.Euler(), fr.Heun(), fr.RK4(), fr.Dopri5(), fr.IPNDM(), fr.SemiLinearMultistep()],
+    ids=repr,
+)
+def test_a_float32_state_stays_float32(solver):
+    """A float32 image restores as float32 (the embedded torchdiffeq pairs once came back float64:
+    their class tableau promoted the state), agreeing with the float64 solve to float32 accuracy."""
+    flow = fr.InDIFlow(lambda x, t: 0.5 * x + 0.1 * torch.tanh(x))
+    y = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # implicit Adams at coarse steps
+        x32 = fr.solve(flow, solver, y, steps=4).x
+        x64 = fr.solve(flow, solver, y.double(), steps=4).x
+    assert x32.dtype == torch.float32 and x64.dtype == F64
+    torch.testing.assert_close(x32.double(), x64, rtol=1e-5, atol=1e-6)

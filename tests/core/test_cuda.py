@@ -30,8 +30,16 @@ def problem():
 
 @pytest.mark.parametrize(
     "solver",
-    [fr.Euler(), fr.Heun(), fr.RK4(), fr.Dopri5(rtol=1e-7, atol=1e-9), fr.InDISampler()],
-    ids=["Euler", "Heun", "RK4", "Dopri5", "InDI"],
+    [
+        fr.Euler(),
+        fr.Heun(),
+        fr.RK4(),
+        fr.Dopri5(rtol=1e-7, atol=1e-9),
+        fr.InDISampler(),
+        fr.Torchdiffeq("rk4"),
+        fr.Torchdiffeq("dopri5", rtol=1e-7, atol=1e-9),
+    ],
+    ids=["Euler", "Heun", "RK4", "Dopri5", "InDI", "Torchdiffeq-rk4", "Torchdiffeq-dopri5"],
 )
 def test_cuda_matches_cpu_float64(problem, solver):
     oracle, y = problem
