@@ -1499,6 +1499,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '            on = {"dtype": tab.c_sol.dtype, "device": x.device}',
         ["tests/core/test_audit.py"],
     ),
+    "endpoint-check-grid-per-decade-inverted": (
+        "flowrestore/diagnostics.py",
+        "n = max(2, math.ceil(steps_per_decade * math.log10(a / b)))",
+        "n = max(2, math.ceil(steps_per_decade / math.log10(a / b)))",
+        ["tests/test_diagnostics.py"],
+    ),
+    "endpoint-check-coarse-grid": (
+        "flowrestore/diagnostics.py",
+        "n = max(2, math.ceil(steps_per_decade * math.log10(a / b)))",
+        "n = max(2, math.ceil(steps_per_decade * math.log10(a / b) / 4))",
+        ["tests/test_diagnostics.py"],
+    ),
 }
 
 
