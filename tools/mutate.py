@@ -1511,6 +1511,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "n = max(2, math.ceil(steps_per_decade * math.log10(a / b) / 4))",
         ["tests/test_diagnostics.py"],
     ),
+    "motion-splat-weight-sign": (
+        "flowrestore/degradations/motion.py",
+        "            (0, 0, (1 - fx) * (1 - fy)),",
+        "            (0, 0, (1 + fx) * (1 - fy)),",
+        ["tests/degradations/test_operators.py"],
+    ),
 }
 
 
