@@ -1517,6 +1517,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            (0, 0, (1 + fx) * (1 - fy)),",
         ["tests/degradations/test_operators.py"],
     ),
+    "guided-restrict-keeps-all-measurements": (
+        "flowrestore/flows/guided.py",
+        "            sub.measurement = select_rows(self.measurement, rows)",
+        "            sub.measurement = self.measurement",
+        ["tests/core/test_restrict.py"],
+    ),
+    "guided-restrict-keeps-model-rows": (
+        "flowrestore/flows/guided.py",
+        "        sub.model = self.model.restrict(rows)",
+        "        sub.model = self.model",
+        ["tests/core/test_restrict.py"],
+    ),
+    "diffusion-sde-restrict-skips-flow": (
+        "flowrestore/flows/diffusion.py",
+        "        return DiffusionSDE(self.flow.restrict(rows))",
+        "        return self",
+        ["tests/core/test_restrict.py"],
+    ),
 }
 
 

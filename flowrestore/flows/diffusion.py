@@ -426,6 +426,10 @@ class DiffusionSDE(SDE):
         """The diffusion model of the underlying :class:`DiffusionFlow`."""
         return self.flow.model
 
+    def restrict(self, rows: Tensor) -> DiffusionSDE:
+        """The reverse SDE of the underlying flow's rows ``rows`` (its conditioning)."""
+        return DiffusionSDE(self.flow.restrict(rows))
+
     def __repr__(self) -> str:
         return f"DiffusionSDE({self.flow!r})"
 

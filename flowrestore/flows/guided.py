@@ -24,6 +24,7 @@ model's default grid; the loop's ``t = 0`` rule applies unchanged.
 
 from __future__ import annotations
 
+import copy
 import math
 
 from torch import Tensor
@@ -36,7 +37,7 @@ from flowrestore.errors import (
     describe,
     finite_number,
 )
-from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast
+from flowrestore.flows.base import Flow, ResidualFlow, batch_time, bcast, select_rows
 from flowrestore.flows.spectral import SpectralForm, nonzero, spectral_form
 
 __all__ = ["DiffPIRFlow", "GuidedFlow", "IncompatibleOperatorError"]
@@ -108,6 +109,15 @@ class GuidedFlow(Flow):
             f"{type(self).__name__}({self.model!r}, {self.operator!r}, "
             f"noise_std={self.noise_std:.4g})"
         )
+
+    def restrict(self, rows: Tensor) -> GuidedFlow:
+        """This flow for the batch rows ``rows`` (:meth:`Flow.restrict`): the model's rows (its
+        conditioning) and, for one measurement per sample, those measurements."""
+        sub = copy.copy(self)
+        sub.model = self.model.restrict(rows)
+        if self.measurement.shape[0] != 1:
+            sub.measurement = select_rows(self.measurement, rows)
+        return sub
 
     def spectral(self, method: str) -> SpectralForm:
         """The operator's closed-form SVD (refused with the operator's name if it has none)."""
