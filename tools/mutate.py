@@ -1535,6 +1535,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return self",
         ["tests/core/test_restrict.py"],
     ),
+    "area-half-off-4th-digit": (
+        "flowrestore/noise.py",
+        "dz = 0.5 * h * (dw + (h / 3).sqrt() * self.normal(like, index))",
+        "dz = 0.5005 * h * (dw + (h / 3).sqrt() * self.normal(like, index))",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "brownian-path-area-variance": (
+        "flowrestore/noise.py",
+        "            dz = 0.5 * h * (dw + (h / 3).sqrt() * xi)",
+        "            dz = 0.5 * h * (dw + (h / 4).sqrt() * xi)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
 }
 
 

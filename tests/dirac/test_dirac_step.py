@@ -312,11 +312,38 @@ def test_increment_and_area_joint_law():
         cov = torch.cov(torch.cat([dw, dz], 1).T)
         expect = torch.tensor([[h, h**2 / 2], [h**2 / 2, h**3 / 3]], dtype=torch.float64)
         assert torch.allclose(cov, expect, rtol=0.02), cov
+    # a path drawn on a fine grid has the same joint law over each of its intervals
+    grid = torch.tensor([0.5, 0.2], dtype=torch.float64)
+    path = BrownianIncrements.sample(grid, (n, 1), generator=torch.Generator().manual_seed(1))
+    dw, dz = path.increment_and_area(t0, t1, like)
+    cov = torch.cov(torch.cat([dw, dz], 1).T)
+    assert torch.allclose(cov, expect, rtol=0.02), cov
     seeded = PerSampleNoise([3, 4])
     a = seeded.increment_and_area(t0, t1, torch.empty(2, 3))
     b = PerSampleNoise([4]).increment_and_area(t0, t1, torch.empty(1, 3))
     torch.testing.assert_close(a[0][1:], b[0])
     torch.testing.assert_close(a[1][1:], b[1])
+
+
+def test_increment_and_area_are_built_from_two_normals_as_documented():
+    """``ΔW = sqrt(h) ξ₁``, ``ΔZ = (h/2)(ΔW + sqrt(h/3) ξ₂)`` from the source's two normals, in
+    that order (the construction of the exact joint law, checked on known normals)."""
+
+    class Known(GeneratorNoise):
+        def __init__(self, values):
+            super().__init__(None)
+            self.values = list(values)
+
+        def normal(self, like, index=None):
+            return torch.full_like(like, self.values.pop(0))
+
+    h = 0.3
+    t0, t1 = torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)
+    dw, dz = Known([0.7, -1.3]).increment_and_area(t0, t1, torch.empty(1, 2, dtype=torch.float64))
+    want_dw = h**0.5 * 0.7
+    torch.testing.assert_close(dw, torch.full_like(dw, want_dw), rtol=1e-14, atol=0)
+    want_dz = h / 2 * (want_dw + (h / 3) ** 0.5 * -1.3)
+    torch.testing.assert_close(dz, torch.full_like(dz, want_dz), rtol=1e-14, atol=0)
 
 
 def test_brownian_areas_sum_consistently():
