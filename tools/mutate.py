@@ -1547,6 +1547,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            dz = 0.5 * h * (dw + (h / 4).sqrt() * xi)",
         ["tests/dirac/test_dirac_step.py"],
     ),
+    "ddrm-step-noise-4th-digit": (
+        "flowrestore/solvers/guided.py",
+        "keep, noise = math.sqrt(1 - self.eta**2), self.eta * ss * z",
+        "keep, noise = math.sqrt(1 - self.eta**2), 1.001 * self.eta * ss * z",
+        ["tests/guided/test_ddrm.py"],
+    ),
+    "ddrm-start-noise-4th-digit": (
+        "flowrestore/solvers/guided.py",
+        "c = torch.where(strong, alpha * ybar + std * z, form.to_spectral(x_start))",
+        "c = torch.where(strong, alpha * ybar + 1.001 * std * z, form.to_spectral(x_start))",
+        ["tests/guided/test_ddrm.py"],
+    ),
+    "ddrm-strong-noise-4th-digit": (
+        "flowrestore/solvers/guided.py",
+        "strong = as_ * ((1 - self.eta_b) * d + self.eta_b * ybar) + std * z",
+        "strong = as_ * ((1 - self.eta_b) * d + self.eta_b * ybar) + 1.001 * std * z",
+        ["tests/guided/test_ddrm.py"],
+    ),
 }
 
 

@@ -35,6 +35,21 @@ COEFFICIENTS = {  # the state x_t = α_t x_0 + σ_t ε of each model flow, and i
 }
 
 
+def _eq8(c, d, z, at_st, as_ss, sv, ybar, eta, eta_b, sy):
+    """DDRM's eq. 8 per spectral coefficient ``c`` of ``x_t``, in the state ``x = α x̄`` (``x̄``
+    the paper's variable): ``d`` the clean estimate's coefficient, ``z`` the step's normal."""
+    (at, st), (as_, ss) = at_st, as_ss
+    q = math.sqrt(1 - eta**2)
+    unobserved = as_ * d + q * ss * (c - at * d) / st + eta * ss * z
+    weak = as_ * d + q * ss * (ybar - d) * sv / sy + eta * ss * z
+    strong = (
+        as_ * ((1 - eta_b) * d + eta_b * ybar)
+        + (ss * ss - (as_ * eta_b * sy / sv.clamp_min(1e-300)) ** 2).clamp_min(0).sqrt() * z
+    )
+    is_weak = sv * ss < sy * as_
+    return torch.where(sv > 0, torch.where(is_weak, weak, strong), unobserved)
+
+
 def _chain_moments(form, op, mean, std, y, grid, coef, start_var, eta, eta_b, sy):
     """Mean and variance of DDRM's output per spectral coefficient, from eqs. 7–8."""
     like = torch.zeros(1, *SHAPE, dtype=F64)
@@ -43,18 +58,10 @@ def _chain_moments(form, op, mean, std, y, grid, coef, start_var, eta, eta_b, sy
     ybar = torch.where(sv > 0, yu / sv.clamp_min(1e-300), torch.zeros_like(yu))
     mu, var_c = form.to_spectral(mean[None]), (std.expand(SHAPE) ** 2)[None]
 
-    def update(c, z, t, s):  # eq. 8 in the state x = α x̄ (x̄ the paper's variable)
-        (at, st), (as_, ss) = coef(t), coef(s)
-        d = mu + var_c * at / (at * at * var_c + st * st) * (c - at * mu)  # exact E[x_0 | x_t]
-        q = math.sqrt(1 - eta**2)
-        unobserved = as_ * d + q * ss * (c - at * d) / st + eta * ss * z
-        weak = as_ * d + q * ss * (ybar - d) * sv / sy + eta * ss * z
-        strong = (
-            as_ * ((1 - eta_b) * d + eta_b * ybar)
-            + (ss * ss - (as_ * eta_b * sy / sv.clamp_min(1e-300)) ** 2).clamp_min(0).sqrt() * z
-        )
-        is_weak = sv * ss < sy * as_
-        return torch.where(sv > 0, torch.where(is_weak, weak, strong), unobserved)
+    def update(c, z, t, s):  # eq. 8 with the exact E[x_0 | x_t] of the Gaussian prior
+        at, st = coef(t)
+        d = mu + var_c * at / (at * at * var_c + st * st) * (c - at * mu)
+        return _eq8(c, d, z, (at, st), coef(s), sv, ybar, eta, eta_b, sy)
 
     a1, s1 = coef(float(grid[0]))  # eq. 7: observed coefficients above the noise level
     strong = (sv > 0) & (sv * s1 >= sy * a1)  # start around ȳ, the others keep x_start
@@ -102,6 +109,52 @@ def test_output_law_is_the_papers_chain(op_name, model_name, eta, sigma_start):
     assert float(z.max()) < 4.5, float(z.max())
     ratio = ev / v
     assert float((ratio - 1).abs().max()) < 5 * (2 / n) ** 0.5, (ratio.min(), ratio.max())
+
+
+class _Fixed(fr.integrate.GeneratorNoise):
+    """A noise source whose every normal draw is the tensor ``z`` (known noise)."""
+
+    def __init__(self, z):
+        super().__init__(None)
+        self.z = z
+
+    def normal(self, like, index=None):
+        return self.z.to(like)
+
+
+@pytest.mark.parametrize("op_name", ["inpainting", "downsample"])
+@pytest.mark.parametrize("t, s", [(0.5, 0.3), (0.05, 0.03)])  # strong, then weak coefficients
+def test_one_step_and_the_start_are_eqs_7_and_8_with_their_noise(op_name, t, s):
+    """With a known normal ``z`` one DDRM step is eq. 8 and the start eq. 7, to round-off: the
+    noise terms too, which the chain's moments above only see to a few per cent."""
+    op, eta, eta_b = operators()[op_name], 0.85, 0.8
+    mean, std = prior(op_name)
+    model = model_flows(mean, std)["flow_matching"]
+    coef = COEFFICIENTS["flow_matching"][0]
+    _, y = posterior(op_name, op, mean=mean, std=std, noise_std=SIGMA_Y).sample(
+        2, generator=torch.Generator().manual_seed(7)
+    )
+    flow = fr.GuidedFlow(model, op, y, noise_std=SIGMA_Y)
+    form = spectral_form(op)
+    x = start("flow_matching", 2, 3) * t + (1 - t) * mean
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=F64)
+    ctx = fr.Context(noise=_Fixed(z))
+    solver = fr.DDRMStep(eta=eta, eta_b=eta_b)
+    tt = torch.tensor(t, dtype=F64)
+    got = solver.step(flow, tt, x, torch.tensor(s - t, dtype=F64), None, ctx).x
+    sv = form.singular_values(x).expand(x.shape)
+    ybar = torch.where(sv > 0, form.project_measurement(y, x) / sv.clamp_min(1e-300), 0 * sv)
+    d = form.to_spectral(flow.model_denoise(tt, x))
+    c, zs = form.to_spectral(x), form.to_spectral(z)
+    want = _eq8(c, d, zs, coef(t), coef(s), sv, ybar, eta, eta_b, SIGMA_Y)
+    torch.testing.assert_close(form.to_spectral(got), want, rtol=1e-10, atol=1e-12)
+    # eq. 7: observed coefficients above the noise level start around ȳ, the others keep x
+    x1, _ = solver.init(flow, tt, x, ctx)
+    a1, s1 = coef(t)
+    strong = (sv > 0) & (sv * s1 >= SIGMA_Y * a1)
+    std1 = (s1 * s1 - (a1 * SIGMA_Y / sv.clamp_min(1e-300)) ** 2).clamp_min(0).sqrt()
+    want1 = torch.where(strong, a1 * ybar + std1 * zs, c)
+    torch.testing.assert_close(form.to_spectral(x1), want1, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("op_name", ["inpainting", "downsample", "blur"])
