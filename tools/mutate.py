@@ -1565,6 +1565,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "strong = as_ * ((1 - self.eta_b) * d + self.eta_b * ybar) + 1.001 * std * z",
         ["tests/guided/test_ddrm.py"],
     ),
+    "indi-step-noise-4th-digit": (
+        "flowrestore/solvers/indi.py",
+        "scale = bcast(self.eps * (s * (-h) / t).clamp_min(0).sqrt(), x)",
+        "scale = bcast(1.001 * self.eps * (s * (-h) / t).clamp_min(0).sqrt(), x)",
+        ["tests/core/test_audit.py"],
+    ),
+    "increment-4th-digit": (
+        "flowrestore/noise.py",
+        "return self.normal(like, index) * (t1 - t0).abs().sqrt()",
+        "return self.normal(like, index) * (t1 - t0).abs().sqrt() * 1.001",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 

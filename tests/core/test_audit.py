@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from known_noise import FixedNoise
 
 import flowrestore as fr
 
@@ -153,6 +154,38 @@ def test_indi_sampler_started_below_one_has_the_noise_of_x_t():
     )
     var = float(sol.trajectory[0].var())
     assert var == pytest.approx(t0 * eps**2, rel=5 * math.sqrt(2 / n))
+
+
+def test_indi_sampler_step_and_start_with_known_noise():
+    """With a known normal ``ζ``: the start is ``y + t ε_t ζ`` and a Brownian step is
+    ``x + (δ/t)(F − x) + ε sqrt(s (t − s)/t) ζ`` (``s = t − δ``), to round-off — the moment
+    tests see these noise coefficients only to a few per cent."""
+    eps, t, s = 0.3, 0.64, 0.25
+    x = torch.rand(2, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    flow = fr.InDIFlow(lambda v, tt: 0.5 * v + 0.1)
+    ctx = fr.Context(noise=FixedNoise(z))
+    for brownian in (False, True):
+        solver = fr.InDISampler(eps=eps, brownian=brownian)
+        start, _ = solver.init(flow, torch.tensor(t, dtype=F64), x, ctx)
+        eps_t = eps / t**0.5 if brownian else eps
+        torch.testing.assert_close(start, x + t * eps_t * z, rtol=1e-14, atol=1e-15)
+    solver = fr.InDISampler(eps=eps, brownian=True)
+    got = solver.step(
+        flow, torch.tensor(t, dtype=F64), x, torch.tensor(s - t, dtype=F64), None, ctx
+    )
+    f = 0.5 * x + 0.1
+    want = x + (t - s) / t * (f - x) + eps * (s * (t - s) / t) ** 0.5 * z
+    torch.testing.assert_close(got.x, want, rtol=1e-14, atol=1e-15)
+
+
+def test_brownian_increment_is_sqrt_h_times_the_normal():
+    """``ΔW = sqrt(|t1 − t0|) ξ`` for either direction of time (known normal ``ξ``)."""
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    t0, t1 = torch.tensor(0.7, dtype=F64), torch.tensor(0.45, dtype=F64)
+    for a, b in ((t0, t1), (t1, t0)):
+        dw = FixedNoise(z).increment(a, b, z)
+        torch.testing.assert_close(dw, 0.25**0.5 * z, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("brownian", [False, True])

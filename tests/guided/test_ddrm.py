@@ -21,6 +21,7 @@ import math
 
 import pytest
 import torch
+from known_noise import FixedNoise
 
 import flowrestore as fr
 from flowrestore.degradations import GaussianBlur
@@ -111,17 +112,6 @@ def test_output_law_is_the_papers_chain(op_name, model_name, eta, sigma_start):
     assert float((ratio - 1).abs().max()) < 5 * (2 / n) ** 0.5, (ratio.min(), ratio.max())
 
 
-class _Fixed(fr.integrate.GeneratorNoise):
-    """A noise source whose every normal draw is the tensor ``z`` (known noise)."""
-
-    def __init__(self, z):
-        super().__init__(None)
-        self.z = z
-
-    def normal(self, like, index=None):
-        return self.z.to(like)
-
-
 @pytest.mark.parametrize("op_name", ["inpainting", "downsample"])
 @pytest.mark.parametrize("t, s", [(0.5, 0.3), (0.05, 0.03)])  # strong, then weak coefficients
 def test_one_step_and_the_start_are_eqs_7_and_8_with_their_noise(op_name, t, s):
@@ -138,7 +128,7 @@ def test_one_step_and_the_start_are_eqs_7_and_8_with_their_noise(op_name, t, s):
     form = spectral_form(op)
     x = start("flow_matching", 2, 3) * t + (1 - t) * mean
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=F64)
-    ctx = fr.Context(noise=_Fixed(z))
+    ctx = fr.Context(noise=FixedNoise(z))
     solver = fr.DDRMStep(eta=eta, eta_b=eta_b)
     tt = torch.tensor(t, dtype=F64)
     got = solver.step(flow, tt, x, torch.tensor(s - t, dtype=F64), None, ctx).x
