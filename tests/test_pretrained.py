@@ -215,3 +215,24 @@ def test_dirac_deblur_on_its_exact_family_restores_as_with_the_old_finite_differ
     a = solve(new, fr.DiracStep(), y, **kw).x
     b = solve(old, fr.DiracStep(), y, **kw).x
     assert float((a - b).abs().max()) < 2e-3
+
+
+def test_degrade_for_makes_the_inputs_the_flow_starts_from(models, crops):
+    """Dirac: ``A_1(x) + σ_1 z`` with the flow's own family and noise schedule at ``t = 1`` (one
+    normal per pixel from ``generator``); InDI: the task's degradation, its noise included."""
+    x = crops[:2, :, :24, :24].double()
+    model = models["dirac-deblur"]
+    flow = flow_for(model)
+    y = degrade_for(model, x, generator=torch.Generator().manual_seed(3))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    one = torch.ones(2, dtype=x.dtype)
+    want = flow.degrade(x, one) + flow.sigma2(one).sqrt().reshape(-1, 1, 1, 1) * z
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    from flowrestore.pretrained import model_spec
+
+    spec = model_spec(models["indi-deblur"])
+    got = degrade_for(models["indi-deblur"], x, generator=torch.Generator().manual_seed(3))
+    clean = spec.task.operator(spec.params)(x)
+    noise = spec.params["noise"] * torch.randn(x.shape, generator=torch.Generator().manual_seed(3),
+                                                dtype=x.dtype)  # fmt: skip
+    torch.testing.assert_close(got, clean + noise, rtol=1e-12, atol=1e-12)

@@ -1577,6 +1577,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return self.normal(like, index) * (t1 - t0).abs().sqrt() * 1.001",
         ["tests/core/test_audit.py"],
     ),
+    "dirac-observation-noise-4th-digit": (
+        "flowrestore/methods/dirac.py",
+        'return y + spec.settings["sigma_max"] * z',
+        'return y + 1.001 * spec.settings["sigma_max"] * z',
+        ["tests/test_pretrained.py"],
+    ),
+    "task-noise-4th-digit": (
+        "flowrestore/tasks/blend.py",
+        "        return y + self.noise * torch.randn(",
+        "        return y + 1.001 * self.noise * torch.randn(",
+        ["tests/test_pretrained.py"],
+    ),
 }
 
 
