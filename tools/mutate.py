@@ -1589,6 +1589,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return y + 1.001 * self.noise * torch.randn(",
         ["tests/test_pretrained.py"],
     ),
+    "brownian-path-area-half-4th-digit": (
+        "flowrestore/noise.py",
+        "            dz = 0.5 * h * (dw + (h / 3).sqrt() * xi)",
+        "            dz = 0.5005 * h * (dw + (h / 3).sqrt() * xi)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
+    "brownian-path-area-sign": (
+        "flowrestore/noise.py",
+        "terms = self.cumulative[:-1] * hk + areas",
+        "terms = self.cumulative[:-1] * hk - areas",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
 }
 
 

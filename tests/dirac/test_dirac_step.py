@@ -344,6 +344,17 @@ def test_increment_and_area_are_built_from_two_normals_as_documented():
     torch.testing.assert_close(dw, torch.full_like(dw, want_dw), rtol=1e-14, atol=0)
     want_dz = h / 2 * (want_dw + (h / 3) ** 0.5 * -1.3)
     torch.testing.assert_close(dz, torch.full_like(dz, want_dz), rtol=1e-14, atol=0)
+    # a sampled path: all increments' normals first, then all areas', from the generator
+    grid = torch.tensor([0.5, 0.2, 0.1], dtype=torch.float64)
+    path = BrownianIncrements.sample(grid, (2, 3), generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    xi1, xi2 = (torch.randn(2, 2, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    like = torch.empty(2, 3, dtype=torch.float64)
+    for k, hk in enumerate((0.3, 0.1)):
+        dw, dz = path.increment_and_area(grid[k], grid[k + 1], like)
+        torch.testing.assert_close(dw, hk**0.5 * xi1[k], rtol=1e-13, atol=1e-15)
+        want = hk / 2 * (hk**0.5 * xi1[k] + (hk / 3) ** 0.5 * xi2[k])
+        torch.testing.assert_close(dz, want, rtol=1e-12, atol=1e-15)
 
 
 def test_brownian_areas_sum_consistently():
