@@ -1601,6 +1601,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "terms = self.cumulative[:-1] * hk - areas",
         ["tests/dirac/test_dirac_step.py"],
     ),
+    "clamped-timestep-top-off-by-one": (
+        "flowrestore/flows/diffusion.py",
+        "tau = tau.clamp(0, self.num_train_timesteps - 1)",
+        "tau = tau.clamp(0, self.num_train_timesteps - 2)",
+        ["tests/diffusion/test_flow.py"],
+    ),
 }
 
 

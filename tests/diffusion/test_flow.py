@@ -51,6 +51,8 @@ def test_timestep_inverts_the_log_snr_interpolation():
     torch.testing.assert_close(flow.sigma_at(tau), sigma, rtol=1e-10, atol=0)
     clamped = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=ABAR, clamp_timesteps=True)
     assert float(clamped.timestep(torch.tensor([1e-5], dtype=F64))) == 0.0
+    above = clamped.timestep(torch.tensor([2.0 * float(flow.sigma_max)], dtype=F64))
+    assert float(above) == 999.0  # the last trained timestep, not beyond it
 
 
 @pytest.mark.parametrize("ptype", PREDICTION_TYPES)
