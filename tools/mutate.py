@@ -1607,6 +1607,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "tau = tau.clamp(0, self.num_train_timesteps - 2)",
         ["tests/diffusion/test_flow.py"],
     ),
+    "final-level-laid-twice": (
+        "flowrestore/flows/diffusion.py",
+        "if abs(last - float(grid[-1])) > 1e-12 * max(1.0, last):",
+        "if abs(last + float(grid[-1])) > 1e-12 * max(1.0, last):",
+        ["tests/diffusion/test_flow.py"],
+    ),
 }
 
 

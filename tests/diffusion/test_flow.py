@@ -191,6 +191,9 @@ def test_grid_from_timesteps_ends_at_the_final_noise_level():
     assert float(grid[-1]) == 0.0
     kept = flow.grid_from_timesteps([900, 500, 10], final_alpha_cumprod=float(ABAR[0]))
     assert float(kept[-1]) == pytest.approx(float(flow.sigmas[0]) / flow.sigma_max, rel=1e-9)
+    # a final level that is the last timestep's own is not laid twice (no zero-length step)
+    same = flow.grid_from_timesteps([900, 500, 0], final_alpha_cumprod=float(ABAR[0]))
+    torch.testing.assert_close(same, grid[:3])
 
 
 def test_model_outputs_and_typed_errors():
