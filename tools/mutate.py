@@ -1613,6 +1613,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "if abs(last + float(grid[-1])) > 1e-12 * max(1.0, last):",
         ["tests/diffusion/test_flow.py"],
     ),
+    "dps-gradient-not-differentiated": (
+        "flowrestore/solvers/guided.py",
+        "(grad,) = torch.autograd.grad(norm.sum(), xg, create_graph=outer)",
+        "(grad,) = torch.autograd.grad(norm.sum(), xg, create_graph=False)",
+        ["tests/guided/test_dps.py", "tests/core/test_nfe_audit.py"],
+    ),
 }
 
 

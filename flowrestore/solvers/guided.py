@@ -90,6 +90,10 @@ class DPSStep(_GuidedStep):
         zeta: the step size ``ζ ≥ 0`` of the normalised measurement step (the official code's
             ``scale``: 1.0 for FFHQ inpainting/super-resolution, 0.3–1.0 for deblurring).
         eta: ``1`` (default) the paper's DDPM ancestral step; ``0`` deterministic DDIM.
+
+    In ``solve(..., differentiable=True)`` the measurement gradient is itself differentiated
+    (a second-order backward through the model), so gradients with respect to the start, the
+    operator's or the model's parameters are those of the discrete solve.
     """
 
     zeta: float = 1.0
@@ -107,12 +111,17 @@ class DPSStep(_GuidedStep):
         """One DPS step from ``t`` to ``t + h``: ancestral step, then the gradient step."""
         y = flow.measurement_for(x)
         s = t + h
+        # solve(differentiable=True) runs with grad enabled (else torch.no_grad): the measurement
+        # gradient is then itself differentiated (create_graph), so the solve's gradient, with
+        # respect to x or the model's and operator's parameters, is the discrete solve's
+        outer = torch.is_grad_enabled()
         with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
+            xg = x if outer and x.requires_grad else x.detach().requires_grad_(True)
             x0 = flow.model_denoise(t, xg)
             norm = flow.residual_norm(x0, y)
-            (grad,) = torch.autograd.grad(norm.sum(), xg)
-        x0 = x0.detach()
+            (grad,) = torch.autograd.grad(norm.sum(), xg, create_graph=outer)
+        if not outer:
+            x0 = x0.detach()
         z = ctx.noise.normal(x, ctx.index) if self.eta > 0 else None
         x_next = ancestral(x, x0, _coeffs(flow, t, s, x), self.eta, z)
         scale = bcast(flow.input_scale(t) * flow.input_scale(s), x)
