@@ -1619,6 +1619,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "(grad,) = torch.autograd.grad(norm.sum(), xg, create_graph=False)",
         ["tests/guided/test_dps.py", "tests/core/test_nfe_audit.py"],
     ),
+    "dirac-guidance-gradient-needs-start-grad": (
+        "flowrestore/flows/dirac.py",
+        "        create = torch.is_grad_enabled()\n",
+        "        create = torch.is_grad_enabled() and y.requires_grad\n",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
 }
 
 

@@ -328,9 +328,11 @@ class DiracSDE(SDE):
                 r = observation - self.degrade(phi, 1.0)
                 res = torch.linalg.vector_norm(r.reshape(B, -1), dim=1)
             return DiracEstimate(phi, None, res)
-        create = torch.is_grad_enabled() and y.requires_grad
+        # solve(differentiable=True) runs with grad enabled (else torch.no_grad): the guidance
+        # gradient is then differentiated too, with respect to y, the measurement or parameters
+        create = torch.is_grad_enabled()
         with torch.enable_grad():
-            leaf = y if create else y.detach().requires_grad_(True)
+            leaf = y if create and y.requires_grad else y.detach().requires_grad_(True)
             phi = self.denoise(t, leaf)
             r = observation - self.degrade(phi, 1.0)
             sq = r.pow(2).reshape(B, -1).sum(1)
