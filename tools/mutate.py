@@ -1625,6 +1625,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        create = torch.is_grad_enabled() and y.requires_grad\n",
         ["tests/dirac/test_dirac_step.py"],
     ),
+    "dps-declares-increments": (
+        "flowrestore/solvers/guided.py",
+        'return ("normal",) if self.eta > 0 else ()',
+        'return ("increment",) if self.eta > 0 else ()',
+        ["tests/guided/test_sync.py"],
+    ),
 }
 
 

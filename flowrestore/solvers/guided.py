@@ -107,6 +107,10 @@ class DPSStep(_GuidedStep):
         self.eta = _fraction(self.eta, "eta")
         self.stochastic = self.eta > 0
 
+    def noise_draws(self) -> tuple[str, ...]:
+        """One normal per step for the ancestral noise (none with ``eta=0``)."""
+        return ("normal",) if self.eta > 0 else ()
+
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One DPS step from ``t`` to ``t + h``: ancestral step, then the gradient step."""
         y = flow.measurement_for(x)
@@ -176,6 +180,10 @@ class DDRMStep(_GuidedStep):
         c = torch.where(strong, alpha * ybar + std * z, form.to_spectral(x_start))
         return form.from_spectral(c), None
 
+    def noise_draws(self) -> tuple[str, ...]:
+        """One normal per step (eq. 8's ``z``; the start's, eq. 7, is drawn in :meth:`init`)."""
+        return ("normal",)
+
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One DDRM step from ``t`` to ``t + h`` (eq. 8)."""
         form, sv, yu, ybar = self._parts(flow, x)
@@ -213,6 +221,10 @@ class DiffPIRStep(_GuidedStep):
     def __post_init__(self):
         self.zeta = _fraction(self.zeta, "zeta")
         self.stochastic = self.zeta > 0
+
+    def noise_draws(self) -> tuple[str, ...]:
+        """One normal per step for the fresh noise (none with ``zeta=0``)."""
+        return ("normal",) if self.zeta > 0 else ()
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One step from ``t`` to ``t + h`` around the proximal estimate."""

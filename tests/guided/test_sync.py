@@ -48,3 +48,26 @@ def test_guided_steps_do_not_synchronise(op_name):
             with SyncCounter() as sc:
                 solver.step(flow, t, x, h, state, ctx)
             assert sc.count == 0, (type(flow).__name__, solver, sc.ops)
+
+
+@pytest.mark.parametrize("make", [fr.DPSStep, fr.DDRMStep, fr.DiffPIRStep])
+@pytest.mark.parametrize("noise", ["seeds", "generator"])
+def test_compiled_guided_solves_equal_eager(make, noise):
+    """The guided steps declare their draws (one normal per step), so ``compile=`` runs them
+    from pre-drawn noise, equal to the eager solve (DDRM's start draws eagerly in ``init``)."""
+    op = operators()["inpainting"]
+    y = op.A(torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(2), dtype=F64))
+    model = _models()["diffusion"]
+    cls = fr.DiffPIRFlow if make is fr.DiffPIRStep else fr.GuidedFlow
+    flow = cls(model, op, y, noise_std=0.05)
+    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+    def solve(**kw):
+        draws = (
+            {"seeds": [4, 5, 6]}
+            if noise == "seeds"
+            else {"generator": torch.Generator().manual_seed(9)}
+        )
+        return fr.solve(flow, make(), x, steps=4, **draws, **kw).x
+
+    assert torch.equal(solve(compile={"backend": "eager"}), solve())
