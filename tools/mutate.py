@@ -1631,6 +1631,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'return ("increment",) if self.eta > 0 else ()',
         ["tests/guided/test_sync.py"],
     ),
+    "zero-snr-stand-in-third": (
+        "flowrestore/oracles/diffusion.py",
+        "table[-1] = min(ZERO_SNR_ALPHA_CUMPROD, float(table[-2]) / 2)",
+        "table[-1] = min(ZERO_SNR_ALPHA_CUMPROD, float(table[-2]) / 3)",
+        ["tests/diffusion/test_zero_snr.py"],
+    ),
 }
 
 

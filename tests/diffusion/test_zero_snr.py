@@ -81,6 +81,15 @@ def test_an_epsilon_model_is_refused_on_a_zero_snr_schedule():
         fr.DiffusionFlow(lambda x, t: x, alphas_cumprod=inner, prediction_type="v_prediction")
 
 
+def test_the_infinite_level_stands_in_below_the_previous_one():
+    """The stand-in for ``ᾱ = 0`` is diffusers' ``2⁻²⁴``, or half the previous level where that
+    is smaller, so the table keeps decreasing: ``σ_max = √((1 − ᾱ)/ᾱ)`` of that level."""
+    for prev, stand_in in ((1e-3, 2.0**-24), (1e-8, 0.5e-8)):
+        abar = torch.tensor([0.99, 0.5, prev, 0.0], dtype=F64)
+        flow = fr.DiffusionFlow(lambda x, t: x, alphas_cumprod=abar, prediction_type="sample")
+        assert flow.sigma_max == pytest.approx(((1 - stand_in) / stand_in) ** 0.5, rel=1e-12)
+
+
 def test_the_package_rescaling_is_lin_et_al():
     from flowrestore.oracles.diffusion import zero_terminal_snr
 
