@@ -1637,6 +1637,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "table[-1] = min(ZERO_SNR_ALPHA_CUMPROD, float(table[-2]) / 3)",
         ["tests/diffusion/test_zero_snr.py"],
     ),
+    "fitted-spacing-span-sum": (
+        "flowrestore/grids.py",
+        "        grid = t1 + (t0 - t1) * tau\n",
+        "        grid = t1 + (t0 + t1) * tau\n",
+        ["tests/fewnfe/test_grids.py"],
+    ),
 }
 
 

@@ -204,3 +204,14 @@ def test_euler_matched_end_checks_its_arguments():
     sp = fr.EulerMatchedEnd(nl, 2, landing=True, rho_min=1.5)
     assert sp.rho(3) == pytest.approx(max(1.5, math.log(5) / math.log(3)))
     assert sp.rho(10) == 1.5 and sp.rho(1) == 1.5
+
+
+def test_a_fitted_spacing_maps_its_normalised_times_onto_any_span():
+    """``Fitted(times)`` holds times normalised to ``1 → 0``: on a span ``t0 → t1`` a point ``τ``
+    lies at ``t1 + (t0 − t1) τ`` (at its own step count; other counts interpolate in the index)."""
+    sp = fr.Fitted((1.0, 0.5, 0.2, 0.0))
+    got = sp(3, 0.8, 0.2)
+    want = torch.tensor([0.8, 0.2 + 0.6 * 0.5, 0.2 + 0.6 * 0.2, 0.2], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+    forward = torch.tensor([0.2, 0.8 - 0.6 * 0.5, 0.8 - 0.6 * 0.2, 0.8], dtype=torch.float64)
+    torch.testing.assert_close(sp(3, 0.2, 0.8), forward, rtol=0, atol=1e-15)  # forward in time
