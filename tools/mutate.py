@@ -1643,6 +1643,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        grid = t1 + (t0 + t1) * tau\n",
         ["tests/fewnfe/test_grids.py"],
     ),
+    "records-of-some-rows-not-scattered": (
+        "flowrestore/solvers/base.py",
+        "            if value.shape[0] == rows.shape[0] != batch:",
+        "            if False:",
+        ["tests/core/test_nfe_audit.py"],
+    ),
 }
 
 

@@ -194,7 +194,7 @@ class PreparedSolve:
                 f"x_start must have the planned shape, dtype and device {self.like}, got "
                 f"{got if isinstance(x_start, Tensor) else describe(x_start)}"
             )
-        ctx = Context(noise=_noise_source(generator, seeds, noise, x_start))
+        ctx = Context(noise=_noise_source(generator, seeds, noise, x_start), batch=x_start.shape[0])
         failures = Failures(x_start.shape[0])
         if self.check_finite:
             _check_start(x_start, self.schedule.t0, failures, self.loop["on_failure"])

@@ -62,16 +62,28 @@ class Context:
             ``noise`` so per-sample seeds follow their samples.
         step_index: the number of steps the loop has taken so far.
         records: per-step values (:meth:`record`), stacked into ``Solution.records``.
+        batch: the solve's batch size (``None``: unknown, e.g. a hand-made context).
     """
 
     noise: NoiseSource = field(default_factory=GeneratorNoise)
     index: Tensor | None = None
     step_index: int = 0
     records: dict[str, list[Tensor]] = field(default_factory=dict)
+    batch: int | None = None
 
     def record(self, name: str, value: Tensor) -> None:
-        """Append a per-step value (e.g. a data-consistency norm) to ``Solution.records[name]``."""
-        self.records.setdefault(name, []).append(value.detach())
+        """Append a per-step value (e.g. a data-consistency norm) to ``Solution.records[name]``.
+
+        A per-sample value ``[k, ...]`` of a step that moved only the rows ``index`` (the others
+        failed or, under error control, wait) is laid into the whole batch's rows, NaN for the
+        rows not stepped, so the records stack into ``[steps, B, ...]``."""
+        value = value.detach()
+        rows, batch = self.index, self.batch
+        if rows is not None and batch is not None and value.dim() >= 1:
+            if value.shape[0] == rows.shape[0] != batch:
+                full = value.new_full((batch, *value.shape[1:]), float("nan"))
+                value = full.index_copy(0, rows.to(value.device), value)
+        self.records.setdefault(name, []).append(value)
 
 
 @dataclass

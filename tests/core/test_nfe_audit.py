@@ -183,3 +183,36 @@ def test_differentiable_solves_give_the_discrete_solves_gradient(make, solver):
         e = 1e-6
         fd = ((run(x + e * d) * w).sum() - (run(x - e * d) * w).sum()) / (2 * e)
     assert float((g * d).sum()) == pytest.approx(float(fd), rel=1e-6)
+
+
+def _blows_up(fn):
+    """``fn``, NaN wherever its state input is huge (``inf · 0``): a sample that fails."""
+
+    def bad(*a, **k):
+        out = fn(*a, **k)
+        state = next(v for v in a if torch.is_tensor(v) and v.shape == out.shape)
+        return out + 0 * state.pow(4)
+
+    return bad
+
+
+@pytest.mark.parametrize("make, solver", CASES, ids=lambda v: getattr(v, "__name__", repr(v)))
+def test_a_failing_sample_is_reported_and_the_others_restore_as_without_it(make, solver):
+    """``on_failure="return"``: a sample whose evaluations turn non-finite gets a failure status,
+    and the other rows are exactly their solve without it (the loop steps them on the restricted
+    flow; per-step records keep one row per sample, NaN where a row was not stepped)."""
+    flow, x, kw = make(Counted(_blows_up(FUNCS[make])))
+    if solver.stochastic:
+        kw["seeds"] = [0, 1, 2]
+    x = x.clone()
+    x[1] = x[1] * 1e300
+    sol = fr.solve(flow, solver, x, steps=4, on_failure="return", **kw)
+    assert sol.stats.status.tolist()[0::2] == [0, 0] and int(sol.stats.status[1]) != 0
+    rows = torch.tensor([0, 2])
+    if "seeds" in kw:
+        kw["seeds"] = [0, 2]
+    alone = fr.solve(flow.restrict(rows), solver, x[rows], steps=4, **kw)
+    torch.testing.assert_close(sol.x[rows], alone.x, rtol=0, atol=0)
+    for name, rec in sol.records.items():
+        assert rec.shape[1] == 3, name
+        torch.testing.assert_close(rec[:, 0::2], alone.records[name], rtol=0, atol=0)
