@@ -57,7 +57,8 @@ class Solution:
         stats: :class:`Stats`.
         t_final: per-sample time reached ``[B]``.
         records: per-step values a flow or solver recorded (e.g. Dirac's data consistency), each
-            stacked to ``[steps, ...]``.
+            stacked to ``[steps, ...]``; a per-sample value has one row per sample, NaN in a step
+            that did not move that sample (it had failed, or waited under error control).
     """
 
     x: Tensor
