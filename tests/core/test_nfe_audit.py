@@ -216,3 +216,19 @@ def test_a_failing_sample_is_reported_and_the_others_restore_as_without_it(make,
     for name, rec in sol.records.items():
         assert rec.shape[1] == 3, name
         torch.testing.assert_close(rec[:, 0::2], alone.records[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make, solver", CASES, ids=lambda v: getattr(v, "__name__", repr(v)))
+def test_the_callback_sees_every_step_in_the_integrated_state(make, solver):
+    """``callback(step, t, x)`` once per step (the landing included), steps counted from 1, ``t``
+    the grid, and ``flow.from_state(x, t)`` the saved trajectory (solve's docstring)."""
+    flow, x, kw = make(Counted(FUNCS[make]))
+    if solver.stochastic:
+        kw["seeds"] = [0, 1, 2]
+    seen = []
+    sol = fr.solve(flow, solver, x, steps=4, save_at="steps",
+                   callback=lambda k, t, v: seen.append((k, t, v.clone())), **kw)  # fmt: skip
+    assert [k for k, _, _ in seen] == [1, 2, 3, 4]
+    for (_, t, v), ts, saved in zip(seen, sol.ts[1:], sol.trajectory[1:], strict=True):
+        assert float(t) == float(ts)
+        torch.testing.assert_close(flow.from_state(v, float(t)), saved, rtol=1e-12, atol=1e-12)
