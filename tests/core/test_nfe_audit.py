@@ -45,6 +45,16 @@ def _diffusion(counter):
     return flow, x, {}
 
 
+def _flow_matching(counter):
+    x = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return fr.FlowMatchingFlow(counter), x, {}
+
+
+def _denoiser(counter):
+    x = 80.0 * torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return fr.DenoiserFlow(counter, sigma_max=80.0), x, {}
+
+
 def _dirac(counter):
     blur = fr.degradations.GaussianBlurFamily(kernel_size=3, width=fr.schedules.Linear(0.3, 1.0))
     flow = fr.DiracSDE(counter, blur, fr.schedules.Geometric(0.01, 0.05))
@@ -77,6 +87,8 @@ FUNCS = {
     _ode: lambda t, x: -x * (1 + t.reshape(-1, 1)),
     _sde: lambda t, x: -x,
     _diffusion: lambda x, k: 0.3 * x,
+    _flow_matching: lambda x, t: 0.3 * x,
+    _denoiser: lambda x, sigma: 0.3 * x,
     _dirac: lambda y, t: 0.9 * y,
     _guided: lambda x, k: 0.3 * x,
     _diffpir: lambda x, k: 0.3 * x,
@@ -105,6 +117,11 @@ CASES = [
 CASES += [(_ode, s) for s in (fr.Euler(), fr.Dopri5(), fr.IPNDM(), fr.Torchdiffeq("midpoint"))]
 CASES += [(_diffusion, s) for s in (fr.Midpoint(), fr.Heun(), fr.RK4(), fr.IPNDM(), fr.Dopri5())]
 CASES += [(_diffusion, fr.SemiLinearMultistep()), (_diffusion, fr.DataIPNDM())]
+CASES += [
+    (make, s)
+    for make in (_flow_matching, _denoiser)
+    for s in (fr.Euler(), fr.Midpoint(), fr.Heun(), fr.SemiLinearMultistep(), fr.IPNDM())
+]
 CASES += [(_sde, s) for s in (fr.EulerMaruyama(), fr.SRA1(), fr.Torchsde("heun"))]
 CASES += [(_dirac, s) for s in (fr.DiracStep(), fr.EulerMaruyama(), fr.SRA1())]
 CASES += [(_guided, fr.DPSStep()), (_guided, fr.DDRMStep()), (_diffpir, fr.DiffPIRStep())]
