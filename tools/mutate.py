@@ -1649,6 +1649,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            if False:",
         ["tests/core/test_nfe_audit.py"],
     ),
+    "noise-levels-index-first-segment": (
+        "flowrestore/grids.py",
+        "return max(t, 0.0) / (lv[0] * n)",
+        "return max(t, 0.0) / (lv[0] / n)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "noise-levels-index-skips-last-interval": (
+        "flowrestore/grids.py",
+        "lo, hi = 0, n - 1  # lv[lo] <= t < lv[hi]",
+        "lo, hi = 0, n - 2  # lv[lo] <= t < lv[hi]",
+        ["tests/fewnfe/test_grids.py"],
+    ),
 }
 
 

@@ -57,6 +57,10 @@ def test_noise_levels_span_inverse_and_last_point():
     sp = fr.NoiseLevels(levels=tuple(_levels(linear_abar()).tolist()), rho=2.0)
     u = np.linspace(0, 1, 37)
     np.testing.assert_allclose(sp.index_of(sp.time_of(u)), u, atol=1e-12)
+    # the two end segments: linear below the first level, the last log-interpolated interval
+    n = len(sp.levels)
+    ends = np.concatenate([np.linspace(0, 2 / n, 9), np.linspace(1 - 2 / n, 1, 9)])
+    np.testing.assert_allclose(sp.index_of(sp.time_of(ends)), ends, atol=1e-12)
     g = sp(6, 0.5, 0.01)  # a sub-span: exact ends, strictly decreasing
     assert float(g[0]) == 0.5 and float(g[-1]) == 0.01 and bool((g.diff() < 0).all())
     w = (sp.index_of([0.5, 0.01]) ** 0.5).tolist()  # uniform in u^{1/ρ}
