@@ -1661,6 +1661,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "lo, hi = 0, n - 2  # lv[lo] <= t < lv[hi]",
         ["tests/fewnfe/test_grids.py"],
     ),
+    "hairer-flat-start-step": (
+        "flowrestore/controllers/error.py",
+        "h1 = torch.where(dmax <= 1e-15, (h0 * 1e-3).clamp_min(1e-6), (0.01 / dmax) ** (1.0 / k))",
+        "h1 = torch.where(dmax <= 1e-15, (h0 / 1e-3).clamp_min(1e-6), (0.01 / dmax) ** (1.0 / k))",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 

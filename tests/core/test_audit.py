@@ -63,6 +63,15 @@ def test_hairer_starting_step_when_100_h0_is_smaller():
     assert float(solver.attempts[0][2]) == pytest.approx(100 * h0, rel=1e-12)
 
 
+def test_hairer_starting_step_with_no_drift_at_all():
+    """``x' = 0``: ``d1 = 0`` gives ``h0 = 1e-6`` and ``d2 = 0``, so ``h1 = max(1e-6, h0/1000)``
+    = 1e-6 and the first step is ``min(100 h0, h1) = 1e-6`` (Hairer, Nørsett & Wanner II.4)."""
+    solver = _Recorder(rtol=1e-3, atol=1e-6)
+    fr.solve(fr.ODEFlow(lambda t, x: torch.zeros_like(x)), solver, torch.ones(1, 2, dtype=F64),
+             t_span=(0.0, 1.0))  # fmt: skip
+    assert float(solver.attempts[0][2]) == pytest.approx(1e-6, rel=1e-12)
+
+
 def test_pi_error_history_is_floored_at_1e_4():
     """With steps allowed to grow only 2× (``ifactor=2``) from a tiny first step, accepted errors
     pass through ``1e-4 … 1e-2``: each next step uses ``e_prev = max(e, 1e-4)``."""
