@@ -201,8 +201,9 @@ class NoiseLevels(Spacing):
 @dataclass(frozen=True)
 class EndRefined(Spacing):
     """``base``'s shape read at ``u_k = (1 − k/N)^ρ`` instead of ``1 − k/N`` (sampled with
-    ``resolution`` steps, interpolated linearly): the last positive point is ``O(N^{−eρ})`` for a
-    base of end exponent ``e``. The loop applies it to an order-``p`` method landing by the
+    ``resolution`` steps, interpolated linearly; inside the last sampled interval along the
+    base's end law ``u^e``): the last positive point is ``O(N^{−eρ})`` for a base of end
+    exponent ``e``. The loop applies it to an order-``p`` method landing by the
     denoising step with ``ρ = p/(2e)`` (:mod:`flowrestore.integrate.endpoint`)."""
 
     base: Spacing
@@ -226,7 +227,15 @@ class EndRefined(Spacing):
         fine = self.base(self.resolution, t0, t1).numpy()
         u = np.linspace(1.0, 0.0, self.resolution + 1)  # 1 at t0, 0 at t1
         want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
-        grid = torch.from_numpy(np.interp(want, u[::-1], fine[::-1]))
+        at = np.interp(want, u[::-1], fine[::-1])
+        # inside the base's last fine interval (u < 1/resolution: many steps, a large ρ) follow
+        # its end law u^e instead of a straight line, which would make the end exponent ρ, not
+        # e·ρ; e = 0 is a deliberate floor (EDM's σ_min) and stays as sampled
+        e, u1 = self.base.end_exponent, 1.0 / self.resolution
+        inner = (want > 0) & (want < u1)
+        if e > 0 and inner.any():
+            at[inner] = t1 + (fine[-2] - t1) * (want[inner] / u1) ** e
+        grid = torch.from_numpy(at)
         grid[0], grid[-1] = t0, t1
         return grid
 

@@ -1667,6 +1667,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "h1 = torch.where(dmax <= 1e-15, (h0 / 1e-3).clamp_min(1e-6), (0.01 / dmax) ** (1.0 / k))",
         ["tests/core/test_audit.py"],
     ),
+    "end-refined-linear-inside-last-interval": (
+        "flowrestore/grids.py",
+        "        if e > 0 and inner.any():",
+        "        if e > 0 and inner.any() and False:",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "end-refined-end-law-exponent-off": (
+        "flowrestore/grids.py",
+        "            at[inner] = t1 + (fine[-2] - t1) * (want[inner] / u1) ** e",
+        "            at[inner] = t1 + (fine[-2] - t1) * (want[inner] / u1) ** (1.1 * e)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
 }
 
 
