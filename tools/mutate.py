@@ -1679,6 +1679,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            at[inner] = t1 + (fine[-2] - t1) * (want[inner] / u1) ** (1.1 * e)",
         ["tests/fewnfe/test_grids.py"],
     ),
+    "hairer-probe-against-the-drift": (
+        "flowrestore/controllers/error_run.py",
+        "return evaluate(t0 + hs, x + hs.reshape(-1, *([1] * (x.dim() - 1))) * f0)",
+        "return evaluate(t0 + hs, x - hs.reshape(-1, *([1] * (x.dim() - 1))) * f0)",
+        ["tests/core/test_audit.py"],
+    ),
 }
 
 

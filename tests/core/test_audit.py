@@ -63,6 +63,21 @@ def test_hairer_starting_step_when_100_h0_is_smaller():
     assert float(solver.attempts[0][2]) == pytest.approx(100 * h0, rel=1e-12)
 
 
+def test_hairer_starting_step_probes_along_the_drift():
+    """``x' = x²`` from 0.5: ``d2 = ‖f(t0 + h0, x0 + h0 f0) − f0‖/h0`` (scaled), the probe taken
+    forward along the drift, and the first step ``min(100 h0, (0.01/max(d1, d2))^{1/3})``."""
+    x0 = torch.tensor([[0.5]], dtype=F64)
+    solver = _Recorder(rtol=1e-3, atol=1e-6)
+    fr.solve(fr.ODEFlow(lambda t, x: x * x), solver, x0, t_span=(0.0, 0.5))
+    scale = 1e-6 + 1e-3 * 0.5
+    f0 = 0.25
+    d0, d1 = 0.5 / scale, f0 / scale
+    h0 = 0.01 * d0 / d1
+    d2 = abs((0.5 + h0 * f0) ** 2 - f0) / scale / h0
+    want = min(100 * h0, (0.01 / max(d1, d2)) ** (1 / 3))
+    assert float(solver.attempts[0][2]) == pytest.approx(want, rel=1e-12)
+
+
 def test_hairer_starting_step_with_no_drift_at_all():
     """``x' = 0``: ``d1 = 0`` gives ``h0 = 1e-6`` and ``d2 = 0``, so ``h1 = max(1e-6, h0/1000)``
     = 1e-6 and the first step is ``min(100 h0, h1) = 1e-6`` (Hairer, Nørsett & Wanner II.4)."""
