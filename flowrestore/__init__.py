@@ -103,6 +103,7 @@ _EXPORTS = {
         "Euler",
         "EulerMaruyama",
         "ExplicitRK",
+        "FittedMultistep",
         "Heun",
         "InDISampler",
         "Midpoint",

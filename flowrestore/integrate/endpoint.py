@@ -24,7 +24,9 @@ ends at 0, **nothing is evaluated at 0**:
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
 
-**Default grids** for ``steps=N``, first match: a grid the flow declares as fitted for this very
+**Default grids** for ``steps=N``, first match: the grid a solver was fitted on
+(:meth:`~flowrestore.Solver.fitted_spacing`: :class:`~flowrestore.FittedMultistep`'s, whose
+weights belong to it); a grid the flow declares as fitted for this very
 solver at ``N`` steps (:meth:`~flowrestore.flows.Flow.fitted_grids`, a
 :class:`~flowrestore.grids.FittedGrids`: a shipped model's few-NFE schedules); the flow's own
 :meth:`~flowrestore.flows.Flow.default_spacing` (a diffusion model's
@@ -92,6 +94,9 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The spacing ``steps=N`` uses when none is given (module docstring)."""
+    pinned = solver.fitted_spacing()
+    if pinned is not None:
+        return pinned
     generic = _generic_spacing(flow, solver, t_end)
     fitted = flow.fitted_grids()
     if fitted is not None and fitted.applies_to(solver):

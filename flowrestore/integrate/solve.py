@@ -153,6 +153,7 @@ def prepare(
     ctrl.check(solver, x_start)
     options = _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable)
     schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
+    solver.check_schedule(schedule)
     loop = {"output": output, "progress": progress, "callback": callback, "on_failure": on_failure}
     return PreparedSolve(
         flow=flow,

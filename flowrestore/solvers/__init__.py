@@ -7,6 +7,7 @@ from flowrestore.solvers.adams import IPNDM, AdamsState, DataIPNDM
 from flowrestore.solvers.adapters import Torchdiffeq
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.dirac import DiracStep
+from flowrestore.solvers.fitted import FittedMultistep, FittedState
 from flowrestore.solvers.guided import DDRMStep, DiffPIRStep, DPSStep
 from flowrestore.solvers.indi import (
     ColdDiffusionSampler,
@@ -47,6 +48,8 @@ __all__ = [
     "EmbeddedRK",
     "Euler",
     "EulerMaruyama",
+    "FittedMultistep",
+    "FittedState",
     "ExplicitRK",
     "Heun",
     "IPNDM",

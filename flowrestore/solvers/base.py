@@ -169,6 +169,15 @@ class Solver:
         rule, :mod:`flowrestore.integrate.endpoint`); the flow's own preference comes first."""
         return None
 
+    def fitted_spacing(self):
+        """The spacing ``steps=N`` must use, ahead of the flow's and the loop's (``None``:
+        none; a solver fitted on one grid, :class:`~flowrestore.FittedMultistep`, returns it)."""
+        return None
+
+    def check_schedule(self, schedule) -> None:
+        """Refuse, before any evaluation, a planned
+        :class:`~flowrestore.controllers.Schedule` this solver cannot step (default: any)."""
+
     def start_derivative(self, state: Any, f0: Tensor) -> Any:
         """Offer the drift at the start (evaluated for the first step size) to the state."""
         return state
