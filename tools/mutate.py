@@ -1685,6 +1685,84 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return evaluate(t0 + hs, x - hs.reshape(-1, *([1] * (x.dim() - 1))) * f0)",
         ["tests/core/test_audit.py"],
     ),
+    "fitted-multistep-ratio-off": (
+        "flowrestore/solvers/fitted.py",
+        "        r = bcast((t + h) / t, x)",
+        "        r = bcast((t + 1.001 * h) / t, x)",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-history-oldest-first": (
+        "flowrestore/solvers/fitted.py",
+        "        values = (flow.denoise(t, x), *state.values)",
+        "        values = (*state.values, flow.denoise(t, x))",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-keep-next-only": (
+        "flowrestore/solvers/fitted.py",
+        "max([*lengths[k + 1 :], 1]) - 1",
+        "max([*lengths[k + 1 : k + 2], 1]) - 1",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-weights-of-next-step": (
+        "flowrestore/solvers/fitted.py",
+        "        k = state.taken\n",
+        "        k = min(state.taken + 1, len(self.weights) - 1)\n",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-no-grid-check": (
+        "flowrestore/integrate/solve.py",
+        "    solver.check_schedule(schedule)\n",
+        "",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-spacing-not-pinned": (
+        "flowrestore/integrate/endpoint.py",
+        "    if pinned is not None:\n        return pinned\n",
+        "",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fitted-multistep-consistency-unchecked": (
+        "flowrestore/solvers/fitted.py",
+        "            if abs(sum(w) - 1.0) > 1e-6:",
+        "            if abs(sum(w) - 1.0) > 1e6:",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-sum-not-kept": (
+        "flowrestore/integrate/weight_fitting.py",
+        "            base = base + torch.cat([-d.sum().reshape(1), d])\n        return base.to(",
+        "            base = base + torch.cat([0 * d.sum().reshape(1), d])\n        return base.to(",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-last-not-best": (
+        "flowrestore/integrate/weight_fitting.py",
+        '        if value < best["err"]:',
+        "        if True:",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-no-optimisation": (
+        "flowrestore/integrate/weight_fitting.py",
+        "        opt.step(objective)",
+        "        pass",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-budget-unbounded": (
+        "flowrestore/integrate/weight_fitting.py",
+        "        if best[\"calls\"] == iterations:",
+        "        if best[\"calls\"] == 10 * iterations:",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-teacher-on-the-given-grid": (
+        "flowrestore/integrate/weight_fitting.py",
+        "        grid_t = make_grid(teacher_steps, t0, t1, default_spacing(flow, teacher, t1))",
+        "        grid_t = spacing(teacher_steps, t0, t1)",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
+    "fit-weights-start-dataipndm-order-1": (
+        "flowrestore/integrate/weight_fitting.py",
+        "        ab = AB_COEFFICIENTS[min(k, 1)]",
+        "        ab = AB_COEFFICIENTS[0]",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
 }
 
 

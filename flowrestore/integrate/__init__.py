@@ -15,6 +15,7 @@ from flowrestore.integrate.fit_table import fit_grids, relative_error
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
+from flowrestore.integrate.weight_fitting import fit_weights
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "check_grid",
     "fit_grid",
     "fit_grids",
+    "fit_weights",
     "make_grid",
     "prepare",
     "relative_error",

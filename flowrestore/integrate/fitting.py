@@ -66,7 +66,7 @@ from flowrestore.integrate.refine import refine_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
-__all__ = ["fit_grid"]
+__all__ = ["fit_with_teacher", "fit_grid"]
 
 #: teacher-forced best paths also solved for real on the warm-up inputs
 CANDIDATES = 6
@@ -104,6 +104,34 @@ def fit_grid(
     Returns:
         :class:`~flowrestore.Fitted` normalised times over the span (module docstring).
     """
+    fitted, _ = fit_with_teacher(
+        flow,
+        solver,
+        x_warmup,
+        steps,
+        teacher_steps=teacher_steps,
+        teacher=teacher,
+        t_span=t_span,
+        refine=refine,
+        linearise=linearise,
+    )
+    return fitted
+
+
+def fit_with_teacher(
+    flow: Flow,
+    solver: Solver,
+    x_warmup: Tensor,
+    steps: int,
+    *,
+    teacher_steps: int = 64,
+    teacher: Solver | None = None,
+    t_span: tuple[float, float] | None = None,
+    refine: int = 64,
+    linearise: bool = False,
+) -> tuple[Fitted, Tensor]:
+    """:func:`fit_grid`, also returning the teacher's answer for ``x_warmup`` (what the fit
+    scored against; :func:`~flowrestore.integrate.fit_weights` fits further against it)."""
     t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span, refine)
     if not isinstance(linearise, bool):
         raise ConfigError(f"linearise must be a bool, got {describe(linearise)}")
@@ -128,7 +156,7 @@ def fit_grid(
         if refine > 0 and steps > 1:
             best = refine_grid(flow, solver, x_warmup, sol.x, best, budget=refine)
     tau = (best - t1) / (t0 - t1)
-    return Fitted(tuple(float(v) for v in tau))
+    return Fitted(tuple(float(v) for v in tau)), sol.x
 
 
 def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float, float]:
