@@ -10,8 +10,10 @@ split (the validation split, on which every default was chosen, by default) and 
 Methods, side by side at each NFE from 3 to 10:
 
 * **flowrestore** — default-constructed solvers with ``steps=N`` only (the flow's declared grid),
-  and ``SemiLinearMultistep()`` on a grid fitted by :func:`flowrestore.integrate.fit_grid` on
-  warm-up inputs other than the scored ones;
+  the multistep defaults on grids fitted by :func:`flowrestore.integrate.fit_grid` on warm-up
+  inputs other than the scored ones, and (on (a) and (b), at 5 and 6 NFE) the
+  :class:`~flowrestore.FittedMultistep` that :func:`flowrestore.integrate.fit_weights` fits on the
+  same warm-up inputs (grid and per-step weights);
 * **diffusers on their own defaults** (diffusion problems: the model, its schedule,
   ``set_timesteps(N)``, final σ = 0): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
 * **the same multistep schedulers on flowrestore's grid** and, for restoration flows, on a
@@ -35,7 +37,7 @@ from pathlib import Path
 import torch
 
 import flowrestore as fr
-from flowrestore.integrate import fit_grid, make_grid
+from flowrestore.integrate import fit_grid, fit_weights, make_grid
 
 from . import fewnfe_problems as P
 from .common import table
@@ -106,6 +108,10 @@ def _ours(inst, n: int) -> dict[str, torch.Tensor]:
         if int(sol.stats.nfe.max()) != n:
             raise AssertionError(f"{name}: {steps} steps cost {sol.stats.nfe.max()} != {n}")
         out[name] = sol.x
+    solver = inst.extra.get("fitted_weights", {}).get(n)
+    if solver is not None:
+        with torch.no_grad():
+            out[WEIGHTS_ROW] = fr.solve(inst.flow, solver, inst.x, steps=n).x
     for name, grids in inst.extra.get("fitted", {}).items():
         if n in grids:
             with torch.no_grad():
@@ -120,6 +126,9 @@ FIT_SOLVERS = ("SemiLinearMultistep()", "DataIPNDM()", "IPNDM()")
 #: ~550 evaluations of the warm-up batch; the fitted-grid goal concerns (a) and (b))
 FIT_SOLVERS_PHOTOS = ("SemiLinearMultistep()",)
 FIT_NFES = (5, 6)
+#: the row of :func:`flowrestore.integrate.fit_weights`'s solver (grid and per-step weights
+#: fitted on the same warm-up inputs; (a) and (b) only: the fitted-schedule goal's families)
+WEIGHTS_ROW = "FittedMultistep, fitted weights"
 #: issue 10's Gaussian oracle (group (d), goal ≤ 1e-4 at ≤ 6 NFE): fitted at 4–6 NFE with
 #: ``refine=256`` — chosen on the validation split (seeds 11–14, these warm-up draws): the best
 #: fitted solver's worst error at 4 / 5 / 6 NFE with ``refine=64`` (``fit_grid``'s default, chosen
@@ -136,9 +145,10 @@ GAUSS_GOAL = 1e-4
 
 def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print, refine: int = 64) -> float:
     """Fit each multistep default's grid at ``nfes`` on ``warmups[i]`` (warm-up inputs of the
-    instance's model, none of them scored), stored in ``instance.extra["fitted"]``; returns the
-    longest fit in seconds."""
-    longest = 0.0
+    instance's model, none of them scored), stored in ``instance.extra["fitted"]``, and on
+    (a)/(b) :func:`fit_weights`'s solver (``instance.extra["fitted_weights"]``); returns the
+    longest grid fit and the longest weights fit (grid included) in seconds."""
+    longest = longest_w = 0.0
     for inst, warm in zip(problem.instances, warmups, strict=True):
         fits = {}
         for name in FIT_SOLVERS_PHOTOS if problem.kind == "psnr" else FIT_SOLVERS:
@@ -149,8 +159,14 @@ def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print, refine: int = 64) -
                 longest = max(longest, time.perf_counter() - t0)
                 fits[name][n] = sp(n, 1.0, 0.0)
         inst.extra["fitted"] = fits
-    log(f"  {problem.name}: fitted grids, longest fit {longest:.1f} s")
-    return longest
+        if problem.kind == "rel":
+            inst.extra["fitted_weights"] = {}
+            for n in nfes:
+                t0 = time.perf_counter()
+                inst.extra["fitted_weights"][n] = fit_weights(inst.flow, warm, n)
+                longest_w = max(longest_w, time.perf_counter() - t0)
+    log(f"  {problem.name}: fitted grids, longest fit {longest:.1f} s; weights {longest_w:.1f} s")
+    return longest, longest_w
 
 
 def _sigma_peers(inst, n: int, grids: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -217,7 +233,12 @@ def run_problem(problem, nfes=NFES, log=print) -> dict[str, dict[int, float]]:
 
 def is_ours(name: str) -> bool:
     """Whether a row is flowrestore's."""
-    return name in OURS or name.endswith("fitted grid")
+    return name in OURS or is_fitted(name)
+
+
+def is_fitted(name: str) -> bool:
+    """Whether a row is a fitted solve (a fitted grid, or grid and weights)."""
+    return name.endswith("fitted grid") or name == WEIGHTS_ROW
 
 
 def summary(problem, res) -> dict:
@@ -230,7 +251,7 @@ def summary(problem, res) -> dict:
         pick = max if kind == "psnr" else min
         best, best_name = pick(mine)
         pbest, pname = pick(peer)
-        fitted = [(v[n], k) for k, v in res.items() if k.endswith("fitted grid") and n in v]
+        fitted = [(v[n], k) for k, v in res.items() if is_fitted(k) and n in v]
         rows[n] = {
             "ours": best,
             "ours_name": best_name,
@@ -286,7 +307,7 @@ def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
         if fit_rows:
             goal = f"≤ {GAUSS_GOAL:g}" if problem.kind == "rel-c" else "≤ ½"
             lines += [
-                table(["NFE", "best fitted grid", "error / best peer's", goal], fit_rows),
+                table(["NFE", "best fitted", "error / best peer's", goal], fit_rows),
                 "",
             ]
     if out_dir is not None:
@@ -395,11 +416,13 @@ def main(
     for name, problem in problems.items():
         nfes = (12, 16, 20, 24) if problem.kind == "wrong" else NFES
         if problem.kind in ("rel", "psnr") and not quick:
-            longest = prepare_fits(problem, warmups(problem, split), log=log)
+            longest, longest_w = prepare_fits(problem, warmups(problem, split), log=log)
             fit_note = f"Fitted grids: ≤ 16 warm-up inputs each, longest fit {longest:.1f} s."
+            if longest_w:
+                fit_note += f" `fit_weights` (grid and weights): longest {longest_w:.1f} s."
             problem.note = f"{problem.note} {fit_note}".strip()
         elif problem.kind == "rel-c" and not quick:
-            longest = prepare_fits(problem, warmups(problem, split), log=log, **FIT_GAUSS)
+            longest, _ = prepare_fits(problem, warmups(problem, split), log=log, **FIT_GAUSS)
             fit_note = (
                 f"Fitted grids (`refine={FIT_GAUSS['refine']}`): 16 warm-up draws of each "
                 f"oracle's y, longest fit {longest:.1f} s."

@@ -1,4 +1,4 @@
-"""Time ``fit_grid`` on the shipped U-Nets as a user calls it (issue 16's "≤ 30 s" goal).
+"""Time ``fit_grid`` and ``fit_weights`` as a user calls them (issue 16's "≤ 30 s" goal).
 
 ``fit_grid(flow, SemiLinearMultistep(), y, n)`` with every default, on the few-NFE benchmark's
 warm-up batch (8 crops of 64² from the validation photos, :data:`benchmarks.fewnfe_problems.
@@ -7,8 +7,13 @@ the wall time and the number of network evaluations of the batch (forward and ve
 counted on the model). Wall time depends on the machine and its load; the evaluation count does
 not.
 
-Run: ``python -m benchmarks.fit_time`` (``--threads`` to set torch's threads, default 2; about
-2 minutes).
+``--ddpm``: instead, the diffusers-trained DDPM of group (b) on its 16 warm-up noises (the
+benchmark's, seed 90 000): ``fit_grid(flow, DataIPNDM(), x, n)`` and ``fit_weights(flow, x, n)``
+(which fits that grid, then the weights through differentiable solves: the evaluations counted
+are forward ones, each of the weights' also has a backward pass).
+
+Run: ``python -m benchmarks.fit_time [--ddpm]`` (``--threads`` to set torch's threads, default 2;
+about 2 minutes).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 import torch
 
 import flowrestore as fr
-from flowrestore.integrate import fit_grid
+from flowrestore.integrate import fit_grid, fit_weights
 
 from . import fewnfe_problems as P
 
@@ -52,11 +57,39 @@ def run(log=print) -> list[tuple[str, int, float, int]]:
     return rows
 
 
+def run_ddpm(log=print) -> list[tuple[str, int, float, int]]:
+    """Rows ``(fit, nfe, seconds, evaluations)`` on the DDPM of group (b)."""
+    flow = fr.DiffusionFlow.from_diffusers(P.ddpm_folder())
+    flow.model.requires_grad_(False)
+    x = torch.randn(16, 1, 24, 24, generator=torch.Generator().manual_seed(90_000))
+    calls = []
+    plain = flow.model.forward
+    flow.model.forward = lambda *a, **k: calls.append(1) or plain(*a, **k)
+    rows = []
+    for n in NFES:
+        for name, fit in (
+            ("fit_grid(DataIPNDM())", lambda n=n: fit_grid(flow, fr.DataIPNDM(), x, n)),
+            ("fit_weights", lambda n=n: fit_weights(flow, x, n)),
+        ):
+            calls.clear()
+            t = time.perf_counter()
+            fit()
+            rows.append((name, n, time.perf_counter() - t, len(calls)))
+            log(f"  {name} {n} NFE: {rows[-1][2]:.1f} s, {rows[-1][3]} evaluations")
+    return rows
+
+
 if __name__ == "__main__":  # pragma: no cover
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ddpm", action="store_true", help="the DDPM of group (b) instead")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.ddpm:
+        print("| DDPM fit | NFE | fit (s) | evaluations of the 16-noise batch |\n|---|---|---|---|")
+        for name, n, secs, evals in run_ddpm(log=lambda *_: None):
+            print(f"| {name} | {n} | {secs:.1f} | {evals} |")
+        raise SystemExit
     print("| model | NFE | fit (s) | evaluations of the 8-crop batch |\n|---|---|---|---|")
     for name, n, secs, evals in run(log=lambda *_: None):
         print(f"| {name} | {n} | {secs:.1f} | {evals} |")
