@@ -12,9 +12,11 @@ apart here, on the test split's 32 noises (seeds 100–103, 8 each) and their 50
 
 Each row: worst and mean relative error over the 32 noises, and the fit's wall time. If the
 ``scored32`` row is no better than ``warm16``, neither more warm-up inputs nor a longer search
-helps: the grid (with this solver) is the limit.
+helps: the grid (with this solver) is the limit. The ``fit_weights`` rows do the same for
+:func:`flowrestore.integrate.fit_weights` (grid and per-step weights): fitted on the 16 warm-up
+noises, and on the 32 scored ones (an upper bound, never a result).
 
-Run: ``OMP_NUM_THREADS=1 python -m benchmarks.fit_limit`` (about 8 minutes on one core).
+Run: ``OMP_NUM_THREADS=1 python -m benchmarks.fit_limit`` (about 10 minutes on one core).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 import torch
 
 import flowrestore as fr
-from flowrestore.integrate import fit_grid
+from flowrestore.integrate import fit_grid, fit_weights
 
 from . import fewnfe_problems as P
 
@@ -70,6 +72,15 @@ def run(log=print) -> list[tuple]:
                     x = fr.solve(flow, make(), xs, steps=n, spacing=spacing).x
                 rows.append((name, n, setting, *_errors(x, refs), secs))
                 log(f"  {rows[-1]}")
+    for n in NFES:  # fit_weights: the DataIPNDM grid, then per-step weights
+        for setting, inputs in (("warm16", warm), ("scored32", xs)):
+            t = time.perf_counter()
+            solver = fit_weights(flow, inputs, n)
+            secs = time.perf_counter() - t
+            with torch.no_grad():
+                x = fr.solve(flow, solver, xs, steps=n).x
+            rows.append(("fit_weights", n, setting, *_errors(x, refs), secs))
+            log(f"  {rows[-1]}")
     return rows
 
 

@@ -360,6 +360,19 @@ def check_grid(
     return g
 
 
+def span_of(value, name: str = "t_span") -> tuple[float, float]:
+    """``value`` as two different finite times ``(t0, t1)``, else a :class:`ConfigError`."""
+    try:
+        if isinstance(value, str):
+            raise TypeError
+        span = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        span = ()
+    if len(span) != 2 or not all(math.isfinite(v) for v in span) or span[0] == span[1]:
+        raise ConfigError(f"{name} must be two different finite times, got {describe(value)}")
+    return span
+
+
 @dataclass(frozen=True)
 class Fitted(Spacing):
     """A grid shape fitted to a problem (see :func:`fit_grid`), reusable at any number of steps.
@@ -426,17 +439,7 @@ class FittedGrids:
     def __post_init__(self):
         if not isinstance(self.solver, str) or not self.solver:
             raise ConfigError(f"solver must be a solver's repr, got {describe(self.solver)}")
-        try:
-            if isinstance(self.t_span, str):
-                raise TypeError
-            span = tuple(float(v) for v in self.t_span)
-        except (TypeError, ValueError):
-            span = ()
-        if len(span) != 2 or not all(math.isfinite(v) for v in span) or span[0] == span[1]:
-            raise ConfigError(
-                f"t_span must be two different finite times, got {describe(self.t_span)}"
-            )
-        object.__setattr__(self, "t_span", span)
+        object.__setattr__(self, "t_span", span_of(self.t_span))
         bad = ConfigError(
             "times must map step counts to normalised grids ({N: [1.0, ..., 0.0]} or pairs), "
             f"got {describe(self.times)}"

@@ -1747,14 +1747,14 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "fit-weights-budget-unbounded": (
         "flowrestore/integrate/weight_fitting.py",
-        "        if best[\"calls\"] == iterations:",
-        "        if best[\"calls\"] == 10 * iterations:",
+        '        if best["calls"] == iterations:',
+        '        if best["calls"] == 10 * iterations:',
         ["tests/fewnfe/test_fit_weights.py"],
     ),
     "fit-weights-teacher-on-the-given-grid": (
         "flowrestore/integrate/weight_fitting.py",
-        "        grid_t = make_grid(teacher_steps, t0, t1, default_spacing(flow, teacher, t1))",
-        "        grid_t = spacing(teacher_steps, t0, t1)",
+        "        grid_t = teacher_grid(flow, teacher, teacher_steps, t0, t1)\n",
+        "        grid_t = spacing(teacher_steps, t0, t1)\n",
         ["tests/fewnfe/test_fit_weights.py"],
     ),
     "fit-weights-start-dataipndm-order-1": (

@@ -135,18 +135,11 @@ def fit_with_teacher(
     t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span, refine)
     if not isinstance(linearise, bool):
         raise ConfigError(f"linearise must be a bool, got {describe(linearise)}")
-    from flowrestore.solvers import RK4, SemiLinearMultistep
-
     if teacher is not None:
         _check_teacher(teacher)
         teacher.check_flow(flow)
-    if teacher is None:
-        teacher = SemiLinearMultistep()
-        try:
-            teacher.check_flow(flow)
-        except FlowRestoreError:
-            teacher = RK4()
-    grid_t = make_grid(teacher_steps, t0, t1, default_spacing(flow, teacher, t1))
+    teacher = teacher or default_teacher(flow)
+    grid_t = teacher_grid(flow, teacher, teacher_steps, t0, t1)
     sol, states, seen = _teacher_solve(flow, teacher, x_warmup, grid_t)
     default = make_grid(steps, t0, t1, default_spacing(flow, solver, t1))
     candidates = _candidates(flow, solver, grid_t, states, steps, default, seen, linearise)
@@ -199,6 +192,23 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
         raise ConfigError(f"t_span must be two times (t0, t1), got {describe(span)}") from exc
     g = check_grid(torch.tensor([t0, t1]), time_range=flow.time_range, name="t_span")
     return float(g[0]), float(g[1])
+
+
+def default_teacher(flow: Flow) -> Solver:
+    """``SemiLinearMultistep()`` if it steps ``flow``, else ``RK4()``."""
+    from flowrestore.solvers import RK4, SemiLinearMultistep
+
+    teacher = SemiLinearMultistep()
+    try:
+        teacher.check_flow(flow)
+    except FlowRestoreError:
+        teacher = RK4()
+    return teacher
+
+
+def teacher_grid(flow: Flow, teacher: Solver, steps: int, t0: float, t1: float) -> Tensor:
+    """The teacher's grid: ``steps`` steps of the flow's (and teacher's) default spacing."""
+    return make_grid(steps, t0, t1, default_spacing(flow, teacher, t1))
 
 
 def _check_teacher(teacher) -> None:

@@ -28,12 +28,17 @@ import math
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, FlowRestoreError, describe
+from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow
-from flowrestore.grids import Fitted, make_grid
-from flowrestore.integrate.endpoint import default_spacing
+from flowrestore.grids import Fitted
 from flowrestore.integrate.fit_table import relative_error
-from flowrestore.integrate.fitting import _check, _teacher_solve, fit_with_teacher
+from flowrestore.integrate.fitting import (
+    _check,
+    _teacher_solve,
+    default_teacher,
+    fit_with_teacher,
+    teacher_grid,
+)
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.adams import AB_COEFFICIENTS, DataIPNDM
 from flowrestore.solvers.fitted import FittedMultistep
@@ -123,15 +128,9 @@ def fit_weights(
             flow, start, x_warmup, steps, teacher_steps=teacher_steps, t_span=t_span, refine=refine
         )
     else:
-        from flowrestore.solvers import RK4, SemiLinearMultistep
-
-        teacher = SemiLinearMultistep()
-        try:
-            teacher.check_flow(flow)
-        except FlowRestoreError:
-            teacher = RK4()
-        grid_t = make_grid(teacher_steps, t0, t1, default_spacing(flow, teacher, t1))
-        target = _teacher_solve(flow, teacher, x_warmup, grid_t)[0].x  # as fit_grid's teacher
+        teacher = default_teacher(flow)  # fit_grid's teacher
+        grid_t = teacher_grid(flow, teacher, teacher_steps, t0, t1)
+        target = _teacher_solve(flow, teacher, x_warmup, grid_t)[0].x
     times = tuple(float(v) for v in spacing(steps, 1.0, 0.0))
     base = _start_weights(steps, history)
     free = [torch.zeros(len(w) - 1, dtype=F64, requires_grad=True) for w in base]

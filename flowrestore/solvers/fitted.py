@@ -34,7 +34,7 @@ from torch import Tensor
 from flowrestore.controllers.fixed import FixedSchedule
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, bcast
-from flowrestore.grids import Fitted
+from flowrestore.grids import Fitted, span_of
 from flowrestore.solvers.base import Context, Solver, StepResult
 
 __all__ = ["FittedMultistep", "FittedState"]
@@ -99,15 +99,7 @@ class FittedMultistep(Solver):
     def __post_init__(self):
         self.weights = _weights(self.weights)
         self.times = Fitted(self.times).times
-        try:
-            span = tuple(float(v) for v in self.t_span)
-        except (TypeError, ValueError):
-            span = ()
-        if len(span) != 2 or not all(math.isfinite(v) for v in span) or span[0] == span[1]:
-            raise ConfigError(
-                f"t_span must be two different finite times, got {describe(self.t_span)}"
-            )
-        self.t_span = span
+        self.t_span = span_of(self.t_span)
         if len(self.times) != len(self.weights) + 1:
             raise ConfigError(
                 f"times must hold one more point than weights has steps ({len(self.weights)}), "
