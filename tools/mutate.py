@@ -1757,9 +1757,15 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        grid_t = spacing(teacher_steps, t0, t1)\n",
         ["tests/fewnfe/test_fit_weights.py"],
     ),
+    "fit-weights-trial-weights-off-sum-one": (
+        "flowrestore/integrate/weight_fitting.py",
+        "torch.cat([-d.sum().reshape(1), d])\n        return",
+        "torch.cat([-0.999 * d.sum().reshape(1), d])\n        return",
+        ["tests/fewnfe/test_fit_weights.py"],
+    ),
     "fit-weights-start-dataipndm-order-1": (
         "flowrestore/integrate/weight_fitting.py",
-        "        ab = AB_COEFFICIENTS[min(k, 1)]",
+        "        ab = AB_COEFFICIENTS[min(k, n - 1, 1)]",
         "        ab = AB_COEFFICIENTS[0]",
         ["tests/fewnfe/test_fit_weights.py"],
     ),

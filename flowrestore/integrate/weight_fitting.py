@@ -13,9 +13,9 @@ the solver's Adams–Bashforth weights were derived for smooth, exact estimates 
 2. **Weights**: starting from ``DataIPNDM()``'s (Adams–Bashforth order 2, first step order 1),
    step ``k`` combines the last ``min(k + 1, history)`` clean estimates with weights that sum to
    1; their free part is fitted by L-BFGS (strong Wolfe line search, ``iterations`` objective
-   evaluations) minimising the mean relative error ``‖x − x*‖/‖x*‖`` of differentiable
-   solves of the warm-up batch on the fitted grid. The best weights evaluated are returned —
-   never worse on the warm-up batch than ``DataIPNDM()`` on that grid.
+   evaluations) minimising the power mean (:data:`POWER`) over the warm-up batch of the relative
+   errors ``‖x − x*‖/‖x*‖`` of differentiable solves on the fitted grid. The best weights
+   evaluated are returned — never worse on the warm-up batch than ``DataIPNDM()`` on that grid.
 
 Each objective evaluation is one solve with its backward pass (about three solves' time). Fit on
 other inputs than those you score: the weights are fitted to the warm-up batch's errors.
@@ -79,9 +79,9 @@ def _start_weights(steps: int, history: int) -> tuple[tuple[float, ...], ...]:
     """``DataIPNDM()``'s weights (order 1 first, then 2), padded with zeros to ``history``."""
     out = []
     for k in range(steps):
-        ab = AB_COEFFICIENTS[min(k, 1)]
         n = min(k + 1, history)
-        out.append(tuple(ab[:n]) + (0.0,) * max(0, n - len(ab)) if n >= len(ab) else (1.0,))
+        ab = AB_COEFFICIENTS[min(k, n - 1, 1)]
+        out.append(ab + (0.0,) * (n - len(ab)))
     return tuple(out)
 
 

@@ -189,9 +189,13 @@ def test_differentiable_solves_give_the_discrete_solves_gradient(make, solver):
     if solver.stochastic:
         kw["seeds"] = [3]
 
-    def run(v):
-        return fr.solve(flow, solver, v, steps=3, differentiable=True, **kw).x
+    assert_gradient_is_the_central_difference(
+        lambda v: fr.solve(flow, solver, v, steps=3, differentiable=True, **kw).x, x
+    )
 
+
+def assert_gradient_is_the_central_difference(run, x: torch.Tensor) -> None:
+    """The gradient of ``<w, run(x)>`` along a random ``d`` equals its central difference."""
     out = run(x)
     w = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
     d = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=F64)

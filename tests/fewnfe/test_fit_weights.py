@@ -209,19 +209,15 @@ def _diffusion_fitted(steps: int = 4):
 
 
 def test_gradient_equals_the_central_difference():
+    from core.test_nfe_audit import assert_gradient_is_the_central_difference
+
     """``differentiable=True`` through the fitted steps (BIRD optimises through solves)."""
     flow, x_T, solver = _diffusion_fitted()
     x = x_T[1:2].clone().requires_grad_(True)
     flow = flow.restrict(torch.tensor([1]))
-    run = lambda v: fr.solve(flow, solver, v, steps=4, differentiable=True).x  # noqa: E731
-    out = run(x)
-    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=F64)
-    d = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
-    (g,) = torch.autograd.grad((out * w).sum(), x)
-    with torch.no_grad():
-        e = 1e-6
-        fd = ((run(x + e * d) * w).sum() - (run(x - e * d) * w).sum()) / (2 * e)
-    assert float((g * d).sum()) == pytest.approx(float(fd), rel=1e-6)
+    assert_gradient_is_the_central_difference(
+        lambda v: fr.solve(flow, solver, v, steps=4, differentiable=True).x, x
+    )
 
 
 def test_a_failing_sample_leaves_the_others_as_alone_and_callbacks_see_each_step():
