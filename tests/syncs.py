@@ -15,6 +15,12 @@ The same ops run on CPU and CUDA, so a count of 0 on the CPU means 0 on the GPU.
     with SyncCounter() as sc:
         ...
     sc.count, sc.ops   # total, and a Counter of op names
+
+:class:`HostWork` counts the other way a GPU step waits for the host: work on a CPU tensor
+(building a table, a kernel, a copy of a CPU mask) inside a step whose state lives on another
+device — on CUDA a copy from pageable host memory makes the stream wait. Run the solve with its
+state on the ``meta`` device (shapes only, on any machine) and every op that takes a CPU tensor of
+one or more dimensions is host work.
 """
 
 from __future__ import annotations
@@ -73,4 +79,28 @@ class SyncCounter(TorchDispatchMode):
                 self.ops[name] += 1
         elif name in _INDEX_OPS and len(args) > 1 and _has_bool_index(args[1:2]):
             self.ops[name + "[bool mask]"] += 1
+        return func(*args, **kwargs)
+
+
+class HostWork(TorchDispatchMode):
+    """Counts aten ops that take a CPU tensor with ≥ 1 dimension (module docstring): with the
+    state on the ``meta`` device, host work or a host-to-device copy. 0-dim CPU tensors are
+    scalars passed to the kernel, not copies."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    @property
+    def count(self) -> int:
+        """Total number of ops seen working on CPU tensors."""
+        return sum(self.ops.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for a in (*args, *kwargs.values()):
+            for t in a if isinstance(a, (list, tuple)) else (a,):
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() > 0:
+                    self.ops[f"{func._schema.name}{tuple(t.shape)}"] += 1
+                    break
         return func(*args, **kwargs)

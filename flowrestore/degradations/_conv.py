@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.tensors import repeat_each
 
 PADDINGS = ("reflect", "circular", "zeros")
 
@@ -102,7 +103,7 @@ def _conv(x4: torch.Tensor, w2d: torch.Tensor, transpose: bool) -> torch.Tensor:
     if w2d.dim() == 2:
         weight = w2d[None, None].expand(b * m, 1, *w2d.shape)
     else:
-        weight = w2d.repeat_interleave(m, dim=0).unsqueeze(1)
+        weight = repeat_each(w2d, m, 0).unsqueeze(1)
     out = op(x4.reshape(1, b * m, h, w), weight, groups=b * m)
     return out.reshape(b, m, out.shape[-2], out.shape[-1])
 

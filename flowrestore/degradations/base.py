@@ -16,7 +16,7 @@ from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
 
-__all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time", "shares_time"]
+__all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time", "resident", "shares_time"]
 
 
 def batch_time(
@@ -44,6 +44,29 @@ def batch_time(
         )
     tt = tt.to(device=x.device, dtype=x.dtype if x.is_floating_point() else tt.dtype)
     return (tt.expand(b) if tt.dim() == 0 else tt), scalar
+
+
+def resident(owner, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` on ``like``'s device (and dtype, for a floating ``like``), copied once per device.
+
+    An operator built from a CPU tensor (a mask, a kernel) and applied to states on a GPU would
+    otherwise copy it at every evaluation — a host-to-device copy from pageable memory, which
+    makes the stream wait. The copy is kept on ``owner`` while ``t`` is unchanged (its version
+    counter); a ``t`` that requires grad, or a call being traced by ``torch.compile``, is copied
+    each time (the copy stays in the autograd graph / the compiled graph).
+    """
+    dtype = like.dtype if like.is_floating_point() else t.dtype
+    if t.device == like.device and t.dtype == dtype:
+        return t
+    if t.requires_grad or torch.compiler.is_compiling():
+        return t.to(device=like.device, dtype=dtype)
+    cache = owner.__dict__.setdefault("_resident", {})
+    key = (id(t), like.device, dtype)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not t or hit[1] != t._version:
+        hit = (t, t._version, t.to(device=like.device, dtype=dtype))
+        cache[key] = hit
+    return hit[2]
 
 
 def shares_time(tt: torch.Tensor) -> bool:
@@ -153,9 +176,7 @@ class Diagonal(LinearOperator):
                 f"{self._name} of shape {tuple(s.shape)} does not match the image batch of shape "
                 f"{tuple(x.shape)} (it must broadcast to it), got {describe(s)}"
             )
-        if s.device != x.device or (s.dtype != x.dtype and x.is_floating_point()):
-            s = s.to(device=x.device, dtype=x.dtype)
-        return s
+        return resident(self, s, x)
 
     def A(self, x):
         """Return ``scale ⊙ x``."""

@@ -20,7 +20,7 @@ from functools import lru_cache
 import torch
 
 from flowrestore.degradations._conv import as_planes, check_fits, check_padding, full2d, separable
-from flowrestore.degradations.base import LinearOperator
+from flowrestore.degradations.base import LinearOperator, resident
 from flowrestore.degradations.blind import value_checks_enabled
 from flowrestore.errors import ConfigError, ShapeError, describe
 
@@ -191,7 +191,7 @@ class Blur(LinearOperator):
                 f"per-sample kernel has {self.kernel.shape[0]} entries but the batch has "
                 f"{x.shape[0]}"
             )
-        k = self.kernel.to(device=x.device, dtype=x.dtype)
+        k = resident(self, self.kernel, x)
         return full2d(x4, k, self.padding, adjoint=adjoint).reshape(x.shape)
 
     def A(self, x):

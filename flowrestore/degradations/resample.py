@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from flowrestore.degradations._conv import as_planes
 from flowrestore.degradations.base import LinearOperator
 from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.tensors import repeat_blocks
 
 __all__ = ["Downsample", "block_average"]
 
@@ -33,7 +34,7 @@ def _check_divisible(x: torch.Tensor, f: int) -> None:
 
 
 def _upsample(y4: torch.Tensor, f: int) -> torch.Tensor:
-    return y4.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+    return repeat_blocks(y4, f)
 
 
 def block_average(x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from flowrestore.degradations import Blur, Diagonal, Downsample, GaussianBlur, Identity
 from flowrestore.errors import IncompatibleOperatorError, ShapeError
+from flowrestore.tensors import repeat_blocks
 
 __all__ = ["IncompatibleOperatorError", "SpectralForm", "nonzero", "spectral_form"]
 
@@ -95,11 +96,11 @@ class DiagonalForm(SpectralForm):
 
 def dct_matrix(n: int, *, dtype=torch.float64, device=None) -> Tensor:
     """The orthonormal DCT-II matrix ``M[k, j] = c_k cos(π (2j + 1) k / (2n))`` (rows: basis)."""
-    j = torch.arange(n, dtype=torch.float64)
+    j = torch.arange(n, dtype=torch.float64, device=device)  # built where it is used: no copy
     k = j[:, None]
     m = torch.cos(math.pi * (2 * j[None, :] + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
     m[0] = 1.0 / math.sqrt(n)
-    return m.to(dtype=dtype, device=device)
+    return m.to(dtype=dtype)
 
 
 class BlockAverageForm(SpectralForm):
@@ -113,7 +114,13 @@ class BlockAverageForm(SpectralForm):
         return x.reshape(*x.shape[:-2], h // f, f, w // f, f)
 
     def _m(self, x: Tensor) -> Tensor:
-        return dct_matrix(self.operator.factor, dtype=x.dtype, device=x.device)
+        if torch.compiler.is_compiling():
+            return dct_matrix(self.operator.factor, dtype=x.dtype, device=x.device)
+        cache = self.__dict__.setdefault("_dct", {})  # one per device and dtype, built once
+        key = (x.device, x.dtype)
+        if key not in cache:
+            cache[key] = dct_matrix(self.operator.factor, dtype=x.dtype, device=x.device)
+        return cache[key]
 
     def to_spectral(self, x):
         """The 2-D DCT-II of each ``f × f`` block, in place."""
@@ -141,7 +148,7 @@ class BlockAverageForm(SpectralForm):
     def project_measurement(self, y, x):
         """Each block mean of ``y`` on its block's DC coefficient."""
         f = self.operator.factor
-        up = y.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        up = repeat_blocks(y, f)
         return up * self._dc(x)
 
 

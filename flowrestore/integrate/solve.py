@@ -168,9 +168,12 @@ def prepare(
     )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class PreparedSolve:
-    """A checked and planned solve (:func:`prepare`); call it on a start state."""
+    """A checked and planned solve (:func:`prepare`); call it on a start state.
+
+    Compared and hashed by identity (``eq=False``): a plan is one object, and ``torch.compile``
+    (2.11) hashes the callables it traces."""
 
     flow: Flow
     solver: Solver

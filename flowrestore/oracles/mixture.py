@@ -31,6 +31,7 @@ from flowrestore.oracles._common import (
     positive_float,
     time_vector,
 )
+from flowrestore.tensors import repeat_each
 
 __all__ = ["DiracMixture"]
 
@@ -201,7 +202,7 @@ class DiracMixture(PosteriorOracle):
         tv = time_vector(t, b, y_t)
         c = self.centers.to(y_t)
         cc = c.unsqueeze(0).expand(b, *c.shape).reshape(b * k, *self.event_shape)
-        ac = A(cc, tv.repeat_interleave(k))
+        ac = A(cc, repeat_each(tv, k))
         if (
             not isinstance(ac, torch.Tensor)
             or ac.shape[0] != b * k

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import as_param, check_state, positive_float, standard_normal
+from flowrestore.tensors import repeat_blocks
 
 __all__ = ["LinearGaussianPosterior"]
 
@@ -189,4 +190,4 @@ def _block_mean(x: Tensor, f: int) -> Tensor:
 
 
 def _up(x: Tensor, f: int) -> Tensor:
-    return x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+    return repeat_blocks(x, f)
