@@ -66,7 +66,8 @@ def _count_syncs(steps, solver, check_finite=True):
     w = torch.randn(64, dtype=torch.float32, device="cuda") * 0.1
     pred = lambda x, t: x * (1 - t[:, None]) * 0.9 + w  # noqa: E731  (device-only work)
     y = torch.randn(16, 64, device="cuda")
-    fr.solve(fr.InDIFlow(pred), solver, y, steps=steps)  # warm-up (lazy init syncs)
+    for _ in range(2):  # warm-up: lazy initialisation (pinned memory, kernels) may sync once
+        fr.solve(fr.InDIFlow(pred), solver, y, steps=steps, check_finite=check_finite)
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -85,7 +86,8 @@ def _count_syncs(steps, solver, check_finite=True):
 )
 def test_fixed_step_loop_does_not_sync_per_step(solver):
     few, many = _count_syncs(5, solver), _count_syncs(50, solver)
-    assert many == few, f"{few} syncs for 5 steps but {many} for 50: the loop synchronises per step"
+    # a per-step sync adds 45 at 50 steps; one-off initialisation syncs can only lower ``many``
+    assert many <= few, f"{few} syncs for 5 steps but {many} for 50: the loop synchronises per step"
     assert few <= 4
 
 
