@@ -57,8 +57,8 @@ def _has_bool_index(args) -> bool:
     return False
 
 
-class SyncCounter(TorchDispatchMode):
-    """Counts host-synchronising aten ops run inside the ``with`` block (module docstring)."""
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten ops inside the ``with`` block that :meth:`label` names."""
 
     def __init__(self):
         super().__init__()
@@ -66,41 +66,46 @@ class SyncCounter(TorchDispatchMode):
 
     @property
     def count(self) -> int:
-        """Total number of synchronising ops seen."""
+        """Total number of counted ops."""
         return sum(self.ops.values())
+
+    def label(self, func, args, kwargs) -> str | None:
+        """The name to count ``func(*args, **kwargs)`` under, or ``None``."""
+        raise NotImplementedError
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        name = self.label(func, args, kwargs)
+        if name is not None:
+            self.ops[name] += 1
+        return func(*args, **kwargs)
+
+
+class SyncCounter(_OpCounter):
+    """Counts host-synchronising aten ops run inside the ``with`` block (module docstring)."""
+
+    def label(self, func, args, kwargs) -> str | None:
+        """The op's name if it synchronises."""
         name = func._schema.name
         if name in _SYNC_OPS:
             if name != "aten::repeat_interleave" or isinstance(
                 kwargs.get("repeats", args[1] if len(args) > 1 else None), torch.Tensor
             ):
-                self.ops[name] += 1
+                return name
         elif name in _INDEX_OPS and len(args) > 1 and _has_bool_index(args[1:2]):
-            self.ops[name + "[bool mask]"] += 1
-        return func(*args, **kwargs)
+            return name + "[bool mask]"
+        return None
 
 
-class HostWork(TorchDispatchMode):
+class HostWork(_OpCounter):
     """Counts aten ops that take a CPU tensor with ≥ 1 dimension (module docstring): with the
     state on the ``meta`` device, host work or a host-to-device copy. 0-dim CPU tensors are
     scalars passed to the kernel, not copies."""
 
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
-
-    @property
-    def count(self) -> int:
-        """Total number of ops seen working on CPU tensors."""
-        return sum(self.ops.values())
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def label(self, func, args, kwargs) -> str | None:
+        """The op and the CPU tensor's shape, if it takes one."""
         for a in (*args, *kwargs.values()):
             for t in a if isinstance(a, (list, tuple)) else (a,):
                 if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() > 0:
-                    self.ops[f"{func._schema.name}{tuple(t.shape)}"] += 1
-                    break
-        return func(*args, **kwargs)
+                    return f"{func._schema.name}{tuple(t.shape)}"
+        return None

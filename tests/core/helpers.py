@@ -109,3 +109,32 @@ def cos_decay(dtype=F64):
     x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=dtype)
     flow = fr.ODEFlow(lambda t, x: -x * torch.cos(t), time_shape="broadcast")
     return flow, x0, lambda T: x0 * math.exp(-math.sin(T))
+
+
+FEW_STEP = {
+    "Euler": fr.Euler,
+    "Heun": fr.Heun,
+    "Multistep-3": lambda: fr.SemiLinearMultistep(order=3),
+    "IPNDM": fr.IPNDM,
+    "DataIPNDM": fr.DataIPNDM,
+}
+
+
+def model_flows(device) -> dict:
+    """Diffusion ε / v, flow-matching and EDM-denoiser flows over one smooth stand-in model whose
+    constants live on ``device`` (the CUDA and meta-device tests)."""
+    from flowrestore.oracles.diffusion import linear_alphas_cumprod
+
+    w = torch.linspace(0.5, 1.5, 16, dtype=F64, device=device)
+
+    def model(x, k):
+        return torch.tanh(w * x) * (1 + k.reshape(-1, 1) / 2000)
+
+    return {
+        "diffusion-eps": fr.DiffusionFlow(model, alphas_cumprod=linear_alphas_cumprod()),
+        "diffusion-v": fr.DiffusionFlow(
+            model, alphas_cumprod=linear_alphas_cumprod(), prediction_type="v_prediction"
+        ),
+        "flow-matching": fr.FlowMatchingFlow(lambda x, t: model(x, 1000 * t)),
+        "denoiser": fr.DenoiserFlow(lambda x, s: 0.3 * model(x, s), sigma_max=80.0),
+    }

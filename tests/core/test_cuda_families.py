@@ -25,6 +25,7 @@ import torch
 import flowrestore as fr
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
+from .helpers import FEW_STEP, model_flows
 from .test_syncs import INDI_SOLVERS
 
 pytestmark = [
@@ -90,39 +91,13 @@ def test_every_indi_pairing_matches_the_cpu_and_never_syncs_per_step(name):
     assert many <= few, f"{name}: {few} syncs at 5 steps, {many} at 10"
 
 
-def _eps_model(device):
-    w = torch.linspace(0.5, 1.5, 16, dtype=F64, device=device)
-
-    def model(x, k):
-        return torch.tanh(w * x) * (1 + k.reshape(-1, 1) / 2000)
-
-    return model
-
-
-FAMILIES = {
-    "diffusion-eps": lambda m: fr.DiffusionFlow(m, alphas_cumprod=linear_alphas_cumprod()),
-    "diffusion-v": lambda m: fr.DiffusionFlow(
-        m, alphas_cumprod=linear_alphas_cumprod(), prediction_type="v_prediction"
-    ),
-    "flow-matching": lambda m: fr.FlowMatchingFlow(lambda x, t: m(x, 1000 * t)),
-    "denoiser": lambda m: fr.DenoiserFlow(lambda x, s: 0.3 * m(x, s), sigma_max=80.0),
-}
-FEW_STEP = {
-    "Euler": fr.Euler,
-    "Heun": fr.Heun,
-    "Multistep-3": lambda: fr.SemiLinearMultistep(order=3),
-    "IPNDM": fr.IPNDM,
-    "DataIPNDM": fr.DataIPNDM,
-}
-
-
 @pytest.mark.parametrize("solver", list(FEW_STEP))
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", ["diffusion-eps", "diffusion-v", "flow-matching", "denoiser"])
 def test_model_flows_match_the_cpu_and_never_sync_per_step(family, solver):
     x = torch.randn(4, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
 
     def solve(device, steps=6):
-        flow = FAMILIES[family](_eps_model(device))
+        flow = model_flows(device)[family]
         return fr.solve(flow, FEW_STEP[solver](), x.to(device), steps=steps, check_finite=False)
 
     _close(solve("cuda").x, solve("cpu").x, tol=1e-9)
@@ -133,8 +108,8 @@ def test_model_flows_match_the_cpu_and_never_sync_per_step(family, solver):
 def test_fit_grid_and_fit_weights_on_a_cuda_warmup_batch():
     """Fitting runs where the warm-up batch lives; the fitted grid and weights then solve on
     either device, and the CUDA solve equals the CPU one."""
-    flow_gpu = FAMILIES["diffusion-eps"](_eps_model("cuda"))
-    flow_cpu = FAMILIES["diffusion-eps"](_eps_model("cpu"))
+    flow_gpu = model_flows("cuda")["diffusion-eps"]
+    flow_cpu = model_flows("cpu")["diffusion-eps"]
     warm = torch.randn(8, 16, generator=torch.Generator().manual_seed(3), dtype=F64)
     grid = fr.integrate.fit_grid(flow_gpu, fr.DataIPNDM(), warm.cuda(), 5)
     fitted = fr.integrate.fit_weights(flow_gpu, warm.cuda(), 5, iterations=4)

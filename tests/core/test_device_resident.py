@@ -24,6 +24,7 @@ from flowrestore.degradations import Blur, Downsample, GaussianBlur, Inpainting
 from flowrestore.noise import NoiseSource
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
+from .helpers import FEW_STEP, model_flows
 from .test_syncs import INDI_SOLVERS
 
 META, F64 = "meta", torch.float64
@@ -72,35 +73,10 @@ def test_indi_pairings(monkeypatch, name):
     )
 
 
-def _model_flows(device):
-    w = _weights(device)
-
-    def model(x, k):
-        return torch.tanh(w * x) * (1 + k.reshape(-1, 1) / 2000)
-
-    return {
-        "diffusion-eps": fr.DiffusionFlow(model, alphas_cumprod=linear_alphas_cumprod()),
-        "diffusion-v": fr.DiffusionFlow(
-            model, alphas_cumprod=linear_alphas_cumprod(), prediction_type="v_prediction"
-        ),
-        "flow-matching": fr.FlowMatchingFlow(lambda x, t: model(x, 1000 * t)),
-        "denoiser": fr.DenoiserFlow(lambda x, s: 0.3 * model(x, s), sigma_max=80.0),
-    }
-
-
-FEW_STEP = {
-    "Euler": fr.Euler,
-    "Heun": fr.Heun,
-    "Multistep-3": lambda: fr.SemiLinearMultistep(order=3),
-    "IPNDM": fr.IPNDM,
-    "DataIPNDM": fr.DataIPNDM,
-}
-
-
 @pytest.mark.parametrize("solver", list(FEW_STEP))
 @pytest.mark.parametrize("family", ["diffusion-eps", "diffusion-v", "flow-matching", "denoiser"])
-def test_model_flows(monkeypatch, family, solver):
-    flow, x = _model_flows(META)[family], torch.ones(4, 16, dtype=F64, device=META)
+def testmodel_flows(monkeypatch, family, solver):
+    flow, x = model_flows(META)[family], torch.ones(4, 16, dtype=F64, device=META)
     made = FEW_STEP[solver]()
     _assert_no_host_work(monkeypatch, lambda: fr.solve(flow, made, x, steps=5, check_finite=False))
 
@@ -109,9 +85,9 @@ def test_fitted_weights_fitted_on_the_cpu_step_on_the_device(monkeypatch):
     """``fit_weights`` runs on a CPU warm-up batch; its solver then steps a device state."""
     warm = torch.randn(4, 16, generator=torch.Generator().manual_seed(0), dtype=F64)
     fitted = fr.integrate.fit_weights(
-        _model_flows("cpu")["diffusion-eps"], warm, 5, iterations=2, teacher_steps=16
+        model_flows("cpu")["diffusion-eps"], warm, 5, iterations=2, teacher_steps=16
     )
-    flow, x = _model_flows(META)["diffusion-eps"], torch.ones(4, 16, dtype=F64, device=META)
+    flow, x = model_flows(META)["diffusion-eps"], torch.ones(4, 16, dtype=F64, device=META)
     _assert_no_host_work(
         monkeypatch, lambda: fr.solve(flow, fitted, x, steps=5, check_finite=False)
     )
