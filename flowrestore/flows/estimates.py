@@ -24,7 +24,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
 
-__all__ = ["ClipSample", "DynamicThreshold", "clip_from_config"]
+__all__ = ["ClipSample", "DynamicThreshold", "clip_from_config", "row_quantile"]
 
 
 def _number(value) -> bool:
@@ -72,9 +72,21 @@ class DynamicThreshold:
         flat = x0.reshape(x0.shape[0], -1)
         if flat.dtype not in (torch.float32, torch.float64):
             flat = flat.float()
-        s = torch.quantile(flat.abs(), self.ratio, dim=1).clamp(1.0, self.max_value)
+        s = row_quantile(flat.abs(), self.ratio).clamp(1.0, self.max_value)
         s = s.unsqueeze(1)
         return (torch.clamp(flat, -s, s) / s).reshape(x0.shape).to(x0.dtype)
+
+
+def row_quantile(v: Tensor, q: float) -> Tensor:
+    """``torch.quantile(v, q, dim=1)`` (linear interpolation) from one sort, with ``q`` a host
+    float: nothing is read from the device (before torch 2.13 ``torch.quantile`` checks ``q`` on
+    the device, a host synchronisation per call)."""
+    n = v.shape[1]
+    pos = q * (n - 1)
+    lo = min(int(pos), n - 1)
+    hi = min(lo + 1, n - 1)
+    ordered = v.sort(dim=1).values
+    return ordered[:, lo] + (pos - lo) * (ordered[:, hi] - ordered[:, lo])
 
 
 def clip_from_config(config: dict) -> ClipSample | DynamicThreshold | None:

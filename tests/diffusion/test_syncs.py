@@ -13,6 +13,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from syncs import SyncCounter
 
 import flowrestore as fr
@@ -155,3 +157,20 @@ def test_guided_zero_snr_flow_with_learned_variance_never_syncs_and_compiles_who
         compiled = torch.compile(flow.denoise, fullgraph=True, backend="eager")
         for t in (torch.tensor(0.5, dtype=F64), torch.tensor([0.7, 0.01, 1.0], dtype=F64)):
             torch.testing.assert_close(compiled(t, x), flow.denoise(t, x), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 40),
+    q=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_row_quantile_is_torch_quantile(rows, cols, q, seed):
+    """Dynamic thresholding's quantile (one sort, ``q`` on the host) equals ``torch.quantile``'s
+    linear interpolation, whose own ``q`` check reads the device before torch 2.13."""
+    from flowrestore.flows.estimates import row_quantile
+
+    v = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed), dtype=F64).abs()
+    want = torch.quantile(v, q, dim=1)
+    torch.testing.assert_close(row_quantile(v, q), want, rtol=1e-13, atol=1e-15)
