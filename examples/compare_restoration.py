@@ -404,10 +404,20 @@ def model_folder(cfg, log) -> tuple[Path, float, str]:
     if not cfg.retrain and (SHIPPED / "model_index.json").exists():
         stamp = json.loads((SHIPPED / "training.json").read_text())
         return SHIPPED, float(stamp["seconds"]), "shipped"
-    folder, seconds = BIRD.train_ddpm(
-        cfg.out, steps=cfg.train_steps, batch=cfg.batch, channels=cfg.channels,
-        seed=cfg.seed, log=log,
-    )  # fmt: skip
+
+    def train(_):
+        return BIRD.train_ddpm(
+            cfg.out, steps=cfg.train_steps, batch=cfg.batch, channels=cfg.channels,
+            seed=cfg.seed, log=log,
+        )  # fmt: skip
+
+    # With workers, train in a forked child too: a CUDA build of torch refuses autograd in a
+    # process forked after its parent ran autograd (seen with torch 2.11+cu130, no GPU needed)
+    folder, seconds = (
+        run_jobs({"train": ((), train)}, 2, cfg.out / "parts")["train"]
+        if cfg.workers > 1
+        else train(None)
+    )
     return folder, seconds, "trained"
 
 

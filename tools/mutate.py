@@ -1769,6 +1769,54 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        ab = AB_COEFFICIENTS[0]",
         ["tests/fewnfe/test_fit_weights.py"],
     ),
+    "row-quantile-weight-off": (
+        "flowrestore/flows/estimates.py",
+        "    return ordered[:, lo] + (pos - lo) * (ordered[:, hi] - ordered[:, lo])",
+        "    return ordered[:, lo] + 1.001 * (pos - lo) * (ordered[:, hi] - ordered[:, lo])",
+        ["tests/diffusion/test_syncs.py"],
+    ),
+    "row-quantile-rounds-up": (
+        "flowrestore/flows/estimates.py",
+        "    lo = min(int(pos), n - 1)",
+        "    lo = min(int(pos + 0.5), n - 1)",
+        ["tests/diffusion/test_syncs.py"],
+    ),
+    "repeat-each-tiles": (
+        "flowrestore/tensors.py",
+        "    grown = x.unsqueeze(d + 1).expand(*shape[: d + 1], repeats, *shape[d + 1 :])",
+        "    grown = x.unsqueeze(d).expand(*shape[:d], repeats, *shape[d:])",
+        ["tests/test_tensors.py"],
+    ),
+    "resident-copy-ignores-in-place-change": (
+        "flowrestore/degradations/base.py",
+        "    if hit is None or hit[0] is not t or hit[1] != t._version:",
+        "    if hit is None or hit[0] is not t:",
+        ["tests/core/test_device_resident.py"],
+    ),
+    "resident-copy-caches-a-learned-tensor": (
+        "flowrestore/degradations/base.py",
+        "    if t.requires_grad or torch.compiler.is_compiling():",
+        "    if torch.compiler.is_compiling():",
+        ["tests/core/test_device_resident.py"],
+    ),
+    "compile-tracer-failure-not-reported": (
+        "flowrestore/integrate/compiled.py",
+        "    except torch._dynamo.exc.Unsupported as e:  # raised while tracing",
+        "    except ZeroDivisionError as e:  # raised while tracing",
+        ["tests/core/test_compile.py"],
+    ),
+    "compile-failed-entry-kept": (
+        "flowrestore/integrate/compiled.py",
+        "        _CACHE.pop(key, None)\n",
+        "",
+        ["tests/core/test_compile.py"],
+    ),
+    "block-dct-dc-row-unnormalised": (
+        "flowrestore/flows/spectral.py",
+        "    m[0] = 1.0 / math.sqrt(n)",
+        "    m[0] = 1.0001 / math.sqrt(n)",
+        ["tests/guided"],
+    ),
 }
 
 

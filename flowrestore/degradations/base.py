@@ -60,8 +60,8 @@ def resident(owner, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return t
     if t.requires_grad or torch.compiler.is_compiling():
         return t.to(device=like.device, dtype=dtype)
-    cache = owner.__dict__.setdefault("_resident", {})
-    key = (id(t), like.device, dtype)
+    cache = owner.__dict__.setdefault("_resident", {})  # one copy per device and dtype
+    key = (like.device, dtype)
     hit = cache.get(key)
     if hit is None or hit[0] is not t or hit[1] != t._version:
         hit = (t, t._version, t.to(device=like.device, dtype=dtype))

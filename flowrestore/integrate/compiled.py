@@ -147,8 +147,16 @@ def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, coun
     if graphs:
         torch.compiler.cudagraph_mark_step_begin()
     # Dirac's guidance differentiates Φ inside a step (torch.autograd.grad): let dynamo trace it
-    with torch._dynamo.config.patch(trace_autograd_ops=True):
-        x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
+    try:
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
+    except torch._dynamo.exc.Unsupported as e:  # raised while tracing, before any step runs
+        _CACHE.pop(key, None)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(
+            f"compile=True could not capture this solve with torch {torch.__version__}: {reason} "
+            "(tested on torch >= 2.13); use compile=False"
+        ) from e
     tape.check()
     if graphs:  # CUDA-graph outputs are overwritten by the next replay: keep copies
         x = x.clone()

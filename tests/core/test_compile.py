@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from versions import needs_torch_2_13
 
 import flowrestore as fr
 from flowrestore.integrate import compiled as compiled_module
@@ -41,6 +42,7 @@ def _issue_solve(y):
     ).x
 
 
+@needs_torch_2_13
 def test_the_issue_solve_has_no_graph_break():
     """The call of issue 17 (13 graph breaks before): one graph, no break."""
     explanation = torch._dynamo.explain(_issue_solve)(_y())
@@ -53,6 +55,7 @@ def test_the_issue_solve_has_no_graph_break():
     [fr.Heun(), fr.SemiLinearMultistep(), fr.NaiveSampler()],
     ids=lambda s: type(s).__name__,
 )
+@needs_torch_2_13
 def test_whole_solve_fullgraph_matches_eager(solver):
     def run(y):
         return fr.solve(fr.InDIFlow(_predictor), solver, y, steps=4, check_finite=False).x
@@ -212,3 +215,18 @@ def test_compiled_solve_with_inductor_equals_eager():
     eager = fr.solve(flow, fr.Heun(), y, steps=6)
     comp = fr.solve(flow, fr.Heun(), y, steps=6, compile=True)
     torch.testing.assert_close(comp.x, eager.x, rtol=1e-5, atol=1e-5)
+
+
+def test_a_solve_the_tracer_cannot_capture_is_a_config_error():
+    """A graph break inside the compiled steps (here the predictor's; before torch 2.13 also
+    DPS's and Dirac guidance's ``requires_grad_``) is reported as one ``ConfigError`` naming the
+    reason, and the failed compile is not cached."""
+
+    def breaking(x, t):
+        torch._dynamo.graph_break()
+        return _predictor(x, t)
+
+    before = len(compiled_module._CACHE)
+    with pytest.raises(fr.ConfigError, match=r"compile=True could not capture.*compile=False"):
+        fr.solve(fr.InDIFlow(breaking), fr.Euler(), _y(), steps=3, compile=EAGER)
+    assert len(compiled_module._CACHE) == before

@@ -167,6 +167,8 @@ def test_a_resident_copy_follows_the_operator_tensor():
     assert float(op.A(x)[..., 0].abs().max()) == 0.0 and float(op.A(x)[..., 1].min()) == 1.0
     learned = torch.ones(1, 4, 4, dtype=F64, requires_grad=True)
     op = Inpainting(learned)
+    with torch.no_grad():  # a first evaluation without grad must not freeze a detached copy
+        op.A(x)
     op.A(x).sum().backward()
     op.A(x).sum().backward()
     assert torch.equal(learned.grad, torch.full_like(learned, 4.0))  # 2 samples, 2 calls
