@@ -182,3 +182,16 @@ def test_a_planned_solve_hashes_by_identity():
         fr.InDIFlow(lambda x, t: x), fr.Euler(), torch.ones(2, 3), steps=2
     )
     assert {plan: 1}[plan] == 1
+
+
+@pytest.mark.parametrize("name", ["indi-deblur", "indi-sr4"])
+def test_the_shipped_unets(monkeypatch, name):
+    """The shipped predictors (weights moved to the device, no compute on ``meta``) with the
+    default and the multistep solver: the U-Net's time embedding and every layer stay on the
+    state's device."""
+    flow = fr.InDIFlow(fr.pretrained(name).to(META))
+    x = torch.ones(1, 3, 32, 32, device=META)
+    for solver in (fr.Euler(), fr.SemiLinearMultistep()):
+        _assert_no_host_work(
+            monkeypatch, lambda s=solver: fr.solve(flow, s, x, steps=4, check_finite=False)
+        )
