@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -120,19 +119,13 @@ def copy_ratio(device: str, steps: int = 20, repeats: int = 5) -> list[list]:
 
 def _count_syncs(fn, device: str) -> tuple[int, int | None]:
     """Host syncs of ``fn()``: in all, and (CPU) the error controller's reads in the step loop."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from syncs import SyncCounter, cuda_syncs
+
     if torch.device(device).type == "cuda":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                fn()
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        return sum("synchroniz" in str(w.message).lower() for w in caught), None
+        return cuda_syncs(fn), None
     # CPU: the ops that read a device value (tests/syncs.py) plus the error controller's
     # decision reads (HostCopy.read, a .tolist() the counter cannot see on a CPU tensor)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from syncs import SyncCounter
 
     import flowrestore.integrate.loop as loop
     from flowrestore.controllers.base import HostCopy

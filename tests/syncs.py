@@ -109,3 +109,19 @@ class HostWork(_OpCounter):
                 if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() > 0:
                     return f"{func._schema.name}{tuple(t.shape)}"
         return None
+
+
+def cuda_syncs(fn) -> int:
+    """Synchronisations of ``fn()`` on CUDA: the warnings of
+    ``torch.cuda.set_sync_debug_mode("warn")`` (pending work is finished first)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(c.message).lower() for c in caught)

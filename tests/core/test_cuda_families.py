@@ -16,11 +16,10 @@ noisy solvers agree too. Per-step synchronisation is counted with
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
+from syncs import cuda_syncs
 
 import flowrestore as fr
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
@@ -44,15 +43,7 @@ def _close(gpu: torch.Tensor, cpu: torch.Tensor, tol: float = 1e-10) -> None:
 
 
 def _syncs(fn) -> int:
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(c.message).lower() for c in caught)
+    return cuda_syncs(fn)
 
 
 def _posterior_mean(device):
