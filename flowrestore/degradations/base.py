@@ -106,6 +106,13 @@ class LinearOperator:
                 )
         return super().__new__(cls)
 
+    def __getstate__(self):
+        """Pickled (and deep-copied) without its per-device copies (:func:`resident`): a saved
+        operator must load on a machine without the GPU it last ran on."""
+        state = dict(self.__dict__)
+        state.pop("_resident", None)
+        return state
+
     def A(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Apply the operator."""
         raise NotImplementedError

@@ -49,6 +49,12 @@ class SpectralForm:
     def __init__(self, operator):
         self.operator = operator
 
+    def __getstate__(self):
+        """Pickled without its per-device tables (rebuilt on first use)."""
+        state = dict(self.__dict__)
+        state.pop("_dct", None)
+        return state
+
     def to_spectral(self, x: Tensor) -> Tensor:
         """``Vᵀ x``."""
         raise NotImplementedError
