@@ -1817,6 +1817,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    m[0] = 1.0001 / math.sqrt(n)",
         ["tests/guided"],
     ),
+    "blur-per-sample-kernel-fit-check": (
+        "flowrestore/degradations/blur.py",
+        "x4.shape[-2:], tuple(self.kernel.shape[-2:]), self.padding, name=",
+        "x4.shape[-2:], tuple(self.kernel.shape[-3:]), self.padding, name=",
+        ["tests/degradations/test_operators.py"],
+    ),
 }
 
 

@@ -35,6 +35,7 @@ def operators(b):
         GaussianBlur(torch.linspace(0.2, 2.5, b, dtype=D64)),  # per-sample widths
         Blur(torch.rand(5, 3, generator=g, dtype=D64)),
         Blur(torch.rand(b, 3, 7, generator=g, dtype=D64), padding="circular"),
+        Blur(torch.rand(b, 5, 3, generator=g, dtype=D64)),  # per-sample kernels, reflect
         Blur(torch.rand(3, 3, generator=g, dtype=D64), padding="zeros"),
         Downsample(4),
         Downsample(2),
