@@ -1823,6 +1823,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "x4.shape[-2:], tuple(self.kernel.shape[-3:]), self.padding, name=",
         ["tests/degradations/test_operators.py"],
     ),
+    "dps-reported-nfe": (
+        "flowrestore/solvers/guided.py",
+        "return StepResult(x_next - self.zeta * scale * grad, None, 1)",
+        "return StepResult(x_next - self.zeta * scale * grad, None, 2)",
+        ["tests/guided/test_nfe.py"],
+    ),
+    "ddrm-reported-nfe": (
+        "flowrestore/solvers/guided.py",
+        "return StepResult(form.from_spectral(c_next), None, 1)",
+        "return StepResult(form.from_spectral(c_next), None, 0)",
+        ["tests/guided/test_nfe.py"],
+    ),
+    "guided-ancestral-reported-nfe": (
+        "flowrestore/solvers/guided.py",
+        "return StepResult(as_ * x0 + ss * eps, None, 1)",
+        "return StepResult(as_ * x0 + ss * eps, None, 2)",
+        ["tests/guided/test_nfe.py"],
+    ),
 }
 
 
