@@ -1841,6 +1841,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return StepResult(as_ * x0 + ss * eps, None, 2)",
         ["tests/guided/test_nfe.py"],
     ),
+    "solution-t-final-not-per-sample": (
+        "flowrestore/integrate/finish.py",
+        "t_final=(t_final.expand(B) if t_final.dim() == 0 else t_final).clone(),",
+        "t_final=(t_final.expand(B) if t_final.dim() == 1 else t_final).clone(),",
+        ["tests/core/test_endpoint.py"],
+    ),
 }
 
 

@@ -57,6 +57,7 @@ def test_no_evaluation_at_zero(problem, name, spacing):
     seen = spy.all_times()
     assert seen.numel() > 0 and bool((seen > 0).all())
     assert torch.isfinite(sol.x).all()
+    assert sol.t_final.shape == (y.shape[0],)  # per sample, as Solution documents
     assert torch.equal(sol.t_final, torch.zeros_like(sol.t_final))
     if solver.adaptive:
         assert float(seen.min()) >= solver.controller.resolved_t_min() * (1 - 1e-12)
