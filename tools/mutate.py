@@ -1847,6 +1847,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "t_final=(t_final.expand(B) if t_final.dim() == 1 else t_final).clone(),",
         ["tests/core/test_endpoint.py"],
     ),
+    "training-batch-check-accepts-1d": (
+        "flowrestore/training/losses.py",
+        "if not isinstance(x, torch.Tensor) or x.ndim < 2:",
+        "if not isinstance(x, torch.Tensor) or x.ndim < 1:",
+        ["tests/training/test_training_losses.py"],
+    ),
+    "failure-message-step-number": (
+        "flowrestore/integrate/finish.py",
+        "msg = ctl.failure_message(code, rows, t, (steps[rows] + 1).tolist())",
+        "msg = ctl.failure_message(code, rows, t, (steps[rows] - 1).tolist())",
+        ["tests/core/test_errors.py"],
+    ),
 }
 
 

@@ -172,8 +172,13 @@ def test_non_finite_state_fixed_step(flow, y):
 
 
 def test_non_finite_adaptive(oracle, y):
-    with pytest.raises(fr.NonFiniteError, match=r"non-finite .* in step \[\d+.*at t=\[0\.[67]"):
+    with pytest.raises(
+        fr.NonFiniteError, match=r"non-finite .* in step \[\d+.*at t=\[0\.[67]"
+    ) as e:
         fr.solve(fr.InDIFlow(_nan_below(oracle, 0.6)), fr.Dopri5(), y)
+    # the failing step is the one after each sample's accepted steps
+    failing = [int(k) + 1 for k in e.value.solution.stats.steps]
+    assert f"in step {failing}" in str(e.value)
 
 
 def test_non_finite_start_adaptive_fails_fast(flow, y):

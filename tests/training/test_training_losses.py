@@ -94,6 +94,8 @@ def test_indi_loss_errors():
         indi_loss(predictor, X, Y, reduction="avg")
     with pytest.raises(ShapeError, match="predictor output"):
         indi_loss(lambda x, t: x[:, :, :1], X, Y)
+    with pytest.raises(ShapeError, match=r"x must be a tensor \[B, \.\.\.\]"):  # no batch axis
+        indi_loss(predictor, X[0, 0, 0], Y[0, 0, 0])
 
 
 H = torch.tensor([[[[1.0, 0.5], [0.2, 0.0]]]], dtype=torch.float64)
