@@ -169,6 +169,15 @@ def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print, refine: int = 64) -
     return longest, longest_w
 
 
+def karras_sigma_min(flow) -> float:
+    """The lowest positive σ of the Karras peers: a diffusion table's first level, else the flow's
+    own ``sigma_min`` where it has one (``DenoiserFlow``), else EDM's 0.002 (σ units)."""
+    if hasattr(flow, "sigmas"):
+        return float(flow.sigmas[0])
+    own = float(getattr(flow, "sigma_min", 0.0))
+    return own if own > 0 else 0.002
+
+
 def _sigma_peers(inst, n: int, grids: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Peers driven on σ grids through the flow's denoiser (state: the flow's)."""
     flow, d = inst.flow, inst.denoise
@@ -184,7 +193,7 @@ def _sigma_peers(inst, n: int, grids: dict[str, torch.Tensor]) -> dict[str, torc
         ):
             out[f"{label}, {gname}"] = diffusers_solve(kind, order, d, xs, sig)[0]
         out[f"iPNDM, {gname}"] = ipndm(d, xs, sig)[0]
-    lo = float(flow.sigmas[0]) if hasattr(flow, "sigmas") else 0.002
+    lo = karras_sigma_min(flow)
     kar = karras_sigmas(n, lo, scale)
     out["iPNDM, Karras"] = ipndm(d, xs, kar)[0]
     out["k-diffusion Euler, Karras"] = kdiffusion_euler(d, xs, kar)[0]
@@ -210,7 +219,7 @@ def _peers(problem, inst, n: int) -> dict[str, torch.Tensor]:
             assert nfe == n
             out[f"{label}, own defaults"] = x
     else:
-        grids["uniform σ"] = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
+        grids["uniform σ"] = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64) * scale
     with torch.no_grad():
         out.update(_sigma_peers(inst, n, grids))
     return out

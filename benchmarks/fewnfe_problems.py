@@ -127,8 +127,14 @@ def flow_denoiser(flow):
 
 
 def diffusion_oracles(schedule: str, ptype: str, split: str, *, dim=64, batch=64, seeds=None):
-    """(a): exact models of stiff Gaussian priors (module docstring)."""
-    abar = linear_alphas_cumprod() if schedule.startswith("linear") else cosine_alphas_cumprod()
+    """(a): exact models of stiff Gaussian priors (module docstring); ``schedule``: ``"linear"``
+    or ``"cosine"``, either with ``"-zsnr"``."""
+    base = schedule.removesuffix("-zsnr")
+    if base not in ("linear", "cosine"):
+        raise ValueError(
+            f"unknown schedule {schedule!r}: expected 'linear' or 'cosine', optionally + '-zsnr'"
+        )
+    abar = linear_alphas_cumprod() if base == "linear" else cosine_alphas_cumprod()
     if schedule.endswith("-zsnr"):  # rescaled to zero terminal SNR (Lin et al. 2024): x_T noise
         abar = zero_terminal_snr(abar)
     out = []

@@ -1,0 +1,90 @@
+"""benchmarks/unseen.py: a smoke run writes every section, and its analysis lists exactly the
+cells where a default is behind Euler or behind the best peer."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import fewnfe, unseen  # noqa: E402
+from benchmarks.fewnfe_problems import diffusion_oracles  # noqa: E402
+
+pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers on numpy 2
+
+SECTIONS = ("## 1. ", "## 2. ", "## 3. ", "## 4. ", "Machine: ", "diffusers ")
+
+
+def test_smoke_run_writes_every_section_and_finite_euler_scores(tmp_path, capsys):
+    argv = ["--only", "scaled_linear/eps", "--ranges", "0.05:1", "--seeds", "777"]
+    assert unseen.main([*argv, "--nfes", "3,4", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "unseen.md").read_text()
+    assert text.strip() == capsys.readouterr().out.strip()
+    for section in SECTIONS:
+        assert section in text, section
+    recs = [json.loads(line) for line in (tmp_path / "unseen.jsonl").read_text().splitlines()]
+    cells = [r for r in recs if "res" in r]
+    assert [(c["problem"], c["n"]) for c in cells] == [
+        ("scaled_linear/eps std[0.05,1.0]", 3),
+        ("scaled_linear/eps std[0.05,1.0]", 4),
+    ]
+    for c in cells:
+        assert math.isfinite(c["res"]["Euler()"]) and 0 < c["res"]["Euler()"] < 1
+        assert "UniPC-3, own defaults" in c["res"] and "iPNDM, Karras" in c["res"]
+    assert "| scaled_linear/eps std[0.05,1.0] |" in text
+
+
+def cell(n, **scores):
+    """A synthetic cell of problem ``p`` (``scores``: method -> score; ``_`` stands for ``()``)."""
+    res = {k.replace("_", "()"): v for k, v in scores.items()}
+    return {"problem": "p", "n": n, "res": res, "steps": {"Heun()": 2}}
+
+
+def test_analysis_lists_the_default_behind_euler_and_only_it():
+    cells = [
+        cell(4, Euler_=0.1, Heun_=0.25, IPNDM_=0.05, SemiLinearMultistep_=0.1),
+        cell(5, Euler_=0.1, RK4_=0.09, IPNDM_=0.02),
+        cell(6, Euler_=0.1, IPNDM_=0.04),
+    ]
+    cells[0]["res"]["UniPC-3, own defaults"] = 0.01  # ahead of every default at 4 NFE
+    cells[1]["res"]["UniPC-3, own defaults"] = 0.03  # behind IPNDM() at 5 NFE
+    cells[2]["res"]["UniPC-3, own defaults"] = 0.04  # a tie at 6 NFE: not behind
+    a = unseen.analyze(cells)
+    assert [(p, n, s) for p, n, s, *_ in a["behind_euler"]] == [("p", 4, "Heun()")]
+    assert a["behind_euler"][0][5] == pytest.approx(2.5)  # ratio; equal to Euler: not behind
+    assert [(r[1], r[2], r[4]) for r in a["behind_peer"]] == [
+        (4, "IPNDM()", "UniPC-3, own defaults")
+    ]
+    assert a["behind_peer"][0][-1] == pytest.approx(5.0) and a["compared"] == 3
+    text = unseen.report(cells, [{"problem": "p", "n": 5, "method": "RK4()", "error": "boom"}])
+    assert "| p | 4 | Heun() | 2 | 0.25 | 0.1 | 2.50 |" in text
+    assert (
+        "| p | 1 (0) | 2.50 (Heun() @4) | 1 of 3 |" in text and "| p | 5 | RK4() | boom |" in text
+    )
+
+
+def test_a_nonfinite_default_counts_as_behind_euler():
+    a = unseen.analyze([cell(3, Euler_=0.1, Heun_=math.nan)])
+    assert [(s, r) for _, _, s, _, _, r, _ in a["behind_euler"]] == [("Heun()", math.inf)]
+
+
+def test_karras_peers_use_the_flows_own_sigma_min():
+    import flowrestore as fr
+
+    edm = fr.DenoiserFlow(lambda x, s: x, sigma_max=14.6, sigma_min=0.0292)
+    assert fewnfe.karras_sigma_min(edm) == 0.0292
+    assert fewnfe.karras_sigma_min(fr.DenoiserFlow(lambda x, s: x, sigma_max=80.0)) == 0.002
+    assert fewnfe.karras_sigma_min(fr.InDIFlow(lambda x, t: x)) == 0.002
+
+
+def test_an_unknown_schedule_name_is_refused():
+    with pytest.raises(ValueError, match="'cosin'"):
+        diffusion_oracles("cosin", "epsilon", "val", dim=4, batch=2)
+    assert diffusion_oracles("cosine-zsnr", "v_prediction", "val", dim=4, batch=2).instances
