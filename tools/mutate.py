@@ -1859,6 +1859,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "msg = ctl.failure_message(code, rows, t, (steps[rows] - 1).tolist())",
         ["tests/core/test_errors.py"],
     ),
+    "fitted-grids-record-default-span": (
+        "flowrestore/grids.py",
+        't_span=data.get("t_span", (1.0, 0.0)),',
+        't_span=data.get("t_span", (-1.0, 0.0)),',
+        ["tests/core/test_input_checks.py"],
+    ),
 }
 
 

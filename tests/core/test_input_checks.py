@@ -160,6 +160,9 @@ def test_a_well_formed_record_reads_back():
     g = fr.FittedGrids.from_dict({"solver": "IPNDM()", "times": {"2": GRID}, "t_span": [1, 0]})
     assert g.steps() == (2,) and g.t_span == (1.0, 0.0)
     assert fr.FittedGrids.from_dict(g.to_dict()) == g
+    # a record without t_span (written before it was recorded) spans the default 1 -> 0
+    old = fr.FittedGrids.from_dict({"solver": "IPNDM()", "times": {"2": GRID}})
+    assert old.t_span == (1.0, 0.0) and old == g
 
 
 @pytest.mark.parametrize(
