@@ -1,0 +1,192 @@
+"""Random mutations of the numerical modules: find rules that no test checks yet.
+
+``python tools/random_mutate.py COUNT SEED [--out FILE]`` picks ``COUNT`` random mutations (seeded)
+of the modules in :data:`MODULES` — a numeric constant scaled by 1.001, negated or moved by ±1, or
+an arithmetic operator swapped (``+``↔``-``, ``*``↔``/``, ``**``→``*``), never inside a docstring
+or an error message — applies each in a scratch copy of the working tree, runs the test folders
+that own the module with ``-x`` and prints one JSON line per mutation (``rc`` 0: no test failed).
+A survivor is either an equivalent mutation (read it) or a rule without a test: write the test,
+then add the mutation by name to ``tools/mutate.py`` so it stays caught. Slow: up to a few
+minutes per surviving mutation on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE, FEW = "tests/core", "tests/fewnfe"
+#: module -> the test folders or files that own it
+MODULES = {
+    "flowrestore/solvers/semilinear.py": [FEW, CORE, "tests/test_semilinear.py", "tests/diffusion"],
+    "flowrestore/solvers/adams.py": [FEW, CORE, "tests/diffusion"],
+    "flowrestore/solvers/reciprocal.py": [FEW, CORE, "tests/diffusion"],
+    "flowrestore/solvers/indi.py": [CORE],
+    "flowrestore/solvers/sde.py": [CORE, "tests/dirac", "tests/diffusion"],
+    "flowrestore/solvers/dirac.py": ["tests/dirac", CORE],
+    "flowrestore/solvers/guided.py": ["tests/guided"],
+    "flowrestore/solvers/fitted.py": [FEW],
+    "flowrestore/solvers/tableau.py": [CORE],
+    "flowrestore/flows/diffusion.py": ["tests/diffusion", FEW, "tests/models"],
+    "flowrestore/flows/flow_matching.py": ["tests/models", FEW, "tests/diffusion"],
+    "flowrestore/flows/denoiser.py": ["tests/models", FEW],
+    "flowrestore/flows/dirac.py": ["tests/dirac"],
+    "flowrestore/flows/guided.py": ["tests/guided"],
+    "flowrestore/flows/spectral.py": ["tests/guided", "tests/degradations"],
+    "flowrestore/flows/estimates.py": ["tests/diffusion", CORE],
+    "flowrestore/flows/indi.py": [CORE],
+    "flowrestore/degradations/blur.py": ["tests/degradations", "tests/dirac"],
+    "flowrestore/integrate/gits.py": [FEW],
+    "flowrestore/integrate/weight_fitting.py": [FEW],
+    "flowrestore/integrate/refine.py": [FEW],
+    "flowrestore/integrate/finish.py": [CORE],
+    "flowrestore/integrate/stepping.py": [CORE],
+    "flowrestore/integrate/endpoint.py": [CORE, FEW],
+    "flowrestore/grids.py": [FEW, CORE],
+    "flowrestore/oracles/gaussian.py": ["tests/oracles", CORE],
+    "flowrestore/oracles/mixture.py": ["tests/oracles", CORE, "tests/dirac"],
+    "flowrestore/oracles/diffusion.py": ["tests/oracles", "tests/diffusion", "tests/models"],
+    "flowrestore/oracles/flow_matching.py": ["tests/oracles", "tests/models", "tests/guided"],
+    "flowrestore/oracles/posterior.py": ["tests/oracles", "tests/guided"],
+    "flowrestore/schedules/library.py": [CORE, "tests/dirac"],
+    "flowrestore/controllers/pi.py": [CORE],
+    "flowrestore/controllers/pid.py": [CORE],
+    "flowrestore/controllers/error.py": [CORE],
+    "flowrestore/controllers/fixed.py": [CORE, FEW],
+    "flowrestore/inversion/blind.py": ["tests/inversion"],
+    "flowrestore/inversion/latent.py": ["tests/inversion"],
+    "flowrestore/inversion/objective.py": ["tests/inversion"],
+    "flowrestore/training/losses.py": ["tests/training"],
+    "flowrestore/training/tdist.py": ["tests/training"],
+    "flowrestore/training/ema.py": ["tests/training"],
+    "flowrestore/noise.py": [CORE, "tests/dirac"],
+    "flowrestore/metrics.py": ["tests/test_metrics.py"],
+}
+ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
+SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}
+
+
+def _parents(tree) -> dict[int, ast.AST]:
+    return {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+
+
+def _skipped(node, parents, docstrings) -> bool:
+    """Inside a docstring, an f-string, a ``raise`` or an error's constructor call."""
+    if id(node) in docstrings:
+        return True
+    p = parents.get(id(node))
+    while p is not None:
+        if isinstance(p, (ast.JoinedStr, ast.Raise)):
+            return True
+        if isinstance(p, ast.Call) and getattr(p.func, "id", getattr(p.func, "attr", "")) in ERRORS:
+            return True
+        p = parents.get(id(p))
+    return False
+
+
+def candidates(path: str) -> list[tuple[int, int, int, str]]:
+    """Every ``(line, start column, end column, replacement)`` of the module at ``path``."""
+    src = (ROOT / path).read_text()
+    tree = ast.parse(src)
+    lines = src.splitlines()
+    parents = _parents(tree)
+    docstrings = set()
+    for n in ast.walk(tree):
+        body = getattr(n, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    out = []
+    for n in ast.walk(tree):
+        if _skipped(n, parents, docstrings):
+            continue
+        if isinstance(n, ast.Constant) and type(n.value) in (int, float):
+            if n.lineno != n.end_lineno:
+                continue
+            v = n.value
+            if isinstance(v, int):
+                new = [str(v + 1)] + ([str(v - 1)] if v > 0 else [])
+            else:
+                new = [repr(v * 1.001), repr(-v)] if v != 0 else ["1e-3"]
+            out += [(n.lineno, n.col_offset, n.end_col_offset, s) for s in new]
+        elif isinstance(n, ast.BinOp) and n.left.end_lineno == n.right.lineno:
+            gap = lines[n.left.end_lineno - 1][n.left.end_col_offset : n.right.col_offset]
+            op = gap.strip()
+            if op in SWAP:
+                at = n.left.end_col_offset + gap.index(op)
+                out.append((n.left.end_lineno, at, at + len(op), SWAP[op]))
+    return out
+
+
+def run_one(path: str, line: int, c0: int, c1: int, new: str) -> dict:
+    """Apply one mutation in a scratch copy, run the module's tests, report."""
+    lines = (ROOT / path).read_text().splitlines(keepends=True)
+    old = lines[line - 1]
+    lines[line - 1] = old[:c0] + new + old[c1:]
+    scratch = Path(tempfile.mkdtemp(prefix="random_mutate"))
+    try:
+        ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".whl", ".devrun", "out")
+        shutil.copytree(ROOT, scratch / "tree", ignore=ignore)
+        (scratch / "tree" / path).write_text("".join(lines))
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(scratch / "tree"))
+        t0 = time.time()
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        try:
+            r = subprocess.run(
+                [*cmd, *MODULES[path]],
+                cwd=scratch / "tree",
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1500,
+            )
+            rc, outl = r.returncode, r.stdout.splitlines()
+        except subprocess.TimeoutExpired:  # a hang is a failure, not a survivor
+            rc, outl = -9, ["timed out"]
+        caught = [s for s in outl if s.startswith("FAILED")][:1] or outl[-1:]
+        return {
+            "file": path,
+            "line": line,
+            "old": old.strip(),
+            "new": lines[line - 1].strip(),
+            "rc": rc,
+            "seconds": round(time.time() - t0),
+            "caught_by": caught,
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    """Command line (module docstring); exit 1 if any mutation survived."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("count", type=int)
+    ap.add_argument("seed", type=int)
+    ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    a = ap.parse_args(argv)
+    pool = [(p, *c) for p in MODULES if (ROOT / p).exists() for c in candidates(p)]
+    survived = 0
+    for pick in random.Random(a.seed).sample(pool, min(a.count, len(pool))):
+        rec = run_one(*pick)
+        survived += rec["rc"] == 0
+        text = json.dumps(rec, ensure_ascii=False)
+        print(text, flush=True)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write(text + "\n")
+    print(f"{survived} of {min(a.count, len(pool))} survived", file=sys.stderr)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
