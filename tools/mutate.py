@@ -1883,25 +1883,35 @@ def _copy_tree(dst: Path) -> None:
             shutil.copy2(src, dst / f)
 
 
+def run_mutated(path: str, text: str, tests: list[str], timeout: float | None = None):
+    """Run ``tests`` (``-x``; all of the default suite when empty) in a scratch copy of the tree
+    whose ``path`` reads ``text``; the finished process, or ``None`` if it ran past ``timeout``."""
+    with tempfile.TemporaryDirectory(prefix="mut-") as tmp:
+        dst = Path(tmp)
+        _copy_tree(dst)
+        (dst / path).write_text(text)
+        env = {**os.environ, "PYTHONPATH": str(dst), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        try:
+            return subprocess.run(
+                cmd, cwd=dst, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            return None
+
+
 def run(name: str, full: bool) -> bool:
     """Apply mutation ``name`` in a scratch copy; True if a test caught it."""
     path, old, new, tests = MUTATIONS[name]
-    with tempfile.TemporaryDirectory(prefix=f"mut-{name}-") as tmp:
-        dst = Path(tmp)
-        _copy_tree(dst)
-        text = (dst / path).read_text()
-        if text.count(old) != 1:
-            print(f"{name}: the text to mutate occurs {text.count(old)} times in {path}")
-            return False
-        (dst / path).write_text(text.replace(old, new))
-        env = {**os.environ, "PYTHONPATH": str(dst), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-        cmd += [] if full else tests
-        proc = subprocess.run(cmd, cwd=dst, env=env, capture_output=True, text=True)
-        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-        caught = proc.returncode != 0
-        print(f"{name}: {'caught by ' + failed[0] if caught and failed else 'SURVIVED'}")
-        return caught
+    text = (ROOT / path).read_text()
+    if text.count(old) != 1:
+        print(f"{name}: the text to mutate occurs {text.count(old)} times in {path}")
+        return False
+    proc = run_mutated(path, text.replace(old, new), [] if full else tests)
+    failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    caught = proc.returncode != 0
+    print(f"{name}: {'caught by ' + failed[0] if caught and failed else 'SURVIVED'}")
+    return caught
 
 
 def main(argv=None) -> int:

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutate import ROOT, run_mutated  # noqa: E402  (one scratch-copy runner for both tools)
+
 CORE, FEW = "tests/core", "tests/fewnfe"
 #: module -> the test folders or files that own it
 MODULES = {
@@ -129,42 +127,23 @@ def candidates(path: str) -> list[tuple[int, int, int, str]]:
 
 
 def run_one(path: str, line: int, c0: int, c1: int, new: str) -> dict:
-    """Apply one mutation in a scratch copy, run the module's tests, report."""
+    """Apply one mutation in a scratch copy (``tools/mutate.py``'s), run the module's tests."""
     lines = (ROOT / path).read_text().splitlines(keepends=True)
     old = lines[line - 1]
     lines[line - 1] = old[:c0] + new + old[c1:]
-    scratch = Path(tempfile.mkdtemp(prefix="random_mutate"))
-    try:
-        ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".whl", ".devrun", "out")
-        shutil.copytree(ROOT, scratch / "tree", ignore=ignore)
-        (scratch / "tree" / path).write_text("".join(lines))
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(scratch / "tree"))
-        t0 = time.time()
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-        try:
-            r = subprocess.run(
-                [*cmd, *MODULES[path]],
-                cwd=scratch / "tree",
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1500,
-            )
-            rc, outl = r.returncode, r.stdout.splitlines()
-        except subprocess.TimeoutExpired:  # a hang is a failure, not a survivor
-            rc, outl = -9, ["timed out"]
-        caught = [s for s in outl if s.startswith("FAILED")][:1] or outl[-1:]
-        return {
-            "file": path,
-            "line": line,
-            "old": old.strip(),
-            "new": lines[line - 1].strip(),
-            "rc": rc,
-            "seconds": round(time.time() - t0),
-            "caught_by": caught,
-        }
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    t0 = time.time()
+    proc = run_mutated(path, "".join(lines), MODULES[path], timeout=1500)
+    # a hang is a failure, not a survivor
+    rc, out = (-9, ["timed out"]) if proc is None else (proc.returncode, proc.stdout.splitlines())
+    return {
+        "file": path,
+        "line": line,
+        "old": old.strip(),
+        "new": lines[line - 1].strip(),
+        "rc": rc,
+        "seconds": round(time.time() - t0),
+        "caught_by": [s for s in out if s.startswith("FAILED")][:1] or out[-1:],
+    }
 
 
 def main(argv=None) -> int:

@@ -10,13 +10,14 @@ import sys
 
 import pytest
 
+pytest.importorskip("diffusers")  # the peers; before the benchmark modules are imported
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import fewnfe, unseen  # noqa: E402
 from benchmarks.fewnfe_problems import diffusion_oracles  # noqa: E402
 
-pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers on numpy 2
 
 SECTIONS = ("## 1. ", "## 2. ", "## 3. ", "## 4. ", "Machine: ", "diffusers ")

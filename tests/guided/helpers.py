@@ -78,14 +78,14 @@ def prior(name: str, shape=SHAPE, seed=0):
     return mean, std
 
 
-def model_flows(mean, std, shape=SHAPE):
+def model_flows(mean, std, shape=SHAPE, wrap=lambda name, model: model):
     """The exact model flows of ``N(mean, std²)``: diffusion (ε, linear schedule), flow
-    matching and EDM denoiser (σ_max = 80)."""
+    matching and EDM denoiser (σ_max = 80); ``wrap(name, model)`` may wrap each model."""
     std = std.expand(shape) if std.dim() == 0 else std
     abar = linear_alphas_cumprod()
-    diff = GaussianDiffusionOracle(mean=mean, std=std, alphas_cumprod=abar)
-    fm = GaussianFlowMatchingOracle(mean=mean, std=std)
-    den = GaussianDenoiserOracle(mean=mean, std=std)
+    diff = wrap("diffusion", GaussianDiffusionOracle(mean=mean, std=std, alphas_cumprod=abar))
+    fm = wrap("flow_matching", GaussianFlowMatchingOracle(mean=mean, std=std))
+    den = wrap("denoiser", GaussianDenoiserOracle(mean=mean, std=std))
     return {
         "diffusion": fr.DiffusionFlow(diff, alphas_cumprod=abar),
         "flow_matching": fr.FlowMatchingFlow(fm),

@@ -7,14 +7,8 @@ import pytest
 import torch
 
 import flowrestore as fr
-from flowrestore.oracles import (
-    GaussianDenoiserOracle,
-    GaussianDiffusionOracle,
-    GaussianFlowMatchingOracle,
-)
-from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
-from .helpers import F64, SHAPE, operators, prior, start
+from .helpers import F64, SHAPE, model_flows, operators, prior, start
 
 
 class Counted:
@@ -29,19 +23,13 @@ class Counted:
 
 
 def _flows(mean, std):
-    std = std.expand(SHAPE) if std.dim() == 0 else std
-    abar = linear_alphas_cumprod()
-    counted = {
-        "diffusion": Counted(GaussianDiffusionOracle(mean=mean, std=std, alphas_cumprod=abar)),
-        "flow_matching": Counted(GaussianFlowMatchingOracle(mean=mean, std=std)),
-        "denoiser": Counted(GaussianDenoiserOracle(mean=mean, std=std)),
-    }
-    flows = {
-        "diffusion": fr.DiffusionFlow(counted["diffusion"], alphas_cumprod=abar),
-        "flow_matching": fr.FlowMatchingFlow(counted["flow_matching"]),
-        "denoiser": fr.DenoiserFlow(counted["denoiser"], sigma_max=80.0),
-    }
-    return flows, counted
+    counted = {}
+
+    def count(name, model):
+        counted[name] = Counted(model)
+        return counted[name]
+
+    return model_flows(mean, std, wrap=count), counted
 
 
 STEPS = {
