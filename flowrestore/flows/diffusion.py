@@ -17,18 +17,34 @@ model's ``x`` (:meth:`~DiffusionFlow.from_state`); at ``t = 0`` the two coincide
 which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained timesteps (the rule of
 :func:`flowrestore.oracles.diffusion.alpha_cumprod_at`, inverted here), extended linearly beyond
 ``[0, T − 1]``; ``clamp_timesteps=True`` keeps the timesteps inside instead (the clean estimate is
-still converted at the true ``σ``). Below the smallest trained level ``σ_0`` falls only the default
-grid's last positive point, once ``N² > T`` (``N ≥ 32`` steps of a 1000-step schedule).
+still converted at the true ``σ``). On DDPM's schedule only the default grid's last positive point
+falls below the smallest trained level ``σ_0``, once ``N ≥ 32`` (below: other schedules).
 
 **Default grid and time variable** (issue 16). ``steps=N`` lays DDIM's quadratic timesteps
-``T(1 − k/N)² − 1`` down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels` over the trained
-noise levels): the first step ends near the data's scale however large ``σ_max`` is (a cosine
-schedule's ``2·10⁴``). :meth:`DiffusionFlow.time_variable` declares ``power=1`` (the semi-linear
-solvers interpolate ``D`` in ``σ``) and reciprocal Runge–Kutta stages (``dy/dw = D`` in
-``w = 1/σ``, ``y = x̄/σ``: :mod:`flowrestore.solvers.reciprocal`), in which Heun and RK4 stay
-stable over steps from ``σ_max`` to ``O(1)``. Measured on exact Gaussian models and a trained DDPM
-(``python -m benchmarks fewnfe``, ``benchmarks/RESULTS.md``). :class:`Karras` (EDM's ρ = 7, the
-default before) stays available as ``spacing=fr.Karras()``.
+``T(1−k/N)²−1`` *of DDPM's linear schedule* (Ho et al. 2020: T = 1000, β from 1e-4 to 0.02), down
+to ``σ = 0``, as noise levels (:func:`reference_levels`, :class:`~flowrestore.grids.NoiseLevels`):
+the grid is a set of noise levels, the same on every schedule, not a set of the model's own
+timesteps. On that schedule it is DDIM's quadratic grid exactly. A model whose ``σ_max`` is below
+the reference's (157: Stable Diffusion's ``scaled_linear`` 14.6, a 500-step linear 12.5) lays the
+same quadratic law over the part of the reference below its ``σ_max``; one above it (cosine
+``2·10⁴``, a 2000-step linear ``2.5·10⁴``) steps from ``σ_max`` onto the reference grid's first
+point, near the data's scale. The model's own timesteps made both ends depend on ``β_start`` and
+``T``: at 10 steps the last positive point was σ ≈ 0.044 on DDPM's schedule, 0.094 on
+``scaled_linear``, and the first step ended at 769 on a 2000-step linear schedule. Chosen on
+validation schedules (``sigmoid``, linear T = 750/1500, β 5e-4–0.015, cosine T = 4000,
+``scaled_linear`` with β 1e-4–0.02 and 0.0015–0.0195, zero-SNR linear) and reported on ``python -m
+benchmarks.unseen``'s, which chose nothing (``benchmarks/RESULTS.md``).
+:meth:`DiffusionFlow.time_variable` declares ``power=1`` (the semi-linear solvers interpolate ``D``
+in ``σ``) and reciprocal Runge–Kutta stages (``dy/dw = D`` in ``w = 1/σ``, ``y = x̄/σ``:
+:mod:`flowrestore.solvers.reciprocal`), in which Heun and RK4 stay stable over steps from ``σ_max``
+to ``O(1)``. Measured on exact Gaussian models and a trained DDPM (``python -m benchmarks fewnfe``,
+``benchmarks/RESULTS.md``). :class:`Karras` (EDM's ρ = 7, the default before) stays available as
+``spacing=fr.Karras()``. On a schedule whose smallest level ``σ_0`` is above DDPM's 0.01
+(``scaled_linear``: 0.029) the grid's last points fall below ``σ_0`` sooner than on the model's own
+timesteps (on ``scaled_linear`` the last positive point from 12 steps, the last two from 23, three
+from 34), where the model is queried at extrapolated timesteps; ``clamp_timesteps=True`` keeps its
+queries inside. Keeping the levels above ``σ_0`` instead was tried on the validation schedules and
+lost (24 vs 22 of 168 cells behind the best peer).
 A :class:`~flowrestore.PIController` without its own ``t_min`` stops the controlled part at
 ``σ_stop = min(σ_0, sqrt(rtol)/10)`` (:meth:`DiffusionFlow.preferred_t_min`; landing error
 ``O(σ_stop²)`` in the data's units).
@@ -86,7 +102,7 @@ from flowrestore.flows.diffusers_io import (
 )
 from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
 from flowrestore.grids import Karras, NoiseLevels, Spacing
-from flowrestore.oracles.diffusion import check_alphas_cumprod
+from flowrestore.oracles.diffusion import check_alphas_cumprod, linear_alphas_cumprod
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -94,12 +110,30 @@ __all__ = [
     "DiffusionFlow",
     "DiffusionSDE",
     "DynamicThreshold",
+    "reference_levels",
     "Karras",
     "MissingDependencyError",
     "import_diffusers",
 ]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def _log_variances(abar: Tensor) -> Tensor:
+    """``2 log σ_k = log((1 − ᾱ_k)/ᾱ_k)`` per timestep (increasing for a valid schedule)."""
+    return torch.log1p(-abar) - torch.log(abar)
+
+
+#: ``σ_k`` of DDPM's linear schedule (T = 1000, β 1e-4 … 0.02): the default grid's noise levels
+REFERENCE_SIGMAS = tuple(torch.exp(_log_variances(linear_alphas_cumprod()) / 2).tolist())
+
+
+def reference_levels(sigma_max: float) -> tuple[float, ...]:
+    """The table of :class:`~flowrestore.grids.NoiseLevels` behind
+    :meth:`DiffusionFlow.default_spacing`: the reference noise levels :data:`REFERENCE_SIGMAS`
+    as times ``σ/sigma_max`` of a model whose largest level is ``sigma_max`` (module
+    docstring)."""
+    return tuple(v / sigma_max for v in REFERENCE_SIGMAS)
 
 
 class DiffusionFlow(ModelFlow):
@@ -174,10 +208,10 @@ class DiffusionFlow(ModelFlow):
         self.clamp_timesteps = clamp_timesteps
         abar = self.alphas_cumprod
         #: ``2 log σ_k`` per trained timestep (increasing): the interpolation table
-        self._log_var = torch.log1p(-abar) - torch.log(abar)
+        self._log_var = _log_variances(abar)
         self.sigma_max = float(torch.exp(self._log_var[-1] / 2))
         self._tables: dict = {}
-        self._spacing = NoiseLevels(levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0)
+        self._spacing = NoiseLevels(levels=reference_levels(self.sigma_max), rho=2.0)
 
     def __repr__(self) -> str:
         clip = "" if self.clip is None else f", clip={self.clip!r}"
@@ -243,11 +277,12 @@ class DiffusionFlow(ModelFlow):
         return torch.sqrt(1 + (t * self.sigma_max) ** 2)
 
     def default_spacing(self) -> Spacing:
-        """DDIM's quadratic timesteps, down to ``σ = 0`` (:class:`~flowrestore.grids.NoiseLevels`
-        with ``ρ = 2`` over this model's trained noise levels; issue 16): the first step ends at a
-        noise level of the order of the data whatever ``σ_max`` is, and the last positive point
-        shrinks like ``N^{−2}`` in the timestep index. Built once, on the host, with the flow (a
-        compiled solve plans without reading a tensor)."""
+        """DDIM's quadratic timesteps of DDPM's linear schedule as noise levels, down to ``σ = 0``
+        (:class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2`` over :func:`reference_levels`;
+        module docstring, issue 16): the same levels on every schedule, the first step ending near
+        the data's scale whatever ``σ_max`` is, the last positive point shrinking like ``N^{−2}``.
+        Built once, on the host, with the flow (a compiled solve plans without reading a
+        tensor)."""
         return self._spacing
 
     def time_variable(self):

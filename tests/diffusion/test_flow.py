@@ -18,7 +18,14 @@ import flowrestore as fr
 from flowrestore.errors import ConfigError, PredictorOutputError
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
-from .helpers import F64, PREDICTION_TYPES, clean_estimate, gaussian_problem, log_snr
+from .helpers import (
+    F64,
+    PREDICTION_TYPES,
+    clean_estimate,
+    cosine_alphas_cumprod,
+    gaussian_problem,
+    log_snr,
+)
 
 ABAR = linear_alphas_cumprod()
 
@@ -182,6 +189,40 @@ def test_default_grid_is_quadratic_timesteps_and_karras_is_edms():
     torch.testing.assert_close(edm, torch.cat([inner, torch.zeros(1, dtype=F64)]))
     with pytest.raises(ConfigError, match="rho"):
         fr.Karras(rho=0.5)
+
+
+def _scaled_linear_abar(T=1000, b0=0.00085, b1=0.012):
+    """Stable Diffusion's ``scaled_linear`` schedule (β linear in √β), ``σ_max ≈ 14.6``."""
+    betas = torch.linspace(b0**0.5, b1**0.5, T, dtype=F64) ** 2
+    return torch.cumprod(1 - betas, 0)
+
+
+@pytest.mark.parametrize("n", [3, 4, 6, 10])
+def test_default_grid_is_the_same_noise_levels_on_every_schedule(n):
+    """The default grid is DDPM's quadratic grid as noise levels (issue 16), not the model's own
+    timesteps: a model whose σ_max is above DDPM's (cosine; linear with T = 2000) steps from
+    σ_max onto DDPM's grid; one below it (``scaled_linear``, σ_max ≈ 14.6) lays DDIM's
+    quadratic law ``(τ* + 1)(1 − k/N)² − 1`` over DDPM's timesteps below its σ_max (``τ*``:
+    σ_max's continuous DDPM timestep)."""
+    ref = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=ABAR)
+    T = ABAR.numel()
+    ref_sigmas = ref.grid_from_timesteps(T * (1 - torch.arange(n, dtype=F64) / n) ** 2 - 1)
+    ref_sigmas = ref_sigmas * ref.sigma_max
+    for abar in (cosine_alphas_cumprod(), linear_alphas_cumprod(2000)):
+        flow = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=abar)
+        assert flow.sigma_max > 1e4
+        sig = flow.default_spacing()(n, 1.0, 0.0) * flow.sigma_max
+        assert float(sig[0]) == pytest.approx(flow.sigma_max, rel=1e-12)
+        torch.testing.assert_close(sig[1:], ref_sigmas[1:], rtol=1e-9, atol=0.0)
+    flow = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=_scaled_linear_abar())
+    sig = flow.default_spacing()(n, 1.0, 0.0) * flow.sigma_max
+    tau_star = float(ref.timestep(torch.tensor(flow.sigma_max, dtype=F64)))
+    tau = (tau_star + 1) * (1 - torch.arange(n, dtype=F64) / n) ** 2 - 1
+    want = ref.grid_from_timesteps(tau) * ref.sigma_max
+    torch.testing.assert_close(sig, want, rtol=1e-9, atol=0.0)
+    # the model's own timesteps ended twice as coarse at 10 steps (σ ≈ 0.094, DDPM's 0.044)
+    if n == 10:
+        assert 0.03 < float(sig[-2]) < 0.04
 
 
 def test_grid_from_timesteps_ends_at_the_final_noise_level():

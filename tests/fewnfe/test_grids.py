@@ -113,7 +113,11 @@ def test_flows_declare_their_grid_and_time_variable():
     diff = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=abar)
     sp = diff.default_spacing()
     assert isinstance(sp, fr.NoiseLevels) and sp.rho == 2.0
-    np.testing.assert_allclose(sp.levels, _levels(abar).numpy(), rtol=1e-12)
+    # DDPM's linear schedule's noise levels, in this model's time σ/σ_max (not its own levels)
+    ref = linear_abar()
+    sigma_max = math.sqrt((1 - float(abar[-1])) / float(abar[-1]))
+    want = ((1 - ref) / ref).sqrt().numpy() / sigma_max
+    np.testing.assert_allclose(sp.levels, want, rtol=1e-12)
     assert diff.time_variable() == fr.TimeVariable(power=1, reciprocal=True)
     assert diff.reverse_sde().default_spacing() == sp
     ode = fr.ODEFlow(lambda t, x: -x)
