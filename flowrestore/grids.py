@@ -193,7 +193,10 @@ class NoiseLevels(Spacing):
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         r = 1.0 / self.rho
         w0, w1 = self._index(t0) ** r, self._index(t1) ** r
-        pts = [self._time((w0 + (w1 - w0) * k / steps) ** self.rho) for k in range(steps + 1)]
+        # a convex combination: never below 0 by round-off (a negative base to a fractional ρ is
+        # complex) when the span starts inside the table (w0 < 1)
+        w = [w0 * (1 - k / steps) + w1 * (k / steps) for k in range(steps + 1)]
+        pts = [self._time(v**self.rho) for v in w]
         pts[0], pts[-1] = t0, t1
         return torch.tensor(pts, dtype=torch.float64)
 
