@@ -252,3 +252,16 @@ def test_each_spacing_ends_at_its_declared_rate(spacing):
     last = [float(spacing(int(n), 1.0, 0.0)[-2]) for n in ns]
     slope = -np.polyfit(np.log(ns), np.log(last), 1)[0]
     assert slope == pytest.approx(spacing.end_exponent, abs=0.05), last
+
+
+@pytest.mark.parametrize("rho", [1.5, 2.0, 2.7])
+def test_noise_levels_from_inside_the_table_stay_real_and_decreasing(rho):
+    """A span starting inside the table (a model below the reference's σ_max): every count of
+    steps gives a real, strictly decreasing grid from t0 to 0 (round-off once made the last base
+    negative, and a fractional ρ of it complex)."""
+    levels = tuple(float(v) for v in torch.logspace(-3, 0.7, 500, dtype=F64))  # up to ≈ 5
+    sp = fr.NoiseLevels(levels=levels, rho=rho)
+    for steps in range(1, 41):
+        grid = sp(steps, 1.0, 0.0)
+        assert grid.dtype == F64 and float(grid[0]) == 1.0 and float(grid[-1]) == 0.0
+        assert bool((grid[1:] < grid[:-1]).all()), (steps, grid)
