@@ -11,8 +11,9 @@ equal numbers of model evaluations. Grids:
   ``rho = 1`` (uniform in the unshifted time) and ``rho = 2`` (the default), and the grid of
   diffusers' ``FlowMatchEulerDiscreteScheduler(shift=s).set_timesteps(N)`` (if diffusers is
   installed);
-* denoiser (``σ_max = 80``, ``σ_min = 0.002``): the default (DDIM's quadratic steps over the VP
-  SDE's noise levels, reciprocal Runge–Kutta stages) and EDM's grid
+* denoiser (``σ_max = 80``, ``σ_min = 0.002``): the default (DDIM's quadratic steps of DDPM's
+  linear schedule as noise levels, a diffusion model's; reciprocal Runge–Kutta stages), the
+  default before 2026-12-04 (the same over the VP SDE's levels from ``σ_min``) and EDM's grid
   (:meth:`~flowrestore.DenoiserFlow.edm_grid`: ``ρ = 7`` to ``σ_min``, then 0) with stages in ``σ``
   (``stages="sigma"``: Heun is EDM's Algorithm 1) and with reciprocal stages; and, per solver,
   the worst ratio of its error to Euler's at equal evaluations over 3–10 steps on the same grid
@@ -28,10 +29,12 @@ Run: ``python -m benchmarks.model_grids [--split val|test]`` (about a minute eac
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import flowrestore as fr
-from flowrestore.flows.denoiser import vp_levels
+from flowrestore.flows.diffusion import reference_levels
 from flowrestore.flows.flow_matching import Shifted
 from flowrestore.grids import NoiseLevels
 from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
@@ -101,18 +104,37 @@ def flow_matching_rows(shift: float, split: str = "val") -> list[list]:
 
 #: the denoiser's variants: flow options and grid (``None``: the default for ``steps=N``)
 DENOISER_VARIANTS = {
-    "VP quadratic, reciprocal stages (default)": ({}, lambda f, n: None),
+    "DDPM levels quadratic, reciprocal stages (default)": ({}, lambda f, n: None),
+    "VP SDE levels from σ_min (the default before 2026-12-04)": ({}, lambda f, n: _vp_sde(f)),
     "EDM: ρ=7 to σ_min, then 0; stages in σ": ({"stages": "sigma"}, lambda f, n: f.edm_grid(n)),
     "EDM: ρ=7 to σ_min, then 0; reciprocal": ({}, lambda f, n: f.edm_grid(n)),
-    "VP, ρ=1.5 (not chosen)": ({}, lambda f, n: _vp(f, 1.5)),
-    "VP, ρ=3 (not chosen)": ({}, lambda f, n: _vp(f, 3.0)),
+    "DDPM levels, ρ=1.5 (not chosen)": ({}, lambda f, n: _reference(f, 1.5)),
+    "DDPM levels, ρ=3 (not chosen)": ({}, lambda f, n: _reference(f, 3.0)),
 }
 
 
-def _vp(flow, rho: float) -> NoiseLevels:
+def _reference(flow, rho: float) -> NoiseLevels:
     """The default's table with another warp (a :class:`~flowrestore.Spacing`: the loop's end
     rule applies to it as to the default)."""
-    return NoiseLevels(vp_levels(flow.sigma_min, flow.sigma_max), rho=rho)
+    return NoiseLevels(reference_levels(flow.sigma_max), rho=rho)
+
+
+def _vp_sde(flow, count: int = 1000) -> NoiseLevels:
+    """The default before 2026-12-04: DDIM's quadratic steps over ``count`` noise levels of the VP
+    SDE (Song et al. 2021; EDM Table 1: ``σ(s) = √(exp(β_d s²/2 + β_min s) − 1)``, ``β_min = 0.1``,
+    ``β_d = 19.9``) at VP times uniform from ``σ_min``'s to ``σ_max``'s."""
+    b_min, b_d = 0.1, 19.9
+
+    def vp_time(sigma: float) -> float:  # the root of β_d s²/2 + β_min s = log(1 + σ²)
+        c = math.log1p(sigma * sigma)
+        return 2 * c / (b_min + math.sqrt(b_min**2 + 2 * b_d * c))
+
+    hi = vp_time(flow.sigma_max)
+    lo = vp_time(flow.sigma_min) if flow.sigma_min > 0 else hi / count
+    s = torch.linspace(lo, hi, count, dtype=torch.float64)
+    sig = torch.expm1(b_d * s**2 / 2 + b_min * s).sqrt() / flow.sigma_max
+    sig[-1] = 1.0
+    return NoiseLevels(tuple(sig.tolist()), rho=2.0)
 
 
 def _denoiser_pairs(split: str, options: dict, std=(0.05, 0.95)):

@@ -252,16 +252,10 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            self.landing_order = min(self.ab_order + 1, 4)",
         ["tests/fewnfe/test_adams.py"],
     ),
-    "denoiser-vp-beta-min": (
-        "flowrestore/flows/denoiser.py",
-        "VP_BETA_MIN, VP_BETA_D = 0.1, 19.9",
-        "VP_BETA_MIN, VP_BETA_D = 0.1001, 19.9",
-        ["tests/models/test_denoiser.py"],
-    ),
     "denoiser-grid-rho": (
         "flowrestore/flows/denoiser.py",
-        "vp_levels(self.sigma_min, self.sigma_max), rho=2.0)",
-        "vp_levels(self.sigma_min, self.sigma_max), rho=2.01)",
+        "NoiseLevels(reference_levels(self.sigma_max), rho=2.0)",
+        "NoiseLevels(reference_levels(self.sigma_max), rho=2.01)",
         ["tests/models/test_denoiser.py"],
     ),
     "denoiser-stages-in-sigma-by-default": (
@@ -455,6 +449,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return x * math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)\n",
         "        return x * (1.0 + float(t) * self.sigma_max)\n",
         ["tests/diffusion/test_flow.py"],
+    ),
+    "diffusion-default-grid-reference-beta-end": (
+        "flowrestore/flows/diffusion.py",
+        "torch.exp(_log_variances(linear_alphas_cumprod()) / 2)",
+        "torch.exp(_log_variances(linear_alphas_cumprod(beta_end=0.0201)) / 2)",
+        ["tests/diffusion/test_flow.py", "tests/fewnfe/test_grids.py"],
+    ),
+    "diffusion-default-grid-own-levels": (
+        "flowrestore/flows/diffusion.py",
+        "levels=reference_levels(self.sigma_max), rho=2.0",
+        "levels=tuple((self.sigmas / self.sigma_max).tolist()), rho=2.0",
+        ["tests/diffusion/test_flow.py", "tests/fewnfe/test_grids.py"],
+    ),
+    "diffusion-default-grid-levels-scale": (
+        "flowrestore/flows/diffusion.py",
+        "    return tuple(v / sigma_max for v in REFERENCE_SIGMAS)",
+        "    return tuple(v / (1.001 * sigma_max) for v in REFERENCE_SIGMAS)",
+        ["tests/diffusion/test_flow.py", "tests/fewnfe/test_grids.py"],
+    ),
+    "denoiser-default-grid-levels-scale": (
+        "flowrestore/flows/denoiser.py",
+        "NoiseLevels(reference_levels(self.sigma_max), rho=2.0)",
+        "NoiseLevels(reference_levels(1.001 * self.sigma_max), rho=2.0)",
+        ["tests/models/test_denoiser.py"],
     ),
     "diffusion-grid-off-by-one": (
         "flowrestore/flows/diffusion.py",

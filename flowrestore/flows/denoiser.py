@@ -9,23 +9,24 @@ in ``t`` is Euler in ``σ`` (k-diffusion's ``sample_euler``) and every residual-
 it. The state is the model's ``x`` itself: a solve starts from ``x_T = σ_max n``, ``n ~ N(0, I)``.
 
 **Default grid and time variable** (issue 16) — those of a diffusion model, chosen by measurement
-over EDM's own: ``steps=N`` lays DDIM's quadratic timesteps over the noise levels of the VP SDE
-(Song et al. 2021; DDPM's linear schedule in continuous time, EDM Table 1:
-``σ(s) = √(exp(β_d s²/2 + β_min s) − 1)``, ``β_min = 0.1``, ``β_d = 19.9``) from ``σ_max`` down to
-``σ = 0`` (:func:`vp_levels`, :class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2``): the first
-step ends near the data's scale, and the last positive point ``≈ 0.3/N`` stays above ``σ_min``
-until ``N² > 1000``. Runge–Kutta stages are reciprocal (``dy/dw = D`` in ``w = 1/σ``:
+over EDM's own: ``steps=N`` lays DDIM's quadratic timesteps of DDPM's linear schedule as noise
+levels from ``σ_max`` down to ``σ = 0`` (:meth:`flowrestore.DiffusionFlow.default_spacing`,
+:func:`~flowrestore.flows.diffusion.reference_levels`, :class:`~flowrestore.grids.NoiseLevels` with
+``ρ = 2``), whatever ``σ_min``: the first step ends near the data's scale, and the last positive
+point shrinks like ``N^{−2}``. Runge–Kutta stages are reciprocal (``dy/dw = D`` in ``w = 1/σ``:
 :mod:`flowrestore.solvers.reciprocal`) and the semi-linear solvers interpolate ``D`` in ``σ``.
 Chosen on the validation priors of ``python -m benchmarks.model_grids`` (exact Gaussian denoisers,
-std in [0.05, 0.95], ``σ_max = 80``) over the warps ``ρ`` 1.5 and 3 and EDM's grid; on its test
-priors, which chose nothing, against EDM's grid with stages in ``σ`` (worst relative error): Euler
-0.216 vs 0.388 at 6 evaluations, ``IPNDM()`` 0.0173 vs 0.0773, ``SemiLinearMultistep()`` 0.0207 vs
-0.304; Heun, RK4 and Midpoint are ahead of Euler at equal evaluations at every 3–10 steps (worst
-error ratio 0.79, 0.41, 0.52; on EDM's grid 8.95, 3.92, 1.02). The price: past ~15 steps the
-multistep solver lands from a coarser last point (about ``0.3/N``) than EDM's ``σ_min`` (50
-evaluations: 1.2e-3 vs 1.8e-4): for long solves pass ``grid=flow.edm_grid(N)``. On priors whose
-every component is far below the data scale (std 0.01–0.05) Heun, RK4 and Midpoint remain behind
-Euler at some step counts (worst ratio 1.44, 1.86, 1.44; on EDM's grid 55.8, 33.2, 1.7).
+std in [0.05, 0.95], ``σ_max = 80``) over the warps ``ρ`` 1.5 and 3 and EDM's grid; the table of
+DDPM's levels replaced the VP SDE's (the same law from ``σ_min``'s VP time) after denoisers with
+``σ ∈ [0.05, 20]`` fell behind a peer in 14 of 21 validation cells (3 with DDPM's levels;
+``benchmarks/RESULTS.md``). On its test priors, which chose nothing, against EDM's grid with stages
+in ``σ`` (worst relative error): Euler 0.215 vs 0.388 at 6 evaluations, ``IPNDM()`` 0.0175 vs
+0.0773, ``SemiLinearMultistep()`` 0.0201 vs 0.304; Heun, RK4 and Midpoint are ahead of Euler at
+equal evaluations at every 3–10 steps (worst error ratio 0.79, 0.41, 0.45; on EDM's grid 8.95,
+3.92, 1.02). The price: past ~15 steps the multistep solver lands from a coarser last point than
+EDM's ``σ_min`` (50 evaluations: 8.1e-4 vs 1.8e-4): for long solves pass ``grid=flow.edm_grid(N)``.
+On priors whose every component is far below the data scale (std 0.01–0.05) Heun and RK4 remain
+behind Euler at some step counts (worst ratio 1.43, 1.82; on EDM's grid 55.8, 33.2).
 
 **EDM's sampler.** ``stages="sigma"`` keeps Runge–Kutta stages in ``σ`` itself, so that Heun on
 :meth:`DenoiserFlow.edm_grid` is EDM's Algorithm 1 (Heun with a second-order correction on every
@@ -37,7 +38,6 @@ step but the last, which is Euler onto ``σ = 0``; k-diffusion's ``sample_heun``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -46,29 +46,10 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows._model import ModelFlow
 from flowrestore.flows.base import TimeVariable, batch_time
+from flowrestore.flows.diffusion import reference_levels
 from flowrestore.grids import Karras, NoiseLevels, Spacing
 
-__all__ = ["DenoiserFlow", "vp_levels"]
-
-#: the VP SDE's linear β (Song et al. 2021: β_min = 0.1, β_max = 20; DDPM's linear schedule)
-VP_BETA_MIN, VP_BETA_D = 0.1, 19.9
-
-
-def vp_levels(sigma_min: float, sigma_max: float, count: int = 1000) -> tuple[float, ...]:
-    """``count`` noise levels ``σ(s)/σ_max`` of the VP SDE (module docstring), at VP times ``s``
-    uniform from ``σ_min``'s (``s_max/count`` for ``σ_min = 0``) to ``σ_max``'s: the table of
-    :class:`~flowrestore.grids.NoiseLevels` behind :meth:`DenoiserFlow.default_spacing`."""
-
-    def vp_time(sigma: float) -> float:  # the root of β_d s²/2 + β_min s = log(1 + σ²)
-        c = math.log1p(sigma * sigma)
-        return 2 * c / (VP_BETA_MIN + math.sqrt(VP_BETA_MIN**2 + 2 * VP_BETA_D * c))
-
-    hi = vp_time(sigma_max)
-    lo = vp_time(sigma_min) if sigma_min > 0 else hi / count
-    s = torch.linspace(lo, hi, count, dtype=torch.float64)
-    sig = torch.expm1(VP_BETA_D * s**2 / 2 + VP_BETA_MIN * s).sqrt() / sigma_max
-    sig[-1] = 1.0
-    return tuple(sig.tolist())
+__all__ = ["DenoiserFlow"]
 
 
 def _level(value, name: str) -> float:
@@ -83,8 +64,8 @@ class DenoiserFlow(ModelFlow):
             the noisy image ``x_0 + σ ε``, ``sigma`` a ``[B]`` tensor in the state's dtype; returns
             the clean estimate ``D`` (a tensor, an object with ``.sample`` or a tuple).
         sigma_max: the noise level at ``t = 1`` (EDM: 80).
-        sigma_min: the smallest trained noise level (EDM: 0.002): the lowest level of the default
-            grid's table (:func:`vp_levels`) and :meth:`edm_grid`'s last positive point.
+        sigma_min: the smallest trained noise level (EDM: 0.002): :meth:`edm_grid`'s last
+            positive point (the default grid does not depend on it).
         cond: per-sample conditioning ``{name: tensor [B, ...]}`` passed as keyword arguments.
         uncond: the unconditional model's keywords for classifier-free guidance (the same names
             as ``cond``, one row per sample; :mod:`flowrestore.flows._model`).
@@ -120,7 +101,7 @@ class DenoiserFlow(ModelFlow):
         if stages not in ("reciprocal", "sigma"):
             raise ConfigError(f"stages must be 'reciprocal' or 'sigma', got {describe(stages)}")
         self.stages = stages
-        self._spacing = NoiseLevels(vp_levels(self.sigma_min, self.sigma_max), rho=2.0)
+        self._spacing = NoiseLevels(reference_levels(self.sigma_max), rho=2.0)
         self._set_model(
             model, cond, check_outputs, "model(x, sigma)", uncond, guidance_scale, guidance_rescale
         )
@@ -145,9 +126,11 @@ class DenoiserFlow(ModelFlow):
         return float(sigma) / self.sigma_max
 
     def default_spacing(self) -> Spacing:
-        """DDIM's quadratic timesteps over the VP SDE's noise levels down to ``σ = 0``
-        (:class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2`` over :func:`vp_levels`; module
-        docstring). Built once, on the host, with the flow."""
+        """A diffusion model's default grid (:meth:`~flowrestore.DiffusionFlow.default_spacing`):
+        DDIM's quadratic timesteps of DDPM's linear schedule as noise levels, down to ``σ = 0``
+        (:class:`~flowrestore.grids.NoiseLevels` with ``ρ = 2`` over
+        :func:`~flowrestore.flows.diffusion.reference_levels`; module docstring). Built once, on
+        the host, with the flow."""
         return self._spacing
 
     def time_variable(self) -> TimeVariable:

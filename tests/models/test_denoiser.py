@@ -193,34 +193,27 @@ def test_configuration():
     assert float(a) == 1.0 and float(s) == 5.0
 
 
-def _vp_time(sigma):
-    """The VP SDE's time of a noise level (Song et al. 2021, β_min = 0.1, β_max = 20; EDM Table 1:
-    σ(s)² = exp(β_d s²/2 + β_min s) − 1 with β_d = 19.9), the positive root."""
-    c = torch.log1p(sigma**2)
-    return 2 * c / (0.1 + (0.01 + 2 * 19.9 * c).sqrt())
+@pytest.mark.parametrize(
+    ("sigma_min", "sigma_max"), [(0.0, 80.0), (0.002, 80.0), (0.0292, 14.6), (0.0, 500.0)]
+)
+def test_default_grid_is_a_diffusion_models_noise_levels(sigma_min, sigma_max):
+    """The default ``steps=N`` grid is a diffusion model's (issue 16): DDIM's quadratic timesteps
+    ``(τ* + 1)(1 − k/N)² − 1`` of DDPM's linear schedule as noise levels, ``τ*`` the continuous
+    DDPM timestep of σ_max (capped at the last, 999: from σ_max above DDPM's 157 the first step
+    goes onto DDPM's grid), whatever ``σ_min`` (checked where the timesteps are ≥ 0)."""
+    from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
-
-@pytest.mark.parametrize(("sigma_min", "sigma_max"), [(0.0, 80.0), (0.002, 80.0), (0.01, 14.6)])
-def test_default_grid_is_ddim_quadratic_over_the_vp_noise_levels(sigma_min, sigma_max):
-    """The table: VP noise levels at VP times uniform from σ_min's (``s_max/1000`` for 0) to
-    σ_max's; the default ``steps=N`` grid: VP times ``∝ (1 − k/N)²`` over the table's index (checked
-    from the 10th entry up: geometric interpolation between entries, ``σ ∝ √s`` near 0)."""
-    from flowrestore.flows.denoiser import vp_levels
-
-    levels = torch.tensor(vp_levels(sigma_min, sigma_max), dtype=F64) * sigma_max
-    s = _vp_time(levels)
-    lo = float(_vp_time(torch.tensor(sigma_min, dtype=F64))) if sigma_min else float(s[-1]) / 1000
-    want = torch.linspace(lo, float(_vp_time(torch.tensor(sigma_max, dtype=F64))), 1000, dtype=F64)
-    torch.testing.assert_close(s, want, rtol=1e-11, atol=0)
+    ddpm = fr.DiffusionFlow(lambda x, k: x, alphas_cumprod=linear_alphas_cumprod())
+    tau_star = min(999.0, float(ddpm.timestep(torch.tensor(sigma_max, dtype=F64))))
     flow = fr.DenoiserFlow(lambda x, sig: x, sigma_max=sigma_max, sigma_min=sigma_min)
     for n in (3, 6, 10, 31):
-        grid = fr.solve(flow, fr.Euler(), torch.ones(1, 2, dtype=F64), steps=n, save_at="steps")
-        times = grid.ts[:-1] * sigma_max
-        assert float(grid.ts[-1]) == 0.0
-        u = (1 - torch.arange(n, dtype=F64) / n) ** 2  # the index u = j/1000 of entry j
-        expect = s[0] + (s[-1] - s[0]) * (u * 1000 - 1) / 999
-        on = u * 1000 >= 10
-        torch.testing.assert_close(_vp_time(times)[on], expect[on], rtol=1e-3, atol=0)
+        sol = fr.solve(flow, fr.Euler(), torch.ones(1, 2, dtype=F64), steps=n, save_at="steps")
+        sig = sol.ts * sigma_max
+        assert float(sig[0]) == pytest.approx(sigma_max) and float(sig[-1]) == 0.0
+        tau = (tau_star + 1) * (1 - torch.arange(1, n, dtype=F64) / n) ** 2 - 1
+        on = tau >= 0
+        want = ddpm.sigma_at(tau[on])
+        torch.testing.assert_close(sig[1:-1][on], want, rtol=1e-9, atol=0)
 
 
 @pytest.mark.parametrize("stages", ["reciprocal", "sigma"])
