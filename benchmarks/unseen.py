@@ -81,16 +81,19 @@ def diffusers_alphas_cumprod(schedule, beta_start, beta_end, T, zsnr):
     return torch.cumprod(1 - s.betas.double(), 0)
 
 
-def make_problem(family: str, lo: float, hi: float, seeds=SEEDS, dim=64, batch=64) -> P.Problem:
-    """The family's exact-oracle problem, one instance per prior seed (std uniform in [lo, hi])."""
+def make_problem(
+    family: str, lo: float, hi: float, seeds=SEEDS, dim=64, batch=64, *, diff=DIFF, fm=FM, edm=EDM
+) -> P.Problem:
+    """The family's exact-oracle problem, one instance per prior seed (std uniform in [lo, hi]);
+    ``diff``/``fm``/``edm``: the family tables (another benchmark's families)."""
     instances = []
     for seed in seeds:
         g = torch.Generator().manual_seed(seed)
         mean = 0.5 * torch.randn(dim, generator=g, dtype=F64)
         std = lo + (hi - lo) * torch.rand(dim, generator=g, dtype=F64)
         noise = torch.Generator().manual_seed(seed + 1000)
-        if family in DIFF:
-            schedule, b0, b1, T, zsnr, ptype = DIFF[family]
+        if family in diff:
+            schedule, b0, b1, T, zsnr, ptype = diff[family]
             abar = diffusers_alphas_cumprod(schedule, b0, b1, T, zsnr)
             oracle = fr.oracles.GaussianDiffusionOracle(
                 mean=mean, std=std, alphas_cumprod=abar, prediction_type=ptype
@@ -99,13 +102,13 @@ def make_problem(family: str, lo: float, hi: float, seeds=SEEDS, dim=64, batch=6
             x = oracle.sample_latent(batch, noise)
             ref = oracle.exact_map(x)
             extra = dict(model=oracle, alphas_cumprod=flow.alphas_cumprod, prediction_type=ptype)
-        elif family in FM:
+        elif family in fm:
             oracle = fr.oracles.GaussianFlowMatchingOracle(mean=mean, std=std)
-            flow = fr.FlowMatchingFlow(oracle, shift=FM[family])
+            flow = fr.FlowMatchingFlow(oracle, shift=fm[family])
             x = oracle.sample_latent(batch, noise)
-            ref, extra = oracle.exact_map(x), {"shift": FM[family]}
-        elif family in EDM:
-            sigma_max, sigma_min = EDM[family]
+            ref, extra = oracle.exact_map(x), {"shift": fm[family]}
+        elif family in edm:
+            sigma_max, sigma_min = edm[family]
             oracle = fr.oracles.GaussianDenoiserOracle(mean=mean, std=std)
             flow = fr.DenoiserFlow(oracle, sigma_max=sigma_max, sigma_min=sigma_min)
             x = sigma_max * torch.randn(batch, dim, generator=noise, dtype=F64)
@@ -113,7 +116,7 @@ def make_problem(family: str, lo: float, hi: float, seeds=SEEDS, dim=64, batch=6
         else:
             raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         instances.append(P.Instance(flow, x, ref, P.flow_denoiser(flow), extra))
-    return P.Problem(f"{family} std[{lo},{hi}]", "rel", family in DIFF, instances)
+    return P.Problem(f"{family} std[{lo},{hi}]", "rel", family in diff, instances)
 
 
 def reason(exc: BaseException) -> str:
@@ -122,12 +125,13 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def answers(problem, inst, n: int, fail, steps_of: dict) -> dict[str, torch.Tensor]:
+def answers(problem, inst, n: int, fail, steps_of: dict, ours=None) -> dict[str, torch.Tensor]:
     """Every default-constructed solver costing exactly ``n`` evaluations and every peer at ``n``;
     ``fail(method, why)`` hears of each exception or wrong evaluation count (answer dropped);
-    ``steps_of`` receives each default's ``steps=``."""
+    ``steps_of`` receives each default's ``steps=``; ``ours``: another set of defaults (name ->
+    ``fewnfe.Ours``; default ``fewnfe.OURS``)."""
     out = {}
-    for name, spec in FN.OURS.items():
+    for name, spec in (FN.OURS if ours is None else ours).items():
         try:
             steps = spec.steps(n, inst.flow)
             if steps is None:
@@ -157,7 +161,7 @@ def answers(problem, inst, n: int, fail, steps_of: dict) -> dict[str, torch.Tens
     return out
 
 
-def run_problem(problem, nfes, errors: list, log) -> list[dict]:
+def run_problem(problem, nfes, errors: list, log, ours=None) -> list[dict]:
     """Cells ``{problem, n, res}``: per method its worst score over the instances. A method that
     failed on any instance is left out of the cell (its error is appended to ``errors``)."""
     cells = []
@@ -170,7 +174,7 @@ def run_problem(problem, nfes, errors: list, log) -> list[dict]:
             errors.append({"problem": problem.name, "n": n, "method": method, "error": why})
 
         for inst in problem.instances:
-            for name, x in answers(problem, inst, n, fail, steps_of).items():
+            for name, x in answers(problem, inst, n, fail, steps_of, ours).items():
                 s = P.score(problem, inst, x)
                 if not math.isfinite(s):
                     fail(name, f"non-finite score {s}", drop=False)
@@ -272,19 +276,25 @@ def report(cells: list[dict], errors: list[dict], header: str = "") -> str:
     return "\n".join(lines)
 
 
-def run(families, ranges, seeds, nfes, log=print) -> tuple[list[dict], list[dict]]:
-    """All cells and errors of ``families`` × ``ranges`` on the prior ``seeds`` at ``nfes``."""
+def run(
+    families, ranges, seeds, nfes, log=print, *, tables=None, prepare=None, ours=None
+) -> tuple[list[dict], list[dict]]:
+    """All cells and errors of ``families`` × ``ranges`` on the prior ``seeds`` at ``nfes``;
+    ``tables``: ``make_problem``'s family tables, ``prepare(problem)``: applied to each problem
+    before it runs, ``ours``: ``answers``' defaults (all three: another benchmark's)."""
     cells, errors = [], []
     for family in families:
         for lo, hi in ranges:
             try:
-                problem = make_problem(family, lo, hi, seeds)
+                problem = make_problem(family, lo, hi, seeds, **(tables or {}))
+                if prepare is not None:
+                    prepare(problem)
             except Exception as exc:  # noqa: BLE001
                 name = f"{family} std[{lo},{hi}]"
                 errors.append({"problem": name, "n": None, "method": "build", "error": reason(exc)})
                 log(f"{name}: build failed: {reason(exc)}")
                 continue
-            cells += run_problem(problem, nfes, errors, log)
+            cells += run_problem(problem, nfes, errors, log, ours)
     return cells, errors
 
 
