@@ -17,8 +17,9 @@ peers of ``benchmarks.fewnfe`` at equal NFE 3–10. Validation families (none in
 
 Candidates: diffusion — DDPM's quadratic grid as noise levels (the default), the same without the
 levels below the model's σ_0, the model's own timesteps (the default before 2026-12-04), the VP
-SDE's levels from σ_0, and the default grid with ``IPNDM(ab_order=4)``; EDM — DDPM's levels (the
-default) and the VP SDE's from σ_min (before); flow matching — ``Shifted(shift, rho=2)`` (the
+SDE's levels from σ_0, and the default grid with ``IPNDM(ab_order=4)`` or with Heun and RK4 ending
+where Euler does at equal evaluations (Midpoint's rule); EDM — DDPM's levels (the default), the VP
+SDE's from σ_min (before) and the Euler-matched ends; flow matching — ``Shifted(shift, rho=2)`` (the
 default) and DDPM's levels as flow-matching times ``σ/(1 + σ)``, the same for every shift.
 
 Run: ``python -m benchmarks.grid_validation [--only diffusion,edm,fm]`` (about 7 minutes on one
@@ -102,9 +103,32 @@ class FlowMatchingLevels(Spacing):
         return 2.0
 
 
-def _ipndm4() -> dict:
+class _MatchedHeun(fr.Heun):
+    """Heun with its last positive point matched to Euler's at equal evaluations (Midpoint's rule,
+    :class:`~flowrestore.grids.EulerMatchedEnd`)."""
+
+    end_matches_euler = True
+
+
+class _MatchedRK4(fr.RK4):
+    """RK4 with Midpoint's Euler-matched end."""
+
+    end_matches_euler = True
+
+
+def _variant(name: str | None) -> dict | None:
+    """``answers``' defaults for a candidate: ``ipndm4`` (``IPNDM(ab_order=4)``), ``matched``
+    (Heun and RK4 with Euler-matched ends), ``None`` (the defaults)."""
+    if name is None:
+        return None
     ours = dict(FN.OURS)
-    ours["IPNDM()"] = FN.Ours(lambda: fr.IPNDM(ab_order=4), 1)
+    if name == "ipndm4":
+        ours["IPNDM()"] = FN.Ours(lambda: fr.IPNDM(ab_order=4), 1)
+    elif name == "matched":
+        ours["Heun()"] = FN.Ours(_MatchedHeun, 2)
+        ours["RK4()"] = FN.Ours(_MatchedRK4, 4)
+    else:
+        raise ValueError(f"unknown variant {name!r}")
     return ours
 
 
@@ -118,6 +142,7 @@ GROUPS = {
             "own timesteps (before 2026-12-04)": (_own_timesteps, None),
             "VP SDE levels from σ_0": (lambda f: _vp_sde(_Sigma0(f)), None),
             "DDPM levels, IPNDM(ab_order=4)": (None, "ipndm4"),
+            "DDPM levels, Heun and RK4 with Euler-matched ends": (None, "matched"),
         },
     ),
     "edm": (
@@ -125,6 +150,7 @@ GROUPS = {
         {
             "DDPM levels (default)": (None, None),
             "VP SDE levels from σ_min (before 2026-12-04)": (_vp_sde, None),
+            "DDPM levels, Heun and RK4 with Euler-matched ends": (None, "matched"),
         },
     ),
     "fm": (
@@ -182,7 +208,7 @@ def main(argv=None) -> int:
                 log=lambda s: None,
                 tables=tables,
                 prepare=_prepare(grid_of),
-                ours=_ipndm4() if ours == "ipndm4" else None,
+                ours=_variant(ours),
             )
             rows.append([group, name, *summary(cells), len(errors)])
             print(f"{group}: {name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)

@@ -489,6 +489,6 @@ class DiffusionSDE(SDE):
         return self.flow.from_state(x, t)
 
     def default_spacing(self) -> Spacing:
-        """The flow's grid (DDIM's quadratic timesteps down to 0, :meth:`DiffusionFlow.
-        default_spacing`)."""
+        """The flow's grid (DDPM's quadratic grid as noise levels, down to 0:
+        :meth:`DiffusionFlow.default_spacing`)."""
         return self.flow.default_spacing()
