@@ -474,6 +474,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "NoiseLevels(reference_levels(1.001 * self.sigma_max), rho=2.0)",
         ["tests/models/test_denoiser.py"],
     ),
+    "noise-levels-difference-form": (
+        "flowrestore/grids.py",
+        "        w = [w0 * (1 - k / steps) + w1 * (k / steps) for k in range(steps + 1)]",
+        "        w = [w0 + (w1 - w0) * k / steps for k in range(steps + 1)]",
+        ["tests/fewnfe/test_grids.py"],
+    ),
     "diffusion-grid-off-by-one": (
         "flowrestore/flows/diffusion.py",
         "        grid = self.sigma_at(tau) / self.sigma_max\n",
