@@ -41,11 +41,14 @@ def zsnr_abar(abar: torch.Tensor) -> torch.Tensor:
 def diffusion_problem(schedule="linear", ptype="epsilon", seed=0, dim=32, batch=8, std=None):
     """A stiff Gaussian prior (std in [0.05, 1] unless ``std`` is given), its exact model, the
     flow, noises ``x_T`` and the closed-form probability-flow answer. ``schedule``: ``"linear"``,
-    ``"cosine"``, or either with ``"-zsnr"`` (rescaled to zero terminal SNR)."""
+    ``"cosine"``, ``"scaled_linear"``, or one with ``"-zsnr"`` (rescaled to zero terminal SNR)."""
     g = torch.Generator().manual_seed(seed)
     c = 0.5 * torch.randn(dim, generator=g, dtype=F64)
     sc = 0.05 + 0.95 * torch.rand(dim, generator=g, dtype=F64) if std is None else std
-    abar = linear_abar() if schedule.startswith("linear") else cosine_abar()
+    if schedule.startswith("scaled_linear"):  # Stable Diffusion's: σ_max ≈ 14.6, below DDPM's
+        abar = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=F64) ** 2, 0)
+    else:
+        abar = linear_abar() if schedule.startswith("linear") else cosine_abar()
     abar = zsnr_abar(abar) if schedule.endswith("-zsnr") else abar
     oracle = GaussianDiffusionOracle(mean=c, std=sc, alphas_cumprod=abar, prediction_type=ptype)
     flow = fr.DiffusionFlow(oracle, alphas_cumprod=abar, prediction_type=ptype)

@@ -2,8 +2,10 @@
 accurate than Euler at the same number of evaluations, on each flow family (issue 16).
 
 Families: exact diffusion models of a stiff Gaussian prior (std in [0.05, 1]) under DDPM's linear
-schedule with an ε-model, the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model and the linear
-schedule rescaled to zero terminal SNR with a v-model (``σ_max = ∞``, taken as ≈ 2·10⁴); InDI's
+schedule with an ε-model, the cosine schedule (``σ_max ≈ 2·10⁴``) with a v-model, the linear
+schedule rescaled to zero terminal SNR with a v-model (``σ_max = ∞``, taken as ≈ 2·10⁴) and Stable
+Diffusion's ``scaled_linear`` (``σ_max ≈ 14.6``, below DDPM's 157: the default grid is DDPM's
+levels below it) with an ε-model; InDI's
 Gaussian denoising oracle; a user's ``ODEFlow`` (a damped oscillator, exact solution); exact
 flow-matching (shift 3) and EDM-denoiser models of a stiff Gaussian prior (on EDM's own grid with
 stages in ``σ``, Heun was behind Euler at every 3–10 steps, ×1.5–10, and RK4 at 3–5).
@@ -80,6 +82,7 @@ FAMILIES = [
     "linear/epsilon",
     "cosine/v_prediction",
     "linear-zsnr/v_prediction",
+    "scaled_linear/epsilon",
     "indi",
     "ode",
     "flow-matching",
