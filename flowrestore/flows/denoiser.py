@@ -17,16 +17,17 @@ point shrinks like ``N^{−2}``. Runge–Kutta stages are reciprocal (``dy/dw = 
 :mod:`flowrestore.solvers.reciprocal`) and the semi-linear solvers interpolate ``D`` in ``σ``.
 Chosen on the validation priors of ``python -m benchmarks.model_grids`` (exact Gaussian denoisers,
 std in [0.05, 0.95], ``σ_max = 80``) over the warps ``ρ`` 1.5 and 3 and EDM's grid; the table of
-DDPM's levels replaced the VP SDE's (the same law from ``σ_min``'s VP time) after denoisers with
-``σ ∈ [0.05, 20]`` fell behind a peer in 14 of 21 validation cells (3 with DDPM's levels;
-``benchmarks/RESULTS.md``). On its test priors, which chose nothing, against EDM's grid with stages
-in ``σ`` (worst relative error): Euler 0.215 vs 0.388 at 6 evaluations, ``IPNDM()`` 0.0175 vs
-0.0773, ``SemiLinearMultistep()`` 0.0201 vs 0.304; Heun, RK4 and Midpoint are ahead of Euler at
-equal evaluations at every 3–10 steps (worst error ratio 0.79, 0.41, 0.45; on EDM's grid 8.95,
-3.92, 1.02). The price: past ~15 steps the multistep solver lands from a coarser last point than
-EDM's ``σ_min`` (50 evaluations: 8.1e-4 vs 1.8e-4): for long solves pass ``grid=flow.edm_grid(N)``.
-On priors whose every component is far below the data scale (std 0.01–0.05) Heun and RK4 remain
-behind Euler at some step counts (worst ratio 1.43, 1.82; on EDM's grid 55.8, 33.2).
+DDPM's levels replaced the VP SDE's (the same law from ``σ_min``'s VP time): on four validation
+denoisers (``σ_max`` 20–160) the best default fell behind a peer in 23 of 84 cells with the VP
+SDE's levels, 12 with DDPM's (``python -m benchmarks.grid_validation``). On its test priors, which
+chose nothing, against EDM's grid with stages in ``σ`` (worst relative error): Euler 0.215 vs 0.388
+at 6 evaluations, ``IPNDM()`` 0.0175 vs 0.0773, ``SemiLinearMultistep()`` 0.0201 vs 0.304; Heun,
+RK4 and Midpoint are ahead of Euler at equal evaluations at every 3–10 steps (worst error ratio
+0.79, 0.41, 0.45; on EDM's grid 8.95, 3.92, 1.02). The price: past ~15 steps the multistep solver
+lands from a coarser last point than EDM's ``σ_min`` (50 evaluations: 8.1e-4 vs 1.8e-4): for long
+solves pass ``grid=flow.edm_grid(N)``. On priors whose every component is far below the data scale
+(std 0.01–0.05) Heun and RK4 remain behind Euler at some step counts (worst ratio 1.43, 1.82; on
+EDM's grid 55.8, 33.2).
 
 **EDM's sampler.** ``stages="sigma"`` keeps Runge–Kutta stages in ``σ`` itself, so that Heun on
 :meth:`DenoiserFlow.edm_grid` is EDM's Algorithm 1 (Heun with a second-order correction on every
