@@ -102,20 +102,30 @@ def flow_matching_rows(shift: float, split: str = "val") -> list[list]:
     return rows
 
 
-#: the denoiser's variants: flow options and grid (``None``: the default for ``steps=N``)
+def _default(flow, steps):
+    """``steps=N`` on the flow's declared grid."""
+    return None
+
+
+#: the denoiser's variants: flow options and grid (``None``: the default for ``steps=N``); the
+#: option ``declared`` replaces the flow's declared grid, so the loop's end rules (RK4's end
+#: refinement, Midpoint's Euler-matched end) apply to it as to the default's, which a grid passed
+#: as ``spacing=`` does not get
 DENOISER_VARIANTS = {
     "DDPM levels quadratic, reciprocal stages (default)": ({}, lambda f, n: None),
-    "VP SDE levels from σ_min (the default before 2026-12-04)": ({}, lambda f, n: _vp_sde(f)),
+    "VP SDE levels from σ_min (the default before 2026-12-04)": (
+        {"declared": lambda f: _vp_sde(f)},
+        _default,
+    ),
     "EDM: ρ=7 to σ_min, then 0; stages in σ": ({"stages": "sigma"}, lambda f, n: f.edm_grid(n)),
     "EDM: ρ=7 to σ_min, then 0; reciprocal": ({}, lambda f, n: f.edm_grid(n)),
-    "DDPM levels, ρ=1.5 (not chosen)": ({}, lambda f, n: _reference(f, 1.5)),
-    "DDPM levels, ρ=3 (not chosen)": ({}, lambda f, n: _reference(f, 3.0)),
+    "DDPM levels, ρ=1.5 (not chosen)": ({"declared": lambda f: _reference(f, 1.5)}, _default),
+    "DDPM levels, ρ=3 (not chosen)": ({"declared": lambda f: _reference(f, 3.0)}, _default),
 }
 
 
 def _reference(flow, rho: float) -> NoiseLevels:
-    """The default's table with another warp (a :class:`~flowrestore.Spacing`: the loop's end
-    rule applies to it as to the default)."""
+    """The default's table with another warp (declared in the default's place)."""
     return NoiseLevels(reference_levels(flow.sigma_max), rho=rho)
 
 
@@ -144,7 +154,11 @@ def _denoiser_pairs(split: str, options: dict, std=(0.05, 0.95)):
         x_T = 80.0 * torch.randn(
             64, 64, generator=torch.Generator().manual_seed(SPLITS[split][1]), dtype=torch.float64
         )
-        flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002, **options)
+        kw = {k: v for k, v in options.items() if k != "declared"}
+        flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002, **kw)
+        if "declared" in options:
+            spacing = options["declared"](flow)
+            flow.default_spacing = lambda spacing=spacing: spacing  # this flow only
         pairs.append((flow, x_T, oracle.exact_map(x_T, 80.0)))
     return pairs
 
