@@ -19,7 +19,9 @@ repo's defaults were chosen on ``benchmarks/fewnfe_problems.py``'s validation se
 
 Run: ``python -m benchmarks.unseen [--only SUBSTR[,SUBSTR]] [--ranges lo:hi,...]
 [--seeds 777,9001,31337] [--nfes 3,...,10] [--out DIR]`` (all of it: about 3 minutes on one
-thread). Prints the report and writes ``DIR/unseen.md`` and the raw cells and errors
+thread); ``--compare BEFORE.jsonl AFTER.jsonl`` runs nothing and prints, per family, the
+geometric mean of the best default's error after / before (two runs, e.g. of two commits).
+Prints the report and writes ``DIR/unseen.md`` and the raw cells and errors
 ``DIR/unseen.jsonl`` (default ``DIR``: ``benchmarks/out/unseen``).
 """
 
@@ -298,6 +300,28 @@ def run(
     return cells, errors
 
 
+def compare(before: list[dict], after: list[dict]) -> list[list]:
+    """Per family (the problem name before its std range): the geometric mean over the cells at
+    NFE 4–10 present in both runs of ``after``'s best default / ``before``'s, and the cells
+    compared (``before``, ``after``: the ``res`` records of two runs' ``unseen.jsonl``)."""
+
+    def best(res):
+        mine = [v for k, v in res.items() if k in FN.OURS and math.isfinite(v) and v > 0]
+        return min(mine) if mine else None
+
+    old = {(c["problem"], c["n"]): best(c["res"]) for c in before if c["n"] >= 4}
+    logs: dict[str, list[float]] = {}
+    for c in after:
+        b, a = old.get((c["problem"], c["n"])), best(c["res"])
+        if c["n"] >= 4 and a is not None and b is not None:
+            logs.setdefault(c["problem"].split(" ")[0], []).append(math.log(a / b))
+    return [[f, f"{math.exp(sum(v) / len(v)):.3f}", len(v)] for f, v in logs.items()]
+
+
+def _records(path) -> list[dict]:
+    return [r for r in map(json.loads, Path(path).read_text().splitlines()) if "res" in r]
+
+
 def main(argv=None) -> int:
     """Command line (module docstring): run, print the report, write unseen.md / unseen.jsonl."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.unseen", description=__doc__)
@@ -306,7 +330,18 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--nfes", default=",".join(map(str, NFES)))
     ap.add_argument("--out", default="benchmarks/out/unseen", help="folder for the report")
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="no run: per family, AFTER's best default / BEFORE's (two unseen.jsonl files)",
+    )
     a = ap.parse_args(argv)
+    if a.compare:
+        rows = compare(_records(a.compare[0]), _records(a.compare[1]))
+        headers = ["family", "geo-mean best default, after / before (NFE 4–10)", "cells"]
+        print(table(headers, rows))
+        return 0
     torch.set_num_threads(1)
     families = [f for f in FAMILIES if a.only is None or any(o in f for o in a.only.split(","))]
     ranges = (

@@ -89,3 +89,30 @@ def test_an_unknown_schedule_name_is_refused():
     with pytest.raises(ValueError, match="'cosin'"):
         diffusion_oracles("cosin", "epsilon", "val", dim=4, batch=2)
     assert diffusion_oracles("cosine-zsnr", "v_prediction", "val", dim=4, batch=2).instances
+
+
+def test_compare_is_the_per_family_geometric_mean_of_the_best_defaults_ratio(tmp_path, capsys):
+    def rec(problem, n, **res):
+        scores = {k.replace("_", "()"): v for k, v in res.items()}
+        return {"problem": problem, "n": n, "res": scores}
+
+    before = [
+        rec("fam std[0.1,1]", 3, IPNDM_=9.0),  # NFE 3: not compared
+        rec("fam std[0.1,1]", 4, IPNDM_=0.4, Euler_=0.8),
+        rec("fam std[0.3,3]", 5, IPNDM_=0.1, SemiLinearMultistep_=0.2),
+        rec("other std[0.1,1]", 4, Heun_=0.5),
+    ]
+    before[1]["res"]["UniPC-3, own defaults"] = 0.01  # a peer: never the best default
+    after = [
+        rec("fam std[0.1,1]", 3, IPNDM_=1.0),
+        rec("fam std[0.1,1]", 4, IPNDM_=0.1, Euler_=0.8),  # best default 0.4 -> 0.1
+        rec("fam std[0.3,3]", 5, IPNDM_=0.4, SemiLinearMultistep_=0.2),  # 0.1 -> 0.2
+        rec("other std[0.1,1]", 6, Heun_=0.5),  # not in before: not compared
+    ]
+    rows = {f: (float(g), n) for f, g, n in unseen.compare(before, after)}
+    assert rows == {"fam": (pytest.approx(math.sqrt(0.25 * 2.0), abs=1e-3), 2)}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in [*before, {"error": {"n": 4}}]))
+    b.write_text("\n".join(json.dumps(r) for r in after))
+    assert unseen.main(["--compare", str(a), str(b)]) == 0
+    assert "| fam | 0.707 | 2 |" in capsys.readouterr().out
