@@ -33,6 +33,13 @@ def machine() -> str:
     )
 
 
+def declare_grid(flow, spacing) -> None:
+    """Make ``spacing`` this flow object's declared grid (what ``steps=N`` lays), in place of its
+    class's: the loop's end rules (RK4's end refinement, Midpoint's Euler-matched end) apply to it
+    as to the default's, which a grid passed as ``spacing=`` does not get."""
+    flow.default_spacing = lambda: spacing
+
+
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table."""
 

@@ -38,13 +38,13 @@ import time
 import torch
 
 import flowrestore as fr
-from flowrestore.flows.diffusion import reference_levels
+from flowrestore.flows.diffusion import REFERENCE_SIGMAS, reference_levels
 from flowrestore.grids import NoiseLevels, Spacing
 
 from . import fewnfe as FN
 from . import unseen as U
-from .common import machine, table
-from .model_grids import _vp_sde
+from .common import declare_grid, machine, table
+from .model_grids import vp_sde_levels
 
 DIFF = {
     "sigmoid/eps": ("sigmoid", 1e-4, 0.02, 1000, False, "epsilon"),
@@ -65,7 +65,7 @@ EDM = {
 FM = {"fm-shift1": 1.0, "fm-shift1.5": 1.5, "fm-shift3": 3.0, "fm-shift4": 4.0, "fm-shift7": 7.0}
 RANGES = ((0.07, 0.7), (0.2, 2.0), (0.03, 0.3))
 SEEDS = (11, 12, 13)
-REF_MAX = reference_levels(1.0)[-1]  # DDPM linear schedule's σ_max (157)
+REF_MAX = REFERENCE_SIGMAS[-1]  # DDPM linear schedule's σ_max (157)
 
 
 def _own_timesteps(flow) -> Spacing:
@@ -80,11 +80,14 @@ def _above_sigma0(flow) -> Spacing:
     return NoiseLevels(kept, rho=2.0)
 
 
-class _Sigma0:
-    """``_vp_sde``'s argument for a diffusion flow: its σ_0 as σ_min."""
+def _vp_from_sigma0(flow) -> Spacing:
+    """The VP SDE's levels (the EDM default before 2026-12-04) from the model's σ_0."""
+    return vp_sde_levels(float(flow.sigmas[0]), flow.sigma_max)
 
-    def __init__(self, flow):
-        self.sigma_min, self.sigma_max = float(flow.sigmas[0]), flow.sigma_max
+
+def _vp_from_sigma_min(flow) -> Spacing:
+    """The EDM default before 2026-12-04: the VP SDE's levels from the denoiser's σ_min."""
+    return vp_sde_levels(flow.sigma_min, flow.sigma_max)
 
 
 class FlowMatchingLevels(Spacing):
@@ -140,7 +143,7 @@ GROUPS = {
             "DDPM levels (default)": (None, None),
             "DDPM levels ≥ σ_0": (_above_sigma0, None),
             "own timesteps (before 2026-12-04)": (_own_timesteps, None),
-            "VP SDE levels from σ_0": (lambda f: _vp_sde(_Sigma0(f)), None),
+            "VP SDE levels from σ_0": (_vp_from_sigma0, None),
             "DDPM levels, IPNDM(ab_order=4)": (None, "ipndm4"),
             "DDPM levels, Heun and RK4 with Euler-matched ends": (None, "matched"),
         },
@@ -149,7 +152,7 @@ GROUPS = {
         {"diff": {}, "fm": {}, "edm": EDM},
         {
             "DDPM levels (default)": (None, None),
-            "VP SDE levels from σ_min (before 2026-12-04)": (_vp_sde, None),
+            "VP SDE levels from σ_min (before 2026-12-04)": (_vp_from_sigma_min, None),
             "DDPM levels, Heun and RK4 with Euler-matched ends": (None, "matched"),
         },
     ),
@@ -166,8 +169,7 @@ GROUPS = {
 def _prepare(grid_of):
     def prepare(problem):
         for inst in problem.instances:
-            spacing = grid_of(inst.flow)
-            inst.flow.default_spacing = lambda spacing=spacing: spacing  # this instance only
+            declare_grid(inst.flow, grid_of(inst.flow))
 
     return None if grid_of is None else prepare
 
@@ -178,11 +180,9 @@ def summary(cells: list[dict]) -> list:
     a = U.analyze(cells)
     logs = []
     for c in cells:
-        res = c["res"]
-        mine = [v for k, v in res.items() if k in FN.OURS and math.isfinite(v)]
-        peer = [v for k, v in res.items() if k not in FN.OURS and math.isfinite(v)]
-        if c["n"] >= 4 and mine and peer and min(peer) > 0:
-            logs.append(math.log(min(mine) / min(peer)))
+        mine, peer = U.best_default(c["res"]), U.best_peer(c["res"])
+        if c["n"] >= 4 and mine is not None and peer is not None:
+            logs.append(math.log(mine / peer))
     geo = math.exp(sum(logs) / len(logs)) if logs else math.nan
     euler = sum(r[6] is not None and r[6] >= 3 for r in a["behind_euler"])
     return [f"{len(a['behind_peer'])} of {a['compared']}", f"{geo:.3f}", euler]

@@ -39,7 +39,7 @@ from flowrestore.flows.flow_matching import Shifted
 from flowrestore.grids import NoiseLevels
 from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
 
-from .common import table
+from .common import declare_grid, table
 
 NFES = (4, 6, 10, 20, 50)
 SOLVERS = {
@@ -108,13 +108,11 @@ def _default(flow, steps):
 
 
 #: the denoiser's variants: flow options and grid (``None``: the default for ``steps=N``); the
-#: option ``declared`` replaces the flow's declared grid, so the loop's end rules (RK4's end
-#: refinement, Midpoint's Euler-matched end) apply to it as to the default's, which a grid passed
-#: as ``spacing=`` does not get
+#: option ``declared`` replaces the flow's declared grid (:func:`.common.declare_grid`)
 DENOISER_VARIANTS = {
-    "DDPM levels quadratic, reciprocal stages (default)": ({}, lambda f, n: None),
+    "DDPM levels quadratic, reciprocal stages (default)": ({}, _default),
     "VP SDE levels from σ_min (the default before 2026-12-04)": (
-        {"declared": lambda f: _vp_sde(f)},
+        {"declared": lambda f: vp_sde_levels(f.sigma_min, f.sigma_max)},
         _default,
     ),
     "EDM: ρ=7 to σ_min, then 0; stages in σ": ({"stages": "sigma"}, lambda f, n: f.edm_grid(n)),
@@ -129,20 +127,20 @@ def _reference(flow, rho: float) -> NoiseLevels:
     return NoiseLevels(reference_levels(flow.sigma_max), rho=rho)
 
 
-def _vp_sde(flow, count: int = 1000) -> NoiseLevels:
+def vp_sde_levels(sigma_min: float, sigma_max: float, count: int = 1000) -> NoiseLevels:
     """The default before 2026-12-04: DDIM's quadratic steps over ``count`` noise levels of the VP
     SDE (Song et al. 2021; EDM Table 1: ``σ(s) = √(exp(β_d s²/2 + β_min s) − 1)``, ``β_min = 0.1``,
-    ``β_d = 19.9``) at VP times uniform from ``σ_min``'s to ``σ_max``'s."""
+    ``β_d = 19.9``) at VP times uniform from ``sigma_min``'s to ``sigma_max``'s."""
     b_min, b_d = 0.1, 19.9
 
     def vp_time(sigma: float) -> float:  # the root of β_d s²/2 + β_min s = log(1 + σ²)
         c = math.log1p(sigma * sigma)
         return 2 * c / (b_min + math.sqrt(b_min**2 + 2 * b_d * c))
 
-    hi = vp_time(flow.sigma_max)
-    lo = vp_time(flow.sigma_min) if flow.sigma_min > 0 else hi / count
+    hi = vp_time(sigma_max)
+    lo = vp_time(sigma_min) if sigma_min > 0 else hi / count
     s = torch.linspace(lo, hi, count, dtype=torch.float64)
-    sig = torch.expm1(b_d * s**2 / 2 + b_min * s).sqrt() / flow.sigma_max
+    sig = torch.expm1(b_d * s**2 / 2 + b_min * s).sqrt() / sigma_max
     sig[-1] = 1.0
     return NoiseLevels(tuple(sig.tolist()), rho=2.0)
 
@@ -157,8 +155,7 @@ def _denoiser_pairs(split: str, options: dict, std=(0.05, 0.95)):
         kw = {k: v for k, v in options.items() if k != "declared"}
         flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002, **kw)
         if "declared" in options:
-            spacing = options["declared"](flow)
-            flow.default_spacing = lambda spacing=spacing: spacing  # this flow only
+            declare_grid(flow, options["declared"](flow))
         pairs.append((flow, x_T, oracle.exact_map(x_T, 80.0)))
     return pairs
 

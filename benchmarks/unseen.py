@@ -300,15 +300,23 @@ def run(
     return cells, errors
 
 
+def best_default(res: dict) -> float | None:
+    """The smallest finite positive score of a default-constructed solver in a cell's ``res``."""
+    mine = [v for k, v in res.items() if k in FN.OURS and math.isfinite(v) and v > 0]
+    return min(mine) if mine else None
+
+
+def best_peer(res: dict) -> float | None:
+    """The smallest finite positive score of a peer in a cell's ``res``."""
+    peer = [v for k, v in res.items() if k not in FN.OURS and math.isfinite(v) and v > 0]
+    return min(peer) if peer else None
+
+
 def compare(before: list[dict], after: list[dict]) -> list[list]:
     """Per family (the problem name before its std range): the geometric mean over the cells at
     NFE 4–10 present in both runs of ``after``'s best default / ``before``'s, and the cells
     compared (``before``, ``after``: the ``res`` records of two runs' ``unseen.jsonl``)."""
-
-    def best(res):
-        mine = [v for k, v in res.items() if k in FN.OURS and math.isfinite(v) and v > 0]
-        return min(mine) if mine else None
-
+    best = best_default
     old = {(c["problem"], c["n"]): best(c["res"]) for c in before if c["n"] >= 4}
     logs: dict[str, list[float]] = {}
     for c in after:
