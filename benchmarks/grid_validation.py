@@ -19,8 +19,10 @@ Candidates: diffusion — DDPM's quadratic grid as noise levels (the default), t
 levels below the model's σ_0, the model's own timesteps (the default before 2026-12-04), the VP
 SDE's levels from σ_0, and the default grid with ``IPNDM(ab_order=4)`` or with Heun and RK4 ending
 where Euler does at equal evaluations (Midpoint's rule); EDM — DDPM's levels (the default), the VP
-SDE's from σ_min (before) and the Euler-matched ends; flow matching — ``Shifted(shift, rho=2)`` (the
-default) and DDPM's levels as flow-matching times ``σ/(1 + σ)``, the same for every shift.
+SDE's from σ_min (before) and the Euler-matched ends; flow matching — ``Shifted(shift, rho=2,
+end_shift=√shift)`` (the default), the same with end shift ``shift`` (the plain shifted grid, the
+default before 2026-12-04 21:40), ``shift^0.75``, ``shift^0.25`` and 1, and DDPM's levels as
+flow-matching times ``σ/(1 + σ)``, the same for every shift.
 
 Run: ``python -m benchmarks.grid_validation [--only diffusion,edm,fm]`` (about 7 minutes on one
 thread). Prints, per candidate, the (problem, NFE 4–10) cells where the best default trails the
@@ -39,7 +41,7 @@ import torch
 
 import flowrestore as fr
 from flowrestore.flows.diffusion import REFERENCE_SIGMAS, reference_levels
-from flowrestore.grids import NoiseLevels, Spacing
+from flowrestore.grids import NoiseLevels, Shifted, Spacing
 
 from . import fewnfe as FN
 from . import unseen as U
@@ -106,6 +108,12 @@ class FlowMatchingLevels(Spacing):
         return 2.0
 
 
+def _end(flow, power: float) -> Spacing:
+    """The flow-matching default's law with its last positive point at ``shift**power · N^{−2}``
+    (``power`` 1: the plain shifted grid; 0: the unshifted grid's end)."""
+    return Shifted(flow.shift, 2.0, end_shift=flow.shift**power)
+
+
 class _MatchedHeun(fr.Heun):
     """Heun with its last positive point matched to Euler's at equal evaluations (Midpoint's rule,
     :class:`~flowrestore.grids.EulerMatchedEnd`)."""
@@ -159,7 +167,11 @@ GROUPS = {
     "fm": (
         {"diff": {}, "fm": FM, "edm": {}},
         {
-            "Shifted(shift, rho=2) (default)": (None, None),
+            "Shifted(shift, 2, end_shift=√shift) (default)": (None, None),
+            "Shifted(shift, 2) (before 2026-12-04 21:40)": (lambda f: Shifted(f.shift, 2.0), None),
+            "Shifted(shift, 2, end_shift=shift^0.75)": (lambda f: _end(f, 0.75), None),
+            "Shifted(shift, 2, end_shift=shift^0.25)": (lambda f: _end(f, 0.25), None),
+            "Shifted(shift, 2, end_shift=1)": (lambda f: _end(f, 0.0), None),
             "DDPM levels, every shift": (lambda f: FlowMatchingLevels(), None),
         },
     ),

@@ -8,9 +8,10 @@ relative error ``‖x − x_exact‖ / ‖x_exact‖`` at ``t = 0`` against the 
 equal numbers of model evaluations. Grids:
 
 * flow matching (``shift`` 1 and 3): :class:`~flowrestore.flows.flow_matching.Shifted` with
-  ``rho = 1`` (uniform in the unshifted time) and ``rho = 2`` (the default), and the grid of
-  diffusers' ``FlowMatchEulerDiscreteScheduler(shift=s).set_timesteps(N)`` (if diffusers is
-  installed);
+  ``rho = 1`` (uniform in the unshifted time), ``rho = 2, end_shift = √shift`` (the default) and
+  ``rho = 2`` alone (the default before 2026-12-04 21:40, declared in the default's place), and
+  the grid of diffusers' ``FlowMatchEulerDiscreteScheduler(shift=s).set_timesteps(N)`` (if
+  diffusers is installed);
 * denoiser (``σ_max = 80``, ``σ_min = 0.002``): the default (DDIM's quadratic steps of DDPM's
   linear schedule as noise levels, a diffusion model's; reciprocal Runge–Kutta stages), the
   default before 2026-12-04 (the same over the VP SDE's levels from ``σ_min``) and EDM's grid
@@ -84,22 +85,35 @@ def _worst(pairs, make, steps, grid_of):
 
 def flow_matching_rows(shift: float, split: str = "val") -> list[list]:
     """Rows ``[model, solver, grid, error at each NFE]`` for the flow-matching model."""
-    pairs = []
-    for c, sc in _priors(split):
-        oracle = GaussianFlowMatchingOracle(mean=c, std=sc)
-        x1 = oracle.sample_latent(64, torch.Generator().manual_seed(SPLITS[split][1]))
-        pairs.append((fr.FlowMatchingFlow(oracle, shift=shift), x1, oracle.exact_map(x1)))
+
+    def pairs(declared=None):
+        out = []
+        for c, sc in _priors(split):
+            oracle = GaussianFlowMatchingOracle(mean=c, std=sc)
+            x1 = oracle.sample_latent(64, torch.Generator().manual_seed(SPLITS[split][1]))
+            flow = fr.FlowMatchingFlow(oracle, shift=shift)
+            if declared is not None:
+                declare_grid(flow, declared)
+            out.append((flow, x1, oracle.exact_map(x1)))
+        return out
+
+    # name -> (the declared grid, None: the flow's; the grid each solve is given)
     grids = {
-        "Shifted rho=1": lambda f, n: Shifted(shift=shift, rho=1.0),
-        "Shifted rho=2 (default)": lambda f, n: None,
-        "diffusers scheduler": lambda f, n: _scheduler_grid(f, shift, n),
+        "Shifted rho=1": (None, lambda f, n: Shifted(shift=shift, rho=1.0)),
+        "Shifted rho=2, end_shift=√shift (default)": (None, _default),
+        "Shifted rho=2 (the default before 2026-12-04 21:40)": (Shifted(shift, 2.0), _default),
+        "diffusers scheduler": (None, lambda f, n: _scheduler_grid(f, shift, n)),
     }
+    if shift == 1.0:  # √1 = 1: the two defaults coincide
+        del grids["Shifted rho=2 (the default before 2026-12-04 21:40)"]
     rows = []
-    for name, (make, per_step) in SOLVERS.items():
-        for grid_name, grid_of in grids.items():
-            errs = [_worst(pairs, make, max(1, n // per_step), grid_of) for n in NFES]
+    for grid_name, (declared, grid_of) in grids.items():
+        ps = pairs(declared)
+        for name, (make, per_step) in SOLVERS.items():
+            errs = [_worst(ps, make, max(1, n // per_step), grid_of) for n in NFES]
             rows.append([f"flow matching, shift {shift:g}", name, grid_name, *errs])
-    return rows
+    order = {n: i for i, n in enumerate(SOLVERS)}
+    return sorted(rows, key=lambda r: order[r[1]])  # grouped by solver, as before
 
 
 def _default(flow, steps):

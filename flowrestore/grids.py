@@ -58,6 +58,12 @@ class Spacing:
         """``e``: the last interval shrinks like ``N^{−e}`` (default 1, a smooth spacing's)."""
         return 1.0
 
+    def shape_for(self, steps: int, t0: float, t1: float) -> Spacing:
+        """The spacing whose shape this one lays at ``steps`` from ``t0`` to ``t1`` (itself; one
+        whose law depends on ``steps``, :class:`Shifted` with ``end_shift``, answers the law of
+        that ``steps``): :class:`EndRefined` reads this shape, not the one at its resolution."""
+        return self
+
 
 @dataclass(frozen=True)
 class Uniform(Spacing):
@@ -227,7 +233,7 @@ class EndRefined(Spacing):
         return self.base.end_exponent * float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        fine = self.base(self.resolution, t0, t1).numpy()
+        fine = self.base.shape_for(steps, t0, t1)(self.resolution, t0, t1).numpy()
         u = np.linspace(1.0, 0.0, self.resolution + 1)  # 1 at t0, 0 at t1
         want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
         at = np.interp(want, u[::-1], fine[::-1])
@@ -597,10 +603,20 @@ class Shifted(Spacing):
     ``FlowMatchEulerDiscreteScheduler(shift=s)`` does. ``rho > 1`` shrinks the last steps: near
     ``σ = 0`` the map is ``σ ≈ s u``, so the last positive point is ``≈ s N^{−ρ}`` and the loop's
     landing step (error ``O(σ²)``) keeps an order-``p`` solver at its order for ``ρ ≥ p/2``.
+
+    ``end_shift = e`` (default ``None``: ``s``) moves that point, on a span ending at ``σ = 0``,
+    to where the shift ``e`` maps the plain law's last unshifted time ``w = u_0 N^{−ρ}``:
+    ``e w/(1 + (e − 1) w) ≈ e u_0 N^{−ρ}`` (``u_0`` the unshifted start). It lays
+    ``(1 − k/N)^{ρ_N}`` with ``ρ_N = ln(u_0/u_{N−1})/ln N ≥ 1`` (``u_{N−1}``: that point
+    unshifted), so ``ρ_N → ρ`` as ``N`` grows (``≈ ρ + ln(s/e)/ln N``): the shift keeps placing
+    the high-noise steps while the end is refined as a smaller shift's; ``e = s`` is the plain
+    grid. :class:`~flowrestore.FlowMatchingFlow`'s
+    default takes ``e = √s`` (its docstring says why).
     """
 
     shift: float = 1.0
     rho: float = 1.0
+    end_shift: float | None = None
 
     def __post_init__(self):
         for name, low in (("shift", 0.0), ("rho", 1.0)):
@@ -613,6 +629,27 @@ class Shifted(Spacing):
                 raise ConfigError(
                     f"{name} must be a finite number {cmp} {low:g}, got {describe(value)}"
                 )
+        e = self.end_shift
+        if e is not None and (
+            isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < float("inf")
+        ):
+            raise ConfigError(f"end_shift must be None or a finite number > 0, got {describe(e)}")
+
+    def rho_at(self, steps: int, t0: float, t1: float) -> float:
+        """The exponent laid for ``steps`` from ``t0`` to ``t1``: ``rho``, or with ``end_shift``
+        on a span ending at 0 the ``ρ_N`` that puts the last positive point at ``e u_0 N^{−ρ}``."""
+        if self.end_shift is None or t1 != 0.0 or steps < 2 or t0 <= 0.0:
+            return float(self.rho)
+        u0 = float(self.unshift(torch.tensor(t0, dtype=torch.float64)))
+        e, w = self.end_shift, u0 * steps ** (-float(self.rho))  # the plain law's last u
+        target = min(e * w / (1 + (e - 1) * w), t0)  # ... mapped by the shift e
+        u_last = float(self.unshift(torch.tensor(target, dtype=torch.float64)))
+        return max(1.0, math.log(u0 / u_last) / math.log(steps))
+
+    def shape_for(self, steps: int, t0: float, t1: float) -> Spacing:
+        """The plain shifted law with ``ρ_N`` (:meth:`rho_at`) when ``end_shift`` moves the end."""
+        rho = self.rho_at(steps, t0, t1)
+        return self if self.end_shift is None else Shifted(self.shift, rho)
 
     def unshift(self, sigma: Tensor) -> Tensor:
         """The unshifted time ``u = σ / (s − (s − 1) σ)`` (inverse of the shift)."""
@@ -625,7 +662,7 @@ class Shifted(Spacing):
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         ends = self.unshift(torch.tensor([t0, t1], dtype=torch.float64))
-        w = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** self.rho
+        w = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** self.rho_at(steps, t0, t1)
         u = ends[1] + (ends[0] - ends[1]) * w
         s = self.shift
         grid = s * u / (1 + (s - 1) * u)

@@ -624,9 +624,39 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "fm-default-rho": (
         "flowrestore/flows/flow_matching.py",
-        "        return Shifted(shift=self.shift, rho=2.0)",
-        "        return Shifted(shift=self.shift, rho=1.0)",
+        "        return Shifted(shift=self.shift, rho=2.0, end_shift=math.sqrt(self.shift))",
+        "        return Shifted(shift=self.shift, rho=1.0, end_shift=math.sqrt(self.shift))",
         ["tests/models/test_flow_matching.py"],
+    ),
+    "fm-default-end-shift-exponent": (
+        "flowrestore/flows/flow_matching.py",
+        "        return Shifted(shift=self.shift, rho=2.0, end_shift=math.sqrt(self.shift))",
+        "        return Shifted(shift=self.shift, rho=2.0, end_shift=self.shift**0.501)",
+        ["tests/models/test_flow_matching.py"],
+    ),
+    "fm-default-without-end-shift": (
+        "flowrestore/flows/flow_matching.py",
+        "        return Shifted(shift=self.shift, rho=2.0, end_shift=math.sqrt(self.shift))",
+        "        return Shifted(shift=self.shift, rho=2.0)",
+        ["tests/models/test_flow_matching.py"],
+    ),
+    "shifted-end-shift-linearised": (
+        "flowrestore/grids.py",
+        "        target = min(e * w / (1 + (e - 1) * w), t0)",
+        "        target = min(e * w, t0)",
+        ["tests/models/test_flow_matching.py"],
+    ),
+    "shifted-end-shift-ignores-start": (
+        "flowrestore/grids.py",
+        "        e, w = self.end_shift, u0 * steps ** (-float(self.rho))",
+        "        e, w = self.end_shift, steps ** (-float(self.rho))",
+        ["tests/models/test_flow_matching.py"],
+    ),
+    "end-refined-reads-the-shape-at-its-resolution": (
+        "flowrestore/grids.py",
+        "        fine = self.base.shape_for(steps, t0, t1)(self.resolution, t0, t1).numpy()",
+        "        fine = self.base(self.resolution, t0, t1).numpy()",
+        ["tests/fewnfe/test_grids.py"],
     ),
     "fm-dynamic-shift": (
         "flowrestore/flows/flow_matching.py",

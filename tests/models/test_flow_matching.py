@@ -10,6 +10,8 @@ as on the other Gaussian flows), SemiLinearMultistep its declared order 3 − 0.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -88,8 +90,10 @@ def test_declared_order_at_zero_with_plain_steps(name, shift):
     exact = oracle.exact_map(x1)
     # RK4's default grid has its end refined (ρ = 5/4 on top of the declared ρ = 2; the loop's
     # landing rule): its error ratios approach 16 from below (6.8, 12.5, 14.5, 15.1 from 16 to 256
-    # steps at shift 1), so its order is fitted one level further out
-    levels = [2 * n for n in LEVELS] if name == "RK4" else LEVELS
+    # steps at shift 1; at shift 3, whose default end is refined further by end_shift = √3, 6.7,
+    # 11.7, 14.0, 15.3, 15.7 from 32 to 1024), so its order is fitted further out, on 7 levels
+    # from 128 to 1024 steps (factors of √2; the last error ≈ 2e-12, above round-off)
+    levels = [round(128 * 2 ** (k / 2)) for k in range(7)] if name == "RK4" else LEVELS
     errs = [float((fr.solve(flow, make(), x1, steps=n).x - exact).abs().max()) for n in levels]
     slope = fit_order(levels, errs, 1e3 * torch.finfo(F64).eps * float(exact.abs().max()))
     if name in ("Midpoint", "SemiLinearMultistep"):  # measured: 3.0 and 3.2-3.4
@@ -107,10 +111,38 @@ def test_shifted_spacing():
     part = fr.Shifted(shift=2.0)(3, 0.8, 0.2)  # a sub-span keeps its end points
     assert float(part[0]) == 0.8 and float(part[-1]) == 0.2
     flow = fr.FlowMatchingFlow(lambda x, k: x, shift=2.5)
-    assert flow.default_spacing() == fr.Shifted(shift=2.5, rho=2.0)
-    for bad in ({"shift": 0.0}, {"shift": -1.0}, {"rho": 0.5}, {"shift": True}):
+    assert flow.default_spacing() == fr.Shifted(shift=2.5, rho=2.0, end_shift=math.sqrt(2.5))
+    bads = ({"shift": 0.0}, {"shift": -1.0}, {"rho": 0.5}, {"shift": True}, {"end_shift": 0.0})
+    for bad in (*bads, {"end_shift": float("inf")}, {"end_shift": "2"}):
         with pytest.raises(ConfigError):
             fr.Shifted(**bad)
+
+
+@pytest.mark.parametrize("shift", [0.5, 1.0, 3.0, 7.0])
+def test_default_grid_ends_at_root_shift_over_n_squared(shift):
+    """The default's last positive point is where the shift ``e = √s`` maps ``N^{−2}``, ``≈ √s
+    N^{−2}`` (the geometric middle of the shifted grid's ``≈ s N^{−2}`` and the unshifted one's),
+    every point on the shifted law ``σ = s u/(1 + (s − 1) u)`` with ``u_k = (1 − k/N)^{ρ_N}``;
+    ``end_shift = shift`` is the plain grid."""
+    flow = fr.FlowMatchingFlow(lambda x, k: x, shift=shift)
+    e = math.sqrt(shift)
+    for n in range(2, 13):
+        grid = flow.default_spacing()(n, 1.0, 0.0)
+        sig = grid[-2]
+        w = n**-2.0
+        torch.testing.assert_close(sig, torch.tensor(e * w / (1 + (e - 1) * w), dtype=F64))
+        u_last = sig / (shift - (shift - 1) * sig)
+        rho = math.log(1 / float(u_last)) / math.log(n)
+        u = torch.linspace(1, 0, n + 1, dtype=F64) ** rho
+        torch.testing.assert_close(grid, shift * u / (1 + (shift - 1) * u), rtol=1e-12, atol=0)
+        plain = fr.Shifted(shift=shift, rho=2.0)(n, 1.0, 0.0)
+        torch.testing.assert_close(fr.Shifted(shift, 2.0, end_shift=shift)(n, 1.0, 0.0), plain)
+    start = fr.Shifted(3.0, 2.0, end_shift=math.sqrt(3.0))(5, 0.6, 0.0)  # a start part-way
+    e, w = math.sqrt(3.0), 0.6 / (3 - 2 * 0.6) / 25  # w = u_0 N^{−2}
+    want = e * w / (1 + (e - 1) * w)
+    assert float(start[0]) == 0.6 and abs(float(start[-2]) - want) < 1e-12
+    part = fr.Shifted(3.0, 2.0, end_shift=1.0)(4, 1.0, 0.2)  # not ending at 0: the plain law
+    torch.testing.assert_close(part, fr.Shifted(3.0, 2.0)(4, 1.0, 0.2))
 
 
 def test_configuration_and_outputs_are_checked():
