@@ -638,7 +638,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/flows/flow_matching.py",
         "        return Shifted(shift=self.shift, rho=2.0, end_shift=math.sqrt(self.shift))",
         "        return Shifted(shift=self.shift, rho=2.0)",
-        ["tests/models/test_flow_matching.py"],
+        ["tests/models/test_flow_matching.py", "tests/fewnfe/test_stability.py"],
     ),
     "shifted-end-shift-linearised": (
         "flowrestore/grids.py",
