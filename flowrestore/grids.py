@@ -233,14 +233,15 @@ class EndRefined(Spacing):
         return self.base.end_exponent * float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
-        fine = self.base.shape_for(steps, t0, t1)(self.resolution, t0, t1).numpy()
+        shape = self.base.shape_for(steps, t0, t1)  # the base's law at this N
+        fine = shape(self.resolution, t0, t1).numpy()
         u = np.linspace(1.0, 0.0, self.resolution + 1)  # 1 at t0, 0 at t1
         want = np.linspace(1.0, 0.0, steps + 1) ** self.rho
         at = np.interp(want, u[::-1], fine[::-1])
         # inside the base's last fine interval (u < 1/resolution: many steps, a large ρ) follow
         # its end law u^e instead of a straight line, which would make the end exponent ρ, not
         # e·ρ; e = 0 is a deliberate floor (EDM's σ_min) and stays as sampled
-        e, u1 = self.base.end_exponent, 1.0 / self.resolution
+        e, u1 = shape.end_exponent, 1.0 / self.resolution
         inner = (want > 0) & (want < u1)
         if e > 0 and inner.any():
             at[inner] = t1 + (fine[-2] - t1) * (want[inner] / u1) ** e

@@ -654,8 +654,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "end-refined-reads-the-shape-at-its-resolution": (
         "flowrestore/grids.py",
-        "        fine = self.base.shape_for(steps, t0, t1)(self.resolution, t0, t1).numpy()",
-        "        fine = self.base(self.resolution, t0, t1).numpy()",
+        "        shape = self.base.shape_for(steps, t0, t1)  # the base's law at this N",
+        "        shape = self.base  # the base's law at this N",
         ["tests/fewnfe/test_grids.py"],
     ),
     "fm-dynamic-shift": (
@@ -1725,6 +1725,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/grids.py",
         "        if e > 0 and inner.any():",
         "        if e > 0 and inner.any() and False:",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "end-refined-inner-law-of-the-base": (
+        "flowrestore/grids.py",
+        "        e, u1 = shape.end_exponent, 1.0 / self.resolution",
+        "        e, u1 = self.base.end_exponent, 1.0 / self.resolution",
         ["tests/fewnfe/test_grids.py"],
     ),
     "end-refined-end-law-exponent-off": (

@@ -94,6 +94,23 @@ def test_end_refined_reads_the_base_shape_at_u_to_the_rho():
     assert fr.Uniform().end_exponent == 1.0 and fr.Power(3.0).end_exponent == 3.0
 
 
+def test_end_refined_reads_a_steps_dependent_law_at_its_own_steps():
+    """On a law that depends on N (``Shifted`` with ``end_shift``: ``u = w^{ρ_N}``) it reads the
+    law of the N it lays, also inside the last sampled interval (many steps, a large ρ): there
+    ``σ ≈ s w^{ρ_N}``, the end law of that shape, not of the base's own ``ρ``."""
+    base = fr.Shifted(3.0, 2.0, end_shift=math.sqrt(3.0))
+    for n, rho in ((8, 1.5), (64, 3.0)):  # 64^-3 < 1/1024: inside the last sampled interval
+        r_n = base.rho_at(n, 1.0, 0.0)
+        assert r_n > 2.05
+        w = np.linspace(1, 0, n + 1) ** rho
+        u = w**r_n
+        want = 3 * u / (1 + 2 * u)
+        got = fr.EndRefined(base, rho)(n, 1.0, 0.0).numpy()
+        far = w >= 0.05  # away from the end, where the fine samples' linear interpolation holds
+        np.testing.assert_allclose(got[far], want[far], rtol=1e-3, atol=0)
+        assert got[-2] == pytest.approx(want[-2], rel=1e-3)  # n = 64: the end law itself
+
+
 def test_time_variable_validation():
     assert fr.TimeVariable() == fr.TimeVariable(power=2, reciprocal=False)
     with pytest.raises(ConfigError, match="power"):
