@@ -104,3 +104,19 @@ def test_compiled_dirac_solve_equals_eager(guidance, solver, noise):
     for name, values in eager.records.items():
         assert torch.equal(comp.records[name], values), name
     assert bool(torch.isfinite(eager.x).all())
+
+
+@pytest.mark.parametrize("solver", [fr.Euler(), fr.Heun(), fr.IPNDM()], ids=repr)
+def test_compiled_flow_matching_solve_on_its_default_grid_equals_eager(solver):
+    """The flow-matching default grid (``Shifted`` with ``end_shift``: its exponent depends on the
+    number of steps) is planned on the host, so ``compile=`` traces the steps and agrees with the
+    eager solve; the grid is the one ``steps=N`` lays eagerly."""
+    flow = fr.FlowMatchingFlow(lambda x, k: torch.tanh(x) * (1 - k.reshape(-1, 1, 1, 1) / 2000),
+                               shift=3.0)  # fmt: skip
+    x = _y()
+    eager = fr.solve(flow, solver, x, steps=5, save_at="steps")
+    torch._dynamo.reset()
+    comp = fr.solve(flow, solver, x, steps=5, save_at="steps", compile={"backend": "eager"})
+    torch.testing.assert_close(comp.x, eager.x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(comp.ts, eager.ts, rtol=0, atol=0)
+    assert float(eager.ts[-2]) < fr.Shifted(3.0, 2.0)(eager.ts.numel() - 1, 1.0, 0.0)[-2]
