@@ -611,8 +611,8 @@ class Shifted(Spacing):
     ``(1 − k/N)^{ρ_N}`` with ``ρ_N = ln(u_0/u_{N−1})/ln N ≥ 1`` (``u_{N−1}``: that point
     unshifted), so ``ρ_N → ρ`` as ``N`` grows (``≈ ρ + ln(s/e)/ln N``): the shift keeps placing
     the high-noise steps while the end is refined as a smaller shift's; ``e = s`` is the plain
-    grid. :class:`~flowrestore.FlowMatchingFlow`'s
-    default takes ``e = √s`` (its docstring says why).
+    grid. :class:`~flowrestore.FlowMatchingFlow`'s default takes ``e = √s`` (its docstring says
+    why).
     """
 
     shift: float = 1.0
@@ -638,19 +638,20 @@ class Shifted(Spacing):
 
     def rho_at(self, steps: int, t0: float, t1: float) -> float:
         """The exponent laid for ``steps`` from ``t0`` to ``t1``: ``rho``, or with ``end_shift``
-        on a span ending at 0 the ``ρ_N`` that puts the last positive point at ``e u_0 N^{−ρ}``."""
+        on a span ending at 0 the ``ρ_N`` that puts the last positive point where the shift ``e``
+        maps the plain law's ``u_0 N^{−ρ}`` (class docstring; host arithmetic, no tensors)."""
         if self.end_shift is None or t1 != 0.0 or steps < 2 or t0 <= 0.0:
             return float(self.rho)
-        u0 = float(self.unshift(torch.tensor(t0, dtype=torch.float64)))
-        e, w = self.end_shift, u0 * steps ** (-float(self.rho))  # the plain law's last u
+        s, e = self.shift, self.end_shift
+        u0 = t0 / (s - (s - 1) * t0)  # unshifted start
+        w = u0 * steps ** (-float(self.rho))  # the plain law's last unshifted time
         target = min(e * w / (1 + (e - 1) * w), t0)  # ... mapped by the shift e
-        u_last = float(self.unshift(torch.tensor(target, dtype=torch.float64)))
+        u_last = target / (s - (s - 1) * target)
         return max(1.0, math.log(u0 / u_last) / math.log(steps))
 
     def shape_for(self, steps: int, t0: float, t1: float) -> Spacing:
         """The plain shifted law with ``ρ_N`` (:meth:`rho_at`) when ``end_shift`` moves the end."""
-        rho = self.rho_at(steps, t0, t1)
-        return self if self.end_shift is None else Shifted(self.shift, rho)
+        return self if self.end_shift is None else Shifted(self.shift, self.rho_at(steps, t0, t1))
 
     def unshift(self, sigma: Tensor) -> Tensor:
         """The unshifted time ``u = σ / (s − (s − 1) σ)`` (inverse of the shift)."""

@@ -642,14 +642,14 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "shifted-end-shift-linearised": (
         "flowrestore/grids.py",
-        "        target = min(e * w / (1 + (e - 1) * w), t0)",
-        "        target = min(e * w, t0)",
+        "        target = min(e * w / (1 + (e - 1) * w), t0)  # ... mapped by the shift e",
+        "        target = min(e * w, t0)  # ... mapped by the shift e",
         ["tests/models/test_flow_matching.py"],
     ),
     "shifted-end-shift-ignores-start": (
         "flowrestore/grids.py",
-        "        e, w = self.end_shift, u0 * steps ** (-float(self.rho))",
-        "        e, w = self.end_shift, steps ** (-float(self.rho))",
+        "        w = u0 * steps ** (-float(self.rho))  # the plain law's last unshifted time",
+        "        w = steps ** (-float(self.rho))  # the plain law's last unshifted time",
         ["tests/models/test_flow_matching.py"],
     ),
     "end-refined-reads-the-shape-at-its-resolution": (

@@ -119,7 +119,7 @@ def test_shifted_spacing():
 
 
 @pytest.mark.parametrize("shift", [0.5, 1.0, 3.0, 7.0])
-def test_default_grid_ends_at_root_shift_over_n_squared(shift):
+def test_default_grid_ends_where_the_shift_root_s_maps_n_to_the_minus_two(shift):
     """The default's last positive point is where the shift ``e = √s`` maps ``N^{−2}``, ``≈ √s
     N^{−2}`` (the geometric middle of the shifted grid's ``≈ s N^{−2}`` and the unshifted one's),
     every point on the shifted law ``σ = s u/(1 + (s − 1) u)`` with ``u_k = (1 − k/N)^{ρ_N}``;
