@@ -16,8 +16,10 @@ Methods, side by side at each NFE from 3 to 10:
   same warm-up inputs (grid and per-step weights);
 * **diffusers on their own defaults** (diffusion problems: the model, its schedule,
   ``set_timesteps(N)``, final σ = 0): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
-* **the same multistep schedulers on flowrestore's grid** and, for restoration flows, on a
-  uniform σ grid (:func:`benchmarks.peers.diffusers_solve`);
+* **the same multistep schedulers on flowrestore's grid** (``SemiLinearMultistep()``'s) and, for
+  restoration flows, on a uniform σ grid and, where the model declares one for its other solvers
+  (``InDIFlow(spacings=...)``: the shipped predictors), on that declared grid
+  (:func:`benchmarks.peers.diffusers_solve`);
 * **iPNDM** (Zhang & Chen 2023; reference implementation in :mod:`benchmarks.peers`) on EDM's
   Karras grid and on flowrestore's grid; **k-diffusion**'s Euler, Heun and DPM++ 2M loops on the
   Karras grid (σ range of the model; ``[0.002, 1]`` for InDI).
@@ -95,6 +97,16 @@ def default_grid(flow, n: int) -> torch.Tensor:
     from flowrestore.integrate.endpoint import default_spacing
 
     return make_grid(n, 1.0, 0.0, default_spacing(flow, fr.SemiLinearMultistep(), 0.0))
+
+
+def declared_grid(flow, n: int) -> torch.Tensor | None:
+    """The grid a model declares for its solvers without fitted grids
+    (``InDIFlow(spacings=...)``; ``DataIPNDM()``'s, as ``steps=n`` lays it), or ``None``."""
+    from flowrestore.integrate.endpoint import default_spacing
+
+    if fr.DataIPNDM not in getattr(flow, "spacings", {}):
+        return None
+    return make_grid(n, 1.0, 0.0, default_spacing(flow, fr.DataIPNDM(), 0.0))
 
 
 def _ours(inst, n: int) -> dict[str, torch.Tensor]:
@@ -220,6 +232,9 @@ def _peers(problem, inst, n: int) -> dict[str, torch.Tensor]:
             out[f"{label}, own defaults"] = x
     else:
         grids["uniform σ"] = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64) * scale
+    declared = declared_grid(flow, n)
+    if declared is not None:
+        grids["flowrestore's declared grid"] = declared * scale
     with torch.no_grad():
         out.update(_sigma_peers(inst, n, grids))
     return out

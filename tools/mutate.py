@@ -1151,7 +1151,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "shipped-grids-not-loaded": (
         "flowrestore/methods/indi.py",
-        '        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))',
+        '        kwargs["grids"] = _fitted_grids(metadata)',
         '        kwargs["grids"] = None',
         ["tests/fewnfe/test_fitted_grids.py"],
     ),
@@ -1924,6 +1924,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         't_span=data.get("t_span", (1.0, 0.0)),',
         't_span=data.get("t_span", (-1.0, 0.0)),',
         ["tests/core/test_input_checks.py"],
+    ),
+    "indi-declared-spacing-ignored": (
+        "flowrestore/integrate/endpoint.py",
+        "    own = flow.declared_spacing(solver) or solver.default_spacing(flow)",
+        "    own = flow.default_spacing() or solver.default_spacing(flow)",
+        ["tests/fewnfe/test_declared_spacings.py"],
+    ),
+    "indi-declared-spacing-for-parent-class": (
+        "flowrestore/flows/indi.py",
+        "        return self.spacings.get(type(solver)) or self.default_spacing()",
+        "        return self.spacings.get(type(solver).__mro__[-3]) or self.default_spacing()",
+        ["tests/fewnfe/test_declared_spacings.py"],
+    ),
+    "indi-shipped-spacings-not-read": (
+        "flowrestore/methods/indi.py",
+        '        kwargs["spacings"] = _declared_spacings(metadata)',
+        '        kwargs["spacings"] = None',
+        ["tests/fewnfe/test_declared_spacings.py"],
     ),
 }
 

@@ -300,6 +300,12 @@ class Flow:
         """The flow's preferred grid spacing for ``steps=``, or ``None`` (the loop's default)."""
         return None
 
+    def declared_spacing(self, solver):
+        """The spacing ``steps=N`` with ``solver`` defaults to on this flow, or ``None`` (the
+        solver's preference, then the loop's rule): :meth:`default_spacing` unless the flow
+        declares one for that solver (:class:`~flowrestore.InDIFlow`'s ``spacings``)."""
+        return self.default_spacing()
+
     def fitted_grids(self):
         """Grids fitted to this flow for one solver at a few step counts
         (:class:`~flowrestore.grids.FittedGrids`), or ``None``. ``steps=N`` with that solver runs

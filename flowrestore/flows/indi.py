@@ -26,7 +26,7 @@ from torch import Tensor
 
 from flowrestore.errors import ArgumentTypeError, ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
-from flowrestore.grids import FittedGrids
+from flowrestore.grids import FittedGrids, Spacing
 
 __all__ = ["InDIFlow"]
 
@@ -48,6 +48,14 @@ class InDIFlow(ResidualFlow):
             e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N``
             with that solver runs on them. A shipped predictor's flow carries its own
             (:func:`flowrestore.pretrained.flow_for`).
+        spacings: grid spacings declared for this predictor per solver class, e.g.
+            ``{fr.DataIPNDM: fr.StartRefined(rho=3, closing_pair=False)}``: ``steps=N`` with a
+            solver of exactly that class lays that spacing (after its fitted ``grids``; an
+            explicit ``spacing=`` or ``grid=`` still wins), with the loop's landing rules
+            (:mod:`flowrestore.integrate.endpoint`). Any other solver gets the loop's default.
+            A trained restoration predictor changes fastest near the degraded end ``t = 1``,
+            where a start-refined grid's steps are smallest; a shipped predictor declares the
+            grid chosen on its validation crops (:func:`flowrestore.pretrained.flow_for`).
     """
 
     per_sample_fields = ("observation", "cond")
@@ -60,6 +68,7 @@ class InDIFlow(ResidualFlow):
         cond: Tensor | dict[str, Tensor] | None = None,
         check_outputs: bool = True,
         grids: FittedGrids | None = None,
+        spacings: dict[type, Spacing] | None = None,
     ):
         if not callable(predictor):
             raise ArgumentTypeError(
@@ -73,6 +82,7 @@ class InDIFlow(ResidualFlow):
         if grids is not None and not isinstance(grids, FittedGrids):
             raise ArgumentTypeError(f"grids must be a FittedGrids or None, got {describe(grids)}")
         self.grids = grids
+        self.spacings = _check_spacings(spacings)
         self.predictor = predictor
         self.observation = observation
         self.cond = cond
@@ -84,6 +94,11 @@ class InDIFlow(ResidualFlow):
     def fitted_grids(self) -> FittedGrids | None:
         """The ``grids`` given (:meth:`Flow.fitted_grids <flowrestore.flows.Flow.fitted_grids>`)."""
         return self.grids
+
+    def declared_spacing(self, solver):
+        """The ``spacings`` entry for ``solver``'s class, else :meth:`default_spacing`
+        (:meth:`Flow.declared_spacing <flowrestore.flows.Flow.declared_spacing>`)."""
+        return self.spacings.get(type(solver)) or self.default_spacing()
 
     @property
     def network(self):
@@ -137,3 +152,24 @@ class InDIFlow(ResidualFlow):
             self.cond,
             check=self.check_outputs,
         )
+
+
+def _check_spacings(spacings) -> dict[type, Spacing]:
+    """``spacings`` as a dict of classes to spacings (``None``: empty), refused otherwise."""
+    if spacings is None:
+        return {}
+    if not isinstance(spacings, dict):
+        raise ArgumentTypeError(
+            f"spacings must be a dict {{solver class: Spacing}} or None, got {describe(spacings)}"
+        )
+    for key, value in spacings.items():
+        if not isinstance(key, type):
+            raise ArgumentTypeError(
+                f"spacings keys must be solver classes (e.g. fr.DataIPNDM), got {describe(key)}"
+            )
+        if not isinstance(value, Spacing):
+            raise ArgumentTypeError(
+                f"spacings[{key.__name__}] must be a Spacing (e.g. fr.StartRefined(rho=3)), "
+                f"got {describe(value)}"
+            )
+    return dict(spacings)

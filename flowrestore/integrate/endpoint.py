@@ -28,9 +28,12 @@ the clean estimate (``E[x | x_0] = x_0``).
 (:meth:`~flowrestore.Solver.fitted_spacing`: :class:`~flowrestore.FittedMultistep`'s, whose
 weights belong to it); a grid the flow declares as fitted for this very
 solver at ``N`` steps (:meth:`~flowrestore.flows.Flow.fitted_grids`, a
-:class:`~flowrestore.grids.FittedGrids`: a shipped model's few-NFE schedules); the flow's own
-:meth:`~flowrestore.flows.Flow.default_spacing` (a diffusion model's
-:class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid); the solver's
+:class:`~flowrestore.grids.FittedGrids`: a shipped model's few-NFE schedules); the spacing the
+flow declares for this solver (:meth:`~flowrestore.flows.Flow.declared_spacing`: an
+:class:`~flowrestore.InDIFlow`'s ``spacings``, e.g. a shipped predictor's ``StartRefined(rho=3)``
+for its other solvers) or else its own :meth:`~flowrestore.flows.Flow.default_spacing` (a
+diffusion model's :class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid);
+the solver's
 :meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve
 lands on a singular end by the denoising step, ``Power(ρ = max(1, p/2))`` — its last step
 ``t_{N−1} = O(N^{−ρ})`` makes the denoising error ``O(N^{−2ρ}) = O(N^{−p})``, so each solver keeps
@@ -106,7 +109,7 @@ def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
 
 def _generic_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The default spacing without the flow's fitted grids (module docstring)."""
-    own = flow.default_spacing() or solver.default_spacing(flow)
+    own = flow.declared_spacing(solver) or solver.default_spacing(flow)
     landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
     if own is None:
         return Power(rho=solver.order / 2) if landing and solver.order > 2 else Uniform()

@@ -17,8 +17,11 @@ def _solvers():
 def _indi_flow(network, spec, **kwargs):
     from flowrestore.methods.flows import PredictorInDIFlow
 
+    metadata = getattr(network, "metadata", None)
     if "grids" not in kwargs:
-        kwargs["grids"] = _fitted_grids(getattr(network, "metadata", None))
+        kwargs["grids"] = _fitted_grids(metadata)
+    if "spacings" not in kwargs:
+        kwargs["spacings"] = _declared_spacings(metadata)
     return PredictorInDIFlow(network, value_range=IMAGE_RANGE, name=spec.name, **kwargs)
 
 
@@ -31,6 +34,35 @@ def _fitted_grids(metadata):
     from flowrestore.grids import FittedGrids
 
     return FittedGrids.from_dict(entry)
+
+
+#: the spacings a registry entry may declare (``"spacings"``), by class name
+_SPACINGS = ("StartRefined", "Power", "Uniform")
+
+
+def _declared_spacings(metadata):
+    """The per-solver spacings a shipped predictor's registry entry declares (``"spacings"``:
+    ``{"solvers": [class names], "spacing": {"StartRefined": {"rho": 3.0, ...}}}``, chosen by
+    ``python -m benchmarks.indi_spacing``), as ``{solver class: Spacing}``, or ``None``."""
+    entry = metadata.get("spacings") if isinstance(metadata, dict) else None
+    if not entry:
+        return None
+    import flowrestore.grids as grids
+    from flowrestore.errors import ConfigError
+
+    spec = entry.get("spacing")
+    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in _SPACINGS):
+        raise ConfigError(f"registry 'spacings' needs one spacing of {_SPACINGS}, got {spec!r}")
+    ((kind, params),) = spec.items()
+    spacing = getattr(grids, kind)(**params)
+    solvers = _solvers()
+    out = {}
+    for name in entry["solvers"]:
+        cls = getattr(solvers, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, solvers.Solver)):
+            raise ConfigError(f"registry 'spacings' names an unknown solver {name!r}")
+        out[cls] = spacing
+    return out
 
 
 def _indi_observe(spec, x, generator=None):

@@ -20,8 +20,12 @@ all of them), and the PSNR/SSIM measured on center crops of the held-out photos 
 few-NFE grids (``"grids"``: fitted for ``SemiLinearMultistep()`` at 3–10 steps on crops of the
 held-out photos and checked against the default grid on other crops;
 ``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
-(:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. Importing this
-module does not import torch (the command line lists the models without it).
+(:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. It also declares
+the grid spacing of its other solvers (``"spacings"``: ``Euler``, ``Midpoint``, ``Heun``, ``RK4``,
+``IPNDM``, ``DataIPNDM`` on ``StartRefined(rho=3, closing_pair=False)``, chosen on the validation
+photos by ``python -m benchmarks.indi_spacing --split val``), which :func:`flow_for` passes as
+``InDIFlow(spacings=...)``. Importing this module does not import torch (the command line lists
+the models without it).
 
 Models:
 
@@ -149,7 +153,8 @@ def flow_for(model, **kwargs):
 
     ``kwargs`` go to the flow (e.g. ``guidance=`` for Dirac; the step's ``increment=`` is
     ``DiracStep``'s). An InDI flow carries the model's recorded few-NFE grids
-    (:class:`~flowrestore.FittedGrids`); ``grids=None`` leaves them off.
+    (:class:`~flowrestore.FittedGrids`) and declared spacings; ``grids=None`` and
+    ``spacings=None`` leave them off.
     """
     return model_spec(model).flow(model, **kwargs)
 
