@@ -16,11 +16,17 @@ tie goes to the smallest ``rho`` (the least start-refined grid, whose last posit
 smallest). ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and
 its own default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses
 (validation deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
+
+``--problem gauss`` runs the same candidates on issue 10's Gaussian oracle (an exact posterior
+mean, :func:`benchmarks.fewnfe_problems.gaussian_indi`; relative error, worst instance) and prints
+each candidate's error relative to the loop's rule: why ``InDIFlow`` declares no spacing by
+default (a predictor's flow declares its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -51,28 +57,54 @@ def candidates() -> dict[str, fr.Spacing | None]:
     return out
 
 
-def run(split: str, log=print) -> dict[tuple[str, str, str], dict[int, float]]:
-    """Worst-crop PSNR per (model, candidate, solver) and NFE."""
-    from flowrestore.pretrained import flow_for, pretrained
+def _problems(split: str, which: str):
+    """``(name, problem)`` pairs: the shipped predictors on photos, or the Gaussian oracle."""
+    if which == "gauss":
+        return [("gauss", P.gaussian_indi(split))]
+    return [(model, P.indi_photos(model, split)) for model in MODELS]
 
+
+def _declaring(inst, spacing):
+    """The instance's flow declaring ``spacing`` for every solver compared (``None``: none)."""
+    flow = copy.copy(inst.flow)
+    flow.spacings = {cls: spacing for cls in SOLVERS.values()} if spacing else {}
+    return flow
+
+
+def run(split: str, which: str = "photos", log=print) -> dict[tuple[str, str, str], dict]:
+    """The worst score per (problem, candidate, solver) and NFE: PSNR (worst crop) on the
+    photos, relative error (worst instance) on the oracle."""
     res: dict[tuple[str, str, str], dict[int, float]] = {}
-    for model in MODELS:
-        inst = P.indi_photos(model, split).instances[0]
-        log(f"{model}, {split}: {inst.extra['names']}")
+    for pname, problem in _problems(split, which):
+        log(f"{pname}, {split}: {problem.note}")
         for cname, spacing in candidates().items():
-            declared = {cls: spacing for cls in SOLVERS.values()} if spacing else {}
-            flow = flow_for(pretrained(model), spacings=declared)
             for sname, make in SOLVERS.items():
                 row = {}
-                for steps in range(1, 11):
-                    with torch.no_grad():
-                        sol = fr.solve(flow, make(), inst.x, steps=steps)
-                    nfe = int(sol.stats.nfe.max())
-                    if nfe in NFES:
-                        row[nfe] = float(P.psnr(sol.x, inst.ref).min())
-                res[(model, cname, sname)] = row
-                log(f"  {cname:26s} {sname:12s} " + " ".join(f"{row[n]:.2f}" for n in row))
+                for inst in problem.instances:
+                    flow = _declaring(inst, spacing)
+                    for steps in range(1, 11):
+                        with torch.no_grad():
+                            sol = fr.solve(flow, make(), inst.x, steps=steps)
+                        nfe = int(sol.stats.nfe.max())
+                        if nfe in NFES:
+                            s = P.score(problem, inst, sol.x)
+                            row[nfe] = P.worse(problem.kind, row.get(nfe, s), s)
+                res[(pname, cname, sname)] = row
+                log(f"  {cname:26s} {sname:12s} " + " ".join(f"{row[n]:.3g}" for n in row))
     return res
+
+
+def oracle_report(res, split: str) -> str:
+    """Markdown for ``--problem gauss``: each candidate's error over the loop's rule's."""
+    head = "| declared spacing | solver | " + " | ".join(f"{n} NFE" for n in NFES) + " |"
+    lines = [f"#### Gaussian oracle, {split} split — relative error / the loop's rule's", ""]
+    lines += [head, "|---|---" + "|---" * len(NFES) + "|"]
+    for cname in candidates():
+        for sname in SOLVERS:
+            row, base = res[("gauss", cname, sname)], res[("gauss", NONE, sname)]
+            cells = " | ".join(f"{row[n] / base[n]:.2f}" if n in row else "–" for n in NFES)
+            lines.append(f"| {cname} | {sname} | {cells} |")
+    return "\n".join(lines)
 
 
 def scores(res) -> dict[str, float]:
@@ -135,10 +167,14 @@ def main(argv=None) -> None:
     """Command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--problem", choices=("photos", "gauss"), default="photos")
     args = ap.parse_args(argv)
     start = time.perf_counter()
-    res = run(args.split)
-    print(report(res, args.split))
+    res = run(args.split, args.problem)
+    if args.problem == "gauss":
+        print(oracle_report(res, args.split))
+    else:
+        print(report(res, args.split))
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
