@@ -1937,6 +1937,13 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return self.spacings.get(type(solver).__mro__[-3]) or self.default_spacing()",
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
+    "indi-declared-spacing-for-subclasses": (
+        "flowrestore/flows/indi.py",
+        "        return self.spacings.get(type(solver)) or self.default_spacing()",
+        "        return next((v for k, v in self.spacings.items() if isinstance(solver, k)), None) "
+        "or self.default_spacing()",
+        ["tests/fewnfe/test_declared_spacings.py"],
+    ),
     "indi-shipped-spacings-not-read": (
         "flowrestore/methods/indi.py",
         '        kwargs["spacings"] = _declared_spacings(metadata)',

@@ -38,6 +38,9 @@ def test_a_declared_spacing_is_laid_for_exactly_that_solver_class(n):
     # a subclass' parent, another solver: what they got before
     for other in (fr.IPNDM(), fr.SemiLinearMultistep(), fr.Midpoint()):
         assert torch.equal(_laid(flow, other, n), _laid(plain, other, n))
+    # and a subclass of a declared class (DataIPNDM is an IPNDM)
+    parent = _flow(spacings={fr.IPNDM: SR3})
+    assert torch.equal(_laid(parent, fr.DataIPNDM(), n), _laid(plain, fr.DataIPNDM(), n))
 
 
 def test_the_declared_spacing_keeps_the_loops_landing_rules():
