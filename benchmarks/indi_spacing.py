@@ -17,6 +17,12 @@ smallest). ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids a
 its own default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses
 (validation deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
 
+``--problem choose`` runs :func:`flowrestore.integrate.choose_spacing` for each of the six solvers
+on warm-up inputs that are never scored (:func:`benchmarks.fewnfe.warmups`: 8 other crops of 64²
+of the validation photos for the predictors, declared spacings off; 16 other draws of ``y`` for
+each Gaussian oracle instance of the split) and prints what it chooses and how long it takes: the
+tool a user runs on their own predictor.
+
 ``--problem gauss`` runs the same candidates on issue 10's Gaussian oracle (an exact posterior
 mean, :func:`benchmarks.fewnfe_problems.gaussian_indi`; relative error, worst instance) and prints
 each candidate's error relative to the loop's rule: why ``InDIFlow`` declares no spacing by
@@ -94,6 +100,35 @@ def run(split: str, which: str = "photos", log=print) -> dict[tuple[str, str, st
     return res
 
 
+def choose(split: str, log=print) -> str:
+    """Markdown: :func:`~flowrestore.integrate.choose_spacing`'s choice per problem and solver."""
+    from benchmarks.fewnfe import warmups
+    from flowrestore.integrate import choose_spacing
+    from flowrestore.pretrained import flow_for, pretrained
+
+    cases = []
+    for model in MODELS:
+        problem = P.indi_photos(model, split)
+        flow = flow_for(pretrained(model), spacings=None)
+        cases.append((model, flow, warmups(problem, split)[0]))
+    gauss = P.gaussian_indi(split)
+    for i, (inst, w) in enumerate(zip(gauss.instances, warmups(gauss, split), strict=True)):
+        cases.append((f"Gaussian oracle {i + 1}", inst.flow, w))
+    lines = ["| problem | " + " | ".join(SOLVERS) + " |", "|---" * (len(SOLVERS) + 1) + "|"]
+    for name, flow, w in cases:
+        cells = []
+        for make in SOLVERS.values():
+            start = time.perf_counter()
+            with torch.no_grad():
+                choice = choose_spacing(flow, make(), w)
+            rho = getattr(choice.spacing, "rho", None)
+            label = "uniform" if rho is None else f"ρ = {rho:g}"
+            cells.append(f"{label} ({time.perf_counter() - start:.1f} s)")
+        log(f"  {name}: {cells}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def oracle_report(res, split: str) -> str:
     """Markdown for ``--problem gauss``: each candidate's error over the loop's rule's."""
     head = "| declared spacing | solver | " + " | ".join(f"{n} NFE" for n in NFES) + " |"
@@ -167,9 +202,13 @@ def main(argv=None) -> None:
     """Command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
-    ap.add_argument("--problem", choices=("photos", "gauss"), default="photos")
+    ap.add_argument("--problem", choices=("photos", "gauss", "choose"), default="photos")
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    if args.problem == "choose":
+        print(choose(args.split))
+        print(f"\n({time.perf_counter() - start:.0f} s)")
+        return
     res = run(args.split, args.problem)
     if args.problem == "gauss":
         print(oracle_report(res, args.split))

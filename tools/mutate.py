@@ -1927,8 +1927,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "indi-declared-spacing-ignored": (
         "flowrestore/integrate/endpoint.py",
-        "    own = flow.declared_spacing(solver) or solver.default_spacing(flow)",
-        "    own = flow.default_spacing() or solver.default_spacing(flow)",
+        "    return as_declared(flow, solver, t_end, flow.declared_spacing(solver))",
+        "    return as_declared(flow, solver, t_end, flow.default_spacing())",
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
     "indi-declared-spacing-for-parent-class": (
@@ -1943,6 +1943,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return next((v for k, v in self.spacings.items() if isinstance(solver, k)), None) "
         "or self.default_spacing()",
         ["tests/fewnfe/test_declared_spacings.py"],
+    ),
+    "choose-spacing-worst-wins": (
+        "flowrestore/integrate/choose.py",
+        "    best = min(range(len(errors)), key=lambda i: (errors[i][1], i))",
+        "    best = max(range(len(errors)), key=lambda i: (errors[i][1], i))",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "choose-spacing-laid-without-landing-rules": (
+        "flowrestore/integrate/choose.py",
+        "            laid = as_declared(flow, solver, t1, cand)",
+        "            laid = cand",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "choose-spacing-first-count-only": (
+        "flowrestore/integrate/choose.py",
+        "    return math.exp(sum(logs) / len(logs))",
+        "    return math.exp(logs[0])",
+        ["tests/fewnfe/test_choose_spacing.py"],
     ),
     "indi-shipped-spacings-not-read": (
         "flowrestore/methods/indi.py",

@@ -11,6 +11,7 @@ from flowrestore.grids import (
     check_grid,
     make_grid,
 )
+from flowrestore.integrate.choose import SpacingChoice, choose_spacing
 from flowrestore.integrate.fit_table import fit_grids, relative_error
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
@@ -35,7 +36,9 @@ __all__ = [
     "Stats",
     "StepController",
     "Uniform",
+    "SpacingChoice",
     "check_grid",
+    "choose_spacing",
     "fit_grid",
     "fit_grids",
     "fit_weights",

@@ -69,7 +69,7 @@ from flowrestore.grids import EndRefined, EulerMatchedEnd, Power, Spacing, Unifo
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import ReciprocalState, reciprocal_landing
 
-__all__ = ["default_spacing", "land", "lands_by_denoising", "singular_end"]
+__all__ = ["as_declared", "default_spacing", "land", "lands_by_denoising", "singular_end"]
 
 
 def singular_end(flow: Flow, t_end: float) -> bool:
@@ -109,7 +109,13 @@ def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
 
 def _generic_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The default spacing without the flow's fitted grids (module docstring)."""
-    own = flow.declared_spacing(solver) or solver.default_spacing(flow)
+    return as_declared(flow, solver, t_end, flow.declared_spacing(solver))
+
+
+def as_declared(flow: Flow, solver: Solver, t_end: float, own: Spacing | None) -> Spacing:
+    """What ``steps=N`` lays when ``flow`` declares ``own`` for ``solver`` (``None``: the
+    solver's preference, then the loop's rule), with the landing rules (module docstring)."""
+    own = own or solver.default_spacing(flow)
     landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
     if own is None:
         return Power(rho=solver.order / 2) if landing and solver.order > 2 else Uniform()

@@ -1,0 +1,146 @@
+"""Choose the grid spacing a flow should declare for one solver, from a few warm-up inputs.
+
+:func:`fit_grid` fits one grid for one step count; a *spacing* serves every step count. Which
+spacing suits a flow depends on where its field changes fastest, which only its predictor knows:
+a trained InDI restoration predictor (Delbracio & Milanfar 2023) changes fastest near the degraded
+end ``t = 1`` and wants ``StartRefined`` steps, an exact Gaussian posterior mean changes most near
+``t = 0`` and does better on uniform ones (``python -m benchmarks.indi_spacing``). So
+:func:`choose_spacing` measures it:
+
+1. **Teacher.** One fine solve of the warm-up batch (as :func:`fit_grid`'s: ``teacher_steps`` of
+   the flow's declared grid with ``SemiLinearMultistep()`` where it applies, else ``RK4()``).
+2. **Candidates.** Each candidate spacing is laid as the flow would lay it if it declared it for
+   ``solver`` (:func:`~flowrestore.integrate.endpoint.as_declared`: the landing rules apply), and
+   the warm-up batch is solved with each of ``steps``.
+3. **Score.** The geometric mean over ``steps`` of the warm-up batch's mean relative error to the
+   teacher's answer; the smallest wins (ties: the earlier candidate).
+
+The result's ``spacing`` is what to declare: ``fr.InDIFlow(F, spacings={type(solver):
+choice.spacing})``. Cost: the teacher's ``teacher_steps`` evaluations plus, per candidate, the
+sum of the evaluations of ``steps`` (e.g. 5 candidates at 4, 6 and 8 steps of a one-evaluation
+solver: 90 evaluations of the batch). Wrong requests are refused before any evaluation, as by
+:func:`fit_grid`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, NonFiniteError, SolveFailure, describe
+from flowrestore.flows.base import Flow
+from flowrestore.grids import Spacing, StartRefined, Uniform, make_grid
+from flowrestore.integrate.endpoint import as_declared
+from flowrestore.integrate.fit_table import relative_error
+from flowrestore.integrate.fitting import _check, _check_teacher, default_teacher, teacher_grid
+from flowrestore.integrate.solve import solve
+from flowrestore.solvers.base import Solver
+
+__all__ = ["CANDIDATE_SPACINGS", "SpacingChoice", "choose_spacing"]
+
+#: the default candidates: uniform steps and start-refined ones of increasing strength
+CANDIDATE_SPACINGS: tuple[Spacing, ...] = (
+    Uniform(),
+    *(StartRefined(rho=r, closing_pair=False) for r in (1.5, 2.0, 3.0, 4.0)),
+)
+
+
+@dataclass(frozen=True)
+class SpacingChoice:
+    """:func:`choose_spacing`'s answer: the chosen ``spacing`` and every candidate's score
+    (``errors``: ``(candidate, geometric mean of the warm-up batch's mean relative error over
+    the step counts)``, in the order tried)."""
+
+    spacing: Spacing
+    errors: tuple[tuple[Spacing, float], ...]
+
+
+def choose_spacing(
+    flow: Flow,
+    solver: Solver,
+    x_warmup: Tensor,
+    *,
+    candidates: Sequence[Spacing] = CANDIDATE_SPACINGS,
+    steps: Sequence[int] = (4, 6, 8),
+    teacher_steps: int = 64,
+    teacher: Solver | None = None,
+    t_span: tuple[float, float] | None = None,
+) -> SpacingChoice:
+    """The candidate spacing with which ``solver`` solves ``x_warmup`` on ``flow`` most
+    accurately over ``steps`` (module docstring).
+
+    Args:
+        flow, solver: the pairing (refused before any work if the solver cannot step the flow,
+            is stochastic, or carries tolerances).
+        x_warmup: a few inputs like those to be solved (e.g. ≤ 16 degraded crops); choose on
+            other inputs than those you evaluate on.
+        candidates: spacings to compare (default :data:`CANDIDATE_SPACINGS`).
+        steps: step counts the score averages over (each ``≥ 1`` and ``< teacher_steps``).
+        teacher_steps, teacher, t_span: the reference solve, as :func:`fit_grid`'s.
+
+    Returns:
+        :class:`SpacingChoice`; declare ``choice.spacing`` with ``InDIFlow(spacings=...)``.
+    """
+    counts = _check_counts(steps)
+    t0, t1 = _check(flow, solver, x_warmup, max(counts), teacher_steps, t_span, 0)
+    candidates = _check_candidates(candidates)
+    if teacher is not None:
+        _check_teacher(teacher)
+        teacher.check_flow(flow)
+    teacher = teacher or default_teacher(flow)
+    with torch.no_grad():
+        grid = teacher_grid(flow, teacher, teacher_steps, t0, t1)
+        ref = solve(flow, teacher, x_warmup, grid=grid).x
+        errors = []
+        for cand in candidates:
+            laid = as_declared(flow, solver, t1, cand)
+            errors.append((cand, _score(flow, solver, x_warmup, ref, laid, counts, t0, t1)))
+    best = min(range(len(errors)), key=lambda i: (errors[i][1], i))
+    if not math.isfinite(errors[best][1]):
+        raise NonFiniteError(
+            f"choose_spacing: {solver!r} failed on the warm-up batch with every candidate "
+            f"({', '.join(repr(c) for c, _ in errors)})"
+        )
+    return SpacingChoice(errors[best][0], tuple(errors))
+
+
+def _score(flow, solver, x, ref, laid, counts, t0, t1) -> float:
+    """Geometric mean over ``counts`` of the batch's mean relative error (``inf`` if a solve
+    fails or is not finite: that candidate ranks last)."""
+    logs = []
+    for n in counts:
+        try:
+            out = solve(flow, solver, x, grid=make_grid(n, t0, t1, laid)).x
+        except SolveFailure:
+            return math.inf
+        err = float(relative_error(out, ref).mean())
+        if not math.isfinite(err):
+            return math.inf
+        logs.append(math.log(err) if err > 0 else -math.inf)
+    return math.exp(sum(logs) / len(logs))
+
+
+def _check_counts(steps) -> tuple[int, ...]:
+    """``steps`` as a non-empty tuple of ints ``≥ 1``, refused otherwise."""
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
+        raise ConfigError(f"steps must be a non-empty sequence of ints, got {describe(steps)}")
+    for n in steps:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"steps must hold ints >= 1, got {describe(n)} in {describe(steps)}")
+    return tuple(steps)
+
+
+def _check_candidates(candidates) -> tuple[Spacing, ...]:
+    """``candidates`` as a non-empty tuple of spacings, refused otherwise."""
+    if isinstance(candidates, Spacing) or not isinstance(candidates, Sequence) or not candidates:
+        raise ConfigError(
+            f"candidates must be a non-empty sequence of Spacing, got {describe(candidates)}"
+        )
+    for c in candidates:
+        if not isinstance(c, Spacing):
+            raise ConfigError(f"candidates must hold Spacing objects, got {describe(c)}")
+    return tuple(candidates)

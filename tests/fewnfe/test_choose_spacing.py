@@ -1,0 +1,122 @@
+"""Issue 16: ``fr.integrate.choose_spacing`` picks the spacing a flow should declare for one
+solver from warm-up inputs — start-refined where the field changes fastest near ``t = 1`` (a
+trained restoration predictor), uniform where it changes most near ``t = 0`` (an exact Gaussian
+posterior mean)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError, IncompatibleSolverError, NonFiniteError
+from flowrestore.integrate import choose_spacing
+from flowrestore.oracles import GaussianOracle
+
+F64 = torch.float64
+
+
+def _gaussian_flow():
+    g = torch.Generator().manual_seed(3)
+    std = 0.5 + torch.rand(32, generator=g, dtype=F64)
+    orc = GaussianOracle(mean=torch.randn(32, generator=g, dtype=F64), std=std, noise_std=0.8)
+    _, y = orc.sample(8, generator=g)
+    return fr.InDIFlow(orc.posterior_mean), y
+
+
+def _steep_flow(k: float = 8.0, a: float = 2.0):
+    """``F(x, t) = c + (x − c)(1 − a t^k)``: ``dx/dt = a t^{k−1} (x − c)``, solved by
+    ``x(t) − c = (y − c) exp(a (t^k − 1)/k)`` — all of the change lies near ``t = 1``."""
+    c = torch.linspace(-1, 1, 16, dtype=F64)
+
+    def predictor(x, t):
+        return c + (x - c) * (1 - a * t.reshape(-1, 1) ** k)
+
+    y = torch.randn(8, 16, dtype=F64, generator=torch.Generator().manual_seed(4))
+    exact = c + (y - c) * math.exp(-a / k)
+    return fr.InDIFlow(predictor), y, exact
+
+
+def test_the_steep_flows_closed_form_holds():
+    """The test flow is what its docstring says: a fine solve matches the closed form."""
+    flow, y, exact = _steep_flow()
+    x0 = fr.solve(flow, fr.RK4(), y, steps=400).x
+    torch.testing.assert_close(x0, exact, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", [fr.Euler(), fr.IPNDM(), fr.Midpoint(), fr.Heun()])
+def test_a_field_that_changes_near_the_start_gets_a_start_refined_spacing(solver):
+    flow, y, _ = _steep_flow()
+    choice = choose_spacing(flow, solver, y)
+    assert isinstance(choice.spacing, fr.StartRefined), choice
+    assert choice.spacing.rho >= 2.0
+    scores = dict((repr(s), e) for s, e in choice.errors)
+    assert scores[repr(choice.spacing)] == min(scores.values())
+    assert scores[repr(fr.Uniform())] > 1.5 * scores[repr(choice.spacing)]
+
+
+@pytest.mark.parametrize("solver", [fr.Euler(), fr.DataIPNDM(), fr.Midpoint()])
+def test_an_exact_gaussian_posterior_mean_gets_uniform_steps(solver):
+    flow, y = _gaussian_flow()
+    assert choose_spacing(flow, solver, y).spacing == fr.Uniform()
+
+
+def test_the_choice_declared_is_what_the_solve_then_lays():
+    """Declaring the choice reproduces the scored solve: its error to a fine solve is the
+    candidate's score at that step count."""
+    flow, y, _ = _steep_flow()
+    choice = choose_spacing(flow, fr.Heun(), y, steps=(5,))
+    assert choice.spacing != fr.Uniform()
+    declared = fr.InDIFlow(flow.predictor, spacings={fr.Heun: choice.spacing})
+    ref = fr.solve(flow, fr.SemiLinearMultistep(), y, steps=64).x
+    x = fr.solve(declared, fr.Heun(), y, steps=5).x
+    err = float(fr.integrate.relative_error(x, ref).mean())
+    assert err == pytest.approx(dict(choice.errors)[choice.spacing], rel=1e-12)
+
+
+class _Counting:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return x
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"steps": ()}, ConfigError, "steps must be a non-empty"),
+        ({"steps": (4, 0)}, ConfigError, "steps must hold ints >= 1, got 0"),
+        ({"steps": (64,)}, ConfigError, "smaller than teacher_steps"),
+        ({"candidates": fr.Uniform()}, ConfigError, "candidates must be a non-empty"),
+        ({"candidates": (fr.Uniform(), 2.0)}, ConfigError, "Spacing objects, got 2.0"),
+        ({"solver": fr.InDISampler(eps=0.1)}, ConfigError, "stochastic"),
+        ({"solver": fr.EulerMaruyama()}, IncompatibleSolverError, "EulerMaruyama"),
+    ],
+)
+def test_wrong_requests_are_refused_before_any_evaluation(kwargs, error, match):
+    predictor = _Counting()
+    flow = fr.InDIFlow(predictor)
+    solver = kwargs.pop("solver", fr.Euler())
+    with pytest.raises(error, match=match):
+        choose_spacing(flow, solver, torch.zeros(2, 3), **kwargs)
+    assert predictor.calls == 0
+
+
+def test_a_solver_that_fails_on_every_candidate_is_reported(monkeypatch):
+    import flowrestore.integrate.choose as choose
+
+    real = choose.solve
+
+    def failing(flow, solver, x, *, grid):
+        if grid.numel() == 65:  # the teacher's solve
+            return real(flow, solver, x, grid=grid)
+        raise NonFiniteError("state became NaN")
+
+    monkeypatch.setattr(choose, "solve", failing)
+    flow, y = _gaussian_flow()
+    with pytest.raises(NonFiniteError, match="failed on the warm-up batch with every candidate"):
+        choose_spacing(flow, fr.Euler(), y)
