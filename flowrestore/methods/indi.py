@@ -102,6 +102,11 @@ INDI = Method(
             lambda: _solvers().RK4(),
         ),
         SolverChoice(
+            "ipndm",
+            "iPNDM (Adams-Bashforth, 1 NFE per step) on the predictor's declared spacing",
+            lambda: _solvers().IPNDM(),
+        ),
+        SolverChoice(
             "indi",
             "InDI's discrete sampler (eps = 0)",
             lambda: _solvers().InDISampler(),
