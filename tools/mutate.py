@@ -1968,6 +1968,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        kwargs["spacings"] = None',
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
+    "oracle-infinite-timestep-kept": (
+        "flowrestore/oracles/diffusion.py",
+        "        tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))",
+        "        tv = tv",
+        ["tests/core/test_oracle_syncs.py"],
+    ),
+    "oracle-timestep-checked-on-host": (
+        "flowrestore/oracles/diffusion.py",
+        "        tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))",
+        "        if not bool(torch.isfinite(tv).all()):\n"
+        "            raise ConfigError('timestep must be finite')",
+        ["tests/core/test_oracle_syncs.py"],
+    ),
 }
 
 

@@ -25,6 +25,7 @@ every time a solver evaluates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -135,17 +136,26 @@ def alpha_cumprod_at(alphas_cumprod: Tensor, timestep: Tensor) -> Tensor:
     table = alphas_cumprod.to(device=timestep.device, dtype=timestep.dtype)
     lam = torch.log(table) - torch.log1p(-table)
     n = table.numel()
-    k = timestep.detach().floor().clamp(0, n - 2).long()
+    # a NaN timestep indexes the table at 0 and stays NaN through ``f`` (no host read)
+    k = torch.nan_to_num(timestep.detach(), nan=0.0).floor().clamp(0, n - 2).long()
     f = timestep - k.to(timestep.dtype)
     lam_t = lam[k] + f * (lam[k + 1] - lam[k])
     return torch.sigmoid(lam_t)
 
 
 def _timesteps(timestep, x: Tensor) -> Tensor:
-    """``timestep`` (number, 0-d or ``[B]`` tensor) as a ``[B, 1, ..., 1]`` tensor in x's dtype."""
+    """``timestep`` (number, 0-d or ``[B]`` tensor) as a ``[B, 1, ..., 1]`` tensor in x's dtype.
+
+    A non-finite number is refused; a tensor's values are not read on the host (an oracle is
+    evaluated inside a solve's steps, which never wait for the device: issue 17), so a non-finite
+    entry becomes NaN and makes that sample's output NaN, which a solve's finite check reports
+    (:class:`~flowrestore.errors.NonFiniteError`).
+    """
     if isinstance(timestep, bool):
         raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
     if isinstance(timestep, (int, float)):
+        if not math.isfinite(timestep):
+            raise ConfigError(f"timestep must be finite, got {describe(timestep)}")
         tv = torch.full((x.shape[0],), float(timestep), dtype=x.dtype, device=x.device)
     elif isinstance(timestep, Tensor):
         tv = timestep.to(device=x.device, dtype=x.dtype)
@@ -156,10 +166,9 @@ def _timesteps(timestep, x: Tensor) -> Tensor:
                 f"timestep must be a number, a 0-d tensor or a [B]=[{x.shape[0]}] tensor, "
                 f"got {describe(timestep)}"
             )
+        tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))
     else:
         raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
-    if not bool(torch.isfinite(tv).all()):
-        raise ConfigError(f"timestep must be finite, got {describe(timestep)}")
     return tv.reshape(x.shape[0], *([1] * (x.dim() - 1)))
 
 

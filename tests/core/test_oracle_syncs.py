@@ -1,0 +1,97 @@
+"""The exact model oracles read nothing on the host when evaluated (issue 17): a solve of an
+oracle's flow never waits for the device and compiles whole, like a solve of a user's model.
+
+A timestep tensor's values are not checked on the host; a non-finite entry makes that sample's
+output NaN (the solve's finite check reports it), a non-finite number is refused at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from syncs import SyncCounter
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError, NonFiniteError
+from flowrestore.oracles.diffusion import GaussianDiffusionOracle, linear_alphas_cumprod
+from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
+
+F64 = torch.float64
+MEAN = torch.linspace(-0.5, 0.5, 6, dtype=F64)
+STD = torch.linspace(0.2, 1.0, 6, dtype=F64)
+
+
+def _flows():
+    diff = GaussianDiffusionOracle(
+        mean=MEAN, std=STD, alphas_cumprod=linear_alphas_cumprod(), prediction_type="epsilon"
+    )
+    fm = GaussianFlowMatchingOracle(mean=MEAN, std=STD)
+    den = GaussianDenoiserOracle(mean=MEAN, std=STD)
+    return {
+        "diffusion": (fr.DiffusionFlow(diff, alphas_cumprod=diff.alphas_cumprod), diff),
+        "flow-matching": (fr.FlowMatchingFlow(fm), fm),
+        "denoiser": (fr.DenoiserFlow(den, sigma_max=80.0, sigma_min=0.002), den),
+    }
+
+
+def _x(seed=0):
+    return torch.randn(4, 6, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+def test_an_oracle_evaluation_reads_nothing_on_the_host(name):
+    _, oracle = _flows()[name]
+    x, level = _x(), torch.tensor([5.0, 50.0, 0.5, 20.0], dtype=F64)
+    oracle(x, level)  # warm-up
+    with SyncCounter() as sc:
+        oracle(x, level)
+        oracle(x, level[0])
+    assert sc.count == 0, dict(sc.ops)
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+def test_a_fixed_step_solve_of_an_oracle_flow_has_no_sync_in_its_steps(name):
+    flow, _ = _flows()[name]
+    x = _x()
+    fr.solve(flow, fr.Heun(), x, steps=3)
+    with SyncCounter() as few:
+        fr.solve(flow, fr.Heun(), x, steps=3)
+    with SyncCounter() as many:
+        fr.solve(flow, fr.Heun(), x, steps=9)
+    # what a solve reads on the host does not grow with its steps
+    assert many.count == few.count, (dict(few.ops), dict(many.ops))
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+def test_a_solve_of_an_oracle_flow_compiles_whole(name):
+    flow, _ = _flows()[name]
+    x = _x(1)
+    eager = fr.solve(flow, fr.Euler(), x, steps=4).x
+    torch._dynamo.reset()
+    comp = fr.solve(flow, fr.Euler(), x, steps=4, compile={"backend": "eager"})
+    torch.testing.assert_close(comp.x, eager, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+def test_a_non_finite_timestep_gives_nan_for_its_sample_only(name):
+    _, oracle = _flows()[name]
+    x = _x(2)
+    level = torch.tensor([5.0, math.nan, math.inf, 0.5], dtype=F64)
+    out = oracle(x, level)
+    assert torch.isnan(out[1:3]).all()
+    torch.testing.assert_close(out[[0, 3]], oracle(x[[0, 3]], level[[0, 3]]))
+    with pytest.raises(ConfigError, match="timestep must be finite, got nan"):
+        oracle(x, math.nan)
+
+
+def test_a_non_finite_level_inside_a_solve_is_reported():
+    flow, oracle = _flows()["diffusion"]
+
+    def broken(x, k):
+        return oracle(x, k * math.inf)
+
+    bad = fr.DiffusionFlow(broken, alphas_cumprod=oracle.alphas_cumprod)
+    with pytest.raises(NonFiniteError):
+        fr.solve(bad, fr.Euler(), _x(), steps=3)
