@@ -335,46 +335,84 @@ def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
                 "",
             ]
     if out_dir is not None:
-        plot(results, problems, out_dir)
+        save_json(results, problems, out_dir)
+        plot(results, {name: problems[name].kind for name in results}, out_dir)
     return "\n".join(lines)
 
 
-def plot(results, problems, out_dir) -> None:
-    """Error (or PSNR) vs NFE per problem: flowrestore solid, peers dashed."""
+def save_json(results: dict, problems: dict, out_dir) -> None:
+    """``fewnfe.json`` in ``out_dir``: each problem's kind and rows (method → NFE → score), what
+    :func:`plot` draws (``--replot DIR`` redraws it without solving)."""
+    import json
+
+    data = {
+        name: {
+            "kind": problems[name].kind,
+            "rows": {m: {str(n): v[n] for n in v} for m, v in res.items()},
+        }
+        for name, res in results.items()
+    }
+    (Path(out_dir) / "fewnfe.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def replot(out_dir: Path) -> None:
+    """Redraw ``fewnfe.png`` from the ``fewnfe.json`` a run with ``--out`` wrote there."""
+    import json
+
+    data = json.loads((out_dir / "fewnfe.json").read_text())
+    results = {
+        name: {m: {int(n): v for n, v in row.items()} for m, row in d["rows"].items()}
+        for name, d in data.items()
+    }
+    plot(results, {name: d["kind"] for name, d in data.items()}, out_dir)
+
+
+def plot(results, kinds: dict, out_dir) -> None:
+    """Error (or PSNR) vs NFE per problem: flowrestore solid, peers dashed; one colour and marker
+    per method across all panels and one legend beside them. ``kinds``: problem → its score kind
+    (``Problem.kind``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     names = list(results)
+    methods = list(dict.fromkeys(m for res in results.values() for m in res))
+    ours = [m for m in methods if is_ours(m)]
+    peers = [m for m in methods if not is_ours(m)]
+    own = [plt.get_cmap("tab10")(i) for i in range(10)] + ["black", "olive", "navy"]
+    style = {m: (own[i % len(own)], "-", "os^vD<>ph*PX8"[i % 13], 1.4)
+             for i, m in enumerate(ours)}  # fmt: skip
+    style.update({m: (plt.get_cmap("tab20b")(i % 20), "--", ".x+1234|_"[i % 9], 0.8)
+                  for i, m in enumerate(peers)})  # fmt: skip
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        kind = problems[name].kind
+        kind = kinds[name]
         for meth, v in results[name].items():
             xs = sorted(v)
             ys = [v[n] for n in xs]
             if kind != "psnr" and any(y <= 0 for y in ys):
                 ys = [max(y, 0.5) for y in ys]
-            ax.plot(
-                xs,
-                ys,
-                "-o" if is_ours(meth) else "--.",
-                label=meth,
-                ms=3,
-                lw=1.2 if is_ours(meth) else 0.8,
-            )
+            color, ls, marker, lw = style[meth]
+            ax.plot(xs, ys, ls, color=color, marker=marker, ms=3, lw=lw)
         if kind in ("rel", "rel-c", "wrong"):
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("NFE")
+        ax.set_ylabel("PSNR (dB), higher is better" if kind == "psnr" else "error, lower is better",
+                      fontsize=7)  # fmt: skip
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=5, loc="best")
+    handles = [Line2D([], [], color=c, ls=ls, marker=mk, ms=4, lw=lw, label=m)
+               for m, (c, ls, mk, lw) in style.items()]  # fmt: skip
     fig.tight_layout()
-    fig.savefig(out_dir / "fewnfe.png", dpi=110)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               title="flowrestore solid, peers dashed", title_fontsize=7)  # fmt: skip
+    fig.savefig(out_dir / "fewnfe.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -463,7 +501,11 @@ if __name__ == "__main__":  # pragma: no cover
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None, help="folder for fewnfe.png (default: no plot)")
     p.add_argument("--only", default=None, help="only the problems whose name contains this")
+    p.add_argument("--replot", default=None, help="redraw DIR/fewnfe.png from DIR/fewnfe.json")
     a = p.parse_args()
+    if a.replot is not None:
+        replot(Path(a.replot))
+        raise SystemExit(0)
     torch.set_num_threads(1)
     res, probs = main(a.split, tuple(a.which), a.quick, only=a.only)
     out = None if a.out is None else Path(a.out)

@@ -63,3 +63,14 @@ def test_smoke_run_writes_the_tables(tmp_path):
     for row in ("SemiLinearMultistep()", "DataIPNDM()", "UniPC-3, own defaults", "iPNDM, Karras"):
         assert row in text
     assert "best default-constructed flowrestore" in text
+    # the plotted numbers are saved, and the plot is redrawn from them without solving
+    import json
+
+    saved = json.loads((tmp_path / "fewnfe.json").read_text())
+    assert set(saved) == set(results)
+    for name, res in results.items():
+        assert saved[name]["kind"] == problems[name].kind
+        assert saved[name]["rows"] == {m: {str(n): v[n] for n in v} for m, v in res.items()}
+    (tmp_path / "fewnfe.png").unlink()
+    fewnfe.replot(tmp_path)
+    assert (tmp_path / "fewnfe.png").stat().st_size > 0
