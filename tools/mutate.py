@@ -1974,6 +1974,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        tv = tv",
         ["tests/core/test_oracle_syncs.py"],
     ),
+    "oracle-time-outside-unit-interval-kept": (
+        "flowrestore/oracles/_common.py",
+        "    return torch.where((tt >= 0) & (tt <= 1), tt, torch.full_like(tt, math.nan))",
+        "    return tt",
+        ["tests/core/test_oracle_syncs.py"],
+    ),
+    "mixture-nan-penalty-zeroed": (
+        "flowrestore/oracles/mixture.py",
+        "    penalty = torch.where(excess > 0, excess / scale, excess * 0)",
+        "    penalty = torch.where(excess > 0, excess / scale, torch.zeros_like(excess))",
+        ["tests/core/test_oracle_syncs.py"],
+    ),
     "oracle-timestep-checked-on-host": (
         "flowrestore/oracles/diffusion.py",
         "        tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))",

@@ -115,7 +115,10 @@ def check_state(x, event_shape: tuple[int, ...], name: str) -> torch.Tensor:
 def time_vector(t: TimeLike, batch: int, like: torch.Tensor, name: str = "t") -> torch.Tensor:
     """Turn ``t`` (float, 0-d tensor or ``[B]`` tensor) into a ``[B]`` tensor in ``like``'s dtype.
 
-    Raises ShapeError for a wrongly shaped tensor and ConfigError for a time outside ``[0, 1]``.
+    Raises ShapeError for a wrongly shaped tensor and ConfigError for a number outside ``[0, 1]``.
+    A tensor's values are not read on the host (an oracle is evaluated inside a solve's steps,
+    which never wait for the device: issue 17): an entry outside ``[0, 1]`` (or NaN) becomes NaN,
+    which makes that sample's output NaN and a solve's finite check report it.
     """
     if isinstance(t, bool):
         raise ConfigError(f"{name} must be a float or a tensor, got {describe(t)}")
@@ -133,9 +136,7 @@ def time_vector(t: TimeLike, batch: int, like: torch.Tensor, name: str = "t") ->
         raise ShapeError(
             f"{name} must be a scalar or have shape [B] = [{batch}], got shape {tuple(t.shape)}"
         )
-    if not bool(((tt >= 0) & (tt <= 1)).all()):
-        raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
-    return tt
+    return torch.where((tt >= 0) & (tt <= 1), tt, torch.full_like(tt, math.nan))
 
 
 def expand_time(tv: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -42,7 +42,8 @@ def _softmax_from_sqdist(log_w: torch.Tensor, sqdist: torch.Tensor, scale: torch
     ``sqdist`` ``[B, K]``, ``scale`` ``[B, 1]`` (``2 t² σ²`` or ``2 σ_t²``, may be 0).
     """
     excess = sqdist - sqdist.min(dim=-1, keepdim=True).values  # >= 0, 0 at the nearest centre
-    penalty = torch.where(excess > 0, excess / scale, torch.zeros_like(excess))
+    # ``excess * 0`` keeps a NaN (a NaN time or state) NaN instead of zeroing its penalty
+    penalty = torch.where(excess > 0, excess / scale, excess * 0)
     return torch.softmax(log_w - penalty, dim=-1)
 
 

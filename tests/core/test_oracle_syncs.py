@@ -1,5 +1,6 @@
-"""The exact model oracles read nothing on the host when evaluated (issue 17): a solve of an
-oracle's flow never waits for the device and compiles whole, like a solve of a user's model.
+"""The exact oracles (diffusion, flow-matching and EDM models; InDI posterior means) read nothing
+on the host when evaluated (issue 17): a solve of an oracle's flow never waits for the device and
+compiles whole, like a solve of a user's model.
 
 A timestep tensor's values are not checked on the host; a non-finite entry makes that sample's
 output NaN (the solve's finite check reports it), a non-finite number is refused at once.
@@ -95,3 +96,42 @@ def test_a_non_finite_level_inside_a_solve_is_reported():
     bad = fr.DiffusionFlow(broken, alphas_cumprod=oracle.alphas_cumprod)
     with pytest.raises(NonFiniteError):
         fr.solve(bad, fr.Euler(), _x(), steps=3)
+
+
+def _indi_oracles():
+    g = fr.oracles.GaussianOracle(mean=MEAN, std=STD, noise_std=0.8)
+    centers = torch.randn(5, 6, generator=torch.Generator().manual_seed(3), dtype=F64)
+    m = fr.oracles.DiracMixture(centers=centers, noise_std=0.5)
+    gen = fr.oracles.GaussianGenerativeOracle(mean=MEAN, std=STD)
+    return {"gaussian": g, "mixture": m, "generative": gen}
+
+
+@pytest.mark.parametrize("name", ["gaussian", "mixture", "generative"])
+def test_an_indi_oracle_posterior_mean_reads_nothing_on_the_host(name):
+    oracle = _indi_oracles()[name]
+    x, t = _x(3), torch.tensor([0.9, 0.5, 0.1, 0.02], dtype=F64)
+    oracle.posterior_mean(x, t)
+    with SyncCounter() as sc:
+        oracle.posterior_mean(x, t)
+        oracle.posterior_mean(x, t[1])
+    assert sc.count == 0, dict(sc.ops)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "mixture", "generative"])
+def test_an_indi_oracle_time_outside_the_unit_interval_gives_nan_for_its_sample_only(name):
+    oracle = _indi_oracles()[name]
+    x, t = _x(4), torch.tensor([0.9, 1.5, -0.1, 0.3], dtype=F64)
+    out = oracle.posterior_mean(x, t)
+    assert torch.isnan(out[1:3]).all()
+    torch.testing.assert_close(out[[0, 3]], oracle.posterior_mean(x[[0, 3]], t[[0, 3]]))
+    with pytest.raises(ConfigError, match=r"t must lie in \[0, 1\], got 1.5"):
+        oracle.posterior_mean(x, 1.5)
+
+
+def test_an_indi_solve_of_the_gaussian_oracle_compiles_whole():
+    flow = fr.InDIFlow(_indi_oracles()["gaussian"].posterior_mean)
+    y = _x(5)
+    eager = fr.solve(flow, fr.Heun(), y, steps=4).x
+    torch._dynamo.reset()
+    comp = fr.solve(flow, fr.Heun(), y, steps=4, compile={"backend": "eager"})
+    torch.testing.assert_close(comp.x, eager, rtol=1e-12, atol=1e-12)
