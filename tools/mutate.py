@@ -1932,13 +1932,13 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
     "indi-declared-spacing-for-parent-class": (
-        "flowrestore/flows/indi.py",
+        "flowrestore/flows/declared.py",
         "        return self.spacings.get(type(solver)) or self.default_spacing()",
         "        return self.spacings.get(type(solver).__mro__[-3]) or self.default_spacing()",
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
     "indi-declared-spacing-for-subclasses": (
-        "flowrestore/flows/indi.py",
+        "flowrestore/flows/declared.py",
         "        return self.spacings.get(type(solver)) or self.default_spacing()",
         "        return next((v for k, v in self.spacings.items() if isinstance(solver, k)), None) "
         "or self.default_spacing()",
@@ -1967,6 +1967,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '        kwargs["spacings"] = _declared_spacings(metadata)',
         '        kwargs["spacings"] = None',
         ["tests/fewnfe/test_declared_spacings.py"],
+    ),
+    "model-flow-declarations-dropped": (
+        "flowrestore/flows/_model.py",
+        "        self._declare_grids(grids, spacings)",
+        "        self._declare_grids(None, None)",
+        ["tests/fewnfe/test_declared_on_model_flows.py"],
+    ),
+    "declared-grids-ignored": (
+        "flowrestore/flows/declared.py",
+        "        return self.grids",
+        "        return None",
+        ["tests/fewnfe/test_declared_on_model_flows.py"],
     ),
     "oracle-infinite-timestep-kept": (
         "flowrestore/oracles/diffusion.py",

@@ -44,6 +44,7 @@ from flowrestore.errors import (
     describe,
 )
 from flowrestore.flows.base import ResidualFlow, check_output
+from flowrestore.flows.declared import DeclaredGrids
 
 __all__ = [
     "ModelFlow",
@@ -152,7 +153,7 @@ def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
     return cond
 
 
-class ModelFlow(ResidualFlow):
+class ModelFlow(DeclaredGrids, ResidualFlow):
     """Base of the model flows: a network ``model(x, time, **cond)`` and its protocol (module
     docstring). Subclasses implement ``denoise`` and ``state_coefficients``."""
 
@@ -175,6 +176,8 @@ class ModelFlow(ResidualFlow):
         uncond=None,
         guidance_scale=1.0,
         guidance_rescale=0.0,
+        grids=None,
+        spacings=None,
     ) -> None:
         if not callable(model):
             raise ArgumentTypeError(f"model must be callable {call}, got {describe(model)}")
@@ -183,6 +186,7 @@ class ModelFlow(ResidualFlow):
         self.check_outputs = bool(check_outputs)
         self.uncond, self.guidance_scale = check_guidance(self.cond, uncond, guidance_scale)
         self.guidance_rescale = check_rescale(self.uncond, guidance_rescale)
+        self._declare_grids(grids, spacings)
 
     def _guidance_repr(self) -> str:
         """``", guidance_scale=…"`` (and the rescale) for a guided flow's ``repr``, else ``""``."""

@@ -303,7 +303,7 @@ class Flow:
     def declared_spacing(self, solver):
         """The spacing ``steps=N`` with ``solver`` defaults to on this flow, or ``None`` (the
         solver's preference, then the loop's rule): :meth:`default_spacing` unless the flow
-        declares one for that solver (:class:`~flowrestore.InDIFlow`'s ``spacings``)."""
+        declares one for that solver (``spacings=``: :mod:`flowrestore.flows.declared`)."""
         return self.default_spacing()
 
     def fitted_grids(self):

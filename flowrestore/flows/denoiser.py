@@ -48,7 +48,7 @@ from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows._model import ModelFlow
 from flowrestore.flows.base import TimeVariable, batch_time
 from flowrestore.flows.diffusion import reference_levels
-from flowrestore.grids import Karras, NoiseLevels, Spacing
+from flowrestore.grids import FittedGrids, Karras, NoiseLevels, Spacing
 
 __all__ = ["DenoiserFlow"]
 
@@ -77,6 +77,12 @@ class DenoiserFlow(ModelFlow):
         stages: ``"reciprocal"`` (default: Runge–Kutta stages in ``w = 1/σ``, stable over large
             steps) or ``"sigma"`` (stages in ``σ``: Heun on :meth:`edm_grid` is EDM's
             Algorithm 1; module docstring).
+        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
+            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
+            runs on them (:mod:`flowrestore.flows.declared`).
+        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
+            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
+            flow's default, with the loop's landing rules.
     """
 
     def __init__(
@@ -91,6 +97,8 @@ class DenoiserFlow(ModelFlow):
         guidance_rescale: float = 0.0,
         check_outputs: bool = True,
         stages: str = "reciprocal",
+        grids: FittedGrids | None = None,
+        spacings: dict[type, Spacing] | None = None,
     ):
         self.sigma_max = _level(sigma_max, "sigma_max")
         self.sigma_min = _level(sigma_min, "sigma_min")
@@ -104,7 +112,15 @@ class DenoiserFlow(ModelFlow):
         self.stages = stages
         self._spacing = NoiseLevels(reference_levels(self.sigma_max), rho=2.0)
         self._set_model(
-            model, cond, check_outputs, "model(x, sigma)", uncond, guidance_scale, guidance_rescale
+            model,
+            cond,
+            check_outputs,
+            "model(x, sigma)",
+            uncond,
+            guidance_scale,
+            guidance_rescale,
+            grids,
+            spacings,
         )
 
     def __repr__(self) -> str:

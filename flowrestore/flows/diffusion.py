@@ -101,7 +101,7 @@ from flowrestore.flows.diffusers_io import (
     scheduler_grid,
 )
 from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
-from flowrestore.grids import Karras, NoiseLevels, Spacing
+from flowrestore.grids import FittedGrids, Karras, NoiseLevels, Spacing
 from flowrestore.oracles.diffusion import check_alphas_cumprod, linear_alphas_cumprod
 
 __all__ = [
@@ -161,6 +161,12 @@ class DiffusionFlow(ModelFlow):
             prediction first (improved DDPM / ADM's ``learn_sigma``, diffusers'
             ``variance_type="learned_range"``): the flow keeps the first half, as diffusers'
             schedulers and pipelines do (the probability flow does not use the variance).
+        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
+            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
+            runs on them (:mod:`flowrestore.flows.declared`).
+        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
+            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
+            flow's default, with the loop's landing rules.
     """
 
     def __init__(
@@ -177,6 +183,8 @@ class DiffusionFlow(ModelFlow):
         guidance_rescale: float = 0.0,
         check_outputs: bool = True,
         learned_variance: bool = False,
+        grids: FittedGrids | None = None,
+        spacings: dict[type, Spacing] | None = None,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
@@ -201,6 +209,8 @@ class DiffusionFlow(ModelFlow):
             uncond,
             guidance_scale,
             guidance_rescale,
+            grids,
+            spacings,
         )
         self.alphas_cumprod = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
         self.prediction_type = prediction_type

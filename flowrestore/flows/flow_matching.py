@@ -41,7 +41,7 @@ from flowrestore.flows.diffusers_io import (
     require_scheduler,
     scheduler_config,
 )
-from flowrestore.grids import Shifted, Spacing, check_grid
+from flowrestore.grids import FittedGrids, Shifted, Spacing, check_grid
 
 __all__ = ["FlowMatchingFlow", "Shifted", "dynamic_shift", "flow_matching_config"]
 
@@ -66,6 +66,12 @@ class FlowMatchingFlow(ModelFlow):
             ``uncond``).
         guidance_rescale: Lin et al.'s rescale ``φ ∈ [0, 1]`` of the guided output (default 0).
         check_outputs: validate shape, dtype and device of every model output.
+        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
+            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
+            runs on them (:mod:`flowrestore.flows.declared`).
+        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
+            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
+            flow's default, with the loop's landing rules.
     """
 
     def __init__(
@@ -79,6 +85,8 @@ class FlowMatchingFlow(ModelFlow):
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         check_outputs: bool = True,
+        grids: FittedGrids | None = None,
+        spacings: dict[type, Spacing] | None = None,
     ):
         T = num_train_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
@@ -91,6 +99,8 @@ class FlowMatchingFlow(ModelFlow):
             uncond,
             guidance_scale,
             guidance_rescale,
+            grids,
+            spacings,
         )
         self.num_train_timesteps = T
         self.shift = float(Shifted(shift=shift).shift)  # a number > 0 (checked there)

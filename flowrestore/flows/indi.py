@@ -26,12 +26,13 @@ from torch import Tensor
 
 from flowrestore.errors import ArgumentTypeError, ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
+from flowrestore.flows.declared import DeclaredGrids
 from flowrestore.grids import FittedGrids, Spacing
 
 __all__ = ["InDIFlow"]
 
 
-class InDIFlow(ResidualFlow):
+class InDIFlow(DeclaredGrids, ResidualFlow):
     """The InDI residual flow over a clean-image predictor.
 
     Args:
@@ -79,10 +80,7 @@ class InDIFlow(ResidualFlow):
                 f"observation must be a tensor [B, ...], got {describe(observation)}"
             )
         check_cond(cond, None)
-        if grids is not None and not isinstance(grids, FittedGrids):
-            raise ArgumentTypeError(f"grids must be a FittedGrids or None, got {describe(grids)}")
-        self.grids = grids
-        self.spacings = _check_spacings(spacings)
+        self._declare_grids(grids, spacings)
         self.predictor = predictor
         self.observation = observation
         self.cond = cond
@@ -90,15 +88,6 @@ class InDIFlow(ResidualFlow):
         self._velocity = (
             predictor.velocity if getattr(predictor, "predicts_velocity", False) else None
         )
-
-    def fitted_grids(self) -> FittedGrids | None:
-        """The ``grids`` given (:meth:`Flow.fitted_grids <flowrestore.flows.Flow.fitted_grids>`)."""
-        return self.grids
-
-    def declared_spacing(self, solver):
-        """The ``spacings`` entry for ``solver``'s class, else :meth:`default_spacing`
-        (:meth:`Flow.declared_spacing <flowrestore.flows.Flow.declared_spacing>`)."""
-        return self.spacings.get(type(solver)) or self.default_spacing()
 
     @property
     def network(self):
@@ -152,24 +141,3 @@ class InDIFlow(ResidualFlow):
             self.cond,
             check=self.check_outputs,
         )
-
-
-def _check_spacings(spacings) -> dict[type, Spacing]:
-    """``spacings`` as a dict of classes to spacings (``None``: empty), refused otherwise."""
-    if spacings is None:
-        return {}
-    if not isinstance(spacings, dict):
-        raise ArgumentTypeError(
-            f"spacings must be a dict {{solver class: Spacing}} or None, got {describe(spacings)}"
-        )
-    for key, value in spacings.items():
-        if not isinstance(key, type):
-            raise ArgumentTypeError(
-                f"spacings keys must be solver classes (e.g. fr.DataIPNDM), got {describe(key)}"
-            )
-        if not isinstance(value, Spacing):
-            raise ArgumentTypeError(
-                f"spacings[{key.__name__}] must be a Spacing (e.g. fr.StartRefined(rho=3)), "
-                f"got {describe(value)}"
-            )
-    return dict(spacings)

@@ -16,7 +16,8 @@ end ``t = 1`` and wants ``StartRefined`` steps, an exact Gaussian posterior mean
    teacher's answer; the smallest wins (ties: the earlier candidate).
 
 The result's ``spacing`` is what to declare: ``fr.InDIFlow(F, spacings={type(solver):
-choice.spacing})``. Cost: the teacher's ``teacher_steps`` evaluations plus, per candidate, the
+choice.spacing})`` (the model flows take ``spacings=`` too: :mod:`flowrestore.flows.declared`).
+Cost: the teacher's ``teacher_steps`` evaluations plus, per candidate, the
 sum of the evaluations of ``steps`` (e.g. 5 candidates at 4, 6 and 8 steps of a one-evaluation
 solver: 90 evaluations of the batch). Wrong requests are refused before any evaluation, as by
 :func:`fit_grid`.
@@ -83,7 +84,8 @@ def choose_spacing(
         teacher_steps, teacher, t_span: the reference solve, as :func:`fit_grid`'s.
 
     Returns:
-        :class:`SpacingChoice`; declare ``choice.spacing`` with ``InDIFlow(spacings=...)``.
+        :class:`SpacingChoice`; declare ``choice.spacing`` with the flow's ``spacings=`` (e.g.
+        ``InDIFlow(spacings=...)``).
     """
     counts = _check_counts(steps)
     t0, t1 = _check(flow, solver, x_warmup, max(counts), teacher_steps, t_span, 0)
