@@ -232,6 +232,12 @@ class EndRefined(Spacing):
         """The base's, times ``ρ``."""
         return self.base.end_exponent * float(self.rho)
 
+    def shape_for(self, steps: int, t0: float, t1: float) -> Spacing:
+        """This refinement of the base's law at ``steps`` (an outer :class:`EndRefined` reads the
+        base's law at the solve's ``N``, not at its own resolution)."""
+        shape = self.base.shape_for(steps, t0, t1)
+        return self if shape is self.base else EndRefined(shape, self.rho, self.resolution)
+
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         shape = self.base.shape_for(steps, t0, t1)  # the base's law at this N
         fine = shape(self.resolution, t0, t1).numpy()
@@ -282,6 +288,11 @@ class EulerMatchedEnd(Spacing):
     def end_exponent(self) -> float:
         """The base's times ``ρ_N``, which tends to ``rho_min`` as ``N`` grows."""
         return self.base.end_exponent * float(self.rho_min)
+
+    def shape_for(self, steps: int, t0: float, t1: float) -> Spacing:
+        """The law laid at ``steps``: ``EndRefined(base, ρ_N)`` (an outer :class:`EndRefined`
+        reads it with this ``N``'s ``ρ_N``, not its resolution's)."""
+        return EndRefined(self.base.shape_for(steps, t0, t1), rho=self.rho(steps))
 
     def rho(self, steps: int) -> float:
         """``ρ_N`` (class docstring)."""

@@ -1980,6 +1980,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return None",
         ["tests/fewnfe/test_declared_on_model_flows.py"],
     ),
+    "euler-matched-end-shape-at-resolution": (
+        "flowrestore/grids.py",
+        "        return EndRefined(self.base.shape_for(steps, t0, t1), rho=self.rho(steps))",
+        "        return self",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "end-refined-shape-at-resolution": (
+        "flowrestore/grids.py",
+        "        return self if shape is self.base else "
+        "EndRefined(shape, self.rho, self.resolution)",
+        "        return self",
+        ["tests/fewnfe/test_grids.py"],
+    ),
     "oracle-infinite-timestep-kept": (
         "flowrestore/oracles/diffusion.py",
         "        tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))",

@@ -111,6 +111,22 @@ def test_end_refined_reads_a_steps_dependent_law_at_its_own_steps():
         assert got[-2] == pytest.approx(want[-2], rel=1e-3)  # n = 64: the end law itself
 
 
+@pytest.mark.parametrize("n", [3, 4, 7, 12])
+def test_end_refined_of_a_steps_dependent_refinement_reads_it_at_the_solves_steps(n):
+    """``EndRefined(EulerMatchedEnd(Uniform(), stages=2), ρ = 2)`` on ``[1, 0]`` is
+    ``t_k = (1 − k/N)^{2 ρ_N}`` with ``ρ_N = ln(2N)/ln N`` (not ``ρ`` at the inner resolution's
+    ``N``), and an end refinement of an end refinement multiplies the exponents."""
+    k = torch.arange(n + 1, dtype=F64)
+    rho_n = math.log(2 * n) / math.log(n)
+    nested = fr.EndRefined(fr.EulerMatchedEnd(fr.Uniform(), stages=2), rho=2.0)(n, 1.0, 0.0)
+    torch.testing.assert_close(nested, (1 - k / n) ** (2 * rho_n), rtol=0, atol=1e-6)
+    twice = fr.EndRefined(fr.EndRefined(fr.Uniform(), rho=1.5), rho=2.0)(n, 1.0, 0.0)
+    torch.testing.assert_close(twice, (1 - k / n) ** 3.0, rtol=0, atol=1e-6)
+    inner = fr.EndRefined(fr.EulerMatchedEnd(fr.Uniform(), stages=2), rho=1.5)
+    three = fr.EndRefined(inner, rho=2.0)(n, 1.0, 0.0)
+    torch.testing.assert_close(three, (1 - k / n) ** (3 * rho_n), rtol=0, atol=1e-5)
+
+
 def test_time_variable_validation():
     assert fr.TimeVariable() == fr.TimeVariable(power=2, reciprocal=False)
     with pytest.raises(ConfigError, match="power"):
