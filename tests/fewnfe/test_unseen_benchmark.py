@@ -116,3 +116,30 @@ def test_compare_is_the_per_family_geometric_mean_of_the_best_defaults_ratio(tmp
     b.write_text("\n".join(json.dumps(r) for r in after))
     assert unseen.main(["--compare", str(a), str(b)]) == 0
     assert "| fam | 0.707 | 2 |" in capsys.readouterr().out
+
+
+def test_declared_fit_declares_each_priors_own_fitted_grids_and_steps_uses_them():
+    """benchmarks/declared_fit.py: each instance's flow carries ``IPNDM()`` grids fitted on its
+    own warm-up noises (never the scored ones), and ``steps=N`` alone runs on them."""
+    import torch
+
+    import flowrestore as fr
+    from benchmarks import declared_fit
+
+    problem = unseen.make_problem("linear(0.00085,0.012)/x0", 0.02, 0.2, seeds=(777,), batch=8)
+    plain = problem.instances[0].flow
+    declared_fit.NFES = (5,)
+    try:
+        assert declared_fit.declare_fitted(problem, log=lambda s: None) > 0
+    finally:
+        declared_fit.NFES = tuple(range(4, 11))
+    inst = problem.instances[0]
+    grids = inst.flow.fitted_grids()
+    assert plain.fitted_grids() is None and grids is not None
+    assert [n for n, _ in grids.times] == [5]
+    fitted = fr.solve(inst.flow, fr.IPNDM(), inst.x, steps=5).x
+    explicit = fr.solve(plain, fr.IPNDM(), inst.x, grid=torch.tensor(grids.times[0][1]))
+    torch.testing.assert_close(fitted, explicit.x)
+    err = [float(((x - inst.ref).norm(dim=1) / inst.ref.norm(dim=1)).max())
+           for x in (fitted, fr.solve(plain, fr.IPNDM(), inst.x, steps=5).x)]  # fmt: skip
+    assert err[0] < err[1], err
