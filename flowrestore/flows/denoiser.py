@@ -77,12 +77,8 @@ class DenoiserFlow(ModelFlow):
         stages: ``"reciprocal"`` (default: Runge–Kutta stages in ``w = 1/σ``, stable over large
             steps) or ``"sigma"`` (stages in ``σ``: Heun on :meth:`edm_grid` is EDM's
             Algorithm 1; module docstring).
-        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
-            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
-            runs on them (:mod:`flowrestore.flows.declared`).
-        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
-            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
-            flow's default, with the loop's landing rules.
+        grids, spacings: a :class:`~flowrestore.FittedGrids` and ``{solver class: Spacing}``
+            that ``steps=N`` uses for those solvers (:mod:`flowrestore.flows.declared`).
     """
 
     def __init__(

@@ -161,12 +161,8 @@ class DiffusionFlow(ModelFlow):
             prediction first (improved DDPM / ADM's ``learn_sigma``, diffusers'
             ``variance_type="learned_range"``): the flow keeps the first half, as diffusers'
             schedulers and pipelines do (the probability flow does not use the variance).
-        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
-            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
-            runs on them (:mod:`flowrestore.flows.declared`).
-        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
-            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
-            flow's default, with the loop's landing rules.
+        grids, spacings: a :class:`~flowrestore.FittedGrids` and ``{solver class: Spacing}``
+            that ``steps=N`` uses for those solvers (:mod:`flowrestore.flows.declared`).
     """
 
     def __init__(

@@ -66,12 +66,8 @@ class FlowMatchingFlow(ModelFlow):
             ``uncond``).
         guidance_rescale: Lin et al.'s rescale ``φ ∈ [0, 1]`` of the guided output (default 0).
         check_outputs: validate shape, dtype and device of every model output.
-        grids: grids fitted to this model for one solver (:class:`~flowrestore.FittedGrids`,
-            e.g. from :func:`~flowrestore.integrate.fit_grids`): ``steps=N`` with that solver
-            runs on them (:mod:`flowrestore.flows.declared`).
-        spacings: grid spacings declared per solver class, e.g. ``{fr.IPNDM: fr.Karras(...)}``:
-            ``steps=N`` with a solver of exactly that class lays that spacing instead of the
-            flow's default, with the loop's landing rules.
+        grids, spacings: a :class:`~flowrestore.FittedGrids` and ``{solver class: Spacing}``
+            that ``steps=N`` uses for those solvers (:mod:`flowrestore.flows.declared`).
     """
 
     def __init__(
