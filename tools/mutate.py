@@ -2001,7 +2001,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "oracle-time-outside-unit-interval-kept": (
         "flowrestore/oracles/_common.py",
-        "    return torch.where((tt >= 0) & (tt <= 1), tt, torch.full_like(tt, math.nan))",
+        "    return torch.where(inside, tt, torch.full_like(tt, math.nan))",
         "    return tt",
         ["tests/core/test_oracle_syncs.py"],
     ),

@@ -112,13 +112,17 @@ def check_state(x, event_shape: tuple[int, ...], name: str) -> torch.Tensor:
     return x
 
 
-def time_vector(t: TimeLike, batch: int, like: torch.Tensor, name: str = "t") -> torch.Tensor:
+def time_vector(
+    t: TimeLike, batch: int, like: torch.Tensor, name: str = "t", *, strict: bool = False
+) -> torch.Tensor:
     """Turn ``t`` (float, 0-d tensor or ``[B]`` tensor) into a ``[B]`` tensor in ``like``'s dtype.
 
     Raises ShapeError for a wrongly shaped tensor and ConfigError for a number outside ``[0, 1]``.
     A tensor's values are not read on the host (an oracle is evaluated inside a solve's steps,
     which never wait for the device: issue 17): an entry outside ``[0, 1]`` (or NaN) becomes NaN,
-    which makes that sample's output NaN and a solve's finite check report it.
+    which makes that sample's output NaN and a solve's finite check report it. ``strict``
+    (the closed-form solutions, never evaluated inside a solve): refuse such a tensor with a
+    ConfigError instead (one host read).
     """
     if isinstance(t, bool):
         raise ConfigError(f"{name} must be a float or a tensor, got {describe(t)}")
@@ -136,7 +140,10 @@ def time_vector(t: TimeLike, batch: int, like: torch.Tensor, name: str = "t") ->
         raise ShapeError(
             f"{name} must be a scalar or have shape [B] = [{batch}], got shape {tuple(t.shape)}"
         )
-    return torch.where((tt >= 0) & (tt <= 1), tt, torch.full_like(tt, math.nan))
+    inside = (tt >= 0) & (tt <= 1)
+    if strict and not bool(inside.all()):
+        raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
+    return torch.where(inside, tt, torch.full_like(tt, math.nan))
 
 
 def expand_time(tv: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -145,7 +145,7 @@ class GaussianOracle(PosteriorOracle):
         gives the flow's output, whose law is the prior when ``y ~ p(y)``.
         """
         y = check_state(y, self.event_shape, "y")
-        tv = expand_time(time_vector(t, y.shape[0], y), y.dim())
+        tv = expand_time(time_vector(t, y.shape[0], y, strict=True), y.dim())
         c, sc, h = self._params(y)
         ht = (1 - tv) + tv * h
         var = sc**2

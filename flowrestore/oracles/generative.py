@@ -78,7 +78,7 @@ class GaussianGenerativeOracle(PosteriorOracle):
     def ode_solution(self, z: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Closed-form ODE path from ``x(1) = z``: ``(1 - t) c + z sqrt((1 - t)² σ_c² + t²)``."""
         z = check_state(z, self.event_shape, "z")
-        tv = expand_time(time_vector(t, z.shape[0], z), z.dim())
+        tv = expand_time(time_vector(t, z.shape[0], z, strict=True), z.dim())
         c, sc = self.mean.to(z), self.std.to(z)
         return (1 - tv) * c + z * torch.sqrt((1 - tv) ** 2 * sc**2 + tv**2)
 

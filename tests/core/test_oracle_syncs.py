@@ -135,3 +135,13 @@ def test_an_indi_solve_of_the_gaussian_oracle_compiles_whole():
     torch._dynamo.reset()
     comp = fr.solve(flow, fr.Heun(), y, steps=4, compile={"backend": "eager"})
     torch.testing.assert_close(comp.x, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_the_closed_form_solutions_still_refuse_a_time_outside_the_unit_interval():
+    """Ground truth, never evaluated inside a solve: an out-of-range time tensor is refused."""
+    x, bad = _x(6), torch.tensor([0.5, 1.5, 0.2, 0.1], dtype=F64)
+    for name in ("gaussian", "generative"):
+        oracle = _indi_oracles()[name]
+        with pytest.raises(ConfigError, match=r"t must lie in \[0, 1\]"):
+            oracle.ode_solution(x, bad)
+        assert torch.isfinite(oracle.ode_solution(x, bad.clamp(max=1.0))).all()
