@@ -75,6 +75,10 @@ def test_data_consistency_and_high_frequency():
     assert float(high_frequency_energy(ramp)[0]) == pytest.approx(
         2 * 8 / 64
     )  # boundary columns only
+    # the same ramp along the rows: the replicate boundary on all four sides (rows 0 and 7 only)
+    assert float(high_frequency_energy(ramp.transpose(-1, -2).contiguous())[0]) == pytest.approx(
+        2 * 8 / 64
+    )
     smooth = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     assert bool((high_frequency_energy(smooth) < high_frequency_energy(x)).all())
 

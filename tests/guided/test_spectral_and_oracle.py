@@ -106,3 +106,13 @@ def test_oracle_refuses_what_is_not_diagonal():
             mean=0.0, std=torch.ones(SHAPE), kernel=torch.ones(3, 3), noise_std=0.1,
             event_shape=SHAPE,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 4), (0, 4, 4), (4, 4), (1, 1, 4, 4)])
+def test_oracle_refuses_an_event_shape_that_is_not_an_image(shape):
+    """``event_shape`` is ``(C, H, W)`` with every size ≥ 1: an empty axis is refused by name
+    (a random mutation accepting size 0 went unseen)."""
+    with pytest.raises(fr.ConfigError, match=r"event_shape must be \(C, H, W\)"):
+        fr.oracles.LinearGaussianPosterior.masked(
+            mean=0.0, std=1.0, mask=1.0, noise_std=0.1, event_shape=shape
+        )
