@@ -7,13 +7,16 @@ grids — ``Euler()``, ``Midpoint()``, ``Heun()``, ``RK4()``, ``IPNDM()``, ``Dat
 ``steps`` costing 3–10 evaluations, on each candidate spacing declared through
 ``flow_for(model, spacings={solver class: spacing})``: the loop's rule without a declaration
 (uniform, or ``Power``/``EndRefined`` for the solvers that land by denoising) and
-``StartRefined(rho, closing_pair=False)`` for several ``rho``.
+``StartRefined(rho, closing_pair=False)`` for several ``rho``, first with the loop's end rules on
+it (Heun and RK4 land by the denoising step and get its end refined, Midpoint its last point
+matched to Euler's), then laid exactly as given (``fr.Unrefined``; the same grid for Euler and the
+multistep solvers, which no end rule touches).
 
 The rule (applied to ``--split val``, which chooses; ``--split test`` reports crops that chose
 nothing): score each candidate by the mean over the six solvers of each one's mean over 3–10
 evaluations of the worst model's PSNR; candidates within ``TIE_DB`` of the best score tie, and the
-tie goes to the smallest ``rho`` (the least start-refined grid, whose last positive time is the
-smallest). ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and
+tie goes to the earliest in :func:`candidates` — the loop's end rules before ``Unrefined``, then
+the smallest ``rho`` (the least start-refined grid, whose last positive time is the smallest). ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and
 its own default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses
 (validation deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
 
@@ -56,10 +59,14 @@ TIE_DB = 0.5
 
 
 def candidates() -> dict[str, fr.Spacing | None]:
-    """The declared spacings compared (``None``: no declaration)."""
+    """The declared spacings compared (``None``: no declaration): ``StartRefined`` with the
+    loop's end rules on it, then laid exactly (``fr.Unrefined``)."""
     out: dict[str, fr.Spacing | None] = {NONE: None}
     for rho in RHOS:
         out[f"StartRefined(rho={rho:g})"] = fr.StartRefined(rho=rho, closing_pair=False)
+    for rho in RHOS:
+        sr = fr.StartRefined(rho=rho, closing_pair=False)
+        out[f"Unrefined(StartRefined(rho={rho:g}))"] = fr.Unrefined(sr)
     return out
 
 
@@ -121,8 +128,9 @@ def choose(split: str, log=print) -> str:
             start = time.perf_counter()
             with torch.no_grad():
                 choice = choose_spacing(flow, make(), w)
-            rho = getattr(choice.spacing, "rho", None)
-            label = "uniform" if rho is None else f"ρ = {rho:g}"
+            exact = isinstance(choice.spacing, fr.Unrefined)
+            rho = getattr(choice.spacing.base if exact else choice.spacing, "rho", None)
+            label = ("uniform" if rho is None else f"ρ = {rho:g}") + (" as given" if exact else "")
             cells.append(f"{label} ({time.perf_counter() - start:.1f} s)")
         log(f"  {name}: {cells}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -160,7 +168,7 @@ def chosen(score: dict[str, float]) -> str:
     """The rule's choice (module docstring)."""
     best = max(score.values())
     tied = [c for c in candidates() if c != NONE and score[c] >= best - TIE_DB]
-    return tied[0] if tied else NONE  # candidates() lists rho in increasing order
+    return tied[0] if tied else NONE  # candidates(): end rules first, rho increasing
 
 
 def report(res, split: str) -> str:

@@ -82,6 +82,7 @@ _EXPORTS = {
         "Spacing",
         "StartRefined",
         "Uniform",
+        "Unrefined",
     ),
     "flowrestore.flows.spectral": ("IncompatibleOperatorError",),
     "flowrestore.integrate": ("PreparedSolve", "Solution", "Stats", "prepare", "solve"),

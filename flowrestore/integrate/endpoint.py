@@ -65,7 +65,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from flowrestore.flows.base import Flow
-from flowrestore.grids import EndRefined, EulerMatchedEnd, Power, Spacing, Uniform
+from flowrestore.grids import EndRefined, EulerMatchedEnd, Power, Spacing, Uniform, Unrefined
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import ReciprocalState, reciprocal_landing
 
@@ -116,6 +116,8 @@ def as_declared(flow: Flow, solver: Solver, t_end: float, own: Spacing | None) -
     """What ``steps=N`` lays when ``flow`` declares ``own`` for ``solver`` (``None``: the
     solver's preference, then the loop's rule), with the landing rules (module docstring)."""
     own = own or solver.default_spacing(flow)
+    if isinstance(own, Unrefined):
+        return own  # laid exactly as declared (module docstring)
     landing = singular_end(flow, t_end) and lands_by_denoising(solver, flow)
     if own is None:
         return Power(rho=solver.order / 2) if landing and solver.order > 2 else Uniform()

@@ -36,8 +36,23 @@ def _fitted_grids(metadata):
     return FittedGrids.from_dict(entry)
 
 
-#: the spacings a registry entry may declare (``"spacings"``), by class name
+#: the spacings a registry entry may declare (``"spacings"``), by class name; ``Unrefined``
+#: wraps one of the others (``{"Unrefined": {"StartRefined": {...}}}``)
 _SPACINGS = ("StartRefined", "Power", "Uniform")
+
+
+def _spacing(spec):
+    """The spacing a registry record names (``{class name: parameters}``)."""
+    import flowrestore.grids as grids
+    from flowrestore.errors import ConfigError
+
+    kinds = (*_SPACINGS, "Unrefined")
+    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in kinds):
+        raise ConfigError(f"registry 'spacings' needs one spacing of {kinds}, got {spec!r}")
+    ((kind, params),) = spec.items()
+    if kind == "Unrefined":
+        return grids.Unrefined(_spacing(params))  # refuses an Unrefined inside
+    return getattr(grids, kind)(**params)
 
 
 def _declared_spacings(metadata):
@@ -47,14 +62,9 @@ def _declared_spacings(metadata):
     entry = metadata.get("spacings") if isinstance(metadata, dict) else None
     if not entry:
         return None
-    import flowrestore.grids as grids
     from flowrestore.errors import ConfigError
 
-    spec = entry.get("spacing")
-    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in _SPACINGS):
-        raise ConfigError(f"registry 'spacings' needs one spacing of {_SPACINGS}, got {spec!r}")
-    ((kind, params),) = spec.items()
-    spacing = getattr(grids, kind)(**params)
+    spacing = _spacing(entry.get("spacing"))
     solvers = _solvers()
     out = {}
     for name in entry["solvers"]:

@@ -1,6 +1,6 @@
 """Issue 16: an InDI predictor declares the grid spacing of its solvers without fitted grids
 (``InDIFlow(spacings={solver class: spacing})``; the shipped predictors declare
-``StartRefined(rho=3)``, chosen by ``python -m benchmarks.indi_spacing --split val``)."""
+``Unrefined(StartRefined(rho=3))``, chosen by ``python -m benchmarks.indi_spacing --split val``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import flowrestore as fr
-from flowrestore.errors import ArgumentTypeError
+from flowrestore.errors import ArgumentTypeError, ConfigError
 from flowrestore.integrate.endpoint import default_spacing
 from flowrestore.oracles import GaussianOracle
 
@@ -91,12 +91,16 @@ SHIPPED_SOLVERS = (fr.Euler, fr.Midpoint, fr.Heun, fr.RK4, fr.IPNDM, fr.DataIPND
 
 @pytest.mark.parametrize("name", ["indi-deblur", "indi-sr4"])
 def test_a_shipped_predictor_declares_start_refined_rho_3_for_its_other_solvers(name):
+    """Laid exactly (``fr.Unrefined``): the loop's end rules would refine the end of Heun's,
+    RK4's and Midpoint's grids, taking points from the start where the predictor changes
+    fastest."""
     from flowrestore.pretrained import flow_for, pretrained
 
     flow = flow_for(pretrained(name))
     assert set(flow.spacings) == set(SHIPPED_SOLVERS)
     for cls in SHIPPED_SOLVERS:
-        assert flow.spacings[cls] == SR3
+        assert flow.spacings[cls] == fr.Unrefined(SR3)
+        torch.testing.assert_close(_laid(flow, cls(), 4), _start_refined(4, 3.0))
     # SemiLinearMultistep keeps its fitted grids and its own default elsewhere
     assert fr.SemiLinearMultistep not in flow.spacings
     assert flow_for(pretrained(name), spacings=None).spacings == {}
@@ -126,3 +130,41 @@ def test_the_declared_spacing_beats_the_loops_rule_on_a_photo_that_chose_nothing
             base = fr.solve(plain, cls(), y, steps=n).x.clamp(0, 1)
             gains[cls.__name__] = float(fr.metrics.psnr(mine, ref) - fr.metrics.psnr(base, ref))
     assert all(g > 1.0 for g in gains.values()), gains
+
+
+@pytest.mark.parametrize("cls", [fr.Heun, fr.RK4, fr.Midpoint, fr.Dopri5])
+@pytest.mark.parametrize("n", [2, 3, 6, 10])
+def test_an_unrefined_declaration_is_laid_exactly_as_given(cls, n):
+    """``fr.Unrefined(spacing)``: none of the loop's end rules — the denoising landing's
+    ``EndRefined`` (Heun, RK4, Dopri5) or Midpoint's ``EulerMatchedEnd`` — is applied on it;
+    the same spacing declared plainly is refined at its end."""
+    exact = _laid(_flow(spacings={cls: fr.Unrefined(SR3)}), cls(), n)
+    torch.testing.assert_close(exact, _start_refined(n, 3.0), rtol=0, atol=1e-15)
+    refined = _laid(_flow(spacings={cls: SR3}), cls(), n)
+    assert refined[-2] < exact[-2]
+
+
+def test_unrefined_keeps_its_base_law_and_refuses_what_is_not_a_spacing():
+    sp = fr.Unrefined(fr.Power(rho=2.0))
+    assert sp.end_exponent == 2.0 and sp.shape_for(5, 1.0, 0.0) == fr.Power(rho=2.0)
+    torch.testing.assert_close(sp(4, 1.0, 0.0), fr.Power(rho=2.0)(4, 1.0, 0.0), rtol=0, atol=0)
+    for bad in ("StartRefined", None, fr.Unrefined(SR3)):
+        with pytest.raises(ConfigError, match="base must be a Spacing"):
+            fr.Unrefined(bad)
+
+
+def test_a_registry_entry_may_declare_an_unrefined_spacing():
+    from flowrestore.methods.indi import _declared_spacings
+
+    sr = {"StartRefined": {"rho": 3.0, "closing_pair": False}}
+    entry = {"spacings": {"solvers": ["Heun", "RK4"], "spacing": {"Unrefined": sr}}}
+    assert _declared_spacings(entry) == {fr.Heun: fr.Unrefined(SR3), fr.RK4: fr.Unrefined(SR3)}
+    for spec, match in (
+        ({"Karras": {}}, "needs one spacing of"),
+        ({"Unrefined": {"Unrefined": sr}}, "base must be a Spacing"),
+        ({"Unrefined": {"Bogus": {}}}, "needs one spacing of"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            _declared_spacings({"spacings": {"solvers": ["Heun"], "spacing": spec}})
+    with pytest.raises(ConfigError, match="unknown solver 'Nope'"):
+        _declared_spacings({"spacings": {"solvers": ["Nope"], "spacing": sr}})

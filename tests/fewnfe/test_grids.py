@@ -278,6 +278,7 @@ def _end_exponent_cases():
         fr.EndRefined(fr.NoiseLevels(levels=levels, rho=2.0), rho=1.25),  # RK4 on a diffusion model
         fr.EulerMatchedEnd(fr.Power(rho=2.0), stages=2, landing=False, rho_min=1.0),
         fr.EulerMatchedEnd(fr.Uniform(), stages=4, landing=True, rho_min=1.5),
+        fr.Unrefined(fr.Power(rho=2.0)),
     ]
 
 
