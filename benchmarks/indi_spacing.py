@@ -16,9 +16,10 @@ The rule (applied to ``--split val``, which chooses; ``--split test`` reports cr
 nothing): score each candidate by the mean over the six solvers of each one's mean over 3–10
 evaluations of the worst model's PSNR; candidates within ``TIE_DB`` of the best score tie, and the
 tie goes to the earliest in :func:`candidates` — the loop's end rules before ``Unrefined``, then
-the smallest ``rho`` (the least start-refined grid, whose last positive time is the smallest). ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and
-its own default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses
-(validation deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
+the smallest ``rho`` (the least start-refined grid, whose last positive time is the smallest).
+``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and its own
+default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses (validation
+deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
 
 ``--problem choose`` runs :func:`flowrestore.integrate.choose_spacing` for each of the six solvers
 on warm-up inputs that are never scored (:func:`benchmarks.fewnfe.warmups`: 8 other crops of 64²
