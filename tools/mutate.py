@@ -2030,6 +2030,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if len(shape) != 3 or min(shape) < 0:",
         ["tests/guided/test_spectral_and_oracle.py"],
     ),
+    "choose-spacing-no-unrefined-twin": (
+        "flowrestore/integrate/choose.py",
+        "            if laid != cand:  # the loop's end rules change it: also try it as given",
+        "            if False:  # the loop's end rules change it: also try it as given",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
     "unrefined-declaration-refined": (
         "flowrestore/integrate/endpoint.py",
         "    if isinstance(own, Unrefined):\n        return own",

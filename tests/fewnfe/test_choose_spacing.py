@@ -48,19 +48,42 @@ def test_the_steep_flows_closed_form_holds():
 
 @pytest.mark.parametrize("solver", [fr.Euler(), fr.IPNDM(), fr.Midpoint(), fr.Heun()])
 def test_a_field_that_changes_near_the_start_gets_a_start_refined_spacing(solver):
+    """Start-refined; for Midpoint and Heun laid exactly (``fr.Unrefined``): the loop's end
+    rules would take steps from the start, where all of this field's change lies."""
     flow, y, _ = _steep_flow()
     choice = choose_spacing(flow, solver, y)
-    assert isinstance(choice.spacing, fr.StartRefined), choice
-    assert choice.spacing.rho >= 2.0
+    base = choice.spacing
+    if solver.stage_fractions != (0.0,):
+        assert isinstance(base, fr.Unrefined), choice
+        base = base.base
+    assert isinstance(base, fr.StartRefined), choice
+    assert base.rho >= (2.0 if solver.stage_fractions == (0.0,) else 1.5)
     scores = dict((repr(s), e) for s, e in choice.errors)
     assert scores[repr(choice.spacing)] == min(scores.values())
     assert scores[repr(fr.Uniform())] > 1.5 * scores[repr(choice.spacing)]
 
 
+def test_a_candidate_the_loops_end_rules_would_change_is_also_tried_as_given():
+    """Euler and the multistep solvers lay every candidate as given: one score each; Heun's
+    (denoising landing) and Midpoint's (Euler-matched end) are also scored ``Unrefined``, right
+    after their refined twin."""
+    flow, y, _ = _steep_flow()
+    cands = (fr.Uniform(), fr.StartRefined(rho=2.0, closing_pair=False))
+    for solver, twins in ((fr.Euler(), False), (fr.IPNDM(), False), (fr.Heun(), True)):
+        tried = [c for c, _ in choose_spacing(flow, solver, y, candidates=cands).errors]
+        want = [x for c in cands for x in ((c, fr.Unrefined(c)) if twins else (c,))]
+        assert tried == want
+
+
 @pytest.mark.parametrize("solver", [fr.Euler(), fr.DataIPNDM(), fr.Midpoint()])
 def test_an_exact_gaussian_posterior_mean_gets_uniform_steps(solver):
+    """Uniform as laid (Midpoint: laid exactly, as on an InDI flow that declares nothing)."""
     flow, y = _gaussian_flow()
-    assert choose_spacing(flow, solver, y).spacing == fr.Uniform()
+    choice = choose_spacing(flow, solver, y).spacing
+    assert choice in (fr.Uniform(), fr.Unrefined(fr.Uniform()))
+    declared = fr.InDIFlow(flow.predictor, spacings={type(solver): choice})
+    grid = fr.solve(declared, solver, y, steps=4, save_at="steps").ts
+    torch.testing.assert_close(grid, torch.linspace(1, 0, 5, dtype=F64))
 
 
 def test_the_choice_declared_is_what_the_solve_then_lays():
