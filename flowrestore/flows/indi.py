@@ -53,7 +53,8 @@ class InDIFlow(DeclaredGrids, ResidualFlow):
             ``{fr.DataIPNDM: fr.StartRefined(rho=3, closing_pair=False)}``: ``steps=N`` with a
             solver of exactly that class lays that spacing (after its fitted ``grids``; an
             explicit ``spacing=`` or ``grid=`` still wins), with the loop's landing rules
-            (:mod:`flowrestore.integrate.endpoint`). Any other solver gets the loop's default.
+            (:mod:`flowrestore.integrate.endpoint`) unless it is
+            :class:`~flowrestore.grids.Unrefined`. Any other solver gets the loop's default.
             A trained restoration predictor changes fastest near the degraded end ``t = 1``,
             where a start-refined grid's steps are smallest; a shipped predictor declares the
             grid chosen on its validation crops (:func:`flowrestore.pretrained.flow_for`).

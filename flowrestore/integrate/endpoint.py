@@ -30,8 +30,10 @@ weights belong to it); a grid the flow declares as fitted for this very
 solver at ``N`` steps (:meth:`~flowrestore.flows.Flow.fitted_grids`, a
 :class:`~flowrestore.grids.FittedGrids`: a shipped model's few-NFE schedules); the spacing the
 flow declares for this solver (:meth:`~flowrestore.flows.Flow.declared_spacing`: an
-:class:`~flowrestore.InDIFlow`'s ``spacings``, e.g. a shipped predictor's ``StartRefined(rho=3)``
-for its other solvers) or else its own :meth:`~flowrestore.flows.Flow.default_spacing` (a
+:class:`~flowrestore.InDIFlow`'s ``spacings``, e.g. a shipped predictor's
+``Unrefined(StartRefined(rho=3))`` for its other solvers; a
+:class:`~flowrestore.grids.Unrefined` declaration is laid exactly as given, none of the end rules
+below applied on it) or else its own :meth:`~flowrestore.flows.Flow.default_spacing` (a
 diffusion model's :class:`~flowrestore.grids.NoiseLevels`, a flow-matching model's shifted grid);
 the solver's
 :meth:`~flowrestore.Solver.default_spacing` (the multistep solver's few-NFE grid); when the solve

@@ -22,10 +22,11 @@ held-out photos and checked against the default grid on other crops;
 ``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
 (:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. It also declares
 the grid spacing of its other solvers (``"spacings"``: ``Euler``, ``Midpoint``, ``Heun``, ``RK4``,
-``IPNDM``, ``DataIPNDM`` on ``StartRefined(rho=3, closing_pair=False)``, chosen on the validation
-photos by ``python -m benchmarks.indi_spacing --split val``), which :func:`flow_for` passes as
-``InDIFlow(spacings=...)``. Importing this module does not import torch (the command line lists
-the models without it).
+``IPNDM``, ``DataIPNDM`` on ``Unrefined(StartRefined(rho=3, closing_pair=False))`` — laid
+exactly, without the loop's end refinements, which cost Heun, RK4 and Midpoint up to 6 dB —
+chosen on the validation photos by ``python -m benchmarks.indi_spacing --split val``), which
+:func:`flow_for` passes as ``InDIFlow(spacings=...)``. Importing this module does not import
+torch (the command line lists the models without it).
 
 Models:
 
