@@ -2036,6 +2036,15 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            if False:  # the loop's end rules change it: also try it as given",
         ["tests/fewnfe/test_choose_spacing.py"],
     ),
+    "registry-unrefined-dropped": (
+        "flowrestore/methods/indi.py",
+        "        return grids.Unrefined(_spacing(params))  # refuses an Unrefined inside",
+        "        return _spacing(params)  # refuses an Unrefined inside",
+        [
+            "tests/fewnfe/test_declared_spacings.py::"
+            "test_the_shipped_runge_kutta_solvers_keep_up_with_euler_on_a_photo_that_chose_nothing"
+        ],
+    ),
     "unrefined-declaration-refined": (
         "flowrestore/integrate/endpoint.py",
         "    if isinstance(own, Unrefined):\n        return own",
