@@ -13,10 +13,15 @@ matched to Euler's), then laid exactly as given (``fr.Unrefined``; the same grid
 multistep solvers, which no end rule touches).
 
 The rule (applied to ``--split val``, which chooses; ``--split test`` reports crops that chose
-nothing): score each candidate by the mean over the six solvers of each one's mean over 3–10
-evaluations of the worst model's PSNR; candidates within ``TIE_DB`` of the best score tie, and the
-tie goes to the earliest in :func:`candidates` — the loop's end rules before ``Unrefined``, then
-the smallest ``rho`` (the least start-refined grid, whose last positive time is the smallest).
+nothing): for each model and each solver, the candidate with the highest mean over 3–10
+evaluations of that solver's worst-crop PSNR; candidates that lay the same grid for the solver
+(a ``StartRefined`` and its ``Unrefined`` twin, for Euler and the multistep solvers) score the same
+and the earlier in :func:`candidates` is kept. ``--write`` (validation only) records the choice in
+the shipped registry (``"spacings": {"per_solver": ...}``, read by
+:func:`flowrestore.pretrained.flow_for`). Each split's report also gives the joint score of
+2026-12-05 (the mean over the six solvers of each one's mean over 3–10 evaluations of the worst
+model's PSNR, one spacing for all), the registry's declaration per solver, and the cells where a
+Runge–Kutta or multistep solver falls behind Euler at equal evaluations.
 ``SemiLinearMultistep()`` is not a candidate's: it has fitted grids at 3–10 steps and its own
 default (``StartRefined(rho=1.7)``) at other counts, where a larger ``rho`` loses (validation
 deblur at 12 steps: 64.4 dB on its default, 58.8 on ``rho = 3``).
@@ -56,6 +61,7 @@ SOLVERS = {
 }
 RHOS = (1.7, 2.0, 2.5, 3.0, 4.0)
 NONE = "the loop's rule"
+JOINT = "Unrefined(StartRefined(rho=3))"  # the joint rule's choice of 2026-12-05
 TIE_DB = 0.5
 
 
@@ -165,11 +171,82 @@ def scores(res) -> dict[str, float]:
     return out
 
 
-def chosen(score: dict[str, float]) -> str:
-    """The rule's choice (module docstring)."""
-    best = max(score.values())
-    tied = [c for c in candidates() if c != NONE and score[c] >= best - TIE_DB]
-    return tied[0] if tied else NONE  # candidates(): end rules first, rho increasing
+def per_solver(res) -> dict[tuple[str, str], str]:
+    """The rule's choice (module docstring) per ``(model, solver)``."""
+    out = {}
+    for model in MODELS:
+        for sname in SOLVERS:
+            score = {c: _mean(res[(model, c, sname)]) for c in candidates()}
+            best = max(score.values())
+            out[(model, sname)] = next(c for c in candidates() if score[c] == best)
+    return out
+
+
+def _mean(row: dict) -> float:
+    return sum(row.values()) / len(row)
+
+
+def declared(model: str) -> dict[str, str]:
+    """The shipped registry's declaration for ``model``, as candidate names per solver."""
+    from flowrestore.pretrained import flow_for, pretrained
+
+    spacings = flow_for(pretrained(model)).spacings
+    names = {spacing: cname for cname, spacing in candidates().items() if spacing is not None}
+    return {
+        sname: names.get(spacings[cls], repr(spacings[cls])) if cls in spacings else NONE
+        for sname, cls in SOLVERS.items()
+    }
+
+
+def behind_euler(res, choice: dict[tuple[str, str], str]) -> list[str]:
+    """Cells where a solver on ``choice`` lands farther from the reference than Euler on its own
+    ``choice`` with the same evaluations (dB behind)."""
+    cells = []
+    for model in MODELS:
+        euler = res[(model, choice[(model, "Euler()")], "Euler()")]
+        for sname in list(SOLVERS)[1:]:
+            row = res[(model, choice[(model, sname)], sname)]
+            cells += [
+                f"{model} {sname} @{n} {row[n] - euler[n]:+.2f}" for n in row if row[n] < euler[n]
+            ]
+    return cells
+
+
+def _spec(spacing) -> dict:
+    """A candidate spacing as a registry record (:func:`flowrestore.methods.indi._spacing`)."""
+    if isinstance(spacing, fr.Unrefined):
+        return {"Unrefined": _spec(spacing.base)}
+    return {"StartRefined": {"rho": spacing.rho, "closing_pair": spacing.closing_pair}}
+
+
+def write(res, path=None, when: str = "") -> dict:
+    """Record :func:`per_solver`'s validation choice in the shipped registry; returns it."""
+    import json
+    from importlib import resources
+    from pathlib import Path
+
+    path = Path(path or resources.files("flowrestore.pretrained").joinpath("registry.json"))
+    registry = json.loads(path.read_text())
+    choice = per_solver(res)
+    for model in MODELS:
+        per, notes = {}, []
+        for sname in SOLVERS:
+            cname = choice[(model, sname)]
+            mean = _mean(res[(model, cname, sname)])
+            name = sname.removesuffix("()")
+            if cname != NONE:
+                per[name] = _spec(candidates()[cname])
+            notes.append(f"{name}: {cname} {mean:.2f}")
+        registry["models"][model]["spacings"] = {
+            "per_solver": per,
+            "command": "python -m benchmarks.indi_spacing --split val --write",
+            "chosen": (
+                "per solver, the candidate with the highest mean over 3-10 NFE of the worst "
+                f"validation crop's PSNR (dB){when}: {'; '.join(notes)}"
+            ),
+        }
+    path.write_text(json.dumps(registry, indent=1, ensure_ascii=False) + "\n")
+    return choice
 
 
 def report(res, split: str) -> str:
@@ -190,6 +267,8 @@ def report(res, split: str) -> str:
         lines.append("")
     score = scores(res)
     lines += [
+        "Joint score (one spacing for all six solvers, the rule before 2026-12-05 12:00):",
+        "",
         "| declared spacing | score (dB) | best solver per NFE, worst model |",
         "|---|---|---|",
     ]
@@ -203,8 +282,46 @@ def report(res, split: str) -> str:
             ]
             best.append(f"{max(vals):.2f}")
         lines.append(f"| {cname} | {s:.2f} | {' / '.join(best)} |")
-    lines += ["", f"rule's choice on this split: **{chosen(score)}**"]
+    mine = per_solver(res)
+    shipped = {(m, sname): c for m in MODELS for sname, c in declared(m).items()}
+    joint = {key: JOINT for key in mine}
+    lines += [
+        "",
+        "Per solver: mean over 3–10 NFE of the worst crop's PSNR (dB) on this split",
+        "",
+        "| model | solver | this split's best | the registry's declaration | " + JOINT + " |",
+        "|---|---|---|---|---|",
+    ]
+    for (model, sname), cname in mine.items():
+        cells = [
+            f"{c} {_mean(res[(model, c, sname)]):.2f}" if c in candidates() else c
+            for c in (cname, shipped[(model, sname)], JOINT)
+        ]
+        lines.append(f"| {model} | {sname} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells behind Euler at equal NFE (each solver on its spacing):", ""]
+    for label, choice in (
+        ("this split's best", mine),
+        ("the registry's declaration", shipped),
+        (JOINT, joint),
+    ):
+        cells = behind_euler(res, choice) if all(c in candidates() for c in choice.values()) else []
+        lines.append(f"- {label}: {len(cells)} ({', '.join(cells) or 'none'})")
     return "\n".join(lines)
+
+
+def _save(res, path: str) -> None:
+    import json
+
+    rows = [[*key, {str(n): v for n, v in row.items()}] for key, row in res.items()]
+    with open(path, "w") as f:
+        json.dump(rows, f)
+
+
+def _load(path: str) -> dict:
+    import json
+
+    with open(path) as f:
+        return {(p, c, s): {int(n): v for n, v in row.items()} for p, c, s, row in json.load(f)}
 
 
 def main(argv=None) -> None:
@@ -212,13 +329,26 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
     ap.add_argument("--problem", choices=("photos", "gauss", "choose"), default="photos")
+    ap.add_argument("--save", help="write the rows to this JSON file")
+    ap.add_argument("--load", help="report the rows of an earlier --save instead of solving")
+    ap.add_argument(
+        "--write", action="store_true", help="record the validation choice in the registry"
+    )
     args = ap.parse_args(argv)
+    if args.write and (args.split != "val" or args.problem != "photos"):
+        ap.error(f"--write records a choice of --split val --problem photos, got {args.split}")
     start = time.perf_counter()
     if args.problem == "choose":
         print(choose(args.split))
         print(f"\n({time.perf_counter() - start:.0f} s)")
         return
-    res = run(args.split, args.problem)
+    res = _load(args.load) if args.load else run(args.split, args.problem)
+    if args.save:
+        _save(res, args.save)
+    if args.write:
+        stamp = time.strftime(", %Y-%m-%d", time.gmtime())
+        log_choice = write(res, when=stamp)
+        print(f"registry: {log_choice}")
     if args.problem == "gauss":
         print(oracle_report(res, args.split))
     else:

@@ -2045,6 +2045,21 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
             "test_the_shipped_runge_kutta_solvers_keep_up_with_euler_on_a_photo_that_chose_nothing"
         ],
     ),
+    "registry-per-solver-one-spacing": (
+        "flowrestore/methods/indi.py",
+        "        pairs = [(name, _spacing(spec)) for name, spec in named.items()]",
+        "        pairs = [(name, _spacing(next(iter(named.values())))) for name in named]",
+        [
+            "tests/fewnfe/test_declared_spacings.py",
+            "tests/fewnfe/test_indi_spacing_rule.py",
+        ],
+    ),
+    "indi-spacing-tie-to-latest": (
+        "benchmarks/indi_spacing.py",
+        "            out[(model, sname)] = next(c for c in candidates() if score[c] == best)",
+        "            out[(model, sname)] = [c for c in candidates() if score[c] == best][-1]",
+        ["tests/fewnfe/test_indi_spacing_rule.py"],
+    ),
     "unrefined-declaration-refined": (
         "flowrestore/integrate/endpoint.py",
         "    if isinstance(own, Unrefined):\n        return own",

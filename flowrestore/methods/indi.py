@@ -56,18 +56,30 @@ def _spacing(spec):
 
 
 def _declared_spacings(metadata):
-    """The per-solver spacings a shipped predictor's registry entry declares (``"spacings"``:
-    ``{"solvers": [class names], "spacing": {"StartRefined": {"rho": 3.0, ...}}}``, chosen by
-    ``python -m benchmarks.indi_spacing``), as ``{solver class: Spacing}``, or ``None``."""
+    """The per-solver spacings a shipped predictor's registry entry declares (``"spacings"``,
+    chosen by ``python -m benchmarks.indi_spacing --split val --write``), as
+    ``{solver class: Spacing}``, or ``None``. The entry names a spacing per solver
+    (``{"per_solver": {"Heun": {"Unrefined": {"StartRefined": {"rho": 2.0}}}, ...}}``) or one
+    spacing for several (``{"solvers": ["Heun", "RK4"], "spacing": {...}}``)."""
     entry = metadata.get("spacings") if isinstance(metadata, dict) else None
     if not entry:
         return None
     from flowrestore.errors import ConfigError
 
-    spacing = _spacing(entry.get("spacing"))
+    if "per_solver" in entry:
+        named = entry["per_solver"]
+        if "solvers" in entry or not isinstance(named, dict):
+            raise ConfigError(
+                "registry 'spacings' needs 'per_solver' as {solver name: spacing} and no "
+                f"'solvers' beside it, got {entry!r}"
+            )
+        pairs = [(name, _spacing(spec)) for name, spec in named.items()]
+    else:
+        spacing = _spacing(entry.get("spacing"))
+        pairs = [(name, spacing) for name in entry.get("solvers", ())]
     solvers = _solvers()
     out = {}
-    for name in entry["solvers"]:
+    for name, spacing in pairs:
         cls = getattr(solvers, name, None)
         if not (isinstance(cls, type) and issubclass(cls, solvers.Solver)):
             raise ConfigError(f"registry 'spacings' names an unknown solver {name!r}")

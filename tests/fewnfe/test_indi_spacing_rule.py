@@ -1,0 +1,102 @@
+"""The rule ``python -m benchmarks.indi_spacing --split val --write`` applies to choose the shipped
+InDI predictors' declared spacing per solver, and the registry record it writes, read back by
+``flow_for`` (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import flowrestore as fr
+from benchmarks import indi_spacing as B
+from flowrestore.methods.indi import _declared_spacings
+
+NFE = {"Midpoint()": (4, 6), "Heun()": (3, 5), "RK4()": (5, 9)}
+
+
+def _rows(best: dict[tuple[str, str], str], tie: str | None = None) -> dict:
+    """Synthetic rows: 30 dB everywhere, 40 dB (mean) for ``best[(model, solver)]``; ``tie``
+    scores the same as the best for every solver."""
+    res = {}
+    for model in B.MODELS:
+        for cname in B.candidates():
+            for sname in B.SOLVERS:
+                nfes = NFE.get(sname, tuple(range(3, 11)))
+                top = cname == best.get((model, sname)) or cname == tie
+                res[(model, cname, sname)] = {
+                    n: (40.0 + (i - 1) if top else 30.0) for i, n in enumerate(nfes)
+                }
+    return res
+
+
+def test_each_solver_gets_the_candidate_with_its_highest_mean_and_ties_go_to_the_earliest():
+    names = list(B.candidates())
+    best = {("indi-deblur", "Heun()"): names[-1], ("indi-sr4", "RK4()"): names[3]}
+    choice = B.per_solver(_rows(best))
+    assert choice[("indi-deblur", "Heun()")] == names[-1]
+    assert choice[("indi-sr4", "RK4()")] == names[3]
+    # every other (model, solver) scores 30 on each candidate: the earliest, the loop's rule
+    assert choice[("indi-sr4", "Heun()")] == B.NONE
+    # an exact tie (a StartRefined and its Unrefined twin, for Euler) goes to the earlier
+    sr3, twin = names[4], names[4 + len(B.RHOS)]
+    assert twin == f"Unrefined({sr3})"
+    both = _rows({(m, s): sr3 for m in B.MODELS for s in B.SOLVERS}, tie=twin)
+    assert set(B.per_solver(both).values()) == {sr3}
+    assert set(B.per_solver(_rows({}, tie=twin)).values()) == {twin}
+
+
+def test_the_written_record_is_what_flow_for_declares(tmp_path: Path):
+    shipped = Path(str(resources.files("flowrestore.pretrained").joinpath("registry.json")))
+    path = tmp_path / "registry.json"
+    shutil.copy(shipped, path)
+    names = list(B.candidates())
+    best = {
+        ("indi-deblur", "Heun()"): "Unrefined(StartRefined(rho=2))",
+        ("indi-deblur", "Euler()"): "StartRefined(rho=2.5)",
+        ("indi-sr4", "IPNDM()"): "StartRefined(rho=4)",
+    }
+    choice = B.write(_rows(best), path=path)
+    models = json.loads(path.read_text())["models"]
+    deblur = _declared_spacings(models["indi-deblur"])
+    assert deblur[fr.Heun] == fr.Unrefined(fr.StartRefined(rho=2.0, closing_pair=False))
+    assert deblur[fr.Euler] == fr.StartRefined(rho=2.5, closing_pair=False)
+    # the loop's rule is no declaration: those solvers are left out
+    assert fr.RK4 not in deblur and choice[("indi-deblur", "RK4()")] == names[0]
+    sr4 = _declared_spacings(models["indi-sr4"])
+    assert sr4 == {fr.IPNDM: fr.StartRefined(rho=4.0, closing_pair=False)}
+    assert "command" in models["indi-sr4"]["spacings"]
+    # the other models' records are untouched
+    assert models["dirac-deblur"] == json.loads(shipped.read_text())["models"]["dirac-deblur"]
+
+
+def test_cells_behind_euler_compare_equal_evaluations_each_on_its_own_spacing():
+    names = list(B.candidates())
+    res = _rows({})
+    choice = {(m, s): names[1] for m in B.MODELS for s in B.SOLVERS}
+    choice[("indi-sr4", "Euler()")] = names[2]
+    res[("indi-sr4", names[2], "Euler()")] = {n: 35.0 if n == 3 else 30.0 for n in range(3, 11)}
+    res[("indi-sr4", names[1], "Heun()")] = {3: 34.0, 5: 32.0}
+    cells = B.behind_euler(res, choice)
+    # Heun at 5 NFE (32 dB) is ahead of Euler's 30; Euler on its own spacing is 35 dB at 3 NFE
+    expected = ["Heun() @3 -1.00", "IPNDM() @3 -5.00", "DataIPNDM() @3 -5.00"]
+    assert cells == [f"indi-sr4 {c}" for c in expected]
+
+
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        ({"per_solver": ["Heun"]}, "'per_solver' as"),
+        ({"per_solver": {}, "solvers": ["Heun"]}, "no 'solvers' beside it"),
+        ({"per_solver": {"Nope": {"Uniform": {}}}}, "unknown solver 'Nope'"),
+        ({"per_solver": {"Heun": {"Karras": {}}}}, "needs one spacing of"),
+    ],
+)
+def test_a_wrong_per_solver_record_is_refused(entry, match):
+    from flowrestore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        _declared_spacings({"spacings": entry})
