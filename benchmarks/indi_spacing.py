@@ -59,7 +59,7 @@ SOLVERS = {
     "IPNDM()": fr.IPNDM,
     "DataIPNDM()": fr.DataIPNDM,
 }
-RHOS = (1.7, 2.0, 2.5, 3.0, 4.0)
+RHOS = (1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 NONE = "the loop's rule"
 JOINT = "Unrefined(StartRefined(rho=3))"  # the joint rule's choice of 2026-12-05
 TIE_DB = 0.5
