@@ -171,6 +171,11 @@ def scores(res) -> dict[str, float]:
     return out
 
 
+def _mean(row: dict) -> float:
+    """The mean of a row over its NFE."""
+    return sum(row.values()) / len(row)
+
+
 def per_solver(res) -> dict[tuple[str, str], str]:
     """The rule's choice (module docstring) per ``(model, solver)``."""
     out = {}
@@ -180,10 +185,6 @@ def per_solver(res) -> dict[tuple[str, str], str]:
             best = max(score.values())
             out[(model, sname)] = next(c for c in candidates() if score[c] == best)
     return out
-
-
-def _mean(row: dict) -> float:
-    return sum(row.values()) / len(row)
 
 
 def declared(model: str) -> dict[str, str]:

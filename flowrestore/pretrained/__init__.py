@@ -21,10 +21,11 @@ few-NFE grids (``"grids"``: fitted for ``SemiLinearMultistep()`` at 3–10 steps
 held-out photos and checked against the default grid on other crops;
 ``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
 (:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. It also declares
-the grid spacing of its other solvers (``"spacings"``: ``Euler``, ``Midpoint``, ``Heun``, ``RK4``,
-``IPNDM``, ``DataIPNDM`` on ``Unrefined(StartRefined(rho=3, closing_pair=False))`` — laid
-exactly, without the loop's end refinements, which cost Heun, RK4 and Midpoint up to 6 dB —
-chosen on the validation photos by ``python -m benchmarks.indi_spacing --split val``), which
+the grid spacing of each of its other solvers (``"spacings": {"per_solver": ...}``: ``Euler``,
+``Midpoint``, ``Heun``, ``RK4``, ``IPNDM``, ``DataIPNDM``, each on a
+``StartRefined(rho, closing_pair=False)`` — wrapped in ``Unrefined`` for Heun, RK4 and Midpoint:
+laid exactly, without the loop's end refinements, which cost them up to 6 dB — chosen per solver
+on the validation photos by ``python -m benchmarks.indi_spacing --split val --write``), which
 :func:`flow_for` passes as ``InDIFlow(spacings=...)``. Importing this module does not import
 torch (the command line lists the models without it).
 
