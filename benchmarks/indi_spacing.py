@@ -62,7 +62,6 @@ SOLVERS = {
 RHOS = (1.7, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0)
 NONE = "the loop's rule"
 JOINT = "Unrefined(StartRefined(rho=3))"  # the joint rule's choice of 2026-12-05
-TIE_DB = 0.5
 
 
 def candidates() -> dict[str, fr.Spacing | None]:

@@ -68,10 +68,10 @@ def _declared_spacings(metadata):
 
     if "per_solver" in entry:
         named = entry["per_solver"]
-        if "solvers" in entry or not isinstance(named, dict):
+        if "solvers" in entry or "spacing" in entry or not isinstance(named, dict):
             raise ConfigError(
                 "registry 'spacings' needs 'per_solver' as {solver name: spacing} and no "
-                f"'solvers' beside it, got {entry!r}"
+                f"'solvers' or 'spacing' beside it, got {entry!r}"
             )
         pairs = [(name, _spacing(spec)) for name, spec in named.items()]
     else:

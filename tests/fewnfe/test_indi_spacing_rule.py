@@ -90,7 +90,8 @@ def test_cells_behind_euler_compare_equal_evaluations_each_on_its_own_spacing():
     "entry, match",
     [
         ({"per_solver": ["Heun"]}, "'per_solver' as"),
-        ({"per_solver": {}, "solvers": ["Heun"]}, "no 'solvers' beside it"),
+        ({"per_solver": {}, "solvers": ["Heun"]}, "no 'solvers' or 'spacing' beside it"),
+        ({"per_solver": {}, "spacing": {"Uniform": {}}}, "no 'solvers' or 'spacing' beside it"),
         ({"per_solver": {"Nope": {"Uniform": {}}}}, "unknown solver 'Nope'"),
         ({"per_solver": {"Heun": {"Karras": {}}}}, "needs one spacing of"),
     ],
