@@ -220,15 +220,17 @@ def crop_images(crops, size: int = 96) -> tuple[list[str], Tensor]:
     return names, torch.stack(ims).contiguous()
 
 
-def indi_photos(name: str, split: str, *, size: int = 96):
+def indi_photos(name: str, split: str, *, size: int = 96, model=None, flow_options=None):
     """(c): a shipped InDI predictor on held-out crops; reference: RK4, 100 steps ``Power(2)``
-    (400 evaluations); ``agreement_db`` (in ``extra``): Midpoint 200 uniform steps against it."""
+    (400 evaluations); ``agreement_db`` (in ``extra``): Midpoint 200 uniform steps against it.
+    ``model``: another predictor with ``.metadata`` (default: the shipped one named ``name``);
+    ``flow_options``: keywords for its flow (e.g. ``grids=None, spacings=None``)."""
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
 
     names, clean = crop_images(VAL_CROPS if split == "val" else TEST_CROPS, size)
-    model = pretrained(name)
+    model = pretrained(name) if model is None else model
     y = degrade_for(model, clean, generator=torch.Generator().manual_seed(0))
-    flow = flow_for(model)
+    flow = flow_for(model, **(flow_options or {}))
     with torch.no_grad():
         ref = fr.solve(flow, fr.RK4(), y, steps=100, spacing=fr.Power(2.0)).x
         ref2 = fr.solve(flow, fr.Midpoint(), y, steps=200, spacing=fr.Uniform()).x
