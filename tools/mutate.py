@@ -2060,6 +2060,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            out[(model, sname)] = [c for c in candidates() if score[c] == best][-1]",
         ["tests/fewnfe/test_indi_spacing_rule.py"],
     ),
+    "choose-spacing-skips-todays-grid": (
+        "flowrestore/integrate/choose.py",
+        "    if base in covered:\n        return None\n",
+        "    return None\n",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "choose-spacing-budget-in-steps": (
+        "flowrestore/integrate/choose.py",
+        "    return tuple(sorted({max(1, round(b / stages)) for b in BUDGETS}))",
+        "    return tuple(sorted(BUDGETS))",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "indi-generic-tie-to-latest": (
+        "benchmarks/indi_generic.py",
+        "        out[sname] = next(c for c in candidates() if score[c] == best)",
+        "        out[sname] = [c for c in candidates() if score[c] == best][-1]",
+        ["tests/fewnfe/test_indi_generic.py"],
+    ),
     "unrefined-declaration-refined": (
         "flowrestore/integrate/endpoint.py",
         "    if isinstance(own, Unrefined):\n        return own",

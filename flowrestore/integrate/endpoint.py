@@ -71,7 +71,14 @@ from flowrestore.grids import EndRefined, EulerMatchedEnd, Power, Spacing, Unifo
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import ReciprocalState, reciprocal_landing
 
-__all__ = ["as_declared", "default_spacing", "land", "lands_by_denoising", "singular_end"]
+__all__ = [
+    "as_declared",
+    "default_spacing",
+    "generic_spacing",
+    "land",
+    "lands_by_denoising",
+    "singular_end",
+]
 
 
 def singular_end(flow: Flow, t_end: float) -> bool:
@@ -102,14 +109,14 @@ def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     pinned = solver.fitted_spacing()
     if pinned is not None:
         return pinned
-    generic = _generic_spacing(flow, solver, t_end)
+    generic = generic_spacing(flow, solver, t_end)
     fitted = flow.fitted_grids()
     if fitted is not None and fitted.applies_to(solver):
         return fitted.over(generic)
     return generic
 
 
-def _generic_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
+def generic_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:
     """The default spacing without the flow's fitted grids (module docstring)."""
     return as_declared(flow, solver, t_end, flow.declared_spacing(solver))
 

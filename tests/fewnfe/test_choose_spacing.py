@@ -143,3 +143,37 @@ def test_a_solver_that_fails_on_every_candidate_is_reported(monkeypatch):
     flow, y = _gaussian_flow()
     with pytest.raises(NonFiniteError, match="failed on the warm-up batch with every candidate"):
         choose_spacing(flow, fr.Euler(), y)
+
+
+def test_what_the_flow_lays_today_is_scored_first_and_kept_when_no_candidate_beats_it():
+    """RK4 on an InDI flow that declares nothing lays ``Power(2)`` (its denoising landing), which
+    no default candidate lays: it is scored first, laid exactly; Euler's uniform grid is a
+    candidate already and is not scored twice. With only a poor candidate the default is kept, and
+    declaring it lays what the flow laid before."""
+    flow, y = _gaussian_flow()
+    errors = choose_spacing(flow, fr.RK4(), y).errors
+    assert errors[0][0] == fr.Unrefined(fr.Power(rho=2.0))
+    assert [s for s, _ in choose_spacing(flow, fr.Euler(), y).errors].count(fr.Uniform()) == 1
+    poor = (fr.StartRefined(rho=4.0, closing_pair=False),)
+    for solver in (fr.Euler(), fr.RK4(), fr.SemiLinearMultistep()):
+        choice = choose_spacing(flow, solver, y, candidates=poor)
+        assert len(choice.errors) >= 2 and choice.errors[0][1] < choice.errors[1][1], choice
+        declared = fr.InDIFlow(flow.predictor, spacings={type(solver): choice.spacing})
+        for n in (3, 6):
+            laid = fr.solve(declared, solver, y, steps=n, save_at="steps").ts
+            want = fr.solve(flow, solver, y, steps=n, save_at="steps").ts
+            torch.testing.assert_close(laid, want)
+
+
+def test_by_default_the_score_spends_four_to_eight_evaluations_whatever_the_solver():
+    """4, 6, 8 steps of a one-evaluation solver, 2, 3, 4 of Midpoint and Heun, 1, 2 of RK4: the
+    few-NFE regime, not 4–8 steps of a four-stage solver (17–33 evaluations)."""
+    from flowrestore.integrate.choose import budget_steps
+
+    want = {fr.Euler: (4, 6, 8), fr.IPNDM: (4, 6, 8), fr.Midpoint: (2, 3, 4), fr.Heun: (2, 3, 4)}
+    want[fr.RK4] = (1, 2)
+    assert {cls: budget_steps(cls()) for cls in want} == want
+    flow, y = _gaussian_flow()
+    default = choose_spacing(flow, fr.RK4(), y).errors
+    assert default == choose_spacing(flow, fr.RK4(), y, steps=(1, 2)).errors
+    assert default != choose_spacing(flow, fr.RK4(), y, steps=(4, 6, 8)).errors
