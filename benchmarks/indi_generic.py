@@ -33,7 +33,6 @@ beside the loop's rule and the best candidate.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
@@ -41,17 +40,10 @@ import torch
 
 import flowrestore as fr
 from benchmarks import fewnfe_problems as P
+from benchmarks import indi_spacing
 from benchmarks.indi_spacing import NFES, NONE, _load, _mean, _save, candidates
 
-SOLVERS = {
-    "Euler()": fr.Euler,
-    "Midpoint()": fr.Midpoint,
-    "Heun()": fr.Heun,
-    "RK4()": fr.RK4,
-    "IPNDM()": fr.IPNDM,
-    "DataIPNDM()": fr.DataIPNDM,
-    "SemiLinearMultistep()": fr.SemiLinearMultistep,
-}
+SOLVERS = {**indi_spacing.SOLVERS, "SemiLinearMultistep()": fr.SemiLinearMultistep}
 VAL_MODELS = ("indi-deblur", "indi-sr4")
 HERE = Path(__file__).resolve().parent / "heldout-indi"
 #: the test split's predictors and the commands that trained them (2026-12-05, this machine)
@@ -82,13 +74,6 @@ def problems(split: str):
     return out
 
 
-def _declaring(inst, spacing):
-    """The instance's flow declaring ``spacing`` for every solver compared (``None``: none)."""
-    flow = copy.copy(inst.flow)
-    flow.spacings = {cls: spacing for cls in SOLVERS.values()} if spacing else {}
-    return flow
-
-
 def run(split: str, log=print) -> dict[tuple[str, str, str], dict[int, float]]:
     """The worst crop's PSNR per (model, candidate, solver) and NFE."""
     res = {}
@@ -96,7 +81,7 @@ def run(split: str, log=print) -> dict[tuple[str, str, str], dict[int, float]]:
         log(f"{model}, {split}: {problem.note}")
         (inst,) = problem.instances
         for cname, spacing in candidates().items():
-            flow = _declaring(inst, spacing)
+            flow = indi_spacing._declaring(inst, spacing, SOLVERS)
             for sname, make in SOLVERS.items():
                 row = {}
                 for steps in range(1, 11):
@@ -153,12 +138,7 @@ def report(res, split: str, chosen: dict[str, str]) -> str:
         lines.append(f"| {sname} | {chosen[sname]} | " + " | ".join(cells) + " |")
     lines.append("")
     for m in ms:
-        lines += [
-            f"#### {m}, {split} split — PSNR (dB) to the reference, worst crop",
-            "",
-            "| declared spacing | solver | " + " | ".join(f"{n} NFE" for n in NFES) + " |",
-            "|---|---" + "|---" * len(NFES) + "|",
-        ]
+        lines += indi_spacing.rows_head(m, split)
         for sname in SOLVERS:
             for cname in dict.fromkeys((NONE, chosen[sname])):
                 row = res[(m, cname, sname)]

@@ -83,10 +83,12 @@ def _problems(split: str, which: str):
     return [(model, P.indi_photos(model, split)) for model in MODELS]
 
 
-def _declaring(inst, spacing):
-    """The instance's flow declaring ``spacing`` for every solver compared (``None``: none)."""
+def _declaring(inst, spacing, solvers=None):
+    """The instance's flow declaring ``spacing`` for every solver compared (``solvers``, default
+    :data:`SOLVERS`; ``spacing=None``: none)."""
     flow = copy.copy(inst.flow)
-    flow.spacings = {cls: spacing for cls in SOLVERS.values()} if spacing else {}
+    classes = (solvers or SOLVERS).values()
+    flow.spacings = {cls: spacing for cls in classes} if spacing else {}
     return flow
 
 
@@ -249,16 +251,21 @@ def write(res, path=None, when: str = "") -> dict:
     return choice
 
 
+def rows_head(model: str, split: str) -> list[str]:
+    """The heading of a model's table of rows (one line per candidate and solver)."""
+    return [
+        f"#### {model}, {split} split — PSNR (dB) to the reference, worst crop",
+        "",
+        "| declared spacing | solver | " + " | ".join(f"{n} NFE" for n in NFES) + " |",
+        "|---|---" + "|---" * len(NFES) + "|",
+    ]
+
+
 def report(res, split: str) -> str:
     """Markdown: per solver and model the rows, then the scores and the choice."""
     lines = []
     for model in MODELS:
-        lines += [
-            f"#### {model}, {split} split — PSNR (dB) to the reference, worst crop",
-            "",
-            "| declared spacing | solver | " + " | ".join(f"{n} NFE" for n in NFES) + " |",
-            "|---|---" + "|---" * len(NFES) + "|",
-        ]
+        lines += rows_head(model, split)
         for cname in candidates():
             for sname in SOLVERS:
                 row = res[(model, cname, sname)]
