@@ -46,7 +46,8 @@ from benchmarks.indi_spacing import NFES, NONE, _load, _mean, _save, candidates
 SOLVERS = {**indi_spacing.SOLVERS, "SemiLinearMultistep()": fr.SemiLinearMultistep}
 VAL_MODELS = ("indi-deblur", "indi-sr4")
 HERE = Path(__file__).resolve().parent / "heldout-indi"
-#: the test split's predictors and the commands that trained them (2026-12-05, this machine)
+#: the test split's predictors and the commands that trained them (2026-12-05, this machine;
+#: the committed files are those checkpoints without the optimizer state and RNG, 1.6 MB each)
 HELDOUT = {
     "indi-jpeg": (
         "python -m flowrestore.training.trainer --task jpeg --method indi --steps 3000 --seed 1 "

@@ -18,10 +18,9 @@ end ``t = 1`` and wants ``StartRefined`` steps, an exact Gaussian posterior mean
    on a held-out crop (issue 16). What ``steps=N`` lays today — the flow's declaration for
    ``solver``, else the loop's rule (RK4's ``Power(2)``, ``SemiLinearMultistep``'s own
    ``StartRefined(rho=1.7)``) — is scored first, laid exactly, unless a candidate lays it: so
-   the choice is never worse on the warm-up batch than declaring nothing. Without it, on two
-   InDI predictors trained for the check only (``python -m benchmarks.indi_generic --problem
-   choose``: JPEG and denoising, test crops) RK4's choice was 8–13 dB behind its undeclared
-   ``Power(2)``.
+   the choice is never worse on the warm-up batch than declaring nothing (on a diffusion model
+   the flow's noise-level grid stays, where uniform and start-refined steps in ``t`` would
+   lose).
 3. **Score.** The geometric mean over ``steps`` of the warm-up batch's mean relative error to the
    teacher's answer; the smallest wins (ties: the earlier candidate). By default ``steps`` are
    the counts that spend 4, 6 and 8 evaluations (:func:`budget_steps`), the few-NFE regime the

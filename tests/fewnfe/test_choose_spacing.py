@@ -177,3 +177,19 @@ def test_by_default_the_score_spends_four_to_eight_evaluations_whatever_the_solv
     default = choose_spacing(flow, fr.RK4(), y).errors
     assert default == choose_spacing(flow, fr.RK4(), y, steps=(1, 2)).errors
     assert default != choose_spacing(flow, fr.RK4(), y, steps=(4, 6, 8)).errors
+
+
+def test_a_diffusion_models_own_noise_level_grid_is_kept_when_it_wins():
+    """On an exact diffusion model (DDPM's linear schedule) no candidate in ``t`` lays the flow's
+    noise-level grid; it is scored first, wins, and is what the choice declares."""
+    from flowrestore.integrate.endpoint import generic_spacing
+    from flowrestore.oracles.diffusion import GaussianDiffusionOracle, linear_alphas_cumprod
+
+    mean, std = torch.linspace(-0.3, 0.3, 5, dtype=F64), torch.linspace(0.1, 0.8, 5, dtype=F64)
+    o = GaussianDiffusionOracle(mean=mean, std=std, alphas_cumprod=linear_alphas_cumprod())
+    flow = fr.DiffusionFlow(o, alphas_cumprod=o.alphas_cumprod)
+    x = torch.randn(8, 5, generator=torch.Generator().manual_seed(0), dtype=F64) * flow.latent_std
+    choice = choose_spacing(flow, fr.IPNDM(), x)
+    own = fr.Unrefined(generic_spacing(flow, fr.IPNDM(), 0.0))
+    assert choice.errors[0][0] == own and choice.spacing == own
+    assert dict(choice.errors)[fr.Uniform()] > 2 * choice.errors[0][1]
