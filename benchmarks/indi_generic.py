@@ -23,6 +23,15 @@ own ``StartRefined(rho=1.7)``). Score: PSNR (dB) of the worst crop to a 400-eval
 at each of 3–10 evaluations; a row's mean over them. The rule a shared default would follow: for
 each solver, the candidate with the highest mean of the *worse model's* row (:func:`choose`).
 
+**Round 2** (``--round 2``, the default since 2026-12-05 17:00; ``--round 1`` is the run above):
+the validation split grows to four task types — the two shipped predictors and round 1's two
+held-out ones, all on the validation crops — and two more predictors trained for round 2 only
+(:data:`HELDOUT2`: 2× super-resolution with the trainer's default parametrisation, JPEG at quality
+40 with noise 0.02 and ``F = x − t v``) are the test split, on the test crops. The candidates add
+``Uniform()`` and ``StartRefined(ρ)`` for ρ 1.25 and 1.5 (:func:`round_candidates`): a
+``SemiLinearMultistep()`` declaring nothing lays its own ``StartRefined(rho=1.7)``
+(:meth:`~flowrestore.SemiLinearMultistep.default_spacing`), which round 2's rule re-chooses.
+
 ``--problem choose`` (with ``--load`` of a ``--split test --save`` run) runs
 :func:`flowrestore.integrate.choose_spacing` — the tool for a predictor that declares nothing — for
 each test model and solver on warm-up crops that are never scored
@@ -33,6 +42,7 @@ beside the loop's rule and the best candidate.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -41,7 +51,7 @@ import torch
 import flowrestore as fr
 from benchmarks import fewnfe_problems as P
 from benchmarks import indi_spacing
-from benchmarks.indi_spacing import NFES, NONE, _load, _mean, _save, candidates
+from benchmarks.indi_spacing import NFES, NONE, _load, _mean, _save, _spec, candidates
 
 SOLVERS = {**indi_spacing.SOLVERS, "SemiLinearMultistep()": fr.SemiLinearMultistep}
 VAL_MODELS = ("indi-deblur", "indi-sr4")
@@ -59,46 +69,106 @@ HELDOUT = {
         "--out benchmarks/heldout-indi/indi-denoise.ckpt"
     ),
 }
+#: round 2's test predictors, trained for it only (2026-12-05 16:36, this machine, side by side;
+#: committed without the optimizer state and RNG)
+HELDOUT2 = {
+    "indi-sr2": (
+        "python -m flowrestore.training.trainer --task sr4 --task-param factor=2 --method indi "
+        "--steps 3000 --seed 3 --threads 1 --no-progress "
+        "--out benchmarks/heldout-indi/indi-sr2.ckpt"
+    ),
+    "indi-jpeg40": (
+        "python -m flowrestore.training.trainer --task jpeg --task-param quality=40 --task-param "
+        "noise=0.02 --method indi --steps 3000 --seed 4 --threads 1 --velocity --time-scale 10 "
+        "--no-progress --out benchmarks/heldout-indi/indi-jpeg40.ckpt"
+    ),
+}
+#: the models of each split, per round (module docstring)
+ROUNDS = {
+    1: {"val": VAL_MODELS, "test": tuple(HELDOUT)},
+    2: {"val": VAL_MODELS + tuple(HELDOUT), "test": tuple(HELDOUT2)},
+}
 
 
-def problems(split: str):
-    """``(model name, problem)`` for the split (module docstring); every flow declares nothing."""
-    from flowrestore.restore.models import load_model
-
-    bare = {"grids": None, "spacings": None}
-    if split == "val":
-        return [(m, P.indi_photos(m, "val", flow_options=bare)) for m in VAL_MODELS]
-    out = []
-    for name in HELDOUT:
-        model = load_model(checkpoint=HERE / f"{name}.ckpt")
-        out.append((name, P.indi_photos(name, "test", model=model, flow_options=bare)))
+def round_candidates(round_: int) -> dict[str, fr.Spacing | None]:
+    """The candidates of a round: :func:`benchmarks.indi_spacing.candidates`, and in round 2
+    also ``Uniform()`` and ``StartRefined(ρ)`` for ρ 1.25 and 1.5 (module docstring)."""
+    out = candidates()
+    if round_ >= 2:
+        out["Uniform()"] = fr.Uniform()
+        for rho in (1.25, 1.5):
+            sr = fr.StartRefined(rho=rho, closing_pair=False)
+            out[f"StartRefined(rho={rho:g})"] = sr
+            out[f"Unrefined(StartRefined(rho={rho:g}))"] = fr.Unrefined(sr)
     return out
 
 
-def run(split: str, log=print) -> dict[tuple[str, str, str], dict[int, float]]:
-    """The worst crop's PSNR per (model, candidate, solver) and NFE."""
+@functools.cache
+def load(name: str):
+    """A round's model: a shipped predictor, or a held-out checkpoint loaded as
+    ``flowrestore restore --checkpoint`` loads a user's."""
+    from flowrestore.pretrained import pretrained
+    from flowrestore.restore.models import load_model
+
+    return pretrained(name) if name in VAL_MODELS else load_model(checkpoint=HERE / f"{name}.ckpt")
+
+
+def task_of(name: str) -> str:
+    """The task a round's model was trained for (its metadata)."""
+    return load(name).metadata["task"]
+
+
+def problems(split: str, round_: int = 2, only=None):
+    """``(model name, problem)`` for the split and round (module docstring), or only the models
+    named in ``only``; every flow declares nothing."""
+    bare = {"grids": None, "spacings": None}
+    out = []
+    for name in ROUNDS[round_][split]:
+        if only and name not in only:
+            continue
+        model = None if name in VAL_MODELS else load(name)
+        out.append((name, P.indi_photos(name, split, model=model, flow_options=bare)))
+    return out
+
+
+def run(
+    split: str, round_: int = 2, only=None, log=print
+) -> dict[tuple[str, str, str], dict[int, float]]:
+    """The worst crop's PSNR per (model, candidate, solver) and NFE (``only``: those models)."""
     res = {}
-    for model, problem in problems(split):
+    for model, problem in problems(split, round_, only):
         log(f"{model}, {split}: {problem.note}")
         (inst,) = problem.instances
-        for cname, spacing in candidates().items():
+        for cname, spacing in round_candidates(round_).items():
             flow = indi_spacing._declaring(inst, spacing, SOLVERS)
             for sname, make in SOLVERS.items():
-                row = {}
-                for steps in range(1, 11):
-                    with torch.no_grad():
-                        sol = fr.solve(flow, make(), inst.x, steps=steps)
-                    nfe = int(sol.stats.nfe.max())
-                    if nfe in NFES:
-                        row[nfe] = float(P.score(problem, inst, sol.x))
-                res[(model, cname, sname)] = row
+                row = res[(model, cname, sname)] = _row(problem, inst, flow, make)
                 log(f"  {cname:36s} {sname:22s} " + " ".join(f"{row[n]:.2f}" for n in row))
     return res
+
+
+def _row(problem, inst, flow, make) -> dict[int, float]:
+    """The worst crop's PSNR at each of :data:`NFES` evaluations, ``steps=N`` on ``flow``."""
+    row = {}
+    for steps in range(1, 11):
+        with torch.no_grad():
+            sol = fr.solve(flow, make(), inst.x, steps=steps)
+        nfe = int(sol.stats.nfe.max())
+        if nfe in NFES:
+            row[nfe] = float(P.score(problem, inst, sol.x))
+        if nfe >= max(NFES):
+            break  # more steps only spend more evaluations
+    return row
 
 
 def models(res) -> list[str]:
     """The models the rows cover, in order."""
     return list(dict.fromkeys(key[0] for key in res))
+
+
+def cands(res) -> list[str]:
+    """The candidates the rows cover, in order."""
+    return list(dict.fromkeys(key[1] for key in res))
 
 
 def worse(res, cname: str, sname: str) -> float:
@@ -110,10 +180,93 @@ def choose(res) -> dict[str, str]:
     """The rule's choice per solver (module docstring)."""
     out = {}
     for sname in SOLVERS:
-        score = {c: worse(res, c, sname) for c in candidates()}
+        score = {c: worse(res, c, sname) for c in cands(res)}
         best = max(score.values())
-        out[sname] = next(c for c in candidates() if score[c] == best)
+        out[sname] = next(c for c in cands(res) if score[c] == best)
     return out
+
+
+def per_task(res, tasks=None) -> dict[tuple[str, str], str]:
+    """Round 2's rule for a trained checkpoint's declaration: per (task, solver), the candidate
+    with the highest mean over 3–10 NFE of that task's validation model (one per task; ``tasks``
+    maps a model to its task, default :func:`task_of`); exact ties go to the earlier candidate."""
+    task = tasks.get if tasks else task_of
+    out = {}
+    for m in models(res):
+        if any(key[0] == task(m) for key in out):
+            raise ValueError(f"two validation models of task {task(m)!r}")
+        for sname in SOLVERS:
+            score = {c: _mean(res[(m, c, sname)]) for c in cands(res)}
+            best = max(score.values())
+            out[(task(m), sname)] = next(c for c in cands(res) if score[c] == best)
+    return out
+
+
+def write(res, path=None) -> dict:
+    """Record :func:`per_task`'s validation choice as the trained checkpoints' declarations
+    (:data:`flowrestore.methods.indi.TASK_SPACINGS_FILE`); returns the choice."""
+    import json
+    from pathlib import Path
+
+    from flowrestore.methods.indi import TASK_SPACINGS_FILE
+
+    choice, spacings = per_task(res), round_candidates(2)
+    tasks = {}
+    for m in models(res):
+        per, notes = {}, []
+        for sname in SOLVERS:
+            cname = choice[(task_of(m), sname)]
+            name = sname.removesuffix("()")
+            if cname != NONE:
+                per[name] = _spec(spacings[cname])
+            notes.append(f"{name}: {cname} {_mean(res[(m, cname, sname)]):.2f}")
+        tasks[task_of(m)] = {"per_solver": per, "validation": m, "chosen": "; ".join(notes)}
+    record = {
+        "command": "python -m benchmarks.indi_generic --split val --write",
+        "rule": (
+            "per task and solver, the candidate with the highest mean over 3-10 NFE of the worst "
+            "validation crop's PSNR (dB) to the reference, on the task's validation predictor "
+            "with its own declarations removed"
+        ),
+        "tasks": tasks,
+    }
+    Path(path or TASK_SPACINGS_FILE).write_text(
+        json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+    )
+    return choice
+
+
+def declared(name: str) -> dict[str, str]:
+    """What a round's model declares when loaded as a user loads it (a checkpoint: its task's
+    record), as candidate names per solver."""
+    from flowrestore.pretrained import flow_for
+
+    spacings = flow_for(load(name), grids=None).spacings
+    names = {sp: c for c, sp in round_candidates(2).items() if sp is not None}
+    return {
+        sname: names.get(spacings[cls], repr(spacings[cls])) if cls in spacings else NONE
+        for sname, cls in SOLVERS.items()
+    }
+
+
+def task_report(res) -> str:
+    """Markdown: per test model and solver the mean over 3–10 NFE of the loop's rule, of what the
+    checkpoint declares by its task (:func:`declared`) and of the best candidate."""
+    lines = [
+        "| model (task) | solver | loop's rule | declared by the task | best candidate |",
+        "|---|---|---|---|---|",
+    ]
+    for m in models(res):
+        mine = declared(m)
+        for sname in SOLVERS:
+            best = max(cands(res), key=lambda c, m=m: _mean(res[(m, c, sname)]))
+            rule, got = _mean(res[(m, NONE, sname)]), _mean(res[(m, mine[sname], sname)])
+            top = _mean(res[(m, best, sname)])
+            lines.append(
+                f"| {m} ({task_of(m)}) | {sname} | {rule:.2f} | {got:.2f} ({got - rule:+.2f}; "
+                f"{mine[sname]}) | {top:.2f} ({best}) |"
+            )
+    return "\n".join(lines)
 
 
 def report(res, split: str, chosen: dict[str, str]) -> str:
@@ -132,7 +285,7 @@ def report(res, split: str, chosen: dict[str, str]) -> str:
     for sname in SOLVERS:
         cells = []
         for m in ms:
-            best = max(candidates(), key=lambda c, m=m: _mean(res[(m, c, sname)]))
+            best = max(cands(res), key=lambda c, m=m: _mean(res[(m, c, sname)]))
             rule, mine = _mean(res[(m, NONE, sname)]), _mean(res[(m, chosen[sname], sname)])
             top = _mean(res[(m, best, sname)])
             cells.append(f"{rule:.2f} / {mine:.2f} ({mine - rule:+.2f}) / {top:.2f} ({best})")
@@ -156,10 +309,11 @@ def _label(spacing) -> str:
     return ("uniform" if rho is None else f"ρ = {rho:g}") + (" as given" if exact else "")
 
 
-def choose_report(res, log=print) -> str:
+def choose_report(res, round_: int = 2, log=print) -> str:
     """Markdown for ``--problem choose``: :func:`~flowrestore.integrate.choose_spacing`'s choice
-    per test model and solver, from warm-up crops never scored, scored on the test crops beside
-    the loop's rule and the best candidate of ``res`` (the test rows)."""
+    per test model and solver, from warm-up crops never scored, scored on the test crops
+    (declared for the solver) beside the loop's rule and the best candidate of ``res`` (the test
+    rows)."""
     from flowrestore.integrate import choose_spacing
     from flowrestore.pretrained import degrade_for
 
@@ -167,7 +321,7 @@ def choose_report(res, log=print) -> str:
         "| model | solver | choice (seconds) | choice | loop's rule | best candidate |",
         "|---|---|---|---|---|---|",
     ]
-    for model, problem in problems("test"):
+    for model, problem in problems("test", round_):
         (inst,) = problem.instances
         _, clean = P.crop_images(P.WARM_CROPS, 64)
         warm = degrade_for(inst.flow.network, clean, generator=torch.Generator().manual_seed(7))
@@ -176,14 +330,12 @@ def choose_report(res, log=print) -> str:
             with torch.no_grad():
                 choice = choose_spacing(inst.flow, make(), warm)
             took = time.perf_counter() - start
-            row = {}
-            for steps in range(1, 11):
-                with torch.no_grad():
-                    sol = fr.solve(inst.flow, make(), inst.x, steps=steps, spacing=choice.spacing)
-                nfe = int(sol.stats.nfe.max())
-                if nfe in NFES:
-                    row[nfe] = float(P.score(problem, inst, sol.x))
-            best = max(candidates(), key=lambda c: _mean(res[(model, c, sname)]))
+            # declared, as the tool's answer is meant to be used (the landing rules apply on it;
+            # before 2026-12-05 17:15 this passed spacing=, laid as given: wrong for Midpoint,
+            # Heun and RK4 whenever the choice was not laid exactly)
+            declaring = indi_spacing._declaring(inst, choice.spacing, {sname: make})
+            row = _row(problem, inst, declaring, make)
+            best = max(cands(res), key=lambda c: _mean(res[(model, c, sname)]))
             cells = (
                 f"{_label(choice.spacing)} ({took:.1f} s)",
                 f"{_mean(row):.2f}",
@@ -195,26 +347,46 @@ def choose_report(res, log=print) -> str:
     return "\n".join(lines)
 
 
+def _merged(paths) -> dict:
+    """The rows of several ``--save`` runs (e.g. one per ``--models`` group)."""
+    return {key: row for path in paths for key, row in _load(path).items()}
+
+
 def main(argv=None) -> None:
     """Command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=2)
+    ap.add_argument("--models", help="only these models of the split (comma list)")
     ap.add_argument("--problem", choices=("rows", "choose"), default="rows")
     ap.add_argument("--save", help="write the rows to this JSON file")
-    ap.add_argument("--load", help="report the rows of an earlier --save instead of solving")
-    ap.add_argument("--val", help="the validation rows (a --save) whose shared choice to report")
+    ap.add_argument(
+        "--load", nargs="+", help="report the rows of earlier --save runs instead of solving"
+    )
+    ap.add_argument(
+        "--val", nargs="+", help="the validation rows (--save runs) whose shared choice to report"
+    )
+    ap.add_argument(
+        "--write", action="store_true", help="record the per-task choice (round 2, --split val)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    res = _load(args.load) if args.load else run(args.split)
+    only = args.models.split(",") if args.models else None
+    res = _merged(args.load) if args.load else None
+    res = res if res is not None else run(args.split, args.round, only)
     if args.save:
         _save(res, args.save)
     if args.problem == "choose":
-        print(choose_report(res))
+        print(choose_report(res, args.round))
     else:
-        chosen = choose(_load(args.val) if args.val else res)
+        chosen = choose(_merged(args.val) if args.val else res)
         print(f"the shared rule's choice: {chosen}\n")
         print(report(res, args.split, chosen))
+        if args.round == 2 and args.split == "val":
+            print(f"\nper task: {write(res) if args.write else per_task(res)}")
+        if args.round == 2 and args.split == "test":
+            print("\n" + task_report(res))
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 

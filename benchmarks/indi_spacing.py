@@ -218,6 +218,8 @@ def _spec(spacing) -> dict:
     """A candidate spacing as a registry record (:func:`flowrestore.methods.indi._spacing`)."""
     if isinstance(spacing, fr.Unrefined):
         return {"Unrefined": _spec(spacing.base)}
+    if isinstance(spacing, fr.Uniform):
+        return {"Uniform": {}}
     return {"StartRefined": {"rho": spacing.rho, "closing_pair": spacing.closing_pair}}
 
 

@@ -2074,8 +2074,20 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "indi-generic-tie-to-latest": (
         "benchmarks/indi_generic.py",
-        "        out[sname] = next(c for c in candidates() if score[c] == best)",
-        "        out[sname] = [c for c in candidates() if score[c] == best][-1]",
+        "        out[sname] = next(c for c in cands(res) if score[c] == best)",
+        "        out[sname] = [c for c in cands(res) if score[c] == best][-1]",
+        ["tests/fewnfe/test_indi_generic.py"],
+    ),
+    "indi-task-spacings-ignored": (
+        "flowrestore/methods/indi.py",
+        "_declared_spacings(metadata) if own else task_spacings(spec.task.name)",
+        "_declared_spacings(metadata) if own else None",
+        ["tests/fewnfe/test_indi_generic.py"],
+    ),
+    "indi-per-task-worst-candidate": (
+        "benchmarks/indi_generic.py",
+        "            best = max(score.values())\n            out[(task(m), sname)]",
+        "            best = min(score.values())\n            out[(task(m), sname)]",
         ["tests/fewnfe/test_indi_generic.py"],
     ),
     "unrefined-declaration-refined": (

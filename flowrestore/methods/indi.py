@@ -1,11 +1,29 @@
 """InDI (Delbracio & Milanfar 2023): the residual flow ``dx/dt = (x − F(x, t))/t`` (eq. 13) over a
-clean-image predictor ``F``, trained on pairs ``(x, y)`` with the InDI loss — as a method record."""
+clean-image predictor ``F``, trained on pairs ``(x, y)`` with the InDI loss — as a method record.
+
+A predictor's flow declares the grid spacing of each few-NFE solver: a shipped predictor its
+registry entry's (``"spacings"``), a checkpoint trained with ``python -m flowrestore.training``
+its *task's* (:data:`TASK_SPACINGS_FILE`). Which end of ``[0, 1]`` a trained predictor's field
+changes fastest at is a property of the task: near the degraded end ``t = 1`` for a structured
+operator (blur, downsampling: ``StartRefined`` steps), near ``t = 0`` for a near-identity one
+(noise, JPEG: uniform steps); one spacing for every task loses up to 13.5 dB
+(``python -m benchmarks.indi_generic``).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 from flowrestore.methods.base import IMAGE_RANGE, Method, Showcase, SolverChoice
 
-__all__ = ["INDI"]
+__all__ = ["INDI", "TASK_SPACINGS_FILE", "task_spacings"]
+
+#: the per-solver spacings a trained InDI checkpoint declares by its task, in the registry's
+#: ``"spacings"`` format under ``"tasks"``; chosen per task on validation photos by
+#: ``python -m benchmarks.indi_generic --split val --write``
+TASK_SPACINGS_FILE = Path(__file__).with_name("indi_task_spacings.json")
 
 
 def _solvers():
@@ -21,7 +39,8 @@ def _indi_flow(network, spec, **kwargs):
     if "grids" not in kwargs:
         kwargs["grids"] = _fitted_grids(metadata)
     if "spacings" not in kwargs:
-        kwargs["spacings"] = _declared_spacings(metadata)
+        own = isinstance(metadata, dict) and "spacings" in metadata
+        kwargs["spacings"] = _declared_spacings(metadata) if own else task_spacings(spec.task.name)
     return PredictorInDIFlow(network, value_range=IMAGE_RANGE, name=spec.name, **kwargs)
 
 
@@ -85,6 +104,18 @@ def _declared_spacings(metadata):
             raise ConfigError(f"registry 'spacings' names an unknown solver {name!r}")
         out[cls] = spacing
     return out
+
+
+@functools.cache
+def _task_records() -> dict:
+    return json.loads(TASK_SPACINGS_FILE.read_text())["tasks"]
+
+
+def task_spacings(task: str):
+    """The per-solver spacings (``{solver class: Spacing}``) a trained InDI checkpoint of
+    ``task`` declares (:data:`TASK_SPACINGS_FILE`; module docstring), or ``None``."""
+    entry = _task_records().get(task)
+    return _declared_spacings({"spacings": entry}) if entry else None
 
 
 def _indi_observe(spec, x, generator=None):

@@ -4,6 +4,7 @@ and super-resolution predictors loses on a denoising predictor that chose nothin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,13 @@ def _crop():
 
 
 @pytest.mark.parametrize("solver", [fr.Euler, fr.IPNDM, fr.DataIPNDM])
-def test_a_denoising_checkpoint_declares_nothing_and_uniform_steps_suit_it(solver):
+def test_a_denoising_checkpoint_keeps_uniform_steps_which_suit_it(solver):
     """The held-out denoising predictor (``benchmarks/heldout-indi/indi-denoise.ckpt``), loaded as
-    ``flowrestore restore --checkpoint`` loads a user's checkpoint, declares no spacing; on a crop
-    that neither trained nor chose anything its uniform steps land closer to a 200-evaluation
-    reference at 6 evaluations than the ``StartRefined(rho=3)`` the shipped deblurring predictor
-    declares — and the shipped predictor, stripped of its declaration, the other way round."""
+    ``flowrestore restore --checkpoint`` loads a user's checkpoint, declares its task's record,
+    which for these solvers is nothing (the loop's uniform steps); on a crop that neither trained
+    nor chose anything they land closer to a 200-evaluation reference at 6 evaluations than the
+    ``StartRefined(rho=3)`` the shipped deblurring predictor declares — and the shipped
+    predictor, stripped of its declaration, the other way round."""
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
     from flowrestore.restore import load_model
 
@@ -55,7 +57,7 @@ def test_a_denoising_checkpoint_declares_nothing_and_uniform_steps_suit_it(solve
         ("deblur", pretrained("indi-deblur")),
     ):
         flow = flow_for(model, grids=None, spacings=None) if name == "deblur" else flow_for(model)
-        assert flow.spacings == {}
+        assert solver not in flow.spacings
         y = degrade_for(model, _crop(), generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             ref = fr.solve(flow, fr.RK4(), y, steps=50, spacing=fr.Power(2.0)).x.clamp(0, 1)
@@ -63,3 +65,82 @@ def test_a_denoising_checkpoint_declares_nothing_and_uniform_steps_suit_it(solve
             start = fr.solve(flow, solver(), y, steps=6, spacing=sr3).x.clamp(0, 1)
         gains[name] = float(fr.metrics.psnr(start, ref) - fr.metrics.psnr(plain, ref))
     assert gains["denoise"] < -1.0 and gains["deblur"] > 1.0, gains
+
+
+def test_a_checkpoint_declares_its_tasks_spacings_and_nothing_else_does():
+    """A trainer checkpoint's InDI flow declares the record of the task it was trained for
+    (``flowrestore/methods/indi_task_spacings.json``, one per task); a shipped predictor keeps
+    its registry's own, ``spacings=None`` and a plain ``fr.InDIFlow(F)`` declare nothing."""
+    from flowrestore.methods.indi import TASK_SPACINGS_FILE, task_spacings
+    from flowrestore.pretrained import flow_for, pretrained
+    from flowrestore.restore import load_model
+    from flowrestore.tasks import task_names
+
+    records = json.loads(TASK_SPACINGS_FILE.read_text())["tasks"]
+    assert set(records) == set(task_names())
+    for name, task in (
+        ("indi-jpeg", "jpeg"),
+        ("indi-denoise", "denoise"),
+        ("indi-sr2", "sr4"),
+        ("indi-jpeg40", "jpeg"),
+    ):
+        model = load_model(checkpoint=HELDOUT / f"{name}.ckpt")
+        assert model.metadata["task"] == task
+        spacings = flow_for(model).spacings
+        assert spacings == task_spacings(task)
+        named = {cls.__name__ for cls in spacings}
+        assert named == set(records[task]["per_solver"]), name
+        assert flow_for(model, spacings=None).spacings == {}
+    shipped = flow_for(pretrained("indi-deblur")).spacings
+    assert fr.SemiLinearMultistep not in shipped  # its own fitted grids, not the task's record
+    assert fr.InDIFlow(lambda x, t: x).spacings == {}
+
+
+def _test_crop():
+    import skimage.data
+
+    im = torch.from_numpy(skimage.data.stereo_motorcycle()[0][300:348, 480:528]).float() / 255.0
+    return im.permute(2, 0, 1)[None].contiguous()
+
+
+@pytest.mark.parametrize(
+    ("name", "solver"),
+    [("indi-sr2", fr.Euler), ("indi-sr2", fr.IPNDM), ("indi-sr2", fr.DataIPNDM)]
+    + [("indi-jpeg40", fr.SemiLinearMultistep)],
+)
+def test_the_tasks_spacing_suits_a_checkpoint_that_chose_nothing(name, solver):
+    """Round 2's test predictors (trained for the check only; task ``sr4`` with factor 2, task
+    ``jpeg`` at quality 40 with noise): on a crop that chose nothing, the spacing their task
+    declares lands nearer a 200-evaluation reference at 6 evaluations than what the flow lays
+    without it (uniform; ``SemiLinearMultistep``'s own ``StartRefined(rho=1.7)``)."""
+    from flowrestore.pretrained import degrade_for, flow_for
+    from flowrestore.restore import load_model
+
+    model = load_model(checkpoint=HELDOUT / f"{name}.ckpt")
+    declared, bare = flow_for(model), flow_for(model, spacings=None)
+    assert solver in declared.spacings
+    y = degrade_for(model, _test_crop(), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = fr.solve(bare, fr.RK4(), y, steps=50, spacing=fr.Power(2.0)).x.clamp(0, 1)
+        got = {
+            k: float(fr.metrics.psnr(fr.solve(f, solver(), y, steps=6).x.clamp(0, 1), ref))
+            for k, f in (("declared", declared), ("bare", bare))
+        }
+    assert got["declared"] > got["bare"] + 1.0, got
+
+
+def test_the_per_task_rule_takes_each_tasks_best_candidate_and_one_model_per_task():
+    from benchmarks import indi_generic as G
+    from benchmarks.indi_spacing import candidates
+
+    names = list(candidates())
+    res = {}
+    for m, peak in (("a", 2), ("b", 5)):
+        for i, c in enumerate(names):
+            for s in G.SOLVERS:
+                res[(m, c, s)] = {n: 40.0 - abs(i - peak) for n in (3, 4, 5)}
+    got = G.per_task(res, {"a": "deblur", "b": "jpeg"})
+    assert {got[("deblur", s)] for s in G.SOLVERS} == {names[2]}
+    assert {got[("jpeg", s)] for s in G.SOLVERS} == {names[5]}
+    with pytest.raises(ValueError, match="two validation models"):
+        G.per_task(res, {"a": "deblur", "b": "deblur"})
