@@ -5,9 +5,9 @@ A predictor's flow declares the grid spacing of each few-NFE solver: a shipped p
 registry entry's (``"spacings"``), a checkpoint trained with ``python -m flowrestore.training``
 its *task's* (:data:`TASK_SPACINGS_FILE`). Which end of ``[0, 1]`` a trained predictor's field
 changes fastest at is a property of the task: near the degraded end ``t = 1`` for a structured
-operator (blur, downsampling: ``StartRefined`` steps), near ``t = 0`` for a near-identity one
-(noise, JPEG: uniform steps); one spacing for every task loses up to 13.5 dB
-(``python -m benchmarks.indi_generic``).
+operator (blur, downsampling: ``StartRefined`` steps, ρ 1.5–4), toward ``t = 0`` for a
+near-identity one (noise: uniform steps; JPEG: ρ 1.25–1.7, uniform for the multistep solvers);
+one spacing for every task loses up to 15.2 dB (``python -m benchmarks.indi_generic``).
 """
 
 from __future__ import annotations
