@@ -2096,6 +2096,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if isinstance(own, Unrefined):\n        own = own.base",
         ["tests/fewnfe/test_declared_spacings.py"],
     ),
+    "mixture-responsibilities-no-log-variance": (
+        "flowrestore/oracles/gaussian_mixture.py",
+        "        log_r = (-0.5 * (dev * dev / V + torch.log(V))).flatten(2).sum(-1)",
+        "        log_r = (-0.5 * (dev * dev / V)).flatten(2).sum(-1)",
+        ["tests/oracles/test_gaussian_mixture.py"],
+    ),
+    "mixture-component-mean-unscaled": (
+        "flowrestore/oracles/gaussian_mixture.py",
+        "        return r, mu + a * var * dev / V",
+        "        return r, mu + var * dev / V",
+        ["tests/oracles/test_gaussian_mixture.py"],
+    ),
+    "mixture-flow-matching-velocity-sign": (
+        "flowrestore/oracles/gaussian_mixture.py",
+        "            return eps - x0",
+        "            return x0 - eps",
+        ["tests/oracles/test_gaussian_mixture.py"],
+    ),
+    "mixture-weights-ignored": (
+        "flowrestore/oracles/gaussian_mixture.py",
+        "        log_r = log_r + torch.log(self.weights.to(x))",
+        "        log_r = log_r + 0 * torch.log(self.weights.to(x))",
+        ["tests/oracles/test_gaussian_mixture.py"],
+    ),
+    "multimodal-benchmark-mean-not-median": (
+        "benchmarks/multimodal.py",
+        "    return float(e.median()), float(e.max()), float(wrong)",
+        "    return float(e.mean()), float(e.max()), float(wrong)",
+        ["tests/fewnfe/test_multimodal_benchmark.py"],
+    ),
 }
 
 

@@ -11,6 +11,9 @@ They are the ground truth for the solver tests, examples and benchmarks (docs/ma
 - :class:`GaussianFlowMatchingOracle` / :class:`GaussianDenoiserOracle` — the exact rectified-flow
   velocity and EDM denoiser of a Gaussian prior, for :class:`~flowrestore.FlowMatchingFlow` and
   :class:`~flowrestore.DenoiserFlow` (docs/math.md §9);
+- :class:`GaussianMixtureOracle` — the exact posterior mean of a Gaussian-mixture (multimodal)
+  prior as an EDM denoiser, a diffusers-convention ε/v/x₀ model and a flow-matching velocity
+  (docs/math.md §9; no closed-form flow map: a fine solve is the reference);
 - :class:`LinearGaussianPosterior` — the closed-form posterior of a Gaussian prior under a linear
   measurement diagonal in a known basis, the ground truth of guided restoration (docs/math.md §10).
 
@@ -22,6 +25,7 @@ oracle is called like a diffusers model, ``fr.DiffusionFlow(oracle, alphas_cumpr
 from flowrestore.oracles.diffusion import GaussianDiffusionOracle
 from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
 from flowrestore.oracles.gaussian import GaussianOracle
+from flowrestore.oracles.gaussian_mixture import GaussianMixtureOracle
 from flowrestore.oracles.generative import GaussianGenerativeOracle
 from flowrestore.oracles.mixture import DiracMixture
 from flowrestore.oracles.posterior import LinearGaussianPosterior
@@ -32,6 +36,7 @@ __all__ = [
     "GaussianDiffusionOracle",
     "GaussianFlowMatchingOracle",
     "GaussianGenerativeOracle",
+    "GaussianMixtureOracle",
     "GaussianOracle",
     "LinearGaussianPosterior",
 ]

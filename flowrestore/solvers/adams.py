@@ -31,8 +31,13 @@ extrapolation there costs nothing later. Measured on the few-NFE benchmark's val
 linear/ε diffusion models order 4 helps (0.0342 / 0.0176 / 0.0112 → 0.0334 / 0.0117 / 0.0099), on
 the cosine/v models the two are within 5 %, but on the diffusers-trained DDPM it hurts at every
 NFE from 4 to 10 (0.230 / 0.091 / 0.025 → 0.274 / 0.133 / 0.034): a higher-order extrapolation
-amplifies a learned model's errors. The default stays ``ab_order``; ``landing_order=4`` is the
-option for smooth (e.g. analytic) models.
+amplifies a learned model's errors. The Gaussian priors are the exception, not the rule: on exact
+*multimodal* priors (Gaussian mixtures, :class:`~flowrestore.oracles.GaussianMixtureOracle`,
+where the posterior switches between components during the solve; ``python -m
+benchmarks.multimodal``, test split) order 4 is 1.59 / 1.69 / 1.03× less accurate at 4 / 6 / 10
+NFE (geometric mean over 12 problems; median sample), and on a second trained DDPM (ε-model, the
+same trainer, 3000 steps; worst sample) 1.70× at 4 NFE. The default stays ``ab_order``;
+``landing_order=4`` is the option for smooth unimodal (e.g. Gaussian) models.
 """
 
 from __future__ import annotations

@@ -15,12 +15,21 @@ The same diffusion, flow-matching and EDM models of a *very* stiff prior (every 
 [0.01, 0.05]) are the known limit: there Heun and RK4 are strict xfails (``KNOWN``); Midpoint
 (whose last positive point is laid no coarser than Euler's, ``fr.EulerMatchedEnd``) and the
 multistep defaults must stay ahead.
-Errors are worst per-sample relative errors against the closed forms; each solver's evaluations
-are read from ``stats.nfe`` and Euler is run with exactly that many steps.
+A *multimodal* prior — an exact EDM denoiser of a well-separated 8-component Gaussian mixture with
+component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.GaussianMixtureOracle`;
+``python -m benchmarks.multimodal``) — is a second known limit: the fixed-coefficient
+Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
+(2.4–3.1× behind Euler at 3–5 steps), and Heun, RK4 and ``DataIPNDM()`` trail at 3 steps
+(``KNOWN_MIXTURE``, strict xfails); Midpoint and ``SemiLinearMultistep()`` must stay ahead.
+Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
+samples near a watershed land on another component under every solver: the median sample's,
+against a 400-step RK4 solve); each solver's evaluations are read from ``stats.nfe`` and Euler is
+run with exactly that many steps.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import pathlib
 import sys
@@ -67,7 +76,26 @@ def _model_family(name):
     return flow, 80.0 * noise, oracle.exact_map(80.0 * noise, 80.0), {}
 
 
+@functools.lru_cache(maxsize=1)
+def _mixture_family():
+    """An exact EDM denoiser of a multimodal prior (module docstring): 8 components, means
+    ``N(0, I)`` in 64 dimensions, stds in [0.02, 0.2]; reference: RK4 with 400 steps."""
+    from benchmarks.multimodal import mixture
+
+    oracle = mixture(5, 1.0, 0.02, 0.2, k=8, dim=64)
+    flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
+    g = torch.Generator().manual_seed(6)
+    x = 80.0 * torch.randn(64, 64, generator=g, dtype=F64)
+    return flow, x, fr.solve(flow, fr.RK4(), x, steps=400).x, {}
+
+
+def _median_rel(x, ref):
+    return float(((x - ref).norm(dim=1) / ref.norm(dim=1)).median())
+
+
 def _family(name):
+    if name == "edm-mixture":
+        return _mixture_family()
     if name == "ode":
         return _oscillator()
     if name.startswith(("flow-matching", "edm")):
@@ -108,6 +136,8 @@ VERY_STIFF = [
     "edm-very-stiff",
 ]
 KNOWN = {"Heun", "RK4"}
+#: known limit on the multimodal prior (module docstring)
+KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM"}
 CASES = [
     *[(f, n) for n in SOLVERS for f in FAMILIES],
     *[
@@ -121,6 +151,16 @@ CASES = [
         for n in SOLVERS
         for f in VERY_STIFF
     ],
+    *[
+        pytest.param(
+            "edm-mixture",
+            n,
+            marks=pytest.mark.xfail(strict=True, reason="multimodal stiff prior (issue 16)")
+            if n in KNOWN_MIXTURE
+            else (),
+        )
+        for n in SOLVERS
+    ],
 ]
 
 
@@ -132,9 +172,10 @@ def test_never_less_accurate_than_euler_at_equal_evaluations(family, name):
         make().check_flow(flow)
     except fr.IncompatibleSolverError:
         pytest.skip(f"{name} does not step {type(flow).__name__}")
+    score = _median_rel if family == "edm-mixture" else rel
     for n in range(3, 11):
         sol = fr.solve(flow, make(), x, steps=n, **kw)
         nfe = int(sol.stats.nfe.max())
-        err = rel(sol.x, exact)
-        euler = rel(fr.solve(flow, fr.Euler(), x, steps=nfe, **kw).x, exact)
+        err = score(sol.x, exact)
+        euler = score(fr.solve(flow, fr.Euler(), x, steps=nfe, **kw).x, exact)
         assert math.isfinite(err) and err <= euler, (family, name, n, nfe, err, euler)

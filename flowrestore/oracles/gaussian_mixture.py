@@ -1,0 +1,181 @@
+"""The exact denoiser of a Gaussian-mixture prior, as an EDM, diffusion and flow-matching model
+(docs/math.md §9).
+
+A prior ``x_0 ~ Σ_i π_i N(μ_i, diag s_i²)`` is *multimodal*: where the Gaussian oracles'
+trajectories are straight in a standardised coordinate, a mixture's bend where the posterior
+switches between components. Every generative model of this library noises ``x_0`` as
+``x = a x_0 + b ε`` — EDM ``(1, σ)``, a VP diffusion model at timestep ``k`` ``(√ᾱ_k, √(1 − ᾱ_k))``,
+rectified flow ``(1 − t, t)`` — and for each the posterior mean is closed-form (per coordinate,
+``V_i = a² s_i² + b²``):
+
+* responsibilities ``r_i(x) ∝ π_i N(x; a μ_i, diag V_i)``;
+* ``E[x_0 | x] = Σ_i r_i (μ_i + a s_i² (x − a μ_i)/V_i)``;
+* ``E[ε | x] = (x − a E[x_0 | x])/b``, so the ε, v (``a ε − b x_0``) and flow-matching velocity
+  (``ε − x_0``) models follow.
+
+The probability-flow map has no closed form; a fine solve is the reference (the benchmarks check
+two such solves against each other). :class:`GaussianMixtureOracle` with one component is the
+Gaussian oracle of :mod:`flowrestore.oracles.diffusion` / :mod:`flowrestore.oracles.flow_matching`
+(tested), and its denoiser satisfies Tweedie's formula ``D(x, σ) = x + σ² ∇ log p_σ(x)`` against
+the mixture's density (tested).
+
+* ``oracle(x, sigma)`` — the EDM denoiser, for :class:`~flowrestore.DenoiserFlow`;
+* :meth:`GaussianMixtureOracle.diffusion_model` — a diffusers-convention ``model(x, timestep)``
+  (ε, v or x₀) for :class:`~flowrestore.DiffusionFlow`;
+* :meth:`GaussianMixtureOracle.flow_matching_model` — a velocity ``model(x, timestep)`` for
+  :class:`~flowrestore.FlowMatchingFlow`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.oracles._common import as_param, check_state, standard_normal
+from flowrestore.oracles.diffusion import (
+    PREDICTION_TYPES,
+    _timesteps,
+    alpha_cumprod_at,
+    check_alphas_cumprod,
+)
+
+__all__ = ["GaussianMixtureOracle"]
+
+
+class GaussianMixtureOracle:
+    """The exact posterior mean of ``Σ_i π_i N(μ_i, diag s_i²)`` under ``x = a x_0 + b ε``.
+
+    Args (keyword-only):
+        means: component means ``μ``, ``[K, *event_shape]``.
+        stds: component standard deviations ``s > 0``: a number, or a tensor broadcasting to
+            ``[K, *event_shape]``.
+        weights: mixture weights ``π ≥ 0`` (normalised here), ``[K]``; default equal.
+
+    Called as ``oracle(x, sigma)``: the EDM denoiser ``D(x, σ) = E[x_0 | x_0 + σ ε = x]``.
+    """
+
+    def __init__(self, *, means: Tensor, stds=1.0, weights=None) -> None:
+        mu = as_param(means, "means")
+        if mu.dim() < 2:
+            raise ShapeError(f"means must be [K, *event_shape] (K >= 1), got {describe(means)}")
+        sd = as_param(stds, "stds")
+        try:
+            sd = torch.broadcast_to(sd, mu.shape).clone()
+        except RuntimeError as exc:
+            raise ShapeError(
+                f"stds must broadcast to means' shape {tuple(mu.shape)}, got {describe(stds)}"
+            ) from exc
+        if not bool((sd > 0).all()):
+            raise ConfigError(f"stds must be positive, got {describe(stds)}")
+        k = mu.shape[0]
+        w = torch.ones(k, dtype=torch.float64) if weights is None else as_param(weights, "weights")
+        if w.shape != (k,):
+            raise ShapeError(f"weights must be [K]=[{k}], got {describe(weights)}")
+        if not bool((w >= 0).all()) or not bool(w.sum() > 0):
+            raise ConfigError(f"weights must be >= 0 with a positive sum, got {describe(weights)}")
+        self.means: Tensor = mu
+        self.stds: Tensor = sd
+        self.weights: Tensor = w / w.sum()
+        self.event_shape: tuple[int, ...] = tuple(mu.shape[1:])
+
+    @property
+    def num_components(self) -> int:
+        """``K``, the number of components."""
+        return self.means.shape[0]
+
+    def _parts(self, x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """Responsibilities ``r [B, K, 1…]`` and component posterior means ``[B, K, *event]``
+        for ``x = a x_0 + b ε`` (``a``, ``b``: ``[B, 1, …, 1]``)."""
+        x = check_state(x, self.event_shape, "x")
+        mu, var = self.means.to(x), self.stds.to(x) ** 2
+        a, b = a.unsqueeze(1), b.unsqueeze(1)  # [B, 1, 1…]: broadcast over the components
+        V = a * a * var + b * b
+        dev = x.unsqueeze(1) - a * mu
+        log_r = (-0.5 * (dev * dev / V + torch.log(V))).flatten(2).sum(-1)
+        log_r = log_r + torch.log(self.weights.to(x))
+        r = torch.softmax(log_r, dim=1).reshape(*log_r.shape, *([1] * len(self.event_shape)))
+        return r, mu + a * var * dev / V
+
+    def clean(self, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        """``E[x_0 | x = a x_0 + b ε]`` (``a``, ``b`` broadcasting to ``[B, 1, …, 1]``)."""
+        r, means = self._parts(x, a, b)
+        return (r * means).sum(1)
+
+    def log_density(self, x: Tensor, sigma) -> Tensor:
+        """``log p_σ(x)`` of ``x = x_0 + σ ε`` (the mixture of ``N(μ_i, s_i² + σ²)``), ``[B]``."""
+        x = check_state(x, self.event_shape, "x")
+        s = _timesteps(sigma, x).unsqueeze(1)
+        V = self.stds.to(x) ** 2 + s * s
+        dev = x.unsqueeze(1) - self.means.to(x)
+        log_n = (-0.5 * (dev * dev / V + torch.log(2 * torch.pi * V))).flatten(2).sum(-1)
+        return torch.logsumexp(log_n + torch.log(self.weights.to(x)), dim=1)
+
+    def __call__(self, x: Tensor, sigma) -> Tensor:
+        """The EDM denoiser ``D(x, σ) = E[x_0 | x_0 + σ ε = x]`` (``sigma``: number or ``[B]``)."""
+        s = _timesteps(sigma, x)
+        return self.clean(x, torch.ones_like(s), s)
+
+    def diffusion_model(self, *, alphas_cumprod, prediction_type: str = "epsilon"):
+        """A diffusers-convention ``model(x, timestep)`` under the schedule ``ᾱ`` (continuous
+        timesteps as :func:`~flowrestore.oracles.diffusion.alpha_cumprod_at`): ``ε̂``, ``v̂`` or
+        ``E[x_0 | x]`` by ``prediction_type``."""
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(
+                f"prediction_type must be one of {PREDICTION_TYPES}, "
+                f"got {describe(prediction_type)}"
+            )
+        table = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
+
+        def model(x: Tensor, timestep) -> Tensor:
+            abar = alpha_cumprod_at(table, _timesteps(timestep, x))
+            a, b = abar.sqrt(), (1 - abar).sqrt()
+            x0 = self.clean(x, a, b)
+            if prediction_type == "sample":
+                return x0
+            eps = (x - a * x0) / b
+            return eps if prediction_type == "epsilon" else a * eps - b * x0
+
+        return model
+
+    def flow_matching_model(self, *, num_train_timesteps: int = 1000):
+        """A velocity ``model(x, timestep)`` of rectified flow ``x_t = (1 − t) x_0 + t ε``,
+        ``t = timestep / T``: ``v = E[ε − x_0 | x_t]``."""
+        T = num_train_timesteps
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
+
+        def model(x: Tensor, timestep) -> Tensor:
+            t = _timesteps(timestep, x) / T
+            x0 = self.clean(x, 1 - t, t)
+            # at t = 0 the state is x_0 and E[ε | x_0] = 0 (no division by t there)
+            t_safe = torch.where(t > 0, t, torch.ones_like(t))
+            eps = torch.where(t > 0, (x - (1 - t) * x0) / t_safe, torch.zeros_like(x))
+            return eps - x0
+
+        return model
+
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` clean samples and their components: ``(x_0 [n, *event], i [n])``."""
+        i = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = standard_normal(n, self.event_shape, generator, dtype, device)
+        return self.means[i].to(z) + self.stds[i].to(z) * z, i.to(z.device)
+
+    def component(self, x: Tensor) -> Tensor:
+        """The most probable component of clean samples ``x`` (``[B]``, long)."""
+        s = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        r, _ = self._parts(x, torch.ones_like(_timesteps(s, x)), _timesteps(s, x))
+        return r.flatten(1).argmax(1)
+
+    def __repr__(self) -> str:
+        return (
+            f"GaussianMixtureOracle(components={self.num_components}, "
+            f"event_shape={self.event_shape})"
+        )
