@@ -2120,6 +2120,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        log_r = log_r + 0 * torch.log(self.weights.to(x))",
         ["tests/oracles/test_gaussian_mixture.py"],
     ),
+    "mixture-oracle-host-read": (
+        "flowrestore/oracles/gaussian_mixture.py",
+        "        s = _timesteps(sigma, x)\n        return self.clean(x, torch.ones_like(s), s)",
+        "        s = _timesteps(sigma, x)\n        s = s * (1.0 if bool((s >= 0).all()) else 1.0)\n"
+        "        return self.clean(x, torch.ones_like(s), s)",
+        ["tests/core/test_oracle_syncs.py"],
+    ),
+    "indi-choose-scored-undeclared": (
+        "benchmarks/indi_generic.py",
+        "            declaring = indi_spacing._declaring(inst, choice.spacing, {sname: make})",
+        "            declaring = inst.flow",
+        ["tests/fewnfe/test_indi_generic.py"],
+    ),
     "multimodal-benchmark-mean-not-median": (
         "benchmarks/multimodal.py",
         "    return float(e.median()), float(e.max()), float(wrong)",

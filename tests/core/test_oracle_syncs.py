@@ -1,6 +1,6 @@
-"""The exact oracles (diffusion, flow-matching and EDM models; InDI posterior means) read nothing
-on the host when evaluated (issue 17): a solve of an oracle's flow never waits for the device and
-compiles whole, like a solve of a user's model.
+"""The exact oracles (diffusion, flow-matching and EDM models of Gaussian and Gaussian-mixture
+priors; InDI posterior means) read nothing on the host when evaluated (issue 17): a solve of an
+oracle's flow never waits for the device and compiles whole, like a solve of a user's model.
 
 A timestep tensor's values are not checked on the host; a non-finite entry makes that sample's
 output NaN (the solve's finite check reports it), a non-finite number is refused at once.
@@ -18,8 +18,17 @@ import flowrestore as fr
 from flowrestore.errors import ConfigError, NonFiniteError
 from flowrestore.oracles.diffusion import GaussianDiffusionOracle, linear_alphas_cumprod
 from flowrestore.oracles.flow_matching import GaussianDenoiserOracle, GaussianFlowMatchingOracle
+from flowrestore.oracles.gaussian_mixture import GaussianMixtureOracle
 
 F64 = torch.float64
+NAMES = [
+    "diffusion",
+    "flow-matching",
+    "denoiser",
+    "mixture-diffusion",
+    "mixture-flow-matching",
+    "mixture-denoiser",
+]
 MEAN = torch.linspace(-0.5, 0.5, 6, dtype=F64)
 STD = torch.linspace(0.2, 1.0, 6, dtype=F64)
 
@@ -30,10 +39,19 @@ def _flows():
     )
     fm = GaussianFlowMatchingOracle(mean=MEAN, std=STD)
     den = GaussianDenoiserOracle(mean=MEAN, std=STD)
+    mix = GaussianMixtureOracle(means=torch.stack([MEAN, -MEAN, 2 * MEAN]), stds=STD)
+    mix_diff = mix.diffusion_model(alphas_cumprod=diff.alphas_cumprod)
+    mix_fm = mix.flow_matching_model()
     return {
         "diffusion": (fr.DiffusionFlow(diff, alphas_cumprod=diff.alphas_cumprod), diff),
         "flow-matching": (fr.FlowMatchingFlow(fm), fm),
         "denoiser": (fr.DenoiserFlow(den, sigma_max=80.0, sigma_min=0.002), den),
+        "mixture-diffusion": (
+            fr.DiffusionFlow(mix_diff, alphas_cumprod=diff.alphas_cumprod),
+            mix_diff,
+        ),
+        "mixture-flow-matching": (fr.FlowMatchingFlow(mix_fm), mix_fm),
+        "mixture-denoiser": (fr.DenoiserFlow(mix, sigma_max=80.0, sigma_min=0.002), mix),
     }
 
 
@@ -41,7 +59,7 @@ def _x(seed=0):
     return torch.randn(4, 6, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
-@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+@pytest.mark.parametrize("name", NAMES)
 def test_an_oracle_evaluation_reads_nothing_on_the_host(name):
     _, oracle = _flows()[name]
     x, level = _x(), torch.tensor([5.0, 50.0, 0.5, 20.0], dtype=F64)
@@ -52,7 +70,7 @@ def test_an_oracle_evaluation_reads_nothing_on_the_host(name):
     assert sc.count == 0, dict(sc.ops)
 
 
-@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_fixed_step_solve_of_an_oracle_flow_has_no_sync_in_its_steps(name):
     flow, _ = _flows()[name]
     x = _x()
@@ -65,7 +83,7 @@ def test_a_fixed_step_solve_of_an_oracle_flow_has_no_sync_in_its_steps(name):
     assert many.count == few.count, (dict(few.ops), dict(many.ops))
 
 
-@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_solve_of_an_oracle_flow_compiles_whole(name):
     flow, _ = _flows()[name]
     x = _x(1)
@@ -75,7 +93,7 @@ def test_a_solve_of_an_oracle_flow_compiles_whole(name):
     torch.testing.assert_close(comp.x, eager, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["diffusion", "flow-matching", "denoiser"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_non_finite_timestep_gives_nan_for_its_sample_only(name):
     _, oracle = _flows()[name]
     x = _x(2)

@@ -144,3 +144,43 @@ def test_the_per_task_rule_takes_each_tasks_best_candidate_and_one_model_per_tas
     assert {got[("jpeg", s)] for s in G.SOLVERS} == {names[5]}
     with pytest.raises(ValueError, match="two validation models"):
         G.per_task(res, {"a": "deblur", "b": "deblur"})
+
+
+def test_the_choose_benchmark_scores_the_tools_answer_declared(monkeypatch):
+    """``--problem choose`` scores ``choose_spacing``'s answer as a user uses it: declared on the
+    flow for that solver (the loop's end rules apply), through the same ``steps=N`` rows as the
+    candidates — not passed as ``spacing=``, which lays it as given (the benchmark's bug before
+    2026-12-05 17:15: Midpoint, Heun and RK4 choices were scored on another grid)."""
+    import sys
+    import types
+
+    import flowrestore.integrate as integrate
+    from benchmarks import fewnfe_problems as P
+    from benchmarks import indi_generic as G
+    from benchmarks.indi_spacing import NONE
+
+    oracle = fr.oracles.GaussianOracle(mean=torch.zeros(4), std=torch.ones(4), noise_std=0.5)
+    flow = fr.InDIFlow(oracle.posterior_mean)
+    problem = P.Problem("m", "psnr", False, [P.Instance(flow, torch.zeros(2, 4), None, None)])
+    monkeypatch.setattr(G, "problems", lambda split, round_: [("m", problem)])
+    pretrained = sys.modules["flowrestore.pretrained"]  # fr.pretrained is the registry
+    monkeypatch.setattr(pretrained, "degrade_for", lambda net, clean, generator: clean)
+    monkeypatch.setattr(P, "crop_images", lambda crops, size: ([], torch.zeros(1, 4)))
+    choice = fr.StartRefined(rho=2.5, closing_pair=False)
+    monkeypatch.setattr(
+        integrate, "choose_spacing", lambda f, s, warm: types.SimpleNamespace(spacing=choice)
+    )
+    scored = []
+
+    def row(problem_, inst, declaring, make):
+        scored.append((declaring, make))
+        return {3: 40.0, 4: 41.0}
+
+    monkeypatch.setattr(G, "_row", row)
+    res = {("m", c, s): {3: 30.0, 4: 31.0} for c in (NONE, "other") for s in G.SOLVERS}
+    text = G.choose_report(res, log=lambda s: None)
+    assert [make for _, make in scored] == list(G.SOLVERS.values())
+    for declaring, make in scored:
+        assert declaring.declared_spacing(make()) == choice, make
+        assert flow.declared_spacing(make()) != choice  # the user's flow itself is untouched
+    assert text.count("| 40.50 | 30.50 |") == len(G.SOLVERS)
