@@ -5,7 +5,8 @@
 InDI predictors on photos that chose nothing, issue 10's oracles) and writes the tables and
 ``fewnfe.png``; ``python -m benchmarks.fewnfe --split val [--which abcd] [--out DIR]`` runs one
 split (the validation split, on which every default was chosen, by default) and prints the tables
-(with ``--out``: also writes ``fewnfe.png`` there).
+(with ``--out``: also writes ``fewnfe.png`` there). ``--which e`` runs group (e), a second
+diffusers-trained DDPM, an ε-model (``benchmarks/ddpm-faces-eps``, which chose no default).
 
 Methods, side by side at each NFE from 3 to 10:
 
@@ -434,6 +435,8 @@ def problems_for(split: str, which=("a", "b", "c", "d"), quick: bool = False) ->
         ]
     if "b" in which:
         ps.append(P.ddpm_faces(split))
+    if "e" in which:  # a second trained DDPM, an ε-model (run apart: `--which e`)
+        ps.append(P.ddpm_faces(split, folder=P.DDPM_EPS))
     if "c" in which:
         ps += [P.indi_photos("indi-deblur", split), P.indi_photos("indi-sr4", split)]
     if "d" in which:

@@ -172,11 +172,17 @@ def ddpm_folder(train_log=print) -> Path:
     return folder
 
 
-def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500):
-    """(b): the trained DDPM; reference: ``SemiLinearMultistep`` with 500 steps on the flow's
-    default grid (the problem's ``note`` records the agreement with a second reference)."""
+#: (e): a second DDPM from the same trainer, an ε-model (most released diffusion models predict ε)
+#: — ``training.json`` holds the command; no default was chosen on it
+DDPM_EPS = HERE / "ddpm-faces-eps"
+
+
+def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500, folder=None):
+    """(b): the trained DDPM (``folder``: another, e.g. :data:`DDPM_EPS` for (e)); reference:
+    ``SemiLinearMultistep`` with 500 steps on the flow's default grid."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    flow = fr.DiffusionFlow.from_diffusers(ddpm_folder())
+    flow = fr.DiffusionFlow.from_diffusers(folder or ddpm_folder())
+    ptype = flow.prediction_type
     flow.model.requires_grad_(False)
     abar = flow.alphas_cumprod
     out = []
@@ -184,9 +190,10 @@ def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500):
         x_T = torch.randn(batch, 1, 24, 24, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             ref = fr.solve(flow, fr.SemiLinearMultistep(), x_T, steps=reference_steps).x
-        extra = {"model": flow.model, "alphas_cumprod": abar, "prediction_type": "v_prediction"}
+        extra = {"model": flow.model, "alphas_cumprod": abar, "prediction_type": ptype}
         out.append(Instance(flow, x_T, ref, flow_denoiser(flow), extra))
-    return Problem("DDPM faces (diffusers, v, linear)", "rel", True, out)
+    label = {"epsilon": "ε", "v_prediction": "v", "sample": "x₀"}[ptype]
+    return Problem(f"DDPM faces (diffusers, {label}, linear)", "rel", True, out)
 
 
 def _photo(photo: str, load_image) -> Tensor:

@@ -21,6 +21,12 @@ component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.Gaus
 Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
 (2.4–3.1× behind Euler at 3–5 steps), and Heun, RK4 and ``DataIPNDM()`` trail at 3 steps
 (``KNOWN_MIXTURE``, strict xfails); Midpoint and ``SemiLinearMultistep()`` must stay ahead.
+A learned ε-model — the second diffusers-trained DDPM of ``benchmarks/ddpm-faces-eps`` (80 faces,
+the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), against a 250-step
+``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
+training set), and ``IPNDM()`` trails Euler at 3–4 steps (1.2–1.9×), Midpoint, Heun and RK4 at
+3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()`` and ``DataIPNDM()`` must stay
+ahead.
 Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
 samples near a watershed land on another component under every solver: the median sample's,
 against a 400-step RK4 solve); each solver's evaluations are read from ``stats.nfe`` and Euler is
@@ -89,6 +95,20 @@ def _mixture_family():
     return flow, x, fr.solve(flow, fr.RK4(), x, steps=400).x, {}
 
 
+@functools.lru_cache(maxsize=1)
+def _ddpm_eps_family():
+    """The ε-model DDPM (module docstring): 16 noises of a seed neither of its benchmark splits
+    uses; reference: ``SemiLinearMultistep`` with 250 steps (within 3e-3 of 500, relative)."""
+    pytest.importorskip("diffusers")
+    root = pathlib.Path(__file__).resolve().parents[2]
+    flow = fr.DiffusionFlow.from_diffusers(root / "benchmarks" / "ddpm-faces-eps")
+    flow.model.requires_grad_(False)
+    x = torch.randn(16, 1, 24, 24, generator=torch.Generator().manual_seed(51))
+    with torch.no_grad():
+        ref = fr.solve(flow, fr.SemiLinearMultistep(), x, steps=250).x
+    return flow, x, ref, {}
+
+
 def _median_rel(x, ref):
     return float(((x - ref).norm(dim=1) / ref.norm(dim=1)).median())
 
@@ -96,6 +116,8 @@ def _median_rel(x, ref):
 def _family(name):
     if name == "edm-mixture":
         return _mixture_family()
+    if name == "ddpm-eps":
+        return _ddpm_eps_family()
     if name == "ode":
         return _oscillator()
     if name.startswith(("flow-matching", "edm")):
@@ -138,6 +160,8 @@ VERY_STIFF = [
 KNOWN = {"Heun", "RK4"}
 #: known limit on the multimodal prior (module docstring)
 KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM"}
+#: known limit on the learned ε-model (module docstring)
+KNOWN_EPS = {"Midpoint", "Heun", "RK4", "IPNDM"}
 CASES = [
     *[(f, n) for n in SOLVERS for f in FAMILIES],
     *[
@@ -161,6 +185,16 @@ CASES = [
         )
         for n in SOLVERS
     ],
+    *[
+        pytest.param(
+            "ddpm-eps",
+            n,
+            marks=pytest.mark.xfail(strict=True, reason="learned ε-model (issue 16)")
+            if n in KNOWN_EPS
+            else (),
+        )
+        for n in SOLVERS
+    ],
 ]
 
 
@@ -174,8 +208,10 @@ def test_never_less_accurate_than_euler_at_equal_evaluations(family, name):
         pytest.skip(f"{name} does not step {type(flow).__name__}")
     score = _median_rel if family == "edm-mixture" else rel
     for n in range(3, 11):
-        sol = fr.solve(flow, make(), x, steps=n, **kw)
+        with torch.no_grad():
+            sol = fr.solve(flow, make(), x, steps=n, **kw)
         nfe = int(sol.stats.nfe.max())
         err = score(sol.x, exact)
-        euler = score(fr.solve(flow, fr.Euler(), x, steps=nfe, **kw).x, exact)
+        with torch.no_grad():
+            euler = score(fr.solve(flow, fr.Euler(), x, steps=nfe, **kw).x, exact)
         assert math.isfinite(err) and err <= euler, (family, name, n, nfe, err, euler)
