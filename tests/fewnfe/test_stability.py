@@ -162,39 +162,24 @@ KNOWN = {"Heun", "RK4"}
 KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM"}
 #: known limit on the learned ε-model (module docstring)
 KNOWN_EPS = {"Midpoint", "Heun", "RK4", "IPNDM"}
+
+
+def _limits(families, known, reason):
+    """Every solver on ``families``, those in ``known`` as strict xfails (a known limit)."""
+    return [
+        pytest.param(
+            f, n, marks=pytest.mark.xfail(strict=True, reason=reason) if n in known else ()
+        )
+        for n in SOLVERS
+        for f in families
+    ]
+
+
 CASES = [
     *[(f, n) for n in SOLVERS for f in FAMILIES],
-    *[
-        pytest.param(
-            f,
-            n,
-            marks=pytest.mark.xfail(strict=True, reason="very stiff prior (issue 16)")
-            if n in KNOWN
-            else (),
-        )
-        for n in SOLVERS
-        for f in VERY_STIFF
-    ],
-    *[
-        pytest.param(
-            "edm-mixture",
-            n,
-            marks=pytest.mark.xfail(strict=True, reason="multimodal stiff prior (issue 16)")
-            if n in KNOWN_MIXTURE
-            else (),
-        )
-        for n in SOLVERS
-    ],
-    *[
-        pytest.param(
-            "ddpm-eps",
-            n,
-            marks=pytest.mark.xfail(strict=True, reason="learned ε-model (issue 16)")
-            if n in KNOWN_EPS
-            else (),
-        )
-        for n in SOLVERS
-    ],
+    *_limits(VERY_STIFF, KNOWN, "very stiff prior (issue 16)"),
+    *_limits(["edm-mixture"], KNOWN_MIXTURE, "multimodal stiff prior (issue 16)"),
+    *_limits(["ddpm-eps"], KNOWN_EPS, "learned ε-model (issue 16)"),
 ]
 
 
