@@ -100,6 +100,8 @@ def test_config_errors():
         SemiLinearMultistep(order=2, nodes=2)
     with pytest.raises(ConfigError, match="power"):
         SemiLinearMultistep(power=3)
+    with pytest.raises(ConfigError, match="final_nodes must be None or 1 with power=0"):
+        SemiLinearMultistep(power=0, final_nodes=3)
     with pytest.raises(fr.IncompatibleSolverError):
         fr.solve(
             fr.ODEFlow(lambda t, x: -x),
@@ -160,13 +162,14 @@ def _lagrange_step(t, s, x, nodes, values, power):
     ``nodes`` in ``(τ/t)^power`` (numerical quadrature); onto ``s = 0`` its limit ``P(0)``."""
     from scipy.integrate import quad
 
-    v = [(n / t) ** power for n in nodes]
+    var = (lambda tau: math.log(tau / t)) if power == 0 else (lambda tau: (tau / t) ** power)
+    v = [var(n) for n in nodes]
 
     def basis(j, tau):
         out = 1.0
         for m, vm in enumerate(v):
             if m != j:
-                out *= ((tau / t) ** power - vm) / (v[j] - vm)
+                out *= (var(tau) - vm) / (v[j] - vm)
         return out
 
     if s == 0.0:
@@ -194,7 +197,10 @@ def _reference_solve(grid, x, value, nodes, power, final_nodes):
     return x
 
 
-@pytest.mark.parametrize("nodes,power,final", [(2, 2, None), (3, 2, None), (2, 1, None), (3, 1, 2)])
+@pytest.mark.parametrize(
+    "nodes,power,final",
+    [(2, 2, None), (3, 2, None), (2, 1, None), (3, 1, 2), (2, 0, None), (3, 0, None)],
+)
 def test_nodes_and_landing_weights_follow_lagrange(nodes, power, final):
     """With a clean estimate that depends on time only, ``D(x, t) = G(t)`` (not a polynomial),
     every predictor, corrector and the landing extrapolation are Lagrange interpolants of ``G``
@@ -214,7 +220,7 @@ def test_nodes_and_landing_weights_follow_lagrange(nodes, power, final):
     )
     solver = SemiLinearMultistep(nodes=nodes, power=power, final_nodes=final)
     got = fr.solve(flow, solver, x1, grid=torch.tensor(grid, dtype=torch.float64)).x
-    fin = final or nodes + 1
+    fin = 1 if power == 0 else final or nodes + 1  # the log variable lands first order
     want = _reference_solve(grid, 0.7, value, nodes, power, fin)
     assert float((got - want).abs().max()) < 1e-10, (float(got[0, 0]), want)
 
@@ -239,3 +245,32 @@ def test_final_nodes_change_only_the_step_onto_zero(final):
         errs.append(float((xs.x - ref).norm() / ref.norm()))
     slope = -np.polyfit(np.log([16, 32, 64]), np.log(errs), 1)[0]
     assert abs(slope - 3) <= 0.3, (final, slope, errs)
+
+
+def test_the_log_variable_keeps_order_three_and_lands_with_finite_gradients():
+    """``power=0`` (``P`` a polynomial in ``log(τ/t)``, DPM-Solver++'s and UniPC's variable): order
+    3 on the Gaussian oracle short of ``t = 0`` (measured slope 2.91), and a solve onto ``t = 0``
+    — whose k-node step has no weights there and is replaced on the device by the first-order
+    landing — has a finite value and finite gradients."""
+    orc, y = _gaussian()
+    flow = fr.InDIFlow(orc.posterior_mean)
+    ref = orc.ode_solution(y, 0.1)
+    levels = [16, 32, 64, 128]
+    errs = [
+        float(
+            (
+                fr.solve(flow, SemiLinearMultistep(power=0), y, grid=fr.Power(1.0)(n, 1.0, 0.1)).x
+                - ref
+            )
+            .norm()
+            .div(ref.norm())
+        )
+        for n in levels
+    ]
+    slope = -np.polyfit(np.log(levels), np.log(errs), 1)[0]
+    assert abs(slope - 3) <= 0.3, (slope, errs)
+    y0 = y.clone().requires_grad_(True)
+    out = fr.solve(flow, SemiLinearMultistep(power=0), y0, steps=6, differentiable=True).x
+    (grad,) = torch.autograd.grad(out.square().sum(), y0)
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(grad).all())
+    assert float(grad.abs().max()) > 0

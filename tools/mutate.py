@@ -1187,8 +1187,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "semilinear-history-drops-corrector-node": (
         "flowrestore/solvers/semilinear.py",
-        "keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))",
-        "keep = min(max(self.nodes - int(self.corrector), self._final()) - 1, len(ts))",
+        "keep = min(max(self.nodes + int(self.corrector), self._final(power)) - 1, len(ts))",
+        "keep = min(max(self.nodes - int(self.corrector), self._final(power)) - 1, len(ts))",
         ["tests/test_semilinear.py"],
     ),
     "fm-exact-map-start-mean-divided": (
@@ -2132,6 +2132,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            declaring = indi_spacing._declaring(inst, choice.spacing, {sname: make})",
         "            declaring = inst.flow",
         ["tests/fewnfe/test_indi_generic.py"],
+    ),
+    "semilinear-log-landing-unguarded": (
+        "flowrestore/solvers/semilinear.py",
+        "        s_pred = torch.where(s == 0, t / 2, s) if power == 0 and k_end != k else s",
+        "        s_pred = s",
+        ["tests/test_semilinear.py"],
+    ),
+    "semilinear-log-weights-recursion": (
+        "flowrestore/solvers/semilinear.py",
+        "        out.append(lr**m + m * out[-1])",
+        "        out.append(lr**m + (m + 0.001) * out[-1])",
+        ["tests/test_semilinear.py"],
+    ),
+    "semilinear-log-power-ignored": (
+        "flowrestore/solvers/semilinear.py",
+        "        power = self.power if self.power is not None else flow.time_variable().power",
+        "        power = self.power or flow.time_variable().power",
+        ["tests/test_semilinear.py"],
     ),
     "multimodal-benchmark-mean-not-median": (
         "benchmarks/multimodal.py",

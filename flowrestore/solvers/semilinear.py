@@ -24,6 +24,12 @@ one more node, at no extra cost, which raises the order by one.
 
 The first-order member (``order=1, corrector=False``) is exactly :class:`InDISampler` with
 ``ε = 0`` (and Euler on :class:`InDIFlow`).
+
+**The log variable** (``power=0``): ``P`` a polynomial in ``u = log(τ/t)`` — for a diffusion model
+in ``t = σ/σ_max`` that is ``λ(t) − λ(τ)`` with ``λ = −log σ``, the variable DPM-Solver++ and UniPC
+interpolate in. Integrating by parts, ``J_m = s ∫_s^t u^m/τ² dτ`` obeys ``J_0 = 1 − r``,
+``J_m = (log r)^m + m J_{m−1}``. No polynomial in ``u`` has a limit at ``τ = 0``, so the step onto
+``t = 0`` is first order (``x_0`` = the last clean estimate, as those solvers' final step).
 """
 
 from __future__ import annotations
@@ -51,18 +57,32 @@ def _phi(r: Tensor, q: int) -> Tensor:
     return r * (1 - r ** (q - 1)) / (q - 1)
 
 
+def _phi_log(r: Tensor, k: int) -> list[Tensor]:
+    """``J_m = s ∫_s^t log(τ/t)^m / τ² dτ`` for ``m < k`` (``r = s/t > 0``, float64):
+    ``J_0 = 1 − r``, ``J_m = (log r)^m + m J_{m−1}`` (integration by parts)."""
+    out, lr = [1 - r], torch.log(r)
+    for m in range(1, k):
+        out.append(lr**m + m * out[-1])
+    return out
+
+
 def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) -> Tensor:
     """Weights ``w_j`` with ``s ∫_s^t P(τ)/τ² dτ = Σ_j w_j G_j`` for the interpolant ``P``.
 
-    ``P`` is the polynomial in ``v = (τ/t)^power`` through ``(nodes[j], G_j)``. ``t``, ``s`` and
-    the nodes are 0-d or ``[B]`` tensors; returns ``[..., k]`` (float64).
+    ``P`` is the polynomial in ``v = (τ/t)^power`` (``power = 0``: in ``v = log(τ/t)``, then
+    ``s > 0``) through ``(nodes[j], G_j)``. ``t``, ``s`` and the nodes are 0-d or ``[B]``
+    tensors; returns ``[..., k]`` (float64).
     """
     k = len(nodes)
     r = s / t
-    phis = torch.stack(torch.broadcast_tensors(*[_phi(r, power * m) for m in range(k)]), -1)
+    if power == 0:  # the log variable u = log(τ/t) = λ(t) − λ(τ): needs s > 0
+        phis = torch.stack(torch.broadcast_tensors(*_phi_log(r, k)), -1)
+        v = torch.stack(torch.broadcast_tensors(*[torch.log(tj / t) for tj in nodes]), -1)
+    else:
+        phis = torch.stack(torch.broadcast_tensors(*[_phi(r, power * m) for m in range(k)]), -1)
+        v = torch.stack(torch.broadcast_tensors(*[(tj / t) ** power for tj in nodes]), -1)
     if k == 1:
         return phis
-    v = torch.stack(torch.broadcast_tensors(*[(tj / t) ** power for tj in nodes]), -1)  # [..., k]
     vt = v.unsqueeze(-1) ** torch.arange(k, dtype=v.dtype, device=v.device)  # V[j, m] = v_j^m
     # w = C^T φ with C = V^{-1}  ⇔  V^T w = φ; solve_ex does not synchronise with the host.
     w, _ = torch.linalg.solve_ex(
@@ -96,9 +116,11 @@ class SemiLinearMultistep(Solver):
         nodes: predictor values interpolated by the predictor step: 1 for orders 1 and 2; 2 to 5
             for order 3 (default 2). More nodes sharpen the constants but not the asymptotic
             order: the first step has only one node, which caps the order at 3.
-        power: interpolation variable ``(τ/t)^power``, 1 or 2; default ``None``: the flow's
-            declared one (:meth:`~flowrestore.flows.Flow.time_variable`: 2 for InDI, whose
-            ``G'(0) = 0``; 1 for a diffusion model in ``σ``).
+        power: interpolation variable ``(τ/t)^power``, 1 or 2, or ``0``: ``log(τ/t)``, the
+            log-SNR variable of DPM-Solver++ and UniPC (its landing is first order: ``x_0`` is
+            the last clean estimate); default ``None``: the flow's declared one
+            (:meth:`~flowrestore.flows.Flow.time_variable`: 2 for InDI, whose ``G'(0) = 0``; 1
+            for a diffusion model in ``σ``).
         final_nodes: nodes of the extrapolation onto ``t = 0`` (default ``nodes + 1`` with the
             corrector, else ``nodes``).
 
@@ -132,8 +154,13 @@ class SemiLinearMultistep(Solver):
                 f"{describe(self.nodes)} (two predictor nodes plus the corrector "
                 "already give order 3)"
             )
-        if self.power is not None and (isinstance(self.power, bool) or self.power not in (1, 2)):
-            raise ConfigError(f"power must be None, 1 or 2, got {describe(self.power)}")
+        if self.power is not None and (isinstance(self.power, bool) or self.power not in (0, 1, 2)):
+            raise ConfigError(f"power must be None, 0, 1 or 2, got {describe(self.power)}")
+        if self.power == 0 and self.final_nodes not in (None, 1):
+            raise ConfigError(
+                f"final_nodes must be None or 1 with power=0 (log(τ/t) has no polynomial limit "
+                f"at τ = 0: the step onto t = 0 is first order), got {describe(self.final_nodes)}"
+            )
         if self.final_nodes is not None and not (
             isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
         ):
@@ -146,7 +173,9 @@ class SemiLinearMultistep(Solver):
         """Whether each step is corrected with the value at its end (``order ≥ 2``)."""
         return self.order >= 2
 
-    def _final(self) -> int:
+    def _final(self, power: int | None = None) -> int:
+        if power == 0:
+            return 1
         return self.final_nodes or (self.nodes + int(self.corrector))
 
     def _combine(self, t, s, x, ts, gs, power):
@@ -187,7 +216,7 @@ class SemiLinearMultistep(Solver):
     ) -> StepResult:
         """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
         hist_t, hist_g = state.ts, state.gs
-        power = self.power or flow.time_variable().power
+        power = self.power if self.power is not None else flow.time_variable().power
         g_t = flow.denoise(t, x)
         if self.corrector and hist_t:
             # redo the previous step t_prev -> t with the new value as one more node
@@ -198,13 +227,16 @@ class SemiLinearMultistep(Solver):
         ts, gs = (t, *hist_t), (g_t, *hist_g)
         s = t + h
         k = min(self.nodes, len(ts))
-        x_next = self._combine(t, s, x, ts[:k], gs[:k], power)
-        k_end = min(self._final(), len(ts))
+        k_end = min(self._final(power), len(ts))
+        # power = 0 has no weights onto s = 0: the k-node step is taken to t/2 there instead
+        # (then discarded below), so that no inf or NaN enters a forward or backward pass
+        s_pred = torch.where(s == 0, t / 2, s) if power == 0 and k_end != k else s
+        x_next = self._combine(t, s_pred, x, ts[:k], gs[:k], power)
         if k_end != k:
-            # the step onto t = 0 extrapolates with more nodes; chosen on the device (no sync)
+            # the step onto t = 0 uses another number of nodes; chosen on the device (no sync)
             x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end], power)
             x_next = torch.where(bcast(s == 0, x), x_end, x_next)
-        keep = min(max(self.nodes + int(self.corrector), self._final()) - 1, len(ts))
+        keep = min(max(self.nodes + int(self.corrector), self._final(power)) - 1, len(ts))
         new_state = MultistepState(ts[:keep], gs[:keep], x if self.corrector else None)
         return StepResult(x_next, new_state, 1)
 

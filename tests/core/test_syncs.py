@@ -110,6 +110,7 @@ INDI_SOLVERS = {
     "Multistep-1": lambda: fr.SemiLinearMultistep(order=1),
     "Multistep-2": lambda: fr.SemiLinearMultistep(order=2),
     "Multistep-3": lambda: fr.SemiLinearMultistep(order=3),
+    "Multistep-3-log": lambda: fr.SemiLinearMultistep(power=0),  # the landing picked on device
     "IPNDM": fr.IPNDM,
     "IPNDM-landing-4": lambda: fr.IPNDM(landing_order=4),  # the landing picked on the device
     "DataIPNDM": fr.DataIPNDM,
