@@ -75,14 +75,13 @@ def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) ->
     """
     k = len(nodes)
     r = s / t
-    if power == 0:  # the log variable u = log(τ/t) = λ(t) − λ(τ): needs s > 0
-        phis = torch.stack(torch.broadcast_tensors(*_phi_log(r, k)), -1)
-        v = torch.stack(torch.broadcast_tensors(*[torch.log(tj / t) for tj in nodes]), -1)
-    else:
-        phis = torch.stack(torch.broadcast_tensors(*[_phi(r, power * m) for m in range(k)]), -1)
-        v = torch.stack(torch.broadcast_tensors(*[(tj / t) ** power for tj in nodes]), -1)
+    # power = 0: the log variable u = log(τ/t) = λ(t) − λ(τ), which needs s > 0
+    phis = _phi_log(r, k) if power == 0 else [_phi(r, power * m) for m in range(k)]
+    phis = torch.stack(torch.broadcast_tensors(*phis), -1)
     if k == 1:
         return phis
+    v = [torch.log(tj / t) if power == 0 else (tj / t) ** power for tj in nodes]
+    v = torch.stack(torch.broadcast_tensors(*v), -1)  # [..., k]
     vt = v.unsqueeze(-1) ** torch.arange(k, dtype=v.dtype, device=v.device)  # V[j, m] = v_j^m
     # w = C^T φ with C = V^{-1}  ⇔  V^T w = φ; solve_ex does not synchronise with the host.
     w, _ = torch.linalg.solve_ex(
