@@ -86,6 +86,7 @@ OURS = {
     "SemiLinearMultistep()": Ours(fr.SemiLinearMultistep, 1),
     "DataIPNDM()": Ours(fr.DataIPNDM, 1),
     "IPNDM()": Ours(fr.IPNDM, 1),
+    "UniPC()": Ours(fr.UniPC, 1),
     "Euler()": Ours(fr.Euler, 1),
     "Midpoint()": Ours(fr.Midpoint, 2),
     "Heun()": Ours(fr.Heun, 2),
@@ -283,9 +284,18 @@ def summary(problem, res) -> dict:
             "peer": pbest,
             "peer_name": pname,
             "ahead": P.better_or_equal(kind, best, pbest),
+            "tie": P.tied(kind, best, pbest),
             "fitted": pick(fitted) if fitted else None,
         }
     return rows
+
+
+def verdict(row: dict) -> str:
+    """``tie`` (equal up to float32 round-off, either way: the same update,
+    ``fewnfe_problems.tied``), else ``yes`` (at least as good) or ``**no**``."""
+    if row["tie"]:
+        return "tie"
+    return "yes" if row["ahead"] else "**no**"
 
 
 def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
@@ -311,7 +321,7 @@ def report(results: dict, problems: dict, split: str, out_dir=None) -> str:
         for n, r in summary(problem, res).items():
             goal_rows.append([n, f"{r['ours_name']} {fmt.format(r['ours'])}",
                               f"{r['peer_name']} {fmt.format(r['peer'])}",
-                              "yes" if r["ahead"] else "**no**"])  # fmt: skip
+                              verdict(r)])  # fmt: skip
             if r["fitted"] is not None and problem.kind == "rel-c":  # issue 10: ≤ 1e-4
                 (fv, fname) = r["fitted"]
                 fit_rows.append([n, f"{fname} {fmt.format(fv)}", f"{fv / r['peer']:.2f}",

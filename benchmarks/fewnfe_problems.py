@@ -314,3 +314,14 @@ def worse(kind: str, a: float, b: float) -> float:
 def better_or_equal(kind: str, a: float, b: float) -> bool:
     """Whether score ``a`` is at least as good as ``b``."""
     return a >= b if kind == "psnr" else a <= b
+
+
+def tied(kind: str, a: float, b: float) -> bool:
+    """Whether scores ``a`` and ``b`` are the same update's up to float32 round-off (``fr.UniPC()``
+    and diffusers' UniPC-2 on the same grid: one runs the grid in float64, the other in float32):
+    within 1e-4 relative, or 1e-3 dB. A tie is reported as such, never as ahead."""
+    if kind == "psnr":
+        return abs(a - b) <= 1e-3
+    if kind == "wrong":
+        return a == b
+    return abs(a - b) <= 1e-4 * max(abs(a), abs(b))

@@ -38,6 +38,7 @@ SOLVERS = {
     "SemiLinearMultistep": fr.SemiLinearMultistep,
     "IPNDM": fr.IPNDM,
     "DataIPNDM": fr.DataIPNDM,
+    "UniPC": fr.UniPC,
 }
 FAMILIES = (
     "linear/epsilon",

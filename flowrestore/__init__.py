@@ -112,6 +112,7 @@ _EXPORTS = {
         "RestorationSampler",
         "SDESolver",
         "SemiLinearMultistep",
+        "UniPC",
         "Solver",
         "StepResult",
         "Torchdiffeq",

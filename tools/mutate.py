@@ -2151,6 +2151,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        power = self.power or flow.time_variable().power",
         ["tests/test_semilinear.py"],
     ),
+    "unipc-bh2-coefficient": (
+        "flowrestore/solvers/semilinear.py",
+        '        return [out[0], -lr * lr / 2 if bh == "bh1" else (1 - r) * lr / 2]',
+        '        return [out[0], -lr * lr / 2 if bh == "bh1" else (1 - r) * lr / 2.002]',
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-bh1-coefficient": (
+        "flowrestore/solvers/semilinear.py",
+        '        return [out[0], -lr * lr / 2 if bh == "bh1" else (1 - r) * lr / 2]',
+        '        return [out[0], -lr * lr / 2.002 if bh == "bh1" else (1 - r) * lr / 2]',
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-bh-not-passed": (
+        "flowrestore/solvers/semilinear.py",
+        "        bh = self.bh if power == 0 else None",
+        "        bh = None",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-bh-on-three-nodes": (
+        "flowrestore/solvers/semilinear.py",
+        "    if k == 2 and bh is not None:",
+        "    if k >= 2 and bh is not None:",
+        ["tests/diffusion/test_unipc.py"],
+    ),
     "multimodal-benchmark-mean-not-median": (
         "benchmarks/multimodal.py",
         "    return float(e.median()), float(e.max()), float(wrong)",

@@ -27,7 +27,7 @@ from flowrestore.solvers.runge_kutta import (
     RKState,
 )
 from flowrestore.solvers.sde import SRA1, EulerMaruyama, SDESolver
-from flowrestore.solvers.semilinear import MultistepState, SemiLinearMultistep
+from flowrestore.solvers.semilinear import MultistepState, SemiLinearMultistep, UniPC
 from flowrestore.solvers.tableau import ButcherTableau, rk_step
 from flowrestore.solvers.torchsde_adapter import Torchsde
 
@@ -61,6 +61,7 @@ __all__ = [
     "RestorationSampler",
     "SDESolver",
     "SemiLinearMultistep",
+    "UniPC",
     "Solver",
     "StepResult",
     "Torchdiffeq",

@@ -30,6 +30,15 @@ in ``t = σ/σ_max`` that is ``λ(t) − λ(τ)`` with ``λ = −log σ``, the v
 interpolate in. Integrating by parts, ``J_m = s ∫_s^t u^m/τ² dτ`` obeys ``J_0 = 1 − r``,
 ``J_m = (log r)^m + m J_{m−1}``. No polynomial in ``u`` has a limit at ``τ = 0``, so the step onto
 ``t = 0`` is first order (``x_0`` = the last clean estimate, as those solvers' final step).
+
+**UniPC's two-node steps** (``bh="bh1"`` / ``"bh2"``, with ``power=0``): UniPC (Zhao et al.
+2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion Models",
+eqs. 8–9 and its ``B(h)``) integrates the log-variable polynomial exactly when it has three or
+more nodes, but on a two-node step (its order-2 predictor, which is DPM-Solver++(2M), and its
+order-1 corrector) it replaces the exact ``J_1 = log r + 1 − r`` by ``−h B(h)/2`` with
+``h = −log r``: ``J_1 = −(log r)²/2`` for ``B(h) = h`` (``bh1``) and ``J_1 = (1 − r) log r / 2``
+for ``B(h) = e^h − 1`` (``bh2``, diffusers' default). Both agree with the exact value to
+``O(h²)`` and extrapolate less over large steps. :class:`UniPC` is that solver.
 """
 
 from __future__ import annotations
@@ -45,7 +54,9 @@ from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import StartRefined
 from flowrestore.solvers.base import Context, Solver, StepResult
 
-__all__ = ["MultistepState", "SemiLinearMultistep", "semilinear_weights"]
+__all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "semilinear_weights"]
+
+BH = (None, "bh1", "bh2")
 
 
 def _phi(r: Tensor, q: int) -> Tensor:
@@ -57,26 +68,31 @@ def _phi(r: Tensor, q: int) -> Tensor:
     return r * (1 - r ** (q - 1)) / (q - 1)
 
 
-def _phi_log(r: Tensor, k: int) -> list[Tensor]:
+def _phi_log(r: Tensor, k: int, bh: str | None = None) -> list[Tensor]:
     """``J_m = s ∫_s^t log(τ/t)^m / τ² dτ`` for ``m < k`` (``r = s/t > 0``, float64):
-    ``J_0 = 1 − r``, ``J_m = (log r)^m + m J_{m−1}`` (integration by parts)."""
+    ``J_0 = 1 − r``, ``J_m = (log r)^m + m J_{m−1}`` (integration by parts); with ``bh`` and
+    two nodes, UniPC's ``J_1`` (module docstring)."""
     out, lr = [1 - r], torch.log(r)
+    if k == 2 and bh is not None:
+        return [out[0], -lr * lr / 2 if bh == "bh1" else (1 - r) * lr / 2]
     for m in range(1, k):
         out.append(lr**m + m * out[-1])
     return out
 
 
-def semilinear_weights(t: Tensor, s: Tensor, nodes: list[Tensor], power: int) -> Tensor:
+def semilinear_weights(
+    t: Tensor, s: Tensor, nodes: list[Tensor], power: int, bh: str | None = None
+) -> Tensor:
     """Weights ``w_j`` with ``s ∫_s^t P(τ)/τ² dτ = Σ_j w_j G_j`` for the interpolant ``P``.
 
     ``P`` is the polynomial in ``v = (τ/t)^power`` (``power = 0``: in ``v = log(τ/t)``, then
-    ``s > 0``) through ``(nodes[j], G_j)``. ``t``, ``s`` and the nodes are 0-d or ``[B]``
-    tensors; returns ``[..., k]`` (float64).
+    ``s > 0``; ``bh``: UniPC's two-node weights, module docstring) through ``(nodes[j], G_j)``.
+    ``t``, ``s`` and the nodes are 0-d or ``[B]`` tensors; returns ``[..., k]`` (float64).
     """
     k = len(nodes)
     r = s / t
     # power = 0: the log variable u = log(τ/t) = λ(t) − λ(τ), which needs s > 0
-    phis = _phi_log(r, k) if power == 0 else [_phi(r, power * m) for m in range(k)]
+    phis = _phi_log(r, k, bh) if power == 0 else [_phi(r, power * m) for m in range(k)]
     phis = torch.stack(torch.broadcast_tensors(*phis), -1)
     if k == 1:
         return phis
@@ -122,6 +138,8 @@ class SemiLinearMultistep(Solver):
             for a diffusion model in ``σ``).
         final_nodes: nodes of the extrapolation onto ``t = 0`` (default ``nodes + 1`` with the
             corrector, else ``nodes``).
+        bh: with ``power=0`` only: ``"bh1"`` or ``"bh2"`` takes two-node steps with UniPC's
+            ``B(h)`` (module docstring; :class:`UniPC`), ``None`` (default) integrates exactly.
 
     One predictor evaluation per step (at its start); the step onto ``t = 0`` costs none, so a
     solve of ``N`` steps ending at 0 costs ``N`` evaluations. With ``steps=N`` it runs on the
@@ -134,6 +152,7 @@ class SemiLinearMultistep(Solver):
     nodes: int | None = None
     power: int | None = None
     final_nodes: int | None = None
+    bh: str | None = None
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
@@ -160,6 +179,11 @@ class SemiLinearMultistep(Solver):
                 f"final_nodes must be None or 1 with power=0 (log(τ/t) has no polynomial limit "
                 f"at τ = 0: the step onto t = 0 is first order), got {describe(self.final_nodes)}"
             )
+        if self.bh not in BH or (self.bh is not None and self.power != 0):
+            raise ConfigError(
+                f"bh must be None, 'bh1' or 'bh2' (UniPC's B(h), with power=0 only), got "
+                f"bh={describe(self.bh)} with power={describe(self.power)}"
+            )
         if self.final_nodes is not None and not (
             isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
         ):
@@ -178,7 +202,8 @@ class SemiLinearMultistep(Solver):
         return self.final_nodes or (self.nodes + int(self.corrector))
 
     def _combine(self, t, s, x, ts, gs, power):
-        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power)
+        bh = self.bh if power == 0 else None
+        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power, bh)
         w = w.to(x.dtype)
         out = bcast(s / t, x) * x
         for j, g in enumerate(gs):
@@ -240,7 +265,31 @@ class SemiLinearMultistep(Solver):
         return StepResult(x_next, new_state, 1)
 
     def __repr__(self) -> str:
+        bh = "" if self.bh is None else f", bh={self.bh!r}"
         return (
-            f"SemiLinearMultistep(order={self.order}, nodes={self.nodes}, power={self.power}, "
-            f"final_nodes={self.final_nodes})"
+            f"{type(self).__name__}(order={self.order}, nodes={self.nodes}, power={self.power}, "
+            f"final_nodes={self.final_nodes}{bh})"
         )
+
+
+@dataclass(repr=False)
+class UniPC(SemiLinearMultistep):
+    """UniPC (Zhao et al. 2023) in the one loop: :class:`SemiLinearMultistep` with
+    ``power=0`` (interpolation in the log-SNR) and ``bh="bh2"`` (its ``B(h) = e^h − 1``).
+
+    The defaults (``nodes=2``: predictor UniP-2, corrector UniC with three nodes, first-order
+    step onto ``t = 0``) are diffusers' ``UniPCMultistepScheduler(solver_order=2)`` with its
+    data prediction, ``lower_order_final`` and final σ = 0, step for step on the same grid
+    (``tests/solvers/test_unipc.py`` compares both). ``nodes=3`` is UniPC-3 except that
+    diffusers also lowers the order of the second-to-last step. One evaluation per step; on a
+    diffusion model (ε, v or x₀) it runs on the flow's declared grid like every solver here.
+
+    It interpolates in ``log t``: the log-SNR of a :class:`~flowrestore.DiffusionFlow` or
+    :class:`~flowrestore.DenoiserFlow` (``t = σ/σ_max``), not of a
+    :class:`~flowrestore.FlowMatchingFlow` (``σ = t/(1 − t)``), on which it is not diffusers'
+    flow-matching UniPC and can trail Euler (``tests/fewnfe/test_stability.py``); use
+    :class:`~flowrestore.IPNDM` or :class:`SemiLinearMultistep` there.
+    """
+
+    power: int | None = 0
+    bh: str | None = "bh2"

@@ -74,3 +74,23 @@ def test_smoke_run_writes_the_tables(tmp_path):
     (tmp_path / "fewnfe.png").unlink()
     fewnfe.replot(tmp_path)
     assert (tmp_path / "fewnfe.png").stat().st_size > 0
+
+
+def test_unipc_peer_is_fr_unipc_and_scored_a_tie():
+    """diffusers' UniPC-2 on flowrestore's grid (the benchmark's peer) is ``fr.UniPC()`` up to its
+    float32 σ's, and the goal table calls that a tie — neither ahead nor behind."""
+    from benchmarks.fewnfe import verdict
+    from benchmarks.fewnfe_problems import tied
+
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    grid = flow.default_spacing()(6, 1.0, 0.0)
+    d, xs = flow_denoiser(flow), flow.to_state(x_T, 1.0)
+    peer = peers.diffusers_solve("unipc", 2, d, xs, grid * flow.sigma_max)[0]
+    ours = fr.solve(flow, fr.UniPC(), x_T, grid=grid).x
+    assert float((peer - ours).norm() / ours.norm()) < 1e-5
+    assert tied("rel", 0.10000, 0.100009) and not tied("rel", 0.1, 0.1001)
+    assert tied("psnr", 50.0, 50.0009) and not tied("psnr", 50.0, 50.01)
+    row = {"ours": 0.1, "peer": 0.10000001, "ahead": True, "tie": True}
+    assert verdict(row) == "tie"
+    assert verdict({**row, "peer": 0.2, "tie": False}) == "yes"
+    assert verdict({**row, "peer": 0.05, "ahead": False, "tie": False}) == "**no**"

@@ -19,14 +19,17 @@ A *multimodal* prior — an exact EDM denoiser of a well-separated 8-component G
 component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.GaussianMixtureOracle`;
 ``python -m benchmarks.multimodal``) — is a second known limit: the fixed-coefficient
 Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
-(2.4–3.1× behind Euler at 3–5 steps), and Heun, RK4 and ``DataIPNDM()`` trail at 3 steps
-(``KNOWN_MIXTURE``, strict xfails); Midpoint and ``SemiLinearMultistep()`` must stay ahead.
+(2.4–3.1× behind Euler at 3–5 steps), Heun, RK4 and ``DataIPNDM()`` trail at 3 steps and
+``UniPC()`` at 4 (1.02×) (``KNOWN_MIXTURE``, strict xfails); Midpoint and
+``SemiLinearMultistep()`` must stay ahead.
 A learned ε-model — the second diffusers-trained DDPM of ``benchmarks/ddpm-faces-eps`` (80 faces,
 the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), against a 250-step
 ``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
 training set), and ``IPNDM()`` trails Euler at 3–4 steps (1.2–1.9×), Midpoint, Heun and RK4 at
-3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()`` and ``DataIPNDM()`` must stay
-ahead.
+3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()``, ``DataIPNDM()`` and
+``UniPC()`` must stay ahead. ``UniPC()`` interpolates in ``log t``, which is the log-SNR of
+diffusion and EDM models but not of flow matching (there ``σ = t/(1 − t)``): it trails Euler on
+flow matching at 5 steps (1.08×, ``KNOWN_PAIRS``).
 Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
 samples near a watershed land on another component under every solver: the median sample's,
 against a 400-step RK4 solve); each solver's evaluations are read from ``stats.nfe`` and Euler is
@@ -159,7 +162,10 @@ VERY_STIFF = [
 ]
 KNOWN = {"Heun", "RK4"}
 #: known limit on the multimodal prior (module docstring)
-KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM"}
+KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM", "UniPC"}
+#: known limit: UniPC interpolates in log t, the log-SNR of a diffusion or EDM model
+#: (t = σ/σ_max) but not of flow matching (σ = t/(1 − t)): 5 NFE 0.278 vs Euler 0.257 (issue 16)
+KNOWN_PAIRS = {("flow-matching", "UniPC"): "UniPC's log t is not flow matching's log-SNR"}
 #: known limit on the learned ε-model (module docstring)
 KNOWN_EPS = {"Midpoint", "Heun", "RK4", "IPNDM"}
 
@@ -176,7 +182,13 @@ def _limits(families, known, reason):
 
 
 CASES = [
-    *[(f, n) for n in SOLVERS for f in FAMILIES],
+    *[
+        pytest.param(f, n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_PAIRS[f, n]))
+        if (f, n) in KNOWN_PAIRS
+        else (f, n)
+        for n in SOLVERS
+        for f in FAMILIES
+    ],
     *_limits(VERY_STIFF, KNOWN, "very stiff prior (issue 16)"),
     *_limits(["edm-mixture"], KNOWN_MIXTURE, "multimodal stiff prior (issue 16)"),
     *_limits(["ddpm-eps"], KNOWN_EPS, "learned ε-model (issue 16)"),

@@ -1,0 +1,125 @@
+"""fr.UniPC: UniPC (Zhao et al. 2023) as SemiLinearMultistep's log-variable step with B(h).
+
+Ground truth: diffusers' ``UniPCMultistepScheduler`` run step by step on the same grid (when
+diffusers is installed), DPM-Solver++(2M)'s closed-form update (Lu et al. 2022, Algorithm 2) for
+the two-node predictor, and the Gaussian diffusion oracle's exact flow map for the order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import flowrestore as fr
+from flowrestore.errors import ConfigError
+from flowrestore.solvers.semilinear import semilinear_weights
+
+from .helpers import F64, gaussian_problem
+
+
+def _diffusers_unipc(flow, x_T, grid_t, order, solver_type, lower_order_final=True):
+    """diffusers' scheduler on ``grid_t`` (flow time ``σ/σ_max``), fed the flow's clean estimate."""
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.UniPCMultistepScheduler(
+        num_train_timesteps=1000,
+        prediction_type="sample",
+        solver_order=order,
+        solver_type=solver_type,
+        predict_x0=True,
+        lower_order_final=lower_order_final,
+    )
+    sig = [float(t) * flow.sigma_max for t in grid_t]
+    n = len(sig) - 1
+    sched.set_timesteps(n)
+    sched.sigmas = torch.tensor(sig, dtype=F64)
+    sched.timesteps = torch.arange(n, 0, -1) * 10  # labels only: the step index drives it
+    sched.set_begin_index(0)
+    alpha = [1 / math.sqrt(1 + s * s) for s in sig]
+    z = flow.to_state(x_T, 1.0) * alpha[0]  # diffusers' state x = α (x̄), x̄ = x/α
+    for i, label in enumerate(sched.timesteps):
+        t = torch.tensor(grid_t[i], dtype=F64)
+        d = flow.denoise(t, z / alpha[i])
+        z = sched.step(d, label, z).prev_sample
+    return flow.from_state(z / alpha[-1], float(grid_t[-1]))
+
+
+@pytest.mark.parametrize("ptype", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("steps", [4, 7])
+def test_unipc_is_diffusers_unipc_step_for_step(ptype, steps):
+    """``UniPC()`` with ``steps=N`` equals diffusers' UniPC-2 (bh2, data prediction,
+    ``lower_order_final``, final σ = 0) run on the σ's of the flow's declared grid, to round-off."""
+    oracle, flow = gaussian_problem(ptype, dim=24, seed=3)
+    x_T = torch.randn(6, 24, generator=torch.Generator().manual_seed(1), dtype=F64)
+    sol = fr.solve(flow, fr.UniPC(), x_T, steps=steps, save_at="steps")
+    ref = _diffusers_unipc(flow, x_T, sol.ts.tolist(), 2, "bh2")
+    assert int(sol.stats.nfe.max()) == steps
+    assert float((sol.x - ref).norm() / ref.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("bh", ["bh1", "bh2"])
+def test_unipc_short_of_zero_is_diffusers_without_lower_order_final(bh):
+    """On a grid ending at σ > 0 (diffusers' bh1 is NaN onto σ = 0: ``B(h) = h`` is infinite
+    there), both B(h) equal diffusers' UniPC-2 with ``lower_order_final=False``."""
+    oracle, flow = gaussian_problem("epsilon", dim=24, seed=4)
+    x_T = torch.randn(6, 24, generator=torch.Generator().manual_seed(2), dtype=F64)
+    grid = fr.Karras(rho=7.0)(6, 1.0, 0.05 / flow.sigma_max)
+    x = fr.solve(flow, fr.UniPC(bh=bh), x_T, grid=grid).x
+    ref = _diffusers_unipc(flow, x_T, grid.tolist(), 2, bh, lower_order_final=False)
+    assert float((x - ref).norm() / ref.norm()) < 1e-10
+
+
+def test_the_two_node_predictor_is_dpm_solver_pp_2m():
+    """bh2's two-node step is DPM-Solver++(2M): ``x_s = (σ_s/σ_t) x + (1 − e^{−h})[(1 + 1/(2ρ))
+    D_t − D_u/(2ρ)]`` with ``h = λ_s − λ_t``, ``ρ = (λ_t − λ_u)/h`` (in ``x̄``, ``α = 1``); bh1 uses
+    ``h/2`` for ``(1 − e^{−h})/2``; without ``bh`` the linear interpolant is integrated exactly."""
+    u, t, s = (torch.tensor(v, dtype=F64) for v in (0.9, 0.4, 0.15))
+    h, rho = math.log(0.4 / 0.15), math.log(0.9 / 0.4) / math.log(0.4 / 0.15)
+    e = 1 - math.exp(-h)
+    want = {
+        "bh2": [e * (1 + 1 / (2 * rho)), -e / (2 * rho)],
+        "bh1": [e + h / (2 * rho), -h / (2 * rho)],
+        None: [e + (h - e) / (h * rho), -(h - e) / (h * rho)],  # ∫ e^{−(h−v)} v dv / h = (h − e)/h
+    }
+    for bh, w in want.items():
+        got = semilinear_weights(t, s, [t, u], 0, bh)
+        assert torch.allclose(got, torch.tensor(w, dtype=F64), atol=1e-14), (bh, got, w)
+    # three nodes are integrated exactly whatever B(h) (UniPC solves its order conditions)
+    three = [t, u, torch.tensor(1.0, dtype=F64)]
+    for bh in ("bh1", "bh2"):
+        assert torch.equal(
+            semilinear_weights(t, s, three, 0, bh), semilinear_weights(t, s, three, 0)
+        )
+
+
+@pytest.mark.parametrize("bh", ["bh1", "bh2"])
+def test_unipc_has_order_three_short_of_zero(bh):
+    """Order 3 (UniP-2 + UniC) against the exact flow map, on grids ending at σ = 0.5."""
+    oracle, flow = gaussian_problem("epsilon", dim=16, seed=5)
+    x_T = torch.randn(4, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
+    t_end = 0.5 / flow.sigma_max
+    # the closed form: x̄(σ) = c + √(σ_c² + σ²) z, z fixed by x̄(σ_max) (helpers' docstring)
+    c, var = oracle.mean, oracle.std**2
+    xbar = flow.to_state(x_T, 1.0)
+    z = (xbar - c) / torch.sqrt(var + flow.sigma_max**2)
+    ref = flow.from_state(c + torch.sqrt(var + 0.25) * z, t_end)
+    levels = [32, 64, 128, 256]
+    errs = []
+    for n in levels:
+        grid = torch.exp(torch.linspace(0.0, math.log(t_end), n + 1, dtype=F64))
+        x = fr.solve(flow, fr.UniPC(bh=bh), x_T, grid=grid).x
+        errs.append(float((x - ref).norm() / ref.norm()))
+    slope = -np.polyfit(np.log(levels), np.log(errs), 1)[0]
+    assert abs(slope - 3) <= 0.3, (slope, errs)
+
+
+def test_bh_is_refused_without_the_log_variable():
+    with pytest.raises(ConfigError, match="bh must be None, 'bh1' or 'bh2'"):
+        fr.SemiLinearMultistep(bh="bh2")
+    with pytest.raises(ConfigError, match="bh="):
+        fr.UniPC(bh="bh3")
+    with pytest.raises(ConfigError, match="power=1"):
+        fr.UniPC(power=1)
+    assert repr(fr.UniPC()).startswith("UniPC(order=3, nodes=2, power=0")
