@@ -272,8 +272,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "denoiser-power-2": (
         "flowrestore/flows/denoiser.py",
-        'TimeVariable(power=1, reciprocal=self.stages == "reciprocal")',
-        'TimeVariable(power=2, reciprocal=self.stages == "reciprocal")',
+        'TimeVariable(power=1, reciprocal=self.stages == "reciprocal", log_snr=True)',
+        'TimeVariable(power=2, reciprocal=self.stages == "reciprocal", log_snr=True)',
         ["tests/models/test_denoiser.py", "tests/fewnfe/test_stability.py"],
     ),
     "fit-reuse-ignores-the-input": (
@@ -2173,6 +2173,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/solvers/semilinear.py",
         "    if k == 2 and bh is not None:",
         "    if k >= 2 and bh is not None:",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-steps-any-flow": (
+        "flowrestore/solvers/semilinear.py",
+        "        if not flow.time_variable().log_snr:",
+        "        if False:",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "denoiser-log-snr-undeclared": (
+        "flowrestore/flows/denoiser.py",
+        '        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal", log_snr=True)',
+        '        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal")',
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-host-read": (
+        "flowrestore/solvers/semilinear.py",
+        "    if k == 2 and bh is not None:",
+        "    if k == 2 and bh is not None and bool((r > 0).all()):",
         ["tests/diffusion/test_unipc.py"],
     ),
     "multimodal-benchmark-mean-not-median": (

@@ -200,16 +200,22 @@ class TimeVariable:
             exponential form; Euler is unchanged): the linear part ``x/t`` is integrated exactly,
             so steps spanning orders of magnitude of ``t`` (a diffusion model's ``σ_max`` to
             ``O(1)``) stay stable.
+        log_snr: ``log t`` is the flow's log noise-to-signal ratio up to a constant (``t ∝ σ``: a
+            diffusion or EDM model), the variable UniPC interpolates in; :class:`~flowrestore.
+            UniPC` steps only such flows (on flow matching ``σ = t/(1 − t)``).
     """
 
     power: int = 2
     reciprocal: bool = False
+    log_snr: bool = False
 
     def __post_init__(self):
         if isinstance(self.power, bool) or self.power not in (1, 2):
             raise ConfigError(f"power must be 1 or 2, got {describe(self.power)}")
         if not isinstance(self.reciprocal, bool):
             raise ConfigError(f"reciprocal must be a bool, got {describe(self.reciprocal)}")
+        if not isinstance(self.log_snr, bool):
+            raise ConfigError(f"log_snr must be a bool, got {describe(self.log_snr)}")
 
 
 class Flow:

@@ -148,8 +148,9 @@ class DenoiserFlow(ModelFlow):
 
     def time_variable(self) -> TimeVariable:
         """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1); Runge–Kutta stages are
-        reciprocal unless ``stages="sigma"`` (:class:`~flowrestore.flows.base.TimeVariable`)."""
-        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal")
+        reciprocal unless ``stages="sigma"``; ``log t = log σ − log σ_max`` is the log-SNR up to a
+        constant (:class:`~flowrestore.flows.base.TimeVariable`)."""
+        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal", log_snr=True)
 
     def edm_grid(self, steps: int, *, rho: float = 7.0) -> Tensor:
         """EDM's / k-diffusion's grid (``get_sigmas_karras(steps, σ_min, σ_max, ρ)`` plus the final

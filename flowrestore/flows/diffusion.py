@@ -294,10 +294,11 @@ class DiffusionFlow(ModelFlow):
     def time_variable(self):
         """The semi-linear solvers interpolate ``D`` in ``σ`` (power 1), Runge–Kutta stages are
         reciprocal (:class:`~flowrestore.flows.base.TimeVariable`): ``D`` bends over the orders of
-        magnitude between ``σ_max`` and the data's scale (issue 16)."""
+        magnitude between ``σ_max`` and the data's scale (issue 16); ``t = σ/σ_max``, so ``log t``
+        is the log-SNR up to a constant."""
         from flowrestore.flows.base import TimeVariable
 
-        return TimeVariable(power=1, reciprocal=True)
+        return TimeVariable(power=1, reciprocal=True, log_snr=True)
 
     def t_of_sigma(self, sigma: float) -> float:
         """The flow time ``t = σ/σ_max`` of a noise level."""

@@ -111,7 +111,6 @@ INDI_SOLVERS = {
     "Multistep-2": lambda: fr.SemiLinearMultistep(order=2),
     "Multistep-3": lambda: fr.SemiLinearMultistep(order=3),
     "Multistep-3-log": lambda: fr.SemiLinearMultistep(power=0),  # the landing picked on device
-    "UniPC": lambda: fr.UniPC(),  # B(h) two-node weights: host-free too
     "IPNDM": fr.IPNDM,
     "IPNDM-landing-4": lambda: fr.IPNDM(landing_order=4),  # the landing picked on the device
     "DataIPNDM": fr.DataIPNDM,

@@ -123,3 +123,48 @@ def test_bh_is_refused_without_the_log_variable():
     with pytest.raises(ConfigError, match="power=1"):
         fr.UniPC(power=1)
     assert repr(fr.UniPC()).startswith("UniPC(order=3, nodes=2, power=0")
+
+
+def test_unipc_steps_only_flows_whose_log_t_is_their_log_snr():
+    """Diffusion and EDM flows declare ``log_snr`` (``t = σ/σ_max``); flow matching
+    (``σ = t/(1 − t)``), InDI and plain ODEs do not, and are refused before any evaluation."""
+    calls = []
+
+    def counted(x, t):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    _, flow = gaussian_problem("epsilon", dim=4, seed=1)
+    fr.UniPC().check_flow(flow)
+    fr.UniPC().check_flow(fr.DenoiserFlow(lambda x, s: torch.zeros_like(x), sigma_max=80.0))
+    for other in (fr.FlowMatchingFlow(lambda x, t: torch.zeros_like(x)), fr.InDIFlow(counted)):
+        with pytest.raises(fr.IncompatibleSolverError, match="log_snr=False"):
+            fr.solve(other, fr.UniPC(), torch.zeros(2, 4), steps=4)
+        # the same step in log t stays available on any residual flow
+        fr.solve(other, fr.SemiLinearMultistep(power=0, bh="bh2"), torch.zeros(2, 4), steps=4)
+    assert len(calls) == 4  # the refused solve evaluated nothing
+    with pytest.raises(ConfigError, match="log_snr must be a bool"):
+        fr.flows.base.TimeVariable(log_snr=1)
+
+
+def test_unipc_steps_read_nothing_on_the_host():
+    """Warm steps with a history (two- and three-node weights, the step onto 0) take no host sync
+    (counted on CPU with a TorchDispatchMode: the same ops sync on CUDA)."""
+    from syncs import SyncCounter
+
+    from flowrestore.noise import GeneratorNoise
+    from flowrestore.solvers import Context
+
+    _, flow = gaussian_problem("epsilon", dim=8, seed=2)
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(3), dtype=F64)
+    grid = flow.default_spacing()(5, 1.0, 0.0)
+    solver, ctx = fr.UniPC(), Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+    x, state = solver.init(flow, grid[0], flow.to_state(x, 1.0), ctx)
+    counts = []
+    for t, s in zip(grid[:-1], grid[1:]):
+        with SyncCounter() as sc:
+            out = solver.step(flow, t, x, s - t, state, ctx)
+        x, state = out.x, out.state
+        counts.append(sc.count)
+    assert counts[1:] == [0] * (len(counts) - 1), counts
+    assert torch.isfinite(x).all()

@@ -151,7 +151,7 @@ def test_flows_declare_their_grid_and_time_variable():
     sigma_max = math.sqrt((1 - float(abar[-1])) / float(abar[-1]))
     want = ((1 - ref) / ref).sqrt().numpy() / sigma_max
     np.testing.assert_allclose(sp.levels, want, rtol=1e-12)
-    assert diff.time_variable() == fr.TimeVariable(power=1, reciprocal=True)
+    assert diff.time_variable() == fr.TimeVariable(power=1, reciprocal=True, log_snr=True)
     assert diff.reverse_sde().default_spacing() == sp
     ode = fr.ODEFlow(lambda t, x: -x)
     assert ode.default_spacing() is None and ode.time_variable() == fr.TimeVariable()

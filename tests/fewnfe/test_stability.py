@@ -27,9 +27,7 @@ the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), aga
 ``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
 training set), and ``IPNDM()`` trails Euler at 3–4 steps (1.2–1.9×), Midpoint, Heun and RK4 at
 3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()``, ``DataIPNDM()`` and
-``UniPC()`` must stay ahead. ``UniPC()`` interpolates in ``log t``, which is the log-SNR of
-diffusion and EDM models but not of flow matching (there ``σ = t/(1 − t)``): it trails Euler on
-flow matching at 5 steps (1.08×, ``KNOWN_PAIRS``).
+``UniPC()`` must stay ahead (it steps diffusion and EDM flows only: ``fr.UniPC``).
 Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
 samples near a watershed land on another component under every solver: the median sample's,
 against a 400-step RK4 solve); each solver's evaluations are read from ``stats.nfe`` and Euler is
@@ -163,9 +161,6 @@ VERY_STIFF = [
 KNOWN = {"Heun", "RK4"}
 #: known limit on the multimodal prior (module docstring)
 KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM", "UniPC"}
-#: known limit: UniPC interpolates in log t, the log-SNR of a diffusion or EDM model
-#: (t = σ/σ_max) but not of flow matching (σ = t/(1 − t)): 5 NFE 0.278 vs Euler 0.257 (issue 16)
-KNOWN_PAIRS = {("flow-matching", "UniPC"): "UniPC's log t is not flow matching's log-SNR"}
 #: known limit on the learned ε-model (module docstring)
 KNOWN_EPS = {"Midpoint", "Heun", "RK4", "IPNDM"}
 
@@ -182,13 +177,7 @@ def _limits(families, known, reason):
 
 
 CASES = [
-    *[
-        pytest.param(f, n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_PAIRS[f, n]))
-        if (f, n) in KNOWN_PAIRS
-        else (f, n)
-        for n in SOLVERS
-        for f in FAMILIES
-    ],
+    *[(f, n) for n in SOLVERS for f in FAMILIES],
     *_limits(VERY_STIFF, KNOWN, "very stiff prior (issue 16)"),
     *_limits(["edm-mixture"], KNOWN_MIXTURE, "multimodal stiff prior (issue 16)"),
     *_limits(["ddpm-eps"], KNOWN_EPS, "learned ε-model (issue 16)"),
