@@ -2183,8 +2183,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "denoiser-log-snr-undeclared": (
         "flowrestore/flows/denoiser.py",
-        '        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal", log_snr=True)',
-        '        return TimeVariable(power=1, reciprocal=self.stages == "reciprocal")',
+        'reciprocal=self.stages == "reciprocal", log_snr=True)',
+        'reciprocal=self.stages == "reciprocal")',
         ["tests/diffusion/test_unipc.py"],
     ),
     "unipc-host-read": (

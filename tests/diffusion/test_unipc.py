@@ -161,7 +161,7 @@ def test_unipc_steps_read_nothing_on_the_host():
     solver, ctx = fr.UniPC(), Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
     x, state = solver.init(flow, grid[0], flow.to_state(x, 1.0), ctx)
     counts = []
-    for t, s in zip(grid[:-1], grid[1:]):
+    for t, s in zip(grid[:-1], grid[1:], strict=True):
         with SyncCounter() as sc:
             out = solver.step(flow, t, x, s - t, state, ctx)
         x, state = out.x, out.state
