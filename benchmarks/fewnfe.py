@@ -77,11 +77,12 @@ class Ours:
         """The ``steps`` that cost exactly ``nfe`` evaluations on ``flow`` (``None``: none)."""
         from flowrestore.integrate.endpoint import lands_by_denoising
 
+        solver = self.make()
         try:
-            self.make().check_flow(flow)
+            solver.check_flow(flow)
         except fr.IncompatibleSolverError:
             return None  # a solver that does not step this flow (fr.UniPC on InDI)
-        landing = 1 if lands_by_denoising(self.make(), flow) else self.per_step
+        landing = 1 if lands_by_denoising(solver, flow) else self.per_step
         k, r = divmod(nfe - landing, self.per_step)
         return k + 1 if r == 0 and k >= 0 else None
 

@@ -2165,8 +2165,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "unipc-bh-not-passed": (
         "flowrestore/solvers/semilinear.py",
-        "        bh = self.bh if power == 0 else None",
-        "        bh = None",
+        "[tj.double() for tj in ts], power, self.bh)",
+        "[tj.double() for tj in ts], power)",
         ["tests/diffusion/test_unipc.py"],
     ),
     "unipc-bh-on-three-nodes": (

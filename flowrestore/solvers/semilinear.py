@@ -202,8 +202,8 @@ class SemiLinearMultistep(Solver):
         return self.final_nodes or (self.nodes + int(self.corrector))
 
     def _combine(self, t, s, x, ts, gs, power):
-        bh = self.bh if power == 0 else None
-        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power, bh)
+        # bh is validated to come with power=0 only (the flow's declared power is never 0)
+        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power, self.bh)
         w = w.to(x.dtype)
         out = bcast(s / t, x) * x
         for j, g in enumerate(gs):
@@ -280,7 +280,7 @@ class UniPC(SemiLinearMultistep):
     The defaults (``nodes=2``: predictor UniP-2, corrector UniC with three nodes, first-order
     step onto ``t = 0``) are diffusers' ``UniPCMultistepScheduler(solver_order=2)`` with its
     data prediction, ``lower_order_final`` and final σ = 0, step for step on the same grid
-    (``tests/solvers/test_unipc.py`` compares both). ``nodes=3`` is UniPC-3 except that
+    (``tests/diffusion/test_unipc.py`` compares both). ``nodes=3`` is UniPC-3 except that
     diffusers also lowers the order of the second-to-last step. One evaluation per step; on a
     diffusion model (ε, v or x₀) it runs on the flow's declared grid like every solver here.
 
