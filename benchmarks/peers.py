@@ -87,6 +87,48 @@ def diffusers_sample(label: str, model, x_T: Tensor, steps: int, alphas_cumprod,
     return x, nfe
 
 
+#: diffusers' multistep schedulers on a flow-matching velocity model (``use_flow_sigmas=True``)
+FLOW_SCHEDULERS = {
+    "DPM-Solver++ 2M": ("DPMSolverMultistepScheduler", {"solver_order": 2}),
+    "DPM-Solver++ 3M": ("DPMSolverMultistepScheduler", {"solver_order": 3}),
+    "UniPC-2": ("UniPCMultistepScheduler", {"solver_order": 2}),
+    "UniPC-3": ("UniPCMultistepScheduler", {"solver_order": 3}),
+}
+
+
+def diffusers_flow_sample(label: str, model, x_1: Tensor, steps: int, shift: float, grid=None):
+    """A diffusers user's flow-matching sampler: scheduler ``label`` (:data:`FLOW_SCHEDULERS`)
+    with ``use_flow_sigmas=True``, ``prediction_type="flow_prediction"`` and the model's shift on
+    its own defaults (``set_timesteps(steps)``, final σ = 0), or on ``grid`` (σ's from 1 to 0,
+    float64; a start at 1 is moved to ``1 − 10⁻⁶`` as diffusers moves its own);
+    ``model(x, timestep)`` the velocity, called at the scheduler's exact ``σ·T`` (its integer
+    ``timesteps`` would put the model off the σ the step assumes). Returns ``(x_0, NFE)``."""
+    import diffusers
+
+    name, options = FLOW_SCHEDULERS[label]
+    sched = getattr(diffusers, name)(
+        num_train_timesteps=1000,
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=shift,
+        **options,
+    )
+    sched.set_timesteps(steps)
+    if grid is not None:
+        sigmas = torch.as_tensor(grid, dtype=torch.float64).clone()
+        sigmas[0] = min(float(sigmas[0]), 1 - 1e-6)
+        sched.sigmas = sigmas
+        sched.timesteps = torch.arange(steps, 0, -1) * 10  # labels: the step index drives it
+        sched.set_begin_index(0)
+    x, nfe = x_1, 0
+    for i, t in enumerate(sched.timesteps):
+        sigma = float(sched.sigmas[i]) * 1000
+        out = model(x, torch.full((x.shape[0],), sigma, dtype=x.dtype))
+        nfe += 1
+        x = sched.step(getattr(out, "sample", out).to(x.dtype), t, x).prev_sample.to(x.dtype)
+    return x, nfe
+
+
 def diffusers_solve(
     kind: str, order: int, denoise: Denoiser, x: Tensor, sigmas
 ) -> tuple[Tensor, int]:

@@ -3,7 +3,8 @@
 Measures flowrestore's default-constructed solvers (``benchmarks.fewnfe.OURS``, ``steps=N`` on
 the flow's declared grid, exactly N evaluations) against the peers of ``benchmarks.fewnfe``
 (diffusers on their own defaults and on flowrestore's grid, iPNDM, k-diffusion on Karras' grid;
-flow matching also diffusers' ``FlowMatchEulerDiscreteScheduler`` on its own defaults) on exact
+flow matching also diffusers' ``FlowMatchEulerDiscreteScheduler`` and its DPM-Solver++ 2M/3M and
+UniPC-2/3 with ``use_flow_sigmas=True``, on their own defaults and on flowrestore's grid) on exact
 models of Gaussian priors (64 dimensions, mean ``0.5·N(0, 1)``, per-coordinate std uniform in a
 range; 64 noises per prior; score: worst per-sample relative error ``‖x − x_ref‖/‖x_ref‖`` over
 the noises and the priors, reference: the closed-form probability-flow map):
@@ -42,6 +43,7 @@ import flowrestore as fr
 from . import fewnfe as FN
 from . import fewnfe_problems as P
 from .common import machine, table
+from .peers import FLOW_SCHEDULERS, diffusers_flow_sample
 
 F64 = torch.float64
 NFES = tuple(range(3, 11))
@@ -158,6 +160,18 @@ def answers(problem, inst, n: int, fail, steps_of: dict, ours=None) -> dict[str,
                 out["diffusers FlowMatchEuler, own defaults"] = fr.solve(
                     inst.flow, fr.Euler(), inst.x, grid=grid
                 ).x
+            fgrid = FN.default_grid(inst.flow, n)
+            for label in FLOW_SCHEDULERS:  # diffusers' flow-matching multistep samplers
+                x, nfe = diffusers_flow_sample(
+                    label, inst.flow.model, inst.x, n, inst.extra["shift"]
+                )
+                if nfe != n:
+                    raise AssertionError(f"{label}: {nfe} evaluations, not {n}")
+                out[f"diffusers {label} (flow σ), own defaults"] = x
+                x, _ = diffusers_flow_sample(
+                    label, inst.flow.model, inst.x, n, inst.extra["shift"], grid=fgrid
+                )
+                out[f"diffusers {label} (flow σ), flowrestore's grid"] = x
     except Exception as exc:  # noqa: BLE001
         fail("peers", reason(exc))
     return out

@@ -2147,8 +2147,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "semilinear-log-power-ignored": (
         "flowrestore/solvers/semilinear.py",
-        "        power = self.power if self.power is not None else flow.time_variable().power",
-        "        power = self.power or flow.time_variable().power",
+        "        power = self.power if self.power is not None else declared.power",
+        "        power = self.power or declared.power",
         ["tests/test_semilinear.py"],
     ),
     "unipc-bh2-coefficient": (
@@ -2165,8 +2165,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "unipc-bh-not-passed": (
         "flowrestore/solvers/semilinear.py",
-        "[tj.double() for tj in ts], power, self.bh)",
-        "[tj.double() for tj in ts], power)",
+        "            w = semilinear_weights(t.double(), s.double(), nodes, power, self.bh)",
+        "            w = semilinear_weights(t.double(), s.double(), nodes, power)",
         ["tests/diffusion/test_unipc.py"],
     ),
     "unipc-bh-on-three-nodes": (
@@ -2192,6 +2192,60 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if k == 2 and bh is not None:",
         "    if k == 2 and bh is not None and bool((r > 0).all()):",
         ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-odds-bh-not-passed": (
+        "flowrestore/solvers/semilinear.py",
+        "            w = odds_weights(t.double(), s.double(), nodes, self.bh)",
+        "            w = odds_weights(t.double(), s.double(), nodes)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-start-half": (
+        "flowrestore/solvers/semilinear.py",
+        "        start[..., :2] = 0.5",
+        "        start[..., :2] = 0.5001",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-scale": (
+        "flowrestore/solvers/semilinear.py",
+        "    scale = 1 - s  # s",
+        "    scale = 1.0001 - s  # s",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-no-drop": (
+        "flowrestore/solvers/semilinear.py",
+        "        w = torch.where((nodes[-1] >= 1).unsqueeze(-1), drop, w)",
+        "        w = torch.where((nodes[-1] > 1).unsqueeze(-1), drop, w)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-sigma": (
+        "flowrestore/solvers/semilinear.py",
+        "tau / torch.where(i, torch.ones_like(tau), 1 - tau)",
+        "tau / torch.where(i, torch.ones_like(tau), 1.0001 - tau)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "fm-odds-undeclared": (
+        "flowrestore/flows/flow_matching.py",
+        "        return TimeVariable(log_snr=True, odds=True)",
+        "        return TimeVariable(log_snr=True)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-not-passed": (
+        "flowrestore/solvers/semilinear.py",
+        "        odds = declared.odds",
+        "        odds = False",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-bh1-allowed": (
+        "flowrestore/solvers/semilinear.py",
+        '        if self.bh == "bh1" and flow.time_variable().odds:',
+        "        if False:",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "unipc-odds-host-read": (
+        "flowrestore/solvers/semilinear.py",
+        "    scale = 1 - s  # s",
+        "    scale = (1 - s) if bool((t <= 1).all()) else s  # s",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
     ),
     "multimodal-benchmark-mean-not-median": (
         "benchmarks/multimodal.py",

@@ -200,14 +200,19 @@ class TimeVariable:
             exponential form; Euler is unchanged): the linear part ``x/t`` is integrated exactly,
             so steps spanning orders of magnitude of ``t`` (a diffusion model's ``σ_max`` to
             ``O(1)``) stay stable.
-        log_snr: ``log t`` is the flow's log noise-to-signal ratio up to a constant (``t ∝ σ``: a
-            diffusion or EDM model), the variable UniPC interpolates in; :class:`~flowrestore.
-            UniPC` steps only such flows (on flow matching ``σ = t/(1 − t)``).
+        log_snr: the flow's noise-to-signal ratio ``σ`` is known from ``t`` up to a constant
+            factor, so ``log σ`` (minus the log-SNR) is the variable UniPC interpolates in:
+            ``σ ∝ t`` (a diffusion or EDM model) or, with ``odds``, ``σ = t/(1 − t)``.
+            :class:`~flowrestore.UniPC` steps only such flows.
+        odds: with ``log_snr``: the state is ``x_t = (1 − t) x_0 + t ε`` (flow matching), whose
+            noise-to-signal ratio is the odds ``σ = t/(1 − t)``, infinite at the start ``t = 1``
+            (``SemiLinearMultistep(power=0)`` interpolates in ``log σ``; docs/math.md §1).
     """
 
     power: int = 2
     reciprocal: bool = False
     log_snr: bool = False
+    odds: bool = False
 
     def __post_init__(self):
         if isinstance(self.power, bool) or self.power not in (1, 2):
@@ -216,6 +221,12 @@ class TimeVariable:
             raise ConfigError(f"reciprocal must be a bool, got {describe(self.reciprocal)}")
         if not isinstance(self.log_snr, bool):
             raise ConfigError(f"log_snr must be a bool, got {describe(self.log_snr)}")
+        if not isinstance(self.odds, bool) or (self.odds and not self.log_snr):
+            raise ConfigError(
+                f"odds must be a bool, and True only with log_snr=True (it says which noise "
+                f"ratio the log-SNR is), got odds={describe(self.odds)} with "
+                f"log_snr={describe(self.log_snr)}"
+            )
 
 
 class Flow:

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows._model import ModelFlow
-from flowrestore.flows.base import batch_time, bcast
+from flowrestore.flows.base import TimeVariable, batch_time, bcast
 from flowrestore.flows.diffusers_io import (
     check_model_cond,
     load_model,
@@ -140,6 +140,13 @@ class FlowMatchingFlow(ModelFlow):
         peer, the one range it costs).
         """
         return Shifted(shift=self.shift, rho=2.0, end_shift=math.sqrt(self.shift))
+
+    def time_variable(self) -> TimeVariable:
+        """Multistep interpolation in ``t²`` (the default), and the log-SNR of
+        ``x_t = (1 − t) x_0 + t ε``: ``−log σ`` with the odds ``σ = t/(1 − t)`` (``log_snr``,
+        ``odds``: what :class:`~flowrestore.UniPC` and ``SemiLinearMultistep(power=0)``
+        interpolate in)."""
+        return TimeVariable(log_snr=True, odds=True)
 
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's velocity ``v(x, t)`` (timestep ``t·T``)."""

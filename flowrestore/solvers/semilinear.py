@@ -39,6 +39,21 @@ order-1 corrector) it replaces the exact ``J_1 = log r + 1 − r`` by ``−h B(h
 ``h = −log r``: ``J_1 = −(log r)²/2`` for ``B(h) = h`` (``bh1``) and ``J_1 = (1 − r) log r / 2``
 for ``B(h) = e^h − 1`` (``bh2``, diffusers' default). Both agree with the exact value to
 ``O(h²)`` and extrapolate less over large steps. :class:`UniPC` is that solver.
+
+**The odds** (``power=0`` on a flow declaring ``TimeVariable(odds=True)``: flow matching,
+``x_t = (1 − t) x_0 + t ε``): its noise-to-signal ratio is ``σ = t/(1 − t)``, not ``t``, and
+``dτ/τ² = dσ/σ²``, so the same integral in ``σ`` gives, with ``ρ = σ_s/σ_t``,
+
+    x_s = (s/t) x_t + (1 − s) Σ_m J_m(ρ) c_m,     nodes at log(σ_j/σ_t),
+
+which is diffusers' ``UniPCMultistepScheduler(use_flow_sigmas=True)`` (``α = 1 − t``,
+``σ_t = t``). ``σ`` is infinite at the start ``t = 1``; there the weights take their limits:
+the first step is DDIM's ``x_s = s x_1 + (1 − s) D``, its corrector weighs the two values
+``[½, ½]`` with ``bh2`` (``[1, 0]``: the new one, integrating exactly), and a later step whose
+oldest node is at ``σ = ∞`` integrates its other nodes exactly (the polynomial through a node at
+``log σ = ∞`` is, in the limit, the one through the others). Diffusers instead starts at
+``σ = 1 − 10⁻⁶``, where that far node still weighs ``O(1/|log 10⁻⁶|)``; on its own grid the two
+agree to round-off (``tests/diffusion/test_unipc_flow_matching.py``).
 """
 
 from __future__ import annotations
@@ -54,7 +69,7 @@ from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import StartRefined
 from flowrestore.solvers.base import Context, Solver, StepResult
 
-__all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "semilinear_weights"]
+__all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "odds_weights", "semilinear_weights"]
 
 BH = (None, "bh1", "bh2")
 
@@ -110,6 +125,47 @@ def semilinear_weights(
     return w.squeeze(-1)
 
 
+def _odds(taus: list[Tensor]) -> list[Tensor]:
+    """``σ = τ/(1 − τ)``, with one finite stand-in above every finite ``σ`` for ``τ ≥ 1``
+    (``σ = ∞``), so that no inf or NaN enters a forward or backward pass; :func:`odds_weights`
+    overrides every weight a stand-in touches."""
+    inf = [tau >= 1 for tau in taus]
+    sig = [
+        torch.where(i, torch.zeros_like(tau), tau / torch.where(i, torch.ones_like(tau), 1 - tau))
+        for tau, i in zip(taus, inf, strict=True)
+    ]
+    big = 2 * torch.stack(torch.broadcast_tensors(*sig), -1).amax(-1) + 1
+    return [torch.where(i, big, v) for v, i in zip(sig, inf, strict=True)]
+
+
+def odds_weights(t: Tensor, s: Tensor, nodes: list[Tensor], bh: str | None = None) -> Tensor:
+    """:func:`semilinear_weights` with ``power=0`` in the odds ``σ = τ/(1 − τ)`` (flow matching's
+    noise-to-signal ratio, ``TimeVariable(odds=True)``; module docstring, "The odds").
+
+    ``σ`` is infinite at ``τ = 1``, where the weights take their limits: a node at ``σ = ∞``
+    (the start of the solve, the oldest of a later step's nodes) drops out and the other nodes
+    are integrated exactly; a step from ``t = 1`` has ``σ_s/σ_t = 0``: one node weighs 1, and
+    its two-node corrector weighs ``[1, 0]`` (exact) or ``[½, ½]`` (``bh="bh2"``; ``"bh1"`` is
+    infinite there and refused). Returns ``[..., k]`` (float64).
+    """
+    k = len(nodes)
+    sig_t, sig_s, *sig = _odds([t, s, *nodes])
+    scale = 1 - s  # s ∫ P/τ² dτ = (s/σ_s) σ_s ∫ P/σ² dσ and s/σ_s = 1 − s
+    w = semilinear_weights(sig_t, sig_s, sig, 0, bh)
+    if k > 1:
+        # the oldest node at σ = ∞ (a later step's history reaching back to t = 1): dropped
+        drop = semilinear_weights(sig_t, sig_s, sig[:-1], 0)
+        drop = torch.cat([drop, torch.zeros_like(drop[..., :1])], -1)
+        w = torch.where((nodes[-1] >= 1).unsqueeze(-1), drop, w)
+    # a step from t = 1: σ_s/σ_t = 0, every other node at log-ratio −∞ (module docstring)
+    start = torch.zeros_like(w)
+    start[..., 0] = 1.0
+    if k > 1 and bh == "bh2":
+        start[..., :2] = 0.5
+    w = torch.where((t >= 1).unsqueeze(-1), start, w)
+    return scale.unsqueeze(-1) * w
+
+
 @dataclass(frozen=True)
 class MultistepState:
     """History of a multistep solver: node times and predictor values, newest first, and the
@@ -133,7 +189,8 @@ class SemiLinearMultistep(Solver):
             order: the first step has only one node, which caps the order at 3.
         power: interpolation variable ``(τ/t)^power``, 1 or 2, or ``0``: ``log(τ/t)``, the
             log-SNR variable of DPM-Solver++ and UniPC (its landing is first order: ``x_0`` is
-            the last clean estimate); default ``None``: the flow's declared one
+            the last clean estimate; on flow matching ``log(σ(τ)/σ(t))`` with the odds
+            ``σ = τ/(1 − τ)``, module docstring); default ``None``: the flow's declared one
             (:meth:`~flowrestore.flows.Flow.time_variable`: 2 for InDI, whose ``G'(0) = 0``; 1
             for a diffusion model in ``σ``).
         final_nodes: nodes of the extrapolation onto ``t = 0`` (default ``nodes + 1`` with the
@@ -201,14 +258,28 @@ class SemiLinearMultistep(Solver):
             return 1
         return self.final_nodes or (self.nodes + int(self.corrector))
 
-    def _combine(self, t, s, x, ts, gs, power):
+    def _combine(self, t, s, x, ts, gs, power, odds=False):
         # bh is validated to come with power=0 only (the flow's declared power is never 0)
-        w = semilinear_weights(t.double(), s.double(), [tj.double() for tj in ts], power, self.bh)
+        nodes = [tj.double() for tj in ts]
+        if power == 0 and odds:
+            w = odds_weights(t.double(), s.double(), nodes, self.bh)
+        else:
+            w = semilinear_weights(t.double(), s.double(), nodes, power, self.bh)
         w = w.to(x.dtype)
         out = bcast(s / t, x) * x
         for j, g in enumerate(gs):
             out = out + bcast(w[..., j], x) * g
         return out
+
+    def check_flow(self, flow: Flow) -> None:
+        """A residual flow; ``bh="bh1"`` not on flow matching's odds (``σ = ∞`` at ``t = 1``,
+        where its two-node corrector weight ``−log(σ_s/σ_t)/2`` is infinite)."""
+        super().check_flow(flow)
+        if self.bh == "bh1" and flow.time_variable().odds:
+            raise IncompatibleSolverError(
+                f"bh='bh1' on {type(flow).__name__}: its noise ratio t/(1 - t) is infinite at "
+                "t = 1, where bh1's corrector weight is infinite; use bh='bh2' (UniPC's default)"
+            )
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """An empty history."""
@@ -240,13 +311,21 @@ class SemiLinearMultistep(Solver):
     ) -> StepResult:
         """Evaluate ``F`` at ``(t, x)``, correct the previous step, predict ``x_{t+h}``."""
         hist_t, hist_g = state.ts, state.gs
-        power = self.power if self.power is not None else flow.time_variable().power
+        declared = flow.time_variable()
+        power = self.power if self.power is not None else declared.power
+        odds = declared.odds
         g_t = flow.denoise(t, x)
         if self.corrector and hist_t:
             # redo the previous step t_prev -> t with the new value as one more node
             m = min(self.nodes + 1, len(hist_t) + 1)
             x = self._combine(
-                hist_t[0], t, state.x_prev, [t, *hist_t[: m - 1]], [g_t, *hist_g[: m - 1]], power
+                hist_t[0],
+                t,
+                state.x_prev,
+                [t, *hist_t[: m - 1]],
+                [g_t, *hist_g[: m - 1]],
+                power,
+                odds,
             )
         ts, gs = (t, *hist_t), (g_t, *hist_g)
         s = t + h
@@ -255,10 +334,10 @@ class SemiLinearMultistep(Solver):
         # power = 0 has no weights onto s = 0: the k-node step is taken to t/2 there instead
         # (then discarded below), so that no inf or NaN enters a forward or backward pass
         s_pred = torch.where(s == 0, t / 2, s) if power == 0 and k_end != k else s
-        x_next = self._combine(t, s_pred, x, ts[:k], gs[:k], power)
+        x_next = self._combine(t, s_pred, x, ts[:k], gs[:k], power, odds)
         if k_end != k:
             # the step onto t = 0 uses another number of nodes; chosen on the device (no sync)
-            x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end], power)
+            x_end = self._combine(t, s, x, ts[:k_end], gs[:k_end], power, odds)
             x_next = torch.where(bcast(s == 0, x), x_end, x_next)
         keep = min(max(self.nodes + int(self.corrector), self._final(power)) - 1, len(ts))
         new_state = MultistepState(ts[:keep], gs[:keep], x if self.corrector else None)
@@ -284,25 +363,28 @@ class UniPC(SemiLinearMultistep):
     diffusers also lowers the order of the second-to-last step. One evaluation per step; on a
     diffusion model (ε, v or x₀) it runs on the flow's declared grid like every solver here.
 
-    It interpolates in ``log t``, so it steps only flows whose ``log t`` is their log-SNR up to a
-    constant (:class:`~flowrestore.flows.base.TimeVariable` ``log_snr``: a
-    :class:`~flowrestore.DiffusionFlow`, a :class:`~flowrestore.DenoiserFlow`, a guided flow on
-    one). On a :class:`~flowrestore.FlowMatchingFlow` (``σ = t/(1 − t)``) it would not be UniPC
-    and trailed Euler (up to 2.2× at 4–10 NFE, ``python -m benchmarks.unseen``), on the shipped
-    InDI predictors too (sr4 at 3 NFE, −1.0 dB): any other flow is refused before any work;
-    ``SemiLinearMultistep(power=0, bh="bh2")`` takes the same step on any residual flow.
+    It interpolates in the flow's log noise-to-signal ratio, so it steps only flows that declare
+    it (:class:`~flowrestore.flows.base.TimeVariable` ``log_snr``): ``log t`` on a
+    :class:`~flowrestore.DiffusionFlow` and a :class:`~flowrestore.DenoiserFlow`, the log odds
+    ``log(t/(1 − t))`` on a :class:`~flowrestore.FlowMatchingFlow` (``odds``: diffusers'
+    ``UniPCMultistepScheduler(use_flow_sigmas=True)``, except that the start ``σ = ∞`` takes its
+    limit, module docstring), a guided flow on one of them. Interpolating in ``log t`` on flow
+    matching trailed Euler (up to 2.2× at 4–10 NFE, ``python -m benchmarks.unseen``), on the
+    shipped InDI predictors too (sr4 at 3 NFE, −1.0 dB): any flow without a declared log-SNR is
+    refused before any work; ``SemiLinearMultistep(power=0, bh="bh2")`` takes the same step in
+    ``log t`` on any residual flow.
     """
 
     power: int | None = 0
     bh: str | None = "bh2"
 
     def check_flow(self, flow: Flow) -> None:
-        """A residual flow whose ``log t`` is its log-SNR (``time_variable().log_snr``)."""
+        """A residual flow that declares its log-SNR (``time_variable().log_snr``)."""
         super().check_flow(flow)
         if not flow.time_variable().log_snr:
             raise IncompatibleSolverError(
-                f"UniPC interpolates in log t, which is not the log-SNR of {type(flow).__name__} "
-                "(its time_variable() declares log_snr=False); use fr.IPNDM() or "
+                f"UniPC interpolates in the log-SNR, which {type(flow).__name__} does not "
+                "declare (its time_variable() has log_snr=False); use fr.IPNDM() or "
                 'fr.SemiLinearMultistep(), or fr.SemiLinearMultistep(power=0, bh="bh2") for '
                 "the same step in log t"
             )

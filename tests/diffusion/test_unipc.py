@@ -125,9 +125,10 @@ def test_bh_is_refused_without_the_log_variable():
     assert repr(fr.UniPC()).startswith("UniPC(order=3, nodes=2, power=0")
 
 
-def test_unipc_steps_only_flows_whose_log_t_is_their_log_snr():
-    """Diffusion and EDM flows declare ``log_snr`` (``t = σ/σ_max``); flow matching
-    (``σ = t/(1 − t)``), InDI and plain ODEs do not, and are refused before any evaluation."""
+def test_unipc_steps_only_flows_that_declare_their_log_snr():
+    """Diffusion and EDM flows declare ``log_snr`` (``t = σ/σ_max``), flow matching its odds
+    (``σ = t/(1 − t)``, tests/diffusion/test_unipc_flow_matching.py); InDI and plain ODEs do not,
+    and are refused before any evaluation."""
     calls = []
 
     def counted(x, t):
@@ -137,11 +138,12 @@ def test_unipc_steps_only_flows_whose_log_t_is_their_log_snr():
     _, flow = gaussian_problem("epsilon", dim=4, seed=1)
     fr.UniPC().check_flow(flow)
     fr.UniPC().check_flow(fr.DenoiserFlow(lambda x, s: torch.zeros_like(x), sigma_max=80.0))
-    for other in (fr.FlowMatchingFlow(lambda x, t: torch.zeros_like(x)), fr.InDIFlow(counted)):
-        with pytest.raises(fr.IncompatibleSolverError, match="log_snr=False"):
-            fr.solve(other, fr.UniPC(), torch.zeros(2, 4), steps=4)
-        # the same step in log t stays available on any residual flow
-        fr.solve(other, fr.SemiLinearMultistep(power=0, bh="bh2"), torch.zeros(2, 4), steps=4)
+    fr.UniPC().check_flow(fr.FlowMatchingFlow(lambda x, t: torch.zeros_like(x)))
+    indi = fr.InDIFlow(counted)
+    with pytest.raises(fr.IncompatibleSolverError, match="log_snr=False"):
+        fr.solve(indi, fr.UniPC(), torch.zeros(2, 4), steps=4)
+    # the same step in log t stays available on any residual flow
+    fr.solve(indi, fr.SemiLinearMultistep(power=0, bh="bh2"), torch.zeros(2, 4), steps=4)
     assert len(calls) == 4  # the refused solve evaluated nothing
     with pytest.raises(ConfigError, match="log_snr must be a bool"):
         fr.flows.base.TimeVariable(log_snr=1)
