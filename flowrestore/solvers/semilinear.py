@@ -371,8 +371,8 @@ class UniPC(SemiLinearMultistep):
     limit, module docstring), a guided flow on one of them. Interpolating in ``log t`` on flow
     matching trailed Euler (up to 2.2× at 4–10 NFE, ``python -m benchmarks.unseen``), on the
     shipped InDI predictors too (sr4 at 3 NFE, −1.0 dB): any flow without a declared log-SNR is
-    refused before any work; ``SemiLinearMultistep(power=0, bh="bh2")`` takes the same step in
-    ``log t`` on any residual flow.
+    refused before any work; ``SemiLinearMultistep(power=0, bh="bh2")`` takes the same step on
+    any residual flow (in ``log t`` where the flow declares no log-SNR).
     """
 
     power: int | None = 0

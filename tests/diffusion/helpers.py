@@ -66,3 +66,37 @@ def camera_mean(size: int = 32) -> torch.Tensor:
     cam = torch.from_numpy(skimage.data.camera().astype(np.float64) / 255.0)
     crop = cam[64:320, 128:384]
     return torch.nn.functional.avg_pool2d(crop[None, None], 256 // size)[0]
+
+
+def unipc_on_grid(sigmas: torch.Tensor, **config):
+    """diffusers' ``UniPCMultistepScheduler(num_train_timesteps=1000, **config)`` set to step
+    on ``sigmas`` (float64, decreasing): its step index drives it, the timesteps are labels."""
+    import pytest
+
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.UniPCMultistepScheduler(num_train_timesteps=1000, **config)
+    n = len(sigmas) - 1
+    sched.set_timesteps(n)
+    sched.sigmas = sigmas.clone()
+    sched.timesteps = torch.arange(n, 0, -1) * 10
+    sched.set_begin_index(0)
+    return sched
+
+
+def syncs_per_step(flow, solver, grid: torch.Tensor, x: torch.Tensor):
+    """Run ``solver`` by hand over ``grid`` from the state ``x``; returns the host syncs of each
+    step (counted on CPU with a TorchDispatchMode: the same ops sync on CUDA) and the end state."""
+    from syncs import SyncCounter
+
+    from flowrestore.noise import GeneratorNoise
+    from flowrestore.solvers import Context
+
+    ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+    x, state = solver.init(flow, grid[0], x, ctx)
+    counts = []
+    for t, s in zip(grid[:-1], grid[1:], strict=True):
+        with SyncCounter() as sc:
+            out = solver.step(flow, t, x, s - t, state, ctx)
+        x, state = out.x, out.state
+        counts.append(sc.count)
+    return counts, x

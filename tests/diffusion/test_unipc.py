@@ -17,26 +17,20 @@ import flowrestore as fr
 from flowrestore.errors import ConfigError
 from flowrestore.solvers.semilinear import semilinear_weights
 
-from .helpers import F64, gaussian_problem
+from .helpers import F64, gaussian_problem, syncs_per_step, unipc_on_grid
 
 
 def _diffusers_unipc(flow, x_T, grid_t, order, solver_type, lower_order_final=True):
     """diffusers' scheduler on ``grid_t`` (flow time ``σ/σ_max``), fed the flow's clean estimate."""
-    diffusers = pytest.importorskip("diffusers")
-    sched = diffusers.UniPCMultistepScheduler(
-        num_train_timesteps=1000,
+    sig = [float(t) * flow.sigma_max for t in grid_t]
+    sched = unipc_on_grid(
+        torch.tensor(sig, dtype=F64),
         prediction_type="sample",
         solver_order=order,
         solver_type=solver_type,
         predict_x0=True,
         lower_order_final=lower_order_final,
     )
-    sig = [float(t) * flow.sigma_max for t in grid_t]
-    n = len(sig) - 1
-    sched.set_timesteps(n)
-    sched.sigmas = torch.tensor(sig, dtype=F64)
-    sched.timesteps = torch.arange(n, 0, -1) * 10  # labels only: the step index drives it
-    sched.set_begin_index(0)
     alpha = [1 / math.sqrt(1 + s * s) for s in sig]
     z = flow.to_state(x_T, 1.0) * alpha[0]  # diffusers' state x = α (x̄), x̄ = x/α
     for i, label in enumerate(sched.timesteps):
@@ -152,21 +146,9 @@ def test_unipc_steps_only_flows_that_declare_their_log_snr():
 def test_unipc_steps_read_nothing_on_the_host():
     """Warm steps with a history (two- and three-node weights, the step onto 0) take no host sync
     (counted on CPU with a TorchDispatchMode: the same ops sync on CUDA)."""
-    from syncs import SyncCounter
-
-    from flowrestore.noise import GeneratorNoise
-    from flowrestore.solvers import Context
-
     _, flow = gaussian_problem("epsilon", dim=8, seed=2)
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(3), dtype=F64)
     grid = flow.default_spacing()(5, 1.0, 0.0)
-    solver, ctx = fr.UniPC(), Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
-    x, state = solver.init(flow, grid[0], flow.to_state(x, 1.0), ctx)
-    counts = []
-    for t, s in zip(grid[:-1], grid[1:], strict=True):
-        with SyncCounter() as sc:
-            out = solver.step(flow, t, x, s - t, state, ctx)
-        x, state = out.x, out.state
-        counts.append(sc.count)
+    counts, x = syncs_per_step(flow, fr.UniPC(), grid, flow.to_state(x, 1.0))
     assert counts[1:] == [0] * (len(counts) - 1), counts
     assert torch.isfinite(x).all()

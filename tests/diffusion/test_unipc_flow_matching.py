@@ -20,6 +20,8 @@ from flowrestore.flows.base import TimeVariable
 from flowrestore.oracles import GaussianFlowMatchingOracle
 from flowrestore.solvers.semilinear import odds_weights, semilinear_weights
 
+from .helpers import syncs_per_step, unipc_on_grid
+
 F64 = torch.float64
 
 
@@ -34,19 +36,13 @@ def _problem(shift=3.0, dim=24, seed=5, batch=6):
 
 def _diffusers(oracle, x1, grid, order, lower_order_final=True):
     """diffusers' flow-matching UniPC on ``grid`` (float64 σ's), fed the oracle's velocity."""
-    diffusers = pytest.importorskip("diffusers")
-    sched = diffusers.UniPCMultistepScheduler(
-        num_train_timesteps=1000,
+    sched = unipc_on_grid(
+        grid,
         prediction_type="flow_prediction",
         use_flow_sigmas=True,
         solver_order=order,
         lower_order_final=lower_order_final,
     )
-    n = len(grid) - 1
-    sched.set_timesteps(n)
-    sched.sigmas = grid.clone()
-    sched.timesteps = torch.arange(n, 0, -1) * 10  # labels only: the step index drives it
-    sched.set_begin_index(0)
     z = x1.clone()
     for i, label in enumerate(sched.timesteps):
         z = sched.step(oracle(z, grid[i] * 1000), label, z).prev_sample
@@ -166,21 +162,9 @@ def test_the_same_step_in_the_odds_and_the_refusals():
 
 def test_unipc_on_flow_matching_reads_nothing_on_the_host():
     """Every step from ``t = 1`` on (the limits are chosen on the device) takes no host sync."""
-    from syncs import SyncCounter
-
-    from flowrestore.noise import GeneratorNoise
-    from flowrestore.solvers import Context
-
     oracle, flow, x = _problem(3.0, dim=8, batch=3)
     grid = flow.default_spacing()(5, 1.0, 0.0).to(F64)
-    solver, ctx = fr.UniPC(), Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
-    x, state = solver.init(flow, grid[0], x, ctx)
-    counts = []
-    for t, s in zip(grid[:-1], grid[1:], strict=True):
-        with SyncCounter() as sc:
-            out = solver.step(flow, t, x, s - t, state, ctx)
-        x, state = out.x, out.state
-        counts.append(sc.count)
+    counts, x = syncs_per_step(flow, fr.UniPC(), grid, x)
     assert counts == [0] * len(counts), counts
     assert torch.isfinite(x).all()
 
