@@ -21,13 +21,16 @@ component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.Gaus
 Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
 (2.4–3.1× behind Euler at 3–5 steps), Heun, RK4 and ``DataIPNDM()`` trail at 3 steps and
 ``UniPC()`` at 4 (1.02×) (``KNOWN_MIXTURE``, strict xfails); Midpoint and
-``SemiLinearMultistep()`` must stay ahead.
+``SemiLinearMultistep()`` must stay ahead. The same prior under flow matching (shift 3,
+``fm-mixture``, since ``UniPC()`` steps flow matching) puts ``IPNDM()`` 2.6 / 1.7 / 1.1× behind
+Euler at 3–5 steps, ``DataIPNDM()`` 1.5× at 3–4, ``UniPC()`` 1.5× at 4, ``SemiLinearMultistep()``
+1.05× and Midpoint 1.03× at 3 (``KNOWN_FM_MIXTURE``, strict xfails); Heun and RK4 must stay ahead.
 A learned ε-model — the second diffusers-trained DDPM of ``benchmarks/ddpm-faces-eps`` (80 faces,
 the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), against a 250-step
 ``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
 training set), and ``IPNDM()`` trails Euler at 3–4 steps (1.2–1.9×), Midpoint, Heun and RK4 at
 3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()``, ``DataIPNDM()`` and
-``UniPC()`` must stay ahead (it steps diffusion and EDM flows only: ``fr.UniPC``).
+``UniPC()`` must stay ahead.
 Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
 samples near a watershed land on another component under every solver: the median sample's,
 against a 400-step RK4 solve); each solver's evaluations are read from ``stats.nfe`` and Euler is
@@ -83,16 +86,21 @@ def _model_family(name):
     return flow, 80.0 * noise, oracle.exact_map(80.0 * noise, 80.0), {}
 
 
-@functools.lru_cache(maxsize=1)
-def _mixture_family():
-    """An exact EDM denoiser of a multimodal prior (module docstring): 8 components, means
-    ``N(0, I)`` in 64 dimensions, stds in [0.02, 0.2]; reference: RK4 with 400 steps."""
+@functools.lru_cache(maxsize=2)
+def _mixture_family(kind="edm"):
+    """An exact EDM denoiser (``kind="fm"``: a flow-matching velocity, shift 3) of a multimodal
+    prior (module docstring): 8 components, means ``N(0, I)`` in 64 dimensions, stds in
+    [0.02, 0.2]; reference: RK4 with 400 steps."""
     from benchmarks.multimodal import mixture
 
     oracle = mixture(5, 1.0, 0.02, 0.2, k=8, dim=64)
-    flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
     g = torch.Generator().manual_seed(6)
-    x = 80.0 * torch.randn(64, 64, generator=g, dtype=F64)
+    if kind == "fm":
+        flow = fr.FlowMatchingFlow(oracle.flow_matching_model(), shift=3.0)
+        x = torch.randn(64, 64, generator=g, dtype=F64)
+    else:
+        flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
+        x = 80.0 * torch.randn(64, 64, generator=g, dtype=F64)
     return flow, x, fr.solve(flow, fr.RK4(), x, steps=400).x, {}
 
 
@@ -115,8 +123,8 @@ def _median_rel(x, ref):
 
 
 def _family(name):
-    if name == "edm-mixture":
-        return _mixture_family()
+    if name in ("edm-mixture", "fm-mixture"):
+        return _mixture_family(name.removesuffix("-mixture"))
     if name == "ddpm-eps":
         return _ddpm_eps_family()
     if name == "ode":
@@ -161,6 +169,8 @@ VERY_STIFF = [
 KNOWN = {"Heun", "RK4"}
 #: known limit on the multimodal prior (module docstring)
 KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM", "UniPC"}
+#: the same prior under flow matching (module docstring)
+KNOWN_FM_MIXTURE = {"Midpoint", "SemiLinearMultistep", "IPNDM", "DataIPNDM", "UniPC"}
 #: known limit on the learned ε-model (module docstring)
 KNOWN_EPS = {"Midpoint", "Heun", "RK4", "IPNDM"}
 
@@ -180,6 +190,7 @@ CASES = [
     *[(f, n) for n in SOLVERS for f in FAMILIES],
     *_limits(VERY_STIFF, KNOWN, "very stiff prior (issue 16)"),
     *_limits(["edm-mixture"], KNOWN_MIXTURE, "multimodal stiff prior (issue 16)"),
+    *_limits(["fm-mixture"], KNOWN_FM_MIXTURE, "multimodal stiff prior (issue 16)"),
     *_limits(["ddpm-eps"], KNOWN_EPS, "learned ε-model (issue 16)"),
 ]
 
@@ -192,7 +203,7 @@ def test_never_less_accurate_than_euler_at_equal_evaluations(family, name):
         make().check_flow(flow)
     except fr.IncompatibleSolverError:
         pytest.skip(f"{name} does not step {type(flow).__name__}")
-    score = _median_rel if family == "edm-mixture" else rel
+    score = _median_rel if family.endswith("-mixture") else rel
     for n in range(3, 11):
         with torch.no_grad():
             sol = fr.solve(flow, make(), x, steps=n, **kw)
