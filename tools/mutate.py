@@ -121,8 +121,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "multistep-corrector-node": (
         "flowrestore/solvers/semilinear.py",
-        "            m = min(self.nodes + 1, len(hist_t) + 1)",
-        "            m = min(self.nodes, len(hist_t) + 1)",
+        "            m = min(cap_prev + 1, len(hist_t) + 1)",
+        "            m = min(cap_prev, len(hist_t) + 1)",
         ["tests/test_semilinear.py"],
     ),
     "default-grid-rho": (
@@ -2191,6 +2191,42 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/solvers/semilinear.py",
         "    if k == 2 and bh is not None:",
         "    if k == 2 and bh is not None and bool((r > 0).all()):",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "fixed-steps-left-off-by-one": (
+        "flowrestore/controllers/fixed.py",
+        "        return self.n - self.i - 1 + int(self.lands)",
+        "        return self.n - self.i + int(self.lands)",
+        ["tests/core/test_steps_left.py"],
+    ),
+    "fixed-steps-left-forgets-the-landing": (
+        "flowrestore/controllers/fixed.py",
+        "        return self.n - self.i - 1 + int(self.lands)",
+        "        return self.n - self.i - 1",
+        ["tests/core/test_steps_left.py"],
+    ),
+    "landing-steps-left-unset": (
+        "flowrestore/integrate/endpoint.py",
+        "    ctx.steps_left = 0  # the last step of any solve",
+        "    pass  # the last step of any solve",
+        ["tests/core/test_steps_left.py"],
+    ),
+    "unipc-lof-predictor-cap": (
+        "flowrestore/solvers/semilinear.py",
+        "        cap = self.nodes if left is None else min(self.nodes, left + 1)",
+        "        cap = self.nodes if left is None else min(self.nodes, left + 2)",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-lof-corrector-cap": (
+        "flowrestore/solvers/semilinear.py",
+        "        cap_prev = self.nodes if left is None else min(self.nodes, left + 2)",
+        "        cap_prev = self.nodes if left is None else min(self.nodes, left + 1)",
+        ["tests/diffusion/test_unipc.py"],
+    ),
+    "unipc-lof-default-off": (
+        "flowrestore/solvers/semilinear.py",
+        "    lower_order_final: bool = True",
+        "    lower_order_final: bool = False",
         ["tests/diffusion/test_unipc.py"],
     ),
     "unipc-odds-bh-not-passed": (

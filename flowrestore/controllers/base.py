@@ -229,6 +229,12 @@ class ControllerRun:
         """``(done, total)`` for a progress bar (may read the device)."""
         raise NotImplementedError
 
+    def steps_left(self) -> int | None:
+        """How many steps follow the one :meth:`next` proposed, the loop's landing step onto a
+        singular end included, when known on the host before the solve (``None``: unknown,
+        the default: error control decides step by step)."""
+        return None
+
     def step_label(self, k: int) -> str:
         """Describe step ``k`` (0-based) for a message, e.g. ``"step 3 of 4 (t=0.5 -> 0.25)"``."""
         return f"step {k + 1}"

@@ -186,6 +186,7 @@ class FixedRun(ControllerRun):
         self.n = schedule.grid.numel() - 1
         self.full = schedule.full
         self.t_stop = self.ts[-1]
+        self.lands = schedule.lands
         self.i = 0
         # every question and answer is known in advance: a step costs two list lookups
         self._proposals = [Proposal(None, t, h) for t, h in zip(self.ts, self.hs, strict=False)]
@@ -207,6 +208,10 @@ class FixedRun(ControllerRun):
 
     def progress(self) -> tuple[float, float]:
         return float(self.i), float(self.n)
+
+    def steps_left(self) -> int:
+        """The grid's steps after the proposed one, plus the landing step if the grid lands."""
+        return self.n - self.i - 1 + int(self.lands)
 
     def step_label(self, k: int) -> str:
         g = self.full

@@ -101,6 +101,7 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
         if isinstance(state, ReciprocalState):
             return reciprocal_landing(flow, t, x, state)
         return StepResult(flow.denoise(t, x), None, 1)
+    ctx.steps_left = 0  # the last step of any solve
     return solver.step(flow, t, x, -t, state, ctx)
 
 

@@ -102,7 +102,7 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
     shown = 0.0
     while (prop := ctl.next()) is not None:
         rows = prop.rows
-        ctx.index, ctx.step_index = rows, k
+        ctx.index, ctx.step_index, ctx.steps_left = rows, k, ctl.steps_left()
         if rows is None:
             f, xa, sa = flow, x, state
         else:

@@ -61,6 +61,10 @@ class Context:
         index: the batch rows being stepped (a long tensor; ``None``: all rows). Pass it to
             ``noise`` so per-sample seeds follow their samples.
         step_index: the number of steps the loop has taken so far.
+        steps_left: the steps after this one, the landing step onto a singular end included,
+            when the loop knows them before the solve (a fixed grid: a host int, so a solver may
+            branch on it without reading the device); ``None`` under error control or in a
+            hand-made context.
         records: per-step values (:meth:`record`), stacked into ``Solution.records``.
         batch: the solve's batch size (``None``: unknown, e.g. a hand-made context).
     """
@@ -68,6 +72,7 @@ class Context:
     noise: NoiseSource = field(default_factory=GeneratorNoise)
     index: Tensor | None = None
     step_index: int = 0
+    steps_left: int | None = None
     records: dict[str, list[Tensor]] = field(default_factory=dict)
     batch: int | None = None
 

@@ -197,6 +197,12 @@ class SemiLinearMultistep(Solver):
             corrector, else ``nodes``).
         bh: with ``power=0`` only: ``"bh1"`` or ``"bh2"`` takes two-node steps with UniPC's
             ``B(h)`` (module docstring; :class:`UniPC`), ``None`` (default) integrates exactly.
+        lower_order_final: predict the last ``nodes − 1`` steps with fewer nodes, at most one
+            more than the steps left after it (diffusers' ``lower_order_final``: the last step
+            first order, the one before it at most second), and correct each with one node more
+            than its predictor. It needs the loop to know the steps left (a fixed grid:
+            ``Context.steps_left``); under error control it changes nothing. Default ``False``
+            (:class:`UniPC`: ``True``).
 
     One predictor evaluation per step (at its start); the step onto ``t = 0`` costs none, so a
     solve of ``N`` steps ending at 0 costs ``N`` evaluations. With ``steps=N`` it runs on the
@@ -210,6 +216,7 @@ class SemiLinearMultistep(Solver):
     power: int | None = None
     final_nodes: int | None = None
     bh: str | None = None
+    lower_order_final: bool = False
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
@@ -240,6 +247,10 @@ class SemiLinearMultistep(Solver):
             raise ConfigError(
                 f"bh must be None, 'bh1' or 'bh2' (UniPC's B(h), with power=0 only), got "
                 f"bh={describe(self.bh)} with power={describe(self.power)}"
+            )
+        if not isinstance(self.lower_order_final, bool):
+            raise ConfigError(
+                f"lower_order_final must be a bool, got {describe(self.lower_order_final)}"
             )
         if self.final_nodes is not None and not (
             isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
@@ -315,9 +326,14 @@ class SemiLinearMultistep(Solver):
         power = self.power if self.power is not None else declared.power
         odds = declared.odds
         g_t = flow.denoise(t, x)
+        # predictor nodes of this step and of the previous one (lower_order_final: capped by
+        # the steps left, a host int the loop knows on a fixed grid)
+        left = ctx.steps_left if self.lower_order_final else None
+        cap = self.nodes if left is None else min(self.nodes, left + 1)
+        cap_prev = self.nodes if left is None else min(self.nodes, left + 2)
         if self.corrector and hist_t:
             # redo the previous step t_prev -> t with the new value as one more node
-            m = min(self.nodes + 1, len(hist_t) + 1)
+            m = min(cap_prev + 1, len(hist_t) + 1)
             x = self._combine(
                 hist_t[0],
                 t,
@@ -329,7 +345,7 @@ class SemiLinearMultistep(Solver):
             )
         ts, gs = (t, *hist_t), (g_t, *hist_g)
         s = t + h
-        k = min(self.nodes, len(ts))
+        k = min(cap, len(ts))
         k_end = min(self._final(power), len(ts))
         # power = 0 has no weights onto s = 0: the k-node step is taken to t/2 there instead
         # (then discarded below), so that no inf or NaN enters a forward or backward pass
@@ -345,23 +361,25 @@ class SemiLinearMultistep(Solver):
 
     def __repr__(self) -> str:
         bh = "" if self.bh is None else f", bh={self.bh!r}"
+        lof = ", lower_order_final=True" if self.lower_order_final else ""
         return (
             f"{type(self).__name__}(order={self.order}, nodes={self.nodes}, power={self.power}, "
-            f"final_nodes={self.final_nodes}{bh})"
+            f"final_nodes={self.final_nodes}{bh}{lof})"
         )
 
 
 @dataclass(repr=False)
 class UniPC(SemiLinearMultistep):
     """UniPC (Zhao et al. 2023) in the one loop: :class:`SemiLinearMultistep` with
-    ``power=0`` (interpolation in the log-SNR) and ``bh="bh2"`` (its ``B(h) = e^h − 1``).
+    ``power=0`` (interpolation in the log-SNR), ``bh="bh2"`` (its ``B(h) = e^h − 1``) and
+    ``lower_order_final=True``.
 
     The defaults (``nodes=2``: predictor UniP-2, corrector UniC with three nodes, first-order
-    step onto ``t = 0``) are diffusers' ``UniPCMultistepScheduler(solver_order=2)`` with its
-    data prediction, ``lower_order_final`` and final σ = 0, step for step on the same grid
-    (``tests/diffusion/test_unipc.py`` compares both). ``nodes=3`` is UniPC-3 except that
-    diffusers also lowers the order of the second-to-last step. One evaluation per step; on a
-    diffusion model (ε, v or x₀) it runs on the flow's declared grid like every solver here.
+    last step) are diffusers' ``UniPCMultistepScheduler(solver_order=2)`` with its data
+    prediction and ``lower_order_final``, step for step on the same grid, ending at σ = 0 or not;
+    ``nodes=3`` is its ``solver_order=3`` (the second-to-last step second order)
+    (``tests/diffusion/test_unipc.py`` compares them). One evaluation per step; on a diffusion
+    model (ε, v or x₀) it runs on the flow's declared grid like every solver here.
 
     It interpolates in the flow's log noise-to-signal ratio, so it steps only flows that declare
     it (:class:`~flowrestore.flows.base.TimeVariable` ``log_snr``): ``log t`` on a
@@ -371,12 +389,13 @@ class UniPC(SemiLinearMultistep):
     limit, module docstring), a guided flow on one of them. Interpolating in ``log t`` on flow
     matching trailed Euler (up to 2.2× at 4–10 NFE, ``python -m benchmarks.unseen``), on the
     shipped InDI predictors too (sr4 at 3 NFE, −1.0 dB): any flow without a declared log-SNR is
-    refused before any work; ``SemiLinearMultistep(power=0, bh="bh2")`` takes the same step on
-    any residual flow (in ``log t`` where the flow declares no log-SNR).
+    refused before any work; ``SemiLinearMultistep(power=0, bh="bh2", lower_order_final=True)``
+    takes the same steps on any residual flow (in ``log t`` where the flow declares no log-SNR).
     """
 
     power: int | None = 0
     bh: str | None = "bh2"
+    lower_order_final: bool = True
 
     def check_flow(self, flow: Flow) -> None:
         """A residual flow that declares its log-SNR (``time_variable().log_snr``)."""
@@ -385,6 +404,6 @@ class UniPC(SemiLinearMultistep):
             raise IncompatibleSolverError(
                 f"UniPC interpolates in the log-SNR, which {type(flow).__name__} does not "
                 "declare (its time_variable() has log_snr=False); use fr.IPNDM() or "
-                'fr.SemiLinearMultistep(), or fr.SemiLinearMultistep(power=0, bh="bh2") for '
-                "the same step in log t"
+                'fr.SemiLinearMultistep(), or fr.SemiLinearMultistep(power=0, bh="bh2", '
+                "lower_order_final=True) for the same steps in log t"
             )

@@ -53,16 +53,32 @@ def test_unipc_is_diffusers_unipc_step_for_step(ptype, steps):
     assert float((sol.x - ref).norm() / ref.norm()) < 1e-10
 
 
+@pytest.mark.parametrize("lof", [True, False])
+@pytest.mark.parametrize("nodes", [2, 3])
 @pytest.mark.parametrize("bh", ["bh1", "bh2"])
-def test_unipc_short_of_zero_is_diffusers_without_lower_order_final(bh):
+def test_unipc_short_of_zero_is_diffusers_with_and_without_lower_order_final(bh, nodes, lof):
     """On a grid ending at σ > 0 (diffusers' bh1 is NaN onto σ = 0: ``B(h) = h`` is infinite
-    there), both B(h) equal diffusers' UniPC-2 with ``lower_order_final=False``."""
+    there), both B(h) equal diffusers' UniPC-2 and UniPC-3, with ``lower_order_final`` (the last
+    ``nodes − 1`` steps of lower order; the loop tells the solver how many steps are left) and
+    without."""
     oracle, flow = gaussian_problem("epsilon", dim=24, seed=4)
     x_T = torch.randn(6, 24, generator=torch.Generator().manual_seed(2), dtype=F64)
     grid = fr.Karras(rho=7.0)(6, 1.0, 0.05 / flow.sigma_max)
-    x = fr.solve(flow, fr.UniPC(bh=bh), x_T, grid=grid).x
-    ref = _diffusers_unipc(flow, x_T, grid.tolist(), 2, bh, lower_order_final=False)
+    solver = fr.UniPC(bh=bh, nodes=nodes, lower_order_final=lof)
+    x = fr.solve(flow, solver, x_T, grid=grid).x
+    ref = _diffusers_unipc(flow, x_T, grid.tolist(), nodes, bh, lower_order_final=lof)
     assert float((x - ref).norm() / ref.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("steps", [4, 5, 7])
+def test_unipc3_is_diffusers_unipc3_onto_zero(steps):
+    """``UniPC(nodes=3)`` with ``steps=N`` is diffusers' ``solver_order=3`` (its second-to-last
+    step second order, its last first order) on the σ's of the flow's declared grid."""
+    oracle, flow = gaussian_problem("v_prediction", dim=24, seed=6)
+    x_T = torch.randn(6, 24, generator=torch.Generator().manual_seed(4), dtype=F64)
+    sol = fr.solve(flow, fr.UniPC(nodes=3), x_T, steps=steps, save_at="steps")
+    ref = _diffusers_unipc(flow, x_T, sol.ts.tolist(), 3, "bh2")
+    assert float((sol.x - ref).norm() / ref.norm()) < 1e-10
 
 
 def test_the_two_node_predictor_is_dpm_solver_pp_2m():
@@ -88,9 +104,12 @@ def test_the_two_node_predictor_is_dpm_solver_pp_2m():
         )
 
 
-@pytest.mark.parametrize("bh", ["bh1", "bh2"])
-def test_unipc_has_order_three_short_of_zero(bh):
-    """Order 3 (UniP-2 + UniC) against the exact flow map, on grids ending at σ = 0.5."""
+@pytest.mark.parametrize(
+    ("bh", "lof", "order"), [("bh1", False, 3), ("bh2", False, 3), ("bh2", True, 2)]
+)
+def test_unipc_has_order_three_short_of_zero(bh, lof, order):
+    """Order 3 (UniP-2 + UniC) against the exact flow map, on grids ending at σ = 0.5; 2 with
+    ``lower_order_final`` (the last step first order and not corrected, as in diffusers)."""
     oracle, flow = gaussian_problem("epsilon", dim=16, seed=5)
     x_T = torch.randn(4, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
     t_end = 0.5 / flow.sigma_max
@@ -103,10 +122,10 @@ def test_unipc_has_order_three_short_of_zero(bh):
     errs = []
     for n in levels:
         grid = torch.exp(torch.linspace(0.0, math.log(t_end), n + 1, dtype=F64))
-        x = fr.solve(flow, fr.UniPC(bh=bh), x_T, grid=grid).x
+        x = fr.solve(flow, fr.UniPC(bh=bh, lower_order_final=lof), x_T, grid=grid).x
         errs.append(float((x - ref).norm() / ref.norm()))
     slope = -np.polyfit(np.log(levels), np.log(errs), 1)[0]
-    assert abs(slope - 3) <= 0.3, (slope, errs)
+    assert abs(slope - order) <= 0.3, (slope, errs)
 
 
 def test_bh_is_refused_without_the_log_variable():
@@ -117,6 +136,9 @@ def test_bh_is_refused_without_the_log_variable():
     with pytest.raises(ConfigError, match="power=1"):
         fr.UniPC(power=1)
     assert repr(fr.UniPC()).startswith("UniPC(order=3, nodes=2, power=0")
+    assert repr(fr.UniPC()).endswith("lower_order_final=True)")
+    with pytest.raises(ConfigError, match="lower_order_final must be a bool, got"):
+        fr.UniPC(lower_order_final=1)
 
 
 def test_unipc_steps_only_flows_that_declare_their_log_snr():

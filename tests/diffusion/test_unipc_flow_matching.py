@@ -66,12 +66,21 @@ def test_unipc_is_diffusers_flow_matching_unipc_step_for_step(shift, steps):
     assert _rel(sol.x, _diffusers(oracle, x1, grid, 2)) < 1e-12
 
 
-def test_unipc3_short_of_zero_is_diffusers_without_lower_order_final():
+@pytest.mark.parametrize("lof", [True, False])
+def test_unipc3_short_of_zero_is_diffusers_with_and_without_lower_order_final(lof):
     oracle, flow, x1 = _problem(2.0, seed=7)
     grid = flow.default_spacing()(7, 1.0, 0.0).to(F64)[:-1]
     grid[0] = 1 - 1e-6
+    x = fr.solve(flow, fr.UniPC(nodes=3, lower_order_final=lof), x1, grid=grid).x
+    assert _rel(x, _diffusers(oracle, x1, grid, 3, lower_order_final=lof)) < 1e-12
+
+
+def test_unipc3_onto_zero_is_diffusers_unipc3():
+    oracle, flow, x1 = _problem(3.0, seed=8)
+    grid = flow.default_spacing()(6, 1.0, 0.0).to(F64)
+    grid[0] = 1 - 1e-6
     x = fr.solve(flow, fr.UniPC(nodes=3), x1, grid=grid).x
-    assert _rel(x, _diffusers(oracle, x1, grid, 3, lower_order_final=False)) < 1e-12
+    assert _rel(x, _diffusers(oracle, x1, grid, 3)) < 1e-12
 
 
 def test_the_weights_at_sigma_infinity_are_their_limits():
@@ -132,7 +141,8 @@ def test_the_odds_weights_integrate_in_sigma():
 
 
 def test_unipc_has_order_three_on_flow_matching_short_of_zero():
-    """Order 3 (UniP-2 + UniC) against the exact flow map from ``t = 0.8`` to ``0.3``."""
+    """Order 3 (UniP-2 + UniC) against the exact flow map from ``t = 0.8`` to ``0.3`` (without
+    ``lower_order_final``, whose uncorrected first-order last step caps it at 2)."""
     oracle, flow, x1 = _problem(1.0, dim=16, batch=4)
     t0, t1 = 0.8, 0.3
     x0 = oracle.exact_map(x1, 1.0, t0)
@@ -141,7 +151,8 @@ def test_unipc_has_order_three_on_flow_matching_short_of_zero():
     for n in levels:
         lsig = torch.linspace(math.log(t0 / (1 - t0)), math.log(t1 / (1 - t1)), n + 1, dtype=F64)
         grid = torch.sigmoid(lsig)  # uniform in the log odds
-        errs.append(_rel(fr.solve(flow, fr.UniPC(), x0, grid=grid).x, ref))
+        solver = fr.UniPC(lower_order_final=False)
+        errs.append(_rel(fr.solve(flow, solver, x0, grid=grid).x, ref))
     slope = -np.polyfit(np.log(levels), np.log(errs), 1)[0]
     assert abs(slope - 3) <= 0.3, (slope, errs)
 
@@ -169,13 +180,14 @@ def test_unipc_on_flow_matching_reads_nothing_on_the_host():
     assert torch.isfinite(x).all()
 
 
-def test_unipc_on_flow_matching_compiles_whole():
-    """The whole solve from ``t = 1`` (the limits chosen with ``torch.where``) traces as one graph
-    and matches eager."""
+@pytest.mark.parametrize("nodes", [2, 3])
+def test_unipc_on_flow_matching_compiles_whole(nodes):
+    """The whole solve from ``t = 1`` (the limits chosen with ``torch.where``, the lower final
+    orders from the steps left, a host int) traces as one graph and matches eager."""
     oracle, flow, x1 = _problem(3.0, dim=8, batch=3)
 
     def run(x):
-        return fr.solve(flow, fr.UniPC(), x, steps=5, check_finite=False).x
+        return fr.solve(flow, fr.UniPC(nodes=nodes), x, steps=5, check_finite=False).x
 
     torch._dynamo.reset()
     out = torch.compile(run, fullgraph=True, backend="aot_eager")(x1)

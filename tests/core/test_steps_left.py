@@ -1,0 +1,61 @@
+"""``Context.steps_left``: on a fixed grid the loop tells each step how many steps follow it, the
+landing step onto a singular end included (a host int: what diffusers' ``lower_order_final``
+reads from its step index); under error control it is ``None``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import flowrestore as fr
+
+F64 = torch.float64
+
+
+def _recording(base):
+    @dataclass(repr=False)
+    class Recording(base):
+        seen: list = field(default_factory=list)
+
+        def step(self, flow, t, x, h, state, ctx):
+            self.seen.append(ctx.steps_left)
+            return super().step(flow, t, x, h, state, ctx)
+
+    return Recording
+
+
+def _indi():
+    return fr.InDIFlow(lambda x, t: 0.5 * x)
+
+
+def _ode():
+    return fr.ODEFlow(lambda t, x: -x)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 6])
+def test_a_fixed_grid_counts_down_to_its_last_step(steps):
+    x = torch.ones(2, 3, dtype=F64)
+    on_ode = _recording(fr.Euler)()
+    fr.solve(_ode(), on_ode, x, steps=steps, t_span=(0.0, 1.0))
+    assert on_ode.seen == list(range(steps - 1, -1, -1))
+    # a singular end: the landing step (the solver's own: Euler's stage is inside) is the last
+    landing = _recording(fr.Euler)()
+    fr.solve(_indi(), landing, x, steps=steps)
+    assert landing.seen == list(range(steps - 1, -1, -1))
+
+
+def test_a_denoising_landing_counts_as_a_step():
+    """RK4 lands on ``t = 0`` by the denoising step (its last stage is at the end): its own last
+    step still has one step after it."""
+    rk4 = _recording(fr.RK4)()
+    fr.solve(_indi(), rk4, torch.ones(2, 3, dtype=F64), steps=4)
+    assert rk4.seen == [3, 2, 1]
+
+
+def test_error_control_knows_nothing_in_advance():
+    solver = _recording(fr.Dopri5)()
+    control = fr.PIController(rtol=1e-4, atol=1e-6)
+    fr.solve(_ode(), solver, torch.ones(2, 3, dtype=F64), t_span=(0.0, 1.0), controller=control)
+    assert solver.seen and set(solver.seen) == {None}
