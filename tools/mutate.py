@@ -2207,8 +2207,14 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "landing-steps-left-unset": (
         "flowrestore/integrate/endpoint.py",
-        "    ctx.steps_left = 0  # the last step of any solve",
-        "    pass  # the last step of any solve",
+        "    return solver.step(flow, t, x, -t, state, dataclasses.replace(ctx, steps_left=0))",
+        "    return solver.step(flow, t, x, -t, state, ctx)",
+        ["tests/core/test_steps_left.py"],
+    ),
+    "landing-steps-left-leaks": (
+        "flowrestore/integrate/endpoint.py",
+        "    return solver.step(flow, t, x, -t, state, dataclasses.replace(ctx, steps_left=0))",
+        "    ctx.steps_left = 0\n    return solver.step(flow, t, x, -t, state, ctx)",
         ["tests/core/test_steps_left.py"],
     ),
     "unipc-lof-predictor-cap": (

@@ -64,6 +64,8 @@ with stds in [0.05, 2] (Heun 1.30–1.48, RK4 1.61 on the cosine schedule).
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import Tensor
 
 from flowrestore.flows.base import Flow
@@ -101,8 +103,9 @@ def land(flow: Flow, solver: Solver, t: Tensor, x: Tensor, state, ctx: Context) 
         if isinstance(state, ReciprocalState):
             return reciprocal_landing(flow, t, x, state)
         return StepResult(flow.denoise(t, x), None, 1)
-    ctx.steps_left = 0  # the last step of any solve
-    return solver.step(flow, t, x, -t, state, ctx)
+    # the last step of any solve; a copy, so that a caller stepping on with the same context
+    # (the grid fitter's cost model) is not told so
+    return solver.step(flow, t, x, -t, state, dataclasses.replace(ctx, steps_left=0))
 
 
 def default_spacing(flow: Flow, solver: Solver, t_end: float) -> Spacing:

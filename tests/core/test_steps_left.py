@@ -59,3 +59,17 @@ def test_error_control_knows_nothing_in_advance():
     control = fr.PIController(rtol=1e-4, atol=1e-6)
     fr.solve(_ode(), solver, torch.ones(2, 3, dtype=F64), t_span=(0.0, 1.0), controller=control)
     assert solver.seen and set(solver.seen) == {None}
+
+
+def test_the_landing_step_leaves_the_callers_context_alone():
+    """``land`` tells the solver it is the last step on a copy of the context: the grid fitter
+    steps other rows on with the same context after a landing (``flowrestore.integrate.gits``)."""
+    from flowrestore.integrate.endpoint import land
+    from flowrestore.solvers import Context
+
+    flow, x = _indi(), torch.ones(2, 3, dtype=F64)
+    solver = _recording(fr.Euler)()
+    ctx = Context()
+    x0, state = solver.init(flow, torch.tensor(0.5, dtype=F64), x, ctx)
+    land(flow, solver, torch.tensor(0.5, dtype=F64), x0, state, ctx)
+    assert solver.seen == [0] and ctx.steps_left is None
