@@ -282,6 +282,19 @@ class _Shift(nn.Module):
 
 def test_receptive_radius_of_a_one_sided_network():
     """The radius is how far the support reaches beyond the probed block on either side: a
-    network looking s pixels to the right has radius s (it reaches nothing to the left)."""
-    for s in (3, 9):
+    network looking s pixels to the right has radius s (it reaches nothing to the left), also when
+    its support runs past the first probe's edge (s = 100 from the centre of 128 px)."""
+    for s in (3, 9, 100):
         assert receptive_radius(_Shift(s), multiple=4) == s
+    # a network whose output depends on no input pixel needs no overlap
+    assert receptive_radius(lambda x, t: 0 * x, multiple=4) == 0
+
+
+def test_default_budget_is_half_the_free_cuda_memory(monkeypatch):
+    """On CUDA the default activation budget is half of what the device reports free (read once,
+    before planning), on the CPU a fixed 512 MiB."""
+    from flowrestore.tiling.plan import default_budget
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (6 * 2**30, 80 * 2**30))
+    assert default_budget("cuda:0") == 3 * 2**30
+    assert default_budget("cpu") == 512 * 2**20

@@ -1,7 +1,8 @@
 """Random mutations of the numerical modules: find rules that no test checks yet.
 
-``python tools/random_mutate.py COUNT SEED [--out FILE]`` picks ``COUNT`` random mutations (seeded)
-of the modules in :data:`MODULES` — a numeric constant scaled by 1.001, negated or moved by ±1, or
+``python tools/random_mutate.py COUNT SEED [--out FILE] [--only PATH ...]`` picks ``COUNT``
+random mutations (seeded) of the modules in :data:`MODULES` (``--only``: those under the paths
+given) — a numeric constant scaled by 1.001, negated or moved by ±1, or
 an arithmetic operator swapped (``+``↔``-``, ``*``↔``/``, ``**``→``*``), never inside a docstring
 or an error message — applies each in a scratch copy of the working tree, runs the test folders
 that own the module with ``-x`` and prints one JSON line per mutation (``rc`` 0: no test failed).
@@ -69,6 +70,31 @@ MODULES = {
     "flowrestore/training/ema.py": ["tests/training"],
     "flowrestore/noise.py": [CORE, "tests/dirac"],
     "flowrestore/metrics.py": ["tests/test_metrics.py"],
+    "flowrestore/degradations/_conv.py": ["tests/degradations", "tests/dirac", "tests/guided"],
+    "flowrestore/degradations/motion.py": ["tests/degradations", "tests/diffusion/test_motion.py"],
+    "flowrestore/degradations/inpainting.py": ["tests/degradations", "tests/guided"],
+    "flowrestore/degradations/jpeg.py": ["tests/degradations"],
+    "flowrestore/degradations/resample.py": ["tests/degradations", "tests/guided"],
+    "flowrestore/degradations/noise.py": ["tests/degradations"],
+    "flowrestore/degradations/scheduling.py": ["tests/degradations", "tests/dirac"],
+    "flowrestore/degradations/families.py": ["tests/degradations", "tests/dirac"],
+    "flowrestore/degradations/blind.py": ["tests/degradations", "tests/inversion"],
+    "flowrestore/oracles/gaussian_mixture.py": ["tests/oracles", FEW],
+    "flowrestore/oracles/generative.py": ["tests/oracles", "tests/inversion", "tests/guided"],
+    "flowrestore/controllers/error_run.py": [CORE],
+    "flowrestore/integrate/fitting.py": [FEW],
+    "flowrestore/integrate/choose.py": [FEW],
+    "flowrestore/flows/_model.py": ["tests/models", "tests/diffusion"],
+    "flowrestore/flows/diffusers_io.py": ["tests/diffusion", "tests/models"],
+    "flowrestore/tiling/plan.py": ["tests/test_tiling.py", "tests/test_restore.py"],
+    "flowrestore/tiling/probe.py": ["tests/test_tiling.py", "tests/test_restore.py"],
+    "flowrestore/restore/estimates.py": ["tests/test_restore.py", "tests/test_cli.py"],
+    "flowrestore/imageio.py": ["tests/test_imageio.py", "tests/test_cli.py"],
+    "flowrestore/schedules/base.py": [CORE, "tests/dirac"],
+    "flowrestore/solvers/adapters.py": [CORE],
+    "flowrestore/training/data.py": ["tests/training"],
+    "flowrestore/methods/dirac.py": ["tests/dirac", CORE],
+    "flowrestore/methods/indi.py": [FEW, "tests/test_pretrained.py"],
 }
 ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}
@@ -152,8 +178,12 @@ def main(argv=None) -> int:
     ap.add_argument("count", type=int)
     ap.add_argument("seed", type=int)
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    ap.add_argument(
+        "--only", action="append", default=None, help="mutate only modules under this path"
+    )
     a = ap.parse_args(argv)
-    pool = [(p, *c) for p in MODULES if (ROOT / p).exists() for c in candidates(p)]
+    mods = [p for p in MODULES if a.only is None or any(p.startswith(o) for o in a.only)]
+    pool = [(p, *c) for p in mods if (ROOT / p).exists() for c in candidates(p)]
     survived = 0
     for pick in random.Random(a.seed).sample(pool, min(a.count, len(pool))):
         rec = run_one(*pick)

@@ -100,7 +100,9 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
 
     The gradient of a ``multiple``×``multiple`` block of central output pixels is non-zero exactly
     on the inputs they depend on; the radius is how far that support reaches beyond the block.
-    The probe grows until the support stays inside it (at most 1024 px). Cached per network.
+    The probe grows until the support stays inside it (at most 1024 px), also past probes where
+    the block depends on no input inside them (a one-sided network reaching beyond the probe's
+    edge); a network whose output depends on no input at all has radius 0. Cached per network.
     A flow is probed through :meth:`~flowrestore.flows.Flow.denoise` at ``t = 1``, so any network
     it wraps works (a diffusers U-Net's output object included). Where the support is the whole
     probe — a network that normalises over the image, so every output depends on every input —
@@ -118,6 +120,7 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     fn = _evaluator(model)
     radius = None
     size = 128
+    independent = True  # no probe found any input the block depends on
     while size <= 1024 and radius is None:
         c = floor_to(size // 2, multiple)
         x = torch.rand(1, channels, size, size, device=device).requires_grad_(True)
@@ -126,6 +129,10 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
             out[..., c : c + multiple, c : c + multiple].sum().backward()
         g = x.grad.detach().abs().sum(dim=(0, 1)).cpu()
         support = g > 0
+        if not bool(support.any()):  # the block depends on no input inside this probe
+            size *= 2
+            continue
+        independent = False
         if bool(support.all()):  # a global dependence: the effective receptive field
             support = _effective_support(g)
         rows = torch.nonzero(support.any(dim=1)).flatten()
@@ -135,6 +142,8 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
         if lo > 0 and hi < size - 1:
             radius = max(c - lo, hi - (c + multiple - 1))
         size *= 2
+    if radius is None and independent:
+        radius = 0  # the output depends on no input pixel: tiles need no overlap
     if radius is None:
         raise ConfigError(
             f"receptive_radius: the predictor's receptive field exceeds a 1024 px probe; "
