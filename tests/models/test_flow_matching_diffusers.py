@@ -84,6 +84,18 @@ def test_dynamic_shifting_is_respected(tmp_path):
         fr.FlowMatchingFlow.from_diffusers(unet, diffusers.FlowMatchEulerDiscreteScheduler(), mu=1)
 
 
+def test_dynamic_shift_falls_back_on_diffusers_defaults():
+    """A saved config without the sequence-length keys means diffusers' defaults: the shift of a
+    bare ``{"use_dynamic_shifting": True}`` is the class defaults' (read from its signature)."""
+    import inspect
+
+    sig = inspect.signature(diffusers.FlowMatchEulerDiscreteScheduler.__init__).parameters
+    full = {k: sig[k].default for k in sig if k != "self"}
+    for seq_len in (256, 1024, 4096):
+        want = dynamic_shift(full, image_seq_len=seq_len)
+        assert dynamic_shift({"use_dynamic_shifting": True}, image_seq_len=seq_len) == want
+
+
 def _sd3_pipeline_folder(root):
     torch.manual_seed(0)
     model = diffusers.SD3Transformer2DModel(
