@@ -233,7 +233,13 @@ def _peers(problem, inst, n: int) -> dict[str, torch.Tensor]:
         e = inst.extra
         for label in SCHEDULERS:
             x, nfe = diffusers_sample(
-                label, e["model"], inst.x, n, e["alphas_cumprod"], e["prediction_type"]
+                label,
+                e["model"],
+                inst.x,
+                n,
+                e["alphas_cumprod"],
+                e["prediction_type"],
+                e.get("clip_range"),
             )
             assert nfe == n
             out[f"{label}, own defaults"] = x

@@ -191,6 +191,7 @@ def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500, folder=N
         with torch.no_grad():
             ref = fr.solve(flow, fr.SemiLinearMultistep(), x_T, steps=reference_steps).x
         extra = {"model": flow.model, "alphas_cumprod": abar, "prediction_type": ptype}
+        extra["clip_range"] = getattr(flow.clip, "range", None)  # the checkpoint's clip_sample
         out.append(Instance(flow, x_T, ref, flow_denoiser(flow), extra))
     label = {"epsilon": "ε", "v_prediction": "v", "sample": "x₀"}[ptype]
     return Problem(f"DDPM faces (diffusers, {label}, linear)", "rel", True, out)

@@ -57,12 +57,18 @@ def betas_of(alphas_cumprod: Tensor) -> Tensor:
     return 1 - abar / torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
 
 
-def make_scheduler(label: str, alphas_cumprod: Tensor, prediction_type: str):
-    """The diffusers scheduler of ``label`` (:data:`SCHEDULERS`) for this schedule and model."""
+def make_scheduler(label: str, alphas_cumprod: Tensor, prediction_type: str, clip_range=None):
+    """The diffusers scheduler of ``label`` (:data:`SCHEDULERS`) for this schedule and model.
+
+    ``clip_range``: the checkpoint's ``clip_sample_range`` when its scheduler config clips the
+    clean estimate (a trained pixel-space DDPM; ``None``: an exact model, unclipped). Of these
+    schedulers only DDIM has ``clip_sample``; a diffusers user gets it from the checkpoint."""
     import diffusers
 
     name, options = SCHEDULERS[label]
     cls = getattr(diffusers, name)
+    if clip_range is not None and "clip_sample" in options:
+        options = {**options, "clip_sample": True, "clip_sample_range": float(clip_range)}
     return cls(
         num_train_timesteps=alphas_cumprod.numel(),
         trained_betas=betas_of(alphas_cumprod).tolist(),
@@ -71,10 +77,13 @@ def make_scheduler(label: str, alphas_cumprod: Tensor, prediction_type: str):
     )
 
 
-def diffusers_sample(label: str, model, x_T: Tensor, steps: int, alphas_cumprod, prediction_type):
-    """A diffusers user's sampler: scheduler ``label`` on its own defaults, ``steps`` model calls
-    from ``x_T`` (the model's state at the last trained timestep). Returns ``(x_0, NFE)``."""
-    sched = make_scheduler(label, alphas_cumprod, prediction_type)
+def diffusers_sample(
+    label: str, model, x_T: Tensor, steps: int, alphas_cumprod, prediction_type, clip_range=None
+):
+    """A diffusers user's sampler: scheduler ``label`` on its own defaults (with the checkpoint's
+    ``clip_sample``, :func:`make_scheduler`), ``steps`` model calls from ``x_T`` (the model's
+    state at the last trained timestep). Returns ``(x_0, NFE)``."""
+    sched = make_scheduler(label, alphas_cumprod, prediction_type, clip_range)
     sched.set_timesteps(steps)
     x = x_T
     nfe = 0

@@ -94,3 +94,22 @@ def test_unipc_peer_is_fr_unipc_and_scored_a_tie():
     assert verdict(row) == "tie"
     assert verdict({**row, "peer": 0.2, "tie": False}) == "yes"
     assert verdict({**row, "peer": 0.05, "ahead": False, "tie": False}) == "**no**"
+
+
+def test_ddim_on_its_own_defaults_clips_as_the_checkpoint_says():
+    """A trained checkpoint's ``clip_sample`` reaches DDIM's own-default row (the only peer
+    scheduler with the option); an exact model's run stays unclipped. From a state far outside
+    the range, only the clipped run lands inside ``[−0.5, 0.5]``."""
+    oracle, _, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=3)
+    abar = oracle.alphas_cumprod
+    clipped = peers.make_scheduler("DDIM (trailing)", abar, "epsilon", clip_range=0.5)
+    plain = peers.make_scheduler("DDIM (trailing)", abar, "epsilon")
+    assert clipped.config.clip_sample and clipped.config.clip_sample_range == 0.5
+    assert not plain.config.clip_sample
+    for label in set(peers.SCHEDULERS) - {"DDIM (trailing)"}:
+        assert "clip_sample" not in peers.make_scheduler(label, abar, "epsilon", 0.5).config
+    x, _ = peers.diffusers_sample(
+        "DDIM (trailing)", oracle, 3 * x_T, 4, abar, "epsilon", clip_range=0.5
+    )
+    y, _ = peers.diffusers_sample("DDIM (trailing)", oracle, 3 * x_T, 4, abar, "epsilon")
+    assert float(x.abs().max()) <= 0.5 + 1e-6 < float(y.abs().max())
