@@ -20,7 +20,7 @@ import torch
 
 import flowrestore as fr
 from flowrestore.errors import ConfigError, MissingDependencyError, ShapeError
-from flowrestore.flows.flow_matching import dynamic_shift
+from flowrestore.flows.flow_matching import dynamic_shift, flow_matching_config
 
 from .helpers import tiny_unet
 
@@ -85,8 +85,9 @@ def test_dynamic_shifting_is_respected(tmp_path):
 
 
 def test_dynamic_shift_falls_back_on_diffusers_defaults():
-    """A saved config without the sequence-length keys means diffusers' defaults: the shift of a
-    bare ``{"use_dynamic_shifting": True}`` is the class defaults' (read from its signature)."""
+    """A saved config without some keys means diffusers' defaults: the shift of a bare
+    ``{"use_dynamic_shifting": True}`` and the timesteps and shift of ``{}`` are the class
+    defaults' (read from its signature)."""
     import inspect
 
     sig = inspect.signature(diffusers.FlowMatchEulerDiscreteScheduler.__init__).parameters
@@ -94,6 +95,9 @@ def test_dynamic_shift_falls_back_on_diffusers_defaults():
     for seq_len in (256, 1024, 4096):
         want = dynamic_shift(full, image_seq_len=seq_len)
         assert dynamic_shift({"use_dynamic_shifting": True}, image_seq_len=seq_len) == want
+    # likewise the training timesteps and the fixed shift of a bare config
+    want = {"num_train_timesteps": full["num_train_timesteps"], "shift": float(full["shift"])}
+    assert flow_matching_config({}) == want
 
 
 def _sd3_pipeline_folder(root):
