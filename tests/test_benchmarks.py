@@ -58,3 +58,15 @@ def test_fitted_grid_reaches_the_gaussian_goal_at_five_nfe():
         spacing=fr.Uniform(),
     )
     assert float((uni.x - ref).norm() / ref.norm()) > 1e-4
+
+
+def test_random_stability_configurations_are_reproducible_and_in_range():
+    """``benchmarks.stiff_stability --random``: a seed fixes the configurations; every std range
+    lies in the requested band (``log10 lo`` in range, ``lo < hi ≤ max_std``)."""
+    from benchmarks.stiff_stability import FAMILIES, random_configs
+
+    a = random_configs(30, 7, (-2.0, -0.5), 2.0)
+    assert a == random_configs(30, 7, (-2.0, -0.5), 2.0) != random_configs(30, 8, (-2.0, -0.5), 2.0)
+    for family, lo, hi, seed in a:
+        assert family in FAMILIES and 0 <= seed < 10000
+        assert 10**-2.0 <= lo <= 10**-0.5 and lo < hi <= 2.0

@@ -283,8 +283,9 @@ class _Shift(nn.Module):
 def test_receptive_radius_of_a_one_sided_network():
     """The radius is how far the support reaches beyond the probed block on either side: a
     network looking s pixels to the right has radius s (it reaches nothing to the left), also when
-    its support runs past the first probe's edge (s = 100 from the centre of 128 px)."""
-    for s in (3, 9, 100):
+    its support runs into the first probe's edge (s = 62 from the centre of 128 px: cut at the
+    edge, so the probe must grow) or past it (s = 100: no support inside the first probe)."""
+    for s in (3, 9, 62, 100):
         assert receptive_radius(_Shift(s), multiple=4) == s
     # a network whose output depends on no input pixel needs no overlap
     assert receptive_radius(lambda x, t: 0 * x, multiple=4) == 0

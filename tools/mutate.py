@@ -1962,6 +1962,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return math.exp(logs[0])",
         ["tests/fewnfe/test_choose_spacing.py"],
     ),
+    "choose-spacing-score-not-a-mean": (
+        "flowrestore/integrate/choose.py",
+        "    return math.exp(sum(logs) / len(logs))",
+        "    return math.exp(sum(logs) * len(logs))",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "tiling-probe-edge": (
+        "flowrestore/tiling/probe.py",
+        "        if lo > 0 and hi < size - 1:",
+        "        if lo > 0 and hi < size + 1:",
+        ["tests/test_tiling.py"],
+    ),
+    "tiling-cuda-budget": (
+        "flowrestore/tiling/plan.py",
+        "        return int(free // 2)",
+        "        return int(free // 3)",
+        ["tests/test_tiling.py"],
+    ),
+    "flow-matching-max-shift-fallback": (
+        "flowrestore/flows/flow_matching.py",
+        'config.get("max_shift", 1.15)',
+        'config.get("max_shift", 1.1511)',
+        ["tests/models/test_flow_matching_diffusers.py"],
+    ),
+    "flow-matching-timesteps-fallback": (
+        "flowrestore/flows/flow_matching.py",
+        'int(config.get("num_train_timesteps", 1000))',
+        'int(config.get("num_train_timesteps", 999))',
+        ["tests/models/test_flow_matching_diffusers.py"],
+    ),
     "indi-shipped-spacings-not-read": (
         "flowrestore/methods/indi.py",
         '        kwargs["spacings"] = _declared_spacings(metadata)',
