@@ -525,3 +525,34 @@ def test_ipndm_restores_nearer_the_odes_answer_than_euler_at_equal_evaluations(t
             outs[solver] = np.asarray(im, dtype=np.float64)
     err = {k: np.abs(outs[k] - outs["multistep"]).mean() for k in ("ipndm", "euler")}
     assert err["ipndm"] < 0.5 * err["euler"], err
+
+
+def test_the_memory_estimate_starts_from_the_resident_set():
+    """The peak estimate adds to what the process holds now, its resident set: at most its peak
+    resident set so far (``ru_maxrss``; not the virtual size, which for a torch process is GBs
+    of mapped but untouched memory), and more than a bare interpreter's few MB."""
+    import resource
+    import sys
+
+    rss = estimates._rss_bytes()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024
+    )
+    assert 10 * 2**20 < rss <= peak * 1.01
+
+
+def test_without_proc_the_memory_estimate_reads_the_peak_in_bytes(monkeypatch):
+    """Where ``/proc`` is missing the peak resident set is read instead, in bytes: ``ru_maxrss``
+    counts KiB on Linux and bytes on macOS."""
+    import builtins
+    import resource
+
+    def no_proc(path, *a, **k):
+        raise OSError(path)
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(estimates.sys, "platform", "linux")
+    assert estimates._rss_bytes() >= kib * 1024
+    monkeypatch.setattr(estimates.sys, "platform", "darwin")
+    assert kib <= estimates._rss_bytes() < kib * 2

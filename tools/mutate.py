@@ -1992,6 +1992,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'int(config.get("num_train_timesteps", 999))',
         ["tests/models/test_flow_matching_diffusers.py"],
     ),
+    "odds-start-mask-transposed": (
+        "flowrestore/solvers/semilinear.py",
+        "    w = torch.where((t >= 1).unsqueeze(-1), start, w)",
+        "    w = torch.where((t >= 1).unsqueeze(0), start, w)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "odds-drop-mask-transposed": (
+        "flowrestore/solvers/semilinear.py",
+        "        w = torch.where((nodes[-1] >= 1).unsqueeze(-1), drop, w)",
+        "        w = torch.where((nodes[-1] >= 1).unsqueeze(0), drop, w)",
+        ["tests/diffusion/test_unipc_flow_matching.py"],
+    ),
+    "restore-rss-is-virtual-size": (
+        "flowrestore/restore/estimates.py",
+        "return int(f.read().split()[1]) * os.sysconf",
+        "return int(f.read().split()[0]) * os.sysconf",
+        ["tests/test_restore.py"],
+    ),
     "indi-shipped-spacings-not-read": (
         "flowrestore/methods/indi.py",
         '        kwargs["spacings"] = _declared_spacings(metadata)',

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 __all__ = ["ESTIMATE_ABOVE", "estimate", "duration"]
 
@@ -18,11 +19,14 @@ ESTIMATE_ABOVE = 4e6
 
 
 def _rss_bytes() -> int:
+    """The process's resident set now (Linux), else its peak so far (``ru_maxrss``: bytes on
+    macOS, KiB elsewhere)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        unit = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
 
 
 def duration(seconds: float) -> str:

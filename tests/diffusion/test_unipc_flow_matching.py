@@ -115,6 +115,19 @@ def test_the_weights_at_sigma_infinity_are_their_limits():
             assert gaps[1] <= 0.55 * gaps[0] + 1e-12, (name, bh, gaps)
 
 
+def test_the_odds_weights_of_a_batch_are_each_samples_own():
+    """Per-sample times (a batch whose rows stand at ``t = 1`` and below it, as many rows as
+    nodes): each row's weights are those of that row alone, the limits at ``σ = ∞`` included."""
+    t = torch.tensor([1.0, 0.7], dtype=F64)
+    s = torch.tensor([0.6, 0.4], dtype=F64)
+    for nodes in ([t, torch.tensor([0.9, 1.0], dtype=F64)], [s + 0.1, t]):
+        for bh in (None, "bh2"):
+            got = odds_weights(t, s, nodes, bh)
+            for b in range(2):
+                alone = odds_weights(t[b], s[b], [n[b] for n in nodes], bh)
+                assert torch.allclose(got[b], alone, atol=1e-15), (b, bh)
+
+
 def test_a_solve_from_t_1_is_the_limit_of_solves_from_1_minus_delta():
     """The solve from ``σ = ∞`` is the limit of diffusers-style starts ``1 − δ``: the gap shrinks
     as ``1/|log δ|`` (the far node's weight), halving from ``δ = 10⁻⁶`` to ``10⁻¹²``."""
