@@ -78,6 +78,9 @@ def test_dynamic_shifting_is_respected(tmp_path):
     assert torch.allclose(u, torch.linspace(1.0, 1e-3, 6, dtype=F64), atol=1e-6)
     linear = {"use_dynamic_shifting": True, "time_shift_type": "linear"}
     assert dynamic_shift(linear, mu=2.5) == 2.5
+    assert dynamic_shift(linear, mu=0.5) == 0.5  # a shift below 1 (toward t = 0) is a shift too
+    with pytest.raises(ConfigError, match="mu must be > 0"):
+        dynamic_shift(linear, mu=0.0)
     with pytest.raises(ConfigError, match="mu= or image_seq_len="):
         fr.FlowMatchingFlow.from_diffusers(unet, sched)
     with pytest.raises(ConfigError, match="use_dynamic_shifting schedulers only"):
