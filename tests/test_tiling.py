@@ -287,8 +287,12 @@ def test_receptive_radius_of_a_one_sided_network():
     edge, so the probe must grow) or past it (s = 100: no support inside the first probe)."""
     for s in (3, 9, 62, 100):
         assert receptive_radius(_Shift(s), multiple=4) == s
-    # a network whose output depends on no input pixel needs no overlap
-    assert receptive_radius(lambda x, t: 0 * x, multiple=4) == 0
+    # no support in any probe (no input, or beyond 1024 px) or a support outgrowing the last
+    # probe: refused in one line, naming the remedy
+    for net, why in ((lambda x, t: 0 * x, "no input"), (_Shift(2000), "no input"),
+                     (_Shift(510), "exceeds a 1024 px")):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"{why}.*pass overlap= explicitly"):
+            receptive_radius(net, multiple=4)
 
 
 def test_default_budget_is_half_the_free_cuda_memory(monkeypatch):

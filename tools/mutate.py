@@ -1974,6 +1974,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if lo > 0 and hi < size + 1:",
         ["tests/test_tiling.py"],
     ),
+    "tiling-probe-no-support-not-refused": (
+        "flowrestore/tiling/probe.py",
+        "    if radius is None and independent:",
+        "    if radius is None and not independent:",
+        ["tests/test_tiling.py"],
+    ),
     "tiling-cuda-budget": (
         "flowrestore/tiling/plan.py",
         "        return int(free // 2)",

@@ -102,7 +102,8 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     on the inputs they depend on; the radius is how far that support reaches beyond the block.
     The probe grows until the support stays inside it (at most 1024 px), also past probes where
     the block depends on no input inside them (a one-sided network reaching beyond the probe's
-    edge); a network whose output depends on no input at all has radius 0. Cached per network.
+    edge); if no probe finds any, or the support outgrows 1024 px, it raises :class:`~flowrestore.
+    errors.ConfigError` (pass ``overlap=`` to the tiler yourself). Cached per network.
     A flow is probed through :meth:`~flowrestore.flows.Flow.denoise` at ``t = 1``, so any network
     it wraps works (a diffusers U-Net's output object included). Where the support is the whole
     probe — a network that normalises over the image, so every output depends on every input —
@@ -143,7 +144,10 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
             radius = max(c - lo, hi - (c + multiple - 1))
         size *= 2
     if radius is None and independent:
-        radius = 0  # the output depends on no input pixel: tiles need no overlap
+        raise ConfigError(
+            "receptive_radius: the predictor's probed output depends on no input pixel within a "
+            f"1024 px probe; pass overlap= explicitly (model {type(key).__name__})"
+        )
     if radius is None:
         raise ConfigError(
             f"receptive_radius: the predictor's receptive field exceeds a 1024 px probe; "
