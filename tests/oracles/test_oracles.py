@@ -177,6 +177,18 @@ def test_gaussian_float32_and_dtype_follow_input():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_flow_matching_oracle_refuses_a_timestep_scale_below_one():
+    """``num_train_timesteps`` (``t = timestep / T``) must be a positive int: 0, −1, 2.5 and
+    ``True`` are refused by name; ``T = 1`` (timesteps in ``[0, 1]``) is accepted."""
+    from flowrestore.oracles import GaussianFlowMatchingOracle
+
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="num_train_timesteps"):
+            GaussianFlowMatchingOracle(mean=torch.zeros(2), std=1.0, num_train_timesteps=bad)
+    one = GaussianFlowMatchingOracle(mean=torch.zeros(2), std=1.0, num_train_timesteps=1)
+    assert one.num_train_timesteps == 1
+
+
 def test_gaussian_errors():
     with pytest.raises(ConfigError, match="std"):
         GaussianOracle(mean=0.0, std=torch.tensor([1.0, -1.0]), noise_std=0.1)
