@@ -150,6 +150,8 @@ def test_configuration_and_outputs_are_checked():
         fr.FlowMatchingFlow(3)
     with pytest.raises(ConfigError, match="num_train_timesteps"):
         fr.FlowMatchingFlow(lambda x, k: x, num_train_timesteps=0)
+    # T = 1: the model takes t itself (timesteps in [0, 1]), as some flow-matching codebases do
+    assert fr.FlowMatchingFlow(lambda x, k: x, num_train_timesteps=1).num_train_timesteps == 1
     with pytest.raises(ConfigError, match="cond"):
         fr.FlowMatchingFlow(lambda x, k: x, cond={"labels": 3})
     bad = fr.FlowMatchingFlow(lambda x, k: x[:, :1])
