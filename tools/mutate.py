@@ -1980,6 +1980,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if radius is None and not independent:",
         ["tests/test_tiling.py"],
     ),
+    "gits-dp-single-step-at-two": (
+        "flowrestore/integrate/gits.py",
+        "    if steps == 1:\n        return [0, m]",
+        "    if steps == 2:\n        return [0, m]",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
     "tiling-cuda-budget": (
         "flowrestore/tiling/plan.py",
         "        return int(free // 2)",

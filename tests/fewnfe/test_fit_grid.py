@@ -55,22 +55,23 @@ def test_wrong_requests_are_refused_before_any_evaluation():
 
 
 def test_dynamic_programme_finds_the_cheapest_path():
+    """Against brute force over every path of 1–4 steps (1: the single step ``[0, m]``)."""
     g = torch.Generator().manual_seed(0)
-    m, steps = 7, 3
+    m = 7
     first = torch.rand(m + 1, generator=g, dtype=F64)
     first[0] = math.inf
     tri = torch.rand(m + 1, m + 1, m + 1, generator=g, dtype=F64)
     k, i, j = torch.meshgrid(*[torch.arange(m + 1)] * 3, indexing="ij")
     tri[~((k < i) & (i < j))] = math.inf
-    best = min(
-        (
-            first[p[0]]
-            + sum(tri[a, b, c] for a, b, c in zip((0, *p[:-1]), p, (*p[1:], m), strict=True)),
-            p,
+
+    def cost(path):
+        return first[path[1]] + sum(
+            tri[path[n - 1], path[n], path[n + 1]] for n in range(1, len(path) - 1)
         )
-        for p in itertools.combinations(range(1, m), steps - 1)
-    )
-    assert dp_path(first, tri, steps) == [0, *best[1], m]
+
+    for steps in (1, 2, 3, 4):
+        paths = [[0, *p, m] for p in itertools.combinations(range(1, m), steps - 1)]
+        assert dp_path(first, tri, steps) == min(paths, key=cost), steps
 
 
 def test_symbolic_solve_is_exact_for_an_isotropic_gaussian():
