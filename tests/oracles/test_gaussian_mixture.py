@@ -74,6 +74,26 @@ def test_the_denoiser_satisfies_tweedies_formula(sigma):
     torch.testing.assert_close(m.log_density(x.detach(), sigma), _log_density(m, x, sigma).detach())
 
 
+def test_an_image_shaped_mixture_satisfies_tweedies_formula():
+    """Events of shape ``[C, H, W]`` (an image prior): the same formula against a density
+    written with ``torch.distributions`` over all three event dimensions."""
+    g = torch.Generator().manual_seed(5)
+    means = torch.randn(3, 2, 3, 2, generator=g, dtype=F64)
+    stds = 0.2 + torch.rand(3, 2, 3, 2, generator=g, dtype=F64)
+    m = GaussianMixtureOracle(means=means, stds=stds, weights=torch.tensor([0.2, 0.5, 0.3]))
+    x = torch.randn(4, 2, 3, 2, generator=g, dtype=F64).requires_grad_(True)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 3.0], dtype=F64)
+    s = sigma.reshape(4, 1, 1, 1, 1)
+    comp = torch.distributions.Independent(
+        torch.distributions.Normal(means, torch.sqrt(stds**2 + s**2)), 3
+    )
+    mix = torch.distributions.Categorical(probs=m.weights)
+    logp = torch.distributions.MixtureSameFamily(mix, comp).log_prob(x)
+    (grad,) = torch.autograd.grad(logp.sum(), x)
+    want = x.detach() + sigma.reshape(4, 1, 1, 1) ** 2 * grad
+    torch.testing.assert_close(m(x.detach(), sigma), want)
+
+
 def test_the_diffusion_and_flow_matching_models_are_the_denoiser_at_the_rescaled_state():
     m = _mixture(k=3)
     x = _x()
