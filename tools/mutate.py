@@ -1986,6 +1986,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if steps == 2:\n        return [0, m]",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "torchdiffeq-implicit-adams-order": (
+        "flowrestore/solvers/adapters.py",
+        '"implicit_adams": (4, (0.0, 1 / 3, 2 / 3, 1.0)),',
+        '"implicit_adams": (3, (0.0, 1 / 3, 2 / 3, 1.0)),',
+        ["tests/core/test_audit.py"],
+    ),
     "tiling-cuda-budget": (
         "flowrestore/tiling/plan.py",
         "        return int(free // 2)",

@@ -272,11 +272,11 @@ def test_per_sample_noise_for_some_rows_is_their_own():
 )
 def test_torchdiffeq_fixed_grid_methods_keep_their_declared_order_and_stages(method, options):
     """On ``x' = −(1 + t) x`` (exact ``x(1) = e^{−3/2} x(0)``) the global error falls at the
-    declared order (least-squares slope over 32–256 steps; the Adams methods at least that: their
-    RK4 start and higher-order correctors only help), and one step evaluates exactly at the
-    declared stage fractions. ``"explicit_adams"`` with torchdiffeq's own ``max_order=12``
-    diverges (module docstring); flowrestore's default is Adams–Bashforth 4, ``max_order=4`` gives
-    order 3."""
+    declared order (least-squares slope over 32–256 steps; the Adams methods at least that and
+    less than one order more: their RK4 start and higher-order correctors only help), and one step
+    evaluates exactly at the declared stage fractions. ``"explicit_adams"`` with torchdiffeq's own
+    ``max_order=12`` diverges (module docstring); flowrestore's default is Adams–Bashforth 4,
+    ``max_order=4`` gives order 3."""
     solver = fr.Torchdiffeq(method, options=options)
     x0 = torch.ones(1, 2, dtype=F64)
     seen = []
@@ -296,8 +296,8 @@ def test_torchdiffeq_fixed_grid_methods_keep_their_declared_order_and_stages(met
             for n in levels
         ]  # fmt: skip
     slope = -np.polyfit(np.log(levels), np.log(errs), 1)[0]
-    if "adams" in method:
-        assert slope >= solver.order - 0.25, (slope, errs)
+    if "adams" in method:  # measured 3.0 (max_order 4), 3.86 (5) and 4.50 (the implicit ones)
+        assert solver.order - 0.25 <= slope <= solver.order + 0.75, (slope, errs)
     else:
         assert abs(slope - solver.order) <= 0.2, (slope, errs)
 
