@@ -102,6 +102,10 @@ def test_config_errors():
         SemiLinearMultistep(power=3)
     with pytest.raises(ConfigError, match="final_nodes must be None or 1 with power=0"):
         SemiLinearMultistep(power=0, final_nodes=3)
+    for bad in (0, 7, 2.0, True):  # the landing extrapolates with 1..6 nodes
+        with pytest.raises(ConfigError, match=r"final_nodes must be None or an int in 1\.\.6"):
+            SemiLinearMultistep(final_nodes=bad)
+    assert SemiLinearMultistep(final_nodes=6).final_nodes == 6
     with pytest.raises(fr.IncompatibleSolverError):
         fr.solve(
             fr.ODEFlow(lambda t, x: -x),

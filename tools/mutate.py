@@ -1992,6 +1992,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '"implicit_adams": (3, (0.0, 1 / 3, 2 / 3, 1.0)),',
         ["tests/core/test_audit.py"],
     ),
+    "semilinear-final-nodes-bound": (
+        "flowrestore/solvers/semilinear.py",
+        "            and 1 <= self.final_nodes <= 6",
+        "            and 1 <= self.final_nodes <= 7",
+        ["tests/test_semilinear.py"],
+    ),
     "tiling-cuda-budget": (
         "flowrestore/tiling/plan.py",
         "        return int(free // 2)",

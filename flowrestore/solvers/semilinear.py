@@ -253,7 +253,9 @@ class SemiLinearMultistep(Solver):
                 f"lower_order_final must be a bool, got {describe(self.lower_order_final)}"
             )
         if self.final_nodes is not None and not (
-            isinstance(self.final_nodes, int) and 1 <= self.final_nodes <= 6
+            isinstance(self.final_nodes, int)
+            and not isinstance(self.final_nodes, bool)
+            and 1 <= self.final_nodes <= 6
         ):
             raise ConfigError(
                 f"final_nodes must be None or an int in 1..6, got {describe(self.final_nodes)}"
