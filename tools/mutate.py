@@ -1998,6 +1998,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            and 1 <= self.final_nodes <= 7",
         ["tests/test_semilinear.py"],
     ),
+    "start-refined-closing-pair-root": (
+        "flowrestore/grids.py",
+        "(t1 + (grid[-2] - t1) / 2**0.5)",
+        "(t1 + (grid[-2] - t1) / 3**0.5)",
+        ["tests/fewnfe/test_grids.py"],
+    ),
+    "error-run-forward-progress": (
+        "flowrestore/controllers/error_run.py",
+        "frac = float((self.t.min() - self.t0) / (self.t_end - self.t0))",
+        "frac = float((self.t.min() + self.t0) / (self.t_end - self.t0))",
+        ["tests/core/test_options.py"],
+    ),
     "tiling-cuda-budget": (
         "flowrestore/tiling/plan.py",
         "        return int(free // 2)",

@@ -174,6 +174,35 @@ def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver, k
     assert bar.closed and bar.n == pytest.approx(bar.total, rel=1e-12)
 
 
+def test_progress_of_a_forward_span_away_from_zero_grows_with_time(monkeypatch):
+    """An adaptive solve forward in time over ``[1, 3]``: the bar's updates are the fraction of
+    the span covered, ``(t − 1)/2`` — no jump to full at the first step, full at the end."""
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    seen = []
+
+    class Recorder:
+        def __init__(self, total, **_):
+            self.total, self.n = total, 0.0
+
+        def update(self, v):
+            self.n += v
+            seen.append(self.n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    times = []
+    flow = fr.ODEFlow(lambda t, x: -x)
+    x0 = torch.ones(2, 3, dtype=torch.float64)
+    fr.solve(flow, fr.Dopri5(rtol=1e-6, atol=1e-9), x0, t_span=(1.0, 3.0), progress=True,
+             callback=lambda k, t, x: times.append(float(torch.as_tensor(t).min())))  # fmt: skip
+    assert len(seen) == len(times) > 5
+    for done, t in zip(seen, times, strict=True):
+        assert done == pytest.approx((t - 1.0) / 2.0, abs=1e-9)
+    assert seen[-1] == pytest.approx(1.0)
+
+
 def test_odeflow_forward_and_backward_spans():
     from .helpers import linear_system
 

@@ -305,3 +305,20 @@ def test_noise_levels_from_inside_the_table_stay_real_and_decreasing(rho):
         grid = sp(steps, 1.0, 0.0)
         assert grid.dtype == F64 and float(grid[0]) == 1.0 and float(grid[-1]) == 0.0
         assert bool((grid[1:] < grid[:-1]).all()), (steps, grid)
+
+
+def test_start_refined_closing_pair_is_its_closed_form():
+    """``StartRefined(ρ, closing_pair=True)`` with ``N ≥ min_pair_steps``: ``M = N − 1`` steps of
+    ``t1 + (t0 − t1)(1 − (k/M)^ρ)``, the last split where the squared distance to ``t1`` halves;
+    below ``min_pair_steps`` no pair."""
+    t0, t1, rho = 1.0, 0.1, 2.0
+    for n in (5, 7):
+        m = n - 1
+        base = [t1 + (t0 - t1) * (1 - (k / m) ** rho) for k in range(m + 1)]
+        want = [*base[:-1], t1 + (base[-2] - t1) / math.sqrt(2), t1]
+        got = fr.StartRefined(rho=rho, closing_pair=True)(n, t0, t1)
+        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64))
+        assert (got[-2] - t1) ** 2 == pytest.approx((got[-3] - t1) ** 2 / 2)
+    plain = [t1 + (t0 - t1) * (1 - (k / 4) ** rho) for k in range(5)]
+    got = fr.StartRefined(rho=rho, closing_pair=True, min_pair_steps=6)(4, t0, t1)
+    torch.testing.assert_close(got, torch.tensor(plain, dtype=torch.float64))
