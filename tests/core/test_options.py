@@ -145,6 +145,28 @@ def test_progress_bar(problem, capsys, solver):
     assert torch.equal(sol.x, quiet.x)
 
 
+def _record_bars(monkeypatch) -> list:
+    """Replace tqdm's bar by a recorder; the list fills with the bars made (``n``: the total of
+    the updates, ``filled``: ``n`` after each update, ``closed``)."""
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, **_):
+            self.total, self.n, self.filled, self.closed = total, 0.0, [], False
+            bars.append(self)
+
+        def update(self, v):
+            self.n += v
+            self.filled.append(self.n)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    return bars
+
+
 @pytest.mark.parametrize(
     "solver, kw",
     [(fr.Heun(), {"steps": 5}), (fr.Dopri5(), {}), (fr.Dopri5(), {"t_end": 0.2})],
@@ -153,21 +175,7 @@ def test_progress_bar(problem, capsys, solver):
 def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver, kw):
     """The bar's total counts the landing step: its updates add up to the total, no more (also
     when the solve stops short of 0, where the fraction done is of the span, not of [0, 1])."""
-    tqdm_auto = pytest.importorskip("tqdm.auto")
-    bars = []
-
-    class Recorder:
-        def __init__(self, total, **_):
-            self.total, self.n, self.closed = total, 0.0, False
-            bars.append(self)
-
-        def update(self, v):
-            self.n += v
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    bars = _record_bars(monkeypatch)
     oracle, y = problem
     fr.solve(fr.InDIFlow(oracle), solver, y, progress=True, **kw)
     (bar,) = bars
@@ -177,26 +185,14 @@ def test_progress_bar_fills_exactly_to_its_total(problem, monkeypatch, solver, k
 def test_progress_of_a_forward_span_away_from_zero_grows_with_time(monkeypatch):
     """An adaptive solve forward in time over ``[1, 3]``: the bar's updates are the fraction of
     the span covered, ``(t − 1)/2`` — no jump to full at the first step, full at the end."""
-    tqdm_auto = pytest.importorskip("tqdm.auto")
-    seen = []
-
-    class Recorder:
-        def __init__(self, total, **_):
-            self.total, self.n = total, 0.0
-
-        def update(self, v):
-            self.n += v
-            seen.append(self.n)
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
+    bars = _record_bars(monkeypatch)
     times = []
     flow = fr.ODEFlow(lambda t, x: -x)
     x0 = torch.ones(2, 3, dtype=torch.float64)
     fr.solve(flow, fr.Dopri5(rtol=1e-6, atol=1e-9), x0, t_span=(1.0, 3.0), progress=True,
              callback=lambda k, t, x: times.append(float(torch.as_tensor(t).min())))  # fmt: skip
+    (bar,) = bars
+    seen = bar.filled
     assert len(seen) == len(times) > 5
     for done, t in zip(seen, times, strict=True):
         assert done == pytest.approx((t - 1.0) / 2.0, abs=1e-9)
