@@ -26,13 +26,18 @@ AB = {
 }
 
 
-def _reference(flow, x, grid, order, form, landing):
+def _reference(flow, x, grid, order, form, landing, corrected=False):
     """The update of the module docstring, in plain Python over the grid: Adams–Bashforth of
-    ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0``."""
-    hist = []
-    for t, s in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
+    ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0``; ``corrected``:
+    the first step redone by the trapezoid rule with the second step's value (taken before)."""
+    hist, x0 = [], x
+    for k, (t, s) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
         tt = torch.tensor(t, dtype=F64)
         hist.insert(0, flow.drift(tt, x) if form == "velocity" else flow.denoise(tt, x))
+        if corrected and k == 1:
+            t0 = float(grid[0])
+            mean = (hist[0] + hist[1]) / 2
+            x = x0 + (t - t0) * mean if form == "velocity" else (t / t0) * x0 + (1 - t / t0) * mean
         use = hist[: landing if s == 0 else order]
         combo = sum(c * v for c, v in zip(AB[len(use)], use, strict=True))
         x = x + (s - t) * combo if form == "velocity" else (s / t) * x + (1 - s / t) * combo
@@ -42,18 +47,37 @@ def _reference(flow, x, grid, order, form, landing):
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("form", ["velocity", "data"])
 def test_matches_the_published_update(order, form):
-    """The default landing combines as many values as the other steps (``ab_order``)."""
+    """The default landing combines as many values as the other steps (``ab_order``); without
+    the start corrector, the published update on any flow; by default, uncorrected on a
+    diffusion model (a noise level's time) and corrected on InDI in the velocity form with
+    ``ab_order ≥ 2`` (module docstring, "The corrected start")."""
     landing = order
     assert fr.IPNDM(ab_order=order, form=form).landing_order == landing
     _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
     grid = flow.default_spacing()(7, 1.0, 0.0)
-    got = fr.solve(flow, fr.IPNDM(ab_order=order, form=form), x_T, grid=grid).x
     want = _reference(flow, flow.to_state(x_T, 1.0), grid, order, form, landing)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for corrector in (None, False):
+        solver = fr.IPNDM(ab_order=order, form=form, start_corrector=corrector)
+        got = fr.solve(flow, solver, x_T, grid=grid).x
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     _, iflow, y, _ = indi_problem(dim=6, batch=3)
     grid = fr.StartRefined(2.0)(6, 1.0, 0.0)
-    got = fr.solve(iflow, fr.IPNDM(ab_order=order, form=form), y, grid=grid).x
+    published = fr.IPNDM(ab_order=order, form=form, start_corrector=False)
+    got = fr.solve(iflow, published, y, grid=grid).x
     torch.testing.assert_close(got, _reference(iflow, y, grid, order, form, landing))
+    corrected = form == "velocity" and order >= 2
+    assert fr.IPNDM(ab_order=order, form=form).corrects_start(iflow) is corrected
+    got = fr.solve(iflow, fr.IPNDM(ab_order=order, form=form), y, grid=grid).x
+    want = _reference(iflow, y, grid, order, form, landing, corrected=corrected)
+    torch.testing.assert_close(got, want)
+    forced = fr.IPNDM(ab_order=order, form=form, start_corrector=True)
+    for f, start, g in ((iflow, y, grid), (flow, x_T, flow.default_spacing()(7, 1.0, 0.0))):
+        got = fr.solve(f, forced, start, grid=g).x
+        x = f.to_state(start, 1.0) if f is flow else start
+        want = _reference(f, x, g, order, form, landing, corrected=True)
+        if f is flow:
+            want = f.from_state(want, 0.0)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize(("order", "landing"), [(3, 3), (2, 4), (4, 1), (3, 2)])
@@ -75,11 +99,14 @@ def test_landing_order_is_the_last_steps_combination(order, landing):
 
 @pytest.mark.parametrize("form", ["velocity", "data"])
 def test_order_two_on_the_oracles(form):
-    """Global order 2 for ``ab_order ≥ 2`` (first-order warm start), 1 for ``ab_order = 1``."""
+    """Global order 2 for ``ab_order ≥ 2`` (first-order warm start), 1 for ``ab_order = 1``;
+    on InDI in the velocity form, whose first step is corrected by default (order 2 locally
+    3), order 3 for ``ab_order ≥ 3`` (the second step, Adams–Bashforth 2, is then the lowest)."""
     oracle, flow, y, exact = indi_problem(dim=16, batch=3)
     levels = [16, 32, 64, 128, 256]
     for ab, want in ((1, 1), (2, 2), (4, 2)):
-        solver = fr.IPNDM(ab_order=ab, form=form)
+        corrector = False if form == "velocity" and ab == 4 else None
+        solver = fr.IPNDM(ab_order=ab, form=form, start_corrector=corrector)
         errs = [float((fr.solve(flow, solver, y, steps=n).x - exact).abs().max()) for n in levels]
         if form == "data" and want == 2:
             # the exponential step's local errors O(h³/t_k) sum to O(h² log N) on InDI's
@@ -88,6 +115,14 @@ def test_order_two_on_the_oracles(form):
             errs = [e / math.log(n) for e, n in zip(errs, levels, strict=True)]
         assert abs(fit_slope(levels, errs, 1e-13) - want) <= 0.2, (ab, errs)
         assert solver.order == want
+    if form == "velocity":
+        fine = [64, 128, 256, 512, 1024]
+        for ab in (3, 4):
+            errs = [
+                float((fr.solve(flow, fr.IPNDM(ab_order=ab), y, steps=n).x - exact).abs().max())
+                for n in fine
+            ]
+            assert abs(fit_slope(fine, errs, 1e-13) - 3) <= 0.2, (ab, errs)
     _, dflow, x_T, dexact = diffusion_problem("linear", "epsilon", dim=16, batch=3)
     levels = [32, 64, 128, 256, 512]
     errs = [
@@ -119,6 +154,9 @@ def test_configuration_and_pairings_are_checked():
         fr.IPNDM(form="noise")
     with pytest.raises(ConfigError, match="landing_order"):
         fr.IPNDM(landing_order=0)
+    for bad in (1, "yes"):
+        with pytest.raises(ConfigError, match="start_corrector"):
+            fr.IPNDM(start_corrector=bad)
     ode = fr.ODEFlow(lambda t, x: -x)
     x = torch.ones(2, 3, dtype=F64)
     sol = fr.solve(ode, fr.IPNDM(), x, t_span=(0.0, 1.0), steps=64)  # any ODE: velocity form
@@ -154,3 +192,27 @@ def test_the_default_landing_beats_order_four_on_a_multimodal_prior():
     for n in (4, 5, 6):
         own, four = err(fr.IPNDM(), n), err(fr.IPNDM(landing_order=4), n)
         assert own * 1.2 < four, (n, own, four)
+
+
+def test_the_start_is_not_corrected_where_time_is_a_noise_level():
+    """Flow matching declares a log-SNR time (``log_snr``, not ``reciprocal``): the default is
+    the published update there, as on a diffusion model (previous tests), and on a plain ODE
+    (neither) the corrected one (module docstring, "The corrected start")."""
+    from flowrestore.oracles import GaussianFlowMatchingOracle
+
+    g = torch.Generator().manual_seed(5)
+    oracle = GaussianFlowMatchingOracle(
+        mean=torch.randn(6, generator=g, dtype=F64),
+        std=0.2 + torch.rand(6, generator=g, dtype=F64),
+    )
+    flow = fr.FlowMatchingFlow(oracle, shift=3.0)
+    x = torch.randn(3, 6, generator=g, dtype=F64)
+    got = fr.solve(flow, fr.IPNDM(), x, steps=5).x
+    want = fr.solve(flow, fr.IPNDM(start_corrector=False), x, steps=5).x
+    assert torch.equal(got, want)
+    assert not torch.equal(fr.solve(flow, fr.IPNDM(start_corrector=True), x, steps=5).x, want)
+    ode = fr.ODEFlow(lambda t, x: -x * (1 + t.reshape(-1, 1)))
+    grid = torch.linspace(0.0, 1.0, 5, dtype=F64)
+    got = fr.solve(ode, fr.IPNDM(), x, grid=grid).x
+    want = _reference(ode, x, grid, 3, "velocity", 3, corrected=True)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

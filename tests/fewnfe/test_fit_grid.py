@@ -261,7 +261,8 @@ def test_a_fitted_grid_meets_issue_10s_gaussian_goal_on_an_unseen_instance():
     fitted on 16 warm-up draws (``refine=256``, as the few-NFE benchmark's group (d) chose on its
     validation split) for the multistep defaults: the best of them on 32 other draws of an
     instance in neither split, against the closed-form ODE solution (the default grids are at
-    1.1e-3 or worse there for these three solvers)."""
+    3.8e-4 there for ``IPNDM()``, whose first step is corrected, 1.2e-3 or worse for the other
+    two: none meets the goal)."""
     s = 6001
     std = 0.5 + torch.rand(256, generator=torch.Generator().manual_seed(s), dtype=F64)
     mean = torch.randn(256, generator=torch.Generator().manual_seed(s + 1), dtype=F64)
@@ -278,7 +279,7 @@ def test_a_fitted_grid_meets_issue_10s_gaussian_goal_on_an_unseen_instance():
         grid = fit_grid(flow, solver, warm, 6, refine=256)(6, 1.0, 0.0)
         fitted[repr(solver)] = error(fr.solve(flow, solver, y, grid=grid).x)
         default[repr(solver)] = error(fr.solve(flow, solver, y, steps=6).x)
-    assert min(default.values()) > 1e-3, default
+    assert min(default.values()) > 2e-4, default
     assert min(fitted.values()) <= 1e-4, fitted
 
 
