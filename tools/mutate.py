@@ -2004,6 +2004,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "(t1 + (grid[-2] - t1) / 3**0.5)",
         ["tests/fewnfe/test_grids.py"],
     ),
+    "ipndm-start-corrector-weights": (
+        "flowrestore/solvers/adams.py",
+        "            mean = (value + state.values[0]) / 2",
+        "            mean = (1.001 * value + state.values[0]) / 2",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-start-corrector-data-form": (
+        "flowrestore/solvers/adams.py",
+        "                x = r0 * x0 + (1 - r0) * mean",
+        "                x = r0 * x0 + (1 - r0) * value",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-start-corrector-on-flow-matching": (
+        "flowrestore/solvers/adams.py",
+        "        return not (declared.reciprocal or declared.log_snr)",
+        "        return not declared.reciprocal",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-start-corrector-euler": (
+        "flowrestore/solvers/adams.py",
+        '        if self.form != "velocity" or self.ab_order == 1:',
+        '        if self.form != "velocity":',
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-start-corrector-every-step": (
+        "flowrestore/solvers/adams.py",
+        "        start = (x, t) if state.first and self.corrects_start(flow) else None",
+        "        start = (x, t) if self.corrects_start(flow) else None",
+        ["tests/fewnfe/test_adams.py"],
+    ),
     "error-run-forward-progress": (
         "flowrestore/controllers/error_run.py",
         "frac = float((self.t.min() - self.t0) / (self.t_end - self.t0))",
