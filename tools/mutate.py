@@ -2034,6 +2034,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        start = (x, t) if self.corrects_start(flow) else None",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "gits-every-step-is-first": (
+        "flowrestore/integrate/gits.py",
+        "                out[sel] = self._steps_from(k[sel], part, j[sel], 0 if first else 1)",
+        "                out[sel] = self._steps_from(k[sel], part, j[sel], 0)",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
+    "ipndm-init-ignores-step-index": (
+        "flowrestore/solvers/adams.py",
+        "        return x_start, AdamsState(first=ctx.step_index == 0)",
+        "        return x_start, AdamsState()",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
     "error-run-forward-progress": (
         "flowrestore/controllers/error_run.py",
         "frac = float((self.t.min() - self.t0) / (self.t_end - self.t0))",

@@ -123,9 +123,21 @@ class SymbolicCost:
         return cost
 
     def _steps(self, k: Tensor, i: Tensor | None, j: Tensor) -> Tensor:
-        """Symbolic steps ``t_k → t_i → t_j`` (``i=None``: one step ``t_k → t_j``) from ``X_k``."""
+        """Symbolic steps ``t_k → t_i → t_j`` (``i=None``: one step ``t_k → t_j``) from ``X_k``;
+        a step from ``X_k`` with ``k > 0`` is not the solve's first (``Context.step_index``: a
+        solver may treat its first step apart, e.g. :class:`~flowrestore.IPNDM`'s corrected
+        start)."""
+        out = torch.empty(k.numel(), self.gram.shape[0], dtype=F64)
+        for first in (True, False):
+            sel = k == 0 if first else k > 0
+            if bool(sel.any()):
+                part = None if i is None else i[sel]
+                out[sel] = self._steps_from(k[sel], part, j[sel], 0 if first else 1)
+        return out
+
+    def _steps_from(self, k: Tensor, i: Tensor | None, j: Tensor, step_index: int) -> Tensor:
         g = self.grid_t
-        ctx = Context(noise=GeneratorNoise(None))
+        ctx = Context(noise=GeneratorNoise(None), step_index=step_index)
         x, state = self.solver.init(self.fake, g[k], self._units(k), ctx)
         t = g[k]
         if i is not None:

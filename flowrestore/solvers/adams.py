@@ -93,7 +93,7 @@ FORMS = ("velocity", "data")
 class AdamsState:
     """The last values (velocities or clean estimates), newest first; after a first step that
     the next one corrects (:class:`IPNDM`'s ``start_corrector``), its start ``(x_0, t_0)``;
-    ``first``: no step taken yet."""
+    ``first``: the next step is the solve's first."""
 
     values: tuple[Tensor, ...] = ()
     start: tuple[Tensor, Tensor] | None = None
@@ -160,8 +160,9 @@ class IPNDM(Solver):
         return (ODE,) if self.form == "velocity" else (ResidualFlow,)
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
-        """An empty history."""
-        return x_start, AdamsState()
+        """An empty history; the next step is the solve's first unless ``ctx.step_index > 0``
+        (a solve started mid-way, as the grid fitter's cost model starts one)."""
+        return x_start, AdamsState(first=ctx.step_index == 0)
 
     def step(
         self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state: AdamsState, ctx: Context

@@ -99,6 +99,32 @@ def test_symbolic_solve_is_exact_for_an_isotropic_gaussian():
             assert float(first[j]) == pytest.approx(want, rel=1e-6)
 
 
+def test_only_the_first_step_of_the_symbolic_costs_is_the_solves_first():
+    """``IPNDM()`` on InDI corrects its first step only (flowrestore/solvers/adams.py): its cost
+    of ``t_k → t_i → t_j`` from the teacher's ``X_k`` is the uncorrected solver's for ``k > 0``
+    (those steps are never a solve's first) and differs from it for ``k = 0``; a real solve along
+    a grid (``path``) is the corrected one."""
+    oracle, flow, y, _ = indi_problem(seed=2, dim=8, batch=4)
+    grid_t = torch.linspace(1.0, 0.0, 13, dtype=F64)
+    sol = fr.solve(flow, fr.RK4(), y, grid=grid_t, save_at="steps")
+    states = [sol.trajectory[m] for m in range(13)]
+    plain = fr.IPNDM(start_corrector=False)
+    cost_on = symbolic_cost(flow, fr.IPNDM(), grid_t, states)
+    cost_off = symbolic_cost(flow, plain, grid_t, states)
+    on, off = cost_on.triples(), cost_off.triples()
+    later = torch.isfinite(off[1:])
+    assert bool(later.any())
+    torch.testing.assert_close(on[1:][later], off[1:][later], rtol=1e-12, atol=0)
+    first = torch.isfinite(off[0]) & (torch.arange(13) > 1)[None, :]
+    assert bool(((on[0] - off[0]).abs()[first] > 1e-6 * off[0][first]).all())
+    torch.testing.assert_close(cost_off.first_steps(), cost_on.first_steps())
+    idx = [0, 2, 5, 9, 12]
+    real = fr.solve(flow, fr.IPNDM(), y, grid=grid_t[idx]).x
+    other = fr.solve(flow, plain, y, grid=grid_t[idx]).x
+    assert cost_on.path(idx) != cost_off.path(idx)
+    assert not torch.equal(real, other)
+
+
 def _step_error(flow, solver, grid_t, states, i, j) -> float:
     """Relative error of the solver's one real step ``t_i → t_j`` from the teacher's ``X_i``."""
     x_i = flow.from_state(states[i], float(grid_t[i]))
