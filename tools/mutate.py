@@ -2022,6 +2022,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return not declared.reciprocal",
         ["tests/fewnfe/test_adams.py"],
     ),
+    "ipndm-start-corrector-on-reciprocal-stages": (
+        "flowrestore/solvers/adams.py",
+        "        return not (declared.reciprocal or declared.log_snr)",
+        "        return not declared.log_snr",
+        ["tests/fewnfe/test_adams.py"],
+    ),
     "ipndm-start-corrector-euler": (
         "flowrestore/solvers/adams.py",
         '        if self.form != "velocity" or self.ab_order == 1:',

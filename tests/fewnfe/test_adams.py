@@ -195,9 +195,10 @@ def test_the_default_landing_beats_order_four_on_a_multimodal_prior():
 
 
 def test_the_start_is_not_corrected_where_time_is_a_noise_level():
-    """Flow matching declares a log-SNR time (``log_snr``, not ``reciprocal``): the default is
-    the published update there, as on a diffusion model (previous tests), and on a plain ODE
-    (neither) the corrected one (module docstring, "The corrected start")."""
+    """Flow matching declares a log-SNR time (``log_snr``, not ``reciprocal``) and a flow may ask
+    for reciprocal stages alone: the default is the published update on both, as on a diffusion
+    model (both; previous tests), and on a plain ODE (neither) the corrected one (module
+    docstring, "The corrected start")."""
     from flowrestore.oracles import GaussianFlowMatchingOracle
 
     g = torch.Generator().manual_seed(5)
@@ -211,6 +212,16 @@ def test_the_start_is_not_corrected_where_time_is_a_noise_level():
     want = fr.solve(flow, fr.IPNDM(start_corrector=False), x, steps=5).x
     assert torch.equal(got, want)
     assert not torch.equal(fr.solve(flow, fr.IPNDM(start_corrector=True), x, steps=5).x, want)
+    from flowrestore.flows.base import TimeVariable
+
+    class Reciprocal(fr.InDIFlow):  # a residual flow that asks for reciprocal stages only
+        def time_variable(self):
+            return TimeVariable(reciprocal=True)
+
+    oracle, _, y, _ = indi_problem(dim=6, batch=3)
+    rflow = Reciprocal(oracle.posterior_mean)
+    got = fr.solve(rflow, fr.IPNDM(), y, steps=5).x
+    assert torch.equal(got, fr.solve(rflow, fr.IPNDM(start_corrector=False), y, steps=5).x)
     ode = fr.ODEFlow(lambda t, x: -x * (1 + t.reshape(-1, 1)))
     grid = torch.linspace(0.0, 1.0, 5, dtype=F64)
     got = fr.solve(ode, fr.IPNDM(), x, grid=grid).x
