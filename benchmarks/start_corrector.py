@@ -114,11 +114,6 @@ def report(problem, res) -> str:
     return "\n".join(lines)
 
 
-def _rel_c(x, exact, mean) -> float:
-    """Issue 10's relative error ``‖x − x(0)‖/‖x(0) − c‖``."""
-    return float((x - exact).norm() / (exact - mean).norm())
-
-
 def random_oracles(n: int, seed: int):
     """``n`` random ``(lo, hi, noise std, prior seed)`` (module docstring), reproducible by seed."""
     rng = random.Random(seed)
@@ -142,12 +137,13 @@ def random_main(n: int, seed: int, log=print) -> dict:
         mean = torch.randn(32, generator=g, dtype=f64)
         oracle = fr.oracles.GaussianOracle(mean=mean, std=std, noise_std=noise)
         _, y = oracle.sample(16, generator=g)
-        flow, exact = fr.InDIFlow(oracle.posterior_mean), oracle.ode_solution(y, 0.0)
-
+        flow = fr.InDIFlow(oracle.posterior_mean)
+        inst = P.Instance(flow, y, oracle.ode_solution(y, 0.0), None, {"mean": mean})
+        problem = P.Problem("random InDI Gaussian oracle", "rel-c", False, [inst])
         row = []
         for steps in NFES:
             on, off, euler = (
-                _rel_c(fr.solve(flow, solver, y, steps=steps).x, exact, mean)
+                P.score(problem, inst, fr.solve(flow, solver, y, steps=steps).x)
                 for solver in (fr.IPNDM(), fr.IPNDM(start_corrector=False), fr.Euler())
             )
             behind["corrected"] += on > euler

@@ -194,11 +194,13 @@ class IPNDM(Solver):
         kept = values[: max(keep - 1, 1 if start is not None else 0)]
         return StepResult(x_next, AdamsState(kept, start, first=False), 1)
 
+    def _corrector_repr(self) -> str:
+        return "" if self.start_corrector is None else f", start_corrector={self.start_corrector}"
+
     def __repr__(self) -> str:
-        corr = "" if self.start_corrector is None else f", start_corrector={self.start_corrector}"
         return (
             f"IPNDM(ab_order={self.ab_order}, form={self.form!r}, "
-            f"landing_order={self.landing_order}{corr})"
+            f"landing_order={self.landing_order}{self._corrector_repr()})"
         )
 
 
@@ -223,5 +225,7 @@ class DataIPNDM(IPNDM):
     form: str = "data"
 
     def __repr__(self) -> str:
-        corr = "" if self.start_corrector is None else f", start_corrector={self.start_corrector}"
-        return f"DataIPNDM(ab_order={self.ab_order}, landing_order={self.landing_order}{corr})"
+        return (
+            f"DataIPNDM(ab_order={self.ab_order}, landing_order={self.landing_order}"
+            f"{self._corrector_repr()})"
+        )
