@@ -10,7 +10,10 @@ and states — and whose ``denoise`` at the teacher time ``t_m`` returns the uni
 is the coefficient row ``c`` of the solve's result, and with the Gram matrix ``G`` of the basis
 tensors the error against the teacher's ``X_j`` is ``√((c − e_j)ᵀ G (c − e_j))`` — no network
 evaluation. A solver that evaluates anywhere else (Midpoint's ``t + h/2``) is detected and left to
-the numeric costs.
+the numeric costs. A per-sample choice made from the values themselves
+(:class:`~flowrestore.IPNDM`'s guarded landing) has no such model: the costs run the solver's
+:meth:`~flowrestore.solvers.Solver.linear_form` (and :func:`~flowrestore.integrate.fit_grid` fits
+that form throughout).
 
 **Dynamic programming** (GITS, Chen et al. 2024): with segment costs ``c(i, j)``, the
 ``N``-segment path from teacher point ``0`` to ``M`` minimising ``Σ c`` — O(M² N).
@@ -70,7 +73,7 @@ class SymbolicCost:
     def __init__(self, flow: Flow, solver, grid_t: Tensor, gram: Tensor, gains: Tensor):
         self.m = grid_t.numel() - 1
         self.grid_t = grid_t
-        self.solver = solver
+        self.solver = solver.linear_form()
         self.gram = gram
         self.fake = _Forced(grid_t, gains, flow.time_variable())
 

@@ -183,6 +183,12 @@ class Solver:
         """Refuse, before any evaluation, a planned
         :class:`~flowrestore.controllers.Schedule` this solver cannot step (default: any)."""
 
+    def linear_form(self) -> Solver:
+        """This solver with its per-sample, data-dependent choices off: a linear map of its
+        evaluations, what the grid fitter's symbolic solves model
+        (:mod:`flowrestore.integrate.gits`). Default: itself."""
+        return self
+
     def start_derivative(self, state: Any, f0: Tensor) -> Any:
         """Offer the drift at the start (evaluated for the first step size) to the state."""
         return state

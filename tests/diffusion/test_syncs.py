@@ -174,3 +174,24 @@ def test_row_quantile_is_torch_quantile(rows, cols, q, seed):
     v = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed), dtype=F64).abs()
     want = torch.quantile(v, q, dim=1)
     torch.testing.assert_close(row_quantile(v, q), want, rtol=1e-13, atol=1e-15)
+
+
+def test_guarded_landing_never_syncs():
+    """``IPNDM()``'s guarded landing on a diffusion model (flowrestore/solvers/adams.py, "The
+    guarded landing") decides per sample on the device: with a full history, neither an interior
+    step nor the step onto ``t = 0`` reads the device, with shared and per-sample times."""
+    flow = fr.DiffusionFlow(_model, alphas_cumprod=ABAR, prediction_type="epsilon")
+    x0 = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=F64)
+    grid = torch.tensor([1.0, 0.3, 0.1, 0.02, 0.0], dtype=F64)
+    for solver in (fr.IPNDM(), fr.IPNDM(landing_order=4), fr.DataIPNDM(landing_guard=True)):
+        assert solver.guards_landing(flow)
+        for per_sample in (False, True):
+            ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
+            x, state = solver.init(flow, grid[0], x0, ctx)
+            for t, s in zip(grid[:-1], grid[1:], strict=True):
+                t, h = (t.expand(3), (s - t).expand(3)) if per_sample else (t, s - t)
+                with SyncCounter() as sc:
+                    out = solver.step(flow, t, x, h, state, ctx)
+                assert sc.count == 0, (repr(solver), float(s), dict(sc.ops))
+                x, state = out.x, out.state
+            assert torch.isfinite(x).all()

@@ -26,10 +26,37 @@ AB = {
 }
 
 
-def _reference(flow, x, grid, order, form, landing, corrected=False):
+#: the Adams–Bashforth combinations as series of backward differences: term k's weights on
+#: ``v_0, v_1, …`` (newest first) are ``γ_k (−1)^j C(k, j)``, ``γ = 1, 1/2, 5/12, 3/8``
+SERIES = (
+    [1.0],
+    [1 / 2, -1 / 2],
+    [5 / 12, -10 / 12, 5 / 12],
+    [3 / 8, -9 / 8, 9 / 8, -3 / 8],
+)
+
+
+def _guarded(use):
+    """The landing's series summed per sample up to its smallest term from the first difference
+    on, its first two terms always (module docstring of flowrestore/solvers/adams.py, "The guarded
+    landing"), one sample at a time."""
+    rows = []
+    for b in range(use[0].shape[0]):
+        total, previous = 0.0, math.inf
+        for k, weights in enumerate(SERIES[: len(use)]):
+            term = sum(w * v[b] for w, v in zip(weights, use, strict=False))
+            if k >= 2 and float(term.norm()) > previous:
+                break
+            total, previous = total + term, float(term.norm())
+        rows.append(total)
+    return torch.stack(rows)
+
+
+def _reference(flow, x, grid, order, form, landing, corrected=False, guard=False):
     """The update of the module docstring, in plain Python over the grid: Adams–Bashforth of
-    ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0``; ``corrected``:
-    the first step redone by the trapezoid rule with the second step's value (taken before)."""
+    ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0`` (``guard``: its
+    series truncated per sample); ``corrected``: the first step redone by the trapezoid rule
+    with the second step's value (taken before)."""
     hist, x0 = [], x
     for k, (t, s) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
         tt = torch.tensor(t, dtype=F64)
@@ -40,6 +67,8 @@ def _reference(flow, x, grid, order, form, landing, corrected=False):
             x = x0 + (t - t0) * mean if form == "velocity" else (t / t0) * x0 + (1 - t / t0) * mean
         use = hist[: landing if s == 0 else order]
         combo = sum(c * v for c, v in zip(AB[len(use)], use, strict=True))
+        if guard and s == 0:
+            combo = _guarded(use)
         x = x + (s - t) * combo if form == "velocity" else (s / t) * x + (1 - s / t) * combo
     return x
 
@@ -50,16 +79,24 @@ def test_matches_the_published_update(order, form):
     """The default landing combines as many values as the other steps (``ab_order``); without
     the start corrector, the published update on any flow; by default, uncorrected on a
     diffusion model (a noise level's time) and corrected on InDI in the velocity form with
-    ``ab_order ≥ 2`` (module docstring, "The corrected start")."""
+    ``ab_order ≥ 2`` (module docstring, "The corrected start"); the landing guarded on the
+    diffusion model in the velocity form ("The guarded landing")."""
     landing = order
     assert fr.IPNDM(ab_order=order, form=form).landing_order == landing
     _, flow, x_T, _ = diffusion_problem("cosine", "v_prediction", dim=6, batch=3)
     grid = flow.default_spacing()(7, 1.0, 0.0)
-    want = _reference(flow, flow.to_state(x_T, 1.0), grid, order, form, landing)
+    guard = form == "velocity"
+    assert fr.IPNDM(ab_order=order, form=form).guards_landing(flow) is guard
+    x = flow.to_state(x_T, 1.0)
+    want = _reference(flow, x, grid, order, form, landing, guard=guard)
     for corrector in (None, False):
         solver = fr.IPNDM(ab_order=order, form=form, start_corrector=corrector)
         got = fr.solve(flow, solver, x_T, grid=grid).x
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got, flow.from_state(want, 0.0), rtol=1e-10, atol=1e-10)
+    published = fr.IPNDM(ab_order=order, form=form, landing_guard=False)
+    got = fr.solve(flow, published, x_T, grid=grid).x
+    want = _reference(flow, x, grid, order, form, landing)
+    torch.testing.assert_close(got, flow.from_state(want, 0.0), rtol=1e-10, atol=1e-10)
     _, iflow, y, _ = indi_problem(dim=6, batch=3)
     grid = fr.StartRefined(2.0)(6, 1.0, 0.0)
     published = fr.IPNDM(ab_order=order, form=form, start_corrector=False)
@@ -74,7 +111,8 @@ def test_matches_the_published_update(order, form):
     for f, start, g in ((iflow, y, grid), (flow, x_T, flow.default_spacing()(7, 1.0, 0.0))):
         got = fr.solve(f, forced, start, grid=g).x
         x = f.to_state(start, 1.0) if f is flow else start
-        want = _reference(f, x, g, order, form, landing, corrected=True)
+        guard = f is flow and form == "velocity"
+        want = _reference(f, x, g, order, form, landing, corrected=True, guard=guard)
         if f is flow:
             want = f.from_state(want, 0.0)
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -157,6 +195,8 @@ def test_configuration_and_pairings_are_checked():
     for bad in (1, "yes"):
         with pytest.raises(ConfigError, match="start_corrector"):
             fr.IPNDM(start_corrector=bad)
+        with pytest.raises(ConfigError, match="landing_guard"):
+            fr.IPNDM(landing_guard=bad)
     ode = fr.ODEFlow(lambda t, x: -x)
     x = torch.ones(2, 3, dtype=F64)
     sol = fr.solve(ode, fr.IPNDM(), x, t_span=(0.0, 1.0), steps=64)  # any ODE: velocity form
@@ -172,8 +212,9 @@ def test_the_default_landing_beats_order_four_on_a_multimodal_prior():
     of flowrestore/solvers/adams.py): on a Gaussian prior order 4 is 2 % ahead at 4 NFE, but on a
     multimodal one — an exact EDM denoiser of an 8-component Gaussian mixture, where the posterior
     switches between components during the solve, as on real data — the order-4 extrapolation
-    is 1.5–1.8× less accurate at 4–6 NFE (``python -m benchmarks.multimodal``). Median sample's
-    relative error to a 400-step RK4 solve; a prior seed the benchmark does not use."""
+    is 1.5–1.8× less accurate at 4–6 NFE (``python -m benchmarks.multimodal``; the published
+    landings, unguarded). Median sample's relative error to a 400-step RK4 solve; a prior seed
+    the benchmark does not use."""
     import pathlib
     import sys
 
@@ -190,8 +231,115 @@ def test_the_default_landing_beats_order_four_on_a_multimodal_prior():
         return float(((out - ref).norm(dim=1) / ref.norm(dim=1)).median())
 
     for n in (4, 5, 6):
-        own, four = err(fr.IPNDM(), n), err(fr.IPNDM(landing_order=4), n)
+        own = err(fr.IPNDM(landing_guard=False), n)
+        four = err(fr.IPNDM(landing_order=4, landing_guard=False), n)
         assert own * 1.2 < four, (n, own, four)
+
+
+def _mixture_diffusion(seed, spread, lo, hi):
+    """An exact linear/ε DDPM of a Gaussian mixture (``benchmarks.multimodal``'s priors; seeds
+    it does not use), 64 noises and a 400-step RK4 reference."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+    from benchmarks.multimodal import make_flow, mixture
+
+    flow, scale, _ = make_flow("linear/eps", mixture(seed, spread, lo, hi, k=8, dim=64))
+    x = scale * torch.randn(64, 64, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    return flow, x, fr.solve(flow, fr.RK4(), x, steps=400).x
+
+
+def test_the_guarded_landing_where_the_series_grows():
+    """Where the posterior commits to one of well-separated stiff components during the solve
+    (component stds 0.02–0.2), the landing's Adams–Bashforth series grows and the published
+    landing overshoots, behind Euler at 4–5 steps; truncated at its smallest term (the default
+    on a diffusion model) it is 2× more accurate at 4–5 steps and 1.4× at 6 (median sample;
+    still behind Euler at 3–5: what limits it, module docstring). Where every
+    series shrinks (a Gaussian prior) the guard changes nothing (module docstring of
+    flowrestore/solvers/adams.py, "The guarded landing")."""
+    flow, x, ref = _mixture_diffusion(21, 1.0, 0.02, 0.2)
+
+    def err(solver, n):
+        out = fr.solve(flow, solver, x, steps=n).x
+        return float(((out - ref).norm(dim=1) / ref.norm(dim=1)).median())
+
+    for n, gain in ((4, 1.8), (5, 1.8), (6, 1.25)):
+        guarded, published = err(fr.IPNDM(), n), err(fr.IPNDM(landing_guard=False), n)
+        assert guarded * gain < published, (n, guarded, published)
+    assert err(fr.IPNDM(landing_guard=False), 4) > err(fr.Euler(), 4)
+    _, gflow, x_T, _ = diffusion_problem("linear", "epsilon", dim=16, batch=16, seed=3)
+    for n in range(3, 11):
+        got = fr.solve(gflow, fr.IPNDM(), x_T, steps=n).x
+        assert torch.equal(got, fr.solve(gflow, fr.IPNDM(landing_guard=False), x_T, steps=n).x)
+
+
+def test_the_landing_is_guarded_only_on_reciprocal_noise_levels():
+    """The default guards in the velocity form where the flow's time is a noise level with
+    reciprocal stages (a diffusion model, an EDM denoiser with its default stages), not on flow
+    matching, EDM's own σ stages, InDI or a plain ODE, nor in the data form; on a flow-matching
+    mixture whose landing series grows, the default is the published update bit for bit."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+    from benchmarks.multimodal import make_flow, mixture
+
+    prior = mixture(23, 1.0, 0.02, 0.2, k=8, dim=64)
+    fm, _, _ = make_flow("fm-shift3", prior)
+    edm = fr.DenoiserFlow(prior, sigma_max=80.0, sigma_min=0.002)
+    edm_sigma = fr.DenoiserFlow(prior, sigma_max=80.0, sigma_min=0.002, stages="sigma")
+    _, diffusion, _, _ = diffusion_problem(dim=4, batch=2)
+    _, indi, _, _ = indi_problem(dim=4, batch=2)
+    ode = fr.ODEFlow(lambda t, x: -x)
+    default = fr.IPNDM()
+    assert [default.guards_landing(f) for f in (diffusion, edm)] == [True, True]
+    assert not any(default.guards_landing(f) for f in (fm, edm_sigma, indi, ode))
+    assert not fr.DataIPNDM().guards_landing(diffusion)
+    assert fr.DataIPNDM(landing_guard=True).guards_landing(diffusion)
+    assert fr.IPNDM(landing_guard=True).guards_landing(fm)
+    assert not fr.IPNDM(landing_guard=False).guards_landing(edm)
+    x = torch.randn(64, 64, generator=torch.Generator().manual_seed(23), dtype=F64)
+    changed = 0
+    for n in (3, 4, 5):
+        published = fr.solve(fm, fr.IPNDM(landing_guard=False), x, steps=n).x
+        assert torch.equal(fr.solve(fm, fr.IPNDM(), x, steps=n).x, published)
+        guarded = fr.solve(fm, fr.IPNDM(landing_guard=True), x, steps=n).x
+        changed += not torch.equal(guarded, published)
+    assert changed > 0
+
+
+def test_guarded_combination_in_closed_form():
+    """Per sample: every term kept while the terms shrink from the first difference on (the
+    Adams–Bashforth combination); cut before the first term ``k ≥ 2`` larger than the one before
+    it, and every later one with it; the first difference always kept (order 2 at least)."""
+    from flowrestore.solvers.adams import guarded_combination
+
+    v = lambda *a: torch.tensor(a, dtype=F64).reshape(-1, 1)  # noqa: E731  (one value per sample)
+    # newest first, four samples: shrinking terms (1, 0.05, 0): AB3; the second-difference term
+    # 5/12 · 5 > the first's 1/2: AB2; a first difference 4 times the value: kept, and the second
+    # term 5/12 · 4 ≤ 2: AB3; the second term 5/12 · 3 > 1/2 cut, the third 3/8 · 2 ≤ 5/4 with it
+    values = (v(1.0, 1.0, 1.0, 1.0), v(0.9, 2.0, 5.0, 0.0), v(0.8, -2.0, 5.0, 2.0))
+    got = guarded_combination(values)
+    ab3 = lambda a, b, c: 23 / 12 * a - 16 / 12 * b + 5 / 12 * c  # noqa: E731
+    want = v(ab3(1.0, 0.9, 0.8), 1.5 - 1.0, ab3(1.0, 5.0, 5.0), 1.5)
+    torch.testing.assert_close(got[:3], want[:3], rtol=1e-14, atol=1e-14)
+    four = (*values, v(0.0, 0.0, 0.0, 5.0))
+    torch.testing.assert_close(guarded_combination(four)[3], v(1.5)[0], rtol=1e-14, atol=1e-14)
+    # two values: Adams–Bashforth 2 whatever their sizes
+    torch.testing.assert_close(guarded_combination((v(1.0), v(5.0))), v(1.5 - 2.5))
+    # on the boundary of each comparison, 3e-4 (relative) inside and outside: kept / cut
+    for d in (-3e-4, 3e-4):
+        cut = d > 0
+        # k = 2: (5/12)|v_0 − 2 v_1 + v_2| against 1/2 (the first two terms 1 and 1/2)
+        v2 = 1.2 * (1 + d) - 1.0
+        got = guarded_combination((v(1.0), v(0.0), v(v2)))
+        torch.testing.assert_close(got, v(1.5 if cut else 23 / 12 + 5 / 12 * v2))
+        # k = 3: (3/8)|∇³v| against 5/24 (the first three terms 1, 1/2, 5/24)
+        v3 = 5 / 9 * (1 + d) - 0.5
+        got = guarded_combination((v(1.0), v(0.0), v(-0.5), v(v3)))
+        three = 23 / 12 + 5 / 12 * -0.5
+        torch.testing.assert_close(got, v(three if cut else 55 / 24 + 37 / 24 * -0.5 - 9 / 24 * v3))
 
 
 def test_the_start_is_not_corrected_where_time_is_a_noise_level():

@@ -19,7 +19,8 @@ A *multimodal* prior — an exact EDM denoiser of a well-separated 8-component G
 component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.GaussianMixtureOracle`;
 ``python -m benchmarks.multimodal``) — is a second known limit: the fixed-coefficient
 Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
-(2.4–3.1× behind Euler at 3–5 steps), Heun, RK4 and ``DataIPNDM()`` trail at 3 steps and
+(1.69 / 1.11× behind Euler at 3 / 4 steps with its guarded landing; the published landing 3.08 /
+2.40 / 1.84 / 1.20× at 3–6), Heun, RK4 and ``DataIPNDM()`` trail at 3 steps and
 ``UniPC()`` at 4 (1.02×) (``KNOWN_MIXTURE``, strict xfails); Midpoint and
 ``SemiLinearMultistep()`` must stay ahead. The same prior under flow matching (shift 3,
 ``fm-mixture``, since ``UniPC()`` steps flow matching) puts ``IPNDM()`` 2.6 / 1.7 / 1.1× behind
@@ -28,7 +29,8 @@ Euler at 3–5 steps, ``DataIPNDM()`` 1.5× at 3–4, ``UniPC()`` 1.5× at 4, ``
 A learned ε-model — the second diffusers-trained DDPM of ``benchmarks/ddpm-faces-eps`` (80 faces,
 the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), against a 250-step
 ``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
-training set), and ``IPNDM()`` trails Euler at 3–4 steps (1.2–1.9×), Midpoint, Heun and RK4 at
+training set), and ``IPNDM()`` trails Euler at 3 steps (1.90×; at 4 too, 1.24×, before its
+guarded landing), Midpoint, Heun and RK4 at
 3 (1.2×) (``KNOWN_EPS``, strict xfails); ``SemiLinearMultistep()``, ``DataIPNDM()`` and
 ``UniPC()`` must stay ahead.
 Errors are worst per-sample relative errors against the closed forms (on the mixture, whose few
