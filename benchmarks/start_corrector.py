@@ -65,11 +65,12 @@ def problems(split: str) -> list:
     return out
 
 
-def run_problem(problem) -> dict[str, dict[int, float]]:
-    """Worst score per row and NFE."""
+def run_problem(problem, rows=None, score=None) -> dict[str, dict[int, float]]:
+    """Worst score per row (default :data:`ROWS`) and NFE; ``score(problem, inst, x)`` (default
+    :func:`benchmarks.fewnfe_problems.score`) scores one instance."""
     nfes = MIX_NFES if problem.kind == "wrong" else NFES
     res = {}
-    for name, make in ROWS.items():
+    for name, make in (rows or ROWS).items():
         row = {}
         for n in nfes:
             worst = None
@@ -78,7 +79,7 @@ def run_problem(problem) -> dict[str, dict[int, float]]:
                     sol = fr.solve(inst.flow, make(), inst.x, steps=n)
                 if int(sol.stats.nfe.max()) != n:
                     raise AssertionError(f"{name}: {n} steps cost {int(sol.stats.nfe.max())}")
-                s = P.score(problem, inst, sol.x)
+                s = (score or P.score)(problem, inst, sol.x)
                 worst = s if worst is None else P.worse(problem.kind, worst, s)
             row[n] = worst
         res[name] = row
@@ -93,8 +94,9 @@ def _fmt(kind: str, v: float) -> str:
     return f"{v:.3g}"
 
 
-def report(problem, res) -> str:
-    """A markdown table: both rows, and the corrected row's gain (dB, or error ratio)."""
+def report(problem, res, label: str = "corrected vs not") -> str:
+    """A markdown table: the rows, and the first row's gain over the second (dB, or error
+    ratio), labelled ``label``."""
     kind = problem.kind
     nfes = list(next(iter(res.values())))
     lines = [
@@ -103,14 +105,14 @@ def report(problem, res) -> str:
     ]
     for name, row in res.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(kind, row[n]) for n in nfes) + " |")
-    on, off = res.values()
+    on, off = list(res.values())[:2]
     if kind == "psnr":
         gain = [f"{on[n] - off[n]:+.2f} dB" for n in nfes]
     elif kind == "wrong":
         gain = [f"{int(on[n] - off[n]):+d}" for n in nfes]
     else:
         gain = [f"{off[n] / on[n]:.2f}×" for n in nfes]
-    lines.append("| corrected vs not | " + " | ".join(gain) + " |")
+    lines.append(f"| {label} | " + " | ".join(gain) + " |")
     return "\n".join(lines)
 
 
