@@ -127,7 +127,9 @@ AB_COEFFICIENTS: tuple[tuple[float, ...], ...] = (
     (23 / 12, -16 / 12, 5 / 12),
     (55 / 24, -59 / 24, 37 / 24, -9 / 24),
 )
-#: the same combinations as a series in backward differences: ``Σ_k γ_k ∇^k v`` (Adams 1883)
+#: the same combinations as a series in backward differences: ``Σ_k γ_k ∇^k v`` (Adams 1883);
+#: the guard compares terms from ``k = 1`` on (``γ_0 = 1``, the value's own weight, is never
+#: compared: the first two terms are always kept)
 AB_SERIES: tuple[float, ...] = (1.0, 1 / 2, 5 / 12, 3 / 8)
 FORMS = ("velocity", "data")
 
