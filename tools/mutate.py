@@ -2100,6 +2100,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    solver = solver",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "ipndm-landing-on-the-wrong-step": (
+        "flowrestore/solvers/adams.py",
+        "        may_land = ctx.steps_left is None or ctx.steps_left == 0",
+        "        may_land = ctx.steps_left is None or ctx.steps_left == 1",
+        ["tests/fewnfe/test_adams.py"],
+    ),
     "ipndm-guard-on-flow-matching": (
         "flowrestore/solvers/adams.py",
         '        return self.form == "velocity" and flow.time_variable().reciprocal',

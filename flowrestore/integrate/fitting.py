@@ -103,9 +103,11 @@ def fit_grid(
 
     The grid is fitted for the solver's :meth:`~flowrestore.solvers.Solver.linear_form`: a
     per-sample choice made from the values themselves (:class:`~flowrestore.IPNDM`'s guarded
-    landing) is left out of the fit — the symbolic costs cannot model it, and a search over it
-    found grids that suit the warm-up batch's switches and not other inputs (an exact cosine/v
-    model at 5 steps: 2.1× the default grid's error on unseen noises, against 0.5× without it).
+    landing) is left out of the fit, so that the search and the symbolic costs score the same
+    update (the costs cannot model the choice). A first form of the guard, searched over, gave
+    grids that suited the warm-up batch's switches and not other inputs (an exact cosine/v model
+    at 5 steps: 2.1× the default grid's error on unseen noises, against 0.5× without it); the
+    guard as shipped was not measured searched over.
 
     Returns:
         :class:`~flowrestore.Fitted` normalised times over the span (module docstring).
