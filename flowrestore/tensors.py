@@ -3,13 +3,23 @@
 ``repeat_each`` replaces ``Tensor.repeat_interleave`` with an int count: before torch 2.13 that
 builds a tensor of counts and, on CUDA, reads its sum on the host (one synchronisation per call,
 seen on an H200 with torch 2.11). ``expand`` + ``reshape`` gives the same values on any version.
+``broadcasts_to`` checks a shape against a batch's before any work.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["repeat_blocks", "repeat_each"]
+__all__ = ["broadcasts_to", "repeat_blocks", "repeat_each"]
+
+
+def broadcasts_to(shape, target) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to exactly ``target`` (shapes only, no values)."""
+    try:
+        return torch.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except RuntimeError:
+        return False
 
 
 def repeat_each(x: Tensor, repeats: int, dim: int = 0) -> Tensor:

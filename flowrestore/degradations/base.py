@@ -15,6 +15,7 @@ import torch
 from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
+from flowrestore.tensors import broadcasts_to
 
 __all__ = ["LinearOperator", "Identity", "Diagonal", "batch_time", "resident", "shares_time"]
 
@@ -174,11 +175,7 @@ class Diagonal(LinearOperator):
         s = self.scale
         if not isinstance(s, torch.Tensor):
             return s
-        try:
-            ok = torch.broadcast_shapes(s.shape, x.shape) == x.shape
-        except RuntimeError:
-            ok = False
-        if not ok:
+        if not broadcasts_to(s.shape, x.shape):
             raise ShapeError(
                 f"{self._name} of shape {tuple(s.shape)} does not match the image batch of shape "
                 f"{tuple(x.shape)} (it must broadcast to it), got {describe(s)}"

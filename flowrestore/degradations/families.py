@@ -44,6 +44,7 @@ from flowrestore.schedules import (
     check_on_unit_interval,
     difference_points,
 )
+from flowrestore.tensors import broadcasts_to
 
 __all__ = [
     "Family",
@@ -355,11 +356,7 @@ class DiagonalFamily(LinearFamily):
         v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
         if v.dim() == 1 and v.shape[0] == x.shape[0] and x.dim() > 1:
             v = per_sample(v, x)
-        try:
-            ok = torch.broadcast_shapes(v.shape, x.shape) == x.shape
-        except RuntimeError:
-            ok = False
-        if not ok:
+        if not broadcasts_to(v.shape, x.shape):
             raise ShapeError(
                 f"{name}(t) must broadcast to x of shape {tuple(x.shape)}, got {describe(v)}"
             )
