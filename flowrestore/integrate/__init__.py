@@ -16,6 +16,7 @@ from flowrestore.integrate.fit_table import fit_grids, relative_error
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
+from flowrestore.integrate.start import estimate_start
 from flowrestore.integrate.weight_fitting import fit_weights
 from flowrestore.noise import BrownianIncrements, GeneratorNoise, NoiseSource, PerSampleNoise
 
@@ -39,6 +40,7 @@ __all__ = [
     "SpacingChoice",
     "check_grid",
     "choose_spacing",
+    "estimate_start",
     "fit_grid",
     "fit_grids",
     "fit_weights",

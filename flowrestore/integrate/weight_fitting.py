@@ -19,6 +19,12 @@ the solver's Adams–Bashforth weights were derived for smooth, exact estimates 
 
 Each objective evaluation is one solve with its backward pass (about three solves' time). Fit on
 other inputs than those you score: the weights are fitted to the warm-up batch's errors.
+
+With ``start_estimate`` (a pure-noise start's clean estimate, e.g.
+:func:`~flowrestore.integrate.estimate_start` on the same warm-up batch) the budget buys one
+more step: the grid is fitted for ``steps + 1`` evaluated steps and the weights for the solve
+whose first step takes the estimate instead of an evaluation (flowrestore/solvers/adams.py, "The
+analytic first step"), ``steps`` evaluations in all.
 """
 
 from __future__ import annotations
@@ -40,7 +46,12 @@ from flowrestore.integrate.fitting import (
     teacher_grid,
 )
 from flowrestore.integrate.solve import solve
-from flowrestore.solvers.adams import AB_COEFFICIENTS, DataIPNDM
+from flowrestore.solvers.adams import (
+    AB_COEFFICIENTS,
+    DataIPNDM,
+    check_estimate,
+    check_estimate_shape,
+)
 from flowrestore.solvers.fitted import FittedMultistep
 
 __all__ = ["fit_weights"]
@@ -96,6 +107,7 @@ def fit_weights(
     teacher_steps: int = 64,
     t_span: tuple[float, float] | None = None,
     refine: int = 64,
+    start_estimate: Tensor | float | None = None,
 ) -> FittedMultistep:
     """Fit a ``steps``-step grid and per-step weights on ``flow`` to the warm-up batch.
 
@@ -109,12 +121,20 @@ def fit_weights(
         spacing: a :class:`~flowrestore.Fitted` grid to keep (default: fitted for
             ``DataIPNDM()`` by :func:`fit_grid`).
         teacher_steps, t_span, refine: as :func:`fit_grid`.
+        start_estimate: the clean estimate at the flow's pure-noise start (module docstring):
+            the solver's first step takes it, and its grid has ``steps + 1`` steps.
 
     Returns:
-        :class:`~flowrestore.FittedMultistep`; solve with ``steps=steps``.
+        :class:`~flowrestore.FittedMultistep`; solve with ``steps=solver.steps`` (``steps``, or
+        ``steps + 1`` with ``start_estimate``), at ``steps`` evaluations.
     """
-    start = DataIPNDM()
-    t0, t1 = _check(flow, start, x_warmup, steps, teacher_steps, t_span, refine)
+    check_estimate(start_estimate)
+    start = DataIPNDM(start_estimate=start_estimate)
+    start.check_flow(flow)
+    if start_estimate is not None:
+        check_estimate_shape(start_estimate, x_warmup)
+    grid_steps = steps + (start_estimate is not None)
+    t0, t1 = _check(flow, start.linear_form(), x_warmup, grid_steps, teacher_steps, t_span, refine)
     for name, v, lo, hi in (("history", history, 1, 4), ("iterations", iterations, 0, None)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi and v > hi):
             top = f" and <= {hi}" if hi else ""
@@ -125,16 +145,24 @@ def fit_weights(
         raise ConfigError(f"spacing must be a Fitted grid or None, got {describe(spacing)}")
     if spacing is None:
         spacing, target = fit_with_teacher(
-            flow, start, x_warmup, steps, teacher_steps=teacher_steps, t_span=t_span, refine=refine
+            flow,
+            start.linear_form(),
+            x_warmup,
+            grid_steps,
+            teacher_steps=teacher_steps,
+            t_span=t_span,
+            refine=refine,
         )
     else:
         teacher = default_teacher(flow)  # fit_grid's teacher
         grid_t = teacher_grid(flow, teacher, teacher_steps, t0, t1)
         target = _teacher_solve(flow, teacher, x_warmup, grid_t)[0].x
-    times = tuple(float(v) for v in spacing(steps, 1.0, 0.0))
-    base = _start_weights(steps, history)
+    times = tuple(float(v) for v in spacing(grid_steps, 1.0, 0.0))
+    base = _start_weights(grid_steps, history)
     free = [torch.zeros(len(w) - 1, dtype=F64, requires_grad=True) for w in base]
-    model = _Trainable(weights=base, times=times, t_span=(t0, t1)).setup(free)
+    model = _Trainable(
+        weights=base, times=times, t_span=(t0, t1), start_estimate=start_estimate
+    ).setup(free)
     best = {"err": math.inf, "free": [d.detach().clone() for d in free], "calls": 0}
 
     def objective() -> Tensor:
@@ -142,7 +170,9 @@ def fit_weights(
             raise _Spent  # L-BFGS's line search may ask past its own max_eval
         best["calls"] += 1
         opt.zero_grad()
-        x = solve(flow, model, x_warmup, steps=steps, differentiable=True, check_finite=False).x
+        x = solve(
+            flow, model, x_warmup, steps=grid_steps, differentiable=True, check_finite=False
+        ).x
         err = relative_error(x, target).pow(POWER).mean().pow(1 / POWER)
         value = float(err.detach())
         if not math.isfinite(value):
@@ -174,4 +204,6 @@ def fit_weights(
             row = row + torch.cat([-d.sum().reshape(1), d])
         row[0] = 1.0 - row[1:].sum()  # exact consistency in float64
         weights.append(tuple(float(v) for v in row))
-    return FittedMultistep(weights=tuple(weights), times=times, t_span=(t0, t1))
+    return FittedMultistep(
+        weights=tuple(weights), times=times, t_span=(t0, t1), start_estimate=start_estimate
+    )

@@ -97,20 +97,42 @@ lost 1.37× on the smoother one at 4 evaluations and 2–7 % on the stiff one at
 there. What it does not fix: at 3
 evaluations the ε-model's landing is still 2.6× behind Euler (1.70 vs 0.644) and the stiff
 mixtures' at 3–5 evaluations (up to 2.2×): there the extrapolated terms shrink and are wrong.
+
+**The analytic first step** (``start_estimate``). A diffusion or flow-matching solve starts from
+pure noise, where the model's clean estimate is the data's mean whatever the input: for data of
+scale ``s`` it moves by ``O(s²/σ_max)`` over the inputs (not at all at a zero-SNR or
+flow-matching start). Given that estimate ``m`` the first step takes ``D_0 = m`` (``v_0 = (x −
+m)/t``) instead of evaluating the model: ``steps=N`` costs ``N − 1`` evaluations, and the value
+stays in the history like an evaluated one. This is Zhou et al. 2024's analytic first step ("Fast
+ODE-based sampling for diffusion models in around 5 steps", AFS), which takes ``m = 0``: for data
+whose mean is not 0 that is an ``O(m)`` error that more steps do not remove. Take the model's own
+estimate, averaged over a few warm-up noises (:func:`flowrestore.integrate.estimate_start`, one
+evaluation of the batch): the solve approximates the model's ODE, which starts from it — a
+training set's mean image is not it (on the trained DDPMs of ``benchmarks/analytic_start.py``
+0.36–1.08 away, relative), and the average removes what one noise's estimate carries (an ε-model
+multiplies its error by ``σ_max`` there). Only a solve from the flow's pure-noise start may use
+it: the flows whose time is a noise level (``TimeVariable.reciprocal`` or ``log_snr``) are
+stepped, InDI (whose start is the degraded image) is refused. Measured at equal evaluations in
+``benchmarks/analytic_start.py`` (its docstring says how; RESULTS.md has the tables): on exact
+Gaussian models and mixtures it is the solve with one more step; on the trained DDPMs it gains
+most in the data form (:class:`DataIPNDM`), while the velocity form's history mixes the exact
+first value with the model's, whose errors at large ``σ`` are ``σ_max`` times larger.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, IncompatibleSolverError, ShapeError, describe
 from flowrestore.flows.base import ODE, Flow, ResidualFlow, bcast
 from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.tensors import broadcasts_to
 
 __all__ = [
     "AB_COEFFICIENTS",
@@ -118,6 +140,9 @@ __all__ = [
     "AdamsState",
     "DataIPNDM",
     "IPNDM",
+    "check_estimate",
+    "check_estimate_shape",
+    "check_start_estimate",
     "guarded_combination",
 ]
 
@@ -165,6 +190,10 @@ class IPNDM(Solver):
         landing_guard: truncate the landing's Adams–Bashforth series per sample at its smallest
             term (module docstring). ``None`` (default): in the velocity form on flows whose
             time variable is ``reciprocal`` (diffusion and EDM models), else not.
+        start_estimate: the clean estimate at a pure-noise start (the data's mean: a number or
+            a tensor that broadcasts to the state), taken by the first step instead of an
+            evaluation (module docstring, "The analytic first step"). ``None`` (default):
+            evaluate the model there.
     """
 
     ab_order: int = 3
@@ -172,6 +201,7 @@ class IPNDM(Solver):
     landing_order: int | None = None
     start_corrector: bool | None = None
     landing_guard: bool | None = None
+    start_estimate: Tensor | float | None = None
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
     def __post_init__(self):
@@ -193,6 +223,7 @@ class IPNDM(Solver):
             raise ConfigError(
                 f"landing_guard must be None, True or False, got {describe(self.landing_guard)}"
             )
+        check_estimate(self.start_estimate)
 
     def corrects_start(self, flow: Flow) -> bool:
         """Whether the second step corrects the first on ``flow`` (``start_corrector``)."""
@@ -210,8 +241,16 @@ class IPNDM(Solver):
         return self.form == "velocity" and flow.time_variable().reciprocal
 
     def linear_form(self) -> IPNDM:
-        """Without the guarded landing (a per-sample choice; :meth:`Solver.linear_form`)."""
-        return dataclasses.replace(self, landing_guard=False)
+        """Without the guarded landing (a per-sample choice; :meth:`Solver.linear_form`) and
+        with every step evaluated (no ``start_estimate``: a fitted grid's steps each cost an
+        evaluation)."""
+        return dataclasses.replace(self, landing_guard=False, start_estimate=None)
+
+    def check_flow(self, flow: Flow) -> None:
+        """The flow types of :attr:`flow_types`; with ``start_estimate``, a flow that starts
+        from pure noise (its time a noise level)."""
+        super().check_flow(flow)
+        check_start_estimate(self, flow)
 
     @property
     def order(self) -> float:
@@ -225,15 +264,26 @@ class IPNDM(Solver):
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """An empty history; the next step is the solve's first unless ``ctx.step_index > 0``
-        (a solve started mid-way, as the grid fitter's cost model starts one)."""
+        (a solve started mid-way, as the grid fitter's cost model starts one). A
+        ``start_estimate`` that does not broadcast to the state is refused here, before any
+        evaluation."""
+        check_estimate_shape(self.start_estimate, x_start)
         return x_start, AdamsState(first=ctx.step_index == 0)
 
     def step(
         self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state: AdamsState, ctx: Context
     ) -> StepResult:
-        """One evaluation at ``(t, x)``; the first step corrected with it where ``start`` is
-        kept (module docstring); then the step with the combination of the history."""
-        value = flow.drift(t, x) if self.form == "velocity" else flow.denoise(t, x)
+        """One evaluation at ``(t, x)`` (none on the first step with ``start_estimate``); the
+        first step corrected with it where ``start`` is kept (module docstring); then the step
+        with the combination of the history."""
+        nfe = 1
+        if state.first and self.start_estimate is not None:  # the analytic first step
+            nfe, d = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)
+            value = (x - d) / bcast(t, x) if self.form == "velocity" else d
+        elif self.form == "velocity":
+            value = flow.drift(t, x)
+        else:
+            value = flow.denoise(t, x)
         if state.start is not None:
             x0, t0 = state.start
             mean = (value + state.values[0]) / 2
@@ -259,16 +309,58 @@ class IPNDM(Solver):
             x_next = r * x + (1 - r) * combo
         start = (x, t) if state.first and self.corrects_start(flow) else None
         kept = values[: max(keep - 1, 1 if start is not None else 0)]
-        return StepResult(x_next, AdamsState(kept, start, first=False), 1)
+        return StepResult(x_next, AdamsState(kept, start, first=False), nfe)
 
     def _corrector_repr(self) -> str:
         out = "" if self.start_corrector is None else f", start_corrector={self.start_corrector}"
-        return out if self.landing_guard is None else f"{out}, landing_guard={self.landing_guard}"
+        if self.landing_guard is not None:
+            out = f"{out}, landing_guard={self.landing_guard}"
+        if self.start_estimate is not None:
+            out = f"{out}, start_estimate={describe(self.start_estimate)}"
+        return out
 
     def __repr__(self) -> str:
         return (
             f"IPNDM(ab_order={self.ab_order}, form={self.form!r}, "
             f"landing_order={self.landing_order}{self._corrector_repr()})"
+        )
+
+
+def check_start_estimate(solver: Solver, flow: Flow) -> None:
+    """Refuse a ``start_estimate`` on a flow that does not start from pure noise (its time not a
+    noise level: InDI's start is the degraded image), with :class:`IncompatibleSolverError`."""
+    declared = flow.time_variable()
+    noise_start = declared.reciprocal or declared.log_snr
+    if solver.start_estimate is not None and not noise_start:
+        raise IncompatibleSolverError(
+            "start_estimate replaces the first evaluation at a pure-noise start, but "
+            f"{type(flow).__name__} does not start from noise (its time is not a noise "
+            "level; its clean estimate at the start depends on the input): drop "
+            "start_estimate"
+        )
+
+
+def check_estimate_shape(m, x: Tensor) -> None:
+    """Refuse a tensor ``start_estimate`` that does not broadcast to the state ``x``."""
+    if isinstance(m, Tensor) and not broadcasts_to(m.shape, x.shape):
+        raise ShapeError(
+            f"start_estimate {describe(m)} does not broadcast to the state {tuple(x.shape)}"
+        )
+
+
+def check_estimate(m) -> None:
+    """``start_estimate``: ``None``, a finite real number or a finite floating tensor (read
+    once, at construction)."""
+    if m is None:
+        return
+    if isinstance(m, Tensor):
+        ok = m.is_floating_point() and bool(torch.isfinite(m).all())
+    else:
+        ok = isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m)
+    if not ok:
+        raise ConfigError(
+            "start_estimate must be None, a finite number or a finite floating tensor (the "
+            f"data's mean), got {describe(m)}"
         )
 
 

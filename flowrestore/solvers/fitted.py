@@ -20,6 +20,10 @@ The weights are fitted for one grid, so the solver carries it (``times``, normal
 and :func:`~flowrestore.solve` refuses any other grid or an error-controlled solve before the
 first evaluation. Each weight vector sums to 1 (the step is exact on a constant clean estimate:
 consistency); with ``w_k`` = Adams–Bashforth's it is :class:`~flowrestore.DataIPNDM` on that grid.
+With ``start_estimate`` (the clean estimate at a pure-noise start, e.g.
+:func:`~flowrestore.integrate.estimate_start`) the first step takes it instead of an evaluation,
+as :class:`~flowrestore.IPNDM`'s analytic first step does (flowrestore/solvers/adams.py): the
+grid's ``N`` steps cost ``N − 1`` evaluations.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from flowrestore.controllers.fixed import FixedSchedule
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import Fitted, span_of
+from flowrestore.solvers.adams import check_estimate, check_estimate_shape, check_start_estimate
 from flowrestore.solvers.base import Context, Solver, StepResult
 
 __all__ = ["FittedMultistep", "FittedState"]
@@ -83,6 +88,8 @@ class FittedMultistep(Solver):
         times: the normalised grid ``1 = τ_0 > … > τ_N = 0`` the weights were fitted on
             (:class:`~flowrestore.Fitted`), ``N = len(weights)``.
         t_span: the span ``times`` is normalised over (default ``(1.0, 0.0)``).
+        start_estimate: the clean estimate at a pure-noise start, taken by the first step
+            instead of an evaluation (module docstring); ``None`` (default): evaluate.
 
     Solve with ``steps=N`` (or ``grid=`` the same times). Declared order 1: fitted weights keep
     consistency, not an order.
@@ -91,6 +98,7 @@ class FittedMultistep(Solver):
     weights: tuple[tuple[float, ...], ...]
     times: tuple[float, ...]
     t_span: tuple[float, float] = (1.0, 0.0)
+    start_estimate: Tensor | float | None = None
     order: ClassVar[float] = 1.0
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
@@ -100,6 +108,7 @@ class FittedMultistep(Solver):
         self.weights = _weights(self.weights)
         self.times = Fitted(self.times).times
         self.t_span = span_of(self.t_span)
+        check_estimate(self.start_estimate)
         if len(self.times) != len(self.weights) + 1:
             raise ConfigError(
                 f"times must hold one more point than weights has steps ({len(self.weights)}), "
@@ -121,8 +130,18 @@ class FittedMultistep(Solver):
 
     @property
     def steps(self) -> int:
-        """The number of steps the weights were fitted for."""
+        """The number of steps the weights were fitted for (``steps=`` of the solve)."""
         return len(self.weights)
+
+    @property
+    def evaluations(self) -> int:
+        """The model evaluations of a solve: :attr:`steps`, less one with ``start_estimate``."""
+        return self.steps - (self.start_estimate is not None)
+
+    def check_flow(self, flow: Flow) -> None:
+        """A residual flow; with ``start_estimate``, one that starts from pure noise."""
+        super().check_flow(flow)
+        check_start_estimate(self, flow)
 
     def grid(self) -> Tensor:
         """The fitted grid over ``t_span`` (float64)."""
@@ -150,7 +169,9 @@ class FittedMultistep(Solver):
             )
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
-        """No estimates yet."""
+        """No estimates yet; a ``start_estimate`` that does not broadcast to the state is
+        refused here, before any evaluation."""
+        check_estimate_shape(self.start_estimate, x_start)
         return x_start, FittedState()
 
     def step_weights(self, k: int, like: Tensor) -> Tensor | tuple[float, ...]:
@@ -161,20 +182,27 @@ class FittedMultistep(Solver):
     def step(
         self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state: FittedState, ctx: Context
     ) -> StepResult:
-        """One evaluation at ``(t, x)``, then the exponential step with step ``k``'s weights."""
+        """One evaluation at ``(t, x)`` (none on the first step with ``start_estimate``), then
+        the exponential step with step ``k``'s weights."""
         k = state.taken
         w = self.step_weights(k, x)
-        values = (flow.denoise(t, x), *state.values)
+        if k == 0 and self.start_estimate is not None:  # the analytic first step
+            nfe, value = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)
+        else:
+            nfe, value = 1, flow.denoise(t, x)
+        values = (value, *state.values)
         combo = None
         for j in range(len(w)):
             term = w[j] * values[j]
             combo = term if combo is None else combo + term
         r = bcast((t + h) / t, x)
         x_next = r * x + (1 - r) * combo
-        return StepResult(x_next, FittedState(values[: self._keep[k]], k + 1), 1)
+        return StepResult(x_next, FittedState(values[: self._keep[k]], k + 1), nfe)
 
     def __repr__(self) -> str:
+        m = self.start_estimate
+        extra = "" if m is None else f", start_estimate={describe(m)}"
         return (
             f"FittedMultistep(weights={self.weights!r}, times={self.times!r}, "
-            f"t_span={self.t_span!r})"
+            f"t_span={self.t_span!r}{extra})"
         )
