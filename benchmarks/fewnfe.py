@@ -14,7 +14,9 @@ Methods, side by side at each NFE from 3 to 10:
   the multistep defaults on grids fitted by :func:`flowrestore.integrate.fit_grid` on warm-up
   inputs other than the scored ones, and (on (a) and (b), at 5 and 6 NFE) the
   :class:`~flowrestore.FittedMultistep` that :func:`flowrestore.integrate.fit_weights` fits on the
-  same warm-up inputs (grid and per-step weights);
+  same warm-up inputs (grid and per-step weights), without and (since 2026-12-06) with the
+  analytic first step (``start_estimate``: the model's estimate at the start averaged over the
+  warm-up noises, :func:`flowrestore.integrate.estimate_start`);
 * **diffusers on their own defaults** (diffusion problems: the model, its schedule,
   ``set_timesteps(N)``, final σ = 0): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
 * **the same multistep schedulers on flowrestore's grid** (``SemiLinearMultistep()``'s) and, for
@@ -40,7 +42,7 @@ from pathlib import Path
 import torch
 
 import flowrestore as fr
-from flowrestore.integrate import fit_grid, fit_weights, make_grid
+from flowrestore.integrate import estimate_start, fit_grid, fit_weights, make_grid
 
 from . import fewnfe_problems as P
 from .common import table
@@ -127,10 +129,14 @@ def _ours(inst, n: int) -> dict[str, torch.Tensor]:
         if int(sol.stats.nfe.max()) != n:
             raise AssertionError(f"{name}: {steps} steps cost {sol.stats.nfe.max()} != {n}")
         out[name] = sol.x
-    solver = inst.extra.get("fitted_weights", {}).get(n)
-    if solver is not None:
-        with torch.no_grad():
-            out[WEIGHTS_ROW] = fr.solve(inst.flow, solver, inst.x, steps=n).x
+    for row, key in ((WEIGHTS_ROW, "fitted_weights"), (START_ROW, "fitted_start")):
+        solver = inst.extra.get(key, {}).get(n)
+        if solver is not None:
+            with torch.no_grad():
+                sol = fr.solve(inst.flow, solver, inst.x, steps=solver.steps)
+            if int(sol.stats.nfe.max()) != n:
+                raise AssertionError(f"{row}: {solver.steps} steps cost {sol.stats.nfe.max()}")
+            out[row] = sol.x
     for name, grids in inst.extra.get("fitted", {}).items():
         if n in grids:
             with torch.no_grad():
@@ -148,6 +154,11 @@ FIT_NFES = (5, 6)
 #: the row of :func:`flowrestore.integrate.fit_weights`'s solver (grid and per-step weights
 #: fitted on the same warm-up inputs; (a) and (b) only: the fitted-schedule goal's families)
 WEIGHTS_ROW = "FittedMultistep, fitted weights"
+#: the same fit with the analytic first step (since 2026-12-06): ``fit_weights(...,
+#: start_estimate=estimate_start(flow, warm-up))`` — the model's clean estimate at the start,
+#: averaged over the same warm-up noises, replaces the first evaluation, and the budget buys one
+#: more step (flowrestore/solvers/adams.py, "The analytic first step"; (a), (b), (e))
+START_ROW = "FittedMultistep, analytic start"
 #: issue 10's Gaussian oracle (group (d), goal ≤ 1e-4 at ≤ 6 NFE): fitted at 4–6 NFE with
 #: ``refine=256`` — chosen on the validation split (seeds 11–14, these warm-up draws): the best
 #: fitted solver's worst error at 4 / 5 / 6 NFE with ``refine=64`` (``fit_grid``'s default, chosen
@@ -180,9 +191,14 @@ def prepare_fits(problem, warmups, nfes=FIT_NFES, log=print, refine: int = 64) -
         inst.extra["fitted"] = fits
         if problem.kind == "rel":
             inst.extra["fitted_weights"] = {}
+            inst.extra["fitted_start"] = {}
             for n in nfes:
                 t0 = time.perf_counter()
                 inst.extra["fitted_weights"][n] = fit_weights(inst.flow, warm, n)
+                longest_w = max(longest_w, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                m = estimate_start(inst.flow, warm)
+                inst.extra["fitted_start"][n] = fit_weights(inst.flow, warm, n, start_estimate=m)
                 longest_w = max(longest_w, time.perf_counter() - t0)
     log(f"  {problem.name}: fitted grids, longest fit {longest:.1f} s; weights {longest_w:.1f} s")
     return longest, longest_w
@@ -275,7 +291,7 @@ def is_ours(name: str) -> bool:
 
 def is_fitted(name: str) -> bool:
     """Whether a row is a fitted solve (a fitted grid, or grid and weights)."""
-    return name.endswith("fitted grid") or name == WEIGHTS_ROW
+    return name.endswith("fitted grid") or name in (WEIGHTS_ROW, START_ROW)
 
 
 def summary(problem, res) -> dict:
