@@ -2227,6 +2227,33 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        state = x_warmup",
         ["tests/fewnfe/test_analytic_start.py"],
     ),
+    "semilinear-analytic-start-still-evaluates": (
+        "flowrestore/solvers/semilinear.py",
+        "            nfe, g_t = 0, torch.as_tensor(self.start_estimate)"
+        ".to(x).expand_as(x)  # analytic",
+        "            nfe, g_t = 1, torch.as_tensor(self.start_estimate)"
+        ".to(x).expand_as(x)  # analytic",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
+    "semilinear-analytic-start-every-step": (
+        "flowrestore/solvers/semilinear.py",
+        "        if self.start_estimate is not None and ctx.step_index == 0 and not hist_t:",
+        "        if self.start_estimate is not None:",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
+    "semilinear-analytic-start-on-indi": (
+        "flowrestore/solvers/semilinear.py",
+        "        check_start_estimate(self, flow)",
+        "        pass",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
+    "semilinear-linear-form-keeps-the-estimate": (
+        "flowrestore/solvers/semilinear.py",
+        "        return self if self.start_estimate is None "
+        "else replace(self, start_estimate=None)",
+        "        return self",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
     "ipndm-guard-on-flow-matching": (
         "flowrestore/solvers/adams.py",
         '        return self.form == "velocity" and flow.time_variable().reciprocal',

@@ -47,6 +47,7 @@ MODULES = {
     "flowrestore/degradations/blur.py": ["tests/degradations", "tests/dirac"],
     "flowrestore/integrate/gits.py": [FEW],
     "flowrestore/integrate/weight_fitting.py": [FEW],
+    "flowrestore/integrate/start.py": ["tests/fewnfe/test_analytic_start.py"],
     "flowrestore/integrate/refine.py": [FEW],
     "flowrestore/integrate/finish.py": [CORE],
     "flowrestore/integrate/stepping.py": [CORE],

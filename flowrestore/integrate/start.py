@@ -3,8 +3,9 @@
 A diffusion or flow-matching solve starts from pure noise, where the model's clean estimate is
 the data's mean whatever the input (flowrestore/solvers/adams.py, "The analytic first step";
 Zhou et al. 2024, "Fast ODE-based sampling for diffusion models in around 5 steps"). Its mean
-over a few warm-up noises is what :class:`~flowrestore.IPNDM`, :class:`~flowrestore.DataIPNDM`
-and :func:`~flowrestore.integrate.fit_weights` take as ``start_estimate`` to skip the first
+over a few warm-up noises is what :class:`~flowrestore.IPNDM`, :class:`~flowrestore.DataIPNDM`,
+:class:`~flowrestore.SemiLinearMultistep`, :class:`~flowrestore.UniPC` and
+:func:`~flowrestore.integrate.fit_weights` take as ``start_estimate`` to skip the first
 evaluation of every later solve: one evaluation of the warm-up batch, once. The model's own
 estimate, not the training set's mean: the solve approximates the model's ODE, whose start is
 the model's estimate (on the trained DDPMs of ``benchmarks/analytic_start.py`` the training

@@ -116,7 +116,11 @@ stepped, InDI (whose start is the degraded image) is refused. Measured at equal 
 ``benchmarks/analytic_start.py`` (its docstring says how; RESULTS.md has the tables): on exact
 Gaussian models and mixtures it is the solve with one more step; on the trained DDPMs it gains
 most in the data form (:class:`DataIPNDM`), while the velocity form's history mixes the exact
-first value with the model's, whose errors at large ``σ`` are ``σ_max`` times larger.
+first value with the model's, whose errors at large ``σ`` are ``σ_max`` times larger. The same
+option is :class:`~flowrestore.SemiLinearMultistep`'s and :class:`~flowrestore.UniPC`'s
+(flowrestore/solvers/semilinear.py) and :class:`~flowrestore.FittedMultistep`'s; the checks
+below (:func:`check_estimate`, :func:`check_start_estimate`, :func:`check_estimate_shape`) are
+theirs too.
 """
 
 from __future__ import annotations

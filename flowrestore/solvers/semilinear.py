@@ -58,7 +58,7 @@ agree to round-off (``tests/diffusion/test_unipc_flow_matching.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -67,6 +67,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, IncompatibleSolverError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import StartRefined
+from flowrestore.solvers.adams import check_estimate, check_estimate_shape, check_start_estimate
 from flowrestore.solvers.base import Context, Solver, StepResult
 
 __all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "odds_weights", "semilinear_weights"]
@@ -203,6 +204,10 @@ class SemiLinearMultistep(Solver):
             than its predictor. It needs the loop to know the steps left (a fixed grid:
             ``Context.steps_left``); under error control it changes nothing. Default ``False``
             (:class:`UniPC`: ``True``).
+        start_estimate: the clean estimate at a pure-noise start, taken by the first step
+            instead of an evaluation (:class:`~flowrestore.IPNDM`'s analytic first step,
+            flowrestore/solvers/adams.py; :func:`~flowrestore.integrate.estimate_start`).
+            ``None`` (default): evaluate.
 
     One predictor evaluation per step (at its start); the step onto ``t = 0`` costs none, so a
     solve of ``N`` steps ending at 0 costs ``N`` evaluations. With ``steps=N`` it runs on the
@@ -217,6 +222,7 @@ class SemiLinearMultistep(Solver):
     final_nodes: int | None = None
     bh: str | None = None
     lower_order_final: bool = False
+    start_estimate: Tensor | float | None = None
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
@@ -260,6 +266,7 @@ class SemiLinearMultistep(Solver):
             raise ConfigError(
                 f"final_nodes must be None or an int in 1..6, got {describe(self.final_nodes)}"
             )
+        check_estimate(self.start_estimate)
 
     @property
     def corrector(self) -> bool:
@@ -288,6 +295,7 @@ class SemiLinearMultistep(Solver):
         """A residual flow; ``bh="bh1"`` not on flow matching's odds (``σ = ∞`` at ``t = 1``,
         where its two-node corrector weight ``−log(σ_s/σ_t)/2`` is infinite)."""
         super().check_flow(flow)
+        check_start_estimate(self, flow)
         if self.bh == "bh1" and flow.time_variable().odds:
             raise IncompatibleSolverError(
                 f"bh='bh1' on {type(flow).__name__}: its noise ratio t/(1 - t) is infinite at "
@@ -295,8 +303,15 @@ class SemiLinearMultistep(Solver):
             )
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
-        """An empty history."""
+        """An empty history; a ``start_estimate`` that does not broadcast to the state is
+        refused here, before any evaluation."""
+        check_estimate_shape(self.start_estimate, x_start)
         return x_start, MultistepState()
+
+    def linear_form(self) -> SemiLinearMultistep:
+        """With every step evaluated (no ``start_estimate``: a fitted grid's steps each cost an
+        evaluation; :meth:`Solver.linear_form`)."""
+        return self if self.start_estimate is None else replace(self, start_estimate=None)
 
     def default_spacing(self, flow: Flow):
         """``StartRefined(rho=1.7)`` without a closing pair: the few-NFE grid for restoration
@@ -327,7 +342,11 @@ class SemiLinearMultistep(Solver):
         declared = flow.time_variable()
         power = self.power if self.power is not None else declared.power
         odds = declared.odds
-        g_t = flow.denoise(t, x)
+        nfe = 1
+        if self.start_estimate is not None and ctx.step_index == 0 and not hist_t:
+            nfe, g_t = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)  # analytic
+        else:
+            g_t = flow.denoise(t, x)
         # predictor nodes of this step and of the previous one (lower_order_final: capped by
         # the steps left, a host int the loop knows on a fixed grid)
         left = ctx.steps_left if self.lower_order_final else None
@@ -359,11 +378,13 @@ class SemiLinearMultistep(Solver):
             x_next = torch.where(bcast(s == 0, x), x_end, x_next)
         keep = min(max(self.nodes + int(self.corrector), self._final(power)) - 1, len(ts))
         new_state = MultistepState(ts[:keep], gs[:keep], x if self.corrector else None)
-        return StepResult(x_next, new_state, 1)
+        return StepResult(x_next, new_state, nfe)
 
     def __repr__(self) -> str:
         bh = "" if self.bh is None else f", bh={self.bh!r}"
         lof = ", lower_order_final=True" if self.lower_order_final else ""
+        if self.start_estimate is not None:
+            lof = f"{lof}, start_estimate={describe(self.start_estimate)}"
         return (
             f"{type(self).__name__}(order={self.order}, nodes={self.nodes}, power={self.power}, "
             f"final_nodes={self.final_nodes}{bh}{lof})"

@@ -198,14 +198,20 @@ def test_guarded_landing_never_syncs():
 
 
 def test_analytic_first_step_never_syncs():
-    """``start_estimate`` (flowrestore/solvers/adams.py, "The analytic first step"): the first
-    step builds its value from the estimate on the device, a number or a tensor, with shared
-    and per-sample times; no step reads the device."""
+    """``start_estimate`` (flowrestore/solvers/adams.py, "The analytic first step"; IPNDM, its
+    data form, UniPC and SemiLinearMultistep): the first step builds its value from the estimate
+    on the device, a number or a tensor, with shared and per-sample times; no step reads the
+    device."""
     flow = fr.DiffusionFlow(_model, alphas_cumprod=ABAR, prediction_type="epsilon")
     x0 = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=F64)
     grid = torch.tensor([1.0, 0.3, 0.1, 0.02, 0.0], dtype=F64)
     mean = torch.full((1, 2, 8, 8), 0.1, dtype=F64)
-    for solver in (fr.IPNDM(start_estimate=mean), fr.DataIPNDM(start_estimate=0.1)):
+    for solver in (
+        fr.IPNDM(start_estimate=mean),
+        fr.DataIPNDM(start_estimate=0.1),
+        fr.UniPC(start_estimate=mean),
+        fr.SemiLinearMultistep(start_estimate=0.1),
+    ):
         for per_sample in (False, True):
             ctx = Context(noise=GeneratorNoise(torch.Generator().manual_seed(0)))
             x, state = solver.init(flow, grid[0], x0, ctx)

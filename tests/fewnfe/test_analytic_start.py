@@ -44,30 +44,41 @@ def _counting(flow):
     return calls
 
 
-@pytest.mark.parametrize("form", ["velocity", "data"])
+SOLVERS = {
+    "IPNDM": lambda **kw: fr.IPNDM(**kw),
+    "DataIPNDM": lambda **kw: fr.DataIPNDM(**kw),
+    "SemiLinearMultistep": lambda **kw: fr.SemiLinearMultistep(**kw),
+    "UniPC": lambda **kw: fr.UniPC(**kw),
+}
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
 @pytest.mark.parametrize("steps", [3, 5, 8])
-def test_exact_estimate_gives_the_evaluated_solve_for_one_evaluation_less(form, steps):
+def test_exact_estimate_gives_the_evaluated_solve_for_one_evaluation_less(name, steps):
     """On flow matching the clean estimate at ``t = 1`` is the prior mean for every input: the
     first step with ``start_estimate=mean`` is the evaluated one, to round-off, and the model is
-    called ``steps − 1`` times (``Solution.stats.nfe`` says so too)."""
+    called ``steps − 1`` times (``Solution.stats.nfe`` says so too) — for IPNDM in both forms,
+    ``SemiLinearMultistep`` and ``UniPC`` (whose corrector reuses the first value)."""
+    make = SOLVERS[name]
     mean, flow, x = _flow_matching()
     torch.testing.assert_close(flow.denoise(torch.tensor(1.0, dtype=F64), x), mean.expand_as(x))
     calls = _counting(flow)
-    want = fr.solve(flow, fr.IPNDM(form=form), x, steps=steps)
+    want = fr.solve(flow, make(), x, steps=steps)
     assert calls["n"] == steps and int(want.stats.nfe.max()) == steps
     calls["n"] = 0
-    got = fr.solve(flow, fr.IPNDM(form=form, start_estimate=mean), x, steps=steps)
+    got = fr.solve(flow, make(start_estimate=mean), x, steps=steps)
     assert calls["n"] == steps - 1
     assert got.stats.nfe.tolist() == [steps - 1] * 4
     torch.testing.assert_close(got.x, want.x, rtol=1e-12, atol=1e-12)
     # a number broadcasts like a tensor; another estimate gives another answer
-    shifted = fr.solve(flow, fr.IPNDM(form=form, start_estimate=mean + 0.5), x, steps=steps)
+    shifted = fr.solve(flow, make(start_estimate=mean + 0.5), x, steps=steps)
     assert rel(shifted.x, want.x) > 1e-3
-    zero = fr.solve(flow, fr.IPNDM(form=form, start_estimate=0.0), x, steps=steps)
-    same = fr.solve(
-        flow, fr.IPNDM(form=form, start_estimate=torch.zeros(1, 6, dtype=F64)), x, steps=steps
-    )
+    zero = fr.solve(flow, make(start_estimate=0.0), x, steps=steps)
+    same = fr.solve(flow, make(start_estimate=torch.zeros(1, 6, dtype=F64)), x, steps=steps)
     torch.testing.assert_close(zero.x, same.x, rtol=0, atol=0)
+    solver = make(start_estimate=mean)
+    assert solver.linear_form().start_estimate is None and "start_estimate=" in repr(solver)
+    assert make().linear_form().start_estimate is None
 
 
 @pytest.mark.parametrize(("schedule", "ptype"), [("linear", "epsilon"), ("cosine", "v_prediction")])
@@ -96,13 +107,15 @@ def test_refused_before_any_evaluation():
     not a finite number or floating tensor are refused at construction."""
     oracle, flow, y, _ = indi_problem(dim=6, batch=3)
     calls = _counting(flow)
-    with pytest.raises(IncompatibleSolverError, match="start_estimate"):
-        fr.solve(flow, fr.IPNDM(start_estimate=oracle.mean), y, steps=4)
+    for make in SOLVERS.values():
+        with pytest.raises(IncompatibleSolverError, match="start_estimate"):
+            fr.solve(flow, make(start_estimate=oracle.mean), y, steps=4)
     mean, fm, x = _flow_matching()
     fm_calls = _counting(fm)
     for shape in ((5,), (2, 4, 6)):  # no broadcast at all; one to a larger shape than the state
-        with pytest.raises(ShapeError, match=r"start_estimate.*\(4, 6\)"):
-            fr.solve(fm, fr.DataIPNDM(start_estimate=torch.zeros(shape, dtype=F64)), x, steps=4)
+        for make in SOLVERS.values():
+            with pytest.raises(ShapeError, match=r"start_estimate.*\(4, 6\)"):
+                fr.solve(fm, make(start_estimate=torch.zeros(shape, dtype=F64)), x, steps=4)
     assert calls["n"] == 0 and fm_calls["n"] == 0
     for bad in (
         float("nan"),
@@ -112,8 +125,9 @@ def test_refused_before_any_evaluation():
         torch.zeros(3, dtype=torch.long),
         torch.tensor([0.0, float("nan")]),
     ):
-        with pytest.raises(ConfigError, match="start_estimate"):
-            fr.IPNDM(start_estimate=bad)
+        for make in SOLVERS.values():
+            with pytest.raises(ConfigError, match="start_estimate"):
+                make(start_estimate=bad)
     assert fr.IPNDM(start_estimate=0).start_estimate == 0
 
 
