@@ -5,8 +5,9 @@ whatever the input, so :class:`~flowrestore.IPNDM` and :class:`~flowrestore.Data
 it there instead of evaluating the model (flowrestore/solvers/adams.py, "The analytic first
 step"; Zhou et al. 2024's AFS with that estimate instead of 0): ``steps=N + 1`` costs ``N``
 evaluations. Each table compares, at ``N`` evaluations, the default solve (``steps=N``) with the
-one given the estimate (``steps=N + 1``), and Euler and ``UniPC()`` for scale; the last rows are
-the default's error over the estimate's, per form. The estimate is
+one given the estimate (``steps=N + 1``) — :class:`~flowrestore.IPNDM` in both forms and
+:class:`~flowrestore.UniPC` — and Euler for scale; the last rows are the default's error over
+the estimate's, per solver. The estimate is
 :func:`flowrestore.integrate.estimate_start`: the model's own clean estimate at the start,
 averaged over 16 warm-up noises that are never scored (one evaluation of that batch). On the two
 trained DDPMs a row also takes the mean image of their 80 training faces
@@ -55,11 +56,13 @@ ROWS = {
         1,
     ),
     "UniPC()": (lambda m: fr.UniPC(), 0),
+    "UniPC(start_estimate=estimate)": (lambda m: fr.UniPC(start_estimate=m["model"]), 1),
     "Euler()": (lambda m: fr.Euler(), 0),
 }
 PAIRS = (
     ("IPNDM()", "IPNDM(start_estimate=estimate)"),
     ("DataIPNDM()", "DataIPNDM(start_estimate=estimate)"),
+    ("UniPC()", "UniPC(start_estimate=estimate)"),
 )
 WARMUP = 16
 
