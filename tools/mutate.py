@@ -2221,6 +2221,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        mean = flow.denoise(t, state)[:1]",
         ["tests/fewnfe/test_analytic_start.py"],
     ),
+    "estimate-start-batch-of-two-refused": (
+        "flowrestore/integrate/start.py",
+        "    if not isinstance(x_warmup, Tensor) or x_warmup.ndim < 2 or x_warmup.shape[0] < 2:",
+        "    if not isinstance(x_warmup, Tensor) or x_warmup.ndim < 2 or x_warmup.shape[0] < 3:",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
+    "estimate-start-accepts-no-batch-axis": (
+        "flowrestore/integrate/start.py",
+        "    if not isinstance(x_warmup, Tensor) or x_warmup.ndim < 2 or x_warmup.shape[0] < 2:",
+        "    if not isinstance(x_warmup, Tensor) or x_warmup.ndim < 1 or x_warmup.shape[0] < 2:",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
     "estimate-start-unscaled-state": (
         "flowrestore/integrate/start.py",
         "        state = flow.to_state(x_warmup, t0)",

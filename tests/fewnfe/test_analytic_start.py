@@ -163,9 +163,12 @@ def test_estimate_start_is_the_models_mean_estimate_at_the_start():
     icalls = _counting(iflow)
     with pytest.raises(IncompatibleSolverError, match="pure noise"):
         estimate_start(iflow, y)
-    with pytest.raises(ConfigError, match="at least 2"):
-        estimate_start(flow, x[:1])
+    for bad in (x[:1], x[0], "noise"):  # one noise, no batch axis, not a tensor
+        with pytest.raises(ConfigError, match="at least 2"):
+            estimate_start(flow, bad)
     assert icalls["n"] == 0 and calls["n"] == 1
+    two = estimate_start(flow, x[:2])  # the smallest batch accepted
+    torch.testing.assert_close(two, mean.unsqueeze(0), rtol=1e-12, atol=1e-12)
 
 
 def test_fitted_multistep_takes_the_estimate_on_its_first_step():
