@@ -30,7 +30,6 @@ Run: ``OMP_NUM_THREADS=1 python -m benchmarks.analytic_start [--split val|test|b
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from flowrestore.integrate import estimate_start
 
 from . import fewnfe_problems as P
 from . import multimodal as M
+from .common import split_parser, splits
 
 NFES = range(3, 11)
 #: name -> (solver given the estimates {"model": ..., "training": ...}, extra steps at equal
@@ -139,11 +139,9 @@ def report(problem, res) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.analytic_start", description=__doc__)
-    p.add_argument("--split", choices=("val", "test", "both"), default="both")
-    a = p.parse_args(argv)
+    a = split_parser("python -m benchmarks.analytic_start", __doc__).parse_args(argv)
     torch.set_grad_enabled(False)
-    for split in ("val", "test") if a.split == "both" else (a.split,):
+    for split in splits(a):
         print(f"## {split} split\n", flush=True)
         worse = {on: [] for _, on in PAIRS}
         cells = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -75,3 +76,16 @@ def time_interleaved(
             sync(device)
             best[k] = min(best[k], time.perf_counter() - t0)
     return best
+
+
+def split_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line of a benchmark with validation and test splits: ``--split val|test|both``
+    (default both); :func:`splits` reads the choice."""
+    p = argparse.ArgumentParser(prog=prog, description=doc)
+    p.add_argument("--split", choices=("val", "test", "both"), default="both")
+    return p
+
+
+def splits(args) -> tuple[str, ...]:
+    """The splits to run, validation first, from :func:`split_parser`'s parsed ``args``."""
+    return ("val", "test") if args.split == "both" else (args.split,)

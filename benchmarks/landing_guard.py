@@ -25,7 +25,6 @@ Run: ``OMP_NUM_THREADS=1 python -m benchmarks.landing_guard [--split val|test|bo
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -34,6 +33,7 @@ import flowrestore as fr
 
 from . import fewnfe_problems as P
 from . import multimodal as M
+from .common import split_parser, splits
 from .start_corrector import report, run_problem
 
 ROWS = {
@@ -60,11 +60,9 @@ def problems(split: str) -> list:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.landing_guard", description=__doc__)
-    p.add_argument("--split", choices=("val", "test", "both"), default="both")
-    a = p.parse_args(argv)
+    a = split_parser("python -m benchmarks.landing_guard", __doc__).parse_args(argv)
     torch.set_grad_enabled(False)
-    for split in ("val", "test") if a.split == "both" else (a.split,):
+    for split in splits(a):
         print(f"## {split} split\n", flush=True)
         behind = {name: 0 for name in ROWS if name != "Euler()"}
         cells = 0

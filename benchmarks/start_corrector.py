@@ -35,7 +35,6 @@ behind Euler at equal evaluations (under a minute).
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import time
@@ -45,6 +44,7 @@ import torch
 import flowrestore as fr
 
 from . import fewnfe_problems as P
+from .common import split_parser, splits
 from .indi_generic import HELDOUT, HELDOUT2, load
 
 NFES = (3, 4, 5, 6, 7, 8, 9, 10)
@@ -167,8 +167,7 @@ def random_main(n: int, seed: int, log=print) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.start_corrector", description=__doc__)
-    p.add_argument("--split", choices=("val", "test", "both"), default="both")
+    p = split_parser("python -m benchmarks.start_corrector", __doc__)
     p.add_argument("--random", type=int, default=0, help="random oracles instead (count)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random oracles")
     a = p.parse_args(argv)
@@ -176,7 +175,7 @@ def main(argv=None) -> None:
     if a.random:
         random_main(a.random, a.seed)
         return
-    for split in ("val", "test") if a.split == "both" else (a.split,):
+    for split in splits(a):
         print(f"## {split} split\n", flush=True)
         for problem in problems(split):
             t0 = time.perf_counter()
