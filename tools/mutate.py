@@ -2112,6 +2112,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '            value = (x + d) / bcast(t, x) if self.form == "velocity" else d',
         ["tests/fewnfe/test_analytic_start.py"],
     ),
+    "analytic-start-value-negated": (
+        "flowrestore/solvers/adams.py",
+        "    return torch.as_tensor(m).to(x).expand_as(x)",
+        "    return -torch.as_tensor(m).to(x).expand_as(x)",
+        ["tests/fewnfe/test_analytic_start.py"],
+    ),
     "ipndm-analytic-start-data-value": (
         "flowrestore/solvers/adams.py",
         '            value = (x - d) / bcast(t, x) if self.form == "velocity" else d',
@@ -2120,8 +2126,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "ipndm-analytic-start-still-evaluates": (
         "flowrestore/solvers/adams.py",
-        "            nfe, d = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)",
-        "            nfe, d = 1, torch.as_tensor(self.start_estimate).to(x).expand_as(x)",
+        "            nfe, d = 0, start_value(self.start_estimate, x)",
+        "            nfe, d = 1, start_value(self.start_estimate, x)",
         ["tests/fewnfe/test_analytic_start.py"],
     ),
     "ipndm-analytic-start-every-step": (
@@ -2168,8 +2174,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "fitted-analytic-start-still-evaluates": (
         "flowrestore/solvers/fitted.py",
-        "            nfe, value = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)",
-        "            nfe, value = 1, torch.as_tensor(self.start_estimate).to(x).expand_as(x)",
+        "            nfe, value = 0, start_value(self.start_estimate, x)",
+        "            nfe, value = 1, start_value(self.start_estimate, x)",
         ["tests/fewnfe/test_analytic_start.py"],
     ),
     "fitted-analytic-start-every-step": (
@@ -2241,10 +2247,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "semilinear-analytic-start-still-evaluates": (
         "flowrestore/solvers/semilinear.py",
-        "            nfe, g_t = 0, torch.as_tensor(self.start_estimate)"
-        ".to(x).expand_as(x)  # analytic",
-        "            nfe, g_t = 1, torch.as_tensor(self.start_estimate)"
-        ".to(x).expand_as(x)  # analytic",
+        "            nfe, g_t = 0, start_value(self.start_estimate, x)  # the analytic first step",
+        "            nfe, g_t = 1, start_value(self.start_estimate, x)  # the analytic first step",
         ["tests/fewnfe/test_analytic_start.py"],
     ),
     "semilinear-analytic-start-every-step": (

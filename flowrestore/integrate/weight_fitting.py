@@ -46,12 +46,7 @@ from flowrestore.integrate.fitting import (
     teacher_grid,
 )
 from flowrestore.integrate.solve import solve
-from flowrestore.solvers.adams import (
-    AB_COEFFICIENTS,
-    DataIPNDM,
-    check_estimate,
-    check_estimate_shape,
-)
+from flowrestore.solvers.adams import AB_COEFFICIENTS, DataIPNDM, check_estimate_shape
 from flowrestore.solvers.fitted import FittedMultistep
 
 __all__ = ["fit_weights"]
@@ -128,13 +123,11 @@ def fit_weights(
         :class:`~flowrestore.FittedMultistep`; solve with ``steps=solver.steps`` (``steps``, or
         ``steps + 1`` with ``start_estimate``), at ``steps`` evaluations.
     """
-    check_estimate(start_estimate)
-    start = DataIPNDM(start_estimate=start_estimate)
-    start.check_flow(flow)
-    if start_estimate is not None:
-        check_estimate_shape(start_estimate, x_warmup)
+    start = DataIPNDM(start_estimate=start_estimate)  # refuses a value that is no estimate
     grid_steps = steps + (start_estimate is not None)
     t0, t1 = _check(flow, start.linear_form(), x_warmup, grid_steps, teacher_steps, t_span, refine)
+    start.check_flow(flow)  # with the estimate: a pure-noise start
+    check_estimate_shape(start_estimate, x_warmup)
     for name, v, lo, hi in (("history", history, 1, 4), ("iterations", iterations, 0, None)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi and v > hi):
             top = f" and <= {hi}" if hi else ""

@@ -148,6 +148,7 @@ __all__ = [
     "check_estimate_shape",
     "check_start_estimate",
     "guarded_combination",
+    "start_value",
 ]
 
 #: Adams–Bashforth coefficients for equal steps, newest value first (orders 1–4)
@@ -282,7 +283,7 @@ class IPNDM(Solver):
         with the combination of the history."""
         nfe = 1
         if state.first and self.start_estimate is not None:  # the analytic first step
-            nfe, d = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)
+            nfe, d = 0, start_value(self.start_estimate, x)
             value = (x - d) / bcast(t, x) if self.form == "velocity" else d
         elif self.form == "velocity":
             value = flow.drift(t, x)
@@ -350,6 +351,12 @@ def check_estimate_shape(m, x: Tensor) -> None:
         raise ShapeError(
             f"start_estimate {describe(m)} does not broadcast to the state {tuple(x.shape)}"
         )
+
+
+def start_value(m, x: Tensor) -> Tensor:
+    """The analytic first step's clean estimate ``m`` (a number or a tensor) as a state-shaped
+    tensor on ``x``'s device and dtype (a copy from the host, never a read of the device)."""
+    return torch.as_tensor(m).to(x).expand_as(x)
 
 
 def check_estimate(m) -> None:

@@ -39,7 +39,12 @@ from flowrestore.controllers.fixed import FixedSchedule
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import Fitted, span_of
-from flowrestore.solvers.adams import check_estimate, check_estimate_shape, check_start_estimate
+from flowrestore.solvers.adams import (
+    check_estimate,
+    check_estimate_shape,
+    check_start_estimate,
+    start_value,
+)
 from flowrestore.solvers.base import Context, Solver, StepResult
 
 __all__ = ["FittedMultistep", "FittedState"]
@@ -187,7 +192,7 @@ class FittedMultistep(Solver):
         k = state.taken
         w = self.step_weights(k, x)
         if k == 0 and self.start_estimate is not None:  # the analytic first step
-            nfe, value = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)
+            nfe, value = 0, start_value(self.start_estimate, x)
         else:
             nfe, value = 1, flow.denoise(t, x)
         values = (value, *state.values)

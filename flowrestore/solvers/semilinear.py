@@ -67,7 +67,12 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, IncompatibleSolverError, describe
 from flowrestore.flows.base import Flow, ResidualFlow, bcast
 from flowrestore.grids import StartRefined
-from flowrestore.solvers.adams import check_estimate, check_estimate_shape, check_start_estimate
+from flowrestore.solvers.adams import (
+    check_estimate,
+    check_estimate_shape,
+    check_start_estimate,
+    start_value,
+)
 from flowrestore.solvers.base import Context, Solver, StepResult
 
 __all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "odds_weights", "semilinear_weights"]
@@ -344,7 +349,7 @@ class SemiLinearMultistep(Solver):
         odds = declared.odds
         nfe = 1
         if self.start_estimate is not None and ctx.step_index == 0 and not hist_t:
-            nfe, g_t = 0, torch.as_tensor(self.start_estimate).to(x).expand_as(x)  # analytic
+            nfe, g_t = 0, start_value(self.start_estimate, x)  # the analytic first step
         else:
             g_t = flow.denoise(t, x)
         # predictor nodes of this step and of the previous one (lower_order_final: capped by

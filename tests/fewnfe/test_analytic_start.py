@@ -251,3 +251,15 @@ def test_fit_weights_with_the_estimate_fits_one_more_step(monkeypatch):
         fit_weights(iflow, y, 3, start_estimate=0.0)
     with pytest.raises(ConfigError, match="start_estimate"):
         fit_weights(flow, warm, 3, start_estimate="mean")
+
+
+def test_compiled_solves_take_each_estimate():
+    """``fr.solve(..., compile=True)`` caches its compiled step loop by the solver's ``repr``,
+    which names a tensor estimate by shape only: two estimates of the same shape must still
+    give the eager answers (the tensor is an input of the compiled loop, not a constant)."""
+    mean, flow, x = _flow_matching()
+    for make in (SOLVERS["DataIPNDM"], SOLVERS["UniPC"]):
+        for m in (mean.unsqueeze(0), mean.unsqueeze(0) - 1.0):
+            eager = fr.solve(flow, make(start_estimate=m), x, steps=4).x
+            compiled = fr.solve(flow, make(start_estimate=m), x, steps=4, compile=True).x
+            torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
