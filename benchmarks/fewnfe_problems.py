@@ -24,7 +24,9 @@ Problems (docs/math.md §2, §8):
   a 500-step solve. Validation noises: seeds 0–1; test: seeds 100–103 (8 noises each).
 * **(c) the shipped InDI predictors** ``indi-deblur`` and ``indi-sr4`` on 96×96 crops of
   scikit-image photos the models never saw (:data:`VAL_CROPS`, :data:`TEST_CROPS`; the training
-  photos are ``flowrestore.training.data.TRAINING_IMAGES``).
+  photos are ``flowrestore.training.data.TRAINING_IMAGES``). A second test split, ``"extra"``
+  (:data:`EXTRA_CROPS`, added 2026-12-06 after every default was chosen), crops other photos:
+  the motorcycle pair's right image, ``microaneurysms`` and two held-out LFW faces upscaled 4×.
 * **(d) issue 10's oracles**: the InDI Gaussian oracle (256 dimensions, ``σ_c ∈ [0.5, 1.5]``,
   ``σ_N = 0.8``) and the hard 4-D Dirac mixture (8 centres, ``σ = 1.5``, 4096 samples).
 """
@@ -68,6 +70,17 @@ TEST_CROPS = (
     ("retina", 1 / 3, 200, 250),
     ("cell", 1.0, 327, 382),
 )
+#: a second test split (2026-12-06, after every default was chosen): photos neither split nor
+#: any fit used — the stereo pair's *right* image, a fundus detail, held-out LFW faces (80–99) ×4
+EXTRA_CROPS = (
+    ("stereo_motorcycle_right", 1.0, 100, 100),
+    ("stereo_motorcycle_right", 1.0, 300, 200),
+    ("stereo_motorcycle_right", 1.0, 400, 600),
+    ("microaneurysms", 1.0, 0, 0),
+    ("lfw_subset:85", 4.0, 0, 0),
+    ("lfw_subset:95", 4.0, 2, 2),
+)
+CROPS = {"val": VAL_CROPS, "test": TEST_CROPS, "extra": EXTRA_CROPS}
 #: warm-up crops for fitted grids: other positions in the validation photos (never scored)
 WARM_CROPS = (
     ("astronaut", 1.0, 300, 350),
@@ -199,14 +212,23 @@ def ddpm_faces(split: str, *, batch=8, seeds=None, reference_steps=500, folder=N
 
 def _photo(photo: str, load_image) -> Tensor:
     """A scikit-image photo ``[3, H, W]``; ``stereo_motorcycle`` (a stereo pair with its
-    disparity) is its left image."""
-    if photo != "stereo_motorcycle":
-        return load_image(photo, channels=3)
+    disparity) is its left image, ``stereo_motorcycle_right`` its right one, ``lfw_subset:i``
+    face ``i`` of LFW (grey, repeated)."""
     import skimage.data
     from skimage.util import img_as_float
 
-    left = img_as_float(skimage.data.stereo_motorcycle()[0])
-    return torch.from_numpy(left.transpose(2, 0, 1).copy()).float()
+    if photo.startswith("lfw_subset:"):
+        face = torch.from_numpy(skimage.data.lfw_subset()[int(photo.split(":")[1])]).float()
+        return face.expand(3, *face.shape).contiguous()
+    if photo not in ("stereo_motorcycle", "stereo_motorcycle_right"):
+        return load_image(photo, channels=3)
+    im = img_as_float(skimage.data.stereo_motorcycle()[photo.endswith("right")])
+    return torch.from_numpy(im.transpose(2, 0, 1).copy()).float()
+
+
+def _lfw_training_face(photo: str) -> bool:
+    """Whether ``photo`` names an LFW face the shipped models may have trained on (0–79)."""
+    return photo.startswith("lfw_subset:") and int(photo.split(":")[1]) < 80
 
 
 def crop_images(crops, size: int = 96) -> tuple[list[str], Tensor]:
@@ -217,7 +239,7 @@ def crop_images(crops, size: int = 96) -> tuple[list[str], Tensor]:
 
     names, ims = [], []
     for photo, scale, top, left in crops:
-        if photo in TRAINING_IMAGES or photo in ("cat",):
+        if photo in TRAINING_IMAGES or photo in ("cat",) or _lfw_training_face(photo):
             raise ValueError(f"{photo!r} trained the shipped models: not a held-out photo")
         im = _photo(photo, load_image)
         if scale != 1.0:
@@ -235,7 +257,7 @@ def indi_photos(name: str, split: str, *, size: int = 96, model=None, flow_optio
     ``flow_options``: keywords for its flow (e.g. ``grids=None, spacings=None``)."""
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
 
-    names, clean = crop_images(VAL_CROPS if split == "val" else TEST_CROPS, size)
+    names, clean = crop_images(CROPS[split], size)
     model = pretrained(name) if model is None else model
     y = degrade_for(model, clean, generator=torch.Generator().manual_seed(0))
     flow = flow_for(model, **(flow_options or {}))

@@ -8,7 +8,8 @@
 (``--peers all``: also DPM-Solver++/UniPC on that grid and on a uniform σ grid, as
 ``benchmarks/fewnfe.py`` runs them) and checks the goals: non-decreasing in NFE from 3 to 10,
 ≥ 45 dB at ≤ 6 NFE, at least as good as the best peer at 4–10 NFE. Defaults are chosen on
-``--split val``; ``--split test`` reports photos that chose nothing. Unlike
+``--split val``; ``--split test`` reports photos that chose nothing, ``--split extra`` other
+photos added after every choice (:data:`benchmarks.fewnfe_problems.EXTRA_CROPS`). Unlike
 ``python -m benchmarks.fewnfe --which c`` it fits no grids.
 """
 
@@ -79,7 +80,7 @@ def table(name: str, res: dict[str, dict[int, float]]) -> str:
 def main(argv=None) -> None:
     """Command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--split", choices=("val", "test", "extra"), default="val")
     ap.add_argument("--peers", choices=("ipndm", "all"), default="ipndm")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
