@@ -43,3 +43,21 @@ def test_default_solve_of_a_shipped_predictor_is_monotone_in_nfe(name):
                 scores,
             )
             assert scores[3] >= 45.0, (label, scores)
+
+
+def test_the_photo_splits_are_disjoint_local_and_held_out():
+    """The three photo splits of ``benchmarks/fewnfe_problems.py`` share no photo (the stereo
+    pair's right image is the ``extra`` split's, its left the test split's), load without a
+    download, and a face the shipped models may have trained on (LFW 0–79) is refused."""
+    from benchmarks.fewnfe_problems import CROPS, crop_images
+
+    photos = {s: {c[0] for c in crops} for s, crops in CROPS.items()}
+    assert not photos["val"] & photos["test"]
+    assert not (photos["val"] | photos["test"]) & photos["extra"]
+    names, clean = crop_images(CROPS["extra"])
+    assert clean.shape == (6, 3, 96, 96) and len(set(names)) == 6
+    assert 0.0 <= float(clean.min()) and float(clean.max()) <= 1.0
+    left = crop_images([("stereo_motorcycle", 1.0, 100, 100)])[1]
+    assert not torch.equal(left, clean[:1])  # the right image, not the left one
+    with pytest.raises(ValueError, match="trained"):
+        crop_images([("lfw_subset:3", 4.0, 0, 0)])
