@@ -2663,6 +2663,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return float(e.mean()), float(e.max()), float(wrong)",
         ["tests/fewnfe/test_multimodal_benchmark.py"],
     ),
+    "mixture-sample-variances-reversed": (
+        "flowrestore/oracles/mixture.py",
+        "        return _softmax_from_sqdist(self.weights.to(y).log(), sqdist, 2 * v)",
+        "        return _softmax_from_sqdist(self.weights.to(y).log(), sqdist, 2 * v.flip(0))",
+        ["tests/oracles/test_oracles.py"],
+    ),
 }
 
 

@@ -406,6 +406,24 @@ def test_denoising_posterior_weights_are_the_landing_frequencies():
     )
 
 
+def test_denoising_posterior_weights_take_one_variance_per_sample():
+    """A ``[B]`` variance weighs each row by its own: ``∝ w_i exp(−‖y − c_i‖² / (2 v_b))``,
+    the closed form per row (and the scalar call's row for each ``v_b``)."""
+    m = DiracMixture(centers=CENTERS, weights=WEIGHTS, noise_std=0.5)
+    y = torch.randn(3, 2, generator=_gen(41), dtype=F64)
+    var = torch.tensor([0.05, 0.5, 3.0], dtype=F64)
+    got = m.denoising_posterior_weights(y, variance=var)
+    for b in range(3):
+        logit = WEIGHTS.log() - ((y[b] - CENTERS) ** 2).sum(-1) / (2 * var[b])
+        torch.testing.assert_close(got[b], torch.softmax(logit, 0), rtol=1e-12, atol=1e-14)
+        one = m.denoising_posterior_weights(y[b : b + 1], variance=float(var[b]))[0]
+        torch.testing.assert_close(got[b], one, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ShapeError, match="variance"):
+        m.denoising_posterior_weights(y, variance=var[:2])
+    with pytest.raises(ConfigError, match="variance"):
+        m.denoising_posterior_weights(y, variance=torch.tensor([0.1, -1.0, 1.0], dtype=F64))
+
+
 def test_mixture_errors():
     with pytest.raises(ConfigError, match="weights"):
         DiracMixture(centers=CENTERS, weights=torch.tensor([0.5, 0.5, 0.0, 1.0]), noise_std=0.5)
