@@ -2663,6 +2663,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return float(e.mean()), float(e.max()), float(wrong)",
         ["tests/fewnfe/test_multimodal_benchmark.py"],
     ),
+    "dirac-time-range-widened": (
+        "flowrestore/flows/dirac.py",
+        "    time_range = (0.0, 1.0)",
+        "    time_range = (0.0, 1.001)",
+        ["tests/dirac/test_dirac_step.py"],
+    ),
     "mixture-sample-variances-reversed": (
         "flowrestore/oracles/mixture.py",
         "        return _softmax_from_sqdist(self.weights.to(y).log(), sqdist, 2 * v)",

@@ -423,6 +423,8 @@ def test_typed_errors():
         fr.solve(sde, DiracStep(), y, steps=4, t_end=-0.1)
     with pytest.raises(GridError):
         fr.solve(sde, DiracStep(), y, grid=[1.2, 0.5, 0.0])
+    with pytest.raises(GridError, match="1.0005"):  # [0, 1] exactly: a hair past 1 is refused
+        fr.solve(sde, DiracStep(), y, grid=[1.0005, 0.5, 0.0])
     with pytest.raises(FlowRestoreError):
         sde.drift(torch.tensor(1.5, dtype=torch.float64), y)
     with pytest.raises(PredictorOutputError, match="phi returned shape"):
