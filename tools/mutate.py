@@ -2663,6 +2663,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return float(e.mean()), float(e.max()), float(wrong)",
         ["tests/fewnfe/test_multimodal_benchmark.py"],
     ),
+    "choose-solver-worst-not-mean": (
+        "flowrestore/integrate/choose_solver.py",
+        "    err = float(relative_error(sol.x, ref).mean())",
+        "    err = float(relative_error(sol.x, ref).max())",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
+    "choose-solver-ties-to-the-later": (
+        "flowrestore/integrate/choose_solver.py",
+        "    best = min(range(len(errors)), key=lambda i: (errors[i][3], i))",
+        "    best = min(range(len(errors)), key=lambda i: (errors[i][3], -i))",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
+    "choose-solver-one-step-short": (
+        "flowrestore/integrate/choose_solver.py",
+        "    while used < nfe:  # up while",
+        "    while used < nfe - 1:  # up while",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
     "dirac-time-range-widened": (
         "flowrestore/flows/dirac.py",
         "    time_range = (0.0, 1.0)",

@@ -12,6 +12,7 @@ from flowrestore.grids import (
     make_grid,
 )
 from flowrestore.integrate.choose import SpacingChoice, choose_spacing
+from flowrestore.integrate.choose_solver import SolverChoice, candidate_solvers, choose_solver
 from flowrestore.integrate.fit_table import fit_grids, relative_error
 from flowrestore.integrate.fitting import fit_grid
 from flowrestore.integrate.solution import Solution, Stats
@@ -38,7 +39,10 @@ __all__ = [
     "StepController",
     "Uniform",
     "SpacingChoice",
+    "SolverChoice",
+    "candidate_solvers",
     "check_grid",
+    "choose_solver",
     "choose_spacing",
     "estimate_start",
     "fit_grid",

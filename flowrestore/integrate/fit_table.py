@@ -43,9 +43,11 @@ TRY_KEYS = frozenset(_FIT_DEFAULTS)
 
 
 def relative_error(x: Tensor, ref: Tensor) -> Tensor:
-    """Per-sample relative error ``‖x − ref‖ / ‖ref‖`` (float64, ``[B]``)."""
-    d = (x.double() - ref.double()).flatten(1).norm(dim=1)
-    return d / ref.double().flatten(1).norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny)
+    """Per-sample relative error ``‖x − ref‖ / ‖ref‖`` (float64, ``[B]``; a ``[B]`` state is a
+    batch of scalars)."""
+    b = x.shape[0]
+    d = (x.double() - ref.double()).reshape(b, -1).norm(dim=1)
+    return d / ref.double().reshape(b, -1).norm(dim=1).clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def fit_grids(

@@ -1,0 +1,214 @@
+"""Choose the solver for a model at an evaluation budget, from a few warm-up inputs (issue 16).
+
+Which few-step solver is most accurate depends on the model, not only on its family: on the
+few-NFE benchmark (``benchmarks/RESULTS.md``) an exact Gaussian diffusion model is solved best by
+``IPNDM()`` (by the order-4 landing of ``IPNDM(landing_order=4)`` on the worst sample at 4
+evaluations), a diffusers-trained v-model by ``DataIPNDM()`` at 3–5 evaluations and ``IPNDM()``
+from 6, a trained ε-model by ``UniPC()`` or, on some noises, ``UniPC(nodes=3)`` — and the same
+update wins on one model's validation noises and loses on its test ones. :func:`choose_solver`
+measures it on the user's model instead of reading a table:
+
+1. **Teacher.** One fine solve of the warm-up batch, as :func:`~flowrestore.integrate.fit_grid`'s
+   (``teacher_steps`` steps of the flow's declared grid with ``SemiLinearMultistep()`` where it
+   applies, else ``RK4()``).
+2. **Candidates.** Each candidate (default :func:`candidate_solvers`: every default-constructed
+   fixed-step solver and three documented variants) that steps the flow is run with ``steps=N``
+   on its declared grid, ``N`` the largest step count whose solve spends at most ``nfe``
+   evaluations (read from ``stats.nfe``: RK4 at 6 evaluations takes one step, 4 evaluations;
+   Heun two steps, 3). A candidate the flow refuses is listed in ``skipped`` with the reason.
+3. **Score.** The warm-up batch's mean relative error ``‖x − x*‖/‖x*‖`` to the teacher's answer;
+   the smallest wins (ties: the earlier candidate, so the defaults before the variants).
+
+The answer is a plain solver and step count: ``fr.solve(flow, choice.solver, x, steps=
+choice.steps)``. Cost: the teacher's ``teacher_steps`` evaluations plus about ``nfe`` per
+candidate (twice for a candidate whose first step count misses the budget). Choose on other
+inputs than those you evaluate on; wrong requests are refused before any evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    FlowRestoreError,
+    IncompatibleSolverError,
+    NonFiniteError,
+    SolveFailure,
+    describe,
+)
+from flowrestore.flows.base import Flow
+from flowrestore.integrate.fit_table import relative_error
+from flowrestore.integrate.fitting import _check, _check_teacher, default_teacher, teacher_grid
+from flowrestore.integrate.solve import solve
+from flowrestore.solvers.base import Solver
+
+__all__ = ["SolverChoice", "candidate_solvers", "choose_solver"]
+
+
+def candidate_solvers() -> tuple[Solver, ...]:
+    """The default candidates, defaults first: ``IPNDM()``, ``DataIPNDM()``, ``UniPC()``,
+    ``SemiLinearMultistep()``, ``Midpoint()``, ``Heun()``, ``RK4()``, ``Euler()``, then the
+    variants ``IPNDM(landing_order=4)`` (the published iPNDM landing), ``UniPC(nodes=3)``
+    (diffusers' UniPC-3) and ``SemiLinearMultistep(power=0)`` (its steps in the log-SNR)."""
+    import flowrestore.solvers as S
+
+    return (
+        S.IPNDM(),
+        S.DataIPNDM(),
+        S.UniPC(),
+        S.SemiLinearMultistep(),
+        S.Midpoint(),
+        S.Heun(),
+        S.RK4(),
+        S.Euler(),
+        S.IPNDM(landing_order=4),
+        S.UniPC(nodes=3),
+        S.SemiLinearMultistep(power=0),
+    )
+
+
+@dataclass(frozen=True)
+class SolverChoice:
+    """:func:`choose_solver`'s answer: the chosen ``solver`` with its ``steps`` (spending ``nfe``
+    evaluations), every candidate's ``(solver, steps, nfe, score)`` in the order tried (score:
+    the warm-up batch's mean relative error to the teacher; ``inf`` where its solve failed), and
+    the candidates ``skipped`` with the reason (``(solver, message)``)."""
+
+    solver: Solver
+    steps: int
+    nfe: int
+    errors: tuple[tuple[Solver, int, int, float], ...]
+    skipped: tuple[tuple[Solver, str], ...]
+
+
+def choose_solver(
+    flow: Flow,
+    x_warmup: Tensor,
+    nfe: int,
+    *,
+    candidates: Sequence[Solver] | None = None,
+    teacher_steps: int = 64,
+    teacher: Solver | None = None,
+    t_span: tuple[float, float] | None = None,
+) -> SolverChoice:
+    """The candidate solver that solves ``x_warmup`` on ``flow`` most accurately with at most
+    ``nfe`` evaluations (module docstring).
+
+    Args:
+        flow: what to solve (a diffusion, flow-matching or EDM model, InDI, an ``ODEFlow``...).
+        x_warmup: a few inputs like those to be solved (e.g. ≤ 16 noises); not the ones scored.
+        nfe: the evaluation budget (``≥ 1`` and ``< teacher_steps``).
+        candidates: deterministic fixed-step solvers to compare (default
+            :func:`candidate_solvers`); those that cannot step ``flow`` are skipped.
+        teacher_steps, teacher, t_span: the reference solve, as :func:`fit_grid`'s.
+
+    Returns:
+        :class:`SolverChoice`; solve with ``choice.solver`` and ``steps=choice.steps``.
+    """
+    if not isinstance(flow, Flow):
+        raise ArgumentTypeError(f"flow must be a flowrestore Flow, got {describe(flow)}")
+    candidates = _check_candidates(candidate_solvers() if candidates is None else candidates)
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ConfigError(f"nfe must be an int >= 1, got {describe(nfe)}")
+    usable, skipped = [], []
+    for cand in candidates:
+        try:
+            cand.check_flow(flow)
+        except IncompatibleSolverError as exc:
+            skipped.append((cand, str(exc)))
+            continue
+        usable.append(cand)
+    if not usable:
+        raise IncompatibleSolverError(
+            f"choose_solver: no candidate steps {type(flow).__name__} "
+            f"({'; '.join(msg for _, msg in skipped)})"
+        )
+    # the pairing, the batch, the budget against the teacher and the span, before any work
+    t0, t1 = _check(flow, usable[0], x_warmup, nfe, teacher_steps, t_span, 0)
+    if teacher is not None:
+        _check_teacher(teacher)
+        teacher.check_flow(flow)
+    teacher = teacher or default_teacher(flow)
+    span = (t0, t1)
+    with torch.no_grad():
+        ref = solve(
+            flow, teacher, x_warmup, grid=teacher_grid(flow, teacher, teacher_steps, t0, t1)
+        ).x
+        errors = []
+        for cand in usable:
+            found = _within_budget(flow, cand, x_warmup, ref, nfe, span)
+            if found is None:
+                skipped.append((cand, f"one step of {cand!r} spends more than {nfe} evaluations"))
+                continue
+            errors.append((cand, *found))
+    if not errors:
+        raise ConfigError(
+            f"choose_solver: no candidate solves {type(flow).__name__} within nfe={nfe} "
+            f"evaluations ({'; '.join(msg for _, msg in skipped)})"
+        )
+    best = min(range(len(errors)), key=lambda i: (errors[i][3], i))
+    if not math.isfinite(errors[best][3]):
+        raise NonFiniteError(
+            f"choose_solver: every candidate failed on the warm-up batch "
+            f"({', '.join(repr(c) for c, *_ in errors)})"
+        )
+    solver, steps, used, _ = errors[best]
+    return SolverChoice(solver, steps, used, tuple(errors), tuple(skipped))
+
+
+def _within_budget(flow, solver, x, ref, nfe, span):
+    """``(steps, evaluations, score)`` for the largest step count of ``solver`` that spends at
+    most ``nfe`` evaluations, or ``None`` if one step spends more. The first count tried is
+    ``nfe`` over the solver's stages; each solve's evaluations are read from its statistics."""
+    steps = max(1, nfe // max(1, len(solver.stage_fractions)))
+    used, score = _run(flow, solver, x, ref, steps, span)
+    while used > nfe:  # down to the budget
+        if steps == 1:
+            return None
+        steps -= 1
+        used, score = _run(flow, solver, x, ref, steps, span)
+    while used < nfe:  # up while the next count stays within it (more steps spend more)
+        more = _run(flow, solver, x, ref, steps + 1, span)
+        if more[0] > nfe:
+            return steps, used, score
+        steps, (used, score) = steps + 1, more
+    return steps, used, score
+
+
+def _run(flow, solver, x, ref, steps, span) -> tuple[int, float]:
+    """Evaluations spent and the batch's mean relative error (``inf`` if the solve failed or is
+    not finite) of ``solver`` with ``steps`` on its declared grid."""
+    try:
+        sol = solve(flow, solver, x, steps=steps, t_span=span, on_failure="return")
+    except SolveFailure:
+        return steps * max(1, len(solver.stage_fractions)), math.inf
+    used = int(sol.stats.nfe.max())
+    err = float(relative_error(sol.x, ref).mean())
+    return used, (err if math.isfinite(err) else math.inf)
+
+
+def _check_candidates(candidates) -> tuple[Solver, ...]:
+    """``candidates`` as a non-empty tuple of deterministic fixed-step solvers, refused
+    otherwise (before any evaluation)."""
+    if isinstance(candidates, Solver) or not isinstance(candidates, Sequence) or not candidates:
+        raise ConfigError(
+            f"candidates must be a non-empty sequence of Solver instances, got "
+            f"{describe(candidates)}"
+        )
+    for c in candidates:
+        if not isinstance(c, Solver):
+            raise ConfigError(f"candidates must hold Solver instances, got {describe(c)}")
+        try:
+            _check_teacher(c)
+        except FlowRestoreError as exc:
+            raise ConfigError(
+                f"candidates must be deterministic fixed-step solvers, got {c!r}"
+            ) from exc
+    return tuple(candidates)
