@@ -40,7 +40,7 @@ def short(solver) -> str:
     return f"{name}()"
 
 
-def run(problem, split: str, log=print) -> list[dict]:
+def run(problem, split: str, power: float = 1.0, log=print) -> list[dict]:
     """Per NFE: the chosen solvers, their worst score, the best default's and peer's, seconds."""
     warm = B.warmups(problem, split)
     res = B.run_problem(problem, NFES, log=lambda *a: None)
@@ -49,7 +49,7 @@ def run(problem, split: str, log=print) -> list[dict]:
         scores, names, secs = [], [], 0.0
         for inst, w in zip(problem.instances, warm, strict=True):
             t0 = time.perf_counter()
-            c = choose_solver(inst.flow, w, n)
+            c = choose_solver(inst.flow, w, n, power=power)
             secs = max(secs, time.perf_counter() - t0)
             with torch.no_grad():
                 x = fr.solve(inst.flow, c.solver, inst.x, steps=c.steps).x
@@ -101,13 +101,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="test")
     ap.add_argument("--which", default="abe", help="problem groups: a, b, c, e")
+    ap.add_argument("--power", type=float, default=1.0, help="choose_solver's power (inf: max)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     probs = B.problems_for(args.split, tuple(args.which))
-    out = [table(p, run(p, args.split)) for p in probs.values()]
+    out = [table(p, run(p, args.split, args.power)) for p in probs.values()]
     print("\n\n".join(out))
-    print(f"\n({args.split} split, {time.perf_counter() - t0:.0f} s)")
+    print(f"\n({args.split} split, power {args.power}, {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ measures it on the user's model instead of reading a table:
    on its declared grid, ``N`` the largest step count whose solve spends at most ``nfe``
    evaluations (read from ``stats.nfe``: RK4 at 6 evaluations takes one step, 4 evaluations;
    Heun two steps, 3). A candidate the flow refuses is listed in ``skipped`` with the reason.
-3. **Score.** The warm-up batch's mean relative error ``‖x − x*‖/‖x*‖`` to the teacher's answer;
-   the smallest wins (ties: the earlier candidate, so the defaults before the variants).
+3. **Score.** The power mean (exponent ``power``) over the warm-up batch of the relative errors
+   ``‖x − x*‖/‖x*‖`` to the teacher's answer (``power=1``: the mean; ``math.inf``: the worst
+   sample); the smallest wins (ties: the earlier candidate, so the defaults before the
+   variants).
 
 The answer is a plain solver and step count: ``fr.solve(flow, choice.solver, x, steps=
 choice.steps)``. Cost: the teacher's ``teacher_steps`` evaluations plus about ``nfe`` per
@@ -97,6 +99,7 @@ def choose_solver(
     teacher_steps: int = 64,
     teacher: Solver | None = None,
     t_span: tuple[float, float] | None = None,
+    power: float = 1.0,
 ) -> SolverChoice:
     """The candidate solver that solves ``x_warmup`` on ``flow`` most accurately with at most
     ``nfe`` evaluations (module docstring).
@@ -108,6 +111,8 @@ def choose_solver(
         candidates: deterministic fixed-step solvers to compare (default
             :func:`candidate_solvers`); those that cannot step ``flow`` are skipped.
         teacher_steps, teacher, t_span: the reference solve, as :func:`fit_grid`'s.
+        power: the exponent of the power mean of the warm-up errors scored (``≥ 1``; ``inf``:
+            the worst sample).
 
     Returns:
         :class:`SolverChoice`; solve with ``choice.solver`` and ``steps=choice.steps``.
@@ -117,6 +122,8 @@ def choose_solver(
     candidates = _check_candidates(candidate_solvers() if candidates is None else candidates)
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ConfigError(f"nfe must be an int >= 1, got {describe(nfe)}")
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
+        raise ConfigError(f"power must be a number >= 1 (or math.inf), got {describe(power)}")
     usable, skipped = [], []
     for cand in candidates:
         try:
@@ -143,7 +150,7 @@ def choose_solver(
         ).x
         errors = []
         for cand in usable:
-            found = _within_budget(flow, cand, x_warmup, ref, nfe, span)
+            found = _within_budget(flow, cand, x_warmup, ref, nfe, span, power)
             if found is None:
                 skipped.append((cand, f"one step of {cand!r} spends more than {nfe} evaluations"))
                 continue
@@ -163,26 +170,26 @@ def choose_solver(
     return SolverChoice(solver, steps, used, tuple(errors), tuple(skipped))
 
 
-def _within_budget(flow, solver, x, ref, nfe, span):
+def _within_budget(flow, solver, x, ref, nfe, span, power):
     """``(steps, evaluations, score)`` for the largest step count of ``solver`` that spends at
     most ``nfe`` evaluations, or ``None`` if one step spends more. The first count tried is
     ``nfe`` over the solver's stages; each solve's evaluations are read from its statistics."""
     steps = max(1, nfe // max(1, len(solver.stage_fractions)))
-    used, score = _run(flow, solver, x, ref, steps, span)
+    used, score = _run(flow, solver, x, ref, steps, span, power)
     while used > nfe:  # down to the budget
         if steps == 1:
             return None
         steps -= 1
-        used, score = _run(flow, solver, x, ref, steps, span)
+        used, score = _run(flow, solver, x, ref, steps, span, power)
     while used < nfe:  # up while the next count stays within it (more steps spend more)
-        more = _run(flow, solver, x, ref, steps + 1, span)
+        more = _run(flow, solver, x, ref, steps + 1, span, power)
         if more[0] > nfe:
             return steps, used, score
         steps, (used, score) = steps + 1, more
     return steps, used, score
 
 
-def _run(flow, solver, x, ref, steps, span) -> tuple[int, float]:
+def _run(flow, solver, x, ref, steps, span, power) -> tuple[int, float]:
     """Evaluations spent and the batch's mean relative error (``inf`` if the solve failed or is
     not finite) of ``solver`` with ``steps`` on its declared grid."""
     try:
@@ -190,7 +197,8 @@ def _run(flow, solver, x, ref, steps, span) -> tuple[int, float]:
     except SolveFailure:
         return steps * max(1, len(solver.stage_fractions)), math.inf
     used = int(sol.stats.nfe.max())
-    err = float(relative_error(sol.x, ref).mean())
+    e = relative_error(sol.x, ref)
+    err = float(e.max() if math.isinf(power) else e.pow(power).mean().pow(1 / power))
     return used, (err if math.isfinite(err) else math.inf)
 
 

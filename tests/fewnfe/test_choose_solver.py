@@ -3,6 +3,8 @@ the most steps its budget allows; wrong requests refused before any evaluation (
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -57,6 +59,15 @@ def test_a_candidate_that_saves_an_evaluation_gets_the_step_it_pays_for():
     m = fr.integrate.estimate_start(flow, x_T)
     choice = choose_solver(flow, x_T, 5, candidates=[fr.IPNDM(start_estimate=m)])
     assert (choice.steps, choice.nfe) == (6, 5)
+
+
+def test_the_score_is_the_power_mean_of_the_warm_up_errors():
+    _, flow, x_T, _ = diffusion_problem("linear", "sample", seed=8, dim=16, batch=8)
+    ref = _teacher(flow, x_T)
+    e = fr.integrate.relative_error(fr.solve(flow, fr.Euler(), x_T, steps=4).x, ref)
+    for power, want in ((1, e.mean()), (2, e.pow(2).mean().sqrt()), (math.inf, e.max())):
+        got = choose_solver(flow, x_T, 4, candidates=[fr.Euler()], power=power).errors[0][3]
+        assert got == pytest.approx(float(want), rel=1e-9), power
 
 
 def test_ties_go_to_the_earlier_candidate_and_the_order_does_not_pick():
@@ -115,6 +126,9 @@ def test_wrong_requests_are_refused_before_any_evaluation():
         (dict(nfe=4, candidates=[fr.EulerMaruyama()]), ConfigError, "deterministic"),
         (dict(nfe=4, candidates=[fr.Dopri5(rtol=1e-3)]), ConfigError, "deterministic"),
         (dict(nfe=4, teacher=fr.EulerMaruyama()), ConfigError, "teacher"),
+        (dict(nfe=4, power=0.5), ConfigError, "power"),
+        (dict(nfe=4, power=True), ConfigError, "power"),
+        (dict(nfe=4, power=math.nan), ConfigError, "power"),
     ]
     for kw, err, match in bad:
         nfe = kw.pop("nfe")
