@@ -52,7 +52,7 @@ from flowrestore.flows.base import Flow
 from flowrestore.grids import Spacing, StartRefined, Uniform, Unrefined, make_grid
 from flowrestore.integrate.endpoint import as_declared, generic_spacing
 from flowrestore.integrate.fit_table import relative_error
-from flowrestore.integrate.fitting import _check, _check_teacher, default_teacher, teacher_grid
+from flowrestore.integrate.fitting import _check, resolve_teacher, teacher_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
@@ -113,10 +113,7 @@ def choose_spacing(
     counts = budget_steps(solver) if steps is None else _check_counts(steps)
     t0, t1 = _check(flow, solver, x_warmup, max(counts), teacher_steps, t_span, 0)
     candidates = _check_candidates(candidates)
-    if teacher is not None:
-        _check_teacher(teacher)
-        teacher.check_flow(flow)
-    teacher = teacher or default_teacher(flow)
+    teacher = resolve_teacher(flow, teacher)
     with torch.no_grad():
         grid = teacher_grid(flow, teacher, teacher_steps, t0, t1)
         ref = solve(flow, teacher, x_warmup, grid=grid).x

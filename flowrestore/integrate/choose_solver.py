@@ -47,7 +47,7 @@ from flowrestore.errors import (
 )
 from flowrestore.flows.base import Flow
 from flowrestore.integrate.fit_table import relative_error
-from flowrestore.integrate.fitting import _check, _check_teacher, default_teacher, teacher_grid
+from flowrestore.integrate.fitting import _check, _check_teacher, resolve_teacher, teacher_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
@@ -139,10 +139,7 @@ def choose_solver(
         )
     # the pairing, the batch, the budget against the teacher and the span, before any work
     t0, t1 = _check(flow, usable[0], x_warmup, nfe, teacher_steps, t_span, 0)
-    if teacher is not None:
-        _check_teacher(teacher)
-        teacher.check_flow(flow)
-    teacher = teacher or default_teacher(flow)
+    teacher = resolve_teacher(flow, teacher)
     span = (t0, t1)
     with torch.no_grad():
         ref = solve(

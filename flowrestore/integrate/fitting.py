@@ -146,10 +146,7 @@ def fit_with_teacher(
     solver = solver.linear_form()
     if not isinstance(linearise, bool):
         raise ConfigError(f"linearise must be a bool, got {describe(linearise)}")
-    if teacher is not None:
-        _check_teacher(teacher)
-        teacher.check_flow(flow)
-    teacher = teacher or default_teacher(flow)
+    teacher = resolve_teacher(flow, teacher)
     grid_t = teacher_grid(flow, teacher, teacher_steps, t0, t1)
     sol, states, seen = _teacher_solve(flow, teacher, x_warmup, grid_t)
     default = make_grid(steps, t0, t1, default_spacing(flow, solver, t1))
@@ -214,6 +211,16 @@ def default_teacher(flow: Flow) -> Solver:
         teacher.check_flow(flow)
     except FlowRestoreError:
         teacher = RK4()
+    return teacher
+
+
+def resolve_teacher(flow: Flow, teacher: Solver | None) -> Solver:
+    """``teacher`` checked (deterministic, fixed-step, steps ``flow``) before any evaluation, or
+    :func:`default_teacher` when ``None``."""
+    if teacher is None:
+        return default_teacher(flow)
+    _check_teacher(teacher)
+    teacher.check_flow(flow)
     return teacher
 
 
