@@ -2681,6 +2681,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    while used < nfe - 1:  # up while",
         ["tests/fewnfe/test_choose_solver.py"],
     ),
+    "choose-solver-steps-down-by-two": (
+        "flowrestore/integrate/choose_solver.py",
+        "        steps -= 1\n",
+        "        steps -= 2\n",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
+    "choose-solver-failure-costs-two-per-step": (
+        "flowrestore/integrate/choose_solver.py",
+        "return steps * max(1, len(solver.stage_fractions)), math.inf",
+        "return steps * max(2, len(solver.stage_fractions)), math.inf",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
     "dirac-time-range-widened": (
         "flowrestore/flows/dirac.py",
         "    time_range = (0.0, 1.0)",

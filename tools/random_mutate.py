@@ -27,6 +27,11 @@ from mutate import ROOT, run_mutated  # noqa: E402  (one scratch-copy runner for
 CORE, FEW = "tests/core", "tests/fewnfe"
 #: module -> the test folders or files that own it
 MODULES = {
+    "flowrestore/integrate/choose_solver.py": ["tests/fewnfe/test_choose_solver.py"],
+    "flowrestore/integrate/fit_table.py": [FEW],
+    "flowrestore/solvers/runge_kutta.py": [CORE, FEW],
+    "flowrestore/integrate/loop.py": [CORE],
+    "flowrestore/integrate/solve.py": [CORE],
     "flowrestore/solvers/semilinear.py": [FEW, CORE, "tests/test_semilinear.py", "tests/diffusion"],
     "flowrestore/solvers/adams.py": [FEW, CORE, "tests/diffusion"],
     "flowrestore/solvers/reciprocal.py": [FEW, CORE, "tests/diffusion"],

@@ -140,3 +140,49 @@ def test_wrong_requests_are_refused_before_any_evaluation():
         choose_solver(flow, torch.randn(()), 4)
     assert not calls
     assert len(candidate_solvers()) == len({repr(c) for c in candidate_solvers()})
+
+
+class _PECE(fr.Solver):
+    """Euler predictor, evaluated again at the predicted end, trapezoid corrector: two
+    evaluations per step while its declared stages (one, at the start) suggest one."""
+
+    order = 2.0
+
+    def step(self, flow, t, x, h, state, ctx):
+        from flowrestore.flows.base import bcast
+        from flowrestore.solvers.base import StepResult
+
+        k1 = flow.drift(t, x)
+        k2 = flow.drift(t + h, x + bcast(h, x) * k1)
+        return StepResult(x + bcast(h, x) * (k1 + k2) / 2, state, 2)
+
+
+class _Exploding(fr.Euler):
+    """A candidate whose steps fail with the library's own error (as a user's model may)."""
+
+    def step(self, flow, t, x, h, state, ctx):
+        raise fr.errors.NonFiniteError("this candidate always fails")
+
+
+def test_a_candidate_spending_more_than_its_stages_suggest_steps_down_to_the_budget():
+    """The first count tried is ``nfe`` over the declared stages; a solver spending two
+    evaluations per step is stepped down one count at a time to the most that fit."""
+    flow = fr.ODEFlow(lambda t, x: -0.5 * x)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    kw = dict(t_span=(0.0, 1.0), teacher_steps=32, candidates=[_PECE()])
+    for nfe, steps in ((2, 1), (3, 1), (4, 2), (7, 3)):
+        choice = choose_solver(flow, x, nfe, **kw)
+        assert (choice.steps, choice.nfe) == (steps, 2 * steps), nfe
+
+
+def test_a_failing_candidate_is_scored_infinite_at_its_budget_and_never_chosen():
+    flow = fr.ODEFlow(lambda t, x: -0.5 * x)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    kw = dict(t_span=(0.0, 1.0), teacher_steps=32)
+    choice = choose_solver(flow, x, 4, candidates=[_Exploding(), fr.Euler()], **kw)
+    assert isinstance(choice.solver, fr.Euler) and not isinstance(choice.solver, _Exploding)
+    bad = choice.errors[0]
+    assert isinstance(bad[0], _Exploding) and bad[1:] == (4, 4, math.inf)
+    assert not choice.skipped
+    with pytest.raises(fr.errors.NonFiniteError, match="every candidate failed"):
+        choose_solver(flow, x, 4, candidates=[_Exploding()], **kw)
