@@ -25,6 +25,7 @@ def _dirac_flow(network, spec, **kwargs):
         spec.task.family(spec.params),
         Geometric(s["sigma_min"], s["sigma_max"]),
         value_range=IMAGE_RANGE,
+        noise_std=spec.input_noise,
         name=spec.name,
         **kwargs,
     )

@@ -41,7 +41,10 @@ def _indi_flow(network, spec, **kwargs):
     if "spacings" not in kwargs:
         own = isinstance(metadata, dict) and "spacings" in metadata
         kwargs["spacings"] = _declared_spacings(metadata) if own else task_spacings(spec.task.name)
-    return PredictorInDIFlow(network, value_range=IMAGE_RANGE, name=spec.name, **kwargs)
+    noise = spec.input_noise
+    return PredictorInDIFlow(
+        network, value_range=IMAGE_RANGE, noise_std=noise, name=spec.name, **kwargs
+    )
 
 
 def _fitted_grids(metadata):

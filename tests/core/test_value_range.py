@@ -57,3 +57,35 @@ def test_predictor_flows_default_to_images_in_0_1_and_refuse_before_evaluating()
         assert calls == []
     fr.solve(flows[0], fr.Euler(), _x(-0.5, 1.5), steps=2)
     assert calls
+
+
+def test_the_inputs_noise_widens_the_margin_by_six_stds():
+    lo, hi, sigma = 0.0, 1.0, 0.25
+    m = 0.5 + 6 * sigma  # 2.0: the boundary exact in float32 too
+    check_value_range(_x(lo - m, hi + m), (lo, hi), noise_std=sigma)
+    for bad in (_x(lo - m, hi + m + 1e-3), _x(lo - m - 1e-3, hi + m)):
+        with pytest.raises(ConfigError, match="nothing was evaluated"):
+            check_value_range(bad, (lo, hi), noise_std=sigma)
+    with pytest.raises(ConfigError):
+        check_value_range(_x(lo - m, hi + m), (lo, hi))  # without the noise: refused
+
+
+def test_a_denoisers_flow_takes_its_own_degraded_images():
+    """A denoiser trained at σ = 0.2 sees inputs far outside [0, 1]: the flow built for it from a
+    checkpoint's metadata (as ``flow_for`` builds it) accepts what its degradation makes; a Dirac
+    model's margin is its ``σ_max``'s."""
+    from flowrestore.methods.spec import ModelSpec
+
+    def network(x, t):
+        return x
+
+    spec = ModelSpec.of({"method": "indi", "task": "denoise", "task_params": {"sigma": 0.2}})
+    flow = spec.flow(network)
+    assert flow.noise_std == 0.2
+    x = torch.zeros(2, 3, 64, 64, dtype=torch.float64)  # black images: the worst case below 0
+    y = spec.observe(x, generator=torch.Generator().manual_seed(0))
+    assert float(y.min()) < -0.5  # outside the noiseless margin
+    fr.solve(flow, fr.Euler(), y, steps=1)
+    dirac = {"sigma_min": 0.01, "sigma_max": 0.3}
+    meta = {"method": "dirac", "task": "denoise", "task_params": {"sigma": 0.2}, "dirac": dirac}
+    assert ModelSpec.of(meta).flow(network).noise_std == 0.3
