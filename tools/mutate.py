@@ -2693,6 +2693,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return steps * max(2, len(solver.stage_fractions)), math.inf",
         ["tests/fewnfe/test_choose_solver.py"],
     ),
+    "choose-spacing-no-end-refined-candidates": (
+        "flowrestore/integrate/choose.py",
+        "    *(Power(rho=r) for r in (1.5, 2.0, 3.0)),\n",
+        "",
+        ["tests/fewnfe/test_choose_spacing.py"],
+    ),
+    "value-range-ignores-input-noise": (
+        "flowrestore/methods/flows.py",
+        "margin = 0.5 * (hi - lo) + 6.0 * float(noise_std)",
+        "margin = 0.5 * (hi - lo)",
+        ["tests/core/test_value_range.py"],
+    ),
     "dirac-time-range-widened": (
         "flowrestore/flows/dirac.py",
         "    time_range = (0.0, 1.0)",
