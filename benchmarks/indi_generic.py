@@ -32,6 +32,13 @@ held-out ones, all on the validation crops — and two more predictors trained f
 ``SemiLinearMultistep()`` declaring nothing lays its own ``StartRefined(rho=1.7)``
 (:meth:`~flowrestore.SemiLinearMultistep.default_spacing`), which round 2's rule re-chooses.
 
+**Round 3** (``--round 3``, the default since 2026-12-06): the candidates add ``Power(ρ)`` for
+ρ 1.5, 2, 3 — steps shrinking toward ``t = 0``, where a trained denoiser's field changes fastest
+and which no earlier candidate refined — with the end rules and laid exactly; the test split adds
+two denoisers trained for round 3 only (:data:`HELDOUT3`: σ = 0.05 with the trainer's default
+parametrisation, σ = 0.2 with ``F = x − t v``). The task records (:func:`write`) are chosen from
+round 3's candidates.
+
 ``--problem choose`` (with ``--load`` of a ``--split test --save`` run) runs
 :func:`flowrestore.integrate.choose_spacing` — the tool for a predictor that declares nothing — for
 each test model and solver on warm-up crops that are never scored
@@ -83,16 +90,34 @@ HELDOUT2 = {
         "--no-progress --out benchmarks/heldout-indi/indi-jpeg40.ckpt"
     ),
 }
+#: round 3's test predictors: two denoisers, trained for it only (2026-12-06 17:54, this machine,
+#: side by side; committed without the optimizer state and RNG)
+HELDOUT3 = {
+    "indi-denoise05": (
+        "python -m flowrestore.training.trainer --task denoise --task-param sigma=0.05 --method "
+        "indi --steps 3000 --seed 6 --threads 1 --no-progress "
+        "--out benchmarks/heldout-indi/indi-denoise05.ckpt"
+    ),
+    "indi-denoise20": (
+        "python -m flowrestore.training.trainer --task denoise --task-param sigma=0.2 --method "
+        "indi --steps 3000 --seed 7 --threads 1 --velocity --time-scale 10 --no-progress "
+        "--out benchmarks/heldout-indi/indi-denoise20.ckpt"
+    ),
+}
 #: the models of each split, per round (module docstring)
 ROUNDS = {
     1: {"val": VAL_MODELS, "test": tuple(HELDOUT)},
     2: {"val": VAL_MODELS + tuple(HELDOUT), "test": tuple(HELDOUT2)},
+    3: {"val": VAL_MODELS + tuple(HELDOUT), "test": tuple(HELDOUT2) + tuple(HELDOUT3)},
 }
+#: the round whose candidates the task records (:func:`write`) are chosen from
+RECORD_ROUND = 3
 
 
 def round_candidates(round_: int) -> dict[str, fr.Spacing | None]:
-    """The candidates of a round: :func:`benchmarks.indi_spacing.candidates`, and in round 2
-    also ``Uniform()`` and ``StartRefined(ρ)`` for ρ 1.25 and 1.5 (module docstring)."""
+    """The candidates of a round: :func:`benchmarks.indi_spacing.candidates`, and from round 2
+    also ``Uniform()`` and ``StartRefined(ρ)`` for ρ 1.25 and 1.5, from round 3 ``Power(ρ)`` for
+    ρ 1.5, 2, 3, with the end rules and laid exactly (module docstring)."""
     out = candidates()
     if round_ >= 2:
         out["Uniform()"] = fr.Uniform()
@@ -100,6 +125,10 @@ def round_candidates(round_: int) -> dict[str, fr.Spacing | None]:
             sr = fr.StartRefined(rho=rho, closing_pair=False)
             out[f"StartRefined(rho={rho:g})"] = sr
             out[f"Unrefined(StartRefined(rho={rho:g}))"] = fr.Unrefined(sr)
+    if round_ >= 3:
+        for rho in (1.5, 2.0, 3.0):
+            out[f"Power(rho={rho:g})"] = fr.Power(rho=rho)
+            out[f"Unrefined(Power(rho={rho:g}))"] = fr.Unrefined(fr.Power(rho=rho))
     return out
 
 
@@ -118,7 +147,7 @@ def task_of(name: str) -> str:
     return load(name).metadata["task"]
 
 
-def problems(split: str, round_: int = 2, only=None):
+def problems(split: str, round_: int = 3, only=None):
     """``(model name, problem)`` for the split and round (module docstring), or only the models
     named in ``only``; every flow declares nothing."""
     bare = {"grids": None, "spacings": None}
@@ -132,7 +161,7 @@ def problems(split: str, round_: int = 2, only=None):
 
 
 def run(
-    split: str, round_: int = 2, only=None, log=print
+    split: str, round_: int = 3, only=None, log=print
 ) -> dict[tuple[str, str, str], dict[int, float]]:
     """The worst crop's PSNR per (model, candidate, solver) and NFE (``only``: those models)."""
     res = {}
@@ -210,7 +239,7 @@ def write(res, path=None) -> dict:
 
     from flowrestore.methods.indi import TASK_SPACINGS_FILE
 
-    choice, spacings = per_task(res), round_candidates(2)
+    choice, spacings = per_task(res), round_candidates(RECORD_ROUND)
     tasks = {}
     for m in models(res):
         per, notes = {}, []
@@ -222,7 +251,7 @@ def write(res, path=None) -> dict:
             notes.append(f"{name}: {cname} {_mean(res[(m, cname, sname)]):.2f}")
         tasks[task_of(m)] = {"per_solver": per, "validation": m, "chosen": "; ".join(notes)}
     record = {
-        "command": "python -m benchmarks.indi_generic --split val --write",
+        "command": "python -m benchmarks.indi_generic --round 3 --split val --write",
         "rule": (
             "per task and solver, the candidate with the highest mean over 3-10 NFE of the worst "
             "validation crop's PSNR (dB) to the reference, on the task's validation predictor "
@@ -242,7 +271,7 @@ def declared(name: str) -> dict[str, str]:
     from flowrestore.pretrained import flow_for
 
     spacings = flow_for(load(name), grids=None).spacings
-    names = {sp: c for c, sp in round_candidates(2).items() if sp is not None}
+    names = {sp: c for c, sp in round_candidates(RECORD_ROUND).items() if sp is not None}
     return {
         sname: names.get(spacings[cls], repr(spacings[cls])) if cls in spacings else NONE
         for sname, cls in SOLVERS.items()
@@ -309,7 +338,7 @@ def _label(spacing) -> str:
     return ("uniform" if rho is None else f"ρ = {rho:g}") + (" as given" if exact else "")
 
 
-def choose_report(res, round_: int = 2, log=print) -> str:
+def choose_report(res, round_: int = 3, log=print) -> str:
     """Markdown for ``--problem choose``: :func:`~flowrestore.integrate.choose_spacing`'s choice
     per test model and solver, from warm-up crops never scored, scored on the test crops
     (declared for the solver) beside the loop's rule and the best candidate of ``res`` (the test
@@ -356,7 +385,7 @@ def main(argv=None) -> None:
     """Command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("val", "test"), default="val")
-    ap.add_argument("--round", type=int, choices=(1, 2), default=2)
+    ap.add_argument("--round", type=int, choices=(1, 2, 3), default=3)
     ap.add_argument("--models", help="only these models of the split (comma list)")
     ap.add_argument("--problem", choices=("rows", "choose"), default="rows")
     ap.add_argument("--save", help="write the rows to this JSON file")

@@ -220,6 +220,8 @@ def _spec(spacing) -> dict:
         return {"Unrefined": _spec(spacing.base)}
     if isinstance(spacing, fr.Uniform):
         return {"Uniform": {}}
+    if isinstance(spacing, fr.Power):
+        return {"Power": {"rho": spacing.rho}}
     return {"StartRefined": {"rho": spacing.rho, "closing_pair": spacing.closing_pair}}
 
 

@@ -2705,6 +2705,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "margin = 0.5 * (hi - lo)",
         ["tests/core/test_value_range.py"],
     ),
+    "indi-round3-no-power-candidates": (
+        "benchmarks/indi_generic.py",
+        '            out[f"Power(rho={rho:g})"] = fr.Power(rho=rho)\n',
+        "",
+        ["tests/fewnfe/test_indi_generic.py"],
+    ),
     "dirac-time-range-widened": (
         "flowrestore/flows/dirac.py",
         "    time_range = (0.0, 1.0)",

@@ -6,7 +6,9 @@ registry entry's (``"spacings"``), a checkpoint trained with ``python -m flowres
 its *task's* (:data:`TASK_SPACINGS_FILE`). Which end of ``[0, 1]`` a trained predictor's field
 changes fastest at is a property of the task: near the degraded end ``t = 1`` for a structured
 operator (blur, downsampling: ``StartRefined`` steps, ρ 1.5–4), toward ``t = 0`` for a
-near-identity one (noise: uniform steps; JPEG: ρ 1.25–1.7, uniform for the multistep solvers);
+near-identity one (noise: ``Power`` steps shrinking toward ``t = 0``, ρ 1.5–3, uniform for
+Midpoint; JPEG: ρ 1.25–1.7, ``Power(rho=1.5)`` for IPNDM, uniform for the other multistep
+solvers);
 one spacing for every task loses up to 15.2 dB (``python -m benchmarks.indi_generic``).
 """
 

@@ -40,13 +40,13 @@ def _crop():
 
 
 @pytest.mark.parametrize("solver", [fr.Euler, fr.IPNDM, fr.DataIPNDM])
-def test_a_denoising_checkpoint_keeps_uniform_steps_which_suit_it(solver):
+def test_a_denoising_checkpoint_declares_end_refined_steps_which_suit_it(solver):
     """The held-out denoising predictor (``benchmarks/heldout-indi/indi-denoise.ckpt``), loaded as
     ``flowrestore restore --checkpoint`` loads a user's checkpoint, declares its task's record,
-    which for these solvers is nothing (the loop's uniform steps); on a crop that neither trained
-    nor chose anything they land closer to a 200-evaluation reference at 6 evaluations than the
-    ``StartRefined(rho=3)`` the shipped deblurring predictor declares — and the shipped
-    predictor, stripped of its declaration, the other way round."""
+    which for these solvers refines the steps toward ``t = 0`` (``Power``, round 3); on a crop
+    that neither trained nor chose anything they land closer to a 200-evaluation reference at 6
+    evaluations than the ``StartRefined(rho=3)`` the shipped deblurring predictor declares — and
+    the shipped predictor, stripped of its declaration, the other way round."""
     from flowrestore.pretrained import degrade_for, flow_for, pretrained
     from flowrestore.restore import load_model
 
@@ -57,7 +57,10 @@ def test_a_denoising_checkpoint_keeps_uniform_steps_which_suit_it(solver):
         ("deblur", pretrained("indi-deblur")),
     ):
         flow = flow_for(model, grids=None, spacings=None) if name == "deblur" else flow_for(model)
-        assert solver not in flow.spacings
+        if name == "denoise":
+            assert isinstance(flow.spacings[solver], fr.Power)
+        else:
+            assert solver not in flow.spacings
         y = degrade_for(model, _crop(), generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             ref = fr.solve(flow, fr.RK4(), y, steps=50, spacing=fr.Power(2.0)).x.clamp(0, 1)
@@ -83,6 +86,8 @@ def test_a_checkpoint_declares_its_tasks_spacings_and_nothing_else_does():
         ("indi-denoise", "denoise"),
         ("indi-sr2", "sr4"),
         ("indi-jpeg40", "jpeg"),
+        ("indi-denoise05", "denoise"),
+        ("indi-denoise20", "denoise"),
     ):
         model = load_model(checkpoint=HELDOUT / f"{name}.ckpt")
         assert model.metadata["task"] == task
@@ -106,13 +111,15 @@ def _test_crop():
 @pytest.mark.parametrize(
     ("name", "solver"),
     [("indi-sr2", fr.Euler), ("indi-sr2", fr.IPNDM), ("indi-sr2", fr.DataIPNDM)]
-    + [("indi-jpeg40", fr.SemiLinearMultistep)],
+    + [("indi-jpeg40", fr.SemiLinearMultistep)]
+    + [("indi-denoise20", fr.IPNDM), ("indi-denoise20", fr.SemiLinearMultistep)],
 )
 def test_the_tasks_spacing_suits_a_checkpoint_that_chose_nothing(name, solver):
-    """Round 2's test predictors (trained for the check only; task ``sr4`` with factor 2, task
-    ``jpeg`` at quality 40 with noise): on a crop that chose nothing, the spacing their task
-    declares lands nearer a 200-evaluation reference at 6 evaluations than what the flow lays
-    without it (uniform; ``SemiLinearMultistep``'s own ``StartRefined(rho=1.7)``)."""
+    """Round 2's and 3's test predictors (trained for the check only; task ``sr4`` with factor 2,
+    task ``jpeg`` at quality 40 with noise, task ``denoise`` at σ = 0.2): on a crop that chose
+    nothing, the spacing their task declares lands nearer a 200-evaluation reference at 6
+    evaluations than what the flow lays without it (uniform; ``SemiLinearMultistep``'s own
+    ``StartRefined(rho=1.7)``)."""
     from flowrestore.pretrained import degrade_for, flow_for
     from flowrestore.restore import load_model
 
@@ -184,3 +191,23 @@ def test_the_choose_benchmark_scores_the_tools_answer_declared(monkeypatch):
         assert declaring.declared_spacing(make()) == choice, make
         assert flow.declared_spacing(make()) != choice  # the user's flow itself is untouched
     assert text.count("| 40.50 | 30.50 |") == len(G.SOLVERS)
+
+
+def test_round_three_adds_end_refined_candidates_that_the_records_read_back():
+    """Round 3's candidates are round 2's and ``Power(ρ)`` for ρ 1.5, 2, 3, with the end rules
+    and laid exactly; every candidate written as a task record (``_spec``) reads back as itself
+    (``flowrestore.methods.indi._spacing``), ``Power`` included."""
+    from benchmarks import indi_generic as G
+    from benchmarks.indi_spacing import _spec
+    from flowrestore.methods.indi import _spacing
+
+    two, three = G.round_candidates(2), G.round_candidates(3)
+    extra = {k: v for k, v in three.items() if k not in two}
+    want = {}
+    for rho in (1.5, 2.0, 3.0):
+        want[f"Power(rho={rho:g})"] = fr.Power(rho=rho)
+        want[f"Unrefined(Power(rho={rho:g}))"] = fr.Unrefined(fr.Power(rho=rho))
+    assert extra == want and all(two[k] == three[k] for k in two)
+    for spacing in three.values():
+        if spacing is not None:
+            assert _spacing(_spec(spacing)) == spacing, spacing
