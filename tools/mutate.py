@@ -1441,14 +1441,14 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "value-range-default-off": (
         "flowrestore/methods/flows.py",
-        "def __init__(self, predictor, *, value_range=(0.0, 1.0), name",
-        "def __init__(self, predictor, *, value_range=(0.0, 1.001), name",
+        "self, predictor, *, value_range=(0.0, 1.0), noise_std",
+        "self, predictor, *, value_range=(0.0, 1.001), noise_std",
         ["tests/core/test_value_range.py"],
     ),
     "value-range-dirac-default-off": (
         "flowrestore/methods/flows.py",
-        "def __init__(self, phi, A, sigma, *, value_range=(0.0, 1.0), name",
-        "def __init__(self, phi, A, sigma, *, value_range=(0.0, 1.001), name",
+        "self, phi, A, sigma, *, value_range=(0.0, 1.0), noise_std",
+        "self, phi, A, sigma, *, value_range=(0.0, 1.001), noise_std",
         ["tests/core/test_value_range.py"],
     ),
     "reciprocal-error-doubled": (
