@@ -9,7 +9,7 @@ fastest near the clean end ``t = 0`` and wants ``Power`` steps, shrinking toward
 denoisers trained for the check only (σ = 0.05 and 0.2) the end-refined candidates, added
 2026-12-06, raised the choice's mean over 3–10 evaluations by 0.8–15.3 dB for all seven
 solvers (``IPNDM()`` 43.1 → 58.4 dB), changed nothing on a 2× super-resolution predictor and
-cost −1.3 to +0.1 dB on a JPEG one (``python -m benchmarks.indi_generic --round 3``). So
+cost −1.3 to +0.1 dB on a JPEG one (``python -m benchmarks.indi_round3 --problem choose``). So
 :func:`choose_spacing` measures it:
 
 1. **Teacher.** One fine solve of the warm-up batch (as :func:`fit_grid`'s: ``teacher_steps`` of
