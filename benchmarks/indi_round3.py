@@ -34,12 +34,6 @@ from benchmarks.indi_spacing import _mean
 POWERS = {k: v for k, v in G.round_candidates(3).items() if k not in G.round_candidates(2)}
 
 
-def _problem(name: str, split: str):
-    model = None if name in G.VAL_MODELS else G.load(name)
-    bare = {"grids": None, "spacings": None}
-    return P.indi_photos(name, split, model=model, flow_options=bare)
-
-
 def choose(names, split: str, log=print) -> None:
     """``--problem choose`` (module docstring)."""
     from flowrestore.integrate import choose_spacing
@@ -47,8 +41,7 @@ def choose(names, split: str, log=print) -> None:
     from flowrestore.pretrained import degrade_for
 
     old = tuple(c for c in CANDIDATE_SPACINGS if not isinstance(c, fr.Power))
-    for name in names:
-        problem = _problem(name, split)
+    for name, problem in G.problems(split, 3, names):
         (inst,) = problem.instances
         _, clean = P.crop_images(P.WARM_CROPS, 64)
         warm = degrade_for(inst.flow.network, clean, generator=torch.Generator().manual_seed(7))
@@ -73,8 +66,7 @@ def records(names, split: str, log=print) -> None:
     """``--problem records`` (module docstring)."""
     from flowrestore.methods.indi import task_spacings
 
-    for name in names:
-        problem = _problem(name, split)
+    for name, problem in G.problems(split, 3, names):
         (inst,) = problem.instances
         rec = task_spacings(G.task_of(name)) or {}
         log(f"{name} ({split}, task {G.task_of(name)}): {problem.note}")
@@ -88,8 +80,7 @@ def records(names, split: str, log=print) -> None:
 def rescore(names, solver: str, split: str, log=print) -> None:
     """``--problem rescore``: one solver on every round-2 candidate (module docstring)."""
     make = G.SOLVERS[solver]
-    for name in names:
-        problem = _problem(name, split)
+    for name, problem in G.problems(split, 3, names):
         (inst,) = problem.instances
         scores = {}
         for cname, sp in G.round_candidates(2).items():
