@@ -236,3 +236,30 @@ def test_degrade_for_makes_the_inputs_the_flow_starts_from(models, crops):
     noise = spec.params["noise"] * torch.randn(x.shape, generator=torch.Generator().manual_seed(3),
                                                 dtype=x.dtype)  # fmt: skip
     torch.testing.assert_close(got, clean + noise, rtol=1e-12, atol=1e-12)
+
+
+def test_evaluate_scores_each_run_on_its_clamped_restoration():
+    """``evaluate`` (the registry's and the demo's numbers): the first row is the degraded input,
+    each run's row is the solve's output clamped to [0, 1], scored against the clean images."""
+    from flowrestore.pretrained.scores import evaluate
+
+    model = pretrained("indi-deblur")
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    clean[:, :, :12, :12] = 0.0  # black and white corners: the restorations overshoot [0, 1]
+    clean[:, :, -12:, -12:] = 1.0
+    rows = evaluate(
+        model, clean, [("euler", 2, "last"), ("phi", 1, "last")], seed=3, keep_images=True
+    )
+    assert [r["solver"] for r in rows] == ["input", "euler", "phi"]
+    assert [r["nfe"] for r in rows] == [0, 2, 1]
+    y = degrade_for(model, clean, generator=torch.Generator().manual_seed(3))
+    flow = flow_for(model)
+    out = solve(flow, make_solver("euler", "indi"), y, steps=2).x
+    with torch.no_grad():
+        phi = flow.denoise(torch.ones(2), y)
+    for row, x in zip(rows, (y, out, phi), strict=True):
+        assert float(x.min()) < 0.0 or float(x.max()) > 1.0  # the clamp matters here
+        torch.testing.assert_close(row["images"], x.clamp(0.0, 1.0))
+        want = psnr(x.clamp(0.0, 1.0), clean)
+        assert row["psnr"] == pytest.approx(float(want.mean()), abs=1e-4)
+        assert row["psnr_per_image"] == pytest.approx([float(v) for v in want], abs=2e-3)

@@ -101,6 +101,20 @@ MODULES = {
     "flowrestore/training/data.py": ["tests/training"],
     "flowrestore/methods/dirac.py": ["tests/dirac", CORE],
     "flowrestore/methods/indi.py": [FEW, "tests/test_pretrained.py"],
+    "flowrestore/controllers/base.py": [CORE],
+    "flowrestore/flows/base.py": [CORE, FEW],
+    "flowrestore/oracles/_common.py": ["tests/oracles", CORE],
+    "flowrestore/solvers/base.py": [CORE],
+    "flowrestore/degradations/base.py": ["tests/degradations", "tests/dirac"],
+    "flowrestore/tasks/__init__.py": [
+        "tests/training",
+        "tests/test_restore.py",
+        "tests/test_cli.py",
+    ],
+    "flowrestore/tasks/blend.py": ["tests/training", "tests/test_restore.py", "tests/dirac"],
+    "flowrestore/tiling/__init__.py": ["tests/test_tiling.py", "tests/test_restore.py"],
+    "flowrestore/restore/planning.py": ["tests/test_restore.py", "tests/test_cli.py"],
+    "flowrestore/pretrained/scores.py": ["tests/test_pretrained.py", "tests/test_demo.py"],
 }
 ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}
