@@ -2723,6 +2723,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        return _softmax_from_sqdist(self.weights.to(y).log(), sqdist, 2 * v.flip(0))",
         ["tests/oracles/test_oracles.py"],
     ),
+    "tiles-grouped-by-position": (
+        "flowrestore/tiling/__init__.py",
+        "by_shape.setdefault((b - t, r - c), [])",
+        "by_shape.setdefault((b - t, r + c), [])",
+        ["tests/test_tiling.py"],
+    ),
+    "evaluate-clamps-above-zero": (
+        "flowrestore/pretrained/scores.py",
+        "out = out.clamp(0.0, 1.0)",
+        "out = out.clamp(1e-3, 1.0)",
+        ["tests/test_pretrained.py"],
+    ),
 }
 
 
