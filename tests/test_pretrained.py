@@ -247,17 +247,18 @@ def test_evaluate_scores_each_run_on_its_clamped_restoration():
     clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     clean[:, :, :12, :12] = 0.0  # black and white corners: the restorations overshoot [0, 1]
     clean[:, :, -12:, -12:] = 1.0
-    rows = evaluate(
-        model, clean, [("euler", 2, "last"), ("phi", 1, "last")], seed=3, keep_images=True
-    )
-    assert [r["solver"] for r in rows] == ["input", "euler", "phi"]
-    assert [r["nfe"] for r in rows] == [0, 2, 1]
+    runs = [("euler", 2, "last"), ("phi", 1, "last"), ("euler", 4, "last", 0.5)]  # t_end 0.5
+    rows = evaluate(model, clean, runs, seed=3, keep_images=True)
+    assert [r["solver"] for r in rows] == ["input", "euler", "phi", "euler"]
+    assert [r["t_end"] for r in rows] == [None, None, None, 0.5]
     y = degrade_for(model, clean, generator=torch.Generator().manual_seed(3))
     flow = flow_for(model)
     out = solve(flow, make_solver("euler", "indi"), y, steps=2).x
     with torch.no_grad():
         phi = flow.denoise(torch.ones(2), y)
-    for row, x in zip(rows, (y, out, phi), strict=True):
+    early = solve(flow, make_solver("euler", "indi"), y, steps=4, t_end=0.5)
+    assert [r["nfe"] for r in rows] == [0, 2, 1, int(early.stats.nfe.max())]
+    for row, x in zip(rows, (y, out, phi, early.x), strict=True):
         assert float(x.min()) < 0.0 or float(x.max()) > 1.0  # the clamp matters here
         torch.testing.assert_close(row["images"], x.clamp(0.0, 1.0))
         want = psnr(x.clamp(0.0, 1.0), clean)
