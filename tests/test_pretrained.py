@@ -251,6 +251,7 @@ def test_evaluate_scores_each_run_on_its_clamped_restoration():
     rows = evaluate(model, clean, runs, seed=3, keep_images=True)
     assert [r["solver"] for r in rows] == ["input", "euler", "phi", "euler"]
     assert [r["t_end"] for r in rows] == [None, None, None, 0.5]
+    assert [r["steps"] for r in rows] == [0, 2, 1, 4]
     y = degrade_for(model, clean, generator=torch.Generator().manual_seed(3))
     flow = flow_for(model)
     out = solve(flow, make_solver("euler", "indi"), y, steps=2).x

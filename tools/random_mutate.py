@@ -105,7 +105,11 @@ MODULES = {
     "flowrestore/flows/base.py": [CORE, FEW],
     "flowrestore/oracles/_common.py": ["tests/oracles", CORE],
     "flowrestore/solvers/base.py": [CORE],
-    "flowrestore/degradations/base.py": ["tests/degradations", "tests/dirac"],
+    "flowrestore/degradations/base.py": [
+        "tests/degradations",
+        "tests/dirac",
+        "tests/core/test_device_resident.py",
+    ],
     "flowrestore/tasks/__init__.py": [
         "tests/training",
         "tests/test_restore.py",

@@ -500,3 +500,13 @@ def test_generative_errors():
         o.exact_map(torch.zeros(3))
     with pytest.raises(ConfigError, match="n"):
         o.sample_latent(0)
+
+
+def test_a_scalar_tensor_noise_std_is_its_number_and_a_vector_is_refused():
+    """``noise_std`` (a number) may come as a one-element tensor, e.g. read off a model; two
+    elements are not a noise level."""
+    a = GaussianOracle(std=0.5, noise_std=torch.tensor(0.25), event_shape=(3,))
+    assert a.noise_std == 0.25 and isinstance(a.noise_std, float)
+    assert DiracMixture(centers=torch.zeros(2, 3), noise_std=torch.tensor([0.25])).noise_std == 0.25
+    with pytest.raises(ConfigError, match="noise_std must be a scalar"):
+        GaussianOracle(std=0.5, noise_std=torch.tensor([0.25, 0.5]), event_shape=(3,))
