@@ -119,6 +119,10 @@ MODULES = {
     "flowrestore/tiling/__init__.py": ["tests/test_tiling.py", "tests/test_restore.py"],
     "flowrestore/restore/planning.py": ["tests/test_restore.py", "tests/test_cli.py"],
     "flowrestore/pretrained/scores.py": ["tests/test_pretrained.py", "tests/test_demo.py"],
+    "flowrestore/diagnostics.py": ["tests/test_diagnostics.py"],
+    "flowrestore/restore/run.py": ["tests/test_restore.py", "tests/test_cli.py"],
+    "flowrestore/training/trainer.py": ["tests/training"],
+    "flowrestore/training/unet.py": ["tests/training", "tests/test_pretrained.py"],
 }
 ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}
