@@ -68,6 +68,11 @@ def test_check_endpoint_errors(oracle):
         fr.check_endpoint(fr.ODEFlow(lambda t, x: -x), y)
     with pytest.raises(fr.ConfigError, match="decreasing"):
         fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, times=(1e-1, 1e-2, 1e-2, 1e-3))
+    with pytest.raises(fr.ConfigError, match="at least 4"):
+        fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, times=(1e-1, 1e-2, 1e-3))
+    # four times are enough (the documented minimum)
+    rep = fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, times=(1e-1, 1e-2, 1e-3, 1e-4))
+    assert rep.has_limit
 
 
 def test_the_measurement_follows_the_exact_flow_on_the_documented_grid(oracle):
