@@ -73,6 +73,9 @@ def test_check_endpoint_errors(oracle):
     # four times are enough (the documented minimum)
     rep = fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, times=(1e-1, 1e-2, 1e-3, 1e-4))
     assert rep.has_limit
+    fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, steps_per_decade=2)  # the minimum
+    with pytest.raises(fr.ConfigError, match="steps_per_decade"):
+        fr.check_endpoint(fr.InDIFlow(orc.posterior_mean), y, steps_per_decade=1)
 
 
 def test_the_measurement_follows_the_exact_flow_on_the_documented_grid(oracle):

@@ -91,6 +91,7 @@ def test_folder_with_a_corrupt_file_restores_the_others(folder, tmp_path, capsys
     both = text.err + text.out
     assert both.count("FAILED") == 1 and both.count("corrupt.png:") == 1  # reported once
     assert "restored 4, skipped 0 (output exists), failed 1" in text.out
+    assert "[rank" not in both and "restore[" not in both  # one process: no rank tags
     assert "Traceback" not in both
     with Image.open(out / "c_jpg.png") as im:
         assert im.size == (16, 12) and im.mode == "RGB"

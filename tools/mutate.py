@@ -2735,6 +2735,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "out = out.clamp(1e-3, 1.0)",
         ["tests/test_pretrained.py"],
     ),
+    "guided-restrict-selects-a-shared-measurement": (
+        "flowrestore/flows/guided.py",
+        "        if self.measurement.shape[0] != 1:\n",
+        "        if self.measurement.shape[0] != 0:\n",
+        ["tests/guided/test_ddrm.py"],
+    ),
+    "unet-embedding-never-pads-odd-widths": (
+        "flowrestore/training/unet.py",
+        "    if dim % 2:\n",
+        "    if dim % 1:\n",
+        ["tests/training/test_unet.py"],
+    ),
+    "restore-tags-a-single-process-with-its-rank": (
+        "flowrestore/restore/run.py",
+        'tag = f"[rank {rank}/{world}] " if world > 1 else ""',
+        'tag = f"[rank {rank}/{world}] " if world > 0 else ""',
+        ["tests/test_restore.py"],
+    ),
 }
 
 

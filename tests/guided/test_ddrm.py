@@ -215,3 +215,18 @@ def test_operator_without_svd_is_refused_before_any_evaluation():
     for bad in ({"eta": 1.5}, {"eta_b": -0.1}, {"eta": True}):
         with pytest.raises(fr.ConfigError):
             fr.DDRMStep(**bad)
+
+
+def test_restrict_keeps_a_shared_measurement_and_selects_per_sample_ones():
+    """``GuidedFlow.restrict`` (the loop's view of the samples still running): one measurement
+    for the whole batch is kept as is; one per sample follows the rows."""
+    op = operators()["inpainting"]
+    mean, std = prior("inpainting")
+    oracle = posterior("inpainting", op, mean=mean, std=std, noise_std=SIGMA_Y)
+    _, y = oracle.sample(3, generator=torch.Generator().manual_seed(5))
+    model = model_flows(mean, std)["diffusion"]
+    rows = torch.tensor([2, 0])
+    shared = fr.GuidedFlow(model, op, y[:1], noise_std=SIGMA_Y).restrict(rows)
+    assert torch.equal(shared.measurement, y[:1])
+    each = fr.GuidedFlow(model, op, y, noise_std=SIGMA_Y).restrict(rows)
+    assert torch.equal(each.measurement, y[rows])

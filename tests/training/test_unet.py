@@ -62,3 +62,31 @@ def test_residual_init_is_identity_and_config_rebuilds():
         UNet(channel_mults=())
     with pytest.raises(ConfigError, match="residual"):
         UNet(in_channels=3, out_channels=1)
+
+
+def test_timestep_embedding_is_the_sinusoid_padded_to_odd_widths():
+    """``[cos(s t f_k), sin(s t f_k)]`` with ``f_k = P^(−k/half)``; an odd width gets one zero."""
+    import math
+
+    from flowrestore.training.unet import timestep_embedding
+
+    t = torch.tensor([0.1, 0.7])
+    for dim in (6, 7):
+        e = timestep_embedding(t, dim, scale=10.0, max_period=100.0)
+        assert e.shape == (2, dim)
+        f = torch.tensor([100.0 ** (-k / 3) for k in range(3)])
+        a = 10.0 * t[:, None] * f[None, :]
+        torch.testing.assert_close(e[:, :6], torch.cat([a.cos(), a.sin()], dim=1))
+        if dim % 2:
+            assert torch.equal(e[:, 6], torch.zeros(2))
+    assert math.isclose(float(timestep_embedding(torch.tensor([0.0]), 4)[0, 0]), 1.0)
+
+
+def test_time_scale_may_be_any_positive_number():
+    """``time_scale`` (the embedding's ``s``) is any positive finite number: 1 keeps ``t``."""
+    m = UNet(base_channels=8, channel_mults=(1, 2), time_scale=1.0)
+    assert m(torch.rand(1, 3, 8, 8), torch.rand(1)).shape == (1, 3, 8, 8)
+    UNet(base_channels=8, channel_mults=(1, 2), time_scale=0.5)
+    for bad in (0.0, -1.0, float("inf"), True):
+        with pytest.raises(ConfigError, match="time_scale"):
+            UNet(base_channels=8, channel_mults=(1, 2), time_scale=bad)
