@@ -14,6 +14,8 @@ local-error coefficient ``λ³/6 + λ''/24 + λλ'/4`` vanishes identically. Its
 the ODEFlows, where it is not special.
 """
 
+import warnings
+
 import pytest
 
 import flowrestore as fr
@@ -157,3 +159,43 @@ def test_order_fit_can_fail(problem):
     ]
     slope, _ = fit_order([1 / n for n in levels], errs, roundoff_floor(exact))
     assert abs(slope - FakeRK4.order) > TOL
+
+
+#: torchdiffeq's fixed-grid methods through fr.Torchdiffeq: the order each is declared with is
+#: what it converges at (the implicit Adams correctors converge faster: at least it)
+TORCHDIFFEQ_EXPLICIT = ("euler", "midpoint", "rk4", "heun2", "heun3", "explicit_adams")
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        *[(m, None) for m in TORCHDIFFEQ_EXPLICIT],
+        ("explicit_adams", {"max_order": 4}),  # Adams–Bashforth 4 after its start: order 3
+        ("explicit_adams", {"max_order": 3}),  # below 4 torchdiffeq runs RK4
+        ("implicit_adams", None),
+        ("fixed_adams", None),
+    ],
+)
+@pytest.mark.parametrize("system", ["linear", "cos"])
+def test_torchdiffeq_fixed_grid_methods_converge_at_their_declared_order(method, options, system):
+    flow, x0, exact = linear_system() if system == "linear" else cos_decay()
+    T, levels = ODE_LEVELS[system]["default"]
+    ref = exact(T)
+    declared = fr.Torchdiffeq(method, options=options).order
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # torchdiffeq's notes (rk4 fallback, iteration)
+        errs = [
+            max_err(
+                fr.solve(
+                    flow, fr.Torchdiffeq(method, options=options), x0, steps=n, t_span=(0.0, T)
+                ).x,
+                ref,
+            )
+            for n in levels
+        ]
+    slope, _ = fit_order([T / n for n in levels], errs, roundoff_floor(ref))
+    assert slope >= declared - TOL, f"{method}: fitted order {slope:.3f} < declared {declared}"
+    if method in TORCHDIFFEQ_EXPLICIT:
+        assert abs(slope - declared) <= TOL, f"{method}: fitted order {slope:.3f}"

@@ -1,5 +1,7 @@
 """Linear operators: exact adjoints, Gaussian blur properties, kernel cache, gradients, errors."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -267,3 +269,21 @@ def test_hole_masks_are_centred_and_a_box_removes_its_area():
         removed = (1 - box_hole_mask(size, h, w)).sum(dim=(1, 2, 3))
         torch.testing.assert_close(removed, size**2, rtol=1e-12, atol=0)
     assert float(gaussian_hole_mask(size, 7, 9)[:, 0, 3, 4].abs().max()) == 0.0
+
+
+def test_a_blind_blur_fixes_its_kernel_from_the_widths_upper_bound_when_finite():
+    """``BlindOperator(GaussianBlur, width=Param(...))``: the kernel size is ``2⌈3·hi⌉ + 1`` of
+    the width's upper bound ``hi`` (it must not change while the width is estimated); with no
+    finite upper bound it is left to the operator."""
+    from flowrestore.degradations import BlindOperator, GaussianBlur, Param
+
+    assert BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 2.2))).fixed == {
+        "kernel_size": 15
+    }
+    assert (
+        "kernel_size"
+        not in BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.5, math.inf))).fixed
+    )
+    assert BlindOperator(
+        GaussianBlur, width=Param(1.0, bounds=(0.1, 2.2)), kernel_size=5
+    ).fixed == {"kernel_size": 5}

@@ -140,3 +140,12 @@ def test_split_follows_the_dissimilarity_not_the_candidate_index():
     assert info["max_dissimilarity"] == pytest.approx(
         [math.log(16), math.log(4), math.log(4), math.log(2)], rel=1e-9
     )
+
+
+def test_a_batch_of_vectors_is_a_batch_of_images():
+    """``images`` is any non-empty batch ``[B, ...]``: a batch of vectors ``[B, D]`` schedules as
+    its images ``[B, 1, 1, D]`` do (the distances are per-sample means)."""
+    flat = X.reshape(4, -1)
+    _, a = schedule_degradation(flat, scale, params_range=(0.0, 1.0), budget=4, return_details=True)
+    _, b = schedule_degradation(X, scale, params_range=(0.0, 1.0), budget=4, return_details=True)
+    assert a["params"] == pytest.approx(b["params"], abs=1e-12)

@@ -367,3 +367,22 @@ def test_the_fit_is_the_linear_forms():
         fr.solve(flow, s, warm, grid=guarded).x for s in (fr.IPNDM(), fr.IPNDM(landing_guard=False))
     ]
     assert not torch.equal(*x)
+
+
+def test_the_default_grid_is_snapped_to_the_teachers_points_or_dropped_on_a_collision():
+    """The local search's start from the default grid: each point moved to the nearest teacher
+    point, the ends pinned to the teacher's; two points on one teacher point: no start."""
+    from flowrestore.integrate.fitting import _snap
+
+    teacher = torch.linspace(1.0, 0.0, 11, dtype=F64)
+    assert _snap(torch.tensor([0.98, 0.62, 0.27, 0.01], dtype=F64), teacher) == [0, 4, 7, 10]
+    assert _snap(torch.tensor([1.0, 0.52, 0.49, 0.0], dtype=F64), teacher) is None
+
+
+def test_fit_grids_takes_distinct_step_counts_from_one():
+    from flowrestore.integrate.fit_table import _counts
+
+    assert _counts([1, 3, 2]) == (1, 3, 2)
+    for bad in ([0, 2], [2, 2], [], [True], 3):
+        with pytest.raises(ConfigError, match="distinct ints >= 1"):
+            _counts(bad)

@@ -247,3 +247,10 @@ def test_no_host_sync_in_a_denoiser_step_or_landing(stages):
                 landed = land(flow, solver, t + h, step.x, step.state, ctx)
             assert sc.count == 0, (type(solver).__name__, t.dim(), dict(sc.ops))
             assert torch.isfinite(landed.x).all()
+
+
+def test_t_of_sigma_is_the_noise_level_over_sigma_max():
+    flow = fr.DenoiserFlow(lambda x, s: x, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN)
+    assert flow.t_of_sigma(SIGMA_MAX) == 1.0
+    assert flow.t_of_sigma(20.0) == pytest.approx(0.25, rel=1e-15)
+    assert flow.t_of_sigma(0.0) == 0.0
