@@ -2284,8 +2284,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "ipndm-guard-off": (
         "flowrestore/solvers/adams.py",
-        "            landing = guarded_combination(landing) if guard else _combination(landing)",
-        "            landing = _combination(landing)",
+        "                landing = guarded_combination(landing, unsettled_start=unsettled)",
+        "                landing = _combination(landing)",
         ["tests/fewnfe/test_adams.py"],
     ),
     "error-run-forward-progress": (
@@ -2752,6 +2752,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'tag = f"[rank {rank}/{world}] " if world > 1 else ""',
         'tag = f"[rank {rank}/{world}] " if world > 0 else ""',
         ["tests/test_restore.py"],
+    ),
+    "ipndm-unsettled-landing-off": (
+        "flowrestore/solvers/adams.py",
+        "                unsettled = ctx.step_index == 2 and len(landing) == 3  # after two steps",
+        "                unsettled = False",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-unsettled-ratio": (
+        "flowrestore/solvers/adams.py",
+        "UNSETTLED_RATIO = 0.9\n",
+        "UNSETTLED_RATIO = 0.9009\n",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "ipndm-unsettled-after-three-steps": (
+        "flowrestore/solvers/adams.py",
+        "                unsettled = ctx.step_index == 2 and len(landing) == 3  # after two steps",
+        "                unsettled = ctx.step_index == 3 and len(landing) == 3  # after two steps",
+        ["tests/fewnfe/test_adams.py"],
+    ),
+    "landing-step-index-stale": (
+        "flowrestore/integrate/stepping.py",
+        "    ctx.step_index = k  # a landing step onto a singular end follows the k steps taken\n",
+        "",
+        ["tests/core/test_steps_left.py"],
     ),
 }
 

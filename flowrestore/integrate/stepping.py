@@ -134,6 +134,7 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
             value, _ = ctl.progress()
             bar.update(value - shown)
             shown = value
+    ctx.step_index = k  # a landing step onto a singular end follows the k steps taken
     return x, state, accepted if callback is not None else k
 
 

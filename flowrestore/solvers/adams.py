@@ -94,9 +94,21 @@ benchmarks.multimodal``'s validation priors, median sample) with well-separated 
 0.045) and at most 3 % less accurate on the smoother ones; the exact Gaussian models and the
 v-model DDPM unchanged to the printed digits. On flow matching (shift 3, the same mixtures) it
 lost 1.37× on the smoother one at 4 evaluations and 2–7 % on the stiff one at 6–7, so it is off
-there. What it does not fix: at 3
-evaluations the ε-model's landing is still 2.6× behind Euler (1.70 vs 0.644) and the stiff
-mixtures' at 3–5 evaluations (up to 2.2×): there the extrapolated terms shrink and are wrong.
+there. What it did not fix: at 3 evaluations the ε-model's landing was still 2.6× behind Euler
+(1.70 vs 0.644) and the stiff mixtures' at 3–5 evaluations (up to 2.2×).
+
+**The landing after two steps** (``UNSETTLED_RATIO``). After two steps the landing's three
+values are the whole solve's, from the pure-noise start on, and the guard has only the second
+difference to check the first against. Where the second term exceeds 0.9 times the first (per
+sample, on the device) the history has not settled and the first difference is not trusted
+either: the landing takes the newest value alone (order 1, the last point's clean estimate).
+Chosen on validation inputs (``python -m benchmarks.landing_guard --split val``; scratch sweeps
+first): the series' ratio is 0.70–0.75 on every sample of the exact Gaussian models and
+0.72–0.84 on the v-model DDPM, above 1 on 15 of the ε-model's 16 noises and 0.995 on the last,
+its worst: a threshold of 1 leaves that noise at 1.70, 0.9 lands it at 0.513 (Euler 0.644), and
+leaves the exact models and the v-model unchanged. Applied at every step count it costs the
+ε-model 1.3× at 5 evaluations (its later histories have settled), so it is the landing after two
+steps only (``Context.step_index == 2``, a host int).
 
 **The analytic first step** (``start_estimate``). A diffusion or flow-matching solve starts from
 pure noise, where the model's clean estimate is the data's mean whatever the input: for data of
@@ -141,6 +153,7 @@ from flowrestore.tensors import broadcasts_to
 __all__ = [
     "AB_COEFFICIENTS",
     "AB_SERIES",
+    "UNSETTLED_RATIO",
     "AdamsState",
     "DataIPNDM",
     "IPNDM",
@@ -163,6 +176,9 @@ AB_COEFFICIENTS: tuple[tuple[float, ...], ...] = (
 #: compared: the first two terms are always kept)
 AB_SERIES: tuple[float, ...] = (1.0, 1 / 2, 5 / 12, 3 / 8)
 FORMS = ("velocity", "data")
+#: the landing after two steps takes the newest value alone where its series' second term
+#: exceeds this share of its first (module docstring, "The landing after two steps")
+UNSETTLED_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -193,7 +209,8 @@ class IPNDM(Solver):
             (their :meth:`~flowrestore.flows.Flow.time_variable` neither ``reciprocal`` nor
             ``log_snr``: InDI, a plain ODE), else not (``ab_order=1`` stays Euler).
         landing_guard: truncate the landing's Adams–Bashforth series per sample at its smallest
-            term (module docstring). ``None`` (default): in the velocity form on flows whose
+            term, and after two steps land on the newest value where the history has not
+            settled (module docstring). ``None`` (default): in the velocity form on flows whose
             time variable is ``reciprocal`` (diffusion and EDM models), else not.
         start_estimate: the clean estimate at a pure-noise start (the data's mean: a number or
             a tensor that broadcasts to the state), taken by the first step instead of an
@@ -305,7 +322,11 @@ class IPNDM(Solver):
         if (guard or self.landing_order != self.ab_order) and len(values) > 1 and may_land:
             # the step onto t = 0 combines landing_order values; chosen on the device (no sync)
             landing = values[: self.landing_order]
-            landing = guarded_combination(landing) if guard else _combination(landing)
+            if guard:
+                unsettled = ctx.step_index == 2 and len(landing) == 3  # after two steps
+                landing = guarded_combination(landing, unsettled_start=unsettled)
+            else:
+                landing = _combination(landing)
             combo = torch.where(bcast(t + h == 0, x), landing, combo)
         if self.form == "velocity":
             x_next = x + bcast(h, x) * combo
@@ -383,14 +404,25 @@ def _combination(values: tuple[Tensor, ...]) -> Tensor:
     return combo
 
 
-def guarded_combination(values: tuple[Tensor, ...]) -> Tensor:
+def guarded_combination(values: tuple[Tensor, ...], *, unsettled_start: bool = False) -> Tensor:
     """The Adams–Bashforth combination of ``values`` (newest first), per sample (dim 0) of the
     highest order whose backward-difference series ``Σ_k γ_k ∇^k v`` (:data:`AB_SERIES`) has
     shrinking terms from its first difference up to it, never below order 2: truncated before
     the first term ``k ≥ 2`` whose norm exceeds the previous term's (module docstring, "The
-    guarded landing"). Where those terms shrink it is ``_combination(values)``, bit for bit."""
+    guarded landing"). Where those terms shrink it is ``_combination(values)``, bit for bit.
+
+    ``unsettled_start`` (three values: the landing after two steps, whose history is the whole
+    solve): where the second term exceeds :data:`UNSETTLED_RATIO` times the first, the newest
+    value alone (order 1; module docstring, "The landing after two steps")."""
+    if unsettled_start and len(values) != 3:
+        raise ValueError(f"unsettled_start needs three values, got {len(values)}")
     if len(values) < 3:
         return _combination(values)
+    if unsettled_start:
+        first = _sizes(AB_SERIES[1] * (values[0] - values[1]))
+        second = _sizes(AB_SERIES[2] * (values[0] - 2 * values[1] + values[2]))
+        combo = guarded_combination(values)
+        return torch.where(bcast(second > UNSETTLED_RATIO * first, combo), values[0], combo)
     diffs, level = [values[0]], list(values)
     for _ in range(1, len(values)):
         level = [a - b for a, b in zip(level[:-1], level[1:], strict=True)]

@@ -73,3 +73,26 @@ def test_the_landing_step_leaves_the_callers_context_alone():
     x0, state = solver.init(flow, torch.tensor(0.5, dtype=F64), x, ctx)
     land(flow, solver, torch.tensor(0.5, dtype=F64), x0, state, ctx)
     assert solver.seen == [0] and ctx.steps_left is None
+
+
+def _indexing(base):
+    @dataclass(repr=False)
+    class Indexing(base):
+        seen: list = field(default_factory=list)
+
+        def step(self, flow, t, x, h, state, ctx):
+            self.seen.append(ctx.step_index)
+            return super().step(flow, t, x, h, state, ctx)
+
+    return Indexing
+
+
+@pytest.mark.parametrize("steps", [1, 3, 5])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_step_index_counts_the_steps_before_each_the_landing_included(steps, compiled):
+    """``Context.step_index`` is the number of steps taken before this one — on the landing step
+    onto ``t = 0`` too (the loop takes it after its grid's other steps)."""
+    solver = _indexing(fr.Euler)()
+    kw = {"compile": {"backend": "eager"}} if compiled else {}
+    fr.solve(_indi(), solver, torch.ones(2, 3, dtype=F64), steps=steps, **kw)
+    assert solver.seen == list(range(steps))

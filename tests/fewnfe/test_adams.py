@@ -52,6 +52,14 @@ def _guarded(use):
     return torch.stack(rows)
 
 
+def _unsettled(use):
+    """Per sample: the landing after two steps takes the newest value alone where its series'
+    second term exceeds 0.9 times its first (module docstring, "The landing after two steps")."""
+    first = (SERIES[1][0] * use[0] + SERIES[1][1] * use[1]).norm(dim=1)
+    second = sum(w * v for w, v in zip(SERIES[2], use, strict=True)).norm(dim=1)
+    return second > 0.9 * first
+
+
 def _reference(flow, x, grid, order, form, landing, corrected=False, guard=False):
     """The update of the module docstring, in plain Python over the grid: Adams–Bashforth of
     ``order`` (lower orders first), of ``landing`` on the step onto ``t = 0`` (``guard``: its
@@ -69,6 +77,8 @@ def _reference(flow, x, grid, order, form, landing, corrected=False, guard=False
         combo = sum(c * v for c, v in zip(AB[len(use)], use, strict=True))
         if guard and s == 0:
             combo = _guarded(use)
+            if k == 2 and len(use) == 3:  # the landing after two steps (_unsettled)
+                combo = torch.where(_unsettled(use)[:, None], use[0], combo)
         x = x + (s - t) * combo if form == "velocity" else (s / t) * x + (1 - s / t) * combo
     return x
 
@@ -375,3 +385,43 @@ def test_the_start_is_not_corrected_where_time_is_a_noise_level():
     got = fr.solve(ode, fr.IPNDM(), x, grid=grid).x
     want = _reference(ode, x, grid, 3, "velocity", 3, corrected=True)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+def test_the_landing_after_two_steps_takes_the_last_value_where_the_history_is_unsettled(steps):
+    """On a stiff multimodal prior (an exact EDM denoiser of an 8-component Gaussian mixture,
+    stds 0.02–0.2) the landing after two steps takes the newest value alone for the samples
+    whose series' second term exceeds 0.9 times the first, the guarded combination for the
+    others; after three steps or more the guarded landing is unchanged (module docstring of
+    flowrestore/solvers/adams.py, "The landing after two steps")."""
+    from benchmarks.multimodal import mixture
+
+    oracle = mixture(5, 1.0, 0.02, 0.2, k=8, dim=16)
+    flow = fr.DenoiserFlow(oracle, sigma_max=80.0, sigma_min=0.002)
+    x_T = 80.0 * torch.randn(32, 16, generator=torch.Generator().manual_seed(3), dtype=F64)
+    grid = flow.default_spacing()(steps, 1.0, 0.0)
+    x = flow.to_state(x_T, 1.0)
+    got = fr.solve(flow, fr.IPNDM(), x_T, grid=grid).x
+    want = flow.from_state(_reference(flow, x, grid, 3, "velocity", 3, guard=True), 0.0)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    if steps == 3:  # both branches taken: the newest value alone, and the guarded series
+        last = fr.solve(flow, fr.IPNDM(landing_order=1), x_T, grid=grid).x
+        alone = (got - last).norm(dim=1) == 0
+        assert 0 < int(alone.sum()) < x_T.shape[0]
+
+
+def test_the_unsettled_history_threshold_is_nine_tenths_of_the_first_term():
+    """Values ``(a, 0, b)`` (newest first): first term ``a/2``, second ``(5/12)|a + b|``; the
+    newest value alone just above 0.9 times the first, the guarded series just below."""
+    from flowrestore.solvers.adams import guarded_combination
+
+    a = torch.ones(2, 3, dtype=F64)
+    ratio = torch.tensor([0.9 * (1 + 1e-4), 0.9 * (1 - 1e-4)], dtype=F64)
+    b = (ratio * 6 / 5 - 1)[:, None] * a  # (5/12)|a + b| = ratio · a/2
+    values = (a, torch.zeros_like(a), b)
+    got = guarded_combination(values, unsettled_start=True)
+    torch.testing.assert_close(got[0], a[0])
+    torch.testing.assert_close(got[1], guarded_combination(values)[1])
+    assert not torch.allclose(guarded_combination(values)[1], a[1])
+    with pytest.raises(ValueError, match="three values"):
+        guarded_combination(values[:2], unsettled_start=True)
