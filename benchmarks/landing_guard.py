@@ -3,7 +3,9 @@
 :class:`~flowrestore.IPNDM` truncates the Adams–Bashforth series of its step onto ``t = 0`` per
 sample at its smallest term, on flows whose time is a noise level with reciprocal stages
 (``landing_guard=None``: diffusion and EDM models; flowrestore/solvers/adams.py, "The guarded
-landing"). This benchmark is the record of that choice:
+landing"); after two steps, where the history has not settled (the series' second term above
+0.9 times the first), it lands on the newest value alone ("The landing after two steps",
+``UNSETTLED_RATIO``). This benchmark is the record of both choices:
 
 * **validation** (chose it): the few-NFE benchmark's exact linear/ε and cosine/v models and both
   trained DDPMs (``benchmarks/ddpm-faces``, v; ``benchmarks/ddpm-faces-eps``, ε) on their
@@ -13,7 +15,8 @@ landing"). This benchmark is the record of that choice:
 * **test** (chose nothing): the four exact families of the few-NFE benchmark's (a), both DDPMs on
   their test noises, and the mixtures on the test prior seeds (2101–2103).
 
-Each table has ``IPNDM()`` (guarded), ``IPNDM(landing_guard=False)`` (the published update) and
+Each table has ``IPNDM()`` (guarded; both rules), ``IPNDM(landing_guard=False)`` (the published
+update, neither rule) and
 ``Euler()`` with ``steps=N`` on the flow's declared grid, 3–10 evaluations; the score is the worst
 sample's relative error (the mixtures: the median sample's, as in :mod:`benchmarks.multimodal`,
 worst over the priors), and the last row the published error over the guarded one. Flow
