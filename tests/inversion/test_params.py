@@ -309,3 +309,10 @@ def test_regularizer_enters_the_objective():
     )
     res = inv.run(y, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(res.loss, res.mse + 1.0)
+
+
+def test_param_repr_shows_a_number_init_and_a_tensor_init_by_shape():
+    """A scalar init reads back as the number; a tensor init as its shape; only options set."""
+    assert repr(Param(1.5, bounds=(0.5, 3.0))) == "Param(init=1.5, bounds=(0.5, 3.0))"
+    r = repr(Param(torch.ones(3, 3), constraint="simplex", shared=True, name="k"))
+    assert r == "Param(init=tensor(shape=(3, 3)), constraint='simplex', shared=True, name='k')"
