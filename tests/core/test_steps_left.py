@@ -14,13 +14,15 @@ import flowrestore as fr
 F64 = torch.float64
 
 
-def _recording(base):
+def _recording(base, attribute="steps_left"):
+    """``base`` that records ``ctx.<attribute>`` at every step."""
+
     @dataclass(repr=False)
     class Recording(base):
         seen: list = field(default_factory=list)
 
         def step(self, flow, t, x, h, state, ctx):
-            self.seen.append(ctx.steps_left)
+            self.seen.append(getattr(ctx, attribute))
             return super().step(flow, t, x, h, state, ctx)
 
     return Recording
@@ -75,24 +77,12 @@ def test_the_landing_step_leaves_the_callers_context_alone():
     assert solver.seen == [0] and ctx.steps_left is None
 
 
-def _indexing(base):
-    @dataclass(repr=False)
-    class Indexing(base):
-        seen: list = field(default_factory=list)
-
-        def step(self, flow, t, x, h, state, ctx):
-            self.seen.append(ctx.step_index)
-            return super().step(flow, t, x, h, state, ctx)
-
-    return Indexing
-
-
 @pytest.mark.parametrize("steps", [1, 3, 5])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_step_index_counts_the_steps_before_each_the_landing_included(steps, compiled):
     """``Context.step_index`` is the number of steps taken before this one — on the landing step
     onto ``t = 0`` too (the loop takes it after its grid's other steps)."""
-    solver = _indexing(fr.Euler)()
+    solver = _recording(fr.Euler, "step_index")()
     kw = {"compile": {"backend": "eager"}} if compiled else {}
     fr.solve(_indi(), solver, torch.ones(2, 3, dtype=F64), steps=steps, **kw)
     assert solver.seen == list(range(steps))
