@@ -149,3 +149,22 @@ def test_a_batch_of_vectors_is_a_batch_of_images():
     _, a = schedule_degradation(flat, scale, params_range=(0.0, 1.0), budget=4, return_details=True)
     _, b = schedule_degradation(X, scale, params_range=(0.0, 1.0), budget=4, return_details=True)
     assert a["params"] == pytest.approx(b["params"], abs=1e-12)
+
+
+@pytest.mark.parametrize("data_range", [1.0, 2.0])
+def test_psnr_dissimilarity_is_minus_the_psnr_in_decibels(data_range):
+    """``dissimilarity="psnr"``: the distance between the ends is ``-PSNR = 10·log10(MSE/R²)``
+    of the two degraded batches (per image, averaged); for ``A_p x = p x`` the MSE between
+    ``p = 0`` and ``p = 1`` is the mean of ``x²``."""
+    _, info = schedule_degradation(
+        X,
+        scale,
+        params_range=(0.0, 1.0),
+        budget=3,
+        dissimilarity="psnr",
+        data_range=data_range,
+        return_details=True,
+    )
+    mse = (X**2).flatten(1).mean(1)
+    expected = (10 * torch.log10(mse / data_range**2)).mean()
+    assert info["max_dissimilarity"][0] == pytest.approx(float(expected), rel=1e-12)
