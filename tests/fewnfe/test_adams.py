@@ -425,3 +425,25 @@ def test_the_unsettled_history_threshold_is_nine_tenths_of_the_first_term():
     assert not torch.allclose(guarded_combination(values)[1], a[1])
     with pytest.raises(ValueError, match="three values"):
         guarded_combination(values[:2], unsettled_start=True)
+
+
+@pytest.mark.parametrize(("ab_order", "landing_order"), [(1, 1), (2, 2), (3, 3), (3, 4), (4, 2)])
+def test_the_history_keeps_only_the_values_the_next_step_combines(ab_order, landing_order):
+    """After each step the state holds ``max(ab_order, landing_order) − 1`` values (one image-sized
+    tensor each: an extra one is memory a large batch pays for nothing)."""
+    from dataclasses import dataclass, field
+
+    @dataclass(repr=False)
+    class Counting(fr.IPNDM):
+        kept: list = field(default_factory=list)
+
+        def step(self, flow, t, x, h, state, ctx):
+            out = super().step(flow, t, x, h, state, ctx)
+            self.kept.append(len(out.state.values))
+            return out
+
+    flow, x_t = diffusion_problem("linear", "epsilon")[1:3]
+    solver = Counting(ab_order=ab_order, landing_order=landing_order)
+    fr.solve(flow, solver, x_t, steps=8)
+    keep = max(ab_order, landing_order) - 1
+    assert max(solver.kept) == keep and solver.kept[-1] == keep
