@@ -139,3 +139,22 @@ def test_live_state_check_can_fail():
     fr.solve(fr.InDIFlow(net), fr.Euler(), x0, steps=50, callback=lambda i, t, x: kept.append(x))
     gc.collect()
     assert sum(r() is not None for r in net.refs) >= 50
+
+
+@pytest.mark.parametrize("dump_slot", [None, 3])
+def test_the_saved_states_buffer_has_one_slot_per_save_time_and_one_dump_slot(dump_slot):
+    """The trajectory buffer holds ``n_slots`` saved states, plus one dump slot only for a run that
+    saves per row (``ControllerRun.dump_slot``): ``(n_slots + 1) × state`` memory at most. The
+    start state sits in its slot; every other slot is NaN until a sample reaches it."""
+    from types import SimpleNamespace
+
+    from flowrestore.integrate.stepping import trajectory_buffer
+
+    x = torch.randn(2, 5, dtype=F64)
+    schedule = SimpleNamespace(save_times=torch.zeros(3), n_slots=3, start_slot=0)
+    traj = trajectory_buffer(schedule, SimpleNamespace(dump_slot=dump_slot), x)
+    assert traj.shape == (3 + (dump_slot is not None), 2, 5)
+    torch.testing.assert_close(traj[0], x)
+    assert traj[1:].isnan().all()
+    no_saves = SimpleNamespace(save_times=None, n_slots=0, start_slot=None)
+    assert trajectory_buffer(no_saves, SimpleNamespace(dump_slot=dump_slot), x) is None
