@@ -230,3 +230,36 @@ def _replace_bits(pic):
     from dataclasses import replace
 
     return replace(pic, colour=pic.colour.astype(np.uint16), bits=16)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_displayed_size_swaps_width_and_height_for_orientations_5_to_8(tmp_path, orientation):
+    """EXIF orientations 5–8 turn the picture a quarter (with or without a mirror): the displayed
+    size is the stored one transposed, as Pillow's ``exif_transpose`` lays it."""
+    src = tmp_path / "stored.jpg"
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src, exif=exif.tobytes())
+    with Image.open(src) as im:
+        expected = ImageOps.exif_transpose(im).size
+    assert displayed_size(src) == expected == ((20, 30) if orientation >= 5 else (30, 20))
+
+
+def test_the_16_bit_png_header_follows_the_png_specification(tmp_path):
+    """IHDR of a 16-bit PNG: width, height, bit depth 16, the channel count's colour type, and
+    compression, filter and interlace methods 0 (the only ones PNG defines for the first two;
+    a decoder may refuse anything else even where Pillow does not)."""
+    out = tmp_path / "out.png"
+    pic = read_image_from_array(tmp_path, np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3))
+    write_image(out, pic)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert struct.unpack(">IIBBBBB", data[16:29]) == (5, 4, 16, 2, 0, 0, 0)
+    assert struct.unpack(">I", data[29:33])[0] == zlib.crc32(data[12:29])
+
+
+def read_image_from_array(tmp_path, a: np.ndarray):
+    """``a`` (16-bit) as the library reads it back from an independently written PNG."""
+    src = tmp_path / "src.png"
+    _png16(src, a)
+    return read_image(src)
