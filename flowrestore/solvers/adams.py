@@ -418,23 +418,23 @@ def guarded_combination(values: tuple[Tensor, ...], *, unsettled_start: bool = F
         raise ValueError(f"unsettled_start needs three values, got {len(values)}")
     if len(values) < 3:
         return _combination(values)
-    if unsettled_start:
-        first = _sizes(AB_SERIES[1] * (values[0] - values[1]))
-        second = _sizes(AB_SERIES[2] * (values[0] - 2 * values[1] + values[2]))
-        combo = guarded_combination(values)
-        return torch.where(bcast(second > UNSETTLED_RATIO * first, combo), values[0], combo)
     diffs, level = [values[0]], list(values)
     for _ in range(1, len(values)):
         level = [a - b for a, b in zip(level[:-1], level[1:], strict=True)]
         diffs.append(level[0])
     combo = _combination(values[:2])
     previous = _sizes(AB_SERIES[1] * diffs[1])
+    sizes = [previous]  # the terms' sizes from the first difference on
     kept = torch.ones_like(previous, dtype=torch.bool)
     for k in range(2, len(values)):
         size = _sizes(AB_SERIES[k] * diffs[k])
+        sizes.append(size)
         kept = kept & (size <= previous)
         combo = torch.where(bcast(kept, combo), _combination(values[: k + 1]), combo)
         previous = size
+    if unsettled_start:  # the series' second term against its first
+        unsettled = sizes[1] > UNSETTLED_RATIO * sizes[0]
+        combo = torch.where(bcast(unsettled, combo), values[0], combo)
     return combo
 
 
