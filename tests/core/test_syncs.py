@@ -6,8 +6,8 @@ values to the host (``.tolist()``, ``.numpy()``, counted here by patching them).
 stalls the stream; none can be captured in a CUDA graph.
 
 * every fixed-grid pairing of the core's solvers, on ``InDIFlow`` and ``ODEFlow``: **0 inside the
-  step loop**, and the whole solve costs the same number at ``N`` and ``2N`` steps (planning and
-  the final checks do not grow with the steps);
+  step loop and its landing step** onto a singular end, and the whole solve costs the same
+  number at ``N`` and ``2N`` steps (planning and the final checks do not grow with the steps);
 * under per-sample error control: one per step (the controller's decision, ``HostCopy.read``),
   nothing else — at most one per accepted step on these problems;
 * for every other pairing (Dirac, Euler–Maruyama, SRA1, diffusion flows) the loop adds nothing:
@@ -25,6 +25,7 @@ import torch
 from syncs import SyncCounter
 
 import flowrestore as fr
+import flowrestore.integrate.finish as finish_module
 import flowrestore.integrate.loop as loop_module
 from flowrestore.controllers.base import HostCopy
 
@@ -57,17 +58,20 @@ class HostReads(SyncCounter):
 
 @contextlib.contextmanager
 def in_loop(monkeypatch):
-    """Count host reads inside the step loop only, and the error controller's decision reads."""
+    """Count host reads inside the step loop and its landing step onto a singular end only, and
+    the error controller's decision reads."""
     seen = {"loop": HostReads(), "decisions": 0, "inside": False}
-    steps = loop_module.steps
 
-    def counted_steps(*a, **k):
-        seen["inside"] = True
-        try:
-            with seen["loop"]:
-                return steps(*a, **k)
-        finally:
-            seen["inside"] = False
+    def counted(step_fn):
+        def run(*a, **k):
+            seen["inside"] = True
+            try:
+                with seen["loop"]:
+                    return step_fn(*a, **k)
+            finally:
+                seen["inside"] = False
+
+        return run
 
     read = HostCopy.read
 
@@ -75,7 +79,8 @@ def in_loop(monkeypatch):
         seen["decisions"] += seen["inside"]
         return read(self)
 
-    monkeypatch.setattr(loop_module, "steps", counted_steps)
+    monkeypatch.setattr(loop_module, "steps", counted(loop_module.steps))
+    monkeypatch.setattr(finish_module, "land_all", counted(finish_module.land_all))
     monkeypatch.setattr(HostCopy, "read", counted_read)
     yield seen
 
