@@ -246,6 +246,36 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            combo = landing if bool((t + h == 0).all()) else combo",
         ["tests/core/test_syncs.py"],
     ),
+    "rk4-split-landing-fraction": (
+        "flowrestore/solvers/runge_kutta.py",
+        "    landing_split = 1 / 3",
+        "    landing_split = 0.334",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "split-landing-power": (
+        "flowrestore/integrate/endpoint.py",
+        "    w = kappa ** flow.time_variable().power",
+        "    w = kappa",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "split-landing-stale-stage": (
+        "flowrestore/solvers/reciprocal.py",
+        "        d_end = ds[-1] + (x_next - x_i)",
+        "        d_end = ds[-1]",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "split-landing-stale-stage-t": (
+        "flowrestore/solvers/runge_kutta.py",
+        "            d_end = x_next - bcast(t + h, x_next) * last",
+        "            d_end = x - bcast(t, x) * last",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "split-landing-euler-part": (
+        "flowrestore/integrate/endpoint.py",
+        "    x_s = torch.lerp(d_end, x, kappa)  # (s/t) x + (1 − s/t) d_end",
+        "    x_s = torch.lerp(d_end, x, kappa * 1.001)  # (s/t) x + (1 − s/t) d_end",
+        ["tests/core/test_endpoint.py"],
+    ),
     "ipndm-default-landing-order": (
         "flowrestore/solvers/adams.py",
         "            self.landing_order = self.ab_order",

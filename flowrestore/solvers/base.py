@@ -114,6 +114,10 @@ class Solver:
     #: on a grid the flow declares, lay the last positive point no coarser than Euler's at the
     #: same number of evaluations (:class:`~flowrestore.grids.EulerMatchedEnd`; issue 16)
     end_matches_euler: ClassVar[bool] = False
+    #: a solver that lands by the denoising step and keeps its last stage's clean estimate at the
+    #: step's end (``d_end`` in its state) lands in two parts instead, through ``κ·t_stop`` with
+    #: ``κ`` this fraction (:func:`~flowrestore.integrate.endpoint.split_landing`; issue 16)
+    landing_split: ClassVar[float | None] = None
     stochastic: bool = False
     controller: StepController | None = None
 

@@ -54,12 +54,15 @@ __all__ = ["ReciprocalState", "reciprocal_landing", "reciprocal_step"]
 @dataclass(frozen=True)
 class ReciprocalState:
     """After a step in reciprocal variables: the drift at its end for FSAL pairs (``k1``, in
-    ``dx/dt`` units, as :class:`~flowrestore.solvers.runge_kutta.RKState`), and the step's start
-    time and clean estimate, for :func:`reciprocal_landing`."""
+    ``dx/dt`` units, as :class:`~flowrestore.solvers.runge_kutta.RKState`), the step's start
+    time and clean estimate, for :func:`reciprocal_landing`, and (``keep_end``) the clean estimate
+    ``x_next − t_end·k`` that the drift ``k`` of its last stage (at the step's end) gives at the
+    result, for :func:`~flowrestore.integrate.endpoint.split_landing`."""
 
     k1: Tensor | None
     t_start: Tensor
     d_start: Tensor
+    d_end: Tensor | None = None
 
 
 def _sum(coefs, ds: list[Tensor]) -> Tensor | None:
@@ -71,13 +74,22 @@ def _sum(coefs, ds: list[Tensor]) -> Tensor | None:
 
 
 def reciprocal_step(
-    tableau: ButcherTableau, flow: Flow, t: Tensor, x: Tensor, h: Tensor, k1: Tensor | None = None
+    tableau: ButcherTableau,
+    flow: Flow,
+    t: Tensor,
+    x: Tensor,
+    h: Tensor,
+    k1: Tensor | None = None,
+    *,
+    keep_end: bool = False,
 ) -> StepResult:
     """One step ``t → t + h`` of ``tableau`` in ``(w, y)`` (module docstring).
 
     ``k1``: the drift ``dx/dt`` at the start, reused by FSAL pairs (converted with
     ``D = x − t·dx/dt``). The error estimate is in the state's units; the state is a
-    :class:`ReciprocalState` (its ``k1``, for FSAL pairs, again a drift ``dx/dt``).
+    :class:`ReciprocalState` (its ``k1``, for FSAL pairs, again a drift ``dx/dt``; with
+    ``keep_end`` and a last stage at ``c = 1``, its ``d_end`` the clean estimate that stage's drift
+    gives at the step's result).
     """
     s = t + h
     tb, sb = bcast(t, x), bcast(s, x)
@@ -99,7 +111,10 @@ def reciprocal_step(
     x_next = ratio * x + (1 - ratio) * _sum(tableau.b, ds)
     err = None if tableau.b_error is None else (1 - ratio) * _sum(tableau.b_error, ds)
     k_end = (x_next - ds[-1]) / sb if tableau.fsal else None
-    return StepResult(x_next, ReciprocalState(k_end, t, ds[0]), nfe, err)
+    d_end = None
+    if keep_end and tableau.c[-1] == 1.0:  # the last stage's drift at the step's result
+        d_end = ds[-1] + (x_next - x_i)
+    return StepResult(x_next, ReciprocalState(k_end, t, ds[0], d_end), nfe, err)
 
 
 def reciprocal_landing(flow: Flow, t: Tensor, x: Tensor, state: ReciprocalState) -> StepResult:

@@ -10,7 +10,8 @@ convenience that builds that controller (the solver itself owns no tolerance) an
 At ``t = 0`` on a singular flow (InDI) the loop's endpoint rule applies
 (:mod:`flowrestore.integrate.endpoint`): Euler and Midpoint never evaluate at a step's end, so
 their last step is their own (Euler's is exactly ``F(x_t, t)``); Heun, RK4, Bosh3 and Dopri5 have
-a stage at ``c = 1`` and land by the denoising step ``x_0 = F(x_t, t)``.
+a stage at ``c = 1`` and land by the denoising step ``x_0 = F(x_t, t)`` — RK4 in two parts, through
+``t/3``, with its last stage's drift (:func:`~flowrestore.integrate.endpoint.split_landing`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from flowrestore.controllers import PIController
 from flowrestore.errors import ArgumentTypeError
-from flowrestore.flows.base import Flow
+from flowrestore.flows.base import Flow, bcast
 from flowrestore.solvers.base import Context, Solver, StepResult
 from flowrestore.solvers.reciprocal import reciprocal_step
 from flowrestore.solvers.tableau import (
@@ -51,9 +52,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RKState:
-    """State of an FSAL method: the drift at the current point (its next step's first stage)."""
+    """State of an FSAL method: the drift at the current point (its next step's first stage);
+    of a method with :attr:`~flowrestore.Solver.landing_split`, the clean estimate ``d_end =
+    x − t·k`` that the drift ``k`` of its last stage (at the step's end ``t``) gives at the
+    result ``x`` (for :func:`~flowrestore.integrate.endpoint.split_landing`)."""
 
     k1: Tensor | None = None
+    d_end: Tensor | None = None
 
 
 class ExplicitRK(Solver):
@@ -96,9 +101,14 @@ class ExplicitRK(Solver):
         (:mod:`flowrestore.solvers.reciprocal`; an embedded pair keeps ``t``, where its error
         estimate sees what a step skips)."""
         k1 = state.k1 if state is not None else None
+        keep_end = self.landing_split is not None and flow.singular_at_zero
         if self.tableau.b_error is None and flow.time_variable().reciprocal:
-            return reciprocal_step(self.tableau, flow, t, x, h, k1)
+            return reciprocal_step(self.tableau, flow, t, x, h, k1, keep_end=keep_end)
         x_next, err, last, nfe = rk_step(self.tableau, flow, t, x, h, k1)
+        if keep_end and self.tableau.c[-1] == 1.0:
+            # the residual flow's drift is (x − D)/t: the last stage's drift at the result
+            d_end = x_next - bcast(t + h, x_next) * last
+            return StepResult(x_next, RKState(last if self.tableau.fsal else None, d_end), nfe, err)
         return StepResult(x_next, RKState(last) if self.tableau.fsal else None, nfe, err)
 
     def __repr__(self) -> str:
@@ -128,9 +138,12 @@ class Heun(ExplicitRK):
 
 
 class RK4(ExplicitRK):
-    """Classical fourth-order Runge–Kutta."""
+    """Classical fourth-order Runge–Kutta. On a singular end it lands in two parts through a
+    third of its last positive time, reusing its last stage's clean estimate
+    (:func:`~flowrestore.integrate.endpoint.split_landing`)."""
 
     tableau = RK4_TABLEAU
+    landing_split = 1 / 3
 
 
 class EmbeddedRK(ExplicitRK):

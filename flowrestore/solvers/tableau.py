@@ -86,7 +86,8 @@ def _combine(coeffs, ks: list[Tensor]) -> Tensor | None:
 def rk_step(
     tableau: ButcherTableau, flow: Flow, t: Tensor, x: Tensor, h: Tensor, k1: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None, Tensor, int]:
-    """One explicit RK step. Returns ``(x_next, error_or_None, last_stage, nfe)``."""
+    """One explicit RK step. Returns ``(x_next, error_or_None, last_stage, nfe)``, ``last_stage``
+    the drift at the last stage."""
     hb = bcast(h, x)
     nfe = 0
     if k1 is None:

@@ -1,9 +1,10 @@
 """The t = 0 endpoint (docs/math.md §1): no solver evaluates the predictor at t = 0.
 
 A spy predictor raises if it sees any t == 0 and records every t. Solvers with a stage at a step's
-end (Heun, RK4, fixed-step Bosh3/Dopri5) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``;
-adaptive ones integrate to ``t_min`` and denoise there; Euler, Midpoint and the InDI samplers take
-their own last step (their stages stay at t > 0).
+end (Heun, fixed-step Bosh3/Dopri5) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``;
+RK4 with the split landing through ``t_{N−1}/3`` (closed form below); adaptive ones integrate to
+``t_min`` and denoise there; Euler, Midpoint and the InDI samplers take their own last step (their
+stages stay at t > 0).
 """
 
 import pytest
@@ -64,8 +65,9 @@ def test_no_evaluation_at_zero(problem, name, spacing):
     else:
         used = spacing or default_spacing(fr.InDIFlow(spy), solver, 0.0)
         grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, used)
-        # Midpoint's own last step evaluates at t_{N-1}/2; every other solver at >= t_{N-1}
-        lowest = float(grid[-2]) * (0.5 if name == "Midpoint" else 1.0)
+        # Midpoint's own last step evaluates at t_{N-1}/2, RK4's split landing at t_{N-1}/3;
+        # every other solver at >= t_{N-1}
+        lowest = float(grid[-2]) * {"Midpoint": 0.5, "RK4": 1 / 3}.get(name, 1.0)
         assert float(seen.min()) >= lowest * (1 - 1e-12)
 
 
@@ -83,7 +85,6 @@ def test_spy_catches_a_solver_that_evaluates_at_zero(problem):
     [
         "Euler",
         "Heun",
-        "RK4",
         "Bosh3-fixed",
         "Dopri5-fixed",
         "InDISampler",
@@ -102,6 +103,36 @@ def test_fixed_step_result_is_denoised_last_state(problem, name):
     assert max_err(full.x, expected) <= 1e-14
     nfe_last = full.stats.nfe - before.stats.nfe
     assert nfe_last.tolist() == [1] * y.shape[0], "the denoising step costs one evaluation"
+
+
+def _rk4_stages(drift, t, x, h):
+    k1 = drift(t, x)
+    k2 = drift(t + h / 2, x + h / 2 * k1)
+    k3 = drift(t + h / 2, x + h / 2 * k2)
+    k4 = drift(t + h, x + h * k3)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), k4
+
+
+def test_rk4_split_landing_closed_form(problem):
+    """RK4 lands through ``s = t/3`` (``t = t_{N−1}``): with ``k4`` its last stage's drift (at
+    ``t``), ``x_s = x − (t − s) k4`` and ``x_0 = (F(x_s, s) − (1/3)² D)/(1 − (1/3)²)``,
+    ``D = x − t·k4`` — InDI's interpolation power 2; one evaluation."""
+    oracle, y = problem
+    grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, fr.Power(rho=1.5))
+    full = _solve(fr.InDIFlow(oracle), fr.RK4(), y, grid=grid)
+    before = _solve(fr.InDIFlow(oracle), fr.RK4(), y, grid=grid[:-2])
+
+    def drift(t, x):
+        return (x - oracle(x, t)) / t
+
+    t_prev, t = float(grid[-3]), float(grid[-2])
+    x, k4 = _rk4_stages(drift, t_prev, before.x, t - t_prev)
+    d = x - t * k4
+    x_s = x - (t - t / 3) * k4
+    expected = (oracle(x_s, t / 3) - d / 9) / (1 - 1 / 9)
+    assert max_err(full.x, expected) <= 1e-13
+    last = _solve(fr.InDIFlow(oracle), fr.RK4(), y, grid=grid[:-1])
+    assert (full.stats.nfe - last.stats.nfe).tolist() == [1] * y.shape[0]
 
 
 @pytest.mark.parametrize("name", ["Bosh3", "Dopri5"])

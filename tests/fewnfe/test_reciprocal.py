@@ -4,7 +4,7 @@ On a flow declaring ``TimeVariable(reciprocal=True)`` (a diffusion model) an exp
 steps ``y = x/t`` in ``w = 1/t`` (``dy/dw = D``). Checked here: one Heun step is the exponential
 trapezoid written out by hand, RK4's stages sit at ``t_i = ts/(s + c_i(t − s))``, the declared
 orders hold (float64, before the singular end), embedded pairs keep ``t`` and their error
-control, and the landing extrapolates the last two clean estimates.
+control, the landing extrapolates the last two clean estimates, and RK4's split landing.
 """
 
 from __future__ import annotations
@@ -103,6 +103,31 @@ def test_landing_extrapolates_the_last_two_clean_estimates():
     sol = fr.solve(flow, fr.Heun(), x_T, grid=grid)
     torch.testing.assert_close(sol.x, want, rtol=1e-10, atol=1e-10)
     assert int(sol.stats.nfe.max()) == 2 * 3 + 1  # three Heun steps, one landing evaluation
+
+
+def test_rk4_lands_in_two_parts_through_a_third_of_the_last_time():
+    """RK4's split landing after a reciprocal step, written out in ``(w, y) = (1/t, x/t)``: the
+    last step ``t_k → t`` with stages ``y_i = y + Δw Σ a_ij D_j`` at ``w_i = w_k + c_i Δw``; the
+    last stage's drift at the result, ``D = D_4 + t (y_next − y_4)``; the Euler step to ``s = t/3``
+    with it, ``x_s = x/3 + (2/3) D``; ``x_0 = (D(x_s, s) − D/3)/(2/3)`` (``p = 1``)."""
+    _, flow, x_T, _ = diffusion_problem("linear", "epsilon", dim=6, batch=2)
+    assert flow.time_variable().reciprocal and flow.time_variable().power == 1
+    grid = flow.default_spacing()(4, 1.0, 0.0)
+    tk, t = float(grid[-3]), float(grid[-2])
+    xk = flow.to_state(fr.solve(flow, fr.RK4(), x_T, grid=grid[:-2]).x, tk)
+    wk, dw = 1 / tk, 1 / t - 1 / tk
+    y, ds = xk / tk, []
+    for c, a in zip((0.0, 0.5, 0.5, 1.0), ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), strict=True):
+        yi = y + dw * sum((aj * dj for aj, dj in zip(a, ds, strict=False)), torch.zeros_like(y))
+        wi = wk + c * dw
+        ds.append(flow.denoise(_t(1 / wi), yi / wi))
+    y_next = y + dw * (ds[0] + 2 * ds[1] + 2 * ds[2] + ds[3]) / 6
+    d = ds[3] + t * (y_next - yi)
+    x_s = (t * y_next) / 3 + 2 / 3 * d
+    want = flow.from_state((flow.denoise(_t(t / 3), x_s) - d / 3) / (2 / 3), 0.0)
+    sol = fr.solve(flow, fr.RK4(), x_T, grid=grid)
+    torch.testing.assert_close(sol.x, want, rtol=1e-10, atol=1e-10)
+    assert int(sol.stats.nfe.max()) == 4 * 3 + 1  # three RK4 steps, one landing evaluation
 
 
 def test_a_first_same_as_last_tableau_reuses_the_clean_estimate_at_the_step_end():

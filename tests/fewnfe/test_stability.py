@@ -12,15 +12,17 @@ stages in ``σ``, Heun was behind Euler at every 3–10 steps, ×1.5–10, and R
 matching with a large shift (6) on a prior below the noise's scale, where the default's
 ``end_shift`` keeps Heun and RK4 ahead.
 The same diffusion, flow-matching and EDM models of a *very* stiff prior (every std in
-[0.01, 0.05]) are the known limit: there Heun and RK4 are strict xfails (``KNOWN``); Midpoint
-(whose last positive point is laid no coarser than Euler's, ``fr.EulerMatchedEnd``) and the
-multistep defaults must stay ahead.
+[0.01, 0.05]) are the known limit: there Heun is a strict xfail (``KNOWN``); Midpoint (whose
+last positive point is laid no coarser than Euler's, ``fr.EulerMatchedEnd``), RK4 (since its
+split landing through a third of its last positive time, 2026-12-07: it trailed by up to 1.85×)
+and the multistep defaults must stay ahead.
 A *multimodal* prior — an exact EDM denoiser of a well-separated 8-component Gaussian mixture with
 component stds in [0.02, 0.2] (``edm-mixture``, :class:`flowrestore.oracles.GaussianMixtureOracle`;
 ``python -m benchmarks.multimodal``) — is a second known limit: the fixed-coefficient
 Adams–Bashforth extrapolation of ``IPNDM()`` overshoots where the posterior commits to a component
 (1.69 / 1.11× behind Euler at 3 / 4 steps with its guarded landing; the published landing 3.08 /
-2.40 / 1.84 / 1.20× at 3–6), Heun, RK4 and ``DataIPNDM()`` trail at 3 steps and
+2.40 / 1.84 / 1.20× at 3–6), Heun and ``DataIPNDM()`` trail at 3 steps (RK4 too before its
+split landing) and
 ``UniPC()`` at 4 (1.02×) (``KNOWN_MIXTURE``, strict xfails); Midpoint and
 ``SemiLinearMultistep()`` must stay ahead. The same prior under flow matching (shift 3,
 ``fm-mixture``, since ``UniPC()`` steps flow matching) puts ``IPNDM()`` 2.6 / 1.7 / 1.1× behind
@@ -168,9 +170,9 @@ VERY_STIFF = [
     "flow-matching-very-stiff",
     "edm-very-stiff",
 ]
-KNOWN = {"Heun", "RK4"}
+KNOWN = {"Heun"}
 #: known limit on the multimodal prior (module docstring)
-KNOWN_MIXTURE = {"Heun", "RK4", "IPNDM", "DataIPNDM", "UniPC"}
+KNOWN_MIXTURE = {"Heun", "IPNDM", "DataIPNDM", "UniPC"}
 #: the same prior under flow matching (module docstring)
 KNOWN_FM_MIXTURE = {"Midpoint", "SemiLinearMultistep", "IPNDM", "DataIPNDM", "UniPC"}
 #: known limit on the learned ε-model (module docstring)

@@ -154,15 +154,17 @@ def test_declared_order_with_plain_steps(name, make, declared, stages):
 
 
 def test_edm_grid_converges_to_its_landing_error():
-    """With σ_min > 0 a refined solve converges to the denoising step from the exact state at
-    σ_min, ``D(x(σ_min), σ_min) − x(0)`` (closed form): EDM's grid has an error floor."""
+    """With σ_min > 0 a refined solve converges to RK4's split landing from the exact state at
+    σ_min (closed form: ``D = D(x(σ_min), σ_min)``, ``x_s = x(σ_min)/3 + 2D/3``, ``x_0 =
+    (D(x_s, σ_min/3) − D/3)/(2/3)``): EDM's grid has an error floor."""
     c, sc = prior(dim=12, std=(0.05, 0.3))
     oracle = GaussianDenoiserOracle(mean=c, std=sc)
     sigma_min = 0.05
     flow = fr.DenoiserFlow(oracle, sigma_max=SIGMA_MAX, sigma_min=sigma_min, stages="sigma")
     x_T = SIGMA_MAX * torch.randn(2, 12, generator=torch.Generator().manual_seed(3), dtype=F64)
     at_min = oracle.exact_map(x_T, SIGMA_MAX, sigma_min)
-    landed = oracle(at_min, sigma_min)
+    d = oracle(at_min, sigma_min)
+    landed = (oracle(at_min / 3 + 2 * d / 3, sigma_min / 3) - d / 3) / (2 / 3)
     got = fr.solve(flow, fr.RK4(), x_T, grid=flow.edm_grid(256)).x  # RK4's own error: ~1e-8
     torch.testing.assert_close(got, landed, rtol=0, atol=1e-7)
     assert float((landed - oracle.exact_map(x_T, SIGMA_MAX)).abs().max()) > 1e-3
