@@ -31,7 +31,8 @@ Euler at 3–5 steps, ``DataIPNDM()`` 1.5× at 3–4, ``UniPC()`` 1.5× at 4, ``
 A learned ε-model — the second diffusers-trained DDPM of ``benchmarks/ddpm-faces-eps`` (80 faces,
 the trainer of ``examples/bird_diffusion.py``; no default was chosen on it), against a 250-step
 ``SemiLinearMultistep`` solve — is the third: its trajectories bend like the mixture's (a small
-training set): Midpoint, Heun and RK4 trail Euler at 3 (1.2×) (``KNOWN_EPS``, strict xfails);
+training set): Midpoint, Heun and RK4 trail Euler at 3 (1.2×; RK4 1.13× since its split landing)
+(``KNOWN_EPS``, strict xfails);
 ``SemiLinearMultistep()``, ``DataIPNDM()``, ``UniPC()`` and ``IPNDM()`` must stay ahead —
 ``IPNDM()`` trailed at 3 steps (1.90×) until its landing after two steps took the last clean
 estimate where the history has not settled, and at 4 (1.24×) before its guarded landing.
