@@ -30,11 +30,11 @@ ends at 0, **nothing is evaluated at 0**:
      point ~4× lower: up to 1.85× behind Euler (``benchmarks.stiff_stability``); through
      ``t_{N−1}/3`` it is ahead on every family measured, and more accurate on ordinary priors,
      trained DDPMs and the shipped InDI predictors too (issue 16; benchmarks/RESULTS.md, "RK4's
-     split landing"). ``κ`` was chosen on validation priors (``1/4``–``3/5`` tried: ``≥ 0.4``
-     trails Euler on very stiff priors, ``≤ 1/4`` on ordinary ones); Heun keeps the denoising
-     step: the same rule (any ``κ`` in ``0.3``–``0.5``) left it behind Euler on very stiff
-     priors (1.12–1.25×), and with its Euler predictor's estimate taken as is it cost the shipped
-     sr4 predictor 0.3–1 dB at 3 steps.
+     split landing"; its cost: 1.12× the mean error on ordinary exact diffusion priors). ``κ``
+     was chosen on the validation split (``1/4``–``1/2`` tried: ``0.4`` and above trail Euler on
+     very stiff priors, ``1/4`` gains less on the trained DDPM and the photos); Heun keeps the
+     denoising step: the same rule left it behind Euler on very stiff flow-matching priors
+     (1.04–1.26× at ``κ = 1/3``) and cost the shipped sr4 predictor 0.28 dB on average.
 
 ``output="posterior_mean"`` at such an end is the landed state itself: at ``t = 0`` the state is
 the clean estimate (``E[x | x_0] = x_0``).
