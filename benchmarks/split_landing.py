@@ -22,7 +22,7 @@ to Euler's at the same number of evaluations (exact models and DDPMs: worst samp
 error; photos: dB behind Euler, worst crop), and the geometric mean of its error over the
 denoising step's (photos: mean dB gained).
 
-Run: ``OMP_NUM_THREADS=1 python -m benchmarks.split_landing [--split val|test|both]`` (about 25
+Run: ``OMP_NUM_THREADS=1 python -m benchmarks.split_landing [--split val|test|both]`` (about 30
 minutes for both on one core).
 """
 
@@ -37,6 +37,7 @@ import flowrestore as fr
 
 from . import fewnfe_problems as P
 from .common import split_parser, splits
+from .stiff_stability import _rel
 from .stiff_stability import problem as prior_problem
 
 FAMILIES = (
@@ -63,11 +64,6 @@ def variant(base: type, kappa: float | None) -> fr.Solver:
     solver = base()
     solver.landing_split = kappa
     return solver
-
-
-def _rel(x, ref) -> float:
-    num = (x.double() - ref.double()).flatten(1).norm(dim=1)
-    return float((num / ref.double().flatten(1).norm(dim=1)).max())
 
 
 def instances(split: str):

@@ -270,6 +270,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "            d_end = x - bcast(t, x) * last",
         ["tests/core/test_endpoint.py"],
     ),
+    "rk4-end-estimate-every-step": (
+        "flowrestore/solvers/runge_kutta.py",
+        "        last_step = ctx is None or ctx.steps_left is None or ctx.steps_left <= 1",
+        "        last_step = True",
+        ["tests/core/test_endpoint.py"],
+    ),
     "split-landing-euler-part": (
         "flowrestore/integrate/endpoint.py",
         "    x_s = torch.lerp(d_end, x, kappa)  # (s/t) x + (1 − s/t) d_end",

@@ -101,7 +101,10 @@ class ExplicitRK(Solver):
         (:mod:`flowrestore.solvers.reciprocal`; an embedded pair keeps ``t``, where its error
         estimate sees what a step skips)."""
         k1 = state.k1 if state is not None else None
-        keep_end = self.landing_split is not None and flow.singular_at_zero
+        # the split landing needs the last stage's estimate only after the step before it
+        # (steps_left counts the landing; None: unknown, e.g. under error control)
+        last_step = ctx is None or ctx.steps_left is None or ctx.steps_left <= 1
+        keep_end = self.landing_split is not None and flow.singular_at_zero and last_step
         if self.tableau.b_error is None and flow.time_variable().reciprocal:
             return reciprocal_step(self.tableau, flow, t, x, h, k1, keep_end=keep_end)
         x_next, err, last, nfe = rk_step(self.tableau, flow, t, x, h, k1)

@@ -135,6 +135,18 @@ def test_rk4_split_landing_closed_form(problem):
     assert (full.stats.nfe - last.stats.nfe).tolist() == [1] * y.shape[0]
 
 
+def test_rk4_keeps_its_last_stage_estimate_only_before_the_landing(problem):
+    """The split landing's ``d_end`` costs a state-sized op; RK4 computes it only on the step
+    before the landing (``steps_left <= 1``) or where the loop does not know (``None``)."""
+    from flowrestore.solvers.base import Context
+
+    oracle, y = problem
+    flow, t, h = fr.InDIFlow(oracle), torch.tensor(0.5), torch.tensor(-0.25)
+    for left, kept in ((3, False), (2, False), (1, True), (None, True)):
+        state = fr.RK4().step(flow, t, y, h, None, Context(steps_left=left)).state
+        assert (getattr(state, "d_end", None) is not None) is kept, left
+
+
 @pytest.mark.parametrize("name", ["Bosh3", "Dopri5"])
 def test_adaptive_result_is_denoised_state_at_t_min(problem, name):
     oracle, y = problem
