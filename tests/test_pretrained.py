@@ -265,3 +265,17 @@ def test_evaluate_scores_each_run_on_its_clamped_restoration():
         want = psnr(x.clamp(0.0, 1.0), clean)
         assert row["psnr"] == pytest.approx(float(want.mean()), abs=1e-4)
         assert row["psnr_per_image"] == pytest.approx([float(v) for v in want], abs=2e-3)
+
+
+def test_heldout_crops_takes_any_size_from_8_and_centres_it():
+    names, x = heldout_crops(8, channels=1)
+    assert x.shape == (len(names), 1, 8, 8)
+    from flowrestore.training.data import load_image
+
+    full = load_image(names[0], channels=1)
+    h, w = full.shape[-2:]
+    top, left = (h - 8) // 2, (w - 8) // 2
+    assert torch.equal(x[0], full[:, top : top + 8, left : left + 8])
+    for bad in (7, 8.0, "8"):
+        with pytest.raises(ConfigError, match=r"size must be an int >= 8"):
+            heldout_crops(bad)

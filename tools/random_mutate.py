@@ -123,6 +123,16 @@ MODULES = {
     "flowrestore/restore/run.py": ["tests/test_restore.py", "tests/test_cli.py"],
     "flowrestore/training/trainer.py": ["tests/training"],
     "flowrestore/training/unet.py": ["tests/training", "tests/test_pretrained.py"],
+    "flowrestore/methods/flows.py": ["tests/core/test_value_range.py", "tests/test_pretrained.py"],
+    "flowrestore/solvers/torchsde_adapter.py": [
+        "tests/dirac/test_torchsde_adapter.py",
+        "tests/diffusion/test_sde.py",
+    ],
+    "flowrestore/tensors.py": ["tests/test_tensors.py", CORE],
+    "flowrestore/restore/naming.py": ["tests/test_restore.py", "tests/test_cli.py"],
+    "flowrestore/demo/toy.py": ["tests/test_demo.py"],
+    "flowrestore/demo/photos.py": ["tests/test_demo.py"],
+    "flowrestore/pretrained/__init__.py": ["tests/test_pretrained.py"],
 }
 ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}

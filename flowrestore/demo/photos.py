@@ -116,6 +116,13 @@ def _run_task(task: DemoTask, clean, names, plan: DemoPlan, device) -> TaskResul
     return TaskResult(task, rows, block, columns)
 
 
+def _panel(img):
+    """One figure panel: a ``(C, H, W)`` image clamped to ``[0, 1]``, as an ``(H, W, 3)`` array
+    (colour) or ``(H, W)`` (grey, shown with a grey colour map)."""
+    arr = img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    return arr if arr.shape[-1] == 3 else arr[..., 0]
+
+
 def _figure(results: list[TaskResult], path: Path, names) -> None:
     import matplotlib
 
@@ -133,9 +140,8 @@ def _figure(results: list[TaskResult], path: Path, names) -> None:
                 if c >= len(res.columns):
                     continue
                 label, imgs, val = res.columns[c]
-                img = imgs[i].clamp(0, 1).permute(1, 2, 0).numpy()
                 ax.imshow(
-                    img if img.shape[-1] == 3 else img[..., 0],
+                    _panel(imgs[i]),
                     cmap="gray",
                     vmin=0,
                     vmax=1,

@@ -209,3 +209,4 @@ def test_without_noise_each_method_has_its_declared_deterministic_order(method):
     ]  # fmt: skip
     slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
     assert abs(slope - solver.order) < 0.15, (slope, errs)
+    assert solver.order == round(slope)  # a declared order is the measured one, an integer
