@@ -307,3 +307,73 @@ def test_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path):
              cwd=tmp_path)
     )  # fmt: skip
     assert "is not a flowrestore-checkpoint/1 file" in line, line
+
+
+def test_restore_passes_its_options_through_and_exits_1_when_a_file_failed(tmp_path, monkeypatch):
+    """``--memory`` is MiB (the run gets bytes), ``--steps 1`` is accepted, and the exit code is
+    1 when any file failed, 0 otherwise (the run itself replaced by a recorder)."""
+    from types import SimpleNamespace
+
+    import flowrestore.restore as R
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(img)
+    seen = {}
+
+    def fake(paths, out, **kw):
+        seen.update(kw)
+        return SimpleNamespace(failed=seen.pop("_failed", []))
+
+    monkeypatch.setattr(R, "restore_files", fake)
+    args = ["restore", str(img), "-o", str(tmp_path / "o"), "--device", "cpu", "--threads", "1"]
+    assert main([*args, "--steps", "1", "--memory", "3"]) == 0
+    assert seen["memory_budget"] == 3 * 2**20 and seen["steps"] == 1
+    seen.clear()
+    assert main(args) == 0 and seen["memory_budget"] is None
+    seen["_failed"] = ["a.png"]
+    assert main(args) == 1
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (3, 2), (5, 4), (16, 4)])
+def test_default_threads_leave_one_core_free_up_to_four(monkeypatch, cores, expected):
+    from flowrestore import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
+    assert runtime.default_threads() == expected
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert runtime.default_threads() == 7
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert runtime.default_threads() == 1
+
+
+def test_default_threads_without_affinity_count_the_cpus(monkeypatch):
+    from flowrestore import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delattr(runtime.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: None)
+    assert runtime.default_threads() == 1  # unknown: one thread
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 3)
+    assert runtime.default_threads() == 2
+
+
+def test_every_stated_default_is_the_parsed_default():
+    """An option whose help says ``(default N)`` parses to N when it is not given."""
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.choices and "restore" in a.choices).choices
+    checked = 0
+    for name, sub in subs.items():
+        for action in sub._actions:
+            m = re.search(r"\(default (-?\d+(?:\.\d+)?)\)", action.help or "")
+            if m is None or not action.option_strings:
+                continue
+            assert action.default == type(action.default)(m.group(1)), (name, action.dest)
+            checked += 1
+    assert checked >= 2  # restore's --steps and --batch-size at least
+
+
+def test_demo_crop_takes_sizes_from_8():
+    assert build_parser().parse_args(["demo", "--crop", "8"]).crop == 8
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--crop", "7"])

@@ -2861,6 +2861,60 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'self.order = 2.002 if method in ("srk", "midpoint", "heun") else 1.0',
         ["tests/dirac/test_torchsde_adapter.py"],
     ),
+    "cli-positive-from-two": (
+        "flowrestore/cli.py",
+        '_POSITIVE = _int_at_least(1, "a positive integer")',
+        '_POSITIVE = _int_at_least(2, "a positive integer")',
+        ["tests/test_cli.py"],
+    ),
+    "cli-memory-half-mib": (
+        "flowrestore/cli.py",
+        "memory_budget=args.memory * 2**20 if args.memory else None,",
+        "memory_budget=args.memory * 2**19 if args.memory else None,",
+        ["tests/test_cli.py"],
+    ),
+    "cli-failed-exit-code-2": (
+        "flowrestore/cli.py",
+        "    return 1 if report.failed else 0",
+        "    return 2 if report.failed else 0",
+        ["tests/test_cli.py"],
+    ),
+    "cli-steps-default-not-as-documented": (
+        "flowrestore/cli.py",
+        'p.add_argument("--steps", type=_POSITIVE, default=10, help="solver steps (default 10)")',
+        'p.add_argument("--steps", type=_POSITIVE, default=11, help="solver steps (default 10)")',
+        ["tests/test_cli.py"],
+    ),
+    "cli-demo-crop-from-nine": (
+        "flowrestore/cli.py",
+        'type=_int_at_least(8, "an integer >= 8"),',
+        'type=_int_at_least(9, "an integer >= 8"),',
+        ["tests/test_cli.py"],
+    ),
+    "runtime-threads-no-free-core": (
+        "flowrestore/runtime.py",
+        "return max(1, min(4, cores - 1))",
+        "return max(1, min(4, cores - 0))",
+        ["tests/test_cli.py"],
+    ),
+    "runtime-omp-one-ignored": (
+        "flowrestore/runtime.py",
+        "if env and env.isdigit() and int(env) > 0:",
+        "if env and env.isdigit() and int(env) > 1:",
+        ["tests/test_cli.py"],
+    ),
+    "compile-error-names-the-second-line": (
+        "flowrestore/integrate/compiled.py",
+        "reason = (str(e).strip().splitlines() or [type(e).__name__])[0]",
+        "reason = (str(e).strip().splitlines() or [type(e).__name__])[-1]",
+        ["tests/core/test_compile.py"],
+    ),
+    "train-cli-loss-p-choices": (
+        "flowrestore/training/cli.py",
+        'p.add_argument("--loss-p", type=int, choices=(1, 2), default=d.loss_p)',
+        'p.add_argument("--loss-p", type=int, choices=(1, 3), default=d.loss_p)',
+        ["tests/training/test_cli_options.py"],
+    ),
 }
 
 

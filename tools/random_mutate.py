@@ -133,6 +133,15 @@ MODULES = {
     "flowrestore/demo/toy.py": ["tests/test_demo.py"],
     "flowrestore/demo/photos.py": ["tests/test_demo.py"],
     "flowrestore/pretrained/__init__.py": ["tests/test_pretrained.py"],
+    "flowrestore/cli.py": ["tests/test_cli.py"],
+    "flowrestore/runtime.py": ["tests/test_cli.py", "tests/test_restore.py"],
+    "flowrestore/errors.py": ["tests/core/test_errors.py", CORE],
+    "flowrestore/training/cli.py": ["tests/training"],  # test_cli_options.py among them
+    "flowrestore/integrate/compiled.py": [
+        "tests/core/test_compile.py",
+        "tests/test_compile_families.py",
+    ],
+    "flowrestore/methods/base.py": [CORE, "tests/test_pretrained.py"],
 }
 ERRORS = {"ConfigError", "ValueError", "ArgumentTypeError", "ShapeError", "GridError"}
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*", "**": "*"}

@@ -227,6 +227,11 @@ def test_a_solve_the_tracer_cannot_capture_is_a_config_error():
         return _predictor(x, t)
 
     before = len(compiled_module._CACHE)
-    with pytest.raises(fr.ConfigError, match=r"compile=True could not capture.*compile=False"):
+    with pytest.raises(fr.ConfigError, match=r"compile=True could not capture.*compile=False") as e:
         fr.solve(fr.InDIFlow(breaking), fr.Euler(), _y(), steps=3, compile=EAGER)
     assert len(compiled_module._CACHE) == before
+    message = str(e.value)
+    # one line, naming the reason: the first line of the tracer's own message
+    assert "\n" not in message and "graph_break" in message.lower(), message
+    first = str(e.value.__cause__).strip().splitlines()[0]
+    assert first in message
