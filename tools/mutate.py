@@ -2915,6 +2915,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         'p.add_argument("--loss-p", type=int, choices=(1, 3), default=d.loss_p)',
         ["tests/training/test_cli_options.py"],
     ),
+    "diffusion-timesteps-up-to-T": (
+        "flowrestore/flows/diffusion.py",
+        "        top = self.num_train_timesteps - 1\n",
+        "        top = self.num_train_timesteps - 0\n",
+        ["tests/diffusion/test_flow.py"],
+    ),
 }
 
 

@@ -235,6 +235,13 @@ def test_grid_from_timesteps_ends_at_the_final_noise_level():
     # a final level that is the last timestep's own is not laid twice (no zero-length step)
     same = flow.grid_from_timesteps([900, 500, 0], final_alpha_cumprod=float(ABAR[0]))
     torch.testing.assert_close(same, grid[:3])
+    # the training timesteps are 0 .. T - 1: the last is the top of the grid, T is refused
+    T = len(ABAR)
+    top = flow.grid_from_timesteps([T - 1])
+    assert float(top[0]) == pytest.approx(1.0, rel=1e-12)
+    for bad in ([T], [-1], [float("nan")]):
+        with pytest.raises(fr.ConfigError, match=rf"lie in \[0, {T - 1}\]"):
+            flow.grid_from_timesteps(bad)
 
 
 def test_model_outputs_and_typed_errors():
