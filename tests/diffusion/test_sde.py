@@ -88,3 +88,15 @@ def test_torchsde_srk_on_diagonal_noise_refuses_a_flow_singular_at_zero():
     with pytest.raises(fr.IncompatibleSolverError, match="srk"):
         fr.solve(flow, fr.Torchsde("srk"), torch.ones(2, 3), grid=[1.0, 0.0])
     fr.solve(flow, fr.Torchsde("milstein"), torch.ones(2, 3), grid=[1.0, 0.5])
+
+
+def test_the_sde_and_the_ode_run_only_on_the_models_time_range():
+    """Times are noise levels over ``σ_max``: both flows refuse a span past ``t = 1`` (the
+    model's largest training noise) or below 0, naming the range."""
+    _, flow = gaussian_problem("epsilon", dim=4)
+    x = torch.randn(2, 4, dtype=torch.float64)
+    for f, solver in ((flow, fr.Euler()), (flow.reverse_sde(), fr.EulerMaruyama())):
+        assert tuple(f.time_range) == (0.0, 1.0)
+        for span in ((1.0005, 0.0), (1.0, -0.001)):
+            with pytest.raises(fr.GridError, match=r"must lie in \[0.0, 1.0\]"):
+                fr.solve(f, solver, x, t_span=span, steps=2, generator=torch.Generator())
