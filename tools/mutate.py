@@ -2923,8 +2923,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "diffusion-sde-time-range-past-one": (
         "flowrestore/flows/diffusion.py",
-        "    default_span = (1.0, 0.0)\n    time_range = (0.0, 1.0)\n\n    def __init__(self, flow: DiffusionFlow):",
-        "    default_span = (1.0, 0.0)\n    time_range = (0.0, 1.001)\n\n    def __init__(self, flow: DiffusionFlow):",
+        "    time_range = (0.0, 1.0)\n\n    def __init__(self, flow: DiffusionFlow):",
+        "    time_range = (0.0, 1.001)\n\n    def __init__(self, flow: DiffusionFlow):",
         ["tests/diffusion/test_sde.py"],
     ),
 }
