@@ -2927,6 +2927,30 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    time_range = (0.0, 1.001)\n\n    def __init__(self, flow: DiffusionFlow):",
         ["tests/diffusion/test_sde.py"],
     ),
+    "initial-step-tiny-norm-rule-off": (
+        "flowrestore/controllers/error.py",
+        "h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)",
+        "h0 = torch.where((d0 < -1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)",
+        ["tests/core/test_controllers.py"],
+    ),
+    "schedule-degradation-empty-batch": (
+        "flowrestore/degradations/scheduling.py",
+        "images.dim() < 2 or images.shape[0] < 1:",
+        "images.dim() < 2 or images.shape[0] < 0:",
+        ["tests/degradations/test_scheduling.py"],
+    ),
+    "gaussian-oracle-mean-default": (
+        "flowrestore/oracles/gaussian.py",
+        "        mean: float | torch.Tensor = 0.0,",
+        "        mean: float | torch.Tensor = 1e-3,",
+        ["tests/oracles/test_oracles.py"],
+    ),
+    "gits-local-search-without-minus-two": (
+        "flowrestore/integrate/gits.py",
+        "for d in (-2, -1, 1, 2):",
+        "for d in (-1, -1, 1, 2):",
+        ["tests/fewnfe/test_fit_grid.py"],
+    ),
 }
 
 

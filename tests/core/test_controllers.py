@@ -301,3 +301,31 @@ def test_a_controller_written_outside_the_package_drives_the_loop():
     assert float((sol.x - exact(1.0)).abs().max()) < 0.05
     with pytest.raises(fr.ConfigError, match="no default time span"):
         fr.solve(flow, fr.RK4(), x0, controller=_Halving())
+
+
+def test_initial_step_is_hairers_rule_in_closed_form():
+    """Hairer, Nørsett & Wanner I, §II.4: ``d0 = ‖x0‖``, ``d1 = ‖f0‖`` (scaled RMS norms);
+    ``h0 = 10⁻⁶`` when either is below ``10⁻⁵`` (else ``0.01·d0/d1``); one probe at ``h0`` gives
+    ``d2``; ``h1 = (0.01 / max(d1, d2))^(1/k)``; the step is ``min(100·h0, h1)``."""
+    ctl = fr.PIController(rtol=1e-3, atol=1e-6)
+    k = 5.0
+    probed = []
+
+    def probe_constant(h):  # f does not change: d2 = 0
+        probed.append(h.clone())
+        return f0
+
+    for x0, f0, want_h0 in (
+        (torch.zeros(2, 4, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64), 1e-6),
+        (torch.ones(2, 4, dtype=torch.float64), torch.full((2, 4), 1e-12, dtype=torch.float64),
+         1e-6),
+        (torch.ones(2, 4, dtype=torch.float64), torch.full((2, 4), 2.0, dtype=torch.float64),
+         0.005),
+    ):  # fmt: skip
+        probed.clear()
+        scale = 1e-6 + 1e-3 * x0.abs()
+        d1 = float((f0 / scale).pow(2).mean().sqrt())
+        h = ctl.initial_step(x0, f0, probe_constant, k, span=1.0)
+        torch.testing.assert_close(probed[0], torch.full((2,), want_h0, dtype=torch.float64))
+        h1 = (0.01 / d1) ** (1 / k)
+        torch.testing.assert_close(h, torch.full((2,), min(100 * want_h0, h1), dtype=torch.float64))

@@ -103,6 +103,9 @@ def test_blur_schedule_is_monotone_hits_ends_and_feeds_a_family():
 
 
 def test_scheduling_typed_errors():
+    for images in (X[:0], X[0, 0, 0], [X]):  # an empty batch, a vector, not a tensor
+        with pytest.raises(ConfigError, match="non-empty batch tensor"):
+            schedule_degradation(images, scale, params_range=(0, 1), budget=3)
     with pytest.raises(ConfigError, match="budget"):
         schedule_degradation(X, scale, params_range=(0, 1), budget=1)
     with pytest.raises(ConfigError, match="params_range"):

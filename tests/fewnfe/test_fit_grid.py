@@ -386,3 +386,22 @@ def test_fit_grids_takes_distinct_step_counts_from_one():
     for bad in ([0, 2], [2, 2], [], [True], 3):
         with pytest.raises(ConfigError, match="distinct ints >= 1"):
             _counts(bad)
+
+
+def test_local_search_moves_single_points_by_one_or_two_teacher_points():
+    """``local_search`` tries each interior point at ±1 and ±2 (in order) and keeps a move that
+    lowers the cost: a cost whose only improving move is −2 (±1 are worse), or +2, is found;
+    one three points away is not (a local search, not a global one)."""
+    from flowrestore.integrate.gits import local_search
+
+    for target in (3, 7):
+
+        def cost(p, target=target):  # noqa: E306 - distance of the middle point, ±1 penalised
+            d = abs(p[1] - target)
+            return 10.0 if d == 1 else float(d)
+
+        seen = {}
+        assert local_search(cost, [0, 5, 10], rounds=3, seen=seen) == [0, target, 10]
+        assert (0, 4, 10) in seen  # -1 was tried too
+    far = local_search(lambda p: float(abs(p[1] - 8)) + 5 * (p[1] in (6, 7, 9)), [0, 5, 10], 3)
+    assert far == [0, 5, 10]

@@ -510,3 +510,12 @@ def test_a_scalar_tensor_noise_std_is_its_number_and_a_vector_is_refused():
     assert DiracMixture(centers=torch.zeros(2, 3), noise_std=torch.tensor([0.25])).noise_std == 0.25
     with pytest.raises(ConfigError, match="noise_std must be a scalar"):
         GaussianOracle(std=0.5, noise_std=torch.tensor([0.25, 0.5]), event_shape=(3,))
+
+
+def test_gaussian_oracle_prior_mean_defaults_to_zero():
+    """``mean`` defaults to 0 (``N(0, diag σ_c²)``): the ODE's end is ``y·σ_c/√(σ_c² + σ²)``."""
+    std = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    orc = GaussianOracle(std=std, noise_std=0.8)
+    assert torch.equal(orc.mean, torch.zeros(3, dtype=torch.float64))
+    y = torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(orc.ode_solution(y, 0.0), y * std / (std**2 + 0.64).sqrt())
