@@ -278,3 +278,20 @@ def test_the_log_variable_keeps_order_three_and_lands_with_finite_gradients():
     (grad,) = torch.autograd.grad(out.square().sum(), y0)
     assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(grad).all())
     assert float(grad.abs().max()) > 0
+
+
+@pytest.mark.parametrize("power", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3])
+def test_weights_with_a_shared_step_and_per_sample_nodes_are_each_samples_own(power, k):
+    """``t`` and ``s`` shared (0-d) while the nodes differ per sample (``[B]``, B = 5): row ``b``
+    of the weights is what sample ``b``'s nodes alone give."""
+    t, s = torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.35, dtype=torch.float64)
+    g = torch.Generator().manual_seed(k + 10 * power)
+    nodes = [t.expand(5).clone()] + [
+        0.61 + 0.3 * torch.rand(5, generator=g, dtype=torch.float64) + 0.2 * j for j in range(k - 1)
+    ]
+    got = semilinear_weights(t, s, nodes, power)
+    assert got.shape == (5, k)
+    for b in range(5):
+        want = semilinear_weights(t, s, [n[b] for n in nodes], power)
+        torch.testing.assert_close(got[b], want, rtol=1e-10, atol=1e-12)

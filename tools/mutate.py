@@ -2951,6 +2951,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "for d in (-1, -1, 1, 2):",
         ["tests/fewnfe/test_fit_grid.py"],
     ),
+    "semilinear-shared-step-rhs-shape": (
+        "flowrestore/solvers/semilinear.py",
+        "phis.unsqueeze(-1).expand(*vt.shape[:-1], 1)",
+        "phis.unsqueeze(-1).expand(*vt.shape[:-2], 1)",
+        ["tests/test_semilinear.py"],
+    ),
 }
 
 
