@@ -2957,6 +2957,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "phis.unsqueeze(-1).expand(*vt.shape[:-2], 1)",
         ["tests/test_semilinear.py"],
     ),
+    "trainer-checkpoint-off-by-one": (
+        "flowrestore/training/trainer.py",
+        "due = done == c.steps or (c.checkpoint_every and done % c.checkpoint_every == 0)",
+        "due = done == c.steps or (c.checkpoint_every and done % c.checkpoint_every == 1)",
+        ["tests/training/test_trainer.py"],
+    ),
+    "clip-config-sample-max-default": (
+        "flowrestore/flows/estimates.py",
+        'max_value=config.get("sample_max_value", 1.0),',
+        'max_value=config.get("sample_max_value", 2.0),',
+        ["tests/diffusion/test_diffusers.py"],
+    ),
+    "schedule-tensor-positive-above-one": (
+        "flowrestore/schedules/library.py",
+        "return bool((v.detach() > 0).all())",
+        "return bool((v.detach() > 1).all())",
+        ["tests/degradations/test_schedules.py"],
+    ),
 }
 
 

@@ -96,6 +96,14 @@ def test_positivity_flags_and_piecewise_validation():
     assert Geometric(0.01, 1.0).is_positive()
     assert not Linear(0.0, 1.0).is_positive()
     assert not Constant(0.0).is_positive()
+    # the same with tensor parameters (per-sample values), positive below 1 included
+    small = torch.tensor([0.01, 0.5], dtype=torch.float64)
+    assert Geometric(small, torch.tensor([1.0, 2.0])).is_positive()
+    assert Linear(small, torch.tensor(0.3)).is_positive() and Constant(small).is_positive()
+    assert not Linear(small, torch.tensor([0.3, -0.1])).is_positive()
+    assert not Constant(torch.tensor([0.2, 0.0])).is_positive()
+    with pytest.raises(ConfigError, match="start > 0"):
+        Geometric(torch.tensor([0.5, 0.0]), 1.0)
     with pytest.raises(ConfigError, match="strictly increasing"):
         PiecewiseLinear([0.0, 0.5, 0.5, 1.0], [0, 1, 2, 3])
     with pytest.raises(ConfigError, match="start at 0 and end at 1"):

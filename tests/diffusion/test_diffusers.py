@@ -381,3 +381,27 @@ def test_readme_bird_on_diffusion_example_runs(tmp_path, monkeypatch):
     res = ns["res"]
     assert res.x.shape == ns["y"].shape and res.iterations == 2
     assert 0.3 <= float(res.params["width"].min()) <= float(res.params["width"].max()) <= 3.0
+
+
+@pytest.mark.parametrize("name", ["DDIMScheduler", "DDPMScheduler"])
+def test_a_config_that_omits_clipping_keys_gets_diffusers_defaults(name):
+    """A saved scheduler config may omit ``dynamic_thresholding_ratio``, ``sample_max_value``
+    or ``clip_sample_range`` (older diffusers): the clipping read from it is the one diffusers'
+    own defaults give."""
+    from flowrestore.flows.estimates import ClipSample, DynamicThreshold, clip_from_config
+
+    cls = getattr(diffusers, name)
+    for flag, keys in (
+        ("thresholding", ("dynamic_thresholding_ratio", "sample_max_value")),
+        ("clip_sample", ("clip_sample_range",)),
+    ):
+        other = "clip_sample" if flag == "thresholding" else "thresholding"
+        full = dict(cls(**{flag: True, other: False}).config)
+        short = {k: v for k, v in full.items() if k not in keys}
+        assert clip_from_config(short) == clip_from_config(full)
+        want = (
+            DynamicThreshold(full["dynamic_thresholding_ratio"], full["sample_max_value"])
+            if flag == "thresholding"
+            else ClipSample(full["clip_sample_range"])
+        )
+        assert clip_from_config(short) == want

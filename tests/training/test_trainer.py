@@ -159,3 +159,20 @@ def test_training_command_and_its_alias(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout.strip().splitlines()[-1])["steps"] == 1
         assert load_checkpoint(out)["step"] == 1
+
+
+def test_checkpoints_are_written_every_n_steps_and_at_the_end(tmp_path, monkeypatch):
+    """``checkpoint_every=2`` over 5 steps: after steps 2 and 4, and after the last one."""
+    import flowrestore.training.trainer as T
+
+    saved = []
+    real = T.save_checkpoint
+
+    def spy(path, model, ema, opt, done, *a, **kw):
+        saved.append(done)
+        return real(path, model, ema, opt, done, *a, **kw)
+
+    monkeypatch.setattr(T, "save_checkpoint", spy)
+    cfg = tiny_config(steps=5, checkpoint=str(tmp_path / "c.pt"), checkpoint_every=2)
+    train(cfg, progress=False)
+    assert saved == [2, 4, 5]
