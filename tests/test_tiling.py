@@ -306,3 +306,16 @@ def test_default_budget_is_half_the_free_cuda_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (6 * 2**30, 80 * 2**30))
     assert default_budget("cuda:0") == 3 * 2**30
     assert default_budget("cpu") == 512 * 2**20
+
+
+def test_a_network_declaring_no_usable_multiple_aligns_tiles_to_1():
+    """``multiple`` must be an int >= 1 to be used: 0, a bool or a float fall back to 1."""
+    from flowrestore.tiling import network_multiple
+
+    for bad in (0, -4, True, 2.0):
+        net = torch.nn.Identity()
+        net.multiple = bad
+        assert network_multiple(net) == 1, bad
+    net = torch.nn.Identity()
+    net.multiple = 8
+    assert network_multiple(net) == 8

@@ -2975,6 +2975,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return bool((v.detach() > 1).all())",
         ["tests/degradations/test_schedules.py"],
     ),
+    "fitted-multistep-keeps-one-too-many": (
+        "flowrestore/solvers/fitted.py",
+        "max([*lengths[k + 1 :], 1]) - 1 for k in range(len(lengths))",
+        "max([*lengths[k + 0 :], 1]) - 1 for k in range(len(lengths))",
+        ["tests/fewnfe/test_fit_weights_state.py"],
+    ),
+    "tiling-multiple-zero-accepted": (
+        "flowrestore/tiling/probe.py",
+        "if isinstance(m, int) and not isinstance(m, bool) and m >= 1:",
+        "if isinstance(m, int) and not isinstance(m, bool) and m >= 0:",
+        ["tests/test_tiling.py"],
+    ),
+    "indi-showcase-duplicate-run": (
+        "flowrestore/methods/indi.py",
+        '            ("euler", 2, "last"),\n            ("euler", 5, "last"),',
+        '            ("euler", 1, "last"),\n            ("euler", 5, "last"),',
+        ["tests/core/test_pairings.py"],
+    ),
 }
 
 

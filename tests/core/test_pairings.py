@@ -107,3 +107,16 @@ def test_wrong_controller_and_missing_observation_are_refused_before_evaluation(
     # with the observation given explicitly, a solve from t = 0.8 runs
     sol = fr.solve(fr.InDIFlow(counter, observation=y), fr.NaiveSampler(), y, grid=[0.8, 0.0])
     assert torch.allclose(sol.x, 0.9 * y)
+
+
+def test_each_methods_showcase_lists_every_setting_once():
+    """The demo's rows, its quick rows and the registry's held-out rows name each
+    ``(solver, steps, output[, t_end])`` once; the step lists are increasing."""
+    from flowrestore.methods.registry import get_method, method_names
+
+    for name in method_names():
+        show = get_method(name).showcase
+        for runs in (show.runs, show.quick_runs, show.heldout):
+            assert len(set(runs)) == len(runs), (name, runs)
+        for steps in (show.steps, show.quick_steps):
+            assert list(steps) == sorted(set(steps)), (name, steps)
