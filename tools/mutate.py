@@ -2993,6 +2993,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '            ("euler", 1, "last"),\n            ("euler", 5, "last"),',
         ["tests/core/test_pairings.py"],
     ),
+    "solve-forward-direction-unset": (
+        "flowrestore/integrate/solve.py",
+        "direction = 1 if flow.default_span[1] > flow.default_span[0] else -1",
+        "direction = 0 if flow.default_span[1] > flow.default_span[0] else -1",
+        ["tests/core/test_errors.py"],
+    ),
+    "solution-ts-empty-without-save-at": (
+        "flowrestore/integrate/finish.py",
+        "return torch.full((1,), schedule.t1, dtype=dtype, device=dev), None",
+        "return torch.full((0,), schedule.t1, dtype=dtype, device=dev), None",
+        ["tests/core/test_errors.py"],
+    ),
 }
 
 

@@ -329,3 +329,20 @@ def test_non_flow_and_non_solver(flow, y):
 def test_bad_solver_configuration(make, match):
     with pytest.raises(fr.ConfigError, match=match):
         make()
+
+
+def test_a_forward_default_span_sets_the_direction():
+    """A flow whose default span runs forward (a user's ``ODEFlow`` subclass from 0 to 1)
+    refuses a backward span, as a backward default refuses a forward one."""
+
+    class Forward(fr.ODEFlow):
+        default_span = (0.0, 1.0)
+
+    flow = Forward(lambda t, x: -x)
+    x = torch.ones(2, 3, dtype=torch.float64)
+    sol = fr.solve(flow, fr.Euler(), x, steps=4)
+    assert sol.ts.tolist() == [1.0] and sol.t_final.tolist() == [1.0, 1.0]  # the end time alone
+    sol = fr.solve(flow, fr.Euler(), x, steps=2, t_span=(0.2, 0.7))
+    assert sol.ts.tolist() == [pytest.approx(0.7)]
+    with pytest.raises(fr.GridError, match="wrong direction: it must be increasing"):
+        fr.solve(flow, fr.Euler(), x, steps=2, t_span=(1.0, 0.0))
