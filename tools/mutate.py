@@ -3005,6 +3005,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "return torch.full((0,), schedule.t1, dtype=dtype, device=dev), None",
         ["tests/core/test_errors.py"],
     ),
+    "mixture-default-weights-not-probabilities": (
+        "flowrestore/oracles/mixture.py",
+        "w = torch.full((k,), 1.0 / k, dtype=torch.float64)",
+        "w = torch.full((k,), 1.0 * k, dtype=torch.float64)",
+        ["tests/oracles/test_oracles.py"],
+    ),
 }
 
 

@@ -519,3 +519,15 @@ def test_gaussian_oracle_prior_mean_defaults_to_zero():
     assert torch.equal(orc.mean, torch.zeros(3, dtype=torch.float64))
     y = torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64)
     torch.testing.assert_close(orc.ode_solution(y, 0.0), y * std / (std**2 + 0.64).sqrt())
+
+
+def test_dirac_mixture_default_weights_are_uniform_probabilities():
+    """``weights=None`` is the uniform prior, the same mixture as equal weights given."""
+    centers = torch.tensor([[0.0, 1.0], [2.0, -1.0], [-1.0, 0.5]], dtype=torch.float64)
+    plain = DiracMixture(centers=centers, noise_std=0.7)
+    equal = DiracMixture(centers=centers, weights=torch.full((3,), 5.0), noise_std=0.7)
+    torch.testing.assert_close(plain.weights, torch.full((3,), 1 / 3, dtype=torch.float64))
+    torch.testing.assert_close(plain.weights, equal.weights)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.tensor(0.5, dtype=torch.float64)
+    torch.testing.assert_close(plain.posterior_mean(x, t), equal.posterior_mean(x, t))
