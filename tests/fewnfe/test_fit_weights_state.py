@@ -8,7 +8,7 @@ from flowrestore.solvers.fitted import FittedState
 
 def test_the_state_keeps_only_what_a_later_step_combines():
     """Weights using 1, 2, 1, 1 estimates: after step 0 one estimate is carried (step 1 uses
-    it), after steps 1-3 none (no later step looks back)."""
+    it), after steps 1 and 2 none (no later step looks back)."""
     weights = [(1.0,), (1.5, -0.5), (1.0,), (1.0,)]
     solver = fr.FittedMultistep(weights=weights, times=(1.0, 0.7, 0.4, 0.2, 0.0))
     flow = fr.InDIFlow(lambda x, t: 0.5 * x)
