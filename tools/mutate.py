@@ -2979,7 +2979,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "flowrestore/solvers/fitted.py",
         "max([*lengths[k + 1 :], 1]) - 1 for k in range(len(lengths))",
         "max([*lengths[k + 0 :], 1]) - 1 for k in range(len(lengths))",
-        ["tests/fewnfe/test_fit_weights_state.py"],
+        ["tests/fewnfe/test_fit_weights.py"],
     ),
     "tiling-multiple-zero-accepted": (
         "flowrestore/tiling/probe.py",
