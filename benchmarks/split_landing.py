@@ -55,6 +55,8 @@ STEPS = range(3, 11)
 ROWS = {
     "RK4": (None, 1 / 4, 0.3, 1 / 3, 0.4, 1 / 2),
     "Heun": (None, 1 / 3, 0.4, 1 / 2),
+    "Bosh3": (None, 1 / 3),
+    "Dopri5": (None, 1 / 3),
 }
 
 
@@ -83,13 +85,15 @@ def instances(split: str):
             yield (prob.name, prob.kind, inst.flow, inst.x, score)
 
 
-def measure(split: str) -> dict:
-    """``{group: {(solver, κ): [(steps, score, euler's score)]}}``."""
+def measure(split: str, solvers=tuple(ROWS)) -> dict:
+    """``{group: {(solver, κ): [(steps, score, euler's score)]}}`` for the ``solvers`` of
+    :data:`ROWS`."""
     out: dict = {}
     euler_cache: dict = {}
     for k, (group, kind, flow, x, score) in enumerate(instances(split)):
         rows = out.setdefault(group, {"kind": kind})
-        for name, kappas in ROWS.items():
+        for name in solvers:
+            kappas = ROWS[name]
             base = getattr(fr, name)
             for kappa in kappas:
                 cells = rows.setdefault((name, kappa), [])
@@ -127,10 +131,12 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    a = split_parser("python -m benchmarks.split_landing", __doc__).parse_args(argv)
+    ap = split_parser("python -m benchmarks.split_landing", __doc__)
+    ap.add_argument("--solvers", nargs="+", choices=tuple(ROWS), default=tuple(ROWS))
+    a = ap.parse_args(argv)
     for split in splits(a):
         t0 = time.perf_counter()
-        res = measure(split)
+        res = measure(split, a.solvers)
         print(f"## {split} split ({time.perf_counter() - t0:.0f} s)\n", flush=True)
         print(table(res) + "\n", flush=True)
 

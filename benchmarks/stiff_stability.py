@@ -45,6 +45,8 @@ SOLVERS = {
     "IPNDM": fr.IPNDM,
     "DataIPNDM": fr.DataIPNDM,
     "UniPC": fr.UniPC,
+    "Bosh3": fr.Bosh3,
+    "Dopri5": fr.Dopri5,
 }
 FAMILIES = (
     "linear/epsilon",

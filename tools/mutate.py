@@ -248,8 +248,44 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "rk4-split-landing-fraction": (
         "flowrestore/solvers/runge_kutta.py",
-        "    landing_split = 1 / 3",
-        "    landing_split = 0.334",
+        "    tableau = RK4_TABLEAU\n    landing_split = 1 / 3",
+        "    tableau = RK4_TABLEAU\n    landing_split = 0.334",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "bosh3-split-landing-fraction": (
+        "flowrestore/solvers/runge_kutta.py",
+        "    tableau = BOSH3\n    landing_split = 1 / 3",
+        "    tableau = BOSH3\n    landing_split = 0.334",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "dopri5-split-landing-fraction": (
+        "flowrestore/solvers/runge_kutta.py",
+        "    tableau = DOPRI5\n    landing_split = 1 / 3",
+        "    tableau = DOPRI5\n    landing_split = 0.334",
+        ["tests/core/test_endpoint.py"],
+    ),
+    "embedded-pair-fixed-grid-in-t": (
+        "flowrestore/solvers/runge_kutta.py",
+        "        in_t = self.tableau.b_error is not None and controlled",
+        "        in_t = self.tableau.b_error is not None",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "embedded-pair-controlled-reciprocal": (
+        "flowrestore/solvers/runge_kutta.py",
+        "        in_t = self.tableau.b_error is not None and controlled",
+        "        in_t = False",
+        ["tests/fewnfe/test_reciprocal.py"],
+    ),
+    "loop-never-error-control": (
+        "flowrestore/integrate/stepping.py",
+        "        ctx.error_control = ctx.steps_left is None",
+        "        ctx.error_control = False",
+        ["tests/core/test_endpoint.py", "tests/fewnfe/test_reciprocal.py"],
+    ),
+    "pair-split-landing-under-control": (
+        "flowrestore/solvers/runge_kutta.py",
+        "        keep_end = keep_end and not controlled",
+        "        keep_end = keep_end",
         ["tests/core/test_endpoint.py"],
     ),
     "split-landing-power": (

@@ -103,6 +103,7 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
     while (prop := ctl.next()) is not None:
         rows = prop.rows
         ctx.index, ctx.step_index, ctx.steps_left = rows, k, ctl.steps_left()
+        ctx.error_control = ctx.steps_left is None
         if rows is None:
             f, xa, sa = flow, x, state
         else:

@@ -65,6 +65,10 @@ class Context:
             when the loop knows them before the solve (a fixed grid: a host int, so a solver may
             branch on it without reading the device); ``None`` under error control or in a
             hand-made context.
+        error_control: whether the step's size is chosen from its error estimate (the loop's
+            controller has no fixed grid: ``steps_left`` is ``None``); an embedded pair then steps
+            in ``t``, where its estimate sees what a step skips. ``False`` on a fixed grid and in
+            a hand-made context (a grid fitter's cost model).
         records: per-step values (:meth:`record`), stacked into ``Solution.records``.
         batch: the solve's batch size (``None``: unknown, e.g. a hand-made context).
     """
@@ -73,6 +77,7 @@ class Context:
     index: Tensor | None = None
     step_index: int = 0
     steps_left: int | None = None
+    error_control: bool = False
     records: dict[str, list[Tensor]] = field(default_factory=dict)
     batch: int | None = None
 

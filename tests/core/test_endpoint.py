@@ -1,10 +1,10 @@
 """The t = 0 endpoint (docs/math.md §1): no solver evaluates the predictor at t = 0.
 
 A spy predictor raises if it sees any t == 0 and records every t. Solvers with a stage at a step's
-end (Heun, fixed-step Bosh3/Dopri5) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``;
-RK4 with the split landing through ``t_{N−1}/3`` (closed form below); adaptive ones integrate to
-``t_min`` and denoise there; Euler, Midpoint and the InDI samplers take their own last step (their
-stages stay at t > 0).
+end (Heun) finish with the denoising step ``F(x_{t_{N−1}}, t_{N−1})``; RK4 and fixed-step
+Bosh3/Dopri5 with the split landing through ``t_{N−1}/3`` (closed forms below); adaptive ones
+integrate to ``t_min`` and denoise there; Euler, Midpoint and the InDI samplers take their own last
+step (their stages stay at t > 0).
 """
 
 import pytest
@@ -65,9 +65,10 @@ def test_no_evaluation_at_zero(problem, name, spacing):
     else:
         used = spacing or default_spacing(fr.InDIFlow(spy), solver, 0.0)
         grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, used)
-        # Midpoint's own last step evaluates at t_{N-1}/2, RK4's split landing at t_{N-1}/3;
-        # every other solver at >= t_{N-1}
-        lowest = float(grid[-2]) * {"Midpoint": 0.5, "RK4": 1 / 3}.get(name, 1.0)
+        # Midpoint's own last step evaluates at t_{N-1}/2, the split landing (RK4, fixed-step
+        # Bosh3 and Dopri5) at t_{N-1}/3; every other solver at >= t_{N-1}
+        third = dict.fromkeys(("RK4", "Bosh3-fixed", "Dopri5-fixed"), 1 / 3)
+        lowest = float(grid[-2]) * {"Midpoint": 0.5, **third}.get(name, 1.0)
         assert float(seen.min()) >= lowest * (1 - 1e-12)
 
 
@@ -85,8 +86,6 @@ def test_spy_catches_a_solver_that_evaluates_at_zero(problem):
     [
         "Euler",
         "Heun",
-        "Bosh3-fixed",
-        "Dopri5-fixed",
         "InDISampler",
         "NaiveSampler",
         "Torchdiffeq-rk4",
@@ -188,3 +187,22 @@ def test_adaptive_solvers_and_torchdiffeq_share_the_t_min_default(rtol):
         assert solver.controller.resolved_t_min() == expected
     assert fr.PIController(rtol=rtol, atol=1e-6).resolved_t_min() == expected
     assert fr.Dopri5(rtol=rtol, atol=1e-6, t_min=3e-3).controller.resolved_t_min() == 3e-3
+
+
+@pytest.mark.parametrize("name", ["Bosh3-fixed", "Dopri5-fixed"])
+def test_embedded_pair_split_landing_closed_form(problem, name):
+    """A first-same-as-last pair on a fixed grid lands as RK4 does, through ``s = t/3``: its last
+    stage sits at the result, so the clean estimate its drift gives there is ``D = F(x, t)``
+    itself, ``x_s = D + (x − D)/3`` and ``x_0 = (F(x_s, s) − D/9)/(8/9)`` (InDI's power 2); one
+    evaluation. Under error control the pair denoises at ``t_min`` instead
+    (:func:`test_no_evaluation_at_zero`)."""
+    oracle, y = problem
+    grid = fr.integrate.make_grid(STEPS, 1.0, 0.0, fr.Power(rho=1.5))
+    full = _solve(fr.InDIFlow(oracle), SOLVERS[name](), y, grid=grid)
+    before = _solve(fr.InDIFlow(oracle), SOLVERS[name](), y, grid=grid[:-1])
+    t = float(grid[-2])
+    d = oracle(before.x, t)
+    x_s = d + (before.x - d) / 3
+    expected = (oracle(x_s, t / 3) - d / 9) / (8 / 9)
+    assert max_err(full.x, expected) <= 1e-12
+    assert (full.stats.nfe - before.stats.nfe).tolist() == [1] * y.shape[0]
