@@ -235,7 +235,10 @@ def write(res, path=None, when: str = "") -> dict:
     registry = json.loads(path.read_text())
     choice = per_solver(res)
     for model in MODELS:
-        per, notes = {}, []
+        old = registry["models"][model].get("spacings", {})
+        # the embedded pairs' entries (benchmarks.indi_spacing_pairs) are kept
+        keep = {k: v for k, v in old.get("per_solver", {}).items() if f"{k}()" not in SOLVERS}
+        per, notes = dict(keep), []
         for sname in SOLVERS:
             cname = choice[(model, sname)]
             mean = _mean(res[(model, cname, sname)])
@@ -244,6 +247,7 @@ def write(res, path=None, when: str = "") -> dict:
                 per[name] = _spec(candidates()[cname])
             notes.append(f"{name}: {cname} {mean:.2f}")
         registry["models"][model]["spacings"] = {
+            **{k: v for k, v in old.items() if k.startswith("pairs_")},
             "per_solver": per,
             "command": "python -m benchmarks.indi_spacing --split val --write",
             "chosen": (

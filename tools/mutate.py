@@ -282,6 +282,18 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        ctx.error_control = False",
         ["tests/core/test_endpoint.py", "tests/fewnfe/test_reciprocal.py"],
     ),
+    "indi-spacing-write-drops-pairs": (
+        "benchmarks/indi_spacing.py",
+        "        per, notes = dict(keep), []",
+        "        per, notes = {}, []",
+        ["tests/fewnfe/test_indi_spacing_rule.py"],
+    ),
+    "pairs-rule-lowest-mean": (
+        "benchmarks/indi_spacing_pairs.py",
+        "            out[(model, sname)] = max(candidates(), key=lambda c, s=score: s[c])",
+        "            out[(model, sname)] = min(candidates(), key=lambda c, s=score: s[c])",
+        ["tests/fewnfe/test_indi_spacing_rule.py"],
+    ),
     "pair-split-landing-under-control": (
         "flowrestore/solvers/runge_kutta.py",
         "        keep_end = keep_end and not controlled",

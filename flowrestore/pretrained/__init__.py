@@ -22,11 +22,12 @@ held-out photos and checked against the default grid on other crops;
 ``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
 (:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. It also declares
 the grid spacing of each of its other solvers (``"spacings": {"per_solver": ...}``: ``Euler``,
-``Midpoint``, ``Heun``, ``RK4``, ``IPNDM``, ``DataIPNDM``, each on a
-``StartRefined(rho, closing_pair=False)`` — wrapped in ``Unrefined`` for Heun, RK4 and Midpoint:
-laid exactly, without the loop's end refinements, which cost them up to 6 dB — chosen per solver
-on the validation photos by ``python -m benchmarks.indi_spacing --split val --write``), which
-:func:`flow_for` passes as ``InDIFlow(spacings=...)``. Importing this module does not import
+``Midpoint``, ``Heun``, ``RK4``, ``IPNDM``, ``DataIPNDM``, ``Bosh3``, ``Dopri5``, each on a
+``StartRefined(rho, closing_pair=False)`` — wrapped in ``Unrefined`` for Heun, RK4, Midpoint and
+the embedded pairs: laid exactly, without the loop's end refinements, which cost them up to 6 dB —
+chosen per solver on the validation photos by ``python -m benchmarks.indi_spacing --split val
+--write``, for Bosh3 and Dopri5 at 3–10 steps by ``python -m benchmarks.indi_spacing_pairs``),
+which :func:`flow_for` passes as ``InDIFlow(spacings=...)``. Importing this module does not import
 torch (the command line lists the models without it).
 
 Models:

@@ -1,6 +1,6 @@
 """The rule ``python -m benchmarks.indi_spacing --split val --write`` applies to choose the shipped
-InDI predictors' declared spacing per solver, and the registry record it writes, read back by
-``flow_for`` (issue 16)."""
+InDI predictors' declared spacing per solver (and ``benchmarks.indi_spacing_pairs`` for the
+embedded pairs), and the registry record each writes, read back by ``flow_for`` (issue 16)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 import flowrestore as fr
 from benchmarks import indi_spacing as B
+from benchmarks import indi_spacing_pairs as P
 from flowrestore.methods.indi import _declared_spacings
 
 NFE = {"Midpoint()": (4, 6), "Heun()": (3, 5), "RK4()": (5, 9)}
@@ -67,8 +68,11 @@ def test_the_written_record_is_what_flow_for_declares(tmp_path: Path):
     # the loop's rule is no declaration: those solvers are left out
     assert fr.RK4 not in deblur and choice[("indi-deblur", "RK4()")] == names[0]
     sr4 = _declared_spacings(models["indi-sr4"])
-    assert sr4 == {fr.IPNDM: fr.StartRefined(rho=4.0, closing_pair=False)}
+    shipped_sr4 = _declared_spacings(json.loads(shipped.read_text())["models"]["indi-sr4"])
+    pairs = {cls: shipped_sr4[cls] for cls in P.SOLVERS.values()}  # kept: the pairs' own rule
+    assert sr4 == {fr.IPNDM: fr.StartRefined(rho=4.0, closing_pair=False), **pairs}
     assert "command" in models["indi-sr4"]["spacings"]
+    assert "pairs_command" in models["indi-sr4"]["spacings"]
     # the other models' records are untouched
     assert models["dirac-deblur"] == json.loads(shipped.read_text())["models"]["dirac-deblur"]
 
@@ -101,3 +105,48 @@ def test_a_wrong_per_solver_record_is_refused(entry, match):
 
     with pytest.raises(ConfigError, match=match):
         _declared_spacings({"spacings": entry})
+
+
+def _pair_rows(best: dict[tuple[str, str], str]) -> dict:
+    """Synthetic rows of :mod:`benchmarks.indi_spacing_pairs`: ``{steps: (nfe, PSNR, Euler's)}``,
+    30 dB everywhere but ``best[(model, solver)]``, 40 dB on average."""
+    res = {}
+    for model in B.MODELS:
+        for cname in P.candidates():
+            for sname in P.SOLVERS:
+                top = cname == best.get((model, sname))
+                res[(model, cname, sname)] = {
+                    n: (3 * n, 40.0 + (n - 6.5) if top else 30.0, 35.0) for n in P.STEPS
+                }
+    return res
+
+
+def test_the_pairs_rule_and_its_record_keep_the_other_solvers_entries(tmp_path: Path):
+    """Each pair gets the candidate with its highest mean over 3–10 steps (ties: the earliest,
+    the loop's rule); ``write`` adds the pairs' entries and keeps the other solvers', and a later
+    ``indi_spacing`` write keeps the pairs'."""
+    shipped = Path(str(resources.files("flowrestore.pretrained").joinpath("registry.json")))
+    path = tmp_path / "registry.json"
+    shutil.copy(shipped, path)
+    names = list(P.candidates())
+    best = {("indi-deblur", "Bosh3()"): names[2], ("indi-sr4", "Dopri5()"): names[-1]}
+    choice = P.write(_pair_rows(best), path=path)
+    assert choice[("indi-deblur", "Bosh3()")] == names[2]
+    assert choice[("indi-deblur", "Dopri5()")] == P.NONE
+    models = json.loads(path.read_text())["models"]
+    before = _declared_spacings(json.loads(shipped.read_text())["models"]["indi-deblur"])
+    deblur = _declared_spacings(models["indi-deblur"])
+    assert deblur[fr.Bosh3] == P.candidates()[names[2]] and fr.Dopri5 not in deblur
+    assert {k: v for k, v in deblur.items() if k is not fr.Bosh3} == {
+        k: v for k, v in before.items() if k not in (fr.Bosh3, fr.Dopri5)
+    }
+    sr4 = _declared_spacings(models["indi-sr4"])
+    assert sr4[fr.Dopri5] == fr.Unrefined(fr.StartRefined(rho=P.RHOS[-1], closing_pair=False))
+    # the few-step solvers' rule, written after, keeps the pairs' entries and their note
+    B.write(_rows({("indi-sr4", "IPNDM()"): "StartRefined(rho=4)"}), path=path)
+    again = json.loads(path.read_text())["models"]
+    assert _declared_spacings(again["indi-sr4"])[fr.Dopri5] == sr4[fr.Dopri5]
+    assert (
+        again["indi-sr4"]["spacings"]["pairs_chosen"]
+        == models["indi-sr4"]["spacings"]["pairs_chosen"]
+    )
