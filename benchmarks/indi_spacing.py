@@ -188,15 +188,17 @@ def per_solver(res) -> dict[tuple[str, str], str]:
     return out
 
 
-def declared(model: str) -> dict[str, str]:
-    """The shipped registry's declaration for ``model``, as candidate names per solver."""
+def declared(model: str, solvers=None, cands=None) -> dict[str, str]:
+    """The shipped registry's declaration for ``model``, as candidate names per solver (of
+    ``solvers``, default :data:`SOLVERS`, among ``cands``, default :func:`candidates`)."""
     from flowrestore.pretrained import flow_for, pretrained
 
     spacings = flow_for(pretrained(model)).spacings
-    names = {spacing: cname for cname, spacing in candidates().items() if spacing is not None}
+    named = (cands or candidates()).items()
+    names = {spacing: cname for cname, spacing in named if spacing is not None}
     return {
         sname: names.get(spacings[cls], repr(spacings[cls])) if cls in spacings else NONE
-        for sname, cls in SOLVERS.items()
+        for sname, cls in (solvers or SOLVERS).items()
     }
 
 

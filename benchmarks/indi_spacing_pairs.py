@@ -40,6 +40,7 @@ import torch
 
 import flowrestore as fr
 from benchmarks import fewnfe_problems as P
+from benchmarks import indi_spacing as B
 from benchmarks.indi_spacing import MODELS, NONE, RHOS, _spec
 
 SOLVERS = {"Bosh3()": fr.Bosh3, "Dopri5()": fr.Dopri5}
@@ -108,14 +109,7 @@ def per_solver(res) -> dict[tuple[str, str], str]:
 
 def declared(model: str) -> dict[str, str]:
     """The shipped registry's declaration for the pairs, as candidate names."""
-    from flowrestore.pretrained import flow_for, pretrained
-
-    spacings = flow_for(pretrained(model)).spacings
-    names = {sp: c for c, sp in candidates().items() if sp is not None}
-    return {
-        s: names.get(spacings[cls], repr(spacings[cls])) if cls in spacings else NONE
-        for s, cls in SOLVERS.items()
-    }
+    return B.declared(model, SOLVERS, candidates())
 
 
 def report(res, split: str) -> str:

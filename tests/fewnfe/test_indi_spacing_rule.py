@@ -150,3 +150,17 @@ def test_the_pairs_rule_and_its_record_keep_the_other_solvers_entries(tmp_path: 
         again["indi-sr4"]["spacings"]["pairs_chosen"]
         == models["indi-sr4"]["spacings"]["pairs_chosen"]
     )
+
+
+def test_the_pairs_report_lists_the_steps_behind_euler_for_the_choice_and_the_registry():
+    """Steps where a pair's worst crop is below Euler's at the same evaluations are listed, with
+    their evaluations and the dB behind, for this split's choice and for the registry's."""
+    names = list(P.candidates())
+    best = {(m, s): names[1] for m in B.MODELS for s in P.SOLVERS}
+    res = _pair_rows(best)  # the best: 36.5–43.5 dB against Euler's 35 (3 steps: 36.5)
+    res[("indi-sr4", names[1], "Dopri5()")][3] = (9, 34.0, 35.0)
+    text = P.report(res, "val")
+    choice_line = next(ln for ln in text.splitlines() if ln.startswith("- this split's best"))
+    assert choice_line == "- this split's best: 1 (indi-sr4 Dopri5() @3 steps (9 NFE) -1.00 dB)"
+    registry_line = next(ln for ln in text.splitlines() if ln.startswith("- the registry's"))
+    assert registry_line.startswith("- the registry's declaration: ")
