@@ -240,16 +240,26 @@ def write(res, path=None) -> dict:
     from flowrestore.methods.indi import TASK_SPACINGS_FILE
 
     choice, spacings = per_task(res), round_candidates(RECORD_ROUND)
+    target = Path(path or TASK_SPACINGS_FILE)
+    old = json.loads(target.read_text())["tasks"] if target.exists() else {}
     tasks = {}
     for m in models(res):
-        per, notes = {}, []
+        # the embedded pairs' entries (benchmarks.indi_spacing_pairs) are kept
+        before = old.get(task_of(m), {})
+        kept = {k: v for k, v in before.get("per_solver", {}).items() if f"{k}()" not in SOLVERS}
+        per, notes = dict(kept), []
         for sname in SOLVERS:
             cname = choice[(task_of(m), sname)]
             name = sname.removesuffix("()")
             if cname != NONE:
                 per[name] = _spec(spacings[cname])
             notes.append(f"{name}: {cname} {_mean(res[(m, cname, sname)]):.2f}")
-        tasks[task_of(m)] = {"per_solver": per, "validation": m, "chosen": "; ".join(notes)}
+        tasks[task_of(m)] = {
+            "per_solver": per,
+            "validation": m,
+            "chosen": "; ".join(notes),
+            **{k: v for k, v in before.items() if k.startswith("pairs_")},
+        }
     record = {
         "command": "python -m benchmarks.indi_generic --round 3 --split val --write",
         "rule": (
@@ -259,9 +269,7 @@ def write(res, path=None) -> dict:
         ),
         "tasks": tasks,
     }
-    Path(path or TASK_SPACINGS_FILE).write_text(
-        json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-    )
+    target.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return choice
 
 

@@ -188,12 +188,14 @@ def per_solver(res) -> dict[tuple[str, str], str]:
     return out
 
 
-def declared(model: str, solvers=None, cands=None) -> dict[str, str]:
-    """The shipped registry's declaration for ``model``, as candidate names per solver (of
-    ``solvers``, default :data:`SOLVERS`, among ``cands``, default :func:`candidates`)."""
+def declared(model: str, solvers=None, cands=None, spacings=None) -> dict[str, str]:
+    """The shipped registry's declaration for ``model`` (or the ``spacings`` given), as candidate
+    names per solver (of ``solvers``, default :data:`SOLVERS`, among ``cands``, default
+    :func:`candidates`)."""
     from flowrestore.pretrained import flow_for, pretrained
 
-    spacings = flow_for(pretrained(model)).spacings
+    if spacings is None:
+        spacings = flow_for(pretrained(model)).spacings
     named = (cands or candidates()).items()
     names = {spacing: cname for cname, spacing in named if spacing is not None}
     return {

@@ -288,6 +288,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        per, notes = {}, []",
         ["tests/fewnfe/test_indi_spacing_rule.py"],
     ),
+    "indi-generic-write-drops-pairs": (
+        "benchmarks/indi_generic.py",
+        "        per, notes = dict(kept), []",
+        "        per, notes = {}, []",
+        ["tests/fewnfe/test_indi_spacing_rule.py"],
+    ),
     "pairs-rule-lowest-mean": (
         "benchmarks/indi_spacing_pairs.py",
         "            out[(model, sname)] = max(candidates(), key=lambda c, s=score: s[c])",

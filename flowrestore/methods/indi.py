@@ -9,7 +9,10 @@ operator (blur, downsampling: ``StartRefined`` steps, ρ 1.5–4), toward ``t = 
 near-identity one (noise: ``Power`` steps shrinking toward ``t = 0``, ρ 1.5–3, uniform for
 Midpoint; JPEG: ρ 1.25–1.7, ``Power(rho=1.5)`` for IPNDM, uniform for the other multistep
 solvers);
-one spacing for every task loses up to 15.2 dB (``python -m benchmarks.indi_generic``).
+one spacing for every task loses up to 15.2 dB (``python -m benchmarks.indi_generic``). The
+embedded pairs (Bosh3, Dopri5) are chosen apart, at 3–10 steps (``python -m
+benchmarks.indi_spacing_pairs``): without a declaration they lay the loop's ``Power`` grid, up to
+16 dB behind Euler on the shipped super-resolution predictor.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ __all__ = ["INDI", "TASK_SPACINGS_FILE", "task_spacings"]
 
 #: the per-solver spacings a trained InDI checkpoint declares by its task, in the registry's
 #: ``"spacings"`` format under ``"tasks"``; chosen per task on validation photos by
-#: ``python -m benchmarks.indi_generic --split val --write``
+#: ``python -m benchmarks.indi_generic --split val --write`` (the embedded pairs' entries by
+#: ``python -m benchmarks.indi_spacing_pairs --split val --write``)
 TASK_SPACINGS_FILE = Path(__file__).with_name("indi_task_spacings.json")
 
 

@@ -111,15 +111,19 @@ def _test_crop():
 @pytest.mark.parametrize(
     ("name", "solver"),
     [("indi-sr2", fr.Euler), ("indi-sr2", fr.IPNDM), ("indi-sr2", fr.DataIPNDM)]
+    + [("indi-sr2", fr.Bosh3), ("indi-sr2", fr.Dopri5)]
     + [("indi-jpeg40", fr.SemiLinearMultistep)]
     + [("indi-denoise20", fr.IPNDM), ("indi-denoise20", fr.SemiLinearMultistep)],
 )
 def test_the_tasks_spacing_suits_a_checkpoint_that_chose_nothing(name, solver):
     """Round 2's and 3's test predictors (trained for the check only; task ``sr4`` with factor 2,
     task ``jpeg`` at quality 40 with noise, task ``denoise`` at σ = 0.2): on a crop that chose
-    nothing, the spacing their task declares lands nearer a 200-evaluation reference at 6
-    evaluations than what the flow lays without it (uniform; ``SemiLinearMultistep``'s own
-    ``StartRefined(rho=1.7)``)."""
+    nothing, the spacing their task declares lands nearer a 200-evaluation reference at 6 steps
+    than what the flow lays without it (uniform; ``SemiLinearMultistep``'s own
+    ``StartRefined(rho=1.7)``; the embedded pairs' ``Power(rho = order/2)``). The pairs at 3
+    steps (8 and 14 evaluations): by 6 they are within the reference's own accuracy on this
+    predictor (about 52 dB: a 400-evaluation RK4 and a 200-step Midpoint solve agree to 51.9 dB on
+    its test crops), where a grid refined toward ``t = 0`` like the reference's scores higher."""
     from flowrestore.pretrained import degrade_for, flow_for
     from flowrestore.restore import load_model
 
@@ -127,10 +131,11 @@ def test_the_tasks_spacing_suits_a_checkpoint_that_chose_nothing(name, solver):
     declared, bare = flow_for(model), flow_for(model, spacings=None)
     assert solver in declared.spacings
     y = degrade_for(model, _test_crop(), generator=torch.Generator().manual_seed(0))
+    n = 3 if solver in (fr.Bosh3, fr.Dopri5) else 6
     with torch.no_grad():
         ref = fr.solve(bare, fr.RK4(), y, steps=50, spacing=fr.Power(2.0)).x.clamp(0, 1)
         got = {
-            k: float(fr.metrics.psnr(fr.solve(f, solver(), y, steps=6).x.clamp(0, 1), ref))
+            k: float(fr.metrics.psnr(fr.solve(f, solver(), y, steps=n).x.clamp(0, 1), ref))
             for k, f in (("declared", declared), ("bare", bare))
         }
     assert got["declared"] > got["bare"] + 1.0, got

@@ -111,7 +111,7 @@ def _pair_rows(best: dict[tuple[str, str], str]) -> dict:
     """Synthetic rows of :mod:`benchmarks.indi_spacing_pairs`: ``{steps: (nfe, PSNR, Euler's)}``,
     30 dB everywhere but ``best[(model, solver)]``, 40 dB on average."""
     res = {}
-    for model in B.MODELS:
+    for model in P.SPLIT_MODELS["val"]:
         for cname in P.candidates():
             for sname in P.SOLVERS:
                 top = cname == best.get((model, sname))
@@ -125,12 +125,16 @@ def test_the_pairs_rule_and_its_record_keep_the_other_solvers_entries(tmp_path: 
     """Each pair gets the candidate with its highest mean over 3–10 steps (ties: the earliest,
     the loop's rule); ``write`` adds the pairs' entries and keeps the other solvers', and a later
     ``indi_spacing`` write keeps the pairs'."""
+    from benchmarks import indi_generic as G
+    from flowrestore.methods.indi import TASK_SPACINGS_FILE
+
     shipped = Path(str(resources.files("flowrestore.pretrained").joinpath("registry.json")))
-    path = tmp_path / "registry.json"
+    path, tasks_path = tmp_path / "registry.json", tmp_path / "tasks.json"
     shutil.copy(shipped, path)
+    shutil.copy(TASK_SPACINGS_FILE, tasks_path)
     names = list(P.candidates())
     best = {("indi-deblur", "Bosh3()"): names[2], ("indi-sr4", "Dopri5()"): names[-1]}
-    choice = P.write(_pair_rows(best), path=path)
+    choice = P.write(_pair_rows(best), path=path, tasks_path=tasks_path)
     assert choice[("indi-deblur", "Bosh3()")] == names[2]
     assert choice[("indi-deblur", "Dopri5()")] == P.NONE
     models = json.loads(path.read_text())["models"]
@@ -141,7 +145,7 @@ def test_the_pairs_rule_and_its_record_keep_the_other_solvers_entries(tmp_path: 
         k: v for k, v in before.items() if k not in (fr.Bosh3, fr.Dopri5)
     }
     sr4 = _declared_spacings(models["indi-sr4"])
-    assert sr4[fr.Dopri5] == fr.Unrefined(fr.StartRefined(rho=P.RHOS[-1], closing_pair=False))
+    assert sr4[fr.Dopri5] == P.candidates()[names[-1]] == fr.Unrefined(fr.Power(rho=3.0))
     # the few-step solvers' rule, written after, keeps the pairs' entries and their note
     B.write(_rows({("indi-sr4", "IPNDM()"): "StartRefined(rho=4)"}), path=path)
     again = json.loads(path.read_text())["models"]
@@ -150,17 +154,43 @@ def test_the_pairs_rule_and_its_record_keep_the_other_solvers_entries(tmp_path: 
         again["indi-sr4"]["spacings"]["pairs_chosen"]
         == models["indi-sr4"]["spacings"]["pairs_chosen"]
     )
+    # the same choice goes to the task records of checkpoints trained for the shipped tasks
+    # (each validated on the shipped predictor), the other tasks and solvers untouched
+    tasks = json.loads(tasks_path.read_text())["tasks"]
+    old = json.loads(TASK_SPACINGS_FILE.read_text())["tasks"]
+    assert _declared_spacings({"spacings": tasks["deblur"]})[fr.Bosh3] == deblur[fr.Bosh3]
+    assert _declared_spacings({"spacings": tasks["sr4"]})[fr.Dopri5] == sr4[fr.Dopri5]
+    assert fr.Dopri5 not in _declared_spacings({"spacings": tasks["deblur"]})
+    pairs = ("Bosh3", "Dopri5")
+    for task in ("jpeg", "denoise"):  # validated on their own checkpoints: the loop's rule won
+        assert not set(pairs) & set(tasks[task]["per_solver"])
+        assert f"on indi-{task}" in tasks[task]["pairs_chosen"]
+    # every validation model's rows are needed
+    partial = {k: v for k, v in _pair_rows(best).items() if k[0] != "indi-jpeg"}
+    with pytest.raises(ValueError, match="indi-jpeg"):
+        P.write(partial, path=path, tasks_path=tasks_path)
+    for task in ("deblur", "sr4", "jpeg", "denoise"):
+        mine = {k: v for k, v in tasks[task]["per_solver"].items() if k not in pairs}
+        assert mine == {k: v for k, v in old[task]["per_solver"].items() if k not in pairs}
+    # and indi_generic's task rule, written after, keeps them too
+    flat = {n: 30.0 for n in range(3, 11)}
+    cands = G.round_candidates(G.RECORD_ROUND)
+    G.write({("indi-sr4", c, s): dict(flat) for c in cands for s in G.SOLVERS}, path=tasks_path)
+    kept = json.loads(tasks_path.read_text())["tasks"]["sr4"]
+    assert _declared_spacings({"spacings": kept})[fr.Dopri5] == sr4[fr.Dopri5]
+    assert kept["pairs_chosen"] == tasks["sr4"]["pairs_chosen"]
 
 
 def test_the_pairs_report_lists_the_steps_behind_euler_for_the_choice_and_the_registry():
     """Steps where a pair's worst crop is below Euler's at the same evaluations are listed, with
-    their evaluations and the dB behind, for this split's choice and for the registry's."""
+    their evaluations and the dB behind, for this split's choice and for what each model
+    declares."""
     names = list(P.candidates())
-    best = {(m, s): names[1] for m in B.MODELS for s in P.SOLVERS}
+    best = {(m, s): names[1] for m in P.SPLIT_MODELS["val"] for s in P.SOLVERS}
     res = _pair_rows(best)  # the best: 36.5–43.5 dB against Euler's 35 (3 steps: 36.5)
     res[("indi-sr4", names[1], "Dopri5()")][3] = (9, 34.0, 35.0)
     text = P.report(res, "val")
     choice_line = next(ln for ln in text.splitlines() if ln.startswith("- this split's best"))
     assert choice_line == "- this split's best: 1 (indi-sr4 Dopri5() @3 steps (9 NFE) -1.00 dB)"
-    registry_line = next(ln for ln in text.splitlines() if ln.startswith("- the registry's"))
-    assert registry_line.startswith("- the registry's declaration: ")
+    registry_line = next(ln for ln in text.splitlines() if ln.startswith("- what each"))
+    assert registry_line.startswith("- what each declares: ")
