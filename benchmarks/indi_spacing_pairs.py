@@ -38,7 +38,7 @@ declares) beside :mod:`benchmarks.indi_generic`'s.
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.indi_spacing_pairs --split val --models indi-deblur
 indi-sr4 --save A`` (and the other two models ``--save B`` beside it), then ``--split val --load A
-B --write``; about 15 minutes per model on one core.
+B --write``; about 10 minutes per model on one core (15 beside another run).
 """
 
 from __future__ import annotations
@@ -178,23 +178,24 @@ def report(res, split: str) -> str:
                 lines.append(f"| {cname} | {sname} | {_mean(row):.2f} | {cells} |")
         lines.append("")
     mine = per_solver(res)
+    decl = {model: declared(model) for model in _models(res)}  # loads each model once
+    names = {key[1] for key in res}  # the candidates measured
     lines += [
         "| model | solver | this split's best | what it declares (registry or task record) |",
         "|---|---|---|---|",
     ]
     for (model, sname), cname in mine.items():
-        reg = declared(model)[sname]
         cells = [
-            f"{c} {_mean(res[(model, c, sname)]):.2f}" if c in res_names(res) else c
-            for c in (cname, reg)
+            f"{c} {_mean(res[(model, c, sname)]):.2f}" if c in names else c
+            for c in (cname, decl[model][sname])
         ]
         lines.append(f"| {model} | {sname} | {cells[0]} | {cells[1]} |")
     lines += ["", "Steps behind Euler at equal evaluations (Euler on its declared spacing):", ""]
     for label, pick in (("this split's best", mine), ("what each declares", None)):
         cells = []
         for (model, sname), cname in mine.items():
-            c = cname if pick else declared(model)[sname]
-            if c not in res_names(res):
+            c = cname if pick else decl[model][sname]
+            if c not in names:
                 continue
             row = res[(model, c, sname)]
             cells += [
@@ -204,11 +205,6 @@ def report(res, split: str) -> str:
             ]
         lines.append(f"- {label}: {len(cells)} ({', '.join(cells) or 'none'})")
     return "\n".join(lines)
-
-
-def res_names(res) -> set[str]:
-    """The candidate names measured in ``res``."""
-    return {key[1] for key in res}
 
 
 def _merge(entry: dict, model: str, res, choice, when: str) -> None:
