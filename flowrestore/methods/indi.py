@@ -164,6 +164,18 @@ INDI = Method(
             lambda: _solvers().RK4(),
         ),
         SolverChoice(
+            "bosh3",
+            "Bogacki-Shampine 3(2) on a fixed grid (3 NFE per step), the predictor's declared "
+            "spacing",
+            lambda: _solvers().Bosh3(),
+        ),
+        SolverChoice(
+            "dopri5",
+            "Dormand-Prince 5(4) on a fixed grid (6 NFE per step), the predictor's declared "
+            "spacing",
+            lambda: _solvers().Dopri5(),
+        ),
+        SolverChoice(
             "ipndm",
             "iPNDM (Adams-Bashforth, 1 NFE per step) on the predictor's declared spacing",
             lambda: _solvers().IPNDM(),
