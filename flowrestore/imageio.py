@@ -150,12 +150,19 @@ def _low_bytes(path, rawmode: str, mode: str, orientation: int) -> np.ndarray | 
     return arr[..., pick] if pick is not None else arr
 
 
+def _rawmode(im) -> str:
+    """The raw mode of the first tile (``"RGB;16B"``...), or ``""`` where the decoder's arguments
+    name none (GIF and DDS pass ints there)."""
+    args = im.tile[0].args if im.tile else None
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
+
+
 def read_image(path) -> Picture:
     """Decode ``path`` (any format Pillow reads) into a :class:`Picture`; raises if corrupt."""
     path = Path(path)
     with _open(path) as im:
-        rawmode = im.tile[0].args if im.tile else ""  # before getexif(), which may decode
-        rawmode = rawmode[0] if isinstance(rawmode, tuple) else str(rawmode)
+        rawmode = _rawmode(im)  # before getexif(), which may decode
         orientation = _orientation(im)
         exif, icc, mode = _exif_bytes(im), im.info.get("icc_profile"), im.mode
         has_transparency = "transparency" in im.info

@@ -263,3 +263,24 @@ def read_image_from_array(tmp_path, a: np.ndarray):
     src = tmp_path / "src.png"
     _png16(src, a)
     return read_image(src)
+
+
+def test_gif_and_dds_read_their_first_frame(tmp_path):
+    """GIF and DDS decoders name no raw mode (ints in the tile's arguments); an animated GIF
+    reads as its first frame, in the palette's colours."""
+    rng = np.random.default_rng(4)
+    frames = [
+        Image.fromarray(rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)).quantize(8)
+        for _ in range(2)
+    ]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    pic = read_image(tmp_path / "a.gif")
+    with Image.open(tmp_path / "a.gif") as im:
+        first = np.asarray(im.convert("RGB"))
+    assert pic.bits == 8 and pic.alpha is None and np.array_equal(pic.colour, first)
+    rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.dds")
+    pic = read_image(tmp_path / "a.dds")
+    with Image.open(tmp_path / "a.dds") as im:
+        want = np.asarray(im.convert("RGBA"))
+    assert np.array_equal(pic.colour, want[..., :3]) and np.array_equal(pic.alpha, want[..., 3])
