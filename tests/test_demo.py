@@ -58,3 +58,34 @@ def test_demo_options_choose_task_solver_and_steps(tmp_path, capsys):
 def test_toy_demo_is_still_available(capsys):
     assert main(["demo", "--task", "toy", "--quick"]) == 0
     assert "Gaussian prior" in capsys.readouterr().out
+
+
+def test_demo_reruns_over_its_own_outputs_and_never_replaces_a_users_file(tmp_path, capsys):
+    """A second ``demo --out DIR`` replaces what the first wrote there; a ``results.json``,
+    ``table.md`` or ``restorations.png`` the demo did not write is refused before any work, and
+    left as it was."""
+    import pytest
+    from PIL import Image
+
+    from flowrestore.demo.settings import OUTPUTS, check_demo_outputs
+    from flowrestore.errors import ConfigError
+
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--task", "deblur", "--solver", "euler", "--steps", "1"]
+    for _ in range(2):
+        assert main([*args, "--out", str(out), "--device", "cpu"]) == 0
+    assert check_demo_outputs(out) == out  # its own three files
+    for name in OUTPUTS:
+        mine = tmp_path / f"mine-{name}"
+        mine.mkdir()
+        if name.endswith(".png"):
+            Image.new("RGB", (4, 4)).save(mine / name)
+        else:
+            (mine / name).write_text('{"crop": 1}' if name.endswith(".json") else "# notes\n")
+        before = (mine / name).read_bytes()
+        with pytest.raises(ConfigError, match=f"{name} exists and was not written"):
+            check_demo_outputs(mine)
+        capsys.readouterr()
+        assert main([*args, "--out", str(mine), "--device", "cpu"]) == 2
+        assert "not written by flowrestore demo" in capsys.readouterr().err
+        assert (mine / name).read_bytes() == before and sorted(mine.iterdir()) == [mine / name]

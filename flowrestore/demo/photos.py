@@ -27,7 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowrestore.demo.settings import TASKS, DemoPlan, DemoTask, plan_demo
+from flowrestore.demo.settings import (
+    FIGURE_KEY,
+    TABLE_HEAD,
+    TASKS,
+    DemoPlan,
+    DemoTask,
+    plan_demo,
+)
 from flowrestore.pretrained.scores import evaluate
 
 __all__ = ["run", "run_plan", "TaskResult"]
@@ -150,7 +157,8 @@ def _figure(results: list[TaskResult], path: Path, names) -> None:
                 title = label if val is None else f"{label}\n{val[i]:.2f} dB"
                 ax.set_title(f"{res.task.name}: {name}\n{title}" if c == 0 else title, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    # the text chunk marks the figure as the demo's own: a rerun may replace it, nothing else
+    fig.savefig(path, dpi=100, metadata={FIGURE_KEY: "restorations"})
     plt.close(fig)
 
 
@@ -163,8 +171,7 @@ def _write_outputs(results, plan: DemoPlan, names, device, seconds) -> dict:
     )
     _figure(results, fig_path, names)
     header = [
-        f"# flowrestore demo: held-out photos, center crops {plan.crop}x{plan.crop}, "
-        f"device {device}",
+        f"{TABLE_HEAD} held-out photos, center crops {plan.crop}x{plan.crop}, device {device}",
         "",
         "PSNR/SSIM against the clean crop (mean over the photos); HF/clean = "
         "high-frequency energy relative to the clean crop (1 = as sharp as the truth).",

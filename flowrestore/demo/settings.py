@@ -19,7 +19,16 @@ from flowrestore.errors import ConfigError
 from flowrestore.methods import METHODS, ModelSpec
 from flowrestore.pretrained import TASK_MODELS, pretrained_info
 
-__all__ = ["TASKS", "DemoTask", "DemoPlan", "plan_demo", "runs_for", "description"]
+__all__ = [
+    "OUTPUTS",
+    "TASKS",
+    "DemoPlan",
+    "DemoTask",
+    "check_demo_outputs",
+    "description",
+    "plan_demo",
+    "runs_for",
+]
 
 #: The photo tasks of the demo (``--task all`` runs them all), by command-line task name.
 TASKS: tuple[str, ...] = tuple(TASK_MODELS)
@@ -134,7 +143,7 @@ def plan_demo(
             DemoTask(t, TASK_MODELS[t], spec, runs_for(spec, per_task[t], steps, quick))
             for t, spec in specs.items()
         ),
-        out=check_output_dir(out),
+        out=check_demo_outputs(check_output_dir(out)),
         crop=crop,
         device=device,
         seed=seed,
@@ -142,6 +151,50 @@ def plan_demo(
         quick=quick,
         notes=tuple(notes),
     )
+
+
+#: The files ``flowrestore demo`` writes into ``--out``.
+OUTPUTS: tuple[str, ...] = ("restorations.png", "table.md", "results.json")
+#: The PNG text key that marks the demo's figure as its own.
+FIGURE_KEY = "flowrestore-demo"
+#: The first characters of the demo's own ``table.md``.
+TABLE_HEAD = "# flowrestore demo:"
+_JSON_KEYS = {"crop", "device", "images", "seconds", "tasks"}
+
+
+def _is_own_output(path: Path) -> bool:
+    """Whether ``path`` is a file an earlier ``flowrestore demo`` wrote (a rerun may replace it)."""
+    import json
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        if path.name == "table.md":
+            with open(path, encoding="utf-8") as f:
+                return f.read(len(TABLE_HEAD)) == TABLE_HEAD
+        if path.name == "results.json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(data, dict) and set(data) == _JSON_KEYS
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.format == "PNG" and FIGURE_KEY in im.info
+    except (OSError, ValueError):
+        return False
+
+
+def check_demo_outputs(out: Path) -> Path:
+    """Refuse an ``out`` folder where a file the demo would write exists and is not an earlier
+    demo's output (the user's own ``results.json``, say): the demo never replaces a user's
+    file. Returns ``out``."""
+    for name in OUTPUTS:
+        path = out / name
+        if (path.exists() or path.is_symlink()) and not _is_own_output(path):
+            raise ConfigError(
+                f"--out {str(out)!r}: {name} exists and was not written by flowrestore demo; "
+                "the demo would replace it (choose another --out, or move the file)"
+            )
+    return out
 
 
 def _runs_text(runs) -> str:
