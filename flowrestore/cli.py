@@ -264,6 +264,18 @@ def _add_restore_run_options(p) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback of a usage error")
 
 
+def _check_model_options(spec, args: argparse.Namespace) -> None:
+    """The solver applies to the model's method; ``--no-upsample`` to a model that upsamples."""
+    from flowrestore.errors import ConfigError
+
+    spec.method.check_solver(args.solver)
+    if args.no_upsample and spec.scale == 1:
+        raise ConfigError(
+            f"--no-upsample applies to super-resolution models; {spec.name or 'this model'} "
+            "keeps the input's size"
+        )
+
+
 def _restore(args: argparse.Namespace) -> int:
     """``flowrestore restore``: 0 if no file failed, 1 otherwise; ConfigError on misuse.
 
@@ -276,16 +288,19 @@ def _restore(args: argparse.Namespace) -> int:
     from flowrestore.pretrained import pretrained_info
     from flowrestore.restore.models import model_name
 
-    R.check_output_dir(args.out)
     files, missing = R.list_inputs(args.paths)
-    if not files and not missing:
+    if missing:  # a mistyped name: refused before the output folder is made
+        path, reason = missing[0]
+        raise ConfigError(f"input {path!r}: {reason}")
+    if not files:
         raise ConfigError(f"no image files found in {args.paths}")
+    R.check_output_dir(args.out)
     if args.checkpoint is None:
-        ModelSpec.of(pretrained_info(model_name(args.task))).method.check_solver(args.solver)
+        _check_model_options(ModelSpec.of(pretrained_info(model_name(args.task))), args)
     device = R.resolve_device(args.device)
     R.set_threads(args.threads, device)
     model = R.load_model(args.task, args.checkpoint, device=device)
-    ModelSpec.of(model).method.check_solver(args.solver)  # a checkpoint's method
+    _check_model_options(ModelSpec.of(model), args)  # a checkpoint's method and scale
     report = R.restore_files(
         args.paths,
         args.out,

@@ -122,6 +122,7 @@ def _usage_error(argv, capsys) -> str:
         (["--task", "deblur", "--solver", "em"], "solver 'em' does not apply to indi predictors"),
         (["--checkpoint", "missing.ckpt"], "checkpoint 'missing.ckpt': no such file"),
         (["--tile", "20"], "tile must be >= 2 * overlap"),
+        (["--task", "deblur", "--no-upsample"], "--no-upsample applies to super-resolution"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(option, expected, photo, tmp_path, capsys):
@@ -141,6 +142,16 @@ def test_bad_options_are_one_line_usage_errors(option, expected, photo, tmp_path
     err = _usage_error(argv, capsys)
     assert expected in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_missing_input_is_a_usage_error_before_the_output_folder_is_made(photo, tmp_path, capsys):
+    """A mistyped input name is refused in one line, and nothing is created, even where the
+    other inputs exist."""
+    out = tmp_path / "o"
+    for paths in ([tmp_path / "nope.png"], [photo, tmp_path / "nope.png"]):
+        err = _usage_error(["restore", *map(str, paths), "-o", str(out)], capsys)
+        assert f"input {str(tmp_path / 'nope.png')!r}: no such file or folder" in err
+        assert not out.exists()
 
 
 def test_no_images_is_a_usage_error(tmp_path, capsys):
