@@ -63,6 +63,7 @@ __all__ = [
     "call_user",
     "check_cond",
     "check_output",
+    "landing_sigma",
     "select_rows",
 ]
 
@@ -81,6 +82,14 @@ def bcast(t: Tensor, x: Tensor) -> Tensor:
     if t.dim() == 0:
         return t
     return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))
+
+
+def landing_sigma(rtol: float) -> float:
+    """The noise level ``sqrt(rtol)/10`` (in the data's units) where error control at tolerance
+    ``rtol`` should stop before a model flow's landing step onto ``σ = 0``: that step's error is
+    ``O(σ²) = O(rtol/100)``. ``rtol = 0`` (pure ``atol`` control) is
+    taken as ``1e-16``, the controller's own rule, so the stop is never ``t = 0``."""
+    return max(float(rtol), 1e-16) ** 0.5 / 10
 
 
 def select_rows(value, rows: Tensor | None):

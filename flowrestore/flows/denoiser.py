@@ -35,6 +35,15 @@ step but the last, which is Euler onto ``σ = 0``; k-diffusion's ``sample_heun``
 
     flow = fr.DenoiserFlow(model, sigma_max=80.0, sigma_min=0.002, stages="sigma")
     x = fr.solve(flow, fr.Heun(), x_T, grid=flow.edm_grid(18)).x
+
+**Error control.** A :class:`~flowrestore.PIController` without its own ``t_min`` stops the
+controlled part at ``σ_stop = min(σ_cap, sqrt(rtol)/10)`` (:meth:`DenoiserFlow.preferred_t_min`,
+a diffusion model's rule in this flow's ``σ``: the landing step's error is ``O(σ_stop²)`` in the
+data's units), ``σ_cap`` the smallest trained level ``σ_min`` (``1e-2`` when it is 0). The
+controller's own default, ``t = min(1e-2, sqrt(rtol)/10)``, is ``σ = 0.8`` at ``σ_max = 80``:
+the landing error then dwarfed the tolerance (relative 2.9e-2 at ``rtol = 1e-4``). ``σ_min`` is
+not a floor: like the default grid, error control goes below it when the tolerance asks (at
+``σ_stop = σ_min = 0.002`` the landing alone is off by 2e-5 on a prior of std 0.2).
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows._model import ModelFlow
-from flowrestore.flows.base import TimeVariable, batch_time
+from flowrestore.flows.base import TimeVariable, batch_time, landing_sigma
 from flowrestore.flows.diffusion import reference_levels
 from flowrestore.grids import FittedGrids, Karras, NoiseLevels, Spacing
 
@@ -151,6 +160,13 @@ class DenoiserFlow(ModelFlow):
         reciprocal unless ``stages="sigma"``; ``log t = log σ − log σ_max`` is the log-SNR up to a
         constant (:class:`~flowrestore.flows.base.TimeVariable`)."""
         return TimeVariable(power=1, reciprocal=self.stages == "reciprocal", log_snr=True)
+
+    def preferred_t_min(self, rtol: float) -> float:
+        """Where error control should stop before the landing step: ``σ_stop = min(σ_cap,
+        sqrt(rtol)/10)`` as a time ``σ_stop/σ_max`` (at most the controller's ``1e-2``), with
+        ``σ_cap = σ_min``, or ``1e-2`` when ``σ_min = 0`` (module docstring)."""
+        cap = self.sigma_min if self.sigma_min > 0 else 1e-2
+        return min(self.t_of_sigma(min(cap, landing_sigma(rtol))), 1e-2)
 
     def edm_grid(self, steps: int, *, rho: float = 7.0) -> Tensor:
         """EDM's / k-diffusion's grid (``get_sigmas_karras(steps, σ_min, σ_max, ρ)`` plus the final

@@ -89,7 +89,7 @@ from torch import Tensor
 
 from flowrestore.errors import ArgumentTypeError, ConfigError, MissingDependencyError, describe
 from flowrestore.flows._model import ModelFlow
-from flowrestore.flows.base import SDE, batch_time, bcast
+from flowrestore.flows.base import SDE, batch_time, bcast, landing_sigma
 from flowrestore.flows.diffusers_io import (
     check_model_cond,
     diffusion_schedule,
@@ -247,15 +247,19 @@ class DiffusionFlow(ModelFlow):
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """The continuous timestep of noise level ``sigma`` (log-SNR interpolation, extended
-        linearly beyond the trained range unless ``clamp_timesteps``)."""
-        table = self._table(sigma)
-        mu = 2 * torch.log(sigma)
+        linearly beyond the trained range unless ``clamp_timesteps``), in ``sigma``'s dtype. A
+        half-precision ``sigma`` is looked up in float32: in bf16 neighbouring levels of the
+        table coincide (timesteps below ``σ_0`` were 9 % off)."""
+        work = torch.promote_types(sigma.dtype, torch.float32)
+        s = sigma.to(work)
+        table = self._table(s)
+        mu = 2 * torch.log(s)
         j = (torch.searchsorted(table, mu.detach().contiguous()) - 1).clamp(0, table.numel() - 2)
         lo, hi = table[j], table[j + 1]
-        tau = j.to(sigma.dtype) + (mu - lo) / (hi - lo)
+        tau = j.to(work) + (mu - lo) / (hi - lo)
         if self.clamp_timesteps:
             tau = tau.clamp(0, self.num_train_timesteps - 1)
-        return tau
+        return tau.to(sigma.dtype)
 
     def sigma_at(self, timestep) -> Tensor:
         """The noise level ``σ`` of a (continuous) timestep, the inverse of :meth:`timestep`."""
@@ -308,7 +312,7 @@ class DiffusionFlow(ModelFlow):
         """Where error control should stop before the landing step: ``σ_stop = min(σ_0,
         sqrt(rtol)/10)`` as a time (the landing error is ``O(σ_stop²)`` in the data's units and
         ``σ = t σ_max``; ``σ_0`` = smallest trained level)."""
-        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 10))
+        return self.t_of_sigma(min(float(self.sigmas[0]), landing_sigma(rtol)))
 
     # ------------------------------------------------------------------ the model
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
@@ -499,3 +503,7 @@ class DiffusionSDE(SDE):
         """The flow's grid (DDPM's quadratic grid as noise levels, down to 0:
         :meth:`DiffusionFlow.default_spacing`)."""
         return self.flow.default_spacing()
+
+    def preferred_t_min(self, rtol: float) -> float:
+        """The flow's stop for error control (:meth:`DiffusionFlow.preferred_t_min`)."""
+        return self.flow.preferred_t_min(rtol)

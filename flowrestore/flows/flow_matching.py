@@ -33,7 +33,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows._model import ModelFlow
-from flowrestore.flows.base import TimeVariable, batch_time, bcast
+from flowrestore.flows.base import TimeVariable, batch_time, bcast, landing_sigma
 from flowrestore.flows.diffusers_io import (
     check_model_cond,
     load_model,
@@ -147,6 +147,14 @@ class FlowMatchingFlow(ModelFlow):
         ``odds``: what :class:`~flowrestore.UniPC` and ``SemiLinearMultistep(power=0)``
         interpolate in)."""
         return TimeVariable(log_snr=True, odds=True)
+
+    def preferred_t_min(self, rtol: float) -> float:
+        """Where error control should stop before the landing step: ``t = min(1e-2,
+        sqrt(rtol)/10)``. Near ``t = 0`` the noise level is ``t`` itself (``x_t ≈ x_0 + t ε``)
+        in the data's units, so a diffusion model's rule (``σ_stop = sqrt(rtol)/10``, landing
+        error ``O(σ_stop²)``) is the controller's own default here, declared so that it stays
+        this flow's whatever that default becomes."""
+        return min(1e-2, landing_sigma(rtol))
 
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's velocity ``v(x, t)`` (timestep ``t·T``)."""

@@ -168,6 +168,11 @@ class GuidedFlow(Flow):
         """The model flow's time variable (:meth:`Flow.time_variable`)."""
         return self.model.time_variable()
 
+    def preferred_t_min(self, rtol: float) -> float | None:
+        """The model flow's stop for error control (:meth:`Flow.preferred_t_min`): the guided
+        flow lives in the model's time and lands onto ``t = 0`` the way the model's flow does."""
+        return self.model.preferred_t_min(rtol)
+
 
 class DiffPIRFlow(GuidedFlow, ResidualFlow):
     """DiffPIR as an ODE: the model's flow with ``D`` replaced by the proximal estimate

@@ -148,3 +148,36 @@ def test_operator_without_svd_is_refused_when_built():
             fr.DiffPIRFlow(flow.model, flow.operator, y, **{"noise_std": 0.1, **bad})
     with pytest.raises(fr.ConfigError, match="zeta"):
         fr.DiffPIRStep(zeta=1.5)
+
+
+@pytest.mark.parametrize("model_name", ["diffusion", "flow_matching", "denoiser"])
+def test_guided_flows_stop_error_control_where_their_model_does(model_name):
+    """A guided flow lives in its model's time and lands onto ``t = 0`` the way the model's flow
+    does, so error control stops at the model's ``preferred_t_min`` (before: the controller's
+    default, ``σ = 0.16`` on the diffusion model at ``rtol = 1e-4``)."""
+    op = operators()["inpainting"]
+    mean, std = prior("inpainting")
+    model = model_flows(mean, std)[model_name]
+    y = op.A(mean.expand(1, *SHAPE))
+    for flow in (fr.GuidedFlow(model, op, y), fr.DiffPIRFlow(model, op, y, noise_std=0.1)):
+        for rtol in (1e-3, 1e-6):
+            assert flow.preferred_t_min(rtol) == model.preferred_t_min(rtol)
+
+
+@pytest.mark.parametrize("model_name", ["diffusion", "denoiser"])
+def test_diffpir_adaptive_solve_meets_its_tolerance(model_name):
+    """``Dopri5(rtol=1e-6)`` on DiffPIR's ODE lands within ``10·rtol`` (relative, max norm) of a
+    converged fixed-grid solve (RK4, 800 steps; 400 steps differ from it by 2e-8), the bound of
+    the plain model flows' tolerance tests (tests/models/test_error_control_stop.py). Measured:
+    1.3 and 1.2 × rtol; with the controller's default stop 1300 and 340 × rtol."""
+    op = operators()["inpainting"]
+    mean, std = prior("inpainting")
+    g = torch.Generator().manual_seed(1)
+    y = op.A(mean + std * torch.randn(2, *SHAPE, generator=g, dtype=F64))
+    y = y + SIGMA_Y * torch.randn(y.shape, generator=g, dtype=F64)
+    flow = fr.DiffPIRFlow(model_flows(mean, std)[model_name], op, y, noise_std=SIGMA_Y)
+    x1 = start(model_name, 2, 5)
+    ref = fr.solve(flow, fr.RK4(), x1, steps=800).x
+    x = fr.solve(flow, fr.Dopri5(rtol=1e-6, atol=1e-6), x1).x
+    err = float((x - ref).abs().max() / ref.abs().max())
+    assert err <= 1e-5, err
