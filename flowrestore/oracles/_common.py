@@ -9,14 +9,48 @@ batched state ``[B, *event_shape]``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 
 TimeLike = float | torch.Tensor
+
+#: dtypes whose resolution is too coarse for the oracles' closed forms (``1 − ᾱ`` near ``ᾱ = 1``,
+#: a schedule index near ``T``): the oracles compute in float32 and return the input's dtype
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def widened(fn: Callable) -> Callable:
+    """Evaluate ``fn`` (a method ``fn(self, x, ...)`` or a function ``fn(x, ...)``) on a
+    half-precision state ``x`` (bf16, fp16: its first tensor argument) in float32 and return its
+    output in ``x``'s dtype; any other ``x`` passes through unchanged.
+
+    A closed form in bf16 is wrong, not merely coarse: ``ᾱ = 0.99999`` rounds to 1 and
+    ``√(1 − ᾱ)`` to 0. Time arguments follow ``x`` into float32 where ``fn`` casts them to
+    ``x``'s dtype (:func:`time_vector`, the diffusion oracles' timesteps).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for i, x in enumerate(args):
+            if isinstance(x, torch.Tensor):
+                if x.dtype in HALF_DTYPES:
+                    wide = (*args[:i], x.float(), *args[i + 1 :])
+                    return fn(*wide, **kwargs).to(x.dtype)
+                break
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of schedule lookups on ``device``: float64, or float32 where the device has no
+    float64 (Apple's ``mps``)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def positive_float(value, name: str, *, allow_zero: bool = False) -> float:

@@ -21,6 +21,11 @@ log-SNR ``λ = log(ᾱ/(1 − ᾱ)) = −2 log σ`` (:func:`alpha_cumprod_at`), 
 extended linearly with the end segments' slopes, so every noise level ``σ ∈ (0, ∞)`` has a
 timestep. :class:`~flowrestore.DiffusionFlow` inverts the same rule, which makes the oracle exact at
 every time a solver evaluates.
+
+**Precision.** The schedule lookup runs in float64 (:func:`schedule_at`) and the closed forms in at
+least float32; a bf16 or fp16 state gets its output in its own dtype. In bf16 itself ``ᾱ`` near 1
+rounds to 1 (``√(1 − ᾱ) = 0``: NaN outputs) and the table index ``T − 2 = 998`` to 1000 (out of
+bounds). The other oracles of :mod:`flowrestore.oracles` widen half precision the same way.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import (
     as_param,
     check_state,
+    exact_dtype,
     resolve_event_shape,
     standard_normal,
+    widened,
 )
 
 __all__ = [
@@ -46,6 +53,7 @@ __all__ = [
     "alpha_cumprod_at",
     "check_alphas_cumprod",
     "linear_alphas_cumprod",
+    "schedule_at",
     "zero_terminal_snr",
 ]
 
@@ -128,19 +136,41 @@ def zero_terminal_snr(alphas_cumprod) -> Tensor:
     return ((a - a[-1]) * a[0] / (a[0] - a[-1])) ** 2
 
 
+def _log_snr_at(alphas_cumprod: Tensor, timestep: Tensor) -> Tensor:
+    """``λ`` at continuous timesteps, computed in float64 (:func:`~flowrestore.oracles._common.
+    exact_dtype`) whatever the timestep's dtype: in bf16 the index ``T − 2 = 998`` is 1000."""
+    dtype = exact_dtype(timestep.device)
+    table = alphas_cumprod.to(device=timestep.device, dtype=dtype)
+    lam = torch.log(table) - torch.log1p(-table)
+    n = table.numel()
+    tau = timestep.to(dtype)
+    # a NaN timestep indexes the table at 0 and stays NaN through ``f`` (no host read)
+    k = torch.nan_to_num(tau.detach(), nan=0.0).floor().clamp(0, n - 2).long()
+    f = tau - k.to(dtype)
+    return lam[k] + f * (lam[k + 1] - lam[k])
+
+
+def _out_dtype(timestep: Tensor) -> torch.dtype:
+    return timestep.dtype if timestep.is_floating_point() else exact_dtype(timestep.device)
+
+
 def alpha_cumprod_at(alphas_cumprod: Tensor, timestep: Tensor) -> Tensor:
     """``ᾱ`` at continuous timesteps (module docstring): ``λ(k + f) = (1 − f) λ_k + f λ_{k+1}``.
 
-    ``alphas_cumprod`` is a checked table ``[T]``; ``timestep`` any real tensor (returned shape).
+    ``alphas_cumprod`` is a checked table ``[T]``; ``timestep`` any real tensor (returned shape,
+    and dtype when floating). The lookup and the interpolation run in float64; note that in half
+    precision ``ᾱ`` near 1 rounds to 1 (:func:`schedule_at` gives ``√(1 − ᾱ)`` exactly).
     """
-    table = alphas_cumprod.to(device=timestep.device, dtype=timestep.dtype)
-    lam = torch.log(table) - torch.log1p(-table)
-    n = table.numel()
-    # a NaN timestep indexes the table at 0 and stays NaN through ``f`` (no host read)
-    k = torch.nan_to_num(timestep.detach(), nan=0.0).floor().clamp(0, n - 2).long()
-    f = timestep - k.to(timestep.dtype)
-    lam_t = lam[k] + f * (lam[k + 1] - lam[k])
-    return torch.sigmoid(lam_t)
+    return torch.sigmoid(_log_snr_at(alphas_cumprod, timestep)).to(_out_dtype(timestep))
+
+
+def schedule_at(alphas_cumprod: Tensor, timestep: Tensor) -> tuple[Tensor, Tensor]:
+    """``(a, b) = (√ᾱ, √(1 − ᾱ))`` at continuous timesteps (:func:`alpha_cumprod_at`'s rule),
+    computed in float64 from the log-SNR (``1 − ᾱ = sigmoid(−λ)``: no cancellation near
+    ``ᾱ = 1``) and returned in the timestep's dtype."""
+    lam = _log_snr_at(alphas_cumprod, timestep)
+    dtype = _out_dtype(timestep)
+    return torch.sigmoid(lam).sqrt().to(dtype), torch.sigmoid(-lam).sqrt().to(dtype)
 
 
 def _timesteps(timestep, x: Tensor) -> Tensor:
@@ -218,21 +248,24 @@ class GaussianDiffusionOracle:
 
     def _coefficients(self, x: Tensor, timestep) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x = check_state(x, self.event_shape, "x")
-        abar = alpha_cumprod_at(self.alphas_cumprod, _timesteps(timestep, x))
-        return x, abar.sqrt(), (1 - abar).sqrt(), self.mean.to(x)
+        a, b = schedule_at(self.alphas_cumprod, _timesteps(timestep, x))
+        return x, a, b, self.mean.to(x)
 
+    @widened
     def clean(self, x: Tensor, timestep) -> Tensor:
         """``E[x_0 | x_k = x] = c + a σ_c² (x − a c) / (a² σ_c² + b²)``."""
         x, a, b, c = self._coefficients(x, timestep)
         var = self.std.to(x) ** 2
         return c + a * var * (x - a * c) / (a * a * var + b * b)
 
+    @widened
     def epsilon(self, x: Tensor, timestep) -> Tensor:
         """``ε̂(x) = E[ε | x_k = x] = b (x − a c) / (a² σ_c² + b²)``."""
         x, a, b, c = self._coefficients(x, timestep)
         var = self.std.to(x) ** 2
         return b * (x - a * c) / (a * a * var + b * b)
 
+    @widened
     def velocity(self, x: Tensor, timestep) -> Tensor:
         """``v̂(x) = a ε̂ − b E[x_0 | x]`` (diffusers' ``v = a ε − b x_0``)."""
         x, a, b, c = self._coefficients(x, timestep)
@@ -242,6 +275,7 @@ class GaussianDiffusionOracle:
         x0 = c + a * var * (x - a * c) / den
         return a * eps - b * x0
 
+    @widened
     def __call__(self, x: Tensor, timestep) -> Tensor:
         """The model's output in diffusers' convention: the prediction of ``prediction_type``."""
         if self.prediction_type == "epsilon":
@@ -250,6 +284,7 @@ class GaussianDiffusionOracle:
             return self.velocity(x, timestep)
         return self.clean(x, timestep)
 
+    @widened
     def exact_map(self, x_start: Tensor, timestep=None) -> Tensor:
         """The probability-flow map from ``x`` at ``timestep`` (default ``T − 1``) to ``t = 0``:
         ``c + σ_c (x − a c) / √(a² σ_c² + b²)``."""

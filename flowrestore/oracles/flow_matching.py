@@ -28,7 +28,13 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, describe
-from flowrestore.oracles._common import as_param, check_state, resolve_event_shape, standard_normal
+from flowrestore.oracles._common import (
+    as_param,
+    check_state,
+    resolve_event_shape,
+    standard_normal,
+    widened,
+)
 from flowrestore.oracles.diffusion import _timesteps
 
 __all__ = ["GaussianDenoiserOracle", "GaussianFlowMatchingOracle"]
@@ -93,20 +99,24 @@ class GaussianFlowMatchingOracle(_GaussianPrior):
         m = (1 - t) * c
         return x, t, c, var, x - m, (1 - t) ** 2 * var + t * t
 
+    @widened
     def clean(self, x: Tensor, timestep) -> Tensor:
         """``E[x_0 | x_t] = c + (1 − t) s_c² (x_t − m_t)/V_t``."""
         x, t, c, var, dev, V = self._moments(x, timestep)
         return c + (1 - t) * var * dev / V
 
+    @widened
     def velocity(self, x: Tensor, timestep) -> Tensor:
         """``v = E[ε − x_0 | x_t] = (t − (1 − t) s_c²)(x_t − m_t)/V_t − c``."""
         x, t, c, var, dev, V = self._moments(x, timestep)
         return (t - (1 - t) * var) * dev / V - c
 
+    @widened
     def __call__(self, x: Tensor, timestep) -> Tensor:
         """The model's output in diffusers' convention: the velocity."""
         return self.velocity(x, timestep)
 
+    @widened
     def exact_map(self, x: Tensor, t_from: float = 1.0, t_to: float = 0.0) -> Tensor:
         """The ODE's flow map from ``t_from`` to ``t_to``: ``m_b + √(V_b/V_a) (x − m_a)``."""
         x, c, var = self._params(x)
@@ -150,12 +160,14 @@ class GaussianDenoiserOracle(_GaussianPrior):
     ) -> None:
         super().__init__(mean, std, event_shape)
 
+    @widened
     def __call__(self, x: Tensor, sigma) -> Tensor:
         """``D(x, σ) = c + s_c² (x − c)/(s_c² + σ²)``."""
         x, c, var = self._params(x)
         s = _timesteps(sigma, x)
         return c + var * (x - c) / (var + s * s)
 
+    @widened
     def exact_map(self, x: Tensor, sigma_from: float, sigma_to: float = 0.0) -> Tensor:
         """The ODE's flow map: ``c + √((s_c² + σ_b²)/(s_c² + σ_a²)) (x − c)``."""
         x, c, var = self._params(x)

@@ -39,6 +39,7 @@ from flowrestore.oracles._common import (
     positive_float,
     resolve_event_shape,
     time_vector,
+    widened,
 )
 
 __all__ = ["GaussianOracle"]
@@ -108,6 +109,7 @@ class GaussianOracle(PosteriorOracle):
         return self.mean.to(like), self.std.to(like), self.h.to(like)
 
     # ---------------------------------------------------------------- the oracle
+    @widened
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Exact ``E[x | x_t]`` (docs/math.md §2b); ``x_t``: ``[B, *event]``, ``t``: scalar or
         ``[B]``.
@@ -121,6 +123,7 @@ class GaussianOracle(PosteriorOracle):
         var = sc**2
         return c + var * ht * (x_t - ht * c) / (ht**2 * var + (tv * self.noise_std) ** 2)
 
+    @widened
     def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Residual-flow drift ``(x - E[x|x_t]) / t``, in a form that is regular at ``t = 0``.
 
@@ -136,6 +139,7 @@ class GaussianOracle(PosteriorOracle):
         st2 = ht**2 * var + (tv * self.noise_std) ** 2
         return (h - 1) * c + (x - ht * c) * (var * ht * (h - 1) + tv * self.noise_std**2) / st2
 
+    @widened
     def ode_solution(self, y: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Closed-form solution at time ``t`` of ``dx/dt = (x - E[x|x_t]) / t`` with ``x(1) = y``.
 

@@ -32,12 +32,12 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.oracles._common import as_param, check_state, standard_normal
+from flowrestore.oracles._common import as_param, check_state, standard_normal, widened
 from flowrestore.oracles.diffusion import (
     PREDICTION_TYPES,
     _timesteps,
-    alpha_cumprod_at,
     check_alphas_cumprod,
+    schedule_at,
 )
 
 __all__ = ["GaussianMixtureOracle"]
@@ -97,11 +97,13 @@ class GaussianMixtureOracle:
         r = torch.softmax(log_r, dim=1).reshape(*log_r.shape, *([1] * len(self.event_shape)))
         return r, mu + a * var * dev / V
 
+    @widened
     def clean(self, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
         """``E[x_0 | x = a x_0 + b ε]`` (``a``, ``b`` broadcasting to ``[B, 1, …, 1]``)."""
         r, means = self._parts(x, a, b)
         return (r * means).sum(1)
 
+    @widened
     def log_density(self, x: Tensor, sigma) -> Tensor:
         """``log p_σ(x)`` of ``x = x_0 + σ ε`` (the mixture of ``N(μ_i, s_i² + σ²)``), ``[B]``."""
         x = check_state(x, self.event_shape, "x")
@@ -111,6 +113,7 @@ class GaussianMixtureOracle:
         log_n = (-0.5 * (dev * dev / V + torch.log(2 * torch.pi * V))).flatten(2).sum(-1)
         return torch.logsumexp(log_n + torch.log(self.weights.to(x)), dim=1)
 
+    @widened
     def __call__(self, x: Tensor, sigma) -> Tensor:
         """The EDM denoiser ``D(x, σ) = E[x_0 | x_0 + σ ε = x]`` (``sigma``: number or ``[B]``)."""
         s = _timesteps(sigma, x)
@@ -118,7 +121,8 @@ class GaussianMixtureOracle:
 
     def diffusion_model(self, *, alphas_cumprod, prediction_type: str = "epsilon"):
         """A diffusers-convention ``model(x, timestep)`` under the schedule ``ᾱ`` (continuous
-        timesteps as :func:`~flowrestore.oracles.diffusion.alpha_cumprod_at`): ``ε̂``, ``v̂`` or
+        timesteps as :func:`~flowrestore.oracles.diffusion.alpha_cumprod_at`; computed in float32 or
+        float64 for a half-precision ``x``): ``ε̂``, ``v̂`` or
         ``E[x_0 | x]`` by ``prediction_type``."""
         if prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
@@ -127,9 +131,9 @@ class GaussianMixtureOracle:
             )
         table = check_alphas_cumprod(alphas_cumprod, prediction_type=prediction_type)
 
+        @widened
         def model(x: Tensor, timestep) -> Tensor:
-            abar = alpha_cumprod_at(table, _timesteps(timestep, x))
-            a, b = abar.sqrt(), (1 - abar).sqrt()
+            a, b = schedule_at(table, _timesteps(timestep, x))
             x0 = self.clean(x, a, b)
             if prediction_type == "sample":
                 return x0
@@ -145,6 +149,7 @@ class GaussianMixtureOracle:
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
 
+        @widened
         def model(x: Tensor, timestep) -> Tensor:
             t = _timesteps(timestep, x) / T
             x0 = self.clean(x, 1 - t, t)

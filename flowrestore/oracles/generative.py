@@ -28,6 +28,7 @@ from flowrestore.oracles._common import (
     resolve_event_shape,
     standard_normal,
     time_vector,
+    widened,
 )
 
 __all__ = ["GaussianGenerativeOracle"]
@@ -58,6 +59,7 @@ class GaussianGenerativeOracle(PosteriorOracle):
         self.mean: torch.Tensor = c.expand(shape).clone()
         self.std: torch.Tensor = sc.expand(shape).clone()
 
+    @widened
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Exact ``E[x | x_t]`` on the path ``x_t = (1 - t) x + t z``; ``t`` scalar or ``[B]``.
 
@@ -70,11 +72,13 @@ class GaussianGenerativeOracle(PosteriorOracle):
         var = sc**2
         return c + a * var * (x_t - a * c) / (a**2 * var + tv**2)
 
+    @widened
     def exact_map(self, z: torch.Tensor) -> torch.Tensor:
         """The flow's exact map from the latent at ``t = 1`` to ``t = 0``: ``c + σ_c ⊙ z``."""
         z = check_state(z, self.event_shape, "z")
         return self.mean.to(z) + self.std.to(z) * z
 
+    @widened
     def ode_solution(self, z: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Closed-form ODE path from ``x(1) = z``: ``(1 - t) c + z sqrt((1 - t)² σ_c² + t²)``."""
         z = check_state(z, self.event_shape, "z")

@@ -30,6 +30,7 @@ from flowrestore.oracles._common import (
     count_arg,
     positive_float,
     time_vector,
+    widened,
 )
 from flowrestore.tensors import repeat_each
 
@@ -131,6 +132,7 @@ class DiracMixture(PosteriorOracle):
         return out.reshape(x.shape)
 
     # ------------------------------------------------------------- InDI side
+    @widened
     def posterior_weights(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Posterior probabilities ``P(x = c_i | x_t)`` for the InDI path, shape ``[B, K]``."""
         x_t = check_state(x_t, self.event_shape, "x_t")
@@ -144,6 +146,7 @@ class DiracMixture(PosteriorOracle):
         scale = 2 * (tv.reshape(b, 1) * self.noise_std) ** 2
         return _softmax_from_sqdist(self.weights.to(x_t).log(), sqdist, scale)
 
+    @widened
     def posterior_mean(self, x_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Exact ``E[x | x_t]`` on the InDI path (docs/math.md §2c); ``t`` scalar or ``[B]``."""
         p = self.posterior_weights(x_t, t)

@@ -134,3 +134,61 @@ def test_typed_errors():
         oracle(torch.zeros(3, 5), 1.0)
     with pytest.raises(ConfigError, match="num_train_timesteps"):
         linear_alphas_cumprod(1)
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_half_precision_output_is_the_closed_form_rounded(dtype, ptype):
+    """A bf16/fp16 call returns, in its dtype, the float64 closed form at the same (rounded) state
+    and timesteps, to within one unit in the last place (the rounding of the result; the float32
+    arithmetic underneath adds ~1e-7). Timestep 1.375 has ``ᾱ = 0.9998``, which is 1 in bf16
+    (``√(1 − ᾱ) = 0``: NaN); 998 is 1000 in bf16, past the table's last segment start (an index
+    out of bounds when the lookup ran in bf16)."""
+    oracle, _ = gaussian_problem(ptype, dim=8)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(5), dtype=F64).to(dtype)
+    tau = torch.tensor([1.375, 0.0, 500.0, 998.0, 999.0], dtype=dtype)
+    got = oracle(x, tau)
+    assert got.dtype == dtype
+    want = oracle(x.double(), tau.double())
+    assert bool(torch.isfinite(want).all())
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(got.double(), want, rtol=eps, atol=1e-6)
+    for name in ("exact_map", "clean", "epsilon", "velocity"):
+        got = getattr(oracle, name)(x, tau)
+        want = getattr(oracle, name)(x.double(), tau.double())
+        torch.testing.assert_close(got.double(), want, rtol=eps, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_schedule_lookup_near_the_last_timestep(dtype):
+    """``alpha_cumprod_at`` indexes the table in float64 whatever the timestep's dtype: timesteps
+    998 and 999 (998 rounds to 1000 in bf16) give the float64 lookup at the rounded value."""
+    abar = linear_alphas_cumprod()
+    tau = torch.tensor([998.0, 999.0, 1.375], dtype=dtype)
+    got = alpha_cumprod_at(abar, tau)
+    assert got.dtype == dtype
+    want = alpha_cumprod_at(abar, tau.double())
+    torch.testing.assert_close(got.double(), want, rtol=torch.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(("solver", "steps"), [("Euler", 4), ("RK4", 6), ("Heun", 10)])
+def test_half_precision_solve_of_the_oracle_is_finite_and_close(dtype, solver, steps):
+    """A bf16/fp16 solve of DiffusionFlow over the oracle lands within bf16's tolerance of the
+    float64 solve on the same grid. Tolerance 0.1 of the image's scale: a half-precision state
+    carries 8 (bf16) or 11 (fp16) significant bits and x̄ starts at σ_max|z| ≈ 500, where one
+    rounding is ≈ 2 (bf16) in the state's units; measured 1e-2–5e-2 in both dtypes (fp16's grid
+    times near 6e-5 are subnormal). Before the oracle computed in float32 the bf16 solve raised
+    (NaN outputs, an index out of bounds)."""
+    import flowrestore as fr
+
+    oracle, flow = gaussian_problem("epsilon", dim=16)
+    z = oracle.sample_latent(4, torch.Generator().manual_seed(6))
+    ref = fr.solve(flow, getattr(fr, solver)(), z, steps=steps).x
+    x = fr.solve(flow, getattr(fr, solver)(), z.to(dtype), steps=steps).x
+    assert x.dtype == dtype and bool(torch.isfinite(x).all())
+    err = float((x.double() - ref).abs().max() / ref.abs().max())
+    assert err < 0.1, err

@@ -531,3 +531,57 @@ def test_dirac_mixture_default_weights_are_uniform_probabilities():
     x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     t = torch.tensor(0.5, dtype=torch.float64)
     torch.testing.assert_close(plain.posterior_mean(x, t), equal.posterior_mean(x, t))
+
+
+def _half_precision_cases():
+    """``name -> (model(x, time), state scale, times)`` for every oracle a solve evaluates."""
+    from flowrestore.oracles import (
+        GaussianDenoiserOracle,
+        GaussianFlowMatchingOracle,
+        GaussianMixtureOracle,
+    )
+    from flowrestore.oracles.diffusion import linear_alphas_cumprod
+
+    g = _gen(11)
+    mean = 0.5 * torch.randn(8, generator=g, dtype=F64)
+    std = 0.1 + torch.rand(8, generator=g, dtype=F64)
+    mix = GaussianMixtureOracle(means=torch.randn(3, 8, generator=g, dtype=F64), stds=0.3)
+    sigmas = torch.tensor([80.0, 1.0, 0.01, 0.002, 0.5])
+    timesteps = torch.tensor([999.0, 500.0, 1.0, 10.0, 0.0])
+    unit = torch.tensor([1.0, 0.5, 0.01, 1e-3, 0.0])
+    abar = linear_alphas_cumprod()
+    return {
+        "edm": (GaussianDenoiserOracle(mean=mean, std=std), 80.0, sigmas),
+        "flow_matching": (GaussianFlowMatchingOracle(mean=mean, std=std), 1.0, timesteps),
+        "mixture_edm": (mix, 80.0, sigmas),
+        "mixture_diffusion": (
+            mix.diffusion_model(alphas_cumprod=abar),
+            1.0,
+            torch.tensor([1.375, 0.0, 500.0, 998.0, 999.0]),
+        ),
+        "mixture_flow_matching": (mix.flow_matching_model(), 1.0, timesteps),
+        "indi": (GaussianOracle(mean=mean, std=std, noise_std=0.3), 1.0, unit),
+        "generative": (GaussianGenerativeOracle(mean=mean, std=std), 1.0, unit),
+        "dirac_mixture": (
+            DiracMixture(centers=torch.randn(3, 8, generator=g, dtype=F64), noise_std=0.5),
+            1.0,
+            unit,
+        ),
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", list(_half_precision_cases()))
+def test_half_precision_input_gets_the_closed_form_rounded(name, dtype):
+    """A bf16/fp16 state gets, in its dtype, the float64 closed form at the same (rounded)
+    inputs to one unit in the last place (rounding the result costs half of one; the float32
+    arithmetic underneath ~1e-7). Computed in bf16 itself the EDM and flow-matching closed forms
+    were off by 5 and 13 units, the mixture's responsibilities by hundreds, and the mixture's
+    diffusion model indexed past its schedule at timestep 998 (1000 in bf16)."""
+    model, scale, times = _half_precision_cases()[name]
+    x = (scale * torch.randn(5, 8, generator=_gen(12), dtype=F64)).to(dtype)
+    got = model(x, times.to(dtype))
+    assert got.dtype == dtype
+    want = model(x.double(), times.to(dtype).double())
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(got.double(), want, rtol=eps, atol=1e-5)
