@@ -45,10 +45,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from flowrestore.controllers import FixedGrid
 from flowrestore.degradations.blind import Param
 from flowrestore.errors import ArgumentTypeError, ConfigError, NonFiniteError, ShapeError, describe
 from flowrestore.flows.base import Flow
-from flowrestore.grids import Spacing
+from flowrestore.grids import Spacing, check_grid
 from flowrestore.integrate.solve import PreparedSolve, prepare, solve
 from flowrestore.inversion.latent import (
     ProjectedAdam,
@@ -70,6 +71,52 @@ __all__ = ["BlindInversion", "project_sphere", "tangent_"]
 
 _GRADIENTS = ("exact", "detached")
 _SCHEDULES = ("constant", "cosine")
+
+
+def _check_time_grid(flow: Flow, solver: Solver, steps, grid, spacing) -> None:
+    """Refuse when built what :meth:`BlindInversion.run`'s solve of ``Ψ`` would refuse about its
+    time grid (:func:`flowrestore.solve`'s rules: ``steps`` a positive int, ``grid`` a monotone
+    grid in the flow's direction and time range, ``spacing`` a Spacing laying ``steps``, no fixed
+    grid for a solver built with tolerances), so a bad setting fails before any image is loaded
+    or any evaluation is spent. What depends on the observation (its dtype, shape) is checked by
+    ``run``."""
+    if flow.default_span is None:
+        raise ConfigError(
+            f"flow must have a default time span (Ψ integrates it over that span), got "
+            f"{type(flow).__name__} with default_span=None"
+        )
+    if grid is not None and steps is not None:
+        raise ConfigError(
+            f"grid= already fixes the times: do not also pass steps=, got steps={describe(steps)}"
+        )
+    if grid is not None or steps is not None:
+        what = "grid=" if grid is not None else "steps="
+        options = getattr(solver, "controller_options", None)
+        if options:
+            raise ConfigError(
+                f"solver {solver!r} configures error control, but {what} asks for a fixed grid; "
+                f"build {type(solver).__name__}() without {sorted(options)} to step on a grid, "
+                f"or drop {what}"
+            )
+        if grid is not None:
+            if spacing is not None:
+                raise ConfigError(
+                    f"grid= already fixes the times: do not also pass spacing=, got "
+                    f"spacing={describe(spacing)}"
+                )
+            t0, t1 = flow.default_span
+            check_grid(grid, time_range=flow.time_range, direction=1 if t1 > t0 else -1)
+        else:
+            FixedGrid(steps=steps, spacing=spacing)  # steps a positive int, spacing a Spacing
+    elif spacing is not None:
+        raise ConfigError(
+            f"spacing= lays out steps=: pass steps= too, got spacing={describe(spacing)}"
+        )
+    elif solver.controller is None:
+        raise ConfigError(
+            f"pass steps= (or grid=): the number of steps of the few-step flow Ψ; "
+            f"{type(solver).__name__} is a fixed-step solver"
+        )
 
 
 class BlindInversion:
@@ -133,8 +180,7 @@ class BlindInversion:
             raise ConfigError(
                 f"solver must be deterministic (Ψ is inverted as a fixed map), got {solver!r}"
             )
-        if steps is None and grid is None and not getattr(solver, "adaptive", False):
-            raise ConfigError("pass steps= (or grid=): the number of steps of the few-step flow Ψ")
+        _check_time_grid(flow, solver, steps, grid, spacing)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ConfigError(f"iterations must be an int >= 0, got {describe(iterations)}")
         if gradient not in _GRADIENTS:

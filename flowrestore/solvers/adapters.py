@@ -17,6 +17,16 @@ to 2e2 at 64). flowrestore passes ``max_order=5`` (Adams–Bashforth 4, order 4)
 set it; the declared order is then ``max_order − 1`` (RK4's 4 below torchdiffeq's minimum of 4).
 The implicit methods keep torchdiffeq's default (their corrector is stable) and declare 4.
 
+**Options.** ``options=`` takes what a method's step reads: ``max_order`` (the Adams methods),
+``max_iters``, ``rtol`` and ``atol`` (the implicit Adams corrector's iterations and convergence
+test; flowrestore's defaults ``rtol=1e-7, atol=1e-9``). Anything else is refused when the solver is
+built, naming the key and the accepted ones: ``step_size`` and ``grid_constructor`` lay
+torchdiffeq's own grid, which flowrestore's loop replaces (pass ``steps=`` or ``grid=`` to
+:func:`~flowrestore.solve`); ``interp`` interpolates torchdiffeq's outputs (flowrestore saves at
+``save_at=``); ``perturb`` nudges evaluation times across discontinuities, which the loop's drift
+calls do not support; ``implicit`` would change which method runs (pick it by name). torchdiffeq
+itself ignored all of these here (its warning at most).
+
 Host reads: the fixed-grid Runge–Kutta steps read no device value (``tests/core/test_syncs.py``).
 torchdiffeq's own code does inside the other steps: its Adams methods compare each step's time
 with the last one (one read per step) and the implicit ones test the corrector's convergence
@@ -37,7 +47,7 @@ from typing import Any
 from torch import Tensor
 
 from flowrestore.controllers import PIController
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows.base import Flow
 from flowrestore.solvers.base import Context, Solver, StepResult
 
@@ -59,6 +69,40 @@ _FIXED: dict[str, tuple[int, tuple[float, ...]]] = {
 #: flowrestore passes to ``"explicit_adams"`` by default (module docstring)
 _ADAMS_MIN_ORDER, _EXPLICIT_ADAMS_MAX_ORDER = 4, 5
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: the ``options`` each fixed-grid method's step reads (module docstring)
+_ADAMS_OPTIONS = ("max_order", "max_iters", "rtol", "atol")
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "explicit_adams": ("max_order",),
+    "implicit_adams": _ADAMS_OPTIONS,
+    "fixed_adams": _ADAMS_OPTIONS,
+}
+#: why an option torchdiffeq's constructors take is no option here
+_OWNED = {
+    "step_size": "the loop owns the grid: pass steps= or grid= to fr.solve",
+    "grid_constructor": "the loop owns the grid: pass steps= or grid= to fr.solve",
+    "interp": "flowrestore saves the solution itself: pass save_at= to fr.solve",
+    "perturb": "the loop's drift calls take no perturbed times",
+    "implicit": "choose the method by name ('explicit_adams' or 'implicit_adams')",
+}
+#: flowrestore's corrector tolerances for the implicit Adams methods (torchdiffeq requires some)
+_CORRECTOR_TOLERANCES = {"rtol": 1e-7, "atol": 1e-9}
+
+
+def _check_options(method: str, options: dict[str, Any]) -> None:
+    """Refuse an option ``method``'s step does not read, or a value of the wrong kind."""
+    accepted = _OPTIONS.get(method, ())
+    for key, value in options.items():
+        if key not in accepted:
+            why = _OWNED.get(key, "torchdiffeq's step does not read it")
+            raise ConfigError(
+                f"options[{key!r}] is not an option of torchdiffeq's {method!r} here ({why}); "
+                f"accepted options: {list(accepted) or 'none'}, got options={describe(options)}"
+            )
+        if key in ("max_order", "max_iters"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"options[{key!r}] must be an int >= 1, got {describe(value)}")
+        else:
+            finite_number(f"options[{key!r}]", value, allow_zero=True)
 
 
 def _solver_class(method: str):
@@ -89,9 +133,11 @@ class Torchdiffeq(Solver):
             ``"explicit_adams"``, ``"implicit_adams"``, ``"fixed_adams"`` (fixed grid: pass
             ``steps=``/``grid=``) or ``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ``"fehlberg2"``,
             ``"adaptive_heun"`` (error-controlled by default, or on a fixed grid).
-        options: passed to torchdiffeq's solver constructor (fixed-grid methods, e.g.
-            ``max_order`` of the Adams methods; ``"explicit_adams"`` gets ``max_order=5`` unless
-            given: module docstring).
+        options: passed to torchdiffeq's solver constructor (fixed-grid methods): ``max_order``
+            of the Adams methods (``"explicit_adams"`` gets ``max_order=5`` unless given),
+            ``max_iters``, ``rtol``, ``atol`` of the implicit ones; any other key is refused
+            with a :class:`~flowrestore.ConfigError` (module docstring: ``step_size`` and
+            ``grid_constructor`` → ``steps=``/``grid=``).
         **controller_options: for the embedded pairs, the :class:`~flowrestore.PIController`
             arguments (``rtol``, ``atol``, ``t_min``, ``max_steps``, ...).
     """
@@ -109,6 +155,8 @@ class Torchdiffeq(Solver):
             raise ConfigError(f"options must be a dict or None, got {describe(options)}")
         self.method = method
         self.options = dict(options or {})
+        if method in _FIXED:
+            _check_options(method, self.options)
         self.controller_options = dict(controller_options)
         if method in _FIXED:
             if controller_options:
@@ -121,10 +169,6 @@ class Torchdiffeq(Solver):
             if method == "explicit_adams":
                 self.options.setdefault("max_order", _EXPLICIT_ADAMS_MAX_ORDER)
                 max_order = self.options["max_order"]
-                if isinstance(max_order, bool) or not isinstance(max_order, int):
-                    raise ConfigError(
-                        f"options['max_order'] must be an int, got {describe(max_order)}"
-                    )
                 if max_order >= _ADAMS_MIN_ORDER:
                     self.order = float(max_order - 1)
         else:
@@ -148,9 +192,8 @@ class Torchdiffeq(Solver):
         if self.method in _ADAPTIVE:
             return x_start, _PairState()
         # torchdiffeq's constructors require tolerances; only the Adams corrector reads them
-        impl = _solver_class(self.method)(
-            func=None, y0=x_start, rtol=1e-7, atol=1e-9, **self.options
-        )
+        options = {**_CORRECTOR_TOLERANCES, **self.options}
+        impl = _solver_class(self.method)(func=None, y0=x_start, **options)
         return x_start, _FixedState(impl)
 
     def start_derivative(self, state, f0: Tensor):

@@ -19,6 +19,8 @@ are what they assume); the observation ``y`` of the naive and Cold-Diffusion sam
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -72,8 +74,12 @@ class InDISampler(RestorationSampler):
     order: ClassVar[float] = 1.0
 
     def __post_init__(self):
-        if not isinstance(self.eps, (int, float)) or not self.eps >= 0:
-            raise ConfigError(f"eps must be a non-negative number, got {describe(self.eps)}")
+        eps = self.eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < math.inf:
+            raise ConfigError(f"eps must be a non-negative finite number, got {describe(eps)}")
+        self.eps = float(eps)
+        if not isinstance(self.brownian, bool):
+            raise ConfigError(f"brownian must be a bool, got {describe(self.brownian)}")
         self.stochastic = self.eps > 0
 
     def eps_at(self, t: Tensor) -> Tensor:

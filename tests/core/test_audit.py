@@ -307,6 +307,63 @@ def test_explicit_adams_max_order_is_checked_before_any_work():
         fr.Torchdiffeq("explicit_adams", options={"max_order": "4"})
 
 
+def test_torchdiffeq_options_are_honoured_or_refused_when_built():
+    """``options`` reach the step that reads them, or are refused before any work with a
+    :class:`~flowrestore.ConfigError` naming the key and the accepted ones: ``step_size`` and
+    ``grid_constructor`` lay torchdiffeq's grid, which the loop replaces (``steps=``/``grid=``);
+    unknown keys used to be ignored (torchdiffeq's warning at most), ``step_size`` silently."""
+    for method, options, accepted in [
+        ("rk4", {"step_size": 0.01}, "none"),
+        ("euler", {"grid_constructor": lambda f, y, t: t}, "none"),
+        ("midpoint", {"interp": "cubic"}, "none"),
+        ("heun2", {"perturb": True}, "none"),
+        ("rk4", {"stepsize": 0.01}, "none"),
+        ("explicit_adams", {"max_iters": 2}, "['max_order']"),
+        ("implicit_adams", {"implicit": False}, "['max_order', 'max_iters', 'rtol', 'atol']"),
+    ]:
+        key = next(iter(options))
+        with pytest.raises(fr.ConfigError) as info:
+            fr.Torchdiffeq(method, options=options)
+        msg = str(info.value)
+        assert f"options[{key!r}]" in msg and accepted in msg and method in msg, msg
+    with pytest.raises(fr.ConfigError, match=r"steps= or grid="):
+        fr.Torchdiffeq("rk4", options={"step_size": 0.01})
+    for bad in ({"max_iters": 0}, {"max_order": True}, {"rtol": -1.0}, {"atol": float("nan")}):
+        with pytest.raises(fr.ConfigError, match=rf"options\['{next(iter(bad))}'\]"):
+            fr.Torchdiffeq("implicit_adams", options=bad)
+    # the implicit corrector's tolerances and iterations are honoured: a looser test or fewer
+    # iterations evaluate less on the same grid (16 steps of x' = −(1 + t) x)
+    x0 = torch.ones(1, 2, dtype=F64)
+
+    def nfe(options):
+        flow = fr.ODEFlow(lambda t, x: -(1 + t) * x)
+        with warnings.catch_warnings():  # the corrector's "did not converge"
+            warnings.simplefilter("ignore", UserWarning)
+            solver = fr.Torchdiffeq("implicit_adams", options=options)
+            sol = fr.solve(flow, solver, x0, t_span=(0.0, 1.0), steps=16)
+        assert abs(float(sol.x[0, 0]) - math.exp(-1.5)) < 1e-5
+        return int(sol.stats.nfe.max())
+
+    default = nfe(None)
+    assert nfe({"rtol": 1e-2, "atol": 1e-2}) < default < nfe({"rtol": 1e-12, "atol": 1e-12})
+    assert nfe({"max_iters": 1}) < default
+
+
+def test_indi_sampler_options_are_checked_when_built():
+    """``brownian`` must be a bool and ``eps`` a finite number ``>= 0`` (a bool is not one)."""
+    for kwargs, shown in [
+        ({"brownian": "yes"}, "brownian must be a bool, got 'yes'"),
+        ({"eps": 0.1, "brownian": 1}, "brownian must be a bool, got 1"),
+        ({"eps": True}, "eps must be a non-negative finite number, got True"),
+        ({"eps": math.inf}, "eps must be a non-negative finite number, got inf"),
+        ({"eps": -0.1}, "eps must be a non-negative finite number, got -0.1"),
+    ]:
+        with pytest.raises(fr.ConfigError) as info:
+            fr.InDISampler(**kwargs)
+        assert shown in str(info.value), str(info.value)
+    assert fr.InDISampler(eps=np.float64(0.2), brownian=True).eps == 0.2
+
+
 def _stage_times(solver, make_flow, t0, t1):
     """Every time at which one step from ``t0`` to ``t1`` evaluates the flow, as fractions."""
     seen = []

@@ -171,6 +171,49 @@ def test_inversion_configuration_errors():
         inv.run(torch.zeros(2, 1, 16, 16, dtype=torch.float64), image_shape=(1, 32, 32))
 
 
+def test_inversion_time_grid_is_checked_when_built():
+    """What ``run``'s solve of Ψ would refuse about its grid is refused by the constructor, with
+    the argument named and its value shown: nothing is evaluated (the predictor counts calls).
+    An error-controlled solver without ``steps=`` is a valid Ψ and still runs."""
+    oracle, _ = camera_oracle()
+    calls = [0]
+
+    def predictor(x, t):
+        calls[0] += 1
+        return oracle.posterior_mean(x, t)
+
+    flow = fr.InDIFlow(predictor)
+    blind = BlindOperator(GaussianBlur, width=Param(1.0, bounds=(0.1, 5.0)))
+    good = dict(solver=fr.Euler(), steps=3, degradation=blind)
+    bad = [
+        (dict(steps=0), ConfigError, "steps must be a positive int, got 0"),
+        (dict(steps=2.5), ConfigError, "steps must be a positive int, got 2.5"),
+        (dict(steps=True), ConfigError, "steps must be a positive int, got True"),
+        (dict(solver=fr.Dopri5(rtol=1e-3)), ConfigError, "Dopri5(rtol=0.001) configures error"),
+        (dict(steps=None, grid=[1.0, 0.5, 0.0], solver=fr.Bosh3(atol=1e-6)), ConfigError, "grid="),
+        (dict(steps=None, grid=[0.0, 0.5, 1.0]), fr.GridError, "wrong direction"),
+        (dict(steps=None, grid=[1.5, 0.5, 0.0]), fr.GridError, "grid"),
+        (dict(grid=[1.0, 0.0]), ConfigError, "got steps=3"),
+        (dict(steps=None, grid=[1.0, 0.0], spacing=fr.Power(2)), ConfigError, "spacing="),
+        (dict(spacing="quadratic"), ConfigError, "spacing must be a flowrestore Spacing"),
+        (dict(steps=None, spacing=fr.Power(2)), ConfigError, "spacing= lays out steps="),
+        (dict(steps=None, solver=fr.RK4()), ConfigError, "steps="),
+    ]
+    for change, error, shown in bad:
+        with pytest.raises(error) as info:
+            BlindInversion(flow, **{**good, **change})
+        assert shown in str(info.value), str(info.value)
+    with pytest.raises(ConfigError, match="default time span"):
+        BlindInversion(fr.ODEFlow(lambda t, x: -x), **good)
+    assert calls[0] == 0
+    y = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    for change in (dict(steps=None, solver=fr.Dopri5(rtol=1e-2)), dict(solver=fr.Dopri5())):
+        BlindInversion(flow, **{**good, **change}, iterations=1).run(
+            y, generator=torch.Generator().manual_seed(0)
+        )
+    assert calls[0] > 0
+
+
 # ----------------------------------------------------------------------------- invariants
 
 
