@@ -109,6 +109,9 @@ class TimeRequest:
             ``rtol`` (:meth:`~flowrestore.flows.Flow.preferred_t_min`; ``None``: no preference).
         save_at: ``None``, ``"steps"`` or the save times (validated, in order).
         flow_name: for messages.
+        save_eps: the machine epsilon of the dtype the save times came in (float64's for
+            Python floats): a save time matches a planned time to that resolution
+            (:meth:`save_tolerance`).
     """
 
     span: tuple[float, float] | None
@@ -120,6 +123,7 @@ class TimeRequest:
     preferred_t_min: Callable[[float], float | None]
     save_at: str | tuple[float, ...] | None
     flow_name: str
+    save_eps: float = 2.0**-52
 
     def need_span(self) -> tuple[float, float]:
         """The span, or a :class:`ConfigError` saying what to pass."""
@@ -129,6 +133,17 @@ class TimeRequest:
                 "or t_span=(t_start, t_end)"
             )
         return self.span
+
+    def save_tolerance(self, t0: float, t1: float) -> float:
+        """How far a save time may lie from a planned time it means, over the span ``(t0,
+        t1)``: a few units of :attr:`save_eps` relative to the span's largest time (a float32
+        ``0.1`` is the grid's ``0.1``, not a time between grid points)."""
+        return SAVE_ULPS * self.save_eps * max(abs(t0), abs(t1))
+
+
+#: a save time within this many units of its dtype's epsilon (relative to the span) of a planned
+#: time is that time (:meth:`TimeRequest.save_tolerance`)
+SAVE_ULPS = 4
 
 
 def check_span(

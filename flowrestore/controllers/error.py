@@ -234,31 +234,41 @@ class ErrorController(StepController):
             )
         save_times = None if request.save_at is None else list(request.save_at)
         direction = 1.0 if t1 > t0 else -1.0
-        interior = []
-        for tv in save_times or []:
-            if (tv - t0) * direction < 0 or (tv - t1) * direction > 0:
+        tol = request.save_tolerance(t0, t1)
+        interior, interior_slots = [], []
+        start_slot = end_slot = stop_slot = None
+        for j, tv in enumerate(save_times or []):
+            if abs(tv - t0) <= tol:
+                start_slot = j
+            elif abs(tv - t1) <= tol:
+                end_slot = j
+            elif (tv - t0) * direction < 0 or (tv - t1) * direction > 0:
                 raise GridError(f"save_at time {tv:.6g} lies outside the span ({t0}, {t1})")
-            if tv in (t0, t1):
-                continue
-            if (tv - t_stop) * direction >= 0:
+            elif lands and abs(tv - t_stop) <= tol:
+                stop_slot = j  # the state the landing step starts from
+            elif (tv - t_stop) * direction > 0:
                 raise GridError(
-                    f"save_at time {tv:.6g} lies between t_min={t_stop} and 0, where nothing is "
-                    "integrated (the last step is the landing step)"
+                    f"save_at time {tv:.6g} lies between t_min={t_stop} and the end {t1}, where "
+                    f"nothing is integrated: the controlled steps stop at t_min and one landing "
+                    f"step goes from there to {t1}; save at t_min={t_stop} itself, at {t1}, or "
+                    "before t_min"
                 )
-            interior.append(tv)
+            else:
+                interior.append(tv)
+                interior_slots.append(j)
         targets = [*interior, t_stop]
-        slot_of = {tv: j for j, tv in enumerate(save_times or [])}
-        slots = {j: slot_of[tv] for j, tv in enumerate(interior)}
-        if not lands and t1 in slot_of:
-            slots[len(targets) - 1] = slot_of[t1]
+        slots = dict(enumerate(interior_slots))
+        last = stop_slot if lands else end_slot
+        if last is not None:
+            slots[len(targets) - 1] = last
         return ErrorSchedule(
             t0=t0,
             t1=t1,
             lands=lands,
             t_stop=t_stop,
             save_times=save_times,
-            start_slot=slot_of.get(t0),
-            end_slot=slot_of.get(t1) if lands else None,
+            start_slot=start_slot,
+            end_slot=end_slot if lands else None,
             targets=targets,
             slots=slots,
         )

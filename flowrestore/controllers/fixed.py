@@ -126,7 +126,8 @@ class FixedGrid(StepController):
             grid = make_grid(self.steps, t0, t1, self.spacing or request.spacing(t1))
         lands = request.lands(t1)
         n = grid.numel() - 1
-        idx = _save_indices(request.save_at, grid)
+        tol = max(_SAVE_ATOL, request.save_tolerance(t0, t1))
+        idx = _save_indices(request.save_at, grid, tol)
         slots = {k: j for j, k in enumerate(idx)}
         if request.save_at is None:
             save_times = None
@@ -152,7 +153,13 @@ class FixedGrid(StepController):
         return FixedRun(schedule, x)
 
 
-def _save_indices(save_at, grid: Tensor) -> list[int]:
+#: a float64 save time this close to a grid point is that point (a float32 one: a few of its ulps,
+#: :meth:`~flowrestore.controllers.TimeRequest.save_tolerance`)
+_SAVE_ATOL = 1e-9
+
+
+def _save_indices(save_at, grid: Tensor, tol: float) -> list[int]:
+    """The grid index of every save time (within ``tol``), or a :class:`GridError`."""
     if save_at is None:
         return []
     n = grid.numel()
@@ -162,8 +169,12 @@ def _save_indices(save_at, grid: Tensor) -> list[int]:
     for tv in save_at:
         d = (grid - tv).abs()
         k = int(d.argmin())
-        if float(d[k]) > 1e-9:
-            raise GridError(f"save_at time {tv:.6g} is not a point of the step grid")
+        if float(d[k]) > tol:
+            raise GridError(
+                f"save_at time {tv:.9g} is not a point of the step grid (nearest "
+                f"{float(grid[k]):.9g}, {float(d[k]):.3g} away, more than the save times' "
+                f"resolution {tol:.3g})"
+            )
         idx.append(k)
     return idx
 

@@ -34,7 +34,7 @@ from flowrestore.errors import ConfigError
 from flowrestore.integrate.stepping import land_all, steps, trajectory_buffer
 from flowrestore.noise import TapeNoise
 
-__all__ = ["check_compile", "compile_options", "run_compiled"]
+__all__ = ["COMPILE_MODES", "check_compile", "compile_modes", "compile_options", "run_compiled"]
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 32
@@ -50,6 +50,11 @@ def compile_options(compile, device: torch.device) -> dict | None:
     if compile is True:
         return {"mode": "reduce-overhead"} if device.type == "cuda" else {}
     if isinstance(compile, str):
+        if compile not in COMPILE_MODES and compile not in compile_modes():
+            raise ConfigError(
+                f"compile must be True, False, a dict of torch.compile arguments or one of "
+                f"torch.compile's modes {compile_modes()}, got {compile!r}"
+            )
         return {"mode": compile}
     if isinstance(compile, dict) and not {"fullgraph", "dynamic"} & set(compile):
         return dict(compile)
@@ -57,6 +62,22 @@ def compile_options(compile, device: torch.device) -> dict | None:
         "compile must be a bool, a torch.compile mode string or a dict of torch.compile "
         f"arguments (not fullgraph/dynamic, which the solve sets), got {compile!r}"
     )
+
+
+#: ``torch.compile``'s documented modes (the installed torch may add its own: :func:`compile_modes`)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_modes() -> tuple[str, ...]:
+    """The mode strings ``compile=`` accepts: :data:`COMPILE_MODES` and any other mode the
+    installed torch's inductor lists (importing the inductor: seconds, once)."""
+    try:
+        from torch._inductor import list_mode_options
+
+        extra = tuple(m for m in list_mode_options() if m not in COMPILE_MODES)
+    except Exception:  # noqa: BLE001 - a private API: without it, the documented modes
+        extra = ()
+    return COMPILE_MODES + extra
 
 
 def check_compile(solver, ctrl, *, progress, callback, differentiable) -> None:

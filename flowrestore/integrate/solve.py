@@ -149,11 +149,13 @@ def prepare(
         x = psi(z).x  # as fr.solve(flow, fr.Euler(), z, steps=10, check_finite=False).x
     """
     _check_request(flow, solver, x_start, output, on_failure)
+    _check_loop_options(progress, callback, differentiable, check_finite)
     ctrl = _controller(solver, controller, steps, grid, spacing)
     ctrl.check(solver, x_start)
     options = _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable)
     schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
     solver.check_schedule(schedule)
+    solver.check_start(flow, schedule.t0)
     loop = {"output": output, "progress": progress, "callback": callback, "on_failure": on_failure}
     return PreparedSolve(
         flow=flow,
@@ -251,6 +253,38 @@ def _check_request(flow, solver, x_start, output, on_failure) -> None:
         raise ConfigError(f"on_failure must be one of {_ON_FAILURE}, got {on_failure!r}")
 
 
+def _check_loop_options(progress, callback, differentiable, check_finite) -> None:
+    """The loop's switches are bools and ``callback`` a callable, refused before any work."""
+    for name, value in (
+        ("progress", progress),
+        ("differentiable", differentiable),
+        ("check_finite", check_finite),
+    ):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {describe(value)}")
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(
+            f"callback must be None or a callable callback(step, t, x), got {describe(callback)}"
+        )
+
+
+#: the seeds ``torch.Generator.manual_seed`` accepts (a signed or an unsigned 64-bit int)
+_SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _check_seeds(seeds) -> None:
+    """Refuse, before any work, an integer seed ``torch.Generator.manual_seed`` would reject
+    (the seeds' kind is :class:`~flowrestore.noise.PerSampleNoise`'s to check)."""
+    values = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
+    lo, hi = _SEED_RANGE
+    for i, s in enumerate(values):
+        if isinstance(s, numbers.Integral) and not isinstance(s, bool) and not lo <= s <= hi:
+            raise ConfigError(
+                "seeds must fit in 64 bits (from -2**63 to 2**64 - 1, what "
+                f"torch.Generator.manual_seed accepts), got seeds[{i}]={describe(s)}"
+            )
+
+
 def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
     if sum(v is not None for v in (generator, seeds, noise)) > 1:
         raise ConfigError("pass at most one of generator=, seeds=, noise=")
@@ -269,6 +303,8 @@ def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
             raise ConfigError(
                 f"seeds must have one entry per sample ({x_start.shape[0]}), got {len(seeds)}"
             )
+        if not isinstance(seeds, Tensor) or seeds.dim() == 1:
+            _check_seeds(seeds)
         return PerSampleNoise(seeds)
     return GeneratorNoise(generator)
 
@@ -284,6 +320,14 @@ def _controller(solver, controller, steps, grid, spacing) -> StepController:
         if steps is not None or grid is not None or spacing is not None:
             raise ConfigError(
                 "controller= already sets the steps: do not also pass steps=, grid= or spacing="
+            )
+        options = getattr(solver, "controller_options", None)
+        if options:
+            raise ConfigError(
+                f"{solver!r} configures its own error control, but controller="
+                f"{type(controller).__name__}(...) replaces it: build {name}() without "
+                f"{sorted(options)} and give the tolerances to the controller, or drop "
+                "controller="
             )
         return controller
     if grid is not None:
@@ -322,7 +366,7 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
     direction = None
     if flow.default_span is not None:
         direction = 1 if flow.default_span[1] > flow.default_span[0] else -1
-    span = t_span if t_span is not None else flow.default_span
+    span = _span_pair(t_span) if t_span is not None else flow.default_span
     if t_end is not None:
         if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real):
             raise ConfigError(f"t_end must be a number, got {describe(t_end)}")
@@ -344,8 +388,27 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
         spacing=lambda t1: default_spacing(flow, solver, t1),
         preferred_t_min=flow.preferred_t_min,
         save_at=_save_request(save_at),
+        save_eps=_save_eps(save_at),
         flow_name=type(flow).__name__,
     )
+
+
+def _span_pair(t_span) -> tuple[float, float]:
+    """``t_span`` as two Python floats, or a :class:`ConfigError` unless it is a pair of real
+    numbers (their values are :func:`~flowrestore.controllers.base.check_span`'s to check)."""
+
+    def real(v) -> bool:
+        if isinstance(v, Tensor):
+            return v.dim() == 0 and not (v.is_complex() or v.dtype == torch.bool)
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    ok = not isinstance(t_span, (str, bytes)) and hasattr(t_span, "__len__")
+    ok = ok and (not isinstance(t_span, Tensor) or t_span.dim() == 1)
+    if not (ok and len(t_span) == 2 and all(real(v) for v in t_span)):
+        raise ConfigError(
+            f"t_span must be a pair (t_start, t_end) of numbers, got {describe(t_span)}"
+        )
+    return (float(t_span[0]), float(t_span[1]))
 
 
 def _save_request(save_at):
@@ -363,6 +426,20 @@ def _save_request(save_at):
         raise GridError(f"save_at must hold finite times, got {describe(save_at)}")
     times = check_grid(st, name="save_at").tolist() if st.numel() > 1 else st.tolist()
     return tuple(times)
+
+
+def _save_eps(save_at) -> float:
+    """The machine epsilon of the dtype ``save_at``'s times came in (float64 for Python floats):
+    a float32 tensor's ``0.1`` is the grid's ``0.1`` to its own resolution."""
+    dtype = getattr(save_at, "dtype", None)
+    if dtype is not None and not isinstance(dtype, torch.dtype):  # numpy
+        try:
+            dtype = torch.as_tensor(save_at).dtype
+        except (TypeError, ValueError, RuntimeError):
+            dtype = None
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return torch.finfo(dtype).eps
+    return torch.finfo(torch.float64).eps
 
 
 def _check_start(x_start: Tensor, t0: float, failures: Failures, on_failure: str) -> None:

@@ -131,8 +131,9 @@ most in the data form (:class:`DataIPNDM`), while the velocity form's history mi
 first value with the model's, whose errors at large ``σ`` are ``σ_max`` times larger. The same
 option is :class:`~flowrestore.SemiLinearMultistep`'s and :class:`~flowrestore.UniPC`'s
 (flowrestore/solvers/semilinear.py) and :class:`~flowrestore.FittedMultistep`'s; the checks
-below (:func:`check_estimate`, :func:`check_start_estimate`, :func:`check_estimate_shape`) are
-theirs too.
+below (:func:`check_estimate`, :func:`check_start_estimate`, :func:`check_start_time`,
+:func:`check_estimate_shape`) are theirs too: a solve that starts part-way (``t_span=(0.3, 0)``,
+a grid from 0.3) is refused with a ``start_estimate`` before any evaluation.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ __all__ = [
     "check_estimate",
     "check_estimate_shape",
     "check_start_estimate",
+    "check_start_time",
     "guarded_combination",
     "start_value",
 ]
@@ -274,6 +276,11 @@ class IPNDM(Solver):
         super().check_flow(flow)
         check_start_estimate(self, flow)
 
+    def check_start(self, flow: Flow, t_start: float) -> None:
+        """With ``start_estimate``, a solve from the flow's pure-noise start only
+        (:func:`check_start_time`)."""
+        check_start_time(self, flow, t_start)
+
     @property
     def order(self) -> float:
         """2 (1 for ``ab_order=1``: Euler or the exponential Euler step); module docstring."""
@@ -364,6 +371,26 @@ def check_start_estimate(solver: Solver, flow: Flow) -> None:
             "level; its clean estimate at the start depends on the input): drop "
             "start_estimate"
         )
+
+
+def check_start_time(solver: Solver, flow: Flow, t_start: float) -> None:
+    """Refuse a ``start_estimate`` on a solve that starts anywhere but ``flow``'s pure-noise
+    start (its default span's start): part-way (``t_span=(0.3, 0)``, a grid from 0.3) the clean
+    estimate depends on the input, and the estimate taken at the pure-noise start is not it. A
+    :class:`ConfigError`, before any evaluation (``fr.solve`` calls it with the planned start)."""
+    if solver.start_estimate is None:
+        return
+    span = flow.default_span
+    start = None if span is None else float(span[0])
+    if start is not None and math.isclose(t_start, start, rel_tol=1e-12, abs_tol=1e-12):
+        return
+    where = "has no default span" if start is None else f"starts from pure noise at t={start:.6g}"
+    raise ConfigError(
+        f"start_estimate replaces the first evaluation at the pure-noise start, but this solve "
+        f"starts at t={t_start:.6g} (t_span= or grid=) and {type(flow).__name__} {where}: "
+        "there the clean estimate depends on the input; drop start_estimate, or start the "
+        "solve at the pure-noise start"
+    )
 
 
 def check_estimate_shape(m, x: Tensor) -> None:

@@ -192,6 +192,11 @@ class Solver:
         """Refuse, before any evaluation, a planned
         :class:`~flowrestore.controllers.Schedule` this solver cannot step (default: any)."""
 
+    def check_start(self, flow: Flow, t_start: float) -> None:
+        """Refuse, before any evaluation, a solve of ``flow`` from ``t_start`` (the planned start
+        time, a host float) that this solver cannot start (default: any; a ``start_estimate``
+        needs the flow's pure-noise start, :func:`~flowrestore.solvers.adams.check_start_time`)."""
+
     def linear_form(self) -> Solver:
         """This solver with its per-sample, data-dependent choices off: a linear map of its
         evaluations, what the grid fitter's symbolic solves model

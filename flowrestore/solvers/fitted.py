@@ -43,6 +43,7 @@ from flowrestore.solvers.adams import (
     check_estimate,
     check_estimate_shape,
     check_start_estimate,
+    check_start_time,
     start_value,
 )
 from flowrestore.solvers.base import Context, Solver, StepResult
@@ -147,6 +148,11 @@ class FittedMultistep(Solver):
         """A residual flow; with ``start_estimate``, one that starts from pure noise."""
         super().check_flow(flow)
         check_start_estimate(self, flow)
+
+    def check_start(self, flow: Flow, t_start: float) -> None:
+        """With ``start_estimate``, a solve from the flow's pure-noise start only
+        (:func:`~flowrestore.solvers.adams.check_start_time`)."""
+        check_start_time(self, flow, t_start)
 
     def grid(self) -> Tensor:
         """The fitted grid over ``t_span`` (float64)."""

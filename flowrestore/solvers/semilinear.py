@@ -71,6 +71,7 @@ from flowrestore.solvers.adams import (
     check_estimate,
     check_estimate_shape,
     check_start_estimate,
+    check_start_time,
     start_value,
 )
 from flowrestore.solvers.base import Context, Solver, StepResult
@@ -306,6 +307,11 @@ class SemiLinearMultistep(Solver):
                 f"bh='bh1' on {type(flow).__name__}: its noise ratio t/(1 - t) is infinite at "
                 "t = 1, where bh1's corrector weight is infinite; use bh='bh2' (UniPC's default)"
             )
+
+    def check_start(self, flow: Flow, t_start: float) -> None:
+        """With ``start_estimate``, a solve from the flow's pure-noise start only
+        (:func:`~flowrestore.solvers.adams.check_start_time`)."""
+        check_start_time(self, flow, t_start)
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
         """An empty history; a ``start_estimate`` that does not broadcast to the state is

@@ -132,6 +132,25 @@ def test_save_at_inside_denoising_interval_is_rejected(problem):
         fr.solve(fr.InDIFlow(oracle), fr.Dopri5(rtol=1e-3), y, save_at=[0.5, 1e-4])
 
 
+def test_save_at_t_min_saves_where_the_controlled_steps_stop(problem):
+    """``t_min`` is where the error-controlled steps stop before the landing step: a state the
+    solve reaches, so ``save_at=[t_min]`` saves it (the state of the solve that ends there); a
+    time between ``t_min`` and 0 is refused, the message saying which interval and why."""
+    oracle, y = problem
+    flow = fr.InDIFlow(oracle)
+    solver = fr.Dopri5(rtol=1e-5, atol=1e-7, t_min=1e-3)
+    sol = fr.solve(flow, solver, y, save_at=[0.5, 1e-3, 0.0])
+    assert sol.ts.tolist() == [0.5, 1e-3, 0.0]
+    # the same targets without the landing: the controlled steps alone
+    stop = fr.solve(flow, solver, y, t_end=1e-3, save_at=[0.5])
+    assert torch.equal(sol.trajectory[1], stop.x)
+    assert torch.equal(sol.trajectory[2], sol.x)
+    f32 = fr.solve(flow, solver, y, save_at=torch.tensor([0.5, 1e-3]))  # float32's 1e-3: t_min
+    assert torch.equal(f32.trajectory[1], stop.x)
+    with pytest.raises(fr.GridError, match=r"between t_min=0.001 and the end 0.0.*landing step"):
+        fr.solve(flow, solver, y, save_at=[5e-4])
+
+
 def test_adaptive_on_odeflow(problem):
     """Forward direction, no singular end: exact solution of a linear system."""
     from .helpers import linear_system

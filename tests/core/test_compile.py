@@ -12,6 +12,8 @@ the inductor ones are marked ``slow`` (a cold CPU compile takes about a minute o
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from versions import needs_torch_2_13
@@ -190,6 +192,28 @@ def test_what_cannot_be_captured_is_refused_before_any_work(solver, kw, match):
     with pytest.raises(fr.ConfigError, match=match):
         fr.solve(flow, solver, _y(), compile=True, **kw, **extra)
     assert calls == []
+
+
+def test_a_compile_value_torch_cannot_take_is_refused_before_any_work():
+    """``compile=`` is a bool, one of ``torch.compile``'s modes or a dict of its arguments: an
+    unknown mode string used to fail inside torch after planning; refused with a
+    ``ConfigError`` naming ``compile`` and the value, by ``solve`` and ``prepare``."""
+    calls = []
+
+    def pred(x, t):
+        calls.append(t)
+        return _predictor(x, t)
+
+    for compile in ("nonsense", "", "Default", 1, ["default"]):
+        for plan in (fr.solve, fr.integrate.prepare):
+            match = f"compile must be.*got {re.escape(repr(compile))}"
+            with pytest.raises(fr.ConfigError, match=match):
+                plan(fr.InDIFlow(pred), fr.Euler(), _y(), steps=4, compile=compile)
+    assert calls == []
+    from flowrestore.integrate.compiled import COMPILE_MODES, compile_options
+
+    for mode in COMPILE_MODES:
+        assert compile_options(mode, torch.device("cpu")) == {"mode": mode}
 
 
 def test_a_wrong_noise_declaration_is_refused():

@@ -239,3 +239,64 @@ def test_diffusion_timesteps_outside_the_models_are_refused(timesteps, kw, match
         flow.grid_from_timesteps(timesteps, **kw)
     grid = flow.grid_from_timesteps([999, 500, 0])
     assert grid.numel() == 4 and float(grid[0]) == 1.0 and float(grid[-1]) == 0.0
+
+
+_BAD_SPANS = [
+    ((1.0, 0.5, 0.0), fr.ConfigError, r"t_span must be a pair.*\(1.0, 0.5, 0.0\)"),
+    ((1.0,), fr.ConfigError, r"t_span must be a pair.*\(1.0,\)"),
+    (1.0, fr.ConfigError, "t_span must be a pair.*got 1.0"),
+    ("10", fr.ConfigError, "t_span must be a pair.*got '10'"),
+    ((True, False), fr.ConfigError, "t_span must be a pair"),
+    ((1.0, "0"), fr.ConfigError, "t_span must be a pair"),
+    ((math.nan, 0.0), fr.GridError, r"t_span must be finite, got \(nan, 0.0\)"),
+    ((1.0, -math.inf), fr.GridError, r"t_span must be finite, got \(1.0, -inf\)"),
+    ((0.5, 0.5), fr.GridError, "t_span must be strictly monotone.*0.5"),
+]
+
+
+def test_a_t_span_that_is_not_two_times_is_refused_by_name(problem):
+    """``t_span`` is a pair of finite, different numbers: three times used to integrate to the
+    second silently, one time or a number failed inside the library, a string ran as its
+    characters; non-finite or equal ends stay refused. A pair in a tensor is a pair."""
+    f, flow, y = problem
+    for t_span, error, match in _BAD_SPANS:
+        with pytest.raises(error, match=match):
+            fr.solve(flow, fr.Euler(), y, steps=3, t_span=t_span)
+    assert f.calls == 0
+    pair = fr.solve(flow, fr.Euler(), y, steps=3, t_span=torch.tensor([1.0, 0.0]))
+    assert torch.equal(pair.x, fr.solve(flow, fr.Euler(), y, steps=3).x)
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        ({"callback": 5}, fr.ArgumentTypeError, "callback must be None or a callable.*got 5"),
+        ({"differentiable": "yes"}, fr.ConfigError, "differentiable must be True or False.*'yes'"),
+        ({"progress": "yes"}, fr.ConfigError, "progress must be True or False.*'yes'"),
+        ({"check_finite": 1}, fr.ConfigError, "check_finite must be True or False.*1"),
+        ({"seeds": [2**70, 0, 1]}, fr.ConfigError, r"seeds must fit in 64 bits.*seeds\[0\]="),
+        ({"seeds": [0, -(2**63) - 1, 1]}, fr.ConfigError, r"seeds must fit.*seeds\[1\]="),
+    ],
+)
+def test_a_wrong_solve_option_is_refused_before_any_evaluation(problem, kw, error, match):
+    """Options that used to fail after an evaluation or inside torch (a callback that is not
+    callable, a non-bool switch, a seed ``torch.Generator.manual_seed`` overflows on) are typed
+    errors naming the argument, raised before the flow is evaluated."""
+    f, flow, y = problem
+    solver = fr.InDISampler(eps=0.1)  # stochastic: the seeds seed generators
+    with pytest.raises(error, match=match):
+        fr.solve(flow, solver, y, steps=3, **kw)
+    assert f.calls == 0
+    fr.solve(flow, solver, y, steps=3, seeds=[2**64 - 1, -(2**63), 0])  # the range's ends
+
+
+def test_solver_tolerances_and_a_controller_are_refused_together(problem):
+    """``Dopri5(rtol=...)`` builds its own controller: with ``controller=`` too one of the two
+    tolerances would be dropped silently (as with ``steps=``, a ``ConfigError``)."""
+    f, flow, y = problem
+    with pytest.raises(fr.ConfigError, match=r"configures its own error control.*controller="):
+        fr.solve(flow, fr.Dopri5(rtol=1e-2, atol=1e-2), y, controller=fr.PIController(rtol=1e-6))
+    assert f.calls == 0
+    ctrl = fr.PIController(rtol=1e-6, atol=1e-6)
+    own = fr.solve(flow, fr.Dopri5(rtol=1e-6, atol=1e-6), y)
+    assert torch.equal(fr.solve(flow, fr.Dopri5(), y, controller=ctrl).x, own.x)

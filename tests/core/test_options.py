@@ -62,6 +62,26 @@ def test_save_at_grid_times(problem):
         fr.solve(fr.InDIFlow(oracle), fr.RK4(), y, steps=4, save_at=torch.tensor([0.75]))
 
 
+def test_save_at_in_float32_finds_the_grid_points(problem):
+    """A float32 ``save_at`` holds the grid's times to float32's resolution (``0.1``, ``1/3``):
+    they are those points, as the same times in float64 are; a time between grid points is
+    still refused."""
+    oracle, y = problem
+    ode = fr.ODEFlow(lambda t, x: -x)
+    kw = {"steps": 10, "t_span": (0.0, 1.0)}
+    want = fr.solve(ode, fr.Euler(), y, save_at=torch.linspace(0, 1, 11, dtype=torch.float64), **kw)
+    got = fr.solve(ode, fr.Euler(), y, save_at=torch.linspace(0, 1, 11), **kw)
+    assert torch.equal(got.trajectory, want.trajectory)
+    flow = fr.InDIFlow(oracle)
+    third = fr.solve(flow, fr.InDISampler(), y, steps=3, save_at=torch.tensor([1 / 3]))
+    full = fr.solve(flow, fr.InDISampler(), y, steps=3, save_at="steps")
+    assert torch.equal(third.trajectory[0], full.trajectory[2])
+    with pytest.raises(fr.GridError, match="not a point of the step grid"):
+        fr.solve(ode, fr.Euler(), y, save_at=torch.tensor([0.15]), **kw)
+    with pytest.raises(fr.GridError, match="not a point of the step grid"):
+        fr.solve(ode, fr.Euler(), y, save_at=torch.tensor([0.1 + 1e-6]), **kw)
+
+
 @pytest.mark.parametrize("name", list(FIXED) + ["Dopri5", "Torchdiffeq"])
 def test_t_end_early_stop_and_posterior_mean(problem, name):
     oracle, y = problem

@@ -263,3 +263,44 @@ def test_compiled_solves_take_each_estimate():
             eager = fr.solve(flow, make(start_estimate=m), x, steps=4).x
             compiled = fr.solve(flow, make(start_estimate=m), x, steps=4, compile=True).x
             torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"steps": 6, "t_span": (0.3, 0.0)},
+        {"grid": torch.linspace(0.3, 0.0, 7, dtype=F64)},
+        {"steps": 6, "t_span": (0.999, 0.0)},
+    ],
+    ids=["t_span", "grid", "just-below-the-start"],
+)
+def test_a_solve_that_starts_part_way_is_refused_before_any_evaluation(kw):
+    """The estimate is the clean estimate at the flow's pure-noise start (``t = 1``): a solve
+    from ``t = 0.3`` (``t_span=`` or ``grid=``) has an input-dependent clean estimate there, so
+    ``start_estimate`` would be wrong (measured 12× worse on flow matching): refused with a
+    :class:`ConfigError` naming it and the start, before the flow is evaluated — for every solver
+    that takes the option, ``FittedMultistep`` and ``fit_weights`` included. From ``t = 1`` it
+    still runs."""
+    from flowrestore.integrate import fit_weights
+
+    mean, flow, x = _flow_matching()
+    calls = _counting(flow)
+    for make in SOLVERS.values():
+        with pytest.raises(ConfigError, match=r"start_estimate.*starts at t=0\.(3|999)\b"):
+            fr.solve(flow, make(start_estimate=mean), x, **kw)
+    oracle, dflow, x_T, _ = diffusion_problem(dim=6, batch=2)
+    dcalls = _counting(dflow)
+    with pytest.raises(ConfigError, match="start_estimate"):
+        fr.solve(dflow, fr.DataIPNDM(start_estimate=oracle.mean), x_T, **kw)
+    weights = ((1.0,), (1.5, -0.5), (1.2, -0.1, -0.1))
+    fitted = fr.FittedMultistep(
+        weights=weights, times=(1.0, 0.6, 0.2, 0.0), t_span=(0.3, 0.0), start_estimate=mean
+    )
+    with pytest.raises(ConfigError, match=r"start_estimate.*t=0\.3"):
+        fr.solve(flow, fitted, x, steps=3, t_span=(0.3, 0.0))
+    with pytest.raises(ConfigError, match=r"start_estimate.*t=0\.3"):
+        fit_weights(flow, x, 3, t_span=(0.3, 0.0), start_estimate=mean)
+    assert calls["n"] == 0 and dcalls["n"] == 0
+    for make in SOLVERS.values():  # from the pure-noise start, by t_span or grid
+        fr.solve(flow, make(start_estimate=mean), x, steps=3, t_span=(1.0, 0.0))
+        fr.solve(flow, make(start_estimate=mean), x, grid=torch.linspace(1, 0, 4, dtype=F64))
