@@ -198,8 +198,10 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
         t0, t1 = (float(v) for v in span)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"t_span must be two times (t0, t1), got {describe(span)}") from exc
-    g = check_grid(torch.tensor([t0, t1]), time_range=flow.time_range, name="t_span")
-    return float(g[0]), float(g[1])
+    check_grid(
+        torch.tensor([t0, t1], dtype=torch.float64), time_range=flow.time_range, name="t_span"
+    )
+    return t0, t1
 
 
 def default_teacher(flow: Flow) -> Solver:

@@ -127,6 +127,7 @@ def fit_weights(
     grid_steps = steps + (start_estimate is not None)
     t0, t1 = _check(flow, start.linear_form(), x_warmup, grid_steps, teacher_steps, t_span, refine)
     start.check_flow(flow)  # with the estimate: a pure-noise start
+    start.check_start(flow, t0)  # ... and a span from it
     check_estimate_shape(start_estimate, x_warmup)
     for name, v, lo, hi in (("history", history, 1, 4), ("iterations", iterations, 0, None)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi and v > hi):
@@ -164,7 +165,13 @@ def fit_weights(
         best["calls"] += 1
         opt.zero_grad()
         x = solve(
-            flow, model, x_warmup, steps=grid_steps, differentiable=True, check_finite=False
+            flow,
+            model,
+            x_warmup,
+            steps=grid_steps,
+            t_span=(t0, t1),
+            differentiable=True,
+            check_finite=False,
         ).x
         err = relative_error(x, target).pow(POWER).mean().pow(1 / POWER)
         value = float(err.detach())
