@@ -529,9 +529,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "diffusion-timestep-linear-in-sigma": (
         "flowrestore/flows/diffusion.py",
-        "        tau = j.to(sigma.dtype) + (mu - lo) / (hi - lo)\n",
-        "        tau = j.to(sigma.dtype) + (sigma - (lo / 2).exp())"
-        " / ((hi / 2).exp() - (lo / 2).exp())\n",
+        "        tau = j.to(work) + (mu - lo) / (hi - lo)\n",
+        "        tau = j.to(work) + (s - (lo / 2).exp()) / ((hi / 2).exp() - (lo / 2).exp())\n",
         ["tests/diffusion/test_flow.py"],
     ),
     "diffusion-state-scale": (
@@ -590,8 +589,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "oracle-schedule-interpolation": (
         "flowrestore/oracles/diffusion.py",
-        "    lam_t = lam[k] + f * (lam[k + 1] - lam[k])\n",
-        "    lam_t = lam[k] + f * f * (lam[k + 1] - lam[k])\n",
+        "    return lam[k] + f * (lam[k + 1] - lam[k])\n",
+        "    return lam[k] + f * f * (lam[k + 1] - lam[k])\n",
         ["tests/diffusion/test_oracle.py"],
     ),
     "oracle-flow-map": (
@@ -665,8 +664,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "diffusion-preferred-t-min": (
         "flowrestore/flows/diffusion.py",
-        "        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 10))",
-        "        return self.t_of_sigma(min(float(self.sigmas[0]), math.sqrt(rtol) / 8))",
+        "        return self.t_of_sigma(min(float(self.sigmas[0]), landing_sigma(rtol)))",
+        "        return self.t_of_sigma(min(float(self.sigmas[0]), 1.25 * landing_sigma(rtol)))",
         ["tests/diffusion/test_syncs.py"],
     ),
     "bird-final-solve-uncounted": (
@@ -690,9 +689,27 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "diffusion-timestep-reads-sigma": (
         "flowrestore/flows/diffusion.py",
-        "        mu = 2 * torch.log(sigma)\n",
-        "        mu = 2 * torch.log(sigma) + 0 * float(sigma.reshape(-1)[0])\n",
+        "        mu = 2 * torch.log(s)\n",
+        "        mu = 2 * torch.log(s) + 0 * float(s.reshape(-1)[0])\n",
         ["tests/diffusion/test_syncs.py"],
+    ),
+    "denoiser-preferred-t-min": (
+        "flowrestore/flows/denoiser.py",
+        "        return min(self.t_of_sigma(min(cap, landing_sigma(rtol))), 1e-2)",
+        "        return min(self.t_of_sigma(min(cap, 3 * landing_sigma(rtol))), 1e-2)",
+        ["tests/models/test_error_control_stop.py"],
+    ),
+    "guided-flow-drops-preferred-t-min": (
+        "flowrestore/flows/guided.py",
+        "        return self.model.preferred_t_min(rtol)",
+        "        return None",
+        ["tests/guided/test_diffpir.py"],
+    ),
+    "save-at-tolerance-float64": (
+        "flowrestore/controllers/base.py",
+        "        return SAVE_ULPS * self.save_eps * max(abs(t0), abs(t1))",
+        "        return SAVE_ULPS * 2.0**-52 * max(abs(t0), abs(t1))",
+        ["tests/core/test_options.py"],
     ),
     "fm-denoise-sign": (
         "flowrestore/flows/flow_matching.py",
