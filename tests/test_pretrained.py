@@ -17,6 +17,7 @@ from flowrestore.pretrained import (
     flow_for,
     heldout_crops,
     list_pretrained,
+    model_spec,
     pretrained,
     pretrained_info,
 )
@@ -65,6 +66,26 @@ def test_registry_lists_the_shipped_predictors():
         assert all(r["psnr"] > 0 for r in info["heldout"]["results"])
     with pytest.raises(ConfigError, match="no shipped predictor"):
         pretrained("no-such-model")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_registrys_heldout_scores_reproduce(name, models):
+    """``flowrestore pretrained`` prints the registry's held-out scores: they are what the
+    method's held-out runs measure with today's solvers and declared spacings (within 0.05 dB;
+    after a change, ``python -m flowrestore.pretrained.train_all --rescore``)."""
+    from flowrestore.pretrained.train_all import heldout_scores
+
+    recorded = pretrained_info(name)["heldout"]
+    now = heldout_scores(models[name], model_spec(models[name]))
+    assert now["crop"] == recorded["crop"] and now["images"] == recorded["images"]
+    pairs = list(zip(recorded["results"], now["results"], strict=True))
+    for old, new in pairs:
+        assert (old["solver"], old["steps"], old["nfe"]) == (
+            new["solver"],
+            new["steps"],
+            new["nfe"],
+        )
+        assert abs(old["psnr"] - new["psnr"]) < 0.05, (name, old, new)
 
 
 def test_predictors_load_in_eval_mode_small_and_float32(models):

@@ -9,7 +9,10 @@ then (``--export``, the default) keeps only the EMA weights as a float32 state d
 ``flowrestore/pretrained/<name>.pt``, measures PSNR/SSIM on center crops of the held-out photos and
 writes the entry of ``flowrestore/pretrained/registry.json``. Training runs one thread per model
 (``--threads 1``); ``--parallel 2`` trains two models at once (one per CPU core). With
-``--export-only`` nothing is trained: existing checkpoints are exported and scored.
+``--export-only`` nothing is trained: existing checkpoints are exported and scored; with
+``--rescore`` the shipped weights are only scored again (after a change to the solvers or to the
+spacing a model declares, which the held-out runs use; ``flowrestore pretrained`` prints these
+scores, and ``tests/test_pretrained.py`` checks that they reproduce).
 
 The InDI predictors use the velocity parametrisation ``F = x − t·v`` (their flows have a limit at
 ``t = 0``: ``fr.check_endpoint``) and a time embedding of scale 10 (smooth in ``t``). Measured on
@@ -107,8 +110,6 @@ def _logged_seconds(log: Path) -> float | None:
 
 def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
     """Write ``<name>.pt`` (EMA weights) and return its registry entry, with held-out scores."""
-    from flowrestore.pretrained import heldout_crops
-    from flowrestore.pretrained.scores import evaluate
     from flowrestore.training.unet import UNet
 
     ck = load_checkpoint(ckpt_path)
@@ -139,20 +140,37 @@ def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:
     entry.update({k: v for k, v in spec.metadata().items() if k not in ("name", "task_params")})
     model.requires_grad_(False).eval()
     model.metadata = entry
+    entry["heldout"] = heldout_scores(model, spec)
+    return entry
+
+
+def heldout_scores(model, spec) -> dict:
+    """The registry's ``"heldout"`` record of ``model``: its method's held-out runs
+    (:attr:`flowrestore.methods.Showcase.heldout`) on the held-out crops, as the solvers and the
+    model's declared spacings step them today."""
+    from flowrestore.pretrained import heldout_crops
+    from flowrestore.pretrained.scores import evaluate
+
     names, clean = heldout_crops(EVAL_CROP)
     rows = evaluate(model, clean, spec.method.showcase.heldout, seed=0)
-    entry["heldout"] = {
+    keys = ("solver", "steps", "t_end", "output", "nfe", "psnr", "ssim", "hf_ratio")
+    return {
         "images": names,
         "crop": EVAL_CROP,
         "noise_seed": 0,
-        "results": [
-            {
-                k: r[k]
-                for k in ("solver", "steps", "t_end", "output", "nfe", "psnr", "ssim", "hf_ratio")
-            }
-            for r in rows
-        ],
+        "results": [{k: r[k] for k in keys} for r in rows],
     }
+
+
+def rescore(name: str) -> dict:
+    """The shipped ``name``'s registry entry with its held-out scores measured again (after a
+    change to the solvers or to the spacing the model declares; the weights are unchanged)."""
+    import flowrestore as fr
+    from flowrestore.pretrained import model_spec
+
+    entry = json.loads((HERE / "registry.json").read_text())["models"][name]
+    model = fr.pretrained(name)
+    entry["heldout"] = heldout_scores(model, model_spec(model))
     return entry
 
 
@@ -176,7 +194,18 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=1, help="models trained at once")
     p.add_argument("--export-only", action="store_true")
     p.add_argument("--no-export", action="store_true")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="measure the shipped predictors' held-out scores again (no training, no export)",
+    )
     a = p.parse_args(argv)
+    if a.rescore:
+        entries = {name: rescore(name) for name in a.only}
+        for name, entry in entries.items():
+            print(name, json.dumps(entry["heldout"]["results"]))
+        write_registry(entries)
+        return 0
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
