@@ -29,6 +29,7 @@ __all__ = [
     "GeneratorNoise",
     "NoiseSource",
     "PerSampleNoise",
+    "SEED_RANGE",
     "TapeNoise",
     "host_rows",
     "rows_index",
@@ -109,6 +110,10 @@ class GeneratorNoise(NoiseSource):
         return _to_device(z, like.device)
 
 
+#: the seeds ``torch.Generator.manual_seed`` accepts (a signed or an unsigned 64-bit int)
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
 class PerSampleNoise(NoiseSource):
     """One generator per sample, seeded by that sample's seed: batch-composition invariant.
 
@@ -135,6 +140,13 @@ class PerSampleNoise(NoiseSource):
             raise ConfigError(
                 f"seeds must be a non-empty sequence of ints, one per sample, got {describe(seeds)}"
             )
+        lo, hi = SEED_RANGE
+        for i, s in enumerate(values):
+            if not lo <= s <= hi:
+                raise ConfigError(
+                    "seeds must fit in 64 bits (from -2**63 to 2**64 - 1, what "
+                    f"torch.Generator.manual_seed accepts), got seeds[{i}]={describe(s)}"
+                )
         self.seeds = [int(s) for s in values]
         self.device = device
         self._generators: list[torch.Generator] | None = None

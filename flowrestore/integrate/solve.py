@@ -268,23 +268,6 @@ def _check_loop_options(progress, callback, differentiable, check_finite) -> Non
         )
 
 
-#: the seeds ``torch.Generator.manual_seed`` accepts (a signed or an unsigned 64-bit int)
-_SEED_RANGE = (-(2**63), 2**64 - 1)
-
-
-def _check_seeds(seeds) -> None:
-    """Refuse, before any work, an integer seed ``torch.Generator.manual_seed`` would reject
-    (the seeds' kind is :class:`~flowrestore.noise.PerSampleNoise`'s to check)."""
-    values = seeds.tolist() if isinstance(seeds, Tensor) else list(seeds)
-    lo, hi = _SEED_RANGE
-    for i, s in enumerate(values):
-        if isinstance(s, numbers.Integral) and not isinstance(s, bool) and not lo <= s <= hi:
-            raise ConfigError(
-                "seeds must fit in 64 bits (from -2**63 to 2**64 - 1, what "
-                f"torch.Generator.manual_seed accepts), got seeds[{i}]={describe(s)}"
-            )
-
-
 def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
     if sum(v is not None for v in (generator, seeds, noise)) > 1:
         raise ConfigError("pass at most one of generator=, seeds=, noise=")
@@ -303,8 +286,6 @@ def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
             raise ConfigError(
                 f"seeds must have one entry per sample ({x_start.shape[0]}), got {len(seeds)}"
             )
-        if not isinstance(seeds, Tensor) or seeds.dim() == 1:
-            _check_seeds(seeds)
         return PerSampleNoise(seeds)
     return GeneratorNoise(generator)
 

@@ -300,3 +300,12 @@ def test_solver_tolerances_and_a_controller_are_refused_together(problem):
     ctrl = fr.PIController(rtol=1e-6, atol=1e-6)
     own = fr.solve(flow, fr.Dopri5(rtol=1e-6, atol=1e-6), y)
     assert torch.equal(fr.solve(flow, fr.Dopri5(), y, controller=ctrl).x, own.x)
+
+
+def test_per_sample_noise_refuses_seeds_beyond_64_bits_when_built():
+    """``noise=PerSampleNoise(...)`` built by hand is checked as ``seeds=`` is: when built."""
+    from flowrestore.noise import PerSampleNoise
+
+    with pytest.raises(fr.ConfigError, match=r"seeds must fit in 64 bits.*seeds\[1\]="):
+        PerSampleNoise([0, 2**70])
+    assert PerSampleNoise([-(2**63), 2**64 - 1]).seeds == [-(2**63), 2**64 - 1]
