@@ -17,6 +17,7 @@ import argparse
 import re
 import sys
 import textwrap
+from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
@@ -288,10 +289,11 @@ def _restore(args: argparse.Namespace) -> int:
     from flowrestore.pretrained import pretrained_info
     from flowrestore.restore.models import model_name
 
-    files, missing = R.list_inputs(args.paths)
-    if missing:  # a mistyped name: refused before the output folder is made
-        path, reason = missing[0]
-        raise ConfigError(f"input {path!r}: {reason}")
+    files, problems = R.list_inputs(args.paths)
+    named = {str(Path(p)) for p in args.paths}
+    for path, reason in problems:
+        if path in named:  # a mistyped name: refused before the output folder is made
+            raise ConfigError(f"input {path!r}: {reason}")
     if not files:
         raise ConfigError(f"no image files found in {args.paths}")
     R.check_output_dir(args.out)

@@ -388,3 +388,22 @@ def test_demo_crop_takes_sizes_from_8():
     assert build_parser().parse_args(["demo", "--crop", "8"]).crop == 8
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--crop", "7"])
+
+
+def test_a_broken_link_or_a_pipe_in_a_folder_is_reported_not_opened(photo, tmp_path, capsys):
+    """Entries of an input folder named like images that are no regular file are reported as
+    failed (exit 1) and never opened — a pipe would block the run — while the rest restore."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo.read_bytes())
+    (folder / "b.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(folder / "c.png")
+    out = tmp_path / "out"
+    argv = ["restore", str(folder), "-o", str(out), "--steps", "1", "--no-progress"]
+    assert main([*argv, "--device", "cpu"]) == 1
+    text = capsys.readouterr()
+    assert f"{folder / 'b.png'}: a broken link, skipped" in text.out + text.err
+    assert f"{folder / 'c.png'}: no regular file, skipped" in text.out + text.err
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png"]

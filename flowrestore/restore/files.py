@@ -32,16 +32,23 @@ def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     """``(files, problems)``: files named and image files in folders named (not recursive).
 
     Files are de-duplicated by resolved path (the first spelling is kept) and sorted by it;
-    ``problems`` lists ``(path, reason)`` for paths that do not exist.
+    ``problems`` lists ``(path, reason)`` for paths that do not exist and for entries of a folder
+    named like an image that are no regular file (a broken link, a pipe, a socket): reported,
+    never opened — reading a pipe would wait forever.
     """
     seen: dict[Path, Path] = {}
     problems = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(
-                q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            named = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            found = [q for q in named if q.is_file()]
+            for q in named:
+                if not q.is_file() and not q.is_dir():
+                    why = (
+                        "a broken link" if q.is_symlink() and not q.exists() else "no regular file"
+                    )
+                    problems.append((str(q), f"{why}, skipped"))
         elif p.exists():
             found = [p]
         else:
