@@ -78,9 +78,18 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"load_checkpoint: no file at path={str(path)!r}")
-    ck = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # not a torch file, or one with arbitrary pickled objects
+        raise ConfigError(
+            f"load_checkpoint: path={str(path)!r} is not a flowrestore training checkpoint "
+            f"(torch.load failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"load_checkpoint: {str(path)!r} is not a {CHECKPOINT_FORMAT} file")
+        raise ConfigError(
+            f"load_checkpoint: path={str(path)!r} is not a flowrestore training checkpoint "
+            f"({CHECKPOINT_FORMAT} file)"
+        )
     return ck
 
 

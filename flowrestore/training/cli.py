@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ConfigError, FlowRestoreError
 from flowrestore.tasks import task_names
 from flowrestore.training.objectives import OBJECTIVES
 from flowrestore.training.trainer import TrainConfig, train
@@ -69,13 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-scale", type=float, default=None, help="time embedding scale (default 1000)"
     )
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument(
+        "--grad-clip", type=float, default=d.grad_clip, help="max gradient norm; <= 0: no clipping"
+    )
     p.add_argument("--out", required=True, help="checkpoint path (written by rank 0)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--log-interval", type=int, default=d.log_interval)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
 
 
@@ -140,8 +144,16 @@ def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
 
 def main(argv=None) -> int:
     """Command-line entry point; see the module docstring."""
-    cfg, a = config_from_args(argv)
-    _, hist = train(cfg, progress=not a.no_progress, resume=a.resume)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        cfg, a = config_from_args(argv)
+        _, hist = train(cfg, progress=not a.no_progress, resume=a.resume)
+    except FlowRestoreError as exc:  # a usage error or a failed run: one line, exit code 2
+        if debug:
+            raise
+        print(f"python -m flowrestore.training: error: {exc}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         tail = hist.loss[-cfg.log_interval :]
         print(

@@ -38,11 +38,12 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """Fold the model's current weights into the average."""
         d = self.current_decay()
+        params = {k for k, p in model.named_parameters() if p.is_floating_point()}
         for k, v in model.state_dict().items():
             s = self.shadow[k]
-            if v.is_floating_point():
+            if k in params:
                 s.mul_(d).add_(v.detach(), alpha=1.0 - d)
-            else:
+            else:  # buffers (BatchNorm statistics, counters): copied, not averaged
                 s.copy_(v)
         self.num_updates += 1
 

@@ -21,16 +21,19 @@ files. The command line is :mod:`flowrestore.training.cli`::
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, FlowRestoreError, NonFiniteError, describe
 from flowrestore.tasks import get_task, task_names
 from flowrestore.training.checkpoint import load_checkpoint, save_checkpoint
 from flowrestore.training.data import PatchDataset, lfw_faces, training_images
@@ -38,6 +41,13 @@ from flowrestore.training.ema import EMA
 from flowrestore.training.objectives import OBJECTIVES, Objective
 from flowrestore.training.tdist import resolve_tdist
 from flowrestore.training.unet import UNet
+from flowrestore.training.unet import _check_config as _check_unet_config
+
+# the arguments of the U-Net's own check, in its order
+_UNET_CHECKED = (
+    "in_channels", "out_channels", "base_channels", "channel_mults", "num_res_blocks", "residual",
+    "velocity", "time_scale",
+)  # fmt: skip
 
 __all__ = ["TrainConfig", "TrainHistory", "train", "build_model", "objective_for"]
 
@@ -55,6 +65,15 @@ class TrainConfig:
     lr 5e-4, EMA 0.999, p = 1, uniform p(t). Measured (one thread, busy machine): 2500 deblur steps
     in 6.4 min lift held-out PSNR from 27.7 dB (y) to 30.1 dB (one step F(y, 1)) and 29.2 dB
     (10 Euler steps); lr 2e-3 failed to learn in 800 steps, so keep lr <= 1e-3.
+
+    Construction refuses (:class:`~flowrestore.errors.ConfigError` naming the option) wrong values
+    and options the method would ignore: ``eps``, ``brownian``, ``loss_p`` with
+    ``method="dirac"`` (its loss is squared and noise-free), ``lookahead`` with ``method="indi"``
+    (each set away from its default), ``brownian=True`` with ``eps=0``, a ``patch_size`` that is
+    not a multiple of the task's scale or too small for its degradation. ``grad_clip``: ``None`` or
+    ``0`` mean no clipping (as ``--grad-clip 0``), a negative or non-finite value is refused.
+    Training stops with :class:`~flowrestore.errors.NonFiniteError` at the first non-finite loss,
+    before the optimiser applies it; no checkpoint with non-finite weights is written.
     """
 
     task: str = "deblur"
@@ -90,39 +109,132 @@ class TrainConfig:
                 f"TrainConfig: {name} must be {want}, got {describe(getattr(self, name))}"
             )
 
+        def real(name):
+            v = getattr(self, name)
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        def integer(name):
+            v = getattr(self, name)
+            return isinstance(v, int) and not isinstance(v, bool)
+
         if self.task not in task_names():
             bad("task", f"one of {task_names()}")
         if self.method not in OBJECTIVES:
             bad("method", f"one of {tuple(OBJECTIVES)}")
         for name in ("steps", "batch_size", "patch_size", "log_interval"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not integer(name) or getattr(self, name) < 1:
                 bad(name, "a positive int")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+        if not integer("checkpoint_every") or self.checkpoint_every < 0:
             bad("checkpoint_every", "an int >= 0 (0: only at the end)")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+        if not integer("seed") or self.seed < 0:
+            bad("seed", "an int >= 0")
+        if self.threads is not None and (not integer("threads") or self.threads < 1):
+            bad("threads", "None or a positive int")
+        if not (real("lr") and self.lr > 0):
             bad("lr", "a finite number > 0")
-        if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
+        if not (real("ema_decay") and 0 <= self.ema_decay < 1):
             bad("ema_decay", "a number in [0, 1)")
-        if self.loss_p not in (1, 2):
+        if not integer("loss_p") or self.loss_p not in (1, 2):
             bad("loss_p", "1 or 2")
-        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
-            bad("eps", "a number >= 0")
-        if not (0 < self.sigma_min <= self.sigma_max):
+        if not (real("eps") and self.eps >= 0):
+            bad("eps", "a finite number >= 0")
+        for name in ("brownian", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "True or False")
+        for name in ("sigma_min", "sigma_max"):
+            if not (real(name) and getattr(self, name) > 0):
+                bad(name, "a finite number > 0")
+        if not self.sigma_min <= self.sigma_max:
             bad("sigma_min", f"in (0, sigma_max={self.sigma_max}]")
-        if not (0 <= self.lookahead <= 1):
-            bad("lookahead", "in [0, 1]")
-        if self.channels not in (1, 3):
+        if not (real("lookahead") and 0 <= self.lookahead <= 1):
+            bad("lookahead", "a number in [0, 1]")
+        # grad_clip: None or 0 mean no clipping (as --grad-clip 0 on the command line); a negative
+        # max norm would flip the gradients' signs, so it is refused.
+        if self.grad_clip is not None and not (real("grad_clip") and self.grad_clip >= 0):
+            bad("grad_clip", "None (no clipping), 0 (no clipping) or a finite number > 0")
+        if self.channels not in (1, 3) or not integer("channels"):
             bad("channels", "1 or 3")
         if self.dataset not in ("photos", "lfw"):
             bad("dataset", "'photos' or 'lfw'")
-        if not isinstance(self.unet, dict):
-            bad("unet", "a dict of UNet keyword arguments")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            bad("checkpoint", "None or a path")
         if isinstance(self.tdist, str) or isinstance(self.tdist, dict):
             resolve_tdist(self.tdist, **self.tdist_params)  # validates
         else:
             bad("tdist", "a name or a spec dict (callables cannot be saved in a checkpoint)")
-        get_task(self.task).resolve(self.task_params)  # validates task_params
+        params = get_task(self.task).resolve(self.task_params)  # validates task_params
+        self._check_combinations()
+        self._check_unet()
+        self._check_patch_size(params)
+
+    def _check_combinations(self) -> None:
+        """Options the chosen method would silently ignore (set away from their defaults)."""
+        ignored = {
+            "dirac": ("eps", "brownian", "loss_p"),  # dirac_ir_loss has no noise, p = 2 fixed
+            "indi": ("lookahead",),
+        }[self.method]
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in ignored:
+            if getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"TrainConfig: {name}={describe(getattr(self, name))} has no effect with "
+                    f"method={self.method!r}; leave it at its default {defaults[name]!r}"
+                )
+        if self.brownian and self.eps == 0:
+            raise ConfigError(
+                "TrainConfig: brownian=True needs eps > 0 (the Brownian noise's scale), got eps=0"
+            )
+
+    def _check_unet(self) -> None:
+        if not isinstance(self.unet, dict):
+            raise ConfigError(
+                f"TrainConfig: unet must be a dict of UNet keyword arguments, got "
+                f"{describe(self.unet)}"
+            )
+        sig = inspect.signature(UNet.__init__).parameters
+        unknown = sorted(set(self.unet) - (set(sig) - {"self"}))
+        if unknown:
+            raise ConfigError(
+                f"TrainConfig: unet has unknown keys {unknown}; UNet takes "
+                f"{sorted(set(sig) - {'self'})}"
+            )
+        for key in ("in_channels", "out_channels"):
+            if key in self.unet and self.unet[key] != self.channels:
+                raise ConfigError(
+                    f"TrainConfig: unet[{key!r}]={describe(self.unet[key])} must equal "
+                    f"channels={self.channels} (the images' channel count)"
+                )
+        args = {k: v.default for k, v in sig.items() if k != "self"}
+        args.update({"in_channels": self.channels, **self.unet})
+        if args["out_channels"] is None:
+            args["out_channels"] = args["in_channels"]
+        try:
+            _check_unet_config(*(args[k] for k in _UNET_CHECKED))
+        except TypeError as exc:  # e.g. channel_mults not iterable
+            raise ConfigError(
+                f"TrainConfig: unet={describe(self.unet)} is invalid: {exc}"
+            ) from None
+
+    def _check_patch_size(self, params: dict) -> None:
+        task = get_task(self.task)
+        scale = int(task.scale(params))
+        if self.patch_size % scale:
+            raise ConfigError(
+                f"TrainConfig: patch_size must be a multiple of task {self.task!r}'s scale "
+                f"{scale}, got {self.patch_size}"
+            )
+        # the degradation (or Dirac's A_1) must accept a patch: try it on one blank patch
+        x = torch.zeros(1, self.channels, self.patch_size, self.patch_size)
+        try:
+            if self.method == "dirac":
+                task.family(params)(x, torch.ones(1))
+            else:
+                task.degradation(params)(x, torch.Generator().manual_seed(0))
+        except FlowRestoreError as exc:
+            raise ConfigError(
+                f"TrainConfig: patch_size={self.patch_size} is too small for task "
+                f"{self.task!r} ({exc})"
+            ) from None
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable) of all fields."""
@@ -232,9 +344,21 @@ def _setup(config: TrainConfig) -> _Run:
     )
 
 
-def _resume(run: _Run, path) -> None:
+def _check_writable(path) -> None:
+    """Refuse, before training, a checkpoint path whose folder cannot be created or written."""
+    from flowrestore.paths import check_output_dir
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"train: checkpoint={str(path)!r} is a folder, not a file path")
+    try:
+        check_output_dir(path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"train: checkpoint={str(path)!r} cannot be written: {exc}") from None
+
+
+def _resume(run: _Run, path, ck: dict) -> None:
     """Load weights, EMA, optimiser, RNG and history from a checkpoint of the same config."""
-    ck = load_checkpoint(path)
     old = {k: v for k, v in ck["config"].items() if k not in _RESUMABLE}
     new = {k: v for k, v in run.config.to_dict().items() if k not in _RESUMABLE}
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -253,6 +377,11 @@ def _resume(run: _Run, path) -> None:
             run.world,
         )
         run.gen.manual_seed(run.config.seed + 7919 * run.rank + 104729 * int(ck["step"]))
+    if run.config.steps <= int(ck["step"]):
+        raise ConfigError(
+            f"train: steps={run.config.steps} must exceed the step {int(ck['step'])} of "
+            f"resume={str(path)!r} (steps is the total to reach, not the number to add)"
+        )
     run.start = int(ck["step"])
     run.losses = list(ck.get("history", []))[: run.start]
 
@@ -260,13 +389,18 @@ def _resume(run: _Run, path) -> None:
 def _step(run: _Run, objective: Objective, data: PatchDataset) -> float:
     """One optimiser step on the objective's loss; updates the EMA; returns the loss."""
     loss = objective.loss(run.net, data, run.config.batch_size, run.gen)
+    value = float(loss.detach())  # the one host read of a step (the history needs it anyway)
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"train: the loss of step {len(run.losses) + 1} is {value} (lr={run.config.lr}, "
+            f"grad_clip={run.config.grad_clip}); stopped before the optimiser applied it"
+        )
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     if run.config.grad_clip:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
     run.opt.step()
     run.ema.update(run.model)
-    value = float(loss.detach())
     run.losses.append(value)
     return value
 
@@ -295,6 +429,12 @@ def _maybe_checkpoint(run: _Run, done: int) -> None:
     due = done == c.steps or (c.checkpoint_every and done % c.checkpoint_every == 0)
     if not c.checkpoint or not due:
         return
+    bad = [n for n, p in run.model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:  # checked only when a checkpoint is due: never write non-finite weights
+        raise NonFiniteError(
+            f"train: after step {done} the weights {bad[:3]} are not finite; checkpoint "
+            f"{str(c.checkpoint)!r} not written"
+        )
     rng = _gather_rng(run.gen, run.world)  # every rank takes part in the gather
     if run.rank == 0:
         save_checkpoint(
@@ -327,11 +467,14 @@ def train(config: TrainConfig, *, progress: bool = True, resume=None, callback=N
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train: config must be a TrainConfig, got {describe(config)}")
+    ck = load_checkpoint(resume) if resume is not None else None  # refused before any work
+    if config.checkpoint and int(os.environ.get("RANK", "0")) == 0:
+        _check_writable(config.checkpoint)
     if config.threads:
         torch.set_num_threads(config.threads)
     run = _setup(config)
     if resume is not None:
-        _resume(run, resume)
+        _resume(run, resume, ck)
     run.net = run.model
     if run.world > 1:
         from torch.nn.parallel import DistributedDataParallel

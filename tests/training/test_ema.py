@@ -64,3 +64,19 @@ def test_decay_outside_zero_one_is_refused(decay):
     with pytest.raises(ConfigError, match="decay"):
         EMA(_model(1.0), decay=decay)
     EMA(_model(1.0), decay=0.0)
+
+
+def test_buffers_are_copied_not_averaged():
+    """The module docstring's promise: BatchNorm's running statistics are copied into the shadow."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = EMA(model, decay=0.9, warmup=False)
+    model.train()
+    model(torch.randn(16, 3) + 5.0)  # moves running_mean away from 0
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(model)
+    for k in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(ema.shadow[k], model.state_dict()[k]), k
+    w = model.state_dict()["0.weight"]
+    assert not torch.equal(ema.shadow["0.weight"], w)  # parameters are still averaged

@@ -176,3 +176,92 @@ def test_checkpoints_are_written_every_n_steps_and_at_the_end(tmp_path, monkeypa
     cfg = tiny_config(steps=5, checkpoint=str(tmp_path / "c.pt"), checkpoint_every=2)
     train(cfg, progress=False)
     assert saved == [2, 4, 5]
+
+
+def test_non_finite_loss_stops_training_before_the_optimiser_step(tmp_path):
+    """lr=10 without clipping diverges: the first NaN loss raises NonFiniteError naming the step
+    and the loss, the model keeps the weights that produced it and no NaN checkpoint is written."""
+    from flowrestore.errors import NonFiniteError
+
+    out = tmp_path / "nan.pt"
+    cfg = TrainConfig(
+        task="deblur",
+        steps=20,
+        batch_size=2,
+        patch_size=16,
+        lr=10.0,
+        grad_clip=None,
+        unet=dict(base_channels=4, channel_mults=[1, 2], residual=False),
+        checkpoint=str(out),
+        checkpoint_every=1,
+    )
+    with pytest.raises(NonFiniteError, match=r"step \d+ is nan"):
+        train(cfg, progress=False)
+    if out.exists():  # an earlier checkpoint may stay, but only with finite weights
+        ck = load_checkpoint(out)
+        assert all(torch.isfinite(v).all() for v in ck["model"].values())
+        assert all(torch.isfinite(v).all() for v in ck["ema"]["shadow"].values())
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        (dict(eps=float("inf")), "eps"),
+        (dict(grad_clip=-1.0), "grad_clip"),
+        (dict(grad_clip=float("inf")), "grad_clip"),
+        (dict(sigma_min="a"), "sigma_min"),
+        (dict(seed=1.5), "seed"),
+        (dict(seed="a"), "seed"),
+        (dict(threads=-1), "threads"),
+        (dict(unet={"foo": 1}), "foo"),
+        (dict(unet={"in_channels": 1}), "in_channels"),
+        (dict(task="sr4", task_params={}, patch_size=18), "patch_size"),
+        (dict(task="deblur", task_params={}, patch_size=3), "patch_size"),
+        (dict(method="dirac", task="deblur", task_params={}, sigma_max=float("inf")), "sigma_max"),
+        (dict(method="dirac", task="deblur", task_params={}, eps=0.1), "eps"),
+        (dict(method="dirac", task="deblur", task_params={}, brownian=True), "brownian"),
+        (dict(method="dirac", task="deblur", task_params={}, loss_p=2), "loss_p"),
+        (dict(lookahead=0.5), "lookahead"),
+        (dict(brownian=True), "brownian"),
+        (dict(augment="no"), "augment"),
+    ],
+)
+def test_bad_or_ignored_options_are_refused_at_construction(kw, name):
+    with pytest.raises(ConfigError, match=name):
+        tiny_config(**kw)
+
+
+def test_grad_clip_zero_means_no_clipping_like_the_command_line(tmp_path):
+    assert tiny_config(grad_clip=0).grad_clip == 0
+    cfg, _ = config_from_args(["--out", str(tmp_path / "x.pt"), "--grad-clip", "0"])
+    assert cfg.grad_clip is None
+
+
+def test_unwritable_checkpoint_is_refused_before_the_first_step(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    steps = []
+    cfg = tiny_config(steps=2, checkpoint=str(tmp_path / "file" / "x.pt"))
+    with pytest.raises(ConfigError, match="checkpoint"):
+        train(cfg, progress=False, callback=lambda step, *_: steps.append(step))
+    assert steps == []
+
+
+def test_resume_refuses_steps_at_or_below_the_checkpoint_and_non_checkpoints(tmp_path):
+    half = tmp_path / "half.pt"
+    train(tiny_config(steps=3, checkpoint=str(half)), progress=False)
+    for steps in (2, 3):
+        with pytest.raises(ConfigError, match=r"steps=\d.*step 3"):
+            train(tiny_config(steps=steps), progress=False, resume=half)
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(ConfigError, match="not a flowrestore training checkpoint"):
+        train(tiny_config(steps=4), progress=False, resume=png)
+
+
+def test_command_line_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    args = ["--out", str(tmp_path / "x.pt"), "--threads", "-1", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "threads" in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match="threads"):
+        main([*args, "--debug"])
