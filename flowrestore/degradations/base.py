@@ -8,6 +8,7 @@ here.
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -125,6 +126,22 @@ class LinearOperator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
 
+    def select_rows(self, rows: torch.Tensor, ndim: int) -> LinearOperator:
+        """This operator for the batch rows ``rows`` of a batch of ``ndim``-dim images.
+
+        Called when a solve steps a subset of its batch (``GuidedFlow.restrict``): an operator
+        with per-sample parameters returns a copy holding those rows only; one shared by every
+        sample returns itself (the default).
+        """
+        return self
+
+    def _with(self, **fields) -> LinearOperator:
+        """A shallow copy with ``fields`` replaced and no per-device copies (:func:`resident`)."""
+        sub = copy.copy(self)
+        sub.__dict__.pop("_resident", None)
+        sub.__dict__.update(fields)
+        return sub
+
     def check_adjoint(
         self,
         shape: tuple[int, ...],
@@ -181,6 +198,14 @@ class Diagonal(LinearOperator):
                 f"{tuple(x.shape)} (it must broadcast to it), got {describe(s)}"
             )
         return resident(self, s, x)
+
+    def select_rows(self, rows, ndim):
+        """The rows ``rows`` of a per-sample ``scale`` (one with the image's ``ndim`` dimensions
+        and more than one row); a shared scale returns this operator."""
+        s = self.scale
+        if not isinstance(s, torch.Tensor) or s.dim() != ndim or s.shape[0] == 1:
+            return self
+        return self._with(scale=s[rows.to(s.device)])
 
     def A(self, x):
         """Return ``scale ⊙ x``."""

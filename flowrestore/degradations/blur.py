@@ -149,6 +149,13 @@ class GaussianBlur(LinearOperator):
             )
         return separable(x4, k, k, self.padding, adjoint=adjoint).reshape(x.shape)
 
+    def select_rows(self, rows, ndim):
+        """The rows ``rows`` of a per-sample ``[B]`` width (a shared width returns this)."""
+        w = self.width
+        if not isinstance(w, torch.Tensor) or w.dim() != 1:
+            return self
+        return self._with(width=w[rows.to(w.device)])
+
     def A(self, x):
         """Blur ``x`` [B, *, H, W]."""
         return self._apply(x, False)
@@ -193,6 +200,13 @@ class Blur(LinearOperator):
             )
         k = resident(self, self.kernel, x)
         return full2d(x4, k, self.padding, adjoint=adjoint).reshape(x.shape)
+
+    def select_rows(self, rows, ndim):
+        """The rows ``rows`` of a per-sample ``[B, kh, kw]`` kernel (a shared one returns this)."""
+        k = self.kernel
+        if k.dim() != 3:
+            return self
+        return self._with(kernel=k[rows.to(k.device)])
 
     def A(self, x):
         """Blur ``x`` [B, *, H, W] with the kernel."""

@@ -306,8 +306,18 @@ class DiracSDE(SDE):
 
     def _eta(self, t: Tensor, y: Tensor) -> Tensor:
         if callable(self.guidance):
-            eta = torch.as_tensor(self.guidance(batch_time(t, y)), dtype=y.dtype, device=y.device)
-            return eta.expand(y.shape[0]) if eta.dim() == 0 else eta.reshape(y.shape[0])
+            tt = batch_time(t, y)
+            eta = torch.as_tensor(self.guidance(tt), dtype=y.dtype, device=y.device)
+            if eta.dim() == 0:
+                return eta.expand(y.shape[0])
+            if eta.numel() != y.shape[0]:
+                raise ShapeError(
+                    f"guidance: the callable eta(t) must return a number, a 0-dim tensor or one "
+                    f"value per sample [B]=[{y.shape[0]}] (it was given t of shape "
+                    f"{tuple(tt.shape)}), got a result of shape {tuple(eta.shape)} for a state of "
+                    f"shape {tuple(y.shape)}: {describe(eta)}"
+                )
+            return eta.reshape(y.shape[0])
         return torch.full((y.shape[0],), self.guidance, dtype=y.dtype, device=y.device)
 
     def estimate(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 
+import torch
 from torch import Tensor
 
 from flowrestore.errors import (
@@ -112,12 +113,40 @@ class GuidedFlow(Flow):
 
     def restrict(self, rows: Tensor) -> GuidedFlow:
         """This flow for the batch rows ``rows`` (:meth:`Flow.restrict`): the model's rows (its
-        conditioning) and, for one measurement per sample, those measurements."""
+        conditioning), for one measurement per sample those measurements, and for an operator
+        with per-sample parameters (a mask, kernel or width per sample) those parameters."""
         sub = copy.copy(self)
         sub.model = self.model.restrict(rows)
         if self.measurement.shape[0] != 1:
             sub.measurement = select_rows(self.measurement, rows)
+        pick = getattr(self.operator, "select_rows", None)
+        if callable(pick):
+            operator = pick(rows, self.measurement.dim())
+            if operator is not self.operator:
+                sub.operator = operator
+                sub._spectral = None  # the closed-form SVD of the restricted operator
         return sub
+
+    def check_state(self, x: Tensor) -> None:
+        """Validate a start state against the measurement before anything is evaluated: ``y``
+        has one row per sample (or one for all) and the shape of ``A x`` for images of ``x``'s
+        shape (the operator's own checks — a mask's size, a factor dividing the image — first)."""
+        super().check_state(x)
+        y = self.measurement
+        if y.shape[0] not in (1, x.shape[0]):
+            raise ShapeError(
+                f"measurement has {y.shape[0]} rows but x_start has {x.shape[0]} (give one "
+                f"measurement per sample, or one for all), got measurement {describe(y)} and "
+                f"x_start {describe(x)}"
+            )
+        with torch.no_grad():
+            ax = self.apply(x.detach())
+        if tuple(ax.shape[1:]) != tuple(y.shape[1:]):
+            raise ShapeError(
+                f"measurement of shape {tuple(y.shape)} does not match the operator's output: "
+                f"{self.operator!r} maps x_start of shape {tuple(x.shape)} to shape "
+                f"{tuple(ax.shape)} (give y = A x_0 + n for images of x_start's shape)"
+            )
 
     def spectral(self, method: str) -> SpectralForm:
         """The operator's closed-form SVD (refused with the operator's name if it has none)."""

@@ -34,7 +34,7 @@ from flowrestore.oracles._common import (
 )
 from flowrestore.tensors import repeat_each
 
-__all__ = ["DiracMixture"]
+__all__ = ["DiracMixture", "DiracPredictor"]
 
 
 def _softmax_from_sqdist(log_w: torch.Tensor, sqdist: torch.Tensor, scale: torch.Tensor):
@@ -246,12 +246,9 @@ class DiracMixture(PosteriorOracle):
         A: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         sigma: Callable[[torch.Tensor], torch.Tensor],
     ) -> Callable[[torch.Tensor, TimeLike], torch.Tensor]:
-        """The exact Dirac predictor ``Φ(y_t, t)`` as a two-argument callable, for ``DiracSDE``."""
-
-        def phi(y_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-            return self.dirac_posterior_mean(y_t, t, A=A, sigma=sigma)
-
-        return phi
+        """The exact Dirac predictor ``Φ(y_t, t)`` as a two-argument callable, for ``DiracSDE``
+        (a :class:`DiracPredictor`: picklable whenever ``A`` and ``sigma`` are)."""
+        return DiracPredictor(self, A, sigma)
 
     def denoising_posterior_weights(
         self, y: torch.Tensor, *, variance: float | torch.Tensor
@@ -294,3 +291,23 @@ class DiracMixture(PosteriorOracle):
             f"DiracMixture(K={self.num_components}, event_shape={self.event_shape}, H={kind}, "
             f"noise_std={self.noise_std})"
         )
+
+
+class DiracPredictor:
+    """``Φ(y_t, t) = E[x_0 | y_t]`` of a :class:`DiracMixture` under the SDP with degradation
+    family ``A`` and noise schedule ``sigma`` (:meth:`DiracMixture.dirac_predictor`).
+
+    A module-level class rather than a closure, so a ``DiracSDE`` built on it pickles (and
+    deep-copies) like any other flow.
+    """
+
+    def __init__(self, mixture: DiracMixture, A, sigma):
+        self.mixture = mixture
+        self.A = A
+        self.sigma = sigma
+
+    def __call__(self, y_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        return self.mixture.dirac_posterior_mean(y_t, t, A=self.A, sigma=self.sigma)
+
+    def __repr__(self) -> str:
+        return f"DiracPredictor({self.mixture!r}, A={self.A!r}, sigma={self.sigma!r})"

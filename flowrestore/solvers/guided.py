@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, IncompatibleSolverError, describe
 from flowrestore.flows.base import Flow, bcast
 from flowrestore.flows.guided import DiffPIRFlow, GuidedFlow
 from flowrestore.flows.spectral import nonzero
@@ -76,6 +76,20 @@ class _GuidedStep(Solver):
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
     per_sample_steps: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
+
+    def check_flow(self, flow: Flow) -> None:
+        """A :class:`~flowrestore.GuidedFlow`; DPS and DDRM refuse a
+        :class:`~flowrestore.DiffPIRFlow`, whose proximal step they would silently ignore (they
+        step with the model's own clean estimate)."""
+        super().check_flow(flow)
+        if isinstance(flow, DiffPIRFlow) and not isinstance(self, DiffPIRStep):
+            raise IncompatibleSolverError(
+                f"{type(self).__name__} steps a GuidedFlow with the model's own clean estimate, "
+                f"so DiffPIRFlow's proximal data step (lam={flow.lam:g}) would be ignored: step "
+                f"the DiffPIRFlow with {', '.join(DiffPIRFlow.suggested_solvers)}, or use "
+                f"{type(self).__name__} on fr.GuidedFlow(model, operator, measurement, "
+                f"noise_std=...), got {flow!r}"
+            )
 
     def _record(self, flow: GuidedFlow, x0: Tensor, y: Tensor, ctx: Context, norm=None) -> None:
         norm = flow.residual_norm(x0, y) if norm is None else norm

@@ -287,3 +287,27 @@ def test_a_blind_blur_fixes_its_kernel_from_the_widths_upper_bound_when_finite()
     assert BlindOperator(
         GaussianBlur, width=Param(1.0, bounds=(0.1, 2.2)), kernel_size=5
     ).fixed == {"kernel_size": 5}
+
+
+def test_select_rows_restricts_per_sample_parameters_only():
+    """``op.select_rows(rows, ndim)`` (used when a solve steps a subset of its batch): per-sample
+    masks, blur widths and kernels keep those rows; shared parameters return the operator."""
+    from flowrestore.degradations import Blur, Downsample, GaussianBlur, Inpainting
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 8, 8, generator=g, dtype=torch.float64)
+    rows = torch.tensor([1, 3])
+    per_sample = [
+        Inpainting((torch.rand(4, 1, 8, 8, generator=g) < 0.5).double()),
+        GaussianBlur(torch.tensor([0.5, 0.8, 1.1, 1.4], dtype=torch.float64), kernel_size=5),
+        Blur(torch.rand(4, 3, 3, generator=g, dtype=torch.float64)),
+    ]
+    for op in per_sample:
+        sub = op.select_rows(rows, x.dim())
+        assert sub is not op
+        torch.testing.assert_close(sub.A(x[rows]), op.A(x)[rows], rtol=0, atol=0)
+        torch.testing.assert_close(sub.A_adjoint(x[rows]), op.A_adjoint(x)[rows], rtol=0, atol=0)
+    shared = [Inpainting(torch.ones(8, 8)), Inpainting(torch.ones(1, 1, 8, 8)), Downsample(2),
+              GaussianBlur(1.0), Blur(torch.rand(3, 3, generator=g))]  # fmt: skip
+    for op in shared:
+        assert op.select_rows(rows, x.dim()) is op

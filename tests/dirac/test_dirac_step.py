@@ -472,3 +472,14 @@ def test_typed_errors():
         fr.solve(ODEFlow(lambda t, x: -x), EulerMaruyama(), y, grid=[0.0, 1.0])
     with pytest.raises(IncompatibleSolverError):
         fr.solve(sde, Euler(), y, steps=2)
+
+
+def test_a_guidance_callable_of_the_wrong_shape_is_a_shape_error():
+    """``guidance=eta(t)`` must give a number or one value per sample: a [3] result for a batch of
+    6 is a ShapeError naming ``guidance`` and both shapes (was a raw reshape RuntimeError)."""
+    A, y = _blur(), _images(b=6)
+    sde = DiracSDE(_phi, A, SIGMA, guidance=lambda tt: 0.3 * tt[:3])
+    with pytest.raises(ShapeError, match=r"guidance.*\[B\]=\[6\].*shape \(3,\)"):
+        fr.solve(sde, DiracStep(), y, steps=3, seeds=list(range(6)))
+    ok = DiracSDE(_phi, A, SIGMA, guidance=lambda tt: 0.3 * tt)
+    assert fr.solve(ok, DiracStep(), y, steps=3, seeds=list(range(6))).x.shape == y.shape

@@ -136,3 +136,42 @@ def test_a_differentiable_dps_solve_has_the_discrete_solves_gradient():
         e = 1e-6
         fd = ((run(width + e) * w).sum() - (run(width - e) * w).sum()) / (2 * e)
     assert float(g) == pytest.approx(float(fd), rel=1e-5)
+
+
+@pytest.mark.parametrize("solver", [fr.DPSStep(), fr.DDRMStep()], ids=repr)
+def test_dps_and_ddrm_refuse_a_diffpir_flow_before_evaluating(solver):
+    """DPS and DDRM step with the model's own clean estimate: on a DiffPIRFlow its proximal step
+    (``lam``) would be silently ignored, so the pairing is refused before any evaluation, naming
+    the solvers of each flow."""
+    mean, std = prior("inpainting")
+    model = model_flows(mean, std)["diffusion"]
+    op = operators()["inpainting"]
+    y = op.A(mean.expand(2, *SHAPE))
+    flow = fr.DiffPIRFlow(model, op, y, noise_std=0.05, lam=7.0)
+    calls = []
+    flow.model_denoise = lambda t, x: calls.append(t) or model.denoise(t, x)
+    name = type(solver).__name__
+    with pytest.raises(fr.IncompatibleSolverError, match=rf"{name}.*DiffPIRStep.*GuidedFlow"):
+        fr.solve(flow, solver, start("diffusion", 2, 0), steps=3)
+    assert calls == []
+
+
+@pytest.mark.parametrize("solver", [fr.DPSStep(), fr.DDRMStep(), fr.Euler()], ids=repr)
+def test_a_measurement_of_the_wrong_shape_is_refused_before_evaluating(solver):
+    """A measurement that is not ``A x`` for images of ``x_start``'s shape (a full-size ``y``
+    with a 2× downsampling; a 9×9 image a factor 2 does not divide) is a ShapeError naming the
+    shapes, raised before the model is evaluated — not a raw torch error at the first step."""
+    from flowrestore.degradations import Downsample
+
+    for shape, y_shape in [(SHAPE, (2, *SHAPE)), ((1, 9, 9), (2, 1, 4, 4))]:
+        mean, std = torch.zeros(shape, dtype=F64), torch.full(shape, 0.5, dtype=F64)
+        model = model_flows(mean, std, shape)["diffusion"]
+        y = torch.zeros(y_shape, dtype=F64)
+        kind = fr.DiffPIRFlow if isinstance(solver, fr.Euler) else fr.GuidedFlow
+        flow = kind(model, Downsample(2), y, noise_std=0.05)
+        calls = []
+        flow.model_denoise = lambda t, x: calls.append(t) or model.denoise(t, x)  # noqa: B023
+        match = r"\(2, 1, 8, 8\).*\(2, 1, 4, 4\)" if shape == SHAPE else r"\(9, 9\).*factor=2"
+        with pytest.raises(fr.ShapeError, match=match):
+            fr.solve(flow, solver, start("diffusion", 2, 0, shape), steps=3)
+        assert calls == []
