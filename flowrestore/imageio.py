@@ -35,7 +35,15 @@ import torch
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 
-__all__ = ["Picture", "read_image", "write_image", "displayed_size", "to_tensor", "from_tensor"]
+__all__ = [
+    "Picture",
+    "read_image",
+    "write_image",
+    "displayed_size",
+    "to_tensor",
+    "from_tensor",
+    "to_grey",
+]
 
 ORIENTATION = 0x0112
 _GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
@@ -231,24 +239,55 @@ def _cmyk_to_rgb(im, icc, notes):
     return im.convert("RGB"), None
 
 
-def to_tensor(pic: Picture) -> torch.Tensor:
-    """The colour channels as float32 ``[3, H, W]`` in [0, 1] (grey repeated on 3 channels)."""
+def to_tensor(pic: Picture, channels: int = 3) -> torch.Tensor:
+    """The colour channels as float32 ``[channels, H, W]`` in [0, 1].
+
+    ``channels=3`` (colour models): grey is repeated on 3 channels. ``channels=1`` (grey models,
+    e.g. trained with ``--channels 1``): a grey picture as ``[1, H, W]``; a colour picture is
+    refused (convert it first with :func:`to_grey`).
+    """
+    if channels not in (1, 3):
+        raise ConfigError(f"to_tensor: channels must be 1 or 3, got {describe(channels)}")
+    if channels == 1 and not pic.grey:
+        raise ShapeError(
+            f"to_tensor: channels=1 needs a grey picture, got colour {describe(pic.colour)}; "
+            f"convert it with to_grey"
+        )
     scale = 65535.0 if pic.bits == 16 else 255.0
     x = torch.from_numpy(np.ascontiguousarray(pic.colour))
     x = x.to(torch.float32).div_(scale)
     if pic.grey:
-        return x.unsqueeze(0).expand(3, -1, -1)
+        return x.unsqueeze(0).expand(channels, -1, -1)
     return x.permute(2, 0, 1)
+
+
+#: Luminance weights of :func:`to_grey` (ITU-R BT.601, as Pillow's ``convert("L")``).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_grey(pic: Picture) -> Picture:
+    """``pic`` as a grey picture: colour becomes its luminance (:data:`LUMA`) at the same bit
+    depth, with a note (the ICC profile, an RGB one, is dropped); alpha, EXIF and the rest are
+    kept. A grey picture comes back unchanged."""
+    if pic.grey:
+        return pic
+    top = 65535 if pic.bits == 16 else 255
+    y = np.tensordot(pic.colour.astype(np.float64), np.array(LUMA), axes=([2], [0]))
+    grey = np.clip(np.round(y), 0, top).astype(pic.colour.dtype)
+    notes = [*pic.notes, "colour image restored as grey (luminance) by a 1-channel model"]
+    return replace(pic, colour=np.ascontiguousarray(grey), icc=None, notes=notes)
 
 
 def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     """A :class:`Picture` with ``like``'s depth, channels and metadata and the pixels of ``x``.
 
-    ``x`` is ``[3, H, W]`` in [0, 1] (clamped; grey pictures take the channel mean). When ``x`` is
-    larger than ``like`` (super-resolution), the alpha channel is resized bicubically.
+    ``x`` is ``[3, H, W]`` in [0, 1] (clamped; grey pictures take the channel mean), or
+    ``[1, H, W]`` for a grey ``like``. When ``x`` is larger than ``like`` (super-resolution), the
+    alpha channel is resized bicubically.
     """
-    if x.ndim != 3 or x.shape[0] != 3:
-        raise ShapeError(f"from_tensor: x must be [3, H, W], got {describe(x)}")
+    if x.ndim != 3 or x.shape[0] not in ((1, 3) if like.grey else (3,)):
+        want = "[1, H, W] or [3, H, W]" if like.grey else "[3, H, W] (a colour picture)"
+        raise ShapeError(f"from_tensor: x must be {want}, got {describe(x)}")
     scale = 65535.0 if like.bits == 16 else 255.0
     dtype = torch.int32 if like.bits == 16 else torch.uint8
     x = x.detach().to("cpu", torch.float32)

@@ -567,3 +567,36 @@ def test_without_proc_the_memory_estimate_reads_the_peak_in_bytes(monkeypatch):
     assert estimates._rss_bytes() >= kib * 1024
     monkeypatch.setattr(estimates.sys, "platform", "darwin")
     assert kib <= estimates._rss_bytes() < kib * 2
+
+
+def test_a_one_channel_trainer_checkpoint_restores_grey_and_colour_files(tmp_path):
+    """A checkpoint trained with ``channels=1`` restores a 16-bit grey file as 16-bit grey and an
+    RGBA file as grey with its alpha (a note says so), whole and in tiles; in Python,
+    ``flow_for(load_predictor(path))`` declares the task's spacings as ``--checkpoint`` does."""
+    from flowrestore.pretrained import flow_for
+    from flowrestore.restore import load_model
+    from flowrestore.training import TrainConfig, train
+    from flowrestore.training.checkpoint import load_predictor, save_checkpoint
+
+    d = tmp_path / "in"
+    d.mkdir()
+    a = (np.linspace(0, 60000, 40 * 44).reshape(40, 44)).astype(np.uint16)
+    Image.fromarray(a).save(d / "deep.png")
+    rgba = np.random.default_rng(0).integers(0, 256, (40, 44, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(d / "colour.png")
+    cfg = TrainConfig(steps=2, patch_size=16, batch_size=2, channels=1, unet={"base_channels": 8})
+    model, hist = train(cfg, progress=False)
+    ck = tmp_path / "grey.pt"
+    save_checkpoint(ck, model, hist.ema, None, 2, cfg)
+    for tile in ("0", "32"):
+        out = tmp_path / f"out{tile}"
+        args = [str(d), "--checkpoint", str(ck), "--solver", "euler", "-o", str(out)]
+        assert _restore([*args, "--tile", tile, "--overlap", "8"]) == 0
+        with Image.open(out / "deep.png") as im:
+            assert im.mode.startswith("I;16") and im.size == (44, 40)
+        with Image.open(out / "colour.png") as im:
+            assert im.mode == "LA" and im.size == (44, 40)
+            assert np.array_equal(np.asarray(im)[..., 1], rgba[..., 3])  # alpha kept
+    mine = flow_for(load_predictor(ck)).declared_spacing(fr.Heun())
+    cli = flow_for(load_model("deblur", str(ck))).declared_spacing(fr.Heun())
+    assert mine == cli and mine is not None

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import flowrestore as fr
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ConfigError, ShapeError
 from flowrestore.pretrained import degrade_for, flow_for, pretrained
 from flowrestore.tiling import (
     axis_spans,
@@ -319,3 +319,25 @@ def test_a_network_declaring_no_usable_multiple_aligns_tiles_to_1():
     net = torch.nn.Identity()
     net.multiple = 8
     assert network_multiple(net) == 8
+
+
+def test_a_one_channel_network_is_probed_and_tiled_with_one_channel():
+    """A U-Net trained with ``--channels 1``: the receptive-field probe, the evaluation count
+    and the tiles take one channel, and a 3-channel image is refused before any work."""
+    from flowrestore.tiling import count_evaluations, network_channels
+    from flowrestore.training.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, base_channels=4, channel_mults=(1, 2)).eval()
+    net.requires_grad_(False)
+    flow = fr.InDIFlow(net)
+    assert network_channels(flow) == 1
+    assert receptive_radius(flow, multiple=2) >= 0  # probed with one channel: no error
+    assert count_evaluations(flow, fr.Euler(), 2) == 2
+    y = torch.rand(1, 150, 130, generator=torch.Generator().manual_seed(0))
+    plan = plan_tiles(150, 130, model=flow, tile=100)
+    assert plan.count > 1
+    tiled = restore_tiled(flow, fr.Euler(), y, steps=2, plan=plan)
+    assert tiled.shape == y.shape
+    with pytest.raises(ShapeError, match=r"1-channel images.*y must be"):
+        restore_tiled(flow, fr.Euler(), y.expand(3, -1, -1), steps=2, tile=100)

@@ -145,14 +145,26 @@ pretrained = _Pretrained()
 
 
 def model_spec(model_or_meta) -> ModelSpec:
-    """What a predictor (with ``.metadata``) or a registry entry was trained for: its method and
-    task records and parameters (:class:`flowrestore.methods.ModelSpec`)."""
+    """What a predictor was trained for: its method and task records and parameters
+    (:class:`flowrestore.methods.ModelSpec`).
+
+    ``model_or_meta``: a shipped predictor (its ``.metadata``), a registry entry (a dict), or a
+    trainer checkpoint's predictor from :func:`flowrestore.training.checkpoint.load_predictor`
+    (no ``.metadata``: read from its ``.train_config``, as ``restore --checkpoint`` does).
+    """
+    meta = getattr(model_or_meta, "metadata", None)
+    config = getattr(model_or_meta, "train_config", None)
+    if not isinstance(model_or_meta, dict) and not isinstance(meta, dict):
+        if isinstance(config, dict) and "method" in config and "task" in config:
+            return ModelSpec.from_train_config(config)
     return ModelSpec.of(model_or_meta)
 
 
 def flow_for(model, **kwargs):
     """The flow a predictor was trained for, built by its method's record: ``InDIFlow(model)`` or
     ``DiracSDE(model, A_t, σ_t)`` (refusing start states outside the images' value range).
+    ``model``: a shipped predictor or one loaded from a trainer checkpoint (``load_predictor``:
+    its task's declared spacings, as ``restore --checkpoint`` uses), see :func:`model_spec`.
 
     ``kwargs`` go to the flow (e.g. ``guidance=`` for Dirac; the step's ``increment=`` is
     ``DiracStep``'s). An InDI flow carries the model's recorded few-NFE grids

@@ -183,10 +183,17 @@ def _read(chunk: list[Job], settings, say, bar):
 
 
 def _model_input(pics, settings) -> torch.Tensor:
-    """The pictures as one batch ``[B, 3, H, W]`` the model takes (``sr4``: upsampled)."""
+    """The pictures as one batch ``[B, C, H, W]`` the model takes (``C``: the network's channels,
+    :func:`flowrestore.tiling.network_channels`; ``sr4``: upsampled)."""
     from flowrestore.imageio import to_tensor
+    from flowrestore.tiling import network_channels
 
-    y = torch.stack([to_tensor(p) for p in pics]) if len(pics) > 1 else to_tensor(pics[0])[None]
+    c = network_channels(settings.model)
+    y = (
+        torch.stack([to_tensor(p, c) for p in pics])
+        if len(pics) > 1
+        else to_tensor(pics[0], c)[None]
+    )
     return settings.spec.prepare(y) if settings.scale > 1 else y
 
 
@@ -244,9 +251,14 @@ def _write(ok: list[Job], pics, outs, say, bar) -> None:
 def _restore_batch(chunk: list[Job], settings, say, bar) -> None:
     """Read, prepare, restore and write a batch of same-size jobs."""
     bar.set_postfix_str(chunk[0].path.name if len(chunk) == 1 else f"{len(chunk)} images")
+    from flowrestore.imageio import to_grey
+    from flowrestore.tiling import network_channels
+
     pics, ok = _read(chunk, settings, say, bar)
     if not ok:
         return
+    if network_channels(settings.model) == 1:  # a grey model: colour files restored as grey
+        pics = [to_grey(p) for p in pics]
     try:
         outs = _solve(_model_input(pics, settings), ok, settings, bar)
     except Exception as exc:  # noqa: BLE001

@@ -55,7 +55,9 @@ from flowrestore.tiling.plan import (
 from flowrestore.tiling.probe import (
     _network,
     activation_bytes_per_pixel,
+    declared_channels,
     model_device,
+    network_channels,
     network_multiple,
     receptive_radius,
     seconds_per_megapixel,
@@ -69,6 +71,7 @@ __all__ = [
     "axis_weights",
     "receptive_radius",
     "network_multiple",
+    "network_channels",
     "activation_bytes_per_pixel",
     "default_budget",
     "restore_tiled",
@@ -114,6 +117,12 @@ def restore_tiled(
         y = y.unsqueeze(0)
     if y.ndim != 4 or y.shape[0] != 1:
         raise ShapeError(f"restore_tiled: y must be [C, H, W] or [1, C, H, W], got {describe(y)}")
+    channels = declared_channels(flow)
+    if channels is not None and y.shape[1] != channels:
+        raise ShapeError(
+            f"restore_tiled: the model takes {channels}-channel images, y must be "
+            f"[{channels}, H, W] or [1, {channels}, H, W], got {describe(y)}"
+        )
     _positive_int("steps", steps)
     if model is None:
         model = flow
@@ -180,10 +189,15 @@ def _step_counter(on_step: Callable[[int], None], n: int):
     return callback
 
 
-def count_evaluations(flow, solver, steps: int, *, channels: int = 3, **solve_kwargs) -> int:
-    """Predictor evaluations per sample of a solve with these settings (a 16×16 trial solve)."""
+def count_evaluations(
+    flow, solver, steps: int, *, channels: int | None = None, **solve_kwargs
+) -> int:
+    """Predictor evaluations per sample of a solve with these settings (a 16×16 trial solve with
+    ``channels`` channels, default: the network's, :func:`network_channels`)."""
     from flowrestore.integrate import solve
 
+    if channels is None:
+        channels = network_channels(flow)
     device = model_device(flow) if flow.network is not None else torch.device("cpu")
     x = torch.rand(1, channels, 16, 16, generator=torch.Generator().manual_seed(0)).to(device)
     return int(solve(flow, solver, x, steps=steps, seeds=[0], **solve_kwargs).stats.nfe.max())

@@ -23,6 +23,7 @@ from flowrestore.flows import Flow
 __all__ = [
     "receptive_radius",
     "network_multiple",
+    "network_channels",
     "activation_bytes_per_pixel",
     "seconds_per_megapixel",
     "model_device",
@@ -76,6 +77,21 @@ def network_multiple(model) -> int:
     return 1
 
 
+def network_channels(model) -> int:
+    """The number of image channels the network takes: ``config["in_channels"]`` of the shipped
+    U-Net (a trainer checkpoint's ``--channels``), or a diffusers model's ``config.in_channels``;
+    else 3."""
+    c = declared_channels(model)
+    return 3 if c is None else c
+
+
+def declared_channels(model) -> int | None:
+    """The channel count the network declares (see :func:`network_channels`), or None."""
+    cfg = getattr(_network(model), "config", None)
+    c = cfg.get("in_channels") if hasattr(cfg, "get") else getattr(cfg, "in_channels", None)
+    return c if isinstance(c, int) and not isinstance(c, bool) and c >= 1 else None
+
+
 #: A network whose every output depends on every input (normalisation over the whole image, as
 #: in diffusers' GroupNorm U-Nets): that dependence is spread evenly over the image, so its level
 #: is the gradient's median; the effective receptive field is the connected region around the
@@ -94,7 +110,7 @@ def _effective_support(g: Tensor) -> Tensor:
     return torch.from_numpy(labels == labels[peak])
 
 
-def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None) -> int:
+def receptive_radius(model, *, channels: int | None = None, multiple: int = 4, device=None) -> int:
     """Receptive-field radius (pixels) of a flow's clean estimate (or of ``model(x, t)``),
     measured from its input gradient.
 
@@ -110,6 +126,7 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
     no overlap makes tiles exact; the radius is then the effective one, of the inputs whose
     gradient stands :data:`GLOBAL_FLOOR_FACTOR` times above the gradient's median (the evenly
     spread global part) around the probed block, and tiled results are approximate.
+    ``channels``: the probe's channel count (default: :func:`network_channels`).
     """
     key = _network(model)
     try:
@@ -118,6 +135,8 @@ def receptive_radius(model, *, channels: int = 3, multiple: int = 4, device=None
         pass
     if device is None:
         device = model_device(model)
+    if channels is None:
+        channels = network_channels(model)
     fn = _evaluator(model)
     radius = None
     size = 128
@@ -183,10 +202,15 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def seconds_per_megapixel(model, tile_shape: tuple[int, int], *, channels: int = 3) -> float:
+def seconds_per_megapixel(
+    model, tile_shape: tuple[int, int], *, channels: int | None = None
+) -> float:
     """Measured seconds per megapixel of one evaluation of ``model`` (a flow's clean estimate,
-    or a predictor ``model(x, t)``) on a tile of this shape."""
+    or a predictor ``model(x, t)``) on a tile of this shape (``channels``: default
+    :func:`network_channels`)."""
     device = model_device(model)
+    if channels is None:
+        channels = network_channels(model)
     fn = _evaluator(model)
     x = torch.rand(1, channels, *tile_shape).to(device)
     t = torch.ones(1, device=device)
