@@ -317,7 +317,7 @@ def test_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path):
         _cli("restore", "a.png", "-o", "out", "--checkpoint", zipped, "--device", "cpu",
              cwd=tmp_path)
     )  # fmt: skip
-    assert "is not a flowrestore-checkpoint/1 file" in line, line
+    assert "is not a flowrestore training checkpoint (flowrestore-checkpoint/1 file)" in line, line
 
 
 def test_restore_passes_its_options_through_and_exits_1_when_a_file_failed(tmp_path, monkeypatch):

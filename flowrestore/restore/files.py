@@ -8,10 +8,9 @@ restored into itself can be restored again without touching its earlier outputs.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from flowrestore.errors import ConfigError
+from flowrestore.paths import check_output_dir
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -57,27 +56,6 @@ def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
         for q in found:
             seen.setdefault(q.resolve(), q)
     return [seen[k] for k in sorted(seen, key=str)], problems
-
-
-def check_output_dir(out_dir) -> Path:
-    """Create ``out_dir`` if needed and check that a file can be written there; returns it."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {str(out)!r} is an existing file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"output folder {str(out)!r} cannot be created ({exc.strerror or exc})"
-        ) from exc
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".flowrestore-write-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"output folder {str(out)!r} is not writable ({exc.strerror or exc})"
-        ) from exc
-    return out
 
 
 def own_output_text(source) -> dict[str, str]:
