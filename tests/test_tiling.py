@@ -2,9 +2,13 @@
 the whole-image result up to a stated tolerance (README, "Restore photos with the shipped
 predictors")."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import flowrestore as fr
@@ -27,22 +31,55 @@ from flowrestore.tiling import (
         (3000, 512, 48, 4),
         (130, 64, 16, 1),
         (97, 40, 8, 8),
-        (67, 64, 16, 32),  # starts 0 and floor(3/32)·32 = 0 collide: one tile, not two
+        (67, 64, 16, 32),  # the last start rounds up to 32: two tiles of at most 64
         (23, 16, 0, 8),
+        (1000, 100, 10, 32),  # the last span was 104 px with a tile of 100
+        (1000, 256, 32, 32),
+        (300, 256, 16, 8),
     ],
 )
 def test_spans_cover_the_axis_with_aligned_starts_and_enough_overlap(
     length, tile, overlap, multiple
 ):
-    spans = axis_spans(length, tile, overlap, multiple)
+    _check_spans(axis_spans(length, tile, overlap, multiple), length, tile, overlap, multiple)
+
+
+def _check_spans(spans, length, tile, overlap, multiple):
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(a % multiple == 0 for a, _ in spans)
-    assert all(b - a <= tile + multiple - 1 for a, b in spans)
+    assert all(b - a <= tile for a, b in spans)  # the tile is a memory bound: never exceeded
+    sizes = {b - a for a, b in spans[:-1]}
+    assert len(sizes) <= 1 and all(spans[-1][1] - spans[-1][0] <= s for s in sizes)
     for (a0, b0), (a1, b1) in zip(spans, spans[1:], strict=False):
         assert a0 < a1 and b0 - a1 >= overlap and b0 <= b1
-    # no wasted tile: one fewer would not cover the axis with this overlap
-    n = len(spans)
-    assert (n - 1) * tile - (n - 2) * overlap < length
+    # no wasted tile: starts are at most g apart (a multiple, leaving the overlap) and the last
+    # span ends at `length` from a start at or past length - side, so fewer spans cannot cover
+    side = tile // multiple * multiple
+    g = (side - overlap) // multiple * multiple
+    assert len(spans) == max(1, math.ceil((length - side) / g) + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    length=st.integers(1, 3000),
+    tile=st.integers(1, 600),
+    overlap=st.integers(0, 80),
+    multiple=st.sampled_from([1, 2, 4, 8, 16, 32, 64]),
+)
+def test_spans_hold_or_are_refused_for_any_sizes(length, tile, overlap, multiple):
+    # infeasible sizes used to loop forever (e.g. 100, 51, 3, 32: tiles of 32 on starts 32 apart
+    # cannot share 3 px); now every input is laid or refused by name
+    try:
+        spans = axis_spans(length, tile, overlap, multiple)
+    except ConfigError as e:
+        assert "tile" in str(e) and tile < length
+        side = tile // multiple * multiple
+        assert tile < 2 * overlap + multiple or side < overlap + multiple
+        return
+    if tile >= length:
+        assert spans == [(0, length)]
+    else:
+        _check_spans(spans, length, tile, overlap, multiple)
 
 
 def test_one_tile_when_the_image_fits():
@@ -197,13 +234,13 @@ def test_blend_ramp_is_symmetric_and_the_documented_sin_squared():
     [(1001, 256, 48, 4), (4000, 512, 48, 4), (1000, 256, 48, 4), (130, 64, 16, 1), (97, 40, 8, 8)],
 )
 def test_tiles_have_equal_sizes_and_cover_the_axis_exactly(length, tile, overlap, multiple):
-    """Every tile but the last has one size; the last is at most multiple − 1 longer (its start
-    rounds down to the grid) and exactly as long when the grid allows it; the tiles' union is
-    range(length)."""
+    """Every tile but the last has one size; the last is at most multiple − 1 shorter (its start
+    rounds up to the grid, so it never exceeds the tile) and exactly as long when the grid allows
+    it; the tiles' union is range(length)."""
     spans = axis_spans(length, tile, overlap, multiple)
     sizes = [b - a for a, b in spans]
     assert len(set(sizes[:-1])) == 1
-    assert 0 <= sizes[-1] - sizes[0] < multiple
+    assert 0 <= sizes[0] - sizes[-1] < multiple
     if (length - sizes[0]) % multiple == 0:
         assert sizes[-1] == sizes[0]
     covered = torch.zeros(length, dtype=torch.int64)

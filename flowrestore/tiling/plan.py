@@ -39,8 +39,9 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
 def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
     """Tiles ``[(start, stop), ...]`` covering ``range(length)`` with at least ``overlap`` shared.
 
-    Starts are multiples of ``multiple``; all tiles but the last have one size (at most ``tile``,
-    chosen so the tiles spread evenly); the last ends at ``length``. One tile if ``length <= tile``.
+    Starts are multiples of ``multiple``; no span is longer than ``tile``; all spans but the last
+    have one size (chosen so the tiles spread evenly) and the last, which ends at ``length``, is
+    at most that size. One tile if ``length <= tile``.
     """
     _positive_int("length", length)
     _positive_int("multiple", multiple)
@@ -51,11 +52,20 @@ def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
         raise ConfigError(
             f"tile must be >= 2 * overlap + {multiple} (overlap={overlap}), got {describe(tile)}"
         )
+    if floor_to(tile, multiple) < overlap + multiple:
+        # starts a multiple apart on tiles of the rounded-down side cannot share `overlap`
+        raise ConfigError(
+            f"tile rounded down to a multiple of {multiple} ({floor_to(tile, multiple)}) must be "
+            f">= overlap + {multiple} (overlap={overlap}), got tile={describe(tile)}"
+        )
     tile = floor_to(tile, multiple)
     n = math.ceil((length - overlap) / (tile - overlap))
     size = min(tile, ceil_to((length + (n - 1) * overlap) / n, multiple))
     while True:
-        starts = [floor_to(i * (length - size) / (n - 1), multiple) for i in range(n)]
+        # the last start rounds up, so the last span is never longer than the others; the loop
+        # ends: at size = tile and n large enough every gap is at most tile - overlap, rounded
+        last = ceil_to(length - size, multiple)
+        starts = [floor_to(i * last / (n - 1), multiple) for i in range(n)]
         spans = [(s, s + size) for s in starts[:-1]] + [(starts[-1], length)]
         # a start rounded down onto its successor's (a coarse multiple, e.g. 32 with a tile of
         # 64 or 128 on an axis just over one tile) repeats a tile the next one contains: drop it
