@@ -112,11 +112,16 @@ def dct_matrix(n: int, *, dtype=torch.float64, device=None) -> Tensor:
 class BlockAverageForm(SpectralForm):
     """``f × f`` block averaging: per-block orthonormal DCT, ``s = 1/f`` on each DC coefficient."""
 
-    def _blocks(self, x: Tensor) -> Tensor:
+    def _size(self, x: Tensor) -> tuple[int, int]:
         f = self.operator.factor
         h, w = x.shape[-2:]
         if h % f or w % f:
             raise ShapeError(f"image size {(h, w)} must be divisible by factor={f}")
+        return h, w
+
+    def _blocks(self, x: Tensor) -> Tensor:
+        f = self.operator.factor
+        h, w = self._size(x)
         return x.reshape(*x.shape[:-2], h // f, f, w // f, f)
 
     def _m(self, x: Tensor) -> Tensor:
@@ -142,7 +147,7 @@ class BlockAverageForm(SpectralForm):
 
     def _dc(self, x: Tensor) -> Tensor:
         f = self.operator.factor
-        h, w = x.shape[-2:]
+        h, w = self._size(x)
         mask = torch.zeros(h // f, f, w // f, f, dtype=x.dtype, device=x.device)
         mask[:, 0, :, 0] = 1.0
         return mask.reshape(h, w)

@@ -46,6 +46,18 @@ def test_spectral_form_is_an_svd(name):
     torch.testing.assert_close(norm(ax), norm(s * c))  # U orthonormal on the range
 
 
+def test_block_average_form_refuses_an_indivisible_size_by_name():
+    """Every entry point of the block-average SVD names the size and factor (the singular values
+    and the measurement projection reshaped first and raised a bare RuntimeError)."""
+    form = spectral_form(fr.degradations.Downsample(4))
+    x = torch.zeros(1, 1, 10, 8, dtype=F64)
+    calls = (form.to_spectral, form.from_spectral, form.singular_values,
+             lambda v: form.project_measurement(torch.zeros(1, 1, 2, 2, dtype=F64), v))  # fmt: skip
+    for call in calls:
+        with pytest.raises(fr.ShapeError, match=r"\(10, 8\).*factor=4"):
+            call(x)
+
+
 def test_operators_without_svd_are_refused_by_name():
     for op in (GaussianBlur(1.0), MotionBlur(torch.ones(3, 3) / 9), JPEG(50), lambda x: x):
         with pytest.raises(fr.IncompatibleOperatorError) as err:
