@@ -50,6 +50,33 @@ def _check_spans(spans, length, tile, overlap, multiple):
     assert all(b - a <= tile for a, b in spans)  # the tile is a memory bound: never exceeded
     sizes = {b - a for a, b in spans[:-1]}
     assert len(sizes) <= 1 and all(spans[-1][1] - spans[-1][0] <= s for s in sizes)
+    # spread evenly: at most one grid step above the smallest size n aligned spans could share
+    n = len(spans)
+    if n > 1:
+        assert all(
+            s <= _smallest_shared_size(length, n, overlap, multiple) + multiple for s in sizes
+        )
+
+
+def _smallest_shared_size(length, n, overlap, multiple):
+    """The smallest multiple S for which n spans of side S (the last at most S) with starts on
+    the grid can cover the axis: each of the n - 1 gaps is at most floor_m(S - overlap), and the
+    last start must reach length - S."""
+    s = multiple
+    while (n - 1) * ((s - overlap) // multiple * multiple) < length - s:
+        s += multiple
+    return s
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple",
+    [(2802, 339, 60, 16), (2443, 395, 40, 16), (2351, 548, 77, 32), (2161, 499, 71, 16)],
+)
+def test_spans_share_the_smallest_size_their_count_allows(length, tile, overlap, multiple):
+    """Where the even spread attains it, the spans' size is the smallest any as many aligned
+    spans could share (a larger one wastes compute on wider overlaps)."""
+    spans = axis_spans(length, tile, overlap, multiple)
+    assert spans[0][1] == _smallest_shared_size(length, len(spans), overlap, multiple)
     for (a0, b0), (a1, b1) in zip(spans, spans[1:], strict=False):
         assert a0 < a1 and b0 - a1 >= overlap and b0 <= b1
     # no wasted tile: starts are at most g apart (a multiple, leaving the overlap) and the last

@@ -3082,6 +3082,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "w = torch.full((k,), 1.0 * k, dtype=torch.float64)",
         ["tests/oracles/test_oracles.py"],
     ),
+    "tile-spans-size-after-more-spans": (
+        "flowrestore/tiling/plan.py",
+        "ceil_to((length + n * overlap) / (n + 1), multiple))",
+        "ceil_to((length + n * overlap) / (n - 1), multiple))",
+        ["tests/test_tiling.py"],
+    ),
+    "tile-spans-last-start-rounds-down": (
+        "flowrestore/tiling/plan.py",
+        "last = ceil_to(length - size, multiple)",
+        "last = floor_to(length - size, multiple)",
+        ["tests/test_tiling.py"],
+    ),
+    "block-average-dc-skips-size-check": (
+        "flowrestore/flows/spectral.py",
+        "        f = self.operator.factor\n        h, w = self._size(x)\n        mask",
+        "        f = self.operator.factor\n        h, w = x.shape[-2:]\n        mask",
+        ["tests/guided/test_spectral_and_oracle.py"],
+    ),
 }
 
 
