@@ -1,6 +1,6 @@
 """BIRD on a diffusion model: blind deblurring of held-out faces through DDIM (docs/math.md §5, §8).
 
-1. **Train a small DDPM** (diffusers' ``UNet2DModel`` + ``DDPMScheduler``, ε-prediction, the
+1. **Train a small DDPM** (diffusers' ``UNet2DModel`` + ``DDPMScheduler``, v-prediction, the
    linear 1000-step schedule) on the bundled LFW faces (``skimage.data.lfw_subset()``: 80 training
    faces, 20 held out, :func:`flowrestore.training.lfw_faces`), 24×24 grayscale in ``[−1, 1]``,
    4 crop offsets × flips. The pipeline is saved to ``OUT/ddpm-faces`` (``model_index.json``,
@@ -143,6 +143,34 @@ MODES = {
 }
 
 
+def check_args(p: argparse.ArgumentParser, args) -> None:
+    """Refuse, before any training, a setting the inversion would refuse after it (exit 2)."""
+    rules = (
+        ("--train-steps", args.train_steps, "at least 1", args.train_steps >= 1),
+        ("--batch", args.batch, "at least 1", args.batch >= 1),
+        ("--faces", args.faces, "at least 1", args.faces >= 1),
+        ("--flow-steps", args.flow_steps, "at least 1", args.flow_steps >= 1),
+        (
+            "--iterations",
+            args.iterations,
+            "at least 0",
+            args.iterations is None or args.iterations >= 0,
+        ),
+        ("--lr-latent", args.lr_latent, "above 0", args.lr_latent > 0),
+        ("--lr-width", args.lr_width, "above 0", args.lr_width > 0),
+        (
+            "--init-width",
+            args.init_width,
+            "in [0.3, 3.0] (its bounds)",
+            0.3 <= args.init_width <= 3,
+        ),
+        ("--noise", args.noise, "at least 0", args.noise >= 0),
+    )
+    for flag, value, want, ok in rules:
+        if not ok:
+            p.error(f"{flag} must be {want}, got {value}")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/bird_diffusion"))
@@ -164,6 +192,10 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    check_args(p, args)  # before minutes of training: a negative --faces sliced 19 faces
+    held_out = len(faces("heldout"))
+    if not 0 <= args.first_face < held_out:
+        p.error(f"--first-face {args.first_face}: there are {held_out} held-out faces")
     log = (lambda *a, **k: None) if args.quiet else print
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -183,8 +215,6 @@ def main(argv=None) -> dict:
     # held-out faces, each blurred with its own width (unknown to the inversion), plus noise
     g = torch.Generator().manual_seed(args.seed + 1)
     x = faces("heldout")[args.first_face : args.first_face + args.faces]
-    if x.shape[0] == 0:
-        p.error(f"--first-face {args.first_face}: there are {len(faces('heldout'))} held-out faces")
     n = x.shape[0]
     w_true = torch.linspace(1.0, 2.5, n) if n > 1 else torch.tensor([1.5])
     y = fr.degradations.GaussianBlur(w_true, kernel_size=19)(x)

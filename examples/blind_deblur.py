@@ -121,6 +121,29 @@ def figure(path: Path, y, x_hat, x, w_true, w_est) -> None:
     plt.close(fig)
 
 
+def check_args(p: argparse.ArgumentParser, args) -> None:
+    """Refuse, before any training, a setting the inversion would refuse after it (exit 2)."""
+    rules = (
+        ("--train-steps", args.train_steps, "at least 1", args.train_steps >= 1),
+        ("--batch", args.batch, "at least 1", args.batch >= 1),
+        ("--faces", args.faces, "at least 1", args.faces >= 1),
+        ("--flow-steps", args.flow_steps, "at least 1", args.flow_steps >= 1),
+        ("--iterations", args.iterations, "at least 0", args.iterations >= 0),
+        ("--lr-latent", args.lr_latent, "above 0", args.lr_latent > 0),
+        ("--lr-width", args.lr_width, "above 0", args.lr_width > 0),
+        (
+            "--init-width",
+            args.init_width,
+            "in [0.3, 3.0] (its bounds)",
+            0.3 <= args.init_width <= 3,
+        ),
+        ("--noise", args.noise, "at least 0", args.noise >= 0),
+    )
+    for flag, value, want, ok in rules:
+        if not ok:
+            p.error(f"{flag} must be {want}, got {value}")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/blind_deblur"))
@@ -139,6 +162,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    check_args(p, args)  # before training: a negative --faces sliced 19 faces silently
     log = (lambda *a, **k: None) if args.quiet else print
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -30,6 +30,7 @@ the conditional output's per-sample standard deviation: ``φ g σ(c)/σ(g) + (1 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
@@ -53,6 +54,7 @@ __all__ = [
     "check_rescale",
     "cond_for",
     "model_output",
+    "network_dtype",
 ]
 
 
@@ -98,7 +100,7 @@ def check_guidance(cond: dict[str, Tensor], uncond, guidance_scale) -> tuple:
     """``(uncond, guidance_scale)`` checked: ``uncond`` holds exactly ``cond``'s keywords (one row
     per sample each); ``guidance_scale`` is a finite real number, and one other than 1 needs
     ``uncond``."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
         raise ArgumentTypeError(
             f"guidance_scale must be a real number, got {describe(guidance_scale)}"
         )
@@ -128,7 +130,7 @@ def check_guidance(cond: dict[str, Tensor], uncond, guidance_scale) -> tuple:
 
 def check_rescale(uncond, guidance_rescale) -> float:
     """``guidance_rescale`` checked: a real number in ``[0, 1]``; one above 0 needs ``uncond``."""
-    if isinstance(guidance_rescale, bool) or not isinstance(guidance_rescale, (int, float)):
+    if isinstance(guidance_rescale, bool) or not isinstance(guidance_rescale, numbers.Real):
         raise ArgumentTypeError(
             f"guidance_rescale must be a real number, got {describe(guidance_rescale)}"
         )
@@ -140,6 +142,27 @@ def check_rescale(uncond, guidance_rescale) -> float:
             "uncond= and guidance_scale="
         )
     return float(guidance_rescale)
+
+
+def network_dtype(model) -> torch.dtype | None:
+    """The dtype of a network's first floating parameter (a module, or the module a
+    :class:`~flowrestore.flows.diffusers_io.TimestepKeyword` wraps), ``None`` for a plain callable
+    or a module without floating parameters. :meth:`ModelFlow.call_model` casts the network's
+    inputs to it and its output back to the state's dtype: a half-precision checkpoint can be
+    stepped in float32, where a zero-terminal-SNR or cosine schedule's state ``x̄ ≈ σ_max z``
+    (``σ_max ≈ 2·10⁴``) neither overflows nor cancels (float16 holds ``|x̄| ≤ 65504``)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def _floating_to(value, dtype: torch.dtype):
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.to(dtype)
+    return value
 
 
 def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
@@ -204,7 +227,9 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``);
         ``split``: the output has twice ``x``'s channels (dim 1) and the first half is kept (a
         model that also predicts its variance). With ``uncond`` and ``guidance_scale ≠ 1``: the
-        guided output ``u + w (c − u)``, one call on the doubled batch (module docstring)."""
+        guided output ``u + w (c − u)``, one call on the doubled batch (module docstring). A
+        network whose parameters have another dtype than ``x`` gets its floating inputs in its
+        own dtype and returns in ``x``'s (:func:`network_dtype`)."""
         if self.uncond is None or self.guidance_scale == 1.0:
             return self._output(x, time, self.cond, split)
         cond_for(self.cond, x)
@@ -221,7 +246,14 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         return self.guidance_rescale * ratio * g + (1 - self.guidance_rescale) * g
 
     def _output(self, x: Tensor, time: Tensor, cond: dict[str, Tensor], split: bool) -> Tensor:
-        out = model_output(self.model(x, time, **cond_for(cond, x)))
+        cond = cond_for(cond, x)
+        want = network_dtype(self.model)
+        if want is None or want == x.dtype:
+            out = model_output(self.model(x, time, **cond))
+        else:  # a float16 network stepped in float32: its inputs in its dtype, its output back
+            inputs = {k: _floating_to(v, want) for k, v in cond.items()}
+            out = model_output(self.model(x.to(want), _floating_to(time, want), **inputs))
+            out = _floating_to(out, x.dtype)
         if split:
             if out.dim() < 2 or x.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
                 raise PredictorOutputError(

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, MissingDependencyError, describe
 from flowrestore.flows.estimates import DynamicThreshold, clip_from_config
+from flowrestore.oracles.diffusion import ZERO_SNR_ALPHA_CUMPROD
 
 __all__ = [
     "check_model_cond",
@@ -118,9 +119,25 @@ def _model_folder(path: Path, subfolders: tuple[str, ...]) -> tuple[Path, Path |
     )
 
 
+def _read_config(path: Path) -> dict:
+    """The JSON object of a diffusers config file, or a :class:`ConfigError` naming the file."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(
+            f"could not read {str(path)!r} as a diffusers config (JSON): {exc}"
+        ) from exc
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{str(path)!r} is not a diffusers config: it holds a JSON {type(config).__name__}, "
+            "not an object"
+        )
+    return config
+
+
 def _from_folder(folder: Path, dtype, classes: tuple[str, ...] | None):
     """The diffusers model of ``folder`` (its config's class), loaded with local files only."""
-    name = json.loads((folder / "config.json").read_text()).get("_class_name")
+    name = _read_config(folder / "config.json").get("_class_name")
     if classes is not None and name not in classes:
         raise ConfigError(
             f"from_diffusers loads a {' or '.join(classes)} here; {str(folder)!r} holds a "
@@ -161,12 +178,53 @@ def load_model(obj, *, subfolders: tuple[str, ...], dtype=None, classes=None):
 
 def check_model_cond(model, cond, flow: str) -> None:
     """Refuse a class-conditional diffusers network (one with a class embedding, e.g. a
-    ``UNet2DModel`` with ``num_class_embeds``) without ``cond["class_labels"]``."""
+    ``UNet2DModel`` with ``num_class_embeds``) without ``cond["class_labels"]``, and, for a
+    module, ``cond`` that its ``forward`` cannot take: a required argument left out (a
+    ``UNet2DConditionModel``'s ``encoder_hidden_states``) or a keyword it does not have. Both
+    failed at the first evaluation, as a bare ``TypeError`` from inside the network."""
     inner = model.inner if isinstance(model, TimestepKeyword) else model
-    if getattr(inner, "class_embedding", None) is not None and "class_labels" not in (cond or {}):
+    cond = {} if cond is None else cond
+    if getattr(inner, "class_embedding", None) is not None and "class_labels" not in cond:
         raise ConfigError(
             f"the model is class-conditional ({type(inner).__name__} with a class embedding): "
             f"pass cond={{'class_labels': labels}} (one label per sample) to {flow}"
+        )
+    if not isinstance(inner, torch.nn.Module) or not hasattr(cond, "keys"):
+        return
+    try:
+        params = list(inspect.signature(inner.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    kinds = inspect.Parameter
+    positional = [
+        p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    # what the flow passes itself: the state (first) and the timestep (second, or by keyword)
+    given = {p.name for p in positional[:1]}
+    given |= (
+        {"timestep"} if isinstance(model, TimestepKeyword) else {p.name for p in positional[1:2]}
+    )
+    missing = [
+        p.name
+        for p in params
+        if p.name not in given
+        and p.name not in cond
+        and p.default is kinds.empty
+        and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+    ]
+    name = type(inner).__name__
+    if missing:
+        raise ConfigError(
+            f"{name}.forward needs {missing}: pass cond={{{missing[0]!r}: tensor}} (one row per "
+            f"sample) to {flow}"
+        )
+    if any(p.kind is kinds.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params if p.name not in given and p.kind is not kinds.VAR_POSITIONAL]
+    unknown = sorted(k for k in cond if k not in takes)
+    if unknown:
+        raise ConfigError(
+            f"cond has keywords {unknown} that {name}.forward does not take (it takes {takes})"
         )
 
 
@@ -206,7 +264,7 @@ def scheduler_config(scheduler) -> dict:
                 f"scheduler must be a scheduler, a config dict or an existing local "
                 f"scheduler_config.json (or its folder), got {str(scheduler)!r}"
             )
-        return json.loads(path.read_text())
+        return _read_config(path)
     if isinstance(scheduler, dict):
         return dict(scheduler)
     config = getattr(scheduler, "config", None)
@@ -230,7 +288,25 @@ def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
             f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler; a "
             f"flow-matching one belongs to fr.FlowMatchingFlow), got {describe(scheduler)}"
         )
-    return torch.as_tensor(abar), dict(getattr(scheduler, "config", {}) or {})
+    return zero_snr_as_zero(scheduler), dict(getattr(scheduler, "config", {}) or {})
+
+
+def zero_snr_as_zero(scheduler) -> Tensor:
+    """The scheduler's ``alphas_cumprod`` (float64) with diffusers' stand-in for a zero terminal
+    SNR put back to ``ᾱ = 0``.
+
+    ``EulerDiscreteScheduler(rescale_betas_zero_snr=True)`` (and its kin) stores its last
+    ``ᾱ = 0`` as ``2⁻²⁴``, above the previous entry on DDPM's linear schedule (4.2·10⁻⁹): the
+    table no longer decreased and was refused, for a v-model too, and an ε-model was taken on
+    the schedule a DDPM/DDIM scheduler's config refuses it on. As 0 it is the zero-SNR schedule
+    it is: :func:`~flowrestore.oracles.diffusion.check_alphas_cumprod` takes it for a v or x₀
+    model and refuses it for an ε-model, whichever scheduler class holds it."""
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64).clone()
+    config = dict(getattr(scheduler, "config", {}) or {})
+    if abar.dim() == 1 and abar.numel() >= 2 and bool(abar[-1] == ZERO_SNR_ALPHA_CUMPROD):
+        if config.get("rescale_betas_zero_snr") or bool(abar[-2] <= abar[-1]):
+            abar[-1] = 0
+    return abar
 
 
 def learned_variance(model, config: dict) -> bool:
@@ -256,7 +332,7 @@ grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its fina
     theirs = getattr(scheduler, "alphas_cumprod", None)
     ours = flow.alphas_cumprod
     if theirs is not None:
-        theirs = torch.as_tensor(theirs, dtype=torch.float64).clone()
+        theirs = zero_snr_as_zero(scheduler)
         if theirs.shape == ours.shape and bool(theirs[-1] == 0):
             theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0
     if theirs is not None and (

@@ -52,11 +52,15 @@ A :class:`~flowrestore.PIController` without its own ``t_min`` stops the control
 **Zero-terminal-SNR schedules** (Lin et al. 2024: ``ᾱ_{T−1} = 0``, rescaled β; diffusers'
 ``rescale_betas_zero_snr=True``). Their last timestep is pure noise, an infinite ``σ``; a v or x₀
 model still predicts ``x₀`` there, so the flow takes such a schedule with its last ``ᾱ`` replaced
-by ``2⁻²⁴`` (``σ_max ≈ 4096``), diffusers' own rule for these schedules
-(:func:`~flowrestore.oracles.diffusion.check_alphas_cumprod`): starting from pure noise at
-``σ_max`` instead of ``∞`` changes the answer by ``O(σ_max⁻¹)`` in the model's units, below a
-float32 image's resolution after the first step. An ε-model is refused (its ``x₀ = (x − bε)/a``
-is undefined at ``a = 0``).
+by ``2⁻²⁴`` (``σ_max ≈ 4096``, Stable Diffusion's ``scaled_linear``), diffusers' own rule for
+these schedules, or by half the previous ``ᾱ`` where that is smaller (DDPM's linear schedule:
+``σ_max ≈ 2.2·10⁴``; :func:`~flowrestore.oracles.diffusion.check_alphas_cumprod`). In float16 the
+state ``x̄ = x √(1 + σ²)`` at ``σ = 2.2·10⁴`` overflows for ``|x| > 3``, and steps from it
+cancel most digits (a random ``UNet2DModel``, v, zero SNR, 8 steps: ``Heun()`` and ``IPNDM()``
+non-finite, ``Euler()`` 6 % off float32, ``UniPC()`` 0.2 %): run such models in float32.
+Starting from pure noise at ``σ_max`` instead of ``∞`` changes the answer by ``O(σ_max⁻¹)`` in
+the model's units, below a float32 image's resolution after the first step. An ε-model is
+refused (its ``x₀ = (x − bε)/a`` is undefined at ``a = 0``).
 
 **Clipped clean estimates** (``clip=``). Pixel-space checkpoints are usually sampled with the
 clean estimate clipped to the data range — diffusers' ``clip_sample``/``clip_sample_range``
@@ -126,6 +130,16 @@ def _log_variances(abar: Tensor) -> Tensor:
 
 #: ``σ_k`` of DDPM's linear schedule (T = 1000, β 1e-4 … 0.02): the default grid's noise levels
 REFERENCE_SIGMAS = tuple(torch.exp(_log_variances(linear_alphas_cumprod()) / 2).tolist())
+
+
+def _scales(sigma: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(√ᾱ = (1 + σ²)^{-1/2}, σ, x)`` broadcast against ``x``, all in at least float32: in
+    float16 ``σ²`` overflows above ``σ = 256`` (a cosine or zero-terminal-SNR schedule's
+    ``σ_max`` is about ``2·10⁴``), which made ``√ᾱ`` zero, the network's input zero and the clean
+    estimate of a v-model 0 or NaN. The callers cast their result back to ``x``'s dtype."""
+    work = torch.promote_types(x.dtype, torch.float32)
+    s = bcast(sigma.to(work), x)
+    return torch.rsqrt(1 + s * s), s, x.to(work)
 
 
 def reference_levels(sigma_max: float) -> tuple[float, ...]:
@@ -249,7 +263,9 @@ class DiffusionFlow(ModelFlow):
         """The continuous timestep of noise level ``sigma`` (log-SNR interpolation, extended
         linearly beyond the trained range unless ``clamp_timesteps``), in ``sigma``'s dtype. A
         half-precision ``sigma`` is looked up in float32: in bf16 neighbouring levels of the
-        table coincide (timesteps below ``σ_0`` were 9 % off)."""
+        table coincide (timesteps below ``σ_0`` were 9 % off). The result is then rounded to
+        ``sigma``'s dtype, the model's input dtype: in bf16 a timestep in ``[256, 1000)`` lands
+        on a multiple of 2 or 4 (float16: of 0.25 or 0.5)."""
         work = torch.promote_types(sigma.dtype, torch.float32)
         s = sigma.to(work)
         table = self._table(s)
@@ -316,10 +332,13 @@ class DiffusionFlow(ModelFlow):
 
     # ------------------------------------------------------------------ the model
     def predict(self, t: Tensor, x: Tensor) -> Tensor:
-        """The model's raw output at flow time ``t`` for the state ``x̄``."""
+        """The model's raw output at flow time ``t`` for the state ``x̄`` (its input ``x̄ √ᾱ``
+        formed in at least float32: :func:`_scales`)."""
         sigma = batch_time(t, x) * self.sigma_max
-        a = torch.rsqrt(1 + bcast(sigma, x) ** 2)
-        return self.call_model(x * a, self.timestep(sigma), split=self.learned_variance)
+        a, _, xw = _scales(sigma, x)
+        return self.call_model(
+            (xw * a).to(x.dtype), self.timestep(sigma), split=self.learned_variance
+        )
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D``: ``x̄ − σ ε̂`` (ε), ``a x − b v̂`` (v) or the output (x₀),
@@ -328,12 +347,12 @@ class DiffusionFlow(ModelFlow):
         return d if self.clip is None else self.clip(d)
 
     def _unclipped(self, t: Tensor, x: Tensor, out: Tensor) -> Tensor:
-        sigma = bcast(batch_time(t, x) * self.sigma_max, x)
+        sigma = batch_time(t, x) * self.sigma_max
         if self.prediction_type == "epsilon":
-            return x - sigma * out
+            return x - bcast(sigma, x) * out
         if self.prediction_type == "v_prediction":
-            a = torch.rsqrt(1 + sigma**2)
-            return a * a * x - sigma * a * out
+            a, s, xw = _scales(sigma, x)
+            return (a * a * xw - s * a * out.to(xw.dtype)).to(x.dtype)
         return out
 
     def velocity(self, t: Tensor, x: Tensor) -> Tensor:
@@ -343,9 +362,8 @@ class DiffusionFlow(ModelFlow):
         out = self.predict(t, x)
         if self.prediction_type == "epsilon":
             return self.sigma_max * out
-        sigma = bcast(batch_time(t, x) * self.sigma_max, x)
-        a = torch.rsqrt(1 + sigma**2)
-        return self.sigma_max * a * (out + sigma * a * x)
+        a, s, xw = _scales(batch_time(t, x) * self.sigma_max, x)
+        return (self.sigma_max * a * (out.to(xw.dtype) + s * a * xw)).to(x.dtype)
 
     def reverse_sde(self) -> DiffusionSDE:
         """The reverse-time SDE with this flow's marginals (:class:`DiffusionSDE`)."""
@@ -432,6 +450,11 @@ class DiffusionFlow(ModelFlow):
         channels (ADM, improved DDPM, DiT, IF: the variance is learned) gets
         ``learned_variance=True``.
         """
+        if "alphas_cumprod" in flow_options:
+            raise ConfigError(
+                "from_diffusers reads alphas_cumprod from the scheduler: pass scheduler= (or "
+                "build fr.DiffusionFlow(model, alphas_cumprod=...) directly)"
+            )
         model, found = load_model(path_or_model, subfolders=("unet", "transformer"), dtype=dtype)
         check_model_cond(model, flow_options.get("cond"), cls.__name__)
         scheduler = require_scheduler(

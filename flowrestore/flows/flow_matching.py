@@ -26,6 +26,7 @@ shifted time; :meth:`FlowMatchingFlow.grid_from_scheduler` takes a scheduler's o
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -236,15 +237,16 @@ def dynamic_shift(config: dict, *, mu=None, image_seq_len=None) -> float:
                 "this scheduler has use_dynamic_shifting=True: pass mu= or image_seq_len= "
                 "(the number of latent patches, as the pipeline computes it)"
             )
-        if isinstance(image_seq_len, bool) or not isinstance(image_seq_len, int):
+        if isinstance(image_seq_len, bool) or not isinstance(image_seq_len, numbers.Integral):
             raise ConfigError(f"image_seq_len must be an int, got {describe(image_seq_len)}")
         b0, b1 = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
         l0, l1 = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
-        mu = b0 + (b1 - b0) * (image_seq_len - l0) / (l1 - l0)
+        mu = b0 + (b1 - b0) * (int(image_seq_len) - l0) / (l1 - l0)
     elif image_seq_len is not None:
         raise ConfigError("pass mu= or image_seq_len=, not both")
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not math.isfinite(mu):
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not math.isfinite(mu):
         raise ConfigError(f"mu must be a finite number, got {describe(mu)}")
+    mu = float(mu)
     kind = config.get("time_shift_type", "exponential")
     if kind == "exponential":
         return math.exp(mu)

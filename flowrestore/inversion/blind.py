@@ -32,6 +32,12 @@ log-likelihood per pixel ``mean_j r_j² / (2σ²) + log σ``, so a blind ``σ`` 
 
 The result says which was used (:attr:`InversionResult.gradient`).
 
+**Precision.** ``Ψ`` runs in the observation's dtype (that of the flow's network: a float16 or
+bfloat16 model takes a half-precision ``y``); the latent, the unknowns, Adam's state and the
+objective are kept in at least float32 (:func:`work_dtype`), and cast at ``Ψ``'s input and output.
+In float16 Adam's second moment of a small gradient (``g² < 6·10⁻⁸``) and its ``eps = 10⁻⁸`` both
+flush to zero, and the first update divided by it turned every latent into NaN.
+
 **Latent.** The sphere ``‖z‖ = sqrt(d)`` is where a standard normal ``z`` lives; ``Ψ`` starts from
 the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (``flow.latent_std``):
 ``x_T = ε`` for a diffusion model, ``x_1 = ε`` for flow matching, ``σ_max ε`` for an EDM denoiser.
@@ -39,8 +45,9 @@ the model's own noise at ``t = 1``, ``latent_std · z``, as the flow declares (`
 
 from __future__ import annotations
 
+import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -70,6 +77,14 @@ from flowrestore.solvers.base import Solver
 __all__ = ["BlindInversion", "project_sphere", "tangent_"]
 
 _GRADIENTS = ("exact", "detached")
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the latent, the unknowns and the objective for an observation of ``dtype``:
+    at least float32 (module docstring, "Precision")."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 _SCHEDULES = ("constant", "cosine")
 
 
@@ -119,6 +134,46 @@ def _check_time_grid(flow: Flow, solver: Solver, steps, grid, spacing) -> None:
         )
 
 
+def _declared_latent_std(flow: Flow) -> float:
+    """The noise at ``t = 1`` the flow declares (``flow.latent_std``), or that of the model flow
+    a guided flow wraps (``fr.DiffPIRFlow(edm, ...)``: ``σ_max``; it was started from ``z``),
+    else 1."""
+    for candidate in (flow, getattr(flow, "model", None)):
+        value = getattr(candidate, "latent_std", None)
+        if isinstance(candidate, Flow) and value is not None:
+            return value
+    return 1.0
+
+
+def _check_run_options(generator, callback) -> None:
+    """Refuse, before any evaluation, a ``generator`` or ``callback`` :meth:`BlindInversion.run`
+    could not use (they failed after the first solve, untyped)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(
+            f"generator must be a torch.Generator or None, got {describe(generator)}"
+        )
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(
+            f"callback must be None or a callable callback(k, state), got {describe(callback)}"
+        )
+
+
+def _check_image_shape(image_shape) -> tuple[int, ...]:
+    """``image_shape`` as a tuple of positive ints (the shape of one image of ``Ψ``)."""
+    try:
+        dims = () if isinstance(image_shape, (str, bytes)) else tuple(image_shape)
+    except TypeError:
+        dims = ()
+    if not dims or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in dims
+    ):
+        raise ShapeError(
+            f"image_shape must be a non-empty sequence of positive ints (one image of Ψ, e.g. "
+            f"(3, 64, 64)), got {describe(image_shape)}"
+        )
+    return tuple(int(s) for s in dims)
+
+
 class BlindInversion:
     """Joint estimation of the latent and the degradation's unknown parameters (BIRD, docs/math.md
     §5).
@@ -145,7 +200,8 @@ class BlindInversion:
         betas: Adam's betas.
         tangent_gradient: remove the latent gradient's component along ``z`` (the sphere's normal).
         latent_std: ``Ψ`` starts from ``latent_std · z`` (module docstring); default: the flow's
-            ``latent_std``, or 1 if it declares none (InDI trained on unit noise).
+            ``latent_std`` (a guided flow's: its model flow's), or 1 if it declares none (InDI
+            trained on unit noise).
     """
 
     def __init__(
@@ -180,6 +236,7 @@ class BlindInversion:
             raise ConfigError(
                 f"solver must be deterministic (Ψ is inverted as a fixed map), got {solver!r}"
             )
+        solver.check_flow(flow)  # the pairing the solve of Ψ refuses, refused when built
         _check_time_grid(flow, solver, steps, grid, spacing)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ConfigError(f"iterations must be an int >= 0, got {describe(iterations)}")
@@ -204,7 +261,7 @@ class BlindInversion:
         if not isinstance(tangent_gradient, bool):
             raise ConfigError(f"tangent_gradient must be a bool, got {describe(tangent_gradient)}")
         self.tangent_gradient = tangent_gradient
-        declared = getattr(flow, "latent_std", 1.0) if latent_std is None else latent_std
+        declared = _declared_latent_std(flow) if latent_std is None else latent_std
         self.latent_std = positive_number(declared, "latent_std")
         self.objective = Objective(degradation, noise_std=noise_std, regularizer=regularizer)
 
@@ -229,21 +286,22 @@ class BlindInversion:
             self.flow, self.solver, x_start, differentiable=differentiable, **self.solve_kwargs
         ).x
 
-    def _plan(self, z: Tensor, *, differentiable: bool) -> PreparedSolve:
-        """``Ψ``'s solve, checked and planned once for latents like ``z``. The non-finite checks
-        are the iteration's own (one read per iteration, :meth:`run`), not the solve's."""
+    def _plan(self, z: Tensor, *, differentiable: bool, dtype: torch.dtype) -> PreparedSolve:
+        """``Ψ``'s solve, checked and planned once for latents like ``z``, in the flow's ``dtype``.
+        The non-finite checks are the iteration's own (one read per iteration, :meth:`run`), not
+        the solve's."""
         return prepare(
             self.flow,
             self.solver,
-            self.start(z.detach()),
+            self.start(z.detach()).to(dtype),
             differentiable=differentiable,
             check_finite=False,
             **self.solve_kwargs,
         )
 
     def _psi(self, z: Tensor, plan: PreparedSolve) -> tuple[Tensor, Tensor]:
-        sol = plan(self.start(z))
-        x = sol.x
+        sol = plan(self.start(z).to(plan.like[1]))  # the flow's dtype (module docstring)
+        x = sol.x.to(z.dtype)
         if self.gradient == "detached":
             if x.shape != z.shape:
                 raise ShapeError(
@@ -273,11 +331,15 @@ class BlindInversion:
         ev = Evaluation(x.detach(), pred.detach(), loss.detach(), mse.detach(), nfe.detach())
         return g_z, g_params, ev
 
-    def _final(self, y: Tensor, z: Tensor, values: dict[str, Tensor]) -> Evaluation:
-        """The objective at the last iterate, without gradients (its solve is counted too)."""
+    def _final(
+        self, y: Tensor, z: Tensor, values: dict[str, Tensor], dtype: torch.dtype
+    ) -> Evaluation:
+        """The objective at the last iterate, without gradients (its solve is counted too); the
+        image in the flow's ``dtype``."""
         with torch.no_grad():
-            sol = solve(self.flow, self.solver, self.start(z.detach()), **self.solve_kwargs)
-            pred = self.forward(sol.x, values)
+            x_start = self.start(z.detach()).to(dtype)
+            sol = solve(self.flow, self.solver, x_start, **self.solve_kwargs)
+            pred = self.forward(sol.x.to(z.dtype), values)
             loss, mse = self.objective(y, pred, values)
         return Evaluation(sol.x, pred, loss, mse, sol.stats.nfe.max())
 
@@ -294,14 +356,16 @@ class BlindInversion:
         missing = set(self.unknowns) - set(params)
         if missing:
             raise ConfigError(f"params must give every unknown; missing {sorted(missing)}")
+        work = work_dtype(y.dtype)
         values = {  # checked here: the objective builds its operators without value checks
-            k: p.check_value(params[k], y.shape[0], key=k, dtype=y.dtype, device=y.device)
+            k: p.check_value(params[k], y.shape[0], key=k, dtype=work, device=y.device)
             .detach()
             .requires_grad_(True)
             for k, (_, _, p) in self.unknowns.items()
         }
-        z = latent.detach().clone()
-        g_z, g_params, _ = self._evaluate(y, z, values, self._plan(z, differentiable=self._exact))
+        z = latent.detach().to(work).clone()
+        plan = self._plan(z, differentiable=self._exact, dtype=y.dtype)
+        g_z, g_params, _ = self._evaluate(y.to(work), z, values, plan)
         return g_z, g_params
 
     @property
@@ -332,7 +396,7 @@ class BlindInversion:
                 changes the size, e.g. down-sampling).
             progress: tqdm bar over iterations (reads the mean loss once per iteration).
             callback: ``callback(k, state)`` after update ``k`` with an :class:`IterationState`
-                (``latent``, ``loss``, ``params``; detached).
+                (``latent``, ``loss``, ``params``; detached copies, safe to keep).
 
         ``Ψ``'s solve is checked and planned once per run (:func:`flowrestore.integrate.prepare`);
         an iteration then reads one device value: whether its objective is finite (a non-finite
@@ -341,7 +405,9 @@ class BlindInversion:
         included) are read once, after the last iteration.
         """
         t0 = time.perf_counter()
+        _check_run_options(generator, callback)
         check_observation(y)
+        dtype, y = y.dtype, y.to(work_dtype(y.dtype))  # Ψ in y's dtype, the rest in ``work``
         z = self._initial_latent(y, generator, latent, image_shape)
         values = self._initial_values(y, params)
         opt = ProjectedAdam(
@@ -349,7 +415,7 @@ class BlindInversion:
             lr_degradation=self.lr_degradation, betas=self.betas,
             cosine_steps=self.iterations if self.schedule == "cosine" else None,
         )  # fmt: skip
-        plan = self._plan(z, differentiable=self._exact)
+        plan = self._plan(z, differentiable=self._exact, dtype=dtype)
         rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
         bar = self._progress_bar() if progress else None
         for k in range(self.iterations):
@@ -366,12 +432,12 @@ class BlindInversion:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.3g}")
-            if callback is not None:
-                state = {key: v.detach() for key, v in values.items()}
-                callback(k + 1, IterationState(z.detach(), ev.loss, state))
+            if callback is not None:  # copies: Adam and the projections update z, φ in place
+                state = {key: v.detach().clone() for key, v in values.items()}
+                callback(k + 1, IterationState(z.detach().clone(), ev.loss, state))
         if bar is not None:
             bar.close()
-        final = self._final(y, z, values)
+        final = self._final(y, z, values, dtype)
         rows.append((final, {key: v.detach().clone() for key, v in values.items()}))
         return InversionResult(
             x=final.x,
@@ -388,9 +454,10 @@ class BlindInversion:
         )
 
     def _initial_latent(self, y, generator, latent, image_shape) -> Tensor:
-        """``z`` on the sphere, a leaf requiring grad: drawn from ``generator`` or given."""
+        """``z`` on the sphere, a leaf requiring grad: drawn from ``generator`` or given (finite,
+        no sample all zeros: the sphere has no point in its direction; one host read)."""
         b, dtype, device = y.shape[0], y.dtype, y.device
-        shape = tuple(y.shape[1:]) if image_shape is None else tuple(int(s) for s in image_shape)
+        shape = tuple(y.shape[1:]) if image_shape is None else _check_image_shape(image_shape)
         if latent is None:
             where = device if generator is None else generator.device
             z = torch.randn((b, *shape), generator=generator, dtype=dtype, device=where)
@@ -399,10 +466,20 @@ class BlindInversion:
             if not isinstance(latent, Tensor) or tuple(latent.shape) != (b, *shape):
                 raise ShapeError(f"latent must have shape {(b, *shape)}, got {describe(latent)}")
             z = latent.detach().to(device=device, dtype=dtype).clone()
+            flat = z.reshape(b, -1)
+            if not bool((torch.isfinite(flat).all(dim=1) & (flat != 0).any(dim=1)).all()):
+                raise ConfigError(
+                    f"latent must be finite with no sample all zeros (it is projected onto the "
+                    f"sphere ‖z‖ = sqrt(d)), got {describe(latent)}"
+                )
         return project_sphere(z).requires_grad_(True)
 
     def _initial_values(self, y: Tensor, params: dict | None) -> dict[str, Tensor]:
         """Every unknown's starting leaf: the user's value (checked) or its Param's init."""
+        if params is not None and not isinstance(params, Mapping):
+            raise ArgumentTypeError(
+                f"params must be None or a dict {{unknown's key: value}}, got {describe(params)}"
+            )
         params = {} if params is None else dict(params)
         unknown_keys = set(params) - set(self.unknowns)
         if unknown_keys:

@@ -37,9 +37,9 @@ class History:
 
 @dataclass
 class IterationState:
-    """What ``callback(k, state)`` receives after update ``k`` (detached): the latent, the
-    objective per image before the update, and every unknown's new value. ``state[name]`` reads
-    an attribute by name."""
+    """What ``callback(k, state)`` receives after update ``k`` (detached copies: a kept state
+    does not change with later updates): the latent, the objective per image before the update,
+    and every unknown's new value. ``state[name]`` reads an attribute by name."""
 
     latent: Tensor
     loss: Tensor
@@ -69,7 +69,9 @@ class InversionResult:
     """Outcome of :meth:`BlindInversion.run`.
 
     Attributes:
-        x: the restoration ``Ψ(z)`` at the final latent, ``[B, *image_shape]``.
+        x: the restoration ``Ψ(z)`` at the final latent, ``[B, *image_shape]``, in the
+            observation's dtype (the flow's); the other tensors are in at least float32
+            (:mod:`flowrestore.inversion.blind`, "Precision").
         latent: the final latent ``z`` (on the sphere ``‖z_i‖ = sqrt(d)``).
         params: final value of every unknown, ``[B, *event]`` (``event`` when shared).
         history: :class:`History` (``history["loss"]``, ``history["mse"]``, ``history[key]``).
