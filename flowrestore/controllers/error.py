@@ -12,7 +12,7 @@ local error estimate is ``O(h^k)``) and the RMS error norm
   (a non-finite ``e`` shrinks by ``dfactor``);
 * the first step is Hairer's starting step ``min(100 h0, (0.01 / max(d1, d2))^(1/k))`` with
   ``h0 = 0.01 d0/d1`` (``d0 = ‖x0‖``, ``d1 = ‖f0‖``, ``d2 = ‖f(t0 + h0, x0 + h0 f0) − f0‖/h0``,
-  scaled norms), unless ``dt0`` is given;
+  scaled norms), raised to ``min_step`` if below it, unless ``dt0`` is given;
 * every step is clipped to land exactly on the next target (a save time, then the end); a step
   cut short that way says nothing about the natural size, so the larger one is kept.
 
@@ -89,7 +89,10 @@ class ErrorController(StepController):
             flow's ``preferred_t_min(rtol)``, else ``min(1e-2, sqrt(rtol)/10)``).
         per_sample: each sample has its own step (default). ``False`` steps the batch together
             (one error norm: the largest sample's), as torchdiffeq does; solvers that can only
-            take one step size for the batch get this automatically.
+            take one step size for the batch get this automatically. There a non-finite
+            error norm shrinks the batch's step; once that step would fall below round-off
+            (or ``min_step``), the samples whose norm is still not finite fail with status
+            ``non_finite`` and the others go on (as a sample whose start is not finite).
     """
 
     rtol: float = 1e-3
@@ -126,6 +129,11 @@ class ErrorController(StepController):
             )
         if self.dt0 is not None:
             positive_number("dt0", self.dt0)
+            if self.dt0 < self.min_step:
+                raise ConfigError(
+                    f"dt0={self.dt0!r} is below min_step={self.min_step!r}: no step below "
+                    "min_step is taken; raise dt0 or lower min_step"
+                )
         if self.t_min is not None and not (
             isinstance(self.t_min, (int, float)) and 0 < self.t_min < 1
         ):
@@ -177,7 +185,9 @@ class ErrorController(StepController):
         d2 = rms_norm((probe(h0) - f0) / scale) / h0
         dmax = torch.maximum(d1, d2)
         h1 = torch.where(dmax <= 1e-15, (h0 * 1e-3).clamp_min(1e-6), (0.01 / dmax) ** (1.0 / k))
-        return self.limit_step(torch.minimum(100 * h0, h1).clamp(max=span))
+        # a guess, not an error-controlled size: never below min_step (its step is judged)
+        h = torch.minimum(100 * h0, h1).clamp(min=self.min_step).clamp(max=span)
+        return self.limit_step(h)
 
     def step_factor(
         self, en: Tensor, history: tuple[Tensor, ...], accept: Tensor, k: float
@@ -199,9 +209,14 @@ class ErrorController(StepController):
         the tolerance."""
         name = type(solver).__name__
         if solver.error_order is None:
+            instead = (  # no SDE step has an embedded error estimate: the ODE pairs cannot help
+                "step it on a fixed grid (steps= or grid=)"
+                if getattr(solver, "stochastic", False)
+                else "use Bosh3, Dopri5 or Torchdiffeq('dopri5'), or a fixed grid (steps=)"
+            )
             raise IncompatibleSolverError(
                 f"{name} has no embedded error estimate, so a {type(self).__name__} cannot "
-                "control it; use Bosh3, Dopri5 or Torchdiffeq('dopri5'), or a fixed grid (steps=)"
+                f"control it; {instead}"
             )
         if x_start.dtype in _LOW_PRECISION:
             raise ConfigError(

@@ -10,6 +10,7 @@ and says which save slot each row reached.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -36,6 +37,21 @@ class _Attempt(NamedTuple):
     clipped: Tensor
 
 
+def _shared_norm(en: Tensor, stuck: Tensor) -> tuple[Tensor, Tensor]:
+    """One error norm for a batch stepped together: the largest sample's, so a non-finite one
+    rejects the step for all and they shrink together. Once that shrinking is ``stuck`` (the next
+    step would underflow), a sample whose norm is not finite while others' are is ``dropped`` (it
+    fails, ``non_finite``) and the others are judged by the largest finite norm: one sample's
+    NaN does not fail the batch."""
+    finite = torch.isfinite(en)
+    some = finite.any()
+    top = torch.where(finite, en, torch.zeros_like(en)).max()
+    shared = torch.where(finite.all(), top, torch.full_like(top, math.nan))
+    dropped = ~finite & some & stuck
+    shared = torch.where(stuck & some, top, shared)
+    return torch.where(dropped, en, shared.expand_as(en)), dropped
+
+
 class ErrorRun(ControllerRun):
     """The per-sample state of an :class:`~flowrestore.controllers.error.ErrorController` for
     one solve (module docstring); ``schedule`` is its
@@ -56,6 +72,9 @@ class ErrorRun(ControllerRun):
         self.slot_table = torch.tensor(table, dtype=torch.long, device=dev)
         self.saves = bool(schedule.slots)
         self.tiny = 4 * torch.finfo(dtype).eps
+        # round-off is relative to the time, floored at the span's magnitude where it is below 1
+        # (a span of 1e-6 near t = 0 is resolved to eps · 1e-6, not to eps)
+        self.floor = min(1.0, max(abs(self.t0), abs(self.t_end)))
         self.B = B
         self.t = torch.full((B,), self.t0, dtype=dtype, device=dev)
         self.next_target = torch.zeros(B, dtype=torch.long, device=dev)
@@ -81,8 +100,11 @@ class ErrorRun(ControllerRun):
 
             span = abs(self.t_end - self.t0)
             habs = self.ctrl.initial_step(x.detach(), f0.detach(), probe, self.k, span)
-            if not self.per_sample:
-                habs = habs.min().expand_as(habs).clone()
+            if not self.per_sample:  # the smallest finite step (a non-finite sample fails below)
+                top = torch.where(torch.isfinite(habs), habs, torch.full_like(habs, math.inf))
+                top = top.min()
+                top = torch.where(torch.isfinite(top), top, torch.full_like(top, math.nan))
+                habs = top.expand_as(habs).clone()
             # a non-finite start (state, drift or step) fails at once: stepping it would hand NaN
             # times to the flow and, with a NaN step, never underflow
             bad = ~torch.isfinite(rms_norm(x.detach()) + rms_norm(f0.detach()) + habs)
@@ -124,8 +146,14 @@ class ErrorRun(ControllerRun):
         sel = (lambda v: v) if rows is None else (lambda v: v[rows])
         with torch.no_grad():
             en = ctrl.error_norm(x.detach(), x_new.detach(), error.detach())
+            dropped = None
             if not self.per_sample:
-                en = en.max().expand_as(en)
+                # would a rejection (a non-finite norm shrinks the step by dfactor) underflow?
+                h_try = (a.h * ctrl.dfactor).abs()
+                stuck = (h_try < ctrl.min_step) | (
+                    h_try <= self.tiny * a.t.abs().clamp_min(self.floor)
+                )
+                en, dropped = _shared_norm(en, stuck)
             finite = torch.isfinite(en)
             accept = finite & (en <= 1)
             history = tuple(sel(v) for v in self.history)
@@ -146,11 +174,13 @@ class ErrorRun(ControllerRun):
         attempts = sel(self.attempts) + 1
         finished = hit & (a.target == self.last)
         under = (h_new.abs() < ctrl.min_step) | (
-            h_new.abs() <= self.tiny * t_new.abs().clamp_min(1)
+            h_new.abs() <= self.tiny * t_new.abs().clamp_min(self.floor)
         )
         under = (under | ~torch.isfinite(h_new)) & ~finished
         out = ~finished & ~under & (attempts >= ctrl.max_steps)
         code = torch.where(under, torch.where(finite, UNDERFLOW, NONFINITE), MAX_STEPS * out.long())
+        if dropped is not None:
+            code = torch.where(dropped, NONFINITE, code)
         code = torch.where(finished, -1, code)  # -1: finished (not a failure)
         self._write(rows, t_new, h_new, na_new, history, attempts, code)
         self._host.push(self.codes)
@@ -165,7 +195,9 @@ class ErrorRun(ControllerRun):
             self.history = history
             self.codes = code
             return
-        self.t[rows], self.h[rows], self.next_target[rows], self.attempts[rows] = t, h, na, attempts
+        # the times are handed out (Outcome.t, a callback's t): a new tensor, never written over
+        self.t = self.t.index_put((rows,), t)
+        self.h[rows], self.next_target[rows], self.attempts[rows] = h, na, attempts
         for full, part in zip(self.history, history, strict=True):
             full[rows] = part
         self.codes[rows] = code

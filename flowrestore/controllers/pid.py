@@ -30,6 +30,7 @@ from torch import Tensor
 
 from flowrestore.controllers.base import positive_number
 from flowrestore.controllers.error import ErrorController
+from flowrestore.errors import ConfigError
 
 __all__ = ["PIDController"]
 
@@ -60,6 +61,11 @@ class PIDController(ErrorController):
         positive_number("dcoeff", self.dcoeff, allow_zero=True)
         if self.dt_max is not None:
             positive_number("dt_max", self.dt_max)
+            if self.dt_max < self.min_step:
+                raise ConfigError(
+                    f"dt_max={self.dt_max!r} is below min_step={self.min_step!r}: every step "
+                    "would fail with step_size_underflow; raise dt_max or lower min_step"
+                )
 
     def factor(self, e: Tensor, history: tuple[Tensor, ...], k: float) -> Tensor:
         """``safety · e_n^(−(β_I+β_P+β_D)) · e_{n−1}^(β_P+2β_D) · e_{n−2}^(−β_D)``."""

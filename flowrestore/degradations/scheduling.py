@@ -32,11 +32,12 @@ on two batches returning a scalar or per-image values (averaged), e.g. LPIPS as 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, ShapeError, describe, finite_number
 from flowrestore.schedules import PiecewiseLinear
 
 __all__ = ["schedule_degradation"]
@@ -76,16 +77,24 @@ def _candidates(params_range, candidates, budget) -> list[float]:
         )
     if candidates is None:
         candidates = 16 * (budget - 1) + 1
-    if isinstance(candidates, int) and not isinstance(candidates, bool):
+    if isinstance(candidates, numbers.Integral) and not isinstance(candidates, bool):
         if candidates < budget:
             raise ConfigError(f"candidates must be >= budget={budget}, got {describe(candidates)}")
-        return torch.linspace(p_min, p_max, candidates, dtype=torch.float64).tolist()
+        return torch.linspace(p_min, p_max, int(candidates), dtype=torch.float64).tolist()
     try:
         c = [float(v) for v in candidates]
     except (TypeError, ValueError):
         raise ConfigError(
             f"candidates must be an int or a sequence of numbers, got {describe(candidates)}"
         ) from None
+    # the ends are the range's within the candidates' precision (a float32 torch.linspace(0.3,
+    # ...) starts at 0.30000001): snapped to it
+    eps = 2.0**-52
+    if isinstance(candidates, torch.Tensor) and candidates.is_floating_point():
+        eps = torch.finfo(candidates.dtype).eps
+    tol = 4 * eps * max(abs(p_min), abs(p_max))
+    if c and abs(c[0] - p_min) <= tol and abs(c[-1] - p_max) <= tol:
+        c[0], c[-1] = p_min, p_max
     steps = [b - a for a, b in zip(c, c[1:], strict=False)]
     sign = 1 if p_max > p_min else -1
     if len(c) < budget or c[0] != p_min or c[-1] != p_max or any(s * sign <= 0 for s in steps):
@@ -116,6 +125,7 @@ def schedule_degradation(
     non-increasing).
     """
     _check_schedule_args(images, family_of_param, budget, data_range)
+    budget = int(budget)
     dist_fn = _make_dissimilarity(dissimilarity, float(data_range))
     cands = _candidates(params_range, candidates, budget)
     ladder = _Ladder(images, family_of_param, cands, dist_fn)
@@ -149,12 +159,11 @@ def _check_schedule_args(images, family_of_param, budget, data_range) -> None:
         raise ConfigError(
             f"family_of_param must be callable p -> operator, got {describe(family_of_param)}"
         )
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 2:
         raise ConfigError(
             f"budget must be an int >= 2 (it counts both ends), got {describe(budget)}"
         )
-    if not (isinstance(data_range, (int, float)) and data_range > 0):
-        raise ConfigError(f"data_range must be a positive number, got {describe(data_range)}")
+    finite_number("data_range", data_range)
 
 
 class _Ladder:
@@ -165,10 +174,33 @@ class _Ladder:
         self.images, self.family, self.cands, self.dist_fn = images, family_of_param, cands, dist_fn
         self.degraded: dict[int, torch.Tensor] = {}
         self.dists: dict[tuple[int, int], float] = {}
+        self.shape: tuple[float, tuple[int, ...]] | None = None  # (p, shape) of the first
 
     def image(self, k: int) -> torch.Tensor:
         if k not in self.degraded:
-            self.degraded[k] = self.family(self.cands[k])(self.images)
+            p = self.cands[k]
+            op = self.family(p)
+            if not callable(op):
+                raise ConfigError(
+                    f"family_of_param({p!r}) must return an operator (a callable on images), "
+                    f"got {describe(op)}"
+                )
+            out = op(self.images)
+            b = self.images.shape[0]
+            if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != b:
+                raise ShapeError(
+                    f"family_of_param({p!r})(images) must return a batch of {b} degraded images "
+                    f"[{b}, ...], got {describe(out)}"
+                )
+            if self.shape is None:
+                self.shape = (p, tuple(out.shape))
+            elif tuple(out.shape) != self.shape[1]:
+                raise ShapeError(
+                    f"the degraded images must have one shape for the dissimilarity to compare "
+                    f"them: p={self.shape[0]!r} gave {self.shape[1]}, p={p!r} gave "
+                    f"{tuple(out.shape)}"
+                )
+            self.degraded[k] = out
         return self.degraded[k]
 
     def d(self, i: int, j: int) -> float:

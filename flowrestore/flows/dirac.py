@@ -38,7 +38,8 @@ paper fig. 4): ``observation=`` if given, else the solve's start state when the 
 ``t = 1`` (:meth:`DiracSDE.for_solve`), else none (and guidance is refused).
 
 **Checks before the loop.** ``σ`` is checked positive, finite and non-decreasing on a CPU probe of
-``[0, 1]`` when the flow is built, the family against the state by :meth:`DiracSDE.check_state`.
+``[0, 1]`` when the flow is built, the family (and a callable guidance's result) against the state
+by :meth:`DiracSDE.check_state`.
 The copy a solve integrates (:meth:`DiracSDE.for_solve`) evaluates ``σ`` and ``A_t`` on the loop's
 times without checking them again — the solve validated every time against ``time_range`` when it
 was planned — so a step reads no device value (no host synchronisation; ``torch.compile``
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,7 +110,7 @@ def _check_guidance(guidance, guidance_scaling):
         return guidance
     if (
         isinstance(guidance, bool)
-        or not isinstance(guidance, (int, float))
+        or not isinstance(guidance, numbers.Real)
         or not math.isfinite(guidance)
         or guidance < 0
     ):
@@ -201,7 +203,8 @@ class DiracSDE(SDE):
 
     # ----------------------------------------------------------------- validation
     def check_state(self, x: Tensor) -> None:
-        """Validate the start state: a floating batch on which ``A_t`` is an image-to-image map."""
+        """Validate the start state: a floating batch on which ``A_t`` is an image-to-image map
+        (and a callable guidance ``η(t)`` gives a number or one value per sample)."""
         super().check_state(x)
         try:
             out = self.family(x[:1], 1.0)
@@ -224,6 +227,8 @@ class DiracSDE(SDE):
                 f"observation has shape {tuple(self.observation.shape)}, but the "
                 f"state has shape {tuple(x.shape)}"
             )
+        if callable(self.guidance):  # its result's shape, before any predictor evaluation
+            self._eta(torch.ones((), dtype=x.dtype, device=x.device), x)
 
     def _time(self, t: Tensor) -> Tensor:
         """``t`` as given inside a solve; checked to lie in [0, 1] on a direct call."""
@@ -347,7 +352,11 @@ class DiracSDE(SDE):
             r = observation - self.degrade(phi, 1.0)
             sq = r.pow(2).reshape(B, -1).sum(1)
             (grad,) = torch.autograd.grad(0.5 * sq.sum(), leaf, create_graph=create)
-        norm = sq.sqrt()
+        # ‖r‖ is not differentiable at r = 0: there the norm, the error-scaled guidance (0, as
+        # the gradient is) and their derivatives are 0, not NaN (the double where keeps the
+        # backward of sqrt away from 0)
+        pos = sq > 0
+        norm = torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)).sqrt(), 0.0)
         if not create:
             phi, norm = phi.detach(), norm.detach()
         eta = self._eta(t, y)
@@ -355,7 +364,7 @@ class DiracSDE(SDE):
             one = torch.ones((), dtype=y.dtype, device=y.device)
             scale = eta / self.sigma2(one)
         else:
-            scale = eta / norm.clamp_min(torch.finfo(y.dtype).tiny)
+            scale = torch.where(pos, eta / torch.where(pos, norm, torch.ones_like(norm)), 0.0)
         guid = -bcast(scale, y) * grad
         return DiracEstimate(phi, guid, norm if residual else None)
 

@@ -15,7 +15,9 @@ measures it on the user's model instead of reading a table:
    fixed-step solver and three documented variants) that steps the flow is run with ``steps=N``
    on its declared grid, ``N`` the largest step count whose solve spends at most ``nfe``
    evaluations (read from ``stats.nfe``: RK4 at 6 evaluations takes one step, 4 evaluations;
-   Heun two steps, 3). A candidate the flow refuses is listed in ``skipped`` with the reason.
+   Heun two steps, 3). A candidate tied to the grid it was fitted on
+   (:class:`~flowrestore.FittedMultistep`) is run on that grid only, if it fits the budget and
+   the span. A candidate the flow refuses is listed in ``skipped`` with the reason.
 3. **Score.** The power mean (exponent ``power``) over the warm-up batch of the relative errors
    ``‖x − x*‖/‖x*‖`` to the teacher's answer (``power=1``: the mean; ``math.inf``: the worst
    sample); the smallest wins (ties: the earlier candidate, so the defaults before the
@@ -48,7 +50,7 @@ from flowrestore.errors import (
 from flowrestore.flows.base import Flow
 from flowrestore.integrate.fit_table import relative_error
 from flowrestore.integrate.fitting import _check, _check_teacher, resolve_teacher, teacher_grid
-from flowrestore.integrate.solve import solve
+from flowrestore.integrate.solve import prepare, solve
 from flowrestore.solvers.base import Solver
 
 __all__ = ["SolverChoice", "candidate_solvers", "choose_solver"]
@@ -80,7 +82,8 @@ def candidate_solvers() -> tuple[Solver, ...]:
 class SolverChoice:
     """:func:`choose_solver`'s answer: the chosen ``solver`` with its ``steps`` (spending ``nfe``
     evaluations), every candidate's ``(solver, steps, nfe, score)`` in the order tried (score:
-    the warm-up batch's mean relative error to the teacher; ``inf`` where its solve failed), and
+    the power mean, exponent ``power``, of the warm-up batch's relative errors to the teacher;
+    ``inf`` where its solve failed), and
     the candidates ``skipped`` with the reason (``(solver, message)``)."""
 
     solver: Solver
@@ -122,6 +125,15 @@ def choose_solver(
     candidates = _check_candidates(candidate_solvers() if candidates is None else candidates)
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ConfigError(f"nfe must be an int >= 1, got {describe(nfe)}")
+    if (
+        isinstance(teacher_steps, int)
+        and not isinstance(teacher_steps, bool)
+        and nfe >= teacher_steps >= 2
+    ):
+        raise ConfigError(
+            f"nfe={nfe} must be smaller than teacher_steps={teacher_steps}: the teacher's "
+            "solve, the reference the candidates are scored against, takes more steps"
+        )
     if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
         raise ConfigError(f"power must be a number >= 1 (or math.inf), got {describe(power)}")
     usable, skipped = [], []
@@ -141,12 +153,45 @@ def choose_solver(
     t0, t1 = _check(flow, usable[0], x_warmup, nfe, teacher_steps, t_span, 0)
     teacher = resolve_teacher(flow, teacher)
     span = (t0, t1)
+    # a candidate tied to the grid it was fitted on (FittedMultistep) solves only that grid:
+    # planned here, before any evaluation (another span or start is refused by its checks)
+    fixed = {}
+    for cand in list(usable):
+        n = _own_steps(cand)
+        if n is None:
+            continue
+        try:
+            prepare(flow, cand, x_warmup, steps=n, t_span=span, on_failure="return")
+        except FlowRestoreError as exc:
+            usable.remove(cand)
+            skipped.append((cand, str(exc)))
+            continue
+        fixed[id(cand)] = n
+    if not usable:
+        raise ConfigError(
+            f"choose_solver: no candidate solves {type(flow).__name__} over t_span={span} "
+            f"({'; '.join(msg for _, msg in skipped)})"
+        )
     with torch.no_grad():
         ref = solve(
             flow, teacher, x_warmup, grid=teacher_grid(flow, teacher, teacher_steps, t0, t1)
         ).x
         errors = []
         for cand in usable:
+            n = fixed.get(id(cand))
+            if n is not None:  # its own grid, or nothing
+                found = (n, *_run(flow, cand, x_warmup, ref, n, span, power))
+                if found[1] > nfe:
+                    skipped.append(
+                        (
+                            cand,
+                            f"{cand!r} solves only its {n}-step grid, which spends {found[1]} "
+                            f"evaluations, more than nfe={nfe}",
+                        )
+                    )
+                    continue
+                errors.append((cand, *found))
+                continue
             found = _within_budget(flow, cand, x_warmup, ref, nfe, span, power)
             if found is None:
                 skipped.append((cand, f"one step of {cand!r} spends more than {nfe} evaluations"))
@@ -187,8 +232,8 @@ def _within_budget(flow, solver, x, ref, nfe, span, power):
 
 
 def _run(flow, solver, x, ref, steps, span, power) -> tuple[int, float]:
-    """Evaluations spent and the batch's mean relative error (``inf`` if the solve failed or is
-    not finite) of ``solver`` with ``steps`` on its declared grid."""
+    """Evaluations spent and the power mean of the batch's relative errors (``inf`` if the
+    solve failed or is not finite) of ``solver`` with ``steps`` on its declared grid."""
     try:
         sol = solve(flow, solver, x, steps=steps, t_span=span, on_failure="return")
     except SolveFailure:
@@ -197,6 +242,12 @@ def _run(flow, solver, x, ref, steps, span, power) -> tuple[int, float]:
     e = relative_error(sol.x, ref)
     err = float(e.max() if math.isinf(power) else e.pow(power).mean().pow(1 / power))
     return used, (err if math.isfinite(err) else math.inf)
+
+
+def _own_steps(solver) -> int | None:
+    """The step count of the grid ``solver`` is tied to (``None``: it steps any grid)."""
+    own = solver.fitted_spacing()
+    return None if own is None else len(own.times) - 1
 
 
 def _check_candidates(candidates) -> tuple[Solver, ...]:

@@ -25,7 +25,7 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import FittedGrids
-from flowrestore.integrate.fitting import _check, _check_teacher, fit_grid
+from flowrestore.integrate.fitting import _check, _check_teacher, fit_grid, refuse_own_grid
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.base import Solver
 
@@ -86,6 +86,8 @@ def fit_grids(
         ``None`` when no fit beat the default on ``x_check`` at any step count.
     """
     counts = _counts(steps)
+    if isinstance(solver, Solver):
+        refuse_own_grid(solver)
     tries = {"default": {}} if tries is None else dict(tries)
     if not tries or not all(
         isinstance(k, str) and isinstance(v, Mapping) for k, v in tries.items()
@@ -96,6 +98,10 @@ def fit_grids(
         if unknown:
             raise ConfigError(
                 f"tries[{name!r}] may set {sorted(TRY_KEYS)} of fit_grid, got {sorted(unknown)}"
+            )
+        if not isinstance(kw.get("linearise", False), bool):
+            raise ConfigError(
+                f"tries[{name!r}]: linearise must be a bool, got {describe(kw['linearise'])}"
             )
         if kw.get("teacher") is not None:
             _check_teacher(kw["teacher"])
@@ -117,6 +123,8 @@ def fit_grids(
     for name, v in (("x_check", x_check), ("reference", reference)):
         if v is not None and not isinstance(v, Tensor):
             raise ConfigError(f"{name} must be a tensor, got {describe(v)}")
+    if log is not None and not callable(log):
+        raise ConfigError(f"log must be None or a callable log(record), got {describe(log)}")
     if not callable(error):
         raise ConfigError(
             f"error must be a callable (answer, reference) -> [B], got {describe(error)}"

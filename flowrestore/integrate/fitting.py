@@ -57,9 +57,16 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ArgumentTypeError, ConfigError, FlowRestoreError, describe
+from flowrestore.controllers.base import check_span
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    FlowRestoreError,
+    NonFiniteError,
+    describe,
+)
 from flowrestore.flows.base import Flow
-from flowrestore.grids import Fitted, check_grid, make_grid
+from flowrestore.grids import Fitted, make_grid
 from flowrestore.integrate.endpoint import default_spacing
 from flowrestore.integrate.gits import _OffGrid, _recorded, dp_path, local_search, symbolic_cost
 from flowrestore.integrate.refine import refine_grid
@@ -141,6 +148,7 @@ def fit_with_teacher(
     """:func:`fit_grid`, also returning the teacher's answer for ``x_warmup`` (what the fit
     scored against; :func:`~flowrestore.integrate.fit_weights` fits further against it)."""
     t0, t1 = _check(flow, solver, x_warmup, steps, teacher_steps, t_span, refine)
+    refuse_own_grid(solver)
     # a per-sample choice made from the values (IPNDM's guarded landing) is not fitted over: the
     # symbolic costs cannot model it and a search over it overfits the warm-up batch
     solver = solver.linear_form()
@@ -157,7 +165,7 @@ def fit_with_teacher(
         if refine > 0 and steps > 1:
             best = refine_grid(flow, solver, x_warmup, sol.x, best, budget=refine)
     tau = (best - t1) / (t0 - t1)
-    return Fitted(tuple(float(v) for v in tau)), sol.x
+    return Fitted(tuple(float(v) + 0.0 for v in tau)), sol.x  # + 0.0: no -0.0 (t0 < t1)
 
 
 def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float, float]:
@@ -170,6 +178,12 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
         )
     solver.check_flow(flow)
     flow.check_state(x)
+    finite = torch.isfinite(x.detach()).reshape(x.shape[0], -1).all(1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise NonFiniteError(
+            f"x_warmup is non-finite (NaN/inf) for samples {bad[:10]}: fit on finite inputs"
+        )
     if solver.stochastic:
         raise ConfigError(
             f"fit_grid fits a deterministic map; {solver!r} is stochastic (fit its ε = 0 member)"
@@ -198,10 +212,25 @@ def _check(flow, solver, x, steps, teacher_steps, t_span, refine) -> tuple[float
         t0, t1 = (float(v) for v in span)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"t_span must be two times (t0, t1), got {describe(span)}") from exc
-    check_grid(
-        torch.tensor([t0, t1], dtype=torch.float64), time_range=flow.time_range, name="t_span"
-    )
+    # as solve checks a span: the flow's direction too, naming t_span and its values (the
+    # teacher's grid would otherwise be refused, naming neither)
+    direction = None
+    if flow.default_span is not None:
+        direction = 1 if flow.default_span[1] > flow.default_span[0] else -1
+    check_span(t0, t1, time_range=flow.time_range, direction=direction, name="t_span")
     return t0, t1
+
+
+def refuse_own_grid(solver: Solver) -> None:
+    """Refuse a solver tied to the grid it was fitted on (:class:`~flowrestore.FittedMultistep`):
+    there is no grid to fit (its solves refuse any other)."""
+    own = solver.fitted_spacing()
+    if own is not None:
+        raise ConfigError(
+            f"{type(solver).__name__} steps the {len(own.times) - 1}-step grid it was fitted on "
+            "and refuses any other: there is no grid to fit; fit the grid of a solver without "
+            "one (e.g. fr.DataIPNDM())"
+        )
 
 
 def default_teacher(flow: Flow) -> Solver:

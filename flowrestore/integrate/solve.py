@@ -81,7 +81,8 @@ def solve(
         progress, callback: a tqdm bar; ``callback(step, t, x)`` after every step with an
             accepted sample (per-sample ``t`` under error control) and after the landing step.
             ``x`` is the integrated state: for a model flow that is not the model's units
-            (a diffusion model's ``x̄ = x/√ᾱ``); ``flow.from_state(x, t)`` converts it.
+            (a diffusion model's ``x̄ = x/√ᾱ``); ``flow.from_state(x, t)`` converts it. ``t``
+            and ``x`` may be kept: later steps never write into them.
         differentiable: keep the autograd graph through the solve (default: ``torch.no_grad``).
         on_failure: ``"raise"`` (the error carries the partial solution as ``.solution``) or
             ``"return"`` it, with per-sample ``stats.status``.

@@ -130,7 +130,8 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
         k += 1
         if callback is not None and (out.accept is None or bool(out.accept.any())):
             accepted += 1
-            callback(accepted, out.t, x)
+            # the loop's own copy takes later rows in place: the callback keeps a snapshot
+            callback(accepted, out.t, x.clone() if owned else x)
         if bar is not None:
             value, _ = ctl.progress()
             bar.update(value - shown)

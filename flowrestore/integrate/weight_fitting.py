@@ -125,6 +125,16 @@ def fit_weights(
     """
     start = DataIPNDM(start_estimate=start_estimate)  # refuses a value that is no estimate
     grid_steps = steps + (start_estimate is not None)
+    if (
+        start_estimate is not None
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, teacher_steps))
+        and grid_steps >= teacher_steps >= 2
+    ):
+        raise ConfigError(
+            f"steps={steps} with start_estimate fits a grid of {grid_steps} steps, which must be "
+            f"smaller than teacher_steps={teacher_steps}: the fitted times are a subset of the "
+            "teacher's"
+        )
     t0, t1 = _check(flow, start.linear_form(), x_warmup, grid_steps, teacher_steps, t_span, refine)
     start.check_flow(flow)  # with the estimate: a pure-noise start
     start.check_start(flow, t0)  # ... and a span from it

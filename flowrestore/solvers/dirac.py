@@ -36,6 +36,7 @@ value, so a fixed-grid solve never waits for the host and ``torch.compile`` trac
 
 from __future__ import annotations
 
+import numbers
 from typing import ClassVar
 
 import torch
@@ -84,7 +85,7 @@ class DiracStep(SDESolver):
             raise ConfigError(f"increment must be one of {INCREMENTS}, got {describe(increment)}")
         if (
             isinstance(small_step, bool)
-            or not isinstance(small_step, (int, float))
+            or not isinstance(small_step, numbers.Real)
             or not 0 < small_step <= 1
         ):
             raise ConfigError(f"small_step must be a number in (0, 1], got {describe(small_step)}")

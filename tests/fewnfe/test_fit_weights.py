@@ -93,6 +93,11 @@ def test_only_the_fitted_grid_is_stepped():
     # the same grid passed explicitly is accepted
     a = fr.solve(flow, solver, y, grid=list(TIMES)).x
     torch.testing.assert_close(a, fr.solve(flow, solver, y, steps=4).x)
+    # in float32 too (its times rounded to float32: they were refused, at rtol 1e-9)
+    b = fr.solve(flow, solver, y, grid=torch.tensor(TIMES, dtype=torch.float32)).x
+    torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError, match="fitted on the 4-step grid"):  # but not a float32 grid
+        fr.solve(flow, solver, y, grid=torch.tensor(TIMES, dtype=torch.float32) * 0.999)
     with pytest.raises(IncompatibleSolverError):
         fr.solve(fr.ODEFlow(lambda t, x: -x), solver, y, steps=4, t_span=(1.0, 0.0))
 
