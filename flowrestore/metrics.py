@@ -6,8 +6,8 @@ and return a float64 tensor ``[B]`` on the input's device.
 - :func:`psnr`: ``10 log10(data_range² / MSE)``; identical images give ``+inf``.
 - :func:`ssim`: ``skimage.metrics.structural_similarity`` per sample (Gaussian-weighted 11×11
   window, σ = 1.5, ``use_sample_covariance=False`` — the Wang et al. 2004 settings; ``channel_axis``
-  set for C > 1, so colour SSIM is the mean over channels). Images smaller than 7×7 are rejected by
-  skimage.
+  set for C > 1, so colour SSIM is the mean over channels). The window needs both sides ``>= 11``;
+  smaller images raise :class:`~flowrestore.errors.ShapeError`.
 - :func:`data_consistency`: ``||y_obs - A(x)||₂`` per sample (Dirac, docs/math.md §3 "Data
 consistency").
 - :func:`high_frequency_energy`: mean squared response of the 5-point Laplacian (replicate
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, ShapeError, describe, finite_number
 
 __all__ = [
     "psnr",
@@ -59,15 +59,18 @@ def _pair(x, ref):
     return x, ref
 
 
-def _range(data_range):
-    if not (isinstance(data_range, (int, float)) and data_range > 0):
-        raise ConfigError(f"data_range must be a number > 0, got {describe(data_range)}")
+def _range(data_range) -> float:
+    return finite_number("data_range", data_range)
+
+
+#: the side of skimage's Gaussian window at σ = 1.5 (truncated at 3.5 σ): 2·int(3.5·1.5 + 0.5) + 1
+_SSIM_WINDOW = 11
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per sample ``[B]`` (``+inf`` where x equals ref)."""
     x, ref = _pair(x, ref)
-    _range(data_range)
+    data_range = _range(data_range)
     mse = (x.double() - ref.double()).square().flatten(1).mean(dim=1)
     return 10.0 * torch.log10(data_range**2 / mse)
 
@@ -77,7 +80,12 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.T
     from skimage.metrics import structural_similarity
 
     x, ref = _pair(x, ref)
-    _range(data_range)
+    data_range = _range(data_range)
+    if min(x.shape[-2:]) < _SSIM_WINDOW:
+        raise ShapeError(
+            f"ssim needs images of at least {_SSIM_WINDOW}×{_SSIM_WINDOW} pixels (its Gaussian "
+            f"window, σ = 1.5), got x of shape {tuple(x.shape)}"
+        )
     xs = x.detach().double().cpu().numpy()
     rs = ref.detach().double().cpu().numpy()
     out = []
@@ -146,7 +154,8 @@ def feature_distance(
         a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
         b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
         d = (a - b).square()
-        total = total + d.flatten(2).mean(dim=2).sum(dim=1)
+        # [B, C] features (one position, e.g. globally pooled) have no spatial dims to flatten
+        total = total + d.reshape(*d.shape[:2], -1).mean(dim=2).sum(dim=1)
     return (total / len(fx)).double()
 
 

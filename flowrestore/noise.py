@@ -148,6 +148,12 @@ class PerSampleNoise(NoiseSource):
                     f"torch.Generator.manual_seed accepts), got seeds[{i}]={describe(s)}"
                 )
         self.seeds = [int(s) for s in values]
+        try:  # a bad name would otherwise fail at the first draw, inside a solve's steps
+            torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(
+                f"device must be a torch.device or a device name, got {describe(device)}"
+            ) from exc
         self.device = device
         self._generators: list[torch.Generator] | None = None
 
@@ -233,7 +239,9 @@ class BrownianIncrements(NoiseSource):
     def _position(self, t: Tensor) -> int:
         tv = float(t.reshape(-1)[0])
         k = int(torch.argmin((self.fine_grid - tv).abs()))
-        if abs(float(self.fine_grid[k]) - tv) > 1e-9 * max(1.0, abs(tv)):
+        # a solve's times are in its state's dtype: a float32 state's 0.1 is 0.10000000149
+        eps = torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0
+        if abs(float(self.fine_grid[k]) - tv) > max(1e-9, 4 * eps) * max(1.0, abs(tv)):
             raise GridError(f"time {tv} is not a point of the fine Brownian grid")
         return k
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, ShapeError, describe
 from flowrestore.tensors import repeat_each
 
 PADDINGS = ("reflect", "circular", "zeros")
@@ -82,9 +82,17 @@ def pad_axis_adjoint(y: torch.Tensor, dim: int, p: int, mode: str) -> torch.Tens
     return y.new_zeros(shape).index_add(dim, index(n, p, mode, y.device), y)
 
 
+def check_tensor(x, *, name: str = "x") -> torch.Tensor:
+    """``x`` if it is a torch tensor, else an :class:`ArgumentTypeError` naming ``name`` (a numpy
+    array fails otherwise with an untyped AttributeError deep inside an operator)."""
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch tensor, got {describe(x)}")
+    return x
+
+
 def as_planes(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
     """View ``[B, *, H, W]`` as ``[B, M, H, W]`` (``M`` = product of the middle dims)."""
-    if x.dim() < 3:
+    if check_tensor(x, name=name).dim() < 3:
         raise ShapeError(
             f"{name} must be an image batch [B, C, H, W] (or [B, H, W]), got {describe(x)}"
         )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import inspect
+import numbers
 
 import torch
 
+from flowrestore.degradations._conv import check_tensor
 from flowrestore.degradations.blind import Param
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
@@ -32,8 +34,9 @@ def batch_time(
     ``check=False`` — the path of a flow inside a solve, whose times were validated when the solve
     was planned (then nothing reads a device value).
     """
+    check_tensor(x)
     scalar = None
-    if isinstance(t, (int, float)) and not isinstance(t, bool):
+    if isinstance(t, numbers.Real) and not isinstance(t, bool):
         scalar = float(t)
     if check or not isinstance(t, torch.Tensor):
         tt = as_time_tensor(t, name=name, like=x)
@@ -189,6 +192,7 @@ class Diagonal(LinearOperator):
         self.scale = scale
 
     def _scale_for(self, x: torch.Tensor):
+        check_tensor(x)
         s = self.scale
         if not isinstance(s, torch.Tensor):
             return s

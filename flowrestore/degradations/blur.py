@@ -45,8 +45,17 @@ def _taps(kernel_size: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(kernel_size, dtype=like.dtype, device=like.device) - kernel_size // 2
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 def gaussian_kernel(width: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Normalised 1-D Gaussian kernels, ``[*width.shape, K]``; differentiable in ``width``."""
+    """Normalised 1-D Gaussian kernels, ``[*width.shape, K]``; differentiable in ``width``.
+
+    A half-precision ``width`` is evaluated in float32 and returned in its dtype (in float16 the
+    floor ``1e-8`` of a zero width is 0, and the kernel ``0 / 0``).
+    """
+    if width.dtype in _HALF:
+        return gaussian_kernel(width.float(), kernel_size).to(width.dtype)
     w = width.clamp_min(_MIN_WIDTH).unsqueeze(-1)
     u = _taps(kernel_size, w)
     logits = -(u * u) / (2 * w * w)
@@ -54,7 +63,10 @@ def gaussian_kernel(width: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
 
 def gaussian_kernel_derivative(width: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``∂k/∂w`` of :func:`gaussian_kernel`, ``[*width.shape, K]``."""
+    """``∂k/∂w`` of :func:`gaussian_kernel`, ``[*width.shape, K]`` (half precision widened as
+    there)."""
+    if width.dtype in _HALF:
+        return gaussian_kernel_derivative(width.float(), kernel_size).to(width.dtype)
     w = width.clamp_min(_MIN_WIDTH).unsqueeze(-1)
     k = gaussian_kernel(width, kernel_size)
     u2 = _taps(kernel_size, w) ** 2

@@ -23,6 +23,7 @@ builds one blur kernel for all samples, from the width as a tensor (no value is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -40,6 +41,7 @@ from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import (
     Linear,
     as_schedule,
+    as_time_tensor,
     check_fd_step,
     check_on_unit_interval,
     difference_points,
@@ -84,14 +86,29 @@ class Family:
 
 
 class _AtTime(LinearOperator):
+    """``A_t`` at a fixed ``t``: the time is checked once, here, so that applying the operator
+    (inside a solve's steps) reads no device value."""
+
     def __init__(self, family, t):
+        as_time_tensor(t, name="t")  # in [0, 1] (a tensor: one host read, now)
         self.family, self.t = family, t
 
     def A(self, x):
-        return self.family(x, self.t)
+        return self.family(x, self.t, check=False)
 
     def A_adjoint(self, y):
-        return self.family.adjoint(y, self.t)
+        return self.family.adjoint(y, self.t, check=False)
+
+    def select_rows(self, rows, ndim):
+        """The rows ``rows`` of per-sample times ``[B]`` (a shared time returns this operator):
+        a solve that steps a subset of its batch passes those rows' images only."""
+        t = self.t
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] == 1:
+            return self
+        return self._with(t=t[rows.to(t.device)])
+
+    def __repr__(self) -> str:
+        return f"{type(self.family).__name__}.at({describe(self.t)})"
 
 
 class LinearFamily(Family):
@@ -246,8 +263,12 @@ class InpaintingFamily(LinearFamily):
             )
         if shape not in ("gaussian", "box"):
             raise ConfigError(f"shape must be 'gaussian' or 'box', got {describe(shape)}")
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power >= 1:
-            raise ConfigError(f"power must be a float >= 1, got {describe(power)}")
+        if (
+            isinstance(power, bool)
+            or not isinstance(power, (int, float))
+            or not (math.isfinite(power) and power >= 1)
+        ):  # an infinite power makes ∂_t A_t x NaN everywhere
+            raise ConfigError(f"power must be a finite float >= 1, got {describe(power)}")
         self.h = check_fd_step(fd_step)
         self.size = None if size is None else as_schedule(size, name="size", fd_step=self.h)
         if self.size is not None:
@@ -313,7 +334,8 @@ class DownsampleFamily(LinearFamily):
     ``U D`` is the orthogonal projection onto ``f × f`` block-constant images (``D`` = ``f``-fold
     average pooling, ``U`` = nearest upsampling), so ``A_t`` is linear, self-adjoint, keeps the
     image size, and ``A_1 x = U D x`` carries exactly the low-resolution observation. ``amount``
-    (Schedule or callable) defaults to ``a(t) = t``; ``∂_t A_t x = a'(t) (U D x - x)``.
+    (Schedule or callable, checked once to be finite on ``[0, 1]``) defaults to ``a(t) = t``;
+    ``∂_t A_t x = a'(t) (U D x - x)``.
     """
 
     def __init__(self, *, factor: int, amount=None, fd_step: float = 1e-4):
@@ -323,6 +345,7 @@ class DownsampleFamily(LinearFamily):
             name="amount",
             fd_step=check_fd_step(fd_step),
         )
+        check_on_unit_interval(self.amount, name="amount")  # finite on [0, 1]
 
     def _apply(self, x, tt, scalar):
         a = per_sample(self.amount.value(tt), x)

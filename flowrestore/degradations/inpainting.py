@@ -5,7 +5,8 @@ the distance to the image centre ``((H-1)/2, (W-1)/2)`` and ``σ`` the hole size
 uses ``1 - f_σ / max f_σ`` with ``f_σ`` a Gaussian density, raised to a power ``p`` for a sharper
 edge; the reference code uses ``p = 4``); and a centred square box of side ``s`` pixels with
 anti-aliased edges (each pixel masked by the fraction of its area the box covers). Both are exactly
-1 (identity) at size 0, and come with their exact derivative in the size, used for ``∂_t A_t``.
+1 (identity) at size 0, and come with their exact derivative in the size, used for ``∂_t A_t``
+(for the box, the left derivative where an edge of the box lies on a pixel edge).
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ def _grid(h: int, w: int, like: torch.Tensor):
 def gaussian_hole_mask(
     size: torch.Tensor, h: int, w: int, *, power: float = 4.0, derivative: bool = False
 ):
-    """``(1 - exp(-r²/(2σ²)))^p``, per-sample ``σ = size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂σ``)."""
+    """``(1 - exp(-r²/(2σ²)))^p``, per-sample ``σ = size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂σ``).
+
+    A half-precision ``size`` is evaluated in float32 (in float16 ``σ²`` of a small hole underflows
+    to 0, and ``r² / σ²`` at the centre is ``0 / 0``) and returned in its dtype.
+    """
+    if size.dtype in (torch.float16, torch.bfloat16):
+        wide = gaussian_hole_mask(size.float(), h, w, power=power, derivative=derivative)
+        return wide.to(size.dtype)
     yy, xx = _grid(h, w, size)
     r2 = (yy[:, None] ** 2 + xx[None, :] ** 2)[None, None]
     s = size.reshape(-1, 1, 1, 1)
@@ -61,8 +69,11 @@ def _coverage(u: torch.Tensor, half: torch.Tensor, derivative: bool):
     raw = torch.minimum(u + 0.5, half) - torch.maximum(u - 0.5, -half)
     if not derivative:
         return raw.clamp(0, 1)
-    d = 0.5 * ((half < u + 0.5).to(u.dtype) + (-half > u - 0.5).to(u.dtype))
-    return d * ((raw > 0) & (raw < 1)).to(u.dtype)
+    # the left derivative (size approached from below, the direction a reverse solve moves in):
+    # where the box edge lies on a pixel edge (an integer size of the image's parity, e.g. the
+    # size at t = 1) the two-sided derivative does not exist, and strict inequalities gave 0
+    d = 0.5 * ((half <= u + 0.5).to(u.dtype) + (half <= 0.5 - u).to(u.dtype))
+    return d * ((raw > 0) & (raw <= 1)).to(u.dtype)
 
 
 def box_hole_mask(size: torch.Tensor, h: int, w: int, *, derivative: bool = False):

@@ -41,12 +41,14 @@ class JPEG:
         return out.reshape(img.shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Compress and decompress every image of ``x`` [B, C, H, W] (values clipped to [0, 1])."""
+        """Compress and decompress every image of ``x`` [B, C, H, W] (values clipped to [0, 1];
+        a NaN is refused with a ConfigError)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ShapeError(f"x must be a [B, C, H, W] tensor with C in (1, 3), got {describe(x)}")
-        arr = (
-            (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        )
+        host = x.detach().cpu()
+        if bool(host.isnan().any()):  # a NaN would become an arbitrary 8-bit value
+            raise ConfigError(f"x must not contain NaN to be JPEG-encoded, got {describe(x)}")
+        arr = (host.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         out = np.stack([self._one(a) for a in arr])
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255
 

@@ -7,7 +7,8 @@ Lemkhenter & Favaro, NeurIPS 2024) does, with one ``intensity ∈ [0, 1]`` contr
 length and how much it turns:
 
 1. on a canvas twice the kernel size (diagonal ``L``) a path length ``0.75 L (U(0, 1) + U(0, i²))``
-   is filled with steps ``Beta(1, 30) (1 − i + ε) L``;
+   is filled with steps ``Beta(1, 30) (max(1 − i, 0.01) + ε) L`` (the floor keeps ``i`` near 1
+   from needing millions of steps);
 2. the first heading is ``U(−θ, θ)`` with ``θ ~ U(0, i π)``; each later turn has magnitude
    ``Triangular(0, i θ, θ)`` and flips sign with probability ``Beta(2, 20)``;
 3. the path is centred on its exposure centroid (the reference: its vertices' mean, which shifts
@@ -33,6 +34,9 @@ from flowrestore.errors import ConfigError, describe
 __all__ = ["MotionBlur", "motion_kernel"]
 
 _EPS = 1e-6
+#: the smallest step of a path, as a fraction ``(1 − i)`` of ``Beta(1, 30) L``: at ``i = 1`` the
+#: step ``Beta(1, 30) ε L`` would need ~10⁷ steps to fill the path (a draw that never ends)
+_MIN_STEP_FRACTION = 0.01
 
 
 def _path(rng: np.random.Generator, canvas: int, intensity: float) -> np.ndarray:
@@ -41,7 +45,7 @@ def _path(rng: np.random.Generator, canvas: int, intensity: float) -> np.ndarray
     length = 0.75 * diag * (rng.uniform() + rng.uniform(0, intensity**2))
     steps: list[float] = []
     while sum(steps) < length:
-        step = rng.beta(1, 30) * (1 - intensity + _EPS) * diag
+        step = rng.beta(1, 30) * (max(1 - intensity, _MIN_STEP_FRACTION) + _EPS) * diag
         if step < length:
             steps.append(step)
     max_angle = rng.uniform(0, intensity * math.pi)

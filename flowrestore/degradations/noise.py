@@ -39,7 +39,9 @@ class AdditiveGaussianNoise:
     def __call__(
         self, x: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Return ``x`` plus fresh noise drawn from ``generator``."""
+        """Return ``x`` (a floating-point tensor) plus fresh noise drawn from ``generator``."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ConfigError(f"x must be a floating-point tensor, got {describe(x)}")
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         std = self.std
         if isinstance(std, torch.Tensor):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -160,7 +161,7 @@ def time_vector(
     """
     if isinstance(t, bool):
         raise ConfigError(f"{name} must be a float or a tensor, got {describe(t)}")
-    if isinstance(t, (int, float)):
+    if isinstance(t, numbers.Real):  # numpy scalars too
         if not (0.0 <= float(t) <= 1.0):
             raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
         return torch.full((batch,), float(t), dtype=like.dtype, device=like.device)

@@ -31,6 +31,7 @@ bounds). The other oracles of :mod:`flowrestore.oracles` widen half precision th
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -183,7 +184,7 @@ def _timesteps(timestep, x: Tensor) -> Tensor:
     """
     if isinstance(timestep, bool):
         raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
-    if isinstance(timestep, (int, float)):
+    if isinstance(timestep, numbers.Real):  # numpy scalars too
         if not math.isfinite(timestep):
             raise ConfigError(f"timestep must be finite, got {describe(timestep)}")
         tv = torch.full((x.shape[0],), float(timestep), dtype=x.dtype, device=x.device)

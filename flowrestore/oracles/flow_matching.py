@@ -172,7 +172,7 @@ class GaussianDenoiserOracle(_GaussianPrior):
         """The ODE's flow map: ``c + √((s_c² + σ_b²)/(s_c² + σ_a²)) (x − c)``."""
         x, c, var = self._params(x)
         a, b = float(sigma_from), float(sigma_to)
-        if a < 0 or b < 0:
+        if not (a >= 0 and b >= 0):  # NaN too
             raise ConfigError(f"noise levels must be >= 0, got sigma_from={a}, sigma_to={b}")
         return c + torch.sqrt((var + b * b) / (var + a * a)) * (x - c)
 

@@ -32,7 +32,14 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.oracles._common import as_param, check_state, standard_normal, widened
+from flowrestore.oracles._common import (
+    as_param,
+    check_generator,
+    check_state,
+    count_arg,
+    standard_normal,
+    widened,
+)
 from flowrestore.oracles.diffusion import (
     PREDICTION_TYPES,
     _timesteps,
@@ -169,6 +176,8 @@ class GaussianMixtureOracle:
         device: torch.device | str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Draw ``n`` clean samples and their components: ``(x_0 [n, *event], i [n])``."""
+        count_arg(n)
+        check_generator(generator)
         i = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = standard_normal(n, self.event_shape, generator, dtype, device)
         return self.means[i].to(z) + self.stds[i].to(z) * z, i.to(z.device)

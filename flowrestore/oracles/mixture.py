@@ -16,6 +16,7 @@ ratio of exponentials, stays finite for ``t`` down to ~1e-6 in float32 and float
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -35,6 +36,24 @@ from flowrestore.oracles._common import (
 from flowrestore.tensors import repeat_each
 
 __all__ = ["DiracMixture", "DiracPredictor"]
+
+
+def _unchecked_family(A):
+    """``A`` as ``(x, t) -> A(x, t)`` that reads no time on the host: a flowrestore family (a
+    callable taking ``check``) is called with ``check=False``; an out-of-range time has already
+    become NaN (:func:`~flowrestore.oracles._common.time_vector`)."""
+    try:
+        takes_check = "check" in inspect.signature(A).parameters
+    except (TypeError, ValueError):  # a builtin or an object without a signature
+        takes_check = False
+    return (lambda x, t: A(x, t, check=False)) if takes_check else A
+
+
+def _unchecked_schedule(sigma):
+    """``sigma`` as ``t -> σ_t`` that reads no time on the host: a flowrestore schedule is
+    evaluated by its ``value`` (its unchecked path), any other callable is called."""
+    value, slope = getattr(sigma, "value", None), getattr(sigma, "slope", None)
+    return value if callable(value) and callable(slope) else sigma
 
 
 def _softmax_from_sqdist(log_w: torch.Tensor, sqdist: torch.Tensor, scale: torch.Tensor):
@@ -192,7 +211,9 @@ class DiracMixture(PosteriorOracle):
 
         ``A(x, t)`` maps ``x`` ``[M, *event]`` and ``t`` ``[M]`` to ``[M, *obs]`` (``obs`` = the
         shape of ``y_t``'s events); ``sigma(t)`` maps ``t`` ``[B]`` to ``σ_t`` (``[B]`` or
-        a scalar).
+        a scalar). Neither reads ``t`` on the host when it is a flowrestore family (called with
+        ``check=False``) or schedule (evaluated by ``value``): a time outside ``[0, 1]`` makes
+        that sample's weights NaN, as for every oracle.
         """
         if not isinstance(y_t, torch.Tensor) or not y_t.is_floating_point() or y_t.dim() < 2:
             raise ShapeError(
@@ -206,7 +227,7 @@ class DiracMixture(PosteriorOracle):
         tv = time_vector(t, b, y_t)
         c = self.centers.to(y_t)
         cc = c.unsqueeze(0).expand(b, *c.shape).reshape(b * k, *self.event_shape)
-        ac = A(cc, repeat_each(tv, k))
+        ac = _unchecked_family(A)(cc, repeat_each(tv, k))
         if (
             not isinstance(ac, torch.Tensor)
             or ac.shape[0] != b * k
@@ -218,7 +239,7 @@ class DiracMixture(PosteriorOracle):
             )
         diff = y_t.unsqueeze(1) - ac.reshape(b, k, *y_t.shape[1:])
         sqdist = (diff * diff).reshape(b, k, -1).sum(-1)
-        sig = sigma(tv)
+        sig = _unchecked_schedule(sigma)(tv)
         sig = torch.as_tensor(sig, dtype=y_t.dtype, device=y_t.device)
         if sig.dim() == 0:
             sig = sig.expand(b)

@@ -66,8 +66,11 @@ class LinearGaussianPosterior:
 
     @classmethod
     def masked(cls, *, mean, std, mask, noise_std: float, event_shape) -> LinearGaussianPosterior:
-        """``A = diag(mask)`` (any real diagonal broadcasting to ``event_shape``)."""
+        """``A = diag(mask)`` (any real diagonal broadcasting to ``event_shape``; a boolean mask,
+        as :class:`~flowrestore.degradations.Inpainting` takes, is 1 where true)."""
         c, s = cls._prior(mean, std, event_shape)
+        if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
+            mask = mask.to(torch.float64)
         d = as_param(mask, "mask").expand(c.shape).clone()
         sy = positive_float(noise_std, "noise_std", allow_zero=True)
         return cls("masked", c, s, sy, d)
@@ -107,6 +110,15 @@ class LinearGaussianPosterior:
         return cls("blur", c, s, sy, torch.fft.fft2(response))
 
     # ---------------------------------------------------------------- the measurement
+    @property
+    def measurement_shape(self) -> tuple[int, ...]:
+        """The shape of one measurement ``A x``: ``(C, H/f, W/f)`` for block averaging, else the
+        event shape."""
+        if self.kind == "block":
+            c, h, w = self.event_shape
+            return (c, h // self.param, w // self.param)
+        return self.event_shape
+
     def apply(self, x: Tensor) -> Tensor:
         """``A x`` for ``x`` ``[B, C, H, W]`` (the oracle's own implementation)."""
         x = check_state(x, self.event_shape, "x")
@@ -126,7 +138,9 @@ class LinearGaussianPosterior:
 
     # ---------------------------------------------------------------- the posterior
     def posterior_mean(self, y: Tensor) -> Tensor:
-        """``μ_post`` for each measurement in ``y`` ``[B, ...]`` (module docstring)."""
+        """``μ_post`` for each measurement in ``y`` ``[B, *measurement_shape]`` (module
+        docstring)."""
+        y = check_state(y, self.measurement_shape, "y")
         c, var, sy2 = self.mean.to(y), self.std.to(y) ** 2, self.noise_std**2
         if self.kind == "masked":
             d = self.param.to(y)

@@ -5,6 +5,7 @@ differences and the plan-time probe of a schedule on ``[0, 1]`` (see :mod:`flowr
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import torch
@@ -32,12 +33,14 @@ def as_time_tensor(t, *, name: str = "t", like: torch.Tensor | None = None) -> t
     """
     if isinstance(t, torch.Tensor):
         tt = t
+        if tt.dtype == torch.bool or tt.is_complex():  # a mask given for a time, not a time
+            raise ConfigError(f"{name} must be a real tensor of times, got {describe(t)}")
         if not tt.is_floating_point():
             tt = tt.to(torch.get_default_dtype() if like is None else like.dtype)
         if bool((~((tt >= 0) & (tt <= 1))).any()):
             raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
         return tt
-    if isinstance(t, (int, float)) and not isinstance(t, bool):
+    if isinstance(t, numbers.Real) and not isinstance(t, bool):  # numpy scalars too
         if not 0.0 <= float(t) <= 1.0:
             raise ConfigError(f"{name} must lie in [0, 1], got {describe(t)}")
         if like is not None and like.is_floating_point():
