@@ -104,3 +104,28 @@ def test_a_half_precision_network_is_stepped_in_the_states_dtype():
     assert sol.x.dtype == torch.float32 and half.seen[0] == (torch.float16, torch.float16)
     err = (sol.x.double() - ref.x).norm(dim=1) / ref.x.norm(dim=1)
     assert float(err.max()) < 5e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_state_from_a_huge_noise_level_is_refused_before_any_evaluation(dtype):
+    """x̄ ≈ σ_max z at σ_max ≈ 2.2·10⁴ overflows float16 and keeps 3 digits in bfloat16 (Euler
+    was 100 % off without an error): refused, naming x_start and sigma; a part-way solve from
+    below σ = 256, and the same start in float32, run."""
+    abar = zero_terminal_snr(linear_alphas_cumprod())
+    oracle = GaussianDiffusionOracle(
+        mean=torch.zeros(16, dtype=torch.float64),
+        std=torch.linspace(0.1, 1.0, 16, dtype=torch.float64),
+        alphas_cumprod=abar,
+        prediction_type="v_prediction",
+    )
+    net = _HalfNet(oracle, dtype)
+    flow = fr.DiffusionFlow(net, alphas_cumprod=abar, prediction_type="v_prediction")
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(3))
+    for f, solver in ((flow, fr.Euler()), (flow.reverse_sde(), fr.EulerMaruyama())):
+        with pytest.raises(fr.ConfigError, match=r"x_start is torch\.(b?float16).*sigma = 2\.1"):
+            fr.solve(f, solver, z.to(dtype), steps=4, seeds=[0, 1])
+    assert net.seen == []
+    t_low = 200.0 / flow.sigma_max  # sigma = 200
+    part = fr.solve(flow, fr.Euler(), z.to(dtype), steps=4, t_span=(t_low, 0.0))
+    assert part.x.dtype == dtype and bool(torch.isfinite(part.x).all())
+    assert fr.solve(flow, fr.Euler(), z, steps=4).x.dtype == torch.float32

@@ -3117,6 +3117,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "tol = 1e-9",
         ["tests/fewnfe/test_fit_weights.py"],
     ),
+    "half-state-at-huge-sigma-accepted": (
+        "flowrestore/flows/diffusion.py",
+        "and sigma > HALF_STATE_SIGMA_MAX:",
+        "and sigma > 1e30 * HALF_STATE_SIGMA_MAX:",
+        ["tests/test_review_models_half.py"],
+    ),
 }
 
 

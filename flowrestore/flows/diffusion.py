@@ -57,7 +57,9 @@ these schedules, or by half the previous ``ᾱ`` where that is smaller (DDPM's l
 ``σ_max ≈ 2.2·10⁴``; :func:`~flowrestore.oracles.diffusion.check_alphas_cumprod`). In float16 the
 state ``x̄ = x √(1 + σ²)`` at ``σ = 2.2·10⁴`` overflows for ``|x| > 3``, and steps from it
 cancel most digits (a random ``UNet2DModel``, v, zero SNR, 8 steps: ``Heun()`` and ``IPNDM()``
-non-finite, ``Euler()`` 6 % off float32, ``UniPC()`` 0.2 %): run such models in float32.
+non-finite, ``Euler()`` 6 % off float32, ``UniPC()`` 0.2 %): a half-precision state started above
+``σ = 256`` is refused (:func:`check_half_state`); pass a float32 ``x_start`` — a float16 network
+still runs in float16, its inputs cast to its dtype.
 Starting from pure noise at ``σ_max`` instead of ``∞`` changes the answer by ``O(σ_max⁻¹)`` in
 the model's units, below a float32 image's resolution after the first step. An ε-model is
 refused (its ``x₀ = (x − bε)/a`` is undefined at ``a = 0``).
@@ -140,6 +142,27 @@ def _scales(sigma: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     work = torch.promote_types(x.dtype, torch.float32)
     s = bcast(sigma.to(work), x)
     return torch.rsqrt(1 + s * s), s, x.to(work)
+
+
+#: the largest starting noise level of a half-precision state: above it ``σ²`` overflows float16
+#: and the state ``x̄ ≈ σ z`` keeps too few digits for the steps (module docstring)
+HALF_STATE_SIGMA_MAX = 256.0
+
+
+def check_half_state(flow, x_start: Tensor, t_start: float) -> None:
+    """Refuse, before any evaluation, a float16/bfloat16 state started above
+    :data:`HALF_STATE_SIGMA_MAX` (a cosine or zero-terminal-SNR schedule's ``σ_max ≈ 2·10⁴``):
+    it overflowed or lost its digits (a random UNet, 8 steps: ``Heun()`` and ``IPNDM()``
+    non-finite, bf16 ``Euler()`` 100 % off without an error). Step it in float32; a half-precision
+    network still runs in its own dtype (:meth:`~flowrestore.flows._model.ModelFlow.call_model`)."""
+    sigma = float(t_start) * flow.sigma_max
+    if x_start.dtype in (torch.float16, torch.bfloat16) and sigma > HALF_STATE_SIGMA_MAX:
+        raise ConfigError(
+            f"x_start is {x_start.dtype} and the solve starts at sigma = {sigma:.4g} (t={t_start:g}"
+            f" x sigma_max={flow.sigma_max:.4g}); above sigma = {HALF_STATE_SIGMA_MAX:g} a "
+            "half-precision state overflows or cancels: pass x_start.float() (a float16 network "
+            "still runs in float16)"
+        )
 
 
 def reference_levels(sigma_max: float) -> tuple[float, ...]:
@@ -286,6 +309,12 @@ class DiffusionFlow(ModelFlow):
         return torch.exp(mu / 2)
 
     # ------------------------------------------------------------------ states
+    def for_solve(self, x_start: Tensor, t_start: float) -> DiffusionFlow:
+        """Itself; a half-precision state from a noise level above 256 is refused
+        (:func:`check_half_state`)."""
+        check_half_state(self, x_start, t_start)
+        return self
+
     def to_state(self, x: Tensor, t: float) -> Tensor:
         """``x̄ = x / √ᾱ = x √(1 + σ²)`` at ``σ = t σ_max``."""
         return x * math.sqrt(1.0 + (float(t) * self.sigma_max) ** 2)
@@ -513,6 +542,12 @@ class DiffusionSDE(SDE):
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The model's clean estimate ``D`` (:meth:`DiffusionFlow.denoise`)."""
         return self.flow.denoise(t, x)
+
+    def for_solve(self, x_start: Tensor, t_start: float) -> DiffusionSDE:
+        """Itself; a half-precision state from a noise level above 256 is refused
+        (:func:`check_half_state`)."""
+        check_half_state(self.flow, x_start, t_start)
+        return self
 
     def to_state(self, x: Tensor, t: float) -> Tensor:
         """``x̄ = x √(1 + σ²)`` (:meth:`DiffusionFlow.to_state`)."""
