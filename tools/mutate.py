@@ -3123,6 +3123,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "and sigma > 1e30 * HALF_STATE_SIGMA_MAX:",
         ["tests/test_review_models_half.py"],
     ),
+    "batch-time-number-ignores-value": (
+        "flowrestore/flows/base.py",
+        "        t = torch.tensor(float(t), dtype=x.dtype, device=x.device)",
+        "        t = torch.tensor(0.5, dtype=x.dtype, device=x.device)",
+        ["tests/core/test_input_checks.py"],
+    ),
 }
 
 

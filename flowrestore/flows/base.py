@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -69,7 +70,13 @@ __all__ = [
 
 
 def batch_time(t: Tensor, x: Tensor) -> Tensor:
-    """Return ``t`` as a ``[B]`` tensor for the batch ``x`` (a stride-0 view when ``t`` is 0-d)."""
+    """Return ``t`` as a ``[B]`` tensor for the batch ``x`` (a stride-0 view when ``t`` is 0-d;
+    a Python or numpy real number, as a user calling ``flow.drift(0.5, x)`` passes it, becomes
+    one in ``x``'s dtype and device)."""
+    if not isinstance(t, Tensor):
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise ArgumentTypeError(f"t must be a tensor or a real number, got {describe(t)}")
+        t = torch.tensor(float(t), dtype=x.dtype, device=x.device)
     if t.dim() == 0:
         return t.expand(x.shape[0])
     if t.shape != (x.shape[0],):
@@ -78,7 +85,10 @@ def batch_time(t: Tensor, x: Tensor) -> Tensor:
 
 
 def bcast(t: Tensor, x: Tensor) -> Tensor:
-    """Return ``t`` (0-d or ``[B]``) reshaped to broadcast against ``x`` of shape ``[B, ...]``."""
+    """Return ``t`` (0-d or ``[B]``) reshaped to broadcast against ``x`` of shape ``[B, ...]``
+    (a real number as :func:`batch_time` takes it: a 0-d tensor in ``x``'s dtype)."""
+    if not isinstance(t, Tensor):
+        t = batch_time(t, x[:1])[0]
     if t.dim() == 0:
         return t
     return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))

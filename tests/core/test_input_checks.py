@@ -309,3 +309,37 @@ def test_per_sample_noise_refuses_seeds_beyond_64_bits_when_built():
     with pytest.raises(fr.ConfigError, match=r"seeds must fit in 64 bits.*seeds\[1\]="):
         PerSampleNoise([0, 2**70])
     assert PerSampleNoise([-(2**63), 2**64 - 1]).seeds == [-(2**63), 2**64 - 1]
+
+
+def test_a_flow_evaluated_at_a_real_number_time_equals_the_tensor_time():
+    """``flow.drift(0.5, x)`` — what a user probing a flow types — raised AttributeError ('float'
+    has no attribute 'dim') on every flow; a real number is now a 0-d time in x's dtype, and a
+    bool or a string is refused by name."""
+    import numpy as np
+
+    from flowrestore.oracles.diffusion import GaussianDiffusionOracle, linear_alphas_cumprod
+
+    abar = linear_alphas_cumprod()
+    oracle = GaussianDiffusionOracle(
+        mean=torch.zeros(4, dtype=torch.float64),
+        std=torch.linspace(0.5, 1.0, 4, dtype=torch.float64),
+        alphas_cumprod=abar,
+        prediction_type="epsilon",
+    )
+    diffusion = fr.DiffusionFlow(oracle, alphas_cumprod=abar)
+    flows = (
+        diffusion,
+        diffusion.reverse_sde(),
+        fr.InDIFlow(lambda x, t: 0.5 * x),
+        fr.FlowMatchingFlow(lambda x, t: x - t[:, None]),
+        fr.ODEFlow(lambda t, x: -x * t[:, None]),
+    )
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for flow in flows:
+        want = flow.drift(torch.tensor(0.25, dtype=torch.float64), x)
+        for t in (0.25, np.float32(0.25), np.float64(0.25)):
+            torch.testing.assert_close(flow.drift(t, x), want, rtol=0, atol=0)
+    with pytest.raises(fr.ArgumentTypeError, match="t must be a tensor or a real number"):
+        diffusion.drift(True, x)
+    with pytest.raises(fr.ArgumentTypeError, match="t must be a tensor or a real number"):
+        diffusion.drift("0.5", x)
