@@ -28,6 +28,7 @@ Restoration flows run from ``t = 1`` to ``0``. Spacings (which one ``steps=N`` u
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,15 +38,22 @@ from torch import Tensor
 from flowrestore.errors import ConfigError, GridError, describe
 
 
-def _check_exponent(value, name: str = "rho") -> None:
-    """Refuse an exponent that is not a finite number ``>= 1`` (``ConfigError`` naming it)."""
+def _check_exponent(spacing, name: str = "rho") -> None:
+    """Refuse an exponent that is not a finite real number ``>= 1`` (``ConfigError`` naming
+    it); a numpy or 0-d tensor number is stored as a Python ``float`` (it was refused with "must
+    be a finite number >= 1, got 2")."""
+    value = getattr(spacing, name)
+    if isinstance(value, Tensor) and value.dim() == 0 and value.dtype.is_floating_point:
+        value = float(value)
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float))
+        or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
         or value < 1
     ):
         raise ConfigError(f"{name} must be a finite number >= 1, got {describe(value)}")
+    if type(getattr(spacing, name)) not in (int, float):
+        object.__setattr__(spacing, name, float(value))
 
 
 class Spacing:
@@ -82,7 +90,7 @@ class Power(Spacing):
     rho: float = 2.0
 
     def __post_init__(self):
-        _check_exponent(self.rho)
+        _check_exponent(self)
 
     @property
     def end_exponent(self) -> float:
@@ -111,7 +119,7 @@ class StartRefined(Spacing):
     min_pair_steps: int = 5
 
     def __post_init__(self):
-        _check_exponent(self.rho)
+        _check_exponent(self)
         if not isinstance(self.closing_pair, bool):
             raise ConfigError(f"closing_pair must be a bool, got {describe(self.closing_pair)}")
         if (
@@ -160,7 +168,7 @@ class NoiseLevels(Spacing):
         if any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
             raise ConfigError(f"levels must increase strictly, got {describe(self.levels)}")
         object.__setattr__(self, "_log", tuple(math.log(v) for v in lv))
-        _check_exponent(self.rho)
+        _check_exponent(self)
 
     def __repr__(self) -> str:
         return f"NoiseLevels({len(self.levels)} levels up to {self.levels[-1]:.4g}, rho={self.rho})"
@@ -224,7 +232,7 @@ class EndRefined(Spacing):
     def __post_init__(self):
         if not isinstance(self.base, Spacing):
             raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
-        _check_exponent(self.rho)
+        _check_exponent(self)
         r = self.resolution
         if isinstance(r, bool) or not isinstance(r, int) or r < 2:
             raise ConfigError(f"resolution must be an int >= 2, got {describe(r)}")
@@ -284,7 +292,7 @@ class EulerMatchedEnd(Spacing):
         k = self.stages
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"stages must be an int >= 1, got {describe(k)}")
-        _check_exponent(self.rho_min, "rho_min")
+        _check_exponent(self, "rho_min")
 
     @property
     def end_exponent(self) -> float:
@@ -616,7 +624,7 @@ class Karras(Spacing):
     t_min: float = 0.0
 
     def __post_init__(self):
-        _check_exponent(self.rho)
+        _check_exponent(self)
         if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
             raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
         if not 0 <= self.t_min < 1:
@@ -667,8 +675,10 @@ class Shifted(Spacing):
     def __post_init__(self):
         for name, low in (("shift", 0.0), ("rho", 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"{name} must be a number, got {describe(value)}")
+            if type(value) not in (int, float):  # numpy: stored as a Python float
+                object.__setattr__(self, name, value := float(value))
             ok = value > low if name == "shift" else value >= low
             if not ok or value != value or value == float("inf"):
                 cmp = ">" if name == "shift" else ">="
@@ -677,9 +687,11 @@ class Shifted(Spacing):
                 )
         e = self.end_shift
         if e is not None and (
-            isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e < float("inf")
+            isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")
         ):
             raise ConfigError(f"end_shift must be None or a finite number > 0, got {describe(e)}")
+        if e is not None and type(e) not in (int, float):
+            object.__setattr__(self, "end_shift", float(e))
 
     def rho_at(self, steps: int, t0: float, t1: float) -> float:
         """The exponent laid for ``steps`` from ``t0`` to ``t1``: ``rho``, or with ``end_shift``

@@ -24,6 +24,7 @@ draws.
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections import OrderedDict
 
@@ -57,11 +58,31 @@ def compile_options(compile, device: torch.device) -> dict | None:
             )
         return {"mode": compile}
     if isinstance(compile, dict) and not {"fullgraph", "dynamic"} & set(compile):
+        _check_compile_dict(compile)
         return dict(compile)
     raise ConfigError(
         "compile must be a bool, a torch.compile mode string or a dict of torch.compile "
         f"arguments (not fullgraph/dynamic, which the solve sets), got {compile!r}"
     )
+
+
+def _check_compile_dict(compile: dict) -> None:
+    """A dict's keys are ``torch.compile``'s keyword arguments and its ``mode`` one of its
+    modes: refused here, by name, rather than by ``torch.compile`` at the first call."""
+    allowed = set(inspect.signature(torch.compile).parameters) - {"model", "fullgraph", "dynamic"}
+    unknown = sorted(repr(k) for k in compile if k not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"compile={compile!r} has keys torch.compile does not take: {', '.join(unknown)} "
+            f"(it takes {sorted(allowed)})"
+        )
+    mode = compile.get("mode")
+    if mode is not None and compile.get("options") is not None:  # torch.compile's RuntimeError
+        raise ConfigError(f"compile={compile!r} gives both mode and options: pass one of them")
+    if mode is not None and mode not in COMPILE_MODES and mode not in compile_modes():
+        raise ConfigError(
+            f"compile's mode must be one of torch.compile's modes {compile_modes()}, got {mode!r}"
+        )
 
 
 #: ``torch.compile``'s documented modes (the installed torch may add its own: :func:`compile_modes`)

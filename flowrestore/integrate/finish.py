@@ -85,8 +85,9 @@ def finish(
     B = x.shape[0]
     t_final = ctl.time()
     _controller_failures(ctl, failures, t_final, counts)
+    stopped = None
     if sums is not None and len(sums):
-        _tracked_failures(
+        stopped = _tracked_failures(
             sums if isinstance(sums, Tensor) else torch.stack(sums), ctl, failures, solver
         )
     if landed:
@@ -99,6 +100,8 @@ def finish(
             bar.update(1)
     if bar is not None:
         bar.close()
+    if stopped is not None:
+        t_final = _stopped_times(t_final, stopped, schedule, B)
     if output == "posterior_mean" and not schedule.lands:
         x = flow.denoise(t_final, x)
         counts.nfe += 1
@@ -156,7 +159,7 @@ def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
     """
     bad = ~torch.isfinite(sums)
     if not bool(bad.any()):
-        return
+        return None
     rows = bad.any(0).nonzero().squeeze(1).tolist()
     k = int(bad.any(1).nonzero()[0])
     failures.add(
@@ -165,6 +168,20 @@ def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
         f"the state became non-finite in {ctl.step_label(k)} for samples {rows[:10]} "
         f"({solver!r}): the predictor/drift returned NaN/inf or the step overflowed",
     )
+    first = bad.long().argmax(0)  # each sample's first non-finite step (0 where none)
+    return {r: int(first[r]) for r in rows}
+
+
+def _stopped_times(t_final: Tensor, stopped: dict[int, int], schedule, batch: int) -> Tensor:
+    """A sample found non-finite on a fixed grid reached the start of its first bad step (its
+    last finite state), not the grid's end."""
+    full = getattr(schedule, "full", None)
+    if full is None:
+        return t_final
+    t_final = t_final.expand(batch).clone() if t_final.dim() == 0 else t_final.clone()
+    for row, k in stopped.items():
+        t_final[row] = float(full[k])
+    return t_final
 
 
 def _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures: Failures):

@@ -154,7 +154,9 @@ def prepare(
     ctrl = _controller(solver, controller, steps, grid, spacing)
     ctrl.check(solver, x_start)
     options = _compile_request(compile, solver, ctrl, x_start, progress, callback, differentiable)
-    schedule = ctrl.schedule(_time_request(flow, solver, t_span, t_end, save_at))
+    request = _time_request(flow, solver, t_span, t_end, save_at)
+    _check_save_order(request, ctrl)
+    schedule = ctrl.schedule(request)
     solver.check_schedule(schedule)
     solver.check_start(flow, schedule.t0)
     loop = {"output": output, "progress": progress, "callback": callback, "on_failure": on_failure}
@@ -197,11 +199,15 @@ class PreparedSolve:
         noise: NoiseSource | None = None,
     ) -> Solution:
         """Solve from ``x_start`` (the planned shape, dtype and device) as planned."""
+        if not isinstance(x_start, Tensor):
+            raise ArgumentTypeError(
+                f"x_start must be a tensor of the planned shape, dtype and device {self.like}, "
+                f"got {describe(x_start)}"
+            )
         got = (tuple(x_start.shape), x_start.dtype, x_start.device)
-        if not isinstance(x_start, Tensor) or got != self.like:
+        if got != self.like:
             raise ConfigError(
-                f"x_start must have the planned shape, dtype and device {self.like}, got "
-                f"{got if isinstance(x_start, Tensor) else describe(x_start)}"
+                f"x_start must have the planned shape, dtype and device {self.like}, got {got}"
             )
         ctx = Context(noise=_noise_source(generator, seeds, noise, x_start), batch=x_start.shape[0])
         failures = Failures(x_start.shape[0])
@@ -350,7 +356,7 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
         direction = 1 if flow.default_span[1] > flow.default_span[0] else -1
     span = _span_pair(t_span) if t_span is not None else flow.default_span
     if t_end is not None:
-        if isinstance(t_end, bool) or not isinstance(t_end, numbers.Real):
+        if not _real(t_end):  # a number or a 0-d real tensor, as each of t_span's ends
             raise ConfigError(f"t_end must be a number, got {describe(t_end)}")
         if span is None:
             raise ConfigError(
@@ -375,18 +381,39 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
     )
 
 
+def _check_save_order(request: TimeRequest, ctrl: StepController) -> None:
+    """Under error control the save times inside the span are targets stepped to in turn:
+    given against the span's direction they sent the steps past the end
+    (``MaxStepsReachedError`` far outside the span), so they are refused here. A fixed grid
+    saves in any order, and the span's ends may come in any order."""
+    times, span = request.save_at, request.span
+    if isinstance(ctrl, FixedGrid) or not isinstance(times, tuple) or span is None:
+        return
+    t0, t1 = span
+    tol = request.save_tolerance(t0, t1)
+    inside = [t for t in times if abs(t - t0) > tol and abs(t - t1) > tol]
+    if len(inside) > 1 and (inside[1] - inside[0]) * (t1 - t0) < 0:
+        raise GridError(
+            f"save_at must run in the span's direction, from {t0:.6g} to {t1:.6g}, under "
+            f"error control, got {inside[0]:.6g} before {inside[1]:.6g}: pass the times in "
+            "that order"
+        )
+
+
+def _real(v) -> bool:
+    """A real number: a Python or numpy real (not a bool) or a 0-d real tensor."""
+    if isinstance(v, Tensor):
+        return v.dim() == 0 and not (v.is_complex() or v.dtype == torch.bool)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def _span_pair(t_span) -> tuple[float, float]:
     """``t_span`` as two Python floats, or a :class:`ConfigError` unless it is a pair of real
     numbers (their values are :func:`~flowrestore.controllers.base.check_span`'s to check)."""
 
-    def real(v) -> bool:
-        if isinstance(v, Tensor):
-            return v.dim() == 0 and not (v.is_complex() or v.dtype == torch.bool)
-        return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
     ok = not isinstance(t_span, (str, bytes)) and hasattr(t_span, "__len__")
     ok = ok and (not isinstance(t_span, Tensor) or t_span.dim() == 1)
-    if not (ok and len(t_span) == 2 and all(real(v) for v in t_span)):
+    if not (ok and len(t_span) == 2 and all(_real(v) for v in t_span)):
         raise ConfigError(
             f"t_span must be a pair (t_start, t_end) of numbers, got {describe(t_span)}"
         )

@@ -140,6 +140,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -229,16 +230,18 @@ class IPNDM(Solver):
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
     def __post_init__(self):
-        if isinstance(self.ab_order, bool) or self.ab_order not in (1, 2, 3, 4):
+        if not _is_order(self.ab_order):
             raise ConfigError(f"ab_order must be 1, 2, 3 or 4, got {describe(self.ab_order)}")
+        self.ab_order = int(self.ab_order)
         if self.form not in FORMS:
             raise ConfigError(f"form must be one of {FORMS}, got {describe(self.form)}")
         if self.landing_order is None:
             self.landing_order = self.ab_order
-        elif isinstance(self.landing_order, bool) or self.landing_order not in (1, 2, 3, 4):
+        elif not _is_order(self.landing_order):
             raise ConfigError(
                 f"landing_order must be None or 1, 2, 3 or 4, got {describe(self.landing_order)}"
             )
+        self.landing_order = int(self.landing_order)
         if not isinstance(self.start_corrector, (bool, type(None))):
             raise ConfigError(
                 f"start_corrector must be None, True or False, got {describe(self.start_corrector)}"
@@ -357,6 +360,16 @@ class IPNDM(Solver):
             f"IPNDM(ab_order={self.ab_order}, form={self.form!r}, "
             f"landing_order={self.landing_order}{self._corrector_repr()})"
         )
+
+
+def _is_order(value) -> bool:
+    """An Adams–Bashforth order: an integer 1–4 (a float such as ``2.0`` slices the
+    coefficient tables, so it is refused when the solver is built, not mid-solve)."""
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and int(value) in (1, 2, 3, 4)
+    )
 
 
 def check_start_estimate(solver: Solver, flow: Flow) -> None:

@@ -50,6 +50,7 @@ from flowrestore.controllers import PIController
 from flowrestore.errors import ConfigError, describe, finite_number
 from flowrestore.flows.base import Flow
 from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.runge_kutta import check_controller_options
 
 __all__ = ["Torchdiffeq"]
 
@@ -177,6 +178,7 @@ class Torchdiffeq(Solver):
                     f"options are for the fixed-grid methods; {method!r} is controlled by "
                     "flowrestore's PIController (pass rtol=, atol=, ... instead)"
                 )
+            check_controller_options(f"Torchdiffeq({method!r})", controller_options)
             self.controller = PIController(**{"per_sample": False, **controller_options})
             cls = _solver_class(method)
             self.order = float(cls.order)

@@ -17,6 +17,7 @@ Bosh3 and Dopri5, in two parts, through ``t/3``, with their last stage's drift
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -157,6 +158,18 @@ class RK4(ExplicitRK):
     landing_split = 1 / 3
 
 
+def check_controller_options(owner: str, options: dict) -> None:
+    """Refuse keyword arguments a :class:`PIController` does not take, naming ``owner`` (the
+    controller's own ``TypeError`` named ``PIController.__init__``, not the solver built)."""
+    known = [f.name for f in dataclasses.fields(PIController) if f.init]
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ArgumentTypeError(
+            f"{owner} got unexpected keyword arguments {unknown}: its keyword arguments are "
+            f"its PIController's, {known}"
+        )
+
+
 class EmbeddedRK(ExplicitRK):
     """An embedded Runge–Kutta pair; its default controller is a :class:`~flowrestore.PIController`.
 
@@ -167,6 +180,7 @@ class EmbeddedRK(ExplicitRK):
     """
 
     def __init__(self, **controller_options):
+        check_controller_options(f"{type(self).__name__}()", controller_options)
         self.controller = PIController(**controller_options)
         self.controller_options = dict(controller_options)
 

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, IncompatibleSolverError
+from flowrestore.errors import ConfigError, IncompatibleSolverError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.solvers.base import Context, StepResult
 from flowrestore.solvers.sde import SDESolver
@@ -68,13 +68,37 @@ class _State:
     cell: _Step
 
 
+#: the ``options`` keys a fixed-step torchsde method reads (the others it ignores)
+_READ_OPTIONS = {"milstein": ("grad_free",)}
+
+
+def _check_options(method: str, options) -> dict[str, Any]:
+    """``options`` as a dict of keys ``method`` reads, or a :class:`ConfigError` naming the
+    key: torchsde's fixed-step methods ignore what they do not read (``{"dt": 0.1}`` was
+    accepted and did nothing; the loop owns the grid)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"options must be a dict or None, got {describe(options)}")
+    read = _READ_OPTIONS.get(method, ())
+    for key in options:
+        if key not in read:
+            raise ConfigError(
+                f"options[{key!r}] is not an option torchsde's {method!r} reads (the loop owns "
+                f"the grid: pass steps= or grid= to fr.solve); accepted options: "
+                f"{', '.join(read) or 'none'}, got options={options!r}"
+            )
+    return dict(options)
+
+
 class Torchsde(SDESolver):
     """A torchsde method stepped by :func:`flowrestore.solve` (module docstring).
 
     Args:
         method: ``"euler"``, ``"milstein"``, ``"srk"`` (default; SRA1 on additive noise, strong
             order 1.5), or for additive noise ``"midpoint"``, ``"heun"``, ``"euler_heun"``.
-        options: passed to ``sdeint`` as ``options``.
+        options: passed to torchsde's method as ``options``: only the keys it reads
+            (``"milstein"``: ``grad_free``); any other key is refused.
     """
 
     weak_order = 1.0
@@ -87,7 +111,7 @@ class Torchsde(SDESolver):
                 f"got {method!r}"
             )
         self.method = method
-        self.options = dict(options or {})
+        self.options = _check_options(method, options)
         self.strong_order = (_ITO | _STRAT)[method]
         self.order = 2.0 if method in ("srk", "midpoint", "heun") else 1.0
         self.stage_fractions = _DRIFT_STAGES.get(method, (0.0,))
