@@ -392,6 +392,15 @@ def parse(argv=None) -> argparse.Namespace:
         p.error(f"--val-faces + --test-faces must be 2..{held_out} (the held-out LFW faces)")
     if min(cfg.workers, cfg.threads, cfg.bird_every) < 1:
         p.error("--workers, --threads and --bird-every must be >= 1")
+    # refused here, not after the model is trained or the first jobs have run
+    counts = {"--nfe": min(cfg.nfe), "--bird-steps": cfg.bird_steps,
+              "--bird-iterations": cfg.bird_iterations, "--train-steps": cfg.train_steps,
+              "--batch": cfg.batch, "--channels": cfg.channels}  # fmt: skip
+    bad = [f"{name} {value}" for name, value in counts.items() if value < 1]
+    if bad:
+        p.error(f"{', '.join(bad)}: must be >= 1")
+    if not 0 <= cfg.noise < float("inf"):
+        p.error(f"--noise must be a finite number >= 0 (images in [0, 1]), got {cfg.noise}")
     if cfg.retrain and cfg.model is not None:
         p.error("--retrain trains into OUT; it cannot be combined with --model")
     return cfg

@@ -29,6 +29,10 @@ def main(argv=None) -> Path:
     p.add_argument("--sigma", type=float, default=1.0, help="observation noise σ")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    if a.samples < 1 or min(a.steps) < 1:
+        p.error(f"--samples and --steps must be >= 1, got {a.samples} and {a.steps}")
+    if not 0 < a.sigma < float("inf"):
+        p.error(f"--sigma must be a finite number > 0, got {a.sigma}")
 
     import matplotlib
 

@@ -23,6 +23,7 @@ which the answer still moves per decade of ``t_min`` below it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,8 +48,8 @@ class EndpointReport:
         drift: ``residual / τ`` (the mean drift magnitude).
         change_db: PSNR between the estimates ``D(x_τ, τ)`` at ``τ_k`` and ``τ_{k+1}``
             (``len(times) − 1`` entries; ``inf`` when identical).
-        slope: least-squares slope of ``log residual`` against ``log τ`` over the last three
-            decades measured.
+        slope: least-squares slope of ``log residual`` against ``log τ`` over the last four
+            times measured (1.5 decades with the default ``times``).
         has_limit: the residual falls toward 0 (``slope > 0.5``).
         t_min: recommended end of the integration before the denoising step (``None`` when the
             flow has a limit: any ``t_min`` converges).
@@ -112,7 +113,10 @@ def check_endpoint(
         raise ConfigError(
             f"check_endpoint needs a residual flow (InDIFlow, DiffusionFlow), got {describe(flow)}"
         )
-    ts = [float(t) for t in times]
+    try:
+        ts = [float(t) for t in times]
+    except (TypeError, ValueError):
+        ts = []
     if (
         len(ts) < 4
         or any(not 0 < t < 1 for t in ts)
@@ -125,6 +129,12 @@ def check_endpoint(
         raise ConfigError(f"steps_per_decade must be an int >= 2, got {describe(steps_per_decade)}")
     if steps_per_decade < 2:
         raise ConfigError(f"steps_per_decade must be an int >= 2, got {describe(steps_per_decade)}")
+    if (
+        isinstance(data_range, bool)
+        or not isinstance(data_range, numbers.Real)
+        or not 0 < data_range < math.inf
+    ):
+        raise ConfigError(f"data_range must be a finite number > 0, got {describe(data_range)}")
     # a geometric grid from 1 through every measuring time: steps shrink with t, as the flow's do
     knots = [1.0, *ts]
     grid = [1.0]

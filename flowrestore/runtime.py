@@ -38,9 +38,14 @@ def default_threads() -> int:
 
 
 def set_threads(threads: int | None, device) -> int:
-    """Apply ``threads`` (or :func:`default_threads`) to torch when running on CPU."""
+    """Apply ``threads`` (a positive int, or ``None`` for :func:`default_threads`) to torch when
+    running on CPU; anything else is refused with a :class:`ConfigError`."""
     import torch
 
+    if threads is not None and not (
+        isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    ):
+        raise ConfigError(f"threads must be a positive int or None, got {describe(threads)}")
     n = threads or default_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(n)
@@ -51,14 +56,21 @@ def resolve_device(device=None, *, hint: str = "use --device cpu"):
     """``device`` as a torch device (default: ``cuda:LOCAL_RANK`` if CUDA works, else CPU).
 
     Raises :class:`ConfigError` with a plain reason (and ``hint``) when CUDA is asked for but
-    not usable, or when the name is not cpu, cuda or cuda:N.
+    not usable, when the name is not cpu, cuda or cuda:N, or when its index (``LOCAL_RANK`` for
+    the default) is past the last device.
     """
     import torch
 
     if device is None:
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
-        return torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        rank = os.environ.get("LOCAL_RANK", "0")
+        if not rank.isdigit():
+            raise ConfigError(
+                f"LOCAL_RANK must be a non-negative int (the process's CUDA device), got "
+                f"{rank!r}; {hint}"
+            )
+        device = f"cuda:{int(rank)}"  # checked below: LOCAL_RANK past the last device
     text = str(device)
     if not re.fullmatch(DEVICE_PATTERN, text):
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {describe(device)}")

@@ -80,6 +80,8 @@ class InDIFlow(DeclaredGrids, ResidualFlow):
             raise ArgumentTypeError(
                 f"observation must be a tensor [B, ...], got {describe(observation)}"
             )
+        if not isinstance(check_outputs, bool):
+            raise ArgumentTypeError(f"check_outputs must be a bool, got {describe(check_outputs)}")
         check_cond(cond, None)
         self._declare_grids(grids, spacings)
         self.predictor = predictor

@@ -52,7 +52,9 @@ class Method:
     ``settings_from_config(config)`` the method's own settings from a trainer config (a dict);
     ``input_noise(spec)`` the noise std a model expects on its input; ``observe(spec, x,
     generator)`` degrades clean images as in training; ``objective()`` the training objective
-    class, or ``None`` for a method not trained here; ``explain(spec)`` a sentence for the demo.
+    class, or ``None`` for a method not trained here; ``explain(spec)`` a sentence for the demo;
+    ``settings_keys`` the settings every spec of the method must carry (refused when missing,
+    before any flow is built).
     """
 
     name: str
@@ -68,6 +70,7 @@ class Method:
     showcase: Showcase
     objective: Callable[[], type] | None = None
     explain: Callable[..., str] | None = None  # (spec: ModelSpec) -> str
+    settings_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
         names = [s.name for s in self.solvers]

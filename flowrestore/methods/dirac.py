@@ -8,6 +8,10 @@ from flowrestore.methods.base import IMAGE_RANGE, Method, Showcase, SolverChoice
 
 __all__ = ["DIRAC"]
 
+#: the settings a Dirac predictor records beyond its task (registry ``"dirac"``, trainer config);
+#: the flow and the degradation need the first two (``lookahead`` only configured its training)
+_SETTINGS = ("sigma_min", "sigma_max", "lookahead")
+
 
 def _solvers():
     import flowrestore.solvers as solvers  # imports torch: only when a solver is built
@@ -74,11 +78,8 @@ DIRAC = Method(
     default_solver="em",
     default_output="posterior_mean",
     build_flow=_dirac_flow,
-    settings_from_config=lambda config: {
-        "sigma_min": config["sigma_min"],
-        "sigma_max": config["sigma_max"],
-        "lookahead": config["lookahead"],
-    },
+    settings_from_config=lambda config: {k: config[k] for k in _SETTINGS if k in config},
+    settings_keys=_SETTINGS[:2],
     input_noise=lambda spec: spec.settings["sigma_max"],
     observe=_dirac_observe,
     objective=_dirac_objective,

@@ -21,6 +21,7 @@ import functools
 import json
 from pathlib import Path
 
+from flowrestore.errors import ArgumentTypeError
 from flowrestore.methods.base import IMAGE_RANGE, Method, Showcase, SolverChoice
 
 __all__ = ["INDI", "TASK_SPACINGS_FILE", "task_spacings"]
@@ -38,9 +39,19 @@ def _solvers():
     return solvers
 
 
+#: the keyword arguments an InDI predictor's flow takes (:class:`~flowrestore.InDIFlow`'s)
+_FLOW_OPTIONS = ("observation", "cond", "check_outputs", "grids", "spacings")
+
+
 def _indi_flow(network, spec, **kwargs):
     from flowrestore.methods.flows import PredictorInDIFlow
 
+    unknown = sorted(set(kwargs) - set(_FLOW_OPTIONS))
+    if unknown:
+        raise ArgumentTypeError(
+            f"the InDI flow of {spec.name or 'this predictor'!r} takes no {unknown}; it takes "
+            f"{list(_FLOW_OPTIONS)} (guidance= is the Dirac flow's)"
+        )
     metadata = getattr(network, "metadata", None)
     if "grids" not in kwargs:
         kwargs["grids"] = _fitted_grids(metadata)
@@ -149,7 +160,8 @@ INDI = Method(
         ),
         SolverChoice(
             "euler",
-            "Euler on InDI's residual ODE (= InDI's sampler with eps = 0)",
+            "Euler on InDI's residual ODE (= InDI's sampler with eps = 0 on the same grid), the "
+            "predictor's declared spacing",
             lambda: _solvers().Euler(),
         ),
         SolverChoice(
@@ -182,7 +194,7 @@ INDI = Method(
         ),
         SolverChoice(
             "indi",
-            "InDI's discrete sampler (eps = 0)",
+            "InDI's discrete sampler (eps = 0), on a uniform grid",
             lambda: _solvers().InDISampler(),
         ),
     ),

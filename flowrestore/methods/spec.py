@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, ShapeError, describe
 from flowrestore.methods.base import Method
 from flowrestore.methods.registry import get_method
 from flowrestore.tasks import Task, get_task
@@ -50,9 +50,21 @@ class ModelSpec:
     @classmethod
     def _build(cls, d: Mapping, settings, name: str) -> ModelSpec:
         """From a dict naming ``method``, ``task`` and ``task_params``; ``settings(method)``."""
+        if not isinstance(d, Mapping) or "method" not in d or "task" not in d:
+            raise ConfigError(
+                f"a model spec needs a dict with 'method' and 'task', got {describe(d)}"
+            )
         method, task = get_method(d["method"]), get_task(d["task"])
         params = task.resolve(d.get("task_params"))
-        return cls(method=method, task=task, params=params, settings=settings(method), name=name)
+        own = settings(method)
+        missing = [k for k in method.settings_keys if k not in own]
+        if missing:
+            raise ConfigError(
+                f"a {method.name} predictor needs the settings {list(method.settings_keys)} "
+                f"(a registry entry's {method.name!r}, a trainer config's keys); missing "
+                f"{missing}, got {describe(own)}"
+            )
+        return cls(method=method, task=task, params=params, settings=own, name=name)
 
     def metadata(self) -> dict:
         """The ``metadata`` dict of a predictor with this spec (the registry's entry format)."""
@@ -90,4 +102,16 @@ class ModelSpec:
 
     def observe(self, x, generator=None):
         """Clean images ``x`` ``[B, C, H, W]`` degraded the way the training data was."""
+        import torch
+
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            raise ArgumentTypeError(
+                f"x must be a floating-point tensor [B, C, H, W], got {describe(x)}"
+            )
+        if x.dim() != 4:
+            raise ShapeError(f"x must be a batch of images [B, C, H, W], got {describe(x)}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ArgumentTypeError(
+                f"generator must be a torch.Generator or None, got {describe(generator)}"
+            )
         return self.method.observe(self, x, generator)

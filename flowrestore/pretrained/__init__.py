@@ -44,6 +44,7 @@ Models:
 
 from __future__ import annotations
 
+import importlib
 import json
 from functools import lru_cache
 from importlib import resources
@@ -65,6 +66,8 @@ __all__ = [
 ]
 
 REGISTRY_FILE = "registry.json"
+#: the submodules reached as attributes of :data:`pretrained` (they import torch when reached)
+_SUBMODULES = ("fit_grids", "scores", "train_all")
 
 #: The command line's task names (``restore --task``, ``demo --task``) and the shipped model each
 #: one runs.
@@ -88,7 +91,7 @@ def list_pretrained() -> list[str]:
 def pretrained_info(name: str) -> dict:
     """The registry entry of a shipped predictor (a copy): task, parameters, command, scores."""
     reg = _registry()
-    if name not in reg:
+    if not isinstance(name, str) or name not in reg:
         raise ConfigError(
             f"pretrained: no shipped predictor named {describe(name)}; "
             f"available: {list_pretrained()}"
@@ -136,6 +139,16 @@ class _Pretrained:
     def info(name: str) -> dict:
         """Registry entry of a shipped predictor."""
         return pretrained_info(name)
+
+    def __getattr__(self, name: str):
+        """The module's functions and submodules: ``flowrestore.pretrained`` is this object
+        after ``import flowrestore``, so ``flowrestore.pretrained.flow_for(model)`` and
+        ``import flowrestore.pretrained as P; P.degrade_for(...)`` reach them through it."""
+        if name in __all__:
+            return globals()[name]
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"flowrestore.pretrained has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"<flowrestore pretrained predictors: {', '.join(list_pretrained())}>"

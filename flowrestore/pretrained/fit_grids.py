@@ -120,6 +120,15 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write")
     args = parser.parse_args(argv)
+    # refused before any fit: a bad name after a good one failed 10 minutes in, writing nothing
+    from flowrestore.pretrained import list_pretrained, pretrained_info
+
+    indi = [n for n in list_pretrained() if pretrained_info(n)["method"] == "indi"]
+    bad = [n for n in args.models if n not in indi]
+    if bad:
+        parser.error(f"--models: {bad} are not shipped InDI predictors; choose from {indi}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     ref = resources.files("flowrestore.pretrained").joinpath("registry.json")
     with resources.as_file(ref) as path:

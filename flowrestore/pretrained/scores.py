@@ -7,10 +7,12 @@ solver names the command line, the demo and the registry use, read from the meth
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import torch
 
+from flowrestore.errors import ConfigError, describe
 from flowrestore.methods import make_solver, solver_table
 
 __all__ = ["SOLVERS", "evaluate", "make_solver"]
@@ -18,6 +20,38 @@ __all__ = ["SOLVERS", "evaluate", "make_solver"]
 #: solver name -> (methods it applies to, description): the one table of solver names the command
 #: line, the demo and the registry use, read from the method records (:mod:`flowrestore.methods`).
 SOLVERS: dict[str, tuple[tuple[str, ...], str]] = solver_table()
+
+
+def _check_run(run, method) -> tuple:
+    """``run`` as ``(solver, steps, output, t_end)``, refused with a :class:`ConfigError` that
+    names it unless its solver is the method's (or ``"phi"``), ``steps`` a positive int, ``output``
+    ``"last"`` or ``"posterior_mean"`` and ``t_end`` ``None`` or a number in ``[0, 1)``."""
+    ok = isinstance(run, (tuple, list)) and len(run) in (3, 4)
+    if ok:
+        solver_name, steps, output = run[:3]
+        t_end = run[3] if len(run) > 3 else None
+        ok = (
+            (solver_name == "phi" or solver_name in method.solver_names())
+            and isinstance(steps, int)
+            and not isinstance(steps, bool)
+            and steps >= 1
+            and output in ("last", "posterior_mean")
+            and (
+                t_end is None
+                or (
+                    isinstance(t_end, numbers.Real)
+                    and not isinstance(t_end, bool)
+                    and 0 <= t_end < 1
+                )
+            )
+        )
+    if not ok:
+        raise ConfigError(
+            f"runs: each run must be (solver, steps, output[, t_end]) with solver 'phi' or one "
+            f"of {sorted(method.solver_names())}, steps a positive int, output 'last' or "
+            f"'posterior_mean' and t_end None or in [0, 1); got {describe(run)}"
+        )
+    return solver_name, steps, output, t_end
 
 
 def evaluate(
@@ -35,8 +69,11 @@ def evaluate(
     from flowrestore.integrate import solve
     from flowrestore.metrics import high_frequency_energy, psnr, ssim
     from flowrestore.pretrained import degrade_for, flow_for, model_spec
+    from flowrestore.runtime import resolve_device
 
-    device = torch.device(device)
+    method = model_spec(model).method
+    runs = [_check_run(run, method) for run in runs]  # every run, before any work
+    device = resolve_device(device, hint="use device='cpu'")
     model = model.to(device)
     x = clean.to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -59,10 +96,7 @@ def evaluate(
 
     rows = [score(y, solver="input", steps=0, output="-", t_end=None, nfe=0, seconds_per_image=0.0)]
     flow = flow_for(model)
-    method = model_spec(model).method
-    for run in runs:
-        solver_name, steps, output = run[:3]
-        t_end = run[3] if len(run) > 3 else None
+    for solver_name, steps, output, t_end in runs:
         g = torch.Generator(device=device).manual_seed(seed + 1)
         if device.type == "cuda":
             torch.cuda.synchronize()

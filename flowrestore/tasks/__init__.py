@@ -96,6 +96,10 @@ class Task:
 
     def resolve(self, params: Mapping | None = None) -> dict:
         """Defaults completed by ``params``, each checked; unknown names are refused."""
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError(
+                f"{self.name}: params must be a dict of parameter values, got {describe(params)}"
+            )
         params = dict(params or {})
         known = {p.name: p for p in self.params}
         unknown = sorted(set(params) - set(known))
