@@ -3129,6 +3129,42 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        t = torch.tensor(0.5, dtype=x.dtype, device=x.device)",
         ["tests/core/test_input_checks.py"],
     ),
+    "save-at-order-unchecked": (
+        "flowrestore/integrate/solve.py",
+        "if len(inside) > 1 and (inside[1] - inside[0]) * (t1 - t0) < 0:",
+        "if len(inside) > 1 and (inside[1] - inside[0]) * (t1 - t0) < -1e30:",
+        ["tests/test_review_solve_options.py"],
+    ),
+    "ipndm-float-order-accepted": (
+        "flowrestore/solvers/adams.py",
+        "        isinstance(value, numbers.Integral)\n",
+        "        isinstance(value, numbers.Real)\n",
+        ["tests/test_review_solve_options.py"],
+    ),
+    "float32-grid-collision-unchecked": (
+        "flowrestore/controllers/fixed.py",
+        "low = (torch.bfloat16, torch.float16, torch.float32)",
+        "low = (torch.bfloat16, torch.float16)",
+        ["tests/test_review_solve_options.py"],
+    ),
+    "grid-collision-checked-every-run": (
+        "flowrestore/controllers/fixed.py",
+        "        checked.add(dtype)\n",
+        "        pass\n",
+        ["tests/test_bird_syncs.py"],
+    ),
+    "scores-run-steps-unchecked": (
+        "flowrestore/pretrained/scores.py",
+        "            and steps >= 1\n",
+        "            and steps >= -1\n",
+        ["tests/test_review_methods_registry.py", "tests/test_review_methods_runtime.py"],
+    ),
+    "dirac-spec-settings-unchecked": (
+        "flowrestore/methods/dirac.py",
+        "    settings_keys=_SETTINGS[:2],",
+        "    settings_keys=(),",
+        ["tests/test_review_methods_registry.py"],
+    ),
 }
 
 
