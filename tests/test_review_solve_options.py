@@ -200,3 +200,17 @@ def test_grid_times_that_collide_in_float32_are_refused_before_any_evaluation(so
     assert not calls
     kw["steps"] = 5  # its times stay apart in float32
     assert fr.solve(flow, solver, y, **kw).status == "success"
+
+
+def test_semilinear_orders_and_powers_are_integers_and_unipc_names_its_power():
+    """SemiLinearMultistep(order=3.0) was kept as a float (its repr read 3.0) and UniPC(power=1)
+    was refused with a message about bh, an argument the user never passed."""
+    import numpy as np
+
+    for kw in ({"order": 3.0}, {"power": 1.0}, {"order": True}):
+        with pytest.raises(ConfigError, match=f"{next(iter(kw))} must be"):
+            fr.SemiLinearMultistep(**kw)
+    s = fr.SemiLinearMultistep(order=np.int64(2), power=np.int64(1))
+    assert type(s.order) is int and type(s.power) is int and "order=2" in repr(s)
+    with pytest.raises(ConfigError, match="UniPC interpolates in the log-SNR: power must be 0"):
+        fr.UniPC(power=1)

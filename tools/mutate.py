@@ -3165,6 +3165,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    settings_keys=(),",
         ["tests/test_review_methods_registry.py"],
     ),
+    "semilinear-float-order-accepted": (
+        "flowrestore/solvers/semilinear.py",
+        "    return isinstance(value, numbers.Integral) and not isinstance(value, bool)",
+        "    return not isinstance(value, bool)",
+        ["tests/test_review_solve_options.py"],
+    ),
 }
 
 
