@@ -16,6 +16,7 @@ ratio of exponentials, stays finite for ``t`` down to ~1e-6 in float32 and float
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -38,15 +39,23 @@ from flowrestore.tensors import repeat_each
 __all__ = ["DiracMixture", "DiracPredictor"]
 
 
+class _Unchecked(functools.partial):
+    """``A(x, t, check=False)``: a family already resolved by :func:`_unchecked_family`
+    (picklable whenever ``A`` is)."""
+
+
 def _unchecked_family(A):
     """``A`` as ``(x, t) -> A(x, t)`` that reads no time on the host: a flowrestore family (a
     callable taking ``check``) is called with ``check=False``; an out-of-range time has already
-    become NaN (:func:`~flowrestore.oracles._common.time_vector`)."""
+    become NaN (:func:`~flowrestore.oracles._common.time_vector`). Resolved once per
+    :class:`DiracPredictor`, not per evaluation (the signature is read on the host)."""
+    if isinstance(A, _Unchecked):
+        return A
     try:
         takes_check = "check" in inspect.signature(A).parameters
     except (TypeError, ValueError):  # a builtin or an object without a signature
         takes_check = False
-    return (lambda x, t: A(x, t, check=False)) if takes_check else A
+    return _Unchecked(A, check=False) if takes_check else A
 
 
 def _unchecked_schedule(sigma):
@@ -326,9 +335,11 @@ class DiracPredictor:
         self.mixture = mixture
         self.A = A
         self.sigma = sigma
+        # resolved once: every evaluation then calls them without inspecting them again
+        self._A, self._sigma = _unchecked_family(A), _unchecked_schedule(sigma)
 
     def __call__(self, y_t: torch.Tensor, t: TimeLike) -> torch.Tensor:
-        return self.mixture.dirac_posterior_mean(y_t, t, A=self.A, sigma=self.sigma)
+        return self.mixture.dirac_posterior_mean(y_t, t, A=self._A, sigma=self._sigma)
 
     def __repr__(self) -> str:
         return f"DiracPredictor({self.mixture!r}, A={self.A!r}, sigma={self.sigma!r})"
