@@ -3137,8 +3137,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "ipndm-float-order-accepted": (
         "flowrestore/solvers/adams.py",
-        "        isinstance(value, numbers.Integral)\n",
-        "        isinstance(value, numbers.Real)\n",
+        "    return is_integer(value) and int(value) in (1, 2, 3, 4)",
+        "    return int(value) in (1, 2, 3, 4)",
         ["tests/test_review_solve_options.py"],
     ),
     "float32-grid-collision-unchecked": (
@@ -3166,7 +3166,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_review_methods_registry.py"],
     ),
     "semilinear-float-order-accepted": (
-        "flowrestore/solvers/semilinear.py",
+        "flowrestore/solvers/adams.py",
         "    return isinstance(value, numbers.Integral) and not isinstance(value, bool)",
         "    return not isinstance(value, bool)",
         ["tests/test_review_solve_options.py"],

@@ -165,6 +165,7 @@ __all__ = [
     "check_start_time",
     "guarded_combination",
     "start_value",
+    "is_integer",
 ]
 
 #: Adams–Bashforth coefficients for equal steps, newest value first (orders 1–4)
@@ -362,14 +363,16 @@ class IPNDM(Solver):
         )
 
 
+def is_integer(value) -> bool:
+    """An int (numpy integers too), not a bool: the solvers' orders, powers and node counts
+    (a float such as ``2.0`` slices coefficient tables, or was kept as a float)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _is_order(value) -> bool:
-    """An Adams–Bashforth order: an integer 1–4 (a float such as ``2.0`` slices the
-    coefficient tables, so it is refused when the solver is built, not mid-solve)."""
-    return (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and int(value) in (1, 2, 3, 4)
-    )
+    """An Adams–Bashforth order: an integer 1–4 (:func:`is_integer`), refused when the solver is
+    built, not mid-solve."""
+    return is_integer(value) and int(value) in (1, 2, 3, 4)
 
 
 def check_start_estimate(solver: Solver, flow: Flow) -> None:

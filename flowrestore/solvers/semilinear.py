@@ -58,7 +58,6 @@ agree to round-off (``tests/diffusion/test_unipc_flow_matching.py``).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -73,6 +72,7 @@ from flowrestore.solvers.adams import (
     check_estimate_shape,
     check_start_estimate,
     check_start_time,
+    is_integer,
     start_value,
 )
 from flowrestore.solvers.base import Context, Solver, StepResult
@@ -184,11 +184,6 @@ class MultistepState:
     x_prev: Tensor | None = None
 
 
-def _integer(value) -> bool:
-    """An int (numpy integers too), not a bool: an order or power of 3.0 was kept as a float."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 @dataclass(repr=False)
 class SemiLinearMultistep(Solver):
     """Multistep exponential integrator for :class:`~flowrestore.InDIFlow` (module docstring).
@@ -239,7 +234,7 @@ class SemiLinearMultistep(Solver):
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
 
     def __post_init__(self):
-        if not _integer(self.order) or self.order not in (1, 2, 3):
+        if not is_integer(self.order) or self.order not in (1, 2, 3):
             raise ConfigError(f"order must be 1, 2 or 3, got {describe(self.order)}")
         self.order = int(self.order)
         lo, hi = (2, 5) if self.order == 3 else (1, 1)
@@ -255,7 +250,7 @@ class SemiLinearMultistep(Solver):
                 f"{describe(self.nodes)} (two predictor nodes plus the corrector "
                 "already give order 3)"
             )
-        if self.power is not None and (not _integer(self.power) or self.power not in (0, 1, 2)):
+        if self.power is not None and (not is_integer(self.power) or self.power not in (0, 1, 2)):
             raise ConfigError(f"power must be None, 0, 1 or 2, got {describe(self.power)}")
         self.power = None if self.power is None else int(self.power)
         if self.power == 0 and self.final_nodes not in (None, 1):
@@ -440,7 +435,7 @@ class UniPC(SemiLinearMultistep):
     lower_order_final: bool = True
 
     def __post_init__(self):
-        if self.power != 0 or not _integer(self.power):
+        if self.power != 0 or not is_integer(self.power):
             raise ConfigError(
                 "UniPC interpolates in the log-SNR: power must be 0, got "
                 f"power={describe(self.power)} (fr.SemiLinearMultistep(power=...) steps the "
