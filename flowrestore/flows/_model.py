@@ -204,9 +204,11 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
     ) -> None:
         if not callable(model):
             raise ArgumentTypeError(f"model must be callable {call}, got {describe(model)}")
+        if not isinstance(check_outputs, bool):  # bool("no") was True: checks left on
+            raise ArgumentTypeError(f"check_outputs must be a bool, got {describe(check_outputs)}")
         self.model = model
         self.cond = check_model_cond(cond)
-        self.check_outputs = bool(check_outputs)
+        self.check_outputs = check_outputs
         self.uncond, self.guidance_scale = check_guidance(self.cond, uncond, guidance_scale)
         self.guidance_rescale = check_rescale(self.uncond, guidance_rescale)
         self._declare_grids(grids, spacings)
@@ -224,7 +226,8 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         return self.model
 
     def call_model(self, x: Tensor, time: Tensor, *, split: bool = False) -> Tensor:
-        """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``);
+        """``model(x, time, **cond)`` as a tensor (checked against ``x`` if ``check_outputs``,
+        which also refuses a model that modifies ``x`` in place);
         ``split``: the output has twice ``x``'s channels (dim 1) and the first half is kept (a
         model that also predicts its variance). With ``uncond`` and ``guidance_scale ≠ 1``: the
         guided output ``u + w (c − u)``, one call on the doubled batch (module docstring). A
@@ -249,7 +252,18 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         cond = cond_for(cond, x)
         want = network_dtype(self.model)
         if want is None or want == x.dtype:
+            # the state itself reaches the model (flow matching, EDM): an in-place change of it
+            # moved the solver's state silently (metadata only, as call_user checks InDI's)
+            tracked = self.check_outputs and not torch.compiler.is_compiling()
+            tracked = tracked and not x.is_inference()
+            version = x._version if tracked else 0
             out = model_output(self.model(x, time, **cond))
+            if tracked and x._version != version:
+                raise PredictorOutputError(
+                    "model modified its input x in place (e.g. x.clamp_(...), x /= s); the "
+                    "solver reuses that tensor, so the solve would be silently wrong. Compute a "
+                    "new tensor instead (x = x / s)"
+                )
         else:  # a float16 network stepped in float32: its inputs in its dtype, its output back
             inputs = {k: _floating_to(v, want) for k, v in cond.items()}
             out = model_output(self.model(x.to(want), _floating_to(time, want), **inputs))

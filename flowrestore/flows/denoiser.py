@@ -48,6 +48,7 @@ not a floor: like the default grid, error control goes below it when the toleran
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -171,9 +172,9 @@ class DenoiserFlow(ModelFlow):
     def edm_grid(self, steps: int, *, rho: float = 7.0) -> Tensor:
         """EDM's / k-diffusion's grid (``get_sigmas_karras(steps, σ_min, σ_max, ρ)`` plus the final
         0) in flow time, float64: ``steps − 1`` steps to ``σ_min``, then one onto 0."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
             raise ConfigError(f"steps must be a positive int, got {describe(steps)}")
-        return Karras(rho=rho, t_min=self.sigma_min / self.sigma_max)(steps, 1.0, 0.0)
+        return Karras(rho=rho, t_min=self.sigma_min / self.sigma_max)(int(steps), 1.0, 0.0)
 
     def denoise(self, t: Tensor, x: Tensor) -> Tensor:
         """The clean estimate ``D(x, σ)`` at ``σ = t σ_max``."""

@@ -6,8 +6,9 @@ The one loader of :class:`~flowrestore.DiffusionFlow` and :class:`~flowrestore.F
   flow's subfolders: ``unet/``, ``transformer/``) or a model folder (``config.json``), builds the
   diffusers class its config names with ``local_files_only=True`` (a flow may restrict the
   classes), and finds the scheduler beside it (``scheduler/``, ``scheduler_config.json`` or
-  ``../scheduler``); a pipeline object or a model is taken as it is. A network whose second
-  argument is not the timestep (SD3/Flux transformers) is called with ``timestep=`` by keyword.
+  ``../scheduler``); a pipeline object or a model is taken as it is. A network whose
+  ``timestep`` parameter is not its second (SD3 transformers) is called with ``timestep=`` by
+  keyword; one without such a parameter (``forward(x, t)``) positionally.
 * :func:`scheduler_config` reads a scheduler given as an object, a config dict or the path of its
   ``scheduler_config.json`` (or folder); :func:`require_scheduler` says what to pass when none
   was found; :func:`place` moves a module to a dtype/device in eval mode.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -76,11 +78,18 @@ class TimestepKeyword(torch.nn.Module):
 
 
 def _takes_timestep_second(model) -> bool:
+    """Whether ``model(x, timestep)`` reaches the timestep positionally: ``forward`` has no
+    parameter named ``timestep`` (a user's ``forward(x, t)``, ``forward(x, sigma)``) or has it
+    second (``UNet2DModel``). Only a ``timestep`` further on (SD3-style transformers) is passed by
+    keyword; a ``forward(x, t)`` was called as ``forward(x, timestep=t)`` and refused."""
     try:
-        params = list(inspect.signature(model.forward).parameters)
+        params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError, AttributeError):
         return True
-    return len(params) >= 2 and params[1] == "timestep"
+    if "timestep" not in [p.name for p in params]:
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return len(params) >= 2 and params[1].name == "timestep" and params[1].kind in positional
 
 
 def _callable(model):
@@ -267,20 +276,33 @@ def scheduler_config(scheduler) -> dict:
         return _read_config(path)
     if isinstance(scheduler, dict):
         return dict(scheduler)
+    if isinstance(scheduler, type):  # its ``config`` is a property object: a bare TypeError
+        raise ConfigError(
+            f"scheduler must be a scheduler object, a config dict or a path, got the class "
+            f"{scheduler.__name__}: pass {scheduler.__name__}(...) or its from_config(...)"
+        )
     config = getattr(scheduler, "config", None)
-    if config is None:
+    if config is None or not isinstance(config, Mapping):
         raise ConfigError(f"scheduler must have a config, got {describe(scheduler)}")
     return {**dict(config), "_class_name": type(scheduler).__name__}
 
 
 def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
     """``(alphas_cumprod, config)`` of a DDPM/DDIM-type scheduler (object, config dict or path;
-    a config is built into the diffusers class it names, by default ``DDPMScheduler``)."""
-    if isinstance(scheduler, (str, os.PathLike, dict)):
+    a config is built into the diffusers scheduler class it names, by default ``DDPMScheduler``;
+    a name that is no diffusers scheduler is refused)."""
+    if isinstance(scheduler, (str, os.PathLike, dict, type)):  # a class: refused by name
         config = scheduler_config(scheduler)
         diffusers = import_diffusers()
-        kind = getattr(diffusers, str(config.get("_class_name")), None)
-        kind = kind if hasattr(kind, "from_config") else diffusers.DDPMScheduler
+        name = config.get("_class_name")
+        kind = diffusers.DDPMScheduler if name is None else getattr(diffusers, str(name), None)
+        if not (isinstance(kind, type) and issubclass(kind, diffusers.SchedulerMixin)):
+            # a typo or another library's class was read as a DDPMScheduler (clip_sample=True)
+            raise ConfigError(
+                f"the scheduler config's _class_name {name!r} is no scheduler of diffusers "
+                f"{diffusers.__version__}: name a DDPM/DDIM-type scheduler (or leave "
+                "_class_name out for DDPMScheduler), or pass the scheduler object"
+            )
         scheduler = kind.from_config(config)
     abar = getattr(scheduler, "alphas_cumprod", None)
     if abar is None:
@@ -301,7 +323,7 @@ def zero_snr_as_zero(scheduler) -> Tensor:
     the schedule a DDPM/DDIM scheduler's config refuses it on. As 0 it is the zero-SNR schedule
     it is: :func:`~flowrestore.oracles.diffusion.check_alphas_cumprod` takes it for a v or x₀
     model and refuses it for an ε-model, whichever scheduler class holds it."""
-    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64).clone()
+    abar = torch.as_tensor(scheduler.alphas_cumprod).detach().to("cpu", torch.float64).clone()
     config = dict(getattr(scheduler, "config", {}) or {})
     if abar.dim() == 1 and abar.numel() >= 2 and bool(abar[-1] == ZERO_SNR_ALPHA_CUMPROD):
         if config.get("rescale_betas_zero_snr") or bool(abar[-2] <= abar[-1]):
@@ -330,20 +352,24 @@ grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its fina
             f"{type(scheduler).__name__}"
         )
     theirs = getattr(scheduler, "alphas_cumprod", None)
+    if theirs is None:  # a flow-matching scheduler's σ·T timesteps were refused as out of range
+        raise ConfigError(
+            f"scheduler must be a DDPM/DDIM-type scheduler with alphas_cumprod, got a "
+            f"{type(scheduler).__name__} (a flow-matching one belongs to "
+            "fr.FlowMatchingFlow.grid_from_scheduler; bare timesteps to flow.grid_from_timesteps)"
+        )
     ours = flow.alphas_cumprod
-    if theirs is not None:
-        theirs = zero_snr_as_zero(scheduler)
-        if theirs.shape == ours.shape and bool(theirs[-1] == 0):
-            theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0
-    if theirs is not None and (
-        theirs.shape != ours.shape or not torch.allclose(theirs, ours, rtol=1e-5, atol=0)
-    ):
+    theirs = zero_snr_as_zero(scheduler)
+    if theirs.shape == ours.shape and bool(theirs[-1] == 0):
+        theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0
+    if theirs.shape != ours.shape or not torch.allclose(theirs, ours, rtol=1e-5, atol=0):
         raise ConfigError(
             f"scheduler's alphas_cumprod (T={theirs.numel()}) differs from the flow's "
             f"(T={flow.num_train_timesteps}): build the flow from this scheduler"
         )
     _check_clip(flow.clip, dict(getattr(scheduler, "config", {}) or {}), use_clipped_model_output)
-    ts = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
+    # a pipeline's set_timesteps(N, device="cuda"): the host's copy (the CPU table indexed it)
+    ts = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).reshape(-1)
     final = getattr(scheduler, "final_alpha_cumprod", None)
     final = 1.0 if final is None else float(final)
     if check and type(scheduler).__name__ == "DDIMScheduler":

@@ -301,8 +301,9 @@ class DiffusionFlow(ModelFlow):
         return tau.to(sigma.dtype)
 
     def sigma_at(self, timestep) -> Tensor:
-        """The noise level ``σ`` of a (continuous) timestep, the inverse of :meth:`timestep`."""
-        tau = torch.as_tensor(timestep, dtype=torch.float64)
+        """The noise level ``σ`` of a (continuous) timestep, the inverse of :meth:`timestep`
+        (float64, on the CPU, for planning grids)."""
+        tau = torch.as_tensor(timestep).detach().to("cpu", torch.float64)  # the table's device
         table = self._log_var
         j = tau.floor().clamp(0, table.numel() - 2).long()
         mu = table[j] + (tau - j.to(tau.dtype)) * (table[j + 1] - table[j])
@@ -400,12 +401,16 @@ class DiffusionFlow(ModelFlow):
 
     # ------------------------------------------------------------------ grids
     def grid_from_timesteps(self, timesteps, *, final_alpha_cumprod: float = 1.0) -> Tensor:
-        """The flow times of ``timesteps`` (decreasing) followed by the final noise level
-        (``ᾱ = 1``: ``t = 0``, the clean image), float64."""
+        """The flow times of ``timesteps`` (strictly decreasing, else refused) followed by the
+        final noise level (``ᾱ = 1``: ``t = 0``, the clean image; one above the last timestep's
+        is refused), float64."""
         try:
-            tau = torch.as_tensor(timesteps, dtype=torch.float64).reshape(-1)
+            raw = torch.as_tensor(timesteps)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ConfigError(f"timesteps must be numbers, got {describe(timesteps)}") from exc
+        if raw.is_complex() or raw.dtype == torch.bool:  # float64 would drop the imaginary part
+            raise ConfigError(f"timesteps must be real numbers, got {describe(timesteps)}")
+        tau = raw.detach().to("cpu", torch.float64).reshape(-1)
         if tau.numel() < 1:
             raise ConfigError(f"timesteps must not be empty, got {describe(timesteps)}")
         top = self.num_train_timesteps - 1
@@ -413,6 +418,14 @@ class DiffusionFlow(ModelFlow):
             raise ConfigError(
                 f"timesteps must be finite and lie in [0, {top}] (the model's training "
                 f"timesteps), got {describe(timesteps)}"
+            )
+        if not bool((tau.diff() < 0).all()):  # host-side planning, not a step
+            k = int((tau.diff() >= 0).nonzero()[0])
+            raise ConfigError(
+                f"timesteps must decrease strictly (from noise to data); they do not between "
+                f"index {k} ({float(tau[k]):g}) and {k + 1} ({float(tau[k + 1]):g}), so no grid "
+                f"of flow times follows them (a scheduler that repeats a timestep, like PNDM's "
+                f"PLMS warm-up, has none), got {describe(timesteps)}"
             )
         grid = self.sigma_at(tau) / self.sigma_max
         try:
@@ -425,6 +438,15 @@ class DiffusionFlow(ModelFlow):
         if not 0 < fa <= 1:
             raise ConfigError(f"final_alpha_cumprod must be in (0, 1], got {describe(fa)}")
         last = math.sqrt((1 - fa) / fa) / self.sigma_max
+        end = float(grid[-1])
+        if end < last <= end * (1 + 1e-3):  # ᾱ_0 of a float32 table: the last timestep itself
+            last = end
+        if last > end:
+            raise ConfigError(
+                f"final_alpha_cumprod={fa:g} is the noise level sigma = "
+                f"{last * self.sigma_max:.6g}, above the last timestep's "
+                f"{float(grid[-1]) * self.sigma_max:.6g}: the final step must end at less noise"
+            )
         if abs(last - float(grid[-1])) > 1e-12 * max(1.0, last):
             grid = torch.cat([grid, torch.tensor([last], dtype=torch.float64)])
         return grid.clamp(0.0, 1.0)

@@ -44,7 +44,14 @@ from flowrestore.flows.diffusers_io import (
 )
 from flowrestore.grids import FittedGrids, Shifted, Spacing, check_grid
 
-__all__ = ["FlowMatchingFlow", "Shifted", "dynamic_shift", "flow_matching_config"]
+__all__ = [
+    "SIGMA_TIMESTEP_MODELS",
+    "FlowMatchingFlow",
+    "Shifted",
+    "check_sigma_timestep",
+    "dynamic_shift",
+    "flow_matching_config",
+]
 
 _SCHEDULER = "FlowMatchEulerDiscreteScheduler"
 
@@ -174,6 +181,11 @@ class FlowMatchingFlow(ModelFlow):
         """The σ grid of a ``FlowMatchEulerDiscreteScheduler`` after ``set_timesteps`` (float64,
         ending at 0): ``fr.solve(flow, fr.Euler(), x, grid=flow.grid_from_scheduler(s))`` is its
         deterministic sampler."""
+        if getattr(scheduler, "alphas_cumprod", None) is not None:  # DDIM: "no sampling grid"
+            raise ConfigError(
+                f"scheduler must be a {_SCHEDULER}, got a {type(scheduler).__name__} (a "
+                "DDPM/DDIM-type scheduler: it belongs to fr.DiffusionFlow.grid_from_scheduler)"
+            )
         sigmas = getattr(scheduler, "sigmas", None)
         config = dict(getattr(scheduler, "config", {}) or {})
         if sigmas is None or getattr(scheduler, "num_inference_steps", None) is None:
@@ -216,15 +228,49 @@ class FlowMatchingFlow(ModelFlow):
         Nothing is downloaded (``local_files_only=True``); a missing folder, config, weights or
         scheduler raises :class:`~flowrestore.ConfigError` naming it. ``scheduler``: a scheduler,
         its config dict or the path of its ``scheduler_config.json``/folder. With
-        ``use_dynamic_shifting`` pass ``mu=`` or ``image_seq_len=`` (the pipelines' rule).
+        ``use_dynamic_shifting`` pass ``mu=`` or ``image_seq_len=`` (the pipelines' rule). A
+        network that takes ``timestep = σ`` (Flux and its kin, :data:`SIGMA_TIMESTEP_MODELS`) is
+        refused: wrap it in a callable (:func:`check_sigma_timestep`).
         """
         model, found = load_model(path_or_model, subfolders=("transformer", "unet"), dtype=dtype)
+        check_sigma_timestep(model)
         check_model_cond(model, flow_options.get("cond"), cls.__name__)
         scheduler = require_scheduler(
             found if scheduler is None else scheduler, path_or_model, _SCHEDULER
         )
         options = flow_matching_config(scheduler, mu=mu, image_seq_len=image_seq_len)
         return cls(place(model, dtype, device), **{**options, **flow_options})
+
+
+#: diffusers transformers that take ``timestep = σ ∈ [0, 1]`` and multiply it by 1000 themselves
+#: (their pipelines pass ``timestep / 1000``), not the ``σ·T`` this flow passes
+SIGMA_TIMESTEP_MODELS = frozenset(
+    {
+        "ChromaTransformer2DModel",
+        "Flux2Transformer2DModel",
+        "Flux3Transformer2DModel",
+        "FluxTransformer2DModel",
+        "LongCatImageTransformer2DModel",
+        "OvisImageTransformer2DModel",
+        "QwenImageTransformer2DModel",
+    }
+)
+
+
+def check_sigma_timestep(model) -> None:
+    """Refuse, before any evaluation, a network of :data:`SIGMA_TIMESTEP_MODELS` (Flux and its
+    kin): called with ``timestep = σ·T`` it saw noise levels 1000 times too large and returned a
+    wrong velocity without an error. Such a network also takes position ids without a batch
+    dimension (``img_ids``), which ``cond`` cannot carry: wrap it in a callable."""
+    inner = getattr(model, "inner", model)
+    name = type(inner).__name__
+    if name in SIGMA_TIMESTEP_MODELS:
+        raise ConfigError(
+            f"{name} takes timestep = sigma in [0, 1] (its pipeline passes timestep / 1000) and "
+            "position ids without a batch dimension; FlowMatchingFlow calls model(x, sigma * T): "
+            "wrap it, e.g. fr.FlowMatchingFlow(lambda x, timestep, **c: net(x, timestep="
+            "timestep / 1000, img_ids=..., txt_ids=..., **c).sample, shift=...)"
+        )
 
 
 def dynamic_shift(config: dict, *, mu=None, image_seq_len=None) -> float:
@@ -239,8 +285,22 @@ def dynamic_shift(config: dict, *, mu=None, image_seq_len=None) -> float:
             )
         if isinstance(image_seq_len, bool) or not isinstance(image_seq_len, numbers.Integral):
             raise ConfigError(f"image_seq_len must be an int, got {describe(image_seq_len)}")
+        if image_seq_len < 1:
+            raise ConfigError(
+                "image_seq_len must be a positive int (latent patches), got "
+                f"{describe(image_seq_len)}"
+            )
         b0, b1 = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
         l0, l1 = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+        for key, value in (("base_shift", b0), ("max_shift", b1)):
+            _config_number(key, value)
+        for key, value in (("base_image_seq_len", l0), ("max_image_seq_len", l1)):
+            _config_number(key, value)
+        if l0 == l1:
+            raise ConfigError(
+                f"the scheduler config has base_image_seq_len = max_image_seq_len = {l0!r}: the "
+                "shift's linear rule is undefined; pass mu= instead"
+            )
         mu = b0 + (b1 - b0) * (int(image_seq_len) - l0) / (l1 - l0)
     elif image_seq_len is not None:
         raise ConfigError("pass mu= or image_seq_len=, not both")
@@ -249,6 +309,11 @@ def dynamic_shift(config: dict, *, mu=None, image_seq_len=None) -> float:
     mu = float(mu)
     kind = config.get("time_shift_type", "exponential")
     if kind == "exponential":
+        if not -700.0 < mu < 700.0:  # exp overflows float64 (OverflowError) or underflows to 0
+            raise ConfigError(
+                f"mu must lie in (-700, 700) for time_shift_type='exponential' (shift = exp(mu)), "
+                f"got {describe(mu)}"
+            )
         return math.exp(mu)
     if kind == "linear":
         if mu <= 0:
@@ -280,5 +345,22 @@ def flow_matching_config(scheduler, *, mu=None, image_seq_len=None) -> dict:
                 "mu=/image_seq_len= apply to use_dynamic_shifting schedulers only; this one has "
                 f"a fixed shift={config.get('shift', 1.0)}"
             )
-        shift = float(config.get("shift", 1.0))
-    return {"num_train_timesteps": int(config.get("num_train_timesteps", 1000)), "shift": shift}
+        shift = _config_number("shift", config.get("shift", 1.0))
+    T = config.get("num_train_timesteps", 1000)
+    if isinstance(T, float) and T.is_integer():
+        T = int(T)  # 1000.0 in a hand-written config
+    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
+        raise ConfigError(
+            f"the scheduler config's num_train_timesteps must be a positive int, got {describe(T)}"
+        )
+    return {"num_train_timesteps": int(T), "shift": shift}
+
+
+def _config_number(key: str, value) -> float:
+    """A scheduler config's number ``value`` as a float, or a :class:`ConfigError` naming
+    ``key`` (a ``null`` or a string in a hand-written config was a bare ``TypeError``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(
+            f"the scheduler config's {key} must be a finite number, got {describe(value)}"
+        )
+    return float(value)

@@ -17,14 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
-from flowrestore.errors import ArgumentTypeError, ConfigError
+from flowrestore.errors import ArgumentTypeError, ConfigError, PredictorOutputError, describe
 from flowrestore.flows.base import ODE, SDE, batch_time, bcast, call_user, check_cond
 
 __all__ = ["ODEFlow", "SDEFlow"]
 
 _TIME_SHAPES = ("batch", "broadcast")
+
+
+def _check_bool(check_outputs) -> None:
+    if not isinstance(check_outputs, bool):  # "no" was kept and read as True
+        raise ArgumentTypeError(f"check_outputs must be a bool, got {describe(check_outputs)}")
 
 
 def _shape_time(t: Tensor, x: Tensor, time_shape: str) -> Tensor:
@@ -60,6 +66,7 @@ class ODEFlow(ODE):
         if time_shape not in _TIME_SHAPES:
             raise ConfigError(f"time_shape must be one of {_TIME_SHAPES}, got {time_shape!r}")
         check_cond(cond, None)
+        _check_bool(check_outputs)
         self.f = f
         self.time_shape = time_shape
         self.cond = cond
@@ -106,6 +113,7 @@ class SDEFlow(SDE):
         if noise_type not in ("additive", "diagonal"):
             raise ConfigError(f"noise_type must be 'additive' or 'diagonal', got {noise_type!r}")
         check_cond(cond, None)
+        _check_bool(check_outputs)
         self.f, self.g = f, g
         self.noise_type = noise_type
         self.time_shape = time_shape
@@ -118,8 +126,20 @@ class SDEFlow(SDE):
         return call_user("f", self.f, x, (tt, x), self.cond, check=self.check_outputs)
 
     def diffusion(self, t: Tensor, x: Tensor) -> Tensor:
-        """``g(t, x)``, broadcastable to the state (only its in-place use of ``x`` is checked)."""
+        """``g(t, x)``, broadcastable to the state (with ``check_outputs``: its in-place use of
+        ``x`` and its shape, metadata only)."""
         tt = _shape_time(t, x, self.time_shape)
-        return call_user(
+        out = call_user(
             "g", self.g, x, (tt, x), self.cond, check=self.check_outputs, output_like_x=False
         )
+        if self.check_outputs and isinstance(out, Tensor):
+            try:
+                fits = torch.broadcast_shapes(out.shape, x.shape) == x.shape
+            except RuntimeError:
+                fits = False
+            if not fits:  # a bare RuntimeError from inside the solver's g·dW before
+                raise PredictorOutputError(
+                    f"g returned shape {tuple(out.shape)}, which does not broadcast to the "
+                    f"state's shape {tuple(x.shape)}"
+                )
+        return out
