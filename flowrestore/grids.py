@@ -56,6 +56,15 @@ def _check_exponent(spacing, name: str = "rho") -> None:
         object.__setattr__(spacing, name, float(value))
 
 
+def _int_at_least(spacing, name: str, low: int) -> None:
+    """Refuse a field that is not an integer ``>= low`` (``ConfigError`` naming it); a numpy
+    integer is stored as a Python ``int`` (it was refused with "must be an int >= 3, got 5")."""
+    value = getattr(spacing, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {describe(value)}")
+    object.__setattr__(spacing, name, int(value))
+
+
 class Spacing:
     """How ``steps`` intervals are laid between two times."""
 
@@ -122,14 +131,7 @@ class StartRefined(Spacing):
         _check_exponent(self)
         if not isinstance(self.closing_pair, bool):
             raise ConfigError(f"closing_pair must be a bool, got {describe(self.closing_pair)}")
-        if (
-            isinstance(self.min_pair_steps, bool)
-            or not isinstance(self.min_pair_steps, int)
-            or (self.min_pair_steps < 3)
-        ):
-            raise ConfigError(
-                f"min_pair_steps must be an int >= 3, got {describe(self.min_pair_steps)}"
-            )
+        _int_at_least(self, "min_pair_steps", 3)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
         pair = self.closing_pair and steps >= self.min_pair_steps
@@ -233,9 +235,7 @@ class EndRefined(Spacing):
         if not isinstance(self.base, Spacing):
             raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
         _check_exponent(self)
-        r = self.resolution
-        if isinstance(r, bool) or not isinstance(r, int) or r < 2:
-            raise ConfigError(f"resolution must be an int >= 2, got {describe(r)}")
+        _int_at_least(self, "resolution", 2)
 
     @property
     def end_exponent(self) -> float:
@@ -289,9 +289,7 @@ class EulerMatchedEnd(Spacing):
     def __post_init__(self):
         if not isinstance(self.base, Spacing):
             raise ConfigError(f"base must be a Spacing, got {describe(self.base)}")
-        k = self.stages
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"stages must be an int >= 1, got {describe(k)}")
+        _int_at_least(self, "stages", 1)
         _check_exponent(self, "rho_min")
 
     @property
@@ -349,8 +347,16 @@ class Unrefined(Spacing):
 
 def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) -> Tensor:
     """Grid of ``steps`` intervals from ``t0`` to ``t1`` (float64, CPU)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ConfigError(f"steps must be a positive int, got {describe(steps)}")
+    steps = int(steps)  # a numpy integer (solve's steps= takes one) was refused as "got 5"
+    for name, value in (("t0", t0), ("t1", t1)):
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        real = real or (
+            isinstance(value, Tensor) and value.dim() == 0 and value.is_floating_point()
+        )
+        if not real:  # float("a") raised a bare ValueError
+            raise ConfigError(f"{name} must be a real number, got {describe(value)}")
     spacing = Uniform() if spacing is None else spacing
     if not isinstance(spacing, Spacing):
         raise ConfigError(
@@ -574,8 +580,8 @@ def _step_count(n) -> int | None:
     """A step count from a record's key: an int, or a string of one (JSON keys); else ``None``."""
     if isinstance(n, bool):
         return None
-    if isinstance(n, int):
-        return n
+    if isinstance(n, numbers.Integral):  # numpy integers too (a fit's np.int64 keys)
+        return int(n)
     if isinstance(n, str) and n.strip().isdigit():
         return int(n)
     return None

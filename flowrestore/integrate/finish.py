@@ -19,12 +19,10 @@ from flowrestore.errors import FAILURE_ERRORS, NONFINITE
 from flowrestore.flows.base import select_rows
 from flowrestore.integrate.endpoint import land
 from flowrestore.integrate.solution import Solution, Stats
-from flowrestore.integrate.stepping import land_all
+from flowrestore.integrate.stepping import finite_marker, land_all
 from flowrestore.noise import rows_index
 
 __all__ = ["Failures", "finish"]
-
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 class Failures:
@@ -152,10 +150,9 @@ def _controller_failures(ctl, failures: Failures, t_final: Tensor, counts) -> No
 
 
 def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
-    """Non-finite states found by the loop's row sums: one host read, after the last step.
-
-    NaN and ±inf propagate into a row sum, so the first non-finite row sum of a sample is its
-    first bad step.
+    """Non-finite states found by the loop's per-step markers (:func:`finite_marker`): one host
+    read, after the last step. A NaN or ±inf state makes its marker NaN, so the first non-finite
+    marker of a sample is its first bad step.
     """
     bad = ~torch.isfinite(sums)
     if not bool(bad.any()):
@@ -216,8 +213,7 @@ def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:
 
 def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> None:
     """Flag the samples whose final ``x`` is not finite (landing, output, error control)."""
-    acc = torch.float32 if x.dtype in _LOW_PRECISION else None
-    finite = torch.isfinite(x.detach().reshape(x.shape[0], -1).sum(1, dtype=acc)).cpu()
+    finite = torch.isfinite(finite_marker(x)).cpu()
     if bool(finite.all()):
         return
     done = failures.status if failures.status is not None else torch.zeros_like(finite).long()

@@ -85,7 +85,7 @@ def refine_grid(
             best.update(err=err, grid=g)
         return err if math.isfinite(err) else 1e300
 
-    if budget > 1:
+    if budget > 1 and z0.numel() > 0:  # a one-step grid has no interior point to move
         n = z0.numel()
         simplex = z0.numpy()[None, :].repeat(n + 1, 0)
         simplex[1:] += SIMPLEX_STEP * torch.eye(n, dtype=torch.float64).numpy()

@@ -362,7 +362,17 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
             raise ConfigError(
                 f"{type(flow).__name__} has no default time span: pass t_span=(t_start, t_end)"
             )
-        span = (span[0], float(t_end))
+        end = float(t_end)
+        if t_span is not None and not (
+            min(span) <= end <= max(span) and end != span[0] and end == end
+        ):
+            # an early end of t_span; past its end or behind its start it ran a span the
+            # caller never asked for (t_span=(0, 1), t_end=-1 integrated backwards)
+            raise ConfigError(
+                f"t_end is an early end of t_span and must lie in ({span[0]:.6g}, "
+                f"{span[1]:.6g}], got t_end={end:.6g} with t_span={describe(t_span)}"
+            )
+        span = (span[0], end)
     if span is not None:
         span = (float(span[0]), float(span[1]))
         name = "t_span" if t_end is None else "(t_start, t_end)"
@@ -428,9 +438,17 @@ def _save_request(save_at):
             return "steps"
         raise ConfigError(f"save_at must be None, 'steps' or a tensor of times, got {save_at!r}")
     try:
+        raw = torch.as_tensor(save_at)  # its dtype and shape only (Python floats: float32)
+        # a bool (True saved t = 1), a complex time (its imaginary part was dropped) or a
+        # table of times (flattened: [B, S] read as B·S shared times, not per-sample ones)
+        if raw.dtype == torch.bool or raw.is_complex() or raw.dim() > 1:
+            raise TypeError
         st = torch.as_tensor(save_at, dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise GridError(f"save_at must be 'steps' or real times, got {describe(save_at)}") from exc
+        raise GridError(
+            f"save_at must be 'steps' or a 1-D sequence of real times (shared by every sample), "
+            f"got {describe(save_at)}"
+        ) from exc
     if not bool(torch.isfinite(st).all()):
         raise GridError(f"save_at must hold finite times, got {describe(save_at)}")
     times = check_grid(st, name="save_at").tolist() if st.numel() > 1 else st.tolist()

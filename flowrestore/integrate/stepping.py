@@ -19,9 +19,7 @@ from flowrestore.flows.base import Flow
 from flowrestore.integrate.endpoint import land
 from flowrestore.integrate.state import merge_rows, merge_x, select_rows
 
-__all__ = ["Counts", "Evaluator", "land_all", "steps", "trajectory_buffer"]
-
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
+__all__ = ["Counts", "Evaluator", "finite_marker", "land_all", "steps", "trajectory_buffer"]
 
 
 class Counts:
@@ -78,6 +76,16 @@ class Evaluator:
         return out
 
 
+def finite_marker(x: Tensor) -> Tensor:
+    """Per sample ``[B]``: 0 where every entry of ``x`` is finite, NaN where one is NaN or ±inf
+    (the loop's non-finite tracking; no host read). The row sum of ``x`` it replaces overflowed
+    on a finite float32 state of large magnitude (``e^80`` over 4·10⁴ entries) and failed it as
+    non-finite; a row's min and max or the sum of ``0·x``, which a NaN reaches eagerly, drop it
+    once compiled (inductor)."""
+    finite = torch.isfinite(x.detach().reshape(x.shape[0], -1)).all(1)
+    return torch.where(finite, 0.0, torch.nan)
+
+
 def trajectory_buffer(schedule: Schedule, ctl: ControllerRun, x: Tensor) -> Tensor | None:
     """The saved-states buffer (NaN: a slot a sample never reaches, because it failed before),
     with the start state in its slot. A run that saves per row gets one more, dump, slot."""
@@ -95,7 +103,6 @@ def trajectory_buffer(schedule: Schedule, ctl: ControllerRun, x: Tensor) -> Tens
 def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, callback, bar):
     """The step loop (module docstring). Returns the state, the solver state and the number of
     steps (with a callback: of steps where a sample was accepted)."""
-    B = x.shape[0]
     owned = False  # whether x is the loop's own copy (rows are then merged into it in place)
     restricted: tuple[Tensor | None, Flow] = (None, flow)
     k = accepted = 0
@@ -123,8 +130,7 @@ def steps(flow, solver, ctl: ControllerRun, x, state, ctx, counts, sums, traj, c
             x = merge_x(x, res.x, out.accept, rows)
             state = merge_rows(state, res.state, out.accept, rows)
         if sums is not None:
-            acc = torch.float32 if x.dtype in _LOW_PRECISION else None
-            sums.append(x.detach().reshape(B, -1).sum(1, dtype=acc))
+            sums.append(finite_marker(x))
         if traj is not None and out.save is not None:
             _save(traj, out.save, rows, x)
         k += 1

@@ -8,12 +8,14 @@ reuse the last stage as the next step's first one.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ConfigError, describe
 from flowrestore.flows.base import Flow, bcast
 
 __all__ = [
@@ -49,13 +51,41 @@ class ButcherTableau:
     error_order: int | None = None
 
     def __post_init__(self):
+        # coefficients as tuples of finite floats (a NaN passed every sum check below and
+        # stepped NaN; lists left the frozen tableau unhashable)
+        for name in ("c", "b", "b_error"):
+            if name != "b_error" or self.b_error is not None:
+                object.__setattr__(self, name, _coefficients(name, getattr(self, name)))
+        if isinstance(self.a, (str, bytes)) or not hasattr(self.a, "__iter__"):
+            raise ConfigError(f"a must be a sequence of rows of numbers, got {describe(self.a)}")
+        rows = tuple(_coefficients(f"a[{i}]", row) for i, row in enumerate(self.a))
+        object.__setattr__(self, "a", rows)
+        for name in ("order", "error_order"):
+            value = getattr(self, name)
+            if name == "error_order" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {describe(value)}")
+        if (self.b_error is None) != (self.error_order is None):
+            raise ConfigError(
+                "b_error and error_order come together (an embedded pair's error weights and "
+                f"the order of its embedded solution), got b_error={describe(self.b_error)}, "
+                f"error_order={describe(self.error_order)}"
+            )
         s = len(self.c)
+        if s < 1 or self.c[0] != 0.0:
+            # an explicit method's first stage is the drift at the step's start (row 0 of a is
+            # empty); rk_step evaluates it there whatever c[0] says
+            raise ConfigError(f"c must start with 0.0 (an explicit method), got {self.c!r}")
         if len(self.a) != s - 1 or any(len(row) != i + 1 for i, row in enumerate(self.a)):
             raise ConfigError(f"a must have {s - 1} rows of lengths 1..{s - 1}, got {self.a!r}")
         if len(self.b) != s or (self.b_error is not None and len(self.b_error) != s):
             raise ConfigError(f"b and b_error must have {s} entries")
         if abs(sum(self.b) - 1.0) > 1e-12:
             raise ConfigError(f"b must sum to 1, got {sum(self.b)!r}")
+        if self.b_error is not None and abs(sum(self.b_error)) > 1e-12:
+            # b − b̂ of two consistent weight sets: an estimate that does not vanish with h
+            raise ConfigError(f"b_error (b − b̂) must sum to 0, got {sum(self.b_error)!r}")
         for i, row in enumerate(self.a):
             if abs(sum(row) - self.c[i + 1]) > 1e-12:
                 raise ConfigError(f"row {i + 1} of a must sum to c[{i + 1}]={self.c[i + 1]}")
@@ -69,6 +99,23 @@ class ButcherTableau:
             and tuple(self.a[-1]) == tuple(self.b[:-1])
             and self.b[-1] == 0.0
         )
+
+
+def _coefficients(name: str, values) -> tuple[float, ...]:
+    """``values`` as a tuple of finite Python floats, else a :class:`ConfigError` naming it."""
+    ok = not isinstance(values, (str, bytes)) and hasattr(values, "__iter__")
+    items = tuple(values) if ok else ()
+    # 0-d real tensors as Python floats: rk_step compares each coefficient with 0 every step
+    items = tuple(
+        float(v) if isinstance(v, Tensor) and v.dim() == 0 and v.dtype.is_floating_point else v
+        for v in items
+    )
+    ok = ok and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    )
+    if not ok:
+        raise ConfigError(f"{name} must be a sequence of finite numbers, got {describe(values)}")
+    return tuple(float(v) for v in items)
 
 
 def _combine(coeffs, ks: list[Tensor]) -> Tensor | None:
