@@ -209,6 +209,13 @@ class NoiseLevels(Spacing):
         return np.reshape([self._index(float(v)) for v in np.ravel(t)], np.shape(t))
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        if min(t0, t1) >= self.levels[-1]:
+            # a span wholly above the table (a part-way solve of a model whose σ_max is far above
+            # the table's top): every index is 1 there, so the points collided; uniform in log τ
+            a, b = math.log(t0), math.log(t1)
+            pts = [math.exp(a + (b - a) * k / steps) for k in range(steps + 1)]
+            pts[0], pts[-1] = t0, t1
+            return torch.tensor(pts, dtype=torch.float64)
         r = 1.0 / self.rho
         w0, w1 = self._index(t0) ** r, self._index(t1) ** r
         # a convex combination: never below 0 by round-off (a negative base to a fractional ρ is

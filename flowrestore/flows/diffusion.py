@@ -117,6 +117,7 @@ __all__ = [
     "DiffusionSDE",
     "DynamicThreshold",
     "reference_levels",
+    "sde_reference_levels",
     "Karras",
     "MissingDependencyError",
     "import_diffusers",
@@ -171,6 +172,23 @@ def reference_levels(sigma_max: float) -> tuple[float, ...]:
     as times ``σ/sigma_max`` of a model whose largest level is ``sigma_max`` (module
     docstring)."""
     return tuple(v / sigma_max for v in REFERENCE_SIGMAS)
+
+
+def sde_reference_levels(sigma_max: float) -> tuple[float, ...]:
+    """The table behind :meth:`DiffusionSDE.default_spacing`: :func:`reference_levels`, continued
+    above its top geometrically, with the top entries' ratio, up to ``sigma_max``. The ODE's grid
+    jumps from ``σ_max`` to the table's top in one step, which its exponential form integrates
+    exactly; an SDE step over that jump is not stable (cosine schedule, ``σ_max ≈ 2·10⁴``:
+    Euler–Maruyama's samples had 1.3–2.1× the prior's variance at 200 steps, SRA1's 6–24× at
+    50). On a model whose ``σ_max`` is the table's top (DDPM's linear schedule) it is that
+    table."""
+    levels = list(REFERENCE_SIGMAS)
+    ratio = levels[-1] / levels[-2]
+    while levels[-1] * ratio < sigma_max:
+        levels.append(levels[-1] * ratio)
+    if levels[-1] < sigma_max:
+        levels.append(sigma_max)
+    return tuple(v / sigma_max for v in levels)
 
 
 class DiffusionFlow(ModelFlow):
@@ -527,7 +545,8 @@ class DiffusionSDE(SDE):
     2021, score SDEs: drift ``−(dσ²/dt) ∇log p = 2 (x̄ − D)/t``, diffusion ``√(dσ²/dt)``); it has
     the probability-flow ODE's marginals, so it samples the model's distribution — DDPM's
     ancestral sampler is a discretisation of it. Additive noise: ``EulerMaruyama`` and ``SRA1``
-    step it; it lands on ``t = 0`` like the ODE (its own step, on the flow's default grid).
+    step it; it lands on ``t = 0`` like the ODE (its own step). Its default grid is the flow's
+    below the reference table's top and geometric above it (:func:`sde_reference_levels`).
     Built by :meth:`DiffusionFlow.reverse_sde`.
     """
 
@@ -540,6 +559,12 @@ class DiffusionSDE(SDE):
         if not isinstance(flow, DiffusionFlow):
             raise ArgumentTypeError(f"flow must be a DiffusionFlow, got {describe(flow)}")
         self.flow = flow
+        top = flow.sigma_max * flow.default_spacing().levels[-1]
+        self._spacing = (
+            NoiseLevels(levels=sde_reference_levels(flow.sigma_max), rho=2.0)
+            if flow.sigma_max > top * (1 + 1e-9)
+            else flow.default_spacing()
+        )
 
     @property
     def network(self):
@@ -580,9 +605,10 @@ class DiffusionSDE(SDE):
         return self.flow.from_state(x, t)
 
     def default_spacing(self) -> Spacing:
-        """The flow's grid (DDPM's quadratic grid as noise levels, down to 0:
-        :meth:`DiffusionFlow.default_spacing`)."""
-        return self.flow.default_spacing()
+        """DDPM's quadratic grid as noise levels, down to 0, over :func:`sde_reference_levels`:
+        the flow's grid (:meth:`DiffusionFlow.default_spacing`) below the reference table's top,
+        and no step across orders of magnitude of ``σ`` above it (module docstring)."""
+        return self._spacing
 
     def preferred_t_min(self, rtol: float) -> float:
         """The flow's stop for error control (:meth:`DiffusionFlow.preferred_t_min`)."""

@@ -152,7 +152,13 @@ def test_flows_declare_their_grid_and_time_variable():
     want = ((1 - ref) / ref).sqrt().numpy() / sigma_max
     np.testing.assert_allclose(sp.levels, want, rtol=1e-12)
     assert diff.time_variable() == fr.TimeVariable(power=1, reciprocal=True, log_snr=True)
-    assert diff.reverse_sde().default_spacing() == sp
+    # the reverse SDE: the same table, continued geometrically up to σ_max (no SDE step across
+    # orders of magnitude of σ: tests/diffusion/test_sde_high_sigma.py)
+    sde = diff.reverse_sde().default_spacing()
+    assert isinstance(sde, fr.NoiseLevels) and sde.rho == 2.0 and sde.levels[-1] == 1.0
+    assert sde.levels[: len(sp.levels)] == sp.levels
+    top = np.log(np.asarray(sde.levels[len(sp.levels) - 2 :]))
+    np.testing.assert_allclose(np.diff(top)[:-1], np.diff(top)[0], rtol=1e-9)
     ode = fr.ODEFlow(lambda t, x: -x)
     assert ode.default_spacing() is None and ode.time_variable() == fr.TimeVariable()
 
