@@ -46,10 +46,88 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "a=((0.5,), (0.0001, 0.7499), (2 / 9, 1 / 3, 4 / 9)),",
         ["tests/core/test_tableaus.py"],
     ),
+    "reciprocal-stage-time-underflows": (
+        "flowrestore/solvers/reciprocal.py",
+        "        t_i = t / (1 + c * (t / s - 1))",
+        "        t_i = t * s / (s + c * (t - s))",
+        ["tests/test_half_reciprocal.py"],
+    ),
+    "model-in-place-input-unchecked": (
+        "flowrestore/flows/_model.py",
+        "            if tracked and x._version != version:",
+        "            if False:",
+        ["tests/test_review_flows2.py"],
+    ),
+    "diffusers-timestep-keyword-only-second": (
+        "flowrestore/flows/diffusers_io.py",
+        '    if "timestep" not in [p.name for p in params]:\n        return True',
+        '    if "timestep" not in [p.name for p in params]:\n        return False',
+        ["tests/test_review_flows2.py"],
+    ),
+    "flow-matching-sigma-timestep-models-taken": (
+        "flowrestore/flows/flow_matching.py",
+        "    if name in SIGMA_TIMESTEP_MODELS:",
+        "    if name in ():",
+        ["tests/test_review_flows2.py"],
+    ),
+    "diffusion-timesteps-not-decreasing-taken": (
+        "flowrestore/flows/diffusion.py",
+        "        if not bool((tau.diff() < 0).all()):",
+        "        if False:",
+        ["tests/test_review_flows2.py"],
+    ),
+    "tableau-first-stage-time-unchecked": (
+        "flowrestore/solvers/tableau.py",
+        "        if s < 1 or self.c[0] != 0.0:",
+        "        if s < 1:",
+        ["tests/test_review_loop2.py"],
+    ),
+    "tableau-error-weights-sum-unchecked": (
+        "flowrestore/solvers/tableau.py",
+        "        if self.b_error is not None and abs(sum(self.b_error)) > 1e-12:",
+        "        if False:",
+        ["tests/test_review_loop2.py"],
+    ),
+    "solve-t-end-outside-span-taken": (
+        "flowrestore/integrate/solve.py",
+        "            min(span) <= end <= max(span) and end != span[0] and end == end",
+        "            True",
+        ["tests/test_review_loop2.py"],
+    ),
+    "solve-save-at-table-flattened": (
+        "flowrestore/integrate/solve.py",
+        "        if raw.dtype == torch.bool or raw.is_complex() or raw.dim() > 1:",
+        "        if raw.dtype == torch.bool or raw.is_complex():",
+        ["tests/test_review_loop2.py"],
+    ),
+    "finite-marker-row-sum": (
+        "flowrestore/integrate/stepping.py",
+        "    finite = torch.isfinite(x.detach().reshape(x.shape[0], -1)).all(1)",
+        "    finite = torch.isfinite(x.detach().reshape(x.shape[0], -1).sum(1))",
+        ["tests/test_review_loop2.py"],
+    ),
+    "noise-levels-above-table-collide": (
+        "flowrestore/grids.py",
+        "        if min(t0, t1) >= self.levels[-1]:",
+        "        if False:",
+        ["tests/diffusion/test_sde_high_sigma.py"],
+    ),
+    "sde-spacing-is-the-odes": (
+        "flowrestore/flows/diffusion.py",
+        "            if flow.sigma_max > top * (1 + 1e-9)",
+        "            if False",
+        ["tests/diffusion/test_sde_high_sigma.py"],
+    ),
+    "sde-levels-ratio-skipped": (
+        "flowrestore/flows/diffusion.py",
+        "        levels.append(levels[-1] * ratio)",
+        "        levels.append(levels[-1] * ratio * ratio * ratio * ratio)",
+        ["tests/diffusion/test_sde_high_sigma.py"],
+    ),
     "bosh3-bhat": (
         "flowrestore/solvers/tableau.py",
         "b_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),",
-        "b_error=(2 / 9 - 7 / 24, 1 / 3 - 0.25002, 4 / 9 - 1 / 3, -1 / 8),",
+        "b_error=(2 / 9 - 7 / 24 + 2e-5, 1 / 3 - 0.25002, 4 / 9 - 1 / 3, -1 / 8),",
         ["tests/core/test_tableaus.py"],
     ),
     "pi-k-max": (
@@ -200,7 +278,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "reciprocal-stage-time": (
         "flowrestore/solvers/reciprocal.py",
-        "        t_i = t * s / (s + c * (t - s))",
+        "        t_i = t / (1 + c * (t / s - 1))",
         "        t_i = t + c * (s - t)",
         ["tests/fewnfe/test_reciprocal.py"],
     ),
@@ -434,8 +512,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "zero-snr-scheduler-grid-refused": (
         "flowrestore/flows/diffusers_io.py",
-        "            theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0",
-        "            pass",
+        "        theirs[-1] = ours[-1]  # zero terminal SNR: the flow's stand-in for ᾱ = 0",
+        "        pass",
         ["tests/diffusion/test_diffusers.py"],
     ),
     "learned-variance-keeps-the-variance-half": (
@@ -779,8 +857,9 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "edm-grid-floor": (
         "flowrestore/flows/denoiser.py",
-        "        return Karras(rho=rho, t_min=self.sigma_min / self.sigma_max)(steps, 1.0, 0.0)",
-        "        return Karras(rho=rho)(steps, 1.0, 0.0)",
+        "        return Karras(rho=rho, t_min=self.sigma_min / self.sigma_max)"
+        "(int(steps), 1.0, 0.0)",
+        "        return Karras(rho=rho)(int(steps), 1.0, 0.0)",
         ["tests/models/test_denoiser.py"],
     ),
     "edm-oracle-denoiser": (
@@ -2414,8 +2493,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "flow-matching-timesteps-fallback": (
         "flowrestore/flows/flow_matching.py",
-        'int(config.get("num_train_timesteps", 1000))',
-        'int(config.get("num_train_timesteps", 999))',
+        'T = config.get("num_train_timesteps", 1000)',
+        'T = config.get("num_train_timesteps", 999)',
         ["tests/models/test_flow_matching_diffusers.py"],
     ),
     "odds-start-mask-transposed": (

@@ -57,7 +57,7 @@ MODULES = {
     "flowrestore/integrate/finish.py": [CORE],
     "flowrestore/integrate/stepping.py": [CORE],
     "flowrestore/integrate/endpoint.py": [CORE, FEW],
-    "flowrestore/grids.py": [FEW, CORE],
+    "flowrestore/grids.py": [FEW, CORE, "tests/diffusion"],
     "flowrestore/oracles/gaussian.py": ["tests/oracles", CORE],
     "flowrestore/oracles/mixture.py": ["tests/oracles", CORE, "tests/dirac"],
     "flowrestore/oracles/diffusion.py": ["tests/oracles", "tests/diffusion", "tests/models"],
