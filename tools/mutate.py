@@ -124,6 +124,24 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        levels.append(levels[-1] * ratio * ratio * ratio * ratio)",
         ["tests/diffusion/test_sde_high_sigma.py"],
     ),
+    "estimates-numpy-float-refused": (
+        "flowrestore/flows/estimates.py",
+        "    return isinstance(value, numbers.Real) and not isinstance(value, bool)",
+        "    return isinstance(value, (int, float)) and not isinstance(value, bool)",
+        ["tests/test_review_scalars.py"],
+    ),
+    "flow-matching-numpy-timestep-count-kept": (
+        "flowrestore/flows/flow_matching.py",
+        "        T = int(T)  # a numpy integer",
+        "        T = T  # a numpy integer",
+        ["tests/test_review_scalars.py"],
+    ),
+    "scheduler-grid-flags-unchecked": (
+        "flowrestore/flows/diffusers_io.py",
+        "        if not isinstance(value, bool):  # \"no\" was read as True",
+        "        if False:  # \"no\" was read as True",
+        ["tests/test_review_scalars.py"],
+    ),
     "bosh3-bhat": (
         "flowrestore/solvers/tableau.py",
         "b_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),",

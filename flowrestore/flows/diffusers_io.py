@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, MissingDependencyError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, MissingDependencyError, describe
 from flowrestore.flows.estimates import DynamicThreshold, clip_from_config
 from flowrestore.oracles.diffusion import ZERO_SNR_ALPHA_CUMPROD
 
@@ -345,6 +345,9 @@ def learned_variance(model, config: dict) -> bool:
 def scheduler_grid(flow, scheduler, *, check: bool, use_clipped_model_output: bool) -> Tensor:
     """The body of :meth:`DiffusionFlow.grid_from_scheduler <flowrestore.DiffusionFlow.\
 grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its final step."""
+    for name, value in (("check", check), ("use_clipped_model_output", use_clipped_model_output)):
+        if not isinstance(value, bool):  # "no" was read as True
+            raise ArgumentTypeError(f"{name} must be a bool, got {describe(value)}")
     timesteps = getattr(scheduler, "timesteps", None)
     if timesteps is None or getattr(scheduler, "num_inference_steps", 1) is None:
         raise ConfigError(

@@ -17,6 +17,7 @@ elementwise or per-sample tensor ops: no host reads, traceable by ``torch.compil
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,8 @@ __all__ = ["ClipSample", "DynamicThreshold", "clip_from_config", "row_quantile"]
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # numbers.Real: numpy scalars too (np.float32 is no Python float and was refused)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

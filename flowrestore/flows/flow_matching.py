@@ -93,8 +93,9 @@ class FlowMatchingFlow(ModelFlow):
         spacings: dict[type, Spacing] | None = None,
     ):
         T = num_train_timesteps
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
             raise ConfigError(f"num_train_timesteps must be a positive int, got {describe(T)}")
+        T = int(T)  # a numpy integer (a scheduler config read with numpy) as a Python int
         self._set_model(
             model,
             cond,
