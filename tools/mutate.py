@@ -138,8 +138,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "scheduler-grid-flags-unchecked": (
         "flowrestore/flows/diffusers_io.py",
-        "        if not isinstance(value, bool):  # \"no\" was read as True",
-        "        if False:  # \"no\" was read as True",
+        '        if not isinstance(value, bool):  # "no" was read as True',
+        '        if False:  # "no" was read as True',
         ["tests/test_review_scalars.py"],
     ),
     "bosh3-bhat": (
