@@ -54,12 +54,19 @@ class _Unordered(fr.Spacing):
         return torch.tensor([t0, 0.2, 0.6, t1], dtype=F64)
 
 
+class _Repeated(fr.Spacing):
+    """Two points that coincide (a table's points collapsing onto its top did this)."""
+
+    def __call__(self, steps, t0, t1):
+        return torch.tensor([t0, 0.7, 0.7, 0.65, t1], dtype=F64)
+
+
 @pytest.mark.parametrize(
     "spacing, kw, match",
     [
         (_TwoPoints(), {"steps": 3}, "has 2 points, not steps \\+ 1 = 4"),
         (_Unordered(), {"steps": 3}, "strictly monotone"),
-        (fr.NoiseLevels((0.01, 0.1, 0.5)), {"steps": 4, "t_end": 0.6}, "NoiseLevels"),
+        (_Repeated(), {"steps": 4, "t_end": 0.6}, "_Repeated.*strictly monotone"),
     ],
 )
 def test_a_spacings_grid_is_checked_before_any_evaluation(problem, spacing, kw, match):
