@@ -47,3 +47,32 @@ def test_dirac_mixture_lands_with_the_weights_and_trades_distortion(tmp_path, ca
     assert first["mse"] < last["mse"]  # the MMSE output (t_end = 1) has the least distortion
     assert first["on_centre"] < 0.1 < 0.95 < last["on_centre"]  # ... and looks least like data
     assert last["energy"] < first["energy"]
+
+
+# the examples refuse bad command-line values before any work (one line, exit code 2)
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--nfe", "10", "0"], "--nfe"),  # failed in the DPS job, after BIRD's validation runs
+        (["--bird-steps", "0"], "--bird-steps"),
+        (["--bird-iterations", "0"], "--bird-iterations"),
+        (["--retrain", "--train-steps", "0"], "--train-steps"),
+        (["--noise", "-0.1"], "--noise"),  # failed after the model was trained or loaded
+        (["--noise", "nan"], "--noise"),
+    ],
+)
+def test_compare_restoration_refuses_bad_values_in_parse(args, named, capsys):
+    mod = _load("compare_restoration")
+    with pytest.raises(SystemExit) as exc:
+        mod.parse(["--out", "unused", *args])
+    assert exc.value.code == 2
+    assert f"error: {named}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--steps", "1", "5", "0"], ["--samples", "0"], ["--sigma", "0"]])
+def test_regression_to_mean_refuses_bad_values_before_solving(args, tmp_path, capsys):
+    mod = _load("regression_to_mean")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--out", str(tmp_path), "--samples", "20", *args])
+    assert exc.value.code == 2 and "must be" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
