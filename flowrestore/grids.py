@@ -405,6 +405,11 @@ def check_grid(
             raise GridError(f"{name} must be a 1-D tensor of times, got {describe(grid)}") from exc
     if grid.is_complex() or grid.dtype == torch.bool:
         raise GridError(f"{name} must hold real times, got {describe(grid)}")
+    if grid.requires_grad:  # detaching it would drop the gradient the caller asked for
+        raise GridError(
+            f"{name} requires grad, got {describe(grid)}: the times are laid on the host and no "
+            f"gradient flows to them; pass {name}.detach()"
+        )
     g = grid.detach().to("cpu", torch.float64)
     if g.dim() != 1 or g.numel() < 2:
         raise GridError(f"{name} must be a 1-D tensor of at least 2 times, got {describe(grid)}")

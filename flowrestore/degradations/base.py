@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import numbers
 
 import torch
 
 from flowrestore.degradations._conv import check_tensor
-from flowrestore.degradations.blind import Param
+from flowrestore.degradations.blind import Param, value_checks_enabled
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules import as_time_tensor
 from flowrestore.tensors import broadcasts_to
@@ -189,6 +190,13 @@ class Diagonal(LinearOperator):
     def __init__(self, scale: float | torch.Tensor):
         if isinstance(scale, bool) or not isinstance(scale, (int, float, torch.Tensor)):
             raise ConfigError(f"{self._name} must be a float or a tensor, got {describe(scale)}")
+        finite = (
+            math.isfinite(scale)
+            if not isinstance(scale, torch.Tensor)
+            else not value_checks_enabled() or bool(torch.isfinite(scale.detach()).all())
+        )  # a tensor's check is a host read, skipped where BIRD's Params constrain the values
+        if not finite:
+            raise ConfigError(f"{self._name} must be finite, got {describe(scale)}")
         self.scale = scale
 
     def _scale_for(self, x: torch.Tensor):

@@ -197,6 +197,8 @@ class Blur(LinearOperator):
             )
         if kernel.shape[-1] % 2 == 0 or kernel.shape[-2] % 2 == 0:
             raise ConfigError(f"kernel must have odd height and width, got {describe(kernel)}")
+        if value_checks_enabled() and not bool(torch.isfinite(kernel.detach()).all()):
+            raise ConfigError(f"kernel must be finite, got {describe(kernel)}")  # a host read
         self.kernel = kernel
         self.padding = check_padding(padding)
 

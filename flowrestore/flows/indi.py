@@ -108,6 +108,13 @@ class InDIFlow(DeclaredGrids, ResidualFlow):
                 f"observation has shape {tuple(self.observation.shape)}, but the start state "
                 f"has shape {tuple(x.shape)}"
             )
+        y = self.observation
+        if y is not None and (y.dtype != x.dtype or y.device != x.device):
+            # a float64 y would promote the samplers' states; another device fails mid-solve
+            raise ArgumentTypeError(
+                f"observation has dtype {y.dtype} on {y.device}, but the start state has dtype "
+                f"{x.dtype} on {x.device}: pass observation=y.to(x_start)"
+            )
 
     def for_solve(self, x_start: Tensor, t_start: float) -> InDIFlow:
         """A copy whose observation is ``x_start`` when none was given and ``t_start = 1``."""

@@ -91,11 +91,12 @@ def finish(
     if landed:
         t_final = _landed_times(t_final, failures)
     elif schedule.lands:
-        x, t_final = _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures)
-        if callback is not None:
-            callback(steps_done + 1, t_final, x)
-        if bar is not None:
-            bar.update(1)
+        x, t_final, took = _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures)
+        if took:  # no landing step when every sample had failed
+            if callback is not None:
+                callback(steps_done + 1, t_final, x)
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     if stopped is not None:
@@ -122,6 +123,9 @@ def finish(
         x = flow.from_state(x, schedule.t1)
     ts, traj = _trajectory(flow, schedule, traj, x)
     nfe, steps, rejected = counts.host()
+    if stopped is not None and getattr(schedule, "full", None) is not None:
+        for row, k in stopped.items():  # its steps up to the last finite state, as t_final says
+            steps[row] = min(int(steps[row]), k)
     status = failures.status if failures.status is not None else torch.zeros(B, dtype=torch.long)
     sol = Solution(
         x=x,
@@ -182,12 +186,13 @@ def _stopped_times(t_final: Tensor, stopped: dict[int, int], schedule, batch: in
 
 
 def _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures: Failures):
-    """The endpoint rule's landing step for the samples that did not fail."""
+    """The endpoint rule's landing step for the samples that did not fail; also whether it was
+    taken (not when every sample had failed)."""
     ok = failures.ok_rows()
     if ok is None:
-        return land_all(flow, solver, ctl, x, state, ctx, counts), torch.zeros_like(t_final)
+        return land_all(flow, solver, ctl, x, state, ctx, counts), torch.zeros_like(t_final), True
     if not ok:
-        return x, t_final
+        return x, t_final, False
     rows = rows_index(ok, x.device)
     t_final = t_final.expand(x.shape[0]) if t_final.dim() == 0 else t_final
     ctx.index = rows
@@ -197,7 +202,7 @@ def _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures: Failures)
     t_final = t_final.clone()
     t_final[rows] = 0.0
     counts.add(rows, None, res.nfe)
-    return x, t_final
+    return x, t_final, True
 
 
 def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:

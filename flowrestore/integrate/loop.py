@@ -68,36 +68,42 @@ def run(
         state = solver.start_derivative(state, evaluate.first)
     track = check_finite and not ctl.catches_nonfinite
     bar = None
-    if compile_options is not None:
-        x, traj, sums, done = run_compiled(
-            compile_options, flow, solver, ctl, schedule, x, state, ctx, counts, track
+    try:
+        if compile_options is not None:
+            x, traj, sums, done = run_compiled(
+                compile_options, flow, solver, ctl, schedule, x, state, ctx, counts, track
+            )
+            state = None
+        else:
+            traj = trajectory_buffer(schedule, ctl, x)
+            sums = [] if track else None
+            bar = _progress_bar(progress, ctl, schedule.lands, type(solver).__name__)
+            x, state, done = steps(
+                flow, solver, ctl, x, state, ctx, counts, sums, traj, callback, bar
+            )
+        return finish(
+            flow,
+            solver,
+            ctl,
+            schedule,
+            x,
+            state,
+            ctx,
+            counts,
+            failures,
+            sums=sums,
+            traj=traj,
+            callback=callback,
+            steps_done=done,
+            bar=bar,
+            output=output,
+            on_failure=on_failure,
+            check_finite=check_finite,
+            landed=compile_options is not None and schedule.lands,
         )
-        state = None
-    else:
-        traj = trajectory_buffer(schedule, ctl, x)
-        sums = [] if track else None
-        bar = _progress_bar(progress, ctl, schedule.lands, type(solver).__name__)
-        x, state, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, callback, bar)
-    return finish(
-        flow,
-        solver,
-        ctl,
-        schedule,
-        x,
-        state,
-        ctx,
-        counts,
-        failures,
-        sums=sums,
-        traj=traj,
-        callback=callback,
-        steps_done=done,
-        bar=bar,
-        output=output,
-        on_failure=on_failure,
-        check_finite=check_finite,
-        landed=compile_options is not None and schedule.lands,
-    )
+    finally:
+        if bar is not None:
+            bar.close()  # also when a step, a callback or the landing raises (idempotent)
 
 
 def _progress_bar(progress: bool, ctl, lands: bool, desc: str):

@@ -358,6 +358,11 @@ def _time_request(flow, solver, t_span, t_end, save_at) -> TimeRequest:
     if t_end is not None:
         if not _real(t_end):  # a number or a 0-d real tensor, as each of t_span's ends
             raise ConfigError(f"t_end must be a number, got {describe(t_end)}")
+        if isinstance(t_end, Tensor) and t_end.requires_grad:
+            raise ConfigError(
+                f"t_end requires grad, got {describe(t_end)}: it is read on the host and no "
+                "gradient flows to it; pass t_end.detach()"
+            )
         if span is None:
             raise ConfigError(
                 f"{type(flow).__name__} has no default time span: pass t_span=(t_start, t_end)"
@@ -426,6 +431,11 @@ def _span_pair(t_span) -> tuple[float, float]:
     if not (ok and len(t_span) == 2 and all(_real(v) for v in t_span)):
         raise ConfigError(
             f"t_span must be a pair (t_start, t_end) of numbers, got {describe(t_span)}"
+        )
+    if any(isinstance(v, Tensor) and v.requires_grad for v in (t_span, *t_span)):
+        raise ConfigError(
+            f"t_span requires grad, got {describe(t_span)}: the span is read on the host and no "
+            "gradient flows to it; pass detached times"
         )
     return (float(t_span[0]), float(t_span[1]))
 
