@@ -142,3 +142,16 @@ def test_a_non_finite_operator_is_refused_at_construction(make, match):
     """A NaN kernel or mask made every restoration NaN, found (if at all) deep in the solve."""
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+def test_a_refused_start_attaches_a_copy_of_the_start_state():
+    """The error's partial solution held the caller's own ``x_start``: zeroing its NaN rows in
+    ``err.solution.x`` (the documented way to inspect them) rewrote the user's input."""
+    x = torch.ones(2, 3)
+    x[0, 0] = math.nan
+    with pytest.raises(fr.errors.NonFiniteError) as info:
+        fr.solve(_decay(), fr.Euler(), x, t_span=(0.0, 1.0), steps=2)
+    sol = info.value.solution
+    assert sol.x.data_ptr() != x.data_ptr()
+    sol.x.zero_()
+    assert math.isnan(float(x[0, 0])) and float(x[1, 0]) == 1.0

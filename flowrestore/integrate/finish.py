@@ -251,11 +251,12 @@ def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor):
 
 
 def start_solution(x_start: Tensor, t0: float, failures: Failures) -> Solution:
-    """The partial solution of a solve refused before its first step: the start state itself."""
+    """The partial solution of a solve refused before its first step: a copy of the start state
+    (not the caller's tensor: writing into ``solution.x`` must not change ``x_start``)."""
     B, dtype, dev = x_start.shape[0], x_start.dtype, x_start.device
     zeros = torch.zeros(B, dtype=torch.long)
     return Solution(
-        x=x_start,
+        x=x_start.clone(),
         ts=torch.full((1,), t0, dtype=dtype, device=dev),
         trajectory=None,
         stats=Stats(nfe=zeros, steps=zeros.clone(), rejected=zeros.clone(), status=failures.status),
