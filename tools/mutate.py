@@ -3268,6 +3268,66 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return not isinstance(value, bool)",
         ["tests/test_review_solve_options.py"],
     ),
+    "fm-oracle-exact-map-time-range": (
+        "flowrestore/oracles/flow_matching.py",
+        "        if not (0 <= a <= 1 and 0 <= b <= 1):",
+        "        if not (0 <= a <= 2 and 0 <= b <= 1):",
+        ["tests/test_review_sweep3.py"],
+    ),
+    "schedule-degradation-empty-batch": (
+        "flowrestore/degradations/scheduling.py",
+        "images.dim() < 2 or images.shape[0] < 1:",
+        "images.dim() < 2 or images.shape[0] < 0:",
+        ["tests/test_review_sweep3.py"],
+    ),
+    "loop-bar-left-open": (
+        "flowrestore/integrate/loop.py",
+        "            bar.close()  # also when a step, a callback or the landing raises (idempotent)",
+        "            pass",
+        ["tests/test_review_loop3.py"],
+    ),
+    "landing-reported-when-all-failed": (
+        "flowrestore/integrate/finish.py",
+        "    if not ok:\n        return x, t_final, False",
+        "    if not ok:\n        return x, t_final, True",
+        ["tests/test_review_loop3.py"],
+    ),
+    "failed-sample-steps-counted-past-failure": (
+        "flowrestore/integrate/finish.py",
+        "            steps[row] = min(int(steps[row]), k)",
+        "            steps[row] = int(steps[row])",
+        ["tests/test_review_loop3.py"],
+    ),
+    "grid-requiring-grad-detached": (
+        "flowrestore/grids.py",
+        "    if grid.requires_grad:  # detaching it would drop the gradient the caller asked for",
+        "    if False:  # detaching it would drop the gradient the caller asked for",
+        ["tests/test_review_loop3.py"],
+    ),
+    "indi-observation-dtype-unchecked": (
+        "flowrestore/flows/indi.py",
+        "        if y is not None and (y.dtype != x.dtype or y.device != x.device):",
+        "        if y is not None and y.device != x.device:",
+        ["tests/test_review_loop3.py"],
+    ),
+    "blur-kernel-nan-accepted": (
+        "flowrestore/degradations/blur.py",
+        "        if value_checks_enabled() and not bool(torch.isfinite(kernel.detach()).all()):",
+        "        if False:",
+        ["tests/test_review_loop3.py"],
+    ),
+    "diagonal-scale-nan-accepted": (
+        "flowrestore/degradations/base.py",
+        '        if not finite:\n            raise ConfigError(f"{self._name} must be finite',
+        '        if False:\n            raise ConfigError(f"{self._name} must be finite',
+        ["tests/test_review_loop3.py"],
+    ),
+    "refused-start-aliases-x-start": (
+        "flowrestore/integrate/finish.py",
+        "        x=x_start.clone(),",
+        "        x=x_start,",
+        ["tests/test_review_loop3.py"],
+    ),
 }
 
 

@@ -1,0 +1,34 @@
+"""Checks that a random-mutation sweep (``tools/random_mutate.py 16 7071``) found no test for:
+each fails if the refusal it names is loosened."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowrestore.degradations import GaussianBlur
+from flowrestore.degradations.scheduling import schedule_degradation
+from flowrestore.errors import ConfigError
+from flowrestore.oracles import GaussianFlowMatchingOracle
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("t_from, t_to", [(1.5, 0.0), (1.0, -0.25), (1.0, 1.2)])
+def test_the_flow_matching_oracles_exact_map_refuses_times_outside_0_1(t_from, t_to):
+    """Past t = 1 the interpolant's variance formula still returns numbers (a map no flow-matching
+    model defines), so a closed form used as a test's truth would silently be wrong."""
+    oracle = GaussianFlowMatchingOracle(
+        mean=torch.zeros(3, dtype=F64), std=torch.ones(3, dtype=F64)
+    )
+    with pytest.raises(ConfigError, match="times must lie in"):
+        oracle.exact_map(torch.zeros(2, 3, dtype=F64), t_from, t_to)
+
+
+def test_schedule_degradation_refuses_an_empty_batch():
+    """An empty batch gave NaN dissimilarities (the mean of nothing), reported as if the user's
+    dissimilarity function had returned them."""
+    with pytest.raises(ConfigError, match="images must be a non-empty batch"):
+        schedule_degradation(
+            torch.zeros(0, 1, 8, 8), lambda p: GaussianBlur(p), params_range=(0.3, 3.0), budget=3
+        )
