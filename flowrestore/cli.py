@@ -280,14 +280,15 @@ def _check_model_options(spec, args: argparse.Namespace) -> None:
 def _restore(args: argparse.Namespace) -> int:
     """``flowrestore restore``: 0 if no file failed, 1 otherwise; ConfigError on misuse.
 
-    Checks that need no torch come first (output folder, inputs, the solver against a shipped
-    model's method, the checkpoint file), then the device, the model and the run.
+    Checks that need no torch come first (inputs, the solver against a shipped model's method,
+    the checkpoint file, then the output folder: a usage error leaves no folder behind), then the
+    device, the model and the run.
     """
     from flowrestore import restore as R
     from flowrestore.errors import ConfigError
     from flowrestore.methods import ModelSpec
     from flowrestore.pretrained import pretrained_info
-    from flowrestore.restore.models import model_name
+    from flowrestore.restore.models import check_checkpoint_file, model_name
 
     files, problems = R.list_inputs(args.paths)
     named = {str(Path(p)) for p in args.paths}
@@ -296,9 +297,11 @@ def _restore(args: argparse.Namespace) -> int:
             raise ConfigError(f"input {path!r}: {reason}")
     if not files:
         raise ConfigError(f"no image files found in {args.paths}")
-    R.check_output_dir(args.out)
     if args.checkpoint is None:
         _check_model_options(ModelSpec.of(pretrained_info(model_name(args.task))), args)
+    else:
+        check_checkpoint_file(Path(args.checkpoint))
+    R.check_output_dir(args.out)
     device = R.resolve_device(args.device)
     R.set_threads(args.threads, device)
     model = R.load_model(args.task, args.checkpoint, device=device)

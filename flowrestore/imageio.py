@@ -23,6 +23,7 @@ the colour channels and the alpha channel apart, the bit depth, and the metadata
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
 
 __all__ = [
     "Picture",
@@ -83,7 +84,13 @@ class Picture:
 def _open(path):
     from PIL import Image
 
-    return Image.open(path)
+    im = Image.open(path)
+    if im.format == "TIFF" and im.tag_v2.get(ORIENTATION) in (5, 6, 7, 8):
+        # Pillow 13 memory-maps an uncompressed L/P/RGBA/I;16 TIFF with its turned size (the
+        # pixels come out scrambled); from memory it decodes the file instead
+        im.close()
+        im = Image.open(io.BytesIO(Path(path).read_bytes()))
+    return im
 
 
 def _orientation(im) -> int:
@@ -98,6 +105,8 @@ def displayed_size(path) -> tuple[int, int]:
     """``(width, height)`` as displayed (EXIF orientation 5-8 swaps them), from the header only."""
     with _open(path) as im:
         w, h = im.size
+        if im.format == "TIFF":  # Pillow >= 11 reports (and applies) a TIFF's orientation itself
+            w, h = im.tag_v2.get(256, w), im.tag_v2.get(257, h)
         return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
 
 
@@ -174,28 +183,36 @@ def read_image(path) -> Picture:
         orientation = _orientation(im)
         exif, icc, mode = _exif_bytes(im), im.info.get("icc_profile"), im.mode
         has_transparency = "transparency" in im.info
+        wide = rawmode.endswith(("16B", "16L", "16N")) or mode.startswith("I")
+        key = im.info.get("transparency") if wide else None  # a 16-bit colour key (PNG tRNS)
         im.load()
+        if _orientation(im) == 1:  # the decoder applied it (Pillow >= 11 for TIFF)
+            orientation = 1
         notes: list[str] = []
         if mode == "CMYK":
             im, icc = _cmyk_to_rgb(im, icc, notes)
         elif mode in ("P", "PA"):
             im = im.convert("RGBA" if mode == "PA" or has_transparency else "RGB")
             notes.append(f"palette image restored as {im.mode}")
-        elif mode in ("L", "RGB") and has_transparency:  # a colour key: make it an alpha
+        elif mode in ("L", "RGB") and has_transparency and key is None:  # an 8-bit colour key
             im = im.convert(mode + "A" if mode == "L" else "RGBA")
         elif mode == "1":
             im = im.convert("L")
         elif mode in ("La", "RGBa"):
             im = im.convert(mode[:-1] + "A")
         elif mode not in _GREY_MODES + ("RGB", "RGBA"):
-            im = im.convert("RGBA" if "A" in mode else "RGB")
+            im = im.convert("RGBA" if mode.endswith("A") else "RGB")  # not LAB
             notes.append(f"{mode} converted to {im.mode}")
         im = _transpose(im, orientation)
         arr = np.array(im)  # a writable copy (torch.from_numpy warns on read-only arrays)
         out_mode = im.mode
     if out_mode.startswith("I;16") or out_mode == "I":
-        return Picture(np.clip(arr, 0, 65535).astype(np.uint16), None, 16, exif, icc, mode, notes)
+        grey = np.clip(arr, 0, 65535).astype(np.uint16)
+        return Picture(grey, _key_alpha(grey, key, 16), 16, exif, icc, mode, notes)
     if out_mode == "F":
+        bad = int((~np.isfinite(arr)).sum())
+        if bad:  # said, not silent
+            notes.append(f"{bad} NaN/infinite value(s) read as 0 (NaN) or clipped (inf)")
         a16 = np.round(np.clip(np.nan_to_num(arr), 0, 1) * 65535).astype(np.uint16)
         return Picture(a16, None, 16, exif, icc, mode, notes + ["float image written as 16-bit"])
     bits = 8
@@ -214,18 +231,25 @@ def read_image(path) -> Picture:
     if out_mode == "LA":
         return Picture(arr[..., 0].copy(), arr[..., 1].copy(), bits, exif, icc, mode, notes)
     if out_mode == "RGB":
-        return Picture(arr, None, bits, exif, icc, mode, notes)
+        return Picture(arr, _key_alpha(arr, key, bits), bits, exif, icc, mode, notes)
     if out_mode == "RGBA":
         return Picture(arr[..., :3].copy(), arr[..., 3].copy(), bits, exif, icc, mode, notes)
     raise ShapeError(f"read_image: unsupported image mode {describe(out_mode)} in {path}")
+
+
+def _key_alpha(arr: np.ndarray, key, bits: int) -> np.ndarray | None:
+    """The alpha of a 16-bit colour key (PNG tRNS): 0 where a pixel is ``key``, else opaque."""
+    if key is None:
+        return None
+    key = np.asarray(key, np.int64) >> (16 - bits)  # compared at the depth read
+    hit = arr == key if arr.ndim == 2 else (arr == key).all(axis=-1)
+    return np.where(hit, 0, 65535 if bits == 16 else 255).astype(arr.dtype)
 
 
 def _cmyk_to_rgb(im, icc, notes):
     """CMYK → RGB through the embedded profile (output tagged sRGB), else Pillow's conversion."""
     if icc:
         try:
-            import io
-
             from PIL import ImageCms
 
             srgb = ImageCms.createProfile("sRGB")
@@ -282,8 +306,9 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     """A :class:`Picture` with ``like``'s depth, channels and metadata and the pixels of ``x``.
 
     ``x`` is ``[3, H, W]`` in [0, 1] (clamped; grey pictures take the channel mean), or
-    ``[1, H, W]`` for a grey ``like``. When ``x`` is larger than ``like`` (super-resolution), the
-    alpha channel is resized bicubically.
+    ``[1, H, W]`` for a grey ``like``; NaN or infinite values raise :class:`NonFiniteError`.
+    When ``x`` is larger than ``like`` (super-resolution), the alpha channel is resized
+    bicubically.
     """
     if x.ndim != 3 or x.shape[0] not in ((1, 3) if like.grey else (3,)):
         want = "[1, H, W] or [3, H, W]" if like.grey else "[3, H, W] (a colour picture)"
@@ -291,6 +316,9 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     scale = 65535.0 if like.bits == 16 else 255.0
     dtype = torch.int32 if like.bits == 16 else torch.uint8
     x = x.detach().to("cpu", torch.float32)
+    if not torch.isfinite(x).all():  # NaN would become black pixels, silently
+        bad = int((~torch.isfinite(x)).sum())
+        raise NonFiniteError(f"from_tensor: x has {bad} NaN/infinite value(s) of {x.numel()}")
     x = x.mean(0) if like.grey else x.permute(1, 2, 0)
     q = x.clamp(0, 1).mul_(scale).round_().to(dtype)  # one float copy, then in place
     colour = q.numpy().astype(np.uint16 if like.bits == 16 else np.uint8, copy=False)

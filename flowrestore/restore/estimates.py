@@ -38,8 +38,9 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(jobs, settings, log) -> None:
-    """Log the expected time and peak memory of ``jobs`` when the work is above the threshold."""
+def estimate(jobs, settings, log, *, groups=None) -> None:
+    """Log the expected time and peak memory of ``jobs`` when the work is above the threshold
+    (``groups``: the batches the jobs run in, :func:`~.planning.batches`; default one by one)."""
     from flowrestore.tiling import (
         activation_bytes_per_pixel,
         count_evaluations,
@@ -56,9 +57,13 @@ def estimate(jobs, settings, log) -> None:
     seconds = work / 1e6 * rate
     th, tw = biggest.plan.tile_shape
     bpp = activation_bytes_per_pixel(s.model)
-    big = max(jobs, key=lambda j: j.size[0] * j.size[1])
-    image_bytes = big.size[0] * big.size[1] * (2 * 12 + 6 + 6)  # y, sum, decoded, quantised
-    peak = _rss_bytes() + image_bytes + th * tw * biggest.plan.batch * (bpp + 8 * 12)
+    groups = [[j] for j in jobs] if groups is None else groups
+    held = max(sum(j.size[0] * j.size[1] for j in g) for g in groups)  # images of one batch
+    image_bytes = held * (2 * 12 + 6 + 6)  # y, sum, decoded, quantised
+    at_once = max(  # pixels on the device at once: a batch of tiles or of whole images
+        sum(j.plan.tile_shape[0] * j.plan.tile_shape[1] * j.plan.batch for j in g) for g in groups
+    )
+    peak = _rss_bytes() + image_bytes + at_once * (bpp + 8 * 12)
     mpx = sum(j.size[0] * j.size[1] for j in jobs) / 1e6
     tiles = sum(j.plan.count for j in jobs)
     log(

@@ -8,6 +8,7 @@ restored into itself can be restored again without touching its earlier outputs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flowrestore.paths import check_output_dir
@@ -28,19 +29,28 @@ OWN_OUTPUT_KEY = "flowrestore restored from"
 
 
 def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
-    """``(files, problems)``: files named and image files in folders named (not recursive).
+    """``(files, problems)``: files named and image files in folders named (not recursive);
+    ``paths``: a path or several.
 
-    Files are de-duplicated by resolved path (the first spelling is kept) and sorted by it;
-    ``problems`` lists ``(path, reason)`` for paths that do not exist and for entries of a folder
-    named like an image that are no regular file (a broken link, a pipe, a socket): reported,
-    never opened — reading a pipe would wait forever.
+    Files are de-duplicated by resolved path and sorted by it; of several spellings the one that
+    names the file itself (not a link to it) is kept, else the first by name, whatever the order;
+    ``problems`` lists ``(path, reason)`` for paths that do not exist, paths named that are no
+    regular file, folders that cannot be listed, and entries of a folder named like an image that
+    are no regular file (a broken link, a pipe, a socket): reported, never opened — reading a pipe
+    would wait forever.
     """
+    if isinstance(paths, (str, os.PathLike)):  # one path, not its characters ("a.png" has ".")
+        paths = [paths]
     seen: dict[Path, Path] = {}
     problems = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            named = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            try:
+                named = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            except OSError as exc:  # no permission to list it
+                problems.append((str(p), f"cannot list the folder ({exc.strerror or exc})"))
+                continue
             found = [q for q in named if q.is_file()]
             for q in named:
                 if not q.is_file() and not q.is_dir():
@@ -48,14 +58,24 @@ def list_inputs(paths) -> tuple[list[Path], list[tuple[str, str]]]:
                         "a broken link" if q.is_symlink() and not q.exists() else "no regular file"
                     )
                     problems.append((str(q), f"{why}, skipped"))
-        elif p.exists():
+        elif p.is_file():
             found = [p]
+        elif p.exists():  # a pipe or a device named on the command line: never opened
+            problems.append((str(p), "no regular file"))
+            continue
         else:
             problems.append((str(p), "no such file or folder"))
             continue
         for q in found:
-            seen.setdefault(q.resolve(), q)
+            k = q.resolve()
+            if k not in seen or _spelling_key(q, k) < _spelling_key(seen[k], k):
+                seen[k] = q
     return [seen[k] for k in sorted(seen, key=str)], problems
+
+
+def _spelling_key(q: Path, resolved: Path) -> tuple[bool, str]:
+    """Which spelling of one file names it: its own name before a link's, then by string."""
+    return q.name != resolved.name, str(q)
 
 
 def own_output_text(source) -> dict[str, str]:

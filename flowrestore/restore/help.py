@@ -21,10 +21,11 @@ restored once.
 
 Outputs: OUTDIR/<stem>.png for a PNG input and OUTDIR/<stem>_<ext>.png otherwise (a.jpg ->
 a_jpg.png), the same name in every run. Existing outputs are kept unless --overwrite. Two inputs
-that would get one name (a.png in two folders) are reported as failed; restore them into
-different folders. The output folder is created and checked for writing before anything runs.
-Outputs are marked as this tool's own (a PNG text chunk), so restoring a folder into itself can be
-run again: its earlier outputs are skipped, not restored a second time.
+that would get one name (a.png in two folders; names differing only in case count as one) are
+reported as failed; restore them into different folders. The output folder is created and
+checked for writing before anything runs. Outputs are marked as this tool's own (a PNG text
+chunk), so restoring a folder into itself can be run again: its earlier outputs are skipped, not
+restored a second time.
 
 Files as they are: the EXIF orientation is applied (the output is upright, its EXIF orientation
 reset to 1), EXIF and ICC profile are kept, 16-bit inputs give 16-bit PNGs, the value range comes

@@ -14,7 +14,7 @@ from flowrestore.errors import ConfigError, FlowRestoreError, describe
 from flowrestore.methods import ModelSpec
 from flowrestore.pretrained import TASK_MODELS, list_pretrained, pretrained
 
-__all__ = ["load_model", "model_name"]
+__all__ = ["load_model", "model_name", "check_checkpoint_file"]
 
 _ZIP, _PICKLE = b"PK\x03\x04", b"\x80"  # torch.save's zip format; its legacy pickle format
 
@@ -30,11 +30,17 @@ def model_name(task: str | None) -> str:
     return name
 
 
-def _check_checkpoint_file(path: Path) -> None:
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse (one line) a checkpoint path that is no file or no PyTorch file; reads 4 bytes."""
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} cannot be read ({exc.strerror or exc})"
+        ) from exc
     if not (head.startswith(_ZIP) or head.startswith(_PICKLE)):
         raise ConfigError(
             f"checkpoint {str(path)!r} is not a PyTorch file (it starts with {head!r}); pass a "
@@ -46,7 +52,7 @@ def _load_checkpoint(checkpoint, device):
     from flowrestore.training.checkpoint import load_predictor
 
     path = Path(checkpoint)
-    _check_checkpoint_file(path)
+    check_checkpoint_file(path)
     try:
         model = load_predictor(path, device=device)
     except FlowRestoreError as exc:

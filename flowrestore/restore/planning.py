@@ -12,6 +12,7 @@ was restored from.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,11 +72,17 @@ class TileOptions:
     memory_budget: int | None = None
 
 
+def _name_key(name: str) -> str:
+    """``name`` as case- and normalisation-insensitive disks (macOS, Windows) compare it: A.png
+    and a.png, é composed and decomposed, are one file there."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def _conflict(path: Path, target: Path, names: dict[str, list[Path]], overwrite: bool):
     """``(kind, reason)`` when ``path`` is not restored (kind "failed" or "skipped"), else None."""
     name = target.name
-    if len(names[name]) > 1:
-        others = ", ".join(str(o) for o in names[name] if o != path)
+    if len(names[_name_key(name)]) > 1:
+        others = ", ".join(str(o) for o in names[_name_key(name)] if o != path)
         return (
             "failed",
             f"output name {name} is also that of {others}; restore them into different -o folders",
@@ -91,7 +98,8 @@ def plan_jobs(
     mine, everyone, out_dir: Path, settings, *, overwrite, tiles: TileOptions, skip, fail
 ) -> list[Job]:
     """The jobs of this process's files ``mine`` (``everyone``: all processes' files, to find
-    shared output names); ``skip(path, target, why)`` and ``fail(path, why)`` report the rest."""
+    shared output names, compared as :func:`_name_key` does); ``skip(path, target, why)`` and
+    ``fail(path, why)`` report the rest."""
     from flowrestore.imageio import displayed_size
     from flowrestore.tiling import plan_tiles
 
@@ -103,7 +111,7 @@ def plan_jobs(
     names: dict[str, list[Path]] = {}
     for f in everyone:
         if f not in own:
-            names.setdefault(output_name(f), []).append(f)
+            names.setdefault(_name_key(output_name(f)), []).append(f)
     jobs = []
     for path in mine:
         target = out_dir / output_name(path)

@@ -34,16 +34,24 @@ __all__ = ["restore_files", "RestoreReport", "RestoreSettings"]
 
 
 def _dist() -> tuple[int, int]:
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"bad RANK={rank} / WORLD_SIZE={world} in the environment")
-    return rank, world
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    try:
+        r, w = int(rank), int(world)
+    except ValueError:
+        r, w = -1, 0
+    if w < 1 or not 0 <= r < w:
+        raise ConfigError(f"bad RANK={rank!r} / WORLD_SIZE={world!r} in the environment")
+    return r, w
 
 
 def _check_int(name: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):  # overwrite="no" is truthy: it would replace outputs
+        raise ConfigError(f"{name} must be a bool, got {describe(value)}")
 
 
 def _settings(model, solver, steps, output, device, upsample, seed, compile) -> RestoreSettings:
@@ -108,8 +116,9 @@ def restore_files(
     """Restore image files into ``out_dir`` (see ``flowrestore restore --help``); this process's
     report.
 
-    ``model``: a predictor with ``.metadata`` (:func:`load_model`); ``solver``: a name of its
-    method's solvers, a solver object, or ``None`` for the method's default (as ``output``).
+    ``inputs``: a file or folder, or several; ``model``: a predictor with ``.metadata``
+    (:func:`load_model`); ``solver``: a name of its method's solvers, a solver object, or
+    ``None`` for the method's default (as ``output``).
     ``tile``/``overlap``/``memory_budget`` (bytes) go to :func:`flowrestore.tiling.plan_tiles`
     (``tile=0``: whole images). ``log`` receives the estimate and the summary lines; per-file
     lines go through the progress bar's writer to stdout (FAILED lines to stderr), once each.
@@ -120,6 +129,8 @@ def restore_files(
     from flowrestore.tiling import activation_bytes_per_pixel, default_budget
 
     _check_int("batch_size", batch_size, 1)
+    for name, flag in (("overwrite", overwrite), ("upsample", upsample), ("progress", progress)):
+        _check_bool(name, flag)
     settings = _settings(model, solver, steps, output, device, upsample, seed, compile)
     rank, world = _dist()
     out_dir = check_output_dir(out_dir)
@@ -134,15 +145,15 @@ def restore_files(
         mine, files, out_dir, settings, overwrite=overwrite, tiles=tiles, skip=say.skip,
         fail=say.fail,
     )  # fmt: skip
-    if jobs:
-        estimate(jobs, settings, log)
-    bar = _progress_bar(jobs, settings.steps, progress, rank, world)
     groups = batches(
         jobs,
         batch_size=batch_size,
         budget=memory_budget or default_budget(settings.device),
         bytes_per_pixel=activation_bytes_per_pixel(settings.model),
     )
+    if jobs:
+        estimate(jobs, settings, log, groups=groups)
+    bar = _progress_bar(jobs, settings.steps, progress, rank, world)
     for group in groups:
         _restore_batch(group, settings, say, bar)
     bar.close()
@@ -259,10 +270,19 @@ def _restore_batch(chunk: list[Job], settings, say, bar) -> None:
         return
     if network_channels(settings.model) == 1:  # a grey model: colour files restored as grey
         pics = [to_grey(p) for p in pics]
+    _solve_and_write(pics, ok, settings, say, bar)
+
+
+def _solve_and_write(pics, ok: list[Job], settings, say, bar) -> None:
+    """Restore and write decoded pictures; when a batch fails, each file is tried alone, so one
+    file's failure (NaN, memory) does not fail the others."""
     try:
         outs = _solve(_model_input(pics, settings), ok, settings, bar)
     except Exception as exc:  # noqa: BLE001
-        for j in ok:
-            say.fail(j.path, f"restoration failed ({type(exc).__name__}: {exc})")
+        if len(ok) > 1:
+            for j, pic in zip(ok, pics, strict=True):
+                _solve_and_write([pic], [j], settings, say, bar)
+            return
+        say.fail(ok[0].path, f"restoration failed ({type(exc).__name__}: {exc})")
         return
     _write(ok, pics, outs, say, bar)
