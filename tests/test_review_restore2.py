@@ -346,3 +346,17 @@ def test_one_failing_file_does_not_fail_its_batch_mates(tmp_path):
     assert sorted(Path(p).name for p, _ in report.restored) == ["a.png", "c.png"]
     assert [Path(p).name for p, _ in report.failed] == ["b.png"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path):
+    """``resolve()`` does not see two spellings of one file (``A.PNG`` / ``a.png`` on a
+    case-insensitive disk; here a hard link): with ``overwrite=True`` the run replaced what was
+    the input itself."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "a.png")
+    os.link(src / "a.png", out / "a.png")
+    report = _identity([src / "a.png"], out, overwrite=True)
+    assert report.failed and "would replace the input" in report.failed[0][1]
+    assert os.path.samefile(src / "a.png", out / "a.png")  # untouched, still one file

@@ -12,6 +12,7 @@ was restored from.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +88,20 @@ def _conflict(path: Path, target: Path, names: dict[str, list[Path]], overwrite:
             "failed",
             f"output name {name} is also that of {others}; restore them into different -o folders",
         )
-    if target.resolve() == path.resolve():
+    if target.resolve() == path.resolve() or _same_file(target, path):
         return "failed", f"the output {target} would replace the input; choose another -o folder"
     if target.exists() and not overwrite:
         return "skipped", f"{target} exists (--overwrite to replace)"
     return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` exists and is ``b`` under another spelling (``A.PNG`` and ``a.png`` on a
+    case-insensitive disk, a hard link), which ``resolve()`` does not see."""
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def plan_jobs(
