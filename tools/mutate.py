@@ -1728,8 +1728,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "colour-key-ignored": (
         "flowrestore/imageio.py",
-        'elif mode in ("L", "RGB") and has_transparency:',
-        'elif mode in ("L", "RGB") and has_transparency and False:',
+        'elif mode in ("L", "RGB") and has_transparency and key is None:',
+        'elif mode in ("L", "RGB") and has_transparency and key is None and False:',
         ["tests/test_imageio.py"],
     ),
     "estimate-work-divided-by-nfe": (
@@ -1740,8 +1740,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "estimate-tile-memory-dropped": (
         "flowrestore/restore/estimates.py",
-        "th * tw * biggest.plan.batch * (bpp + 8 * 12)",
-        "th / tw * biggest.plan.batch * (bpp + 8 * 12)",
+        "sum(j.plan.tile_shape[0] * j.plan.tile_shape[1] * j.plan.batch for j in g)",
+        "sum(j.plan.tile_shape[0] / j.plan.tile_shape[1] * j.plan.batch for j in g)",
         ["tests/test_restore.py"],
     ),
     "semilinear-weights-batch-untransposed": (

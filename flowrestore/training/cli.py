@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m flowrestore.training``."""
     p = argparse.ArgumentParser(
         prog="python -m flowrestore.training",
-        description="Train an InDI / Dirac clean-image predictor on CPU or GPU.",
+        description="Train an InDI / Dirac clean-image predictor (on the CPU).",
     )
     d = TrainConfig()
     p.add_argument("--task", choices=task_names(), default=d.task)
@@ -103,7 +103,12 @@ def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     if a.base_channels is not None:
         unet["base_channels"] = a.base_channels
     if a.channel_mults:
-        unet["channel_mults"] = [int(s) for s in a.channel_mults.split(",")]
+        try:
+            unet["channel_mults"] = [int(s) for s in a.channel_mults.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--channel-mults expects a comma list of ints, e.g. 1,2,2, got {a.channel_mults!r}"
+            ) from None
     if a.num_res_blocks is not None:
         unet["num_res_blocks"] = a.num_res_blocks
     if a.no_residual:
@@ -133,7 +138,8 @@ def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         channels=a.channels,
         dataset=a.dataset,
         unet=unet,
-        grad_clip=a.grad_clip if a.grad_clip and a.grad_clip > 0 else None,
+        # <= 0: no clipping; NaN goes through so that TrainConfig refuses it (not "no clipping")
+        grad_clip=None if a.grad_clip is not None and a.grad_clip <= 0 else a.grad_clip,
         checkpoint=a.out,
         checkpoint_every=a.checkpoint_every,
         log_interval=a.log_interval,

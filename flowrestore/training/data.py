@@ -105,9 +105,18 @@ def load_image(name: str, *, channels: int = 3) -> torch.Tensor:
 
     _check_channels(channels)
     fn = getattr(skimage.data, name, None) if isinstance(name, str) else None
-    if fn is None or not callable(fn) or name.startswith("_"):
+    if fn is None or not callable(fn) or name.startswith("_") or name == "download_all":
         raise ConfigError(f"load_image: no scikit-image photo named {describe(name)}")
-    return _to_tensor(fn(), channels)
+    img = fn()
+    # a photo is [H, W] or [H, W, 3|4]; lfw_subset (a stack), brain (a volume), a file name or
+    # a stereo pair would otherwise come out as garbage "channels" or a bare error
+    if not (
+        isinstance(img, np.ndarray)
+        and (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (3, 4)))
+    ):
+        got = f"shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise ConfigError(f"load_image: scikit-image's {name!r} is not a 2-D photo (got {got})")
+    return _to_tensor(img, channels)
 
 
 def heldout_images(*, channels: int = 3) -> dict[str, torch.Tensor]:
@@ -204,10 +213,15 @@ class PatchDataset:
             names = [str(i) for i in range(len(imgs))]
         if not imgs:
             raise ConfigError("PatchDataset: images is empty")
-        if not (isinstance(patch_size, int) and patch_size >= 1):
+        if not (
+            isinstance(patch_size, int) and not isinstance(patch_size, bool) and patch_size >= 1
+        ):
             raise ConfigError(
                 f"PatchDataset: patch_size must be a positive int, got {describe(patch_size)}"
             )
+        if not all(isinstance(im, torch.Tensor) for im in imgs):
+            kinds = sorted({type(im).__name__ for im in imgs})
+            raise ShapeError(f"PatchDataset: images must be torch tensors [C, H, W], got {kinds}")
         chans = {im.shape[0] for im in imgs}
         if len(chans) != 1 or any(im.ndim != 3 for im in imgs):
             raise ShapeError(
@@ -215,7 +229,12 @@ class PatchDataset:
             )
         small = [n for n, im in zip(names, imgs, strict=True) if min(im.shape[-2:]) < patch_size]
         if small:
-            raise ConfigError(f"PatchDataset: patch_size={patch_size} larger than images {small}")
+            smallest = min(min(im.shape[-2:]) for im in imgs)
+            more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+            raise ConfigError(
+                f"PatchDataset: patch_size={patch_size} larger than images {small[:3]}{more} "
+                f"(smallest side {smallest})"
+            )
         self.names, self.images = names, imgs
         self.patch_size = patch_size
         self.degradation = degradation
@@ -228,6 +247,8 @@ class PatchDataset:
 
     def sample_clean(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` clean random patches ``[n, C, P, P]`` in [0, 1]."""
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise ConfigError(f"PatchDataset.sample: n must be a positive int, got {describe(n)}")
         P = self.patch_size
         out = []
         idx = torch.randint(len(self.images), (n,), generator=generator)

@@ -11,9 +11,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, ShapeError, describe
 
 __all__ = ["EMA"]
+
+
+def _check_same(what: str, mine: dict, other: dict) -> None:
+    """Refuse a state dict whose names or shapes differ from the shadow's (another model)."""
+    if mine.keys() != other.keys():
+        diff = sorted(set(mine) ^ set(other))
+        raise ShapeError(f"EMA.{what}: the weights' names differ from the EMA's ({diff[:3]} ...)")
+    bad = [k for k, v in other.items() if tuple(v.shape) != tuple(mine[k].shape)]
+    if bad:
+        k = bad[0]
+        raise ShapeError(
+            f"EMA.{what}: weight {k!r} has shape {tuple(other[k].shape)}, the EMA's is "
+            f"{tuple(mine[k].shape)} (another model)"
+        )
 
 
 class EMA:
@@ -38,8 +52,12 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """Fold the model's current weights into the average."""
         d = self.current_decay()
-        params = {k for k, p in model.named_parameters() if p.is_floating_point()}
-        for k, v in model.state_dict().items():
+        params = {  # every name of a tied (shared) weight is averaged, not just its first
+            k for k, p in model.named_parameters(remove_duplicate=False) if p.is_floating_point()
+        }
+        state = model.state_dict()
+        _check_same("update", self.shadow, state)
+        for k, v in state.items():
             s = self.shadow[k]
             if k in params:
                 s.mul_(d).add_(v.detach(), alpha=1.0 - d)
@@ -62,7 +80,8 @@ class EMA:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`."""
+        """Restore from :meth:`state_dict` (of an EMA of the same architecture)."""
+        _check_same("load_state_dict", self.shadow, state["shadow"])
         self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
         self.decay = float(state["decay"])
         self.warmup = bool(state["warmup"])

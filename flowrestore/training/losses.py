@@ -66,6 +66,8 @@ def _sample_t(tdist, n, generator, x, t):
             t = t.expand(n)
         if t.shape != (n,):
             raise ShapeError(f"t must be a scalar or a tensor [B]={n}, got {describe(t)}")
+        if not bool(((t >= 0) & (t <= 1)).all()):  # also refuses NaN
+            raise ConfigError(f"t must lie in [0, 1] (the severity), got {describe(t)}")
         return t
     return resolve_tdist(tdist).sample(n, generator, dtype=x.dtype).to(x.device)
 
@@ -107,8 +109,10 @@ def indi_components(
         raise ShapeError(
             f"y must have the shape of x {tuple(x.shape)} (InDI needs it), got {describe(y)}"
         )
-    if not (isinstance(eps, (int, float)) and eps >= 0):
-        raise ConfigError(f"eps must be a number >= 0, got {describe(eps)}")
+    if not (
+        isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < float("inf")
+    ):
+        raise ConfigError(f"eps must be a finite number >= 0, got {describe(eps)}")
     b = x.shape[0]
     tt = _sample_t(tdist, b, generator, x, t)
     tb = _bcast(tt, x)
@@ -135,7 +139,7 @@ def indi_loss(
     t: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """InDI loss ``E ||F(x_t, t) - x||_p`` (p=1: mean |·|, p=2: mean (·)²) over pixels, samples."""
-    if p not in (1, 2):
+    if isinstance(p, bool) or p not in (1, 2):
         raise ConfigError(f"p must be 1 or 2, got {describe(p)}")
     batch = indi_components(x, y, tdist=tdist, eps=eps, brownian=brownian, generator=generator, t=t)
     pred = predictor(batch.x_t, batch.t)
@@ -183,13 +187,22 @@ def dirac_components(
 ) -> DiracBatch:
     """Draw ``t`` then ``z``; build ``y_t = A_t(x0) + σ_t z``, ``τ = max(t-Δt, 0)``, ``A_τ(x0)``."""
     _check_batch("x0", x0)
-    if not (isinstance(lookahead, (int, float)) and 0 <= lookahead <= 1):
+    if not (
+        isinstance(lookahead, (int, float))
+        and not isinstance(lookahead, bool)
+        and 0 <= lookahead <= 1
+    ):
         raise ConfigError(f"lookahead must be a number in [0, 1], got {describe(lookahead)}")
     b = x0.shape[0]
     tt = _sample_t(tdist, b, generator, x0, t)
     s = _sigma_of(sigma, tt, b)
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     a_t = A(x0, tt)
+    if not isinstance(a_t, torch.Tensor) or a_t.shape != x0.shape:
+        raise ShapeError(
+            f"A(x0, t) must have the shape of x0 {tuple(x0.shape)} (y_t = A_t(x0) + σ_t z), "
+            f"got {describe(a_t)}"
+        )
     y_t = a_t + _bcast(s, x0) * z
     tau = torch.clamp(tt - lookahead, min=0.0)
     target = a_t if lookahead == 0 else A(x0, tau)

@@ -103,7 +103,10 @@ class Power(TimeDistribution):
     name = "power"
 
     def __post_init__(self):
-        if not (isinstance(self.k, (int, float)) and np.isfinite(self.k) and self.k > 0):
+        k = self.k
+        if not (
+            isinstance(k, (int, float)) and not isinstance(k, bool) and np.isfinite(k) and k > 0
+        ):
             raise ConfigError(
                 f"Power time distribution: k must be a finite number > 0, got {describe(self.k)}"
             )
@@ -133,7 +136,9 @@ class Beta(TimeDistribution):
 
     def __post_init__(self):
         for nm, v in (("a", self.a), ("b", self.b)):
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+            ):
                 raise ConfigError(
                     f"Beta time distribution: {nm} must be a finite number > 0, got {describe(v)}"
                 )
@@ -197,6 +202,11 @@ def resolve_tdist(spec="uniform", **params) -> TimeDistribution:
     if isinstance(spec, dict):
         spec = dict(spec)
         name = spec.pop("name", None)
+        both = sorted(set(spec) & set(params))
+        if both:
+            raise ConfigError(
+                f"resolve_tdist: parameters {both} given both in the spec dict and as keywords"
+            )
         return resolve_tdist(name, **spec, **params)
     if isinstance(spec, str):
         cls = _REGISTRY.get(spec.lower())

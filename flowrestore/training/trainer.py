@@ -9,9 +9,9 @@ with Adam, keeps an EMA of the weights and writes checkpoints that resume exactl
 included). The loop itself knows no method.
 
 Data parallel: launched under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
-``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); ``batch_size`` is per rank, each rank's
-generator is seeded with ``seed + 7919·rank`` so ranks draw different data, and only rank 0 writes
-files. The command line is :mod:`flowrestore.training.cli`::
+``DistributedDataParallel`` (gloo: the model trains on the CPU); ``batch_size`` is per rank, each
+rank's generator is seeded with ``seed + 7919·rank`` so ranks draw different data, and only rank 0
+writes files. The command line is :mod:`flowrestore.training.cli`::
 
     python -m flowrestore.training --task deblur --steps 2000 --out deblur.pt
     torchrun --standalone --nproc_per_node=2 -m flowrestore.training --task sr4 --out sr4.pt
@@ -35,7 +35,7 @@ import torch
 
 from flowrestore.errors import ConfigError, FlowRestoreError, NonFiniteError, describe
 from flowrestore.tasks import get_task, task_names
-from flowrestore.training.checkpoint import load_checkpoint, save_checkpoint
+from flowrestore.training.checkpoint import is_checkpoint_file, load_checkpoint, save_checkpoint
 from flowrestore.training.data import PatchDataset, lfw_faces, training_images
 from flowrestore.training.ema import EMA
 from flowrestore.training.objectives import OBJECTIVES, Objective
@@ -156,8 +156,17 @@ class TrainConfig:
             bad("channels", "1 or 3")
         if self.dataset not in ("photos", "lfw"):
             bad("dataset", "'photos' or 'lfw'")
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            bad("checkpoint", "None or a path")
+        if self.dataset == "lfw" and self.patch_size > 25:  # found only when training started
+            bad("patch_size", "at most 25 with dataset='lfw' (the faces are 25x25)")
+        if self.checkpoint is not None and (
+            not isinstance(self.checkpoint, (str, os.PathLike)) or not str(self.checkpoint)
+        ):  # "" would silently write nothing
+            bad("checkpoint", "None or a non-empty path")
+        if self.checkpoint is not None:  # a Path is stored as str: the config must be JSON
+            self.checkpoint = os.fspath(self.checkpoint)
+        for name in ("task_params", "tdist_params"):
+            if not isinstance(getattr(self, name), dict):
+                bad(name, "a dict of parameter values")
         if isinstance(self.tdist, str) or isinstance(self.tdist, dict):
             resolve_tdist(self.tdist, **self.tdist_params)  # validates
         else:
@@ -209,7 +218,7 @@ class TrainConfig:
         if args["out_channels"] is None:
             args["out_channels"] = args["in_channels"]
         try:
-            _check_unet_config(*(args[k] for k in _UNET_CHECKED))
+            _check_unet_config(*(args[k] for k in _UNET_CHECKED), args["emb_dim"])
         except TypeError as exc:  # e.g. channel_mults not iterable
             raise ConfigError(
                 f"TrainConfig: unet={describe(self.unet)} is invalid: {exc}"
@@ -273,7 +282,9 @@ def _dist_info():
     if world > 1 and dist.is_available():
         owned = False
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # the model and its gradients stay on the CPU: gloo, even where CUDA is available
+            # (nccl reduces only CUDA tensors, so DDP would fail on a GPU machine)
+            dist.init_process_group("gloo")
             owned = True
         return dist.get_world_size(), dist.get_rank(), owned
     return 1, 0, False
@@ -351,6 +362,11 @@ def _check_writable(path) -> None:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"train: checkpoint={str(path)!r} is a folder, not a file path")
+    if path.exists() and not is_checkpoint_file(path):
+        raise ConfigError(
+            f"train: checkpoint={str(path)!r} exists and is not a flowrestore checkpoint; "
+            "refusing to overwrite it"
+        )
     try:
         check_output_dir(path.parent)
     except ConfigError as exc:
@@ -359,14 +375,28 @@ def _check_writable(path) -> None:
 
 def _resume(run: _Run, path, ck: dict) -> None:
     """Load weights, EMA, optimiser, RNG and history from a checkpoint of the same config."""
+    missing = [
+        k for k in ("config", "model", "ema", "optimizer") if not isinstance(ck.get(k), dict)
+    ]
+    if missing:
+        raise ConfigError(
+            f"train: resume={str(path)!r} cannot be resumed: it records no {missing} "
+            "(written by save_checkpoint without them?)"
+        )
     old = {k: v for k, v in ck["config"].items() if k not in _RESUMABLE}
     new = {k: v for k, v in run.config.to_dict().items() if k not in _RESUMABLE}
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ConfigError(f"train: resume={str(path)!r} was made with a different config ({diff})")
-    run.model.load_state_dict(ck["model"])
-    run.ema.load_state_dict(ck["ema"])
-    run.opt.load_state_dict(ck["optimizer"])
+    try:
+        run.model.load_state_dict(ck["model"])
+        run.ema.load_state_dict(ck["ema"])
+        run.opt.load_state_dict(ck["optimizer"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"train: resume={str(path)!r} holds weights that do not fit its config ({first})"
+        ) from None
     rng = ck.get("rng") or {}
     if rng.get("world_size") == run.world:
         run.gen.set_state(rng["generators"][run.rank])
@@ -390,10 +420,19 @@ def _step(run: _Run, objective: Objective, data: PatchDataset) -> float:
     """One optimiser step on the objective's loss; updates the EMA; returns the loss."""
     loss = objective.loss(run.net, data, run.config.batch_size, run.gen)
     value = float(loss.detach())  # the one host read of a step (the history needs it anyway)
+    where = "" if run.world == 1 else f" on rank {run.rank}"
+    if run.world > 1:  # all ranks stop together: one stopping alone leaves the others waiting
+        import torch.distributed as dist  # in DDP's gradient all-reduce
+
+        flag = torch.tensor([0.0 if math.isfinite(value) else 1.0])
+        dist.all_reduce(flag)
+        if flag.item() > 0 and math.isfinite(value):
+            value, where = math.nan, " on another rank"
     if not math.isfinite(value):
         raise NonFiniteError(
-            f"train: the loss of step {len(run.losses) + 1} is {value} (lr={run.config.lr}, "
-            f"grad_clip={run.config.grad_clip}); stopped before the optimiser applied it"
+            f"train: the loss of step {len(run.losses) + 1} is {value}{where} (lr="
+            f"{run.config.lr}, grad_clip={run.config.grad_clip}); stopped before the optimiser "
+            "applied it"
         )
     run.opt.zero_grad(set_to_none=True)
     loss.backward()

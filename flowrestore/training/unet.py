@@ -91,7 +91,7 @@ class _ResBlock(nn.Module):
 
 def _check_config(
     in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual, velocity,
-    time_scale,
+    time_scale, emb_dim=None,
 ) -> tuple[int, ...]:  # fmt: skip
     """Validate the U-Net's arguments (each error names one); the channel multipliers."""
     for name, value in [
@@ -102,12 +102,23 @@ def _check_config(
     ]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"UNet: {name} must be a positive int, got {describe(value)}")
-    mults = tuple(channel_mults)
-    if not mults or not all(isinstance(m, int) and m >= 1 for m in mults):
+    if emb_dim is not None and (
+        not isinstance(emb_dim, int) or isinstance(emb_dim, bool) or emb_dim < 1
+    ):
+        raise ConfigError(f"UNet: emb_dim must be None or a positive int, got {describe(emb_dim)}")
+    try:
+        mults = tuple(channel_mults)
+    except TypeError:
+        mults = ()  # not a sequence: refused below
+    if not mults or not all(
+        isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in mults
+    ):
         raise ConfigError(
             f"UNet: channel_mults must be a non-empty sequence of positive ints, "
             f"got {describe(channel_mults)}"
         )
+    if not isinstance(residual, bool):  # a string "false" would otherwise read as True
+        raise ConfigError(f"UNet: residual must be a bool, got {describe(residual)}")
     if residual and in_channels != out_channels:
         raise ConfigError(
             f"UNet: residual=True needs out_channels == in_channels, got in_channels="
@@ -157,7 +168,7 @@ class UNet(nn.Module):
         out_channels = in_channels if out_channels is None else out_channels
         mults = _check_config(
             in_channels, out_channels, base_channels, channel_mults, num_res_blocks, residual,
-            velocity, time_scale,
+            velocity, time_scale, emb_dim,
         )  # fmt: skip
         residual = bool(residual) and not velocity
         emb_dim = 4 * base_channels if emb_dim is None else emb_dim
