@@ -3328,6 +3328,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        x=x_start,",
         ["tests/test_review_loop3.py"],
     ),
+    "train-leaks-global-rng": (
+        "flowrestore/training/trainer.py",
+        "    with torch.random.fork_rng(devices=[]):",
+        "    with torch.random.fork_rng(devices=[], enabled=False):",
+        ["tests/training/test_review_training2.py"],
+    ),
 }
 
 

@@ -509,8 +509,19 @@ def train(config: TrainConfig, *, progress: bool = True, resume=None, callback=N
     ck = load_checkpoint(resume) if resume is not None else None  # refused before any work
     if config.checkpoint and int(os.environ.get("RANK", "0")) == 0:
         _check_writable(config.checkpoint)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    threads = torch.get_num_threads()
+    # the caller's global random state and thread count are theirs: training seeds and sets
+    # its own, and both are given back when it returns or raises
+    with torch.random.fork_rng(devices=[]):
+        try:
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            return _train(config, progress, resume, callback, ck)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, progress: bool, resume, callback, ck):
     run = _setup(config)
     if resume is not None:
         _resume(run, resume, ck)

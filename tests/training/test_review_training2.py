@@ -440,3 +440,15 @@ def test_load_image_refuses_what_is_not_a_photo(name):
     with pytest.raises(ConfigError, match=name) as err:
         load_image(name)
     assert "\n" not in str(err.value)
+
+
+def test_training_gives_back_the_callers_random_state_and_thread_count():
+    """``train`` seeded torch's global generator and set the thread count for good: a research
+    script's next ``torch.randn`` depended on whether it had trained a model before."""
+    threads = torch.get_num_threads()
+    torch.manual_seed(1234)
+    want = torch.randn(4)
+    torch.manual_seed(1234)
+    train(tiny(threads=threads + 1), progress=False)
+    assert torch.equal(torch.randn(4), want)
+    assert torch.get_num_threads() == threads
