@@ -25,6 +25,16 @@ def test_the_flow_matching_oracles_exact_map_refuses_times_outside_0_1(t_from, t
         oracle.exact_map(torch.zeros(2, 3, dtype=F64), t_from, t_to)
 
 
+def test_schedule_degradation_takes_a_single_image():
+    """One photo is a batch (a user scheduling the degradation for the image at hand); the sweep
+    refused it (``shape[0] < 2``) and no test noticed. Its schedule spans the range, increasing."""
+    img = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    sched = schedule_degradation(img, lambda p: GaussianBlur(p), params_range=(0.3, 3.0), budget=4)
+    p = sched(torch.linspace(0, 1, 4, dtype=F64))
+    assert abs(float(p[0]) - 0.3) < 1e-9 and abs(float(p[-1]) - 3.0) < 1e-9
+    assert bool((p.diff() > 0).all())
+
+
 def test_schedule_degradation_refuses_an_empty_batch():
     """An empty batch gave NaN dissimilarities (the mean of nothing), reported as if the user's
     dissimilarity function had returned them."""

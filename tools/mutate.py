@@ -766,8 +766,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "bird-final-solve-uncounted": (
         "flowrestore/inversion/blind.py",
-        "            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows]).sum()),",
-        "            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows[:-1]]).sum()),",
+        "        total = torch.stack([n.to(final.nfe.device) for n in nfes]).sum()",
+        "        total = torch.stack([n.to(final.nfe.device) for n in nfes[:-1]]).sum()",
         ["tests/inversion/test_run_records.py"],
     ),
     "schedule-reads-its-time": (
@@ -3274,15 +3274,16 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if not (0 <= a <= 2 and 0 <= b <= 1):",
         ["tests/test_review_sweep3.py"],
     ),
-    "schedule-degradation-empty-batch": (
+    "schedule-degradation-one-image-refused": (
         "flowrestore/degradations/scheduling.py",
         "images.dim() < 2 or images.shape[0] < 1:",
-        "images.dim() < 2 or images.shape[0] < 0:",
+        "images.dim() < 2 or images.shape[0] < 2:",
         ["tests/test_review_sweep3.py"],
     ),
     "loop-bar-left-open": (
         "flowrestore/integrate/loop.py",
-        "            bar.close()  # also when a step, a callback or the landing raises (idempotent)",
+        "            bar.close()  # also when a step, a callback or the landing raises "
+        "(idempotent)",
         "            pass",
         ["tests/test_review_loop3.py"],
     ),

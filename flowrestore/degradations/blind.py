@@ -31,6 +31,7 @@ import contextlib
 import contextvars
 import inspect
 import math
+import numbers
 
 import torch
 
@@ -71,7 +72,8 @@ POSITIVE_FLOOR = 1e-6
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number, numpy scalars included (``bool`` is not one)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class Param:
@@ -189,7 +191,12 @@ class Param:
 
     def check_value(self, value, batch: int, *, key: str, dtype, device) -> torch.Tensor:
         """Validate a user-given starting value (per-sample or broadcastable); return a copy."""
-        v = self._parse_init(value).to(device=device, dtype=dtype)
+        try:
+            v = self._parse_init(value).to(device=device, dtype=dtype)
+        except ConfigError:
+            raise ConfigError(
+                f"params[{key!r}] must be a finite number or real tensor, got {describe(value)}"
+            ) from None
         want = self.event_shape if self.shared else (batch, *self.event_shape)
         try:
             v = v.expand(want).clone()
@@ -318,6 +325,31 @@ class BlindOperator:
         with _constrained_values():
             return self.op_class(**self.fixed, **values)
 
+    def check_reads_no_values(self) -> None:
+        """Refuse (:class:`ConfigError`) an operator whose construction reads the value of an
+        unknown — e.g. a :class:`GaussianBlur` width with no ``kernel_size`` and no finite upper
+        bound takes its kernel size from the width's maximum. BIRD materialises the operator at
+        every iteration: each read would stall the device, and a size following the values would
+        make an image's result depend on the rest of its batch. Probed on the host from values
+        that have shapes but no data (the ``meta`` device), before any work."""
+        values = {
+            k: torch.empty(
+                p.event_shape if p.shared else (2, *p.event_shape), device="meta"
+            ).requires_grad_(True)
+            for k, p in self.params.items()
+        }
+        try:
+            self.materialize(constrained=True, **values)
+        except Exception as exc:  # noqa: BLE001 - only a value read is this check's business
+            if not any(m in str(exc) for m in _VALUE_READS):
+                return
+            raise ConfigError(
+                f"{self!r} reads the value of {sorted(self.params)} when built, so every "
+                f"iteration of a blind inversion would read it from the device; fix what the "
+                f"operator derives from it (for GaussianBlur: pass kernel_size=, or give the "
+                f"width Param bounds with a finite upper bound)"
+            ) from None
+
     def __call__(self, x):
         raise ConfigError(
             f"{self!r} has unknown parameters: estimate them with BlindInversion, or build a "
@@ -329,6 +361,15 @@ class BlindOperator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in {**self.fixed, **self.params}.items())
         return f"{self.op_class.__name__}({args})  [blind]"
+
+
+#: What torch says when a value is read from a ``meta`` tensor (``.item()``, a copy to the host, a
+#: data-dependent shape): :meth:`BlindOperator.check_reads_no_values`.
+_VALUE_READS = (
+    "cannot be called on meta tensors",
+    "Cannot copy out of meta tensor",
+    "data-independent implementation does not exist",
+)
 
 
 def _bind(op_class, args, kwargs) -> inspect.BoundArguments:

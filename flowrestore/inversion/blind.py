@@ -145,9 +145,12 @@ def _declared_latent_std(flow: Flow) -> float:
     return 1.0
 
 
-def _check_run_options(generator, callback) -> None:
-    """Refuse, before any evaluation, a ``generator`` or ``callback`` :meth:`BlindInversion.run`
-    could not use (they failed after the first solve, untyped)."""
+def _check_run_options(generator, callback, progress=False) -> None:
+    """Refuse, before any evaluation, a ``generator``, ``callback`` or ``progress``
+    :meth:`BlindInversion.run` could not use (they failed after the first solve, untyped; a
+    ``progress="no"`` showed a bar)."""
+    if not isinstance(progress, bool):
+        raise ArgumentTypeError(f"progress must be a bool, got {describe(progress)}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(
             f"generator must be a torch.Generator or None, got {describe(generator)}"
@@ -238,7 +241,11 @@ class BlindInversion:
             )
         solver.check_flow(flow)  # the pairing the solve of Ψ refuses, refused when built
         _check_time_grid(flow, solver, steps, grid, spacing)
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, numbers.Integral)
+            or iterations < 0
+        ):
             raise ConfigError(f"iterations must be an int >= 0, got {describe(iterations)}")
         if gradient not in _GRADIENTS:
             raise ConfigError(f"gradient must be one of {_GRADIENTS}, got {describe(gradient)}")
@@ -247,12 +254,15 @@ class BlindInversion:
         if not (
             isinstance(betas, (tuple, list))
             and len(betas) == 2
-            and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+            and all(
+                isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
+                for b in betas
+            )
         ):
             raise ConfigError(f"betas must be a pair of numbers in [0, 1), got {describe(betas)}")
         self.flow, self.solver = flow, solver
         self.solve_kwargs = {"steps": steps, "grid": grid, "spacing": spacing}
-        self.iterations = iterations
+        self.iterations = int(iterations)
         self.lr_latent = positive_number(lr_latent, "lr_latent")
         self.lr_degradation = positive_number(lr_degradation, "lr_degradation")
         self.gradient = gradient
@@ -353,6 +363,18 @@ class BlindInversion:
         summed objective: for ``gradient="detached"`` ``d/dz`` is ``∇_x L`` at ``x = Ψ(z)``; with
         ``tangent_gradient`` its component along ``z`` is removed.
         """
+        check_observation(y)
+        if (
+            not isinstance(latent, Tensor)
+            or not torch.is_floating_point(latent)
+            or latent.dim() < 2
+            or latent.shape[0] != y.shape[0]
+        ):
+            raise ShapeError(
+                f"latent must be a floating-point batch [B, ...] with y's B = {y.shape[0]}, got "
+                f"{describe(latent)}"
+            )
+        params = self._check_params_keys(params)
         missing = set(self.unknowns) - set(params)
         if missing:
             raise ConfigError(f"params must give every unknown; missing {sorted(missing)}")
@@ -363,7 +385,7 @@ class BlindInversion:
             .requires_grad_(True)
             for k, (_, _, p) in self.unknowns.items()
         }
-        z = latent.detach().to(work).clone()
+        z = latent.detach().to(device=y.device, dtype=work).clone()  # as run() takes it
         plan = self._plan(z, differentiable=self._exact, dtype=y.dtype)
         g_z, g_params, _ = self._evaluate(y.to(work), z, values, plan)
         return g_z, g_params
@@ -399,13 +421,18 @@ class BlindInversion:
                 (``latent``, ``loss``, ``params``; detached copies, safe to keep).
 
         ``Ψ``'s solve is checked and planned once per run (:func:`flowrestore.integrate.prepare`);
-        an iteration then reads one device value: whether its objective is finite (a non-finite
-        one stops the run with :class:`~flowrestore.NonFiniteError`), read together with the
-        mean loss the progress bar shows. The evaluation counts (every solve's, the final one
-        included) are read once, after the last iteration.
+        an iteration then reads one device value: whether its objective and gradients are finite
+        (a non-finite one stops the run with :class:`~flowrestore.NonFiniteError`), read together
+        with the mean loss the progress bar shows. The evaluation counts (every solve's, the final
+        one included) are read once, after the last iteration, with whether the final objective
+        is finite (else NonFiniteError too). A blind operator that would read its unknowns'
+        values when built at each iteration is refused first
+        (:meth:`BlindOperator.check_reads_no_values`: e.g. a GaussianBlur width with neither
+        ``kernel_size`` nor a finite upper bound).
         """
         t0 = time.perf_counter()
-        _check_run_options(generator, callback)
+        _check_run_options(generator, callback, progress)
+        self.objective.check_reads_no_values()  # no device read in the loop's operators
         check_observation(y)
         dtype, y = y.dtype, y.to(work_dtype(y.dtype))  # Ψ in y's dtype, the rest in ``work``
         z = self._initial_latent(y, generator, latent, image_shape)
@@ -416,29 +443,45 @@ class BlindInversion:
             cosine_steps=self.iterations if self.schedule == "cosine" else None,
         )  # fmt: skip
         plan = self._plan(z, differentiable=self._exact, dtype=dtype)
-        rows: list[tuple[Evaluation, dict[str, Tensor]]] = []
+        rows: list[tuple[Tensor, Tensor, dict[str, Tensor]]] = []  # no images (stack_history)
+        nfes: list[Tensor] = []
         bar = self._progress_bar() if progress else None
-        for k in range(self.iterations):
-            g_z, g_params, ev = self._evaluate(y, z, values, plan)
-            rows.append((ev, {key: v.detach().clone() for key, v in values.items()}))
-            finite, mean_loss = read_iteration(ev.loss, g_z)  # the iteration's one host read
-            if not finite:
-                raise NonFiniteError(
-                    f"BIRD's objective or latent gradient became non-finite (NaN/inf) at "
-                    f"iteration {k + 1} of {self.iterations}; per-image losses "
-                    f"{ev.loss.tolist()} (lower lr_latent/lr_degradation, or check the flow)"
+        try:  # the bar is closed however the loop ends (a NaN, a callback's error, ^C)
+            for k in range(self.iterations):
+                g_z, g_params, ev = self._evaluate(y, z, values, plan)
+                rows.append(
+                    (ev.loss, ev.mse, {key: v.detach().clone() for key, v in values.items()})
                 )
-            opt.step(g_z, g_params)
+                nfes.append(ev.nfe)
+                # the iteration's one host read
+                finite, mean_loss = read_iteration(ev.loss, g_z, g_params.values())
+                if not finite:
+                    raise NonFiniteError(
+                        f"BIRD's objective or gradients became non-finite (NaN/inf) at "
+                        f"iteration {k + 1} of {self.iterations}; per-image losses "
+                        f"{ev.loss.tolist()} (lower lr_latent/lr_degradation, or check the flow)"
+                    )
+                opt.step(g_z, g_params)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{mean_loss:.3g}")
+                if callback is not None:  # copies: Adam and the projections update z, φ in place
+                    state = {key: v.detach().clone() for key, v in values.items()}
+                    callback(k + 1, IterationState(z.detach().clone(), ev.loss, state))
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.3g}")
-            if callback is not None:  # copies: Adam and the projections update z, φ in place
-                state = {key: v.detach().clone() for key, v in values.items()}
-                callback(k + 1, IterationState(z.detach().clone(), ev.loss, state))
-        if bar is not None:
-            bar.close()
+                bar.close()
         final = self._final(y, z, values, dtype)
-        rows.append((final, {key: v.detach().clone() for key, v in values.items()}))
+        rows.append((final.loss, final.mse, {key: v.detach().clone() for key, v in values.items()}))
+        nfes.append(final.nfe)
+        # one read after the loop: the evaluation count, or -1 for a non-finite final objective
+        total = torch.stack([n.to(final.nfe.device) for n in nfes]).sum()
+        nfe = int(torch.where(torch.isfinite(final.loss).all(), total, -1))
+        if nfe < 0:
+            raise NonFiniteError(
+                f"BIRD's objective at the final iterate is non-finite (NaN/inf) after "
+                f"{self.iterations} iterations; per-image losses {final.loss.tolist()}"
+            )
         return InversionResult(
             x=final.x,
             latent=z.detach(),
@@ -449,7 +492,7 @@ class BlindInversion:
             prediction=final.prediction,
             gradient=self.gradient,
             iterations=self.iterations,
-            nfe=int(torch.stack([ev.nfe.cpu() for ev, _ in rows]).sum()),
+            nfe=nfe,
             time_s=time.perf_counter() - t0,
         )
 
@@ -463,8 +506,15 @@ class BlindInversion:
             z = torch.randn((b, *shape), generator=generator, dtype=dtype, device=where)
             z = z.to(device)
         else:
-            if not isinstance(latent, Tensor) or tuple(latent.shape) != (b, *shape):
-                raise ShapeError(f"latent must have shape {(b, *shape)}, got {describe(latent)}")
+            if (
+                not isinstance(latent, Tensor)
+                or not torch.is_floating_point(latent)
+                or tuple(latent.shape) != (b, *shape)
+            ):
+                raise ShapeError(
+                    f"latent must be a floating-point tensor of shape {(b, *shape)}, got "
+                    f"{describe(latent)}"
+                )
             z = latent.detach().to(device=device, dtype=dtype).clone()
             flat = z.reshape(b, -1)
             if not bool((torch.isfinite(flat).all(dim=1) & (flat != 0).any(dim=1)).all()):
@@ -476,6 +526,20 @@ class BlindInversion:
 
     def _initial_values(self, y: Tensor, params: dict | None) -> dict[str, Tensor]:
         """Every unknown's starting leaf: the user's value (checked) or its Param's init."""
+        params = self._check_params_keys(params)
+        b, dtype, device = y.shape[0], y.dtype, y.device
+        values: dict[str, Tensor] = {}
+        for key, (_, _, p) in self.unknowns.items():
+            v = (
+                p.check_value(params[key], b, key=key, dtype=dtype, device=device)
+                if key in params
+                else p.initial(b, dtype=dtype, device=device)
+            )
+            values[key] = v.requires_grad_(True)
+        return values
+
+    def _check_params_keys(self, params) -> dict:
+        """``params`` as a dict whose keys are unknowns' keys (``None``: empty)."""
         if params is not None and not isinstance(params, Mapping):
             raise ArgumentTypeError(
                 f"params must be None or a dict {{unknown's key: value}}, got {describe(params)}"
@@ -487,16 +551,7 @@ class BlindInversion:
                 f"params has keys {sorted(unknown_keys)} that are not unknowns; the unknowns are "
                 f"{sorted(self.unknowns)}"
             )
-        b, dtype, device = y.shape[0], y.dtype, y.device
-        values: dict[str, Tensor] = {}
-        for key, (_, _, p) in self.unknowns.items():
-            v = (
-                p.check_value(params[key], b, key=key, dtype=dtype, device=device)
-                if key in params
-                else p.initial(b, dtype=dtype, device=device)
-            )
-            values[key] = v.requires_grad_(True)
-        return values
+        return params
 
     def _progress_bar(self):
         from tqdm.auto import tqdm

@@ -39,18 +39,27 @@ def tangent_(g: Tensor, z: Tensor) -> Tensor:
     return g
 
 
-def read_iteration(loss: Tensor, g_z: Tensor) -> tuple[bool, float]:
-    """Whether the objective and the latent's gradient are finite, and the mean loss: one
-    scalar read (the mean loss, NaN when anything is not finite)."""
+def read_iteration(loss: Tensor, g_z: Tensor, g_params=()) -> tuple[bool, float]:
+    """Whether the objective and the gradients (the latent's, the unknowns' ``g_params``) are
+    finite, and the mean loss: one scalar read (the mean loss, NaN when anything is not finite).
+    A non-finite gradient of an unknown would turn it into NaN at the step, unseen until the next
+    iteration's objective, or never after the last one."""
     finite = torch.isfinite(loss).all() & torch.isfinite(g_z).all()
+    for g in g_params:
+        finite = finite & torch.isfinite(g).all()
     value = torch.where(finite, loss.detach().mean(), torch.nan).item()
     return math.isfinite(value), value
 
 
 def check_observation(y) -> None:
-    """Refuse an observation that is not a finite float tensor ``[B, ...]`` (one host read)."""
+    """Refuse an observation that is not a finite, non-empty float tensor ``[B, ...]`` (one host
+    read)."""
     if not isinstance(y, Tensor) or not torch.is_floating_point(y) or y.dim() < 2:
         raise ShapeError(f"y must be a floating-point batch [B, ...], got {describe(y)}")
+    if y.numel() == 0:
+        raise ShapeError(
+            f"y must have at least one image and one value, got shape {tuple(y.shape)}"
+        )
     if not bool(torch.isfinite(y).all()):
         raise ConfigError(f"y must be finite, got {describe(y)}")
 

@@ -52,6 +52,13 @@ class Objective:
         self.regularizer = regularizer
         self.unknowns = _collect_unknowns(self.ops, self.noise_std)
 
+    def check_reads_no_values(self) -> None:
+        """Refuse a blind operator that reads its unknowns' values when built
+        (:meth:`BlindOperator.check_reads_no_values`): :meth:`forward` builds it every iteration."""
+        for op in self.ops:
+            if isinstance(op, BlindOperator):
+                op.check_reads_no_values()
+
     def forward(self, x: Tensor, values: dict[str, Tensor]) -> Tensor:
         """``H_φ(x)`` with the unknowns set to ``values`` (keys as in ``unknowns``)."""
         for i, op in enumerate(self.ops):

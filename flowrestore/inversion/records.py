@@ -19,8 +19,8 @@ class History:
     """Per-iteration values of a run: row ``k`` is after ``k`` updates (``iterations + 1`` rows).
 
     ``loss`` (the objective) and ``mse`` (mean squared residual) are ``[K+1, B]``; ``params`` maps
-    each unknown's key to ``[K+1, B, *event]``. ``history[name]`` reads ``"loss"``, ``"mse"`` or a
-    parameter's key.
+    each unknown's key to ``[K+1, B, *event]`` (``[K+1, *event]`` when shared). ``history[name]``
+    reads ``"loss"``, ``"mse"`` or a parameter's key.
     """
 
     loss: Tensor
@@ -100,10 +100,12 @@ class InversionResult:
         return self.mse.sqrt()
 
 
-def stack_history(rows: list[tuple[Evaluation, dict[str, Tensor]]], keys: list[str]) -> History:
-    """Stack the per-iteration evaluations and parameter values into a :class:`History`."""
+def stack_history(rows: list[tuple[Tensor, Tensor, dict[str, Tensor]]], keys: list[str]) -> History:
+    """Stack the per-iteration ``(loss, mse, parameter values)`` into a :class:`History`. A row
+    keeps no image: an :class:`Evaluation`'s ``x`` and ``prediction`` kept for every iteration
+    made a run's memory grow by two batches of images per iteration."""
     return History(
-        loss=torch.stack([ev.loss for ev, _ in rows]),
-        mse=torch.stack([ev.mse for ev, _ in rows]),
-        params={key: torch.stack([vals[key] for _, vals in rows]) for key in keys},
+        loss=torch.stack([loss for loss, _, _ in rows]),
+        mse=torch.stack([mse for _, mse, _ in rows]),
+        params={key: torch.stack([vals[key] for _, _, vals in rows]) for key in keys},
     )
