@@ -42,3 +42,43 @@ def test_schedule_degradation_refuses_an_empty_batch():
         schedule_degradation(
             torch.zeros(0, 1, 8, 8), lambda p: GaussianBlur(p), params_range=(0.3, 3.0), budget=3
         )
+
+
+def _showcase(**kw):
+    from flowrestore.methods.base import Showcase
+
+    base = dict(
+        runs=(("euler", 2, "last"),),
+        quick_runs=(("euler", 1, "last"),),
+        steps=(1, 2),
+        quick_steps=(1,),
+        heldout=(("euler", 2, "last"),),
+    )
+    return Showcase(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"runs": (("euler", 0, "last"),)},  # the sweep's survivor: a demo row of 0 steps
+        {"heldout": (("euler", True, "last"),)},
+        {"quick_runs": (("euler", 2),)},
+        {"steps": (1, 0)},
+        {"quick_steps": ()},
+    ],
+)
+def test_a_showcase_with_a_run_that_cannot_run_is_refused(kw):
+    """A demo row of 0 steps was shipped unnoticed: only the full demo (not run by the default
+    suite) would have failed, mid-table."""
+    with pytest.raises(ConfigError, match="Showcase"):
+        _showcase(**kw)
+
+
+def test_a_method_whose_showcase_names_a_solver_it_lacks_is_refused():
+    import dataclasses
+
+    from flowrestore.methods.registry import get_method
+
+    indi = get_method("indi")
+    with pytest.raises(ConfigError, match=r"showcase runs name solvers \['heun2'\]"):
+        dataclasses.replace(indi, showcase=_showcase(runs=(("heun2", 3, "last"),)))

@@ -3335,6 +3335,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    with torch.random.fork_rng(devices=[], enabled=False):",
         ["tests/training/test_review_training2.py"],
     ),
+    "showcase-zero-step-run": (
+        "flowrestore/methods/indi.py",
+        '            ("euler", 1, "last"),\n            ("euler", 2, "last"),',
+        '            ("euler", 0, "last"),\n            ("euler", 2, "last"),',
+        ["tests/test_review_sweep3.py"],
+    ),
 }
 
 

@@ -43,6 +43,29 @@ class Showcase:
     quick_steps: tuple[int, ...]
     heldout: tuple[Run, ...]
 
+    def __post_init__(self):
+        for field_name in ("runs", "quick_runs", "heldout"):
+            for run in getattr(self, field_name):
+                ok = isinstance(run, tuple) and len(run) in (3, 4) and isinstance(run[0], str)
+                ok = ok and _positive_int(run[1]) and isinstance(run[2], str)
+                if not ok:
+                    raise ConfigError(
+                        f"Showcase {field_name}: each run is (solver, steps >= 1, output[, t_end]),"
+                        f" got {run!r}"
+                    )
+        for field_name in ("steps", "quick_steps"):
+            counts = getattr(self, field_name)
+            if not counts or not all(_positive_int(n) for n in counts):
+                raise ConfigError(f"Showcase {field_name} must be step counts >= 1, got {counts!r}")
+
+    def solvers_named(self) -> set[str]:
+        """Every solver name its runs use (``"phi"``: the one-shot estimate, no solver)."""
+        return {run[0] for run in (*self.runs, *self.quick_runs, *self.heldout)} - {"phi"}
+
+
+def _positive_int(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1
+
 
 @dataclass(frozen=True)
 class Method:
@@ -78,6 +101,12 @@ class Method:
             raise ConfigError(
                 f"method {self.name}: default_solver {self.default_solver!r} is not among its "
                 f"solvers {names}"
+            )
+        unknown = sorted(self.showcase.solvers_named() - set(names))
+        if unknown:
+            raise ConfigError(
+                f"method {self.name}: its showcase runs name solvers {unknown} that are not among "
+                f"its solvers {names}"
             )
 
     def solver_names(self) -> tuple[str, ...]:
