@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|accuracy|overhead|gpu|dirac|fit] [--out DIR] [--quick]``.
+"""``python -m benchmarks [all|accuracy|fewnfe|overhead|gpu|dirac|fit] [--out DIR] [--quick]``.
 
 Writes ``DIR/results.md`` (markdown tables, the machine, the time of the run) and plots.
 """

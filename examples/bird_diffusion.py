@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -65,9 +66,14 @@ def train_ddpm(
               "prediction_type": prediction_type}  # fmt: skip
     folder = out / "ddpm-faces"
     stamp = folder / "training.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("config") == config:
-        log(f"loaded cached diffusion model from {folder}")
-        return folder, float(json.loads(stamp.read_text())["seconds"])
+    if stamp.exists():
+        cached = json.loads(stamp.read_text())
+        if cached.get("config") == config:
+            log(f"loaded cached diffusion model from {folder}")
+            return folder, float(cached["seconds"])
+        log(f"replacing the model in {folder} (trained with {cached.get('config')}) by {config}")
+    elif folder.exists():
+        log(f"replacing {folder} (no training.json) by a model trained with {config}")
     torch.manual_seed(seed)
     unet = UNet2DModel(
         sample_size=SIZE,
@@ -146,8 +152,16 @@ MODES = {
 def check_args(p: argparse.ArgumentParser, args) -> None:
     """Refuse, before any training, a setting the inversion would refuse after it (exit 2)."""
     rules = (
+        ("--out", args.out, "a folder, not a file", not args.out.is_file()),
         ("--train-steps", args.train_steps, "at least 1", args.train_steps >= 1),
         ("--batch", args.batch, "at least 1", args.batch >= 1),
+        (
+            "--channels",
+            args.channels,
+            "a positive multiple of 8 (the U-Net's GroupNorm has 8 groups)",
+            args.channels >= 8 and args.channels % 8 == 0,
+        ),
+        ("--threads", args.threads, "at least 1", args.threads >= 1),
         ("--faces", args.faces, "at least 1", args.faces >= 1),
         ("--flow-steps", args.flow_steps, "at least 1", args.flow_steps >= 1),
         (
@@ -156,15 +170,21 @@ def check_args(p: argparse.ArgumentParser, args) -> None:
             "at least 0",
             args.iterations is None or args.iterations >= 0,
         ),
-        ("--lr-latent", args.lr_latent, "above 0", args.lr_latent > 0),
-        ("--lr-width", args.lr_width, "above 0", args.lr_width > 0),
+        ("--lr-latent", args.lr_latent, "finite and above 0", 0 < args.lr_latent < math.inf),
+        ("--lr-width", args.lr_width, "finite and above 0", 0 < args.lr_width < math.inf),
         (
             "--init-width",
             args.init_width,
             "in [0.3, 3.0] (its bounds)",
             0.3 <= args.init_width <= 3,
         ),
-        ("--noise", args.noise, "at least 0", args.noise >= 0),
+        ("--noise", args.noise, "finite and at least 0", 0 <= args.noise < math.inf),
+        (
+            "--gradient",
+            " ".join(args.gradient),
+            "each mode at most once",
+            len(set(args.gradient)) == len(args.gradient),
+        ),
     )
     for flag, value, want, ok in rules:
         if not ok:
@@ -196,6 +216,11 @@ def main(argv=None) -> dict:
     held_out = len(faces("heldout"))
     if not 0 <= args.first_face < held_out:
         p.error(f"--first-face {args.first_face}: there are {held_out} held-out faces")
+    if args.first_face + args.faces > held_out:
+        p.error(
+            f"--faces {args.faces}: only {held_out - args.first_face} held-out faces from "
+            f"--first-face {args.first_face} (there are {held_out})"
+        )
     log = (lambda *a, **k: None) if args.quiet else print
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

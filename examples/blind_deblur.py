@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -51,9 +52,10 @@ def train_generative(
         "seed": seed,
         "lr": lr,
         "size": SIZE,
-        "version": 2,
+        "version": 3,  # 3: initial weights drawn from the seed
     }
     path = out / "generative_unet.pt"
+    torch.manual_seed(seed)  # the initial weights too: the same seed trains the same model
     model = UNet(
         in_channels=1, base_channels=base_channels, channel_mults=(1, 2, 2), residual=False
     )
@@ -63,10 +65,10 @@ def train_generative(
             model.load_state_dict(saved["model"])
             log(f"loaded cached generative model from {path}")
             return model.eval()
+        log(f"replacing {path} (trained with {saved.get('config')}) by {config}")
     # 4 crop offsets × 2 flips of the 80 training faces
     x_train = torch.cat([faces("train", offset=(i, j)) for i in (0, 1) for j in (0, 1)])
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     ema = EMA(model, decay=0.995)
@@ -123,21 +125,35 @@ def figure(path: Path, y, x_hat, x, w_true, w_est) -> None:
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
     """Refuse, before any training, a setting the inversion would refuse after it (exit 2)."""
+    held_out = len(faces("heldout"))
     rules = (
+        ("--out", args.out, "a folder, not a file", not args.out.is_file()),
         ("--train-steps", args.train_steps, "at least 1", args.train_steps >= 1),
         ("--batch", args.batch, "at least 1", args.batch >= 1),
-        ("--faces", args.faces, "at least 1", args.faces >= 1),
+        ("--base-channels", args.base_channels, "at least 1", args.base_channels >= 1),
+        (
+            "--faces",
+            args.faces,
+            f"in 1..{held_out} (the held-out faces)",
+            1 <= args.faces <= held_out,
+        ),
         ("--flow-steps", args.flow_steps, "at least 1", args.flow_steps >= 1),
         ("--iterations", args.iterations, "at least 0", args.iterations >= 0),
-        ("--lr-latent", args.lr_latent, "above 0", args.lr_latent > 0),
-        ("--lr-width", args.lr_width, "above 0", args.lr_width > 0),
+        ("--lr-latent", args.lr_latent, "finite and above 0", 0 < args.lr_latent < math.inf),
+        ("--lr-width", args.lr_width, "finite and above 0", 0 < args.lr_width < math.inf),
+        (
+            "--threads",
+            args.threads,
+            "at least 1 (or left out)",
+            args.threads is None or args.threads >= 1,
+        ),
         (
             "--init-width",
             args.init_width,
             "in [0.3, 3.0] (its bounds)",
             0.3 <= args.init_width <= 3,
         ),
-        ("--noise", args.noise, "at least 0", args.noise >= 0),
+        ("--noise", args.noise, "finite and at least 0", 0 <= args.noise < math.inf),
     )
     for flag, value, want, ok in rules:
         if not ok:
@@ -164,7 +180,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     check_args(p, args)  # before training: a negative --faces sliced 19 faces silently
     log = (lambda *a, **k: None) if args.quiet else print
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -16,9 +16,10 @@
    is known in closed form (the unitary DFT, :mod:`flowrestore.flows.spectral`), which DDRM and
    DiffPIR's proximal step need; DPS and BIRD use the same operator — and 4× super-resolution
    (``Downsample(4)``: 4×4 block means, SVD by the block DCT).
-3. **Methods**, all on EDM's ρ = 7 grid in σ (:data:`GRID`) at 10, 20 and 50 network
-   evaluations (NFE): DPS (``fr.DPSStep``, Chung et al. 2023), DiffPIR (``fr.DiffPIRFlow`` +
-   ``fr.DiffPIRStep``, Zhu et al. 2023), DDRM (``fr.DDRMStep``, Kawar et al. 2022, the paper's
+3. **Methods** (docs/math.md §10; the DDPM as a residual flow, §8; BIRD, §5), all on EDM's
+   ρ = 7 grid in σ (:data:`GRID`) at 10, 20 and 50 network evaluations (NFE): DPS
+   (``fr.DPSStep``, Chung et al. 2023), DiffPIR (``fr.DiffPIRFlow`` + ``fr.DiffPIRStep``, Zhu
+   et al. 2023), DDRM (``fr.DDRMStep``, Kawar et al. 2022, the paper's
    η = 0.85, η_b = 1); on the Gaussian blur also BIRD (``fr.BlindInversion``, Chihaoui et al.
    2024) with the width *unknown* (start 1.0, bounds 0.3–3): Ψ = 10 DDIM steps, 300 Adam
    iterations, the detached gradient, cosine-decayed rates; its NFE is all its solves.
@@ -56,6 +57,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -102,6 +104,9 @@ QUICK_GRIDS = {
     "DDRM": [{"eta": 0.85, "eta_b": 1.0}],
     "BIRD": [{"lr_latent": 0.1}],
 }
+#: the options --quick overrides
+QUICK_SETS = ("--train-steps", "--batch", "--channels", "--val-faces", "--test-faces", "--nfe",
+              "--bird-steps", "--bird-iterations", "--bird-every")  # fmt: skip
 WIDTH = 1.5  # the Gaussian blur's width in pixels
 #: the trained faces DDPM shipped with the repository (see the module docstring)
 SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "ddpm-faces"
@@ -169,8 +174,9 @@ def bird_solve(flow, y, noise: float, steps: int, iterations: int, hp: dict, see
 
 
 def scores(x_hat, x, op, y, noise: float) -> dict:
-    """Mean PSNR, SSIM and the RMS of ``y − A x̂`` in units of ``σ_y`` over the faces."""
-    resid = (y - op(x_hat)).flatten(1).square().mean(1).sqrt() / noise
+    """Mean PSNR, SSIM and the RMS of ``y − A x̂`` in units of ``σ_y`` over the faces (in image
+    units when ``σ_y = 0``: a ratio to 0 would print ``inf``)."""
+    resid = (y - op(x_hat)).flatten(1).square().mean(1).sqrt() / (noise if noise > 0 else 1.0)
     return {
         "psnr": float(psnr(x_hat, x).mean()),
         "ssim": float(ssim(x_hat, x).mean()),
@@ -294,10 +300,11 @@ def _job(fn, results: dict, path: Path) -> None:
     torch.save(fn(results), path)
 
 
-def table(rows: list[dict], noise: float) -> str:
-    """The Markdown table of every row."""
+def table(rows: list[dict], noise: float, where: str = "") -> str:
+    """The Markdown table of every row; ``where``: what ran on what (model, faces, seed)."""
+    rms = "RMS(y − A x̂) / σ_y" if noise > 0 else "RMS(y − A x̂)"
     head = (
-        "| task | method | NFE | PSNR (dB) | SSIM | RMS(y − A x̂) / σ_y | s / image | "
+        f"| task | method | NFE | PSNR (dB) | SSIM | {rms} | s / image | "
         "chosen on validation faces |\n|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
@@ -310,7 +317,7 @@ def table(rows: list[dict], noise: float) -> str:
             f"| {r['task']} | {r['method']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
             f"{res} | {r['s_per_image']:.3f} | {hp} |"
         )
-    return "\n".join(lines) + f"\n\nσ_y = {noise} (images in [0, 1]).\n"
+    return "\n".join(lines) + f"\n\nσ_y = {noise} (images in [0, 1]).{where}\n"
 
 
 def figure(path: Path, rows: list[dict], truth: torch.Tensor, nfes) -> None:
@@ -383,15 +390,25 @@ def parse(argv=None) -> argparse.Namespace:
     cfg = p.parse_args(argv)
     cfg.grids = GRIDS
     if cfg.quick:
+        # --quick sets these: one given as well would be ignored without a word
+        tokens = [a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv)]
+        for flag in QUICK_SETS:
+            if any(t.startswith("--") and len(t) > 2 and flag.startswith(t) for t in tokens):
+                p.error(f"{flag}: --quick sets it; leave out one or the other")
         cfg.train_steps, cfg.batch, cfg.channels, cfg.retrain = 3, 4, 8, cfg.model is None
         cfg.val_faces, cfg.test_faces, cfg.nfe = 2, 2, [2, 3]
         cfg.bird_steps, cfg.bird_iterations, cfg.bird_every, cfg.grids = 2, 2, 1, QUICK_GRIDS
     cfg.nfes = sorted(cfg.nfe)
     held_out = len(BIRD.faces("heldout"))
     if min(cfg.val_faces, cfg.test_faces) < 1 or cfg.val_faces + cfg.test_faces > held_out:
-        p.error(f"--val-faces + --test-faces must be 2..{held_out} (the held-out LFW faces)")
-    if min(cfg.workers, cfg.threads, cfg.bird_every) < 1:
-        p.error("--workers, --threads and --bird-every must be >= 1")
+        p.error(
+            f"--val-faces {cfg.val_faces} --test-faces {cfg.test_faces}: each must be >= 1 and "
+            f"their sum <= {held_out} (the held-out LFW faces)"
+        )
+    for flag, value in (("--workers", cfg.workers), ("--threads", cfg.threads),
+                        ("--bird-every", cfg.bird_every)):  # fmt: skip
+        if value < 1:
+            p.error(f"{flag} must be >= 1, got {value}")
     # refused here, not after the model is trained or the first jobs have run
     counts = {"--nfe": min(cfg.nfe), "--bird-steps": cfg.bird_steps,
               "--bird-iterations": cfg.bird_iterations, "--train-steps": cfg.train_steps,
@@ -403,6 +420,12 @@ def parse(argv=None) -> argparse.Namespace:
         p.error(f"--noise must be a finite number >= 0 (images in [0, 1]), got {cfg.noise}")
     if cfg.retrain and cfg.model is not None:
         p.error("--retrain trains into OUT; it cannot be combined with --model")
+    if len(set(cfg.nfe)) != len(cfg.nfe):
+        p.error(f"--nfe {' '.join(map(str, cfg.nfe))}: each NFE at most once")
+    if cfg.channels % 8:
+        p.error(f"--channels {cfg.channels}: must be a multiple of 8 (the U-Net's GroupNorm)")
+    if cfg.out.is_file():
+        p.error(f"--out {cfg.out}: a file, not a folder")
     return cfg
 
 
@@ -454,6 +477,14 @@ def jobs(flow, val, test, cfg, log) -> dict:
 def main(argv=None) -> dict:
     """Load (or train) the DDPM, choose settings on the validation faces, score the test faces."""
     cfg = parse(argv)
+    if cfg.model is not None and not (cfg.model / "model_index.json").is_file():
+        # checked here, not in parse (model_folder accepts any folder): before OUT is made
+        print(
+            f"compare_restoration.py: error: --model {cfg.model}: not a diffusers pipeline "
+            "folder (no model_index.json)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     log = (lambda *a, **k: None) if cfg.quiet else (lambda *a: print(*a, flush=True))
     torch.set_num_threads(cfg.threads)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -476,7 +507,12 @@ def main(argv=None) -> dict:
         if task == "gaussian deblur":
             rows.append(done["bird-test"])
     total, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    text = table(rows, cfg.noise)
+    where = (
+        f" Model: {folder} ({source}); validation: held-out faces 0–{cfg.val_faces - 1}; test: "
+        f"held-out faces {cfg.val_faces}–{cfg.val_faces + cfg.test_faces - 1}; seed {cfg.seed}; "
+        f"{cfg.workers} worker(s) × {cfg.threads} thread(s)."
+    )
+    text = table(rows, cfg.noise, where)
     (cfg.out / "compare_restoration.md").write_text(text)
     log(text)
     figure(cfg.out / "compare_restoration.png", rows, test[0], cfg.nfes)

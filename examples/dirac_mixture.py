@@ -89,8 +89,14 @@ def main(argv=None) -> dict:
     p.add_argument("--show", type=int, default=300, help="trajectories drawn in panel 1")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if a.steps < 1 or a.samples < 2:
-        p.error("--steps must be >= 1 and --samples >= 2")
+    if Path(a.out).is_file():
+        p.error(f"--out {a.out}: a file, not a folder")
+    if a.steps < 1:
+        p.error(f"--steps must be >= 1, got {a.steps}")
+    if a.samples < 2:
+        p.error(f"--samples must be >= 2, got {a.samples}")
+    if a.show < 0:
+        p.error(f"--show must be >= 0, got {a.show}")
 
     import matplotlib
 
@@ -180,7 +186,8 @@ def main(argv=None) -> dict:
     lo, hi = torch.quantile(dc, torch.tensor([0.25, 0.75], dtype=dc.dtype), dim=1)
     ax.fill_between(dc_t, lo, hi, alpha=0.3, label="quartiles over samples")
     ax.plot(dc_t, dc.mean(1), lw=2, label="mean")
-    noise_level = 0.5 * math.sqrt(math.pi / 2)  # E‖σ_1 z‖ in 2-D: ‖ỹ − A_1 x_0‖ on average
+    # E‖σ z‖ in 2-D for the observation noise σ of y_1: ‖ỹ − A_1 x_0‖ on average
+    noise_level = float(mix.noise_std) * math.sqrt(math.pi / 2)
     ax.axhline(noise_level, ls="--", color="k", lw=1, label="E‖σ_1 z‖ (true x_0)")
     ax.set_xlim(1, 0)
     ax.set_xlabel("t (reverse process runs 1 → 0)")
@@ -216,9 +223,11 @@ def main(argv=None) -> dict:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="center right")
     ax.set_title("early stopping: distortion vs perception (markers: table)", fontsize=9)
+    s0, s1 = (float(v) for v in sigma(torch.tensor([0.0, 1.0], dtype=torch.float64)))
+    a1 = ", ".join(f"{float(v):g}" for v in family.a(torch.ones(1, dtype=torch.float64))[0])
     fig.suptitle(
-        "Dirac on a 2-D mixture: A_t = diag(1, 1 − 0.7t), σ_t = 0.01^(1−t) 0.5^t, exact Φ, "
-        f"DiracStep (eq. 7), {a.steps} steps",
+        f"Dirac on a 2-D mixture: A_t = diag(1 − t (1 − a_1)), a_1 = ({a1}), "
+        f"σ_t = {s0:g}^(1−t) {s1:g}^t, exact Φ, DiracStep (eq. 7), {a.steps} steps",
         fontsize=10,
     )
     fig.tight_layout()
@@ -244,7 +253,7 @@ def main(argv=None) -> dict:
     )
     print("early stopping (output = posterior mean Φ(y_t_end, t_end)):")
     print(f"  MMSE (t_end = 1) {mmse:.4f}; a posterior sample has 2 × MMSE = {2 * mmse:.4f}")
-    print("  t_end   MSE to x_0   within 0.05 of a centre   energy distance to prior")
+    print(f"  t_end   MSE to x_0   within {ON_CENTRE:g} of a centre   energy distance to prior")
     for r in rows:
         print(
             f"  {r['t_end']:.2f}    {r['mse']:.4f}       {r['on_centre']:.3f}"

@@ -6,7 +6,7 @@ The InDI paper's figure 2 (docs/math.md §2c): with the exact posterior mean as 
 of the centres, and the landing frequencies match the mixture weights.
 
     python examples/regression_to_mean.py [--out ./out] [--samples 4000] [--steps 1 2 5 50]
-        [--sigma 1.0]
+        [--sigma 1.0] [--seed 0]
 
 Writes ``OUT/regression_to_mean.png`` and prints its path.
 """
@@ -29,6 +29,8 @@ def main(argv=None) -> Path:
     p.add_argument("--sigma", type=float, default=1.0, help="observation noise σ")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    if Path(a.out).is_file():
+        p.error(f"--out {a.out}: a file, not a folder")
     if a.samples < 1 or min(a.steps) < 1:
         p.error(f"--samples and --steps must be >= 1, got {a.samples} and {a.steps}")
     if not 0 < a.sigma < float("inf"):
@@ -73,7 +75,8 @@ def main(argv=None) -> Path:
         ax.set_xlim(-3, 3)
         ax.set_ylim(-3, 3)
         ax.set_aspect("equal")
-    fig.suptitle(f"Regression to the mean (weights 0.1 0.2 0.3 0.4, σ = {a.sigma:g})", fontsize=10)
+    w = " ".join(f"{v:g}" for v in weights.tolist())
+    fig.suptitle(f"Regression to the mean (weights {w}, σ = {a.sigma:g})", fontsize=10)
     fig.tight_layout()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,10 @@
 Left: the Gaussian-prior oracle (relative error of ``x̂_0`` against the closed-form ODE solution).
 Right: a 4-D Dirac mixture (fraction of samples landing on a different centre than a tight
 float64 reference). flowrestore's solvers and torchdiffeq's methods (via ``fr.Torchdiffeq``) run
-on the same ``InDIFlow``.
+on the same ``InDIFlow``: InDI's residual-flow ODE ``dx/dt = (x − F(x, t))/t`` from ``t = 1``
+(``x = y``) to ``t = 0`` (docs/math.md §1; Euler is the InDI sampler, its semi-linear form gives
+the multistep solvers), with the exact ``F = E[x | x_t]`` of the closed-form oracles (§2); the
+solvers and their step-size control are those of §6.
 
     python examples/solver_comparison.py [--out ./out] [--quick]
 
@@ -18,7 +21,6 @@ from pathlib import Path
 import torch
 
 import flowrestore as fr
-from flowrestore.solvers.semilinear import SemiLinearMultistep
 
 
 def solvers(quick: bool):
@@ -28,9 +30,13 @@ def solvers(quick: bool):
         "Euler (=InDI)": (fr.Euler(), fr.Uniform(), fixed),
         "Heun, Power(2)": (fr.Heun(), fr.Power(2.0), fixed),
         "RK4, Power(2)": (fr.RK4(), fr.Power(2.0), fixed),
-        "SemiLinear order 2": (SemiLinearMultistep(order=2), fr.Uniform(), fixed),
-        "SemiLinear order 3": (SemiLinearMultistep(order=3), fr.Uniform(), fixed),
-        "SemiLinear order 3, 4 nodes": (SemiLinearMultistep(order=3, nodes=4), fr.Uniform(), fixed),
+        "SemiLinear order 2": (fr.SemiLinearMultistep(order=2), fr.Uniform(), fixed),
+        "SemiLinear order 3": (fr.SemiLinearMultistep(order=3), fr.Uniform(), fixed),
+        "SemiLinear order 3, 4 nodes": (
+            fr.SemiLinearMultistep(order=3, nodes=4),
+            fr.Uniform(),
+            fixed,
+        ),
         "torchdiffeq rk4, Power(3)": (fr.Torchdiffeq("rk4"), fr.Power(3.0), fixed),
     }
     adaptive = {
@@ -62,6 +68,8 @@ def main(argv=None) -> Path:
     p.add_argument("--out", default="./out")
     p.add_argument("--quick", action="store_true", help="a few points per curve (smoke test)")
     a = p.parse_args(argv)
+    if Path(a.out).is_file():
+        p.error(f"--out {a.out}: a file, not a folder")
 
     import matplotlib
 
