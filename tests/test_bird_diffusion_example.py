@@ -7,11 +7,11 @@ and re-uses the cached model on a second run; the widths respect their bounds.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from examples_loader import load_example
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("diffusers")
@@ -20,10 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bird_diffusion.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bird_diffusion_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("bird_diffusion", "bird_diffusion_example")
 
 
 def test_bird_diffusion_example_smoke(tmp_path, capsys):

@@ -6,11 +6,11 @@ writes the figure and the summary, and that the estimated widths respect the bou
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from examples_loader import load_example
 
 pytest.importorskip("matplotlib")
 
@@ -18,10 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blind_deblur.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("blind_deblur_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("blind_deblur", "blind_deblur_example")
 
 
 def test_blind_deblur_example_smoke(tmp_path, capsys):

@@ -12,7 +12,6 @@ README's claims in under 20 minutes of wall time on 2 workers × 1 thread.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from examples_loader import load_example
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("diffusers")
@@ -29,10 +29,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare_restoratio
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("compare_restoration_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("compare_restoration", "compare_restoration_example")
 
 
 def test_quick_run_writes_table_figure_and_summary(tmp_path):

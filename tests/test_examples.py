@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from examples_loader import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(name, f"example_{name}")
 
 
 @pytest.mark.parametrize(

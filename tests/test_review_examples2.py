@@ -5,11 +5,11 @@ use the public API."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from examples_loader import load_example
 
 pytest.importorskip("matplotlib")
 
@@ -17,10 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"review2_{name}", ROOT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example(name, f"review2_{name}")
 
 
 def _tiny_faces(mod):
@@ -46,36 +43,6 @@ def _refused(mod, argv, flag, capsys, fn="main"):
     assert last.count("error:") == 1 and flag in last, err
     assert "Traceback" not in err
     assert trained == []
-
-
-# --faces beyond the 20 held-out faces was silently cut to what was left (bird_diffusion:
-# --first-face 15 --faces 8 restored 5 faces); --threads 0 / -1 was a RuntimeError traceback
-# (blind_deblur: --threads 0 silently used torch's default); --noise inf made every
-# observation inf; --channels not a multiple of 8 failed in GroupNorm with a traceback
-BIRD_CASES = [
-    ("blind_deblur", ["--faces", "21"], "--faces"),
-    ("blind_deblur", ["--threads", "0"], "--threads"),
-    ("blind_deblur", ["--threads", "-2"], "--threads"),
-    ("blind_deblur", ["--noise", "inf"], "--noise"),
-    ("blind_deblur", ["--lr-latent", "inf"], "--lr-latent"),
-    ("blind_deblur", ["--base-channels", "0"], "--base-channels"),
-    ("blind_deblur", ["--batch", "0"], "--batch"),
-    ("bird_diffusion", ["--first-face", "15", "--faces", "8"], "--faces"),
-    ("bird_diffusion", ["--faces", "21"], "--faces"),
-    ("bird_diffusion", ["--threads", "0"], "--threads"),
-    ("bird_diffusion", ["--noise", "inf"], "--noise"),
-    ("bird_diffusion", ["--lr-width", "inf"], "--lr-width"),
-    ("bird_diffusion", ["--channels", "12"], "--channels"),
-    ("bird_diffusion", ["--channels", "0"], "--channels"),
-    ("bird_diffusion", ["--gradient", "exact", "exact"], "--gradient"),  # ran twice, one row
-]
-
-
-@pytest.mark.parametrize(("name", "args", "flag"), BIRD_CASES)
-def test_bird_examples_refuse_before_training(name, args, flag, tmp_path, capsys):
-    if name == "bird_diffusion":
-        pytest.importorskip("diffusers")
-    _refused(_load(name), ["--out", str(tmp_path), "--quiet", *args], flag, capsys)
 
 
 @pytest.mark.parametrize(
@@ -212,24 +179,23 @@ def test_compare_restoration_noiseless_table_has_finite_residuals():
     assert "/ σ_y" in mod.table([row], 0.01)
 
 
-def test_blind_deblur_says_when_it_replaces_a_cached_model(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "train", "size", "saved"),
+    [
+        ("blind_deblur", "train_generative", {"base_channels": 4}, "generative_unet.pt"),
+        ("bird_diffusion", "train_ddpm", {"channels": 8}, "ddpm-faces"),
+    ],
+)
+def test_a_bird_example_says_when_it_replaces_a_cached_model(name, train, size, saved, tmp_path):
     """A run with other settings into the same OUT overwrote the trained weights silently."""
-    mod = _tiny_faces(_load("blind_deblur"))
-    kw = {"steps": 1, "batch": 2, "base_channels": 4, "seed": 0}
-    mod.train_generative(tmp_path, log=lambda *a: None, **kw)
+    if name == "bird_diffusion":
+        pytest.importorskip("diffusers")
+    fit = getattr(_tiny_faces(_load(name)), train)
+    kw = {"steps": 1, "batch": 2, "seed": 0, **size}
+    fit(tmp_path, log=lambda *a: None, **kw)
     said = []
-    mod.train_generative(tmp_path, log=said.append, **{**kw, "seed": 1})
-    assert any("replacing" in m and "generative_unet.pt" in m for m in said), said
-
-
-def test_bird_diffusion_says_when_it_replaces_a_cached_model(tmp_path):
-    pytest.importorskip("diffusers")
-    mod = _tiny_faces(_load("bird_diffusion"))
-    kw = {"steps": 1, "batch": 2, "channels": 8, "seed": 0}
-    mod.train_ddpm(tmp_path, log=lambda *a: None, **kw)
-    said = []
-    mod.train_ddpm(tmp_path, log=said.append, **{**kw, "seed": 1})
-    assert any("replacing" in m and "ddpm-faces" in m for m in said), said
+    fit(tmp_path, log=said.append, **{**kw, "seed": 1})
+    assert any("replacing" in m and saved in m for m in said), said
 
 
 def test_every_example_says_which_method_and_equations_it_demonstrates():
