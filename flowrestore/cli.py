@@ -191,9 +191,9 @@ def _add_restore(sub) -> argparse.ArgumentParser:
     tasks = list(TASK_MODELS) + [m for m in list_pretrained() if m not in TASK_MODELS]
     p.add_argument(
         "--task",
-        default="deblur",
+        default=None,
         choices=tasks,
-        help="which shipped model (default deblur; see the list below)",
+        help="which shipped model (default deblur; see the list below); not with --checkpoint",
     )
     p.add_argument(
         "--checkpoint",
@@ -298,7 +298,12 @@ def _restore(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"no image files found in {args.paths}")
     if args.checkpoint is None:
+        args.task = args.task or "deblur"
         _check_model_options(ModelSpec.of(pretrained_info(model_name(args.task))), args)
+    elif args.task is not None:
+        raise ConfigError(
+            f"--task {args.task} and --checkpoint: give one (a checkpoint names its own task)"
+        )
     else:
         check_checkpoint_file(Path(args.checkpoint))
     R.check_output_dir(args.out)

@@ -598,5 +598,5 @@ def test_a_one_channel_trainer_checkpoint_restores_grey_and_colour_files(tmp_pat
             assert im.mode == "LA" and im.size == (44, 40)
             assert np.array_equal(np.asarray(im)[..., 1], rgba[..., 3])  # alpha kept
     mine = flow_for(load_predictor(ck)).declared_spacing(fr.Heun())
-    cli = flow_for(load_model("deblur", str(ck))).declared_spacing(fr.Heun())
+    cli = flow_for(load_model(checkpoint=str(ck))).declared_spacing(fr.Heun())
     assert mine == cli and mine is not None

@@ -67,7 +67,16 @@ def _load_checkpoint(checkpoint, device):
 
 
 def load_model(task: str | None = None, checkpoint: str | os.PathLike | None = None, device="cpu"):
-    """A predictor with ``.metadata``: a shipped one by task/model name, or a trainer checkpoint."""
+    """A predictor with ``.metadata``: a shipped one by task/model name, or a trainer checkpoint.
+
+    Give one of ``task`` and ``checkpoint``: a checkpoint carries its own task, so both together
+    are refused (the task would otherwise be ignored without a word).
+    """
     if checkpoint is not None:
+        if task is not None:
+            raise ConfigError(
+                f"give task (a shipped model) or checkpoint (which names its own task), not "
+                f"both; got task={describe(task)} and checkpoint={str(checkpoint)!r}"
+            )
         return _load_checkpoint(checkpoint, device)
     return pretrained(model_name(task), device=device)

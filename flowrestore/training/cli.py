@@ -89,6 +89,10 @@ def _kv(items, flag):
         if "=" not in item:
             raise ConfigError(f"{flag} expects K=V, got {item!r}")
         k, v = item.split("=", 1)
+        if not k.strip():
+            raise ConfigError(f"{flag} expects K=V with a name K, got {item!r}")
+        if k in out:
+            raise ConfigError(f"{flag} {k} given twice ({out[k]!r}, then {v!r}); give it once")
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:

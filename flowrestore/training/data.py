@@ -99,6 +99,30 @@ def _check_channels(channels):
         raise ConfigError(f"channels must be 1 or 3, got {describe(channels)}")
 
 
+def _without_download(name: str, fn):
+    """``fn()`` with scikit-image's downloader switched off: a photo that is not bundled (or
+    cached) is refused by name instead of fetched from the network (nothing downloads at run
+    time; offline, the download only failed after four tries)."""
+    from unittest import mock
+
+    from skimage.data import _fetchers
+
+    def refuse(*_args, **_kwargs):
+        raise ConfigError(
+            f"load_image: scikit-image's {name!r} is not bundled with scikit-image (it would be "
+            "downloaded); use a bundled photo such as 'astronaut', 'camera' or 'coffee'"
+        )
+
+    fetcher = getattr(_fetchers, "_image_fetcher", None)
+    try:
+        if fetcher is None or not hasattr(fetcher, "fetch"):
+            return fn()
+        with mock.patch.object(fetcher, "fetch", refuse):
+            return fn()
+    except ModuleNotFoundError:  # no pooch: scikit-image says a download needs it
+        refuse()
+
+
 def load_image(name: str, *, channels: int = 3) -> torch.Tensor:
     """One bundled scikit-image photo by name, float32 in [0, 1], shape ``[channels, H, W]``."""
     import skimage.data
@@ -107,7 +131,7 @@ def load_image(name: str, *, channels: int = 3) -> torch.Tensor:
     fn = getattr(skimage.data, name, None) if isinstance(name, str) else None
     if fn is None or not callable(fn) or name.startswith("_") or name == "download_all":
         raise ConfigError(f"load_image: no scikit-image photo named {describe(name)}")
-    img = fn()
+    img = _without_download(name, fn)
     # a photo is [H, W] or [H, W, 3|4]; lfw_subset (a stack), brain (a volume), a file name or
     # a stereo pair would otherwise come out as garbage "channels" or a bare error
     if not (

@@ -59,6 +59,8 @@ class EMA:
         _check_same("update", self.shadow, state)
         for k, v in state.items():
             s = self.shadow[k]
+            if s.device != v.device or s.dtype != v.dtype:  # the model was moved or cast
+                s = self.shadow[k] = s.to(device=v.device, dtype=v.dtype)
             if k in params:
                 s.mul_(d).add_(v.detach(), alpha=1.0 - d)
             else:  # buffers (BatchNorm statistics, counters): copied, not averaged

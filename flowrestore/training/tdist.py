@@ -38,6 +38,13 @@ __all__ = [
 ]
 
 
+def _check_n(n) -> int:
+    """``n`` of ``sample``: a positive int (numpy ints taken; bools and floats refused)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"TimeDistribution.sample: n must be a positive int, got {describe(n)}")
+    return int(n)
+
+
 class TimeDistribution:
     """Base class: a law of t on [0, 1] with ``sample`` and ``cdf``."""
 
@@ -52,6 +59,7 @@ class TimeDistribution:
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` times as a tensor ``[n]``; all randomness comes from ``generator``."""
+        n = _check_n(n)
         u = torch.rand(n, generator=generator, dtype=torch.float64)
         return self._from_uniform(u).to(dtype=dtype, device=device)
 
@@ -167,6 +175,8 @@ class CallableTimeDistribution(TimeDistribution):
         self.fn = fn
 
     def sample(self, n, generator=None, *, dtype=torch.float32, device=None):
+        """Call the wrapped function; refuse a result that is no ``[n]`` tensor in [0, 1]."""
+        n = _check_n(n)
         t = torch.as_tensor(self.fn(n, generator))
         if t.shape != (n,):
             raise ConfigError(

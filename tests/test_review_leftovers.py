@@ -1,0 +1,116 @@
+"""Defects noted in earlier reviews and left alone until now (2026-12-07): each test failed
+before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from flowrestore.cli import main
+from flowrestore.errors import ConfigError
+from flowrestore.restore.models import load_model
+from flowrestore.training.cli import config_from_args
+from flowrestore.training.data import load_image
+from flowrestore.training.ema import EMA
+from flowrestore.training.tdist import Beta, CallableTimeDistribution, Power, Uniform
+
+
+def test_restore_refuses_a_task_beside_a_checkpoint(tmp_path, capsys):
+    """``--task sr4 --checkpoint my.ckpt`` restored with the checkpoint's task and said nothing
+    of the ``--task`` it ignored; now a one-line usage error before any folder is made."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    ck = tmp_path / "my.ckpt"
+    ck.write_bytes(b"PK\x03\x04")  # refused before the file is read further
+    out = tmp_path / "out"
+    argv = ["restore", str(tmp_path / "a.png"), "-o", str(out), "--no-progress"]
+    rc = main([*argv, "--task", "sr4", "--checkpoint", str(ck)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--task sr4 and --checkpoint" in err
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="not both"):
+        load_model("deblur", ck)
+
+
+def test_restore_without_task_still_means_deblur(tmp_path, capsys):
+    """The default task is unchanged: a solver that the deblur model's method refuses is
+    refused as before (InDI's deblur model steps no SDE)."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    rc = main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--solver", "em"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not apply to indi" in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["blur_sigma=1", "blur_sigma=2"], "--task-param blur_sigma given twice"),
+        (["=2"], "with a name K"),
+    ],
+)
+def test_training_key_values_are_given_once(tmp_path, items, message):
+    """A repeated ``--task-param`` key kept the last value without a word (a typo in a long
+    command line trained the wrong task); an empty key became a parameter named ``""``."""
+    argv = ["--out", str(tmp_path / "m.pt")]
+    for item in items:
+        argv += ["--task-param", item]
+    with pytest.raises(ConfigError, match=message):
+        config_from_args(argv)
+
+
+@pytest.mark.parametrize("law", [Uniform(), Power(k=2.0), Beta(a=2.0, b=1.0)])
+@pytest.mark.parametrize("n", [0, -3, 2.5, True, "4"])
+def test_time_distribution_sample_size_is_checked(law, n):
+    """``sample(0)`` returned an empty batch, ``sample(True)`` one time, ``sample(-3)`` a torch
+    error: the size is now a positive int or refused by name."""
+    with pytest.raises(ConfigError, match="n must be a positive int"):
+        law.sample(n)
+
+
+def test_time_distribution_takes_numpy_ints():
+    t = Uniform().sample(np.int64(5), torch.Generator().manual_seed(0))
+    assert t.shape == (5,) and bool(((t >= 0) & (t <= 1)).all())
+    wrapped = CallableTimeDistribution(lambda n, g: torch.full((n,), 0.5))
+    assert wrapped.sample(np.int32(3)).tolist() == [0.5, 0.5, 0.5]
+    with pytest.raises(ConfigError, match="n must be a positive int"):
+        wrapped.sample(0)
+
+
+def test_ema_follows_the_model_to_another_dtype_and_device():
+    """The shadow stayed where the model was when the EMA was made: after ``model.double()``
+    the average was kept in float32 (a float64 run lost its precision), and after a move to
+    another device ``update`` failed inside torch."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    ema = EMA(model, decay=0.9, warmup=False)
+    model.double()
+    with torch.no_grad():
+        model.weight.add_(1e-9)  # below float32's resolution at these magnitudes
+    before = {k: v.double().clone() for k, v in ema.shadow.items()}
+    ema.update(model)
+    w = ema.shadow["weight"]
+    assert w.dtype == torch.float64
+    expect = 0.9 * before["weight"] + 0.1 * model.weight.detach()
+    assert torch.allclose(w, expect, rtol=0, atol=1e-15)
+    model.to("meta")
+    ema.update(model)
+    assert all(v.device.type == "meta" for v in ema.shadow.values())
+
+
+@pytest.mark.parametrize("name", ["eagle", "brain"])
+def test_load_image_never_downloads(name, monkeypatch):
+    """A scikit-image photo that is not bundled was downloaded (offline: four failed tries and a
+    ``ConnectionError``); nothing may download at run time, so it is refused by name."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_image opened a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(ConfigError, match=f"'{name}' is not bundled"):
+        load_image(name)
+    assert load_image("camera", channels=1).shape == (1, 512, 512)
