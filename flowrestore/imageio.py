@@ -23,6 +23,7 @@ the colour channels and the alpha channel apart, the bit depth, and the metadata
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
@@ -332,6 +333,17 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     return replace(like, colour=np.ascontiguousarray(colour), alpha=alpha, notes=list(like.notes))
 
 
+def _temporary_name(name: str) -> str:
+    """The hidden name ``write_image`` writes before its rename: the output's own name when that
+    stays within the 255 bytes file systems allow, else a digest of it (an output name near the
+    limit is valid; its temporary name with a suffix was not)."""
+    tmp = f".{name}.tmp{os.getpid()}"
+    if len(os.fsencode(tmp)) <= 255:
+        return tmp
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return f".flowrestore-{digest}.tmp{os.getpid()}"
+
+
 def write_image(path, pic: Picture) -> None:
     """Write ``pic`` as PNG to ``path`` (8- or 16-bit, with alpha, EXIF, ICC and ``pic.text``);
     atomic."""
@@ -339,7 +351,7 @@ def write_image(path, pic: Picture) -> None:
     if pic.bits not in (8, 16):
         raise ConfigError(f"write_image: bits must be 8 or 16, got {describe(pic.bits)}")
     arr = pic.colour if pic.alpha is None else np.dstack([pic.colour, pic.alpha])
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(_temporary_name(path.name))
     try:
         if pic.bits == 16:
             _write_png16(tmp, arr, exif=pic.exif, icc=pic.icc, text=pic.text)

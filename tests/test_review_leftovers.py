@@ -114,3 +114,48 @@ def test_load_image_never_downloads(name, monkeypatch):
     with pytest.raises(ConfigError, match=f"'{name}' is not bundled"):
         load_image(name)
     assert load_image("camera", channels=1).shape == (1, 512, 512)
+
+
+class _NaNOnBright(torch.nn.Module):
+    """``F(x, t) = x``, but NaN for an image brighter than 0.9 on average."""
+
+    multiple = 4
+
+    def __init__(self):
+        super().__init__()
+        self.zero = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.metadata = {"method": "indi", "task": "deblur", "task_params": {}}
+
+    def forward(self, x, t):
+        bright = x.mean(dim=(1, 2, 3), keepdim=True) > 0.9
+        return torch.where(bright, torch.full_like(x, float("nan")), x) + self.zero
+
+
+def test_the_progress_bar_ends_at_its_total_when_a_batch_is_retried(tmp_path, monkeypatch):
+    """A batch that failed was retried file by file and the bar counted the failed attempt's
+    steps too: it ended at 200 % of its total."""
+    import flowrestore.restore.run as run
+    from flowrestore.restore import restore_files
+
+    bars, make = [], run._progress_bar
+    monkeypatch.setattr(run, "_progress_bar", lambda *a: bars.append(make(*a)) or bars[-1])
+    for name, v in (("a.png", 10), ("b.png", 250), ("c.png", 20)):
+        Image.new("RGB", (8, 8), (v, v, v)).save(tmp_path / name)
+    report = restore_files([tmp_path], tmp_path / "out", model=_NaNOnBright(), solver="euler",
+                           steps=3, device="cpu", progress=True, batch_size=4,
+                           log=lambda *_: None)  # fmt: skip
+    assert len(report.restored) == 2 and len(report.failed) == 1
+    (bar,) = bars
+    assert bar.total == 3 * 3 and bar.n == bar.total
+
+
+def test_an_output_name_near_the_length_limit_is_written(tmp_path):
+    """An output name of 250 bytes is valid, but the temporary file ``write_image`` renames
+    from added a dot and a suffix and went past the 255-byte limit: the write failed."""
+    from flowrestore.imageio import read_image, write_image
+
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "a.png")
+    target = tmp_path / ("x" * 246 + ".png")
+    write_image(target, read_image(tmp_path / "a.png"))
+    assert np.asarray(Image.open(target)).tolist() == np.full((4, 4, 3), (1, 2, 3)).tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", target.name])

@@ -276,13 +276,16 @@ def _restore_batch(chunk: list[Job], settings, say, bar) -> None:
 def _solve_and_write(pics, ok: list[Job], settings, say, bar) -> None:
     """Restore and write decoded pictures; when a batch fails, each file is tried alone, so one
     file's failure (NaN, memory) does not fail the others."""
+    done = bar.n
     try:
         outs = _solve(_model_input(pics, settings), ok, settings, bar)
     except Exception as exc:  # noqa: BLE001
+        bar.n = done  # the failed attempt's steps are no progress: the bar ends at its total
         if len(ok) > 1:
             for j, pic in zip(ok, pics, strict=True):
                 _solve_and_write([pic], [j], settings, say, bar)
             return
+        bar.update(ok[0].plan.count * settings.steps)  # a failed file is done, as in _read
         say.fail(ok[0].path, f"restoration failed ({type(exc).__name__}: {exc})")
         return
     _write(ok, pics, outs, say, bar)
