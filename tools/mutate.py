@@ -3341,6 +3341,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         '            ("euler", 0, "last"),\n            ("euler", 2, "last"),',
         ["tests/test_review_sweep3.py"],
     ),
+    "choose-solver-variant-steps-in-t": (
+        "flowrestore/integrate/choose_solver.py",
+        "        S.SemiLinearMultistep(power=0),",
+        "        S.SemiLinearMultistep(power=1),",
+        ["tests/fewnfe/test_choose_solver.py"],
+    ),
 }
 
 

@@ -142,6 +142,17 @@ def test_wrong_requests_are_refused_before_any_evaluation():
     assert len(candidate_solvers()) == len({repr(c) for c in candidate_solvers()})
 
 
+def test_the_candidates_are_the_documented_ones():
+    """``candidate_solvers``' docstring names the defaults then three variants; the variant of
+    ``SemiLinearMultistep`` steps in the log-SNR (``power=0``), not in a power of ``t``."""
+    documented = (
+        fr.IPNDM(), fr.DataIPNDM(), fr.UniPC(), fr.SemiLinearMultistep(), fr.Midpoint(),
+        fr.Heun(), fr.RK4(), fr.Euler(), fr.IPNDM(landing_order=4), fr.UniPC(nodes=3),
+        fr.SemiLinearMultistep(power=0),
+    )  # fmt: skip
+    assert [repr(c) for c in candidate_solvers()] == [repr(c) for c in documented]
+
+
 class _PECE(fr.Solver):
     """Euler predictor, evaluated again at the predicted end, trapezoid corrector: two
     evaluations per step while its declared stages (one, at the start) suggest one."""
