@@ -106,6 +106,10 @@ def test_config_errors():
         with pytest.raises(ConfigError, match=r"final_nodes must be None or an int in 1\.\.6"):
             SemiLinearMultistep(final_nodes=bad)
     assert SemiLinearMultistep(final_nodes=6).final_nodes == 6
+    for bad in (1, 6):  # order 3 predicts with 2 to 5 nodes (the docstring's range)
+        with pytest.raises(ConfigError, match=r"nodes must be an int in 2\.\.5 for order=3"):
+            SemiLinearMultistep(nodes=bad)
+    assert SemiLinearMultistep(nodes=5).nodes == 5
     with pytest.raises(fr.IncompatibleSolverError):
         fr.solve(
             fr.ODEFlow(lambda t, x: -x),

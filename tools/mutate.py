@@ -3347,6 +3347,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        S.SemiLinearMultistep(power=1),",
         ["tests/fewnfe/test_choose_solver.py"],
     ),
+    "semilinear-six-nodes-accepted": (
+        "flowrestore/solvers/semilinear.py",
+        "        lo, hi = (2, 5) if self.order == 3 else (1, 1)",
+        "        lo, hi = (2, 6) if self.order == 3 else (1, 1)",
+        ["tests/test_semilinear.py"],
+    ),
 }
 
 
