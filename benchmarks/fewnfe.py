@@ -18,7 +18,8 @@ Methods, side by side at each NFE from 3 to 10:
   analytic first step (``start_estimate``: the model's estimate at the start averaged over the
   warm-up noises, :func:`flowrestore.integrate.estimate_start`);
 * **diffusers on their own defaults** (diffusion problems: the model, its schedule,
-  ``set_timesteps(N)``, final σ = 0): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
+  ``set_timesteps(N)``, final σ = 0 where the scheduler offers it; DEIS stops at its first trained
+  level, σ(t = 0)): DDIM (trailing), DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3;
 * **the same multistep schedulers on flowrestore's grid** (``SemiLinearMultistep()``'s) and, for
   restoration flows, on a uniform σ grid and, where the model declares one for its other solvers
   (``InDIFlow(spacings=...)``: the shipped predictors), on that declared grid

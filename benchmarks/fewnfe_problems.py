@@ -313,7 +313,8 @@ def mixture_indi(split: str, *, n=4096, seeds=None):
 
 
 def score(problem: Problem, inst: Instance, x: Tensor) -> float:
-    """The instance's score of the answer ``x`` (worst over its samples where per-sample)."""
+    """The instance's score of the answer ``x`` (worst over its samples where per-sample; a
+    non-finite answer scores NaN, or, on the mixture, a wrong centre)."""
     x = x.detach()
     if problem.kind == "rel":
         num = (x.double() - inst.ref.double()).flatten(1).norm(dim=1)
@@ -323,8 +324,12 @@ def score(problem: Problem, inst: Instance, x: Tensor) -> float:
         return float((x.double() - ref).norm() / (ref - inst.extra["mean"]).norm())
     if problem.kind == "psnr":
         return float(psnr(x, inst.ref).min())
+    if problem.kind != "wrong":
+        raise ValueError(f"unknown score kind {problem.kind!r}: expected rel, rel-c, psnr or wrong")
     centre = inst.extra["mixture"].nearest_center(x.double())[0]
-    return float((centre != inst.ref).sum())
+    # a non-finite sample has no nearest centre (torch's min names centre 0 for a NaN): wrong
+    finite = torch.isfinite(x).flatten(1).all(dim=1)
+    return float(((centre != inst.ref) | ~finite).sum())
 
 
 def worse(kind: str, a: float, b: float) -> float:

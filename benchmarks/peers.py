@@ -5,7 +5,8 @@ Two ways to drive a peer:
 * **On its own defaults** (:func:`diffusers_sample`): a diffusers scheduler built for the model's
   schedule and prediction type, ``set_timesteps(N)`` and the scheduler's own loop
   ``x = sched.step(model(x, t), t, x).prev_sample`` — exactly what a diffusers user runs (DDIM,
-  DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3; ``final_sigmas_type="zero"`` where the scheduler has it).
+  DPM-Solver++ 2M/3M, UniPC-2/3, DEIS-3; ``final_sigmas_type="zero"`` where the scheduler has it;
+  DEIS has no such option: its last step stops at the first trained level, ``σ(t = 0)``, not 0).
 * **On a given σ grid** (:func:`diffusers_solve`, :func:`ipndm`, :func:`kdiffusion_euler`,
   :func:`kdiffusion_heun`, :func:`kdiffusion_dpmpp_2m`): every residual flow
   ``dx/dσ = (x − D(x, σ))/σ`` (InDI with ``σ = t``, a diffusion model in its scaled state
@@ -125,6 +126,11 @@ def diffusers_flow_sample(label: str, model, x_1: Tensor, steps: int, shift: flo
     sched.set_timesteps(steps)
     if grid is not None:
         sigmas = torch.as_tensor(grid, dtype=torch.float64).clone()
+        if sigmas.shape != (steps + 1,):
+            raise ValueError(
+                f"grid must hold steps + 1 = {steps + 1} σ's from 1 to 0, got shape "
+                f"{tuple(sigmas.shape)}"
+            )
         sigmas[0] = min(float(sigmas[0]), 1 - 1e-6)
         sched.sigmas = sigmas
         sched.timesteps = torch.arange(steps, 0, -1) * 10  # labels: the step index drives it
@@ -145,7 +151,9 @@ def diffusers_solve(
 
     ``sigmas`` decrease to 0; ``denoise(σ, x)`` is the clean estimate at ``σ`` of the residual-form
     state ``x``. Returns the state at ``σ = 0`` and the number of denoiser evaluations. The
-    schedulers' own choices are kept (``lower_order_final``: a first-order last step onto 0).
+    schedulers' own choices are kept (``lower_order_final``: a first-order last step onto 0 and
+    lower orders on the steps just before it). The grid reaches them in float32 (and
+    DPM-Solver's step casts the state to float32): agreement with a float64 solve is ~1e-7.
     """
     from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
