@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, NonFiniteError, describe
 from flowrestore.flows.base import ResidualFlow
 from flowrestore.integrate.solve import solve
 from flowrestore.solvers.runge_kutta import Midpoint
@@ -50,7 +50,8 @@ class EndpointReport:
             (``len(times) − 1`` entries; ``inf`` when identical).
         slope: least-squares slope of ``log residual`` against ``log τ`` over the last four
             times measured (1.5 decades with the default ``times``).
-        has_limit: the residual falls toward 0 (``slope > 0.5``).
+            ``inf`` when the residual is exactly 0 there (``D(x, t) = x``: no drift).
+        has_limit: the residual falls toward 0 (``slope > 0.5``) or is 0.
         t_min: recommended end of the integration before the denoising step (``None`` when the
             flow has a limit: any ``t_min`` converges).
         cost_db: without a limit, the PSNR by which the answer moves per decade below ``t_min``.
@@ -70,7 +71,12 @@ class EndpointReport:
         for k, t in enumerate(self.times):
             moved = f"{self.change_db[k]:8.1f} dB" if k < len(self.change_db) else ""
             lines.append(f"{t:8.1e}   {self.residual[k]:12.3e}   {self.drift[k]:12.3e}   {moved}")
-        if self.has_limit:
+        if self.has_limit and math.isinf(self.slope):
+            lines.append(
+                "The flow has a limit at t = 0 (the residual is 0: no drift there): refined "
+                "solves converge; any t_min and grid onto 0 are fine."
+            )
+        elif self.has_limit:
             lines.append(
                 f"The flow has a limit at t = 0 (residual ~ t^{self.slope:.2f}): refined solves "
                 "converge; any t_min and grid onto 0 are fine."
@@ -108,6 +114,9 @@ def check_endpoint(
         times: decreasing times in ``(0, 1)`` to measure at (several decades above 0).
         steps_per_decade: Midpoint steps per decade of the geometric integration grid.
         data_range: peak value for the PSNR of the estimate changes (1 for images in [0, 1]).
+
+    Raises :class:`~flowrestore.errors.NonFiniteError` when the integration or an estimate
+    ``D(x_τ, τ)`` at a measuring time is NaN or infinite.
     """
     if not isinstance(flow, ResidualFlow):
         raise ConfigError(
@@ -153,14 +162,24 @@ def check_endpoint(
             d = flow.denoise(tt, x)
             residual.append(float((x - d).abs().double().mean()))
             estimates.append(d)
+    bad = [t for t, r in zip(ts, residual, strict=False) if not math.isfinite(r)]
+    if bad:  # the solve checked its own steps; the estimate at a measuring time is read here
+        raise NonFiniteError(
+            f"check_endpoint: the predictor's estimate D(x_t, t) is NaN or infinite at "
+            f"t = {bad[0]:g} (times measured: {ts})"
+        )
     drift = [r / t for r, t in zip(residual, ts, strict=False)]
     change = [_psnr(a, b, data_range) for a, b in zip(estimates, estimates[1:], strict=False)]
     last = slice(max(0, len(ts) - 4), len(ts))
-    lt = torch.tensor([math.log(t) for t in ts[last]], dtype=torch.float64)
-    lr = torch.tensor([math.log(max(r, 1e-300)) for r in residual[last]], dtype=torch.float64)
-    design = torch.stack([lt, torch.ones_like(lt)], 1)
-    slope = float(torch.linalg.lstsq(design, lr.unsqueeze(1)).solution[0, 0])
-    has_limit = slope > 0.5
+    if all(r == 0 for r in residual[last]):
+        # D(x_t, t) = x_t exactly: the drift is 0, so the flow has a limit (slope undefined)
+        slope, has_limit = math.inf, True
+    else:
+        lt = torch.tensor([math.log(t) for t in ts[last]], dtype=torch.float64)
+        lr = torch.tensor([math.log(max(r, 1e-300)) for r in residual[last]], dtype=torch.float64)
+        design = torch.stack([lt, torch.ones_like(lt)], 1)
+        slope = float(torch.linalg.lstsq(design, lr.unsqueeze(1)).solution[0, 0])
+        has_limit = slope > 0.5
     t_min = cost = None
     if not has_limit:
         # the residual stops falling where the offset takes over: the last k with r_k < 0.8 r_{k-1}

@@ -39,15 +39,19 @@ def default_threads() -> int:
 
 def set_threads(threads: int | None, device) -> int:
     """Apply ``threads`` (a positive int, or ``None`` for :func:`default_threads`) to torch when
-    running on CPU; anything else is refused with a :class:`ConfigError`."""
+    ``device`` (cpu, cuda, cuda:N or a torch device) is the CPU; returns the count. Anything else
+    is refused with a :class:`ConfigError` before torch's setting changes. The setting is
+    process-wide and stays (read ``torch.get_num_threads()`` first to restore it)."""
     import torch
 
     if threads is not None and not (
         isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
     ):
         raise ConfigError(f"threads must be a positive int or None, got {describe(threads)}")
+    if not re.fullmatch(DEVICE_PATTERN, str(device)):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {describe(device)}")
     n = threads or default_threads()
-    if torch.device(device).type == "cpu":
+    if torch.device(str(device)).type == "cpu":
         torch.set_num_threads(n)
     return n
 
@@ -73,7 +77,7 @@ def resolve_device(device=None, *, hint: str = "use --device cpu"):
         device = f"cuda:{int(rank)}"  # checked below: LOCAL_RANK past the last device
     text = str(device)
     if not re.fullmatch(DEVICE_PATTERN, text):
-        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {describe(device)}")
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {describe(device)}; {hint}")
     dev = torch.device(text)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -86,5 +90,7 @@ def resolve_device(device=None, *, hint: str = "use --device cpu"):
                 f"device {text!r}: CUDA is not available ({why}; torch {torch.__version__}); {hint}"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError(
+                f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s); {hint}"
+            )
     return dev

@@ -493,7 +493,24 @@ def _target_file(cmd: Command) -> Path | None:
     parts = name.split(".")
     for cand in (ROOT.joinpath(*parts, "__main__.py"), ROOT.joinpath(*parts).with_suffix(".py")):
         if cand.is_file():
-            return cand
+            alias = _runs_module(cand)
+            return cand if alias is None else _target_file(Command(f"module:{alias}", []))
+    return None
+
+
+def _runs_module(path: Path) -> str | None:
+    """The module a script's ``__main__`` guard hands over to with ``runpy.run_module("...")``
+    (``python -m flowrestore.training.trainer`` is ``-m flowrestore.training``), else None."""
+    for node in _tree(path).body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            for call in ast.walk(node):
+                if (
+                    isinstance(call, ast.Call)
+                    and ast.unparse(call.func).endswith("run_module")
+                    and call.args
+                    and isinstance(call.args[0], ast.Constant)
+                ):
+                    return call.args[0].value
     return None
 
 

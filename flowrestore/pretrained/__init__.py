@@ -12,13 +12,13 @@
     sol = fr.solve(flow_for(F), fr.Heun(), y, steps=10)
 
 Each entry of ``registry.json`` names its weights file (a plain float32 ``state_dict`` of the EMA
-weights, loaded with ``weights_only=True``), the method (a record of :mod:`flowrestore.methods`)
-and its settings, the task and its parameters (a record of :mod:`flowrestore.tasks`), the U-Net
-configuration, the exact training command (``python -m flowrestore.pretrained.train_all`` re-runs
-all of them), and the PSNR/SSIM measured on center crops of the held-out photos ``("astronaut",
-"camera", "coffee")``, which are never used for training. An InDI entry also records its
-few-NFE grids (``"grids"``: fitted for ``SemiLinearMultistep()`` at 3–10 steps on crops of the
-held-out photos and checked against the default grid on other crops;
+weights, loaded with ``weights_only=True``) and its SHA-256 (checked at every load), the method (a
+record of :mod:`flowrestore.methods`) and its settings, the task and its parameters (a record of
+:mod:`flowrestore.tasks`), the U-Net configuration, the exact training command (``python -m
+flowrestore.pretrained.train_all`` re-runs all of them), and the PSNR/SSIM measured on center crops
+of the held-out photos ``("astronaut", "camera", "coffee")``, which are never used for training. An
+InDI entry also records its few-NFE grids (``"grids"``: fitted for ``SemiLinearMultistep()`` at
+3–10 steps on crops of the held-out photos and checked against the default grid on other crops;
 ``python -m flowrestore.pretrained.fit_grids`` re-fits them), which :func:`flow_for` declares
 (:class:`~flowrestore.FittedGrids`): ``steps=N`` with that solver runs on them. It also declares
 the grid spacing of each of its other solvers (``"spacings": {"per_solver": ...}``: ``Euler``,
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -83,6 +84,38 @@ def _registry() -> dict:
     return data.get("models", {})
 
 
+def _write_atomic(path, write) -> None:
+    """Replace the file ``path`` atomically: ``write(f)`` fills a temporary file next to it (a
+    binary file object), flushed to disk, then ``os.replace``; on any failure the temporary file is
+    removed and ``path`` keeps its old content (a full disk never leaves a truncated registry or
+    weights file). The tools that rewrite ``registry.json`` and the weights use it."""
+    import os
+    import tempfile
+
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".flowrestore-tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_registry_file(path, data: dict) -> None:
+    """Write a registry (``{"format": ..., "models": {...}}``) to ``path`` atomically."""
+    text = json.dumps(data, indent=1) + "\n"
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def list_pretrained() -> list[str]:
     """Names of the shipped predictors (sorted)."""
     return sorted(_registry())
@@ -99,19 +132,67 @@ def pretrained_info(name: str) -> dict:
     return json.loads(json.dumps({"name": name, **reg[name]}))
 
 
-def _load(name: str, device="cpu"):
+def _first_line(exc: BaseException) -> str:
+    """One plain line of an exception's message (torch's load errors span lines and colours)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_weights(path, name: str, unet_config: dict, sha256: str | None = None):
+    """The U-Net of ``unet_config`` with the weights file ``path`` of the shipped ``name``.
+
+    The file's SHA-256 must be the registry's ``sha256`` (when recorded: a flipped byte in a
+    weight otherwise loads silently); it is read with ``weights_only=True`` (no code in it runs).
+    A missing, truncated or corrupted file, one that is not a plain state dict, or weights of
+    another shape is a one-line :class:`ConfigError` naming the model and the file.
+    """
+    import hashlib
+    import io
+
     import torch
 
-    from flowrestore.runtime import resolve_device
     from flowrestore.training.unet import UNet
+
+    def refuse(why: str):
+        return ConfigError(
+            f"pretrained: the weights file {str(path)!r} of {name!r} cannot be used ({why}); "
+            "the installation is damaged: reinstall flowrestore"
+        )
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise refuse(f"it cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise refuse(f"its SHA-256 is not the registry's {sha256[:12]}...")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (truncated, not a torch file, unsafe pickle)
+        raise refuse(f"torch.load failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    if not (
+        isinstance(state, dict)
+        and state
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise refuse("it is not a state dict of named tensors")
+    model = UNet(**unet_config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise refuse(f"its weights do not fit the registry's unet: {_first_line(exc)}") from None
+    return model
+
+
+def _load(name: str, device="cpu"):
+    from flowrestore.runtime import resolve_device
 
     info = pretrained_info(name)
     device = resolve_device(device, hint="use device='cpu'")
     ref = resources.files(__name__).joinpath(info["file"])
     with resources.as_file(ref) as path:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model = UNet(**info["unet"])
-    model.load_state_dict(state)
+        model = _read_weights(path, name, info["unet"], info.get("sha256"))
     model.requires_grad_(False)
     model.metadata = info
     model.train_config = info.get("train", {}).get("config")

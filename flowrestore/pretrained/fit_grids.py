@@ -114,30 +114,43 @@ def fit_model(name: str, steps=STEPS, log=print) -> dict:
 
 
 def main(argv=None) -> None:
-    """Fit the grids of the shipped InDI models and write them into ``registry.json``."""
+    """Fit the grids of the shipped InDI models and write them into ``registry.json``.
+
+    Every request is checked before the first fit (minutes each). The registry is read again
+    just before writing, so what another tool recorded meanwhile is kept, and it is replaced
+    atomically. Torch's thread count is restored on return.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["indi-deblur", "indi-sr4"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write")
     args = parser.parse_args(argv)
     # refused before any fit: a bad name after a good one failed 10 minutes in, writing nothing
-    from flowrestore.pretrained import list_pretrained, pretrained_info
+    from flowrestore.pretrained import _write_registry_file, list_pretrained, pretrained_info
 
     indi = [n for n in list_pretrained() if pretrained_info(n)["method"] == "indi"]
     bad = [n for n in args.models if n not in indi]
     if bad:
         parser.error(f"--models: {bad} are not shipped InDI predictors; choose from {indi}")
+    if len(set(args.models)) != len(args.models):
+        parser.error(f"--models names a model twice: {args.models}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        entries = {name: fit_model(name) for name in args.models}
+    finally:
+        torch.set_num_threads(threads)
+    if args.dry_run:
+        print(json.dumps(entries, indent=1))
+        return
     ref = resources.files("flowrestore.pretrained").joinpath("registry.json")
     with resources.as_file(ref) as path:
         data = json.loads(path.read_text())
-        for name in args.models:
-            entry = fit_model(name)
+        for name, entry in entries.items():
             data["models"][name]["grids"] = entry
-        if not args.dry_run:
-            path.write_text(json.dumps(data, indent=1) + "\n")
+        _write_registry_file(path, data)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def evaluate(
     """Degrade ``clean`` ([N, C, H, W]) as the model was trained, restore with each run, score.
 
     ``runs``: ``(solver_name, steps, output[, t_end])`` (names of :data:`SOLVERS`; ``output``
-    ``"last"`` or ``"posterior_mean"``; ``t_end`` stops early, default 0).
+    ``"last"`` or ``"posterior_mean"``; ``t_end`` stops early, default 0). ``seed``: a
+    non-negative int (the degradation's noise uses it, the solvers' noise ``seed + 1``).
     ``solver="phi"`` is the one-shot clean estimate ``F(y, 1)`` / ``Φ(y, 1)`` (1 NFE). The first
     row is the degraded input (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images,
     per-image PSNR, NFE, seconds per image, high-frequency energy relative to the clean image's
@@ -73,6 +74,8 @@ def evaluate(
 
     method = model_spec(model).method
     runs = [_check_run(run, method) for run in runs]  # every run, before any work
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63 - 1:
+        raise ConfigError(f"evaluate: seed must be an int in [0, 2**63 - 1), got {describe(seed)}")
     device = resolve_device(device, hint="use device='cpu'")
     model = model.to(device)
     x = clean.to(device)

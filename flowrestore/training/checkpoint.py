@@ -171,16 +171,25 @@ def load_predictor(
     """The trained U-Net (EMA weights unless ``ema=False``) in eval mode, callable as ``F(x, t)``.
 
     Parameters do not require grad; gradients with respect to the input still flow (for guidance).
-    The training config is attached as ``model.train_config``.
+    The training config is attached as ``model.train_config``. A checkpoint saved without EMA
+    weights is refused with ``ema=True`` (:class:`~flowrestore.errors.ConfigError`; pass
+    ``ema=False`` for its raw weights), never silently loaded with the raw ones.
     """
     from flowrestore.training.unet import UNet
 
+    if not isinstance(ema, bool):
+        raise ConfigError(f"load_predictor: ema must be True or False, got {describe(ema)}")
     ck = load_checkpoint(path)
     if not ck.get("unet_config"):
         raise ConfigError(f"load_predictor: checkpoint {str(path)!r} records no unet_config")
+    if ema and not isinstance(ck.get("ema"), dict):
+        raise ConfigError(
+            f"load_predictor: ema=True but checkpoint {str(path)!r} holds no EMA weights; "
+            "pass ema=False to load its raw training weights"
+        )
     try:
         model = UNet(**ck["unet_config"])
-        if ema and ck.get("ema") is not None:
+        if ema:
             model.load_state_dict(ck["ema"]["shadow"])
         else:
             model.load_state_dict(ck["model"])
@@ -192,4 +201,10 @@ def load_predictor(
         ) from None
     model.train_config = ck["config"]
     model.requires_grad_(False)
-    return model.to(device).eval()
+    try:  # "cuda" without CUDA: torch's AssertionError / RuntimeError at the first .to
+        return model.to(device).eval()
+    except (AssertionError, RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"load_predictor: device={describe(device)} cannot be used ({first})"
+        ) from None
