@@ -48,6 +48,7 @@ import torch
 
 import flowrestore as fr
 from benchmarks import fewnfe_problems as P
+from flowrestore.pretrained import _write_registry_file
 
 NFES = tuple(range(3, 11))
 MODELS = ("indi-deblur", "indi-sr4")
@@ -259,7 +260,7 @@ def write(res, path=None, when: str = "") -> dict:
                 f"validation crop's PSNR (dB){when}: {'; '.join(notes)}"
             ),
         }
-    path.write_text(json.dumps(registry, indent=1, ensure_ascii=False) + "\n")
+    _write_registry_file(path, registry)  # atomic: a failed write leaves the registry whole
     return choice
 
 

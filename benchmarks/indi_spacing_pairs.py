@@ -54,6 +54,7 @@ import flowrestore as fr
 from benchmarks import fewnfe_problems as P
 from benchmarks import indi_spacing as B
 from benchmarks.indi_spacing import MODELS, NONE, _spec
+from flowrestore.pretrained import _write_atomic, _write_registry_file
 
 SOLVERS = {"Bosh3()": fr.Bosh3, "Dopri5()": fr.Dopri5}
 STEPS = tuple(range(3, 11))
@@ -248,8 +249,9 @@ def write(res, path=None, when: str = "", tasks_path=None) -> dict:
         if record["tasks"][task].get("validation") != model:
             raise ValueError(f"task {task!r} is not validated on {model} ({tasks_path})")
         _merge(record["tasks"][task], model, res, choice, when)
-    path.write_text(json.dumps(registry, indent=1, ensure_ascii=False) + "\n")
-    tasks_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    _write_registry_file(path, registry)  # atomic: a failed write leaves the registry whole
+    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+    _write_atomic(tasks_path, lambda f: f.write(text.encode()))
     return choice
 
 

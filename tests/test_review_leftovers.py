@@ -159,3 +159,10 @@ def test_an_output_name_near_the_length_limit_is_written(tmp_path):
     write_image(target, read_image(tmp_path / "a.png"))
     assert np.asarray(Image.open(target)).tolist() == np.full((4, 4, 3), (1, 2, 3)).tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", target.name])
+
+
+@pytest.mark.parametrize("channels", [True, False, 2, 1.5])
+def test_load_image_channels_is_1_or_3_not_a_bool(channels):
+    """``channels=True`` was taken as 1 (``True == 1``): a flag passed where a count belongs."""
+    with pytest.raises(ConfigError, match="channels must be 1 or 3"):
+        load_image("camera", channels=channels)

@@ -95,7 +95,7 @@ def _to_tensor(img: np.ndarray, channels: int) -> torch.Tensor:
 
 
 def _check_channels(channels):
-    if channels not in (1, 3):
+    if isinstance(channels, bool) or channels not in (1, 3):  # True == 1 is no channel count
         raise ConfigError(f"channels must be 1 or 3, got {describe(channels)}")
 
 
