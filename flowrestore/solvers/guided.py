@@ -29,13 +29,14 @@ start). Each records ``‖y − A x̂_0‖`` per step as ``Solution.records["dat
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, IncompatibleSolverError, describe
+from flowrestore.errors import ConfigError, IncompatibleSolverError, describe, finite_number
 from flowrestore.flows.base import Flow, bcast
 from flowrestore.flows.guided import DiffPIRFlow, GuidedFlow
 from flowrestore.flows.spectral import nonzero
@@ -46,7 +47,8 @@ __all__ = ["DDRMStep", "DPSStep", "DiffPIRStep"]
 
 
 def _fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    """``value`` as a float in ``[0, 1]`` (numpy scalars welcome), else a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ConfigError(f"{name} must be a number in [0, 1], got {describe(value)}")
     return float(value)
 
@@ -114,10 +116,7 @@ class DPSStep(_GuidedStep):
     eta: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.zeta, bool) or not isinstance(self.zeta, (int, float)):
-            raise ConfigError(f"zeta must be a number >= 0, got {describe(self.zeta)}")
-        if not (math.isfinite(self.zeta) and self.zeta >= 0):
-            raise ConfigError(f"zeta must be a finite number >= 0, got {describe(self.zeta)}")
+        self.zeta = finite_number("zeta", self.zeta, allow_zero=True)
         self.eta = _fraction(self.eta, "eta")
         self.stochastic = self.eta > 0
 

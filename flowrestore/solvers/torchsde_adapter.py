@@ -49,14 +49,23 @@ _STRAT = {"midpoint": 1.0, "heun": 1.0, "euler_heun": 1.0}
 _DRIFT_STAGES = {"srk": (0.0, 0.75), "midpoint": (0.0, 0.5), "heun": (0.0, 1.0)}
 
 
-@dataclass
 class _Step:
-    """The step in progress (set before torchsde's step runs; read by its drift and noise)."""
+    """The step in progress (set before torchsde's step runs; read by its drift and noise).
 
-    t: Tensor | None = None
-    h: Tensor | None = None
-    calls: int = 0
-    bounds: tuple[Tensor, Tensor] | None = None  # the s = 0 and s = 1 handed to torchsde
+    A plain object, not a dataclass: the loop's :func:`~flowrestore.flows.base.select_rows` (a
+    landing step for the samples that did not fail) passes it through, so the drift, diffusion
+    and Brownian motion built in :meth:`Torchsde.init` keep reading the cell the step writes.
+    ``shape`` is the stepped state's: a landing may step a subset of the batch's rows.
+    """
+
+    __slots__ = ("bounds", "calls", "h", "shape", "t")
+
+    def __init__(self, shape: torch.Size):
+        self.t: Tensor | None = None
+        self.h: Tensor | None = None
+        self.calls = 0
+        self.bounds: tuple[Tensor, Tensor] | None = None  # the s = 0 and s = 1 given torchsde
+        self.shape = shape
 
 
 @dataclass
@@ -88,6 +97,8 @@ def _check_options(method: str, options) -> dict[str, Any]:
                 f"the grid: pass steps= or grid= to fr.solve); accepted options: "
                 f"{', '.join(read) or 'none'}, got options={options!r}"
             )
+        if key == "grad_free" and not isinstance(options[key], bool):
+            raise ConfigError(f"options['grad_free'] must be a bool, got {describe(options[key])}")
     return dict(options)
 
 
@@ -105,10 +116,10 @@ class Torchsde(SDESolver):
     per_sample_steps = False
 
     def __init__(self, method: str = "srk", *, options: dict[str, Any] | None = None):
-        if method not in _ITO | _STRAT:
+        if not isinstance(method, str) or method not in _ITO | _STRAT:
             raise ConfigError(
                 f"method must be one of {sorted(_ITO | _STRAT)} (fixed-step torchsde methods), "
-                f"got {method!r}"
+                f"got {describe(method)}"
             )
         self.method = method
         self.options = _check_options(method, options)
@@ -148,16 +159,18 @@ class Torchsde(SDESolver):
         """Build torchsde's solver for the flow, with the solve's noise as its Brownian motion."""
         from torchsde._core import base_sde, methods
 
-        B, shape, dtype, device = x_start.shape[0], x_start.shape, x_start.dtype, x_start.device
-        cell = _Step()
+        B, dtype, device = x_start.shape[0], x_start.dtype, x_start.device
+        cell = _Step(x_start.shape)
         noise_type = "additive" if flow.noise_type == "additive" else "diagonal"
 
         def drift(s: Tensor, y: Tensor) -> Tensor:
             cell.calls += 1
+            B, shape = cell.shape[0], cell.shape  # the rows stepped (all, or a landing's)
             t = (cell.t + torch.as_tensor(s, dtype=dtype, device=device) * cell.h).to(dtype)
             return (cell.h * flow.drift(t, y.reshape(shape))).reshape(B, -1)
 
         def diffusion(s: Tensor, y: Tensor) -> Tensor:
+            B, shape = cell.shape[0], cell.shape
             t = (cell.t + torch.as_tensor(s, dtype=dtype, device=device) * cell.h).to(dtype)
             g = flow.diffusion(t, y.reshape(shape))
             return (cell.h.abs().sqrt() * g).expand(shape).reshape(B, -1)
@@ -173,7 +186,7 @@ class Torchsde(SDESolver):
             sde.g_prod = lambda s, y, v: diffusion(s, y) * v
         else:
             sde.g = diffusion
-        bm = _make_brownian(ctx, cell, (B, x_start[0].numel()), shape, dtype, device)
+        bm = _make_brownian(ctx, cell, dtype, device)
         impl = methods.select(method=self.method, sde_type=sde.sde_type)(
             sde=base_sde.ForwardSDE(sde),
             bm=bm,
@@ -192,20 +205,21 @@ class Torchsde(SDESolver):
     def step(self, flow: Flow, t: Tensor, x: Tensor, h: Tensor, state, ctx: Context) -> StepResult:
         """One torchsde step over ``s ∈ [0, 1]``, i.e. from ``t`` to ``t + h``."""
         cell = state.cell
-        cell.t, cell.h, cell.calls = t, h, 0
+        cell.t, cell.h, cell.calls, cell.shape = t, h, 0, x.shape
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         cell.bounds = (zero, zero + 1)
         y1, extra = state.impl.step(*cell.bounds, x.reshape(x.shape[0], -1), state.extra)
         return StepResult(y1.reshape(x.shape), _State(state.impl, extra, cell), cell.calls)
 
 
-def _make_brownian(ctx: Context, cell: _Step, size, shape, dtype, device):
-    """A torchsde Brownian motion over one step ``s ∈ [0, 1]``, drawing from the solve's noise."""
+def _make_brownian(ctx: Context, cell: _Step, dtype, device):
+    """A torchsde Brownian motion over one step ``s ∈ [0, 1]``, drawing from the solve's noise
+    (shaped ``[B, D]`` for the rows the step in ``cell`` steps)."""
     from torchsde._brownian.brownian_base import BaseBrownian
 
     class _StepBrownian(BaseBrownian):
         def __init__(self):
-            self._shape = torch.Size(size)
+            pass
 
         def __repr__(self) -> str:
             return "flowrestore one-step Brownian motion"
@@ -220,7 +234,7 @@ def _make_brownian(ctx: Context, cell: _Step, size, shape, dtype, device):
 
         @property
         def shape(self):
-            return self._shape
+            return torch.Size((cell.shape[0], cell.shape[1:].numel()))
 
         @property
         def levy_area_approximation(self):
@@ -234,7 +248,7 @@ def _make_brownian(ctx: Context, cell: _Step, size, shape, dtype, device):
                     f"whole step only; torchsde asked for [{ta}, {tb}]"
                 )
             t0, t1 = cell.t, cell.t + cell.h
-            habs = cell.h.abs()
+            habs, shape, size = cell.h.abs(), cell.shape, self.shape
             like = torch.empty(shape, dtype=dtype, device=device)
             if return_U:
                 dw, dz = ctx.noise.increment_and_area(t0, t1, like, ctx.index)
