@@ -72,6 +72,10 @@ class NoiseSource:
         """A standard normal tensor shaped like ``like`` (``index``: the batch rows it is for)."""
         raise NotImplementedError
 
+    def check_state(self, x: Tensor) -> None:
+        """Refuse, before a solve starts, a start state this source cannot serve (default: any
+        state is served)."""
+
     def increment(
         self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
     ) -> Tensor:
@@ -236,6 +240,24 @@ class BrownianIncrements(NoiseSource):
             dz = 0.5 * h * (dw + (h / 3).sqrt() * xi)
         return cls(g, dw, dz)
 
+    def check_state(self, x: Tensor) -> None:
+        """The path was drawn for states of one shape ``[B, ...]``: another batch size would
+        broadcast one sample's path over every sample (or fail inside the step)."""
+        if tuple(self.cumulative.shape[1:]) != tuple(x.shape):
+            raise ShapeError(
+                f"noise: this BrownianIncrements path was drawn for states of shape "
+                f"{tuple(self.cumulative.shape[1:])}, the solve's state has shape "
+                f"{tuple(x.shape)}; draw it with BrownianIncrements.sample(grid, x.shape)"
+            )
+
+    def _served(self, w: Tensor, like: Tensor) -> Tensor:
+        if w.shape != like.shape:
+            raise ShapeError(
+                f"noise: this BrownianIncrements path gives increments of shape "
+                f"{tuple(w.shape)} for a state of shape {tuple(like.shape)}"
+            )
+        return w.to(dtype=like.dtype, device=like.device)
+
     def _position(self, t: Tensor) -> int:
         tv = float(t.reshape(-1)[0])
         k = int(torch.argmin((self.fine_grid - tv).abs()))
@@ -250,7 +272,7 @@ class BrownianIncrements(NoiseSource):
     ) -> Tensor:
         w = self.cumulative[self._position(t1)] - self.cumulative[self._position(t0)]
         w = w if index is None else w[index.to(w.device)]
-        return w.to(dtype=like.dtype, device=like.device)
+        return self._served(w, like)
 
     def increment_and_area(
         self, t0: Tensor, t1: Tensor, like: Tensor, index: Tensor | None = None
@@ -267,10 +289,7 @@ class BrownianIncrements(NoiseSource):
         z = self.area_cumulative[b] - self.area_cumulative[a] - self.cumulative[a] * span
         if index is not None:
             w, z = w[index.to(w.device)], z[index.to(z.device)]
-        return (
-            w.to(dtype=like.dtype, device=like.device),
-            z.to(dtype=like.dtype, device=like.device),
-        )
+        return self._served(w, like), self._served(z, like)
 
     def normal(self, like: Tensor, index: Tensor | None = None) -> Tensor:
         raise ConfigError("BrownianIncrements only provides increments; use it with an SDE solver")

@@ -166,3 +166,24 @@ def test_load_image_channels_is_1_or_3_not_a_bool(channels):
     """``channels=True`` was taken as 1 (``True == 1``): a flag passed where a count belongs."""
     with pytest.raises(ConfigError, match="channels must be 1 or 3"):
         load_image("camera", channels=channels)
+
+
+@pytest.mark.parametrize("solver", ["em", "sra1", "torchsde"])
+def test_a_brownian_path_of_another_batch_size_is_refused(solver):
+    """A path drawn for one sample, used on a batch of four, gave every sample the same noise
+    (broadcast) under EulerMaruyama and SRA1 and a reshape error inside torchsde's step."""
+    import flowrestore as fr
+    from flowrestore.errors import ShapeError
+    from flowrestore.noise import BrownianIncrements
+
+    sde = fr.SDEFlow(lambda t, x: -x, lambda t, x: torch.ones_like(x), noise_type="additive")
+    grid = torch.linspace(0.0, 1.0, 9, dtype=torch.float64)
+    path = BrownianIncrements.sample(grid, (1, 3), generator=torch.Generator().manual_seed(0))
+    step = {"em": fr.EulerMaruyama(), "sra1": fr.SRA1(), "torchsde": fr.Torchsde("euler")}[solver]
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    with pytest.raises(ShapeError, match=r"drawn for states of shape \(1, 3\)"):
+        fr.solve(sde, step, x, grid=grid, noise=path)
+    with pytest.raises(ShapeError, match=r"increments of shape \(1, 3\) for a state"):
+        path.increment(grid[0], grid[2], x)
+    fine = fr.solve(sde, step, x[:1], grid=grid, noise=path)  # the shape it was drawn for
+    assert fine.x.shape == (1, 3) and bool(torch.isfinite(fine.x).all())

@@ -281,6 +281,7 @@ def _noise_source(generator, seeds, noise, x_start) -> NoiseSource:
     if noise is not None:
         if not isinstance(noise, NoiseSource):
             raise ConfigError(f"noise must be a flowrestore NoiseSource, got {describe(noise)}")
+        noise.check_state(x_start)
         return noise
     if seeds is not None:
         if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
