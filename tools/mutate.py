@@ -3353,6 +3353,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        lo, hi = (2, 6) if self.order == 3 else (1, 1)",
         ["tests/test_semilinear.py"],
     ),
+    "sde-levels-repeat-the-top": (
+        "flowrestore/flows/diffusion.py",
+        "    if levels[-1] < sigma_max:\n        levels.append(sigma_max)",
+        "    if levels[0] < sigma_max:\n        levels.append(sigma_max)",
+        ["tests/diffusion/test_sde_high_sigma.py"],
+    ),
 }
 
 

@@ -61,3 +61,18 @@ def test_part_way_solve_above_the_reference_table_is_uniform_in_log_sigma(t_end)
     fine = fr.solve(flow, fr.RK4(), x, steps=200, t_span=(1.0, t_end)).x
     rel = (sol.x - fine).flatten(1).norm(dim=1) / fine.flatten(1).norm(dim=1)
     assert float(rel.max()) < 1e-3, rel
+
+
+def test_sde_reference_levels_continue_the_table_only_above_its_top():
+    """``sde_reference_levels``: the table itself for a model whose ``σ_max`` is at or below
+    the table's top (nothing to continue, no repeated level), else continued geometrically to
+    ``σ_max``; strictly increasing, ending at ``σ_max`` (time 1) once it is continued."""
+    from flowrestore.flows.diffusion import reference_levels, sde_reference_levels
+
+    top = REFERENCE_SIGMAS[-1]
+    for sigma_max in (top / 2, top):
+        assert sde_reference_levels(sigma_max) == reference_levels(sigma_max)
+    for sigma_max in (top, top * (1 + 1e-7), top * 3, top * 1e4):
+        levels = sde_reference_levels(sigma_max)
+        assert all(a < b for a, b in zip(levels, levels[1:]))
+        assert levels[-1] == pytest.approx(1.0, abs=1e-15) or sigma_max < top
