@@ -13,6 +13,7 @@ kernel per sample is still a single batched op.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -91,12 +92,22 @@ def check_tensor(x, *, name: str = "x") -> torch.Tensor:
 
 
 def as_planes(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
-    """View ``[B, *, H, W]`` as ``[B, M, H, W]`` (``M`` = product of the middle dims)."""
+    """View ``[B, *, H, W]`` as ``[B, M, H, W]`` (``M`` = product of the middle dims).
+
+    ``x`` must be a floating-point tensor: an integer image would be blurred with a kernel cast to
+    its integer dtype (all zeros) or averaged with a floor, a silently wrong result.
+    """
     if check_tensor(x, name=name).dim() < 3:
         raise ShapeError(
             f"{name} must be an image batch [B, C, H, W] (or [B, H, W]), got {describe(x)}"
         )
-    return x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
+    if not x.is_floating_point():
+        raise ArgumentTypeError(
+            f"{name} must be a floating-point tensor (convert an integer image first, e.g. "
+            f"x.float() / 255), got {describe(x)}"
+        )
+    m = math.prod(x.shape[1:-2])  # not -1: a reshape cannot infer it for an empty batch
+    return x.reshape(x.shape[0], m, x.shape[-2], x.shape[-1])
 
 
 def _conv(x4: torch.Tensor, w2d: torch.Tensor, transpose: bool) -> torch.Tensor:
@@ -107,6 +118,10 @@ def _conv(x4: torch.Tensor, w2d: torch.Tensor, transpose: bool) -> torch.Tensor:
     ``expand``-ed (no copy).
     """
     b, m, h, w = x4.shape
+    if b * m == 0:  # no plane: a convolution of 0 groups is refused by torch
+        sign = 1 if transpose else -1
+        kh, kw = w2d.shape[-2:]
+        return x4.new_zeros(b, m, h + sign * (kh - 1), w + sign * (kw - 1))
     op = F.conv_transpose2d if transpose else F.conv2d
     if w2d.dim() == 2:
         weight = w2d[None, None].expand(b * m, 1, *w2d.shape)

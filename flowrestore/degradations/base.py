@@ -188,8 +188,12 @@ class Diagonal(LinearOperator):
     _name = "scale"
 
     def __init__(self, scale: float | torch.Tensor):
-        if isinstance(scale, bool) or not isinstance(scale, (int, float, torch.Tensor)):
+        if isinstance(scale, bool) or not isinstance(scale, (numbers.Real, torch.Tensor)):
             raise ConfigError(f"{self._name} must be a float or a tensor, got {describe(scale)}")
+        if isinstance(scale, torch.Tensor) and scale.is_complex():  # cast to real, silently
+            raise ConfigError(f"{self._name} must be a real tensor, got {describe(scale)}")
+        if not isinstance(scale, (torch.Tensor, int, float)):
+            scale = float(scale)  # a numpy scalar
         finite = (
             math.isfinite(scale)
             if not isinstance(scale, torch.Tensor)

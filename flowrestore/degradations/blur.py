@@ -15,6 +15,7 @@ is built differentiably on every call so gradients reach it.
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import torch
@@ -92,25 +93,33 @@ def kernel_cache_info():
 
 def check_kernel_size(kernel_size, *, name: str = "kernel_size") -> int:
     """Validate an odd positive kernel size."""
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+    if (
+        isinstance(kernel_size, bool)
+        or not isinstance(kernel_size, numbers.Integral)
+        or kernel_size < 1
+    ):
         raise ConfigError(f"{name} must be a positive odd int, got {describe(kernel_size)}")
     if kernel_size % 2 == 0:
         raise ConfigError(f"{name} must be odd (centred kernel), got {describe(kernel_size)}")
-    return kernel_size
+    return int(kernel_size)
 
 
 def check_width(width, *, name: str = "width"):
     """Validate a blur width: a float >= 0 or a tensor (0-dim or per-sample [B]) of values >= 0."""
     if isinstance(width, torch.Tensor):
-        if width.dim() > 1:
-            raise ConfigError(f"{name} must be a 0-dim or [B] tensor, got {describe(width)}")
+        if width.dim() > 1 or width.numel() == 0:
+            raise ConfigError(
+                f"{name} must be a 0-dim or non-empty [B] tensor, got {describe(width)}"
+            )
+        if width.dtype == torch.bool or width.is_complex():  # a mask given for a width
+            raise ConfigError(f"{name} must be a real tensor of widths, got {describe(width)}")
         d = width.detach()
         if value_checks_enabled() and bool((~torch.isfinite(d) | (d < 0)).any()):  # a host read
             raise ConfigError(f"{name} must be finite and >= 0, got {describe(width)}")
         if width.dim() == 0 and not width.requires_grad:
             return float(width)
         return width
-    if isinstance(width, bool) or not isinstance(width, (int, float)):
+    if isinstance(width, bool) or not isinstance(width, numbers.Real):  # numpy scalars too
         raise ConfigError(f"{name} must be a float or a tensor, got {describe(width)}")
     if not math.isfinite(width) or width < 0:
         raise ConfigError(f"{name} must be finite and >= 0, got {describe(width)}")
@@ -154,7 +163,10 @@ class GaussianBlur(LinearOperator):
     def _apply(self, x, adjoint):
         x4 = as_planes(x)
         check_fits(x4.shape[-2:], (self.kernel_size,) * 2, self.padding, name="kernel_size")
-        k = self.kernel(dtype=x.dtype, device=x.device)
+        if isinstance(self.width, float):
+            k = self.kernel(dtype=x.dtype, device=x.device)
+        else:  # a tensor width copied to x's device once, not at every call (:func:`resident`)
+            k = gaussian_kernel(resident(self, self.width, x), self.kernel_size)
         if k.dim() == 2 and k.shape[0] != x.shape[0]:
             raise ShapeError(
                 f"per-sample width has {k.shape[0]} entries but the batch has {x.shape[0]}"
@@ -195,6 +207,8 @@ class Blur(LinearOperator):
             raise ConfigError(
                 f"kernel must be a [kh, kw] or [B, kh, kw] tensor, got {describe(kernel)}"
             )
+        if kernel.is_complex():  # would be cast to real (imaginary part dropped) when applied
+            raise ConfigError(f"kernel must be a real tensor, got {describe(kernel)}")
         if kernel.shape[-1] % 2 == 0 or kernel.shape[-2] % 2 == 0:
             raise ConfigError(f"kernel must have odd height and width, got {describe(kernel)}")
         if value_checks_enabled() and not bool(torch.isfinite(kernel.detach()).all()):

@@ -23,7 +23,9 @@ builds one blur kernel for all samples, from the width as a tensor (no value is 
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -135,6 +137,30 @@ class LinearFamily(Family):
         raise NotImplementedError
 
 
+def _check_takes_two(name: str, fn, form: str) -> None:
+    """Refuse (:class:`ConfigError`, before any work) a callable that cannot be called with two
+    arguments — e.g. a fixed operator ``A(x)`` (a GaussianBlur, a JPEG) given where a family
+    ``A(x, t)`` is needed, which failed at the first step with an untyped TypeError."""
+    if fn is None:
+        return
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (a builtin): taken on trust
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        hint = (
+            "; a fixed operator has no severity t: use a family such as GaussianBlurFamily, "
+            "InpaintingFamily, DownsampleFamily, or FunctionFamily(lambda x, t: ...)"
+            if name == "fn"
+            else ""
+        )
+        raise ConfigError(
+            f"{name} must be callable as {form} (two arguments), got {describe(fn)}{hint}"
+        ) from None
+
+
 class FunctionFamily(Family):
     """Wrap any callable ``fn(x, t)`` (``t`` a ``[B]`` tensor) as a family.
 
@@ -152,6 +178,9 @@ class FunctionFamily(Family):
     ):
         if not callable(fn):
             raise ConfigError(f"fn must be callable A(x, t), got {describe(fn)}")
+        _check_takes_two("fn", fn, "A(x, t)")
+        _check_takes_two("adjoint", adjoint, "Aᵀ(y, t)")
+        _check_takes_two("time_derivative", time_derivative, "∂_t A_t(x, t)")
         self.fn, self._adj, self._deriv, self.h = (
             fn,
             adjoint,
@@ -173,7 +202,12 @@ class FunctionFamily(Family):
         return self._adj(y, tt)
 
     def at(self, t) -> LinearOperator:
-        """The operator at fixed ``t`` (needs an adjoint)."""
+        """The operator at fixed ``t`` (needs an adjoint: refused up front without one)."""
+        if self._adj is None:
+            raise ConfigError(
+                "at(t) builds a linear operator, which needs an adjoint; this family has none: "
+                "pass adjoint=callable(y, t) to FunctionFamily"
+            )
         return _AtTime(self, t)
 
     def _dt(self, x, tt):
@@ -211,7 +245,7 @@ class GaussianBlurFamily(LinearFamily):
     def _kernels(self, x, tt, derivative=False):
         """One kernel ``[K]`` for a shared time, else per-sample kernels ``[B, K]``."""
         fn = gaussian_kernel_derivative if derivative else gaussian_kernel
-        if shares_time(tt):
+        if shares_time(tt) and tt.shape[0] > 0:  # (an empty batch has no first time)
             w = self.width.value(tt[:1])
             if w.requires_grad:
                 return fn(w.to(x.dtype), self.kernel_size)[0]
@@ -245,6 +279,8 @@ class InpaintingFamily(LinearFamily):
     with ``shape="gaussian"`` (``m = (1 - exp(-r²/2σ²))^power``, σ = size, Dirac's mask) or
     ``shape="box"`` (anti-aliased square hole of side ``size``), or ``mask_fn(t, (H, W))`` returning
     a mask that broadcasts to ``[B, 1, H, W]`` (its time derivative by central difference).
+    ``power`` applies to the Gaussian hole only: a ``power`` other than 4 with ``shape="box"``, or
+    a ``shape``/``power`` given with ``mask_fn``, is refused (it would be ignored).
     """
 
     def __init__(
@@ -265,10 +301,20 @@ class InpaintingFamily(LinearFamily):
             raise ConfigError(f"shape must be 'gaussian' or 'box', got {describe(shape)}")
         if (
             isinstance(power, bool)
-            or not isinstance(power, (int, float))
+            or not isinstance(power, numbers.Real)  # numpy scalars too
             or not (math.isfinite(power) and power >= 1)
         ):  # an infinite power makes ∂_t A_t x NaN everywhere
             raise ConfigError(f"power must be a finite float >= 1, got {describe(power)}")
+        if mask_fn is not None and (shape != "gaussian" or power != 4.0):
+            raise ConfigError(
+                f"shape= and power= describe the hole of size=; with mask_fn= they would be "
+                f"ignored, got shape={shape!r}, power={describe(power)}"
+            )
+        if shape == "box" and power != 4.0:
+            raise ConfigError(
+                f"power= shapes the Gaussian hole's edge; shape='box' has none (it would be "
+                f"ignored), got power={describe(power)}"
+            )
         self.h = check_fd_step(fd_step)
         self.size = None if size is None else as_schedule(size, name="size", fd_step=self.h)
         if self.size is not None:

@@ -8,26 +8,32 @@ dtype and device. It has no adjoint and no gradient.
 from __future__ import annotations
 
 import io
+import numbers
 
 import numpy as np
 import torch
 from PIL import Image
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, ShapeError, describe
 
 __all__ = ["JPEG"]
+
+
+def _integer(v) -> bool:
+    """An integer, numpy integers included (``bool`` is not one)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 class JPEG:
     """JPEG round trip at ``quality`` (1–100); ``subsampling`` as Pillow's (None: its default)."""
 
     def __init__(self, quality: int, *, subsampling: int | None = None):
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        if not _integer(quality) or not 1 <= quality <= 100:
             raise ConfigError(f"quality must be an int in [1, 100], got {describe(quality)}")
-        if subsampling is not None and subsampling not in (0, 1, 2):
+        if subsampling is not None and not (_integer(subsampling) and subsampling in (0, 1, 2)):
             raise ConfigError(f"subsampling must be None, 0, 1 or 2, got {describe(subsampling)}")
-        self.quality = quality
-        self.subsampling = subsampling
+        self.quality = int(quality)
+        self.subsampling = None if subsampling is None else int(subsampling)
 
     def _one(self, img: np.ndarray) -> np.ndarray:
         mode = "L" if img.shape[-1] == 1 else "RGB"
@@ -41,10 +47,18 @@ class JPEG:
         return out.reshape(img.shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Compress and decompress every image of ``x`` [B, C, H, W] (values clipped to [0, 1];
-        a NaN is refused with a ConfigError)."""
+        """Compress and decompress every image of ``x`` [B, C, H, W], a floating-point tensor
+        (values clipped to [0, 1]; a NaN is refused with a ConfigError, an integer image with an
+        ArgumentTypeError)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ShapeError(f"x must be a [B, C, H, W] tensor with C in (1, 3), got {describe(x)}")
+        if not x.is_floating_point():  # an 8-bit image would be clipped to [0, 1]: all 0 or 1
+            raise ArgumentTypeError(
+                f"x must be a floating-point tensor in [0, 1] (convert an 8-bit image with "
+                f"x.float() / 255), got {describe(x)}"
+            )
+        if x.shape[0] == 0:  # no image to encode (np.stack of none fails)
+            return x.detach().clone()
         host = x.detach().cpu()
         if bool(host.isnan().any()):  # a NaN would become an arbitrary 8-bit value
             raise ConfigError(f"x must not contain NaN to be JPEG-encoded, got {describe(x)}")
@@ -53,4 +67,5 @@ class JPEG:
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255
 
     def __repr__(self) -> str:
-        return f"JPEG(quality={self.quality})"
+        sub = "" if self.subsampling is None else f", subsampling={self.subsampling}"
+        return f"JPEG(quality={self.quality}{sub})"

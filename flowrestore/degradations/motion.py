@@ -24,10 +24,12 @@ length and how much it turns:
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
 
+from flowrestore.degradations.blind import value_checks_enabled
 from flowrestore.degradations.blur import Blur
 from flowrestore.errors import ConfigError, describe
 
@@ -39,15 +41,22 @@ _EPS = 1e-6
 _MIN_STEP_FRACTION = 0.01
 
 
+def _integer(v) -> bool:
+    """An integer, numpy integers included (``bool`` is not one)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def _path(rng: np.random.Generator, canvas: int, intensity: float) -> np.ndarray:
     """Complex vertices of one camera path on a ``canvas``-sized square (module docstring)."""
     diag = canvas * math.sqrt(2.0)
     length = 0.75 * diag * (rng.uniform() + rng.uniform(0, intensity**2))
     steps: list[float] = []
-    while sum(steps) < length:
+    total = 0.0  # sum(steps), kept as it grows: re-summing the list at each step was O(n²)
+    while total < length:
         step = rng.beta(1, 30) * (max(1 - intensity, _MIN_STEP_FRACTION) + _EPS) * diag
         if step < length:
             steps.append(step)
+            total += step
     max_angle = rng.uniform(0, intensity * math.pi)
     jitter = rng.beta(2, 20)
     angles = [rng.uniform(-max_angle, max_angle)]
@@ -102,19 +111,25 @@ def motion_kernel(
     ``size`` odd ≥ 3; ``intensity`` in ``[0, 1]`` (longer, more curved paths as it grows);
     ``generator`` makes the draw reproducible.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
+    if not _integer(size) or size < 3 or size % 2 == 0:
         raise ConfigError(f"size must be an odd int >= 3, got {describe(size)}")
-    if isinstance(intensity, bool) or not isinstance(intensity, (int, float)):
+    if isinstance(intensity, bool) or not isinstance(intensity, numbers.Real):
         raise ConfigError(f"intensity must be a number in [0, 1], got {describe(intensity)}")
     if not 0 <= intensity <= 1:
         raise ConfigError(f"intensity must be a number in [0, 1], got {describe(intensity)}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+    if batch is not None and (not _integer(batch) or batch < 1):
         raise ConfigError(f"batch must be a positive int or None, got {describe(batch)}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        # an integer dtype would round every weight (each < 1) to 0
+        raise ConfigError(f"dtype must be a floating-point torch.dtype, got {describe(dtype)}")
+    size = int(size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     kernels = []
-    for _ in range(1 if batch is None else batch):
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    for _ in range(1 if batch is None else int(batch)):
+        # drawn on the generator's device (a CUDA generator cannot drive a CPU draw)
+        device = "cpu" if generator is None else generator.device
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
         rng = np.random.default_rng(seed)
         img = _rasterise(_path(rng, 2 * size, float(intensity)), 2 * size)
         k = img.reshape(size, 2, size, 2).sum(axis=(1, 3))
@@ -123,13 +138,35 @@ def motion_kernel(
     return out[0] if batch is None else out
 
 
+def _check_simplex(kernel: torch.Tensor) -> None:
+    """Refuse (:class:`ConfigError`) a kernel ``[k, k]`` / ``[B, k, k]`` with a negative entry or
+    a sum (per kernel) further from 1 than the round-off of its dtype."""
+    k = kernel.detach().to(torch.float64)
+    eps = torch.finfo(kernel.dtype).eps if kernel.is_floating_point() else 0.0
+    tol = max(1e-4, 8 * eps)
+    sums = k.sum(dim=(-2, -1))
+    if bool((k < 0).any()) or bool(((sums - 1).abs() > tol).any()):
+        raise ConfigError(
+            f"a MotionBlur kernel must lie on the simplex (entries >= 0, each kernel summing to "
+            f"1), got sums {describe(sums)} and smallest entry {float(k.min()):.3g}: normalise it "
+            f"(kernel / kernel.sum()), or use Blur for an arbitrary kernel; got {describe(kernel)}"
+        )
+
+
 class MotionBlur(Blur):
     """Blur by a camera-shake kernel ``[k, k]`` (or per-sample ``[B, k, k]``) on the simplex.
 
     ``MotionBlur(kernel)`` uses a given kernel (e.g. a blind :class:`Param` with
     ``constraint="simplex"``); :meth:`random` draws one per image with :func:`motion_kernel`.
-    The adjoint is exact (:class:`~flowrestore.degradations.Blur`).
+    The adjoint is exact (:class:`~flowrestore.degradations.Blur`). A kernel off the simplex (a
+    negative entry, or a sum other than 1 beyond round-off) is refused; use :class:`Blur` for an
+    arbitrary kernel.
     """
+
+    def __init__(self, kernel: torch.Tensor, *, padding: str = "reflect"):
+        super().__init__(kernel, padding=padding)
+        if value_checks_enabled():  # a host read, skipped where BIRD's simplex Param holds it
+            _check_simplex(self.kernel)
 
     @classmethod
     def random(

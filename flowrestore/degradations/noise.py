@@ -6,6 +6,7 @@ Used to make observations reproducibly: pass a ``torch.Generator`` (on ``x``'s d
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -20,21 +21,30 @@ class AdditiveGaussianNoise:
 
     def __init__(self, std: float | torch.Tensor):
         if isinstance(std, torch.Tensor):
-            if std.dim() > 1 or (
-                value_checks_enabled()
-                and (bool((std.detach() < 0).any()) or not bool(torch.isfinite(std.detach()).all()))
+            if (
+                std.dim() > 1
+                or std.dtype == torch.bool
+                or std.is_complex()
+                or (
+                    value_checks_enabled()
+                    and (
+                        bool((std.detach() < 0).any())
+                        or not bool(torch.isfinite(std.detach()).all())
+                    )
+                )
             ):
                 raise ConfigError(
-                    f"std must be a 0-dim or [B] tensor of finite values >= 0, got {describe(std)}"
+                    f"std must be a 0-dim or [B] real tensor of finite values >= 0, "
+                    f"got {describe(std)}"
                 )
         elif (
             isinstance(std, bool)
-            or not isinstance(std, (int, float))
+            or not isinstance(std, numbers.Real)  # numpy scalars too
             or not math.isfinite(std)
             or std < 0
         ):
             raise ConfigError(f"std must be a finite float >= 0, got {describe(std)}")
-        self.std = std
+        self.std = std if isinstance(std, (torch.Tensor, int, float)) else float(std)
 
     def __call__(
         self, x: torch.Tensor, *, generator: torch.Generator | None = None

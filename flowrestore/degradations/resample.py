@@ -8,6 +8,8 @@ projection ``P = U D`` onto block-constant images, used by
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -20,9 +22,9 @@ __all__ = ["Downsample", "block_average"]
 
 
 def _check_factor(factor) -> int:
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:
         raise ConfigError(f"factor must be a positive int, got {describe(factor)}")
-    return factor
+    return int(factor)
 
 
 def _check_divisible(x: torch.Tensor, f: int) -> None:
@@ -33,15 +35,23 @@ def _check_divisible(x: torch.Tensor, f: int) -> None:
         )
 
 
+def _pool(x4: torch.Tensor, f: int) -> torch.Tensor:
+    """``f × f`` block means of ``x4`` [B, M, H, W] (avg_pool2d refuses a batch of no planes)."""
+    if x4.numel() == 0:
+        return x4.new_zeros(*x4.shape[:2], x4.shape[2] // f, x4.shape[3] // f)
+    return F.avg_pool2d(x4, f)
+
+
 def _upsample(y4: torch.Tensor, f: int) -> torch.Tensor:
     return repeat_blocks(y4, f)
 
 
 def block_average(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``P x = U D x``: replace each ``f × f`` block by its mean (same shape; self-adjoint)."""
+    factor = _check_factor(factor)
     x4 = as_planes(x)
     _check_divisible(x4, factor)
-    return _upsample(F.avg_pool2d(x4, factor), factor).reshape(x.shape)
+    return _upsample(_pool(x4, factor), factor).reshape(x.shape)
 
 
 class Downsample(LinearOperator):
@@ -54,7 +64,7 @@ class Downsample(LinearOperator):
         """Average-pool ``x``."""
         x4 = as_planes(x)
         _check_divisible(x4, self.factor)
-        y = F.avg_pool2d(x4, self.factor)
+        y = _pool(x4, self.factor)
         return y.reshape(*x.shape[:-2], *y.shape[-2:])
 
     def A_adjoint(self, y):

@@ -64,9 +64,23 @@ def _make_dissimilarity(dissimilarity, data_range: float) -> Callable:
     )
 
 
+def _number(v) -> float:
+    """``v`` as a float if it is a real number (numpy scalars and 0-dim real tensors too), else
+    ``TypeError``: a bool, a string (``float("1")`` would parse it) or a complex is not one."""
+    if isinstance(v, torch.Tensor):
+        if v.dim() != 0 or v.dtype == torch.bool or v.is_complex():
+            raise TypeError(v)
+        return float(v)
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        return float(v)
+    raise TypeError(v)
+
+
 def _candidates(params_range, candidates, budget) -> list[float]:
     try:
-        p_min, p_max = (float(v) for v in params_range)
+        if isinstance(params_range, str):
+            raise TypeError(params_range)
+        p_min, p_max = (_number(v) for v in params_range)
     except (TypeError, ValueError):
         raise ConfigError(
             f"params_range must be a pair (p_min, p_max) of numbers, got {describe(params_range)}"
@@ -82,7 +96,9 @@ def _candidates(params_range, candidates, budget) -> list[float]:
             raise ConfigError(f"candidates must be >= budget={budget}, got {describe(candidates)}")
         return torch.linspace(p_min, p_max, int(candidates), dtype=torch.float64).tolist()
     try:
-        c = [float(v) for v in candidates]
+        if isinstance(candidates, str):
+            raise TypeError(candidates)
+        c = [_number(v) for v in candidates]
     except (TypeError, ValueError):
         raise ConfigError(
             f"candidates must be an int or a sequence of numbers, got {describe(candidates)}"
