@@ -187,3 +187,19 @@ def test_a_brownian_path_of_another_batch_size_is_refused(solver):
         path.increment(grid[0], grid[2], x)
     fine = fr.solve(sde, step, x[:1], grid=grid, noise=path)  # the shape it was drawn for
     assert fine.x.shape == (1, 3) and bool(torch.isfinite(fine.x).all())
+
+
+def test_a_schedule_given_as_a_numpy_number_is_a_constant():
+    """``as_schedule(np.float32(0.5), ...)`` was refused as "not a number" (only Python floats
+    and ints were numbers; found by the degradations review); a non-finite one names the
+    argument."""
+    from flowrestore.schedules.library import Constant, as_schedule
+
+    for v in (np.float32(0.5), np.float64(0.5), np.int64(2), 0.5):
+        got = as_schedule(v, name="sigma")
+        assert isinstance(got, Constant) and float(got.value(torch.zeros(1))) == float(v)
+    for bad in (np.bool_(True), True):
+        with pytest.raises(ConfigError, match="sigma must be a Schedule"):
+            as_schedule(bad, name="sigma")
+    with pytest.raises(ConfigError, match="sigma must be finite"):
+        as_schedule(np.float32("inf"), name="sigma")

@@ -5,6 +5,8 @@ difference); :func:`as_schedule` turns a number or a callable into one.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -247,8 +249,10 @@ def as_schedule(value, *, name: str, fd_step: float = 1e-4) -> Schedule:
     """
     if isinstance(value, Schedule):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Constant(float(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be finite, got {describe(value)}")
+        return Constant(float(value))  # numpy scalars too (np.float64 is a float, np.float32 not)
     if callable(value):
         return FunctionSchedule(value, name=name, fd_step=fd_step)
     raise ConfigError(
