@@ -203,3 +203,18 @@ def test_a_schedule_given_as_a_numpy_number_is_a_constant():
             as_schedule(bad, name="sigma")
     with pytest.raises(ConfigError, match="sigma must be finite"):
         as_schedule(np.float32("inf"), name="sigma")
+
+
+def test_a_positive_param_starts_at_or_above_its_floor():
+    """``Param(1e-9, constraint="positive")`` was built, though the same value given as a
+    starting value (``check_value``) is refused: the projection keeps entries at
+    ``POSITIVE_FLOOR`` or above (found by the degradations review)."""
+    from flowrestore.inversion import POSITIVE_FLOOR, Param
+
+    with pytest.raises(ConfigError, match="init must be >= POSITIVE_FLOOR"):
+        Param(POSITIVE_FLOOR / 10, constraint="positive")
+    p = Param(POSITIVE_FLOOR, constraint="positive")
+    v = p.check_value(POSITIVE_FLOOR, 2, key="w", dtype=torch.float64, device="cpu")
+    assert v.tolist() == [POSITIVE_FLOOR, POSITIVE_FLOOR]
+    with pytest.raises(ConfigError, match="violates"):
+        p.check_value(POSITIVE_FLOOR / 10, 2, key="w", dtype=torch.float64, device="cpu")

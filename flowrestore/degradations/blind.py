@@ -162,8 +162,11 @@ class Param:
                 raise ConfigError(
                     f"init must lie within bounds={self.bounds}, got init={describe(given)}"
                 )
-        if self.constraint == "positive" and bool((value <= 0).any()):
-            raise ConfigError(f"init must be > 0 for constraint='positive', got {describe(given)}")
+        if self.constraint == "positive" and bool((value < POSITIVE_FLOOR).any()):
+            raise ConfigError(  # a value below the floor would be refused at the first read
+                f"init must be >= POSITIVE_FLOOR = {POSITIVE_FLOOR:g} for constraint='positive', "
+                f"got {describe(given)}"
+            )
         if self.constraint == "simplex":
             if value.numel() < 2:
                 raise ConfigError(
