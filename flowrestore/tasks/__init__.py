@@ -67,7 +67,7 @@ def _upsample_param() -> TaskParam:
     return TaskParam(
         "upsample",
         "bicubic",
-        lambda v: v in ("bicubic", "bilinear", "nearest"),
+        lambda v: isinstance(v, str) and v in ("bicubic", "bilinear", "nearest"),
         "'bicubic', 'bilinear' or 'nearest'",
     )
 
@@ -102,7 +102,7 @@ class Task:
             )
         params = dict(params or {})
         known = {p.name: p for p in self.params}
-        unknown = sorted(set(params) - set(known))
+        unknown = sorted(set(params) - set(known), key=repr)  # names of any type
         if unknown:
             raise ConfigError(
                 f"{self.name}: unknown parameters {unknown}; accepted: {sorted(known)}"
@@ -131,8 +131,13 @@ class Task:
 
     def describe(self, params: Mapping, *, noise: float | None = None) -> str:
         """What a model trained on this task expects, in words (``noise``: the std it expects,
-        default the task's own)."""
+        default the task's own: a finite number >= 0)."""
         p = self.resolve(params)
+        if noise is not None and not _number_at_least_zero(noise):
+            raise ConfigError(
+                f"{self.name}: noise must be a finite number >= 0 (the std the model expects), "
+                f"got {describe(noise)}"
+            )
         sigma = self.noise(p) if noise is None else float(noise)
         return f"{self.expects(p)}, with noise of std {sigma:g}; {self.note(p)}"
 

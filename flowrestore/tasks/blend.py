@@ -8,13 +8,15 @@ super-resolution with bicubic re-upsampling, the identity of pure denoising).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from flowrestore.degradations import Downsample, Family
 from flowrestore.degradations.base import per_sample
-from flowrestore.errors import ShapeError
+from flowrestore.errors import ConfigError, ShapeError, describe
 
 __all__ = ["BlendFamily", "DownUp", "NoisyDegradation", "identity", "upsample"]
 
@@ -31,9 +33,17 @@ def upsample(low: Tensor, size: tuple[int, int], mode: str) -> Tensor:
 
 
 class DownUp:
-    """``factor``-fold block averaging, then ``mode`` upsampling back to the input's size."""
+    """``factor``-fold block averaging, then ``mode`` upsampling back to the input's size (as
+    :func:`upsample`: clamped to [0, 1]); ``factor`` a positive int, ``mode`` ``'bicubic'``,
+    ``'bilinear'`` or ``'nearest'``."""
 
     def __init__(self, factor: int, mode: str):
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ConfigError(f"DownUp: factor must be a positive int, got {describe(factor)}")
+        if not isinstance(mode, str) or mode not in ("bicubic", "bilinear", "nearest"):
+            raise ConfigError(
+                f"DownUp: mode must be 'bicubic', 'bilinear' or 'nearest', got {describe(mode)}"
+            )
         self.factor, self.mode = factor, mode
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -51,6 +61,14 @@ class NoisyDegradation:
     (so a seed gives the same noise on every device). ``task`` and ``params`` name its origin."""
 
     def __init__(self, operator, noise: float, *, task: str, params: dict):
+        if (
+            isinstance(noise, bool)
+            or not isinstance(noise, (int, float))
+            or not (math.isfinite(noise) and noise >= 0)
+        ):  # a NaN std would pass `noise <= 0` and fill every image with NaN
+            raise ConfigError(
+                f"NoisyDegradation: noise must be a finite number >= 0, got {describe(noise)}"
+            )
         self.operator, self.noise = operator, float(noise)
         self.task, self.params = task, params
 
@@ -70,6 +88,11 @@ class BlendFamily(Family):
     """``A_t x = x + t (A x − x)``: identity at ``t = 0``, ``A`` at ``t = 1``, exact ``∂_t``."""
 
     def __init__(self, operator):
+        if not callable(operator):
+            raise ConfigError(
+                f"BlendFamily: operator must be a callable A(x) on [B, C, H, W], got "
+                f"{describe(operator)}"
+            )
         self.operator = operator
 
     def _apply(self, x, tt, scalar):

@@ -18,7 +18,9 @@ How the tiles are chosen (:func:`plan_tiles`):
   tile sees the same pixel grid as the whole image and a pixel far from the tile's edges gets the
   same value as in a whole-image run;
 * the overlap is the model's receptive-field radius (:func:`receptive_radius`, measured from the
-  gradient of one output pixel), rounded up to that factor: 48 px for the shipped predictors;
+  gradient of one output pixel; for a Dirac flow, of ``Φ + A_1(Φ)``, so the blur's reach is
+  included), rounded up to that factor: 48 px for the shipped InDI predictors,
+  52 px for ``dirac-deblur``; origins also align to a super-resolution family's block size;
 * the tile side and the number of tiles per batch come from a memory budget and an estimate of the
   predictor's activation memory per pixel (:func:`activation_bytes_per_pixel`); tiles are then
   shrunk so that they cover each axis evenly (no nearly-empty last tile).
@@ -26,10 +28,16 @@ How the tiles are chosen (:func:`plan_tiles`):
 Blending window (:func:`axis_weights`): in each overlap the incoming tile's weight is 0 over the
 first quarter, rises as ``sin²`` over the middle half and is 1 over the last quarter; the outgoing
 tile's weight is the complement. Pixels within a quarter-overlap of a tile edge therefore never
-contribute. What this guarantees: for one evaluation of the predictor (one Euler step) the tiled
-result equals the whole-image result up to float rounding wherever a tile's weight is 1;
-a solve of several steps lets edge effects travel further, and the difference is then a small,
-measured tolerance (README, "Restore photos with the shipped predictors"; tests/test_tiling.py).
+contribute. What this guarantees, for one evaluation of a predictor of receptive-field radius
+``r`` (one Euler step): the tiled result equals the whole-image result up to float rounding at
+every pixel that only one tile covers (its receptive field lies inside that tile), and everywhere
+when the overlap is at least ``4 r - 2`` (every pixel that contributes is then at least ``r``
+from its tile's edges). With the default overlap (``r``, rounded up) a pixel inside an overlap
+is exact only as far as the predictor ignores inputs between a quarter overlap and ``r`` away —
+true of no plain convolution, nearly true of the shipped U-Net, whose dependence fades towards the
+edge of its receptive field (one Euler step: 1e-5 where a tile's weight is 1). A solve of several
+steps lets edge effects travel further, and the difference is then a small, measured tolerance
+(README, "Restore photos with the shipped predictors"; tests/test_tiling.py).
 Stochastic solvers give each tile its own noise seed, so their tiled result is a different
 sample, not the same one.
 """
@@ -37,12 +45,14 @@ sample, not the same one.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ShapeError, describe
+from flowrestore.degradations.families import InpaintingFamily
+from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.tiling.plan import (
     MAX_TILE,
     TilePlan,
@@ -54,8 +64,10 @@ from flowrestore.tiling.plan import (
 )
 from flowrestore.tiling.probe import (
     _network,
+    _step_family,
     activation_bytes_per_pixel,
     declared_channels,
+    degradation_multiple,
     model_device,
     network_channels,
     network_multiple,
@@ -71,6 +83,7 @@ __all__ = [
     "axis_weights",
     "receptive_radius",
     "network_multiple",
+    "degradation_multiple",
     "network_channels",
     "activation_bytes_per_pixel",
     "default_budget",
@@ -103,11 +116,17 @@ def restore_tiled(
     ``flow``/``solver``/``steps``/``output`` and ``solve_kwargs`` go to :func:`flowrestore.solve`
     for each batch of tiles. The tiling is ``plan``, else :func:`plan_tiles` with ``tile``,
     ``overlap``, ``batch``, ``memory_budget`` and ``model`` (default: the flow itself, whose
-    network is measured through its clean estimate).
+    network is measured through its clean estimate, a Dirac flow's with its blur, ``Φ + A_1(Φ)``);
+    ``plan`` and those four are exclusive.
     ``y`` may stay on the CPU while tiles run on ``device`` (default: the model's device); the
     result is on ``y``'s device, float32. Stochastic solvers get one seed per tile (``seed`` and
-    the tile index). ``on_step(k)`` is called after every solver step with the number ``k`` of
-    tiles that advanced (for progress bars: the total is ``plan.count * steps``); with
+    the tile index); ``seeds=``, ``noise=`` and ``generator=`` are refused (they would be shared
+    by the batches of tiles), as is ``on_failure='return'`` (a failed tile would be blended in).
+    A non-finite ``y`` is refused before any tile runs (unless ``check_finite=False``), as is a
+    Dirac flow whose family is position-dependent (an ``InpaintingFamily``: its hole is centred
+    on the image) on more than one tile. ``on_step(k)`` is called after every solver step with
+    the number ``k`` of tiles that advanced (for progress bars: the total is
+    ``plan.count * steps``); with
     ``compile=`` (tiles share one shape: compiled once) it is called once per batch of tiles.
     """
     from flowrestore.integrate import solve
@@ -124,6 +143,10 @@ def restore_tiled(
             f"[{channels}, H, W] or [1, {channels}, H, W], got {describe(y)}"
         )
     _positive_int("steps", steps)
+    _check_tiled_arguments(plan, seed, on_step, solve_kwargs, tile, overlap, batch, memory_budget)
+    if solve_kwargs.get("check_finite", True) and not bool(torch.isfinite(y).all()):
+        # refused before any tile runs (a solve would refuse it only at the tile that holds it)
+        raise ShapeError(f"restore_tiled: y has non-finite values, got {describe(y)}")
     if model is None:
         model = flow
     if device is None:
@@ -143,6 +166,19 @@ def restore_tiled(
         )
     elif (plan.height, plan.width) != (h, w):
         raise ShapeError(f"plan is for {plan.height}x{plan.width}, y is {h}x{w}")
+    if plan.count > 1 and isinstance(_step_family(flow), InpaintingFamily):
+        # its hole is centred on the image it is given: each tile would get a hole of its own
+        raise ConfigError(
+            f"restore_tiled: {type(flow).__name__}'s InpaintingFamily places its hole relative "
+            f"to the whole image; a tile would get its own hole. Pass tile=0 (one tile), got a "
+            f"plan of {plan.count} tiles"
+        )
+    seed = int(seed)
+    if seed + _TILE_SEED_STRIDE * (plan.count - 1) >= 2**64:  # tile seeds must fit in 64 bits
+        raise ConfigError(
+            f"restore_tiled: seed must be below 2**64 - {_TILE_SEED_STRIDE} * {plan.count - 1} "
+            f"(one seed per tile, {_TILE_SEED_STRIDE} apart), got {describe(seed)}"
+        )
     row_w, col_w = plan.weights()
     out = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
     for group in _tiles_by_shape(plan):
@@ -151,7 +187,7 @@ def restore_tiled(
             x = torch.cat([y[..., t:b, c:r] for _, _, _, t, b, c, r in chunk]).to(device)
             x = x.to(torch.float32) if not x.is_floating_point() else x
             x = x.contiguous(memory_format=torch.channels_last)  # 20-30 % faster convs on CPU
-            kw = _tile_solve_kwargs(solve_kwargs, [seed + 7919 * k for k, *_ in chunk])
+            kw = _tile_solve_kwargs(solve_kwargs, [seed + _TILE_SEED_STRIDE * k for k, *_ in chunk])
             progress = on_step is not None and not kw.get("compile")
             if progress:  # compiled steps take no per-step callback: counted after the solve
                 kw["callback"] = _step_counter(on_step, len(chunk))
@@ -165,6 +201,48 @@ def restore_tiled(
     return out[0] if single else out
 
 
+#: Tile ``k`` of a tiled solve with ``seed=s`` draws its noise from seed ``s + 7919·k``.
+_TILE_SEED_STRIDE = 7919
+
+
+def _check_tiled_arguments(plan, seed, on_step, solve_kwargs, tile, overlap, batch, budget):
+    """Refuse, before any work, what :func:`restore_tiled` would otherwise ignore or misuse."""
+    given = [
+        name
+        for name, value in (
+            ("tile", tile),
+            ("overlap", overlap),
+            ("batch", batch),
+            ("memory_budget", budget),
+        )
+        if value is not None
+    ]
+    if plan is not None and given:
+        raise ConfigError(
+            f"restore_tiled: pass plan= or {'/'.join(given)}=, not both (the plan fixes them)"
+        )
+    if plan is not None and not isinstance(plan, TilePlan):
+        raise ConfigError(f"restore_tiled: plan must be a TilePlan, got {describe(plan)}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"restore_tiled: seed must be an int >= 0, got {describe(seed)}")
+    per_batch = sorted({"seeds", "noise", "generator"} & set(solve_kwargs))
+    if per_batch:
+        # one seed per tile from seed=: a tile's noise does not depend on the other tiles, on
+        # the batch it runs in or on the order of the tiles
+        raise ConfigError(
+            f"restore_tiled: {'/'.join(per_batch)}= would be shared by the batches of tiles; "
+            "pass seed= (each tile gets its own seed from it)"
+        )
+    if solve_kwargs.get("on_failure", "raise") != "raise":
+        # the result is one blended image: a failed tile's partial state would be blended in
+        raise ConfigError(
+            "restore_tiled: on_failure must be 'raise' (a failed tile cannot be returned apart "
+            f"from the blended image), got {describe(solve_kwargs['on_failure'])}"
+        )
+    if on_step is not None and solve_kwargs.get("callback") is not None:
+        raise ConfigError("restore_tiled: pass on_step= or callback=, not both")
+
+
 def _tiles_by_shape(plan: TilePlan) -> list[list[tuple]]:
     """The tiles ``(k, i, j, top, bottom, left, right)`` grouped by shape (one shape: one batch)."""
     by_shape: dict[tuple[int, int], list] = {}
@@ -175,11 +253,9 @@ def _tiles_by_shape(plan: TilePlan) -> list[list[tuple]]:
 
 
 def _tile_solve_kwargs(solve_kwargs: dict, seeds: list[int]) -> dict:
-    """The solve's arguments for one batch of tiles: one seed per tile unless noise was given."""
-    kw = dict(solve_kwargs)
-    if "generator" not in kw and "noise" not in kw and "seeds" not in kw:
-        kw["seeds"] = seeds
-    return kw
+    """The solve's arguments for one batch of tiles: one seed per tile (``restore_tiled`` refuses
+    ``generator=``, ``seeds=`` and ``noise=``)."""
+    return {**solve_kwargs, "seeds": seeds}
 
 
 def _step_counter(on_step: Callable[[int], None], n: int):

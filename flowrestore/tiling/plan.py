@@ -18,6 +18,7 @@ from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.tiling.probe import (
     activation_bytes_per_pixel,
     ceil_to,
+    degradation_multiple,
     floor_to,
     model_device,
     network_multiple,
@@ -123,6 +124,33 @@ class TilePlan:
     overlap: int
     batch: int
 
+    def __post_init__(self):
+        """A plan built by hand is checked as :func:`plan_tiles` builds one: positive sizes and
+        batch, and per axis spans ``(start, stop)`` inside it, in order, covering it, no gaps."""
+        _positive_int("height", self.height)
+        _positive_int("width", self.width)
+        _positive_int("overlap", self.overlap, 0)
+        _positive_int("batch", self.batch)
+        for name, spans, length in (
+            ("rows", self.rows, self.height),
+            ("cols", self.cols, self.width),
+        ):
+            ok = isinstance(spans, tuple) and len(spans) > 0
+            ok = ok and all(
+                isinstance(s, tuple)
+                and len(s) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+                and 0 <= s[0] < s[1] <= length
+                for s in spans
+            )
+            ok = ok and spans[0][0] == 0 and spans[-1][1] == length
+            ok = ok and all(a[0] < b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False))
+            if not ok:
+                raise ConfigError(
+                    f"TilePlan: {name} must be a tuple of (start, stop) int pairs covering "
+                    f"range({length}) in order, without gaps, got {describe(spans)}"
+                )
+
     @property
     def tiles(self) -> list[tuple[int, int, int, int]]:
         """``(top, bottom, left, right)`` of every tile, row by row."""
@@ -174,16 +202,26 @@ def plan_tiles(
     ``model`` is a flow (its network is measured through it) or a predictor ``model(x, t)``.
     ``tile`` (side, px), ``overlap`` (px) and ``batch`` (tiles per solve) default to values derived
     from ``model`` and ``memory_budget`` (bytes of activations; :func:`default_budget`). ``tile=0``
-    means one tile: the whole image. ``multiple`` is the alignment of tile origins (default:
-    :func:`network_multiple`).
+    means one tile: the whole image, as is a ``tile`` at least as large as both sides (then
+    nothing is measured: no ``model`` or ``overlap`` is needed). ``multiple`` is the alignment of
+    tile origins (default: the least common multiple of :func:`network_multiple` and the block
+    size of the flow's degradation, :func:`~flowrestore.tiling.probe.degradation_multiple`).
     """
     _positive_int("height", height)
     _positive_int("width", width)
+    if tile is not None:
+        _positive_int("tile", tile, 0)  # 0: one tile (a bool is not a size)
+    if tile is not None and tile >= max(height, width) and overlap is None:
+        overlap = 0  # one tile: no overlap to measure
     if device is None:
         device = model_device(model) if model is not None else torch.device("cpu")
     device = torch.device(device)
-    if multiple is None:
-        multiple = network_multiple(model) if model is not None else 1
+    if multiple is None:  # the network's grid and a degradation's blocks
+        multiple = (
+            math.lcm(network_multiple(model), degradation_multiple(model))
+            if model is not None
+            else 1
+        )
     _positive_int("multiple", multiple)
     if memory_budget is None:
         memory_budget = default_budget(device)

@@ -10,6 +10,7 @@ estimate printed before a long job.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import weakref
@@ -17,12 +18,13 @@ import weakref
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ConfigError, describe
 from flowrestore.flows import Flow
 
 __all__ = [
     "receptive_radius",
     "network_multiple",
+    "degradation_multiple",
     "network_channels",
     "activation_bytes_per_pixel",
     "seconds_per_megapixel",
@@ -48,17 +50,59 @@ def floor_to(x: float, m: int) -> int:
 _RADIUS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _probe_input(shape: tuple[int, ...], device) -> Tensor:
+    """A uniform random probe image from its own seeded generator: probing draws nothing from
+    torch's global random stream (a caller's later draws do not depend on whether a probe ran)
+    and gives the same probe every time."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
 def _network(model):
     """The network of a flow (:attr:`Flow.network`), or ``model`` itself."""
     return model.network if isinstance(model, Flow) else model
 
 
+def _step_family(model):
+    """The degradation family a flow's steps apply to its clean estimate (a Dirac flow's
+    ``A_t``), or None."""
+    if isinstance(model, Flow) and callable(getattr(model, "degrade", None)):
+        return getattr(model, "family", None)
+    return None
+
+
 def _evaluator(model):
     """``f(x, t)``: a flow's clean estimate ``flow.denoise(t, x)`` (any network's convention: a
-    diffusers model returns an object with ``.sample``), or a predictor ``model(x, t)``."""
+    diffusers model returns an object with ``.sample``) — for a flow whose steps degrade that
+    estimate (Dirac: ``A_t(Φ(y, t))``), ``Φ + A_1(Φ)`` at ``t = 1``, so that the blur's reach
+    adds to the network's — or a predictor ``model(x, t)``."""
+    if _step_family(model) is not None:
+
+        def degraded(x, t):
+            phi = model.denoise(t, x)
+            # Φ + A_1(Φ): the gradient's support is the union of both reaches, also where A_1
+            # passes no gradient (a JPEG round trip)
+            return phi + model.degrade(phi, t)
+
+        return degraded
     if isinstance(model, Flow):
         return lambda x, t: model.denoise(t, x)
     return model
+
+
+@contextlib.contextmanager
+def _buffers_kept(model):
+    """Put the network's buffers back when the block ends (after any backward pass): a probe
+    runs the network as it is (train or eval mode), and a BatchNorm in train mode would
+    otherwise keep the probe's statistics as its running mean and variance."""
+    net = _network(model)
+    buffers = list(net.buffers()) if isinstance(net, torch.nn.Module) else []
+    saved = [b.detach().clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, before in zip(buffers, saved, strict=True):
+                b.copy_(before)
 
 
 def network_multiple(model) -> int:
@@ -74,6 +118,18 @@ def network_multiple(model) -> int:
     )
     if isinstance(channels, (list, tuple)) and channels:
         return 2 ** (len(channels) - 1)
+    return 1
+
+
+def degradation_multiple(model) -> int:
+    """The block size a flow's steps degrade on: the ``factor`` of a Dirac flow's family
+    (``DownsampleFamily``) or of its operator (the ``sr4`` task's blend of ``DownUp``); else 1.
+    Tile origins align to it too, so a tile's blocks are the whole image's."""
+    family = _step_family(model)
+    for part in (family, getattr(family, "operator", None)):
+        f = getattr(part, "factor", None)
+        if isinstance(f, int) and not isinstance(f, bool) and f >= 1:
+            return f
     return 1
 
 
@@ -119,35 +175,50 @@ def receptive_radius(model, *, channels: int | None = None, multiple: int = 4, d
     The probe grows until the support stays inside it (at most 1024 px), also past probes where
     the block depends on no input inside them (a one-sided network reaching beyond the probe's
     edge); if no probe finds any, or the support outgrows 1024 px, it raises :class:`~flowrestore.
-    errors.ConfigError` (pass ``overlap=`` to the tiler yourself). Cached per network.
+    errors.ConfigError` (pass ``overlap=`` to the tiler yourself), as when the predictor fails on
+    a probe (a wrong channel count, out of memory). Cached per network (and family, ``multiple``
+    and ``channels``). The probe takes the gradient of its input only (the network's parameters'
+    ``.grad`` are left as they were) and draws its random image from its own seeded generator,
+    not torch's global random stream; the network's buffers (a train-mode BatchNorm's running
+    statistics) are put back after it.
     A flow is probed through :meth:`~flowrestore.flows.Flow.denoise` at ``t = 1``, so any network
-    it wraps works (a diffusers U-Net's output object included). Where the support is the whole
+    it wraps works (a diffusers U-Net's output object included); a flow whose steps apply a
+    degradation family to that estimate (a Dirac flow: ``A_t(Φ)``) through ``Φ + A_1(Φ)``, so a
+    blur's kernel adds its reach to the network's. Where the support is the whole
     probe — a network that normalises over the image, so every output depends on every input —
     no overlap makes tiles exact; the radius is then the effective one, of the inputs whose
     gradient stands :data:`GLOBAL_FLOOR_FACTOR` times above the gradient's median (the evenly
     spread global part) around the probed block, and tiled results are approximate.
     ``channels``: the probe's channel count (default: :func:`network_channels`).
     """
+    for name, value in (("multiple", multiple), ("channels", channels)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(
+                f"receptive_radius: {name} must be an int >= 1, got {describe(value)}"
+            )
+    if channels is None:
+        channels = network_channels(model)
     key = _network(model)
+    family = _step_family(model)
+    token = (None if family is None else id(family), multiple, channels)
     try:
-        return _RADIUS_CACHE[key]
+        held, radius = _RADIUS_CACHE[key][token]
+        if held is family:
+            return radius
     except (KeyError, TypeError):
         pass
     if device is None:
         device = model_device(model)
-    if channels is None:
-        channels = network_channels(model)
     fn = _evaluator(model)
     radius = None
     size = 128
     independent = True  # no probe found any input the block depends on
     while size <= 1024 and radius is None:
         c = floor_to(size // 2, multiple)
-        x = torch.rand(1, channels, size, size, device=device).requires_grad_(True)
-        with torch.enable_grad():
-            out = fn(x, torch.ones(1, device=device))
-            out[..., c : c + multiple, c : c + multiple].sum().backward()
-        g = x.grad.detach().abs().sum(dim=(0, 1)).cpu()
+        with _buffers_kept(model):
+            g = _input_gradient(fn, key, channels, size, c, multiple, device)
         support = g > 0
         if not bool(support.any()):  # the block depends on no input inside this probe
             size *= 2
@@ -173,10 +244,39 @@ def receptive_radius(model, *, channels: int | None = None, multiple: int = 4, d
             f"pass overlap= explicitly (model {type(key).__name__})"
         )
     try:
-        _RADIUS_CACHE[key] = radius
+        _RADIUS_CACHE.setdefault(key, {})[token] = (family, radius)
     except TypeError:  # not weak-referenceable
         pass
     return radius
+
+
+def _input_gradient(fn, key, channels: int, size: int, c: int, multiple: int, device) -> Tensor:
+    """``|∂ (block sum) / ∂ x|`` summed over channels, ``[size, size]`` on the CPU: the gradient
+    of the input only (the network's parameters keep their ``.grad``). A probe that fails is
+    refused with the remedy (pass ``overlap=``)."""
+    x = _probe_input((1, channels, size, size), device).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = fn(x, torch.ones(1, device=device))
+            block = out[..., c : c + multiple, c : c + multiple].sum()
+            grad = None
+            if block.requires_grad:  # else the output does not depend on the input at all
+                (grad,) = torch.autograd.grad(block, x, allow_unused=True)
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ConfigError(
+            f"receptive_radius: the predictor failed on a {channels}-channel {size}x{size} probe "
+            f"({type(exc).__name__}: {exc}); pass overlap= explicitly (model "
+            f"{type(key).__name__})"
+        ) from exc
+    if grad is None:
+        return torch.zeros(size, size)
+    g = grad.detach().abs().sum(dim=(0, 1)).cpu()
+    if not bool(torch.isfinite(g).all()):  # NaN > 0 is False: it would read as no dependence
+        raise ConfigError(
+            f"receptive_radius: the predictor's gradient on a {size}x{size} probe is not finite; "
+            f"pass overlap= explicitly (model {type(key).__name__})"
+        )
+    return g
 
 
 def activation_bytes_per_pixel(model) -> int:
@@ -212,9 +312,9 @@ def seconds_per_megapixel(
     if channels is None:
         channels = network_channels(model)
     fn = _evaluator(model)
-    x = torch.rand(1, channels, *tile_shape).to(device)
+    x = _probe_input((1, channels, *tile_shape), device)
     t = torch.ones(1, device=device)
-    with torch.no_grad():
+    with torch.no_grad(), _buffers_kept(model):
         fn(x, t)  # warm-up (allocator, kernels)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

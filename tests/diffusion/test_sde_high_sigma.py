@@ -74,5 +74,5 @@ def test_sde_reference_levels_continue_the_table_only_above_its_top():
         assert sde_reference_levels(sigma_max) == reference_levels(sigma_max)
     for sigma_max in (top, top * (1 + 1e-7), top * 3, top * 1e4):
         levels = sde_reference_levels(sigma_max)
-        assert all(a < b for a, b in zip(levels, levels[1:]))
+        assert all(a < b for a, b in zip(levels[:-1], levels[1:], strict=True))
         assert levels[-1] == pytest.approx(1.0, abs=1e-15) or sigma_max < top
