@@ -218,3 +218,21 @@ def test_a_positive_param_starts_at_or_above_its_floor():
     assert v.tolist() == [POSITIVE_FLOOR, POSITIVE_FLOOR]
     with pytest.raises(ConfigError, match="violates"):
         p.check_value(POSITIVE_FLOOR / 10, 2, key="w", dtype=torch.float64, device="cpu")
+
+
+def test_task_parameters_take_numpy_numbers_and_resolve_to_plain_python():
+    """``get_task("deblur").resolve({"blur_sigma": np.float32(2)})`` was refused as "not a
+    finite number" (found by the tasks review); accepted now, and resolved as a Python float
+    so that checkpoints and registries stay JSON-plain."""
+    import json
+
+    from flowrestore.tasks import get_task
+
+    p = get_task("deblur").resolve({"blur_sigma": np.float32(1.5), "noise": np.float64(0.0)})
+    assert p["blur_sigma"] == 1.5 and type(p["blur_sigma"]) is float
+    assert type(p["noise"]) is float
+    json.dumps(p)
+    with pytest.raises(ConfigError, match="blur_sigma must be a finite number >= 0"):
+        get_task("deblur").resolve({"blur_sigma": np.float32("nan")})
+    with pytest.raises(ConfigError, match="must be a finite number >= 0"):
+        get_task("deblur").resolve({"blur_sigma": np.bool_(True)})

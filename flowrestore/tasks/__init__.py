@@ -23,6 +23,7 @@ operator or family is built, so the command line's help and usage errors answer 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ __all__ = ["Task", "TaskParam", "TASKS", "get_task", "task_names"]
 # ----------------------------------------------------------------------------- parameter checks
 def _number_at_least_zero(value) -> bool:
     return (
-        isinstance(value, (int, float))
+        isinstance(value, numbers.Real)  # numpy scalars too
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value >= 0
@@ -42,7 +43,17 @@ def _number_at_least_zero(value) -> bool:
 
 
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _plain(value):
+    """A checked value as plain Python (a numpy scalar becomes an int or a float, so resolved
+    parameters stay JSON-plain in checkpoints and registries)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _quality(value) -> bool:
@@ -113,7 +124,7 @@ class Task:
                 raise ConfigError(
                     f"{self.name}: {name} must be {known[name].wants}, got {describe(value)}"
                 )
-        return out
+        return {name: _plain(value) for name, value in out.items()}
 
     def noise(self, params: Mapping) -> float:
         """The std of the noise this task's degradation adds (resolved parameters)."""
