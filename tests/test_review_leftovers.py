@@ -236,3 +236,26 @@ def test_task_parameters_take_numpy_numbers_and_resolve_to_plain_python():
         get_task("deblur").resolve({"blur_sigma": np.float32("nan")})
     with pytest.raises(ConfigError, match="must be a finite number >= 0"):
         get_task("deblur").resolve({"blur_sigma": np.bool_(True)})
+
+
+def test_a_wide_blur_family_covers_three_standard_deviations_by_default():
+    """``GaussianBlurFamily(width=Linear(0.3, 20))`` kept a 61-tap kernel: a width-20 blur was
+    cut at 1.5 standard deviations and renormalised (found by the degradations review). The
+    default now covers ±3 std; narrow families keep their 61 taps."""
+    from flowrestore.degradations.families import GaussianBlurFamily
+    from flowrestore.schedules import Linear
+
+    assert GaussianBlurFamily(width=Linear(0.3, 3.0)).kernel_size == 61
+    wide = GaussianBlurFamily(width=Linear(0.3, 20.0), padding="circular")
+    assert wide.kernel_size == 121
+    # the blur of an impulse is the sampled Gaussian of width 20 (its mass beyond ±3 std: 0.27 %)
+    x = torch.zeros(1, 1, 1, 201, dtype=torch.float64)
+    x[..., 100] = 1.0
+    row = wide(x, torch.ones(1, dtype=torch.float64))[0, 0, 0]
+    u = torch.arange(201, dtype=torch.float64) - 100
+    g = torch.exp(-(u**2) / (2 * 20.0**2))
+    g = g / g.sum()
+    assert float((row - g).abs().max()) < 5e-4  # the renormalised 0.27 %
+    cut = GaussianBlurFamily(width=Linear(0.3, 20.0), kernel_size=61, padding="circular")
+    row = cut(x, torch.ones(1, dtype=torch.float64))[0, 0, 0]  # ±1.5 std: 13 % of the mass cut
+    assert float((row - g).abs().max()) > 2e-3

@@ -34,6 +34,7 @@ from flowrestore.degradations._conv import as_planes, check_fits, check_padding,
 from flowrestore.degradations.base import LinearOperator, batch_time, per_sample, shares_time
 from flowrestore.degradations.blur import (
     check_kernel_size,
+    default_kernel_size,
     gaussian_kernel,
     gaussian_kernel_derivative,
 )
@@ -228,17 +229,30 @@ class GaussianBlurFamily(LinearFamily):
     """``A_t x = G_{w(t)} ⋆ P x``: Gaussian blur of width ``width(t)`` (Schedule or callable).
 
     ``width(0)`` small (≈ identity, e.g. 0.3 as in Dirac's code) and ``width(1)`` the observed
-    width; e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. The width is checked
-    once, when the family is built, to be finite and ``>= 0`` on ``[0, 1]``. Per-sample widths are
-    applied in one grouped convolution; a time shared by the batch builds one kernel (in float64,
-    then cast). ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic kernel derivative.
+    width; e.g. ``width=schedule_degradation(...)`` or ``Linear(0.3, 3.0)``. ``kernel_size``
+    (default: 61 taps, or ``2⌈3w⌉ + 1`` for the widest ``w`` on ``[0, 1]`` when that is more, so
+    that ±3 standard deviations are always covered; a smaller kernel truncates the Gaussian).
+    The width is checked once, when the family is built, to be finite and ``>= 0`` on ``[0, 1]``.
+    Per-sample widths are applied in one grouped convolution; a time shared by the batch builds
+    one kernel (in float64, then cast). ``∂_t A_t x = w'(t) (∂_w G ⋆ x)`` with the analytic
+    kernel derivative.
     """
 
     def __init__(
-        self, *, width, kernel_size: int = 61, padding: str = "reflect", fd_step: float = 1e-4
+        self,
+        *,
+        width,
+        kernel_size: int | None = None,
+        padding: str = "reflect",
+        fd_step: float = 1e-4,
     ):
         self.width = as_schedule(width, name="width", fd_step=check_fd_step(fd_step))
         check_on_unit_interval(self.width, name="width", nonnegative=True)
+        if kernel_size is None:  # 61 taps, more where the width exceeds 10 (±3 std covered)
+            with torch.no_grad():
+                grid = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+                widest = float(self.width.value(grid).max())
+            kernel_size = max(61, default_kernel_size(widest))
         self.kernel_size = check_kernel_size(kernel_size)
         self.padding = check_padding(padding)
 
