@@ -3,6 +3,8 @@ before its fix."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -259,3 +261,25 @@ def test_a_wide_blur_family_covers_three_standard_deviations_by_default():
     cut = GaussianBlurFamily(width=Linear(0.3, 20.0), kernel_size=61, padding="circular")
     row = cut(x, torch.ones(1, dtype=torch.float64))[0, 0, 0]  # ±1.5 std: 13 % of the mass cut
     assert float((row - g).abs().max()) > 2e-3
+
+
+def test_fit_grid_on_a_flow_whose_time_increases():
+    """A user's flow may run forward (``default_span = (0, 1)``): ``fit_grid`` checks ``t_span``
+    against the flow's direction as ``solve`` does, and fits an increasing flow as well (a
+    random-mutation survivor broke the direction's sign and no test noticed)."""
+    import flowrestore as fr
+    from flowrestore.integrate import fit_grid
+
+    class Forward(fr.ODEFlow):
+        default_span = (0.0, 1.0)
+
+    flow = Forward(lambda t, x: -x * (1 + 10 * t.reshape(-1, *([1] * (x.dim() - 1)))))
+    warm = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    spacing = fit_grid(flow, fr.Heun(), warm, 3)
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    exact = x * math.exp(-(1 + 5))  # x(1) = x(0) exp(-(t + 5 t²)) at t = 1
+    fitted = fr.solve(flow, fr.Heun(), x, steps=3, spacing=spacing).x
+    uniform = fr.solve(flow, fr.Heun(), x, steps=3).x
+    assert float((fitted - exact).norm()) < 0.5 * float((uniform - exact).norm())
+    with pytest.raises(fr.errors.GridError, match="wrong direction"):
+        fit_grid(flow, fr.Heun(), warm, 3, t_span=(1.0, 0.0))

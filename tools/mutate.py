@@ -3359,6 +3359,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "    if levels[0] < sigma_max:\n        levels.append(sigma_max)",
         ["tests/diffusion/test_sde_high_sigma.py"],
     ),
+    "fit-grid-forward-flow-direction": (
+        "flowrestore/integrate/fitting.py",
+        "        direction = 1 if flow.default_span[1] > flow.default_span[0] else -1",
+        "        direction = 2 if flow.default_span[1] > flow.default_span[0] else -1",
+        ["tests/test_review_leftovers.py"],
+    ),
 }
 
 
