@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_review_restore2 import NaNOnBright
 from torch import nn
 
 from flowrestore.cli import main
@@ -118,21 +119,6 @@ def test_load_image_never_downloads(name, monkeypatch):
     assert load_image("camera", channels=1).shape == (1, 512, 512)
 
 
-class _NaNOnBright(torch.nn.Module):
-    """``F(x, t) = x``, but NaN for an image brighter than 0.9 on average."""
-
-    multiple = 4
-
-    def __init__(self):
-        super().__init__()
-        self.zero = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
-        self.metadata = {"method": "indi", "task": "deblur", "task_params": {}}
-
-    def forward(self, x, t):
-        bright = x.mean(dim=(1, 2, 3), keepdim=True) > 0.9
-        return torch.where(bright, torch.full_like(x, float("nan")), x) + self.zero
-
-
 def test_the_progress_bar_ends_at_its_total_when_a_batch_is_retried(tmp_path, monkeypatch):
     """A batch that failed was retried file by file and the bar counted the failed attempt's
     steps too: it ended at 200 % of its total."""
@@ -143,7 +129,7 @@ def test_the_progress_bar_ends_at_its_total_when_a_batch_is_retried(tmp_path, mo
     monkeypatch.setattr(run, "_progress_bar", lambda *a: bars.append(make(*a)) or bars[-1])
     for name, v in (("a.png", 10), ("b.png", 250), ("c.png", 20)):
         Image.new("RGB", (8, 8), (v, v, v)).save(tmp_path / name)
-    report = restore_files([tmp_path], tmp_path / "out", model=_NaNOnBright(), solver="euler",
+    report = restore_files([tmp_path], tmp_path / "out", model=NaNOnBright(), solver="euler",
                            steps=3, device="cpu", progress=True, batch_size=4,
                            log=lambda *_: None)  # fmt: skip
     assert len(report.restored) == 2 and len(report.failed) == 1
