@@ -52,13 +52,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, NonFiniteError, SolveFailure, describe
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    NonFiniteError,
+    SolveFailure,
+    describe,
+)
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Power, Spacing, StartRefined, Uniform, Unrefined, make_grid
 from flowrestore.integrate.endpoint import as_declared, generic_spacing
 from flowrestore.integrate.fit_table import relative_error
-from flowrestore.integrate.fitting import _check, resolve_teacher, teacher_grid
+from flowrestore.integrate.fitting import _check, refuse_own_grid, resolve_teacher, teacher_grid
 from flowrestore.integrate.solve import solve
+from flowrestore.solvers.adams import check_estimate_shape
 from flowrestore.solvers.base import Solver
 
 __all__ = ["BUDGETS", "CANDIDATE_SPACINGS", "SpacingChoice", "budget_steps", "choose_spacing"]
@@ -117,8 +124,18 @@ def choose_spacing(
         :class:`SpacingChoice`; declare ``choice.spacing`` with the flow's ``spacings=`` (e.g.
         ``InDIFlow(spacings=...)``).
     """
+    if not isinstance(solver, Solver):  # before budget_steps reads its stages
+        raise ArgumentTypeError(
+            f"solver must be a flowrestore Solver instance, got {describe(solver)}"
+        )
     counts = budget_steps(solver) if steps is None else _check_counts(steps)
     t0, t1 = _check(flow, solver, x_warmup, max(counts), teacher_steps, t_span, 0)
+    # what the candidates' solves would refuse after the teacher's, refused before it: a solver
+    # tied to its own grid (no spacing to choose), a start_estimate away from the pure-noise
+    # start or not broadcasting to the batch
+    refuse_own_grid(solver)
+    solver.check_start(flow, t0)
+    check_estimate_shape(getattr(solver, "start_estimate", None), x_warmup)
     candidates = _check_candidates(candidates)
     teacher = resolve_teacher(flow, teacher)
     with torch.no_grad():

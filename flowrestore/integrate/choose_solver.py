@@ -17,7 +17,9 @@ measures it on the user's model instead of reading a table:
    evaluations (read from ``stats.nfe``: RK4 at 6 evaluations takes one step, 4 evaluations;
    Heun two steps, 3). A candidate tied to the grid it was fitted on
    (:class:`~flowrestore.FittedMultistep`) is run on that grid only, if it fits the budget and
-   the span. A candidate the flow refuses is listed in ``skipped`` with the reason.
+   the span. A candidate the flow refuses, or whose solve of the batch over the span its checks
+   refuse (a ``start_estimate`` away from the pure-noise start), is listed in ``skipped`` with
+   the reason, before any evaluation.
 3. **Score.** The power mean (exponent ``power``) over the warm-up batch of the relative errors
    ``‖x − x*‖/‖x*‖`` to the teacher's answer (``power=1``: the mean; ``math.inf``: the worst
    sample); the smallest wins (ties: the earlier candidate, so the defaults before the
@@ -51,6 +53,7 @@ from flowrestore.flows.base import Flow
 from flowrestore.integrate.fit_table import relative_error
 from flowrestore.integrate.fitting import _check, _check_teacher, resolve_teacher, teacher_grid
 from flowrestore.integrate.solve import prepare, solve
+from flowrestore.solvers.adams import check_estimate_shape
 from flowrestore.solvers.base import Solver
 
 __all__ = ["SolverChoice", "candidate_solvers", "choose_solver"]
@@ -153,20 +156,23 @@ def choose_solver(
     t0, t1 = _check(flow, usable[0], x_warmup, nfe, teacher_steps, t_span, 0)
     teacher = resolve_teacher(flow, teacher)
     span = (t0, t1)
-    # a candidate tied to the grid it was fitted on (FittedMultistep) solves only that grid:
-    # planned here, before any evaluation (another span or start is refused by its checks)
+    # every candidate's solve planned here, before any evaluation: one its checks refuse (a
+    # start_estimate on a span that does not start from pure noise, or that does not broadcast
+    # to the batch) is skipped with the reason instead of failing after the teacher's solve. A
+    # candidate tied to the grid it was fitted on (FittedMultistep) solves only that grid
     fixed = {}
     for cand in list(usable):
         n = _own_steps(cand)
-        if n is None:
-            continue
+        first = max(1, nfe // max(1, len(cand.stage_fractions))) if n is None else n
         try:
-            prepare(flow, cand, x_warmup, steps=n, t_span=span, on_failure="return")
+            prepare(flow, cand, x_warmup, steps=first, t_span=span, on_failure="return")
+            check_estimate_shape(getattr(cand, "start_estimate", None), x_warmup)
         except FlowRestoreError as exc:
-            usable.remove(cand)
+            usable = [c for c in usable if c is not cand]  # by identity: == compares tensors
             skipped.append((cand, str(exc)))
             continue
-        fixed[id(cand)] = n
+        if n is not None:
+            fixed[id(cand)] = n
     if not usable:
         raise ConfigError(
             f"choose_solver: no candidate solves {type(flow).__name__} over t_span={span} "
@@ -240,7 +246,11 @@ def _run(flow, solver, x, ref, steps, span, power) -> tuple[int, float]:
         return steps * max(1, len(solver.stage_fractions)), math.inf
     used = int(sol.stats.nfe.max())
     e = relative_error(sol.x, ref)
-    err = float(e.max() if math.isinf(power) else e.pow(power).mean().pow(1 / power))
+    # the power mean of e scaled by its largest value: e^p would underflow to 0 (or overflow)
+    # at a large power, making every candidate's score 0 (e.g. errors 1e-2 at power 200)
+    scale = e.max().clamp_min(torch.finfo(e.dtype).tiny)
+    e = e / scale
+    err = float(scale * (e.max() if math.isinf(power) else e.pow(power).mean().pow(1 / power)))
     return used, (err if math.isfinite(err) else math.inf)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, SolveFailure, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import FittedGrids
 from flowrestore.integrate.fitting import _check, _check_teacher, fit_grid, refuse_own_grid
@@ -71,7 +71,8 @@ def fit_grids(
         x_check: inputs to check each fit on (other than the warm-up ones) against the flow's
             default grid for ``solver`` (the grid ``steps=N`` lays now: fit from a flow without
             declared grids to compare with the generic one); ``None`` keeps every fit (each is
-            never worse than the default on the warm-up batch).
+            never worse than the default on the warm-up batch). A grid whose solve of
+            ``x_check`` fails or is not finite scores ``inf``; such a fit is never kept.
         reference: accurate answers for ``x_check`` (default: ``RK4()`` with
             :data:`REFERENCE_STEPS` steps of the flow's grid for it).
         error: per-sample error ``[B]`` of an answer to the reference (lower is better); a fit
@@ -147,8 +148,11 @@ def fit_grids(
             reference = solve(flow, RK4(), x_check, steps=REFERENCE_STEPS, **solve_kw).x
 
     def worst(spacing=None, n=None) -> float:
-        with torch.no_grad():
-            x = solve(flow, solver, x_check, steps=n, spacing=spacing, **solve_kw).x
+        try:
+            with torch.no_grad():
+                x = solve(flow, solver, x_check, steps=n, spacing=spacing, **solve_kw).x
+        except SolveFailure:  # a grid that fails an unseen input scores inf: not kept, and
+            return math.inf  # the fits of the other step counts are not lost to the error
         e = error(x, reference)
         if not isinstance(e, Tensor) or e.shape != (x.shape[0],):
             raise ConfigError(
@@ -175,7 +179,8 @@ def fit_grids(
             name = min(scores, key=scores.get)
             record.update(default=generic, fits=scores)
             if scores[name] <= generic:
-                kept[n], record["kept"] = fits[name].times, name
+                if math.isfinite(scores[name]):  # never a fit that failed x_check
+                    kept[n], record["kept"] = fits[name].times, name
         if log is not None:
             log(record)
     if not kept:

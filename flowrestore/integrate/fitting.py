@@ -281,6 +281,7 @@ def _teacher_solve(flow, teacher, x, grid_t):
     recorded by shadowing ``flow.denoise`` on the instance for the duration of the solve (restored
     after, also on failure) — ``M`` fewer evaluations of the warm-up batch, about a tenth of a fit.
     Only the estimate and the input's norm (a check, kept on the device) are held, not the input.
+    A flow that takes no instance attribute (a frozen dataclass, ``__slots__``) is not recorded.
     """
     seen: list = []
     record = flow.has_denoiser and tuple(teacher.stage_fractions) == (0.0,)
@@ -293,7 +294,10 @@ def _teacher_solve(flow, teacher, x, grid_t):
         return d
 
     if record:
-        flow.denoise = recording
+        try:
+            flow.denoise = recording
+        except AttributeError:  # a frozen dataclass or slotted flow: no record, M more evaluations
+            record = False
     try:
         with torch.no_grad():
             sol = solve(flow, teacher, x, grid=grid_t, save_at="steps")
@@ -399,7 +403,8 @@ def _start_memo(flow, solver, x_warm: Tensor, d0: Tensor | None):
     ``x_warm`` object itself; the next evaluation of that solve, if it has the state's shape, is
     its first stage at ``(t_0, X_w)`` (a solver whose first stage is at the step's start, ``c_1 =
     0``; for any other nothing is served) and is served; every evaluation disarms it. The methods
-    are restored after, also on failure."""
+    are restored after, also on failure; a flow that takes no instance attribute (a frozen
+    dataclass, ``__slots__``) gets no memo."""
     if not solver.stage_fractions or solver.stage_fractions[0] != 0.0:
         yield
         return
@@ -425,7 +430,11 @@ def _start_memo(flow, solver, x_warm: Tensor, d0: Tensor | None):
 
         return method
 
-    flow.to_state = to_state
+    try:
+        flow.to_state = to_state
+    except AttributeError:  # a frozen dataclass or slotted flow: no memo (one more evaluation)
+        yield
+        return
     for n in names[1:]:
         setattr(flow, n, served(n, saved[n][1]))
     try:

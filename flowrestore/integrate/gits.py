@@ -214,7 +214,10 @@ def _recorded(seen, t: float, x: Tensor) -> Tensor | None:
 
 def dp_path(first: Tensor, triples: Tensor, steps: int) -> list[int] | None:
     """The path ``0 = i_0 < … < i_N = M`` minimising ``first[i_1] + Σ triples[i_{n−1}, i_n,
-    i_{n+1}]`` (dynamic programming over the last two points, O(M³ N))."""
+    i_{n+1}]`` (dynamic programming over the last two points, O(M³ N)); a NaN cost is no
+    step (as ``inf``: ``min`` would carry it onto every path through its points)."""
+    first = torch.where(first.isnan(), math.inf, first)
+    triples = torch.where(triples.isnan(), math.inf, triples)
     m = first.numel() - 1
     if steps == 1:
         return [0, m] if math.isfinite(float(first[m])) else None

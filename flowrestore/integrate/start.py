@@ -18,7 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ArgumentTypeError, ConfigError, IncompatibleSolverError, describe
+from flowrestore.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    IncompatibleSolverError,
+    NonFiniteError,
+    describe,
+)
 from flowrestore.flows.base import Flow
 
 __all__ = ["estimate_start"]
@@ -52,11 +58,17 @@ def estimate_start(flow: Flow, x_warmup: Tensor) -> Tensor:
             f"x_warmup must be a batch of at least 2 noises [B, ...], got {describe(x_warmup)}"
         )
     flow.check_state(x_warmup)
+    finite = torch.isfinite(x_warmup.detach()).reshape(x_warmup.shape[0], -1).all(1)
+    if not bool(finite.all()):  # refused before the evaluation, naming the samples
+        bad = (~finite).nonzero().flatten().tolist()
+        raise NonFiniteError(
+            f"x_warmup is non-finite (NaN/inf) for samples {bad[:10]}: estimate on finite noises"
+        )
     t0 = float(flow.default_span[0])
     with torch.no_grad():
         state = flow.to_state(x_warmup, t0)
         t = torch.tensor(t0, dtype=state.dtype, device=state.device)
         mean = flow.denoise(t, state).mean(0, keepdim=True)
     if not bool(torch.isfinite(mean).all()):
-        raise ConfigError(f"the model's estimate at the start is not finite: {describe(mean)}")
+        raise NonFiniteError(f"the model's estimate at the start is not finite: {describe(mean)}")
     return mean

@@ -15,7 +15,10 @@ the solver's Adams–Bashforth weights were derived for smooth, exact estimates 
    1; their free part is fitted by L-BFGS (strong Wolfe line search, ``iterations`` objective
    evaluations) minimising the power mean (:data:`POWER`) over the warm-up batch of the relative
    errors ``‖x − x*‖/‖x*‖`` of differentiable solves on the fitted grid. The best weights
-   evaluated are returned — never worse on the warm-up batch than ``DataIPNDM()`` on that grid.
+   evaluated are returned — never worse on the warm-up batch than ``DataIPNDM()`` on that grid
+   (a :class:`~flowrestore.errors.NonFiniteError` when no trial, ``DataIPNDM()``'s included,
+   solves the batch finitely). Only the weights are differentiated: the model's parameters and
+   ``x_warmup`` get no ``.grad``.
 
 Each objective evaluation is one solve with its backward pass (about three solves' time). Fit on
 other inputs than those you score: the weights are fitted to the warm-up batch's errors.
@@ -34,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-from flowrestore.errors import ConfigError, describe
+from flowrestore.errors import ConfigError, NonFiniteError, describe
 from flowrestore.flows.base import Flow
 from flowrestore.grids import Fitted
 from flowrestore.integrate.fit_table import relative_error
@@ -113,7 +116,8 @@ def fit_weights(
         steps: the evaluation budget (``≥ 2``, ``< teacher_steps``).
         history: clean estimates each step may combine (1–4; default 3; 1 is DDIM/InDI).
         iterations: objective evaluations of the weights' L-BFGS (``0``: keep DataIPNDM's).
-        spacing: a :class:`~flowrestore.Fitted` grid to keep (default: fitted for
+        spacing: a :class:`~flowrestore.Fitted` grid to keep, of the solve's step count
+            (``steps``, or ``steps + 1`` with ``start_estimate``; default: fitted for
             ``DataIPNDM()`` by :func:`fit_grid`).
         teacher_steps, t_span, refine: as :func:`fit_grid`.
         start_estimate: the clean estimate at the flow's pure-noise start (module docstring):
@@ -147,6 +151,13 @@ def fit_weights(
         raise ConfigError(f"steps must be >= 2 to fit weights (one step has none), got {steps}")
     if spacing is not None and not isinstance(spacing, Fitted):
         raise ConfigError(f"spacing must be a Fitted grid or None, got {describe(spacing)}")
+    if spacing is not None and len(spacing.times) - 1 != grid_steps:
+        # it was interpolated to grid_steps: the weights fitted on another grid than the one given
+        with_start = " (steps + 1 with start_estimate)" if start_estimate is not None else ""
+        raise ConfigError(
+            f"spacing is a {len(spacing.times) - 1}-step grid, but the solve has {grid_steps} "
+            f"steps{with_start}: pass the grid fitted for {grid_steps} steps"
+        )
     if spacing is None:
         spacing, target = fit_with_teacher(
             flow,
@@ -169,6 +180,8 @@ def fit_weights(
     ).setup(free)
     best = {"err": math.inf, "free": [d.detach().clone() for d in free], "calls": 0}
 
+    warm = x_warmup.detach()  # no gradient into the caller's batch
+
     def objective() -> Tensor:
         if best["calls"] == iterations:
             raise _Spent  # L-BFGS's line search may ask past its own max_eval
@@ -177,7 +190,7 @@ def fit_weights(
         x = solve(
             flow,
             model,
-            x_warmup,
+            warm,
             steps=grid_steps,
             t_span=(t0, t1),
             differentiable=True,
@@ -189,7 +202,11 @@ def fit_weights(
             return err.detach().new_tensor(1e30).requires_grad_()  # a failing trial: rejected
         if value < best["err"]:
             best.update(err=value, free=[d.detach().clone() for d in free])
-        err.backward()
+        # the weights' gradient only: err.backward() would also accumulate into the model's
+        # parameters' .grad (a trainable network's, left for the caller's next optimiser step)
+        grads = torch.autograd.grad(err, free, allow_unused=True)
+        for d, g in zip(free, grads, strict=True):
+            d.grad = torch.zeros_like(d) if g is None else g
         return err
 
     opt = torch.optim.LBFGS(
@@ -207,6 +224,12 @@ def fit_weights(
             opt.step(objective)
         except _Spent:
             pass
+        if not math.isfinite(best["err"]):  # not silently DataIPNDM's weights, unchecked
+            raise NonFiniteError(
+                f"fit_weights: every solve of the warm-up batch on the grid {list(times)} was "
+                f"non-finite ({best['calls']} tried, DataIPNDM()'s weights first): check the "
+                "flow and x_warmup, or pass another spacing"
+            )
     weights = []
     for w, d in zip(base, best["free"], strict=True):
         row = torch.tensor(w, dtype=F64)
