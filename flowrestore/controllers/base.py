@@ -49,6 +49,7 @@ __all__ = [
     "positive_int",
     "positive_number",
     "rms_norm",
+    "set_numbers",
 ]
 
 
@@ -57,9 +58,18 @@ def rms_norm(v: Tensor) -> Tensor:
     return v.reshape(v.shape[0], -1).pow(2).mean(1).sqrt()
 
 
-def positive_number(name: str, value, *, allow_zero: bool = False) -> None:
-    """Refuse anything but a finite real number ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    finite_number(name, value, allow_zero=allow_zero)
+def positive_number(name: str, value, *, allow_zero: bool = False) -> float:
+    """``value`` as a Python float; refuse anything but a finite real number ``> 0`` (``>= 0``
+    with ``allow_zero``; numpy scalars welcome)."""
+    return finite_number(name, value, allow_zero=allow_zero)
+
+
+def set_numbers(obj, *names: str, allow_zero: bool = False) -> None:
+    """Check the frozen dataclass ``obj``'s fields ``names`` (:func:`positive_number`) and store
+    them as Python floats (a numpy scalar kept its type: ``np.float32`` in a repr, a config)."""
+    for name in names:
+        value = positive_number(name, getattr(obj, name), allow_zero=allow_zero)
+        object.__setattr__(obj, name, value)
 
 
 def positive_int(name: str, value) -> int:

@@ -13,8 +13,10 @@ local error estimate is ``O(h^k)``) and the RMS error norm
 * the first step is Hairer's starting step ``min(100 h0, (0.01 / max(d1, d2))^(1/k))`` with
   ``h0 = 0.01 d0/d1`` (``d0 = ‖x0‖``, ``d1 = ‖f0‖``, ``d2 = ‖f(t0 + h0, x0 + h0 f0) − f0‖/h0``,
   scaled norms), raised to ``min_step`` if below it, unless ``dt0`` is given;
-* every step is clipped to land exactly on the next target (a save time, then the end); a step
-  cut short that way says nothing about the natural size, so the larger one is kept.
+* every step is clipped to land exactly on the next target (a save time, then the end), and one
+  that would stop less than 1 % short of it is stretched onto it (Hairer's DOPRI5, within the
+  rule's ``limit_step``): no sliver of a step, costing a whole step's evaluations, is left; a
+  step cut short that way says nothing about the natural size, so the larger one is kept.
 
 A sample fails with ``step_size_underflow`` when its step falls below ``min_step`` or round-off
 (``non_finite`` when its error norm is not finite), and with ``max_steps_reached`` after
@@ -37,6 +39,7 @@ optionally :meth:`ErrorController.limit_step`), one file each: :class:`~flowrest
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,8 +52,8 @@ from flowrestore.controllers.base import (
     StepController,
     TimeRequest,
     positive_int,
-    positive_number,
     rms_norm,
+    set_numbers,
 )
 from flowrestore.controllers.error_run import ErrorRun
 from flowrestore.errors import (
@@ -111,33 +114,31 @@ class ErrorController(StepController):
     history: ClassVar[int] = 1
 
     def __post_init__(self):
-        positive_number("rtol", self.rtol, allow_zero=True)
-        positive_number("atol", self.atol, allow_zero=True)
+        set_numbers(self, "rtol", "atol", "min_step", allow_zero=True)
+        set_numbers(self, "safety", "dfactor", "ifactor")
         if self.rtol == 0 and self.atol == 0:
             raise ConfigError("rtol and atol cannot both be 0")
         object.__setattr__(self, "max_steps", positive_int("max_steps", self.max_steps))
-        positive_number("min_step", self.min_step, allow_zero=True)
-        positive_number("safety", self.safety)
         if self.safety > 1:
             raise ConfigError(f"safety must be in (0, 1], got {describe(self.safety)}")
-        positive_number("dfactor", self.dfactor)
-        positive_number("ifactor", self.ifactor)
         if not self.dfactor < 1 < self.ifactor:
             raise ConfigError(
                 f"need 0 < dfactor < 1 < ifactor, got dfactor={self.dfactor!r}, "
                 f"ifactor={self.ifactor!r}"
             )
         if self.dt0 is not None:
-            positive_number("dt0", self.dt0)
+            set_numbers(self, "dt0")
             if self.dt0 < self.min_step:
                 raise ConfigError(
                     f"dt0={self.dt0!r} is below min_step={self.min_step!r}: no step below "
                     "min_step is taken; raise dt0 or lower min_step"
                 )
-        if self.t_min is not None and not (
-            isinstance(self.t_min, (int, float)) and 0 < self.t_min < 1
-        ):
-            raise ConfigError(f"t_min must be in (0, 1), got {describe(self.t_min)}")
+        if self.t_min is not None:
+            if not (isinstance(self.t_min, numbers.Real) and not isinstance(self.t_min, bool)):
+                raise ConfigError(f"t_min must be a number in (0, 1), got {describe(self.t_min)}")
+            if not 0 < self.t_min < 1:  # NaN fails too
+                raise ConfigError(f"t_min must be in (0, 1), got {describe(self.t_min)}")
+            object.__setattr__(self, "t_min", float(self.t_min))
         if not isinstance(self.per_sample, bool):
             raise ConfigError(f"per_sample must be a bool, got {describe(self.per_sample)}")
 
@@ -167,9 +168,13 @@ class ErrorController(StepController):
         return min(solver.order, solver.error_order) + 1
 
     def error_norm(self, x: Tensor, x_new: Tensor, error: Tensor) -> Tensor:
-        """``‖err / (atol + rtol·max(|x|, |x_new|))‖_rms`` per sample ``[B]``."""
+        """``‖err / (atol + rtol·max(|x|, |x_new|))‖_rms`` per sample ``[B]`` (with ``atol = 0``
+        an element where ``x``, ``x_new`` and ``err`` are all 0 counts as 0, not ``0/0``)."""
         scale = self.atol + self.rtol * torch.maximum(x.abs(), x_new.abs())
-        return rms_norm(error / scale)
+        ratio = error / scale
+        if self.atol == 0:  # pure relative tolerance: an element that stays exactly 0 is exact
+            ratio = torch.where((scale == 0) & (error == 0), torch.zeros_like(ratio), ratio)
+        return rms_norm(ratio)
 
     def initial_step(self, x0: Tensor, f0: Tensor, probe, k: float, span: float) -> Tensor:
         """Starting |step| per sample ``[B]``; ``probe(h0)`` returns ``f(t0 + h0, x0 + h0 f0)``
@@ -178,6 +183,10 @@ class ErrorController(StepController):
             h = torch.full((x0.shape[0],), min(self.dt0, span), dtype=x0.dtype, device=x0.device)
             return self.limit_step(h)
         scale = self.atol + self.rtol * x0.abs()
+        if self.atol == 0:
+            # pure relative tolerance: an element exactly 0 at the start has no scale (0/0; its
+            # drift over 0 is infinite); the guess ignores it, the first step's error norm judges it
+            scale = torch.where(scale == 0, torch.full_like(scale, math.inf), scale)
         d0, d1 = rms_norm(x0 / scale), rms_norm(f0 / scale)
         h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
         # a non-finite sample (failed at once) must not hand a NaN time to the flow
@@ -241,7 +250,12 @@ class ErrorController(StepController):
         if lands:
             t_stop = self.resolved_t_min(request.preferred_t_min(self.rtol))
             if not abs(t0) > t_stop:
-                raise ConfigError(f"t_min={t_stop} must lie inside the span ({t0}, {t1})")
+                raise ConfigError(
+                    f"t_min={t_stop:.6g}, where the controlled steps stop before the singular end "
+                    f"{t1}, must lie inside the span ({t0}, {t1}): pass the controller a t_min "
+                    f"below {abs(t0):.6g} (e.g. PIController(t_min={abs(t0) / 10:.3g})) or step "
+                    "a fixed grid (steps=)"
+                )
         if isinstance(request.save_at, str):
             raise ConfigError(
                 "under error control the step times are not known in advance: pass "

@@ -25,6 +25,9 @@ __all__ = ["ErrorRun"]
 
 _UNKNOWN = object()  # the rows to step next are not known on the host yet
 
+#: a step reaching within this factor of its target lands on it (Hairer's ``1.01``)
+STRETCH = 1.01
+
 
 class _Attempt(NamedTuple):
     """The step the run proposed, kept for its report."""
@@ -133,7 +136,11 @@ class ErrorRun(ControllerRun):
         sel = (lambda v: v) if rows is None else (lambda v: v[rows])
         ta, ha, na = sel(self.t), sel(self.h), sel(self.next_target)
         target = self.targets[na]
-        clip = ha.abs() >= (target - ta).abs()
+        # a step that would stop within 1 % of its target is stretched onto it (Hairer's DOPRI5:
+        # no sliver of a step, a whole step's evaluations, left before a save time or the end),
+        # never past the rule's bound (``limit_step``: PID's dt_max)
+        reach = self.ctrl.limit_step(ha.abs() * STRETCH)
+        clip = torch.maximum(reach, ha.abs()) >= (target - ta).abs()
         hs = torch.where(clip, target - ta, ha)
         self._attempt = _Attempt(rows, ta, ha, hs, na, clip)
         if not self.per_sample:  # one time and step for the batch (all rows share them)

@@ -1,4 +1,4 @@
-"""The PI step-size rule (Gustafsson 1991; Hairer, Nørsett & Wanner, *Solving ODEs I*, §IV.2):
+"""The PI step-size rule (Gustafsson 1991; Hairer & Wanner, *Solving ODEs II*, §IV.2):
 after an accepted step with error norm ``e``, the next step is
 ``h · clip(safety · e^(−icoeff/k) · e_prev^(pcoeff/k), dfactor, ifactor)``, ``e_prev`` the norm of
 the previous accepted step (1 before there is one). Everything else — tolerances, rejection,
@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from flowrestore.controllers.base import positive_number
+from flowrestore.controllers.base import set_numbers
 from flowrestore.controllers.error import ErrorController
 
 __all__ = ["PIController"]
@@ -37,8 +37,8 @@ class PIController(ErrorController):
 
     def __post_init__(self):
         super().__post_init__()
-        positive_number("pcoeff", self.pcoeff, allow_zero=True)
-        positive_number("icoeff", self.icoeff)
+        set_numbers(self, "pcoeff", allow_zero=True)
+        set_numbers(self, "icoeff")
 
     def factor(self, e: Tensor, history: tuple[Tensor, ...], k: float) -> Tensor:
         """``safety · e^(−icoeff/k) · e_prev^(pcoeff/k)``."""

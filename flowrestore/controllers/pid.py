@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from flowrestore.controllers.base import positive_number
+from flowrestore.controllers.base import set_numbers
 from flowrestore.controllers.error import ErrorController
 from flowrestore.errors import ConfigError
 
@@ -56,11 +56,10 @@ class PIDController(ErrorController):
 
     def __post_init__(self):
         super().__post_init__()
-        positive_number("pcoeff", self.pcoeff, allow_zero=True)
-        positive_number("icoeff", self.icoeff)
-        positive_number("dcoeff", self.dcoeff, allow_zero=True)
+        set_numbers(self, "pcoeff", "dcoeff", allow_zero=True)
+        set_numbers(self, "icoeff")
         if self.dt_max is not None:
-            positive_number("dt_max", self.dt_max)
+            set_numbers(self, "dt_max")
             if self.dt_max < self.min_step:
                 raise ConfigError(
                     f"dt_max={self.dt_max!r} is below min_step={self.min_step!r}: every step "

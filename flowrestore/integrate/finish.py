@@ -119,9 +119,12 @@ def finish(
             return f"{place} ({solver!r})"
 
         _check_final(x, failures, what)
+    x_state = x
     if output != "posterior_mean":  # a clean estimate is already in the data's units
         x = flow.from_state(x, schedule.t1)
-    ts, traj = _trajectory(flow, schedule, traj, x)
+    if output != "posterior_mean" or schedule.lands:  # a failed sample stopped before the end
+        x = _failed_from_state(flow, x_state, x, t_final, failures)
+    ts, traj = _trajectory(flow, schedule, traj, x, failures)
     nfe, steps, rejected = counts.host()
     if stopped is not None and getattr(schedule, "full", None) is not None:
         for row, k in stopped.items():  # its steps up to the last finite state, as t_final says
@@ -153,7 +156,7 @@ def _controller_failures(ctl, failures: Failures, t_final: Tensor, counts) -> No
             failures.add(code, rows, msg)
 
 
-def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> None:
+def _tracked_failures(sums: Tensor, ctl, failures: Failures, solver) -> dict[int, int] | None:
     """Non-finite states found by the loop's per-step markers (:func:`finite_marker`): one host
     read, after the last step. A NaN or ±inf state makes its marker NaN, so the first non-finite
     marker of a sample is its first bad step.
@@ -231,8 +234,30 @@ def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> None
         )
 
 
-def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor):
-    """The saved times and states in the user's units (states were saved as integrated)."""
+def _failed_from_state(flow, x_state: Tensor, x: Tensor, t_final: Tensor, failures: Failures):
+    """``x`` with each failed sample's state in the user's units at the time it stopped
+    (``t_final``), not at the end it never reached (a diffusion model's state is scaled by
+    ``√(1 + σ²)``: converted at the end's ``σ``, its partial result was off by that factor)."""
+    if failures.status is None:
+        return x
+    bad = (failures.status != 0).nonzero().squeeze(1).tolist()
+    if not bad:
+        return x
+    t_host = t_final.detach().cpu().expand(failures.batch).tolist()
+    at: dict[float, list[int]] = {}  # the failed rows by the time they stopped at
+    for r in bad:
+        at.setdefault(t_host[r], []).append(r)
+    x = x.clone()
+    for t, group in at.items():
+        rows = rows_index(group, x.device)
+        x[rows] = flow.restrict(rows).from_state(x_state[rows], t)
+    return x
+
+
+def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor, failures: Failures):
+    """The saved times and states in the user's units (states were saved as integrated); a
+    landed end's slot holds the samples that reached it (NaN for a failed one, as every slot a
+    sample never reached)."""
     dtype, dev = x.dtype, x.device
     times = schedule.save_times
     if times is None:
@@ -246,7 +271,12 @@ def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor):
         if j != schedule.end_slot:
             traj[j] = flow.from_state(traj[j], times[j])
     if schedule.end_slot is not None:
-        traj[schedule.end_slot] = x
+        ok = failures.ok_rows()
+        if ok is None:
+            traj[schedule.end_slot] = x
+        elif ok:
+            rows = rows_index(ok, x.device)
+            traj[schedule.end_slot, rows] = x[rows]
     return ts, traj
 
 

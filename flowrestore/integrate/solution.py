@@ -25,9 +25,10 @@ __all__ = [
 class Stats:
     """Per-sample statistics (``[B]`` int64 CPU tensors).
 
-    ``nfe``: drift/predictor evaluations; ``steps``: accepted steps; ``rejected``: rejected steps
-    (adaptive solvers); ``status``: 0 success, 1 max_steps reached, 2 step-size underflow,
-    3 non-finite.
+    ``nfe``: drift/predictor evaluations (an error controller's start included: the drift at
+    ``t0`` and, without ``dt0``, Hairer's probe); ``steps``: accepted steps (the landing step
+    onto a singular end included); ``rejected``: rejected steps (adaptive solvers); ``status``:
+    0 success, 1 max_steps reached, 2 step-size underflow, 3 non-finite.
     """
 
     nfe: Tensor
@@ -36,7 +37,7 @@ class Stats:
     status: Tensor
 
     def summary(self) -> dict[str, float]:
-        """Mean and max NFE and steps over the batch."""
+        """The batch's mean and max NFE, mean accepted steps and total rejected steps."""
         return {
             "nfe_mean": float(self.nfe.double().mean()),
             "nfe_max": int(self.nfe.max()),
