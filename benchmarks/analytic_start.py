@@ -42,6 +42,7 @@ from flowrestore.integrate import estimate_start
 from . import fewnfe_problems as P
 from . import multimodal as M
 from .common import split_parser, splits
+from .landing_guard import less_accurate
 
 NFES = range(3, 11)
 #: name -> (solver given the estimates {"model": ..., "training": ...}, extra steps at equal
@@ -120,7 +121,8 @@ def run_problem(problem, warm, training, score) -> dict[str, dict[int, float]]:
                 if int(sol.stats.nfe.max()) != n:
                     raise AssertionError(f"{name}: {n + extra} steps cost {sol.stats.nfe.max()}")
                 s = (score or P.score)(problem, inst, sol.x)
-                worst = s if worst is None else max(worst, s)
+                # lower is better for both scores; a NaN (diverged) instance stays NaN
+                worst = s if worst is None else P.worse("rel", worst, s)
             row[n] = worst
         res[name] = row
     return res
@@ -155,7 +157,9 @@ def main(argv=None) -> None:
                 flush=True,
             )
             for off, on in PAIRS:
-                worse[on] += [(problem.name, n) for n in NFES if res[on][n] > res[off][n]]
+                worse[on] += [
+                    (problem.name, n) for n in NFES if less_accurate(res[on][n], res[off][n])
+                ]
             cells += len(NFES)
         for on, where in worse.items():
             print(f"{on} less accurate than without in {len(where)} of {cells} cells: {where}\n")

@@ -16,6 +16,8 @@ default's, the best peer's, and the chooser's time (one thread).
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import time
 
 import torch
@@ -55,12 +57,14 @@ def run(problem, split: str, power: float = 1.0, log=print) -> list[dict]:
                 x = fr.solve(inst.flow, c.solver, inst.x, steps=c.steps).x
             scores.append(P.score(problem, inst, x))
             names.append(short(c.solver) + ("" if c.nfe == n else f" [{c.nfe}]"))
-        worst = min(scores) if problem.kind == "psnr" else max(scores)
-        ours = {k: v[n] for k, v in res.items() if B.is_ours(k) and not B.is_fitted(k) and n in v}
-        peers = {k: v[n] for k, v in res.items() if not B.is_ours(k) and n in v}
+        worst = functools.reduce(lambda a, b: P.worse(problem.kind, a, b), scores)  # NaN stays
+        # a NaN row (a diverged answer) is never the best default or peer
+        finite = {k: v[n] for k, v in res.items() if n in v and not math.isnan(v[n])}
+        ours = {k: v for k, v in finite.items() if B.is_ours(k) and not B.is_fitted(k)}
+        peers = {k: v for k, v in finite.items() if not B.is_ours(k)}
         pick = min if problem.kind != "psnr" else max
-        bd = pick(ours.items(), key=lambda kv: kv[1])
-        bp = pick(peers.items(), key=lambda kv: kv[1])
+        bd = pick(ours.items(), key=lambda kv: kv[1], default=("–", math.nan))
+        bp = pick(peers.items(), key=lambda kv: kv[1], default=("–", math.nan))
         rows.append(
             {
                 "nfe": n,

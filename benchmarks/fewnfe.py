@@ -141,9 +141,10 @@ def _ours(inst, n: int) -> dict[str, torch.Tensor]:
     for name, grids in inst.extra.get("fitted", {}).items():
         if n in grids:
             with torch.no_grad():
-                out[f"{name}, fitted grid"] = fr.solve(
-                    inst.flow, OURS[name].make(), inst.x, grid=grids[n]
-                ).x
+                sol = fr.solve(inst.flow, OURS[name].make(), inst.x, grid=grids[n])
+            if int(sol.stats.nfe.max()) != n:
+                raise AssertionError(f"{name}, fitted grid: cost {sol.stats.nfe.max()} != {n}")
+            out[f"{name}, fitted grid"] = sol.x
     return out
 
 
@@ -300,18 +301,22 @@ def summary(problem, res) -> dict:
     kind = problem.kind
     rows = {}
     for n in sorted({n for v in res.values() for n in v}):
-        mine = [(v[n], k) for k, v in res.items() if k in OURS and n in v]
-        peer = [(v[n], k) for k, v in res.items() if not is_ours(k) and n in v]
+        # a NaN score (a diverged answer, ``fewnfe_problems.score``) is never a row's best:
+        # ``min``/``max`` over it depend on the rows' order
+        rows_n = {k: v[n] for k, v in res.items() if n in v and not math.isnan(v[n])}
+        mine = [(v, k) for k, v in rows_n.items() if k in OURS]
+        peer = [(v, k) for k, v in rows_n.items() if not is_ours(k)]
         pick = max if kind == "psnr" else min
-        best, best_name = pick(mine)
-        pbest, pname = pick(peer)
-        fitted = [(v[n], k) for k, v in res.items() if is_fitted(k) and n in v]
+        best, best_name = pick(mine) if mine else (math.nan, "–")
+        pbest, pname = pick(peer) if peer else (math.nan, "–")
+        fitted = [(v, k) for k, v in rows_n.items() if is_fitted(k)]
         rows[n] = {
             "ours": best,
             "ours_name": best_name,
             "peer": pbest,
             "peer_name": pname,
-            "ahead": P.better_or_equal(kind, best, pbest),
+            "ahead": not math.isnan(best)
+            and (math.isnan(pbest) or P.better_or_equal(kind, best, pbest)),
             "tie": P.tied(kind, best, pbest),
             "fitted": pick(fitted) if fitted else None,
         }

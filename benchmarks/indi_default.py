@@ -34,7 +34,8 @@ def peers(inst, n: int, which: str) -> dict[str, torch.Tensor]:
     """The peers' answers at ``n`` NFE on the default grid (``all``: also a uniform σ grid)."""
     flow, grid = inst.flow, default_grid(inst.flow, n)
     if which == "all":
-        grids = {"flowrestore's grid": grid, "uniform σ": torch.linspace(1.0, 0.0, n + 1)}
+        uniform = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)  # as benchmarks/fewnfe.py
+        grids = {"flowrestore's grid": grid, "uniform σ": uniform}
         return {k: v for k, v in _sigma_peers(inst, n, grids).items() if "Karras" not in k}
     x = ipndm(inst.denoise, flow.to_state(inst.x, 1.0), grid)[0]
     return {PEER: flow.from_state(x, 0.0)}

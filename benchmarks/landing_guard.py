@@ -28,6 +28,7 @@ Run: ``OMP_NUM_THREADS=1 python -m benchmarks.landing_guard [--split val|test|bo
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -62,6 +63,12 @@ def problems(split: str) -> list:
     return out
 
 
+def less_accurate(a: float, b: float) -> bool:
+    """Whether error ``a`` is worse than error ``b``; a diverged (NaN) ``a`` is, beside a finite
+    ``b`` (``NaN > b`` is False)."""
+    return a > b or (math.isnan(a) and not math.isnan(b))
+
+
 def main(argv=None) -> None:
     a = split_parser("python -m benchmarks.landing_guard", __doc__).parse_args(argv)
     torch.set_grad_enabled(False)
@@ -75,7 +82,7 @@ def main(argv=None) -> None:
             print(report(problem, res, "published / guarded"), flush=True)
             euler = res["Euler()"]
             for name in behind:
-                behind[name] += sum(res[name][n] > euler[n] for n in euler)
+                behind[name] += sum(less_accurate(res[name][n], euler[n]) for n in euler)
             cells += len(euler)
             print(f"\n({time.perf_counter() - t0:.0f} s)\n", flush=True)
         print(f"cells behind Euler (of {cells}): {behind}\n", flush=True)

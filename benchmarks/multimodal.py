@@ -119,18 +119,30 @@ def scores(inst: P.Instance, x) -> tuple[float, float, float]:
 
 
 def run_problem(problem: P.Problem, nfes, errors: list, log) -> list[dict]:
-    """Cells ``{problem, n, median, worst, wrong}``: per method the worst over the instances."""
+    """Cells ``{problem, n, median, worst, wrong}``: per method the worst over the instances (a
+    non-finite score stays in it and is listed in ``errors``). A method that failed on
+    any instance (an exception, a wrong evaluation count) is left out of the cell, as in
+    ``benchmarks.unseen.run_problem``: its worst over the other instances would understate it."""
     cells = []
     for n in nfes:
         t0, cell = time.perf_counter(), {"median": {}, "worst": {}, "wrong": {}}
+        failed: set[str] = set()
 
-        def fail(method, why, n=n):
+        def fail(method, why, n=n, failed=failed, drop=True):
+            if drop:
+                failed.add(method)
             errors.append({"problem": problem.name, "n": n, "method": method, "error": why})
 
         for inst in problem.instances:
             for name, x in U.answers(problem, inst, n, fail, {}, OURS).items():
                 for key, v in zip(("median", "worst", "wrong"), scores(inst, x), strict=True):
-                    cell[key][name] = max(cell[key].get(name, -math.inf), v)
+                    if key == "median" and not math.isfinite(v):
+                        fail(name, f"non-finite score {v}", drop=False)
+                    old = cell[key].get(name)
+                    cell[key][name] = v if old is None else P.worse("rel", old, v)
+        if "peers" in failed:  # a peer missing on one instance would understate its worst case
+            cell = {key: {k: v for k, v in d.items() if k in OURS} for key, d in cell.items()}
+        cell = {key: {k: v for k, v in d.items() if k not in failed} for key, d in cell.items()}
         cells.append({"problem": problem.name, "n": n, **cell})
         log(f"{problem.name} n={n} {time.perf_counter() - t0:.1f}s")
     return cells
