@@ -1,6 +1,7 @@
 """``python -m benchmarks [all|accuracy|fewnfe|overhead|gpu|dirac|fit] [--out DIR] [--quick]``.
 
-Writes ``DIR/results.md`` (markdown tables, the machine, the time of the run) and plots.
+Writes ``DIR/results.md`` (markdown tables, the machine, the time of the run) and plots; ``fit``
+only prints its table.
 """
 
 from __future__ import annotations

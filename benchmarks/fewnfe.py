@@ -545,7 +545,9 @@ if __name__ == "__main__":  # pragma: no cover
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--which", default="abcd", help="subset of problem groups, e.g. 'ad'")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None, help="folder for fewnfe.png (default: no plot)")
+    p.add_argument(
+        "--out", default=None, help="folder for fewnfe.png and fewnfe.json (default: neither)"
+    )
     p.add_argument("--only", default=None, help="only the problems whose name contains this")
     p.add_argument("--replot", default=None, help="redraw DIR/fewnfe.png from DIR/fewnfe.json")
     a = p.parse_args()
