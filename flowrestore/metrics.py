@@ -3,7 +3,10 @@
 All functions take batches ``[B, C, H, W]`` (a single ``[C, H, W]`` image is treated as ``B = 1``)
 and return a float64 tensor ``[B]`` on the input's device.
 
-- :func:`psnr`: ``10 log10(data_range² / MSE)``; identical images give ``+inf``.
+- :func:`psnr`: ``10 log10(data_range² / MSE)``; identical images give ``+inf``. ``data_range``
+  defaults to 1 for floating images and to the dtype's maximum for unsigned integer ones (255 for
+  ``uint8``, scikit-image's convention: a ``uint8`` image scored against a range of 1 is 48 dB
+  off); a signed-integer image must name it.
 - :func:`ssim`: ``skimage.metrics.structural_similarity`` per sample (Gaussian-weighted 11×11
   window, σ = 1.5, ``use_sample_covariance=False`` — the Wang et al. 2004 settings; ``channel_axis``
   set for C > 1, so colour SSIM is the mean over channels). The window needs both sides ``>= 11``;
@@ -59,28 +62,47 @@ def _pair(x, ref):
     return x, ref
 
 
-def _range(data_range) -> float:
-    return finite_number("data_range", data_range)
+def _range(data_range, ref: torch.Tensor) -> float:
+    """``data_range`` checked, or its default from ``ref``'s dtype: 1 for floating (and boolean)
+    images, the dtype's maximum for unsigned integers (255 for ``uint8``, scikit-image's
+    convention); a signed-integer image has no conventional range and must name one."""
+    if data_range is not None:
+        return finite_number("data_range", data_range)
+    if ref.is_floating_point() or ref.dtype == torch.bool:
+        return 1.0
+    info = torch.iinfo(ref.dtype)
+    if info.min < 0:
+        raise ConfigError(
+            f"data_range is required for a signed-integer image (no conventional range), got "
+            f"ref of dtype {ref.dtype} and data_range=None"
+        )
+    return float(info.max)
 
 
 #: the side of skimage's Gaussian window at σ = 1.5 (truncated at 3.5 σ): 2·int(3.5·1.5 + 0.5) + 1
 _SSIM_WINDOW = 11
 
 
-def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per sample ``[B]`` (``+inf`` where x equals ref)."""
+def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per sample ``[B]`` (``+inf`` where x equals ref).
+
+    ``data_range`` defaults to 1 for floating images and to the dtype's maximum for unsigned
+    integer ones (255 for ``uint8``, as ``skimage.metrics.peak_signal_noise_ratio`` infers it);
+    a signed-integer image must name it."""
     x, ref = _pair(x, ref)
-    data_range = _range(data_range)
+    data_range = _range(data_range, ref)
     mse = (x.double() - ref.double()).square().flatten(1).mean(dim=1)
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Structural similarity per sample ``[B]`` via ``skimage.metrics.structural_similarity``."""
+def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
+    """Structural similarity per sample ``[B]`` via ``skimage.metrics.structural_similarity``.
+
+    ``data_range`` defaults as in :func:`psnr` (1 for floating images, 255 for ``uint8``)."""
     from skimage.metrics import structural_similarity
 
     x, ref = _pair(x, ref)
-    data_range = _range(data_range)
+    data_range = _range(data_range, ref)
     if min(x.shape[-2:]) < _SSIM_WINDOW:
         raise ShapeError(
             f"ssim needs images of at least {_SSIM_WINDOW}×{_SSIM_WINDOW} pixels (its Gaussian "
@@ -111,7 +133,8 @@ def data_consistency(
         raise ShapeError(
             f"A(x) must have the shape of y_obs {tuple(y_obs.shape)}, got {describe(ax)}"
         )
-    return (y_obs.double() - ax.double()).flatten(1).norm(dim=1)
+    # reshape, not flatten(1): a measurement of one number per sample is ``[B]``
+    return (y_obs.double() - ax.double()).reshape(y_obs.shape[0], -1).norm(dim=1)
 
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -151,6 +174,9 @@ def feature_distance(
         raise ShapeError("feature_net returned a different number of layers for x and ref")
     total = 0.0
     for a, b in zip(fx, fr, strict=True):
+        # in float64: the 1e-10 guard underflows to 0 in float16, so an all-zero feature vector
+        # (a ReLU's, commonly) became 0/0 = NaN
+        a, b = a.double(), b.double()
         a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
         b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
         d = (a - b).square()

@@ -287,7 +287,8 @@ class GaussianDiffusionOracle:
 
     @widened
     def exact_map(self, x_start: Tensor, timestep=None) -> Tensor:
-        """The probability-flow map from ``x`` at ``timestep`` (default ``T − 1``) to ``t = 0``:
+        """The probability-flow map from ``x`` at ``timestep`` (default ``T − 1``) to the clean
+        image (``ᾱ = 1``, the flow's ``t = 0``; not the noise level of timestep 0):
         ``c + σ_c (x − a c) / √(a² σ_c² + b²)``."""
         timestep = self.num_train_timesteps - 1 if timestep is None else timestep
         x, a, b, c = self._coefficients(x_start, timestep)

@@ -24,6 +24,7 @@ import torch
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import (
+    HALF_DTYPES,
     PosteriorOracle,
     TimeLike,
     as_param,
@@ -246,16 +247,20 @@ class DiracMixture(PosteriorOracle):
                 f"A(x, t) must return shape [{b * k}, *{tuple(y_t.shape[1:])}] for {b * k} inputs, "
                 f"got {describe(ac)}"
             )
-        diff = y_t.unsqueeze(1) - ac.reshape(b, k, *y_t.shape[1:])
+        # ``A`` runs in the caller's dtype; the distances and the softmax in at least float32 (a
+        # half-precision squared distance overflows at 65504: NaN weights, as the InDI side avoids)
+        wide = torch.float32 if y_t.dtype in HALF_DTYPES else y_t.dtype
+        diff = y_t.unsqueeze(1).to(wide) - ac.reshape(b, k, *y_t.shape[1:]).to(wide)
         sqdist = (diff * diff).reshape(b, k, -1).sum(-1)
         sig = _unchecked_schedule(sigma)(tv)
-        sig = torch.as_tensor(sig, dtype=y_t.dtype, device=y_t.device)
+        sig = torch.as_tensor(sig, dtype=wide, device=y_t.device)
         if sig.dim() == 0:
             sig = sig.expand(b)
         if sig.shape != (b,):
             raise ShapeError(f"sigma(t) must return a scalar or shape [{b}], got {describe(sig)}")
         scale = 2 * (sig**2).reshape(b, 1)
-        return _softmax_from_sqdist(self.weights.to(y_t).log(), sqdist, scale)
+        log_w = self.weights.to(device=y_t.device, dtype=wide).log()
+        return _softmax_from_sqdist(log_w, sqdist, scale).to(y_t.dtype)
 
     def dirac_posterior_mean(
         self,
@@ -280,6 +285,7 @@ class DiracMixture(PosteriorOracle):
         (a :class:`DiracPredictor`: picklable whenever ``A`` and ``sigma`` are)."""
         return DiracPredictor(self, A, sigma)
 
+    @widened
     def denoising_posterior_weights(
         self, y: torch.Tensor, *, variance: float | torch.Tensor
     ) -> torch.Tensor:

@@ -25,11 +25,19 @@ equal the dense formula above.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
-from flowrestore.oracles._common import as_param, check_state, positive_float, standard_normal
+from flowrestore.oracles._common import (
+    as_param,
+    check_state,
+    positive_float,
+    standard_normal,
+    widened,
+)
 from flowrestore.tensors import repeat_blocks
 
 __all__ = ["LinearGaussianPosterior"]
@@ -53,7 +61,13 @@ class LinearGaussianPosterior:
     # ---------------------------------------------------------------- constructors
     @staticmethod
     def _prior(mean, std, event_shape) -> tuple[Tensor, Tensor]:
-        shape = tuple(int(s) for s in event_shape)
+        try:
+            shape = tuple(event_shape)
+        except TypeError:
+            shape = ()
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+            raise ConfigError(f"event_shape must be (C, H, W) ints, got {describe(event_shape)}")
+        shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ConfigError(f"event_shape must be (C, H, W), got {describe(event_shape)}")
         c, s = as_param(mean, "mean"), as_param(std, "std")
@@ -71,7 +85,13 @@ class LinearGaussianPosterior:
         c, s = cls._prior(mean, std, event_shape)
         if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
             mask = mask.to(torch.float64)
-        d = as_param(mask, "mask").expand(c.shape).clone()
+        d = as_param(mask, "mask")
+        try:
+            d = d.expand(c.shape).clone()
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"mask of shape {tuple(d.shape)} does not broadcast to event_shape {tuple(c.shape)}"
+            ) from exc
         sy = positive_float(noise_std, "noise_std", allow_zero=True)
         return cls("masked", c, s, sy, d)
 
@@ -98,8 +118,10 @@ class LinearGaussianPosterior:
         """Circular cross-correlation with a 2-D ``kernel`` ``[kh, kw]``; ``std`` a scalar."""
         c, s = cls._prior(mean, positive_float(std, "std"), event_shape)
         k = as_param(kernel, "kernel")
-        if k.dim() != 2 or k.shape[0] > c.shape[-2] or k.shape[1] > c.shape[-1]:
-            raise ConfigError(f"kernel must be 2-D and fit the image, got {describe(kernel)}")
+        if k.dim() != 2 or k.numel() == 0 or k.shape[0] > c.shape[-2] or k.shape[1] > c.shape[-1]:
+            raise ConfigError(
+                f"kernel must be 2-D, non-empty and fit the image, got {describe(kernel)}"
+            )
         h, w = c.shape[-2:]
         response = torch.zeros(h, w, dtype=torch.float64)
         ph, pw = k.shape[0] // 2, k.shape[1] // 2
@@ -119,8 +141,10 @@ class LinearGaussianPosterior:
             return (c, h // self.param, w // self.param)
         return self.event_shape
 
+    @widened
     def apply(self, x: Tensor) -> Tensor:
-        """``A x`` for ``x`` ``[B, C, H, W]`` (the oracle's own implementation)."""
+        """``A x`` for ``x`` ``[B, C, H, W]`` (the oracle's own implementation; a half-precision
+        ``x`` is computed in float32, which CPU FFTs need)."""
         x = check_state(x, self.event_shape, "x")
         if self.kind == "masked":
             return self.param.to(x) * x
@@ -137,9 +161,10 @@ class LinearGaussianPosterior:
         return x, ax + self.noise_std * noise
 
     # ---------------------------------------------------------------- the posterior
+    @widened
     def posterior_mean(self, y: Tensor) -> Tensor:
         """``μ_post`` for each measurement in ``y`` ``[B, *measurement_shape]`` (module
-        docstring)."""
+        docstring; a half-precision ``y`` is computed in float32 and returned in its dtype)."""
         y = check_state(y, self.measurement_shape, "y")
         c, var, sy2 = self.mean.to(y), self.std.to(y) ** 2, self.noise_std**2
         if self.kind == "masked":
