@@ -20,6 +20,17 @@ import flowrestore as fr  # noqa: E402
 from benchmarks import analytic_start, choose_solver, fewnfe, multimodal  # noqa: E402
 from benchmarks import fewnfe_problems as P  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _grad_mode_and_threads_restored():
+    """The benchmarks' ``main`` functions switch autograd off for the process (a script's
+    choice); a test that calls them must not leave it off for the tests after it."""
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    yield
+    torch.set_grad_enabled(grad)
+    torch.set_num_threads(threads)
+
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers on numpy 2
 
 
