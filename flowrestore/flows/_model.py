@@ -125,6 +125,15 @@ def check_guidance(cond: dict[str, Tensor], uncond, guidance_scale) -> tuple:
                 f"uncond[{key!r}] has shape {tuple(value.shape)}; it must match "
                 f"cond[{key!r}]'s {tuple(cond[key].shape)} (one row per sample)"
             )
+        # both halves go to the network in one torch.cat: int64 class labels next to a float
+        # null label became float (an embedding lookup failed inside the network), float32
+        # negative-prompt embeddings next to float16 ones made the batch float32
+        if value.dtype != cond[key].dtype or value.device != cond[key].device:
+            raise ConfigError(
+                f"uncond[{key!r}] is {value.dtype} on {value.device} but cond[{key!r}] is "
+                f"{cond[key].dtype} on {cond[key].device}: both halves of the guided batch must "
+                f"have the same dtype and device (uncond[{key!r}].to(cond[{key!r}]))"
+            )
     return uncond, float(guidance_scale)
 
 
@@ -163,6 +172,17 @@ def _floating_to(value, dtype: torch.dtype):
     if isinstance(value, Tensor) and value.is_floating_point():
         return value.to(dtype)
     return value
+
+
+def _doubled_channels(out: Tensor, x: Tensor) -> bool:
+    """Whether ``out`` is ``x``'s shape with twice its channels (dim 1): a learned variance."""
+    return (
+        isinstance(out, Tensor)
+        and out.dim() == x.dim() >= 2
+        and out.shape[0] == x.shape[0]
+        and out.shape[1] == 2 * x.shape[1]
+        and out.shape[2:] == x.shape[2:]
+    )
 
 
 def cond_for(cond: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
@@ -232,7 +252,8 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         model that also predicts its variance). With ``uncond`` and ``guidance_scale ≠ 1``: the
         guided output ``u + w (c − u)``, one call on the doubled batch (module docstring). A
         network whose parameters have another dtype than ``x`` gets its floating inputs in its
-        own dtype and returns in ``x``'s (:func:`network_dtype`)."""
+        own dtype and returns in ``x``'s (:func:`network_dtype`); its floating ``cond`` tensors
+        are cast to its dtype whatever the state's."""
         if self.uncond is None or self.guidance_scale == 1.0:
             return self._output(x, time, self.cond, split)
         cond_for(self.cond, x)
@@ -251,6 +272,9 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
     def _output(self, x: Tensor, time: Tensor, cond: dict[str, Tensor], split: bool) -> Tensor:
         cond = cond_for(cond, x)
         want = network_dtype(self.model)
+        if want is not None:  # float32 prompt embeddings for a float16 network on a float16
+            # state reached it uncast and failed inside it (mat1 and mat2 dtypes differ)
+            cond = {k: _floating_to(v, want) for k, v in cond.items()}
         if want is None or want == x.dtype:
             # the state itself reaches the model (flow matching, EDM): an in-place change of it
             # moved the solver's state silently (metadata only, as call_user checks InDI's)
@@ -265,8 +289,7 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
                     "new tensor instead (x = x / s)"
                 )
         else:  # a float16 network stepped in float32: its inputs in its dtype, its output back
-            inputs = {k: _floating_to(v, want) for k, v in cond.items()}
-            out = model_output(self.model(x.to(want), _floating_to(time, want), **inputs))
+            out = model_output(self.model(x.to(want), _floating_to(time, want), **cond))
             out = _floating_to(out, x.dtype)
         if split:
             if out.dim() < 2 or x.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
@@ -276,6 +299,14 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
                     f"(the prediction, then the variance)"
                 )
             out = out[:, : x.shape[1]]
+        elif self.check_outputs and _doubled_channels(out, x):
+            # check_output's bare "expected the state's shape" did not say what to do
+            raise PredictorOutputError(
+                f"model returned shape {tuple(out.shape)}, twice the input's {x.shape[1]} "
+                f"channels (state shape {tuple(x.shape)}): a model that also predicts its "
+                "variance (improved DDPM / ADM learn_sigma, variance_type='learned_range') needs "
+                "fr.DiffusionFlow(..., learned_variance=True), which keeps the first half"
+            )
         return check_output("model", out, x) if self.check_outputs else out
 
     def state_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -46,6 +46,7 @@ __all__ = [
     "load_model",
     "place",
     "require_scheduler",
+    "sampler_config",
     "scheduler_config",
     "scheduler_grid",
 ]
@@ -185,15 +186,27 @@ def load_model(obj, *, subfolders: tuple[str, ...], dtype=None, classes=None):
     )
 
 
+def _class_conditional(inner) -> bool:
+    """Whether a diffusers network needs ``class_labels``: a ``UNet2DModel``'s
+    ``class_embedding``, or a label embedder inside it (a DiT's ``LabelEmbedding``, in its
+    ada-norm blocks: it has no ``class_embedding`` and failed at the first evaluation with a bare
+    ``TypeError`` from ``embedding()``)."""
+    if getattr(inner, "class_embedding", None) is not None:
+        return True
+    if not isinstance(inner, torch.nn.Module):
+        return False
+    return any(type(m).__name__ == "LabelEmbedding" for m in inner.modules())
+
+
 def check_model_cond(model, cond, flow: str) -> None:
     """Refuse a class-conditional diffusers network (one with a class embedding, e.g. a
-    ``UNet2DModel`` with ``num_class_embeds``) without ``cond["class_labels"]``, and, for a
+    ``UNet2DModel`` with ``num_class_embeds`` or a DiT) without ``cond["class_labels"]``, and, for a
     module, ``cond`` that its ``forward`` cannot take: a required argument left out (a
     ``UNet2DConditionModel``'s ``encoder_hidden_states``) or a keyword it does not have. Both
     failed at the first evaluation, as a bare ``TypeError`` from inside the network."""
     inner = model.inner if isinstance(model, TimestepKeyword) else model
     cond = {} if cond is None else cond
-    if getattr(inner, "class_embedding", None) is not None and "class_labels" not in cond:
+    if _class_conditional(inner) and "class_labels" not in cond:
         raise ConfigError(
             f"the model is class-conditional ({type(inner).__name__} with a class embedding): "
             f"pass cond={{'class_labels': labels}} (one label per sample) to {flow}"
@@ -310,7 +323,30 @@ def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
             f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler; a "
             f"flow-matching one belongs to fr.FlowMatchingFlow), got {describe(scheduler)}"
         )
-    return zero_snr_as_zero(scheduler), dict(getattr(scheduler, "config", {}) or {})
+    return zero_snr_as_zero(scheduler), sampler_config(scheduler)
+
+
+def sampler_config(scheduler) -> dict:
+    """A scheduler's config without the clean-estimate clipping switches (``clip_sample``,
+    ``thresholding``) that its diffusers class does not take: ``from_config`` keeps every key of
+    the config it was built from, so ``EulerDiscreteScheduler.from_config(ddpm.config)`` (the
+    usual way to swap a pipeline's sampler) still read ``clip_sample=True``, which its ``step``
+    never applies, and the flow clipped where the scheduler did not."""
+    config = dict(getattr(scheduler, "config", {}) or {})
+    kind = type(scheduler)
+    if not kind.__module__.startswith("diffusers."):
+        return config
+    try:
+        params = inspect.signature(kind.__init__).parameters
+    except (TypeError, ValueError):
+        return config
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return config
+    return {k: v for k, v in config.items() if k not in _CLIP_SWITCHES or k in params}
+
+
+#: the config keys by which a diffusers scheduler clips its clean estimate
+_CLIP_SWITCHES = ("clip_sample", "thresholding")
 
 
 def zero_snr_as_zero(scheduler) -> Tensor:
@@ -370,10 +406,24 @@ grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its fina
             f"scheduler's alphas_cumprod (T={theirs.numel()}) differs from the flow's "
             f"(T={flow.num_train_timesteps}): build the flow from this scheduler"
         )
-    _check_clip(flow.clip, dict(getattr(scheduler, "config", {}) or {}), use_clipped_model_output)
+    _check_clip(flow.clip, sampler_config(scheduler), use_clipped_model_output)
     # a pipeline's set_timesteps(N, device="cuda"): the host's copy (the CPU table indexed it)
     ts = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).reshape(-1)
     final = getattr(scheduler, "final_alpha_cumprod", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if final is None and isinstance(sigmas, Tensor) and sigmas.numel() > 0:
+        # a σ-based scheduler (Euler, DPM-Solver, ...) ends at its last σ, not at ᾱ = 1: with
+        # final_sigmas_type="sigma_min" its last step stays at σ_min (a zero-length step) and it
+        # returns the still noisy x̄ there, which the grid onto t = 0 silently did not reproduce
+        end = float(sigmas.detach().reshape(-1)[-1].cpu())  # host-side planning, not a step
+        if end != 0:
+            setting = getattr(getattr(scheduler, "config", None), "final_sigmas_type", None)
+            raise ConfigError(
+                f"this {type(scheduler).__name__} ends at sigma = {end:.6g} "
+                f"(final_sigmas_type={setting!r}), not at sigma = 0 where this grid's final "
+                "step lands (the clean image): build the scheduler with "
+                "final_sigmas_type='zero', or lay the grid with flow.grid_from_timesteps"
+            )
     final = 1.0 if final is None else float(final)
     if check and type(scheduler).__name__ == "DDIMScheduler":
         n = int(scheduler.num_inference_steps)

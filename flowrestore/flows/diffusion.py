@@ -302,7 +302,8 @@ class DiffusionFlow(ModelFlow):
 
     def timestep(self, sigma: Tensor) -> Tensor:
         """The continuous timestep of noise level ``sigma`` (log-SNR interpolation, extended
-        linearly beyond the trained range unless ``clamp_timesteps``), in ``sigma``'s dtype. A
+        linearly beyond the trained range unless ``clamp_timesteps``; ``σ = 0``, where that
+        extension is ``−∞``, is timestep 0), in ``sigma``'s dtype. A
         half-precision ``sigma`` is looked up in float32: in bf16 neighbouring levels of the
         table coincide (timesteps below ``σ_0`` were 9 % off). The result is then rounded to
         ``sigma``'s dtype, the model's input dtype: in bf16 a timestep in ``[256, 1000)`` lands
@@ -314,6 +315,10 @@ class DiffusionFlow(ModelFlow):
         j = (torch.searchsorted(table, mu.detach().contiguous()) - 1).clamp(0, table.numel() - 2)
         lo, hi = table[j], table[j + 1]
         tau = j.to(work) + (mu - lo) / (hi - lo)
+        # σ = 0 (t = 0, the clean end): the extension's timestep is −∞, which a network's
+        # sinusoidal embedding turns into NaN (flow.denoise(0, x) was NaN even for an ε-model,
+        # whose D = x̄ − 0·ε̂ = x̄); the smallest trained timestep is queried there instead
+        tau = torch.where(s == 0, torch.zeros_like(tau), tau)
         if self.clamp_timesteps:
             tau = tau.clamp(0, self.num_train_timesteps - 1)
         return tau.to(sigma.dtype)

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 _SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+#: diffusers' rectified-flow schedulers: the same model convention (``timestep = σ·T``, the
+#: velocity ``ε − x_0``, ``shift``), whichever sampler steps it; Heun's and LCM's were refused as
+#: "no flow-matching scheduler", so a pipeline folder saved with one could not be loaded
+_FLOW_SCHEDULERS = (_SCHEDULER, "FlowMatchHeunDiscreteScheduler", "FlowMatchLCMScheduler")
 
 
 class FlowMatchingFlow(ModelFlow):
@@ -181,7 +185,9 @@ class FlowMatchingFlow(ModelFlow):
     def grid_from_scheduler(self, scheduler) -> Tensor:
         """The σ grid of a ``FlowMatchEulerDiscreteScheduler`` after ``set_timesteps`` (float64,
         ending at 0): ``fr.solve(flow, fr.Euler(), x, grid=flow.grid_from_scheduler(s))`` is its
-        deterministic sampler."""
+        deterministic sampler; on a ``FlowMatchHeunDiscreteScheduler``'s (whose ``sigmas`` repeat
+        every inner level, once per Heun stage: the distinct levels) ``fr.Heun()`` is its
+        sampler."""
         if getattr(scheduler, "alphas_cumprod", None) is not None:  # DDIM: "no sampling grid"
             raise ConfigError(
                 f"scheduler must be a {_SCHEDULER}, got a {type(scheduler).__name__} (a "
@@ -207,6 +213,10 @@ class FlowMatchingFlow(ModelFlow):
                 f"{self.num_train_timesteps}: build the flow from this scheduler"
             )
         grid = torch.as_tensor(sigmas).detach().to("cpu", torch.float64).reshape(-1)
+        if type(scheduler).__name__ == "FlowMatchHeunDiscreteScheduler":
+            # σ_0, σ_1, σ_1, σ_2, σ_2, …, 0: each inner level twice (a Heun step's two stages);
+            # its steps are the distinct levels, on which fr.Heun() is its sampler
+            grid = torch.unique_consecutive(grid)
         return check_grid(grid, time_range=(0.0, 1.0), direction=-1, name="scheduler.sigmas")
 
     @classmethod
@@ -328,9 +338,10 @@ def flow_matching_config(scheduler, *, mu=None, image_seq_len=None) -> dict:
     ``FlowMatchEulerDiscreteScheduler`` (object, config dict or path; module docstring)."""
     config = scheduler_config(scheduler)
     name = config.get("_class_name")
-    if name is not None and name != _SCHEDULER:
+    if name is not None and name not in _FLOW_SCHEDULERS:
         raise ConfigError(
-            f"a flow-matching model needs a {_SCHEDULER}, got a {name}; a DDPM/DDIM-type "
+            f"a flow-matching model needs a {_SCHEDULER} (or another rectified-flow scheduler "
+            f"of diffusers: {', '.join(_FLOW_SCHEDULERS[1:])}), got a {name}; a DDPM/DDIM-type "
             "scheduler belongs to fr.DiffusionFlow.from_diffusers"
         )
     if config.get("invert_sigmas"):
