@@ -141,20 +141,24 @@ def test_split_landing_worst_vs_euler_reports_a_diverged_cell():
     assert "+inf dB @ 4" in split_landing.table(res)
 
 
-def test_fewnfe_rows_cost_exactly_n_model_evaluations(monkeypatch):
-    # count the model's calls (not the loop's own count, nor the peers' formulas): every row of
-    # the few-NFE table at n NFE — flowrestore's and the peers' — evaluates the model n times
-    problem = P.diffusion_oracles("linear", "epsilon", "val", dim=8, batch=4, seeds=(7,))
-    (inst,) = problem.instances
-    calls = [0]
-    cls = type(inst.flow.model)
-    call = cls.__call__
+def _count_calls(monkeypatch, cls) -> list[int]:
+    """``[n]``: the calls made to instances of ``cls`` from now on (``n`` settable)."""
+    calls, call = [0], cls.__call__
 
     def counted(self, *a, **k):
         calls[0] += 1
         return call(self, *a, **k)
 
     monkeypatch.setattr(cls, "__call__", counted)
+    return calls
+
+
+def test_fewnfe_rows_cost_exactly_n_model_evaluations(monkeypatch):
+    # count the model's calls (not the loop's own count, nor the peers' formulas): every row of
+    # the few-NFE table at n NFE — flowrestore's and the peers' — evaluates the model n times
+    problem = P.diffusion_oracles("linear", "epsilon", "val", dim=8, batch=4, seeds=(7,))
+    (inst,) = problem.instances
+    calls = _count_calls(monkeypatch, type(inst.flow.model))
     for n in (3, 4, 7):
         calls[0] = 0
         ours = fewnfe._ours(inst, n)
@@ -190,15 +194,7 @@ def test_fewnfe_fitted_rows_cost_exactly_n_model_evaluations(monkeypatch):
     problem = P.diffusion_oracles("linear", "epsilon", "val", dim=8, batch=4, seeds=(7,))
     fewnfe.prepare_fits(problem, fewnfe.warmups(problem, "val"), (4,), lambda *a: None, 8)
     (inst,) = problem.instances
-    calls = [0]
-    cls = type(inst.flow.model)
-    call = cls.__call__
-
-    def counted(self, *a, **k):
-        calls[0] += 1
-        return call(self, *a, **k)
-
-    monkeypatch.setattr(cls, "__call__", counted)
+    calls = _count_calls(monkeypatch, type(inst.flow.model))
     answers = fewnfe._ours(inst, 4)
     fitted = [k for k in answers if fewnfe.is_fitted(k)]
     assert len(fitted) == 5 and fewnfe.START_ROW in fitted, fitted
@@ -247,15 +243,7 @@ def test_unseen_rows_cost_exactly_n_model_evaluations(monkeypatch, family):
 
     problem = unseen.make_problem(family, 0.05, 1.0, seeds=(7,), dim=8, batch=4)
     (inst,) = problem.instances
-    calls = [0]
-    cls = type(inst.flow.model)
-    call = cls.__call__
-
-    def counted(self, *a, **k):
-        calls[0] += 1
-        return call(self, *a, **k)
-
-    monkeypatch.setattr(cls, "__call__", counted)
+    calls = _count_calls(monkeypatch, type(inst.flow.model))
     for n in (3, 6):
         calls[0], errors = 0, []
         out = unseen.answers(problem, inst, n, lambda *a, e=errors: e.append(a), {})
