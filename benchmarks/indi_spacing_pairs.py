@@ -54,7 +54,8 @@ import flowrestore as fr
 from benchmarks import fewnfe_problems as P
 from benchmarks import indi_spacing as B
 from benchmarks.indi_spacing import MODELS, NONE, _spec
-from flowrestore.pretrained import _write_atomic, _write_registry_file
+from flowrestore.paths import write_atomic
+from flowrestore.pretrained import _write_registry_file
 
 SOLVERS = {"Bosh3()": fr.Bosh3, "Dopri5()": fr.Dopri5}
 STEPS = tuple(range(3, 11))
@@ -251,7 +252,7 @@ def write(res, path=None, when: str = "", tasks_path=None) -> dict:
         _merge(record["tasks"][task], model, res, choice, when)
     _write_registry_file(path, registry)  # atomic: a failed write leaves the registry whole
     text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-    _write_atomic(tasks_path, lambda f: f.write(text.encode()))
+    write_atomic(tasks_path, lambda f: f.write(text.encode()))
     return choice
 
 

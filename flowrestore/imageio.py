@@ -23,12 +23,12 @@ the colour channels and the alpha channel apart, the bit depth, and the metadata
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
 import sys
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from flowrestore.errors import ConfigError, NonFiniteError, ShapeError, describe
+from flowrestore.paths import write_atomic
 
 __all__ = [
     "Picture",
@@ -333,17 +334,6 @@ def from_tensor(x: torch.Tensor, like: Picture) -> Picture:
     return replace(like, colour=np.ascontiguousarray(colour), alpha=alpha, notes=list(like.notes))
 
 
-def _temporary_name(name: str) -> str:
-    """The hidden name ``write_image`` writes before its rename: the output's own name when that
-    stays within the 255 bytes file systems allow, else a digest of it (an output name near the
-    limit is valid; its temporary name with a suffix was not)."""
-    tmp = f".{name}.tmp{os.getpid()}"
-    if len(os.fsencode(tmp)) <= 255:
-        return tmp
-    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
-    return f".flowrestore-{digest}.tmp{os.getpid()}"
-
-
 def write_image(path, pic: Picture) -> None:
     """Write ``pic`` as PNG to ``path`` (8- or 16-bit, with alpha, EXIF, ICC and ``pic.text``);
     atomic."""
@@ -351,25 +341,23 @@ def write_image(path, pic: Picture) -> None:
     if pic.bits not in (8, 16):
         raise ConfigError(f"write_image: bits must be 8 or 16, got {describe(pic.bits)}")
     arr = pic.colour if pic.alpha is None else np.dstack([pic.colour, pic.alpha])
-    tmp = path.with_name(_temporary_name(path.name))
-    try:
-        if pic.bits == 16:
-            _write_png16(tmp, arr, exif=pic.exif, icc=pic.icc, text=pic.text)
-        else:
-            from PIL import Image, PngImagePlugin
 
-            im = Image.fromarray(np.ascontiguousarray(arr))
-            kw = {k: v for k, v in (("exif", pic.exif), ("icc_profile", pic.icc)) if v}
-            if pic.text:
-                info = PngImagePlugin.PngInfo()
-                for key, value in pic.text.items():
-                    info.add_text(key, value)
-                kw["pnginfo"] = info
-            im.save(tmp, format="PNG", **kw)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    def fill(f) -> None:
+        if pic.bits == 16:
+            _write_png16(f, arr, exif=pic.exif, icc=pic.icc, text=pic.text)
+            return
+        from PIL import Image, PngImagePlugin
+
+        im = Image.fromarray(np.ascontiguousarray(arr))
+        kw = {k: v for k, v in (("exif", pic.exif), ("icc_profile", pic.icc)) if v}
+        if pic.text:
+            info = PngImagePlugin.PngInfo()
+            for key, value in pic.text.items():
+                info.add_text(key, value)
+            kw["pnginfo"] = info
+        im.save(f, format="PNG", **kw)
+
+    write_atomic(path, fill)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -379,13 +367,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def _write_png16(
     path, arr: np.ndarray, *, exif: bytes | None, icc: bytes | None, text: dict | None = None
 ) -> None:
-    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count), rows 'Up'-filtered."""
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by the channel count), rows 'Up'-filtered,
+    written to ``path`` (a file name or an open binary file)."""
     h, w = arr.shape[:2]
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * channels * 2)
     comp = zlib.compressobj(6)
-    with open(path, "wb") as f:
+    with open(path, "wb") if isinstance(path, (str, os.PathLike)) else nullcontext(path) as f:
         f.write(b"\x89PNG\r\n\x1a\n")
         f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)))
         if icc:

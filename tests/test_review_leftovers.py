@@ -269,3 +269,30 @@ def test_fit_grid_on_a_flow_whose_time_increases():
     assert float((fitted - exact).norm()) < 0.5 * float((uniform - exact).norm())
     with pytest.raises(fr.errors.GridError, match="wrong direction"):
         fit_grid(flow, fr.Heun(), warm, 3, t_span=(1.0, 0.0))
+
+
+def test_one_atomic_writer_for_every_output(tmp_path):
+    """Images, checkpoints, weights and the registry go through ``paths.write_atomic`` (three
+    copies of the temporary-file-then-rename dance before): a failed write leaves the old file
+    and no temporary one, a replaced file keeps its permissions, a new one gets ``open``'s."""
+    import os
+
+    from flowrestore.paths import write_atomic
+
+    target = tmp_path / "a.bin"
+    write_atomic(target, lambda f: f.write(b"one"))
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777  # as open() gives
+    os.chmod(target, 0o600)
+
+    def half_then_fail(f):
+        f.write(b"tw")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(target, half_then_fail)
+    assert target.read_bytes() == b"one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "probe"]
+    write_atomic(target, lambda f: f.write(b"two"))
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o600

@@ -52,6 +52,7 @@ from importlib import resources
 
 from flowrestore.errors import ConfigError, describe
 from flowrestore.methods import ModelSpec
+from flowrestore.paths import write_atomic
 
 __all__ = [
     "pretrained",
@@ -84,36 +85,10 @@ def _registry() -> dict:
     return data.get("models", {})
 
 
-def _write_atomic(path, write) -> None:
-    """Replace the file ``path`` atomically: ``write(f)`` fills a temporary file next to it (a
-    binary file object), flushed to disk, then ``os.replace``; on any failure the temporary file is
-    removed and ``path`` keeps its old content (a full disk never leaves a truncated registry or
-    weights file). The tools that rewrite ``registry.json`` and the weights use it."""
-    import os
-    import tempfile
-
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".flowrestore-tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_registry_file(path, data: dict) -> None:
     """Write a registry (``{"format": ..., "models": {...}}``) to ``path`` atomically."""
     text = json.dumps(data, indent=1) + "\n"
-    _write_atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def list_pretrained() -> list[str]:

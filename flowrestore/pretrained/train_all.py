@@ -38,7 +38,8 @@ import torch
 
 from flowrestore.errors import ConfigError
 from flowrestore.methods import ModelSpec
-from flowrestore.pretrained import _write_atomic, _write_registry_file
+from flowrestore.paths import write_atomic
+from flowrestore.pretrained import _write_registry_file
 from flowrestore.training.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -172,7 +173,7 @@ def _prepare(name: str, ckpt_path: Path, *, seconds: float | None = None) -> tup
 
 def _write_weights(name: str, weights: bytes) -> None:
     """Write ``<name>.pt`` atomically (a full disk leaves the old weights in place)."""
-    _write_atomic(HERE / f"{name}.pt", lambda f: f.write(weights))
+    write_atomic(HERE / f"{name}.pt", lambda f: f.write(weights))
 
 
 def export(name: str, ckpt_path: Path, *, seconds: float | None = None) -> dict:

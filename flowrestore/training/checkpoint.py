@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from flowrestore.errors import ConfigError, describe
+from flowrestore.paths import write_atomic
 from flowrestore.training.ema import EMA
 
 __all__ = [
@@ -113,16 +114,7 @@ def save_checkpoint(
         )
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a truncated temporary file behind
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
     return path
 
 
