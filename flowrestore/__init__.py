@@ -7,10 +7,12 @@ The public API is flat::
 
 Names load on first use: ``import flowrestore`` itself imports nothing heavy (no torch), so the
 command line answers ``--help`` at once. A new export is its name in ``_EXPORTS`` (``__all__`` is
-built from it).
+built from it). Every submodule is reachable as an attribute too (``fr.flows.bcast``,
+``fr.errors.SolveFailure``), whatever was imported before.
 """
 
-import importlib
+from importlib import import_module as _import_module
+from importlib.util import find_spec as _find_spec
 
 # ``fr.pretrained`` is a callable object named like its module: bind it now (the module imports
 # no torch), so that a later import of ``flowrestore.pretrained.*`` cannot put the module there.
@@ -127,13 +129,24 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        value = importlib.import_module(f"flowrestore.{name}")
+        value = _import_module(f"flowrestore.{name}")
     elif name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
+        value = getattr(_import_module(_WHERE[name]), name)
+    elif _is_submodule(name):  # e.g. fr.flows: else there only once something imported it
+        value = _import_module(f"flowrestore.{name}")
     else:
         raise AttributeError(f"module 'flowrestore' has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether ``flowrestore.<name>`` is a module of the package (no private or dotted names)."""
+    return (
+        name.isidentifier()
+        and not name.startswith("_")
+        and _find_spec(f"flowrestore.{name}") is not None
+    )
 
 
 def __dir__():

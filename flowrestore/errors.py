@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 
 class FlowRestoreError(Exception):
@@ -83,18 +84,24 @@ class ConfigError(FlowRestoreError, ValueError):
 
 
 def describe(value) -> str:
-    """Short human description of a value for error messages (tensors by shape/dtype/device)."""
-    try:
-        import torch
+    """Short human description of a value for error messages (tensors by shape/dtype/device).
 
-        if isinstance(value, torch.Tensor):
-            if value.numel() <= 6:
-                values = value.detach().cpu().tolist()
-                return f"tensor({values}, dtype={value.dtype}, device={value.device})"
-            return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
-    except ImportError:  # pragma: no cover
-        pass
-    text = repr(value)
+    Never raises (it runs while an error is being reported: a failure here would hide that
+    error) and never imports torch (a value cannot be a tensor unless torch is loaded already,
+    so the command line's light paths stay light)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        where = f"dtype={value.dtype}, device={value.device}"
+        if value.numel() <= 6:
+            try:  # a meta or sparse tensor has no values to show
+                return f"tensor({value.detach().cpu().tolist()}, {where})"
+            except Exception:  # noqa: BLE001 - fall back to the shape
+                pass
+        return f"tensor(shape={tuple(value.shape)}, {where})"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user object whose repr fails
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -112,10 +119,19 @@ def finite_number(name: str, value, *, allow_zero: bool = False) -> float:
     ok = (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and _is_finite(value)
         and (value > 0 or (allow_zero and value == 0))
     )
     if not ok:
         want = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise ConfigError(f"{name} must be {want}, got {describe(value)}")
     return float(value)
+
+
+def _is_finite(value) -> bool:
+    """``math.isfinite`` that calls an int past float's range (``10**400``) not finite instead
+    of raising ``OverflowError``."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -5,7 +5,10 @@ goes through (restored images, checkpoints, shipped weights, the registry). No t
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -16,11 +19,15 @@ __all__ = ["check_output_dir", "write_atomic"]
 
 def check_output_dir(out_dir) -> Path:
     """Create ``out_dir`` (a path: ``str`` or ``os.PathLike``) if needed and check that a file
-    can be written there; returns it as a :class:`~pathlib.Path`."""
+    can be written there; returns it as a :class:`~pathlib.Path`. An empty string is refused
+    (``Path("")`` is the working folder)."""
     if not isinstance(out_dir, (str, os.PathLike)):
         raise ConfigError(
             f"output folder must be a path (str or PathLike), got {describe(out_dir)}"
         )
+    if isinstance(out_dir, str) and not out_dir:
+        # Path("") is the working folder: an unset variable (--out "$OUT") would write there
+        raise ConfigError(f"output folder must be a non-empty path, got {out_dir!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output folder {str(out)!r} is an existing file, not a folder")
@@ -40,11 +47,24 @@ def check_output_dir(out_dir) -> Path:
     return out
 
 
-def _new_file_mode() -> int:
-    """The permissions ``open(path, "w")`` would give a new file (``0o666`` less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+_TMP_PREFIX = ".flowrestore-tmp-"
+
+
+def _open_temporary(folder: str) -> tuple[int, str]:
+    """A new, empty temporary file in ``folder`` (a short random name), opened for writing.
+
+    Created with mode ``0o666`` so that the kernel applies the umask (and a folder's default
+    ACL) exactly as ``open(path, "w")`` would; reading the umask with ``os.umask`` instead would
+    set it to 0 process-wide for a moment, and a file another thread creates then is
+    world-writable."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, _TMP_PREFIX + secrets.token_hex(4))
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
 
 
 def write_atomic(path, write) -> None:
@@ -52,18 +72,39 @@ def write_atomic(path, write) -> None:
     binary file object; a short random name, so an output name near the 255-byte limit still
     works), flushed to disk, then ``os.replace``. On any failure the temporary file is removed
     and ``path`` keeps its old content (a full disk or an interrupt never leaves a truncated
-    file). A replaced file keeps its permissions; a new one gets those ``open`` would give."""
+    file). A replaced file keeps its permissions; a new one gets those ``open`` would give. A
+    symbolic link is followed (its target is replaced, the link stays), as ``open`` would. The
+    folder must exist: a missing folder, a name too long for the file system or a ``path`` that
+    is a folder raise the :class:`OSError` ``open`` would (naming ``path``) before ``write`` is
+    called."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".flowrestore-tmp-")
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if os.path.islink(path):  # replace the link's target, not the link
+        path = os.path.realpath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    folder = os.path.dirname(path) or "."
+    name = os.path.basename(path)
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(os.fsencode(name)) > name_max:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+    try:
+        fd, tmp = _open_temporary(folder)
+    except OSError as exc:  # name the user's file, not the temporary one (as open() would)
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else _new_file_mode()
-        os.chmod(tmp, mode)
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise

@@ -16,8 +16,9 @@ from flowrestore.errors import ConfigError, describe
 
 __all__ = ["DEVICE_PATTERN", "default_threads", "set_threads", "resolve_device"]
 
-#: The device names accepted: cpu, cuda and cuda:N.
-DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
+#: The device names accepted: cpu, cuda and cuda:N (ASCII digits: ``\d`` would take ``cuda:١``,
+#: which torch refuses with a bare ``RuntimeError``).
+DEVICE_PATTERN = r"cpu|cuda(:[0-9]+)?"
 
 
 def default_threads() -> int:
@@ -69,7 +70,7 @@ def resolve_device(device=None, *, hint: str = "use --device cpu"):
         if not torch.cuda.is_available():
             return torch.device("cpu")
         rank = os.environ.get("LOCAL_RANK", "0")
-        if not rank.isdigit():
+        if not re.fullmatch("[0-9]+", rank):  # str.isdigit takes "²", which int() refuses
             raise ConfigError(
                 f"LOCAL_RANK must be a non-negative int (the process's CUDA device), got "
                 f"{rank!r}; {hint}"
