@@ -70,13 +70,13 @@ def _open_temporary(folder: str) -> tuple[int, str]:
 def write_atomic(path, write) -> None:
     """Replace the file ``path`` atomically: ``write(f)`` fills a temporary file next to it (a
     binary file object; a short random name, so an output name near the 255-byte limit still
-    works), flushed to disk, then ``os.replace``. On any failure the temporary file is removed
-    and ``path`` keeps its old content (a full disk or an interrupt never leaves a truncated
-    file). A replaced file keeps its permissions; a new one gets those ``open`` would give. A
-    symbolic link is followed (its target is replaced, the link stays), as ``open`` would. The
-    folder must exist: a missing folder, a name too long for the file system or a ``path`` that
-    is a folder raise the :class:`OSError` ``open`` would (naming ``path``) before ``write`` is
-    called."""
+    works), flushed to disk, then ``os.replace``, then the folder flushed (so the new name
+    survives a crash). On any failure the temporary file is removed and ``path`` keeps its old
+    content (a full disk or an interrupt never leaves a truncated file). A replaced file keeps
+    its permissions; a new one gets those ``open`` would give. A symbolic link is followed (its
+    target is replaced, the link stays), as ``open`` would. The folder must exist: a missing
+    folder, a name too long for the file system or a ``path`` that is a folder raise the
+    :class:`OSError` ``open`` would (naming ``path``) before ``write`` is called."""
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
@@ -108,3 +108,20 @@ def write_atomic(path, write) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder: str) -> None:
+    """Flush the folder's entry for the renamed file to disk (POSIX: without it a crash right
+    after a successful write can leave the old file, or none, under the name). Best effort: a
+    platform or file system that cannot open or sync a folder (Windows) is left as it is."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

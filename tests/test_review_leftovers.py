@@ -4,6 +4,7 @@ before its fix."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -296,3 +297,29 @@ def test_one_atomic_writer_for_every_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "probe"]
     write_atomic(target, lambda f: f.write(b"two"))
     assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o600
+
+
+def test_write_atomic_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """Was: the folder was never synced, so after a crash the renamed file could be missing
+    although the write had reported success (POSIX: a rename is durable once its folder is)."""
+    import stat
+
+    from flowrestore import paths
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(kind)
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append("rename")
+        real_replace(a, b)
+
+    monkeypatch.setattr(paths.os, "fsync", fsync)
+    monkeypatch.setattr(paths.os, "replace", replace)
+    paths.write_atomic(tmp_path / "a.bin", lambda f: f.write(b"abc"))
+    assert events == ["file", "rename", "folder"]
+    assert (tmp_path / "a.bin").read_bytes() == b"abc"
