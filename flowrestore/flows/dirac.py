@@ -43,14 +43,13 @@ by :meth:`DiracSDE.check_state`.
 The copy a solve integrates (:meth:`DiracSDE.for_solve`) evaluates ``σ`` and ``A_t`` on the loop's
 times without checking them again — the solve validated every time against ``time_range`` when it
 was planned — so a step reads no device value (no host synchronisation; ``torch.compile``
-traces it). Called directly, the flow checks the times it is given, like any public call.
+traces it). Called directly, the flow checks the times it is given, like any public call, and
+takes a real number ``t`` in the state's dtype and device.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,8 +61,10 @@ from flowrestore.errors import (
     ArgumentTypeError,
     ConfigError,
     FlowRestoreError,
+    PredictorOutputError,
     ShapeError,
     describe,
+    finite_number,
 )
 from flowrestore.flows.base import SDE, batch_time, bcast, check_output
 from flowrestore.schedules import Schedule, as_schedule, as_time_tensor, check_on_unit_interval
@@ -108,16 +109,13 @@ def _check_guidance(guidance, guidance_scaling):
         )
     if guidance is None or callable(guidance):
         return guidance
-    if (
-        isinstance(guidance, bool)
-        or not isinstance(guidance, numbers.Real)
-        or not math.isfinite(guidance)
-        or guidance < 0
-    ):
+    try:  # an int past float's range (10**400) too: a ConfigError, not an OverflowError
+        eta = finite_number("guidance", guidance, allow_zero=True)
+    except ConfigError:
         raise ConfigError(
             f"guidance must be a number >= 0 or a callable eta(t), got {describe(guidance)}"
-        )
-    return float(guidance) if guidance > 0 else None
+        ) from None
+    return eta if eta > 0 else None
 
 
 class DiracSDE(SDE):
@@ -204,7 +202,8 @@ class DiracSDE(SDE):
     # ----------------------------------------------------------------- validation
     def check_state(self, x: Tensor) -> None:
         """Validate the start state: a floating batch on which ``A_t`` is an image-to-image map
-        (and a callable guidance ``η(t)`` gives a number or one value per sample)."""
+        that keeps its dtype and device (and a callable guidance ``η(t)`` gives a number or one
+        value per sample)."""
         super().check_state(x)
         try:
             out = self.family(x[:1], 1.0)
@@ -222,6 +221,13 @@ class DiracSDE(SDE):
                 f"Dirac needs A_t to map images to images of the same shape: A(x, 1) on "
                 f"{tuple(x[:1].shape)} returned {describe(out)}"
             )
+        if out.dtype != x.dtype or out.device != x.device:
+            # else the step's A_t(Φ) would promote the state (a float32 solve returning float64)
+            # or round a float64 solve's increments to float32, silently
+            raise PredictorOutputError(
+                f"Dirac needs A_t to keep the state's dtype and device: A(x, 1) on a state of "
+                f"dtype {x.dtype} on {x.device} returned {describe(out)}"
+            )
         if self.observation is not None and self.observation.shape != x.shape:
             raise ShapeError(
                 f"observation has shape {tuple(self.observation.shape)}, but the "
@@ -230,14 +236,16 @@ class DiracSDE(SDE):
         if callable(self.guidance):  # its result's shape, before any predictor evaluation
             self._eta(torch.ones((), dtype=x.dtype, device=x.device), x)
 
-    def _time(self, t: Tensor) -> Tensor:
-        """``t`` as given inside a solve; checked to lie in [0, 1] on a direct call."""
-        return t if self.times_checked else as_time_tensor(t)
+    def _time(self, t, like: Tensor | None = None) -> Tensor:
+        """``t`` as given inside a solve; on a direct call checked to lie in [0, 1], a real
+        number becoming a 0-d tensor in ``like``'s dtype and device (not the default dtype: a
+        float64 state's ``σ_t`` would otherwise be computed in float32)."""
+        return t if self.times_checked else as_time_tensor(t, like=like)
 
     # ---------------------------------------------------------------- the pieces
     def denoise(self, t: Tensor, y: Tensor) -> Tensor:
         """``Φ(y, t)``: the predictor's clean-image (posterior-mean) estimate."""
-        out = self.phi(y, batch_time(t, y))
+        out = self.phi(y, batch_time(self._time(t, y), y))
         return check_output("phi", out, y) if self.check_outputs else out
 
     def degrade(self, x: Tensor, t) -> Tensor:
@@ -260,6 +268,7 @@ class DiracSDE(SDE):
         self, t: Tensor, y: Tensor, phi: Tensor | None = None, a_t_phi: Tensor | None = None
     ) -> Tensor:
         """``s(y, t) = (A_t(Φ(y, t)) − y) / σ_t²`` (eq. 11; ``phi``/``a_t_phi`` reuse work)."""
+        t = self._time(t, y)
         if a_t_phi is None:
             phi = self.denoise(t, y) if phi is None else phi
             a_t_phi = self.degrade(phi, t)
@@ -276,6 +285,7 @@ class DiracSDE(SDE):
 
     def diffusion(self, t: Tensor, y: Tensor) -> Tensor:
         """``g(t) = sqrt(dσ_t²/dt)``, broadcastable to the state (0-d or ``[B, 1, ..., 1]``)."""
+        t = self._time(t, y)
         return bcast(self.variance_derivative(t).clamp_min(0).sqrt(), y)
 
     def for_solve(self, x_start: Tensor, t_start: float) -> DiracSDE:
@@ -284,7 +294,8 @@ class DiracSDE(SDE):
         Its observation is ``x_start`` when none was given and ``t_start = 1``: at ``t = 1`` the
         state *is* the measurement ``ỹ = y_1`` (the SDP's definition). A solve that starts below 1
         without ``observation=`` has no measurement: no data-consistency trace, and guidance is
-        refused. The copy trusts the loop's times (validated when the solve was planned).
+        refused. A given observation is converted to ``x_start``'s dtype and device once, here.
+        The copy trusts the loop's times (validated when the solve was planned).
         """
         if self.guidance is not None and self.observation is None and t_start != 1.0:
             raise ConfigError(
@@ -295,6 +306,10 @@ class DiracSDE(SDE):
         bound.times_checked = True
         if self.observation is None and t_start == 1.0:
             bound.observation = x_start
+        elif self.observation is not None:
+            # once, not on every step (a host-to-device copy per step for a CPU measurement);
+            # ``to`` keeps the graph, so a differentiable solve still reaches the measurement
+            bound.observation = self.observation.to(dtype=x_start.dtype, device=x_start.device)
         return bound
 
     def observation_rows(self, like: Tensor) -> Tensor | None:
@@ -331,6 +346,7 @@ class DiracSDE(SDE):
         """One predictor evaluation: ``Φ``, the guidance score (if enabled) and, with
         ``residual``, the residual norm ``‖ỹ − A_1(Φ)‖`` (needs the observation)."""
         B = y.shape[0]
+        t = self._time(t, y)
         if self.guidance is None or observation is None:
             if self.guidance is not None:
                 raise ConfigError(
@@ -351,7 +367,18 @@ class DiracSDE(SDE):
             phi = self.denoise(t, leaf)
             r = observation - self.degrade(phi, 1.0)
             sq = r.pow(2).reshape(B, -1).sum(1)
-            (grad,) = torch.autograd.grad(0.5 * sq.sum(), leaf, create_graph=create)
+            (grad,) = (
+                torch.autograd.grad(0.5 * sq.sum(), leaf, create_graph=create, allow_unused=True)
+                if phi.requires_grad
+                else (None,)
+            )
+        if grad is None:  # metadata only: no device read
+            raise PredictorOutputError(
+                f"guidance={self.guidance!r} needs the gradient of phi(y, t) with respect to y "
+                f"by autograd, but phi's output {describe(phi)} is not connected to y (phi runs "
+                "under torch.no_grad(), detaches, or does not use y); make phi differentiable "
+                "or pass guidance=None"
+            )
         # ‖r‖ is not differentiable at r = 0: there the norm, the error-scaled guidance (0, as
         # the gradient is) and their derivatives are 0, not NaN (the double where keeps the
         # backward of sqrt away from 0)
@@ -372,6 +399,7 @@ class DiracSDE(SDE):
         self, t: Tensor, y: Tensor, observation: Tensor | None = None, *, residual: bool = False
     ) -> tuple[Tensor, DiracEstimate]:
         """The continuous drift ``f(y, t) = ∂_t A_t(Φ) − (dσ²/dt)(s + γ)`` and its estimate."""
+        t = self._time(t, y)
         est = self.estimate(t, y, observation, residual=residual)
         dA = self.degradation_derivative(est.phi, t)
         return dA - bcast(self.variance_derivative(t), y) * self.guided_score(t, y, est), est
