@@ -13,6 +13,7 @@ from PIL import Image
 from test_review_restore2 import NaNOnBright
 from torch import nn
 
+import flowrestore as fr
 from flowrestore.cli import main
 from flowrestore.errors import ConfigError
 from flowrestore.restore.models import load_model
@@ -323,3 +324,13 @@ def test_write_atomic_syncs_the_file_before_the_rename_and_the_folder_after(tmp_
     paths.write_atomic(tmp_path / "a.bin", lambda f: f.write(b"abc"))
     assert events == ["file", "rename", "folder"]
     assert (tmp_path / "a.bin").read_bytes() == b"abc"
+
+
+def test_dirac_step_refuses_a_small_step_its_increment_ignores():
+    """Was: DiracStep(increment="look_ahead", small_step=0.01) accepted δ and never used it."""
+    for increment in ("look_ahead", "look_back", "tangent"):
+        with pytest.raises(ConfigError, match=rf"small_step.*increment='{increment}'"):
+            fr.DiracStep(increment=increment, small_step=0.01)
+        assert fr.DiracStep(increment=increment).small_step == 1e-3
+    for increment in ("small_look_ahead", "small_look_back"):
+        assert fr.DiracStep(increment=increment, small_step=0.01).small_step == 0.01

@@ -54,6 +54,8 @@ __all__ = ["CONSISTENCY_RECORD", "INCREMENTS", "DiracStep"]
 CONSISTENCY_RECORD = "data_consistency"
 #: the incremental-reconstruction estimates (module docstring)
 INCREMENTS = ("look_ahead", "small_look_ahead", "look_back", "small_look_back", "tangent")
+#: The default ``δ`` of the small look-ahead/look-back estimates.
+SMALL_STEP = 1e-3
 
 
 class DiracStep(SDESolver):
@@ -63,7 +65,8 @@ class DiracStep(SDESolver):
         increment: the incremental-reconstruction estimate ``R̂``: ``"look_ahead"`` (default),
             ``"small_look_ahead"``, ``"look_back"``, ``"small_look_back"`` or ``"tangent"``.
         small_step: ``δ`` of the small look-ahead/look-back estimates, in ``(0, 1]`` (capped at the
-            step size).
+            step size); default ``1e-3``. Refused with any other ``increment`` (it would be
+            ignored).
         track_consistency: record ``‖ỹ − A_1(Φ(y_t, t))‖`` per step when the flow knows the
             measurement (``Solution.records["data_consistency"]``).
     """
@@ -78,11 +81,19 @@ class DiracStep(SDESolver):
         self,
         *,
         increment: str = "look_ahead",
-        small_step: float = 1e-3,
+        small_step: float | None = None,
         track_consistency: bool = True,
     ):
         if increment not in INCREMENTS:
             raise ConfigError(f"increment must be one of {INCREMENTS}, got {describe(increment)}")
+        if small_step is None:
+            small_step = SMALL_STEP
+        elif not increment.startswith("small_"):
+            raise ConfigError(
+                f"small_step applies only to increment='small_look_ahead' or 'small_look_back' "
+                f"(it would be ignored), got small_step={describe(small_step)} with "
+                f"increment={increment!r}"
+            )
         if (
             isinstance(small_step, bool)
             or not isinstance(small_step, numbers.Real)

@@ -95,7 +95,8 @@ def test_increment_estimates_exact_for_affine_family(increment):
     c = 0.7
     fam = fr.degradations.DiagonalFamily(a=lambda t: 1 - c * t, derivative=lambda t: -c + 0 * t)
     sde = DiracSDE(_phi, fam, SIGMA)
-    step = DiracStep(increment=increment, small_step=0.01)
+    small = {"small_step": 0.01} if increment.startswith("small_") else {}
+    step = DiracStep(increment=increment, **small)
     y = _images()
     for t, h in ((1.0, -0.2), (0.5, -0.1), (0.05, -0.05)):
         tt, hh = torch.tensor(t, dtype=torch.float64), torch.tensor(h, dtype=torch.float64)
@@ -121,7 +122,8 @@ def test_increment_probes_stay_in_unit_interval_and_follow_the_paper():
         ("small_look_back", 0.995, -0.1, 0.985),
         ("small_look_ahead", 0.5, -0.001, 0.499),  # δ capped at the step
     ):
-        sde, step = DiracSDE(_phi, A, SIGMA), DiracStep(increment=increment, small_step=0.01)
+        small = {"small_step": 0.01} if increment.startswith("small_") else {}
+        sde, step = DiracSDE(_phi, A, SIGMA), DiracStep(increment=increment, **small)
         seen.clear()
         tt, hh = torch.tensor(t, dtype=torch.float64), torch.tensor(h, dtype=torch.float64)
         step.incremental_reconstruction(sde, tt, hh, y, A(y, tt.expand(3)))
