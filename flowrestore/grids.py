@@ -364,6 +364,8 @@ def make_grid(steps: int, t0: float, t1: float, spacing: Spacing | None = None) 
         )
         if not real:  # float("a") raised a bare ValueError
             raise ConfigError(f"{name} must be a real number, got {describe(value)}")
+        if not math.isfinite(float(value)):  # NoiseLevels: "cannot convert float NaN to integer"
+            raise ConfigError(f"{name} must be a finite time, got {describe(value)}")
     spacing = Uniform() if spacing is None else spacing
     if not isinstance(spacing, Spacing):
         raise ConfigError(
@@ -643,10 +645,17 @@ class Karras(Spacing):
 
     def __post_init__(self):
         _check_exponent(self)
-        if isinstance(self.t_min, bool) or not isinstance(self.t_min, (int, float)):
+        value = self.t_min
+        if isinstance(value, Tensor) and value.dim() == 0 and value.dtype.is_floating_point:
+            value = float(value)
+        # numbers.Real: a numpy float32 σ_min/σ_max (a model's table) was refused as "got 0.002"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not 0 <= float(value) < 1
+        ):
             raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
-        if not 0 <= self.t_min < 1:
-            raise ConfigError(f"t_min must be a number in [0, 1), got {describe(self.t_min)}")
+        object.__setattr__(self, "t_min", float(value))
 
     @property
     def end_exponent(self) -> float:
@@ -654,6 +663,11 @@ class Karras(Spacing):
         return 0.0 if self.t_min > 0 else float(self.rho)
 
     def __call__(self, steps: int, t0: float, t1: float) -> Tensor:
+        if min(t0, t1) < 0:  # the grid was complex, refused as "must hold real times, got ..."
+            raise GridError(
+                "the Karras spacing lays real times only for t = σ/σ_max >= 0 (t^(1/ρ) of a "
+                f"negative t is complex), got a span from {t0:g} to {t1:g}"
+            )
         inner = self.t_min > 0 and t1 < self.t_min < t0 and steps >= 2
         n, end = (steps - 1, self.t_min) if inner else (steps, t1)
         u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ArgumentTypeError, ConfigError, GridError, ShapeError, describe
+from flowrestore.grids import check_grid
 
 __all__ = [
     "BrownianIncrements",
@@ -161,6 +162,15 @@ class PerSampleNoise(NoiseSource):
         self.device = device
         self._generators: list[torch.Generator] | None = None
 
+    def check_state(self, x: Tensor) -> None:
+        """One seed per sample: a batch of another size is refused before the solve starts (it
+        failed at the first draw, inside the steps)."""
+        if x.dim() == 0 or x.shape[0] != len(self.seeds):
+            raise ShapeError(
+                f"noise: this PerSampleNoise has {len(self.seeds)} seeds, one per sample, but the "
+                f"solve's state has shape {tuple(x.shape)}"
+            )
+
     @property
     def generators(self) -> list[torch.Generator]:
         """One ``torch.Generator`` per sample, seeded by its seed (created on first use)."""
@@ -193,15 +203,27 @@ class BrownianIncrements(NoiseSource):
     """Replays a fixed Brownian path given by increments on a fine grid.
 
     ``increment(t0, t1)`` sums the fine increments between two fine-grid points, so solves on any
-    coarser sub-grid see the same path. Args: ``fine_grid`` (1-D, monotone, shared by the batch)
-    and ``increments`` of shape ``[len(fine_grid) − 1, B, ...]``; optionally ``areas``, the fine
-    space-time integrals ``ΔZ_k`` (same shape), which :meth:`increment_and_area` sums consistently:
-    over fine steps ``k`` from ``a`` to ``b``, ``ΔZ = Σ_k [(W_k − W_a) h_k + ΔZ_k]``.
-    :meth:`sample` draws both with their exact joint law.
+    coarser sub-grid see the same path. Args: ``fine_grid`` (1-D, strictly monotone, shared by
+    the batch: every sample is at the same time when it is asked) and ``increments`` of shape
+    ``[len(fine_grid) − 1, B, ...]``; optionally ``areas``, the fine space-time integrals ``ΔZ_k``
+    (same shape), which :meth:`increment_and_area` sums consistently: over the fine steps ``k``
+    between ``a`` and ``b``, ``ΔZ = Σ_k [(W_k − W_a) h_k + ΔZ_k]``, in either direction (a solve
+    from 1 to 0 may replay a path drawn on an increasing fine grid).
+    :meth:`sample` draws both with their exact joint law. Each call reads its times on the host
+    (a synchronisation when they live on a GPU): this is the path of a convergence study.
     """
 
     def __init__(self, fine_grid: Tensor, increments: Tensor, areas: Tensor | None = None):
-        if fine_grid.dim() != 1 or increments.shape[0] != fine_grid.shape[0] - 1:
+        for name, value in (("increments", increments), ("areas", areas)):
+            if value is not None and not (isinstance(value, Tensor) and value.is_floating_point()):
+                raise ArgumentTypeError(
+                    f"{name} must be a floating-point tensor [len(fine_grid) - 1, B, ...], "
+                    f"got {describe(value)}"
+                )
+        # a fine grid that turns back (or repeats a time) is no path in time: its "increments"
+        # would be summed over overlapping or empty spans
+        fine_grid = check_grid(fine_grid, name="fine_grid")
+        if increments.dim() < 2 or increments.shape[0] != fine_grid.shape[0] - 1:
             raise ShapeError(
                 f"increments must have shape [len(fine_grid) - 1, B, ...]; got fine_grid "
                 f"{describe(fine_grid)} and increments {describe(increments)}"
@@ -259,7 +281,13 @@ class BrownianIncrements(NoiseSource):
         return w.to(dtype=like.dtype, device=like.device)
 
     def _position(self, t: Tensor) -> int:
-        tv = float(t.reshape(-1)[0])
+        times = t.detach().reshape(-1).tolist()  # one read of the host (as float(t[0]) was)
+        tv = times[0]
+        if any(v != tv for v in times):  # it replayed sample 0's time for every sample
+            raise GridError(
+                "noise: a BrownianIncrements path is replayed at one time shared by the batch, "
+                f"but the samples are at different times (from {min(times)} to {max(times)})"
+            )
         k = int(torch.argmin((self.fine_grid - tv).abs()))
         # a solve's times are in its state's dtype: a float32 state's 0.1 is 0.10000000149
         eps = torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0
@@ -286,7 +314,11 @@ class BrownianIncrements(NoiseSource):
         a, b = self._position(t0), self._position(t1)
         span = abs(float(self.fine_grid[b]) - float(self.fine_grid[a]))
         w = self.cumulative[b] - self.cumulative[a]
-        z = self.area_cumulative[b] - self.area_cumulative[a] - self.cumulative[a] * span
+        # ∫ W over the fine steps between a and b (each term W_k h_k + ΔZ_k is one step's
+        # integral, h_k > 0) is A_b − A_a walked forwards and A_a − A_b walked backwards (a
+        # solve from 1 to 0 on an increasing fine grid), which got A_b − A_a too
+        area = self.area_cumulative[b] - self.area_cumulative[a]
+        z = (area if b >= a else -area) - self.cumulative[a] * span
         if index is not None:
             w, z = w[index.to(w.device)], z[index.to(z.device)]
         return self._served(w, like), self._served(z, like)

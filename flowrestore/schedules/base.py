@@ -77,6 +77,21 @@ def _to(value: Scalar, t: torch.Tensor) -> torch.Tensor:
     return _constant(value, t.dtype, t.device)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float64 for a computation rounded once at the end (float32 on MPS, which has no
+    float64)."""
+    return t.to(torch.float32 if t.device.type == "mps" else torch.float64)
+
+
+def _out_dtype(t: torch.Tensor, *params: Scalar) -> torch.dtype:
+    """The dtype of a schedule's value: ``t``'s, promoted with any tensor parameter's."""
+    dtype = t.dtype
+    for p in params:
+        if isinstance(p, torch.Tensor):
+            dtype = torch.promote_types(p.dtype, dtype)
+    return dtype
+
+
 class Schedule:
     """Base class: a scalar function ``v(t)`` of the severity with its exact derivative."""
 
@@ -164,7 +179,15 @@ def check_on_unit_interval(
             f"{name} must be {want} on [0, 1]; {name}({float(grid[k]):.3g}) = {float(v[k])!r}"
         )
     if nondecreasing:
-        tol = 1e-9 * float(v.abs().max()) ** 2
+        vmax = float(v.abs().max())
+        tol = 1e-9 * vmax * vmax  # not vmax ** 2: a float power raises OverflowError above 1e154
+        wild = ~torch.isfinite(dv)
+        if bool(wild.any()):
+            k = int(torch.nonzero(wild)[0])
+            raise ConfigError(
+                f"{name}'s dσ²/dt (the squared diffusion) must be finite on [0, 1]; "
+                f"dσ²/dt({float(grid[k]):.3g}) = {float(dv[k])!r} (σ = {float(v[k]):.3g})"
+            )
         falls = dv < -tol
         if bool(falls.any()):
             k = int(torch.nonzero(falls)[0])

@@ -15,8 +15,10 @@ from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.schedules.base import (
     Scalar,
     Schedule,
+    _out_dtype,
     _param,
     _to,
+    _wide,
     check_fd_step,
     difference_points,
 )
@@ -40,7 +42,11 @@ def _positive_value(v: Scalar) -> bool:
 class Geometric(Schedule):
     """Geometric schedule ``v(t) = start^{1-t} end^t`` (Dirac's ``σ_t = σ_min^{1-t} σ_max^t``).
 
-    ``start`` and ``end`` must be positive.
+    ``start`` and ``end`` must be positive. The value is computed in float64 (float32 on MPS, which
+    has no float64) and rounded once to ``t``'s dtype: ``v(0)`` and ``v(1)`` are ``start`` and
+    ``end`` exactly, a bfloat16/float16 ``t`` gets the nearest representable value (not one
+    several units in the last place off), and an ``end`` above the dtype's range (float16's
+    65504) leaves the values below it finite.
     """
 
     def __init__(self, start: Scalar, end: Scalar):
@@ -49,14 +55,34 @@ class Geometric(Schedule):
         for name, v in (("start", self.start), ("end", self.end)):
             if not _positive_value(v):
                 raise ConfigError(f"Geometric schedule needs {name} > 0, got {describe(v)}")
+        # log(end/start) on the host for float parameters (end/start itself may overflow)
+        self._log_ratio = (
+            math.log(self.end) - math.log(self.start)
+            if not isinstance(self.start, torch.Tensor) and not isinstance(self.end, torch.Tensor)
+            else None
+        )
+
+    def _wide_value(self, t):
+        """``(v(t), log(end/start))`` in the wide dtype, and the dtype to return them in."""
+        w = _wide(t)
+        s, e = _to(self.start, w), _to(self.end, w)
+        # s^(1-t) e^t, not exp((1-t) log s + t log e): pow(x, 1) = x and pow(x, 0) = 1 exactly,
+        # so both ends are hit exactly
+        v = s ** (1 - w) * e**w
+        d = self._log_ratio if self._log_ratio is not None else torch.log(e) - torch.log(s)
+        return v, d, _out_dtype(t, self.start, self.end)
 
     def value(self, t):
-        s, e = _to(self.start, t), _to(self.end, t)
-        return torch.exp((1 - t) * torch.log(s) + t * torch.log(e))
+        v, _, dtype = self._wide_value(t)
+        return v.to(dtype)
 
     def slope(self, t):
-        s, e = _to(self.start, t), _to(self.end, t)
-        return self.value(t) * (torch.log(e) - torch.log(s))
+        v, d, dtype = self._wide_value(t)
+        return (v * d).to(dtype)
+
+    def variance_slope(self, t):
+        v, d, dtype = self._wide_value(t)
+        return (2 * d * v * v).to(dtype)
 
     def is_positive(self) -> bool:
         """Always true (validated at construction)."""
@@ -67,7 +93,8 @@ class Geometric(Schedule):
 
 
 class Linear(Schedule):
-    """Linear schedule ``v(t) = (1 - t) start + t end``."""
+    """Linear schedule ``v(t) = (1 - t) start + t end`` (``start`` and ``end`` exactly at the
+    ends)."""
 
     def __init__(self, start: Scalar, end: Scalar):
         self.start = _param(start, "start")
@@ -75,7 +102,10 @@ class Linear(Schedule):
 
     def value(self, t):
         s, e = _to(self.start, t), _to(self.end, t)
-        return s + t * (e - s)
+        dtype = torch.promote_types(torch.promote_types(s.dtype, e.dtype), t.dtype)
+        # lerp, not s + t (e - s): exact at both ends (s + (e - s) need not be e in floating
+        # point: Linear(0.7, 0.1)(1) was 0.09999999999999998)
+        return torch.lerp(s.to(dtype), e.to(dtype), t.to(dtype))
 
     def slope(self, t):
         s, e = _to(self.start, t), _to(self.end, t)
@@ -172,7 +202,10 @@ class PiecewiseLinear(Schedule):
 
     def value(self, t):
         t0, t1, v0, v1 = self._segment(t)
-        return v0 + (t - t0) * (v1 - v0) / (t1 - t0)
+        # lerp with the weight (t − t0)/(t1 − t0), exactly 1 at t = t1: every knot value, the last
+        # one at t = 1 included, exactly (v0 + (t − t0)(v1 − v0)/(t1 − t0) missed it by round-off)
+        dtype = torch.promote_types(v0.dtype, t.dtype)
+        return torch.lerp(v0.to(dtype), v1.to(dtype), ((t - t0) / (t1 - t0)).to(dtype))
 
     def slope(self, t):
         t0, t1, v0, v1 = self._segment(t)
@@ -196,8 +229,10 @@ class FunctionSchedule(Schedule):
     """A callable ``t -> value`` as a :class:`Schedule` (its derivative by central difference).
 
     ``fn`` receives a tensor of times and returns one value per time (or a 0-dim value for all);
-    ``slope`` is ``(v(t + h) − v(t − h)) / (2h)`` in float64, one-sided inside ``[0, 1]`` at the
-    ends, error ``O(h²)`` with ``h = fd_step``; ``variance_slope`` differences ``v²`` the same way.
+    ``slope`` is ``(v(t + h) − v(t − h)) / (2h)`` in float64, error ``O(h²)`` with
+    ``h = fd_step``; within ``h`` of an end it is one-sided inside ``[0, 1]`` (``v`` is never
+    evaluated outside it), ``(v(min(t + h, 1)) − v(max(t − h, 0))) / (width)``, error ``O(h)``
+    there; ``variance_slope`` differences ``v²`` the same way.
     ``name`` is what error messages call it (``"sigma"``, ``"width"``, ...).
     """
 

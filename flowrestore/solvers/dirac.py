@@ -109,8 +109,9 @@ class DiracStep(SDESolver):
         self.track_consistency = track_consistency
 
     def __repr__(self) -> str:
+        small = f"small_step={self.small_step!r}, " if self.increment.startswith("small_") else ""
         return (
-            f"DiracStep(increment={self.increment!r}, small_step={self.small_step!r}, "
+            f"DiracStep(increment={self.increment!r}, {small}"
             f"track_consistency={self.track_consistency!r})"
         )
 
