@@ -73,15 +73,15 @@ def write_atomic(path, write) -> None:
     works), flushed to disk, then ``os.replace``, then the folder flushed (so the new name
     survives a crash). On any failure the temporary file is removed and ``path`` keeps its old
     content (a full disk or an interrupt never leaves a truncated file). A replaced file keeps
-    its permissions; a new one gets those ``open`` would give. A symbolic link is followed (its
-    target is replaced, the link stays), as ``open`` would. The folder must exist: a missing
+    its permissions; a new one gets those ``open`` would give. A symbolic link at ``path`` is
+    replaced by the file, never followed: a write stays in ``path``'s folder (a link in an
+    output folder must not send an output elsewhere, or replace the file it points to). The
+    folder must exist: a missing
     folder, a name too long for the file system or a ``path`` that is a folder raise the
     :class:`OSError` ``open`` would (naming ``path``) before ``write`` is called."""
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if os.path.islink(path):  # replace the link's target, not the link
-        path = os.path.realpath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     folder = os.path.dirname(path) or "."

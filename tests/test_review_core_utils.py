@@ -143,19 +143,22 @@ def test_write_atomic_leaves_the_process_umask_alone(tmp_path, monkeypatch):
     assert (tmp_path / "new.bin").read_bytes() == b"x"
 
 
-def test_write_atomic_replaces_a_links_target_and_keeps_the_link(tmp_path):
-    """Was: a symbolic link was replaced by a regular file (the link lost, its target left with
-    the old content); ``open(path, "wb")`` writes through the link."""
-    real = tmp_path / "store" / "model.pt"
-    real.parent.mkdir()
-    real.write_bytes(b"old")
-    os.chmod(real, 0o600)
-    link = tmp_path / "model.pt"
-    link.symlink_to(real)
-    write_atomic(link, lambda f: f.write(b"new"))
-    assert link.is_symlink() and os.readlink(link) == str(real)
-    assert real.read_bytes() == b"new" and real.stat().st_mode & 0o777 == 0o600
-    assert sorted(p.name for p in real.parent.iterdir()) == ["model.pt"]
+def test_write_atomic_never_writes_through_a_symbolic_link(tmp_path):
+    """A link at the path is replaced, its target left alone: following it (as ``open`` would)
+    let ``flowrestore restore`` write outside ``-o`` through a dangling link, or replace the
+    user's file a live link points to."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "live.png").symlink_to(elsewhere / "user.png")
+    (elsewhere / "user.png").write_bytes(b"user's data")
+    (out / "dangling.png").symlink_to(elsewhere / "new.png")
+    for name in ("live.png", "dangling.png"):
+        write_atomic(out / name, lambda f: f.write(b"restored"))
+        assert not (out / name).is_symlink() and (out / name).read_bytes() == b"restored"
+    assert (elsewhere / "user.png").read_bytes() == b"user's data"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["user.png"]
 
 
 def test_write_atomic_in_a_missing_folder_names_the_users_file(tmp_path):
