@@ -334,3 +334,45 @@ def test_dirac_step_refuses_a_small_step_its_increment_ignores():
         assert fr.DiracStep(increment=increment).small_step == 1e-3
     for increment in ("small_look_ahead", "small_look_back"):
         assert fr.DiracStep(increment=increment, small_step=0.01).small_step == 0.01
+
+
+def test_a_non_finite_measurement_is_found_before_the_first_step():
+    """Was: a NaN in a flow's observation= (or a floating cond) was accepted; without guidance
+    Dirac's data-consistency record became NaN silently, InDI's predictor saw it on every step."""
+    y = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    bad = y.clone()
+    bad[1, 0, 0, 0] = float("nan")
+    calls = []
+
+    def phi(x, t):
+        calls.append(1)
+        return x
+
+    sde = fr.DiracSDE(phi, fr.degradations.DiagonalFamily(a=lambda t: 1 - 0.5 * t), 0.1)
+    sde.observation = bad
+    with pytest.raises(fr.NonFiniteError, match=r"observation is non-finite .*samples \[1\]"):
+        fr.solve(sde, fr.DiracStep(), y, steps=3, generator=torch.Generator().manual_seed(0))
+    assert not calls
+    sol = fr.solve(
+        fr.DiracSDE(
+            phi, fr.degradations.DiagonalFamily(a=lambda t: 1 - 0.5 * t), 0.1, observation=bad
+        ),
+        fr.DiracStep(),
+        y,
+        steps=3,
+        generator=torch.Generator().manual_seed(0),
+        on_failure="return",
+    )
+    assert sol.success.tolist() == [True, False, True]
+    # per-sample conditioning of a plain ODE, and a 0-d shared value fails every sample
+    flow = fr.ODEFlow(lambda t, x, k: -k * x, cond={"k": torch.tensor([[1.0], [float("inf")]])})
+    with pytest.raises(fr.NonFiniteError, match=r"cond\['k'\] is non-finite .*samples \[1\]"):
+        fr.solve(flow, fr.Euler(), torch.ones(2, 3), steps=2, t_span=(0.0, 1.0))
+    flow = fr.ODEFlow(lambda t, x, k: -k * x, cond={"k": torch.tensor(float("nan"))})
+    with pytest.raises(fr.NonFiniteError, match=r"samples \[0, 1\]"):
+        fr.solve(flow, fr.Euler(), torch.ones(2, 3), steps=2, t_span=(0.0, 1.0))
+    # integer conditioning (class labels) is not checked
+    flow = fr.ODEFlow(lambda t, x, k: -x * k.to(x), cond={"k": torch.tensor([[1], [2]])})
+    assert (
+        fr.solve(flow, fr.Euler(), torch.ones(2, 3), steps=2, t_span=(0.0, 1.0)).x.isfinite().all()
+    )

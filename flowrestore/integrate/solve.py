@@ -11,7 +11,7 @@ the flow's range, a non-finite start — is refused here, before anything is eva
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -212,7 +212,7 @@ class PreparedSolve:
         ctx = Context(noise=_noise_source(generator, seeds, noise, x_start), batch=x_start.shape[0])
         failures = Failures(x_start.shape[0])
         if self.check_finite:
-            _check_start(x_start, self.schedule.t0, failures, self.loop["on_failure"])
+            _check_start(x_start, self.flow, self.schedule.t0, failures, self.loop["on_failure"])
         with torch.set_grad_enabled(self.differentiable):
             bound = self.flow.for_solve(x_start, self.schedule.t0)
             return run(
@@ -480,16 +480,46 @@ def _save_eps(save_at) -> float:
     return torch.finfo(torch.float64).eps
 
 
-def _check_start(x_start: Tensor, t0: float, failures: Failures, on_failure: str) -> None:
-    """A non-finite ``x_start`` is found before the first step (one host read)."""
-    finite = torch.isfinite(x_start.detach().reshape(x_start.shape[0], -1)).all(1).tolist()
-    rows = [i for i, ok in enumerate(finite) if not ok]
-    if not rows:
+def _check_start(
+    x_start: Tensor, flow: Flow, t0: float, failures: Failures, on_failure: str
+) -> None:
+    """A non-finite ``x_start``, or a non-finite floating per-sample field of the flow (its
+    ``observation``, ``cond``: a NaN measurement would only surface as NaN states or records),
+    is found before the first step — one host read for all of them."""
+    B = x_start.shape[0]
+    names, flags = ["x_start"], [_finite_rows(x_start, B)]
+    for field in flow.per_sample_fields:
+        value = getattr(flow, field, None)
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for key, v in items:
+            if isinstance(v, Tensor) and v.is_floating_point():
+                names.append(field if key is None else f"{field}[{key!r}]")
+                flags.append(_finite_rows(v, B).to(x_start.device))
+    finite = torch.stack(flags).tolist()
+    bad = {
+        name: [i for i, ok in enumerate(row) if not ok]
+        for name, row in zip(names, finite, strict=True)
+    }
+    bad = {name: rows for name, rows in bad.items() if rows}
+    if not bad:
         return
+    rows = sorted({i for r in bad.values() for i in r})
+    which = "; ".join(
+        f"{name} is non-finite (NaN/inf) for samples {r[:10]}" for name, r in bad.items()
+    )
     message = (
-        f"x_start is non-finite (NaN/inf) for samples {rows[:10]} at t={t0:.6g}, found before "
-        "the first step; pass on_failure='return' to solve the other samples"
+        f"{which} at t={t0:.6g}, found before the first step; pass on_failure='return' to "
+        "solve the other samples"
     )
     failures.add(NONFINITE, rows, message)
     if on_failure == "raise":
         failures.raise_first(start_solution(x_start, t0, failures), on_failure)
+
+
+def _finite_rows(value: Tensor, batch: int) -> Tensor:
+    """``[batch]`` bools: whether each sample's rows of ``value`` are finite (a 0-d value is
+    shared by every sample)."""
+    value = value.detach()
+    if value.dim() == 0:
+        return torch.isfinite(value).expand(batch)
+    return torch.isfinite(value.reshape(value.shape[0], -1)).all(1)
