@@ -25,11 +25,11 @@ model's default grid; the loop's ``t = 0`` rule applies unchanged.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import Tensor
 
+from flowrestore.degradations.base import resident
 from flowrestore.errors import (
     ArgumentTypeError,
     ConfigError,
@@ -94,6 +94,15 @@ class GuidedFlow(Flow):
             raise ShapeError(
                 f"measurement must be a tensor [B, ...] (or [1, ...]), got {describe(measurement)}"
             )
+        # one host read, here and not in the loop: a NaN or inf (e.g. marking the missing pixels
+        # of an inpainting measurement) would turn DPS's and DiffPIR's every sample into NaN
+        if measurement.device.type != "meta" and not bool(
+            torch.isfinite(measurement.detach()).all()
+        ):
+            raise ConfigError(
+                f"measurement must be finite (give 0 where the operator discards a value, e.g. "
+                f"the masked pixels of an inpainting measurement), got {describe(measurement)}"
+            )
         self.model = model
         self.operator = operator
         self.measurement = measurement
@@ -105,6 +114,12 @@ class GuidedFlow(Flow):
         """The model flow's network."""
         return self.model.network
 
+    def __getstate__(self):
+        """Pickled without the measurement's per-device copies (:meth:`measurement_for`)."""
+        state = dict(self.__dict__)
+        state.pop("_resident", None)
+        return state
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.model!r}, {self.operator!r}, "
@@ -115,10 +130,12 @@ class GuidedFlow(Flow):
         """This flow for the batch rows ``rows`` (:meth:`Flow.restrict`): the model's rows (its
         conditioning), for one measurement per sample those measurements, and for an operator
         with per-sample parameters (a mask, kernel or width per sample) those parameters."""
-        sub = copy.copy(self)
+        sub = copy.copy(self)  # without the measurement's device copies (__getstate__)
         sub.model = self.model.restrict(rows)
         if self.measurement.shape[0] != 1:
             sub.measurement = select_rows(self.measurement, rows)
+        elif "_resident" in self.__dict__:  # one measurement for all: its copies serve every row
+            sub._resident = self._resident
         pick = getattr(self.operator, "select_rows", None)
         if callable(pick):
             operator = pick(rows, self.measurement.dim())
@@ -159,8 +176,12 @@ class GuidedFlow(Flow):
         return self.operator.A(x) if hasattr(self.operator, "A") else self.operator(x)
 
     def measurement_for(self, like: Tensor) -> Tensor:
-        """``y`` in ``like``'s dtype and device, one row per sample of ``like`` (or one for all)."""
-        y = self.measurement.to(dtype=like.dtype, device=like.device)
+        """``y`` in ``like``'s dtype and device, one row per sample of ``like`` (or one for all).
+
+        A measurement on another device (or in another dtype) is copied once per device and dtype
+        and kept while it is unchanged, not at every step
+        (:func:`~flowrestore.degradations.base.resident`)."""
+        y = resident(self, self.measurement, like)
         if y.shape[0] not in (1, like.shape[0]):
             raise ShapeError(
                 f"measurement has {y.shape[0]} rows but the batch has {like.shape[0]} (give one "
@@ -221,16 +242,19 @@ class DiffPIRFlow(GuidedFlow, ResidualFlow):
 
     def __init__(self, model, operator, measurement, *, noise_std=0.0, lam: float = 1.0):
         super().__init__(model, operator, measurement, noise_std=noise_std)
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam > 0:
-            raise ConfigError(f"lam must be a number > 0, got {describe(lam)}")
-        if not math.isfinite(lam):
-            raise ConfigError(f"lam must be finite, got {describe(lam)}")
-        self.lam = float(lam)
+        self.lam = finite_number("lam", lam)  # numpy scalars welcome
         self.spectral("DiffPIR")
 
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, lam={self.lam:.4g})"
+
     def rho(self, t: Tensor) -> Tensor:
-        """``ρ_t = λ σ_y² α_t²/σ_t²`` (0 at ``α_t = 0``, flow matching's pure-noise end)."""
+        """``ρ_t = λ σ_y² α_t²/σ_t²`` (0 at ``α_t = 0``, flow matching's pure-noise end; ``+∞``
+        at ``t = 0``, where ``x̂_0 = D``). A noiseless measurement has ``ρ = 0`` at every ``t``,
+        ``t = 0`` included (the limit ``t → 0``: exact consistency)."""
         alpha, sigma = self.coefficients(t)
+        if self.noise_std == 0:  # not 0 · ∞ = NaN at σ_t = 0
+            return torch.zeros_like(alpha * sigma)
         return self.lam * self.noise_std**2 * (alpha / sigma) ** 2
 
     def prox(self, x0: Tensor, t: Tensor) -> Tensor:

@@ -164,20 +164,45 @@ class BlockAverageForm(SpectralForm):
 
 
 class CircularBlurForm(SpectralForm):
-    """A circular (shift-invariant) blur: unitary DFT, ``s = |Ĥ|``, ``Uᵀ y = (Ĥ*/|Ĥ|) DFT(y)``."""
+    """A circular (shift-invariant) blur: unitary DFT, ``s = |Ĥ|``, ``Uᵀ y = (Ĥ*/|Ĥ|) DFT(y)``.
 
-    def __init__(self, operator):
-        super().__init__(operator)
-        self._cache: dict = {}
+    ``Ĥ`` is kept for the last image shape, dtype and device while the operator is unchanged
+    (its kernel or width: the same objects, tensors not modified in place); it is computed at
+    every call when one of them requires grad (the differentiable response stays in the graph of
+    each solve) or under ``torch.compile``, and is not pickled.
+    """
+
+    def __getstate__(self):
+        """Pickled without its transfer functions (per device; rebuilt on first use)."""
+        state = super().__getstate__()
+        state.pop("_cache", None)
+        return state
+
+    def _response(self, x: Tensor) -> Tensor:
+        impulse = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        impulse[..., 0, 0] = 1.0
+        return torch.fft.fft2(self.operator.A(impulse))
 
     def _transfer(self, x: Tensor) -> Tensor:
-        key = (tuple(x.shape), x.dtype, x.device)
-        if key not in self._cache:
-            impulse = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
-            impulse[..., 0, 0] = 1.0
-            response = self.operator.A(impulse)
-            self._cache = {key: torch.fft.fft2(response)}
-        return self._cache[key]
+        if torch.compiler.is_compiling():
+            return self._response(x)
+        fields = sorted(vars(self.operator).items(), key=lambda kv: kv[0])
+        tensors = [v for _, v in fields if isinstance(v, Tensor)]
+        if torch.is_grad_enabled() and any(v.requires_grad for v in tensors):
+            return self._response(x)
+        # the operator's state: its plain fields by value, its tensors by identity and version
+        # (the tensors are kept in the entry, so their ids are not reused while it lives)
+        state = tuple(
+            (k, id(v), v._version) if isinstance(v, Tensor) else (k, v)
+            for k, v in fields
+            if isinstance(v, (Tensor, bool, int, float, str))
+        )
+        key = (tuple(x.shape), x.dtype, x.device, state)
+        hit = self.__dict__.get("_cache")  # one entry: the last shape, dtype and device
+        if hit is None or hit[0] != key:
+            hit = (key, tensors, self._response(x))
+            self._cache = hit
+        return hit[2]
 
     def to_spectral(self, x):
         """The unitary 2-D DFT."""

@@ -11,7 +11,9 @@ start). Each records ``‖y − A x̂_0‖`` per step as ``Solution.records["dat
   DDIM), then the measurement step ``x_s = x'_s − ζ ∇_{x_t} ‖y − A D(x_t)‖`` — the normalised
   step of the official code (Algorithm 1's ``ζ_i ∇‖y − A D‖²`` with ``ζ_i = ζ/(2‖y − A D‖)``),
   the gradient taken through the model by autograd, in the model's own coordinates (for a
-  diffusion model the VP ``x``, so ``ζ`` means what it means in the paper).
+  diffusion model the VP ``x``, so ``ζ`` means what it means in the paper). The norm is each
+  sample's own (the official code takes one norm over the whole batch, which ties every
+  sample's step size to the others').
 * :class:`DDRMStep` — denoising diffusion restoration models (Kawar, Elad, Ermon & Song, NeurIPS
   2022, eqs. 7–8) in the spectral space of ``A = U S Vᵀ``: per coefficient ``i`` with ``x̄_0 =
   Vᵀ D``, ``ȳ = S⁺ Uᵀ y``, the unobserved ones (``s_i = 0``) take DDIM-η's step
@@ -104,7 +106,8 @@ class DPSStep(_GuidedStep):
 
     Args:
         zeta: the step size ``ζ ≥ 0`` of the normalised measurement step (the official code's
-            ``scale``: 1.0 for FFHQ inpainting/super-resolution, 0.3–1.0 for deblurring).
+            ``scale``, for images in ``[−1, 1]``: its FFHQ configurations take 0.5 for
+            inpainting and 0.3 for super-resolution and deblurring).
         eta: ``1`` (default) the paper's DDPM ancestral step; ``0`` deterministic DDIM.
 
     In ``solve(..., differentiable=True)`` the measurement gradient is itself differentiated
@@ -123,6 +126,18 @@ class DPSStep(_GuidedStep):
     def noise_draws(self) -> tuple[str, ...]:
         """One normal per step for the ancestral noise (none with ``eta=0``)."""
         return ("normal",) if self.eta > 0 else ()
+
+    def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):
+        """Refuse, before any evaluation, a solve under ``torch.inference_mode()``: the
+        measurement gradient needs autograd, which inference mode turns off for good. A start
+        made under inference mode (outside it now) is copied: it could not require grad."""
+        if torch.is_inference_mode_enabled():
+            raise ConfigError(
+                "DPSStep takes the gradient of ||y - A D(x_t)|| through the model by autograd, "
+                "which torch.inference_mode() disables: run the solve outside inference mode "
+                "(torch.no_grad() is fine: the step turns grad on for its gradient only)"
+            )
+        return (x_start.clone() if x_start.is_inference() else x_start), None
 
     def step(self, flow, t, x, h, state, ctx) -> StepResult:
         """One DPS step from ``t`` to ``t + h``: ancestral step, then the gradient step."""
@@ -208,7 +223,9 @@ class DDRMStep(_GuidedStep):
         keep, noise = math.sqrt(1 - self.eta**2), self.eta * ss * z
         unobserved = as_ * d + keep * ss * (c - at * d) / st + noise
         weak = as_ * d + keep * ss * (yu - sv * d) / (sy or 1.0) + noise  # used only if σ_y > 0
-        std = (ss * ss - (as_ * self.eta_b * sy / nonzero(sv)) ** 2).clamp_min(0).sqrt()
+        std = ss  # σ_y = 0: exactly σ_s, not √(σ_s² − 0), whose derivative is NaN at σ_s = 0
+        if sy > 0:
+            std = (ss * ss - (as_ * self.eta_b * sy / nonzero(sv)) ** 2).clamp_min(0).sqrt()
         strong = as_ * ((1 - self.eta_b) * d + self.eta_b * ybar) + std * z
         is_weak = (sv > 0) & (sv * ss < sy * as_)
         c_next = torch.where(sv > 0, torch.where(is_weak, weak, strong), unobserved)
