@@ -6,14 +6,16 @@ flowrestore demo        restore the held-out bundled photos with the shipped pre
 flowrestore restore     restore your own image files: flowrestore restore PATH... -o OUTDIR
 flowrestore pretrained  list the shipped predictors, what each expects, and their scores
 
-Usage errors are one line on stderr with exit code 2, found before any work (--debug on demo and
-restore shows the traceback). --help, --version and argument errors answer without importing
-torch.
+Usage errors are one line on stderr with exit code 2, found before any work, leaving no new
+output folder behind (--debug on demo and restore shows the traceback). restore takes its paths
+before, between or after the options. --help, --version and argument errors answer without
+importing torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import textwrap
@@ -127,7 +129,7 @@ def _add_demo(sub) -> argparse.ArgumentParser:
     _add_device(demo)
     demo.add_argument(
         "--out",
-        default="flowrestore-demo",
+        default=None,
         help="output folder for table.md, results.json and restorations.png "
         "(default ./flowrestore-demo; created and checked before anything runs)",
     )
@@ -135,7 +137,8 @@ def _add_demo(sub) -> argparse.ArgumentParser:
         "--crop",
         type=_int_at_least(8, "an integer >= 8"),
         default=None,
-        help="center-crop size of the photos (default 192, --quick 64; at most 400)",
+        help="center-crop size of the photos (default 192, --quick 64; at least 11, the SSIM "
+        "window, at most 400)",
     )
     demo.add_argument("--seed", type=_NONNEG, default=0, help="noise seed")
     _add_threads(demo)
@@ -145,11 +148,27 @@ def _add_demo(sub) -> argparse.ArgumentParser:
     return demo
 
 
+#: demo options that only the photo tasks take: ``--task toy`` refuses them (it runs every solver
+#: at fixed step counts on the CPU and writes no file).
+_PHOTO_ONLY = ("solver", "steps", "device", "out", "crop")
+
+
 def _demo(args: argparse.Namespace) -> int:
     if args.task == "toy":
-        from flowrestore.demo.toy import run
+        from flowrestore.errors import ConfigError
 
-        print(run(quick=args.quick))
+        given = [f"--{name}" for name in _PHOTO_ONLY if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(
+                f"--task toy does not take {' and '.join(given)}: it runs every solver at fixed "
+                "step counts on the CPU and only prints its tables (it takes --quick, --seed "
+                "and --threads)"
+            )
+        from flowrestore.demo.toy import run
+        from flowrestore.runtime import set_threads
+
+        set_threads(args.threads, "cpu")
+        print(run(quick=args.quick, seed=args.seed))
         return 0
     from flowrestore.demo.settings import TASKS, plan_demo
 
@@ -158,7 +177,7 @@ def _demo(args: argparse.Namespace) -> int:
         solvers=args.solver,
         steps=args.steps,
         device=args.device,
-        out=args.out,
+        out="flowrestore-demo" if args.out is None else args.out,
         crop=args.crop,
         quick=args.quick,
         seed=args.seed,
@@ -232,8 +251,8 @@ def _add_restore_run_options(p) -> None:
         "--overlap",
         type=_NONNEG,
         default=None,
-        help="tile overlap in pixels (default: the model's receptive-field radius, "
-        "48 for the shipped models)",
+        help="tile overlap in pixels (default: the model's receptive-field radius, and for a "
+        "Dirac model the reach of the blur its steps apply: deblur 48, sr4 48, dirac-deblur 52)",
     )
     p.add_argument(
         "--memory",
@@ -386,12 +405,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _new_folders(path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, deepest first (those the run may create);
+    ``..`` taken lexically, so a folder that exists is never among them."""
+    new, p = [], Path(os.path.abspath(path))
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        new.append(p)
+        p = p.parent
+    return new
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: what a stopped run created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written), or already gone
+            return
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Run a subcommand; a usage error (a flowrestore error) is one line and exit code 2."""
+    """Run a subcommand; a usage error (a flowrestore error) is one line and exit code 2.
+
+    A run that stops with an error before writing anything leaves no output folder behind
+    (a usage error found after the folder was made: a tile size, an unusable device)."""
     from flowrestore.errors import FlowRestoreError
 
+    out = getattr(args, "out", None)
+    new = _new_folders(out) if isinstance(out, str) and out else []
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except BaseException:
+            _remove_empty(new)
+            raise
     except FlowRestoreError as exc:
         if args.debug:
             raise
@@ -407,7 +454,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowrestore`` console script."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "restore":
+        # paths after options (restore a.png --steps 5 b.png -o out): parsed intermixed, as the
+        # usage line allows; an unknown option is still one line from the subcommand's parser
+        rest = argv[argv.index("restore") + 1 :]
+        space = argparse.Namespace(command="restore")
+        args, extra = parser.subcommands["restore"].parse_intermixed_args(rest, space), []
     if extra:
         parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return _run(args)

@@ -35,6 +35,7 @@ from flowrestore.demo.settings import (
     DemoTask,
     plan_demo,
 )
+from flowrestore.paths import write_atomic
 from flowrestore.pretrained.scores import evaluate
 
 __all__ = ["run", "run_plan", "TaskResult"]
@@ -158,12 +159,18 @@ def _figure(results: list[TaskResult], path: Path, names) -> None:
                 ax.set_title(f"{res.task.name}: {name}\n{title}" if c == 0 else title, fontsize=7)
     fig.tight_layout()
     # the text chunk marks the figure as the demo's own: a rerun may replace it, nothing else
-    fig.savefig(path, dpi=100, metadata={FIGURE_KEY: "restorations"})
-    plt.close(fig)
+    try:
+        write_atomic(
+            path,
+            lambda f: fig.savefig(f, format="png", dpi=100, metadata={FIGURE_KEY: "restorations"}),
+        )
+    finally:
+        plt.close(fig)
 
 
 def _write_outputs(results, plan: DemoPlan, names, device, seconds) -> dict:
-    """Write the figure, ``table.md`` and ``results.json``; their paths."""
+    """Write the figure, ``table.md`` and ``results.json``, each atomically (a failed write
+    leaves the earlier file whole, so a rerun still knows it as the demo's own); their paths."""
     fig_path, table_path, json_path = (
         plan.out / "restorations.png",
         plan.out / "table.md",
@@ -178,7 +185,8 @@ def _write_outputs(results, plan: DemoPlan, names, device, seconds) -> dict:
         "",
     ]
     lines = [line for r in results for line in r.block]
-    table_path.write_text("\n".join(header + lines + [f"total time {seconds:.1f} s", ""]))
+    table = "\n".join(header + lines + [f"total time {seconds:.1f} s", ""])
+    write_atomic(table_path, lambda f: f.write(table.encode("utf-8")))
     payload = {
         "crop": plan.crop,
         "device": str(device),
@@ -186,7 +194,8 @@ def _write_outputs(results, plan: DemoPlan, names, device, seconds) -> dict:
         "seconds": seconds,
         "tasks": {r.task.name: r.rows for r in results},
     }
-    json_path.write_text(json.dumps(payload, indent=1))
+    text = json.dumps(payload, indent=1)
+    write_atomic(json_path, lambda f: f.write(text.encode("utf-8")))
     return {"table": table_path, "figure": fig_path, "json": json_path}
 
 

@@ -3,24 +3,28 @@
 :func:`plan_demo` turns the command's options into a :class:`DemoPlan`: for each photo task the
 shipped model, its spec (:mod:`flowrestore.methods`) and its runs — the method's showcase
 (:class:`flowrestore.methods.Showcase`), or the ``--solver``/``--steps`` the user chose, each
-checked against the method; the crop checked against what each task needs and the photos' sizes; the
-output folder created and test-written last. The task and solver checks import no torch, so those
-usage errors answer at once. :func:`description` is the command's help text, with the solvers each
-task runs by default read from the same records.
+checked against the method; the crop checked against what each task needs, the SSIM window and the
+photos' sizes; the step counts, seed, threads and device checked; the output folder created and
+test-written last. The task and solver checks import no torch, so those usage errors answer at once.
+:func:`description` is the command's help text, with the solvers each task runs by default read
+from the same records.
 """
 
 from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
-from flowrestore.errors import ConfigError
+from flowrestore.errors import ConfigError, describe
 from flowrestore.methods import METHODS, ModelSpec
 from flowrestore.pretrained import TASK_MODELS, pretrained_info
 
 __all__ = [
+    "MAX_SEED",
     "OUTPUTS",
+    "SSIM_MIN_CROP",
     "TASKS",
     "DemoPlan",
     "DemoTask",
@@ -29,6 +33,12 @@ __all__ = [
     "plan_demo",
     "runs_for",
 ]
+
+#: The smallest crop side the scores take: SSIM's Gaussian window (σ = 1.5, 11×11,
+#: :func:`flowrestore.metrics.ssim`).
+SSIM_MIN_CROP = 11
+#: Seeds lie below this: the solvers' noise generator is seeded with ``seed + 1``.
+MAX_SEED = 2**63 - 1
 
 #: The photo tasks of the demo (``--task all`` runs them all), by command-line task name.
 TASKS: tuple[str, ...] = tuple(TASK_MODELS)
@@ -64,13 +74,14 @@ def runs_for(spec: ModelSpec, solvers, steps, quick: bool) -> tuple[tuple, ...]:
     """The runs of one task: the showcase without options, else each solver × step count.
 
     ``solvers``: the names that apply to this method (others were already sorted out); none: the
-    method's default solver. ``steps``: none: the showcase's step counts for ``--solver``.
+    method's default solver. ``steps``: none: the showcase's step counts for ``--solver``. A
+    solver or step count given twice runs once.
     """
     method, show = spec.method, spec.method.showcase
     if not solvers and not steps:
         return show.quick_runs if quick else show.runs
-    solvers = solvers or [method.default_solver]
-    steps = steps or (show.quick_steps if quick else show.steps)
+    solvers = dict.fromkeys(solvers or [method.default_solver])  # a repeat runs once, in order
+    steps = dict.fromkeys(steps or (show.quick_steps if quick else show.steps))
     return tuple((s, n, method.default_output) for s in solvers for n in steps)
 
 
@@ -96,6 +107,27 @@ def _match_solvers(specs: dict[str, ModelSpec], solvers) -> tuple[dict, list[str
         if not per_task[t]
     ]
     return per_task, notes
+
+
+def _names(solvers) -> list[str] | None:
+    """``solvers`` as a list of names (one name may come bare); anything else refused."""
+    if solvers is None:
+        return None
+    solvers = [solvers] if isinstance(solvers, str) else list(solvers)
+    if not all(isinstance(s, str) for s in solvers):
+        raise ConfigError(f"--solver takes solver names, got {describe(solvers)}")
+    return solvers
+
+
+def _counts(steps) -> list[int] | None:
+    """``steps`` as a list of step counts, each an int >= 1 (one count may come bare)."""
+    if steps is None:
+        return None
+    steps = [steps] if isinstance(steps, Integral) else list(steps)
+    for n in steps:
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+            raise ConfigError(f"--steps takes step counts, each an int >= 1, got {describe(n)}")
+    return [int(n) for n in steps]
 
 
 def _check_crop_fits(crop: int) -> None:
@@ -125,12 +157,20 @@ def plan_demo(
     """Check the demo's options and decide its runs (see the module docstring)."""
     from flowrestore.restore.files import check_output_dir
 
-    names = tuple(tasks)
+    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not names or any(t not in TASKS for t in names):
         raise ConfigError(f"demo: tasks must be among {TASKS}, got {names!r}")
+    solvers, steps = _names(solvers), _counts(steps)
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, Integral)):
+        raise ConfigError(f"--crop must be an int (pixels), got {describe(crop)}")
+    crop = (64 if quick else 192) if crop is None else int(crop)  # 0 is refused, not the default
     specs = {t: ModelSpec.of(pretrained_info(TASK_MODELS[t])) for t in names}
     per_task, notes = _match_solvers(specs, solvers)
-    crop = crop or (64 if quick else 192)
+    if crop < SSIM_MIN_CROP:  # the scores need it: found now, not after the first task ran
+        raise ConfigError(
+            f"--crop {crop}: the SSIM score needs crops of at least {SSIM_MIN_CROP}x"
+            f"{SSIM_MIN_CROP} (its Gaussian window)"
+        )
     for t, spec in specs.items():
         if crop % spec.scale:
             raise ConfigError(
@@ -138,6 +178,15 @@ def plan_demo(
                 f"averages {spec.scale}x{spec.scale} blocks)"
             )
     _check_crop_fits(crop)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+        raise ConfigError(f"--seed {seed!r}: must be an int in [0, 2**63 - 1)")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError(f"--threads must be a positive int or None, got {describe(threads)}")
+    from flowrestore.runtime import resolve_device
+
+    resolve_device(device)  # an unusable --device is refused before the output folder is made
     return DemoPlan(
         tasks=tuple(
             DemoTask(t, TASK_MODELS[t], spec, runs_for(spec, per_task[t], steps, quick))
@@ -236,7 +285,8 @@ def description() -> str:
         "--solver and --steps choose the runs instead: each solver with each step count (with",
         "--solver alone, the step counts above; with --steps alone, the default solver). A solver",
         "that applies to none of the chosen tasks is refused; a task none of them applies to runs",
-        "its default solver. --task toy runs every solver on the closed-form toy posteriors.",
+        "its default solver. --task toy runs every solver on the closed-form toy posteriors",
+        "and prints its tables (it takes --quick, --seed and --threads, no other option).",
         "Usage errors are one line with exit code 2, found before anything runs.",
     ]
     return "\n".join(lines)
