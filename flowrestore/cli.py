@@ -135,7 +135,7 @@ def _add_demo(sub) -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--crop",
-        type=_int_at_least(8, "an integer >= 8"),
+        type=_int_at_least(11, "an integer >= 11 (the SSIM window)"),
         default=None,
         help="center-crop size of the photos (default 192, --quick 64; at least 11, the SSIM "
         "window, at most 400)",

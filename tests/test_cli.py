@@ -220,7 +220,10 @@ def _one_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
     "args,expected",
     [
         (["demo", "--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
-        (["demo", "--crop", "5"], "argument --crop: must be an integer >= 8, got '5'"),
+        (
+            ["demo", "--crop", "5"],
+            "argument --crop: must be an integer >= 11 (the SSIM window), got '5'",
+        ),
         (["demo", "--task", "sr4", "--crop", "30"], "--crop 30: task sr4 needs a multiple of 4"),
         (["demo", "--solver", "foo"], "argument --solver: invalid choice: 'foo'"),
         (["demo", "--task", "deblur", "--solver", "em"], "--solver em does not apply"),
@@ -384,10 +387,11 @@ def test_every_stated_default_is_the_parsed_default():
     assert checked >= 2  # restore's --steps and --batch-size at least
 
 
-def test_demo_crop_takes_sizes_from_8():
-    assert build_parser().parse_args(["demo", "--crop", "8"]).crop == 8
+def test_demo_crop_takes_sizes_from_11():
+    """The SSIM score's window is 11x11: the parser refuses a smaller crop at once."""
+    assert build_parser().parse_args(["demo", "--crop", "11"]).crop == 11
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["demo", "--crop", "7"])
+        build_parser().parse_args(["demo", "--crop", "10"])
 
 
 def test_a_broken_link_or_a_pipe_in_a_folder_is_reported_not_opened(photo, tmp_path, capsys):
@@ -407,3 +411,18 @@ def test_a_broken_link_or_a_pipe_in_a_folder_is_reported_not_opened(photo, tmp_p
     assert f"{folder / 'b.png'}: a broken link, skipped" in text.out + text.err
     assert f"{folder / 'c.png'}: no regular file, skipped" in text.out + text.err
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png"]
+
+
+def test_python_dash_m_flowrestore_is_the_command_line():
+    """``python -m flowrestore`` runs the same command line as the console script."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "flowrestore", "demo", "--crop", "10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "argument --crop: must be an integer >= 11" in out.stderr

@@ -3053,8 +3053,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "cli-demo-crop-from-nine": (
         "flowrestore/cli.py",
-        'type=_int_at_least(8, "an integer >= 8"),',
-        'type=_int_at_least(9, "an integer >= 8"),',
+        'type=_int_at_least(11, "an integer >= 11 (the SSIM window)"),',
+        'type=_int_at_least(12, "an integer >= 11 (the SSIM window)"),',
         ["tests/test_cli.py"],
     ),
     "runtime-threads-no-free-core": (
