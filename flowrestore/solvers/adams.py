@@ -149,7 +149,7 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, IncompatibleSolverError, ShapeError, describe
 from flowrestore.flows.base import ODE, Flow, ResidualFlow, bcast
-from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.base import Context, Solver, StepResult, fields_equal
 from flowrestore.tensors import broadcasts_to
 
 __all__ = [
@@ -229,6 +229,8 @@ class IPNDM(Solver):
     landing_guard: bool | None = None
     start_estimate: Tensor | float | None = None
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
+    #: the same class and options (a tensor ``start_estimate`` by its values; base.fields_equal)
+    __eq__ = fields_equal
 
     def __post_init__(self):
         if not _is_order(self.ab_order):
@@ -424,14 +426,14 @@ def start_value(m, x: Tensor) -> Tensor:
 
 
 def check_estimate(m) -> None:
-    """``start_estimate``: ``None``, a finite real number or a finite floating tensor (read
-    once, at construction)."""
+    """``start_estimate``: ``None``, a finite real number (numpy's too) or a finite floating
+    tensor (read once, at construction)."""
     if m is None:
         return
     if isinstance(m, Tensor):
         ok = m.is_floating_point() and bool(torch.isfinite(m).all())
     else:
-        ok = isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m)
+        ok = isinstance(m, numbers.Real) and not isinstance(m, bool) and math.isfinite(m)
     if not ok:
         raise ConfigError(
             "start_estimate must be None, a finite number or a finite floating tensor (the "
@@ -486,7 +488,7 @@ def _sizes(value: Tensor) -> Tensor:
     return value.reshape(value.shape[0], -1).norm(dim=1)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class DataIPNDM(IPNDM):
     """:class:`IPNDM` in the data-prediction form, second order by default: the exponential
     (DDIM/InDI) step with ``(3 D_k − D_{k−1})/2`` for the clean estimate (module docstring).
@@ -499,7 +501,8 @@ class DataIPNDM(IPNDM):
     form: str = "data"
 
     def __repr__(self) -> str:
+        form = "" if self.form == "data" else f", form={self.form!r}"
         return (
-            f"DataIPNDM(ab_order={self.ab_order}, landing_order={self.landing_order}"
+            f"DataIPNDM(ab_order={self.ab_order}{form}, landing_order={self.landing_order}"
             f"{self._corrector_repr()})"
         )

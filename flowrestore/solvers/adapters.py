@@ -169,6 +169,7 @@ class Torchdiffeq(Solver):
         self.options = dict(options or {})
         if method in _FIXED:
             _check_options(method, self.options)
+        self._given_options = dict(self.options)  # for the repr, before any default is added
         self.controller_options = dict(controller_options)
         if method in _FIXED:
             if controller_options:
@@ -197,7 +198,12 @@ class Torchdiffeq(Solver):
             self.stage_fractions = (0.0, *(float(a) for a in cls.tableau.alpha))
 
     def __repr__(self) -> str:
-        args = "".join(f", {k}={v!r}" for k, v in self.controller_options.items())
+        """The constructor call: ``options=`` as given (``Torchdiffeq("explicit_adams",
+        options={"max_order": 4})`` printed as ``Torchdiffeq('explicit_adams')``, which builds
+        Adams–Bashforth 4's default ``max_order=5`` instead)."""
+        given = self._given_options
+        args = f", options={given!r}" if given else ""
+        args += "".join(f", {k}={v!r}" for k, v in self.controller_options.items())
         return f"Torchdiffeq({self.method!r}{args})"
 
     def init(self, flow: Flow, t_start: Tensor, x_start: Tensor, ctx: Context):

@@ -38,6 +38,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from flowrestore.controllers import StepController
@@ -45,7 +46,7 @@ from flowrestore.errors import ArgumentTypeError, IncompatibleSolverError
 from flowrestore.flows.base import ODE, Flow
 from flowrestore.noise import GeneratorNoise, NoiseSource
 
-__all__ = ["Context", "Solver", "StepResult"]
+__all__ = ["Context", "Solver", "StepResult", "fields_equal"]
 
 
 @dataclass
@@ -219,3 +220,33 @@ class Solver:
             args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields)
             return f"{type(self).__name__}({args})"
         return f"{type(self).__name__}()"
+
+
+def _same_option(a: Any, b: Any) -> bool:
+    """Whether two option values are the same: tensors by shape, dtype, device and values
+    (``==`` on two tensors is elementwise, and its truth value ambiguous), anything else by
+    ``==``; a tensor never equals a number."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (
+            isinstance(a, Tensor)
+            and isinstance(b, Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and torch.equal(a, b)
+        )
+    return bool(a == b)
+
+
+def fields_equal(self: Solver, other: object) -> bool:
+    """``__eq__`` of a dataclass solver with tensor-valued options (``start_estimate``): the same
+    class and the same constructor fields (:func:`_same_option`). The dataclass-generated
+    ``__eq__`` compares the fields as tuples, which asks a tensor comparison for its truth value
+    and raised ``RuntimeError: Boolean value of Tensor ... is ambiguous``. Such a solver stays
+    unhashable (a mutable dataclass)."""
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return all(
+        _same_option(getattr(self, f.name), getattr(other, f.name))
+        for f in dataclasses.fields(self)
+    )

@@ -46,7 +46,7 @@ from flowrestore.solvers.adams import (
     check_start_time,
     start_value,
 )
-from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.base import Context, Solver, StepResult, fields_equal
 
 __all__ = ["FittedMultistep", "FittedState"]
 
@@ -109,6 +109,9 @@ class FittedMultistep(Solver):
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
     per_sample_steps: ClassVar[bool] = False
+    #: the same weights, grid, span and start estimate (a tensor by its values;
+    #: base.fields_equal)
+    __eq__ = fields_equal
 
     def __post_init__(self):
         self.weights = _weights(self.weights)

@@ -58,7 +58,8 @@ agree to round-off (``tests/diffusion/test_unipc_flow_matching.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import numbers
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 import torch
@@ -75,7 +76,7 @@ from flowrestore.solvers.adams import (
     is_integer,
     start_value,
 )
-from flowrestore.solvers.base import Context, Solver, StepResult
+from flowrestore.solvers.base import Context, Solver, StepResult, fields_equal
 
 __all__ = ["MultistepState", "SemiLinearMultistep", "UniPC", "odds_weights", "semilinear_weights"]
 
@@ -232,6 +233,8 @@ class SemiLinearMultistep(Solver):
     start_estimate: Tensor | float | None = None
     flow_types: ClassVar[tuple[type, ...]] = (ResidualFlow,)
     stage_fractions: ClassVar[tuple[float, ...]] = (0.0,)
+    #: the same class and options (a tensor ``start_estimate`` by its values; base.fields_equal)
+    __eq__ = fields_equal
 
     def __post_init__(self):
         if not is_integer(self.order) or self.order not in (1, 2, 3):
@@ -240,16 +243,13 @@ class SemiLinearMultistep(Solver):
         lo, hi = (2, 5) if self.order == 3 else (1, 1)
         if self.nodes is None:
             self.nodes = lo
-        if (
-            isinstance(self.nodes, bool)
-            or not isinstance(self.nodes, int)
-            or not lo <= self.nodes <= hi
-        ):
+        if not is_integer(self.nodes) or not lo <= self.nodes <= hi:
             raise ConfigError(
                 f"nodes must be an int in {lo}..{hi} for order={self.order}, got "
                 f"{describe(self.nodes)} (two predictor nodes plus the corrector "
                 "already give order 3)"
             )
+        self.nodes = int(self.nodes)  # numpy integers welcome (is_integer), kept as an int
         if self.power is not None and (not is_integer(self.power) or self.power not in (0, 1, 2)):
             raise ConfigError(f"power must be None, 0, 1 or 2, got {describe(self.power)}")
         self.power = None if self.power is None else int(self.power)
@@ -268,13 +268,14 @@ class SemiLinearMultistep(Solver):
                 f"lower_order_final must be a bool, got {describe(self.lower_order_final)}"
             )
         if self.final_nodes is not None and not (
-            isinstance(self.final_nodes, int)
+            isinstance(self.final_nodes, numbers.Integral)  # numpy integers welcome
             and not isinstance(self.final_nodes, bool)
             and 1 <= self.final_nodes <= 6
         ):
             raise ConfigError(
                 f"final_nodes must be None or an int in 1..6, got {describe(self.final_nodes)}"
             )
+        self.final_nodes = None if self.final_nodes is None else int(self.final_nodes)
         check_estimate(self.start_estimate)
 
     @property
@@ -395,8 +396,13 @@ class SemiLinearMultistep(Solver):
         return StepResult(x_next, new_state, nfe)
 
     def __repr__(self) -> str:
-        bh = "" if self.bh is None else f", bh={self.bh!r}"
-        lof = ", lower_order_final=True" if self.lower_order_final else ""
+        # bh and lower_order_final when set, and when not the class's defaults (UniPC's are
+        # "bh2" and True: UniPC(bh=None) and UniPC(lower_order_final=False) printed without
+        # them, a repr that rebuilt the defaults)
+        default = {f.name: f.default for f in fields(self)}
+        bh, lof = self.bh, self.lower_order_final
+        bh = f", bh={bh!r}" if bh is not None or bh != default["bh"] else ""
+        lof = f", lower_order_final={lof}" if lof or lof != default["lower_order_final"] else ""
         if self.start_estimate is not None:
             lof = f"{lof}, start_estimate={describe(self.start_estimate)}"
         return (
@@ -405,7 +411,7 @@ class SemiLinearMultistep(Solver):
         )
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class UniPC(SemiLinearMultistep):
     """UniPC (Zhao et al. 2023) in the one loop: :class:`SemiLinearMultistep` with
     ``power=0`` (interpolation in the log-SNR), ``bh="bh2"`` (its ``B(h) = e^h − 1``) and

@@ -79,8 +79,13 @@ class ButcherTableau:
             raise ConfigError(f"c must start with 0.0 (an explicit method), got {self.c!r}")
         if len(self.a) != s - 1 or any(len(row) != i + 1 for i, row in enumerate(self.a)):
             raise ConfigError(f"a must have {s - 1} rows of lengths 1..{s - 1}, got {self.a!r}")
-        if len(self.b) != s or (self.b_error is not None and len(self.b_error) != s):
-            raise ConfigError(f"b and b_error must have {s} entries")
+        for name in ("b", "b_error"):
+            weights = getattr(self, name)
+            if weights is not None and len(weights) != s:
+                raise ConfigError(
+                    f"{name} must have {s} entries (one per stage, as c), got {len(weights)}: "
+                    f"{weights!r}"
+                )
         if abs(sum(self.b) - 1.0) > 1e-12:
             raise ConfigError(f"b must sum to 1, got {sum(self.b)!r}")
         if self.b_error is not None and abs(sum(self.b_error)) > 1e-12:
@@ -88,7 +93,10 @@ class ButcherTableau:
             raise ConfigError(f"b_error (b − b̂) must sum to 0, got {sum(self.b_error)!r}")
         for i, row in enumerate(self.a):
             if abs(sum(row) - self.c[i + 1]) > 1e-12:
-                raise ConfigError(f"row {i + 1} of a must sum to c[{i + 1}]={self.c[i + 1]}")
+                raise ConfigError(
+                    f"row {i + 1} of a must sum to c[{i + 1}]={self.c[i + 1]!r}, got "
+                    f"a[{i}]={row!r} (sum {sum(row)!r})"
+                )
 
     @property
     def fsal(self) -> bool:
