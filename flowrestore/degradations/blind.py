@@ -35,7 +35,7 @@ import numbers
 
 import torch
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, ShapeError, describe
 
 __all__ = [
     "Param",
@@ -256,20 +256,44 @@ class Param:
 def project_simplex(v: torch.Tensor, event_dims: int) -> torch.Tensor:
     """Euclidean projection of each ``event``-shaped block of ``v`` onto the probability simplex.
 
-    ``v`` has shape ``[*batch, *event]`` with ``event_dims`` trailing event dimensions. Sort-based:
-    with ``u`` sorted decreasingly, ``ρ = max{j : u_j − (Σ_{i≤j} u_i − 1)/j > 0}``,
-    ``θ = (Σ_{i≤ρ} u_i − 1)/ρ``, and the projection is ``max(v − θ, 0)``.
+    ``v`` has shape ``[*batch, *event]`` with ``event_dims`` (``1 ≤ event_dims ≤ v.dim()``)
+    trailing event dimensions. Sort-based: with ``u`` sorted decreasingly,
+    ``ρ = max{j : u_j − (Σ_{i≤j} u_i − 1)/j > 0}``, ``θ = (Σ_{i≤ρ} u_i − 1)/ρ``, and the
+    projection is ``max(v − θ, 0)``.
+
+    The projection does not change when a constant is added to every entry of a block, so each
+    block is first shifted to have its largest entry at 0: large entries neither overflow the
+    running sums nor swamp the ``− 1`` (``[1e8, 1e8, 0]`` in float32 gave all zeros, off the
+    simplex). Infinite entries get the limit of the projection: a block with ``+inf`` entries
+    maps to equal weights on them (``[1, inf, 0] → [0, 1, 0]``; it was NaN), a block of ``-inf``
+    only to equal weights on all; ``-inf`` entries beside finite ones map to 0. A NaN stays NaN.
+    No host read (per-iteration use in :class:`BlindInversion`).
     """
-    n = 1
-    for s in v.shape[v.dim() - event_dims :]:
-        n *= s
+    if not isinstance(v, torch.Tensor) or not torch.is_floating_point(v):
+        raise ArgumentTypeError(f"v must be a floating-point tensor, got {describe(v)}")
+    if (
+        not isinstance(event_dims, numbers.Integral)
+        or isinstance(event_dims, bool)
+        or not 1 <= event_dims <= v.dim()
+    ):
+        raise ConfigError(
+            f"event_dims must be an int in [1, v.dim() = {v.dim()}] (the trailing dimensions "
+            f"of one block), got {describe(event_dims)} for v of shape {tuple(v.shape)}"
+        )
+    n = math.prod(v.shape[v.dim() - event_dims :])
+    if n == 0:
+        raise ShapeError(f"the simplex blocks of v have no entry: v of shape {tuple(v.shape)}")
     flat = v.reshape(-1, n)
-    u, _ = flat.sort(dim=1, descending=True)
+    top = flat.amax(dim=1, keepdim=True)
+    inf = math.inf
+    w = torch.where(top == inf, torch.where(flat == inf, 0.0, -inf), flat - top)
+    w = torch.where(top == -inf, 0.0, w)  # every entry -inf: the limit is uniform
+    u, _ = w.sort(dim=1, descending=True)
     css = u.cumsum(dim=1) - 1
     j = torch.arange(1, n + 1, dtype=v.dtype, device=v.device)
     rho = ((u - css / j) > 0).sum(dim=1, keepdim=True).clamp_min(1)
     theta = css.gather(1, rho - 1) / rho.to(v.dtype)
-    return (flat - theta).clamp_min(0).reshape(v.shape)
+    return (w - theta).clamp_min(0).reshape(v.shape)
 
 
 class BlindOperator:

@@ -9,9 +9,10 @@ observation ``ỹ`` of a degradation ``H_φ`` with unknown parameters ``φ`` (:c
     min_{z_i, φ_i}  L_i = mean_j (ỹ_i − H_{φ_i}(Ψ(z_i)))_j²      (+ regulariser(φ)_i)
 
 by Adam on ``Σ_i L_i`` (the sum makes the images independent: batched inversion equals inversion
-one at a time), projecting after every update ``z_i ← sqrt(d) z_i / ‖z_i‖`` (``d`` = pixels per
-image) so ``Ψ(z)`` stays on the image manifold, and each ``φ`` onto its valid set (bounds, positive,
-simplex; :class:`Param`). Non-blind restoration is the case without any ``Param``.
+one at a time), projecting after every update ``z_i ← sqrt(d) z_i / ‖z_i‖`` (``d`` = elements
+per image: channels × pixels) so ``Ψ(z)`` stays on the image manifold, and each ``φ`` onto its
+valid set (bounds, positive, simplex; :class:`Param`). Non-blind restoration is the case without
+any ``Param``.
 With ``noise_std`` (a number or a :class:`Param`) the objective is the Gaussian negative
 log-likelihood per pixel ``mean_j r_j² / (2σ²) + log σ``, so a blind ``σ`` is estimated too.
 
@@ -196,7 +197,8 @@ class BlindInversion:
         lr_latent, lr_degradation: learning rates (a :class:`Param` may set its own ``lr``).
         gradient: ``"exact"`` or ``"detached"`` (see the module docstring).
         noise_std: ``None`` (least squares), a number or a :class:`Param` (Gaussian likelihood;
-            a ``Param`` estimates the noise level; its key is ``"noise_std"``).
+            a ``Param`` estimates the noise level; its key is its ``name``, else
+            ``"noise_std"``).
         regularizer: optional ``regularizer(params) -> [B]`` added to each image's objective
             (a prior on ``φ``); ``params`` maps keys to the current values.
         schedule: ``"constant"`` learning rates (BIRD) or ``"cosine"`` decay to 0.
@@ -281,8 +283,16 @@ class BlindInversion:
         return self.objective.unknowns
 
     def forward(self, x: Tensor, values: dict[str, Tensor]) -> Tensor:
-        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in the result's ``params``)."""
-        return self.objective.forward(x, values)
+        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in the result's ``params``:
+        every unknown of the degradation; a blind noise level may be given, and is not used).
+        The operators check the values as when built directly (a negative blur width is
+        refused, not blurred with), unlike the run's own evaluations, whose values are projected
+        onto their Params' sets."""
+        values = self._check_params_keys(values, "values")
+        missing = {k for k, (i, _, _) in self.unknowns.items() if i is not None} - set(values)
+        if missing:
+            raise ConfigError(f"values must give every unknown; missing {sorted(missing)}")
+        return self.objective.forward(x, values, constrained=False)
 
     # ------------------------------------------------------------------ pieces
     def start(self, z: Tensor) -> Tensor:
@@ -326,7 +336,7 @@ class BlindInversion:
         z = z if z.requires_grad else z.detach().requires_grad_(True)
         with torch.enable_grad():
             x, nfe = self._psi(z, plan)
-            pred = self.forward(x, values)
+            pred = self.objective.forward(x, values)
             loss, mse = self.objective(y, pred, values)
             leaves = [z, *values.values()]
             grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
@@ -349,7 +359,7 @@ class BlindInversion:
         with torch.no_grad():
             x_start = self.start(z.detach()).to(dtype)
             sol = solve(self.flow, self.solver, x_start, **self.solve_kwargs)
-            pred = self.forward(sol.x.to(z.dtype), values)
+            pred = self.objective.forward(sol.x.to(z.dtype), values)
             loss, mse = self.objective(y, pred, values)
         return Evaluation(sol.x, pred, loss, mse, sol.stats.nfe.max())
 
@@ -410,8 +420,10 @@ class BlindInversion:
 
         Args:
             y: observations.
-            generator: draws the initial latents ``z ~ N(0, I)`` (then put on the sphere).
-            latent: initial latents instead ``[B, *image_shape]`` (projected onto the sphere).
+            generator: draws the initial latents ``z ~ N(0, I)`` (then put on the sphere);
+                ``None``: torch's global generator.
+            latent: initial latents instead ``[B, *image_shape]`` (projected onto the sphere);
+                not with ``generator``.
             params: starting values overriding the :class:`Param` inits, by key: a tensor
                 ``[B, *event]`` (or broadcastable to it); must satisfy the Param's constraints.
             image_shape: shape of one image of ``Ψ`` (default ``y.shape[1:]``; needed when ``H``
@@ -429,9 +441,19 @@ class BlindInversion:
         values when built at each iteration is refused first
         (:meth:`BlindOperator.check_reads_no_values`: e.g. a GaussianBlur width with neither
         ``kernel_size`` nor a finite upper bound).
+
+        A run that stops early (that NonFiniteError, an error of ``Ψ``'s solve such as an
+        adaptive solver's step-size underflow, an interrupt) returns nothing; the states a
+        ``callback`` kept are on their valid sets, so ``run(y, latent=state.latent,
+        params=state.params)`` restarts from one (with fresh Adam moments).
         """
         t0 = time.perf_counter()
         _check_run_options(generator, callback, progress)
+        if generator is not None and latent is not None:  # the generator would go unused
+            raise ConfigError(
+                f"generator= draws the initial latents and latent= gives them: pass one, got "
+                f"generator={describe(generator)} and latent={describe(latent)}"
+            )
         self.objective.check_reads_no_values()  # no device read in the loop's operators
         check_observation(y)
         dtype, y = y.dtype, y.to(work_dtype(y.dtype))  # Ψ in y's dtype, the rest in ``work``
@@ -538,17 +560,18 @@ class BlindInversion:
             values[key] = v.requires_grad_(True)
         return values
 
-    def _check_params_keys(self, params) -> dict:
-        """``params`` as a dict whose keys are unknowns' keys (``None``: empty)."""
+    def _check_params_keys(self, params, name: str = "params") -> dict:
+        """``params`` (the argument ``name``) as a dict whose keys are unknowns' keys (``None``:
+        empty)."""
         if params is not None and not isinstance(params, Mapping):
             raise ArgumentTypeError(
-                f"params must be None or a dict {{unknown's key: value}}, got {describe(params)}"
+                f"{name} must be None or a dict {{unknown's key: value}}, got {describe(params)}"
             )
         params = {} if params is None else dict(params)
         unknown_keys = set(params) - set(self.unknowns)
         if unknown_keys:
             raise ConfigError(
-                f"params has keys {sorted(unknown_keys)} that are not unknowns; the unknowns are "
+                f"{name} has keys {sorted(unknown_keys)} that are not unknowns; the unknowns are "
                 f"{sorted(self.unknowns)}"
             )
         return params

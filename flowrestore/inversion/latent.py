@@ -20,11 +20,15 @@ __all__ = ["ProjectedAdam", "check_observation", "project_sphere", "read_iterati
 
 
 def project_sphere(z: Tensor) -> Tensor:
-    """``sqrt(d) z / ‖z‖`` per sample (``d`` = elements per sample), in place; returns ``z``."""
+    """``sqrt(d) z / ‖z‖`` per sample of ``z`` ``[B, ...]`` (``d`` = elements per sample), in
+    place, whatever ``z``'s memory layout; returns ``z``. A sample that is all zeros has no
+    direction and stays zero (:meth:`BlindInversion.run` refuses such a latent)."""
     with torch.no_grad():
         flat = z.reshape(z.shape[0], -1)
         norm = torch.linalg.vector_norm(flat, dim=1, keepdim=True).clamp_min(1e-30)
         flat.mul_(math.sqrt(flat.shape[1]) / norm)
+        if flat.data_ptr() != z.data_ptr():  # a non-contiguous z (channels-last, permuted):
+            z.copy_(flat.reshape(z.shape))  # reshape copied it, the step above missed z
     return z
 
 

@@ -31,7 +31,7 @@ class Objective:
         degradation: an operator (blind when it is a :class:`BlindOperator`), any callable
             ``x -> y``, or a sequence of them applied in order.
         noise_std: ``None`` (least squares), a number or a scalar :class:`Param` kept positive
-            (its key is ``"noise_std"``).
+            (its key is its ``name``, else ``"noise_std"``).
         regularizer: ``None`` or ``regularizer(params) -> [B]`` (or a scalar).
 
     ``unknowns`` maps each unknown's key (the Param's ``name`` or the operator argument's) to
@@ -51,6 +51,10 @@ class Objective:
         self.noise_std = _parse_noise(noise_std)
         self.regularizer = regularizer
         self.unknowns = _collect_unknowns(self.ops, self.noise_std)
+        #: the key of a blind noise level among the unknowns (a named Param is keyed by its name)
+        self.noise_key = (
+            (self.noise_std.name or "noise_std") if isinstance(self.noise_std, Param) else None
+        )
 
     def check_reads_no_values(self) -> None:
         """Refuse a blind operator that reads its unknowns' values when built
@@ -59,12 +63,19 @@ class Objective:
             if isinstance(op, BlindOperator):
                 op.check_reads_no_values()
 
-    def forward(self, x: Tensor, values: dict[str, Tensor]) -> Tensor:
-        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in ``unknowns``)."""
+    def forward(self, x: Tensor, values: dict[str, Tensor], *, constrained: bool = True) -> Tensor:
+        """``H_φ(x)`` with the unknowns set to ``values`` (keys as in ``unknowns``).
+
+        ``constrained=True`` (BIRD's loop: the values were projected onto their Params' sets)
+        builds the operators without their value checks, which read the device; ``False`` keeps
+        them, for values that come from elsewhere (:meth:`BlindInversion.forward`)."""
         for i, op in enumerate(self.ops):
             if isinstance(op, BlindOperator):
                 kw = {arg: values[key] for key, (j, arg, _) in self.unknowns.items() if j == i}
-                op = op.materialize(constrained=True, **kw)  # Params keep values valid
+                if constrained:
+                    op = op.materialize(constrained=True, **kw)  # Params keep values valid
+                else:  # values from elsewhere: the operator checks them
+                    op = op.materialize(**kw)
             x = op(x)
         return x
 
@@ -80,8 +91,8 @@ class Objective:
             loss = mse
         else:
             s = (
-                values["noise_std"]
-                if isinstance(self.noise_std, Param)
+                values[self.noise_key]
+                if self.noise_key is not None
                 else torch.full((), self.noise_std, dtype=y.dtype, device=y.device)
             )
             loss = mse / (2 * s * s) + torch.log(s)
