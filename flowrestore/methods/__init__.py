@@ -21,9 +21,12 @@ checkpoint's config.
 Layout: :mod:`.base` (the record types), one module per method (:mod:`.indi`, :mod:`.dirac`: the
 record and its builders), :mod:`.registry` (:data:`METHODS` and the command line's solver names),
 :mod:`.spec` (:class:`ModelSpec`), :mod:`.flows` (the flows over trained image predictors). Adding a
-method is one module with its :class:`Method` record and one entry in :data:`METHODS` (and, if it is
-trained here, its objective). Nothing here imports torch until a flow, solver or objective is
-built, so the command line's help and usage errors answer without it.
+method is one module with its :class:`Method` record and one entry in :data:`METHODS`, keyed by the
+record's name (:func:`get_method` refuses another key). A method trained here also needs its
+objective: a class in :mod:`flowrestore.training.objectives` and its entry in that module's
+``OBJECTIVES`` table, which is what ``TrainConfig`` and the trainer read (the record's
+:attr:`Method.objective` names the same class). Nothing here imports torch until a flow, solver or
+objective is built, so the command line's help and usage errors answer without it.
 """
 
 from flowrestore.methods.base import IMAGE_RANGE, Method, Showcase, SolverChoice

@@ -34,7 +34,8 @@ class Showcase:
 
     ``runs``/``quick_runs``: the demo's rows (``--quick``); ``steps``/``quick_steps``: the step
     counts used with ``--solver`` alone; ``heldout``: the rows the registry records. A run is
-    ``(solver, steps, output[, t_end])``; the solver ``"phi"`` is the one-shot clean estimate.
+    ``(solver, steps, output[, t_end])``, ``t_end`` in ``[0, 1)`` (where the solve from ``t = 1``
+    stops); the solver ``"phi"`` is the one-shot clean estimate.
     """
 
     runs: tuple[Run, ...]
@@ -48,10 +49,11 @@ class Showcase:
             for run in getattr(self, field_name):
                 ok = isinstance(run, tuple) and len(run) in (3, 4) and isinstance(run[0], str)
                 ok = ok and _positive_int(run[1]) and isinstance(run[2], str)
+                ok = ok and (len(run) == 3 or _stop_time(run[3]))
                 if not ok:
                     raise ConfigError(
-                        f"Showcase {field_name}: each run is (solver, steps >= 1, output[, t_end]),"
-                        f" got {run!r}"
+                        f"Showcase {field_name}: each run is (solver, steps >= 1, output[, t_end]"
+                        f" a number in [0, 1)), got {run!r}"
                     )
         for field_name in ("steps", "quick_steps"):
             counts = getattr(self, field_name)
@@ -67,6 +69,11 @@ def _positive_int(n) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
 
+def _stop_time(t) -> bool:
+    """A run's ``t_end``: where the solve from ``t = 1`` stops, a number in ``[0, 1)``."""
+    return isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1
+
+
 @dataclass(frozen=True)
 class Method:
     """A restoration method (see the module docstring).
@@ -77,7 +84,8 @@ class Method:
     generator)`` degrades clean images as in training; ``objective()`` the training objective
     class, or ``None`` for a method not trained here; ``explain(spec)`` a sentence for the demo;
     ``settings_keys`` the settings every spec of the method must carry (refused when missing,
-    before any flow is built).
+    before any flow is built); ``check_settings(settings)`` raises a :class:`ConfigError` naming
+    a setting whose value the method cannot use (``None``: any value is taken).
     """
 
     name: str
@@ -94,9 +102,13 @@ class Method:
     objective: Callable[[], type] | None = None
     explain: Callable[..., str] | None = None  # (spec: ModelSpec) -> str
     settings_keys: tuple[str, ...] = ()
+    check_settings: Callable[[dict], None] | None = None
 
     def __post_init__(self):
         names = [s.name for s in self.solvers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the command line would offer one name for two solvers, building the first
+            raise ConfigError(f"method {self.name}: solvers named more than once: {twice}")
         if self.default_solver not in names:
             raise ConfigError(
                 f"method {self.name}: default_solver {self.default_solver!r} is not among its "

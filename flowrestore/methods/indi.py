@@ -5,10 +5,12 @@ A predictor's flow declares the grid spacing of each few-NFE solver: a shipped p
 registry entry's (``"spacings"``), a checkpoint trained with ``python -m flowrestore.training``
 its *task's* (:data:`TASK_SPACINGS_FILE`). Which end of ``[0, 1]`` a trained predictor's field
 changes fastest at is a property of the task: near the degraded end ``t = 1`` for a structured
-operator (blur, downsampling: ``StartRefined`` steps, ρ 1.5–4), toward ``t = 0`` for a
-near-identity one (noise: ``Power`` steps shrinking toward ``t = 0``, ρ 1.5–3, uniform for
-Midpoint; JPEG: ρ 1.25–1.7, ``Power(rho=1.5)`` for IPNDM, uniform for the other multistep
-solvers);
+operator (blur, downsampling: ``StartRefined`` steps, ρ 1.5–4), toward ``t = 0`` for the
+identity of denoising (``Power`` steps shrinking toward ``t = 0``, ρ 1.5–3, uniform for
+Midpoint); JPEG lies between (``StartRefined`` at ρ 1.25–1.7, close to uniform, for the
+Runge–Kutta solvers; ``Power(rho=1.5)`` for IPNDM, uniform for the semi-linear multistep). A
+solver a task's entry does not name (``sr4``'s semi-linear multistep, ``jpeg``'s DataIPNDM) is
+laid by the loop's own rule, which won there;
 one spacing for every task loses up to 15.2 dB (``python -m benchmarks.indi_generic``). The
 embedded pairs (Bosh3, Dopri5) are chosen apart, at 3–10 steps (``python -m
 benchmarks.indi_spacing_pairs``): without a declaration they lay the loop's ``Power`` grid, up to
@@ -17,6 +19,7 @@ benchmarks.indi_spacing_pairs``): without a declaration they lay the loop's ``Po
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -91,7 +94,13 @@ def _spacing(spec):
     ((kind, params),) = spec.items()
     if kind == "Unrefined":
         return grids.Unrefined(_spacing(params))  # refuses an Unrefined inside
-    return getattr(grids, kind)(**params)
+    cls = getattr(grids, kind)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    if not isinstance(params, dict) or set(params) - set(names):
+        raise ConfigError(
+            f"registry 'spacings': {kind} takes a dict of parameters among {names}, got {params!r}"
+        )
+    return cls(**params)
 
 
 def _declared_spacings(metadata):
@@ -105,6 +114,11 @@ def _declared_spacings(metadata):
         return None
     from flowrestore.errors import ConfigError
 
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            "registry 'spacings' needs {'per_solver': {solver name: spacing}} or "
+            f"{{'solvers': [...], 'spacing': spacing}}, got {entry!r}"
+        )
     if "per_solver" in entry:
         named = entry["per_solver"]
         if "solvers" in entry or "spacing" in entry or not isinstance(named, dict):

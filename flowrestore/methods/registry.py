@@ -30,6 +30,13 @@ def get_method(name) -> Method:
     method = METHODS.get(name) if isinstance(name, str) else None
     if method is None:
         raise ConfigError(f"method must be one of {method_names()}, got {describe(name)}")
+    if not isinstance(method, Method):
+        raise ConfigError(f"METHODS[{name!r}] must be a Method record, got {describe(method)}")
+    if method.name != name:
+        # a spec would record the record's own name, which then names another method or none
+        raise ConfigError(
+            f"METHODS[{name!r}] holds the Method named {method.name!r}: key each record by its name"
+        )
     return method
 
 

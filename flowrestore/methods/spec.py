@@ -17,7 +17,12 @@ __all__ = ["ModelSpec"]
 @dataclass(frozen=True)
 class ModelSpec:
     """What a trained predictor is for: ``method``, ``task`` with resolved ``params``, the
-    method's ``settings`` and the model's ``name``."""
+    method's ``settings`` and the model's ``name``.
+
+    Built by :meth:`of` or :meth:`from_train_config`, which refuse, naming the key, an unknown
+    method or task, a bad task parameter, and settings the method lacks or cannot use
+    (:attr:`Method.settings_keys`, :attr:`Method.check_settings`) — before any flow is built.
+    """
 
     method: Method
     task: Task
@@ -38,14 +43,13 @@ class ModelSpec:
                 "expected a shipped predictor (with .metadata) or its registry entry, "
                 f"got {describe(model_or_meta)}"
             )
-        return cls._build(
-            meta, lambda method: dict(meta.get(method.name) or {}), str(meta.get("name", ""))
-        )
+        name = meta.get("name")
+        return cls._build(meta, lambda method: _settings_block(meta, method), _name(name))
 
     @classmethod
     def from_train_config(cls, config: Mapping, *, name: str = "") -> ModelSpec:
         """The spec of a predictor trained with ``config`` (a trainer config as a dict)."""
-        return cls._build(config, lambda method: method.settings_from_config(config), name)
+        return cls._build(config, lambda method: method.settings_from_config(config), _name(name))
 
     @classmethod
     def _build(cls, d: Mapping, settings, name: str) -> ModelSpec:
@@ -64,6 +68,8 @@ class ModelSpec:
                 f"(a registry entry's {method.name!r}, a trainer config's keys); missing "
                 f"{missing}, got {describe(own)}"
             )
+        if method.check_settings is not None:
+            method.check_settings(own)
         return cls(method=method, task=task, params=params, settings=own, name=name)
 
     def metadata(self) -> dict:
@@ -115,3 +121,25 @@ class ModelSpec:
                 f"generator must be a torch.Generator or None, got {describe(generator)}"
             )
         return self.method.observe(self, x, generator)
+
+
+def _settings_block(meta: Mapping, method: Method) -> dict:
+    """A registry entry's settings of ``method`` (its ``meta[method.name]``: a dict, or absent)."""
+    block = meta.get(method.name)
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise ConfigError(
+            f"a {method.name} predictor's settings {method.name!r} must be a dict of "
+            f"{list(method.settings_keys) or 'settings'}, got {describe(block)}"
+        )
+    return dict(block)
+
+
+def _name(name) -> str:
+    """A model's name: a string, or ``None`` for none (``""``, not ``str(None)``)."""
+    if name is None:
+        return ""
+    if not isinstance(name, str):
+        raise ConfigError(f"a model's name must be a string, got {describe(name)}")
+    return name

@@ -16,8 +16,10 @@ predictor is trained for and applied to:
 * how the command line prepares an input (``sr4``: upsample the low-resolution image) and the text
   it shows about what a model expects (:meth:`Task.expects`).
 
-Adding a task is one :class:`Task` entry in :data:`TASKS`. Nothing here imports torch until an
-operator or family is built, so the command line's help and usage errors answer without it.
+Adding a task is one :class:`Task` entry in :data:`TASKS`, keyed by the record's name
+(:func:`get_task` refuses another key); a record is checked when built (its ``noise_param`` one
+of its parameters, each default valid, its functions callable). Nothing here imports torch until
+an operator or family is built, so the command line's help and usage errors answer without it.
 """
 
 from __future__ import annotations
@@ -105,6 +107,33 @@ class Task:
     scale: Callable[[dict], int] = field(default=lambda p: 1)
     prepare: Callable[[object, dict], object] | None = None
 
+    def __post_init__(self):
+        """Refuse a record that would fail only when first used (a new task's typos)."""
+        if not (isinstance(self.name, str) and self.name):
+            raise ConfigError(f"Task: name must be a non-empty string, got {describe(self.name)}")
+        if not all(isinstance(p, TaskParam) for p in self.params):
+            raise ConfigError(f"task {self.name}: params must be TaskParam records")
+        names = [p.name for p in self.params]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"task {self.name}: parameters named more than once: {twice}")
+        if self.noise_param not in names:
+            raise ConfigError(
+                f"task {self.name}: noise_param {self.noise_param!r} is not one of its "
+                f"parameters {names}"
+            )
+        for p in self.params:
+            if not p.valid(p.default):
+                raise ConfigError(
+                    f"task {self.name}: the default of {p.name} must be {p.wants}, got "
+                    f"{describe(p.default)}"
+                )
+        for key in ("operator", "family", "expects", "note", "scale"):
+            if not callable(getattr(self, key)):
+                raise ConfigError(f"task {self.name}: {key} must be callable(params)")
+        if self.prepare is not None and not callable(self.prepare):
+            raise ConfigError(f"task {self.name}: prepare must be None or callable(y, params)")
+
     def resolve(self, params: Mapping | None = None) -> dict:
         """Defaults completed by ``params``, each checked; unknown names are refused."""
         if params is not None and not isinstance(params, Mapping):
@@ -126,9 +155,9 @@ class Task:
                 )
         return {name: _plain(value) for name, value in out.items()}
 
-    def noise(self, params: Mapping) -> float:
-        """The std of the noise this task's degradation adds (resolved parameters)."""
-        return float(params[self.noise_param])
+    def noise(self, params: Mapping | None = None) -> float:
+        """The std of the noise this task's degradation adds (``params`` as :meth:`resolve`)."""
+        return float(self.resolve(params)[self.noise_param])
 
     def degradation(self, params: Mapping | None = None):
         """``deg(x, generator) -> y``: ``A x`` plus Gaussian noise of std :meth:`noise`.
@@ -294,4 +323,11 @@ def get_task(name) -> Task:
     task = TASKS.get(name) if isinstance(name, str) else None
     if task is None:
         raise ConfigError(f"task must be one of {task_names()}, got {describe(name)}")
+    if not isinstance(task, Task):
+        raise ConfigError(f"TASKS[{name!r}] must be a Task record, got {describe(task)}")
+    if task.name != name:
+        # a spec, a degradation and a checkpoint would record the record's own name instead
+        raise ConfigError(
+            f"TASKS[{name!r}] holds the Task named {task.name!r}: key each record by its name"
+        )
     return task
