@@ -376,3 +376,15 @@ def test_a_non_finite_measurement_is_found_before_the_first_step():
     assert (
         fr.solve(flow, fr.Euler(), torch.ones(2, 3), steps=2, t_span=(0.0, 1.0)).x.isfinite().all()
     )
+
+
+def test_dirac_training_refuses_the_task_noise_it_ignores():
+    """Was: TrainConfig(method="dirac", task_params={"noise": 0.2}) trained at sigma_max, the
+    task's noise silently unused (Dirac's degradation has its own noise sigma_t)."""
+    from flowrestore.training import TrainConfig
+
+    for task, noise in (("deblur", "noise"), ("denoise", "sigma")):
+        with pytest.raises(ConfigError, match=rf"task_params\['{noise}'\].*method='dirac'"):
+            TrainConfig(method="dirac", task=task, task_params={noise: 0.2})
+        TrainConfig(method="dirac", task=task)  # the task's default noise is not the user's
+        TrainConfig(method="indi", task=task, task_params={noise: 0.2})

@@ -193,6 +193,14 @@ class TrainConfig:
             raise ConfigError(
                 "TrainConfig: brownian=True needs eps > 0 (the Brownian noise's scale), got eps=0"
             )
+        noise = get_task(self.task).noise_param
+        if self.method == "dirac" and noise in self.task_params:
+            # Dirac's degradation carries its own noise, sigma_t from sigma_min to sigma_max
+            raise ConfigError(
+                f"TrainConfig: task_params[{noise!r}]={describe(self.task_params[noise])} has no "
+                f"effect with method='dirac' (its noise is sigma_t, from sigma_min to sigma_max); "
+                "set sigma_max instead"
+            )
 
     def _check_unet(self) -> None:
         if not isinstance(self.unet, dict):
