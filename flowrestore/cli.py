@@ -263,7 +263,11 @@ def _add_restore_run_options(p) -> None:
         "CPU, half the free memory on CUDA)",
     )
     _add_device(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace earlier outputs of flowrestore restore (never another file at their names)",
+    )
     p.add_argument(
         "--no-upsample", action="store_true", help="sr4: the inputs are already at the target size"
     )

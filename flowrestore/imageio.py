@@ -6,8 +6,8 @@ the colour channels and the alpha channel apart, the bit depth, and the metadata
 
 * **Value range from the mode, never from the values.** 8-bit modes are divided by 255, 16-bit
   modes (``I;16*``, and 16-bit RGB/RGBA/LA PNG and TIFF) by 65535; ``I`` (32-bit integer) is
-  taken as 16-bit data, ``F`` (float) as values in [0, 1]. A 16-bit file whose values are all
-  small stays dark.
+  taken as 16-bit data, ``F`` (float) as values in [0, 1]; values beyond are clipped, with a
+  note saying how many. A 16-bit file whose values are all small stays dark.
 * **16 bits in, 16 bits out.** Pillow decodes 16-bit colour files to 8 bits; here the file is
   decoded a second time with the other byte order (or, for grey+alpha, as raw bytes) to recover
   the low bytes. 16-bit (and float) inputs are written as 16-bit PNG by :func:`_write_png16`.
@@ -15,7 +15,7 @@ the colour channels and the alpha channel apart, the bit depth, and the metadata
   re-attached unchanged. Palette images become RGB (RGBA when they have transparency); CMYK
   becomes RGB through its embedded ICC profile when there is one (and the output carries an sRGB
   profile), else Pillow's conversion; bilevel (``1``) becomes 8-bit grey. Only the first frame
-  of an animation or multi-page file is read.
+  of an animation or multi-page file is read (a note says how many there are).
 * **Metadata.** EXIF (JPEG, PNG, WebP) is kept with its orientation reset to 1 (the pixels are
   already rotated); the ICC profile is kept (except for CMYK, see above). TIFF tags are not
   carried.
@@ -177,11 +177,23 @@ def _rawmode(im) -> str:
     return raw if isinstance(raw, str) else ""
 
 
+def _frames(im) -> int:
+    """How many frames or pages ``im`` has (1 when unknown; an MPO's others, previews or depth
+    maps of a phone photo, are not counted)."""
+    if im.format == "MPO":
+        return 1
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001 (a damaged later frame: the first is still read)
+        return 1
+
+
 def read_image(path) -> Picture:
     """Decode ``path`` (any format Pillow reads) into a :class:`Picture`; raises if corrupt."""
     path = Path(path)
     with _open(path) as im:
         rawmode = _rawmode(im)  # before getexif(), which may decode
+        frames = _frames(im)
         orientation = _orientation(im)
         exif, icc, mode = _exif_bytes(im), im.info.get("icc_profile"), im.mode
         has_transparency = "transparency" in im.info
@@ -191,6 +203,8 @@ def read_image(path) -> Picture:
         if _orientation(im) == 1:  # the decoder applied it (Pillow >= 11 for TIFF)
             orientation = 1
         notes: list[str] = []
+        if frames > 1:  # the others are not restored: said, not silent
+            notes.append(f"only the first of {frames} frames/pages restored")
         if mode == "CMYK":
             im, icc = _cmyk_to_rgb(im, icc, notes)
         elif mode in ("P", "PA"):
@@ -209,12 +223,19 @@ def read_image(path) -> Picture:
         arr = np.array(im)  # a writable copy (torch.from_numpy warns on read-only arrays)
         out_mode = im.mode
     if out_mode.startswith("I;16") or out_mode == "I":
+        outside = int(((arr < 0) | (arr > 65535)).sum())
+        if outside:  # 32-bit or signed data beyond 16 bits: said, not silent
+            notes.append(f"{outside} value(s) outside 0..65535 clipped")
         grey = np.clip(arr, 0, 65535).astype(np.uint16)
         return Picture(grey, _key_alpha(grey, key, 16), 16, exif, icc, mode, notes)
     if out_mode == "F":
         bad = int((~np.isfinite(arr)).sum())
         if bad:  # said, not silent
             notes.append(f"{bad} NaN/infinite value(s) read as 0 (NaN) or clipped (inf)")
+        with np.errstate(invalid="ignore"):
+            outside = int(((arr < 0) | (arr > 1)).sum()) - int(np.isinf(arr).sum())
+        if outside:  # an HDR or signed float file: its highlights are lost, so say so
+            notes.append(f"{outside} finite value(s) outside [0, 1] clipped")
         a16 = np.round(np.clip(np.nan_to_num(arr), 0, 1) * 65535).astype(np.uint16)
         return Picture(a16, None, 16, exif, icc, mode, notes + ["float image written as 16-bit"])
     bits = 8

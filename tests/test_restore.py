@@ -92,7 +92,7 @@ def test_folder_with_a_corrupt_file_restores_the_others(folder, tmp_path, capsys
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c_jpg.png", "grey.png"]
     both = text.err + text.out
     assert both.count("FAILED") == 1 and both.count("corrupt.png:") == 1  # reported once
-    assert "restored 4, skipped 0 (output exists), failed 1" in text.out
+    assert "restored 4, skipped 0, failed 1" in text.out
     assert "[rank" not in both and "restore[" not in both  # one process: no rank tags
     assert "Traceback" not in both
     with Image.open(out / "c_jpg.png") as im:
@@ -105,15 +105,21 @@ def test_existing_outputs_are_kept_unless_overwrite(folder, tmp_path, capsys):
     out = tmp_path / "out"
     good = [str(folder / n) for n in ("a.png", "b.png")]
     assert _restore([*good, "-o", str(out)]) == 0
-    stamp = (out / "a.png").stat().st_mtime_ns
-    (out / "a.png").write_bytes(b"keep me")
+    first = (out / "a.png").read_bytes()
+    inode = (out / "a.png").stat().st_ino
     capsys.readouterr()
     assert _restore([*good, "-o", str(out)]) == 0
     assert "skipped 2" in capsys.readouterr().out
-    assert (out / "a.png").read_bytes() == b"keep me"
+    assert (out / "a.png").stat().st_ino == inode  # kept
+    # --overwrite replaces an earlier output of restore (written anew: a new file, same bytes)
     assert _restore([*good, "-o", str(out), "--overwrite"]) == 0
-    assert (out / "a.png").read_bytes() != b"keep me"
-    assert (out / "a.png").stat().st_mtime_ns >= stamp
+    assert (out / "a.png").stat().st_ino != inode and (out / "a.png").read_bytes() == first
+    # ... but never a file restore did not write
+    (out / "a.png").write_bytes(b"keep me")
+    capsys.readouterr()
+    assert _restore([*good, "-o", str(out), "--overwrite"]) == 0
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert "restored 1, skipped 1 (output name taken by another file)" in capsys.readouterr().out
 
 
 def test_output_names_depend_only_on_the_input_path(tmp_path, capsys):
@@ -450,7 +456,10 @@ def test_restoring_a_folder_into_itself_can_be_run_again(tmp_path, capsys):
     capsys.readouterr()
     assert _restore([str(d), "-o", str(d)]) == 0
     text = capsys.readouterr().out
-    assert "restored 0, skipped 4 (output exists), failed 0 of 4 files" in text
+    assert (
+        "restored 0, skipped 4 (output exists: 2; input is an output of flowrestore restore: 2), "
+        "failed 0 of 4 files" in text
+    )
     assert "a_jpg.png is an output of flowrestore restore" in text
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
     # a PNG of someone else's that would be replaced by its own output still fails

@@ -3,12 +3,14 @@
 :func:`list_inputs` expands folders and de-duplicates spellings; :func:`check_output_dir` creates
 and test-writes the output folder before any work; every output carries the PNG text chunk
 :data:`OWN_OUTPUT_KEY` (the input it came from), which :func:`is_own_output` reads, so a folder
-restored into itself can be restored again without touching its earlier outputs. No torch here.
+restored into itself can be restored again without touching its earlier outputs, and
+``--overwrite`` replaces such outputs only, never another file. No torch here.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from flowrestore.paths import check_output_dir
@@ -85,8 +87,16 @@ def own_output_text(source) -> dict[str, str]:
 
 
 def is_own_output(path) -> bool:
-    """Whether ``path`` is a PNG written by ``flowrestore restore`` (its text chunk says so)."""
+    """Whether ``path`` is a PNG written by ``flowrestore restore`` (its text chunk says so).
+
+    Only a regular file can be: a symbolic link (even to such a PNG: what it points to is not
+    in the output folder), a folder or a pipe (never opened: reading it would wait) is not."""
     if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+    except OSError:  # gone, or no permission to look: not ours
         return False
     from PIL import Image
 

@@ -20,7 +20,9 @@ Inputs: files in any format Pillow reads, and folders (their .png .jpg .jpeg .bm
 restored once.
 
 Outputs: OUTDIR/<stem>.png for a PNG input and OUTDIR/<stem>_<ext>.png otherwise (a.jpg ->
-a_jpg.png), the same name in every run. Existing outputs are kept unless --overwrite. Two inputs
+a_jpg.png), the same name in every run. Existing outputs are kept unless --overwrite, which
+replaces only earlier outputs of flowrestore restore: any other file at an output name (or a
+symbolic link) is never replaced; its input is skipped with a line naming it. Two inputs
 that would get one name (a.png in two folders; names differing only in case count as one) are
 reported as failed; restore them into different folders. The output folder is created and
 checked for writing before anything runs. Outputs are marked as this tool's own (a PNG text
@@ -28,9 +30,11 @@ chunk), so restoring a folder into itself can be run again: its earlier outputs 
 restored a second time.
 
 Files as they are: the EXIF orientation is applied (the output is upright, its EXIF orientation
-reset to 1), EXIF and ICC profile are kept, 16-bit inputs give 16-bit PNGs, the value range comes
-from the file's mode (8-bit /255, 16-bit /65535), alpha is kept unchanged (resized for sr4), grey
-stays grey, palette images become RGB(A), CMYK becomes RGB (through its ICC profile when present).
+reset to 1), the ICC profile and the EXIF of JPEG, PNG and WebP files are kept (a TIFF's tags
+are not), 16-bit inputs give 16-bit PNGs, the value range comes from the file's mode (8-bit /255,
+16-bit /65535), alpha is kept unchanged (resized for sr4), grey stays grey, palette images become
+RGB(A), CMYK becomes RGB (through its ICC profile when present). Of an animation or a multi-page
+file only the first frame is restored, with a note saying so.
 
 Large images are restored in overlapping tiles (size from the model's receptive field and the
 --memory budget; --tile 0 restores the whole image at once); with tiles of 256 px or more the
@@ -43,7 +47,9 @@ sr4: the input is the low-resolution image; it is upsampled 4x (bicubic, as in t
 restored (--no-upsample for inputs already at the target size).
 
 Failures: an unreadable file is reported once (FAILED <path>: <reason>) and skipped; the exit code
-is 0 when every file was restored or already there, 1 when a file failed, 2 for a usage error.
+is 0 when no file failed (each was restored, or skipped with a line saying why: its output
+exists, or another file has its name), 1 when a file failed, 2 for a usage error. The summary
+line counts the skipped files by reason.
 
 Several processes: under torchrun (RANK/WORLD_SIZE set) each process takes every WORLD_SIZE-th
 file of the sorted list, starting at its RANK; on CUDA each process uses cuda:LOCAL_RANK.

@@ -32,8 +32,9 @@ def model_name(task: str | None) -> str:
 
 def check_checkpoint_file(path: Path) -> None:
     """Refuse (one line) a checkpoint path that is no file or no PyTorch file; reads 4 bytes."""
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r}: no such file")
+    if not path.is_file():  # a folder or a pipe is there, but it is no checkpoint either
+        what = "no regular file" if path.exists() else "no such file"
+        raise ConfigError(f"checkpoint {str(path)!r}: {what}")
     try:
         with open(path, "rb") as f:
             head = f.read(4)

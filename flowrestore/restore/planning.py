@@ -3,7 +3,9 @@
 :class:`RestoreSettings` holds what every batch needs (the flow, solver, steps, output, device, the
 spec's input preparation and the seed). :func:`plan_jobs` turns this process's files into
 :class:`Job` s — or into skipped and failed entries of the report, each said once: a name shared by
-two inputs, an output that would replace its input, an existing output, an unreadable file.
+two inputs, an output that would replace its input, an existing output (replaced with
+``overwrite`` only when it is an earlier output of this tool: never another file), an unreadable
+file.
 :func:`batches` groups same-size whole images into batches that fit the memory budget; tiled images
 run one by one. A file that is this tool's own output, lying where its output would go (a folder
 restored into itself), is skipped and is no input at all: its name does not clash with the file it
@@ -20,7 +22,17 @@ from pathlib import Path
 from flowrestore.restore.files import is_own_output
 from flowrestore.restore.naming import file_seed, output_name
 
-__all__ = ["RestoreSettings", "RestoreReport", "Job", "plan_jobs", "batches"]
+__all__ = [
+    "RestoreSettings",
+    "RestoreReport",
+    "Job",
+    "plan_jobs",
+    "batches",
+    "foreign_output",
+    "EXISTS",
+    "NOT_OURS",
+    "OWN_INPUT",
+]
 
 
 @dataclass
@@ -79,8 +91,28 @@ def _name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
+#: Why a file is skipped, as the summary line counts it (``skip``'s ``kind``).
+EXISTS = "output exists"
+NOT_OURS = "output name taken by another file"
+OWN_INPUT = "input is an output of flowrestore restore"
+
+
+def foreign_output(target: Path) -> str | None:
+    """Why ``target`` must not be replaced, or None: something is at the name (a file, a link —
+    even a broken one —, a folder) that is no earlier output of ``flowrestore restore``
+    (:func:`~.files.is_own_output`). ``--overwrite`` replaces only those outputs."""
+    if target.is_symlink():
+        return f"{target} is a symbolic link, not an output of flowrestore restore"
+    if not target.exists() or is_own_output(target):
+        return None
+    if not target.is_file():
+        return f"{target} exists and is no regular file (no output of flowrestore restore)"
+    return f"{target} exists and is a file not written by flowrestore restore"
+
+
 def _conflict(path: Path, target: Path, names: dict[str, list[Path]], overwrite: bool):
-    """``(kind, reason)`` when ``path`` is not restored (kind "failed" or "skipped"), else None."""
+    """``(kind, reason)`` when ``path`` is not restored (kind "failed", or a skip kind:
+    :data:`EXISTS`, :data:`NOT_OURS`), else None."""
     name = target.name
     if len(names[_name_key(name)]) > 1:
         others = ", ".join(str(o) for o in names[_name_key(name)] if o != path)
@@ -90,8 +122,13 @@ def _conflict(path: Path, target: Path, names: dict[str, list[Path]], overwrite:
         )
     if target.resolve() == path.resolve() or _same_file(target, path):
         return "failed", f"the output {target} would replace the input; choose another -o folder"
-    if target.exists() and not overwrite:
-        return "skipped", f"{target} exists (--overwrite to replace)"
+    if not (target.exists() or target.is_symlink()):
+        return None
+    foreign = foreign_output(target)
+    if foreign is not None:  # never replaced, not even with --overwrite
+        return NOT_OURS, f"{foreign}; kept (--overwrite replaces only earlier outputs)"
+    if not overwrite:
+        return EXISTS, f"{target} exists (--overwrite to replace)"
     return None
 
 
@@ -108,8 +145,12 @@ def plan_jobs(
     mine, everyone, out_dir: Path, settings, *, overwrite, tiles: TileOptions, skip, fail
 ) -> list[Job]:
     """The jobs of this process's files ``mine`` (``everyone``: all processes' files, to find
-    shared output names, compared as :func:`_name_key` does); ``skip(path, target, why)`` and
-    ``fail(path, why)`` report the rest."""
+    shared output names, compared as :func:`_name_key` does); ``skip(path, target, why, kind)``
+    (``kind``: :data:`EXISTS`, :data:`NOT_OURS` or :data:`OWN_INPUT`) and ``fail(path, why)``
+    report the rest.
+
+    ``overwrite``: replace earlier outputs of ``flowrestore restore`` at the output names; any
+    other file there (or a symbolic link) is kept and its input skipped, with or without it."""
     from flowrestore.imageio import displayed_size
     from flowrestore.tiling import plan_tiles
 
@@ -126,12 +167,12 @@ def plan_jobs(
     for path in mine:
         target = out_dir / output_name(path)
         if path in own:
-            skip(path, target, f"{path.name} is an output of flowrestore restore")
+            skip(path, target, f"{path.name} is an output of flowrestore restore", OWN_INPUT)
             continue
         conflict = _conflict(path, target, names, overwrite)
         if conflict is not None:
             kind, why = conflict
-            skip(path, target, why) if kind == "skipped" else fail(path, why)
+            fail(path, why) if kind == "failed" else skip(path, target, why, kind)
             continue
         try:
             w, h = displayed_size(path)

@@ -17,15 +17,20 @@ from dataclasses import replace
 import torch
 
 from flowrestore.errors import ConfigError, describe
+from flowrestore.integrate.solve import _OUTPUTS
 from flowrestore.methods import ModelSpec
 from flowrestore.restore.estimates import estimate
 from flowrestore.restore.files import check_output_dir, list_inputs, own_output_text
 from flowrestore.restore.planning import (
+    EXISTS,
+    NOT_OURS,
+    OWN_INPUT,
     Job,
     RestoreReport,
     RestoreSettings,
     TileOptions,
     batches,
+    foreign_output,
     plan_jobs,
 )
 from flowrestore.runtime import resolve_device
@@ -55,20 +60,41 @@ def _check_bool(name: str, value) -> None:
 
 
 def _settings(model, solver, steps, output, device, upsample, seed, compile) -> RestoreSettings:
-    """Check the options against the model's spec; move the model; build flow and solver."""
+    """Check the options against the model's spec; move the model; build flow and solver.
+
+    Everything every solve would refuse (a solver object for another kind of flow, an unknown
+    ``output``, a ``compile`` that is none) is refused here, once, before any file is read:
+    not as the same failure of every file."""
+    from flowrestore.integrate.compiled import compile_options
+    from flowrestore.solvers.base import Solver
+
     _check_int("steps", steps, 1)
     _check_int("seed", seed, 0)
     spec = ModelSpec.of(model)
     solver_obj = spec.method.solver(solver) if solver is None or isinstance(solver, str) else solver
+    if not isinstance(solver_obj, Solver):
+        raise ConfigError(
+            f"solver must be a solver name or a flowrestore Solver, got {describe(solver)}"
+        )
     device = resolve_device(device)
+    compile_options(compile, device)
     model = model.to(device)
+    flow = spec.flow(model)
+    solver_obj.check_flow(flow)
+    output = spec.method.default_output if output is None else output
+    if output not in _OUTPUTS:
+        raise ConfigError(f"output must be one of {_OUTPUTS}, got {describe(output)}")
+    if output == "posterior_mean" and not flow.has_denoiser:
+        raise ConfigError(
+            f"output='posterior_mean' needs a clean-image estimate; {type(flow).__name__} has none"
+        )
     return RestoreSettings(
         spec=spec,
         model=model,
-        flow=spec.flow(model),
+        flow=flow,
         solver=solver_obj,
         steps=steps,
-        output=spec.method.default_output if output is None else output,
+        output=output,
         device=device,
         scale=spec.scale if upsample else 1,
         seed=seed,
@@ -83,14 +109,28 @@ class _Reporter:
         from tqdm.auto import tqdm
 
         self.report, self.write = report, tqdm.write
+        self.kinds: dict[str, int] = {}  # skips by kind (planning.EXISTS, ...), for the summary
 
     def fail(self, path, reason) -> None:
         self.report.failed.append((str(path), reason))
         self.write(f"FAILED {path}: {reason}", file=sys.stderr)
 
-    def skip(self, path, target, why) -> None:
+    def skip(self, path, target, why, kind=EXISTS) -> None:
         self.report.skipped.append((str(path), str(target)))
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         self.write(f"skipped {path}: {why}")
+
+    def skipped(self) -> str:
+        """``skipped N`` and why, for the summary: ``skipped 2 (output exists)``, or each
+        reason's count when there are several."""
+        n = len(self.report.skipped)
+        if not self.kinds:
+            return f"skipped {n}"
+        if len(self.kinds) == 1:
+            return f"skipped {n} ({next(iter(self.kinds))})"
+        order = [k for k in (EXISTS, NOT_OURS, OWN_INPUT) if k in self.kinds]  # fixed order
+        order += [k for k in self.kinds if k not in order]
+        return f"skipped {n} ({'; '.join(f'{k}: {self.kinds[k]}' for k in order)})"
 
 
 def restore_files(
@@ -118,7 +158,9 @@ def restore_files(
 
     ``inputs``: a file or folder, or several; ``model``: a predictor with ``.metadata``
     (:func:`load_model`); ``solver``: a name of its method's solvers, a solver object, or
-    ``None`` for the method's default (as ``output``).
+    ``None`` for the method's default (as ``output``). ``overwrite``: replace earlier outputs of
+    ``flowrestore restore`` at the output names; any other file there (or a symbolic link) is
+    kept and its input skipped, said in one line naming it.
     ``tile``/``overlap``/``memory_budget`` (bytes) go to :func:`flowrestore.tiling.plan_tiles`
     (``tile=0``: whole images). ``log`` receives the estimate and the summary lines; per-file
     lines go through the progress bar's writer to stdout (FAILED lines to stderr), once each.
@@ -129,6 +171,11 @@ def restore_files(
     from flowrestore.tiling import activation_bytes_per_pixel, default_budget
 
     _check_int("batch_size", batch_size, 1)
+    for name, value, least in (("tile", tile, 0), ("overlap", overlap, 0)):
+        if value is not None:  # refused before the folder is made, whatever the image sizes
+            _check_int(name, value, least)
+    if memory_budget is not None:
+        _check_int("memory_budget", memory_budget, 1)
     for name, flag in (("overwrite", overwrite), ("upsample", upsample), ("progress", progress)):
         _check_bool(name, flag)
     settings = _settings(model, solver, steps, output, device, upsample, seed, compile)
@@ -158,9 +205,10 @@ def restore_files(
         _restore_batch(group, settings, say, bar)
     bar.close()
     tag = f"[rank {rank}/{world}] " if world > 1 else ""
+    total = len(mine) + (len(missing) if rank == 0 else 0)
     log(
-        f"{tag}restored {len(report.restored)}, skipped {len(report.skipped)} (output exists), "
-        f"failed {len(report.failed)} of {len(mine) + (len(missing) if rank == 0 else 0)} files"
+        f"{tag}restored {len(report.restored)}, {say.skipped()}, "
+        f"failed {len(report.failed)} of {total} files"
     )
     return report
 
@@ -248,6 +296,10 @@ def _write(ok: list[Job], pics, outs, say, bar) -> None:
     from flowrestore.imageio import from_tensor, write_image
 
     for j, pic, x in zip(ok, pics, outs, strict=True):
+        foreign = foreign_output(j.target)  # put there while this run restored: never replaced
+        if foreign is not None:
+            say.skip(j.path, j.target, f"{foreign} (it appeared during the run); kept", NOT_OURS)
+            continue
         try:
             out = replace(from_tensor(x, pic), text=own_output_text(j.path))
             write_image(j.target, out)
