@@ -25,10 +25,14 @@ one or more dimensions is host work.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+import flowrestore.integrate.loop as loop_module
+from flowrestore.noise import NoiseSource
 
 _SYNC_OPS = {
     "aten::_local_scalar_dense",
@@ -125,3 +129,26 @@ def cuda_syncs(fn) -> int:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(c.message).lower() for c in caught)
+
+
+class ZeroNoise(NoiseSource):
+    """A noise source whose draws are zeros made on the state's device (a stand-in for a
+    device generator: no host-side draw to copy in)."""
+
+    def normal(self, like, index=None):
+        return torch.zeros_like(like)
+
+
+@contextlib.contextmanager
+def loop_work(monkeypatch):
+    """Host work inside the step loop (planning and the final checks are not counted): a
+    :class:`HostWork` that counts while ``flowrestore.integrate.loop.steps`` runs."""
+    seen = HostWork()
+    steps = loop_module.steps
+
+    def counted(*a, **k):
+        with seen:
+            return steps(*a, **k)
+
+    monkeypatch.setattr(loop_module, "steps", counted)
+    yield seen

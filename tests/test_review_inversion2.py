@@ -28,6 +28,20 @@ FLOW = fr.DiffusionFlow(
 )  # fmt: skip
 
 
+def counting_flow():
+    """A small ε-model diffusion flow and the list its network appends to on every call."""
+    calls = []
+
+    def predictor(x, k):
+        calls.append(1)
+        return torch.tanh(x) * 0.3
+
+    flow = fr.DiffusionFlow(
+        predictor, alphas_cumprod=linear_alphas_cumprod(), prediction_type="epsilon"
+    )
+    return calls, flow
+
+
 def _inversion(iterations=3, **kwargs):
     kwargs.setdefault(
         "degradation", BlindOperator(GaussianBlur, kernel_size=3, width=Param(1.0, bounds=(0.1, 3)))
@@ -43,15 +57,7 @@ def _y(shape=(2, 1, 8, 8)):
 def test_a_blind_width_with_no_kernel_size_and_no_upper_bound_is_refused_before_any_work():
     # GaussianBlur took its kernel size from float(width.max()): one host read per BIRD
     # iteration, and a kernel size that followed the other images of the batch
-    calls = []
-
-    def predictor(x, k):
-        calls.append(1)
-        return torch.tanh(x) * 0.3
-
-    flow = fr.DiffusionFlow(
-        predictor, alphas_cumprod=linear_alphas_cumprod(), prediction_type="epsilon"
-    )
+    calls, flow = counting_flow()
     for width in (
         Param(1.0, constraint="positive"),
         Param(1.0, bounds=(0.1, math.inf)),

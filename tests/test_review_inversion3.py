@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from test_review_inversion2 import counting_flow
 
 import flowrestore as fr
 from flowrestore.degradations import GaussianBlur
@@ -162,15 +163,7 @@ def test_forward_checks_the_values_it_is_given():
 # ------------------------------------------------------------------ run()'s arguments
 def test_a_generator_with_a_latent_is_refused_before_any_evaluation():
     # the generator was silently unused: the run started from the latent
-    calls = []
-
-    def predictor(x, k):
-        calls.append(1)
-        return torch.tanh(x) * 0.3
-
-    flow = fr.DiffusionFlow(
-        predictor, alphas_cumprod=linear_alphas_cumprod(), prediction_type="epsilon"
-    )
+    calls, flow = counting_flow()
     inv = BlindInversion(flow, solver=fr.Heun(), steps=3, iterations=2, degradation=_blur())
     y = torch.rand(2, 1, 8, 8)
     with pytest.raises(ConfigError, match=r"generator=.*latent=.*pass one"):

@@ -12,16 +12,12 @@ count 0 ops on CPU tensors inside the step loop.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
-from syncs import HostWork
+from syncs import ZeroNoise, loop_work
 
 import flowrestore as fr
-import flowrestore.integrate.loop as loop_module
 from flowrestore.degradations import Blur, Downsample, GaussianBlur, Inpainting
-from flowrestore.noise import NoiseSource
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
 from .helpers import FEW_STEP, model_flows
@@ -30,30 +26,9 @@ from .test_syncs import INDI_SOLVERS
 META, F64 = "meta", torch.float64
 
 
-class _Zeros(NoiseSource):
-    """Noise that is created on the state's device (a stand-in for a device generator)."""
-
-    def normal(self, like, index=None):
-        return torch.zeros_like(like)
-
-
-@contextlib.contextmanager
-def _loop_work(monkeypatch):
-    """Host work inside the step loop (planning and the final checks are not counted)."""
-    seen = HostWork()
-    steps = loop_module.steps
-
-    def counted(*a, **k):
-        with seen:
-            return steps(*a, **k)
-
-    monkeypatch.setattr(loop_module, "steps", counted)
-    yield seen
-
-
 def _assert_no_host_work(monkeypatch, solve):
     solve()  # warm-up: per-device tables and copies are made and cached here
-    with _loop_work(monkeypatch) as seen:
+    with loop_work(monkeypatch) as seen:
         solve()
     assert seen.count == 0, dict(seen.ops)
 
@@ -69,7 +44,7 @@ def test_indi_pairings(monkeypatch, name):
     solver, x = INDI_SOLVERS[name](), torch.ones(4, 16, dtype=F64, device=META)
     _assert_no_host_work(
         monkeypatch,
-        lambda: fr.solve(flow, solver, x, steps=5, noise=_Zeros(), check_finite=False),
+        lambda: fr.solve(flow, solver, x, steps=5, noise=ZeroNoise(), check_finite=False),
     )
 
 
@@ -115,7 +90,7 @@ def test_guided_baselines(monkeypatch, op_name, method):
     flow, x = cls(model, op, y, noise_std=0.05), torch.ones(2, 1, 8, 8, dtype=F64, device=META)
     _assert_no_host_work(
         monkeypatch,
-        lambda: fr.solve(flow, step, x, steps=4, noise=_Zeros(), check_finite=False),
+        lambda: fr.solve(flow, step, x, steps=4, noise=ZeroNoise(), check_finite=False),
     )
 
 
@@ -142,7 +117,7 @@ def test_dirac_sde(monkeypatch, family, solver):
     y = torch.ones(3, 2, 8, 8, dtype=F64, device=META)
     _assert_no_host_work(
         monkeypatch,
-        lambda: fr.solve(sde, made(), y, steps=5, noise=_Zeros(), check_finite=False),
+        lambda: fr.solve(sde, made(), y, steps=5, noise=ZeroNoise(), check_finite=False),
     )
 
 

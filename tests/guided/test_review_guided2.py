@@ -6,19 +6,16 @@ gradient with a noiseless measurement; DPS and ``torch.inference_mode``."""
 
 from __future__ import annotations
 
-import contextlib
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from syncs import HostWork
+from syncs import ZeroNoise, loop_work
 
 import flowrestore as fr
-import flowrestore.integrate.loop as loop_module
 from flowrestore.degradations import Blur, Diagonal, Downsample, GaussianBlur, Inpainting
 from flowrestore.flows.spectral import CircularBlurForm
-from flowrestore.noise import NoiseSource
 from flowrestore.oracles.diffusion import linear_alphas_cumprod
 
 from .helpers import F64, SHAPE
@@ -157,24 +154,6 @@ def test_a_non_finite_measurement_is_refused_before_any_evaluation(bad):
     assert not calls
 
 
-class _Zeros(NoiseSource):
-    def normal(self, like, index=None):
-        return torch.zeros_like(like)
-
-
-@contextlib.contextmanager
-def _loop_work(monkeypatch):
-    seen = HostWork()
-    steps = loop_module.steps
-
-    def counted(*a, **k):
-        with seen:
-            return steps(*a, **k)
-
-    monkeypatch.setattr(loop_module, "steps", counted)
-    yield seen
-
-
 @pytest.mark.parametrize("method", ["DPS", "DDRM", "DiffPIR"])
 def test_a_measurement_on_the_host_is_copied_once_not_at_every_step(monkeypatch, method):
     """A measurement built on the CPU for a state on a GPU was copied to the device at every
@@ -187,10 +166,10 @@ def test_a_measurement_on_the_host_is_copied_once_not_at_every_step(monkeypatch,
     flow, x = cls(_model(), op, y, noise_std=0.05), torch.ones(2, *SHAPE, dtype=F64, device="meta")
 
     def solve():
-        return fr.solve(flow, step, x, steps=4, noise=_Zeros(), check_finite=False)
+        return fr.solve(flow, step, x, steps=4, noise=ZeroNoise(), check_finite=False)
 
     solve()
-    with _loop_work(monkeypatch) as seen:
+    with loop_work(monkeypatch) as seen:
         solve()
     assert seen.count == 0, dict(seen.ops)
     assert "_resident" in vars(flow)
