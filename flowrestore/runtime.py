@@ -29,7 +29,7 @@ def default_threads() -> int:
     192x192 image and evaluation).
     """
     env = os.environ.get("OMP_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
+    if env and re.fullmatch("[0-9]+", env) and int(env) > 0:  # not isdigit: "²" is a digit
         return int(env)
     try:
         cores = len(os.sched_getaffinity(0))

@@ -388,3 +388,16 @@ def test_dirac_training_refuses_the_task_noise_it_ignores():
             TrainConfig(method="dirac", task=task, task_params={noise: 0.2})
         TrainConfig(method="dirac", task=task)  # the task's default noise is not the user's
         TrainConfig(method="indi", task=task, task_params={noise: 0.2})
+
+
+def test_default_threads_ignores_an_omp_num_threads_that_is_no_ascii_number(monkeypatch):
+    """Was: OMP_NUM_THREADS="²" passed str.isdigit() and crashed int() with a ValueError."""
+    from flowrestore.runtime import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    fallback = default_threads()
+    for bad in ("²", "١", "x", "0", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        assert default_threads() == fallback

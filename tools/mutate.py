@@ -3065,8 +3065,8 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "runtime-omp-one-ignored": (
         "flowrestore/runtime.py",
-        "if env and env.isdigit() and int(env) > 0:",
-        "if env and env.isdigit() and int(env) > 1:",
+        'if env and re.fullmatch("[0-9]+", env) and int(env) > 0:',
+        'if env and re.fullmatch("[0-9]+", env) and int(env) > 1:',
         ["tests/test_cli.py"],
     ),
     "compile-error-names-the-second-line": (
