@@ -43,24 +43,6 @@ def test_ipndm_orders_must_be_integers(option):
 
 
 @pytest.mark.parametrize(
-    ("solver", "stopped"), [(fr.Euler(), 0.6), (fr.RK4(), 0.5), (fr.Torchdiffeq("rk4"), 0.5)]
-)
-def test_t_final_of_a_non_finite_sample_on_a_fixed_grid(solver, stopped):
-    # sample 1's drift turns NaN after t = 0.57: its t_final said it reached t = 1 (under error
-    # control a failed sample's t_final is where it stopped); the last finite state is at the
-    # start of the first step that evaluates past 0.57
-    def drift(t, x, k):
-        return -x * torch.where(t[:, None] > 0.57, k[:, None], torch.ones_like(x))
-
-    flow = fr.ODEFlow(drift, cond={"k": torch.tensor([1.0, float("nan")], dtype=F64)})
-    x0 = torch.ones(2, 3, dtype=F64)
-    sol = fr.solve(flow, solver, x0, t_span=(0.0, 1.0), steps=10, on_failure="return")
-    assert sol.stats.status.tolist() == [0, 3]
-    assert sol.t_final[0].item() == 1.0
-    assert sol.t_final[1].item() == pytest.approx(stopped)
-
-
-@pytest.mark.parametrize(
     ("compile", "match"),
     [
         ({"bogus": 1}, "keys torch.compile does not take: 'bogus'"),

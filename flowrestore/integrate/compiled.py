@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from flowrestore.errors import ConfigError
+from flowrestore.integrate.endpoint import lands_by_denoising
 from flowrestore.integrate.stepping import land_all, steps, trajectory_buffer
 from flowrestore.noise import TapeNoise
 
@@ -126,26 +127,35 @@ def check_compile(solver, ctrl, *, progress, callback, differentiable) -> None:
         raise ConfigError(f"compile=True cannot capture this solve: {why}")
 
 
-def _tape(solver, ctl, ctx, x: Tensor, lands: bool) -> TapeNoise:
+def _tape(flow, solver, ctl, ctx, x: Tensor, lands: bool) -> TapeNoise:
     """Every step's noise, drawn now from the solve's source in the eager order (an empty tape
-    for a deterministic solver: a draw it did not declare is refused)."""
+    for a deterministic solver: a draw it did not declare is refused). A landing by the
+    denoising step draws nothing: by the endpoint rule's own test, which also holds for a solver
+    with a stage past the start on a flow with reciprocal stages (not only for a stage at the
+    end: such a landing drew its step's noise here, and the solve was refused as one whose
+    declaration does not match its draws)."""
     kinds = solver.noise_draws()
     calls = []
     for t, h in zip(ctl.ts[:-1], ctl.hs, strict=True):
         calls += [(kind, t, t + h) for kind in kinds]
-    if lands and not solver.evaluates_at_end:  # the solver's own last step onto the end
-        calls += [(kind, ctl.t_stop, ctl.t_stop - ctl.t_stop) for kind in kinds]
+    if lands and not solver.evaluates_at_end:  # (a stage at the end lands by denoising)
+        if not lands_by_denoising(solver, flow):  # the solver's own last step onto 0
+            calls += [(kind, ctl.t_stop, ctl.t_stop - ctl.t_stop) for kind in kinds]
     return TapeNoise.record(ctx.noise, calls, x)
 
 
 def _body(flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
-    """The compiled part: the steps and the landing step (no Python decision on device values)."""
+    """The compiled part: the steps and the landing step (no Python decision on device values).
+    Also returns the state the landing started from (``None`` without a landing): a sample whose
+    landing is not finite keeps it."""
     traj = trajectory_buffer(schedule, ctl, x)
     sums = [] if track else None
     x, state, done = steps(flow, solver, ctl, x, state, ctx, counts, sums, traj, None, None)
+    x_stop = None
     if schedule.lands:
+        x_stop = x
         x = land_all(flow, solver, ctl, x, state, ctx, counts)
-    return x, traj, (torch.stack(sums) if sums else None), done
+    return x, x_stop, traj, (torch.stack(sums) if sums else None), done
 
 
 def _fresh_copy(fn):
@@ -173,8 +183,9 @@ def _key(flow, solver, schedule, x, options: dict, track):
 
 
 def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, counts, track: bool):
-    """Run the steps (and the landing) compiled; returns ``(x, traj, sums, steps)``."""
-    tape = _tape(solver, ctl, ctx, x, schedule.lands)
+    """Run the steps (and the landing) compiled; returns ``(x, x_stop, traj, sums, steps)``
+    (``x_stop``: the state the landing started from, or ``None``)."""
+    tape = _tape(flow, solver, ctl, ctx, x, schedule.lands)
     ctx.noise = tape
     key = _key(flow, solver, schedule, x, options, track)
     fn = _CACHE.get(key)
@@ -191,7 +202,9 @@ def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, coun
     # Dirac's guidance differentiates Φ inside a step (torch.autograd.grad): let dynamo trace it
     try:
         with torch._dynamo.config.patch(trace_autograd_ops=True):
-            x, traj, sums, done = fn(flow, solver, ctl, schedule, x, state, ctx, counts, track)
+            x, x_stop, traj, sums, done = fn(
+                flow, solver, ctl, schedule, x, state, ctx, counts, track
+            )
     except torch._dynamo.exc.Unsupported as e:  # raised while tracing, before any step runs
         _CACHE.pop(key, None)
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -202,8 +215,9 @@ def run_compiled(options: dict, flow, solver, ctl, schedule, x, state, ctx, coun
     tape.check()
     if graphs:  # CUDA-graph outputs are overwritten by the next replay: keep copies
         x = x.clone()
+        x_stop = None if x_stop is None else x_stop.clone()
         traj = None if traj is None else traj.clone()
         sums = None if sums is None else sums.clone()
         for values in ctx.records.values():
             values[:] = [v.clone() for v in values]
-    return x, traj, sums, done
+    return x, x_stop, traj, sums, done

@@ -3,7 +3,8 @@
 After the step loop (:mod:`flowrestore.integrate.loop`): the controller's per-sample status and
 the loop's own non-finite tracking become the solution's ``stats.status`` (one read of the device,
 here, not per step); the samples that did not fail take the landing step onto a singular end
-(:mod:`flowrestore.integrate.endpoint`); ``output="posterior_mean"`` evaluates the clean estimate;
+(:mod:`flowrestore.integrate.endpoint`; one whose landing is not finite stopped at ``t_stop``,
+with its state there); ``output="posterior_mean"`` evaluates the clean estimate;
 saved states are converted to the user's units; and with ``on_failure="raise"`` the first failure
 kind raises its error with the partial :class:`~flowrestore.Solution` attached.
 """
@@ -32,15 +33,21 @@ class Failures:
         self.batch = batch
         self.status: Tensor | None = None
         self.messages: dict[int, str] = {}
+        #: the rows refused before the first step (a non-finite start or per-sample field): their
+        #: partial result is their start, whatever the batched steps did with them
+        self.at_start: list[int] = []
 
-    def add(self, code: int, rows: list[int], message: str) -> None:
-        """Mark ``rows`` (those not failed yet) with ``code``."""
+    def add(self, code: int, rows: list[int], message: str, *, at_start: bool = False) -> None:
+        """Mark ``rows`` (those not failed yet) with ``code``; ``at_start``: found before the
+        first step."""
         if self.status is None:
             self.status = torch.zeros(self.batch, dtype=torch.long)
         fresh = [r for r in rows if int(self.status[r]) == 0]
         if fresh:
             self.status[fresh] = code
             self.messages.setdefault(code, message)
+            if at_start:
+                self.at_start = sorted({*self.at_start, *fresh})
 
     def ok_rows(self) -> list[int] | None:
         """The rows that did not fail (``None``: all of them, known without a device read)."""
@@ -77,9 +84,12 @@ def finish(
     on_failure: str,
     check_finite: bool,
     landed: bool = False,
+    x_stop: Tensor | None = None,
+    x_start: Tensor | None = None,
 ) -> Solution:
     """Everything after the step loop (module docstring); ``landed``: the compiled steps already
-    took the landing step, for every sample."""
+    took the landing step, for every sample, from the state ``x_stop``; ``x_start``: the
+    caller's start state (the partial result of a sample refused before the first step)."""
     B = x.shape[0]
     t_final = ctl.time()
     _controller_failures(ctl, failures, t_final, counts)
@@ -91,6 +101,7 @@ def finish(
     if landed:
         t_final = _landed_times(t_final, failures)
     elif schedule.lands:
+        x_stop = x
         x, t_final, took = _land(flow, solver, x, state, ctl, t_final, counts, ctx, failures)
         if took:  # no landing step when every sample had failed
             if callback is not None:
@@ -118,17 +129,28 @@ def finish(
             )
             return f"{place} ({solver!r})"
 
-        _check_final(x, failures, what)
+        crashed = _check_final(x, failures, what)
+        if schedule.lands and crashed:
+            x, t_final = _stopped_landing(x, x_stop, t_final, schedule.t_stop, crashed)
+    else:
+        crashed = []
     x_state = x
     if output != "posterior_mean":  # a clean estimate is already in the data's units
         x = flow.from_state(x, schedule.t1)
     if output != "posterior_mean" or schedule.lands:  # a failed sample stopped before the end
         x = _failed_from_state(flow, x_state, x, t_final, failures)
+    if failures.at_start and x_start is not None:
+        x, t_final = _unstarted(x, t_final, x_start, schedule.t0, failures.at_start)
     ts, traj = _trajectory(flow, schedule, traj, x, failures)
     nfe, steps, rejected = counts.host()
     if stopped is not None and getattr(schedule, "full", None) is not None:
         for row, k in stopped.items():  # its steps up to the last finite state, as t_final says
             steps[row] = min(int(steps[row]), k)
+    if schedule.lands:  # a landing that was not finite is not a step reached, as t_final says
+        for row in crashed:
+            steps[row] = max(int(steps[row]) - 1, 0)
+    if failures.at_start:  # never started (t_final is its start)
+        steps[failures.at_start] = 0
     status = failures.status if failures.status is not None else torch.zeros(B, dtype=torch.long)
     sol = Solution(
         x=x,
@@ -219,11 +241,27 @@ def _landed_times(t_final: Tensor, failures: Failures) -> Tensor:
     return t_final
 
 
-def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> None:
-    """Flag the samples whose final ``x`` is not finite (landing, output, error control)."""
+def _unstarted(x: Tensor, t_final: Tensor, x_start: Tensor, t0: float, rows: list[int]):
+    """The samples refused before the first step (``on_failure="return"``) stopped at their
+    start: their result is their start state at ``t0``, as the partial solution of a refused
+    solve says (:func:`start_solution`). The batched steps still moved them (a fixed grid steps
+    every row), and where the non-finite value was not one the step used (an observation the
+    solver does not read) they reached the end with a finite state and ``t_final`` while
+    ``status`` said they never started."""
+    index = rows_index(rows, x.device)
+    x = x.clone()
+    x[index] = x_start[index].to(dtype=x.dtype)
+    t_final = t_final.expand(x.shape[0]).clone() if t_final.dim() == 0 else t_final.clone()
+    t_final[index.to(t_final.device)] = t0
+    return x, t_final
+
+
+def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> list[int]:
+    """Flag the samples whose final ``x`` is not finite (landing, output, error control);
+    returns the rows flagged here."""
     finite = torch.isfinite(finite_marker(x)).cpu()
     if bool(finite.all()):
-        return
+        return []
     done = failures.status if failures.status is not None else torch.zeros_like(finite).long()
     rows = ((~finite) & (done == 0)).nonzero().squeeze(1).tolist()
     if rows:
@@ -232,6 +270,19 @@ def _check_final(x: Tensor, failures: Failures, what: Callable[[], str]) -> None
             rows,
             f"{what()} is non-finite for samples {rows[:10]}: the predictor/drift returned NaN/inf",
         )
+    return rows
+
+
+def _stopped_landing(x: Tensor, x_stop: Tensor, t_final: Tensor, t_stop, rows: list[int]):
+    """The samples whose landing step onto ``t = 0`` was not finite stopped at ``t_stop`` with
+    their state there (as a sample that fails during the steps keeps its last finite state and
+    time): their ``t_final`` said 0 (the end reached) and ``x`` was NaN."""
+    index = rows_index(rows, x.device)
+    x = x.clone()
+    x[index] = x_stop[index]
+    t_final = t_final.expand(x.shape[0]).clone() if t_final.dim() == 0 else t_final.clone()
+    t_final[index.to(t_final.device)] = float(t_stop)
+    return x, t_final
 
 
 def _failed_from_state(flow, x_state: Tensor, x: Tensor, t_final: Tensor, failures: Failures):
@@ -270,6 +321,11 @@ def _trajectory(flow, schedule, traj: Tensor | None, x: Tensor, failures: Failur
     for j in range(schedule.n_slots):
         if j != schedule.end_slot:
             traj[j] = flow.from_state(traj[j], times[j])
+    if failures.at_start:  # refused before the first step: only the start slot was reached
+        rows = rows_index(failures.at_start, x.device)
+        for j in range(schedule.n_slots):
+            if j != schedule.start_slot:
+                traj[j, rows] = torch.nan
     if schedule.end_slot is not None:
         ok = failures.ok_rows()
         if ok is None:

@@ -70,11 +70,12 @@ def run(
     bar = None
     try:
         if compile_options is not None:
-            x, traj, sums, done = run_compiled(
+            x, x_stop, traj, sums, done = run_compiled(
                 compile_options, flow, solver, ctl, schedule, x, state, ctx, counts, track
             )
             state = None
         else:
+            x_stop = None  # finish keeps it as it lands
             traj = trajectory_buffer(schedule, ctl, x)
             sums = [] if track else None
             bar = _progress_bar(progress, ctl, schedule.lands, type(solver).__name__)
@@ -100,6 +101,8 @@ def run(
             on_failure=on_failure,
             check_finite=check_finite,
             landed=compile_options is not None and schedule.lands,
+            x_stop=x_stop,
+            x_start=x_start,
         )
     finally:
         if bar is not None:

@@ -56,7 +56,8 @@ class Solution:
         ts: times of the saved states (``[S]``; just the end time unless ``save_at`` asked more).
         trajectory: saved states ``[S, B, ...]`` or ``None``.
         stats: :class:`Stats`.
-        t_final: per-sample time reached ``[B]``.
+        t_final: per-sample time reached ``[B]`` (a failed sample: where it stopped; one
+            refused before the first step: the start time, its ``x`` its start).
         records: per-step values a flow or solver recorded (e.g. Dirac's data consistency), each
             stacked to ``[steps, ...]``; a per-sample value has one row per sample, NaN in a step
             that did not move that sample (it had failed, or waited under error control).

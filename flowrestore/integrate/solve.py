@@ -85,8 +85,11 @@ def solve(
             and ``x`` may be kept: later steps never write into them.
         differentiable: keep the autograd graph through the solve (default: ``torch.no_grad``).
         on_failure: ``"raise"`` (the error carries the partial solution as ``.solution``) or
-            ``"return"`` it, with per-sample ``stats.status``.
-        check_finite: refuse a non-finite ``x_start`` before the first step and track
+            ``"return"`` it, with per-sample ``stats.status``; a sample refused before the first
+            step (``check_finite``) keeps its start: ``x_start``, ``t_final`` the start time,
+            no steps.
+        check_finite: refuse a non-finite ``x_start`` or a non-finite floating per-sample field
+            of the flow (its ``observation``, ``cond``) before the first step, and track
             non-finite states on a fixed grid (one host read each); ``False`` skips both.
         compile: ``True`` (or a ``torch.compile`` mode string, or a dict of its arguments) runs
             the fixed-grid steps compiled, cached per input shape, as a CUDA graph on CUDA;
@@ -511,7 +514,7 @@ def _check_start(
         f"{which} at t={t0:.6g}, found before the first step; pass on_failure='return' to "
         "solve the other samples"
     )
-    failures.add(NONFINITE, rows, message)
+    failures.add(NONFINITE, rows, message, at_start=True)
     if on_failure == "raise":
         failures.raise_first(start_solution(x_start, t0, failures), on_failure)
 
