@@ -1,4 +1,5 @@
-"""Private helpers shared by the closed-form oracles: argument checking and time broadcasting.
+"""Private helpers shared by the closed-form oracles: argument checking, time broadcasting and
+the samplers' generator and device (:func:`draw_device`).
 
 Nothing here is public; the oracles in :mod:`flowrestore.oracles.gaussian`,
 :mod:`flowrestore.oracles.mixture` and :mod:`flowrestore.oracles.generative` use it to parse their
@@ -199,10 +200,35 @@ def check_generator(generator, name: str = "generator") -> None:
         raise ConfigError(f"{name} must be a torch.Generator or None, got {describe(generator)}")
 
 
+def draw_device(generator, device) -> torch.device:
+    """The device that draws with ``generator`` land on: ``device`` resolved (``None`` is torch's
+    default device), checked against the generator's device type.
+
+    A generator draws only on its own device type (a CUDA generator cannot fill a CPU tensor, nor
+    the reverse); a mismatch is refused here, naming both, instead of inside torch.
+    """
+    check_generator(generator)
+    if device is None:
+        where = torch.empty(0).device  # torch's default device (torch.set_default_device)
+    else:
+        try:
+            where = torch.device(device)
+        except (TypeError, RuntimeError) as exc:
+            raise ConfigError(
+                f"device must name a torch device, got {describe(device)} ({exc})"
+            ) from exc
+    if generator is not None and generator.device.type != where.type:
+        raise ConfigError(
+            f"generator lives on {generator.device} but the draws are asked on device={where}: "
+            f"pass a generator of that device (torch.Generator(device=...)) or that device"
+        )
+    return where
+
+
 def standard_normal(n, event_shape, generator, dtype, device) -> torch.Tensor:
     """``n`` checked standard-normal draws ``[n, *event_shape]`` (the latents of the oracles)."""
     n = count_arg(n)
-    check_generator(generator)
+    device = draw_device(generator, device)
     return torch.randn((n, *event_shape), generator=generator, dtype=dtype, device=device)
 
 

@@ -174,19 +174,19 @@ def schedule_at(alphas_cumprod: Tensor, timestep: Tensor) -> tuple[Tensor, Tenso
     return torch.sigmoid(lam).sqrt().to(dtype), torch.sigmoid(-lam).sqrt().to(dtype)
 
 
-def _timesteps(timestep, x: Tensor) -> Tensor:
+def _timesteps(timestep, x: Tensor, name: str = "timestep") -> Tensor:
     """``timestep`` (number, 0-d or ``[B]`` tensor) as a ``[B, 1, ..., 1]`` tensor in x's dtype.
 
     A non-finite number is refused; a tensor's values are not read on the host (an oracle is
     evaluated inside a solve's steps, which never wait for the device: issue 17), so a non-finite
     entry becomes NaN and makes that sample's output NaN, which a solve's finite check reports
-    (:class:`~flowrestore.errors.NonFiniteError`).
+    (:class:`~flowrestore.errors.NonFiniteError`). ``name`` is the argument's name in errors.
     """
     if isinstance(timestep, bool):
-        raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
+        raise ConfigError(f"{name} must be a number or a tensor, got {describe(timestep)}")
     if isinstance(timestep, numbers.Real):  # numpy scalars too
         if not math.isfinite(timestep):
-            raise ConfigError(f"timestep must be finite, got {describe(timestep)}")
+            raise ConfigError(f"{name} must be finite, got {describe(timestep)}")
         tv = torch.full((x.shape[0],), float(timestep), dtype=x.dtype, device=x.device)
     elif isinstance(timestep, Tensor):
         tv = timestep.to(device=x.device, dtype=x.dtype)
@@ -194,12 +194,12 @@ def _timesteps(timestep, x: Tensor) -> Tensor:
             tv = tv.expand(x.shape[0])
         elif tv.shape != (x.shape[0],):
             raise ShapeError(
-                f"timestep must be a number, a 0-d tensor or a [B]=[{x.shape[0]}] tensor, "
+                f"{name} must be a number, a 0-d tensor or a [B]=[{x.shape[0]}] tensor, "
                 f"got {describe(timestep)}"
             )
         tv = torch.where(torch.isfinite(tv), tv, torch.full_like(tv, math.nan))
     else:
-        raise ConfigError(f"timestep must be a number or a tensor, got {describe(timestep)}")
+        raise ConfigError(f"{name} must be a number or a tensor, got {describe(timestep)}")
     return tv.reshape(x.shape[0], *([1] * (x.dim() - 1)))
 
 

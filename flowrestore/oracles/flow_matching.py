@@ -22,6 +22,7 @@ plugs into :class:`~flowrestore.DenoiserFlow`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +39,15 @@ from flowrestore.oracles._common import (
 from flowrestore.oracles.diffusion import _timesteps
 
 __all__ = ["GaussianDenoiserOracle", "GaussianFlowMatchingOracle"]
+
+
+def _number(value, name: str) -> float:
+    """``value`` (a real number or a one-element tensor) as a python float, else ConfigError."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {describe(value)}")
+    return float(value)
 
 
 class _GaussianPrior:
@@ -120,7 +130,7 @@ class GaussianFlowMatchingOracle(_GaussianPrior):
     def exact_map(self, x: Tensor, t_from: float = 1.0, t_to: float = 0.0) -> Tensor:
         """The ODE's flow map from ``t_from`` to ``t_to``: ``m_b + √(V_b/V_a) (x − m_a)``."""
         x, c, var = self._params(x)
-        (a, b) = (float(t_from), float(t_to))
+        (a, b) = (_number(t_from, "t_from"), _number(t_to, "t_to"))
         if not (0 <= a <= 1 and 0 <= b <= 1):
             raise ConfigError(f"times must lie in [0, 1], got t_from={a}, t_to={b}")
         va, vb = (1 - a) ** 2 * var + a * a, (1 - b) ** 2 * var + b * b
@@ -171,7 +181,7 @@ class GaussianDenoiserOracle(_GaussianPrior):
     def exact_map(self, x: Tensor, sigma_from: float, sigma_to: float = 0.0) -> Tensor:
         """The ODE's flow map: ``c + √((s_c² + σ_b²)/(s_c² + σ_a²)) (x − c)``."""
         x, c, var = self._params(x)
-        a, b = float(sigma_from), float(sigma_to)
+        a, b = _number(sigma_from, "sigma_from"), _number(sigma_to, "sigma_to")
         if not (a >= 0 and b >= 0):  # NaN too
             raise ConfigError(f"noise levels must be >= 0, got sigma_from={a}, sigma_to={b}")
         return c + torch.sqrt((var + b * b) / (var + a * a)) * (x - c)

@@ -32,9 +32,9 @@ from flowrestore.oracles._common import (
     PosteriorOracle,
     TimeLike,
     as_param,
-    check_generator,
     check_state,
     count_arg,
+    draw_device,
     expand_time,
     positive_float,
     resolve_event_shape,
@@ -242,7 +242,7 @@ class GaussianOracle(PosteriorOracle):
         Reproducible for a given ``generator`` (which must live on ``device``).
         """
         n = count_arg(n)
-        check_generator(generator)
+        device = draw_device(generator, device)
         shape = (n, *self.event_shape)
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         e = torch.randn(shape, generator=generator, dtype=dtype, device=device)

@@ -34,10 +34,12 @@ from torch import Tensor
 
 from flowrestore.errors import ConfigError, ShapeError, describe
 from flowrestore.oracles._common import (
+    HALF_DTYPES,
     as_param,
-    check_generator,
     check_state,
     count_arg,
+    draw_device,
+    exact_dtype,
     standard_normal,
     widened,
 )
@@ -92,13 +94,32 @@ class GaussianMixtureOracle:
         """``K``, the number of components."""
         return self.means.shape[0]
 
+    def _coefficients(self, x: Tensor, a, b) -> tuple[Tensor, Tensor, Tensor]:
+        """``x`` checked and ``a``, ``b`` as ``[B, 1, …, 1]`` tensors in its dtype: each a number,
+        a 0-d or ``[B]`` tensor (as a timestep, :func:`~flowrestore.oracles.diffusion.
+        _timesteps`), or a tensor already of shape ``[B, 1, …, 1]`` (or ``[1, 1, …, 1]``)."""
+        x = check_state(x, self.event_shape, "x")
+        ones = (1,) * (x.dim() - 1)
+
+        def coefficient(value, name: str) -> Tensor:
+            if isinstance(value, Tensor) and value.dim() == x.dim():
+                if tuple(value.shape[1:]) != ones or value.shape[0] not in (1, x.shape[0]):
+                    raise ShapeError(
+                        f"{name} must be a number, a 0-d or [B]=[{x.shape[0]}] tensor or of "
+                        f"shape [B, {', '.join('1' * len(ones))}], got {describe(value)}"
+                    )
+                return value.to(x)
+            return _timesteps(value, x, name)
+
+        return x, coefficient(a, "a"), coefficient(b, "b")
+
     def _parts(self, x: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Responsibilities ``r [B, K, 1…]``, component posterior means ``E[x_0 | x, i]`` and
         noises ``E[ε | x, i] = b (x − a μ_i)/V_i`` (``[B, K, *event]``) for ``x = a x_0 + b ε``
         (``a``, ``b``: ``[B, 1, …, 1]``). The noise is never formed as ``(x − a E[x_0|x])/b``:
         that difference cancels catastrophically at small ``b`` (float32 at ``t = 10⁻⁴``: errors
         of 10⁻³) and is 0/0 at ``b = 0``."""
-        x = check_state(x, self.event_shape, "x")
+        x, a, b = self._coefficients(x, a, b)
         mu, var = self.means.to(x), self.stds.to(x) ** 2
         a, b = a.unsqueeze(1), b.unsqueeze(1)  # [B, 1, 1…]: broadcast over the components
         V = a * a * var + b * b
@@ -114,8 +135,9 @@ class GaussianMixtureOracle:
         return (r * means).sum(1), (r * noises).sum(1)
 
     @widened
-    def clean(self, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        """``E[x_0 | x = a x_0 + b ε]`` (``a``, ``b`` broadcasting to ``[B, 1, …, 1]``)."""
+    def clean(self, x: Tensor, a, b) -> Tensor:
+        """``E[x_0 | x = a x_0 + b ε]``; ``a``, ``b``: numbers, 0-d or ``[B]`` tensors (one per
+        sample), or tensors of shape ``[B, 1, …, 1]``."""
         r, means, _ = self._parts(x, a, b)
         return (r * means).sum(1)
 
@@ -181,16 +203,31 @@ class GaussianMixtureOracle:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Draw ``n`` clean samples and their components: ``(x_0 [n, *event], i [n])``."""
+        """Draw ``n`` clean samples and their components: ``(x_0 [n, *event], i [n])``, both on
+        ``device`` (``None``: torch's default device).
+
+        ``generator``, when given, must live on ``device`` (a ``torch.Generator(device="cuda")``
+        for ``device="cuda"``): the component and the noise are both drawn there, the component
+        from the weights moved to that device (in float64, float32 on ``mps``).
+        """
         count_arg(n)
-        check_generator(generator)
-        i = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = standard_normal(n, self.event_shape, generator, dtype, device)
-        return self.means[i].to(z) + self.stds[i].to(z) * z, i.to(z.device)
+        where = draw_device(generator, device)
+        # multinomial draws on its input's device, which must be the generator's: the weights
+        # (float64, CPU) are moved there first (a CUDA generator failed on the CPU weights;
+        # float32 on a device without float64, Apple's mps)
+        w = self.weights.to(device=where, dtype=exact_dtype(where))
+        i = torch.multinomial(w, n, replacement=True, generator=generator)
+        z = standard_normal(n, self.event_shape, generator, dtype, where)
+        means, stds = self.means.to(device=where, dtype=dtype), self.stds.to(where, dtype)
+        return means[i] + stds[i] * z, i
 
     def component(self, x: Tensor) -> Tensor:
-        """The most probable component of clean samples ``x`` (``[B]``, long)."""
+        """The most probable component of clean samples ``x`` (``[B]``, long); a half-precision
+        ``x`` is compared in float32 (in fp16 a sum of squared deviations overflows at 65504:
+        every component's log-likelihood is ``-inf`` and the argmax arbitrary)."""
         x = check_state(x, self.event_shape, "x")
+        if x.dtype in HALF_DTYPES:
+            x = x.float()
         b = torch.zeros(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device)
         r, _, _ = self._parts(x, torch.ones_like(b), b)  # noise-free: a = 1, b = 0
         return r.flatten(1).argmax(1)

@@ -28,9 +28,9 @@ from flowrestore.oracles._common import (
     PosteriorOracle,
     TimeLike,
     as_param,
-    check_generator,
     check_state,
     count_arg,
+    draw_device,
     positive_float,
     time_vector,
     widened,
@@ -190,9 +190,10 @@ class DiracMixture(PosteriorOracle):
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Draw ``(x, y, index)``: ``index ~ w`` ``[n]``, ``x = c_index``, ``y = H x + σ n``."""
+        """Draw ``(x, y, index)``: ``index ~ w`` ``[n]``, ``x = c_index``, ``y = H x + σ n``, on
+        ``device`` (``None``: torch's default device), where ``generator`` must live."""
         n = count_arg(n)
-        check_generator(generator)
+        device = draw_device(generator, device)
         w = self.weights.to(dtype=dtype, device=device)
         index = torch.multinomial(w, n, replacement=True, generator=generator)
         x = self.centers.to(dtype=dtype, device=device)[index]
