@@ -264,10 +264,15 @@ class ModelFlow(DeclaredGrids, ResidualFlow):
         g = u + self.guidance_scale * (c - u)
         if self.guidance_rescale == 0.0:
             return g
-        dims = list(range(1, g.dim()))
+        # per sample, over its own values ([B, n] views): on a [B] state std(dim=[]) reduced
+        # over the whole batch, so one sample's output depended on the others'
+        shape = g.shape
+        c, g = c.reshape(shape[0], -1), g.reshape(shape[0], -1)
+        dims = [1]
         sc, sg = c.std(dim=dims, keepdim=True), g.std(dim=dims, keepdim=True)
         ratio = torch.where(sg > 0, sc / sg, torch.ones_like(sg))  # a constant g stays as it is
-        return self.guidance_rescale * ratio * g + (1 - self.guidance_rescale) * g
+        out = self.guidance_rescale * ratio * g + (1 - self.guidance_rescale) * g
+        return out.reshape(shape)
 
     def _output(self, x: Tensor, time: Tensor, cond: dict[str, Tensor], split: bool) -> Tensor:
         cond = cond_for(cond, x)

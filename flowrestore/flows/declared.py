@@ -34,8 +34,12 @@ def check_spacings(spacings) -> dict[type, Spacing]:
         raise ArgumentTypeError(
             f"spacings must be a dict {{solver class: Spacing}} or None, got {describe(spacings)}"
         )
+    from flowrestore.solvers.base import Solver  # here: the solvers import the flows
+
     for key, value in spacings.items():
-        if not isinstance(key, type):
+        # any other class (fr.Karras, a flow class) was kept and never matched a solver: the
+        # declared spacing was silently not used
+        if not isinstance(key, type) or not issubclass(key, Solver):
             raise ArgumentTypeError(
                 f"spacings keys must be solver classes (e.g. fr.DataIPNDM), got {describe(key)}"
             )

@@ -72,8 +72,9 @@ class DenoiserFlow(ModelFlow):
 
     Args:
         model: callable ``model(x, sigma, **cond)`` (k-diffusion's convention): ``x`` ``[B, ...]``
-            the noisy image ``x_0 + σ ε``, ``sigma`` a ``[B]`` tensor in the state's dtype; returns
-            the clean estimate ``D`` (a tensor, an object with ``.sample`` or a tuple).
+            the noisy image ``x_0 + σ ε``, ``sigma`` a ``[B]`` tensor in the state's dtype (a
+            module's own, if its parameters have another); returns the clean estimate ``D`` (a
+            tensor, an object with ``.sample`` or a tuple).
         sigma_max: the noise level at ``t = 1`` (EDM: 80).
         sigma_min: the smallest trained noise level (EDM: 0.002): :meth:`edm_grid`'s last
             positive point (the default grid does not depend on it).

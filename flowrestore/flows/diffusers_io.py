@@ -39,6 +39,7 @@ from flowrestore.flows.estimates import DynamicThreshold, clip_from_config
 from flowrestore.oracles.diffusion import ZERO_SNR_ALPHA_CUMPROD
 
 __all__ = [
+    "check_discrete_timesteps",
     "check_model_cond",
     "diffusion_schedule",
     "import_diffusers",
@@ -323,7 +324,29 @@ def diffusion_schedule(scheduler) -> tuple[Tensor, dict]:
             f"scheduler must have alphas_cumprod (a diffusers DDPM/DDIM-type scheduler; a "
             f"flow-matching one belongs to fr.FlowMatchingFlow), got {describe(scheduler)}"
         )
+    check_discrete_timesteps(scheduler)
     return zero_snr_as_zero(scheduler), sampler_config(scheduler)
+
+
+def check_discrete_timesteps(scheduler) -> None:
+    """Refuse a scheduler that calls its model with EDM's continuous ``timestep = ¼ log σ``
+    instead of the trained timestep: diffusers' ``EulerDiscreteScheduler`` with
+    ``timestep_type="continuous"`` and ``prediction_type="v_prediction"`` (CosXL-type
+    checkpoints). :class:`~flowrestore.DiffusionFlow` queries the model at timesteps in
+    ``[0, T − 1]``, which such a network reads as noise levels ``σ = e^{4τ}`` up to ``e^{4000}``:
+    its estimates were wrong without an error."""
+    config = dict(getattr(scheduler, "config", {}) or {})
+    if (
+        config.get("timestep_type") == "continuous"
+        and config.get("prediction_type") == "v_prediction"
+    ):
+        raise ConfigError(
+            f"this {type(scheduler).__name__} has timestep_type='continuous' (its model takes "
+            "timestep = 0.25 * log(sigma), not a timestep in [0, T - 1]), which DiffusionFlow "
+            "does not call: wrap the network as the EDM denoiser D(x, sigma) = x / (sigma^2 + 1)"
+            " - sigma / sqrt(sigma^2 + 1) * net(x / sqrt(sigma^2 + 1), 0.25 * log(sigma)) of "
+            "fr.DenoiserFlow (x = x_0 + sigma * noise; sigma_max from the scheduler's sigmas)"
+        )
 
 
 def sampler_config(scheduler) -> dict:
@@ -397,6 +420,7 @@ grid_from_scheduler>`: ``flow``'s times of ``scheduler.timesteps`` plus its fina
             f"{type(scheduler).__name__} (a flow-matching one belongs to "
             "fr.FlowMatchingFlow.grid_from_scheduler; bare timesteps to flow.grid_from_timesteps)"
         )
+    check_discrete_timesteps(scheduler)  # its timesteps ¼ log σ were read as trained ones
     ours = flow.alphas_cumprod
     theirs = zero_snr_as_zero(scheduler)
     if theirs.shape == ours.shape and bool(theirs[-1] == 0):

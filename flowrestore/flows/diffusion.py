@@ -17,8 +17,9 @@ model's ``x`` (:meth:`~DiffusionFlow.from_state`); at ``t = 0`` the two coincide
 which the log-SNR ``λ = −2 log σ`` interpolates linearly between trained timesteps (the rule of
 :func:`flowrestore.oracles.diffusion.alpha_cumprod_at`, inverted here), extended linearly beyond
 ``[0, T − 1]``; ``clamp_timesteps=True`` keeps the timesteps inside instead (the clean estimate is
-still converted at the true ``σ``). On DDPM's schedule only the default grid's last positive point
-falls below the smallest trained level ``σ_0``, once ``N ≥ 32`` (below: other schedules).
+still converted at the true ``σ``). On DDPM's schedule the default grid's last positive point
+falls below the smallest trained level ``σ_0`` from ``N = 32`` steps, the last two from 64, about
+one more every 32 steps (below: other schedules).
 
 **Default grid and time variable** (issue 16). ``steps=N`` lays DDIM's quadratic timesteps
 ``T(1−k/N)²−1`` *of DDPM's linear schedule* (Ho et al. 2020: T = 1000, β from 1e-4 to 0.02), down
@@ -59,7 +60,9 @@ state ``x̄ = x √(1 + σ²)`` at ``σ = 2.2·10⁴`` overflows for ``|x| > 3``
 cancel most digits (a random ``UNet2DModel``, v, zero SNR, 8 steps: ``Heun()`` and ``IPNDM()``
 non-finite, ``Euler()`` 6 % off float32, ``UniPC()`` 0.2 %): a half-precision state started above
 ``σ = 256`` is refused (:func:`check_half_state`); pass a float32 ``x_start`` — a float16 network
-still runs in float16, its inputs cast to its dtype.
+still runs in float16, its inputs cast to its dtype. The reverse SDE's drift ``2 σ_max ε̂`` (in
+``t``, from any start) overflows float16 on such a schedule: its float16 state is refused when
+``σ_max > 65504/12`` (:func:`check_half_drift`; bfloat16 has the range).
 Starting from pure noise at ``σ_max`` instead of ``∞`` changes the answer by ``O(σ_max⁻¹)`` in
 the model's units, below a float32 image's resolution after the first step. An ε-model is
 refused (its ``x₀ = (x − bε)/a`` is undefined at ``a = 0``).
@@ -166,6 +169,27 @@ def check_half_state(flow, x_start: Tensor, t_start: float) -> None:
         )
 
 
+#: the largest ``σ_max`` on which the reverse SDE steps a float16 state: its drift
+#: ``2 (x̄ − D)/t = 2 σ_max ε̂`` (in ``t = σ/σ_max``, whatever ``σ``) overflows float16's 65504 where
+#: ``|ε̂| > 65504/(2 σ_max)``; below this bound only ``|ε̂| > 6`` would (a normal draw: p = 2·10⁻⁹)
+HALF_SDE_SIGMA_MAX = 65504.0 / 12.0
+
+
+def check_half_drift(flow, x_start: Tensor) -> None:
+    """Refuse, before any evaluation, a float16 state for the reverse SDE of a flow with
+    ``σ_max >`` :data:`HALF_SDE_SIGMA_MAX` (a cosine or zero-terminal-SNR linear schedule,
+    ``σ_max ≈ 2·10⁴``): its drift ``2 σ_max ε̂`` overflowed at the first step whatever the start
+    (``EulerMaruyama()``/``SRA1()`` from ``σ = 200``: a ``NonFiniteError``). bfloat16 has the
+    range; float32 too."""
+    if x_start.dtype == torch.float16 and flow.sigma_max > HALF_SDE_SIGMA_MAX:
+        raise ConfigError(
+            f"x_start is torch.float16 and the reverse SDE's drift 2 sigma_max eps is of order "
+            f"{2 * flow.sigma_max:.4g} (sigma_max = {flow.sigma_max:.4g}), which overflows "
+            f"float16 (max 65504) above sigma_max = {HALF_SDE_SIGMA_MAX:.0f}: pass "
+            "x_start.float() or x_start.bfloat16() (a float16 network still runs in float16)"
+        )
+
+
 def reference_levels(sigma_max: float) -> tuple[float, ...]:
     """The table of :class:`~flowrestore.grids.NoiseLevels` behind
     :meth:`DiffusionFlow.default_spacing`: the reference noise levels :data:`REFERENCE_SIGMAS`
@@ -196,8 +220,11 @@ class DiffusionFlow(ModelFlow):
 
     Args:
         model: callable ``model(x, timestep)`` in diffusers' convention: ``x`` ``[B, ...]`` the
-            noisy image, ``timestep`` a ``[B]`` tensor in ``[0, T − 1]`` (state dtype, possibly
-            non-integer); returns a tensor, an object with ``.sample`` or a tuple.
+            noisy image, ``timestep`` a ``[B]`` tensor, possibly non-integer, in ``[0, T − 1]``
+            (below 0 for noise levels under the smallest trained one, unless
+            ``clamp_timesteps``), in the state's dtype (a module's own, if its parameters have
+            another: :meth:`~flowrestore.flows._model.ModelFlow.call_model`); returns a tensor,
+            an object with ``.sample`` or a tuple.
         alphas_cumprod: the trained schedule ``ᾱ_k``, ``k = 0 … T − 1``; a zero-terminal-SNR
             schedule (``ᾱ_{T−1} = 0``) for a v or x₀ model (module docstring).
         prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"`` (``x_0``).
@@ -597,8 +624,10 @@ class DiffusionSDE(SDE):
 
     def for_solve(self, x_start: Tensor, t_start: float) -> DiffusionSDE:
         """Itself; a half-precision state from a noise level above 256 is refused
-        (:func:`check_half_state`)."""
+        (:func:`check_half_state`), and a float16 one on a flow whose drift overflows float16
+        (:func:`check_half_drift`)."""
         check_half_state(self.flow, x_start, t_start)
+        check_half_drift(self.flow, x_start)
         return self
 
     def to_state(self, x: Tensor, t: float) -> Tensor:

@@ -65,7 +65,9 @@ class FlowMatchingFlow(ModelFlow):
 
     Args:
         model: callable ``model(x, timestep, **cond)`` in diffusers' convention: ``x`` ``[B, ...]``,
-            ``timestep`` a ``[B]`` tensor ``σ·T`` in the state's dtype; returns the velocity
+            ``timestep`` a ``[B]`` tensor ``σ·T`` in the state's dtype (a module's own, if its
+            parameters have another: :meth:`~flowrestore.flows._model.ModelFlow.call_model`);
+            returns the velocity
             ``ε − x_0`` as a tensor, an object with ``.sample`` or a tuple.
         num_train_timesteps: ``T`` (the scheduler's ``num_train_timesteps``, 1000 in diffusers).
         shift: the schedule shift ``s`` the model was trained/sampled with; it sets the default
