@@ -401,3 +401,19 @@ def test_default_threads_ignores_an_omp_num_threads_that_is_no_ascii_number(monk
     for bad in ("²", "١", "x", "0", ""):
         monkeypatch.setenv("OMP_NUM_THREADS", bad)
         assert default_threads() == fallback
+
+
+@pytest.mark.parametrize("rho", [1.0, 2.0])
+def test_shifted_grid_on_a_span_that_stops_early_is_the_shifted_power_law(rho):
+    """On a span ending above 0 (early stopping), the unshifted times are
+    ``u_k = u_end + (u_0 − u_end)(1 − k/N)^ρ`` between the two ends' unshifted times (a sign
+    slip there changes only grids that stop above 0, which the 0-ending defaults never lay)."""
+    from flowrestore.grids import Shifted
+
+    s, t0, t1, n = 3.0, 0.9, 0.25, 5
+    grid = Shifted(shift=s, rho=rho)(n, t0, t1)
+    u0, u1 = t0 / (s - (s - 1) * t0), t1 / (s - (s - 1) * t1)
+    w = (1 - torch.arange(n + 1, dtype=torch.float64) / n) ** rho
+    u = u1 + (u0 - u1) * w
+    torch.testing.assert_close(grid, s * u / (1 + (s - 1) * u), rtol=1e-12, atol=1e-12)
+    assert grid[0] == t0 and grid[-1] == t1

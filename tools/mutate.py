@@ -3364,6 +3364,12 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         "        direction = 2 if flow.default_span[1] > flow.default_span[0] else -1",
         ["tests/test_review_leftovers.py"],
     ),
+    "shifted-grid-early-stop-sign": (
+        "flowrestore/grids.py",
+        "        u = ends[1] + (ends[0] - ends[1]) * w",
+        "        u = ends[1] + (ends[0] + ends[1]) * w",
+        ["tests/test_review_leftovers.py"],
+    ),
 }
 
 
