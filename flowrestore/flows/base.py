@@ -9,7 +9,7 @@ anything):
   ``noise_type`` (``"additive"``: ``g`` independent of ``x``; ``"diagonal"``).
 * :class:`ResidualFlow` — an ODE of the residual form ``dx/dt = (x − D(x, t)) / t`` over a
   clean-image estimate ``D`` (:meth:`ResidualFlow.denoise`), run from ``t = 1`` to ``t = 0``:
-  InDI's flow (InDI, Delbracio & Milanfar 2023, eq. 13) and a diffusion model's
+  InDI's flow (Delbracio & Milanfar 2023, "InDI as a Residual Flow ODE") and a diffusion model's
   probability-flow ODE in the variable ``σ`` (DDIM). Its semi-linear structure
   ``dx/dt = x/t − D/t`` is what exponential-integrator solvers use; it is singular at ``t = 0``.
 

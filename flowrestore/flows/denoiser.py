@@ -2,7 +2,8 @@
 
 EDM (Karras, Aittala, Aila & Laine 2022) and k-diffusion write a diffusion model as a denoiser of
 ``x = x_0 + σ ε``: ``D(x, σ) ≈ E[x_0 | x]``, with the probability-flow ODE
-``dx/dσ = (x − D(x, σ))/σ`` (EDM eq. 3 with ``σ(t) = t``, ``s(t) = 1``; k-diffusion's ``to_d``).
+``dx/dσ = (x − D(x, σ))/σ`` (EDM eq. 1 with ``σ(t) = t`` and its eq. 3 for the score; k-diffusion's
+``to_d``).
 :class:`DenoiserFlow` is this ODE in the time ``t = σ/σ_max ∈ [0, 1]`` — ``dx/dt = (x − D)/t``,
 InDI's residual form, and a :class:`~flowrestore.DiffusionFlow`'s ODE with ``α = 1`` — so Euler
 in ``t`` is Euler in ``σ`` (k-diffusion's ``sample_euler``) and every residual-flow solver steps

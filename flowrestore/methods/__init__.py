@@ -4,7 +4,8 @@ A :class:`Method` says everything the product layer (restore, demo, the shipped 
 command line) needs to know about a method, so that nothing else switches on its name:
 
 * the flow it integrates over a predictor (:attr:`Method.build_flow`: InDI's residual ODE
-  ``dx/dt = (x − F(x, t))/t``, InDI eq. 13; Dirac's reverse SDE, DiracDiffusion eqs. 7–11);
+  ``dx/dt = (x − F(x, t))/t``, InDI's "residual flow ODE"; Dirac's reverse SDE, DiracDiffusion
+  eqs. 6–11);
 * the solvers the command line offers for it, with their descriptions (:attr:`Method.solvers`),
   its default solver and output;
 * its training objective (the loss: :mod:`flowrestore.training.objectives`);

@@ -1,4 +1,5 @@
-"""InDI (Delbracio & Milanfar 2023): the residual flow ``dx/dt = (x − F(x, t))/t`` (eq. 13) over a
+"""InDI (Delbracio & Milanfar 2023): the residual flow ``dx/dt = (x − F(x, t))/t`` (the paper's
+"InDI as a Residual Flow ODE") over a
 clean-image predictor ``F``, trained on pairs ``(x, y)`` with the InDI loss — as a method record.
 
 A predictor's flow declares the grid spacing of each few-NFE solver: a shipped predictor its

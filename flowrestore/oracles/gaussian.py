@@ -10,8 +10,8 @@ Prior ``x ~ N(c, diag σ_c²)`` (per-coordinate ``mean`` c and ``std`` σ_c), de
 - residual-flow ODE ``dx/dt = (x - E[x|x_t]) / t`` from ``x(1) = y`` (docs/math.md §1, §2a):
   ``x_t = h_t c + (y - h c) s_t / s_1`` with ``s_t² = h_t² σ_c² + t² σ²`` the marginal variance of
   ``x_t``. For ``h = 1`` this is docs/math.md §2a's ``c + (y - c) sqrt((t² + α²) / (1 + α²))``,
-  ``α = σ_c / σ``. docs/math.md §2b says there is no elementary closed form for ``h ≠ 1``; there is
-  one for a *diagonal* ``h``: each coordinate is an independent 1-D Gaussian path, the 1-D flow is
+  ``α = σ_c / σ``. For a general ``h ≠ 1`` docs/math.md §2b writes the path; for a *diagonal*
+  ``h`` it is elementary: each coordinate is an independent 1-D Gaussian path, the 1-D flow is
   the monotone (affine) transport between the Gaussian marginals, and differentiating ``h_t c + (y -
   h c) s_t / s_1`` gives exactly ``(x - E[x|x_t]) / t`` (checked in the tests against
   :meth:`GaussianOracle.ode_reference`, a float64 DOP853 integration of the drift);

@@ -297,9 +297,9 @@ class DiracMixture(PosteriorOracle):
         ``c_i`` with this probability, where ``variance`` is the variance of the noise between
         ``y`` and the clean atom. For the SDP ``y_t = x_0 + σ_t z`` (the marginals that
         :meth:`dirac_posterior_mean` assumes) that is ``σ_1²``: the component posterior given
-        ``y_1`` is ``∝ w_i N(y_1; c_i, σ_1²)``. docs/math.md §4 writes ``σ_1² - σ_0²``, which is
-        exact only for a process started from a noiseless ``y_0 = x_0``; the two differ by ``σ_0²``,
-        negligible for ``σ_0 ≪ σ_1`` (tests/oracles checks ``σ_1²`` by simulation with ``σ_0 =
+        ``y_1`` is ``∝ w_i N(y_1; c_i, σ_1²)`` (docs/math.md §4; ``σ_1² − σ_0²`` would be the
+        variance added after a noiseless ``y_0 = x_0``: the two differ by ``σ_0²``, negligible
+        for ``σ_0 ≪ σ_1``; tests/oracles checks ``σ_1²`` by simulation with ``σ_0 =
         0.4``, where the two differ clearly). ``variance``: positive scalar or ``[B]``.
         """
         y = check_state(y, self.event_shape, "y")

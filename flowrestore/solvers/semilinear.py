@@ -36,9 +36,10 @@ interpolate in. Integrating by parts, ``J_m = s ∫_s^t u^m/τ² dτ`` obeys ``J
 eqs. 8–9 and its ``B(h)``) integrates the log-variable polynomial exactly when it has three or
 more nodes, but on a two-node step (its order-2 predictor, which is DPM-Solver++(2M), and its
 order-1 corrector) it replaces the exact ``J_1 = log r + 1 − r`` by ``−h B(h)/2`` with
-``h = −log r``: ``J_1 = −(log r)²/2`` for ``B(h) = h`` (``bh1``) and ``J_1 = (1 − r) log r / 2``
-for ``B(h) = e^h − 1`` (``bh2``, diffusers' default). Both agree with the exact value to
-``O(h²)`` and extrapolate less over large steps. :class:`UniPC` is that solver.
+``h = log r`` (diffusers' ``hh = −h`` of the data-prediction form): ``J_1 = −(log r)²/2`` for
+``B(h) = h`` (``bh1``) and ``J_1 = (1 − r) log r / 2`` for ``B(h) = e^h − 1`` (``bh2``,
+diffusers' default). Both agree with the exact value to ``O(h²)`` and extrapolate less over
+large steps. :class:`UniPC` is that solver.
 
 **The odds** (``power=0`` on a flow declaring ``TimeVariable(odds=True)``: flow matching,
 ``x_t = (1 − t) x_0 + t ε``): its noise-to-signal ratio is ``σ = t/(1 − t)``, not ``t``, and
