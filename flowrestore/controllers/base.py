@@ -50,6 +50,7 @@ __all__ = [
     "positive_number",
     "rms_norm",
     "set_numbers",
+    "set_reals",
 ]
 
 
@@ -62,6 +63,21 @@ def positive_number(name: str, value, *, allow_zero: bool = False) -> float:
     """``value`` as a Python float; refuse anything but a finite real number ``> 0`` (``>= 0``
     with ``allow_zero``; numpy scalars welcome)."""
     return finite_number(name, value, allow_zero=allow_zero)
+
+
+def set_reals(obj, *names: str) -> None:
+    """Check the frozen dataclass ``obj``'s fields ``names`` are finite real numbers of any sign
+    (a ``bool`` is not) and store them as Python floats (a filter gain may be negative)."""
+    for name in names:
+        value = getattr(obj, name)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(value)
+        except OverflowError:  # an int past float's range
+            ok = False
+        if not ok:
+            raise ConfigError(f"{name} must be a finite real number, got {describe(value)}")
+        object.__setattr__(obj, name, float(value))
 
 
 def set_numbers(obj, *names: str, allow_zero: bool = False) -> None:

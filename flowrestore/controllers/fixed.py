@@ -35,7 +35,9 @@ __all__ = ["FixedGrid", "FixedRun", "FixedSchedule"]
 @dataclass(kw_only=True)
 class FixedSchedule(Schedule):
     """``grid``: the stepped part (float64 CPU; it ends at ``t_stop``); ``full``: the whole grid;
-    ``slots``: grid index → save slot for the points reached by a step."""
+    ``slots``: grid index → save slot for the points reached by a step; ``save_times``: the
+    requested save times as given (``save_at="steps"``: the grid), each within the save times'
+    resolution of the grid point whose state its slot holds (:class:`FixedGrid`)."""
 
     grid: Tensor
     full: Tensor
@@ -84,6 +86,14 @@ class FixedGrid(StepController):
             :class:`~flowrestore.Fitted`, ...); ``None`` lets the loop pick the flow's and solver's
             default (see :mod:`flowrestore.integrate.endpoint`).
         times: an explicit strictly monotone 1-D grid (its order sets the direction).
+
+    Save times (``solve(..., save_at=...)``) must be points of the grid, in any order: each is
+    matched to the nearest grid point within the resolution of the dtype it came in
+    (:meth:`~flowrestore.controllers.TimeRequest.save_tolerance`, at least 1e-9), and two save
+    times may not match the same point. The solution's ``ts`` reports the times as requested
+    (``save_at="steps"``: the grid points), not the grid points matched: they differ by at most
+    that resolution (a float32 ``0.3`` is reported as ``0.30000001192``, the state is the grid's
+    at ``0.3``); read the grid points with ``save_at="steps"``.
     """
 
     steps: int | None = None
@@ -165,13 +175,14 @@ _SAVE_ATOL = 1e-9
 
 
 def _save_indices(save_at, grid: Tensor, tol: float) -> list[int]:
-    """The grid index of every save time (within ``tol``), or a :class:`GridError`."""
+    """The grid index of every save time (within ``tol``; two save times may not share one), or
+    a :class:`GridError`."""
     if save_at is None:
         return []
     n = grid.numel()
     if isinstance(save_at, str):
         return list(range(n))
-    idx = []
+    idx: list[int] = []
     for tv in save_at:
         d = (grid - tv).abs()
         k = int(d.argmin())
@@ -180,6 +191,13 @@ def _save_indices(save_at, grid: Tensor, tol: float) -> list[int]:
                 f"save_at time {tv:.9g} is not a point of the step grid (nearest "
                 f"{float(grid[k]):.9g}, {float(d[k]):.3g} away, more than the save times' "
                 f"resolution {tol:.3g})"
+            )
+        if k in idx:
+            # a grid point fills one slot: the other slot would stay NaN
+            raise GridError(
+                f"save_at times {save_at[idx.index(k)]:.17g} and {tv:.17g} are both the grid "
+                f"point {float(grid[k]):.17g} (within the save times' resolution {tol:.3g}): "
+                "each save time must be its own grid point; pass it once"
             )
         idx.append(k)
     return idx

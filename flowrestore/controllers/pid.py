@@ -10,11 +10,18 @@ there are any) and ``k = min(p, q) + 1``, the next step is ``h · clip(factor, d
 ``β_X = Xcoeff / k``: the integral gain reacts to the current error, the proportional gain to its
 change, the derivative gain to the change of the change. ``dcoeff = 0`` is a PI controller
 (``PIController(pcoeff=p, icoeff=i + p)`` is ``PIDController(pcoeff=p, icoeff=i, dcoeff=0)``).
-The default gains ``(1/6, 1/3, 1/6)`` have the 1:2:1 proportions of Söderlind's H312 filter; they
-were chosen by measurement on the package's adaptive test problems (the Gaussian oracle's flow,
-Bosh3 and Dopri5 at ``rtol`` 1e-3 … 1e-7): every solve within its tolerance at 0.9–1.3× the PI
-controller's evaluations, where torchode's example gains (0.2, 0.5, 0) plus a derivative term
-overshot the tolerance 16-fold. ``dt_max`` caps every step (the first one included). Rejected
+In Söderlind's filter form ``factor = safety · e_n^(−β1/k) · e_{n−1}^(−β2/k) · e_{n−2}^(−β3/k)``
+the gains are ``β1 = pcoeff + icoeff + dcoeff``, ``β2 = −(pcoeff + 2 dcoeff)``, ``β3 = dcoeff``
+(at a constant error the factor is ``safety · e^(−icoeff/k)``): his H312PID,
+``β = (1/18, 1/9, 1/18)``, is ``(pcoeff, icoeff, dcoeff) = (−2/9, 2/9, 1/18)`` and H211PI,
+``β = (1/6, 1/6, 0)``, is ``(−1/6, 1/3, 0)`` — ``pcoeff`` may be negative; ``icoeff`` and
+``β1`` must be positive.
+The default gains ``(1/6, 1/3, 1/6)`` (``β = (2/3, −1/2, 1/6)``; 1:2:1 proportions of the
+gains, not Söderlind's H312 filter, whose exponents are 1:2:1) were chosen by measurement on the
+package's adaptive test problems (the Gaussian oracle's flow, Bosh3 and Dopri5 at ``rtol``
+1e-3 … 1e-7): every solve within its tolerance at 0.9–1.3× the PI controller's evaluations,
+where torchode's example gains (0.2, 0.5, 0) plus a derivative term overshot the tolerance
+16-fold. ``dt_max`` caps every step (the first one included). Rejected
 steps, clipping to save times, failures and the starting step are
 :class:`~flowrestore.controllers.error.ErrorController`'s.
 
@@ -28,7 +35,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from flowrestore.controllers.base import set_numbers
+from flowrestore.controllers.base import set_numbers, set_reals
 from flowrestore.controllers.error import ErrorController
 from flowrestore.errors import ConfigError
 
@@ -40,7 +47,8 @@ class PIDController(ErrorController):
     """Per-sample PID step-size control (module docstring for the formula).
 
     Args:
-        pcoeff, icoeff, dcoeff: the proportional, integral and derivative gains.
+        pcoeff, icoeff, dcoeff: the proportional, integral and derivative gains (``icoeff > 0``,
+            ``dcoeff >= 0``, ``pcoeff`` any sign with ``pcoeff + icoeff + dcoeff > 0``).
         dt_max: the largest |step| (``None``: unbounded).
         **the rest**: :class:`~flowrestore.controllers.error.ErrorController`'s (``rtol``,
             ``atol``, ``safety``, ``ifactor``, ``dfactor``, ``min_step``, ``max_steps``, ``dt0``,
@@ -56,8 +64,15 @@ class PIDController(ErrorController):
 
     def __post_init__(self):
         super().__post_init__()
-        set_numbers(self, "pcoeff", "dcoeff", allow_zero=True)
+        set_reals(self, "pcoeff")
+        set_numbers(self, "dcoeff", allow_zero=True)
         set_numbers(self, "icoeff")
+        if not self.pcoeff + self.icoeff + self.dcoeff > 0:
+            raise ConfigError(
+                "pcoeff + icoeff + dcoeff (the exponent of the current error) must be > 0: "
+                f"else a larger error gives a larger step; got pcoeff={self.pcoeff!r}, "
+                f"icoeff={self.icoeff!r}, dcoeff={self.dcoeff!r}"
+            )
         if self.dt_max is not None:
             set_numbers(self, "dt_max")
             if self.dt_max < self.min_step:

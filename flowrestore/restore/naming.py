@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["output_name", "file_seed", "SEED_BITS"]
 
-#: Per-file seeds lie in ``[0, 2**SEED_BITS)``: tile seeds ``seed + 7919·k`` stay below 2**63.
+#: Per-file seeds lie in ``[0, 2**SEED_BITS)``, below ``restore_tiled``'s limit of 2**63.
 SEED_BITS = 60
 
 

@@ -38,12 +38,15 @@ true of no plain convolution, nearly true of the shipped U-Net, whose dependence
 edge of its receptive field (one Euler step: 1e-5 where a tile's weight is 1). A solve of several
 steps lets edge effects travel further, and the difference is then a small, measured tolerance
 (README, "Restore photos with the shipped predictors"; tests/test_tiling.py).
-Stochastic solvers give each tile its own noise seed, so their tiled result is a different
-sample, not the same one.
+Stochastic solvers give each tile its own noise seed (:func:`tile_seed`: the first tile ``seed``
+itself, every other one a hash of ``seed`` and the tile's index, so no two tiles of one run or of
+runs with different seeds share noise), so their tiled result is a different sample, not the same
+one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import numbers
 from collections.abc import Callable
@@ -90,6 +93,7 @@ __all__ = [
     "restore_tiled",
     "count_evaluations",
     "seconds_per_megapixel",
+    "tile_seed",
 ]
 
 
@@ -119,9 +123,10 @@ def restore_tiled(
     network is measured through its clean estimate, a Dirac flow's with its blur, ``Φ + A_1(Φ)``);
     ``plan`` and those four are exclusive.
     ``y`` may stay on the CPU while tiles run on ``device`` (default: the model's device); the
-    result is on ``y``'s device, float32. Stochastic solvers get one seed per tile (``seed`` and
-    the tile index); ``seeds=``, ``noise=`` and ``generator=`` are refused (they would be shared
-    by the batches of tiles), as is ``on_failure='return'`` (a failed tile would be blended in).
+    result is on ``y``'s device, float32. Stochastic solvers get one seed per tile
+    (:func:`tile_seed` of ``seed``, below 2**63, and the tile index); ``seeds=``, ``noise=`` and
+    ``generator=`` are refused (they would be shared by the batches of tiles), as is
+    ``on_failure='return'`` (a failed tile would be blended in).
     A non-finite ``y`` is refused before any tile runs (unless ``check_finite=False``), as is a
     Dirac flow whose family is position-dependent (an ``InpaintingFamily``: its hole is centred
     on the image) on more than one tile. ``on_step(k)`` is called after every solver step with
@@ -142,7 +147,7 @@ def restore_tiled(
             f"restore_tiled: the model takes {channels}-channel images, y must be "
             f"[{channels}, H, W] or [1, {channels}, H, W], got {describe(y)}"
         )
-    _positive_int("steps", steps)
+    steps = _positive_int("steps", steps)
     _check_tiled_arguments(plan, seed, on_step, solve_kwargs, tile, overlap, batch, memory_budget)
     if solve_kwargs.get("check_finite", True) and not bool(torch.isfinite(y).all()):
         # refused before any tile runs (a solve would refuse it only at the tile that holds it)
@@ -174,11 +179,6 @@ def restore_tiled(
             f"plan of {plan.count} tiles"
         )
     seed = int(seed)
-    if seed + _TILE_SEED_STRIDE * (plan.count - 1) >= 2**64:  # tile seeds must fit in 64 bits
-        raise ConfigError(
-            f"restore_tiled: seed must be below 2**64 - {_TILE_SEED_STRIDE} * {plan.count - 1} "
-            f"(one seed per tile, {_TILE_SEED_STRIDE} apart), got {describe(seed)}"
-        )
     row_w, col_w = plan.weights()
     out = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
     for group in _tiles_by_shape(plan):
@@ -187,7 +187,7 @@ def restore_tiled(
             x = torch.cat([y[..., t:b, c:r] for _, _, _, t, b, c, r in chunk]).to(device)
             x = x.to(torch.float32) if not x.is_floating_point() else x
             x = x.contiguous(memory_format=torch.channels_last)  # 20-30 % faster convs on CPU
-            kw = _tile_solve_kwargs(solve_kwargs, [seed + _TILE_SEED_STRIDE * k for k, *_ in chunk])
+            kw = _tile_solve_kwargs(solve_kwargs, [tile_seed(seed, k) for k, *_ in chunk])
             progress = on_step is not None and not kw.get("compile")
             if progress:  # compiled steps take no per-step callback: counted after the solve
                 kw["callback"] = _step_counter(on_step, len(chunk))
@@ -201,8 +201,35 @@ def restore_tiled(
     return out[0] if single else out
 
 
-#: Tile ``k`` of a tiled solve with ``seed=s`` draws its noise from seed ``s + 7919·k``.
-_TILE_SEED_STRIDE = 7919
+#: Tile seeds (``seed=`` and the hashed ones) lie in ``[0, 2**63)``.
+_TILE_SEED_BOUND = 2**63
+
+
+def tile_seed(seed: int, k: int) -> int:
+    """The noise seed of tile ``k`` (row by row, from 0) of a tiled solve with ``seed``.
+
+    Tile 0 draws from ``seed`` itself, so a one-tile restore is the plain solve with
+    ``seeds=[seed]``; tile ``k >= 1`` from the first 63 bits of SHA-256 of ``seed`` and ``k``.
+    Tiles of one run, and tiles of runs with different seeds, thus get unrelated seeds (an
+    arithmetic progression ``seed + c·k`` would give run ``seed + c``'s tile ``k`` the noise of
+    run ``seed``'s tile ``k + 1``), and a tile's seed depends on neither the batch it runs in nor
+    the tiles around it.
+    """
+    for name, value, bound in (("seed", seed, _TILE_SEED_BOUND), ("k", k, None)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 0
+            or (bound is not None and value >= bound)
+        ):
+            raise ConfigError(
+                f"tile_seed: {name} must be an int >= 0{'' if bound is None else ' below 2**63'}, "
+                f"got {describe(value)}"
+            )
+    if k == 0:
+        return int(seed)
+    digest = hashlib.sha256(f"flowrestore-tile:{int(seed)}:{int(k)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _check_tiled_arguments(plan, seed, on_step, solve_kwargs, tile, overlap, batch, budget):
@@ -225,6 +252,12 @@ def _check_tiled_arguments(plan, seed, on_step, solve_kwargs, tile, overlap, bat
         raise ConfigError(f"restore_tiled: plan must be a TilePlan, got {describe(plan)}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"restore_tiled: seed must be an int >= 0, got {describe(seed)}")
+    if seed >= _TILE_SEED_BOUND:
+        raise ConfigError(
+            "restore_tiled: seed must be below 2**63 (tile 0 draws from seed itself, the others "
+            "from hashed seeds below 2**63: every tile's seed is a signed 64-bit int), got "
+            f"{describe(seed)}"
+        )
     per_batch = sorted({"seeds", "noise", "generator"} & set(solve_kwargs))
     if per_batch:
         # one seed per tile from seed=: a tile's noise does not depend on the other tiles, on

@@ -9,6 +9,7 @@ side, overlap and batch from the network (:mod:`.probe`) and a memory budget.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +33,12 @@ MAX_TILE = {"cpu": 512, "cuda": 1024}
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """``value`` as a Python int, or a :class:`ConfigError` naming ``name`` unless it is an
+    integer ``>= minimum`` (numpy integers welcome, as :func:`flowrestore.solve` takes them; a
+    ``bool`` is not a size)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{name} must be an int >= {minimum}, got {describe(value)}")
-    return value
+    return int(value)
 
 
 def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
@@ -44,10 +48,11 @@ def axis_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     have one size (chosen so the tiles spread evenly) and the last, which ends at ``length``, is
     at most that size. One tile if ``length <= tile``.
     """
-    _positive_int("length", length)
-    _positive_int("multiple", multiple)
-    _positive_int("overlap", overlap, 0)
-    if _positive_int("tile", tile) >= length:
+    length = _positive_int("length", length)
+    multiple = _positive_int("multiple", multiple)
+    overlap = _positive_int("overlap", overlap, 0)
+    tile = _positive_int("tile", tile)
+    if tile >= length:
         return [(0, length)]
     if tile < 2 * overlap + multiple:
         raise ConfigError(
@@ -127,10 +132,9 @@ class TilePlan:
     def __post_init__(self):
         """A plan built by hand is checked as :func:`plan_tiles` builds one: positive sizes and
         batch, and per axis spans ``(start, stop)`` inside it, in order, covering it, no gaps."""
-        _positive_int("height", self.height)
-        _positive_int("width", self.width)
-        _positive_int("overlap", self.overlap, 0)
-        _positive_int("batch", self.batch)
+        for field, minimum in (("height", 1), ("width", 1), ("overlap", 0), ("batch", 1)):
+            # stored as Python ints (a numpy integer in a repr, a cache key or a config)
+            object.__setattr__(self, field, _positive_int(field, getattr(self, field), minimum))
         for name, spans, length in (
             ("rows", self.rows, self.height),
             ("cols", self.cols, self.width),
@@ -139,7 +143,7 @@ class TilePlan:
             ok = ok and all(
                 isinstance(s, tuple)
                 and len(s) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in s)
                 and 0 <= s[0] < s[1] <= length
                 for s in spans
             )
@@ -150,6 +154,7 @@ class TilePlan:
                     f"TilePlan: {name} must be a tuple of (start, stop) int pairs covering "
                     f"range({length}) in order, without gaps, got {describe(spans)}"
                 )
+            object.__setattr__(self, name, tuple((int(a), int(b)) for a, b in spans))
 
     @property
     def tiles(self) -> list[tuple[int, int, int, int]]:
@@ -201,16 +206,21 @@ def plan_tiles(
 
     ``model`` is a flow (its network is measured through it) or a predictor ``model(x, t)``.
     ``tile`` (side, px), ``overlap`` (px) and ``batch`` (tiles per solve) default to values derived
-    from ``model`` and ``memory_budget`` (bytes of activations; :func:`default_budget`). ``tile=0``
+    from ``model`` and ``memory_budget`` (bytes of activations; :func:`default_budget`): the
+    default side is the largest multiple of ``multiple`` whose one tile fits the budget (at most
+    :data:`MAX_TILE` for the device), but never below ``2 * overlap + 4 * multiple`` — a budget
+    smaller than that one tile still gets it, one tile per batch. ``tile=0``
     means one tile: the whole image, as is a ``tile`` at least as large as both sides (then
     nothing is measured: no ``model`` or ``overlap`` is needed). ``multiple`` is the alignment of
     tile origins (default: the least common multiple of :func:`network_multiple` and the block
     size of the flow's degradation, :func:`~flowrestore.tiling.probe.degradation_multiple`).
     """
-    _positive_int("height", height)
-    _positive_int("width", width)
+    height = _positive_int("height", height)
+    width = _positive_int("width", width)
     if tile is not None:
-        _positive_int("tile", tile, 0)  # 0: one tile (a bool is not a size)
+        tile = _positive_int("tile", tile, 0)  # 0: one tile (a bool is not a size)
+    if overlap is not None:
+        overlap = _positive_int("overlap", overlap, 0)
     if tile is not None and tile >= max(height, width) and overlap is None:
         overlap = 0  # one tile: no overlap to measure
     if device is None:
@@ -222,10 +232,10 @@ def plan_tiles(
             if model is not None
             else 1
         )
-    _positive_int("multiple", multiple)
+    multiple = _positive_int("multiple", multiple)
     if memory_budget is None:
         memory_budget = default_budget(device)
-    _positive_int("memory_budget", memory_budget)
+    memory_budget = _positive_int("memory_budget", memory_budget)
     bpp = activation_bytes_per_pixel(model)
     fits = floor_to(math.sqrt(memory_budget / bpp), multiple)
     cap = min(MAX_TILE.get(device.type, MAX_TILE["cpu"]), fits)
@@ -235,10 +245,10 @@ def plan_tiles(
         if model is None:
             raise ConfigError("plan_tiles: pass model= or overlap=")
         overlap = ceil_to(receptive_radius(model, multiple=multiple, device=device), multiple)
-    _positive_int("overlap", overlap, 0)
+    overlap = _positive_int("overlap", overlap, 0)
     if tile is None:
         tile = max(cap, 2 * overlap + 4 * multiple)
-    _positive_int("tile", tile)
+    tile = _positive_int("tile", tile)
     rows = axis_spans(height, tile, overlap, multiple)
     cols = axis_spans(width, tile, overlap, multiple)
     if batch is None:
@@ -247,5 +257,5 @@ def plan_tiles(
         batch = max(1, min(len(rows) * len(cols), memory_budget // (th * tw * bpp)))
         if device.type == "cpu":
             batch = min(batch, 4)
-    _positive_int("batch", batch)
+    batch = _positive_int("batch", batch)
     return TilePlan(height, width, tuple(rows), tuple(cols), overlap, batch)
