@@ -11,7 +11,7 @@ with ``∂_p B_p`` analytic and ``p'(t)`` exact for a :class:`~flowrestore.sched
 plain callable ``p`` the derivative is the central difference ``(p(t+h) - p(t-h)) / (2h)`` in
 float64 (one-sided, inside [0, 1], at the ends) with ``h = fd_step`` (default 1e-4, error O(h²)).
 Any callable ``A(x, t)`` can be used through :func:`as_family` (derivative by central difference in
-``x``'s dtype, default step 1e-3).
+``x``'s dtype, default step 1e-3, at least that dtype's eps: 2⁻⁷ in bfloat16).
 
 **Checks at build time, none in the hot path.** A family's parameter schedule is checked once, on a
 CPU probe of ``[0, 1]``, when the family is built (a blur width or hole size finite and ``>= 0``);
@@ -31,7 +31,13 @@ from collections.abc import Callable
 import torch
 
 from flowrestore.degradations._conv import as_planes, check_fits, check_padding, separable
-from flowrestore.degradations.base import LinearOperator, batch_time, per_sample, shares_time
+from flowrestore.degradations.base import (
+    LinearOperator,
+    batch_time,
+    per_sample,
+    resident,
+    shares_time,
+)
 from flowrestore.degradations.blur import (
     check_kernel_size,
     default_kernel_size,
@@ -49,6 +55,7 @@ from flowrestore.schedules import (
     check_on_unit_interval,
     difference_points,
 )
+from flowrestore.schedules.base import _wide
 from flowrestore.tensors import broadcasts_to
 
 __all__ = [
@@ -96,11 +103,17 @@ class _AtTime(LinearOperator):
         as_time_tensor(t, name="t")  # in [0, 1] (a tensor: one host read, now)
         self.family, self.t = family, t
 
+    def _time(self, like: torch.Tensor):
+        """The time; a tensor time is copied to ``like``'s device once (:func:`resident`), not at
+        every application (a host tensor copied to the GPU inside every step of a solve)."""
+        t = self.t
+        return resident(self, t, like) if isinstance(t, torch.Tensor) else t
+
     def A(self, x):
-        return self.family(x, self.t, check=False)
+        return self.family(x, self._time(x), check=False)
 
     def A_adjoint(self, y):
-        return self.family.adjoint(y, self.t, check=False)
+        return self.family.adjoint(y, self._time(y), check=False)
 
     def select_rows(self, rows, ndim):
         """The rows ``rows`` of per-sample times ``[B]`` (a shared time returns this operator):
@@ -166,7 +179,10 @@ class FunctionFamily(Family):
     """Wrap any callable ``fn(x, t)`` (``t`` a ``[B]`` tensor) as a family.
 
     ``time_derivative`` defaults to the central difference ``(A_{t+h}x - A_{t-h}x) / (2h)``
-    (one-sided inside [0, 1] at the ends), ``h = fd_step``. Give ``adjoint`` to make it linear.
+    (one-sided inside [0, 1] at the ends), ``h = fd_step`` — at least the eps of ``x``'s dtype
+    (2⁻⁷ in bfloat16), so that ``t ± h`` rounded to that dtype are two times; the quotient divides
+    by the distance between them. Give ``adjoint`` to make it linear (then ``at(t)`` and
+    ``check_adjoint`` are offered, as for a :class:`LinearFamily`).
     """
 
     def __init__(
@@ -211,11 +227,30 @@ class FunctionFamily(Family):
             )
         return _AtTime(self, t)
 
+    check_adjoint = LinearFamily.check_adjoint  # a family given an adjoint is checked alike
+
     def _dt(self, x, tt):
         if self._deriv is not None:
             return self._deriv(x, tt)
-        lo, hi, dt = difference_points(tt, self.h)
-        return (self.fn(x, hi) - self.fn(x, lo)) / per_sample(dt, x)
+        lo, hi, dt = _rounded_points(tt, self.h)
+        diff = self.fn(x, hi) - self.fn(x, lo)
+        return (diff.to(dt.dtype) / per_sample(dt, diff)).to(diff.dtype)
+
+
+def _rounded_points(tt: torch.Tensor, h: float):
+    """``(lo, hi, hi − lo)`` of a central difference at ``tt``, the points in ``tt``'s dtype (the
+    dtype a user's ``A(x, t)`` is called with) and their distance in float64.
+
+    The points are placed in float64 and rounded once; the step is at least the eps of ``tt``'s
+    dtype, so that the rounded points differ (in bfloat16 ``t ± 1e-3`` rounded to ``t`` itself for
+    every ``t >= 0.5``: a 0 / 0 derivative), and the quotient divides by the distance between the
+    points used, not by the nominal ``2h``.
+    """
+    if tt.is_floating_point():
+        h = max(h, torch.finfo(tt.dtype).eps)
+    lo, hi, _ = difference_points(_wide(tt), h)
+    lo, hi = lo.to(tt.dtype), hi.to(tt.dtype)
+    return lo, hi, _wide(hi) - _wide(lo)
 
 
 def as_family(A) -> Family:
@@ -360,7 +395,8 @@ class InpaintingFamily(LinearFamily):
         return m
 
     def mask(self, t, x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
-        """The mask ``m_t`` for the batch ``x`` [B, *, H, W], shape ``[B, 1, H, W]``."""
+        """The mask ``m_t`` for the batch ``x`` [B, *, H, W], shape ``[B, 1, H, W]`` (a mask of
+        ``size=`` in ``x``'s dtype)."""
         tt, _ = batch_time(t, x, check=check)
         return self._mask(tt, x)
 
@@ -369,12 +405,18 @@ class InpaintingFamily(LinearFamily):
         if self.mask_fn is not None:
             if not derivative:
                 return self._user_mask(tt, h, w, b).to(x.dtype)
-            lo, hi, dt = difference_points(tt, self.h)
-            dm = self._user_mask(hi, h, w, b) - self._user_mask(lo, h, w, b)
-            return dm.to(x.dtype) / dt.reshape(-1, 1, 1, 1)
+            # the times in float64: the mask depends on t alone, and in half precision t ± h
+            # rounded to one time (a 0 / 0 derivative at every pixel)
+            # (each mask widened before the difference: two boolean masks cannot be subtracted)
+            lo, hi, dt = difference_points(_wide(tt), self.h)
+            m_hi, m_lo = (self._user_mask(s, h, w, b).to(dt.dtype) for s in (hi, lo))
+            return ((m_hi - m_lo) / dt.reshape(-1, 1, 1, 1)).to(x.dtype)
         s = self.size.value(tt)
         m = self._from_size(s, h, w, derivative)
-        return m * self.size.slope(tt).reshape(-1, 1, 1, 1) if derivative else m
+        if derivative:
+            m = m * self.size.slope(tt).reshape(-1, 1, 1, 1)
+        # in x's dtype: a schedule with a float64 tensor parameter made a float32 image float64
+        return m.to(x.dtype) if x.is_floating_point() else m
 
     def _mul(self, x, m):
         return (as_planes(x) * m).reshape(x.shape)
@@ -408,13 +450,15 @@ class DownsampleFamily(LinearFamily):
         check_on_unit_interval(self.amount, name="amount")  # finite on [0, 1]
 
     def _apply(self, x, tt, scalar):
-        a = per_sample(self.amount.value(tt), x)
+        # the amount in x's dtype (a float64 tensor parameter made a float32 image float64)
+        a = per_sample(self.amount.value(tt).to(x.dtype), x)
         return x + a * (block_average(x, self.factor) - x)
 
     _adjoint = _apply
 
     def _dt(self, x, tt):
-        return per_sample(self.amount.slope(tt), x) * (block_average(x, self.factor) - x)
+        da = per_sample(self.amount.slope(tt).to(x.dtype), x)
+        return da * (block_average(x, self.factor) - x)
 
 
 class DiagonalFamily(LinearFamily):

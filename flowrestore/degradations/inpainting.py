@@ -77,7 +77,14 @@ def _coverage(u: torch.Tensor, half: torch.Tensor, derivative: bool):
 
 
 def box_hole_mask(size: torch.Tensor, h: int, w: int, *, derivative: bool = False):
-    """``1 - cov_y cov_x``, centred box of side ``size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂s``)."""
+    """``1 - cov_y cov_x``, centred box of side ``size`` [B] → ``[B, 1, h, w]`` (or ``∂m/∂s``).
+
+    A half-precision ``size`` is evaluated in float32 (bfloat16 holds integers exactly only up to
+    256: the pixel grid of a larger image was rounded, a mask off-centre by up to a pixel) and
+    returned in its dtype.
+    """
+    if size.dtype in (torch.float16, torch.bfloat16):
+        return box_hole_mask(size.float(), h, w, derivative=derivative).to(size.dtype)
     yy, xx = _grid(h, w, size)
     half = (size / 2).reshape(-1, 1)
     cy, cx = _coverage(yy[None], half, False), _coverage(xx[None], half, False)

@@ -1,6 +1,8 @@
 """Additive Gaussian measurement noise ``y = x + std · z``, ``z ~ N(0, I)`` (docs/math.md §3, σ_1).
 
-Used to make observations reproducibly: pass a ``torch.Generator`` (on ``x``'s device).
+Used to make observations reproducibly: pass a ``torch.Generator``. The noise is drawn on the
+generator's device and copied to ``x``'s when they differ, so one CPU generator gives the same
+observation for images on the CPU and on a GPU.
 """
 
 from __future__ import annotations
@@ -49,10 +51,17 @@ class AdditiveGaussianNoise:
     def __call__(
         self, x: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Return ``x`` (a floating-point tensor) plus fresh noise drawn from ``generator``."""
+        """Return ``x`` (a floating-point tensor) plus fresh noise drawn from ``generator`` (a
+        ``torch.Generator`` of any device, or None: torch's global RNG)."""
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise ConfigError(f"x must be a floating-point tensor, got {describe(x)}")
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(
+                f"generator must be a torch.Generator or None, got {describe(generator)}"
+            )
+        where = x.device if generator is None else generator.device
+        # drawn on the generator's device (a CPU generator cannot fill a CUDA tensor), then copied
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
         std = self.std
         if isinstance(std, torch.Tensor):
             std = std.to(device=x.device, dtype=x.dtype)

@@ -31,6 +31,7 @@ on two batches returning a scalar or per-image values (averaged), e.g. LPIPS as 
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -182,6 +183,24 @@ def _check_schedule_args(images, family_of_param, budget, data_range) -> None:
     finite_number("data_range", data_range)
 
 
+def _check_takes_images(op, p) -> None:
+    """Refuse (:class:`ConfigError`) an operator that cannot be called on the images alone — a
+    family ``A(x, t)`` (e.g. a GaussianBlurFamily) returned for ``p`` failed with an untyped
+    TypeError about a missing ``t``."""
+    try:
+        sig = inspect.signature(op)
+    except (TypeError, ValueError):  # no signature to read (a builtin): taken on trust
+        return
+    try:
+        sig.bind(None)
+    except TypeError:
+        raise ConfigError(
+            f"family_of_param({p!r}) must return an operator callable on the images alone, "
+            f"A(images); got {describe(op)}, which needs more arguments (a family A(x, t) is "
+            f"not an operator: return e.g. GaussianBlur(p))"
+        ) from None
+
+
 class _Ladder:
     """The images degraded at each candidate severity and their dissimilarities, each computed
     once, and Algorithm 2's split of an interval."""
@@ -201,6 +220,7 @@ class _Ladder:
                     f"family_of_param({p!r}) must return an operator (a callable on images), "
                     f"got {describe(op)}"
                 )
+            _check_takes_images(op, p)
             out = op(self.images)
             b = self.images.shape[0]
             if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != b:
