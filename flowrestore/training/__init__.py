@@ -1,5 +1,4 @@
-"""Training machinery for restoration-flow predictors (docs/math.md §1 "Training", §3 "Training
-losses").
+"""Training machinery for restoration-flow predictors (docs/math.md §1 "Training", §3 "Training").
 
 Reference U-Net (:class:`UNet`), time distributions p(t) (:func:`resolve_tdist`), InDI and Dirac
 losses, paired patches from the bundled photos (:class:`PatchDataset`, :func:`make_degradation`),
@@ -57,13 +56,17 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# names computed at each access (never cached here): TASKS follows the task registry
+_LIVE = frozenset({"TASKS"})
+
 
 def __getattr__(name: str):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'flowrestore.training' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"flowrestore.training.{mod}"), name)
-    globals()[name] = value
+    if name not in _LIVE:
+        globals()[name] = value
     return value
 
 

@@ -8,7 +8,9 @@
 
 Arguments map one to one onto :class:`~flowrestore.training.trainer.TrainConfig` (``--task-param
 K=V`` and ``--tdist-param K=V`` take JSON values); the last line printed (rank 0) is a JSON summary
-of the run. ``python -m flowrestore.training.trainer`` is the same command.
+of the run. A bad argument or a refused option is one line on stderr naming it, exit code 2
+(``--debug`` shows the traceback of a refused option). ``python -m flowrestore.training.trainer``
+is the same command.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m flowrestore.training",
         description="Train an InDI / Dirac clean-image predictor (on the CPU).",
     )
+    # a usage error is one line naming the option (argparse printed its whole usage block first)
+    p.error = _one_line_error(p)
     d = TrainConfig()
     p.add_argument("--task", choices=task_names(), default=d.task)
     p.add_argument(
@@ -83,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_error(parser: argparse.ArgumentParser):
+    """``parser.error`` that prints one line (no usage block) and exits with code 2."""
+
+    def error(message: str):
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    return error
+
+
 def _kv(items, flag):
     out = {}
     for item in items:
@@ -106,7 +119,7 @@ def config_from_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     unet = {}
     if a.base_channels is not None:
         unet["base_channels"] = a.base_channels
-    if a.channel_mults:
+    if a.channel_mults is not None:  # "" is refused below, never read as "the default"
         try:
             unet["channel_mults"] = [int(s) for s in a.channel_mults.split(",")]
         except ValueError:

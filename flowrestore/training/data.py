@@ -15,7 +15,8 @@ scikit-image it is the same picture as ``"chelsea"``. The 25×25 LFW faces
 **Channels.** Every image is float32 in [0, 1], shape ``[C, H, W]``: ``channels=3`` repeats grey
 images into RGB, ``channels=1`` converts colour with ``skimage.color.rgb2gray`` (ITU-R 709 luma).
 
-**Tasks** are the records of :mod:`flowrestore.tasks` (``TASKS`` here are their names):
+**Tasks** are the records of :mod:`flowrestore.tasks` (``TASKS`` here is the tuple of their
+names, read from the registry at each access, so a task registered later is included):
 :func:`make_degradation` gives ``deg(x, generator) -> y`` on batches ``[B, C, H, W]`` — the task's
 operator plus its Gaussian noise:
 
@@ -74,7 +75,19 @@ TRAINING_IMAGES: tuple[str, ...] = (
     "hubble_deep_field",
     "text",
 )
-TASKS: tuple[str, ...] = task_names()
+
+TASKS: tuple[str, ...]  # declared only: computed by __getattr__ below at each access
+
+
+def __getattr__(name: str):
+    """``TASKS``: the names of the tasks registered in :data:`flowrestore.tasks.TASKS` *now*.
+
+    Computed at each access (PEP 562), so a task added to the registry after this module was
+    imported is listed too (a tuple taken at import missed it).
+    """
+    if name == "TASKS":
+        return task_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _to_tensor(img: np.ndarray, channels: int) -> torch.Tensor:
@@ -250,6 +263,20 @@ class PatchDataset:
         if len(chans) != 1 or any(im.ndim != 3 for im in imgs):
             raise ShapeError(
                 f"PatchDataset: images must all be [C, H, W] with one C, got channels {chans}"
+            )
+        if degradation is not None and not callable(degradation):
+            hint = (
+                " (a task name: pass make_degradation(name))"
+                if isinstance(degradation, str)
+                else ""
+            )
+            raise ConfigError(
+                f"PatchDataset: degradation must be None or a callable deg(x, generator) -> y, "
+                f"got {describe(degradation)}{hint}"
+            )
+        if not isinstance(augment, bool):  # a string "false" would read as True
+            raise ConfigError(
+                f"PatchDataset: augment must be True or False, got {describe(augment)}"
             )
         small = [n for n, im in zip(names, imgs, strict=True) if min(im.shape[-2:]) < patch_size]
         if small:

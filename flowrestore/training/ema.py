@@ -8,6 +8,8 @@ not dominated by the random initialisation.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ class EMA:
     """EMA of a module's weights: ``update(model)``, ``copy_to(model)``, state dicts."""
 
     def __init__(self, model: nn.Module, *, decay: float = 0.999, warmup: bool = True):
-        if not (isinstance(decay, (int, float)) and 0.0 <= decay < 1.0):
+        if isinstance(decay, bool) or not (isinstance(decay, numbers.Real) and 0.0 <= decay < 1.0):
             raise ConfigError(f"EMA: decay must be a number in [0, 1), got {describe(decay)}")
         self.decay = float(decay)
         self.warmup = bool(warmup)

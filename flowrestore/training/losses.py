@@ -1,4 +1,4 @@
-"""Training losses for restoration flows (docs/math.md §1 "Training" and §3 "Training losses").
+"""Training losses for restoration flows (docs/math.md §1 "Training" and §3 "Training").
 
 InDI (docs/math.md §1, the paper's eq. with ``ε_t``)::
 
@@ -28,6 +28,8 @@ the loss by hand.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +74,12 @@ def _sample_t(tdist, n, generator, x, t):
     return resolve_tdist(tdist).sample(n, generator, dtype=x.dtype).to(x.device)
 
 
+def _check_reduction(reduction) -> None:
+    """Refuse an unknown ``reduction`` before any predictor evaluation."""
+    if not (isinstance(reduction, str) and reduction in _REDUCTIONS):
+        raise ConfigError(f"reduction must be one of {_REDUCTIONS}, got {describe(reduction)}")
+
+
 def reduce_loss(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce per-sample losses ``[B]`` by ``"mean"``, ``"sum"`` or ``"none"``."""
     if reduction == "mean":
@@ -109,9 +117,7 @@ def indi_components(
         raise ShapeError(
             f"y must have the shape of x {tuple(x.shape)} (InDI needs it), got {describe(y)}"
         )
-    if not (
-        isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < float("inf")
-    ):
+    if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and 0 <= eps < math.inf):
         raise ConfigError(f"eps must be a finite number >= 0, got {describe(eps)}")
     b = x.shape[0]
     tt = _sample_t(tdist, b, generator, x, t)
@@ -141,6 +147,7 @@ def indi_loss(
     """InDI loss ``E ||F(x_t, t) - x||_p`` (p=1: mean |·|, p=2: mean (·)²) over pixels, samples."""
     if isinstance(p, bool) or p not in (1, 2):
         raise ConfigError(f"p must be 1 or 2, got {describe(p)}")
+    _check_reduction(reduction)  # before the predictor runs, not after
     batch = indi_components(x, y, tdist=tdist, eps=eps, brownian=brownian, generator=generator, t=t)
     pred = predictor(batch.x_t, batch.t)
     if not isinstance(pred, torch.Tensor) or pred.shape != x.shape:
@@ -188,7 +195,7 @@ def dirac_components(
     """Draw ``t`` then ``z``; build ``y_t = A_t(x0) + σ_t z``, ``τ = max(t-Δt, 0)``, ``A_τ(x0)``."""
     _check_batch("x0", x0)
     if not (
-        isinstance(lookahead, (int, float))
+        isinstance(lookahead, numbers.Real)
         and not isinstance(lookahead, bool)
         and 0 <= lookahead <= 1
     ):
@@ -222,6 +229,7 @@ def dirac_ir_loss(
     t: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Incremental-reconstruction loss ``E w(t) ||A_τ(Φ(y_t,t)) - A_τ(x0)||²``, τ = max(t-Δt, 0)."""
+    _check_reduction(reduction)  # before the network runs, not after
     batch = dirac_components(
         x0, A=A, sigma=sigma, lookahead=lookahead, tdist=tdist, generator=generator, t=t
     )

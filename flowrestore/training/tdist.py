@@ -18,6 +18,7 @@ Offered here, each with a reproducible ``sample(n, generator)`` and an exact ``c
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -113,7 +114,7 @@ class Power(TimeDistribution):
     def __post_init__(self):
         k = self.k
         if not (
-            isinstance(k, (int, float)) and not isinstance(k, bool) and np.isfinite(k) and k > 0
+            isinstance(k, numbers.Real) and not isinstance(k, bool) and np.isfinite(k) and k > 0
         ):
             raise ConfigError(
                 f"Power time distribution: k must be a finite number > 0, got {describe(self.k)}"
@@ -145,7 +146,7 @@ class Beta(TimeDistribution):
     def __post_init__(self):
         for nm, v in (("a", self.a), ("b", self.b)):
             if not (
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v > 0
             ):
                 raise ConfigError(
                     f"Beta time distribution: {nm} must be a finite number > 0, got {describe(v)}"

@@ -69,8 +69,10 @@ class TrainConfig:
     Construction refuses (:class:`~flowrestore.errors.ConfigError` naming the option) wrong values
     and options the method would ignore: ``eps``, ``brownian``, ``loss_p`` with
     ``method="dirac"`` (its loss is squared and noise-free), ``lookahead`` with ``method="indi"``
-    (each set away from its default), ``brownian=True`` with ``eps=0``, a ``patch_size`` that is
-    not a multiple of the task's scale or too small for its degradation. ``grad_clip``: ``None`` or
+    (each set away from its default), the task's noise parameter in ``task_params`` with
+    ``method="dirac"`` (its noise is ``σ_t``, from ``sigma_min`` to ``sigma_max``),
+    ``brownian=True`` with ``eps=0``, a ``patch_size`` that is not a multiple of the task's scale
+    or too small for its degradation. ``grad_clip``: ``None`` or
     ``0`` mean no clipping (as ``--grad-clip 0``), a negative or non-finite value is refused.
     Training stops with :class:`~flowrestore.errors.NonFiniteError` at the first non-finite loss,
     before the optimiser applies it; no checkpoint with non-finite weights is written.
@@ -349,7 +351,9 @@ class _Run:
 def _setup(config: TrainConfig) -> _Run:
     """Model (same initial weights on every rank), EMA, optimiser and this rank's generator."""
     world, rank, owned = _dist_info()
-    torch.manual_seed(config.seed)
+    # the CPU generator only: the model is built on the CPU, and torch.manual_seed would also
+    # reseed every CUDA device, a state fork_rng(devices=[]) does not give back to the caller
+    torch.random.default_generator.manual_seed(config.seed)
     model = build_model(config)
     return _Run(
         config=config,
@@ -531,27 +535,39 @@ def train(config: TrainConfig, *, progress: bool = True, resume=None, callback=N
 
 def _train(config: TrainConfig, progress: bool, resume, callback, ck):
     run = _setup(config)
-    if resume is not None:
-        _resume(run, resume, ck)
-    run.net = run.model
-    if run.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    bar = None
+    try:
+        if resume is not None:
+            _resume(run, resume, ck)
+        run.net = run.model
+        if run.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-        run.net = DistributedDataParallel(run.model)
-    objective = objective_for(config)
-    data = _dataset(config, objective)
-    bar = _progress_bar(run, progress)
-    run.model.train()
-    t0 = time.perf_counter()
-    for step in range(run.start, config.steps):
-        loss = _step(run, objective, data)
-        _show(bar, run, step + 1)
-        if callback is not None:
-            callback(step + 1, loss, run.model)
-        _maybe_checkpoint(run, step + 1)
-    if bar is not None:
-        bar.close()
-    return run.model, _finish(run, time.perf_counter() - t0)
+            run.net = DistributedDataParallel(run.model)
+        objective = objective_for(config)
+        data = _dataset(config, objective)
+        bar = _progress_bar(run, progress)
+        run.model.train()
+        t0 = time.perf_counter()
+        for step in range(run.start, config.steps):
+            loss = _step(run, objective, data)
+            _show(bar, run, step + 1)
+            if callback is not None:
+                callback(step + 1, loss, run.model)
+            _maybe_checkpoint(run, step + 1)
+        return run.model, _finish(run, time.perf_counter() - t0)
+    except BaseException:
+        # a refused resume, a non-finite loss or an interrupt: the process group this call
+        # opened is closed on the way out too (it was left open, and torch warned at exit)
+        if run.owned:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 if (

@@ -12,7 +12,8 @@ reflect-padded (bottom/right, replicate when the image is too small to reflect) 
 multiple and the output is cropped back, so the output always has the input's spatial shape.
 An input of another floating dtype than the weights (a float64 or bfloat16 state) is computed in
 the weights' dtype and returned in its own, so every solver's state dtype works with a float32
-model (its precision is the model's).
+model (its precision is the model's); an integer or complex input is refused
+(:class:`~flowrestore.errors.ArgumentTypeError`).
 
 With ``residual=True`` the network outputs ``x + net(x, t)`` and the last convolution is initialised
 to zero, so an untrained model is the identity map — a good starting point for restoration, where
@@ -48,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flowrestore.errors import ConfigError, ShapeError, describe
+from flowrestore.errors import ArgumentTypeError, ConfigError, ShapeError, describe
 
 __all__ = ["UNet", "timestep_embedding"]
 
@@ -248,9 +249,16 @@ class UNet(nn.Module):
         return self._net(x, t)[0]
 
     def _net(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(x, torch.Tensor):
+            raise ArgumentTypeError(f"UNet: x must be a torch.Tensor, got {describe(x)}")
         if x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
             raise ShapeError(
                 f"UNet: x must be [B, {self.config['in_channels']}, H, W], got {describe(x)}"
+            )
+        if not torch.is_floating_point(x):  # a uint8 image came back as truncated uint8 garbage
+            raise ArgumentTypeError(
+                f"UNet: x must be a real floating-point tensor (images in [0, 1]), got dtype "
+                f"{x.dtype}"
             )
         b = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
