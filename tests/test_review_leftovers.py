@@ -417,3 +417,21 @@ def test_shifted_grid_on_a_span_that_stops_early_is_the_shifted_power_law(rho):
     u = u1 + (u0 - u1) * w
     torch.testing.assert_close(grid, s * u / (1 + (s - 1) * u), rtol=1e-12, atol=1e-12)
     assert grid[0] == t0 and grid[-1] == t1
+
+
+def test_declared_spacings_know_every_solver_class_and_no_other_export():
+    """The flows recognise a solver class by its protocol (they sit below the solvers and
+    cannot import Solver): every exported solver is one, no other exported class is."""
+    import inspect
+
+    from flowrestore.flows.declared import check_spacings
+
+    classes = [getattr(fr, n) for n in fr.__all__ if inspect.isclass(getattr(fr, n))]
+    solvers = [c for c in classes if issubclass(c, fr.Solver)]
+    assert len(solvers) >= 15
+    for c in solvers:
+        assert check_spacings({c: fr.Uniform()}) == {c: fr.Uniform()}
+    for c in classes:
+        if not issubclass(c, fr.Solver):
+            with pytest.raises(fr.errors.ArgumentTypeError, match="solver classes"):
+                check_spacings({c: fr.Uniform()})

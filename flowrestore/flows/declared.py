@@ -34,12 +34,10 @@ def check_spacings(spacings) -> dict[type, Spacing]:
         raise ArgumentTypeError(
             f"spacings must be a dict {{solver class: Spacing}} or None, got {describe(spacings)}"
         )
-    from flowrestore.solvers.base import Solver  # here: the solvers import the flows
-
     for key, value in spacings.items():
         # any other class (fr.Karras, a flow class) was kept and never matched a solver: the
         # declared spacing was silently not used
-        if not isinstance(key, type) or not issubclass(key, Solver):
+        if not _is_solver_class(key):
             raise ArgumentTypeError(
                 f"spacings keys must be solver classes (e.g. fr.DataIPNDM), got {describe(key)}"
             )
@@ -49,6 +47,17 @@ def check_spacings(spacings) -> dict[type, Spacing]:
                 f"got {describe(value)}"
             )
     return dict(spacings)
+
+
+def _is_solver_class(key) -> bool:
+    """Whether ``key`` is a solver class, by the protocol every :class:`~flowrestore.Solver`
+    has (``step``, ``init`` and the ``flow_types`` it steps, a class attribute or a property):
+    the flows sit below the solvers and cannot import their base class."""
+    return (
+        isinstance(key, type)
+        and all(callable(getattr(key, name, None)) for name in ("step", "init"))
+        and isinstance(getattr(key, "flow_types", None), (tuple, property))
+    )
 
 
 class DeclaredGrids:
