@@ -387,6 +387,7 @@ def test_dirac_training_refuses_the_task_noise_it_ignores():
         with pytest.raises(ConfigError, match=rf"task_params\['{noise}'\].*method='dirac'"):
             TrainConfig(method="dirac", task=task, task_params={noise: 0.2})
         TrainConfig(method="dirac", task=task)  # the task's default noise is not the user's
+        TrainConfig(method="dirac", task=task, task_params={noise: 0.0})  # no noise: agreed
         TrainConfig(method="indi", task=task, task_params={noise: 0.2})
 
 

@@ -196,8 +196,9 @@ class TrainConfig:
                 "TrainConfig: brownian=True needs eps > 0 (the Brownian noise's scale), got eps=0"
             )
         noise = get_task(self.task).noise_param
-        if self.method == "dirac" and noise in self.task_params:
-            # Dirac's degradation carries its own noise, sigma_t from sigma_min to sigma_max
+        if self.method == "dirac" and self.task_params.get(noise, 0) != 0:
+            # Dirac's degradation carries its own noise, sigma_t from sigma_min to sigma_max (a
+            # task noise of 0, as the shipped dirac-deblur's recorded command gives, says so)
             raise ConfigError(
                 f"TrainConfig: task_params[{noise!r}]={describe(self.task_params[noise])} has no "
                 f"effect with method='dirac' (its noise is sigma_t, from sigma_min to sigma_max); "
