@@ -86,9 +86,12 @@ def _registry() -> dict:
 
 
 def _write_registry_file(path, data: dict) -> None:
-    """Write a registry (``{"format": ..., "models": {...}}``) to ``path`` atomically."""
+    """Write a registry (``{"format": ..., "models": {...}}``) to ``path`` atomically, and
+    forget the one read before: this process's next :func:`pretrained` reads the new entries
+    (the SHA-256 of weights just exported, grids just fitted), not the stale ones."""
     text = json.dumps(data, indent=1) + "\n"
     write_atomic(path, lambda f: f.write(text.encode()))
+    _registry.cache_clear()
 
 
 def list_pretrained() -> list[str]:
@@ -221,6 +224,11 @@ def model_spec(model_or_meta) -> ModelSpec:
     trainer checkpoint's predictor from :func:`flowrestore.training.checkpoint.load_predictor`
     (no ``.metadata``: read from its ``.train_config``, as ``restore --checkpoint`` does).
     """
+    if isinstance(model_or_meta, str):  # flow_for("indi-deblur"): the name, not the model
+        raise ConfigError(
+            f"expected a predictor, got the name {model_or_meta!r}: load it first with "
+            f"pretrained(name), name one of {list_pretrained()}"
+        )
     meta = getattr(model_or_meta, "metadata", None)
     config = getattr(model_or_meta, "train_config", None)
     if not isinstance(model_or_meta, dict) and not isinstance(meta, dict):

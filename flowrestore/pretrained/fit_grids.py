@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from importlib import resources
 
 import torch
@@ -59,6 +60,13 @@ def crops(spec) -> torch.Tensor:
     return torch.stack(out).contiguous()
 
 
+def _db(error: float) -> float | None:
+    """A check's worst-crop PSNR (dB, 2 decimals) from its error ``-PSNR``; ``None`` where it is
+    not finite (a grid whose solve failed scores ``inf``): ``json.dumps`` would write
+    ``-Infinity``, which is not JSON, into the registry."""
+    return round(-error, 2) if math.isfinite(error) else None
+
+
 def fit_model(name: str, steps=STEPS, log=print) -> dict:
     """Fit, check and return the registry's ``"grids"`` entry for the shipped model ``name``
     (:func:`flowrestore.integrate.fit_grids`, judged by the worst check crop's PSNR)."""
@@ -77,18 +85,18 @@ def fit_model(name: str, steps=STEPS, log=print) -> dict:
     checked, seconds = {}, {}
 
     def record(r):
-        n, db = str(r["steps"]), {k: round(-v, 2) for k, v in r["fits"].items()}
+        n, db = str(r["steps"]), {k: _db(v) for k, v in r["fits"].items()}
         seconds[n] = round(r["seconds"], 1)
         best = min(r["fits"], key=r["fits"].get)  # the library's pick (unrounded)
         checked[n] = {
-            "generic_db": round(-r["default"], 2),
+            "generic_db": _db(r["default"]),
             "fitted_db": db[best],
             "fit": best,
             "tries_db": db,
         }
         log(
             f"{name} N={n}: default {-r['default']:.2f} dB, fitted "
-            + ", ".join(f"{label} {v:.2f}" for label, v in db.items())
+            + ", ".join(f"{label} {-r['fits'][label]:.2f}" for label in db)
             + f" dB ({r['kept'] or 'none'} kept; fits {seconds[n]} s)"
         )
 

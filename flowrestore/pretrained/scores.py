@@ -7,6 +7,8 @@ solver names the command line, the demo and the registry use, read from the meth
 
 from __future__ import annotations
 
+import copy
+import itertools
 import numbers
 import time
 
@@ -54,6 +56,40 @@ def _check_run(run, method) -> tuple:
     return solver_name, steps, output, t_end
 
 
+def _on_device(model, device: torch.device):
+    """``model`` on ``device``, leaving the caller's module where it was: the module itself when
+    all its parameters and buffers are there already, else a copy whose tensors are moved there
+    (each copied once, straight to ``device``). A model that is not a module is used as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # where .to("cuda") goes
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    if all(t.device == device for t in tensors):
+        return model
+    memo = {}
+    for t in tensors:
+        moved = t.detach().to(device, copy=True)
+        if isinstance(t, torch.nn.Parameter):
+            moved = torch.nn.Parameter(moved, requires_grad=t.requires_grad)
+        memo[id(t)] = moved
+    return copy.deepcopy(model, memo).to(device)  # .to: tensors held outside parameters/buffers
+
+
+def _check_clean(clean) -> None:
+    """``clean`` must be a floating-point batch of images ``[N, C, H, W]`` with ``N >= 1``."""
+    if not (
+        isinstance(clean, torch.Tensor)
+        and clean.is_floating_point()
+        and clean.dim() == 4
+        and clean.shape[0] >= 1
+    ):
+        raise ConfigError(
+            "evaluate: clean must be a floating-point tensor of images [N, C, H, W] with N >= 1 "
+            f"(values in [0, 1]), got {describe(clean)}"
+        )
+
+
 def evaluate(
     model, clean: torch.Tensor, runs, *, seed: int = 0, device="cpu", keep_images: bool = False
 ) -> list[dict]:
@@ -65,7 +101,8 @@ def evaluate(
     ``solver="phi"`` is the one-shot clean estimate ``F(y, 1)`` / ``Φ(y, 1)`` (1 NFE). The first
     row is the degraded input (``solver="input"``, NFE 0). Rows: mean PSNR/SSIM over the images,
     per-image PSNR, NFE, seconds per image, high-frequency energy relative to the clean image's
-    (``hf_ratio``).
+    (``hf_ratio``). The runs use the model on ``device``: the caller's module itself when it is
+    there already, else a copy moved there (the caller's module is never moved).
     """
     from flowrestore.integrate import solve
     from flowrestore.metrics import high_frequency_energy, psnr, ssim
@@ -73,11 +110,12 @@ def evaluate(
     from flowrestore.runtime import resolve_device
 
     method = model_spec(model).method
+    _check_clean(clean)
     runs = [_check_run(run, method) for run in runs]  # every run, before any work
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63 - 1:
         raise ConfigError(f"evaluate: seed must be an int in [0, 2**63 - 1), got {describe(seed)}")
     device = resolve_device(device, hint="use device='cpu'")
-    model = model.to(device)
+    model = _on_device(model, device)  # not model.to(device): that moved the caller's module
     x = clean.to(device)
     gen = torch.Generator().manual_seed(seed)
     y = degrade_for(model, x.cpu(), generator=gen).to(device)
