@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -59,7 +60,15 @@ def train_ddpm(
     lr: float = 2e-3,
     log=print,
 ) -> tuple[Path, float]:
-    """Train (or reuse) the DDPM; returns the pipeline folder and the training seconds."""
+    """Train (or reuse) the DDPM; returns the pipeline folder and the training seconds.
+
+    ``prediction_type``: ``"v_prediction"`` or ``"epsilon"``, the two targets the loop trains
+    (any other is refused: it would train on the velocity and save a scheduler that reads the
+    network's output as something else)."""
+    if prediction_type not in ("v_prediction", "epsilon"):
+        raise ValueError(
+            f"prediction_type must be 'v_prediction' or 'epsilon', got {prediction_type!r}"
+        )
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     config = {"steps": steps, "batch": batch, "channels": channels, "seed": seed, "lr": lr,
@@ -147,6 +156,25 @@ MODES = {
     "exact": {"iterations": 600, "schedule": "constant"},
     "detached": {"iterations": 300, "schedule": "cosine"},
 }
+
+
+def write_summary(out: Path, summary: dict, example: str) -> Path:
+    """Write ``OUT/summary.json`` tagged ``"example": example``. The examples share that name (the
+    README runs them all with ``--out ./out``): replacing one another example wrote (or one of
+    unknown origin) is said on stderr, even with ``--quiet``."""
+    path = out / "summary.json"
+    if path.exists():
+        try:
+            before = json.loads(path.read_text()).get("example")
+        except (ValueError, AttributeError):
+            before = None
+        if before != example:
+            print(
+                f"{example}: replacing {path} (written by {before or 'something else'})",
+                file=sys.stderr,
+            )
+    path.write_text(json.dumps({"example": example, **summary}, indent=1))
+    return path
 
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
@@ -246,6 +274,8 @@ def main(argv=None) -> dict:
     y = y + args.noise * torch.randn(y.shape, generator=g)
     p_obs = psnr(y.clamp(0, 1), x)
     summary = {
+        # every option it ran with (the seed included): the run can be repeated from the summary
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_steps": args.train_steps,
         "train_time_s": train_s,
         "faces": n,
@@ -310,7 +340,7 @@ def main(argv=None) -> dict:
     fig_path = args.out / "bird_diffusion.png"
     figure(fig_path, y, rows, x, w_true.tolist())
     summary["figure"] = str(fig_path)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_summary(args.out, summary, "bird_diffusion.py")
     log(f"wrote {fig_path}")
     return summary
 

@@ -1,5 +1,8 @@
 """Blind deblurring of faces with BIRD through a small generative InDI flow (docs/math.md §1, §5).
 
+BIRD: Chihaoui, Lemkhenter & Favaro, "Blind Image Restoration via Fast Diffusion Inversion",
+NeurIPS 2024; the flow is InDI's (Delbracio & Milanfar, "Inversion by Direct Iteration", TMLR 2023).
+
 1. **Train a generative InDI model** on the bundled LFW faces (``skimage.data.lfw_subset()``: its
    first 100 images are faces; :func:`flowrestore.training.lfw_faces` splits them 80 train / 20
    held out), cropped to 24×24 grayscale. "Generative" means the degraded image is pure noise:
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +125,25 @@ def figure(path: Path, y, x_hat, x, w_true, w_est) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_summary(out: Path, summary: dict, example: str) -> Path:
+    """Write ``OUT/summary.json`` tagged ``"example": example``. The examples share that name (the
+    README runs them all with ``--out ./out``): replacing one another example wrote (or one of
+    unknown origin) is said on stderr, even with ``--quiet``."""
+    path = out / "summary.json"
+    if path.exists():
+        try:
+            before = json.loads(path.read_text()).get("example")
+        except (ValueError, AttributeError):
+            before = None
+        if before != example:
+            print(
+                f"{example}: replacing {path} (written by {before or 'something else'})",
+                file=sys.stderr,
+            )
+    path.write_text(json.dumps({"example": example, **summary}, indent=1))
+    return path
 
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
@@ -237,6 +260,8 @@ def main(argv=None) -> dict:
     fig_path = args.out / "blind_deblur.png"
     figure(fig_path, y, res.x, x, w_true.tolist(), w_est.tolist())
     summary = {
+        # every option it ran with (the seed included): the run can be repeated from the summary
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "gradient": res.gradient,
         "iterations": args.iterations,
         "time_s": res.time_s,
@@ -247,7 +272,7 @@ def main(argv=None) -> dict:
         "residual_rms": res.residual_rms.tolist(),
         "figure": str(fig_path),
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_summary(args.out, summary, "blind_deblur.py")
     log(f"wrote {fig_path}")
     return summary
 

@@ -107,6 +107,8 @@ QUICK_GRIDS = {
 #: the options --quick overrides
 QUICK_SETS = ("--train-steps", "--batch", "--channels", "--val-faces", "--test-faces", "--nfe",
               "--bird-steps", "--bird-iterations", "--bird-every")  # fmt: skip
+#: the options that only shape a model trained here (--retrain, --quick, or no shipped model)
+TRAIN_SETS = ("--train-steps", "--batch", "--channels")
 WIDTH = 1.5  # the Gaussian blur's width in pixels
 #: the trained faces DDPM shipped with the repository (see the module docstring)
 SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "ddpm-faces"
@@ -214,7 +216,9 @@ def bird_validation(lr: dict, flow, faces, cfg) -> dict:
             curve[k] = float(psnr(x_hat, faces).mean())
 
     inv = bird_inversion(flow, cfg.bird_steps, cfg.bird_iterations, lr)
-    res = inv.run(2 * y - 1, generator=torch.Generator().manual_seed(5), callback=record)
+    # the latent's draw follows --seed (5 at the default seed 0, as recorded)
+    g = torch.Generator().manual_seed(cfg.seed + 5)
+    res = inv.run(2 * y - 1, generator=g, callback=record)
     curve[cfg.bird_iterations] = float(psnr(((res.x + 1) / 2).clamp(0, 1), faces).mean())
     return {"hp": lr, "curve": curve}
 
@@ -262,7 +266,8 @@ def evaluate_bird(flow, test, validation: list[dict], cfg, log) -> dict:
 def run_jobs(jobs: dict, workers: int, parts: Path) -> dict:
     """Run ``jobs`` (name → ``(dependencies, fn)``, ``fn(results) -> result``) on ``workers``
     forked processes, each started once its dependencies have finished, first ready first;
-    results come back through ``parts/INDEX.pt``. ``workers == 1`` runs them here, in order."""
+    results come back through ``parts/INDEX.pt``, removed once read (and ``parts`` with the last,
+    when empty: it is no output). ``workers == 1`` runs them here, in order."""
     results: dict = {}
     if workers == 1:
         for name, (_, fn) in jobs.items():
@@ -291,6 +296,11 @@ def run_jobs(jobs: dict, workers: int, parts: Path) -> dict:
                     other.terminate()
                 raise RuntimeError(f"job {name!r} failed (exit code {proc.exitcode})")
             results[name] = torch.load(path, weights_only=False)
+            path.unlink()
+    try:
+        parts.rmdir()
+    except OSError:  # not empty: files that are not this run's are left alone
+        pass
     return results
 
 
@@ -372,9 +382,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help=f"a trained pipeline folder (default: {SHIPPED.parent.name}/"
                         f"{SHIPPED.name} where present, else train one into OUT)")  # fmt: skip
     p.add_argument("--retrain", action="store_true", help="train the DDPM into OUT instead")
-    p.add_argument("--train-steps", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--channels", type=int, default=16)
+    trains = "when a model is trained here (--retrain, or no shipped model)"
+    p.add_argument("--train-steps", type=int, default=2000, help=trains)
+    p.add_argument("--batch", type=int, default=32, help=trains)
+    p.add_argument("--channels", type=int, default=16, help=trains)
     p.add_argument("--val-faces", type=int, default=8, help="held-out faces 0.. (validation)")
     p.add_argument("--test-faces", type=int, default=12, help="the held-out faces after them")
     p.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50])
@@ -389,15 +400,25 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true")
     cfg = p.parse_args(argv)
     cfg.grids = GRIDS
+    tokens = [a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv)]
+
+    def given(flag: str) -> bool:  # on the command line, abbreviations included
+        return any(t.startswith("--") and len(t) > 2 and flag.startswith(t) for t in tokens)
+
     if cfg.quick:
         # --quick sets these: one given as well would be ignored without a word
-        tokens = [a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv)]
         for flag in QUICK_SETS:
-            if any(t.startswith("--") and len(t) > 2 and flag.startswith(t) for t in tokens):
+            if given(flag):
                 p.error(f"{flag}: --quick sets it; leave out one or the other")
         cfg.train_steps, cfg.batch, cfg.channels, cfg.retrain = 3, 4, 8, cfg.model is None
         cfg.val_faces, cfg.test_faces, cfg.nfe = 2, 2, [2, 3]
         cfg.bird_steps, cfg.bird_iterations, cfg.bird_every, cfg.grids = 2, 2, 1, QUICK_GRIDS
+    elif not cfg.retrain and (cfg.model is not None or (SHIPPED / "model_index.json").exists()):
+        # no training happens: the shipped or given model is used as it is
+        for flag in TRAIN_SETS:
+            if given(flag):
+                used = "--model" if cfg.model is not None else f"the shipped {SHIPPED.name}"
+                p.error(f"{flag}: only trains a model (--retrain); this run uses {used}")
     cfg.nfes = sorted(cfg.nfe)
     held_out = len(BIRD.faces("heldout"))
     if min(cfg.val_faces, cfg.test_faces) < 1 or cfg.val_faces + cfg.test_faces > held_out:
@@ -530,7 +551,7 @@ def main(argv=None) -> dict:
         "bird_validation": [{"hp": c["hp"], "psnr_by_iteration": c["curve"]} for c in curves],
         "rows": [{k: v for k, v in r.items() if k != "image"} for r in rows],
     }
-    (cfg.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    BIRD.write_summary(cfg.out, summary, "compare_restoration.py")
     log(f"total {total:.0f} s wall, {cpu:.0f} CPU s (all workers; the model's training, "
         f"{train_s:.0f} s, not included); wrote {cfg.out}")  # fmt: skip
     return summary

@@ -1,9 +1,11 @@
 """Dirac on a 2-D mixture: trajectories, data consistency along the reverse process, early stopping.
 
-The setting of docs/math.md §4 with the exact predictor ``Φ = E[x_0 | y_t]`` from the oracle: prior
-``Σ_i w_i δ(x − c_i)`` with centres ``(±1, ±1)`` and weights ``(0.1, 0.2, 0.3, 0.4)``, degradation
-``A_t = diag(a_t)``, ``a_t = 1 − t (1 − (1, 0.3))`` (the second coordinate shrinks to 0.3 at
-``t = 1``) and ``σ_t`` geometric 0.01 → 0.5. Observations ``y_1 = A_1 x_0 + σ_1 z`` (``x_0`` ~
+DiracDiffusion (Fabian, Tinaz & Soltanolkotabi, "DiracDiffusion: Denoising and Incremental
+Reconstruction with Assured Data-Consistency", ICML 2024) in the setting of docs/math.md §4, with
+the exact predictor ``Φ = E[x_0 | y_t]`` from the oracle: prior ``Σ_i w_i δ(x − c_i)`` with
+centres ``(±1, ±1)`` and weights ``(0.1, 0.2, 0.3, 0.4)``, degradation ``A_t = diag(a_t)``,
+``a_t = 1 − t (1 − (1, 0.3))`` (the second coordinate shrinks to 0.3 at ``t = 1``) and ``σ_t``
+geometric 0.01 → 0.5. Observations ``y_1 = A_1 x_0 + σ_1 z`` (``x_0`` ~
 prior) are run back to ``t = 0`` by Dirac's discrete reverse step (``fr.DiracStep``, paper eq. 7).
 
 Three panels:

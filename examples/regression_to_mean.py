@@ -1,6 +1,7 @@
 """Regression to the mean: one-step MMSE vs InDI with N steps on a 2-D Dirac mixture.
 
-The InDI paper's figure 2 (docs/math.md §2c): with the exact posterior mean as predictor, one step
+The InDI paper's figure 2 (Delbracio & Milanfar, "Inversion by Direct Iteration", TMLR 2023;
+docs/math.md §2c): with the exact posterior mean as predictor, one step
 (``N = 1``) returns ``E[x | y]``, a weighted average of the centres that lies *between* them
 (regression to the mean), while InDI with many small steps transports every observation onto one
 of the centres, and the landing frequencies match the mixture weights.
@@ -33,6 +34,8 @@ def main(argv=None) -> Path:
         p.error(f"--out {a.out}: a file, not a folder")
     if a.samples < 1 or min(a.steps) < 1:
         p.error(f"--samples and --steps must be >= 1, got {a.samples} and {a.steps}")
+    if len(set(a.steps)) != len(a.steps):
+        p.error(f"--steps {' '.join(map(str, a.steps))}: each step count at most once")
     if not 0 < a.sigma < float("inf"):
         p.error(f"--sigma must be a finite number > 0, got {a.sigma}")
 

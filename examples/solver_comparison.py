@@ -3,10 +3,11 @@
 Left: the Gaussian-prior oracle (relative error of ``x̂_0`` against the closed-form ODE solution).
 Right: a 4-D Dirac mixture (fraction of samples landing on a different centre than a tight
 float64 reference). flowrestore's solvers and torchdiffeq's methods (via ``fr.Torchdiffeq``) run
-on the same ``InDIFlow``: InDI's residual-flow ODE ``dx/dt = (x − F(x, t))/t`` from ``t = 1``
-(``x = y``) to ``t = 0`` (docs/math.md §1; Euler is the InDI sampler, its semi-linear form gives
-the multistep solvers), with the exact ``F = E[x | x_t]`` of the closed-form oracles (§2); the
-solvers and their step-size control are those of §6.
+on the same ``InDIFlow``: the residual-flow ODE ``dx/dt = (x − F(x, t))/t`` of InDI (Delbracio &
+Milanfar, "Inversion by Direct Iteration", TMLR 2023) from ``t = 1`` (``x = y``) to ``t = 0``
+(docs/math.md §1; Euler is the InDI sampler, its semi-linear form gives the multistep solvers),
+with the exact ``F = E[x | x_t]`` of the closed-form oracles (§2); the solvers and their
+step-size control are those of §6.
 
     python examples/solver_comparison.py [--out ./out] [--quick]
 
