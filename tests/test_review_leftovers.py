@@ -436,3 +436,26 @@ def test_declared_spacings_know_every_solver_class_and_no_other_export():
         if not issubclass(c, fr.Solver):
             with pytest.raises(fr.errors.ArgumentTypeError, match="solver classes"):
                 check_spacings({c: fr.Uniform()})
+
+
+def test_every_shipped_models_recorded_training_command_is_a_valid_config():
+    """A later check in TrainConfig once refused the shipped dirac-deblur's recorded command
+    (noise=0.0 with method='dirac'): each recorded command must still parse into the recorded
+    configuration (the checkpoints' path and interval aside)."""
+    import dataclasses
+    import shlex
+
+    from flowrestore.pretrained import list_pretrained, pretrained_info
+    from flowrestore.training.cli import config_from_args
+
+    for name in list_pretrained():
+        info = pretrained_info(name)["train"]
+        argv = shlex.split(info["command"])
+        assert argv[:3] == ["python", "-m", "flowrestore.training.trainer"], name
+        config, _ = config_from_args(argv[3:])
+        got = dataclasses.asdict(config)
+        want = dict(info["config"])
+        for d in (got, want):  # where and how often checkpoints were written: not the model
+            d.pop("checkpoint")
+            d.pop("checkpoint_every")
+        assert got == want, name
