@@ -24,12 +24,7 @@ from flowrestore.restore import list_inputs, output_name, restore_files
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The restore command sets torch's thread count; put it back after each test."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 def _png(path, size=(24, 20), mode="RGB", seed=0):

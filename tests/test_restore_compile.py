@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import flowrestore.restore as restore_mod
@@ -17,12 +16,7 @@ from flowrestore.cli import main
 from flowrestore.integrate import compiled as compiled_module
 from flowrestore.restore import load_model, restore_files
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 def _run(src, out, **kw):

@@ -28,13 +28,7 @@ from flowrestore.imageio import (
 from flowrestore.restore import list_inputs, restore_files
 from flowrestore.restore.planning import TileOptions, plan_jobs
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The restore command sets torch's thread count; put it back after each test."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 class Identity(torch.nn.Module):

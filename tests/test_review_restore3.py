@@ -15,13 +15,7 @@ from PIL import Image
 from flowrestore.restore import restore_files
 from flowrestore.restore.files import is_own_output
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The restore command sets torch's thread count; put it back after each test."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_threads")
 
 
 @pytest.fixture

@@ -15,13 +15,7 @@ from flowrestore.tasks import get_task
 from flowrestore.tasks.blend import BlendFamily, DownUp
 from flowrestore.tiling import TilePlan, plan_tiles, receptive_radius, restore_tiled
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Box(nn.Module):

@@ -152,13 +152,7 @@ def test_receptive_radius_of_a_known_stack():
     assert receptive_radius(_Convs(7), multiple=4) == 7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One CPU thread: the machine is shared, and the U-Net runs several times slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

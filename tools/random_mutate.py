@@ -54,7 +54,7 @@ MODULES = {
     "flowrestore/integrate/weight_fitting.py": [FEW],
     "flowrestore/integrate/start.py": ["tests/fewnfe/test_analytic_start.py"],
     "flowrestore/integrate/refine.py": [FEW],
-    "flowrestore/integrate/finish.py": [CORE],
+    "flowrestore/integrate/finish.py": [CORE, "tests/test_review_loop4.py"],
     "flowrestore/integrate/stepping.py": [CORE],
     "flowrestore/integrate/endpoint.py": [CORE, FEW],
     "flowrestore/grids.py": [FEW, CORE, "tests/diffusion"],
