@@ -24,10 +24,10 @@ needs ``pip install -e ".[diffusers]"``). ``--train-steps 3 --iterations 2 --fac
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -158,23 +158,18 @@ MODES = {
 }
 
 
-def write_summary(out: Path, summary: dict, example: str) -> Path:
-    """Write ``OUT/summary.json`` tagged ``"example": example``. The examples share that name (the
-    README runs them all with ``--out ./out``): replacing one another example wrote (or one of
-    unknown origin) is said on stderr, even with ``--quiet``."""
-    path = out / "summary.json"
-    if path.exists():
-        try:
-            before = json.loads(path.read_text()).get("example")
-        except (ValueError, AttributeError):
-            before = None
-        if before != example:
-            print(
-                f"{example}: replacing {path} (written by {before or 'something else'})",
-                file=sys.stderr,
-            )
-    path.write_text(json.dumps({"example": example, **summary}, indent=1))
-    return path
+def _blind_example():
+    """``examples/blind_deblur.py`` as a module (its ``write_summary``: one writer for the
+    examples' shared ``OUT/summary.json``)."""
+    spec = importlib.util.spec_from_file_location(
+        "blind_deblur", Path(__file__).with_name("blind_deblur.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_summary = _blind_example().write_summary
 
 
 def check_args(p: argparse.ArgumentParser, args) -> None:
