@@ -459,3 +459,23 @@ def test_every_shipped_models_recorded_training_command_is_a_valid_config():
             d.pop("checkpoint")
             d.pop("checkpoint_every")
         assert got == want, name
+
+
+def test_a_plain_flow_over_a_shipped_predictor_refuses_8_bit_pixels_before_any_evaluation():
+    """Was: flow_for(F) refused a 0..255 image, but fr.InDIFlow(F) — as README's snippets build
+    it — ran the predictor on it silently (outputs far outside [0, 1])."""
+    model = fr.pretrained("indi-deblur")
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for flow in (fr.InDIFlow(model), fr.pretrained.flow_for(model)):
+        with pytest.raises(ConfigError, match=r"indi-deblur.*\[0, 1\].*divide by 255"):
+            fr.solve(flow, fr.Euler(), y * 255, steps=2)
+        assert not calls
+    assert fr.solve(fr.InDIFlow(model), fr.Euler(), y, steps=2).x.isfinite().all()
+    dirac = fr.pretrained("dirac-deblur")
+    sde = fr.DiracSDE(dirac, fr.degradations.DiagonalFamily(a=lambda t: 1 - 0.5 * t), 0.05)
+    with pytest.raises(ConfigError, match=r"dirac-deblur.*divide by 255"):
+        fr.solve(sde, fr.DiracStep(), y * 255, steps=2, generator=torch.Generator())
+    # a predictor that declares nothing is not checked (any value range is the user's)
+    fr.solve(fr.InDIFlow(lambda x, t: x), fr.Euler(), y * 255, steps=2)

@@ -1624,19 +1624,19 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/degradations/test_operators.py"],
     ),
     "value-range-margin-off": (
-        "flowrestore/methods/flows.py",
+        "flowrestore/flows/value_range.py",
         "margin = 0.5 * (hi - lo)",
         "margin = 0.5005 * (hi - lo)",
         ["tests/core/test_value_range.py"],
     ),
     "value-range-margin-from-sum": (
-        "flowrestore/methods/flows.py",
+        "flowrestore/flows/value_range.py",
         "margin = 0.5 * (hi - lo)",
         "margin = 0.5 * (hi + lo)",
         ["tests/core/test_value_range.py"],
     ),
     "value-range-hint-threshold": (
-        "flowrestore/methods/flows.py",
+        "flowrestore/flows/value_range.py",
         'hint = " (8-bit pixels? divide by 255)" if xmax > 2 * hi else ""',
         'hint = " (8-bit pixels? divide by 255)" if xmax > 3 * hi else ""',
         ["tests/core/test_value_range.py"],
@@ -2902,7 +2902,7 @@ MUTATIONS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/fewnfe/test_choose_spacing.py"],
     ),
     "value-range-ignores-input-noise": (
-        "flowrestore/methods/flows.py",
+        "flowrestore/flows/value_range.py",
         "margin = 0.5 * (hi - lo) + 6.0 * float(noise_std)",
         "margin = 0.5 * (hi - lo)",
         ["tests/core/test_value_range.py"],

@@ -128,6 +128,10 @@ MODULES = {
     "flowrestore/training/trainer.py": ["tests/training"],
     "flowrestore/training/unet.py": ["tests/training", "tests/test_pretrained.py"],
     "flowrestore/methods/flows.py": ["tests/core/test_value_range.py", "tests/test_pretrained.py"],
+    "flowrestore/flows/value_range.py": [
+        "tests/core/test_value_range.py",
+        "tests/test_pretrained.py",
+    ],
     "flowrestore/solvers/torchsde_adapter.py": [
         "tests/dirac/test_torchsde_adapter.py",
         "tests/diffusion/test_sde.py",

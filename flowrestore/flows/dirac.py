@@ -67,6 +67,7 @@ from flowrestore.errors import (
     finite_number,
 )
 from flowrestore.flows.base import SDE, batch_time, bcast, check_output
+from flowrestore.flows.value_range import check_declared_range
 from flowrestore.schedules import Schedule, as_schedule, as_time_tensor, check_on_unit_interval
 
 __all__ = ["DiracEstimate", "DiracSDE"]
@@ -235,6 +236,8 @@ class DiracSDE(SDE):
             )
         if callable(self.guidance):  # its result's shape, before any predictor evaluation
             self._eta(torch.ones((), dtype=x.dtype, device=x.device), x)
+        if getattr(self, "value_range", None) is None:  # a PredictorDiracSDE checks its own
+            check_declared_range(x, self.phi)
 
     def _time(self, t, like: Tensor | None = None) -> Tensor:
         """``t`` as given inside a solve; on a direct call checked to lie in [0, 1], a real

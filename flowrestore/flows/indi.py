@@ -27,6 +27,7 @@ from torch import Tensor
 from flowrestore.errors import ArgumentTypeError, ShapeError, describe
 from flowrestore.flows.base import ResidualFlow, batch_time, call_user, check_cond
 from flowrestore.flows.declared import DeclaredGrids
+from flowrestore.flows.value_range import check_declared_range
 from flowrestore.grids import FittedGrids, Spacing
 
 __all__ = ["InDIFlow"]
@@ -101,7 +102,9 @@ class InDIFlow(DeclaredGrids, ResidualFlow):
         return f"InDIFlow({type(self.predictor).__name__})"
 
     def check_state(self, x: Tensor) -> None:
-        """Validate the start state and, if given, that the observation has its shape."""
+        """Validate the start state and, if given, that the observation has its shape; a
+        predictor that declares its ``value_range`` (a shipped one) refuses a state far outside
+        it (:mod:`flowrestore.flows.value_range`)."""
         super().check_state(x)
         if self.observation is not None and self.observation.shape != x.shape:
             raise ShapeError(
@@ -115,6 +118,8 @@ class InDIFlow(DeclaredGrids, ResidualFlow):
                 f"observation has dtype {y.dtype} on {y.device}, but the start state has dtype "
                 f"{x.dtype} on {x.device}: pass observation=y.to(x_start)"
             )
+        if getattr(self, "value_range", None) is None:  # a PredictorInDIFlow checks its own
+            check_declared_range(x, self.predictor)
 
     def for_solve(self, x_start: Tensor, t_start: float) -> InDIFlow:
         """A copy whose observation is ``x_start`` when none was given and ``t_start = 1``."""

@@ -174,7 +174,21 @@ def _load(name: str, device="cpu"):
     model.requires_grad_(False)
     model.metadata = info
     model.train_config = info.get("train", {}).get("config")
+    _declare_inputs(model, name)
     return model.to(device).eval()
+
+
+def _declare_inputs(model, name: str) -> None:
+    """What a shipped predictor takes, declared on it: any flow over it — ``fr.InDIFlow(model)``,
+    ``fr.DiracSDE(model, ...)``, not only :func:`flow_for`'s — refuses a start state far outside
+    its value range (``0..255`` pixels) before anything is evaluated
+    (:mod:`flowrestore.flows.value_range`)."""
+    from flowrestore.methods.base import IMAGE_RANGE
+    from flowrestore.methods.spec import ModelSpec
+
+    model.value_range = IMAGE_RANGE
+    model.input_noise_std = float(ModelSpec.of(model).input_noise)
+    model.model_name = name
 
 
 class _Pretrained:
