@@ -24,6 +24,8 @@ def check_value_range(
     it (NaN included). ``noise_std``: the std of the Gaussian noise the predictor's inputs carry
     (its task's), which takes a degraded image's pixels past the clean range: at σ = 0.2, a 96²
     crop of a photo with black pixels reaches −0.78 (``flowrestore.pretrained.degrade_for``)."""
+    if x.device.type == "meta":  # no values to read (a device-placement check on meta)
+        return
     lo, hi = value_range
     margin = 0.5 * (hi - lo) + 6.0 * float(noise_std)
     with torch.no_grad():
